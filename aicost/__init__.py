@@ -1,0 +1,42 @@
+"""aicost: LLM spend made visible, attributable and controllable from inside the application.
+
+``import aicost; aicost.instrument()`` turns every OpenAI / Anthropic SDK call into an OpenTelemetry span with
+its token counts, model and exact cost. Importing aicost is cheap and has no side effects: nothing is patched,
+no vendor SDK is imported and nothing is fetched until ``instrument()`` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .usage import Usage
+
+__version__ = "0.1.0"
+
+# Public names resolved on first use, so ``import aicost`` stays cheap and optional parts (budgets, cache)
+# cost nothing until used. name -> module that defines it.
+_LAZY: dict[str, str] = {
+    "instrument": "aicost.instrumentation",
+    "uninstrument": "aicost.instrumentation",
+    "is_instrumented": "aicost.instrumentation",
+    "Cost": "aicost.pricing",
+    "collect_calls": "aicost.hooks",
+    "CallInfo": "aicost.hooks",
+    "CallResult": "aicost.hooks",
+}
+
+__all__ = ["Usage", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aicost' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

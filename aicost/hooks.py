@@ -1,0 +1,181 @@
+"""The seams through which budgets, attribution rollups and the cache see every billable call.
+
+The instrumentation core knows nothing about budgets or caches. It calls, for every billable vendor call:
+
+1. ``before_call(info)`` on each registered :class:`CallInterceptor`, *before* anything is sent. An interceptor
+   may raise to refuse the call (the exception reaches the application: that is the point of a budget), may
+   change ``info.kwargs`` (downgrade the model, cap ``max_tokens``), and may return a ticket.
+2. ``ticket.after_call(result)`` once the call is over: response read, stream exhausted / closed / failed,
+   or the vendor raised. ``result.cost`` is what the vendor bills, or ``None`` when nothing is billable.
+3. Every listener registered with :func:`add_listener`, and every :class:`CallCollector` that was active in
+   the context where the call *started* (so a stream that is consumed later still counts for the scope that
+   started it).
+
+Any exception from an interceptor's ticket, a listener or a collector other than the refusal in step 1 is
+logged once and swallowed: a bug in a hook must not break the host application.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .usage import Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pricing import Cost
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """A billable call about to be made. ``kwargs`` is the live keyword-argument dict of the SDK call."""
+
+    provider: str  # gen_ai.provider.name, e.g. "openai", "anthropic", "azure.ai.openai", "aws.bedrock"
+    operation: str  # gen_ai.operation.name: "chat", "text_completion", "embeddings", ...
+    endpoint: str  # aicost's endpoint key, e.g. "openai.chat.completions.create"
+    request_model: str | None
+    kwargs: dict[str, Any]
+    stream: bool
+    is_async: bool
+    # Attributes an interceptor wants on the call's span (e.g. aicost.budget.downgraded_from).
+    span_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CallResult:
+    info: CallInfo
+    usage: Usage | None
+    cost: "Cost | None"
+    response_model: str | None
+    error_type: str | None
+    duration_s: float
+    # The aicost span of the call (an OpenTelemetry Span; non-recording when no SDK is configured).
+    span: Any = None
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.cost is None or not self.cost.known else self.cost.total
+
+
+class CallTicket(Protocol):
+    def after_call(self, result: CallResult) -> None: ...
+
+
+class CallInterceptor(Protocol):
+    def before_call(self, info: CallInfo) -> CallTicket | None: ...
+
+
+class CallCollector:
+    """Accumulates the calls started inside a scope. Used by ``aicost.feature`` rollups and the cache."""
+
+    __slots__ = ("results", "_lock")
+
+    def __init__(self) -> None:
+        self.results: list[CallResult] = []
+        self._lock = threading.Lock()
+
+    def add(self, result: CallResult) -> None:
+        with self._lock:
+            self.results.append(result)
+
+    @property
+    def calls(self) -> int:
+        return len(self.results)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Sum of known costs (exact). Unknown-price calls are counted in ``unknown_cost_calls``."""
+        total = Decimal(0)
+        for r in self.results:
+            c = r.cost_usd
+            if c is not None:
+                total += c
+        return total
+
+    @property
+    def unknown_cost_calls(self) -> int:
+        return sum(1 for r in self.results if r.usage is not None and r.cost is not None and not r.cost.known)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for r in self.results:
+            if r.usage is not None:
+                total = total + r.usage
+        return total
+
+
+_interceptors: tuple[CallInterceptor, ...] = ()
+_listeners: tuple[Callable[[CallResult], None], ...] = ()
+_collectors: contextvars.ContextVar[tuple[CallCollector, ...]] = contextvars.ContextVar(
+    "aicost_collectors", default=()
+)
+_registry_lock = threading.Lock()
+
+
+def add_interceptor(interceptor: CallInterceptor) -> None:
+    global _interceptors
+    with _registry_lock:
+        if interceptor not in _interceptors:
+            _interceptors = (*_interceptors, interceptor)
+
+
+def remove_interceptor(interceptor: CallInterceptor) -> None:
+    global _interceptors
+    with _registry_lock:
+        _interceptors = tuple(i for i in _interceptors if i is not interceptor)
+
+
+def add_listener(listener: Callable[[CallResult], None]) -> None:
+    global _listeners
+    with _registry_lock:
+        if listener not in _listeners:
+            _listeners = (*_listeners, listener)
+
+
+def remove_listener(listener: Callable[[CallResult], None]) -> None:
+    global _listeners
+    with _registry_lock:
+        _listeners = tuple(x for x in _listeners if x is not listener)
+
+
+def interceptors() -> tuple[CallInterceptor, ...]:
+    return _interceptors
+
+
+def listeners() -> tuple[Callable[[CallResult], None], ...]:
+    return _listeners
+
+
+def active_collectors() -> tuple[CallCollector, ...]:
+    return _collectors.get()
+
+
+class collect_calls:
+    """Context manager: ``with collect_calls() as c: ...`` then ``c.cost_usd``, ``c.calls``, ``c.usage``.
+
+    Works across ``await`` and in generators, because it is a ``contextvars`` value; threads started inside
+    see it only if they run in a copy of the context (see ``aicost.attribution`` for the helper).
+    """
+
+    __slots__ = ("collector", "_token")
+
+    def __init__(self, collector: CallCollector | None = None) -> None:
+        self.collector = collector or CallCollector()
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> CallCollector:
+        self._token = _collectors.set((*_collectors.get(), self.collector))
+        return self.collector
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            try:
+                _collectors.reset(self._token)
+            except ValueError:  # exited in another context (e.g. a generator finalised elsewhere)
+                current = _collectors.get()
+                _collectors.set(tuple(c for c in current if c is not self.collector))
+            self._token = None

@@ -1,0 +1,77 @@
+"""Every span attribute and metric name aicost emits, in one place.
+
+The OpenTelemetry GenAI conventions are still "Development": names move between releases. Keeping them here
+means a rename is a one-line change, and tests assert against these constants rather than string literals.
+Standard names live under ``gen_ai.*``; everything aicost adds lives under ``aicost.*``.
+"""
+
+# --- GenAI semantic conventions (spans) -------------------------------------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+# Renamed from cache_creation to cache_write in the new conventions repo: we emit both.
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+# De-facto cost attribute (OpenLIT, Logfire, LiteLLM emit it; Langfuse ingests it). USD, double.
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+ANTHROPIC_REQUEST_SERVICE_TIER = "anthropic.request.service_tier"
+ANTHROPIC_RESPONSE_SERVICE_TIER = "anthropic.response.service_tier"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+
+# --- aicost additions --------------------------------------------------------------------------------
+AICOST_COST_TOTAL = "aicost.cost.total_usd"  # exact Decimal rendered as a string: doubles lose cents at scale
+AICOST_COST_PREFIX = "aicost.cost."  # + token class, e.g. aicost.cost.input_usd, aicost.cost.cache_read_usd
+AICOST_COST_CURRENCY = "aicost.cost.currency"
+AICOST_PRICE_KNOWN = "aicost.price.known"
+AICOST_PRICE_MODEL = "aicost.price.model"  # the catalog entry the call was priced with
+AICOST_PRICE_SOURCE = "aicost.price.source"  # catalog version or "override"
+AICOST_SERVICE_TIER = "aicost.service_tier"  # normalised tier the call was priced at
+AICOST_USAGE_ESTIMATED = "aicost.usage.estimated"
+AICOST_USAGE_CACHE_WRITE_1H = "aicost.usage.cache_write_1h.input_tokens"
+AICOST_USAGE_INPUT_AUDIO = "aicost.usage.input_audio_tokens"
+AICOST_USAGE_OUTPUT_AUDIO = "aicost.usage.output_audio_tokens"
+AICOST_USAGE_INPUT_IMAGE = "aicost.usage.input_image_tokens"
+AICOST_USAGE_OUTPUT_IMAGE = "aicost.usage.output_image_tokens"
+AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
+AICOST_STREAM_CHUNKS = "aicost.stream.chunks"
+AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted | closed | error | abandoned
+AICOST_ENDPOINT = "aicost.endpoint"
+# Set on the aicost span when the vendor SDK's own span (Anthropic native tracing) is its child, so
+# backends summing cost know which span is authoritative: only spans with gen_ai.usage.cost carry cost.
+AICOST_NATIVE_CHILD_SPAN = "aicost.native_span.child"
+
+# Attribution (issue 4 fills in the scopes; the names are fixed here).
+AICOST_TEAM = "aicost.team"
+AICOST_FEATURE = "aicost.feature"
+AICOST_USER = "aicost.user"
+AICOST_CUSTOMER = "aicost.customer"
+AICOST_TAG_PREFIX = "aicost.tag."
+
+# --- Metrics -----------------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_COST = "aicost.cost"  # counter, unit USD
+
+TOKEN_USAGE_BUCKETS = [4**i for i in range(14)]  # 1 .. 67108864, per the GenAI conventions
+DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 .. 81.92 s
+
+SPAN_NAME_FORMAT = "{operation} {model}"

@@ -1,0 +1,216 @@
+"""Local token counting that works offline, and says when it is only an estimate.
+
+tiktoken downloads its rank files at first use, which hangs or fails on air-gapped machines and in CI. aicost
+never triggers that download itself. It looks for encodings in this order:
+
+1. The rank files shipped by the ``bpe-openai`` package (``pip install "aicost-otel[offline]"``): they are
+   checked against the SHA-256 that tiktoken itself pins, then handed to ``tiktoken.Encoding``, so the counts
+   are tiktoken's exact counts.
+2. tiktoken's own cache, only when the file is already there (``TIKTOKEN_CACHE_DIR`` or the default cache),
+   i.e. no network access is attempted.
+3. Otherwise a character-based estimate (about 4 characters per token), flagged as such.
+
+Counts for Anthropic models are always estimates: Anthropic publishes no local tokenizer. Callers get a
+:class:`TokenCount` whose ``exact`` flag feeds ``aicost.usage.estimated``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable
+
+logger = logging.getLogger("aicost")
+
+# tiktoken's pinned hashes of the raw .tiktoken files (tiktoken_ext/openai_public.py).
+_EXPECTED_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+_TIKTOKEN_URLS = {
+    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+}
+CHARS_PER_TOKEN = 4  # the rule of thumb both vendors document for English text
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    exact: bool  # False: a heuristic, or a tokenizer that is not the model's own
+
+
+def encoding_name_for(model: str | None) -> str:
+    """The tiktoken encoding of an OpenAI model; o200k_base for anything newer or unknown."""
+    if model:
+        name = model.split("/")[-1]
+        try:
+            import tiktoken.model
+
+            return tiktoken.model.encoding_name_for_model(name)
+        except Exception:
+            pass
+        if name.startswith(("gpt-3.5", "gpt-35", "gpt-4-", "text-embedding-", "davinci", "babbage")) or name == "gpt-4":
+            return "cl100k_base"
+    return "o200k_base"
+
+
+_load_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _load_encoding(name: str) -> Any | None:
+    with _load_lock:
+        enc = _from_bpe_openai(name) or _from_tiktoken_cache(name)
+    if enc is None:
+        logger.warning(
+            "aicost: no local tokenizer data for %s (install aicost-otel[offline] or set TIKTOKEN_CACHE_DIR); "
+            "token counts are estimated at %d characters per token",
+            name,
+            CHARS_PER_TOKEN,
+        )
+    return enc
+
+
+def _from_bpe_openai(name: str) -> Any | None:
+    try:
+        import importlib.resources as resources
+
+        import tiktoken
+        import tiktoken_ext.openai_public as public
+
+        raw = resources.files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").read_bytes()
+    except Exception:
+        return None
+    try:
+        data = gzip.decompress(raw)
+        if hashlib.sha256(data).hexdigest() != _EXPECTED_SHA256.get(name):
+            logger.warning("aicost: bpe-openai's %s does not match tiktoken's pinned hash; not used", name)
+            return None
+        ranks = {}
+        import base64
+
+        for line in data.splitlines():
+            if line:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+        spec = getattr(public, name)  # tiktoken's own constructor gives the authoritative regex/special tokens
+        return _build_with_ranks(tiktoken, spec, ranks)
+    except Exception:
+        logger.warning("aicost: could not load %s from bpe-openai", name, exc_info=True)
+        return None
+
+
+def _build_with_ranks(tiktoken: Any, spec_fn: Any, ranks: dict[bytes, int]) -> Any:
+    # Call tiktoken's constructor with its loader pointed at our verified ranks, so pat_str and special tokens
+    # stay exactly tiktoken's (no copy of its regex here to drift).
+    import tiktoken_ext.openai_public as public
+
+    original = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = lambda *a, **k: ranks  # type: ignore[assignment]
+    try:
+        spec = spec_fn()
+    finally:
+        public.load_tiktoken_bpe = original  # type: ignore[assignment]
+    return tiktoken.Encoding(**spec)
+
+
+def _from_tiktoken_cache(name: str) -> Any | None:
+    url = _TIKTOKEN_URLS.get(name)
+    if url is None:
+        return None
+    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+    if cache_dir is None:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if cache_dir == "":
+        return None
+    cache_key = hashlib.sha1(url.encode()).hexdigest()
+    if not os.path.exists(os.path.join(cache_dir, cache_key)):
+        return None  # tiktoken would download it: never do that from inside the host application
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding(name)
+    except Exception:
+        return None
+
+
+def count_text(text: str, model: str | None = None, provider: str = "openai") -> TokenCount:
+    if not text:
+        return TokenCount(0, True)
+    enc = _load_encoding(encoding_name_for(model))
+    if enc is None:
+        return TokenCount(max(1, -(-len(text) // CHARS_PER_TOKEN)), False)
+    n = len(enc.encode(text, disallowed_special=()))
+    return TokenCount(n, provider in ("openai", "azure.ai.openai"))
+
+
+def _texts(content: Any) -> Iterable[str]:
+    """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
+    if content is None:
+        return
+    if isinstance(content, str):
+        yield content
+        return
+    if isinstance(content, dict):
+        for key in ("text", "content", "input", "arguments", "name"):
+            value = content.get(key)
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, (list, dict)):
+                yield from _texts(value)
+        return
+    if isinstance(content, (list, tuple)):
+        for part in content:
+            yield from _texts(part)
+        return
+    text = getattr(content, "text", None)
+    if isinstance(text, str):
+        yield text
+
+
+def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str = "openai") -> TokenCount:
+    """Estimate the input tokens of a chat / responses / messages / embeddings request from its kwargs.
+
+    Follows OpenAI's documented chat accounting (3 tokens per message plus 3 priming tokens); for other shapes
+    it counts the text. Good enough for budgets' worst-case reservations and for streams without usage.
+    """
+    total = 0
+    exact = True
+    messages = kwargs.get("messages")
+    pieces: list[str] = []
+    overhead = 0
+    if isinstance(messages, (list, tuple)):
+        for m in messages:
+            overhead += 3
+            if isinstance(m, dict):
+                pieces.extend(_texts(m.get("content")))
+                if m.get("name"):
+                    pieces.append(str(m["name"]))
+            else:
+                pieces.extend(_texts(getattr(m, "content", None)))
+        overhead += 3
+    for key in ("system", "instructions", "prompt", "input"):
+        value = kwargs.get(key)
+        if value is not None:
+            pieces.extend(_texts(value))
+    tools = kwargs.get("tools")
+    if tools:
+        try:
+            import json
+
+            pieces.append(json.dumps(tools, default=str))
+        except Exception:
+            exact = False
+        exact = False  # tool schemas are rendered by the vendor in a format we do not reproduce exactly
+    for piece in pieces:
+        c = count_text(piece, model, provider)
+        total += c.tokens
+        exact = exact and c.exact
+    return TokenCount(total + overhead, exact and not tools)

@@ -1,0 +1,121 @@
+"""Start real servers (redis-server, prometheus) on 127.0.0.1 for the tests that need them.
+
+A test that needs a server binary that is not installed is skipped with the reason, so the suite runs on a
+laptop. CI sets ``AICOST_REQUIRE_SERVERS=1`` (see ``.ci/run``), which turns those skips into failures: in CI every
+server test must really run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from typing import Iterator
+
+import pytest
+
+
+_PACKAGES = {"redis-server": "redis-server", "prometheus": "prometheus"}
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}", f"/usr/local/bin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        reason = f"{name} is not installed (Debian: apt-get install {_PACKAGES.get(name, name)})"
+        if os.environ.get("AICOST_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"AICOST_REQUIRE_SERVERS=1 but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Yield a ``redis://127.0.0.1:PORT/0`` URL of a fresh, persistence-free redis-server."""
+    binary = require_binary("redis-server")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aicost-redis-") as workdir:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", workdir, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(port, proc)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            _stop(proc)
+
+
+@contextmanager
+def prometheus_server(scrape_targets: list[str], scrape_interval: str = "1s") -> Iterator[str]:
+    """Yield the base URL of a Prometheus server scraping ``scrape_targets`` (``host:port`` strings)."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aicost-prom-") as workdir:
+        config = os.path.join(workdir, "prometheus.yml")
+        targets = ", ".join(f'"{t}"' for t in scrape_targets)
+        with open(config, "w") as f:
+            f.write(
+                "global:\n"
+                f"  scrape_interval: {scrape_interval}\n"
+                f"  evaluation_interval: {scrape_interval}\n"
+                "scrape_configs:\n"
+                "  - job_name: aicost\n"
+                f"    static_configs:\n      - targets: [{targets}]\n"
+            )
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(port, proc, timeout=30)
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.2)
+            yield base
+        finally:
+            _stop(proc)
