@@ -1,0 +1,28 @@
+"""aicost's exception types.
+
+Only one family of exceptions ever leaves aicost during a vendor call: :class:`CallRefused`, raised on purpose
+by a budget or a policy *before* any money is spent. Every other error inside aicost is logged once and
+swallowed, so the application sees exactly what it would see without aicost.
+"""
+
+from __future__ import annotations
+
+
+class AicostError(Exception):
+    """Base class of aicost's own errors."""
+
+
+class ConfigurationError(AicostError, ValueError):
+    """Bad configuration (unknown model in an override, negative budget, malformed price file, ...).
+
+    Raised at configure time, never in the middle of a request. Subclasses ValueError so that generic
+    validation handlers catch it.
+    """
+
+
+class CallRefused(AicostError):
+    """A call was refused before it was sent. Budgets and policies raise subclasses of this.
+
+    The instrumentation core lets exactly these exceptions through from interceptors; anything else an
+    interceptor raises is treated as an aicost bug: logged and swallowed.
+    """
