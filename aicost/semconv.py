@@ -75,3 +75,25 @@ TOKEN_USAGE_BUCKETS = [4**i for i in range(14)]  # 1 .. 67108864, per the GenAI 
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 .. 81.92 s
 
 SPAN_NAME_FORMAT = "{operation} {model}"
+
+# --- Attribution units of work and metrics (issue 4: attribution engineer) ------------------------------
+# A unit of work (``aicost.feature("summarize")``) has one span. Its rollup lives under ``aicost.rollup.*`` and
+# never in ``gen_ai.usage.cost`` / ``aicost.cost.total_usd``: a backend summing cost over spans counts only the
+# per-call spans, so the money inside a unit is never counted twice, however deeply units nest.
+AICOST_UNIT_SPAN_NAME_FORMAT = "aicost.feature {name}"
+AICOST_OUTCOME = "aicost.outcome"  # succeeded | failed | a label the application chose
+AICOST_OUTCOME_SUCCEEDED = "succeeded"
+AICOST_OUTCOME_FAILED = "failed"
+AICOST_ROLLUP_PREFIX = "aicost.rollup."
+AICOST_ROLLUP_CALLS = "aicost.rollup.calls"
+AICOST_ROLLUP_ERRORS = "aicost.rollup.errors"  # calls inside that ended with error.type
+AICOST_ROLLUP_UNKNOWN_COST_CALLS = "aicost.rollup.unknown_cost_calls"  # calls with usage but no known price
+AICOST_ROLLUP_COST = "aicost.rollup.cost"  # double USD, for queries; NOT gen_ai.usage.cost
+AICOST_ROLLUP_COST_TOTAL = "aicost.rollup.cost.total_usd"  # exact Decimal as a string
+AICOST_ROLLUP_INPUT_TOKENS = "aicost.rollup.usage.input_tokens"
+AICOST_ROLLUP_OUTPUT_TOKENS = "aicost.rollup.usage.output_tokens"
+AICOST_ROLLUP_CACHE_READ_TOKENS = "aicost.rollup.usage.cache_read.input_tokens"
+AICOST_ROLLUP_CACHE_WRITE_TOKENS = "aicost.rollup.usage.cache_write.input_tokens"
+AICOST_ROLLUP_REASONING_TOKENS = "aicost.rollup.usage.reasoning.output_tokens"
+AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
+METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team

@@ -1,0 +1,733 @@
+"""Who is spending: attribution scopes, units of work with cost rollups, and their propagation.
+
+``attribute(team=..., feature=..., user=..., customer=..., **tags)`` opens a scope; every LLM span started
+inside it carries ``aicost.team`` / ``aicost.feature`` / ``aicost.user`` / ``aicost.customer`` /
+``aicost.tag.<name>`` and the cost metrics carry the low-cardinality ones. ``feature("summarize")`` is a scope
+*and* a unit of work: its own span rolls up the calls, tokens and cost of everything inside it.
+
+Why contextvars: a scope must follow the code that runs for one request, across ``await`` and into tasks,
+and must never be visible to another request served concurrently by the same thread or event loop. A
+``ContextVar`` gives exactly that: asyncio tasks copy the context when they are created, a thread started
+with a plain ``threading.Thread`` starts with an *empty* context (use :func:`wrap` / :class:`ContextExecutor`
+to carry the scope into thread pools).
+
+Why baggage: the same scope must follow a request into the next service. Propagated fields (team and
+feature by default) are written to OpenTelemetry baggage, which the W3C ``baggage`` propagator injects into
+outgoing requests; in the downstream service, :func:`current_attributes` reads the extracted baggage, so a
+call made there is charged to the upstream team and feature. Local scopes always win over upstream baggage.
+
+The core calls :func:`current_attributes` at every span start, so that path is a contextvar read and a cached
+mapping; all merging and validation happens once, when a scope is entered or created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from . import hooks, semconv
+from .usage import Usage
+
+__all__ = [
+    "attribute",
+    "feature",
+    "current_attributes",
+    "current_unit",
+    "set_outcome",
+    "UnitOfWork",
+    "wrap",
+    "ContextExecutor",
+    "configure_propagation",
+    "attributes_from_headers",
+    "inject_headers",
+]
+
+_log = logging.getLogger("aicost")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FIELDS = {
+    "team": semconv.AICOST_TEAM,
+    "feature": semconv.AICOST_FEATURE,
+    "user": semconv.AICOST_USER,
+    "customer": semconv.AICOST_CUSTOMER,
+}
+_KNOWN_KEYS = frozenset(_FIELDS.values())
+_TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+_MAX_VALUE_LEN = 256
+_MAX_UPSTREAM_TAGS = 16
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+# Which fields ride baggage to downstream services. User and customer ids are personal or commercial data,
+# and baggage is sent with every outgoing request an instrumented HTTP client makes, so they stay in the
+# process unless the application opts in (``configure_propagation``).
+_DEFAULT_PROPAGATED = frozenset({"team", "feature"})
+_propagated: frozenset[str] = _DEFAULT_PROPAGATED
+_accept_upstream = True
+
+_warned: set[str] = set()
+
+
+def _log_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        _log.warning(message, exc_info=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation (at the call site: a bad value is a bug in the caller's code, say which argument it was)
+
+
+def _check_value(argument: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"aicost.attribute: {argument} must be a str, got {type(value).__name__} ({value!r})")
+    if not value or not value.strip():
+        raise ValueError(f"aicost.attribute: {argument} must be a non-empty string")
+    if len(value) > _MAX_VALUE_LEN:
+        raise ValueError(f"aicost.attribute: {argument} is longer than {_MAX_VALUE_LEN} characters")
+    if not value.isprintable():
+        raise ValueError(f"aicost.attribute: {argument} contains control characters")
+    return value
+
+
+def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> dict[str, str]:
+    """Validated span attributes of one scope (``None`` values mean "not set here": the outer value stays)."""
+    values: dict[str, str] = {}
+    for name, value in fields.items():
+        if value is not None:
+            values[_FIELDS[name]] = _check_value(name, value)
+    for name, value in tags.items():
+        if not isinstance(name, str) or not _TAG_NAME.match(name):
+            raise ValueError(
+                f"aicost.attribute: tag name {name!r} is invalid (start with a letter; letters, digits, '_', '.', '-';"
+                " at most 64 characters)"
+            )
+        if value is not None:
+            values[semconv.AICOST_TAG_PREFIX + name] = _check_value(f"tag {name!r}", value)
+    return values
+
+
+def configure_propagation(fields: Iterable[str] = ("team", "feature"), *, accept_upstream: bool = True) -> None:
+    """Choose which fields ride W3C baggage to downstream services ("team", "feature", "user", "customer",
+    "tags"), and whether attribution arriving in baggage from upstream is honoured."""
+    global _propagated, _accept_upstream
+    if isinstance(fields, str):
+        raise TypeError("configure_propagation: fields must be an iterable of field names, not a str")
+    chosen = frozenset(fields)
+    unknown = chosen - {*_FIELDS, "tags"}
+    if unknown:
+        raise ValueError(f"configure_propagation: unknown fields {sorted(unknown)}; use team, feature, user, customer, tags")
+    _propagated = chosen
+    _accept_upstream = bool(accept_upstream)
+
+
+def _is_propagated(key: str) -> bool:
+    if key.startswith(semconv.AICOST_TAG_PREFIX):
+        return "tags" in _propagated
+    for name, attr in _FIELDS.items():
+        if attr == key:
+            return name in _propagated
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The scope chain
+
+
+class _Scope:
+    """The merged attribution of one activation: computed once, read at every span start."""
+
+    __slots__ = ("attributes", "_bag", "_bag_merged")
+
+    def __init__(self, attributes: Mapping[str, str]) -> None:
+        self.attributes = attributes
+        self._bag: object = None
+        self._bag_merged: Mapping[str, str] = attributes
+
+    def with_upstream(self, bag: Mapping[str, object]) -> Mapping[str, str]:
+        # One-entry cache keyed by the identity of the baggage dict: stable while the context is unchanged.
+        if self._bag is bag:
+            return self._bag_merged
+        merged = {**_upstream_attributes(bag), **self.attributes}
+        result = MappingProxyType(merged)
+        self._bag_merged = result
+        self._bag = bag
+        return result
+
+
+_ROOT = _Scope(_EMPTY)
+_current: contextvars.ContextVar[_Scope] = contextvars.ContextVar("aicost_attribution", default=_ROOT)
+_BAGGAGE_KEY = otel_baggage._BAGGAGE_KEY  # the key the W3C baggage propagator reads and writes
+
+
+def _upstream_attributes(bag: Mapping[str, object]) -> dict[str, str]:
+    """aicost fields from (untrusted) baggage: known keys only, bounded, invalid values dropped."""
+    out: dict[str, str] = {}
+    tags = 0
+    for key, value in bag.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not value or len(value) > _MAX_VALUE_LEN:
+            continue
+        if not value.isprintable():
+            continue
+        if key in _KNOWN_KEYS:
+            out[key] = value
+        elif key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS:
+            if _TAG_NAME.match(key[len(semconv.AICOST_TAG_PREFIX):]):
+                out[key] = value
+                tags += 1
+    return out
+
+
+def current_attributes() -> Mapping[str, str]:
+    """The attribution in effect here, as span attributes (read-only). Called by the core at every span start."""
+    scope = _current.get()
+    if _accept_upstream:
+        bag = otel_context.get_value(_BAGGAGE_KEY)
+        if bag:
+            return scope.with_upstream(bag)
+    return scope.attributes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One scope machinery for context managers and for decorating functions, coroutines and generators.
+
+
+class _Activation:
+    __slots__ = ("scope_token", "otel_token", "extra")
+
+    def __init__(self) -> None:
+        self.scope_token: contextvars.Token | None = None
+        self.otel_token: object = None
+        self.extra: Any = None
+
+
+def _owner() -> tuple[int, int]:
+    loop = asyncio._get_running_loop()
+    task = asyncio.current_task(loop) if loop is not None else None
+    return threading.get_ident(), id(task)
+
+
+class _ScopeBase:
+    """Shared plumbing. Subclasses define ``_start`` (once per use), ``_activate``/``_deactivate`` (around
+    every stretch of code that runs inside the scope: the whole ``with`` body, or each step of a generator)
+    and ``_finish`` (once, with the exception that ended the use, if any).
+
+    Generators get the scope only while their body runs: between ``yield``\\ s the consumer's context is
+    restored, so nothing leaks into the caller, and the scope is re-entered in whatever context resumes it.
+    """
+
+    def __init__(self) -> None:
+        # ``with`` state per thread and task, so one instance may be shared (e.g. a module-level scope).
+        self._with_states: dict[tuple[int, int], list[tuple[Any, _Activation | None]]] = {}
+        self._with_lock = threading.Lock()
+
+    # subclass hooks -----------------------------------------------------------------------------------
+    def _start(self) -> Any:
+        return None
+
+    def _activate(self, state: Any) -> _Activation:
+        raise NotImplementedError
+
+    def _deactivate(self, state: Any, act: _Activation) -> None:
+        raise NotImplementedError
+
+    def _finish(self, state: Any, exc: BaseException | None) -> None:
+        return None
+
+    def _handle(self, state: Any) -> Any:
+        return None
+
+    # guarded wrappers: a bug in aicost must not become an application error ---------------------------
+    def _safe_start(self) -> Any:
+        try:
+            return self._start()
+        except Exception:
+            _log_once("start", "aicost: could not start an attribution scope; continuing without it")
+            return None
+
+    def _safe_activate(self, state: Any) -> _Activation | None:
+        try:
+            return self._activate(state)
+        except Exception:
+            _log_once("activate", "aicost: could not enter an attribution scope; continuing without it")
+            return None
+
+    def _safe_deactivate(self, state: Any, act: _Activation | None) -> None:
+        if act is None:
+            return
+        try:
+            self._deactivate(state, act)
+        except Exception:
+            _log_once("deactivate", "aicost: could not leave an attribution scope cleanly")
+
+    def _safe_finish(self, state: Any, exc: BaseException | None) -> None:
+        try:
+            self._finish(state, exc)
+        except Exception:
+            _log_once("finish", "aicost: could not finish a unit of work cleanly")
+
+    # context manager ------------------------------------------------------------------------------------
+    def __enter__(self) -> Any:
+        state = self._safe_start()
+        act = self._safe_activate(state)
+        owner = _owner()
+        with self._with_lock:
+            self._with_states.setdefault(owner, []).append((state, act))
+        return self._handle(state)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        owner = _owner()
+        with self._with_lock:
+            stack = self._with_states.get(owner)
+            state, act = stack.pop() if stack else (None, None)
+            if stack is not None and not stack:
+                del self._with_states[owner]
+        self._safe_deactivate(state, act)
+        self._safe_finish(state, exc)
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # decorator ------------------------------------------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__} decorates a callable, got {type(fn).__name__}")
+        if inspect.isasyncgenfunction(fn):
+            wrapper = self._wrap_async_generator(fn)
+        elif inspect.isgeneratorfunction(fn):
+            wrapper = self._wrap_generator(fn)
+        elif inspect.iscoroutinefunction(fn):
+            wrapper = self._wrap_coroutine(fn)
+        else:
+            wrapper = self._wrap_function(fn)
+        return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
+
+    def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = self._safe_start()
+            act = self._safe_activate(state)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._safe_deactivate(state, act)
+                self._safe_finish(state, exc)
+                raise
+            self._safe_deactivate(state, act)
+            self._safe_finish(state, None)
+            return result
+
+        return wrapper
+
+    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        # The coroutine runs in one task context from start to end, so one activation covers every await.
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = self._safe_start()
+            act = self._safe_activate(state)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._safe_deactivate(state, act)
+                self._safe_finish(state, exc)
+                raise
+            self._safe_deactivate(state, act)
+            self._safe_finish(state, None)
+            return result
+
+        return wrapper
+
+    def _wrap_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        scope = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gen = fn(*args, **kwargs)
+            state = scope._safe_start()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                act = scope._safe_activate(state)
+                try:
+                    if to_throw is not None:
+                        item = gen.throw(to_throw)
+                    else:
+                        item = gen.send(to_send)
+                except StopIteration as stop:
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, None)
+                    return stop.value
+                except BaseException as exc:
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, exc)
+                    raise
+                scope._safe_deactivate(state, act)
+                to_throw = None
+                try:
+                    to_send = yield item
+                except GeneratorExit as exit_:
+                    # Closed early by the consumer: close the inner generator inside the scope.
+                    act = scope._safe_activate(state)
+                    try:
+                        gen.close()
+                    finally:
+                        scope._safe_deactivate(state, act)
+                        scope._safe_finish(state, exit_)
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return wrapper
+
+    def _wrap_async_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        scope = self
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            agen = fn(*args, **kwargs)
+            state = scope._safe_start()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                act = scope._safe_activate(state)
+                try:
+                    if to_throw is not None:
+                        item = await agen.athrow(to_throw)
+                    else:
+                        item = await agen.asend(to_send)
+                except StopAsyncIteration:
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, None)
+                    return
+                except BaseException as exc:
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, exc)
+                    raise
+                scope._safe_deactivate(state, act)
+                to_throw = None
+                try:
+                    to_send = yield item
+                except GeneratorExit as exit_:
+                    act = scope._safe_activate(state)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        scope._safe_deactivate(state, act)
+                        scope._safe_finish(state, exit_)
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return wrapper
+
+
+class attribute(_ScopeBase):
+    """Attribute every LLM call made inside to a team, feature, user, customer and free-form tags.
+
+    Use as ``with aicost.attribute(team="search"):`` (also ``async with``) or as a decorator on functions,
+    coroutines, generators and async generators. Nested scopes merge; the innermost value of a field wins.
+    ``None`` leaves the outer value in place. Invalid names or values raise here, at the call site.
+    """
+
+    def __init__(
+        self,
+        team: str | None = None,
+        feature: str | None = None,
+        user: str | None = None,
+        customer: str | None = None,
+        **tags: str,
+    ) -> None:
+        super().__init__()
+        self._values = _build_values({"team": team, "feature": feature, "user": user, "customer": customer}, tags)
+        self._cache: tuple[_Scope, _Scope] | None = None
+
+    @property
+    def values(self) -> Mapping[str, str]:
+        """This scope's own span attributes (not merged with outer scopes)."""
+        return MappingProxyType(self._values)
+
+    def _child_of(self, parent: _Scope) -> _Scope:
+        cache = self._cache
+        if cache is not None and cache[0] is parent:
+            return cache[1]
+        child = _Scope(MappingProxyType({**parent.attributes, **self._values}))
+        self._cache = (parent, child)
+        return child
+
+    def _activate(self, state: Any) -> _Activation:
+        act = _Activation()
+        act.scope_token = _current.set(self._child_of(_current.get()))
+        propagated = [(k, v) for k, v in self._values.items() if _is_propagated(k)]
+        if propagated:
+            ctx = otel_context.get_current()
+            for key, value in propagated:
+                ctx = otel_baggage.set_baggage(key, value, context=ctx)
+            act.otel_token = otel_context.attach(ctx)
+        return act
+
+    def _deactivate(self, state: Any, act: _Activation) -> None:
+        if act.otel_token is not None:
+            otel_context.detach(act.otel_token)  # type: ignore[arg-type]
+        if act.scope_token is not None:
+            _current.reset(act.scope_token)
+
+    def __repr__(self) -> str:
+        return f"aicost.attribute({dict(self._values)!r})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Units of work
+
+
+_unit_var: contextvars.ContextVar["UnitOfWork | None"] = contextvars.ContextVar("aicost_unit", default=None)
+
+
+class UnitOfWork:
+    """A running ``feature`` scope: its live rollup and its outcome.
+
+    The outcome is ``"succeeded"`` when the unit ends normally, ``"failed"`` when it ends with an exception,
+    unless the application chose a label with :meth:`set_outcome` (e.g. ``"cache_hit"``, ``"refused"``,
+    ``"answer_rejected"``), which always wins.
+    """
+
+    __slots__ = ("name", "collector", "span", "outcome", "_start_ns", "_attrs")
+
+    def __init__(self, name: str, span: Any, attrs: Mapping[str, str]) -> None:
+        self.name = name
+        self.collector = hooks.CallCollector()
+        self.span = span
+        self.outcome: str | None = None
+        self._start_ns = time.perf_counter_ns()
+        self._attrs = attrs
+
+    def set_outcome(self, outcome: str) -> None:
+        self.outcome = _check_value("outcome", outcome)
+
+    @property
+    def calls(self) -> int:
+        return self.collector.calls
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return self.collector.cost_usd
+
+    def rollup_attributes(self) -> dict[str, Any]:
+        """The span attributes that summarise the unit. Never ``gen_ai.usage.cost``: see docs/attribution.md."""
+        results = list(self.collector.results)
+        usage = Usage()
+        for r in results:
+            if r.usage is not None:
+                usage = usage + r.usage
+        total = Decimal(0)
+        unknown = errors = 0
+        for r in results:
+            if r.error_type is not None:
+                errors += 1
+            c = r.cost_usd
+            if c is not None:
+                total += c
+            elif r.usage is not None:
+                unknown += 1
+        return {
+            semconv.AICOST_ROLLUP_CALLS: len(results),
+            semconv.AICOST_ROLLUP_ERRORS: errors,
+            semconv.AICOST_ROLLUP_UNKNOWN_COST_CALLS: unknown,
+            semconv.AICOST_ROLLUP_COST: float(total),
+            semconv.AICOST_ROLLUP_COST_TOTAL: str(total),
+            semconv.AICOST_ROLLUP_INPUT_TOKENS: usage.input_tokens,
+            semconv.AICOST_ROLLUP_OUTPUT_TOKENS: usage.output_tokens,
+            semconv.AICOST_ROLLUP_CACHE_READ_TOKENS: usage.cache_read_tokens,
+            semconv.AICOST_ROLLUP_CACHE_WRITE_TOKENS: usage.cache_write_tokens,
+            semconv.AICOST_ROLLUP_REASONING_TOKENS: usage.reasoning_tokens,
+            semconv.AICOST_ROLLUP_USAGE_ESTIMATED: usage.estimated,
+        }
+
+
+def current_unit() -> UnitOfWork | None:
+    """The innermost running ``feature`` unit, or ``None``."""
+    return _unit_var.get()
+
+
+def set_outcome(outcome: str) -> None:
+    """Record the outcome of the innermost running unit of work (no-op outside one)."""
+    _check_value("outcome", outcome)
+    unit = _unit_var.get()
+    if unit is not None:
+        unit.outcome = outcome
+
+
+_tracer_provider: Any = None
+
+
+def set_tracer_provider(tracer_provider: Any) -> None:
+    """Where unit-of-work spans go (the core passes its ``instrument(tracer_provider=...)``)."""
+    global _tracer_provider
+    _tracer_provider = tracer_provider
+
+
+def _tracer() -> trace.Tracer:
+    if _tracer_provider is not None:
+        return trace.get_tracer("aicost", tracer_provider=_tracer_provider)
+    try:
+        from . import telemetry  # the provider given to aicost.instrument(), when the core is present
+
+        return telemetry.tracer()
+    except ImportError:
+        return trace.get_tracer("aicost")
+
+
+class feature(_ScopeBase):
+    """A unit of work: attributes everything inside to ``feature=name`` and records one span whose
+    ``aicost.rollup.*`` attributes sum the calls, tokens and exact cost of every LLM call started inside it
+    that finished before it ended (nested units included), plus its outcome.
+
+    ``with aicost.feature("summarize") as unit: ... unit.set_outcome("cache_hit")`` or ``@aicost.feature(...)``
+    (then :func:`aicost.attribution.set_outcome` reaches the innermost unit).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        team: str | None = None,
+        user: str | None = None,
+        customer: str | None = None,
+        **tags: str,
+    ) -> None:
+        super().__init__()
+        self.name = _check_value("feature", name)
+        self._attribute = attribute(team=team, feature=name, user=user, customer=customer, **tags)
+
+    def _start(self) -> UnitOfWork:
+        span = _tracer().start_span(
+            semconv.AICOST_UNIT_SPAN_NAME_FORMAT.format(name=self.name), kind=trace.SpanKind.INTERNAL
+        )
+        return UnitOfWork(self.name, span, {})
+
+    def _activate(self, state: UnitOfWork | None) -> _Activation:
+        act = self._attribute._activate(None)
+        if state is not None:
+            # The unit's span is current inside, so the LLM spans are its children in a trace view.
+            span_token = otel_context.attach(trace.set_span_in_context(state.span)) if state.span is not None else None
+            collecting = hooks.collect_calls(state.collector)
+            collecting.__enter__()
+            act.extra = (span_token, collecting, _unit_var.set(state))
+        return act
+
+    def _deactivate(self, state: UnitOfWork | None, act: _Activation) -> None:
+        if act.extra is not None:
+            span_token, collecting, unit_token = act.extra
+            _unit_var.reset(unit_token)
+            collecting.__exit__(None, None, None)
+            if span_token is not None:
+                otel_context.detach(span_token)
+        self._attribute._deactivate(None, act)
+
+    def _handle(self, state: UnitOfWork | None) -> UnitOfWork | None:
+        return state
+
+    def _finish(self, state: UnitOfWork | None, exc: BaseException | None) -> None:
+        if state is None:
+            return
+        failed = exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration))
+        if state.outcome is None:
+            state.outcome = semconv.AICOST_OUTCOME_FAILED if failed else semconv.AICOST_OUTCOME_SUCCEEDED
+        attrs = current_attributes_for(self._attribute)
+        span = state.span
+        if span is not None and span.is_recording():
+            span.set_attributes(attrs)
+            span.set_attribute(semconv.AICOST_OUTCOME, state.outcome)
+            span.set_attributes(state.rollup_attributes())
+            if failed:
+                span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+                span.set_status(trace.Status(trace.StatusCode.ERROR))
+        if span is not None:
+            span.end()
+        try:
+            from . import metrics
+
+            metrics.record_unit(self.name, state.outcome, attrs, state.collector.cost_usd)
+        except Exception:
+            _log_once("unit-metrics", "aicost: could not record unit-of-work metrics")
+
+
+def current_attributes_for(attr: attribute) -> Mapping[str, str]:
+    """The attribution a scope would have if entered here (for the unit span's own attributes)."""
+    token = _current.set(attr._child_of(_current.get()))
+    try:
+        return current_attributes()
+    finally:
+        _current.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Threads
+
+
+def wrap(fn: F) -> F:
+    """Bind ``fn`` to the current context (attribution, units, OpenTelemetry span and baggage).
+
+    ``executor.submit(aicost.attribution.wrap(work), x)``: contextvars are NOT inherited by threads, so
+    without this a pool worker runs with whatever context it started with. Each call runs in its own copy of
+    the captured context, so one wrapped function can run in many threads at once.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return bound  # type: ignore[return-value]
+
+
+class ContextExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose tasks run in the context of the code that submitted them."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any):  # type: ignore[override]
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cross-service helpers for code without OpenTelemetry HTTP instrumentation
+
+
+def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Write the current trace context and baggage (incl. propagated attribution) into ``headers``."""
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {} if headers is None else headers
+    propagate.inject(carrier)
+    return carrier
+
+
+class attributes_from_headers:
+    """``with attributes_from_headers(request.headers):`` — run a request handler in the context the upstream
+    service sent (trace parent and baggage), so its LLM calls are charged to the upstream attribution."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = headers
+        self._tokens: list[object] = []
+
+    def __enter__(self) -> Mapping[str, str]:
+        from opentelemetry import propagate
+
+        ctx = propagate.extract(self._headers)
+        self._tokens.append(otel_context.attach(ctx))
+        return current_attributes()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tokens:
+            otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+

@@ -1,0 +1,218 @@
+"""Cost and usage as OpenTelemetry metrics, for the dashboards and alerts teams already run.
+
+Instruments (names in :mod:`aicost.semconv`), created once per :func:`configure`:
+
+* ``gen_ai.client.token.usage`` — histogram ``{token}``, ``gen_ai.token.type`` = input | output, the GenAI
+  conventions' explicit buckets.
+* ``gen_ai.client.operation.duration`` — histogram ``s`` (``error.type`` on failures).
+* ``aicost.cost`` — counter, USD, labelled provider, operation, request/response model, team, feature.
+* ``aicost.feature.runs`` — counter of finished units of work, labelled feature, outcome, team.
+
+Why the cost counter is an *observable* counter fed from exact ``Decimal`` running totals: an OTel counter adds
+floats, and a float sum of many small prices drifts (0.1 + 0.2 != 0.3), so after a million calls the dashboard
+and the span totals would disagree in the last digits. Here every series keeps its exact total and reports
+``float(total)``, the double nearest to the exact value, at each collection: no drift, however many calls. The
+only float arithmetic left is the backend's own when a query adds several series together (``sum by``).
+
+Why user and customer are not labels by default: each distinct value is a new time series in every metric
+backend; a million customers is a million series per model. They are on every span; opt in with
+``configure(high_cardinality_labels=True)`` (or a subset: ``{"customer"}``) when the ids are few.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from . import semconv
+from .hooks import CallResult
+
+__all__ = ["configure", "record_call", "record_unit"]
+
+_log = logging.getLogger("aicost")
+
+_LOW_CARDINALITY = (semconv.AICOST_TEAM, semconv.AICOST_FEATURE)
+_HIGH_CARDINALITY_FIELDS = {"user": semconv.AICOST_USER, "customer": semconv.AICOST_CUSTOMER}
+_SERVER_KEYS = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT)
+
+_warned: set[str] = set()
+
+
+def _log_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        _log.warning(message, exc_info=True)
+
+
+def _label_policy(high_cardinality_labels: bool | Iterable[str]) -> tuple[tuple[str, ...], bool]:
+    """-> (extra attribution keys allowed as labels, whether aicost.tag.* are labels)."""
+    if high_cardinality_labels is True:
+        return tuple(_HIGH_CARDINALITY_FIELDS.values()), True
+    if high_cardinality_labels is False or high_cardinality_labels is None:
+        return (), False
+    if isinstance(high_cardinality_labels, str):
+        raise TypeError("configure: high_cardinality_labels must be a bool or a set of names, not a str")
+    chosen = set(high_cardinality_labels)
+    unknown = chosen - {*_HIGH_CARDINALITY_FIELDS, "tags"}
+    if unknown:
+        raise ValueError(
+            f"configure: high_cardinality_labels has unknown names {sorted(unknown)}; use user, customer, tags"
+        )
+    return tuple(_HIGH_CARDINALITY_FIELDS[n] for n in sorted(chosen - {"tags"})), "tags" in chosen
+
+
+class _Instruments:
+    def __init__(self, meter_provider: Any, high_cardinality_labels: bool | Iterable[str]) -> None:
+        from . import __version__
+
+        self.meter_provider = meter_provider
+        self.extra_keys, self.tag_labels = _label_policy(high_cardinality_labels)
+        meter = otel_metrics.get_meter("aicost", __version__, meter_provider=meter_provider)
+        self.token_usage = meter.create_histogram(
+            semconv.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Tokens used per LLM call, by gen_ai.token.type (input includes cached tokens).",
+            explicit_bucket_boundaries_advisory=[float(b) for b in semconv.TOKEN_USAGE_BUCKETS],
+        )
+        self.duration = meter.create_histogram(
+            semconv.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="Duration of LLM calls, streams included up to their end.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        )
+        self.feature_runs = meter.create_counter(
+            semconv.METRIC_FEATURE_RUNS, unit="{run}", description="Finished units of work, by outcome."
+        )
+        self._lock = threading.Lock()
+        self._cost_totals: dict[tuple[tuple[str, Any], ...], Decimal] = {}
+        self.cost = meter.create_observable_counter(
+            semconv.METRIC_COST,
+            callbacks=[self._observe_cost],
+            unit="USD",
+            description="LLM spend in USD (list price from the aicost catalog), per series an exact running total.",
+        )
+
+    def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            self._cost_totals[key] = self._cost_totals.get(key, Decimal(0)) + amount
+
+    def cost_totals(self) -> dict[tuple[tuple[str, Any], ...], Decimal]:
+        with self._lock:
+            return dict(self._cost_totals)
+
+    def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._cost_totals.items())
+        return [Observation(float(total), dict(key)) for key, total in items]
+
+    def attribution_labels(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        labels: dict[str, Any] = {}
+        for key in _LOW_CARDINALITY:
+            value = attributes.get(key)
+            if value is not None:
+                labels[key] = value
+        for key in self.extra_keys:
+            value = attributes.get(key)
+            if value is not None:
+                labels[key] = value
+        if self.tag_labels:
+            for key, value in attributes.items():
+                if key.startswith(semconv.AICOST_TAG_PREFIX):
+                    labels[key] = value
+        return labels
+
+
+_state: _Instruments | None = None
+_state_lock = threading.Lock()
+
+
+def configure(meter_provider: Any = None, *, high_cardinality_labels: bool | Iterable[str] = False) -> None:
+    """Create the instruments on ``meter_provider`` (the global one when ``None``). Called by ``instrument()``.
+
+    ``high_cardinality_labels``: ``True`` adds user, customer and tags as labels; or a set of those names.
+    """
+    global _state
+    _label_policy(high_cardinality_labels)  # validate before touching anything
+    with _state_lock:
+        current = _state
+        if (
+            current is not None
+            and current.meter_provider is meter_provider
+            and (current.extra_keys, current.tag_labels) == _label_policy(high_cardinality_labels)
+        ):
+            return
+        _state = _Instruments(meter_provider, high_cardinality_labels)
+
+
+def _instruments() -> _Instruments:
+    state = _state
+    if state is None:
+        configure()
+        state = _state
+    assert state is not None
+    return state
+
+
+def _call_labels(result: CallResult) -> dict[str, Any]:
+    info = result.info
+    labels: dict[str, Any] = {
+        semconv.GEN_AI_PROVIDER_NAME: info.provider,
+        semconv.GEN_AI_OPERATION_NAME: info.operation,
+    }
+    if info.request_model:
+        labels[semconv.GEN_AI_REQUEST_MODEL] = info.request_model
+    if result.response_model:
+        labels[semconv.GEN_AI_RESPONSE_MODEL] = result.response_model
+    return labels
+
+
+def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
+    """Record one finished call. ``attributes``: the call's span attributes (at least its attribution, as
+    returned by ``aicost.attribution.current_attributes()`` when the call started)."""
+    try:
+        state = _instruments()
+        labels = _call_labels(result)
+        labels.update(state.attribution_labels(attributes))
+        usage = result.usage
+        if usage is not None:
+            token_labels = {**labels}
+            for key in _SERVER_KEYS:
+                if key in attributes:
+                    token_labels[key] = attributes[key]
+            state.token_usage.record(usage.input_tokens, {**token_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
+            state.token_usage.record(usage.output_tokens, {**token_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
+        duration_labels = {**labels}
+        for key in _SERVER_KEYS:
+            if key in attributes:
+                duration_labels[key] = attributes[key]
+        if result.error_type:
+            duration_labels[semconv.ERROR_TYPE] = result.error_type
+        state.duration.record(max(0.0, float(result.duration_s)), duration_labels)
+        cost = result.cost_usd
+        if cost is not None:
+            state.add_cost(labels, cost)
+    except Exception:
+        _log_once("record_call", "aicost: could not record call metrics")
+
+
+def record_unit(name: str, outcome: str, attributes: Mapping[str, Any], cost_usd: Decimal) -> None:
+    """Count one finished unit of work (``aicost.feature``) by outcome.
+
+    Cost per successful outcome is ``sum(aicost.cost{feature}) / sum(aicost.feature.runs{feature, outcome=
+    "succeeded"})``: the spend of every attempt, failed ones included, per success.
+    """
+    try:
+        state = _instruments()
+        labels: dict[str, Any] = {semconv.AICOST_FEATURE: name, semconv.AICOST_OUTCOME: outcome}
+        team = attributes.get(semconv.AICOST_TEAM)
+        if team is not None:
+            labels[semconv.AICOST_TEAM] = team
+        state.feature_runs.add(1, labels)
+    except Exception:
+        _log_once("record_unit", "aicost: could not record unit-of-work metrics")
