@@ -24,6 +24,9 @@ _LAZY: dict[str, str] = {
     "collect_calls": "aicost.hooks",
     "CallInfo": "aicost.hooks",
     "CallResult": "aicost.hooks",
+    "attribute": "aicost.attribution",
+    "feature": "aicost.attribution",
+    "set_outcome": "aicost.attribution",
 }
 
 __all__ = ["Usage", "__version__", *_LAZY]
