@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "collect_calls": "aicost.hooks",
     "CallInfo": "aicost.hooks",
     "CallResult": "aicost.hooks",
+    "cache": "aicost.cache",
     "attribute": "aicost.attribution",
     "feature": "aicost.attribution",
     "set_outcome": "aicost.attribution",

@@ -97,3 +97,21 @@ AICOST_ROLLUP_CACHE_WRITE_TOKENS = "aicost.rollup.usage.cache_write.input_tokens
 AICOST_ROLLUP_REASONING_TOKENS = "aicost.rollup.usage.reasoning.output_tokens"
 AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
 METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team
+
+# --- Cache (issue 6) ---------------------------------------------------------------------------------
+# On the cache lookup span (INTERNAL, "aicost.cache <name>"). Savings are never gen_ai.usage.cost: not spend.
+AICOST_CACHE_NAME = "aicost.cache.name"  # the cached function ("module.qualname") or the name given
+AICOST_CACHE_HIT = "aicost.cache.hit"  # bool
+AICOST_CACHE_OUTCOME = "aicost.cache.outcome"  # hit | miss | bypass | uncacheable
+AICOST_CACHE_TIER = "aicost.cache.tier"  # exact | semantic
+AICOST_CACHE_SIMILARITY = "aicost.cache.similarity"  # cosine of the served entry (1.0 for exact hits)
+AICOST_CACHE_SAVED_USD = "aicost.cache.saved_usd"  # exact Decimal string: what the original calls cost
+AICOST_CACHE_VERIFIER_COST_USD = "aicost.cache.verifier_cost_usd"  # LLM judge spend during this lookup
+AICOST_CACHE_VETO = "aicost.cache.semantic.veto"  # guard/verifier that rejected the best candidate
+AICOST_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration_s"
+AICOST_CACHE_STORED = "aicost.cache.stored"  # bool: the miss's answer was written to the cache
+METRIC_CACHE_LOOKUPS = "aicost.cache.lookups"  # counter {lookup}: name, outcome, tier
+METRIC_CACHE_SAVED = "aicost.cache.saved"  # counter USD, gross savings of hits
+METRIC_CACHE_VERIFIER_COST = "aicost.cache.verifier.cost"  # counter USD: net savings = saved - this
+METRIC_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration"  # histogram s
+METRIC_CACHE_SIMILARITY = "aicost.cache.similarity"  # histogram of served similarity

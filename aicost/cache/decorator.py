@@ -1,0 +1,499 @@
+"""``@aicost.cache(...)``: return a stored answer when the same request was answered before.
+
+The decorated function is the unit that is cached: its arguments are the request (see :mod:`.keys`), its return
+value (or, for a stream, every chunk of a fully consumed stream) is the answer, and the calls it makes to the
+vendor SDKs, measured with :func:`aicost.hooks.collect_calls`, are what a later hit saves.
+
+Whatever goes wrong inside the cache (a store down, an argument without a canonical form, a bug) is logged once
+and the function is simply called: a cache failure costs money, never the application's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import contextvars
+import copy
+import functools
+import inspect
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from opentelemetry.trace import SpanKind
+
+from .. import semconv
+from ..hooks import CallCollector, collect_calls
+from . import telemetry
+from .entry import ASYNC_STREAM, STREAM, VALUE, Entry
+from .keys import (
+    KEY_VERSION,
+    Uncacheable,
+    canonical,
+    code_fingerprint,
+    hash_material,
+    normalise_prompt,
+    variable_text,
+)
+from .scope import current_scope, parse_scope
+from .singleflight import FlightGroup
+from .stores import MemoryStore, Store
+from .streams import (
+    AsyncRecordingStream,
+    AsyncReplayStream,
+    RecordingStream,
+    ReplayStream,
+    make_finisher,
+)
+
+logger = logging.getLogger("aicost")
+
+_bypass: contextvars.ContextVar[bool] = contextvars.ContextVar("aicost_cache_bypass", default=False)
+_logged: set[str] = set()
+
+
+def _log_once(tag: str, message: str, *args: Any, exc_info: bool = False) -> None:
+    if tag not in _logged:
+        _logged.add(tag)
+        logger.warning(message, *args, exc_info=exc_info)
+
+
+@contextmanager
+def bypass() -> Iterator[None]:
+    """Inside this block cached functions neither read nor write the cache (e.g. a "regenerate" button)."""
+    token = _bypass.set(True)
+    try:
+        yield
+    finally:
+        _bypass.reset(token)
+
+
+@dataclass(slots=True)
+class Request:
+    key: str
+    context: str | None  # hash of everything except the variable text (semantic tier)
+    text: str | None  # the user's variable text, as asked
+
+
+@dataclass(slots=True)
+class Lookup:
+    entry: Entry | None  # None: a miss
+    tier: str | None = None  # exact | semantic
+    similarity: float | None = None
+    verifier_cost: Decimal | None = None  # LLM judge spend during this lookup (hit or not)
+    veto: str | None = None  # why the best semantic candidate was rejected
+
+
+class CacheCore:
+    """Configuration and logic shared by the sync and async wrappers of one cached function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        ttl: float | None,
+        max_entries: int | None,
+        prompt: str | None,
+        key_parts: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None,
+        ignore: Iterable[str],
+        scope: Iterable[str] | str | None,
+        shared: bool,
+        store: Store | None,
+        semantic: Any,
+        name: str | None,
+        case_sensitive: bool,
+        single_flight: bool,
+        single_flight_timeout: float,
+        cache_if: Callable[[Any], bool] | None,
+    ) -> None:
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise ValueError(f"cache(ttl=...) must be a positive number of seconds or None, got {ttl!r}")
+        if isinstance(single_flight_timeout, bool) or not isinstance(single_flight_timeout, (int, float)) or (
+            single_flight_timeout <= 0
+        ):
+            raise ValueError(f"cache(single_flight_timeout=...) must be positive seconds, got {single_flight_timeout!r}")
+        if cache_if is not None and not callable(cache_if):
+            raise TypeError("cache(cache_if=...) must be a callable taking the result and returning a bool")
+        if key_parts is not None and not (callable(key_parts) or isinstance(key_parts, Mapping)):
+            raise TypeError("cache(key_parts=...) must be a mapping or a callable returning one")
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        self.func = func
+        self.signature = inspect.signature(func)
+        params = self.signature.parameters
+        self.var_keyword = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
+        for field_name, value in (("prompt", prompt), *(("ignore", i) for i in ignore)):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"cache({field_name}=...) must name a parameter, got {value!r}")
+            if value not in params and self.var_keyword is None:
+                raise ValueError(
+                    f"cache({field_name}={value!r}): {func.__qualname__} has no parameter {value!r} "
+                    f"(parameters: {', '.join(params)})"
+                )
+        if prompt is not None and prompt in ignore:
+            raise ValueError(f"cache(prompt={prompt!r}) cannot also be ignored")
+        self.prompt = prompt
+        self.ignore = frozenset(ignore)
+        self.key_parts = key_parts
+        self.scope_attributes = parse_scope(scope, shared)
+        self.case_sensitive = bool(case_sensitive)
+        self.ttl = float(ttl) if ttl is not None else None
+        self.name = name or f"{func.__module__}.{func.__qualname__}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("cache(name=...) must be a non-empty string")
+        self.prefix = f"aicost:cache:{self.name}:"
+        if store is None:
+            store = MemoryStore(10_000 if max_entries is None else max_entries)
+        elif max_entries is not None:
+            raise ValueError("cache(max_entries=...) sizes the default in-memory store; size a given store itself")
+        for method in ("get", "put", "delete", "clear"):
+            if not callable(getattr(store, method, None)):
+                raise TypeError(f"cache(store=...) has no {method}() method: not a cache store")
+        self.store = store
+        self.semantic = None
+        if semantic is not None:
+            if prompt is None:
+                raise ValueError("cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
+            bind = getattr(semantic, "bind", None)
+            if not callable(bind):
+                raise TypeError("cache(semantic=...) must be an aicost.cache.Semantic(...) configuration")
+            self.semantic = bind(store, self.prefix)
+        self.fingerprint = code_fingerprint(func)
+        self.single_flight = bool(single_flight)
+        self.single_flight_timeout = float(single_flight_timeout)
+        self.flights = FlightGroup()
+        self.cache_if = cache_if
+
+    # --- keys ---------------------------------------------------------------------------------------------
+    def request(self, args: tuple, kwargs: dict) -> Request:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:  # the call itself is wrong: let the function raise its own error
+            raise Uncacheable(f"arguments do not bind: {exc}") from exc
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if self.var_keyword is not None:
+            arguments.update(arguments.pop(self.var_keyword, None) or {})
+        prompt_value = arguments.pop(self.prompt, None) if self.prompt is not None else None
+        other = {k: v for k, v in arguments.items() if k not in self.ignore}
+        parts = self.key_parts
+        if callable(parts):
+            try:
+                parts = parts(*args, **kwargs)
+            except Exception as exc:
+                raise Uncacheable(f"key_parts raised {type(exc).__name__}") from exc
+            if not isinstance(parts, Mapping):
+                raise Uncacheable("key_parts must return a mapping")
+        base = {
+            "v": KEY_VERSION,
+            "fn": self.name,
+            "code": self.fingerprint,
+            "scope": [list(pair) for pair in current_scope(self.scope_attributes)],
+            "args": canonical(other, path="arguments"),
+            "parts": canonical(parts, path="key_parts") if parts else None,
+        }
+        normalised = normalise_prompt(prompt_value, case_sensitive=self.case_sensitive)
+        key = self.prefix + hash_material({**base, "prompt": canonical(normalised, path=str(self.prompt))})
+        context = text = None
+        if self.semantic is not None:
+            text, fixed = variable_text(prompt_value)
+            if text is not None:
+                fixed_norm = normalise_prompt(fixed, case_sensitive=self.case_sensitive)
+                context = hash_material({**base, "prompt_context": canonical(fixed_norm, path=str(self.prompt))})
+        return Request(key, context, text)
+
+    def key_for(self, *args: Any, **kwargs: Any) -> str:
+        return self.request(args, kwargs).key
+
+    # --- lookup / store -----------------------------------------------------------------------------------
+    def lookup(self, req: Request, *, semantic: bool = True) -> Lookup:
+        """Exact first, then (optionally) semantic, whose guards and verifier may veto candidates."""
+        entry = self.store.get(req.key)
+        if entry is not None:
+            return Lookup(entry, "exact", 1.0)
+        if semantic and self.semantic is not None and req.text is not None and req.context is not None:
+            match = self.semantic.lookup(req.context, req.text, self.store.get)
+            return Lookup(match.entry, "semantic" if match.entry is not None else None, match.similarity,
+                          match.verifier_cost, match.veto)
+        return Lookup(None)
+
+    def save(self, req: Request, value: Any, kind: str, collector: CallCollector) -> bool:
+        if self.cache_if is not None and kind == VALUE and not self.cache_if(value):
+            return False
+        cost = collector.cost_usd if collector.calls and not collector.unknown_cost_calls else None
+        if kind == VALUE:
+            try:  # the caller keeps and may mutate the object it got: store a snapshot
+                value = copy.deepcopy(value)
+            except Exception:
+                pass
+        entry = Entry(value=value, kind=kind, cost_usd=cost, calls=collector.calls, text=req.text,
+                      context=req.context)
+        self.store.put(req.key, entry, self.ttl)
+        if self.semantic is not None and req.text is not None and req.context is not None:
+            self.semantic.add(req.context, req.text, req.key, self.ttl)
+        return True
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Drop the entry these arguments (in the current attribution scope) would hit. True if one existed."""
+        req = self.request(args, kwargs)
+        if self.semantic is not None:
+            self.semantic.forget(req.key)
+        return bool(self.store.delete(req.key))
+
+    def clear(self) -> int:
+        """Drop every entry of this cached function (in every scope)."""
+        if self.semantic is not None:
+            self.semantic.clear()
+        return int(self.store.clear(self.prefix) or 0)
+
+
+def _materialise(entry: Entry) -> Any:
+    if entry.kind == STREAM:
+        return ReplayStream(list(entry.value))
+    if entry.kind == ASYNC_STREAM:
+        return AsyncReplayStream(list(entry.value))
+    try:
+        return copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
+    except Exception:
+        return entry.value
+
+
+def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lookup | None = None) -> None:
+    try:
+        hit = found is not None and found.entry is not None
+        telemetry.record_lookup(
+            span,
+            name=core.name,
+            outcome=outcome,
+            tier=found.tier if hit else None,
+            lookup_s=lookup_s,
+            similarity=found.similarity if hit else None,
+            saved_usd=found.entry.cost_usd if hit else None,
+            verifier_cost_usd=found.verifier_cost if found is not None else None,
+            veto=found.veto if found is not None else None,
+        )
+    except Exception:
+        _log_once("telemetry", "aicost cache: recording telemetry failed", exc_info=True)
+
+
+def _is_stream(value: Any) -> bool:
+    return isinstance(value, (collections.abc.Iterator, collections.abc.AsyncIterator)) and not isinstance(
+        value, (str, bytes)
+    )
+
+
+def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector, span: Any,
+            land: Callable[[], None]) -> Any:
+    """After a miss: store a plain result now, or wrap a stream so it is stored when fully consumed."""
+    if not _is_stream(result):
+        try:
+            stored = core.save(req, result, VALUE, collector)
+            if span is not None:
+                span.set_attribute(semconv.AICOST_CACHE_STORED, stored)
+        except Exception:
+            _log_once("store", "aicost cache: storing a result failed; the answer was still returned",
+                      exc_info=True)
+        finally:
+            land()
+        return result
+    kind = ASYNC_STREAM if isinstance(result, collections.abc.AsyncIterator) else STREAM
+
+    def on_complete(chunks: list) -> None:
+        try:
+            core.save(req, list(chunks), kind, collector)
+        except Exception:
+            _log_once("store", "aicost cache: storing a stream failed; the answer was still returned",
+                      exc_info=True)
+        finally:
+            land()
+
+    finisher = make_finisher(on_complete, land)
+    if kind == ASYNC_STREAM:
+        return AsyncRecordingStream(result, collector, finisher)
+    return RecordingStream(result, collector, finisher)
+
+
+def _start_span(core: CacheCore) -> Any:
+    try:
+        return telemetry.tracer().start_as_current_span(f"aicost.cache {core.name}", kind=SpanKind.INTERNAL)
+    except Exception:
+        _log_once("span", "aicost cache: starting a span failed", exc_info=True)
+        return _NullSpan()
+
+
+class _NullSpan:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _prepare(core: CacheCore, args: tuple, kwargs: dict) -> Request | None:
+    try:
+        return core.request(args, kwargs)
+    except Uncacheable as exc:
+        _log_once(f"uncacheable:{core.name}", "aicost cache: %s is not cached for this call: %s", core.name, exc)
+    except Exception:
+        _log_once(f"key:{core.name}", "aicost cache: building the key of %s failed", core.name, exc_info=True)
+    return None
+
+
+def _safe_lookup(core: CacheCore, req: Request, semantic: bool = True) -> Lookup:
+    try:
+        return core.lookup(req, semantic=semantic)
+    except Exception:
+        _log_once(f"lookup:{core.name}", "aicost cache: lookup failed; calling through", exc_info=True)
+        return Lookup(None)
+
+
+def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
+    func = core.func
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _bypass.get():
+            with _start_span(core) as span:
+                _record(core, span, "bypass", 0.0)
+                return func(*args, **kwargs)
+        t0 = time.perf_counter()
+        req = _prepare(core, args, kwargs)
+        if req is None:
+            with _start_span(core) as span:
+                _record(core, span, "uncacheable", time.perf_counter() - t0)
+                return func(*args, **kwargs)
+        with _start_span(core) as span:
+            found = _safe_lookup(core, req)
+            lookup_s = time.perf_counter() - t0
+            if found.entry is not None:
+                _record(core, span, "hit", lookup_s, found)
+                return _materialise(found.entry)
+            land: Callable[[], None] = _noop
+            if core.single_flight:
+                flight, leader = core.flights.join(req.key)
+                if leader:
+                    land = functools.partial(core.flights.land, req.key, flight)
+                else:
+                    flight.wait(core.single_flight_timeout)
+                    again = _safe_lookup(core, req, semantic=False)
+                    if again.entry is not None:
+                        _record(core, span, "hit", lookup_s, again)
+                        return _materialise(again.entry)
+            _record(core, span, "miss", lookup_s, found)
+            try:
+                with collect_calls() as collector:
+                    result = func(*args, **kwargs)
+            except BaseException:
+                land()
+                raise
+            return _finish(core, req, result, collector, span, land)
+
+    return wrapper
+
+
+def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
+    func = core.func
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _bypass.get():
+            with _start_span(core) as span:
+                _record(core, span, "bypass", 0.0)
+                return await func(*args, **kwargs)
+        t0 = time.perf_counter()
+        req = _prepare(core, args, kwargs)
+        if req is None:
+            with _start_span(core) as span:
+                _record(core, span, "uncacheable", time.perf_counter() - t0)
+                return await func(*args, **kwargs)
+        with _start_span(core) as span:
+            if core.semantic is not None and req.text is not None:
+                # Embedding (and a sync LLM judge) must not block the event loop.
+                found = await asyncio.to_thread(_safe_lookup, core, req)
+            else:
+                found = _safe_lookup(core, req)
+            lookup_s = time.perf_counter() - t0
+            if found.entry is not None:
+                _record(core, span, "hit", lookup_s, found)
+                return _materialise(found.entry)
+            land: Callable[[], None] = _noop
+            if core.single_flight:
+                flight, leader = core.flights.join(req.key)
+                if leader:
+                    land = functools.partial(core.flights.land, req.key, flight)
+                else:
+                    await flight.wait_async(core.single_flight_timeout)
+                    again = _safe_lookup(core, req, semantic=False)
+                    if again.entry is not None:
+                        _record(core, span, "hit", lookup_s, again)
+                        return _materialise(again.entry)
+            _record(core, span, "miss", lookup_s, found)
+            try:
+                with collect_calls() as collector:
+                    result = await func(*args, **kwargs)
+            except BaseException:
+                land()
+                raise
+            return _finish(core, req, result, collector, span, land)
+
+    return wrapper
+
+
+def _noop() -> None:
+    return None
+
+
+def cache(
+    func: Callable[..., Any] | None = None,
+    *,
+    ttl: float | None = 3600.0,
+    max_entries: int | None = None,
+    prompt: str | None = None,
+    key_parts: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None = None,
+    ignore: Iterable[str] = (),
+    scope: Iterable[str] | str | None = None,
+    shared: bool = False,
+    store: Store | None = None,
+    semantic: Any = None,
+    name: str | None = None,
+    case_sensitive: bool = False,
+    single_flight: bool = True,
+    single_flight_timeout: float = 30.0,
+    cache_if: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Cache the answers of a function that calls an LLM.
+
+    ``@aicost.cache`` or ``@aicost.cache(ttl=600, prompt="question")``. Every argument of the function is part
+    of the key (``ignore`` drops some, e.g. a client object; ``key_parts`` adds fixed or computed parts such as
+    a prompt-template version); ``prompt`` names the argument holding the user's text or conversation, whose
+    whitespace and case are normalised and which the opt-in ``semantic`` tier compares by meaning. Entries are
+    scoped by the attribution ``scope`` (default customer, user and team) unless ``shared=True``.
+
+    The wrapper has ``.invalidate(*args, **kwargs)``, ``.clear()``, ``.uncached(*args, **kwargs)`` (bypass this
+    call) and ``.key_for(*args, **kwargs)``; :func:`bypass` bypasses every cache in a block.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError(f"aicost.cache decorates a function, got {type(fn).__name__}")
+        core = CacheCore(
+            fn, ttl=ttl, max_entries=max_entries, prompt=prompt, key_parts=key_parts, ignore=ignore, scope=scope,
+            shared=shared, store=store, semantic=semantic, name=name, case_sensitive=case_sensitive,
+            single_flight=single_flight, single_flight_timeout=single_flight_timeout, cache_if=cache_if,
+        )
+        wrapper = _async_wrapper(core) if inspect.iscoroutinefunction(fn) else _sync_wrapper(core)
+        wrapper.cache = core  # type: ignore[attr-defined]
+        wrapper.invalidate = core.invalidate  # type: ignore[attr-defined]
+        wrapper.clear = core.clear  # type: ignore[attr-defined]
+        wrapper.key_for = core.key_for  # type: ignore[attr-defined]
+        wrapper.uncached = fn  # type: ignore[attr-defined]
+        return wrapper
+
+    if func is not None:
+        return decorate(func)
+    return decorate

@@ -1,0 +1,170 @@
+"""Cache keys: a hash of everything that can change the answer, and nothing that cannot.
+
+Peer caches hit on the wrong question because their key left something out: only the last message of a
+conversation, or not the model, temperature, tools or system prompt (GPTCache #8 #694). Here the key covers
+*every* argument of the decorated function (so a function taking the SDK's keyword arguments keys on model,
+messages, tools, response format and sampling parameters), the function's identity and its code constants (a
+hard-coded model name or system prompt is part of the key, so editing it invalidates old entries), extra key
+parts the caller adds, and the tenancy scope. Only the *prompt* argument is normalised: whitespace runs,
+Unicode compatibility forms and (unless ``case_sensitive``) letter case, which do not change what is asked.
+
+An argument whose value cannot be rendered canonically (an arbitrary object) makes the call uncacheable
+rather than being keyed by something lossy like its type name: two different requests must never share a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import types
+import unicodedata
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+KEY_VERSION = 1
+
+_WHITESPACE = re.compile(r"\s+")
+# Keys of message dicts whose string values are user-visible text that may be normalised.
+_TEXT_KEYS = frozenset({"content", "text", "input"})
+
+
+class Uncacheable(Exception):
+    """Raised while building a key when an argument has no canonical form; the call then bypasses the cache."""
+
+
+def normalise_text(text: str, *, case_sensitive: bool = False) -> str:
+    """Collapse formatting that cannot change the answer: Unicode compatibility forms, whitespace, case."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _WHITESPACE.sub(" ", text).strip()
+    return text if case_sensitive else text.casefold()
+
+
+def canonical(value: Any, *, path: str = "") -> Any:
+    """A JSON-ready, order-independent rendering of ``value`` that is exact (never lossy)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return {"__float__": repr(value)}
+        # 1.0 and 1 give the same answer from any vendor API; keep them one key.
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Decimal):
+        return {"__decimal__": str(value.normalize())}
+    if isinstance(value, bytes):
+        return {"__bytes__": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, Mapping):
+        items = {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise Uncacheable(f"{path or 'argument'} has a non-scalar mapping key {type(k).__name__}")
+            items[str(k)] = canonical(v, path=f"{path}.{k}")
+        return {"__map__": sorted(items.items())}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        rendered = [canonical(v, path=f"{path}{{}}") for v in value]
+        return {"__set__": sorted(rendered, key=lambda r: json.dumps(r, sort_keys=True))}
+    model_dump = getattr(value, "model_dump", None)  # pydantic models (response_format, tool schemas)
+    if callable(model_dump):
+        try:
+            return {"__model__": _qualname(type(value)), "v": canonical(model_dump(mode="json"), path=path)}
+        except TypeError:
+            return {"__model__": _qualname(type(value)), "v": canonical(model_dump(), path=path)}
+    if isinstance(value, type):  # a response_format class: its schema is what matters to the vendor
+        schema = getattr(value, "model_json_schema", None)
+        if callable(schema):
+            return {"__schema__": canonical(schema(), path=path)}
+        return {"__type__": _qualname(value)}
+    if dataclasses.is_dataclass(value):
+        return {"__dataclass__": _qualname(type(value)), "v": canonical(dataclasses.asdict(value), path=path)}
+    raise Uncacheable(
+        f"{path or 'argument'} of type {type(value).__name__} has no canonical form; "
+        "exclude it with ignore=[...] or key it with key_parts"
+    )
+
+
+def normalise_prompt(value: Any, *, case_sensitive: bool = False) -> Any:
+    """Normalise the prompt argument: a string, or a conversation (list of messages with text content)."""
+    if isinstance(value, str):
+        return normalise_text(value, case_sensitive=case_sensitive)
+    if isinstance(value, Mapping):
+        return {
+            k: (normalise_text(v, case_sensitive=case_sensitive) if k in _TEXT_KEYS and isinstance(v, str)
+                else normalise_prompt(v, case_sensitive=case_sensitive) if isinstance(v, (list, tuple, Mapping))
+                else v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [normalise_prompt(v, case_sensitive=case_sensitive) for v in value]
+    return value
+
+
+def variable_text(prompt: Any) -> tuple[str | None, Any]:
+    """Split a prompt into (the user's variable text, the fixed context around it).
+
+    A string prompt is all variable. A conversation's variable text is its last user message; every earlier
+    message is context, which must match *exactly* for a semantic hit (the whole conversation is keyed).
+    Returns ``(None, prompt)`` when there is no text to compare (then only the exact tier applies).
+    """
+    if isinstance(prompt, str):
+        return prompt, None
+    if isinstance(prompt, (list, tuple)) and prompt:
+        last = prompt[-1]
+        if isinstance(last, Mapping) and last.get("role") == "user":
+            text = _message_text(last.get("content"))
+            if text is not None:
+                rest = {k: v for k, v in last.items() if k != "content"}
+                return text, [list(prompt[:-1]), rest]
+    return None, prompt
+
+
+def _message_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):  # content parts: only pure text parts are comparable
+        texts = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") in ("text", "input_text") and isinstance(
+                part.get("text"), str
+            ):
+                texts.append(part["text"])
+            else:
+                return None
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def code_fingerprint(func: Callable[..., Any]) -> str:
+    """Hash of the function's bytecode constants and names (string literals such as a model or system prompt).
+
+    Bytecode itself differs between Python versions; constants and names do not, so a shared store keeps
+    working across interpreter upgrades while an edited literal still changes the key.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return ""
+    digest = hashlib.sha256()
+
+    def visit(c: types.CodeType) -> None:  # names of nested code objects are constants of their parent
+        digest.update("\x00".join(c.co_names).encode())
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                visit(const)
+            else:
+                digest.update(repr(const).encode())
+                digest.update(b"\x1f")
+
+    visit(code)
+    return digest.hexdigest()[:16]
+
+
+def hash_material(material: Any) -> str:
+    payload = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _qualname(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"

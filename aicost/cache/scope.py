@@ -1,0 +1,79 @@
+"""Tenancy: which attribution attributes partition the cache.
+
+A hit served to another customer is a data leak, so every entry is keyed by the attribution in force when it
+was written (``aicost.attribution.current_attributes()``): by default customer, user and team. A cache is shared
+across those scopes only when the application says so (``shared=True``). When the attribution module is absent
+the scope is empty, which is only safe for single-tenant code: that is why the docs tell multi-tenant apps to
+set attribution (or pass the tenant as an argument, which is part of the key anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from .. import semconv
+
+logger = logging.getLogger("aicost")
+
+SCOPE_ATTRIBUTES = {
+    "customer": semconv.AICOST_CUSTOMER,
+    "user": semconv.AICOST_USER,
+    "team": semconv.AICOST_TEAM,
+    "feature": semconv.AICOST_FEATURE,
+}
+DEFAULT_SCOPE = ("customer", "user", "team")
+
+_warned = False  # the "attribution module absent" notice is logged once
+
+
+def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, ...]:
+    """Validate ``scope`` at decoration time; returns the attribute names to key on (empty when shared)."""
+    if not isinstance(shared, bool):
+        raise TypeError("cache(shared=...) must be a bool")
+    if shared:
+        if scope is not None:
+            raise ValueError("cache(scope=...) and cache(shared=True) contradict each other: pick one")
+        return ()
+    if scope is None:
+        scope = DEFAULT_SCOPE
+    if isinstance(scope, str):
+        scope = (scope,)
+    names = []
+    for item in scope:
+        if not isinstance(item, str):
+            raise TypeError(f"cache(scope=...) items must be strings, got {type(item).__name__}")
+        attr = SCOPE_ATTRIBUTES.get(item, item if item.startswith("aicost.") else None)
+        if attr is None:
+            raise ValueError(
+                f"cache(scope=...) item {item!r} is not one of {sorted(SCOPE_ATTRIBUTES)} or an 'aicost.*' attribute"
+            )
+        names.append(attr)
+    if not names:
+        raise ValueError("cache(scope=()) would share entries across tenants; say shared=True if that is intended")
+    return tuple(dict.fromkeys(names))
+
+
+def current_scope(attributes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The (attribute, value) pairs of the current attribution for ``attributes``; missing ones are ''."""
+    if not attributes:
+        return ()
+    current = _current_attributes()
+    return tuple((name, str(current.get(name, ""))) for name in attributes)
+
+
+def _current_attributes():
+    global _warned
+    try:
+        from ..attribution import current_attributes
+    except ImportError:
+        if not _warned:
+            _warned = True
+            logger.debug("aicost.attribution is not available: cache entries are scoped to the process only")
+        return {}
+    try:
+        return current_attributes() or {}
+    except Exception as exc:  # an unknown tenant must not fall into the shared scope: skip the cache instead
+        from .keys import Uncacheable
+
+        raise Uncacheable(f"reading attribution failed: {type(exc).__name__}") from exc

@@ -1,0 +1,527 @@
+"""Exact tier of @aicost.cache: key composition, tenancy, TTL/LRU, invalidation, bypass, single flight, async,
+streams, telemetry. Plain functions stand in for LLM calls and report exact costs through aicost.hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost import semconv
+from aicost.cache import MemoryStore
+from aicost.cache import telemetry as cache_telemetry
+
+from cache_helpers import CacheTelemetry, fake_llm_call
+
+
+@pytest.fixture
+def tel():
+    t = CacheTelemetry()
+    cache_telemetry.configure(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+    yield t
+    cache_telemetry.configure()
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def bump(self) -> int:
+        with self.lock:
+            self.n += 1
+            return self.n
+
+
+# ------------------------------------------------------------------------------------------------ keys
+def test_every_request_field_changes_the_key_and_formatting_does_not():
+    calls = Counter()
+
+    @aicost.cache(prompt="messages")
+    def chat(*, model, messages, system=None, tools=None, temperature=1.0, response_format=None):
+        return calls.bump()
+
+    base = dict(model="gpt-4o", messages=[{"role": "user", "content": "What is the capital of France?"}],
+                system="Be brief.", tools=[{"name": "search", "parameters": {"type": "object"}}], temperature=0.0,
+                response_format={"type": "json_object"})
+    first = chat(**base)
+    # Whitespace, case and dict key order cannot change the answer: same entry.
+    same = dict(base, messages=[{"content": "  what is the CAPITAL of france?\n", "role": "user"}],
+                tools=[{"parameters": {"type": "object"}, "name": "search"}], temperature=0)
+    assert chat(**same) == first
+    assert calls.n == 1
+    # Each of these can change the answer: a different entry each time.
+    variants = [
+        dict(base, model="gpt-4o-mini"),
+        dict(base, system="Be verbose."),
+        dict(base, tools=[{"name": "browse", "parameters": {"type": "object"}}]),
+        dict(base, temperature=0.7),
+        dict(base, response_format={"type": "text"}),
+        dict(base, messages=[{"role": "system", "content": "You are a pirate."}, *base["messages"]]),
+        dict(base, messages=[{"role": "assistant", "content": "Earlier answer."}, *base["messages"]]),
+        dict(base, messages=[{"role": "user", "content": "What is the capital of Spain?"}]),
+    ]
+    for i, variant in enumerate(variants, start=2):
+        assert chat(**variant) == i
+    assert calls.n == 1 + len(variants)
+
+
+def test_whole_conversation_is_keyed_not_only_the_last_message():
+    calls = Counter()
+
+    @aicost.cache(prompt="messages")
+    def chat(messages):
+        return calls.bump()
+
+    last = {"role": "user", "content": "And its population?"}
+    a = chat([{"role": "user", "content": "Tell me about Paris"}, {"role": "assistant", "content": "..."}, last])
+    b = chat([{"role": "user", "content": "Tell me about Rome"}, {"role": "assistant", "content": "..."}, last])
+    assert a != b and calls.n == 2
+
+
+def test_non_prompt_arguments_are_exact_and_case_sensitive_option():
+    calls = Counter()
+
+    @aicost.cache(prompt="question")
+    def ask(question, system):
+        return calls.bump()
+
+    ask("hi", system="Answer in French")
+    ask("hi", system="answer in french")  # only the prompt is normalised
+    assert calls.n == 2
+
+    @aicost.cache(prompt="question", case_sensitive=True)
+    def ask_cs(question):
+        return calls.bump()
+
+    ask_cs("Spell ABC")
+    ask_cs("spell abc")
+    ask_cs("Spell   ABC ")
+    assert calls.n == 4
+
+
+def test_key_parts_static_and_computed_and_ignore():
+    calls = Counter()
+
+    @aicost.cache(prompt="q", ignore=["client"], key_parts={"template": "v1"})
+    def v1(q, client):
+        return calls.bump()
+
+    @aicost.cache(prompt="q", ignore=["client"], key_parts={"template": "v2"}, name=v1.cache.name)
+    def v2(q, client):
+        return calls.bump()
+
+    v1("x", object())
+    v1("x", object())  # client ignored: a hit
+    v2("x", object())  # same name, different key part: a miss
+    assert calls.n == 2
+
+    @aicost.cache(key_parts=lambda q, locale: {"locale": locale.lower()}, ignore=["locale"])
+    def localised(q, locale):
+        return calls.bump()
+
+    localised("a", "EN")
+    localised("a", "en")
+    assert calls.n == 3
+
+
+def test_code_constants_are_keyed_so_editing_a_hardcoded_model_invalidates():
+    from aicost.cache.keys import code_fingerprint
+
+    def a(q):
+        return ("gpt-4o", "You are terse.", q)
+
+    def b(q):
+        return ("gpt-4o-mini", "You are terse.", q)
+
+    def c(q):
+        return ("gpt-4o", "You are terse.", q)
+
+    assert code_fingerprint(a) != code_fingerprint(b)
+    assert code_fingerprint(a) == code_fingerprint(c)
+
+
+def test_uncacheable_argument_calls_through_every_time():
+    calls = Counter()
+
+    @aicost.cache
+    def f(obj):
+        return calls.bump()
+
+    thing = object()
+    assert f(thing) == 1 and f(thing) == 2  # no canonical form: never keyed by something lossy
+
+
+def test_configuration_errors_name_the_field():
+    def f(q):
+        return q
+
+    with pytest.raises(ValueError, match="prompt='question'"):
+        aicost.cache(prompt="question")(f)
+    with pytest.raises(ValueError, match="ttl"):
+        aicost.cache(ttl=-1)(f)
+    with pytest.raises(ValueError, match="max_entries"):
+        aicost.cache(max_entries=0)(f)
+    with pytest.raises(ValueError, match="scope"):
+        aicost.cache(scope=["planet"])(f)
+    with pytest.raises(ValueError, match="shared"):
+        aicost.cache(scope=["user"], shared=True)(f)
+    with pytest.raises(TypeError, match="store"):
+        aicost.cache(store=object())(f)
+    with pytest.raises(ValueError, match="semantic"):
+        aicost.cache(semantic=object())(f)
+
+
+# ------------------------------------------------------------------------------------------------ tenancy
+def test_hits_never_cross_tenants_unless_shared():
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    def answer(q):
+        return (calls.bump(), q)
+
+    with aicost.attribute(customer="acme", user="u1"):
+        a1 = answer("what is our refund policy?")
+        assert answer("what is our refund policy?") == a1
+    with aicost.attribute(customer="globex", user="u1"):
+        assert answer("what is our refund policy?") != a1
+    with aicost.attribute(customer="acme", user="u2"):
+        assert answer("what is our refund policy?") != a1
+    with aicost.attribute(customer="acme", user="u1", feature="other"):
+        assert answer("what is our refund policy?") == a1  # feature is not a tenant by default
+    assert calls.n == 3
+
+    @aicost.cache(prompt="q", scope=["customer"])
+    def per_customer(q):
+        return calls.bump()
+
+    with aicost.attribute(customer="acme", user="u1"):
+        x = per_customer("faq")
+    with aicost.attribute(customer="acme", user="u2"):
+        assert per_customer("faq") == x
+    with aicost.attribute(customer="initech", user="u2"):
+        assert per_customer("faq") != x
+
+    @aicost.cache(prompt="q", shared=True)
+    def public(q):
+        return calls.bump()
+
+    with aicost.attribute(customer="acme"):
+        y = public("what is 2+2")
+    with aicost.attribute(customer="globex"):
+        assert public("what is 2+2") == y
+
+
+def test_scope_is_also_enforced_across_threads_with_context():
+    calls = Counter()
+
+    @aicost.cache
+    def answer(q):
+        return calls.bump()
+
+    results = {}
+
+    def worker(customer):
+        with aicost.attribute(customer=customer):
+            results[customer] = answer("same question")
+
+    threads = [threading.Thread(target=worker, args=(f"c{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(set(results.values())) == 6
+
+
+# ------------------------------------------------------------------------------------------------ TTL / LRU
+def test_ttl_expiry_and_lru_eviction():
+    now = [1000.0]
+    store = MemoryStore(max_entries=2, clock=lambda: now[0])
+    calls = Counter()
+
+    @aicost.cache(ttl=60, store=store)
+    def f(x):
+        return (x, calls.bump())
+
+    a = f("a")
+    now[0] += 59
+    assert f("a") == a
+    now[0] += 2
+    assert f("a") != a  # expired
+    assert calls.n == 2
+    f("b")
+    f("a")  # touch a: b is now least recently used
+    f("c")  # evicts b
+    assert len(store) == 2 and store.evictions == 1
+    before = calls.n
+    f("a"), f("c")
+    assert calls.n == before
+    f("b")
+    assert calls.n == before + 1
+
+
+def test_invalidate_clear_uncached_and_bypass():
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    def f(q):
+        return calls.bump()
+
+    first = f("Q1")
+    assert f.invalidate("q1") is True  # normalised like a lookup
+    assert f("Q1") == first + 1
+    assert f.uncached("Q1") == first + 2  # per-call bypass
+    with aicost.cache.bypass():
+        assert f("Q1") == first + 3  # no read
+    assert f("Q1") == first + 1  # and no write inside the bypass block
+    f("Q2")
+    assert f.clear() == 2
+    assert f("Q1") == calls.n and calls.n == first + 5
+
+
+def test_cache_if_skips_storing_unwanted_results():
+    calls = Counter()
+
+    @aicost.cache(cache_if=lambda r: r["finish_reason"] == "stop")
+    def f(x):
+        n = calls.bump()
+        return {"finish_reason": "length" if n == 1 else "stop", "n": n}
+
+    assert f(1)["n"] == 1
+    assert f(1)["n"] == 2
+    assert f(1)["n"] == 2
+
+
+def test_hit_returns_a_copy_the_caller_can_mutate():
+    @aicost.cache
+    def f(x):
+        return {"items": [1, 2]}
+
+    f(1)["items"].append(3)
+    assert f(1) == {"items": [1, 2]}
+
+
+# ------------------------------------------------------------------------------------------------ errors
+def test_exceptions_propagate_and_are_not_cached():
+    calls = Counter()
+
+    @aicost.cache
+    def f(x):
+        if calls.bump() == 1:
+            raise RuntimeError("vendor down")
+        return "ok"
+
+    with pytest.raises(RuntimeError, match="vendor down"):
+        f(1)
+    assert f(1) == "ok" and f(1) == "ok" and calls.n == 2
+
+
+def test_a_failing_store_never_loses_the_answer(caplog):
+    class BrokenStore:
+        def get(self, key):
+            raise ConnectionError("store down")
+
+        def put(self, key, entry, ttl):
+            raise ConnectionError("store down")
+
+        def delete(self, key):
+            return False
+
+        def clear(self, prefix=""):
+            return 0
+
+    @aicost.cache(store=BrokenStore())
+    def f(x):
+        return x * 2
+
+    assert f(21) == 42 and f(21) == 42
+
+
+# ------------------------------------------------------------------------------------------------ single flight
+def test_concurrent_identical_misses_call_once():
+    calls = Counter()
+    gate = threading.Barrier(8, timeout=10)
+
+    @aicost.cache
+    def slow(q):
+        calls.bump()
+        time.sleep(0.3)
+        return q.upper()
+
+    results = []
+
+    def worker():
+        gate.wait()
+        results.append(slow("question"))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == ["QUESTION"] * 8
+    assert calls.n == 1
+
+
+def test_single_flight_followers_call_themselves_when_the_leader_fails():
+    calls = Counter()
+    gate = threading.Barrier(4, timeout=10)
+
+    @aicost.cache
+    def flaky(q):
+        n = calls.bump()
+        time.sleep(0.2)
+        if n == 1:
+            raise RuntimeError("leader failed")
+        return "ok"
+
+    outcomes = []
+
+    def worker():
+        gate.wait()
+        try:
+            outcomes.append(flaky("q"))
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert outcomes.count("leader failed") == 1  # the leader's error is not handed to followers
+    assert outcomes.count("ok") == 3
+
+
+async def test_async_functions_cache_and_single_flight():
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    async def answer(q):
+        calls.bump()
+        await asyncio.sleep(0.2)
+        fake_llm_call("0.002")
+        return f"A:{q}"
+
+    results = await asyncio.gather(*(answer("Same Question") for _ in range(10)))
+    assert results == ["A:Same Question"] * 10
+    assert calls.n == 1
+    assert await answer("same   question") == "A:Same Question"
+    assert calls.n == 1
+    async with asyncio.timeout(5):
+        await answer("other")
+    assert calls.n == 2
+
+
+# ------------------------------------------------------------------------------------------------ streams
+def test_stream_cached_only_when_fully_consumed():
+    calls = Counter()
+
+    @aicost.cache
+    def stream(q):
+        calls.bump()
+
+        def gen():
+            fake_llm_call("0.01")
+            for i in range(5):
+                yield f"{q}-{i}"
+
+        return gen()
+
+    s = stream("x")
+    assert next(s) == "x-0"
+    s.close()  # abandoned after one chunk: must not be cached
+    assert list(stream("x")) == [f"x-{i}" for i in range(5)]
+    assert calls.n == 2
+    replay = stream("x")
+    assert list(replay) == [f"x-{i}" for i in range(5)]
+    assert calls.n == 2
+    with stream("x") as again:
+        assert next(again) == "x-0"
+
+
+def test_generator_function_stream_and_error_midway_not_cached():
+    calls = Counter()
+
+    @aicost.cache
+    def gen(q):
+        n = calls.bump()
+        yield 1
+        if n == 1:
+            raise ConnectionError("dropped")
+        yield 2
+
+    with pytest.raises(ConnectionError):
+        list(gen("q"))
+    assert list(gen("q")) == [1, 2]
+    assert list(gen("q")) == [1, 2]
+    assert calls.n == 2
+
+
+async def test_async_stream_cached_when_consumed():
+    calls = Counter()
+
+    @aicost.cache
+    async def astream(q):
+        calls.bump()
+
+        async def agen():
+            for i in range(3):
+                await asyncio.sleep(0)
+                yield i
+
+        return agen()
+
+    assert [c async for c in await astream("q")] == [0, 1, 2]
+    assert [c async for c in await astream("q")] == [0, 1, 2]
+    assert calls.n == 1
+
+
+# ------------------------------------------------------------------------------------------------ telemetry
+def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
+    @aicost.cache(prompt="q", name="support.answer")
+    def answer(q):
+        fake_llm_call("0.0125")
+        fake_llm_call("0.0008")
+        return "42"
+
+    answer("What is the answer?")
+    answer("what is the answer?")
+    miss, hit = tel.cache_spans()
+    assert miss.attributes[semconv.AICOST_CACHE_HIT] is False
+    assert miss.attributes[semconv.AICOST_CACHE_OUTCOME] == "miss"
+    assert miss.attributes[semconv.AICOST_CACHE_LOOKUP_DURATION] >= 0
+    assert miss.attributes[semconv.AICOST_CACHE_STORED] is True
+    assert hit.attributes[semconv.AICOST_CACHE_HIT] is True
+    assert hit.attributes[semconv.AICOST_CACHE_TIER] == "exact"
+    assert hit.attributes[semconv.AICOST_CACHE_SIMILARITY] == 1.0
+    assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.0133")
+    for span in (miss, hit):  # savings are never spend
+        assert semconv.GEN_AI_USAGE_COST not in span.attributes
+    saved = tel.points(semconv.METRIC_CACHE_SAVED)
+    assert len(saved) == 1 and saved[0].value == pytest.approx(0.0133)
+    lookups = {p.attributes[semconv.AICOST_CACHE_OUTCOME]: p.value for p in tel.points(semconv.METRIC_CACHE_LOOKUPS)}
+    assert lookups == {"hit": 1, "miss": 1}
+    durations = tel.points(semconv.METRIC_CACHE_LOOKUP_DURATION)
+    assert sum(p.count for p in durations) == 2
+    assert tel.points(semconv.METRIC_COST) == []
+
+
+def test_nested_calls_of_a_hit_are_not_reported_to_outer_collectors():
+    """A hit makes no vendor call: budgets and rollups (outer collectors) see nothing billed."""
+    from aicost.hooks import collect_calls
+
+    @aicost.cache
+    def f(x):
+        fake_llm_call("0.5")
+        return x
+
+    with collect_calls() as first:
+        f(1)
+    with collect_calls() as second:
+        f(1)
+    assert first.cost_usd == Decimal("0.5") and second.calls == 0
