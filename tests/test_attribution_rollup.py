@@ -1,0 +1,278 @@
+"""Units of work (``aicost.feature``): rollup arithmetic, nesting, streams, outcomes, and no double counting.
+
+Calls are delivered through ``aicost.hooks`` exactly as the core delivers them (see attribution_helpers), with
+hand-picked exact costs, so every expected number below is computed by hand, not by the code under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import aicost
+from aicost import metrics, semconv
+from aicost.attribution import attribute, current_unit, feature, set_outcome, wrap
+
+from attribution_helpers import SimulatedCall, call
+
+R = semconv.AICOST_ROLLUP_PREFIX
+
+
+@pytest.fixture
+def spans(span_exporter):
+    def finished(name_prefix: str = "aicost.feature"):
+        return [s for s in span_exporter.get_finished_spans() if s.name.startswith(name_prefix)]
+
+    return finished
+
+
+@pytest.fixture
+def runs_metric():
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.configure(provider)
+
+    def points() -> dict[tuple, int]:
+        out: dict[tuple, int] = {}
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == semconv.METRIC_FEATURE_RUNS:
+                        for p in m.data.data_points:
+                            out[tuple(sorted(p.attributes.items()))] = p.value
+        return out
+
+    yield points
+    provider.shutdown()
+
+
+def test_rollup_sums_calls_tokens_and_exact_cost(spans):
+    with feature("summarize", team="docs") as unit:
+        call(input_tokens=1200, output_tokens=300, cost="0.000123", cache_read_tokens=200)
+        call(input_tokens=800, output_tokens=150, cost="0.1", reasoning_tokens=100)
+        call(input_tokens=10, output_tokens=0, cost="0.2")
+        call(input_tokens=5, output_tokens=0, cost=None)  # unknown price: counted, not costed
+        call(input_tokens=0, output_tokens=0, cost="0", error_type="RateLimitError")
+        assert unit.calls == 5 and unit.cost_usd == Decimal("0.300123")
+    (span,) = spans()
+    a = span.attributes
+    assert span.name == "aicost.feature summarize"
+    assert a[semconv.AICOST_FEATURE] == "summarize" and a[semconv.AICOST_TEAM] == "docs"
+    assert a[R + "calls"] == 5
+    assert a[R + "errors"] == 1
+    assert a[R + "unknown_cost_calls"] == 1
+    assert a[R + "cost.total_usd"] == "0.300123"  # exact: 0.1 + 0.2 is not 0.30000000000000004 here
+    assert a[R + "cost"] == 0.300123
+    assert a[R + "usage.input_tokens"] == 2015
+    assert a[R + "usage.output_tokens"] == 450
+    assert a[R + "usage.cache_read.input_tokens"] == 200
+    assert a[R + "usage.reasoning.output_tokens"] == 100
+    assert a[semconv.AICOST_OUTCOME] == "succeeded"
+    # The rollup never uses the names backends sum as spend.
+    assert semconv.GEN_AI_USAGE_COST not in a and semconv.AICOST_COST_TOTAL not in a
+
+
+def test_calls_inside_are_attributed_to_the_feature():
+    with feature("summarize", team="docs", customer="acme"):
+        c = SimulatedCall()
+        with attribute(user="u-1"):
+            inner = SimulatedCall()
+    assert c.attributes == {semconv.AICOST_FEATURE: "summarize", semconv.AICOST_TEAM: "docs",
+                            semconv.AICOST_CUSTOMER: "acme"}
+    assert inner.attributes[semconv.AICOST_USER] == "u-1"
+
+
+def test_nested_units_outer_includes_inner_and_spans_sum_without_double_counting(spans, span_exporter):
+    with feature("answer"):
+        call(cost="0.01")
+        with feature("retrieve"):
+            call(cost="0.002")
+            call(cost="0.003")
+        call(cost="0.04")
+    by_name = {s.name: s.attributes for s in spans()}
+    assert by_name["aicost.feature retrieve"][R + "cost.total_usd"] == "0.005"
+    assert by_name["aicost.feature retrieve"][semconv.AICOST_FEATURE] == "retrieve"  # inner wins
+    assert by_name["aicost.feature answer"][R + "cost.total_usd"] == "0.055"
+    assert by_name["aicost.feature answer"][R + "calls"] == 4
+    # What a backend summing the standard cost attribute over *all* spans sees from units: nothing.
+    assert all(semconv.GEN_AI_USAGE_COST not in s.attributes for s in span_exporter.get_finished_spans())
+    inner = next(s for s in spans() if s.name.endswith("retrieve"))
+    outer = next(s for s in spans() if s.name.endswith("answer"))
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+
+
+def test_stream_counts_where_it_finishes_relative_to_the_unit(spans):
+    with feature("streams"):
+        finishes_inside = SimulatedCall()
+        leaves_unfinished = SimulatedCall()
+        finishes_inside.finish(cost="0.5")
+    leaves_unfinished.finish(cost="7")  # finished after the unit ended: the span is already closed
+    started_outside = SimulatedCall()
+    with feature("late"):
+        started_outside.finish(cost="9")  # started outside: belongs to no unit
+    by_name = {s.name: s.attributes for s in spans()}
+    assert by_name["aicost.feature streams"][R + "cost.total_usd"] == "0.5"
+    assert by_name["aicost.feature streams"][R + "calls"] == 1
+    assert by_name["aicost.feature late"][R + "calls"] == 0
+
+
+def test_many_small_costs_sum_exactly(spans):
+    with feature("bulk"):
+        for _ in range(1000):
+            call(cost="0.0000001")
+        for _ in range(10):
+            call(cost="0.1")
+    (span,) = spans()
+    assert span.attributes[R + "cost.total_usd"] == "1.0001000"
+    assert Decimal(span.attributes[R + "cost.total_usd"]) == Decimal("1.0001")
+
+
+def test_outcome_failed_on_exception_with_error_type(spans):
+    with pytest.raises(RuntimeError):
+        with feature("summarize"):
+            call(cost="0.25")
+            raise RuntimeError("model said no")
+    (span,) = spans()
+    assert span.attributes[semconv.AICOST_OUTCOME] == "failed"
+    assert span.attributes[semconv.ERROR_TYPE] == "RuntimeError"
+    assert span.attributes[R + "cost.total_usd"] == "0.25"  # the money was spent anyway
+
+
+def test_outcome_label_chosen_by_the_app_wins(spans):
+    with feature("summarize") as unit:
+        unit.set_outcome("answer_rejected")
+    with pytest.raises(ValueError):
+        with feature("summarize") as unit:
+            unit.set_outcome("refused")
+            raise ValueError
+
+    @feature("classify")
+    def classify() -> str:
+        call(cost="0.1")
+        set_outcome("cache_hit")
+        return "label"
+
+    assert classify() == "label"
+    outcomes = [s.attributes[semconv.AICOST_OUTCOME] for s in spans()]
+    assert outcomes == ["answer_rejected", "refused", "cache_hit"]
+
+
+def test_set_outcome_outside_a_unit_is_a_noop_and_current_unit_is_none():
+    assert current_unit() is None
+    set_outcome("whatever")
+
+
+async def test_decorated_coroutine_and_concurrent_units_do_not_mix(spans):
+    @feature("answer")
+    async def answer(i: int) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+            call(cost=f"0.00{i % 10}", input_tokens=i)
+        set_outcome("succeeded" if i % 2 == 0 else "failed")
+
+    with attribute(team="api"):
+        await asyncio.gather(*(answer(i) for i in range(200)))
+    units = spans()
+    assert len(units) == 200
+    by_tokens = sorted(units, key=lambda s: s.attributes[R + "usage.input_tokens"])
+    for i, span in enumerate(by_tokens):
+        a = span.attributes
+        assert a[R + "usage.input_tokens"] == 3 * i
+        assert a[R + "calls"] == 3
+        assert Decimal(a[R + "cost.total_usd"]) == 3 * Decimal(f"0.00{i % 10}")
+        assert a[semconv.AICOST_OUTCOME] == ("succeeded" if i % 2 == 0 else "failed")
+        assert a[semconv.AICOST_TEAM] == "api"
+
+
+def test_generator_unit_spans_its_whole_life(spans):
+    @feature("stream_answer")
+    def stream_answer():
+        for i in range(3):
+            call(cost="0.01")
+            yield i
+
+    gen = stream_answer()
+    assert next(gen) == 0
+    call(cost="5")  # the consumer's own call between chunks is not the unit's
+    assert list(gen) == [1, 2]
+    (span,) = spans()
+    assert span.attributes[R + "calls"] == 3
+    assert span.attributes[R + "cost.total_usd"] == "0.03"
+    assert span.attributes[semconv.AICOST_OUTCOME] == "succeeded"
+
+
+def test_generator_closed_early_ends_the_unit(spans):
+    @feature("stream_answer")
+    def stream_answer():
+        for i in range(10):
+            call(cost="0.01")
+            yield i
+
+    gen = stream_answer()
+    next(gen)
+    next(gen)
+    gen.close()
+    (span,) = spans()
+    assert span.attributes[R + "calls"] == 2
+    assert span.attributes[semconv.AICOST_OUTCOME] == "succeeded"
+
+
+async def test_async_generator_unit(spans):
+    @feature("astream")
+    async def produce():
+        for i in range(4):
+            await asyncio.sleep(0)
+            call(cost="0.25")
+            yield i
+
+    assert [i async for i in produce()] == [0, 1, 2, 3]
+    (span,) = spans()
+    assert span.attributes[R + "cost.total_usd"] == "1.00"
+
+
+def test_thread_pool_work_inside_a_unit_rolls_up_with_wrap(spans):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with feature("fanout"):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(wrap(lambda i: call(cost="0.5")), range(8)))
+            pool.submit(lambda: call(cost="100")).result()  # not wrapped: no context, not in the unit
+    (span,) = spans()
+    assert span.attributes[R + "calls"] == 8
+    assert span.attributes[R + "cost.total_usd"] == "4.0"
+
+
+def test_runs_counter_by_outcome_gives_cost_per_success(runs_metric):
+    for i in range(5):
+        try:
+            with feature("summarize", team="docs"):
+                call(cost="0.2")
+                if i == 4:
+                    raise TimeoutError
+        except TimeoutError:
+            pass
+    points = runs_metric()
+    succeeded = ((semconv.AICOST_FEATURE, "summarize"), (semconv.AICOST_OUTCOME, "succeeded"),
+                 (semconv.AICOST_TEAM, "docs"))
+    failed = ((semconv.AICOST_FEATURE, "summarize"), (semconv.AICOST_OUTCOME, "failed"),
+              (semconv.AICOST_TEAM, "docs"))
+    assert points == {succeeded: 4, failed: 1}
+
+
+def test_a_broken_tracer_never_breaks_the_unit(monkeypatch, caplog):
+    import aicost.attribution as attribution
+
+    def broken():
+        raise RuntimeError("tracer exploded")
+
+    monkeypatch.setattr(attribution, "_tracer", broken)
+    with feature("resilient") as unit:
+        c = SimulatedCall()
+    assert unit is None  # no unit handle, but the body ran with its attribution
+    assert c.attributes[semconv.AICOST_FEATURE] == "resilient"
+    assert aicost.attribution.current_attributes() == {}

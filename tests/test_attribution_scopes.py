@@ -1,0 +1,352 @@
+"""Attribution scopes: merging, validation, decorators, threads, tasks and baggage, without a vendor call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from opentelemetry import baggage, context as otel_context, propagate
+
+import aicost
+from aicost import semconv
+from aicost.attribution import (
+    ContextExecutor,
+    attribute,
+    attributes_from_headers,
+    configure_propagation,
+    current_attributes,
+    inject_headers,
+    wrap,
+)
+
+TEAM, FEATURE, USER, CUSTOMER = semconv.AICOST_TEAM, semconv.AICOST_FEATURE, semconv.AICOST_USER, semconv.AICOST_CUSTOMER
+
+
+@pytest.fixture(autouse=True)
+def _default_propagation():
+    configure_propagation()
+    yield
+    configure_propagation()
+
+
+def now() -> dict[str, str]:
+    return dict(current_attributes())
+
+
+# ------------------------------------------------------------------------------------------------ merging
+def test_public_names_are_exported():
+    assert aicost.attribute is attribute
+    assert aicost.feature.__name__ == "feature"
+    assert callable(aicost.set_outcome)
+
+
+def test_nested_scopes_merge_and_inner_wins_then_restore():
+    assert now() == {}
+    with attribute(team="search", feature="answer", region="eu"):
+        assert now() == {TEAM: "search", FEATURE: "answer", "aicost.tag.region": "eu"}
+        with attribute(team="ranking", customer="acme", user=None):
+            assert now() == {TEAM: "ranking", FEATURE: "answer", CUSTOMER: "acme", "aicost.tag.region": "eu"}
+            with attribute(user="u-1", region="us"):
+                assert now() == {TEAM: "ranking", FEATURE: "answer", CUSTOMER: "acme", USER: "u-1",
+                                 "aicost.tag.region": "us"}
+            assert now()[TEAM] == "ranking" and USER not in now()
+        assert now() == {TEAM: "search", FEATURE: "answer", "aicost.tag.region": "eu"}
+    assert now() == {}
+
+
+def test_scope_is_restored_when_the_body_raises():
+    with pytest.raises(KeyError):
+        with attribute(team="a"):
+            raise KeyError("boom")
+    assert now() == {}
+
+
+def test_current_attributes_is_read_only_and_cached_per_scope():
+    with attribute(team="a"):
+        first = current_attributes()
+        assert current_attributes() is first  # no allocation per span start
+        with pytest.raises(TypeError):
+            first[TEAM] = "b"  # type: ignore[index]
+
+
+def test_async_with_works():
+    async def main() -> dict[str, str]:
+        async with attribute(team="async"):
+            await asyncio.sleep(0)
+            return now()
+
+    assert asyncio.run(main()) == {TEAM: "async"}
+
+
+# ------------------------------------------------------------------------------------------------ validation
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        ({"team": 42}, TypeError, "team must be a str"),
+        ({"feature": b"bytes"}, TypeError, "feature must be a str"),
+        ({"customer": ""}, ValueError, "customer must be a non-empty"),
+        ({"user": "   "}, ValueError, "user must be a non-empty"),
+        ({"team": "a\nb"}, ValueError, "control characters"),
+        ({"team": "x" * 257}, ValueError, "longer than 256"),
+        ({"region": 3}, TypeError, "tag 'region' must be a str"),
+        ({"1bad": "v"}, ValueError, "tag name '1bad' is invalid"),
+        ({"has space": "v"}, ValueError, "tag name 'has space' is invalid"),
+    ],
+)
+def test_invalid_input_fails_at_the_call_site(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        attribute(**kwargs)
+
+
+def test_invalid_feature_and_outcome_fail_at_the_call_site():
+    with pytest.raises(ValueError, match="feature"):
+        aicost.feature("")
+    with pytest.raises(TypeError, match="feature"):
+        aicost.feature(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="outcome"):
+        aicost.set_outcome(1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorates a callable"):
+        attribute(team="a")(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown fields"):
+        configure_propagation(["team", "email"])
+
+
+# ------------------------------------------------------------------------------------------------ decorators
+def test_decorates_sync_function_keeping_result_name_and_exceptions():
+    @attribute(team="sync")
+    def work(x: int) -> tuple[int, dict[str, str]]:
+        """doc"""
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2, now()
+
+    assert work(2) == (4, {TEAM: "sync"})
+    assert work.__name__ == "work" and work.__doc__ == "doc"
+    with pytest.raises(ValueError, match="negative"):
+        work(-1)
+    assert now() == {}
+
+
+async def test_decorates_coroutine_across_awaits():
+    @attribute(team="coro")
+    async def work() -> list[dict[str, str]]:
+        seen = [now()]
+        await asyncio.sleep(0.001)
+        seen.append(now())
+        return seen
+
+    assert await work() == [{TEAM: "coro"}, {TEAM: "coro"}]
+    assert now() == {}
+
+
+def test_decorates_generator_without_leaking_into_the_consumer():
+    @attribute(feature="gen")
+    def produce():
+        received = yield now()
+        assert received == "ping"
+        yield now()
+        return "done"
+
+    gen = produce()
+    assert now() == {}  # creating the generator runs nothing
+    with attribute(team="consumer"):
+        first = next(gen)
+        assert now() == {TEAM: "consumer"}  # the generator's scope is gone between yields
+    assert first == {TEAM: "consumer", FEATURE: "gen"}
+    second = gen.send("ping")
+    assert second == {FEATURE: "gen"}  # resumed outside the consumer's scope
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done"
+
+
+def test_generator_throw_and_close_run_inside_the_scope():
+    seen: list[dict[str, str]] = []
+
+    @attribute(team="g")
+    def produce():
+        try:
+            yield 1
+        except KeyError:
+            seen.append(now())
+            yield 2
+        finally:
+            seen.append(now())
+
+    gen = produce()
+    assert next(gen) == 1
+    assert gen.throw(KeyError("x")) == 2
+    gen.close()
+    assert seen == [{TEAM: "g"}, {TEAM: "g"}]
+    assert now() == {}
+
+
+async def test_decorates_async_generator_without_leaking():
+    @attribute(team="agen")
+    async def produce():
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield i, now()
+
+    seen = []
+    async for i, attrs in produce():
+        assert now() == {}
+        seen.append(attrs)
+    assert seen == [{TEAM: "agen"}] * 3
+
+    gen = produce()
+    assert (await gen.__anext__())[1] == {TEAM: "agen"}
+    await gen.aclose()
+    assert now() == {}
+
+
+# ------------------------------------------------------------------------------------------------ threads
+def test_plain_thread_starts_without_the_scope_but_wrap_and_executor_carry_it():
+    """The contextvars rules, asserted: a new thread starts with an empty context (Python < 3.14 default)."""
+    seen: dict[str, dict[str, str]] = {}
+    with attribute(team="parent"):
+        t = threading.Thread(target=lambda: seen.__setitem__("plain", now()))
+        t.start()
+        t.join()
+        t = threading.Thread(target=wrap(lambda: seen.__setitem__("wrapped", now())))
+        t.start()
+        t.join()
+        with ContextExecutor(max_workers=2) as pool:
+            seen["executor"] = pool.submit(now).result()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            seen["executor_wrap"] = pool.submit(wrap(now)).result()
+    assert seen["plain"] == {}
+    assert seen["wrapped"] == seen["executor"] == seen["executor_wrap"] == {TEAM: "parent"}
+
+
+def test_one_wrapped_function_runs_in_many_threads_at_once():
+    barrier = threading.Barrier(8, timeout=10)
+    with attribute(team="shared"):
+        def work(i: int) -> dict[str, str]:
+            barrier.wait()
+            with attribute(user=f"u{i}"):
+                return now()
+
+        bound = wrap(work)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(bound, range(8)))
+    assert results == [{TEAM: "shared", USER: f"u{i}"} for i in range(8)]
+
+
+def test_hundreds_of_threads_each_see_only_their_own_attribution():
+    n = 300
+    barrier = threading.Barrier(n, timeout=30)
+    results: list[dict[str, str] | None] = [None] * n
+
+    def worker(i: int) -> None:
+        with attribute(team=f"team-{i % 7}", customer=f"cust-{i}"):
+            barrier.wait()  # every thread is inside its scope at the same time
+            results[i] = now()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [{TEAM: f"team-{i % 7}", CUSTOMER: f"cust-{i}"} for i in range(n)]
+
+
+async def test_hundreds_of_tasks_interleaving_each_see_only_their_own():
+    n = 500
+
+    async def handler(i: int) -> list[dict[str, str]]:
+        seen = []
+        with attribute(customer=f"c{i}"):
+            for _ in range(3):
+                await asyncio.sleep(0)  # let every other task run in between
+                seen.append(now())
+        seen.append(now())
+        return seen
+
+    with attribute(team="server"):
+        results = await asyncio.gather(*(handler(i) for i in range(n)))
+    for i, seen in enumerate(results):
+        assert seen[:3] == [{TEAM: "server", CUSTOMER: f"c{i}"}] * 3
+        assert seen[3] == {TEAM: "server"}
+    assert now() == {}
+
+
+def test_one_shared_instance_used_with_with_in_many_threads():
+    shared = attribute(team="shared")
+    n = 64
+    barrier = threading.Barrier(n, timeout=10)
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        with attribute(user=f"u{i}"):
+            with shared:
+                barrier.wait()
+                if now() != {TEAM: "shared", USER: f"u{i}"}:
+                    errors.append(f"{i}: {now()}")
+            if now() != {USER: f"u{i}"}:
+                errors.append(f"{i} after: {now()}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert errors == []
+
+
+# ------------------------------------------------------------------------------------------------ baggage
+def test_team_and_feature_ride_baggage_by_default_user_and_customer_do_not():
+    with attribute(team="search", feature="answer", user="u-1", customer="acme", region="eu"):
+        assert dict(baggage.get_all()) == {TEAM: "search", FEATURE: "answer"}
+        headers = inject_headers()
+    assert "aicost.team=search" in headers["baggage"]
+    assert "acme" not in headers["baggage"] and "u-1" not in headers["baggage"]
+    assert dict(baggage.get_all()) == {}
+
+
+def test_propagation_of_more_fields_is_opt_in():
+    configure_propagation(["team", "customer", "tags"])
+    with attribute(team="search", feature="answer", customer="acme", user="u-1", region="eu"):
+        assert dict(baggage.get_all()) == {TEAM: "search", CUSTOMER: "acme", "aicost.tag.region": "eu"}
+
+
+def test_upstream_baggage_is_read_and_local_scopes_win():
+    with attribute(team="upstream-team", feature="upstream-feature"):
+        headers = inject_headers()
+    assert now() == {}
+    with attributes_from_headers(headers) as attrs:
+        assert dict(attrs) == {TEAM: "upstream-team", FEATURE: "upstream-feature"}
+        with attribute(feature="local"):
+            assert now() == {TEAM: "upstream-team", FEATURE: "local"}
+        assert now() == {TEAM: "upstream-team", FEATURE: "upstream-feature"}
+    assert now() == {}
+
+
+def test_untrusted_upstream_baggage_is_filtered():
+    headers = {"baggage": "aicost.team=ok,other.key=ignored,aicost.user=" + "x" * 300 + ",aicost.tag.9bad=v,"
+                          "aicost.tag.good=v"}
+    ctx = propagate.extract(headers)
+    token = otel_context.attach(ctx)
+    try:
+        assert now() == {TEAM: "ok", "aicost.tag.good": "v"}
+    finally:
+        otel_context.detach(token)
+
+
+def test_upstream_can_be_ignored():
+    configure_propagation(accept_upstream=False)
+    with attributes_from_headers({"baggage": "aicost.team=elsewhere"}):
+        assert now() == {}
+
+
+def test_copy_context_in_a_thread_sees_baggage_attribution_too():
+    with attributes_from_headers({"baggage": "aicost.team=up"}):
+        ctx = contextvars.copy_context()
+    out: list[dict[str, str]] = []
+    t = threading.Thread(target=lambda: out.append(ctx.run(now)))
+    t.start()
+    t.join()
+    assert out == [{TEAM: "up"}]

@@ -1,0 +1,133 @@
+"""aicost.metrics through the OpenTelemetry SDK: instruments, labels, cardinality policy and exact cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from aicost import metrics, semconv
+from aicost.attribution import attribute
+
+from attribution_helpers import SimulatedCall
+
+
+@pytest.fixture
+def reader():
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.configure(provider)
+    yield reader
+    provider.shutdown()
+
+
+def collect(reader: InMemoryMetricReader) -> dict[str, list]:
+    out: dict[str, list] = {}
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                out.setdefault(m.name, []).extend(m.data.data_points)
+    return out
+
+
+def record(team: str | None = None, feature: str | None = None, user: str | None = None, customer: str | None = None,
+           model: str = "gpt-4o-mini", provider: str = "openai", **finish: object):
+    scope = {k: v for k, v in dict(team=team, feature=feature, user=user, customer=customer).items() if v}
+    with attribute(**scope):
+        c = SimulatedCall(provider=provider, model=model)
+    result = c.finish(**finish)  # type: ignore[arg-type]
+    metrics.record_call(result, c.attributes)
+    return result
+
+
+def test_token_histogram_has_token_types_and_convention_buckets(reader):
+    record(team="search", input_tokens=1000, output_tokens=20)
+    points = collect(reader)[semconv.METRIC_TOKEN_USAGE]
+    by_type = {p.attributes[semconv.GEN_AI_TOKEN_TYPE]: p for p in points}
+    assert by_type["input"].sum == 1000 and by_type["output"].sum == 20
+    assert list(by_type["input"].explicit_bounds) == [float(b) for b in semconv.TOKEN_USAGE_BUCKETS]
+    a = by_type["input"].attributes
+    assert a[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+    assert a[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert a[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert a[semconv.AICOST_TEAM] == "search"
+
+
+def test_duration_histogram_buckets_and_error_type(reader):
+    record(duration_s=0.5)
+    record(duration_s=2.0, error_type="RateLimitError", cost=None)
+    points = collect(reader)[semconv.METRIC_OPERATION_DURATION]
+    assert list(points[0].explicit_bounds) == list(semconv.DURATION_BUCKETS)
+    errors = [p for p in points if p.attributes.get(semconv.ERROR_TYPE) == "RateLimitError"]
+    assert len(errors) == 1 and errors[0].sum == 2.0
+
+
+def test_cost_counter_labels_and_no_high_cardinality_by_default(reader):
+    record(team="search", feature="answer", user="u-1", customer="acme", cost="0.25")
+    record(team="search", feature="answer", user="u-2", customer="globex", cost="0.5")
+    (point,) = collect(reader)[semconv.METRIC_COST]
+    assert point.value == 0.75  # both users in ONE series
+    assert dict(point.attributes) == {
+        semconv.GEN_AI_PROVIDER_NAME: "openai",
+        semconv.GEN_AI_OPERATION_NAME: "chat",
+        semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+        semconv.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini",
+        semconv.AICOST_TEAM: "search",
+        semconv.AICOST_FEATURE: "answer",
+    }
+    for points in collect(reader).values():
+        for p in points:
+            assert semconv.AICOST_USER not in p.attributes and semconv.AICOST_CUSTOMER not in p.attributes
+
+
+def test_high_cardinality_labels_are_opt_in():
+    provider_reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[provider_reader])
+    metrics.configure(provider, high_cardinality_labels={"customer"})
+    try:
+        record(team="search", user="u-1", customer="acme", cost="1")
+        (point,) = collect(provider_reader)[semconv.METRIC_COST]
+        assert point.attributes[semconv.AICOST_CUSTOMER] == "acme"
+        assert semconv.AICOST_USER not in point.attributes
+    finally:
+        provider.shutdown()
+
+
+def test_configure_rejects_bad_input():
+    with pytest.raises(ValueError, match="email"):
+        metrics.configure(None, high_cardinality_labels={"email"})
+    with pytest.raises(TypeError, match="high_cardinality_labels"):
+        metrics.configure(None, high_cardinality_labels="customer")
+
+
+def test_cost_counter_is_exact_where_a_float_counter_drifts(reader):
+    # 0.1 ten times: a float counter reports 0.9999999999999999; the exact running total reports 1.0.
+    float_sum = 0.0
+    for _ in range(10):
+        record(team="t", cost="0.1")
+        float_sum += 0.1
+    assert float_sum != 1.0
+    (point,) = collect(reader)[semconv.METRIC_COST]
+    assert point.value == 1.0
+    # A million-call-like spread of tiny prices stays exact too.
+    for _ in range(3000):
+        record(team="u", cost="0.0000003")
+    (point,) = [p for p in collect(reader)[semconv.METRIC_COST] if p.attributes[semconv.AICOST_TEAM] == "u"]
+    assert Decimal(repr(point.value)) == Decimal("0.0009")
+
+
+def test_unknown_price_records_tokens_but_no_cost(reader):
+    record(team="t", cost=None, input_tokens=7, output_tokens=3)
+    data = collect(reader)
+    assert semconv.METRIC_COST not in data or data[semconv.METRIC_COST] == []
+    assert sum(p.sum for p in data[semconv.METRIC_TOKEN_USAGE]) == 10
+
+
+def test_record_call_never_raises_and_logs_once(reader, caplog, monkeypatch):
+    monkeypatch.setattr(metrics, "_warned", set())
+    metrics.record_call(object(), {})  # type: ignore[arg-type]
+    metrics.record_call(object(), {})  # type: ignore[arg-type]
+    assert caplog.text.count("could not record call metrics") == 1
