@@ -1,0 +1,45 @@
+"""Exact, offline, overridable prices for LLM calls.
+
+The contract the rest of aicost codes against::
+
+    price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
+    resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
+
+``provider`` is an OpenTelemetry ``gen_ai.provider.name`` (``openai``, ``anthropic``, ``azure.ai.openai``,
+``aws.bedrock``, ``gcp.vertex_ai``, ...); ``model`` is the model that answered (fall back to the requested
+one). Unknown models give ``Cost(known=False, total=None)``, never $0. See docs/pricing.md.
+"""
+
+from __future__ import annotations
+
+from .cost import RATE_NAMES, Cost, ModelPrice
+from .engine import (
+    UnknownModel,
+    add_discount,
+    catalog_version,
+    check_price_file,
+    clear_overrides,
+    load_price_file,
+    price_call,
+    resolve,
+    set_price,
+    unknown_models,
+)
+from .overrides import PriceFileError
+
+__all__ = [
+    "Cost",
+    "ModelPrice",
+    "PriceFileError",
+    "RATE_NAMES",
+    "UnknownModel",
+    "add_discount",
+    "catalog_version",
+    "check_price_file",
+    "clear_overrides",
+    "load_price_file",
+    "price_call",
+    "resolve",
+    "set_price",
+    "unknown_models",
+]

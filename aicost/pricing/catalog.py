@@ -1,0 +1,285 @@
+"""The bundled price catalog: which model a name means, and what it cost on a given day.
+
+Why data and not code: prices change monthly and the history matters (a span is priced at the time of its
+call, so last month's report never moves when a price drops). The catalog is two JSON files shipped in the
+wheel: ``data/catalog.json`` (generated from genai-prices' curated data by ``build_catalog.py``) and
+``data/supplement.json`` (aicost's own additions: models genai-prices lacks, output limits). Nothing is
+fetched over the network, at import or ever, unless the user opts in to a refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Callable, Iterable, Mapping
+
+from . import names
+
+Matcher = Callable[[str], bool]
+RawRates = Mapping[str, Any]  # name -> Decimal or {"base": Decimal, "tiers": [[threshold, Decimal], ...]}
+
+_UTC = timezone.utc
+
+
+def compile_match(clause: Mapping[str, Any]) -> Matcher:
+    """Match clauses (equals / starts_with / ends_with / contains / regex / or / and) on lower-cased refs."""
+    if "equals" in clause:
+        value = clause["equals"].lower()
+        return lambda ref: ref == value
+    if "starts_with" in clause:
+        value = clause["starts_with"].lower()
+        return lambda ref: ref.startswith(value)
+    if "ends_with" in clause:
+        value = clause["ends_with"].lower()
+        return lambda ref: ref.endswith(value)
+    if "contains" in clause:
+        value = clause["contains"].lower()
+        return lambda ref: value in ref
+    if "regex" in clause:
+        pattern = re.compile(clause["regex"])
+        return lambda ref: pattern.search(ref) is not None
+    if "or" in clause:
+        subs = [compile_match(c) for c in clause["or"]]
+        return lambda ref: any(m(ref) for m in subs)
+    if "and" in clause:
+        subs = [compile_match(c) for c in clause["and"]]
+        return lambda ref: all(m(ref) for m in subs)
+    raise ValueError(f"unsupported match clause {clause!r}")
+
+
+def _rates(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, Mapping):
+            out[name] = {"base": Decimal(value["base"]), "tiers": [(int(t), Decimal(p)) for t, p in value["tiers"]]}
+        else:
+            out[name] = Decimal(value)
+    return out
+
+
+def split_bands(raw: Mapping[str, Any]) -> tuple[dict[str, Decimal], tuple[tuple[int, dict[str, Decimal]], ...]]:
+    """Per-rate tiers (genai-prices' shape) -> a base rate list plus whole-request bands by threshold.
+
+    A band starts from the base rates and replaces the rates that have a tier at or below its threshold, so a
+    request above 200K tokens is billed entirely at the long-context rates (the vendors' "cliff" model).
+    """
+    base: dict[str, Decimal] = {}
+    thresholds: set[int] = set()
+    for name, value in raw.items():
+        if isinstance(value, Mapping):
+            base[name] = value["base"]
+            thresholds.update(t for t, _ in value["tiers"])
+        else:
+            base[name] = value
+    bands = []
+    for threshold in sorted(thresholds):
+        band = dict(base)
+        for name, value in raw.items():
+            if isinstance(value, Mapping):
+                for t, price in value["tiers"]:
+                    if t <= threshold:
+                        band[name] = price
+        bands.append((threshold, band))
+    return base, tuple(bands)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One dated (or time-of-day) price list. ``start`` None means "since the beginning"."""
+
+    start: date | None
+    utc_time: tuple[time, time] | None
+    rates: Mapping[str, Any]
+
+    def active(self, at: datetime) -> bool:
+        if self.start is not None and at.date() < self.start:
+            return False
+        if self.utc_time is not None:
+            begin, end = self.utc_time
+            now = at.timetz().replace(tzinfo=None)
+            if begin <= end:
+                return begin <= now < end
+            return now >= begin or now < end
+        return True
+
+
+def _period(raw: Mapping[str, Any]) -> Period:
+    start = date.fromisoformat(raw["from"]) if raw.get("from") else None
+    window = None
+    if raw.get("utc_time"):
+        a, b = raw["utc_time"]
+        window = (time.fromisoformat(a), time.fromisoformat(b))
+    return Period(start, window, _rates(raw["rates"]))
+
+
+class ModelEntry:
+    """A catalog model: how its names match, its price periods and its service-tier variants."""
+
+    __slots__ = ("provider", "id", "name", "matches", "context_window", "max_output_tokens", "deprecated",
+                 "periods", "variants", "_boundaries")
+
+    def __init__(
+        self,
+        provider: str,
+        raw: Mapping[str, Any],
+        limits: Mapping[str, Any] | None = None,
+        patch: Mapping[str, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.id = raw["id"]
+        self.name = raw.get("name") or raw["id"]
+        self.matches = compile_match(raw["match"]) if "match" in raw else compile_match({"equals": raw["id"]})
+        limits = limits or {}
+        self.context_window = raw.get("context_window") or limits.get("context_window")
+        self.max_output_tokens = raw.get("max_output_tokens") or limits.get("max_output_tokens")
+        self.deprecated = bool(raw.get("deprecated"))
+        periods = [_period(p) for p in raw["prices"]]
+        if patch:  # rates genai-prices lacks (e.g. audio on gpt-4o-audio-preview): added where not listed
+            extra = _rates(patch)
+            periods = [Period(p.start, p.utc_time, {**extra, **p.rates}) for p in periods]
+        self.periods = tuple(periods)
+        variants: dict[str, list[Period]] = {}
+        for v in raw.get("variants", ()):
+            variants.setdefault(v["tier"], []).append(_period(v))
+        self.variants = {k: tuple(v) for k, v in variants.items()}
+        self._boundaries = sorted(
+            {t for p in self.periods if p.utc_time for t in p.utc_time}
+        )
+
+    def select(self, at: datetime, tier: str | None) -> tuple[int, tuple[int, ...]]:
+        """Which period applies at ``at`` (the last active one wins) and which tier variants apply."""
+        index = 0
+        for i in range(len(self.periods) - 1, -1, -1):
+            if self.periods[i].active(at):
+                index = i
+                break
+        chosen: tuple[int, ...] = ()
+        if tier in self.variants:
+            chosen = tuple(i for i, v in enumerate(self.variants[tier]) if v.active(at))
+        return index, chosen
+
+    def rates_for(self, selection: tuple[int, tuple[int, ...]], tier: str | None) -> dict[str, Any]:
+        index, chosen = selection
+        rates = dict(self.periods[index].rates)
+        if chosen:
+            overrides: dict[str, Any] = {}
+            for i in chosen:  # first listed variant wins for each rate, as genai-prices does
+                for name, value in self.variants[tier][i].rates.items():  # type: ignore[index]
+                    overrides.setdefault(name, value)
+            rates.update(overrides)
+        return rates
+
+    def effective_range(self, at: datetime) -> tuple[date | None, date | None]:
+        """[from, until) of the dated period in force at ``at``, for display and history."""
+        starts = sorted({p.start for p in self.periods if p.start is not None})
+        current = None
+        following = None
+        for s in starts:
+            if s <= at.date():
+                current = s
+            elif following is None:
+                following = s
+        return current, following
+
+    def valid_until(self, at: datetime) -> datetime:
+        """When the price chosen at ``at`` may next change: next UTC midnight or time-of-day boundary."""
+        midnight = datetime.combine(at.date() + timedelta(days=1), time(0), _UTC)
+        if not self._boundaries:
+            return midnight
+        now = at.timetz().replace(tzinfo=None)
+        for boundary in self._boundaries:
+            if boundary > now:
+                return min(midnight, datetime.combine(at.date(), boundary, _UTC))
+        return midnight
+
+
+class Provider:
+    __slots__ = ("id", "name", "pricing_urls", "matches_model", "fallback", "models", "batch_factor")
+
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        extra_models: Iterable[Mapping[str, Any]],
+        limits: Mapping[str, Any],
+        patches: Mapping[str, Mapping[str, str]] | None = None,
+        batch_factor: str | None = None,
+    ) -> None:
+        self.id = raw["id"]
+        # The vendor's Batch API discount applies to every model; used where the data has no explicit batch rate.
+        self.batch_factor = Decimal(batch_factor) if batch_factor else None
+        patches = patches or {}
+        self.name = raw.get("name", raw["id"])
+        self.pricing_urls = tuple(raw.get("pricing_urls") or ())
+        self.matches_model = compile_match(raw["model_match"]) if raw.get("model_match") else None
+        self.fallback = tuple(raw.get("fallback") or ())
+        # Supplement models first: they are either missing from genai-prices or deliberately more specific.
+        self.models = tuple(
+            ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]))
+            for m in [*extra_models, *raw.get("models", ())]
+        )
+
+    def find(self, ref: str) -> ModelEntry | None:
+        for model in self.models:
+            if model.matches(ref):
+                return model
+        return None
+
+
+class Catalog:
+    """All bundled providers. Lookups are linear scans; callers cache the results (see ``engine``)."""
+
+    def __init__(self, raw: Mapping[str, Any], supplement: Mapping[str, Any]) -> None:
+        self.version = f"{raw['catalog_version']}+aicost.{supplement.get('revision', 0)}"
+        self.license_notice = raw.get("license_notice", "")
+        extra = supplement.get("models", {})
+        limits = supplement.get("limits", {})
+        patches = supplement.get("rate_patches", {})
+        batch = supplement.get("batch_factor", {})
+        self.providers: dict[str, Provider] = {}
+        for p in raw["providers"]:
+            pid = p["id"]
+            self.providers[pid] = Provider(p, extra.get(pid, ()), limits, patches.get(pid), batch.get(pid))
+        for pid, models in extra.items():
+            if pid not in self.providers:
+                self.providers[pid] = Provider({"id": pid, "models": []}, models, limits, patches.get(pid), batch.get(pid))
+
+    def find(self, provider: str, ref: str) -> ModelEntry | None:
+        """A model of ``provider`` (or of a provider it resells, one step, like Azure -> OpenAI)."""
+        table = self.providers.get(provider)
+        if table is None:
+            return None
+        for candidate in names.variants_of(ref):
+            model = table.find(candidate)
+            if model is not None:
+                return model
+        for other in table.fallback:
+            fallback = self.providers.get(other)
+            if fallback is None:
+                continue
+            for candidate in names.variants_of(ref):
+                model = fallback.find(candidate)
+                if model is not None:
+                    return model
+        return None
+
+    def infer_provider(self, ref: str) -> str | None:
+        """The provider whose naming scheme a bare model name follows (``claude-*`` -> anthropic)."""
+        for provider in self.providers.values():
+            if provider.matches_model is not None and provider.matches_model(ref):
+                return provider.id
+        return None
+
+
+def _load_json(name: str) -> Any:
+    return json.loads(resources.files("aicost.pricing").joinpath("data", name).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def bundled() -> Catalog:
+    """Loaded on first use, not at import: importing aicost stays cheap."""
+    return Catalog(_load_json("catalog.json"), _load_json("supplement.json"))

@@ -1,0 +1,282 @@
+"""Usage x resolved rates -> exact Decimal cost, split by token class.
+
+Why it is shaped like this: pricing sits on every call's hot path, so all the thinking (tier bands, fallbacks
+such as "no cache-read rate means the input rate", per-million -> per-token scaling, discounts) happens once
+when a :class:`ModelPrice` is built; :meth:`ModelPrice.cost` only multiplies integers by ready Decimals.
+Arithmetic uses a private Decimal context that traps ``Inexact``, so a host app that lowered its own
+thread's precision cannot round our money, and a result that would need rounding fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import decimal
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Mapping
+
+from ..usage import Usage
+
+# Token classes priced per million tokens, then per-unit items priced per thousand.
+TOKEN_RATES = (
+    "input",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "output",
+    "reasoning",
+    "input_audio",
+    "output_audio",
+    "input_image",
+    "output_image",
+)
+UNIT_RATES = ("web_search", "request")
+RATE_NAMES = TOKEN_RATES + UNIT_RATES
+
+# A rate a model does not list falls back to the rate the vendor bills instead (OpenAI cache writes are
+# plain input; reasoning is output; a model without a separate audio rate bills audio as text).
+FALLBACKS: Mapping[str, tuple[str, ...]] = {
+    "cache_read": ("input",),
+    "cache_write": ("input",),
+    "cache_write_1h": ("cache_write", "input"),
+    "reasoning": ("output",),
+    "input_audio": ("input",),
+    "output_audio": ("output",),
+    "input_image": ("input",),
+    "output_image": ("output",),
+}
+
+MONEY = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation, decimal.Inexact])
+ZERO = Decimal(0)
+_EMPTY: Mapping[str, Decimal] = MappingProxyType({})
+_MILLION_EXP = -6
+_THOUSAND_EXP = -3
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one call cost. ``total`` is None (never $0) when the model's price is unknown."""
+
+    known: bool
+    total: Decimal | None
+    parts: Mapping[str, Decimal] = field(default_factory=lambda: _EMPTY)
+    currency: str = "USD"
+    model: str | None = None
+    provider: str | None = None
+    service_tier: str | None = None
+    source: str = ""
+    estimated: bool = False
+
+    @property
+    def total_usd(self) -> float | None:
+        """For metrics and span attributes, which only take floats. Sum Decimals, never these."""
+        return None if self.total is None else float(self.total)
+
+
+def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
+    return Cost(
+        known=False,
+        total=None,
+        parts=_EMPTY,
+        model=model,
+        provider=provider,
+        service_tier=service_tier,
+        source="unknown",
+        estimated=bool(getattr(usage, "estimated", False)),
+    )
+
+
+class _Band:
+    """Per-token rates for one long-context band, every fallback already applied."""
+
+    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_write", "cache_write_1h", "output",
+                 "reasoning", "input_audio", "output_audio", "input_image", "output_image", "web_search",
+                 "request")
+
+    def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
+        self.threshold = threshold
+        self.per_mtok = MappingProxyType(dict(per_mtok))
+        for name in TOKEN_RATES:
+            rate = _with_fallback(per_mtok, name)
+            setattr(self, name, rate.scaleb(_MILLION_EXP, MONEY) if rate else ZERO)
+        for name in UNIT_RATES:
+            rate = per_mtok.get(name)
+            setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
+
+
+def _with_fallback(rates: Mapping[str, Decimal], name: str) -> Decimal | None:
+    rate = rates.get(name)
+    if rate is not None:
+        return rate
+    for alternative in FALLBACKS.get(name, ()):
+        rate = rates.get(alternative)
+        if rate is not None:
+            return rate
+    return None
+
+
+class ModelPrice:
+    """The rates one model is billed at for one provider, service tier and period.
+
+    ``rates`` are USD per million tokens (``web_search`` and ``request``: per thousand), as listed, before
+    fallbacks. ``tiers`` lists long-context bands as ``(threshold, rates)``: when a request's input tokens
+    (cache reads and writes included) exceed ``threshold``, the whole request is billed at that band.
+    """
+
+    __slots__ = ("provider", "model", "service_tier", "source", "effective_from", "effective_until",
+                 "rates", "tiers", "context_window", "max_output_tokens", "deprecated", "_bands", "_base")
+
+    def __init__(
+        self,
+        *,
+        provider: str | None,
+        model: str,
+        rates: Mapping[str, Decimal],
+        tiers: tuple[tuple[int, Mapping[str, Decimal]], ...] = (),
+        service_tier: str | None = None,
+        source: str = "",
+        effective_from: date | None = None,
+        effective_until: date | None = None,
+        context_window: int | None = None,
+        max_output_tokens: int | None = None,
+        deprecated: bool = False,
+    ) -> None:
+        for name, value in rates.items():
+            _check_rate(name, value)
+        for threshold, band in tiers:
+            for name, value in band.items():
+                _check_rate(name, value)
+        self.provider = provider
+        self.model = model
+        self.service_tier = service_tier
+        self.source = source
+        self.effective_from = effective_from
+        self.effective_until = effective_until
+        self.rates = MappingProxyType(dict(rates))
+        self.tiers = tuple((int(t), MappingProxyType(dict(b))) for t, b in sorted(tiers, key=lambda tb: tb[0]))
+        self.context_window = context_window
+        self.max_output_tokens = max_output_tokens
+        self.deprecated = deprecated
+        self._base = _Band(-1, self.rates)
+        # Highest threshold first, so the first band whose threshold the input exceeds is the one that applies.
+        self._bands = tuple(_Band(t, b) for t, b in reversed(self.tiers))
+
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{k}={v}" for k, v in self.rates.items())
+        tier = f", service_tier={self.service_tier!r}" if self.service_tier else ""
+        return f"ModelPrice({self.provider}/{self.model}{tier}: {rates}{' +tiers' if self.tiers else ''})"
+
+    def band_for(self, input_tokens: int) -> _Band:
+        for band in self._bands:
+            if input_tokens > band.threshold:
+                return band
+        return self._base
+
+    def cost(self, usage: Usage) -> Cost:
+        """Price one call. Each token is priced once: subsets are subtracted from their parent bucket."""
+        input_tokens = usage.input_tokens
+        band = self._base
+        for candidate in self._bands:
+            if input_tokens > candidate.threshold:
+                band = candidate
+                break
+        mul = MONEY.multiply
+        parts: dict[str, Decimal] = {}
+        cache_read = usage.cache_read_tokens
+        cache_write = usage.cache_write_tokens
+        cache_write_1h = usage.cache_write_1h_tokens
+        input_audio = usage.input_audio_tokens
+        input_image = usage.input_image_tokens
+        text_input = input_tokens - cache_read - cache_write - input_audio - input_image
+        if text_input > 0:
+            parts["input"] = mul(band.input, text_input)
+        if cache_read > 0:
+            parts["cache_read"] = mul(band.cache_read, cache_read)
+        if cache_write > cache_write_1h:
+            parts["cache_write"] = mul(band.cache_write, cache_write - cache_write_1h)
+        if cache_write_1h > 0:
+            parts["cache_write_1h"] = mul(band.cache_write_1h, min(cache_write_1h, cache_write))
+        if input_audio > 0:
+            parts["input_audio"] = mul(band.input_audio, input_audio)
+        if input_image > 0:
+            parts["input_image"] = mul(band.input_image, input_image)
+        output_tokens = usage.output_tokens
+        output_audio = usage.output_audio_tokens
+        output_image = usage.output_image_tokens
+        reasoning = min(usage.reasoning_tokens, max(0, output_tokens - output_audio - output_image))
+        text_output = output_tokens - output_audio - output_image - reasoning
+        if text_output > 0:
+            parts["output"] = mul(band.output, text_output)
+        if reasoning > 0:
+            parts["reasoning"] = mul(band.reasoning, reasoning)
+        if output_audio > 0:
+            parts["output_audio"] = mul(band.output_audio, output_audio)
+        if output_image > 0:
+            parts["output_image"] = mul(band.output_image, output_image)
+        if usage.web_search_requests > 0 and band.web_search:
+            parts["web_search"] = mul(band.web_search, usage.web_search_requests)
+        if band.request:
+            parts["request"] = band.request
+        total = ZERO
+        add = MONEY.add
+        for value in parts.values():
+            total = add(total, value)
+        return Cost(
+            True,
+            total,
+            MappingProxyType(parts),
+            "USD",
+            self.model,
+            self.provider,
+            self.service_tier,
+            self.source,
+            usage.estimated,
+        )
+
+    def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """Worst-case cost of a request (for budget reservations): every token at its dearest class."""
+        band = self.band_for(input_tokens)
+        dearest_in = max(band.input, band.cache_write, band.cache_write_1h, band.input_audio, band.input_image)
+        dearest_out = max(band.output, band.reasoning, band.output_audio, band.output_image)
+        total = MONEY.add(MONEY.multiply(dearest_in, max(0, input_tokens)), MONEY.multiply(dearest_out, max(0, output_tokens)))
+        return MONEY.add(total, band.request)
+
+    def with_discount(self, factor: Decimal, source: str) -> "ModelPrice":
+        """The same price list with every rate multiplied by ``factor`` (e.g. 0.85 for 15 % off)."""
+        def scaled(rates: Mapping[str, Decimal]) -> dict[str, Decimal]:
+            return {k: MONEY.multiply(v, factor) for k, v in rates.items()}
+
+        return ModelPrice(
+            provider=self.provider,
+            model=self.model,
+            rates=scaled(self.rates),
+            tiers=tuple((t, scaled(b)) for t, b in self.tiers),
+            service_tier=self.service_tier,
+            source=source,
+            effective_from=self.effective_from,
+            effective_until=self.effective_until,
+            context_window=self.context_window,
+            max_output_tokens=self.max_output_tokens,
+            deprecated=self.deprecated,
+        )
+
+    def table(self) -> list[tuple[str, str, str]]:
+        """Rows (rate, band, USD) for display: what the CLI prints."""
+        rows = []
+        for name in RATE_NAMES:
+            value = self.rates.get(name)
+            unit = "per 1K" if name in UNIT_RATES else "per 1M tokens"
+            if value is not None:
+                rows.append((name, f"base ({unit})", format(value, "f")))
+            for threshold, band in self.tiers:
+                if name in band:
+                    rows.append((name, f"input > {threshold:,} ({unit})", format(band[name], "f")))
+        return rows
+
+
+def _check_rate(name: str, value: object) -> None:
+    if name not in RATE_NAMES:
+        raise ValueError(f"unknown rate {name!r}; expected one of {', '.join(RATE_NAMES)}")
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise ValueError(f"rate {name!r} must be a finite non-negative Decimal, got {value!r}")

@@ -1,0 +1,415 @@
+"""Resolve (provider, model, tier, time) to a ModelPrice once, then price every call by multiplication.
+
+Why the caches look like this: the instrumentation prices every call on the request thread, so the common
+case (same model, priced "now") must be two dict lookups and a few Decimal multiplications. Name resolution
+(prefixes, Bedrock/Vertex spellings, aliases, overrides) runs once per distinct name; the price in force now
+is cached until it can next change (UTC midnight, or a time-of-day price boundary). Calls priced at a past
+time select their dated period from the same resolved entry. Readers take no lock: dict reads are atomic and
+entries are immutable; writers (overrides, first sightings) take ``_lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..usage import Usage
+from . import names
+from .catalog import Catalog, ModelEntry, bundled, split_bands
+from .cost import MONEY, TOKEN_RATES, Cost, ModelPrice, unknown_cost
+from .overrides import (
+    Discount,
+    Overrides,
+    PriceRule,
+    discount_from_mapping,
+    load_file,
+    rule_from_mapping,
+)
+
+logger = logging.getLogger("aicost")
+_UTC = timezone.utc
+_lock = threading.RLock()
+_MAX_NAMES = 4096  # distinct (provider, model) names cached; a flood of unique names cannot grow memory
+
+_overrides = Overrides()
+_resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
+_now: dict[tuple[str | None, str | None, str | None], tuple[ModelPrice | None, float]] = {}
+_unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
+_logged: set[str] = set()
+
+
+@dataclass
+class UnknownModel:
+    """A model aicost could not price: reported once in the log, counted here, listed by the CLI."""
+
+    provider: str | None
+    model: str | None
+    calls: int
+    first_seen: str
+
+
+class _Resolved:
+    """Everything that can price one (provider, model) name: user rules first, then the catalog entry."""
+
+    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "batch_factor", "_prices", "catalog")
+
+    def __init__(self, provider: str | None, ref: str, rules: tuple[PriceRule, ...], entry: ModelEntry | None,
+                 discounts: tuple[Discount, ...], catalog: Catalog) -> None:
+        self.provider = provider
+        self.ref = ref
+        self.rules = rules
+        self.entry = entry
+        self.discounts = discounts
+        self.catalog = catalog
+        self.batch_factor = catalog.providers[entry.provider].batch_factor if entry is not None else None
+        self._prices: dict[Any, ModelPrice | None] = {}
+
+    def price_at(self, at: datetime, tier: str | None) -> ModelPrice | None:
+        day = at.date()
+        for rule in self.rules:
+            if rule.active(day) and (rule.service_tier is None or rule.service_tier == tier):
+                key = ("rule", id(rule), tier)
+                price = self._prices.get(key)
+                if price is None:
+                    price = self._prices[key] = ModelPrice(
+                        provider=rule.provider or self.provider,
+                        model=self.ref,
+                        rates=rule.rates,
+                        tiers=rule.tiers,
+                        service_tier=tier,
+                        source="override",
+                        effective_from=rule.start,
+                        effective_until=rule.until,
+                        context_window=rule.context_window,
+                        max_output_tokens=rule.max_output_tokens,
+                    )
+                return price
+        entry = self.entry
+        if entry is None:
+            return None
+        variant_tier = tier if tier in names.PRICED_TIERS else None
+        selection = entry.select(at, variant_tier)
+        discount = next((d for d in self.discounts if d.active(day)), None)
+        key = (selection, tier, id(discount) if discount else None)
+        price = self._prices.get(key)
+        if price is None:
+            rates = entry.rates_for(selection, variant_tier)
+            if variant_tier == "batch" and not selection[1] and self.batch_factor is not None:
+                rates = _scale_token_rates(rates, self.batch_factor)
+            base, bands = split_bands(rates)
+            start, until = entry.effective_range(at)
+            price = ModelPrice(
+                provider=entry.provider,
+                model=entry.id,
+                rates=base,
+                tiers=bands,
+                service_tier=tier,
+                source=self.catalog.version,
+                effective_from=start,
+                effective_until=until,
+                context_window=entry.context_window,
+                max_output_tokens=entry.max_output_tokens,
+                deprecated=entry.deprecated,
+            )
+            if discount is not None:
+                price = price.with_discount(discount.factor, "override")
+            if len(self._prices) > 256:
+                self._prices.clear()
+            self._prices[key] = price
+        return price
+
+    def valid_until(self, at: datetime) -> datetime:
+        if self.entry is not None:
+            return self.entry.valid_until(at)
+        return datetime.combine(at.date(), datetime.max.time(), _UTC)
+
+
+def _scale_token_rates(rates: Mapping[str, Any], factor: Decimal) -> dict[str, Any]:
+    """Batch: token rates times the vendor's batch factor; per-request fees (web search) are not discounted."""
+    out: dict[str, Any] = {}
+    for name, value in rates.items():
+        if name not in TOKEN_RATES:
+            out[name] = value
+        elif isinstance(value, Mapping):
+            out[name] = {"base": MONEY.multiply(value["base"], factor),
+                         "tiers": [(t, MONEY.multiply(p, factor)) for t, p in value["tiers"]]}
+        else:
+            out[name] = MONEY.multiply(value, factor)
+    return out
+
+
+def _utc(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(_UTC)
+    if at.tzinfo is None:
+        return at.replace(tzinfo=_UTC)  # naive timestamps are UTC, as in spans
+    return at.astimezone(_UTC)
+
+
+def _lookup(provider: str | None, model: str) -> "_Resolved | None":
+    """Name resolution, in order: overrides; the provider's table; a provider prefix; the naming scheme."""
+    catalog = bundled()
+    pid = names.provider_id(provider)
+    raw_provider = (provider or "").strip().lower() or None
+    ref = names.clean_model(model)
+    candidates: list[tuple[str | None, str]] = [(pid or raw_provider, ref)]
+    prefixed = names.split_provider_prefix(ref)
+    if prefixed is not None:
+        candidates.append(prefixed)
+    rules = _matching_rules(candidates)
+    entry: ModelEntry | None = None
+    used_provider, used_ref = candidates[0]
+    for cand_provider, cand_ref in candidates:
+        if cand_provider in catalog.providers:
+            entry = catalog.find(cand_provider, cand_ref)
+            if entry is not None:
+                used_provider, used_ref = cand_provider, cand_ref
+                break
+    if entry is None:
+        for _, cand_ref in candidates:
+            inferred = catalog.infer_provider(cand_ref)
+            if inferred is not None:
+                entry = catalog.find(inferred, cand_ref)
+                if entry is not None:
+                    used_provider, used_ref = inferred, cand_ref
+                    break
+    if entry is None and not rules:
+        return None
+    discounts = tuple(
+        sorted(
+            (d for d in _overrides.discounts if any(d.applies(p, r) for p, r in candidates)
+             or (entry is not None and d.applies(entry.provider, used_ref))),
+            key=lambda d: d.specificity,
+            reverse=True,
+        )
+    )
+    return _Resolved(used_provider, used_ref, rules, entry, discounts, catalog)
+
+
+def _matching_rules(candidates: list[tuple[str | None, str]]) -> tuple[PriceRule, ...]:
+    found = [r for r in _overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
+    # Most specific first: exact names before prefixes, longer prefixes first, provider-scoped before global.
+    found.sort(key=lambda r: (r.pattern.specificity, r.provider is not None), reverse=True)
+    return tuple(found)
+
+
+def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
+    key = (provider, model)
+    try:
+        return _resolved[key]
+    except KeyError:
+        pass
+    value = _lookup(provider, model)
+    with _lock:
+        if len(_resolved) >= _MAX_NAMES:
+            _resolved.clear()
+        _resolved[key] = value
+    return value
+
+
+def resolve(provider: str | None, model: str | None, *, at: datetime | None = None,
+            service_tier: str | None = None) -> ModelPrice | None:
+    """The price list that bills ``model`` on ``provider`` at ``at`` (default now), or None when unknown."""
+    if not model:
+        return None
+    resolved = _resolved_for(provider, model)
+    if resolved is None:
+        return None
+    return resolved.price_at(_utc(at), names.normalise_tier(service_tier))
+
+
+def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice | None:
+    provider, model, tier = key
+    now = datetime.now(_UTC)
+    if not model:
+        price, until = None, now.timestamp() + 3600.0
+    else:
+        resolved = _resolved_for(provider, model)
+        if resolved is None:
+            price, until = None, now.timestamp() + 3600.0
+        else:
+            price = resolved.price_at(now, names.normalise_tier(tier))
+            until = resolved.valid_until(now).timestamp()
+    with _lock:
+        if len(_now) >= _MAX_NAMES:
+            _now.clear()
+        _now[key] = (price, until)
+    return price
+
+
+def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
+               at: datetime | None = None) -> Cost:
+    """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``)."""
+    try:
+        if at is None:
+            key = (provider, model, service_tier)
+            hit = _now.get(key)
+            if hit is not None and hit[1] > time.time():
+                price = hit[0]
+            else:
+                price = _resolve_now(key)
+        else:
+            price = resolve(provider, model, at=at, service_tier=service_tier)
+        if price is None:
+            return _unknown_call(provider, model, service_tier, usage)
+        return price.cost(usage)
+    except Exception:  # pricing must never break the host's call
+        _log_once("error:" + repr((provider, model)), logging.ERROR,
+                  "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
+        return unknown_cost(provider, model, names.normalise_tier(service_tier) if isinstance(service_tier, str) else None, usage)
+
+
+def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage) -> Cost:
+    key = (provider, model)
+    seen = _unknown.get(key)
+    if seen is not None:
+        seen.calls += 1  # a lost increment under a race only undercounts a diagnostic
+    else:
+        with _lock:
+            seen = _unknown.get(key)
+            if seen is None:
+                seen = _unknown[key] = UnknownModel(provider, model, 1, datetime.now(_UTC).isoformat(timespec="seconds"))
+                first = True
+            else:
+                seen.calls += 1
+                first = False
+        if first:
+            if model:
+                logger.warning(
+                    "aicost: no price for model %r (provider %r): its calls are marked cost-unknown, not $0. "
+                    "Add it with aicost.pricing.set_price() or a price file.", model, provider)
+            else:
+                logger.warning("aicost: a %r call reported no model name; its cost is unknown", provider)
+            _persist_unknown()
+    return unknown_cost(provider, model, names.normalise_tier(service_tier), usage)
+
+
+def _log_once(key: str, level: int, message: str, *args: object, exc: bool = False) -> None:
+    if key in _logged:
+        return
+    with _lock:
+        if key in _logged:
+            return
+        _logged.add(key)
+    logger.log(level, message, *args, exc_info=exc)
+
+
+# --- unknown models: in-process list, and an opt-in file the CLI can read ------------------------------
+
+UNKNOWN_FILE_ENV = "AICOST_UNKNOWN_MODELS_FILE"
+
+
+def unknown_models() -> list[UnknownModel]:
+    """Models this process could not price, with call counts (most calls first)."""
+    return sorted((UnknownModel(u.provider, u.model, u.calls, u.first_seen) for u in _unknown.values()),
+                  key=lambda u: -u.calls)
+
+
+def _persist_unknown() -> None:
+    """Only when the user set AICOST_UNKNOWN_MODELS_FILE: aicost writes no files unless asked to."""
+    path = os.environ.get(UNKNOWN_FILE_ENV)
+    if not path:
+        return
+    try:
+        target = Path(path)
+        existing = read_unknown_file(target) if target.exists() else []
+        known = {(u["provider"], u["model"]) for u in existing}
+        for u in _unknown.values():
+            if (u.provider, u.model) not in known:
+                existing.append({"provider": u.provider, "model": u.model, "first_seen": u.first_seen})
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(existing, indent=1), encoding="utf-8")
+        os.replace(tmp, target)
+    except Exception:
+        _log_once("persist-unknown", logging.WARNING, "aicost: could not write %s=%s", UNKNOWN_FILE_ENV, path, exc=True)
+
+
+def read_unknown_file(path: str | Path) -> list[dict[str, Any]]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+
+# --- overrides API -------------------------------------------------------------------------------------
+
+
+def _install(new: Overrides) -> None:
+    global _overrides
+    with _lock:
+        _overrides = new
+        _resolved.clear()
+        _now.clear()
+
+
+def load_price_file(path: str | os.PathLike[str]) -> Overrides:
+    """Validate a TOML/JSON price file and add its prices (raises PriceFileError, nothing changes, if invalid)."""
+    loaded = load_file(path)
+    with _lock:
+        _install(_overrides.merged(loaded))
+    return loaded
+
+
+def check_price_file(path: str | os.PathLike[str]) -> Overrides:
+    """Validate without installing (what ``aicost prices --check`` runs)."""
+    return load_file(path)
+
+
+def set_price(model: str, *, provider: str | None = None, service_tier: str | None = None,
+              effective_from: date | str | None = None, effective_until: date | str | None = None,
+              long_context: list[Mapping[str, Any]] | None = None, context_window: int | None = None,
+              max_output_tokens: int | None = None, **rates: Any) -> PriceRule:
+    """Price a custom, fine-tuned or self-hosted model (or replace a catalog price).
+
+    Rates are USD per million tokens (``input=``, ``output=``, ``cache_read=``, ...), or GPU-hour pricing
+    (``gpu_hour=``, ``gpus=``, ``tokens_per_second=``). ``model`` may end in ``*`` to cover a prefix.
+    Validated now: bad values raise ValueError naming the field.
+    """
+    data: dict[str, Any] = {"model": model, **rates}
+    for name, value in (("provider", provider), ("service_tier", service_tier), ("from", effective_from),
+                        ("until", effective_until), ("long_context", long_context),
+                        ("context_window", context_window), ("max_output_tokens", max_output_tokens)):
+        if value is not None:
+            data[name] = value
+    rule = rule_from_mapping(data, origin=f"set_price({model!r})")
+    with _lock:
+        _install(_overrides.merged(Overrides((rule,), ())))
+    return rule
+
+
+def add_discount(percent: Any, *, provider: str | None = None, model: str | None = None,
+                 effective_from: date | str | None = None, effective_until: date | str | None = None) -> Discount:
+    """``percent`` off catalog prices for a provider and/or model (pattern with trailing ``*``)."""
+    data: dict[str, Any] = {"percent": percent}
+    for name, value in (("provider", provider), ("model", model), ("from", effective_from), ("until", effective_until)):
+        if value is not None:
+            data[name] = value
+    discount = discount_from_mapping(data, origin=f"add_discount({percent!r})")
+    with _lock:
+        _install(_overrides.merged(Overrides((), (discount,))))
+    return discount
+
+
+def clear_overrides() -> None:
+    """Back to catalog prices only (tests, and apps that reload their price file)."""
+    _install(Overrides())
+
+
+def current_overrides() -> Overrides:
+    return _overrides
+
+
+def catalog_version() -> str:
+    return bundled().version
+
+
+def reset_unknown_models() -> None:
+    with _lock:
+        _unknown.clear()

@@ -1,0 +1,126 @@
+"""Vendor spellings -> the names the catalog uses: providers, service tiers and model references.
+
+Why a module of its own: the same model reaches aicost under many names (``gpt-4o`` on OpenAI,
+``openai/gpt-4o`` through a router, ``us.anthropic.claude-...-v1:0`` on Bedrock, ``claude-3-5-sonnet@20240620``
+on Vertex, ``models/gemini-2.5-pro`` from the Gemini API) and the same tier under several words
+(OpenAI ``default``/``auto``, Anthropic ``standard``). Getting these wrong prices a call at $0 or at the wrong
+vendor's rate, so the rules live in one place with the tests next to them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+# OpenTelemetry ``gen_ai.provider.name`` values (and common spellings) -> catalog provider id.
+PROVIDER_ALIASES: dict[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "azure_openai": "azure",
+    "azure": "azure",
+    "aws.bedrock": "aws",
+    "bedrock": "aws",
+    "aws": "aws",
+    "amazon": "aws",
+    "gcp.vertex_ai": "google",
+    "gcp.gemini": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "vertex": "google",
+    "gemini": "google",
+    "google": "google",
+    "mistral_ai": "mistral",
+    "mistral": "mistral",
+    "mistralai": "mistral",
+    "deepseek": "deepseek",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "x-ai": "x-ai",
+    "groq": "groq",
+    "cohere": "cohere",
+    "moonshot": "moonshotai",
+    "moonshotai": "moonshotai",
+    "perplexity": "perplexity",
+}
+
+# Raw tier words from responses / requests -> normalised tier. ``auto`` resolves to the default tier unless the
+# response says otherwise; OpenAI's Scale Tier is prepaid capacity whose tokens list at the standard rate.
+SERVICE_TIERS: dict[str, str] = {
+    "default": "standard",
+    "auto": "standard",
+    "standard": "standard",
+    "standard_only": "standard",
+    "on_demand": "standard",
+    "scale": "scale",
+    "flex": "flex",
+    "priority": "priority",
+    "batch": "batch",
+    "fast": "fast",
+}
+
+# Tiers whose rates the catalog carries as variants; every other tier is billed at the standard rate.
+PRICED_TIERS = frozenset({"batch", "flex", "priority", "fast"})
+
+
+def provider_id(name: str | None) -> str | None:
+    """Catalog provider id for an OpenTelemetry provider name, or None when aicost has no table for it."""
+    if not name:
+        return None
+    return PROVIDER_ALIASES.get(name.strip().lower())
+
+
+def normalise_tier(tier: str | None) -> str | None:
+    """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased."""
+    if tier is None:
+        return None
+    word = str(tier).strip().lower()
+    if not word:
+        return None
+    return SERVICE_TIERS.get(word, word)
+
+
+_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*:[^:]*:[\w-]+/")
+_PUBLISHER_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
+_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+
+
+def clean_model(model: str) -> str:
+    """Lower-case and strip transport decorations that never change the price (ARN, Vertex/Gemini paths)."""
+    ref = model.strip().lower()
+    ref = _ARN.sub("", ref)
+    ref = _PUBLISHER_PATH.sub("", ref)
+    if ref.startswith("models/"):
+        ref = ref[len("models/") :]
+    return ref
+
+
+def split_provider_prefix(ref: str) -> tuple[str, str] | None:
+    """``openai/gpt-4o`` -> ("openai", "gpt-4o") when the prefix names a provider aicost prices."""
+    head, sep, tail = ref.partition("/")
+    if not sep or not tail:
+        return None
+    provider = PROVIDER_ALIASES.get(head)
+    return (provider, tail) if provider else None
+
+
+def variants_of(ref: str) -> list[str]:
+    """Spellings to try, in order: as given, Vertex ``@date`` as ``-date``, compact ``-20240806`` dated."""
+    out = [ref]
+    if "@" in ref:
+        out.append(ref.replace("@", "-"))
+    for candidate in list(out):
+        expanded = _COMPACT_DATE.sub(_dashed_date, candidate)
+        if expanded != candidate:
+            out.append(expanded)
+    return out
+
+
+def _dashed_date(match: re.Match[str]) -> str:
+    year, month, day = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    try:
+        date(year, month, day)
+    except ValueError:
+        return match.group(0)
+    return f"-{year:04d}-{month:02d}-{day:02d}"

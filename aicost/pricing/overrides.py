@@ -1,0 +1,516 @@
+"""User prices: custom, fine-tuned and self-hosted models, committed-use rates and negotiated discounts.
+
+Why strict: a price file is money. A typo (``ouput = 12``) silently ignored means every report is wrong, so a
+file is validated completely when it is loaded, and any problem is rejected with the file, line and field
+named. Files are data only (TOML or JSON, parsed by the standard library): no expressions, no imports, no
+regular expressions (model patterns allow one trailing ``*`` and nothing else).
+
+File shape (TOML; JSON uses the same keys, ``{"model": [{...}], "discount": [{...}]}``)::
+
+    [[model]]                     # custom / fine-tuned model, or your own rates for a catalog model
+    model = "ft:gpt-4o-mini-2024-07-18:acme::*"
+    provider = "openai"           # optional: any provider when omitted
+    input = "0.30"                # USD per million tokens (strings keep exact decimals)
+    output = "1.20"
+    cache_read = "0.15"
+
+    [[model]]                     # self-hosted: priced from its share of GPU time
+    model = "llama-3.1-70b"
+    gpu_hour = "2.40"             # USD per GPU-hour
+    gpus = 2
+    tokens_per_second = 1800      # sustained output throughput of the deployment
+    input_tokens_per_second = 12000   # optional prefill throughput (default: tokens_per_second)
+
+    [[commitment]]                # committed-use rate for a period: replaces catalog rates inside it
+    provider = "anthropic"
+    model = "claude-sonnet-4-5*"
+    input = "2.40"
+    output = "12"
+    from = 2026-01-01
+    until = 2027-01-01
+
+    [[discount]]                  # percent off catalog prices (most specific active one applies)
+    provider = "openai"
+    model = "gpt-4o*"             # optional
+    percent = "15"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import names
+from .cost import MONEY, RATE_NAMES
+
+_ONE_HUNDRED = Decimal(100)
+_SECONDS_PER_HOUR = Decimal(3600)
+_MILLION = Decimal(1_000_000)
+# GPU-hour rates divide by throughput, which rarely terminates: the derived per-million rate is rounded once,
+# at load, to this many significant digits (sub-nano-dollar per token); per-call arithmetic stays exact.
+_DERIVED_DIGITS = 12
+
+_RULE_FIELDS = {
+    "model", "provider", "service_tier", "from", "until", "context_window", "max_output_tokens", "long_context",
+    "gpu_hour", "gpus", "tokens_per_second", "input_tokens_per_second", "note", *RATE_NAMES,
+}
+_DISCOUNT_FIELDS = {"provider", "model", "percent", "from", "until", "note"}
+_SECTIONS = {"model", "commitment", "discount"}
+_TOP_LEVEL = _SECTIONS | {"version"}
+
+
+class PriceFileError(ValueError):
+    """A price file or override that aicost refuses: says where (file, line) and which field."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
+        where = path or "<overrides>"
+        if line is not None:
+            where += f":{line}"
+        detail = f" (field {field!r})" if field else ""
+        super().__init__(f"{where}: {message}{detail}")
+        self.path, self.line, self.field = path, line, field
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """Exact model name, or a prefix when written with one trailing ``*``. Case-insensitive."""
+
+    text: str
+
+    @property
+    def is_prefix(self) -> bool:
+        return self.text.endswith("*")
+
+    def matches(self, ref: str) -> bool:
+        if self.is_prefix:
+            return ref.startswith(self.text[:-1])
+        return ref == self.text
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        return (0 if self.is_prefix else 1, len(self.text))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRule:
+    """Your own rates for models matching ``pattern`` (USD per million tokens) between ``start`` and ``until``."""
+
+    pattern: Pattern
+    provider: str | None
+    rates: Mapping[str, Decimal]
+    tiers: tuple[tuple[int, Mapping[str, Decimal]], ...] = ()
+    service_tier: str | None = None
+    start: date | None = None
+    until: date | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    origin: str = "set_price()"
+
+    def active(self, day: date) -> bool:
+        return (self.start is None or day >= self.start) and (self.until is None or day < self.until)
+
+    def applies(self, provider: str | None, ref: str) -> bool:
+        return (self.provider is None or self.provider == provider) and self.pattern.matches(ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Discount:
+    """``percent`` off catalog prices for a provider and/or model pattern (all models when both omitted)."""
+
+    percent: Decimal
+    provider: str | None = None
+    pattern: Pattern | None = None
+    start: date | None = None
+    until: date | None = None
+    origin: str = "add_discount()"
+
+    @property
+    def factor(self) -> Decimal:
+        return MONEY.divide(_ONE_HUNDRED - self.percent, _ONE_HUNDRED)
+
+    def active(self, day: date) -> bool:
+        return (self.start is None or day >= self.start) and (self.until is None or day < self.until)
+
+    def applies(self, provider: str | None, ref: str) -> bool:
+        if self.provider is not None and self.provider != provider:
+            return False
+        return self.pattern is None or self.pattern.matches(ref)
+
+    @property
+    def specificity(self) -> tuple[int, tuple[int, int], int]:
+        return (1 if self.pattern else 0, self.pattern.specificity if self.pattern else (0, 0), 1 if self.provider else 0)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    rules: tuple[PriceRule, ...] = ()
+    discounts: tuple[Discount, ...] = ()
+    sources: tuple[str, ...] = field(default=())
+
+    def merged(self, other: "Overrides") -> "Overrides":
+        combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources)
+        check_contradictions(combined)
+        return combined
+
+
+# --- building rules from plain mappings (files and the Python API share this) ---------------------------
+
+
+class _Where:
+    """Turns (field) into a line number for error messages; the Python API has no lines."""
+
+    def __init__(self, path: str | None, lines: Mapping[str, int] | None, origin: str) -> None:
+        self.path, self.lines, self.origin = path, lines or {}, origin
+
+    def error(self, message: str, field_name: str | None = None) -> PriceFileError:
+        line = self.lines.get(field_name or "", self.lines.get(""))
+        return PriceFileError(message, path=self.path or self.origin, line=line, field=field_name)
+
+
+def _decimal(value: Any, name: str, where: _Where, *, positive: bool = False) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise where.error(f"must be a number or a decimal string, got {type(value).__name__}", name)
+    try:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise where.error(f"is not a decimal number: {value!r}", name) from None
+    if not number.is_finite() or number < 0:
+        raise where.error(f"must be a finite non-negative number, got {value!r}", name)
+    if positive and number == 0:
+        raise where.error("must be greater than zero", name)
+    return number
+
+
+def _int(value: Any, name: str, where: _Where, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise where.error(f"must be an integer >= {minimum}, got {value!r}", name)
+    return value
+
+
+def _date(value: Any, name: str, where: _Where) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise where.error(f"must be a date YYYY-MM-DD, got {value!r}", name)
+
+
+def _pattern(value: Any, name: str, where: _Where) -> Pattern:
+    if not isinstance(value, str) or not value.strip():
+        raise where.error("must be a non-empty model name", name)
+    text = names.clean_model(value)
+    if "*" in text[:-1]:
+        raise where.error("only one trailing '*' is allowed in a model pattern", name)
+    if text == "*":
+        raise where.error("a bare '*' would reprice every model; name a model or a prefix", name)
+    return Pattern(text)
+
+
+def _provider(value: Any, name: str, where: _Where) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise where.error("must be a provider name such as 'openai' or 'aws.bedrock'", name)
+    return names.provider_id(value) or value.strip().lower()
+
+
+def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, section: str) -> None:
+    if not isinstance(data, Mapping):
+        raise where.error(f"each [[{section}]] entry must be a table/object, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            hint = ", ".join(sorted(allowed))
+            raise where.error(f"unknown field in [[{section}]] (allowed: {hint})", str(key))
+
+
+def _dates(data: Mapping[str, Any], where: _Where) -> tuple[date | None, date | None]:
+    start = _date(data["from"], "from", where) if data.get("from") is not None else None
+    until = _date(data["until"], "until", where) if data.get("until") is not None else None
+    if start is not None and until is not None and until <= start:
+        raise where.error(f"'until' ({until}) must be after 'from' ({start})", "until")
+    return start, until
+
+
+def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: str | None = None,
+                      lines: Mapping[str, int] | None = None, origin: str = "set_price()") -> PriceRule:
+    where = _Where(path, lines, origin)
+    _check_fields(data, _RULE_FIELDS, where, section)
+    if "model" not in data:
+        raise where.error(f"[[{section}]] needs a model name", "model")
+    pattern = _pattern(data["model"], "model", where)
+    provider = _provider(data.get("provider"), "provider", where)
+    start, until = _dates(data, where)
+    if section == "commitment" and start is None:
+        raise where.error("a committed-use rate needs the date it starts", "from")
+    tier = data.get("service_tier")
+    if tier is not None and (not isinstance(tier, str) or not tier.strip()):
+        raise where.error("must be a service tier such as 'batch' or 'priority'", "service_tier")
+    rates = {name: _decimal(data[name], name, where) for name in RATE_NAMES if name in data}
+    gpu_fields = [k for k in ("gpu_hour", "gpus", "tokens_per_second", "input_tokens_per_second") if k in data]
+    if gpu_fields:
+        token_rates = [k for k in rates if k not in ("request", "web_search")]
+        if token_rates:
+            raise where.error(
+                f"gives both per-token rates ({', '.join(token_rates)}) and GPU-hour pricing: choose one",
+                token_rates[0],
+            )
+        for required in ("gpu_hour", "tokens_per_second"):
+            if required not in data:
+                raise where.error("GPU-hour pricing needs gpu_hour and tokens_per_second", required)
+        gpu_hour = _decimal(data["gpu_hour"], "gpu_hour", where, positive=True)
+        gpus = _int(data.get("gpus", 1), "gpus", where)
+        tps = _decimal(data["tokens_per_second"], "tokens_per_second", where, positive=True)
+        in_tps = _decimal(data.get("input_tokens_per_second", tps), "input_tokens_per_second", where, positive=True)
+        rates["output"] = _gpu_rate(gpu_hour, gpus, tps)
+        rates["input"] = _gpu_rate(gpu_hour, gpus, in_tps)
+    if "input" not in rates and "output" not in rates:
+        raise where.error("needs at least an input or output rate (or gpu_hour pricing)", "input")
+    tiers: list[tuple[int, dict[str, Decimal]]] = []
+    for i, band in enumerate(data.get("long_context") or ()):
+        if not isinstance(band, Mapping) or "above" not in band:
+            raise where.error(f"long_context[{i}] must be a table with 'above' and rates", "long_context")
+        unknown = [k for k in band if k != "above" and k not in RATE_NAMES]
+        if unknown:
+            raise where.error(f"long_context[{i}] has unknown field {unknown[0]!r}", "long_context")
+        threshold = _int(band["above"], "long_context", where, minimum=1)
+        band_rates = dict(rates)
+        band_rates.update({k: _decimal(v, "long_context", where) for k, v in band.items() if k != "above"})
+        tiers.append((threshold, band_rates))
+    if len({t for t, _ in tiers}) != len(tiers):
+        raise where.error("two long_context bands share a threshold", "long_context")
+    return PriceRule(
+        pattern=pattern,
+        provider=provider,
+        rates=rates,
+        tiers=tuple(tiers),
+        service_tier=names.normalise_tier(tier),
+        start=start,
+        until=until,
+        context_window=_int(data["context_window"], "context_window", where) if "context_window" in data else None,
+        max_output_tokens=(
+            _int(data["max_output_tokens"], "max_output_tokens", where) if "max_output_tokens" in data else None
+        ),
+        origin=f"{path}:{where.lines.get('')}" if path else origin,
+    )
+
+
+def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decimal:
+    """USD per million tokens from a GPU-hour price and sustained throughput (rounded once, here)."""
+    per_second = gpu_hour * gpus / _SECONDS_PER_HOUR
+    exact = per_second / tokens_per_second * _MILLION  # default context: 28 digits, then rounded below
+    return +Decimal(exact).quantize(Decimal(1).scaleb(exact.adjusted() - _DERIVED_DIGITS + 1))
+
+
+def discount_from_mapping(data: Mapping[str, Any], *, path: str | None = None,
+                          lines: Mapping[str, int] | None = None, origin: str = "add_discount()") -> Discount:
+    where = _Where(path, lines, origin)
+    _check_fields(data, _DISCOUNT_FIELDS, where, "discount")
+    if "percent" not in data:
+        raise where.error("a discount needs a percent", "percent")
+    percent = _decimal(data["percent"], "percent", where, positive=True)
+    if percent > _ONE_HUNDRED:
+        raise where.error(f"percent must be at most 100, got {percent}", "percent")
+    start, until = _dates(data, where)
+    pattern = _pattern(data["model"], "model", where) if data.get("model") is not None else None
+    return Discount(
+        percent=percent,
+        provider=_provider(data.get("provider"), "provider", where),
+        pattern=pattern,
+        start=start,
+        until=until,
+        origin=f"{path}:{where.lines.get('')}" if path else origin,
+    )
+
+
+def _overlap(a_start: date | None, a_until: date | None, b_start: date | None, b_until: date | None) -> bool:
+    lo = max(a_start or date.min, b_start or date.min)
+    hi = min(a_until or date.max, b_until or date.max)
+    return lo < hi
+
+
+def check_contradictions(overrides: Overrides) -> None:
+    """Two rules for the same model, provider and tier whose dates overlap: which price is right? Refuse."""
+    rules = overrides.rules
+    for i, a in enumerate(rules):
+        for b in rules[i + 1 :]:
+            if (a.pattern, a.provider, a.service_tier) == (b.pattern, b.provider, b.service_tier) and _overlap(
+                a.start, a.until, b.start, b.until
+            ):
+                raise PriceFileError(
+                    f"contradicts {a.origin}: two prices for model {a.pattern.text!r} overlap in time",
+                    path=b.origin.rsplit(":", 1)[0] if ":" in b.origin else b.origin,
+                    line=_line_of(b.origin),
+                    field="model",
+                )
+    discounts = overrides.discounts
+    for i, a in enumerate(discounts):
+        for b in discounts[i + 1 :]:
+            if (a.pattern, a.provider) == (b.pattern, b.provider) and _overlap(a.start, a.until, b.start, b.until):
+                raise PriceFileError(
+                    f"contradicts {a.origin}: two discounts for the same scope overlap in time",
+                    path=b.origin.rsplit(":", 1)[0] if ":" in b.origin else b.origin,
+                    line=_line_of(b.origin),
+                    field="percent",
+                )
+
+
+def _line_of(origin: str) -> int | None:
+    tail = origin.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+# --- files --------------------------------------------------------------------------------------------------
+
+
+def load_file(path: str | Path) -> Overrides:
+    """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field."""
+    path = Path(path)
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceFileError(f"cannot read price file: {exc.strerror or exc}", path=label) from None
+    if path.suffix.lower() == ".json":
+        data = _parse_json(text, label)
+        lines = _json_lines(text, data)
+    elif path.suffix.lower() == ".toml":
+        data = _parse_toml(text, label)
+        lines = _toml_lines(text)
+    else:
+        raise PriceFileError("price files must end in .toml or .json", path=label)
+    return overrides_from_data(data, path=label, lines=lines)
+
+
+def overrides_from_data(data: Any, *, path: str | None = None,
+                        lines: Mapping[tuple[str, int], Mapping[str, int]] | None = None) -> Overrides:
+    lines = lines or {}
+    if not isinstance(data, Mapping):
+        raise PriceFileError("the top level must be a table/object", path=path, line=1)
+    for key in data:
+        if key not in _TOP_LEVEL:
+            line = lines.get(("", 0), {}).get(key)
+            raise PriceFileError(
+                f"unknown section (allowed: {', '.join(sorted(_TOP_LEVEL))})", path=path, line=line, field=str(key)
+            )
+    if "version" in data and data["version"] != 1:
+        raise PriceFileError("unsupported price file version (this aicost reads version 1)", path=path,
+                             line=lines.get(("", 0), {}).get("version"), field="version")
+    rules: list[PriceRule] = []
+    discounts: list[Discount] = []
+    for section in ("model", "commitment", "discount"):
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            raise PriceFileError(f"'{section}' must be an array of tables ([[{section}]])", path=path,
+                                 line=lines.get(("", 0), {}).get(section), field=section)
+        for index, entry in enumerate(entries):
+            where_lines = lines.get((section, index))
+            if section == "discount":
+                discounts.append(discount_from_mapping(entry, path=path, lines=where_lines))
+            else:
+                rules.append(rule_from_mapping(entry, section=section, path=path, lines=where_lines))
+    result = Overrides(tuple(rules), tuple(discounts), (path,) if path else ())
+    check_contradictions(result)
+    return result
+
+
+def _parse_toml(text: str, label: str) -> Any:
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # pragma: no cover - exercised on 3.10 only
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise PriceFileError("reading TOML on Python 3.10 needs `pip install tomli` (or use JSON)", path=label) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise PriceFileError(f"invalid TOML: {exc}", path=label, line=int(match.group(1)) if match else None) from None
+
+
+def _parse_json(text: str, label: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise PriceFileError(f"invalid JSON: {exc.msg}", path=label, line=exc.lineno) from None
+
+
+_TOML_ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_-]+)\s*\]\]")
+_TOML_TABLE_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_TOML_KEY = re.compile(r"""^(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""")
+
+
+def _toml_lines(text: str) -> dict[tuple[str, int], dict[str, int]]:
+    """(section, index) -> {field: line, "": header line}. Enough to point a person at the right line."""
+    out: dict[tuple[str, int], dict[str, int]] = {("", 0): {}}
+    counts: dict[str, int] = {}
+    current: tuple[str, int] = ("", 0)
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        header = _TOML_ARRAY_HEADER.match(line)
+        if header:
+            section = header.group(1)
+            index = counts.get(section, 0)
+            counts[section] = index + 1
+            current = (section, index)
+            out[current] = {"": number}
+            continue
+        table = _TOML_TABLE_HEADER.match(line)
+        if table:
+            current = (table.group(1), -1)
+            out.setdefault(("", 0), {}).setdefault(table.group(1), number)
+            out[current] = {"": number}
+            continue
+        key = _TOML_KEY.match(line)
+        if key:
+            name = key.group(1) or key.group(2) or key.group(3)
+            out.setdefault(current, {"": number}).setdefault(name, number)
+    return out
+
+
+def _json_lines(text: str, data: Any) -> dict[tuple[str, int], dict[str, int]]:
+    """Line of each entry and of each of its fields, found by re-decoding the arrays element by element."""
+    out: dict[tuple[str, int], dict[str, int]] = {("", 0): {}}
+    if not isinstance(data, Mapping):
+        return out
+    decoder = json.JSONDecoder(parse_float=Decimal)
+
+    def line_at(pos: int) -> int:
+        return text.count("\n", 0, pos) + 1
+
+    for key in data:
+        found = re.search(r'"%s"\s*:\s*' % re.escape(str(key)), text)
+        if not found:
+            continue
+        out[("", 0)][str(key)] = line_at(found.start())
+        pos = found.end()
+        if key not in _SECTIONS or pos >= len(text) or text[pos] != "[":
+            continue
+        pos += 1
+        index = 0
+        while pos < len(text):
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text) or text[pos] == "]":
+                break
+            try:
+                _, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                break
+            fields = {"": line_at(pos)}
+            for field_match in re.finditer(r'"([^"\\]+)"\s*:', text[pos:end]):
+                fields.setdefault(field_match.group(1), line_at(pos + field_match.start()))
+            out[(str(key), index)] = fields
+            index += 1
+            pos = end
+    return out
