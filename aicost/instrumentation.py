@@ -1,0 +1,722 @@
+"""The life of one billable call: interceptors, span, vendor call, usage, cost, hooks. Written once, for all vendors.
+
+Rules this module keeps, whatever the vendor:
+
+* The application gets exactly what the SDK returns (same object, same type), and the same exceptions.
+  Streams are wrapped *in place* (the SDK's ``Stream._iterator``), so no chunk is delayed or buffered.
+* Only :class:`aicost.errors.CallRefused` raised by an interceptor reaches the application. Any other error
+  inside aicost is logged once and swallowed.
+* A call is finished exactly once: response read; stream exhausted, closed, broken out of, failed or garbage
+  collected; vendor error. Finishing records usage and cost on the span, metrics, and the hooks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from . import hooks
+from . import semconv as s
+from . import telemetry
+from ._log import error_once, warn_once
+from .errors import CallRefused
+from .usage import Usage
+from .vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+
+_perf = time.perf_counter
+_time_ns = time.time_ns
+
+# Set while a patched method runs, so a patched method that calls another patched one (a helper built on
+# ``create``) is recorded once, by the outermost.
+_active: contextvars.ContextVar[bool] = contextvars.ContextVar("aicost_active", default=False)
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+class _Config:
+    capture_content = False
+    # "auto": ask OpenAI / Azure OpenAI for the usage chunk of chat and legacy completion streams (and hide that
+    # extra chunk from the caller); other OpenAI-compatible hosts get an estimate instead, since some reject
+    # ``stream_options``. "always" / "never" force it.
+    stream_usage = "auto"
+
+
+config = _Config()
+_lock = threading.RLock()
+_patched: list[tuple[type, str, Any]] = []  # (class, attribute, original) to restore
+_instrumented = False
+
+
+# --------------------------------------------------------------------------------------------- public API
+def instrument(
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
+    stream_usage: str | None = None,
+) -> None:
+    """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
+
+    Idempotent: a second call only updates the options. ``tracer_provider`` / ``meter_provider`` default to
+    the global OpenTelemetry providers. ``capture_content`` (default off, or the standard
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``) adds prompt and completion text to spans.
+    ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams.
+    """
+    global _instrumented
+    if stream_usage is not None and stream_usage not in ("auto", "always", "never"):
+        raise ValueError(f"stream_usage must be 'auto', 'always' or 'never', not {stream_usage!r}")
+    if capture_content is None:
+        env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+        capture_content = env.strip().lower() in ("1", "true", "yes")
+    with _lock:
+        config.capture_content = capture_content
+        if stream_usage is not None:
+            config.stream_usage = stream_usage
+        telemetry.configure(tracer_provider, capture_content)
+        _configure_metrics(meter_provider)
+        if _instrumented:
+            return
+        for integration in _integrations():
+            _patch_integration(integration)
+        _instrumented = True
+
+
+def uninstrument() -> None:
+    """Restore every patched method. Calls already in flight finish normally."""
+    global _instrumented
+    with _lock:
+        while _patched:
+            cls, attr, original = _patched.pop()
+            try:
+                setattr(cls, attr, original)
+            except Exception:
+                error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
+        _instrumented = False
+
+
+def is_instrumented() -> bool:
+    return _instrumented
+
+
+# --------------------------------------------------------------------------------------------- patching
+def _integrations() -> list[Integration]:
+    found: list[Integration] = []
+    import importlib.util
+
+    if importlib.util.find_spec("openai") is not None:
+        try:
+            from .integrations.openai import OpenAIIntegration
+
+            found.append(OpenAIIntegration())
+        except Exception:
+            error_once("load:openai", "aicost: the OpenAI integration could not be loaded")
+    if importlib.util.find_spec("anthropic") is not None:
+        try:
+            from .integrations.anthropic import AnthropicIntegration
+
+            found.append(AnthropicIntegration())
+        except Exception:
+            error_once("load:anthropic", "aicost: the Anthropic integration could not be loaded")
+    return found
+
+
+def _patch_integration(integration: Integration) -> None:
+    import importlib
+
+    import wrapt
+
+    for endpoint in integration.endpoints:
+        try:
+            module = importlib.import_module(endpoint.module)
+        except ImportError:
+            continue  # this SDK version has no such module: nothing to patch
+        for class_name in endpoint.classes:
+            cls = getattr(module, class_name, None)
+            original = None if cls is None else cls.__dict__.get(endpoint.method)
+            if original is None or isinstance(original, wrapt.FunctionWrapper):
+                continue
+            # SDK decorators turn some async methods into plain functions returning coroutines, so the class
+            # (AsyncCompletions, AsyncMessages, ...) says whether a method is async, not inspect.
+            is_async = inspect.iscoroutinefunction(original) or class_name.startswith(("Async", "BetaAsync"))
+            if endpoint.kind == "stream_manager":
+                wrapper = _stream_manager_wrapper(integration, endpoint, is_async)
+            else:
+                wrapper = _async_wrapper(integration, endpoint) if is_async else _sync_wrapper(integration, endpoint)
+            setattr(cls, endpoint.method, wrapt.FunctionWrapper(original, wrapper))
+            _patched.append((cls, endpoint.method, original))
+
+
+def _configure_metrics(meter_provider: Any) -> None:
+    try:
+        from . import metrics
+    except ImportError:
+        return
+    try:
+        metrics.configure(meter_provider)
+    except Exception:
+        error_once("metrics:configure", "aicost: metrics could not be configured")
+
+
+# --------------------------------------------------------------------------------------------- one call
+class _Call:
+    """Everything aicost tracks about one call between its start and its single finish."""
+
+    __slots__ = (
+        "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
+        "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "raw", "otel_token", "hide_usage",
+    )
+
+    def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
+        self.integration = integration
+        self.endpoint = endpoint
+        request = integration.request_meta(endpoint, resource, kwargs)
+        self.request = request
+        self.info = hooks.CallInfo(
+            provider=integration.provider(resource),
+            operation=endpoint.operation,
+            endpoint=endpoint.key,
+            request_model=request.model,
+            kwargs=kwargs,
+            stream=request.stream,
+            is_async=is_async,
+        )
+        self.attribution = _current_attribution()
+        self.collectors = hooks.active_collectors()
+        self.tickets: list[Any] = []
+        self.span: Any = None
+        self.native: Any = None  # a vendor's NativeSpanCapture when the SDK traces the call itself
+        self.start = _perf()
+        self.start_ns = _time_ns()
+        self.first_chunk_at: float | None = None
+        self.finished = False
+        self.chunks = 0
+        self.raw = False
+        self.otel_token: Any = None
+        self.hide_usage = False  # aicost asked for a usage-only chunk the caller must not see
+
+    # -- before the call ---------------------------------------------------------------------------------
+    def run_interceptors(self) -> None:
+        """Budgets and policies. A CallRefused propagates (after it is recorded); anything else is swallowed."""
+        if not self.endpoint.billable:
+            return
+        for interceptor in hooks.interceptors():
+            try:
+                ticket = interceptor.before_call(self.info)
+            except CallRefused as refusal:
+                self.refused(refusal)
+                raise
+            except Exception:
+                error_once(f"interceptor:{type(interceptor).__qualname__}", "aicost: interceptor %r failed", interceptor)
+                continue
+            if ticket is not None:
+                self.tickets.append(ticket)
+        if self.info.kwargs.get(self.endpoint.model_kwarg) != self.request.model:  # an interceptor downgraded it
+            model = self.info.kwargs.get(self.endpoint.model_kwarg)
+            self.info.request_model = model
+            self.request = RequestMeta(model, self.request.stream, self.request.max_tokens,
+                                       self.request.service_tier, self.request.server_address,
+                                       self.request.server_port)
+
+    def open_span(self, resource: Any) -> None:
+        """Start the aicost span, or prepare to enrich the SDK's own span (Anthropic native tracing)."""
+        self.native = self.integration.native_span_capture(resource)
+        if self.native is None:
+            attrs = self._start_attributes()
+            self.span = telemetry.start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
+            self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def detach(self) -> None:
+        if self.native is not None:
+            self.native.release()
+        if self.otel_token is not None:
+            try:
+                otel_context.detach(self.otel_token)
+            except Exception:
+                pass
+            self.otel_token = None
+
+    def _start_attributes(self) -> dict[str, Any]:
+        extra = dict(self.attribution)
+        if self.info.span_attributes:
+            extra.update(self.info.span_attributes)
+        if not self.endpoint.billable:
+            extra["aicost.billable"] = False
+        extra.update(telemetry.content_attributes(self.info.kwargs))
+        return telemetry.start_attributes(
+            self.info.provider, self.endpoint.operation, self.endpoint.key, self.request, extra
+        )
+
+    def _resolve_span(self) -> Any:
+        """The span that carries this call's cost: ours, the captured SDK span, or one made now."""
+        if self.span is not None:
+            return self.span
+        native = self.native.span() if self.native is not None else None
+        if native is not None:
+            try:
+                native.set_attributes(self._start_attributes())
+                native.set_attribute(s.AICOST_NATIVE_CHILD_SPAN, False)
+            except Exception:
+                error_once("native:attrs", "aicost: could not enrich the SDK's span")
+            self.span = native
+            return native
+        attrs = self._start_attributes()
+        self.span = telemetry.start_span(
+            telemetry.span_name(self.endpoint.operation, self.request.model), attrs, start_time_ns=self.start_ns
+        )
+        return self.span
+
+    def refused(self, refusal: BaseException) -> None:
+        try:
+            span = self._resolve_span()
+            telemetry.set_error(span, type(refusal).__qualname__, str(refusal))
+            _end(span)
+            self.finished = True
+            self._dispatch(None, None, type(refusal).__qualname__, ResponseMeta())
+        except Exception:
+            error_once("refused", "aicost: could not record a refused call")
+
+    # -- after the call ----------------------------------------------------------------------------------
+    def finish(self, meta: ResponseMeta | None, error: BaseException | None = None, ended_by: str | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self._finish(meta, error, ended_by)
+        except Exception:
+            error_once("finish", "aicost: could not record a call")
+
+    def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
+        self.detach()
+        duration = _perf() - self.start
+        span = self._resolve_span()
+        meta = meta or ResponseMeta()
+        usage: Usage | None = None
+        cost = None
+        error_type = None
+        if self.endpoint.billable:
+            usage = meta.usage
+            if usage is None and error is None and not meta.deferred:
+                usage = self._estimate(meta)
+            if usage is not None:
+                cost = _price(self.info.provider, meta.model or self.request.model, usage, meta.service_tier)
+        attrs = telemetry.response_attributes(self.info.provider, meta)
+        if usage is not None:
+            attrs.update(telemetry.usage_attributes(usage))
+        if cost is not None:
+            attrs.update(telemetry.cost_attributes(cost))
+        if self.first_chunk_at is not None:
+            attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
+        if self.request.stream or self.chunks:
+            attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
+            if ended_by:
+                attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
+        span.set_attributes(attrs)
+        if error is not None:
+            error_type = telemetry.error_type_of(error)
+            status = getattr(error, "status_code", None)
+            if isinstance(status, int):
+                span.set_attribute(s.HTTP_RESPONSE_STATUS_CODE, status)
+            telemetry.set_error(span, error_type, str(error)[:200] if config.capture_content else None)
+        _end(span)
+        if self.endpoint.billable:
+            self._dispatch(usage, cost, error_type, meta, duration)
+
+    def _estimate(self, meta: ResponseMeta) -> Usage:
+        """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""
+        from . import tokens
+
+        model = meta.model or self.request.model
+        counted_in = tokens.count_request_input(self.info.kwargs, model, self.info.provider)
+        out = tokens.count_text(meta.output_text or "", model, self.info.provider).tokens
+        return Usage(input_tokens=counted_in.tokens, output_tokens=out, estimated=True)
+
+    def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
+                  duration: float | None = None) -> None:
+        result = hooks.CallResult(
+            info=self.info,
+            usage=usage,
+            cost=cost,
+            response_model=meta.model,
+            error_type=error_type,
+            duration_s=_perf() - self.start if duration is None else duration,
+            span=self.span,
+        )
+        _record_metrics(result, self.attribution)
+        for ticket in self.tickets:
+            try:
+                ticket.after_call(result)
+            except Exception:
+                error_once(f"ticket:{type(ticket).__qualname__}", "aicost: a call ticket failed to settle")
+        for listener in hooks.listeners():
+            try:
+                listener(result)
+            except Exception:
+                error_once(f"listener:{listener!r}", "aicost: a call listener failed")
+        for collector in self.collectors:
+            try:
+                collector.add(result)
+            except Exception:
+                error_once("collector", "aicost: a call collector failed")
+
+    # -- what the vendor returned --------------------------------------------------------------------------
+    def on_return(self, value: Any) -> Any:
+        """Observe the SDK's return value; return it unchanged (streams are wrapped in place)."""
+        integration = self.integration
+        try:
+            if integration.is_stream(value):
+                self.watch_stream(value)
+            elif integration.is_raw_response(value):
+                self.raw = True
+                self.watch_raw(value)
+            else:
+                self.finish(integration.read_response(self.endpoint, value))
+        except Exception:
+            error_once("on_return", "aicost: could not observe a response")
+            self.finish(None)
+        return value
+
+    def watch_stream(self, stream: Any) -> None:
+        hide = self.hide_usage
+        keep_text = config.capture_content or not hide
+        acc = self.integration.new_accumulator(self.endpoint, hide, keep_text)
+        inner = stream._iterator
+        is_async = hasattr(inner, "__anext__")
+        stream._iterator = _wrap_async(inner, self, acc) if is_async else _wrap_sync(inner, self, acc)
+        response = getattr(stream, "response", None)
+        if response is not None:
+            _hook_close(response, self, acc, is_async)
+        native = self.native.span() if self.native is not None else None
+        if native is not None:
+            native.when_sdk_ends(lambda: self.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed"))
+
+    def watch_raw(self, raw: Any) -> None:
+        """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
+        original_parse = raw.parse
+        call = self
+
+        def observe(parsed: Any) -> Any:
+            if not call.finished and parsed is not None:
+                if call.integration.is_stream(parsed):
+                    if not getattr(parsed, "_aicost_watched", False):
+                        parsed._aicost_watched = True
+                        call.watch_stream(parsed)
+                else:
+                    call.finish(call.integration.read_response(call.endpoint, parsed))
+            return parsed
+
+        if inspect.iscoroutinefunction(original_parse):
+            async def parse(*args: Any, **kwargs: Any) -> Any:
+                parsed = await original_parse(*args, **kwargs)
+                if not args and not kwargs:
+                    _safe(observe, parsed)
+                return parsed
+        else:
+            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                parsed = original_parse(*args, **kwargs)
+                if not args and not kwargs:
+                    _safe(observe, parsed)
+                return parsed
+
+        raw.parse = parse
+        http_response = getattr(raw, "http_response", None)
+        body_read = http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream
+        if body_read:
+            # with_raw_response on a non-stream: the body is already in memory and parse() caches per type, so
+            # parsing now costs nothing extra and the caller later gets the very same object.
+            try:
+                observe(original_parse())
+            except Exception:
+                self.finish(None)  # the caller's own parse() will raise the same error
+        elif http_response is not None:
+            _hook_close(http_response, self, None, inspect.iscoroutinefunction(original_parse))
+
+
+def _end(span: Any) -> None:
+    """End a span aicost owns, or release the SDK's span that aicost held open (see integrations.anthropic)."""
+    aicost_end = getattr(span, "aicost_end", None)
+    if aicost_end is not None:
+        aicost_end()
+    else:
+        span.end()
+
+
+def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
+    try:
+        fn(arg)
+    except Exception:
+        error_once("observe", "aicost: could not observe a parsed response")
+
+
+def _current_attribution() -> dict[str, str]:
+    try:
+        from .attribution import current_attributes
+    except ImportError:
+        return {}
+    try:
+        return dict(current_attributes())
+    except Exception:
+        error_once("attribution", "aicost: could not read the current attribution")
+        return {}
+
+
+def _price(provider: str, model: str | None, usage: Usage, service_tier: str | None) -> Any:
+    try:
+        from .pricing import price_call
+
+        cost = price_call(provider, model, usage, service_tier=service_tier)
+    except Exception:
+        error_once("pricing", "aicost: pricing failed")
+        return None
+    if not cost.known:
+        warn_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its spans say aicost.price.known=false", provider, model)
+    return cost
+
+
+def _record_metrics(result: hooks.CallResult, attribution: dict[str, str]) -> None:
+    try:
+        from . import metrics
+    except ImportError:
+        return
+    try:
+        metrics.record_call(result, attribution)
+    except Exception:
+        error_once("metrics:record", "aicost: could not record metrics")
+
+
+# --------------------------------------------------------------------------------------------- streams
+def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
+    observe = acc.observe
+    try:
+        for item in inner:
+            if call.first_chunk_at is None:
+                call.first_chunk_at = _perf()
+            call.chunks += 1
+            try:
+                keep = observe(item)
+            except Exception:
+                keep = True
+                error_once("stream:observe", "aicost: could not read a stream item")
+            if keep:
+                yield item
+    except GeneratorExit:
+        call.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed")
+        raise
+    except BaseException as exc:
+        call.finish(_stream_meta(acc), exc, "error")
+        raise
+    call.finish(_stream_meta(acc), None, "completed" if acc.complete else "exhausted")
+
+
+async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
+    observe = acc.observe
+    try:
+        async for item in inner:
+            if call.first_chunk_at is None:
+                call.first_chunk_at = _perf()
+            call.chunks += 1
+            try:
+                keep = observe(item)
+            except Exception:
+                keep = True
+                error_once("stream:observe", "aicost: could not read a stream item")
+            if keep:
+                yield item
+    except GeneratorExit:
+        call.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed")
+        raise
+    except BaseException as exc:
+        call.finish(_stream_meta(acc), exc, "error")
+        raise
+    call.finish(_stream_meta(acc), None, "completed" if acc.complete else "exhausted")
+
+
+def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
+    if acc is None:
+        return None
+    try:
+        return acc.result()
+    except Exception:
+        error_once("stream:result", "aicost: could not read a stream's usage")
+        return None
+
+
+def _hook_close(response: Any, call: _Call, acc: StreamAccumulator | None, is_async: bool) -> None:
+    """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream."""
+
+    def done() -> None:
+        if not call.finished:
+            call.finish(_stream_meta(acc), None, "completed" if acc is not None and acc.complete else "closed")
+
+    try:
+        if is_async:
+            original_aclose = response.aclose
+
+            async def aclose() -> None:
+                try:
+                    await original_aclose()
+                finally:
+                    done()
+
+            response.aclose = aclose
+        else:
+            original_close = response.close
+
+            def close() -> None:
+                try:
+                    original_close()
+                finally:
+                    done()
+
+            response.close = close
+    except Exception:
+        error_once("stream:close-hook", "aicost: could not watch a response's close")
+
+
+# --------------------------------------------------------------------------------------------- wrappers
+def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool) -> _Call | None:
+    """Set up a call. Returns None when aicost cannot observe it (the call then runs untouched)."""
+    try:
+        call = _Call(integration, endpoint, resource, kwargs, is_async)
+    except Exception:
+        error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
+        return None
+    call.run_interceptors()  # may raise CallRefused, on purpose
+    try:
+        if call.request.stream and endpoint.billable:
+            call.hide_usage = integration.prepare_stream(endpoint, resource, kwargs)
+        call.open_span(resource)
+    except Exception:
+        error_once(f"open:{endpoint.key}", "aicost: could not start a span for %s", endpoint.key)
+        return None
+    return call
+
+
+def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+            return wrapped(*args, **kwargs)
+        call = _begin(integration, endpoint, instance, kwargs, False)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = _active.set(True)
+        try:
+            value = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            _active.reset(token)
+            call.detach()
+        return call.on_return(value)
+
+    return wrapper
+
+
+def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+            return await _awaited(wrapped(*args, **kwargs))
+        call = _begin(integration, endpoint, instance, kwargs, True)
+        if call is None:
+            return await _awaited(wrapped(*args, **kwargs))
+        token = _active.set(True)
+        try:
+            value = await _awaited(wrapped(*args, **kwargs))
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            _active.reset(token)
+            call.detach()
+        return call.on_return(value)
+
+    return wrapper
+
+
+async def _awaited(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool) -> Callable[..., Any]:
+    """For ``stream()`` methods that return a context manager performing the request on ``__enter__``.
+
+    Budgets and policies run now, on the live kwargs, because the SDK builds the request body inside
+    ``stream()``: a downgrade or an output cap must be in place before that. The span starts when the
+    application enters the ``with`` block (when the request is really sent), and the stream is then watched
+    like any other.
+    """
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if _active.get() or instance is None:
+            return wrapped(*args, **kwargs)
+        try:
+            call = _Call(integration, endpoint, instance, kwargs, is_async)
+        except Exception:
+            error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
+            return wrapped(*args, **kwargs)
+        call.run_interceptors()  # may raise CallRefused, on purpose
+        manager = wrapped(*args, **kwargs)
+        try:
+            attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
+            if attr is None:
+                warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
+                return manager
+            request = getattr(manager, attr)
+            run = _async_manager_request if is_async else _sync_manager_request
+            setattr(manager, attr, run(call, instance, request))
+        except Exception:
+            error_once(f"manager:{endpoint.key}", "aicost: could not watch %s", endpoint.key)
+        return manager
+
+    return wrapper
+
+
+def _enter(call: _Call, resource: Any) -> bool:
+    call.start = _perf()
+    call.start_ns = _time_ns()
+    try:
+        call.open_span(resource)
+        return True
+    except Exception:
+        error_once(f"open:{call.endpoint.key}", "aicost: could not start a span for %s", call.endpoint.key)
+        return False
+
+
+def _sync_manager_request(call: _Call, resource: Any, request: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        if not _enter(call, resource):
+            return request()
+        token = _active.set(True)
+        try:
+            value = request()
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            _active.reset(token)
+            call.detach()
+        return call.on_return(value)
+
+    return run
+
+
+async def _async_manager_request(call: _Call, resource: Any, request: Any) -> Any:
+    # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
+    if not _enter(call, resource):
+        return await request
+    token = _active.set(True)
+    try:
+        value = await request
+    except BaseException as exc:
+        call.finish(None, exc)
+        raise
+    finally:
+        _active.reset(token)
+        call.detach()
+    return call.on_return(value)

@@ -1,0 +1,343 @@
+"""Anthropic SDK (anthropic 2.x): which methods bill, how to read usage, and how to share the SDK's own span.
+
+Patch points follow ``../shared/design/vendor-sdks.md`` §2: ``create``, ``parse`` and ``stream`` are separate
+entry points (``stream`` and ``parse`` bypass ``create``), in ``messages`` and ``beta.messages``, plus the copies
+of those functions that the Bedrock and Vertex beta resources make at import time.
+
+Anthropic's usage excludes cache reads and writes from ``input_tokens``; ``Usage`` includes them, so the reader
+adds them (the same sum the SDK's own span and the OpenTelemetry conventions use). Stream usage is
+cumulative in ``message_delta``: it overwrites what ``message_start`` said, never adds to it.
+
+**Native tracing.** anthropic 2.x emits its own ``anthropic.messages.create`` span whenever an OpenTelemetry SDK
+is configured. aicost does not add a second span for the same call: it captures the SDK's span (through a proxy
+around the client's tracer) and writes its cost, normalised usage and attribution onto it, holding back the
+SDK's ``end()`` until it has. When native tracing is off (no OTel SDK, ``open_telemetry=False`` or
+``ANTHROPIC_OPEN_TELEMETRY=false``), aicost emits its own span as for OpenAI. Either way exactly one span
+carries the call's cost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import Any, Callable
+
+from opentelemetry import trace
+
+from .._log import error_once
+from ..usage import Usage, as_int
+from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+
+_MESSAGES = "anthropic.resources.messages.messages"
+_BETA = "anthropic.resources.beta.messages.messages"
+_BOTH = ("Messages", "AsyncMessages")
+
+
+def _endpoints() -> tuple[Endpoint, ...]:
+    table = []
+    for module, prefix in ((_MESSAGES, "anthropic.messages"), (_BETA, "anthropic.beta.messages"),
+                           ("anthropic.lib.bedrock._beta_messages", "anthropic.bedrock.beta.messages"),
+                           ("anthropic.lib.vertex._beta_messages", "anthropic.vertex.beta.messages")):
+        table += [
+            Endpoint(module, _BOTH, "create", f"{prefix}.create", "chat"),
+            Endpoint(module, _BOTH, "parse", f"{prefix}.parse", "chat"),
+            Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager"),
+            Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False),
+        ]
+    return tuple(table)
+
+
+ENDPOINTS = _endpoints()
+_NATIVE_SPAN_NAMES = frozenset(("anthropic.messages.create", "anthropic.messages.count_tokens"))
+
+
+def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
+    """``Message.usage`` / ``message_start`` usage / cumulative ``message_delta`` usage -> ``Usage``.
+
+    With ``into``, only the fields present (not None) overwrite it, as the SDK's own accumulator does.
+    """
+    if u is None:
+        return into
+    g = getattr
+    usage = into if into is not None else Usage()
+    fresh = into is None
+    raw_in = g(u, "input_tokens", None)
+    cache_read = g(u, "cache_read_input_tokens", None)
+    cache_write = g(u, "cache_creation_input_tokens", None)
+    if fresh or raw_in is not None or cache_read is not None or cache_write is not None:
+        plain = as_int(raw_in) if (fresh or raw_in is not None) else usage.text_input_tokens
+        read = as_int(cache_read) if (fresh or cache_read is not None) else usage.cache_read_tokens
+        write = as_int(cache_write) if (fresh or cache_write is not None) else usage.cache_write_tokens
+        usage.cache_read_tokens = read
+        usage.cache_write_tokens = write
+        usage.input_tokens = plain + read + write
+    out = g(u, "output_tokens", None)
+    if fresh or out is not None:
+        usage.output_tokens = as_int(out)
+    creation = g(u, "cache_creation", None)
+    if creation is not None:
+        usage.cache_write_1h_tokens = min(as_int(g(creation, "ephemeral_1h_input_tokens", None)),
+                                          usage.cache_write_tokens)
+    details = g(u, "output_tokens_details", None)
+    if details is not None:
+        usage.reasoning_tokens = min(as_int(g(details, "thinking_tokens", None)), usage.output_tokens)
+    server_tools = g(u, "server_tool_use", None)
+    if server_tools is not None:
+        usage.web_search_requests = as_int(g(server_tools, "web_search_requests", None))
+    return usage
+
+
+def _text(content: Any) -> str | None:
+    parts = [getattr(block, "text", None) for block in content or ()]
+    return "".join(p for p in parts if isinstance(p, str)) or None
+
+
+def read_message(message: Any) -> ResponseMeta:
+    usage_obj = getattr(message, "usage", None)
+    stop = getattr(message, "stop_reason", None)
+    return ResponseMeta(
+        usage=read_usage(usage_obj),
+        model=getattr(message, "model", None),
+        response_id=getattr(message, "id", None),
+        finish_reasons=[stop] if stop else [],
+        service_tier=getattr(usage_obj, "service_tier", None),
+        output_text=_text(getattr(message, "content", None)),
+    )
+
+
+class EventAccumulator(StreamAccumulator):
+    """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
+
+    __slots__ = ("usage", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
+
+    def __init__(self, keep_text: bool) -> None:
+        super().__init__()
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.stop_reason: str | None = None
+        self.service_tier: str | None = None
+        self.keep_text = keep_text
+        self.texts: list[str] = []
+
+    def observe(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            if self.keep_text:
+                text = getattr(event.delta, "text", None)
+                if text:
+                    self.texts.append(text)
+        elif kind == "message_start":
+            message = event.message
+            self.model = message.model
+            self.response_id = message.id
+            self.usage = read_usage(message.usage)
+            self.service_tier = getattr(message.usage, "service_tier", None)
+        elif kind == "message_delta":
+            self.usage = read_usage(event.usage, self.usage)
+            self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
+        elif kind == "message_stop":
+            self.complete = True
+        return True
+
+    def result(self) -> ResponseMeta:
+        return ResponseMeta(
+            usage=self.usage,
+            model=self.model,
+            response_id=self.response_id,
+            finish_reasons=[self.stop_reason] if self.stop_reason else [],
+            service_tier=self.service_tier,
+            output_text="".join(self.texts) or None,
+        )
+
+
+# ------------------------------------------------------------------------------- native span cooperation
+_capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("aicost_anthropic_capture", default=None)
+
+
+class DeferredEndSpan(trace.Span):
+    """The SDK's call span, with its ``end()`` held back until aicost has written the call's cost on it.
+
+    The SDK ends a non-streaming call's span inside ``request()``, before aicost sees the parsed message; a
+    streaming call's span ends when the body ends. In both cases the real ``end()`` runs once aicost has
+    finished, with the end time the SDK asked for, so the span's timing is the SDK's own.
+    """
+
+    def __init__(self, span: Any) -> None:
+        self._span = span
+        self._sdk_end_time: int | None = None
+        self._sdk_ended = False
+        self._aicost_done = False
+        self._on_sdk_end: Callable[[], None] | None = None
+
+    # -- the SDK's side
+    def end(self, end_time: int | None = None) -> None:
+        if self._aicost_done:
+            self._span.end(end_time)
+            return
+        if self._sdk_ended:
+            return
+        self._sdk_ended = True
+        self._sdk_end_time = end_time or time.time_ns()
+        callback, self._on_sdk_end = self._on_sdk_end, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                error_once("native:end", "aicost: could not finish a call when the SDK ended its span")
+                self.aicost_end()
+
+    def is_recording(self) -> bool:
+        return not self._sdk_ended and self._span.is_recording()
+
+    # -- aicost's side
+    def when_sdk_ends(self, callback: Callable[[], None]) -> None:
+        """Streams: finish the call when the SDK ends the span (the body ended, was closed or dropped)."""
+        if self._sdk_ended:
+            callback()
+        else:
+            self._on_sdk_end = callback
+
+    def aicost_end(self) -> None:
+        if self._aicost_done:
+            return
+        self._aicost_done = True
+        self._on_sdk_end = None
+        if self._sdk_ended:
+            self._span.end(self._sdk_end_time)
+
+    # -- plain delegation
+    def get_span_context(self) -> Any:
+        return self._span.get_span_context()
+
+    def set_attributes(self, attributes: Any) -> None:
+        self._span.set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self._span.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: Any, attributes: Any = None) -> None:
+        self._span.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._span.update_name(name)
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        self._span.set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None,
+                         escaped: bool = False) -> None:
+        self._span.record_exception(exception, attributes, timestamp, escaped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._span, name)
+
+
+class CapturingTracer:
+    """Stands in for an Anthropic client's tracer; hands the call span to the aicost call that is waiting."""
+
+    def __init__(self, inner: Any) -> None:
+        self._aicost_inner = inner
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        span = self._aicost_inner.start_span(name, *args, **kwargs)
+        holder = _capture.get()
+        if holder is not None and not holder and name in _NATIVE_SPAN_NAMES and span.is_recording():
+            proxy = DeferredEndSpan(span)
+            holder.append(proxy)
+            return proxy
+        return span
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._aicost_inner, name)
+
+
+class NativeSpanCapture:
+    __slots__ = ("holder", "token")
+
+    def __init__(self) -> None:
+        self.holder: list[DeferredEndSpan] = []
+        self.token = _capture.set(self.holder)
+
+    def span(self) -> DeferredEndSpan | None:
+        return self.holder[0] if self.holder else None
+
+    def release(self) -> None:
+        if self.token is not None:
+            try:
+                _capture.reset(self.token)
+            except ValueError:
+                _capture.set(None)
+            self.token = None
+
+
+class AnthropicIntegration(Integration):
+    name = "anthropic"
+    sdk_module = "anthropic"
+    endpoints = ENDPOINTS
+
+    def __init__(self) -> None:
+        import anthropic
+        from anthropic._response import BaseAPIResponse
+
+        self._stream_types = (anthropic.Stream, anthropic.AsyncStream)
+        self._raw_types = (BaseAPIResponse,)
+        try:
+            from anthropic._legacy_response import LegacyAPIResponse
+
+            self._raw_types += (LegacyAPIResponse,)
+        except ImportError:
+            pass
+
+    def provider(self, resource: Any) -> str:
+        client = getattr(resource, "_client", None)
+        return getattr(client, "_gen_ai_provider_name", None) or "anthropic"
+
+    def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
+        try:
+            url = resource._client.base_url
+            host, port = url.host, url.port
+        except Exception:
+            host, port = None, None
+        model = kwargs.get("model")
+        max_tokens = kwargs.get("max_tokens")
+        tier = kwargs.get("service_tier")
+        return RequestMeta(
+            model=model if isinstance(model, str) else None,
+            stream=endpoint.kind == "stream_manager" or kwargs.get("stream") is True,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            service_tier=tier if isinstance(tier, str) else None,
+            server_address=host,
+            server_port=port,
+        )
+
+    def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
+        if not endpoint.billable:
+            return ResponseMeta()
+        return read_message(response)
+
+    def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        return EventAccumulator(keep_text)
+
+    def is_stream(self, obj: Any) -> bool:
+        return isinstance(obj, self._stream_types)
+
+    def is_raw_response(self, obj: Any) -> bool:
+        return isinstance(obj, self._raw_types)
+
+    def native_span_capture(self, resource: Any) -> NativeSpanCapture | None:
+        client = getattr(resource, "_client", None)
+        try:
+            tracer = client._tracer if client is not None else None
+        except Exception:
+            return None
+        if tracer is None:
+            return None  # native tracing is off for this client: aicost emits its own span
+        if not isinstance(tracer, CapturingTracer):
+            if not hasattr(client, "_lazy_tracer"):
+                return None
+            client._lazy_tracer = CapturingTracer(tracer)
+        return NativeSpanCapture()

@@ -1,0 +1,287 @@
+"""OpenAI SDK (openai 3.x): which methods bill, and how to read their usage. No span or cost logic here.
+
+Patch points follow ``../shared/design/vendor-sdks.md`` §1: ``parse`` bypasses ``create`` (so both are
+patched); the ``stream()`` helpers go through ``create`` (so they are not); ``responses.stream(response_id=...)``
+resumes through ``retrieve(stream=True)``. Resource classes are patched, not instances, so clients built before
+``instrument()`` are covered, and ``AzureOpenAI`` shares the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..usage import Usage, as_int
+from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+
+_CHAT = "openai.resources.chat.completions.completions"
+_RESPONSES = "openai.resources.responses.responses"
+_BETA_RESPONSES = "openai.resources.beta.responses.responses"
+_BOTH = ("Completions", "AsyncCompletions")
+_RESP = ("Responses", "AsyncResponses")
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat"),
+    Endpoint(_CHAT, _BOTH, "parse", "openai.chat.completions.parse", "chat"),
+    Endpoint(_RESPONSES, _RESP, "create", "openai.responses.create", "chat"),
+    Endpoint(_RESPONSES, _RESP, "parse", "openai.responses.parse", "chat"),
+    Endpoint(_RESPONSES, _RESP, "compact", "openai.responses.compact", "chat"),
+    Endpoint(_RESPONSES, _RESP, "retrieve", "openai.responses.retrieve", "chat", stream_only=True),
+    Endpoint(_BETA_RESPONSES, _RESP, "create", "openai.beta.responses.create", "chat"),
+    Endpoint(_BETA_RESPONSES, _RESP, "compact", "openai.beta.responses.compact", "chat"),
+    Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True),
+    Endpoint("openai.resources.embeddings", ("Embeddings", "AsyncEmbeddings"), "create",
+             "openai.embeddings.create", "embeddings"),
+    Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion"),
+    Endpoint("openai.resources.responses.input_tokens", ("InputTokens", "AsyncInputTokens"), "count",
+             "openai.responses.input_tokens.count", "count_tokens", billable=False),
+)
+
+# Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
+_USAGE_CHUNK_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
+_USAGE_CHUNK_ENDPOINTS = ("openai.chat.completions.create", "openai.completions.create")
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+def read_usage(u: Any) -> Usage | None:
+    """Chat / legacy completions (``prompt_tokens``...), Responses (``input_tokens``...) and embeddings.
+
+    OpenAI's input counts already include cached tokens, and output counts include reasoning tokens, which is
+    exactly ``Usage``'s rule: no arithmetic is needed, only field names.
+    """
+    if u is None:
+        return None
+    g = getattr
+    inp = g(u, "prompt_tokens", None)
+    if inp is None:
+        inp = g(u, "input_tokens", None)
+    out = g(u, "completion_tokens", None)
+    if out is None:
+        out = g(u, "output_tokens", None)
+    pd = g(u, "prompt_tokens_details", None) or g(u, "input_tokens_details", None)
+    cd = g(u, "completion_tokens_details", None) or g(u, "output_tokens_details", None)
+    usage = Usage(input_tokens=as_int(inp), output_tokens=as_int(out))
+    if pd is not None:
+        usage.cache_read_tokens = as_int(g(pd, "cached_tokens", None))
+        usage.cache_write_tokens = as_int(g(pd, "cache_write_tokens", None))
+        usage.input_audio_tokens = as_int(g(pd, "audio_tokens", None))
+        usage.input_image_tokens = as_int(g(pd, "image_tokens", None))
+    if cd is not None:
+        usage.reasoning_tokens = as_int(g(cd, "reasoning_tokens", None))
+        usage.output_audio_tokens = as_int(g(cd, "audio_tokens", None))
+    return usage
+
+
+def read_tool_usage(response: Any, usage: Usage | None) -> None:
+    """Responses API hosted tools billed per request (web search)."""
+    tool_usage = getattr(response, "tool_usage", None)
+    if usage is not None and tool_usage is not None:
+        web = getattr(tool_usage, "web_search", None)
+        usage.web_search_requests = as_int(getattr(web, "num_requests", None))
+
+
+def _finish_reasons(choices: Any) -> list[str]:
+    reasons = []
+    for choice in choices or ():
+        reason = getattr(choice, "finish_reason", None)
+        if reason:
+            reasons.append(str(reason))
+    return reasons
+
+
+def _chat_text(choices: Any) -> str | None:
+    parts = []
+    for choice in choices or ():
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
+        if isinstance(content, str):
+            parts.append(content)
+    return "".join(parts) or None
+
+
+def read_response(response: Any) -> ResponseMeta:
+    usage = read_usage(getattr(response, "usage", None))
+    choices = getattr(response, "choices", None)
+    meta = ResponseMeta(
+        usage=usage,
+        model=getattr(response, "model", None),
+        response_id=getattr(response, "id", None),
+        service_tier=getattr(response, "service_tier", None),
+    )
+    if choices is not None:
+        meta.finish_reasons = _finish_reasons(choices)
+        meta.output_text = _chat_text(choices)
+    else:
+        status = getattr(response, "status", None)  # Responses API
+        if isinstance(status, str) and getattr(response, "object", None) == "response":
+            meta.finish_reasons = [status]
+            meta.deferred = usage is None and status in ("queued", "in_progress")
+        text = getattr(response, "output_text", None)
+        meta.output_text = text if isinstance(text, str) else None
+        read_tool_usage(response, usage)
+    return meta
+
+
+class ChunkAccumulator(StreamAccumulator):
+    """Chat completion and legacy completion chunks. Usage comes only in the final usage chunk."""
+
+    __slots__ = ("hide_usage_chunk", "keep_text", "usage", "model", "response_id", "service_tier",
+                 "finish_reasons", "texts")
+
+    def __init__(self, hide_usage_chunk: bool, keep_text: bool) -> None:
+        super().__init__()
+        self.hide_usage_chunk = hide_usage_chunk
+        self.keep_text = keep_text
+        self.usage: Any = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.service_tier: str | None = None
+        self.finish_reasons: list[str] = []
+        self.texts: list[str] = []
+
+    def observe(self, chunk: Any) -> bool:
+        if self.model is None:
+            self.model = getattr(chunk, "model", None)
+            self.response_id = getattr(chunk, "id", None)
+        choices = chunk.choices
+        if choices:
+            choice = choices[0]
+            if self.keep_text:
+                delta = getattr(choice, "delta", None)
+                text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                if text:
+                    self.texts.append(text)
+            if choice.finish_reason:
+                self.finish_reasons.append(choice.finish_reason)
+                self.complete = self.complete or not self.hide_usage_chunk
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+            self.complete = True
+            if self.service_tier is None:
+                self.service_tier = getattr(chunk, "service_tier", None)
+            if self.hide_usage_chunk and not choices:
+                return False
+        return True
+
+    def result(self) -> ResponseMeta:
+        return ResponseMeta(
+            usage=read_usage(self.usage),
+            model=self.model,
+            response_id=self.response_id,
+            finish_reasons=self.finish_reasons,
+            service_tier=self.service_tier,
+            output_text="".join(self.texts) or None,
+        )
+
+
+_TERMINAL_RESPONSE_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+
+
+class ResponseEventAccumulator(StreamAccumulator):
+    """Responses API events: usage arrives in the terminal event's ``response``."""
+
+    __slots__ = ("response", "model", "response_id")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response: Any = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+
+    def observe(self, event: Any) -> bool:
+        event_type = getattr(event, "type", None)
+        if event_type in _TERMINAL_RESPONSE_EVENTS:
+            self.response = event.response
+            self.complete = True
+        elif event_type == "response.created":
+            response = event.response
+            self.model = getattr(response, "model", None)
+            self.response_id = getattr(response, "id", None)
+        return True
+
+    def result(self) -> ResponseMeta:
+        if self.response is not None:
+            return read_response(self.response)
+        return ResponseMeta(model=self.model, response_id=self.response_id)
+
+
+class OpenAIIntegration(Integration):
+    name = "openai"
+    sdk_module = "openai"
+    endpoints = ENDPOINTS
+
+    def __init__(self) -> None:
+        import openai
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import BaseAPIResponse
+
+        self._stream_types = (openai.Stream, openai.AsyncStream)
+        self._raw_types = (LegacyAPIResponse, BaseAPIResponse)
+        try:
+            self._azure_types: tuple[type, ...] = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
+        except AttributeError:  # pragma: no cover
+            self._azure_types = ()
+
+    def provider(self, resource: Any) -> str:
+        client = getattr(resource, "_client", None)
+        if self._azure_types and isinstance(client, self._azure_types):
+            return "azure.ai.openai"
+        return "openai"
+
+    def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
+        max_tokens = kwargs.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = kwargs.get("max_tokens", kwargs.get("max_output_tokens"))
+        host, port = _server(resource)
+        tier = kwargs.get("service_tier")
+        return RequestMeta(
+            model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
+            stream=kwargs.get("stream") is True,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            service_tier=tier if isinstance(tier, str) else None,
+            server_address=host,
+            server_port=port,
+        )
+
+    def prepare_stream(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> bool:
+        """Ask for the usage chunk when it is safe, and tell the core to hide it from the caller."""
+        from ..instrumentation import config
+
+        if endpoint.key not in _USAGE_CHUNK_ENDPOINTS or config.stream_usage == "never":
+            return False
+        options = kwargs.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return False  # the caller asked for it: they see the chunk, as without aicost
+        if options is not None and not isinstance(options, dict):
+            return False
+        headers = kwargs.get("extra_headers") or {}
+        if RAW_RESPONSE_HEADER in headers or RAW_RESPONSE_HEADER.lower() in headers:
+            return False  # raw responses are read by the caller byte for byte: never add a chunk there
+        if config.stream_usage == "auto":
+            host, _ = _server(resource)
+            if not host or not (host in _USAGE_CHUNK_HOSTS or host.endswith(_USAGE_CHUNK_HOSTS[1:])):
+                return False
+        kwargs["stream_options"] = {**(options or {}), "include_usage": True}
+        return True
+
+    def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
+        return read_response(response)
+
+    def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        if endpoint.key.startswith(("openai.responses", "openai.beta.responses")):
+            return ResponseEventAccumulator()
+        return ChunkAccumulator(hide_usage_chunk, keep_text)
+
+    def is_stream(self, obj: Any) -> bool:
+        return isinstance(obj, self._stream_types)
+
+    def is_raw_response(self, obj: Any) -> bool:
+        return isinstance(obj, self._raw_types)
+
+
+def _server(resource: Any) -> tuple[str | None, int | None]:
+    try:
+        url = resource._client.base_url
+        return url.host, url.port
+    except Exception:
+        return None, None

@@ -1,0 +1,175 @@
+"""Spans: the one place that turns a call's request, usage and cost into OpenTelemetry attributes.
+
+All names come from ``aicost.semconv``. Costs are exact: ``gen_ai.usage.cost`` is the de-facto double that
+backends sum, and ``aicost.cost.total_usd`` carries the same amount as an exact decimal string, because a
+double cannot hold every cent fraction that token prices produce.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Mapping
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import semconv as s
+from .usage import Usage
+from .vendor import RequestMeta, ResponseMeta
+
+_INSTRUMENTATION_NAME = "aicost"
+
+
+class _State:
+    tracer_provider: Any = None
+    tracer: Any = None
+    capture_content: bool = False
+
+
+state = _State()
+
+
+def configure(tracer_provider: Any = None, capture_content: bool = False) -> None:
+    from . import __version__
+
+    state.tracer_provider = tracer_provider
+    state.tracer = trace.get_tracer(_INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider)
+    state.capture_content = capture_content
+
+
+def tracer() -> Any:
+    if state.tracer is None:
+        configure()
+    return state.tracer
+
+
+def span_name(operation: str, model: str | None) -> str:
+    return f"{operation} {model}" if model else operation
+
+
+def start_attributes(
+    provider: str, operation: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        s.GEN_AI_OPERATION_NAME: operation,
+        s.GEN_AI_PROVIDER_NAME: provider,
+        s.AICOST_ENDPOINT: endpoint,
+    }
+    if request.model:
+        attrs[s.GEN_AI_REQUEST_MODEL] = request.model
+    if request.max_tokens is not None:
+        attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
+    if request.stream:
+        attrs[s.GEN_AI_REQUEST_STREAM] = True
+    if request.service_tier:
+        key = s.ANTHROPIC_REQUEST_SERVICE_TIER if provider == "anthropic" else s.OPENAI_REQUEST_SERVICE_TIER
+        attrs[key] = request.service_tier
+    if request.server_address:
+        attrs[s.SERVER_ADDRESS] = request.server_address
+        if request.server_port:
+            attrs[s.SERVER_PORT] = request.server_port
+    if extra:
+        attrs.update(extra)
+    return attrs
+
+
+def start_span(name: str, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
+    return tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time_ns)
+
+
+def usage_attributes(usage: Usage) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        s.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        s.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        attrs[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        attrs[s.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+        attrs[s.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.cache_write_1h_tokens:
+        attrs[s.AICOST_USAGE_CACHE_WRITE_1H] = usage.cache_write_1h_tokens
+    if usage.reasoning_tokens:
+        attrs[s.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if usage.input_audio_tokens:
+        attrs[s.AICOST_USAGE_INPUT_AUDIO] = usage.input_audio_tokens
+    if usage.output_audio_tokens:
+        attrs[s.AICOST_USAGE_OUTPUT_AUDIO] = usage.output_audio_tokens
+    if usage.input_image_tokens:
+        attrs[s.AICOST_USAGE_INPUT_IMAGE] = usage.input_image_tokens
+    if usage.output_image_tokens:
+        attrs[s.AICOST_USAGE_OUTPUT_IMAGE] = usage.output_image_tokens
+    if usage.web_search_requests:
+        attrs[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] = usage.web_search_requests
+    if usage.estimated:
+        attrs[s.AICOST_USAGE_ESTIMATED] = True
+    return attrs
+
+
+def cost_attributes(cost: Any) -> dict[str, Any]:
+    """``cost`` is an ``aicost.pricing.Cost``. An unknown price is said, never written as $0."""
+    attrs: dict[str, Any] = {s.AICOST_PRICE_KNOWN: bool(cost.known)}
+    if cost.model:
+        attrs[s.AICOST_PRICE_MODEL] = cost.model
+    if cost.source:
+        attrs[s.AICOST_PRICE_SOURCE] = cost.source
+    if cost.service_tier:
+        attrs[s.AICOST_SERVICE_TIER] = cost.service_tier
+    if cost.known and cost.total is not None:
+        total: Decimal = cost.total
+        attrs[s.GEN_AI_USAGE_COST] = float(total)
+        attrs[s.AICOST_COST_TOTAL] = format(total, "f")
+        attrs[s.AICOST_COST_CURRENCY] = cost.currency
+        for part, amount in cost.parts.items():
+            attrs[f"{s.AICOST_COST_PREFIX}{part}_usd"] = float(amount)
+    return attrs
+
+
+def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if meta.model:
+        attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
+    if meta.response_id:
+        attrs[s.GEN_AI_RESPONSE_ID] = meta.response_id
+    if meta.finish_reasons:
+        attrs[s.GEN_AI_RESPONSE_FINISH_REASONS] = list(meta.finish_reasons)
+    if meta.service_tier:
+        key = s.ANTHROPIC_RESPONSE_SERVICE_TIER if provider == "anthropic" else s.OPENAI_RESPONSE_SERVICE_TIER
+        attrs[key] = meta.service_tier
+    if state.capture_content and meta.output_text:
+        attrs[s.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": meta.output_text}]}]
+        )
+    return attrs
+
+
+def content_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var)."""
+    if not state.capture_content:
+        return {}
+    attrs: dict[str, Any] = {}
+    for key, attr in (("messages", s.GEN_AI_INPUT_MESSAGES), ("input", s.GEN_AI_INPUT_MESSAGES),
+                      ("prompt", s.GEN_AI_INPUT_MESSAGES), ("system", s.GEN_AI_SYSTEM_INSTRUCTIONS),
+                      ("instructions", s.GEN_AI_SYSTEM_INSTRUCTIONS)):
+        value = kwargs.get(key)
+        if value is not None and attr not in attrs:
+            attrs[attr] = json.dumps(value, default=str)
+    return attrs
+
+
+def set_error(span: Any, error_type: str, description: str | None = None) -> None:
+    span.set_attribute(s.ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+def error_type_of(exc: BaseException) -> str:
+    """``error.type``: the vendor's error code when it has one, else the exception's qualified class name."""
+    code = getattr(exc, "type", None) or getattr(exc, "code", None)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        code = err.get("type") or err.get("code") or code
+    if isinstance(code, str) and code:
+        return code
+    return type(exc).__qualname__

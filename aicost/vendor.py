@@ -1,0 +1,113 @@
+"""The contract between the core and a vendor integration.
+
+An integration knows its vendor's shapes and nothing else: which methods bill (a table of
+:class:`Endpoint`), how to read a response into a :class:`ResponseMeta`, and how to accumulate one from stream
+items (a :class:`StreamAccumulator`). Span building, cost, stream lifetime, hooks and metrics live once, in
+``aicost.instrumentation`` and ``aicost.telemetry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One patch point: ``module.Class.method`` for each class name (sync and async twins)."""
+
+    module: str
+    classes: tuple[str, ...]
+    method: str
+    key: str  # stable name used in spans (aicost.endpoint) and by budgets, e.g. "openai.chat.completions.create"
+    operation: str  # gen_ai.operation.name
+    # "call": the method performs the request and returns a model, a stream or a raw response.
+    # "stream_manager": the method returns a context manager that performs the request on __enter__.
+    kind: str = "call"
+    billable: bool = True  # False for token counting endpoints: a span, but no usage, cost, budget or metric
+    model_kwarg: str = "model"
+    # Observe only calls made with ``stream=True`` (e.g. ``responses.retrieve``: polling a finished response
+    # again must not count it again; resuming its stream is the call that delivers the usage).
+    stream_only: bool = False
+
+
+@dataclass(slots=True)
+class ResponseMeta:
+    """What a finished call returned, in vendor-neutral form."""
+
+    usage: Usage | None = None
+    model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    service_tier: str | None = None
+    # Output text, collected only when needed: to estimate missing usage or when content capture is on.
+    output_text: str | None = None
+    # The vendor accepted the work but bills it later (a queued background response): no usage, no estimate.
+    deferred: bool = False
+
+
+class StreamAccumulator:
+    """Reads stream items as they pass by. ``observe`` must be cheap: it runs once per chunk.
+
+    ``observe`` returns False to hide an item from the caller (only the usage-only chunk aicost itself asked
+    for with ``stream_options.include_usage``). ``complete`` is True once the vendor's terminal event was seen.
+    """
+
+    __slots__ = ("complete",)
+
+    def __init__(self) -> None:
+        self.complete = False
+
+    def observe(self, item: Any) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def result(self) -> ResponseMeta:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """Facts about the request the core needs before the call, read once from the SDK call's kwargs."""
+
+    model: str | None
+    stream: bool
+    max_tokens: int | None
+    service_tier: str | None
+    server_address: str | None
+    server_port: int | None
+
+
+class Integration:
+    """Base for a vendor integration. Subclasses fill the table and the readers."""
+
+    name: str = ""
+    sdk_module: str = ""
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def provider(self, resource: Any) -> str:  # gen_ai.provider.name for the client behind a resource
+        raise NotImplementedError
+
+    def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
+        raise NotImplementedError
+
+    def prepare_stream(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> bool:
+        """Adjust a streaming request before it is sent; True if a usage-only chunk was requested by aicost."""
+        return False
+
+    def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
+        raise NotImplementedError
+
+    def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        raise NotImplementedError
+
+    def is_stream(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def is_raw_response(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def native_span_capture(self, resource: Any) -> Callable[[], Any] | None:
+        """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic)."""
+        return None
