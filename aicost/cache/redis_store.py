@@ -1,0 +1,145 @@
+"""Shared exact tier on Redis: many processes answer each other's repeated questions.
+
+Entries are pickled (an answer may be an SDK response object) and expire through Redis' own TTL. A store-wide
+``max_entries`` is kept with a sorted set of last-access times trimmed by a Lua script, so the bound holds
+across processes without a read-modify-write race. Redis 7.0 (Debian) has no vector search: the semantic tier
+needs :class:`~aicost.cache.PgVectorStore` or the in-memory index.
+
+Security: unpickling runs code, so anyone who can write to this Redis can run code in the app. Keep the cache
+Redis private, or pass ``secret=`` so entries are HMAC-signed and unsigned or tampered ones are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import pickle
+import time
+from typing import Any
+
+from .entry import Entry
+
+_PUT = """
+redis.call('SET', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
+local max = tonumber(ARGV[4])
+local evicted = 0
+if max > 0 then
+  local excess = redis.call('ZCARD', KEYS[2]) - max
+  if excess > 0 then
+    local old = redis.call('ZRANGE', KEYS[2], 0, excess - 1)
+    for _, k in ipairs(old) do redis.call('DEL', k) end
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+    evicted = excess
+  end
+end
+return evicted
+"""
+
+
+class RedisStore:
+    """Exact-tier store on Redis. ``url`` (``redis://127.0.0.1:6379/0``) or an existing ``client``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        max_entries: int | None = None,
+        secret: bytes | str | None = None,
+        lru_key: str = "aicost:cache:__lru__",
+        timeout_s: float = 0.5,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ValueError("RedisStore needs exactly one of url=... or client=...")
+        if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
+                                        or max_entries < 1):
+            raise ValueError(f"RedisStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
+        if isinstance(secret, str):
+            secret = secret.encode()
+        if client is None:
+            try:
+                import redis
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ImportError("RedisStore needs the redis client: pip install 'aicost-otel[redis]'") from exc
+            # Short timeouts: a slow cache must cost a miss, not hang the application's request.
+            client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.client = client
+        self.max_entries = max_entries or 0
+        self.secret = secret
+        self.lru_key = lru_key
+        self._put = client.register_script(_PUT)
+
+    # --- serialisation ------------------------------------------------------------------------------------
+    def _dump(self, entry: Entry) -> bytes:
+        payload = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.secret is None:
+            return b"p" + payload
+        return b"s" + hmac.new(self.secret, payload, hashlib.sha256).digest() + payload
+
+    def _load(self, raw: bytes) -> Entry | None:
+        tag, body = raw[:1], raw[1:]
+        if self.secret is not None:
+            if tag != b"s":
+                return None
+            mac, payload = body[:32], body[32:]
+            if not hmac.compare_digest(mac, hmac.new(self.secret, payload, hashlib.sha256).digest()):
+                return None
+            return pickle.loads(payload)
+        if tag != b"p":
+            return None
+        return pickle.loads(body)
+
+    # --- Store protocol -----------------------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(key)
+        if self.max_entries:
+            pipe.zadd(self.lru_key, {key: time.time()}, xx=True)
+        raw = pipe.execute()[0]
+        return None if raw is None else self._load(raw)
+
+    def put(self, key: str, entry: Entry, ttl: float | None) -> None:
+        ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
+        if self.max_entries:
+            self._put(keys=[key, self.lru_key], args=[self._dump(entry), ttl_ms, time.time(), self.max_entries])
+        elif ttl_ms:
+            self.client.set(key, self._dump(entry), px=ttl_ms)
+        else:
+            self.client.set(key, self._dump(entry))
+
+    def delete(self, key: str) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(key)
+        pipe.zrem(self.lru_key, key)
+        return bool(pipe.execute()[0])
+
+    def clear(self, prefix: str = "aicost:cache:") -> int:
+        removed = 0
+        batch: list[Any] = []
+        for key in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+            if key == self.lru_key.encode():
+                continue
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += self._drop(batch)
+                batch = []
+        if batch:
+            removed += self._drop(batch)
+        return removed
+
+    def _drop(self, keys: list[Any]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(*keys)
+        pipe.zrem(self.lru_key, *keys)
+        return int(pipe.execute()[0])
+
+    def __len__(self) -> int:
+        if self.max_entries:
+            return int(self.client.zcard(self.lru_key))
+        return sum(1 for _ in self.client.scan_iter(match="aicost:cache:*", count=500))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

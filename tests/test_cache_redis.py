@@ -1,0 +1,135 @@
+"""The shared exact tier against a real redis-server on 127.0.0.1 (started by tests/servers.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import aicost
+from aicost.cache import RedisStore
+from aicost.cache.entry import Entry
+
+from cache_helpers import fake_llm_call
+from servers import redis_server
+
+pytestmark = pytest.mark.server("redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def store(redis_url):
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    return s
+
+
+def test_entries_round_trip_with_exact_cost_and_ttl(store):
+    store.put("aicost:cache:t:a", Entry(value={"answer": 42}, cost_usd=Decimal("0.0133"), calls=2), ttl=0.3)
+    got = store.get("aicost:cache:t:a")
+    assert got.value == {"answer": 42} and got.cost_usd == Decimal("0.0133") and got.calls == 2
+    assert 0 < store.client.pttl("aicost:cache:t:a") <= 300
+    time.sleep(0.45)
+    assert store.get("aicost:cache:t:a") is None
+
+
+def test_two_processes_share_answers_and_tenancy_still_holds(store, redis_url, tmp_path):
+    """A second Python process hits what the first stored; a different customer does not."""
+    repo_root = str(Path(aicost.__file__).resolve().parent.parent)
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {repo_root!r})
+        import aicost
+        from aicost.cache import RedisStore
+        calls = []
+
+        @aicost.cache(prompt="q", store=RedisStore({redis_url!r}), name="shared.answer")
+        def answer(q):
+            calls.append(q)
+            return "answer to " + q
+
+        with aicost.attribute(customer=sys.argv[1]):
+            result = answer(sys.argv[2])
+        print(result, len(calls))
+    """))
+
+    def run(customer, question):
+        out = subprocess.run([sys.executable, str(script), customer, question], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert run("acme", "What is our SLA?") == "answer to What is our SLA? 1"
+    assert run("acme", "what is  our SLA?") == "answer to What is our SLA? 0"  # hit from the other process
+    assert run("globex", "What is our SLA?") == "answer to What is our SLA? 1"  # another tenant: a miss
+
+
+def test_decorator_over_redis_records_savings_and_invalidates(store):
+    calls = []
+
+    @aicost.cache(prompt="q", store=store)
+    def answer(q):
+        calls.append(q)
+        fake_llm_call("0.02")
+        return {"text": q[::-1]}
+
+    assert answer("abc") == {"text": "cba"}
+    assert answer("ABC") == {"text": "cba"}
+    assert len(calls) == 1
+    entry = store.get(answer.key_for("abc"))
+    assert entry.cost_usd == Decimal("0.02")
+    assert answer.invalidate("abc") is True
+    answer("abc")
+    assert len(calls) == 2
+    assert answer.clear() == 1
+
+
+def test_max_entries_evicts_least_recently_used_across_the_store(redis_url):
+    store = RedisStore(redis_url, max_entries=3)
+    store.client.flushdb()
+    for k in "abc":
+        store.put(f"aicost:cache:t:{k}", Entry(value=k), ttl=60)
+        time.sleep(0.01)
+    store.get("aicost:cache:t:a")  # a is now most recent
+    store.put("aicost:cache:t:d", Entry(value="d"), ttl=60)
+    assert store.get("aicost:cache:t:b") is None
+    assert [store.get(f"aicost:cache:t:{k}").value for k in "acd"] == ["a", "c", "d"]
+    assert len(store) == 3
+
+
+def test_signed_entries_reject_tampering(redis_url):
+    store = RedisStore(redis_url, secret="s3cret")
+    store.client.flushdb()
+    store.put("aicost:cache:t:x", Entry(value="fine"), ttl=60)
+    assert store.get("aicost:cache:t:x").value == "fine"
+    raw = store.client.get("aicost:cache:t:x")
+    store.client.set("aicost:cache:t:x", raw[:-1] + bytes([raw[-1] ^ 1]))
+    assert store.get("aicost:cache:t:x") is None
+    unsigned = RedisStore(redis_url)
+    unsigned.put("aicost:cache:t:y", Entry(value="forged"), ttl=60)
+    assert store.get("aicost:cache:t:y") is None
+
+
+def test_redis_down_means_a_miss_not_an_error():
+    from servers import free_port
+
+    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
+    calls = []
+
+    @aicost.cache(store=dead)
+    def f(x):
+        calls.append(x)
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2 and len(calls) == 2
