@@ -246,7 +246,7 @@ class _Call:
         if self.info.span_attributes:
             extra.update(self.info.span_attributes)
         if not self.endpoint.billable:
-            extra["aicost.billable"] = False
+            extra[s.AICOST_BILLABLE] = False
         extra.update(telemetry.content_attributes(self.info.kwargs))
         return telemetry.start_attributes(
             self.info.provider, self.endpoint.operation, self.endpoint.key, self.request, extra
@@ -260,7 +260,7 @@ class _Call:
         if native is not None:
             try:
                 native.set_attributes(self._start_attributes())
-                native.set_attribute(s.AICOST_NATIVE_CHILD_SPAN, False)
+                native.set_attribute(s.AICOST_SPAN_SOURCE, "anthropic-sdk")
             except Exception:
                 error_once("native:attrs", "aicost: could not enrich the SDK's span")
             self.span = native
@@ -303,6 +303,12 @@ class _Call:
             usage = meta.usage
             if usage is None and error is None and not meta.deferred:
                 usage = self._estimate(meta)
+            elif usage is not None and ended_by in ("closed", "error"):
+                # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
+                # It still bills what it generated; count what we saw and say the figure is an estimate.
+                seen = self._count_output(meta)
+                usage.output_tokens = max(usage.output_tokens, seen)
+                usage.estimated = True
             if usage is not None:
                 cost = _price(self.info.provider, meta.model or self.request.model, usage, meta.service_tier)
         attrs = telemetry.response_attributes(self.info.provider, meta)
@@ -331,10 +337,15 @@ class _Call:
         """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""
         from . import tokens
 
-        model = meta.model or self.request.model
-        counted_in = tokens.count_request_input(self.info.kwargs, model, self.info.provider)
-        out = tokens.count_text(meta.output_text or "", model, self.info.provider).tokens
-        return Usage(input_tokens=counted_in.tokens, output_tokens=out, estimated=True)
+        counted_in = tokens.count_request_input(self.info.kwargs, meta.model or self.request.model, self.info.provider)
+        return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta), estimated=True)
+
+    def _count_output(self, meta: ResponseMeta) -> int:
+        from . import tokens
+
+        if not meta.output_text:
+            return 0
+        return tokens.count_text(meta.output_text, meta.model or self.request.model, self.info.provider).tokens
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
                   duration: float | None = None) -> None:

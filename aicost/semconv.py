@@ -55,9 +55,10 @@ AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
 AICOST_STREAM_CHUNKS = "aicost.stream.chunks"
 AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted | closed | error | abandoned
 AICOST_ENDPOINT = "aicost.endpoint"
-# Set on the aicost span when the vendor SDK's own span (Anthropic native tracing) is its child, so
-# backends summing cost know which span is authoritative: only spans with gen_ai.usage.cost carry cost.
-AICOST_NATIVE_CHILD_SPAN = "aicost.native_span.child"
+AICOST_BILLABLE = "aicost.billable"  # false on token-counting calls: a span, but nothing billed
+# Which span carries the call: "aicost" (aicost's own span) or "anthropic-sdk" (the Anthropic SDK's native span,
+# which aicost enriches instead of adding a second span). Either way it is the only span with the call's cost.
+AICOST_SPAN_SOURCE = "aicost.span.source"
 
 # Attribution (issue 4 fills in the scopes; the names are fixed here).
 AICOST_TEAM = "aicost.team"
@@ -75,6 +76,24 @@ TOKEN_USAGE_BUCKETS = [4**i for i in range(14)]  # 1 .. 67108864, per the GenAI 
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 .. 81.92 s
 
 SPAN_NAME_FORMAT = "{operation} {model}"
+
+# --- Cache (issue 6) ---------------------------------------------------------------------------------
+# On the cache lookup span (INTERNAL, "aicost.cache <name>"). Savings are never gen_ai.usage.cost: not spend.
+AICOST_CACHE_NAME = "aicost.cache.name"  # the cached function ("module.qualname") or the name given
+AICOST_CACHE_HIT = "aicost.cache.hit"  # bool
+AICOST_CACHE_OUTCOME = "aicost.cache.outcome"  # hit | miss | bypass | uncacheable
+AICOST_CACHE_TIER = "aicost.cache.tier"  # exact | semantic
+AICOST_CACHE_SIMILARITY = "aicost.cache.similarity"  # cosine of the served entry (1.0 for exact hits)
+AICOST_CACHE_SAVED_USD = "aicost.cache.saved_usd"  # exact Decimal string: what the original calls cost
+AICOST_CACHE_VERIFIER_COST_USD = "aicost.cache.verifier_cost_usd"  # LLM judge spend during this lookup
+AICOST_CACHE_VETO = "aicost.cache.semantic.veto"  # guard/verifier that rejected the best candidate
+AICOST_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration_s"
+AICOST_CACHE_STORED = "aicost.cache.stored"  # bool: the miss's answer was written to the cache
+METRIC_CACHE_LOOKUPS = "aicost.cache.lookups"  # counter {lookup}: name, outcome, tier
+METRIC_CACHE_SAVED = "aicost.cache.saved"  # counter USD, gross savings of hits
+METRIC_CACHE_VERIFIER_COST = "aicost.cache.verifier.cost"  # counter USD: net savings = saved - this
+METRIC_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration"  # histogram s
+METRIC_CACHE_SIMILARITY = "aicost.cache.similarity"  # histogram of served similarity
 
 # --- Attribution units of work and metrics (issue 4: attribution engineer) ------------------------------
 # A unit of work (``aicost.feature("summarize")``) has one span. Its rollup lives under ``aicost.rollup.*`` and
@@ -98,20 +117,12 @@ AICOST_ROLLUP_REASONING_TOKENS = "aicost.rollup.usage.reasoning.output_tokens"
 AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
 METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team
 
-# --- Cache (issue 6) ---------------------------------------------------------------------------------
-# On the cache lookup span (INTERNAL, "aicost.cache <name>"). Savings are never gen_ai.usage.cost: not spend.
-AICOST_CACHE_NAME = "aicost.cache.name"  # the cached function ("module.qualname") or the name given
-AICOST_CACHE_HIT = "aicost.cache.hit"  # bool
-AICOST_CACHE_OUTCOME = "aicost.cache.outcome"  # hit | miss | bypass | uncacheable
-AICOST_CACHE_TIER = "aicost.cache.tier"  # exact | semantic
-AICOST_CACHE_SIMILARITY = "aicost.cache.similarity"  # cosine of the served entry (1.0 for exact hits)
-AICOST_CACHE_SAVED_USD = "aicost.cache.saved_usd"  # exact Decimal string: what the original calls cost
-AICOST_CACHE_VERIFIER_COST_USD = "aicost.cache.verifier_cost_usd"  # LLM judge spend during this lookup
-AICOST_CACHE_VETO = "aicost.cache.semantic.veto"  # guard/verifier that rejected the best candidate
-AICOST_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration_s"
-AICOST_CACHE_STORED = "aicost.cache.stored"  # bool: the miss's answer was written to the cache
-METRIC_CACHE_LOOKUPS = "aicost.cache.lookups"  # counter {lookup}: name, outcome, tier
-METRIC_CACHE_SAVED = "aicost.cache.saved"  # counter USD, gross savings of hits
-METRIC_CACHE_VERIFIER_COST = "aicost.cache.verifier.cost"  # counter USD: net savings = saved - this
-METRIC_CACHE_LOOKUP_DURATION = "aicost.cache.lookup.duration"  # histogram s
-METRIC_CACHE_SIMILARITY = "aicost.cache.similarity"  # histogram of served similarity
+# --- Budgets and policies (issue 5: aicost/budget) ------------------------------------------------------
+# Span attributes set by the budget guard (via CallInfo.span_attributes) and labels of its metric.
+AICOST_BUDGET_DECISION = "aicost.budget.decision"  # blocked | downgraded | warned | callback | store_unavailable
+AICOST_BUDGET_NAME = "aicost.budget.name"  # the budget that blocked / downgraded / warned
+AICOST_BUDGET_RESERVED_USD = "aicost.budget.reserved_usd"  # worst case held before the call (Decimal string)
+AICOST_BUDGET_DOWNGRADED_FROM = "aicost.budget.downgraded_from"  # the model the application asked for
+AICOST_POLICY_RULE = "aicost.policy.rule"  # the policy that refused the call
+AICOST_POLICY_MAX_OUTPUT_TOKENS = "aicost.policy.max_output_tokens"  # output cap written into the request
+METRIC_BUDGET_DECISIONS = "aicost.budget.decisions"  # counter {call}: aicost.budget.decision, aicost.budget.name

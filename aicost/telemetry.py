@@ -55,6 +55,7 @@ def start_attributes(
         s.GEN_AI_OPERATION_NAME: operation,
         s.GEN_AI_PROVIDER_NAME: provider,
         s.AICOST_ENDPOINT: endpoint,
+        s.AICOST_SPAN_SOURCE: "aicost",
     }
     if request.model:
         attrs[s.GEN_AI_REQUEST_MODEL] = request.model
