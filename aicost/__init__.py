@@ -28,6 +28,14 @@ _LAZY: dict[str, str] = {
     "attribute": "aicost.attribution",
     "feature": "aicost.attribution",
     "set_outcome": "aicost.attribution",
+    "Budget": "aicost.budget",
+    "Policy": "aicost.budget",
+    "BudgetExceeded": "aicost.budget",
+    "PolicyViolation": "aicost.budget",
+    "BudgetStoreUnavailable": "aicost.budget",
+    "configure_budgets": "aicost.budget",
+    "disable_budgets": "aicost.budget",
+    "allow_long_context": "aicost.budget",
 }
 
 __all__ = ["Usage", "__version__", *_LAZY]
