@@ -54,7 +54,7 @@ _MILLION_EXP = -6
 _THOUSAND_EXP = -3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Cost:
     """What one call cost. ``total`` is None (never $0) when the model's price is unknown."""
 
@@ -72,6 +72,20 @@ class Cost:
     def total_usd(self) -> float | None:
         """For metrics and span attributes, which only take floats. Sum Decimals, never these."""
         return None if self.total is None else float(self.total)
+
+
+_new = object.__new__
+
+
+def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
+               provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
+    """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path."""
+    cost = _new(Cost)
+    cost.__dict__.update(
+        known=known, total=total, parts=parts, currency="USD", model=model, provider=provider,
+        service_tier=service_tier, source=source, estimated=estimated,
+    )
+    return cost
 
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
@@ -222,15 +236,8 @@ class ModelPrice:
         add = MONEY.add
         for value in parts.values():
             total = add(total, value)
-        return Cost(
-            True,
-            total,
-            MappingProxyType(parts),
-            "USD",
-            self.model,
-            self.provider,
-            self.service_tier,
-            self.source,
+        return _make_cost(
+            True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier, self.source,
             usage.estimated,
         )
 
@@ -268,11 +275,16 @@ class ModelPrice:
             value = self.rates.get(name)
             unit = "per 1K" if name in UNIT_RATES else "per 1M tokens"
             if value is not None:
-                rows.append((name, f"base ({unit})", format(value, "f")))
+                rows.append((name, f"base ({unit})", _plain(value)))
             for threshold, band in self.tiers:
-                if name in band:
-                    rows.append((name, f"input > {threshold:,} ({unit})", format(band[name], "f")))
+                if name in band and band[name] != value:
+                    rows.append((name, f"input > {threshold:,} ({unit})", _plain(band[name])))
         return rows
+
+
+def _plain(value: Decimal) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _check_rate(name: str, value: object) -> None:
