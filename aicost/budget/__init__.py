@@ -1,0 +1,148 @@
+"""Budgets and policies: decide before each LLM call whether the money may be spent.
+
+    import aicost
+    aicost.configure_budgets(
+        budgets=[
+            aicost.Budget(limit_usd="500", window="month"),                      # whole app
+            aicost.Budget(limit_usd="20", window="day", scope="team"),            # each team
+            aicost.Budget(limit_usd="5", window="day", scope="feature", value="chat",
+                          action="downgrade", downgrade_to="gpt-4o-mini"),
+        ],
+        policies=[aicost.Policy(deny_models=["o1-pro*"], unless={"team": "research"})],
+        store="redis://127.0.0.1:6379/0",   # or "memory" (default): per process
+    )
+
+See docs/budgets.md. The guard plugs into the instrumentation through ``aicost.hooks`` only; it takes effect
+for calls made through instrumented SDK clients (``aicost.instrument()``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+from .. import hooks
+from ..errors import ConfigurationError
+from .config import Budget, Policy, parse_config
+from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, PolicyViolation
+from .guard import BudgetEvent, BudgetGuard, BudgetStatus
+from .policy import allow_long_context
+from .stores import MemoryStore
+
+__all__ = [
+    "Budget", "BudgetEvent", "BudgetExceeded", "BudgetGuard", "BudgetStatus", "BudgetStoreUnavailable", "CallRefused",
+    "MemoryStore", "Policy", "PolicyViolation", "RedisStore", "allow_long_context", "budget_status",
+    "configure_budgets", "current_guard", "disable_budgets",
+]
+
+_lock = threading.Lock()
+_active: BudgetGuard | None = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":
+        from .stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module 'aicost.budget' has no attribute {name!r}")
+
+
+def _make_store(store: Any, timeout_s: float) -> Any:
+    if store is None or store == "memory":
+        return MemoryStore()
+    if isinstance(store, str):
+        if store.startswith(("redis://", "rediss://", "unix://")):
+            from .stores.redis import RedisStore
+
+            return RedisStore(store, timeout_s=timeout_s)
+        raise ConfigurationError(f"store: expected 'memory' or a redis:// URL, got {store!r}")
+    if isinstance(store, Mapping):  # from a config file: {"url": "redis://...", "prefix": "myapp"}
+        from .stores.redis import RedisStore
+
+        options = dict(store)
+        url = options.pop("url", None)
+        if not isinstance(url, str):
+            raise ConfigurationError("store.url: a redis:// URL is required")
+        options.setdefault("timeout_s", timeout_s)
+        return RedisStore(url, **options)
+    return store
+
+
+def configure_budgets(
+    config: Mapping[str, Any] | str | None = None,
+    *,
+    budgets: Sequence[Budget] = (),
+    policies: Sequence[Policy] = (),
+    store: Any = "memory",
+    on_store_error: str = "open",
+    store_timeout_s: float = 0.25,
+    default_max_output_tokens: int = 4096,
+    on_unknown_price: str = "refuse",
+    estimate_margin: Any = "1.25",
+    lease_seconds: float = 3600.0,
+    on_threshold: Callable[[BudgetEvent], None] | None = None,
+    on_exceed: Callable[[BudgetEvent], None] | None = None,
+    price_lookup: Any = None,
+    clock: Callable[[], float] | None = None,
+) -> BudgetGuard:
+    """Install (or replace) the process's budget guard. Every argument is validated here, not mid-request.
+
+    ``config``: a mapping or a JSON / TOML file path with ``budgets`` / ``policies`` lists and the options below
+    (callbacks are code: pass them here or on ``Budget``). ``store``: ``"memory"`` (default, per process), a
+    ``redis://`` URL (shared by every process using it), or a store object. ``on_store_error``: ``"open"``
+    (calls go ahead unguarded while the store is unreachable) or ``"closed"`` (they are refused with
+    :class:`BudgetStoreUnavailable`). Returns the guard (``.status()`` shows spend per budget).
+    """
+    global _active
+    options: dict[str, Any] = dict(
+        store=store, on_store_error=on_store_error, store_timeout_s=store_timeout_s,
+        default_max_output_tokens=default_max_output_tokens, on_unknown_price=on_unknown_price,
+        estimate_margin=estimate_margin, lease_seconds=lease_seconds,
+    )
+    all_budgets = list(budgets)
+    all_policies = list(policies)
+    if config is not None:
+        parsed = parse_config(config)
+        all_budgets = parsed.pop("budgets") + all_budgets
+        all_policies = parsed.pop("policies") + all_policies
+        options.update(parsed)
+    timeout = options.pop("store_timeout_s")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 30:
+        raise ConfigurationError(f"store_timeout_s must be in (0, 30] seconds, got {timeout!r}")
+    kwargs: dict[str, Any] = dict(options)
+    kwargs["store"] = None
+    # Validate everything before touching the store (a bad budget should not open a Redis connection).
+    BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
+                price_lookup=price_lookup, **({"clock": clock} if clock else {}))
+    kwargs["store"] = _make_store(options["store"], timeout)
+    guard = BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
+                        price_lookup=price_lookup, **({"clock": clock} if clock else {}))
+    with _lock:
+        previous, _active = _active, guard
+        if previous is not None:
+            hooks.remove_interceptor(previous)
+        hooks.add_interceptor(guard)
+    if previous is not None and previous._store is not guard._store:
+        previous.close()
+    return guard
+
+
+def disable_budgets() -> None:
+    """Remove the guard: calls are no longer checked (spend already recorded in a shared store stays there)."""
+    global _active
+    with _lock:
+        previous, _active = _active, None
+        if previous is not None:
+            hooks.remove_interceptor(previous)
+    if previous is not None:
+        previous.close()
+
+
+def current_guard() -> BudgetGuard | None:
+    return _active
+
+
+def budget_status(attributes: Mapping[str, str] | None = None, **kwargs: Any) -> list[BudgetStatus]:
+    """Spend per applicable budget in the current windows (empty when no guard is configured)."""
+    guard = _active
+    return [] if guard is None else guard.status(attributes, **kwargs)

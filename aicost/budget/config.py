@@ -1,0 +1,297 @@
+"""Budget and policy declarations, validated when they are made.
+
+A typo in a budget must fail when the application configures it, with the field named, not silently disable
+the guard or crash a request at 3 a.m. Everything here is plain data: the guard does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..errors import ConfigurationError
+from .money import MAX_LIMIT_USD
+from .windows import validate_window
+
+# Scope keys a budget or policy can be declared on -> attribution attribute the value is read from.
+# "model" and "provider" come from the call itself; "tag.<name>" from aicost.tag.<name>.
+SCOPE_ATTRIBUTES = {
+    "global": None,
+    "team": "aicost.team",
+    "feature": "aicost.feature",
+    "user": "aicost.user",
+    "customer": "aicost.customer",
+    "model": None,
+    "provider": None,
+}
+_TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+ACTIONS = ("raise", "warn", "callback", "downgrade")
+STORE_ERROR_POLICIES = ("open", "closed")
+
+
+def parse_scope(scope: object, owner: str) -> str:
+    """Normalise a scope key; ``tag:<name>`` and ``aicost.tag.<name>`` are accepted spellings of ``tag.<name>``."""
+    if not isinstance(scope, str):
+        raise TypeError(f"{owner}.scope must be a str, got {type(scope).__name__}")
+    if scope in SCOPE_ATTRIBUTES:
+        return scope
+    for prefix in ("tag.", "tag:", "aicost.tag."):
+        if scope.startswith(prefix):
+            name = scope[len(prefix):]
+            if _TAG_NAME.match(name):
+                return f"tag.{name}"
+            raise ConfigurationError(f"{owner}.scope: invalid tag name {name!r} in {scope!r}")
+    for key, attribute in SCOPE_ATTRIBUTES.items():
+        if attribute == scope:  # "aicost.team" -> "team"
+            return key
+    raise ConfigurationError(
+        f"{owner}.scope: unknown scope key {scope!r}; expected one of "
+        f"{', '.join(SCOPE_ATTRIBUTES)} or 'tag.<name>'"
+    )
+
+
+def scope_attribute(scope: str) -> str | None:
+    """The attribution attribute holding a scope's value (None for global / model / provider)."""
+    if scope.startswith("tag."):
+        return "aicost." + scope
+    return SCOPE_ATTRIBUTES[scope]
+
+
+def _usd(value: object, owner: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise TypeError(f"{owner} must be a Decimal, int, str or float amount in USD, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{owner} must be finite, got {value!r}")
+        value = repr(value)  # 0.1 -> Decimal("0.1"), not 0.1000000000000000055...
+    try:
+        amount = Decimal(value)  # type: ignore[arg-type]
+    except InvalidOperation:
+        raise ConfigurationError(f"{owner}: not a number: {value!r}") from None
+    if not amount.is_finite():
+        raise ConfigurationError(f"{owner} must be finite, got {value!r}")
+    return amount
+
+
+def _positive_int(value: object, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ConfigurationError(f"{owner} must be > 0, got {value}")
+    return value
+
+
+def _model_patterns(value: object, owner: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) and v for v in value):
+        raise TypeError(f"{owner} must be a list of model names or glob patterns (e.g. 'gpt-4o*')")
+    return tuple(value)
+
+
+def _scope_values(mapping: object, owner: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    if mapping is None:
+        return ()
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{owner} must be a mapping of scope key -> value(s), e.g. {{'team': 'research'}}")
+    out = []
+    for key, values in mapping.items():
+        scope = parse_scope(key, owner)
+        if scope == "global":
+            raise ConfigurationError(f"{owner}: 'global' has no value to match")
+        if isinstance(values, str):
+            values = (values,)
+        if not isinstance(values, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in values):
+            raise TypeError(f"{owner}[{key!r}] must be a str or a list of str")
+        out.append((scope, frozenset(values)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit in USD per calendar window (UTC) for one scope.
+
+    ``scope="team"`` with ``value=None`` gives *every* team its own ``limit_usd``; ``value="search"`` limits only
+    that team. A call without the scope's attribute (no team set) is not counted by a team budget: pair it with
+    a global budget to catch unattributed spend.
+
+    ``action`` when a call would not fit: ``raise`` (BudgetExceeded), ``warn`` (log once per window, allow),
+    ``callback`` (``on_exceed(event)`` is called; the call proceeds unless it returns ``False`` or raises
+    :class:`aicost.errors.CallRefused`), or ``downgrade`` (retry
+    the reservation with ``downgrade_to``, raise if that does not fit either). ``thresholds`` are fractions of the
+    limit (e.g. ``(0.5, 0.8, 1.0)``); ``on_threshold(event)`` fires once per window when settled spend crosses one.
+    """
+
+    limit_usd: Decimal
+    window: str = "day"
+    scope: str = "global"
+    value: str | None = None
+    action: str = "raise"
+    downgrade_to: str | None = None
+    thresholds: tuple[Decimal, ...] = ()
+    on_threshold: Callable[[Any], None] | None = field(default=None, compare=False)
+    on_exceed: Callable[[Any], None] | None = field(default=None, compare=False)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        limit = _usd(self.limit_usd, "Budget.limit_usd")
+        if limit <= 0:
+            raise ConfigurationError(f"Budget.limit_usd must be > 0, got {limit}")
+        if limit > MAX_LIMIT_USD:
+            raise ConfigurationError(f"Budget.limit_usd must be at most {MAX_LIMIT_USD} per window, got {limit}")
+        set_(self, "limit_usd", limit)
+        validate_window(self.window)
+        set_(self, "scope", parse_scope(self.scope, "Budget"))
+        if self.value is not None:
+            if not isinstance(self.value, str) or not self.value:
+                raise TypeError("Budget.value must be a non-empty str (or None for 'each value separately')")
+            if self.scope == "global":
+                raise ConfigurationError("Budget.value: a global budget has no value to match")
+        if self.action not in ACTIONS:
+            raise ConfigurationError(f"Budget.action: unknown action {self.action!r}; expected one of {', '.join(ACTIONS)}")
+        if self.action == "downgrade":
+            if not isinstance(self.downgrade_to, str) or not self.downgrade_to:
+                raise ConfigurationError("Budget.downgrade_to: action='downgrade' needs the cheaper model to switch to")
+        elif self.downgrade_to is not None:
+            raise ConfigurationError("Budget.downgrade_to is only used with action='downgrade'")
+        if self.action == "callback" and not callable(self.on_exceed):
+            raise ConfigurationError("Budget.on_exceed: action='callback' needs a callable on_exceed(event)")
+        for attr in ("on_threshold", "on_exceed"):
+            if getattr(self, attr) is not None and not callable(getattr(self, attr)):
+                raise TypeError(f"Budget.{attr} must be callable")
+        if isinstance(self.thresholds, (str, bytes)) or not isinstance(self.thresholds, Iterable):
+            raise TypeError("Budget.thresholds must be a list of fractions of the limit, e.g. [0.5, 0.8, 1.0]")
+        fractions = sorted({_usd(t, "Budget.thresholds[]") for t in self.thresholds})
+        if any(not (0 < t <= 10) for t in fractions):
+            raise ConfigurationError(f"Budget.thresholds must be fractions of the limit in (0, 10], got {fractions}")
+        set_(self, "thresholds", tuple(fractions))
+        if self.name is None:
+            where = self.scope if self.value is None else f"{self.scope}={self.value}"
+            set_(self, "name", f"{where}/{self.window}")
+        elif not isinstance(self.name, str) or not self.name or "|" in self.name:
+            raise ConfigurationError("Budget.name must be a non-empty str without '|'")
+
+    @property
+    def attribute(self) -> str | None:
+        return scope_attribute(self.scope)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A governance rule checked before every call, independent of money.
+
+    Applies to calls in ``scope`` (``value=None``: any call that has the scope's attribute; global: every call)
+    except those matching ``unless`` (e.g. ``unless={"team": "research"}``). ``allow_models`` / ``deny_models``
+    are exact names or globs (``claude-opus-*``). ``max_input_tokens`` refuses longer prompts unless the caller
+    opted in with :func:`aicost.budget.allow_long_context`. ``max_output_tokens`` is *written into the request*
+    (the endpoint's max-tokens parameter is lowered or set), so the vendor enforces it.
+    """
+
+    scope: str = "global"
+    value: str | None = None
+    allow_models: tuple[str, ...] | None = None
+    deny_models: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    unless: tuple[tuple[str, frozenset[str]], ...] | Mapping[str, Any] | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "scope", parse_scope(self.scope, "Policy"))
+        if self.value is not None and (not isinstance(self.value, str) or not self.value):
+            raise TypeError("Policy.value must be a non-empty str or None")
+        if self.value is not None and self.scope == "global":
+            raise ConfigurationError("Policy.value: a global policy has no value to match")
+        if self.allow_models is not None:
+            set_(self, "allow_models", _model_patterns(self.allow_models, "Policy.allow_models"))
+        set_(self, "deny_models", _model_patterns(self.deny_models, "Policy.deny_models") if self.deny_models else ())
+        if self.max_input_tokens is not None:
+            _positive_int(self.max_input_tokens, "Policy.max_input_tokens")
+        if self.max_output_tokens is not None:
+            _positive_int(self.max_output_tokens, "Policy.max_output_tokens")
+        if not isinstance(self.unless, tuple):
+            set_(self, "unless", _scope_values(self.unless, "Policy.unless"))
+        if (
+            self.allow_models is None
+            and not self.deny_models
+            and self.max_input_tokens is None
+            and self.max_output_tokens is None
+        ):
+            raise ConfigurationError("Policy: set at least one of allow_models, deny_models, max_input_tokens, max_output_tokens")
+        if self.name is None:
+            where = self.scope if self.value is None else f"{self.scope}={self.value}"
+            set_(self, "name", where)
+        elif not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError("Policy.name must be a non-empty str")
+
+    @property
+    def attribute(self) -> str | None:
+        return scope_attribute(self.scope)
+
+
+_BUDGET_FIELDS = {"limit_usd", "window", "scope", "value", "action", "downgrade_to", "thresholds", "name"}
+_POLICY_FIELDS = {
+    "scope", "value", "allow_models", "deny_models", "max_input_tokens", "max_output_tokens", "unless", "name",
+}
+_TOP_FIELDS = {
+    "budgets", "policies", "store", "on_store_error", "store_timeout_s", "default_max_output_tokens",
+    "on_unknown_price", "estimate_margin", "lease_seconds",
+}
+
+
+def _check_keys(item: Mapping[str, Any], allowed: set[str], owner: str) -> None:
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise ConfigurationError(f"{owner}: unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+
+
+def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """Turn a JSON / TOML file or a mapping into keyword arguments for :func:`configure_budgets`.
+
+    Callbacks cannot live in a file: attach them in code (``Budget(..., on_threshold=fn)``) or pass
+    ``on_threshold=`` to ``configure_budgets`` as a default for all budgets.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        path = os.fspath(config)
+        with open(path, "rb") as f:
+            raw = f.read()
+        if path.endswith(".toml"):
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise ConfigurationError("budget config: TOML needs Python 3.11+; use JSON") from None
+            config = tomllib.loads(raw.decode())
+        else:
+            config = json.loads(raw)
+    if not isinstance(config, Mapping):
+        raise TypeError("budget config must be a mapping with 'budgets' and/or 'policies'")
+    _check_keys(config, _TOP_FIELDS, "budget config")
+    kwargs = {k: v for k, v in config.items() if k not in ("budgets", "policies")}
+    budgets = config.get("budgets", [])
+    policies = config.get("policies", [])
+    if not isinstance(budgets, Sequence) or not isinstance(policies, Sequence):
+        raise TypeError("budget config: 'budgets' and 'policies' must be lists")
+    parsed_budgets = []
+    for i, item in enumerate(budgets):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"budget config: budgets[{i}] must be a mapping")
+        _check_keys(item, _BUDGET_FIELDS, f"budgets[{i}]")
+        if "limit_usd" not in item:
+            raise ConfigurationError(f"budgets[{i}]: limit_usd is required")
+        parsed_budgets.append(Budget(**item))
+    parsed_policies = []
+    for i, item in enumerate(policies):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"budget config: policies[{i}] must be a mapping")
+        _check_keys(item, _POLICY_FIELDS, f"policies[{i}]")
+        parsed_policies.append(Policy(**item))
+    kwargs["budgets"] = parsed_budgets
+    kwargs["policies"] = parsed_policies
+    return kwargs

@@ -1,0 +1,60 @@
+"""The exceptions a guarded call can raise on purpose.
+
+Everything else that goes wrong inside the guard is logged once and swallowed (the host app must not break
+because of aicost); these refusals are the one deliberate exception to that rule, so they share a base class
+an application can catch in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from ..errors import CallRefused, ConfigurationError
+
+__all__ = ["BudgetExceeded", "BudgetStoreUnavailable", "CallRefused", "ConfigurationError", "PolicyViolation"]
+
+
+class BudgetExceeded(CallRefused):
+    """The call's worst-case cost does not fit in a budget's remaining allowance for the current window."""
+
+    def __init__(
+        self,
+        *,
+        budget: str,
+        scope: str,
+        scope_value: str | None,
+        limit_usd: Decimal,
+        spent_usd: Decimal,
+        reserved_usd: Decimal,
+        requested_usd: Decimal,
+        resets_at: datetime,
+        model: str | None = None,
+    ) -> None:
+        self.budget = budget
+        self.scope = scope
+        self.scope_value = scope_value
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.requested_usd = requested_usd
+        self.resets_at = resets_at
+        self.model = model
+        where = scope if scope_value is None else f"{scope}={scope_value!r}"
+        super().__init__(
+            f"aicost budget {budget!r} ({where}) exceeded: limit ${limit_usd}, spent ${spent_usd}, "
+            f"reserved by calls in flight ${reserved_usd}, this call needs up to ${requested_usd}"
+            f"{f' ({model})' if model else ''}; the window resets at {resets_at.isoformat().replace('+00:00', 'Z')}"
+        )
+
+
+class PolicyViolation(CallRefused):
+    """The call breaks a governance rule (model allow/deny list, input-token cap); ``rule`` names it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(f"aicost policy {rule!r}: {message}")
+
+
+class BudgetStoreUnavailable(CallRefused):
+    """The budget store could not be reached and the guard is configured to fail closed."""

@@ -1,0 +1,98 @@
+"""The worst case a call can cost, known before it is sent.
+
+Input tokens are counted locally (``aicost.tokens``: tiktoken's exact counts from bundled rank files, or a
+flagged estimate with no network access). Output is bounded by the request's own cap, else the model's maximum
+output from the price catalog, else a configured default. Counts that are only estimates (Anthropic has no
+public local tokenizer) are inflated by ``estimate_margin`` so the reservation stays an upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from ..usage import Usage
+from .policy import request_output_cap
+
+PriceLookup = Callable[..., Any]  # (provider, model, *, service_tier=None) -> ModelPrice | None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    cost_usd: Decimal | None  # None: the model has no known price
+    input_tokens: int
+    output_tokens: int
+    input_exact: bool
+
+
+def default_price_lookup() -> PriceLookup:
+    from .. import pricing
+
+    return pricing.resolve
+
+
+class PriceCache:
+    """Remembers ``resolve`` answers for a while: catalog lookups are cached upstream, but not free."""
+
+    __slots__ = ("_lookup", "_entries", "_ttl_s")
+
+    def __init__(self, lookup: PriceLookup | None, ttl_s: float = 300.0) -> None:
+        self._lookup = lookup
+        self._entries: dict[tuple[str, str, Any], tuple[float, Any]] = {}
+        self._ttl_s = ttl_s
+
+    def get(self, provider: str, model: str, service_tier: Any) -> Any:
+        key = (provider, model, service_tier)
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        if self._lookup is None:
+            self._lookup = default_price_lookup()
+        tier = service_tier if isinstance(service_tier, str) else None
+        price = self._lookup(provider, model, service_tier=tier)
+        if len(self._entries) > 4096:
+            self._entries.clear()
+        self._entries[key] = (now + self._ttl_s, price)
+        return price
+
+
+def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str) -> tuple[int, bool]:
+    from ..tokens import count_request_input
+
+    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider)
+    return count.tokens, count.exact
+
+
+def worst_case(
+    *,
+    price: Any,
+    kwargs: Mapping[str, Any],
+    operation: str,
+    input_tokens: int,
+    input_exact: bool,
+    default_max_output_tokens: int,
+    estimate_margin: Decimal,
+) -> Estimate:
+    if not input_exact:
+        input_tokens = math.ceil(input_tokens * estimate_margin)
+    if operation == "embeddings":
+        output = 0
+    else:
+        output = request_output_cap(kwargs) or _model_max_output(price) or default_max_output_tokens
+        choices = kwargs.get("n")
+        if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+            output *= choices  # n completions, each up to the cap; the prompt is billed once
+    if price is None:
+        return Estimate(None, input_tokens, output, input_exact)
+    cost = price.cost(Usage(input_tokens=input_tokens, output_tokens=output, estimated=not input_exact))
+    total = cost.total if getattr(cost, "known", True) else None
+    return Estimate(total, input_tokens, output, input_exact)
+
+
+def _model_max_output(price: Any) -> int | None:
+    value = getattr(price, "max_output_tokens", None)
+    return value if isinstance(value, int) and value > 0 else None

@@ -1,0 +1,25 @@
+"""USD amounts as integer nanodollars inside the stores.
+
+Stores must add and compare atomically, and Redis scripts run Lua, whose numbers are doubles: integers are
+exact up to 2**53. Nanodollars (1e-9 USD) keep every per-token price in today's catalogs exact and still allow
+limits up to about nine million USD per window. Amounts are rounded *up* (reservations and charges), so the
+stored figure is never below the exact Decimal cost: a budget can only be stricter than the truth, never looser.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+NANOS_PER_USD = 10**9
+MAX_NANOS = 2**53 - 1  # largest integer a Lua number (double) represents exactly
+MAX_LIMIT_USD = Decimal(MAX_NANOS) / NANOS_PER_USD
+
+
+def to_nanos(usd: Decimal) -> int:
+    return int((usd * NANOS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def to_usd(nanos: int) -> Decimal:
+    value = Decimal(nanos).scaleb(-9)
+    # 0.120000000 -> 0.12, but keep at least cents for readability in messages.
+    return value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value.normalize()

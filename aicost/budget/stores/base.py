@@ -1,0 +1,63 @@
+"""What a budget store must do: reserve against several budgets atomically, then settle.
+
+The guard never reads a balance and then writes it back (the check-then-spend race that lets peers' budgets be
+overspent under load). It asks the store for one atomic operation: "if every enforced bucket can hold
+``amount`` more, hold it in all of them; otherwise hold nothing and tell me which one said no". Settling
+releases the hold and adds the real cost. Holds are leases: a process that dies mid-call stops blocking the
+budget once its lease expires.
+
+All amounts are integer nanodollars (see :mod:`aicost.budget.money`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One budget bucket (budget x scope value x window) a call counts against."""
+
+    key: str  # "<budget name>|<scope value>|<window key>"
+    limit: int
+    enforce: bool  # False for warn / callback budgets: counted, never refused
+    expires_at: float  # epoch s after which the bucket can be forgotten
+    thresholds: tuple[int, ...] = ()  # ascending, in nanodollars
+    window_end: float = 0.0  # epoch s when the budget's window resets (for messages; stores ignore it)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveOutcome:
+    ok: bool
+    # Per charge (spent, reserved) as found inside the atomic operation, before this call's hold; when the
+    # reservation failed, only the charges up to and including the failing one are present.
+    states: tuple[tuple[int, int], ...]
+    failed: int = -1  # index of the enforced charge that could not hold the amount
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    spent: int  # settled spend of the bucket after this call
+    fired_before: int  # number of thresholds that had already fired this window
+    fired_after: int  # number fired now (fire thresholds[fired_before:fired_after])
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached in time; the guard applies its fail-open / fail-closed policy."""
+
+
+class BudgetStore(Protocol):
+    def reserve(
+        self, reservation_id: str, charges: Sequence[Charge], amount: int, now: float, lease_until: float
+    ) -> ReserveOutcome: ...
+
+    def settle(
+        self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float
+    ) -> list[SettleOutcome]: ...
+
+    def usage(self, key: str, now: float) -> tuple[int, int]:
+        """(spent, reserved) of one bucket; (0, 0) when it has no activity."""
+        ...
+
+    def close(self) -> None: ...

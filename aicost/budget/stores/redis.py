@@ -1,0 +1,210 @@
+"""Redis budget store: one server-side Lua script per reserve and per settle, shared by every process.
+
+Each bucket is a hash ``{spent, reserved, fired, r:<reservation id> -> amount}`` plus a sorted set of
+reservation ids scored by lease end (ms). The reserve script first drops expired leases, then checks every
+enforced bucket and holds the amount in all of them, or in none: Redis runs a script atomically, so two
+processes can never both see the same headroom. All keys share the hash tag ``{aicost-budget}`` so one script
+may touch them together (a Redis Cluster keeps them on one shard).
+
+Reachability is bounded: every command has a socket timeout, there are no client-side retries, and after a
+failure the store is skipped (the guard's fail-open / fail-closed policy applies) for ``retry_interval_s``
+instead of making every call wait for the timeout again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Sequence
+
+from .base import Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
+
+_RESERVE = """
+local id = ARGV[1]
+local amount = ARGV[2]
+local amount_n = tonumber(amount)
+local now = tonumber(ARGV[3])
+local lease_until = ARGV[4]
+local n = tonumber(ARGV[5])
+local states = {}
+for i = 1, n do
+  local h = KEYS[2 * i - 1]
+  local z = KEYS[2 * i]
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[3])
+  if #expired > 0 then
+    for _, rid in ipairs(expired) do
+      local held = redis.call('HGET', h, 'r:' .. rid)
+      if held then
+        redis.call('HDEL', h, 'r:' .. rid)
+        redis.call('HINCRBY', h, 'reserved', '-' .. held)
+      end
+    end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', ARGV[3])
+  end
+  local v = redis.call('HMGET', h, 'spent', 'reserved')
+  local spent = tonumber(v[1] or '0')
+  local reserved = tonumber(v[2] or '0')
+  states[#states + 1] = spent
+  states[#states + 1] = reserved
+  local base = 5 + 3 * (i - 1)
+  if ARGV[base + 2] == '1' and spent + reserved + amount_n > tonumber(ARGV[base + 1]) then
+    return {0, i - 1, states}
+  end
+end
+for i = 1, n do
+  local h = KEYS[2 * i - 1]
+  local z = KEYS[2 * i]
+  local expire_at = ARGV[5 + 3 * (i - 1) + 3]
+  redis.call('HINCRBY', h, 'reserved', amount)
+  redis.call('HSET', h, 'r:' .. id, amount)
+  redis.call('ZADD', z, lease_until, id)
+  redis.call('PEXPIREAT', h, expire_at)
+  redis.call('PEXPIREAT', z, expire_at)
+end
+return {1, -1, states}
+"""
+
+_SETTLE = """
+local id = ARGV[1]
+local actual = ARGV[2]
+local n = tonumber(ARGV[3])
+local out = {}
+for i = 1, n do
+  local h = KEYS[2 * i - 1]
+  local z = KEYS[2 * i]
+  local base = 3 + 2 * (i - 1)
+  local held = redis.call('HGET', h, 'r:' .. id)
+  if held then
+    redis.call('HDEL', h, 'r:' .. id)
+    redis.call('HINCRBY', h, 'reserved', '-' .. held)
+    redis.call('ZREM', z, id)
+  end
+  local spent
+  if actual ~= '0' then
+    spent = redis.call('HINCRBY', h, 'spent', actual)
+  else
+    spent = tonumber(redis.call('HGET', h, 'spent') or '0')
+  end
+  local fired = tonumber(redis.call('HGET', h, 'fired') or '0')
+  local level = 0
+  local j = 0
+  for t in string.gmatch(ARGV[base + 1], '%d+') do
+    j = j + 1
+    if spent >= tonumber(t) then level = j end
+  end
+  local after = fired
+  if level > fired then
+    redis.call('HSET', h, 'fired', tostring(level))
+    after = level
+  end
+  redis.call('PEXPIREAT', h, ARGV[base + 2])
+  out[#out + 1] = spent
+  out[#out + 1] = fired
+  out[#out + 1] = after
+end
+return out
+"""
+
+
+class RedisStore:
+    """Budgets shared by every process that points at the same Redis server (and ``prefix``).
+
+    ``timeout_s`` bounds connect and each command; with no client-side retries a call waits at most about
+    that long for the store before the guard's ``on_store_error`` policy applies.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "aicost",
+        timeout_s: float = 0.25,
+        retry_interval_s: float = 1.0,
+        client: Any = None,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError("RedisStore.prefix must be a non-empty str without braces")
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 0 < timeout_s <= 30:
+            raise ValueError(f"RedisStore.timeout_s must be in (0, 30] seconds, got {timeout_s!r}")
+        if client is None:
+            try:
+                import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+            except ImportError:
+                raise ImportError('RedisStore needs the redis client: pip install "aicost-otel[redis]"') from None
+            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"RedisStore.url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
+        self.url = url
+        self._client = client
+        self._prefix = f"{prefix}:{{aicost-budget}}:"
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._retry_interval_s = retry_interval_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def _keys(self, charges: Sequence[Charge]) -> list[str]:
+        keys = []
+        for c in charges:
+            keys.append(f"{self._prefix}b:{c.key}")
+            keys.append(f"{self._prefix}l:{c.key}")
+        return keys
+
+    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise StoreUnavailable(f"budget store {self.url} marked unreachable; retrying shortly")
+        try:
+            result = script(keys=keys, args=args)
+        except Exception as exc:  # redis.ConnectionError, TimeoutError, ResponseError (e.g. OOM), ...
+            with self._lock:
+                self._down_until = time.monotonic() + self._retry_interval_s
+            raise StoreUnavailable(f"budget store {self.url}: {type(exc).__name__}: {exc}") from exc
+        self._down_until = 0.0
+        return result
+
+    def reserve(
+        self, reservation_id: str, charges: Sequence[Charge], amount: int, now: float, lease_until: float
+    ) -> ReserveOutcome:
+        args: list[Any] = [reservation_id, amount, int(now * 1000), int(lease_until * 1000), len(charges)]
+        for c in charges:
+            args += [c.limit, 1 if c.enforce else 0, int(c.expires_at * 1000)]
+        ok, failed, flat = self._run(self._reserve, self._keys(charges), args)
+        states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
+        return ReserveOutcome(bool(ok), states, int(failed))
+
+    def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float) -> list[SettleOutcome]:
+        args: list[Any] = [reservation_id, actual, len(charges)]
+        for c in charges:
+            args += [",".join(map(str, c.thresholds)), int(c.expires_at * 1000)]
+        flat = self._run(self._settle, self._keys(charges), args)
+        return [SettleOutcome(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+    def usage(self, key: str, now: float) -> tuple[int, int]:
+        def read() -> Any:
+            return self._client.hmget(f"{self._prefix}b:{key}", "spent", "reserved")
+
+        class _Read:  # reuse _run's timeout / circuit handling for a plain command
+            def __call__(self, keys: Any, args: Any) -> Any:
+                return read()
+
+        spent, reserved = self._run(_Read(), [], [])
+        return (int(spent or 0), int(reserved or 0))
+
+    def reset(self) -> None:
+        """Delete every bucket under this store's prefix (tests, or a deliberate budget reset)."""
+        for key in self._client.scan_iter(match=f"{self._prefix}*", count=500):
+            self._client.delete(key)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:
+            pass

@@ -1,0 +1,74 @@
+"""Helpers for the budget tests: a tiny exact price table and CallInfo / CallResult builders.
+
+The price stub is deliberately simple (a per-token input and output rate, optional max output) so each test
+can compute the worst case by hand; the end-to-end tests use the real catalog instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aicost.hooks import CallInfo, CallResult
+from aicost.usage import Usage
+
+MTOK = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class StubCost:
+    known: bool
+    total: Decimal | None
+
+
+@dataclass(frozen=True)
+class StubPrice:
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    max_output_tokens: int | None = None
+
+    def cost(self, usage: Usage) -> StubCost:
+        return StubCost(True, usage.input_tokens * self.input_per_mtok / MTOK + usage.output_tokens * self.output_per_mtok / MTOK)
+
+
+# $ per million tokens. Input is free for "flat-*" so a call's worst case is exactly max_tokens x output rate.
+PRICES = {
+    "flat-big": StubPrice(Decimal(0), Decimal(1), 8000),  # $0.001 per 1,000 output tokens
+    "flat-small": StubPrice(Decimal(0), Decimal("0.1"), 8000),
+    "gpt-4o": StubPrice(Decimal("2.5"), Decimal(10), 16384),
+    "gpt-4o-mini": StubPrice(Decimal("0.15"), Decimal("0.6"), 16384),
+}
+
+
+def price_lookup(provider: str, model: str, *, service_tier: str | None = None) -> StubPrice | None:
+    return PRICES.get(model)
+
+
+def chat_info(model: str = "flat-big", max_tokens: int | None = 1000, *, text: str = "hi",
+              provider: str = "openai", endpoint: str = "openai.chat.completions.create",
+              operation: str = "chat", **extra: Any) -> CallInfo:
+    kwargs: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
+    return CallInfo(provider=provider, operation=operation, endpoint=endpoint, request_model=model,
+                    kwargs=kwargs, stream=False, is_async=False)
+
+
+def result(info: CallInfo, cost_usd: Decimal | None, *, usage: Usage | None = None,
+           error_type: str | None = None) -> CallResult:
+    if usage is None and cost_usd is not None:
+        usage = Usage(input_tokens=1, output_tokens=1)
+    cost = None if cost_usd is None else StubCost(True, cost_usd)
+    return CallResult(info=info, usage=usage, cost=cost, response_model=info.request_model,
+                      error_type=error_type, duration_s=0.0)
+
+
+class Clock:
+    """An injectable wall clock (epoch seconds)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

@@ -1,0 +1,435 @@
+"""Budget guard behaviour through the in-memory store: windows, several budgets, actions, thresholds, policies.
+
+The guard is driven exactly as the instrumentation core drives it (``before_call(info)`` then
+``ticket.after_call(result)``) with a small exact price table, so every amount below can be checked by hand:
+``flat-big`` costs $1 per million output tokens and nothing for input, so ``max_tokens=1000`` reserves $0.001.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost import semconv
+from aicost.budget import (
+    Budget,
+    BudgetExceeded,
+    BudgetGuard,
+    CallRefused,
+    Policy,
+    PolicyViolation,
+    allow_long_context,
+    configure_budgets,
+    disable_budgets,
+)
+from aicost.errors import ConfigurationError
+from aicost.hooks import interceptors
+from budget_helpers import Clock, chat_info, price_lookup, result
+
+D = Decimal
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def guard(*budgets: Budget, policies=(), clock=None, **kw) -> BudgetGuard:
+    return BudgetGuard(list(budgets), list(policies), price_lookup=price_lookup,
+                       clock=clock or Clock(ts("2026-11-23T12:00:00")), **kw)
+
+
+def spend(g: BudgetGuard, cost: str | None = "0.001", **info_kw):
+    """One call that reserves max_tokens=1000 on flat-big ($0.001) and settles at ``cost``."""
+    info = chat_info(**info_kw)
+    ticket = g.before_call(info)
+    if ticket is not None:
+        ticket.after_call(result(info, None if cost is None else D(cost)))
+    return info
+
+
+# --------------------------------------------------------------------------------------------- reserve/settle
+def test_worst_case_is_reserved_then_settled_to_the_actual_cost():
+    g = guard(Budget(limit_usd="0.0025"))
+    info = chat_info(max_tokens=1000)
+    ticket = g.before_call(info)
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0.001"
+    [status] = g.status()
+    assert (status.spent_usd, status.reserved_usd) == (D("0"), D("0.001"))
+    ticket.after_call(result(info, D("0.0002")))
+    [status] = g.status()
+    assert (status.spent_usd, status.reserved_usd) == (D("0.0002"), D("0"))
+    ticket.after_call(result(info, D("0.0002")))  # a second settle of the same ticket is ignored
+    assert g.status()[0].spent_usd == D("0.0002")
+
+
+def test_refusal_names_budget_limit_spent_reserved_and_reset():
+    g = guard(Budget(limit_usd="0.0025", window="day", name="app-daily"))
+    held = [g.before_call(chat_info()) for _ in range(2)]  # $0.002 in flight
+    with pytest.raises(BudgetExceeded) as err:
+        g.before_call(chat_info())
+    e = err.value
+    assert isinstance(e, CallRefused) and isinstance(e, aicost.BudgetExceeded)
+    assert (e.budget, e.limit_usd, e.spent_usd, e.reserved_usd, e.requested_usd) == (
+        "app-daily", D("0.0025"), D("0"), D("0.002"), D("0.001"))
+    assert e.resets_at == datetime(2026, 11, 24, tzinfo=timezone.utc)
+    msg = str(e)
+    for part in ("app-daily", "0.0025", "0.002", "0.001", "2026-11-24T00:00:00Z"):
+        assert part in msg
+    held[0].after_call(result(chat_info(), D("0.0001")))  # settling frees headroom: the call now fits
+    assert g.before_call(chat_info()) is not None
+
+
+def test_failed_call_releases_or_charges_what_the_vendor_billed():
+    g = guard(Budget(limit_usd="1"))
+    info = chat_info()
+    g.before_call(info).after_call(result(info, None, usage=None, error_type="APIConnectionError"))
+    assert (g.status()[0].spent_usd, g.status()[0].reserved_usd) == (D(0), D(0))
+    info = chat_info()  # a stream that failed mid-way: the vendor billed what it produced
+    g.before_call(info).after_call(result(info, D("0.0003"), error_type="APIError"))
+    assert g.status()[0].spent_usd == D("0.0003")
+
+
+def test_output_cap_default_comes_from_the_model_then_the_configured_default():
+    g = guard(Budget(limit_usd="1"))
+    info = chat_info(max_tokens=None)  # flat-big's max output is 8000 tokens -> $0.008
+    g.before_call(info)
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0.008"
+    info = chat_info(max_tokens=500, n=3)  # three completions of up to 500 tokens each
+    g.before_call(info)
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0.0015"
+
+
+def test_unknown_price_is_refused_by_default_and_allowed_on_request():
+    g = guard(Budget(limit_usd="1"))
+    with pytest.raises(PolicyViolation, match="no price is known"):
+        g.before_call(chat_info(model="my-finetune"))
+    assert guard(Budget(limit_usd="1"), on_unknown_price="allow").before_call(chat_info(model="my-finetune")) is None
+
+
+def test_lease_expiry_frees_a_reservation_that_is_never_settled():
+    clock = Clock(ts("2026-11-23T12:00:00"))
+    g = guard(Budget(limit_usd="0.001"), clock=clock, lease_seconds=60)
+    g.before_call(chat_info())  # its process "died": no after_call
+    with pytest.raises(BudgetExceeded):
+        g.before_call(chat_info())
+    clock.t += 61
+    assert g.before_call(chat_info()) is not None
+
+
+# --------------------------------------------------------------------------------------------- windows
+@pytest.mark.parametrize(
+    "window, before, after, resets",
+    [
+        ("minute", "2026-11-23T12:34:59.5", "2026-11-23T12:35:00", "2026-11-23T12:35:00"),
+        ("hour", "2026-11-23T12:59:59", "2026-11-23T13:00:00", "2026-11-23T13:00:00"),
+        ("day", "2026-11-23T23:59:59", "2026-11-24T00:00:00", "2026-11-24T00:00:00"),
+        ("month", "2026-12-31T23:59:59", "2027-01-01T00:00:00", "2027-01-01T00:00:00"),
+        ("month", "2028-02-29T10:00:00", "2028-03-01T00:00:00", "2028-03-01T00:00:00"),
+    ],
+)
+def test_calendar_window_rolls_over_at_the_utc_boundary(window, before, after, resets):
+    clock = Clock(ts(before))
+    g = guard(Budget(limit_usd="0.002", window=window), clock=clock)
+    spend(g)
+    spend(g)
+    with pytest.raises(BudgetExceeded) as err:
+        spend(g)
+    assert err.value.resets_at == datetime.fromisoformat(resets).replace(tzinfo=timezone.utc)
+    clock.t = ts(after)
+    spend(g)  # a fresh window
+    [status] = g.status()
+    assert status.spent_usd == D("0.001") and status.resets_at > err.value.resets_at
+
+
+def test_reservation_made_before_rollover_settles_into_its_own_window():
+    clock = Clock(ts("2026-11-23T23:59:59"))
+    g = guard(Budget(limit_usd="0.002", window="day"), clock=clock)
+    info = chat_info()
+    ticket = g.before_call(info)
+    clock.t = ts("2026-11-24T00:00:01")
+    ticket.after_call(result(info, D("0.001")))
+    assert g.status()[0].spent_usd == D(0)  # the new day is untouched
+    clock.t = ts("2026-11-23T23:59:59")
+    assert g.status()[0].spent_usd == D("0.001")
+
+
+# --------------------------------------------------------------------------------------------- several budgets
+def test_every_applicable_budget_must_allow_and_refusal_holds_nothing():
+    g = guard(
+        Budget(limit_usd="0.01", name="global"),
+        Budget(limit_usd="0.002", scope="team", name="per-team"),
+        Budget(limit_usd="0.001", scope="team", value="ads", name="ads-only"),
+    )
+    with aicost.attribute(team="search"):
+        spend(g)
+        spend(g)
+        with pytest.raises(BudgetExceeded) as err:
+            spend(g)
+        assert (err.value.budget, err.value.scope, err.value.scope_value) == ("per-team", "team", "search")
+        statuses = {s.budget: s for s in g.status()}
+        assert set(statuses) == {"global", "per-team"}
+        assert statuses["global"].reserved_usd == 0 and statuses["global"].spent_usd == D("0.002")
+    with aicost.attribute(team="ads"):
+        spend(g)  # its own per-team bucket, and the ads-only budget
+        with pytest.raises(BudgetExceeded) as err:
+            spend(g)
+        assert err.value.budget == "ads-only"
+    spend(g)  # no team: only the global budget applies
+    assert g.status({})[0].spent_usd == D("0.004")
+
+
+def test_scopes_by_user_customer_tag_model_and_provider():
+    g = guard(
+        Budget(limit_usd="0.002", scope="user", name="u"),
+        Budget(limit_usd="0.001", scope="customer", value="acme", name="c"),
+        Budget(limit_usd="0.001", scope="tag.env", value="staging", name="t"),
+        Budget(limit_usd="0.001", scope="model", value="flat-small", window="hour", name="m"),
+        Budget(limit_usd="0.5", scope="provider", value="anthropic", name="p"),
+    )
+    with aicost.attribute(user="u1"):
+        spend(g)
+        spend(g)
+        with pytest.raises(BudgetExceeded, match="'u'"):
+            spend(g)
+    with aicost.attribute(user="u2", customer="acme"):
+        spend(g)
+        with pytest.raises(BudgetExceeded, match="'c'"):
+            spend(g)
+    with aicost.attribute(env="staging"):
+        spend(g)
+        with pytest.raises(BudgetExceeded, match="'t'"):
+            spend(g)
+    spend(g, model="flat-small", max_tokens=10000)  # $0.001 at $0.1 / Mtok
+    with pytest.raises(BudgetExceeded, match="'m'"):
+        spend(g, model="flat-small", max_tokens=10000)
+    spend(g, model="flat-big")
+
+
+# --------------------------------------------------------------------------------------------- actions
+def test_downgrade_switches_to_the_cheaper_model_then_refuses():
+    g = guard(Budget(limit_usd="0.0015", action="downgrade", downgrade_to="flat-small", name="d"))
+    first = spend(g, cost="0.001")
+    assert first.kwargs["model"] == "flat-big" and semconv.AICOST_BUDGET_DECISION not in first.span_attributes
+    info = chat_info()
+    ticket = g.before_call(info)
+    assert info.kwargs["model"] == info.request_model == "flat-small"  # the request that will be sent
+    assert info.span_attributes[semconv.AICOST_BUDGET_DECISION] == "downgraded"
+    assert info.span_attributes[semconv.AICOST_BUDGET_DOWNGRADED_FROM] == "flat-big"
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0.0001"
+    ticket.after_call(result(info, D("0.0004")))
+    with pytest.raises(BudgetExceeded) as err:  # $0.0014 spent: even flat-small's $0.0001 ... fits once more
+        for _ in range(3):
+            spend(g, cost="0.0001")
+    assert err.value.model == "flat-small"
+
+
+def test_downgrade_respects_model_policies():
+    g = guard(Budget(limit_usd="0.001", action="downgrade", downgrade_to="flat-small"),
+              policies=[Policy(deny_models=["flat-small"])])
+    spend(g)
+    with pytest.raises(BudgetExceeded):
+        spend(g)
+
+
+def test_warn_allows_logs_once_per_window_and_marks_the_span(caplog):
+    clock = Clock(ts("2026-11-23T12:00:00"))
+    g = guard(Budget(limit_usd="0.001", action="warn", name="soft"), clock=clock)
+    caplog.set_level(logging.WARNING, logger="aicost")
+    infos = [spend(g) for _ in range(5)]
+    assert [i.span_attributes.get(semconv.AICOST_BUDGET_DECISION) for i in infos] == [None] + ["warned"] * 4
+    assert len([r for r in caplog.records if "'soft'" in r.getMessage()]) == 1
+    assert g.status()[0].spent_usd == D("0.005")  # warn budgets still count the spend
+    clock.t = ts("2026-11-24T00:00:00")
+    spend(g)
+    spend(g)
+    assert len([r for r in caplog.records if "'soft'" in r.getMessage()]) == 2
+
+
+def test_callback_action_decides_and_a_raise_releases_the_reservation():
+    seen = []
+
+    def on_exceed(event):
+        seen.append(event)
+        if len(seen) == 2:
+            return False  # refuse this one
+        if len(seen) == 3:
+            raise PolicyViolation("finance", "stop: finance said no")  # a deliberate refusal of the user's own
+        if len(seen) == 4:
+            raise RuntimeError("a bug in the callback")  # logged; the call goes ahead
+
+    g = guard(Budget(limit_usd="0.001", action="callback", on_exceed=on_exceed, name="cb"))
+    spend(g)
+    spend(g)  # over: callback returns -> allowed
+    assert seen[0].kind == "exceeded" and seen[0].spent_usd == D("0.001") and seen[0].requested_usd == D("0.001")
+    with pytest.raises(BudgetExceeded, match="'cb'"):
+        spend(g)
+    with pytest.raises(PolicyViolation, match="finance"):
+        spend(g)
+    assert g.status()[0].reserved_usd == 0  # the refused calls hold nothing
+    spend(g)
+    assert len(seen) == 4 and g.status()[0].spent_usd == D("0.003")
+
+
+def test_thresholds_fire_once_per_window_on_settled_spend():
+    clock = Clock(ts("2026-11-23T12:00:00"))
+    fired = []
+    g = guard(Budget(limit_usd="0.01", thresholds=[0.5, 0.8, 1.0], action="warn", on_threshold=fired.append),
+              clock=clock)
+    for _ in range(4):
+        spend(g)  # $0.004: nothing yet
+    assert fired == []
+    spend(g)  # $0.005 -> 50 %
+    assert [e.threshold for e in fired] == [D("0.5")]
+    spend(g, cost="0.004")  # $0.009 -> 80 %
+    spend(g, cost="0.0001")
+    assert [e.threshold for e in fired] == [D("0.5"), D("0.8")]
+    spend(g, cost="0.005")  # $0.0141 -> 100 %
+    assert [e.threshold for e in fired] == [D("0.5"), D("0.8"), D("1.0")]
+    assert fired[-1].spent_usd == D("0.0141") and fired[-1].kind == "threshold"
+    spend(g)
+    assert len(fired) == 3
+    clock.t = ts("2026-11-24T00:00:00")
+    spend(g, cost="0.02")  # a new window: all three at once, in order
+    assert [e.threshold for e in fired[3:]] == [D("0.5"), D("0.8"), D("1.0")]
+
+
+# --------------------------------------------------------------------------------------------- policies
+def test_model_allow_and_deny_lists_per_scope():
+    g = guard(policies=[
+        Policy(deny_models=["o1-pro*", "gpt-4.5*"], unless={"team": "research"}, name="premium-models"),
+        Policy(scope="team", value="interns", allow_models=["gpt-4o-mini", "flat-*"], name="interns"),
+    ])
+    with pytest.raises(PolicyViolation) as err:
+        g.before_call(chat_info(model="o1-pro-2025"))
+    assert err.value.rule == "premium-models" and "o1-pro-2025" in str(err.value)
+    with aicost.attribute(team="research"):
+        g.before_call(chat_info(model="o1-pro-2025"))
+    with aicost.attribute(team="interns"):
+        g.before_call(chat_info(model="flat-small"))
+        with pytest.raises(PolicyViolation, match="not allowed for team='interns'"):
+            g.before_call(chat_info(model="gpt-4o"))
+
+
+def test_input_token_cap_needs_explicit_opt_in():
+    g = guard(policies=[Policy(max_input_tokens=50, name="short-prompts")])
+    long_text = "word " * 200
+    info = chat_info(text=long_text)
+    with pytest.raises(PolicyViolation) as err:
+        g.before_call(info)
+    assert err.value.rule == "short-prompts" and "allow_long_context" in str(err.value)
+    assert info.span_attributes[semconv.AICOST_POLICY_RULE] == "short-prompts"
+    g.before_call(chat_info(text="short"))
+    with allow_long_context():
+        g.before_call(chat_info(text=long_text))
+    with allow_long_context(max_input_tokens=100):
+        with pytest.raises(PolicyViolation):
+            g.before_call(chat_info(text=long_text))
+
+
+@pytest.mark.parametrize(
+    "endpoint, provider, given, expected",
+    [
+        ("openai.chat.completions.create", "openai", {}, {"max_completion_tokens": 256}),
+        ("openai.chat.completions.create", "openai", {"max_tokens": 4000}, {"max_tokens": 256}),
+        ("openai.chat.completions.create", "openai", {"max_completion_tokens": 100}, {"max_completion_tokens": 100}),
+        ("openai.responses.create", "openai", {}, {"max_output_tokens": 256}),
+        ("openai.completions.create", "openai", {}, {"max_tokens": 256}),
+        ("anthropic.messages.create", "anthropic", {"max_tokens": 1024}, {"max_tokens": 256}),
+    ],
+)
+def test_output_cap_is_written_into_the_request(endpoint, provider, given, expected):
+    g = guard(Budget(limit_usd="1"), policies=[Policy(max_output_tokens=256)])
+    given = dict(given)
+    info = chat_info(max_tokens=given.pop("max_tokens", None), endpoint=endpoint, provider=provider, **given)
+    g.before_call(info)
+    caps = {k: v for k, v in info.kwargs.items() if k.startswith("max_")}
+    assert caps == expected
+    # the reservation uses the capped request: 256 (or 100) output tokens of flat-big
+    assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == D(min(expected.values())) / 1_000_000
+
+
+# --------------------------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize(
+    "kwargs, error, field",
+    [
+        (dict(limit_usd=0), ConfigurationError, "limit_usd"),
+        (dict(limit_usd="-5"), ConfigurationError, "limit_usd"),
+        (dict(limit_usd="ten"), ConfigurationError, "limit_usd"),
+        (dict(limit_usd=float("nan")), ConfigurationError, "limit_usd"),
+        (dict(limit_usd=True), TypeError, "limit_usd"),
+        (dict(limit_usd=1, window="week"), ConfigurationError, "window"),
+        (dict(limit_usd=1, window="rolling-day"), ConfigurationError, "window"),
+        (dict(limit_usd=1, scope="department"), ConfigurationError, "scope"),
+        (dict(limit_usd=1, scope="tag."), ConfigurationError, "scope"),
+        (dict(limit_usd=1, action="block"), ConfigurationError, "action"),
+        (dict(limit_usd=1, action="downgrade"), ConfigurationError, "downgrade_to"),
+        (dict(limit_usd=1, action="callback"), ConfigurationError, "on_exceed"),
+        (dict(limit_usd=1, thresholds=[0.5, -1]), ConfigurationError, "thresholds"),
+        (dict(limit_usd=1, value="x"), ConfigurationError, "value"),
+    ],
+)
+def test_bad_budget_fails_at_configuration_naming_the_field(kwargs, error, field):
+    with pytest.raises(error, match=field):
+        Budget(**kwargs)
+
+
+def test_bad_configuration_of_the_guard_and_config_files(tmp_path):
+    with pytest.raises(ConfigurationError, match="duplicate"):
+        configure_budgets(budgets=[Budget(limit_usd=1), Budget(limit_usd=2)])
+    with pytest.raises(ConfigurationError, match="on_store_error"):
+        configure_budgets(budgets=[Budget(limit_usd=1)], on_store_error="maybe")
+    with pytest.raises(ConfigurationError, match="store"):
+        configure_budgets(budgets=[Budget(limit_usd=1)], store="postgres://x")
+    with pytest.raises(ConfigurationError, match="max_input_tokens"):
+        Policy(max_input_tokens=0)
+    with pytest.raises(ConfigurationError, match="unless"):
+        Policy(deny_models=["x"], unless={"department": "r"})
+    bad = tmp_path / "budgets.json"
+    bad.write_text(json.dumps({"budgets": [{"limit_usd": "5", "windw": "day"}]}))
+    with pytest.raises(ConfigurationError, match="windw"):
+        configure_budgets(str(bad))
+    assert current_interceptors_without_guard()
+
+
+def current_interceptors_without_guard() -> bool:
+    from aicost.budget import current_guard
+
+    return current_guard() is None or current_guard() in interceptors()
+
+
+def test_configure_from_a_file_installs_one_guard(tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_text(
+        '[[budgets]]\nlimit_usd = "0.001"\nwindow = "month"\nscope = "team"\n\n'
+        '[[policies]]\ndeny_models = ["flat-small"]\n'
+    )
+    try:
+        g1 = configure_budgets(str(path), price_lookup=price_lookup)
+        g2 = configure_budgets(str(path), price_lookup=price_lookup)
+        assert g2 in interceptors() and g1 not in interceptors()
+        with aicost.attribute(team="a"):
+            spend(g2)
+            with pytest.raises(BudgetExceeded):
+                spend(g2)
+        with pytest.raises(PolicyViolation):
+            spend(g2, model="flat-small")
+    finally:
+        disable_budgets()
+    assert all(not isinstance(i, BudgetGuard) for i in interceptors())
+
+
+def test_internal_errors_never_reach_the_app(caplog):
+    def broken_lookup(*a, **k):
+        raise KeyError("catalog bug")
+
+    from aicost.budget import guard as guard_module
+
+    guard_module._logged.discard("before_call")
+    g = BudgetGuard([Budget(limit_usd="1")], price_lookup=broken_lookup)
+    assert g.before_call(chat_info()) is None  # allowed, unguarded, logged
+    assert any("budget guard failed" in r.getMessage() for r in caplog.records)
