@@ -723,7 +723,14 @@ class attributes_from_headers:
     def __enter__(self) -> Mapping[str, str]:
         from opentelemetry import propagate
 
-        ctx = propagate.extract(self._headers)
+        # HTTP header names are case-insensitive but the propagators' default getter is not: stdlib servers
+        # and urllib hand over "Baggage" / "Traceparent". Repeated headers are joined, as RFC 9110 allows.
+        carrier: dict[str, str] = {}
+        items = self._headers.items() if hasattr(self._headers, "items") else self._headers
+        for name, value in items:
+            key = str(name).lower()
+            carrier[key] = f"{carrier[key]},{value}" if key in carrier else str(value)
+        ctx = propagate.extract(carrier)
         self._tokens.append(otel_context.attach(ctx))
         return current_attributes()
 

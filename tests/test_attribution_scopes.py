@@ -325,6 +325,11 @@ def test_upstream_baggage_is_read_and_local_scopes_win():
     assert now() == {}
 
 
+def test_header_names_are_case_insensitive():
+    with attributes_from_headers({"Baggage": "aicost.team=a", "BAGGAGE": "aicost.feature=f"}):
+        assert now() == {TEAM: "a", FEATURE: "f"}
+
+
 def test_untrusted_upstream_baggage_is_filtered():
     headers = {"baggage": "aicost.team=ok,other.key=ignored,aicost.user=" + "x" * 300 + ",aicost.tag.9bad=v,"
                           "aicost.tag.good=v"}
