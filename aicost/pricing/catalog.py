@@ -129,6 +129,7 @@ class ModelEntry:
         raw: Mapping[str, Any],
         limits: Mapping[str, Any] | None = None,
         patch: Mapping[str, str] | None = None,
+        corrections: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.provider = provider
         self.id = raw["id"]
@@ -142,6 +143,12 @@ class ModelEntry:
         if patch:  # rates genai-prices lacks (e.g. audio on gpt-4o-audio-preview): added where not listed
             extra = _rates(patch)
             periods = [Period(p.start, p.utc_time, {**extra, **p.rates}) for p in periods]
+        for fix in corrections:  # a reviewed fix of one dated period of the generated data
+            start = date.fromisoformat(fix["from"]) if fix.get("from") else None
+            periods = [
+                Period(p.start, p.utc_time, {**p.rates, **_rates(fix["rates"])}) if p.start == start else p
+                for p in periods
+            ]
         self.periods = tuple(periods)
         variants: dict[str, list[Period]] = {}
         for v in raw.get("variants", ()):
@@ -199,7 +206,7 @@ class ModelEntry:
 
 
 class Provider:
-    __slots__ = ("id", "name", "pricing_urls", "matches_model", "fallback", "models", "batch_factor")
+    __slots__ = ("id", "name", "pricing_urls", "matches_model", "fallback", "models", "tier_factor")
 
     def __init__(
         self,
@@ -207,19 +214,22 @@ class Provider:
         extra_models: Iterable[Mapping[str, Any]],
         limits: Mapping[str, Any],
         patches: Mapping[str, Mapping[str, str]] | None = None,
-        batch_factor: str | None = None,
+        tier_factor: Mapping[str, str] | None = None,
+        corrections: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = raw["id"]
-        # The vendor's Batch API discount applies to every model; used where the data has no explicit batch rate.
-        self.batch_factor = Decimal(batch_factor) if batch_factor else None
+        # Tier discounts the vendor applies to every model (Batch API: 50 %), used where the data has no
+        # explicit rate for that tier at that date (genai-prices models batch history only from late 2026).
+        self.tier_factor = {tier: Decimal(f) for tier, f in (tier_factor or {}).items()}
         patches = patches or {}
+        corrections = corrections or {}
         self.name = raw.get("name", raw["id"])
         self.pricing_urls = tuple(raw.get("pricing_urls") or ())
         self.matches_model = compile_match(raw["model_match"]) if raw.get("model_match") else None
         self.fallback = tuple(raw.get("fallback") or ())
         # Supplement models first: they are either missing from genai-prices or deliberately more specific.
         self.models = tuple(
-            ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]))
+            ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]), corrections.get(m["id"], ()))
             for m in [*extra_models, *raw.get("models", ())]
         )
 
@@ -239,14 +249,17 @@ class Catalog:
         extra = supplement.get("models", {})
         limits = supplement.get("limits", {})
         patches = supplement.get("rate_patches", {})
-        batch = supplement.get("batch_factor", {})
+        factors = supplement.get("tier_factor", {})
+        fixes = supplement.get("corrections", {})
         self.providers: dict[str, Provider] = {}
         for p in raw["providers"]:
             pid = p["id"]
-            self.providers[pid] = Provider(p, extra.get(pid, ()), limits, patches.get(pid), batch.get(pid))
+            self.providers[pid] = Provider(p, extra.get(pid, ()), limits, patches.get(pid), factors.get(pid), fixes.get(pid))
         for pid, models in extra.items():
             if pid not in self.providers:
-                self.providers[pid] = Provider({"id": pid, "models": []}, models, limits, patches.get(pid), batch.get(pid))
+                self.providers[pid] = Provider(
+                    {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid)
+                )
 
     def find(self, provider: str, ref: str) -> ModelEntry | None:
         """A model of ``provider`` (or of a provider it resells, one step, like Azure -> OpenAI)."""

@@ -59,7 +59,7 @@ class UnknownModel:
 class _Resolved:
     """Everything that can price one (provider, model) name: user rules first, then the catalog entry."""
 
-    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "batch_factor", "_prices", "catalog")
+    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "tier_factor", "_prices", "catalog")
 
     def __init__(self, provider: str | None, ref: str, rules: tuple[PriceRule, ...], entry: ModelEntry | None,
                  discounts: tuple[Discount, ...], catalog: Catalog) -> None:
@@ -69,7 +69,7 @@ class _Resolved:
         self.entry = entry
         self.discounts = discounts
         self.catalog = catalog
-        self.batch_factor = catalog.providers[entry.provider].batch_factor if entry is not None else None
+        self.tier_factor = catalog.providers[entry.provider].tier_factor if entry is not None else {}
         self._prices: dict[Any, ModelPrice | None] = {}
 
     def price_at(self, at: datetime, tier: str | None) -> ModelPrice | None:
@@ -102,8 +102,8 @@ class _Resolved:
         price = self._prices.get(key)
         if price is None:
             rates = entry.rates_for(selection, variant_tier)
-            if variant_tier == "batch" and not selection[1] and self.batch_factor is not None:
-                rates = _scale_token_rates(rates, self.batch_factor)
+            if variant_tier in self.tier_factor and not selection[1]:
+                rates = _scale_token_rates(rates, self.tier_factor[variant_tier])
             base, bands = split_bands(rates)
             start, until = entry.effective_range(at)
             price = ModelPrice(
@@ -133,7 +133,7 @@ class _Resolved:
 
 
 def _scale_token_rates(rates: Mapping[str, Any], factor: Decimal) -> dict[str, Any]:
-    """Batch: token rates times the vendor's batch factor; per-request fees (web search) are not discounted."""
+    """Batch/flex: token rates times the vendor's tier factor; per-request fees (web search) are not discounted."""
     out: dict[str, Any] = {}
     for name, value in rates.items():
         if name not in TOKEN_RATES:
