@@ -1,0 +1,338 @@
+"""Every billing dimension, service tiers, history, name resolution, unknown models, thread safety."""
+
+from __future__ import annotations
+
+import decimal
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from aicost.pricing import Cost, price_call, resolve, unknown_models
+from aicost.pricing import engine, names
+from aicost.pricing.catalog import bundled
+from aicost.usage import Usage
+from pricing_helpers import _fresh_pricing_state, per_m  # noqa: F401
+
+UTC = timezone.utc
+
+
+def assert_consistent(cost: Cost) -> None:
+    assert cost.known
+    assert sum(cost.parts.values(), Decimal(0)) == cost.total
+    assert all(isinstance(v, Decimal) and v >= 0 for v in cost.parts.values())
+
+
+# --- Anthropic: cache read + cache write (5m and 1h) + long context ------------------------------------
+
+
+def test_anthropic_cache_read_write_below_long_context_threshold():
+    usage = Usage(input_tokens=100_000, cache_read_tokens=50_000, cache_write_tokens=20_000,
+                  cache_write_1h_tokens=5_000, output_tokens=1_000)
+    cost = price_call("anthropic", "claude-sonnet-4-5-20250929", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(30_000, "3"),
+        "cache_read": per_m(50_000, "0.3"),
+        "cache_write": per_m(15_000, "3.75"),
+        "cache_write_1h": per_m(5_000, "6"),
+        "output": per_m(1_000, "15"),
+    }
+    assert cost.total == Decimal("0.20625")
+
+
+def test_anthropic_long_context_reprices_the_whole_request():
+    # 250K input tokens (cache included) > 200K: every token at the long-context rate, not just the excess.
+    usage = Usage(input_tokens=250_000, cache_read_tokens=150_000, cache_write_tokens=40_000,
+                  cache_write_1h_tokens=10_000, output_tokens=2_000)
+    cost = price_call("anthropic", "claude-sonnet-4-5-20250929", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(60_000, "6"),
+        "cache_read": per_m(150_000, "0.6"),
+        "cache_write": per_m(30_000, "7.5"),
+        "cache_write_1h": per_m(10_000, "12"),
+        "output": per_m(2_000, "22.5"),
+    }
+    assert cost.total == Decimal("0.84")
+
+
+def test_long_context_threshold_is_exclusive():
+    at = Usage(input_tokens=200_000, output_tokens=0)
+    above = Usage(input_tokens=200_001, output_tokens=0)
+    assert price_call("anthropic", "claude-sonnet-4-5", at).total == per_m(200_000, "3")
+    assert price_call("anthropic", "claude-sonnet-4-5", above).total == per_m(200_001, "6")
+
+
+def test_gemini_long_context_tier():
+    cost = price_call("gcp.gemini", "gemini-2.5-pro", Usage(input_tokens=300_000, output_tokens=1_000))
+    assert cost.total == per_m(300_000, "2.5") + per_m(1_000, "15")
+
+
+# --- OpenAI reasoning, audio, image, web search, per-request fees ---------------------------------------
+
+
+def test_reasoning_heavy_openai_call_is_billed_as_output_once():
+    usage = Usage(input_tokens=2_000, cache_read_tokens=1_500, output_tokens=30_000, reasoning_tokens=28_000)
+    cost = price_call("openai", "gpt-5-2025-08-07", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(500, "1.25"),
+        "cache_read": per_m(1_500, "0.125"),
+        "output": per_m(2_000, "10"),
+        "reasoning": per_m(28_000, "10"),
+    }
+    # Reasoning is inside output_tokens: never priced on top of it.
+    assert cost.total == per_m(500, "1.25") + per_m(1_500, "0.125") + per_m(30_000, "10")
+
+
+def test_audio_tokens_at_audio_rates():
+    usage = Usage(input_tokens=1_000, input_audio_tokens=600, output_tokens=500, output_audio_tokens=400)
+    cost = price_call("openai", "gpt-4o-realtime-preview-2024-12-17", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(400, "5"),
+        "input_audio": per_m(600, "40"),
+        "output": per_m(100, "20"),
+        "output_audio": per_m(400, "80"),
+    }
+
+
+def test_image_input_tokens_at_image_rate():
+    cost = price_call("openai", "gpt-image-1", Usage(input_tokens=1_500, input_image_tokens=1_000, output_tokens=0))
+    assert cost.parts == {"input": per_m(500, "5"), "input_image": per_m(1_000, "10")}
+
+
+def test_web_search_requests_per_request_fee():
+    usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=3)
+    cost = price_call("anthropic", "claude-sonnet-4-5", usage)
+    assert cost.parts["web_search"] == Decimal("0.03")  # $10 per 1,000 searches
+    assert_consistent(cost)
+
+
+def test_per_request_fee_from_override():
+    engine.set_price("router-model", input="1", output="2", request="5")  # $5 per 1,000 requests
+    cost = price_call("openai", "router-model", Usage(input_tokens=1_000, output_tokens=1_000))
+    assert cost.parts["request"] == Decimal("0.005")
+    assert cost.total == Decimal("0.001") + Decimal("0.002") + Decimal("0.005")
+
+
+def test_missing_rates_fall_back_to_what_the_vendor_bills():
+    # gpt-3.5-turbo has no cache-read rate: cached tokens are billed as plain input, never free.
+    cost = price_call("openai", "gpt-3.5-turbo", Usage(input_tokens=1_000, cache_read_tokens=400, output_tokens=0))
+    assert cost.total == per_m(1_000, "0.5")
+    # Anthropic 1h writes on a model listing only 5m writes are billed at the 5m write rate (the dearer known).
+    price = resolve("aws.bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+    assert "cache_write_1h" not in price.rates
+    cost = price.cost(Usage(input_tokens=1_000, cache_write_tokens=1_000, cache_write_1h_tokens=1_000))
+    assert cost.parts == {"cache_write_1h": per_m(1_000, "3.75")}
+
+
+# --- service tiers -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw,normalised", [
+    ("default", "standard"), ("auto", "standard"), ("standard", "standard"), ("DEFAULT", "standard"),
+    ("flex", "flex"), ("priority", "priority"), ("batch", "batch"), ("scale", "scale"), (None, None), ("", None),
+])
+def test_service_tier_normalisation(raw, normalised):
+    assert names.normalise_tier(raw) == normalised
+
+
+def test_standard_tier_words_price_alike():
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)
+    totals = {price_call("openai", "gpt-4o", usage, service_tier=t).total for t in (None, "default", "auto", "scale")}
+    assert totals == {per_m(10_000, "2.5") + per_m(1_000, "10")}
+    assert price_call("openai", "gpt-4o", usage, service_tier="default").service_tier == "standard"
+
+
+def test_batch_tier_openai_and_anthropic():
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)
+    now = price_call("openai", "gpt-4o", usage, service_tier="batch")
+    assert now.total == per_m(10_000, "1.25") + per_m(1_000, "5")
+    assert now.service_tier == "batch"
+    # Before the catalog lists explicit batch rates, the vendor-wide 50 % Batch API discount applies.
+    past = price_call("openai", "gpt-4o", usage, service_tier="batch", at=datetime(2025, 1, 15, tzinfo=UTC))
+    assert past.total == now.total
+    claude = price_call("anthropic", "claude-3-5-haiku-20241022", usage, service_tier="batch")
+    assert claude.total == per_m(10_000, "0.4") + per_m(1_000, "2")
+
+
+def test_batch_discount_does_not_touch_per_request_fees():
+    usage = Usage(input_tokens=1_000, output_tokens=0, web_search_requests=2)
+    cost = price_call("anthropic", "claude-3-5-haiku-20241022", usage, service_tier="batch")
+    assert cost.parts == {"input": per_m(1_000, "0.4"), "web_search": Decimal("0.02")}
+
+
+def test_flex_tier():
+    usage = Usage(input_tokens=10_000, output_tokens=10_000, reasoning_tokens=8_000)
+    cost = price_call("openai", "gpt-5-2025-08-07", usage, service_tier="flex")
+    assert cost.total == per_m(10_000, "0.625") + per_m(10_000, "5")
+    # o3 on flex in July 2025 (before the catalog's explicit flex rows): half of that day's standard price.
+    o3 = price_call("openai", "o3", usage, service_tier="flex", at=datetime(2025, 7, 1, tzinfo=UTC))
+    assert o3.total == per_m(10_000, "1") + per_m(10_000, "4")
+
+
+def test_priority_tier():
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)
+    cost = price_call("openai", "gpt-4o-2024-08-06", usage, service_tier="priority")
+    assert cost.total == per_m(10_000, "4.25") + per_m(1_000, "17")
+
+
+# --- history: a call is priced at the time it was made -----------------------------------------------------
+
+
+def test_historical_price_change_o3():
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, cache_read_tokens=0)
+    before = price_call("openai", "o3-2025-04-16", usage, at=datetime(2025, 6, 9, 23, 59, tzinfo=UTC))
+    after = price_call("openai", "o3-2025-04-16", usage, at=datetime(2025, 6, 10, 0, 1, tzinfo=UTC))
+    assert before.total == Decimal(50) and after.total == Decimal(10)
+    price = resolve("openai", "o3", at=datetime(2025, 6, 1, tzinfo=UTC))
+    assert price.effective_until is not None and price.effective_until.isoformat() == "2025-06-10"
+
+
+def test_historical_long_context_removed_sonnet_4_6():
+    usage = Usage(input_tokens=500_000, output_tokens=0)
+    before = price_call("anthropic", "claude-sonnet-4-6", usage, at=datetime(2026, 3, 1, tzinfo=UTC))
+    after = price_call("anthropic", "claude-sonnet-4-6", usage, at=datetime(2026, 4, 1, tzinfo=UTC))
+    assert before.total == per_m(500_000, "6")
+    assert after.total == per_m(500_000, "3")
+
+
+def test_naive_and_offset_timestamps_are_utc_instants():
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    naive = price_call("openai", "o3", usage, at=datetime(2025, 6, 10, 1, 0))
+    # 2025-06-10 01:00 at UTC+2 is 2025-06-09 23:00 UTC: the old price.
+    offset = price_call("openai", "o3", usage, at=datetime(2025, 6, 10, 1, 0, tzinfo=timezone(timedelta(hours=2))))
+    assert naive.total == Decimal(2) and offset.total == Decimal(10)
+
+
+def test_time_of_day_prices():
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    day = datetime(2025, 7, 1, tzinfo=UTC)
+    peak = price_call("deepseek", "deepseek-chat", usage, at=day.replace(hour=10))
+    off_peak = price_call("deepseek", "deepseek-chat", usage, at=day.replace(hour=18))
+    assert peak.total == Decimal("0.27") and off_peak.total == Decimal("0.135")
+    entry = bundled().find("deepseek", "deepseek-chat")
+    assert entry.valid_until(day.replace(hour=10)) == day.replace(hour=16, minute=30)
+
+
+def test_now_cache_expires_at_the_next_price_boundary(monkeypatch):
+    usage = Usage(input_tokens=1_000, output_tokens=0)
+    price_call("openai", "gpt-4o", usage)
+    _, until = engine._now[("openai", "gpt-4o", None)]
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    assert until == datetime.combine(tomorrow, datetime.min.time(), UTC).timestamp()
+
+
+# --- names: snapshots, aliases, prefixes, cloud spellings --------------------------------------------------
+
+
+@pytest.mark.parametrize("provider,model,catalog_model", [
+    ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
+    ("openai", "GPT-4o", "gpt-4o"),
+    ("openai", "openai/gpt-4o", "gpt-4o"),
+    (None, "anthropic/claude-3-5-haiku-latest", "claude-3-5-haiku-latest"),
+    (None, "claude-3-5-haiku-20241022", "claude-3-5-haiku-latest"),
+    ("openai", "gpt-4o-20240806", "gpt-4o"),
+    ("azure.ai.openai", "gpt-35-turbo", "gpt-3.5-turbo"),
+    ("aws.bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "regional.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    ("aws.bedrock", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+     "regional.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    ("gcp.vertex_ai", "claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+    ("gcp.vertex_ai", "publishers/google/models/gemini-2.5-pro", "gemini-2.5-pro"),
+    ("gcp.gemini", "models/gemini-2.0-flash", "gemini-2.0-flash"),
+    ("some.gateway", "gpt-4o-mini", "gpt-4o-mini"),
+])
+def test_name_resolution(provider, model, catalog_model):
+    price = resolve(provider, model)
+    assert price is not None and price.model == catalog_model
+
+
+def test_azure_prices_like_openai():
+    usage = Usage(input_tokens=1_000, output_tokens=1_000)
+    assert price_call("azure.ai.openai", "gpt-4o-2024-08-06", usage).total == price_call(
+        "openai", "gpt-4o-2024-08-06", usage).total
+
+
+# --- unknown models: never $0 -----------------------------------------------------------------------------
+
+
+def test_unknown_model_is_unknown_not_free(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    usage = Usage(input_tokens=100, output_tokens=10, estimated=True)
+    first = price_call("openai", "my-private-llama", usage)
+    second = price_call("openai", "my-private-llama", usage)
+    assert first.known is False and first.total is None and dict(first.parts) == {}
+    assert first.estimated is True and first.model == "my-private-llama"
+    assert second.total is None
+    warnings = [r for r in caplog.records if "my-private-llama" in r.getMessage()]
+    assert len(warnings) == 1
+    [seen] = [u for u in unknown_models() if u.model == "my-private-llama"]
+    assert seen.calls == 2 and seen.provider == "openai"
+
+
+def test_missing_model_name_is_unknown():
+    assert price_call("openai", None, Usage(input_tokens=1)).known is False
+    assert resolve("openai", None) is None
+
+
+def test_price_call_never_raises_on_bad_input(caplog):
+    cost = price_call("openai", "gpt-4o", None)  # type: ignore[arg-type]
+    assert cost.known is False and cost.total is None
+
+
+# --- arithmetic safety -------------------------------------------------------------------------------------
+
+
+def test_host_decimal_context_cannot_round_our_money():
+    results = []
+
+    def hostile() -> None:
+        decimal.getcontext().prec = 3
+        decimal.getcontext().rounding = decimal.ROUND_DOWN
+        results.append(price_call("openai", "gpt-4o-mini", Usage(input_tokens=123_457, output_tokens=98_765)).total)
+
+    thread = threading.Thread(target=hostile)
+    thread.start()
+    thread.join()
+    assert results == [per_m(123_457, "0.15") + per_m(98_765, "0.6")]
+
+
+def test_thread_safety_many_threads_same_answers():
+    cases = [
+        ("openai", "gpt-4o", Usage(input_tokens=1_234, output_tokens=567), None),
+        ("anthropic", "claude-sonnet-4-5", Usage(input_tokens=210_000, cache_read_tokens=10_000, output_tokens=9), None),
+        ("openai", "gpt-5-mini", Usage(input_tokens=5, output_tokens=50, reasoning_tokens=40), "flex"),
+        ("aws.bedrock", "amazon.nova-pro-v1:0", Usage(input_tokens=77, output_tokens=7), None),
+        ("openai", "nope-model", Usage(input_tokens=1), None),
+    ]
+    expected = [price_call(p, m, u, service_tier=t).total for p, m, u, t in cases]
+    engine._resolved.clear()
+    engine._now.clear()
+    errors: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def worker(offset: int) -> None:
+        barrier.wait(timeout=10)
+        for i in range(600):
+            p, m, u, t = cases[(i + offset) % len(cases)]
+            got = price_call(p, m, u, service_tier=t).total
+            if got != expected[(i + offset) % len(cases)]:
+                errors.append((p, m, got))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+
+
+def test_upper_bound_for_budget_reservations():
+    price = resolve("anthropic", "claude-sonnet-4-5")
+    # Worst case: all input as 1h cache writes ($6/M), all output at $15/M.
+    assert price.upper_bound(10_000, 1_000) == per_m(10_000, "6") + per_m(1_000, "15")
+    assert price.upper_bound(300_000, 0) == per_m(300_000, "12")
