@@ -74,7 +74,7 @@ class _Resolved:
 
     def price_at(self, at: datetime, tier: str | None) -> ModelPrice | None:
         day = at.date()
-        for rule in self.rules:
+        for rule in self.rules:  # ordered: this tier's rules first, then the most specific name
             if rule.active(day) and (rule.service_tier is None or rule.service_tier == tier):
                 key = ("rule", id(rule), tier)
                 price = self._prices.get(key)
@@ -183,10 +183,12 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
                     break
     if entry is None and not rules:
         return None
+    # A discount is negotiated with the vendor that bills you: Azure's bill is not OpenAI's, even where
+    # Azure's list price is OpenAI's. Only when the caller named no known provider do we go by the price table.
+    billed_by = pid or (entry.provider if entry is not None else raw_provider)
     discounts = tuple(
         sorted(
-            (d for d in _overrides.discounts if any(d.applies(p, r) for p, r in candidates)
-             or (entry is not None and d.applies(entry.provider, used_ref))),
+            (d for d in _overrides.discounts if d.applies(billed_by, used_ref) or d.applies(billed_by, ref)),
             key=lambda d: d.specificity,
             reverse=True,
         )
@@ -197,7 +199,7 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
 def _matching_rules(candidates: list[tuple[str | None, str]]) -> tuple[PriceRule, ...]:
     found = [r for r in _overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
     # Most specific first: exact names before prefixes, longer prefixes first, provider-scoped before global.
-    found.sort(key=lambda r: (r.pattern.specificity, r.provider is not None), reverse=True)
+    found.sort(key=lambda r: (r.service_tier is not None, r.pattern.specificity, r.provider is not None), reverse=True)
     return tuple(found)
 
 

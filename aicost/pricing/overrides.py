@@ -464,6 +464,7 @@ def _toml_lines(text: str) -> dict[tuple[str, int], dict[str, int]]:
             counts[section] = index + 1
             current = (section, index)
             out[current] = {"": number}
+            out[("", 0)].setdefault(section, number)
             continue
         table = _TOML_TABLE_HEADER.match(line)
         if table:
