@@ -6,13 +6,21 @@ Instruments (names in :mod:`aicost.semconv`), created once per :func:`configure`
   conventions' explicit buckets.
 * ``gen_ai.client.operation.duration`` — histogram ``s`` (``error.type`` on failures).
 * ``aicost.cost`` — counter, USD, labelled provider, operation, request/response model, team, feature.
+* ``aicost.cost.nano_usd`` — the same money as an integer count of nano-dollars, same labels.
 * ``aicost.feature.runs`` — counter of finished units of work, labelled feature, outcome, team.
 
 Why the cost counter is an *observable* counter fed from exact ``Decimal`` running totals: an OTel counter adds
 floats, and a float sum of many small prices drifts (0.1 + 0.2 != 0.3), so after a million calls the dashboard
 and the span totals would disagree in the last digits. Here every series keeps its exact total and reports
-``float(total)``, the double nearest to the exact value, at each collection: no drift, however many calls. The
-only float arithmetic left is the backend's own when a query adds several series together (``sum by``).
+``float(total)``, the double nearest to the exact value, at each collection: no drift, however many calls.
+
+The float arithmetic left is the backend's own: ``sum by (team)`` over several series adds doubles (the test
+against a real Prometheus saw a team total of 0.00016055 come back as 0.00016055000000000003). Hence the second
+counter, ``aicost.cost.nano_usd``: integer nano-dollars (truncated from the exact total, the remainder carried),
+which every backend adds exactly while a result stays below 2**53 nano-USD (about 9 million USD). A price that
+is a multiple of $0.001 per million tokens is a whole number of nano-dollars per token, so for such prices the
+nano counter equals the span totals to the last digit. Use it for reconciliation and finance queries; use
+``aicost.cost`` where dashboards expect USD.
 
 Why user and customer are not labels by default: each distinct value is a new time series in every metric
 backend; a million customers is a million series per model. They are on every span; opt in with
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Iterable, Mapping
 
 from opentelemetry import metrics as otel_metrics
@@ -96,6 +104,12 @@ class _Instruments:
             unit="USD",
             description="LLM spend in USD (list price from the aicost catalog), per series an exact running total.",
         )
+        self.cost_nano = meter.create_observable_counter(
+            semconv.METRIC_COST_NANO_USD,
+            callbacks=[self._observe_cost_nano],
+            unit="{nano_usd}",
+            description="LLM spend in integer nano-USD (1e-9 USD): sums across series stay exact in any backend.",
+        )
 
     def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
         key = tuple(sorted(labels.items()))
@@ -110,6 +124,13 @@ class _Instruments:
         with self._lock:
             items = list(self._cost_totals.items())
         return [Observation(float(total), dict(key)) for key, total in items]
+
+    def _observe_cost_nano(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._cost_totals.items())
+        # Truncated, never rounded up: a sub-nano remainder stays in the exact total until it adds up.
+        return [Observation(int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR)), dict(key))
+                for key, total in items]
 
     def attribution_labels(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         labels: dict[str, Any] = {}

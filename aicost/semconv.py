@@ -116,6 +116,8 @@ AICOST_ROLLUP_CACHE_WRITE_TOKENS = "aicost.rollup.usage.cache_write.input_tokens
 AICOST_ROLLUP_REASONING_TOKENS = "aicost.rollup.usage.reasoning.output_tokens"
 AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
 METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team
+# The cost counter again, as integer nano-USD: sums across series are exact in float64 backends (Prometheus).
+METRIC_COST_NANO_USD = "aicost.cost.nano_usd"
 
 # --- Budgets and policies (issue 5: aicost/budget) ------------------------------------------------------
 # Span attributes set by the budget guard (via CallInfo.span_attributes) and labels of its metric.

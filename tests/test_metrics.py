@@ -131,3 +131,15 @@ def test_record_call_never_raises_and_logs_once(reader, caplog, monkeypatch):
     metrics.record_call(object(), {})  # type: ignore[arg-type]
     metrics.record_call(object(), {})  # type: ignore[arg-type]
     assert caplog.text.count("could not record call metrics") == 1
+
+
+def test_nano_usd_counter_is_an_integer_and_carries_sub_nano_remainders(reader):
+    record(team="t", cost="0.00000255")  # 2550 nano-USD
+    record(team="t", cost="0.0000000004")  # 0.4 nano: not yet a whole nano-dollar
+    nano = {p.attributes[semconv.AICOST_TEAM]: p.value for p in collect(reader)[semconv.METRIC_COST_NANO_USD]}
+    assert nano == {"t": 2550} and isinstance(nano["t"], int)
+    record(team="t", cost="0.0000000007")  # 0.4 + 0.7 = 1.1 nano: one whole nano-dollar more
+    nano = {p.attributes[semconv.AICOST_TEAM]: p.value for p in collect(reader)[semconv.METRIC_COST_NANO_USD]}
+    assert nano == {"t": 2551}
+    (usd,) = collect(reader)[semconv.METRIC_COST]
+    assert Decimal(repr(usd.value)) == Decimal("0.0000025511")
