@@ -155,3 +155,32 @@ def test_output_limits_for_budget_worst_case():
     price = resolve("anthropic", "claude-sonnet-4-5-20250929")
     assert price.max_output_tokens == 64000 and price.context_window == 200000
     assert resolve("openai", "gpt-4o").max_output_tokens == 16384
+
+
+def test_bundled_catalog_is_reproducible_from_genai_prices():
+    """The JSON in the wheel is exactly what build_catalog makes from the installed genai-prices data."""
+    genai_prices = pytest.importorskip("genai_prices")
+    from aicost.pricing import build_catalog
+
+    catalog, _ = build_catalog.build()
+    if catalog["catalog_version"] != f"genai-prices-{genai_prices.__version__}":
+        pytest.skip("different genai-prices version installed")
+    assert build_catalog.render(catalog) == build_catalog.DATA_FILE.read_text(encoding="utf-8")
+
+
+def test_importing_pricing_does_no_network_and_loads_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise AssertionError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import aicost.pricing as p, aicost.pricing.catalog as c\n"
+        "assert c.bundled.cache_info().currsize == 0, 'catalog loaded at import'\n"
+        "from aicost.usage import Usage\n"
+        "assert p.price_call('openai', 'gpt-4o', Usage(input_tokens=1)).known\n"
+        "import sys; assert 'genai_prices' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
