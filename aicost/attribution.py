@@ -452,6 +452,7 @@ class attribute(_ScopeBase):
         super().__init__()
         self._values = _build_values({"team": team, "feature": feature, "user": user, "customer": customer}, tags)
         self._cache: tuple[_Scope, _Scope] | None = None
+        self._baggage: tuple[frozenset[str], tuple[tuple[str, str], ...]] | None = None
 
     @property
     def values(self) -> Mapping[str, str]:
@@ -466,10 +467,19 @@ class attribute(_ScopeBase):
         self._cache = (parent, child)
         return child
 
+    def _propagated_values(self) -> tuple[tuple[str, str], ...]:
+        policy = _propagated
+        cached = self._baggage
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        values = tuple((k, v) for k, v in self._values.items() if _is_propagated(k))
+        self._baggage = (policy, values)
+        return values
+
     def _activate(self, state: Any) -> _Activation:
         act = _Activation()
         act.scope_token = _current.set(self._child_of(_current.get()))
-        propagated = [(k, v) for k, v in self._values.items() if _is_propagated(k)]
+        propagated = self._propagated_values()
         if propagated:
             ctx = otel_context.get_current()
             for key, value in propagated:
@@ -644,7 +654,7 @@ class feature(_ScopeBase):
         failed = exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration))
         if state.outcome is None:
             state.outcome = semconv.AICOST_OUTCOME_FAILED if failed else semconv.AICOST_OUTCOME_SUCCEEDED
-        attrs = current_attributes_for(self._attribute)
+        attrs = _attributes_within(self._attribute)
         span = state.span
         if span is not None and span.is_recording():
             span.set_attributes(attrs)
@@ -663,8 +673,8 @@ class feature(_ScopeBase):
             _log_once("unit-metrics", "aicost: could not record unit-of-work metrics")
 
 
-def current_attributes_for(attr: attribute) -> Mapping[str, str]:
-    """The attribution a scope would have if entered here (for the unit span's own attributes)."""
+def _attributes_within(attr: attribute) -> Mapping[str, str]:
+    """The attribution the unit's body runs with (for the unit span's own attributes)."""
     token = _current.set(attr._child_of(_current.get()))
     try:
         return current_attributes()
