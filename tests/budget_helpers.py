@@ -72,3 +72,33 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def redis_worker(url: str, prefix: str, limit: str, calls: int, barrier: Any, results: Any) -> None:
+    """One process of the multi-process race: ``calls`` calls of $0.001 worst case (and actual) each.
+
+    Puts on ``results`` the number of calls let through and, for each refusal, (spent, reserved, requested,
+    limit) as the atomic reservation saw them. Module-level so a spawned process can import it.
+    """
+    import time
+
+    from aicost.budget import BudgetExceeded, BudgetGuard
+    from aicost.budget.config import Budget
+    from aicost.budget.stores.redis import RedisStore
+    guard = BudgetGuard([Budget(limit_usd=limit, window="day")], store=RedisStore(url, prefix=prefix, timeout_s=2.0),
+                        on_store_error="closed", price_lookup=price_lookup)
+    barrier.wait(timeout=60)  # every process starts calling at the same moment
+    ok = 0
+    refusals = []
+    for _ in range(calls):
+        info = chat_info(text="")  # empty prompt: no tokenizer to load in each process (input is free anyway)
+        try:
+            ticket = guard.before_call(info)
+        except BudgetExceeded as e:
+            refusals.append((str(e.spent_usd), str(e.reserved_usd), str(e.requested_usd), str(e.limit_usd)))
+            continue
+        time.sleep(0.0005)
+        ticket.after_call(result(info, Decimal("0.001")))
+        ok += 1
+    guard.close()
+    results.put((ok, refusals))
