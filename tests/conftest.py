@@ -1,0 +1,167 @@
+"""Shared fixtures: a loopback vendor server, in-memory OpenTelemetry, instrumented aicost, real SDK clients.
+
+Why the tracer provider is process-global: Anthropic's SDK traces natively through the *global* OpenTelemetry
+provider, and aicost must cooperate with those spans (one cost-carrying span per call, no double counting). The
+only way to see both in one exporter, without switching the SDK's tracing off, is to make the test provider the
+global one. It is installed once per session on first use (OpenTelemetry allows setting it only once) and the
+exporter is cleared around every test.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import vendor_server` from any test module
+
+from vendor_server import ReplayServer, anthropic_client as _anthropic_client, openai_client as _openai_client  # noqa: E402
+
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # mirrors aicost.semconv; kept literal so this file imports without aicost
+
+
+# ---------------------------------------------------------------------------------------------- server
+@pytest.fixture(scope="session")
+def _replay_server_session() -> Iterator[ReplayServer]:
+    with ReplayServer() as server:
+        yield server
+
+
+@pytest.fixture
+def replay_server(_replay_server_session: ReplayServer) -> Iterator[ReplayServer]:
+    """The loopback vendor server, with an empty reply queue and request log for this test."""
+    _replay_server_session.reset()
+    yield _replay_server_session
+    _replay_server_session.reset()
+
+
+# ---------------------------------------------------------------------------------------------- telemetry
+_SPAN_EXPORTER = InMemorySpanExporter()
+_TRACER_PROVIDER = TracerProvider()
+_TRACER_PROVIDER.add_span_processor(SimpleSpanProcessor(_SPAN_EXPORTER))
+
+
+def _install_global_tracer_provider() -> bool:
+    """Make the test provider the global one (once). False if someone else's provider already is."""
+    current = trace.get_tracer_provider()
+    if current is _TRACER_PROVIDER:
+        return True
+    if isinstance(current, trace.ProxyTracerProvider):
+        trace.set_tracer_provider(_TRACER_PROVIDER)
+        return trace.get_tracer_provider() is _TRACER_PROVIDER
+    return False
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    _install_global_tracer_provider()
+    _SPAN_EXPORTER.clear()
+    yield _SPAN_EXPORTER
+    _SPAN_EXPORTER.clear()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: InMemorySpanExporter) -> TracerProvider:
+    """An SDK TracerProvider exporting synchronously to ``span_exporter`` (also the global provider)."""
+    return _TRACER_PROVIDER
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(metric_reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[metric_reader])
+    yield provider
+    provider.shutdown()
+
+
+@dataclass
+class Telemetry:
+    """What an instrumented test inspects: finished spans and collected metrics."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    span_exporter: InMemorySpanExporter
+    metric_reader: InMemoryMetricReader
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.span_exporter.get_finished_spans())
+
+    def cost_spans(self) -> list[ReadableSpan]:
+        """Spans carrying ``gen_ai.usage.cost``: exactly one per billed call, whoever else traces."""
+        return [s for s in self.spans() if GEN_AI_USAGE_COST in (s.attributes or {})]
+
+    def aicost_spans(self) -> list[ReadableSpan]:
+        """Spans emitted by aicost itself (instrumentation scope ``aicost...``)."""
+        return [s for s in self.spans()
+                if s.instrumentation_scope is not None and s.instrumentation_scope.name.startswith("aicost")]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """metric name -> data points, from one collection."""
+        out: dict[str, list[Any]] = {}
+        data = self.metric_reader.get_metrics_data()
+        for resource_metrics in (data.resource_metrics if data else []):
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+    def clear(self) -> None:
+        self.span_exporter.clear()
+
+
+@pytest.fixture
+def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider, span_exporter: InMemorySpanExporter,
+                 metric_reader: InMemoryMetricReader) -> Iterator[Telemetry]:
+    """aicost instrumented with the in-memory providers for the test; uninstrumented afterwards."""
+    import aicost
+
+    aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        yield Telemetry(tracer_provider, meter_provider, span_exporter, metric_reader)
+    finally:
+        aicost.uninstrument()
+
+
+# ---------------------------------------------------------------------------------------------- SDK clients
+# api_key="test" and max_retries=0 everywhere: never a real key, never a retry sleep. Anthropic clients keep the
+# SDK's default native tracing, since aicost must cooperate with it.
+
+@pytest.fixture
+def openai_client(replay_server: ReplayServer) -> Iterator[Any]:
+    client = _openai_client(replay_server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def async_openai_client(replay_server: ReplayServer) -> Any:
+    client = _openai_client(replay_server, is_async=True)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def anthropic_client(replay_server: ReplayServer) -> Iterator[Any]:
+    client = _anthropic_client(replay_server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def async_anthropic_client(replay_server: ReplayServer) -> Any:
+    client = _anthropic_client(replay_server, is_async=True)
+    yield client
+    await client.close()
