@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Iterable, Mapping
 
@@ -75,11 +76,10 @@ def _label_policy(high_cardinality_labels: bool | Iterable[str]) -> tuple[tuple[
 
 
 class _Instruments:
-    def __init__(self, meter_provider: Any, high_cardinality_labels: bool | Iterable[str]) -> None:
+    def __init__(self, meter_provider: Any) -> None:
         from . import __version__
 
         self.meter_provider = meter_provider
-        self.extra_keys, self.tag_labels = _label_policy(high_cardinality_labels)
         meter = otel_metrics.get_meter("aicost", __version__, meter_provider=meter_provider)
         self.token_usage = meter.create_histogram(
             semconv.METRIC_TOKEN_USAGE,
@@ -133,16 +133,17 @@ class _Instruments:
                 for key, total in items]
 
     def attribution_labels(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        extra_keys, tag_labels = _policy
         labels: dict[str, Any] = {}
         for key in _LOW_CARDINALITY:
             value = attributes.get(key)
             if value is not None:
                 labels[key] = value
-        for key in self.extra_keys:
+        for key in extra_keys:
             value = attributes.get(key)
             if value is not None:
                 labels[key] = value
-        if self.tag_labels:
+        if tag_labels:
             for key, value in attributes.items():
                 if key.startswith(semconv.AICOST_TAG_PREFIX):
                     labels[key] = value
@@ -151,24 +152,40 @@ class _Instruments:
 
 _state: _Instruments | None = None
 _state_lock = threading.Lock()
+_policy: tuple[tuple[str, ...], bool] = ((), False)
+# Instruments per meter provider, so configuring provider A, then B, then A again reuses A's instruments
+# (a second observable counter of the same name on one meter would be ignored by the SDK, with its totals).
+_by_provider: "weakref.WeakKeyDictionary[Any, _Instruments]" = weakref.WeakKeyDictionary()
+_for_global: _Instruments | None = None
 
 
-def configure(meter_provider: Any = None, *, high_cardinality_labels: bool | Iterable[str] = False) -> None:
-    """Create the instruments on ``meter_provider`` (the global one when ``None``). Called by ``instrument()``.
+def configure(meter_provider: Any = None, *, high_cardinality_labels: bool | Iterable[str] | None = None) -> None:
+    """Create the instruments on ``meter_provider`` (the global one when ``None``). ``instrument()`` calls it.
 
-    ``high_cardinality_labels``: ``True`` adds user, customer and tags as labels; or a set of those names.
+    ``high_cardinality_labels``: ``True`` adds user, customer and tags as labels, or give a set of those names;
+    ``None`` keeps the current choice (initially ``False``), so ``instrument()`` never undoes an opt-in.
     """
-    global _state
-    _label_policy(high_cardinality_labels)  # validate before touching anything
+    global _state, _policy, _for_global
+    policy = None if high_cardinality_labels is None else _label_policy(high_cardinality_labels)
     with _state_lock:
-        current = _state
-        if (
-            current is not None
-            and current.meter_provider is meter_provider
-            and (current.extra_keys, current.tag_labels) == _label_policy(high_cardinality_labels)
-        ):
+        if policy is not None:
+            _policy = policy
+        if meter_provider is None:
+            if _for_global is None:
+                _for_global = _Instruments(None)
+            _state = _for_global
             return
-        _state = _Instruments(meter_provider, high_cardinality_labels)
+        try:
+            existing = _by_provider.get(meter_provider)
+        except TypeError:  # not weak-referenceable: instruments for it are simply made anew
+            existing = None
+        if existing is None:
+            existing = _Instruments(meter_provider)
+            try:
+                _by_provider[meter_provider] = existing
+            except TypeError:
+                pass
+        _state = existing
 
 
 def _instruments() -> _Instruments:

@@ -83,10 +83,17 @@ def test_cost_counter_labels_and_no_high_cardinality_by_default(reader):
             assert semconv.AICOST_USER not in p.attributes and semconv.AICOST_CUSTOMER not in p.attributes
 
 
-def test_high_cardinality_labels_are_opt_in():
+@pytest.fixture
+def default_policy():
+    yield
+    metrics.configure(None, high_cardinality_labels=False)
+
+
+def test_high_cardinality_labels_are_opt_in_and_survive_instrument_reconfiguring(default_policy):
     provider_reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[provider_reader])
     metrics.configure(provider, high_cardinality_labels={"customer"})
+    metrics.configure(provider)  # what aicost.instrument(meter_provider=...) does: keeps the opt-in
     try:
         record(team="search", user="u-1", customer="acme", cost="1")
         (point,) = collect(provider_reader)[semconv.METRIC_COST]
@@ -94,6 +101,23 @@ def test_high_cardinality_labels_are_opt_in():
         assert semconv.AICOST_USER not in point.attributes
     finally:
         provider.shutdown()
+
+
+def test_reconfiguring_back_to_a_provider_keeps_its_instruments_and_totals():
+    reader_a, reader_b = InMemoryMetricReader(), InMemoryMetricReader()
+    a, b = MeterProvider(metric_readers=[reader_a]), MeterProvider(metric_readers=[reader_b])
+    try:
+        metrics.configure(a)
+        record(team="t", cost="0.5")
+        metrics.configure(b)
+        record(team="t", cost="2")
+        metrics.configure(a)
+        record(team="t", cost="0.25")
+        assert [p.value for p in collect(reader_a)[semconv.METRIC_COST]] == [0.75]
+        assert [p.value for p in collect(reader_b)[semconv.METRIC_COST]] == [2.0]
+    finally:
+        a.shutdown()
+        b.shutdown()
 
 
 def test_configure_rejects_bad_input():
