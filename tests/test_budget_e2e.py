@@ -1,0 +1,128 @@
+"""The budget guard end to end: real OpenAI / Anthropic SDKs over real HTTP to the loopback vendor server,
+aicost instrumented, real price catalog. A refused call never reaches the server; a downgraded one arrives with
+the cheaper model; spend settles to exactly what the span says the call cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost import semconv
+from aicost.budget import Budget, BudgetExceeded, Policy, PolicyViolation, configure_budgets, disable_budgets
+from aicost.budget.money import to_nanos, to_usd
+
+D = Decimal
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+def budgets():
+    yield configure_budgets
+    disable_budgets()
+
+
+def _decisions(telemetry) -> dict[str, float]:
+    points = telemetry.metrics().get(semconv.METRIC_BUDGET_DECISIONS, [])
+    return {p.attributes[semconv.AICOST_BUDGET_DECISION]: p.value for p in points}
+
+
+def test_refused_call_never_reaches_the_server_and_shows_on_span_and_metric(
+        instrumented, budgets, openai_client, replay_server):
+    budgets(budgets=[Budget(limit_usd="0.0005", window="day", name="tiny")])
+    # gpt-4o: 1,000 output tokens at $10 / Mtok = $0.01 worst case > $0.0005
+    with pytest.raises(BudgetExceeded) as err:
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    assert err.value.budget == "tiny" and err.value.requested_usd > D("0.01")
+    assert replay_server.requests == []  # nothing was sent
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs[semconv.AICOST_BUDGET_DECISION] == "blocked" and attrs[semconv.AICOST_BUDGET_NAME] == "tiny"
+    assert attrs[semconv.ERROR_TYPE] == "BudgetExceeded"
+    assert semconv.GEN_AI_USAGE_COST not in attrs or attrs[semconv.GEN_AI_USAGE_COST] == 0
+    assert _decisions(instrumented) == {"blocked": 1}
+
+
+def test_downgraded_call_arrives_with_the_cheaper_model_and_settles_to_the_span_cost(
+        instrumented, budgets, openai_client, replay_server):
+    guard = budgets(budgets=[Budget(limit_usd="0.005", action="downgrade", downgrade_to="gpt-4o-mini", name="chat")])
+    response = openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    assert response.choices[0].message.content  # the app gets the vendor's own object
+    [request] = replay_server.requests
+    assert request.json["model"] == "gpt-4o-mini"
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert attrs[semconv.AICOST_BUDGET_DECISION] == "downgraded"
+    assert attrs[semconv.AICOST_BUDGET_DOWNGRADED_FROM] == "gpt-4o"
+    [status] = guard.status()
+    assert status.reserved_usd == 0
+    assert status.spent_usd == to_usd(to_nanos(D(attrs[semconv.AICOST_COST_TOTAL]))) > 0
+    assert _decisions(instrumented) == {"downgraded": 1}
+
+
+def test_several_calls_settle_exactly_then_the_budget_refuses(instrumented, budgets, openai_client, replay_server):
+    # Each gpt-4o-mini call: 9 prompt + 2 completion tokens billed; worst case ~ 100 output tokens reserved.
+    guard = budgets(budgets=[Budget(limit_usd="0.0002", window="hour", name="hourly")])
+    calls = 0
+    with pytest.raises(BudgetExceeded):
+        for _ in range(100):
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+            calls += 1
+    assert calls == len(replay_server.requests) > 1
+    costs = [D(s.attributes[semconv.AICOST_COST_TOTAL]) for s in instrumented.aicost_spans()
+             if semconv.AICOST_COST_TOTAL in s.attributes]
+    [status] = guard.status()
+    assert status.spent_usd == sum(costs) <= D("0.0002")
+    assert status.reserved_usd == 0
+
+
+def test_output_cap_policy_is_in_the_request_the_server_receives(instrumented, budgets, openai_client, anthropic_client,
+                                                                 replay_server):
+    budgets(policies=[Policy(max_output_tokens=64)])
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=4000)
+    openai_client.responses.create(model="gpt-4.1-nano", input="Say hello")
+    anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1024, messages=MESSAGES)
+    bodies = [r.json for r in replay_server.requests]
+    assert bodies[0]["max_completion_tokens"] == 64 and "max_tokens" not in bodies[0]
+    assert bodies[1]["max_tokens"] == 64
+    assert bodies[2]["max_output_tokens"] == 64
+    assert bodies[3]["max_tokens"] == 64
+
+
+def test_model_policy_refuses_before_sending(instrumented, budgets, openai_client, replay_server):
+    budgets(policies=[Policy(deny_models=["gpt-4o"], unless={"team": "research"}, name="no-4o")])
+    with pytest.raises(PolicyViolation, match="no-4o"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert replay_server.requests == []
+    with aicost.attribute(team="research"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(replay_server.requests) == 1
+    blocked = [s for s in instrumented.aicost_spans() if s.attributes.get(semconv.AICOST_POLICY_RULE) == "no-4o"]
+    assert len(blocked) == 1
+
+
+def test_stream_closed_early_settles_and_releases(instrumented, budgets, openai_client, replay_server):
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=500,
+                                                   stream=True, stream_options={"include_usage": True})
+    assert guard.status()[0].reserved_usd > 0  # held while the stream is open
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    [status] = guard.status()
+    assert status.reserved_usd == 0
+
+
+async def test_async_client_is_refused_too(instrumented, budgets, async_openai_client, async_anthropic_client,
+                                           replay_server):
+    budgets(budgets=[Budget(limit_usd="0.00001", name="tiny")])
+    with pytest.raises(BudgetExceeded):
+        await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+    with pytest.raises(BudgetExceeded):
+        await async_anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=100,
+                                                     messages=MESSAGES)
+    assert replay_server.requests == []
