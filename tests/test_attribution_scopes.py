@@ -355,3 +355,19 @@ def test_copy_context_in_a_thread_sees_baggage_attribution_too():
     t.start()
     t.join()
     assert out == [{TEAM: "up"}]
+
+
+async def read_in_task() -> dict[str, str]:
+    await asyncio.sleep(0)
+    return now()
+
+
+async def test_asyncio_thread_rules_to_thread_carries_run_in_executor_does_not():
+    loop = asyncio.get_running_loop()
+    with attribute(team="loop"):
+        via_to_thread = await asyncio.to_thread(now)
+        via_executor = await loop.run_in_executor(None, now)
+        via_executor_wrapped = await loop.run_in_executor(None, wrap(now))
+        via_task = await asyncio.create_task(read_in_task())
+    assert via_to_thread == via_executor_wrapped == via_task == {TEAM: "loop"}
+    assert via_executor == {}  # documented in docs/attribution.md: wrap() it
