@@ -32,6 +32,8 @@ PUBLISHED = [
     ("openai", "gpt-3.5-turbo-0613", {"input": "1.5", "output": "2"}),
     ("openai", "gpt-3.5-turbo-instruct", {"input": "1.5", "output": "2"}),
     ("openai", "davinci-002", {"input": "2", "output": "2"}),
+    ("openai", "davinci:2023-07-21-v2", {"input": "2", "output": "2"}),
+    ("azure.ai.openai", "gpt-35-turbo-instruct", {"input": "1.5", "output": "2"}),
     ("openai", "text-embedding-3-small", {"input": "0.02"}),
     ("openai", "text-embedding-3-large", {"input": "0.13"}),
     ("openai", "text-embedding-ada-002-v2", {"input": "0.1"}),
@@ -103,7 +105,9 @@ RECORDED = [
         "claude-3-5-haiku-latest claude-3-5-sonnet-20240620 claude-3-7-sonnet-20250219 claude-sonnet-4-5-20250929 "
         "claude-sonnet-4-6"
     ).split()
-] + [("azure.ai.openai", "gpt-35-turbo"), ("azure.ai.openai", "gpt-5-nano-2025-08-07")]
+] + [("azure.ai.openai", "gpt-35-turbo"), ("azure.ai.openai", "gpt-5-nano-2025-08-07"),
+      ("openai", "davinci:2023-07-21-v2"), ("openai", "gpt-4-vision-preview"), ("azure.ai.openai", "gpt-35-turbo-0125"),
+      ("azure.ai.openai", "gpt-35-turbo-instruct")]
 
 
 @pytest.mark.parametrize("provider,model", RECORDED)

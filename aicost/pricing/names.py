@@ -106,8 +106,10 @@ def split_provider_prefix(ref: str) -> tuple[str, str] | None:
 
 
 def variants_of(ref: str) -> list[str]:
-    """Spellings to try, in order: as given, Vertex ``@date`` as ``-date``, compact ``-20240806`` dated."""
+    """Spellings to try, in order: as given, Azure ``gpt-35``, Vertex ``@date`` as ``-date``, compact dates."""
     out = [ref]
+    if "gpt-35-" in ref:  # Azure spells GPT-3.5 without the dot
+        out.append(ref.replace("gpt-35-", "gpt-3.5-"))
     if "@" in ref:
         out.append(ref.replace("@", "-"))
     for candidate in list(out):
