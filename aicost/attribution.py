@@ -150,22 +150,21 @@ def _is_propagated(key: str) -> bool:
 class _Scope:
     """The merged attribution of one activation: computed once, read at every span start."""
 
-    __slots__ = ("attributes", "_bag", "_bag_merged")
+    __slots__ = ("attributes", "_upstream")
 
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self.attributes = attributes
-        self._bag: object = None
-        self._bag_merged: Mapping[str, str] = attributes
+        self._upstream: tuple[object, Mapping[str, str]] | None = None
 
     def with_upstream(self, bag: Mapping[str, object]) -> Mapping[str, str]:
-        # One-entry cache keyed by the identity of the baggage dict: stable while the context is unchanged.
-        if self._bag is bag:
-            return self._bag_merged
-        merged = {**_upstream_attributes(bag), **self.attributes}
-        result = MappingProxyType(merged)
-        self._bag_merged = result
-        self._bag = bag
-        return result
+        # One-entry cache keyed by the identity of the baggage dict (stable while the context is unchanged).
+        # One tuple, swapped atomically: the root scope is shared by every thread, each with its own baggage.
+        cached = self._upstream
+        if cached is not None and cached[0] is bag:
+            return cached[1]
+        merged = MappingProxyType({**_upstream_attributes(bag), **self.attributes})
+        self._upstream = (bag, merged)
+        return merged
 
 
 _ROOT = _Scope(_EMPTY)

@@ -371,3 +371,26 @@ async def test_asyncio_thread_rules_to_thread_carries_run_in_executor_does_not()
         via_task = await asyncio.create_task(read_in_task())
     assert via_to_thread == via_executor_wrapped == via_task == {TEAM: "loop"}
     assert via_executor == {}  # documented in docs/attribution.md: wrap() it
+
+
+def test_hundreds_of_threads_with_their_own_upstream_baggage_never_mix():
+    """The root scope is shared by every thread; its upstream cache must never hand one thread another's."""
+    n = 200
+    barrier = threading.Barrier(n, timeout=30)
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        with attributes_from_headers({"baggage": f"aicost.team=t{i},aicost.feature=f{i % 5}"}):
+            barrier.wait()
+            for _ in range(200):
+                got = now()
+                if got != {TEAM: f"t{i}", FEATURE: f"f{i % 5}"}:
+                    errors.append(f"{i}: {got}")
+                    return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
