@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from aicost.pricing import clear_overrides, engine
+from aicost.pricing import clear_overrides, engine, use_bundled_catalog
 
 M = Decimal(1_000_000)
 
@@ -19,7 +19,9 @@ def per_m(tokens: int, usd_per_million: str) -> Decimal:
 @pytest.fixture(autouse=True)
 def _fresh_pricing_state():
     clear_overrides()
+    use_bundled_catalog()
     engine.reset_unknown_models()
     yield
     clear_overrides()
+    use_bundled_catalog()
     engine.reset_unknown_models()

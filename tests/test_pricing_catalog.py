@@ -188,3 +188,42 @@ def test_importing_pricing_does_no_network_and_loads_lazily():
         "import sys; assert 'genai_prices' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_opt_in_catalog_file_replaces_prices_until_reset(tmp_path):
+    from aicost.pricing import use_bundled_catalog, use_catalog_file
+
+    custom = {
+        "schema": 1,
+        "catalog_version": "acme-2027-01",
+        "providers": [{"id": "openai", "models": [
+            {"id": "gpt-4o", "match": {"starts_with": "gpt-4o"}, "prices": [{"rates": {"input": "2", "output": "8"}}]},
+        ]}],
+    }
+    path = tmp_path / "catalog.json"
+    path.write_text(__import__("json").dumps(custom), encoding="utf-8")
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert use_catalog_file(path).startswith("acme-2027-01+aicost.")
+    cost = price_call("openai", "gpt-4o-2024-08-06", usage)
+    assert cost.total == Decimal(10) and cost.source.startswith("acme-2027-01")
+    use_bundled_catalog()
+    assert price_call("openai", "gpt-4o-2024-08-06", usage).total == Decimal("12.5")
+
+
+def test_bad_catalog_file_is_refused_and_changes_nothing(tmp_path):
+    from aicost.pricing import use_catalog_file
+
+    path = tmp_path / "catalog.json"
+    path.write_text('{"schema": 2}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not an aicost price catalog"):
+        use_catalog_file(path)
+    assert catalog_version().startswith("genai-prices-")
+
+
+def test_refresh_from_installed_genai_prices():
+    pytest.importorskip("genai_prices")
+    from aicost.pricing import refresh_catalog_from_genai_prices
+
+    version = refresh_catalog_from_genai_prices()
+    assert "refreshed" in version and catalog_version() == version
+    assert price_call("openai", "gpt-4o", Usage(input_tokens=1_000_000)).total == Decimal("2.5")

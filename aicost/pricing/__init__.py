@@ -21,9 +21,12 @@ from .engine import (
     clear_overrides,
     load_price_file,
     price_call,
+    refresh_catalog_from_genai_prices,
     resolve,
     set_price,
     unknown_models,
+    use_bundled_catalog,
+    use_catalog_file,
 )
 from .overrides import PriceFileError
 
@@ -39,7 +42,10 @@ __all__ = [
     "clear_overrides",
     "load_price_file",
     "price_call",
+    "refresh_catalog_from_genai_prices",
     "resolve",
     "set_price",
     "unknown_models",
+    "use_bundled_catalog",
+    "use_catalog_file",
 ]

@@ -133,10 +133,18 @@ def _constraint(constraint) -> dict:
     raise TypeError(f"unsupported constraint {constraint!r}")
 
 
-def build() -> tuple[dict, set[str]]:
+def build(*, use_snapshot: bool = False) -> tuple[dict, set[str]]:
+    """The catalog dict from genai-prices' bundled data (or, with ``use_snapshot``, from its current snapshot,
+    which is newer only if the user ran genai-prices' own opt-in ``UpdatePrices``)."""
     import genai_prices
     from genai_prices import types as t
-    from genai_prices.data import providers
+
+    if use_snapshot:
+        from genai_prices.data_snapshot import get_snapshot
+
+        providers = get_snapshot().providers
+    else:
+        from genai_prices.data import providers
 
     dropped: set[str] = set()
     out_providers = []
@@ -150,6 +158,8 @@ def build() -> tuple[dict, set[str]]:
             variants = []
             for variant in model.price_variants or ():
                 items = tuple(variant.when.items())
+                if items == (("service_tier", "default"),):
+                    continue  # the standard price: nothing to override
                 if len(items) != 1 or items[0] not in VARIANT_TIERS:
                     dropped.add(f"variant:{dict(items)}")
                     continue

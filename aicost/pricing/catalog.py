@@ -296,3 +296,28 @@ def _load_json(name: str) -> Any:
 def bundled() -> Catalog:
     """Loaded on first use, not at import: importing aicost stays cheap."""
     return Catalog(_load_json("catalog.json"), _load_json("supplement.json"))
+
+
+_active: Catalog | None = None
+
+
+def current() -> Catalog:
+    """The catalog in use: the bundled one unless the user opted in to another (``use_catalog``)."""
+    return _active if _active is not None else bundled()
+
+
+def set_active(catalog: Catalog | None) -> None:
+    global _active
+    _active = catalog
+
+
+def catalog_from_data(raw: Any, *, label: str, supplement: Mapping[str, Any] | None = None) -> Catalog:
+    """A catalog from a generated JSON document (``build_catalog`` output), checked enough to fail early."""
+    if not isinstance(raw, Mapping) or raw.get("schema") != 1 or not isinstance(raw.get("providers"), list):
+        raise ValueError(f"{label}: not an aicost price catalog (schema 1 with a providers list)")
+    if not isinstance(raw.get("catalog_version"), str):
+        raise ValueError(f"{label}: catalog_version missing")
+    try:
+        return Catalog(raw, supplement if supplement is not None else _load_json("supplement.json"))
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"{label}: malformed catalog: {exc!r}") from None
