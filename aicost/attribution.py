@@ -29,7 +29,6 @@ import inspect
 import logging
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import MappingProxyType
@@ -511,15 +510,13 @@ class UnitOfWork:
     ``"answer_rejected"``), which always wins.
     """
 
-    __slots__ = ("name", "collector", "span", "outcome", "_start_ns", "_attrs")
+    __slots__ = ("name", "collector", "span", "outcome")
 
-    def __init__(self, name: str, span: Any, attrs: Mapping[str, str]) -> None:
+    def __init__(self, name: str, span: Any) -> None:
         self.name = name
         self.collector = hooks.CallCollector()
         self.span = span
         self.outcome: str | None = None
-        self._start_ns = time.perf_counter_ns()
-        self._attrs = attrs
 
     def set_outcome(self, outcome: str) -> None:
         self.outcome = _check_value("outcome", outcome)
@@ -623,7 +620,7 @@ class feature(_ScopeBase):
         span = _tracer().start_span(
             semconv.AICOST_UNIT_SPAN_NAME_FORMAT.format(name=self.name), kind=trace.SpanKind.INTERNAL
         )
-        return UnitOfWork(self.name, span, {})
+        return UnitOfWork(self.name, span)
 
     def _activate(self, state: UnitOfWork | None) -> _Activation:
         act = self._attribute._activate(None)
@@ -667,7 +664,7 @@ class feature(_ScopeBase):
         try:
             from . import metrics
 
-            metrics.record_unit(self.name, state.outcome, attrs, state.collector.cost_usd)
+            metrics.record_unit(self.name, state.outcome, attrs)
         except Exception:
             _log_once("unit-metrics", "aicost: could not record unit-of-work metrics")
 

@@ -239,7 +239,7 @@ def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
         _log_once("record_call", "aicost: could not record call metrics")
 
 
-def record_unit(name: str, outcome: str, attributes: Mapping[str, Any], cost_usd: Decimal) -> None:
+def record_unit(name: str, outcome: str, attributes: Mapping[str, Any]) -> None:
     """Count one finished unit of work (``aicost.feature``) by outcome.
 
     Cost per successful outcome is ``sum(aicost.cost{feature}) / sum(aicost.feature.runs{feature, outcome=
