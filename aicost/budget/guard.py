@@ -35,6 +35,19 @@ from .stores.memory import MemoryStore
 from .windows import WindowCache
 
 logger = logging.getLogger("aicost")
+
+# Reservation ids must be unique across every process sharing a Redis store; a forked child gets a new prefix
+# (its copy of the counter would otherwise repeat the parent's ids).
+_process_id = secrets.token_hex(6)
+
+
+def _new_process_id() -> None:
+    global _process_id
+    _process_id = secrets.token_hex(6)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process_id)
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -197,9 +210,9 @@ class BudgetGuard:
         self._clock = clock
         self._windows = WindowCache()
         self._ids = itertools.count()
-        self._id_prefix = secrets.token_hex(4)
         self._store_down = False
         self._warned: set[str] = set()
+        self._charge_cache: dict[tuple[Any, str, str], Charge] = {}
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
 
@@ -280,7 +293,7 @@ class BudgetGuard:
             compiled, charges = self._charges(attrs, model, provider, now)
             if not charges:
                 return None
-            rid = f"{self._id_prefix}.{os.getpid():x}.{next(self._ids):x}"
+            rid = f"{_process_id}.{next(self._ids):x}"
             try:
                 outcome = self._store.reserve(rid, charges, amount, now, now + self._lease_s)
             except StoreUnavailable as exc:
@@ -392,6 +405,7 @@ class BudgetGuard:
     def _charges(self, attrs: Mapping[str, str], model: str | None, provider: str, now: float) -> tuple[list[_Compiled], list[Charge]]:
         compiled: list[_Compiled] = []
         charges: list[Charge] = []
+        cache = self._charge_cache
         for c in self._compiled:
             b = c.budget
             value = scope_value(b.scope, c.attribute, attrs, model, provider)
@@ -399,8 +413,14 @@ class BudgetGuard:
                 continue
             window = self._windows.at(b.window, now)
             compiled.append(c)
-            charges.append(Charge(f"{b.name}|{value}|{window.key}", c.limit, c.enforce,
-                                  window.end + self._lease_s + 60.0, c.thresholds, window.end))
+            cache_key = (b.name, value, window.key)
+            charge = cache.get(cache_key)
+            if charge is None:
+                if len(cache) > 10_000:
+                    cache.clear()
+                charge = cache[cache_key] = Charge(f"{b.name}|{value}|{window.key}", c.limit, c.enforce,
+                                                   window.end + self._lease_s + 60.0, c.thresholds, window.end)
+            charges.append(charge)
         return compiled, charges
 
     def _store_unavailable(self, info: Any, exc: Exception) -> None:

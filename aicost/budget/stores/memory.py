@@ -6,7 +6,6 @@ awaits while it is held, so the event loop never blocks on it for longer than th
 
 from __future__ import annotations
 
-import heapq
 import threading
 from typing import Sequence
 
@@ -14,34 +13,29 @@ from .base import Charge, ReserveOutcome, SettleOutcome
 
 
 class _Bucket:
-    __slots__ = ("spent", "reserved", "fired", "holds", "lease_heap", "expires_at")
+    __slots__ = ("spent", "reserved", "fired", "holds", "next_scan", "expires_at")
 
     def __init__(self, expires_at: float) -> None:
         self.spent = 0
         self.reserved = 0
         self.fired = 0
         self.holds: dict[str, tuple[int, float]] = {}  # reservation id -> (amount, lease end)
-        self.lease_heap: list[tuple[float, str]] = []
+        self.next_scan = float("inf")  # earliest lease end among holds (or later): when a scan can free any
         self.expires_at = expires_at
 
     def expire_leases(self, now: float) -> None:
-        heap = self.lease_heap
-        while heap and heap[0][0] <= now:
-            _, rid = heapq.heappop(heap)
-            hold = self.holds.pop(rid, None)
-            if hold is not None:
-                self.reserved -= hold[0]
-
-    def release(self, rid: str) -> None:
-        hold = self.holds.pop(rid, None)
-        if hold is not None:
-            self.reserved -= hold[0]
-        heap = self.lease_heap
-        if not self.holds:
-            heap.clear()
-        elif len(heap) > 2 * len(self.holds) + 64:  # settled holds linger in the heap: compact now and then
-            self.lease_heap = [(until, r) for r, (_, until) in self.holds.items()]
-            heapq.heapify(self.lease_heap)
+        # Leases last long (an hour by default) and are normally settled well before: scanning only when the
+        # earliest one may have ended keeps the common path to one float comparison.
+        if now < self.next_scan:
+            return
+        earliest = float("inf")
+        for rid, (amount, until) in list(self.holds.items()):
+            if until <= now:
+                del self.holds[rid]
+                self.reserved -= amount
+            elif until < earliest:
+                earliest = until
+        self.next_scan = earliest
 
 
 class MemoryStore:
@@ -52,51 +46,57 @@ class MemoryStore:
         self._buckets: dict[str, _Bucket] = {}
         self._next_sweep = 0.0
 
-    def _bucket(self, charge: Charge) -> _Bucket:
-        bucket = self._buckets.get(charge.key)
-        if bucket is None:
-            bucket = self._buckets[charge.key] = _Bucket(charge.expires_at)
-        return bucket
-
     def _sweep(self, now: float) -> None:
         # Forget buckets of windows long over, so a per-user budget does not grow memory forever.
-        if now >= self._next_sweep:
-            self._next_sweep = now + 60.0
-            for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
-                del self._buckets[key]
+        self._next_sweep = now + 60.0
+        for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
+            del self._buckets[key]
 
     def reserve(
         self, reservation_id: str, charges: Sequence[Charge], amount: int, now: float, lease_until: float
     ) -> ReserveOutcome:
+        buckets = self._buckets
         with self._lock:
-            self._sweep(now)
-            buckets = []
+            if now >= self._next_sweep:
+                self._sweep(now)
+            held = []
             states = []
             for i, charge in enumerate(charges):
-                bucket = self._bucket(charge)
-                if bucket.lease_heap:
-                    bucket.expire_leases(now)
+                bucket = buckets.get(charge.key)
+                if bucket is None:
+                    bucket = buckets[charge.key] = _Bucket(charge.expires_at)
+                bucket.expire_leases(now)
                 states.append((bucket.spent, bucket.reserved))
                 if charge.enforce and bucket.spent + bucket.reserved + amount > charge.limit:
                     return ReserveOutcome(False, tuple(states), i)
-                buckets.append(bucket)
-            for bucket in buckets:
+                held.append(bucket)
+            hold = (amount, lease_until)
+            for bucket in held:
                 bucket.reserved += amount
-                bucket.holds[reservation_id] = (amount, lease_until)
-                heapq.heappush(bucket.lease_heap, (lease_until, reservation_id))
+                bucket.holds[reservation_id] = hold
+                if lease_until < bucket.next_scan:
+                    bucket.next_scan = lease_until
             return ReserveOutcome(True, tuple(states))
 
     def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float) -> list[SettleOutcome]:
         out = []
+        buckets = self._buckets
         with self._lock:
             for charge in charges:
-                bucket = self._bucket(charge)
-                bucket.release(reservation_id)
+                bucket = buckets.get(charge.key)
+                if bucket is None:  # swept (settled long after its window) or never reserved
+                    bucket = buckets[charge.key] = _Bucket(charge.expires_at)
+                hold = bucket.holds.pop(reservation_id, None)
+                if hold is not None:
+                    bucket.reserved -= hold[0]
+                    if not bucket.holds:
+                        bucket.next_scan = float("inf")
                 bucket.spent += actual
                 before = bucket.fired
-                level = sum(1 for t in charge.thresholds if bucket.spent >= t)
-                if level > before:
-                    bucket.fired = level
+                if charge.thresholds:
+                    level = sum(1 for t in charge.thresholds if bucket.spent >= t)
+                    if level > before:
+                        bucket.fired = level
                 out.append(SettleOutcome(bucket.spent, before, bucket.fired))
         return out
 

@@ -158,11 +158,11 @@ class RedisStore:
             keys.append(f"{self._prefix}l:{c.key}")
         return keys
 
-    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
             raise StoreUnavailable(f"budget store {self.url} marked unreachable; retrying shortly")
         try:
-            result = script(keys=keys, args=args)
+            result = command(*args, **kwargs)
         except Exception as exc:  # redis.ConnectionError, TimeoutError, ResponseError (e.g. OOM), ...
             with self._lock:
                 self._down_until = time.monotonic() + self._retry_interval_s
@@ -176,7 +176,7 @@ class RedisStore:
         args: list[Any] = [reservation_id, amount, int(now * 1000), int(lease_until * 1000), len(charges)]
         for c in charges:
             args += [c.limit, 1 if c.enforce else 0, int(c.expires_at * 1000)]
-        ok, failed, flat = self._run(self._reserve, self._keys(charges), args)
+        ok, failed, flat = self._run(self._reserve, keys=self._keys(charges), args=args)
         states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
         return ReserveOutcome(bool(ok), states, int(failed))
 
@@ -184,18 +184,11 @@ class RedisStore:
         args: list[Any] = [reservation_id, actual, len(charges)]
         for c in charges:
             args += [",".join(map(str, c.thresholds)), int(c.expires_at * 1000)]
-        flat = self._run(self._settle, self._keys(charges), args)
+        flat = self._run(self._settle, keys=self._keys(charges), args=args)
         return [SettleOutcome(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def usage(self, key: str, now: float) -> tuple[int, int]:
-        def read() -> Any:
-            return self._client.hmget(f"{self._prefix}b:{key}", "spent", "reserved")
-
-        class _Read:  # reuse _run's timeout / circuit handling for a plain command
-            def __call__(self, keys: Any, args: Any) -> Any:
-                return read()
-
-        spent, reserved = self._run(_Read(), [], [])
+        spent, reserved = self._run(self._client.hmget, f"{self._prefix}b:{key}", ["spent", "reserved"])
         return (int(spent or 0), int(reserved or 0))
 
     def reset(self) -> None:

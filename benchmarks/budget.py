@@ -1,0 +1,142 @@
+"""What the budget guard adds to each LLM call, measured.
+
+Run: ``.venv/bin/python benchmarks/budget.py`` (from the checkout root; starts its own redis-server on
+127.0.0.1 if the binary is installed). Prints microseconds per call, best of 5 repeats:
+
+1. In memory: the store's atomic reserve + settle alone; the whole guard (``before_call`` + ``after_call``) with
+   one budget and with three (global + team + model, inside an attribution scope); and the two parts of the
+   guard that are not budget logic: counting the prompt's tokens locally and pricing the worst case.
+2. Redis: one PING round trip, then the guard's ``before_call`` (one EVALSHA: the reserve script) and
+   ``after_call`` (one EVALSHA: the settle script), so each can be read as "round trips per call".
+"""
+
+from __future__ import annotations
+
+import sys
+import timeit
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import aicost  # noqa: E402
+from aicost.budget import Budget, BudgetGuard  # noqa: E402
+from aicost.budget.estimate import count_input  # noqa: E402
+from aicost.budget.stores.base import Charge  # noqa: E402
+from aicost.budget.stores.memory import MemoryStore  # noqa: E402
+from aicost.hooks import CallInfo, CallResult  # noqa: E402
+from aicost.pricing import price_call, resolve  # noqa: E402
+from aicost.usage import Usage  # noqa: E402
+
+MODEL = "gpt-4o-mini"
+PROMPT = "Summarise the quarterly report in three bullet points for the leadership team."
+
+
+def us(fn, number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+def make_call() -> tuple[CallInfo, CallResult]:
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model=MODEL, kwargs={"model": MODEL, "max_tokens": 256,
+                                                 "messages": [{"role": "user", "content": PROMPT}]},
+                    stream=False, is_async=False)
+    usage = Usage(input_tokens=22, output_tokens=180)
+    result = CallResult(info=info, usage=usage, cost=price_call("openai", MODEL, usage), response_model=MODEL,
+                        error_type=None, duration_s=0.0)
+    return info, result
+
+
+def guard_round(guard: BudgetGuard, info: CallInfo, result: CallResult):
+    attrs = info.span_attributes
+
+    def run() -> None:
+        attrs.clear()
+        guard.before_call(info).after_call(result)
+
+    return run
+
+
+def memory(n: int = 20_000) -> None:
+    print("== in memory (us per call, best of 5)")
+    store = MemoryStore()
+    charges = [Charge("global/day|x|day:2026-11-23", 10**18, True, 4e9)]
+    ids = iter(range(10**9))
+
+    def store_round() -> None:
+        rid = str(next(ids))
+        store.reserve(rid, charges, 1000, 1.0, 3601.0)
+        store.settle(rid, charges, 900, 1.0)
+
+    info, result = make_call()
+    one = BudgetGuard([Budget(limit_usd="1000000", window="month")])
+    three = BudgetGuard([Budget(limit_usd="1000000", window="month"),
+                         Budget(limit_usd="1000000", scope="team"),
+                         Budget(limit_usd="1000000", scope="model", window="hour")])
+    guard_round(one, info, result)()  # warm: tokenizer and price cache
+    store_us = us(store_round, n)
+    one_us = us(guard_round(one, info, result), n)
+    with aicost.attribute(team="search", feature="answers"):
+        three_us = us(guard_round(three, info, result), n)
+    count_us = us(lambda: count_input(info.kwargs, MODEL, "openai"), n)
+    price = resolve("openai", MODEL)
+    price_us = us(lambda: price.cost(Usage(input_tokens=22, output_tokens=256)), n)
+    print(f"store reserve + settle (atomic, 1 bucket)          {store_us:7.2f}")
+    print(f"guard, 1 budget  (before_call + after_call)        {one_us:7.2f}")
+    print(f"guard, 3 budgets (global + team + model)           {three_us:7.2f}")
+    print(f"  of which: count prompt tokens locally            {count_us:7.2f}")
+    print(f"  of which: price the worst case (Decimal)         {price_us:7.2f}")
+    print(f"  budget logic itself, 1 budget (guard - count - price) {one_us - count_us - price_us:7.2f}")
+
+
+def redis(n: int = 2_000) -> None:
+    try:
+        from servers import redis_server
+        import shutil
+
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server not installed")
+    except Exception as exc:  # pragma: no cover
+        print(f"== redis: skipped ({exc})")
+        return
+    from aicost.budget.stores.redis import RedisStore
+
+    with redis_server() as url:
+        store = RedisStore(url, prefix=f"bench{uuid.uuid4().hex[:6]}", timeout_s=1.0)
+        client = store._client
+        info, result = make_call()
+        guard = BudgetGuard([Budget(limit_usd="1000000", window="month")], store=store)
+        guard_round(guard, info, result)()
+        ping_us = us(client.ping, n)
+        tickets = []
+
+        def before() -> None:
+            info.span_attributes.clear()
+            tickets.append(guard.before_call(info))
+
+        before_us = us(before, n)
+        pending = iter(tickets)
+        after_us = us(lambda: next(pending).after_call(result), n)
+        print("== redis (us per call, best of 5; redis-server on 127.0.0.1)")
+        print(f"PING round trip                                    {ping_us:7.1f}")
+        print(f"guard before_call (reserve script)                 {before_us:7.1f}  = {before_us / ping_us:.2f} x PING")
+        print(f"guard after_call (settle script)                   {after_us:7.1f}  = {after_us / ping_us:.2f} x PING")
+        client.config_resetstat()
+        for _ in range(100):
+            info.span_attributes.clear()
+            guard.before_call(info).after_call(result)
+        stats = client.info("commandstats")
+        top_level = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()
+                     if k.removeprefix("cmdstat_") in ("evalsha", "eval", "script|load", "ping")}
+        print(f"scripts run for 100 guarded calls: {top_level} (1 reserve + 1 settle per call; the commands a "
+              "script runs inside Redis are not round trips)")
+        store.reset()
+        store.close()
+
+
+if __name__ == "__main__":
+    memory()
+    redis()
