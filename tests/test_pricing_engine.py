@@ -336,3 +336,14 @@ def test_upper_bound_for_budget_reservations():
     # Worst case: all input as 1h cache writes ($6/M), all output at $15/M.
     assert price.upper_bound(10_000, 1_000) == per_m(10_000, "6") + per_m(1_000, "15")
     assert price.upper_bound(300_000, 0) == per_m(300_000, "12")
+
+
+def test_openai_web_search_preview_tool_on_non_reasoning_models():
+    usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=2)
+    ga = price_call("openai", "gpt-4o-2024-08-06", usage)
+    preview = price_call("openai", "gpt-4o-2024-08-06", usage, web_search_tool="web_search_preview")
+    assert ga.parts["web_search"] == Decimal("0.02")  # $10 per 1K calls
+    assert preview.parts["web_search"] == Decimal("0.05")  # $25 per 1K calls
+    # Reasoning models: the preview tool costs the same as the GA tool.
+    gpt5 = price_call("openai", "gpt-5", usage, web_search_tool="web_search_preview")
+    assert gpt5.parts["web_search"] == Decimal("0.02")

@@ -31,7 +31,9 @@ TOKEN_RATES = (
     "input_image",
     "output_image",
 )
-UNIT_RATES = ("web_search", "request")
+# ``web_search_preview``: OpenAI's preview search tool on non-reasoning models ($25/1K vs $10/1K); the part is
+# still reported as ``web_search``.
+UNIT_RATES = ("web_search", "web_search_preview", "request")
 RATE_NAMES = TOKEN_RATES + UNIT_RATES
 
 # A rate a model does not list falls back to the rate the vendor bills instead (OpenAI cache writes are
@@ -106,7 +108,7 @@ class _Band:
 
     __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_write", "cache_write_1h", "output",
                  "reasoning", "input_audio", "output_audio", "input_image", "output_image", "web_search",
-                 "request")
+                 "web_search_preview", "request")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
@@ -116,6 +118,8 @@ class _Band:
             setattr(self, name, rate.scaleb(_MILLION_EXP, MONEY) if rate else ZERO)
         for name in UNIT_RATES:
             rate = per_mtok.get(name)
+            if rate is None and name == "web_search_preview":
+                rate = per_mtok.get("web_search")
             setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
 
 
@@ -187,8 +191,11 @@ class ModelPrice:
                 return band
         return self._base
 
-    def cost(self, usage: Usage) -> Cost:
-        """Price one call. Each token is priced once: subsets are subtracted from their parent bucket."""
+    def cost(self, usage: Usage, *, web_search_tool: str | None = None) -> Cost:
+        """Price one call. Each token is priced once: subsets are subtracted from their parent bucket.
+
+        ``web_search_tool="web_search_preview"`` selects the preview tool's per-call rate where it differs.
+        """
         input_tokens = usage.input_tokens
         band = self._base
         for candidate in self._bands:
@@ -228,8 +235,10 @@ class ModelPrice:
             parts["output_audio"] = mul(band.output_audio, output_audio)
         if output_image > 0:
             parts["output_image"] = mul(band.output_image, output_image)
-        if usage.web_search_requests > 0 and band.web_search:
-            parts["web_search"] = mul(band.web_search, usage.web_search_requests)
+        if usage.web_search_requests > 0:
+            search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
+            if search:
+                parts["web_search"] = mul(search, usage.web_search_requests)
         if band.request:
             parts["request"] = band.request
         total = ZERO

@@ -249,8 +249,12 @@ def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice |
 
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
-               at: datetime | None = None) -> Cost:
-    """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``)."""
+               at: datetime | None = None, web_search_tool: str | None = None) -> Cost:
+    """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
+
+    ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
+    (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
+    """
     try:
         if at is None:
             key = (provider, model, service_tier)
@@ -263,6 +267,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             price = resolve(provider, model, at=at, service_tier=service_tier)
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
+        if web_search_tool is not None:
+            return price.cost(usage, web_search_tool=web_search_tool)
         return price.cost(usage)
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,

@@ -41,7 +41,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -306,9 +306,9 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
 
 def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decimal:
     """USD per million tokens from a GPU-hour price and sustained throughput (rounded once, here)."""
-    per_second = gpu_hour * gpus / _SECONDS_PER_HOUR
-    exact = per_second / tokens_per_second * _MILLION  # default context: 28 digits, then rounded below
-    return +Decimal(exact).quantize(Decimal(1).scaleb(exact.adjusted() - _DERIVED_DIGITS + 1))
+    with localcontext(Context(prec=40, rounding=ROUND_HALF_EVEN)) as ctx:  # never the host thread's context
+        exact = gpu_hour * gpus * _MILLION / _SECONDS_PER_HOUR / tokens_per_second
+        return exact.quantize(Decimal(1).scaleb(exact.adjusted() - _DERIVED_DIGITS + 1), context=ctx)
 
 
 def discount_from_mapping(data: Mapping[str, Any], *, path: str | None = None,
