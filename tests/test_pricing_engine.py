@@ -347,3 +347,13 @@ def test_openai_web_search_preview_tool_on_non_reasoning_models():
     # Reasoning models: the preview tool costs the same as the GA tool.
     gpt5 = price_call("openai", "gpt-5", usage, web_search_tool="web_search_preview")
     assert gpt5.parts["web_search"] == Decimal("0.02")
+
+
+def test_models_billed_in_units_usage_cannot_carry_are_unknown_not_free():
+    # whisper-1 is billed per audio minute, tts-1 per character: no token price exists, so no $0 either.
+    for model in ("whisper-1", "tts-1"):
+        cost = price_call("openai", model, Usage(input_tokens=100))
+        assert cost.known is False and cost.total is None, model
+    # A model the vendor really gives away is known and free.
+    free = price_call("openai", "omni-moderation-latest", Usage(input_tokens=100))
+    assert free.known is True and free.total == 0

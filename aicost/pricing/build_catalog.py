@@ -133,6 +133,17 @@ def _constraint(constraint) -> dict:
     raise TypeError(f"unsupported constraint {constraint!r}")
 
 
+def _period(conditional, dropped: set[str]) -> dict:
+    """One dated price list. ``unpriced`` names units aicost cannot bill (per minute, per page, per character):
+    a call in such a period is reported cost-unknown rather than $0."""
+    lost: set[str] = set()
+    period = {**_constraint(conditional.constraint), "rates": _rates(conditional.prices, lost)}
+    if lost:
+        period["unpriced"] = sorted(lost)
+        dropped.update(lost)
+    return period
+
+
 def build(*, use_snapshot: bool = False) -> tuple[dict, set[str]]:
     """The catalog dict from genai-prices' bundled data (or, with ``use_snapshot``, from its current snapshot,
     which is newer only if the user ran genai-prices' own opt-in ``UpdatePrices``)."""
@@ -154,7 +165,7 @@ def build(*, use_snapshot: bool = False) -> tuple[dict, set[str]]:
         models = []
         for model in provider.models:
             prices = model.prices if isinstance(model.prices, list) else [t.ConditionalPrice(prices=model.prices)]
-            periods = [{**_constraint(p.constraint), "rates": _rates(p.prices, dropped)} for p in prices]
+            periods = [_period(p, dropped) for p in prices]
             variants = []
             for variant in model.price_variants or ():
                 items = tuple(variant.when.items())

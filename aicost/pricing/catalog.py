@@ -90,11 +90,20 @@ def split_bands(raw: Mapping[str, Any]) -> tuple[dict[str, Decimal], tuple[tuple
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """One dated (or time-of-day) price list. ``start`` None means "since the beginning"."""
+    """One dated (or time-of-day) price list. ``start`` None means "since the beginning".
+
+    ``unpriced`` lists units the vendor bills that ``Usage`` cannot carry (audio minutes, characters, pages).
+    """
 
     start: date | None
     utc_time: tuple[time, time] | None
     rates: Mapping[str, Any]
+    unpriced: tuple[str, ...] = ()
+
+    @property
+    def priceable(self) -> bool:
+        """False when billing is entirely in units aicost does not count: such calls are cost-unknown, not $0."""
+        return bool(self.rates) or not self.unpriced
 
     def active(self, at: datetime) -> bool:
         if self.start is not None and at.date() < self.start:
@@ -114,7 +123,7 @@ def _period(raw: Mapping[str, Any]) -> Period:
     if raw.get("utc_time"):
         a, b = raw["utc_time"]
         window = (time.fromisoformat(a), time.fromisoformat(b))
-    return Period(start, window, _rates(raw["rates"]))
+    return Period(start, window, _rates(raw["rates"]), tuple(raw.get("unpriced", ())))
 
 
 class ModelEntry:
@@ -142,11 +151,11 @@ class ModelEntry:
         periods = [_period(p) for p in raw["prices"]]
         if patch:  # rates genai-prices lacks (e.g. audio on gpt-4o-audio-preview): added where not listed
             extra = _rates(patch)
-            periods = [Period(p.start, p.utc_time, {**extra, **p.rates}) for p in periods]
+            periods = [Period(p.start, p.utc_time, {**extra, **p.rates}, p.unpriced) for p in periods]
         for fix in corrections:  # a reviewed fix of one dated period of the generated data
             start = date.fromisoformat(fix["from"]) if fix.get("from") else None
             periods = [
-                Period(p.start, p.utc_time, {**p.rates, **_rates(fix["rates"])}) if p.start == start else p
+                Period(p.start, p.utc_time, {**p.rates, **_rates(fix["rates"])}, p.unpriced) if p.start == start else p
                 for p in periods
             ]
         self.periods = tuple(periods)

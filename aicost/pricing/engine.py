@@ -98,6 +98,8 @@ class _Resolved:
             return None
         variant_tier = tier if tier in names.PRICED_TIERS else None
         selection = entry.select(at, variant_tier)
+        if not entry.periods[selection[0]].priceable:
+            return None  # billed per minute / character / page: unknown, never $0
         discount = next((d for d in self.discounts if d.active(day)), None)
         key = (selection, tier, id(discount) if discount else None)
         price = self._prices.get(key)
