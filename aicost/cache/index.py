@@ -63,10 +63,15 @@ class MemoryVectorIndex:
             if key in self._where:
                 self._remove_locked(key)
 
-    def clear(self) -> None:
+    def clear(self, prefix: str = "") -> None:
+        """Forget every vector whose key starts with ``prefix`` (all when empty)."""
         with self._lock:
-            self._parts.clear()
-            self._where.clear()
+            if not prefix:
+                self._parts.clear()
+                self._where.clear()
+                return
+            for key in [k for k in self._where if k.startswith(prefix)]:
+                self._remove_locked(key)
 
     def _remove_locked(self, key: str) -> None:
         context = self._where.pop(key)

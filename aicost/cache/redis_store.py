@@ -5,19 +5,17 @@ Entries are pickled (an answer may be an SDK response object) and expire through
 across processes without a read-modify-write race. Redis 7.0 (Debian) has no vector search: the semantic tier
 needs :class:`~aicost.cache.PgVectorStore` or the in-memory index.
 
-Security: unpickling runs code, so anyone who can write to this Redis can run code in the app. Keep the cache
-Redis private, or pass ``secret=`` so entries are HMAC-signed and unsigned or tampered ones are ignored.
+Security: entries are pickled (see :mod:`.serialize`): keep the cache Redis private, or pass ``secret=`` so
+entries are HMAC-signed and unsigned or tampered ones are ignored.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import pickle
 import time
 from typing import Any
 
 from .entry import Entry
+from .serialize import EntryCodec
 
 _PUT = """
 redis.call('SET', KEYS[1], ARGV[1])
@@ -56,8 +54,7 @@ class RedisStore:
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
                                         or max_entries < 1):
             raise ValueError(f"RedisStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
-        if isinstance(secret, str):
-            secret = secret.encode()
+        self.codec = EntryCodec(secret)
         if client is None:
             try:
                 import redis
@@ -67,29 +64,8 @@ class RedisStore:
             client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self.client = client
         self.max_entries = max_entries or 0
-        self.secret = secret
         self.lru_key = lru_key
         self._put = client.register_script(_PUT)
-
-    # --- serialisation ------------------------------------------------------------------------------------
-    def _dump(self, entry: Entry) -> bytes:
-        payload = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
-        if self.secret is None:
-            return b"p" + payload
-        return b"s" + hmac.new(self.secret, payload, hashlib.sha256).digest() + payload
-
-    def _load(self, raw: bytes) -> Entry | None:
-        tag, body = raw[:1], raw[1:]
-        if self.secret is not None:
-            if tag != b"s":
-                return None
-            mac, payload = body[:32], body[32:]
-            if not hmac.compare_digest(mac, hmac.new(self.secret, payload, hashlib.sha256).digest()):
-                return None
-            return pickle.loads(payload)
-        if tag != b"p":
-            return None
-        return pickle.loads(body)
 
     # --- Store protocol -----------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
@@ -98,16 +74,16 @@ class RedisStore:
         if self.max_entries:
             pipe.zadd(self.lru_key, {key: time.time()}, xx=True)
         raw = pipe.execute()[0]
-        return None if raw is None else self._load(raw)
+        return None if raw is None else self.codec.load(raw)
 
     def put(self, key: str, entry: Entry, ttl: float | None) -> None:
         ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
         if self.max_entries:
-            self._put(keys=[key, self.lru_key], args=[self._dump(entry), ttl_ms, time.time(), self.max_entries])
+            self._put(keys=[key, self.lru_key], args=[self.codec.dump(entry), ttl_ms, time.time(), self.max_entries])
         elif ttl_ms:
-            self.client.set(key, self._dump(entry), px=ttl_ms)
+            self.client.set(key, self.codec.dump(entry), px=ttl_ms)
         else:
-            self.client.set(key, self._dump(entry))
+            self.client.set(key, self.codec.dump(entry))
 
     def delete(self, key: str) -> bool:
         pipe = self.client.pipeline(transaction=False)

@@ -88,7 +88,7 @@ class Semantic:
         if index is None:
             shared = getattr(store, "vector_index", None)
             index = shared(self.embedder) if callable(shared) else MemoryVectorIndex(self.embedder.dim)
-        runtime = SemanticRuntime(self, index)
+        runtime = SemanticRuntime(self, index, prefix)
         # Entries leaving an in-memory store (LRU, TTL, invalidation) leave the index too.
         if hasattr(store, "on_remove") and store.on_remove is None and isinstance(index, MemoryVectorIndex):
             store.on_remove = index.remove
@@ -96,9 +96,10 @@ class Semantic:
 
 
 class SemanticRuntime:
-    def __init__(self, config: Semantic, index: Any) -> None:
+    def __init__(self, config: Semantic, index: Any, prefix: str = "") -> None:
         self.config = config
         self.index = index
+        self.prefix = prefix
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector (lookup, then add on miss)
         self._lock = threading.Lock()
 
@@ -154,4 +155,4 @@ class SemanticRuntime:
         self.index.remove(key)
 
     def clear(self) -> None:
-        self.index.clear()
+        self.index.clear(self.prefix)
