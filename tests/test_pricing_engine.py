@@ -357,3 +357,21 @@ def test_models_billed_in_units_usage_cannot_carry_are_unknown_not_free():
     # A model the vendor really gives away is known and free.
     free = price_call("openai", "omni-moderation-latest", Usage(input_tokens=100))
     assert free.known is True and free.total == 0
+
+
+@pytest.mark.parametrize("model,input_rate", [
+    ("anthropic.claude-instant-v1", "0.8"),  # not in Bedrock's table: Anthropic's own list price
+    ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "0.8"),
+    ("anthropic.claude-v2:1", "8"),
+])
+def test_bedrock_anthropic_models_fall_back_to_anthropic_prices(model, input_rate):
+    assert resolve("aws.bedrock", model).rates["input"] == Decimal(input_rate)
+
+
+def test_bedrock_does_not_borrow_other_vendors_prices():
+    # Cohere on Bedrock bills differently from Cohere direct: no borrowed price, so unknown.
+    assert resolve("aws.bedrock", "cohere.command-r-plus-v1:0") is None
+
+
+def test_vertex_version_suffix():
+    assert resolve("gcp.vertex_ai", "gemini-2.5-flash-001").model == "gemini-2.5-flash"

@@ -176,6 +176,12 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
             if entry is not None:
                 used_provider, used_ref = cand_provider, cand_ref
                 break
+    if entry is None and (pid or raw_provider) == "aws":
+        claude = names.bedrock_anthropic(ref)
+        if claude is not None and "anthropic" in catalog.providers:
+            entry = catalog.find("anthropic", claude)
+            if entry is not None:
+                used_provider, used_ref = "anthropic", claude
     if entry is None:
         for _, cand_ref in candidates:
             inferred = catalog.infer_provider(cand_ref)

@@ -105,6 +105,20 @@ def split_provider_prefix(ref: str) -> tuple[str, str] | None:
     return (provider, tail) if provider else None
 
 
+_BEDROCK_ANTHROPIC = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?$")
+_VERSION_SUFFIX = re.compile(r"-0\d\d$")  # Vertex model versions: gemini-2.5-flash-001
+
+
+def bedrock_anthropic(ref: str) -> str | None:
+    """``us.anthropic.claude-3-5-haiku-20241022-v1:0`` -> ``claude-3-5-haiku-20241022``.
+
+    Used only when Bedrock's own table lacks the model: Anthropic models on Bedrock (on-demand) list at
+    Anthropic's own prices, unlike other vendors' models there (Cohere, Mistral bill differently on Bedrock).
+    """
+    match = _BEDROCK_ANTHROPIC.match(ref)
+    return match.group(1) if match else None
+
+
 def variants_of(ref: str) -> list[str]:
     """Spellings to try, in order: as given, Azure ``gpt-35``, Vertex ``@date`` as ``-date``, compact dates."""
     out = [ref]
@@ -112,6 +126,8 @@ def variants_of(ref: str) -> list[str]:
         out.append(ref.replace("gpt-35-", "gpt-3.5-"))
     if "@" in ref:
         out.append(ref.replace("@", "-"))
+    if _VERSION_SUFFIX.search(ref):
+        out.append(_VERSION_SUFFIX.sub("", ref))
     for candidate in list(out):
         expanded = _COMPACT_DATE.sub(_dashed_date, candidate)
         if expanded != candidate:
