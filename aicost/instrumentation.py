@@ -170,6 +170,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "raw", "otel_token", "hide_usage",
+        "acc", "parsing",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -199,6 +200,8 @@ class _Call:
         self.raw = False
         self.otel_token: Any = None
         self.hide_usage = False  # aicost asked for a usage-only chunk the caller must not see
+        self.acc: StreamAccumulator | None = None  # set once a stream is being watched
+        self.parsing = False  # inside the caller's parse(): reading the body closes the response, not the call
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -256,7 +259,7 @@ class _Call:
         """The span that carries this call's cost: ours, the captured SDK span, or one made now."""
         if self.span is not None:
             return self.span
-        native = self.native.span() if self.native is not None else None
+        native = self._native_span()
         if native is not None:
             try:
                 native.set_attributes(self._start_attributes())
@@ -270,6 +273,9 @@ class _Call:
             telemetry.span_name(self.endpoint.operation, self.request.model), attrs, start_time_ns=self.start_ns
         )
         return self.span
+
+    def _native_span(self) -> Any:
+        return self.native.span() if self.native is not None else None
 
     def refused(self, refusal: BaseException) -> None:
         try:
@@ -301,7 +307,9 @@ class _Call:
         error_type = None
         if self.endpoint.billable:
             usage = meta.usage
-            if usage is None and error is None and not meta.deferred:
+            if usage is None and error is not None and not self.chunks:
+                usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
+            elif usage is None and error is None and not meta.deferred:
                 usage = self._estimate(meta)
             elif usage is not None and ended_by in ("closed", "error"):
                 # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
@@ -310,13 +318,14 @@ class _Call:
                 usage.output_tokens = max(usage.output_tokens, seen)
                 usage.estimated = True
             if usage is not None:
-                cost = _price(self.info.provider, meta.model or self.request.model, usage, meta.service_tier)
+                cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier)
         attrs = telemetry.response_attributes(self.info.provider, meta)
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
         if cost is not None:
             attrs.update(telemetry.cost_attributes(cost))
-        if self.first_chunk_at is not None:
+        if self.first_chunk_at is not None and span is not self._native_span():
+            # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
             attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
         if self.request.stream or self.chunks:
             attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
@@ -393,18 +402,19 @@ class _Call:
         return value
 
     def watch_stream(self, stream: Any) -> None:
-        hide = self.hide_usage
-        keep_text = config.capture_content or not hide
-        acc = self.integration.new_accumulator(self.endpoint, hide, keep_text)
+        # Output text is kept even when a usage chunk was asked for: a proxy may drop it, and the estimate then
+        # needs the text. Appending a delta costs tens of nanoseconds a chunk.
+        acc = self.integration.new_accumulator(self.endpoint, self.hide_usage, True)
+        self.acc = acc
         inner = stream._iterator
         is_async = hasattr(inner, "__anext__")
         stream._iterator = _wrap_async(inner, self, acc) if is_async else _wrap_sync(inner, self, acc)
         response = getattr(stream, "response", None)
         if response is not None:
-            _hook_close(response, self, acc, is_async)
-        native = self.native.span() if self.native is not None else None
+            _hook_close(response, self, is_async)
+        native = self._native_span()
         if native is not None:
-            native.when_sdk_ends(lambda: self.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed"))
+            native.when_sdk_ends(lambda: self.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed"))
 
     def watch_raw(self, raw: Any) -> None:
         """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
@@ -423,13 +433,21 @@ class _Call:
 
         if inspect.iscoroutinefunction(original_parse):
             async def parse(*args: Any, **kwargs: Any) -> Any:
-                parsed = await original_parse(*args, **kwargs)
+                call.parsing = True
+                try:
+                    parsed = await original_parse(*args, **kwargs)
+                finally:
+                    call.parsing = False
                 if not args and not kwargs:
                     _safe(observe, parsed)
                 return parsed
         else:
             def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                parsed = original_parse(*args, **kwargs)
+                call.parsing = True
+                try:
+                    parsed = original_parse(*args, **kwargs)
+                finally:
+                    call.parsing = False
                 if not args and not kwargs:
                     _safe(observe, parsed)
                 return parsed
@@ -438,14 +456,41 @@ class _Call:
         http_response = getattr(raw, "http_response", None)
         body_read = http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream
         if body_read:
-            # with_raw_response on a non-stream: the body is already in memory and parse() caches per type, so
-            # parsing now costs nothing extra and the caller later gets the very same object.
+            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
+            # so parsing now costs nothing extra and the caller later gets the very same object; an async
+            # parse() cannot run here, so read the same JSON body through an attribute view instead.
             try:
-                observe(original_parse())
+                if inspect.iscoroutinefunction(original_parse):
+                    observe(AttrView.wrap(http_response.json()))
+                else:
+                    observe(original_parse())
             except Exception:
                 self.finish(None)  # the caller's own parse() will raise the same error
         elif http_response is not None:
-            _hook_close(http_response, self, None, inspect.iscoroutinefunction(original_parse))
+            _hook_close(http_response, self, inspect.iscoroutinefunction(original_parse))
+
+
+class AttrView:
+    """Attribute access over parsed JSON, so the integrations' readers work on a raw body as on SDK models."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    @staticmethod
+    def wrap(value: Any) -> Any:
+        if isinstance(value, dict):
+            return AttrView(value)
+        if isinstance(value, list):
+            return [AttrView.wrap(v) for v in value]
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return AttrView.wrap(self._data[name])
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _end(span: Any) -> None:
@@ -476,17 +521,23 @@ def _current_attribution() -> dict[str, str]:
         return {}
 
 
-def _price(provider: str, model: str | None, usage: Usage, service_tier: str | None) -> Any:
+def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,
+           service_tier: str | None) -> Any:
+    """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
+    snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
+    warned about once by the pricing engine and said on the span, never written as $0."""
     try:
         from .pricing import price_call
 
-        cost = price_call(provider, model, usage, service_tier=service_tier)
+        cost = price_call(provider, response_model or request_model, usage, service_tier=service_tier)
+        if not cost.known and response_model and request_model and request_model != response_model:
+            fallback = price_call(provider, request_model, usage, service_tier=service_tier)
+            if fallback.known:
+                return fallback
+        return cost
     except Exception:
         error_once("pricing", "aicost: pricing failed")
         return None
-    if not cost.known:
-        warn_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its spans say aicost.price.known=false", provider, model)
-    return cost
 
 
 def _record_metrics(result: hooks.CallResult, attribution: dict[str, str]) -> None:
@@ -516,12 +567,12 @@ def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
             if keep:
                 yield item
     except GeneratorExit:
-        call.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed")
+        call.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed")
         raise
     except BaseException as exc:
         call.finish(_stream_meta(acc), exc, "error")
         raise
-    call.finish(_stream_meta(acc), None, "completed" if acc.complete else "exhausted")
+    call.finish(_stream_meta(acc), None, "exhausted")
 
 
 async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
@@ -539,12 +590,12 @@ async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
             if keep:
                 yield item
     except GeneratorExit:
-        call.finish(_stream_meta(acc), None, "completed" if acc.complete else "closed")
+        call.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed")
         raise
     except BaseException as exc:
         call.finish(_stream_meta(acc), exc, "error")
         raise
-    call.finish(_stream_meta(acc), None, "completed" if acc.complete else "exhausted")
+    call.finish(_stream_meta(acc), None, "exhausted")
 
 
 def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
@@ -557,14 +608,22 @@ def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
         return None
 
 
-def _hook_close(response: Any, call: _Call, acc: StreamAccumulator | None, is_async: bool) -> None:
-    """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream."""
+def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
+    """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
+
+    Hooked once per response; it reads the call's accumulator when the close happens, since a raw response
+    is hooked before the caller parses it into a stream.
+    """
+    if getattr(response, "_aicost_close_hooked", False):
+        return
 
     def done() -> None:
-        if not call.finished:
-            call.finish(_stream_meta(acc), None, "completed" if acc is not None and acc.complete else "closed")
+        if not call.finished and not call.parsing:
+            acc = call.acc
+            call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
     try:
+        response._aicost_close_hooked = True
         if is_async:
             original_aclose = response.aclose
 

@@ -53,7 +53,7 @@ AICOST_USAGE_INPUT_IMAGE = "aicost.usage.input_image_tokens"
 AICOST_USAGE_OUTPUT_IMAGE = "aicost.usage.output_image_tokens"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
 AICOST_STREAM_CHUNKS = "aicost.stream.chunks"
-AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted | closed | error | abandoned
+AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted (read to the end) | closed (early) | error
 AICOST_ENDPOINT = "aicost.endpoint"
 AICOST_BILLABLE = "aicost.billable"  # false on token-counting calls: a span, but nothing billed
 # Which span carries the call: "aicost" (aicost's own span) or "anthropic-sdk" (the Anthropic SDK's native span,

@@ -287,8 +287,6 @@ class BudgetGuard:
                 tokens, exact = count_input(kwargs, model, provider)
                 counted = (model, tokens, exact)
             amount_usd = self._estimate(info, model, provider, counted[1], counted[2])
-            if amount_usd is None:
-                return None  # unknown price and on_unknown_price="allow"
             amount = to_nanos(amount_usd)
             compiled, charges = self._charges(attrs, model, provider, now)
             if not charges:
@@ -378,8 +376,11 @@ class BudgetGuard:
                     )
         return ticket
 
-    def _estimate(self, info: Any, model: str | None, provider: str, tokens: int, exact: bool) -> Decimal | None:
-        price = self._prices.get(provider, model, info.kwargs.get("service_tier")) if model else None
+    def _estimate(self, info: Any, model: str | None, provider: str, tokens: int, exact: bool) -> Decimal:
+        if not model:
+            # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
+            return Decimal(0)
+        price = self._prices.get(provider, model, info.kwargs.get("service_tier"))
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -400,7 +401,7 @@ class BudgetGuard:
             )
         log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
                  provider, model)
-        return None
+        return Decimal(0)
 
     def _charges(self, attrs: Mapping[str, str], model: str | None, provider: str, now: float) -> tuple[list[_Compiled], list[Charge]]:
         compiled: list[_Compiled] = []

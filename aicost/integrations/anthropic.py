@@ -88,8 +88,18 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
 
 
 def _text(content: Any) -> str | None:
-    parts = [getattr(block, "text", None) for block in content or ()]
-    return "".join(p for p in parts if isinstance(p, str)) or None
+    parts = []
+    for block in content or ():
+        for field in ("text", "thinking"):
+            value = getattr(block, field, None)
+            if isinstance(value, str):
+                parts.append(value)
+        tool_input = getattr(block, "input", None)
+        if isinstance(tool_input, dict):
+            import json
+
+            parts.append(json.dumps(tool_input))
+    return "".join(parts) or None
 
 
 def read_message(message: Any) -> ResponseMeta:
@@ -124,7 +134,8 @@ class EventAccumulator(StreamAccumulator):
         kind = event.type
         if kind == "content_block_delta":
             if self.keep_text:
-                text = getattr(event.delta, "text", None)
+                delta = event.delta
+                text = getattr(delta, "text", None) or getattr(delta, "partial_json", None) or getattr(delta, "thinking", None)
                 if text:
                     self.texts.append(text)
         elif kind == "message_start":

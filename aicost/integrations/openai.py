@@ -73,10 +73,16 @@ def read_usage(u: Any) -> Usage | None:
 
 def read_tool_usage(response: Any, usage: Usage | None) -> None:
     """Responses API hosted tools billed per request (web search)."""
+    if usage is None:
+        return
     tool_usage = getattr(response, "tool_usage", None)
-    if usage is not None and tool_usage is not None:
-        web = getattr(tool_usage, "web_search", None)
+    web = getattr(tool_usage, "web_search", None) if tool_usage is not None else None
+    if web is not None:
         usage.web_search_requests = as_int(getattr(web, "num_requests", None))
+    else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
+        usage.web_search_requests = sum(
+            1 for item in getattr(response, "output", None) or () if getattr(item, "type", None) == "web_search_call"
+        )
 
 
 def _finish_reasons(choices: Any) -> list[str]:
@@ -88,13 +94,25 @@ def _finish_reasons(choices: Any) -> list[str]:
     return reasons
 
 
+def _tool_call_text(tool_calls: Any, parts: list[str]) -> None:
+    """Tool-call names and arguments are output tokens too: count them when usage must be estimated."""
+    for call in tool_calls or ():
+        function = getattr(call, "function", None)
+        if function is not None:
+            for value in (getattr(function, "name", None), getattr(function, "arguments", None)):
+                if value:
+                    parts.append(value)
+
+
 def _chat_text(choices: Any) -> str | None:
-    parts = []
+    parts: list[str] = []
     for choice in choices or ():
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
         if isinstance(content, str):
             parts.append(content)
+        if message is not None:
+            _tool_call_text(getattr(message, "tool_calls", None), parts)
     return "".join(parts) or None
 
 
@@ -139,17 +157,23 @@ class ChunkAccumulator(StreamAccumulator):
         self.texts: list[str] = []
 
     def observe(self, chunk: Any) -> bool:
-        if self.model is None:
+        if not self.model:  # Azure's first chunk (prompt filter results) has an empty model and no choices
             self.model = getattr(chunk, "model", None)
-            self.response_id = getattr(chunk, "id", None)
+            self.response_id = getattr(chunk, "id", None) or self.response_id
+            self.service_tier = getattr(chunk, "service_tier", None)
         choices = chunk.choices
         if choices:
             choice = choices[0]
             if self.keep_text:
                 delta = getattr(choice, "delta", None)
-                text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-                if text:
-                    self.texts.append(text)
+                if delta is None:
+                    text = getattr(choice, "text", None)  # legacy completions
+                    if text:
+                        self.texts.append(text)
+                elif delta.content:
+                    self.texts.append(delta.content)
+                elif delta.tool_calls:
+                    _tool_call_text(delta.tool_calls, self.texts)
             if choice.finish_reason:
                 self.finish_reasons.append(choice.finish_reason)
                 self.complete = self.complete or not self.hide_usage_chunk
@@ -157,8 +181,6 @@ class ChunkAccumulator(StreamAccumulator):
         if usage is not None:
             self.usage = usage
             self.complete = True
-            if self.service_tier is None:
-                self.service_tier = getattr(chunk, "service_tier", None)
             if self.hide_usage_chunk and not choices:
                 return False
         return True
