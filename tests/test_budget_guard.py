@@ -108,7 +108,14 @@ def test_unknown_price_is_refused_by_default_and_allowed_on_request():
     g = guard(Budget(limit_usd="1"))
     with pytest.raises(PolicyViolation, match="no price is known"):
         g.before_call(chat_info(model="my-finetune"))
-    assert guard(Budget(limit_usd="1"), on_unknown_price="allow").before_call(chat_info(model="my-finetune")) is None
+    lenient = guard(Budget(limit_usd="0.001"), on_unknown_price="allow")
+    info = chat_info(model="my-finetune")
+    ticket = lenient.before_call(info)  # allowed, holding nothing
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0"
+    ticket.after_call(result(info, None, usage=None))
+    spend(lenient)
+    with pytest.raises(BudgetExceeded):  # a priced call still cannot overspend
+        spend(lenient)
 
 
 def test_lease_expiry_frees_a_reservation_that_is_never_settled():
@@ -433,3 +440,14 @@ def test_internal_errors_never_reach_the_app(caplog):
     g = BudgetGuard([Budget(limit_usd="1")], price_lookup=broken_lookup)
     assert g.before_call(chat_info()) is None  # allowed, unguarded, logged
     assert any("budget guard failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_call_without_a_model_holds_nothing_and_is_charged_what_it_costs():
+    g = guard(Budget(limit_usd="1"))
+    info = chat_info(endpoint="openai.responses.retrieve")
+    info.request_model = None
+    del info.kwargs["model"]
+    ticket = g.before_call(info)  # e.g. resuming a background response: nothing to price ahead
+    assert g.status()[0].reserved_usd == 0
+    ticket.after_call(result(info, D("0.0042")))
+    assert g.status()[0].spent_usd == D("0.0042")
