@@ -375,3 +375,20 @@ def test_bedrock_does_not_borrow_other_vendors_prices():
 
 def test_vertex_version_suffix():
     assert resolve("gcp.vertex_ai", "gemini-2.5-flash-001").model == "gemini-2.5-flash"
+
+
+def test_service_tier_given_as_an_enum():
+    import enum
+
+    class Tier(enum.Enum):
+        FLEX = "flex"
+
+    usage = Usage(input_tokens=1_000_000)
+    assert price_call("openai", "gpt-5", usage, service_tier=Tier.FLEX).total == Decimal("0.625")
+
+
+def test_unknown_model_list_is_bounded(monkeypatch):
+    monkeypatch.setattr(engine, "_MAX_NAMES", 5)
+    for i in range(20):
+        assert price_call("openai", f"flood-{i}", Usage(input_tokens=1)).known is False
+    assert len(unknown_models()) == 5

@@ -246,3 +246,13 @@ def test_cli_price_file_applies_overrides(tmp_path):
     path = write(tmp_path, "p.toml", GOOD_TOML)
     code, out, _ = run_cli("prices", "llama-3.1-70b", "--price-file", str(path))
     assert code == 0 and "source override" in out and "0.740740740741" in out
+
+
+def test_cli_runs_as_a_program():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "aicost.cli", "prices", "gpt-4o-mini", "--provider", "openai"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "openai/gpt-4o-mini" in done.stdout and "0.15" in done.stdout

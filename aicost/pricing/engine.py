@@ -264,6 +264,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
     """
     try:
+        if service_tier is not None and type(service_tier) is not str:
+            service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
         if at is None:
             key = (provider, model, service_tier)
             hit = _now.get(key)
@@ -292,7 +294,9 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
     else:
         with _lock:
             seen = _unknown.get(key)
-            if seen is None:
+            if seen is None and len(_unknown) >= _MAX_NAMES:
+                first = False  # a flood of distinct names: stop listing (each is still cost-unknown)
+            elif seen is None:
                 seen = _unknown[key] = UnknownModel(provider, model, 1, datetime.now(_UTC).isoformat(timespec="seconds"))
                 first = True
             else:
