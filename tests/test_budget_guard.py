@@ -451,3 +451,26 @@ def test_a_call_without_a_model_holds_nothing_and_is_charged_what_it_costs():
     assert g.status()[0].reserved_usd == 0
     ticket.after_call(result(info, D("0.0042")))
     assert g.status()[0].spent_usd == D("0.0042")
+
+
+def test_estimated_input_counts_are_inflated_by_the_margin():
+    from aicost.tokens import count_request_input
+
+    from budget_helpers import PRICES, StubPrice
+
+    PRICES["input-only"] = StubPrice(D(1_000_000), D(0), 1)  # $1 per input token: the reservation shows the count
+    try:
+        text = "an estimate for a model without a public tokenizer " * 20
+        exact = guard(Budget(limit_usd="100000"))
+        info = chat_info(model="input-only", text=text, max_tokens=None, operation="embeddings")
+        exact.before_call(info)
+        assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == count_request_input(info.kwargs, "input-only").tokens
+        estimated = guard(Budget(limit_usd="100000"), estimate_margin="1.5")
+        info = chat_info(model="input-only", text=text, max_tokens=None, operation="embeddings", provider="anthropic",
+                         endpoint="anthropic.messages.create")
+        estimated.before_call(info)
+        tokens = count_request_input(info.kwargs, "input-only", "anthropic")
+        assert not tokens.exact
+        assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == -(-tokens.tokens * 3 // 2)
+    finally:
+        del PRICES["input-only"]

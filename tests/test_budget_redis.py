@@ -142,3 +142,34 @@ def test_a_store_that_never_answers_costs_one_timeout_then_nothing():
         for _ in range(20):
             assert g.before_call(chat_info()) is None
         assert time.monotonic() - started < 0.5  # skipped while the store is marked down
+
+
+def test_store_comes_back_logged_once_each_way_and_budgets_apply_again(caplog, tmp_path):
+    import subprocess
+
+    from servers import require_binary
+
+    caplog.set_level(logging.WARNING, logger="aicost")
+    port = free_port()
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.2, retry_interval_s=0.1)
+    g = _guard(store, Budget(limit_usd="0.001"), on_store_error="open")
+    assert g.before_call(chat_info()) is None and g.before_call(chat_info()) is None  # down: fail open
+    proc = subprocess.Popen([require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        ticket = None
+        while ticket is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ticket = g.before_call(chat_info())
+        assert ticket is not None  # reserved in Redis again
+        with pytest.raises(BudgetExceeded):
+            g.before_call(chat_info())
+        messages = [r.getMessage() for r in caplog.records]
+        assert len([m for m in messages if "unreachable" in m]) == 1
+        assert len([m for m in messages if "reachable again" in m]) == 1
+    finally:
+        store.close()
+        proc.terminate()
+        proc.wait(timeout=10)
