@@ -126,3 +126,17 @@ async def test_async_client_is_refused_too(instrumented, budgets, async_openai_c
         await async_anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=100,
                                                      messages=MESSAGES)
     assert replay_server.requests == []
+
+
+async def test_async_stream_settles_to_its_cost_when_exhausted(instrumented, budgets, async_openai_client,
+                                                                replay_server):
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    stream = await async_openai_client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=500, stream=True, stream_options={"include_usage": True})
+    assert guard.status()[0].reserved_usd > 0
+    chunks = [chunk async for chunk in stream]
+    assert chunks
+    [status] = guard.status()
+    [span] = [s for s in instrumented.aicost_spans() if semconv.AICOST_COST_TOTAL in s.attributes]
+    assert status.reserved_usd == 0
+    assert status.spent_usd == to_usd(to_nanos(D(span.attributes[semconv.AICOST_COST_TOTAL]))) > 0
