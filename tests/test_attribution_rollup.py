@@ -276,3 +276,45 @@ def test_a_broken_tracer_never_breaks_the_unit(monkeypatch, caplog):
     assert unit is None  # no unit handle, but the body ran with its attribution
     assert c.attributes[semconv.AICOST_FEATURE] == "resilient"
     assert aicost.attribution.current_attributes() == {}
+
+
+# ------------------------------------------------------------------------------------------------ properties
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# A tree of units: each node is a list of items; an item is a call cost (micro-dollar-ish Decimal) or a subtree.
+_costs = st.decimals(min_value=Decimal("0"), max_value=Decimal("5"), places=9, allow_nan=False, allow_infinity=False)
+_trees = st.recursive(st.lists(_costs, max_size=4), lambda kids: st.lists(st.one_of(_costs, kids), max_size=4),
+                      max_leaves=25)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=_trees)
+def test_every_unit_rolls_up_exactly_its_subtree(tree, span_exporter):
+    span_exporter.clear()
+    expected: dict[str, Decimal] = {}
+    calls: dict[str, int] = {}
+    counter = iter(range(10_000))
+
+    def run(node: list) -> tuple[Decimal, int]:
+        name = f"u{next(counter)}"
+        total, n = Decimal(0), 0
+        with feature(name):
+            for item in node:
+                if isinstance(item, list):
+                    sub, k = run(item)
+                    total, n = total + sub, n + k
+                else:
+                    call(cost=item)
+                    total, n = total + item, n + 1
+        expected[name], calls[name] = total, n
+        return total, n
+
+    grand_total, _ = run(tree)
+    spans = {s.name.split(" ", 1)[1]: s.attributes for s in span_exporter.get_finished_spans()
+             if s.name.startswith("aicost.feature")}
+    assert set(spans) == set(expected)
+    for name, attrs in spans.items():
+        assert Decimal(attrs[R + "cost.total_usd"]) == expected[name]
+        assert attrs[R + "calls"] == calls[name]
+    # The outermost unit's rollup is the whole spend (summing every unit's rollup would count nested calls again).
+    assert Decimal(spans["u0"][R + "cost.total_usd"]) == grand_total
