@@ -220,32 +220,57 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(label: str, off: Samples, on: Samples) -> dict[str, float]:
+def merged(rounds: list[Samples]) -> Samples:
+    out = Samples()
+    for r in rounds:
+        for name in ("call_wall", "call_cpu", "ttfc", "iter_short", "iter_long"):
+            getattr(out, name).extend(getattr(r, name))
+    return out
+
+
+def per_chunk(s: Samples) -> float:
+    return (med(s.iter_long) - med(s.iter_short)) / (LONG - SHORT)
+
+
+def spread(off_rounds: list[Samples], on_rounds: list[Samples], metric: Callable[[Samples], float]) -> str:
+    """Quartiles of the per-round differences: how much of a figure is noise on this machine."""
+    diffs = sorted(metric(b) - metric(a) for a, b in zip(off_rounds, on_rounds))
+    if len(diffs) < 4:
+        return ""
+    q = statistics.quantiles(diffs, n=4)
+    return f"[rounds IQR {q[0] * 1e6:+.1f} .. {q[2] * 1e6:+.1f}]"
+
+
+def report(label: str, off_rounds: list[Samples], on_rounds: list[Samples]) -> dict[str, float]:
     us = 1e6
-    per_chunk_off = (med(off.iter_long) - med(off.iter_short)) / (LONG - SHORT)
-    per_chunk_on = (med(on.iter_long) - med(on.iter_short)) / (LONG - SHORT)
+    off, on = merged(off_rounds), merged(on_rounds)
     fig = {
         "call_wall_off_us": med(off.call_wall) * us, "call_wall_on_us": med(on.call_wall) * us,
         "call_cpu_off_us": med(off.call_cpu) * us, "call_cpu_on_us": med(on.call_cpu) * us,
-        "chunk_off_us": per_chunk_off * us, "chunk_on_us": per_chunk_on * us,
+        "chunk_off_us": per_chunk(off) * us, "chunk_on_us": per_chunk(on) * us,
         "ttfc_off_us": med(off.ttfc) * us, "ttfc_on_us": med(on.ttfc) * us,
     }
     added_cpu = fig["call_cpu_on_us"] - fig["call_cpu_off_us"]
     added_wall = fig["call_wall_on_us"] - fig["call_wall_off_us"]
+    added_chunk = fig["chunk_on_us"] - fig["chunk_off_us"]
+    ttfc_change = fig["ttfc_on_us"] - fig["ttfc_off_us"]
+    fig.update(added_cpu_us=added_cpu, added_wall_us=added_wall, added_chunk_us=added_chunk,
+               ttfc_change_us=ttfc_change, ratio_cpu=fig["call_cpu_on_us"] / fig["call_cpu_off_us"],
+               ratio_wall=fig["call_wall_on_us"] / fig["call_wall_off_us"])
     print(f"\n== {label}")
     print(f"  non-stream call, CPU   {fig['call_cpu_off_us']:9.1f} us -> {fig['call_cpu_on_us']:9.1f} us   "
-          f"added {added_cpu:+8.1f} us/call   ratio {fig['call_cpu_on_us'] / fig['call_cpu_off_us']:.3f} "
-          f"({100 * added_cpu / fig['call_cpu_off_us']:+.1f} %)")
+          f"added {added_cpu:+8.1f} us/call   ratio {fig['ratio_cpu']:.3f} ({100 * added_cpu / fig['call_cpu_off_us']:+.1f} %) "
+          f"{spread(off_rounds, on_rounds, lambda s: med(s.call_cpu))}")
     print(f"  non-stream call, wall  {fig['call_wall_off_us']:9.1f} us -> {fig['call_wall_on_us']:9.1f} us   "
-          f"added {added_wall:+8.1f} us/call   ratio {fig['call_wall_on_us'] / fig['call_wall_off_us']:.3f} "
-          f"({100 * added_wall / fig['call_wall_off_us']:+.1f} %)")
+          f"added {added_wall:+8.1f} us/call   ratio {fig['ratio_wall']:.3f} ({100 * added_wall / fig['call_wall_off_us']:+.1f} %) "
+          f"{spread(off_rounds, on_rounds, lambda s: med(s.call_wall))}")
     print(f"  stream, per chunk      {fig['chunk_off_us']:9.2f} us -> {fig['chunk_on_us']:9.2f} us   "
-          f"added {fig['chunk_on_us'] - fig['chunk_off_us']:+8.2f} us/chunk  (slope {SHORT}->{LONG} chunks)")
+          f"added {added_chunk:+8.2f} us/chunk (slope {SHORT}->{LONG} chunks) {spread(off_rounds, on_rounds, per_chunk)}")
     print(f"  stream, first chunk    {fig['ttfc_off_us']:9.1f} us -> {fig['ttfc_on_us']:9.1f} us   "
-          f"change {fig['ttfc_on_us'] - fig['ttfc_off_us']:+8.1f} us "
-          f"({100 * (fig['ttfc_on_us'] - fig['ttfc_off_us']) / fig['ttfc_off_us']:+.1f} %)")
-    print(f"  samples: {len(on.call_cpu)} calls, {len(on.iter_long)} x {LONG}-chunk and {len(on.iter_short)} x "
-          f"{SHORT}-chunk streams per arm")
+          f"change {ttfc_change:+8.1f} us ({100 * ttfc_change / fig['ttfc_off_us']:+.1f} %) "
+          f"{spread(off_rounds, on_rounds, lambda s: med(s.ttfc))}")
+    print(f"  samples per arm: {len(on.call_cpu)} calls, {len(on.iter_long)} x {LONG}-chunk and {len(on.iter_short)} x "
+          f"{SHORT}-chunk streams, in {len(on_rounds)} rounds")
     return fig
 
 
@@ -287,19 +312,26 @@ def main(argv: list[str] | None = None) -> int:
                 client = clients[vendor]
                 fns = {"call": call_fn(client, vendor, 0), "short": call_fn(client, vendor, SHORT),
                        "long": call_fn(client, vendor, LONG)}
-                off, on = Samples(), Samples()
+                off_rounds: list[Samples] = []
+                on_rounds: list[Samples] = []
                 for _ in range(args.rounds):
+                    off, on = Samples(), Samples()
+                    off_rounds.append(off)
+                    on_rounds.append(on)
                     arms = [(False, off), (True, on)]
                     rng.shuffle(arms)
                     for is_on, samples in arms:
                         run_arm(is_on, fns, samples, args.calls, providers)
                 label = f"{transport}, {vendor} ({'chat.completions' if vendor == 'openai' else 'messages'}.create)"
-                figures[f"{transport}/{vendor}"] = report(label, off, on)
+                figures[f"{transport}/{vendor}"] = report(label, off_rounds, on_rounds)
     finally:
         aicost.uninstrument()
         if loopback is not None:
             loopback.close()
     print(f"\n(spans exported while instrumented or by Anthropic's native tracing: {exporter.exported})")
+    print("Issue 2 target, everything recorded: <= 5 % added per call, < 1 us per chunk, no measurable change to "
+          "time to first chunk. Loopback wall times include the other process and the kernel: on a shared "
+          "machine the in-process CPU figures are the ones to compare.")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
