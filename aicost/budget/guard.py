@@ -212,6 +212,7 @@ class BudgetGuard:
         self._ids = itertools.count()
         self._store_down = False
         self._warned: set[str] = set()
+        self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
         self._charge_cache: dict[tuple[Any, str, str], Charge] = {}
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
@@ -297,8 +298,10 @@ class BudgetGuard:
             except StoreUnavailable as exc:
                 return self._store_unavailable(info, exc)
             if self._store_down:
-                self._store_down = False
-                logger.warning("aicost: budget store is reachable again; budgets are enforced")
+                with self._state_lock:
+                    back, self._store_down = self._store_down, False
+                if back:
+                    logger.warning("aicost: budget store is reachable again; budgets are enforced")
             if outcome.ok:
                 break
             failed = compiled[outcome.failed]
@@ -347,10 +350,13 @@ class BudgetGuard:
             event = self._event("exceeded", c, charges[i], spent, reserved, amount_usd, model, provider)
             if c.budget.action == "warn":
                 record_decision(info, "warned", c.budget.name)
-                if charges[i].key not in self._warned:
-                    if len(self._warned) > 10_000:
-                        self._warned.clear()
-                    self._warned.add(charges[i].key)
+                with self._state_lock:
+                    first = charges[i].key not in self._warned
+                    if first:
+                        if len(self._warned) > 10_000:
+                            self._warned.clear()
+                        self._warned.add(charges[i].key)
+                if first:
                     logger.warning("aicost: %s (allowed: the budget's action is 'warn')", _describe(event))
                 callback = c.budget.on_exceed or self._on_exceed
                 if callback is not None:
@@ -425,8 +431,9 @@ class BudgetGuard:
         return compiled, charges
 
     def _store_unavailable(self, info: Any, exc: Exception) -> None:
-        if not self._store_down:
-            self._store_down = True
+        with self._state_lock:
+            newly_down, self._store_down = not self._store_down, True
+        if newly_down:
             logger.warning(
                 "aicost: budget store unreachable (%s); failing %s: %s until it is back", exc,
                 "open" if self._fail_open else "closed",
