@@ -10,6 +10,7 @@ the sum of the spans' exact ``aicost.cost.total_usd`` per team (``aicost_cost_US
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 import urllib.parse
@@ -70,7 +71,7 @@ def scraped_after(base: str, target: str, moment: float, timeout: float = 30.0) 
         for t in targets:
             if t["scrapeUrl"].startswith(f"http://{target}/") and t["health"] == "up" and t["lastScrape"]:
                 last = t["lastScrape"]  # RFC 3339 with nanoseconds
-                stamp = time.mktime(time.strptime(last[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+                stamp = calendar.timegm(time.strptime(last[:19], "%Y-%m-%dT%H:%M:%S"))  # UTC, whole seconds
                 if stamp > moment + 1:
                     return
         time.sleep(0.25)
