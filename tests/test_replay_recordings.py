@@ -103,8 +103,10 @@ PRIORITY_PRICES: dict[tuple[str, str], Price] = {
 }
 
 # OpenAI web_search_preview tool calls with non-reasoning models (gpt-4o, gpt-4.1): $25.00 per 1K calls, search
-# content tokens free (openai.com/api/pricing, "Built-in tools"). genai-prices 0.2.3 lists $10/1K, the price of
-# the GA `web_search` tool; the recordings use `web_search_preview`.
+# content tokens free (platform.openai.com/docs/pricing#built-in-tools: "Web search preview (non-reasoning models)
+# $25.00 / 1K calls, search content tokens are free"; $10/1K is the GA `web_search` tool and the preview tool on
+# reasoning models, see also community.openai.com/t/search-web-using-openai-api/1363698). genai-prices 0.2.3 lists
+# $10/1K for gpt-4.1; the recordings (openai-responses-nonstream-007/-015) use `web_search_preview` with gpt-4.1.
 WEB_SEARCH_PREVIEW_PER_CALL = Decimal("25.00") / 1000
 
 MILLION = Decimal(1_000_000)
