@@ -92,7 +92,9 @@ def _log_once(key: str, message: str) -> None:
 
 def _check_value(argument: str, value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"aicost.attribute: {argument} must be a str, got {type(value).__name__} ({value!r})")
+        hint = " (decorators take arguments: @aicost.feature(\"name\"), @aicost.attribute(team=...))" if callable(
+            value) else ""
+        raise TypeError(f"aicost.attribute: {argument} must be a str, got {type(value).__name__} ({value!r}){hint}")
     if not value or not value.strip():
         raise ValueError(f"aicost.attribute: {argument} must be a non-empty string")
     if len(value) > _MAX_VALUE_LEN:

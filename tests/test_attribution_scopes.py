@@ -101,6 +101,13 @@ def test_invalid_input_fails_at_the_call_site(kwargs, error, fragment):
         attribute(**kwargs)
 
 
+def test_decorator_without_arguments_says_how_to_use_it():
+    with pytest.raises(TypeError, match="decorators take arguments"):
+        @aicost.feature
+        def work() -> None:
+            pass
+
+
 def test_invalid_feature_and_outcome_fail_at_the_call_site():
     with pytest.raises(ValueError, match="feature"):
         aicost.feature("")
