@@ -189,6 +189,22 @@ async def test_decorated_coroutine_and_concurrent_units_do_not_mix(spans):
         assert a[semconv.AICOST_TEAM] == "api"
 
 
+async def test_async_with_unit_across_tasks(spans):
+    async def work(i: int) -> None:
+        async with feature(f"job{i}") as unit:
+            await asyncio.sleep(0)
+            call(cost="0.5")
+            await asyncio.gather(asyncio.sleep(0), asyncio.create_task(asyncio.sleep(0)))
+            call(cost="0.25")
+            unit.set_outcome("done")
+
+    await asyncio.gather(*(work(i) for i in range(20)))
+    by_name = {s.name: s.attributes for s in spans()}
+    assert len(by_name) == 20
+    for attrs in by_name.values():
+        assert attrs[R + "cost.total_usd"] == "0.75" and attrs[semconv.AICOST_OUTCOME] == "done"
+
+
 def test_generator_unit_spans_its_whole_life(spans):
     @feature("stream_answer")
     def stream_answer():
