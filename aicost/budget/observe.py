@@ -19,8 +19,8 @@ def _meter_provider() -> Any:
     try:
         from .. import metrics
 
-        state = metrics._instruments()  # the provider instrument(meter_provider=...) configured
-        return state.meter_provider
+        state = metrics._state  # the provider instrument(meter_provider=...) configured; None: the global one
+        return None if state is None else state.meter_provider
     except Exception:
         return None
 
