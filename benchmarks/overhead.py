@@ -14,8 +14,9 @@ Method (the one issue 2 names, so the figures compare with its peer numbers):
   drops spans, so span creation, attributes and export calls are all paid on the calling thread), an SDK
   ``MeterProvider`` (metrics recorded), pricing, hooks. The uninstrumented arm runs with the same global
   providers installed (as an app that uses OpenTelemetry would), so Anthropic's native tracing is on in both.
-* Per call: wall time and **CPU time of the calling thread** (``time.thread_time``) for a non-streaming
-  ``create``. Per chunk: the slope between a 20-chunk and a 200-chunk stream's iteration time (fixed costs at the
+* Every figure in wall time and in **CPU time of the calling thread** (``time.thread_time``: robust to a busy
+  machine, and with the in-process transport all of a call's work is on that thread). Per call: a
+  non-streaming ``create``. Per chunk: the slope between a 20-chunk and a 200-chunk stream's iteration time (fixed costs at the
   end of a stream, like pricing, cancel out). Time to first chunk: from the call until the first chunk is in the
   caller's hand.
 """
@@ -161,13 +162,20 @@ def call_fn(client: Any, vendor: str, stream_chunks: int) -> Callable[[], Any]:
                                           stream=True, extra_headers={"x-replay-chunks": str(stream_chunks)})
 
 
+KEYS = ("call", "ttfc", "iter_short", "iter_long")
+
+
 @dataclass
 class Samples:
-    call_wall: list[float] = field(default_factory=list)
-    call_cpu: list[float] = field(default_factory=list)
-    ttfc: list[float] = field(default_factory=list)
-    iter_short: list[float] = field(default_factory=list)
-    iter_long: list[float] = field(default_factory=list)
+    """Seconds per measurement, wall clock and CPU time of the calling thread (robust to a busy machine: time
+    spent descheduled is not counted)."""
+
+    wall: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KEYS})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KEYS})
+
+    def add(self, key: str, wall: float, cpu: float) -> None:
+        self.wall[key].append(wall)
+        self.cpu[key].append(cpu)
 
 
 def measure_nonstream(fn: Callable[[], Any], samples: Samples, n: int) -> None:
@@ -175,28 +183,27 @@ def measure_nonstream(fn: Callable[[], Any], samples: Samples, n: int) -> None:
         c0, w0 = time.thread_time(), time.perf_counter()
         fn()
         w1, c1 = time.perf_counter(), time.thread_time()
-        samples.call_wall.append(w1 - w0)
-        samples.call_cpu.append(c1 - c0)
+        samples.add("call", w1 - w0, c1 - c0)
 
 
 def measure_stream(fn: Callable[[], Any], n_chunks: int, samples: Samples, n: int) -> None:
     for _ in range(n):
-        w0 = time.perf_counter()
+        c0, w0 = time.thread_time(), time.perf_counter()
         stream = fn()
         iterator = iter(stream)
         next(iterator)
-        w1 = time.perf_counter()
+        w1, c1 = time.perf_counter(), time.thread_time()
         count = 1
         for _ in iterator:
             count += 1
-        w2 = time.perf_counter()
+        w2, c2 = time.perf_counter(), time.thread_time()
         if count < n_chunks:
             raise RuntimeError(f"stream delivered {count} chunks, expected at least {n_chunks}")
         if n_chunks == LONG:
-            samples.ttfc.append(w1 - w0)
-            samples.iter_long.append(w2 - w1)
+            samples.add("ttfc", w1 - w0, c1 - c0)
+            samples.add("iter_long", w2 - w1, c2 - c1)
         else:
-            samples.iter_short.append(w2 - w1)
+            samples.add("iter_short", w2 - w1, c2 - c1)
 
 
 def run_arm(on: bool, fns: dict[str, Callable[[], Any]], samples: Samples, n: int, providers: dict) -> None:
@@ -223,54 +230,46 @@ def med(values: list[float]) -> float:
 def merged(rounds: list[Samples]) -> Samples:
     out = Samples()
     for r in rounds:
-        for name in ("call_wall", "call_cpu", "ttfc", "iter_short", "iter_long"):
-            getattr(out, name).extend(getattr(r, name))
+        for key in KEYS:
+            out.wall[key].extend(r.wall[key])
+            out.cpu[key].extend(r.cpu[key])
     return out
 
 
-def per_chunk(s: Samples) -> float:
-    return (med(s.iter_long) - med(s.iter_short)) / (LONG - SHORT)
+def figure(s: Samples, key: str, clock: str) -> float:
+    """Median of one measurement; "chunk" is the slope between the long and the short stream's iteration."""
+    series = s.cpu if clock == "cpu" else s.wall
+    if key == "chunk":
+        return (med(series["iter_long"]) - med(series["iter_short"])) / (LONG - SHORT)
+    return med(series[key])
 
 
-def spread(off_rounds: list[Samples], on_rounds: list[Samples], metric: Callable[[Samples], float]) -> str:
+def spread(off_rounds: list[Samples], on_rounds: list[Samples], key: str, clock: str) -> str:
     """Quartiles of the per-round differences: how much of a figure is noise on this machine."""
-    diffs = sorted(metric(b) - metric(a) for a, b in zip(off_rounds, on_rounds))
+    diffs = [figure(b, key, clock) - figure(a, key, clock) for a, b in zip(off_rounds, on_rounds)]
     if len(diffs) < 4:
         return ""
     q = statistics.quantiles(diffs, n=4)
-    return f"[rounds IQR {q[0] * 1e6:+.1f} .. {q[2] * 1e6:+.1f}]"
+    return f"[per-round IQR {q[0] * 1e6:+.2f} .. {q[2] * 1e6:+.2f}]"
 
 
 def report(label: str, off_rounds: list[Samples], on_rounds: list[Samples]) -> dict[str, float]:
-    us = 1e6
     off, on = merged(off_rounds), merged(on_rounds)
-    fig = {
-        "call_wall_off_us": med(off.call_wall) * us, "call_wall_on_us": med(on.call_wall) * us,
-        "call_cpu_off_us": med(off.call_cpu) * us, "call_cpu_on_us": med(on.call_cpu) * us,
-        "chunk_off_us": per_chunk(off) * us, "chunk_on_us": per_chunk(on) * us,
-        "ttfc_off_us": med(off.ttfc) * us, "ttfc_on_us": med(on.ttfc) * us,
-    }
-    added_cpu = fig["call_cpu_on_us"] - fig["call_cpu_off_us"]
-    added_wall = fig["call_wall_on_us"] - fig["call_wall_off_us"]
-    added_chunk = fig["chunk_on_us"] - fig["chunk_off_us"]
-    ttfc_change = fig["ttfc_on_us"] - fig["ttfc_off_us"]
-    fig.update(added_cpu_us=added_cpu, added_wall_us=added_wall, added_chunk_us=added_chunk,
-               ttfc_change_us=ttfc_change, ratio_cpu=fig["call_cpu_on_us"] / fig["call_cpu_off_us"],
-               ratio_wall=fig["call_wall_on_us"] / fig["call_wall_off_us"])
+    fig: dict[str, float] = {}
     print(f"\n== {label}")
-    print(f"  non-stream call, CPU   {fig['call_cpu_off_us']:9.1f} us -> {fig['call_cpu_on_us']:9.1f} us   "
-          f"added {added_cpu:+8.1f} us/call   ratio {fig['ratio_cpu']:.3f} ({100 * added_cpu / fig['call_cpu_off_us']:+.1f} %) "
-          f"{spread(off_rounds, on_rounds, lambda s: med(s.call_cpu))}")
-    print(f"  non-stream call, wall  {fig['call_wall_off_us']:9.1f} us -> {fig['call_wall_on_us']:9.1f} us   "
-          f"added {added_wall:+8.1f} us/call   ratio {fig['ratio_wall']:.3f} ({100 * added_wall / fig['call_wall_off_us']:+.1f} %) "
-          f"{spread(off_rounds, on_rounds, lambda s: med(s.call_wall))}")
-    print(f"  stream, per chunk      {fig['chunk_off_us']:9.2f} us -> {fig['chunk_on_us']:9.2f} us   "
-          f"added {added_chunk:+8.2f} us/chunk (slope {SHORT}->{LONG} chunks) {spread(off_rounds, on_rounds, per_chunk)}")
-    print(f"  stream, first chunk    {fig['ttfc_off_us']:9.1f} us -> {fig['ttfc_on_us']:9.1f} us   "
-          f"change {ttfc_change:+8.1f} us ({100 * ttfc_change / fig['ttfc_off_us']:+.1f} %) "
-          f"{spread(off_rounds, on_rounds, lambda s: med(s.ttfc))}")
-    print(f"  samples per arm: {len(on.call_cpu)} calls, {len(on.iter_long)} x {LONG}-chunk and {len(on.iter_short)} x "
-          f"{SHORT}-chunk streams, in {len(on_rounds)} rounds")
+    rows = [("call", "non-stream call", "us/call"), ("chunk", "stream, per chunk", "us/chunk"),
+            ("ttfc", "stream, first chunk", "us")]
+    for key, title, unit in rows:
+        for clock in ("cpu", "wall"):
+            before, after = figure(off, key, clock) * 1e6, figure(on, key, clock) * 1e6
+            added = after - before
+            fig[f"{key}_{clock}_off_us"], fig[f"{key}_{clock}_on_us"] = before, after
+            fig[f"{key}_{clock}_added_us"] = added
+            pct = f"ratio {after / before:.3f} ({100 * added / before:+.1f} %)" if key != "chunk" else ""
+            print(f"  {title + ', ' + clock:24s} {before:9.2f} -> {after:9.2f} us   added {added:+8.2f} {unit:8s} "
+                  f"{pct:22s} {spread(off_rounds, on_rounds, key, clock)}")
+    print(f"  samples per arm: {len(on.cpu['call'])} calls, {len(on.cpu['iter_long'])} x {LONG}-chunk and "
+          f"{len(on.cpu['iter_short'])} x {SHORT}-chunk streams, in {len(on_rounds)} rounds")
     return fig
 
 
