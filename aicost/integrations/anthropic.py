@@ -19,7 +19,6 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
-import time
 from typing import Any, Callable
 
 from opentelemetry import trace
@@ -171,12 +170,11 @@ class DeferredEndSpan(trace.Span):
 
     The SDK ends a non-streaming call's span inside ``request()``, before aicost sees the parsed message; a
     streaming call's span ends when the body ends. In both cases the real ``end()`` runs once aicost has
-    finished, with the end time the SDK asked for, so the span's timing is the SDK's own.
+    finished (microseconds later for a plain call; when the body has been read for a raw response).
     """
 
     def __init__(self, span: Any) -> None:
         self._span = span
-        self._sdk_end_time: int | None = None
         self._sdk_ended = False
         self._aicost_done = False
         self._on_sdk_end: Callable[[], None] | None = None
@@ -189,7 +187,6 @@ class DeferredEndSpan(trace.Span):
         if self._sdk_ended:
             return
         self._sdk_ended = True
-        self._sdk_end_time = end_time or time.time_ns()
         callback, self._on_sdk_end = self._on_sdk_end, None
         if callback is not None:
             try:
@@ -215,7 +212,9 @@ class DeferredEndSpan(trace.Span):
         self._aicost_done = True
         self._on_sdk_end = None
         if self._sdk_ended:
-            self._span.end(self._sdk_end_time)
+            # End now rather than at the time the SDK asked: with raw responses the SDK considers the call over
+            # when the response returns, yet the body (and the SDK's own time-to-first-chunk) comes later.
+            self._span.end()
 
     # -- plain delegation
     def get_span_context(self) -> Any:
