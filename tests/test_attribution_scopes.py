@@ -332,6 +332,13 @@ def test_upstream_baggage_is_read_and_local_scopes_win():
     assert now() == {}
 
 
+def test_values_with_spaces_commas_and_unicode_survive_the_round_trip():
+    with attribute(team="Search & Ranking, EU", feature="résumé=summary;v2"):
+        headers = inject_headers()
+    with attributes_from_headers(headers):
+        assert now() == {TEAM: "Search & Ranking, EU", FEATURE: "résumé=summary;v2"}
+
+
 def test_header_names_are_case_insensitive():
     with attributes_from_headers({"Baggage": "aicost.team=a", "BAGGAGE": "aicost.feature=f"}):
         assert now() == {TEAM: "a", FEATURE: "f"}
