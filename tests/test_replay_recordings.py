@@ -609,6 +609,7 @@ def check_outcome(case: Case, variant: str, outcome: CallOutcome, telemetry: Any
             assert attrs.get(sc.AICOST_SERVICE_TIER) == "priority", (
                 f"{rid}: priced at tier {attrs.get(sc.AICOST_SERVICE_TIER)!r}, the response says priority")
 
+    _check_metrics(rid, attrs, telemetry)
     # the caller got the vendor's data unchanged
     _check_result(case, variant, outcome, exp)
     if case.vendor == "anthropic":
@@ -645,6 +646,17 @@ def _check_cost(rid: str, attrs: dict[str, Any], expected: Decimal, exp: Expecte
         f"usage {exp.usage}, tier {exp.service_tier}); parts {parts}")
     assert attrs[sc.GEN_AI_USAGE_COST] == float(total), (
         f"{rid}: {sc.GEN_AI_USAGE_COST}={attrs[sc.GEN_AI_USAGE_COST]!r} != float({total})")
+
+
+def _check_metrics(rid: str, attrs: dict[str, Any], telemetry: Any) -> None:
+    """The metrics the dashboards read agree with the span: same cost, same tokens (one call per test)."""
+    points = telemetry.metrics()
+    cost_points = points.get(sc.METRIC_COST, [])
+    assert [p.value for p in cost_points] == [attrs[sc.GEN_AI_USAGE_COST]], (
+        f"{rid}: {sc.METRIC_COST} points {[p.value for p in cost_points]} != span cost {attrs[sc.GEN_AI_USAGE_COST]}")
+    tokens = {p.attributes.get(sc.GEN_AI_TOKEN_TYPE): p.sum for p in points.get(sc.METRIC_TOKEN_USAGE, [])}
+    want = {"input": attrs[sc.GEN_AI_USAGE_INPUT_TOKENS], "output": attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS]}
+    assert {k: tokens.get(k) for k in want} == want, f"{rid}: {sc.METRIC_TOKEN_USAGE} {tokens} != span {want}"
 
 
 def _check_estimated(case: Case, exp: Expected, attrs: dict[str, Any]) -> None:
