@@ -210,28 +210,33 @@ def _call_labels(result: CallResult) -> dict[str, Any]:
     return labels
 
 
+def _server_labels(result: CallResult, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """server.address / server.port for the histograms (GenAI conventions), from the attributes given or the
+    call's span: which endpoint (vendor, proxy, gateway) answered is the first question when latency jumps."""
+    span_attributes = getattr(result.span, "attributes", None) or {}
+    out: dict[str, Any] = {}
+    for key in _SERVER_KEYS:
+        value = attributes.get(key, span_attributes.get(key))
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
-    """Record one finished call. ``attributes``: the call's span attributes (at least its attribution, as
-    returned by ``aicost.attribution.current_attributes()`` when the call started)."""
+    """Record one finished call. ``attributes``: the call's attribution as captured when it started (what
+    ``aicost.attribution.current_attributes()`` returned then); more span attributes may be passed too."""
     try:
         state = _instruments()
         labels = _call_labels(result)
         labels.update(state.attribution_labels(attributes))
+        histogram_labels = {**labels, **_server_labels(result, attributes)}
         usage = result.usage
         if usage is not None:
-            token_labels = {**labels}
-            for key in _SERVER_KEYS:
-                if key in attributes:
-                    token_labels[key] = attributes[key]
-            state.token_usage.record(usage.input_tokens, {**token_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
-            state.token_usage.record(usage.output_tokens, {**token_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
-        duration_labels = {**labels}
-        for key in _SERVER_KEYS:
-            if key in attributes:
-                duration_labels[key] = attributes[key]
+            state.token_usage.record(usage.input_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
+            state.token_usage.record(usage.output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
         if result.error_type:
-            duration_labels[semconv.ERROR_TYPE] = result.error_type
-        state.duration.record(max(0.0, float(result.duration_s)), duration_labels)
+            histogram_labels[semconv.ERROR_TYPE] = result.error_type
+        state.duration.record(max(0.0, float(result.duration_s)), histogram_labels)
         cost = result.cost_usd
         if cost is not None:
             state.add_cost(labels, cost)

@@ -142,6 +142,10 @@ def test_promql_sum_by_team_equals_the_spans_total_exactly(prometheus_app, opena
         assert {r["metric"]["aicost_team"]: int(float(r["value"][1])) for r in token_sums} == dict(tokens)
         assert promql(prom, f'{COST_METRIC}{{aicost_customer!=""}}') == []
 
+        # The histograms carry the GenAI conventions' server.port (from the call's span); cost series do not.
+        ports = promql(prom, "count by (server_port) (gen_ai_client_operation_duration_seconds_count)")
+        assert [r["metric"].get("server_port") for r in ports] == [str(cost_spans[0].attributes[semconv.SERVER_PORT])]
+
         # Units of work are counted by outcome, for cost per successful run.
         runs = promql(prom, 'sum by (aicost_feature, aicost_outcome) (aicost_feature_runs_total)')
         assert {(r["metric"]["aicost_feature"], r["metric"]["aicost_outcome"]): r["value"][1] for r in runs} == {
