@@ -1,11 +1,13 @@
 """Pricing hot path: what one call's cost computation costs, against genai-prices' calc_price.
 
-Prints measured figures (microseconds per call, median of repeats) and the ratio measured in this run:
+Prints measured figures (microseconds per call: best and median of 7 repeats; on a shared, loaded machine the
+best is the closer estimate of the code's own cost) and the ratio measured in this run:
     .venv/bin/python benchmarks/pricing.py
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import timeit
@@ -17,9 +19,9 @@ from aicost.usage import Usage
 REPEATS = 7
 
 
-def per_call_us(fn, number: int) -> float:
+def per_call_us(fn, number: int) -> tuple[float, float]:
     runs = timeit.repeat(fn, number=number, repeat=REPEATS)
-    return statistics.median(runs) / number * 1e6
+    return min(runs) / number * 1e6, statistics.median(runs) / number * 1e6
 
 
 def main() -> int:
@@ -49,12 +51,14 @@ def main() -> int:
 
     rows.append(("resolve, cold (name resolution, no cache)", cold_resolve, 2_000))
 
-    print(f"python {sys.version.split()[0]}; catalog {engine.catalog_version()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"python {sys.version.split()[0]}; catalog {engine.catalog_version()}; {os.cpu_count()} cpus, load {load:.1f}")
+    print(f"{'':58s} {'best':>9s} {'median':>9s}  (us/call)")
     results = {}
     for label, fn, number in rows:
         fn()
         results[label] = per_call_us(fn, number)
-        print(f"{label:58s} {results[label]:9.2f} us/call")
+        print(f"{label:58s} {results[label][0]:9.2f} {results[label][1]:9.2f}")
 
     try:
         import genai_prices
@@ -65,8 +69,8 @@ def main() -> int:
     genai_prices.calc_price(gp_usage, "gpt-4o-2024-08-06", provider_id="openai")
     gp = per_call_us(lambda: genai_prices.calc_price(gp_usage, "gpt-4o-2024-08-06", provider_id="openai"), 2_000)
     ours = results["price_call openai gpt-4o (cached, now)"]
-    print(f"{'genai_prices.calc_price openai gpt-4o (same usage)':58s} {gp:9.2f} us/call")
-    print(f"ratio genai-prices / aicost price_call: {gp / ours:.0f}x")
+    print(f"{'genai_prices.calc_price openai gpt-4o (same usage)':58s} {gp[0]:9.2f} {gp[1]:9.2f}")
+    print(f"ratio genai-prices / aicost price_call (best): {gp[0] / ours[0]:.0f}x")
     return 0
 
 

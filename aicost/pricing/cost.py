@@ -91,16 +91,8 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
 
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
-    return Cost(
-        known=False,
-        total=None,
-        parts=_EMPTY,
-        model=model,
-        provider=provider,
-        service_tier=service_tier,
-        source="unknown",
-        estimated=bool(getattr(usage, "estimated", False)),
-    )
+    return _make_cost(False, None, _EMPTY, model, provider, service_tier, "unknown",
+                      bool(getattr(usage, "estimated", False)))
 
 
 class _Band:
@@ -195,6 +187,7 @@ class ModelPrice:
         """Price one call. Each token is priced once: subsets are subtracted from their parent bucket.
 
         ``web_search_tool="web_search_preview"`` selects the preview tool's per-call rate where it differs.
+        The common call has no cache/audio/image/reasoning tokens, so those branches are skipped as a group.
         """
         input_tokens = usage.input_tokens
         band = self._base
@@ -203,48 +196,66 @@ class ModelPrice:
                 band = candidate
                 break
         mul = MONEY.multiply
+        add = MONEY.add
         parts: dict[str, Decimal] = {}
+        total = ZERO
         cache_read = usage.cache_read_tokens
         cache_write = usage.cache_write_tokens
-        cache_write_1h = usage.cache_write_1h_tokens
         input_audio = usage.input_audio_tokens
         input_image = usage.input_image_tokens
-        text_input = input_tokens - cache_read - cache_write - input_audio - input_image
-        if text_input > 0:
-            parts["input"] = mul(band.input, text_input)
-        if cache_read > 0:
-            parts["cache_read"] = mul(band.cache_read, cache_read)
-        if cache_write > cache_write_1h:
-            parts["cache_write"] = mul(band.cache_write, cache_write - cache_write_1h)
-        if cache_write_1h > 0:
-            parts["cache_write_1h"] = mul(band.cache_write_1h, min(cache_write_1h, cache_write))
-        if input_audio > 0:
-            parts["input_audio"] = mul(band.input_audio, input_audio)
-        if input_image > 0:
-            parts["input_image"] = mul(band.input_image, input_image)
+        if cache_read or cache_write or input_audio or input_image:
+            text_input = input_tokens - cache_read - cache_write - input_audio - input_image
+            if text_input > 0:
+                parts["input"] = value = mul(band.input, text_input)
+                total = add(total, value)
+            cache_write_1h = usage.cache_write_1h_tokens
+            if cache_read > 0:
+                parts["cache_read"] = value = mul(band.cache_read, cache_read)
+                total = add(total, value)
+            if cache_write > cache_write_1h:
+                parts["cache_write"] = value = mul(band.cache_write, cache_write - cache_write_1h)
+                total = add(total, value)
+            if cache_write_1h > 0:
+                parts["cache_write_1h"] = value = mul(band.cache_write_1h, min(cache_write_1h, cache_write))
+                total = add(total, value)
+            if input_audio > 0:
+                parts["input_audio"] = value = mul(band.input_audio, input_audio)
+                total = add(total, value)
+            if input_image > 0:
+                parts["input_image"] = value = mul(band.input_image, input_image)
+                total = add(total, value)
+        elif input_tokens > 0:
+            parts["input"] = total = mul(band.input, input_tokens)
         output_tokens = usage.output_tokens
+        reasoning = usage.reasoning_tokens
         output_audio = usage.output_audio_tokens
         output_image = usage.output_image_tokens
-        reasoning = min(usage.reasoning_tokens, max(0, output_tokens - output_audio - output_image))
-        text_output = output_tokens - output_audio - output_image - reasoning
-        if text_output > 0:
-            parts["output"] = mul(band.output, text_output)
-        if reasoning > 0:
-            parts["reasoning"] = mul(band.reasoning, reasoning)
-        if output_audio > 0:
-            parts["output_audio"] = mul(band.output_audio, output_audio)
-        if output_image > 0:
-            parts["output_image"] = mul(band.output_image, output_image)
+        if reasoning or output_audio or output_image:
+            reasoning = min(reasoning, max(0, output_tokens - output_audio - output_image))
+            text_output = output_tokens - output_audio - output_image - reasoning
+            if text_output > 0:
+                parts["output"] = value = mul(band.output, text_output)
+                total = add(total, value)
+            if reasoning > 0:
+                parts["reasoning"] = value = mul(band.reasoning, reasoning)
+                total = add(total, value)
+            if output_audio > 0:
+                parts["output_audio"] = value = mul(band.output_audio, output_audio)
+                total = add(total, value)
+            if output_image > 0:
+                parts["output_image"] = value = mul(band.output_image, output_image)
+                total = add(total, value)
+        elif output_tokens > 0:
+            parts["output"] = value = mul(band.output, output_tokens)
+            total = add(total, value)
         if usage.web_search_requests > 0:
             search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
             if search:
-                parts["web_search"] = mul(search, usage.web_search_requests)
+                parts["web_search"] = value = mul(search, usage.web_search_requests)
+                total = add(total, value)
         if band.request:
             parts["request"] = band.request
-        total = ZERO
-        add = MONEY.add
-        for value in parts.values():
-            total = add(total, value)
+            total = add(total, band.request)
         return _make_cost(
             True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier, self.source,
             usage.estimated,
