@@ -1,6 +1,7 @@
 """The ``aicost`` command. Subcommands register in ``build_parser``; each is a small function.
 
 ``aicost prices MODEL [--provider P] [--tier T] [--at DATE] [--price-file F]``  resolved price table
+``aicost prices --list [--provider P]``                                          models in the catalog
 ``aicost prices --check FILE``                                                   validate a price file
 ``aicost prices --unknown [FILE]``                                               models seen without a price
 """
@@ -54,8 +55,24 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"{item.get('provider') or '-':18s} {item.get('model')!s:40s} first seen {item.get('first_seen')}",
                   file=out)
         return 0
+    if args.list:
+        from .pricing import catalog, names
+
+        current = catalog.current()
+        wanted = names.provider_id(args.provider) or args.provider if args.provider else None
+        if wanted and wanted not in current.providers:
+            print(f"no price table for provider {args.provider!r}", file=err)
+            return 1
+        print(f"catalog {current.version}", file=out)
+        for table in current.providers.values():
+            if wanted and table.id != wanted:
+                continue
+            for model in table.models:
+                flag = "  (retired)" if model.deprecated else ""
+                print(f"{table.id:12s} {model.id}{flag}", file=out)
+        return 0
     if not args.model:
-        print("usage: aicost prices MODEL [--provider P] | --check FILE | --unknown [FILE]", file=err)
+        print("usage: aicost prices MODEL [--provider P] | --list | --check FILE | --unknown [FILE]", file=err)
         return 2
     if args.price_file:
         try:
@@ -96,6 +113,7 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--at", type=_parse_at, help="price at this date/time (ISO 8601, UTC if no offset)")
     p.add_argument("--price-file", help="apply this TOML/JSON override file first")
     p.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
+    p.add_argument("--list", action="store_true", help="list the catalog's models (of --provider, if given)")
     p.add_argument("--unknown", nargs="?", const="", metavar="FILE",
                    help="list models recorded without a price (default file: $AICOST_UNKNOWN_MODELS_FILE)")
     p.set_defaults(handler=_prices)
@@ -122,7 +140,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     if handler is None:
         parser.print_help(out)
         return 2
-    return handler(args, out, err)
+    try:
+        return handler(args, out, err)
+    except BrokenPipeError:  # `aicost prices --list | head`: the reader left; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

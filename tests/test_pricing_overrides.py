@@ -256,3 +256,10 @@ def test_cli_runs_as_a_program():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "openai/gpt-4o-mini" in done.stdout and "0.15" in done.stdout
+
+
+def test_cli_lists_catalog_models_of_a_provider():
+    code, out, _ = run_cli("prices", "--list", "--provider", "gen_ai.nothing")
+    assert code == 1
+    code, out, _ = run_cli("prices", "--list", "--provider", "anthropic")
+    assert code == 0 and "claude-sonnet-4-5" in out and "gpt-4o" not in out
