@@ -227,3 +227,23 @@ def test_refresh_from_installed_genai_prices():
     version = refresh_catalog_from_genai_prices()
     assert "refreshed" in version and catalog_version() == version
     assert price_call("openai", "gpt-4o", Usage(input_tokens=1_000_000)).total == Decimal("2.5")
+
+
+def _recordings():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parent / "fixtures" / "recordings"
+    for path in sorted(root.glob("*/*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        model = rec["derived"].get("model_in_response")
+        if 200 <= rec["response"]["status"] < 300 and model:
+            azure = ".openai.azure.com" in (rec["request"].get("host") or "")
+            provider = "azure.ai.openai" if azure else rec["vendor"]
+            yield pytest.param(provider, model, id=rec["id"])
+
+
+@pytest.mark.parametrize("provider,model", list(_recordings()))
+def test_every_model_answering_in_the_recorded_corpus_is_priced(provider, model):
+    """Data-driven twin of the list above: a recording added later with a new model fails here first."""
+    assert resolve(provider, model) is not None, f"{provider} {model}"
