@@ -170,7 +170,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "raw", "otel_token", "hide_usage",
-        "acc", "parsing",
+        "acc", "busy",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -201,7 +201,9 @@ class _Call:
         self.otel_token: Any = None
         self.hide_usage = False  # aicost asked for a usage-only chunk the caller must not see
         self.acc: StreamAccumulator | None = None  # set once a stream is being watched
-        self.parsing = False  # inside the caller's parse(): reading the body closes the response, not the call
+        # aicost is inside a read (the caller's parse(), or pulling the next stream item): the SDK closes the
+        # response there itself, and the reader, not the close hook, knows how the call ended.
+        self.busy = False
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -433,21 +435,21 @@ class _Call:
 
         if inspect.iscoroutinefunction(original_parse):
             async def parse(*args: Any, **kwargs: Any) -> Any:
-                call.parsing = True
+                call.busy = True
                 try:
                     parsed = await original_parse(*args, **kwargs)
                 finally:
-                    call.parsing = False
+                    call.busy = False
                 if not args and not kwargs:
                     _safe(observe, parsed)
                 return parsed
         else:
             def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                call.parsing = True
+                call.busy = True
                 try:
                     parsed = original_parse(*args, **kwargs)
                 finally:
-                    call.parsing = False
+                    call.busy = False
                 if not args and not kwargs:
                     _safe(observe, parsed)
                 return parsed
@@ -554,6 +556,7 @@ def _record_metrics(result: hooks.CallResult, attribution: dict[str, str]) -> No
 # --------------------------------------------------------------------------------------------- streams
 def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
     observe = acc.observe
+    call.busy = True
     try:
         for item in inner:
             if call.first_chunk_at is None:
@@ -565,18 +568,24 @@ def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
                 keep = True
                 error_once("stream:observe", "aicost: could not read a stream item")
             if keep:
+                call.busy = False
                 yield item
+                call.busy = True
     except GeneratorExit:
+        call.busy = False
         call.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed")
         raise
     except BaseException as exc:
+        call.busy = False
         call.finish(_stream_meta(acc), exc, "error")
         raise
+    call.busy = False
     call.finish(_stream_meta(acc), None, "exhausted")
 
 
 async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
     observe = acc.observe
+    call.busy = True
     try:
         async for item in inner:
             if call.first_chunk_at is None:
@@ -588,13 +597,18 @@ async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
                 keep = True
                 error_once("stream:observe", "aicost: could not read a stream item")
             if keep:
+                call.busy = False
                 yield item
+                call.busy = True
     except GeneratorExit:
+        call.busy = False
         call.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed")
         raise
     except BaseException as exc:
+        call.busy = False
         call.finish(_stream_meta(acc), exc, "error")
         raise
+    call.busy = False
     call.finish(_stream_meta(acc), None, "exhausted")
 
 
@@ -618,7 +632,7 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
         return
 
     def done() -> None:
-        if not call.finished and not call.parsing:
+        if not call.finished and not call.busy:
             acc = call.acc
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 

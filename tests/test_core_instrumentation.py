@@ -1,0 +1,443 @@
+"""The core's promises, with the real SDKs over real HTTP on 127.0.0.1 (see tests/vendor_server.py).
+
+What the application sees must not change; every billed call is one costed span; streams end their span however
+they end; aicost's own failures are swallowed; instrument/uninstrument are idempotent and complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+import aicost
+from aicost import hooks
+from aicost import semconv as s
+from aicost.errors import CallRefused
+from vendor_server import (
+    Reply,
+    anthropic_client,
+    anthropic_error_reply,
+    anthropic_message_reply,
+    anthropic_stream_reply,
+    openai_chat_reply,
+    openai_chat_stream_reply,
+    openai_client,
+    openai_error_reply,
+)
+
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def attrs(span):
+    return dict(span.attributes or {})
+
+
+def only_cost_span(instrumented):
+    spans = instrumented.cost_spans()
+    assert len(spans) == 1, [(x.name, attrs(x)) for x in instrumented.spans()]
+    return spans[0]
+
+
+# ------------------------------------------------------------------------------------------ what the app sees
+def test_return_types_and_objects_are_the_sdks_own(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_chat_reply(text="Paris", prompt_tokens=14, completion_tokens=1))
+    result = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert type(result) is openai.types.chat.ChatCompletion
+    assert result.choices[0].message.content == "Paris"
+    assert result.usage.prompt_tokens == 14
+
+    replay_server.enqueue(openai_chat_stream_reply(5, include_usage=False))
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    assert type(stream) is openai.Stream
+    chunks = list(stream)
+    assert len(chunks) == 7 and all(c.choices for c in chunks)
+
+
+def test_chat_cost_is_usage_times_price(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=1000, completion_tokens=200,
+                                            cached_tokens=400))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    a = attrs(only_cost_span(instrumented))
+    # gpt-4o-mini: $0.15 / MTok input, $0.075 cached, $0.60 output.
+    expected = (Decimal(600) * Decimal("0.15") + Decimal(400) * Decimal("0.075") + Decimal(200) * Decimal("0.60")) / 10**6
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == expected
+    assert a[s.GEN_AI_USAGE_COST] == float(expected)
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and a[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 400
+    assert a[s.GEN_AI_OPERATION_NAME] == "chat" and a[s.GEN_AI_PROVIDER_NAME] == "openai"
+    assert a[s.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
+
+
+def test_anthropic_input_includes_cache_reads_and_writes(instrumented, replay_server, anthropic_client):
+    replay_server.enqueue(anthropic_message_reply("claude-3-5-haiku-20241022", input_tokens=10, output_tokens=5,
+                                                  cache_read=1000, cache_write=200))
+    anthropic_client.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=MSG)
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1210
+    assert a[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1000
+    assert a[s.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == 200
+    # claude-3-5-haiku: $0.80 input, $0.08 cache read, $1.00 5-minute cache write, $4.00 output per MTok.
+    expected = (10 * Decimal("0.80") + 1000 * Decimal("0.08") + 200 * Decimal("1.00") + 5 * Decimal("4.00")) / 10**6
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == expected
+
+
+# ------------------------------------------------------------------------------------------ streams
+def test_stream_usage_chunk_is_requested_and_hidden(replay_server, tracer_provider, span_exporter):
+    """With stream_usage="always" aicost asks for the usage chunk and hides it: the caller's loop is unchanged."""
+    aicost.instrument(tracer_provider=tracer_provider, stream_usage="always")
+    try:
+        client = openai_client(replay_server)
+        replay_server.enqueue(openai_chat_stream_reply(4, include_usage=True, prompt_tokens=12))
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+        assert [len(c.choices) for c in chunks] == [1] * 6  # no empty-choices usage chunk reaches the caller
+        assert replay_server.requests[-1].json["stream_options"] == {"include_usage": True}
+        span = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)][0]
+        a = attrs(span)
+        assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 12 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
+        assert s.AICOST_USAGE_ESTIMATED not in a
+        assert a[s.AICOST_STREAM_ENDED_BY] == "exhausted"
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(stream_usage="auto")
+        aicost.uninstrument()
+
+
+def test_callers_own_include_usage_is_left_alone(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_chat_stream_reply(3, include_usage=True, prompt_tokens=7))
+    chunks = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                                        stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 7  # the caller asked: they see it
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 7 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_stream_without_usage_is_estimated_and_said_so(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_chat_stream_reply(10, include_usage=False))
+    list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_USAGE_ESTIMATED] is True
+    assert a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 10  # " tok" x 10, counted with the model's tokenizer
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] > 0
+
+
+@pytest.mark.parametrize("how", ["break_and_close", "context_manager", "garbage"])
+def test_early_closed_stream_ends_its_span(instrumented, replay_server, openai_client, how):
+    replay_server.enqueue(openai_chat_stream_reply(50, include_usage=False, chunk_delay=0.001))
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    if how == "break_and_close":
+        for i, _ in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()
+    elif how == "context_manager":
+        with stream:
+            next(iter(stream))
+    else:
+        it = iter(stream)
+        next(it)
+        del it, stream
+        import gc
+
+        gc.collect()
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_STREAM_ENDED_BY] == "closed"
+    assert a[s.AICOST_USAGE_ESTIMATED] is True
+
+
+def test_error_mid_stream_is_reraised_and_recorded(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_chat_stream_reply(20, include_usage=False, error_after=5))
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    seen = 0
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            seen += 1
+    assert seen == 6  # role chunk + 5 content chunks, then the SDK raises, exactly as without aicost
+    span = [x for x in instrumented.spans() if attrs(x).get(s.AICOST_STREAM_ENDED_BY)][0]
+    assert attrs(span)[s.AICOST_STREAM_ENDED_BY] == "error"
+    assert s.ERROR_TYPE in attrs(span)
+
+
+def test_connection_dropped_mid_stream(instrumented, replay_server, anthropic_client):
+    import httpx2
+
+    replay_server.enqueue(anthropic_stream_reply(30, disconnect_after=8))
+    # The SDK lets the transport's error through mid-stream; aicost re-raises whatever the SDK raises.
+    with pytest.raises((anthropic.APIError, httpx2.HTTPError)):
+        for _ in anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=50, messages=MSG,
+                                                  stream=True):
+            pass
+    span = instrumented.cost_spans()[0]
+    a = attrs(span)
+    assert a[s.AICOST_STREAM_ENDED_BY] == "error"
+    assert a[s.AICOST_USAGE_ESTIMATED] is True  # input from message_start; output counted from what arrived
+
+
+def test_anthropic_stream_helper_and_async_stream(instrumented, replay_server, anthropic_client):
+    replay_server.enqueue(anthropic_stream_reply(7, input_tokens=11, cache_read=3))
+    with anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50, messages=MSG) as st:
+        text = "".join(st.text_stream)
+    assert text == " tok" * 7
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 14 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 7
+
+
+# ------------------------------------------------------------------------------------------ failures
+@pytest.mark.parametrize("status,exc", [(400, openai.BadRequestError), (401, openai.AuthenticationError),
+                                        (429, openai.RateLimitError), (500, openai.InternalServerError)])
+def test_vendor_errors_reraise_unchanged(instrumented, replay_server, openai_client, status, exc):
+    replay_server.enqueue(openai_error_reply(status, type_="some_error"))
+    with pytest.raises(exc) as info:
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert info.value.status_code == status
+    span = instrumented.spans()[-1]
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == "some_error" and a[s.HTTP_RESPONSE_STATUS_CODE] == status
+    assert span.status.status_code.name == "ERROR"
+    assert a[s.GEN_AI_USAGE_COST] == 0.0  # a rejected request is not billed
+
+
+def test_anthropic_5xx(instrumented, replay_server, anthropic_client):
+    replay_server.enqueue(anthropic_error_reply(529))
+    with pytest.raises(anthropic.APIStatusError):
+        anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG)
+    assert attrs(instrumented.spans()[-1])[s.ERROR_TYPE] == "overloaded_error"
+
+
+def test_internal_aicost_error_is_swallowed_and_logged_once(instrumented, replay_server, openai_client,
+                                                            monkeypatch, caplog):
+    import aicost.pricing
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pricing exploded")
+
+    monkeypatch.setattr(aicost.pricing, "price_call", broken)
+    from aicost import _log
+
+    monkeypatch.setattr(_log, "_seen", set())
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        for _ in range(3):
+            replay_server.enqueue(openai_chat_reply(text="still fine"))
+            assert openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG).choices[0].message.content == "still fine"
+    assert sum("pricing failed" in r.getMessage() for r in caplog.records) == 1
+
+
+# ------------------------------------------------------------------------------------------ hooks
+class _Refuser:
+    def before_call(self, info):
+        raise CallRefused(f"no {info.request_model} today")
+
+
+class _Buggy:
+    def before_call(self, info):
+        raise KeyError("bug in an interceptor")
+
+
+def test_refusal_reaches_the_app_before_any_request(instrumented, replay_server, openai_client):
+    refuser = _Refuser()
+    hooks.add_interceptor(refuser)
+    try:
+        with pytest.raises(CallRefused, match="no gpt-4o today"):
+            openai_client.chat.completions.create(model="gpt-4o", messages=MSG)
+        assert replay_server.requests == []
+        assert attrs(instrumented.spans()[-1])[s.ERROR_TYPE] == "CallRefused"
+    finally:
+        hooks.remove_interceptor(refuser)
+
+
+def test_buggy_interceptor_does_not_break_the_call(instrumented, replay_server, openai_client):
+    buggy = _Buggy()
+    hooks.add_interceptor(buggy)
+    try:
+        replay_server.enqueue(openai_chat_reply())
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert len(instrumented.cost_spans()) == 1
+    finally:
+        hooks.remove_interceptor(buggy)
+
+
+def test_collector_sums_exact_costs_of_calls_started_inside(instrumented, replay_server, openai_client):
+    with aicost.collect_calls() as collected:
+        for _ in range(3):
+            replay_server.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=100, completion_tokens=10))
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    total = sum(Decimal(attrs(x)[s.AICOST_COST_TOTAL]) for x in instrumented.cost_spans())
+    assert collected.calls == 3 and collected.cost_usd == total
+    assert collected.usage.input_tokens == 300
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+def test_concurrent_threads_each_get_their_own_span(instrumented, replay_server):
+    client = openai_client(replay_server)
+    errors = []
+
+    def work(i: int) -> None:
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG, extra_headers={"x-n": str(i)},
+                                           max_tokens=i + 1)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    spans = instrumented.cost_spans()
+    assert sorted(attrs(x)[s.GEN_AI_REQUEST_MAX_TOKENS] for x in spans) == list(range(1, 41))
+
+
+async def test_concurrent_tasks_each_get_their_own_span(instrumented, replay_server):
+    client = anthropic_client(replay_server, is_async=True)
+    gate = asyncio.Semaphore(6)  # the stdlib test server's listen backlog is small; tasks still interleave
+
+    async def one(i: int) -> None:
+        async with gate:
+            stream = await client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=i + 1, messages=MSG,
+                                                  stream=True, extra_headers={"x-replay-chunks": str(i + 1)})
+            async for _ in stream:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(one(i) for i in range(30)))
+    spans = instrumented.cost_spans()
+    assert sorted((attrs(x)[s.GEN_AI_REQUEST_MAX_TOKENS], attrs(x)[s.GEN_AI_USAGE_OUTPUT_TOKENS]) for x in spans) == [
+        (i + 1, i + 1) for i in range(30)
+    ]
+    await client.close()
+
+
+# ------------------------------------------------------------------------------------------ patch lifecycle
+def test_instrument_is_idempotent_and_uninstrument_restores_everything(replay_server, tracer_provider, span_exporter):
+    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
+    from anthropic.resources.messages.messages import Messages
+    from anthropic.lib.bedrock._beta_messages import Messages as BedrockBetaMessages
+
+    originals = {(c, m): c.__dict__[m] for c in (Completions, AsyncCompletions, Messages, BedrockBetaMessages)
+                 for m in ("create", "parse")}
+    for _ in range(3):
+        aicost.instrument(tracer_provider=tracer_provider)
+        aicost.instrument(tracer_provider=tracer_provider)
+        assert Completions.__dict__["create"] is not originals[(Completions, "create")]
+        assert BedrockBetaMessages.__dict__["create"] is not originals[(BedrockBetaMessages, "create")]
+        client = openai_client(replay_server)
+        span_exporter.clear()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert len([x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]) == 1
+        aicost.uninstrument()
+        for (cls, name), original in originals.items():
+            assert cls.__dict__[name] is original
+        span_exporter.clear()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)] == []
+
+
+def test_clients_built_before_instrument_are_covered(replay_server, tracer_provider, span_exporter):
+    client = openai_client(replay_server)
+    client.chat.completions  # resources built before instrument()
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        span_exporter.clear()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert len([x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]) == 1
+    finally:
+        aicost.uninstrument()
+
+
+# ------------------------------------------------------------------------------------------ privacy
+def test_no_content_keys_or_headers_on_spans_by_default(instrumented, replay_server):
+    secret = "sk-aicost-secret-key-123"
+    client = openai.OpenAI(api_key=secret, base_url=replay_server.openai_base_url, max_retries=0,
+                           default_headers={"x-team-token": "header-secret-456"})
+    replay_server.enqueue(openai_chat_reply(text="The completion text"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "The prompt text"}])
+    values = " ".join(str(v) for span in instrumented.spans() for v in attrs(span).values())
+    for forbidden in (secret, "header-secret-456", "The prompt text", "The completion text"):
+        assert forbidden not in values
+
+
+def test_content_capture_is_opt_in(replay_server, tracer_provider, span_exporter):
+    aicost.instrument(tracer_provider=tracer_provider, capture_content=True)
+    try:
+        span_exporter.clear()
+        replay_server.enqueue(openai_chat_reply(text="The completion text"))
+        openai_client(replay_server).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "The prompt text"}])
+        a = attrs(span_exporter.get_finished_spans()[-1])
+        assert "The prompt text" in a[s.GEN_AI_INPUT_MESSAGES]
+        assert "The completion text" in a[s.GEN_AI_OUTPUT_MESSAGES]
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(capture_content=False)
+        aicost.uninstrument()
+
+
+# ------------------------------------------------------------------------------------------ Anthropic native spans
+def test_anthropic_native_span_carries_the_cost_no_duplicate(instrumented, replay_server, anthropic_client):
+    replay_server.enqueue(anthropic_message_reply(input_tokens=20, output_tokens=4))
+    anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG)
+    spans = instrumented.spans()
+    assert len(spans) == 1, [x.name for x in spans]  # the SDK's span, enriched; no second aicost span
+    a = attrs(spans[0])
+    assert spans[0].name == "anthropic.messages.create"
+    assert a[s.AICOST_SPAN_SOURCE] == "anthropic-sdk" and s.GEN_AI_USAGE_COST in a
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 20
+
+
+def test_anthropic_without_native_tracing_gets_an_aicost_span(instrumented, replay_server):
+    client = anthropic_client(replay_server, open_telemetry=False)
+    replay_server.enqueue(anthropic_message_reply(input_tokens=20, output_tokens=4))
+    client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG)
+    span = only_cost_span(instrumented)
+    assert attrs(span)[s.AICOST_SPAN_SOURCE] == "aicost" and span.name == "chat claude-3-5-haiku-20241022"
+
+
+def test_count_tokens_is_traced_but_not_billed(instrumented, replay_server, anthropic_client):
+    anthropic_client.messages.count_tokens(model="claude-3-5-haiku-20241022", messages=MSG)
+    assert instrumented.cost_spans() == []
+
+
+def test_azure_client_reports_azure_provider(instrumented, replay_server):
+    client = openai_client(replay_server, azure_deployment="my-gpt4o-deployment")
+    replay_server.enqueue(openai_chat_reply("gpt-4o-2024-08-06", prompt_tokens=100, completion_tokens=10))
+    client.chat.completions.create(model="my-gpt4o-deployment", messages=MSG)
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.GEN_AI_PROVIDER_NAME] == "azure.ai.openai" and a[s.AICOST_PRICE_KNOWN] is True
+
+
+# ------------------------------------------------------------------------------------------ no OTel SDK configured
+def test_works_with_the_no_op_tracer(replay_server):
+    """No tracer provider at all (the API's default no-op): calls work and nothing is logged as an error."""
+    script = textwrap.dedent(f"""
+        import logging, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        logging.basicConfig(level=logging.WARNING)
+        import aicost, openai, anthropic
+        from vendor_server import ReplayServer
+        errors = []
+        class H(logging.Handler):
+            def emit(self, record):
+                if record.levelno >= logging.ERROR: errors.append(record.getMessage())
+        logging.getLogger("aicost").addHandler(H())
+        aicost.instrument()
+        with ReplayServer() as srv:
+            o = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+            a = anthropic.Anthropic(api_key="t", base_url=srv.anthropic_base_url, max_retries=0)
+            with aicost.collect_calls() as c:
+                assert o.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}]).choices
+                assert len(list(o.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}], stream=True))) > 1
+                assert a.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}]).content
+        assert c.calls == 3 and c.cost_usd > 0, (c.calls, c.cost_usd)
+        assert not errors, errors
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
