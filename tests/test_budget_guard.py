@@ -474,3 +474,17 @@ def test_estimated_input_counts_are_inflated_by_the_margin():
         assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == -(-tokens.tokens * 3 // 2)
     finally:
         del PRICES["input-only"]
+
+
+def test_refusals_survive_pickling_for_process_pools():
+    import pickle
+
+    g = guard(Budget(limit_usd="0.001", name="p"))
+    spend(g)
+    with pytest.raises(BudgetExceeded) as err:
+        spend(g)
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (str(copy), copy.budget, copy.spent_usd, copy.resets_at) == (
+        str(err.value), "p", D("0.001"), err.value.resets_at)
+    violation = pickle.loads(pickle.dumps(PolicyViolation("rule-x", "because")))
+    assert violation.rule == "rule-x" and str(violation) == "aicost policy 'rule-x': because"

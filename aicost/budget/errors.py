@@ -47,13 +47,26 @@ class BudgetExceeded(CallRefused):
             f"{f' ({model})' if model else ''}; the window resets at {resets_at.isoformat().replace('+00:00', 'Z')}"
         )
 
+    def __reduce__(self):  # keyword-only __init__: pickle (multiprocessing, task queues) needs the fields
+        fields = ("budget", "scope", "scope_value", "limit_usd", "spent_usd", "reserved_usd", "requested_usd",
+                  "resets_at", "model")
+        return (_rebuild_budget_exceeded, ({f: getattr(self, f) for f in fields},))
+
+
+def _rebuild_budget_exceeded(fields: dict) -> BudgetExceeded:
+    return BudgetExceeded(**fields)
+
 
 class PolicyViolation(CallRefused):
     """The call breaks a governance rule (model allow/deny list, input-token cap); ``rule`` names it."""
 
     def __init__(self, rule: str, message: str) -> None:
         self.rule = rule
+        self.detail = message
         super().__init__(f"aicost policy {rule!r}: {message}")
+
+    def __reduce__(self):
+        return (PolicyViolation, (self.rule, self.detail))
 
 
 class BudgetStoreUnavailable(CallRefused):
