@@ -206,12 +206,16 @@ def current_attributes() -> Mapping[str, str]:
 
 
 class _Activation:
-    __slots__ = ("scope_token", "otel_token", "extra")
+    """What one activation changed, filled in step by step so a failure halfway can still be undone."""
+
+    __slots__ = ("scope_token", "otel_token", "span_token", "collecting", "unit_token")
 
     def __init__(self) -> None:
         self.scope_token: contextvars.Token | None = None
         self.otel_token: object = None
-        self.extra: Any = None
+        self.span_token: object = None
+        self.collecting: hooks.collect_calls | None = None
+        self.unit_token: contextvars.Token | None = None
 
 
 def _owner() -> tuple[int, int]:
@@ -238,7 +242,7 @@ class _ScopeBase:
     def _start(self) -> Any:
         return None
 
-    def _activate(self, state: Any) -> _Activation:
+    def _activate(self, state: Any, act: _Activation) -> None:
         raise NotImplementedError
 
     def _deactivate(self, state: Any, act: _Activation) -> None:
@@ -258,12 +262,13 @@ class _ScopeBase:
             _log_once("start", "aicost: could not start an attribution scope; continuing without it")
             return None
 
-    def _safe_activate(self, state: Any) -> _Activation | None:
+    def _safe_activate(self, state: Any) -> _Activation:
+        act = _Activation()
         try:
-            return self._activate(state)
+            self._activate(state, act)
         except Exception:
-            _log_once("activate", "aicost: could not enter an attribution scope; continuing without it")
-            return None
+            _log_once("activate", "aicost: could not enter an attribution scope fully; continuing")
+        return act
 
     def _safe_deactivate(self, state: Any, act: _Activation | None) -> None:
         if act is None:
@@ -476,8 +481,7 @@ class attribute(_ScopeBase):
         self._baggage = (policy, values)
         return values
 
-    def _activate(self, state: Any) -> _Activation:
-        act = _Activation()
+    def _activate(self, state: Any, act: _Activation) -> None:
         act.scope_token = _current.set(self._child_of(_current.get()))
         propagated = self._propagated_values()
         if propagated:
@@ -485,13 +489,14 @@ class attribute(_ScopeBase):
             for key, value in propagated:
                 ctx = otel_baggage.set_baggage(key, value, context=ctx)
             act.otel_token = otel_context.attach(ctx)
-        return act
 
     def _deactivate(self, state: Any, act: _Activation) -> None:
-        if act.otel_token is not None:
-            otel_context.detach(act.otel_token)  # type: ignore[arg-type]
-        if act.scope_token is not None:
-            _current.reset(act.scope_token)
+        try:
+            if act.otel_token is not None:
+                otel_context.detach(act.otel_token)  # type: ignore[arg-type]
+        finally:
+            if act.scope_token is not None:
+                _current.reset(act.scope_token)
 
     def __repr__(self) -> str:
         return f"aicost.attribute({dict(self._values)!r})"
@@ -624,24 +629,35 @@ class feature(_ScopeBase):
         )
         return UnitOfWork(self.name, span)
 
-    def _activate(self, state: UnitOfWork | None) -> _Activation:
-        act = self._attribute._activate(None)
-        if state is not None:
+    def _activate(self, state: UnitOfWork | None, act: _Activation) -> None:
+        # Attribution first, on its own: whatever fails after it, the body still runs charged to this feature,
+        # and whatever fails in it (baggage), the unit still collects its calls.
+        try:
+            self._attribute._activate(None, act)
+        except Exception:
+            _log_once("activate-attribution", "aicost: could not enter a feature's attribution fully; continuing")
+        if state is None:
+            return
+        act.unit_token = _unit_var.set(state)
+        collecting = hooks.collect_calls(state.collector)
+        collecting.__enter__()
+        act.collecting = collecting
+        if state.span is not None:
             # The unit's span is current inside, so the LLM spans are its children in a trace view.
-            span_token = otel_context.attach(trace.set_span_in_context(state.span)) if state.span is not None else None
-            collecting = hooks.collect_calls(state.collector)
-            collecting.__enter__()
-            act.extra = (span_token, collecting, _unit_var.set(state))
-        return act
+            act.span_token = otel_context.attach(trace.set_span_in_context(state.span))
 
     def _deactivate(self, state: UnitOfWork | None, act: _Activation) -> None:
-        if act.extra is not None:
-            span_token, collecting, unit_token = act.extra
-            _unit_var.reset(unit_token)
-            collecting.__exit__(None, None, None)
-            if span_token is not None:
-                otel_context.detach(span_token)
-        self._attribute._deactivate(None, act)
+        try:
+            if act.span_token is not None:
+                otel_context.detach(act.span_token)  # type: ignore[arg-type]
+        finally:
+            try:
+                if act.collecting is not None:
+                    act.collecting.__exit__(None, None, None)
+                if act.unit_token is not None:
+                    _unit_var.reset(act.unit_token)
+            finally:
+                self._attribute._deactivate(None, act)
 
     def _handle(self, state: UnitOfWork | None) -> UnitOfWork | None:
         return state

@@ -408,3 +408,23 @@ def test_hundreds_of_threads_with_their_own_upstream_baggage_never_mix():
     for t in threads:
         t.join(timeout=30)
     assert errors == []
+
+
+def test_a_failure_halfway_into_a_scope_is_undone_and_never_reaches_the_app(monkeypatch, caplog):
+    import aicost.attribution as attribution
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("baggage exploded")
+
+    monkeypatch.setattr(attribution, "_warned", set())
+    monkeypatch.setattr(attribution.otel_baggage, "set_baggage", broken)
+    with attribute(team="still-charged"):
+        assert now() == {TEAM: "still-charged"}  # the part that worked stays in effect
+    assert now() == {}  # and is undone on exit
+    assert "could not enter an attribution scope" in caplog.text
+
+    monkeypatch.setattr(attribution.hooks, "collect_calls", broken)
+    with aicost.feature("half") as unit:
+        assert now() == {FEATURE: "half"}
+        assert attribution.current_unit() is unit
+    assert now() == {} and attribution.current_unit() is None
