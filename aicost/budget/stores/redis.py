@@ -1,5 +1,8 @@
 """Redis budget store: one server-side Lua script per reserve and per settle, shared by every process.
 
+Amounts cross into the scripts as decimal strings and are added with HINCRBY; the scripts never pass a Lua
+number back to Redis (number-to-string conversion may switch to exponent notation for large values).
+
 Each bucket is a hash ``{spent, reserved, fired, r:<reservation id> -> amount}`` plus a sorted set of
 reservation ids scored by lease end (ms). The reserve script first drops expired leases, then checks every
 enforced bucket and holds the amount in all of them, or in none: Redis runs a script atomically, so two
@@ -36,7 +39,7 @@ for i = 1, n do
       local held = redis.call('HGET', h, 'r:' .. rid)
       if held then
         redis.call('HDEL', h, 'r:' .. rid)
-        redis.call('HINCRBY', h, 'reserved', '-' .. held)
+        if held ~= '0' then redis.call('HINCRBY', h, 'reserved', '-' .. held) end
       end
     end
     redis.call('ZREMRANGEBYSCORE', z, '-inf', ARGV[3])
@@ -76,7 +79,7 @@ for i = 1, n do
   local held = redis.call('HGET', h, 'r:' .. id)
   if held then
     redis.call('HDEL', h, 'r:' .. id)
-    redis.call('HINCRBY', h, 'reserved', '-' .. held)
+    if held ~= '0' then redis.call('HINCRBY', h, 'reserved', '-' .. held) end
     redis.call('ZREM', z, id)
   end
   local spent
