@@ -416,7 +416,15 @@ class _Call:
             _hook_close(response, self, is_async)
         native = self._native_span()
         if native is not None:
-            native.when_sdk_ends(lambda: self.finish(_stream_meta(acc), None, "exhausted" if acc.complete else "closed"))
+            native.when_sdk_ends(self._sdk_ended_stream)
+
+    def _sdk_ended_stream(self) -> None:
+        """The SDK ended its span (body read, closed or dropped). While aicost is pulling an item, the stream
+        wrapper knows better how the call ended (it sees the error or the end), so it finishes instead."""
+        if not self.finished and not self.busy:
+            acc = self.acc
+            self.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
+        # else: the SDK's span stays held until the wrapper's finish releases it (DeferredEndSpan.aicost_end).
 
     def watch_raw(self, raw: Any) -> None:
         """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
