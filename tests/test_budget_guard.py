@@ -369,6 +369,8 @@ def test_output_cap_is_written_into_the_request(endpoint, provider, given, expec
         (dict(limit_usd="ten"), ConfigurationError, "limit_usd"),
         (dict(limit_usd=float("nan")), ConfigurationError, "limit_usd"),
         (dict(limit_usd=True), TypeError, "limit_usd"),
+        (dict(limit_usd="0.0000000001"), ConfigurationError, "limit_usd"),
+        (dict(limit_usd="1e7"), ConfigurationError, "limit_usd"),
         (dict(limit_usd=1, window="week"), ConfigurationError, "window"),
         (dict(limit_usd=1, window="rolling-day"), ConfigurationError, "window"),
         (dict(limit_usd=1, scope="department"), ConfigurationError, "scope"),

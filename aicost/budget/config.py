@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ConfigurationError
-from .money import MAX_LIMIT_USD
+from .money import MAX_LIMIT_USD, MIN_LIMIT_USD
 from .windows import validate_window
 
 # Scope keys a budget or policy can be declared on -> attribution attribute the value is read from.
@@ -143,6 +143,8 @@ class Budget:
         limit = _usd(self.limit_usd, "Budget.limit_usd")
         if limit <= 0:
             raise ConfigurationError(f"Budget.limit_usd must be > 0, got {limit}")
+        if limit < MIN_LIMIT_USD:
+            raise ConfigurationError(f"Budget.limit_usd must be at least {MIN_LIMIT_USD} (one nanodollar), got {limit}")
         if limit > MAX_LIMIT_USD:
             raise ConfigurationError(f"Budget.limit_usd must be at most {MAX_LIMIT_USD} per window, got {limit}")
         set_(self, "limit_usd", limit)

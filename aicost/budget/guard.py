@@ -27,7 +27,7 @@ from .. import semconv
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
 from .estimate import PriceCache, PriceLookup, count_input, worst_case
-from .money import to_nanos, to_usd
+from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, apply_output_cap, scope_value
 from .stores.base import BudgetStore, Charge, StoreUnavailable
@@ -102,7 +102,7 @@ class _Compiled:
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
-        self.limit = to_nanos(budget.limit_usd)
+        self.limit = limit_to_nanos(budget.limit_usd)
         self.enforce = budget.action in ("raise", "downgrade")
         self.thresholds = tuple(to_nanos(budget.limit_usd * t) for t in budget.thresholds)
         self.attribute = budget.attribute

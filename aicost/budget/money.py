@@ -8,15 +8,21 @@ stored figure is never below the exact Decimal cost: a budget can only be strict
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 NANOS_PER_USD = 10**9
 MAX_NANOS = 2**53 - 1  # largest integer a Lua number (double) represents exactly
 MAX_LIMIT_USD = Decimal(MAX_NANOS) / NANOS_PER_USD
+MIN_LIMIT_USD = Decimal(1).scaleb(-9)
 
 
 def to_nanos(usd: Decimal) -> int:
     return int((usd * NANOS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def limit_to_nanos(usd: Decimal) -> int:
+    """Limits round *down*, so that rounding can only make a budget stricter."""
+    return int((usd * NANOS_PER_USD).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def to_usd(nanos: int) -> Decimal:
