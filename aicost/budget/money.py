@@ -2,8 +2,9 @@
 
 Stores must add and compare atomically, and Redis scripts run Lua, whose numbers are doubles: integers are
 exact up to 2**53. Nanodollars (1e-9 USD) keep every per-token price in today's catalogs exact and still allow
-limits up to about nine million USD per window. Amounts are rounded *up* (reservations and charges), so the
-stored figure is never below the exact Decimal cost: a budget can only be stricter than the truth, never looser.
+limits up to about nine million USD per window. Amounts are rounded *up* (reservations and charges) and limits
+*down*, so the stored figures are never below the exact Decimal costs nor above the configured limit: rounding can
+only make a budget stricter than the truth, never looser.
 """
 
 from __future__ import annotations
