@@ -84,6 +84,7 @@ def instrument(
             return
         for integration in _integrations():
             _patch_integration(integration)
+            _patch_requests(integration)
         _instrumented = True
 
 
@@ -150,6 +151,26 @@ def _patch_integration(integration: Integration) -> None:
                 wrapper = _async_wrapper(integration, endpoint) if is_async else _sync_wrapper(integration, endpoint)
             setattr(cls, endpoint.method, wrapt.FunctionWrapper(original, wrapper))
             _patched.append((cls, endpoint.method, original))
+
+
+def _patch_requests(integration: Integration) -> None:
+    import importlib
+
+    import wrapt
+
+    for module_name, class_names in integration.request_classes:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for class_name in class_names:
+            cls = getattr(module, class_name, None)
+            original = None if cls is None else cls.__dict__.get("request")
+            if original is None or isinstance(original, wrapt.FunctionWrapper):
+                continue
+            wrapper = _request_wrapper(integration, class_name.startswith("Async"))
+            setattr(cls, "request", wrapt.FunctionWrapper(original, wrapper))
+            _patched.append((cls, "request", original))
 
 
 def _configure_metrics(meter_provider: Any) -> None:
@@ -671,7 +692,8 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool) -> _Call | None:
+def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool,
+           prepare: bool = True) -> _Call | None:
     """Set up a call. Returns None when aicost cannot observe it (the call then runs untouched)."""
     try:
         call = _Call(integration, endpoint, resource, kwargs, is_async)
@@ -680,7 +702,7 @@ def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: 
         return None
     call.run_interceptors()  # may raise CallRefused, on purpose
     try:
-        if call.request.stream and endpoint.billable:
+        if prepare and call.request.stream and endpoint.billable:
             call.hide_usage = integration.prepare_stream(endpoint, resource, kwargs)
         call.open_span(resource)
     except Exception:
@@ -729,6 +751,80 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
         return call.on_return(value)
 
     return wrapper
+
+
+class _ClientRef:
+    """Lets the integrations read a client the way they read it from a resource (``resource._client``)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+
+def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., Any]:
+    """The safety net under the resource patches: only calls that reached ``request()`` without them."""
+
+    def routed(instance: Any, args: tuple, kwargs: dict) -> tuple[Endpoint, Any, dict] | None:
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        body = getattr(options, "json_data", None)
+        endpoint = integration.route(getattr(options, "method", ""), getattr(options, "url", ""))
+        if endpoint is None or not isinstance(body, dict):
+            return None
+        body = dict(body)  # the request's own kwargs view; the SDK sends options.json_data as it was
+        body["stream"] = bool(kwargs.get("stream"))
+        return endpoint, _ClientRef(instance), body
+
+    if is_async:
+        async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+            found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+            if found is None:
+                return await wrapped(*args, **kwargs)
+            endpoint, ref, body = found
+            call = _begin(integration, endpoint, ref, body, True, prepare=False)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            token = _active.set(True)
+            try:
+                value = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.finish(None, exc)
+                raise
+            finally:
+                _active.reset(token)
+                call.detach()
+            return call.on_return(value)
+
+        return async_wrapper
+
+    def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+        if found is None:
+            return wrapped(*args, **kwargs)
+        endpoint, ref, body = found
+        call = _begin(integration, endpoint, ref, body, False, prepare=False)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = _active.set(True)
+        try:
+            value = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            _active.reset(token)
+            call.detach()
+        return call.on_return(value)
+
+    return sync_wrapper
+
+
+def _safe_route(routed: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    try:
+        return routed(instance, args, kwargs)
+    except Exception:
+        error_once("route", "aicost: could not route a request")
+        return None
 
 
 async def _awaited(value: Any) -> Any:

@@ -108,6 +108,15 @@ class Integration:
     def is_raw_response(self, obj: Any) -> bool:
         raise NotImplementedError
 
-    def native_span_capture(self, resource: Any) -> Callable[[], Any] | None:
+    # The SDK's HTTP client classes (module, class names), patched as a safety net: a call that reaches
+    # ``request()`` without passing a patched resource method (a ``with_raw_response`` wrapper built before
+    # ``instrument()``, or a direct ``client.post``) is still recorded, routed by its URL path.
+    request_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def route(self, method: str, path: str) -> Endpoint | None:
+        """The endpoint of a request seen only at the HTTP-client level, or None if it bills nothing."""
+        return None
+
+    def native_span_capture(self, resource: Any) -> Any:
         """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic)."""
         return None

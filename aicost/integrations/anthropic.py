@@ -288,6 +288,12 @@ class AnthropicIntegration(Integration):
     name = "anthropic"
     sdk_module = "anthropic"
     endpoints = ENDPOINTS
+    request_classes = (("anthropic._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
+
+    def route(self, method: str, path: str) -> Endpoint | None:
+        if method.lower() == "post" and path.split("?", 1)[0].rstrip("/").endswith("/messages"):
+            return ENDPOINTS[0]
+        return None
 
     def __init__(self) -> None:
         import anthropic

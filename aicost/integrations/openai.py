@@ -227,10 +227,29 @@ class ResponseEventAccumulator(StreamAccumulator):
         return ResponseMeta(model=self.model, response_id=self.response_id)
 
 
+_ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net
+    "/chat/completions": ENDPOINTS[0],
+    "/responses": ENDPOINTS[2],
+    "/responses/compact": ENDPOINTS[4],
+    "/embeddings": ENDPOINTS[9],
+    "/completions": ENDPOINTS[10],
+}
+
+
 class OpenAIIntegration(Integration):
     name = "openai"
     sdk_module = "openai"
     endpoints = ENDPOINTS
+    request_classes = (("openai._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
+
+    def route(self, method: str, path: str) -> Endpoint | None:
+        if method.lower() != "post":
+            return None
+        path = path.split("?", 1)[0].rstrip("/")
+        for suffix in ("/chat/completions", "/responses/compact", "/responses", "/embeddings", "/completions"):
+            if path.endswith(suffix):
+                return _ROUTES[suffix]
+        return None
 
     def __init__(self) -> None:
         import openai
