@@ -140,3 +140,34 @@ async def test_async_stream_settles_to_its_cost_when_exhausted(instrumented, bud
     [span] = [s for s in instrumented.aicost_spans() if semconv.AICOST_COST_TOTAL in s.attributes]
     assert status.reserved_usd == 0
     assert status.spent_usd == to_usd(to_nanos(D(span.attributes[semconv.AICOST_COST_TOTAL]))) > 0
+
+
+async def test_100_concurrent_async_sdk_calls_race_one_budget(instrumented, budgets, async_openai_client,
+                                                              replay_server):
+    import asyncio
+
+    guard = budgets(budgets=[Budget(limit_usd="0.0004", name="race")])  # room for 6 worst cases of gpt-4o-mini
+    refusals: list[BudgetExceeded] = []
+
+    async def call() -> bool:
+        try:
+            await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+            return True
+        except BudgetExceeded as e:
+            refusals.append(e)
+            return False
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(100))), timeout=120)
+    sent = sum(outcomes)
+    assert refusals, "the race should have been lost by some calls"
+    worst = refusals[0].requested_usd
+    assert sent == len(replay_server.requests)  # a refused call never reached the server
+    assert sent >= int(D("0.0004") / worst)  # at least as many as fit side by side
+    assert len(refusals) == 100 - sent
+    for e in refusals:  # refused only when it really did not fit at that moment
+        assert e.spent_usd + e.reserved_usd + e.requested_usd > e.limit_usd
+    costs = [D(s.attributes[semconv.AICOST_COST_TOTAL]) for s in instrumented.aicost_spans()
+             if semconv.AICOST_COST_TOTAL in s.attributes]
+    [status] = guard.status()
+    assert len(costs) == sent and status.reserved_usd == 0
+    assert status.spent_usd == to_usd(sum(to_nanos(c) for c in costs)) <= D("0.0004")
