@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -70,16 +71,28 @@ class HashedNgramEmbedder:
         return out
 
 
-def resolve_embedder(embedder: Any) -> Any:
-    """``"minilm"`` / ``"ngram"`` or an embedder object; validated at configure time."""
-    if isinstance(embedder, str):
-        if embedder == "ngram":
-            return HashedNgramEmbedder()
-        if embedder == "minilm":
-            from .minilm import MiniLMEmbedder
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
 
-            return MiniLMEmbedder()
-        raise ValueError(f"Semantic(embedder={embedder!r}): use 'minilm', 'ngram' or an embedder object")
+
+def resolve_embedder(embedder: Any) -> Any:
+    """``"minilm"`` / ``"ngram"`` or an embedder object; validated at configure time.
+
+    Named embedders are loaded once per process and shared: every ``Semantic("minilm")`` would otherwise hold
+    its own 90 MB copy of the weights.
+    """
+    if isinstance(embedder, str):
+        if embedder not in ("ngram", "minilm"):
+            raise ValueError(f"Semantic(embedder={embedder!r}): use 'minilm', 'ngram' or an embedder object")
+        with _shared_lock:
+            if embedder not in _shared:
+                if embedder == "ngram":
+                    _shared[embedder] = HashedNgramEmbedder()
+                else:
+                    from .minilm import MiniLMEmbedder
+
+                    _shared[embedder] = MiniLMEmbedder()
+            return _shared[embedder]
     for attr in ("name", "dim", "embed"):
         if not hasattr(embedder, attr):
             raise TypeError(f"Semantic(embedder=...) has no {attr!r}: needs name, dim and embed(texts)")
