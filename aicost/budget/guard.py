@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import semconv
@@ -60,6 +61,9 @@ def log_once(key: str, message: str, *args: Any, level: int = logging.WARNING, e
             _logged.clear()
         _logged.add(key)
     logger.log(level, message, *args, exc_info=exc_info)
+
+
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,10 @@ class BudgetGuard:
         self._warned: set[str] = set()
         self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
         self._charge_cache: dict[tuple[Any, str, str], Charge] = {}
+        # Only read the attribution when some budget or policy is scoped by it.
+        self._needs_attributes = any(b.attribute for b in budgets) or any(
+            p.attribute or p.unless for p in self.policies.policies
+        )
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
 
@@ -250,7 +258,7 @@ class BudgetGuard:
         provider = info.provider or ""
         model = info.request_model or kwargs.get("model")
         model = model if isinstance(model, str) else None
-        attrs = self._current_attributes() if (self.budgets or self.policies.policies) else {}
+        attrs = self._current_attributes() if self._needs_attributes else _NO_ATTRIBUTES
         policies = self.policies
 
         try:
