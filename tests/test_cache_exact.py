@@ -525,3 +525,15 @@ def test_nested_calls_of_a_hit_are_not_reported_to_outer_collectors():
     with collect_calls() as second:
         f(1)
     assert first.cost_usd == Decimal("0.5") and second.calls == 0
+
+
+def test_prompt_normalisation_keeps_code_indentation():
+    from aicost.cache.keys import normalise_text
+
+    assert normalise_text("What is the capital of France ?") == normalise_text("what is the capital of france")
+    assert normalise_text("Convert 5 miles to kilometers.") == normalise_text("convert 5 miles to kilometers")
+    indented = "Fix this:\nif x:\n    return 1\nreturn 2"
+    dedented = "Fix this:\nif x:\n    return 1\n    return 2"
+    assert normalise_text(indented) != normalise_text(dedented)  # indentation can change the answer
+    assert normalise_text(indented + "   \n") == normalise_text(indented)
+    assert normalise_text("What is 3.5") != normalise_text("What is 3")

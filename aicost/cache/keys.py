@@ -27,6 +27,10 @@ from typing import Any, Callable, Mapping
 KEY_VERSION = 1
 
 _WHITESPACE = re.compile(r"\s+")
+_INDENTED = re.compile(r"\n[ \t]+\S")
+_INLINE_SPACE = re.compile(r"(?<=\S)[ \t]+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([?.!,;:])(?=\s|$)")
+_TRAILING_PUNCT = re.compile(r"(?<=\w)[.?!]+$")
 # Keys of message dicts whose string values are user-visible text that may be normalised.
 _TEXT_KEYS = frozenset({"content", "text", "input"})
 
@@ -36,9 +40,23 @@ class Uncacheable(Exception):
 
 
 def normalise_text(text: str, *, case_sensitive: bool = False) -> str:
-    """Collapse formatting that cannot change the answer: Unicode compatibility forms, whitespace, case."""
+    """Collapse formatting that cannot change the answer: Unicode compatibility forms, whitespace, spaces before
+    punctuation, trailing sentence punctuation, case.
+
+    Text with indented lines (code, YAML) keeps its line structure and indentation, which can change the answer;
+    only trailing spaces and runs of spaces inside lines are collapsed there.
+    """
     text = unicodedata.normalize("NFKC", text)
-    text = _WHITESPACE.sub(" ", text).strip()
+    if _INDENTED.search(text):
+        lines = []
+        for line in text.splitlines():
+            body = _INLINE_SPACE.sub(" ", line.strip())
+            lines.append(line[: len(line) - len(line.lstrip())] + body if body else "")
+        text = "\n".join(lines).strip("\n")
+    else:
+        text = _WHITESPACE.sub(" ", text).strip()
+        text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+        text = _TRAILING_PUNCT.sub("", text)
     return text if case_sensitive else text.casefold()
 
 
