@@ -392,3 +392,9 @@ def test_unknown_model_list_is_bounded(monkeypatch):
     for i in range(20):
         assert price_call("openai", f"flood-{i}", Usage(input_tokens=1)).known is False
     assert len(unknown_models()) == 5
+
+
+def test_at_accepts_epoch_seconds():
+    usage = Usage(input_tokens=1_000_000)
+    before = datetime(2025, 6, 9, 12, tzinfo=UTC).timestamp()
+    assert price_call("openai", "o3", usage, at=before).total == Decimal(10)

@@ -149,9 +149,11 @@ def _scale_token_rates(rates: Mapping[str, Any], factor: Decimal) -> dict[str, A
     return out
 
 
-def _utc(at: datetime | None) -> datetime:
+def _utc(at: datetime | float | None) -> datetime:
     if at is None:
         return datetime.now(_UTC)
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return datetime.fromtimestamp(at, _UTC)  # epoch seconds, as some span exporters store them
     if at.tzinfo is None:
         return at.replace(tzinfo=_UTC)  # naive timestamps are UTC, as in spans
     return at.astimezone(_UTC)
