@@ -398,3 +398,11 @@ def test_at_accepts_epoch_seconds():
     usage = Usage(input_tokens=1_000_000)
     before = datetime(2025, 6, 9, 12, tzinfo=UTC).timestamp()
     assert price_call("openai", "o3", usage, at=before).total == Decimal(10)
+
+
+@pytest.mark.parametrize("provider,model", [("anthropic", "claude-sonnet-4-20250514"),
+                                            ("gcp.vertex_ai", "claude-sonnet-4@20250514")])
+def test_sonnet_4_long_context_from_supplement(provider, model):
+    usage = Usage(input_tokens=300_000, cache_read_tokens=100_000, output_tokens=1_000)
+    cost = price_call(provider, model, usage)
+    assert cost.total == per_m(200_000, "6") + per_m(100_000, "0.6") + per_m(1_000, "22.5")
