@@ -120,7 +120,7 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)
-        attrs[s.AICOST_COST_TOTAL] = format(total, "f")
+        attrs[s.AICOST_COST_TOTAL] = format(total.normalize(), "f")  # "0.00021", not "0.00021000"
         attrs[s.AICOST_COST_CURRENCY] = cost.currency
         for part, amount in cost.parts.items():
             attrs[f"{s.AICOST_COST_PREFIX}{part}_usd"] = float(amount)
