@@ -406,3 +406,11 @@ def test_sonnet_4_long_context_from_supplement(provider, model):
     usage = Usage(input_tokens=300_000, cache_read_tokens=100_000, output_tokens=1_000)
     cost = price_call(provider, model, usage)
     assert cost.total == per_m(200_000, "6") + per_m(100_000, "0.6") + per_m(1_000, "22.5")
+
+
+def test_history_from_supplement_o1_mini_price_cut():
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    launch = price_call("openai", "o1-mini-2024-09-12", usage, at=datetime(2024, 10, 1, tzinfo=UTC))
+    after = price_call("openai", "o1-mini-2024-09-12", usage, at=datetime(2025, 2, 1, tzinfo=UTC))
+    assert launch.total == Decimal(15) and after.total == Decimal("5.5")
+    assert resolve("openai", "o1-mini", at=datetime(2024, 10, 1, tzinfo=UTC)).effective_until.isoformat() == "2025-01-31"

@@ -139,6 +139,7 @@ class ModelEntry:
         limits: Mapping[str, Any] | None = None,
         patch: Mapping[str, str] | None = None,
         corrections: Iterable[Mapping[str, Any]] = (),
+        history: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.provider = provider
         self.id = raw["id"]
@@ -158,6 +159,12 @@ class ModelEntry:
                 Period(p.start, p.utc_time, {**p.rates, **_rates(fix["rates"])}, p.unpriced) if p.start == start else p
                 for p in periods
             ]
+        for earlier in history:  # an older price the generated data lacks: applies until the first period's date
+            until = date.fromisoformat(earlier["before"])
+            first = periods[0]
+            periods = [Period(None, None, _rates(earlier["rates"])),
+                       Period(until, first.utc_time, first.rates, first.unpriced) if first.start is None else first,
+                       *periods[1:]]
         self.periods = tuple(periods)
         variants: dict[str, list[Period]] = {}
         for v in raw.get("variants", ()):
@@ -225,6 +232,7 @@ class Provider:
         patches: Mapping[str, Mapping[str, str]] | None = None,
         tier_factor: Mapping[str, str] | None = None,
         corrections: Mapping[str, Any] | None = None,
+        history: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = raw["id"]
         # Tier discounts the vendor applies to every model (Batch API: 50 %), used where the data has no
@@ -232,13 +240,15 @@ class Provider:
         self.tier_factor = {tier: Decimal(f) for tier, f in (tier_factor or {}).items()}
         patches = patches or {}
         corrections = corrections or {}
+        history = history or {}
         self.name = raw.get("name", raw["id"])
         self.pricing_urls = tuple(raw.get("pricing_urls") or ())
         self.matches_model = compile_match(raw["model_match"]) if raw.get("model_match") else None
         self.fallback = tuple(raw.get("fallback") or ())
         # Supplement models first: they are either missing from genai-prices or deliberately more specific.
         self.models = tuple(
-            ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]), corrections.get(m["id"], ()))
+            ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]), corrections.get(m["id"], ()),
+                       history.get(m["id"], ()))
             for m in [*extra_models, *raw.get("models", ())]
         )
 
@@ -260,14 +270,18 @@ class Catalog:
         patches = supplement.get("rate_patches", {})
         factors = supplement.get("tier_factor", {})
         fixes = supplement.get("corrections", {})
+        past = supplement.get("history", {})
         self.providers: dict[str, Provider] = {}
         for p in raw["providers"]:
             pid = p["id"]
-            self.providers[pid] = Provider(p, extra.get(pid, ()), limits, patches.get(pid), factors.get(pid), fixes.get(pid))
+            self.providers[pid] = Provider(
+                p, extra.get(pid, ()), limits, patches.get(pid), factors.get(pid), fixes.get(pid), past.get(pid)
+            )
         for pid, models in extra.items():
             if pid not in self.providers:
                 self.providers[pid] = Provider(
-                    {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid)
+                    {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid),
+                    past.get(pid),
                 )
 
     def find(self, provider: str, ref: str) -> ModelEntry | None:
