@@ -414,3 +414,26 @@ def test_history_from_supplement_o1_mini_price_cut():
     after = price_call("openai", "o1-mini-2024-09-12", usage, at=datetime(2025, 2, 1, tzinfo=UTC))
     assert launch.total == Decimal(15) and after.total == Decimal("5.5")
     assert resolve("openai", "o1-mini", at=datetime(2024, 10, 1, tzinfo=UTC)).effective_until.isoformat() == "2025-01-31"
+
+
+def test_overrides_changed_while_other_threads_price_never_leave_stale_prices():
+    usage = Usage(input_tokens=1_000_000)
+    stop = threading.Event()
+
+    def pricer() -> None:
+        while not stop.is_set():
+            price_call("openai", "gpt-4o-mini", usage)
+
+    threads = [threading.Thread(target=pricer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(30):
+            engine.set_price("gpt-4o-mini", provider="openai", input=str(i + 1))
+            engine.clear_overrides()
+        engine.set_price("gpt-4o-mini", provider="openai", input="42")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert price_call("openai", "gpt-4o-mini", usage).total == Decimal(42)

@@ -41,6 +41,9 @@ _lock = threading.RLock()
 _MAX_NAMES = 4096  # distinct (provider, model) names cached; a flood of unique names cannot grow memory
 
 _overrides = Overrides()
+# Bumped whenever overrides or the catalog change: a lookup that started before a change must not store its
+# (stale) answer after the caches were cleared.
+_generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
 _now: dict[tuple[str | None, str | None, str | None], tuple[ModelPrice | None, float]] = {}
 _unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
@@ -220,11 +223,13 @@ def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
         return _resolved[key]
     except KeyError:
         pass
+    generation = _generation
     value = _lookup(provider, model)
     with _lock:
-        if len(_resolved) >= _MAX_NAMES:
-            _resolved.clear()
-        _resolved[key] = value
+        if generation == _generation:
+            if len(_resolved) >= _MAX_NAMES:
+                _resolved.clear()
+            _resolved[key] = value
     return value
 
 
@@ -241,6 +246,7 @@ def resolve(provider: str | None, model: str | None, *, at: datetime | None = No
 
 def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice | None:
     provider, model, tier = key
+    generation = _generation
     now = datetime.now(_UTC)
     if not model:
         price, until = None, now.timestamp() + 3600.0
@@ -252,9 +258,10 @@ def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice |
             price = resolved.price_at(now, names.normalise_tier(tier))
             until = resolved.valid_until(now).timestamp()
     with _lock:
-        if len(_now) >= _MAX_NAMES:
-            _now.clear()
-        _now[key] = (price, until)
+        if generation == _generation:
+            if len(_now) >= _MAX_NAMES:
+                _now.clear()
+            _now[key] = (price, until)
     return price
 
 
@@ -365,9 +372,10 @@ def read_unknown_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _install(new: Overrides) -> None:
-    global _overrides
+    global _overrides, _generation
     with _lock:
         _overrides = new
+        _generation += 1
         _resolved.clear()
         _now.clear()
 
@@ -471,8 +479,10 @@ def use_bundled_catalog() -> None:
 
 
 def _switch_catalog(catalog: Catalog | None) -> None:
+    global _generation
     with _lock:
         _catalog.set_active(catalog)
+        _generation += 1
         _resolved.clear()
         _now.clear()
 
