@@ -141,6 +141,7 @@ def redis(n: int = 2_000) -> None:
                      if k.removeprefix("cmdstat_") in ("evalsha", "eval", "script|load", "ping")}
         print(f"scripts run for 100 guarded calls: {top_level} (1 reserve + 1 settle per call; the commands a "
               "script runs inside Redis are not round trips)")
+        print(f"server time per script (INFO commandstats)         {stats['cmdstat_evalsha']['usec_per_call']:7.1f}")
         store.reset()
         store.close()
 
