@@ -437,3 +437,15 @@ def test_overrides_changed_while_other_threads_price_never_leave_stale_prices():
         for t in threads:
             t.join(timeout=30)
     assert price_call("openai", "gpt-4o-mini", usage).total == Decimal(42)
+
+
+@pytest.mark.parametrize("model", ["deepseek-r1:14b", "deepseek-r1:latest", "llama3.1:8b", "qwen2.5:7b-instruct-q4_K_M"])
+def test_local_ollama_models_are_not_priced_by_guesswork(model):
+    # An OpenAI-compatible local server reports the vendor as "openai": a name that merely resembles a hosted
+    # model must stay unknown (price it with set_price / a price file), not borrow DeepSeek's API price.
+    assert price_call("openai", model, Usage(input_tokens=10)).known is False
+
+
+def test_bare_vendor_names_are_still_inferred():
+    assert resolve(None, "deepseek-reasoner").provider == "deepseek"
+    assert resolve("openai", "claude-3-5-haiku-20241022").provider == "anthropic"

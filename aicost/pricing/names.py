@@ -119,6 +119,14 @@ def bedrock_anthropic(ref: str) -> str | None:
     return match.group(1) if match else None
 
 
+_LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)$")
+
+
+def looks_self_hosted(ref: str) -> bool:
+    """Ollama-style ``name:14b`` / ``name:latest`` tags: a local model, never a vendor's API price by guesswork."""
+    return _LOCAL_TAG.search(ref) is not None
+
+
 def variants_of(ref: str) -> list[str]:
     """Spellings to try, in order: as given, Azure ``gpt-35``, Vertex ``@date`` as ``-date``, compact dates."""
     out = [ref]
