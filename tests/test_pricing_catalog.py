@@ -163,7 +163,7 @@ def test_output_limits_for_budget_worst_case():
 
 def test_bundled_catalog_is_reproducible_from_genai_prices():
     """The JSON in the wheel is exactly what build_catalog makes from the installed genai-prices data."""
-    genai_prices = pytest.importorskip("genai_prices")
+    genai_prices = pytest.importorskip("genai_prices")  # in the test extra (pricing-data)
     from aicost.pricing import build_catalog
 
     catalog, _ = build_catalog.build()
