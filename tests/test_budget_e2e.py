@@ -171,3 +171,4 @@ async def test_100_concurrent_async_sdk_calls_race_one_budget(instrumented, budg
     [status] = guard.status()
     assert len(costs) == sent and status.reserved_usd == 0
     assert status.spent_usd == to_usd(sum(to_nanos(c) for c in costs)) <= D("0.0004")
+

@@ -490,3 +490,18 @@ def test_refusals_survive_pickling_for_process_pools():
         str(err.value), "p", D("0.001"), err.value.resets_at)
     violation = pickle.loads(pickle.dumps(PolicyViolation("rule-x", "because")))
     assert violation.rule == "rule-x" and str(violation) == "aicost policy 'rule-x': because"
+
+
+def test_real_catalog_price_override_applies_to_the_next_reservation():
+    from aicost import pricing
+
+    g = BudgetGuard([Budget(limit_usd="1")])  # the real price catalog
+    with pytest.raises(PolicyViolation, match="unknown_price"):
+        g.before_call(chat_info(model="acme-ft-7", max_tokens=1000))
+    pricing.set_price("acme-ft-7", provider="openai", input=0, output=4)
+    try:
+        info = chat_info(model="acme-ft-7", max_tokens=1000)
+        g.before_call(info)  # no stale "unknown" remembered by the guard
+        assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == D("0.004")
+    finally:
+        pricing.clear_overrides()

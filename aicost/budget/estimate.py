@@ -9,7 +9,6 @@ public local tokenizer) are inflated by ``estimate_margin`` so the reservation s
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -34,30 +33,23 @@ def default_price_lookup() -> PriceLookup:
     return pricing.resolve
 
 
-class PriceCache:
-    """Remembers ``resolve`` answers for a while: catalog lookups are cached upstream, but not free."""
+class Prices:
+    """Asks the price catalog (``aicost.pricing.resolve``) on every call.
 
-    __slots__ = ("_lookup", "_entries", "_ttl_s")
+    No second cache here: the catalog caches its lookups and invalidates them when a price override changes, and
+    a copy in the guard would keep reserving at a stale price.
+    """
 
-    def __init__(self, lookup: PriceLookup | None, ttl_s: float = 300.0) -> None:
+    __slots__ = ("_lookup",)
+
+    def __init__(self, lookup: PriceLookup | None) -> None:
         self._lookup = lookup
-        self._entries: dict[tuple[str, str, Any], tuple[float, Any]] = {}
-        self._ttl_s = ttl_s
 
     def get(self, provider: str, model: str, service_tier: Any) -> Any:
-        key = (provider, model, service_tier)
-        now = time.monotonic()
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        if self._lookup is None:
-            self._lookup = default_price_lookup()
-        tier = service_tier if isinstance(service_tier, str) else None
-        price = self._lookup(provider, model, service_tier=tier)
-        if len(self._entries) > 4096:
-            self._entries.clear()
-        self._entries[key] = (now + self._ttl_s, price)
-        return price
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._lookup = default_price_lookup()
+        return lookup(provider, model, service_tier=service_tier if isinstance(service_tier, str) else None)
 
 
 def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str) -> tuple[int, bool]:

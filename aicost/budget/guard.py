@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import semconv
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
-from .estimate import PriceCache, PriceLookup, count_input, worst_case
+from .estimate import PriceLookup, Prices, count_input, worst_case
 from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, apply_output_cap, scope_value
@@ -210,7 +210,7 @@ class BudgetGuard:
         self._lease_s = float(lease_seconds)
         self._on_threshold = on_threshold
         self._on_exceed = on_exceed
-        self._prices = PriceCache(price_lookup)
+        self._prices = Prices(price_lookup)
         self._clock = clock
         self._windows = WindowCache()
         self._ids = itertools.count()
