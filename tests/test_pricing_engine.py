@@ -449,3 +449,16 @@ def test_local_ollama_models_are_not_priced_by_guesswork(model):
 def test_bare_vendor_names_are_still_inferred():
     assert resolve(None, "deepseek-reasoner").provider == "deepseek"
     assert resolve("openai", "claude-3-5-haiku-20241022").provider == "anthropic"
+
+
+def test_cost_is_immutable_picklable_and_copyable():
+    import copy
+    import pickle
+
+    cost = price_call("openai", "gpt-4o", Usage(input_tokens=1_000, output_tokens=10))
+    with pytest.raises(TypeError):
+        cost.parts["input"] = Decimal(0)  # type: ignore[index]
+    for clone in (pickle.loads(pickle.dumps(cost)), copy.deepcopy(cost), copy.copy(cost)):
+        assert clone == cost and clone.parts == cost.parts
+    unknown = price_call("openai", "no-such-model-x", Usage(input_tokens=1))
+    assert pickle.loads(pickle.dumps(unknown)) == unknown

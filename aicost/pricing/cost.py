@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..usage import Usage
 
@@ -75,6 +75,11 @@ class Cost:
         """For metrics and span attributes, which only take floats. Sum Decimals, never these."""
         return None if self.total is None else float(self.total)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Picklable and deep-copyable (results cross process pools and caches) despite the read-only parts."""
+        return _restore_cost, (self.known, self.total, dict(self.parts), self.model, self.provider,
+                               self.service_tier, self.source, self.estimated)
+
 
 _new = object.__new__
 
@@ -88,6 +93,11 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
         service_tier=service_tier, source=source, estimated=estimated,
     )
     return cost
+
+
+def _restore_cost(known: bool, total: Decimal | None, parts: dict[str, Decimal], model: str | None,
+                  provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
+    return _make_cost(known, total, MappingProxyType(parts), model, provider, service_tier, source, estimated)
 
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
