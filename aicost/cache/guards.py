@@ -216,13 +216,18 @@ def _polarity_clash(a: str, b: str) -> bool:
 
 
 def _entities_agree(a: str, b: str) -> bool:
+    """Every entity of each text occurs in the other: as a token, or as the regular plural of a longer name
+    (never by stemming a short name: HTTP and HTTPS are different protocols)."""
     ta, tb = a.casefold(), b.casefold()
     toks_a, toks_b = set(_tokens(a)), set(_tokens(b))
-    for ent, other_text, other_toks in [(e, tb, toks_b) for e in entities(a)] + [(e, ta, toks_a) for e in entities(b)]:
-        if ent in other_toks or _stem(ent) in {_stem(t) for t in other_toks}:
+    checks = [(e, tb, toks_b) for e in entities(a)] + [(e, ta, toks_a) for e in entities(b)]
+    for ent, other_text, other_toks in checks:
+        if ent in other_toks:
             continue
-        if " " in ent or "/" in ent or "@" in ent or "." in ent:
-            if ent in other_text:
-                continue
+        if len(ent) >= 5 and ent.isalpha() and ({ent + "s", ent + "es"} & other_toks
+                                                 or (ent.endswith("s") and ent[:-1] in other_toks)):
+            continue
+        if (" " in ent or "/" in ent or "@" in ent or "." in ent) and ent in other_text:
+            continue
         return False
     return True
