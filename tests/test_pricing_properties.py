@@ -118,3 +118,35 @@ def test_more_tokens_never_cost_less(extra, base):
     price = PRICES[0]
     more = Usage(**{**{f: getattr(base, f) for f in base.__slots__ if f != "estimated"}, "output_tokens": base.output_tokens + extra})
     assert price.cost(more).total >= price.cost(base).total
+
+
+def _single_class_usages(u: Usage) -> list[Usage]:
+    """The same call split into one usage per token class (each a valid Usage on its own)."""
+    text_in = u.input_tokens - u.cache_read_tokens - u.cache_write_tokens - u.input_audio_tokens - u.input_image_tokens
+    text_out = u.output_tokens - u.reasoning_tokens - u.output_audio_tokens - u.output_image_tokens
+    return [
+        Usage(input_tokens=text_in),
+        Usage(input_tokens=u.cache_read_tokens, cache_read_tokens=u.cache_read_tokens),
+        Usage(input_tokens=u.cache_write_tokens - u.cache_write_1h_tokens,
+              cache_write_tokens=u.cache_write_tokens - u.cache_write_1h_tokens),
+        Usage(input_tokens=u.cache_write_1h_tokens, cache_write_tokens=u.cache_write_1h_tokens,
+              cache_write_1h_tokens=u.cache_write_1h_tokens),
+        Usage(input_tokens=u.input_audio_tokens, input_audio_tokens=u.input_audio_tokens),
+        Usage(input_tokens=u.input_image_tokens, input_image_tokens=u.input_image_tokens),
+        Usage(output_tokens=text_out),
+        Usage(output_tokens=u.reasoning_tokens, reasoning_tokens=u.reasoning_tokens),
+        Usage(output_tokens=u.output_audio_tokens, output_audio_tokens=u.output_audio_tokens),
+        Usage(output_tokens=u.output_image_tokens, output_image_tokens=u.output_image_tokens),
+        Usage(web_search_requests=u.web_search_requests),
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(usage=consistent_usage(), which=st.integers(0, len(MODELS) - 1))
+def test_cost_is_additive_across_token_classes(usage, which):
+    """Pricing a call equals pricing each of its token classes alone and adding: no class is priced twice."""
+    price = PRICES[which]
+    pieces = [price.cost(piece) for piece in _single_class_usages(usage)]
+    assert price.cost(usage).total == sum((p.total for p in pieces), Decimal(0))
+    for piece in pieces:
+        assert len(piece.parts) <= 1  # a single-class usage touches exactly one part (or none when empty)
