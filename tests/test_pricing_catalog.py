@@ -247,3 +247,20 @@ def _recordings():
 def test_every_model_answering_in_the_recorded_corpus_is_priced(provider, model):
     """Data-driven twin of the list above: a recording added later with a new model fails here first."""
     assert resolve(provider, model) is not None, f"{provider} {model}"
+
+
+@pytest.mark.parametrize("broken", [
+    {"providers": [{"id": "x", "models": [{"id": "m", "match": {"regex": "("}, "prices": [{"rates": {}}]}]}]},
+    {"providers": [{"id": "x", "models": [{"id": "m", "prices": [{"rates": {"input": "abc"}}]}]}]},
+    {"providers": [{"id": "x", "models": [{"id": "m"}]}]},
+])
+def test_malformed_catalog_is_refused(tmp_path, broken):
+    import json
+
+    from aicost.pricing import use_catalog_file
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"schema": 1, "catalog_version": "x", **broken}), encoding="utf-8")
+    with pytest.raises(ValueError, match="malformed catalog"):
+        use_catalog_file(path)
+    assert catalog_version().startswith("genai-prices-")

@@ -342,5 +342,5 @@ def catalog_from_data(raw: Any, *, label: str, supplement: Mapping[str, Any] | N
         raise ValueError(f"{label}: catalog_version missing")
     try:
         return Catalog(raw, supplement if supplement is not None else _load_json("supplement.json"))
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError, IndexError, re.error) as exc:
         raise ValueError(f"{label}: malformed catalog: {exc!r}") from None
