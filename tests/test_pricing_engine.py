@@ -462,3 +462,12 @@ def test_cost_is_immutable_picklable_and_copyable():
         assert clone == cost and clone.parts == cost.parts
     unknown = price_call("openai", "no-such-model-x", Usage(input_tokens=1))
     assert pickle.loads(pickle.dumps(unknown)) == unknown
+
+
+def test_dated_change_ends_time_of_day_pricing_deepseek():
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    night = datetime(2025, 10, 10, 18, tzinfo=UTC)  # was off-peak before 2025-09-05; one price since
+    day = datetime(2025, 10, 10, 10, tzinfo=UTC)
+    assert price_call("deepseek", "deepseek-chat", usage, at=night).total == Decimal("0.70")
+    assert price_call("deepseek", "deepseek-chat", usage, at=day).total == Decimal("0.70")
+    assert price_call("deepseek", "deepseek-reasoner", usage, at=datetime(2025, 9, 10, tzinfo=UTC)).total == Decimal("2.24")

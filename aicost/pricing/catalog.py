@@ -140,6 +140,7 @@ class ModelEntry:
         patch: Mapping[str, str] | None = None,
         corrections: Iterable[Mapping[str, Any]] = (),
         history: Iterable[Mapping[str, Any]] = (),
+        later: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.provider = provider
         self.id = raw["id"]
@@ -165,6 +166,9 @@ class ModelEntry:
             periods = [Period(None, None, _rates(earlier["rates"])),
                        Period(until, first.utc_time, first.rates, first.unpriced) if first.start is None else first,
                        *periods[1:]]
+        # Newer dated prices the generated data lacks: listed last, so from their date on they win over every
+        # earlier period, time-of-day ones included (a dated price change ends an off-peak scheme).
+        periods.extend(_period(p) for p in later)
         self.periods = tuple(periods)
         variants: dict[str, list[Period]] = {}
         for v in raw.get("variants", ()):
@@ -233,6 +237,7 @@ class Provider:
         tier_factor: Mapping[str, str] | None = None,
         corrections: Mapping[str, Any] | None = None,
         history: Mapping[str, Any] | None = None,
+        later: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = raw["id"]
         # Tier discounts the vendor applies to every model (Batch API: 50 %), used where the data has no
@@ -241,6 +246,7 @@ class Provider:
         patches = patches or {}
         corrections = corrections or {}
         history = history or {}
+        later = later or {}
         self.name = raw.get("name", raw["id"])
         self.pricing_urls = tuple(raw.get("pricing_urls") or ())
         self.matches_model = compile_match(raw["model_match"]) if raw.get("model_match") else None
@@ -248,7 +254,7 @@ class Provider:
         # Supplement models first: they are either missing from genai-prices or deliberately more specific.
         self.models = tuple(
             ModelEntry(self.id, m, limits.get(m["id"]), patches.get(m["id"]), corrections.get(m["id"], ()),
-                       history.get(m["id"], ()))
+                       history.get(m["id"], ()), later.get(m["id"], ()))
             for m in [*extra_models, *raw.get("models", ())]
         )
 
@@ -271,17 +277,19 @@ class Catalog:
         factors = supplement.get("tier_factor", {})
         fixes = supplement.get("corrections", {})
         past = supplement.get("history", {})
+        newer = supplement.get("later", {})
         self.providers: dict[str, Provider] = {}
         for p in raw["providers"]:
             pid = p["id"]
             self.providers[pid] = Provider(
-                p, extra.get(pid, ()), limits, patches.get(pid), factors.get(pid), fixes.get(pid), past.get(pid)
+                p, extra.get(pid, ()), limits, patches.get(pid), factors.get(pid), fixes.get(pid), past.get(pid),
+                newer.get(pid),
             )
         for pid, models in extra.items():
             if pid not in self.providers:
                 self.providers[pid] = Provider(
                     {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid),
-                    past.get(pid),
+                    past.get(pid), newer.get(pid),
                 )
 
     def find(self, provider: str, ref: str) -> ModelEntry | None:
