@@ -65,7 +65,7 @@ PUBLISHED = [
     ("gcp.vertex_ai", "gemini-1.5-pro-002", {"input": "1.25", "output": "5"}),
     ("gcp.vertex_ai", "claude-3-5-sonnet@20240620", {"input": "3", "output": "15"}),
     ("mistral_ai", "mistral-large-latest", {"input": "2", "output": "6"}),
-    ("deepseek", "deepseek-reasoner", {"input": "0.55", "output": "2.19"}),
+    ("deepseek", "deepseek-reasoner", {"input": "0.28", "cache_read": "0.028", "output": "0.42"}),
     ("x_ai", "grok-3", {"input": "3", "output": "15"}),
     ("x_ai", "grok-3-mini", {"input": "0.3", "output": "0.5"}),
     ("groq", "llama-3.3-70b-versatile", {"input": "0.59", "output": "0.79"}),
