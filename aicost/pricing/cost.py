@@ -276,7 +276,9 @@ class ModelPrice:
         band = self.band_for(input_tokens)
         dearest_in = max(band.input, band.cache_write, band.cache_write_1h, band.input_audio, band.input_image)
         dearest_out = max(band.output, band.reasoning, band.output_audio, band.output_image)
-        total = MONEY.add(MONEY.multiply(dearest_in, max(0, input_tokens)), MONEY.multiply(dearest_out, max(0, output_tokens)))
+        total = MONEY.add(
+            MONEY.multiply(dearest_in, max(0, input_tokens)), MONEY.multiply(dearest_out, max(0, output_tokens))
+        )
         return MONEY.add(total, band.request)
 
     def with_discount(self, factor: Decimal, source: str) -> "ModelPrice":

@@ -292,7 +292,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
-        return unknown_cost(provider, model, names.normalise_tier(service_tier) if isinstance(service_tier, str) else None, usage)
+        tier = names.normalise_tier(service_tier) if isinstance(service_tier, str) else None
+        return unknown_cost(provider, model, tier, usage)
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage) -> Cost:
@@ -306,7 +307,8 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
             if seen is None and len(_unknown) >= _MAX_NAMES:
                 first = False  # a flood of distinct names: stop listing (each is still cost-unknown)
             elif seen is None:
-                seen = _unknown[key] = UnknownModel(provider, model, 1, datetime.now(_UTC).isoformat(timespec="seconds"))
+                first_seen = datetime.now(_UTC).isoformat(timespec="seconds")
+                seen = _unknown[key] = UnknownModel(provider, model, 1, first_seen)
                 first = True
             else:
                 seen.calls += 1

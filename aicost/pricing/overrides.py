@@ -143,7 +143,8 @@ class Discount:
 
     @property
     def specificity(self) -> tuple[int, tuple[int, int], int]:
-        return (1 if self.pattern else 0, self.pattern.specificity if self.pattern else (0, 0), 1 if self.provider else 0)
+        by_name = self.pattern.specificity if self.pattern else (0, 0)
+        return (1 if self.pattern else 0, by_name, 1 if self.provider else 0)
 
 
 @dataclass(frozen=True)
@@ -430,7 +431,9 @@ def _parse_toml(text: str, label: str) -> Any:
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ModuleNotFoundError:
-            raise PriceFileError("reading TOML on Python 3.10 needs `pip install tomli` (or use JSON)", path=label) from None
+            raise PriceFileError(
+                "reading TOML on Python 3.10 needs `pip install tomli` (or use JSON)", path=label
+            ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
