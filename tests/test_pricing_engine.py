@@ -471,3 +471,10 @@ def test_dated_change_ends_time_of_day_pricing_deepseek():
     assert price_call("deepseek", "deepseek-chat", usage, at=night).total == Decimal("0.70")
     assert price_call("deepseek", "deepseek-chat", usage, at=day).total == Decimal("0.70")
     assert price_call("deepseek", "deepseek-reasoner", usage, at=datetime(2025, 9, 10, tzinfo=UTC)).total == Decimal("2.24")
+
+
+def test_tier_rates_known_only_from_a_later_date_apply_to_earlier_calls_on_that_tier():
+    # gpt-5 priority rows start in the data in 2026-10, but a 2025 response that says "priority" ran on it.
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    cost = price_call("openai", "gpt-5-2025-08-07", usage, service_tier="priority", at=datetime(2025, 10, 1, tzinfo=UTC))
+    assert cost.total == Decimal("22.5")  # $2.50 + $20

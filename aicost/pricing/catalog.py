@@ -180,15 +180,26 @@ class ModelEntry:
 
     def select(self, at: datetime, tier: str | None) -> tuple[int, tuple[int, ...]]:
         """Which period applies at ``at`` (the last active one wins) and which tier variants apply."""
-        index = 0
-        for i in range(len(self.periods) - 1, -1, -1):
-            if self.periods[i].active(at):
-                index = i
-                break
+        index = self._period_index(at)
         chosen: tuple[int, ...] = ()
         if tier in self.variants:
-            chosen = tuple(i for i, v in enumerate(self.variants[tier]) if v.active(at))
+            variants = self.variants[tier]
+            chosen = tuple(i for i, v in enumerate(variants) if v.active(at))
+            if not chosen:
+                # The response says the call ran on this tier, so the tier existed then; the data's first rows
+                # for it only date when they were recorded. Their rates beat standard rates, as long as the
+                # standard price in force then is the one in force now (o3's tier rates after its June 2025
+                # price cut say nothing about its earlier price; the vendor-wide tier rule handles that).
+                earliest = min((v.start or date.min) for v in variants)
+                if self._period_index(datetime.combine(earliest, time(12), _UTC)) == index:
+                    chosen = tuple(i for i, v in enumerate(variants) if (v.start or date.min) == earliest)
         return index, chosen
+
+    def _period_index(self, at: datetime) -> int:
+        for i in range(len(self.periods) - 1, -1, -1):
+            if self.periods[i].active(at):
+                return i
+        return 0
 
     def rates_for(self, selection: tuple[int, tuple[int, ...]], tier: str | None) -> dict[str, Any]:
         index, chosen = selection
