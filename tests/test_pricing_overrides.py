@@ -230,7 +230,7 @@ def test_cli_check(tmp_path):
     assert code == 0 and "3 model price(s), 2 discount(s)" in out
     bad = write(tmp_path, "bad.toml", '[[model]]\nmodel = "x"\ninput = "1"\nouput = "2"\n')
     code, _, err = run_cli("prices", "--check", str(bad))
-    assert code == 1 and f"{bad}:4" in err and "ouput" in err
+    assert code == 1 and f"{bad}:4" in err and "ouput" in err and "did you mean 'output'" in err
 
 
 def test_cli_lists_unknown_models_recorded_by_the_app(tmp_path, monkeypatch):

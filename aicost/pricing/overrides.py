@@ -37,6 +37,7 @@ File shape (TOML; JSON uses the same keys, ``{"model": [{...}], "discount": [{..
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -230,8 +231,9 @@ def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, sec
         raise where.error(f"each [[{section}]] entry must be a table/object, got {type(data).__name__}")
     for key in data:
         if key not in allowed:
-            hint = ", ".join(sorted(allowed))
-            raise where.error(f"unknown field in [[{section}]] (allowed: {hint})", str(key))
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(sorted(allowed))
+            raise where.error(f"unknown field in [[{section}]] ({hint})", str(key))
 
 
 def _dates(data: Mapping[str, Any], where: _Where) -> tuple[date | None, date | None]:
