@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import vendor_serve
 
 from vendor_server import ReplayServer, anthropic_client as _anthropic_client, openai_client as _openai_client  # noqa: E402
 
-GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # mirrors aicost.semconv; kept literal so this file imports without aicost
+# Mirrors of aicost.semconv names, kept literal so this file imports even when aicost itself is broken.
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"
+AICOST_SPAN_SOURCE = "aicost.span.source"
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -104,9 +106,11 @@ class Telemetry:
         return [s for s in self.spans() if GEN_AI_USAGE_COST in (s.attributes or {})]
 
     def aicost_spans(self) -> list[ReadableSpan]:
-        """Spans emitted by aicost itself (instrumentation scope ``aicost...``)."""
+        """Spans aicost emitted (instrumentation scope ``aicost...``) or enriched (Anthropic's native call span,
+        marked with ``aicost.span.source``)."""
         return [s for s in self.spans()
-                if s.instrumentation_scope is not None and s.instrumentation_scope.name.startswith("aicost")]
+                if (s.instrumentation_scope is not None and s.instrumentation_scope.name.startswith("aicost"))
+                or AICOST_SPAN_SOURCE in (s.attributes or {})]
 
     def metrics(self) -> dict[str, list[Any]]:
         """metric name -> data points, from one collection."""
