@@ -29,7 +29,10 @@ backend; a million customers is a million series per model. They are on every sp
 
 from __future__ import annotations
 
+import atexit
+import collections
 import logging
+import os
 import threading
 import weakref
 from decimal import ROUND_FLOOR, Decimal
@@ -41,7 +44,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from . import semconv
 from .hooks import CallResult
 
-__all__ = ["configure", "record_call", "record_unit"]
+__all__ = ["configure", "flush", "record_call", "record_unit"]
 
 _log = logging.getLogger("aicost")
 
@@ -117,15 +120,18 @@ class _Instruments:
             self._cost_totals[key] = self._cost_totals.get(key, Decimal(0)) + amount
 
     def cost_totals(self) -> dict[tuple[tuple[str, Any], ...], Decimal]:
+        flush()
         with self._lock:
             return dict(self._cost_totals)
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        flush()  # the collection that runs this callback then sees every finished call's points
         with self._lock:
             items = list(self._cost_totals.items())
         return [Observation(float(total), dict(key)) for key, total in items]
 
     def _observe_cost_nano(self, options: CallbackOptions) -> Iterable[Observation]:
+        flush()
         with self._lock:
             items = list(self._cost_totals.items())
         # Truncated, never rounded up: a sub-nano remainder stays in the exact total until it adds up.
@@ -224,24 +230,86 @@ def _server_labels(result: CallResult, attributes: Mapping[str, Any]) -> dict[st
 
 def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
     """Record one finished call. ``attributes``: the call's attribution as captured when it started (what
-    ``aicost.attribution.current_attributes()`` returned then); more span attributes may be passed too."""
+    ``aicost.attribution.current_attributes()`` returned then); more span attributes may be passed too.
+
+    Why deferred: recording three histogram points through the OpenTelemetry SDK costs tens of microseconds
+    (attribute hashing, locks), which would sit on every vendor call. The call only appends to a queue; a
+    background thread records the points in batches, and every collection (a Prometheus scrape, a periodic
+    export, ``InMemoryMetricReader.get_metrics_data()``) first drains the queue, so a reader never misses a
+    finished call. If the queue ever holds ``_MAX_PENDING`` calls, the call records inline instead.
+    """
     try:
         state = _instruments()
-        labels = _call_labels(result)
-        labels.update(state.attribution_labels(attributes))
-        histogram_labels = {**labels, **_server_labels(result, attributes)}
-        usage = result.usage
-        if usage is not None:
-            state.token_usage.record(usage.input_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
-            state.token_usage.record(usage.output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
-        if result.error_type:
-            histogram_labels[semconv.ERROR_TYPE] = result.error_type
-        state.duration.record(max(0.0, float(result.duration_s)), histogram_labels)
-        cost = result.cost_usd
-        if cost is not None:
-            state.add_cost(labels, cost)
+        if len(_pending) >= _MAX_PENDING:
+            _record_now(state, result, attributes)
+            return
+        _pending.append((state, result, attributes))
+        if not _worker_alive():
+            _start_worker()
     except Exception:
         _log_once("record_call", "aicost: could not record call metrics")
+
+
+def _record_now(state: "_Instruments", result: CallResult, attributes: Mapping[str, Any]) -> None:
+    labels = _call_labels(result)
+    labels.update(state.attribution_labels(attributes))
+    histogram_labels = {**labels, **_server_labels(result, attributes)}
+    usage = result.usage
+    if usage is not None:
+        state.token_usage.record(usage.input_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
+        state.token_usage.record(usage.output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
+    if result.error_type:
+        histogram_labels[semconv.ERROR_TYPE] = result.error_type
+    state.duration.record(max(0.0, float(result.duration_s)), histogram_labels)
+    cost = result.cost_usd
+    if cost is not None:
+        state.add_cost(labels, cost)
+
+
+_MAX_PENDING = 50_000
+_pending: "collections.deque[tuple[_Instruments, CallResult, Mapping[str, Any]]]" = collections.deque()
+_drain_lock = threading.Lock()  # held while a batch is recorded, so a collection waits for it to land
+_wake = threading.Event()
+_worker: threading.Thread | None = None
+_worker_pid = 0
+
+
+def flush() -> None:
+    """Record every call finished so far. Collections call it; so can an application before it exits."""
+    with _drain_lock:
+        while True:
+            try:
+                state, result, attributes = _pending.popleft()
+            except IndexError:
+                return
+            try:
+                _record_now(state, result, attributes)
+            except Exception:
+                _log_once("record_call", "aicost: could not record call metrics")
+
+
+def _worker_alive() -> bool:
+    return _worker is not None and _worker_pid == os.getpid()
+
+
+def _start_worker() -> None:
+    global _worker, _worker_pid
+    with _state_lock:
+        if _worker_alive():
+            return
+        _worker_pid = os.getpid()  # a forked child starts its own worker: threads do not survive fork
+        _worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
+        _worker.start()
+
+
+def _work() -> None:
+    while True:
+        _wake.wait(0.25)
+        _wake.clear()
+        flush()
+
+
+atexit.register(flush)
 
 
 def record_unit(name: str, outcome: str, attributes: Mapping[str, Any]) -> None:
