@@ -138,6 +138,7 @@ class Expected:
     usage: Optional[dict[str, int]]  # normalised: input (all), output (all), cache_read, cache_write, ...
     web_search_calls: int
     has_output: bool  # the response carries generated content (for estimated-usage checks)
+    finish_reasons: Optional[tuple[str, ...]] = None  # per choice, in index order (chat, completions, messages)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def expected_outcome(rid: str) -> Expected:
     usage: Optional[dict[str, int]] = None
     web_search = 0
     has_output = False
+    finish: dict[int, str] = {}
     if vendor == "anthropic":
         if stream:
             start_usage: dict[str, Any] = {}
@@ -255,6 +257,8 @@ def expected_outcome(rid: str) -> Expected:
                     start_usage = dict(msg.get("usage") or {})
                 elif data.get("type") == "message_delta" and data.get("usage"):
                     delta_usage = dict(data["usage"])  # cumulative: overwrite, never add
+                    if (data.get("delta") or {}).get("stop_reason"):
+                        finish[0] = data["delta"]["stop_reason"]
                 elif data.get("type") == "content_block_delta":
                     has_output = True
             if start_usage or delta_usage:
@@ -267,6 +271,8 @@ def expected_outcome(rid: str) -> Expected:
                 usage = _anthropic_usage(data["usage"])
                 tier = data["usage"].get("service_tier")
             has_output = bool(data.get("content"))
+            if data.get("stop_reason"):
+                finish[0] = data["stop_reason"]
     elif stream:
         for event, data in _sse_payloads(body):
             if event and event.startswith("response."):  # Responses API
@@ -289,6 +295,8 @@ def expected_outcome(rid: str) -> Expected:
                 delta = choice.get("delta") or {}
                 if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
                     has_output = True
+                if choice.get("finish_reason"):
+                    finish[int(choice.get("index") or 0)] = choice["finish_reason"]
     else:
         data = json.loads(body)
         if rec["response"]["status"] < 400:
@@ -297,7 +305,11 @@ def expected_outcome(rid: str) -> Expected:
                 usage = _openai_usage(data["usage"])
             web_search = sum(1 for o in data.get("output") or [] if o.get("type") == "web_search_call")
             has_output = True
-    return Expected(model, rid_, tier, usage, web_search, has_output)
+            for choice in data.get("choices") or []:
+                if choice.get("finish_reason"):
+                    finish[int(choice.get("index") or 0)] = choice["finish_reason"]
+    reasons = tuple(finish[i] for i in sorted(finish)) if finish else None
+    return Expected(model, rid_, tier, usage, web_search, has_output, reasons)
 
 
 def oracle_cost(provider: str, model: Optional[str], usage: dict[str, int], tier: Optional[str]) -> Optional[Decimal]:
@@ -595,6 +607,10 @@ def check_outcome(case: Case, variant: str, outcome: CallOutcome, telemetry: Any
     if exp.response_id and case.kind != "embeddings":
         assert attrs.get(sc.GEN_AI_RESPONSE_ID) == exp.response_id, (
             f"{rid}: {sc.GEN_AI_RESPONSE_ID}={attrs.get(sc.GEN_AI_RESPONSE_ID)!r}, expected {exp.response_id!r}")
+    if exp.finish_reasons and case.kind != "responses":
+        got_reasons = attrs.get(sc.GEN_AI_RESPONSE_FINISH_REASONS)
+        assert got_reasons is not None and tuple(got_reasons) == exp.finish_reasons, (
+            f"{rid}: {sc.GEN_AI_RESPONSE_FINISH_REASONS}={got_reasons!r}, recorded {exp.finish_reasons}")
     if case.vendor == "openai" and exp.service_tier:
         assert attrs.get(sc.OPENAI_RESPONSE_SERVICE_TIER) == exp.service_tier, (
             f"{rid}: {sc.OPENAI_RESPONSE_SERVICE_TIER}={attrs.get(sc.OPENAI_RESPONSE_SERVICE_TIER)!r}, "
