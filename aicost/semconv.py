@@ -40,7 +40,6 @@ HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 # --- aicost additions --------------------------------------------------------------------------------
 AICOST_COST_TOTAL = "aicost.cost.total_usd"  # exact Decimal rendered as a string: doubles lose cents at scale
 AICOST_COST_PREFIX = "aicost.cost."  # + token class, e.g. aicost.cost.input_usd, aicost.cost.cache_read_usd
-AICOST_COST_CURRENCY = "aicost.cost.currency"
 AICOST_PRICE_KNOWN = "aicost.price.known"
 AICOST_PRICE_MODEL = "aicost.price.model"  # the catalog entry the call was priced with
 AICOST_PRICE_SOURCE = "aicost.price.source"  # catalog version or "override"

@@ -1,6 +1,7 @@
 """Spans: the one place that turns a call's request, usage and cost into OpenTelemetry attributes.
 
-All names come from ``aicost.semconv``. Costs are exact: ``gen_ai.usage.cost`` is the de-facto double that
+All names come from ``aicost.semconv``. Amounts are USD (the catalog's currency). Every attribute is validated by
+the OpenTelemetry SDK on the calling thread, so only attributes that say something are set (no zero parts). Costs are exact: ``gen_ai.usage.cost`` is the de-facto double that
 backends sum, and ``aicost.cost.total_usd`` carries the same amount as an exact decimal string, because a
 double cannot hold every cent fraction that token prices produce.
 """
@@ -121,9 +122,9 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)
         attrs[s.AICOST_COST_TOTAL] = format(total.normalize(), "f")  # "0.00021", not "0.00021000"
-        attrs[s.AICOST_COST_CURRENCY] = cost.currency
-        for part, amount in cost.parts.items():
-            attrs[f"{s.AICOST_COST_PREFIX}{part}_usd"] = float(amount)
+        for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call
+            if amount:
+                attrs[f"{s.AICOST_COST_PREFIX}{part}_usd"] = float(amount)
     return attrs
 
 

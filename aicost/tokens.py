@@ -23,7 +23,6 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Iterable
 
 logger = logging.getLogger("aicost")
@@ -62,12 +61,21 @@ def encoding_name_for(model: str | None) -> str:
 
 
 _load_lock = threading.Lock()
+_encodings: dict[str, Any] = {}
 
 
-@lru_cache(maxsize=8)
 def _load_encoding(name: str) -> Any | None:
+    """Load an encoding once per process. Checked again under the lock: threads making their first call at
+    the same moment must wait for one load (~1 s), not each load the ranks again in turn."""
+    try:
+        return _encodings[name]
+    except KeyError:
+        pass
     with _load_lock:
+        if name in _encodings:
+            return _encodings[name]
         enc = _from_bpe_openai(name) or _from_tiktoken_cache(name)
+        _encodings[name] = enc
     if enc is None:
         logger.warning(
             "aicost: no local tokenizer data for %s (install aicost-otel[offline] or set TIKTOKEN_CACHE_DIR); "
