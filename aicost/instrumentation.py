@@ -341,7 +341,8 @@ class _Call:
                 usage.output_tokens = max(usage.output_tokens, seen)
                 usage.estimated = True
             if usage is not None:
-                cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier)
+                hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
+                cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
         attrs = telemetry.response_attributes(self.info.provider, meta)
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
@@ -553,16 +554,16 @@ def _current_attribution() -> dict[str, str]:
 
 
 def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,
-           service_tier: str | None) -> Any:
+           service_tier: str | None, hints: dict[str, Any]) -> Any:
     """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
     warned about once by the pricing engine and said on the span, never written as $0."""
     try:
         from .pricing import price_call
 
-        cost = price_call(provider, response_model or request_model, usage, service_tier=service_tier)
+        cost = price_call(provider, response_model or request_model, usage, service_tier=service_tier, **hints)
         if not cost.known and response_model and request_model and request_model != response_model:
-            fallback = price_call(provider, request_model, usage, service_tier=service_tier)
+            fallback = price_call(provider, request_model, usage, service_tier=service_tier, **hints)
             if fallback.known:
                 return fallback
         return cost

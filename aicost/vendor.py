@@ -99,6 +99,10 @@ class Integration:
     def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
         raise NotImplementedError
 
+    def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Request facts the price depends on beyond usage (keyword arguments for ``pricing.price_call``)."""
+        return {}
+
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         raise NotImplementedError
 

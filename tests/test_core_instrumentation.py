@@ -441,3 +441,14 @@ def test_works_with_the_no_op_tracer(replay_server):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_web_search_preview_is_priced_per_call_from_the_request_tools(instrumented, replay_server, openai_client):
+    """openai-responses-nonstream-007 (recorded): gpt-4.1 ran one web_search_preview call, $25 per 1K calls."""
+    replay_server.enqueue_recording("openai-responses-nonstream-007")
+    openai_client.responses.create(model="gpt-4.1", input="What was a positive news story from today?",
+                                   tools=[{"type": "web_search_preview"}])
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] == 1
+    tokens = (Decimal(a[s.GEN_AI_USAGE_INPUT_TOKENS]) * 2 + Decimal(a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) * 8) / 10**6
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == tokens + Decimal("0.025")  # gpt-4.1: $2 in, $8 out per MTok

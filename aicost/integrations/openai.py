@@ -308,6 +308,14 @@ class OpenAIIntegration(Integration):
     def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
         return read_response(response)
 
+    def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""
+        for tool in kwargs.get("tools") or ():
+            kind = tool.get("type") if isinstance(tool, dict) else getattr(tool, "type", None)
+            if isinstance(kind, str) and kind.startswith("web_search_preview"):
+                return {"web_search_tool": "web_search_preview"}
+        return {}
+
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         if endpoint.key.startswith(("openai.responses", "openai.beta.responses")):
             return ResponseEventAccumulator()
