@@ -60,17 +60,24 @@ def instrument(
     meter_provider: Any = None,
     capture_content: bool | None = None,
     stream_usage: str | None = None,
+    price_file: str | os.PathLike[str] | None = None,
 ) -> None:
     """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
 
     Idempotent: a second call only updates the options. ``tracer_provider`` / ``meter_provider`` default to
     the global OpenTelemetry providers. ``capture_content`` (default off, or the standard
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``) adds prompt and completion text to spans.
-    ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams.
+    ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams. ``price_file`` (TOML
+    or JSON) adds your own prices and discounts; a malformed file raises ``PriceFileError`` here, naming the
+    line and field, before anything is patched.
     """
     global _instrumented
     if stream_usage is not None and stream_usage not in ("auto", "always", "never"):
         raise ValueError(f"stream_usage must be 'auto', 'always' or 'never', not {stream_usage!r}")
+    if price_file is not None:
+        from .pricing import load_price_file
+
+        load_price_file(price_file)
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")

@@ -452,3 +452,26 @@ def test_web_search_preview_is_priced_per_call_from_the_request_tools(instrument
     assert a[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] == 1
     tokens = (Decimal(a[s.GEN_AI_USAGE_INPUT_TOKENS]) * 2 + Decimal(a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) * 8) / 10**6
     assert Decimal(a[s.AICOST_COST_TOTAL]) == tokens + Decimal("0.025")  # gpt-4.1: $2 in, $8 out per MTok
+
+
+def test_price_file_is_validated_at_configure_time(tmp_path, replay_server, tracer_provider, span_exporter):
+    import aicost.pricing
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[model]]\nmodel = "acme-llm"\ninput = "-1"\n')
+    with pytest.raises(aicost.pricing.PriceFileError, match="bad.toml:3"):
+        aicost.instrument(tracer_provider=tracer_provider, price_file=bad)
+    assert not aicost.is_instrumented()
+
+    good = tmp_path / "prices.toml"
+    good.write_text('[[model]]\nmodel = "acme-llm"\nprovider = "openai"\ninput = "1.00"\noutput = "3.00"\n')
+    aicost.instrument(tracer_provider=tracer_provider, price_file=good)
+    try:
+        span_exporter.clear()
+        replay_server.enqueue(openai_chat_reply("acme-llm", prompt_tokens=1000, completion_tokens=100))
+        openai_client(replay_server).chat.completions.create(model="acme-llm", messages=MSG)
+        a = attrs([x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)][0])
+        assert Decimal(a[s.AICOST_COST_TOTAL]) == Decimal("0.0013") and a[s.AICOST_PRICE_SOURCE] == "override"
+    finally:
+        aicost.uninstrument()
+        aicost.pricing.clear_overrides()
