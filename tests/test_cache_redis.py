@@ -133,3 +133,75 @@ def test_redis_down_means_a_miss_not_an_error():
         return x + 1
 
     assert f(1) == 2 and f(1) == 2 and len(calls) == 2
+
+
+def test_single_flight_across_processes_through_redis_locks(redis_url):
+    """Two cache instances (as two processes: separate in-process flight groups) share one Redis: concurrent
+    identical misses call the LLM once; the other instance waits for the answer instead of paying again."""
+    import threading
+
+    calls = []
+    lock = threading.Lock()
+
+    def make():
+        @aicost.cache(prompt="q", store=RedisStore(redis_url), name="shared.flight")
+        def answer(q):
+            with lock:
+                calls.append(q)
+            time.sleep(0.4)
+            return "A:" + q
+
+        return answer
+
+    first, second = make(), make()
+    first.clear()
+    gate = threading.Barrier(2, timeout=10)
+    results = []
+
+    def run(fn):
+        gate.wait()
+        results.append(fn("same question"))
+
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == ["A:same question"] * 2
+    assert len(calls) == 1
+    assert not RedisStore(redis_url).is_locked(first.key_for("same question"))  # released after the answer
+
+
+def test_waiter_calls_through_when_the_other_process_fails(redis_url):
+    import threading
+
+    calls = []
+    started = threading.Event()
+
+    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
+    def flaky(q):
+        calls.append("leader")
+        started.set()
+        time.sleep(0.3)
+        raise RuntimeError("vendor down")
+
+    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
+    def flaky_other(q):
+        calls.append("waiter")
+        return "ok"
+
+    flaky.clear()
+    outcome = []
+
+    def lead():
+        try:
+            flaky("q")
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    t = threading.Thread(target=lead)
+    t.start()
+    assert started.wait(10)
+    assert flaky_other("q") == "ok"  # waited for the lock to go, then answered itself
+    t.join(10)
+    assert outcome == ["vendor down"] and calls == ["leader", "waiter"]

@@ -378,6 +378,15 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 flight, leader = core.flights.join(req.key)
                 if leader:
                     land = functools.partial(core.flights.land, req.key, flight)
+                    token = _try_shared_lock(core, req)
+                    if token is None:  # another process is answering the same request right now
+                        again = _await_other_process(core, req)
+                        if again.entry is not None:
+                            land()
+                            _record(core, span, "hit", lookup_s, again)
+                            return _materialise(again.entry)
+                    elif token:
+                        land = _chain(land, functools.partial(_unlock, core, req, token))
                 else:
                     flight.wait(core.single_flight_timeout)
                     again = _safe_lookup(core, req, semantic=False)
@@ -426,6 +435,15 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 flight, leader = core.flights.join(req.key)
                 if leader:
                     land = functools.partial(core.flights.land, req.key, flight)
+                    token = _try_shared_lock(core, req)
+                    if token is None:  # another process is answering the same request right now
+                        again = await _await_other_process_async(core, req)
+                        if again.entry is not None:
+                            land()
+                            _record(core, span, "hit", lookup_s, again)
+                            return _materialise(again.entry)
+                    elif token:
+                        land = _chain(land, functools.partial(_unlock, core, req, token))
                 else:
                     await flight.wait_async(core.single_flight_timeout)
                     again = _safe_lookup(core, req, semantic=False)
@@ -446,6 +464,65 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
 
 def _noop() -> None:
     return None
+
+
+def _chain(*steps: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
+# --- single flight across processes (stores with try_lock/unlock/is_locked, e.g. RedisStore) -------------------
+_POLL_S = 0.05
+
+
+def _try_shared_lock(core: CacheCore, req: Request) -> str | None:
+    """A lock token (truthy) if we lead across processes, "" if the store cannot lock, None if another leads."""
+    try_lock = getattr(core.store, "try_lock", None)
+    if try_lock is None:
+        return ""
+    try:
+        return try_lock(req.key, core.single_flight_timeout)
+    except Exception:
+        _log_once(f"lock:{core.name}", "aicost cache: shared single-flight lock failed; calling through",
+                  exc_info=True)
+        return ""
+
+
+def _unlock(core: CacheCore, req: Request, token: str) -> None:
+    try:
+        core.store.unlock(req.key, token)
+    except Exception:
+        _log_once(f"unlock:{core.name}", "aicost cache: releasing a shared lock failed (it expires)", exc_info=True)
+
+
+def _other_still_working(core: CacheCore, req: Request) -> bool:
+    try:
+        return bool(core.store.is_locked(req.key))
+    except Exception:
+        return False
+
+
+def _await_other_process(core: CacheCore, req: Request) -> Lookup:
+    deadline = time.monotonic() + core.single_flight_timeout
+    while time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+        found = _safe_lookup(core, req, semantic=False)
+        if found.entry is not None or not _other_still_working(core, req):
+            return found
+    return Lookup(None)
+
+
+async def _await_other_process_async(core: CacheCore, req: Request) -> Lookup:
+    deadline = time.monotonic() + core.single_flight_timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(_POLL_S)
+        found = _safe_lookup(core, req, semantic=False)
+        if found.entry is not None or not _other_still_working(core, req):
+            return found
+    return Lookup(None)
 
 
 def cache(

@@ -11,6 +11,7 @@ entries are HMAC-signed and unsigned or tampered ones are ignored.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -33,6 +34,12 @@ if max > 0 then
   end
 end
 return evicted
+"""
+
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -66,6 +73,7 @@ class RedisStore:
         self.max_entries = max_entries or 0
         self.lru_key = lru_key
         self._put = client.register_script(_PUT)
+        self._unlock = client.register_script(_UNLOCK)
 
     # --- Store protocol -----------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
@@ -95,7 +103,7 @@ class RedisStore:
         removed = 0
         batch: list[Any] = []
         for key in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
-            if key == self.lru_key.encode():
+            if key == self.lru_key.encode() or key.endswith(b":lock"):
                 continue
             batch.append(key)
             if len(batch) >= 500:
@@ -110,6 +118,19 @@ class RedisStore:
         pipe.delete(*keys)
         pipe.zrem(self.lru_key, *keys)
         return int(pipe.execute()[0])
+
+    # --- single flight across processes ---------------------------------------------------------------------
+    def try_lock(self, key: str, timeout_s: float) -> str | None:
+        """Claim the right to answer ``key``; None if another process holds it. Expires after ``timeout_s``."""
+        token = secrets.token_hex(8)
+        ok = self.client.set(key + ":lock", token, nx=True, px=max(1, int(timeout_s * 1000)))
+        return token if ok else None
+
+    def unlock(self, key: str, token: str) -> None:
+        self._unlock(keys=[key + ":lock"], args=[token])
+
+    def is_locked(self, key: str) -> bool:
+        return bool(self.client.exists(key + ":lock"))
 
     def __len__(self) -> int:
         if self.max_entries:
