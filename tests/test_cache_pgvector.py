@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-import numpy as np
 import pytest
 
 import aicost

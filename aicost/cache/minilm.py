@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import struct
-import threading
 import unicodedata
 from pathlib import Path
 from typing import Sequence
@@ -192,7 +190,6 @@ class MiniLMEmbedder:
                 np.ascontiguousarray(t[p + "output.dense.weight"].T), t[p + "output.dense.bias"],
                 t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"],
             ))
-        self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text (texts of similar length batch best)."""
@@ -221,5 +218,3 @@ class MiniLMEmbedder:
         pooled = x.mean(0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
-
-_SPACE = re.compile(r"\s+")
