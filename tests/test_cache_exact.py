@@ -537,3 +537,73 @@ def test_prompt_normalisation_keeps_code_indentation():
     assert normalise_text(indented) != normalise_text(dedented)  # indentation can change the answer
     assert normalise_text(indented + "   \n") == normalise_text(indented)
     assert normalise_text("What is 3.5") != normalise_text("What is 3")
+
+
+def test_methods_key_on_what_self_contributes():
+    class Assistant:
+        def __init__(self, model):
+            self.model = model
+            self.calls = 0
+
+        @aicost.cache(prompt="q", ignore=["self"], key_parts=lambda self, q: {"model": self.model})
+        def ask(self, q):
+            self.calls += 1
+            return f"{self.model}:{q}"
+
+    mini, big, mini2 = Assistant("gpt-4o-mini"), Assistant("gpt-4o"), Assistant("gpt-4o-mini")
+    assert mini.ask("hi") == "gpt-4o-mini:hi"
+    assert big.ask("hi") == "gpt-4o:hi"  # another model: not served the mini's answer
+    assert mini2.ask("HI") == "gpt-4o-mini:hi"  # same model, other instance: a hit
+    assert (mini.calls, big.calls, mini2.calls) == (1, 1, 0)
+
+
+def test_sdk_style_kwargs_function_keys_every_keyword():
+    calls = Counter()
+
+    @aicost.cache(prompt="messages")
+    def create(**kwargs):
+        return calls.bump()
+
+    msgs = [{"role": "user", "content": "Hi"}]
+    create(model="m", messages=msgs, top_p=1)
+    create(messages=[{"role": "user", "content": "hi "}], top_p=1, model="m")
+    create(model="m", messages=msgs, top_p=0.5)
+    create(model="m", messages=msgs, top_p=1, seed=7)
+    assert calls.n == 3
+
+
+async def test_bypass_block_applies_to_async_calls():
+    calls = Counter()
+
+    @aicost.cache
+    async def f(x):
+        return calls.bump()
+
+    await f(1)
+    with aicost.cache.bypass():
+        assert await f(1) == 2
+    assert await f(1) == 1
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _json, max_size=5), st.randoms())
+def test_key_material_ignores_dict_order_but_not_values(payload, rnd):
+    from aicost.cache.keys import canonical, hash_material
+
+    items = list(payload.items())
+    rnd.shuffle(items)
+    assert hash_material(canonical(dict(items))) == hash_material(canonical(payload))
+    if payload:
+        k = next(iter(payload))
+        changed = dict(payload, **{k: [payload[k], "changed"]})
+        assert hash_material(canonical(changed)) != hash_material(canonical(payload))
