@@ -355,6 +355,8 @@ class _Call:
             attrs.update(telemetry.usage_attributes(usage))
         if cost is not None:
             attrs.update(telemetry.cost_attributes(cost))
+        if meta.deferred:
+            attrs[s.AICOST_USAGE_DEFERRED] = True
         if self.first_chunk_at is not None and span is not self._native_span():
             # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
             attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start

@@ -475,3 +475,19 @@ def test_price_file_is_validated_at_configure_time(tmp_path, replay_server, trac
     finally:
         aicost.uninstrument()
         aicost.pricing.clear_overrides()
+
+
+def test_background_response_is_deferred_not_estimated(instrumented, replay_server, openai_client):
+    from vendor_server import Reply
+
+    queued = {"id": "resp_bg", "object": "response", "created_at": 1_700_000_000, "status": "queued",
+              "model": "gpt-4.1-nano-2025-04-14", "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
+              "tools": [], "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
+              "temperature": 1.0, "top_p": 1.0, "text": {"format": {"type": "text"}}, "truncation": "disabled",
+              "usage": None, "background": True}
+    replay_server.enqueue(Reply.json(queued))
+    openai_client.responses.create(model="gpt-4.1-nano", input="a long report", background=True)
+    (span,) = instrumented.spans()
+    a = attrs(span)
+    assert a[s.AICOST_USAGE_DEFERRED] is True
+    assert s.GEN_AI_USAGE_COST not in a and s.AICOST_USAGE_ESTIMATED not in a
