@@ -104,3 +104,23 @@ def test_two_cached_functions_share_semantic_answers_through_postgres(pg_url):
         second("How can I export my data?")
     assert len(calls) == 5
     assert first.clear() >= 4
+
+
+def test_database_down_costs_misses_not_errors_or_waits():
+    pytest.importorskip("psycopg")
+    from aicost.cache import PgVectorStore
+    from servers import free_port
+
+    dead = PgVectorStore(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout_s=1)
+    calls = []
+
+    @aicost.cache(prompt="q", store=dead, semantic=Semantic(HashedNgramEmbedder()))
+    def answer(q):
+        calls.append(q)
+        return q
+
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert answer("hello") == "hello"
+    assert len(calls) == 5
+    assert time.monotonic() - t0 < 5  # after the first failure, calls skip the dead database at once

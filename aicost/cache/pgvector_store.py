@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -67,17 +68,26 @@ class PgVectorStore:
         self._lock = threading.RLock()
         self._dims: set[int] = set()
         self._puts = 0
-        self._ensure_schema()
+        # The schema is created on first use, not here: a database that is down while the application starts
+        # must cost cache misses, not the application's start-up.
+        self._schema_ready = False
+        self.retry_after_s = 5.0
+        self._down_until = 0.0
 
     # --- connection ---------------------------------------------------------------------------------------
     def _execute(self, sql: str, params: tuple = (), *, fetch: str | None = None) -> Any:
         with self._lock:
+            if time.monotonic() < self._down_until:  # don't make every call wait for a dead database
+                raise ConnectionError("PgVectorStore: database unreachable, retrying shortly")
             for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                    self._conn.execute("SET hnsw.ef_search = %d" % self.ef_search)
-                    self._conn.execute("SET hnsw.iterative_scan = strict_order")
                 try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self._connect()
+                        if not self._schema_ready:
+                            self._create_schema(self._conn)
+                            self._schema_ready = True
+                        self._conn.execute("SET hnsw.ef_search = %d" % self.ef_search)
+                        self._conn.execute("SET hnsw.iterative_scan = strict_order")
                     cur = self._conn.execute(sql, params)
                     if fetch == "one":
                         return cur.fetchone()
@@ -85,9 +95,12 @@ class PgVectorStore:
                         return cur.fetchall()
                     return cur.rowcount
                 except Exception as exc:
-                    if attempt == 2 or not _is_connection_error(exc):
+                    if not _is_connection_error(exc):
                         raise
                     self._drop_connection()
+                    if attempt == 2:
+                        self._down_until = time.monotonic() + self.retry_after_s
+                        raise
         return None
 
     def _drop_connection(self) -> None:
@@ -102,14 +115,14 @@ class PgVectorStore:
         with self._lock:
             self._drop_connection()
 
-    def _ensure_schema(self) -> None:
+    def _create_schema(self, conn: Any) -> None:
         t = self.table
-        self._execute("CREATE EXTENSION IF NOT EXISTS vector")
-        self._execute(
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
             f"CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY, value bytea NOT NULL, "
             "expires_at timestamptz, accessed_at timestamptz NOT NULL DEFAULT clock_timestamp())"
         )
-        self._execute(f"CREATE INDEX IF NOT EXISTS {t}_accessed ON {t} (accessed_at)")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_accessed ON {t} (accessed_at)")
 
     def _vector_table(self, dim: int) -> str:
         name = f"{self.table}_v{dim}"
@@ -178,7 +191,10 @@ class PgVectorIndex:
     def __init__(self, store: PgVectorStore, dim: int) -> None:
         self.store = store
         self.dim = dim
-        self.table = store._vector_table(dim)
+
+    @property
+    def table(self) -> str:  # created on first use (see PgVectorStore._schema_ready)
+        return self.store._vector_table(self.dim)
 
     def add(self, context: str, key: str, text: str, vector: np.ndarray) -> None:
         self.store._execute(
