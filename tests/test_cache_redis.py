@@ -133,6 +133,7 @@ def test_redis_down_means_a_miss_not_an_error():
         return x + 1
 
     assert f(1) == 2 and f(1) == 2 and len(calls) == 2
+    assert dead._down_until > time.monotonic()  # later calls skip the dead server instead of waiting on it
 
 
 def test_single_flight_across_processes_through_redis_locks(redis_url):

@@ -74,9 +74,40 @@ class RedisStore:
         self.lru_key = lru_key
         self._put = client.register_script(_PUT)
         self._unlock = client.register_script(_UNLOCK)
+        self.retry_after_s = 5.0
+        self._down_until = 0.0
+
+    # --- availability -------------------------------------------------------------------------------------
+    def _check_up(self) -> None:
+        if time.monotonic() < self._down_until:  # an unreachable Redis must not add its timeout to every call
+            raise ConnectionError("RedisStore: server unreachable, retrying shortly")
+
+    def _went_down(self, exc: BaseException) -> None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover
+            return
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            self._down_until = time.monotonic() + self.retry_after_s
 
     # --- Store protocol -----------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
+        self._check_up()
+        try:
+            return self._get(key)
+        except Exception as exc:
+            self._went_down(exc)
+            raise
+
+    def put(self, key: str, entry: Entry, ttl: float | None) -> None:
+        self._check_up()
+        try:
+            self._put_entry(key, entry, ttl)
+        except Exception as exc:
+            self._went_down(exc)
+            raise
+
+    def _get(self, key: str) -> Entry | None:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(key)
         if self.max_entries:
@@ -84,7 +115,7 @@ class RedisStore:
         raw = pipe.execute()[0]
         return None if raw is None else self.codec.load(raw)
 
-    def put(self, key: str, entry: Entry, ttl: float | None) -> None:
+    def _put_entry(self, key: str, entry: Entry, ttl: float | None) -> None:
         ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
         if self.max_entries:
             self._put(keys=[key, self.lru_key], args=[self.codec.dump(entry), ttl_ms, time.time(), self.max_entries])
@@ -122,6 +153,7 @@ class RedisStore:
     # --- single flight across processes ---------------------------------------------------------------------
     def try_lock(self, key: str, timeout_s: float) -> str | None:
         """Claim the right to answer ``key``; None if another process holds it. Expires after ``timeout_s``."""
+        self._check_up()
         token = secrets.token_hex(8)
         ok = self.client.set(key + ":lock", token, nx=True, px=max(1, int(timeout_s * 1000)))
         return token if ok else None
