@@ -412,8 +412,7 @@ async def test_async_functions_cache_and_single_flight():
     assert calls.n == 1
     assert await answer("same   question") == "A:Same Question"
     assert calls.n == 1
-    async with asyncio.timeout(5):
-        await answer("other")
+    await asyncio.wait_for(answer("other"), 5)
     assert calls.n == 2
 
 

@@ -78,6 +78,8 @@ class RecordingStream:
             pass
 
     def __getattr__(self, name: str) -> Any:  # e.g. Stream.response: keep the SDK object's surface
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
 
@@ -129,6 +131,8 @@ class AsyncRecordingStream:
             pass
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
 
