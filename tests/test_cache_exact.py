@@ -606,3 +606,30 @@ def test_key_material_ignores_dict_order_but_not_values(payload, rnd):
         k = next(iter(payload))
         changed = dict(payload, **{k: [payload[k], "changed"]})
         assert hash_material(canonical(changed)) != hash_material(canonical(payload))
+
+
+def test_sdk_sentinels_enums_and_dates_have_canonical_forms():
+    import datetime
+    import enum
+
+    import openai
+
+    from aicost.cache.keys import canonical, hash_material
+
+    class Tier(enum.Enum):
+        FAST = "fast"
+        SLOW = "slow"
+
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    def ask(q, temperature=openai.NOT_GIVEN, tier=Tier.FAST, as_of=datetime.date(2026, 1, 1)):
+        return calls.bump()
+
+    ask("x")
+    ask("x")
+    ask("x", temperature=0.2)
+    ask("x", tier=Tier.SLOW)
+    ask("x", as_of=datetime.date(2026, 1, 2))
+    assert calls.n == 4
+    assert hash_material(canonical(openai.NOT_GIVEN)) != hash_material(canonical(None))

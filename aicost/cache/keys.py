@@ -15,12 +15,16 @@ rather than being keyed by something lossy like its type name: two different req
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import enum
 import hashlib
 import json
 import math
+import pathlib
 import re
 import types
 import unicodedata
+import uuid
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
@@ -85,6 +89,14 @@ def canonical(value: Any, *, path: str = "") -> Any:
     if isinstance(value, (set, frozenset)):
         rendered = [canonical(v, path=f"{path}{{}}") for v in value]
         return {"__set__": sorted(rendered, key=lambda r: json.dumps(r, sort_keys=True))}
+    if isinstance(value, enum.Enum):
+        return {"__enum__": _qualname(type(value)), "v": canonical(value.value, path=path)}
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return {"__datetime__": value.isoformat()}
+    if isinstance(value, (uuid.UUID, pathlib.PurePath)):
+        return {"__str__": str(value)}
+    if type(value).__name__ in ("NotGiven", "Omit") and type(value).__module__.startswith(("openai", "anthropic")):
+        return {"__not_given__": True}  # the SDKs' "argument omitted" sentinels
     model_dump = getattr(value, "model_dump", None)  # pydantic models (response_format, tool schemas)
     if callable(model_dump):
         try:
