@@ -607,6 +607,10 @@ def check_outcome(case: Case, variant: str, outcome: CallOutcome, telemetry: Any
     if exp.response_id and case.kind != "embeddings":
         assert attrs.get(sc.GEN_AI_RESPONSE_ID) == exp.response_id, (
             f"{rid}: {sc.GEN_AI_RESPONSE_ID}={attrs.get(sc.GEN_AI_RESPONSE_ID)!r}, expected {exp.response_id!r}")
+    assert (attrs.get(sc.SERVER_ADDRESS), attrs.get(sc.SERVER_PORT)) == ("127.0.0.1", server.port), (
+        f"{rid}: server {attrs.get(sc.SERVER_ADDRESS)}:{attrs.get(sc.SERVER_PORT)}, called 127.0.0.1:{server.port}")
+    if case.kind == "messages":
+        assert attrs.get(sc.GEN_AI_REQUEST_MAX_TOKENS) == _kwargs(case)["max_tokens"], f"{rid}: max_tokens"
     if exp.finish_reasons and case.kind != "responses":
         got_reasons = attrs.get(sc.GEN_AI_RESPONSE_FINISH_REASONS)
         assert got_reasons is not None and tuple(got_reasons) == exp.finish_reasons, (
