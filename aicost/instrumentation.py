@@ -726,18 +726,7 @@ def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...,
         if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
             return wrapped(*args, **kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = _active.set(True)
-        try:
-            value = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            _active.reset(token)
-            call.detach()
-        return call.on_return(value)
+        return _run_sync(call, lambda: wrapped(*args, **kwargs))
 
     return wrapper
 
@@ -747,20 +736,40 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
         if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
             return await _awaited(wrapped(*args, **kwargs))
         call = _begin(integration, endpoint, instance, kwargs, True)
-        if call is None:
-            return await _awaited(wrapped(*args, **kwargs))
-        token = _active.set(True)
-        try:
-            value = await _awaited(wrapped(*args, **kwargs))
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            _active.reset(token)
-            call.detach()
-        return call.on_return(value)
+        return await _run_async(call, lambda: wrapped(*args, **kwargs))
 
     return wrapper
+
+
+def _run_sync(call: _Call | None, run: Callable[[], Any]) -> Any:
+    """Run the SDK's own code for ``call``: errors are recorded and re-raised unchanged, the return observed."""
+    if call is None:
+        return run()
+    token = _active.set(True)
+    try:
+        value = run()
+    except BaseException as exc:
+        call.finish(None, exc)
+        raise
+    finally:
+        _active.reset(token)
+        call.detach()
+    return call.on_return(value)
+
+
+async def _run_async(call: _Call | None, run: Callable[[], Any]) -> Any:
+    if call is None:
+        return await _awaited(run())
+    token = _active.set(True)
+    try:
+        value = await _awaited(run())
+    except BaseException as exc:
+        call.finish(None, exc)
+        raise
+    finally:
+        _active.reset(token)
+        call.detach()
+    return call.on_return(value)
 
 
 class _ClientRef:
@@ -790,20 +799,8 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
             found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
             if found is None:
                 return await wrapped(*args, **kwargs)
-            endpoint, ref, body = found
-            call = _begin(integration, endpoint, ref, body, True, prepare=False)
-            if call is None:
-                return await wrapped(*args, **kwargs)
-            token = _active.set(True)
-            try:
-                value = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.finish(None, exc)
-                raise
-            finally:
-                _active.reset(token)
-                call.detach()
-            return call.on_return(value)
+            call = _begin(integration, found[0], found[1], found[2], True, prepare=False)
+            return await _run_async(call, lambda: wrapped(*args, **kwargs))
 
         return async_wrapper
 
@@ -811,20 +808,8 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
         found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
         if found is None:
             return wrapped(*args, **kwargs)
-        endpoint, ref, body = found
-        call = _begin(integration, endpoint, ref, body, False, prepare=False)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = _active.set(True)
-        try:
-            value = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            _active.reset(token)
-            call.detach()
-        return call.on_return(value)
+        call = _begin(integration, found[0], found[1], found[2], False, prepare=False)
+        return _run_sync(call, lambda: wrapped(*args, **kwargs))
 
     return sync_wrapper
 
@@ -888,33 +873,11 @@ def _enter(call: _Call, resource: Any) -> bool:
 
 def _sync_manager_request(call: _Call, resource: Any, request: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
-        if not _enter(call, resource):
-            return request()
-        token = _active.set(True)
-        try:
-            value = request()
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            _active.reset(token)
-            call.detach()
-        return call.on_return(value)
+        return _run_sync(call if _enter(call, resource) else None, request)
 
     return run
 
 
 async def _async_manager_request(call: _Call, resource: Any, request: Any) -> Any:
     # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
-    if not _enter(call, resource):
-        return await request
-    token = _active.set(True)
-    try:
-        value = await request
-    except BaseException as exc:
-        call.finish(None, exc)
-        raise
-    finally:
-        _active.reset(token)
-        call.detach()
-    return call.on_return(value)
+    return await _run_async(call if _enter(call, resource) else None, lambda: request)
