@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--skip-redis", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="skip embeddings and in-memory tiers")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     prompts = sorted({t for _, _, a, b in load_pairs() for t in (a, b)})
@@ -76,10 +77,19 @@ def main() -> None:
           f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')})\n")
     print("| measurement | median ms | p95 ms | samples |")
     print("|---|---|---|---|")
+    if not args.skip_memory:
+        bench_memory(sizes, prompts, args.skip_minilm)
+    if not args.skip_redis:
+        bench_redis(sizes)
+    if not args.skip_postgres:
+        bench_postgres(sizes)
+
+
+def bench_memory(sizes: list[int], prompts: list[str], skip_minilm: bool) -> None:
     ngram = HashedNgramEmbedder()
     report("embed one prompt: hashed n-grams", [timed(lambda p=p: ngram.embed([p]), 1)[0] for p in prompts])
     minilm = None
-    if not args.skip_minilm:
+    if not skip_minilm:
         from aicost.cache import MiniLMEmbedder
 
         t0 = time.perf_counter()
@@ -124,11 +134,6 @@ def main() -> None:
             probes = [p.replace("?", " ?") + " please" for p in prompts[50:150]]
             report(f"full semantic lookup (MiniLM embed + search + guards + verifier), {n} entries",
                    [timed(lambda q=q: runtime.lookup("ctx", q, fetch), 1)[0] for q in probes])
-
-    if not args.skip_redis:
-        bench_redis(sizes)
-    if not args.skip_postgres:
-        bench_postgres(sizes)
 
 
 def bench_redis(sizes: list[int]) -> None:
@@ -177,8 +182,8 @@ def bench_postgres(sizes: list[int]) -> None:
             table = f"bench_{n}"
             store = PgVectorStore(url, table=table, hnsw=False)
             vectors = random_unit(n, 384, seed=2)
+            vtable = store._vector_table(384)  # connects and creates the schema
             conn = store._conn
-            vtable = store._vector_table(384)
             t0 = time.perf_counter()
             with conn.cursor() as cur:
                 with cur.copy(f"COPY {table} (key, value) FROM STDIN") as copy:
