@@ -292,8 +292,9 @@ class _Call:
         native = self._native_span()
         if native is not None:
             try:
-                native.set_attributes(self._start_attributes())
-                native.set_attribute(s.AICOST_SPAN_SOURCE, "anthropic-sdk")
+                extra = _not_already_on(native, self._start_attributes())
+                extra[s.AICOST_SPAN_SOURCE] = "anthropic-sdk"
+                native.set_attributes(extra)
             except Exception:
                 error_once("native:attrs", "aicost: could not enrich the SDK's span")
             self.span = native
@@ -350,6 +351,7 @@ class _Call:
             if usage is not None:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+        native = span is self._native_span()
         attrs = telemetry.response_attributes(self.info.provider, meta)
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
@@ -357,14 +359,14 @@ class _Call:
             attrs.update(telemetry.cost_attributes(cost))
         if meta.deferred:
             attrs[s.AICOST_USAGE_DEFERRED] = True
-        if self.first_chunk_at is not None and span is not self._native_span():
+        if self.first_chunk_at is not None and not native:
             # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
             attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
         if self.request.stream or self.chunks:
             attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
             if ended_by:
                 attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
-        span.set_attributes(attrs)
+        span.set_attributes(_not_already_on(span, attrs) if native else attrs)
         if error is not None:
             error_type = telemetry.error_type_of(error)
             status = getattr(error, "status_code", None)
@@ -532,6 +534,13 @@ class AttrView:
             return AttrView.wrap(self._data[name])
         except KeyError:
             raise AttributeError(name) from None
+
+
+def _not_already_on(span: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's own span already holds most standard attributes with the same values: setting them again
+    costs the SDK's attribute validation on the calling thread for nothing."""
+    existing = getattr(span, "attributes", None) or {}
+    return {k: v for k, v in attrs.items() if existing.get(k) != v}
 
 
 def _end(span: Any) -> None:

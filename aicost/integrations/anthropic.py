@@ -101,16 +101,18 @@ def _text(content: Any) -> str | None:
     return "".join(parts) or None
 
 
-def read_message(message: Any) -> ResponseMeta:
+def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = getattr(message, "stop_reason", None)
+    usage = read_usage(usage_obj)
     return ResponseMeta(
-        usage=read_usage(usage_obj),
+        usage=usage,
         model=getattr(message, "model", None),
         response_id=getattr(message, "id", None),
         finish_reasons=[stop] if stop else [],
         service_tier=getattr(usage_obj, "service_tier", None),
-        output_text=_text(getattr(message, "content", None)),
+        # The text is needed only to estimate missing usage or for opted-in content capture.
+        output_text=_text(getattr(message, "content", None)) if want_text or usage is None else None,
     )
 
 
@@ -333,7 +335,9 @@ class AnthropicIntegration(Integration):
     def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
         if not endpoint.billable:
             return ResponseMeta()
-        return read_message(response)
+        from ..telemetry import state
+
+        return read_message(response, state.capture_content)
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)

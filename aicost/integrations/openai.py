@@ -116,8 +116,10 @@ def _chat_text(choices: Any) -> str | None:
     return "".join(parts) or None
 
 
-def read_response(response: Any) -> ResponseMeta:
+def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
+    """``want_text``: also collect the output text (content capture); it is collected anyway without usage."""
     usage = read_usage(getattr(response, "usage", None))
+    want_text = want_text or usage is None
     choices = getattr(response, "choices", None)
     meta = ResponseMeta(
         usage=usage,
@@ -127,14 +129,16 @@ def read_response(response: Any) -> ResponseMeta:
     )
     if choices is not None:
         meta.finish_reasons = _finish_reasons(choices)
-        meta.output_text = _chat_text(choices)
+        if want_text:
+            meta.output_text = _chat_text(choices)
     else:
         status = getattr(response, "status", None)  # Responses API
         if isinstance(status, str) and getattr(response, "object", None) == "response":
             meta.finish_reasons = [status]
             meta.deferred = usage is None and status in ("queued", "in_progress")
-        text = getattr(response, "output_text", None)
-        meta.output_text = text if isinstance(text, str) else None
+        if want_text:
+            text = getattr(response, "output_text", None)
+            meta.output_text = text if isinstance(text, str) else None
         read_tool_usage(response, usage)
     return meta
 
@@ -306,7 +310,9 @@ class OpenAIIntegration(Integration):
         return True
 
     def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
-        return read_response(response)
+        from ..telemetry import state
+
+        return read_response(response, state.capture_content)
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""
