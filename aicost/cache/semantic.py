@@ -100,6 +100,9 @@ class SemanticRuntime:
         self.config = config
         self.index = index
         self.prefix = prefix
+        # Vectors of different embedders are not comparable, even at equal dimension: a shared index keeps them
+        # apart by context.
+        self._space = f"{getattr(config.embedder, 'name', type(config.embedder).__name__)}:"
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector (lookup, then add on miss)
         self._lock = threading.Lock()
 
@@ -121,7 +124,7 @@ class SemanticRuntime:
         if len(text) > cfg.max_text_chars:
             return Match(veto="too_long")
         vec = self._embed(text)
-        candidates = self.index.search(context, vec, cfg.top_k, cfg.threshold)
+        candidates = self.index.search(self._space + context, vec, cfg.top_k, cfg.threshold)
         spent = Decimal(0)
         spent_any = False
         first_veto: str | None = None
@@ -149,7 +152,7 @@ class SemanticRuntime:
     def add(self, context: str, text: str, key: str, ttl: float | None) -> None:
         if len(text) > self.config.max_text_chars:
             return
-        self.index.add(context, key, text, self._embed(text))
+        self.index.add(self._space + context, key, text, self._embed(text))
 
     def forget(self, key: str) -> None:
         self.index.remove(key)
