@@ -437,9 +437,9 @@ class _Call:
         return value
 
     def watch_stream(self, stream: Any) -> None:
-        # Output text is kept even when a usage chunk was asked for: a proxy may drop it, and the estimate then
-        # needs the text. Appending a delta costs tens of nanoseconds a chunk.
-        acc = self.integration.new_accumulator(self.endpoint, self.hide_usage, True)
+        # Text is collected when no usage is expected (for the estimate) or content capture is on.
+        acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
+                                               config.capture_content or not self.hide_usage)
         self.acc = acc
         inner = stream._iterator
         is_async = hasattr(inner, "__anext__")

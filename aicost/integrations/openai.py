@@ -144,10 +144,14 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
 
 
 class ChunkAccumulator(StreamAccumulator):
-    """Chat completion and legacy completion chunks. Usage comes only in the final usage chunk."""
+    """Chat completion and legacy completion chunks. Usage comes only in the final usage chunk.
+
+    Runs once per chunk, so it reads as little as it can. When aicost asked for the usage chunk, text is not collected; if that chunk never comes
+    (a proxy dropped it), the output estimate is the number of content chunks (OpenAI streams one token each).
+    """
 
     __slots__ = ("hide_usage_chunk", "keep_text", "usage", "model", "response_id", "service_tier",
-                 "finish_reasons", "texts")
+                 "finish_reasons", "content_chunks", "texts")
 
     def __init__(self, hide_usage_chunk: bool, keep_text: bool) -> None:
         super().__init__()
@@ -158,6 +162,7 @@ class ChunkAccumulator(StreamAccumulator):
         self.response_id: str | None = None
         self.service_tier: str | None = None
         self.finish_reasons: list[str] = []
+        self.content_chunks = 0
         self.texts: list[str] = []
 
     def observe(self, chunk: Any) -> bool:
@@ -168,6 +173,10 @@ class ChunkAccumulator(StreamAccumulator):
         choices = chunk.choices
         if choices:
             choice = choices[0]
+            if choice.finish_reason:  # one per choice (n > 1 sends each in its own chunk)
+                self.finish_reasons.append(choice.finish_reason)
+                if not self.hide_usage_chunk:
+                    self.complete = True  # no usage chunk was asked for: the finish is the stream's last word
             if self.keep_text:
                 delta = getattr(choice, "delta", None)
                 if delta is None:
@@ -178,9 +187,8 @@ class ChunkAccumulator(StreamAccumulator):
                     self.texts.append(delta.content)
                 elif delta.tool_calls:
                     _tool_call_text(delta.tool_calls, self.texts)
-            if choice.finish_reason:
-                self.finish_reasons.append(choice.finish_reason)
-                self.complete = self.complete or not self.hide_usage_chunk
+            else:
+                self.content_chunks += 1
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
@@ -190,13 +198,17 @@ class ChunkAccumulator(StreamAccumulator):
         return True
 
     def result(self) -> ResponseMeta:
+        reasons = self.finish_reasons
+        text = "".join(self.texts) or None
+        if text is None and self.usage is None and self.content_chunks:
+            text = " x" * self.content_chunks  # counts as one token per content chunk
         return ResponseMeta(
             usage=read_usage(self.usage),
             model=self.model,
             response_id=self.response_id,
-            finish_reasons=self.finish_reasons,
+            finish_reasons=reasons,
             service_tier=self.service_tier,
-            output_text="".join(self.texts) or None,
+            output_text=text,
         )
 
 
