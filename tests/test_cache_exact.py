@@ -633,3 +633,18 @@ def test_sdk_sentinels_enums_and_dates_have_canonical_forms():
     ask("x", as_of=datetime.date(2026, 1, 2))
     assert calls.n == 4
     assert hash_material(canonical(openai.NOT_GIVEN)) != hash_material(canonical(None))
+
+
+def test_savings_metric_carries_team_and_feature_but_not_user(tel):
+    @aicost.cache(prompt="q")
+    def answer(q):
+        fake_llm_call("0.01")
+        return "a"
+
+    with aicost.attribute(team="support", feature="faq", user="u-123", customer="acme"):
+        answer("q")
+        answer("q")
+    (saved,) = tel.points(semconv.METRIC_CACHE_SAVED)
+    assert saved.attributes[semconv.AICOST_TEAM] == "support"
+    assert saved.attributes[semconv.AICOST_FEATURE] == "faq"
+    assert semconv.AICOST_USER not in saved.attributes and semconv.AICOST_CUSTOMER not in saved.attributes

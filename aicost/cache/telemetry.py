@@ -89,6 +89,17 @@ class _Instruments:
         )
 
 
+def _low_cardinality_attribution() -> dict[str, str]:
+    """Team and feature of the current attribution (never user or customer: metric labels must stay few)."""
+    try:
+        from ..attribution import current_attributes
+
+        current = current_attributes()
+    except Exception:
+        return {}
+    return {k: str(current[k]) for k in (semconv.AICOST_TEAM, semconv.AICOST_FEATURE) if current.get(k)}
+
+
 def record_lookup(
     span: Any,
     *,
@@ -125,6 +136,7 @@ def record_lookup(
     metric_attrs = {semconv.AICOST_CACHE_NAME: name, semconv.AICOST_CACHE_OUTCOME: outcome}
     if tier:
         metric_attrs[semconv.AICOST_CACHE_TIER] = tier
+    metric_attrs.update(_low_cardinality_attribution())  # savings per team / feature, like spend
     inst.lookups.add(1, metric_attrs)
     if outcome in ("hit", "miss"):
         inst.lookup_duration.record(lookup_s, metric_attrs)
