@@ -206,3 +206,16 @@ def test_waiter_calls_through_when_the_other_process_fails(redis_url):
     assert flaky_other("q") == "ok"  # waited for the lock to go, then answered itself
     t.join(10)
     assert outcome == ["vendor down"] and calls == ["leader", "waiter"]
+
+
+async def test_async_function_over_redis(store):
+    calls = []
+
+    @aicost.cache(prompt="q", store=store)
+    async def answer(q):
+        calls.append(q)
+        return q.upper()
+
+    assert await answer("abc") == "ABC"
+    assert await answer("ABC ") == "ABC"
+    assert len(calls) == 1

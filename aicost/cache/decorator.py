@@ -421,8 +421,8 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "uncacheable", time.perf_counter() - t0)
                 return await func(*args, **kwargs)
         with _start_span(core) as span:
-            if core.semantic is not None and req.text is not None:
-                # Embedding (and a sync LLM judge) must not block the event loop.
+            if (core.semantic is not None and req.text is not None) or not isinstance(core.store, MemoryStore):
+                # Embedding, a sync LLM judge or a slow shared store must not block the event loop.
                 found = await asyncio.to_thread(_safe_lookup, core, req)
             else:
                 found = _safe_lookup(core, req)
