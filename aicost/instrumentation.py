@@ -198,7 +198,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "raw", "otel_token", "hide_usage",
-        "acc", "busy",
+        "acc", "busy", "started_early",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -232,6 +232,7 @@ class _Call:
         # aicost is inside a read (the caller's parse(), or pulling the next stream item): the SDK closes the
         # response there itself, and the reader, not the close hook, knows how the call ended.
         self.busy = False
+        self.started_early = False  # aicost's span started before the call; request attributes go on at the end
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -260,8 +261,9 @@ class _Call:
         """Start the aicost span, or prepare to enrich the SDK's own span (Anthropic native tracing)."""
         self.native = self.integration.native_span_capture(resource)
         if self.native is None:
-            attrs = self._start_attributes()
+            attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
             self.span = telemetry.start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
+            self.started_early = True
             self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def detach(self) -> None:
@@ -274,16 +276,21 @@ class _Call:
                 pass
             self.otel_token = None
 
-    def _start_attributes(self) -> dict[str, Any]:
+    def _request_attributes(self) -> dict[str, Any]:
+        """Everything about the request and who made it, besides the few attributes set at span start."""
         extra = dict(self.attribution)
         if self.info.span_attributes:
             extra.update(self.info.span_attributes)
         if not self.endpoint.billable:
             extra[s.AICOST_BILLABLE] = False
         extra.update(telemetry.content_attributes(self.info.kwargs))
-        return telemetry.start_attributes(
-            self.info.provider, self.endpoint.operation, self.endpoint.key, self.request, extra
-        )
+        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra)
+
+    def _start_attributes(self) -> dict[str, Any]:
+        """All request-side attributes, for a span created when the call is already over."""
+        attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
+        attrs.update(self._request_attributes())
+        return attrs
 
     def _resolve_span(self) -> Any:
         """The span that carries this call's cost: ours, the captured SDK span, or one made now."""
@@ -353,6 +360,8 @@ class _Call:
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
         native = span is self._native_span()
         attrs = telemetry.response_attributes(self.info.provider, meta)
+        if self.started_early:
+            attrs.update(self._request_attributes())
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
         if cost is not None:

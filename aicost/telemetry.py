@@ -49,17 +49,19 @@ def span_name(operation: str, model: str | None) -> str:
     return f"{operation} {model}" if model else operation
 
 
-def start_attributes(
-    provider: str, operation: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any]
-) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        s.GEN_AI_OPERATION_NAME: operation,
-        s.GEN_AI_PROVIDER_NAME: provider,
-        s.AICOST_ENDPOINT: endpoint,
-        s.AICOST_SPAN_SOURCE: "aicost",
-    }
+def start_attributes(provider: str, operation: str, request: RequestMeta) -> dict[str, Any]:
+    """What a sampler may look at when the span starts. Everything else is written when the call ends (spans
+    are exported then anyway), so that less work sits between the call and its first chunk."""
+    attrs: dict[str, Any] = {s.GEN_AI_OPERATION_NAME: operation, s.GEN_AI_PROVIDER_NAME: provider}
     if request.model:
         attrs[s.GEN_AI_REQUEST_MODEL] = request.model
+    if request.server_address:
+        attrs[s.SERVER_ADDRESS] = request.server_address
+    return attrs
+
+
+def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {s.AICOST_ENDPOINT: endpoint, s.AICOST_SPAN_SOURCE: "aicost"}
     if request.max_tokens is not None:
         attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.stream:
@@ -67,10 +69,8 @@ def start_attributes(
     if request.service_tier:
         key = s.ANTHROPIC_REQUEST_SERVICE_TIER if provider == "anthropic" else s.OPENAI_REQUEST_SERVICE_TIER
         attrs[key] = request.service_tier
-    if request.server_address:
-        attrs[s.SERVER_ADDRESS] = request.server_address
-        if request.server_port:
-            attrs[s.SERVER_PORT] = request.server_port
+    if request.server_address and request.server_port:
+        attrs[s.SERVER_PORT] = request.server_port
     if extra:
         attrs.update(extra)
     return attrs
