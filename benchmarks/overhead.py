@@ -1,6 +1,7 @@
 """What ``aicost.instrument()`` adds to an OpenAI / Anthropic SDK call, measured in one process.
 
-Run: ``.venv/bin/python benchmarks/overhead.py`` from the checkout root (``--quick`` for a shorter run).
+Run: ``.venv/bin/python benchmarks/overhead.py`` from the checkout root (``--quick`` for a shorter run;
+``--breakdown`` splits a call's added time into aicost's wrapper, SDK spans and metrics).
 
 Method (the one issue 2 names, so the figures compare with its peer numbers):
 
@@ -273,6 +274,41 @@ def report(label: str, off_rounds: list[Samples], on_rounds: list[Samples]) -> d
     return fig
 
 
+def breakdown(providers: dict, vendors: list[str], in_process: InProcessVendor, rounds: int) -> None:
+    """Where a non-streaming call's added time goes: aicost with a no-op tracer and meter (its own wrapper:
+    usage, pricing, hooks, attribution), then with SDK spans, then with metrics too. Interleaved, in-process."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    arms: dict[str, Any] = {
+        "uninstrumented": None,
+        "wrapper only (no-op tracer, no-op meter)": (NoOpTracerProvider(), NoOpMeterProvider()),
+        "+ SDK spans (no-op meter)": (providers["tp"], NoOpMeterProvider()),
+        "+ SDK spans + metrics": (providers["tp"], providers["mp"]),
+    }
+    clients = make_clients("in-process", None, in_process)
+    print(f"\n== breakdown, in-process, non-stream call, CPU of the calling thread ({rounds} interleaved rounds)")
+    for vendor in vendors:
+        fn = call_fn(clients[vendor], vendor, 0)
+        cpu: dict[str, list[float]] = {name: [] for name in arms}
+        for _ in range(rounds):
+            for name, prov in arms.items():
+                aicost.uninstrument()
+                if prov is not None:
+                    aicost.instrument(tracer_provider=prov[0], meter_provider=prov[1])
+                for _ in range(10):
+                    fn()
+                gc.collect()
+                c0 = time.thread_time()
+                for _ in range(100):
+                    fn()
+                cpu[name].append((time.thread_time() - c0) / 100)
+        aicost.uninstrument()
+        base = med(cpu["uninstrumented"])
+        print(f"  {vendor}: " + "; ".join(f"{name} {med(v) * 1e6:.0f} us ({(med(v) - base) * 1e6:+.0f})"
+                                          for name, v in cpu.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds per scenario")
@@ -281,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", choices=["in-process", "loopback", "both"], default="both")
     parser.add_argument("--vendor", choices=["openai", "anthropic", "both"], default="both")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only: split a call's added time into wrapper / spans / metrics (in-process)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls = 4, 12
@@ -301,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     transports = ["in-process", "loopback"] if args.transport == "both" else [args.transport]
     vendors = ["openai", "anthropic"] if args.vendor == "both" else [args.vendor]
     in_process = InProcessVendor()
+    if args.breakdown:
+        breakdown(providers, vendors, in_process, max(args.rounds, 8))
+        return 0
     loopback = LoopbackVendor() if "loopback" in transports else None
     rng = random.Random(20261123)
     figures: dict[str, dict[str, float]] = {}
