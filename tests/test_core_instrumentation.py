@@ -414,10 +414,19 @@ def test_azure_client_reports_azure_provider(instrumented, replay_server):
 
 
 # ------------------------------------------------------------------------------------------ no OTel SDK configured
-def test_works_with_the_no_op_tracer(replay_server):
-    """No tracer provider at all (the API's default no-op): calls work and nothing is logged as an error."""
+def test_works_without_the_otel_sdk(replay_server):
+    """No OpenTelemetry SDK at all: every ``opentelemetry.sdk`` import fails, as if it were not installed, so only
+    the API's no-op tracer and meter exist. Calls work, costs are still collected, nothing is logged as an error."""
     script = textwrap.dedent(f"""
         import logging, sys
+
+        class NoSdk:
+            def find_spec(self, name, path=None, target=None):
+                if name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk."):
+                    raise ImportError("opentelemetry-sdk is not installed (blocked by the test)")
+                return None
+
+        sys.meta_path.insert(0, NoSdk())
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         logging.basicConfig(level=logging.WARNING)
         import aicost, openai, anthropic
@@ -437,6 +446,7 @@ def test_works_with_the_no_op_tracer(replay_server):
                 assert a.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}]).content
         assert c.calls == 3 and c.cost_usd > 0, (c.calls, c.cost_usd)
         assert not errors, errors
+        assert not any(m.startswith("opentelemetry.sdk") for m in sys.modules)
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
