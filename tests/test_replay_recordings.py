@@ -903,3 +903,29 @@ def test_every_recording_is_covered() -> None:
         exp = expected_outcome(rid)
         if case.status < 400 and case.kind != "complete":
             assert published_price(case.provider, exp.response_model or case.request_model, exp.service_tier), rid
+
+
+@pytest.mark.parametrize("rid", ["anthropic-messages-nonstream-014", "anthropic-messages-stream-015"])
+def test_vendor_warnings_still_point_at_the_caller(rid: str, instrumented: Any, replay_server: ReplayServer) -> None:
+    """The SDK warns about deprecated models with a stacklevel that names the application's line. Through aicost
+    the warning must still name it: pointed at aicost's wrapper, Python's default filters hide a
+    DeprecationWarning that a script would otherwise show (the call must behave exactly as without aicost)."""
+    import warnings
+
+    case = CASES[rid]
+    client = _make_client(case, replay_server, is_async=False)
+    replay_server.enqueue_recording(rid)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = client.messages.create(**_kwargs(case))  # the SDK warns here: claude-3-* is deprecated
+            if case.stream:
+                for _ in result:
+                    pass
+    finally:
+        client.close()
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning) and "deprecated" in str(w.message)]
+    assert deprecations, f"{rid}: the SDK no longer warns about {case.request_model} (test premise)"
+    assert all(w.filename == __file__ for w in deprecations), (
+        f"{rid}: the SDK's warning is attributed to {[f'{w.filename}:{w.lineno}' for w in deprecations]}, "
+        f"not to the caller {__file__}")
