@@ -740,6 +740,10 @@ def _check_result(case: Case, variant: str, outcome: CallOutcome, exp: Expected)
     result = outcome.result
     if variant == "raw":
         assert outcome.raw_type in RAW_RESPONSE_TYPES, f"{case.rid}: with_raw_response returned {outcome.raw_type}"
+    if variant != "helper":
+        expected_type = _expected_result_type(case)
+        assert type(result).__name__ in expected_type, (
+            f"{case.rid}/{variant}: the caller got a {type(result).__name__}, expected {expected_type}")
     if case.stream and variant != "helper":
         assert outcome.chunks and outcome.chunks > 0, f"{case.rid}: the caller saw no chunks"
         return
@@ -752,6 +756,14 @@ def _check_result(case: Case, variant: str, outcome: CallOutcome, exp: Expected)
         got = _openai_usage(usage.model_dump())
     assert got["input"] == exp.usage["input"] and got["output"] == exp.usage["output"], (
         f"{case.rid}: the SDK result's usage changed: {got} vs {exp.usage}")
+
+
+def _expected_result_type(case: Case) -> set[str]:
+    """The SDK's own result class for the call (streams: the SDK's stream object, never a wrapper type)."""
+    if case.stream:
+        return {"Stream", "AsyncStream"}
+    return {"chat": {"ChatCompletion"}, "completions": {"Completion"}, "embeddings": {"CreateEmbeddingResponse"},
+            "responses": {"Response"}, "messages": {"BetaMessage"} if case.beta else {"Message"}}[case.kind]
 
 
 def _check_native_cooperation(case: Case, spans: list[Any], cost_span: Any, telemetry: Any) -> None:
