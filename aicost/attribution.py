@@ -39,6 +39,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import hooks, semconv
+from ._log import log_once
 from .usage import Usage
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "inject_headers",
 ]
 
-_log = logging.getLogger("aicost")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _FIELDS = {
@@ -77,13 +77,8 @@ _DEFAULT_PROPAGATED = frozenset({"team", "feature"})
 _propagated: frozenset[str] = _DEFAULT_PROPAGATED
 _accept_upstream = True
 
-_warned: set[str] = set()
-
-
 def _log_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        _log.warning(message, exc_info=True)
+    log_once(f"attribution:{key}", logging.WARNING, message, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -42,23 +42,18 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import semconv
+from ._log import log_once
 from .hooks import CallResult
 
 __all__ = ["configure", "flush", "record_call", "record_unit"]
 
-_log = logging.getLogger("aicost")
 
 _LOW_CARDINALITY = (semconv.AICOST_TEAM, semconv.AICOST_FEATURE)
 _HIGH_CARDINALITY_FIELDS = {"user": semconv.AICOST_USER, "customer": semconv.AICOST_CUSTOMER}
 _SERVER_KEYS = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT)
 
-_warned: set[str] = set()
-
-
 def _log_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        _log.warning(message, exc_info=True)
+    log_once(f"metrics:{key}", logging.WARNING, message, exc_info=True)
 
 
 def _label_policy(high_cardinality_labels: bool | Iterable[str]) -> tuple[tuple[str, ...], bool]:

@@ -416,7 +416,9 @@ def test_a_failure_halfway_into_a_scope_is_undone_and_never_reaches_the_app(monk
     def broken(*args, **kwargs):
         raise RuntimeError("baggage exploded")
 
-    monkeypatch.setattr(attribution, "_warned", set())
+    import aicost._log
+
+    monkeypatch.setattr(aicost._log, "_seen", set())
     monkeypatch.setattr(attribution.otel_baggage, "set_baggage", broken)
     with attribute(team="still-charged"):
         assert now() == {TEAM: "still-charged"}  # the part that worked stays in effect

@@ -438,7 +438,9 @@ def test_internal_errors_never_reach_the_app(caplog):
 
     from aicost.budget import guard as guard_module
 
-    guard_module._logged.discard("before_call")
+    from aicost import _log
+
+    _log.forget("budget:before_call")
     g = BudgetGuard([Budget(limit_usd="1")], price_lookup=broken_lookup)
     assert g.before_call(chat_info()) is None  # allowed, unguarded, logged
     assert any("budget guard failed" in r.getMessage() for r in caplog.records)

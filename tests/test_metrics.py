@@ -151,7 +151,9 @@ def test_unknown_price_records_tokens_but_no_cost(reader):
 
 
 def test_record_call_never_raises_and_logs_once(reader, caplog, monkeypatch):
-    monkeypatch.setattr(metrics, "_warned", set())
+    import aicost._log
+
+    monkeypatch.setattr(aicost._log, "_seen", set())
     metrics.record_call(object(), {})  # type: ignore[arg-type]
     metrics.record_call(object(), {})  # type: ignore[arg-type]
     metrics.flush()  # points are recorded off the call path: a bad one surfaces when the queue is drained

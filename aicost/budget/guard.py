@@ -24,6 +24,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import _log
 from .. import semconv
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
@@ -49,18 +50,8 @@ def _new_process_id() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_process_id)
-_logged: set[str] = set()
-_logged_lock = threading.Lock()
-
-
 def log_once(key: str, message: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False) -> None:
-    with _logged_lock:
-        if key in _logged:
-            return
-        if len(_logged) > 10_000:
-            _logged.clear()
-        _logged.add(key)
-    logger.log(level, message, *args, exc_info=exc_info)
+    _log.log_once(f"budget:{key}", level, message, *args, exc_info=exc_info)
 
 
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})

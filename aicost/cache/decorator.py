@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from .._log import log_once
 from opentelemetry.trace import SpanKind
 
 from .. import semconv
@@ -52,13 +53,10 @@ from .streams import (
 logger = logging.getLogger("aicost")
 
 _bypass: contextvars.ContextVar[bool] = contextvars.ContextVar("aicost_cache_bypass", default=False)
-_logged: set[str] = set()
 
 
 def _log_once(tag: str, message: str, *args: Any, exc_info: bool = False) -> None:
-    if tag not in _logged:
-        _logged.add(tag)
-        logger.warning(message, *args, exc_info=exc_info)
+    log_once(f"cache:{tag}", logging.WARNING, message, *args, exc_info=exc_info)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._log import log_once
 from ..usage import Usage
 from . import names
 from . import catalog as _catalog
@@ -47,7 +48,6 @@ _generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
 _now: dict[tuple[str | None, str | None, str | None], tuple[ModelPrice | None, float]] = {}
 _unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
-_logged: set[str] = set()
 
 
 @dataclass
@@ -325,13 +325,7 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
 
 
 def _log_once(key: str, level: int, message: str, *args: object, exc: bool = False) -> None:
-    if key in _logged:
-        return
-    with _lock:
-        if key in _logged:
-            return
-        _logged.add(key)
-    logger.log(level, message, *args, exc_info=exc)
+    log_once(f"pricing:{key}", level, message, *args, exc_info=exc)
 
 
 # --- unknown models: in-process list, and an opt-in file the CLI can read ------------------------------
