@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextvars
 import inspect
 import os
+import sys
 import threading
 import time
+import types
 from typing import Any, Callable
 
 from opentelemetry import context as otel_context
@@ -739,12 +741,47 @@ def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: 
     return call
 
 
+def _call_as(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    return fn(*args, **kwargs)  # keep on the line right after ``def``: _caller_trampoline relies on it
+
+
+_trampolines: dict[tuple[str, int, int], Callable[..., Any]] = {}
+
+
+def _caller_trampoline() -> Callable[..., Any]:
+    """A ``_call_as`` that Python's warnings machinery takes for the application's own line.
+
+    The SDKs warn (deprecated models, ...) with a ``stacklevel`` that assumes the application called them
+    directly. Through aicost that frame would be aicost's wrapper, and since Python only shows a
+    DeprecationWarning attributed to ``__main__``, the application would no longer see it. So the SDK is called
+    from a copy of ``_call_as`` whose code carries the caller's file name and line and which runs with the
+    caller's globals: the warning is attributed, filtered and registered exactly as without aicost. One copy per
+    call site, cached. Called from a wrapper, so the application's frame is two levels up.
+    """
+    try:
+        frame = sys._getframe(2)
+    except Exception:  # not CPython
+        return _call_as
+    code = frame.f_code
+    key = (code.co_filename, frame.f_lineno, id(frame.f_globals))  # the cached function keeps the dict alive
+    trampoline = _trampolines.get(key)
+    if trampoline is None:
+        if len(_trampolines) >= 4096:
+            _trampolines.clear()
+        trampoline = types.FunctionType(
+            _call_as.__code__.replace(co_filename=code.co_filename, co_firstlineno=max(1, frame.f_lineno - 1)),
+            frame.f_globals, "_call_as")
+        _trampolines[key] = trampoline
+    return trampoline
+
+
 def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        call_as = _caller_trampoline()
         if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
-            return wrapped(*args, **kwargs)
+            return call_as(wrapped, args, kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
-        return _run_sync(call, lambda: wrapped(*args, **kwargs))
+        return _run_sync(call, lambda: call_as(wrapped, args, kwargs))
 
     return wrapper
 
@@ -854,15 +891,16 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
     """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        call_as = _caller_trampoline()
         if _active.get() or instance is None:
-            return wrapped(*args, **kwargs)
+            return call_as(wrapped, args, kwargs)
         try:
             call = _Call(integration, endpoint, instance, kwargs, is_async)
         except Exception:
             error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
-            return wrapped(*args, **kwargs)
+            return call_as(wrapped, args, kwargs)
         call.run_interceptors()  # may raise CallRefused, on purpose
-        manager = wrapped(*args, **kwargs)
+        manager = call_as(wrapped, args, kwargs)
         try:
             attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
             if attr is None:
