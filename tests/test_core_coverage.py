@@ -100,7 +100,7 @@ def test_vertex_client(instrumented, replay_server, beta):
 
 @pytest.mark.parametrize("beta", [False, True])
 def test_bedrock_client(instrumented, replay_server, beta):
-    pytest.importorskip("boto3", reason="the Bedrock client signs requests with boto3 (anthropic[bedrock])")
+    import boto3  # noqa: F401  (in the test extra, via anthropic[bedrock]: the Bedrock client signs with it)
     client = anthropic.AnthropicBedrock(aws_region="us-east-1", aws_access_key="AKIAEXAMPLE",
                                         aws_secret_key="secret", base_url=replay_server.url, max_retries=0)
     model = "anthropic.claude-3-5-haiku-20241022-v1:0"
