@@ -17,9 +17,9 @@ Method (the one issue 2 names, so the figures compare with its peer numbers):
   providers installed (as an app that uses OpenTelemetry would), so Anthropic's native tracing is on in both.
 * Every figure in wall time and in **CPU time of the calling thread** (``time.thread_time``: robust to a busy
   machine, and with the in-process transport all of a call's work is on that thread). Per call: a
-  non-streaming ``create``. Per chunk: the slope between a 20-chunk and a 200-chunk stream's iteration time (fixed costs at the
-  end of a stream, like pricing, cancel out). Time to first chunk: from the call until the first chunk is in the
-  caller's hand.
+  non-streaming ``create``. Per chunk: the slope between a 20-chunk and a 200-chunk stream's iteration time
+  (fixed costs at the end of a stream, like pricing, cancel out). Time to first chunk: from the call until the
+  first chunk is in the caller's hand.
 """
 
 from __future__ import annotations

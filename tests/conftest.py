@@ -24,7 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import vendor_server` from any test module
 
-from vendor_server import ReplayServer, anthropic_client as _anthropic_client, openai_client as _openai_client  # noqa: E402
+from vendor_server import ReplayServer  # noqa: E402
+from vendor_server import anthropic_client as _anthropic_client  # noqa: E402
+from vendor_server import openai_client as _openai_client  # noqa: E402
 
 # Mirrors of aicost.semconv names, kept literal so this file imports even when aicost itself is broken.
 GEN_AI_USAGE_COST = "gen_ai.usage.cost"

@@ -671,7 +671,8 @@ def _check_usage(rid: str, usage: dict[str, int], attrs: dict[str, Any]) -> None
 
 
 def _check_cost(rid: str, attrs: dict[str, Any], expected: Decimal, exp: Expected) -> None:
-    assert attrs.get(sc.AICOST_PRICE_KNOWN) is True, f"{rid}: {sc.AICOST_PRICE_KNOWN}={attrs.get(sc.AICOST_PRICE_KNOWN)!r}"
+    assert attrs.get(sc.AICOST_PRICE_KNOWN) is True, (
+        f"{rid}: {sc.AICOST_PRICE_KNOWN}={attrs.get(sc.AICOST_PRICE_KNOWN)!r}")
     assert sc.AICOST_COST_TOTAL in attrs, f"{rid}: no {sc.AICOST_COST_TOTAL}"
     total = _decimal(attrs[sc.AICOST_COST_TOTAL])
     parts = _cost_parts(attrs)
@@ -900,7 +901,8 @@ def test_unknown_model_is_never_silently_free(vendor: str, instrumented: Any, re
         assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == exp_usage["input"]
         assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == exp_usage["output"]
     warnings = [r for r in caplog.records if r.name.startswith("aicost") and unknown in r.getMessage()]
-    assert len(warnings) == 1, f"expected one warning naming the unknown model, got {[r.getMessage() for r in warnings]}"
+    assert len(warnings) == 1, (
+        f"expected one warning naming the unknown model, got {[r.getMessage() for r in warnings]}")
 
 
 def test_every_recording_is_covered() -> None:
