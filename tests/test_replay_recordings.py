@@ -365,6 +365,12 @@ def _kwargs(case: Case) -> dict[str, Any]:
             kw["encoding_format"] = body["encoding_format"]
     elif case.kind == "responses":
         kw["input"] = PROBE
+        # Hosted web search is priced per call by which tool the request named (web_search_preview has its own
+        # rate), so the recorded request's hosted tools go along; they need no schema.
+        hosted = [t for t in body.get("tools") or ()
+                  if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")]
+        if hosted:
+            kw["tools"] = hosted
     elif case.kind == "messages":
         kw["max_tokens"] = int(body.get("max_tokens") or 1024)
         kw["messages"] = [{"role": "user", "content": PROBE}]
