@@ -267,8 +267,8 @@ def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str
         if path.endswith(".toml"):
             try:
                 import tomllib
-            except ImportError:  # Python 3.10
-                raise ConfigurationError("budget config: TOML needs Python 3.11+; use JSON") from None
+            except ImportError:  # Python 3.10: tomli is a dependency there (same API)
+                import tomli as tomllib  # type: ignore[no-redef]
             config = tomllib.loads(raw.decode())
         else:
             config = json.loads(raw)

@@ -434,7 +434,7 @@ def _parse_toml(text: str, label: str) -> Any:
             import tomli as tomllib  # type: ignore[no-redef]
         except ModuleNotFoundError:
             raise PriceFileError(
-                "reading TOML on Python 3.10 needs `pip install tomli` (or use JSON)", path=label
+                "reading TOML on Python 3.10 needs tomli (an aicost dependency there; reinstall aicost) or use JSON", path=label
             ) from None
     try:
         return tomllib.loads(text)
