@@ -588,17 +588,23 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
     warned about once by the pricing engine and said on the span, never written as $0."""
     try:
-        from .pricing import price_call
+        from .pricing import price_call, resolve
 
-        cost = price_call(provider, response_model or request_model, usage, service_tier=service_tier, **hints)
-        if not cost.known and response_model and request_model and request_model != response_model:
-            fallback = price_call(provider, request_model, usage, service_tier=service_tier, **hints)
-            if fallback.known:
-                return fallback
-        return cost
+        model = response_model or request_model
+        if (response_model and request_model and request_model != response_model
+                and not _is_fine_tune(response_model)
+                and resolve(provider, response_model, service_tier=service_tier) is None
+                and resolve(provider, request_model, service_tier=service_tier) is not None):
+            model = request_model  # a vendor-internal name of the model that was asked for
+        return price_call(provider, model, usage, service_tier=service_tier, **hints)
     except Exception:
         error_once("pricing", "aicost: pricing failed")
         return None
+
+
+def _is_fine_tune(model: str) -> bool:
+    """A fine-tuned model is billed at its own (higher) rates: never price it as the base model it came from."""
+    return model.startswith("ft:") or ":ft-" in model or ":ft:" in model
 
 
 def _record_metrics(result: hooks.CallResult, attribution: dict[str, str]) -> None:

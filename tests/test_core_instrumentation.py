@@ -501,3 +501,18 @@ def test_background_response_is_deferred_not_estimated(instrumented, replay_serv
     a = attrs(span)
     assert a[s.AICOST_USAGE_DEFERRED] is True
     assert s.GEN_AI_USAGE_COST not in a and s.AICOST_USAGE_ESTIMATED not in a
+
+
+def test_fine_tuned_response_is_never_priced_as_its_base_model(instrumented, replay_server, openai_client, caplog):
+    """Fine-tunes cost more than their base model. A fine-tune the catalog knows is priced at fine-tune rates; an
+    unknown one stays unknown (the span agrees with the log), never priced as the base model that was asked for."""
+    replay_server.enqueue(openai_chat_reply("ft:gpt-4o-mini-2024-07-18:acme::abc123", prompt_tokens=100,
+                                            completion_tokens=10))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    replay_server.enqueue(openai_chat_reply("ft:gpt-4o-mini:acme::abc123", prompt_tokens=100, completion_tokens=10))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    known, unknown = instrumented.spans()
+    # gpt-4o-mini fine-tuned inference: $0.30 input, $1.20 output per MTok (base: $0.15 / $0.60)
+    assert Decimal(attrs(known)[s.AICOST_COST_TOTAL]) == (100 * Decimal("0.30") + 10 * Decimal("1.20")) / 10**6
+    assert attrs(unknown)[s.AICOST_PRICE_KNOWN] is False and s.GEN_AI_USAGE_COST not in attrs(unknown)
+    assert "ft:gpt-4o-mini:acme::abc123" in caplog.text
