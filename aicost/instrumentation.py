@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,7 +38,6 @@ _time_ns = time.time_ns
 # Set while a patched method runs, so a patched method that calls another patched one (a helper built on
 # ``create``) is recorded once, by the outermost.
 _active: contextvars.ContextVar[bool] = contextvars.ContextVar("aicost_active", default=False)
-RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
 
 class _Config:
@@ -199,7 +198,7 @@ class _Call:
 
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
-        "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "raw", "otel_token", "hide_usage",
+        "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
         "acc", "busy", "started_early",
     )
 
@@ -227,7 +226,6 @@ class _Call:
         self.first_chunk_at: float | None = None
         self.finished = False
         self.chunks = 0
-        self.raw = False
         self.otel_token: Any = None
         self.hide_usage = False  # aicost asked for a usage-only chunk the caller must not see
         self.acc: StreamAccumulator | None = None  # set once a stream is being watched
@@ -438,7 +436,6 @@ class _Call:
             if integration.is_stream(value):
                 self.watch_stream(value)
             elif integration.is_raw_response(value):
-                self.raw = True
                 self.watch_raw(value)
             else:
                 self.finish(integration.read_response(self.endpoint, value))
@@ -570,13 +567,14 @@ def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
         error_once("observe", "aicost: could not observe a parsed response")
 
 
-def _current_attribution() -> dict[str, str]:
+def _current_attribution() -> Mapping[str, str]:
+    """The attribution in force when the call starts: a read-only snapshot, not copied (each scope has its own)."""
     try:
         from .attribution import current_attributes
     except ImportError:
         return {}
     try:
-        return dict(current_attributes())
+        return current_attributes()
     except Exception:
         error_once("attribution", "aicost: could not read the current attribution")
         return {}
@@ -607,7 +605,7 @@ def _is_fine_tune(model: str) -> bool:
     return model.startswith("ft:") or ":ft-" in model or ":ft:" in model
 
 
-def _record_metrics(result: hooks.CallResult, attribution: dict[str, str]) -> None:
+def _record_metrics(result: hooks.CallResult, attribution: Mapping[str, str]) -> None:
     try:
         from . import metrics
     except ImportError:

@@ -46,7 +46,7 @@ def tracer() -> Any:
 
 
 def span_name(operation: str, model: str | None) -> str:
-    return f"{operation} {model}" if model else operation
+    return s.SPAN_NAME_FORMAT.format(operation=operation, model=model) if model else operation
 
 
 def start_attributes(provider: str, operation: str, request: RequestMeta) -> dict[str, Any]:

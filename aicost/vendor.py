@@ -83,7 +83,6 @@ class Integration:
     """Base for a vendor integration. Subclasses fill the table and the readers."""
 
     name: str = ""
-    sdk_module: str = ""
     endpoints: tuple[Endpoint, ...] = ()
 
     def provider(self, resource: Any) -> str:  # gen_ai.provider.name for the client behind a resource

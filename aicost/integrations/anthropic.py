@@ -288,7 +288,6 @@ class NativeSpanCapture:
 
 class AnthropicIntegration(Integration):
     name = "anthropic"
-    sdk_module = "anthropic"
     endpoints = ENDPOINTS
     request_classes = (("anthropic._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
 

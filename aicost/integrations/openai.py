@@ -254,7 +254,6 @@ _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net
 
 class OpenAIIntegration(Integration):
     name = "openai"
-    sdk_module = "openai"
     endpoints = ENDPOINTS
     request_classes = (("openai._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
 
