@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import vendor_serve
 from vendor_server import ReplayServer  # noqa: E402
 from vendor_server import anthropic_client as _anthropic_client  # noqa: E402
 from vendor_server import openai_client as _openai_client  # noqa: E402
+from servers import redis_server  # noqa: E402
 
 # Mirrors of aicost.semconv names, kept literal so this file imports even when aicost itself is broken.
 GEN_AI_USAGE_COST = "gen_ai.usage.cost"
@@ -46,6 +47,14 @@ def replay_server(_replay_server_session: ReplayServer) -> Iterator[ReplayServer
     _replay_server_session.reset()
     yield _replay_server_session
     _replay_server_session.reset()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A fresh redis-server on 127.0.0.1 per test module (tests/servers.py): skipped when redis-server is not
+    installed, a failure instead under AICOST_REQUIRE_SERVERS=1."""
+    with redis_server() as url:
+        yield url
 
 
 # ---------------------------------------------------------------------------------------------- telemetry

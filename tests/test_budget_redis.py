@@ -15,16 +15,10 @@ import pytest
 from aicost.budget import Budget, BudgetExceeded, BudgetGuard, BudgetStoreUnavailable, CallRefused
 from aicost.budget.stores.redis import RedisStore
 from budget_helpers import Clock, chat_info, price_lookup, redis_worker, result
-from servers import free_port, redis_server
+from servers import free_port
 
 D = Decimal
 pytestmark = pytest.mark.server("redis-server")
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from aicost.budget.stores.base import Charge
 from aicost.budget.stores.memory import MemoryStore
 from aicost.budget.stores.redis import RedisStore
-from servers import redis_server
 
 LEASE = 100.0
 KEYS = ("a|x|day:1", "b|y|day:1", "c||day:1")
@@ -59,12 +58,6 @@ class Reference:
             self.fired[c.key] = max(before, level)
             out.append((self.spent[c.key], before, self.fired[c.key]))
         return out
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
 
 
 @pytest.mark.server("redis-server")

@@ -16,15 +16,8 @@ from aicost.cache import RedisStore
 from aicost.cache.entry import Entry
 
 from cache_helpers import fake_llm_call
-from servers import redis_server
 
 pytestmark = pytest.mark.server("redis-server")
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture
