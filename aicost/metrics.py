@@ -239,7 +239,7 @@ def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
             _record_now(state, result, attributes)
             return
         _pending.append((state, result, attributes))
-        if not _worker_alive():
+        if _worker is None:
             _start_worker()
     except Exception:
         _log_once("record_call", "aicost: could not record call metrics")
@@ -266,7 +266,6 @@ _pending: "collections.deque[tuple[_Instruments, CallResult, Mapping[str, Any]]]
 _drain_lock = threading.Lock()  # held while a batch is recorded, so a collection waits for it to land
 _wake = threading.Event()
 _worker: threading.Thread | None = None
-_worker_pid = 0
 
 
 def flush() -> None:
@@ -283,18 +282,27 @@ def flush() -> None:
                 _log_once("record_call", "aicost: could not record call metrics")
 
 
-def _worker_alive() -> bool:
-    return _worker is not None and _worker_pid == os.getpid()
-
-
 def _start_worker() -> None:
-    global _worker, _worker_pid
+    global _worker
     with _state_lock:
-        if _worker_alive():
+        if _worker is not None:
             return
-        _worker_pid = os.getpid()  # a forked child starts its own worker: threads do not survive fork
         _worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
         _worker.start()
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive fork: a forked child starts its own worker on its first call (checking the pid on
+    every call instead would be a system call per call). The parent's pending points are the parent's to record,
+    and a lock its worker held at the fork would never be released in the child."""
+    global _worker, _drain_lock
+    _worker = None
+    _drain_lock = threading.Lock()
+    _pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _work() -> None:

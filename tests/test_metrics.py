@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import time
+import traceback
 from decimal import Decimal
 
 import pytest
@@ -170,3 +176,91 @@ def test_nano_usd_counter_is_an_integer_and_carries_sub_nano_remainders(reader):
     assert nano == {"t": 2551}
     (usd,) = collect(reader)[semconv.METRIC_COST]
     assert Decimal(repr(usd.value)) == Decimal("0.0000025511")
+
+
+def _run_forked(child, timeout_s: float = 20.0) -> list[dict]:
+    """Run ``child(send)`` in a forked process; return the JSON messages it sent. The child always leaves through
+    ``os._exit`` (pytest must not go on running in it) and is killed if it has not finished within ``timeout_s``."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            os.close(read_fd)
+
+            def send(message: dict) -> None:
+                os.write(write_fd, (json.dumps(message) + "\n").encode())
+
+            try:
+                child(send)
+                code = 0
+            except BaseException:
+                send({"error": traceback.format_exc()})
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks, finished = [], False
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                finished = True
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    messages = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
+    errors = [m["error"] for m in messages if "error" in m]
+    assert not errors, errors[0]
+    assert finished, f"forked child did not finish within {timeout_s}s (hung?); it reported {messages}"
+    assert os.waitstatus_to_exitcode(status) == 0, messages
+    return messages
+
+
+def _teams(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
+    """metric name -> team -> the point's value (cost counters) or sum (histograms)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, points in collect(reader).items():
+        for p in points:
+            team = p.attributes.get(semconv.AICOST_TEAM)
+            value = p.value if hasattr(p, "value") else p.sum
+            series = out.setdefault(name, {})
+            series[team] = series.get(team, 0) + value
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # 3.12+: fork() of a multi-threaded process
+def test_forked_child_records_its_own_calls_and_not_the_parents_pending_ones(reader):
+    """After a fork the child records its calls with a worker of its own; the points still queued in the parent
+    at the fork (its worker was mid-drain: the drain lock held) stay the parent's, recorded once, by the parent."""
+    lock = metrics._drain_lock  # held across the fork, as by a parent worker recording a batch
+    with lock:
+        record(team="parent", cost="0.5", input_tokens=100, output_tokens=1)  # queued, not yet recorded
+        assert len(metrics._pending) >= 1
+
+        def child(send):
+            record(team="child", cost="0.25", input_tokens=7, output_tokens=3)
+            deadline = time.monotonic() + 5
+            while metrics._pending and time.monotonic() < deadline:  # no flush() here: the worker must drain it
+                time.sleep(0.01)
+            worker = metrics._worker
+            send({"worker_alive": worker is not None and worker.is_alive(), "pending": len(metrics._pending)})
+            send({"teams": _teams(reader)})  # a collection: flushes whatever is still queued, then reads
+
+        messages = _run_forked(child)
+
+    worker_state, seen = messages[0], messages[1]["teams"]
+    assert worker_state == {"worker_alive": True, "pending": 0}  # the child's own worker recorded its call
+    assert seen[semconv.METRIC_COST] == {"child": 0.25}  # the parent's queued call is not recorded again
+    assert seen[semconv.METRIC_TOKEN_USAGE] == {"child": 10}
+    in_parent = _teams(reader)
+    assert in_parent[semconv.METRIC_COST] == {"parent": 0.5}  # ...it is the parent's, recorded once there
+    assert in_parent[semconv.METRIC_TOKEN_USAGE] == {"parent": 101}
