@@ -274,6 +274,21 @@ def test_unknown_model_is_unknown_not_free(caplog):
     assert seen.calls == 2 and seen.provider == "openai"
 
 
+def test_fallback_model_prices_an_unpriced_snapshot_name_quietly(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    for at in (None, datetime(2025, 6, 1, tzinfo=UTC)):
+        cost = price_call("openai", "zz-internal-snapshot-7", usage, fallback_model="gpt-4o", at=at)
+        assert cost.known and cost.model == "gpt-4o" and cost.total == Decimal("2.5")
+    known = price_call("openai", "gpt-4o-mini", usage, fallback_model="gpt-4o")  # a priced name wins
+    assert known.model == "gpt-4o-mini" and known.total == Decimal("0.15")
+    assert not [r for r in caplog.records if "zz-internal" in r.getMessage()]
+    assert not [u for u in unknown_models() if u.model == "zz-internal-snapshot-7"]
+    neither = price_call("openai", "my-snapshot-x", usage, fallback_model="my-private-llama-2")
+    assert neither.known is False and neither.model == "my-snapshot-x"
+    assert [u.model for u in unknown_models() if u.model.startswith("my-")] == ["my-snapshot-x"]
+
+
 def test_missing_model_name_is_unknown():
     assert price_call("openai", None, Usage(input_tokens=1)).known is False
     assert resolve("openai", None) is None

@@ -4,6 +4,7 @@ The contract the rest of aicost codes against::
 
     price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
     resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
+    current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
 
 ``provider`` is an OpenTelemetry ``gen_ai.provider.name`` (``openai``, ``anthropic``, ``azure.ai.openai``,
 ``aws.bedrock``, ``gcp.vertex_ai``, ...); ``model`` is the model that answered (fall back to the requested
@@ -19,6 +20,7 @@ from .engine import (
     catalog_version,
     check_price_file,
     clear_overrides,
+    current_price,
     load_price_file,
     price_call,
     refresh_catalog_from_genai_prices,
@@ -38,6 +40,7 @@ __all__ = [
     "UnknownModel",
     "add_discount",
     "catalog_version",
+    "current_price",
     "check_price_file",
     "clear_overrides",
     "load_price_file",

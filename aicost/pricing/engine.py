@@ -265,25 +265,41 @@ def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice |
     return price
 
 
+def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
+    """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
+    and cached until the price can next change, so it is cheap enough to ask on every call."""
+    if service_tier is not None and type(service_tier) is not str:
+        service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
+    key = (provider, model, service_tier)
+    hit = _now.get(key)
+    if hit is not None and hit[1] > time.time():
+        return hit[0]
+    return _resolve_now(key)
+
+
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
-               at: datetime | None = None, web_search_tool: str | None = None) -> Cost:
+               at: datetime | None = None, web_search_tool: str | None = None,
+               fallback_model: str | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
 
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
+    ``fallback_model``: priced instead when ``model`` has no price and it has one (the model that was asked
+    for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown.
     """
     try:
         if service_tier is not None and type(service_tier) is not str:
             service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
         if at is None:
-            key = (provider, model, service_tier)
-            hit = _now.get(key)
-            if hit is not None and hit[1] > time.time():
-                price = hit[0]
-            else:
-                price = _resolve_now(key)
+            price = current_price(provider, model, service_tier)
+            if price is None and fallback_model:
+                price = current_price(provider, fallback_model, service_tier)
+                model = fallback_model if price is not None else model
         else:
             price = resolve(provider, model, at=at, service_tier=service_tier)
+            if price is None and fallback_model:
+                price = resolve(provider, fallback_model, at=at, service_tier=service_tier)
+                model = fallback_model if price is not None else model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
         if web_search_tool is not None:
