@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import hooks
+from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
@@ -182,10 +182,6 @@ def _patch_requests(integration: Integration) -> None:
 
 
 def _configure_metrics(meter_provider: Any) -> None:
-    try:
-        from . import metrics
-    except ImportError:
-        return
     try:
         metrics.configure(meter_provider)
     except Exception:
@@ -438,7 +434,7 @@ class _Call:
             elif integration.is_raw_response(value):
                 self.watch_raw(value)
             else:
-                self.finish(integration.read_response(self.endpoint, value))
+                self.finish(integration.read_response(self.endpoint, value, config.capture_content))
         except Exception:
             error_once("on_return", "aicost: could not observe a response")
             self.finish(None)
@@ -479,7 +475,7 @@ class _Call:
                         parsed._aicost_watched = True
                         call.watch_stream(parsed)
                 else:
-                    call.finish(call.integration.read_response(call.endpoint, parsed))
+                    call.finish(call.integration.read_response(call.endpoint, parsed, config.capture_content))
             return parsed
 
         if inspect.iscoroutinefunction(original_parse):
@@ -570,11 +566,7 @@ def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
 def _current_attribution() -> Mapping[str, str]:
     """The attribution in force when the call starts: a read-only snapshot, not copied (each scope has its own)."""
     try:
-        from .attribution import current_attributes
-    except ImportError:
-        return {}
-    try:
-        return current_attributes()
+        return attribution.current_attributes()
     except Exception:
         error_once("attribution", "aicost: could not read the current attribution")
         return {}
@@ -586,15 +578,11 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
     warned about once by the pricing engine and said on the span, never written as $0."""
     try:
-        from .pricing import price_call, resolve
-
-        model = response_model or request_model
-        if (response_model and request_model and request_model != response_model
-                and not _is_fine_tune(response_model)
-                and resolve(provider, response_model, service_tier=service_tier) is None
-                and resolve(provider, request_model, service_tier=service_tier) is not None):
-            model = request_model  # a vendor-internal name of the model that was asked for
-        return price_call(provider, model, usage, service_tier=service_tier, **hints)
+        fallback = None
+        if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):
+            fallback = request_model  # if the answer names a vendor-internal snapshot of the model asked for
+        return pricing.price_call(provider, response_model or request_model, usage, service_tier=service_tier,
+                                  fallback_model=fallback, **hints)
     except Exception:
         error_once("pricing", "aicost: pricing failed")
         return None
@@ -605,13 +593,9 @@ def _is_fine_tune(model: str) -> bool:
     return model.startswith("ft:") or ":ft-" in model or ":ft:" in model
 
 
-def _record_metrics(result: hooks.CallResult, attribution: Mapping[str, str]) -> None:
+def _record_metrics(result: hooks.CallResult, attributes: Mapping[str, str]) -> None:
     try:
-        from . import metrics
-    except ImportError:
-        return
-    try:
-        metrics.record_call(result, attribution)
+        metrics.record_call(result, attributes)
     except Exception:
         error_once("metrics:record", "aicost: could not record metrics")
 
@@ -737,7 +721,7 @@ def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: 
     call.run_interceptors()  # may raise CallRefused, on purpose
     try:
         if prepare and call.request.stream and endpoint.billable:
-            call.hide_usage = integration.prepare_stream(endpoint, resource, kwargs)
+            call.hide_usage = integration.prepare_stream(endpoint, call.request, kwargs, config.stream_usage)
         call.open_span(resource)
     except Exception:
         error_once(f"open:{endpoint.key}", "aicost: could not start a span for %s", endpoint.key)

@@ -124,8 +124,14 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         attrs[s.AICOST_COST_TOTAL] = format(total.normalize(), "f")  # "0.00021", not "0.00021000"
         for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call
             if amount:
-                attrs[f"{s.AICOST_COST_PREFIX}{part}_usd"] = float(amount)
+                name = _PART_ATTRIBUTES.get(part)
+                if name is None:
+                    name = _PART_ATTRIBUTES[part] = f"{s.AICOST_COST_PREFIX}{part}_usd"
+                attrs[name] = float(amount)
     return attrs
+
+
+_PART_ATTRIBUTES: dict[str, str] = {}  # token class -> attribute name, built once per class
 
 
 def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:

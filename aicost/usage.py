@@ -80,6 +80,8 @@ class Usage:
 
 def as_int(value: object) -> int:
     """Vendor usage fields are Optional everywhere (SDK models are built without validation): None -> 0."""
+    if type(value) is int:  # the common case first: this runs for every usage field of every call
+        return value if value > 0 else 0
     if value is None or isinstance(value, bool):
         return 0
     try:

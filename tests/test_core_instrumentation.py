@@ -120,6 +120,54 @@ def test_callers_own_include_usage_is_left_alone(instrumented, replay_server, op
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 7 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
 
 
+def _always_ask_for_usage(tracer_provider):
+    aicost.uninstrument()
+    aicost.instrument(tracer_provider=tracer_provider, stream_usage="always")
+
+
+def test_usage_request_keeps_the_callers_stream_options_and_extra_body(replay_server, tracer_provider, span_exporter):
+    """aicost's include_usage joins what the caller sent; the caller's own dicts are not modified."""
+    _always_ask_for_usage(tracer_provider)
+    try:
+        client = openai_client(replay_server)
+        options, body = {"include_obfuscation": False}, {"metadata": {"run": "7"}}
+        replay_server.enqueue(openai_chat_stream_reply(2, include_usage=True, prompt_tokens=5))
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                                     stream_options=options))
+        assert all(c.choices for c in chunks)
+        assert replay_server.requests[-1].json["stream_options"] == {"include_obfuscation": False,
+                                                                      "include_usage": True}
+        replay_server.enqueue(openai_chat_stream_reply(2, include_usage=True, prompt_tokens=5))
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                                     extra_body=body))
+        assert all(c.choices for c in chunks)
+        sent = replay_server.requests[-1].json
+        assert sent["stream_options"] == {"include_usage": True} and sent["metadata"] == {"run": "7"}
+        assert options == {"include_obfuscation": False} and body == {"metadata": {"run": "7"}}
+        spans = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]
+        assert [attrs(x)[s.GEN_AI_USAGE_INPUT_TOKENS] for x in spans[-2:]] == [5, 5]
+        assert not any(s.AICOST_USAGE_ESTIMATED in attrs(x) for x in spans[-2:])
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(stream_usage="auto")
+        aicost.uninstrument()
+
+
+def test_stream_options_in_a_hand_written_body_are_left_alone(replay_server, tracer_provider, span_exporter):
+    _always_ask_for_usage(tracer_provider)
+    try:
+        client = openai_client(replay_server)
+        replay_server.enqueue(openai_chat_stream_reply(3, include_usage=False))
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                            extra_body={"stream_options": {"include_obfuscation": True}}))
+        assert replay_server.requests[-1].json["stream_options"] == {"include_obfuscation": True}
+        span = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)][-1]
+        assert attrs(span)[s.AICOST_USAGE_ESTIMATED] is True
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(stream_usage="auto")
+        aicost.uninstrument()
+
 def test_stream_without_usage_is_estimated_and_said_so(instrumented, replay_server, openai_client):
     replay_server.enqueue(openai_chat_stream_reply(10, include_usage=False))
     list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))

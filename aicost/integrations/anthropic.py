@@ -25,7 +25,7 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, as_int
-from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -314,11 +314,7 @@ class AnthropicIntegration(Integration):
         return getattr(client, "_gen_ai_provider_name", None) or "anthropic"
 
     def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
-        try:
-            url = resource._client.base_url
-            host, port = url.host, url.port
-        except Exception:
-            host, port = None, None
+        host, port = server_of(resource)
         model = kwargs.get("model")
         max_tokens = kwargs.get("max_tokens")
         tier = kwargs.get("service_tier")
@@ -331,12 +327,10 @@ class AnthropicIntegration(Integration):
             server_port=port,
         )
 
-    def read_response(self, endpoint: Endpoint, response: Any) -> ResponseMeta:
+    def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
         if not endpoint.billable:
             return ResponseMeta()
-        from ..telemetry import state
-
-        return read_message(response, state.capture_content)
+        return read_message(response, want_text)
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)
