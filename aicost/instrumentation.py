@@ -407,7 +407,8 @@ class _Call:
             duration_s=_perf() - self.start if duration is None else duration,
             span=self.span,
         )
-        _record_metrics(result, self.attribution)
+        # Never raises (logs once instead); the server is passed so the metrics queue holds no span.
+        metrics.record_call(result, self.attribution, server=(self.request.server_address, self.request.server_port))
         for ticket in self.tickets:
             try:
                 ticket.after_call(result)
@@ -591,13 +592,6 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
 def _is_fine_tune(model: str) -> bool:
     """A fine-tuned model is billed at its own (higher) rates: never price it as the base model it came from."""
     return model.startswith("ft:") or ":ft-" in model or ":ft:" in model
-
-
-def _record_metrics(result: hooks.CallResult, attributes: Mapping[str, str]) -> None:
-    try:
-        metrics.record_call(result, attributes)
-    except Exception:
-        error_once("metrics:record", "aicost: could not record metrics")
 
 
 # --------------------------------------------------------------------------------------------- streams

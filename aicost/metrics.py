@@ -50,7 +50,6 @@ __all__ = ["configure", "flush", "record_call", "record_unit"]
 
 _LOW_CARDINALITY = (semconv.AICOST_TEAM, semconv.AICOST_FEATURE)
 _HIGH_CARDINALITY_FIELDS = {"user": semconv.AICOST_USER, "customer": semconv.AICOST_CUSTOMER}
-_SERVER_KEYS = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT)
 
 def _log_once(key: str, message: str) -> None:
     log_once(f"metrics:{key}", logging.WARNING, message, exc_info=True)
@@ -198,71 +197,79 @@ def _instruments() -> _Instruments:
     return state
 
 
-def _call_labels(result: CallResult) -> dict[str, Any]:
-    info = result.info
-    labels: dict[str, Any] = {
-        semconv.GEN_AI_PROVIDER_NAME: info.provider,
-        semconv.GEN_AI_OPERATION_NAME: info.operation,
-    }
-    if info.request_model:
-        labels[semconv.GEN_AI_REQUEST_MODEL] = info.request_model
-    if result.response_model:
-        labels[semconv.GEN_AI_RESPONSE_MODEL] = result.response_model
-    return labels
-
-
-def _server_labels(result: CallResult, attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _server_of(result: CallResult, attributes: Mapping[str, Any]) -> tuple[Any, Any]:
     """server.address / server.port for the histograms (GenAI conventions), from the attributes given or the
     call's span: which endpoint (vendor, proxy, gateway) answered is the first question when latency jumps."""
-    span_attributes = getattr(result.span, "attributes", None) or {}
-    out: dict[str, Any] = {}
-    for key in _SERVER_KEYS:
-        value = attributes.get(key, span_attributes.get(key))
-        if value is not None:
-            out[key] = value
-    return out
+    address, port = attributes.get(semconv.SERVER_ADDRESS), attributes.get(semconv.SERVER_PORT)
+    if address is None or port is None:
+        span_attributes = getattr(result.span, "attributes", None) or {}
+        address = span_attributes.get(semconv.SERVER_ADDRESS) if address is None else address
+        port = span_attributes.get(semconv.SERVER_PORT) if port is None else port
+    return address, port
 
 
-def record_call(result: CallResult, attributes: Mapping[str, Any]) -> None:
+def record_call(result: CallResult, attributes: Mapping[str, Any], *,
+                server: tuple[str | None, int | None] | None = None) -> None:
     """Record one finished call. ``attributes``: the call's attribution as captured when it started (what
     ``aicost.attribution.current_attributes()`` returned then); more span attributes may be passed too.
+    ``server``: (address, port) when the caller knows them; else they are read from ``attributes`` or the span.
 
     Why deferred: recording three histogram points through the OpenTelemetry SDK costs tens of microseconds
     (attribute hashing, locks), which would sit on every vendor call. The call only appends to a queue; a
     background thread records the points in batches, and every collection (a Prometheus scrape, a periodic
     export, ``InMemoryMetricReader.get_metrics_data()``) first drains the queue, so a reader never misses a
     finished call. If the queue ever holds ``_MAX_PENDING`` calls, the call records inline instead.
+
+    Why the queue holds a flat tuple of plain values, not the ``CallResult``: a queued result would keep its
+    span, request kwargs (the prompt) and usage objects alive for up to a drain period. Objects that live that
+    long are promoted to Python's older GC generations and make full collections of the whole heap frequent:
+    measured, that cost more per call (tens of microseconds, amortised) than the recording itself.
     """
     try:
         state = _instruments()
+        info = result.info
+        usage = result.usage
+        address, port = server if server is not None else _server_of(result, attributes)
+        point = (info.provider, info.operation, info.request_model, result.response_model, address, port,
+                 attributes, None if usage is None else usage.input_tokens,
+                 None if usage is None else usage.output_tokens, result.error_type, result.duration_s,
+                 result.cost_usd)
         if len(_pending) >= _MAX_PENDING:
-            _record_now(state, result, attributes)
+            _record_now(state, point)
             return
-        _pending.append((state, result, attributes))
+        _pending.append((state, point))
         if _worker is None:
             _start_worker()
     except Exception:
         _log_once("record_call", "aicost: could not record call metrics")
 
 
-def _record_now(state: "_Instruments", result: CallResult, attributes: Mapping[str, Any]) -> None:
-    labels = _call_labels(result)
+def _record_now(state: "_Instruments", point: tuple) -> None:
+    (provider, operation, request_model, response_model, address, port, attributes, input_tokens, output_tokens,
+     error_type, duration_s, cost) = point
+    labels: dict[str, Any] = {semconv.GEN_AI_PROVIDER_NAME: provider, semconv.GEN_AI_OPERATION_NAME: operation}
+    if request_model:
+        labels[semconv.GEN_AI_REQUEST_MODEL] = request_model
+    if response_model:
+        labels[semconv.GEN_AI_RESPONSE_MODEL] = response_model
     labels.update(state.attribution_labels(attributes))
-    histogram_labels = {**labels, **_server_labels(result, attributes)}
-    usage = result.usage
-    if usage is not None:
-        state.token_usage.record(usage.input_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
-        state.token_usage.record(usage.output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
-    if result.error_type:
-        histogram_labels[semconv.ERROR_TYPE] = result.error_type
-    state.duration.record(max(0.0, float(result.duration_s)), histogram_labels)
-    cost = result.cost_usd
+    histogram_labels = dict(labels)
+    if address is not None:
+        histogram_labels[semconv.SERVER_ADDRESS] = address
+    if port is not None:
+        histogram_labels[semconv.SERVER_PORT] = port
+    if input_tokens is not None:
+        state.token_usage.record(input_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "input"})
+        state.token_usage.record(output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
+    if error_type:
+        histogram_labels[semconv.ERROR_TYPE] = error_type
+    state.duration.record(max(0.0, float(duration_s)), histogram_labels)
     if cost is not None:
         state.add_cost(labels, cost)
 
 
 _MAX_PENDING = 50_000
-_pending: "collections.deque[tuple[_Instruments, CallResult, Mapping[str, Any]]]" = collections.deque()
+_pending: "collections.deque[tuple[_Instruments, tuple]]" = collections.deque()
 _drain_lock = threading.Lock()  # held while a batch is recorded, so a collection waits for it to land
 _wake = threading.Event()
 _worker: threading.Thread | None = None
@@ -273,11 +280,11 @@ def flush() -> None:
     with _drain_lock:
         while True:
             try:
-                state, result, attributes = _pending.popleft()
+                state, point = _pending.popleft()
             except IndexError:
                 return
             try:
-                _record_now(state, result, attributes)
+                _record_now(state, point)
             except Exception:
                 _log_once("record_call", "aicost: could not record call metrics")
 
