@@ -114,3 +114,61 @@ def test_bedrock_client(instrumented, replay_server, beta):
     assert a[s.AICOST_ENDPOINT] == ("anthropic.bedrock.beta.messages.create" if beta else "anthropic.messages.create")
     assert a[s.AICOST_PRICE_KNOWN] is True and Decimal(a[s.AICOST_COST_TOTAL]) > 0
     assert not any("AKIAEXAMPLE" in str(v) for v in a.values())
+
+
+# Beta usage.iterations: per the SDK, "a compaction entry's tokens are not included in the top-level usage fields",
+# yet they are billed. Top level here: 30 in / 3 out; the compaction: 5000 in + 1000 cache read / 400 out.
+_ITERATIONS = [
+    {"type": "compaction", "input_tokens": 5000, "output_tokens": 400, "cache_read_input_tokens": 1000,
+     "cache_creation_input_tokens": 0},
+    {"type": "message", "input_tokens": 30, "output_tokens": 3, "cache_read_input_tokens": 0,
+     "cache_creation_input_tokens": 0},
+]
+# claude-3-5-haiku: $0.80 in, $0.08 cache read, $4 out per million tokens
+_WITH_COMPACTION = ((30 + 5000) * Decimal("0.80") + 1000 * Decimal("0.08") + (3 + 400) * Decimal("4")) / 10**6
+
+
+def _compaction_usage_on(a: dict) -> None:
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _WITH_COMPACTION
+    if a[s.AICOST_SPAN_SOURCE] == "aicost":  # on the SDK's own span its own (top-level) counts stay
+        assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 6030 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 403
+        assert a[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1000
+
+
+def test_anthropic_beta_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
+    from vendor_server import Reply
+
+    replay_server.enqueue(Reply.json({
+        "id": "msg_c", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 30, "output_tokens": 3, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "iterations": _ITERATIONS}}))
+    message = anthropic_client.beta.messages.create(model="claude-3-5-haiku-20241022", max_tokens=20, messages=MSG)
+    assert message.usage.input_tokens == 30  # the application sees the response untouched
+    _compaction_usage_on(cost_span(instrumented))
+
+
+def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
+    from vendor_server import Reply, sse
+
+    def events():
+        start_usage = {"input_tokens": 30, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                       "cache_read_input_tokens": 0}
+        yield sse({"type": "message_start", "message": {
+            "id": "msg_c", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}, "message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+                  "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {"input_tokens": 30, "output_tokens": 3, "cache_creation_input_tokens": 0,
+                             "cache_read_input_tokens": 0, "iterations": _ITERATIONS}}, "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+    replay_server.enqueue(Reply.stream(events))
+    with anthropic_client.beta.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=20, messages=MSG) as st:
+        final = st.get_final_message()
+    assert final.usage.output_tokens == 3
+    _compaction_usage_on(cost_span(instrumented))

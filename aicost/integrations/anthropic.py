@@ -86,6 +86,31 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     return usage
 
 
+def compaction_usage(u: Any) -> Usage | None:
+    """Beta ``usage.iterations``: what the ``compaction`` entries consumed, or None.
+
+    The SDK documents that "a ``compaction`` entry's tokens are not included in the top-level ``usage`` fields",
+    yet they are billed, so they are added to the call's usage (at the call's model: the entry names none).
+    ``message`` entries are what the top level already sums. ``advisor_message`` / ``fallback_message`` entries
+    name another model; whether the top level includes them is not documented, so they are not added (see the
+    README's coverage notes).
+    """
+    iterations = getattr(u, "iterations", None)
+    if not iterations:
+        return None
+    total: Usage | None = None
+    for entry in iterations:
+        if getattr(entry, "type", None) == "compaction":
+            part = read_usage(entry)
+            if part is not None:
+                total = part if total is None else total + part
+    return total
+
+
+def _with_compaction(usage: Usage | None, compaction: Usage | None) -> Usage | None:
+    return usage + compaction if usage is not None and compaction is not None else usage
+
+
 def _text(content: Any) -> str | None:
     parts = []
     for block in content or ():
@@ -104,7 +129,7 @@ def _text(content: Any) -> str | None:
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = getattr(message, "stop_reason", None)
-    usage = read_usage(usage_obj)
+    usage = _with_compaction(read_usage(usage_obj), compaction_usage(usage_obj))
     return ResponseMeta(
         usage=usage,
         model=getattr(message, "model", None),
@@ -119,11 +144,12 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
 class EventAccumulator(StreamAccumulator):
     """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
 
-    __slots__ = ("usage", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
+    __slots__ = ("usage", "compaction", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
         self.usage: Usage | None = None
+        self.compaction: Usage | None = None  # beta iterations: cumulative like the rest, so the last one wins
         self.model: str | None = None
         self.response_id: str | None = None
         self.stop_reason: str | None = None
@@ -144,9 +170,11 @@ class EventAccumulator(StreamAccumulator):
             self.model = message.model
             self.response_id = message.id
             self.usage = read_usage(message.usage)
+            self.compaction = compaction_usage(message.usage)
             self.service_tier = getattr(message.usage, "service_tier", None)
         elif kind == "message_delta":
             self.usage = read_usage(event.usage, self.usage)
+            self.compaction = compaction_usage(event.usage) or self.compaction
             self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
         elif kind == "message_stop":
             self.complete = True
@@ -154,7 +182,7 @@ class EventAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         return ResponseMeta(
-            usage=self.usage,
+            usage=_with_compaction(self.usage, self.compaction),
             model=self.model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else [],
