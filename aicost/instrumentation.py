@@ -730,7 +730,7 @@ def _call_as(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 _trampolines: dict[tuple[str, int, int], Callable[..., Any]] = {}
 
 
-def _caller_trampoline() -> Callable[..., Any]:
+def _caller_trampoline(depth: int = 2) -> Callable[..., Any]:
     """A ``_call_as`` that Python's warnings machinery takes for the application's own line.
 
     The SDKs warn (deprecated models, ...) with a ``stacklevel`` that assumes the application called them
@@ -738,11 +738,11 @@ def _caller_trampoline() -> Callable[..., Any]:
     DeprecationWarning attributed to ``__main__``, the application would no longer see it. So the SDK is called
     from a copy of ``_call_as`` whose code carries the caller's file name and line and which runs with the
     caller's globals: the warning is attributed, filtered and registered exactly as without aicost. One copy per
-    call site, cached. Called from a wrapper, so the application's frame is two levels up.
+    call site, cached. Called from a wrapper, so the application's frame is two levels up (``depth``).
     """
     try:
-        frame = sys._getframe(2)
-    except Exception:  # not CPython
+        frame = sys._getframe(depth)
+    except Exception:  # not CPython, or no frame that far up
         return _call_as
     code = frame.f_code
     key = (code.co_filename, frame.f_lineno, id(frame.f_globals))  # the cached function keeps the dict alive
@@ -873,16 +873,22 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
     """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        call_as = _caller_trampoline()
+        # The SDKs' undecorated ``stream()`` warns with a stacklevel one frame above the application's line: the
+        # frame above the one standing in for the application stands in for the application's caller.
+        call_as, call_from_callers_caller = _caller_trampoline(), _caller_trampoline(3)
+
+        def sdk_stream() -> Any:
+            return call_from_callers_caller(call_as, (wrapped, args, kwargs), {})
+
         if _active.get() or instance is None:
-            return call_as(wrapped, args, kwargs)
+            return sdk_stream()
         try:
             call = _Call(integration, endpoint, instance, kwargs, is_async)
         except Exception:
             error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
-            return call_as(wrapped, args, kwargs)
+            return sdk_stream()
         call.run_interceptors()  # may raise CallRefused, on purpose
-        manager = call_as(wrapped, args, kwargs)
+        manager = sdk_stream()
         try:
             attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
             if attr is None:

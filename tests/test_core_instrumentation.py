@@ -564,3 +564,25 @@ def test_fine_tuned_response_is_never_priced_as_its_base_model(instrumented, rep
     assert Decimal(attrs(known)[s.AICOST_COST_TOTAL]) == (100 * Decimal("0.30") + 10 * Decimal("1.20")) / 10**6
     assert attrs(unknown)[s.AICOST_PRICE_KNOWN] is False and s.GEN_AI_USAGE_COST not in attrs(unknown)
     assert "ft:gpt-4o-mini:acme::abc123" in caplog.text
+
+
+def _open_stream(messages):
+    # anthropic's stream() warns with stacklevel=3: without aicost the warning names the line calling this helper
+    return messages.stream(model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG)
+
+
+@pytest.mark.parametrize("beta", [False, True])
+def test_stream_helper_warnings_point_where_they_point_without_aicost(instrumented, replay_server, anthropic_client,
+                                                                       beta):
+    import inspect
+    import warnings
+
+    messages = anthropic_client.beta.messages if beta else anthropic_client.messages
+    replay_server.enqueue(anthropic_stream_reply(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        with _open_stream(messages) as stream:
+            stream.get_final_message()
+    where = {(w.filename, w.lineno) for w in caught if "is deprecated" in str(w.message)}
+    assert where == {(__file__, line)}
