@@ -129,23 +129,28 @@ _WITH_COMPACTION = ((30 + 5000) * Decimal("0.80") + 1000 * Decimal("0.08") + (3 
 
 
 def _compaction_usage_on(a: dict) -> None:
+    """Counts and cost include the compaction, on aicost's span and on the SDK's own (which says only 30 in)."""
     assert Decimal(a[s.AICOST_COST_TOTAL]) == _WITH_COMPACTION
-    if a[s.AICOST_SPAN_SOURCE] == "aicost":  # on the SDK's own span its own (top-level) counts stay
-        assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 6030 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 403
-        assert a[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1000
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 6030 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 403
+    assert a[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1000
 
 
-def test_anthropic_beta_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
-    from vendor_server import Reply
+@pytest.mark.parametrize("native", [True, False])
+def test_anthropic_beta_compaction_iterations_are_billed(instrumented, replay_server, native):
+    from vendor_server import Reply, anthropic_client
+
+    client = anthropic_client(replay_server, **({} if native else {"open_telemetry": False}))
 
     replay_server.enqueue(Reply.json({
         "id": "msg_c", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
         "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 30, "output_tokens": 3, "cache_creation_input_tokens": 0,
                   "cache_read_input_tokens": 0, "iterations": _ITERATIONS}}))
-    message = anthropic_client.beta.messages.create(model="claude-3-5-haiku-20241022", max_tokens=20, messages=MSG)
+    message = client.beta.messages.create(model="claude-3-5-haiku-20241022", max_tokens=20, messages=MSG)
     assert message.usage.input_tokens == 30  # the application sees the response untouched
-    _compaction_usage_on(cost_span(instrumented))
+    a = cost_span(instrumented)
+    assert a[s.AICOST_SPAN_SOURCE] == ("anthropic-sdk" if native else "aicost")
+    _compaction_usage_on(a)
 
 
 def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
