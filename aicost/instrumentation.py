@@ -677,6 +677,21 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
             acc = call.acc
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
+    # The hook is an attribute of the response that refers back to it (through the original bound method): a
+    # reference cycle, which would leave every stream's response, request and call to the cyclic collector and
+    # make its collections frequent. The first close removes the hook, so a closed response is freed at once.
+    name = "aclose" if is_async else "close"
+    own = vars(response).get(name)  # an instance-level hook someone else installed: restored as it was
+
+    def unhook() -> None:
+        try:
+            if own is not None:
+                setattr(response, name, own)
+            else:
+                delattr(response, name)
+        except Exception:
+            pass
+
     try:
         response._aicost_close_hooked = True
         if is_async:
@@ -686,6 +701,7 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
                 try:
                     await original_aclose()
                 finally:
+                    unhook()
                     done()
 
             response.aclose = aclose
@@ -696,6 +712,7 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
                 try:
                     original_close()
                 finally:
+                    unhook()
                     done()
 
             response.close = close

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import httpx2
 import openai
 import pytest
 
@@ -586,3 +587,41 @@ def test_stream_helper_warnings_point_where_they_point_without_aicost(instrument
             stream.get_final_message()
     where = {(w.filename, w.lineno) for w in caught if "is deprecated" in str(w.message)}
     assert where == {(__file__, line)}
+
+
+
+async def test_streams_leave_no_reference_cycles(instrumented, replay_server, openai_client, anthropic_client,
+                                                 async_openai_client):
+    """A cycle through a stream's response would hand every stream's response, request and call to the cyclic
+    collector: more frequent collections, which also make pydantic rebuild the SDK's cached generic models."""
+    import gc
+
+    from aicost.instrumentation import _Call
+
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # everything the collector would free is kept in gc.garbage instead
+    try:
+        for _ in range(3):
+            replay_server.enqueue(openai_chat_stream_reply(4))
+            for _ in openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+                pass
+            replay_server.enqueue(anthropic_stream_reply(4))
+            for _ in anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5,
+                                                      messages=MSG, stream=True):
+                pass
+            replay_server.enqueue(openai_chat_stream_reply(4))
+            stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+            async for _ in stream:
+                pass
+        del stream
+        gc.collect()
+        leaked = [type(o).__qualname__ for o in gc.garbage if isinstance(o, (_Call, httpx2.Response, httpx2.Request))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was_enabled:
+            gc.enable()
+    assert len(instrumented.cost_spans()) == 9
+    assert leaked == []
