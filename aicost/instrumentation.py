@@ -288,18 +288,20 @@ class _Call:
         attrs.update(self._request_attributes())
         return attrs
 
-    def _resolve_span(self) -> Any:
-        """The span that carries this call's cost: ours, the captured SDK span, or one made now."""
+    def _resolve_span(self, defer_native_attributes: bool = False) -> Any:
+        """The span that carries this call's cost: ours, the captured SDK span, or one made now.
+
+        ``defer_native_attributes``: the caller writes the request attributes onto a captured SDK span itself,
+        together with the rest (one pass over the SDK's attributes instead of two)."""
         if self.span is not None:
             return self.span
         native = self._native_span()
         if native is not None:
-            try:
-                extra = _not_already_on(native, self._start_attributes())
-                extra[s.AICOST_SPAN_SOURCE] = "anthropic-sdk"
-                native.set_attributes(extra)
-            except Exception:
-                error_once("native:attrs", "aicost: could not enrich the SDK's span")
+            if not defer_native_attributes:
+                try:
+                    native.set_attributes(_not_already_on(native, self._native_request_attributes()))
+                except Exception:
+                    error_once("native:attrs", "aicost: could not enrich the SDK's span")
             self.span = native
             return native
         attrs = self._start_attributes()
@@ -310,6 +312,11 @@ class _Call:
 
     def _native_span(self) -> Any:
         return self.native.span() if self.native is not None else None
+
+    def _native_request_attributes(self) -> dict[str, Any]:
+        attrs = self._start_attributes()
+        attrs[s.AICOST_SPAN_SOURCE] = "anthropic-sdk"
+        return attrs
 
     def refused(self, refusal: BaseException) -> None:
         try:
@@ -334,7 +341,8 @@ class _Call:
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
         self.detach()
         duration = _perf() - self.start
-        span = self._resolve_span()
+        enrich_native = self.span is None and self._native_span() is not None
+        span = self._resolve_span(defer_native_attributes=True)
         meta = meta or ResponseMeta()
         usage: Usage | None = None
         cost = None
@@ -355,7 +363,8 @@ class _Call:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
         native = span is self._native_span()
-        attrs = telemetry.response_attributes(self.info.provider, meta)
+        attrs = self._native_request_attributes() if enrich_native else {}
+        attrs.update(telemetry.response_attributes(self.info.provider, meta))
         if self.started_early:
             attrs.update(self._request_attributes())
         if usage is not None:
