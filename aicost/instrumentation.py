@@ -475,8 +475,8 @@ class _Call:
 
     def watch_raw(self, raw: Any) -> None:
         """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
-        original_parse = raw.parse
         call = self
+        is_async = inspect.iscoroutinefunction(raw.parse)
 
         def observe(parsed: Any) -> Any:
             if not call.finished and parsed is not None:
@@ -488,7 +488,33 @@ class _Call:
                     call.finish(call.integration.read_response(call.endpoint, parsed, config.capture_content))
             return parsed
 
-        if inspect.iscoroutinefunction(original_parse):
+        http_response = getattr(raw, "http_response", None)
+        if http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream:
+            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
+            # so parsing now costs nothing extra and the caller later gets the very same object; an async
+            # parse() cannot run here, so read the same JSON body through an attribute view instead. The call
+            # is then finished: the caller's parse() needs no watching.
+            try:
+                observe(AttrView.wrap(http_response.json()) if is_async else raw.parse())
+            except Exception:
+                self.finish(None)  # the caller's own parse() will raise the same error
+            return
+
+        # The bound method keeps ``raw`` alive while the caller holds only it (``create(...).parse()``); the hook
+        # on ``raw`` refers back to ``raw`` through it, a reference cycle, so the first parse() removes the hook.
+        original_parse = raw.parse
+        own = vars(raw).get("parse")  # an instance-level parse someone else installed: restored as it was
+
+        def unhook() -> None:
+            try:
+                if own is not None:
+                    raw.parse = own
+                else:
+                    del raw.parse
+            except Exception:
+                pass
+
+        if is_async:
             async def parse(*args: Any, **kwargs: Any) -> Any:
                 call.busy = True
                 try:
@@ -496,6 +522,7 @@ class _Call:
                 finally:
                     call.busy = False
                 if not args and not kwargs:
+                    unhook()
                     _safe(observe, parsed)
                 return parsed
         else:
@@ -506,25 +533,13 @@ class _Call:
                 finally:
                     call.busy = False
                 if not args and not kwargs:
+                    unhook()
                     _safe(observe, parsed)
                 return parsed
 
         raw.parse = parse
-        http_response = getattr(raw, "http_response", None)
-        body_read = http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream
-        if body_read:
-            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
-            # so parsing now costs nothing extra and the caller later gets the very same object; an async
-            # parse() cannot run here, so read the same JSON body through an attribute view instead.
-            try:
-                if inspect.iscoroutinefunction(original_parse):
-                    observe(AttrView.wrap(http_response.json()))
-                else:
-                    observe(original_parse())
-            except Exception:
-                self.finish(None)  # the caller's own parse() will raise the same error
-        elif http_response is not None:
-            _hook_close(http_response, self, inspect.iscoroutinefunction(original_parse))
+        if http_response is not None:
+            _hook_close(http_response, self, is_async)
 
 
 class AttrView:
@@ -686,9 +701,10 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
             acc = call.acc
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
-    # The hook is an attribute of the response that refers back to it (through the original bound method): a
-    # reference cycle, which would leave every stream's response, request and call to the cyclic collector and
-    # make its collections frequent. The first close removes the hook, so a closed response is freed at once.
+    # The hook is an attribute of the response that refers back to it (the original bound method keeps the
+    # response alive while the hook runs): a reference cycle, which would leave every stream's response, request
+    # and call to the cyclic collector and make its collections frequent (benchmarks/README.md). The first close
+    # removes the hook, which breaks the cycle: a closed response is freed at once.
     name = "aclose" if is_async else "close"
     own = vars(response).get(name)  # an instance-level hook someone else installed: restored as it was
 

@@ -590,7 +590,7 @@ def test_stream_helper_warnings_point_where_they_point_without_aicost(instrument
 
 
 
-async def test_streams_leave_no_reference_cycles(instrumented, replay_server, openai_client, anthropic_client,
+async def test_streams_and_raw_responses_leave_no_reference_cycles(instrumented, replay_server, openai_client, anthropic_client,
                                                  async_openai_client):
     """A cycle through a stream's response would hand every stream's response, request and call to the cyclic
     collector: more frequent collections, which also make pydantic rebuild the SDK's cached generic models."""
@@ -615,7 +615,18 @@ async def test_streams_leave_no_reference_cycles(instrumented, replay_server, op
             stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
             async for _ in stream:
                 pass
-        del stream
+            replay_server.enqueue(openai_chat_reply())  # raw responses: aicost wraps their parse()
+            openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG).parse()
+            replay_server.enqueue(openai_chat_stream_reply(4))
+            raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                           stream=True)
+            for _ in raw.parse():
+                pass
+            replay_server.enqueue(anthropic_message_reply())
+            with anthropic_client.messages.with_streaming_response.create(
+                    model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG) as response:
+                response.parse()
+        del stream, raw, response
         gc.collect()
         leaked = [type(o).__qualname__ for o in gc.garbage if isinstance(o, (_Call, httpx2.Response, httpx2.Request))]
     finally:
@@ -623,5 +634,5 @@ async def test_streams_leave_no_reference_cycles(instrumented, replay_server, op
         gc.garbage.clear()
         if was_enabled:
             gc.enable()
-    assert len(instrumented.cost_spans()) == 9
+    assert len(instrumented.cost_spans()) == 18
     assert leaked == []

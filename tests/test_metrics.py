@@ -7,7 +7,6 @@ import json
 import os
 import select
 import signal
-import threading
 import time
 import traceback
 import weakref
@@ -270,26 +269,25 @@ def test_forked_child_records_its_own_calls_and_not_the_parents_pending_ones(rea
     assert in_parent[semconv.METRIC_TOKEN_USAGE] == {"parent": 101}
 
 
-def test_a_queued_point_keeps_neither_the_span_nor_the_prompt_alive(reader, monkeypatch):
+def test_a_queued_point_keeps_neither_the_span_nor_the_prompt_alive(reader):
     """Points wait for the worker; what waits must not hold the call's span or request kwargs (the prompt):
     objects kept alive for a drain period are promoted to older GC generations and make full collections
     frequent, and the prompt would stay in memory longer than the call."""
-    monkeypatch.setattr(metrics, "_worker", threading.current_thread())  # no worker: the point stays queued
-
     class Held:
         pass
 
-    prompt, span = Held(), Held()
-    info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
-                          request_model="gpt-4o-mini", kwargs={"messages": prompt}, stream=False, is_async=False)
-    result = hooks.CallResult(info=info, usage=Usage(input_tokens=5, output_tokens=2), cost=None,
-                              response_model="gpt-4o-mini", error_type=None, duration_s=0.25, span=span)
-    metrics.record_call(result, {semconv.AICOST_TEAM: "t"}, server=("api.openai.com", 443))
-    refs = [weakref.ref(prompt), weakref.ref(span)]
-    del prompt, span, info, result
-    gc.collect()
-    assert [r() for r in refs] == [None, None]
-    assert len(metrics._pending) == 1
+    with metrics._drain_lock:  # a running worker waits: the point stays queued while the references are checked
+        prompt, span = Held(), Held()
+        info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                              request_model="gpt-4o-mini", kwargs={"messages": prompt}, stream=False, is_async=False)
+        result = hooks.CallResult(info=info, usage=Usage(input_tokens=5, output_tokens=2), cost=None,
+                                  response_model="gpt-4o-mini", error_type=None, duration_s=0.25, span=span)
+        metrics.record_call(result, {semconv.AICOST_TEAM: "t"}, server=("api.openai.com", 443))
+        refs = [weakref.ref(prompt), weakref.ref(span)]
+        del prompt, span, info, result
+        gc.collect()
+        assert [r() for r in refs] == [None, None]
+        assert len(metrics._pending) == 1
     points = collect(reader)[semconv.METRIC_TOKEN_USAGE]  # the collection drains the queue first
     assert sorted(p.sum for p in points) == [2, 5]
     assert {p.attributes[semconv.SERVER_ADDRESS] for p in points} == {"api.openai.com"}
