@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -57,6 +58,9 @@ from vendor_server import (  # noqa: E402
     openai_chat_reply,
     openai_chat_stream_reply,
 )
+
+# The replayed Claude model is deprecated: the SDK warns on every call, which says nothing about overhead.
+warnings.filterwarnings("ignore", message="The model .* is deprecated", category=DeprecationWarning)
 
 SHORT, LONG = 20, 200  # stream lengths; the per-chunk figure is the slope between them
 PROMPT = [{"role": "user", "content": "Say hello in one word."}]
