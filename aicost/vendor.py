@@ -130,6 +130,25 @@ class Integration:
         return None
 
 
+def field(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)`` for a *data field* of an SDK model, without pydantic's slow path for a field
+    the model does not declare (it raises and catches an AttributeError inside, ~2.7 us; readers probe several
+    such names per call, e.g. ``prompt_tokens`` on a Responses usage). A pydantic model keeps its fields in
+    ``__dict__`` and undeclared ones the API sent in ``__pydantic_extra__``. Not for properties
+    (``Response.output_text``): those are in neither, so use ``getattr`` for them.
+    """
+    d = getattr(obj, "__dict__", None)
+    if d is not None:
+        try:
+            return d[name]
+        except KeyError:
+            pass
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if isinstance(extra, dict):
+            return extra.get(name)
+    return getattr(obj, name, None)
+
+
 _servers: dict[int, tuple[Any, str | None, int | None]] = {}
 
 

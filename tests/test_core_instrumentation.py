@@ -636,3 +636,23 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(instrumented,
             gc.enable()
     assert len(instrumented.cost_spans()) == 18
     assert leaked == []
+
+
+def test_field_reads_sdk_model_fields_without_the_slow_miss():
+    """vendor.field: declared fields, fields the API sent that the model does not declare, None for neither;
+    plain objects (properties included) through getattr."""
+    from anthropic.types import Usage as AnthropicUsage
+
+    from aicost.vendor import field
+
+    usage = AnthropicUsage.construct(input_tokens=3, output_tokens=4, iterations=[{"type": "compaction"}])
+    assert field(usage, "input_tokens") == 3 and field(usage, "service_tier") is None
+    assert field(usage, "iterations") == [{"type": "compaction"}]  # kept in __pydantic_extra__ by the SDK
+    assert field(AnthropicUsage(input_tokens=1, output_tokens=1), "iterations") is None
+
+    class Plain:
+        @property
+        def total(self):
+            return 7
+
+    assert field(Plain(), "total") == 7 and field(Plain(), "missing") is None and field(None, "x") is None

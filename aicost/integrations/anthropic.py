@@ -25,7 +25,7 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, as_int
-from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, server_of
+from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -57,12 +57,12 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     """
     if u is None:
         return into
-    g = getattr
+    g = field  # usage fields only (the beta and non-beta models declare different ones)
     usage = into if into is not None else Usage()
     fresh = into is None
-    raw_in = g(u, "input_tokens", None)
-    cache_read = g(u, "cache_read_input_tokens", None)
-    cache_write = g(u, "cache_creation_input_tokens", None)
+    raw_in = g(u, "input_tokens")
+    cache_read = g(u, "cache_read_input_tokens")
+    cache_write = g(u, "cache_creation_input_tokens")
     if fresh or raw_in is not None or cache_read is not None or cache_write is not None:
         plain = as_int(raw_in) if (fresh or raw_in is not None) else usage.text_input_tokens
         read = as_int(cache_read) if (fresh or cache_read is not None) else usage.cache_read_tokens
@@ -70,19 +70,19 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
         usage.cache_read_tokens = read
         usage.cache_write_tokens = write
         usage.input_tokens = plain + read + write
-    out = g(u, "output_tokens", None)
+    out = g(u, "output_tokens")
     if fresh or out is not None:
         usage.output_tokens = as_int(out)
-    creation = g(u, "cache_creation", None)
+    creation = g(u, "cache_creation")
     if creation is not None:
-        usage.cache_write_1h_tokens = min(as_int(g(creation, "ephemeral_1h_input_tokens", None)),
+        usage.cache_write_1h_tokens = min(as_int(g(creation, "ephemeral_1h_input_tokens")),
                                           usage.cache_write_tokens)
-    details = g(u, "output_tokens_details", None)
+    details = g(u, "output_tokens_details")
     if details is not None:
-        usage.reasoning_tokens = min(as_int(g(details, "thinking_tokens", None)), usage.output_tokens)
-    server_tools = g(u, "server_tool_use", None)
+        usage.reasoning_tokens = min(as_int(g(details, "thinking_tokens")), usage.output_tokens)
+    server_tools = g(u, "server_tool_use")
     if server_tools is not None:
-        usage.web_search_requests = as_int(g(server_tools, "web_search_requests", None))
+        usage.web_search_requests = as_int(g(server_tools, "web_search_requests"))
     return usage
 
 
@@ -95,7 +95,7 @@ def compaction_usage(u: Any) -> Usage | None:
     name another model; whether the top level includes them is not documented, so they are not added (see the
     README's coverage notes).
     """
-    iterations = getattr(u, "iterations", None)
+    iterations = field(u, "iterations")  # only the beta usage declares it
     if not iterations:
         return None
     total: Usage | None = None

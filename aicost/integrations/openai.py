@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..usage import Usage, as_int
-from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, server_of
+from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -50,24 +50,24 @@ def read_usage(u: Any) -> Usage | None:
     """
     if u is None:
         return None
-    g = getattr
-    inp = g(u, "prompt_tokens", None)
+    g = field  # usage fields only: several names are probed that the other API's model does not declare
+    inp = g(u, "prompt_tokens")
     if inp is None:
-        inp = g(u, "input_tokens", None)
-    out = g(u, "completion_tokens", None)
+        inp = g(u, "input_tokens")
+    out = g(u, "completion_tokens")
     if out is None:
-        out = g(u, "output_tokens", None)
-    pd = g(u, "prompt_tokens_details", None) or g(u, "input_tokens_details", None)
-    cd = g(u, "completion_tokens_details", None) or g(u, "output_tokens_details", None)
+        out = g(u, "output_tokens")
+    pd = g(u, "prompt_tokens_details") or g(u, "input_tokens_details")
+    cd = g(u, "completion_tokens_details") or g(u, "output_tokens_details")
     usage = Usage(input_tokens=as_int(inp), output_tokens=as_int(out))
     if pd is not None:
-        usage.cache_read_tokens = as_int(g(pd, "cached_tokens", None))
-        usage.cache_write_tokens = as_int(g(pd, "cache_write_tokens", None))
-        usage.input_audio_tokens = as_int(g(pd, "audio_tokens", None))
-        usage.input_image_tokens = as_int(g(pd, "image_tokens", None))
+        usage.cache_read_tokens = as_int(g(pd, "cached_tokens"))
+        usage.cache_write_tokens = as_int(g(pd, "cache_write_tokens"))
+        usage.input_audio_tokens = as_int(g(pd, "audio_tokens"))
+        usage.input_image_tokens = as_int(g(pd, "image_tokens"))
     if cd is not None:
-        usage.reasoning_tokens = as_int(g(cd, "reasoning_tokens", None))
-        usage.output_audio_tokens = as_int(g(cd, "audio_tokens", None))
+        usage.reasoning_tokens = as_int(g(cd, "reasoning_tokens"))
+        usage.output_audio_tokens = as_int(g(cd, "audio_tokens"))
     return usage
 
 
@@ -75,10 +75,10 @@ def read_tool_usage(response: Any, usage: Usage | None) -> None:
     """Responses API hosted tools billed per request (web search)."""
     if usage is None:
         return
-    tool_usage = getattr(response, "tool_usage", None)
-    web = getattr(tool_usage, "web_search", None) if tool_usage is not None else None
+    tool_usage = field(response, "tool_usage")
+    web = field(tool_usage, "web_search") if tool_usage is not None else None
     if web is not None:
-        usage.web_search_requests = as_int(getattr(web, "num_requests", None))
+        usage.web_search_requests = as_int(field(web, "num_requests"))
     else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
         usage.web_search_requests = sum(
             1 for item in getattr(response, "output", None) or () if getattr(item, "type", None) == "web_search_call"
