@@ -656,3 +656,41 @@ def test_field_reads_sdk_model_fields_without_the_slow_miss():
             return 7
 
     assert field(Plain(), "total") == 7 and field(Plain(), "missing") is None and field(None, "x") is None
+
+
+def test_anthropic_without_a_global_provider_gets_aicosts_span_current_during_the_call():
+    """No global OpenTelemetry provider (aicost given its own): the SDK's own spans would not record, so aicost's
+    span carries the call and is the current span while the request is sent, as for OpenAI; once the application
+    sets a global provider, the SDK's own span is enriched instead (checked on every call)."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import anthropic, httpx2
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import aicost
+        from vendor_server import ReplayServer
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(); provider.add_span_processor(SimpleSpanProcessor(exporter))
+        aicost.instrument(tracer_provider=provider)
+        seen = []
+        hooks = {{"request": [lambda request: seen.append(trace.get_current_span().get_span_context().span_id)]}}
+        with ReplayServer() as srv:
+            client = anthropic.Anthropic(api_key="t", base_url=srv.anthropic_base_url, max_retries=0,
+                                         http_client=httpx2.Client(event_hooks=hooks))
+            msg = [{{"role": "user", "content": "hi"}}]
+            client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=msg)
+            [span] = exporter.get_finished_spans()
+            assert span.attributes["aicost.span.source"] == "aicost", dict(span.attributes)
+            assert seen == [span.context.span_id], (seen, span.context.span_id)
+            trace.set_tracer_provider(provider)  # the application configures OpenTelemetry later
+            client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5, messages=msg)
+            cost_spans = [s for s in exporter.get_finished_spans() if "gen_ai.usage.cost" in s.attributes]
+            assert [s.attributes["aicost.span.source"] for s in cost_spans] == ["aicost", "anthropic-sdk"]
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

@@ -377,6 +377,12 @@ class AnthropicIntegration(Integration):
             return None
         if tracer is None:
             return None  # native tracing is off for this client: aicost emits its own span
+        inner = tracer._aicost_inner if isinstance(tracer, CapturingTracer) else tracer
+        if isinstance(inner, trace.ProxyTracer) and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            # The client traces through the global provider and none is set yet: its spans would not record, so
+            # aicost's own span (current during the call, as for OpenAI) carries the call. Checked on every call:
+            # an application may set its provider later.
+            return None
         if not isinstance(tracer, CapturingTracer):
             if not hasattr(client, "_lazy_tracer"):
                 return None
