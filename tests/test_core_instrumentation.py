@@ -590,19 +590,17 @@ def test_stream_helper_warnings_point_where_they_point_without_aicost(instrument
 
 
 
-async def test_streams_and_raw_responses_leave_no_reference_cycles(instrumented, replay_server, openai_client, anthropic_client,
-                                                 async_openai_client):
+async def test_streams_and_raw_responses_leave_no_reference_cycles(replay_server, tracer_provider, span_exporter,
+                                                                   openai_client, anthropic_client,
+                                                                   async_openai_client):
     """A cycle through a stream's response would hand every stream's response, request and call to the cyclic
-    collector: more frequent collections, which also make pydantic rebuild the SDK's cached generic models."""
+    collector: more frequent collections, which also make pydantic rebuild the SDK's cached generic models.
+    Compared with the same calls without aicost (on Python 3.10 the SDK's own streams end up in cycles too)."""
     import gc
 
     from aicost.instrumentation import _Call
 
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # everything the collector would free is kept in gc.garbage instead
-    try:
+    async def calls() -> None:
         for _ in range(3):
             replay_server.enqueue(openai_chat_stream_reply(4))
             for _ in openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
@@ -626,16 +624,38 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(instrumented,
             with anthropic_client.messages.with_streaming_response.create(
                     model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG) as response:
                 response.parse()
-        del stream, raw, response
+
+    async def in_cycles() -> dict[str, int]:
+        """Responses, requests and aicost calls that only the cyclic collector would have freed."""
         gc.collect()
-        leaked = [type(o).__qualname__ for o in gc.garbage if isinstance(o, (_Call, httpx2.Response, httpx2.Request))]
+        was_enabled = gc.isenabled()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # everything the collector would free is kept in gc.garbage instead
+        try:
+            await calls()
+            gc.collect()
+            kinds = (httpx2.Response, httpx2.Request)
+            return {"http": sum(isinstance(o, kinds) for o in gc.garbage),
+                    "calls": sum(isinstance(o, _Call) for o in gc.garbage)}
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            if was_enabled:
+                gc.enable()
+
+    without_aicost = await in_cycles()
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        with_aicost = await in_cycles()
     finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        if was_enabled:
-            gc.enable()
-    assert len(instrumented.cost_spans()) == 18
-    assert leaked == []
+        aicost.uninstrument()
+    cost_spans = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]
+    assert len(cost_spans) == 18
+    if without_aicost["http"]:
+        # Python 3.10: the SDK's own streams end in cycles (an exception's traceback holds the stream's frames),
+        # with or without aicost, so what aicost adds cannot be told apart here.
+        pytest.skip(f"the SDK alone leaves {without_aicost['http']} responses/requests in cycles on this Python")
+    assert with_aicost == {"http": 0, "calls": 0}
 
 
 def test_field_reads_sdk_model_fields_without_the_slow_miss():
