@@ -293,3 +293,35 @@ def test_a_queued_point_keeps_neither_the_span_nor_the_prompt_alive(reader):
     assert {p.attributes[semconv.SERVER_ADDRESS] for p in points} == {"api.openai.com"}
     assert {p.attributes[semconv.SERVER_PORT] for p in points} == {443}
     assert {p.attributes[semconv.AICOST_TEAM] for p in points} == {"t"}
+
+
+def test_the_worker_lets_application_threads_run_while_it_drains_a_backlog(reader):
+    """The worker records points holding the GIL. Drained in one go, a backlog would keep a thread that wants the
+    GIL (an application streaming chunks) waiting until the whole backlog is recorded, or for the interpreter's
+    switch interval (5 ms by default; 2 s here, to make the effect plain). It drains in slices instead, with a
+    real sleep between them."""
+    import sys
+
+    info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                          request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False)
+    result = hooks.CallResult(info=info, usage=Usage(input_tokens=5, output_tokens=2), cost=None,
+                              response_model="gpt-4o-mini", error_type=None, duration_s=0.25)
+    metrics.record_call(result, {})
+    metrics.flush()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(2.0)
+    try:
+        with metrics._drain_lock:  # the worker waits while the backlog builds up
+            for _ in range(6000):
+                metrics.record_call(result, {}, server=("api.openai.com", 443))
+            metrics._wake.set()
+        waits = []
+        while len(metrics._pending) > 500 and len(waits) < 20:
+            start = time.perf_counter()
+            time.sleep(0.001)  # gives the GIL up; taking it back waits for the worker to give it up
+            waits.append(time.perf_counter() - start)
+    finally:
+        sys.setswitchinterval(interval)
+        metrics.flush()
+    assert waits, "the backlog was recorded before it could be observed"
+    assert max(waits) < 0.05, [round(w, 4) for w in waits]
