@@ -279,15 +279,21 @@ _worker: threading.Thread | None = None
 def flush() -> None:
     """Record every call finished so far. Collections call it; so can an application before it exits."""
     with _drain_lock:
-        while True:
-            try:
-                state, point = _pending.popleft()
-            except IndexError:
-                return
-            try:
-                _record_now(state, point)
-            except Exception:
-                _log_once("record_call", "aicost: could not record call metrics")
+        while _record_next():
+            pass
+
+
+def _record_next() -> bool:
+    """Record the oldest queued call; False when the queue is empty. The caller holds ``_drain_lock``."""
+    try:
+        state, point = _pending.popleft()
+    except IndexError:
+        return False
+    try:
+        _record_now(state, point)
+    except Exception:
+        _log_once("record_call", "aicost: could not record call metrics")
+    return True
 
 
 def _start_worker() -> None:
@@ -326,14 +332,8 @@ def _drain_in_slices() -> None:
     while _pending:
         with _drain_lock:
             for _ in range(_SLICE):
-                try:
-                    state, point = _pending.popleft()
-                except IndexError:
+                if not _record_next():
                     return
-                try:
-                    _record_now(state, point)
-                except Exception:
-                    _log_once("record_call", "aicost: could not record call metrics")
         time.sleep(0.0005)
 
 
