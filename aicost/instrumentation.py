@@ -195,7 +195,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "started_early",
+        "acc", "busy",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -228,7 +228,6 @@ class _Call:
         # aicost is inside a read (the caller's parse(), or pulling the next stream item): the SDK closes the
         # response there itself, and the reader, not the close hook, knows how the call ended.
         self.busy = False
-        self.started_early = False  # aicost's span started before the call; request attributes go on at the end
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -259,7 +258,6 @@ class _Call:
         if self.native is None:
             attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
             self.span = telemetry.start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
-            self.started_early = True
             self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def detach(self) -> None:
@@ -288,20 +286,16 @@ class _Call:
         attrs.update(self._request_attributes())
         return attrs
 
-    def _resolve_span(self, defer_native_attributes: bool = False) -> Any:
-        """The span that carries this call's cost: ours, the captured SDK span, or one made now.
-
-        ``defer_native_attributes``: the caller writes the request attributes onto a captured SDK span itself,
-        together with the rest (one pass over the SDK's attributes instead of two)."""
+    def _resolve_span(self) -> Any:
+        """The span that carries this call's cost: ours, the captured SDK span, or one made now."""
         if self.span is not None:
             return self.span
         native = self._native_span()
         if native is not None:
-            if not defer_native_attributes:
-                try:
-                    native.set_attributes(_not_already_on(native, self._native_request_attributes()))
-                except Exception:
-                    error_once("native:attrs", "aicost: could not enrich the SDK's span")
+            try:
+                native.set_attributes(_not_already_on(native, self._native_request_attributes()))
+            except Exception:
+                error_once("native:attrs", "aicost: could not enrich the SDK's span")
             self.span = native
             return native
         attrs = self._start_attributes()
@@ -341,8 +335,16 @@ class _Call:
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
         self.detach()
         duration = _perf() - self.start
-        enrich_native = self.span is None and self._native_span() is not None
-        span = self._resolve_span(defer_native_attributes=True)
+        # A span that exists already was started with the call, with only the sampler's attributes on it.
+        started_early = self.span is not None
+        native_span = self._native_span()
+        if not started_early and native_span is not None:
+            # The SDK's own span: request and result attributes go on together, in one pass over its attributes.
+            span = self.span = native_span
+            attrs = self._native_request_attributes()
+        else:
+            span = self._resolve_span()
+            attrs = {}
         meta = meta or ResponseMeta()
         usage: Usage | None = None
         cost = None
@@ -362,10 +364,9 @@ class _Call:
             if usage is not None:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
-        native = span is self._native_span()
-        attrs = self._native_request_attributes() if enrich_native else {}
+        native = span is native_span
         attrs.update(telemetry.response_attributes(self.info.provider, meta))
-        if self.started_early:
+        if started_early:
             attrs.update(self._request_attributes())
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
