@@ -290,16 +290,10 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     try:
         if service_tier is not None and type(service_tier) is not str:
             service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-        if at is None:
-            price = current_price(provider, model, service_tier)
-            if price is None and fallback_model:
-                price = current_price(provider, fallback_model, service_tier)
-                model = fallback_model if price is not None else model
-        else:
-            price = resolve(provider, model, at=at, service_tier=service_tier)
-            if price is None and fallback_model:
-                price = resolve(provider, fallback_model, at=at, service_tier=service_tier)
-                model = fallback_model if price is not None else model
+        price = _price_at(provider, model, service_tier, at)
+        if price is None and fallback_model:
+            price = _price_at(provider, fallback_model, service_tier, at)
+            model = fallback_model if price is not None else model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
         if web_search_tool is not None:
@@ -310,6 +304,13 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
         tier = names.normalise_tier(service_tier) if isinstance(service_tier, str) else None
         return unknown_cost(provider, model, tier, usage)
+
+
+def _price_at(provider: str | None, model: str | None, service_tier: str | None,
+              at: datetime | None) -> ModelPrice | None:
+    if at is None:
+        return current_price(provider, model, service_tier)
+    return resolve(provider, model, at=at, service_tier=service_tier)
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage) -> Cost:
