@@ -92,8 +92,8 @@ def compaction_usage(u: Any) -> Usage | None:
     The SDK documents that "a ``compaction`` entry's tokens are not included in the top-level ``usage`` fields",
     yet they are billed, so they are added to the call's usage (at the call's model: the entry names none).
     ``message`` entries are what the top level already sums. ``advisor_message`` / ``fallback_message`` entries
-    name another model; whether the top level includes them is not documented, so they are not added (see the
-    README's coverage notes).
+    name another model; whether the top level includes them is not documented, so they are not added (see
+    docs/concepts.md, "Not covered").
     """
     iterations = field(u, "iterations")  # only the beta usage declares it
     if not iterations:
@@ -174,7 +174,9 @@ class EventAccumulator(StreamAccumulator):
             self.service_tier = getattr(message.usage, "service_tier", None)
         elif kind == "message_delta":
             self.usage = read_usage(event.usage, self.usage)
-            self.compaction = compaction_usage(event.usage) or self.compaction
+            compaction = compaction_usage(event.usage)
+            if compaction is not None:  # a delta without iterations leaves message_start's figure standing
+                self.compaction = compaction
             self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
         elif kind == "message_stop":
             self.complete = True
