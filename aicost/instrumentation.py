@@ -364,12 +364,16 @@ class _Call:
             if usage is not None:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+                if meta.sub_inferences and cost is not None:
+                    cost = self._with_sub_inferences(cost, meta)
         native = span is native_span
         attrs.update(telemetry.response_attributes(self.info.provider, meta))
         if started_early:
             attrs.update(self._request_attributes())
         if usage is not None:
             attrs.update(telemetry.usage_attributes(usage))
+            if meta.sub_inferences:
+                attrs.update(telemetry.sub_inference_attributes(meta.sub_inferences))
         if cost is not None:
             attrs.update(telemetry.cost_attributes(cost))
         if meta.deferred:
@@ -391,6 +395,16 @@ class _Call:
         _end(span)
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)
+
+    def _with_sub_inferences(self, cost: Any, meta: ResponseMeta) -> Any:
+        """Add the parts the vendor ran and billed at another model's rates (each priced at its own model)."""
+        try:
+            return pricing.with_sub_inferences(cost, [
+                (kind, _price(self.info.provider, model, None, usage, meta.service_tier, {}))
+                for kind, model, usage in meta.sub_inferences])
+        except Exception:
+            error_once("pricing:sub", "aicost: could not price a call's sub-inferences")
+            return cost
 
     def _estimate(self, meta: ResponseMeta) -> Usage:
         """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""

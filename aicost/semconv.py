@@ -52,6 +52,11 @@ AICOST_USAGE_OUTPUT_AUDIO = "aicost.usage.output_audio_tokens"
 AICOST_USAGE_INPUT_IMAGE = "aicost.usage.input_image_tokens"
 AICOST_USAGE_OUTPUT_IMAGE = "aicost.usage.output_image_tokens"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
+# Sub-inferences the vendor ran on another model and bills at that model's rates, outside gen_ai.usage.* (the
+# Anthropic advisor tool): aicost.<kind>.model, aicost.usage.<kind>.input_tokens / .output_tokens, and the cost
+# part aicost.cost.<kind>_usd (included in gen_ai.usage.cost). <kind> is "advisor".
+AICOST_SUB_PREFIX = "aicost."
+AICOST_USAGE_SUB_PREFIX = "aicost.usage."
 AICOST_STREAM_CHUNKS = "aicost.stream.chunks"
 AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted (read to the end) | closed (early) | error
 AICOST_ENDPOINT = "aicost.endpoint"

@@ -134,6 +134,24 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
 _PART_ATTRIBUTES: dict[str, str] = {}  # token class -> attribute name, built once per class
 
 
+def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
+    """Tokens of the parts billed at another model (``ResponseMeta.sub_inferences``), summed per kind: the
+    models (one, or several, comma-separated), input and output tokens. Their cost is a part of the call's cost."""
+    by_kind: dict[str, tuple[list[str], int, int]] = {}
+    for kind, model, usage in sub_inferences:
+        models, tokens_in, tokens_out = by_kind.get(kind, ([], 0, 0))
+        if model and model not in models:
+            models.append(model)
+        by_kind[kind] = (models, tokens_in + usage.input_tokens, tokens_out + usage.output_tokens)
+    attrs: dict[str, Any] = {}
+    for kind, (models, tokens_in, tokens_out) in by_kind.items():
+        if models:
+            attrs[f"{s.AICOST_SUB_PREFIX}{kind}.model"] = ",".join(models)
+        attrs[f"{s.AICOST_USAGE_SUB_PREFIX}{kind}.input_tokens"] = tokens_in
+        attrs[f"{s.AICOST_USAGE_SUB_PREFIX}{kind}.output_tokens"] = tokens_out
+    return attrs
+
+
 def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if meta.model:

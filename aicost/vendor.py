@@ -46,6 +46,10 @@ class ResponseMeta:
     output_text: str | None = None
     # The vendor accepted the work but bills it later (a queued background response): no usage, no estimate.
     deferred: bool = False
+    # Parts of the call the vendor ran on another model, billed at that model's rates and left out of ``usage``
+    # (Anthropic's advisor tool): (kind, model, usage), one per kind and model. ``usage`` stays the vendor's
+    # top-level figure for the model that answered, as the OpenTelemetry attributes expect.
+    sub_inferences: tuple[tuple[str, str | None, Usage], ...] = ()
 
 
 class StreamAccumulator:

@@ -177,3 +177,130 @@ def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, re
         final = st.get_final_message()
     assert final.usage.output_tokens == 3
     _compaction_usage_on(cost_span(instrumented))
+
+
+# The advisor tool (Anthropic's docs, "Usage and billing"): "Top-level usage fields reflect executor tokens only.
+# Advisor tokens are not rolled into the top-level totals because they are billed at a different rate", and
+# advisor_message iterations "are billed at the advisor model's rates". The docs' own example, with the executor
+# claude-sonnet-4-6 ($3 in, $0.30 cache read, $15 out per million) and the advisor claude-opus-4-6 ($5 / $25):
+# the top level is the sum of the two executor entries only.
+_ADVISOR_TOP = {"input_tokens": 1760, "output_tokens": 531, "cache_read_input_tokens": 412,
+                "cache_creation_input_tokens": 0}
+_ADVISOR_ITERATIONS = [
+    {"type": "message", "input_tokens": 412, "output_tokens": 89, "cache_read_input_tokens": 0,
+     "cache_creation_input_tokens": 0},
+    {"type": "advisor_message", "model": "claude-opus-4-6", "input_tokens": 823, "output_tokens": 1612,
+     "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+    {"type": "message", "input_tokens": 1348, "output_tokens": 442, "cache_read_input_tokens": 412,
+     "cache_creation_input_tokens": 0},
+]
+_EXECUTOR_COST = (1760 * Decimal("3") + 412 * Decimal("0.30") + 531 * Decimal("15")) / 10**6
+_ADVISOR_COST = (823 * Decimal("5") + 1612 * Decimal("25")) / 10**6
+
+
+def _advisor_message(iterations=_ADVISOR_ITERATIONS, model="claude-sonnet-4-6") -> dict:
+    return {"id": "msg_a", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "done"}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {**_ADVISOR_TOP, "iterations": iterations}}
+
+
+def _advisor_billed_on(a: dict) -> None:
+    """Executor tokens stay gen_ai.usage.* (the vendor's top level); the advisor's are priced at its own model."""
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _EXECUTOR_COST + _ADVISOR_COST
+    assert a[s.GEN_AI_USAGE_COST] == float(_EXECUTOR_COST + _ADVISOR_COST)
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1760 + 412 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 531
+    assert a["aicost.advisor.model"] == "claude-opus-4-6"
+    assert a["aicost.usage.advisor.input_tokens"] == 823 and a["aicost.usage.advisor.output_tokens"] == 1612
+    assert a["aicost.cost.advisor_usd"] == float(_ADVISOR_COST)
+    assert a[s.AICOST_PRICE_MODEL] == "claude-sonnet-4-6"  # the call is priced as the executor's, plus a part
+    parts = [v for k, v in a.items() if k.startswith("aicost.cost.") and k.endswith("_usd") and k != s.AICOST_COST_TOTAL]
+    assert sum(Decimal(str(v)) for v in parts) == pytest.approx(_EXECUTOR_COST + _ADVISOR_COST)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_anthropic_advisor_iterations_are_billed_at_the_advisor_model(instrumented, replay_server, native):
+    from vendor_server import Reply, anthropic_client
+
+    client = anthropic_client(replay_server, **({} if native else {"open_telemetry": False}))
+    replay_server.enqueue(Reply.json(_advisor_message()))
+    message = client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG)
+    assert message.usage.input_tokens == 1760  # the application sees the response untouched
+    a = cost_span(instrumented)
+    assert a[s.AICOST_SPAN_SOURCE] == ("anthropic-sdk" if native else "aicost")
+    _advisor_billed_on(a)
+    cost_points = instrumented.metrics()["aicost.cost"]
+    assert sum(Decimal(str(p.value)) for p in cost_points) == pytest.approx(_EXECUTOR_COST + _ADVISOR_COST)
+
+
+def test_anthropic_advisor_iterations_on_the_non_beta_client(instrumented, replay_server, anthropic_client):
+    """``messages.create`` with the beta header: the non-beta Usage keeps ``iterations`` as plain JSON."""
+    from vendor_server import Reply
+
+    replay_server.enqueue(Reply.json(_advisor_message()))
+    anthropic_client.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG,
+                                     extra_headers={"anthropic-beta": "advisor-tool-2026-03-01"})
+    _advisor_billed_on(cost_span(instrumented))
+
+
+def test_anthropic_advisor_iterations_in_a_stream(instrumented, replay_server, anthropic_client):
+    """Streams: "a message_delta event follows with the updated usage.iterations array" (cumulative)."""
+    from vendor_server import Reply, sse
+
+    def events():
+        start = {**_advisor_message(), "content": [], "stop_reason": None,
+                 "usage": {"input_tokens": 412, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                           "cache_read_input_tokens": 0}}
+        yield sse({"type": "message_start", "message": start}, "message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "done"}},
+                  "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {**_ADVISOR_TOP, "iterations": _ADVISOR_ITERATIONS}}, "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+    replay_server.enqueue(Reply.stream(events))
+    with anthropic_client.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=20, messages=MSG) as st:
+        st.get_final_message()
+    _advisor_billed_on(cost_span(instrumented))
+
+
+def test_an_unpriced_advisor_model_makes_the_call_cost_unknown_not_low(instrumented, replay_server, anthropic_client,
+                                                                     caplog):
+    from vendor_server import Reply
+
+    iterations = [dict(e, model="claude-advisor-from-the-future") if e["type"] == "advisor_message" else e
+                  for e in _ADVISOR_ITERATIONS]
+    replay_server.enqueue(Reply.json(_advisor_message(iterations)))
+    anthropic_client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG)
+    assert instrumented.cost_spans() == []  # no gen_ai.usage.cost that silently leaves the advisor out
+    (span,) = instrumented.aicost_spans()
+    a = dict(span.attributes)
+    assert a[s.AICOST_PRICE_KNOWN] is False
+    assert a[s.AICOST_PRICE_MODEL] == "claude-advisor-from-the-future"
+    assert a["aicost.usage.advisor.output_tokens"] == 1612
+    assert "claude-advisor-from-the-future" in caplog.text
+
+
+def test_anthropic_server_side_fallback_is_priced_as_the_serving_model(instrumented, replay_server, anthropic_client):
+    """Refusals-and-fallback docs: "the top-level usage counts describe only the attempt that produced the
+    returned message", billed "at the rates of the model that ran it"; a hop that declined before producing output
+    "costs nothing". So the declined hop's 535 input tokens are not added."""
+    from vendor_server import Reply
+
+    iterations = [
+        {"type": "message", "model": "claude-sonnet-4-6", "input_tokens": 535, "output_tokens": 0,
+         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        {"type": "fallback_message", "model": "claude-opus-4-6", "input_tokens": 412, "output_tokens": 264,
+         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+    ]
+    reply = _advisor_message(iterations, model="claude-opus-4-6")
+    reply["usage"] = {"input_tokens": 412, "output_tokens": 264, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 0, "iterations": iterations}
+    replay_server.enqueue(Reply.json(reply))
+    anthropic_client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG)
+    a = cost_span(instrumented)
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (412 * Decimal("5") + 264 * Decimal("25")) / 10**6
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 412 and a[s.AICOST_PRICE_MODEL] == "claude-opus-4-6"
+    assert not any(k.startswith("aicost.usage.advisor") for k in a)

@@ -493,3 +493,23 @@ def test_tier_rates_known_only_from_a_later_date_apply_to_earlier_calls_on_that_
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
     cost = price_call("openai", "gpt-5-2025-08-07", usage, service_tier="priority", at=datetime(2025, 10, 1, tzinfo=UTC))
     assert cost.total == Decimal("22.5")  # $2.50 + $20
+
+
+def test_sub_inferences_are_parts_of_the_call_cost_and_an_unknown_one_makes_it_unknown():
+    """Anthropic's advisor tool bills the advisor's tokens at its own model: one more part, still summing up."""
+    from aicost.pricing import with_sub_inferences
+
+    executor = price_call("anthropic", "claude-sonnet-4-6", Usage(input_tokens=1000, output_tokens=100))
+    advisor = price_call("anthropic", "claude-opus-4-6", Usage(input_tokens=800, output_tokens=1600))
+    both = with_sub_inferences(executor, [("advisor", advisor), ("advisor", advisor)])
+    assert both.known and both.model == "claude-sonnet-4-6"
+    assert both.total == executor.total + 2 * advisor.total
+    assert both.parts["advisor"] == 2 * advisor.total
+    assert sum(both.parts.values()) == both.total
+    assert executor.parts == {"input": executor.parts["input"], "output": executor.parts["output"]}  # untouched
+
+    unknown = price_call("anthropic", "claude-advisor-nobody-priced", Usage(input_tokens=1, output_tokens=1))
+    combined = with_sub_inferences(executor, [("advisor", unknown)])
+    assert not combined.known and combined.total is None and combined.model == "claude-advisor-nobody-priced"
+    assert not with_sub_inferences(executor, [("advisor", None)]).known  # a part that could not be priced at all
+    assert with_sub_inferences(executor, []) is executor

@@ -19,6 +19,7 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from opentelemetry import trace
@@ -86,29 +87,69 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     return usage
 
 
-def compaction_usage(u: Any) -> Usage | None:
-    """Beta ``usage.iterations``: what the ``compaction`` entries consumed, or None.
+class Iterations:
+    """What beta ``usage.iterations`` adds to the top-level usage (see :func:`read_iterations`)."""
 
-    The SDK documents that "a ``compaction`` entry's tokens are not included in the top-level ``usage`` fields",
-    yet they are billed, so they are added to the call's usage (at the call's model: the entry names none).
-    ``message`` entries are what the top level already sums. ``advisor_message`` / ``fallback_message`` entries
-    name another model; whether the top level includes them is not documented, so they are not added (see
-    docs/concepts.md, "Not covered").
+    __slots__ = ("compaction", "advisors")
+
+    def __init__(self, compaction: Usage | None, advisors: tuple[tuple[str, str | None, Usage], ...]) -> None:
+        self.compaction = compaction
+        self.advisors = advisors
+
+
+def read_iterations(u: Any) -> Iterations | None:
+    """Beta ``usage.iterations``: the entries whose tokens the top-level usage leaves out, or None.
+
+    * ``compaction``: the SDK documents that "a ``compaction`` entry's tokens are not included in the top-level
+      ``usage`` fields", yet they are billed, so they are added to the call's usage (at the call's model: the
+      entry names none).
+    * ``advisor_message``: Anthropic's advisor-tool docs: "Top-level ``usage`` fields reflect executor tokens
+      only. Advisor tokens are not rolled into the top-level totals because they are billed at a different
+      rate", and "iterations with type ``advisor_message`` are billed at the advisor model's rates". They become
+      sub-inferences, priced at their own model, one per advisor model.
+    * ``message``: what the top level already sums. ``fallback_message``: the attempt that served the answer, which
+      *is* the top level ("the top-level ``usage`` counts describe only the attempt that produced the returned
+      message"); a hop that declined before producing output "costs nothing" (both from the refusals-and-fallback
+      docs). Neither is added.
     """
     iterations = field(u, "iterations")  # only the beta usage declares it
     if not iterations:
         return None
-    total: Usage | None = None
+    compaction: Usage | None = None
+    advisors: dict[str | None, Usage] = {}
     for entry in iterations:
-        if getattr(entry, "type", None) == "compaction":
+        if isinstance(entry, dict):  # a non-beta Usage keeps the undeclared list as plain JSON
+            entry = _namespace(entry)
+        kind = getattr(entry, "type", None)
+        if kind == "compaction":
             part = read_usage(entry)
             if part is not None:
-                total = part if total is None else total + part
-    return total
+                compaction = part if compaction is None else compaction + part
+        elif kind == "advisor_message":
+            part = read_usage(entry)
+            if part is not None:
+                model = getattr(entry, "model", None)
+                model = model if isinstance(model, str) and model else None
+                seen = advisors.get(model)
+                advisors[model] = part if seen is None else seen + part
+    if compaction is None and not advisors:
+        return None
+    return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()))
 
 
-def _with_compaction(usage: Usage | None, compaction: Usage | None) -> Usage | None:
-    return usage + compaction if usage is not None and compaction is not None else usage
+def _namespace(data: dict) -> SimpleNamespace:
+    """Plain JSON as attributes, so ``read_usage`` reads it like an SDK model."""
+    return SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in data.items()})
+
+
+def _with_iterations(usage: Usage | None, iterations: Iterations | None) -> Usage | None:
+    if usage is None or iterations is None or iterations.compaction is None:
+        return usage
+    return usage + iterations.compaction
+
+
+def _sub_inferences(iterations: Iterations | None) -> tuple[tuple[str, str | None, Usage], ...]:
+    return () if iterations is None else iterations.advisors
 
 
 def _text(content: Any) -> str | None:
@@ -129,9 +170,11 @@ def _text(content: Any) -> str | None:
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = getattr(message, "stop_reason", None)
-    usage = _with_compaction(read_usage(usage_obj), compaction_usage(usage_obj))
+    iterations = read_iterations(usage_obj)
+    usage = _with_iterations(read_usage(usage_obj), iterations)
     return ResponseMeta(
         usage=usage,
+        sub_inferences=_sub_inferences(iterations),
         model=getattr(message, "model", None),
         response_id=getattr(message, "id", None),
         finish_reasons=[stop] if stop else [],
@@ -144,12 +187,12 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
 class EventAccumulator(StreamAccumulator):
     """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
 
-    __slots__ = ("usage", "compaction", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
+    __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
         self.usage: Usage | None = None
-        self.compaction: Usage | None = None  # beta iterations: cumulative like the rest, so the last one wins
+        self.iterations: Iterations | None = None  # beta: cumulative like the rest, so the last one wins
         self.model: str | None = None
         self.response_id: str | None = None
         self.stop_reason: str | None = None
@@ -170,13 +213,13 @@ class EventAccumulator(StreamAccumulator):
             self.model = message.model
             self.response_id = message.id
             self.usage = read_usage(message.usage)
-            self.compaction = compaction_usage(message.usage)
+            self.iterations = read_iterations(message.usage)
             self.service_tier = getattr(message.usage, "service_tier", None)
         elif kind == "message_delta":
             self.usage = read_usage(event.usage, self.usage)
-            compaction = compaction_usage(event.usage)
-            if compaction is not None:  # a delta without iterations leaves message_start's figure standing
-                self.compaction = compaction
+            iterations = read_iterations(event.usage)
+            if iterations is not None:  # a delta without iterations leaves message_start's figure standing
+                self.iterations = iterations
             self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
         elif kind == "message_stop":
             self.complete = True
@@ -184,7 +227,8 @@ class EventAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         return ResponseMeta(
-            usage=_with_compaction(self.usage, self.compaction),
+            usage=_with_iterations(self.usage, self.iterations),
+            sub_inferences=_sub_inferences(self.iterations),
             model=self.model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else [],

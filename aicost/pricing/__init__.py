@@ -13,7 +13,7 @@ one). Unknown models give ``Cost(known=False, total=None)``, never $0. See docs/
 
 from __future__ import annotations
 
-from .cost import RATE_NAMES, Cost, ModelPrice
+from .cost import RATE_NAMES, Cost, ModelPrice, with_sub_inferences
 from .engine import (
     UnknownModel,
     add_discount,
@@ -51,4 +51,5 @@ __all__ = [
     "unknown_models",
     "use_bundled_catalog",
     "use_catalog_file",
+    "with_sub_inferences",
 ]

@@ -105,6 +105,30 @@ def unknown_cost(provider: str | None, model: str | None, service_tier: str | No
                       bool(getattr(usage, "estimated", False)))
 
 
+def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Cost:
+    """One call's cost when the vendor ran part of it on another model and billed that part at that model's
+    rates (Anthropic's advisor tool): the total includes every part, and each kind of sub-inference is one part
+    (``parts["advisor"]``), so the parts still add up to the total.
+
+    A sub-inference whose price is unknown makes the whole call's cost unknown, naming that model: a total that
+    silently left it out would look exact and be low.
+    """
+    if not subs or not main.known or main.total is None:
+        return main
+    total = main.total
+    parts = dict(main.parts)
+    estimated = main.estimated
+    for kind, sub in subs:
+        if sub is None or not sub.known or sub.total is None:  # None: it could not be priced at all
+            return _make_cost(False, None, _EMPTY, None if sub is None else sub.model, main.provider,
+                              main.service_tier, "unknown", estimated or (sub is not None and sub.estimated))
+        total = MONEY.add(total, sub.total)
+        parts[kind] = MONEY.add(parts.get(kind, ZERO), sub.total)
+        estimated = estimated or sub.estimated
+    return _make_cost(True, total, MappingProxyType(parts), main.model, main.provider, main.service_tier,
+                      main.source, estimated)
+
+
 class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
