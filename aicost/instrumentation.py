@@ -366,32 +366,36 @@ class _Call:
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
                 if meta.sub_inferences and cost is not None:
                     cost = self._with_sub_inferences(cost, meta)
-        native = span is native_span
-        attrs.update(telemetry.response_attributes(self.info.provider, meta))
-        if started_early:
-            attrs.update(self._request_attributes())
-        if usage is not None:
-            attrs.update(telemetry.usage_attributes(usage))
-            if meta.sub_inferences:
-                attrs.update(telemetry.sub_inference_attributes(meta.sub_inferences))
-        if cost is not None:
-            attrs.update(telemetry.cost_attributes(cost))
-        if meta.deferred:
-            attrs[s.AICOST_USAGE_DEFERRED] = True
-        if self.first_chunk_at is not None and not native:
-            # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
-            attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
-        if self.request.stream or self.chunks:
-            attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
-            if ended_by:
-                attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
-        span.set_attributes(_not_already_on(span, attrs) if native else attrs)
         if error is not None:
             error_type = telemetry.error_type_of(error)
-            status = getattr(error, "status_code", None)
-            if isinstance(status, int):
-                span.set_attribute(s.HTTP_RESPONSE_STATUS_CODE, status)
-            telemetry.set_error(span, error_type, str(error)[:200] if config.capture_content else None)
+        # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
+        # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks.
+        if span.is_recording():
+            native = span is native_span
+            attrs.update(telemetry.response_attributes(self.info.provider, meta))
+            if started_early:
+                attrs.update(self._request_attributes())
+            if usage is not None:
+                attrs.update(telemetry.usage_attributes(usage))
+                if meta.sub_inferences:
+                    attrs.update(telemetry.sub_inference_attributes(meta.sub_inferences))
+            if cost is not None:
+                attrs.update(telemetry.cost_attributes(cost))
+            if meta.deferred:
+                attrs[s.AICOST_USAGE_DEFERRED] = True
+            if self.first_chunk_at is not None and not native:
+                # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
+                attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
+            if self.request.stream or self.chunks:
+                attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
+                if ended_by:
+                    attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
+            span.set_attributes(_not_already_on(span, attrs) if native else attrs)
+            if error is not None:
+                status = getattr(error, "status_code", None)
+                if isinstance(status, int):
+                    span.set_attribute(s.HTTP_RESPONSE_STATUS_CODE, status)
+                telemetry.set_error(span, error_type, str(error)[:200] if config.capture_content else None)
         _end(span)
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)

@@ -502,6 +502,41 @@ def test_works_without_the_otel_sdk(replay_server):
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
+def test_a_span_the_sampler_drops_still_bills_the_call(replay_server, meter_provider, metric_reader):
+    """Head sampling drops most spans in production. aicost then builds no span attributes (nobody would read
+    them), but usage, cost, metrics and hooks are exactly what a recorded call gets."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    aicost.instrument(tracer_provider=provider, meter_provider=meter_provider)
+    results = []
+    hooks.add_listener(results.append)
+    try:
+        replay_server.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=1000, completion_tokens=100))
+        replay_server.enqueue(anthropic_message_reply("claude-3-5-haiku-20241022", input_tokens=1000, output_tokens=100))
+        with openai_client(replay_server) as o, anthropic_client(replay_server, open_telemetry=False) as a:
+            o.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            a.messages.create(model="claude-3-5-haiku-20241022", max_tokens=200, messages=MSG)
+    finally:
+        hooks.remove_listener(results.append)
+        aicost.uninstrument()
+    assert exporter.get_finished_spans() == ()
+    costs = [r.cost.total for r in results]
+    assert costs == [(1000 * Decimal("0.15") + 100 * Decimal("0.60")) / 10**6,
+                     (1000 * Decimal("0.80") + 100 * Decimal("4")) / 10**6]
+    assert [r.usage.input_tokens for r in results] == [1000, 1000]
+    aicost.metrics.flush()
+    data = metric_reader.get_metrics_data()
+    points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+              if m.name == "aicost.cost" for p in m.data.data_points]
+    assert sum(Decimal(str(p.value)) for p in points) == pytest.approx(sum(costs))
+
+
 def test_web_search_preview_is_priced_per_call_from_the_request_tools(instrumented, replay_server, openai_client):
     """openai-responses-nonstream-007 (recorded): gpt-4.1 ran one web_search_preview call, $25 per 1K calls."""
     replay_server.enqueue_recording("openai-responses-nonstream-007")
