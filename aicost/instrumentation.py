@@ -370,7 +370,7 @@ class _Call:
             error_type = telemetry.error_type_of(error)
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
         # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks.
-        if span.is_recording():
+        if _records(span):
             native = span is native_span
             attrs.update(telemetry.response_attributes(self.info.provider, meta))
             if started_early:
@@ -589,6 +589,12 @@ def _not_already_on(span: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     costs the SDK's attribute validation on the calling thread for nothing."""
     existing = getattr(span, "attributes", None) or {}
     return {k: v for k, v in attrs.items() if existing.get(k) != v}
+
+
+def _records(span: Any) -> bool:
+    """Whether attributes set on ``span`` now are kept (an SDK span aicost holds open says so itself)."""
+    recording = getattr(span, "aicost_recording", None)
+    return recording() if recording is not None else span.is_recording()
 
 
 def _end(span: Any) -> None:

@@ -274,6 +274,10 @@ class DeferredEndSpan(trace.Span):
     def is_recording(self) -> bool:
         return not self._sdk_ended and self._span.is_recording()
 
+    def aicost_recording(self) -> bool:
+        """Whether aicost's attributes would land: the SDK may have asked to end, but the real end waits for them."""
+        return self._span.is_recording()
+
     # -- aicost's side
     def when_sdk_ends(self, callback: Callable[[], None]) -> None:
         """Streams: finish the call when the SDK ends the span (the body ended, was closed or dropped)."""
