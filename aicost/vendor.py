@@ -111,6 +111,10 @@ class Integration:
         """Request facts the price depends on beyond usage (keyword arguments for ``pricing.price_call``)."""
         return {}
 
+    def sub_inference_model(self, kind: str, kwargs: dict[str, Any]) -> str | None:
+        """The model of a sub-inference whose usage does not name it (a hosted tool configured in the request)."""
+        return None
+
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         raise NotImplementedError
 

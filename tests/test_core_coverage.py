@@ -179,6 +179,80 @@ def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, re
     _compaction_usage_on(cost_span(instrumented))
 
 
+# Responses' hosted image generation: the SDK's ToolUsage is "usage reported by hosted tools, separate from base
+# model usage"; the images are billed at the image model's rates. gpt-4.1-nano: $0.10 in / $0.40 out; gpt-image-1.5:
+# $5 text in, $8 image in, $1.25 cached, $32 image out per million tokens.
+def _responses_with_image_tool(image_gen: dict) -> dict:
+    from vendor_server import _response_object
+
+    body = _response_object("gpt-4.1-nano-2025-04-14", "completed", 20, 50, "Here is your image.")
+    body["tool_usage"] = {"image_gen": image_gen, "web_search": {"num_requests": 0}}
+    return body
+
+
+_IMAGE_GEN = {"input_tokens": 60, "input_tokens_details": {"image_tokens": 20, "text_tokens": 40},
+              "output_tokens": 4160, "total_tokens": 4220,
+              "output_tokens_details": {"image_tokens": 4160, "text_tokens": 0}}
+_NANO = (50 * Decimal("0.10") + 20 * Decimal("0.40")) / 10**6
+
+
+def test_responses_hosted_image_generation_is_billed_at_the_image_model(instrumented, replay_server, openai_client):
+    from vendor_server import Reply
+
+    replay_server.enqueue(Reply.json(_responses_with_image_tool(_IMAGE_GEN)))
+    openai_client.responses.create(model="gpt-4.1-nano", input="draw a cat",
+                                   tools=[{"type": "image_generation", "model": "gpt-image-1.5"}])
+    a = cost_span(instrumented)
+    image = (40 * Decimal("5") + 20 * Decimal("8") + 4160 * Decimal("32")) / 10**6
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _NANO + image
+    assert a["aicost.cost.image_generation_usd"] == float(image)
+    assert a["aicost.image_generation.model"] == "gpt-image-1.5"
+    assert a["aicost.usage.image_generation.output_tokens"] == 4160
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 50 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 20  # the base model's
+
+
+def test_responses_hosted_image_generation_cached_tokens_and_omitted_details(instrumented, replay_server,
+                                                                            openai_client):
+    """Cached input (image tokens among it) is priced as cache reads; omitted output details mean image output."""
+    from vendor_server import Reply
+
+    image_gen = {"input_tokens": 100, "input_tokens_details": {"image_tokens": 30, "text_tokens": 70},
+                 "cached_tokens": 50, "cached_tokens_details": {"cached_image_tokens": 10, "cached_text_tokens": 40},
+                 "output_tokens": 1000, "total_tokens": 1100}
+    replay_server.enqueue(Reply.json(_responses_with_image_tool(image_gen)))
+    openai_client.responses.create(model="gpt-4.1-nano", input="draw a cat",
+                                   tools=[{"type": "image_generation", "model": "gpt-image-1.5"}])
+    a = cost_span(instrumented)
+    # 20 uncached image tokens, 50 cached (10 image + 40 text), 30 plain text; 1000 image tokens out
+    image = (30 * Decimal("5") + 20 * Decimal("8") + 50 * Decimal("1.25") + 1000 * Decimal("32")) / 10**6
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _NANO + image
+
+
+def test_responses_image_tool_without_a_model_leaves_the_cost_unknown(instrumented, replay_server, openai_client):
+    """The vendor's default image model is not named in the response: no guess, and no total without it."""
+    from vendor_server import Reply
+
+    replay_server.enqueue(Reply.json(_responses_with_image_tool(_IMAGE_GEN)))
+    openai_client.responses.create(model="gpt-4.1-nano", input="draw a cat", tools=[{"type": "image_generation"}])
+    assert instrumented.cost_spans() == []
+    (span,) = instrumented.aicost_spans()
+    assert span.attributes[s.AICOST_PRICE_KNOWN] is False
+    assert span.attributes["aicost.usage.image_generation.output_tokens"] == 4160
+
+
+def test_responses_without_image_tool_usage_add_nothing(instrumented, replay_server, openai_client):
+    """ToolUsage "when present, tool families with no recorded usage have zero counts"."""
+    from vendor_server import Reply
+
+    replay_server.enqueue(Reply.json(_responses_with_image_tool(
+        {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}, "output_tokens": 0,
+         "total_tokens": 0})))
+    openai_client.responses.create(model="gpt-4.1-nano", input="hi")
+    a = cost_span(instrumented)
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _NANO
+    assert not any("image_generation" in k for k in a)
+
+
 # The advisor tool (Anthropic's docs, "Usage and billing"): "Top-level usage fields reflect executor tokens only.
 # Advisor tokens are not rolled into the top-level totals because they are billed at a different rate", and
 # advisor_message iterations "are billed at the advisor model's rates". The docs' own example, with the executor

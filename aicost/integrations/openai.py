@@ -85,6 +85,42 @@ def read_tool_usage(response: Any, usage: Usage | None) -> None:
         )
 
 
+def image_usage(u: Any) -> Usage | None:
+    """Image-model usage (the Images API's ``usage``, the Responses hosted tool's ``tool_usage.image_gen``).
+
+    Input and output counts include image tokens, billed at image rates where the model has them. When the output
+    details are omitted (the SDK says they can be), every output token is taken as an image token: image
+    generation produces images, and a model without a separate image rate bills them at its output rate anyway.
+    """
+    if u is None:
+        return None
+    g = field
+    usage = Usage(input_tokens=as_int(g(u, "input_tokens")), output_tokens=as_int(g(u, "output_tokens")))
+    if not usage.input_tokens and not usage.output_tokens:
+        return None
+    details = g(u, "input_tokens_details")
+    image_in = min(as_int(g(details, "image_tokens")), usage.input_tokens) if details is not None else 0
+    cached = as_int(g(u, "cached_tokens"))  # hosted tool only; a cached image token is priced as a cache read
+    if cached:
+        cached_details = g(u, "cached_tokens_details")
+        cached_images = as_int(g(cached_details, "cached_image_tokens")) if cached_details is not None else 0
+        image_in -= min(cached_images, image_in)
+        usage.cache_read_tokens = min(cached, usage.input_tokens - image_in)
+    usage.input_image_tokens = image_in
+    details = g(u, "output_tokens_details")
+    usage.output_image_tokens = (min(as_int(g(details, "image_tokens")), usage.output_tokens) if details is not None
+                                 else usage.output_tokens)
+    return usage
+
+
+def _hosted_tool_usage(response: Any) -> tuple[tuple[str, str | None, Usage], ...]:
+    """Responses hosted image generation: "usage reported by hosted tools, separate from base model usage" (the
+    SDK's ``ToolUsage``), billed at the image model's rates. The model is the request's tool setting."""
+    tool_usage = field(response, "tool_usage")
+    usage = image_usage(field(tool_usage, "image_gen")) if tool_usage is not None else None
+    return () if usage is None else (("image_generation", None, usage),)
+
+
 def _finish_reasons(choices: Any) -> list[str]:
     reasons = []
     for choice in choices or ():
@@ -140,6 +176,8 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
             text = getattr(response, "output_text", None)
             meta.output_text = text if isinstance(text, str) else None
         read_tool_usage(response, usage)
+        if usage is not None:
+            meta.sub_inferences = _hosted_tool_usage(response)
     return meta
 
 
@@ -338,6 +376,16 @@ class OpenAIIntegration(Integration):
             if isinstance(kind, str) and kind.startswith("web_search_preview"):
                 return {"web_search_tool": "web_search_preview"}
         return {}
+
+    def sub_inference_model(self, kind: str, kwargs: dict[str, Any]) -> str | None:
+        """The hosted image-generation tool's model, from the request's ``tools`` (None if not set: the vendor's
+        default then, which the response does not name, so the cost is marked unknown rather than guessed)."""
+        if kind == "image_generation":
+            for tool in kwargs.get("tools") or ():
+                if isinstance(tool, dict) and tool.get("type") == "image_generation":
+                    model = tool.get("model")
+                    return model if isinstance(model, str) else None
+        return None
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         if endpoint.key.startswith(("openai.responses", "openai.beta.responses")):
