@@ -25,7 +25,8 @@ was found: queued metric points that kept spans alive made full collections freq
 Arms: ``bare`` (no aicost); ``aicost, no-op OTel`` (aicost's own work: usage, pricing, hooks, attribution, with
 the OpenTelemetry API's no-op tracer and meter); ``aicost, everything on`` (SDK ``TracerProvider`` with a span
 processor and exporter, SDK ``MeterProvider`` with a reader, given to ``instrument()``: what issue 2's target is
-stated for). A second pair sets the same SDK providers globally, as an application using OpenTelemetry does:
+stated for); ``aicost, span sampled out`` (the same, with a sampler that drops the span, as head sampling does to
+most calls in production: cost and metrics are still recorded). A second pair sets the same SDK providers globally, as an application using OpenTelemetry does:
 ``bare-otel`` without aicost, ``aicost-all-otel`` with it. There anthropic 2.x makes its own span in both arms and
 aicost writes onto it, so the Anthropic difference is aicost's own cost on top of the SDK's tracing. The OpenAI
 client talks to ``https://api.openai.com/v1`` (answered in-process), so aicost adds ``include_usage`` to
@@ -48,8 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("bare", "aicost-noop", "aicost-all", "bare-otel", "aicost-all-otel")
+ARMS = ("bare", "aicost-noop", "aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel")
 ARM_TITLES = {"bare": "bare SDK", "aicost-noop": "aicost, no-op OTel", "aicost-all": "aicost, everything on",
+              "aicost-sampled-out": "aicost, span sampled out",
               "bare-otel": "bare SDK, OTel SDK global", "aicost-all-otel": "aicost, everything on"}
 
 HELPER_C = r"""
@@ -104,8 +106,10 @@ ant = anthropic.Anthropic(api_key="t", base_url="https://api.anthropic.com", htt
 
 if arm == "aicost-noop":
     aicost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
-elif arm in ("aicost-all", "bare-otel", "aicost-all-otel"):
-    tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(Drop()))
+elif arm in ("aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel"):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    tp = TracerProvider(sampler=ALWAYS_OFF) if arm == "aicost-sampled-out" else TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(Drop()))
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     if arm.endswith("-otel"):  # the app's global providers: anthropic 2.x then traces each call itself
         from opentelemetry import metrics as otel_metrics, trace
@@ -230,7 +234,7 @@ def main() -> None:
             row[f"{vendor}:bg"] = counts[f"bg:{vendor}:call"] / n
         per[arm] = row
     print(f"instructions on the calling thread (callgrind; {n} calls per figure; in-process transport)")
-    table(per, "bare", [a for a in ("aicost-noop", "aicost-all") if a in per])
+    table(per, "bare", [a for a in ("aicost-noop", "aicost-all", "aicost-sampled-out") if a in per])
     if "bare-otel" in per and "aicost-all-otel" in per:
         print("\nwith an OpenTelemetry SDK set globally in both arms (anthropic 2.x then makes its own span, which "
               "aicost enriches instead of adding one)")
