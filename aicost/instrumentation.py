@@ -354,6 +354,9 @@ class _Call:
             usage = meta.usage
             if usage is None and error is not None and not self.chunks:
                 usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
+            elif meta.unpriced and error is None:
+                usage = usage or Usage()  # billed by a unit the catalog has no rate for: unknown, not estimated
+                cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
             elif usage is None and error is None and not meta.deferred:
                 usage = self._estimate(meta)
             elif usage is not None and ended_by in ("closed", "error"):
@@ -362,7 +365,7 @@ class _Call:
                 seen = self._count_output(meta)
                 usage.output_tokens = max(usage.output_tokens, seen)
                 usage.estimated = True
-            if usage is not None:
+            if usage is not None and cost is None:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
                 if meta.sub_inferences and cost is not None:

@@ -50,6 +50,11 @@ class ResponseMeta:
     # (Anthropic's advisor tool): (kind, model, usage), one per kind and model. ``usage`` stays the vendor's
     # top-level figure for the model that answered, as the OpenTelemetry attributes expect.
     sub_inferences: tuple[tuple[str, str | None, Usage], ...] = ()
+    # Why the call cannot be priced from tokens, when the vendor bills it by another unit the catalog does not
+    # price (seconds of audio, images) or the response carries no usage in the format asked for. The cost is then
+    # unknown, never estimated from text (which would be far off and look like a price).
+    unpriced: str | None = None
+    audio_seconds: float | None = None  # duration-billed audio (``aicost.usage.audio_seconds``)
 
 
 class StreamAccumulator:
@@ -154,6 +159,8 @@ def field(obj: Any, name: str) -> Any:
         extra = getattr(obj, "__pydantic_extra__", None)
         if isinstance(extra, dict):
             return extra.get(name)
+    elif type(obj) is dict:  # a nested object the SDK model does not declare stays plain JSON in its extras
+        return obj.get(name)
     return getattr(obj, name, None)
 
 

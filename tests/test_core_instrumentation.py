@@ -711,6 +711,8 @@ def test_field_reads_sdk_model_fields_without_the_slow_miss():
             return 7
 
     assert field(Plain(), "total") == 7 and field(Plain(), "missing") is None and field(None, "x") is None
+    # an undeclared nested object stays plain JSON in the extras: read the same way
+    assert field(field(usage, "iterations")[0], "type") == "compaction" and field({}, "type") is None
 
 
 def test_anthropic_without_a_global_provider_gets_aicosts_span_current_during_the_call():

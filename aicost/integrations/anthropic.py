@@ -19,7 +19,6 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from opentelemetry import trace
@@ -117,10 +116,8 @@ def read_iterations(u: Any) -> Iterations | None:
         return None
     compaction: Usage | None = None
     advisors: dict[str | None, Usage] = {}
-    for entry in iterations:
-        if isinstance(entry, dict):  # a non-beta Usage keeps the undeclared list as plain JSON
-            entry = _namespace(entry)
-        kind = getattr(entry, "type", None)
+    for entry in iterations:  # on a non-beta Usage the undeclared list stays plain JSON: ``field`` reads both
+        kind = field(entry, "type")
         if kind == "compaction":
             part = read_usage(entry)
             if part is not None:
@@ -128,18 +125,13 @@ def read_iterations(u: Any) -> Iterations | None:
         elif kind == "advisor_message":
             part = read_usage(entry)
             if part is not None:
-                model = getattr(entry, "model", None)
+                model = field(entry, "model")
                 model = model if isinstance(model, str) and model else None
                 seen = advisors.get(model)
                 advisors[model] = part if seen is None else seen + part
     if compaction is None and not advisors:
         return None
     return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()))
-
-
-def _namespace(data: dict) -> SimpleNamespace:
-    """Plain JSON as attributes, so ``read_usage`` reads it like an SDK model."""
-    return SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in data.items()})
 
 
 def _with_iterations(usage: Usage | None, iterations: Iterations | None) -> Usage | None:

@@ -18,6 +18,8 @@ _RESPONSES = "openai.resources.responses.responses"
 _BETA_RESPONSES = "openai.resources.beta.responses.responses"
 _BOTH = ("Completions", "AsyncCompletions")
 _RESP = ("Responses", "AsyncResponses")
+_IMAGES = "openai.resources.images"
+_IMG = ("Images", "AsyncImages")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat"),
@@ -34,6 +36,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion"),
     Endpoint("openai.resources.responses.input_tokens", ("InputTokens", "AsyncInputTokens"), "count",
              "openai.responses.input_tokens.count", "count_tokens", billable=False),
+    Endpoint(_IMAGES, _IMG, "generate", "openai.images.generate", "generate_content"),
+    Endpoint(_IMAGES, _IMG, "edit", "openai.images.edit", "generate_content"),
+    Endpoint(_IMAGES, _IMG, "create_variation", "openai.images.create_variation", "generate_content"),
+    Endpoint("openai.resources.audio.transcriptions", ("Transcriptions", "AsyncTranscriptions"), "create",
+             "openai.audio.transcriptions.create", "generate_content"),
+    Endpoint("openai.resources.audio.translations", ("Translations", "AsyncTranslations"), "create",
+             "openai.audio.translations.create", "generate_content"),
 )
 
 # Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
@@ -181,6 +190,103 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     return meta
 
 
+def read_images(response: Any) -> ResponseMeta:
+    """Images API. The GPT image models report token usage (priced at the request's model: the response names
+    none); DALL-E models are billed per image and report none, so their cost is unknown rather than estimated.
+    SVG output is authored by another model with its own usage (``svg_usage``): a sub-inference."""
+    usage = image_usage(field(response, "usage"))
+    meta = ResponseMeta(usage=usage)
+    if usage is None:
+        meta.unpriced = "no token usage in the response (models billed per image)"
+    svg = field(response, "svg_usage")
+    if svg is not None:
+        svg_usage = Usage(input_tokens=as_int(field(svg, "input_tokens")), output_tokens=as_int(field(svg, "output_tokens")))
+        svg_usage.reasoning_tokens = min(as_int(field(svg, "reasoning_tokens")), svg_usage.output_tokens)
+        model = field(svg, "model")
+        meta.sub_inferences = (("svg", model if isinstance(model, str) else None, svg_usage),)
+    return meta
+
+
+def read_transcription(response: Any, want_text: bool = False) -> ResponseMeta:
+    """Audio transcriptions and translations. Token-billed models (``gpt-4o-transcribe``...) report tokens, audio
+    input among them; ``whisper-1`` is billed per second of audio (``usage.type == "duration"``), a unit the
+    catalog does not price; text formats (``text``, ``srt``, ``vtt``) and translations carry no usage at all."""
+    if isinstance(response, str):
+        return ResponseMeta(unpriced="no usage in this response format",
+                            output_text=response if want_text else None)
+    u = field(response, "usage")
+    text = field(response, "text")
+    meta = ResponseMeta(output_text=text if want_text and isinstance(text, str) else None)
+    seconds = field(u, "seconds") if u is not None else None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        meta.unpriced = "billed per second of audio"
+        meta.audio_seconds = float(seconds)
+    elif u is None or field(u, "input_tokens") is None:
+        meta.unpriced = "no usage in the response"
+    else:
+        meta.usage = _transcription_usage(u)
+    return meta
+
+
+def _transcription_usage(u: Any) -> Usage:
+    usage = Usage(input_tokens=as_int(field(u, "input_tokens")), output_tokens=as_int(field(u, "output_tokens")))
+    details = field(u, "input_token_details")
+    if details is not None:
+        usage.input_audio_tokens = min(as_int(field(details, "audio_tokens")), usage.input_tokens)
+    return usage
+
+
+class ImageEventAccumulator(StreamAccumulator):
+    """Image streams: each ``image_generation.completed`` / ``image_edit.completed`` event carries its image's
+    usage; partial images carry none."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.usage: Usage | None = None
+
+    def observe(self, event: Any) -> bool:
+        if getattr(event, "type", None) in ("image_generation.completed", "image_edit.completed"):
+            usage = image_usage(field(event, "usage"))
+            if usage is not None:
+                self.usage = usage if self.usage is None else self.usage + usage
+            self.complete = True
+        return True
+
+    def result(self) -> ResponseMeta:
+        if self.usage is None:
+            return ResponseMeta(unpriced="no token usage in the stream")
+        return ResponseMeta(usage=self.usage)
+
+
+class TranscriptEventAccumulator(StreamAccumulator):
+    """Transcription streams: ``transcript.text.done`` carries the usage."""
+
+    __slots__ = ("usage", "keep_text", "text")
+
+    def __init__(self, keep_text: bool) -> None:
+        super().__init__()
+        self.usage: Usage | None = None
+        self.keep_text = keep_text
+        self.text: str | None = None
+
+    def observe(self, event: Any) -> bool:
+        if getattr(event, "type", None) == "transcript.text.done":
+            u = field(event, "usage")
+            if u is not None and field(u, "input_tokens") is not None:
+                self.usage = _transcription_usage(u)
+            text = field(event, "text")
+            self.text = text if self.keep_text and isinstance(text, str) else None
+            self.complete = True
+        return True
+
+    def result(self) -> ResponseMeta:
+        if self.usage is None:
+            return ResponseMeta(unpriced="no usage in the stream", output_text=self.text)
+        return ResponseMeta(usage=self.usage, output_text=self.text)
+
+
 class ChunkAccumulator(StreamAccumulator):
     """Chat completion and legacy completion chunks. Usage comes only in the final usage chunk.
 
@@ -281,12 +387,20 @@ class ResponseEventAccumulator(StreamAccumulator):
         return ResponseMeta(model=self.model, response_id=self.response_id)
 
 
-_ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net
-    "/chat/completions": ENDPOINTS[0],
-    "/responses": ENDPOINTS[2],
-    "/responses/compact": ENDPOINTS[4],
-    "/embeddings": ENDPOINTS[9],
-    "/completions": ENDPOINTS[10],
+_BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
+_ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; longest suffix first
+    suffix: _BY_KEY[key] for suffix, key in sorted((
+        ("/chat/completions", "openai.chat.completions.create"),
+        ("/responses", "openai.responses.create"),
+        ("/responses/compact", "openai.responses.compact"),
+        ("/embeddings", "openai.embeddings.create"),
+        ("/completions", "openai.completions.create"),
+        ("/images/generations", "openai.images.generate"),
+        ("/images/edits", "openai.images.edit"),
+        ("/images/variations", "openai.images.create_variation"),
+        ("/audio/transcriptions", "openai.audio.transcriptions.create"),
+        ("/audio/translations", "openai.audio.translations.create"),
+    ), key=lambda route: -len(route[0]))
 }
 
 
@@ -299,9 +413,9 @@ class OpenAIIntegration(Integration):
         if method.lower() != "post":
             return None
         path = path.split("?", 1)[0].rstrip("/")
-        for suffix in ("/chat/completions", "/responses/compact", "/responses", "/embeddings", "/completions"):
+        for suffix, endpoint in _ROUTES.items():
             if path.endswith(suffix):
-                return _ROUTES[suffix]
+                return endpoint
         return None
 
     def __init__(self) -> None:
@@ -367,6 +481,10 @@ class OpenAIIntegration(Integration):
         return True
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
+        if endpoint.operation == "generate_content":
+            if endpoint.key.startswith("openai.images."):
+                return read_images(response)
+            return read_transcription(response, want_text)
         return read_response(response, want_text)
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +508,10 @@ class OpenAIIntegration(Integration):
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         if endpoint.key.startswith(("openai.responses", "openai.beta.responses")):
             return ResponseEventAccumulator()
+        if endpoint.key.startswith("openai.images."):
+            return ImageEventAccumulator()
+        if endpoint.key.startswith("openai.audio."):
+            return TranscriptEventAccumulator(keep_text)
         return ChunkAccumulator(hide_usage_chunk, keep_text)
 
     def is_stream(self, obj: Any) -> bool:

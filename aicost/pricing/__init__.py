@@ -13,7 +13,7 @@ one). Unknown models give ``Cost(known=False, total=None)``, never $0. See docs/
 
 from __future__ import annotations
 
-from .cost import RATE_NAMES, Cost, ModelPrice, with_sub_inferences
+from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inferences
 from .engine import (
     UnknownModel,
     add_discount,
@@ -48,6 +48,7 @@ __all__ = [
     "refresh_catalog_from_genai_prices",
     "resolve",
     "set_price",
+    "unknown_cost",
     "unknown_models",
     "use_bundled_catalog",
     "use_catalog_file",

@@ -1,0 +1,180 @@
+"""OpenAI images and audio transcription, through the real SDK over loopback HTTP: one span each, priced from the
+tokens the vendor reports, or marked unknown (with the reason) when it bills by a unit the catalog has no rate for.
+
+Prices used (per million tokens): gpt-image-1.5 $5 text in, $8 image in, $10 text out, $32 image out;
+gpt-image-1 $5 text in, $10 image in, $40 out; gpt-4o-transcribe $2.50 text in, $6 audio in, $10 out.
+"""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+
+from aicost import semconv as s
+from vendor_server import Reply, openai_client, sse
+
+M = Decimal(10**6)
+
+
+def one_span(instrumented) -> dict:
+    spans = instrumented.aicost_spans()
+    assert len(spans) == 1, [(x.name, dict(x.attributes or {})) for x in instrumented.spans()]
+    return dict(spans[0].attributes)
+
+
+def _image_usage(text_in: int, image_in: int, image_out: int) -> dict:
+    return {"input_tokens": text_in + image_in, "input_tokens_details": {"text_tokens": text_in, "image_tokens": image_in},
+            "output_tokens": image_out, "total_tokens": text_in + image_in + image_out,
+            "output_tokens_details": {"image_tokens": image_out, "text_tokens": 0}}
+
+
+def _images_response(usage: dict | None = None, **extra) -> dict:
+    body = {"created": 1_700_000_000, "data": [{"b64_json": "aGVsbG8="}], **extra}
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def test_image_generation_is_priced_from_its_token_usage(instrumented, replay_server, openai_client):
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 4160))))
+    result = openai_client.images.generate(model="gpt-image-1.5", prompt="a cat in a hat")
+    assert result.data[0].b64_json == "aGVsbG8="  # the application's object, untouched
+    a = one_span(instrumented)
+    assert a[s.AICOST_ENDPOINT] == "openai.images.generate"
+    assert a[s.GEN_AI_OPERATION_NAME] == "generate_content" and a[s.GEN_AI_REQUEST_MODEL] == "gpt-image-1.5"
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (50 * Decimal(5) + 4160 * Decimal(32)) / M
+    assert a[s.AICOST_USAGE_OUTPUT_IMAGE] == 4160
+    assert replay_server.requests[-1].path == "/v1/images/generations"
+
+
+def test_image_edit_with_an_input_image_is_priced(instrumented, replay_server, openai_client):
+    """Multipart upload; image input tokens at the image input rate. gpt-image-1 has one output rate."""
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(20, 323, 1056))))
+    openai_client.images.edit(model="gpt-image-1", image=("in.png", io.BytesIO(b"\x89PNG fake"), "image/png"),
+                              prompt="add a hat")
+    a = one_span(instrumented)
+    assert a[s.AICOST_ENDPOINT] == "openai.images.edit"
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (20 * Decimal(5) + 323 * Decimal(10) + 1056 * Decimal(40)) / M
+
+
+def test_dall_e_images_are_billed_per_image_so_the_cost_is_unknown_not_estimated(instrumented, replay_server,
+                                                                                openai_client):
+    replay_server.enqueue(Reply.json(_images_response()))
+    openai_client.images.generate(model="dall-e-3", prompt="a cat in a hat")
+    a = one_span(instrumented)
+    assert a[s.AICOST_PRICE_KNOWN] is False and s.GEN_AI_USAGE_COST not in a
+    assert "per image" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert s.AICOST_USAGE_ESTIMATED not in a  # no token estimate from the prompt: it would look like a price
+
+
+def test_image_stream_usage_comes_from_the_completed_event(instrumented, replay_server, openai_client):
+    def events():
+        yield sse({"type": "image_generation.partial_image", "b64_json": "cGFy", "partial_image_index": 0,
+                   "background": "auto", "created_at": 1, "output_format": "png", "quality": "high",
+                   "size": "1024x1024"}, "image_generation.partial_image")
+        yield sse({"type": "image_generation.completed", "b64_json": "ZG9uZQ==", "background": "auto",
+                   "created_at": 2, "output_format": "png", "quality": "high", "size": "1024x1024",
+                   "usage": _image_usage(50, 0, 4160)}, "image_generation.completed")
+
+    replay_server.enqueue(Reply.stream(events))
+    stream = openai_client.images.generate(model="gpt-image-1.5", prompt="a cat", stream=True, partial_images=1)
+    assert [e.type for e in stream] == ["image_generation.partial_image", "image_generation.completed"]
+    a = one_span(instrumented)
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (50 * Decimal(5) + 4160 * Decimal(32)) / M
+    assert a[s.AICOST_STREAM_ENDED_BY] == "exhausted" and a[s.AICOST_STREAM_CHUNKS] == 2
+
+
+def test_svg_authoring_is_priced_at_its_own_model(instrumented, replay_server, openai_client):
+    """``svg_usage``: "token usage for SVG authoring, separate from image rendering usage", naming its model."""
+    svg = {"input_tokens": 100, "output_tokens": 300, "reasoning_tokens": 200, "total_tokens": 400,
+           "model": "gpt-4.1-mini"}
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 1000), svg_usage=svg, output_format="svg")))
+    openai_client.images.generate(model="gpt-image-1.5", prompt="a logo", output_format="svg")
+    a = one_span(instrumented)
+    image = (50 * Decimal(5) + 1000 * Decimal(32)) / M
+    svg_cost = (100 * Decimal("0.40") + 300 * Decimal("1.60")) / M  # gpt-4.1-mini: $0.40 in, $1.60 out
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == image + svg_cost
+    assert a["aicost.svg.model"] == "gpt-4.1-mini" and a["aicost.cost.svg_usd"] == float(svg_cost)
+
+
+async def test_async_image_generation_and_raw_response(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 4160))))
+    await client.images.generate(model="gpt-image-1.5", prompt="a cat")
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 4160))))
+    raw = await client.images.with_raw_response.generate(model="gpt-image-1.5", prompt="a cat")
+    assert raw.parse().data[0].b64_json == "aGVsbG8="  # openai's with_raw_response parses synchronously
+    await client.close()
+    spans = instrumented.cost_spans()
+    assert [Decimal(x.attributes[s.AICOST_COST_TOTAL]) for x in spans] == [(50 * Decimal(5) + 4160 * Decimal(32)) / M] * 2
+
+
+# ------------------------------------------------------------------------------------------------- audio
+_AUDIO = ("speech.mp3", io.BytesIO(b"ID3 fake audio"), "audio/mpeg")
+
+
+def test_token_billed_transcription_is_priced_with_audio_input_rates(instrumented, replay_server, openai_client):
+    usage = {"type": "tokens", "input_tokens": 1500, "input_token_details": {"audio_tokens": 1480, "text_tokens": 20},
+             "output_tokens": 300, "total_tokens": 1800}
+    replay_server.enqueue(Reply.json({"text": "Hello there.", "usage": usage}))
+    result = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO)
+    assert result.text == "Hello there."
+    a = one_span(instrumented)
+    assert a[s.AICOST_ENDPOINT] == "openai.audio.transcriptions.create"
+    assert a[s.AICOST_USAGE_INPUT_AUDIO] == 1480 and a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1500
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (20 * Decimal("2.50") + 1480 * Decimal(6) + 300 * Decimal(10)) / M
+    assert "Hello there" not in str(a)  # no transcript on the span without content capture
+
+
+def test_duration_billed_transcription_says_so_and_has_no_cost(instrumented, replay_server, openai_client):
+    replay_server.enqueue(Reply.json({"text": "Hello there.", "usage": {"type": "duration", "seconds": 42.5}}))
+    openai_client.audio.transcriptions.create(model="whisper-1", file=_AUDIO)
+    a = one_span(instrumented)
+    assert a[s.AICOST_USAGE_AUDIO_SECONDS] == 42.5
+    assert a[s.AICOST_PRICE_KNOWN] is False and "per second" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert s.GEN_AI_USAGE_COST not in a
+
+
+@pytest.mark.parametrize("call", ["transcription_text", "translation"])
+def test_audio_responses_without_usage_are_recorded_unpriced(instrumented, replay_server, openai_client, call):
+    if call == "transcription_text":
+        replay_server.enqueue(Reply(body="Hello there.", content_type="text/plain"))
+        text = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO, response_format="text")
+        assert text.strip() == "Hello there."
+    else:
+        replay_server.enqueue(Reply.json({"text": "Hello there."}))
+        openai_client.audio.translations.create(model="whisper-1", file=_AUDIO)
+    a = one_span(instrumented)
+    assert a[s.AICOST_PRICE_KNOWN] is False and a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert s.AICOST_USAGE_ESTIMATED not in a
+
+
+def test_transcription_stream_usage_comes_from_the_done_event(instrumented, replay_server, openai_client):
+    usage = {"type": "tokens", "input_tokens": 1500, "input_token_details": {"audio_tokens": 1480, "text_tokens": 20},
+             "output_tokens": 300, "total_tokens": 1800}
+
+    def events():
+        yield sse({"type": "transcript.text.delta", "delta": "Hello"}, "transcript.text.delta")
+        yield sse({"type": "transcript.text.delta", "delta": " there."}, "transcript.text.delta")
+        yield sse({"type": "transcript.text.done", "text": "Hello there.", "usage": usage}, "transcript.text.done")
+
+    replay_server.enqueue(Reply.stream(events))
+    stream = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO, stream=True)
+    assert [e.type for e in stream][-1] == "transcript.text.done"
+    a = one_span(instrumented)
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (20 * Decimal("2.50") + 1480 * Decimal(6) + 300 * Decimal(10)) / M
+    assert a[s.AICOST_STREAM_ENDED_BY] == "exhausted"
+
+
+def test_a_request_level_call_to_the_images_endpoint_is_recorded(instrumented, replay_server, openai_client):
+    """The safety net routes by URL path: a direct ``client.post`` to the images endpoint is still costed."""
+    from openai.types import ImagesResponse
+
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 4160))))
+    openai_client.post("/images/generations", body={"model": "gpt-image-1.5", "prompt": "a cat"},
+                       cast_to=ImagesResponse)
+    a = one_span(instrumented)
+    assert a[s.AICOST_ENDPOINT] == "openai.images.generate"
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (50 * Decimal(5) + 4160 * Decimal(32)) / M
