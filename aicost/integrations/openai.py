@@ -200,7 +200,8 @@ def read_images(response: Any) -> ResponseMeta:
         meta.unpriced = "no token usage in the response (models billed per image)"
     svg = field(response, "svg_usage")
     if svg is not None:
-        svg_usage = Usage(input_tokens=as_int(field(svg, "input_tokens")), output_tokens=as_int(field(svg, "output_tokens")))
+        svg_usage = Usage(input_tokens=as_int(field(svg, "input_tokens")),
+                          output_tokens=as_int(field(svg, "output_tokens")))
         svg_usage.reasoning_tokens = min(as_int(field(svg, "reasoning_tokens")), svg_usage.output_tokens)
         model = field(svg, "model")
         meta.sub_inferences = (("svg", model if isinstance(model, str) else None, svg_usage),)
