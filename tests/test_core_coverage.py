@@ -378,3 +378,39 @@ def test_anthropic_server_side_fallback_is_priced_as_the_serving_model(instrumen
     assert Decimal(a[s.AICOST_COST_TOTAL]) == (412 * Decimal("5") + 264 * Decimal("25")) / 10**6
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 412 and a[s.AICOST_PRICE_MODEL] == "claude-opus-4-6"
     assert not any(k.startswith("aicost.usage.advisor") for k in a)
+
+
+def test_anthropic_fallback_mid_stream_is_priced_as_the_model_that_served(instrumented, replay_server,
+                                                                          anthropic_client):
+    """Declined mid-output: message_start names the first model; the docs say to "read the serving model ...
+    from the fallback_message entry in the final message_delta's usage.iterations"."""
+    from vendor_server import Reply, sse
+
+    iterations = [
+        {"type": "message", "model": "claude-sonnet-4-6", "input_tokens": 535, "output_tokens": 12,
+         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        {"type": "fallback_message", "model": "claude-opus-4-6", "input_tokens": 412, "output_tokens": 264,
+         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+    ]
+
+    def events():
+        start = {**_advisor_message(model="claude-sonnet-4-6"), "content": [], "stop_reason": None,
+                 "usage": {"input_tokens": 535, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                           "cache_read_input_tokens": 0}}
+        yield sse({"type": "message_start", "message": start}, "message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+                  "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {"input_tokens": 412, "output_tokens": 264, "cache_creation_input_tokens": 0,
+                             "cache_read_input_tokens": 0, "iterations": iterations}}, "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+    replay_server.enqueue(Reply.stream(events))
+    with anthropic_client.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=300, messages=MSG) as st:
+        st.get_final_message()
+    a = cost_span(instrumented)
+    assert a[s.AICOST_PRICE_MODEL] == "claude-opus-4-6" and a[s.GEN_AI_RESPONSE_MODEL] == "claude-opus-4-6"
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (412 * Decimal("5") + 264 * Decimal("25")) / 10**6

@@ -89,11 +89,13 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
 class Iterations:
     """What beta ``usage.iterations`` adds to the top-level usage (see :func:`read_iterations`)."""
 
-    __slots__ = ("compaction", "advisors")
+    __slots__ = ("compaction", "advisors", "served_by")
 
-    def __init__(self, compaction: Usage | None, advisors: tuple[tuple[str, str | None, Usage], ...]) -> None:
+    def __init__(self, compaction: Usage | None, advisors: tuple[tuple[str, str | None, Usage], ...],
+                 served_by: str | None = None) -> None:
         self.compaction = compaction
         self.advisors = advisors
+        self.served_by = served_by  # the fallback model that produced the answer, which the top level describes
 
 
 def read_iterations(u: Any) -> Iterations | None:
@@ -109,13 +111,16 @@ def read_iterations(u: Any) -> Iterations | None:
     * ``message``: what the top level already sums. ``fallback_message``: the attempt that served the answer, which
       *is* the top level ("the top-level ``usage`` counts describe only the attempt that produced the returned
       message"); a hop that declined before producing output "costs nothing" (both from the refusals-and-fallback
-      docs). Neither is added.
+      docs). Neither is added, but the ``fallback_message`` entry names the model that served the answer: in a
+      stream declined mid-output, ``message_start`` still names the first model ("read the serving model ... from
+      the ``fallback_message`` entry in the final ``message_delta``'s ``usage.iterations``").
     """
     iterations = field(u, "iterations")  # only the beta usage declares it
     if not iterations:
         return None
     compaction: Usage | None = None
     advisors: dict[str | None, Usage] = {}
+    served_by: str | None = None
     for entry in iterations:  # on a non-beta Usage the undeclared list stays plain JSON: ``field`` reads both
         kind = field(entry, "type")
         if kind == "compaction":
@@ -129,15 +134,22 @@ def read_iterations(u: Any) -> Iterations | None:
                 model = model if isinstance(model, str) and model else None
                 seen = advisors.get(model)
                 advisors[model] = part if seen is None else seen + part
-    if compaction is None and not advisors:
+        elif kind == "fallback_message":
+            model = field(entry, "model")
+            served_by = model if isinstance(model, str) and model else served_by
+    if compaction is None and not advisors and served_by is None:
         return None
-    return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()))
+    return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()), served_by)
 
 
 def _with_iterations(usage: Usage | None, iterations: Iterations | None) -> Usage | None:
     if usage is None or iterations is None or iterations.compaction is None:
         return usage
     return usage + iterations.compaction
+
+
+def _served_by(iterations: Iterations | None) -> str | None:
+    return None if iterations is None else iterations.served_by
 
 
 def _sub_inferences(iterations: Iterations | None) -> tuple[tuple[str, str | None, Usage], ...]:
@@ -167,7 +179,7 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     return ResponseMeta(
         usage=usage,
         sub_inferences=_sub_inferences(iterations),
-        model=getattr(message, "model", None),
+        model=_served_by(iterations) or getattr(message, "model", None),
         response_id=getattr(message, "id", None),
         finish_reasons=[stop] if stop else [],
         service_tier=getattr(usage_obj, "service_tier", None),
@@ -221,7 +233,7 @@ class EventAccumulator(StreamAccumulator):
         return ResponseMeta(
             usage=_with_iterations(self.usage, self.iterations),
             sub_inferences=_sub_inferences(self.iterations),
-            model=self.model,
+            model=_served_by(self.iterations) or self.model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else [],
             service_tier=self.service_tier,
