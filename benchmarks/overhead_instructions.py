@@ -19,7 +19,9 @@ Regions (real SDK clients over an in-process ``httpx2.MockTransport``: real HTTP
 * ``per chunk``: (whole 200-chunk stream - whole 20-chunk stream) / 180.
 
 Python's cyclic garbage collector runs as usual and is counted: every block starts after ``gc.collect()``, so the
-collections a block triggers are caused by its own calls. (That is how a cost invisible to a per-function view
+collections a block triggers are caused by its own calls. ``PYTHONHASHSEED=0`` in every arm: with random string
+hashing, dict and set layouts (and so instruction counts) differ from process to process, by up to ~25 k per
+call and several k per chunk between two runs of the same code. (That is how a cost invisible to a per-function view
 was found: queued metric points that kept spans alive made full collections frequent.)
 
 Arms: ``bare`` (no aicost); ``aicost, no-op OTel`` (aicost's own work: usage, pricing, hooks, attribution, with
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -176,7 +179,7 @@ def run_arm(tmp: Path, script: Path, arm: str, calls: int) -> dict[str, int]:
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--separate-threads=no",
          f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls)],
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     counts: dict[str, int] = {}
     for dump in sorted(out.glob("cg.out*")):
         text = dump.read_text(errors="replace")
