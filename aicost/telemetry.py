@@ -46,7 +46,8 @@ def tracer() -> Any:
 
 
 def span_name(operation: str, model: str | None) -> str:
-    return s.SPAN_NAME_FORMAT.format(operation=operation, model=model) if model else operation
+    """``semconv.SPAN_NAME_FORMAT``, written out: ``str.format`` with keywords costs ~1 us on every call."""
+    return f"{operation} {model}" if model else operation
 
 
 def start_attributes(provider: str, operation: str, request: RequestMeta) -> dict[str, Any]:
