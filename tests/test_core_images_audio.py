@@ -112,14 +112,15 @@ async def test_async_image_generation_and_raw_response(instrumented, replay_serv
 
 
 # ------------------------------------------------------------------------------------------------- audio
-_AUDIO = ("speech.mp3", io.BytesIO(b"ID3 fake audio"), "audio/mpeg")
+def _audio() -> tuple:
+    return ("speech.mp3", io.BytesIO(b"ID3 fake audio"), "audio/mpeg")
 
 
 def test_token_billed_transcription_is_priced_with_audio_input_rates(instrumented, replay_server, openai_client):
     usage = {"type": "tokens", "input_tokens": 1500, "input_token_details": {"audio_tokens": 1480, "text_tokens": 20},
              "output_tokens": 300, "total_tokens": 1800}
     replay_server.enqueue(Reply.json({"text": "Hello there.", "usage": usage}))
-    result = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO)
+    result = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_audio())
     assert result.text == "Hello there."
     a = one_span(instrumented)
     assert a[s.AICOST_ENDPOINT] == "openai.audio.transcriptions.create"
@@ -130,7 +131,7 @@ def test_token_billed_transcription_is_priced_with_audio_input_rates(instrumente
 
 def test_duration_billed_transcription_says_so_and_has_no_cost(instrumented, replay_server, openai_client):
     replay_server.enqueue(Reply.json({"text": "Hello there.", "usage": {"type": "duration", "seconds": 42.5}}))
-    openai_client.audio.transcriptions.create(model="whisper-1", file=_AUDIO)
+    openai_client.audio.transcriptions.create(model="whisper-1", file=_audio())
     a = one_span(instrumented)
     assert a[s.AICOST_USAGE_AUDIO_SECONDS] == 42.5
     assert a[s.AICOST_PRICE_KNOWN] is False and "per second" in a[s.AICOST_PRICE_UNKNOWN_REASON]
@@ -141,11 +142,11 @@ def test_duration_billed_transcription_says_so_and_has_no_cost(instrumented, rep
 def test_audio_responses_without_usage_are_recorded_unpriced(instrumented, replay_server, openai_client, call):
     if call == "transcription_text":
         replay_server.enqueue(Reply(body="Hello there.", content_type="text/plain"))
-        text = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO, response_format="text")
+        text = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_audio(), response_format="text")
         assert text.strip() == "Hello there."
     else:
         replay_server.enqueue(Reply.json({"text": "Hello there."}))
-        openai_client.audio.translations.create(model="whisper-1", file=_AUDIO)
+        openai_client.audio.translations.create(model="whisper-1", file=_audio())
     a = one_span(instrumented)
     assert a[s.AICOST_PRICE_KNOWN] is False and a[s.AICOST_PRICE_UNKNOWN_REASON]
     assert s.AICOST_USAGE_ESTIMATED not in a
@@ -161,7 +162,7 @@ def test_transcription_stream_usage_comes_from_the_done_event(instrumented, repl
         yield sse({"type": "transcript.text.done", "text": "Hello there.", "usage": usage}, "transcript.text.done")
 
     replay_server.enqueue(Reply.stream(events))
-    stream = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_AUDIO, stream=True)
+    stream = openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_audio(), stream=True)
     assert [e.type for e in stream][-1] == "transcript.text.done"
     a = one_span(instrumented)
     assert Decimal(a[s.AICOST_COST_TOTAL]) == (20 * Decimal("2.50") + 1480 * Decimal(6) + 300 * Decimal(10)) / M
@@ -178,3 +179,36 @@ def test_a_request_level_call_to_the_images_endpoint_is_recorded(instrumented, r
     a = one_span(instrumented)
     assert a[s.AICOST_ENDPOINT] == "openai.images.generate"
     assert Decimal(a[s.AICOST_COST_TOTAL]) == (50 * Decimal(5) + 4160 * Decimal(32)) / M
+
+
+def test_image_streaming_response_and_vendor_error(instrumented, replay_server, openai_client):
+    """``with_streaming_response`` is observed when the caller parses; a rejected request is an error, billed $0."""
+    import openai
+
+    replay_server.enqueue(Reply.json(_images_response(_image_usage(50, 0, 4160))))
+    with openai_client.images.with_streaming_response.generate(model="gpt-image-1.5", prompt="a cat") as raw:
+        assert raw.parse().data[0].b64_json == "aGVsbG8="
+    replay_server.enqueue(Reply.json({"error": {"message": "bad size", "type": "invalid_request_error",
+                                                "param": "size", "code": None}}, status=400))
+    with pytest.raises(openai.BadRequestError):
+        openai_client.images.generate(model="gpt-image-1.5", prompt="a cat", size="1x1")
+    first, second = (dict(x.attributes) for x in instrumented.aicost_spans())
+    assert Decimal(first[s.AICOST_COST_TOTAL]) == (50 * Decimal(5) + 4160 * Decimal(32)) / M
+    assert second[s.ERROR_TYPE] == "invalid_request_error" and second[s.GEN_AI_USAGE_COST] == 0
+
+
+async def test_async_transcription_stream(instrumented, replay_server):
+    usage = {"type": "tokens", "input_tokens": 100, "input_token_details": {"audio_tokens": 100, "text_tokens": 0},
+             "output_tokens": 10, "total_tokens": 110}
+
+    def events():
+        yield sse({"type": "transcript.text.delta", "delta": "Hi"}, "transcript.text.delta")
+        yield sse({"type": "transcript.text.done", "text": "Hi", "usage": usage}, "transcript.text.done")
+
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(Reply.stream(events))
+    stream = await client.audio.transcriptions.create(model="gpt-4o-mini-transcribe", file=_audio(), stream=True)
+    assert [e.type async for e in stream] == ["transcript.text.delta", "transcript.text.done"]
+    await client.close()
+    a = one_span(instrumented)
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (100 * Decimal(3) + 10 * Decimal(5)) / M  # $3 audio in, $5 out
