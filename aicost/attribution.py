@@ -546,7 +546,7 @@ class UnitOfWork:
             c = r.cost_usd
             if c is not None:
                 total += c
-            elif r.usage is not None:
+            elif r.cost is not None:  # billed, at a price (or by a unit) aicost does not know
                 unknown += 1
         return {
             semconv.AICOST_ROLLUP_CALLS: len(results),

@@ -97,7 +97,7 @@ class CallCollector:
 
     @property
     def unknown_cost_calls(self) -> int:
-        return sum(1 for r in self.results if r.usage is not None and r.cost is not None and not r.cost.known)
+        return sum(1 for r in self.results if r.cost is not None and not r.cost.known)
 
     @property
     def usage(self) -> Usage:

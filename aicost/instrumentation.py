@@ -355,7 +355,8 @@ class _Call:
             if usage is None and error is not None and not self.chunks:
                 usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
             elif meta.unpriced and error is None:
-                usage = usage or Usage()  # billed by a unit the catalog has no rate for: unknown, not estimated
+                # Billed by a unit the catalog has no rate for: the cost is unknown, and tokens the vendor did not
+                # report are neither estimated nor written as zero.
                 cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
             elif usage is None and error is None and not meta.deferred:
                 usage = self._estimate(meta)

@@ -135,7 +135,29 @@ def test_duration_billed_transcription_says_so_and_has_no_cost(instrumented, rep
     a = one_span(instrumented)
     assert a[s.AICOST_USAGE_AUDIO_SECONDS] == 42.5
     assert a[s.AICOST_PRICE_KNOWN] is False and "per second" in a[s.AICOST_PRICE_UNKNOWN_REASON]
-    assert s.GEN_AI_USAGE_COST not in a
+    assert s.GEN_AI_USAGE_COST not in a and s.GEN_AI_USAGE_INPUT_TOKENS not in a  # no tokens reported: none written
+    assert "gen_ai.client.token.usage" not in instrumented.metrics()  # no 0-token points either
+
+
+def test_unpriced_calls_count_as_unknown_cost_and_keep_the_budget_reservation(replay_server, openai_client):
+    """A call whose response carries no usage is still spend: collectors count it as unknown-cost, and a budget
+    keeps the worst-case reservation it made (the model is priced) instead of releasing it as "nothing billed"."""
+    import aicost
+    from aicost.budget import Budget, configure_budgets, disable_budgets
+
+    aicost.instrument()
+    guard = configure_budgets(budgets=[Budget(limit_usd="10", scope="team", value="audio")])
+    try:
+        with aicost.attribute(team="audio"), aicost.collect_calls() as calls:
+            replay_server.enqueue(Reply(body="Hello there.", content_type="text/plain"))
+            openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=_audio(), response_format="text")
+        assert calls.calls == 1 and calls.unknown_cost_calls == 1 and calls.cost_usd == 0
+        (status,) = guard.status({"aicost.team": "audio"})
+        assert status.spent_usd > 0 and status.reserved_usd == 0  # the reservation was settled as spent
+    finally:
+        disable_budgets()
+        guard.close()
+        aicost.uninstrument()
 
 
 @pytest.mark.parametrize("call", ["transcription_text", "translation"])

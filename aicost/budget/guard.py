@@ -447,8 +447,8 @@ class BudgetGuard:
         cost = result.cost_usd
         if cost is not None:
             actual = to_nanos(cost) if cost > 0 else 0
-        elif result.usage is not None and result.cost is not None:
-            actual = ticket.amount  # billed, but the price is unknown: keep the worst case rather than guess low
+        elif result.cost is not None:
+            actual = ticket.amount  # billed, but the price (or the billing unit) is unknown: keep the worst case
         else:
             actual = 0  # nothing billable (the vendor refused, the connection failed before usage)
         try:
