@@ -142,18 +142,15 @@ def read_iterations(u: Any) -> Iterations | None:
     return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()), served_by)
 
 
-def _with_iterations(usage: Usage | None, iterations: Iterations | None) -> Usage | None:
-    if usage is None or iterations is None or iterations.compaction is None:
-        return usage
-    return usage + iterations.compaction
-
-
-def _served_by(iterations: Iterations | None) -> str | None:
-    return None if iterations is None else iterations.served_by
-
-
-def _sub_inferences(iterations: Iterations | None) -> tuple[tuple[str, str | None, Usage], ...]:
-    return () if iterations is None else iterations.advisors
+def _with_iterations(meta: ResponseMeta, iterations: Iterations | None) -> ResponseMeta:
+    """``meta`` (read from the top-level usage) with what the iterations add: compaction tokens, advisor
+    sub-inferences, and the model that served a fallback."""
+    if iterations is not None:
+        if meta.usage is not None and iterations.compaction is not None:
+            meta.usage = meta.usage + iterations.compaction
+        meta.sub_inferences = iterations.advisors
+        meta.model = iterations.served_by or meta.model
+    return meta
 
 
 def _text(content: Any) -> str | None:
@@ -174,18 +171,16 @@ def _text(content: Any) -> str | None:
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = getattr(message, "stop_reason", None)
-    iterations = read_iterations(usage_obj)
-    usage = _with_iterations(read_usage(usage_obj), iterations)
-    return ResponseMeta(
+    usage = read_usage(usage_obj)
+    return _with_iterations(ResponseMeta(
         usage=usage,
-        sub_inferences=_sub_inferences(iterations),
-        model=_served_by(iterations) or getattr(message, "model", None),
+        model=getattr(message, "model", None),
         response_id=getattr(message, "id", None),
         finish_reasons=[stop] if stop else [],
         service_tier=getattr(usage_obj, "service_tier", None),
         # The text is needed only to estimate missing usage or for opted-in content capture.
         output_text=_text(getattr(message, "content", None)) if want_text or usage is None else None,
-    )
+    ), read_iterations(usage_obj))
 
 
 class EventAccumulator(StreamAccumulator):
@@ -230,15 +225,14 @@ class EventAccumulator(StreamAccumulator):
         return True
 
     def result(self) -> ResponseMeta:
-        return ResponseMeta(
-            usage=_with_iterations(self.usage, self.iterations),
-            sub_inferences=_sub_inferences(self.iterations),
-            model=_served_by(self.iterations) or self.model,
+        return _with_iterations(ResponseMeta(
+            usage=self.usage,
+            model=self.model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else [],
             service_tier=self.service_tier,
             output_text="".join(self.texts) or None,
-        )
+        ), self.iterations)
 
 
 # ------------------------------------------------------------------------------- native span cooperation
