@@ -370,8 +370,7 @@ class _Call:
                 hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
                 if meta.sub_inferences and cost is not None:
-                    subs = self._sub_inferences(meta)
-                    cost = self._with_sub_inferences(cost, subs, meta.service_tier)
+                    cost, subs = self._with_sub_inferences(cost, meta)
         if error is not None:
             error_type = telemetry.error_type_of(error)
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
@@ -406,24 +405,20 @@ class _Call:
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)
 
-    def _sub_inferences(self, meta: ResponseMeta) -> list[tuple[str, str | None, Usage]]:
-        """``meta.sub_inferences`` with each model named: a hosted tool's usage may leave it to the request."""
+    def _with_sub_inferences(self, cost: Any, meta: ResponseMeta) -> tuple[Any, list[tuple[str, str | None, Usage]]]:
+        """The cost with the parts the vendor ran and billed at another model's rates, each priced at its own
+        model; and those parts, their models named (a hosted tool's usage may leave the model to the request)."""
+        subs = list(meta.sub_inferences)
         try:
             named = self.integration.sub_inference_model
-            return [(kind, model if model is not None else named(kind, self.info.kwargs), usage)
-                    for kind, model, usage in meta.sub_inferences]
-        except Exception:
-            error_once("sub-inferences", "aicost: could not read a call's sub-inferences")
-            return list(meta.sub_inferences)
-
-    def _with_sub_inferences(self, cost: Any, subs: list[tuple[str, str | None, Usage]], tier: str | None) -> Any:
-        """Add the parts the vendor ran and billed at another model's rates (each priced at its own model)."""
-        try:
-            return pricing.with_sub_inferences(
-                cost, [(kind, _price(self.info.provider, model, None, usage, tier, {})) for kind, model, usage in subs])
+            subs = [(kind, model if model is not None else named(kind, self.info.kwargs), usage)
+                    for kind, model, usage in subs]
+            priced = [(kind, _price(self.info.provider, model, None, usage, meta.service_tier, {}))
+                      for kind, model, usage in subs]
         except Exception:
             error_once("pricing:sub", "aicost: could not price a call's sub-inferences")
-            return pricing.with_sub_inferences(cost, [("unpriced", None)])  # unknown, never silently low
+            priced = [("unpriced", None)]  # unknown, never silently low
+        return pricing.with_sub_inferences(cost, priced), subs
 
     def _estimate(self, meta: ResponseMeta) -> Usage:
         """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""
