@@ -389,6 +389,11 @@ class ResponseEventAccumulator(StreamAccumulator):
 
 
 _BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
+# Which reader and stream accumulator an endpoint's responses need, looked up once per call.
+_FAMILY = {key: ("responses" if key.startswith(("openai.responses", "openai.beta.responses"))
+                 else "images" if key.startswith("openai.images.")
+                 else "audio" if key.startswith("openai.audio.") else "default")  # chat, completions, embeddings
+           for key in _BY_KEY}
 _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; longest suffix first
     suffix: _BY_KEY[key] for suffix, key in sorted((
         ("/chat/completions", "openai.chat.completions.create"),
@@ -482,9 +487,10 @@ class OpenAIIntegration(Integration):
         return True
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
-        if endpoint.operation == "generate_content":
-            if endpoint.key.startswith("openai.images."):
-                return read_images(response)
+        family = _FAMILY[endpoint.key]
+        if family == "images":
+            return read_images(response)
+        if family == "audio":
             return read_transcription(response, want_text)
         return read_response(response, want_text)
 
@@ -507,11 +513,12 @@ class OpenAIIntegration(Integration):
         return None
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
-        if endpoint.key.startswith(("openai.responses", "openai.beta.responses")):
+        family = _FAMILY[endpoint.key]
+        if family == "responses":
             return ResponseEventAccumulator()
-        if endpoint.key.startswith("openai.images."):
+        if family == "images":
             return ImageEventAccumulator()
-        if endpoint.key.startswith("openai.audio."):
+        if family == "audio":
             return TranscriptEventAccumulator(keep_text)
         return ChunkAccumulator(hide_usage_chunk, keep_text)
 
