@@ -52,11 +52,12 @@ AICOST_USAGE_OUTPUT_AUDIO = "aicost.usage.output_audio_tokens"
 AICOST_USAGE_INPUT_IMAGE = "aicost.usage.input_image_tokens"
 AICOST_USAGE_OUTPUT_IMAGE = "aicost.usage.output_image_tokens"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
-# Sub-inferences the vendor ran on another model and bills at that model's rates, outside gen_ai.usage.* (the
-# Anthropic advisor tool): aicost.<kind>.model, aicost.usage.<kind>.input_tokens / .output_tokens, and the cost
-# part aicost.cost.<kind>_usd (included in gen_ai.usage.cost). <kind> is "advisor".
 AICOST_USAGE_AUDIO_SECONDS = "aicost.usage.audio_seconds"  # duration-billed audio (whisper-1)
 AICOST_PRICE_UNKNOWN_REASON = "aicost.price.unknown_reason"  # a call billed by a unit aicost cannot price
+# Sub-inferences the vendor ran on another model and bills at that model's rates, outside gen_ai.usage.*:
+# aicost.<kind>.model, aicost.usage.<kind>.input_tokens / .output_tokens, and the cost part aicost.cost.<kind>_usd
+# (included in gen_ai.usage.cost). <kind> is "advisor" (Anthropic's advisor tool), "image_generation" (the
+# Responses hosted image tool) or "svg" (SVG authoring in the Images API).
 AICOST_SUB_PREFIX = "aicost."
 AICOST_USAGE_SUB_PREFIX = "aicost.usage."
 AICOST_STREAM_CHUNKS = "aicost.stream.chunks"

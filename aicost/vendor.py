@@ -47,7 +47,8 @@ class ResponseMeta:
     # The vendor accepted the work but bills it later (a queued background response): no usage, no estimate.
     deferred: bool = False
     # Parts of the call the vendor ran on another model, billed at that model's rates and left out of ``usage``
-    # (Anthropic's advisor tool): (kind, model, usage), one per kind and model. ``usage`` stays the vendor's
+    # (Anthropic's advisor tool, OpenAI's hosted image tool and SVG authoring): (kind, model, usage), one per kind
+    # and model; a model of None is asked of ``Integration.sub_inference_model``. ``usage`` stays the vendor's
     # top-level figure for the model that answered, as the OpenTelemetry attributes expect.
     sub_inferences: tuple[tuple[str, str | None, Usage], ...] = ()
     # Why the call cannot be priced from tokens, when the vendor bills it by another unit the catalog does not

@@ -5,6 +5,8 @@ The contract the rest of aicost codes against::
     price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
     resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
+    with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
+    unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
 
 ``provider`` is an OpenTelemetry ``gen_ai.provider.name`` (``openai``, ``anthropic``, ``azure.ai.openai``,
 ``aws.bedrock``, ``gcp.vertex_ai``, ...); ``model`` is the model that answered (fall back to the requested
