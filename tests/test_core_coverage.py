@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import anthropic
 import pydantic
@@ -153,26 +154,31 @@ def test_anthropic_beta_compaction_iterations_are_billed(instrumented, replay_se
     _compaction_usage_on(a)
 
 
-def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
+def _anthropic_stream(model: str, start_usage: dict, final_usage: dict) -> Any:
+    """A one-text-block Anthropic message stream: ``message_start`` with ``start_usage``, the final (cumulative)
+    ``message_delta`` with ``final_usage``, which is where beta ``usage.iterations`` arrive."""
     from vendor_server import Reply, sse
 
     def events():
-        start_usage = {"input_tokens": 30, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                       "cache_read_input_tokens": 0}
         yield sse({"type": "message_start", "message": {
-            "id": "msg_c", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
-            "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}, "message_start")
+            "id": "msg_s", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": start_usage}}, "message_start")
         yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
                   "content_block_start")
         yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
                   "content_block_delta")
         yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                   "usage": {"input_tokens": 30, "output_tokens": 3, "cache_creation_input_tokens": 0,
-                             "cache_read_input_tokens": 0, "iterations": _ITERATIONS}}, "message_delta")
+                   "usage": final_usage}, "message_delta")
         yield sse({"type": "message_stop"}, "message_stop")
 
-    replay_server.enqueue(Reply.stream(events))
+    return Reply.stream(events)
+
+
+def test_anthropic_beta_stream_compaction_iterations_are_billed(instrumented, replay_server, anthropic_client):
+    start = {"input_tokens": 30, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    replay_server.enqueue(_anthropic_stream("claude-3-5-haiku-20241022", start,
+                                            {**start, "output_tokens": 3, "iterations": _ITERATIONS}))
     with anthropic_client.beta.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=20, messages=MSG) as st:
         final = st.get_final_message()
     assert final.usage.output_tokens == 3
@@ -318,23 +324,9 @@ def test_anthropic_advisor_iterations_on_the_non_beta_client(instrumented, repla
 
 def test_anthropic_advisor_iterations_in_a_stream(instrumented, replay_server, anthropic_client):
     """Streams: "a message_delta event follows with the updated usage.iterations array" (cumulative)."""
-    from vendor_server import Reply, sse
-
-    def events():
-        start = {**_advisor_message(), "content": [], "stop_reason": None,
-                 "usage": {"input_tokens": 412, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                           "cache_read_input_tokens": 0}}
-        yield sse({"type": "message_start", "message": start}, "message_start")
-        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                  "content_block_start")
-        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "done"}},
-                  "content_block_delta")
-        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                   "usage": {**_ADVISOR_TOP, "iterations": _ADVISOR_ITERATIONS}}, "message_delta")
-        yield sse({"type": "message_stop"}, "message_stop")
-
-    replay_server.enqueue(Reply.stream(events))
+    start = {"input_tokens": 412, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    replay_server.enqueue(_anthropic_stream("claude-sonnet-4-6", start,
+                                            {**_ADVISOR_TOP, "iterations": _ADVISOR_ITERATIONS}))
     with anthropic_client.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=20, messages=MSG) as st:
         st.get_final_message()
     _advisor_billed_on(cost_span(instrumented))
@@ -384,7 +376,6 @@ def test_anthropic_fallback_mid_stream_is_priced_as_the_model_that_served(instru
                                                                           anthropic_client):
     """Declined mid-output: message_start names the first model; the docs say to "read the serving model ...
     from the fallback_message entry in the final message_delta's usage.iterations"."""
-    from vendor_server import Reply, sse
 
     iterations = [
         {"type": "message", "model": "claude-sonnet-4-6", "input_tokens": 535, "output_tokens": 12,
@@ -393,22 +384,10 @@ def test_anthropic_fallback_mid_stream_is_priced_as_the_model_that_served(instru
          "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
     ]
 
-    def events():
-        start = {**_advisor_message(model="claude-sonnet-4-6"), "content": [], "stop_reason": None,
-                 "usage": {"input_tokens": 535, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                           "cache_read_input_tokens": 0}}
-        yield sse({"type": "message_start", "message": start}, "message_start")
-        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                  "content_block_start")
-        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
-                  "content_block_delta")
-        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        yield sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                   "usage": {"input_tokens": 412, "output_tokens": 264, "cache_creation_input_tokens": 0,
-                             "cache_read_input_tokens": 0, "iterations": iterations}}, "message_delta")
-        yield sse({"type": "message_stop"}, "message_stop")
-
-    replay_server.enqueue(Reply.stream(events))
+    start = {"input_tokens": 535, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    replay_server.enqueue(_anthropic_stream("claude-sonnet-4-6", start,
+                                            {**start, "input_tokens": 412, "output_tokens": 264,
+                                             "iterations": iterations}))
     with anthropic_client.beta.messages.stream(model="claude-sonnet-4-6", max_tokens=300, messages=MSG) as st:
         st.get_final_message()
     a = cost_span(instrumented)
