@@ -804,32 +804,38 @@ def _call_as(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     return fn(*args, **kwargs)  # keep on the line right after ``def``: _caller_trampoline relies on it
 
 
-_trampolines: dict[tuple[str, int, int], Callable[..., Any]] = {}
+async def _await_as(awaitable: Any) -> Any:
+    return await awaitable  # keep on the line right after ``def``: _caller_trampoline relies on it
 
 
-def _caller_trampoline(depth: int = 2) -> Callable[..., Any]:
-    """A ``_call_as`` that Python's warnings machinery takes for the application's own line.
+_trampolines: dict[tuple[Any, str, int, int], Callable[..., Any]] = {}
+
+
+def _caller_trampoline(depth: int = 2, template: Callable[..., Any] = _call_as) -> Callable[..., Any]:
+    """A copy of ``template`` (``_call_as``, or ``_await_as`` for coroutines) that Python's warnings machinery
+    takes for the application's own line.
 
     The SDKs warn (deprecated models, ...) with a ``stacklevel`` that assumes the application called them
     directly. Through aicost that frame would be aicost's wrapper, and since Python only shows a
     DeprecationWarning attributed to ``__main__``, the application would no longer see it. So the SDK is called
-    from a copy of ``_call_as`` whose code carries the caller's file name and line and which runs with the
-    caller's globals: the warning is attributed, filtered and registered exactly as without aicost. One copy per
-    call site, cached. Called from a wrapper, so the application's frame is two levels up (``depth``).
+    (or its coroutine awaited) from a copy of the template whose code carries the caller's file name and line and
+    which runs with the caller's globals: the warning is attributed, filtered and registered exactly as without
+    aicost. One copy per call site and template, cached. ``depth`` counts frames up from the wrapper's caller
+    (a sync wrapper's application frame is two levels up).
     """
     try:
         frame = sys._getframe(depth)
     except Exception:  # not CPython, or no frame that far up
-        return _call_as
+        return template
     code = frame.f_code
-    key = (code.co_filename, frame.f_lineno, id(frame.f_globals))  # the cached function keeps the dict alive
+    key = (template, code.co_filename, frame.f_lineno, id(frame.f_globals))  # the copy keeps the dict alive
     trampoline = _trampolines.get(key)
     if trampoline is None:
         if len(_trampolines) >= 4096:
             _trampolines.clear()
         trampoline = types.FunctionType(
-            _call_as.__code__.replace(co_filename=code.co_filename, co_firstlineno=max(1, frame.f_lineno - 1)),
-            frame.f_globals, "_call_as")
+            template.__code__.replace(co_filename=code.co_filename, co_firstlineno=max(1, frame.f_lineno - 1)),
+            frame.f_globals, template.__name__)
         _trampolines[key] = trampoline
     return trampoline
 
@@ -847,10 +853,18 @@ def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...,
 
 def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        # The SDK's coroutine runs under the application's awaiting frame and its awaiter's, which its warnings'
+        # stacklevel counts on: two trampolines stand in for them (see _caller_trampoline).
+        as_caller, as_callers_caller = _caller_trampoline(2, _await_as), _caller_trampoline(3, _await_as)
+
+        def run() -> Any:
+            value = wrapped(*args, **kwargs)
+            return as_callers_caller(as_caller(value)) if inspect.isawaitable(value) else value
+
         if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
-            return await _awaited(wrapped(*args, **kwargs))
+            return await _awaited(run())
         call = _begin(integration, endpoint, instance, kwargs, True)
-        return await _run_async(call, lambda: wrapped(*args, **kwargs))
+        return await _run_async(call, run)
 
     return wrapper
 

@@ -949,3 +949,43 @@ def test_vendor_warnings_still_point_at_the_caller(rid: str, instrumented: Any, 
     assert all(w.filename == __file__ for w in deprecations), (
         f"{rid}: the SDK's warning is attributed to {[f'{w.filename}:{w.lineno}' for w in deprecations]}, "
         f"not to the caller {__file__}")
+
+
+@pytest.mark.parametrize("rid", ["anthropic-messages-nonstream-014", "anthropic-messages-stream-015"])
+async def test_async_vendor_warnings_point_where_they_do_without_aicost(
+        rid: str, tracer_provider: Any, meter_provider: Any, replay_server: ReplayServer) -> None:
+    """The async SDK's coroutine runs under the frame that awaits it, and its ``stacklevel`` names the frame above
+    that (the application's awaiter). Through aicost both frames would be aicost's; the warning must be
+    attributed to the same file and line as without aicost, whatever that line is."""
+    import warnings
+
+    import aicost
+
+    case = CASES[rid]
+
+    async def application_call(client: Any) -> None:
+        result = await client.messages.create(**_kwargs(case))  # the SDK's coroutine warns here
+        if case.stream:
+            async for _ in result:
+                pass
+
+    async def warned_at() -> list[tuple[str, int]]:
+        client = _make_client(case, replay_server, is_async=True)
+        replay_server.enqueue_recording(rid)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await application_call(client)  # where the async SDK's stacklevel points
+        finally:
+            await client.close()
+        return [(w.filename, w.lineno) for w in caught
+                if issubclass(w.category, DeprecationWarning) and "deprecated" in str(w.message)]
+
+    bare = await warned_at()
+    assert bare and all(filename == __file__ for filename, _ in bare), f"test premise: {bare}"
+    aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        through_aicost = await warned_at()
+    finally:
+        aicost.uninstrument()
+    assert through_aicost == bare, f"{rid}: warned at {through_aicost} through aicost, at {bare} without it"
