@@ -619,9 +619,13 @@ class feature(_ScopeBase):
         self._attribute = attribute(team=team, feature=name, user=user, customer=customer, **tags)
 
     def _start(self) -> UnitOfWork:
-        span = _tracer().start_span(
-            semconv.AICOST_UNIT_SPAN_NAME_FORMAT.format(name=self.name), kind=trace.SpanKind.INTERNAL
-        )
+        try:
+            span = _tracer().start_span(
+                semconv.AICOST_UNIT_SPAN_NAME_FORMAT.format(name=self.name), kind=trace.SpanKind.INTERNAL
+            )
+        except Exception:  # a span processor that raises in on_start: the unit still collects and rolls up
+            _log_once("unit-span-start", "aicost: could not start a feature's span; its calls are still rolled up")
+            span = None
         return UnitOfWork(self.name, span)
 
     def _activate(self, state: UnitOfWork | None, act: _Activation) -> None:
@@ -665,15 +669,18 @@ class feature(_ScopeBase):
             state.outcome = semconv.AICOST_OUTCOME_FAILED if failed else semconv.AICOST_OUTCOME_SUCCEEDED
         attrs = _attributes_within(self._attribute)
         span = state.span
-        if span is not None and span.is_recording():
-            span.set_attributes(attrs)
-            span.set_attribute(semconv.AICOST_OUTCOME, state.outcome)
-            span.set_attributes(state.rollup_attributes())
-            if failed:
-                span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(trace.Status(trace.StatusCode.ERROR))
-        if span is not None:
-            span.end()
+        try:
+            if span is not None and span.is_recording():
+                span.set_attributes(attrs)
+                span.set_attribute(semconv.AICOST_OUTCOME, state.outcome)
+                span.set_attributes(state.rollup_attributes())
+                if failed:
+                    span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+            if span is not None:
+                span.end()
+        except Exception:  # a span processor that raises in on_end: the unit's metrics are still recorded
+            _log_once("unit-span-end", "aicost: could not end a feature's span; its metrics are still recorded")
         try:
             from . import metrics
 

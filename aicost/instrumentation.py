@@ -253,12 +253,18 @@ class _Call:
                                        self.request.server_port)
 
     def open_span(self, resource: Any) -> None:
-        """Start the aicost span, or prepare to enrich the SDK's own span (Anthropic native tracing)."""
-        self.native = self.integration.native_span_capture(resource)
-        if self.native is None:
-            attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
-            self.span = telemetry.start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
-            self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        """Start the aicost span, or prepare to enrich the SDK's own span (Anthropic native tracing). Never fails
+        the call: without a span it is still priced, settled with its interceptors and recorded."""
+        try:
+            self.native = self.integration.native_span_capture(resource)
+            if self.native is None:
+                attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
+                self.span = _start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
+                if self.span is not trace.INVALID_SPAN:
+                    self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        except Exception:
+            error_once(f"open:{self.endpoint.key}", "aicost: could not start a span for %s", self.endpoint.key)
+            self.native, self.span = None, trace.INVALID_SPAN
 
     def detach(self) -> None:
         if self.native is not None:
@@ -299,9 +305,7 @@ class _Call:
             self.span = native
             return native
         attrs = self._start_attributes()
-        self.span = telemetry.start_span(
-            telemetry.span_name(self.endpoint.operation, self.request.model), attrs, start_time_ns=self.start_ns
-        )
+        self.span = _start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs, self.start_ns)
         return self.span
 
     def _native_span(self) -> Any:
@@ -313,11 +317,14 @@ class _Call:
         return attrs
 
     def refused(self, refusal: BaseException) -> None:
+        self.finished = True
         try:
             span = self._resolve_span()
             telemetry.set_error(span, type(refusal).__qualname__, str(refusal))
-            _end(span)
-            self.finished = True
+            _end_span(span)
+        except Exception:
+            error_once("refused:span", "aicost: could not record a refused call on its span")
+        try:
             self._dispatch(None, None, type(refusal).__qualname__, ResponseMeta())
         except Exception:
             error_once("refused", "aicost: could not record a refused call")
@@ -374,34 +381,38 @@ class _Call:
         if error is not None:
             error_type = telemetry.error_type_of(error)
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
-        # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks.
-        if _records(span):
-            native = span is native_span
-            attrs.update(telemetry.response_attributes(self.info.provider, meta))
-            if started_early:
-                attrs.update(self._request_attributes())
-            if usage is not None:
-                attrs.update(telemetry.usage_attributes(usage))
-                if subs:
-                    attrs.update(telemetry.sub_inference_attributes(subs))
-            if cost is not None:
-                attrs.update(telemetry.cost_attributes(cost))
-            if meta.deferred:
-                attrs[s.AICOST_USAGE_DEFERRED] = True
-            if self.first_chunk_at is not None and not native:
-                # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
-                attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
-            if self.request.stream or self.chunks:
-                attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
-                if ended_by:
-                    attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
-            span.set_attributes(_not_already_on(span, attrs) if native else attrs)
-            if error is not None:
-                status = getattr(error, "status_code", None)
-                if isinstance(status, int):
-                    span.set_attribute(s.HTTP_RESPONSE_STATUS_CODE, status)
-                telemetry.set_error(span, error_type, str(error)[:200] if config.capture_content else None)
-        _end(span)
+        # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks, which run even if
+        # the span could not be written or ended.
+        try:
+            if _records(span):
+                native = span is native_span
+                attrs.update(telemetry.response_attributes(self.info.provider, meta))
+                if started_early:
+                    attrs.update(self._request_attributes())
+                if usage is not None:
+                    attrs.update(telemetry.usage_attributes(usage))
+                    if subs:
+                        attrs.update(telemetry.sub_inference_attributes(subs))
+                if cost is not None:
+                    attrs.update(telemetry.cost_attributes(cost))
+                if meta.deferred:
+                    attrs[s.AICOST_USAGE_DEFERRED] = True
+                if self.first_chunk_at is not None and not native:
+                    # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
+                    attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
+                if self.request.stream or self.chunks:
+                    attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
+                    if ended_by:
+                        attrs[s.AICOST_STREAM_ENDED_BY] = ended_by
+                span.set_attributes(_not_already_on(span, attrs) if native else attrs)
+                if error is not None:
+                    status = getattr(error, "status_code", None)
+                    if isinstance(status, int):
+                        span.set_attribute(s.HTTP_RESPONSE_STATUS_CODE, status)
+                    telemetry.set_error(span, error_type, str(error)[:200] if config.capture_content else None)
+        except Exception:
+            error_once("span:attributes", "aicost: could not write a call's span")
+        _end_span(span)
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)
 
@@ -607,13 +618,29 @@ def _records(span: Any) -> bool:
     return recording() if recording is not None else span.is_recording()
 
 
-def _end(span: Any) -> None:
-    """End a span aicost owns, or release the SDK's span that aicost held open (see integrations.anthropic)."""
-    aicost_end = getattr(span, "aicost_end", None)
-    if aicost_end is not None:
-        aicost_end()
-    else:
-        span.end()
+def _start_span(name: str, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
+    """The SDK does not guard span processors: one that raises in ``on_start`` raises here. The call goes on with
+    no span (and is still priced, settled and recorded in metrics)."""
+    try:
+        return telemetry.start_span(name, attributes, start_time_ns)
+    except Exception:
+        error_once("span:start", "aicost: could not start a span (an OpenTelemetry span processor failed?); "
+                                 "calls are still priced and recorded")
+        return trace.INVALID_SPAN
+
+
+def _end_span(span: Any) -> None:
+    """End a span aicost owns, or release the SDK's span that aicost held open (see integrations.anthropic). A
+    span processor that raises in ``on_end`` raises here: logged once, and the call is still settled."""
+    try:
+        aicost_end = getattr(span, "aicost_end", None)
+        if aicost_end is not None:
+            aicost_end()
+        else:
+            span.end()
+    except Exception:
+        error_once("span:end", "aicost: could not end a span (an OpenTelemetry span processor failed?); "
+                               "calls are still priced and recorded")
 
 
 def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
@@ -790,13 +817,12 @@ def _begin(integration: Integration, endpoint: Endpoint, resource: Any, kwargs: 
         error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
         return None
     call.run_interceptors()  # may raise CallRefused, on purpose
-    try:
-        if prepare and call.request.stream and endpoint.billable:
+    if prepare and call.request.stream and endpoint.billable:
+        try:
             call.hide_usage = integration.prepare_stream(endpoint, call.request, kwargs, config.stream_usage)
-        call.open_span(resource)
-    except Exception:
-        error_once(f"open:{endpoint.key}", "aicost: could not start a span for %s", endpoint.key)
-        return None
+        except Exception:
+            error_once(f"prepare:{endpoint.key}", "aicost: could not prepare the stream of %s", endpoint.key)
+    call.open_span(resource)  # never raises: the call's tickets are settled however it goes
     return call
 
 
@@ -995,24 +1021,20 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
     return wrapper
 
 
-def _enter(call: _Call, resource: Any) -> bool:
+def _enter(call: _Call, resource: Any) -> _Call:
     call.start = _perf()
     call.start_ns = _time_ns()
-    try:
-        call.open_span(resource)
-        return True
-    except Exception:
-        error_once(f"open:{call.endpoint.key}", "aicost: could not start a span for %s", call.endpoint.key)
-        return False
+    call.open_span(resource)
+    return call
 
 
 def _sync_manager_request(call: _Call, resource: Any, request: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
-        return _run_sync(call if _enter(call, resource) else None, request)
+        return _run_sync(_enter(call, resource), request)
 
     return run
 
 
 async def _async_manager_request(call: _Call, resource: Any, request: Any) -> Any:
     # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
-    return await _run_async(call if _enter(call, resource) else None, lambda: request)
+    return await _run_async(_enter(call, resource), lambda: request)

@@ -289,9 +289,36 @@ def test_a_broken_tracer_never_breaks_the_unit(monkeypatch, caplog):
     monkeypatch.setattr(attribution, "_tracer", broken)
     with feature("resilient") as unit:
         c = SimulatedCall()
-    assert unit is None  # no unit handle, but the body ran with its attribution
+        call(cost="0.2")
     assert c.attributes[semconv.AICOST_FEATURE] == "resilient"
+    assert unit.calls == 1 and unit.cost_usd == Decimal("0.2")  # no span, but the unit still rolls up
     assert aicost.attribution.current_attributes() == {}
+
+
+@pytest.mark.parametrize("where", ["on_start", "on_end"])
+def test_a_broken_span_processor_loses_no_unit(where, monkeypatch, runs_metric):
+    """The OpenTelemetry SDK does not guard span processors: what one raises comes out of start_span / end()."""
+    import aicost.attribution as attribution
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class Broken(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            if where == "on_start":
+                raise RuntimeError("processor broke")
+
+        def on_end(self, span):
+            if where == "on_end":
+                raise RuntimeError("processor broke")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Broken())
+    monkeypatch.setattr(attribution, "_tracer", lambda: provider.get_tracer("aicost"))
+    with feature("resilient", team="docs") as unit:
+        call(cost="0.2")
+        call(cost="0.05")
+    assert unit.calls == 2 and unit.cost_usd == Decimal("0.25")
+    assert runs_metric() == {((semconv.AICOST_FEATURE, "resilient"), (semconv.AICOST_OUTCOME, "succeeded"),
+                              (semconv.AICOST_TEAM, "docs")): 1}
 
 
 # ------------------------------------------------------------------------------------------------ properties

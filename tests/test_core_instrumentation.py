@@ -19,6 +19,7 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from opentelemetry.sdk.trace import SpanProcessor
 
 import aicost
 from aicost import hooks
@@ -277,6 +278,81 @@ def test_internal_aicost_error_is_swallowed_and_logged_once(instrumented, replay
             replay_server.enqueue(openai_chat_reply(text="still fine"))
             assert openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG).choices[0].message.content == "still fine"
     assert sum("pricing failed" in r.getMessage() for r in caplog.records) == 1
+
+
+class _BrokenSpanProcessor(SpanProcessor):
+    """An application's span processor with a bug. The OpenTelemetry SDK does not guard processors: what one raises
+    comes out of ``start_span`` / ``span.end()``, inside aicost."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where
+
+    def on_start(self, span, parent_context=None):
+        if self.where == "start":
+            raise RuntimeError("span processor broke on start")
+
+    def on_end(self, span):
+        if self.where == "end":
+            raise RuntimeError("span processor broke on end")
+
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_a_broken_span_processor_loses_nothing(where, stream, replay_server, openai_client, meter_provider,
+                                                metric_reader, monkeypatch, caplog):
+    """Nothing is lost: the application gets its result, the call's ticket (a budget) settles at its real cost,
+    listeners hear of it and metrics record it, even though no span could be started or ended."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from aicost import _log, metrics
+
+    monkeypatch.setattr(_log, "_seen", set())
+    provider = TracerProvider()
+    provider.add_span_processor(_BrokenSpanProcessor(where))
+    settled, heard = [], []
+
+    class Ticket:
+        def after_call(self, result):
+            settled.append(result)
+
+    class Interceptor:
+        def before_call(self, info):
+            return Ticket()
+
+    interceptor = Interceptor()
+    hooks.add_interceptor(interceptor)
+    hooks.add_listener(heard.append)
+    aicost.instrument(tracer_provider=provider, meter_provider=meter_provider)
+    try:
+        with caplog.at_level(logging.ERROR, logger="aicost"):
+            for _ in range(2):
+                if stream:
+                    # 100 content chunks, one output token each
+                    replay_server.enqueue(openai_chat_stream_reply(100, include_usage=True, prompt_tokens=1000))
+                    chunks = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG,
+                                                                        stream=True))
+                    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 100
+                else:
+                    replay_server.enqueue(openai_chat_reply(text="Paris", prompt_tokens=1000, completion_tokens=100))
+                    result = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                    assert type(result) is openai.types.chat.ChatCompletion
+                    assert result.choices[0].message.content == "Paris"
+    finally:
+        aicost.uninstrument()
+        hooks.remove_interceptor(interceptor)
+        hooks.remove_listener(heard.append)
+    expected = (1000 * Decimal("0.15") + 100 * Decimal("0.60")) / 10**6  # gpt-4o-mini
+    assert [r.cost_usd for r in settled] == [expected, expected]
+    assert [r.cost_usd for r in heard] == [expected, expected]
+    metrics.flush()
+    data = metric_reader.get_metrics_data()
+    tokens = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+              if m.name == "gen_ai.client.token.usage" for p in m.data.data_points]
+    assert sum(p.sum for p in tokens) == 2 * (1000 + 100)
+    broke = [r for r in caplog.records if r.name.startswith("aicost")]
+    assert len(broke) == 1, [r.getMessage() for r in broke]  # logged once, not per call
 
 
 # ------------------------------------------------------------------------------------------ hooks
