@@ -127,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=30, help="non-stream calls per block")
     parser.add_argument("--vendor", choices=["openai", "anthropic", "both"], default="both")
     args = parser.parse_args(argv)
+    import importlib.util
+
+    missing = [m for m in ("opentelemetry.instrumentation.openai", "opentelemetry.instrumentation.anthropic")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"the peer is not installed ({', '.join(missing)}): pip install opentelemetry-instrumentation-openai "
+              "opentelemetry-instrumentation-anthropic, in a separate environment", file=sys.stderr)
+        return 2
 
     import anthropic
     import openai
