@@ -216,7 +216,12 @@ def run_arm(on: bool, fns: dict[str, Callable[[], Any]], samples: Samples, n: in
         aicost.instrument(tracer_provider=providers["tp"], meter_provider=providers["mp"])
     else:
         aicost.uninstrument()
-    for fn in fns.values():  # warm-up after toggling
+    measure_block(fns, samples, n)
+
+
+def measure_block(fns: dict[str, Callable[[], Any]], samples: Samples, n: int) -> None:
+    """One block of an arm: warm up after switching, then n calls and n // 3 streams of each length."""
+    for fn in fns.values():
         for _ in range(2):
             result = fn()
             if not hasattr(result, "usage"):

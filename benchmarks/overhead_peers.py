@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import platform
 import random
@@ -47,8 +46,7 @@ from overhead import (  # noqa: E402
     call_fn,
     figure,
     make_clients,
-    measure_nonstream,
-    measure_stream,
+    measure_block,
     merged,
     spread,
 )
@@ -77,19 +75,6 @@ def suppressed() -> Iterator[None]:
         context.detach(token)
 
 
-def block(fns: dict[str, Callable[[], Any]], samples: Samples, calls: int) -> None:
-    for fn in fns.values():  # warm-up after switching
-        for _ in range(2):
-            result = fn()
-            if not hasattr(result, "usage"):
-                for _ in result:
-                    pass
-    gc.collect()
-    measure_nonstream(fns["call"], samples, calls)
-    measure_stream(fns["short"], SHORT, samples, max(2, calls // 3))
-    measure_stream(fns["long"], LONG, samples, max(2, calls // 3))
-
-
 def interleave(fns: dict[str, Callable[[], Any]], arms: dict[str, Callable[[], Any]], rounds: int, calls: int,
                rng: random.Random) -> dict[str, list[Samples]]:
     """``arms``: name -> a function returning the context manager the arm's blocks run in."""
@@ -101,7 +86,7 @@ def interleave(fns: dict[str, Callable[[], Any]], arms: dict[str, Callable[[], A
             samples = Samples()
             out[name].append(samples)
             with arms[name]():
-                block(fns, samples, calls)
+                measure_block(fns, samples, calls)
     return out
 
 
