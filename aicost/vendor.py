@@ -9,7 +9,7 @@ items (a :class:`StreamAccumulator`). Span building, cost, stream lifetime, hook
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .usage import Usage
 

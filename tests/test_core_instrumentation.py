@@ -648,8 +648,6 @@ def test_price_file_is_validated_at_configure_time(tmp_path, replay_server, trac
 
 
 def test_background_response_is_deferred_not_estimated(instrumented, replay_server, openai_client):
-    from vendor_server import Reply
-
     queued = {"id": "resp_bg", "object": "response", "created_at": 1_700_000_000, "status": "queued",
               "model": "gpt-4.1-nano-2025-04-14", "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
               "tools": [], "error": None, "incomplete_details": None, "instructions": None, "metadata": {},

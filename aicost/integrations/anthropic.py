@@ -156,8 +156,8 @@ def _with_iterations(meta: ResponseMeta, iterations: Iterations | None) -> Respo
 def _text(content: Any) -> str | None:
     parts = []
     for block in content or ():
-        for field in ("text", "thinking"):
-            value = getattr(block, field, None)
+        for name in ("text", "thinking"):
+            value = getattr(block, name, None)
             if isinstance(value, str):
                 parts.append(value)
         tool_input = getattr(block, "input", None)
