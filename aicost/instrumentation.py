@@ -846,8 +846,9 @@ def _caller_trampoline(depth: int = 2, template: Callable[..., Any] = _call_as) 
     DeprecationWarning attributed to ``__main__``, the application would no longer see it. So the SDK is called
     (or its coroutine awaited) from a copy of the template whose code carries the caller's file name and line and
     which runs with the caller's globals: the warning is attributed, filtered and registered exactly as without
-    aicost. One copy per call site and template, cached. ``depth`` counts frames up from the wrapper's caller
-    (a sync wrapper's application frame is two levels up).
+    aicost. One copy per call site and template, cached. ``depth`` counts frames up from this function's own:
+    1 is the wrapper calling it, 2 the application's frame that called (or awaits) the wrapper, 3 that frame's
+    caller (or awaiter).
     """
     try:
         frame = sys._getframe(depth)
