@@ -298,7 +298,7 @@ class _BrokenSpanProcessor(SpanProcessor):
 
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("stream", [False, True, "helper"], ids=["create", "stream", "stream-helper"])
 @pytest.mark.parametrize("where", ["start", "end"])
 def test_a_broken_span_processor_loses_nothing(where, stream, replay_server, openai_client, meter_provider,
                                                 metric_reader, monkeypatch, caplog):
@@ -328,7 +328,13 @@ def test_a_broken_span_processor_loses_nothing(where, stream, replay_server, ope
     try:
         with caplog.at_level(logging.ERROR, logger="aicost"):
             for _ in range(2):
-                if stream:
+                if stream == "helper":  # the span starts on entering the manager, not in stream()
+                    replay_server.enqueue(openai_chat_stream_reply(100, include_usage=True, prompt_tokens=1000))
+                    with openai_client.chat.completions.stream(model="gpt-4o-mini", messages=MSG) as events:
+                        for _ in events:
+                            pass
+                        assert events.get_final_completion().choices[0].message.content
+                elif stream:
                     # 100 content chunks, one output token each
                     replay_server.enqueue(openai_chat_stream_reply(100, include_usage=True, prompt_tokens=1000))
                     chunks = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG,
