@@ -259,7 +259,7 @@ class _Call:
             self.native = self.integration.native_span_capture(resource)
             if self.native is None:
                 attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
-                self.span = _start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs)
+                self.span = telemetry.start_span(self.endpoint.operation, self.request.model, attrs)
                 if self.span is not trace.INVALID_SPAN:
                     self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
         except Exception:
@@ -305,7 +305,7 @@ class _Call:
             self.span = native
             return native
         attrs = self._start_attributes()
-        self.span = _start_span(telemetry.span_name(self.endpoint.operation, self.request.model), attrs, self.start_ns)
+        self.span = telemetry.start_span(self.endpoint.operation, self.request.model, attrs, self.start_ns)
         return self.span
 
     def _native_span(self) -> Any:
@@ -616,17 +616,6 @@ def _records(span: Any) -> bool:
     """Whether attributes set on ``span`` now are kept (an SDK span aicost holds open says so itself)."""
     recording = getattr(span, "aicost_recording", None)
     return recording() if recording is not None else span.is_recording()
-
-
-def _start_span(name: str, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
-    """The SDK does not guard span processors: one that raises in ``on_start`` raises here. The call goes on with
-    no span (and is still priced, settled and recorded in metrics)."""
-    try:
-        return telemetry.start_span(name, attributes, start_time_ns)
-    except Exception:
-        error_once("span:start", "aicost: could not start a span (an OpenTelemetry span processor failed?); "
-                                 "calls are still priced and recorded")
-        return trace.INVALID_SPAN
 
 
 def _end_span(span: Any) -> None:

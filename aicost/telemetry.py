@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as s
+from ._log import error_once
 from .usage import Usage
 from .vendor import RequestMeta, ResponseMeta
 
@@ -77,8 +78,17 @@ def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra
     return attrs
 
 
-def start_span(name: str, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
-    return tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time_ns)
+def start_span(operation: str, model: str | None, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
+    """A call's CLIENT span, or ``INVALID_SPAN`` (records nothing, never current) when it cannot be started: the
+    OpenTelemetry SDK does not guard span processors, and one that raises in ``on_start`` raises here. The call
+    goes on without a span, still priced, settled and recorded in metrics."""
+    try:
+        return tracer().start_span(span_name(operation, model), kind=SpanKind.CLIENT, attributes=attributes,
+                                   start_time=start_time_ns)
+    except Exception:
+        error_once("span:start", "aicost: could not start a span (an OpenTelemetry span processor failed?); "
+                                 "calls are still priced and recorded")
+        return trace.INVALID_SPAN
 
 
 def usage_attributes(usage: Usage) -> dict[str, Any]:
