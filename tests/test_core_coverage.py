@@ -219,7 +219,8 @@ def test_responses_hosted_image_generation_is_billed_at_the_image_model(instrume
 
 def test_responses_hosted_image_generation_cached_tokens_and_omitted_details(instrumented, replay_server,
                                                                             openai_client):
-    """Cached input (image tokens among it) is priced as cache reads; omitted output details mean image output."""
+    """Cached input is priced at the image model's cached rates (text and image apart); omitted output details
+    mean image output."""
     from vendor_server import Reply
 
     image_gen = {"input_tokens": 100, "input_tokens_details": {"image_tokens": 30, "text_tokens": 70},
@@ -229,8 +230,9 @@ def test_responses_hosted_image_generation_cached_tokens_and_omitted_details(ins
     openai_client.responses.create(model="gpt-4.1-nano", input="draw a cat",
                                    tools=[{"type": "image_generation", "model": "gpt-image-1.5"}])
     a = cost_span(instrumented)
-    # 20 uncached image tokens, 50 cached (10 image + 40 text), 30 plain text; 1000 image tokens out
-    image = (30 * Decimal("5") + 20 * Decimal("8") + 50 * Decimal("1.25") + 1000 * Decimal("32")) / 10**6
+    # 20 uncached image tokens, 50 cached (10 image at $2, 40 text at $1.25), 30 plain text; 1000 image tokens out
+    image = (30 * Decimal("5") + 20 * Decimal("8") + 40 * Decimal("1.25") + 10 * Decimal("2")
+             + 1000 * Decimal("32")) / 10**6
     assert Decimal(a[s.AICOST_COST_TOTAL]) == _NANO + image
 
 

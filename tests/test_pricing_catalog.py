@@ -39,7 +39,7 @@ PUBLISHED = [
     ("openai", "text-embedding-ada-002-v2", {"input": "0.1"}),
     ("openai", "gpt-4o-realtime-preview", {"input": "5", "output": "20", "input_audio": "40", "output_audio": "80"}),
     ("openai", "gpt-4o-audio-preview", {"input": "2.5", "output": "10", "input_audio": "40", "output_audio": "80"}),
-    ("openai", "gpt-image-1", {"input": "5", "input_image": "10"}),
+    ("openai", "gpt-image-1", {"input": "5", "cache_read": "1.25", "input_image": "10", "cache_read_image": "2.5"}),
     ("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", {"input": "0.3", "output": "1.2"}),
     ("anthropic", "claude-3-haiku-20240307",
      {"input": "0.25", "cache_write": "0.3", "cache_read": "0.03", "output": "1.25"}),

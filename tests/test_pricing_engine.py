@@ -105,6 +105,39 @@ def test_image_input_tokens_at_image_rate():
     assert cost.parts == {"input": per_m(500, "5"), "input_image": per_m(1_000, "10")}
 
 
+def test_cached_image_tokens_at_the_cached_image_rate():
+    """gpt-image-1 lists cached text input at $1.25 and cached image input at $2.50 per million: a cached image
+    token priced as a plain cache read would be billed at half its price."""
+    usage = Usage(input_tokens=1_000, cache_read_tokens=300, cache_read_image_tokens=200, input_image_tokens=500,
+                  output_tokens=100, output_image_tokens=100)
+    cost = price_call("openai", "gpt-image-1", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(200, "5"),
+        "cache_read": per_m(100, "1.25"),
+        "cache_read_image": per_m(200, "2.5"),
+        "input_image": per_m(500, "10"),
+        "output_image": per_m(100, "40"),
+    }
+    batch = price_call("openai", "gpt-image-1", usage, service_tier="batch")
+    assert batch.parts["cache_read_image"] == per_m(200, "1.25")
+
+
+def test_cached_image_tokens_without_their_own_rate_are_cache_reads():
+    """A model that lists no cached-image rate bills them as what it does list: its cache-read rate."""
+    usage = Usage(input_tokens=1_000, cache_read_tokens=400, cache_read_image_tokens=400, output_tokens=10)
+    cost = price_call("openai", "gpt-4o-2024-08-06", usage)
+    assert cost.parts == {"input": per_m(600, "2.5"), "cache_read_image": per_m(400, "1.25"),
+                          "output": per_m(10, "10")}
+
+
+def test_cached_image_tokens_beyond_the_cache_reads_are_ignored_not_double_billed():
+    with pytest.raises(ValueError, match="cache_read_image_tokens"):
+        Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2).validate()
+    cost = price_call("openai", "gpt-image-1", Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2))
+    assert cost.parts == {"input": per_m(9, "5"), "cache_read_image": per_m(1, "2.5")}
+
+
 def test_web_search_requests_per_request_fee():
     usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=3)
     cost = price_call("anthropic", "claude-sonnet-4-5", usage)

@@ -109,12 +109,14 @@ def image_usage(u: Any) -> Usage | None:
         return None
     details = g(u, "input_tokens_details")
     image_in = min(as_int(g(details, "image_tokens")), usage.input_tokens) if details is not None else 0
-    cached = as_int(g(u, "cached_tokens"))  # hosted tool only; a cached image token is priced as a cache read
+    cached = as_int(g(u, "cached_tokens"))  # hosted tool only; cached image tokens have their own rate
     if cached:
         cached_details = g(u, "cached_tokens_details")
         cached_images = as_int(g(cached_details, "cached_image_tokens")) if cached_details is not None else 0
-        image_in -= min(cached_images, image_in)
+        cached_images = min(cached_images, image_in, cached)
+        image_in -= cached_images
         usage.cache_read_tokens = min(cached, usage.input_tokens - image_in)
+        usage.cache_read_image_tokens = min(cached_images, usage.cache_read_tokens)
     usage.input_image_tokens = image_in
     details = g(u, "output_tokens_details")
     usage.output_image_tokens = (min(as_int(g(details, "image_tokens")), usage.output_tokens) if details is not None

@@ -36,6 +36,7 @@ PROVIDERS = (
 PRICE_KEYS = {
     "input_mtok": "input",
     "cache_read_mtok": "cache_read",
+    "cache_image_read_mtok": "cache_read_image",
     "cache_write_mtok": "cache_write",
     "cache_write_1h_mtok": "cache_write_1h",
     "output_mtok": "output",

@@ -22,6 +22,7 @@ from ..usage import Usage
 TOKEN_RATES = (
     "input",
     "cache_read",
+    "cache_read_image",
     "cache_write",
     "cache_write_1h",
     "output",
@@ -40,6 +41,7 @@ RATE_NAMES = TOKEN_RATES + UNIT_RATES
 # plain input; reasoning is output; a model without a separate audio rate bills audio as text).
 FALLBACKS: Mapping[str, tuple[str, ...]] = {
     "cache_read": ("input",),
+    "cache_read_image": ("cache_read", "input"),
     "cache_write": ("input",),
     "cache_write_1h": ("cache_write", "input"),
     "reasoning": ("output",),
@@ -132,8 +134,8 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
 class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
-    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_write", "cache_write_1h", "output",
-                 "reasoning", "input_audio", "output_audio", "input_image", "output_image", "web_search",
+    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_read_image", "cache_write", "cache_write_1h",
+                 "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image", "web_search",
                  "web_search_preview", "request")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
@@ -244,8 +246,13 @@ class ModelPrice:
                 total = add(total, value)
             cache_write_1h = usage.cache_write_1h_tokens
             if cache_read > 0:
-                parts["cache_read"] = value = mul(band.cache_read, cache_read)
-                total = add(total, value)
+                cached_image = min(usage.cache_read_image_tokens, cache_read)  # image models: their own rate
+                if cache_read > cached_image:
+                    parts["cache_read"] = value = mul(band.cache_read, cache_read - cached_image)
+                    total = add(total, value)
+                if cached_image > 0:
+                    parts["cache_read_image"] = value = mul(band.cache_read_image, cached_image)
+                    total = add(total, value)
             if cache_write > cache_write_1h:
                 parts["cache_write"] = value = mul(band.cache_write, cache_write - cache_write_1h)
                 total = add(total, value)
