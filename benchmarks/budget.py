@@ -18,7 +18,6 @@ import sys
 import time
 import timeit
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

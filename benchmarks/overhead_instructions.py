@@ -52,10 +52,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("bare", "aicost-noop", "aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel")
+ARMS = ("bare", "aicost-noop", "aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel", "span-alone")
 ARM_TITLES = {"bare": "bare SDK", "aicost-noop": "aicost, no-op OTel", "aicost-all": "aicost, everything on",
               "aicost-sampled-out": "aicost, span sampled out",
-              "bare-otel": "bare SDK, OTel SDK global", "aicost-all-otel": "aicost, everything on"}
+              "bare-otel": "bare SDK, OTel SDK global", "aicost-all-otel": "aicost, everything on",
+              "span-alone": "the span alone"}
 
 HELPER_C = r"""
 #include <valgrind/callgrind.h>
@@ -136,6 +137,27 @@ def call(vendor, chunks):
 def drain(stream):
     for _ in stream:
         pass
+
+if arm == "span-alone":
+    # Not aicost: a wrapper that only makes the span aicost makes for the call (same name, kind and attributes,
+    # copied from a span aicost recorded, set at start and at end as aicost sets them, current during the call).
+    # The floor of any tool that records a span per call on the calling thread. Non-streaming calls only.
+    import wrapt
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from openai.resources.chat.completions.completions import Completions
+    from anthropic.resources.messages.messages import Messages
+    sys.path.insert(0, {benchmarks!r})
+    from span_alone import wrapper_making
+    recorder = InMemorySpanExporter()
+    rtp = TracerProvider(); rtp.add_span_processor(SimpleSpanProcessor(recorder))
+    aicost.instrument(tracer_provider=rtp, meter_provider=NoOpMeterProvider())
+    call("openai", 0); call("anthropic", 0)
+    aicost.uninstrument()
+    tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(Drop()))
+    tracer = tp.get_tracer("floor")
+    oai_span, ant_span = recorder.get_finished_spans()
+    Completions.create = wrapt.FunctionWrapper(Completions.__dict__["create"], wrapper_making(tracer, oai_span))
+    Messages.create = wrapt.FunctionWrapper(Messages.__dict__["create"], wrapper_making(tracer, ant_span))
 
 def block(name, vendor, chunks, mode):
     for _ in range(5):  # warm-up: caches (prices, call sites) filled as in a running app
@@ -222,7 +244,8 @@ def main() -> None:
         tmp = Path(name)
         helper = build_helper(tmp)
         script = tmp / "workload.py"
-        script.write_text(WORKLOAD.format(root=str(ROOT), tests=str(ROOT / "tests"), helper=str(helper)))
+        script.write_text(WORKLOAD.format(root=str(ROOT), tests=str(ROOT / "tests"), helper=str(helper),
+                                          benchmarks=str(ROOT / "benchmarks")))
         with ThreadPoolExecutor(max_workers=2) as pool:
             arms = [a for a in ARMS if a in args.arms.split(",") or a == "bare"]
             raw = dict(zip(arms, pool.map(lambda arm: run_arm(tmp, script, arm, args.calls), arms)))
@@ -238,6 +261,12 @@ def main() -> None:
         per[arm] = row
     print(f"instructions on the calling thread (callgrind; {n} calls per figure; in-process transport)")
     table(per, "bare", [a for a in ("aicost-noop", "aicost-all", "aicost-sampled-out") if a in per])
+    if "span-alone" in per:
+        print("\nthe span alone (not aicost: only the span aicost makes, same attributes, same SDK providers), per "
+              "non-streaming call")
+        for vendor in ("openai", "anthropic"):
+            value, reference = per["span-alone"][f"{vendor}:call"], per["bare"][f"{vendor}:call"]
+            print(f"  {vendor:10s} {value - reference:+12,.0f} ({100 * (value - reference) / reference:+5.1f}%)")
     if "bare-otel" in per and "aicost-all-otel" in per:
         print("\nwith an OpenTelemetry SDK set globally in both arms (anthropic 2.x then makes its own span, which "
               "aicost enriches instead of adding one)")
