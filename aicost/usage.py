@@ -11,6 +11,8 @@ cost bug in peer tools, so every integration converts to this one shape, whose r
   ``output_image_tokens`` are *subsets* of it.
 * ``cache_read_image_tokens`` is the subset of ``cache_read_tokens`` that are image tokens (OpenAI's image models
   bill cached image input at its own rate); it is not also counted in ``input_image_tokens``.
+* ``input_characters`` is not a token count: text-to-speech models that bill per input character (``tts-1``)
+  report no tokens, and this is the length of the text they were given.
 * ``cache_write_1h_tokens`` is the subset of ``cache_write_tokens`` written with a one-hour TTL (Anthropic
   bills it at a higher rate than the default five-minute writes).
 
@@ -35,6 +37,7 @@ class Usage:
     input_image_tokens: int = 0
     output_image_tokens: int = 0
     cache_read_image_tokens: int = 0
+    input_characters: int = 0
     web_search_requests: int = 0
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
     # ``stream_options.include_usage``). Spans say so; cost from estimated counts is an estimate too.
@@ -43,6 +46,11 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def counts_tokens(self) -> bool:
+        """False for a call billed by characters alone: it has no token counts to report (not zero tokens)."""
+        return bool(self.input_tokens or self.output_tokens or not self.input_characters)
 
     @property
     def text_input_tokens(self) -> int:

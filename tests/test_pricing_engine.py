@@ -138,6 +138,17 @@ def test_cached_image_tokens_beyond_the_cache_reads_are_ignored_not_double_bille
     assert cost.parts == {"input": per_m(9, "5"), "cache_read_image": per_m(1, "2.5")}
 
 
+def test_speech_billed_per_input_character():
+    """tts-1 / tts-1-hd: $15 / $30 per million characters of input, no tokens."""
+    assert price_call("openai", "tts-1", Usage(input_characters=1_000)).parts == {"input_characters": Decimal("0.015")}
+    assert price_call("openai", "tts-1-hd", Usage(input_characters=1_000)).total == Decimal("0.03")
+
+
+def test_characters_at_a_model_not_billed_per_character_are_unknown_not_free():
+    cost = price_call("openai", "gpt-4o-mini-tts", Usage(input_characters=1_000))
+    assert cost.known is False and cost.total is None
+
+
 def test_web_search_requests_per_request_fee():
     usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=3)
     cost = price_call("anthropic", "claude-sonnet-4-5", usage)

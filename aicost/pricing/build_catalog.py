@@ -45,6 +45,7 @@ PRICE_KEYS = {
     "output_audio_mtok": "output_audio",
     "input_image_mtok": "input_image",
     "output_image_mtok": "output_image",
+    "input_mchars": "input_characters",
     "web_searches_kcount": "web_search",
     "requests_kcount": "request",
 }

@@ -31,6 +31,7 @@ TOKEN_RATES = (
     "output_audio",
     "input_image",
     "output_image",
+    "input_characters",  # not tokens, but priced per million too (text to speech: tts-1)
 )
 # ``web_search_preview``: OpenAI's preview search tool on non-reasoning models ($25/1K vs $10/1K); the part is
 # still reported as ``web_search``.
@@ -135,12 +136,16 @@ class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
     __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_read_image", "cache_write", "cache_write_1h",
-                 "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image", "web_search",
-                 "web_search_preview", "request")
+                 "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image",
+                 "input_characters", "web_search", "web_search_preview", "request", "characters_only")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
         self.per_mtok = MappingProxyType(dict(per_mtok))
+        # A model billed by characters alone (tts-1): tokens reported for it have no price, not a $0 one. (A model
+        # with no rates at all, such as the moderation models, is free.)
+        self.characters_only = "input_characters" in per_mtok and not any(
+            name in per_mtok for name in TOKEN_RATES if name != "input_characters")
         for name in TOKEN_RATES:
             rate = _with_fallback(per_mtok, name)
             setattr(self, name, rate.scaleb(_MILLION_EXP, MONEY) if rate else ZERO)
@@ -231,6 +236,8 @@ class ModelPrice:
             if input_tokens > candidate.threshold:
                 band = candidate
                 break
+        if band.characters_only and (input_tokens or usage.output_tokens):
+            return unknown_cost(self.provider, self.model, self.service_tier, usage)
         mul = MONEY.multiply
         add = MONEY.add
         parts: dict[str, Decimal] = {}
@@ -288,6 +295,11 @@ class ModelPrice:
                 total = add(total, value)
         elif output_tokens > 0:
             parts["output"] = value = mul(band.output, output_tokens)
+            total = add(total, value)
+        if usage.input_characters > 0:
+            if "input_characters" not in band.per_mtok:  # a model not billed per character: no $0 part, no price
+                return unknown_cost(self.provider, self.model, self.service_tier, usage)
+            parts["input_characters"] = value = mul(band.input_characters, usage.input_characters)
             total = add(total, value)
         if usage.web_search_requests > 0:
             search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
