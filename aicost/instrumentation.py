@@ -738,6 +738,14 @@ def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
         return None
 
 
+def _unread_meta(call: _Call) -> ResponseMeta | None:
+    try:
+        return call.integration.unread_meta(call.endpoint, call.info.kwargs)
+    except Exception:
+        error_once("unread-meta", "aicost: could not record a response read by the caller")
+        return None
+
+
 def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
     """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
 
@@ -750,6 +758,11 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
     def done() -> None:
         if not call.finished and not call.busy:
             acc = call.acc
+            if acc is None and not call.chunks:
+                meta = _unread_meta(call)
+                if meta is not None:  # bytes the caller read itself: the integration says what that means
+                    call.finish(meta)
+                    return
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
     # The hook is an attribute of the response that refers back to it (the original bound method keeps the

@@ -230,6 +230,8 @@ def record_call(result: CallResult, attributes: Mapping[str, Any], *,
         state = _instruments()
         info = result.info
         usage = result.usage
+        if usage is not None and not usage.counts_tokens:
+            usage = None  # billed per character: no token points (not zero-token ones)
         address, port = server if server is not None else _server_of(result, attributes)
         point = (info.provider, info.operation, info.request_model, result.response_model, address, port,
                  attributes, None if usage is None else usage.input_tokens,

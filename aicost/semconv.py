@@ -51,6 +51,7 @@ AICOST_USAGE_INPUT_AUDIO = "aicost.usage.input_audio_tokens"
 AICOST_USAGE_OUTPUT_AUDIO = "aicost.usage.output_audio_tokens"
 AICOST_USAGE_INPUT_IMAGE = "aicost.usage.input_image_tokens"
 AICOST_USAGE_OUTPUT_IMAGE = "aicost.usage.output_image_tokens"
+AICOST_USAGE_INPUT_CHARACTERS = "aicost.usage.input_characters"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
 AICOST_USAGE_AUDIO_SECONDS = "aicost.usage.audio_seconds"  # duration-billed audio (whisper-1)
 AICOST_PRICE_UNKNOWN_REASON = "aicost.price.unknown_reason"  # a call billed by a unit aicost cannot price

@@ -92,6 +92,8 @@ def start_span(operation: str, model: str | None, attributes: dict[str, Any], st
 
 
 def usage_attributes(usage: Usage) -> dict[str, Any]:
+    if not usage.counts_tokens:  # billed per character (tts-1): no token counts, rather than zeros
+        return {s.AICOST_USAGE_INPUT_CHARACTERS: usage.input_characters}
     attrs: dict[str, Any] = {
         s.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
         s.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,

@@ -113,6 +113,11 @@ class Integration:
         anyway, for the estimate."""
         raise NotImplementedError
 
+    def unread_meta(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> ResponseMeta | None:
+        """What to record when a raw response is closed without aicost having read anything from it (the caller
+        consumed its bytes itself): None means "no usage seen", which is estimated like any missing usage."""
+        return None
+
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Request facts the price depends on beyond usage (keyword arguments for ``pricing.price_call``)."""
         return {}

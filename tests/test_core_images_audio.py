@@ -1,8 +1,9 @@
-"""OpenAI images and audio transcription, through the real SDK over loopback HTTP: one span each, priced from the
+"""OpenAI images, audio transcription and text to speech, through the real SDK over loopback HTTP: one span each, priced from the
 tokens the vendor reports, or marked unknown (with the reason) when it bills by a unit the catalog has no rate for.
 
 Prices used (per million tokens): gpt-image-1.5 $5 text in, $8 image in, $10 text out, $32 image out;
-gpt-image-1 $5 text in, $10 image in, $40 out; gpt-4o-transcribe $2.50 text in, $6 audio in, $10 out.
+gpt-image-1 $5 text in, $10 image in, $40 out; gpt-4o-transcribe $2.50 text in, $6 audio in, $10 out. Text to
+speech: see its section.
 """
 
 from __future__ import annotations
@@ -234,3 +235,138 @@ async def test_async_transcription_stream(instrumented, replay_server):
     await client.close()
     a = one_span(instrumented)
     assert Decimal(a[s.AICOST_COST_TOTAL]) == (100 * Decimal(3) + 10 * Decimal(5)) / M  # $3 audio in, $5 out
+
+
+# ------------------------------------------------------------------------------------------ text to speech
+# gpt-4o-mini-tts: $0.60 per million text tokens in, $12 per million audio tokens out. It reports its usage only
+# with stream_format="sse", in the final speech.audio.done event; audio formats carry none. tts-1 / tts-1-hd bill
+# $15 / $30 per million input characters, which the request says.
+_SPEECH_USAGE = {"input_tokens": 14, "output_tokens": 101, "total_tokens": 115}
+_SPEECH_COST = (14 * Decimal("0.60") + 101 * Decimal(12)) / M
+
+
+def _speech_events() -> Reply:
+    return Reply.stream([sse({"type": "speech.audio.delta", "audio": "SUQzZmFrZQ=="}),
+                         sse({"type": "speech.audio.delta", "audio": "YXVkaW8="}),
+                         sse({"type": "speech.audio.done", "usage": _SPEECH_USAGE})])
+
+
+def _assert_speech_priced(a: dict) -> None:
+    assert a[s.AICOST_ENDPOINT] == "openai.audio.speech.create"
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 14 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 101
+    assert a[s.AICOST_USAGE_OUTPUT_AUDIO] == 101
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == _SPEECH_COST
+    assert s.AICOST_USAGE_ESTIMATED not in a
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_speech_events_are_priced_from_the_done_event(instrumented, replay_server, openai_client, raw):
+    replay_server.enqueue(_speech_events())
+    kwargs = dict(model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse")
+    if raw:
+        body = openai_client.audio.speech.with_raw_response.create(**kwargs).parse().content
+    else:
+        body = openai_client.audio.speech.create(**kwargs).content
+    assert body.count(b"speech.audio.delta") == 2 and body.endswith(b"\n\n")  # the caller gets every byte
+    _assert_speech_priced(one_span(instrumented))
+
+
+async def test_async_speech_events_are_priced(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(_speech_events())
+    result = await client.audio.speech.create(model="gpt-4o-mini-tts-2025-03-20", voice="alloy", input="Hello there.",
+                                              stream_format="sse")
+    assert b"speech.audio.done" in result.content
+    await client.close()
+    _assert_speech_priced(one_span(instrumented))
+
+
+def test_token_billed_speech_in_an_audio_format_is_recorded_with_an_unknown_cost(instrumented, replay_server,
+                                                                                   openai_client):
+    """No usage in the response: the call is recorded and says why it has no cost; nothing is estimated."""
+    replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))
+    result = openai_client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="Hello there.")
+    assert result.content == b"ID3 fake mp3"
+    a = one_span(instrumented)
+    assert a[s.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini-tts" and a[s.AICOST_ENDPOINT] == "openai.audio.speech.create"
+    assert a[s.AICOST_PRICE_KNOWN] is False and "stream_format='sse'" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert s.GEN_AI_USAGE_COST not in a and s.GEN_AI_USAGE_INPUT_TOKENS not in a and s.AICOST_USAGE_ESTIMATED not in a
+    assert "Hello there" not in str(a)
+
+
+@pytest.mark.parametrize(("model", "rate"), [("tts-1", "15"), ("tts-1-hd", "30"), ("tts-1-hd-1106", "30")])
+@pytest.mark.parametrize("how", ["create", "raw", "streaming"])
+def test_character_billed_speech_is_priced_per_input_character(instrumented, replay_server, openai_client, model,
+                                                               rate, how):
+    text = "Grüße, world! 👋"  # 15 characters (the emoji is one), 20 bytes of UTF-8
+    replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))
+    kwargs = dict(model=model, voice="alloy", input=text)
+    if how == "create":
+        body = openai_client.audio.speech.create(**kwargs).content
+    elif how == "raw":
+        body = openai_client.audio.speech.with_raw_response.create(**kwargs).parse().content
+    else:
+        with openai_client.audio.speech.with_streaming_response.create(**kwargs) as response:
+            body = b"".join(response.iter_bytes())
+    assert body == b"ID3 fake mp3"
+    a = one_span(instrumented)
+    assert a[s.AICOST_USAGE_INPUT_CHARACTERS] == 15
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == 15 * Decimal(rate) / M
+    assert a["aicost.cost.input_characters_usd"] == float(15 * Decimal(rate) / M)
+    assert s.GEN_AI_USAGE_INPUT_TOKENS not in a and s.AICOST_USAGE_ESTIMATED not in a  # no tokens, not zero tokens
+    assert "gen_ai.client.token.usage" not in instrumented.metrics()
+    assert text not in str(a)
+
+
+def test_a_budget_reserves_a_character_billed_speech_call_before_it_is_sent(replay_server, openai_client):
+    """The reservation is the exact per-character price: a call that would exceed the budget is refused before
+    any request is made, and one that fits is settled at what it cost."""
+    import aicost
+    from aicost.budget import Budget, BudgetExceeded, configure_budgets, disable_budgets
+
+    aicost.instrument()
+    guard = configure_budgets(budgets=[Budget(limit_usd="0.0002", scope="team", value="voice")])
+    try:
+        with aicost.attribute(team="voice"):
+            with pytest.raises(BudgetExceeded):  # 20 characters at $15 per million: $0.0003
+                openai_client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 20)
+            assert replay_server.requests == []
+            replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))
+            openai_client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 10)
+        (status,) = guard.status({"aicost.team": "voice"})
+        assert status.spent_usd == Decimal("0.00015") and status.reserved_usd == 0
+    finally:
+        disable_budgets()
+        guard.close()
+        aicost.uninstrument()
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_streamed_speech_is_recorded_when_closed_with_an_unknown_cost(instrumented, replay_server, is_async):
+    """``with_streaming_response`` of a token-billed model: the caller reads the bytes; aicost does not, so it
+    cannot say what was billed, and says so instead of estimating from the text."""
+    client = openai_client(replay_server, is_async=is_async)
+    replay_server.enqueue(_speech_events())
+    kwargs = dict(model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse")
+    if is_async:
+        async with client.audio.speech.with_streaming_response.create(**kwargs) as response:
+            body = b"".join([chunk async for chunk in response.iter_bytes()])
+        await client.close()
+    else:
+        with client.audio.speech.with_streaming_response.create(**kwargs) as response:
+            body = b"".join(response.iter_bytes())
+        client.close()
+    assert body.count(b"speech.audio.delta") == 2
+    a = one_span(instrumented)
+    assert a[s.AICOST_PRICE_KNOWN] is False and "streamed audio" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert s.GEN_AI_USAGE_INPUT_TOKENS not in a and s.AICOST_USAGE_ESTIMATED not in a
+
+
+def test_a_speech_error_is_recorded_and_raised_unchanged(instrumented, replay_server, openai_client):
+    import openai
+
+    replay_server.enqueue(Reply.json({"error": {"message": "bad voice", "type": "invalid_request_error"}}, status=400))
+    with pytest.raises(openai.BadRequestError):
+        openai_client.audio.speech.create(model="gpt-4o-mini-tts", voice="nobody", input="Hello there.")
+    a = one_span(instrumented)
+    assert a[s.ERROR_TYPE] == "invalid_request_error"

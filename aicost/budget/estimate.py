@@ -80,7 +80,13 @@ def worst_case(
             output *= choices  # n completions, each up to the cap; the prompt is billed once
     if price is None:
         return Estimate(None, input_tokens, output, input_exact)
-    cost = price.cost(Usage(input_tokens=input_tokens, output_tokens=output, estimated=not input_exact))
+    if "input_characters" in (getattr(price, "rates", None) or {}):
+        # Text to speech billed per character of its input (tts-1), and not by tokens: exact before the call.
+        text = kwargs.get("input")
+        usage = Usage(input_characters=len(text) if isinstance(text, str) else 0)
+    else:
+        usage = Usage(input_tokens=input_tokens, output_tokens=output, estimated=not input_exact)
+    cost = price.cost(usage)
     total = cost.total if getattr(cost, "known", True) else None
     return Estimate(total, input_tokens, output, input_exact)
 

@@ -8,6 +8,7 @@ resumes through ``retrieve(stream=True)``. Resource classes are patched, not ins
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..usage import Usage, as_int
@@ -43,6 +44,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "openai.audio.transcriptions.create", "generate_content"),
     Endpoint("openai.resources.audio.translations", ("Translations", "AsyncTranslations"), "create",
              "openai.audio.translations.create", "generate_content"),
+    Endpoint("openai.resources.audio.speech", ("Speech", "AsyncSpeech"), "create", "openai.audio.speech.create",
+             "generate_content"),
 )
 
 # Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
@@ -231,6 +234,55 @@ def read_transcription(response: Any, want_text: bool = False) -> ResponseMeta:
     return meta
 
 
+_SPEECH_UNPRICED = "no usage in an audio response (gpt-4o-mini-tts reports its tokens only with stream_format='sse')"
+_SPEECH_DONE = b'"speech.audio.done"'
+
+
+def read_speech(response: Any) -> ResponseMeta:
+    """Text to speech returns audio bytes, read by the SDK before ``create`` returns. With
+    ``stream_format="sse"`` the body is events, and the last, ``speech.audio.done``, carries the token usage; its
+    output tokens are audio. Audio formats carry no usage: ``tts-1`` / ``tts-1-hd`` bill per input character,
+    counted from the request; for the token-billed models the cost is unknown, never estimated."""
+    http = getattr(response, "response", None)  # HttpxBinaryResponseContent wraps the HTTP response
+    usage = _speech_event_usage(http.content) if http is not None and getattr(http, "is_closed", False) else None
+    if usage is not None:
+        return ResponseMeta(usage=usage)
+    request = getattr(http, "request", None)
+    try:
+        body = json.loads(request.content) if request is not None else None
+    except Exception:  # a body aicost cannot read (not JSON): nothing to count
+        body = None
+    return speech_without_usage(body if isinstance(body, dict) else {})
+
+
+def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRICED) -> ResponseMeta:
+    """``tts-1`` and ``tts-1-hd`` (and their snapshots) are billed per character of ``input``, so the request says
+    what they cost; any other speech model without reported usage is left unpriced, with the reason."""
+    model, text = request.get("model"), request.get("input")
+    if isinstance(model, str) and model.startswith("tts-1") and isinstance(text, str):
+        return ResponseMeta(usage=Usage(input_characters=len(text)))
+    return ResponseMeta(unpriced=unpriced)
+
+
+def _speech_event_usage(body: bytes) -> Usage | None:
+    """Usage from the last ``speech.audio.done`` event of an SSE body (found from the end: the audio deltas
+    before it can be megabytes of base64)."""
+    at = body.rfind(_SPEECH_DONE)
+    if at < 0:
+        return None
+    start = body.rfind(b"data:", 0, at)
+    end = body.find(b"\n", at)
+    if start < 0:
+        return None
+    event = json.loads(body[start + 5:end if end >= 0 else len(body)])
+    u = event.get("usage") if isinstance(event, dict) else None
+    if not isinstance(u, dict) or u.get("input_tokens") is None:
+        return None
+    usage = Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+    usage.output_audio_tokens = usage.output_tokens
+    return usage
+
+
 def _transcription_usage(u: Any) -> Usage:
     usage = Usage(input_tokens=as_int(field(u, "input_tokens")), output_tokens=as_int(field(u, "output_tokens")))
     details = field(u, "input_token_details")
@@ -394,6 +446,7 @@ _BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
 # Which reader and stream accumulator an endpoint's responses need, looked up once per call.
 _FAMILY = {key: ("responses" if key.startswith(("openai.responses", "openai.beta.responses"))
                  else "images" if key.startswith("openai.images.")
+                 else "speech" if key == "openai.audio.speech.create"
                  else "audio" if key.startswith("openai.audio.") else "default")  # chat, completions, embeddings
            for key in _BY_KEY}
 _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; longest suffix first
@@ -408,6 +461,7 @@ _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; lo
         ("/images/variations", "openai.images.create_variation"),
         ("/audio/transcriptions", "openai.audio.transcriptions.create"),
         ("/audio/translations", "openai.audio.translations.create"),
+        ("/audio/speech", "openai.audio.speech.create"),
     ), key=lambda route: -len(route[0]))
 }
 
@@ -494,7 +548,17 @@ class OpenAIIntegration(Integration):
             return read_images(response)
         if family == "audio":
             return read_transcription(response, want_text)
+        if family == "speech":
+            return read_speech(response)
         return read_response(response, want_text)
+
+    def unread_meta(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> ResponseMeta | None:
+        """Speech through ``with_streaming_response``: the caller reads the audio bytes, which aicost does not
+        see; only a per-character price can be known, from the request."""
+        if _FAMILY[endpoint.key] == "speech":
+            return speech_without_usage(kwargs, "streamed audio: aicost does not read its bytes, so its usage is "
+                                                "unknown")
+        return None
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""
