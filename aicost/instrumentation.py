@@ -30,7 +30,7 @@ from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused
 from .usage import Usage
-from .vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+from .vendor import BodyReader, Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
@@ -579,7 +579,15 @@ class _Call:
 
         raw.parse = parse
         if http_response is not None:
-            _hook_close(http_response, self, is_async)
+            body, unhooks = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
+            try:
+                body = self.integration.body_reader(self.endpoint, self.info.kwargs)
+                if body is not None:
+                    unhooks = (unhook, _read_body_on_the_way(http_response, body, is_async))
+            except Exception:
+                error_once("body:reader", "aicost: could not watch a response's bytes")
+                body = None
+            _hook_close(http_response, self, is_async, body, unhooks)
 
 
 class AttrView:
@@ -738,15 +746,46 @@ def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
         return None
 
 
-def _unread_meta(call: _Call) -> ResponseMeta | None:
+def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
+    """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
+    ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
+    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
+    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
+    name = "aiter_bytes" if is_async else "iter_bytes"
+    original = getattr(response, name)
+    if is_async:
+        async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
+            async for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+    else:
+        def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+
+    setattr(response, name, read_on_the_way)
+
+    def unhook() -> None:
+        try:
+            if vars(response).get(name) is read_on_the_way:
+                delattr(response, name)
+        except Exception:
+            pass
+
+    return unhook
+
+
+def _body_meta(reader: BodyReader) -> ResponseMeta | None:
     try:
-        return call.integration.unread_meta(call.endpoint, call.info.kwargs)
+        return reader.result()
     except Exception:
-        error_once("unread-meta", "aicost: could not record a response read by the caller")
+        error_once("body:result", "aicost: could not read a response's usage")
         return None
 
 
-def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
+def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | None = None,
+                also_unhook: tuple[Callable[[], None], ...] = ()) -> None:
     """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
 
     Hooked once per response; it reads the call's accumulator when the close happens, since a raw response
@@ -758,11 +797,9 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
     def done() -> None:
         if not call.finished and not call.busy:
             acc = call.acc
-            if acc is None and not call.chunks:
-                meta = _unread_meta(call)
-                if meta is not None:  # bytes the caller read itself: the integration says what that means
-                    call.finish(meta)
-                    return
+            if body is not None and acc is None:  # bytes the caller read itself, seen on the way
+                call.finish(_body_meta(body))
+                return
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
     # The hook is an attribute of the response that refers back to it (the original bound method keeps the
@@ -780,6 +817,8 @@ def _hook_close(response: Any, call: _Call, is_async: bool) -> None:
                 delattr(response, name)
         except Exception:
             pass
+        for other in also_unhook:  # the raw response's other hooks, cycles too while the caller holds nothing
+            other()
 
     try:
         response._aicost_close_hooked = True

@@ -77,6 +77,20 @@ class StreamAccumulator:
         raise NotImplementedError
 
 
+class BodyReader:
+    """Reads the bytes of a response the caller consumes itself (``with_streaming_response`` of an endpoint whose
+    result is bytes, such as text to speech), as they pass by: ``feed`` runs once per chunk, so it keeps little.
+    ``result`` says what the call billed when the response is closed, whether the caller read all of it or not."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def result(self) -> ResponseMeta:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 @dataclass(slots=True)
 class RequestMeta:
     """Facts about the request the core needs before the call, read once from the SDK call's kwargs.
@@ -113,9 +127,9 @@ class Integration:
         anyway, for the estimate."""
         raise NotImplementedError
 
-    def unread_meta(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> ResponseMeta | None:
-        """What to record when a raw response is closed without aicost having read anything from it (the caller
-        consumed its bytes itself): None means "no usage seen", which is estimated like any missing usage."""
+    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
+        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
         return None
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:

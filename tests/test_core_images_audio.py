@@ -341,24 +341,61 @@ def test_a_budget_reserves_a_character_billed_speech_call_before_it_is_sent(repl
         aicost.uninstrument()
 
 
-@pytest.mark.parametrize("is_async", [False, True])
-async def test_streamed_speech_is_recorded_when_closed_with_an_unknown_cost(instrumented, replay_server, is_async):
-    """``with_streaming_response`` of a token-billed model: the caller reads the bytes; aicost does not, so it
-    cannot say what was billed, and says so instead of estimating from the text."""
-    client = openai_client(replay_server, is_async=is_async)
+@pytest.mark.parametrize("how", ["iter_bytes", "iter_lines", "read", "stream_to_file"])
+def test_streamed_speech_events_are_priced_from_the_bytes_the_caller_read(instrumented, replay_server, openai_client,
+                                                                         how, tmp_path):
+    """``with_streaming_response``, how SSE speech is played as it arrives: the caller reads the bytes, and aicost
+    reads their tail on the way, whichever way the caller reads them. Every byte reaches the caller."""
     replay_server.enqueue(_speech_events())
-    kwargs = dict(model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse")
-    if is_async:
-        async with client.audio.speech.with_streaming_response.create(**kwargs) as response:
-            body = b"".join([chunk async for chunk in response.iter_bytes()])
-        await client.close()
-    else:
-        with client.audio.speech.with_streaming_response.create(**kwargs) as response:
+    with openai_client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse") as response:
+        if how == "iter_bytes":
             body = b"".join(response.iter_bytes())
-        client.close()
-    assert body.count(b"speech.audio.delta") == 2
+        elif how == "iter_lines":
+            body = "\n".join(response.iter_lines()).encode()
+        elif how == "read":
+            body = response.read()
+        else:
+            response.stream_to_file(tmp_path / "speech.sse")
+            body = (tmp_path / "speech.sse").read_bytes()
+    assert body.count(b"speech.audio.delta") == 2 and b"speech.audio.done" in body
+    _assert_speech_priced(one_span(instrumented))
+
+
+async def test_async_streamed_speech_events_are_priced(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(_speech_events())
+    async with client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse") as response:
+        lines = [line async for line in response.iter_lines()]
+    await client.close()
+    assert sum("speech.audio.delta" in line for line in lines) == 2
+    _assert_speech_priced(one_span(instrumented))
+
+
+def test_the_done_event_is_found_across_chunks_after_megabytes_of_audio(instrumented, replay_server, openai_client):
+    """Only the tail is kept, and the final event may arrive split over several chunks."""
+    audio = sse({"type": "speech.audio.delta", "audio": "QUFB" * 500_000})  # 2 MB of base64
+    done = sse({"type": "speech.audio.done", "usage": _SPEECH_USAGE})
+    replay_server.enqueue(Reply.stream([audio[i:i + 65_536] for i in range(0, len(audio), 65_536)]
+                                       + [done[i:i + 7] for i in range(0, len(done), 7)]))
+    with openai_client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse") as response:
+        size = sum(len(chunk) for chunk in response.iter_bytes())
+    assert size == len(audio) + len(done)
+    _assert_speech_priced(one_span(instrumented))
+
+
+def test_streamed_speech_closed_before_its_usage_is_recorded_with_an_unknown_cost(instrumented, replay_server,
+                                                                                 openai_client):
+    """The caller stops reading before the final event: nothing says what was billed, and aicost says so instead
+    of estimating; a per-character model is still priced from its request."""
+    replay_server.enqueue(_speech_events())
+    with openai_client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse") as response:
+        next(response.iter_bytes(chunk_size=8))
     a = one_span(instrumented)
-    assert a[s.AICOST_PRICE_KNOWN] is False and "streamed audio" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert a[s.AICOST_PRICE_KNOWN] is False and "speech.audio.done" in a[s.AICOST_PRICE_UNKNOWN_REASON]
     assert s.GEN_AI_USAGE_INPUT_TOKENS not in a and s.AICOST_USAGE_ESTIMATED not in a
 
 
@@ -370,3 +407,20 @@ def test_a_speech_error_is_recorded_and_raised_unchanged(instrumented, replay_se
         openai_client.audio.speech.create(model="gpt-4o-mini-tts", voice="nobody", input="Hello there.")
     a = one_span(instrumented)
     assert a[s.ERROR_TYPE] == "invalid_request_error"
+
+
+def test_a_failing_body_reader_never_breaks_the_callers_read(instrumented, replay_server, openai_client, monkeypatch,
+                                                             caplog):
+    from aicost.integrations import openai as openai_integration
+
+    def broken(self, chunk):
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(openai_integration.SpeechBodyReader, "feed", broken)
+    replay_server.enqueue(_speech_events())
+    with openai_client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse") as response:
+        body = b"".join(response.iter_bytes())
+    assert body.count(b"speech.audio.delta") == 2 and b"speech.audio.done" in body
+    a = one_span(instrumented)  # still recorded, with what could be known: nothing was read
+    assert a[s.AICOST_PRICE_KNOWN] is False

@@ -12,7 +12,8 @@ import json
 from typing import Any
 
 from ..usage import Usage, as_int
-from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, server_of
+from ..vendor import (BodyReader, Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field,
+                      server_of)
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -262,6 +263,29 @@ def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRIC
     if isinstance(model, str) and model.startswith("tts-1") and isinstance(text, str):
         return ResponseMeta(usage=Usage(input_characters=len(text)))
     return ResponseMeta(unpriced=unpriced)
+
+
+class SpeechBodyReader(BodyReader):
+    """The tail of a speech body as the caller reads it: enough for the final ``speech.audio.done`` event (about
+    100 bytes), however long the audio before it."""
+
+    __slots__ = ("request", "tail")
+    _KEEP = 4096
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        tail = self.tail + chunk
+        self.tail = tail[-self._KEEP:] if len(tail) > self._KEEP else tail
+
+    def result(self) -> ResponseMeta:
+        usage = _speech_event_usage(self.tail)
+        if usage is not None:
+            return ResponseMeta(usage=usage)
+        return speech_without_usage(self.request, "no usage in the speech the caller read (an audio format, or "
+                                                  "closed before the speech.audio.done event)")
 
 
 def _speech_event_usage(body: bytes) -> Usage | None:
@@ -552,13 +576,10 @@ class OpenAIIntegration(Integration):
             return read_speech(response)
         return read_response(response, want_text)
 
-    def unread_meta(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> ResponseMeta | None:
-        """Speech through ``with_streaming_response``: the caller reads the audio bytes, which aicost does not
-        see; only a per-character price can be known, from the request."""
-        if _FAMILY[endpoint.key] == "speech":
-            return speech_without_usage(kwargs, "streamed audio: aicost does not read its bytes, so its usage is "
-                                                "unknown")
-        return None
+    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+        """Speech through ``with_streaming_response``: the caller reads the bytes (events with
+        ``stream_format="sse"``), and the reader keeps their tail for the final usage event."""
+        return SpeechBodyReader(kwargs) if _FAMILY[endpoint.key] == "speech" else None
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""
