@@ -409,6 +409,15 @@ def test_a_speech_error_is_recorded_and_raised_unchanged(instrumented, replay_se
     assert a[s.ERROR_TYPE] == "invalid_request_error"
 
 
+def test_a_cut_done_event_leaves_the_cost_unknown_not_estimated(instrumented, replay_server, openai_client):
+    replay_server.enqueue(Reply.stream([sse({"type": "speech.audio.delta", "audio": "QUFB"}),
+                                        'data: {"type":"speech.audio.done","usage":{"input_tok']))
+    openai_client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="Hello there.",
+                                      stream_format="sse")
+    a = one_span(instrumented)
+    assert a[s.AICOST_PRICE_KNOWN] is False and s.AICOST_USAGE_ESTIMATED not in a
+
+
 def test_a_failing_body_reader_never_breaks_the_callers_read(instrumented, replay_server, openai_client, monkeypatch,
                                                              caplog):
     from aicost.integrations import openai as openai_integration

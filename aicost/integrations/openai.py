@@ -235,7 +235,8 @@ def read_transcription(response: Any, want_text: bool = False) -> ResponseMeta:
     return meta
 
 
-_SPEECH_UNPRICED = "no usage in an audio response (gpt-4o-mini-tts reports its tokens only with stream_format='sse')"
+_SPEECH_UNPRICED = ("no usage in an audio response (gpt-4o-mini-tts reports its tokens only with "
+                   "stream_format='sse'; tts-1 and tts-1-hd, billed per character, are priced by their name)")
 _SPEECH_DONE = b'"speech.audio.done"'
 
 
@@ -298,7 +299,10 @@ def _speech_event_usage(body: bytes) -> Usage | None:
     end = body.find(b"\n", at)
     if start < 0:
         return None
-    event = json.loads(body[start + 5:end if end >= 0 else len(body)])
+    try:
+        event = json.loads(body[start + 5:end if end >= 0 else len(body)])
+    except ValueError:  # cut short: no usage, and no estimate either (audio tokens cannot be counted)
+        return None
     u = event.get("usage") if isinstance(event, dict) else None
     if not isinstance(u, dict) or u.get("input_tokens") is None:
         return None
