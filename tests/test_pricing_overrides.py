@@ -213,6 +213,12 @@ def test_cli_prices_table():
     assert "input > 200,000" in out and "22.5" in out and "cache_write_1h" in out
 
 
+def test_cli_prices_table_names_a_per_character_rate_as_such():
+    code, out, _ = run_cli("prices", "tts-1")
+    assert code == 0
+    assert "input_characters base (per 1M characters)" in out and "tokens" not in out
+
+
 def test_cli_prices_history_and_tier():
     code, out, _ = run_cli("prices", "o3", "--at", "2025-05-01", "--tier", "flex")
     assert code == 0 and "tier flex" in out

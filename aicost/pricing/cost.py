@@ -348,7 +348,8 @@ class ModelPrice:
         rows = []
         for name in RATE_NAMES:
             value = self.rates.get(name)
-            unit = "per 1K" if name in UNIT_RATES else "per 1M tokens"
+            unit = ("per 1K" if name in UNIT_RATES else "per 1M characters" if name == "input_characters"
+                    else "per 1M tokens")
             if value is not None:
                 rows.append((name, f"base ({unit})", _plain(value)))
             for threshold, band in self.tiers:
