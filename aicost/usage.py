@@ -9,8 +9,9 @@ cost bug in peer tools, so every integration converts to this one shape, whose r
   *subsets* of it.
 * ``output_tokens`` counts **every** output token; ``reasoning_tokens``, ``output_audio_tokens`` and
   ``output_image_tokens`` are *subsets* of it.
-* ``cache_read_image_tokens`` is the subset of ``cache_read_tokens`` that are image tokens (OpenAI's image models
-  bill cached image input at its own rate); it is not also counted in ``input_image_tokens``.
+* ``cache_read_image_tokens`` and ``cache_read_audio_tokens`` are the subsets of ``cache_read_tokens`` that are
+  image / audio tokens (OpenAI's image and realtime models bill them at their own cached rates); they are not
+  also counted in ``input_image_tokens`` / ``input_audio_tokens``.
 * ``input_characters`` is not a token count: text-to-speech models that bill per input character (``tts-1``)
   report no tokens, and this is the length of the text they were given.
 * ``cache_write_1h_tokens`` is the subset of ``cache_write_tokens`` written with a one-hour TTL (Anthropic
@@ -37,6 +38,7 @@ class Usage:
     input_image_tokens: int = 0
     output_image_tokens: int = 0
     cache_read_image_tokens: int = 0
+    cache_read_audio_tokens: int = 0
     input_characters: int = 0
     web_search_requests: int = 0
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
@@ -83,8 +85,8 @@ class Usage:
             value = getattr(self, f.name)
             if f.name != "estimated" and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"Usage.{f.name} must be a non-negative int, got {value!r}")
-        if self.cache_read_image_tokens > self.cache_read_tokens:
-            raise ValueError("cache_read_image_tokens exceeds cache_read_tokens")
+        if self.cache_read_image_tokens + self.cache_read_audio_tokens > self.cache_read_tokens:
+            raise ValueError("cache_read_image_tokens + cache_read_audio_tokens exceeds cache_read_tokens")
         if self.cache_write_1h_tokens > self.cache_write_tokens:
             raise ValueError("cache_write_1h_tokens exceeds cache_write_tokens")
         if self.reasoning_tokens > self.output_tokens:

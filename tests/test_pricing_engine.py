@@ -123,6 +123,25 @@ def test_cached_image_tokens_at_the_cached_image_rate():
     assert batch.parts["cache_read_image"] == per_m(200, "1.25")
 
 
+def test_realtime_cached_text_audio_and_image_tokens_each_at_their_rate():
+    """gpt-realtime-mini lists cached text at $0.06, cached audio at $0.30 and cached image at $0.08 per million."""
+    usage = Usage(input_tokens=10_000, cache_read_tokens=6_000, cache_read_audio_tokens=4_000,
+                  cache_read_image_tokens=500, input_audio_tokens=2_000, input_image_tokens=100,
+                  output_tokens=1_000, output_audio_tokens=800)
+    cost = price_call("openai", "gpt-realtime-mini", usage)
+    assert_consistent(cost)
+    assert cost.parts == {
+        "input": per_m(1_900, "0.6"),
+        "cache_read": per_m(1_500, "0.06"),
+        "cache_read_image": per_m(500, "0.08"),
+        "cache_read_audio": per_m(4_000, "0.3"),
+        "input_audio": per_m(2_000, "10"),
+        "input_image": per_m(100, "0.8"),
+        "output": per_m(200, "2.4"),
+        "output_audio": per_m(800, "20"),
+    }
+
+
 def test_cached_image_tokens_without_their_own_rate_are_cache_reads():
     """A model that lists no cached-image rate bills them as what it does list: its cache-read rate."""
     usage = Usage(input_tokens=1_000, cache_read_tokens=400, cache_read_image_tokens=400, output_tokens=10)
@@ -132,7 +151,7 @@ def test_cached_image_tokens_without_their_own_rate_are_cache_reads():
 
 
 def test_cached_image_tokens_beyond_the_cache_reads_are_ignored_not_double_billed():
-    with pytest.raises(ValueError, match="cache_read_image_tokens"):
+    with pytest.raises(ValueError, match="cache_read_image_tokens \\+ cache_read_audio_tokens exceeds"):
         Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2).validate()
     cost = price_call("openai", "gpt-image-1", Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2))
     assert cost.parts == {"input": per_m(9, "5"), "cache_read_image": per_m(1, "2.5")}

@@ -37,6 +37,7 @@ PRICE_KEYS = {
     "input_mtok": "input",
     "cache_read_mtok": "cache_read",
     "cache_image_read_mtok": "cache_read_image",
+    "cache_audio_read_mtok": "cache_read_audio",
     "cache_write_mtok": "cache_write",
     "cache_write_1h_mtok": "cache_write_1h",
     "output_mtok": "output",

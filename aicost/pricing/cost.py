@@ -23,6 +23,7 @@ TOKEN_RATES = (
     "input",
     "cache_read",
     "cache_read_image",
+    "cache_read_audio",
     "cache_write",
     "cache_write_1h",
     "output",
@@ -43,6 +44,7 @@ RATE_NAMES = TOKEN_RATES + UNIT_RATES
 FALLBACKS: Mapping[str, tuple[str, ...]] = {
     "cache_read": ("input",),
     "cache_read_image": ("cache_read", "input"),
+    "cache_read_audio": ("cache_read", "input"),
     "cache_write": ("input",),
     "cache_write_1h": ("cache_write", "input"),
     "reasoning": ("output",),
@@ -135,8 +137,8 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
 class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
-    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_read_image", "cache_write", "cache_write_1h",
-                 "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image",
+    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio", "cache_write",
+                 "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image",
                  "input_characters", "web_search", "web_search_preview", "request", "characters_only")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
@@ -253,12 +255,18 @@ class ModelPrice:
                 total = add(total, value)
             cache_write_1h = usage.cache_write_1h_tokens
             if cache_read > 0:
-                cached_image = min(usage.cache_read_image_tokens, cache_read)  # image models: their own rate
-                if cache_read > cached_image:
-                    parts["cache_read"] = value = mul(band.cache_read, cache_read - cached_image)
+                # Image and realtime audio models list their own rates for cached image / audio tokens.
+                cached_image = min(usage.cache_read_image_tokens, cache_read)
+                cached_audio = min(usage.cache_read_audio_tokens, cache_read - cached_image)
+                cached_text = cache_read - cached_image - cached_audio
+                if cached_text > 0:
+                    parts["cache_read"] = value = mul(band.cache_read, cached_text)
                     total = add(total, value)
                 if cached_image > 0:
                     parts["cache_read_image"] = value = mul(band.cache_read_image, cached_image)
+                    total = add(total, value)
+                if cached_audio > 0:
+                    parts["cache_read_audio"] = value = mul(band.cache_read_audio, cached_audio)
                     total = add(total, value)
             if cache_write > cache_write_1h:
                 parts["cache_write"] = value = mul(band.cache_write, cache_write - cache_write_1h)
