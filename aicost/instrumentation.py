@@ -30,7 +30,7 @@ from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused
 from .usage import Usage
-from .vendor import BodyReader, Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
@@ -155,6 +155,8 @@ def _patch_integration(integration: Integration) -> None:
             is_async = inspect.iscoroutinefunction(original) or class_name.startswith(("Async", "BetaAsync"))
             if endpoint.kind == "stream_manager":
                 wrapper = _stream_manager_wrapper(integration, endpoint, is_async)
+            elif endpoint.kind == "events":
+                wrapper = _event_wrapper(integration, endpoint, is_async)
             else:
                 wrapper = _async_wrapper(integration, endpoint) if is_async else _sync_wrapper(integration, endpoint)
             setattr(cls, endpoint.method, wrapt.FunctionWrapper(original, wrapper))
@@ -1061,6 +1063,42 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
         return manager
 
     return wrapper
+
+
+def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool) -> Callable[..., Any]:
+    """A connection's event parser (sync on both clients): the event is returned unchanged, then read."""
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        event = wrapped(*args, **kwargs)
+        try:
+            step = integration.read_event(endpoint, instance, event)
+            if step is not None:
+                _on_event_step(integration, endpoint, instance, step, is_async)
+        except Exception:
+            error_once(f"event:{endpoint.key}", "aicost: could not read an event of %s", endpoint.key)
+        return event
+
+    return wrapper
+
+
+_OPEN_RESPONSES = "_aicost_open_responses"  # on the connection: response id -> its call, between start and finish
+
+
+def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any, step: EventStep,
+                   is_async: bool) -> None:
+    """A billed response on a long-lived connection is one call: it starts (attribution, collectors and the
+    span's start time are taken then, on the thread reading the events) when the vendor announces it, and
+    finishes when the vendor reports its usage. No budget can hold it: the vendor has begun the work before the
+    first event says so."""
+    open_calls = connection.__dict__.setdefault(_OPEN_RESPONSES, {})
+    if step.kind == "start":
+        if len(open_calls) >= 64:  # responses whose end never came (a dropped connection): do not grow forever
+            open_calls.clear()
+        open_calls[step.response_id] = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
+        return
+    call = open_calls.pop(step.response_id, None)
+    if call is None:
+        call = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
+    call.finish(step.meta)
 
 
 def _enter(call: _Call, resource: Any) -> _Call:

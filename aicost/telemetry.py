@@ -103,6 +103,10 @@ def usage_attributes(usage: Usage) -> dict[str, Any]:
     if usage.cache_write_tokens:
         attrs[s.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
         attrs[s.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.cache_read_audio_tokens:
+        attrs[s.AICOST_USAGE_CACHE_READ_AUDIO] = usage.cache_read_audio_tokens
+    if usage.cache_read_image_tokens:
+        attrs[s.AICOST_USAGE_CACHE_READ_IMAGE] = usage.cache_read_image_tokens
     if usage.cache_write_1h_tokens:
         attrs[s.AICOST_USAGE_CACHE_WRITE_1H] = usage.cache_write_1h_tokens
     if usage.reasoning_tokens:

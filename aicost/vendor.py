@@ -25,6 +25,8 @@ class Endpoint:
     operation: str  # gen_ai.operation.name
     # "call": the method performs the request and returns a model, a stream or a raw response.
     # "stream_manager": the method returns a context manager that performs the request on __enter__.
+    # "events": the method parses one event of a long-lived connection (a WebSocket); billed work starts and ends
+    # with events (``Integration.read_event``), one call per response the vendor generates.
     kind: str = "call"
     billable: bool = True  # False for token counting endpoints: a span, but no usage, cost, budget or metric
     model_kwarg: str = "model"
@@ -91,6 +93,20 @@ class BodyReader:
         raise NotImplementedError
 
 
+@dataclass(frozen=True, slots=True)
+class EventStep:
+    """An event of a long-lived connection that starts or finishes a billed response (``Integration.read_event``).
+
+    ``response_id`` pairs the two. A start carries the model the connection is using; a finish carries what was
+    billed (``meta``), and also the model, for a response whose start was not seen.
+    """
+
+    kind: str  # "start" or "finish"
+    response_id: str
+    model: str | None = None
+    meta: ResponseMeta | None = None
+
+
 @dataclass(slots=True)
 class RequestMeta:
     """Facts about the request the core needs before the call, read once from the SDK call's kwargs.
@@ -130,6 +146,10 @@ class Integration:
     def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
         """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
         reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
+        return None
+
+    def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
+        """For "events" endpoints: what one parsed event means for billing. None for most events."""
         return None
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:

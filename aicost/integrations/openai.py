@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from ..usage import Usage, as_int
-from ..vendor import (BodyReader, Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field,
-                      server_of)
+from ..vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator,
+                      field, server_of)
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -47,6 +47,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "openai.audio.translations.create", "generate_content"),
     Endpoint("openai.resources.audio.speech", ("Speech", "AsyncSpeech"), "create", "openai.audio.speech.create",
              "generate_content"),
+    # WebSocket connections: each response the model generates is one call, read from the connection's events.
+    Endpoint("openai.resources.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
+             "parse_event", "openai.realtime.response", "chat", kind="events"),
+    Endpoint("openai.resources.beta.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
+             "parse_event", "openai.beta.realtime.response", "chat", kind="events"),
+    Endpoint(_RESPONSES, ("ResponsesConnection", "AsyncResponsesConnection"), "parse_event",
+             "openai.responses.connect", "chat", kind="events"),
 )
 
 # Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
@@ -319,6 +326,93 @@ def _transcription_usage(u: Any) -> Usage:
     return usage
 
 
+def realtime_usage(u: Any) -> Usage | None:
+    """A Realtime ``response.done`` usage. Its text, audio and image counts each include their cached part, which
+    ``cached_tokens_details`` breaks down: the cached audio and image tokens are moved to their own cached rates, so
+    every token is priced once."""
+    if u is None or field(u, "input_tokens") is None:
+        return None
+    g = field
+    usage = Usage(input_tokens=as_int(g(u, "input_tokens")), output_tokens=as_int(g(u, "output_tokens")))
+    details = g(u, "input_token_details")
+    if details is not None:
+        cached = min(as_int(g(details, "cached_tokens")), usage.input_tokens)
+        cached_details = g(details, "cached_tokens_details")
+        cached_audio = min(as_int(g(cached_details, "audio_tokens")), cached) if cached_details is not None else 0
+        cached_image = (min(as_int(g(cached_details, "image_tokens")), cached - cached_audio)
+                        if cached_details is not None else 0)
+        usage.cache_read_tokens = cached
+        usage.cache_read_audio_tokens = cached_audio
+        usage.cache_read_image_tokens = cached_image
+        room = usage.input_tokens - cached
+        usage.input_audio_tokens = min(max(0, as_int(g(details, "audio_tokens")) - cached_audio), room)
+        usage.input_image_tokens = min(max(0, as_int(g(details, "image_tokens")) - cached_image),
+                                       room - usage.input_audio_tokens)
+    details = g(u, "output_token_details")
+    if details is not None:
+        usage.output_audio_tokens = min(as_int(g(details, "audio_tokens")), usage.output_tokens)
+    return usage
+
+
+_CONNECTION_MODEL = "_aicost_model"  # on a Realtime connection: the model its session reported
+
+
+def read_realtime_event(connection: Any, event: Any) -> EventStep | None:
+    """Realtime (and beta Realtime) connections: the session names the model (the response does not); each
+    response runs from ``response.created`` to ``response.done``, which carries its usage (also when cancelled or
+    failed: the vendor bills what was generated)."""
+    kind = field(event, "type")
+    if kind == "response.done":
+        response = field(event, "response")
+        response_id = field(response, "id")
+        if not isinstance(response_id, str):
+            return None
+        status = field(response, "status")
+        usage = realtime_usage(field(response, "usage"))
+        meta = ResponseMeta(usage=usage, model=connection.__dict__.get(_CONNECTION_MODEL), response_id=response_id,
+                            finish_reasons=[status] if isinstance(status, str) else [],
+                            unpriced=None if usage is not None else "no usage in response.done")
+        return EventStep("finish", response_id, _requested_model(connection), meta)
+    if kind == "response.created":
+        response_id = field(field(event, "response"), "id")
+        return EventStep("start", response_id, _requested_model(connection)) if isinstance(response_id, str) else None
+    if kind in ("session.created", "session.updated"):
+        model = field(field(event, "session"), "model")
+        if isinstance(model, str) and model:
+            connection.__dict__[_CONNECTION_MODEL] = model
+    return None
+
+
+def _requested_model(connection: Any) -> str | None:
+    """The model the connection asked for in its URL (``connect(model=...)``, sent as ``?model=``), else the one
+    its session reported (a connection that joined a call by id names none)."""
+    try:
+        from urllib.parse import parse_qs, urlsplit
+
+        path = connection._connection.request.path  # the WebSocket handshake request (websockets >= 13)
+        model = parse_qs(urlsplit(path).query).get("model", [None])[0]
+        if isinstance(model, str) and model:
+            return model
+    except Exception:
+        pass
+    return connection.__dict__.get(_CONNECTION_MODEL)
+
+
+def read_responses_socket_event(event: Any) -> EventStep | None:
+    """The Responses API over a WebSocket (``responses.connect()``): the same events as its HTTP stream."""
+    kind = field(event, "type")
+    if kind in _TERMINAL_RESPONSE_EVENTS or kind == "response.created":
+        response = field(event, "response")
+        response_id = field(response, "id")
+        if not isinstance(response_id, str):
+            return None
+        model = field(response, "model")
+        if kind == "response.created":
+            return EventStep("start", response_id, model)
+        return EventStep("finish", response_id, model, read_response(response))
+    return None
+
+
 class ImageEventAccumulator(StreamAccumulator):
     """Image streams: each ``image_generation.completed`` / ``image_edit.completed`` event carries its image's
     usage; partial images carry none."""
@@ -579,6 +673,11 @@ class OpenAIIntegration(Integration):
         if family == "speech":
             return read_speech(response)
         return read_response(response, want_text)
+
+    def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
+        if endpoint.key == "openai.responses.connect":
+            return read_responses_socket_event(event)
+        return read_realtime_event(connection, event)
 
     def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
         """Speech through ``with_streaming_response``: the caller reads the bytes (events with
