@@ -1089,6 +1089,11 @@ def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any
     span's start time are taken then, on the thread reading the events) when the vendor announces it, and
     finishes when the vendor reports its usage. No budget can hold it: the vendor has begun the work before the
     first event says so."""
+    if step.endpoint is not None:
+        endpoint = step.endpoint
+    if step.kind == "once":
+        _Call(integration, endpoint, connection, {"model": step.model}, is_async).finish(step.meta)
+        return
     open_calls = connection.__dict__.setdefault(_OPEN_RESPONSES, {})
     if step.kind == "start":
         if len(open_calls) >= 64:  # responses whose end never came (a dropped connection): do not grow forever

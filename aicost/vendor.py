@@ -98,13 +98,16 @@ class EventStep:
     """An event of a long-lived connection that starts or finishes a billed response (``Integration.read_event``).
 
     ``response_id`` pairs the two. A start carries the model the connection is using; a finish carries what was
-    billed (``meta``), and also the model, for a response whose start was not seen.
+    billed (``meta``), and also the model, for a response whose start was not seen. "once" is billed work that
+    one event both announces and reports (a Realtime session's input transcription, billed at its own model);
+    ``endpoint`` then names it, where it is not the patched method's.
     """
 
-    kind: str  # "start" or "finish"
+    kind: str  # "start", "finish" or "once"
     response_id: str
     model: str | None = None
     meta: ResponseMeta | None = None
+    endpoint: Endpoint | None = None
 
 
 @dataclass(slots=True)

@@ -228,3 +228,68 @@ def test_a_response_over_the_responses_websocket_is_costed(instrumented, is_asyn
     a = dict(span.attributes)
     assert a[s.AICOST_ENDPOINT] == "openai.responses.connect" and a[s.GEN_AI_RESPONSE_ID] == "resp_w"
     assert Decimal(a[s.AICOST_COST_TOTAL]) == (600 * Decimal("0.4") + 400 * Decimal("0.1") + 50 * Decimal("1.6")) / M
+
+
+# ----------------------------------------------------------------------------- input audio transcription
+def transcribing_vendor(transcription_model: str | None, usage: dict, transcription_only: bool = False) -> SocketServer:
+    """A session that transcribes its input audio with ``transcription_model``: each committed buffer yields a
+    ``conversation.item.input_audio_transcription.completed`` event with the transcription's own usage. A
+    transcription-only session (``intent=transcription``) has no conversation model at all."""
+    greeting = session("gpt-realtime-2025-08-28")
+    if transcription_only:
+        greeting["session"] = {"type": "transcription", "object": "realtime.transcription_session", "id": "sess_t"}
+    if transcription_model is not None:
+        greeting["session"]["audio"] = {"input": {"transcription": {"model": transcription_model}}}
+
+    def reply(event: dict) -> list[dict]:
+        if event.get("type") != "input_audio_buffer.commit":
+            return []
+        return [{"type": "input_audio_buffer.committed", "event_id": "ev_c", "item_id": "item_1"},
+                {"type": "conversation.item.input_audio_transcription.completed", "event_id": "ev_t",
+                 "item_id": "item_1", "content_index": 0, "transcript": "Hello there.", "usage": usage}]
+
+    return SocketServer([greeting], reply)
+
+
+def _transcribe_once(server: SocketServer) -> None:
+    with _client(server).realtime.connect(model="gpt-realtime") as connection:
+        connection.input_audio_buffer.commit()
+        for event in connection:
+            if event.type == "conversation.item.input_audio_transcription.completed":
+                return
+
+
+@pytest.mark.parametrize("transcription_only", [False, True])
+def test_input_audio_transcription_is_billed_at_the_transcription_model(instrumented, transcription_only):
+    """gpt-4o-transcribe: $2.50 text in, $6 audio in, $10 out per million, not the realtime model's rates."""
+    usage = {"type": "tokens", "input_tokens": 1500, "input_token_details": {"audio_tokens": 1480, "text_tokens": 20},
+             "output_tokens": 300, "total_tokens": 1800}
+    with transcribing_vendor("gpt-4o-transcribe", usage, transcription_only) as server:
+        with aicost.attribute(team="voice"):
+            _transcribe_once(server)
+    (span,) = instrumented.cost_spans()
+    a = dict(span.attributes)
+    assert a[s.AICOST_ENDPOINT] == "openai.realtime.input_audio_transcription"
+    assert a[s.GEN_AI_OPERATION_NAME] == "generate_content" and a[s.GEN_AI_RESPONSE_MODEL] == "gpt-4o-transcribe"
+    assert a[s.AICOST_USAGE_INPUT_AUDIO] == 1480 and a["aicost.team"] == "voice"
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (20 * Decimal("2.50") + 1480 * Decimal(6) + 300 * Decimal(10)) / M
+    assert "Hello there" not in str(a)
+
+
+def test_duration_billed_input_transcription_says_so(instrumented):
+    with transcribing_vendor("whisper-1", {"type": "duration", "seconds": 4.2}) as server:
+        _transcribe_once(server)
+    (span,) = instrumented.aicost_spans()
+    a = dict(span.attributes)
+    assert a[s.AICOST_USAGE_AUDIO_SECONDS] == 4.2 and a[s.AICOST_PRICE_KNOWN] is False
+    assert "per second" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+
+
+def test_input_transcription_without_a_known_model_keeps_its_tokens_and_an_unknown_cost(instrumented):
+    usage = {"type": "tokens", "input_tokens": 100, "output_tokens": 10, "total_tokens": 110}
+    with transcribing_vendor(None, usage) as server:
+        _transcribe_once(server)
+    (span,) = instrumented.aicost_spans()
+    a = dict(span.attributes)
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 100 and a[s.AICOST_PRICE_KNOWN] is False
+    assert "transcription model" in a[s.AICOST_PRICE_UNKNOWN_REASON]

@@ -228,15 +228,19 @@ def read_transcription(response: Any, want_text: bool = False) -> ResponseMeta:
     if isinstance(response, str):
         return ResponseMeta(unpriced="no usage in this response format",
                             output_text=response if want_text else None)
-    u = field(response, "usage")
     text = field(response, "text")
     meta = ResponseMeta(output_text=text if want_text and isinstance(text, str) else None)
+    return _read_transcription_usage(field(response, "usage"), meta, "no usage in the response")
+
+
+def _read_transcription_usage(u: Any, meta: ResponseMeta, missing: str) -> ResponseMeta:
+    """A transcription's usage, by tokens or (``whisper-1``) by seconds of audio, which the catalog cannot price."""
     seconds = field(u, "seconds") if u is not None else None
     if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
         meta.unpriced = "billed per second of audio"
         meta.audio_seconds = float(seconds)
     elif u is None or field(u, "input_tokens") is None:
-        meta.unpriced = "no usage in the response"
+        meta.unpriced = missing
     else:
         meta.usage = _transcription_usage(u)
     return meta
@@ -355,6 +359,10 @@ def realtime_usage(u: Any) -> Usage | None:
 
 
 _CONNECTION_MODEL = "_aicost_model"  # on a Realtime connection: the model its session reported
+_TRANSCRIPTION_MODEL = "_aicost_transcription_model"  # ... and the model that transcribes its input audio
+INPUT_TRANSCRIPTION = Endpoint("openai.resources.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
+                               "parse_event", "openai.realtime.input_audio_transcription", "generate_content",
+                               kind="events")
 
 
 def read_realtime_event(connection: Any, event: Any) -> EventStep | None:
@@ -376,11 +384,37 @@ def read_realtime_event(connection: Any, event: Any) -> EventStep | None:
     if kind == "response.created":
         response_id = field(field(event, "response"), "id")
         return EventStep("start", response_id, _requested_model(connection)) if isinstance(response_id, str) else None
-    if kind in ("session.created", "session.updated"):
-        model = field(field(event, "session"), "model")
+    if kind == "conversation.item.input_audio_transcription.completed":
+        return _input_transcription(connection, event)
+    if kind in ("session.created", "session.updated", "transcription_session.created",
+                "transcription_session.updated"):
+        session = field(event, "session")
+        model = field(session, "model")
         if isinstance(model, str) and model:
             connection.__dict__[_CONNECTION_MODEL] = model
+        audio_input = field(field(session, "audio"), "input")
+        transcription = field(audio_input, "transcription") if audio_input is not None else None
+        if transcription is None:  # the beta shape
+            transcription = field(session, "input_audio_transcription")
+        model = field(transcription, "model") if transcription is not None else None
+        if isinstance(model, str) and model:
+            connection.__dict__[_TRANSCRIPTION_MODEL] = model
     return None
+
+
+def _input_transcription(connection: Any, event: Any) -> EventStep | None:
+    """The session's input audio is transcribed by a separate model, "billed according to the ASR model's pricing
+    rather than the realtime model's" (the SDK): one call per transcribed item, priced at the transcription model
+    the session reported. Duration-billed models (``whisper-1``) are recorded with the seconds, cost unknown."""
+    item = field(event, "item_id")
+    if not isinstance(item, str):
+        return None
+    model = connection.__dict__.get(_TRANSCRIPTION_MODEL)
+    meta = _read_transcription_usage(field(event, "usage"), ResponseMeta(model=model),
+                                     "no usage in the transcription event")
+    if model is None and meta.usage is not None:
+        meta.unpriced = "the session did not name its transcription model"
+    return EventStep("once", f"{item}:{field(event, 'content_index')}", model, meta, INPUT_TRANSCRIPTION)
 
 
 def _requested_model(connection: Any) -> str | None:
