@@ -254,6 +254,24 @@ class _Call:
                                        self.request.service_tier, self.request.server_address,
                                        self.request.server_port)
 
+    def count_unguarded(self) -> None:
+        """For work the vendor began on its own (a Realtime response): interceptors that can count it without
+        holding or refusing anything (``before_unguarded_call``) get a ticket that settles its actual cost."""
+        if not self.endpoint.billable:
+            return
+        for interceptor in hooks.interceptors():
+            before = getattr(interceptor, "before_unguarded_call", None)
+            if before is None:
+                continue
+            try:
+                ticket = before(self.info)
+            except Exception:
+                error_once(f"interceptor:{type(interceptor).__qualname__}", "aicost: interceptor %r failed",
+                           interceptor)
+                continue
+            if ticket is not None:
+                self.tickets.append(ticket)
+
     def open_span(self, resource: Any) -> None:
         """Start the aicost span, or prepare to enrich the SDK's own span (Anthropic native tracing). Never fails
         the call: without a span it is still priced, settled with its interceptors and recorded."""
@@ -1087,23 +1105,21 @@ def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any
                    is_async: bool) -> None:
     """A billed response on a long-lived connection is one call: it starts (attribution, collectors and the
     span's start time are taken then, on the thread reading the events) when the vendor announces it, and
-    finishes when the vendor reports its usage. No budget can hold it: the vendor has begun the work before the
-    first event says so."""
+    finishes when the vendor reports its usage. No budget can hold or refuse it (the vendor has begun the work
+    before the first event says so), but budgets count what it cost."""
     if step.endpoint is not None:
         endpoint = step.endpoint
-    if step.kind == "once":
-        _Call(integration, endpoint, connection, {"model": step.model}, is_async).finish(step.meta)
-        return
     open_calls = connection.__dict__.setdefault(_OPEN_RESPONSES, {})
+    call = None if step.kind == "once" else open_calls.pop(step.response_id, None)
+    if call is None:
+        call = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
+        call.count_unguarded()
     if step.kind == "start":
         if len(open_calls) >= 64:  # responses whose end never came (a dropped connection): do not grow forever
             open_calls.clear()
-        open_calls[step.response_id] = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
-        return
-    call = open_calls.pop(step.response_id, None)
-    if call is None:
-        call = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
-    call.finish(step.meta)
+        open_calls[step.response_id] = call
+    else:
+        call.finish(step.meta)
 
 
 def _enter(call: _Call, resource: Any) -> _Call:

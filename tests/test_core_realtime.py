@@ -293,3 +293,31 @@ def test_input_transcription_without_a_known_model_keeps_its_tokens_and_an_unkno
     a = dict(span.attributes)
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 100 and a[s.AICOST_PRICE_KNOWN] is False
     assert "transcription model" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+
+
+# ----------------------------------------------------------------------------------------------- budgets
+def test_budgets_count_realtime_spend_without_refusing_it():
+    """A Realtime response cannot be refused (the vendor starts it before any event says so) and nothing is
+    raised into the caller's event loop, even over the limit; its actual cost is counted against the budget, so
+    the next HTTP call sees it."""
+    from aicost.budget import Budget, BudgetExceeded, configure_budgets, disable_budgets
+    from vendor_server import ReplayServer, openai_chat_reply
+
+    aicost.instrument()
+    guard = configure_budgets(budgets=[Budget(limit_usd="0.01", scope="team", value="voice")])
+    try:
+        with realtime_vendor() as server, aicost.attribute(team="voice"):
+            with _client(server).realtime.connect(model="gpt-realtime") as connection:
+                one_response(connection)  # $0.0093136
+                one_response(connection)  # over the $0.01 limit now: still delivered, still counted
+        (status,) = guard.status({"aicost.team": "voice"})
+        assert status.spent_usd == 2 * COST and status.reserved_usd == 0
+        with ReplayServer() as http, aicost.attribute(team="voice"):
+            http.enqueue(openai_chat_reply())
+            with pytest.raises(BudgetExceeded):
+                openai.OpenAI(api_key="test", base_url=http.url + "/v1", max_retries=0).chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        disable_budgets()
+        guard.close()
+        aicost.uninstrument()

@@ -227,6 +227,24 @@ class BudgetGuard:
             log_once("before_call", "aicost: budget guard failed; this call goes ahead unguarded", exc_info=True)
             return None
 
+    def before_unguarded_call(self, info: Any) -> _Ticket | None:
+        """Work the vendor began before aicost could ask (a response on a Realtime connection): nothing can be
+        refused or held, and nothing is raised into the caller's event loop. The ticket reserves nothing; it
+        settles the call's actual cost against the budgets it falls under, so that later calls see the spend."""
+        try:
+            if not self._compiled:
+                return None
+            model = info.request_model if isinstance(info.request_model, str) else None
+            attrs = self._current_attributes() if self._needs_attributes else _NO_ATTRIBUTES
+            compiled, charges = self._charges(attrs, model, info.provider or "", self._clock())
+            if not charges:
+                return None
+            return _Ticket(self, f"{_process_id}.{next(self._ids):x}", charges, compiled, 0, info)
+        except Exception:
+            log_once("before_unguarded_call", "aicost: budget guard failed; this call's spend is not counted",
+                     exc_info=True)
+            return None
+
     # -- internals ------------------------------------------------------------------------------------------
 
     def _current_attributes(self) -> Mapping[str, str]:
