@@ -415,6 +415,8 @@ class _Call:
                         attrs.update(telemetry.sub_inference_attributes(subs))
                 if cost is not None:
                     attrs.update(telemetry.cost_attributes(cost))
+                    if not cost.known and meta.unknown_price_hint and not meta.unpriced:
+                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unknown_price_hint
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
                 if self.first_chunk_at is not None and not native:

@@ -57,6 +57,9 @@ class ResponseMeta:
     # price (seconds of audio, images) or the response carries no usage in the format asked for. The cost is then
     # unknown, never estimated from text (which would be far off and look like a price).
     unpriced: str | None = None
+    # Said on the span (``aicost.price.unknown_reason``) if the usage, priced, comes out with an unknown cost: e.g.
+    # the characters of a speech call, which only the per-character models can price.
+    unknown_price_hint: str | None = None
     audio_seconds: float | None = None  # duration-billed audio (``aicost.usage.audio_seconds``)
 
 

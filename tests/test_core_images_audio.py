@@ -433,3 +433,25 @@ def test_a_failing_body_reader_never_breaks_the_callers_read(instrumented, repla
     assert body.count(b"speech.audio.delta") == 2 and b"speech.audio.done" in body
     a = one_span(instrumented)  # still recorded, with what could be known: nothing was read
     assert a[s.AICOST_PRICE_KNOWN] is False
+
+
+def test_an_azure_speech_deployment_given_a_per_character_price_is_priced(instrumented, replay_server):
+    """The response names no model, and an Azure deployment's name is the user's: a price set for the deployment
+    (per character, as tts-1 bills) prices it from the request; without one it is unknown, with the reason."""
+    from aicost.pricing import clear_overrides, set_price
+
+    client = openai_client(replay_server, azure_deployment="voice-prod")
+    try:
+        replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))
+        client.audio.speech.create(model="voice-prod", voice="alloy", input="x" * 40)
+        set_price("voice-prod", provider="azure.ai.openai", input_characters="15")
+        replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))
+        client.audio.speech.create(model="voice-prod", voice="alloy", input="x" * 40)
+    finally:
+        clear_overrides()
+        client.close()
+    unknown, priced = (dict(x.attributes) for x in instrumented.aicost_spans())
+    assert unknown[s.AICOST_PRICE_KNOWN] is False and "per input character" in unknown[s.AICOST_PRICE_UNKNOWN_REASON]
+    assert unknown[s.AICOST_USAGE_INPUT_CHARACTERS] == 40
+    assert priced[s.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+    assert Decimal(priced[s.AICOST_COST_TOTAL]) == 40 * Decimal(15) / M

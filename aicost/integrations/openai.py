@@ -246,8 +246,8 @@ def _read_transcription_usage(u: Any, meta: ResponseMeta, missing: str) -> Respo
     return meta
 
 
-_SPEECH_UNPRICED = ("no usage in an audio response (gpt-4o-mini-tts reports its tokens only with "
-                   "stream_format='sse'; tts-1 and tts-1-hd, billed per character, are priced by their name)")
+_SPEECH_UNPRICED = ("no token usage in an audio response (gpt-4o-mini-tts reports it only with stream_format='sse'); "
+                   "only a model billed per input character can be priced from the request")
 _SPEECH_DONE = b'"speech.audio.done"'
 
 
@@ -269,11 +269,12 @@ def read_speech(response: Any) -> ResponseMeta:
 
 
 def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRICED) -> ResponseMeta:
-    """``tts-1`` and ``tts-1-hd`` (and their snapshots) are billed per character of ``input``, so the request says
-    what they cost; any other speech model without reported usage is left unpriced, with the reason."""
-    model, text = request.get("model"), request.get("input")
-    if isinstance(model, str) and model.startswith("tts-1") and isinstance(text, str):
-        return ResponseMeta(usage=Usage(input_characters=len(text)))
+    """What the request says a speech call consumed: the characters of ``input``. A per-character model (``tts-1``,
+    ``tts-1-hd``, or an Azure deployment given a per-character price) is priced from them; for a token-billed model
+    the pricing engine finds no per-character rate and the cost is unknown, with ``unpriced`` as the reason."""
+    text = request.get("input")
+    if isinstance(text, str):
+        return ResponseMeta(usage=Usage(input_characters=len(text)), unknown_price_hint=unpriced)
     return ResponseMeta(unpriced=unpriced)
 
 

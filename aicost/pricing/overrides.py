@@ -276,8 +276,9 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
         in_tps = _decimal(data.get("input_tokens_per_second", tps), "input_tokens_per_second", where, positive=True)
         rates["output"] = _gpu_rate(gpu_hour, gpus, tps)
         rates["input"] = _gpu_rate(gpu_hour, gpus, in_tps)
-    if "input" not in rates and "output" not in rates:
-        raise where.error("needs at least an input or output rate (or gpu_hour pricing)", "input")
+    if "input" not in rates and "output" not in rates and "input_characters" not in rates:
+        raise where.error("needs at least an input or output rate (or gpu_hour pricing, or input_characters for "
+                          "text to speech billed per character)", "input")
     tiers: list[tuple[int, dict[str, Decimal]]] = []
     for i, band in enumerate(data.get("long_context") or ()):
         if not isinstance(band, Mapping) or "above" not in band:
