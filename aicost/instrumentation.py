@@ -145,6 +145,10 @@ def _patch_integration(integration: Integration) -> None:
             module = importlib.import_module(endpoint.module)
         except ImportError:
             continue  # this SDK version has no such module: nothing to patch
+        except Exception:  # the module itself fails to import (a broken optional dependency): skip its endpoints
+            error_once(f"import:{endpoint.module}", "aicost: could not import %s; its calls are not recorded",
+                       endpoint.module)
+            continue
         for class_name in endpoint.classes:
             cls = getattr(module, class_name, None)
             original = None if cls is None else cls.__dict__.get(endpoint.method)

@@ -488,6 +488,34 @@ def test_instrument_is_idempotent_and_uninstrument_restores_everything(replay_se
         assert [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)] == []
 
 
+def test_an_sdk_module_that_fails_to_import_skips_only_its_endpoints(replay_server, tracer_provider, span_exporter,
+                                                                     monkeypatch, caplog):
+    """A module that raises on import (say, a broken optional dependency of the Realtime client) costs only its own
+    endpoints: instrument() does not raise, says so once, and every other call is still recorded."""
+    import importlib
+
+    real_import = importlib.import_module
+
+    def import_module(name, *args, **kwargs):
+        if name == "openai.resources.realtime.realtime":
+            raise RuntimeError("broken optional dependency")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        from openai.resources.realtime.realtime import RealtimeConnection
+        import wrapt
+
+        assert not isinstance(RealtimeConnection.__dict__["parse_event"], wrapt.FunctionWrapper)
+        assert "could not import openai.resources.realtime.realtime" in caplog.text
+        span_exporter.clear()
+        openai_client(replay_server).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert len([x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]) == 1
+    finally:
+        aicost.uninstrument()
+
+
 def test_clients_built_before_instrument_are_covered(replay_server, tracer_provider, span_exporter):
     client = openai_client(replay_server)
     client.chat.completions  # resources built before instrument()
