@@ -135,19 +135,26 @@ def _integrations() -> list[Integration]:
     return found
 
 
-def _patch_integration(integration: Integration) -> None:
+def _sdk_module(name: str) -> Any:
+    """The SDK module to patch, or None: missing in this SDK version (nothing to patch), or failing to import (a
+    broken optional dependency: its calls are not recorded, said once, and the rest is patched)."""
     import importlib
 
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+    except Exception:
+        error_once(f"import:{name}", "aicost: could not import %s; its calls are not recorded", name)
+        return None
+
+
+def _patch_integration(integration: Integration) -> None:
     import wrapt
 
     for endpoint in integration.endpoints:
-        try:
-            module = importlib.import_module(endpoint.module)
-        except ImportError:
-            continue  # this SDK version has no such module: nothing to patch
-        except Exception:  # the module itself fails to import (a broken optional dependency): skip its endpoints
-            error_once(f"import:{endpoint.module}", "aicost: could not import %s; its calls are not recorded",
-                       endpoint.module)
+        module = _sdk_module(endpoint.module)
+        if module is None:
             continue
         for class_name in endpoint.classes:
             cls = getattr(module, class_name, None)
@@ -168,14 +175,11 @@ def _patch_integration(integration: Integration) -> None:
 
 
 def _patch_requests(integration: Integration) -> None:
-    import importlib
-
     import wrapt
 
     for module_name, class_names in integration.request_classes:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
+        module = _sdk_module(module_name)
+        if module is None:
             continue
         for class_name in class_names:
             cls = getattr(module, class_name, None)
