@@ -389,7 +389,7 @@ class _Call:
             usage = meta.usage
             if usage is None and error is not None and not self.chunks:
                 usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
-            elif meta.unpriced and error is None:
+            elif meta.unpriced and usage is None and error is None:
                 # Billed by a unit the catalog has no rate for: the cost is unknown, and tokens the vendor did not
                 # report are neither estimated nor written as zero.
                 cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
@@ -423,8 +423,8 @@ class _Call:
                         attrs.update(telemetry.sub_inference_attributes(subs))
                 if cost is not None:
                     attrs.update(telemetry.cost_attributes(cost))
-                    if not cost.known and meta.unknown_price_hint and not meta.unpriced:
-                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unknown_price_hint
+                    if meta.unpriced and not cost.known:
+                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
                 if self.first_chunk_at is not None and not native:

@@ -180,8 +180,6 @@ def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
     if meta.service_tier:
         key = s.ANTHROPIC_RESPONSE_SERVICE_TIER if provider == "anthropic" else s.OPENAI_RESPONSE_SERVICE_TIER
         attrs[key] = meta.service_tier
-    if meta.unpriced:
-        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced
     if meta.audio_seconds is not None:
         attrs[s.AICOST_USAGE_AUDIO_SECONDS] = meta.audio_seconds
     if state.capture_content and meta.output_text:

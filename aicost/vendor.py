@@ -53,13 +53,12 @@ class ResponseMeta:
     # and model; a model of None is asked of ``Integration.sub_inference_model``. ``usage`` stays the vendor's
     # top-level figure for the model that answered, as the OpenTelemetry attributes expect.
     sub_inferences: tuple[tuple[str, str | None, Usage], ...] = ()
-    # Why the call cannot be priced from tokens, when the vendor bills it by another unit the catalog does not
-    # price (seconds of audio, images) or the response carries no usage in the format asked for. The cost is then
-    # unknown, never estimated from text (which would be far off and look like a price).
+    # Why the cost is unknown when it is (``aicost.price.unknown_reason``). Without ``usage``: the vendor bills by a
+    # unit the catalog does not price (seconds of audio, images) or sent no usage in the format asked for, and the
+    # cost is unknown, never estimated from text (which would be far off and look like a price). With ``usage``
+    # (the characters of a speech call, which only per-character models can price): it is priced, and this is
+    # said only if the price comes out unknown.
     unpriced: str | None = None
-    # Said on the span (``aicost.price.unknown_reason``) if the usage, priced, comes out with an unknown cost: e.g.
-    # the characters of a speech call, which only the per-character models can price.
-    unknown_price_hint: str | None = None
     audio_seconds: float | None = None  # duration-billed audio (``aicost.usage.audio_seconds``)
 
 

@@ -274,7 +274,7 @@ def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRIC
     the pricing engine finds no per-character rate and the cost is unknown, with ``unpriced`` as the reason."""
     text = request.get("input")
     if isinstance(text, str):
-        return ResponseMeta(usage=Usage(input_characters=len(text)), unknown_price_hint=unpriced)
+        return ResponseMeta(usage=Usage(input_characters=len(text)), unpriced=unpriced)
     return ResponseMeta(unpriced=unpriced)
 
 
