@@ -766,7 +766,7 @@ async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
     call.finish(_stream_meta(acc), None, "exhausted")
 
 
-def _stream_meta(acc: StreamAccumulator | None) -> ResponseMeta | None:
+def _stream_meta(acc: StreamAccumulator | BodyReader | None) -> ResponseMeta | None:
     if acc is None:
         return None
     try:
@@ -806,14 +806,6 @@ def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> 
     return unhook
 
 
-def _body_meta(reader: BodyReader) -> ResponseMeta | None:
-    try:
-        return reader.result()
-    except Exception:
-        error_once("body:result", "aicost: could not read a response's usage")
-        return None
-
-
 def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | None = None,
                 also_unhook: tuple[Callable[[], None], ...] = ()) -> None:
     """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
@@ -828,7 +820,7 @@ def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | N
         if not call.finished and not call.busy:
             acc = call.acc
             if body is not None and acc is None:  # bytes the caller read itself, seen on the way
-                call.finish(_body_meta(body))
+                call.finish(_stream_meta(body))
                 return
             call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
 
