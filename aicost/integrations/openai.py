@@ -257,15 +257,18 @@ def read_speech(response: Any) -> ResponseMeta:
     output tokens are audio. Audio formats carry no usage: ``tts-1`` / ``tts-1-hd`` bill per input character,
     counted from the request; for the token-billed models the cost is unknown, never estimated."""
     http = getattr(response, "response", None)  # HttpxBinaryResponseContent wraps the HTTP response
-    usage = _speech_event_usage(http.content) if http is not None and getattr(http, "is_closed", False) else None
-    if usage is not None:
-        return ResponseMeta(usage=usage)
     request = getattr(http, "request", None)
     try:
         body = json.loads(request.content) if request is not None else None
     except Exception:  # a body aicost cannot read (not JSON): nothing to count
         body = None
-    return speech_without_usage(body if isinstance(body, dict) else {})
+    body = body if isinstance(body, dict) else {}
+    # Only an SSE body has events to search: an audio body (megabytes of mp3) is never scanned.
+    if body.get("stream_format") == "sse" and getattr(http, "is_closed", False):
+        usage = _speech_event_usage(http.content)
+        if usage is not None:
+            return ResponseMeta(usage=usage)
+    return speech_without_usage(body)
 
 
 def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRICED) -> ResponseMeta:
@@ -282,16 +285,23 @@ class SpeechBodyReader(BodyReader):
     """The tail of a speech body as the caller reads it: enough for the final ``speech.audio.done`` event (about
     100 bytes), however long the audio before it."""
 
-    __slots__ = ("request", "tail")
+    __slots__ = ("request", "sse", "tail")
     _KEEP = 4096
 
     def __init__(self, request: dict[str, Any]) -> None:
         self.request = request
+        self.sse = request.get("stream_format") == "sse"  # audio bytes hold no events: nothing to keep
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
-        tail = self.tail + chunk
-        self.tail = tail[-self._KEEP:] if len(tail) > self._KEEP else tail
+        if not self.sse:
+            return
+        keep = self._KEEP
+        if len(chunk) >= keep:  # a large chunk: only its end can matter, and the big chunk is not copied
+            self.tail = chunk[-keep:]
+        else:
+            tail = self.tail + chunk
+            self.tail = tail[-keep:] if len(tail) > keep else tail
 
     def result(self) -> ResponseMeta:
         usage = _speech_event_usage(self.tail)
