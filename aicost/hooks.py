@@ -65,6 +65,10 @@ class CallTicket(Protocol):
 
 
 class CallInterceptor(Protocol):
+    """``before_call`` runs before each billable call and may refuse it. An interceptor may also have
+    ``before_unguarded_call(info)``, asked instead for work the vendor began on its own (a Realtime response):
+    it must not refuse, and its ticket settles the actual cost (``BudgetGuard`` counts that spend so)."""
+
     def before_call(self, info: CallInfo) -> CallTicket | None: ...
 
 
