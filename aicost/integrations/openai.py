@@ -428,19 +428,26 @@ def _input_transcription(connection: Any, event: Any) -> EventStep | None:
     return EventStep("once", f"{item}:{field(event, 'content_index')}", model, meta, INPUT_TRANSCRIPTION)
 
 
-def _requested_model(connection: Any) -> str | None:
-    """The model the connection asked for in its URL (``connect(model=...)``, sent as ``?model=``), else the one
-    its session reported (a connection that joined a call by id names none)."""
-    try:
-        from urllib.parse import parse_qs, urlsplit
+_URL_MODEL = "_aicost_url_model"  # on a connection: the model in its handshake URL ("" when it names none)
 
-        path = connection._connection.request.path  # the WebSocket handshake request (websockets >= 13)
-        model = parse_qs(urlsplit(path).query).get("model", [None])[0]
-        if isinstance(model, str) and model:
-            return model
-    except Exception:
-        pass
-    return connection.__dict__.get(_CONNECTION_MODEL)
+
+def _requested_model(connection: Any) -> str | None:
+    """The model the connection asked for in its URL (``connect(model=...)``, sent as ``?model=``; read once per
+    connection), else the one its session reported (a connection that joined a call by id names none)."""
+    state = connection.__dict__
+    model = state.get(_URL_MODEL)
+    if model is None:
+        model = ""
+        try:
+            from urllib.parse import parse_qs, urlsplit
+
+            path = connection._connection.request.path  # the WebSocket handshake request (websockets >= 13)
+            found = parse_qs(urlsplit(path).query).get("model", [""])[0]
+            model = found if isinstance(found, str) else ""
+        except Exception:
+            pass
+        state[_URL_MODEL] = model
+    return model or state.get(_CONNECTION_MODEL)
 
 
 def read_responses_socket_event(event: Any) -> EventStep | None:
