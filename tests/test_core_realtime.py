@@ -77,6 +77,8 @@ def test_each_realtime_response_is_one_costed_span(instrumented):
                         if event.type == "response.done":
                             assert event.response.usage.input_tokens == 200  # the caller sees the event as sent
                             break
+    assert server.paths == ["/v1/realtime?model=gpt-realtime"]  # the request model aicost reports is this one
+    assert [event["type"] for event in server.received] == ["response.create"] * 2  # aicost sends nothing
     spans = instrumented.cost_spans()
     assert [x.attributes[s.GEN_AI_RESPONSE_ID] for x in spans] == ["resp_1", "resp_2"]
     a = dict(spans[0].attributes)
