@@ -1,0 +1,1 @@
+"""Reports over the ledger: forecasts, anomalies, alerts and the offline dashboard."""
