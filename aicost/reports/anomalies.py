@@ -20,10 +20,11 @@ Inputs are plain: ``{group: [(bucket_start, Decimal), ...]}``; missing buckets a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -78,13 +79,15 @@ def _bucket_step(granularity: str) -> tuple[timedelta, int, int, int]:
         raise ValueError(f"unknown granularity {granularity!r}; expected one of {', '.join(GRANULARITIES)}") from None
 
 
-def _dense(points: Iterable[tuple[Any, Decimal]], step: timedelta) -> tuple[list, list[float], list[Decimal]]:
+def _dense(points: Iterable[tuple[Any, Decimal]], step: timedelta, first: Any = None,
+           last: Any = None) -> tuple[list, list[float], list[Decimal]]:
     by_bucket: dict[Any, Decimal] = {}
     for when, amount in points:
         by_bucket[when] = by_bucket.get(when, Decimal(0)) + Decimal(amount)
     if not by_bucket:
         return [], [], []
-    first, last = min(by_bucket), max(by_bucket)
+    first = min(by_bucket) if first is None else min(first, min(by_bucket))
+    last = max(by_bucket) if last is None else max(last, max(by_bucket))
     buckets = []
     cur = first
     while cur <= last:
@@ -144,16 +147,20 @@ def detect(
     min_ratio: float = DEFAULT_MIN_RATIO,
     min_usd: Decimal = DEFAULT_MIN_USD,
     since: Any = None,
+    first: Any = None,
+    last: Any = None,
 ) -> list[Anomaly]:
     """Spikes in every group of ``series`` (``{group: [(bucket_start, amount), ...]}``), strongest first.
 
     ``since`` (a bucket start) limits the report to recent buckets; the baseline still uses the whole series.
+    ``first`` / ``last`` (bucket starts) is the range the series cover: a group without spend before its first
+    bucket then has a baseline of zero there, so spend appearing from nothing is found too.
     """
     step = _bucket_step(granularity)[0]
     min_usd = Decimal(min_usd)
     found: list[Anomaly] = []
     for group, points in series.items():
-        buckets, values, exact = _dense(points, step)
+        buckets, values, exact = _dense(points, step, first, last)
         if not buckets:
             continue
         base, scale, method = baseline(values, granularity)
@@ -221,3 +228,50 @@ def evaluate(series: Mapping[str, Sequence[tuple[Any, Decimal]]], injected: Mapp
         false_alarms=len(hits - truth),
         clean_buckets=total - len(truth),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From the ledger
+
+BASELINE_DAYS = 28  # history read before the scanned period, so its first buckets have a baseline too
+DEFAULT_DIMENSIONS = ("team", "feature", "model", "customer")
+
+
+def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
+                dimensions: Sequence[str] = DEFAULT_DIMENSIONS, granularity: str = "day", calls: int = 5,
+                z: float = DEFAULT_Z, min_ratio: float = DEFAULT_MIN_RATIO,
+                min_usd: Decimal = DEFAULT_MIN_USD) -> list[Anomaly]:
+    """Spikes in ``[start, end)`` per group of each dimension, each with its ``calls`` costliest calls.
+
+    The baseline is fitted on the ``BASELINE_DAYS`` before ``start`` as well as the period itself."""
+    from .data import check_dimension, costliest_calls, daily_series, hourly_series
+
+    for dimension in dimensions:
+        check_dimension(dimension)
+    start_dt = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)
+    history_start = start_dt - timedelta(days=BASELINE_DAYS)
+    read = daily_series if granularity == "day" else hourly_series
+    step = _bucket_step(granularity)[0]
+    if granularity == "day":
+        since: Any = start_dt.date()
+        first: Any = history_start.date()
+        last: Any = (_aware(end) - step).date()
+    else:
+        since, first, last = _aware(start_dt), _aware(history_start), _aware(end) - step
+    found: list[Anomaly] = []
+    for dimension in dimensions:
+        series = read(store, history_start, end, dimension)
+        for anomaly in detect(dimension, series, granularity=granularity, z=z, min_ratio=min_ratio,
+                              min_usd=min_usd, since=since, first=first, last=last):
+            if _aware(anomaly.start) >= _aware(end):
+                continue
+            behind = tuple(costliest_calls(store, anomaly.start, anomaly.end, dimension, anomaly.group, calls))
+            found.append(dataclasses.replace(anomaly, calls=behind))
+    found.sort(key=lambda a: (-(a.actual - a.baseline), a.dimension, a.group))
+    return found
+
+
+def _aware(value: datetime | date) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

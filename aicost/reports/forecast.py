@@ -27,9 +27,9 @@ import calendar
 import math
 import warnings
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 MIN_DAYS = 4  # fewer complete days than this: no model is fitted
 SEASONAL_PERIOD = 7  # days
@@ -266,3 +266,71 @@ def backtest(
         level=level,
         methods=methods,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From the ledger
+
+HISTORY_DAYS = 56  # eight weeks of history feed each fit: enough weekly cycles, recent enough to be relevant
+
+
+def default_as_of(store: Any, today: date | None = None) -> date | None:
+    """The last complete day with spend: yesterday (UTC), or the ledger's last day if it ends earlier."""
+    span = store.time_range()
+    if span is None:
+        return None
+    today = today or datetime.now(timezone.utc).date()
+    return min(today - timedelta(days=1), span[1].date())
+
+
+def forecast_ledger(store: Any, *, by: str = "team", as_of: date, level: float = DEFAULT_LEVEL,
+                    where: Mapping[str, str] | None = None, limit: int | None = None) -> list[Forecast]:
+    """Month-end forecasts for every group of ``by`` (``"global"``: the whole ledger), largest first.
+
+    ``limit`` keeps the largest groups by spend so far this month (a fit costs tens of milliseconds)."""
+    from .data import daily_series
+
+    month_start, _ = month_bounds(as_of)
+    start = min(month_start, as_of - timedelta(days=HISTORY_DAYS - 1))
+    series = daily_series(store, start, as_of + timedelta(days=1), by, where=where)
+    if limit is not None:
+        spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
+        series = {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], g))[:limit]}
+    return forecast_groups(series, as_of=as_of, level=level)
+
+
+def budget_scope(budget: Any) -> tuple[str, str | None]:
+    """(ledger dimension, value) of a :class:`aicost.Budget`'s scope: ``tag.env`` -> ``tag:env``."""
+    scope = budget.scope
+    if scope.startswith("tag."):
+        scope = "tag:" + scope[4:]
+    return scope, budget.value
+
+
+def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date,
+                     level: float = DEFAULT_LEVEL) -> list[Forecast]:
+    """Each monthly budget's month-end forecast against its limit (``group`` = the budget's name, plus the scope
+    value for a per-value budget: ``team/month[search]``). Budgets over other windows have no month-end and are
+    skipped; a per-value budget gets one forecast per value seen in the ledger's history."""
+    from .data import UNATTRIBUTED, daily_series
+
+    month_start, _ = month_bounds(as_of)
+    start = min(month_start, as_of - timedelta(days=HISTORY_DAYS - 1))
+    end = as_of + timedelta(days=1)
+    out = []
+    for budget in budgets:
+        if budget.window != "month":
+            continue
+        dimension, value = budget_scope(budget)
+        if dimension == "global":
+            series = daily_series(store, start, end)
+        elif value is not None:
+            series = {value: daily_series(store, start, end, dimension, where={dimension: value}).get(value, [])}
+        else:
+            series = daily_series(store, start, end, dimension)
+            series.pop(UNATTRIBUTED, None)  # calls without the scope's attribute do not count against it
+        for group, points in series.items():
+            name = budget.name if dimension == "global" or value is not None else f"{budget.name}[{group}]"
+            out.append(forecast_period(name, points, as_of=as_of, budget=budget.limit_usd, level=level))
+    out.sort(key=lambda f: (-(f.projected / f.budget if f.budget else 0), f.group))
+    return out
