@@ -227,7 +227,8 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .dashboard import build_dashboard
 
     try:
-        period = parse_period(args.period or "30d", since=args.since, until=args.until)
+        period = parse_period(args.period or (None if args.since or args.until else "30d"), since=args.since,
+                              until=args.until)
         budgets = _load_budgets(args.budgets)
     except (ValueError, TypeError, OSError, PeriodError) as exc:
         print(f"aicost dashboard: {exc}", file=err)
