@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .._log import log_once
+from ._format import usd as _usd
 
 logger = logging.getLogger("aicost")
 
@@ -65,12 +66,6 @@ class Alert:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _usd(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value.quantize(Decimal('0.01')):,}" if abs(value) >= 1 else f"${value.normalize():f}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,6 +168,7 @@ def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime
         if not budget.thresholds:
             continue
         start, end, window = current_window(budget.window, now)
+        end = min(end, now)  # replaying a past ledger: spend after "now" has not happened yet
         dimension, value = budget_scope(budget)
         if dimension == "global":
             spent = {None: totals(store, start, end).cost}

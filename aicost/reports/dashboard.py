@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
+from ._format import usd as _usd
 
 TOP = 10  # bars in the top-features / top-customers charts
 STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
@@ -34,16 +35,6 @@ _PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#
 def _exact(value: Decimal | None) -> str:
     """Money as ``aicost report --format json`` writes it: exact, plain notation."""
     return decimal_text(value) or "0"
-
-
-def _usd(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"${value.quantize(Decimal('1')):,}"
-    if abs(value) >= 1:
-        return f"${value.quantize(Decimal('0.01')):,}"
-    return f"${value.quantize(Decimal('0.0001')):f}"
 
 
 def _e(text: Any) -> str:
