@@ -495,9 +495,13 @@ class PostgresStore(LedgerStore):
             raise ConfigurationError(
                 f"{setting}: a PostgreSQL ledger needs psycopg 3: pip install 'aicost-otel[ledger-postgres]'") from exc
         try:
-            conninfo_to_dict(url)
+            params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: {exc}") from exc
+        port = str(params.get("port") or "5432")
+        if not all(p.isdigit() for p in port.split(",")):
+            raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
+                                     "not a number")
         self._conn: Any = None
         self._connect()
         self._migrate()
