@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
-from .rollup import INDEX, add_into, new_measures, row_measures, run_measures
+from .rollup import INDEX, NO_HOUR_GRAIN, add_into, new_measures, row_measures, run_measures
 from .row import TOKEN_FIELDS
 from .store import LedgerStore
 
@@ -212,6 +212,9 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
         if last_day < last_hour:
             spans.append(("hour", last_day, last_hour))
     for grain, low, high in spans:
+        if grain == "hour" and dim in NO_HOUR_GRAIN:
+            _from_rows(store, low, high, keys, where, groups)
+            continue
         for bucket, raw_value, m in store.rollup(grain, low, high, dim, value=value, value_prefix=value_prefix):
             add(bucket, raw_value, m)
 

@@ -93,41 +93,78 @@ def dims_of(team: str | None, feature: str | None, user: str | None, customer: s
         yield "tag", f"{name}={value}"
 
 
-def _hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
+def _sparse_row(row: LedgerRow) -> list[tuple[int, object]]:
+    """The non-zero measures of a row as (index, value): a typical call has five, not thirty."""
+    kind = row.kind
+    if kind == CALL:
+        pairs: list[tuple[int, object]] = [(_CALLS, 1)]
+        if row.cost is None:
+            pairs.append((_UNKNOWN, 1))
+        elif row.cost:
+            pairs.append((_COST, row.cost))
+        if row.estimated:
+            pairs.append((_ESTIMATED, 1))
+        if row.error_type:
+            pairs.append((_ERRORS, 1))
+        for i, name in _TOKENS:
+            value = getattr(row, name)
+            if value:
+                pairs.append((i, value))
+        return pairs
+    if kind == CACHE_HIT:
+        return [(_HITS, 1)] if not row.saved_cost else [(_HITS, 1), (_SAVED, row.saved_cost)]
+    if kind == REFUSAL:
+        return [(_REFUSALS, 1)] if not row.stopped_cost else [(_REFUSALS, 1), (_STOPPED, row.stopped_cost)]
+    return []
+
+
+def _sparse_run(run: FeatureRun) -> list[tuple[int, object]]:
+    return [(_RUNS, 1), (_SUCCEEDED, 1)] if run.outcome == SUCCEEDED else [(_RUNS, 1)]
+
+
+# Dimensions without an hour grain: one row per user per hour would be about one rollup row per call, so a
+# period edge grouped by user is summed from the raw rows instead (see aicost.ledger.query).
+NO_HOUR_GRAIN = frozenset({"user"})
 
 
 def aggregate(rows: Iterable[LedgerRow], runs: Iterable[FeatureRun] = ()) -> dict[tuple[str, datetime, str, str], list]:
-    """(grain, bucket start, dim, value) -> measures, for the hour and day grains."""
-    groups: dict[tuple, list] = {}
+    """(grain, bucket start, dim, value) -> measures, for the hour and day grains.
+
+    Per row, its non-zero measures are added into one sparse accumulator per dimension at the hour grain; the day
+    grain is then folded from the hour cells (a batch spans few hours, so that costs per cell, not per row)."""
+    hours: dict[tuple[datetime, str, str], dict[int, object]] = {}
+    days: dict[tuple[datetime, str, str], dict[int, object]] = {}
     with decimal.localcontext(MONEY):
-        for row in rows:
-            key = (_hour(row.time), row.team, row.feature, row.user, row.customer, row.model, row.provider,
-                   tuple(sorted(row.tags.items())) if row.tags else (), False)
-            m = row_measures(row)
-            acc = groups.get(key)
-            if acc is None:
-                groups[key] = m
-            else:
-                add_into(acc, m)
-        for run in runs:
-            key = (_hour(run.time), run.team, run.feature, run.user, run.customer, None, None,
-                   tuple(sorted(run.tags.items())) if run.tags else (), True)
-            m = run_measures(run)
-            acc = groups.get(key)
-            if acc is None:
-                groups[key] = m
-            else:
-                add_into(acc, m)
-        out: dict[tuple[str, datetime, str, str], list] = {}
-        for (hour, team, feature, user, customer, model, provider, tags, is_run), m in groups.items():
-            day = hour.replace(hour=0)
-            for dim, value in dims_of(team, feature, user, customer, model, provider, tags, run=is_run):
-                for grain, bucket in (("hour", hour), ("day", day)):
-                    k = (grain, bucket, dim, value)
-                    acc = out.get(k)
-                    if acc is None:
-                        out[k] = list(m)
+        for is_run, items in ((False, rows), (True, runs)):
+            for item in items:
+                t = item.time
+                hour = t.replace(minute=0, second=0, microsecond=0)
+                pairs = _sparse_run(item) if is_run else _sparse_row(item)  # type: ignore[arg-type]
+                model = provider = None
+                if not is_run:
+                    model, provider = item.model, item.provider  # type: ignore[union-attr]
+                for dim, value in dims_of(item.team, item.feature, item.user, item.customer, model, provider,
+                                          item.tags.items(), run=is_run):
+                    if dim in NO_HOUR_GRAIN:
+                        _add(days, (hour.replace(hour=0), dim, value), pairs)
                     else:
-                        add_into(acc, m)
+                        _add(hours, (hour, dim, value), pairs)
+        for (hour, dim, value), cell in hours.items():
+            _add(days, (hour.replace(hour=0), dim, value), cell.items())
+    out: dict[tuple[str, datetime, str, str], list] = {}
+    for grain, cells in (("hour", hours), ("day", days)):
+        for (bucket, dim, value), cell in cells.items():
+            m = new_measures()
+            for i, v in cell.items():
+                m[i] = v
+            out[(grain, bucket, dim, value)] = m
     return out
+
+
+def _add(cells: dict, key: tuple, pairs: Iterable[tuple[int, object]]) -> None:
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = dict(pairs)
+    else:
+        for i, v in pairs:
+            cell[i] = cell.get(i, 0) + v

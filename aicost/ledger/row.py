@@ -76,6 +76,8 @@ def decimal_text(value: Decimal | None) -> str | None:
     """
     if value is None:
         return None
+    if not value:
+        return "0"
     text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -68,12 +68,12 @@ class LedgerWriter:
         self._backoff = 1.0
         self._counts = collections.Counter()
         self._store: LedgerStore | None = None
+        self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
+        self._pid = os.getpid()
         try:
             self._store = open_store(url, setting=setting)  # bad URL / missing database: raised here, at configure
         except LedgerUnavailable as exc:
             self._down(exc)
-        self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
-        self._pid = os.getpid()
         _writers.add(self)
 
     # -- the calling thread ---------------------------------------------------------------------------------------
@@ -99,11 +99,15 @@ class LedgerWriter:
             self._put(row)
 
     def _put(self, item: Any) -> None:
-        if self._closed or len(self._queue) >= self.max_queue:
-            self._counts["dropped_queue_full" if not self._closed else "dropped_closed"] += 1
-            log_once("ledger:queue-full", logging.WARNING,
-                     "aicost ledger: the queue is full (%d rows) or closed; rows are being dropped (counted in "
-                     "the writer's stats())", self.max_queue)
+        if self._closed:
+            self._counts["dropped_closed"] += 1
+            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
+                     "(uninstrument); it is dropped (counted in the writer's stats())")
+            return
+        if len(self._queue) >= self.max_queue:
+            self._counts["dropped_queue_full"] += 1
+            log_once("ledger:queue-full", logging.WARNING, "aicost ledger: the queue is full (%d rows); rows are "
+                     "being dropped (counted in the writer's stats())", self.max_queue)
             return
         self._queue.append(item)
         self._counts["enqueued"] += 1
@@ -113,6 +117,9 @@ class LedgerWriter:
             self._wake.set()
 
     def _start(self) -> None:
+        if self._exiting:  # after the at-exit flush: written here, since no thread may start now
+            self.flush(timeout_s=5.0)
+            return
         if self._exiting or sys.is_finalizing():
             return  # never a thread at shutdown: the at-exit flush writes what is queued
         with self._state_lock:
@@ -235,16 +242,23 @@ class LedgerWriter:
         lines = [json.dumps({"row": r.to_dict()}, separators=(",", ":")) for r in rows]
         lines += [json.dumps({"run": r.to_dict()}, separators=(",", ":")) for r in runs]
         try:
-            size = path.stat().st_size if path.exists() else 0
-            data = "".join(line + "\n" for line in lines).encode()
-            if size + len(data) > self.spill_max_bytes:
-                self._counts["dropped_spill_full"] += len(lines)
+            room = self.spill_max_bytes - (path.stat().st_size if path.exists() else 0)
+            data = bytearray()
+            kept = 0
+            for line in lines:
+                encoded = (line + "\n").encode()
+                if len(data) + len(encoded) > room:
+                    break
+                data += encoded
+                kept += 1
+            if data:
+                with open(path, "ab") as f:
+                    f.write(data)
+            self._counts["spilled"] += kept
+            if kept < len(lines):
+                self._counts["dropped_spill_full"] += len(lines) - kept
                 log_once("ledger:spill-full", logging.ERROR, "aicost ledger: the spill file %s is full (%d bytes); "
                          "rows are being dropped (counted in stats())", path, self.spill_max_bytes)
-                return
-            with open(path, "ab") as f:
-                f.write(data)
-            self._counts["spilled"] += len(lines)
         except OSError:
             self._counts["dropped_spill_error"] += len(lines)
             log_once("ledger:spill-error", logging.ERROR, "aicost ledger: cannot write the spill file %s; rows "
