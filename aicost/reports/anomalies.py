@@ -160,6 +160,11 @@ def detect(
     min_usd = Decimal(min_usd)
     found: list[Anomaly] = []
     for group, points in series.items():
+        points = list(points)
+        # A group that never spent min_usd in one bucket of the scanned range cannot exceed its baseline by
+        # min_usd there: skip its fit (most of a long tail of customers).
+        if not any(v >= min_usd and (since is None or when >= since) for when, v in points):
+            continue
         buckets, values, exact = _dense(points, step, first, last)
         if not buckets:
             continue
@@ -250,6 +255,14 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
         check_dimension(dimension)
     start_dt = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)
     history_start = start_dt - timedelta(days=BASELINE_DAYS)
+    span = store.time_range()
+    if span is None:
+        return []
+    # Before the ledger's first row there is no history at all (not "zero spend"): the baseline starts there.
+    ledger_start = span[0].replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    if granularity == "day":
+        ledger_start = ledger_start.replace(hour=0)
+    history_start = max(history_start.replace(tzinfo=None), ledger_start)
     read = daily_series if granularity == "day" else hourly_series
     step = _bucket_step(granularity)[0]
     if granularity == "day":

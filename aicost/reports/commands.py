@@ -237,7 +237,7 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if store is None:
         return 2
     with store:
-        html, summary = build_dashboard(store, period, budgets=budgets)
+        html, summary = build_dashboard(store, period, budgets=budgets, as_of=args.as_of)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(html)
     print(f"wrote {args.out} ({len(html) / 1e6:.1f} MB, works offline): {summary}", file=out)
@@ -252,6 +252,8 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", help="start (ISO date or time)")
     p.add_argument("--until", help="end, exclusive (ISO date or time)")
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: monthly budgets drawn against forecast")
+    p.add_argument("--as-of", type=_parse_day, help="last day counted as actual by the forecasts (default: "
+                                                    "yesterday, or the last day of the ledger or the period)")
     p.set_defaults(handler=_dashboard)
 
 
@@ -292,7 +294,7 @@ def _add_alerts(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db)")
     p.add_argument("--anomaly-days", type=int, default=2, help="scan the last N days for spikes (default 2)")
-    p.add_argument("--at", help=argparse.SUPPRESS)  # evaluate as if at this time (replaying a past ledger)
+    p.add_argument("--at", help="evaluate as if it were this time (ISO; default now): replay a past ledger")
     p.set_defaults(handler=_alerts)
 
 

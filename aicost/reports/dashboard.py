@@ -26,7 +26,7 @@ from ._format import usd as _usd
 TOP = 10  # bars in the top-features / top-customers charts
 STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
 UNIT_COST_FEATURES = 6
-FORECAST_TEAMS = 6  # without budgets: the whole ledger and this many teams
+FORECAST_TEAMS = 6  # without budgets: the whole ledger and this many teams; a per-team budget: this many teams
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 _PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
             "#BAB0AC", "#2F4B7C", "#A05195", "#79706E"]
@@ -273,7 +273,7 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
         as_of = default_as_of(store)
         as_of = min(as_of, last_day) if as_of else last_day
     if budgets:
-        forecasts = forecast_budgets(store, budgets, as_of=as_of)
+        forecasts = forecast_budgets(store, budgets, as_of=as_of, per_value_limit=FORECAST_TEAMS)
     else:
         forecasts = forecast_ledger(store, by="global", as_of=as_of) + forecast_ledger(
             store, by="team", as_of=as_of, limit=FORECAST_TEAMS)

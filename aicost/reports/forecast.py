@@ -307,11 +307,13 @@ def budget_scope(budget: Any) -> tuple[str, str | None]:
     return scope, budget.value
 
 
-def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date,
-                     level: float = DEFAULT_LEVEL) -> list[Forecast]:
+def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date, level: float = DEFAULT_LEVEL,
+                     per_value_limit: int | None = None) -> list[Forecast]:
     """Each monthly budget's month-end forecast against its limit (``group`` = the budget's name, plus the scope
     value for a per-value budget: ``team/month[search]``). Budgets over other windows have no month-end and are
-    skipped; a per-value budget gets one forecast per value seen in the ledger's history."""
+    skipped. A per-value budget gets one forecast per value seen in the ledger's history, or, with
+    ``per_value_limit``, for that many values with the most spend this month: one limit applies to every value,
+    so the biggest spenders so far are the ones nearest to it."""
     from .data import UNATTRIBUTED, daily_series
 
     month_start, _ = month_bounds(as_of)
@@ -329,6 +331,9 @@ def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date,
         else:
             series = daily_series(store, start, end, dimension)
             series.pop(UNATTRIBUTED, None)  # calls without the scope's attribute do not count against it
+            if per_value_limit is not None:
+                spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
+                series = {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], g))[:per_value_limit]}
         for group, points in series.items():
             name = budget.name if dimension == "global" or value is not None else f"{budget.name}[{group}]"
             out.append(forecast_period(name, points, as_of=as_of, budget=budget.limit_usd, level=level))
