@@ -2,8 +2,8 @@
 
     python benchmarks/dashboard.py [--ledger sqlite:///month.db] [--screenshot docs/img/dashboard.png]
 
-Fills a SQLite ledger with the ledger's synthetic generator (30 days, 50 teams, 500 customers, 100,000 calls;
-kept and reused if --ledger points at an existing file), then builds the page in this process, three times,
+Fills a SQLite ledger with the ledger's synthetic generator (30 days, 50 teams, 500 customers, 100,000 calls,
+one team's traffic 6x on one day; kept and reused if --ledger points at an existing file), then builds the page in this process, three times,
 with a company budget and a per-team budget forecast as of the 18th, and prints the import time of the
 libraries the page needs (paid once per process), each build's wall and CPU time, and the page size. With --screenshot, headless Chromium renders the page to a PNG (docs/img/dashboard.png
 is made this way).
@@ -37,7 +37,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="aicost-bench-")
     url = args.ledger or f"sqlite:///{workdir}/month.db"
     path = url.removeprefix("sqlite:///")
-    profile = Profile()
+    profile = Profile(spikes=((2, 20, 6.0),))  # the default month, and team-02 at 6x its traffic on Nov 21
     if not os.path.exists(path):
         t0 = time.perf_counter()
         with open_store(url) as store:

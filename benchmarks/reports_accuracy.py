@@ -10,7 +10,8 @@ teams, exact prices) with eight planted spikes: one team's traffic multiplied 3x
   the ledger really spent. Printed: WAPE (sum of absolute errors / sum of actual spend), MAPE, the share of
   actual totals inside the 80 % interval, and the WAPE of a run-rate baseline (last 7 days' mean x horizon);
 * spike detection (``aicost.reports.anomalies.evaluate``) on the per-team daily series: planted spikes found,
-  and false alarms (other team-days flagged) per 1,000 team-days.
+  and false alarms (other team-days flagged) per 1,000 team-days, with the default materiality rules (excess of
+  at least $1 and 2x the baseline) and looser ones.
 """
 
 from __future__ import annotations
@@ -66,13 +67,22 @@ def main() -> None:
                   f"{r.naive_wape:13.1%}")
 
     injected = {f"team-{team:02d}": {(start + timedelta(days=day)).date()} for team, day, _ in SPIKES}
-    print("\nspike detection on per-team daily spend (robust STL; z >= 4, >= 2x baseline, >= $1 excess)")
-    for min_ratio in (1.5, 2.0):
-        e = anomalies.evaluate(teams, injected, dimension="team", min_ratio=min_ratio)
-        print(f"min ratio {min_ratio}: found {e.detected} of {e.injected} planted 3x spikes (recall {e.recall:.0%}), "
-              f"{e.false_alarms} false alarms in {e.clean_buckets} team-days "
-              f"({e.false_alarms_per_1000:.1f} per 1,000)")
+    print("\nspike detection on per-team daily spend (robust STL, z >= 4), by materiality rules")
+    print(f"{'min excess':>10s} {'min ratio':>9s} {'found':>7s} {'false alarms':>12s} {'per 1,000 team-days':>19s}")
+    from decimal import Decimal
 
+    for min_usd in ("1", "0.1", "0"):
+        for min_ratio in (2.0, 1.5):
+            e = anomalies.evaluate(teams, injected, dimension="team", min_ratio=min_ratio, min_usd=Decimal(min_usd))
+            print(f"{'$' + min_usd:>10s} {min_ratio:9.1f} {e.detected:>3d} of {e.injected} {e.false_alarms:12d} "
+                  f"{e.false_alarms_per_1000:19.1f}")
+    found = anomalies.detect("team", teams, z=0, min_ratio=0, min_usd=Decimal(0))
+    print("\nthe planted spikes (3x a team's traffic for a day):")
+    for team, dates in sorted(injected.items()):
+        (day,) = dates
+        hit = next((a for a in found if a.group == team and a.start == day), None)
+        if hit is not None:
+            print(f"  {team} {day}: spent ${hit.actual:.2f}, baseline ${hit.baseline:.2f}, z {hit.score:.1f}")
 
 if __name__ == "__main__":
     main()

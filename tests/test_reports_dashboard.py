@@ -140,3 +140,25 @@ def test_dashboard_refuses_a_missing_ledger(tmp_path):
     assert code == 2
     assert "--ledger" in err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_names_from_the_ledger_cannot_inject_markup(tmp_path):
+    """Attribution can come from upstream baggage: a team called like a tag is shown, never run."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import CALL, LedgerRow, open_store
+
+    evil = '<img src=x onerror="alert(1)"></script><script>alert(2)</script>'
+    url = f"sqlite:///{tmp_path / 'evil.db'}"
+    with open_store(url) as store:
+        store.write([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime(2026, 11, 2 + i, tzinfo=timezone.utc),
+                               request_model="gpt-4o", cost=Decimal("0.5"), team=evil, feature=evil, customer=evil)
+                     for i in range(5)])
+    page = tmp_path / "evil.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), "--since", "2026-11-01", "--until",
+                             "2026-11-08")
+    assert code == 0, err
+    source = page.read_text()
+    assert evil not in source
+    assert "<img src=x" not in source and "<script>alert(2)" not in source

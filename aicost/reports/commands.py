@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -87,7 +87,7 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         try:
             if budgets:
-                forecasts = forecast_budgets(store, budgets, as_of=as_of, level=args.level)
+                forecasts = forecast_budgets(store, budgets, as_of=as_of, level=args.level, per_value_limit=args.top)
                 if not forecasts:
                     print("aicost forecast: no monthly budget in the file (only window = \"month\" has a month-end)",
                           file=err)
@@ -138,7 +138,8 @@ def _add_forecast(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", type=_parse_day, help="last day counted as actual (default: yesterday, or the "
                                                     "ledger's last day)")
     p.add_argument("--level", type=float, default=0.8, help="interval coverage (default 0.8)")
-    p.add_argument("--top", type=int, default=20, help="largest groups to forecast (default 20)")
+    p.add_argument("--top", type=int, default=20, help="largest groups (or values of a per-team budget) to "
+                                                       "forecast, by spend this month (default 20)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_forecast)
 
@@ -187,7 +188,7 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 rows.append([f"  {c.time:%Y-%m-%d %H:%M:%S}", c.model or "-", c.team or "-", c.feature or "-",
                              c.customer or "-", f"{c.input_tokens:,}/{c.output_tokens:,}", str(c.cost),
                              c.span_id])
-            out.write(_align(rows, 6))
+            out.write(_align(rows, 5))
     return 0
 
 

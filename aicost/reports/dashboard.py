@@ -86,10 +86,12 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     if rest:
         fig.add_bar(name=f"{len(rest)} other teams", x=days,
                     y=[sum(per_team[t].get(d, 0.0) for t in rest) for d in days], marker_color="#BAB0AC")
-    for a in anomalies:  # mark spikes on the day they happened
+    for a in anomalies:  # mark team spikes above the day's bar
         if a.dimension == "team" and isinstance(a.start, date):
-            fig.add_annotation(x=a.start.isoformat(), y=0, yref="paper", text="spike: " + a.group, showarrow=True,
-                               ay=-30, font={"color": "#c0392b", "size": 11}, arrowcolor="#c0392b")
+            day = a.start.isoformat()
+            top = sum(per_team[t].get(day, 0.0) for t in per_team)
+            fig.add_annotation(x=day, y=top, text=f"spike: {html.escape(a.group)}", showarrow=True, ax=0, ay=-28,
+                               font={"color": "#c0392b", "size": 12}, arrowcolor="#c0392b", bgcolor="white")
     figs.append(("daily", fig))
 
     # Top features, top customers

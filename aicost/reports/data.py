@@ -8,7 +8,7 @@ write time, and :meth:`LedgerStore.rows` for the few calls behind an anomaly), s
 from __future__ import annotations
 
 import heapq
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
@@ -94,6 +94,3 @@ def costliest_calls(store: LedgerStore, start: datetime | date, end: datetime | 
             heapq.heapreplace(heap, item)
     return [row for _, _, row in sorted(heap, key=lambda t: (t[0], t[1]), reverse=True)]
 
-
-def day_range(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
