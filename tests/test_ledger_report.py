@@ -195,3 +195,26 @@ def test_render_table_says_when_empty(tmp_path):
     with open_store(f"sqlite:///{tmp_path / 'e.db'}") as store:
         report = build_report(store, period=Period(DAY, DAY + timedelta(days=1)), group_by=("team",))
     assert report.empty and "the ledger has no rows in this period" in render_table(report)
+
+
+def test_quickstart_writes_a_ledger_that_aicost_report_reads(tmp_path):
+    """The README's quickstart ends with `aicost report` on the ledger examples/quickstart.py just wrote."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("AICOST_LEDGER", None)
+    for _ in range(2):  # a second run starts a fresh demo ledger: nothing counted twice
+        done = subprocess.run([sys.executable, str(root / "examples" / "quickstart.py")], capture_output=True,
+                              text=True, timeout=180, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    total = next(line for line in done.stdout.splitlines() if line.startswith("all calls")).split()[2]
+    report = subprocess.run([sys.executable, "-m", "aicost.cli", "report", "--by", "team", "--format", "json"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert Decimal(data["totals"]["cost_usd"]) == Decimal(total) and data["totals"]["calls"] == 8
+    assert {g["key"]["team"] for g in data["groups"]} == {"research", "search", "support"}
