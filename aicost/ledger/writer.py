@@ -68,6 +68,8 @@ class LedgerWriter:
         self._backoff = 1.0
         self._counts = collections.Counter()
         self._enqueued = 0
+        self._check_spill = True
+        self._inherited: Any = None
         self._store: LedgerStore | None = None
         self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
         self._pid = os.getpid()
@@ -156,7 +158,7 @@ class LedgerWriter:
 
     def _drain(self, deadline: float | None) -> None:
         with self._write_lock:
-            if self._queue or self._spill_files():
+            if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
                 self._replay_spill(deadline)
             while self._queue:
                 if deadline is not None and time.monotonic() > deadline:
@@ -264,6 +266,7 @@ class LedgerWriter:
             if data:
                 with open(path, "ab") as f:
                     f.write(data)
+                self._check_spill = True
             self._counts["spilled"] += kept
             if kept < len(lines):
                 self._counts["dropped_spill_full"] += len(lines) - kept
@@ -277,8 +280,10 @@ class LedgerWriter:
     def _replay_spill(self, deadline: float | None) -> None:
         if time.monotonic() < self._retry_at:
             return
+        self._check_spill = False  # set again by any spill below, or if this pass stops early
         for path in self._spill_files():
             if deadline is not None and time.monotonic() > deadline:
+                self._check_spill = True
                 return
             replaying = path.with_suffix(f".replay-{os.getpid()}")
             try:
@@ -359,7 +364,9 @@ class LedgerWriter:
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
-        self._store = None  # a connection must not be shared with the parent: the child opens its own
+        # A connection must not be used across fork: the child opens its own, and keeps the parent's object
+        # unclosed (closing it here could disturb the parent's session).
+        self._inherited, self._store = self._store, None
         self._counts = collections.Counter()
         self._enqueued = 0
 
