@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import functools
 import json
 import os
 import sys
@@ -148,6 +149,18 @@ def _month(t: datetime) -> tuple[datetime, datetime]:
 
 
 _UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
+_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sku_details(model: str, tier: str, part: str) -> str:
+    return _JSON.encode({"x_Model": model, "x_ServiceTier": tier, "x_TokenClass": part})
+
+
+@functools.lru_cache(maxsize=4096)
+def _datetime_text(value: datetime) -> str:
+    """FOCUS date/time text; charges share their hour and month, so each is formatted once."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[dict[str, Any]]:
@@ -163,7 +176,7 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
     tags: dict[str, Any] = {k: v for k, v in (("team", row.team), ("feature", row.feature), ("user", row.user),
                                                  ("customer", row.customer)) if v is not None}
     tags.update(row.tags)
-    tags_json = json.dumps(tags, sort_keys=True, separators=(",", ":")) if tags else None
+    tags_json = _JSON.encode(tags) if tags else None
     parts = row.cost_parts or ({"input": row.cost} if row.cost else {})
     out = []
     for part, cost in parts.items():
@@ -211,8 +224,7 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
             "ServiceSubcategory": "Generative AI",
             "SkuId": f"{provider}/{model}",
             "SkuMeter": what,
-            "SkuPriceDetails": json.dumps({"x_Model": model, "x_ServiceTier": tier, "x_TokenClass": part},
-                                          sort_keys=True, separators=(",", ":")),
+            "SkuPriceDetails": _sku_details(model, tier, part),
             "SkuPriceId": sku_price_id,
             "Tags": tags_json,
             "x_Provider": provider,
@@ -256,7 +268,7 @@ def _csv_value(value: Any, kind: str) -> str:
     if kind == "decimal":
         return decimal_text(value) or "0"
     if kind == "datetime":
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _datetime_text(value)
     if kind == "bool":
         return "true" if value else "false"
     return str(value)

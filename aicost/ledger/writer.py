@@ -67,6 +67,9 @@ class LedgerWriter:
         self._retry_at = 0.0
         self._backoff = 1.0
         self._counts = collections.Counter()
+        self._enqueued = 0
+        self._check_spill = True
+        self._inherited: Any = None
         self._store: LedgerStore | None = None
         self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
         self._pid = os.getpid()
@@ -78,8 +81,17 @@ class LedgerWriter:
 
     # -- the calling thread ---------------------------------------------------------------------------------------
     def on_call(self, result: CallResult) -> None:
-        """Hook listener (``aicost.hooks.add_listener``): queue the call's row. Never raises, never blocks."""
+        """Hook listener (``aicost.hooks.add_listener``): queue the call's row. Never raises, never blocks.
+
+        The common case is inlined (one Python call less per vendor call): room in the queue, thread running."""
         try:
+            queue = self._queue
+            if len(queue) < self.max_queue and self._thread is not None and not self._closed:
+                queue.append(call_item(result))
+                self._enqueued += 1
+                if len(queue) >= self.batch_size:
+                    self._wake.set()
+                return
             self._put(call_item(result))
         except Exception:
             log_once("ledger:enqueue", logging.ERROR, "aicost ledger: could not queue a call's row", exc_info=True)
@@ -110,7 +122,7 @@ class LedgerWriter:
                      "being dropped (counted in the writer's stats())", self.max_queue)
             return
         self._queue.append(item)
-        self._counts["enqueued"] += 1
+        self._enqueued += 1
         if self._thread is None:
             self._start()
         elif len(self._queue) >= self.batch_size:
@@ -146,7 +158,7 @@ class LedgerWriter:
 
     def _drain(self, deadline: float | None) -> None:
         with self._write_lock:
-            if self._queue or self._spill_files():
+            if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
                 self._replay_spill(deadline)
             while self._queue:
                 if deadline is not None and time.monotonic() > deadline:
@@ -254,6 +266,7 @@ class LedgerWriter:
             if data:
                 with open(path, "ab") as f:
                     f.write(data)
+                self._check_spill = True
             self._counts["spilled"] += kept
             if kept < len(lines):
                 self._counts["dropped_spill_full"] += len(lines) - kept
@@ -267,8 +280,10 @@ class LedgerWriter:
     def _replay_spill(self, deadline: float | None) -> None:
         if time.monotonic() < self._retry_at:
             return
+        self._check_spill = False  # set again by any spill below, or if this pass stops early
         for path in self._spill_files():
             if deadline is not None and time.monotonic() > deadline:
+                self._check_spill = True
                 return
             replaying = path.with_suffix(f".replay-{os.getpid()}")
             try:
@@ -349,13 +364,17 @@ class LedgerWriter:
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
-        self._store = None  # a connection must not be shared with the parent: the child opens its own
+        # A connection must not be used across fork: the child opens its own, and keeps the parent's object
+        # unclosed (closing it here could disturb the parent's session).
+        self._inherited, self._store = self._store, None
         self._counts = collections.Counter()
+        self._enqueued = 0
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, written, duplicates, runs_written, spilled, replayed, outages, and every kind of
         drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
         out = dict(self._counts)
+        out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)
         return out
 
