@@ -104,3 +104,14 @@ def test_detection_rate_on_injected_spikes():
     assert result.injected >= 20
     assert result.recall >= 0.7
     assert result.false_alarms_per_1000 <= 5
+
+
+def test_a_spike_on_the_last_day_of_the_ledger_is_found(tmp_path):
+    """The overnight case: the spike is the newest bucket, where a smoother would bend to meet it."""
+    url = write_ledger(tmp_path / "ends-on-spike.db", days=(SPIKE_DAY - date(2026, 11, 2)).days + 1)
+    code, out, err = run_cli("anomalies", "--ledger", url, "--since", "2026-11-20", "--until", "2026-11-27",
+                             "--by", "team", "--format", "json")
+    assert code == 0, err
+    (a,) = json.loads(out)
+    assert (a["group"], a["start"]) == (SPIKE_TEAM, SPIKE_DAY.isoformat())
+    assert Decimal(a["baseline_usd"]) < Decimal("1")

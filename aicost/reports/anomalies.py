@@ -10,6 +10,10 @@ up to meet it. A bucket is a spike when all three hold:
 * it spent at least ``min_ratio`` times its baseline (a doubling by default: "who doubled our bill overnight?");
 * the excess over the baseline is at least ``min_usd`` (ignore a $0.01 -> $0.05 "spike").
 
+At the end of a series a smoother bends to meet its newest points, so a spike on the last day would become its own
+baseline: the last ``EDGE`` buckets (a week of days, a day of hours) are judged against a fit of the series
+before them instead (its last trend level plus the same weekday's, or hour's, seasonal value).
+
 A series too short for STL (under two seasonal cycles) is scored against the median and MAD of the buckets
 before it (a Hampel identifier), the classical robust rule, so a new team is still watched from its third day.
 The detection rate and false alarms are measured by :func:`evaluate` on spikes injected into synthetic ledgers
@@ -70,6 +74,10 @@ GRANULARITIES = {
     "day": (timedelta(days=1), 7, 35, 31),
     "hour": (timedelta(hours=1), 24, 121, 97),
 }
+# At the end of a series a smoother bends to meet its last points: a spike on the last day would be its own
+# baseline. The last EDGE buckets are therefore judged against the fit of the series *before* them (its last
+# trend level + the same-phase seasonal value), i.e. against what was expected before they happened.
+EDGE = {"day": 7, "hour": 24}
 
 
 def _bucket_step(granularity: str) -> tuple[timedelta, int, int, int]:
@@ -120,11 +128,26 @@ def baseline(values: Sequence[float], granularity: str = "day") -> tuple[list[fl
     if n >= 2 * period + 1:
         from statsmodels.tsa.seasonal import STL
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = STL(np.asarray(values, dtype=float), period=period, seasonal=seasonal, trend=trend, robust=True).fit()
-        base = np.asarray(fit.trend) + np.asarray(fit.seasonal)
-        sigma = _robust_sigma(np.asarray(fit.resid))
+        y = np.asarray(values, dtype=float)
+
+        def fit(part: Any) -> Any:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return STL(part, period=period, seasonal=seasonal, trend=trend, robust=True).fit()
+
+        full = fit(y)
+        base = np.asarray(full.trend) + np.asarray(full.seasonal)
+        resid = np.asarray(full.resid)
+        edge = min(EDGE[granularity], n - (2 * period + 1))
+        if edge > 0:
+            head = n - edge
+            before = fit(y[:head])
+            level = float(np.asarray(before.trend)[-1])
+            last_cycle = np.asarray(before.seasonal)[head - period:head]
+            for j in range(head, n):
+                base[j] = level + last_cycle[(j - head) % period]
+            resid = np.asarray(before.resid)
+        sigma = _robust_sigma(resid)
         return base.tolist(), [sigma] * n, METHOD_STL
     base, scale = [], []
     for i in range(n):

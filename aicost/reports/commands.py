@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
+
+from ._format import usd
 
 
 def _single_threaded_blas() -> None:
@@ -21,10 +23,9 @@ def _single_threaded_blas() -> None:
         os.environ.setdefault(name, "1")
 
 
-def _money(value: Decimal | None, places: str = "0.01") -> str:
-    if value is None:
-        return "-"
-    return f"{value.quantize(Decimal(places)):,}"
+def _money(value: Decimal | None) -> str:
+    """Dollars in a table column headed "USD": 1,234 / 12.34 / 0.0042."""
+    return usd(value).replace("$", "")
 
 
 def _align(rows: list[list[str]], left: int) -> str:
@@ -99,6 +100,9 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 2
     if not any(f.actual or f.projected for f in forecasts):
         print(f"aicost forecast: no spend in the ledger in the 8 weeks up to {as_of}: nothing to forecast", file=out)
+        if args.as_of is None:
+            print(f"(forecasts use complete days, up to yesterday; --as-of {as_of + timedelta(days=1)} counts today "
+                  "as one)", file=out)
         return 0
     if args.format == "json":
         json.dump([_forecast_dict(f) for f in forecasts], out, indent=2)

@@ -213,9 +213,10 @@ def _kpis(report: Any) -> str:
     return '<section class="kpis">' + "".join(cells) + "</section>"
 
 
-def _forecast_table(forecasts: Sequence[Any]) -> str:
+def _forecast_table(forecasts: Sequence[Any], as_of: date) -> str:
     if not forecasts:
-        return ""
+        return ('<div class="card wide"><h2>Budgets against forecast</h2><p class="note">No month-end forecast: '
+                f"no spend in the eight weeks up to {_e(as_of)} (forecasts count complete days only).</p></div>")
     rows = []
     for f in forecasts:
         interval = "-" if f.low is None else f"{_usd(f.low)} &ndash; {_usd(f.high)}"
@@ -296,7 +297,7 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
             "shown for the whole ledger and its largest teams.</p>")
     body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
             card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
-            _forecast_table(forecasts).replace("<h2>Budgets against forecast</h2>",
+            _forecast_table(forecasts, as_of).replace("<h2>Budgets against forecast</h2>",
                                                "<h2>Budgets against forecast</h2>" + note) +
             _anomaly_table(anomalies) + card("cache", wide=True) + "</section>")
     summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
