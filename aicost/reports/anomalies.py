@@ -28,7 +28,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -272,7 +272,7 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
     """Spikes in ``[start, end)`` per group of each dimension, each with its ``calls`` costliest calls.
 
     The baseline is fitted on the ``BASELINE_DAYS`` before ``start`` as well as the period itself."""
-    from .data import check_dimension, costliest_calls, daily_series, hourly_series
+    from .data import check_dimension, costliest_calls, daily_series, hourly_series, utc
 
     for dimension in dimensions:
         check_dimension(dimension)
@@ -291,23 +291,18 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
     if granularity == "day":
         since: Any = start_dt.date()
         first: Any = history_start.date()
-        last: Any = (_aware(end) - step).date()
+        last: Any = (utc(end) - step).date()
     else:
-        since, first, last = _aware(start_dt), _aware(history_start), _aware(end) - step
+        since, first, last = utc(start_dt), utc(history_start), utc(end) - step
     found: list[Anomaly] = []
     for dimension in dimensions:
         series = read(store, history_start, end, dimension)
         for anomaly in detect(dimension, series, granularity=granularity, z=z, min_ratio=min_ratio,
                               min_usd=min_usd, since=since, first=first, last=last):
-            if _aware(anomaly.start) >= _aware(end):
+            if utc(anomaly.start) >= utc(end):
                 continue
             behind = tuple(costliest_calls(store, anomaly.start, anomaly.end, dimension, anomaly.group, calls))
             found.append(dataclasses.replace(anomaly, calls=behind))
     found.sort(key=lambda a: (-(a.actual - a.baseline), a.dimension, a.group))
     return found
 
-
-def _aware(value: datetime | date) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

@@ -29,9 +29,9 @@ def _money(value: Decimal | None) -> str:
 
 
 def _align(rows: list[list[str]], left: int) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(widths[i]) if i < left else c.rjust(widths[i])
-                               for i, c in enumerate(r)).rstrip() for r in rows) + "\n"
+    from ..ledger.report import _align as align_lines  # the same column layout as `aicost report`
+
+    return "\n".join(align_lines(rows, left)) + "\n"
 
 
 def _parse_day(value: str) -> date:
@@ -39,6 +39,16 @@ def _parse_day(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+
+
+def _parse_usd(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {value!r}")
+    return amount
 
 
 def _load_budgets(path: str | None) -> list[Any]:
@@ -125,7 +135,8 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _forecast_dict(f: Any) -> dict[str, Any]:
-    text = lambda v: None if v is None else str(v)  # noqa: E731 - exact decimals as strings
+    from ..ledger.row import decimal_text as text  # exact decimals as plain strings, as `aicost report` writes them
+
     return {"group": f.group, "period_start": f.period_start.isoformat(), "period_end": f.period_end.isoformat(),
             "as_of": f.as_of.isoformat(), "actual_usd": text(f.actual), "projected_usd": text(f.projected),
             "low_usd": text(f.low), "high_usd": text(f.high), "level": f.level, "budget_usd": text(f.budget),
@@ -152,6 +163,7 @@ def _add_forecast(sub: argparse._SubParsersAction) -> None:
 def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _single_threaded_blas()
     from ..ledger.report import PeriodError, parse_period
+    from ..ledger.row import decimal_text
     from .anomalies import scan_ledger
     from .data import check_dimension
 
@@ -166,7 +178,7 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     with store:
         found = scan_ledger(store, period.start, period.end, dimensions=dims, granularity=args.granularity,
-                            calls=args.calls, z=args.z, min_ratio=args.min_ratio, min_usd=Decimal(args.min_usd))
+                            calls=args.calls, z=args.z, min_ratio=args.min_ratio, min_usd=args.min_usd)
         from ..ledger import totals
 
         empty = not totals(store, period.start, period.end).calls
@@ -190,19 +202,21 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             rows = [["  time (UTC)", "model", "team", "feature", "customer", "tokens in/out", "cost USD", "span"]]
             for c in a.calls:
                 rows.append([f"  {c.time:%Y-%m-%d %H:%M:%S}", c.model or "-", c.team or "-", c.feature or "-",
-                             c.customer or "-", f"{c.input_tokens:,}/{c.output_tokens:,}", str(c.cost),
+                             c.customer or "-", f"{c.input_tokens:,}/{c.output_tokens:,}", decimal_text(c.cost) or "-",
                              c.span_id])
             out.write(_align(rows, 5))
     return 0
 
 
 def _anomaly_dict(a: Any) -> dict[str, Any]:
+    from ..ledger.row import decimal_text as text
+
     return {"dimension": a.dimension, "group": a.group, "start": a.start.isoformat(), "end": a.end.isoformat(),
-            "actual_usd": str(a.actual), "baseline_usd": str(a.baseline), "score": min(a.score, 1e9),
+            "actual_usd": text(a.actual), "baseline_usd": text(a.baseline), "score": min(a.score, 1e9),
             "method": a.method,
             "calls": [{"span_id": c.span_id, "trace_id": c.trace_id, "time": c.time.isoformat(), "model": c.model,
                        "team": c.team, "feature": c.feature, "customer": c.customer, "user": c.user,
-                       "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "cost_usd": str(c.cost)}
+                       "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "cost_usd": text(c.cost)}
                       for c in a.calls]}
 
 
@@ -219,7 +233,8 @@ def _add_anomalies(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--z", type=float, default=DEFAULT_Z, help=f"robust z-score threshold (default {DEFAULT_Z})")
     p.add_argument("--min-ratio", type=float, default=DEFAULT_MIN_RATIO,
                    help=f"spend / baseline at least (default {DEFAULT_MIN_RATIO})")
-    p.add_argument("--min-usd", default=str(DEFAULT_MIN_USD), help="excess over baseline at least (USD, default 1)")
+    p.add_argument("--min-usd", type=_parse_usd, default=DEFAULT_MIN_USD,
+                   help=f"excess over baseline at least (USD, default {DEFAULT_MIN_USD})")
     p.add_argument("--calls", type=int, default=5, help="costliest calls to show per spike (default 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_anomalies)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
 from ._format import usd as _usd
+from .data import label
 
 TOP = 10  # bars in the top-features / top-customers charts
 STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
@@ -39,10 +40,6 @@ def _exact(value: Decimal | None) -> str:
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _label(value: str | None) -> str:
-    return "(none)" if value is None else value
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
@@ -75,7 +72,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     per_team: dict[str, dict[str, float]] = {}
     team_total: dict[str, Decimal] = {}
     for g in spend(store, start, end, ("day", "team")):
-        team = _label(g.key["team"])
+        team = label(g.key["team"])
         per_team.setdefault(team, {})[g.key["day"]] = float(g.cost)
         team_total[team] = team_total.get(team, Decimal(0)) + g.cost
     ranked = sorted(team_total, key=lambda t: (-team_total[t], t))
@@ -97,7 +94,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     # Top features, top customers
     for key, title in (("feature", "Top features (USD)"), ("customer", "Top customers (USD)")):
         groups = [g for g in spend(store, start, end, (key,)) if g.cost][:TOP]
-        labels = [_label(g.key[key]) for g in groups][::-1]
+        labels = [label(g.key[key]) for g in groups][::-1]
         fig = go.Figure(layout=_layout(title, height=340, yaxis={"automargin": True},
                                        xaxis={"gridcolor": "#eee", "tickprefix": "$"}, showlegend=False))
         fig.add_bar(x=[float(g.cost) for g in groups][::-1], y=labels, orientation="h",
@@ -108,7 +105,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     # Model mix
     models = spend(store, start, end, ("model",))
     top_models, other = models[:8], models[8:]
-    labels = [_label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
+    labels = [label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
     values = [float(g.cost) for g in top_models] + ([float(sum((g.cost for g in other), Decimal(0)))] if other else [])
     fig = go.Figure(layout=_layout("Model mix (share of spend)", showlegend=True,
                                    legend={"orientation": "v", "x": 1.0, "y": 0.5}))
@@ -213,10 +210,14 @@ def _kpis(report: Any) -> str:
     return '<section class="kpis">' + "".join(cells) + "</section>"
 
 
-def _forecast_table(forecasts: Sequence[Any], as_of: date) -> str:
+def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> str:
+    title = "<h2>Budgets against forecast</h2>"
     if not forecasts:
-        return ('<div class="card wide"><h2>Budgets against forecast</h2><p class="note">No month-end forecast: '
-                f"no spend in the eight weeks up to {_e(as_of)} (forecasts count complete days only).</p></div>")
+        return (f'<div class="card wide">{title}<p class="note">No month-end forecast: no spend in the eight weeks '
+                f"up to {_e(as_of)} (forecasts count complete days only).</p></div>")
+    if not with_budgets:
+        title += ('<p class="note">No budgets file given (<code>--budgets FILE</code>): forecasts shown for the '
+                  "whole ledger and its largest teams.</p>")
     rows = []
     for f in forecasts:
         interval = "-" if f.low is None else f"{_usd(f.low)} &ndash; {_usd(f.high)}"
@@ -225,7 +226,7 @@ def _forecast_table(forecasts: Sequence[Any], as_of: date) -> str:
         rows.append(f"<tr><td>{_e(f.group)}</td><td class=num>{_usd(f.actual)}</td><td class=num>{_usd(f.projected)}"
                     f"</td><td class=num>{interval}</td><td class=num>{_usd(f.budget)}</td><td{cls}>{share}</td>"
                     f"<td>{_e(f.method)}</td></tr>")
-    return ('<div class="card wide"><h2>Budgets against forecast</h2><table><tr><th>budget / group</th>'
+    return (f'<div class="card wide">{title}<table><tr><th>budget / group</th>'
             '<th class=num>spent so far</th><th class=num>projected month-end</th><th class=num>interval</th>'
             '<th class=num>budget</th><th class=num>of budget</th><th>method</th></tr>' + "".join(rows) +
             "</table></div>")
@@ -293,12 +294,9 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
             return ""
         return f'<div class="card{" wide" if wide else ""}" data-chart="{name}">{charts[name]}</div>'
 
-    note = ("" if budgets else '<p class="note">No budgets file given (<code>--budgets FILE</code>): forecasts '
-            "shown for the whole ledger and its largest teams.</p>")
     body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
             card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
-            _forecast_table(forecasts, as_of).replace("<h2>Budgets against forecast</h2>",
-                                               "<h2>Budgets against forecast</h2>" + note) +
+            _forecast_table(forecasts, as_of, bool(budgets)) +
             _anomaly_table(anomalies) + card("cache", wide=True) + "</section>")
     summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
                f"{len(anomalies)} spike(s)")

@@ -33,7 +33,8 @@ def label(value: str | None) -> str:
     return UNATTRIBUTED if value is None else value
 
 
-def _utc(value: datetime | date) -> datetime:
+def utc(value: datetime | date) -> datetime:
+    """A timezone-aware UTC datetime: a date is its midnight, a naive datetime is taken as UTC."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
@@ -44,7 +45,7 @@ def daily_series(store: LedgerStore, start: datetime | date, end: datetime | dat
     """``{group: [(day, exact cost), ...]}`` over ``[start, end)``; ``dimension="global"`` gives one series."""
     keys = ("day",) if dimension == "global" else ("day", check_dimension(dimension))
     out: dict[str, list[tuple[date, Decimal]]] = {}
-    for g in spend(store, _utc(start), _utc(end), group_by=keys, where=where):
+    for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
         group = ALL if dimension == "global" else label(g.key[dimension])
         out.setdefault(group, []).append((date.fromisoformat(g.key["day"]), g.cost))
     for points in out.values():
@@ -57,7 +58,7 @@ def hourly_series(store: LedgerStore, start: datetime | date, end: datetime | da
     """``{group: [(hour start, exact cost), ...]}`` over ``[start, end)``."""
     keys = ("hour",) if dimension == "global" else ("hour", check_dimension(dimension))
     out: dict[str, list[tuple[datetime, Decimal]]] = {}
-    for g in spend(store, _utc(start), _utc(end), group_by=keys, where=where):
+    for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
         group = ALL if dimension == "global" else label(g.key[dimension])
         hour = datetime.strptime(g.key["hour"], "%Y-%m-%dT%H:00Z").replace(tzinfo=timezone.utc)
         out.setdefault(group, []).append((hour, g.cost))
@@ -78,7 +79,7 @@ def costliest_calls(store: LedgerStore, start: datetime | date, end: datetime | 
         where = None
     else:
         where = {dimension: group}
-    rows: Iterable[LedgerRow] = store.rows(_utc(start), _utc(end), where=where, kinds=(CALL,))
+    rows: Iterable[LedgerRow] = store.rows(utc(start), utc(end), where=where, kinds=(CALL,))
     if group == UNATTRIBUTED and dimension != "global":
         rows = (r for r in rows if r.group_value(dimension) is None)
     counter = 0
