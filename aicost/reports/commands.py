@@ -13,8 +13,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
-from ._format import usd
-
 
 def _single_threaded_blas() -> None:
     """Small model fits are slower with a BLAS thread pool than without it (threads spin on a busy machine, up
@@ -24,8 +22,10 @@ def _single_threaded_blas() -> None:
 
 
 def _money(value: Decimal | None) -> str:
-    """Dollars in a table column headed "USD": 1,234 / 12.34 / 0.0042."""
-    return usd(value).replace("$", "")
+    """Dollars in a table column headed "USD": cents from a dollar up (1,234.50), four places below (0.0042)."""
+    if value is None:
+        return "-"
+    return f"{value.quantize(Decimal('0.01') if abs(value) >= 1 else Decimal('0.0001')):,}"
 
 
 def _align(rows: list[list[str]], left: int) -> str:
