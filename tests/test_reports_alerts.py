@@ -158,3 +158,16 @@ def test_cli_alerts_over_the_ledger_send_each_alert_once(tmp_path):
         assert main(argv, out=out, err=io.StringIO()) == 0
         assert len(got.bodies) == sent  # nothing new
         assert f"0 sent, {sent} already sent before" in out.getvalue()
+
+
+def test_names_cannot_ping_a_channel():
+    """A team name from upstream baggage is text in the message, never a Slack mention or link."""
+    alert = AL.Alert(AL.ANOMALY, "k", "Spend spike: team <!channel>", "team <!channel> & <https://x|y> spent $5",
+                     (("team", "<!here>"),))
+    payload = alert.slack_payload()
+    # Everything Slack parses as mrkdwn (the notification text and the mrkdwn blocks); the header is plain_text,
+    # which Slack shows as typed.
+    parsed = json.dumps([payload["text"], payload["blocks"][1:]])
+    assert "<!channel>" not in parsed and "<!here>" not in parsed and "<https://" not in parsed
+    assert payload["blocks"][0]["text"]["type"] == "plain_text"
+    assert "&lt;!channel&gt; &amp; &lt;https://x|y&gt;" in payload["blocks"][1]["text"]["text"]

@@ -52,20 +52,29 @@ class Alert:
     fields: tuple[tuple[str, str], ...] = ()
 
     def slack_payload(self) -> dict[str, Any]:
-        """The Slack incoming-webhook body: ``text`` (the notification line) and Block Kit ``blocks``."""
+        """The Slack incoming-webhook body: ``text`` (the notification line) and Block Kit ``blocks``.
+
+        Names in an alert come from the ledger, i.e. from attribution that may have arrived in upstream baggage:
+        ``&``, ``<`` and ``>`` are escaped as Slack asks, so a team called ``<!channel>`` cannot ping anyone."""
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": _cut(self.title, 150)}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(self.text, 3000)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_escape(self.text), 3000)}},
         ]
         if self.fields:
             blocks.append({"type": "section", "fields": [
-                {"type": "mrkdwn", "text": _cut(f"*{name}*\n{value}", 2000)} for name, value in self.fields[:10]]})
+                {"type": "mrkdwn", "text": _cut(f"*{_escape(name)}*\n{_escape(value)}", 2000)}
+                for name, value in self.fields[:10]]})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"aicost {self.kind}"}]})
-        return {"text": _cut(f"{self.title}: {self.text}", 3000), "blocks": blocks}
+        return {"text": _cut(_escape(f"{self.title}: {self.text}"), 3000), "blocks": blocks}
 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters in message text (its formatting docs: "Escaping text")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ---------------------------------------------------------------------------------------------------------------
