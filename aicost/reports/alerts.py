@@ -28,10 +28,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from .._log import log_once
 from ._format import usd as _usd
@@ -256,10 +257,16 @@ class SentState:
                 db.execute("CREATE TABLE IF NOT EXISTS aicost_alerts_sent "
                            "(key TEXT PRIMARY KEY, sent_at REAL NOT NULL)")
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One short-lived connection per operation (autocommit), closed after it: cron runs and processes share
+        the file without holding it open."""
         db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+        finally:
+            db.close()
 
     def claim(self, key: str) -> bool:
         """True if ``key`` was not sent before (and is now marked sent); False if it was."""
