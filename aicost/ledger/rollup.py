@@ -1,9 +1,9 @@
 """Rows -> the sums kept in ``aicost_rollup``: one vector of :data:`~aicost.ledger.schema.MEASURES` per key.
 
-Why in Python, once, for both databases: the same function builds the rollups a writer upserts, and sums the raw
-rows a report reads for the edges of a period that do not fill a whole hour, so both agree by construction.
-A batch is first grouped by hour and full attribution (few groups for many rows), and only the groups are
-spread over the dimensions: the per-row work is one dict lookup and one vector add.
+Why in Python, once, for both databases: one function (:func:`_sparse_row`) says what a row adds to the sums; the
+writer's rollups and a report's sums over raw rows (the edges of a period that do not fill a whole hour) both use
+it, so they agree by construction. Per row, its few non-zero measures are added into one sparse cell per
+dimension at the hour grain; the day grain is folded from the hour cells afterwards.
 """
 
 from __future__ import annotations
@@ -37,36 +37,17 @@ def new_measures() -> list:
 
 
 def row_measures(row: LedgerRow) -> list:
+    """All the measures of one row, as a full vector."""
     m = new_measures()
-    kind = row.kind
-    if kind == CALL:
-        m[_CALLS] = 1
-        if row.cost is None:
-            m[_UNKNOWN] = 1
-        else:
-            m[_COST] = row.cost
-        if row.estimated:
-            m[_ESTIMATED] = 1
-        if row.error_type:
-            m[_ERRORS] = 1
-        for i, name in _TOKENS:
-            m[i] = getattr(row, name)
-    elif kind == CACHE_HIT:
-        m[_HITS] = 1
-        if row.saved_cost is not None:
-            m[_SAVED] = row.saved_cost
-    elif kind == REFUSAL:
-        m[_REFUSALS] = 1
-        if row.stopped_cost is not None:
-            m[_STOPPED] = row.stopped_cost
+    for i, v in _sparse_row(row):
+        m[i] = v
     return m
 
 
 def run_measures(run: FeatureRun) -> list:
     m = new_measures()
-    m[_RUNS] = 1
-    if run.outcome == SUCCEEDED:
-        m[_SUCCEEDED] = 1
+    for i, v in _sparse_run(run):
+        m[i] = v
     return m
 
 
