@@ -212,3 +212,34 @@ async def test_async_function_over_redis(store):
     assert await answer("abc") == "ABC"
     assert await answer("ABC ") == "ABC"
     assert len(calls) == 1
+
+
+def test_hung_redis_costs_a_bounded_miss(store):
+    """A paused redis-server (SIGSTOP) costs one timeout_s (0.5 s), not redis-py's default ten retries with
+    backoff (6 s and more), and the store is then skipped."""
+    import threading
+
+    from cache_helpers import paused
+
+    calls = []
+
+    @aicost.cache(prompt="q", store=store, name="hang.redis")
+    def answer(q):
+        calls.append(q)
+        return q.upper()
+
+    assert answer("warm") == "WARM" and answer("warm") == "WARM" and calls == ["warm"]
+    box = {}
+
+    def call():
+        t0 = time.monotonic()
+        box["result"] = answer("hello")
+        box["elapsed"] = time.monotonic() - t0
+
+    with paused(int(store.client.info("server")["process_id"])):
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), "the cached call is still blocked on the hung Redis"
+        assert box["result"] == "HELLO"
+        assert box["elapsed"] < 3, box  # one 0.5 s timeout (the docs' bound), not a retry loop
