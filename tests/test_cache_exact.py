@@ -480,6 +480,138 @@ async def test_async_stream_cached_when_consumed():
     assert calls.n == 1
 
 
+def test_a_second_call_while_the_first_stream_is_open_in_the_same_thread_does_not_wait_for_itself():
+    """The follower would wait for a stream that only this thread can finish: it used to sit out the whole
+    single-flight timeout."""
+    calls = Counter()
+
+    @aicost.cache(prompt="q", single_flight_timeout=10)
+    def stream(q):
+        calls.bump()
+        yield from (q + "-a", q + "-b")
+
+    first = stream("x")
+    assert next(first) == "x-a"
+    t0 = time.monotonic()
+    second = stream("x")  # identical, while the first stream is still open here
+    assert time.monotonic() - t0 < 5
+    assert list(second) == ["x-a", "x-b"] and list(first) == ["x-b"]
+    assert calls.n == 2
+    assert list(stream("x")) == ["x-a", "x-b"] and calls.n == 2  # and it is cached
+
+
+def test_single_flight_still_waits_for_a_stream_consumed_in_another_thread():
+    calls = Counter()
+    opened = threading.Event()
+
+    @aicost.cache(prompt="q")
+    def stream(q):
+        calls.bump()
+        yield q + "-a"
+        yield q + "-b"
+
+    def leader():
+        s = stream("x")
+        assert next(s) == "x-a"
+        opened.set()
+        time.sleep(0.3)
+        assert list(s) == ["x-b"]
+
+    thread = threading.Thread(target=leader)
+    thread.start()
+    assert opened.wait(10)
+    assert list(stream("x")) == ["x-a", "x-b"]  # waited for the other thread's stream, then replayed it
+    thread.join(10)
+    assert calls.n == 1
+
+
+async def test_gather_of_identical_async_stream_calls_does_not_wait_for_itself():
+    """asyncio.gather(f(q), f(q)): both streams are consumed only after both calls returned, so the follower must
+    not wait for the leader's stream (it used to wait the whole single-flight timeout)."""
+    calls = Counter()
+
+    @aicost.cache(prompt="q", single_flight_timeout=10)
+    async def astream(q):
+        calls.bump()
+        await asyncio.sleep(0.05)
+
+        async def agen():
+            for i in range(3):
+                await asyncio.sleep(0)
+                yield f"{q}-{i}"
+
+        return agen()
+
+    t0 = time.monotonic()
+    first, second = await asyncio.gather(astream("q"), astream("q"))
+    assert time.monotonic() - t0 < 5
+    assert [c async for c in first] == [c async for c in second] == ["q-0", "q-1", "q-2"]
+    assert calls.n == 2
+    assert [c async for c in await astream("q")] == ["q-0", "q-1", "q-2"] and calls.n == 2
+
+
+async def test_async_value_calls_on_one_loop_still_share_one_flight():
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    async def answer(q):
+        calls.bump()
+        await asyncio.sleep(0.1)
+        return q.upper()
+
+    assert await asyncio.gather(answer("q"), answer("q"), answer("q")) == ["Q", "Q", "Q"]
+    assert calls.n == 1
+
+
+async def test_plain_def_returning_a_coroutine_caches_the_awaited_value(tel):
+    """``def ask(q): return async_client.chat.completions.create(...)``: the coroutine itself used to be cached,
+    and the second call raised "cannot reuse already awaited coroutine"."""
+    calls = Counter()
+
+    async def vendor(q):
+        await asyncio.sleep(0)
+        fake_llm_call("0.0125")
+        return {"answer": q.upper(), "call": calls.bump()}
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return vendor(q)
+
+    assert await ask("hello") == {"answer": "HELLO", "call": 1}
+    hit = ask("hello")
+    assert asyncio.iscoroutine(hit)  # the caller awaits what it gets, hit or miss
+    assert await hit == {"answer": "HELLO", "call": 1}
+    assert calls.n == 1
+    spans = tel.cache_spans()
+    assert [s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans] == ["miss", "hit"]
+    assert spans[1].attributes[semconv.AICOST_CACHE_SAVED_USD] == "0.0125"  # the awaited call was counted
+
+
+async def test_plain_def_returning_an_awaitable_stream_and_a_failing_awaitable():
+    calls = Counter()
+
+    async def open_stream(q):
+        n = calls.bump()
+        if n == 1:
+            raise ConnectionError("vendor down")
+
+        async def agen():
+            yield q + "-a"
+            yield q + "-b"
+
+        return agen()
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return open_stream(q)
+
+    with pytest.raises(ConnectionError):
+        await ask("x")  # the failure reaches the caller and nothing is cached
+    assert [c async for c in await ask("x")] == ["x-a", "x-b"]
+    assert [c async for c in await ask("x")] == ["x-a", "x-b"]
+    assert calls.n == 2
+
+
 # ------------------------------------------------------------------------------------------------ telemetry
 def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
     @aicost.cache(prompt="q", name="support.answer")

@@ -40,7 +40,7 @@ from .keys import (
     variable_text,
 )
 from .scope import current_scope, parse_scope
-from .singleflight import FlightGroup
+from .singleflight import Flight, FlightGroup
 from .stores import MemoryStore, Store
 from .streams import (
     AsyncRecordingStream,
@@ -220,7 +220,7 @@ class CacheCore:
                           match.verifier_cost, match.veto)
         return Lookup(None)
 
-    def save(self, req: Request, value: Any, kind: str, collector: CallCollector) -> bool:
+    def save(self, req: Request, value: Any, kind: str, collector: CallCollector, awaitable: bool = False) -> bool:
         if self.cache_if is not None and kind == VALUE and not self.cache_if(value):
             return False
         cost = collector.cost_usd if collector.calls and not collector.unknown_cost_calls else None
@@ -230,7 +230,7 @@ class CacheCore:
             except Exception:
                 pass
         entry = Entry(value=value, kind=kind, cost_usd=cost, calls=collector.calls, text=req.text,
-                      context=req.context)
+                      context=req.context, awaitable=awaitable)
         self.store.put(req.key, entry, self.ttl)
         if self.semantic is not None and req.text is not None and req.context is not None:
             self.semantic.add(req.context, req.text, req.key, self.ttl)
@@ -252,13 +252,23 @@ class CacheCore:
 
 def _materialise(entry: Entry) -> Any:
     if entry.kind == STREAM:
-        return ReplayStream(list(entry.value))
-    if entry.kind == ASYNC_STREAM:
-        return AsyncReplayStream(list(entry.value))
-    try:
-        return copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
-    except Exception:
-        return entry.value
+        value: Any = ReplayStream(list(entry.value))
+    elif entry.kind == ASYNC_STREAM:
+        value = AsyncReplayStream(list(entry.value))
+    else:
+        try:
+            value = copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
+        except Exception:
+            value = entry.value
+    # A plain def that returned an awaitable: its caller awaits what it gets. (Entries pickled before the field
+    # existed lack it.)
+    if getattr(entry, "awaitable", False):
+        return _resolved(value)
+    return value
+
+
+async def _resolved(value: Any) -> Any:
+    return value
 
 
 def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lookup | None = None) -> None:
@@ -286,11 +296,21 @@ def _is_stream(value: Any) -> bool:
 
 
 def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector, span: Any,
-            land: Callable[[], None]) -> Any:
-    """After a miss: store a plain result now, or wrap a stream so it is stored when fully consumed."""
+            land: Callable[[], None], flight: Flight | None = None, awaited: bool = False) -> Any:
+    """After a miss: store a plain result now, or wrap a stream so it is stored when fully consumed.
+
+    A plain ``def`` may return an awaitable (``return async_client.chat.completions.create(...)``): storing the
+    coroutine would hand an already awaited one to the next caller. It is wrapped in a coroutine that awaits it
+    (counting its vendor calls) and stores what it resolves to, marked so that a hit also returns an awaitable.
+    Single flight does not cover it: the awaitable runs later, on an event loop, where a waiting follower would
+    hold up the very loop that has to finish it.
+    """
+    if not awaited and inspect.isawaitable(result) and not _is_stream(result):
+        land()
+        return _settle(core, req, result, collector)
     if not _is_stream(result):
         try:
-            stored = core.save(req, result, VALUE, collector)
+            stored = core.save(req, result, VALUE, collector, awaitable=awaited)
             if span is not None:
                 span.set_attribute(semconv.AICOST_CACHE_STORED, stored)
         except Exception:
@@ -299,11 +319,13 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
         finally:
             land()
         return result
+    if flight is not None:
+        flight.stream_opened()  # followers that would wait for this stream's consumer must not (see .singleflight)
     kind = ASYNC_STREAM if isinstance(result, collections.abc.AsyncIterator) else STREAM
 
     def on_complete(chunks: list) -> None:
         try:
-            core.save(req, list(chunks), kind, collector)
+            core.save(req, list(chunks), kind, collector, awaitable=awaited)
         except Exception:
             _log_once("store", "aicost cache: storing a stream failed; the answer was still returned",
                       exc_info=True)
@@ -314,6 +336,12 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
     if kind == ASYNC_STREAM:
         return AsyncRecordingStream(result, collector, finisher)
     return RecordingStream(result, collector, finisher)
+
+
+async def _settle(core: CacheCore, req: Request, awaitable: Any, collector: CallCollector) -> Any:
+    with collect_calls(collector):
+        value = await awaitable
+    return _finish(core, req, value, collector, None, _noop, awaited=True)
 
 
 def _start_span(core: CacheCore) -> Any:
@@ -372,9 +400,11 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "hit", lookup_s, found)
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
+            led: Flight | None = None
             if core.single_flight:
                 flight, leader = core.flights.join(req.key)
                 if leader:
+                    led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
                     token = _try_shared_lock(core, req)
                     if token is None:  # another process is answering the same request right now
@@ -385,8 +415,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                             return _materialise(again.entry)
                     elif token:
                         land = _chain(land, functools.partial(_unlock, core, req, token))
-                else:
-                    flight.wait(core.single_flight_timeout)
+                elif flight.wait(core.single_flight_timeout):
                     again = _safe_lookup(core, req, semantic=False)
                     if again.entry is not None:
                         _record(core, span, "hit", lookup_s, again)
@@ -398,7 +427,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
             except BaseException:
                 land()
                 raise
-            return _finish(core, req, result, collector, span, land)
+            return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
 
@@ -429,9 +458,11 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "hit", lookup_s, found)
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
+            led: Flight | None = None
             if core.single_flight:
                 flight, leader = core.flights.join(req.key)
                 if leader:
+                    led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
                     token = _try_shared_lock(core, req)
                     if token is None:  # another process is answering the same request right now
@@ -442,8 +473,7 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                             return _materialise(again.entry)
                     elif token:
                         land = _chain(land, functools.partial(_unlock, core, req, token))
-                else:
-                    await flight.wait_async(core.single_flight_timeout)
+                elif await flight.wait_async(core.single_flight_timeout):
                     again = _safe_lookup(core, req, semantic=False)
                     if again.entry is not None:
                         _record(core, span, "hit", lookup_s, again)
@@ -455,7 +485,7 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
             except BaseException:
                 land()
                 raise
-            return _finish(core, req, result, collector, span, land)
+            return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
 
