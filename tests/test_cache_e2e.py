@@ -30,7 +30,7 @@ def test_openai_chat_hit_sends_nothing_and_reports_saved_cost(instrumented, repl
         return client.chat.completions.create(model=model, messages=messages, temperature=temperature)
 
     first = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}])
-    second = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": " capital of  FRANCE? "}])
+    second = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": " Capital of  France ? "}])
     assert len(replay_server.requests) == 1
     assert type(second) is type(first) and second.choices[0].message.content == "Paris."
 

@@ -49,8 +49,8 @@ def test_every_request_field_changes_the_key_and_formatting_does_not():
                 system="Be brief.", tools=[{"name": "search", "parameters": {"type": "object"}}], temperature=0.0,
                 response_format={"type": "json_object"})
     first = chat(**base)
-    # Whitespace, case and dict key order cannot change the answer: same entry.
-    same = dict(base, messages=[{"content": "  what is the CAPITAL of france?\n", "role": "user"}],
+    # Whitespace and dict key order cannot change the answer: same entry.
+    same = dict(base, messages=[{"content": "  What is the  capital of France ?\n", "role": "user"}],
                 tools=[{"parameters": {"type": "object"}, "name": "search"}], temperature=0)
     assert chat(**same) == first
     assert calls.n == 1
@@ -91,17 +91,28 @@ def test_non_prompt_arguments_are_exact_and_case_sensitive_option():
         return calls.bump()
 
     ask("hi", system="Answer in French")
-    ask("hi", system="answer in french")  # only the prompt is normalised
+    ask("hi", system="Answer  in French")  # only the prompt is normalised
     assert calls.n == 2
 
-    @aicost.cache(prompt="question", case_sensitive=True)
-    def ask_cs(question):
+    @aicost.cache(prompt="question")
+    def ask_cs(question):  # case is kept by default
         return calls.bump()
 
     ask_cs("Spell ABC")
     ask_cs("spell abc")
     ask_cs("Spell   ABC ")
     assert calls.n == 4
+
+    @aicost.cache(prompt="question", case_sensitive=False)
+    def ask_ci(question):  # opt-in: plain words fold, tokens whose case is meaning do not
+        return calls.bump()
+
+    ask_ci("What is the capital of France?")
+    ask_ci("WHAT is the CAPITAL of france")
+    assert calls.n == 5
+    ask_ci("Decode aGVsbG8=")
+    ask_ci("Decode AGVSBG8=")
+    assert calls.n == 7
 
 
 def test_key_parts_static_and_computed_and_ignore():
@@ -272,7 +283,7 @@ def test_invalidate_clear_uncached_and_bypass():
         return calls.bump()
 
     first = f("Q1")
-    assert f.invalidate("q1") is True  # normalised like a lookup
+    assert f.invalidate(" Q1 ") is True  # normalised like a lookup
     assert f("Q1") == first + 1
     assert f.uncached("Q1") == first + 2  # per-call bypass
     with aicost.cache.bypass():
@@ -410,7 +421,7 @@ async def test_async_functions_cache_and_single_flight():
     results = await asyncio.gather(*(answer("Same Question") for _ in range(10)))
     assert results == ["A:Same Question"] * 10
     assert calls.n == 1
-    assert await answer("same   question") == "A:Same Question"
+    assert await answer("Same   Question ") == "A:Same Question"
     assert calls.n == 1
     await asyncio.wait_for(answer("other"), 5)
     assert calls.n == 2
@@ -621,7 +632,7 @@ def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
         return "42"
 
     answer("What is the answer?")
-    answer("what is the answer?")
+    answer("What is the  answer ?")
     miss, hit = tel.cache_spans()
     assert miss.attributes[semconv.AICOST_CACHE_HIT] is False
     assert miss.attributes[semconv.AICOST_CACHE_OUTCOME] == "miss"
@@ -661,13 +672,46 @@ def test_nested_calls_of_a_hit_are_not_reported_to_outer_collectors():
 def test_prompt_normalisation_keeps_code_indentation():
     from aicost.cache.keys import normalise_text
 
-    assert normalise_text("What is the capital of France ?") == normalise_text("what is the capital of france")
-    assert normalise_text("Convert 5 miles to kilometers.") == normalise_text("convert 5 miles to kilometers")
+    assert normalise_text("What is the capital of France ?") == normalise_text("What is the  capital of France")
+    assert normalise_text("Convert 5 miles to kilometers.") == normalise_text("Convert 5 miles to kilometers")
     indented = "Fix this:\nif x:\n    return 1\nreturn 2"
     dedented = "Fix this:\nif x:\n    return 1\n    return 2"
     assert normalise_text(indented) != normalise_text(dedented)  # indentation can change the answer
     assert normalise_text(indented + "   \n") == normalise_text(indented)
     assert normalise_text("What is 3.5") != normalise_text("What is 3")
+
+
+@pytest.mark.parametrize("a, b", [
+    ("What is 2³?", "What is 23?"),  # NFKC used to make these one key
+    ("Simplify 10⁶", "Simplify 106"),
+    ("Solve x₁ + x₂ = 3", "Solve x1 + x2 = 3"),
+    ("Decode aGVsbG8=", "Decode AGVSBG8="),  # case folding used to
+    ("Is Polish hard?", "Is polish hard?"),
+    ("What is 5!", "What is 5"),  # a factorial, not an exclamation
+])
+def test_normalisation_never_merges_requests_that_differ_in_meaning(a, b):
+    from aicost.cache.keys import normalise_text
+
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return calls.bump()
+
+    assert (ask(a), ask(b)) == (1, 2)
+    assert normalise_text(a) != normalise_text(b)
+    if a.startswith("Decode"):  # the opt-in case folding keeps a token whose case is meaning
+        assert normalise_text(a, case_sensitive=False) != normalise_text(b, case_sensitive=False)
+
+
+def test_normalisation_merges_only_formatting():
+    from aicost.cache.keys import normalise_text
+
+    assert normalise_text("caf\u00e9 menu") == normalise_text("cafe\u0301 menu")  # NFC: one character either way
+    assert normalise_text("  How do I   reset my password ?\n") == normalise_text("How do I reset my password")
+    assert normalise_text("How do I reset my password") != normalise_text("how do i reset my password")
+    assert normalise_text("How do I reset my password", case_sensitive=False) == normalise_text(
+        "HOW do i reset my Password?", case_sensitive=False)
 
 
 def test_methods_key_on_what_self_contributes():
@@ -684,7 +728,7 @@ def test_methods_key_on_what_self_contributes():
     mini, big, mini2 = Assistant("gpt-4o-mini"), Assistant("gpt-4o"), Assistant("gpt-4o-mini")
     assert mini.ask("hi") == "gpt-4o-mini:hi"
     assert big.ask("hi") == "gpt-4o:hi"  # another model: not served the mini's answer
-    assert mini2.ask("HI") == "gpt-4o-mini:hi"  # same model, other instance: a hit
+    assert mini2.ask(" hi ") == "gpt-4o-mini:hi"  # same model, other instance: a hit
     assert (mini.calls, big.calls, mini2.calls) == (1, 1, 0)
 
 
@@ -697,7 +741,7 @@ def test_sdk_style_kwargs_function_keys_every_keyword():
 
     msgs = [{"role": "user", "content": "Hi"}]
     create(model="m", messages=msgs, top_p=1)
-    create(messages=[{"role": "user", "content": "hi "}], top_p=1, model="m")
+    create(messages=[{"role": "user", "content": "Hi "}], top_p=1, model="m")
     create(model="m", messages=msgs, top_p=0.5)
     create(model="m", messages=msgs, top_p=1, seed=7)
     assert calls.n == 3

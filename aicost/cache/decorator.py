@@ -566,7 +566,7 @@ def cache(
     store: Store | None = None,
     semantic: Any = None,
     name: str | None = None,
-    case_sensitive: bool = False,
+    case_sensitive: bool = True,
     single_flight: bool = True,
     single_flight_timeout: float = 30.0,
     cache_if: Callable[[Any], bool] | None = None,
