@@ -167,24 +167,74 @@ def test_uncacheable_argument_calls_through_every_time():
     assert f(thing) == 1 and f(thing) == 2  # no canonical form: never keyed by something lossy
 
 
-def test_configuration_errors_name_the_field():
+@pytest.mark.parametrize("kwargs, argument, accepted", [
+    ({"ttl": -1}, "ttl", "positive number of seconds"),
+    ({"ttl": float("nan")}, "ttl", "positive number of seconds"),
+    ({"ttl": "600"}, "ttl", "positive number of seconds"),
+    ({"max_entries": 0}, "max_entries", "positive int"),
+    ({"max_entries": 10, "store": MemoryStore(5)}, "max_entries", "size a given store itself"),
+    ({"prompt": 3}, "prompt", "name of a parameter"),
+    ({"prompt": "question"}, "prompt", "name of a parameter of"),
+    ({"prompt": "q", "ignore": ["q"]}, "prompt", "not also ignored"),
+    ({"ignore": 5}, "ignore", "parameter name or a list"),
+    ({"ignore": ["client"]}, "ignore", "names of parameters"),
+    ({"key_parts": "v2"}, "key_parts", "mapping, a callable"),
+    ({"scope": ["planet"]}, "scope", "'customer'"),
+    ({"scope": 7}, "scope", "'customer'"),
+    ({"scope": ["user"], "shared": True}, "scope", "contradict"),
+    ({"shared": "yes"}, "shared", "True or False"),
+    ({"store": object()}, "store", "get/put/delete/clear"),
+    ({"semantic": object(), "prompt": "q"}, "semantic", "Semantic"),
+    ({"semantic": object()}, "semantic", "needs prompt"),
+    ({"name": ""}, "name", "non-empty str"),
+    ({"name": 5}, "name", "non-empty str"),
+    ({"case_sensitive": "false"}, "case_sensitive", "True or False"),  # a string used to turn folding on
+    ({"single_flight": 0}, "single_flight", "True or False"),
+    ({"single_flight_timeout": 0}, "single_flight_timeout", "positive number of seconds"),
+    ({"cache_if": True}, "cache_if", "callable"),
+])
+def test_every_bad_argument_is_one_configuration_error_naming_it(kwargs, argument, accepted):
+    from aicost.errors import ConfigurationError
+
     def f(q):
         return q
 
-    with pytest.raises(ValueError, match="prompt='question'"):
-        aicost.cache(prompt="question")(f)
-    with pytest.raises(ValueError, match="ttl"):
-        aicost.cache(ttl=-1)(f)
-    with pytest.raises(ValueError, match="max_entries"):
-        aicost.cache(max_entries=0)(f)
-    with pytest.raises(ValueError, match="scope"):
-        aicost.cache(scope=["planet"])(f)
-    with pytest.raises(ValueError, match="shared"):
-        aicost.cache(scope=["user"], shared=True)(f)
-    with pytest.raises(TypeError, match="store"):
-        aicost.cache(store=object())(f)
-    with pytest.raises(ValueError, match="semantic"):
-        aicost.cache(semantic=object())(f)
+    with pytest.raises(ConfigurationError) as info:
+        aicost.cache(**kwargs)(f)
+    message = str(info.value)
+    assert f"aicost.cache({argument}=" in message and accepted in message, message
+
+
+def test_prompt_only_kwargs_can_receive_is_rejected_unless_every_argument_is_a_keyword(caplog):
+    """``prompt=`` naming no parameter of a function with **kwargs used to be accepted: positional calls then got
+    neither normalisation nor the semantic tier, silently."""
+    from aicost.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"prompt=.*'qestion'.*positionally \(here: question\)"):
+        @aicost.cache(prompt="qestion")
+        def ask(question, **options):
+            return question
+
+    with pytest.raises(ConfigurationError, match="prompt"):
+        @aicost.cache(prompt="messages")
+        def create(*args, **kwargs):
+            return args
+
+    with pytest.raises(ConfigurationError, match="prompt"):
+        @aicost.cache(prompt="kwargs")
+        def create_all(**kwargs):
+            return kwargs
+
+    calls = Counter()
+
+    @aicost.cache(prompt="messages", ignore=["self"])  # SDK style: everything arrives by keyword
+    def complete(self, **kwargs):
+        return calls.bump()
+
+    assert complete(None, messages="Hi ") == complete(None, messages="Hi") == 1
+    with caplog.at_level("WARNING", logger="aicost"):
+        complete(None, prompt="Hi")  # the prompt argument is absent: said once, not silently ignored
+    assert "without its prompt argument 'messages'" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ tenancy

@@ -17,6 +17,7 @@ import copy
 import functools
 import inspect
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .._log import log_once
 from opentelemetry.trace import SpanKind
 
 from .. import semconv
+from ..errors import ConfigurationError
 from ..hooks import CallCollector, collect_calls
 from . import telemetry
 from .entry import ASYNC_STREAM, STREAM, VALUE, Entry
@@ -107,65 +109,88 @@ class CacheCore:
         single_flight_timeout: float,
         cache_if: Callable[[Any], bool] | None,
     ) -> None:
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise ValueError(f"cache(ttl=...) must be a positive number of seconds or None, got {ttl!r}")
-        if isinstance(single_flight_timeout, bool) or not isinstance(single_flight_timeout, (int, float)) or (
-            single_flight_timeout <= 0
-        ):
-            raise ValueError(f"cache(single_flight_timeout=...) must be positive seconds, got {single_flight_timeout!r}")
-        if cache_if is not None and not callable(cache_if):
-            raise TypeError("cache(cache_if=...) must be a callable taking the result and returning a bool")
-        if key_parts is not None and not (callable(key_parts) or isinstance(key_parts, Mapping)):
-            raise TypeError("cache(key_parts=...) must be a mapping or a callable returning one")
+        _check(ttl is None or _is_seconds(ttl), "ttl", "a positive number of seconds, or None to never expire", ttl)
+        _check(max_entries is None or _is_positive_int(max_entries), "max_entries", "a positive int or None",
+               max_entries)
+        _check(_is_seconds(single_flight_timeout), "single_flight_timeout", "a positive number of seconds",
+               single_flight_timeout)
+        for arg, flag in (("case_sensitive", case_sensitive), ("single_flight", single_flight)):
+            _check(isinstance(flag, bool), arg, "True or False", flag)
+        _check(cache_if is None or callable(cache_if), "cache_if",
+               "a callable taking the result and returning a bool, or None", cache_if)
+        _check(key_parts is None or callable(key_parts) or isinstance(key_parts, Mapping), "key_parts",
+               "a mapping, a callable returning one, or None", key_parts)
+        _check(name is None or (isinstance(name, str) and name != ""), "name", "a non-empty str or None", name)
         if isinstance(ignore, str):
             ignore = (ignore,)
+        _check(isinstance(ignore, Iterable), "ignore", "a parameter name or a list of them", ignore)
+        ignore = tuple(ignore)
+        _check(all(isinstance(i, str) for i in ignore), "ignore", "a parameter name or a list of them", ignore)
         self.func = func
-        self.signature = inspect.signature(func)
+        try:
+            self.signature = inspect.signature(func)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"aicost.cache cannot read the parameters of {func!r}: {exc}") from None
         params = self.signature.parameters
         self.var_keyword = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
-        for field_name, value in (("prompt", prompt), *(("ignore", i) for i in ignore)):
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise TypeError(f"cache({field_name}=...) must name a parameter, got {value!r}")
-            if value not in params and self.var_keyword is None:
-                raise ValueError(
-                    f"cache({field_name}={value!r}): {func.__qualname__} has no parameter {value!r} "
-                    f"(parameters: {', '.join(params)})"
-                )
-        if prompt is not None and prompt in ignore:
-            raise ValueError(f"cache(prompt={prompt!r}) cannot also be ignored")
+        declared = [p.name for p in params.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        for arg in ignore:
+            _check(arg in declared or self.var_keyword is not None, "ignore",
+                   f"names of parameters of {func.__qualname__} ({', '.join(declared) or 'none'})", arg)
+        if prompt is not None:
+            self._check_prompt(prompt, params, declared, ignore)
         self.prompt = prompt
         self.ignore = frozenset(ignore)
         self.key_parts = key_parts
         self.scope_attributes = parse_scope(scope, shared)
-        self.case_sensitive = bool(case_sensitive)
+        self.case_sensitive = case_sensitive
         self.ttl = float(ttl) if ttl is not None else None
         self.name = name or f"{func.__module__}.{func.__qualname__}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("cache(name=...) must be a non-empty string")
         self.prefix = f"aicost:cache:{self.name}:"
         if store is None:
             store = MemoryStore(10_000 if max_entries is None else max_entries)
         elif max_entries is not None:
-            raise ValueError("cache(max_entries=...) sizes the default in-memory store; size a given store itself")
-        for method in ("get", "put", "delete", "clear"):
-            if not callable(getattr(store, method, None)):
-                raise TypeError(f"cache(store=...) has no {method}() method: not a cache store")
+            raise ConfigurationError(
+                "aicost.cache(max_entries=...) sizes the default in-memory store; size a given store itself")
+        missing = [m for m in ("get", "put", "delete", "clear") if not callable(getattr(store, m, None))]
+        _check(not missing, "store", "a cache store with get/put/delete/clear (MemoryStore, RedisStore, "
+               "PgVectorStore) or None", store)
         self.store = store
         self.semantic = None
         if semantic is not None:
             if prompt is None:
-                raise ValueError("cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
+                raise ConfigurationError(
+                    "aicost.cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
             bind = getattr(semantic, "bind", None)
-            if not callable(bind):
-                raise TypeError("cache(semantic=...) must be an aicost.cache.Semantic(...) configuration")
+            _check(callable(bind), "semantic", "an aicost.cache.Semantic(...) configuration or None", semantic)
             self.semantic = bind(store, self.prefix)
         self.fingerprint = code_fingerprint(func)
-        self.single_flight = bool(single_flight)
+        self.single_flight = single_flight
         self.single_flight_timeout = float(single_flight_timeout)
         self.flights = FlightGroup()
         self.cache_if = cache_if
+
+    def _check_prompt(self, prompt: Any, params: Mapping[str, inspect.Parameter], declared: list[str],
+                      ignore: tuple[str, ...]) -> None:
+        """``prompt`` must be a parameter every call fills by that name.
+
+        A declared parameter always is. A name only ``**kwargs`` can receive is accepted only when the function
+        takes nothing positionally (an SDK-style ``def create(**kwargs)``): otherwise a misspelt or absent name
+        would silently leave positional calls without normalisation or semantic tier.
+        """
+        accepted = f"the name of a parameter of {self.func.__qualname__} ({', '.join(declared) or 'none'})"
+        _check(isinstance(prompt, str), "prompt", accepted, prompt)
+        _check(prompt not in ignore, "prompt", accepted + " that is not also ignored", prompt)
+        if prompt in declared:
+            return
+        positional = [p.name for p in params.values() if p.name not in ignore and p.kind in (
+            p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        if self.var_keyword is None or prompt == self.var_keyword or positional:
+            raise ConfigurationError(
+                f"aicost.cache(prompt=...) must be {accepted}, got {prompt!r}"
+                + (f"; a name only **{self.var_keyword} receives is accepted only when nothing is passed "
+                   f"positionally (here: {', '.join(positional)})" if self.var_keyword and positional else "")
+            )
 
     # --- keys ---------------------------------------------------------------------------------------------
     def request(self, args: tuple, kwargs: dict) -> Request:
@@ -177,6 +202,10 @@ class CacheCore:
         arguments = dict(bound.arguments)
         if self.var_keyword is not None:
             arguments.update(arguments.pop(self.var_keyword, None) or {})
+            if self.prompt is not None and self.prompt not in arguments:
+                _log_once(f"no-prompt:{self.name}", "aicost cache: %s was called without its prompt argument %r: "
+                          "this call is keyed exactly, without normalisation or semantic tier", self.name,
+                          self.prompt)
         prompt_value = arguments.pop(self.prompt, None) if self.prompt is not None else None
         other = {k: v for k, v in arguments.items() if k not in self.ignore}
         parts = self.key_parts
@@ -248,6 +277,19 @@ class CacheCore:
         if self.semantic is not None:
             self.semantic.clear()
         return int(self.store.clear(self.prefix) or 0)
+
+
+def _check(ok: bool, arg: str, accepted: str, got: Any) -> None:
+    if not ok:
+        raise ConfigurationError(f"aicost.cache({arg}=...) must be {accepted}, got {got!r}")
+
+
+def _is_seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+
+
+def _is_positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value > 0
 
 
 def _materialise(entry: Entry) -> Any:
@@ -585,7 +627,7 @@ def cache(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
-            raise TypeError(f"aicost.cache decorates a function, got {type(fn).__name__}")
+            raise ConfigurationError(f"aicost.cache decorates a function, got {type(fn).__name__}")
         core = CacheCore(
             fn, ttl=ttl, max_entries=max_entries, prompt=prompt, key_parts=key_parts, ignore=ignore, scope=scope,
             shared=shared, store=store, semantic=semantic, name=name, case_sensitive=case_sensitive,
