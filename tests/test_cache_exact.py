@@ -673,6 +673,48 @@ async def test_plain_def_returning_an_awaitable_stream_and_a_failing_awaitable()
     assert calls.n == 2
 
 
+async def test_async_miss_writes_a_shared_store_off_the_event_loop():
+    """Writing a miss's answer to a slow shared store used to run on the event loop, stalling every other task."""
+
+    class SlowSharedStore:  # any store that is not the in-memory one may do I/O
+        def __init__(self):
+            self.inner = MemoryStore()
+
+        def get(self, key):
+            return self.inner.get(key)
+
+        def put(self, key, entry, ttl):
+            time.sleep(0.3)
+            self.inner.put(key, entry, ttl)
+
+        def delete(self, key):
+            return self.inner.delete(key)
+
+        def clear(self, prefix=""):
+            return self.inner.clear(prefix)
+
+    @aicost.cache(prompt="q", store=SlowSharedStore())
+    async def answer(q):
+        return q.upper()
+
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    before = ticks
+    assert await answer("q") == "Q"
+    during = ticks - before
+    task.cancel()
+    assert during >= 5, f"the event loop ran only {during} other steps during a 0.3 s store write"
+    assert await answer("q") == "Q"
+
+
 # ------------------------------------------------------------------------------------------------ telemetry
 def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
     @aicost.cache(prompt="q", name="support.answer")

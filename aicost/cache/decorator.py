@@ -490,7 +490,8 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "uncacheable", time.perf_counter() - t0)
                 return await func(*args, **kwargs)
         with _start_span(core) as span:
-            if (core.semantic is not None and req.text is not None) or not isinstance(core.store, MemoryStore):
+            off_loop = (core.semantic is not None and req.text is not None) or not isinstance(core.store, MemoryStore)
+            if off_loop:
                 # Embedding, a sync LLM judge or a slow shared store must not block the event loop.
                 found = await asyncio.to_thread(_safe_lookup, core, req)
             else:
@@ -527,6 +528,9 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
             except BaseException:
                 land()
                 raise
+            if off_loop and not _is_stream(result) and not inspect.isawaitable(result):
+                # Writing the answer (and embedding it) must not block the event loop either.
+                return await asyncio.to_thread(_finish, core, req, result, collector, span, land, led)
             return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
