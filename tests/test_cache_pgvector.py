@@ -195,3 +195,35 @@ def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_url)
     else:
         pytest.fail("the store did not recover after the database resumed")
     store.close()
+
+
+def test_dead_pooled_connections_are_replaced_without_a_miss(pg_url):
+    """A server restart (here: every backend terminated) leaves dead sockets in the pool: the first statement
+    that meets one drops the idle connections and is retried once on a fresh one."""
+    import threading
+
+    import psycopg
+
+    from aicost.cache import PgVectorStore
+
+    store = PgVectorStore(pg_url, table="cache_restart", pool_size=4)
+    store._execute("TRUNCATE cache_restart CASCADE")
+    store.put("aicost:cache:t:a", Entry(value="kept"), ttl=60)
+    barrier = threading.Barrier(3, timeout=10)
+
+    def hold_a_connection():
+        barrier.wait()
+        store._execute("SELECT pg_sleep(0.2)")
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(store._idle) >= 2  # several pooled connections
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    assert store.get("aicost:cache:t:a").value == "kept"  # not a miss, not an error
+    assert store.get("aicost:cache:t:a").value == "kept"
+    store.close()

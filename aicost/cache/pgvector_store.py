@@ -128,6 +128,8 @@ class PgVectorStore:
         if not self._slots.acquire(timeout=self.timeout_s):
             raise StoreTimeout(f"PgVectorStore: no free connection within {self.timeout_s} s")
         try:
+            if time.monotonic() < self._down_until:  # it failed while we waited for a connection
+                raise ConnectionError("PgVectorStore: database unreachable, retrying shortly")
             for attempt in (1, 2):
                 try:
                     conn, reused = self._checkout()
