@@ -517,7 +517,8 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                     elif token:
                         land = _chain(land, functools.partial(_unlock, core, req, token))
                 elif await flight.wait_async(core.single_flight_timeout):
-                    again = _safe_lookup(core, req, semantic=False)
+                    again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
+                             else _safe_lookup(core, req, semantic=False))
                     if again.entry is not None:
                         _record(core, span, "hit", lookup_s, again)
                         return _materialise(again.entry)
@@ -622,8 +623,9 @@ def cache(
     ``@aicost.cache`` or ``@aicost.cache(ttl=600, prompt="question")``. Every argument of the function is part
     of the key (``ignore`` drops some, e.g. a client object; ``key_parts`` adds fixed or computed parts such as
     a prompt-template version); ``prompt`` names the argument holding the user's text or conversation, whose
-    whitespace and case are normalised and which the opt-in ``semantic`` tier compares by meaning. Entries are
-    scoped by the attribution ``scope`` (default customer, user and team) unless ``shared=True``.
+    formatting is normalised (whitespace; letter case only with ``case_sensitive=False``) and which the opt-in
+    ``semantic`` tier compares by meaning. Entries are scoped by the attribution ``scope`` (default customer,
+    user and team) unless ``shared=True``. A bad argument raises :class:`aicost.errors.ConfigurationError`.
 
     The wrapper has ``.invalidate(*args, **kwargs)``, ``.clear()``, ``.uncached(*args, **kwargs)`` (bypass this
     call) and ``.key_for(*args, **kwargs)``; :func:`bypass` bypasses every cache in a block.
