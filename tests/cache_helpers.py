@@ -154,15 +154,19 @@ def paused(pid: int):
     import signal
 
     def family(root: int) -> list[int]:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
         pids, todo = [], [root]
         while todo:
             current = todo.pop()
             pids.append(current)
-            try:
-                with open(f"/proc/{current}/task/{current}/children") as f:
-                    todo.extend(int(child) for child in f.read().split())
-            except OSError:
-                pass
+            todo.extend(child for child, parent in parents.items() if parent == current)
         return pids
 
     @contextlib.contextmanager
