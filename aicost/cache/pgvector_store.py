@@ -95,6 +95,8 @@ class PgVectorStore:
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("PgVectorStore needs psycopg: pip install 'aicost-otel[cache]'") from exc
             params = dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s)))
+            if psycopg.pq.version() < 120000:  # an older system libpq rejects the option it does not know
+                params.pop("tcp_user_timeout")
             try:  # what the DSN sets itself wins
                 params = {k: v for k, v in params.items() if k not in psycopg.conninfo.conninfo_to_dict(dsn)}
             except psycopg.ProgrammingError as exc:
