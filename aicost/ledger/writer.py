@@ -49,7 +49,7 @@ class LedgerWriter:
     """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough."""
 
     def __init__(self, url: str, *, setting: str = "instrument(ledger=...) / AICOST_LEDGER", max_queue: int = 100_000,
-                 batch_size: int = 2_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
+                 batch_size: int = 5_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
                  spill_max_bytes: int = 64 * 1024 * 1024) -> None:
         self.url = url
         self._setting = setting
