@@ -86,9 +86,9 @@ def build_rows(days: int = DAYS, start: date = START, spike: bool = True) -> tup
     return rows, runs
 
 
-def write_ledger(path, **options) -> str:
-    """Write the ledger to a SQLite file at ``path``; return its URL."""
-    url = f"sqlite:///{path}"
+def write_ledger(path_or_url, **options) -> str:
+    """Write the ledger to a SQLite file at ``path_or_url`` (or to that ledger URL); return its URL."""
+    url = str(path_or_url) if "://" in str(path_or_url) else f"sqlite:///{path_or_url}"
     rows, runs = build_rows(**options)
     with open_store(url) as store:
         store.write(rows, runs)
