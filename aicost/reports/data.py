@@ -74,6 +74,8 @@ def costliest_calls(store: LedgerStore, start: datetime | date, end: datetime | 
     Streams the bucket's rows and keeps a heap of ``limit``: memory does not grow with the number of calls.
     Calls without a value for the dimension (``(none)``) cannot be filtered in SQL and are picked out here.
     """
+    if limit <= 0:
+        return []
     where: dict[str, str] | None
     if dimension == "global" or group == UNATTRIBUTED:
         where = None
