@@ -171,3 +171,20 @@ def test_names_cannot_ping_a_channel():
     assert "<!channel>" not in parsed and "<!here>" not in parsed and "<https://" not in parsed
     assert payload["blocks"][0]["text"]["type"] == "plain_text"
     assert "&lt;!channel&gt; &amp; &lt;https://x|y&gt;" in payload["blocks"][1]["text"]["text"]
+
+
+def test_cli_alerts_a_failed_webhook_is_retried_by_the_next_run(tmp_path):
+    ledger = write_ledger(tmp_path / "ledger.db")
+    state = str(tmp_path / "alerts.db")
+    argv = ["alerts", "--ledger", ledger, "--state", state, "--at", "2026-11-26T23:00:00+00:00"]
+    with receiver() as (url, got):
+        got.status = 503
+        out = io.StringIO()
+        assert main([*argv, "--webhook", url], out=out, err=io.StringIO()) == 1
+        failed = len(got.bodies)
+        assert failed >= 1 and "0 sent" in out.getvalue()
+        got.status = 200
+        out = io.StringIO()
+        assert main([*argv, "--webhook", url], out=out, err=io.StringIO()) == 0
+        assert len(got.bodies) == 2 * failed  # every alert tried again, and delivered
+        assert f"{failed} sent, 0 already sent before" in out.getvalue()

@@ -291,14 +291,17 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"aicost alerts: {exc}", file=err)
         return 2
     now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    sinks.append(CallbackSink(lambda a: print(f"[{a.kind}] {a.title}: {a.text}", file=out), name="stdout"))
+    if not sinks:  # no webhook: printing them is the delivery (and what is remembered as sent)
+        sinks.append(CallbackSink(lambda a: None, name="stdout"))
     store = _open(args, err)
     if store is None:
         return 2
+    # Only real deliveries count: a webhook that failed leaves its alert unsent, to be retried by the next run.
     alerter = Alerter(sinks, state=args.state)
     with store:
         alerts = evaluate_ledger(store, budgets, now=now, anomaly_days=args.anomaly_days)
-    alerter.send(alerts)
+    for a in alerter.send(alerts):
+        print(f"[{a.kind}] {a.title}: {a.text}", file=out)
     s = alerter.stats
     print(f"{len(alerts)} alert(s): {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "
           f"deliveries", file=out)
@@ -310,7 +313,7 @@ def _add_alerts(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: thresholds and monthly limits to check")
     p.add_argument("--webhook", action="append", metavar="URL",
-                   help="POST Slack-compatible JSON here (repeatable); alerts are printed either way")
+                   help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed")
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db)")
     p.add_argument("--anomaly-days", type=int, default=2, help="scan the last N days for spikes (default 2)")
