@@ -65,7 +65,8 @@ _FIELDS = {
     "customer": semconv.AICOST_CUSTOMER,
 }
 _KNOWN_KEYS = frozenset(_FIELDS.values())
-_TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+# fullmatch, never ``match`` with ``$``: ``$`` also matches before a trailing newline ("name\n").
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 _MAX_VALUE_LEN = 256
 _MAX_UPSTREAM_TAGS = 16
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -106,7 +107,7 @@ def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> d
         if value is not None:
             values[_FIELDS[name]] = _check_value(name, value)
     for name, value in tags.items():
-        if not isinstance(name, str) or not _TAG_NAME.match(name):
+        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name):
             raise ValueError(
                 f"aicost.attribute: tag name {name!r} is invalid (start with a letter; letters, digits, '_', '.', '-';"
                 " at most 64 characters)"
@@ -180,7 +181,7 @@ def _upstream_attributes(bag: Mapping[str, object]) -> dict[str, str]:
         if key in _KNOWN_KEYS:
             out[key] = value
         elif key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS:
-            if _TAG_NAME.match(key[len(semconv.AICOST_TAG_PREFIX):]):
+            if _TAG_NAME.fullmatch(key[len(semconv.AICOST_TAG_PREFIX):]):
                 out[key] = value
                 tags += 1
     return out

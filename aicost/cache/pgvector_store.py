@@ -22,7 +22,7 @@ import numpy as np
 from .entry import Entry
 from .serialize import EntryCodec
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,40}")  # fullmatch: "$" would accept a trailing newline
 
 
 class PgVectorStore:
@@ -42,7 +42,7 @@ class PgVectorStore:
     ) -> None:
         if (dsn is None) == (connect is None):
             raise ValueError("PgVectorStore needs exactly one of dsn=... or connect=...")
-        if not isinstance(table, str) or not _IDENT.match(table):
+        if not isinstance(table, str) or not _IDENT.fullmatch(table):
             raise ValueError(f"PgVectorStore(table=...) must be a lower-case SQL identifier, got {table!r}")
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
                                         or max_entries < 1):

@@ -83,7 +83,7 @@ def normalise_tier(tier: str | None) -> str | None:
 
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*:[^:]*:[\w-]+/")
 _PUBLISHER_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
-_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|\Z)")
 
 
 def clean_model(model: str) -> str:
@@ -105,8 +105,8 @@ def split_provider_prefix(ref: str) -> tuple[str, str] | None:
     return (provider, tail) if provider else None
 
 
-_BEDROCK_ANTHROPIC = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?$")
-_VERSION_SUFFIX = re.compile(r"-0\d\d$")  # Vertex model versions: gemini-2.5-flash-001
+_BEDROCK_ANTHROPIC = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?\Z")
+_VERSION_SUFFIX = re.compile(r"-0\d\d\Z")  # Vertex model versions: gemini-2.5-flash-001
 
 
 def bedrock_anthropic(ref: str) -> str | None:
@@ -119,7 +119,7 @@ def bedrock_anthropic(ref: str) -> str | None:
     return match.group(1) if match else None
 
 
-_LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)$")
+_LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)\Z")
 
 
 def looks_self_hosted(ref: str) -> bool:
