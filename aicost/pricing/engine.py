@@ -414,7 +414,7 @@ def set_price(model: str, *, provider: str | None = None, service_tier: str | No
 
     Rates are USD per million tokens (``input=``, ``output=``, ``cache_read=``, ...), or GPU-hour pricing
     (``gpu_hour=``, ``gpus=``, ``tokens_per_second=``). ``model`` may end in ``*`` to cover a prefix.
-    Validated now: bad values raise ValueError naming the field.
+    Validated now: bad values raise PriceFileError (a ConfigurationError and ValueError) naming the field.
     """
     data: dict[str, Any] = {"model": model, **rates}
     for name, value in (("provider", provider), ("service_tier", service_tier), ("from", effective_from),

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -46,10 +47,15 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localco
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import ConfigurationError
 from . import names
 from .cost import MONEY, RATE_NAMES
 
 _ONE_HUNDRED = Decimal(100)
+# Bounds that keep every later multiplication exact in the 60-digit money context: below a billion dollars per
+# unit, at most 18 decimal places (a nano-dollar per million tokens has 15).
+_MAX_NUMBER = Decimal(1_000_000_000)
+_MAX_PLACES = 18
 _SECONDS_PER_HOUR = Decimal(3600)
 _MILLION = Decimal(1_000_000)
 # GPU-hour rates divide by throughput, which rarely terminates: the derived per-million rate is rounded once,
@@ -65,8 +71,9 @@ _SECTIONS = {"model", "commitment", "discount"}
 _TOP_LEVEL = _SECTIONS | {"version"}
 
 
-class PriceFileError(ValueError):
-    """A price file or override that aicost refuses: says where (file, line) and which field."""
+class PriceFileError(ConfigurationError):
+    """A price file or override that aicost refuses: says where (file, line) and which field. A
+    ``ConfigurationError`` (so a ``ValueError``), like every other configure-time refusal."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
         where = path or "<overrides>"
@@ -183,6 +190,10 @@ def _decimal(value: Any, name: str, where: _Where, *, positive: bool = False) ->
         raise where.error(f"is not a decimal number: {value!r}", name) from None
     if not number.is_finite() or number < 0:
         raise where.error(f"must be a finite non-negative number, got {value!r}", name)
+    if number >= _MAX_NUMBER:
+        raise where.error(f"must be below {_MAX_NUMBER:,}, got {value!r}", name)
+    if number and number.as_tuple().exponent < -_MAX_PLACES:  # type: ignore[operator]  # finite: an int
+        raise where.error(f"has more than {_MAX_PLACES} decimal places: {value!r}", name)
     if positive and number == 0:
         raise where.error("must be greater than zero", name)
     return number
@@ -280,7 +291,11 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
         raise where.error("needs at least an input or output rate (or gpu_hour pricing, or input_characters for "
                           "text to speech billed per character)", "input")
     tiers: list[tuple[int, dict[str, Decimal]]] = []
-    for i, band in enumerate(data.get("long_context") or ()):
+    bands = data.get("long_context") or ()
+    if not isinstance(bands, (list, tuple)):
+        raise where.error(f"must be a list of tables such as [{{above = 200000, input = \"6\"}}], got "
+                          f"{type(bands).__name__}", "long_context")
+    for i, band in enumerate(bands):
         if not isinstance(band, Mapping) or "above" not in band:
             raise where.error(f"long_context[{i}] must be a table with 'above' and rates", "long_context")
         unknown = [k for k in band if k != "above" and k not in RATE_NAMES]
@@ -378,12 +393,20 @@ def _line_of(origin: str) -> int | None:
 
 def load_file(path: str | Path) -> Overrides:
     """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise PriceFileError(f"price_file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PriceFileError(f"cannot read price file: {exc.strerror or exc}", path=label) from None
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (some Windows editors write one) is allowed
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise PriceFileError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be "
+                             "decoded; save the file as UTF-8", path=label, line=line) from None
     if path.suffix.lower() == ".json":
         data = _parse_json(text, label)
         lines = _json_lines(text, data)
