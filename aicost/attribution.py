@@ -40,6 +40,7 @@ from opentelemetry import trace
 
 from . import hooks, semconv
 from ._log import log_once
+from .pricing.money import format_usd, sum_usd
 from .usage import Usage
 
 __all__ = [
@@ -539,22 +540,23 @@ class UnitOfWork:
         for r in results:
             if r.usage is not None:
                 usage = usage + r.usage
-        total = Decimal(0)
+        known: list[Decimal] = []
         unknown = errors = 0
         for r in results:
             if r.error_type is not None:
                 errors += 1
             c = r.cost_usd
             if c is not None:
-                total += c
+                known.append(c)
             elif r.cost is not None:  # billed, at a price (or by a unit) aicost does not know
                 unknown += 1
+        total = sum_usd(known)
         return {
             semconv.AICOST_ROLLUP_CALLS: len(results),
             semconv.AICOST_ROLLUP_ERRORS: errors,
             semconv.AICOST_ROLLUP_UNKNOWN_COST_CALLS: unknown,
             semconv.AICOST_ROLLUP_COST: float(total),
-            semconv.AICOST_ROLLUP_COST_TOTAL: str(total),
+            semconv.AICOST_ROLLUP_COST_TOTAL: format_usd(total),
             semconv.AICOST_ROLLUP_INPUT_TOKENS: usage.input_tokens,
             semconv.AICOST_ROLLUP_OUTPUT_TOKENS: usage.output_tokens,
             semconv.AICOST_ROLLUP_CACHE_READ_TOKENS: usage.cache_read_tokens,

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..usage import Usage
+from .money import canonical, format_usd
 
 # Token classes priced per million tokens, then per-unit items priced per thousand.
 TOKEN_RATES = (
@@ -75,6 +76,12 @@ class Cost:
     source: str = ""
     estimated: bool = False
 
+    def __post_init__(self) -> None:
+        """Built by hand (tests, callers): the same canonical amounts as the priced path gives."""
+        if self.total is not None:
+            object.__setattr__(self, "total", canonical(self.total))
+        object.__setattr__(self, "parts", MappingProxyType({k: canonical(v) for k, v in self.parts.items()}))
+
     @property
     def total_usd(self) -> float | None:
         """For metrics and span attributes, which only take floats. Sum Decimals, never these."""
@@ -91,7 +98,16 @@ _new = object.__new__
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
                provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
-    """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path."""
+    """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path.
+
+    A fresh ``dict`` of parts is made canonical in place (``0.0000950`` -> ``0.000095``) and wrapped read-only;
+    a read-only mapping is taken as it is (already canonical)."""
+    if total is not None:
+        total = canonical(total)
+    if type(parts) is dict:
+        for name, value in parts.items():
+            parts[name] = canonical(value)
+        parts = MappingProxyType(parts)
     cost = _new(Cost)
     cost.__dict__.update(
         known=known, total=total, parts=parts, currency="USD", model=model, provider=provider,
@@ -102,7 +118,7 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
 
 def _restore_cost(known: bool, total: Decimal | None, parts: dict[str, Decimal], model: str | None,
                   provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
-    return _make_cost(known, total, MappingProxyType(parts), model, provider, service_tier, source, estimated)
+    return _make_cost(known, total, parts, model, provider, service_tier, source, estimated)
 
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
@@ -130,8 +146,7 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
         total = MONEY.add(total, sub.total)
         parts[kind] = MONEY.add(parts.get(kind, ZERO), sub.total)
         estimated = estimated or sub.estimated
-    return _make_cost(True, total, MappingProxyType(parts), main.model, main.provider, main.service_tier,
-                      main.source, estimated)
+    return _make_cost(True, total, parts, main.model, main.provider, main.service_tier, main.source, estimated)
 
 
 class _Band:
@@ -318,8 +333,7 @@ class ModelPrice:
             parts["request"] = band.request
             total = add(total, band.request)
         return _make_cost(
-            True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier, self.source,
-            usage.estimated,
+            True, total, parts, self.model, self.provider, self.service_tier, self.source, usage.estimated,
         )
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
@@ -359,16 +373,11 @@ class ModelPrice:
             unit = ("per 1K" if name in UNIT_RATES else "per 1M characters" if name == "input_characters"
                     else "per 1M tokens")
             if value is not None:
-                rows.append((name, f"base ({unit})", _plain(value)))
+                rows.append((name, f"base ({unit})", format_usd(value)))
             for threshold, band in self.tiers:
                 if name in band and band[name] != value:
-                    rows.append((name, f"input > {threshold:,} ({unit})", _plain(band[name])))
+                    rows.append((name, f"input > {threshold:,} ({unit})", format_usd(band[name])))
         return rows
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _check_rate(name: str, value: object) -> None:
