@@ -77,6 +77,8 @@ AICOST_FEATURE = "aicost.feature"
 AICOST_USER = "aicost.user"
 AICOST_CUSTOMER = "aicost.customer"
 AICOST_TAG_PREFIX = "aicost.tag."
+# Comma-separated attribution keys whose upstream baggage value was one too many distinct values: recorded "other".
+AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW = "aicost.attribution.upstream_overflow"
 
 # --- Metrics -----------------------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
