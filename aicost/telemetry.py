@@ -136,6 +136,10 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         attrs[s.AICOST_PRICE_SOURCE] = cost.source
     if cost.service_tier:
         attrs[s.AICOST_SERVICE_TIER] = cost.service_tier
+    if cost.tier_reason:
+        attrs[s.AICOST_PRICE_TIER_REASON] = cost.tier_reason
+        if cost.tier:
+            attrs[s.AICOST_PRICE_TIER] = cost.tier
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)

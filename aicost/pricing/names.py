@@ -122,6 +122,13 @@ def bedrock_anthropic(ref: str) -> str | None:
 _LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)\Z")
 
 
+def long_context_needs_opt_in(model: str) -> bool:
+    """Claude models (on Anthropic, Bedrock or Vertex) bill their long-context rates only to a request that
+    enabled the 1M-token window (beta ``context-1m-*``); without it the window is 200K tokens. Other vendors'
+    bands (Gemini, GPT-5.4) apply by the request's input alone."""
+    return "claude-" in model
+
+
 def looks_self_hosted(ref: str) -> bool:
     """Ollama-style ``name:14b`` / ``name:latest`` tags: a local model, never a vendor's API price by guesswork."""
     return _LOCAL_TAG.search(ref) is not None
