@@ -67,3 +67,15 @@ def test_small_and_large_rates_that_are_fine_still_price_exactly():
     set_price("x", input="0.000000000000000001", output="999999999")
     cost = price_call("openai", "x", Usage(input_tokens=1_000_000, output_tokens=1))
     assert cost.total == Decimal("0.000000000000000001") + Decimal("999.999999")
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    path = tmp_path / "prices.toml"
+    path.write_text('[[model]]\nmodel = "a"\ninput = "-1"\noutptu = "2"\n')
+    with pytest.raises(PriceFileError) as raised:
+        load_price_file(path)
+    assert [(p.line, p.field) for p in raised.value.problems] == [(3, "input"), (4, "outptu")]
+    assert "2 problems" in str(raised.value) and f"{path}:3:" in str(raised.value) and f"{path}:4:" in str(raised.value)
+    with pytest.raises(PriceFileError) as raised:  # set_price too: both bad rates at once
+        set_price("x", input="abc", output="-2")
+    assert {p.field for p in raised.value.problems} == {"input", "output"}

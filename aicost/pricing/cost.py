@@ -407,7 +407,8 @@ class ModelPrice:
                 rows.append((name, f"base ({unit})", format_usd(value)))
             for threshold, band in self.tiers:
                 if name in band and band[name] != value:
-                    rows.append((name, f"input > {threshold:,} ({unit})", format_usd(band[name])))
+                    beta = ", 1M-context beta" if self.long_context_opt_in else ""
+                    rows.append((name, f"input > {threshold:,}{beta} ({unit})", format_usd(band[name])))
         return rows
 
 

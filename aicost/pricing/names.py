@@ -45,6 +45,22 @@ PROVIDER_ALIASES: dict[str, str] = {
     "perplexity": "perplexity",
 }
 
+# The ``gen_ai.provider.name`` each catalog table is shown under (``aicost prices --list``, the price table), so
+# that one vocabulary is shown and accepted everywhere; both it and the catalog id are accepted as input.
+CATALOG_PROVIDER_NAMES: dict[str, str] = {
+    "azure": "azure.ai.openai",
+    "aws": "aws.bedrock",
+    "google": "gcp.gen_ai",
+    "mistral": "mistral_ai",
+    "x-ai": "x_ai",
+}
+
+
+def provider_name(catalog_id: str | None) -> str | None:
+    """The OpenTelemetry provider name of a catalog table (``aws`` -> ``aws.bedrock``); other ids as they are."""
+    return CATALOG_PROVIDER_NAMES.get(catalog_id, catalog_id) if catalog_id else catalog_id
+
+
 # Raw tier words from responses / requests -> normalised tier. ``auto`` resolves to the default tier unless the
 # response says otherwise; OpenAI's Scale Tier is prepaid capacity whose tokens list at the standard rate.
 SERVICE_TIERS: dict[str, str] = {
