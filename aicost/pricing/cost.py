@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..usage import Usage
-from .money import canonical, format_usd
+from .money import canonical, canonicalize_parts, format_usd
 
 # Token classes priced per million tokens, then per-unit items priced per thousand.
 TOKEN_RATES = (
@@ -117,8 +117,7 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
     if total is not None:
         total = canonical(total)
     if type(parts) is dict:
-        for name, value in parts.items():
-            parts[name] = canonical(value)
+        canonicalize_parts(parts)
         parts = MappingProxyType(parts)
     cost = _new(Cost)
     cost.__dict__.update(

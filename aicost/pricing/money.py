@@ -25,6 +25,13 @@ _normalize = _CANONICAL.normalize
 _add = _CANONICAL.add
 
 
+def canonicalize_parts(parts: dict[str, Decimal]) -> None:
+    """:func:`canonical` applied in place to every amount of ``parts`` (the per-call path: no call per value)."""
+    normalize, add, zero = _normalize, _add, _ZERO
+    for name, value in parts.items():
+        parts[name] = add(normalize(value), zero)
+
+
 def canonical(value: Decimal) -> Decimal:
     """``value`` with no trailing fractional zeros and a non-positive exponent: ``0.8400000`` -> ``0.84``,
     ``1E+1`` -> ``10``, ``0E-7`` and ``-0`` -> ``0``. The value itself never changes."""
