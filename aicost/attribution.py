@@ -14,7 +14,8 @@ to carry the scope into thread pools).
 Why baggage: the same scope must follow a request into the next service. Propagated fields (team and
 feature by default) are written to OpenTelemetry baggage, which the W3C ``baggage`` propagator injects into
 outgoing requests; in the downstream service, :func:`current_attributes` reads the extracted baggage, so a
-call made there is charged to the upstream team and feature. Local scopes always win over upstream baggage.
+call made there is charged to the upstream feature (and team, where the downstream trusts it). Local scopes
+always win over upstream baggage.
 
 Why baggage is distrusted: anyone who can send the service a request can write any baggage. A key the
 application did not list in ``configure_propagation(trust_upstream=...)`` is ignored (by default only

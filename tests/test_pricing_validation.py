@@ -45,7 +45,7 @@ def test_price_file_argument_that_is_not_a_path(bad):
         load_price_file(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("long_context", [5, {"above": 200000}, True])
+@pytest.mark.parametrize("long_context", [5, 0, {"above": 200000}, True])
 def test_set_price_long_context_must_be_a_list(long_context):
     with pytest.raises(ConfigurationError, match="long_context"):
         set_price("x", input="1", long_context=long_context)  # type: ignore[arg-type]

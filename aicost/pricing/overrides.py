@@ -187,13 +187,11 @@ class _Where:
 
     def __init__(self, path: str | None, lines: Mapping[str, int] | None, origin: str) -> None:
         self.path, self.lines, self.origin = path, lines or {}, origin
-        self.problems = []
+        self.problems: list[PriceFileError] = []  # noted by check() / note(), raised together
 
     def error(self, message: str, field_name: str | None = None) -> PriceFileError:
         line = self.lines.get(field_name or "", self.lines.get(""))
         return PriceFileError(message, path=self.path or self.origin, line=line, field=field_name)
-
-    problems: list[PriceFileError]
 
     def check(self, parse: Any, *args: Any, **kwargs: Any) -> Any:
         """``parse(*args, **kwargs)``, or None with its error noted: checking goes on to the next field."""
@@ -316,7 +314,8 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
     if not any(name in data for name in ("input", "output", "input_characters")) and not gpu_fields and not misspelt:
         where.note("needs at least an input or output rate (or gpu_hour pricing, or input_characters for "
                    "text to speech billed per character)", "input")
-    tiers = where.check(_long_context, data.get("long_context") or (), rates, where) or ()
+    bands = data.get("long_context")
+    tiers = where.check(_long_context, () if bands is None else bands, rates, where) or ()
     context_window = where.check(_int, data["context_window"], "context_window", where) if "context_window" in data \
         else None
     max_output = (where.check(_int, data["max_output_tokens"], "max_output_tokens", where)
