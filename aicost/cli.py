@@ -88,9 +88,8 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 1
         if not seen:
             print("no unknown models recorded", file=out)
-        for item in seen:
-            print(f"{item.get('provider') or '-':18s} {item.get('model')!s:40s} first seen {item.get('first_seen')}",
-                  file=out)
+        _table([[str(item.get("provider") or "-"), str(item.get("model")), f"first seen {item.get('first_seen')}"]
+                for item in seen], out)
         return 0
     if args.list:
         from .pricing import catalog
