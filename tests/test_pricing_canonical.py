@@ -156,3 +156,14 @@ def test_cache_saved_usd_attribute_is_canonical() -> None:
                   verifier_cost_usd=Decimal("0.000100"))
     assert span.attributes[semconv.AICOST_CACHE_SAVED_USD] == "0.00000015"
     assert span.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD] == "0.0001"
+
+
+def test_budget_remaining_is_exact_and_canonical_under_a_low_host_precision() -> None:
+    from aicost.budget.guard import BudgetStatus
+
+    status = BudgetStatus(budget="b", scope_value=None, window="day",
+                          resets_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+                          limit_usd=Decimal("10.00"), spent_usd=Decimal("0.123456"), reserved_usd=Decimal("0.0100"))
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3
+        assert repr(status.remaining_usd) == "Decimal('9.866544')"

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
-from ..pricing.money import format_usd
+from ..pricing.money import format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
 from .estimate import PriceLookup, Prices, count_input, worst_case
@@ -88,7 +88,8 @@ class BudgetStatus:
 
     @property
     def remaining_usd(self) -> Decimal:
-        return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
+        # Exact and canonical whatever the thread's decimal context (copy_negate never rounds).
+        return max(Decimal(0), sum_usd((self.limit_usd, self.spent_usd.copy_negate(), self.reserved_usd.copy_negate())))
 
 
 class _Compiled:
