@@ -113,3 +113,42 @@ def test_price_call_follows_the_same_rule() -> None:
     gemini = price_call("gcp.gemini", "gemini-2.5-pro", Usage(input_tokens=250_000, output_tokens=10),
                         long_context=False)
     assert gemini.tier == "input>200000" and gemini.tier_reason == "input_over_threshold"
+
+
+def paused_search_stream() -> Reply:
+    """The same paused search turn, streamed: usage in message_start, cumulative totals in message_delta."""
+    from vendor_server import sse
+
+    def events():
+        start = {"input_tokens": INPUT, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0, "service_tier": "standard"}
+        yield sse({"type": "message_start", "message": {
+            "id": "msg_paused", "type": "message", "role": "assistant", "model": MODEL, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": start}}, "message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Still"}},
+                  "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": "pause_turn", "stop_sequence": None},
+                   "usage": {"input_tokens": INPUT, "output_tokens": OUTPUT, "cache_creation_input_tokens": 0,
+                             "cache_read_input_tokens": 0, "server_tool_use": {"web_search_requests": SEARCHES}}},
+                  "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+    return Reply.stream(events)
+
+
+@pytest.mark.parametrize("beta", [False, True])
+def test_streams_follow_the_same_rule(beta, instrumented, anthropic_client, replay_server) -> None:
+    replay_server.enqueue(paused_search_stream())
+    request = dict(model=MODEL, max_tokens=2048, messages=[{"role": "user", "content": "research this"}],
+                   tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    if beta:
+        manager = anthropic_client.beta.messages.stream(betas=["context-1m-2025-08-07"], **request)
+    else:
+        manager = anthropic_client.messages.stream(**request)
+    with manager as stream:
+        assert stream.get_final_message().stop_reason == "pause_turn"
+    (span,) = instrumented.cost_spans()
+    assert Decimal(span.attributes[semconv.AICOST_COST_TOTAL]) == (PREMIUM if beta else BASE)
