@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..hooks import collect_calls
-from .guards import _UNIT_NAMES, _NUMBER_WORDS, _stem, _tokens, antonyms, phrasal
+from .guards import _NUMBER_WORDS, _SKIP_AFTER_DIRECTIONAL, _UNIT_NAMES, _stem, _tokens, antonyms, phrasal
 
 # Words that shape how a request is phrased but not what is asked. Who/when/where/why stay content words:
 # "Where was X born?" and "When was X born?" have different answers.
@@ -54,6 +54,8 @@ _ABBREVIATIONS = {
 _NUMBER_DIGITS = {w: str(int(v)) for w, v in _NUMBER_WORDS.items() if float(v).is_integer() and w not in (
     "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "once",
     "single", "pair", "couple", "double", "twice", "triple", "dozen")}
+_PREPOSITIONS = {"in", "at", "on", "of", "for", "from", "to", "into", "with", "by", "during", "inside", "within",
+                 "between", "and", "or"}  # "and", "or": coordinated words may trade places
 _SUFFIX_EQUIVALENT = {"kilometre": "kilometer", "metre": "meter", "litre": "liter", "colour": "color",
                       "favourite": "favorite", "cancelling": "canceling", "cancelled": "canceled"}
 _NOT_SUBSTITUTABLE = set(_UNIT_NAMES.values()) | set(_UNIT_NAMES) | set(_NUMBER_WORDS)
@@ -106,11 +108,12 @@ def opposites(x: str, y: str) -> bool:
     return n >= 3 or m >= 3
 
 
-def _block_moved(order: list[int]) -> bool:
-    """``order`` is increasing, or becomes so by moving one contiguous block ("At sea level, what temperature
-    does water boil?" moves one phrase; "Does the cat chase the dog?" / "... dog chase the cat?" needs two)."""
+def _block_moved(order: list[int], movable: Callable[[list[int]], bool]) -> bool:
+    """``order`` is non-decreasing, or becomes so by moving one contiguous block for which ``movable`` holds
+    ("At sea level, what temperature does water boil?" moves one phrase; "Does the cat chase the dog?" /
+    "... dog chase the cat?" needs two moves)."""
     def increasing(seq: list[int]) -> bool:
-        return all(a < b for a, b in zip(seq, seq[1:]))
+        return all(a <= b for a, b in zip(seq, seq[1:]))
 
     if increasing(order):
         return True
@@ -118,10 +121,24 @@ def _block_moved(order: list[int]) -> bool:
     for i in range(n):
         for j in range(i + 1, n + 1):
             block, rest = order[i:j], order[:i] + order[j:]
-            if increasing(block) and increasing(rest):
+            if increasing(block) and increasing(rest) and movable(block):
                 if any(increasing(rest[:k] + block + rest[k:]) for k in range(len(rest) + 1)):
                     return True
     return False
+
+
+def _phrase_heads(text: str) -> set[str]:
+    """Stemmed words that open a prepositional phrase ("in vim", "at sea level", "of Tokyo"): the phrases a
+    rewording may move. A subject or object cannot move ("Who did Brutus betray?" / "Who betrayed Brutus?")."""
+    toks = _tokens(text)
+    heads = set()
+    for i, tok in enumerate(toks[:-1]):
+        if tok in _PREPOSITIONS:
+            j = i + 1
+            while j < len(toks) - 1 and toks[j] in _SKIP_AFTER_DIRECTIONAL:
+                j += 1
+            heads.add(_stem(toks[j]))
+    return heads
 
 
 def _same_lemma(x: str, y: str) -> bool:
@@ -207,6 +224,17 @@ class LexicalVerifier:
                         free_a.discard(i)
                         free_b.discard(j)
                         break
+        # a compound written as two words: "sun rise" / "sunrise", "carry on" / "carry-on"
+        for side, other, free_side, free_other, flip in ((a, b, free_a, free_b, False), (b, a, free_b, free_a, True)):
+            for i in sorted(free_side):
+                if i + 1 in free_side:
+                    joined = side[i] + side[i + 1]
+                    for j in sorted(free_other):
+                        if other[j].replace("-", "") in (joined, _stem(joined)):
+                            pairs.extend([(j, i), (j, i + 1)] if flip else [(i, j), (i + 1, j)])
+                            free_side.difference_update((i, i + 1))
+                            free_other.discard(j)
+                            break
         left = [i for i in sorted(free_a) if a[i] not in _LIGHT]
         right = [j for j in sorted(free_b) if b[j] not in _LIGHT]
         if left and right and self.embedder is not None and max(len(left), len(right)) <= self.max_unmatched:
@@ -228,8 +256,12 @@ class LexicalVerifier:
         pairs, left, right = self.align(query, cached)
         if left or right:
             return False, None
-        if self.check_order and not _block_moved([j for _, j in sorted(pairs)]):
-            return False, None
+        if self.check_order:
+            cached_words = content_words(cached)
+            heads = _phrase_heads(query) | _phrase_heads(cached)
+            movable = lambda block: any(cached_words[j] in heads for j in block)  # noqa: E731
+            if not _block_moved([j for _, j in sorted(pairs)], movable):
+                return False, None
         return True, None
 
 
