@@ -333,14 +333,14 @@ class Guards:
             return "negation"
         if self.polarity and _polarity_clash(query, cached):
             return "polarity"
-        if self.entities and not _entities_agree(query, cached):
-            return "entities"
-        if self.direction and _direction_clash(query, cached):
-            return "direction"
         if self.units:
             ua, ub = units(query), units(cached)
             if ua and ub and ua != ub:
                 return "units"
+        if self.entities and not _entities_agree(query, cached):
+            return "entities"
+        if self.direction and _direction_clash(query, cached):
+            return "direction"
         return None
 
 
