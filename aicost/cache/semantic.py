@@ -23,7 +23,7 @@ from .index import MemoryVectorIndex
 from .verify import LexicalVerifier
 
 # Calibrated on tests/fixtures/cache/pairs.tsv with all guards and the lexical verifier (benchmarks/cache_eval.py).
-DEFAULT_THRESHOLDS = {"minilm": 0.80, "ngram": 0.80}
+DEFAULT_THRESHOLDS = {"minilm": 0.60, "ngram": 0.50}
 FALLBACK_THRESHOLD = 0.90
 
 
