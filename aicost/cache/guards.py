@@ -254,8 +254,8 @@ _RELATIONAL = _DIRECTIONAL | {"in", "of", "for", "on", "at", "with"}
 def _arguments(text: str) -> tuple[list[str], dict[str, list[tuple[int, set[str]]]]]:
     """(stemmed tokens, relational word -> [(its position, the words after it up to the next relational word,
     at most 2, articles skipped)]): "from a python list" -> ("from", {"python", "list"})."""
-    toks = [_stem(t) for t in _tokens(text)]
     raw = _tokens(text)
+    toks = [_stem(t) for t in raw]
     out: dict[str, list[tuple[int, set[str]]]] = {}
     for i, tok in enumerate(raw):
         if tok not in _RELATIONAL:

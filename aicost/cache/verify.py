@@ -212,8 +212,11 @@ class LexicalVerifier:
         return vec
 
     def align(self, query: str, cached: str) -> tuple[list[tuple[int, int]], list[str], list[str]]:
-        """(aligned index pairs, leftover query words, leftover cached words)."""
-        a, b = content_words(query), content_words(cached)
+        """(aligned (query, cached) index pairs into the content words, leftover query words, leftover cached
+        words)."""
+        return self._align(content_words(query), content_words(cached))
+
+    def _align(self, a: list[str], b: list[str]) -> tuple[list[tuple[int, int]], list[str], list[str]]:
         pairs: list[tuple[int, int]] = []
         free_a, free_b = set(range(len(a))), set(range(len(b)))
         for match in (lambda x, y: x == y, _same_lemma, self._typo):
@@ -227,7 +230,7 @@ class LexicalVerifier:
         # a compound written as two words: "sun rise" / "sunrise", "carry on" / "carry-on"
         for side, other, free_side, free_other, flip in ((a, b, free_a, free_b, False), (b, a, free_b, free_a, True)):
             for i in sorted(free_side):
-                if i + 1 in free_side:
+                if i in free_side and i + 1 in free_side:
                     joined = side[i] + side[i + 1]
                     for j in sorted(free_other):
                         if other[j].replace("-", "") in (joined, _stem(joined)):
@@ -253,11 +256,11 @@ class LexicalVerifier:
         return pairs, [a[i] for i in left], [b[j] for j in right]
 
     def __call__(self, query: str, cached: str, similarity: float) -> tuple[bool, Decimal | None]:
-        pairs, left, right = self.align(query, cached)
+        cached_words = content_words(cached)
+        pairs, left, right = self._align(content_words(query), cached_words)
         if left or right:
             return False, None
         if self.check_order:
-            cached_words = content_words(cached)
             heads = _phrase_heads(query) | _phrase_heads(cached)
             movable = lambda block: any(cached_words[j] in heads for j in block)  # noqa: E731
             if not _block_moved([j for _, j in sorted(pairs)], movable):
