@@ -7,12 +7,14 @@ vetoes the match when it differs:
 * ``numbers``: the multiset of numbers (digits, number words, ordinals) must be equal;
 * ``negation``: the count of negation cues (not, never, without, n't, ...) must be equal;
 * ``polarity``: one text must not use a word whose antonym the other uses (increase/decrease, before/after,
-  enable/disable, safe/unsafe, ...);
+  enable/disable, safe/unsafe, sunrise/sunset, strongest/weakest, ...), nor the opposite particle after the same
+  verb (turn on/turn off, zoom in/zoom out);
 * ``entities``: every name-like token (capitalised mid-sentence, ALLCAPS, mixed letters and digits, quoted
   strings, identifiers, emails, URLs, paths) of one text must occur in the other;
-* ``direction``: for directional words (to, from, into, than, vs, before, after, ...) the word that follows
-  must be the same in both texts, which catches swapped arguments ("from Boston to Denver"), and one word must
-  not follow "to" in one text and "from" in the other ("ship to Canada" / "ship from Canada");
+* ``direction``: a directional word (to, from, into, than, vs, before, after, ...) used in both texts must be
+  followed by the same word, which catches swapped arguments ("from Boston to Denver"); a word must not follow
+  "to" in one text and "from" in the other ("ship to Canada" / "ship from Canada"); and two words must not trade
+  places around one relational word ("ounces in a cup" / "cups in an ounce");
 * ``units``: when both texts name units of measure or currencies, they must name the same ones ("in Celsius" /
   "in Fahrenheit", "to kilometers" / "to meters", "km" and "kilometers" being one unit).
 
@@ -84,10 +86,10 @@ _ANTONYMS = [
     ("slowest", "fastest"), ("warmest", "coldest"), ("hottest", "coldest"), ("wettest", "driest"),
     ("entry", "exit"), ("entrance", "exit"), ("rise", "fall"),
     ("rise", "set"), ("sunny", "rainy"), ("summer", "winter"), ("spring", "autumn"), ("spring", "fall"),
-    ("north", "southern"), ("northern", "southern"), ("eastern", "western"), ("top", "bottom"), ("front", "back"),
+    ("northern", "southern"), ("eastern", "western"), ("top", "bottom"), ("front", "back"),
     ("inside", "outside"), ("indoor", "outdoor"), ("forward", "backward"), ("forwards", "backwards"),
     ("clockwise", "counterclockwise"), ("clockwise", "anticlockwise"), ("row", "column"), ("rows", "columns"),
-    ("width", "height"), ("length", "width"), ("ceiling", "floor"), ("round", "floor"), ("ceil", "floor"),
+    ("width", "height"), ("length", "width"), ("ceiling", "floor"), ("ceil", "floor"),
 ]
 _ANTONYM_MAP: dict[str, set[str]] = {}
 for _a, _b in _ANTONYMS:
@@ -298,20 +300,6 @@ def _direction_clash(a: str, b: str) -> bool:
                         if y in toks_a[:pos_a] and x in toks_b[:pos_b]:
                             return True
     return False
-
-
-def direction_signature(text: str) -> dict[str, str]:
-    """directional word -> the stemmed content word that follows it (first occurrence)."""
-    toks = _tokens(text)
-    sig: dict[str, str] = {}
-    for i, tok in enumerate(toks):
-        if tok in _DIRECTIONAL and tok not in sig:
-            j = i + 1
-            while j < len(toks) and toks[j] in _SKIP_AFTER_DIRECTIONAL:
-                j += 1
-            if j < len(toks):
-                sig[tok] = _stem(toks[j])
-    return sig
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ of to in on at by for with about into from as and or if so then there here just 
 go going really actually exactly best good simple simply quick quickly easy easiest correct proper properly
 possible anyone someone somebody something thing things list define meaning mean means word term
 hey hi hello thanks thank thx could possibly wondering wonder curious quick question anybody mind appreciate
-advance trying try figure out able ok okay allowed permitted should wanna gonna tip tips count number amount
+advance trying try figure able ok okay allowed permitted should wanna gonna tip tips count amount
 anything anyone's yourself pls i'd i'm i've i'll
 """.split())
 # Abbreviations and casual spellings users type, by the word they stand for.
 _ABBREVIATIONS = {
-    "pls": "please", "plz": "please", "u": "you", "ur": "your", "r": "are", "whats": "what", "hows": "how",
+    "pls": "please", "plz": "please", "u": "you", "ur": "your", "whats": "what", "hows": "how",
     "im": "i", "pwd": "password", "pw": "password", "passwd": "password", "acct": "account", "info": "information",
     "config": "configuration", "repo": "repository", "db": "database", "msg": "message", "dict": "dictionary",
     "dicts": "dictionary", "int": "integer", "str": "string", "approx": "approximately", "mic": "microphone",
