@@ -290,12 +290,15 @@ def _direction_clash(a: str, b: str) -> bool:
             return True
     if after(args_a, "to") & after(args_b, "from") or after(args_b, "to") & after(args_a, "from"):
         return True
+    # words introduced by a relational word are arguments of that relation, not the other side of a swap
+    introduced_a = set().union(*(after(args_a, k) for k in args_a))
+    introduced_b = set().union(*(after(args_b, k) for k in args_b))
     for key in args_a.keys() & args_b.keys():
         all_a, all_b = after(args_a, key), after(args_b, key)
         for pos_a, words_a in args_a[key]:
             for pos_b, words_b in args_b[key]:
-                for x in words_a - all_b:
-                    for y in words_b - all_a:
+                for x in words_a - all_b - introduced_b:
+                    for y in words_b - all_a - introduced_a:
                         # y before the relational word in a, x before it in b: the two swapped sides
                         if y in toks_a[:pos_a] and x in toks_b[:pos_b]:
                             return True

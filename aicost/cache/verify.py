@@ -62,20 +62,34 @@ _NOT_SUBSTITUTABLE = set(_UNIT_NAMES.values()) | set(_UNIT_NAMES) | set(_NUMBER_
 # Light verbs a rewording adds or drops without changing the request ("What currency does X use?").
 _LIGHT = {"use", "used", "uses", "take", "taking", "exist", "exists", "look", "looks", "offer", "offers",
           "make", "makes", "cause", "causes", "caused", "get", "got", "do", "done", "work", "works", "there",
-          "much", "many", "convert"}
+          "much", "many", "convert", "conversion"}
+# Word pairs that say one thing: "what time" is "when", "in descending order" is "descending".
+_PHRASES = {("what", "time"): "when", ("ascending", "order"): "ascending", ("descending", "order"): "descending",
+            ("alphabetical", "order"): "alphabetical", ("reverse", "order"): "reverse"}
 _SUFFIXES = ("", "s", "es", "ed", "d", "ing", "ly", "e", "al", "ally", "er", "ers", "r", "rs", "y", "ie")
 
 
 def content_words(text: str) -> list[str]:
     """Content words in order of appearance (abbreviations expanded, stemmed, fillers removed, each once)."""
     seen: dict[str, None] = {}
-    for t in phrasal([_ABBREVIATIONS.get(t, t) for t in _tokens(text)]):
+    for t in _join_phrases(phrasal([_ABBREVIATIONS.get(t, t) for t in _tokens(text)])):
         t = _NUMBER_DIGITS.get(t) or _SUFFIX_EQUIVALENT.get(t, t)
         w = _stem(t)
         if t in _FILLER or w in _FILLER:
             continue
         seen.setdefault(w, None)
     return list(seen)
+
+
+def _join_phrases(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    for t in tokens:
+        joined = _PHRASES.get((out[-1], t)) if out else None
+        if joined is not None:
+            out[-1] = joined
+        else:
+            out.append(t)
+    return out
 
 
 def _one_edit(x: str, y: str) -> bool:
