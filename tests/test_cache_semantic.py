@@ -343,6 +343,18 @@ def test_large_partition_is_prefiltered_by_simhash_and_finds_the_same_neighbours
         MemoryVectorIndex(64, rescore=0)
 
 
+def test_simhash_distance_without_numpy_bitwise_count(monkeypatch):
+    """numpy 1.26 (allowed by the cache extra) has no np.bitwise_count: the byte table must count the same."""
+    from aicost.cache import index as index_module
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2**63, size=(50, 4), dtype=np.uint64)
+    query = codes[7]
+    expected = index_module._hamming(codes, query)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    assert (index_module._hamming(codes, query) == expected).all() and expected[7] == 0
+
+
 async def test_async_semantic_lookup_runs_off_the_event_loop(embedder):
     calls = []
 

@@ -25,6 +25,18 @@ def _projection(dim: int) -> np.ndarray:
     return np.random.default_rng(20261204).standard_normal((dim, _CODE_BITS)).astype(np.float32)
 
 
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+
+
+def _hamming(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Bits that differ between each row of ``codes`` and ``query`` (np.bitwise_count from numpy 2.0 on; a byte
+    table before)."""
+    xor = codes ^ query
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(xor).sum(axis=1, dtype=np.uint16)
+    return _POPCOUNT8[xor.view(np.uint8)].sum(axis=1, dtype=np.uint16)
+
+
 def _codes(vectors: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """SimHash: one bit per projection sign, packed into uint64 words (rows of 4 words for 256 bits)."""
     bits = np.packbits(np.atleast_2d(vectors) @ projection > 0, axis=-1)
@@ -128,7 +140,7 @@ class MemoryVectorIndex:
                 return []
             if part.size > max(self.exact_below, self.rescore):
                 query_code = _codes(np.asarray(vector, dtype=np.float32), self._projection)[0]
-                distance = np.bitwise_count(part.codes[: part.size] ^ query_code).sum(axis=1, dtype=np.uint16)
+                distance = _hamming(part.codes[: part.size], query_code)
                 rows = np.argpartition(distance, self.rescore)[: self.rescore]
             else:
                 rows = np.arange(part.size)
