@@ -141,7 +141,8 @@ def evaluate_index(pairs, semantic: Semantic | None) -> dict:
     hits = tp + fp
     return {"hits": hits, "tp": tp, "fp": fp, "precision": tp / hits if hits else None,
             "recall": tp / len(positives) if positives else float("nan"),
-            "wrong": {f"{a!r} served for {b!r}": 1 for a, b in wrong_hits} if len(wrong_hits) <= 3 else {}}
+            "wrong": {f"{a!r} served for {b!r}": 1 for a, b in wrong_hits} if len(wrong_hits) <= 3 else {},
+            "wrong_pairs": [("index", a, b) for a, b in wrong_hits]}
 
 
 def _fmt(precision: float | None) -> str:
