@@ -368,3 +368,45 @@ def test_span_exporter_fills_the_same_rows_as_the_hooks(instrumented, tmp_path, 
     assert len(from_hooks) == 2 and sorted(from_hooks, key=str) == sorted(from_spans, key=str)
     with open_store(spans_url, create=False) as a, open_store(hooks_url, create=False) as b:
         assert totals(a, *WINDOW) == totals(b, *WINDOW)
+
+
+def test_span_exporter_turns_refusals_and_cache_hits_into_the_same_rows_as_the_hooks(
+        instrumented, tmp_path, spill_dir, openai_client, replay_server):
+    hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=hooks_url)
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=1200, completion_tokens=300, cached_tokens=1024))
+
+    @aicost.cache(prompt="messages", ignore=["client"])
+    def ask(client, *, model, messages):
+        return client.chat.completions.create(model=model, messages=messages)
+
+    with aicost.feature("answer", team="search", customer="acme", region="eu"):
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)  # a hit: no request, no spend
+    configure_budgets(budgets=[Budget(limit_usd="0.0005", window="day", name="tiny")])
+    try:
+        with aicost.attribute(team="search", user="u-7"), pytest.raises(BudgetExceeded) as refused:
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    finally:
+        disable_budgets()
+    assert ledger_writer.active().flush()
+    exporter = LedgerSpanExporter(spans_url)  # as a central process would receive the spans over OTLP
+    exporter.export(instrumented.spans())
+    assert exporter.force_flush()
+    exporter.shutdown()
+    fields = ("span_id", "kind", "trace_id", "provider", "request_model", "cost", "saved_cost", "stopped_cost",
+              "cache_name", "budget", "team", "feature", "user", "customer", "tags", "run_id")
+    from_hooks = sorted((tuple(getattr(r, f) for f in fields) for r in _rows(hooks_url)), key=str)
+    from_spans = sorted((tuple(getattr(r, f) for f in fields) for r in _rows(spans_url)), key=str)
+    kinds = sorted(row[1] for row in from_hooks)
+    assert kinds == sorted([CALL, CACHE_HIT, REFUSAL])
+    assert from_spans == from_hooks
+    by_kind = {row[1]: dict(zip(fields, row)) for row in from_spans}
+    assert by_kind[REFUSAL]["stopped_cost"] == refused.value.requested_usd > 0
+    assert (by_kind[REFUSAL]["budget"], by_kind[REFUSAL]["user"]) == ("tiny", "u-7")
+    assert by_kind[CACHE_HIT]["saved_cost"] == by_kind[CALL]["cost"] > 0
+    with open_store(spans_url, create=False) as a, open_store(hooks_url, create=False) as b:
+        ta = totals(a, *WINDOW)
+        assert ta == totals(b, *WINDOW)
+    assert (ta.cache_hits, ta.refusals, ta.stopped_cost) == (1, 1, refused.value.requested_usd)

@@ -327,13 +327,18 @@ def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lo
             verifier_cost_usd=found.verifier_cost if found is not None else None,
             veto=found.veto if found is not None else None,
         )
-        if hit and hooks.has_event_listeners():
+        if hit:
             from ..attribution import current_attributes, current_run_id
 
-            hooks.emit(hooks.CacheHit(
-                name=core.name, saved_usd=found.entry.cost_usd, attribution=current_attributes(),
-                run_id=current_run_id(), span=span, time_ns=time.time_ns(), tier=found.tier,
-            ))
+            attribution = current_attributes()
+            if span is not None and attribution:
+                # Who the saving belongs to, on the span itself: a ledger fed from exported spans needs it.
+                span.set_attributes(attribution)
+            if hooks.has_event_listeners():
+                hooks.emit(hooks.CacheHit(
+                    name=core.name, saved_usd=found.entry.cost_usd, attribution=attribution,
+                    run_id=current_run_id(), span=span, time_ns=time.time_ns(), tier=found.tier,
+                ))
     except Exception:
         _log_once("telemetry", "aicost cache: recording telemetry failed", exc_info=True)
 

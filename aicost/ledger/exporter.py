@@ -16,8 +16,10 @@ What becomes a row (attributes as in docs/spans.md):
 * an ``aicost.cache`` span with ``aicost.cache.hit`` true: a ``cache_hit`` row with ``aicost.cache.saved_usd``;
 * an ``aicost.feature`` span: a feature run with its ``aicost.outcome`` and ``aicost.rollup.cost.total_usd``.
 
-A call row's ``run_id`` is its parent span id: the feature's span when the call ran directly inside
-``aicost.feature(...)``, which is where the in-process ledger's run ids come from too.
+A row's ``run_id`` is its nearest ``aicost.feature`` ancestor, as in the in-process ledger: the parent span id,
+walked up through the spans of the same export batch (a call made inside an ``@aicost.cache`` function has the
+cache span as its parent, and the feature above it). An ancestor exported in another batch cannot be walked
+through: the row keeps the nearest ancestor the batch knows.
 
 Other spans are ignored. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
@@ -137,6 +139,17 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
     return row
 
 
+def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], features: set[str]) -> str | None:
+    """The first feature span at or above ``span_id``, walking the parents this batch knows."""
+    seen = 0
+    while span_id is not None and span_id not in features and span_id in parents and seen < 64:
+        if parents[span_id] is None:
+            return span_id
+        span_id = parents[span_id]
+        seen += 1
+    return span_id
+
+
 class LedgerSpanExporter(SpanExporter):
     """Writes aicost's costed spans to the ledger at ``url`` (through a background :class:`LedgerWriter`)."""
 
@@ -149,13 +162,24 @@ class LedgerSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         rows: list[LedgerRow | FeatureRun] = []
+        parents: dict[str, str | None] = {}  # span id -> parent span id, for the spans of this batch
+        features: set[str] = set()
         for span in spans:
             try:
-                rows.extend(rows_from_span(span))
+                span_rows = rows_from_span(span)
+                span_id = format(span.get_span_context().span_id, "016x")
+                parent = getattr(span, "parent", None)
+                parents[span_id] = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
+                if span_rows and isinstance(span_rows[0], FeatureRun):
+                    features.add(span_id)
+                rows.extend(span_rows)
             except Exception:
                 from .._log import error_once
 
                 error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger")
+        for row in rows:
+            if isinstance(row, LedgerRow):
+                row.run_id = _nearest_feature(row.run_id, parents, features)
         self._writer.add(rows)
         return SpanExportResult.SUCCESS
 
