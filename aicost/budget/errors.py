@@ -15,6 +15,10 @@ from ..errors import CallRefused, ConfigurationError
 __all__ = ["BudgetExceeded", "BudgetStoreUnavailable", "CallRefused", "ConfigurationError", "PolicyViolation"]
 
 
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """A configuration value of the wrong type: a ConfigurationError, and a TypeError as it always was."""
+
+
 class BudgetExceeded(CallRefused):
     """The call's worst-case cost does not fit in a budget's remaining allowance for the current window."""
 
