@@ -10,6 +10,11 @@ Redis, where the round trip is the point):
    guard that are not budget logic: counting the prompt's tokens locally and pricing the worst case.
 2. Redis: one PING round trip, then the guard's ``before_call`` (one EVALSHA: the reserve script) and
    ``after_call`` (one EVALSHA: the settle script), so each can be read as "round trips per call".
+3. Through the SDK, which is what an application pays: an instrumented OpenAI ``chat.completions.create``
+   (in-process HTTP transport, as in ``benchmarks/overhead.py``) with no budget, with one budget in the memory
+   store, and with one budget in Redis; the arms interleaved in rounds within one run, medians of CPU time of
+   the calling thread and of wall time. The difference to the no-budget arm is the guard's cost per call.
+   ``--sdk-only`` runs just this part.
 """
 
 from __future__ import annotations
@@ -145,6 +150,76 @@ def redis(n: int = 2_000) -> None:
         store.close()
 
 
+def through_sdk(rounds: int = 7, n: int = 150) -> None:
+    import gc
+    import random
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from overhead import InProcessVendor, make_clients
+
+    from aicost.budget import configure_budgets, disable_budgets, process_memory_store
+
+    def block(fn, wall: list[float], cpu: list[float]) -> None:
+        for _ in range(3):
+            fn()
+        gc.collect()
+        for _ in range(n):
+            w, c = time.perf_counter(), time.thread_time()
+            fn()
+            cpu.append(time.thread_time() - c)
+            wall.append(time.perf_counter() - w)
+
+    vendor = InProcessVendor()
+    client = make_clients("in-process", None, vendor)["openai"]
+    prompt = [{"role": "user", "content": PROMPT}]
+
+    def call() -> None:
+        client.chat.completions.create(model=MODEL, messages=prompt, max_tokens=256)
+
+    budgets = [Budget(limit_usd="1000000", window="month", name="bench")]
+    arms = {"no budget": None, "memory": "memory"}
+    server = None
+    try:
+        import shutil
+
+        from servers import redis_server
+
+        if shutil.which("redis-server"):
+            server = redis_server()
+            arms["redis"] = {"url": server.__enter__(), "prefix": f"bench{uuid.uuid4().hex[:6]}"}
+    except Exception as exc:  # pragma: no cover
+        print(f"(redis arm skipped: {exc})")
+    samples = {arm: ([], []) for arm in arms}
+    aicost.instrument()
+    try:
+        for _ in range(rounds):
+            order = list(arms)
+            random.shuffle(order)
+            for arm in order:
+                if arms[arm] is None:
+                    disable_budgets()
+                else:
+                    configure_budgets(budgets=budgets, store=arms[arm], store_timeout_s=1.0)
+                block(call, *samples[arm])
+        disable_budgets()
+    finally:
+        aicost.uninstrument()
+        if server is not None:
+            server.__exit__(None, None, None)
+        process_memory_store().reset()
+    print(f"== through the SDK: instrumented OpenAI chat.completions.create, in-process transport "
+          f"(median of {rounds} x {n} calls per arm, arms interleaved; us per call)")
+    base_wall = statistics.median(samples["no budget"][0]) * 1e6
+    base_cpu = statistics.median(samples["no budget"][1]) * 1e6
+    print(f"{'':32} {'CPU':>9} {'added':>9} {'wall':>9} {'added':>9}")
+    for arm, (wall, cpu) in samples.items():
+        w, c = statistics.median(wall) * 1e6, statistics.median(cpu) * 1e6
+        print(f"{arm:32} {c:9.1f} {c - base_cpu:+9.1f} {w:9.1f} {w - base_wall:+9.1f}")
+
+
 if __name__ == "__main__":
-    memory()
-    redis()
+    if "--sdk-only" not in sys.argv:
+        memory()
+        redis()
+    through_sdk()

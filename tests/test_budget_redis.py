@@ -215,8 +215,15 @@ def test_store_is_checked_once_at_configure_time(redis_url, caplog):
         configure_budgets(budgets=budgets, store=closed_port, store_timeout_s=0.2)  # fail-open: a warning
         assert any("cannot be reached now" in r.getMessage() for r in caplog.records)
         caplog.clear()
+        from aicost import _log
+
+        for key in list(_log._seen):
+            if key.startswith("budget:store-check:"):
+                _log.forget(key)
         configure_budgets(budgets=budgets, store=redis_url)  # the test server keeps nothing on disk
         [warning] = [r.getMessage() for r in caplog.records]
         assert "no persistence" in warning and "forgotten" in warning
+        configure_budgets(budgets=budgets, store=redis_url)
+        assert len(caplog.records) == 1  # once per process, not at every reload
     finally:
         disable_budgets()

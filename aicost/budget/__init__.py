@@ -26,7 +26,7 @@ from .. import hooks
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, PolicyViolation
-from .guard import BudgetEvent, BudgetGuard, BudgetStatus, _sequence
+from .guard import BudgetEvent, BudgetGuard, BudgetStatus, _sequence, log_once
 from .policy import allow_long_context
 from .errors import ConfigurationTypeError
 from .stores import MemoryStore, StoreUnavailable
@@ -104,8 +104,8 @@ def _check_store(store: Any, fail_open: bool) -> None:
         logger.warning("aicost: the budget store cannot be reached now (%s); with on_store_error='open' calls go "
                        "ahead unguarded until it can, and their spend is counted once it is back", exc)
         return
-    for warning in warnings:
-        logger.warning("aicost: %s", warning)
+    for warning in warnings:  # server settings: once per process, however often budgets are configured
+        log_once(f"store-check:{warning}", "aicost: %s", warning)
 
 
 def configure_budgets(
