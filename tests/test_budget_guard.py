@@ -664,3 +664,24 @@ def test_a_full_journal_drops_counts_and_logs_never_silently(caplog):
     assert g.flush() == 0
     assert g.status()[0].spent_usd == D("0.0006")
     assert any("had been dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_reload_during_an_outage_hands_the_journal_to_the_new_guard(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    store = FlakyStore()
+    options = dict(budgets=[Budget(limit_usd="1", name="handover")], store=store, price_lookup=price_lookup)
+    try:
+        old = configure_budgets(**options)
+        in_flight = chat_info()
+        ticket = old.before_call(in_flight)
+        store.down = True
+        spend(old, "0.0001")  # journalled by the old guard
+        new = configure_budgets(**options)
+        ticket.after_call(result(in_flight, D("0.0002")))  # the old guard's call ends after the reload
+        assert new.journal_stats()["pending"] == 2
+        assert not any("spend is not counted" in r.getMessage() for r in caplog.records)
+        store.down = False
+        spend(new, "0.0001")
+        assert new.status()[0].spent_usd == D("0.0004") and new.status()[0].reserved_usd == 0
+    finally:
+        disable_budgets()

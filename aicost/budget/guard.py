@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
@@ -241,6 +241,7 @@ class BudgetGuard:
         self._clock = clock
         self._windows = WindowCache()
         self._journal = SettlementJournal()
+        self._journal_handed_on = False
         self._store_down = False
         self._warned: set[str] = set()
         self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
@@ -604,6 +605,7 @@ class BudgetGuard:
         """Take over the settlements a guard being replaced still owes the same store (a reload mid-outage)."""
         if _identity(previous._store) == _identity(self._store) and not self._journal:
             self._journal = previous._journal
+            previous._journal_handed_on = True  # its calls still in flight settle into it; this guard applies it
 
     def journal_stats(self) -> dict[str, int]:
         """Settlements waiting for the store (``pending``), applied from the journal, and dropped (``dropped``,
@@ -622,7 +624,7 @@ class BudgetGuard:
         return len(self._journal)
 
     def close(self) -> None:
-        if self._journal:
+        if self._journal and not self._journal_handed_on:
             pending = self.flush()
             if pending:
                 logger.warning("aicost: %d budget settlements could not reach the store before the guard was "
@@ -641,7 +643,7 @@ def _identity(store: Any) -> Any:
 
 
 def _sequence(value: Any, name: str, kind: str) -> list[Any]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, set, frozenset, tuple)):
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise ConfigurationTypeError(f"{name} must be a list of {kind}, got {type(value).__name__}")
     return list(value)
 
