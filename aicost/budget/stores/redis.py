@@ -9,9 +9,14 @@ enforced bucket and holds the amount in all of them, or in none: Redis runs a sc
 processes can never both see the same headroom. All keys share the hash tag ``{aicost-budget}`` so one script
 may touch them together (a Redis Cluster keeps them on one shard).
 
+A reservation settled with ``SETTLE_ONCE`` (see :mod:`.base`) leaves a marker key ``once:<reservation id>`` until
+its lease ends: the reserve script checks it first, so a reserve that reaches a stalled server after its call was
+settled holds nothing.
+
 Reachability is bounded: every command has a socket timeout, there are no client-side retries, and after a
 failure the store is skipped (the guard's fail-open / fail-closed policy applies) for ``retry_interval_s``
-instead of making every call wait for the timeout again.
+instead of making every call wait for the timeout again. Replies are flat arrays of integers: redis-py parses a
+nested reply at a visible cost per call.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ _MARKER_MIN_MS = 600_000
 # KEYS: per charge the bucket hash and its lease set, then the reservation's SETTLE_ONCE marker.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
-  return {2, -1, {}}  -- this reservation was already settled (it reached the store late): hold nothing
+  return {2, -1}  -- this reservation was already settled (it reached the store late): hold nothing
 end
 local id = ARGV[1]
 local amount = ARGV[2]
@@ -37,7 +42,7 @@ local amount_n = tonumber(amount)
 local now = tonumber(ARGV[3])
 local lease_until = ARGV[4]
 local n = tonumber(ARGV[5])
-local states = {}
+local states = {0, -1}  -- the reply, flat (cheaper to parse): ok, failed index, then spent, reserved per charge
 for i = 1, n do
   local h = KEYS[2 * i - 1]
   local z = KEYS[2 * i]
@@ -59,7 +64,8 @@ for i = 1, n do
   states[#states + 1] = reserved
   local base = 5 + 3 * (i - 1)
   if ARGV[base + 2] == '1' and spent + reserved + amount_n > tonumber(ARGV[base + 1]) then
-    return {0, i - 1, states}
+    states[2] = i - 1
+    return states
   end
 end
 for i = 1, n do
@@ -72,7 +78,8 @@ for i = 1, n do
   redis.call('PEXPIREAT', h, expire_at)
   redis.call('PEXPIREAT', z, expire_at)
 end
-return {1, -1, states}
+states[1] = 1
+return states
 """
 
 # ARGV: id, actual, n, mode (see stores.base), now (ms), lease end (ms), marker expiry (ms), then per charge
@@ -174,6 +181,9 @@ class RedisStore:
         self.identity = ("redis", url, prefix)  # stores with equal identities hold the same spend
         self._client = client
         self._prefix = f"{prefix}:{{aicost-budget}}:"
+        from redis.exceptions import NoScriptError
+
+        self._no_script = NoScriptError
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
         self._retry_interval_s = retry_interval_s
@@ -188,6 +198,15 @@ class RedisStore:
             keys.append(f"{prefix}l:{c.key}")
         keys.append(f"{prefix}once:{reservation_id}")
         return keys
+
+    def _eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script if the server does not have it (first use, or after a restart). Direct, not
+        through redis-py's Script.__call__, which imports two modules and copies the arguments on every call."""
+        try:
+            return self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            script.sha = self._client.script_load(script.script)
+            return self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def skipping(self) -> bool:
         """True while the store is marked down after a failure: commands fail at once, without being sent."""
@@ -211,9 +230,9 @@ class RedisStore:
         args: list[Any] = [reservation_id, amount, int(now * 1000), int(lease_until * 1000), len(charges)]
         for c in charges:
             args += [c.limit, 1 if c.enforce else 0, int(c.expires_at * 1000)]
-        ok, failed, flat = self._run(self._reserve, keys=self._keys(charges, reservation_id), args=args)
-        states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
-        return ReserveOutcome(ok != 0, states, int(failed))  # 2: already settled once, nothing to hold
+        flat = self._run(self._eval, self._reserve, self._keys(charges, reservation_id), args)
+        states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(2, len(flat), 2))
+        return ReserveOutcome(flat[0] != 0, states, int(flat[1]))  # 2: already settled once, nothing to hold  # 2: already settled once, nothing to hold
 
     def _settle_args(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float, mode: int,
                      lease_until: float) -> tuple[list[str], list[Any]]:
@@ -232,7 +251,7 @@ class RedisStore:
     def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float,
                mode: int = SETTLE, lease_until: float = 0.0) -> list[SettleOutcome]:
         keys, args = self._settle_args(reservation_id, charges, actual, now, mode, lease_until)
-        return self._outcomes(self._run(self._settle, keys=keys, args=args))
+        return self._outcomes(self._run(self._eval, self._settle, keys, args))
 
     def settle_many(self, settlements: Sequence[tuple[str, Sequence[Charge], int, int, float]],
                     now: float) -> list[list[SettleOutcome] | None]:
