@@ -15,6 +15,10 @@ Redis, where the round trip is the point):
    store, and with one budget in Redis; the arms interleaved in rounds within one run, medians of CPU time of
    the calling thread and of wall time. The difference to the no-budget arm is the guard's cost per call.
    ``--sdk-only`` runs just this part.
+4. ``--instructions``: the same SDK call counted in CPU instructions of the calling thread (valgrind's callgrind,
+   as ``benchmarks/overhead_instructions.py`` does; deterministic, so right for comparing versions on a busy
+   machine): no budget, one budget in memory, one budget in Redis (the client's work; waiting for the reply is
+   not instructions).
 """
 
 from __future__ import annotations
@@ -218,8 +222,96 @@ def through_sdk(rounds: int = 7, n: int = 150) -> None:
         print(f"{arm:32} {c:9.1f} {c - base_cpu:+9.1f} {w:9.1f} {w - base_wall:+9.1f}")
 
 
+INSTRUCTIONS_WORKLOAD = r'''
+import ctypes, gc, sys, threading
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r}); sys.path.insert(0, {benchmarks!r})
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider
+import aicost
+from aicost import metrics
+from aicost.budget import Budget, configure_budgets
+from overhead import InProcessVendor, make_clients
+
+cg = ctypes.CDLL({helper!r})
+arm, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = make_clients("in-process", None, InProcessVendor())["openai"]
+aicost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+metrics._worker = threading.current_thread()  # no metrics thread: not what is measured here
+if arm != "none":
+    store = "memory" if arm == "memory" else {{"url": url, "prefix": "instr-" + str(n)}}
+    configure_budgets(budgets=[Budget(limit_usd="1000000", window="month", name="bench")], store=store)
+prompt = [{{"role": "user", "content": {prompt!r}}}]
+
+def call():
+    client.chat.completions.create(model={model!r}, messages=prompt, max_tokens=256)
+
+for _ in range(5):
+    call()
+metrics.flush()
+gc.collect()
+cg.cg_start()
+cg.cg_dump(b"skip")
+for _ in range(n):
+    cg.cg_toggle(); call(); cg.cg_toggle()
+cg.cg_dump(b"call")
+'''
+
+
+def instructions(calls: int = 30) -> None:
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from overhead_instructions import build_helper
+
+    from servers import redis_server
+
+    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+        print("== instructions: skipped (needs valgrind and a C compiler)")
+        return
+    with tempfile.TemporaryDirectory() as tmp_dir, redis_server() as url:
+        tmp = Path(tmp_dir)
+        script = tmp / "workload.py"
+        script.write_text(INSTRUCTIONS_WORKLOAD.format(
+            root=str(ROOT), tests=str(ROOT / "tests"), benchmarks=str(ROOT / "benchmarks"),
+            helper=str(build_helper(tmp)), prompt=PROMPT, model=MODEL))
+        per_call = {}
+        for arm in ("none", "memory", "redis"):
+            counts = _run_instructions(tmp, script, arm, calls, url)
+            per_call[arm] = counts["call"] / calls
+    base = per_call["none"]
+    print(f"== instructions on the calling thread per instrumented OpenAI chat.completions.create ({calls} calls, "
+          "no-op OTel providers, in-process transport)")
+    for arm, value in per_call.items():
+        print(f"{arm:10} {value:12,.0f}  {value - base:+10,.0f} ({100 * (value - base) / base:+5.1f}%)")
+
+
+def _run_instructions(tmp: Path, script: Path, arm: str, calls: int, url: str) -> dict[str, int]:
+    import os
+    import re
+    import subprocess
+
+    out = tmp / arm
+    out.mkdir()
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--separate-threads=no",
+         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls), url],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    counts: dict[str, int] = {}
+    for dump in sorted(out.glob("cg.out*")):
+        text = dump.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if trigger and total:
+            counts[trigger.group(1).strip()] = int(total.group(1))
+    return counts
+
+
 if __name__ == "__main__":
-    if "--sdk-only" not in sys.argv:
-        memory()
-        redis()
-    through_sdk()
+    if "--instructions" in sys.argv:
+        instructions()
+    else:
+        if "--sdk-only" not in sys.argv:
+            memory()
+            redis()
+        through_sdk()
