@@ -105,7 +105,8 @@ def memory(n: int = 20_000) -> None:
     print(f"guard, 3 budgets (global + team + model)           {three_us:7.2f}")
     print(f"  of which: count prompt tokens locally            {count_us:7.2f}")
     print(f"  of which: price the worst case (Decimal)         {price_us:7.2f}")
-    print(f"  budget logic itself, 1 budget (guard - count - price) {one_us - count_us - price_us:7.2f}")
+    print(f"  the rest: store + bookkeeping (guard - count - price) {one_us - count_us - price_us:7.2f}"
+          "  (the parts run warmer in loops of their own than inside the guard)")
 
 
 def redis(n: int = 2_000) -> None:
