@@ -25,10 +25,9 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import hooks
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
-from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, PolicyViolation
+from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationTypeError, PolicyViolation
 from .guard import BudgetEvent, BudgetGuard, BudgetStatus, _sequence, log_once
 from .policy import allow_long_context
-from .errors import ConfigurationTypeError
 from .stores import MemoryStore, StoreUnavailable
 
 __all__ = [

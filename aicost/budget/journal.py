@@ -72,20 +72,23 @@ class SettlementJournal:
             self._drop(entry)
 
     def _keep(self, entry: Pending) -> bool:
-        if entry.mode == SETTLE and not entry.held:
-            key = tuple(c.key for c in entry.charges)
-            merged = self._merged.get(key)
-            if merged is not None:
-                merged.actual += entry.actual
-                return True
-            if len(self) < self.capacity:
-                self._merged[key] = entry
-                return True
-            return False
-        if len(self) < self.capacity:
+        room = len(self) < self.capacity
+        if _mergeable(entry):
+            return self._merge(entry, room)
+        if room:
             self._entries.append(entry)
+        return room
+
+    def _merge(self, entry: Pending, room: bool) -> bool:
+        """Add a mergeable entry to its bucket set's entry, or start one if there is ``room``."""
+        key = tuple(c.key for c in entry.charges)
+        merged = self._merged.get(key)
+        if merged is not None:
+            merged.actual += entry.actual
             return True
-        return False
+        if room:
+            self._merged[key] = entry
+        return room
 
     def _drop(self, entry: Pending) -> None:
         with self._lock:
@@ -113,13 +116,8 @@ class SettlementJournal:
         with self._lock:
             # back in front (oldest first), except that merged spend merges again; never dropped (it was kept)
             for entry in reversed(batch):
-                if entry.mode == SETTLE and not entry.held:
-                    key = tuple(c.key for c in entry.charges)
-                    merged = self._merged.get(key)
-                    if merged is not None:
-                        merged.actual += entry.actual
-                    else:
-                        self._merged[key] = entry
+                if _mergeable(entry):
+                    self._merge(entry, room=True)
                 else:
                     self._entries.appendleft(entry)
 
@@ -169,9 +167,15 @@ class SettlementJournal:
                     self._warned_overflow = False
             if report:
                 logger.warning("aicost: the budget store took the journalled settlements; %d settlements "
-                               "($%s) had been dropped when the journal was full", dropped, to_usd(nanos))
+                               "($%s) had been dropped (journal full, or rejected by the store)", dropped,
+                               to_usd(nanos))
         finally:
             self._draining.release()
+
+
+def _mergeable(entry: Pending) -> bool:
+    """Never sent and holding nothing: only its cost matters, so such entries add up per bucket set."""
+    return entry.mode == SETTLE and not entry.held
 
 
 def _settle_batch(store: Any, batch: list[Pending], now: float) -> list[Any]:

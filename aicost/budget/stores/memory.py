@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from .base import SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
+from .base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
 
 
 class _Bucket:
@@ -91,7 +91,7 @@ class MemoryStore:
             return ReserveOutcome(True, tuple(states))
 
     def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float,
-               mode: int = 0, lease_until: float = 0.0) -> list[SettleOutcome]:
+               mode: int = SETTLE, lease_until: float = 0.0) -> list[SettleOutcome]:
         out = []
         buckets = self._buckets
         with self._lock:
