@@ -54,6 +54,7 @@ class SettleOutcome:
 
 
 SETTLE, SETTLE_IF_HELD, SETTLE_ONCE = 0, 1, 2
+ONCE_MARKER_MIN_SECONDS = 600.0  # a SETTLE_ONCE marker lasts until the lease ends, and at least this long
 
 
 class StoreUnavailable(Exception):

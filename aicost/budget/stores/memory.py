@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from .base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
+from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
 
 
 class _Bucket:
@@ -98,7 +98,7 @@ class MemoryStore:
             applied = True
             if mode == SETTLE_ONCE:
                 applied = reservation_id not in self._settled_once
-                self._settled_once[reservation_id] = max(lease_until, now + 60.0)
+                self._settled_once[reservation_id] = max(lease_until, now + ONCE_MARKER_MIN_SECONDS)
             for charge in charges:
                 bucket = buckets.get(charge.key)
                 if bucket is None:  # swept (settled long after its window) or never reserved

@@ -26,10 +26,9 @@ import time
 from typing import Any, Sequence
 
 from ...errors import ConfigurationError
-from .base import SETTLE, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
+from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
 
-# A SETTLE_ONCE marker lasts until the reservation's lease ends, and at least this long.
-_MARKER_MIN_MS = 600_000
+_MARKER_MIN_MS = int(ONCE_MARKER_MIN_SECONDS * 1000)
 
 # KEYS: per charge the bucket hash and its lease set, then the reservation's SETTLE_ONCE marker.
 _RESERVE = """
