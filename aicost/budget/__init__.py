@@ -33,7 +33,7 @@ from .stores import MemoryStore, StoreUnavailable
 __all__ = [
     "Budget", "BudgetEvent", "BudgetExceeded", "BudgetGuard", "BudgetStatus", "BudgetStoreUnavailable", "CallRefused",
     "MemoryStore", "Policy", "PolicyViolation", "RedisStore", "allow_long_context", "budget_status",
-    "configure_budgets", "current_guard", "disable_budgets",
+    "configure_budgets", "current_guard", "disable_budgets", "process_memory_store",
 ]
 
 logger = logging.getLogger("aicost")
