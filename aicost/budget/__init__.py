@@ -176,12 +176,16 @@ def configure_budgets(
 
 
 def disable_budgets() -> None:
-    """Remove the guard: calls are no longer checked (spend already recorded in a shared store stays there)."""
-    global _active
+    """Remove the guard: calls are no longer checked. Spend recorded in a shared store stays there; the process's
+    memory store is dropped, since from now on nothing counts what is spent (configuring again starts from zero,
+    where configuring again *without* disabling keeps the spend)."""
+    global _active, _memory_store
     with _lock:
         previous, _active = _active, None
         if previous is not None:
             hooks.remove_interceptor(previous)
+            if previous._store is _memory_store:
+                _memory_store = None
     if previous is not None:
         previous.close()
 
