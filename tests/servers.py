@@ -90,7 +90,11 @@ class RedisProcess:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self._args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir,
-                      "--protected-mode", "yes", "--enable-debug-command", "local"]
+                      "--protected-mode", "yes"]
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        major = version.split("v=", 1)[-1].split(".", 1)[0]
+        if major.isdigit() and int(major) >= 7:  # DEBUG is off by default from Redis 7 (the option is new there)
+            self._args += ["--enable-debug-command", "local"]
         self._args += ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
         self.proc: subprocess.Popen | None = None
 
