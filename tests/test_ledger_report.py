@@ -220,3 +220,17 @@ def test_quickstart_writes_a_ledger_that_aicost_report_reads(tmp_path):
     data = json.loads(report.stdout)
     assert Decimal(data["totals"]["cost_usd"]) == Decimal(total) and data["totals"]["calls"] == 8
     assert {g["key"]["team"] for g in data["groups"]} == {"research", "search", "support"}
+
+
+@pytest.mark.parametrize("keys", [("team",), ("user",), ("customer",), ("feature",), ("day", "team"), ("hour",),
+                                  ("model",), ("tag",)])
+def test_report_totals_equal_the_ledger_totals_for_every_grouping(tmp_path, keys):
+    """build_report sums the groups into the totals when the grouping partitions the rows; it must still equal
+    totals() read on its own, over a period whose edges fall inside an hour (raw rows) and whole days (rollups)."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with open_store(url) as store:
+        fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=4, start=DAY))
+        period = Period(DAY + timedelta(hours=5, minutes=17), DAY + timedelta(days=2, hours=19, minutes=41))
+        report = build_report(store, period=period, group_by=keys)
+        assert report.totals == totals(store, period.start, period.end)
+        assert report.totals.calls > 0 and report.totals.runs > 0

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..pricing.cost import MONEY
 from .query import TIME_KEYS, SpendGroup, check_group_by, spend, totals
 from .row import TOKEN_FIELDS, decimal_text
 from .store import LedgerStore
@@ -148,8 +149,11 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    total = totals(store, period.start, period.end, where)
     groups = spend(store, period.start, period.end, keys, where) if keys else []
+    if keys and all(k in _PARTITIONS for k in keys):
+        total = _sum(groups)  # every row and run is in exactly one group: no second read of the period
+    else:
+        total = totals(store, period.start, period.end, where)
     report = Report(period=period, group_by=keys, totals=total, groups=groups, ledger=getattr(store, "url", ""))
     mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
     if movers and mover_keys and not report.empty:
@@ -163,6 +167,25 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         changes.sort(key=lambda m: (-abs(m.change), str(m.key)))
         report.movers = changes[:movers]
     return report
+
+
+# Group-by keys that put every row and every feature run in exactly one group (a missing value is a group too),
+# so the totals are the groups' sum. Not model / provider (a run has neither) nor tags (a row has 0..n).
+_PARTITIONS = frozenset({"team", "feature", "user", "customer", *TIME_KEYS})
+
+
+def _sum(groups: Sequence[SpendGroup]) -> SpendGroup:
+    total = SpendGroup(key={}, tokens={name: 0 for name in TOKEN_FIELDS})
+    for g in groups:
+        total.cost = MONEY.add(total.cost, g.cost)  # exact: the default context would round past 28 digits
+        total.saved_cost = MONEY.add(total.saved_cost, g.saved_cost)
+        total.stopped_cost = MONEY.add(total.stopped_cost, g.stopped_cost)
+        for name in ("calls", "unknown_cost_calls", "estimated_calls", "error_calls", "cache_hits", "refusals",
+                     "runs", "succeeded_runs"):
+            setattr(total, name, getattr(total, name) + getattr(g, name))
+        for name, n in g.tokens.items():
+            total.tokens[name] += n
+    return total
 
 
 # --------------------------------------------------------------------------------------------------- rendering
