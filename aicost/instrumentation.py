@@ -31,6 +31,7 @@ from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
 from .usage import Usage
 from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+from .integrations.identity import client_identity
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
@@ -250,6 +251,7 @@ class _Call:
             kwargs=kwargs,
             stream=request.stream,
             is_async=is_async,
+            span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()
