@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
@@ -114,12 +115,12 @@ def render_table(r: Reconciliation) -> str:
               money(c.ledger_cost), money(c.difference), _n(_tokens(c.bill_tokens)), _n(_tokens(c.ledger_tokens)))
              for c in r.cells]
     lines += ["  " + line for line in _align(rows, {5, 6, 7, 8, 9})]
-    lines += ["", f"Tolerances: {money(t.money_usd)} per cell (vendor rounding), tokens within "
+    lines += ["", f"Tolerances: ${decimal_text(t.money_usd)} per cell (vendor rounding), tokens within "
                   f"{t.tokens_ratio * 100:g} %, days in UTC, the last {t.lag.total_seconds() / 3600:g} h "
                   "provisional (report lag)."
               + ("" if r.key_map_used else " No API key map: compared per day x model only.")]
     return "\n".join(lines) + "\n"
 
 
-def _round(value):
-    return None if value is None else value.quantize(__import__("decimal").Decimal("0.0001"))
+def _round(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(Decimal("0.0001"))

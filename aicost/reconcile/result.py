@@ -18,7 +18,10 @@ def money(value: Decimal | None) -> str:
     if value is None:
         return "-"
     sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value).quantize(Decimal('0.01')):,}"
+    magnitude = abs(value)
+    if magnitude and magnitude < Decimal("0.01"):  # fractions of a cent stay visible (to 1e-6)
+        return f"{sign}${magnitude.quantize(Decimal('0.000001'))}"
+    return f"{sign}${magnitude.quantize(Decimal('0.01')):,}"
 
 
 def _sum(cells: list[Cell], status: str, attr: str = "difference") -> Decimal:
