@@ -110,11 +110,14 @@ class FakeAdminAPI:
                 return status, {"error": {"type": "fake", "message": f"injected {status}"}}, extra
         if self.vendor == "openai":
             if headers.get("Authorization") != f"Bearer {self.admin_key}":
-                return 401, {"error": {"message": "Invalid authorization header", "type": "invalid_request_error"}}, {}
-            routes = {"/v1/organization/usage/completions": self._openai_usage, "/v1/organization/costs": self._openai_costs}
+                return 401, {"error": {"message": "Invalid authorization header",
+                                       "type": "invalid_request_error"}}, {}
+            routes = {"/v1/organization/usage/completions": self._openai_usage,
+                      "/v1/organization/costs": self._openai_costs}
         else:
             if headers.get("x-api-key") != self.admin_key:
-                return 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}, {}
+                return 401, {"type": "error",
+                             "error": {"type": "authentication_error", "message": "invalid x-api-key"}}, {}
             if not headers.get("anthropic-version"):
                 return 400, {"type": "error", "error": {"message": "anthropic-version header is required"}}, {}
             routes = {"/v1/organizations/usage_report/messages": self._anthropic_usage,
@@ -183,7 +186,8 @@ class FakeAdminAPI:
                 s.model if "model" in by else None, s.scope if "project_id" in by else None,
                 s.key_id if "api_key_id" in by else None))
             results = [{"object": "organization.usage.completions.result",
-                        "input_tokens": sum(s.input_tokens for s in ss), "output_tokens": sum(s.output_tokens for s in ss),
+                        "input_tokens": sum(s.input_tokens for s in ss),
+                        "output_tokens": sum(s.output_tokens for s in ss),
                         "num_model_requests": len(ss), "input_cached_tokens": sum(s.cache_read_tokens for s in ss),
                         "input_audio_tokens": 0, "output_audio_tokens": 0, "project_id": project, "user_id": None,
                         "api_key_id": key, "model": model, "batch": None}

@@ -19,8 +19,7 @@ from aicost.errors import ConfigurationError
 from aicost.integrations.identity import key_fingerprint
 from aicost.ledger import open_store
 from aicost.ledger import writer as ledger_writer
-from aicost.reconcile import (AdminKeyMissing, AdminKeyRejected, BillFetchError, Tolerances, reconcile,
-                              render_csv, render_json, render_table)
+from aicost.reconcile import AdminKeyMissing, AdminKeyRejected, BillFetchError, Tolerances, reconcile, render_table
 from tests.admin_api_server import ADMIN_KEY, FakeAdminAPI, Spend
 from tests.vendor_server import Reply, _ssl_context, load_recording
 
@@ -154,6 +153,9 @@ def test_shadow_spend_on_a_second_key_is_named_by_project_key_model_and_days(ope
     assert "came from project proj_x, API key key_…abc, model " + openai_rows[0].model in summary
     assert "mostly on Nov 12-14" in summary
     assert len(alerts) == 1 and alerts[0].amount == shadow and alerts[0].summary == summary
+    fields = alerts[0].alert_fields()  # the shape of aicost.reports.alerts.Alert
+    assert fields["key"] == "reconcile:openai:2026-11-01:0.00001" and fields["text"] == summary
+    assert fields["fields"][0][0].startswith("2026-11-1") and "proj_x key_shadow7abc" in fields["fields"][0][0]
 
 
 def test_a_missing_price_and_a_discount_the_catalog_lacks_are_price_drift_with_the_implied_rate(

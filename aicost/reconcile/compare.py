@@ -33,7 +33,8 @@ from .vendors import TOKEN_KEYS, Bill, Vendor
 
 __all__ = ["Tolerances", "Cell", "Source", "compare"]
 
-MATCHED, DRIFT, UNEXPLAINED, OVER, PROVISIONAL = "matched", "price_drift", "unexplained", "over_attributed", "provisional"
+MATCHED, DRIFT, UNEXPLAINED = "matched", "price_drift", "unexplained"
+OVER, PROVISIONAL = "over_attributed", "provisional"
 _MILLION = Decimal(1_000_000)
 
 
@@ -99,7 +100,7 @@ def _canonical_models(bill: Bill, ledger_models: set[str]) -> dict[str, str]:
 
 
 def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping[str, str] | None,
-            start: datetime, end: datetime, now: datetime, tolerances: Tolerances) -> list[Cell]:
+            now: datetime, tolerances: Tolerances) -> list[Cell]:
     """Money cells, sorted by day, then by the size of the difference."""
     fingerprint_to_id = {fp: key_id for key_id, fp in (key_map or {}).items()}
     use_keys = bool(fingerprint_to_id)
@@ -152,8 +153,7 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
         _add(c.bill_tokens, u.tokens)
     for line in bill.costs:
         model = rename.get(line.model, line.model)
-        cell(money_key(line.day, model, line.scope if use_keys else None, line.key_id if use_keys else None)
-             ).bill_cost += line.amount
+        cell(money_key(line.day, model, line.scope, line.key_id)).bill_cost += line.amount
     for fine, entry in ledger.items():
         c = cell(money_key(*fine))
         c.ledger_cost += entry["cost"]

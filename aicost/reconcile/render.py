@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
-from .compare import DRIFT, OVER, PROVISIONAL, UNEXPLAINED, Cell
+from .compare import DRIFT, Cell
 from .result import Reconciliation, money
 
 __all__ = ["render_table", "render_csv", "render_json"]
@@ -55,6 +55,7 @@ def _tolerances(r: Reconciliation) -> dict[str, Any]:
 def render_json(r: Reconciliation) -> str:
     return json.dumps({
         "vendor": r.vendor, "period": {"label": r.label, "start": r.start.isoformat(), "end": r.end.isoformat()},
+        "checked_at": r.checked_at.isoformat() if r.checked_at else None, "vendor_requests": r.requests,
         "summary": r.summary(), "totals": _totals(r), "tolerances": _tolerances(r), "scope_name": r.scope_name,
         "unexplained": [{"day": s.day, "model": s.model, "scope": s.scope, "key_id": s.key_id,
                          "usd": decimal_text(s.amount), "surplus_tokens": s.surplus_tokens} for s in r.sources()],

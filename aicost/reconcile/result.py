@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -39,8 +39,7 @@ class Reconciliation:
     key_map_used: bool
     scope_name: str
     requests: int = 0  # HTTP requests made to the vendor
-    checked_at: datetime | None = None
-    notes: list[str] = field(default_factory=list)
+    checked_at: datetime | None = None  # the "now" the lag was measured from
 
     # -- totals (settled days only, except the provisional ones) ---------------------------------------------
     @property

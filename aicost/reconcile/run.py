@@ -12,7 +12,7 @@ from ..integrations.identity import key_fingerprint
 from .compare import Tolerances, compare
 from .errors import AdminKeyMissing
 from .http import Fetcher
-from .result import Reconciliation
+from .result import Reconciliation, money
 from .vendors import VENDORS, Vendor
 
 __all__ = ["reconcile", "vendor_named", "UnexplainedSpendAlert"]
@@ -30,6 +30,20 @@ class UnexplainedSpendAlert:
         self.threshold = threshold
         self.summary = result.summary()
         self.result = result
+
+    def alert_fields(self) -> dict[str, Any]:
+        """The fields of an alert in the shape of ``aicost.reports.alerts.Alert`` (kind, key, title, text,
+        fields), so an alert sink can send it: ``Alerter(sink).send(Alert(**a.alert_fields()))``. The key names
+        the vendor, period and threshold: an alerter that sends each key once notifies once per month."""
+        top = self.result.sources()[:3]
+        return {
+            "kind": "unexplained_spend",
+            "key": f"reconcile:{self.vendor}:{self.result.start:%Y-%m-%d}:{self.threshold}",
+            "title": f"Unexplained {self.vendor} spend: {money(self.amount)} in {self.period}",
+            "text": self.summary,
+            "fields": tuple((f"{s.day} {s.scope or '-'} {s.key_id or '-'}", f"{money(s.amount)} {s.model or ''}")
+                            for s in top),
+        }
 
     def __repr__(self) -> str:
         return f"UnexplainedSpendAlert({self.vendor} {self.period}: {self.amount} > {self.threshold})"
@@ -86,6 +100,7 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     Raises ConfigurationError (bad vendor / period / missing key), AdminKeyRejected, BillFetchError.
     """
     v = vendor_named(vendor)
+    tolerances = tolerances or Tolerances()
     now = _utc(now) if now is not None else datetime.now(timezone.utc)
     start, end, label = _period(period, now)
     environ = os.environ if environ is None else environ
@@ -105,13 +120,13 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
         fetcher.sleep = sleep
     try:
         bill = v.fetch(fetcher, (base_url or v.base_url).rstrip("/"), start, end)
-        cells = compare(v, bill, store.rows(start, end, kinds=("call",)), key_map=fingerprints, start=start,
-                        end=end, now=now, tolerances=tolerances or Tolerances())
+        cells = compare(v, bill, store.rows(start, end, kinds=("call",)), key_map=fingerprints, now=now,
+                        tolerances=tolerances)
     finally:
         if close:
             store.close()
     result = Reconciliation(vendor=v.name, start=start, end=end, label=label, cells=cells,
-                            tolerances=tolerances or Tolerances(), key_map_used=bool(fingerprints),
+                            tolerances=tolerances, key_map_used=bool(fingerprints),
                             scope_name=v.scope_name, requests=bill.requests, checked_at=now)
     if threshold is not None and on_unexplained is not None and result.unexplained > threshold:
         on_unexplained(UnexplainedSpendAlert(result, threshold))
