@@ -109,9 +109,9 @@ def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
         setting = "AICOST_LEDGER"
         if ledger is None or "aicost.ledger.writer" in sys.modules and sys.modules["aicost.ledger.writer"].active():
             return  # off by default; an explicit instrument(ledger=...) earlier wins over the environment
-    if ledger is True:
-        raise ConfigurationError("instrument(ledger=...): give a ledger URL (sqlite:///path.db or postgresql://...),"
-                                 " or False to turn the ledger off")
+    if ledger is True or not isinstance(ledger, (str, os.PathLike, bool)):
+        raise ConfigurationError(f"instrument(ledger=...): got {ledger!r}; give a ledger URL (sqlite:///path.db or "
+                                 "postgresql://...), or False to turn the ledger off")
     if ledger is False:
         if "aicost.ledger.writer" in sys.modules:
             sys.modules["aicost.ledger.writer"].disable()

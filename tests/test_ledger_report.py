@@ -111,6 +111,8 @@ def test_cli_empty_range_unknown_key_and_bad_ledger(url, tmp_path):
     assert code == 2 and "--ledger: no ledger at" in err
     code, _, err = _cli("report", "--ledger", "redis://x")
     assert code == 2 and "--ledger: unsupported ledger URL" in err
+    code, _, err = _cli("report", "--ledger", url, "--where", "colour=red")
+    assert code == 2 and "unknown filter key 'colour'; valid keys: team, feature, user, customer" in err
     code, _, err = _cli("report", "--ledger", url, "--period", "fortnight")
     assert code == 2 and "unknown period 'fortnight'; use today, yesterday" in err
 

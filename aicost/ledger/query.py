@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 from ..pricing.cost import MONEY
 from .rollup import INDEX, NO_HOUR_GRAIN, add_into, new_measures, row_measures, run_measures
 from .row import TOKEN_FIELDS
-from .store import LedgerStore
+from .store import FILTER_KEYS, LedgerStore
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "spend", "totals", "check_group_by", "UnknownGroupKey"]
 
@@ -137,6 +137,9 @@ def spend(store: LedgerStore, start: datetime | date, end: datetime | date, grou
     largest cost first. ``where`` filters ({"team": "search"}). An empty period gives ``[]``."""
     keys = check_group_by(group_by)
     where = dict(where or {})
+    for key in where:
+        if key not in FILTER_KEYS and not (key.startswith("tag:") and len(key) > 4):
+            raise UnknownGroupKey(f"unknown filter key {key!r}; valid keys: {', '.join(FILTER_KEYS)}, tag:<name>")
     start, end = _utc(start), _utc(end)
     if end <= start:
         return []

@@ -1,22 +1,22 @@
 """Rows -> the sums kept in ``aicost_rollup``: one vector of :data:`~aicost.ledger.schema.MEASURES` per key.
 
-Why in Python, once, for both databases: the same function builds the rollups a writer upserts, and sums the raw
-rows a report reads for the edges of a period that do not fill a whole hour, so both agree by construction.
-A batch is first grouped by hour and full attribution (few groups for many rows), and only the groups are
-spread over the dimensions: the per-row work is one dict lookup and one vector add.
+Why in Python, once, for both databases: one function (:func:`_sparse_row`) says what a row adds to the sums; the
+writer's rollups and a report's sums over raw rows (the edges of a period that do not fill a whole hour) both use
+it, so they agree by construction. Per row, its few non-zero measures are added into one sparse cell per
+dimension at the hour grain; the day grain is folded from the hour cells afterwards.
 """
 
 from __future__ import annotations
 
 import decimal
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from ..pricing.cost import MONEY
 from .row import CACHE_HIT, CALL, REFUSAL, SUCCEEDED, TOKEN_FIELDS, FeatureRun, LedgerRow
 from .schema import MEASURES
 
-__all__ = ["INDEX", "new_measures", "row_measures", "run_measures", "add_into", "aggregate", "dims_of"]
+__all__ = ["INDEX", "NO_HOUR_GRAIN", "new_measures", "row_measures", "run_measures", "add_into", "aggregate"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
@@ -37,36 +37,17 @@ def new_measures() -> list:
 
 
 def row_measures(row: LedgerRow) -> list:
+    """All the measures of one row, as a full vector."""
     m = new_measures()
-    kind = row.kind
-    if kind == CALL:
-        m[_CALLS] = 1
-        if row.cost is None:
-            m[_UNKNOWN] = 1
-        else:
-            m[_COST] = row.cost
-        if row.estimated:
-            m[_ESTIMATED] = 1
-        if row.error_type:
-            m[_ERRORS] = 1
-        for i, name in _TOKENS:
-            m[i] = getattr(row, name)
-    elif kind == CACHE_HIT:
-        m[_HITS] = 1
-        if row.saved_cost is not None:
-            m[_SAVED] = row.saved_cost
-    elif kind == REFUSAL:
-        m[_REFUSALS] = 1
-        if row.stopped_cost is not None:
-            m[_STOPPED] = row.stopped_cost
+    for i, v in _sparse_row(row):
+        m[i] = v
     return m
 
 
 def run_measures(run: FeatureRun) -> list:
     m = new_measures()
-    m[_RUNS] = 1
-    if run.outcome == SUCCEEDED:
-        m[_SUCCEEDED] = 1
+    for i, v in _sparse_run(run):
+        m[i] = v
     return m
 
 
@@ -74,23 +55,6 @@ def add_into(acc: list, m: list) -> None:
     """acc += m, exactly (the caller runs inside ``decimal.localcontext(MONEY)``)."""
     for i in range(_N):
         acc[i] += m[i]
-
-
-def dims_of(team: str | None, feature: str | None, user: str | None, customer: str | None, model: str | None,
-            provider: str | None, tags: Iterable[tuple[str, str]], *, run: bool = False) -> Iterator[tuple[str, str]]:
-    """The (dim, value) rollup keys one row contributes to. A missing attribution value is the value ''
-    (reports show it as unattributed spend, which finance wants to see); a feature run has no model or provider,
-    so it is in neither dimension."""
-    yield "all", ""
-    yield "team", team or ""
-    yield "feature", feature or ""
-    yield "user", user or ""
-    yield "customer", customer or ""
-    if not run:
-        yield "model", model or ""
-        yield "provider", provider or ""
-    for name, value in tags:
-        yield "tag", f"{name}={value}"
 
 
 def _sparse_row(row: LedgerRow) -> list[tuple[int, object]]:
@@ -122,6 +86,9 @@ def _sparse_run(run: FeatureRun) -> list[tuple[int, object]]:
     return [(_RUNS, 1), (_SUCCEEDED, 1)] if run.outcome == SUCCEEDED else [(_RUNS, 1)]
 
 
+# Rollup dimensions: all (totals, value ''), team, feature, user, customer, model, provider (a feature run has no
+# model or provider, so it is in neither), and tag (value "name=value"). A missing attribution value is the
+# value '': reports show it as unattributed spend, which finance wants to see.
 # Dimensions without an hour grain: one row per user per hour would be about one rollup row per call, so a
 # period edge grouped by user is summed from the raw rows instead (see aicost.ledger.query).
 NO_HOUR_GRAIN = frozenset({"user"})
@@ -137,18 +104,27 @@ def aggregate(rows: Iterable[LedgerRow], runs: Iterable[FeatureRun] = ()) -> dic
     with decimal.localcontext(MONEY):
         for is_run, items in ((False, rows), (True, runs)):
             for item in items:
-                t = item.time
-                hour = t.replace(minute=0, second=0, microsecond=0)
-                pairs = _sparse_run(item) if is_run else _sparse_row(item)  # type: ignore[arg-type]
-                model = provider = None
-                if not is_run:
-                    model, provider = item.model, item.provider  # type: ignore[union-attr]
-                for dim, value in dims_of(item.team, item.feature, item.user, item.customer, model, provider,
-                                          item.tags.items(), run=is_run):
-                    if dim in NO_HOUR_GRAIN:
-                        _add(days, (hour.replace(hour=0), dim, value), pairs)
+                hour = item.time.replace(minute=0, second=0, microsecond=0)
+                if is_run:
+                    pairs = _sparse_run(item)  # type: ignore[arg-type]
+                    keys = [(hour, "all", ""), (hour, "team", item.team or ""), (hour, "feature", item.feature or ""),
+                            (hour, "customer", item.customer or "")]
+                else:
+                    pairs = _sparse_row(item)  # type: ignore[arg-type]
+                    keys = [(hour, "all", ""), (hour, "team", item.team or ""), (hour, "feature", item.feature or ""),
+                            (hour, "customer", item.customer or ""), (hour, "model", item.model or ""),
+                            (hour, "provider", item.provider or "")]
+                if item.tags:
+                    keys.extend((hour, "tag", f"{name}={value}") for name, value in item.tags.items())
+                # The same accumulation, inlined: this loop runs ~10 times per row.
+                for key in keys:
+                    cell = hours.get(key)
+                    if cell is None:
+                        hours[key] = dict(pairs)
                     else:
-                        _add(hours, (hour, dim, value), pairs)
+                        for i, v in pairs:
+                            cell[i] = cell.get(i, 0) + v
+                _add(days, (hour.replace(hour=0), "user", item.user or ""), pairs)  # NO_HOUR_GRAIN
         for (hour, dim, value), cell in hours.items():
             _add(days, (hour.replace(hour=0), dim, value), cell.items())
     out: dict[tuple[str, datetime, str, str], list] = {}

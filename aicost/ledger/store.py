@@ -21,6 +21,7 @@ write transaction takes an advisory lock, which makes "skip what exists, then in
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -52,6 +53,7 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _IN_CHUNK = 500
+_tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _MONEY_AT = tuple(i for i, name in enumerate(MEASURES) if name in MONEY_MEASURES)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 
@@ -137,7 +139,7 @@ class LedgerStore:
         return (
             row.span_id, row.kind, self._ts(row.time), row.trace_id, row.provider, row.operation, row.endpoint,
             row.request_model, row.response_model, row.model, row.service_tier,
-            *(getattr(row, name) for name in TOKEN_FIELDS),
+            *_tokens_of(row),
             row.audio_seconds, self._bool(row.estimated), self._money(row.cost),
             _parts_json(row.cost_parts), self._bool(row.price_known),
             row.price_source, row.price_model, self._money(row.saved_cost), self._money(row.stopped_cost),
