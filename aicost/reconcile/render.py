@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
-from .compare import DRIFT, Cell
+from .compare import DRIFT, MATCHED, Cell
 from .result import Reconciliation, money
 
 __all__ = ["render_table", "render_csv", "render_json"]
@@ -109,13 +109,18 @@ def render_table(r: Reconciliation) -> str:
                   _n(_tokens(c.bill_tokens)), decimal_text(_round(c.implied_rate_per_mtok)) or "-",
                   decimal_text(_round(c.implied_ratio)) or "-") for c in drift]
         lines += ["  " + line for line in _align(rows, {2, 3, 4, 5, 6})]
-    lines += ["", "Per day x model" + (f" x {r.scope_name} x API key" if r.key_map_used else "") + ":"]
-    rows = [("day", "model", r.scope_name, "API key", "status", "billed", "ledger", "difference", "bill tokens",
-             "ledger tokens")]
-    rows += [(c.day, c.model or "-", c.scope or "-", c.key_id or "-", c.status, money(c.bill_cost),
-              money(c.ledger_cost), money(c.difference), _n(_tokens(c.bill_tokens)), _n(_tokens(c.ledger_tokens)))
-             for c in r.cells]
-    lines += ["  " + line for line in _align(rows, {5, 6, 7, 8, 9})]
+    shown = [c for c in r.cells if c.status != MATCHED]  # a month of matched cells is thousands of lines
+    dims = "day x model" + (f" x {r.scope_name} x API key" if r.key_map_used else "")
+    lines += ["", f"Cells ({dims}) that did not match: {len(shown)} of {len(r.cells)}"
+              + (" (--format csv / json list every cell)" if len(shown) < len(r.cells) else "")
+              + (":" if shown else "")]
+    if shown:
+        rows = [("day", "model", r.scope_name, "API key", "status", "billed", "ledger", "difference", "bill tokens",
+                 "ledger tokens")]
+        rows += [(c.day, c.model or "-", c.scope or "-", c.key_id or "-", c.status, money(c.bill_cost),
+                  money(c.ledger_cost), money(c.difference), _n(_tokens(c.bill_tokens)),
+                  _n(_tokens(c.ledger_tokens))) for c in shown]
+        lines += ["  " + line for line in _align(rows, {5, 6, 7, 8, 9})]
     lines += ["", f"Tolerances: ${decimal_text(t.money_usd)} per cell (vendor rounding), tokens within "
                   f"{t.tokens_ratio * 100:g} %, days in UTC, the last {t.lag.total_seconds() / 3600:g} h "
                   "provisional (report lag)."
