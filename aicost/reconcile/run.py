@@ -70,6 +70,9 @@ def _period(period: Any, now: datetime):
         start, end, label = p.start, p.end, (p.label if p.label != "custom" else str(period))
         if len(str(period)) == 7:  # YYYY-MM: the month's name reads better
             label = start.strftime("%B %Y")
+    # Whole UTC days: the vendors bucket by day (Anthropic snaps starting_at to the day's start), so a period
+    # starting mid-day would compare a whole billed day with part of the ledger's.
+    start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     if start >= now:
         raise ConfigurationError(f"period: {label} starts in the future ({start:%Y-%m-%d %H:%M} UTC); "
                                  "there is no bill for it yet")
