@@ -29,9 +29,9 @@ from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
+from .integrations.identity import client_identity
 from .usage import Usage
 from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
-from .integrations.identity import client_identity
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
