@@ -249,6 +249,17 @@ def test_429_waits_retry_after_and_5xx_is_retried(openai_rows, tmp_path):
     assert waits[0] == 7.0 and len(waits) == 3 and result.explained_pct == Decimal("100.0")
 
 
+def test_retry_after_as_seconds_or_http_date():
+    from email.utils import format_datetime
+
+    from aicost.reconcile.http import _retry_after
+
+    assert _retry_after("3", 1) == 3.0 and _retry_after(None, 2) == 4.0 and _retry_after("soon", 1) == 2.0
+    later = datetime.now(UTC) + timedelta(seconds=600)
+    assert 0 < _retry_after(format_datetime(later, usegmt=True), 1) <= 600
+    assert _retry_after(format_datetime(datetime.now(UTC) - timedelta(seconds=60), usegmt=True), 1) == 0
+
+
 @pytest.mark.parametrize("fail", [[503] * 5, [429] * 9, [400]])
 def test_a_report_that_cannot_be_fetched_completely_is_an_error_never_a_short_bill(openai_rows, tmp_path, fail):
     url = _ledger(tmp_path, _at(openai_rows, NOV[0]))

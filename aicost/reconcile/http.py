@@ -9,12 +9,14 @@ The key travels only in the request header; no message, log line or exception ev
 
 from __future__ import annotations
 
+import email.utils
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -99,10 +101,20 @@ class Fetcher:
 
 
 def _retry_after(value: str | None, attempt: int) -> float:
-    try:
-        return max(0.0, float(value)) if value is not None else 2.0 ** attempt
-    except ValueError:
+    """Seconds to wait: ``Retry-After`` as seconds or as an HTTP date (RFC 9110), else exponential."""
+    if value is None:
         return 2.0 ** attempt
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 2.0 ** attempt
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _error_text(e: urllib.error.HTTPError) -> str:
