@@ -249,6 +249,14 @@ def test_429_waits_retry_after_and_5xx_is_retried(openai_rows, tmp_path):
     assert waits[0] == 7.0 and len(waits) == 3 and result.explained_pct == Decimal("100.0")
 
 
+def test_days_in_the_summary():
+    from aicost.reconcile.result import _day_span
+
+    assert _day_span(["2026-11-12", "2026-11-13", "2026-11-14"]) == "Nov 12-14"
+    assert _day_span(["2026-11-03", "2026-11-28"]) == "Nov 3, Nov 28"
+    assert _day_span(["2026-11-30", "2026-12-01"]) == "Nov 30-Dec 1"
+
+
 def test_retry_after_as_seconds_or_http_date():
     from email.utils import format_datetime
 

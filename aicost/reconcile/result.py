@@ -158,9 +158,14 @@ def _short_key(key_id: str) -> str:
 
 
 def _day_span(days: list[str]) -> str:
+    """``Nov 12-14`` for consecutive days, else ``Nov 3, Nov 28`` (at most three, then "..."). """
     if not days:
         return ""
-    first, last = datetime.strptime(days[0], "%Y-%m-%d"), datetime.strptime(days[-1], "%Y-%m-%d")
+    dates = [datetime.strptime(d, "%Y-%m-%d") for d in days]
+    first, last = dates[0], dates[-1]
+    if (last - first).days != len(dates) - 1:
+        text = ", ".join(d.strftime("%b %-d") for d in dates[:3])
+        return text + (", ..." if len(dates) > 3 else "")
     if first == last:
         return first.strftime("%b %-d")
     if first.month == last.month:
