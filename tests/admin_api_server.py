@@ -121,7 +121,12 @@ class FakeAdminAPI:
             if not headers.get("anthropic-version"):
                 return 400, {"type": "error", "error": {"message": "anthropic-version header is required"}}, {}
             routes = {"/v1/organizations/usage_report/messages": self._anthropic_usage,
-                      "/v1/organizations/cost_report": self._anthropic_costs}
+                      "/v1/organizations/cost_report": self._anthropic_costs,
+                      "/v1/organizations/analytics/usage": self._analytics_usage,
+                      "/v1/organizations/analytics/cost": self._analytics_cost}
+            beta = headers.get("anthropic-beta") or ""
+            if "/analytics/" in url.path and "analytics-usage-cost-2026-08-24" not in beta:
+                return 400, {"type": "error", "error": {"message": "this endpoint needs the analytics beta header"}}, {}
         handler = routes.get(url.path)
         if handler is None:
             return 404, {"error": {"message": f"no route {url.path}"}}, {}
@@ -267,6 +272,47 @@ class FakeAdminAPI:
                        for (model, token_type, workspace), usd in amounts.items()]
             buckets.append({"starting_at": _iso(b_start), "ending_at": _iso(b_end), "results": results})
         return self._page(query, buckets, 7, 31)
+
+
+    # -- Anthropic Usage and Cost Analytics API (beta) ---------------------------------------------------------
+    def _analytics(self, query: dict, kind: str) -> dict:
+        start, end = _rfc3339(query["starting_at"][0]), _rfc3339(query["ending_at"][0])
+        if end - start > timedelta(days=31):
+            raise ValueError("the range may span at most 31 days")
+        if query.get("time_bucket_width", [None])[0] != "1d":
+            raise ValueError("this fake serves time_bucket_width=1d")
+        by = query.get("group_by[]", [])
+        if len(by) > 5 or set(by) - {"model", "workspace_id", "api_key_id", "product", "service_tier"}:
+            raise ValueError("invalid group_by[]")
+        rows = []
+        for b_start, b_end in self._days(start, end):
+            groups = self._group(self._reported(), b_start, b_end, lambda s: (
+                s.model if "model" in by else None, s.scope if "workspace_id" in by else None,
+                s.key_id if "api_key_id" in by else None))
+            for (model, workspace, key), ss in groups.items():  # only combinations with usage, as documented
+                group = {"model": model, "workspace_id": workspace, "api_key_id": key, "product": None}
+                if kind == "usage":
+                    usage = {"uncached_input_tokens": sum(s.input_tokens for s in ss),
+                             "cache_read_input_tokens": sum(s.cache_read_tokens for s in ss),
+                             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                             "output_tokens": sum(s.output_tokens for s in ss), "requests": len(ss),
+                             "server_tool_use": {"web_search_requests": 0},
+                             "total_tokens": sum(s.input_tokens + s.output_tokens for s in ss)}
+                    rows.append({"starting_at": _iso(b_start), "ending_at": _iso(b_end), "group": group,
+                                 "usage": usage})
+                else:
+                    cents = sum((usd for s in ss for usd in s.cost_parts.values()), Decimal(0)) * 100
+                    rows.append({"starting_at": _iso(b_start), "ending_at": _iso(b_end), "group": group,
+                                 "cost": {"amount": str(cents), "list_amount": str(cents), "currency": "USD",
+                                          "requests": len(ss)}})
+        page = self._page(query, rows, 20, 1000)
+        return {**page, "data_refreshed_at": _iso(self.now - self.lag)}
+
+    def _analytics_usage(self, query: dict) -> dict:
+        return self._analytics(query, "usage")
+
+    def _analytics_cost(self, query: dict) -> dict:
+        return self._analytics(query, "cost")
 
 
 def _rfc3339(text: str) -> datetime:

@@ -227,6 +227,32 @@ def test_anthropic_shadow_key_in_the_same_workspace_is_found_by_its_tokens(instr
     assert "workspace wrkspc_01main, API key apikey_…xyz" in result.summary()
 
 
+def test_anthropic_analytics_api_costs_per_key_in_31_day_chunks_and_its_refresh_time(instrumented, replay_server,
+                                                                                       tmp_path):
+    rows = _replay(instrumented, replay_server, tmp_path, "anthropic", ANTHROPIC_RECORDINGS)
+    placed = _at(rows, datetime(2026, 10, 25, 8, tzinfo=UTC), *NOV[:3])
+    late = _at(rows, datetime(2026, 11, 30, 10, tzinfo=UTC))  # after the data's refresh time: not reported yet
+    url = _ledger(tmp_path, placed + late)
+    shadow_rows = _at(rows[:1], NOV[2])
+    truth = (_truth(placed + late, scope="wrkspc_01main", key_id="apikey_01main", vendor="anthropic")
+             + _truth(shadow_rows, scope="wrkspc_01main", key_id="apikey_01shadowxyz", vendor="anthropic"))
+    with FakeAdminAPI("anthropic", truth, NOW, lag=timedelta(days=4, hours=6), page_size=3) as fake:
+        result = _run(fake, url, vendor="anthropic", api="analytics", keys={"apikey_01main": ANTHROPIC_KEY},
+                      period=(datetime(2026, 10, 20), datetime(2026, 12, 1)))
+    assert result.unexplained == _sum(shadow_rows) > 0 and result.matched == _sum(placed)
+    shadow_cells = [c for c in result.cells if c.status == "unexplained"]
+    assert [(c.scope, c.key_id, c.day) for c in shadow_cells] == [("wrkspc_01main", "apikey_01shadowxyz",
+                                                                   "2026-11-13")]  # the cost names the key itself
+    assert {c.day: c.status for c in result.cells if c.day == "2026-11-30"} == {"2026-11-30": "provisional"}
+    assert result.over_attributed == 0
+    starts = sorted({q["starting_at"][0] for path, q in fake.requests if path.endswith("/analytics/usage")})
+    assert starts == ["2026-10-20T00:00:00Z", "2026-11-20T00:00:00Z"]  # 42 days in two requests of <= 31 days
+    with FakeAdminAPI("anthropic", truth, NOW) as fake:
+        with pytest.raises(ConfigurationError, match="anthropic has no report API 'v2'; supported: usage_report, "
+                                                     "analytics"):
+            _run(fake, url, vendor="anthropic", api="v2")
+
+
 def test_without_a_key_map_it_compares_per_day_and_model_and_still_names_the_vendors_keys(openai_rows, tmp_path):
     placed = _at(openai_rows, NOV[0])
     shadow = _at(openai_rows[:1], NOV[1])

@@ -13,10 +13,10 @@ from .errors import AdminKeyMissing, AdminKeyRejected, BillFetchError, Reconcile
 from .render import render_csv, render_json, render_table
 from .result import Reconciliation
 from .run import UnexplainedSpendAlert, reconcile
-from .vendors import VENDORS
+from .vendors import APIS
 
 __all__ = [
-    "reconcile", "Reconciliation", "Cell", "Source", "Tolerances", "UnexplainedSpendAlert", "VENDORS",
+    "reconcile", "Reconciliation", "Cell", "Source", "Tolerances", "UnexplainedSpendAlert", "APIS",
     "ReconcileError", "AdminKeyMissing", "AdminKeyRejected", "BillFetchError",
     "render_table", "render_csv", "render_json",
 ]

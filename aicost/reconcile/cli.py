@@ -14,14 +14,16 @@ from .compare import Tolerances
 from .errors import ReconcileError
 from .render import render_csv, render_json, render_table
 from .run import reconcile
-from .vendors import VENDORS
+from .vendors import APIS
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconcile", help="compare the ledger with a vendor's bill; find unexplained (shadow) spend")
-    p.add_argument("--vendor", required=True, help=f"one of: {', '.join(sorted(VENDORS))}")
+    p.add_argument("--vendor", required=True, help=f"one of: {', '.join(sorted(APIS))}")
+    p.add_argument("--api", help="anthropic only: usage_report (default: the Admin API's usage and cost reports) "
+                                 "or analytics (the beta Usage and Cost Analytics API)")
     p.add_argument("--period", default="last-month",
                    help="YYYY-MM (default: last-month), or any aicost report period (7d, this-month, YYYY-MM-DD)")
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else sqlite:///aicost-ledger.db)")
@@ -49,7 +51,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                 lag=timedelta(hours=args.lag_hours))
         threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
-                           keys=_keys(args.key), admin_key_env=args.admin_key_env, base_url=args.base_url,
+                           keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
                            tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
     except (ConfigurationError, ReconcileError) as exc:
         print(f"aicost reconcile: {exc}", file=err)

@@ -13,7 +13,7 @@ from .compare import Tolerances, compare
 from .errors import AdminKeyMissing
 from .http import Fetcher
 from .result import Reconciliation, money
-from .vendors import VENDORS, Vendor
+from .vendors import APIS, Vendor
 
 __all__ = ["reconcile", "vendor_named", "UnexplainedSpendAlert"]
 
@@ -49,11 +49,18 @@ class UnexplainedSpendAlert:
         return f"UnexplainedSpendAlert({self.vendor} {self.period}: {self.amount} > {self.threshold})"
 
 
-def vendor_named(name: str) -> Vendor:
-    vendor = VENDORS.get(str(name).strip().lower())
-    if vendor is None:
-        raise ConfigurationError(f"vendor: unknown vendor {name!r}; supported: {', '.join(sorted(VENDORS))}")
-    return vendor
+def vendor_named(name: str, api: str | None = None) -> Vendor:
+    """The report reader for a vendor (and, for Anthropic, ``api="usage_report"`` (default) or ``"analytics"``)."""
+    key = str(name).strip().lower()
+    if key not in APIS:
+        raise ConfigurationError(f"vendor: unknown vendor {name!r}; supported: {', '.join(sorted(APIS))}")
+    apis = APIS[key]
+    if api is None:
+        return next(iter(apis.values()))
+    reader = apis.get(str(api).strip().lower())
+    if reader is None:
+        raise ConfigurationError(f"api: {key} has no report API {api!r}; supported: {', '.join(apis)}")
+    return reader
 
 
 def _period(period: Any, now: datetime):
@@ -86,7 +93,7 @@ def _utc(value: datetime | date) -> datetime:
 
 
 def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, str] | None = None,
-              keys: Mapping[str, str] | None = None, admin_key_env: str | None = None,
+              keys: Mapping[str, str] | None = None, api: str | None = None, admin_key_env: str | None = None,
               base_url: str | None = None, tolerances: Tolerances | None = None, now: datetime | None = None,
               alert_threshold: Decimal | str | None = None,
               on_unexplained: Callable[[UnexplainedSpendAlert], None] | None = None,
@@ -97,12 +104,13 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     ``period``: ``"2026-11"`` (or any ``aicost report`` period word), or a ``(start, end)`` pair. ``ledger``: an
     open ledger store or a ledger URL. ``key_map``: vendor API key id -> fingerprint (see
     :func:`aicost.integrations.identity.key_fingerprint`); ``keys``: vendor API key id -> the key itself, whose
-    fingerprint is computed here and never stored. The admin key is read from ``admin_key_env`` (default
-    ``OPENAI_ADMIN_KEY`` / ``ANTHROPIC_ADMIN_KEY``). When unexplained spend exceeds ``alert_threshold`` (USD),
+    fingerprint is computed here and never stored. ``api``: Anthropic's ``"usage_report"`` (default, the Admin
+    API's usage and cost reports) or ``"analytics"`` (the beta Usage and Cost Analytics API). The admin key is
+    read from ``admin_key_env`` (default ``OPENAI_ADMIN_KEY`` / ``ANTHROPIC_ADMIN_KEY``). When unexplained spend exceeds ``alert_threshold`` (USD),
     ``on_unexplained`` is called once with an :class:`UnexplainedSpendAlert`.
     Raises ConfigurationError (bad vendor / period / missing key), AdminKeyRejected, BillFetchError.
     """
-    v = vendor_named(vendor)
+    v = vendor_named(vendor, api)
     tolerances = tolerances or Tolerances()
     now = _utc(now) if now is not None else datetime.now(timezone.utc)
     start, end, label = _period(period, now)

@@ -5,7 +5,8 @@ Bearer``), Unix-second ``start_time`` / ``end_time``, ``bucket_width=1d``, ``gro
 Anthropic: the Admin API's ``GET /v1/organizations/usage_report/messages`` and ``GET /v1/organizations/cost_report``
 (``x-api-key`` admin key, RFC 3339 ``starting_at`` / ``ending_at``, ``group_by[]``). Anthropic labels these two
 "legacy" in favour of the beta Usage and Cost Analytics API; every organization with an admin key has them today,
-the beta needs an opt-in header and its schema is still moving, so they are what aicost reads.
+so they are the default; ``api="analytics"`` reads the beta API instead (its cost is broken down by API key too,
+and it says how fresh its data is).
 
 Field facts and which are documented or inferred: docs/reconcile.md ("What is read").
 """
@@ -20,7 +21,8 @@ from typing import Any
 from .errors import BillFetchError
 from .http import Fetcher
 
-__all__ = ["UsageLine", "CostLine", "Bill", "Vendor", "VENDORS", "OPENAI", "ANTHROPIC"]
+__all__ = ["UsageLine", "CostLine", "Bill", "Vendor", "APIS", "OPENAI", "ANTHROPIC",
+           "ANTHROPIC_ANALYTICS"]
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
@@ -168,18 +170,8 @@ class AnthropicVendor(Vendor):
             for bucket in page["data"]:
                 day = self._day(bucket, bill)
                 for r in bucket.get("results") or ():
-                    creation = r.get("cache_creation") or {}
-                    write = _int(creation.get("ephemeral_5m_input_tokens")) + _int(
-                        creation.get("ephemeral_1h_input_tokens"))
-                    read = _int(r.get("cache_read_input_tokens"))
-                    tokens = {
-                        "input_tokens": _int(r.get("uncached_input_tokens")) + read + write,
-                        "output_tokens": _int(r.get("output_tokens")),
-                        "cache_read_tokens": read,
-                        "cache_write_tokens": write,
-                    }
                     bill.usage.append(UsageLine(day, r.get("model"), r.get("workspace_id"), r.get("api_key_id"),
-                                                tokens))
+                                                _usage_tokens(r)))
         cost_params = times + [("group_by[]", g) for g in ("workspace_id", "description")]
         for page in fetcher.pages(f"{base_url}/v1/organizations/cost_report", cost_params):
             for bucket in page["data"]:
@@ -206,6 +198,81 @@ def _rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
+def _usage_tokens(r: dict[str, Any]) -> dict[str, int]:
+    """Anthropic usage fields (both APIs name them alike) -> the ledger's token classes."""
+    creation = r.get("cache_creation") or {}
+    write = _int(creation.get("ephemeral_5m_input_tokens")) + _int(creation.get("ephemeral_1h_input_tokens"))
+    read = _int(r.get("cache_read_input_tokens"))
+    return {"input_tokens": _int(r.get("uncached_input_tokens")) + read + write,
+            "output_tokens": _int(r.get("output_tokens")), "cache_read_tokens": read, "cache_write_tokens": write}
+
+
+class AnthropicAnalyticsVendor(AnthropicVendor):
+    """Anthropic's Usage and Cost Analytics API (beta ``analytics-usage-cost-2026-08-24``), ``--api analytics``.
+
+    Rows instead of buckets: ``{starting_at, ending_at, group: {model, workspace_id, api_key_id, ...}, usage | cost}``;
+    cost ``amount`` (post-discount, pre-credit) and ``list_amount`` are decimal strings in fractional cents. Cost
+    is broken down by API key too. ``ending_at`` is required with ``time_bucket_width`` and a request spans at most
+    31 days, so longer periods are read in 31-day chunks. ``data_refreshed_at`` on each page says how fresh the
+    data is: days after it are provisional. Data starts at 2026-01-01.
+    """
+
+    cost_has_key = True
+    beta = "analytics-usage-cost-2026-08-24"
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {**super().headers(key), "anthropic-beta": self.beta}
+
+    def fetch(self, fetcher: Fetcher, base_url: str, start: datetime, end: datetime) -> Bill:
+        bill = Bill()
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+        group = [("group_by[]", g) for g in ("model", "workspace_id", "api_key_id")]
+        refreshed: datetime | None = None
+        chunk_start = start
+        while chunk_start < end:
+            chunk_end = min(chunk_start + timedelta(days=31), end)
+            params = [("starting_at", chunk_start.strftime(fmt)), ("ending_at", chunk_end.strftime(fmt)),
+                      ("time_bucket_width", "1d"), ("limit", "1000"), *group]
+            for kind in ("usage", "cost"):
+                for page in fetcher.pages(f"{base_url}/v1/organizations/analytics/{kind}", params):
+                    if page.get("data_refreshed_at"):
+                        at = _rfc3339(page["data_refreshed_at"])
+                        refreshed = at if refreshed is None else min(refreshed, at)
+                    for row in page["data"]:
+                        self._row(kind, row, bill)
+            chunk_start = chunk_end
+        if refreshed is not None:  # the data stops at data_refreshed_at: its day and later ones are incomplete
+            day = refreshed.replace(hour=0, minute=0, second=0, microsecond=0)
+            while day < end:
+                bill.partial_days.add(_day_of(day))
+                day += timedelta(days=1)
+        bill.requests = fetcher.requests
+        return bill
+
+    @staticmethod
+    def _row(kind: str, row: dict[str, Any], bill: Bill) -> None:
+        b_start, b_end = _rfc3339(row["starting_at"]), _rfc3339(row["ending_at"])
+        day = _day_of(b_start)
+        _mark_partial(bill, day, b_start, b_end)
+        g = row.get("group") or {}
+        if kind == "usage":
+            u = row.get("usage") or {}
+            bill.usage.append(UsageLine(day, g.get("model"), g.get("workspace_id"), g.get("api_key_id"),
+                                        _usage_tokens(u), u.get("requests")))
+            return
+        cost = row.get("cost") or {}
+        currency = str(cost.get("currency") or "USD").upper()
+        if currency != "USD":
+            raise BillFetchError(f"anthropic: cost in {currency!r}; aicost reconciles USD only")
+        bill.costs.append(CostLine(day, g.get("model"), g.get("workspace_id"), g.get("api_key_id"),
+                                   Decimal(str(cost.get("amount") or "0")) / 100, g.get("product")))
+
+
 OPENAI = OpenAIVendor()
 ANTHROPIC = AnthropicVendor()
-VENDORS: dict[str, Vendor] = {v.name: v for v in (OPENAI, ANTHROPIC)}
+ANTHROPIC_ANALYTICS = AnthropicAnalyticsVendor()
+# Which report API to read, per vendor (the first is the default).
+APIS: dict[str, dict[str, Vendor]] = {
+    "openai": {"usage": OPENAI},
+    "anthropic": {"usage_report": ANTHROPIC, "analytics": ANTHROPIC_ANALYTICS},
+}
