@@ -39,6 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--money-tolerance", default="0.01", help="USD per day x model cell counted as rounding")
     p.add_argument("--alert-above", metavar="USD",
                    help="exit with status 3 and print an alert when unexplained spend exceeds this amount")
+    p.add_argument("--webhook", action="append", metavar="URL",
+                   help="with --alert-above: also POST the alert (Slack-compatible JSON) here, once per vendor, "
+                        "period and threshold (repeatable; the aicost alerts sink)")
+    p.add_argument("--state", default=".aicost-alerts.db",
+                   help="file remembering the alerts already sent (default .aicost-alerts.db, shared with aicost "
+                        "alerts)")
     p.add_argument("--base-url", help="the vendor API's base URL (default: the vendor's own)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(handler=_run)
@@ -50,6 +56,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
                                 lag=timedelta(hours=args.lag_hours))
         threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
+        sinks = _sinks(args.webhook)  # checked before anything is fetched
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
                            keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
                            tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
@@ -61,8 +68,29 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for alert in alerts:
         print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {alert.amount} USD exceeds "
               f"{alert.threshold} USD: {alert.summary}", file=err)
+        if sinks:
+            _deliver(alert, sinks, args.state, err)
         return 3
     return 0
+
+
+def _sinks(webhooks: list[str] | None) -> list:
+    if not webhooks:
+        return []
+    from ..reports.alerts import WebhookSink
+
+    return [WebhookSink(url) for url in webhooks]
+
+
+def _deliver(alert, sinks: list, state: str, err: TextIO) -> None:
+    """Through the aicost alerts sink: each alert is sent once (the state file remembers what was sent)."""
+    from ..reports.alerts import Alert, Alerter
+
+    alerter = Alerter(sinks, state=state)
+    alerter.send(Alert(**alert.alert_fields()))
+    s = alerter.stats
+    print(f"aicost reconcile: alert {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "
+          "deliveries", file=err)
 
 
 def _decimal(text: str, option: str) -> Decimal:
