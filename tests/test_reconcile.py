@@ -402,6 +402,34 @@ def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monke
     assert "1 already sent before" in err.getvalue()
 
 
+def test_the_dashboard_shows_a_reconciliation_section(openai_rows, tmp_path, monkeypatch):
+    pytest.importorskip("plotly")
+    pytest.importorskip("statsmodels")
+    from aicost.cli import main
+
+    placed = _at(openai_rows, NOV[0])
+    url = _ledger(tmp_path, placed)
+    truth = (_truth(placed, scope="proj_main", key_id="key_main")
+             + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_<b>x", key_id="key_x"))
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    out = io.StringIO()
+    with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+        assert main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                     "key_main=APP_KEY", "--base-url", fake.url, "--format", "json"], out=out) == 0
+    (tmp_path / "rec.json").write_text(out.getvalue())
+    page = tmp_path / "spend.html"
+    assert main(["dashboard", "--ledger", url, "--period", "2026-11", "--out", str(page), "--reconciliation",
+                 str(tmp_path / "rec.json")], out=io.StringIO(), err=io.StringIO()) == 0
+    html = page.read_text()
+    summary = json.loads(out.getvalue())["summary"]
+    import html as html_lib
+
+    assert "Reconciliation with openai&#x27;s bill, November 2026" in html and html_lib.escape(summary) in html
+    assert "proj_&lt;b&gt;x" in html and "proj_<b>x" not in html  # vendor names are escaped
+    assert "key_x" in html
+
+
 def test_cli_refuses_unknown_vendor_and_missing_key(tmp_path, monkeypatch):
     from aicost.cli import main
 
