@@ -164,7 +164,7 @@ def test_a_newer_schema_is_refused_with_its_version(url):
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
-    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 1\\)"):
+    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 2\\)"):
         open_store(url)
 
 
