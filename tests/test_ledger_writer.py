@@ -410,3 +410,14 @@ def test_span_exporter_turns_refusals_and_cache_hits_into_the_same_rows_as_the_h
         ta = totals(a, *WINDOW)
         assert ta == totals(b, *WINDOW)
     assert (ta.cache_hits, ta.refusals, ta.stopped_cost) == (1, 1, refused.value.requested_usd)
+
+
+def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
+    from aicost.ledger.exporter import _nearest_feature
+
+    parents = {"call": "cache", "cache": "feat", "feat": "http", "http": None, "lone": "http2", "http2": None}
+    assert _nearest_feature("cache", parents, {"feat"}) == "feat"  # a call inside @aicost.cache inside a feature
+    assert _nearest_feature("feat", parents, {"feat"}) == "feat"
+    assert _nearest_feature("http2", parents, {"feat"}) is None  # in no feature
+    assert _nearest_feature("elsewhere", parents, {"feat"}) == "elsewhere"  # parent exported in another batch
+    assert _nearest_feature(None, parents, {"feat"}) is None

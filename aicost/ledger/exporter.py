@@ -18,8 +18,9 @@ What becomes a row (attributes as in docs/spans.md):
 
 A row's ``run_id`` is its nearest ``aicost.feature`` ancestor, as in the in-process ledger: the parent span id,
 walked up through the spans of the same export batch (a call made inside an ``@aicost.cache`` function has the
-cache span as its parent, and the feature above it). An ancestor exported in another batch cannot be walked
-through: the row keeps the nearest ancestor the batch knows.
+cache span as its parent, and the feature above it); none when the walk ends at a root span that is no feature.
+An ancestor exported in another batch cannot be walked through: the row keeps the nearest ancestor the batch
+knows.
 
 Other spans are ignored. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
@@ -141,13 +142,12 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
 
 
 def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], features: set[str]) -> str | None:
-    """The first feature span at or above ``span_id``, walking the parents this batch knows."""
-    seen = 0
-    while span_id is not None and span_id not in features and span_id in parents and seen < 64:
-        if parents[span_id] is None:
+    """The first feature span at or above ``span_id``, walking the parents this batch knows; None when the walk
+    reaches a root span of the batch that is not a feature (the call ran in no feature)."""
+    for _ in range(64):  # bounded: span ids come from outside
+        if span_id is None or span_id in features or span_id not in parents:
             return span_id
         span_id = parents[span_id]
-        seen += 1
     return span_id
 
 
