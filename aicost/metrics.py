@@ -33,6 +33,7 @@ import atexit
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -240,9 +241,10 @@ def record_call(result: CallResult, attributes: Mapping[str, Any], *,
         if len(_pending) >= _MAX_PENDING:
             _record_now(state, point)
             return
+        if _worker is None and not _start_worker():
+            _record_now(state, point)  # no thread may be started now (interpreter shutdown): record inline
+            return
         _pending.append((state, point))
-        if _worker is None:
-            _start_worker()
     except Exception:
         _log_once("record_call", "aicost: could not record call metrics")
 
@@ -298,22 +300,39 @@ def _record_next() -> bool:
     return True
 
 
-def _start_worker() -> None:
+def _start_worker() -> bool:
+    """Start the background recorder; False when no thread can be started, and the caller records inline.
+
+    Never at interpreter shutdown: a call finished then (an abandoned stream collected as the interpreter exits,
+    or a forked child whose first call ends as it exits) would start a thread that can never run, and
+    ``Thread.start()`` waits for it forever, so the process would never exit.
+    """
     global _worker
+    if sys.is_finalizing():
+        return False
     with _state_lock:
         if _worker is not None:
-            return
-        _worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
-        _worker.start()
+            return True
+        worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
+        try:
+            worker.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown", or no threads left
+            return False
+        _worker = worker
+        return True
 
 
 def _after_fork_in_child() -> None:
     """Threads do not survive fork: a forked child starts its own worker on its first call (checking the pid on
     every call instead would be a system call per call). The parent's pending points are the parent's to record,
-    and a lock its worker held at the fork would never be released in the child."""
-    global _worker, _drain_lock
+    and a lock another thread held at the fork would never be released in the child, so the child gets new ones."""
+    global _worker, _drain_lock, _state_lock
     _worker = None
     _drain_lock = threading.Lock()
+    _state_lock = threading.Lock()
+    for state in (_for_global, *_by_provider.values()):
+        if state is not None:
+            state._lock = threading.Lock()
     _pending.clear()
 
 
