@@ -368,46 +368,43 @@ class _Call:
             error_once("finish", "aicost: could not record a call")
 
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
+        """Each step is isolated: whatever fails (a vendor's garbage a reader missed, pricing, a span processor),
+        the span is still ended and the call still settled with its interceptors and told to listeners."""
         self.detach()
         duration = _perf() - self.start
         # A span that exists already was started with the call, with only the sampler's attributes on it.
         started_early = self.span is not None
-        native_span = self._native_span()
-        if not started_early and native_span is not None:
-            # The SDK's own span: request and result attributes go on together, in one pass over its attributes.
-            span = self.span = native_span
-            attrs = self._native_request_attributes()
-        else:
-            span = self._resolve_span()
-            attrs = {}
+        try:
+            native_span = self._native_span()
+            if not started_early and native_span is not None:
+                # The SDK's own span: request and result attributes go on together, in one pass over them.
+                span = self.span = native_span
+                attrs = self._native_request_attributes()
+            else:
+                span = self._resolve_span()
+                attrs = {}
+        except Exception:
+            error_once("span:resolve", "aicost: could not find or start a call's span")
+            native_span, span, attrs = None, trace.INVALID_SPAN, {}
         meta = meta or ResponseMeta()
         usage: Usage | None = None
         cost = None
-        error_type = None
+        invalid: str | None = None
         subs: list[tuple[str, str | None, Usage]] = []  # sub-inferences, their models resolved
         if self.endpoint.billable:
-            usage = meta.usage
-            if usage is None and error is not None and not self.chunks:
-                usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
-            elif meta.unpriced and usage is None and error is None:
-                # Billed by a unit the catalog has no rate for: the cost is unknown, and tokens the vendor did not
-                # report are neither estimated nor written as zero.
-                cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
-            elif usage is None and error is None and not meta.deferred:
-                usage = self._estimate(meta)
-            elif usage is not None and ended_by in ("closed", "error"):
-                # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
-                # It still bills what it generated; count what we saw and say the figure is an estimate.
-                seen = self._count_output(meta)
-                usage.output_tokens = max(usage.output_tokens, seen)
-                usage.estimated = True
-            if usage is not None and cost is None:
-                hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
-                cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
-                if meta.sub_inferences and cost is not None:
-                    cost, subs = self._with_sub_inferences(cost, meta)
-        if error is not None:
-            error_type = telemetry.error_type_of(error)
+            try:
+                usage, cost, invalid, subs = self._account(meta, error, ended_by)
+            except Exception:
+                error_once("account", "aicost: could not read a call's usage or price it; its cost is unknown")
+                usage, invalid = None, "aicost could not read the usage"
+                try:
+                    cost = pricing.unknown_cost(self.info.provider, self.request.model, None, None)
+                except Exception:
+                    cost = None
+        try:
+            error_type = telemetry.error_type_of(error) if error is not None else None
+        except Exception:
+            error_type = type(error).__qualname__
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
         # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks, which run even if
         # the span could not be written or ended.
@@ -421,6 +418,8 @@ class _Call:
                     attrs.update(telemetry.usage_attributes(usage))
                     if subs:
                         attrs.update(telemetry.sub_inference_attributes(subs))
+                if invalid is not None:
+                    attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
                     attrs.update(telemetry.cost_attributes(cost))
                     if meta.unpriced and not cost.known:
@@ -446,6 +445,48 @@ class _Call:
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)
 
+    def _account(self, meta: ResponseMeta, error: BaseException | None, ended_by: str | None
+                 ) -> tuple[Usage | None, Any, str | None, list[tuple[str, str | None, Usage]]]:
+        """-> (usage, cost, why the vendor's usage was not used as exact, sub-inferences).
+
+        Usage that failed validation (``Usage.invalid``) is never priced as exact: the call is estimated from what
+        arrived (the request, the output text), or, where aicost never estimates (images, audio: ``unpriced``),
+        its cost is unknown. A stream that ended without the vendor's final event is cut short like a closed one.
+        """
+        usage = meta.usage
+        cost = None
+        invalid: str | None = None
+        subs: list[tuple[str, str | None, Usage]] = []
+        if usage is not None and usage.invalid is not None:
+            invalid, usage = usage.invalid, None
+        incomplete = ended_by == "exhausted" and self.acc is not None and not self.acc.complete
+        if usage is None and error is not None and not self.chunks and invalid is None:
+            usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
+        elif meta.unpriced and usage is None and (error is None or invalid is not None):
+            # Billed by a unit the catalog has no rate for, or usage aicost never estimates that failed validation:
+            # the cost is unknown, and tokens the vendor did not report are neither estimated nor written as zero.
+            cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
+        elif usage is None and not meta.deferred and (error is None or self.chunks or invalid is not None):
+            # No usable usage (none sent, invalid, or a stream the vendor cut after it had generated): estimate.
+            usage = self._estimate(meta)
+        elif usage is not None and (ended_by in ("closed", "error") or incomplete):
+            # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
+            # It still bills what it generated; count what we saw and say the figure is an estimate.
+            seen = self._count_output(meta)
+            usage.output_tokens = max(usage.output_tokens, seen)
+            usage.estimated = True
+            if incomplete:
+                invalid = "the stream ended without the vendor's final event"
+        if usage is not None and cost is None:
+            hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+            if meta.sub_inferences and cost is not None:
+                cost, subs = self._with_sub_inferences(cost, meta)
+                invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
+        if usage is not None:
+            usage.invalid = invalid  # listeners see why, as the span does
+        return usage, cost, invalid, subs
+
     def _with_sub_inferences(self, cost: Any, meta: ResponseMeta) -> tuple[Any, list[tuple[str, str | None, Usage]]]:
         """The cost with the parts the vendor ran and billed at another model's rates, each priced at its own
         model; and those parts, their models named (a hosted tool's usage may leave the model to the request)."""
@@ -454,7 +495,8 @@ class _Call:
             named = self.integration.sub_inference_model
             subs = [(kind, model if model is not None else named(kind, self.info.kwargs), usage)
                     for kind, model, usage in subs]
-            priced = [(kind, _price(self.info.provider, model, None, usage, meta.service_tier, {}))
+            priced = [(kind, None if usage.invalid is not None  # never priced as exact: unknown
+                           else _price(self.info.provider, model, None, usage, meta.service_tier, {}))
                       for kind, model, usage in subs]
         except Exception:
             error_once("pricing:sub", "aicost: could not price a call's sub-inferences")

@@ -130,9 +130,7 @@ class _Instruments:
         flush()
         with self._lock:
             items = list(self._cost_totals.items())
-        # Truncated, never rounded up: a sub-nano remainder stays in the exact total until it adds up.
-        return [Observation(int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR)), dict(key))
-                for key, total in items]
+        return [Observation(_nano_usd(total), dict(key)) for key, total in items]
 
     def attribution_labels(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         extra_keys, tag_labels = _policy
@@ -150,6 +148,21 @@ class _Instruments:
                 if key.startswith(semconv.AICOST_TAG_PREFIX):
                     labels[key] = value
         return labels
+
+
+_INT64_MAX = 2**63 - 1  # OTLP encodes integer points as int64: one larger point fails every later export
+
+
+def _nano_usd(total: Decimal) -> int:
+    """A running total in whole nano-USD: truncated, never rounded up (a sub-nano remainder stays in the exact
+    total until it adds up), and at most int64's maximum (about 9.2 billion USD), which only absurd usage reaches:
+    past it the OTLP exporter could not encode this point, nor any other metric in the same export, ever again."""
+    nano = int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR))
+    if nano > _INT64_MAX:
+        log_once("metrics:nano-usd-overflow", logging.WARNING, "aicost: a cost total exceeds what aicost.cost.nano_usd can carry (int64 "
+                                       "nano-USD); it is reported at that maximum")
+        return _INT64_MAX
+    return nano
 
 
 _state: _Instruments | None = None

@@ -209,6 +209,17 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def string(value: Any) -> str | None:
+    """A vendor's text field (a model name, an id, a tier, a finish reason) if it is text, else None: SDK models
+    are built without validation, so ``"model": 42`` arrives as 42, and must not reach code that expects text."""
+    return value if isinstance(value, str) and value else None
+
+
+def request_count(value: Any) -> int | None:
+    """A count the application passed (``max_tokens``), if it is one a span can carry (OTLP integers are int64)."""
+    return value if type(value) is int and 0 <= value <= 2**53 else None
+
+
 _servers: dict[int, tuple[Any, str | None, int | None]] = {}
 
 
