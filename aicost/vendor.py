@@ -209,6 +209,17 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def part(usage: Usage, obj: Any, name: str) -> Any:
+    """The nested object ``name`` of a vendor's usage (``prompt_tokens_details``...), or None when absent. One that
+    is there but is not an object (a number, a list) makes the usage invalid (``Usage.invalid``)."""
+    value = field(obj, name)
+    if value is not None and isinstance(value, (int, float, str, bytes, list, tuple)):
+        if usage.invalid is None:
+            usage.invalid = f"{name} is not an object"
+        return None
+    return value
+
+
 def string(value: Any) -> str | None:
     """A vendor's text field (a model name, an id, a tier, a finish reason) if it is text, else None: SDK models
     are built without validation, so ``"model": 42`` arrives as 42, and must not reach code that expects text."""

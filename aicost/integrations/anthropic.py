@@ -25,8 +25,8 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, is_object, read_count
-from ..vendor import (Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, request_count,
-                      server_of, string)
+from ..vendor import (Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
+                      request_count, server_of, string)
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -82,14 +82,14 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     out = g(u, "output_tokens")
     if fresh or out is not None:
         usage.output_tokens = read_count(usage, out, "output_tokens", fresh)
-    creation = g(u, "cache_creation")
+    creation = part(usage, u, "cache_creation")
     if creation is not None:
         usage.cache_write_1h_tokens = read_count(usage, g(creation, "ephemeral_1h_input_tokens"),
                                                  "ephemeral_1h_input_tokens")
-    details = g(u, "output_tokens_details")
+    details = part(usage, u, "output_tokens_details")
     if details is not None:
         usage.reasoning_tokens = read_count(usage, g(details, "thinking_tokens"), "thinking_tokens")
-    server_tools = g(u, "server_tool_use")
+    server_tools = part(usage, u, "server_tool_use")
     if server_tools is not None:
         usage.web_search_requests = read_count(usage, g(server_tools, "web_search_requests"), "web_search_requests")
     return usage.checked()

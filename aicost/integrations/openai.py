@@ -13,7 +13,7 @@ from typing import Any
 
 from ..usage import Usage, is_object, read_count
 from ..vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator,
-                      field, request_count, server_of, string)
+                      field, part, request_count, server_of, string)
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -87,22 +87,20 @@ def read_usage(u: Any, output_required: bool = True) -> Usage | None:
     if out is None:
         out, name = g(u, "output_tokens"), "output_tokens"
     usage.output_tokens = read_count(usage, out, name, output_required)
-    pd = g(u, "prompt_tokens_details") or g(u, "input_tokens_details")
-    cd = g(u, "completion_tokens_details") or g(u, "output_tokens_details")
+    pd = part(usage, u, "prompt_tokens_details")
+    if pd is None:
+        pd = part(usage, u, "input_tokens_details")
+    cd = part(usage, u, "completion_tokens_details")
+    if cd is None:
+        cd = part(usage, u, "output_tokens_details")
     if pd is not None:
-        if not is_object(pd):
-            usage.invalid = usage.invalid or "prompt_tokens_details is not an object"
-        else:
-            usage.cache_read_tokens = read_count(usage, g(pd, "cached_tokens"), "cached_tokens")
-            usage.cache_write_tokens = read_count(usage, g(pd, "cache_write_tokens"), "cache_write_tokens")
-            usage.input_audio_tokens = read_count(usage, g(pd, "audio_tokens"), "audio_tokens")
-            usage.input_image_tokens = read_count(usage, g(pd, "image_tokens"), "image_tokens")
+        usage.cache_read_tokens = read_count(usage, g(pd, "cached_tokens"), "cached_tokens")
+        usage.cache_write_tokens = read_count(usage, g(pd, "cache_write_tokens"), "cache_write_tokens")
+        usage.input_audio_tokens = read_count(usage, g(pd, "audio_tokens"), "audio_tokens")
+        usage.input_image_tokens = read_count(usage, g(pd, "image_tokens"), "image_tokens")
     if cd is not None:
-        if not is_object(cd):
-            usage.invalid = usage.invalid or "completion_tokens_details is not an object"
-        else:
-            usage.reasoning_tokens = read_count(usage, g(cd, "reasoning_tokens"), "reasoning_tokens")
-            usage.output_audio_tokens = read_count(usage, g(cd, "audio_tokens"), "audio_tokens")
+        usage.reasoning_tokens = read_count(usage, g(cd, "reasoning_tokens"), "reasoning_tokens")
+        usage.output_audio_tokens = read_count(usage, g(cd, "audio_tokens"), "audio_tokens")
     return usage.checked()
 
 
@@ -134,15 +132,15 @@ def image_usage(u: Any) -> Usage | None:
         return Usage(invalid="usage is not an object")
     g = field
     usage = Usage()
-    usage.input_tokens = read_count(usage, g(u, "input_tokens"), "input_tokens")
-    usage.output_tokens = read_count(usage, g(u, "output_tokens"), "output_tokens")
+    usage.input_tokens = read_count(usage, g(u, "input_tokens"), "input_tokens", True)
+    usage.output_tokens = read_count(usage, g(u, "output_tokens"), "output_tokens", True)
     if not usage.input_tokens and not usage.output_tokens and usage.invalid is None:
         return None
-    details = g(u, "input_tokens_details")
+    details = part(usage, u, "input_tokens_details")
     image_in = read_count(usage, g(details, "image_tokens"), "image_tokens") if details is not None else 0
     cached = read_count(usage, g(u, "cached_tokens"), "cached_tokens")  # hosted tool only; own rate for images
     if cached:
-        cached_details = g(u, "cached_tokens_details")
+        cached_details = part(usage, u, "cached_tokens_details")
         cached_images = (read_count(usage, g(cached_details, "cached_image_tokens"), "cached_image_tokens")
                          if cached_details is not None else 0)
         if cached_images > min(image_in, cached) and usage.invalid is None:
@@ -152,7 +150,7 @@ def image_usage(u: Any) -> Usage | None:
         usage.cache_read_tokens = cached
         usage.cache_read_image_tokens = cached_images
     usage.input_image_tokens = image_in
-    details = g(u, "output_tokens_details")
+    details = part(usage, u, "output_tokens_details")
     usage.output_image_tokens = (read_count(usage, g(details, "image_tokens"), "output image_tokens")
                                  if details is not None else usage.output_tokens)
     usage.checked()
@@ -390,7 +388,7 @@ def _transcription_usage(u: Any) -> Usage:
     usage = Usage()
     usage.input_tokens = read_count(usage, field(u, "input_tokens"), "input_tokens", True)
     usage.output_tokens = read_count(usage, field(u, "output_tokens"), "output_tokens", True)
-    details = field(u, "input_token_details")
+    details = part(usage, u, "input_token_details")
     if details is not None:
         usage.input_audio_tokens = read_count(usage, field(details, "audio_tokens"), "audio_tokens")
     return usage.checked()
@@ -410,10 +408,10 @@ def realtime_usage(u: Any) -> Usage | None:
     usage = Usage()
     usage.input_tokens = read_count(usage, g(u, "input_tokens"), "input_tokens", True)
     usage.output_tokens = read_count(usage, g(u, "output_tokens"), "output_tokens", True)
-    details = g(u, "input_token_details")
+    details = part(usage, u, "input_token_details")
     if details is not None:
         cached = read_count(usage, g(details, "cached_tokens"), "cached_tokens")
-        cached_details = g(details, "cached_tokens_details")
+        cached_details = part(usage, details, "cached_tokens_details")
         cached_audio = (read_count(usage, g(cached_details, "audio_tokens"), "cached audio_tokens")
                         if cached_details is not None else 0)
         cached_image = (read_count(usage, g(cached_details, "image_tokens"), "cached image_tokens")
@@ -430,7 +428,7 @@ def realtime_usage(u: Any) -> Usage | None:
             usage.cache_read_image_tokens = cached_image
             usage.input_audio_tokens = audio - cached_audio
             usage.input_image_tokens = image - cached_image
-    details = g(u, "output_token_details")
+    details = part(usage, u, "output_token_details")
     if details is not None:
         usage.output_audio_tokens = read_count(usage, g(details, "audio_tokens"), "output audio_tokens")
     return usage.checked()
