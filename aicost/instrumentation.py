@@ -97,7 +97,13 @@ def instrument(
 
 
 def uninstrument() -> None:
-    """Restore every patched method. Calls already in flight finish normally."""
+    """Restore every patched method. Calls already in flight finish normally.
+
+    The SDKs keep bound methods too: ``client.chat.completions.with_raw_response`` is a cached property whose
+    object holds the ``create`` it saw when first touched, which is aicost's wrapper if that was while
+    instrumented. Every wrapper therefore checks, on each call, that aicost is still instrumented, and steps
+    aside (no span, no interceptor) when it is not.
+    """
     global _instrumented
     with _lock:
         while _patched:
@@ -975,7 +981,8 @@ def _caller_trampoline(depth: int = 2, template: Callable[..., Any] = _call_as) 
 def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         call_as = _caller_trampoline()
-        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+        if (not _instrumented or _active.get() or instance is None
+                or (endpoint.stream_only and kwargs.get("stream") is not True)):
             return call_as(wrapped, args, kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
         return _run_sync(call, lambda: call_as(wrapped, args, kwargs))
@@ -993,7 +1000,8 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
             value = wrapped(*args, **kwargs)
             return as_callers_caller(as_caller(value)) if inspect.isawaitable(value) else value
 
-        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+        if (not _instrumented or _active.get() or instance is None
+                or (endpoint.stream_only and kwargs.get("stream") is not True)):
             return await _awaited(run())
         call = _begin(integration, endpoint, instance, kwargs, True)
         return await _run_async(call, run)
@@ -1056,7 +1064,7 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
 
     if is_async:
         async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-            found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+            found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
             if found is None:
                 return await wrapped(*args, **kwargs)
             call = _begin(integration, found[0], found[1], found[2], True, prepare=False)
@@ -1065,7 +1073,7 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
         return async_wrapper
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+        found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
         if found is None:
             return wrapped(*args, **kwargs)
         call = _begin(integration, found[0], found[1], found[2], False, prepare=False)
@@ -1103,7 +1111,7 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
         def sdk_stream() -> Any:
             return call_from_callers_caller(call_as, (wrapped, args, kwargs), {})
 
-        if _active.get() or instance is None:
+        if not _instrumented or _active.get() or instance is None:
             return sdk_stream()
         try:
             call = _Call(integration, endpoint, instance, kwargs, is_async)
@@ -1131,6 +1139,8 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
     """A connection's event parser (sync on both clients): the event is returned unchanged, then read."""
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         event = wrapped(*args, **kwargs)
+        if not _instrumented:
+            return event
         try:
             step = integration.read_event(endpoint, instance, event)
             if step is not None:

@@ -381,3 +381,55 @@ def test_stream_usage_always_hides_an_empty_usage_answer(tracer_provider, meter_
         aicost.uninstrument()
     assert text == "Paris"
     assert replay_server.requests[-1].json["stream_options"] == {"include_usage": True}
+
+
+# ------------------------------------------------------------------------------------------ uninstrument
+class _Counting:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def before_call(self, info):
+        self.calls += 1
+        return None
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_uninstrument_also_covers_raw_response_accessors_the_sdk_cached(tracer_provider, meter_provider,
+                                                                       span_exporter, replay_server, openai_client,
+                                                                       anthropic_client, vendor):
+    """Issue 14.5: ``with_raw_response`` / ``with_streaming_response`` are cached properties holding the ``create``
+    they saw when first touched: aicost's wrapper, if that was while instrumented."""
+    import aicost
+    from aicost import hooks
+    from vendor_server import anthropic_message_reply, openai_chat_reply
+
+    counting = _Counting()
+    hooks.add_interceptor(counting)
+    aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        if vendor == "openai":
+            raw, streaming = (openai_client.chat.completions.with_raw_response,
+                              openai_client.chat.completions.with_streaming_response)
+            kwargs = {"model": "gpt-4o-mini", "messages": MSG}
+            reply = openai_chat_reply
+        else:
+            raw, streaming = (anthropic_client.messages.with_raw_response,
+                              anthropic_client.messages.with_streaming_response)
+            kwargs = {"model": "claude-3-5-haiku-20241022", "max_tokens": 20, "messages": MSG}
+            reply = anthropic_message_reply
+        replay_server.enqueue(reply())
+        raw.create(**kwargs).parse()
+        assert counting.calls == 1 and len([s for s in span_exporter.get_finished_spans()
+                                            if "gen_ai.usage.cost" in (s.attributes or {})]) == 1
+        aicost.uninstrument()
+        span_exporter.clear()
+        replay_server.enqueue(reply(), reply())
+        raw.create(**kwargs).parse()
+        with streaming.create(**kwargs) as response:
+            response.parse()
+        assert counting.calls == 1
+        assert [s.name for s in span_exporter.get_finished_spans()
+                if (s.attributes or {}).get("aicost.span.source") or s.instrumentation_scope.name == "aicost"] == []
+    finally:
+        aicost.uninstrument()
+        hooks.remove_interceptor(counting)
