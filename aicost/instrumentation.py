@@ -28,7 +28,7 @@ from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
-from .errors import CallRefused
+from .errors import CallRefused, ConfigurationError
 from .usage import Usage
 from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
 
@@ -65,27 +65,36 @@ def instrument(
 ) -> None:
     """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
 
-    Idempotent: a second call only updates the options. ``tracer_provider`` / ``meter_provider`` default to
-    the global OpenTelemetry providers. ``capture_content`` (default off, or the standard
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``) adds prompt and completion text to spans.
-    ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams. ``price_file`` (TOML
-    or JSON) adds your own prices and discounts; a malformed file raises ``PriceFileError`` here, naming the
-    line and field, before anything is patched.
-    """
-    global _instrumented
-    if stream_usage is not None and stream_usage not in ("auto", "always", "never"):
-        raise ValueError(f"stream_usage must be 'auto', 'always' or 'never', not {stream_usage!r}")
-    if price_file is not None:
-        from .pricing import load_price_file
+    Idempotent, and each call starts from its own arguments: an argument left out takes its default again
+    (a second call without ``stream_usage`` is back to "auto", one without ``price_file`` unloads the file an
+    earlier call loaded). ``tracer_provider`` / ``meter_provider`` default to the global OpenTelemetry providers.
+    ``capture_content`` (default off, or the standard ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``)
+    adds prompt and completion text to spans. ``stream_usage`` is "auto" (default), "always" or "never": see the
+    README on streams. ``price_file`` (TOML or JSON) adds your own prices and discounts (loading the same file
+    again replaces it, it does not contradict itself).
 
-        load_price_file(price_file)
+    Every argument is checked before anything is patched or changed: a bad one raises
+    :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file raises
+    ``PriceFileError`` naming the line and field.
+    """
+    global _instrumented, _price_file
+    _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
+    loaded = None
+    if price_file is not None:
+        from .pricing.overrides import load_file
+
+        loaded = load_file(price_file)  # validated, not yet installed
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
     with _lock:
+        if loaded is not None or _price_file is not None:
+            from .pricing.engine import replace_overrides
+
+            replace_overrides(_price_file, loaded)  # atomic: a contradiction raises and changes nothing
+            _price_file = loaded
         config.capture_content = capture_content
-        if stream_usage is not None:
-            config.stream_usage = stream_usage
+        config.stream_usage = stream_usage or "auto"
         telemetry.configure(tracer_provider, capture_content)
         _configure_metrics(meter_provider)
         if _instrumented:
@@ -96,6 +105,27 @@ def instrument(
         _instrumented = True
 
 
+_STREAM_USAGE = ("auto", "always", "never")
+_price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
+
+
+def _check_arguments(tracer_provider: Any, meter_provider: Any, capture_content: Any, stream_usage: Any) -> None:
+    def refuse(name: str, value: Any, accepted: str) -> None:
+        raise ConfigurationError(f"instrument({name}={value!r}): {name} must be {accepted}")
+
+    if capture_content is not None and not isinstance(capture_content, bool):
+        refuse("capture_content", capture_content, "True, False or None (None: the environment variable "
+                                                   "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides)")
+    if stream_usage is not None and (not isinstance(stream_usage, str) or stream_usage not in _STREAM_USAGE):
+        refuse("stream_usage", stream_usage, "'auto', 'always', 'never' or None ('auto')")
+    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+        refuse("tracer_provider", tracer_provider, "an OpenTelemetry TracerProvider (with get_tracer()) or None "
+                                                   "(the global provider)")
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        refuse("meter_provider", meter_provider, "an OpenTelemetry MeterProvider (with get_meter()) or None "
+                                                 "(the global provider)")
+
+
 def uninstrument() -> None:
     """Restore every patched method. Calls already in flight finish normally.
 
@@ -104,8 +134,16 @@ def uninstrument() -> None:
     instrumented. Every wrapper therefore checks, on each call, that aicost is still instrumented, and steps
     aside (no span, no interceptor) when it is not.
     """
-    global _instrumented
+    global _instrumented, _price_file
     with _lock:
+        if _price_file is not None:
+            try:
+                from .pricing.engine import replace_overrides
+
+                replace_overrides(_price_file, None)
+            except Exception:
+                error_once("unload:price_file", "aicost: could not unload the price file instrument() loaded")
+            _price_file = None
         while _patched:
             cls, attr, original = _patched.pop()
             try:

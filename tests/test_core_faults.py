@@ -433,3 +433,82 @@ def test_uninstrument_also_covers_raw_response_accessors_the_sdk_cached(tracer_p
     finally:
         aicost.uninstrument()
         hooks.remove_interceptor(counting)
+
+
+# ------------------------------------------------------------------------------------------ instrument() arguments
+@pytest.mark.parametrize("kwargs, named", [
+    ({"capture_content": "false"}, "capture_content"),
+    ({"capture_content": 1}, "capture_content"),
+    ({"meter_provider": "nope"}, "meter_provider"),
+    ({"tracer_provider": "nope"}, "tracer_provider"),
+    ({"stream_usage": "sometimes"}, "stream_usage"),
+    ({"stream_usage": ["always"]}, "stream_usage"),
+])
+def test_instrument_refuses_a_bad_argument_clearly_before_patching_anything(kwargs, named):
+    """Issue 14.6: ``capture_content="false"`` turned capture ON; ``meter_provider="nope"`` was accepted (the error
+    only logged); ``tracer_provider="nope"`` raised a bare AttributeError."""
+    import aicost
+    from aicost.errors import ConfigurationError
+    from aicost.instrumentation import config
+
+    aicost.uninstrument()
+    before = (config.capture_content, config.stream_usage)
+    with pytest.raises(ConfigurationError, match=rf"instrument\({named}=.*{named} must be") as raised:
+        aicost.instrument(**kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(raised.value)
+    assert not aicost.is_instrumented()
+    assert (config.capture_content, config.stream_usage) == before
+
+
+def test_each_instrument_starts_from_its_own_arguments(tracer_provider, meter_provider, span_exporter):
+    """Issue 13.8: ``instrument(stream_usage="always")``, ``uninstrument()``, ``instrument()``: "always" survived."""
+    import aicost
+    from aicost.instrumentation import config
+
+    try:
+        aicost.instrument(tracer_provider=tracer_provider, stream_usage="always")
+        assert config.stream_usage == "always"
+        aicost.uninstrument()
+        aicost.instrument(tracer_provider=tracer_provider)
+        assert config.stream_usage == "auto"
+        aicost.instrument(tracer_provider=tracer_provider, stream_usage="never")
+        aicost.instrument(tracer_provider=tracer_provider)  # no uninstrument between
+        assert config.stream_usage == "auto"
+    finally:
+        aicost.uninstrument()
+
+
+def test_instrument_with_the_same_price_file_again_is_idempotent(tmp_path, tracer_provider, span_exporter,
+                                                                 replay_server, openai_client):
+    """Issue 13.7: a second ``instrument(price_file=p)``, or one after ``uninstrument()``, raised
+    ``PriceFileError: p:1: contradicts p:1``. The file's prices are in force while instrumented, and only then."""
+    import aicost
+    from aicost import pricing
+    from aicost.usage import Usage
+
+    first = tmp_path / "prices.toml"
+    first.write_text('[[model]]\nmodel = "acme-llm"\nprovider = "openai"\ninput = "1.00"\noutput = "3.00"\n')
+    second = tmp_path / "other.toml"
+    second.write_text('[[model]]\nmodel = "acme-llm"\nprovider = "openai"\ninput = "2.00"\noutput = "6.00"\n')
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+
+    def price():
+        cost = pricing.price_call("openai", "acme-llm", usage)
+        return cost.total if cost.known else None
+
+    pricing.set_price("my-own", provider="openai", input="5", output="5")  # the application's own override stays
+    try:
+        aicost.instrument(tracer_provider=tracer_provider, price_file=first)
+        aicost.instrument(tracer_provider=tracer_provider, price_file=first)
+        assert price() == 1
+        aicost.uninstrument()
+        assert price() is None  # uninstrument() restores everything
+        aicost.instrument(tracer_provider=tracer_provider, price_file=first)
+        aicost.instrument(tracer_provider=tracer_provider, price_file=second)  # replaces, does not contradict
+        assert price() == 2
+        aicost.instrument(tracer_provider=tracer_provider)
+        assert price() is None
+        assert pricing.price_call("openai", "my-own", usage).total == 5
+    finally:
+        aicost.uninstrument()
+        pricing.clear_overrides()
