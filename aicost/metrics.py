@@ -255,7 +255,10 @@ def record_call(result: CallResult, attributes: Mapping[str, Any], *,
             _record_now(state, point)
             return
         if _worker is None and not _start_worker():
-            _record_now(state, point)  # no thread may be started now (interpreter shutdown): record inline
+            # No thread could be started. At interpreter shutdown the point is dropped: the exporters shut down at
+            # exit (atexit), so nothing would read it, and recording could wait on a lock a frozen thread holds.
+            if not sys.is_finalizing():
+                _record_now(state, point)
             return
         _pending.append((state, point))
     except Exception:
@@ -314,7 +317,7 @@ def _record_next() -> bool:
 
 
 def _start_worker() -> bool:
-    """Start the background recorder; False when no thread can be started, and the caller records inline.
+    """Start the background recorder; False when no thread can be started (the caller does without it).
 
     Never at interpreter shutdown: a call finished then (an abandoned stream collected as the interpreter exits,
     or a forked child whose first call ends as it exits) would start a thread that can never run, and
