@@ -165,7 +165,8 @@ def invalid_usage(reason: str) -> Usage:
 
 
 def as_int(value: object) -> int:
-    """Vendor usage fields are Optional everywhere (SDK models are built without validation): None -> 0."""
+    """Lenient: None, garbage and negatives -> 0. Not for a vendor's usage counts: those go through
+    :func:`read_count`, which says when usage is invalid instead of reading garbage as an exact 0."""
     if type(value) is int:  # the common case first: this runs for every usage field of every call
         return value if value > 0 else 0
     if value is None or isinstance(value, bool):

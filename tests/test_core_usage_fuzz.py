@@ -282,6 +282,36 @@ def test_openai_responses_stream_and_socket(u, model):
     assert exact(step.meta.usage) == exact(meta.usage)
 
 
+HOSTED_IMAGE = Shape(
+    {"input_tokens": True, "output_tokens": True, "cached_tokens": False},
+    {"input_tokens_details": Shape({"image_tokens": False}),
+     "output_tokens_details": Shape({"image_tokens": False}),
+     "cached_tokens_details": Shape({"cached_image_tokens": False})},
+    (*OPENAI_IMAGES.rules,
+     lambda get: get("cached_tokens") == 0 or (
+         get("cached_tokens_details.cached_image_tokens")
+         <= min(get("input_tokens_details.image_tokens"), get("cached_tokens"))
+         and get("cached_tokens") + get("input_tokens_details.image_tokens")
+         - get("cached_tokens_details.cached_image_tokens") <= get("input_tokens"))),
+)
+
+
+@FAST
+@given(HOSTED_IMAGE.strategy(), COUNT)
+def test_openai_responses_hosted_tools(image_gen, searches):
+    """The Responses API's ``tool_usage``: hosted image generation (a sub-inference) and web searches."""
+    response = _Obj(object="response", id="resp_1", model="gpt-4.1", status="completed", output=[],
+                    usage={"input_tokens": 5, "output_tokens": 2},
+                    tool_usage={"image_gen": image_gen, "web_search": {"num_requests": searches}})
+    meta = oai.read_response(response)
+    assert exact(meta.usage) == (searches is None or is_count(searches)), (searches, meta.usage)
+    subs = [sub for kind, _, sub in meta.sub_inferences if kind == "image_generation"]
+    if subs and exact(subs[0]):
+        assert HOSTED_IMAGE.valid(image_gen), (image_gen, subs[0])
+    elif HOSTED_IMAGE.valid(image_gen) and exact(meta.usage):
+        assert not subs and _n(image_gen["input_tokens"]) == _n(image_gen["output_tokens"]) == 0
+
+
 @FAST
 @given(ANTHROPIC.strategy(), st.one_of(st.text(max_size=3), st.integers(), st.none()))
 def test_anthropic_message_usage(u, model):
