@@ -28,9 +28,9 @@ from aicost.integrations import anthropic as anth
 from aicost.integrations import openai as oai
 from aicost.usage import MAX_COUNT, Usage
 
-FAST = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-HTTP = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+HTTP = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 
