@@ -101,8 +101,14 @@ class Usage:
         return None
 
     def checked(self) -> "Usage":
-        """This usage, with ``invalid`` set if a subset is larger than its total (readers call it last)."""
-        if self.invalid is None:
+        """This usage, with ``invalid`` set if a subset is larger than its total (readers call it last, on every
+        call: hence the plain comparisons first, and the search for which one only when one fails)."""
+        i, o = self.input_tokens, self.output_tokens
+        if self.invalid is None and (
+                self.cache_read_tokens > i or self.cache_write_tokens > i or self.input_audio_tokens > i
+                or self.input_image_tokens > i or self.reasoning_tokens > o or self.output_audio_tokens > o
+                or self.output_image_tokens > o or self.cache_write_1h_tokens > self.cache_write_tokens
+                or self.cache_read_image_tokens + self.cache_read_audio_tokens > self.cache_read_tokens):
             self.invalid = self.subset_problem()
         return self
 
@@ -159,9 +165,6 @@ def is_object(value: object) -> bool:
     """Whether a vendor's ``usage`` (or its details) is an object with fields, not a scalar or a list."""
     return not isinstance(value, (int, float, str, bytes, list, tuple))
 
-
-def invalid_usage(reason: str) -> Usage:
-    return Usage(invalid=reason)
 
 
 def as_int(value: object) -> int:

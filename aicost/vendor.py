@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .usage import Usage
+from .usage import Usage, is_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +213,7 @@ def part(usage: Usage, obj: Any, name: str) -> Any:
     """The nested object ``name`` of a vendor's usage (``prompt_tokens_details``...), or None when absent. One that
     is there but is not an object (a number, a list) makes the usage invalid (``Usage.invalid``)."""
     value = field(obj, name)
-    if value is not None and isinstance(value, (int, float, str, bytes, list, tuple)):
+    if value is not None and not is_object(value):
         if usage.invalid is None:
             usage.invalid = f"{name} is not an object"
         return None
