@@ -159,8 +159,9 @@ def _nano_usd(total: Decimal) -> int:
     past it the OTLP exporter could not encode this point, nor any other metric in the same export, ever again."""
     nano = int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR))
     if nano > _INT64_MAX:
-        log_once("metrics:nano-usd-overflow", logging.WARNING, "aicost: a cost total exceeds what aicost.cost.nano_usd can carry (int64 "
-                                       "nano-USD); it is reported at that maximum")
+        log_once("metrics:nano-usd-overflow", logging.WARNING,
+                 "aicost: a cost total exceeds what aicost.cost.nano_usd can carry (int64 nano-USD); it is reported "
+                 "at that maximum")
         return _INT64_MAX
     return nano
 
