@@ -161,9 +161,12 @@ def _not_a_count(value: object) -> str:
     return "not a whole number"
 
 
+_NOT_OBJECTS = (int, float, str, bytes, list, tuple)
+
+
 def is_object(value: object) -> bool:
     """Whether a vendor's ``usage`` (or its details) is an object with fields, not a scalar or a list."""
-    return not isinstance(value, (int, float, str, bytes, list, tuple))
+    return not isinstance(value, _NOT_OBJECTS)
 
 
 

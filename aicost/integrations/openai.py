@@ -612,13 +612,32 @@ class ChunkAccumulator(StreamAccumulator):
             self.model = string(getattr(chunk, "model", None))
             self.response_id = string(getattr(chunk, "id", None)) or self.response_id
             self.service_tier = string(getattr(chunk, "service_tier", None))
-        choices = getattr(chunk, "choices", None)
+        try:
+            choices, usage = chunk.choices, chunk.usage
+        except AttributeError:  # a chunk the SDK built from JSON that lacks them (it does not validate)
+            choices, usage = getattr(chunk, "choices", None), getattr(chunk, "usage", None)
         if choices:
-            try:
-                self._read_choice(choices[0])
+            try:  # the SDK does not validate chunks: what is not a choice has nothing to count (free unless raised)
+                choice = choices[0]
+                reason = choice.finish_reason
+                if reason:  # one per choice (n > 1 sends each in its own chunk)
+                    self.finish_reasons.append(reason if isinstance(reason, str) else str(reason))
+                    if not self.hide_usage_chunk:
+                        self.complete = True  # no usage chunk was asked for: the finish is the stream's last word
+                if self.keep_text:
+                    delta = getattr(choice, "delta", None)
+                    if delta is None:
+                        text = getattr(choice, "text", None)  # legacy completions
+                        if isinstance(text, str) and text:
+                            self.texts.append(text)
+                    elif isinstance(delta.content, str) and delta.content:
+                        self.texts.append(delta.content)
+                    elif delta.tool_calls:
+                        _tool_call_text(delta.tool_calls, self.texts)
+                else:
+                    self.content_chunks += 1
             except (AttributeError, TypeError, KeyError, IndexError):
-                pass  # not a choice (the SDK does not validate chunks): nothing to count in it
-        usage = getattr(chunk, "usage", None)
+                pass
         if usage is not None:
             self.usage = usage
             self.complete = True
@@ -628,25 +647,6 @@ class ChunkAccumulator(StreamAccumulator):
             # ask for it, and ``chunk.choices[0]`` would raise.
             return False
         return True
-
-    def _read_choice(self, choice: Any) -> None:
-        reason = choice.finish_reason
-        if reason:  # one per choice (n > 1 sends each in its own chunk)
-            self.finish_reasons.append(reason if isinstance(reason, str) else str(reason))
-            if not self.hide_usage_chunk:
-                self.complete = True  # no usage chunk was asked for: the finish is the stream's last word
-        if self.keep_text:
-            delta = getattr(choice, "delta", None)
-            if delta is None:
-                text = getattr(choice, "text", None)  # legacy completions
-                if isinstance(text, str) and text:
-                    self.texts.append(text)
-            elif isinstance(delta.content, str) and delta.content:
-                self.texts.append(delta.content)
-            elif delta.tool_calls:
-                _tool_call_text(delta.tool_calls, self.texts)
-        else:
-            self.content_chunks += 1
 
     def result(self) -> ResponseMeta:
         usage = read_usage(self.usage)
