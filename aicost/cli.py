@@ -4,6 +4,12 @@
 ``aicost prices --list [--provider P]``                                          models in the catalog
 ``aicost prices --check FILE``                                                   validate a price file
 ``aicost prices --unknown [FILE]``                                               models seen without a price
+``aicost report [--period 7d] [--by team,model] [--format table|csv|json]``     spend from the ledger
+``aicost export --format focus [--output FILE.csv|.parquet] [--period P]``      the ledger as a FOCUS dataset
+``aicost forecast [--by team | --budgets FILE]``                                   month-end projection, interval
+``aicost anomalies [--period 7d] [--by team,feature,model,customer]``              spend spikes and their calls
+``aicost dashboard --out spend.html [--period 30d]``                               offline HTML charts
+``aicost alerts --budgets FILE [--webhook URL]``                                   budget/forecast/spike alerts
 """
 
 from __future__ import annotations
@@ -23,15 +29,52 @@ def _parse_at(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
+def _table(rows: Sequence[Sequence[str]], out: TextIO, *, header: Sequence[str] | None = None,
+           decimal_columns: Sequence[int] = (), indent: str = "") -> None:
+    """Print columns that line up whatever their content: widths from the widest cell, and amounts aligned on
+    their decimal point (``2.5`` over ``1.25`` over ``10``)."""
+    rows = [list(r) for r in rows]
+    for column in decimal_columns:
+        cells = [r[column] for r in rows]
+        whole = max((len(c.partition(".")[0]) for c in cells), default=0)
+        frac = max((len(c.partition(".")[2]) for c in cells), default=0)
+        for r in rows:
+            head, dot, tail = r[column].partition(".")
+            r[column] = head.rjust(whole) + (dot + tail.ljust(frac) if frac else "") + (" " if frac and not dot else "")
+    table = ([list(header)] if header else []) + rows
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        cells = [c.rjust(widths[i]) if i in decimal_columns else c.ljust(widths[i]) for i, c in enumerate(r)]
+        print((indent + "  ".join(cells)).rstrip(), file=out)
+
+
+def _provider_problem(provider: str | None) -> str | None:
+    """None if ``provider`` names a price table (or a provider a loaded price file prices); else the message."""
+    from .pricing import catalog, engine, names
+
+    if provider is None or names.provider_id(provider) is not None:
+        return None
+    wanted = provider.strip().lower()
+    if wanted in catalog.current().providers or any(r.provider == wanted for r in engine.current_overrides().rules):
+        return None
+    known = sorted({names.provider_name(pid) or pid for pid in catalog.current().providers})
+    return f"unknown provider {provider!r}: use one of {', '.join(known)} (or a catalog id such as 'aws')"
+
+
 def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from . import pricing
-    from .pricing import engine
+    from .pricing import engine, names
 
     if args.check:
         try:
             loaded = pricing.check_price_file(args.check)
         except pricing.PriceFileError as exc:
-            print(f"invalid: {exc}", file=err)
+            problems = exc.problems
+            print(f"invalid: {args.check}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=err)
+            for problem in problems:
+                print(f"  {problem}", file=err)
             return 1
         print(f"ok: {args.check}: {len(loaded.rules)} model price(s), {len(loaded.discounts)} discount(s)", file=out)
         return 0
@@ -51,25 +94,21 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 1
         if not seen:
             print("no unknown models recorded", file=out)
-        for item in seen:
-            print(f"{item.get('provider') or '-':18s} {item.get('model')!s:40s} first seen {item.get('first_seen')}",
-                  file=out)
+        _table([[str(item.get("provider") or "-"), str(item.get("model")), f"first seen {item.get('first_seen')}"]
+                for item in seen], out)
         return 0
     if args.list:
-        from .pricing import catalog, names
+        from .pricing import catalog
 
         current = catalog.current()
         wanted = names.provider_id(args.provider) or args.provider if args.provider else None
         if wanted and wanted not in current.providers:
-            print(f"no price table for provider {args.provider!r}", file=err)
+            print(_provider_problem(args.provider) or f"no price table for provider {args.provider!r}", file=err)
             return 1
         print(f"catalog {current.version}", file=out)
-        for table in current.providers.values():
-            if wanted and table.id != wanted:
-                continue
-            for model in table.models:
-                flag = "  (retired)" if model.deprecated else ""
-                print(f"{table.id:12s} {model.id}{flag}", file=out)
+        rows = [[names.provider_name(table.id) or table.id, model.id, "(retired)" if model.deprecated else ""]
+                for table in current.providers.values() if not wanted or table.id == wanted for model in table.models]
+        _table(rows, out, header=["provider", "model", ""])
         return 0
     if not args.model:
         print("usage: aicost prices MODEL [--provider P] | --list | --check FILE | --unknown [FILE]", file=err)
@@ -80,13 +119,19 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except pricing.PriceFileError as exc:
             print(f"invalid: {exc}", file=err)
             return 1
+    problem = _provider_problem(args.provider)
+    if problem:
+        print(problem, file=err)
+        return 2
     price = pricing.resolve(args.provider, args.model, at=args.at, service_tier=args.tier)
     if price is None:
         print(f"unknown model {args.model!r} (provider {args.provider or 'any'}): no price in catalog "
               f"{pricing.catalog_version()} or overrides", file=err)
         return 1
     when = (args.at or datetime.now(timezone.utc)).date().isoformat()
-    print(f"{args.model} -> {price.provider}/{price.model}", file=out)
+    provider = names.provider_name(price.provider)
+    print(f"{args.model} -> {provider}/{price.model}" if provider else f"{args.model} -> {price.model} (any provider)",
+          file=out)
     print(f"  source {price.source}; priced at {when}; tier {price.service_tier or 'standard'}", file=out)
     if price.effective_from or price.effective_until:
         print(f"  effective {price.effective_from or '...'} to {price.effective_until or 'now'}", file=out)
@@ -99,16 +144,15 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits.append("retired/deprecated")
     if limits:
         print("  " + "; ".join(limits), file=out)
-    print(f"  {'rate':16s} {'applies':34s} {'USD':>12s}", file=out)
-    for name, band, usd in price.table():
-        print(f"  {name:16s} {band:34s} {usd:>12s}", file=out)
+    _table(price.table(), out, header=["rate", "applies", "USD"], decimal_columns=(2,), indent="  ")
     return 0
 
 
 def _add_prices(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prices", help="show the resolved price of a model, or validate a price file")
     p.add_argument("model", nargs="?", help="model name as the vendor reports it (e.g. gpt-4o-2024-08-06)")
-    p.add_argument("--provider", help="gen_ai.provider.name: openai, anthropic, azure.ai.openai, aws.bedrock, ...")
+    p.add_argument("--provider", help="gen_ai.provider.name as --list shows it: openai, anthropic, azure.ai.openai, "
+                                      "aws.bedrock, gcp.gen_ai, x_ai, ... (catalog ids such as aws also work)")
     p.add_argument("--tier", help="service tier: standard, batch, flex, priority")
     p.add_argument("--at", type=_parse_at, help="price at this date/time (ISO 8601, UTC if no offset)")
     p.add_argument("--price-file", help="apply this TOML/JSON override file first")
@@ -119,8 +163,141 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_prices)
 
 
+def _ledger_url(args: argparse.Namespace) -> tuple[str, str]:
+    """The ledger to read: --ledger, else $AICOST_LEDGER, else ./aicost-ledger.db; and the setting it came from."""
+    if args.ledger:
+        return args.ledger, "--ledger"
+    env = os.environ.get("AICOST_LEDGER", "").strip()
+    if env:
+        return env, "AICOST_LEDGER"
+    return "sqlite:///aicost-ledger.db", "--ledger (default ./aicost-ledger.db)"
+
+
+def _where(items: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ValueError(f"--where {item!r}: use KEY=VALUE, e.g. team=search or tag:env=prod")
+        out[key.strip()] = value
+    return out
+
+
+def _ledger_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ledger", help="ledger URL: sqlite:///path.db or postgresql://... (default: $AICOST_LEDGER, "
+                                    "else ./aicost-ledger.db)")
+    p.add_argument("--period", help="today, yesterday, 7d (default), 30d, Nh, this-month, last-month, YYYY-MM, "
+                                    "YYYY-MM-DD")
+    p.add_argument("--since", help="start (ISO date or time, UTC unless an offset is given)")
+    p.add_argument("--until", help="end, exclusive (ISO date or time)")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="only rows with this team / feature / user / customer / model / provider / tag:NAME "
+                        "(repeatable)")
+
+
+def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object] | None":
+    from .errors import ConfigurationError
+    from .ledger import open_store
+    from .ledger.report import PeriodError, parse_period
+
+    try:
+        period = parse_period(args.period, since=args.since, until=args.until)
+    except PeriodError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+    url, setting = _ledger_url(args)
+    try:
+        store = open_store(url, create=False, setting=setting)
+    except ConfigurationError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+    return store, period
+
+
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ledger import UnknownGroupKey, check_group_by
+    from .ledger.report import build_report, render_csv, render_json, render_table
+
+    try:
+        keys = check_group_by(args.by)
+        where = _where(args.where)
+    except (UnknownGroupKey, ValueError) as exc:
+        print(f"aicost report: {exc}", file=err)
+        return 2
+    opened = _open_ledger(args, err)
+    if opened is None:
+        return 2
+    store, period = opened
+    try:
+        try:
+            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers)
+        except ValueError as exc:
+            print(f"aicost report: {exc}", file=err)
+            return 2
+        render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
+        out.write(render(report))
+        if report.empty and args.format != "table":
+            print(f"aicost report: no ledger rows between {period.start.isoformat()} and {period.end.isoformat()}",
+                  file=err)
+        return 0
+    finally:
+        store.close()
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="spend from the ledger over a period, grouped (table, CSV or JSON)")
+    _ledger_common(p)
+    p.add_argument("--by", default="team",
+                   help="comma-separated group-by keys: team, feature, customer, user, model, provider, tag, "
+                        "tag:NAME, day, hour (default: team; '' for totals only)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--movers", type=int, default=5, help="top movers against the previous period to show (0: none)")
+    p.set_defaults(handler=_report)
+
+
+def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ledger.focus import export_focus
+
+    try:
+        where = _where(args.where)
+    except ValueError as exc:
+        print(f"aicost export: {exc}", file=err)
+        return 2
+    opened = _open_ledger(args, err)
+    if opened is None:
+        return 2
+    store, period = opened
+    target = args.output or f"aicost-focus-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{args.file_format or 'csv'}"
+    try:
+        result = export_focus(store, period.start, period.end, target, file_format=args.file_format,
+                              billing_account=args.billing_account, progress=True if args.progress else None,
+                              progress_stream=err, where=where)
+    except ValueError as exc:
+        print(f"aicost export: {exc}", file=err)
+        return 2
+    finally:
+        store.close()
+    print(result.summary(), file=out)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="the ledger's rows over a period as a FOCUS dataset (CSV or Parquet)")
+    _ledger_common(p)
+    p.add_argument("--format", choices=("focus",), default="focus", help="dataset format (FOCUS 1.3)")
+    p.add_argument("--output", "-o", help="file to write (.csv or .parquet; default aicost-focus-START-END.csv)")
+    p.add_argument("--file-format", choices=("csv", "parquet"), help="file format (default: from --output)")
+    p.add_argument("--billing-account", help="BillingAccountId / Name to write (default: the provider)")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr (default: only on a terminal)")
+    p.set_defaults(handler=_export)
+
+
 # Subcommand registrars: other areas append theirs here (one line each).
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export]
+
+from .reports.commands import REGISTRARS as _REPORT_COMMANDS  # noqa: E402 - forecast, anomalies, dashboard, alerts
+
+SUBCOMMANDS.extend(_REPORT_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

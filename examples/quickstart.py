@@ -4,7 +4,11 @@ Runs anywhere, with no API key and no network: the real SDKs talk to a local ser
 recorded API responses (``examples/recorded_vendor.py``). In your application the only aicost lines are
 ``aicost.instrument()`` and, where you want attribution, ``aicost.attribute(...)``.
 
+It also writes every call to a spend ledger, ``./aicost-ledger.db`` (a fresh one each run), so that you can then
+ask it the questions finance asks:
+
     python examples/quickstart.py
+    aicost report --by team            # or: python -m aicost.cli report --by team
 """
 
 from __future__ import annotations
@@ -20,9 +24,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aicost
+from aicost.pricing import format_usd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from recorded_vendor import RecordedVendor  # noqa: E402
+
+
+def usd(amount: Decimal) -> str:
+    """aicost's one written form of money (no trailing zeros, no exponent), aligned on the decimal point."""
+    whole, dot, frac = format_usd(amount).partition(".")
+    return f"{whole:>3}{dot or ' '}{frac:<10}"
+
 
 # Any OpenTelemetry exporter works (OTLP to your collector, console, ...). This example keeps spans in memory
 # to print a table at the end.
@@ -30,7 +42,12 @@ exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-aicost.instrument(tracer_provider=provider)  # <- the one line your application needs
+LEDGER = Path("aicost-ledger.db")  # a demo ledger in the current directory, rewritten by each run
+for stale in (LEDGER, Path("aicost-ledger.db-wal"), Path("aicost-ledger.db-shm")):
+    stale.unlink(missing_ok=True)
+
+# The one line your application needs (ledger= is optional: every call also becomes a row in a spend ledger).
+aicost.instrument(tracer_provider=provider, ledger=f"sqlite:///{LEDGER}")
 
 CALLS = [  # (recording, team, feature): each recorded request is replayed through the real SDK
     ("openai-chat-nonstream-014", "support", "triage"),        # gpt-4o-mini, 1,280 of its input tokens cached
@@ -70,7 +87,7 @@ def main() -> None:
                 with aicost.attribute(team=team, feature=feature):
                     replay(vendor, oai, ant, recording_id)
 
-    print(f"{'team/feature':<22} {'model':<28} {'input':>6} {'cached':>7} {'output':>6} {'reason':>6}  {'cost USD':>12}")
+    print(f"{'team/feature':<22} {'model':<28} {'input':>6} {'cached':>7} {'output':>6} {'reason':>6}  {'cost USD':<14}")
     by_team: dict[str, Decimal] = {}
     for span in exporter.get_finished_spans():
         a = span.attributes or {}
@@ -82,12 +99,16 @@ def main() -> None:
         label = f"{a.get('aicost.team')}/{a.get('aicost.feature')}"
         print(f"{label:<22} {a.get('gen_ai.response.model', ''):<28} {a['gen_ai.usage.input_tokens']:>6} "
               f"{cached or ('w' + str(written) if written else 0):>7} {a['gen_ai.usage.output_tokens']:>6} "
-              f"{a.get('gen_ai.usage.reasoning.output_tokens', 0):>6}  {cost:>12f}")
+              f"{a.get('gen_ai.usage.reasoning.output_tokens', 0):>6}  {usd(cost)}".rstrip())
         by_team[a["aicost.team"]] = by_team.get(a["aicost.team"], Decimal(0)) + cost
     print()
     for team, cost in sorted(by_team.items()):
-        print(f"team {team:<10} {cost:>14f} USD")
-    print(f"{'all calls':<15} {everything.cost_usd.normalize():>14f} USD  ({everything.calls} calls, exact Decimal)")
+        print(f"team {team:<10}  {usd(cost)} USD")
+    print(f"{'all calls':<15}  {usd(everything.cost_usd)} USD  ({everything.calls} calls, exact Decimal)")
+    from aicost.ledger import writer
+
+    writer.active().flush()  # rows are written in the background; at exit at the latest
+    print(f"\nledger: {LEDGER} ({writer.active().stats().get('written', 0)} rows). Next: aicost report --by team")
 
 
 if __name__ == "__main__":
