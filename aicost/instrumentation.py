@@ -67,30 +67,39 @@ def instrument(
 ) -> None:
     """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
 
-    Idempotent: a second call only updates the options. ``tracer_provider`` / ``meter_provider`` default to
-    the global OpenTelemetry providers. ``capture_content`` (default off, or the standard
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``) adds prompt and completion text to spans.
-    ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams. ``price_file`` (TOML
-    or JSON) adds your own prices and discounts; a malformed file raises ``PriceFileError`` here, naming the
-    line and field, before anything is patched. ``ledger`` (a URL: ``sqlite:///aicost-ledger.db``,
+    Idempotent, and each call starts from its own arguments: an argument left out takes its default again
+    (a second call without ``stream_usage`` is back to "auto", one without ``price_file`` unloads the file an
+    earlier call loaded). ``tracer_provider`` / ``meter_provider`` default to the global OpenTelemetry providers.
+    ``capture_content`` (default off, or the standard ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``)
+    adds prompt and completion text to spans. ``stream_usage`` is "auto" (default), "always" or "never": see the
+    README on streams. ``price_file`` (TOML or JSON) adds your own prices and discounts (loading the same file
+    again replaces it, it does not contradict itself). ``ledger`` (a URL: ``sqlite:///aicost-ledger.db``,
     ``postgresql://...``; default ``$AICOST_LEDGER``, else off; ``False`` turns it off) records every call in a
-    spend ledger for ``aicost report`` and exports (docs/ledger.md); a malformed URL raises ConfigurationError.
-    """
-    global _instrumented
-    if stream_usage is not None and stream_usage not in ("auto", "always", "never"):
-        raise ValueError(f"stream_usage must be 'auto', 'always' or 'never', not {stream_usage!r}")
-    if price_file is not None:
-        from .pricing import load_price_file
+    spend ledger for ``aicost report`` and exports (docs/ledger.md).
 
-        load_price_file(price_file)
-    _configure_ledger(ledger)
+    Every argument is checked before anything is patched or changed: a bad one raises
+    :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file raises
+    ``PriceFileError`` naming the line and field.
+    """
+    global _instrumented, _price_file
+    _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
+    loaded = None
+    if price_file is not None:
+        from .pricing.overrides import load_file
+
+        loaded = load_file(price_file)  # validated, not yet installed
+    _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
     with _lock:
+        if loaded is not None or _price_file is not None:
+            from .pricing.engine import replace_overrides
+
+            replace_overrides(_price_file, loaded)  # atomic: a contradiction raises and changes nothing
+            _price_file = loaded
         config.capture_content = capture_content
-        if stream_usage is not None:
-            config.stream_usage = stream_usage
+        config.stream_usage = stream_usage or "auto"
         telemetry.configure(tracer_provider, capture_content)
         _configure_metrics(meter_provider)
         if _instrumented:
@@ -99,6 +108,27 @@ def instrument(
             _patch_integration(integration)
             _patch_requests(integration)
         _instrumented = True
+
+
+_STREAM_USAGE = ("auto", "always", "never")
+_price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
+
+
+def _check_arguments(tracer_provider: Any, meter_provider: Any, capture_content: Any, stream_usage: Any) -> None:
+    def refuse(name: str, value: Any, accepted: str) -> None:
+        raise ConfigurationError(f"instrument({name}={value!r}): {name} must be {accepted}")
+
+    if capture_content is not None and not isinstance(capture_content, bool):
+        refuse("capture_content", capture_content, "True, False or None (None: the environment variable "
+                                                   "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides)")
+    if stream_usage is not None and (not isinstance(stream_usage, str) or stream_usage not in _STREAM_USAGE):
+        refuse("stream_usage", stream_usage, "'auto', 'always', 'never' or None ('auto')")
+    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+        refuse("tracer_provider", tracer_provider, "an OpenTelemetry TracerProvider (with get_tracer()) or None "
+                                                   "(the global provider)")
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        refuse("meter_provider", meter_provider, "an OpenTelemetry MeterProvider (with get_meter()) or None "
+                                                 "(the global provider)")
 
 
 def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
@@ -122,14 +152,28 @@ def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
 
 
 def uninstrument() -> None:
-    """Restore every patched method. Calls already in flight finish normally."""
-    global _instrumented
+    """Restore every patched method. Calls already in flight finish normally.
+
+    The SDKs keep bound methods too: ``client.chat.completions.with_raw_response`` is a cached property whose
+    object holds the ``create`` it saw when first touched, which is aicost's wrapper if that was while
+    instrumented. Every wrapper therefore checks, on each call, that aicost is still instrumented, and steps
+    aside (no span, no interceptor) when it is not.
+    """
+    global _instrumented, _price_file
     if "aicost.ledger.writer" in sys.modules:
         try:
             sys.modules["aicost.ledger.writer"].disable()
         except Exception:
             error_once("ledger:disable", "aicost: could not close the spend ledger")
     with _lock:
+        if _price_file is not None:
+            try:
+                from .pricing.engine import replace_overrides
+
+                replace_overrides(_price_file, None)
+            except Exception:
+                error_once("unload:price_file", "aicost: could not unload the price file instrument() loaded")
+            _price_file = None
         while _patched:
             cls, attr, original = _patched.pop()
             try:
@@ -401,48 +445,43 @@ class _Call:
             error_once("finish", "aicost: could not record a call")
 
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
+        """Each step is isolated: whatever fails (a vendor's garbage a reader missed, pricing, a span processor),
+        the span is still ended and the call still settled with its interceptors and told to listeners."""
         self.detach()
         duration = _perf() - self.start
         # A span that exists already was started with the call, with only the sampler's attributes on it.
         started_early = self.span is not None
-        native_span = self._native_span()
-        if not started_early and native_span is not None:
-            # The SDK's own span: request and result attributes go on together, in one pass over its attributes.
-            span = self.span = native_span
-            attrs = self._native_request_attributes()
-        else:
-            span = self._resolve_span()
-            attrs = {}
+        try:
+            native_span = self._native_span()
+            if not started_early and native_span is not None:
+                # The SDK's own span: request and result attributes go on together, in one pass over them.
+                span = self.span = native_span
+                attrs = self._native_request_attributes()
+            else:
+                span = self._resolve_span()
+                attrs = {}
+        except Exception:
+            error_once("span:resolve", "aicost: could not find or start a call's span")
+            native_span, span, attrs = None, trace.INVALID_SPAN, {}
         meta = meta or ResponseMeta()
         usage: Usage | None = None
         cost = None
-        error_type = None
+        invalid: str | None = None
         subs: list[tuple[str, str | None, Usage]] = []  # sub-inferences, their models resolved
         if self.endpoint.billable:
-            usage = meta.usage
-            if usage is None and error is not None and not self.chunks:
-                usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
-            elif meta.unpriced and usage is None and error is None:
-                # Billed by a unit the catalog has no rate for: the cost is unknown, and tokens the vendor did not
-                # report are neither estimated nor written as zero.
-                cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
-            elif usage is None and error is None and not meta.deferred:
-                usage = self._estimate(meta)
-            elif usage is not None and ended_by in ("closed", "error"):
-                # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
-                # It still bills what it generated; count what we saw and say the figure is an estimate.
-                seen = self._count_output(meta)
-                usage.output_tokens = max(usage.output_tokens, seen)
-                usage.estimated = True
-            if usage is not None and cost is None:
-                hints = self.request.price_hints or {}
-                if usage.web_search_requests:
-                    hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
-                cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
-                if meta.sub_inferences and cost is not None:
-                    cost, subs = self._with_sub_inferences(cost, meta)
-        if error is not None:
-            error_type = telemetry.error_type_of(error)
+            try:
+                usage, cost, invalid, subs = self._account(meta, error, ended_by)
+            except Exception:
+                error_once("account", "aicost: could not read a call's usage or price it; its cost is unknown")
+                usage, invalid = None, "aicost could not read the usage"
+                try:
+                    cost = pricing.unknown_cost(self.info.provider, self.request.model, None, None)
+                except Exception:
+                    cost = None
+        try:
+            error_type = telemetry.error_type_of(error) if error is not None else None
+        except Exception:
+            error_type = type(error).__qualname__
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
         # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks, which run even if
         # the span could not be written or ended.
@@ -456,6 +495,8 @@ class _Call:
                     attrs.update(telemetry.usage_attributes(usage))
                     if subs:
                         attrs.update(telemetry.sub_inference_attributes(subs))
+                if invalid is not None:
+                    attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
                     attrs.update(telemetry.cost_attributes(cost))
                     if meta.unpriced and not cost.known:
@@ -481,6 +522,50 @@ class _Call:
         if self.endpoint.billable:
             self._dispatch(usage, cost, error_type, meta, duration)
 
+    def _account(self, meta: ResponseMeta, error: BaseException | None, ended_by: str | None
+                 ) -> tuple[Usage | None, Any, str | None, list[tuple[str, str | None, Usage]]]:
+        """-> (usage, cost, why the vendor's usage was not used as exact, sub-inferences).
+
+        Usage that failed validation (``Usage.invalid``) is never priced as exact: the call is estimated from what
+        arrived (the request, the output text), or, where aicost never estimates (images, audio: ``unpriced``),
+        its cost is unknown. A stream that ended without the vendor's final event is cut short like a closed one.
+        """
+        usage = meta.usage
+        cost = None
+        invalid: str | None = None
+        subs: list[tuple[str, str | None, Usage]] = []
+        if usage is not None and usage.invalid is not None:
+            invalid, usage = usage.invalid, None
+        incomplete = ended_by == "exhausted" and self.acc is not None and not self.acc.complete
+        if usage is None and error is not None and not self.chunks and invalid is None:
+            usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
+        elif meta.unpriced and usage is None and (error is None or invalid is not None):
+            # Billed by a unit the catalog has no rate for, or usage aicost never estimates that failed validation:
+            # the cost is unknown, and tokens the vendor did not report are neither estimated nor written as zero.
+            cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
+        elif usage is None and not meta.deferred and (error is None or self.chunks or invalid is not None):
+            # No usable usage (none sent, invalid, or a stream the vendor cut after it had generated): estimate.
+            usage = self._estimate(meta)
+        elif usage is not None and (ended_by in ("closed", "error") or incomplete):
+            # A stream cut short: the vendor's last word on output was a placeholder or a partial count.
+            # It still bills what it generated; count what we saw and say the figure is an estimate.
+            seen = self._count_output(meta)
+            usage.output_tokens = max(usage.output_tokens, seen)
+            usage.estimated = True
+            if incomplete:
+                invalid = "the stream ended without the vendor's final event"
+        if usage is not None and cost is None:
+            hints = self.request.price_hints or {}
+            if usage.web_search_requests:
+                hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+            if meta.sub_inferences and cost is not None:
+                cost, subs = self._with_sub_inferences(cost, meta)
+                invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
+        if usage is not None:
+            usage.invalid = invalid  # listeners see why, as the span does
+        return usage, cost, invalid, subs
+
     def _with_sub_inferences(self, cost: Any, meta: ResponseMeta) -> tuple[Any, list[tuple[str, str | None, Usage]]]:
         """The cost with the parts the vendor ran and billed at another model's rates, each priced at its own
         model; and those parts, their models named (a hosted tool's usage may leave the model to the request)."""
@@ -489,7 +574,8 @@ class _Call:
             named = self.integration.sub_inference_model
             subs = [(kind, model if model is not None else named(kind, self.info.kwargs), usage)
                     for kind, model, usage in subs]
-            priced = [(kind, _price(self.info.provider, model, None, usage, meta.service_tier, {}))
+            priced = [(kind, None if usage.invalid is not None  # never priced as exact: unknown
+                           else _price(self.info.provider, model, None, usage, meta.service_tier, {}))
                       for kind, model, usage in subs]
         except Exception:
             error_once("pricing:sub", "aicost: could not price a call's sub-inferences")
@@ -980,7 +1066,8 @@ def _caller_trampoline(depth: int = 2, template: Callable[..., Any] = _call_as) 
 def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         call_as = _caller_trampoline()
-        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+        if (not _instrumented or _active.get() or instance is None
+                or (endpoint.stream_only and kwargs.get("stream") is not True)):
             return call_as(wrapped, args, kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
         return _run_sync(call, lambda: call_as(wrapped, args, kwargs))
@@ -998,7 +1085,8 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
             value = wrapped(*args, **kwargs)
             return as_callers_caller(as_caller(value)) if inspect.isawaitable(value) else value
 
-        if _active.get() or instance is None or (endpoint.stream_only and kwargs.get("stream") is not True):
+        if (not _instrumented or _active.get() or instance is None
+                or (endpoint.stream_only and kwargs.get("stream") is not True)):
             return await _awaited(run())
         call = _begin(integration, endpoint, instance, kwargs, True)
         return await _run_async(call, run)
@@ -1061,7 +1149,7 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
 
     if is_async:
         async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-            found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+            found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
             if found is None:
                 return await wrapped(*args, **kwargs)
             call = _begin(integration, found[0], found[1], found[2], True, prepare=False)
@@ -1070,7 +1158,7 @@ def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., 
         return async_wrapper
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        found = None if _active.get() else _safe_route(routed, instance, args, kwargs)
+        found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
         if found is None:
             return wrapped(*args, **kwargs)
         call = _begin(integration, found[0], found[1], found[2], False, prepare=False)
@@ -1108,7 +1196,7 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
         def sdk_stream() -> Any:
             return call_from_callers_caller(call_as, (wrapped, args, kwargs), {})
 
-        if _active.get() or instance is None:
+        if not _instrumented or _active.get() or instance is None:
             return sdk_stream()
         try:
             call = _Call(integration, endpoint, instance, kwargs, is_async)
@@ -1136,6 +1224,8 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
     """A connection's event parser (sync on both clients): the event is returned unchanged, then read."""
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         event = wrapped(*args, **kwargs)
+        if not _instrumented:
+            return event
         try:
             step = integration.read_event(endpoint, instance, event)
             if step is not None:

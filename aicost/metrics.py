@@ -33,6 +33,7 @@ import atexit
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -131,9 +132,7 @@ class _Instruments:
         flush()
         with self._lock:
             items = list(self._cost_totals.items())
-        # Truncated, never rounded up: a sub-nano remainder stays in the exact total until it adds up.
-        return [Observation(int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR)), dict(key))
-                for key, total in items]
+        return [Observation(_nano_usd(total), dict(key)) for key, total in items]
 
     def attribution_labels(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         extra_keys, tag_labels = _policy
@@ -151,6 +150,22 @@ class _Instruments:
                 if key.startswith(semconv.AICOST_TAG_PREFIX):
                     labels[key] = value
         return labels
+
+
+_INT64_MAX = 2**63 - 1  # OTLP encodes integer points as int64: one larger point fails every later export
+
+
+def _nano_usd(total: Decimal) -> int:
+    """A running total in whole nano-USD: truncated, never rounded up (a sub-nano remainder stays in the exact
+    total until it adds up), and at most int64's maximum (about 9.2 billion USD), which only absurd usage reaches:
+    past it the OTLP exporter could not encode this point, nor any other metric in the same export, ever again."""
+    nano = int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR))
+    if nano > _INT64_MAX:
+        log_once("metrics:nano-usd-overflow", logging.WARNING,
+                 "aicost: a cost total exceeds what aicost.cost.nano_usd can carry (int64 nano-USD); it is reported "
+                 "at that maximum")
+        return _INT64_MAX
+    return nano
 
 
 _state: _Instruments | None = None
@@ -242,9 +257,13 @@ def record_call(result: CallResult, attributes: Mapping[str, Any], *,
         if len(_pending) >= _MAX_PENDING:
             _record_now(state, point)
             return
+        if _worker is None and not _start_worker():
+            # No thread could be started. At interpreter shutdown the point is dropped: the exporters shut down at
+            # exit (atexit), so nothing would read it, and recording could wait on a lock a frozen thread holds.
+            if not sys.is_finalizing():
+                _record_now(state, point)
+            return
         _pending.append((state, point))
-        if _worker is None:
-            _start_worker()
     except Exception:
         _log_once("record_call", "aicost: could not record call metrics")
 
@@ -300,22 +319,39 @@ def _record_next() -> bool:
     return True
 
 
-def _start_worker() -> None:
+def _start_worker() -> bool:
+    """Start the background recorder; False when no thread can be started (the caller does without it).
+
+    Never at interpreter shutdown: a call finished then (an abandoned stream collected as the interpreter exits,
+    or a forked child whose first call ends as it exits) would start a thread that can never run, and
+    ``Thread.start()`` waits for it forever, so the process would never exit.
+    """
     global _worker
+    if sys.is_finalizing():
+        return False
     with _state_lock:
         if _worker is not None:
-            return
-        _worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
-        _worker.start()
+            return True
+        worker = threading.Thread(target=_work, name="aicost-metrics", daemon=True)
+        try:
+            worker.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown", or no threads left
+            return False
+        _worker = worker
+        return True
 
 
 def _after_fork_in_child() -> None:
     """Threads do not survive fork: a forked child starts its own worker on its first call (checking the pid on
     every call instead would be a system call per call). The parent's pending points are the parent's to record,
-    and a lock its worker held at the fork would never be released in the child."""
-    global _worker, _drain_lock
+    and a lock another thread held at the fork would never be released in the child, so the child gets new ones."""
+    global _worker, _drain_lock, _state_lock
     _worker = None
     _drain_lock = threading.Lock()
+    _state_lock = threading.Lock()
+    for state in (_for_global, *_by_provider.values()):
+        if state is not None:
+            state._lock = threading.Lock()
     _pending.clear()
 
 

@@ -45,6 +45,8 @@ AICOST_PRICE_MODEL = "aicost.price.model"  # the catalog entry the call was pric
 AICOST_PRICE_SOURCE = "aicost.price.source"  # catalog version or "override"
 AICOST_SERVICE_TIER = "aicost.service_tier"  # normalised tier the call was priced at
 AICOST_USAGE_ESTIMATED = "aicost.usage.estimated"
+# why the vendor's usage was not used as exact (it failed validation, or the stream ended without its final event)
+AICOST_USAGE_INVALID_REASON = "aicost.usage.invalid_reason"
 AICOST_USAGE_DEFERRED = "aicost.usage.deferred"  # the vendor queued the work (background response): billed later
 AICOST_USAGE_CACHE_WRITE_1H = "aicost.usage.cache_write_1h.input_tokens"
 AICOST_USAGE_INPUT_AUDIO = "aicost.usage.input_audio_tokens"

@@ -47,7 +47,7 @@ class TokenCount:
 
 def encoding_name_for(model: str | None) -> str:
     """The tiktoken encoding of an OpenAI model; o200k_base for anything newer or unknown."""
-    if model:
+    if isinstance(model, str) and model:
         name = model.split("/")[-1]
         try:
             import tiktoken.model

@@ -44,6 +44,10 @@ class Usage:
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
     # ``stream_options.include_usage``). Spans say so; cost from estimated counts is an estimate too.
     estimated: bool = False
+    # Why the vendor's usage failed validation (``aicost.usage.invalid_reason``): a count missing, not a whole
+    # number, negative or above 2**53, a subset larger than its total, usage that is not an object. Such usage is
+    # never priced as exact: the core estimates the call from what arrived, or marks its cost unknown.
+    invalid: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -74,27 +78,101 @@ class Usage:
     def __add__(self, other: "Usage") -> "Usage":
         if not isinstance(other, Usage):
             return NotImplemented
-        values = {
-            f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "estimated"
-        }
-        return Usage(**values, estimated=self.estimated or other.estimated)
+        values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name in _COUNTS}
+        return Usage(**values, estimated=self.estimated or other.estimated, invalid=self.invalid or other.invalid)
+
+    def subset_problem(self) -> str | None:
+        """Which subset is larger than its total, if one is (see the module docstring for the subsets)."""
+        whole_in, whole_out = self.input_tokens, self.output_tokens
+        for name, part, whole in (
+            ("cache_read_tokens", self.cache_read_tokens, whole_in),
+            ("cache_write_tokens", self.cache_write_tokens, whole_in),
+            ("input_audio_tokens", self.input_audio_tokens, whole_in),
+            ("input_image_tokens", self.input_image_tokens, whole_in),
+            ("reasoning_tokens", self.reasoning_tokens, whole_out),
+            ("output_audio_tokens", self.output_audio_tokens, whole_out),
+            ("output_image_tokens", self.output_image_tokens, whole_out),
+            ("cache_write_1h_tokens", self.cache_write_1h_tokens, self.cache_write_tokens),
+            ("cache_read_image_tokens + cache_read_audio_tokens",
+             self.cache_read_image_tokens + self.cache_read_audio_tokens, self.cache_read_tokens),
+        ):
+            if part > whole:
+                return f"{name} exceeds its total"
+        return None
+
+    def checked(self) -> "Usage":
+        """This usage, with ``invalid`` set if a subset is larger than its total (readers call it last, on every
+        call: hence the plain comparisons first, and the search for which one only when one fails)."""
+        i, o = self.input_tokens, self.output_tokens
+        if self.invalid is None and (
+                self.cache_read_tokens > i or self.cache_write_tokens > i or self.input_audio_tokens > i
+                or self.input_image_tokens > i or self.reasoning_tokens > o or self.output_audio_tokens > o
+                or self.output_image_tokens > o or self.cache_write_1h_tokens > self.cache_write_tokens
+                or self.cache_read_image_tokens + self.cache_read_audio_tokens > self.cache_read_tokens):
+            self.invalid = self.subset_problem()
+        return self
 
     def validate(self) -> None:
-        """Raise ValueError if the subset rules are broken (a reader bug, or a vendor shape we misread)."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name != "estimated" and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"Usage.{f.name} must be a non-negative int, got {value!r}")
-        if self.cache_read_image_tokens + self.cache_read_audio_tokens > self.cache_read_tokens:
-            raise ValueError("cache_read_image_tokens + cache_read_audio_tokens exceeds cache_read_tokens")
-        if self.cache_write_1h_tokens > self.cache_write_tokens:
-            raise ValueError("cache_write_1h_tokens exceeds cache_write_tokens")
-        if self.reasoning_tokens > self.output_tokens:
-            raise ValueError("reasoning_tokens exceeds output_tokens")
+        """Raise ValueError if a count is not a count or the subset rules are broken."""
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                raise ValueError(f"Usage.{name} must be an int from 0 to 2**53, got {value!r}")
+        problem = self.subset_problem()
+        if problem is not None:
+            raise ValueError(problem)
+
+
+_COUNTS = tuple(f.name for f in fields(Usage) if f.name not in ("estimated", "invalid"))
+
+# The largest count aicost accepts from a vendor. Past 2**53 a JSON number no longer holds every integer (1e308
+# parses, as a float), and no call consumes that many tokens: such a count is garbage, not usage. It also keeps
+# every sum aicost writes (span attributes, metric points) far inside the int64 that OTLP encodes.
+MAX_COUNT = 2**53
+
+
+def read_count(usage: Usage, value: object, name: str, required: bool = False) -> int:
+    """A vendor's count, checked: a whole number from 0 to ``MAX_COUNT`` (an integral float too: JSON has one
+    number type). Anything else (missing when ``required``, null, a string, a bool, a negative, a fraction, an
+    absurd size) is read as 0 and recorded in ``usage.invalid``, the first problem found."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case first: every count of every call
+        return value
+    if value is None:
+        if required and usage.invalid is None:
+            usage.invalid = f"{name} is missing"
+        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT \
+            and value == int(value):
+        return int(value)
+    if usage.invalid is None:
+        usage.invalid = f"{name} is {_not_a_count(value)}"
+    return 0
+
+
+def _not_a_count(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"not a number ({type(value).__name__})"
+    if value != value:
+        return "not a number (NaN)"
+    if value < 0:
+        return "negative"
+    if value > MAX_COUNT:
+        return "above 2**53"
+    return "not a whole number"
+
+
+_NOT_OBJECTS = (int, float, str, bytes, list, tuple)
+
+
+def is_object(value: object) -> bool:
+    """Whether a vendor's ``usage`` (or its details) is an object with fields, not a scalar or a list."""
+    return not isinstance(value, _NOT_OBJECTS)
+
 
 
 def as_int(value: object) -> int:
-    """Vendor usage fields are Optional everywhere (SDK models are built without validation): None -> 0."""
+    """Lenient: None, garbage and negatives -> 0. Not for a vendor's usage counts: those go through
+    :func:`read_count`, which says when usage is invalid instead of reading garbage as an exact 0."""
     if type(value) is int:  # the common case first: this runs for every usage field of every call
         return value if value > 0 else 0
     if value is None or isinstance(value, bool):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .usage import Usage
+from .usage import Usage, is_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +211,28 @@ def field(obj: Any, name: str) -> Any:
     elif type(obj) is dict:  # a nested object the SDK model does not declare stays plain JSON in its extras
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def part(usage: Usage, obj: Any, name: str) -> Any:
+    """The nested object ``name`` of a vendor's usage (``prompt_tokens_details``...), or None when absent. One that
+    is there but is not an object (a number, a list) makes the usage invalid (``Usage.invalid``)."""
+    value = field(obj, name)
+    if value is not None and not is_object(value):
+        if usage.invalid is None:
+            usage.invalid = f"{name} is not an object"
+        return None
+    return value
+
+
+def string(value: Any) -> str | None:
+    """A vendor's text field (a model name, an id, a tier, a finish reason) if it is text, else None: SDK models
+    are built without validation, so ``"model": 42`` arrives as 42, and must not reach code that expects text."""
+    return value if isinstance(value, str) and value else None
+
+
+def request_count(value: Any) -> int | None:
+    """A count the application passed (``max_tokens``), if it is one a span can carry (OTLP integers are int64)."""
+    return value if type(value) is int and 0 <= value <= 2**53 else None
 
 
 _servers: dict[int, tuple[Any, str | None, int | None]] = {}

@@ -24,8 +24,9 @@ from typing import Any, Callable
 from opentelemetry import trace
 
 from .._log import error_once
-from ..usage import Usage, as_int
-from ..vendor import Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, server_of
+from ..usage import Usage, is_object, read_count
+from ..vendor import (Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
+                      request_count, server_of, string)
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -53,37 +54,45 @@ _NATIVE_SPAN_NAMES = frozenset(("anthropic.messages.create", "anthropic.messages
 def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     """``Message.usage`` / ``message_start`` usage / cumulative ``message_delta`` usage -> ``Usage``.
 
-    With ``into``, only the fields present (not None) overwrite it, as the SDK's own accumulator does.
+    With ``into``, only the fields present (not None) overwrite it, as the SDK's own accumulator does. A message's
+    (or ``message_start``'s) ``input_tokens`` and ``output_tokens`` are required; every count is checked as it is
+    read (``usage.read_count``), and usage that fails says why in ``Usage.invalid``.
     """
     if u is None:
         return into
-    g = field  # usage fields only (the beta and non-beta models declare different ones)
     usage = into if into is not None else Usage()
+    if not is_object(u):
+        usage.invalid = usage.invalid or "usage is not an object"
+        return usage
+    g = field  # usage fields only (the beta and non-beta models declare different ones)
     fresh = into is None
     raw_in = g(u, "input_tokens")
     cache_read = g(u, "cache_read_input_tokens")
     cache_write = g(u, "cache_creation_input_tokens")
     if fresh or raw_in is not None or cache_read is not None or cache_write is not None:
-        plain = as_int(raw_in) if (fresh or raw_in is not None) else usage.text_input_tokens
-        read = as_int(cache_read) if (fresh or cache_read is not None) else usage.cache_read_tokens
-        write = as_int(cache_write) if (fresh or cache_write is not None) else usage.cache_write_tokens
+        plain = (read_count(usage, raw_in, "input_tokens", fresh) if (fresh or raw_in is not None)
+                 else usage.text_input_tokens)
+        read = (read_count(usage, cache_read, "cache_read_input_tokens") if (fresh or cache_read is not None)
+                else usage.cache_read_tokens)
+        write = (read_count(usage, cache_write, "cache_creation_input_tokens") if (fresh or cache_write is not None)
+                 else usage.cache_write_tokens)
         usage.cache_read_tokens = read
         usage.cache_write_tokens = write
         usage.input_tokens = plain + read + write
     out = g(u, "output_tokens")
     if fresh or out is not None:
-        usage.output_tokens = as_int(out)
-    creation = g(u, "cache_creation")
+        usage.output_tokens = read_count(usage, out, "output_tokens", fresh)
+    creation = part(usage, u, "cache_creation")
     if creation is not None:
-        usage.cache_write_1h_tokens = min(as_int(g(creation, "ephemeral_1h_input_tokens")),
-                                          usage.cache_write_tokens)
-    details = g(u, "output_tokens_details")
+        usage.cache_write_1h_tokens = read_count(usage, g(creation, "ephemeral_1h_input_tokens"),
+                                                 "ephemeral_1h_input_tokens")
+    details = part(usage, u, "output_tokens_details")
     if details is not None:
-        usage.reasoning_tokens = min(as_int(g(details, "thinking_tokens")), usage.output_tokens)
-    server_tools = g(u, "server_tool_use")
+        usage.reasoning_tokens = read_count(usage, g(details, "thinking_tokens"), "thinking_tokens")
+    server_tools = part(usage, u, "server_tool_use")
     if server_tools is not None:
-        usage.web_search_requests = as_int(g(server_tools, "web_search_requests"))
-    return usage
+        usage.web_search_requests = read_count(usage, g(server_tools, "web_search_requests"), "web_search_requests")
+    return usage.checked()
 
 
 _LONG_CONTEXT_BETA = "context-1m-"
@@ -134,14 +143,14 @@ def read_iterations(u: Any) -> Iterations | None:
       stream declined mid-output, ``message_start`` still names the first model ("read the serving model ... from
       the ``fallback_message`` entry in the final ``message_delta``'s ``usage.iterations``").
     """
-    iterations = field(u, "iterations")  # only the beta usage declares it
-    if not iterations:
+    iterations = field(u, "iterations") if is_object(u) else None  # only the beta usage declares it
+    if not iterations or not isinstance(iterations, list):
         return None
     compaction: Usage | None = None
     advisors: dict[str | None, Usage] = {}
     served_by: str | None = None
     for entry in iterations:  # on a non-beta Usage the undeclared list stays plain JSON: ``field`` reads both
-        kind = field(entry, "type")
+        kind = field(entry, "type") if is_object(entry) else None
         if kind == "compaction":
             part = read_usage(entry)
             if part is not None:
@@ -154,8 +163,7 @@ def read_iterations(u: Any) -> Iterations | None:
                 seen = advisors.get(model)
                 advisors[model] = part if seen is None else seen + part
         elif kind == "fallback_message":
-            model = field(entry, "model")
-            served_by = model if isinstance(model, str) and model else served_by
+            served_by = string(field(entry, "model")) or served_by
     if compaction is None and not advisors and served_by is None:
         return None
     return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()), served_by)
@@ -174,7 +182,7 @@ def _with_iterations(meta: ResponseMeta, iterations: Iterations | None) -> Respo
 
 def _text(content: Any) -> str | None:
     parts = []
-    for block in content or ():
+    for block in content if isinstance(content, list) else ():
         for name in ("text", "thinking"):
             value = getattr(block, name, None)
             if isinstance(value, str):
@@ -183,22 +191,26 @@ def _text(content: Any) -> str | None:
         if isinstance(tool_input, dict):
             import json
 
-            parts.append(json.dumps(tool_input))
+            try:
+                parts.append(json.dumps(tool_input, default=str))
+            except ValueError:  # a circular structure: not JSON the vendor could have sent
+                pass
     return "".join(parts) or None
 
 
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
-    stop = getattr(message, "stop_reason", None)
+    stop = string(getattr(message, "stop_reason", None))
     usage = read_usage(usage_obj)
     return _with_iterations(ResponseMeta(
         usage=usage,
-        model=getattr(message, "model", None),
-        response_id=getattr(message, "id", None),
+        model=string(getattr(message, "model", None)),
+        response_id=string(getattr(message, "id", None)),
         finish_reasons=[stop] if stop else [],
-        service_tier=getattr(usage_obj, "service_tier", None),
-        # The text is needed only to estimate missing usage or for opted-in content capture.
-        output_text=_text(getattr(message, "content", None)) if want_text or usage is None else None,
+        service_tier=string(field(usage_obj, "service_tier")) if is_object(usage_obj) else None,
+        # The text is needed only to estimate missing or invalid usage, or for opted-in content capture.
+        output_text=(_text(getattr(message, "content", None))
+                     if want_text or usage is None or usage.invalid is not None else None),
     ), read_iterations(usage_obj))
 
 
@@ -219,26 +231,28 @@ class EventAccumulator(StreamAccumulator):
         self.texts: list[str] = []
 
     def observe(self, event: Any) -> bool:
-        kind = event.type
+        kind = getattr(event, "type", None)
         if kind == "content_block_delta":
             if self.keep_text:
-                delta = event.delta
+                delta = getattr(event, "delta", None)
                 text = getattr(delta, "text", None) or getattr(delta, "partial_json", None) or getattr(delta, "thinking", None)
-                if text:
+                if isinstance(text, str) and text:
                     self.texts.append(text)
         elif kind == "message_start":
-            message = event.message
-            self.model = message.model
-            self.response_id = message.id
-            self.usage = read_usage(message.usage)
-            self.iterations = read_iterations(message.usage)
-            self.service_tier = getattr(message.usage, "service_tier", None)
+            message = getattr(event, "message", None)
+            self.model = string(getattr(message, "model", None))
+            self.response_id = string(getattr(message, "id", None))
+            usage = getattr(message, "usage", None)
+            self.usage = read_usage(usage) if usage is not None else Usage(invalid="message_start has no usage")
+            self.iterations = read_iterations(usage)
+            self.service_tier = string(field(usage, "service_tier")) if is_object(usage) else None
         elif kind == "message_delta":
-            self.usage = read_usage(event.usage, self.usage)
-            iterations = read_iterations(event.usage)
+            usage = getattr(event, "usage", None)
+            self.usage = read_usage(usage, self.usage)
+            iterations = read_iterations(usage)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
-            self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
+            self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason
         elif kind == "message_stop":
             self.complete = True
         return True
@@ -416,7 +430,7 @@ class AnthropicIntegration(Integration):
         return RequestMeta(
             model=model if isinstance(model, str) else None,
             stream=endpoint.kind == "stream_manager" or kwargs.get("stream") is True,
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            max_tokens=request_count(max_tokens),
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..usage import Usage, as_int
+from ..usage import Usage, is_object, read_count
 from ..vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator,
-                      field, server_of)
+                      field, part, request_count, server_of, string)
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -60,35 +60,48 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 _USAGE_CHUNK_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
 _USAGE_CHUNK_ENDPOINTS = ("openai.chat.completions.create", "openai.completions.create")
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+# The reason a call billed by a unit aicost never estimates (images, audio) has an unknown cost when its usage fails
+# validation; ``aicost.usage.invalid_reason`` says what failed.
+_INVALID = "the usage failed validation"
 
 
-def read_usage(u: Any) -> Usage | None:
-    """Chat / legacy completions (``prompt_tokens``...), Responses (``input_tokens``...) and embeddings.
+def read_usage(u: Any, output_required: bool = True) -> Usage | None:
+    """Chat / legacy completions (``prompt_tokens``...), Responses (``input_tokens``...) and embeddings (which
+    have no output count: ``output_required=False``).
 
     OpenAI's input counts already include cached tokens, and output counts include reasoning tokens, which is
-    exactly ``Usage``'s rule: no arithmetic is needed, only field names.
+    exactly ``Usage``'s rule: no arithmetic is needed, only field names. Counts are checked as they are read
+    (``usage.read_count``): usage that fails says why in ``Usage.invalid``.
     """
     if u is None:
         return None
+    if not is_object(u):
+        return Usage(invalid="usage is not an object")
     g = field  # usage fields only: several names are probed that the other API's model does not declare
-    inp = g(u, "prompt_tokens")
+    usage = Usage()
+    inp, name = g(u, "prompt_tokens"), "prompt_tokens"
     if inp is None:
-        inp = g(u, "input_tokens")
-    out = g(u, "completion_tokens")
+        inp, name = g(u, "input_tokens"), "input_tokens"
+    usage.input_tokens = read_count(usage, inp, name, True)
+    out, name = g(u, "completion_tokens"), "completion_tokens"
     if out is None:
-        out = g(u, "output_tokens")
-    pd = g(u, "prompt_tokens_details") or g(u, "input_tokens_details")
-    cd = g(u, "completion_tokens_details") or g(u, "output_tokens_details")
-    usage = Usage(input_tokens=as_int(inp), output_tokens=as_int(out))
+        out, name = g(u, "output_tokens"), "output_tokens"
+    usage.output_tokens = read_count(usage, out, name, output_required)
+    pd = part(usage, u, "prompt_tokens_details")
+    if pd is None:
+        pd = part(usage, u, "input_tokens_details")
+    cd = part(usage, u, "completion_tokens_details")
+    if cd is None:
+        cd = part(usage, u, "output_tokens_details")
     if pd is not None:
-        usage.cache_read_tokens = as_int(g(pd, "cached_tokens"))
-        usage.cache_write_tokens = as_int(g(pd, "cache_write_tokens"))
-        usage.input_audio_tokens = as_int(g(pd, "audio_tokens"))
-        usage.input_image_tokens = as_int(g(pd, "image_tokens"))
+        usage.cache_read_tokens = read_count(usage, g(pd, "cached_tokens"), "cached_tokens")
+        usage.cache_write_tokens = read_count(usage, g(pd, "cache_write_tokens"), "cache_write_tokens")
+        usage.input_audio_tokens = read_count(usage, g(pd, "audio_tokens"), "audio_tokens")
+        usage.input_image_tokens = read_count(usage, g(pd, "image_tokens"), "image_tokens")
     if cd is not None:
-        usage.reasoning_tokens = as_int(g(cd, "reasoning_tokens"))
-        usage.output_audio_tokens = as_int(g(cd, "audio_tokens"))
-    return usage
+        usage.reasoning_tokens = read_count(usage, g(cd, "reasoning_tokens"), "reasoning_tokens")
+        usage.output_audio_tokens = read_count(usage, g(cd, "audio_tokens"), "audio_tokens")
+    return usage.checked()
 
 
 def read_tool_usage(response: Any, usage: Usage | None) -> None:
@@ -98,10 +111,11 @@ def read_tool_usage(response: Any, usage: Usage | None) -> None:
     tool_usage = field(response, "tool_usage")
     web = field(tool_usage, "web_search") if tool_usage is not None else None
     if web is not None:
-        usage.web_search_requests = as_int(field(web, "num_requests"))
+        usage.web_search_requests = read_count(usage, field(web, "num_requests"), "web_search.num_requests")
     else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
+        output = getattr(response, "output", None)
         usage.web_search_requests = sum(
-            1 for item in getattr(response, "output", None) or () if getattr(item, "type", None) == "web_search_call"
+            1 for item in (output if isinstance(output, list) else ()) if getattr(item, "type", None) == "web_search_call"
         )
 
 
@@ -114,24 +128,34 @@ def image_usage(u: Any) -> Usage | None:
     """
     if u is None:
         return None
+    if not is_object(u):
+        return Usage(invalid="usage is not an object")
     g = field
-    usage = Usage(input_tokens=as_int(g(u, "input_tokens")), output_tokens=as_int(g(u, "output_tokens")))
-    if not usage.input_tokens and not usage.output_tokens:
+    usage = Usage()
+    usage.input_tokens = read_count(usage, g(u, "input_tokens"), "input_tokens", True)
+    usage.output_tokens = read_count(usage, g(u, "output_tokens"), "output_tokens", True)
+    if not usage.input_tokens and not usage.output_tokens and usage.invalid is None:
         return None
-    details = g(u, "input_tokens_details")
-    image_in = min(as_int(g(details, "image_tokens")), usage.input_tokens) if details is not None else 0
-    cached = as_int(g(u, "cached_tokens"))  # hosted tool only; cached image tokens have their own rate
+    details = part(usage, u, "input_tokens_details")
+    image_in = read_count(usage, g(details, "image_tokens"), "image_tokens") if details is not None else 0
+    cached = read_count(usage, g(u, "cached_tokens"), "cached_tokens")  # hosted tool only; own rate for images
     if cached:
-        cached_details = g(u, "cached_tokens_details")
-        cached_images = as_int(g(cached_details, "cached_image_tokens")) if cached_details is not None else 0
+        cached_details = part(usage, u, "cached_tokens_details")
+        cached_images = (read_count(usage, g(cached_details, "cached_image_tokens"), "cached_image_tokens")
+                         if cached_details is not None else 0)
+        if cached_images > min(image_in, cached) and usage.invalid is None:
+            usage.invalid = "cached_image_tokens exceeds image_tokens or cached_tokens"
         cached_images = min(cached_images, image_in, cached)
         image_in -= cached_images
-        usage.cache_read_tokens = min(cached, usage.input_tokens - image_in)
-        usage.cache_read_image_tokens = min(cached_images, usage.cache_read_tokens)
+        usage.cache_read_tokens = cached
+        usage.cache_read_image_tokens = cached_images
     usage.input_image_tokens = image_in
-    details = g(u, "output_tokens_details")
-    usage.output_image_tokens = (min(as_int(g(details, "image_tokens")), usage.output_tokens) if details is not None
-                                 else usage.output_tokens)
+    details = part(usage, u, "output_tokens_details")
+    usage.output_image_tokens = (read_count(usage, g(details, "image_tokens"), "output image_tokens")
+                                 if details is not None else usage.output_tokens)
+    usage.checked()
+    if usage.invalid is None and usage.cache_read_tokens + usage.input_image_tokens > usage.input_tokens:
+        usage.invalid = "cached_tokens + image_tokens exceeds input_tokens"
     return usage
 
 
@@ -143,28 +167,33 @@ def _hosted_tool_usage(response: Any) -> tuple[tuple[str, str | None, Usage], ..
     return () if usage is None else (("image_generation", None, usage),)
 
 
+def _items(value: Any) -> Any:
+    """A list the vendor sent (choices, tool calls, output items), or nothing if it sent something else."""
+    return value if isinstance(value, list) else ()
+
+
 def _finish_reasons(choices: Any) -> list[str]:
     reasons = []
-    for choice in choices or ():
-        reason = getattr(choice, "finish_reason", None)
+    for choice in _items(choices):
+        reason = string(getattr(choice, "finish_reason", None))
         if reason:
-            reasons.append(str(reason))
+            reasons.append(reason)
     return reasons
 
 
 def _tool_call_text(tool_calls: Any, parts: list[str]) -> None:
     """Tool-call names and arguments are output tokens too: count them when usage must be estimated."""
-    for call in tool_calls or ():
+    for call in _items(tool_calls):
         function = getattr(call, "function", None)
         if function is not None:
             for value in (getattr(function, "name", None), getattr(function, "arguments", None)):
-                if value:
+                if isinstance(value, str) and value:
                     parts.append(value)
 
 
 def _chat_text(choices: Any) -> str | None:
     parts: list[str] = []
-    for choice in choices or ():
+    for choice in _items(choices):
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
         if isinstance(content, str):
@@ -174,16 +203,17 @@ def _chat_text(choices: Any) -> str | None:
     return "".join(parts) or None
 
 
-def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
-    """``want_text``: also collect the output text (content capture); it is collected anyway without usage."""
-    usage = read_usage(getattr(response, "usage", None))
-    want_text = want_text or usage is None
+def read_response(response: Any, want_text: bool = False, output_required: bool = True) -> ResponseMeta:
+    """``want_text``: also collect the output text (content capture); it is collected anyway when the usage is
+    missing or invalid, for the estimate. ``output_required=False`` for embeddings (no output count)."""
+    usage = read_usage(getattr(response, "usage", None), output_required)
+    want_text = want_text or usage is None or usage.invalid is not None
     choices = getattr(response, "choices", None)
     meta = ResponseMeta(
         usage=usage,
-        model=getattr(response, "model", None),
-        response_id=getattr(response, "id", None),
-        service_tier=getattr(response, "service_tier", None),
+        model=string(getattr(response, "model", None)),
+        response_id=string(getattr(response, "id", None)),
+        service_tier=string(getattr(response, "service_tier", None)),
     )
     if choices is not None:
         meta.finish_reasons = _finish_reasons(choices)
@@ -195,7 +225,10 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
             meta.finish_reasons = [status]
             meta.deferred = usage is None and status in ("queued", "in_progress")
         if want_text:
-            text = getattr(response, "output_text", None)
+            try:
+                text = getattr(response, "output_text", None)  # the SDK's property walks ``output``
+            except Exception:  # an ``output`` the property cannot walk (not the documented shape)
+                text = None
             meta.output_text = text if isinstance(text, str) else None
         read_tool_usage(response, usage)
         if usage is not None:
@@ -205,19 +238,26 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
 
 def read_images(response: Any) -> ResponseMeta:
     """Images API. The GPT image models report token usage (priced at the request's model: the response names
-    none); DALL-E models are billed per image and report none, so their cost is unknown rather than estimated.
-    SVG output is authored by another model with its own usage (``svg_usage``): a sub-inference."""
+    none); DALL-E models are billed per image and report none, so their cost is unknown rather than estimated,
+    and so is the cost of usage that fails validation. SVG output is authored by another model with its own usage
+    (``svg_usage``): a sub-inference."""
     usage = image_usage(field(response, "usage"))
     meta = ResponseMeta(usage=usage)
     if usage is None:
         meta.unpriced = "no token usage in the response (models billed per image)"
+    elif usage.invalid is not None:
+        meta.unpriced = _INVALID
     svg = field(response, "svg_usage")
     if svg is not None:
-        svg_usage = Usage(input_tokens=as_int(field(svg, "input_tokens")),
-                          output_tokens=as_int(field(svg, "output_tokens")))
-        svg_usage.reasoning_tokens = min(as_int(field(svg, "reasoning_tokens")), svg_usage.output_tokens)
-        model = field(svg, "model")
-        meta.sub_inferences = (("svg", model if isinstance(model, str) else None, svg_usage),)
+        svg_usage = Usage()
+        if not is_object(svg):
+            svg_usage.invalid = "svg_usage is not an object"
+        else:
+            svg_usage.input_tokens = read_count(svg_usage, field(svg, "input_tokens"), "input_tokens", True)
+            svg_usage.output_tokens = read_count(svg_usage, field(svg, "output_tokens"), "output_tokens", True)
+            svg_usage.reasoning_tokens = read_count(svg_usage, field(svg, "reasoning_tokens"), "reasoning_tokens")
+            svg_usage.checked()
+        meta.sub_inferences = (("svg", string(field(svg, "model")) if is_object(svg) else None, svg_usage),)
     return meta
 
 
@@ -234,15 +274,22 @@ def read_transcription(response: Any, want_text: bool = False) -> ResponseMeta:
 
 
 def _read_transcription_usage(u: Any, meta: ResponseMeta, missing: str) -> ResponseMeta:
-    """A transcription's usage, by tokens or (``whisper-1``) by seconds of audio, which the catalog cannot price."""
+    """A transcription's usage, by tokens or (``whisper-1``) by seconds of audio, which the catalog cannot price.
+    Usage that fails validation leaves the cost unknown, as missing usage does: audio is never estimated."""
+    if u is not None and not is_object(u):
+        meta.usage = Usage(invalid="usage is not an object")
+        meta.unpriced = _INVALID
+        return meta
     seconds = field(u, "seconds") if u is not None else None
-    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < float("inf"):
         meta.unpriced = "billed per second of audio"
         meta.audio_seconds = float(seconds)
     elif u is None or field(u, "input_tokens") is None:
         meta.unpriced = missing
     else:
         meta.usage = _transcription_usage(u)
+        if meta.usage.invalid is not None:
+            meta.unpriced = _INVALID
     return meta
 
 
@@ -267,7 +314,7 @@ def read_speech(response: Any) -> ResponseMeta:
     if body.get("stream_format") == "sse" and getattr(http, "is_closed", False):
         usage = _speech_event_usage(http.content)
         if usage is not None:
-            return ResponseMeta(usage=usage)
+            return ResponseMeta(usage=usage, unpriced=None if usage.invalid is None else _INVALID)
     return speech_without_usage(body)
 
 
@@ -306,7 +353,7 @@ class SpeechBodyReader(BodyReader):
     def result(self) -> ResponseMeta:
         usage = _speech_event_usage(self.tail)
         if usage is not None:
-            return ResponseMeta(usage=usage)
+            return ResponseMeta(usage=usage, unpriced=None if usage.invalid is None else _INVALID)
         return speech_without_usage(self.request, "no usage in the speech the caller read (an audio format, or "
                                                   "closed before the speech.audio.done event)")
 
@@ -326,47 +373,65 @@ def _speech_event_usage(body: bytes) -> Usage | None:
     except ValueError:  # cut short: no usage, and no estimate either (audio tokens cannot be counted)
         return None
     u = event.get("usage") if isinstance(event, dict) else None
-    if not isinstance(u, dict) or u.get("input_tokens") is None:
+    if u is None:
         return None
-    usage = Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+    if not isinstance(u, dict):
+        return Usage(invalid="usage is not an object")
+    usage = Usage()
+    usage.input_tokens = read_count(usage, u.get("input_tokens"), "input_tokens", True)
+    usage.output_tokens = read_count(usage, u.get("output_tokens"), "output_tokens", True)
     usage.output_audio_tokens = usage.output_tokens
     return usage
 
 
 def _transcription_usage(u: Any) -> Usage:
-    usage = Usage(input_tokens=as_int(field(u, "input_tokens")), output_tokens=as_int(field(u, "output_tokens")))
-    details = field(u, "input_token_details")
+    usage = Usage()
+    usage.input_tokens = read_count(usage, field(u, "input_tokens"), "input_tokens", True)
+    usage.output_tokens = read_count(usage, field(u, "output_tokens"), "output_tokens", True)
+    details = part(usage, u, "input_token_details")
     if details is not None:
-        usage.input_audio_tokens = min(as_int(field(details, "audio_tokens")), usage.input_tokens)
-    return usage
+        usage.input_audio_tokens = read_count(usage, field(details, "audio_tokens"), "audio_tokens")
+    return usage.checked()
 
 
 def realtime_usage(u: Any) -> Usage | None:
     """A Realtime ``response.done`` usage. Its text, audio and image counts each include their cached part, which
     ``cached_tokens_details`` breaks down: the cached audio and image tokens are moved to their own cached rates, so
     every token is priced once."""
-    if u is None or field(u, "input_tokens") is None:
+    if u is None:
+        return None
+    if not is_object(u):
+        return Usage(invalid="usage is not an object")
+    if field(u, "input_tokens") is None:
         return None
     g = field
-    usage = Usage(input_tokens=as_int(g(u, "input_tokens")), output_tokens=as_int(g(u, "output_tokens")))
-    details = g(u, "input_token_details")
+    usage = Usage()
+    usage.input_tokens = read_count(usage, g(u, "input_tokens"), "input_tokens", True)
+    usage.output_tokens = read_count(usage, g(u, "output_tokens"), "output_tokens", True)
+    details = part(usage, u, "input_token_details")
     if details is not None:
-        cached = min(as_int(g(details, "cached_tokens")), usage.input_tokens)
-        cached_details = g(details, "cached_tokens_details")
-        cached_audio = min(as_int(g(cached_details, "audio_tokens")), cached) if cached_details is not None else 0
-        cached_image = (min(as_int(g(cached_details, "image_tokens")), cached - cached_audio)
+        cached = read_count(usage, g(details, "cached_tokens"), "cached_tokens")
+        cached_details = part(usage, details, "cached_tokens_details")
+        cached_audio = (read_count(usage, g(cached_details, "audio_tokens"), "cached audio_tokens")
                         if cached_details is not None else 0)
-        usage.cache_read_tokens = cached
-        usage.cache_read_audio_tokens = cached_audio
-        usage.cache_read_image_tokens = cached_image
-        room = usage.input_tokens - cached
-        usage.input_audio_tokens = min(max(0, as_int(g(details, "audio_tokens")) - cached_audio), room)
-        usage.input_image_tokens = min(max(0, as_int(g(details, "image_tokens")) - cached_image),
-                                       room - usage.input_audio_tokens)
-    details = g(u, "output_token_details")
+        cached_image = (read_count(usage, g(cached_details, "image_tokens"), "cached image_tokens")
+                        if cached_details is not None else 0)
+        audio = read_count(usage, g(details, "audio_tokens"), "audio_tokens")
+        image = read_count(usage, g(details, "image_tokens"), "image_tokens")
+        if usage.invalid is None and (cached > usage.input_tokens or cached_audio + cached_image > cached
+                                      or cached_audio > audio or cached_image > image
+                                      or audio + image - cached_audio - cached_image > usage.input_tokens - cached):
+            usage.invalid = "input_token_details do not add up to input_tokens"
+        if usage.invalid is None:
+            usage.cache_read_tokens = cached
+            usage.cache_read_audio_tokens = cached_audio
+            usage.cache_read_image_tokens = cached_image
+            usage.input_audio_tokens = audio - cached_audio
+            usage.input_image_tokens = image - cached_image
+    details = part(usage, u, "output_token_details")
     if details is not None:
-        usage.output_audio_tokens = min(as_int(g(details, "audio_tokens")), usage.output_tokens)
-    return usage
+        usage.output_audio_tokens = read_count(usage, g(details, "audio_tokens"), "output audio_tokens")
+    return usage.checked()
 
 
 _CONNECTION_MODEL = "_aicost_model"  # on a Realtime connection: the model its session reported
@@ -390,7 +455,8 @@ def read_realtime_event(connection: Any, event: Any) -> EventStep | None:
         usage = realtime_usage(field(response, "usage"))
         meta = ResponseMeta(usage=usage, model=connection.__dict__.get(_CONNECTION_MODEL), response_id=response_id,
                             finish_reasons=[status] if isinstance(status, str) else [],
-                            unpriced=None if usage is not None else "no usage in response.done")
+                            unpriced="no usage in response.done" if usage is None
+                            else _INVALID if usage.invalid is not None else None)
         return EventStep("finish", response_id, _requested_model(connection), meta)
     if kind == "response.created":
         response_id = field(field(event, "response"), "id")
@@ -486,7 +552,7 @@ class ImageEventAccumulator(StreamAccumulator):
     def result(self) -> ResponseMeta:
         if self.usage is None:
             return ResponseMeta(unpriced="no token usage in the stream")
-        return ResponseMeta(usage=self.usage)
+        return ResponseMeta(usage=self.usage, unpriced=None if self.usage.invalid is None else _INVALID)
 
 
 class TranscriptEventAccumulator(StreamAccumulator):
@@ -503,7 +569,9 @@ class TranscriptEventAccumulator(StreamAccumulator):
     def observe(self, event: Any) -> bool:
         if getattr(event, "type", None) == "transcript.text.done":
             u = field(event, "usage")
-            if u is not None and field(u, "input_tokens") is not None:
+            if u is not None and not is_object(u):
+                self.usage = Usage(invalid="usage is not an object")
+            elif u is not None and field(u, "input_tokens") is not None:
                 self.usage = _transcription_usage(u)
             text = field(event, "text")
             self.text = text if self.keep_text and isinstance(text, str) else None
@@ -513,7 +581,8 @@ class TranscriptEventAccumulator(StreamAccumulator):
     def result(self) -> ResponseMeta:
         if self.usage is None:
             return ResponseMeta(unpriced="no usage in the stream", output_text=self.text)
-        return ResponseMeta(usage=self.usage, output_text=self.text)
+        return ResponseMeta(usage=self.usage, output_text=self.text,
+                            unpriced=None if self.usage.invalid is None else _INVALID)
 
 
 class ChunkAccumulator(StreamAccumulator):
@@ -540,46 +609,55 @@ class ChunkAccumulator(StreamAccumulator):
 
     def observe(self, chunk: Any) -> bool:
         if not self.model:  # Azure's first chunk (prompt filter results) has an empty model and no choices
-            self.model = getattr(chunk, "model", None)
-            self.response_id = getattr(chunk, "id", None) or self.response_id
-            self.service_tier = getattr(chunk, "service_tier", None)
-        choices = chunk.choices
+            self.model = string(getattr(chunk, "model", None))
+            self.response_id = string(getattr(chunk, "id", None)) or self.response_id
+            self.service_tier = string(getattr(chunk, "service_tier", None))
+        try:
+            choices, usage = chunk.choices, chunk.usage
+        except AttributeError:  # a chunk the SDK built from JSON that lacks them (it does not validate)
+            choices, usage = getattr(chunk, "choices", None), getattr(chunk, "usage", None)
         if choices:
-            choice = choices[0]
-            if choice.finish_reason:  # one per choice (n > 1 sends each in its own chunk)
-                self.finish_reasons.append(choice.finish_reason)
-                if not self.hide_usage_chunk:
-                    self.complete = True  # no usage chunk was asked for: the finish is the stream's last word
-            if self.keep_text:
-                delta = getattr(choice, "delta", None)
-                if delta is None:
-                    text = getattr(choice, "text", None)  # legacy completions
-                    if text:
-                        self.texts.append(text)
-                elif delta.content:
-                    self.texts.append(delta.content)
-                elif delta.tool_calls:
-                    _tool_call_text(delta.tool_calls, self.texts)
-            else:
-                self.content_chunks += 1
-        usage = chunk.usage
+            try:  # the SDK does not validate chunks: what is not a choice has nothing to count (free unless raised)
+                choice = choices[0]
+                reason = choice.finish_reason
+                if reason:  # one per choice (n > 1 sends each in its own chunk)
+                    self.finish_reasons.append(reason if isinstance(reason, str) else str(reason))
+                    if not self.hide_usage_chunk:
+                        self.complete = True  # no usage chunk was asked for: the finish is the stream's last word
+                if self.keep_text:
+                    delta = getattr(choice, "delta", None)
+                    if delta is None:
+                        text = getattr(choice, "text", None)  # legacy completions
+                        if isinstance(text, str) and text:
+                            self.texts.append(text)
+                    elif isinstance(delta.content, str) and delta.content:
+                        self.texts.append(delta.content)
+                    elif delta.tool_calls:
+                        _tool_call_text(delta.tool_calls, self.texts)
+                else:
+                    self.content_chunks += 1
+            except (AttributeError, TypeError, KeyError, IndexError):
+                pass
         if usage is not None:
             self.usage = usage
             self.complete = True
-            if self.hide_usage_chunk and not choices:
-                return False
+        if self.hide_usage_chunk and not choices and (usage is not None or self.finish_reasons):
+            # The chunk aicost asked for (after every choice finished: Azure's first chunk has no choices either,
+            # and the caller sees it as without aicost). Hidden also when its usage is null: the caller did not
+            # ask for it, and ``chunk.choices[0]`` would raise.
+            return False
         return True
 
     def result(self) -> ResponseMeta:
-        reasons = self.finish_reasons
+        usage = read_usage(self.usage)
         text = "".join(self.texts) or None
-        if text is None and self.usage is None and self.content_chunks:
+        if text is None and (usage is None or usage.invalid is not None) and self.content_chunks:
             text = " x" * self.content_chunks  # counts as one token per content chunk
         return ResponseMeta(
-            usage=read_usage(self.usage),
+            usage=usage,
             model=self.model,
             response_id=self.response_id,
-            finish_reasons=reasons,
+            finish_reasons=self.finish_reasons,
             service_tier=self.service_tier,
             output_text=text,
         )
@@ -602,12 +680,12 @@ class ResponseEventAccumulator(StreamAccumulator):
     def observe(self, event: Any) -> bool:
         event_type = getattr(event, "type", None)
         if event_type in _TERMINAL_RESPONSE_EVENTS:
-            self.response = event.response
+            self.response = field(event, "response")
             self.complete = True
         elif event_type == "response.created":
-            response = event.response
-            self.model = getattr(response, "model", None)
-            self.response_id = getattr(response, "id", None)
+            response = field(event, "response")
+            self.model = string(getattr(response, "model", None))
+            self.response_id = string(getattr(response, "id", None))
         return True
 
     def result(self) -> ResponseMeta:
@@ -621,7 +699,8 @@ _BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
 _FAMILY = {key: ("responses" if key.startswith(("openai.responses", "openai.beta.responses"))
                  else "images" if key.startswith("openai.images.")
                  else "speech" if key == "openai.audio.speech.create"
-                 else "audio" if key.startswith("openai.audio.") else "default")  # chat, completions, embeddings
+                 else "audio" if key.startswith("openai.audio.")
+                 else "embeddings" if key == "openai.embeddings.create" else "default")  # chat, completions
            for key in _BY_KEY}
 _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; longest suffix first
     suffix: _BY_KEY[key] for suffix, key in sorted((
@@ -681,7 +760,7 @@ class OpenAIIntegration(Integration):
         return RequestMeta(
             model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
             stream=kwargs.get("stream") is True,
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            max_tokens=request_count(max_tokens),
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
@@ -724,7 +803,7 @@ class OpenAIIntegration(Integration):
             return read_transcription(response, want_text)
         if family == "speech":
             return read_speech(response)
-        return read_response(response, want_text)
+        return read_response(response, want_text, family != "embeddings")
 
     def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
         if endpoint.key == "openai.responses.connect":

@@ -447,6 +447,23 @@ def add_discount(percent: Any, *, provider: str | None = None, model: str | None
     return discount
 
 
+def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None:
+    """Swap the overrides one load added (``previous``, as returned by ``load_file``) for ``new``, in one step:
+    what ``instrument(price_file=...)`` does when called again, so a file loaded twice does not contradict itself.
+    Raises PriceFileError, changing nothing, if ``new`` contradicts the overrides that stay."""
+    with _lock:
+        kept = _overrides
+        if previous is not None:
+            gone = {id(x) for x in (*previous.rules, *previous.discounts)}
+            sources = list(kept.sources)
+            for source in previous.sources:
+                if source in sources:
+                    sources.remove(source)
+            kept = Overrides(tuple(r for r in kept.rules if id(r) not in gone),
+                             tuple(d for d in kept.discounts if id(d) not in gone), tuple(sources))
+        _install(kept.merged(new) if new is not None else kept)
+
+
 def clear_overrides() -> None:
     """Back to catalog prices only (tests, and apps that reload their price file)."""
     _install(Overrides())

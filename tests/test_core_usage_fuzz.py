@@ -1,0 +1,479 @@
+"""Property-based differential tests of every usage reader in ``aicost/integrations`` (issue 14.4).
+
+Each reader gets vendor-shaped usage whose counts are drawn from valid counts and every kind of garbage the
+audit found (missing, null, wrong type, negative, fractional, above 2**53, a subset larger than its total, usage
+that is not an object). An oracle written here from the vendors' documented shapes (not from aicost's code)
+says whether the input is valid. The properties:
+
+* a reader never raises;
+* it claims exactness (a ``Usage`` whose ``invalid`` is None) exactly when the oracle says the input is valid,
+  and then its counts are the vendor's;
+* through the real SDKs over HTTP on 127.0.0.1, the application gets the same result with aicost on and off,
+  and the call's span never carries an exact cost for usage the oracle rejects.
+
+Seeded (``derandomize``) and bounded: a fixed number of examples, no deadline (the box is shared).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aicost.integrations import anthropic as anth
+from aicost.integrations import openai as oai
+from aicost.usage import MAX_COUNT, Usage
+
+FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HTTP = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                       HealthCheck.data_too_large])
+
+# ------------------------------------------------------------------------------------------ what the vendor sends
+VALID_COUNTS = st.one_of(st.integers(0, 50), st.integers(0, 10**7), st.just(MAX_COUNT),
+                         st.integers(0, 10**6).map(float))  # JSON has one number type: 12.0 is the count 12
+GARBAGE = st.one_of(
+    st.none(), st.integers(max_value=-1), st.integers(min_value=MAX_COUNT + 1, max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True).filter(lambda f: not (f.is_integer() and 0 <= f <= MAX_COUNT)
+                                                          if f == f and abs(f) != float("inf") else True),
+    st.just(1e308), st.text(max_size=4), st.booleans(), st.lists(st.integers(0, 9), max_size=2),
+    st.dictionaries(st.sampled_from(["n", "value"]), st.integers(0, 9), max_size=1),
+)
+COUNT = st.one_of(VALID_COUNTS, VALID_COUNTS, GARBAGE)  # valid twice as often as garbage
+NOT_AN_OBJECT = st.one_of(st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=3),
+                          st.lists(st.integers(0, 3), max_size=2), st.booleans())
+
+
+def is_count(value: Any) -> bool:
+    """The oracle's count: a JSON integer (or integral number) from 0 to 2**53."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= MAX_COUNT
+    return isinstance(value, float) and value == value and value.is_integer() and 0 <= value <= MAX_COUNT
+
+
+@dataclass
+class Shape:
+    """A vendor usage object: count fields (required or not), nested objects, and the subset rules."""
+
+    counts: dict[str, bool]  # name -> required
+    objects: dict[str, "Shape"] = dc_field(default_factory=dict)
+    rules: tuple[Callable[[Callable[[str], int]], bool], ...] = ()  # over dotted paths, absent or null = 0
+
+    def strategy(self, depth: int = 0) -> st.SearchStrategy:
+        fields: dict[str, st.SearchStrategy] = {name: COUNT for name in self.counts}
+        for name, shape in self.objects.items():
+            fields[name] = st.one_of(shape.strategy(depth + 1), shape.strategy(depth + 1), st.none(), NOT_AN_OBJECT)
+        body = st.fixed_dictionaries({}, optional=fields)
+        return body if depth else st.one_of(body, body, body, NOT_AN_OBJECT)
+
+    def valid(self, value: Any) -> bool:
+        if not isinstance(value, dict):
+            return False
+        for name, required in self.counts.items():
+            v = value.get(name)
+            if (v is None and required) or (v is not None and not is_count(v)):
+                return False
+        for name, shape in self.objects.items():
+            v = value.get(name)
+            if v is not None and not shape.valid(v):
+                return False
+
+        def get(path: str) -> int:
+            node: Any = value
+            for key in path.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            return int(node) if node is not None else 0
+
+        return all(rule(get) for rule in self.rules)
+
+
+def _le(part: str, whole: str) -> Callable[[Callable[[str], int]], bool]:
+    return lambda get: get(part) <= get(whole)
+
+
+OPENAI_CHAT = Shape(
+    {"prompt_tokens": True, "completion_tokens": True},
+    {"prompt_tokens_details": Shape({"cached_tokens": False, "audio_tokens": False}),
+     "completion_tokens_details": Shape({"reasoning_tokens": False, "audio_tokens": False})},
+    (_le("prompt_tokens_details.cached_tokens", "prompt_tokens"),
+     _le("prompt_tokens_details.audio_tokens", "prompt_tokens"),
+     _le("completion_tokens_details.reasoning_tokens", "completion_tokens"),
+     _le("completion_tokens_details.audio_tokens", "completion_tokens")),
+)
+OPENAI_RESPONSES = Shape(
+    {"input_tokens": True, "output_tokens": True},
+    {"input_tokens_details": Shape({"cached_tokens": False}),
+     "output_tokens_details": Shape({"reasoning_tokens": False})},
+    (_le("input_tokens_details.cached_tokens", "input_tokens"),
+     _le("output_tokens_details.reasoning_tokens", "output_tokens")),
+)
+OPENAI_EMBEDDINGS = Shape({"prompt_tokens": True})
+OPENAI_IMAGES = Shape(
+    {"input_tokens": True, "output_tokens": True},
+    {"input_tokens_details": Shape({"image_tokens": False, "text_tokens": False}),
+     "output_tokens_details": Shape({"image_tokens": False, "text_tokens": False})},
+    (_le("input_tokens_details.image_tokens", "input_tokens"),
+     _le("output_tokens_details.image_tokens", "output_tokens")),
+)
+OPENAI_TRANSCRIPTION = Shape(
+    {"input_tokens": True, "output_tokens": True},
+    {"input_token_details": Shape({"audio_tokens": False, "text_tokens": False})},
+    (_le("input_token_details.audio_tokens", "input_tokens"),),
+)
+OPENAI_REALTIME = Shape(
+    {"input_tokens": True, "output_tokens": True},
+    {"input_token_details": Shape(
+        {"cached_tokens": False, "audio_tokens": False, "image_tokens": False, "text_tokens": False},
+        {"cached_tokens_details": Shape({"audio_tokens": False, "image_tokens": False, "text_tokens": False})}),
+     "output_token_details": Shape({"audio_tokens": False, "text_tokens": False})},
+    (_le("input_token_details.cached_tokens", "input_tokens"),
+     lambda get: (get("input_token_details.cached_tokens_details.audio_tokens")
+                  + get("input_token_details.cached_tokens_details.image_tokens")
+                  <= get("input_token_details.cached_tokens")),
+     _le("input_token_details.cached_tokens_details.audio_tokens", "input_token_details.audio_tokens"),
+     _le("input_token_details.cached_tokens_details.image_tokens", "input_token_details.image_tokens"),
+     lambda get: (get("input_token_details.audio_tokens") - get("input_token_details.cached_tokens_details.audio_tokens")
+                  + get("input_token_details.image_tokens") - get("input_token_details.cached_tokens_details.image_tokens")
+                  <= get("input_tokens") - get("input_token_details.cached_tokens")),
+     _le("output_token_details.audio_tokens", "output_tokens")),
+)
+ANTHROPIC = Shape(
+    {"input_tokens": True, "output_tokens": True, "cache_read_input_tokens": False,
+     "cache_creation_input_tokens": False},
+    {"cache_creation": Shape({"ephemeral_1h_input_tokens": False, "ephemeral_5m_input_tokens": False}),
+     "server_tool_use": Shape({"web_search_requests": False})},
+    (_le("cache_creation.ephemeral_1h_input_tokens", "cache_creation_input_tokens"),),
+)
+
+
+def exact(usage: Usage | None) -> bool:
+    return usage is not None and usage.invalid is None
+
+
+def _n(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+# ------------------------------------------------------------------------------------------ readers, directly
+@FAST
+@given(OPENAI_CHAT.strategy())
+def test_openai_chat_usage(u):
+    usage = oai.read_usage(u)
+    assert exact(usage) == OPENAI_CHAT.valid(u), (u, usage)
+    if exact(usage):
+        assert (usage.input_tokens, usage.output_tokens) == (_n(u["prompt_tokens"]), _n(u["completion_tokens"]))
+        assert usage.cache_read_tokens == _n((u.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        assert usage.reasoning_tokens == _n((u.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+
+
+@FAST
+@given(OPENAI_RESPONSES.strategy())
+def test_openai_responses_usage(u):
+    assert exact(oai.read_usage(u)) == OPENAI_RESPONSES.valid(u), u
+
+
+@FAST
+@given(OPENAI_EMBEDDINGS.strategy())
+def test_openai_embeddings_usage(u):
+    assert exact(oai.read_usage(u, output_required=False)) == OPENAI_EMBEDDINGS.valid(u), u
+
+
+@FAST
+@given(OPENAI_IMAGES.strategy())
+def test_openai_image_usage(u):
+    usage = oai.image_usage(u)
+    if exact(usage):  # None is "no usage" (both counts 0): never exact, never a price
+        assert OPENAI_IMAGES.valid(u), (u, usage)
+    elif OPENAI_IMAGES.valid(u):
+        assert usage is None and _n(u["input_tokens"]) == _n(u["output_tokens"]) == 0
+    meta = oai.read_images(_Obj(usage=u))
+    assert meta.usage is None or exact(meta.usage) or meta.unpriced  # invalid: the cost is unknown, with why
+
+
+OPENAI_SVG = Shape({"input_tokens": True, "output_tokens": True, "reasoning_tokens": False},
+                   rules=(_le("reasoning_tokens", "output_tokens"),))
+
+
+@FAST
+@given(OPENAI_SVG.strategy(), st.one_of(st.text(max_size=3), st.integers(), st.none()))
+def test_openai_svg_usage(u, model):
+    if isinstance(u, dict):
+        u = {**u, "model": model}
+    meta = oai.read_images(_Obj(usage=None, svg_usage=u))
+    ((_, sub_model, sub),) = meta.sub_inferences
+    assert exact(sub) == OPENAI_SVG.valid(u), (u, sub)
+    assert sub_model is None or isinstance(sub_model, str)
+
+
+@FAST
+@given(OPENAI_TRANSCRIPTION.strategy())
+def test_openai_transcription_usage(u):
+    meta = oai.read_transcription(_Obj(text="hi", usage=u))
+    if exact(meta.usage):
+        assert OPENAI_TRANSCRIPTION.valid(u), (u, meta.usage)
+    else:
+        assert meta.unpriced  # never estimated: unknown, with the reason
+    stream = oai.TranscriptEventAccumulator(False)
+    stream.observe(_Obj(type="transcript.text.done", text="hi", usage=u))
+    result = stream.result()
+    assert not exact(result.usage) or OPENAI_TRANSCRIPTION.valid(u)
+
+
+@FAST
+@given(OPENAI_REALTIME.strategy())
+def test_openai_realtime_usage(u):
+    usage = oai.realtime_usage(u)
+    if exact(usage):
+        assert OPENAI_REALTIME.valid(u), (u, usage)
+        usage.validate()
+    elif isinstance(u, dict) and u.get("input_tokens") is not None:
+        assert not OPENAI_REALTIME.valid(u), (u, usage)
+    connection = _Obj()
+    step = oai.read_realtime_event(connection, _Obj(type="response.done",
+                                                    response=_Obj(id="resp_1", status="completed", usage=u)))
+    assert step is not None and (exact(step.meta.usage) or step.meta.unpriced)
+
+
+@FAST
+@given(OPENAI_TRANSCRIPTION.strategy())
+def test_openai_speech_usage(u):
+    event = {"type": "speech.audio.done", "usage": u}
+    reader = oai.SpeechBodyReader({"stream_format": "sse", "input": "Hello", "model": "gpt-4o-mini-tts"})
+    reader.feed(b"data: " + json.dumps(event).encode() + b"\n\n")
+    meta = reader.result()
+    if exact(meta.usage) and meta.usage.counts_tokens:
+        assert isinstance(u, dict) and is_count(u.get("input_tokens")) and is_count(u.get("output_tokens")), u
+
+
+@FAST
+@given(OPENAI_CHAT.strategy(), st.lists(st.sampled_from(["text", "empty", "finish", "garbage"]), max_size=5),
+       st.booleans())
+def test_openai_chat_stream_accumulator(u, shapes, hide):
+    acc = oai.ChunkAccumulator(hide, True)
+    for shape in shapes:
+        choices = {"text": [_Obj(index=0, delta=_Obj(content="hi", tool_calls=None), finish_reason=None)],
+                   "empty": [], "finish": [_Obj(index=0, delta=_Obj(content=None, tool_calls=None),
+                                                finish_reason="stop")],
+                   "garbage": [5]}[shape]
+        acc.observe(_Obj(model="gpt-4o-mini", id="c", choices=choices, usage=None))
+    acc.observe(_Obj(model="gpt-4o-mini", id="c", choices=[], usage=u))
+    meta = acc.result()
+    assert exact(meta.usage) == (u is not None and OPENAI_CHAT.valid(u)), (u, meta.usage)
+
+
+@FAST
+@given(OPENAI_RESPONSES.strategy(), st.one_of(st.text(max_size=3), st.integers(), st.none()))
+def test_openai_responses_stream_and_socket(u, model):
+    response = _Obj(object="response", id="resp_1", model=model, status="completed", usage=u, output=[])
+    acc = oai.ResponseEventAccumulator()
+    acc.observe(_Obj(type="response.created", response=_Obj(id="resp_1", model=model)))
+    acc.observe(_Obj(type="response.completed", response=response))
+    meta = acc.result()
+    assert exact(meta.usage) == (u is not None and OPENAI_RESPONSES.valid(u)), (u, meta.usage)
+    assert meta.model is None or isinstance(meta.model, str)
+    step = oai.read_responses_socket_event(_Obj(type="response.completed", response=response))
+    assert exact(step.meta.usage) == exact(meta.usage)
+
+
+HOSTED_IMAGE = Shape(
+    {"input_tokens": True, "output_tokens": True, "cached_tokens": False},
+    {"input_tokens_details": Shape({"image_tokens": False}),
+     "output_tokens_details": Shape({"image_tokens": False}),
+     "cached_tokens_details": Shape({"cached_image_tokens": False})},
+    (*OPENAI_IMAGES.rules,
+     lambda get: get("cached_tokens") == 0 or (
+         get("cached_tokens_details.cached_image_tokens")
+         <= min(get("input_tokens_details.image_tokens"), get("cached_tokens"))
+         and get("cached_tokens") + get("input_tokens_details.image_tokens")
+         - get("cached_tokens_details.cached_image_tokens") <= get("input_tokens"))),
+)
+
+
+@FAST
+@given(HOSTED_IMAGE.strategy(), COUNT)
+def test_openai_responses_hosted_tools(image_gen, searches):
+    """The Responses API's ``tool_usage``: hosted image generation (a sub-inference) and web searches."""
+    response = _Obj(object="response", id="resp_1", model="gpt-4.1", status="completed", output=[],
+                    usage={"input_tokens": 5, "output_tokens": 2},
+                    tool_usage={"image_gen": image_gen, "web_search": {"num_requests": searches}})
+    meta = oai.read_response(response)
+    assert exact(meta.usage) == (searches is None or is_count(searches)), (searches, meta.usage)
+    subs = [sub for kind, _, sub in meta.sub_inferences if kind == "image_generation"]
+    if subs and exact(subs[0]):
+        assert HOSTED_IMAGE.valid(image_gen), (image_gen, subs[0])
+    elif HOSTED_IMAGE.valid(image_gen) and exact(meta.usage):
+        assert not subs and _n(image_gen["input_tokens"]) == _n(image_gen["output_tokens"]) == 0
+
+
+@FAST
+@given(ANTHROPIC.strategy(), st.one_of(st.text(max_size=3), st.integers(), st.none()))
+def test_anthropic_message_usage(u, model):
+    meta = anth.read_message(_Obj(id="msg_1", model=model, content=[], stop_reason="end_turn", usage=u))
+    assert exact(meta.usage) == ANTHROPIC.valid(u), (u, meta.usage)
+    if exact(meta.usage):
+        cached = _n(u.get("cache_read_input_tokens")) + _n(u.get("cache_creation_input_tokens"))
+        assert meta.usage.input_tokens == _n(u["input_tokens"]) + cached
+        assert meta.usage.output_tokens == _n(u["output_tokens"])
+    assert meta.model is None or isinstance(meta.model, str)
+
+
+DELTA = Shape({"output_tokens": True, "input_tokens": False, "cache_read_input_tokens": False,
+               "cache_creation_input_tokens": False})
+
+
+@FAST
+@given(ANTHROPIC.strategy(), st.one_of(DELTA.strategy(), st.none()), st.booleans())
+def test_anthropic_stream_accumulator(start, delta, stop):
+    acc = anth.EventAccumulator(True)
+    acc.observe(_Obj(type="message_start", message=_Obj(id="msg_1", model="claude-3-5-haiku", usage=start)))
+    acc.observe(_Obj(type="content_block_delta", delta=_Obj(text="hi")))
+    if delta is not None:
+        acc.observe(_Obj(type="message_delta", delta=_Obj(stop_reason="end_turn"), usage=delta))
+    if stop:
+        acc.observe(_Obj(type="message_stop"))
+    meta = acc.result()
+    valid = ANTHROPIC.valid(start) and (delta is None or (isinstance(delta, dict) and all(
+        v is None or is_count(v) for v in delta.values()) and delta.get("output_tokens") is not None))
+    if exact(meta.usage):
+        assert valid, (start, delta, meta.usage)
+    elif valid:  # a valid delta can still break a rule with what message_start said (1h write > write)
+        assert meta.usage is not None and meta.usage.invalid.endswith("exceeds its total"), meta.usage
+
+
+@FAST
+@given(st.lists(st.one_of(st.fixed_dictionaries({"type": st.sampled_from(["compaction", "advisor_message",
+                                                                           "fallback_message", "message"])},
+                                                 optional={"input_tokens": COUNT, "output_tokens": COUNT,
+                                                           "model": st.one_of(st.text(max_size=3), st.integers())}),
+                           NOT_AN_OBJECT), max_size=4).map(lambda entries: {"input_tokens": 3, "output_tokens": 2,
+                                                                             "iterations": entries}))
+def test_anthropic_iterations(u):
+    meta = anth.read_message(_Obj(id="msg_1", model="claude-sonnet-4-5", content=[], stop_reason="end_turn", usage=u))
+    for entry in u["iterations"]:
+        if isinstance(entry, dict) and entry["type"] == "compaction" and not ANTHROPIC.valid(entry):
+            assert not exact(meta.usage)
+    for _, model, sub in meta.sub_inferences:
+        assert model is None or isinstance(model, str)
+    assert meta.model is None or isinstance(meta.model, str)
+
+
+class _Obj:
+    """An SDK-model stand-in: attributes in ``__dict__``, as pydantic keeps them (what ``vendor.field`` reads)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------------------ through the real SDKs
+MODEL_VALUES = st.one_of(st.just("gpt-4o-mini"), st.integers(), st.none(), st.lists(st.integers(), max_size=1))
+_MISSING = object()
+
+
+def _result(run: Callable[[], Any]) -> Any:
+    """What the application ends up with: the answer (as JSON) or the exception (type and message)."""
+    try:
+        value = run()
+        if isinstance(value, list):
+            return [item.model_dump(mode="json", warnings=False) for item in value]
+        return value.model_dump(mode="json", warnings=False)
+    except Exception as exc:  # the same exception, with aicost and without
+        return (type(exc).__name__, str(exc))
+
+
+def _on_and_off(run: Callable[[], Any], telemetry: Any) -> tuple[Any, Any, list]:
+    import aicost
+
+    aicost.uninstrument()
+    off = _result(run)
+    telemetry.clear()
+    aicost.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    on = _result(run)
+    return off, on, telemetry.aicost_spans()
+
+
+def _never_exact_for_invalid(spans: list, valid: bool) -> None:
+    assert len(spans) == 1, spans
+    attributes = dict(spans[0].attributes or {})
+    if not valid:
+        assert attributes.get("aicost.usage.estimated") is True or attributes.get("aicost.price.known") is False, \
+            attributes
+        assert attributes.get("aicost.usage.invalid_reason"), attributes
+
+
+@HTTP
+@given(OPENAI_CHAT.strategy(), MODEL_VALUES, st.booleans())
+def test_openai_chat_over_http_same_answer_never_exact_from_garbage(instrumented, replay_server, openai_client,
+                                                                   usage, model, stream):
+    from vendor_server import Reply, sse
+
+    base = {"id": "chatcmpl-1", "created": 1, "model": model}
+    if stream:
+        chunks = [sse({**base, "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {"content": "Paris"}, "finish_reason": "stop"}]}),
+                  sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}), "data: [DONE]\n\n"]
+        reply = Reply.stream(chunks, reuse=True)
+    else:
+        reply = Reply.json({**base, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Paris"}}]})
+        reply.reuse = True
+    replay_server.reset()
+    replay_server.enqueue(reply)
+
+    def run():
+        answer = openai_client.chat.completions.create(model="gpt-4o-mini", stream=stream,
+                                                       messages=[{"role": "user", "content": "Capital of France?"}])
+        return list(answer) if stream else answer
+
+    off, on, spans = _on_and_off(run, instrumented)
+    assert on == off
+    _never_exact_for_invalid(spans, usage is not None and OPENAI_CHAT.valid(usage))
+
+
+@HTTP
+@given(ANTHROPIC.strategy(), MODEL_VALUES, st.booleans())
+def test_anthropic_messages_over_http_same_answer_never_exact_from_garbage(instrumented, replay_server,
+                                                                          anthropic_client, usage, model, stream):
+    from vendor_server import Reply, sse
+
+    if stream:
+        chunks = [
+            sse({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                      "model": model, "content": [], "stop_reason": None,
+                                                      "usage": usage}}, "message_start"),
+            sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start"),
+            sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris"}},
+                "content_block_delta"),
+            sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                 "usage": {"output_tokens": usage.get("output_tokens") if isinstance(usage, dict) else 1}},
+                "message_delta"),
+            sse({"type": "message_stop"}, "message_stop"),
+        ]
+        reply = Reply.stream(chunks, reuse=True)
+    else:
+        reply = Reply.json({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                            "content": [{"type": "text", "text": "Paris"}], "stop_reason": "end_turn",
+                            "usage": usage})
+        reply.reuse = True
+    replay_server.reset()
+    replay_server.enqueue(reply)
+
+    def run():
+        answer = anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=20, stream=stream,
+                                                  messages=[{"role": "user", "content": "Capital of France?"}])
+        return list(answer) if stream else answer
+
+    off, on, spans = _on_and_off(run, instrumented)
+    assert on == off
+    _never_exact_for_invalid(spans, ANTHROPIC.valid(usage))
