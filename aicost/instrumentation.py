@@ -81,7 +81,11 @@ def instrument(
     if price_file is not None:
         from .pricing import load_price_file
 
-        load_price_file(price_file)
+        loaded = load_price_file(price_file)
+        if loaded.pools:  # self-hosted GPU pools: a feature above the core, imported only when declared
+            from .pools import configure_pools
+
+            configure_pools(loaded.pools, source=os.fspath(price_file))
     _configure_ledger(ledger)
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
@@ -128,6 +132,11 @@ def uninstrument() -> None:
             sys.modules["aicost.ledger.writer"].disable()
         except Exception:
             error_once("ledger:disable", "aicost: could not close the spend ledger")
+    if "aicost.pools" in sys.modules:
+        try:
+            sys.modules["aicost.pools"].disable()
+        except Exception:
+            error_once("pools:disable", "aicost: could not stop the self-hosted pools")
     with _lock:
         while _patched:
             cls, attr, original = _patched.pop()
@@ -250,6 +259,8 @@ class _Call:
             kwargs=kwargs,
             stream=request.stream,
             is_async=is_async,
+            server_address=request.server_address,
+            server_port=request.server_port,
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()
