@@ -81,12 +81,12 @@ def instrument(
     if price_file is not None:
         from .pricing import load_price_file
 
-        loaded = load_price_file(price_file)
-        if loaded.pools:  # self-hosted GPU pools: a feature above the core, imported only when declared
-            from .pools import configure_pools
-
-            configure_pools(loaded.pools, source=os.fspath(price_file))
+        pools = load_price_file(price_file).pools
     _configure_ledger(ledger)
+    if price_file is not None and pools:  # self-hosted GPU pools: a feature above the core, imported when declared
+        from .pools import configure_pools
+
+        configure_pools(pools, source=os.fspath(price_file))
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")

@@ -257,3 +257,79 @@ def test_split_is_exact_for_any_weights(cost_quanta, weights, capacity, scale):
     for w, share in zip(ws, result.shares):  # each share within one quantum of its exact part
         if total:
             assert abs(share - result.used * w / total) < QUANTUM
+
+
+# ------------------------------------------------------------------------- ledger, report, docs example
+WORKED_EXAMPLE = {  # hour -> [(team, calls, input tokens, output tokens)]: the docs/self-hosted.md example
+    0: [("search", 10, 1500, 300), ("support", 4, 3000, 800)],
+    1: [("search", 20, 1500, 300)],
+    2: [],
+}
+
+
+def _worked_example(pool_env, clock, tmp_path):
+    telemetry, server, client = pool_env
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(ledger=url)
+    # 2 GPUs at $2.50 an hour; an output token weighs 4 input tokens; 100,000 units an hour at full load
+    meter = configure_pools({"support-llama": _pool(server, gpu_hour="2.50", output_weight=4,
+                                                    capacity_per_hour=100_000)}, clock=clock)
+    assert meter.sinks  # the ledger instrument(ledger=...) writes to
+    for hour, traffic in WORKED_EXAMPLE.items():
+        for team, calls, prompt, completion in traffic:
+            for _ in range(calls):
+                clock.advance(1)
+                _call(client, server, team, prompt, completion)
+        clock.now = T0 + (hour + 1) * 3600
+        meter.close_due()
+    aicost.ledger.writer.active().flush()
+    return url, meter
+
+
+def _report(url: str, *extra: str) -> str:
+    import io
+
+    from aicost.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["report", "--ledger", url, "--pool", "support-llama", "--since", "2026-12-01",
+                 "--until", "2026-12-02", *extra], out=out, err=err)
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+def test_ledger_holds_final_allocations_and_idle_and_report_shows_them(pool_env, clock, tmp_path):
+    import json
+
+    from aicost.ledger import open_store
+
+    url, meter = _worked_example(pool_env, clock, tmp_path)
+    closed = list(meter.closed["support-llama"])
+    with open_store(url, create=False) as store:
+        stored = list(aicost.pools.read_intervals(store, "support-llama", datetime(2026, 12, 1, tzinfo=timezone.utc),
+                                                  datetime(2026, 12, 2, tzinfo=timezone.utc)))
+        # call rows carry the real time of the call (the pool's intervals run on the simulated clock)
+        calls = {r.span_id: r for r in store.rows(datetime(2000, 1, 1), datetime(2100, 1, 1), kinds=("call",))}
+    assert len(calls) == 34
+    assert [(i.cost, i.used, i.idle) for i in stored] == [(i.cost, i.used, i.idle) for i in closed]
+    for interval in stored:
+        assert interval.used + interval.idle == interval.cost == Decimal(5)
+        for a in interval.allocations:
+            # the call's own ledger row keeps the provisional cost it was priced at; the final one is beside it
+            assert calls[a.span_id].cost == a.provisional
+            # priced at the pool's provisional rate (a price override), or unknown before the first interval closed
+            assert calls[a.span_id].price_known == (a.provisional is not None)
+            assert calls[a.span_id].price_source == ("override" if a.provisional is not None else "unknown")
+    data = json.loads(_report(url, "--format", "json", "--compare", "openai/gpt-4o-mini"))
+    assert data["cost"] == "15" and Decimal(data["used"]) + Decimal(data["idle"]) == 15
+    assert Decimal(data["teams"]["search"]) + Decimal(data["teams"]["support"]) == Decimal(data["used"])
+    assert data["figures"] == "final" and "not part of the final" in data["provisional"]["note"]
+
+
+def test_docs_worked_example_is_what_the_code_computes(pool_env, clock, tmp_path):
+    from pathlib import Path
+
+    url, _ = _worked_example(pool_env, clock, tmp_path)
+    table = _report(url, "--compare", "openai/gpt-4o-mini")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "self-hosted.md").read_text()
+    assert table in docs, table

@@ -15,15 +15,17 @@ import time
 from typing import Any, Callable, Mapping
 
 from .. import hooks
+from ..errors import ConfigurationError
 from .allocate import Split, split
 from .config import KEYS, QUANTUM, Pool, pool_from_mapping, pools_from_data
 from .engine import EngineSample
+from .ledger import ledger_sink, read_intervals
 from .meter import Allocation, ClosedInterval, PoolMeter
 from .summary import PoolSummary, WhatIf, summarise, what_if
 
 __all__ = [
     "Allocation", "ClosedInterval", "EngineSample", "KEYS", "Pool", "PoolMeter", "PoolSummary", "QUANTUM", "Split",
-    "WhatIf", "active", "configure_pools", "disable", "pool_from_mapping", "pools_from_data", "split", "summarise",
+    "WhatIf", "active", "configure_pools", "disable", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
     "what_if",
 ]
 
@@ -51,20 +53,30 @@ class _Closer(threading.Thread):
 
 def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[], float] | None = None,
                     scrape: Callable[..., EngineSample] | None = None, background: bool | None = None,
-                    source: str | None = None) -> PoolMeter:
+                    ledger: str | None = None, source: str | None = None) -> PoolMeter:
     """Declare the pools (replacing any declared before); ConfigurationError naming ``pools.NAME.field`` if bad.
 
     ``clock`` (epoch seconds) and ``scrape`` are for tests and simulations; ``background`` (default: True unless
     a clock is given) closes due intervals from a daemon thread once a minute, else call ``active().close_due()``.
+    ``ledger``: where closed intervals are written (default: the ledger ``instrument(ledger=...)`` writes to).
+    ``source`` names where the pools came from (a price file) in errors.
     """
     global _meter, _timer
-    parsed = pools_from_data(pools)
+    try:
+        parsed = pools_from_data(pools)
+    except ConfigurationError as exc:
+        if source is None:
+            raise
+        raise ConfigurationError(f"{source}: {exc}") from None
     kwargs: dict[str, Any] = {}
     if clock is not None:
         kwargs["clock"] = clock
     if scrape is not None:
         kwargs["scrape"] = scrape
     meter = PoolMeter(parsed, **kwargs)
+    url = ledger if ledger is not None else _ledger_url()
+    if url:
+        meter.sinks.append(ledger_sink(url))
     with _lock:
         _stop()
         _meter = meter
@@ -74,6 +86,14 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[
             _timer = _Closer(meter, every=min(60.0, min(p.interval for p in parsed) / 10) if parsed else 60.0)
             _timer.start()
     return meter
+
+
+def _ledger_url() -> str | None:
+    import sys
+
+    writer = sys.modules.get("aicost.ledger.writer")
+    active_writer = writer.active() if writer is not None else None
+    return getattr(active_writer, "url", None)
 
 
 def _stop() -> None:
