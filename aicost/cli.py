@@ -7,6 +7,10 @@
 ``aicost report [--period 7d] [--by team,model] [--format table|csv|json]``     spend from the ledger
 ``aicost report --pool NAME [--compare PROVIDER/MODEL]``                         a self-hosted pool's cost
 ``aicost export --format focus [--output FILE.csv|.parquet] [--period P]``      the ledger as a FOCUS dataset
+``aicost forecast [--by team | --budgets FILE]``                                   month-end projection, interval
+``aicost anomalies [--period 7d] [--by team,feature,model,customer]``              spend spikes and their calls
+``aicost dashboard --out spend.html [--period 30d]``                               offline HTML charts
+``aicost alerts --budgets FILE [--webhook URL]``                                   budget/forecast/spike alerts
 """
 
 from __future__ import annotations
@@ -338,6 +342,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 # Subcommand registrars: other areas append theirs here (one line each).
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export]
+
+from .reports.commands import REGISTRARS as _REPORT_COMMANDS  # noqa: E402 - forecast, anomalies, dashboard, alerts
+
+SUBCOMMANDS.extend(_REPORT_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,10 @@ Reading (stable API, documented in docs/ledger.md)::
         ...  # LedgerRow
 
 Modules: :mod:`.row` (LedgerRow, FeatureRun), :mod:`.schema` (versioned DDL), :mod:`.store` (open a ledger by
-URL, write, read), :mod:`.rollup` (the sums kept at write time), :mod:`.query` (spend over a period, grouped).
+URL, write, read), :mod:`.rollup` (the sums kept at write time), :mod:`.query` (spend over a period, grouped),
+:mod:`.capture` (what the hooks record -> rows), :mod:`.writer` (queue, background writer, spill),
+:mod:`.exporter` (the OpenTelemetry span exporter), :mod:`.report` (``aicost report``), :mod:`.focus`
+(``aicost export --format focus``), :mod:`.synthetic` (realistic synthetic ledgers).
 """
 
 from __future__ import annotations

@@ -20,15 +20,16 @@ Rows without a value for a key (a call made outside any team scope) form the gro
 from __future__ import annotations
 
 import decimal
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
-from .rollup import INDEX, NO_HOUR_GRAIN, add_into, new_measures, row_measures, run_measures
+from .rollup import INDEX, NO_HOUR_GRAIN, add_into, new_measures, run_measures, sparse
 from .row import TOKEN_FIELDS
-from .store import FILTER_KEYS, LedgerStore
+from .store import FILTER_KEYS, LedgerStore, parse_ts
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "spend", "totals", "check_group_by", "UnknownGroupKey"]
 
@@ -241,16 +242,25 @@ def _row_keys(keys: tuple[str, ...], get) -> list[tuple]:
 def _from_rows(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
                groups: dict[tuple, list]) -> None:
     dims = [k for k in keys if k not in TIME_KEYS]
-    for row in store.rows(start, end, where=where):
-        if any(k.startswith("tag:") and k[4:] not in row.tags for k in dims):
+    tag_keys = [k[4:] for k in dims if k.startswith("tag:")]
+    want_tags = bool(tag_keys) or "tag" in dims
+    for (kind, cost, estimated, error_type, tokens, saved, stopped, ts, team, feature, user, customer, model,
+         provider, tags) in store.measure_rows(start, end, where=where):
+        tags = (tags if isinstance(tags, dict) else json.loads(tags)) if want_tags and tags else {}
+        if any(name not in tags for name in tag_keys):
             continue  # the rollups hold a tag's groups only for rows that have the tag
-        m = row_measures(row)
-        for key in _row_keys(keys, lambda k: row.tags if k == "tags" else row.group_value(k)):
+        pairs = sparse(kind, cost, estimated, error_type, tokens, saved, stopped)
+        values = {"team": team, "feature": feature, "user": user, "customer": customer, "model": model,
+                  "provider": provider, "tags": tags}
+        if "day" in keys or "hour" in keys:
+            t = parse_ts(ts)
+            values["day"], values["hour"] = _time_value("day", t), _time_value("hour", t)
+        for key in _row_keys(keys, lambda k: tags.get(k[4:]) if k.startswith("tag:") else values[k]):
             acc = groups.get(key)
             if acc is None:
-                groups[key] = list(m)
-            else:
-                add_into(acc, m)
+                acc = groups[key] = new_measures()
+            for i, v in pairs:
+                acc[i] += v
     if any(k in ("model", "provider") for k in [*dims, *where]):
         return  # a feature run has no single model or provider
     for run in store.runs(start, end, where=where):

@@ -9,6 +9,7 @@ dimension at the hour grain; the day grain is folded from the hour cells afterwa
 from __future__ import annotations
 
 import decimal
+import operator
 from datetime import datetime
 from typing import Iterable
 
@@ -16,7 +17,7 @@ from ..pricing.cost import MONEY
 from .row import CACHE_HIT, CALL, REFUSAL, SUCCEEDED, TOKEN_FIELDS, FeatureRun, LedgerRow
 from .schema import MEASURES
 
-__all__ = ["INDEX", "NO_HOUR_GRAIN", "new_measures", "row_measures", "run_measures", "add_into", "aggregate"]
+__all__ = ["INDEX", "NO_HOUR_GRAIN", "sparse", "new_measures", "run_measures", "add_into", "aggregate"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
@@ -36,14 +37,6 @@ def new_measures() -> list:
     return m
 
 
-def row_measures(row: LedgerRow) -> list:
-    """All the measures of one row, as a full vector."""
-    m = new_measures()
-    for i, v in _sparse_row(row):
-        m[i] = v
-    return m
-
-
 def run_measures(run: FeatureRun) -> list:
     m = new_measures()
     for i, v in _sparse_run(run):
@@ -57,29 +50,38 @@ def add_into(acc: list, m: list) -> None:
         acc[i] += m[i]
 
 
-def _sparse_row(row: LedgerRow) -> list[tuple[int, object]]:
-    """The non-zero measures of a row as (index, value): a typical call has five, not thirty."""
-    kind = row.kind
+def sparse(kind: str, cost: object, estimated: bool, error_type: str | None, tokens: tuple, saved: object,
+           stopped: object) -> list[tuple[int, object]]:
+    """What one row adds to the sums, as its non-zero (measure index, value) pairs: a typical call has five, not
+    thirty. ``tokens`` are the row's TOKEN_FIELDS in order. The one definition the writer's rollups and the
+    reports' raw-row sums share."""
     if kind == CALL:
         pairs: list[tuple[int, object]] = [(_CALLS, 1)]
-        if row.cost is None:
+        if cost is None:
             pairs.append((_UNKNOWN, 1))
-        elif row.cost:
-            pairs.append((_COST, row.cost))
-        if row.estimated:
+        elif cost:
+            pairs.append((_COST, cost))
+        if estimated:
             pairs.append((_ESTIMATED, 1))
-        if row.error_type:
+        if error_type:
             pairs.append((_ERRORS, 1))
-        for i, name in _TOKENS:
-            value = getattr(row, name)
+        for (i, _), value in zip(_TOKENS, tokens):
             if value:
                 pairs.append((i, value))
         return pairs
     if kind == CACHE_HIT:
-        return [(_HITS, 1)] if not row.saved_cost else [(_HITS, 1), (_SAVED, row.saved_cost)]
+        return [(_HITS, 1)] if not saved else [(_HITS, 1), (_SAVED, saved)]
     if kind == REFUSAL:
-        return [(_REFUSALS, 1)] if not row.stopped_cost else [(_REFUSALS, 1), (_STOPPED, row.stopped_cost)]
+        return [(_REFUSALS, 1)] if not stopped else [(_REFUSALS, 1), (_STOPPED, stopped)]
     return []
+
+
+_tokens_of = operator.attrgetter(*TOKEN_FIELDS)
+
+
+def _sparse_row(row: LedgerRow) -> list[tuple[int, object]]:
+    return sparse(row.kind, row.cost, row.estimated, row.error_type, _tokens_of(row), row.saved_cost,
+                  row.stopped_cost)
 
 
 def _sparse_run(run: FeatureRun) -> list[tuple[int, object]]:

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Mapping
 
+from ..pricing.money import format_usd
+
 __all__ = [
     "CALL",
     "CACHE_HIT",
@@ -70,18 +72,10 @@ ATTRIBUTION_FIELDS = ("team", "feature", "user", "customer")
 
 
 def decimal_text(value: Decimal | None) -> str | None:
-    """An exact Decimal as plain text (``"0.0002025"``, never ``"2.025E-4"``), or None.
-
-    Local helper until aicost.pricing has its one canonical Decimal formatter; replace it there.
-    """
+    """An exact Decimal as aicost writes money everywhere (``"0.0002025"``, never ``"2.025E-4"``), or None."""
     if value is None:
         return None
-    if not value:
-        return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return format_usd(value)
 
 
 def _utc(value: datetime) -> datetime:

@@ -85,6 +85,11 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     raise ConfigurationError(f"{setting}: unsupported ledger URL {text!r}; use {_ACCEPTED}")
 
 
+def parse_ts(value: Any) -> datetime:
+    """A stored time (SQLite text or a PostgreSQL timestamp) as an aware UTC datetime."""
+    return _parse_ts(value)
+
+
 def _parse_ts(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc) if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
@@ -245,6 +250,22 @@ class LedgerStore:
         sql = self._sql(f"SELECT {', '.join(ROW_COLUMNS)} FROM aicost_ledger WHERE {condition} ORDER BY ts, span_id")
         for values in self._stream(sql, params):
             yield self._row(values)
+
+    def measure_rows(self, start: datetime, end: datetime, *, where: Mapping[str, str] | None = None
+                     ) -> Iterator[tuple]:
+        """The lean read behind reports' raw-row sums: per row (kind, cost, estimated, error_type, tokens tuple,
+        saved_cost, stopped_cost, ts, team, feature, user, customer, model, provider, tags), money as Decimal,
+        ``ts`` as stored (parse with :func:`parse_ts`), ``tags`` as stored (JSON). No order, no LedgerRow."""
+        condition, params = self._where(start, end, where)
+        n = len(TOKEN_FIELDS)
+        sql = self._sql(f"SELECT kind, cost, estimated, error_type, {', '.join(TOKEN_FIELDS)}, saved_cost, "
+                        "stopped_cost, ts, team, feature, user_id, customer, model, provider, tags "
+                        f"FROM aicost_ledger WHERE {condition}")
+        for v in self._stream(sql, params):
+            cost, saved, stopped = v[1], v[4 + n], v[5 + n]
+            yield (v[0], None if cost is None else Decimal(cost), v[2], v[3], v[4:4 + n],
+                   None if saved is None else Decimal(saved), None if stopped is None else Decimal(stopped),
+                   *v[6 + n:])
 
     def runs(self, start: datetime, end: datetime, *, where: Mapping[str, str] | None = None) -> Iterator[FeatureRun]:
         """Feature runs that ended in ``[start, end)``, oldest first."""
