@@ -333,3 +333,19 @@ def test_docs_worked_example_is_what_the_code_computes(pool_env, clock, tmp_path
     table = _report(url, "--compare", "openai/gpt-4o-mini")
     docs = (Path(__file__).resolve().parents[1] / "docs" / "self-hosted.md").read_text()
     assert table in docs, table
+
+
+def test_dashboard_has_a_pool_section_with_final_figures(pool_env, clock, tmp_path):
+    pytest.importorskip("plotly")
+    from aicost.ledger import open_store
+    from aicost.ledger.report import parse_period
+    from aicost.reports.dashboard import build_dashboard
+
+    url, _ = _worked_example(pool_env, clock, tmp_path)
+    # the pool's intervals run on the simulated clock (Dec 1), the call rows on the real one: a period with both
+    period = parse_period(None, since="2026-12-01", until="2030-01-01")
+    with open_store(url, create=False) as store:
+        page, _ = build_dashboard(store, period)
+    assert 'data-pool="support-llama"' in page and "chart-pool-support-llama" in page
+    assert '<b data-total="pool-cost">$15</b>' in page and "utilisation 35.3 %" in page
+    assert "idle ($9.71" not in page and "idle $9.71" in page
