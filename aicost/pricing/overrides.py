@@ -175,7 +175,7 @@ class Overrides:
     discounts: tuple[Discount, ...] = ()
     sources: tuple[str, ...] = field(default=())
     # The file's [pools.NAME] tables as written (aicost.pools validates and applies them).
-    pools: Mapping[str, Any] = field(default_factory=dict)
+    pools: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def merged(self, other: "Overrides") -> "Overrides":
         combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources,
