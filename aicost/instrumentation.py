@@ -29,6 +29,7 @@ from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
+from .integrations.identity import client_identity
 from .usage import Usage
 from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
 
@@ -261,6 +262,7 @@ class _Call:
             is_async=is_async,
             server_address=request.server_address,
             server_port=request.server_port,
+            span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()

@@ -1,4 +1,4 @@
-"""Closed pool intervals into the spend ledger (schema v2 tables ``aicost_pool_interval`` and
+"""Closed pool intervals into the spend ledger (schema version 3 tables ``aicost_pool_interval`` and
 ``aicost_pool_allocation``), and back out for ``aicost report --pool``.
 
 Writes happen when an interval closes (the closing thread, never a call), idempotently: an interval or an
