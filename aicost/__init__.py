@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "configure_budgets": "aicost.budget",
     "disable_budgets": "aicost.budget",
     "allow_long_context": "aicost.budget",
+    "configure_pools": "aicost.pools",
 }
 
 __all__ = ["Usage", "__version__", *_LAZY]

@@ -5,6 +5,7 @@
 ``aicost prices --check FILE``                                                   validate a price file
 ``aicost prices --unknown [FILE]``                                               models seen without a price
 ``aicost report [--period 7d] [--by team,model] [--format table|csv|json]``     spend from the ledger
+``aicost report --pool NAME [--compare PROVIDER/MODEL]``                         a self-hosted pool's cost
 ``aicost export --format focus [--output FILE.csv|.parquet] [--period P]``      the ledger as a FOCUS dataset
 ``aicost forecast [--by team | --budgets FILE]``                                   month-end projection, interval
 ``aicost anomalies [--period 7d] [--by team,feature,model,customer]``              spend spikes and their calls
@@ -215,6 +216,8 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.pool is not None:
+        return _pool_report(args, out, err)
     from .ledger import UnknownGroupKey, check_group_by
     from .ledger.report import build_report, render_csv, render_json, render_table
 
@@ -244,6 +247,47 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.close()
 
 
+def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``--pool NAME``: a self-hosted pool's closed intervals (aicost.pools; docs/self-hosted.md)."""
+    from .errors import ConfigurationError
+    from .pools import read_intervals, summarise, what_if
+    from .pools.ledger import pools_in
+    from .pools.report import render_json, render_table
+
+    if args.format == "csv":
+        print("aicost report --pool: --format table or json", file=err)
+        return 2
+    opened = _open_ledger(args, err)
+    if opened is None:
+        return 2
+    store, period = opened
+    try:
+        intervals = list(read_intervals(store, args.pool, period.start, period.end))
+        if not intervals:
+            known = ", ".join(pools_in(store)) or "none"
+            print(f"aicost report --pool: no closed intervals of pool {args.pool!r} in {period.label} "
+                  f"(pools in this ledger: {known})", file=err)
+            return 1
+        summary = summarise(intervals)
+        compare = None
+        if args.compare:
+            provider, _, model = args.compare.partition("/")
+            try:
+                compare = what_if(summary, provider, model) if model else None
+            except ConfigurationError as exc:
+                print(f"aicost report --compare: {exc}", file=err)
+                return 2
+            if compare is None:
+                print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
+                return 2
+        render = render_json if args.format == "json" else render_table
+        label = f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC"
+        out.write(render(summary, label, compare))
+        return 0
+    finally:
+        store.close()
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="spend from the ledger over a period, grouped (table, CSV or JSON)")
     _ledger_common(p)
@@ -252,6 +296,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         "tag:NAME, day, hour (default: team; '' for totals only)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--movers", type=int, default=5, help="top movers against the previous period to show (0: none)")
+    p.add_argument("--pool", metavar="NAME", help="a self-hosted GPU pool: cost, utilisation, idle cost, cost per 1M "
+                                                  "tokens, each team's share (docs/self-hosted.md)")
+    p.add_argument("--compare", metavar="PROVIDER/MODEL", help="with --pool: what the same tokens would have cost on "
+                                                               "this catalog model")
     p.set_defaults(handler=_report)
 
 

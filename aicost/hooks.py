@@ -51,6 +51,9 @@ class CallInfo:
     is_async: bool
     # Attributes an interceptor wants on the call's span (e.g. aicost.budget.downgraded_from).
     span_attributes: dict[str, Any] = field(default_factory=dict)
+    # server.address / server.port of the client's base URL (a self-hosted pool is recognised by them).
+    server_address: str | None = None
+    server_port: int | None = None
 
 
 @dataclass(slots=True)

@@ -89,6 +89,10 @@ def instrument(
 
         loaded = load_file(price_file)  # validated, not yet installed
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
+    if loaded is not None and loaded.pools:  # self-hosted GPU pools: a feature above the core, imported when declared
+        from .pools import configure_pools
+
+        configure_pools(loaded.pools, source=os.fspath(price_file))
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
@@ -165,6 +169,11 @@ def uninstrument() -> None:
             sys.modules["aicost.ledger.writer"].disable()
         except Exception:
             error_once("ledger:disable", "aicost: could not close the spend ledger")
+    if "aicost.pools" in sys.modules:
+        try:
+            sys.modules["aicost.pools"].disable()
+        except Exception:
+            error_once("pools:disable", "aicost: could not stop the self-hosted pools")
     with _lock:
         if _price_file is not None:
             try:
@@ -295,6 +304,8 @@ class _Call:
             kwargs=kwargs,
             stream=request.stream,
             is_async=is_async,
+            server_address=request.server_address,
+            server_port=request.server_port,
             span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()

@@ -14,6 +14,7 @@ from aicost.errors import ConfigurationError
 from aicost.ledger import (CALL, FeatureRun, LedgerRow, LedgerSchemaError, UnknownGroupKey, open_store, spend,
                            totals)
 from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
+from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
 from cache_helpers import postgres_server
@@ -164,7 +165,7 @@ def test_a_newer_schema_is_refused_with_its_version(url):
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
-    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 2\\)"):
+    with pytest.raises(LedgerSchemaError, match=f"schema version 7, newer than this aicost reads \\(version {SCHEMA_VERSION}\\)"):
         open_store(url)
 
 

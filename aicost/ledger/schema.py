@@ -34,7 +34,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -154,8 +154,49 @@ def _v2(dialect: str) -> list[str]:
             "ALTER TABLE aicost_ledger ADD COLUMN api_key_fingerprint TEXT"]
 
 
+def _v3(dialect: str) -> list[str]:
+    """Self-hosted GPU pools (aicost.pools, docs/self-hosted.md): one row per closed interval (its cost, the part
+    calls used, the idle part the owner pays) and one per call's final allocation (keyed by the call's span id;
+    the call's own aicost_ledger row keeps the provisional cost it was priced at). Kept out of aicost_ledger and
+    its rollups so no total ever adds a provisional figure to a final one."""
+    t = _TYPES[dialect]
+    m, i = t["money"], t["int"]
+    return [
+        f"""CREATE TABLE aicost_pool_interval (
+  pool TEXT NOT NULL,
+  start_ts {t['ts']} NOT NULL,
+  end_ts {t['ts']} NOT NULL,
+  owner TEXT NOT NULL,
+  alloc_key TEXT NOT NULL,
+  cost {m} NOT NULL,
+  used {m} NOT NULL,
+  idle {m} NOT NULL,
+  calls {i} NOT NULL,
+  input_tokens {i} NOT NULL,
+  output_tokens {i} NOT NULL,
+  input_weight TEXT NOT NULL,
+  output_weight TEXT NOT NULL,
+  weights_from TEXT NOT NULL,
+  PRIMARY KEY (pool, start_ts)
+)""",
+        f"""CREATE TABLE aicost_pool_allocation (
+  span_id TEXT PRIMARY KEY,
+  pool TEXT NOT NULL,
+  start_ts {t['ts']} NOT NULL,
+  team TEXT,
+  model TEXT,
+  input_tokens {i} NOT NULL,
+  output_tokens {i} NOT NULL,
+  units TEXT NOT NULL,
+  provisional {m},
+  final {m} NOT NULL
+)""",
+        "CREATE INDEX aicost_pool_allocation_interval ON aicost_pool_allocation (pool, start_ts)",
+    ]
+
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1, 2: _v2}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 def schema_table_ddl(dialect: str) -> str:

@@ -464,6 +464,18 @@ def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None
         _install(kept.merged(new) if new is not None else kept)
 
 
+def replace_prices(origin: str, prices: Mapping[str, Mapping[str, Any]]) -> None:
+    """Swap every rule whose origin is ``origin`` for ``prices`` ({model: {rate: USD per 1M}}), in one step.
+
+    For rates that change while the app runs: a self-hosted pool's provisional rate (``aicost.pools``) moves
+    each time an interval closes, and the call's span and the budget guard must price at the newest one.
+    """
+    rules = tuple(rule_from_mapping({"model": model, **rates}, origin=origin) for model, rates in prices.items())
+    with _lock:
+        kept = tuple(r for r in _overrides.rules if r.origin != origin)
+        _install(Overrides(kept + rules, _overrides.discounts, _overrides.sources))
+
+
 def clear_overrides() -> None:
     """Back to catalog prices only (tests, and apps that reload their price file)."""
     _install(Overrides())

@@ -68,7 +68,9 @@ _RULE_FIELDS = {
 }
 _DISCOUNT_FIELDS = {"provider", "model", "percent", "from", "until", "note"}
 _SECTIONS = {"model", "commitment", "discount"}
-_TOP_LEVEL = _SECTIONS | {"version"}
+# [pools.NAME] (self-hosted GPU pools) is read here with the rest of the file and validated by aicost.pools
+# when the file is applied (the pricing layer knows nothing about pools).
+_TOP_LEVEL = _SECTIONS | {"version", "pools"}
 
 
 class PriceFileError(ConfigurationError):
@@ -172,9 +174,12 @@ class Overrides:
     rules: tuple[PriceRule, ...] = ()
     discounts: tuple[Discount, ...] = ()
     sources: tuple[str, ...] = field(default=())
+    # The file's [pools.NAME] tables as written (aicost.pools validates and applies them).
+    pools: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def merged(self, other: "Overrides") -> "Overrides":
-        combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources)
+        combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources,
+                             {**self.pools, **other.pools})
         check_contradictions(combined)
         return combined
 
@@ -507,7 +512,12 @@ def overrides_from_data(data: Any, *, path: str | None = None,
                     rules.append(rule_from_mapping(entry, section=section, path=path, lines=where_lines))
             except PriceFileError as exc:
                 problems.extend(exc.problems)
-    result = Overrides(tuple(rules), tuple(discounts), (path,) if path else ())
+    pools = data.get("pools", {})
+    if not isinstance(pools, Mapping):
+        problems.append(PriceFileError("'pools' must be a table of tables ([pools.NAME])", path=path,
+                                       line=top.get("pools"), field="pools"))
+        pools = {}
+    result = Overrides(tuple(rules), tuple(discounts), (path,) if path else (), dict(pools))
     try:
         check_contradictions(result)
     except PriceFileError as exc:

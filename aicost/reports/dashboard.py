@@ -250,6 +250,41 @@ def _anomaly_table(anomalies: Sequence[Any]) -> str:
     return f'<div class="card wide" id="anomalies"><h2>Anomalies: spend spikes</h2>{body}</div>'
 
 
+def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
+    """Self-hosted GPU pools (docs/self-hosted.md): per pool, its final cost split by team plus idle, and the
+    figures ``aicost report --pool`` prints. Final figures only (closed intervals); nothing when no pool."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from ..pools import read_intervals, summarise
+    from ..pools.ledger import pools_in
+
+    cards = []
+    for name in pools_in(store):
+        intervals = list(read_intervals(store, name, period.start, period.end))
+        if not intervals:
+            continue
+        summary = summarise(intervals)
+        bars = [(label(team), cost) for team, cost in summary.by_team.items()] + [(f"idle ({summary.owner})",
+                                                                                    summary.idle)]
+        fig = go.Figure(layout=_layout(f"Pool {name}: final cost by team, idle included (USD)", barmode="stack"))
+        for who, cost in bars:
+            fig.add_trace(go.Bar(name=who, x=[float(cost)], y=[name], orientation="h",
+                                 hovertemplate=f"{_e(who)}: ${_exact(cost)}<extra></extra>"))
+        fig.update_layout(height=220)
+        chart = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=config, div_id=f"chart-pool-{name}",
+                            default_height="220px")
+        per_million = summary.cost_per_million_tokens
+        cards.append(
+            f'<div class="card wide" data-pool="{_e(name)}">{chart}<p class="note">'
+            f'Pool cost <b data-total="pool-cost">${_exact(summary.cost)}</b> over {summary.intervals} closed '
+            f"interval(s); utilisation {summary.utilisation * 100:.1f} %; idle ${_exact(summary.idle)} "
+            f"(owner {_e(summary.owner)}); cost per 1M tokens achieved "
+            f"{'$' + _exact(per_million.quantize(Decimal('0.01'))) if per_million is not None else 'n/a'}. "
+            f"Provisional figures the spans carried (${_exact(summary.provisional)}) are not in these totals.</p></div>")
+    return "".join(cards)
+
+
 def _reconciliation_card(rec: Any) -> str:
     """A card from ``aicost reconcile --format json`` output: the one line, the totals, the unexplained spend."""
     totals = rec.get("totals") or {}
@@ -321,7 +356,7 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
     body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
             card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
             _forecast_table(forecasts, as_of, bool(budgets)) +
-            _anomaly_table(anomalies) + card("cache", wide=True)
+            _anomaly_table(anomalies) + card("cache", wide=True) + _pool_cards(store, period, config)
             + "".join(_reconciliation_card(r) for r in reconciliations) + "</section>")
     summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
                f"{len(anomalies)} spike(s)")

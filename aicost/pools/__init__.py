@@ -1,0 +1,118 @@
+"""Self-hosted model pools: a GPU bill allocated to each call, idle time included (docs/self-hosted.md).
+
+    aicost.configure_pools({"llama": {"gpu_hour": "2.50", "gpus": 8, "endpoints": ["vllm.internal:8000"],
+                                      "models": ["meta-llama/Llama-3.1-70B-Instruct"], "owner": "ml-platform",
+                                      "output_weight": 4}})
+
+or ``[pools.llama]`` in the price file given to ``aicost.instrument(price_file=...)``. The core never imports
+this package: it sees calls through ``aicost.hooks`` like every other feature.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from .. import hooks
+from ..errors import ConfigurationError
+from .allocate import Split, split
+from .config import KEYS, QUANTUM, Pool, pool_from_mapping, pools_from_data
+from .engine import EngineSample
+from .ledger import ledger_sink, read_intervals
+from .meter import Allocation, ClosedInterval, PoolMeter
+from .summary import PoolSummary, WhatIf, summarise, what_if
+
+__all__ = [
+    "Allocation", "ClosedInterval", "EngineSample", "KEYS", "Pool", "PoolMeter", "PoolSummary", "QUANTUM", "Split",
+    "WhatIf", "active", "configure_pools", "disable", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
+    "what_if",
+]
+
+_meter: PoolMeter | None = None
+_timer: "_Closer | None" = None
+_lock = threading.Lock()
+
+
+class _Closer(threading.Thread):
+    """Closes due intervals about once a minute (the close itself reads the engine's /metrics: never on a call)."""
+
+    def __init__(self, meter: PoolMeter, every: float) -> None:
+        super().__init__(name="aicost-pools", daemon=True)
+        self.meter, self.every, self.stopped = meter, every, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                self.meter.close_due()
+            except Exception:
+                from .._log import error_once
+
+                error_once("pools:close", "aicost: closing a pool interval failed")
+
+
+def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[], float] | None = None,
+                    scrape: Callable[..., EngineSample] | None = None, background: bool | None = None,
+                    ledger: str | None = None, source: str | None = None) -> PoolMeter:
+    """Declare the pools (replacing any declared before); ConfigurationError naming ``pools.NAME.field`` if bad.
+
+    ``clock`` (epoch seconds) and ``scrape`` are for tests and simulations; ``background`` (default: True unless
+    a clock is given) closes due intervals from a daemon thread once a minute, else call ``active().close_due()``.
+    ``ledger``: where closed intervals are written (default: the ledger ``instrument(ledger=...)`` writes to).
+    ``source`` names where the pools came from (a price file) in errors.
+    """
+    global _meter, _timer
+    try:
+        parsed = pools_from_data(pools)
+    except ConfigurationError as exc:
+        if source is None:
+            raise
+        raise ConfigurationError(f"{source}: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    if clock is not None:
+        kwargs["clock"] = clock
+    if scrape is not None:
+        kwargs["scrape"] = scrape
+    meter = PoolMeter(parsed, **kwargs)
+    url = ledger if ledger is not None else _ledger_url()
+    if url:
+        meter.sinks.append(ledger_sink(url))
+    with _lock:
+        _stop()
+        _meter = meter
+        hooks.add_interceptor(meter)
+        hooks.add_listener(meter)
+        if background if background is not None else clock is None:
+            _timer = _Closer(meter, every=min(60.0, min(p.interval for p in parsed) / 10) if parsed else 60.0)
+            _timer.start()
+    return meter
+
+
+def _ledger_url() -> str | None:
+    import sys
+
+    writer = sys.modules.get("aicost.ledger.writer")
+    active_writer = writer.active() if writer is not None else None
+    return getattr(active_writer, "url", None)
+
+
+def _stop() -> None:
+    global _meter, _timer
+    if _timer is not None:
+        _timer.stopped.set()
+        _timer = None
+    if _meter is not None:
+        hooks.remove_interceptor(_meter)
+        hooks.remove_listener(_meter)
+        _meter.clear_prices()
+        _meter = None
+
+
+def disable() -> None:
+    """No pools: calls are priced by the catalog again (uninstrument() does this too)."""
+    with _lock:
+        _stop()
+
+
+def active() -> PoolMeter | None:
+    return _meter

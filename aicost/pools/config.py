@@ -1,0 +1,193 @@
+"""A self-hosted GPU pool, declared in the price file (``[pools.NAME]``) or with ``aicost.configure_pools``.
+
+A pool is matched by the endpoint a call went to (``server.address:server.port`` of the client's base URL) and
+the model asked for. Everything is checked at configure time, and a bad pool raises ConfigurationError naming
+``pools.NAME.field``: a pool that could never match a call, or two pools that would both claim one call, is
+refused rather than silently splitting or losing a GPU bill.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from ..errors import ConfigurationError
+
+KEYS = ("tokens", "gpu_time")
+QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars; the remainder goes by largest remainder
+_FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until", "owner", "interval", "key",
+           "input_weight", "output_weight", "capacity_per_hour", "max_concurrency", "metrics_url", "note"}
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    endpoints: tuple[tuple[str, int | None], ...]  # (host, port); port None = the scheme's default
+    models: tuple[str, ...]
+    owner: str  # who pays the idle cost
+    key: str = "tokens"  # allocation key: "tokens" or "gpu_time"
+    gpu_hour: Decimal | None = None
+    gpus: int = 1
+    monthly: Decimal | None = None
+    start: datetime | None = None
+    until: datetime | None = None
+    interval: int = 3600  # seconds
+    input_weight: Decimal = Decimal(1)
+    output_weight: Decimal | None = None  # None with key="tokens": derived from the engine's prefill/decode time
+    capacity_per_hour: Decimal | None = None  # allocation units the pool serves in an hour at full load
+    max_concurrency: int | None = None  # gpu_time key: request slots (vLLM --max-num-seqs) for utilisation
+    metrics_url: str | None = None  # the engine's Prometheus /metrics
+
+    def serves(self, host: str | None, port: int | None, model: str | None) -> bool:
+        return model in self.models and any(h == host and (p is None or p == port) for h, p in self.endpoints)
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        return (self.start is None or end > self.start) and (self.until is None or start < self.until)
+
+    def interval_cost(self, start: datetime) -> Decimal:
+        """What the pool costs over the interval that starts at ``start``, to the nano-dollar.
+
+        Per GPU-hour: ``gpu_hour x gpus x interval/3600``. Monthly: the month's amount spread evenly over the
+        seconds of the calendar month the interval starts in. Rounded once, half-even, to QUANTUM."""
+        if self.gpu_hour is not None:
+            exact = self.gpu_hour * self.gpus * Decimal(self.interval) / Decimal(3600)
+        else:
+            days = calendar.monthrange(start.year, start.month)[1]
+            exact = self.monthly * Decimal(self.interval) / Decimal(days * 86400)  # type: ignore[operator]
+        return exact.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+
+    @property
+    def weights_from_engine(self) -> bool:
+        return self.key == "gpu_time" or self.output_weight is None
+
+
+def _err(name: str, field: str, message: str) -> ConfigurationError:
+    return ConfigurationError(f"pools.{name}.{field}: {message}")
+
+
+def _decimal(name: str, field: str, value: Any, *, positive: bool = True) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal, float)):
+        raise _err(name, field, f"must be a number or a decimal string, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise _err(name, field, f"must be a number or a decimal string, got {value!r}") from None
+    if not number.is_finite() or (positive and number <= 0) or number < 0:
+        raise _err(name, field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return number
+
+
+def _int(name: str, field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _err(name, field, f"must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _when(name: str, field: str, value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _err(name, field, f"must be an ISO date or datetime, got {value!r}") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise _err(name, field, f"must be an ISO date or datetime, got {value!r}")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _endpoint(name: str, value: Any) -> tuple[str, int | None]:
+    """``"10.0.0.5:8000"``, ``"http://vllm.internal:8000/v1"`` or ``"vllm.internal"`` -> (host, port)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value.strip():
+        raise _err(name, "endpoints", f"each endpoint is 'host:port' or a base URL, got {value!r}")
+    text = value.strip()
+    try:
+        parts = urlsplit(text if "://" in text else f"//{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = None
+    if not host:
+        raise _err(name, "endpoints", f"each endpoint is 'host:port' or a base URL, got {value!r}")
+    return host, port
+
+
+def pool_from_mapping(name: str, data: Mapping[str, Any]) -> Pool:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"pools: a pool needs a non-empty name, got {name!r}")
+    if not isinstance(data, Mapping):
+        raise _err(name, "", f"must be a table of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise _err(name, unknown[0], f"unknown setting (accepted: {', '.join(sorted(_FIELDS))})")
+    gpu_hour = _decimal(name, "gpu_hour", data["gpu_hour"]) if "gpu_hour" in data else None
+    monthly = _decimal(name, "monthly", data["monthly"]) if "monthly" in data else None
+    if (gpu_hour is None) == (monthly is None):
+        raise _err(name, "gpu_hour", "give the cost as gpu_hour (with gpus) or as monthly, exactly one of them")
+    if monthly is not None and "gpus" in data:
+        raise _err(name, "gpus", "gpus goes with gpu_hour, not with monthly")
+    endpoints = data.get("endpoints")
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if not isinstance(endpoints, (list, tuple)) or not endpoints:
+        raise _err(name, "endpoints", "the pool matches no call: give at least one 'host:port' or base URL")
+    models = data.get("models")
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, (list, tuple)) or not models or not all(isinstance(m, str) and m for m in models):
+        raise _err(name, "models", "the pool matches no call: give the model names it serves (a list of strings)")
+    owner = data.get("owner")
+    if not isinstance(owner, str) or not owner.strip():
+        raise _err(name, "owner", "name who pays the idle cost (a team), e.g. owner = \"ml-platform\"")
+    key = data.get("key", "tokens")
+    if key not in KEYS:
+        raise _err(name, "key", f"allocation key must be one of {', '.join(KEYS)}, got {key!r}")
+    start = _when(name, "start", data["start"]) if "start" in data else None
+    until = _when(name, "until", data["until"]) if "until" in data else None
+    if start is not None and until is not None and until <= start:
+        raise _err(name, "until", f"the pool matches no call: its period is empty ({start:%Y-%m-%d} to {until:%Y-%m-%d})")
+    interval = _int(name, "interval", data.get("interval", 3600))
+    if 86400 % interval:
+        raise _err(name, "interval", f"must divide a day evenly (seconds: 3600 = 1 h, 900 = 15 min), got {interval}")
+    metrics_url = data.get("metrics_url")
+    if metrics_url is not None and (not isinstance(metrics_url, str) or "://" not in metrics_url):
+        raise _err(name, "metrics_url", f"must be the engine's /metrics URL (http://host:port/metrics), got {metrics_url!r}")
+    output_weight = _decimal(name, "output_weight", data["output_weight"]) if "output_weight" in data else None
+    pool = Pool(
+        name=name, endpoints=tuple(_endpoint(name, e) for e in endpoints), models=tuple(models), owner=owner.strip(),
+        key=key, gpu_hour=gpu_hour, gpus=_int(name, "gpus", data.get("gpus", 1)), monthly=monthly, start=start,
+        until=until, interval=interval,
+        input_weight=_decimal(name, "input_weight", data.get("input_weight", 1)), output_weight=output_weight,
+        capacity_per_hour=(_decimal(name, "capacity_per_hour", data["capacity_per_hour"])
+                           if "capacity_per_hour" in data else None),
+        max_concurrency=_int(name, "max_concurrency", data["max_concurrency"]) if "max_concurrency" in data else None,
+        metrics_url=metrics_url,
+    )
+    if pool.weights_from_engine and metrics_url is None:
+        what = "key = \"gpu_time\"" if key == "gpu_time" else "token weights without output_weight"
+        raise _err(name, "metrics_url", f"{what} reads the serving engine's metrics: give metrics_url "
+                                        "(or declare output_weight for the tokens key)")
+    return pool
+
+
+def pools_from_data(data: Mapping[str, Any]) -> tuple[Pool, ...]:
+    """Every pool, validated, then checked against each other: two pools that serve the same endpoint and model
+    in overlapping periods are refused (a call would have two GPU bills)."""
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"pools: must be a table of pools {{name: settings}}, got {type(data).__name__}")
+    pools = tuple(pool_from_mapping(name, settings) for name, settings in data.items())
+    for i, a in enumerate(pools):
+        for b in pools[i + 1:]:
+            shared = [(h, p, m) for h, p in a.endpoints for hb, pb in b.endpoints for m in a.models
+                      if h == hb and (p is None or pb is None or p == pb) and m in b.models]
+            far = datetime.max.replace(tzinfo=timezone.utc)
+            near = datetime.min.replace(tzinfo=timezone.utc)
+            if shared and (a.start or near) < (b.until or far) and (b.start or near) < (a.until or far):
+                host, port, model = shared[0]
+                raise _err(b.name, "endpoints", f"overlaps pool {a.name!r}: both serve model {model!r} at "
+                                                f"{host}{'' if port is None else f':{port}'} in the same period")
+    return pools

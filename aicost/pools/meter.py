@@ -1,0 +1,250 @@
+"""Calls to a pool, gathered per interval; each closed interval's cost allocated to them, idle included.
+
+How a call is met:
+
+1. before the call (an interceptor, so nothing blocks): if its endpoint and model belong to a pool, the span gets
+   ``aicost.pool.name`` and ``aicost.cost.provisional = true``. The call is priced by the core as any other, at
+   the pool's *provisional* rate (installed as a price override named ``pool:NAME provisional``): the last
+   closed interval's cost per allocation unit, turned into per-token rates. So the span's
+   ``aicost.cost.total_usd`` and the budget guard's reservation are both provisional figures.
+2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock).
+3. ``close_due()`` (a background timer, or the app's scheduler, or a test with its own clock) closes every
+   interval that has ended: reads the engine's counters if the key needs them, allocates the interval's cost
+   (:mod:`aicost.pools.allocate`), keeps the :class:`ClosedInterval` (final cost per span id, idle cost for the
+   owner, utilisation) and hands it to the sinks (the ledger), then moves the provisional rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from .. import semconv
+from .._log import error_once
+from ..hooks import CallInfo, CallResult
+from . import engine
+from .allocate import split
+from .config import Pool
+
+MILLION = Decimal(1_000_000)
+PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
+POOL_ATTRIBUTE = "aicost.pool.name"
+_KEEP_INTERVALS = 24 * 366  # closed intervals kept in memory per pool (a year of hours); the ledger keeps all
+
+
+@dataclass(slots=True)
+class _Use:
+    span_id: str
+    team: str | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    provisional: Decimal | None  # what the span said at call time (None: no closed interval yet)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    span_id: str
+    team: str | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    units: Decimal
+    provisional: Decimal | None
+    final: Decimal
+
+
+@dataclass(frozen=True)
+class ClosedInterval:
+    pool: str
+    owner: str
+    key: str
+    start: datetime
+    end: datetime
+    cost: Decimal  # the interval's pool cost
+    used: Decimal  # allocated to calls
+    idle: Decimal  # the owner's; used + idle == cost exactly
+    utilisation: Decimal
+    input_weight: Decimal  # units per input token (GPU-seconds for gpu_time)
+    output_weight: Decimal
+    weights_from: str  # "declared" / "engine" / "engine (previous interval)" / "default 1:1 (no engine data)"
+    allocations: tuple[Allocation, ...] = field(repr=False)
+    engine: engine.EngineSample | None = None
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(a.input_tokens for a in self.allocations)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.allocations)
+
+    @property
+    def units(self) -> Decimal:
+        return sum((a.units for a in self.allocations), Decimal(0))
+
+    def by_team(self) -> dict[str | None, Decimal]:
+        shares: dict[str | None, Decimal] = {}
+        for a in self.allocations:
+            shares[a.team] = shares.get(a.team, Decimal(0)) + a.final
+        return shares
+
+
+def _span_id(span: Any) -> str:
+    try:
+        context = span.get_span_context()
+        if context.span_id:
+            return f"{context.span_id:016x}"
+    except Exception:
+        pass
+    return ""
+
+
+class PoolMeter:
+    """One per process (``aicost.configure_pools`` builds it). ``clock`` gives epoch seconds (injectable)."""
+
+    def __init__(self, pools: Iterable[Pool], *, clock: Callable[[], float] = time.time,
+                 scrape: Callable[[str, tuple[str, ...]], engine.EngineSample] = engine.scrape) -> None:
+        self.pools = tuple(pools)
+        self.clock = clock
+        self._scrape = scrape
+        self._routes: dict[tuple[str, int | None, str], Pool] = {}
+        for pool in self.pools:
+            for host, port in pool.endpoints:
+                for model in pool.models:
+                    self._routes[(host, port, model)] = pool
+        self._lock = threading.Lock()
+        self._open: dict[str, dict[int, list[_Use]]] = {p.name: {} for p in self.pools}
+        now = int(clock())
+        self._next: dict[str, int] = {p.name: now - now % p.interval for p in self.pools}
+        self._rate: dict[str, Decimal | None] = {p.name: None for p in self.pools}  # USD per unit, provisional
+        self._weights: dict[str, tuple[Decimal, Decimal, str] | None] = {p.name: None for p in self.pools}
+        self._last_sample: dict[str, engine.EngineSample | None] = {p.name: None for p in self.pools}
+        self.closed: dict[str, deque[ClosedInterval]] = {p.name: deque(maxlen=_KEEP_INTERVALS) for p in self.pools}
+        self.sinks: list[Callable[[ClosedInterval], None]] = []
+        for pool in self.pools:  # the counters' baseline for the first interval
+            if pool.weights_from_engine and pool.metrics_url:
+                self._last_sample[pool.name] = self._read(pool)
+
+    # --- matching --------------------------------------------------------------------------------------
+    def pool_of(self, host: str | None, port: int | None, model: str | None) -> Pool | None:
+        if host is None or model is None:
+            return None
+        return self._routes.get((host, port, model)) or self._routes.get((host, None, model))
+
+    def before_call(self, info: CallInfo) -> None:
+        """Interceptor: mark the span of a pool call (never refuses)."""
+        pool = self.pool_of(info.server_address, info.server_port, info.request_model)
+        if pool is not None:
+            info.span_attributes[POOL_ATTRIBUTE] = pool.name
+            info.span_attributes[PROVISIONAL_ATTRIBUTE] = True
+        return None
+
+    def __call__(self, result: CallResult) -> None:
+        """Listener: the call joins its pool's open interval."""
+        info = result.info
+        pool = self.pool_of(info.server_address, info.server_port, info.request_model)
+        if pool is None or result.usage is None:
+            return
+        now = int(self.clock())
+        start = now - now % pool.interval
+        usage = result.usage
+        use = _Use(_span_id(result.span), result.attribution.get(semconv.AICOST_TEAM), result.response_model
+                   or info.request_model, usage.input_tokens, usage.output_tokens, result.cost_usd)
+        with self._lock:
+            self._open[pool.name].setdefault(start, []).append(use)
+
+    # --- closing ---------------------------------------------------------------------------------------
+    def close_due(self, now: float | None = None) -> list[ClosedInterval]:
+        """Close every interval that has ended by ``now`` (default: the clock), empty ones included (all idle)."""
+        now = int(self.clock() if now is None else now)
+        closed = []
+        for pool in self.pools:
+            while self._next[pool.name] + pool.interval <= now:
+                start = self._next[pool.name]
+                self._next[pool.name] = start + pool.interval
+                closed.append(self._close(pool, start))
+        return closed
+
+    def _read(self, pool: Pool) -> engine.EngineSample | None:
+        try:
+            return self._scrape(pool.metrics_url, pool.models)  # type: ignore[arg-type]
+        except Exception:
+            error_once(f"pool-metrics:{pool.name}", f"aicost: could not read pool {pool.name!r} engine metrics "
+                                                    f"at {pool.metrics_url}; the previous interval's weights are used")
+            return None
+
+    def _weights_for(self, pool: Pool, delta: engine.EngineSample | None) -> tuple[Decimal, Decimal, str]:
+        if not pool.weights_from_engine:
+            return pool.input_weight, pool.output_weight, "declared"  # type: ignore[return-value]
+        s_in = delta.seconds_per_prompt_token if delta is not None else None
+        s_out = delta.seconds_per_generation_token if delta is not None else None
+        if s_in is not None and s_out is not None:
+            weights = (s_in, s_out) if pool.key == "gpu_time" else (pool.input_weight, pool.input_weight * s_out / s_in)
+            self._weights[pool.name] = (*weights, "engine")
+            return (*weights, "engine")
+        previous = self._weights[pool.name]
+        if previous is not None:
+            return previous[0], previous[1], "engine (previous interval)"
+        return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
+
+    def _close(self, pool: Pool, start_s: int) -> ClosedInterval:
+        with self._lock:
+            uses = self._open[pool.name].pop(start_s, [])
+        start = datetime.fromtimestamp(start_s, timezone.utc)
+        end = datetime.fromtimestamp(start_s + pool.interval, timezone.utc)
+        delta = None
+        if pool.weights_from_engine and pool.metrics_url:
+            sample = self._read(pool)
+            if sample is not None:
+                delta = sample.since(self._last_sample[pool.name])
+                self._last_sample[pool.name] = sample
+        w_in, w_out, weights_from = self._weights_for(pool, delta)
+        units = [w_in * u.input_tokens + w_out * u.output_tokens for u in uses]
+        if pool.key == "gpu_time":
+            capacity = Decimal(pool.max_concurrency * pool.interval) if pool.max_concurrency else None
+        else:
+            capacity = pool.capacity_per_hour * pool.interval / 3600 if pool.capacity_per_hour else None
+        cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
+        result = split(cost, units, capacity)
+        allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w, u.provisional,
+                                       share) for u, w, share in zip(uses, units, result.shares))
+        closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, result.used, result.idle,
+                                result.utilisation, w_in, w_out, weights_from, allocations, delta)
+        self.closed[pool.name].append(closed)
+        total_units = sum(units, Decimal(0))
+        if total_units:
+            self._set_rate(pool, result.used / total_units, w_in, w_out)
+        for sink in self.sinks:
+            try:
+                sink(closed)
+            except Exception:
+                error_once(f"pool-sink:{sink!r}", "aicost: a pool interval sink failed")
+        return closed
+
+    def _set_rate(self, pool: Pool, per_unit: Decimal, w_in: Decimal, w_out: Decimal) -> None:
+        from ..pricing.engine import replace_prices
+
+        self._rate[pool.name] = per_unit
+        q = Decimal("1e-9")  # per 1M tokens: sub-nano-dollar per token; the final allocation is exact anyway
+        rates = {"input": (per_unit * w_in * MILLION).quantize(q), "output": (per_unit * w_out * MILLION).quantize(q)}
+        replace_prices(provisional_origin(pool), {model: rates for model in pool.models})
+
+    def provisional_rate(self, pool: str) -> Decimal | None:
+        """USD per allocation unit from the last closed interval that had calls (None before the first)."""
+        return self._rate[pool]
+
+    def clear_prices(self) -> None:
+        from ..pricing.engine import replace_prices
+
+        for pool in self.pools:
+            replace_prices(provisional_origin(pool), {})
+
+
+def provisional_origin(pool: Pool) -> str:
+    return f"pool:{pool.name} provisional"

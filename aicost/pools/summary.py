@@ -1,0 +1,100 @@
+"""A pool over a period: what it cost, how much of it was used, who used it, and what hosted APIs would have cost.
+
+Provisional and final figures are kept apart: ``final`` is what closed intervals allocated, ``provisional`` is
+what the spans said at call time for the same calls. They are never added together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+from ..pricing.money import canonical
+from .meter import MILLION, ClosedInterval
+
+
+@dataclass(frozen=True)
+class PoolSummary:
+    pool: str
+    owner: str
+    intervals: int
+    cost: Decimal  # the pool's cost over the period (= used + idle, exactly)
+    used: Decimal  # final allocations to calls
+    idle: Decimal  # the owner's
+    input_tokens: int
+    output_tokens: int
+    calls: int
+    by_team: dict[str | None, Decimal]  # final, calls only; idle is separate
+    provisional: Decimal  # what the spans said at call time (calls that had a provisional rate)
+    provisional_calls: int  # calls priced provisionally (the rest had no closed interval yet: unknown)
+
+    @property
+    def utilisation(self) -> Decimal:
+        return self.used / self.cost if self.cost else Decimal(0)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def cost_per_million_tokens(self) -> Decimal | None:
+        """The whole pool cost (idle included) per million tokens served: the price actually achieved."""
+        return canonical(self.cost * MILLION / self.tokens) if self.tokens else None
+
+
+def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
+    intervals = list(intervals)
+    if not intervals:
+        raise ValueError("no closed intervals in the period")
+    by_team: dict[str | None, Decimal] = {}
+    provisional = Decimal(0)
+    provisional_calls = calls = input_tokens = output_tokens = 0
+    for interval in intervals:
+        for a in interval.allocations:
+            by_team[a.team] = by_team.get(a.team, Decimal(0)) + a.final
+            calls += 1
+            input_tokens += a.input_tokens
+            output_tokens += a.output_tokens
+            if a.provisional is not None:
+                provisional += a.provisional
+                provisional_calls += 1
+    first = intervals[0]
+    return PoolSummary(
+        pool=first.pool, owner=first.owner, intervals=len(intervals),
+        cost=sum((i.cost for i in intervals), Decimal(0)), used=sum((i.used for i in intervals), Decimal(0)),
+        idle=sum((i.idle for i in intervals), Decimal(0)), input_tokens=input_tokens, output_tokens=output_tokens,
+        calls=calls, by_team=dict(sorted(by_team.items(), key=lambda kv: (-kv[1], kv[0] or ""))),
+        provisional=provisional, provisional_calls=provisional_calls)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    provider: str
+    model: str
+    cost: Decimal  # the period's measured input and output tokens at the model's catalog list prices
+    pool_cost: Decimal
+    utilisation: Decimal
+
+    def sentence(self) -> str:
+        from ..pricing.money import format_usd
+
+        return (f"your pool cost ${format_usd(self.pool_cost)} at {self.utilisation * 100:.0f} % utilisation; "
+                f"the same tokens on {self.model} ({self.provider}) would have cost ${format_usd(self.cost)}")
+
+
+def what_if(summary: PoolSummary, provider: str, model: str) -> WhatIf:
+    """The same tokens on a hosted model the user picks. "Comparable" is the user's call (a model of similar
+    quality for the task); what is compared is exact: the input and output tokens the pool actually served,
+    priced at that model's catalog list prices (standard tier, no cache or batch discounts). An unknown model
+    raises ConfigurationError rather than comparing with $0."""
+    from .. import pricing
+    from ..errors import ConfigurationError
+    from ..usage import Usage
+
+    cost = pricing.price_call(provider, model, Usage(input_tokens=summary.input_tokens,
+                                                     output_tokens=summary.output_tokens))
+    if not cost.known:
+        raise ConfigurationError(f"what-if model: the catalog has no price for {provider}/{model}; pick a "
+                                 "catalog model (aicost prices --list shows them)")
+    return WhatIf(provider, model, cost.total, summary.cost, summary.utilisation)  # type: ignore[arg-type]

@@ -1,0 +1,351 @@
+"""Self-hosted pools: real openai SDK calls to an OpenAI-compatible server on 127.0.0.1, a fake vLLM /metrics
+page with vLLM's metric names, two teams over simulated hours on an injected clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aicost
+from aicost import pricing
+from aicost.errors import ConfigurationError
+from aicost.pools import QUANTUM, configure_pools, split, summarise, what_if
+from aicost.pools.engine import parse
+from tests.pool_helpers import FakeVllmMetrics, SimClock
+from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client
+
+MODEL = "acme/llama-3.1-8b-support-ft"  # no catalog price: only the pool prices it
+T0 = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock(T0)
+
+
+@pytest.fixture
+def pool_env(instrumented, replay_server: ReplayServer):
+    client = openai_client(replay_server)
+    yield instrumented, replay_server, client
+    client.close()
+    aicost.pools.disable()
+
+
+def _pool(server: ReplayServer, **extra):
+    host_port = server.url.split("//", 1)[1]
+    return {"gpu_hour": "2.75", "gpus": 2, "endpoints": [host_port], "models": [MODEL], "owner": "ml-platform",
+            **extra}
+
+
+def _call(client, server: ReplayServer, team: str, prompt: int, completion: int) -> None:
+    server.enqueue(openai_chat_reply(model=MODEL, prompt_tokens=prompt, completion_tokens=completion))
+    with aicost.attribute(team=team):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+def _span_cost(span) -> Decimal | None:
+    value = (span.attributes or {}).get("aicost.cost.total_usd")
+    return None if value is None else Decimal(value)
+
+
+def test_two_teams_over_hours_token_key_exact_and_provisional_becomes_final(pool_env, clock):
+    telemetry, server, client = pool_env
+    # 2 GPUs x $2.75 = $5.50 an hour; output weighs 3 input tokens; the pool serves 300k units an hour at full load
+    meter = configure_pools({"chat": _pool(server, output_weight=3, capacity_per_hour=300_000)}, clock=clock)
+    rng = random.Random(18)
+    traffic = {hour: [(team, rng.randint(50, 4000), rng.randint(1, 900)) for team in ("search", "support")
+                      for _ in range(rng.randint(0, 6))] for hour in range(5)}
+    traffic[3] = []  # an hour nobody called: all idle
+    closed = []
+    for hour in range(5):
+        telemetry.clear()
+        for team, prompt, completion in traffic[hour]:
+            clock.advance(1)
+            _call(client, server, team, prompt, completion)
+        spans = {f"{s.context.span_id:016x}": s for s in telemetry.aicost_spans()
+                 if "aicost.pool.name" in (s.attributes or {})}
+        assert len(spans) == len(traffic[hour])
+        for span in spans.values():
+            assert span.attributes["aicost.pool.name"] == "chat"
+            assert span.attributes["aicost.cost.provisional"] is True
+        clock.now = T0 + (hour + 1) * 3600
+        [interval] = meter.close_due()
+        closed.append(interval)
+        assert interval.cost == Decimal("5.5")
+        assert interval.used + interval.idle == interval.cost  # exact, every interval
+        assert sum((a.final for a in interval.allocations), Decimal(0)) == interval.used
+        assert len(interval.allocations) == len(traffic[hour])
+        units = sum(3 * c + p for _, p, c in traffic[hour])
+        assert interval.used == (Decimal("5.5") * min(1, Decimal(units) / 300_000)).quantize(QUANTUM, "ROUND_FLOOR")
+        for a in interval.allocations:
+            # the span said the provisional cost (the last closed interval's rate); the ledger gets the final one
+            span = spans[a.span_id]
+            assert _span_cost(span) == a.provisional
+            if hour == 0:
+                assert a.provisional is None  # no closed interval yet: unknown, never $0
+            else:
+                previous = next(c for c in reversed(closed[:-1]) if c.allocations)
+                per_million = previous.used / previous.units * 1_000_000
+                input_rate, output_rate = (per_million.quantize(Decimal("1e-9")),
+                                           (per_million * 3).quantize(Decimal("1e-9")))
+                assert a.provisional == (a.input_tokens * input_rate + a.output_tokens * output_rate) / 1_000_000
+            assert abs(a.final - interval.used * a.units / interval.units) < QUANTUM
+    assert closed[3].used == 0 and closed[3].idle == Decimal("5.5") and closed[3].utilisation == 0
+    summary = summarise(closed)
+    assert summary.cost == Decimal("27.5") == summary.used + summary.idle
+    assert sum(summary.by_team.values(), Decimal(0)) == summary.used
+    assert set(summary.by_team) == {"search", "support"}
+    assert summary.cost_per_million_tokens == pricing.canonical(
+        Decimal("27.5") * 1_000_000 / sum(p + c for h in traffic.values() for _, p, c in h))
+
+
+def test_gpu_time_key_reads_vllm_metrics(pool_env, clock):
+    telemetry, server, client = pool_env
+    with FakeVllmMetrics(MODEL) as engine:
+        engine.served(10_000, 0, prefill_per_token="0.0001", decode_per_token="0.02")  # before: not this hour's
+        meter = configure_pools({"gpu": _pool(server, key="gpu_time", metrics_url=engine.url, max_concurrency=4)},
+                                clock=clock)
+        assert engine.scrapes == 1  # the counters' baseline
+        for team, prompt, completion in (("search", 1000, 10), ("support", 100, 200), ("support", 500, 50)):
+            clock.advance(60)
+            _call(client, server, team, prompt, completion)
+            engine.served(prompt, completion, prefill_per_token="0.0002", decode_per_token="0.025")
+        clock.now = T0 + 3600
+        [interval] = meter.close_due()
+    assert engine.scrapes == 2
+    # the interval's own counters (baseline subtracted), not the other model's series on the same page
+    assert (interval.engine.prompt_tokens, interval.engine.generation_tokens) == (1600, 260)
+    assert interval.input_weight == Decimal("0.0002") and interval.output_weight == Decimal("0.025")
+    assert interval.weights_from == "engine"
+    gpu_seconds = {a.team: Decimal(0) for a in interval.allocations}
+    for a in interval.allocations:
+        gpu_seconds[a.team] += a.units
+    assert gpu_seconds == {"search": Decimal("0.45"), "support": Decimal("6.37")}
+    # utilisation: request-seconds used of 4 slots x 3600 s
+    assert interval.used == (Decimal("5.5") * Decimal("6.82") / 14400).quantize(QUANTUM, "ROUND_FLOOR")
+    assert interval.used + interval.idle == interval.cost == Decimal("5.5")
+
+
+def test_engine_metrics_parse_real_names_and_restarts():
+    engine = FakeVllmMetrics(MODEL)
+    engine.served(100, 20, prefill_per_token="0.001", decode_per_token="0.01")
+    first = parse(engine.text(), (MODEL,))
+    assert (first.prompt_tokens, first.generation_tokens, first.prefill_seconds, first.decode_seconds) == (
+        100, 20, Decimal("0.1"), Decimal("0.2"))
+    engine.served(50, 5, prefill_per_token="0.001", decode_per_token="0.01")
+    delta = parse(engine.text(), (MODEL,)).since(first)
+    assert (delta.prompt_tokens, delta.generation_tokens) == (50, 5)
+    restarted = FakeVllmMetrics(MODEL)
+    restarted.served(7, 1, prefill_per_token="0.001", decode_per_token="0.01")
+    assert parse(restarted.text(), (MODEL,)).since(first).prompt_tokens == 7  # a counter went down: engine restart
+
+
+def test_token_weights_derived_from_engine_when_not_declared(pool_env, clock):
+    telemetry, server, client = pool_env
+    with FakeVllmMetrics(MODEL) as engine:
+        meter = configure_pools({"chat": _pool(server, metrics_url=engine.url)}, clock=clock)
+        _call(client, server, "search", 400, 100)
+        engine.served(400, 100, prefill_per_token="0.0001", decode_per_token="0.004")
+        clock.now = T0 + 3600
+        [interval] = meter.close_due()
+    assert (interval.input_weight, interval.output_weight) == (1, 40)  # decode costs 40x prefill per token
+    assert interval.allocations[0].units == 400 + 40 * 100
+    assert interval.idle == 0 and interval.used == Decimal("5.5")  # no capacity declared: calls pay it all
+
+
+@pytest.mark.parametrize("settings_, field", [
+    ({"models": []}, "pools.p.models"),
+    ({"endpoints": []}, "pools.p.endpoints"),
+    ({"start": "2026-12-02", "until": "2026-12-01"}, "pools.p.until"),
+    ({"key": "vibes"}, "pools.p.key"),
+    ({"monthly": 9000}, "pools.p.gpu_hour"),
+    ({"gpus": 0}, "pools.p.gpus"),
+    ({"owner": ""}, "pools.p.owner"),
+    ({"key": "gpu_time"}, "pools.p.metrics_url"),
+    ({"interval": 7}, "pools.p.interval"),
+    ({"colour": "red"}, "pools.p.colour"),
+])
+def test_bad_pools_are_refused_at_configure_time_naming_the_field(settings_, field):
+    base = {"gpu_hour": 2, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}
+    with pytest.raises(ConfigurationError, match=field.replace(".", r"\.")):
+        configure_pools({"p": {**base, **settings_}}, clock=lambda: T0)
+    assert aicost.pools.active() is None
+
+
+def test_overlapping_pools_are_refused():
+    a = {"gpu_hour": 2, "endpoints": ["http://vllm.internal:8000/v1"], "models": ["m", "n"], "owner": "ml",
+         "output_weight": 2}
+    with pytest.raises(ConfigurationError, match=r"pools\.b\.endpoints: overlaps pool 'a'.*'n' at vllm\.internal:8000"):
+        configure_pools({"a": a, "b": {**a, "models": ["n"], "endpoints": ["vllm.internal:8000"]}}, clock=lambda: T0)
+    # same endpoint and model in periods that do not overlap: a pool replaced by a new one is fine
+    meter = configure_pools({"a": {**a, "until": "2026-12-01"}, "b": {**a, "start": "2026-12-01"}}, clock=lambda: T0)
+    assert len(meter.pools) == 2
+    aicost.pools.disable()
+
+
+def test_price_file_pools(tmp_path, pool_env):
+    telemetry, server, client = pool_env
+    host_port = server.url.split("//", 1)[1]
+    path = tmp_path / "prices.toml"
+    path.write_text(f'''
+[pools.support-llama]
+monthly = "9000"
+endpoints = ["{host_port}"]
+models = ["{MODEL}"]
+owner = "ml-platform"
+output_weight = 4
+interval = 900
+''')
+    aicost.instrument(price_file=path)
+    meter = aicost.pools.active()
+    assert [p.name for p in meter.pools] == ["support-llama"]
+    pool = meter.pools[0]
+    # $9000 over December's 31 days, 15 minutes of it, to the nano-dollar
+    assert pool.interval_cost(datetime(2026, 12, 1, tzinfo=timezone.utc)) == Decimal("3.024193548")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[pools.x]\ngpu_hour = 1\nendpoints = ["h:1"]\nmodels = ["m"]\n')
+    with pytest.raises(ConfigurationError, match=r"pools\.x\.owner"):
+        aicost.instrument(price_file=bad)
+
+
+def test_budget_reserves_the_provisional_rate(pool_env, clock):
+    telemetry, server, client = pool_env
+    meter = configure_pools({"chat": _pool(server, output_weight=3)}, clock=clock)
+    assert pricing.current_price("openai", MODEL) is None
+    _call(client, server, "search", 1000, 100)
+    clock.now = T0 + 3600
+    meter.close_due()
+    # $5.50 over 1300 units: what the budget guard's price lookup (and the next span) now sees
+    price = pricing.current_price("openai", MODEL)
+    rate = Decimal("5.5") / 1300
+    assert price.rates["input"] == (rate * 1_000_000).quantize(Decimal("1e-9"))
+    assert price.rates["output"] == (rate * 3 * 1_000_000).quantize(Decimal("1e-9"))
+    aicost.pools.disable()
+    assert pricing.current_price("openai", MODEL) is None  # nothing left behind
+
+
+def test_what_if_prices_the_same_tokens_on_a_hosted_model(pool_env, clock):
+    telemetry, server, client = pool_env
+    meter = configure_pools({"chat": _pool(server, output_weight=3, capacity_per_hour=100_000)}, clock=clock)
+    _call(client, server, "search", 20_000, 1_000)
+    clock.now = T0 + 3600
+    summary = summarise(meter.close_due())
+    answer = what_if(summary, "openai", "gpt-4o-mini")
+    expected = pricing.price_call("openai", "gpt-4o-mini", aicost.Usage(input_tokens=20_000, output_tokens=1_000))
+    assert answer.cost == expected.total
+    assert "23 % utilisation" in answer.sentence()  # 23,000 of 100,000 units
+    with pytest.raises(ConfigurationError, match="no price"):
+        what_if(summary, "openai", "no-such-model")
+
+
+@settings(max_examples=300, deadline=None)
+@given(cost_quanta=st.integers(0, 10**12), weights=st.lists(st.integers(0, 10**7), max_size=40),
+       capacity=st.one_of(st.none(), st.integers(1, 10**9)), scale=st.sampled_from(["1", "0.001", "0.25"]))
+def test_split_is_exact_for_any_weights(cost_quanta, weights, capacity, scale):
+    cost = QUANTUM * cost_quanta
+    ws = [Decimal(w) * Decimal(scale) for w in weights]
+    result = split(cost, ws, None if capacity is None else Decimal(capacity))
+    assert sum(result.shares, Decimal(0)) == result.used
+    assert result.used + result.idle == cost
+    assert all(s >= 0 and s == s.quantize(QUANTUM) for s in result.shares)
+    total = sum(ws, Decimal(0))
+    for w, share in zip(ws, result.shares):  # each share within one quantum of its exact part
+        if total:
+            assert abs(share - result.used * w / total) < QUANTUM
+
+
+# ------------------------------------------------------------------------- ledger, report, docs example
+WORKED_EXAMPLE = {  # hour -> [(team, calls, input tokens, output tokens)]: the docs/self-hosted.md example
+    0: [("search", 10, 1500, 300), ("support", 4, 3000, 800)],
+    1: [("search", 20, 1500, 300)],
+    2: [],
+}
+
+
+def _worked_example(pool_env, clock, tmp_path):
+    telemetry, server, client = pool_env
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(ledger=url)
+    # 2 GPUs at $2.50 an hour; an output token weighs 4 input tokens; 100,000 units an hour at full load
+    meter = configure_pools({"support-llama": _pool(server, gpu_hour="2.50", output_weight=4,
+                                                    capacity_per_hour=100_000)}, clock=clock)
+    assert meter.sinks  # the ledger instrument(ledger=...) writes to
+    for hour, traffic in WORKED_EXAMPLE.items():
+        for team, calls, prompt, completion in traffic:
+            for _ in range(calls):
+                clock.advance(1)
+                _call(client, server, team, prompt, completion)
+        clock.now = T0 + (hour + 1) * 3600
+        meter.close_due()
+    aicost.ledger.writer.active().flush()
+    return url, meter
+
+
+def _report(url: str, *extra: str) -> str:
+    import io
+
+    from aicost.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["report", "--ledger", url, "--pool", "support-llama", "--since", "2026-12-01",
+                 "--until", "2026-12-02", *extra], out=out, err=err)
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+def test_ledger_holds_final_allocations_and_idle_and_report_shows_them(pool_env, clock, tmp_path):
+    import json
+
+    from aicost.ledger import open_store
+
+    url, meter = _worked_example(pool_env, clock, tmp_path)
+    closed = list(meter.closed["support-llama"])
+    with open_store(url, create=False) as store:
+        stored = list(aicost.pools.read_intervals(store, "support-llama", datetime(2026, 12, 1, tzinfo=timezone.utc),
+                                                  datetime(2026, 12, 2, tzinfo=timezone.utc)))
+        # call rows carry the real time of the call (the pool's intervals run on the simulated clock)
+        calls = {r.span_id: r for r in store.rows(datetime(2000, 1, 1), datetime(2100, 1, 1), kinds=("call",))}
+    assert len(calls) == 34
+    assert [(i.cost, i.used, i.idle) for i in stored] == [(i.cost, i.used, i.idle) for i in closed]
+    for interval in stored:
+        assert interval.used + interval.idle == interval.cost == Decimal(5)
+        for a in interval.allocations:
+            # the call's own ledger row keeps the provisional cost it was priced at; the final one is beside it
+            assert calls[a.span_id].cost == a.provisional
+            # priced at the pool's provisional rate (a price override), or unknown before the first interval closed
+            assert calls[a.span_id].price_known == (a.provisional is not None)
+            assert calls[a.span_id].price_source == ("override" if a.provisional is not None else "unknown")
+    data = json.loads(_report(url, "--format", "json", "--compare", "openai/gpt-4o-mini"))
+    assert data["cost"] == "15" and Decimal(data["used"]) + Decimal(data["idle"]) == 15
+    assert Decimal(data["teams"]["search"]) + Decimal(data["teams"]["support"]) == Decimal(data["used"])
+    assert data["figures"] == "final" and "not part of the final" in data["provisional"]["note"]
+
+
+def test_docs_worked_example_is_what_the_code_computes(pool_env, clock, tmp_path):
+    from pathlib import Path
+
+    url, _ = _worked_example(pool_env, clock, tmp_path)
+    table = _report(url, "--compare", "openai/gpt-4o-mini")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "self-hosted.md").read_text()
+    assert table in docs, table
+
+
+def test_dashboard_has_a_pool_section_with_final_figures(pool_env, clock, tmp_path):
+    pytest.importorskip("plotly")
+    from aicost.ledger import open_store
+    from aicost.ledger.report import parse_period
+    from aicost.reports.dashboard import build_dashboard
+
+    url, _ = _worked_example(pool_env, clock, tmp_path)
+    # the pool's intervals run on the simulated clock (Dec 1), the call rows on the real one: a period with both
+    period = parse_period(None, since="2026-12-01", until="2030-01-01")
+    with open_store(url, create=False) as store:
+        page, _ = build_dashboard(store, period)
+    assert 'data-pool="support-llama"' in page and "chart-pool-support-llama" in page
+    assert '<b data-total="pool-cost">$15</b>' in page and "utilisation 35.3 %" in page
+    assert "idle ($9.71" not in page and "idle $9.71" in page
