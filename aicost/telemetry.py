@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import semconv as s
 from ._log import error_once
 from .usage import Usage
-from .vendor import RequestMeta, ResponseMeta
+from .vendor import DEFAULT_SHAPE, RequestMeta, RequestShape, ResponseMeta
 
 _INSTRUMENTATION_NAME = "aicost"
 
@@ -189,17 +189,17 @@ def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
     return attrs
 
 
-def content_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var)."""
+def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> dict[str, Any]:
+    """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
+    endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
     if not state.capture_content:
         return {}
     attrs: dict[str, Any] = {}
-    for key, attr in (("messages", s.GEN_AI_INPUT_MESSAGES), ("input", s.GEN_AI_INPUT_MESSAGES),
-                      ("prompt", s.GEN_AI_INPUT_MESSAGES), ("system", s.GEN_AI_SYSTEM_INSTRUCTIONS),
-                      ("instructions", s.GEN_AI_SYSTEM_INSTRUCTIONS)):
-        value = kwargs.get(key)
-        if value is not None and attr not in attrs:
-            attrs[attr] = json.dumps(value, default=str)
+    content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))
+    if content.get("input") is not None:
+        attrs[s.GEN_AI_INPUT_MESSAGES] = json.dumps(content["input"], default=str)
+    if content.get("system") is not None:
+        attrs[s.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(content["system"], default=str)
     return attrs
 
 

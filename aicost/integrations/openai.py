@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 from ..usage import Usage, as_int
-from ..vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator,
-                      field, server_of)
+from ..vendor import (BodyReader, Endpoint, EventStep, RequestMeta, RequestShape, ResponseMeta,
+                      StreamAccumulator, field, server_of)
+from .stainless import StainlessIntegration
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -23,19 +24,35 @@ _RESP = ("Responses", "AsyncResponses")
 _IMAGES = "openai.resources.images"
 _IMG = ("Images", "AsyncImages")
 
+# Which parameter caps output when the request sets none: reasoning models reject chat's ``max_tokens``, so
+# ``max_completion_tokens``, which every chat model accepts; Responses has its own name.
+_CHAT_SHAPE = RequestShape("max_completion_tokens")
+_RESPONSES_SHAPE = RequestShape("max_output_tokens")
+_COMPLETIONS_SHAPE = RequestShape("max_tokens")
+
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat"),
-    Endpoint(_CHAT, _BOTH, "parse", "openai.chat.completions.parse", "chat"),
-    Endpoint(_RESPONSES, _RESP, "create", "openai.responses.create", "chat"),
-    Endpoint(_RESPONSES, _RESP, "parse", "openai.responses.parse", "chat"),
-    Endpoint(_RESPONSES, _RESP, "compact", "openai.responses.compact", "chat"),
-    Endpoint(_RESPONSES, _RESP, "retrieve", "openai.responses.retrieve", "chat", stream_only=True),
-    Endpoint(_BETA_RESPONSES, _RESP, "create", "openai.beta.responses.create", "chat"),
-    Endpoint(_BETA_RESPONSES, _RESP, "compact", "openai.beta.responses.compact", "chat"),
-    Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True),
+    Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat",
+             shape=_CHAT_SHAPE),
+    Endpoint(_CHAT, _BOTH, "parse", "openai.chat.completions.parse", "chat",
+             shape=_CHAT_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "create", "openai.responses.create", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "parse", "openai.responses.parse", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "compact", "openai.responses.compact", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "retrieve", "openai.responses.retrieve", "chat", stream_only=True,
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "create", "openai.beta.responses.create", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "compact", "openai.beta.responses.compact", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True,
+             shape=_RESPONSES_SHAPE),
     Endpoint("openai.resources.embeddings", ("Embeddings", "AsyncEmbeddings"), "create",
              "openai.embeddings.create", "embeddings"),
-    Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion"),
+    Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion",
+             shape=_COMPLETIONS_SHAPE),
     Endpoint("openai.resources.responses.input_tokens", ("InputTokens", "AsyncInputTokens"), "count",
              "openai.responses.input_tokens.count", "count_tokens", billable=False),
     Endpoint(_IMAGES, _IMG, "generate", "openai.images.generate", "generate_content"),
@@ -640,12 +657,12 @@ _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; lo
 }
 
 
-class OpenAIIntegration(Integration):
+class OpenAIIntegration(StainlessIntegration):
     name = "openai"
+    sdk = "openai"
     endpoints = ENDPOINTS
-    request_classes = (("openai._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
 
-    def route(self, method: str, path: str) -> Endpoint | None:
+    def route_path(self, method: str, path: str) -> Endpoint | None:
         if method.lower() != "post":
             return None
         path = path.split("?", 1)[0].rstrip("/")
@@ -764,8 +781,5 @@ class OpenAIIntegration(Integration):
             return TranscriptEventAccumulator(keep_text)
         return ChunkAccumulator(hide_usage_chunk, keep_text)
 
-    def is_stream(self, obj: Any) -> bool:
-        return isinstance(obj, self._stream_types)
 
-    def is_raw_response(self, obj: Any) -> bool:
-        return isinstance(obj, self._raw_types)
+INTEGRATION = OpenAIIntegration
