@@ -150,6 +150,28 @@ def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider,
         aicost.uninstrument()
 
 
+@pytest.fixture
+def anthropic_deprecates(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the installed anthropic SDK treat a model as deprecated for one test: ``anthropic_deprecates(model)``.
+
+    Tests of where the SDK's DeprecationWarning points need a model the SDK warns about. Which models those are is
+    the SDK's data, and it changes in minor releases (anthropic 2.17 dropped claude-3-*), so the tests create the
+    situation themselves through the SDK's own table, which its ``create`` / ``stream`` consult at call time."""
+    try:
+        from anthropic import _data
+    except ImportError:  # pragma: no cover - an SDK without the table
+        _data = None
+    table = getattr(_data, "DEPRECATED_MODELS", None)
+    if not isinstance(table, dict):
+        pytest.skip("the installed anthropic SDK has no DEPRECATED_MODELS table: it no longer warns per model")
+
+    def mark(model: str) -> str:
+        monkeypatch.setitem(table, model, "January 1st, 2099")
+        return model
+
+    return mark
+
+
 # ---------------------------------------------------------------------------------------------- SDK clients
 # api_key="test" and max_retries=0 everywhere: never a real key, never a retry sleep. Anthropic clients keep the
 # SDK's default native tracing, since aicost must cooperate with it.

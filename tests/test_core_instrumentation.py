@@ -734,10 +734,11 @@ def _open_stream(messages):
 
 @pytest.mark.parametrize("beta", [False, True])
 def test_stream_helper_warnings_point_where_they_point_without_aicost(instrumented, replay_server, anthropic_client,
-                                                                       beta):
+                                                                       beta, anthropic_deprecates):
     import inspect
     import warnings
 
+    anthropic_deprecates("claude-3-5-haiku-20241022")
     messages = anthropic_client.beta.messages if beta else anthropic_client.messages
     replay_server.enqueue(anthropic_stream_reply(2))
     with warnings.catch_warnings(record=True) as caught:

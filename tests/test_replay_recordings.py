@@ -926,19 +926,21 @@ def test_every_recording_is_covered() -> None:
 
 
 @pytest.mark.parametrize("rid", ["anthropic-messages-nonstream-014", "anthropic-messages-stream-015"])
-def test_vendor_warnings_still_point_at_the_caller(rid: str, instrumented: Any, replay_server: ReplayServer) -> None:
+def test_vendor_warnings_still_point_at_the_caller(rid: str, instrumented: Any, replay_server: ReplayServer,
+                                                  anthropic_deprecates: Any) -> None:
     """The SDK warns about deprecated models with a stacklevel that names the application's line. Through aicost
     the warning must still name it: pointed at aicost's wrapper, Python's default filters hide a
     DeprecationWarning that a script would otherwise show (the call must behave exactly as without aicost)."""
     import warnings
 
     case = CASES[rid]
+    anthropic_deprecates(case.request_model)
     client = _make_client(case, replay_server, is_async=False)
     replay_server.enqueue_recording(rid)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = client.messages.create(**_kwargs(case))  # the SDK warns here: claude-3-* is deprecated
+            result = client.messages.create(**_kwargs(case))  # the SDK warns here: the model is deprecated
             if case.stream:
                 for _ in result:
                     pass
@@ -953,7 +955,8 @@ def test_vendor_warnings_still_point_at_the_caller(rid: str, instrumented: Any, 
 
 @pytest.mark.parametrize("rid", ["anthropic-messages-nonstream-014", "anthropic-messages-stream-015"])
 async def test_async_vendor_warnings_point_where_they_do_without_aicost(
-        rid: str, tracer_provider: Any, meter_provider: Any, replay_server: ReplayServer) -> None:
+        rid: str, tracer_provider: Any, meter_provider: Any, replay_server: ReplayServer,
+        anthropic_deprecates: Any) -> None:
     """The async SDK's coroutine runs under the frame that awaits it, and its ``stacklevel`` names the frame above
     that (the application's awaiter). Through aicost both frames would be aicost's; the warning must be
     attributed to the same file and line as without aicost, whatever that line is."""
@@ -962,6 +965,7 @@ async def test_async_vendor_warnings_point_where_they_do_without_aicost(
     import aicost
 
     case = CASES[rid]
+    anthropic_deprecates(case.request_model)
 
     async def application_call(client: Any) -> None:
         result = await client.messages.create(**_kwargs(case))  # the SDK's coroutine warns here
