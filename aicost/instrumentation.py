@@ -302,7 +302,8 @@ class _Call:
         if not self.endpoint.billable:
             extra[s.AICOST_BILLABLE] = False
         extra.update(telemetry.content_attributes(self.info.kwargs, self.endpoint.shape))
-        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra)
+        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra,
+                                            self.integration.tier_attributes(self.info.provider))
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
@@ -404,7 +405,8 @@ class _Call:
         try:
             if _records(span):
                 native = span is native_span
-                attrs.update(telemetry.response_attributes(self.info.provider, meta))
+                attrs.update(telemetry.response_attributes(
+                    self.info.provider, meta, self.integration.tier_attributes(self.info.provider)))
                 if started_early:
                     attrs.update(self._request_attributes())
                 if usage is not None:

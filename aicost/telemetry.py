@@ -62,15 +62,16 @@ def start_attributes(provider: str, operation: str, request: RequestMeta) -> dic
     return attrs
 
 
-def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any]) -> dict[str, Any]:
+def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
+                       tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
+    """``tier_keys``: the vendor's (request, response) service-tier attributes (``Integration.tier_attributes``)."""
     attrs: dict[str, Any] = {s.AICOST_ENDPOINT: endpoint, s.AICOST_SPAN_SOURCE: "aicost"}
     if request.max_tokens is not None:
         attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.stream:
         attrs[s.GEN_AI_REQUEST_STREAM] = True
-    if request.service_tier:
-        key = s.ANTHROPIC_REQUEST_SERVICE_TIER if provider == "anthropic" else s.OPENAI_REQUEST_SERVICE_TIER
-        attrs[key] = request.service_tier
+    if request.service_tier and tier_keys is not None:
+        attrs[tier_keys[0]] = request.service_tier
     if request.server_address and request.server_port:
         attrs[s.SERVER_PORT] = request.server_port
     if extra:
@@ -169,7 +170,7 @@ def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
     return attrs
 
 
-def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
+def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if meta.model:
         attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
@@ -177,9 +178,8 @@ def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
         attrs[s.GEN_AI_RESPONSE_ID] = meta.response_id
     if meta.finish_reasons:
         attrs[s.GEN_AI_RESPONSE_FINISH_REASONS] = list(meta.finish_reasons)
-    if meta.service_tier:
-        key = s.ANTHROPIC_RESPONSE_SERVICE_TIER if provider == "anthropic" else s.OPENAI_RESPONSE_SERVICE_TIER
-        attrs[key] = meta.service_tier
+    if meta.service_tier and tier_keys is not None:
+        attrs[tier_keys[1]] = meta.service_tier
     if meta.audio_seconds is not None:
         attrs[s.AICOST_USAGE_AUDIO_SECONDS] = meta.audio_seconds
     if state.capture_content and meta.output_text:

@@ -25,7 +25,7 @@ class RequestShape:
     Every method must tolerate any value (requests are the application's, unvalidated) and never raise.
     """
 
-    __slots__ = ("cap_param",)
+    __slots__ = ("cap_param", "generates")
 
     # Output caps the request may set; the smallest wins.
     cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
@@ -34,9 +34,11 @@ class RequestShape:
     input_params: tuple[str, ...] = ("messages", "input", "prompt")
     system_params: tuple[str, ...] = ("system", "instructions")
 
-    def __init__(self, cap_param: str | None = None) -> None:
+    def __init__(self, cap_param: str | None = None, *, generates: bool = True) -> None:
         # The parameter that caps output when the request sets none (None: the endpoint has no output to cap).
         self.cap_param = cap_param
+        # False for requests billed by their input alone (embeddings, caching content): no output to reserve for.
+        self.generates = generates
 
     def model(self, kwargs: dict[str, Any]) -> str | None:
         value = kwargs.get("model")
@@ -266,6 +268,11 @@ class Integration:
 
     def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
         """For "events" endpoints: what one parsed event means for billing. None for most events."""
+        return None
+
+    def tier_attributes(self, provider: str) -> tuple[str, str] | None:
+        """The vendor's own (request, response) service-tier span attributes, if its conventions name any
+        (``aicost.service_tier`` always carries the tier a call was priced at)."""
         return None
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:

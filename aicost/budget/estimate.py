@@ -77,7 +77,7 @@ def worst_case(
     kwargs = kwargs if isinstance(kwargs, dict) else dict(kwargs)
     if not input_exact:
         input_tokens = math.ceil(input_tokens * estimate_margin)
-    if operation == "embeddings":
+    if operation == "embeddings" or not shape.generates:
         output = 0
     else:
         output = shape.output_cap(kwargs) or _model_max_output(price) or default_max_output_tokens

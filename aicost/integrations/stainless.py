@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import semconv as s
 from ..vendor import Endpoint, Integration, Router, StreamWatch
 
 
@@ -66,3 +67,9 @@ class StainlessIntegration(Integration):
 
     def is_raw_response(self, obj: Any) -> bool:
         return isinstance(obj, self._raw_types)
+
+    def tier_attributes(self, provider: str) -> tuple[str, str] | None:
+        # Anthropic's own API has its keys; Azure, compatible hosts and Anthropic on Bedrock / Vertex use OpenAI's.
+        if provider == "anthropic":
+            return s.ANTHROPIC_REQUEST_SERVICE_TIER, s.ANTHROPIC_RESPONSE_SERVICE_TIER
+        return s.OPENAI_REQUEST_SERVICE_TIER, s.OPENAI_RESPONSE_SERVICE_TIER
