@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 import aicost
+from otlp_receiver import OtlpReceiver
+from vendor_server import ReplayServer, openai_chat_reply
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_entry_point_is_registered_and_instruments():
@@ -60,3 +64,73 @@ def test_opentelemetry_instrument_emits_costed_spans(tmp_path):
     assert len(costed) == 1, result.stdout[-2000:]
     # gpt-4o-mini: 1000 input tokens x $0.15/MTok + 100 output tokens x $0.60/MTok
     assert costed[0]["attributes"]["aicost.cost.total_usd"] == "0.00021"
+
+
+def _env_without_otel(**extra: str) -> dict[str, str]:
+    """The test process's environment less any OTEL_* setting, plus ``extra``: what the README tells a user to set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(extra)
+    return env
+
+
+def _launcher() -> str:
+    launcher = Path(sys.executable).with_name("opentelemetry-instrument")
+    if launcher.exists():
+        return str(launcher)
+    found = shutil.which("opentelemetry-instrument")
+    if found is None:
+        pytest.skip("opentelemetry-instrument is not installed (pip install 'aicost-otel[otel-auto]')")
+    return found
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_zero_code_setup_from_the_readme_exports_a_costed_span_over_otlp(tmp_path, protocol):
+    """README: `pip install "aicost-otel[otel-auto]"`, OTEL_SERVICE_NAME and OTEL_EXPORTER_OTLP_ENDPOINT, then
+    `opentelemetry-instrument python app.py`. With the distro's default exporter (OTLP/gRPC) that failed with
+    "Requested component 'otlp_proto_grpc' not found" until the extra installed the OTLP exporters."""
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""
+        import os
+        import openai
+        client = openai.OpenAI(api_key="t", base_url=os.environ["APP_VENDOR_URL"], max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    """))
+    with OtlpReceiver() as collector, ReplayServer() as vendor:
+        vendor.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=1000, completion_tokens=100))
+        settings = {"OTEL_SERVICE_NAME": "my-app", "APP_VENDOR_URL": vendor.openai_base_url}
+        if protocol == "grpc":
+            settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.grpc_endpoint
+        else:
+            settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.http_endpoint
+            settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+        result = subprocess.run([_launcher(), sys.executable, str(app)], capture_output=True, text=True,
+                                env=_env_without_otel(**settings), timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "not found" not in result.stderr and "Failed to auto initialize" not in result.stderr, result.stderr
+        costed = collector.costed_spans()
+    assert len(costed) == 1, (collector.spans, result.stderr[-2000:])
+    assert costed[0]["attributes"]["aicost.cost.total_usd"] == "0.00021"
+
+
+def test_readme_application_snippet_exports_a_costed_attributed_span(tmp_path):
+    """The README's "Use it in your application" code, run as written, against a loopback vendor and collector;
+    its imports come from the extras its install line names."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Use it in your application"):]
+    install = section[section.index("pip install"):section.index("\n", section.index("pip install"))]
+    assert "otlp" in install, install  # the snippet's exporter comes from the `otlp` extra
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    app = tmp_path / "app.py"
+    app.write_text(code)
+    with OtlpReceiver() as collector, ReplayServer() as vendor:
+        vendor.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=1000, completion_tokens=100))
+        env = _env_without_otel(OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint, OPENAI_API_KEY="t",
+                                OPENAI_BASE_URL=vendor.openai_base_url)
+        result = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        costed = collector.costed_spans()
+    assert len(costed) == 1, (collector.spans, result.stderr[-2000:])
+    attrs = costed[0]["attributes"]
+    assert attrs["aicost.cost.total_usd"] == "0.00021"
+    assert (attrs["aicost.team"], attrs["aicost.feature"], attrs["aicost.customer"]) == ("search", "answer", "acme")
