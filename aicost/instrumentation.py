@@ -146,6 +146,8 @@ def _patch_integration(integration: Integration) -> None:
     import wrapt
 
     for endpoint in integration.endpoints:
+        if not endpoint.classes:  # reached through a router only
+            continue
         module = _sdk_module(endpoint.module)
         if module is None:
             continue
@@ -532,6 +534,10 @@ class _Call:
 
     def finish_on_close(self, obj: Any, is_async: bool) -> None:
         _hook_close(obj, self, is_async)
+
+    def fail(self, error: BaseException) -> None:
+        """The stream failed outside ``iterate`` (an SDK parsing an exception event after the item was read)."""
+        self.finish(_stream_meta(self.acc), error, "error")
 
     def _sdk_ended_stream(self) -> None:
         """The SDK ended its span (body read, closed or dropped). While aicost is pulling an item, the stream

@@ -316,7 +316,11 @@ class Integration:
 
 
 class StreamWatch:
-    """What the core gives ``Integration.wrap_stream``: the call watching one stream."""
+    """What the core gives ``Integration.wrap_stream``: the call watching one stream. ``acc`` is the stream's
+    accumulator (``Integration.new_accumulator``), for an SDK that hands items over somewhere else than the iterator
+    it wraps."""
+
+    acc: StreamAccumulator | None
 
     def iterate(self, inner: Any) -> Any:  # pragma: no cover - interface
         """A (sync or async) generator over ``inner`` that observes every item and finishes the call when the
@@ -324,6 +328,10 @@ class StreamWatch:
         raise NotImplementedError
 
     def finish_on_close(self, obj: Any, is_async: bool) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fail(self, error: BaseException) -> None:  # pragma: no cover - interface
+        """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps."""
         raise NotImplementedError
 
 
