@@ -1058,13 +1058,9 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
         call.run_interceptors()  # may raise CallRefused, on purpose
         manager = sdk_stream()
         try:
-            attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
-            if attr is None:
-                warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
-                return manager
-            request = getattr(manager, attr)
             run = _async_manager_request if is_async else _sync_manager_request
-            setattr(manager, attr, run(call, instance, request))
+            if not integration.wrap_manager(manager, lambda request: run(call, instance, request)):
+                warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
         except Exception:
             error_once(f"manager:{endpoint.key}", "aicost: could not watch %s", endpoint.key)
         return manager

@@ -9,7 +9,7 @@ items (a :class:`StreamAccumulator`). Span building, cost, stream lifetime, hook
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .usage import Usage
 
@@ -300,6 +300,11 @@ class Integration:
     def is_raw_response(self, obj: Any) -> bool:
         return False
 
+    def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
+        """For "stream_manager" endpoints: replace the request the context manager will send on ``__enter__`` with
+        ``wrap(request)``. False if this manager cannot be watched."""
+        return False
+
     # Methods every request passes through (see :class:`Router`), patched once each.
     routers: tuple[Router, ...] = ()
 
@@ -354,30 +359,3 @@ def field(obj: Any, name: str) -> Any:
     elif type(obj) is dict:  # a nested object the SDK model does not declare stays plain JSON in its extras
         return obj.get(name)
     return getattr(obj, name, None)
-
-
-_servers: dict[int, tuple[Any, str | None, int | None]] = {}
-
-
-def server_of(resource: Any) -> tuple[str | None, int | None]:
-    """``server.address`` / ``server.port`` of the client behind an SDK resource (``resource._client``).
-
-    Read on every call, so cached per base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a
-    module inside it) and httpx2's ``URL.host`` (IDNA decoding) cost about 2 us together. Both Stainless SDKs
-    keep the URL in ``_base_url``; anything else falls back to the public property.
-    """
-    try:
-        client = resource._client
-        url = getattr(client, "_base_url", None)
-        if url is None:
-            url = client.base_url
-        hit = _servers.get(id(url))
-        if hit is not None and hit[0] is url:
-            return hit[1], hit[2]
-        host, port = url.host, url.port
-        if len(_servers) >= 256:
-            _servers.clear()
-        _servers[id(url)] = (url, host, port)  # the entry keeps the URL alive, so its id is not reused
-        return host, port
-    except Exception:
-        return None, None

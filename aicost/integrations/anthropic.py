@@ -25,9 +25,8 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, as_int
-from ..vendor import (Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field,
-                      server_of)
-from .stainless import StainlessIntegration
+from ..vendor import Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field
+from .stainless import StainlessIntegration, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..usage import Usage, as_int
 from ..vendor import (BodyReader, Endpoint, EventStep, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, field, server_of)
-from .stainless import StainlessIntegration
+                      StreamAccumulator, field)
+from .stainless import StainlessIntegration, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"

@@ -9,7 +9,7 @@ and type) and whose HTTP response (``stream.response``) is closed by the SDK's h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .. import semconv as s
 from ..vendor import Endpoint, Integration, Router, StreamWatch
@@ -68,8 +68,44 @@ class StainlessIntegration(Integration):
     def is_raw_response(self, obj: Any) -> bool:
         return isinstance(obj, self._raw_types)
 
+    def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
+        # ``ChatCompletionStreamManager`` / ``MessageStreamManager`` keep the request (a partial, or an un-awaited
+        # coroutine for the async twins) in a name-mangled ``__api_request``.
+        attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
+        if attr is None:
+            return False
+        setattr(manager, attr, wrap(getattr(manager, attr)))
+        return True
+
     def tier_attributes(self, provider: str) -> tuple[str, str] | None:
         # Anthropic's own API has its keys; Azure, compatible hosts and Anthropic on Bedrock / Vertex use OpenAI's.
         if provider == "anthropic":
             return s.ANTHROPIC_REQUEST_SERVICE_TIER, s.ANTHROPIC_RESPONSE_SERVICE_TIER
         return s.OPENAI_REQUEST_SERVICE_TIER, s.OPENAI_RESPONSE_SERVICE_TIER
+
+
+_servers: dict[int, tuple[Any, str | None, int | None]] = {}
+
+
+def server_of(resource: Any) -> tuple[str | None, int | None]:
+    """``server.address`` / ``server.port`` of the client behind an SDK resource (``resource._client``).
+
+    Read on every call, so cached per base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a
+    module inside it) and httpx2's ``URL.host`` (IDNA decoding) cost about 2 us together. Both Stainless SDKs
+    keep the URL in ``_base_url``; anything else falls back to the public property.
+    """
+    try:
+        client = resource._client
+        url = getattr(client, "_base_url", None)
+        if url is None:
+            url = client.base_url
+        hit = _servers.get(id(url))
+        if hit is not None and hit[0] is url:
+            return hit[1], hit[2]
+        host, port = url.host, url.port
+        if len(_servers) >= 256:
+            _servers.clear()
+        _servers[id(url)] = (url, host, port)  # the entry keeps the URL alive, so its id is not reused
+        return host, port
+    except Exception:
+        return None, None
