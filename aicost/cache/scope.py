@@ -13,6 +13,7 @@ import logging
 from typing import Iterable
 
 from .. import semconv
+from ..errors import ConfigurationError
 
 logger = logging.getLogger("aicost")
 
@@ -29,28 +30,30 @@ _warned = False  # the "attribution module absent" notice is logged once
 
 def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, ...]:
     """Validate ``scope`` at decoration time; returns the attribute names to key on (empty when shared)."""
+    accepted = f"None, or one or a list of {sorted(SCOPE_ATTRIBUTES)} or 'aicost.*' attribute names"
     if not isinstance(shared, bool):
-        raise TypeError("cache(shared=...) must be a bool")
+        raise ConfigurationError(f"aicost.cache(shared=...) must be True or False, got {shared!r}")
     if shared:
         if scope is not None:
-            raise ValueError("cache(scope=...) and cache(shared=True) contradict each other: pick one")
+            raise ConfigurationError(
+                "aicost.cache(scope=...) and aicost.cache(shared=True) contradict each other: pick one")
         return ()
     if scope is None:
         scope = DEFAULT_SCOPE
     if isinstance(scope, str):
         scope = (scope,)
+    if not isinstance(scope, Iterable):
+        raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got {scope!r}")
     names = []
     for item in scope:
-        if not isinstance(item, str):
-            raise TypeError(f"cache(scope=...) items must be strings, got {type(item).__name__}")
-        attr = SCOPE_ATTRIBUTES.get(item, item if item.startswith("aicost.") else None)
+        attr = SCOPE_ATTRIBUTES.get(item, item if item.startswith("aicost.") else None) if isinstance(
+            item, str) else None
         if attr is None:
-            raise ValueError(
-                f"cache(scope=...) item {item!r} is not one of {sorted(SCOPE_ATTRIBUTES)} or an 'aicost.*' attribute"
-            )
+            raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got the item {item!r}")
         names.append(attr)
     if not names:
-        raise ValueError("cache(scope=()) would share entries across tenants; say shared=True if that is intended")
+        raise ConfigurationError(
+            "aicost.cache(scope=()) would share entries across tenants; say shared=True if that is intended")
     return tuple(dict.fromkeys(names))
 
 

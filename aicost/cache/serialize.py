@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import pickle
 
+from ..errors import ConfigurationError
 from .entry import Entry
 
 
@@ -20,7 +21,7 @@ class EntryCodec:
         if isinstance(secret, str):
             secret = secret.encode()
         if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise ValueError("secret=... must be non-empty bytes or str")
+            raise ConfigurationError("secret=... must be non-empty bytes or str (the HMAC key of the entries)")
         self.secret = secret
 
     def dump(self, entry: Entry) -> bytes:
