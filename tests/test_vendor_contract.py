@@ -117,3 +117,36 @@ def test_anthropic_bedrock_client_is_one_costed_span(instrumented, replay_server
                            messages=[{"role": "user", "content": "hi"}])
     assert len(instrumented.cost_spans()) == 1
     assert instrumented.cost_spans()[0].attributes["gen_ai.provider.name"] == "aws.bedrock"
+
+
+@pytest.mark.parametrize("host, provider, priced", [
+    ("api.groq.com", "groq", True),  # the catalog has Groq's own table
+    ("api.together.xyz", "together_ai", False),  # it has no Together table: unknown, never another vendor's price
+    ("api.openai.com", "openai", True),
+])
+def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instrumented, replay_server, host, provider,
+                                                                          priced):
+    """The openai SDK pointed at another vendor's API (``base_url``): real HTTP to the loopback server, which the
+    transport reaches in place of the vendor's host, so the SDK and aicost see the vendor's URL."""
+    import httpx2
+    import openai
+
+    class ToLoopback(httpx2.HTTPTransport):
+        def handle_request(self, request):
+            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=replay_server.port)
+            return super().handle_request(request)
+
+    client = openai.OpenAI(api_key="t", base_url=f"https://{host}/openai/v1", max_retries=0,
+                           http_client=httpx2.Client(transport=ToLoopback()))
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "llama-3.3-70b-versatile",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000}}
+    replay_server.enqueue(Reply.json(body))
+    client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}])
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs["gen_ai.provider.name"] == provider and attrs["server.address"] == host
+    if provider == "groq":  # Groq's published price: $0.59 / $0.79 per million tokens
+        assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("1.38")
+    elif not priced:
+        assert attrs["aicost.price.known"] is False and "aicost.cost.total_usd" not in attrs

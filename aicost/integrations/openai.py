@@ -73,6 +73,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "openai.responses.connect", "chat", kind="events"),
 )
 
+# OpenAI-compatible APIs reached through this SDK with a ``base_url``: the host names the vendor that bills the
+# call (``gen_ai.provider.name``), which the price catalog prices where it has that vendor's table and leaves
+# unknown otherwise, never at another vendor's price (``aicost.pricing.names.OWN_PRICES_ONLY``). Any other host
+# (a gateway, a proxy, a self-hosted server on another port) stays ``openai``.
+COMPATIBLE_HOSTS: dict[str, str] = {
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral_ai",
+    "api.together.xyz": "together_ai",
+    "api.fireworks.ai": "fireworks_ai",
+    "openrouter.ai": "openrouter",
+    "api.x.ai": "x_ai",
+}
+
 # Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
 _USAGE_CHUNK_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
 _USAGE_CHUNK_ENDPOINTS = ("openai.chat.completions.create", "openai.completions.create")
@@ -687,7 +701,8 @@ class OpenAIIntegration(StainlessIntegration):
         client = getattr(resource, "_client", None)
         if self._azure_types and isinstance(client, self._azure_types):
             return "azure.ai.openai"
-        return "openai"
+        host = server_of(resource)[0]
+        return COMPATIBLE_HOSTS.get(host, "openai") if host else "openai"
 
     def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
         max_tokens = kwargs.get("max_completion_tokens")
