@@ -64,7 +64,8 @@ def instrument(
     stream_usage: str | None = None,
     price_file: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
+    """Patch every installed vendor SDK aicost has an integration for (``aicost.integrations``: openai, anthropic,
+    google-genai, boto3 bedrock-runtime) so that every billable call becomes a costed span.
 
     Idempotent: a second call only updates the options. ``tracer_provider`` / ``meter_provider`` default to
     the global OpenTelemetry providers. ``capture_content`` (default off, or the standard
