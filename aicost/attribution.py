@@ -14,7 +14,15 @@ to carry the scope into thread pools).
 Why baggage: the same scope must follow a request into the next service. Propagated fields (team and
 feature by default) are written to OpenTelemetry baggage, which the W3C ``baggage`` propagator injects into
 outgoing requests; in the downstream service, :func:`current_attributes` reads the extracted baggage, so a
-call made there is charged to the upstream team and feature. Local scopes always win over upstream baggage.
+call made there is charged to the upstream feature (and team, where the downstream trusts it). Local scopes
+always win over upstream baggage.
+
+Why baggage is distrusted: anyone who can send the service a request can write any baggage. A key the
+application did not list in ``configure_propagation(trust_upstream=...)`` is ignored (by default only
+``feature``: team, user, customer and tags decide whose spend and whose cache a call is, so they are taken from
+upstream only when the application says the upstream is its own), and each trusted key accepts at most
+``max_upstream_values`` distinct values per process; later new values are counted and become ``other``, so a
+flood of invented names cannot grow state or crowd real teams out of the metric series.
 
 The core calls :func:`current_attributes` at every span start, so that path is a contextvar read and a cached
 mapping; all merging and validation happens once, when a scope is entered or created.
@@ -39,7 +47,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import hooks, semconv
+from .errors import ConfigurationError
 from ._log import log_once
+from .pricing.money import format_usd, sum_usd
 from .usage import Usage
 
 __all__ = [
@@ -52,6 +62,7 @@ __all__ = [
     "wrap",
     "ContextExecutor",
     "configure_propagation",
+    "upstream_stats",
     "attributes_from_headers",
     "inject_headers",
 ]
@@ -65,7 +76,8 @@ _FIELDS = {
     "customer": semconv.AICOST_CUSTOMER,
 }
 _KNOWN_KEYS = frozenset(_FIELDS.values())
-_TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+# fullmatch, never ``match`` with ``$``: ``$`` also matches before a trailing newline ("name\n").
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 _MAX_VALUE_LEN = 256
 _MAX_UPSTREAM_TAGS = 16
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -76,6 +88,21 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _DEFAULT_PROPAGATED = frozenset({"team", "feature"})
 _propagated: frozenset[str] = _DEFAULT_PROPAGATED
 _accept_upstream = True
+
+# Which fields are taken from upstream baggage (untrusted input). Tenancy-relevant ones are not, by default.
+_DEFAULT_TRUSTED = frozenset({"feature"})
+_trusted_keys: frozenset[str] = frozenset(_FIELDS[name] for name in _DEFAULT_TRUSTED)
+_trust_tags = False
+DEFAULT_MAX_UPSTREAM_VALUES = 100
+_MAX_MAX_UPSTREAM_VALUES = 10_000
+_max_upstream_values = DEFAULT_MAX_UPSTREAM_VALUES
+OVERFLOW_VALUE = "other"
+# Distinct upstream values accepted so far, per attribute key (tags: per tag key, and the tag keys themselves
+# under the prefix), and how many arrivals were refused. Bounded: at most _max_upstream_values per key.
+_upstream_seen: dict[str, set[str]] = {}
+_upstream_overflow: dict[str, int] = {}
+_upstream_lock = threading.Lock()
+_trust_generation = 0
 
 def _log_once(key: str, message: str) -> None:
     log_once(f"attribution:{key}", logging.WARNING, message, exc_info=True)
@@ -106,7 +133,7 @@ def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> d
         if value is not None:
             values[_FIELDS[name]] = _check_value(name, value)
     for name, value in tags.items():
-        if not isinstance(name, str) or not _TAG_NAME.match(name):
+        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name):
             raise ValueError(
                 f"aicost.attribute: tag name {name!r} is invalid (start with a letter; letters, digits, '_', '.', '-';"
                 " at most 64 characters)"
@@ -116,18 +143,54 @@ def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> d
     return values
 
 
-def configure_propagation(fields: Iterable[str] = ("team", "feature"), *, accept_upstream: bool = True) -> None:
-    """Choose which fields ride W3C baggage to downstream services ("team", "feature", "user", "customer",
-    "tags"), and whether attribution arriving in baggage from upstream is honoured."""
-    global _propagated, _accept_upstream
-    if isinstance(fields, str):
-        raise TypeError("configure_propagation: fields must be an iterable of field names, not a str")
-    chosen = frozenset(fields)
+def _field_names(argument: str, value: object) -> frozenset[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"configure_propagation: {argument} must be a list of field names such as "
+                                 f"['team', 'feature'], got {value!r}")
+    chosen = frozenset(value)
     unknown = chosen - {*_FIELDS, "tags"}
     if unknown:
-        raise ValueError(f"configure_propagation: unknown fields {sorted(unknown)}; use team, feature, user, customer, tags")
-    _propagated = chosen
-    _accept_upstream = bool(accept_upstream)
+        raise ConfigurationError(f"configure_propagation: {argument} has unknown fields "
+                                 f"{sorted(map(str, unknown))}; use team, feature, user, customer, tags")
+    return chosen
+
+
+def configure_propagation(fields: Iterable[str] = ("team", "feature"), *, accept_upstream: bool = True,
+                          trust_upstream: Iterable[str] = tuple(_DEFAULT_TRUSTED),
+                          max_upstream_values: int = DEFAULT_MAX_UPSTREAM_VALUES) -> None:
+    """Choose which fields ride W3C baggage to downstream services (``fields``: "team", "feature", "user",
+    "customer", "tags"), and which fields this service takes from upstream baggage (``trust_upstream``, default
+    only "feature": list "team", "user", "customer" or "tags" only when every upstream that can reach the
+    service is your own). ``accept_upstream=False`` takes none. ``max_upstream_values`` caps the distinct values
+    each trusted key may bring (further new values become "other" and are counted: :func:`upstream_stats`).
+    Calling it again starts the counts afresh. Raises ``ConfigurationError`` for anything else."""
+    global _propagated, _accept_upstream, _trusted_keys, _trust_tags, _max_upstream_values, _trust_generation
+    chosen = _field_names("fields", fields)
+    trusted = _field_names("trust_upstream", trust_upstream)
+    if not isinstance(accept_upstream, bool):
+        raise ConfigurationError(f"configure_propagation: accept_upstream must be True or False, got {accept_upstream!r}")
+    if (isinstance(max_upstream_values, bool) or not isinstance(max_upstream_values, int)
+            or not 1 <= max_upstream_values <= _MAX_MAX_UPSTREAM_VALUES):
+        raise ConfigurationError(f"configure_propagation: max_upstream_values must be an int from 1 to "
+                                 f"{_MAX_MAX_UPSTREAM_VALUES:,}, got {max_upstream_values!r}")
+    with _upstream_lock:
+        _propagated = chosen
+        _accept_upstream = accept_upstream
+        _trusted_keys = frozenset(_FIELDS[name] for name in trusted if name in _FIELDS)
+        _trust_tags = "tags" in trusted
+        _max_upstream_values = max_upstream_values
+        _upstream_seen.clear()
+        _upstream_overflow.clear()
+        _trust_generation += 1  # merged views of earlier baggage were built under the old rules
+
+
+def upstream_stats() -> dict[str, dict[str, int]]:
+    """Per attribute key taken from upstream baggage: ``distinct`` values accepted and ``overflowed`` arrivals
+    that exceeded ``max_upstream_values`` and were recorded as "other"."""
+    with _upstream_lock:
+        keys = set(_upstream_seen) | set(_upstream_overflow)
+        return {key: {"distinct": len(_upstream_seen.get(key, ())), "overflowed": _upstream_overflow.get(key, 0)}
+                for key in sorted(keys)}
 
 
 def _is_propagated(key: str) -> bool:
@@ -150,16 +213,18 @@ class _Scope:
 
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self.attributes = attributes
-        self._upstream: tuple[object, Mapping[str, str]] | None = None
+        self._upstream: tuple[object, int, Mapping[str, str]] | None = None
 
     def with_upstream(self, bag: Mapping[str, object]) -> Mapping[str, str]:
-        # One-entry cache keyed by the identity of the baggage dict (stable while the context is unchanged).
-        # One tuple, swapped atomically: the root scope is shared by every thread, each with its own baggage.
+        # One-entry cache keyed by the identity of the baggage dict (stable while the context is unchanged) and
+        # the trust rules in force. One tuple, swapped atomically: the root scope is shared by every thread,
+        # each with its own baggage.
         cached = self._upstream
-        if cached is not None and cached[0] is bag:
-            return cached[1]
-        merged = MappingProxyType({**_upstream_attributes(bag), **self.attributes})
-        self._upstream = (bag, merged)
+        if cached is not None and cached[0] is bag and cached[1] == _trust_generation:
+            return cached[2]
+        generation = _trust_generation
+        merged = MappingProxyType({**_upstream_attributes(bag, self.attributes), **self.attributes})
+        self._upstream = (bag, generation, merged)
         return merged
 
 
@@ -168,22 +233,59 @@ _current: contextvars.ContextVar[_Scope] = contextvars.ContextVar("aicost_attrib
 _BAGGAGE_KEY = otel_baggage._BAGGAGE_KEY  # the key the W3C baggage propagator reads and writes
 
 
-def _upstream_attributes(bag: Mapping[str, object]) -> dict[str, str]:
-    """aicost fields from (untrusted) baggage: known keys only, bounded, invalid values dropped."""
+def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _EMPTY) -> dict[str, str]:
+    """aicost fields from (untrusted) baggage: trusted keys only, bounded in number and in distinct values,
+    invalid values dropped. Keys whose value overflowed are listed in ``aicost.attribution.upstream_overflow``.
+    Keys a local scope sets are skipped: the local value wins, and its own baggage entry is not upstream input."""
     out: dict[str, str] = {}
+    overflowed: list[str] = []
     tags = 0
     for key, value in bag.items():
+        if key in local:
+            continue
         if not isinstance(key, str) or not isinstance(value, str) or not value or len(value) > _MAX_VALUE_LEN:
             continue
         if not value.isprintable():
             continue
         if key in _KNOWN_KEYS:
+            if key not in _trusted_keys:
+                continue
+        elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS
+                  and _TAG_NAME.fullmatch(key[len(semconv.AICOST_TAG_PREFIX):])):
+            continue
+        else:
+            tags += 1
+            if not _admit(semconv.AICOST_TAG_PREFIX, key):  # the tag names are bounded too
+                continue
+        if _admit(key, value):
             out[key] = value
-        elif key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS:
-            if _TAG_NAME.match(key[len(semconv.AICOST_TAG_PREFIX):]):
-                out[key] = value
-                tags += 1
+        else:
+            out[key] = OVERFLOW_VALUE
+            overflowed.append(key)
+    if overflowed:
+        out[semconv.AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW] = ",".join(sorted(overflowed))
     return out
+
+
+def _admit(key: str, value: str) -> bool:
+    """True if ``value`` is one of the first ``max_upstream_values`` distinct values seen for ``key``."""
+    seen = _upstream_seen.get(key)
+    if seen is not None and value in seen:  # the common case, lock-free (set membership is atomic)
+        return True
+    with _upstream_lock:
+        seen = _upstream_seen.setdefault(key, set())
+        if value in seen:
+            return True
+        if len(seen) < _max_upstream_values:
+            seen.add(value)
+            return True
+        _upstream_overflow[key] = count = _upstream_overflow.get(key, 0) + 1
+    if count == 1:
+        log_once(f"attribution:overflow:{key}", logging.WARNING,
+                 "aicost: upstream baggage brought more than %d distinct values of %s; further new values are "
+                 "recorded as %r (see aicost.attribution.upstream_stats())", _max_upstream_values, key,
+                 OVERFLOW_VALUE)
+    return False
 
 
 def current_attributes() -> Mapping[str, str]:
@@ -538,22 +640,23 @@ class UnitOfWork:
         for r in results:
             if r.usage is not None:
                 usage = usage + r.usage
-        total = Decimal(0)
+        known: list[Decimal] = []
         unknown = errors = 0
         for r in results:
             if r.error_type is not None:
                 errors += 1
             c = r.cost_usd
             if c is not None:
-                total += c
+                known.append(c)
             elif r.cost is not None:  # billed, at a price (or by a unit) aicost does not know
                 unknown += 1
+        total = sum_usd(known)
         return {
             semconv.AICOST_ROLLUP_CALLS: len(results),
             semconv.AICOST_ROLLUP_ERRORS: errors,
             semconv.AICOST_ROLLUP_UNKNOWN_COST_CALLS: unknown,
             semconv.AICOST_ROLLUP_COST: float(total),
-            semconv.AICOST_ROLLUP_COST_TOTAL: str(total),
+            semconv.AICOST_ROLLUP_COST_TOTAL: format_usd(total),
             semconv.AICOST_ROLLUP_INPUT_TOKENS: usage.input_tokens,
             semconv.AICOST_ROLLUP_OUTPUT_TOKENS: usage.output_tokens,
             semconv.AICOST_ROLLUP_CACHE_READ_TOKENS: usage.cache_read_tokens,

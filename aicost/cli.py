@@ -23,15 +23,52 @@ def _parse_at(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
+def _table(rows: Sequence[Sequence[str]], out: TextIO, *, header: Sequence[str] | None = None,
+           decimal_columns: Sequence[int] = (), indent: str = "") -> None:
+    """Print columns that line up whatever their content: widths from the widest cell, and amounts aligned on
+    their decimal point (``2.5`` over ``1.25`` over ``10``)."""
+    rows = [list(r) for r in rows]
+    for column in decimal_columns:
+        cells = [r[column] for r in rows]
+        whole = max((len(c.partition(".")[0]) for c in cells), default=0)
+        frac = max((len(c.partition(".")[2]) for c in cells), default=0)
+        for r in rows:
+            head, dot, tail = r[column].partition(".")
+            r[column] = head.rjust(whole) + (dot + tail.ljust(frac) if frac else "") + (" " if frac and not dot else "")
+    table = ([list(header)] if header else []) + rows
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        cells = [c.rjust(widths[i]) if i in decimal_columns else c.ljust(widths[i]) for i, c in enumerate(r)]
+        print((indent + "  ".join(cells)).rstrip(), file=out)
+
+
+def _provider_problem(provider: str | None) -> str | None:
+    """None if ``provider`` names a price table (or a provider a loaded price file prices); else the message."""
+    from .pricing import catalog, engine, names
+
+    if provider is None or names.provider_id(provider) is not None:
+        return None
+    wanted = provider.strip().lower()
+    if wanted in catalog.current().providers or any(r.provider == wanted for r in engine.current_overrides().rules):
+        return None
+    known = sorted({names.provider_name(pid) or pid for pid in catalog.current().providers})
+    return f"unknown provider {provider!r}: use one of {', '.join(known)} (or a catalog id such as 'aws')"
+
+
 def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from . import pricing
-    from .pricing import engine
+    from .pricing import engine, names
 
     if args.check:
         try:
             loaded = pricing.check_price_file(args.check)
         except pricing.PriceFileError as exc:
-            print(f"invalid: {exc}", file=err)
+            problems = exc.problems
+            print(f"invalid: {args.check}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=err)
+            for problem in problems:
+                print(f"  {problem}", file=err)
             return 1
         print(f"ok: {args.check}: {len(loaded.rules)} model price(s), {len(loaded.discounts)} discount(s)", file=out)
         return 0
@@ -51,25 +88,21 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 1
         if not seen:
             print("no unknown models recorded", file=out)
-        for item in seen:
-            print(f"{item.get('provider') or '-':18s} {item.get('model')!s:40s} first seen {item.get('first_seen')}",
-                  file=out)
+        _table([[str(item.get("provider") or "-"), str(item.get("model")), f"first seen {item.get('first_seen')}"]
+                for item in seen], out)
         return 0
     if args.list:
-        from .pricing import catalog, names
+        from .pricing import catalog
 
         current = catalog.current()
         wanted = names.provider_id(args.provider) or args.provider if args.provider else None
         if wanted and wanted not in current.providers:
-            print(f"no price table for provider {args.provider!r}", file=err)
+            print(_provider_problem(args.provider) or f"no price table for provider {args.provider!r}", file=err)
             return 1
         print(f"catalog {current.version}", file=out)
-        for table in current.providers.values():
-            if wanted and table.id != wanted:
-                continue
-            for model in table.models:
-                flag = "  (retired)" if model.deprecated else ""
-                print(f"{table.id:12s} {model.id}{flag}", file=out)
+        rows = [[names.provider_name(table.id) or table.id, model.id, "(retired)" if model.deprecated else ""]
+                for table in current.providers.values() if not wanted or table.id == wanted for model in table.models]
+        _table(rows, out, header=["provider", "model", ""])
         return 0
     if not args.model:
         print("usage: aicost prices MODEL [--provider P] | --list | --check FILE | --unknown [FILE]", file=err)
@@ -80,13 +113,19 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except pricing.PriceFileError as exc:
             print(f"invalid: {exc}", file=err)
             return 1
+    problem = _provider_problem(args.provider)
+    if problem:
+        print(problem, file=err)
+        return 2
     price = pricing.resolve(args.provider, args.model, at=args.at, service_tier=args.tier)
     if price is None:
         print(f"unknown model {args.model!r} (provider {args.provider or 'any'}): no price in catalog "
               f"{pricing.catalog_version()} or overrides", file=err)
         return 1
     when = (args.at or datetime.now(timezone.utc)).date().isoformat()
-    print(f"{args.model} -> {price.provider}/{price.model}", file=out)
+    provider = names.provider_name(price.provider)
+    print(f"{args.model} -> {provider}/{price.model}" if provider else f"{args.model} -> {price.model} (any provider)",
+          file=out)
     print(f"  source {price.source}; priced at {when}; tier {price.service_tier or 'standard'}", file=out)
     if price.effective_from or price.effective_until:
         print(f"  effective {price.effective_from or '...'} to {price.effective_until or 'now'}", file=out)
@@ -99,16 +138,15 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         limits.append("retired/deprecated")
     if limits:
         print("  " + "; ".join(limits), file=out)
-    print(f"  {'rate':16s} {'applies':34s} {'USD':>12s}", file=out)
-    for name, band, usd in price.table():
-        print(f"  {name:16s} {band:34s} {usd:>12s}", file=out)
+    _table(price.table(), out, header=["rate", "applies", "USD"], decimal_columns=(2,), indent="  ")
     return 0
 
 
 def _add_prices(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prices", help="show the resolved price of a model, or validate a price file")
     p.add_argument("model", nargs="?", help="model name as the vendor reports it (e.g. gpt-4o-2024-08-06)")
-    p.add_argument("--provider", help="gen_ai.provider.name: openai, anthropic, azure.ai.openai, aws.bedrock, ...")
+    p.add_argument("--provider", help="gen_ai.provider.name as --list shows it: openai, anthropic, azure.ai.openai, "
+                                      "aws.bedrock, gcp.gen_ai, x_ai, ... (catalog ids such as aws also work)")
     p.add_argument("--tier", help="service tier: standard, batch, flex, priority")
     p.add_argument("--at", type=_parse_at, help="price at this date/time (ISO 8601, UTC if no offset)")
     p.add_argument("--price-file", help="apply this TOML/JSON override file first")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from .pricing.money import sum_usd
 from .usage import Usage
 from .vendor import DEFAULT_SHAPE, RequestShape
 
@@ -96,13 +97,8 @@ class CallCollector:
 
     @property
     def cost_usd(self) -> Decimal:
-        """Sum of known costs (exact). Unknown-price calls are counted in ``unknown_cost_calls``."""
-        total = Decimal(0)
-        for r in self.results:
-            c = r.cost_usd
-            if c is not None:
-                total += c
-        return total
+        """Sum of known costs (exact, canonical). Unknown-price calls are counted in ``unknown_cost_calls``."""
+        return sum_usd(c for c in (r.cost_usd for r in self.results) if c is not None)
 
     @property
     def unknown_cost_calls(self) -> int:

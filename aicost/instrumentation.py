@@ -396,7 +396,9 @@ class _Call:
                 usage.output_tokens = max(usage.output_tokens, seen)
                 usage.estimated = True
             if usage is not None and cost is None:
-                hints = self.integration.price_hints(self.info.kwargs) if usage.web_search_requests else {}
+                hints = self.request.price_hints or {}
+                if usage.web_search_requests:
+                    hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
                 cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
                 if meta.sub_inferences and cost is not None:
                     cost, subs = self._with_sub_inferences(cost, meta)

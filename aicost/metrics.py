@@ -45,6 +45,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from . import semconv
 from ._log import log_once
 from .hooks import CallResult
+from .pricing.cost import MONEY, ZERO as _ZERO
+from .pricing.money import canonical
 
 __all__ = ["configure", "flush", "record_call", "record_unit"]
 
@@ -112,12 +114,12 @@ class _Instruments:
     def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
         key = tuple(sorted(labels.items()))
         with self._lock:
-            self._cost_totals[key] = self._cost_totals.get(key, Decimal(0)) + amount
+            self._cost_totals[key] = MONEY.add(self._cost_totals.get(key, _ZERO), amount)  # not the thread's context
 
     def cost_totals(self) -> dict[tuple[tuple[str, Any], ...], Decimal]:
         flush()
         with self._lock:
-            return dict(self._cost_totals)
+            return {key: canonical(total) for key, total in self._cost_totals.items()}
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         flush()  # the collection that runs this callback then sees every finished call's points

@@ -56,6 +56,10 @@ AICOST_USAGE_CACHE_READ_AUDIO = "aicost.usage.cache_read_audio_tokens"
 AICOST_USAGE_CACHE_READ_IMAGE = "aicost.usage.cache_read_image_tokens"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
 AICOST_USAGE_AUDIO_SECONDS = "aicost.usage.audio_seconds"  # duration-billed audio (whisper-1)
+# A long-context band: which priced the call ("input>200000"), and why a band was or was not applied when the input
+# crossed a threshold ("input_over_threshold", "long_context_not_enabled").
+AICOST_PRICE_TIER = "aicost.price.tier"
+AICOST_PRICE_TIER_REASON = "aicost.price.tier_reason"
 AICOST_PRICE_UNKNOWN_REASON = "aicost.price.unknown_reason"  # a call billed by a unit aicost cannot price
 # Sub-inferences the vendor ran on another model and bills at that model's rates, outside gen_ai.usage.*:
 # aicost.<kind>.model, aicost.usage.<kind>.input_tokens / .output_tokens, and the cost part aicost.cost.<kind>_usd
@@ -77,6 +81,8 @@ AICOST_FEATURE = "aicost.feature"
 AICOST_USER = "aicost.user"
 AICOST_CUSTOMER = "aicost.customer"
 AICOST_TAG_PREFIX = "aicost.tag."
+# Comma-separated attribution keys whose upstream baggage value was one too many distinct values: recorded "other".
+AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW = "aicost.attribution.upstream_overflow"
 
 # --- Metrics -----------------------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

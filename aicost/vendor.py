@@ -235,6 +235,10 @@ class RequestMeta:
     service_tier: str | None
     server_address: str | None
     server_port: int | None
+    # Request facts the price depends on, known before the call (keyword arguments for ``pricing.price_call``,
+    # e.g. Anthropic's ``long_context``). ``Integration.price_hints`` adds those only worth reading once usage
+    # shows they matter.
+    price_hints: dict[str, Any] | None = None
 
 
 class Integration:

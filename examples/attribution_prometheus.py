@@ -36,6 +36,7 @@ from prometheus_client import start_http_server  # noqa: E402
 
 import aicost  # noqa: E402
 from aicost import metrics  # noqa: E402
+from aicost.pricing import format_usd  # noqa: E402
 from vendor_server import ReplayServer  # noqa: E402  (the loopback fake vendor from the test suite)
 
 QUERIES = {
@@ -74,14 +75,14 @@ def print_answers(page: str) -> None:
                 runs[(labels["aicost_feature"], labels["aicost_outcome"])] += int(sample.value)
     print("# Answers, computed from the page")
     for feature_name, usd in sorted(by_feature.items()):
-        print(f"spend  feature={feature_name:10s} ${usd}")
+        print(f"spend  feature={feature_name:10s} ${format_usd(usd)}")
     for customer, usd in sorted(by_customer.items()):
-        print(f"spend  customer={customer:9s} ${usd}")
+        print(f"spend  customer={customer:9s} ${format_usd(usd)}")
     successes = runs[("answer", "succeeded")]
     attempts = sum(n for (f, _), n in runs.items() if f == "answer")
     print(f"answer: {attempts} runs, {successes} succeeded; cost per successful answer "
-          f"${(by_feature['answer'] / successes).quantize(Decimal('1e-9'))} "
-          f"(vs ${(by_feature['answer'] / attempts).quantize(Decimal('1e-9'))} per run)\n")
+          f"${format_usd((by_feature['answer'] / successes).quantize(Decimal('1e-9')))} "
+          f"(vs ${format_usd((by_feature['answer'] / attempts).quantize(Decimal('1e-9')))} per run)\n")
 
 
 def main() -> None:

@@ -20,9 +20,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aicost
+from aicost.pricing import format_usd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from recorded_vendor import RecordedVendor  # noqa: E402
+
+
+def usd(amount: Decimal) -> str:
+    """aicost's one written form of money (no trailing zeros, no exponent), aligned on the decimal point."""
+    whole, dot, frac = format_usd(amount).partition(".")
+    return f"{whole:>3}{dot or ' '}{frac:<10}"
+
 
 # Any OpenTelemetry exporter works (OTLP to your collector, console, ...). This example keeps spans in memory
 # to print a table at the end.
@@ -70,7 +78,7 @@ def main() -> None:
                 with aicost.attribute(team=team, feature=feature):
                     replay(vendor, oai, ant, recording_id)
 
-    print(f"{'team/feature':<22} {'model':<28} {'input':>6} {'cached':>7} {'output':>6} {'reason':>6}  {'cost USD':>12}")
+    print(f"{'team/feature':<22} {'model':<28} {'input':>6} {'cached':>7} {'output':>6} {'reason':>6}  {'cost USD':<14}")
     by_team: dict[str, Decimal] = {}
     for span in exporter.get_finished_spans():
         a = span.attributes or {}
@@ -82,12 +90,12 @@ def main() -> None:
         label = f"{a.get('aicost.team')}/{a.get('aicost.feature')}"
         print(f"{label:<22} {a.get('gen_ai.response.model', ''):<28} {a['gen_ai.usage.input_tokens']:>6} "
               f"{cached or ('w' + str(written) if written else 0):>7} {a['gen_ai.usage.output_tokens']:>6} "
-              f"{a.get('gen_ai.usage.reasoning.output_tokens', 0):>6}  {cost:>12f}")
+              f"{a.get('gen_ai.usage.reasoning.output_tokens', 0):>6}  {usd(cost)}".rstrip())
         by_team[a["aicost.team"]] = by_team.get(a["aicost.team"], Decimal(0)) + cost
     print()
     for team, cost in sorted(by_team.items()):
-        print(f"team {team:<10} {cost:>14f} USD")
-    print(f"{'all calls':<15} {everything.cost_usd.normalize():>14f} USD  ({everything.calls} calls, exact Decimal)")
+        print(f"team {team:<10}  {usd(cost)} USD")
+    print(f"{'all calls':<15}  {usd(everything.cost_usd)} USD  ({everything.calls} calls, exact Decimal)")
 
 
 if __name__ == "__main__":

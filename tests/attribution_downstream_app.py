@@ -24,7 +24,7 @@ from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 import aicost  # noqa: E402
-from aicost.attribution import attributes_from_headers  # noqa: E402
+from aicost.attribution import attributes_from_headers, configure_propagation  # noqa: E402
 from aicost.hooks import collect_calls  # noqa: E402
 from vendor_server import ReplayServer  # noqa: E402
 
@@ -33,6 +33,8 @@ def main() -> None:
     provider = TracerProvider()
     trace.set_tracer_provider(provider)
     aicost.instrument(tracer_provider=provider)
+    if len(sys.argv) > 1:  # "--trust team,feature,...": the upstream is the test process, a service of our own
+        configure_propagation(trust_upstream=sys.argv[2].split(",") if sys.argv[2] else ())
     vendor = ReplayServer(record_requests=False).start()
     client = openai.OpenAI(api_key="test", base_url=vendor.openai_base_url, max_retries=0)
 

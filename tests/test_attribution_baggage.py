@@ -29,9 +29,20 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def downstream():
+    """A downstream service that trusts this upstream (a service of its own) for team, feature, customer, tags."""
+    yield from _downstream("--trust", "team,feature,customer,tags")
+
+
+@pytest.fixture(scope="module")
+def default_downstream():
+    """A downstream service with the default trust: only ``feature`` is taken from baggage."""
+    yield from _downstream()
+
+
+def _downstream(*args: str):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(HERE / "attribution_downstream_app.py")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, str(HERE / "attribution_downstream_app.py"), *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready: list[str] = []
     reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -124,3 +135,14 @@ def test_headers_without_an_active_scope_carry_no_attribution(downstream):
     assert trace.get_current_span().get_span_context().is_valid is False
     reply = ask(downstream, inject_headers())
     assert not any(k.startswith("aicost.team") or k.startswith("aicost.feature") for k in reply["attributes"])
+
+
+def test_a_downstream_with_default_trust_takes_only_the_feature_from_baggage(default_downstream):
+    # Anyone can write baggage: by default team, user, customer and tags from upstream are not believed.
+    configure_propagation(["team", "feature", "user", "customer", "tags"])
+    with attribute(team="search", feature="answer", user="u-42", customer="victim", region="eu"):
+        reply = ask(default_downstream, inject_headers())
+    a = reply["attributes"]
+    assert a[semconv.AICOST_FEATURE] == "answer"
+    assert not any(k in a for k in (semconv.AICOST_TEAM, semconv.AICOST_USER, semconv.AICOST_CUSTOMER,
+                                    "aicost.tag.region"))

@@ -321,6 +321,7 @@ def test_propagation_of_more_fields_is_opt_in():
 
 
 def test_upstream_baggage_is_read_and_local_scopes_win():
+    configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     with attribute(team="upstream-team", feature="upstream-feature"):
         headers = inject_headers()
     assert now() == {}
@@ -333,6 +334,7 @@ def test_upstream_baggage_is_read_and_local_scopes_win():
 
 
 def test_values_with_spaces_commas_and_unicode_survive_the_round_trip():
+    configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     with attribute(team="Search & Ranking, EU", feature="résumé=summary;v2"):
         headers = inject_headers()
     with attributes_from_headers(headers):
@@ -340,11 +342,13 @@ def test_values_with_spaces_commas_and_unicode_survive_the_round_trip():
 
 
 def test_header_names_are_case_insensitive():
+    configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     with attributes_from_headers({"Baggage": "aicost.team=a", "BAGGAGE": "aicost.feature=f"}):
         assert now() == {TEAM: "a", FEATURE: "f"}
 
 
 def test_untrusted_upstream_baggage_is_filtered():
+    configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     headers = {"baggage": "aicost.team=ok,other.key=ignored,aicost.user=" + "x" * 300 + ",aicost.tag.9bad=v,"
                           "aicost.tag.good=v"}
     ctx = propagate.extract(headers)
@@ -362,6 +366,7 @@ def test_upstream_can_be_ignored():
 
 
 def test_copy_context_in_a_thread_sees_baggage_attribution_too():
+    configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     with attributes_from_headers({"baggage": "aicost.team=up"}):
         ctx = contextvars.copy_context()
     out: list[dict[str, str]] = []
@@ -389,6 +394,7 @@ async def test_asyncio_thread_rules_to_thread_carries_run_in_executor_does_not()
 
 def test_hundreds_of_threads_with_their_own_upstream_baggage_never_mix():
     """The root scope is shared by every thread; its upstream cache must never hand one thread another's."""
+    configure_propagation(trust_upstream=["team", "feature"], max_upstream_values=1000)
     n = 200
     barrier = threading.Barrier(n, timeout=30)
     errors: list[str] = []

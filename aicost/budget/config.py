@@ -29,7 +29,7 @@ SCOPE_ATTRIBUTES = {
     "model": None,
     "provider": None,
 }
-_TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # fullmatch: "$" would accept a trailing newline
 ACTIONS = ("raise", "warn", "callback", "downgrade")
 STORE_ERROR_POLICIES = ("open", "closed")
 
@@ -43,7 +43,7 @@ def parse_scope(scope: object, owner: str) -> str:
     for prefix in ("tag.", "tag:", "aicost.tag."):
         if scope.startswith(prefix):
             name = scope[len(prefix):]
-            if _TAG_NAME.match(name):
+            if _TAG_NAME.fullmatch(name):
                 return f"tag.{name}"
             raise ConfigurationError(f"{owner}.scope: invalid tag name {name!r} in {scope!r}")
     for key, attribute in SCOPE_ATTRIBUTES.items():

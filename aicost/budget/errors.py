@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from ..errors import CallRefused, ConfigurationError
+from ..pricing.money import format_usd
 
 __all__ = ["BudgetExceeded", "BudgetStoreUnavailable", "CallRefused", "ConfigurationError", "PolicyViolation"]
 
@@ -42,8 +43,9 @@ class BudgetExceeded(CallRefused):
         self.model = model
         where = scope if scope_value is None else f"{scope}={scope_value!r}"
         super().__init__(
-            f"aicost budget {budget!r} ({where}) exceeded: limit ${limit_usd}, spent ${spent_usd}, "
-            f"reserved by calls in flight ${reserved_usd}, this call needs up to ${requested_usd}"
+            f"aicost budget {budget!r} ({where}) exceeded: limit ${format_usd(limit_usd)}, spent "
+            f"${format_usd(spent_usd)}, reserved by calls in flight ${format_usd(reserved_usd)}, this call needs up to "
+            f"${format_usd(requested_usd)}"
             f"{f' ({model})' if model else ''}; the window resets at {resets_at.isoformat().replace('+00:00', 'Z')}"
         )
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
+from ..pricing.money import format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
 from .estimate import PriceLookup, Prices, count_input, worst_case
@@ -87,7 +88,8 @@ class BudgetStatus:
 
     @property
     def remaining_usd(self) -> Decimal:
-        return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
+        # Exact and canonical whatever the thread's decimal context (copy_negate never rounds).
+        return max(Decimal(0), sum_usd((self.limit_usd, self.spent_usd.copy_negate(), self.reserved_usd.copy_negate())))
 
 
 class _Compiled:
@@ -344,7 +346,7 @@ class BudgetGuard:
             callback = budget.on_exceed or self._on_exceed
             if callback is not None:
                 self._call_user(callback, event, swallow=True)
-            record_decision(info, "blocked", budget.name, {semconv.AICOST_BUDGET_RESERVED_USD: str(amount_usd)})
+            record_decision(info, "blocked", budget.name, {semconv.AICOST_BUDGET_RESERVED_USD: format_usd(amount_usd)})
             raise BudgetExceeded(
                 budget=budget.name or "",
                 scope=budget.scope,
@@ -358,7 +360,7 @@ class BudgetGuard:
             )
 
         ticket = _Ticket(self, rid, charges, compiled, amount, info)
-        info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] = str(amount_usd)
+        info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] = format_usd(amount_usd)
         for i, c in enumerate(compiled):  # soft budgets: counted above, never refusing
             if c.enforce:
                 continue
@@ -540,7 +542,8 @@ def _describe(event: BudgetEvent) -> str:
     b = event.budget
     where = b.scope if event.scope_value is None else f"{b.scope}={event.scope_value!r}"
     if event.kind == "threshold":
-        return (f"budget {b.name!r} ({where}) reached {event.threshold:%} of ${b.limit_usd}: spent ${event.spent_usd} "
-                f"in {event.window}; resets at {event.resets_at.isoformat()}")
-    return (f"budget {b.name!r} ({where}) exceeded: limit ${b.limit_usd}, spent ${event.spent_usd}, reserved "
-            f"${event.reserved_usd}, call needs up to ${event.requested_usd}; resets at {event.resets_at.isoformat()}")
+        return (f"budget {b.name!r} ({where}) reached {event.threshold:%} of ${format_usd(b.limit_usd)}: spent "
+                f"${format_usd(event.spent_usd)} in {event.window}; resets at {event.resets_at.isoformat()}")
+    return (f"budget {b.name!r} ({where}) exceeded: limit ${format_usd(b.limit_usd)}, spent "
+            f"${format_usd(event.spent_usd)}, reserved ${format_usd(event.reserved_usd)}, call needs up to "
+            f"${format_usd(event.requested_usd)}; resets at {event.resets_at.isoformat()}")

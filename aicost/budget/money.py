@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from ..pricing.money import canonical
+
 NANOS_PER_USD = 10**9
 MAX_NANOS = 2**53 - 1  # largest integer a Lua number (double) represents exactly
 MAX_LIMIT_USD = Decimal(MAX_NANOS) / NANOS_PER_USD
@@ -27,6 +29,4 @@ def limit_to_nanos(usd: Decimal) -> int:
 
 
 def to_usd(nanos: int) -> Decimal:
-    value = Decimal(nanos).scaleb(-9)
-    # 0.120000000 -> 0.12, but keep at least cents for readability in messages.
-    return value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value.normalize()
+    return canonical(Decimal(nanos).scaleb(-9))  # 0.120000000 -> 0.12, as every amount aicost reports

@@ -25,7 +25,7 @@ from .deadline import WATCHDOG
 from .entry import Entry
 from .serialize import EntryCodec
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,40}")  # fullmatch: "$" would accept a trailing newline
 # The client-side deadline is a little longer than the server's statement_timeout, so a slow but running server
 # cancels the statement itself (the connection stays usable) and only a hung one has its socket cut.
 _CLIENT_MARGIN_S = 0.25
@@ -72,7 +72,7 @@ class PgVectorStore:
             raise ConfigurationError(f"PgVectorStore(dsn=...) must be a PostgreSQL URL or conninfo str, got {dsn!r}")
         if connect is not None and not callable(connect):
             raise ConfigurationError("PgVectorStore(connect=...) must be a callable returning a psycopg connection")
-        if not isinstance(table, str) or not _IDENT.match(table):
+        if not isinstance(table, str) or not _IDENT.fullmatch(table):
             raise ConfigurationError(
                 f"PgVectorStore(table=...) must be a lower-case SQL identifier, got {table!r}")
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)

@@ -58,10 +58,19 @@ def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, .
 
 
 def current_scope(attributes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """The (attribute, value) pairs of the current attribution for ``attributes``; missing ones are ''."""
+    """The (attribute, value) pairs of the current attribution for ``attributes``; missing ones are ''.
+
+    Attribution from upstream baggage counts only for the keys the application trusts (see
+    ``aicost.attribution.configure_propagation``). A trusted key whose value overflowed the distinct-value cap
+    reads "other", which names no tenant: such a call is not cached rather than share one bucket with others."""
     if not attributes:
         return ()
     current = _current_attributes()
+    overflowed = current.get(semconv.AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW)
+    if overflowed and any(name in overflowed.split(",") for name in attributes):
+        from .keys import Uncacheable
+
+        raise Uncacheable("the tenant came from upstream baggage past its distinct-value cap")
     return tuple((name, str(current.get(name, ""))) for name in attributes)
 
 

@@ -19,6 +19,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from .. import semconv
+from ..pricing.money import format_usd
 
 _lock = threading.Lock()
 _tracer_provider: Any = None
@@ -125,9 +126,9 @@ def record_lookup(
     if similarity is not None:
         attrs[semconv.AICOST_CACHE_SIMILARITY] = float(similarity)
     if saved_usd is not None:
-        attrs[semconv.AICOST_CACHE_SAVED_USD] = str(saved_usd)
+        attrs[semconv.AICOST_CACHE_SAVED_USD] = format_usd(saved_usd)
     if verifier_cost_usd:
-        attrs[semconv.AICOST_CACHE_VERIFIER_COST_USD] = str(verifier_cost_usd)
+        attrs[semconv.AICOST_CACHE_VERIFIER_COST_USD] = format_usd(verifier_cost_usd)
     if veto:
         attrs[semconv.AICOST_CACHE_VETO] = veto
     if span is not None:

@@ -88,6 +88,25 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     return usage
 
 
+_LONG_CONTEXT_BETA = "context-1m-"
+
+
+def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the request enabled Claude's 1M-token context window (beta ``context-1m-YYYY-MM-DD``), the only
+    case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
+    header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens."""
+    betas = kwargs.get("betas")
+    if isinstance(betas, (list, tuple)) and any(isinstance(b, str) and b.startswith(_LONG_CONTEXT_BETA) for b in betas):
+        return True
+    for headers in (kwargs.get("extra_headers"), getattr(getattr(resource, "_client", None), "_custom_headers", None)):
+        if headers and hasattr(headers, "items"):
+            for name, value in headers.items():
+                if isinstance(name, str) and name.lower() == "anthropic-beta" and isinstance(value, str) \
+                        and _LONG_CONTEXT_BETA in value:
+                    return True
+    return False
+
+
 class Iterations:
     """What beta ``usage.iterations`` adds to the top-level usage (see :func:`read_iterations`)."""
 
@@ -403,6 +422,7 @@ class AnthropicIntegration(StainlessIntegration):
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
+            price_hints={"long_context": long_context_enabled(resource, kwargs)} if endpoint.billable else None,
         )
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:

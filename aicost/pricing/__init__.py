@@ -7,6 +7,8 @@ The contract the rest of aicost codes against::
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
+    canonical(Decimal) -> Decimal / format_usd(Decimal) -> str / sum_usd(amounts) -> Decimal   (the one written
+        form of money: no trailing zeros, never an exponent; every span, metric, CLI and API result uses it)
 
 ``provider`` is an OpenTelemetry ``gen_ai.provider.name`` (``openai``, ``anthropic``, ``azure.ai.openai``,
 ``aws.bedrock``, ``gcp.vertex_ai``, ...); ``model`` is the model that answered (fall back to the requested
@@ -32,6 +34,7 @@ from .engine import (
     use_bundled_catalog,
     use_catalog_file,
 )
+from .money import canonical, format_usd, sum_usd
 from .overrides import PriceFileError
 
 __all__ = [
@@ -41,15 +44,18 @@ __all__ = [
     "RATE_NAMES",
     "UnknownModel",
     "add_discount",
+    "canonical",
     "catalog_version",
     "current_price",
     "check_price_file",
     "clear_overrides",
+    "format_usd",
     "load_price_file",
     "price_call",
     "refresh_catalog_from_genai_prices",
     "resolve",
     "set_price",
+    "sum_usd",
     "unknown_cost",
     "unknown_models",
     "use_bundled_catalog",

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..usage import Usage
+from .money import canonical, canonicalize_parts, format_usd
 
 # Token classes priced per million tokens, then per-unit items priced per thousand.
 TOKEN_RATES = (
@@ -54,6 +55,13 @@ FALLBACKS: Mapping[str, tuple[str, ...]] = {
     "output_image": ("output",),
 }
 
+# Why a long-context band was or was not applied to a call whose input crossed its threshold (``Cost.tier_reason``).
+TIER_INPUT_OVER_THRESHOLD = "input_over_threshold"  # one request's input exceeded it: the whole call at the band
+# The model bills the band only to a request that enabled its long context (Anthropic's 1M-context beta); this
+# one did not, so no single request could exceed the 200K window: the reported input is summed over the steps
+# of a server-side tool loop (web search, pause_turn) or compaction, each billed at base rates.
+TIER_LONG_CONTEXT_NOT_ENABLED = "long_context_not_enabled"
+
 MONEY = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation, decimal.Inexact])
 ZERO = Decimal(0)
 _EMPTY: Mapping[str, Decimal] = MappingProxyType({})
@@ -74,6 +82,16 @@ class Cost:
     service_tier: str | None = None
     source: str = ""
     estimated: bool = False
+    # A long-context band: ``tier`` names the band that priced the call (``"input>200000"``), None for base rates;
+    # ``tier_reason`` says why a band was or was not applied when the input crossed a threshold (TIER_* below).
+    tier: str | None = None
+    tier_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        """Built by hand (tests, callers): the same canonical amounts as the priced path gives."""
+        if self.total is not None:
+            object.__setattr__(self, "total", canonical(self.total))
+        object.__setattr__(self, "parts", MappingProxyType({k: canonical(v) for k, v in self.parts.items()}))
 
     @property
     def total_usd(self) -> float | None:
@@ -83,26 +101,36 @@ class Cost:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Picklable and deep-copyable (results cross process pools and caches) despite the read-only parts."""
         return _restore_cost, (self.known, self.total, dict(self.parts), self.model, self.provider,
-                               self.service_tier, self.source, self.estimated)
+                               self.service_tier, self.source, self.estimated, self.tier, self.tier_reason)
 
 
 _new = object.__new__
 
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
-               provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
-    """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path."""
+               provider: str | None, service_tier: str | None, source: str, estimated: bool,
+               tier: str | None = None, tier_reason: str | None = None) -> Cost:
+    """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path.
+
+    A fresh ``dict`` of parts is made canonical in place (``0.0000950`` -> ``0.000095``) and wrapped read-only;
+    a read-only mapping is taken as it is (already canonical)."""
+    if total is not None:
+        total = canonical(total)
+    if type(parts) is dict:
+        canonicalize_parts(parts)
+        parts = MappingProxyType(parts)
     cost = _new(Cost)
     cost.__dict__.update(
         known=known, total=total, parts=parts, currency="USD", model=model, provider=provider,
-        service_tier=service_tier, source=source, estimated=estimated,
+        service_tier=service_tier, source=source, estimated=estimated, tier=tier, tier_reason=tier_reason,
     )
     return cost
 
 
 def _restore_cost(known: bool, total: Decimal | None, parts: dict[str, Decimal], model: str | None,
-                  provider: str | None, service_tier: str | None, source: str, estimated: bool) -> Cost:
-    return _make_cost(known, total, MappingProxyType(parts), model, provider, service_tier, source, estimated)
+                  provider: str | None, service_tier: str | None, source: str, estimated: bool,
+                  tier: str | None = None, tier_reason: str | None = None) -> Cost:
+    return _make_cost(known, total, parts, model, provider, service_tier, source, estimated, tier, tier_reason)
 
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
@@ -130,8 +158,8 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
         total = MONEY.add(total, sub.total)
         parts[kind] = MONEY.add(parts.get(kind, ZERO), sub.total)
         estimated = estimated or sub.estimated
-    return _make_cost(True, total, MappingProxyType(parts), main.model, main.provider, main.service_tier,
-                      main.source, estimated)
+    return _make_cost(True, total, parts, main.model, main.provider, main.service_tier, main.source, estimated,
+                      main.tier, main.tier_reason)
 
 
 class _Band:
@@ -175,10 +203,13 @@ class ModelPrice:
     ``rates`` are USD per million tokens (``web_search`` and ``request``: per thousand), as listed, before
     fallbacks. ``tiers`` lists long-context bands as ``(threshold, rates)``: when a request's input tokens
     (cache reads and writes included) exceed ``threshold``, the whole request is billed at that band.
+    ``long_context_opt_in``: the vendor bills the bands only to a request that enabled the long context
+    (Anthropic's ``context-1m`` beta); see :meth:`cost`.
     """
 
     __slots__ = ("provider", "model", "service_tier", "source", "effective_from", "effective_until",
-                 "rates", "tiers", "context_window", "max_output_tokens", "deprecated", "_bands", "_base")
+                 "rates", "tiers", "context_window", "max_output_tokens", "deprecated", "long_context_opt_in",
+                 "_bands", "_base")
 
     def __init__(
         self,
@@ -194,6 +225,7 @@ class ModelPrice:
         context_window: int | None = None,
         max_output_tokens: int | None = None,
         deprecated: bool = False,
+        long_context_opt_in: bool = False,
     ) -> None:
         for name, value in rates.items():
             _check_rate(name, value)
@@ -211,6 +243,7 @@ class ModelPrice:
         self.context_window = context_window
         self.max_output_tokens = max_output_tokens
         self.deprecated = deprecated
+        self.long_context_opt_in = long_context_opt_in
         self._base = _Band(-1, self.rates)
         # Highest threshold first, so the first band whose threshold the input exceeds is the one that applies.
         self._bands = tuple(_Band(t, b) for t, b in reversed(self.tiers))
@@ -226,17 +259,27 @@ class ModelPrice:
                 return band
         return self._base
 
-    def cost(self, usage: Usage, *, web_search_tool: str | None = None) -> Cost:
+    def cost(self, usage: Usage, *, web_search_tool: str | None = None, long_context: bool | None = None) -> Cost:
         """Price one call. Each token is priced once: subsets are subtracted from their parent bucket.
 
         ``web_search_tool="web_search_preview"`` selects the preview tool's per-call rate where it differs.
+        ``long_context``: whether the request enabled the model's long context (Anthropic: the ``context-1m``
+        beta). For a model whose bands need it (``long_context_opt_in``), ``False`` keeps base rates whatever the
+        reported input: without the opt-in no single request can exceed the base window, so a larger figure is
+        a sum over a server-side tool loop. ``None`` (not known) prices the reported input as one request.
         The common call has no cache/audio/image/reasoning tokens, so those branches are skipped as a group.
         """
         input_tokens = usage.input_tokens
         band = self._base
+        tier = tier_reason = None
         for candidate in self._bands:
             if input_tokens > candidate.threshold:
-                band = candidate
+                if long_context is False and self.long_context_opt_in:
+                    tier_reason = TIER_LONG_CONTEXT_NOT_ENABLED
+                else:
+                    band = candidate
+                    tier = f"input>{candidate.threshold}"
+                    tier_reason = TIER_INPUT_OVER_THRESHOLD
                 break
         if band.characters_only and (input_tokens or usage.output_tokens):
             return unknown_cost(self.provider, self.model, self.service_tier, usage)
@@ -318,8 +361,8 @@ class ModelPrice:
             parts["request"] = band.request
             total = add(total, band.request)
         return _make_cost(
-            True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier, self.source,
-            usage.estimated,
+            True, total, parts, self.model, self.provider, self.service_tier, self.source, usage.estimated, tier,
+            tier_reason,
         )
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
@@ -349,6 +392,7 @@ class ModelPrice:
             context_window=self.context_window,
             max_output_tokens=self.max_output_tokens,
             deprecated=self.deprecated,
+            long_context_opt_in=self.long_context_opt_in,
         )
 
     def table(self) -> list[tuple[str, str, str]]:
@@ -359,16 +403,12 @@ class ModelPrice:
             unit = ("per 1K" if name in UNIT_RATES else "per 1M characters" if name == "input_characters"
                     else "per 1M tokens")
             if value is not None:
-                rows.append((name, f"base ({unit})", _plain(value)))
+                rows.append((name, f"base ({unit})", format_usd(value)))
             for threshold, band in self.tiers:
                 if name in band and band[name] != value:
-                    rows.append((name, f"input > {threshold:,} ({unit})", _plain(band[name])))
+                    beta = ", 1M-context beta" if self.long_context_opt_in else ""
+                    rows.append((name, f"input > {threshold:,}{beta} ({unit})", format_usd(band[name])))
         return rows
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _check_rate(name: str, value: object) -> None:

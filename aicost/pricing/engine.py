@@ -94,6 +94,7 @@ class _Resolved:
                         effective_until=rule.until,
                         context_window=rule.context_window,
                         max_output_tokens=rule.max_output_tokens,
+                        long_context_opt_in=names.long_context_needs_opt_in(self.ref),
                     )
                 return price
         entry = self.entry
@@ -124,6 +125,7 @@ class _Resolved:
                 context_window=entry.context_window,
                 max_output_tokens=entry.max_output_tokens,
                 deprecated=entry.deprecated,
+                long_context_opt_in=names.long_context_needs_opt_in(entry.id),
             )
             if discount is not None:
                 price = price.with_discount(discount.factor, "override")
@@ -279,13 +281,17 @@ def current_price(provider: str | None, model: str | None, service_tier: str | N
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
                at: datetime | None = None, web_search_tool: str | None = None,
-               fallback_model: str | None = None) -> Cost:
+               fallback_model: str | None = None, long_context: bool | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
 
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
     ``fallback_model``: priced instead when ``model`` has no price and it has one (the model that was asked
     for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown.
+    ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
+    beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
+    reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request.
+    ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
         if service_tier is not None and type(service_tier) is not str:
@@ -296,8 +302,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             model = fallback_model if price is not None else model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
-        if web_search_tool is not None:
-            return price.cost(usage, web_search_tool=web_search_tool)
+        if web_search_tool is not None or long_context is not None:
+            return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context)
         return price.cost(usage)
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
@@ -414,7 +420,7 @@ def set_price(model: str, *, provider: str | None = None, service_tier: str | No
 
     Rates are USD per million tokens (``input=``, ``output=``, ``cache_read=``, ...), or GPU-hour pricing
     (``gpu_hour=``, ``gpus=``, ``tokens_per_second=``). ``model`` may end in ``*`` to cover a prefix.
-    Validated now: bad values raise ValueError naming the field.
+    Validated now: bad values raise PriceFileError (a ConfigurationError and ValueError) naming the field.
     """
     data: dict[str, Any] = {"model": model, **rates}
     for name, value in (("provider", provider), ("service_tier", service_tier), ("from", effective_from),

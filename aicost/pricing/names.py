@@ -50,6 +50,22 @@ PROVIDER_ALIASES: dict[str, str] = {
 # calls are priced by an override (price file, ``set_price``) or a ``vendor/model`` prefix, else unknown.
 OWN_PRICES_ONLY = frozenset({"together_ai", "fireworks_ai", "openrouter", "vllm", "ollama"})
 
+# The ``gen_ai.provider.name`` each catalog table is shown under (``aicost prices --list``, the price table), so
+# that one vocabulary is shown and accepted everywhere; both it and the catalog id are accepted as input.
+CATALOG_PROVIDER_NAMES: dict[str, str] = {
+    "azure": "azure.ai.openai",
+    "aws": "aws.bedrock",
+    "google": "gcp.gen_ai",
+    "mistral": "mistral_ai",
+    "x-ai": "x_ai",
+}
+
+
+def provider_name(catalog_id: str | None) -> str | None:
+    """The OpenTelemetry provider name of a catalog table (``aws`` -> ``aws.bedrock``); other ids as they are."""
+    return CATALOG_PROVIDER_NAMES.get(catalog_id, catalog_id) if catalog_id else catalog_id
+
+
 # Raw tier words from responses / requests -> normalised tier. ``auto`` resolves to the default tier unless the
 # response says otherwise; OpenAI's Scale Tier is prepaid capacity whose tokens list at the standard rate.
 SERVICE_TIERS: dict[str, str] = {
@@ -88,7 +104,7 @@ def normalise_tier(tier: str | None) -> str | None:
 
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*:[^:]*:[\w-]+/")
 _PUBLISHER_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
-_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|\Z)")
 
 
 def clean_model(model: str) -> str:
@@ -110,8 +126,8 @@ def split_provider_prefix(ref: str) -> tuple[str, str] | None:
     return (provider, tail) if provider else None
 
 
-_BEDROCK_ANTHROPIC = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?$")
-_VERSION_SUFFIX = re.compile(r"-0\d\d$")  # Vertex model versions: gemini-2.5-flash-001
+_BEDROCK_ANTHROPIC = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?\Z")
+_VERSION_SUFFIX = re.compile(r"-0\d\d\Z")  # Vertex model versions: gemini-2.5-flash-001
 
 
 def bedrock_anthropic(ref: str) -> str | None:
@@ -124,7 +140,14 @@ def bedrock_anthropic(ref: str) -> str | None:
     return match.group(1) if match else None
 
 
-_LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)$")
+_LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)\Z")
+
+
+def long_context_needs_opt_in(model: str) -> bool:
+    """Claude models (on Anthropic, Bedrock or Vertex) bill their long-context rates only to a request that
+    enabled the 1M-token window (beta ``context-1m-*``); without it the window is 200K tokens. Other vendors'
+    bands (Gemini, GPT-5.4) apply by the request's input alone."""
+    return "claude-" in model
 
 
 def looks_self_hosted(ref: str) -> bool:

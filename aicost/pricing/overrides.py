@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -46,10 +47,15 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localco
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import ConfigurationError
 from . import names
 from .cost import MONEY, RATE_NAMES
 
 _ONE_HUNDRED = Decimal(100)
+# Bounds that keep every later multiplication exact in the 60-digit money context: below a billion dollars per
+# unit, at most 18 decimal places (a nano-dollar per million tokens has 15).
+_MAX_NUMBER = Decimal(1_000_000_000)
+_MAX_PLACES = 18
 _SECONDS_PER_HOUR = Decimal(3600)
 _MILLION = Decimal(1_000_000)
 # GPU-hour rates divide by throughput, which rarely terminates: the derived per-million rate is rounded once,
@@ -65,8 +71,9 @@ _SECTIONS = {"model", "commitment", "discount"}
 _TOP_LEVEL = _SECTIONS | {"version"}
 
 
-class PriceFileError(ValueError):
-    """A price file or override that aicost refuses: says where (file, line) and which field."""
+class PriceFileError(ConfigurationError):
+    """A price file or override that aicost refuses: says where (file, line) and which field. A
+    ``ConfigurationError`` (so a ``ValueError``), like every other configure-time refusal."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
         where = path or "<overrides>"
@@ -75,6 +82,18 @@ class PriceFileError(ValueError):
         detail = f" (field {field!r})" if field else ""
         super().__init__(f"{where}: {message}{detail}")
         self.path, self.line, self.field = path, line, field
+        self.problems: list[PriceFileError] = [self]
+
+    @classmethod
+    def combine(cls, problems: "list[PriceFileError]") -> "PriceFileError":
+        """One error for every problem found (a file is checked whole, so a person fixes all mistakes at once);
+        ``problems`` lists them, each with its own line and field."""
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        error = cls(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems), path=first.path)
+        error.line, error.field, error.problems = first.line, first.field, list(problems)
+        return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +187,26 @@ class _Where:
 
     def __init__(self, path: str | None, lines: Mapping[str, int] | None, origin: str) -> None:
         self.path, self.lines, self.origin = path, lines or {}, origin
+        self.problems: list[PriceFileError] = []  # noted by check() / note(), raised together
 
     def error(self, message: str, field_name: str | None = None) -> PriceFileError:
         line = self.lines.get(field_name or "", self.lines.get(""))
         return PriceFileError(message, path=self.path or self.origin, line=line, field=field_name)
+
+    def check(self, parse: Any, *args: Any, **kwargs: Any) -> Any:
+        """``parse(*args, **kwargs)``, or None with its error noted: checking goes on to the next field."""
+        try:
+            return parse(*args, **kwargs)
+        except PriceFileError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def note(self, message: str, field_name: str | None = None) -> None:
+        self.problems.append(self.error(message, field_name))
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise PriceFileError.combine(self.problems)
 
 
 def _decimal(value: Any, name: str, where: _Where, *, positive: bool = False) -> Decimal:
@@ -183,6 +218,10 @@ def _decimal(value: Any, name: str, where: _Where, *, positive: bool = False) ->
         raise where.error(f"is not a decimal number: {value!r}", name) from None
     if not number.is_finite() or number < 0:
         raise where.error(f"must be a finite non-negative number, got {value!r}", name)
+    if number >= _MAX_NUMBER:
+        raise where.error(f"must be below {_MAX_NUMBER:,}, got {value!r}", name)
+    if number and number.as_tuple().exponent < -_MAX_PLACES:  # type: ignore[operator]  # finite: an int
+        raise where.error(f"has more than {_MAX_PLACES} decimal places: {value!r}", name)
     if positive and number == 0:
         raise where.error("must be greater than zero", name)
     return number
@@ -233,7 +272,7 @@ def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, sec
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(sorted(allowed))
-            raise where.error(f"unknown field in [[{section}]] ({hint})", str(key))
+            where.note(f"unknown field in [[{section}]] ({hint})", str(key))
 
 
 def _dates(data: Mapping[str, Any], where: _Where) -> tuple[date | None, date | None]:
@@ -246,41 +285,81 @@ def _dates(data: Mapping[str, Any], where: _Where) -> tuple[date | None, date | 
 
 def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: str | None = None,
                       lines: Mapping[str, int] | None = None, origin: str = "set_price()") -> PriceRule:
+    """A rule from one ``[[model]]`` / ``[[commitment]]`` entry; every problem in it is reported at once."""
     where = _Where(path, lines, origin)
     _check_fields(data, _RULE_FIELDS, where, section)
+    pattern = None
     if "model" not in data:
-        raise where.error(f"[[{section}]] needs a model name", "model")
-    pattern = _pattern(data["model"], "model", where)
-    provider = _provider(data.get("provider"), "provider", where)
-    start, until = _dates(data, where)
-    if section == "commitment" and start is None:
-        raise where.error("a committed-use rate needs the date it starts", "from")
+        where.note(f"[[{section}]] needs a model name", "model")
+    else:
+        pattern = where.check(_pattern, data["model"], "model", where)
+    provider = where.check(_provider, data.get("provider"), "provider", where)
+    start, until = where.check(_dates, data, where) or (None, None)
+    if section == "commitment" and start is None and data.get("from") is None:
+        where.note("a committed-use rate needs the date it starts", "from")
     tier = data.get("service_tier")
     if tier is not None and (not isinstance(tier, str) or not tier.strip()):
-        raise where.error("must be a service tier such as 'batch' or 'priority'", "service_tier")
-    rates = {name: _decimal(data[name], name, where) for name in RATE_NAMES if name in data}
+        where.note("must be a service tier such as 'batch' or 'priority'", "service_tier")
+        tier = None
+    rates: dict[str, Decimal] = {}
+    for name in RATE_NAMES:
+        if name in data:
+            value = where.check(_decimal, data[name], name, where)
+            if value is not None:
+                rates[name] = value
     gpu_fields = [k for k in ("gpu_hour", "gpus", "tokens_per_second", "input_tokens_per_second") if k in data]
     if gpu_fields:
-        token_rates = [k for k in rates if k not in ("request", "web_search")]
-        if token_rates:
-            raise where.error(
-                f"gives both per-token rates ({', '.join(token_rates)}) and GPU-hour pricing: choose one",
-                token_rates[0],
-            )
-        for required in ("gpu_hour", "tokens_per_second"):
-            if required not in data:
-                raise where.error("GPU-hour pricing needs gpu_hour and tokens_per_second", required)
-        gpu_hour = _decimal(data["gpu_hour"], "gpu_hour", where, positive=True)
-        gpus = _int(data.get("gpus", 1), "gpus", where)
-        tps = _decimal(data["tokens_per_second"], "tokens_per_second", where, positive=True)
-        in_tps = _decimal(data.get("input_tokens_per_second", tps), "input_tokens_per_second", where, positive=True)
-        rates["output"] = _gpu_rate(gpu_hour, gpus, tps)
-        rates["input"] = _gpu_rate(gpu_hour, gpus, in_tps)
-    if "input" not in rates and "output" not in rates and "input_characters" not in rates:
-        raise where.error("needs at least an input or output rate (or gpu_hour pricing, or input_characters for "
-                          "text to speech billed per character)", "input")
+        where.check(_gpu_rates, data, rates, where)
+    misspelt = any(key not in _RULE_FIELDS for key in data)  # "ouput = 12" is reported as that, not as no rate
+    if not any(name in data for name in ("input", "output", "input_characters")) and not gpu_fields and not misspelt:
+        where.note("needs at least an input or output rate (or gpu_hour pricing, or input_characters for "
+                   "text to speech billed per character)", "input")
+    bands = data.get("long_context")
+    tiers = where.check(_long_context, () if bands is None else bands, rates, where) or ()
+    context_window = where.check(_int, data["context_window"], "context_window", where) if "context_window" in data \
+        else None
+    max_output = (where.check(_int, data["max_output_tokens"], "max_output_tokens", where)
+                  if "max_output_tokens" in data else None)
+    where.raise_problems()
+    assert pattern is not None
+    return PriceRule(
+        pattern=pattern,
+        provider=provider,
+        rates=rates,
+        tiers=tiers,
+        service_tier=names.normalise_tier(tier),
+        start=start,
+        until=until,
+        context_window=context_window,
+        max_output_tokens=max_output,
+        origin=f"{path}:{where.lines.get('')}" if path else origin,
+    )
+
+
+def _gpu_rates(data: Mapping[str, Any], rates: dict[str, Decimal], where: _Where) -> None:
+    """GPU-hour pricing -> per-token input and output rates, added to ``rates``."""
+    token_rates = [k for k in rates if k not in ("request", "web_search")]
+    if token_rates:
+        raise where.error(f"gives both per-token rates ({', '.join(token_rates)}) and GPU-hour pricing: choose one",
+                          token_rates[0])
+    for required in ("gpu_hour", "tokens_per_second"):
+        if required not in data:
+            raise where.error("GPU-hour pricing needs gpu_hour and tokens_per_second", required)
+    gpu_hour = _decimal(data["gpu_hour"], "gpu_hour", where, positive=True)
+    gpus = _int(data.get("gpus", 1), "gpus", where)
+    tps = _decimal(data["tokens_per_second"], "tokens_per_second", where, positive=True)
+    in_tps = _decimal(data.get("input_tokens_per_second", tps), "input_tokens_per_second", where, positive=True)
+    rates["output"] = _gpu_rate(gpu_hour, gpus, tps)
+    rates["input"] = _gpu_rate(gpu_hour, gpus, in_tps)
+
+
+def _long_context(bands: Any, rates: Mapping[str, Decimal],
+                  where: _Where) -> tuple[tuple[int, dict[str, Decimal]], ...]:
+    if not isinstance(bands, (list, tuple)):
+        raise where.error(f"must be a list of tables such as [{{above = 200000, input = \"6\"}}], got "
+                          f"{type(bands).__name__}", "long_context")
     tiers: list[tuple[int, dict[str, Decimal]]] = []
-    for i, band in enumerate(data.get("long_context") or ()):
+    for i, band in enumerate(bands):
         if not isinstance(band, Mapping) or "above" not in band:
             raise where.error(f"long_context[{i}] must be a table with 'above' and rates", "long_context")
         unknown = [k for k in band if k != "above" and k not in RATE_NAMES]
@@ -292,20 +371,7 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
         tiers.append((threshold, band_rates))
     if len({t for t, _ in tiers}) != len(tiers):
         raise where.error("two long_context bands share a threshold", "long_context")
-    return PriceRule(
-        pattern=pattern,
-        provider=provider,
-        rates=rates,
-        tiers=tuple(tiers),
-        service_tier=names.normalise_tier(tier),
-        start=start,
-        until=until,
-        context_window=_int(data["context_window"], "context_window", where) if "context_window" in data else None,
-        max_output_tokens=(
-            _int(data["max_output_tokens"], "max_output_tokens", where) if "max_output_tokens" in data else None
-        ),
-        origin=f"{path}:{where.lines.get('')}" if path else origin,
-    )
+    return tuple(tiers)
 
 
 def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decimal:
@@ -317,18 +383,24 @@ def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decim
 
 def discount_from_mapping(data: Mapping[str, Any], *, path: str | None = None,
                           lines: Mapping[str, int] | None = None, origin: str = "add_discount()") -> Discount:
+    """A discount from one ``[[discount]]`` entry; every problem in it is reported at once."""
     where = _Where(path, lines, origin)
     _check_fields(data, _DISCOUNT_FIELDS, where, "discount")
+    percent = None
     if "percent" not in data:
-        raise where.error("a discount needs a percent", "percent")
-    percent = _decimal(data["percent"], "percent", where, positive=True)
-    if percent > _ONE_HUNDRED:
-        raise where.error(f"percent must be at most 100, got {percent}", "percent")
-    start, until = _dates(data, where)
-    pattern = _pattern(data["model"], "model", where) if data.get("model") is not None else None
+        where.note("a discount needs a percent", "percent")
+    else:
+        percent = where.check(_decimal, data["percent"], "percent", where, positive=True)
+        if percent is not None and percent > _ONE_HUNDRED:
+            where.note(f"percent must be at most 100, got {percent}", "percent")
+    start, until = where.check(_dates, data, where) or (None, None)
+    pattern = where.check(_pattern, data["model"], "model", where) if data.get("model") is not None else None
+    provider = where.check(_provider, data.get("provider"), "provider", where)
+    where.raise_problems()
+    assert percent is not None
     return Discount(
         percent=percent,
-        provider=_provider(data.get("provider"), "provider", where),
+        provider=provider,
         pattern=pattern,
         start=start,
         until=until,
@@ -378,12 +450,20 @@ def _line_of(origin: str) -> int | None:
 
 def load_file(path: str | Path) -> Overrides:
     """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise PriceFileError(f"price_file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PriceFileError(f"cannot read price file: {exc.strerror or exc}", path=label) from None
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (some Windows editors write one) is allowed
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise PriceFileError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be "
+                             "decoded; save the file as UTF-8", path=label, line=line) from None
     if path.suffix.lower() == ".json":
         data = _parse_json(text, label)
         lines = _json_lines(text, data)
@@ -397,33 +477,44 @@ def load_file(path: str | Path) -> Overrides:
 
 def overrides_from_data(data: Any, *, path: str | None = None,
                         lines: Mapping[tuple[str, int], Mapping[str, int]] | None = None) -> Overrides:
+    """Every entry of a parsed file, validated; all problems in the file are raised together."""
     lines = lines or {}
     if not isinstance(data, Mapping):
         raise PriceFileError("the top level must be a table/object", path=path, line=1)
+    top = lines.get(("", 0), {})
+    problems: list[PriceFileError] = []
     for key in data:
         if key not in _TOP_LEVEL:
-            line = lines.get(("", 0), {}).get(key)
-            raise PriceFileError(
-                f"unknown section (allowed: {', '.join(sorted(_TOP_LEVEL))})", path=path, line=line, field=str(key)
-            )
+            problems.append(PriceFileError(f"unknown section (allowed: {', '.join(sorted(_TOP_LEVEL))})", path=path,
+                                           line=top.get(key), field=str(key)))
     if "version" in data and data["version"] != 1:
-        raise PriceFileError("unsupported price file version (this aicost reads version 1)", path=path,
-                             line=lines.get(("", 0), {}).get("version"), field="version")
+        problems.append(PriceFileError("unsupported price file version (this aicost reads version 1)", path=path,
+                                       line=top.get("version"), field="version"))
     rules: list[PriceRule] = []
     discounts: list[Discount] = []
     for section in ("model", "commitment", "discount"):
         entries = data.get(section, [])
         if not isinstance(entries, list):
-            raise PriceFileError(f"'{section}' must be an array of tables ([[{section}]])", path=path,
-                                 line=lines.get(("", 0), {}).get(section), field=section)
+            problems.append(PriceFileError(f"'{section}' must be an array of tables ([[{section}]])", path=path,
+                                           line=top.get(section), field=section))
+            continue
         for index, entry in enumerate(entries):
             where_lines = lines.get((section, index))
-            if section == "discount":
-                discounts.append(discount_from_mapping(entry, path=path, lines=where_lines))
-            else:
-                rules.append(rule_from_mapping(entry, section=section, path=path, lines=where_lines))
+            try:
+                if section == "discount":
+                    discounts.append(discount_from_mapping(entry, path=path, lines=where_lines))
+                else:
+                    rules.append(rule_from_mapping(entry, section=section, path=path, lines=where_lines))
+            except PriceFileError as exc:
+                problems.extend(exc.problems)
     result = Overrides(tuple(rules), tuple(discounts), (path,) if path else ())
-    check_contradictions(result)
+    try:
+        check_contradictions(result)
+    except PriceFileError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        problems.sort(key=lambda p: p.line if p.line is not None else 0)
+        raise PriceFileError.combine(problems)
     return result
 
 

@@ -1,0 +1,53 @@
+"""The one written form of an exact amount of money: no trailing zeros, never exponent notation.
+
+Why one function: the same cost reaches people through span attributes, rollups, metrics, the CLI, API results
+and ``Cost`` objects. Decimal keeps the exponent of the arithmetic that produced a value, so the same 3.06e-5
+USD came out as ``'0.00003060'``, ``0.0000306`` or ``Decimal('3.060E-5')`` depending on the path. Every write site
+calls :func:`canonical` (a Decimal) or :func:`format_usd` (its text); equal amounts then look the same, and a
+string compare of two exported costs is a value compare.
+
+``Decimal.normalize()`` alone is not enough: it rounds to the *thread's* context precision (a host app may have
+lowered it) and turns integers with trailing zeros into exponents (``10`` -> ``1E+1``, ``0E-7`` stays odd). Here
+the precision is private and wide enough never to round an amount aicost produces (an ``Inexact`` would raise).
+"""
+
+from __future__ import annotations
+
+import decimal
+from decimal import Decimal
+from typing import Iterable
+
+# Amounts are made in the 60-digit money context (pricing.cost.MONEY); sums of many of them stay far below this.
+_CANONICAL = decimal.Context(prec=120, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
+                             traps=[decimal.InvalidOperation, decimal.Inexact])
+_ZERO = Decimal(0)
+_normalize = _CANONICAL.normalize
+_add = _CANONICAL.add
+
+
+def canonicalize_parts(parts: dict[str, Decimal]) -> None:
+    """:func:`canonical` applied in place to every amount of ``parts`` (the per-call path: no call per value)."""
+    normalize, add, zero = _normalize, _add, _ZERO
+    for name, value in parts.items():
+        parts[name] = add(normalize(value), zero)
+
+
+def canonical(value: Decimal) -> Decimal:
+    """``value`` with no trailing fractional zeros and a non-positive exponent: ``0.8400000`` -> ``0.84``,
+    ``1E+1`` -> ``10``, ``0E-7`` and ``-0`` -> ``0``. The value itself never changes."""
+    # normalize() strips trailing zeros (and may leave a positive exponent); adding an exponent-0 zero brings
+    # the exponent back to 0 at most, which also turns -0 into 0.
+    return _add(_normalize(value), _ZERO)
+
+
+def format_usd(value: Decimal) -> str:
+    """The text of an amount as aicost writes it everywhere: ``'0.0000306'``, ``'10'``, ``'0'``."""
+    return format(_add(_normalize(value), _ZERO), "f")
+
+
+def sum_usd(values: "Iterable[Decimal]") -> Decimal:
+    """The exact sum of amounts, canonical, independent of the thread's decimal context."""
+    result = _ZERO
+    for value in values:
+        result = _add(result, value)
+    return _add(_normalize(result), _ZERO)
