@@ -30,7 +30,7 @@ from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused
 from .usage import Usage
-from .vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, Router,
+from .vendor import (BodyReader, Endpoint, EventStep, Integration, ResponseMeta, Router,
                      StreamAccumulator)
 
 _perf = time.perf_counter
@@ -249,11 +249,9 @@ class _Call:
             if ticket is not None:
                 self.tickets.append(ticket)
         model = self.endpoint.shape.model(self.info.kwargs)
-        if model != self.request.model:  # an interceptor downgraded it
+        if model != self.request.model:  # an interceptor downgraded it (the rest of the request facts stand)
             self.info.request_model = model
-            self.request = RequestMeta(model, self.request.stream, self.request.max_tokens,
-                                       self.request.service_tier, self.request.server_address,
-                                       self.request.server_port)
+            self.request.model = model
 
     def count_unguarded(self) -> None:
         """For work the vendor began on its own (a Realtime response): interceptors that can count it without
