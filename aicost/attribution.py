@@ -35,8 +35,10 @@ import contextvars
 import functools
 import inspect
 import logging
+import random
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import MappingProxyType
@@ -614,13 +616,17 @@ class UnitOfWork:
     ``"answer_rejected"``), which always wins.
     """
 
-    __slots__ = ("name", "collector", "span", "outcome")
+    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns")
 
     def __init__(self, name: str, span: Any) -> None:
         self.name = name
         self.collector = hooks.CallCollector()
         self.span = span
         self.outcome: str | None = None
+        # Identifies this run in the ledger and in event listeners: its span id, or a random id of the same shape
+        # when no span records (no OpenTelemetry SDK configured).
+        self.run_id = _run_id_of(span)
+        self.started_ns = time.time_ns()
 
     def set_outcome(self, outcome: str) -> None:
         self.outcome = _check_value("outcome", outcome)
@@ -664,6 +670,22 @@ class UnitOfWork:
             semconv.AICOST_ROLLUP_REASONING_TOKENS: usage.reasoning_tokens,
             semconv.AICOST_ROLLUP_USAGE_ESTIMATED: usage.estimated,
         }
+
+
+def _run_id_of(span: Any) -> str:
+    try:
+        context = span.get_span_context()
+        if context.is_valid:
+            return format(context.span_id, "016x")
+    except Exception:
+        pass
+    return format(random.getrandbits(64), "016x")
+
+
+def current_run_id() -> str | None:
+    """The run id of the innermost running ``feature`` unit, or ``None`` (read by the core at each call start)."""
+    unit = _unit_var.get()
+    return None if unit is None else unit.run_id
 
 
 def current_unit() -> UnitOfWork | None:
@@ -790,6 +812,13 @@ class feature(_ScopeBase):
             metrics.record_unit(self.name, state.outcome, attrs)
         except Exception:
             _log_once("unit-metrics", "aicost: could not record unit-of-work metrics")
+        if hooks.has_event_listeners():
+            now = time.time_ns()
+            hooks.emit(hooks.UnitFinished(
+                name=self.name, run_id=state.run_id, outcome=state.outcome, attribution=attrs,
+                calls=state.calls, cost_usd=state.cost_usd, span=span, time_ns=now,
+                duration_s=(now - state.started_ns) / 1e9,
+            ))
 
 
 def _attributes_within(attr: attribute) -> Mapping[str, str]:

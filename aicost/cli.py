@@ -4,6 +4,12 @@
 ``aicost prices --list [--provider P]``                                          models in the catalog
 ``aicost prices --check FILE``                                                   validate a price file
 ``aicost prices --unknown [FILE]``                                               models seen without a price
+``aicost report [--period 7d] [--by team,model] [--format table|csv|json]``     spend from the ledger
+``aicost export --format focus [--output FILE.csv|.parquet] [--period P]``      the ledger as a FOCUS dataset
+``aicost forecast [--by team | --budgets FILE]``                                   month-end projection, interval
+``aicost anomalies [--period 7d] [--by team,feature,model,customer]``              spend spikes and their calls
+``aicost dashboard --out spend.html [--period 30d]``                               offline HTML charts
+``aicost alerts --budgets FILE [--webhook URL]``                                   budget/forecast/spike alerts
 """
 
 from __future__ import annotations
@@ -157,8 +163,141 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_prices)
 
 
+def _ledger_url(args: argparse.Namespace) -> tuple[str, str]:
+    """The ledger to read: --ledger, else $AICOST_LEDGER, else ./aicost-ledger.db; and the setting it came from."""
+    if args.ledger:
+        return args.ledger, "--ledger"
+    env = os.environ.get("AICOST_LEDGER", "").strip()
+    if env:
+        return env, "AICOST_LEDGER"
+    return "sqlite:///aicost-ledger.db", "--ledger (default ./aicost-ledger.db)"
+
+
+def _where(items: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ValueError(f"--where {item!r}: use KEY=VALUE, e.g. team=search or tag:env=prod")
+        out[key.strip()] = value
+    return out
+
+
+def _ledger_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ledger", help="ledger URL: sqlite:///path.db or postgresql://... (default: $AICOST_LEDGER, "
+                                    "else ./aicost-ledger.db)")
+    p.add_argument("--period", help="today, yesterday, 7d (default), 30d, Nh, this-month, last-month, YYYY-MM, "
+                                    "YYYY-MM-DD")
+    p.add_argument("--since", help="start (ISO date or time, UTC unless an offset is given)")
+    p.add_argument("--until", help="end, exclusive (ISO date or time)")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="only rows with this team / feature / user / customer / model / provider / tag:NAME "
+                        "(repeatable)")
+
+
+def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object] | None":
+    from .errors import ConfigurationError
+    from .ledger import open_store
+    from .ledger.report import PeriodError, parse_period
+
+    try:
+        period = parse_period(args.period, since=args.since, until=args.until)
+    except PeriodError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+    url, setting = _ledger_url(args)
+    try:
+        store = open_store(url, create=False, setting=setting)
+    except ConfigurationError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+    return store, period
+
+
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ledger import UnknownGroupKey, check_group_by
+    from .ledger.report import build_report, render_csv, render_json, render_table
+
+    try:
+        keys = check_group_by(args.by)
+        where = _where(args.where)
+    except (UnknownGroupKey, ValueError) as exc:
+        print(f"aicost report: {exc}", file=err)
+        return 2
+    opened = _open_ledger(args, err)
+    if opened is None:
+        return 2
+    store, period = opened
+    try:
+        try:
+            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers)
+        except ValueError as exc:
+            print(f"aicost report: {exc}", file=err)
+            return 2
+        render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
+        out.write(render(report))
+        if report.empty and args.format != "table":
+            print(f"aicost report: no ledger rows between {period.start.isoformat()} and {period.end.isoformat()}",
+                  file=err)
+        return 0
+    finally:
+        store.close()
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="spend from the ledger over a period, grouped (table, CSV or JSON)")
+    _ledger_common(p)
+    p.add_argument("--by", default="team",
+                   help="comma-separated group-by keys: team, feature, customer, user, model, provider, tag, "
+                        "tag:NAME, day, hour (default: team; '' for totals only)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--movers", type=int, default=5, help="top movers against the previous period to show (0: none)")
+    p.set_defaults(handler=_report)
+
+
+def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ledger.focus import export_focus
+
+    try:
+        where = _where(args.where)
+    except ValueError as exc:
+        print(f"aicost export: {exc}", file=err)
+        return 2
+    opened = _open_ledger(args, err)
+    if opened is None:
+        return 2
+    store, period = opened
+    target = args.output or f"aicost-focus-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{args.file_format or 'csv'}"
+    try:
+        result = export_focus(store, period.start, period.end, target, file_format=args.file_format,
+                              billing_account=args.billing_account, progress=True if args.progress else None,
+                              progress_stream=err, where=where)
+    except ValueError as exc:
+        print(f"aicost export: {exc}", file=err)
+        return 2
+    finally:
+        store.close()
+    print(result.summary(), file=out)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="the ledger's rows over a period as a FOCUS dataset (CSV or Parquet)")
+    _ledger_common(p)
+    p.add_argument("--format", choices=("focus",), default="focus", help="dataset format (FOCUS 1.3)")
+    p.add_argument("--output", "-o", help="file to write (.csv or .parquet; default aicost-focus-START-END.csv)")
+    p.add_argument("--file-format", choices=("csv", "parquet"), help="file format (default: from --output)")
+    p.add_argument("--billing-account", help="BillingAccountId / Name to write (default: the provider)")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr (default: only on a terminal)")
+    p.set_defaults(handler=_export)
+
+
 # Subcommand registrars: other areas append theirs here (one line each).
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export]
+
+from .reports.commands import REGISTRARS as _REPORT_COMMANDS  # noqa: E402 - forecast, anomalies, dashboard, alerts
+
+SUBCOMMANDS.extend(_REPORT_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,10 @@ The instrumentation core knows nothing about budgets or caches. It calls, for ev
 
 Any exception from an interceptor's ticket, a listener or a collector other than the refusal in step 1 is
 logged once and swallowed: a bug in a hook must not break the host application.
+
+Things that are not vendor calls reach :func:`add_event_listener` listeners as small events: a cache hit
+(:class:`CacheHit`, a call that was *not* made, with what it saved) and a finished unit of work
+(:class:`UnitFinished`, with its outcome). The spend ledger reads all of these; nothing in the core knows it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import contextvars
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from .pricing.money import sum_usd
 from .usage import Usage
@@ -30,6 +35,9 @@ from .vendor import DEFAULT_SHAPE, RequestShape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pricing import Cost
+
+
+_NO_ATTRIBUTION: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -60,6 +68,14 @@ class CallResult:
     duration_s: float
     # The aicost span of the call (an OpenTelemetry Span; non-recording when no SDK is configured).
     span: Any = None
+    # The attribution in force when the call started (aicost.team / .feature / .user / .customer / .tag.<name>).
+    attribution: Mapping[str, str] = field(default_factory=lambda: _NO_ATTRIBUTION)
+    # The ``aicost.feature`` unit of work the call started in (its run id), if any.
+    run_id: str | None = None
+    # When the call started (time.time_ns()); 0 when unknown.
+    started_ns: int = 0
+    # The CallRefused a budget or policy raised before the call was sent (then usage and cost are None).
+    refusal: BaseException | None = None
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -113,7 +129,36 @@ class CallCollector:
         return total
 
 
+@dataclass(slots=True)
+class CacheHit:
+    """A cached answer was served: the vendor call it stands for was not made."""
+
+    name: str  # the cached function
+    saved_usd: Decimal | None  # what producing the answer cost (None when no priced call was observed)
+    attribution: Mapping[str, str]  # in force at the lookup
+    run_id: str | None  # the unit of work the lookup ran in
+    span: Any  # the ``aicost.cache <name>`` span
+    time_ns: int
+    tier: str | None = None  # exact / semantic
+
+
+@dataclass(slots=True)
+class UnitFinished:
+    """An ``aicost.feature`` unit of work ended with ``outcome`` (succeeded, failed, or the app's own label)."""
+
+    name: str
+    run_id: str
+    outcome: str
+    attribution: Mapping[str, str]
+    calls: int
+    cost_usd: Decimal  # known cost of the calls inside it
+    span: Any
+    time_ns: int
+    duration_s: float | None = None
+
+
 _interceptors: tuple[CallInterceptor, ...] = ()
+_event_listeners: tuple[Callable[[Any], None], ...] = ()
 _listeners: tuple[Callable[[CallResult], None], ...] = ()
 _collectors: contextvars.ContextVar[tuple[CallCollector, ...]] = contextvars.ContextVar(
     "aicost_collectors", default=()
@@ -145,6 +190,36 @@ def remove_listener(listener: Callable[[CallResult], None]) -> None:
     global _listeners
     with _registry_lock:
         _listeners = tuple(x for x in _listeners if x is not listener)
+
+
+def add_event_listener(listener: Callable[[Any], None]) -> None:
+    """``listener(event)`` for every :class:`CacheHit` and :class:`UnitFinished` (more event types may come)."""
+    global _event_listeners
+    with _registry_lock:
+        if listener not in _event_listeners:
+            _event_listeners = (*_event_listeners, listener)
+
+
+def remove_event_listener(listener: Callable[[Any], None]) -> None:
+    global _event_listeners
+    with _registry_lock:
+        _event_listeners = tuple(x for x in _event_listeners if x is not listener)
+
+
+def has_event_listeners() -> bool:
+    """Whether :func:`emit` would reach anyone (so the emitter can skip building the event)."""
+    return bool(_event_listeners)
+
+
+def emit(event: Any) -> None:
+    """Hand ``event`` to every event listener. Never raises: a failing listener is logged once."""
+    for listener in _event_listeners:
+        try:
+            listener(event)
+        except Exception:
+            from ._log import error_once
+
+            error_once(f"event-listener:{listener!r}", "aicost: an event listener failed")
 
 
 def interceptors() -> tuple[CallInterceptor, ...]:

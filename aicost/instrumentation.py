@@ -28,7 +28,7 @@ from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
-from .errors import CallRefused
+from .errors import CallRefused, ConfigurationError
 from .usage import Usage
 from .vendor import (BodyReader, Endpoint, EventStep, Integration, ResponseMeta, Router,
                      StreamAccumulator)
@@ -63,6 +63,7 @@ def instrument(
     capture_content: bool | None = None,
     stream_usage: str | None = None,
     price_file: str | os.PathLike[str] | None = None,
+    ledger: str | os.PathLike[str] | bool | None = None,
 ) -> None:
     """Patch every installed vendor SDK aicost has an integration for (``aicost.integrations``: openai, anthropic,
     google-genai, boto3 bedrock-runtime) so that every billable call becomes a costed span.
@@ -72,7 +73,9 @@ def instrument(
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``) adds prompt and completion text to spans.
     ``stream_usage`` is "auto" (default), "always" or "never": see the README on streams. ``price_file`` (TOML
     or JSON) adds your own prices and discounts; a malformed file raises ``PriceFileError`` here, naming the
-    line and field, before anything is patched.
+    line and field, before anything is patched. ``ledger`` (a URL: ``sqlite:///aicost-ledger.db``,
+    ``postgresql://...``; default ``$AICOST_LEDGER``, else off; ``False`` turns it off) records every call in a
+    spend ledger for ``aicost report`` and exports (docs/ledger.md); a malformed URL raises ConfigurationError.
     """
     global _instrumented
     if stream_usage is not None and stream_usage not in ("auto", "always", "never"):
@@ -81,6 +84,7 @@ def instrument(
         from .pricing import load_price_file
 
         load_price_file(price_file)
+    _configure_ledger(ledger)
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
@@ -98,9 +102,34 @@ def instrument(
         _instrumented = True
 
 
+def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
+    """The spend ledger is a feature above the core: imported only when asked for, fed by the hooks."""
+    setting = "instrument(ledger=...)"
+    if ledger is None:
+        ledger = os.environ.get("AICOST_LEDGER", "").strip() or None
+        setting = "AICOST_LEDGER"
+        if ledger is None or "aicost.ledger.writer" in sys.modules and sys.modules["aicost.ledger.writer"].active():
+            return  # off by default; an explicit instrument(ledger=...) earlier wins over the environment
+    if ledger is True or not isinstance(ledger, (str, os.PathLike, bool)):
+        raise ConfigurationError(f"instrument(ledger=...): got {ledger!r}; give a ledger URL (sqlite:///path.db or "
+                                 "postgresql://...), or False to turn the ledger off")
+    if ledger is False:
+        if "aicost.ledger.writer" in sys.modules:
+            sys.modules["aicost.ledger.writer"].disable()
+        return
+    from .ledger import writer
+
+    writer.configure(os.fspath(ledger), setting=setting)
+
+
 def uninstrument() -> None:
     """Restore every patched method. Calls already in flight finish normally."""
     global _instrumented
+    if "aicost.ledger.writer" in sys.modules:
+        try:
+            sys.modules["aicost.ledger.writer"].disable()
+        except Exception:
+            error_once("ledger:disable", "aicost: could not close the spend ledger")
     with _lock:
         while _patched:
             cls, attr, original = _patched.pop()
@@ -197,7 +226,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy",
+        "acc", "busy", "run_id",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -217,6 +246,8 @@ class _Call:
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()
+        # A unit of work always collects its calls: without a collector there is no run to look up.
+        self.run_id = _current_run_id() if self.collectors else None
         self.tickets: list[Any] = []
         self.span: Any = None
         self.native: Any = None  # a vendor's NativeSpanCapture when the SDK traces the call itself
@@ -345,7 +376,7 @@ class _Call:
         except Exception:
             error_once("refused:span", "aicost: could not record a refused call on its span")
         try:
-            self._dispatch(None, None, type(refusal).__qualname__, ResponseMeta())
+            self._dispatch(None, None, type(refusal).__qualname__, ResponseMeta(), refusal=refusal)
         except Exception:
             error_once("refused", "aicost: could not record a refused call")
 
@@ -472,7 +503,7 @@ class _Call:
         return tokens.count_text(meta.output_text, meta.model or self.request.model, self.info.provider).tokens
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
-                  duration: float | None = None) -> None:
+                  duration: float | None = None, refusal: BaseException | None = None) -> None:
         result = hooks.CallResult(
             info=self.info,
             usage=usage,
@@ -481,6 +512,10 @@ class _Call:
             error_type=error_type,
             duration_s=_perf() - self.start if duration is None else duration,
             span=self.span,
+            attribution=self.attribution,
+            run_id=self.run_id,
+            started_ns=self.start_ns,
+            refusal=refusal,
         )
         # Never raises (logs once instead); the server is passed so the metrics queue holds no span.
         metrics.record_call(result, self.attribution, server=(self.request.server_address, self.request.server_port))
@@ -689,6 +724,14 @@ def _current_attribution() -> Mapping[str, str]:
     except Exception:
         error_once("attribution", "aicost: could not read the current attribution")
         return {}
+
+
+def _current_run_id() -> str | None:
+    try:
+        return attribution.current_run_id()
+    except Exception:
+        error_once("attribution:run", "aicost: could not read the current unit of work")
+        return None
 
 
 def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,

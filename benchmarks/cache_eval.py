@@ -51,6 +51,7 @@ class MemoEmbedder:
 
     def __init__(self, inner) -> None:
         self.inner = inner
+        self.tokenizer = getattr(inner, "tokenizer", None)  # the verifier's typo check reads its vocabulary
         self.name = inner.name
         self.dim = inner.dim
         self.memo: dict[str, np.ndarray] = {}
@@ -72,7 +73,10 @@ def evaluate(pairs, semantic: Semantic | None) -> dict:
     tp = fp = 0
     positives = sum(1 for _, label, _, _ in pairs if label == 1)
     wrong = Counter()
+    wrong_pairs: list[tuple[str, str, str]] = []
+    missed = Counter()  # why label-1 pairs missed: the veto of the best candidate
     for i, (category, label, a, b) in enumerate(pairs):
+        veto = None
         if semantic is None:
             hit = normalise_text(a) == normalise_text(b)
         else:
@@ -81,18 +85,23 @@ def evaluate(pairs, semantic: Semantic | None) -> dict:
             key = f"eval:{i}"
             store.put(key, Entry(value=a, text=a, context="ctx"), None)
             runtime.add("ctx", a, key, None)
-            hit = normalise_text(a) == normalise_text(b) or runtime.lookup("ctx", b, store.get).entry is not None
+            match = runtime.lookup("ctx", b, store.get)
+            hit = normalise_text(a) == normalise_text(b) or match.entry is not None
+            veto = match.veto or "threshold"
         if hit and label == 1:
             tp += 1
         elif hit:
             fp += 1
             wrong[category] += 1
+            wrong_pairs.append((category, a, b))
+        elif label == 1:
+            missed[veto or "exact"] += 1
     hits = tp + fp
     return {
         "hits": hits, "tp": tp, "fp": fp,
         "precision": tp / hits if hits else None,
         "recall": tp / positives if positives else float("nan"),
-        "wrong": dict(wrong),
+        "wrong": dict(wrong), "wrong_pairs": wrong_pairs, "missed": dict(missed),
     }
 
 
@@ -132,7 +141,8 @@ def evaluate_index(pairs, semantic: Semantic | None) -> dict:
     hits = tp + fp
     return {"hits": hits, "tp": tp, "fp": fp, "precision": tp / hits if hits else None,
             "recall": tp / len(positives) if positives else float("nan"),
-            "wrong": {f"{a!r} served for {b!r}": 1 for a, b in wrong_hits} if len(wrong_hits) <= 3 else {}}
+            "wrong": {f"{a!r} served for {b!r}": 1 for a, b in wrong_hits} if len(wrong_hits) <= 3 else {},
+            "wrong_pairs": [("index", a, b) for a, b in wrong_hits]}
 
 
 def _fmt(precision: float | None) -> str:
@@ -146,7 +156,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=("pairs", "index"), default="pairs",
                         help="pairs: each pair alone; index: all cached requests in one index")
     parser.add_argument("--pairs", default=str(PAIRS), help="labelled pairs (default: the development set; "
-                        "tests/fixtures/cache/pairs_heldout.tsv is the held-out set)")
+                        "tests/fixtures/cache/pairs_heldout.tsv is the held-out set; hard_dev.tsv / "
+                        "hard_heldout.tsv the harder sets of issue 19)")
+    parser.add_argument("--guards", default="none,all", help="guard settings to run: none, all")
+    parser.add_argument("--verifiers", default="none,lexical", help="verifiers to run: none, lexical")
+    parser.add_argument("--list-wrong", action="store_true", help="print every wrong hit and why paraphrases missed")
     args = parser.parse_args()
     pairs_path = Path(args.pairs).resolve()
     pairs = load_pairs(pairs_path)
@@ -170,14 +184,19 @@ def main() -> None:
             inner = HashedNgramEmbedder()
         embedder = MemoEmbedder(inner)
         for threshold in thresholds:
-            for guards_on in (False, True):
-                for verifier in (None, "lexical"):
-                    guards = Guards() if guards_on else Guards(False, False, False, False, False)
+            for guards_on in [g == "all" for g in args.guards.split(",")]:
+                for verifier in [None if v == "none" else v for v in args.verifiers.split(",")]:
+                    guards = Guards() if guards_on else Guards(**{f: False for f in Guards.__dataclass_fields__})
                     semantic = Semantic(embedder, threshold=threshold, guards=guards, verifier=verifier)
                     r = run(pairs, semantic)
                     print(f"| {name} | {threshold:.2f} | {'all' if guards_on else 'none'} | {verifier or 'none'} | "
                           f"{r['hits']} | {r['fp']} | {_fmt(r['precision'])} | {r['recall']:.3f} | "
                           f"{r['wrong'] or '-'} |", flush=True)
+                    if args.list_wrong:
+                        for category, a, b in r.get("wrong_pairs", []):
+                            print(f"    wrong ({category}): {a!r} served for {b!r}")
+                        if r.get("missed"):
+                            print(f"    paraphrases missed, by veto: {r['missed']}")
         if embedder.count:
             print(f"\n{name}: embedded {embedder.count} distinct texts/words, "
                   f"{embedder.seconds / embedder.count * 1000:.2f} ms each on average\n")

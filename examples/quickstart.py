@@ -4,7 +4,11 @@ Runs anywhere, with no API key and no network: the real SDKs talk to a local ser
 recorded API responses (``examples/recorded_vendor.py``). In your application the only aicost lines are
 ``aicost.instrument()`` and, where you want attribution, ``aicost.attribute(...)``.
 
+It also writes every call to a spend ledger, ``./aicost-ledger.db`` (a fresh one each run), so that you can then
+ask it the questions finance asks:
+
     python examples/quickstart.py
+    aicost report --by team            # or: python -m aicost.cli report --by team
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-aicost.instrument(tracer_provider=provider)  # <- the one line your application needs
+LEDGER = Path("aicost-ledger.db")  # a demo ledger in the current directory, rewritten by each run
+for stale in (LEDGER, Path("aicost-ledger.db-wal"), Path("aicost-ledger.db-shm")):
+    stale.unlink(missing_ok=True)
+
+# The one line your application needs (ledger= is optional: every call also becomes a row in a spend ledger).
+aicost.instrument(tracer_provider=provider, ledger=f"sqlite:///{LEDGER}")
 
 CALLS = [  # (recording, team, feature): each recorded request is replayed through the real SDK
     ("openai-chat-nonstream-014", "support", "triage"),        # gpt-4o-mini, 1,280 of its input tokens cached
@@ -96,6 +105,10 @@ def main() -> None:
     for team, cost in sorted(by_team.items()):
         print(f"team {team:<10}  {usd(cost)} USD")
     print(f"{'all calls':<15}  {usd(everything.cost_usd)} USD  ({everything.calls} calls, exact Decimal)")
+    from aicost.ledger import writer
+
+    writer.active().flush()  # rows are written in the background; at exit at the latest
+    print(f"\nledger: {LEDGER} ({writer.active().stats().get('written', 0)} rows). Next: aicost report --by team")
 
 
 if __name__ == "__main__":

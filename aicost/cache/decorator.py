@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .._log import log_once
 from opentelemetry.trace import SpanKind
 
-from .. import semconv
+from .. import hooks, semconv
 from ..errors import ConfigurationError
 from ..hooks import CallCollector, collect_calls
 from . import telemetry
@@ -327,6 +327,13 @@ def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lo
             verifier_cost_usd=found.verifier_cost if found is not None else None,
             veto=found.veto if found is not None else None,
         )
+        if hit and hooks.has_event_listeners():
+            from ..attribution import current_attributes, current_run_id
+
+            hooks.emit(hooks.CacheHit(
+                name=core.name, saved_usd=found.entry.cost_usd, attribution=current_attributes(),
+                run_id=current_run_id(), span=span, time_ns=time.time_ns(), tier=found.tier,
+            ))
     except Exception:
         _log_once("telemetry", "aicost cache: recording telemetry failed", exc_info=True)
 

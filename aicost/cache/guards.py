@@ -7,11 +7,16 @@ vetoes the match when it differs:
 * ``numbers``: the multiset of numbers (digits, number words, ordinals) must be equal;
 * ``negation``: the count of negation cues (not, never, without, n't, ...) must be equal;
 * ``polarity``: one text must not use a word whose antonym the other uses (increase/decrease, before/after,
-  enable/disable, safe/unsafe, ...);
+  enable/disable, safe/unsafe, sunrise/sunset, strongest/weakest, ...), nor the opposite particle after the same
+  verb (turn on/turn off, zoom in/zoom out);
 * ``entities``: every name-like token (capitalised mid-sentence, ALLCAPS, mixed letters and digits, quoted
   strings, identifiers, emails, URLs, paths) of one text must occur in the other;
-* ``direction``: for directional words (to, from, into, than, vs, before, after, ...) the word that follows
-  must be the same in both texts, which catches swapped arguments ("from Boston to Denver").
+* ``direction``: a directional word (to, from, into, than, vs, before, after, ...) used in both texts must be
+  followed by the same word, which catches swapped arguments ("from Boston to Denver"); a word must not follow
+  "to" in one text and "from" in the other ("ship to Canada" / "ship from Canada"); and two words must not trade
+  places around one relational word ("ounces in a cup" / "cups in an ounce");
+* ``units``: when both texts name units of measure or currencies, they must name the same ones ("in Celsius" /
+  "in Fahrenheit", "to kilometers" / "to meters", "km" and "kilometers" being one unit).
 
 A veto costs a miss; a missing veto costs a wrong answer. Guards err towards vetoing.
 """
@@ -66,15 +71,84 @@ _ANTONYMS = [
     ("prefix", "suffix"), ("head", "tail"), ("import", "export"), ("deposit", "withdraw"), ("debit", "credit"),
     ("profit", "loss"), ("income", "expense"), ("past", "future"), ("yesterday", "tomorrow"), ("today", "tomorrow"),
     ("today", "yesterday"), ("morning", "evening"), ("day", "night"), ("weekday", "weekend"), ("win", "loss"),
+    # issue 14 item 19 and their kind: words used in the same places with opposite meanings
+    ("sunrise", "sunset"), ("dawn", "dusk"), ("horizontal", "vertical"), ("strong", "weak"), ("hard", "soft"),
+    ("hard", "easy"), ("difficult", "easy"), ("good", "bad"), ("heavy", "light"), ("light", "dark"), ("wide", "narrow"),
+    ("thick", "thin"), ("deep", "shallow"), ("rich", "poor"), ("tall", "short"), ("wet", "dry"), ("full", "empty"),
+    ("loud", "quiet"), ("young", "old"), ("hot", "cool"), ("freeze", "boil"), ("freezing", "boiling"),
+    ("melt", "freeze"), ("healthy", "unhealthy"), ("renew", "cancel"), ("subscribe", "unsubscribe"),
+    ("upgrade", "downgrade"), ("undo", "redo"), ("zoom", "unzoom"), ("mute", "unmute"), ("block", "unblock"),
+    ("lock", "unlock"), ("follow", "unfollow"), ("pin", "unpin"), ("archive", "unarchive"), ("bold", "italic"),
+    ("login", "logout"), ("inbound", "outbound"), ("incoming", "outgoing"), ("import", "export"), ("drop", "add"),
+    ("expand", "collapse"), ("show", "hide"), ("visible", "hidden"), ("online", "offline"), ("join", "leave"),
+    ("hire", "fire"), ("win", "lose"), ("gain", "lose"), ("attack", "defend"), ("minimum", "maximum"),
+    ("min", "max"), ("lowest", "highest"), ("cheapest", "dearest"), ("worst", "best"), ("newest", "oldest"),
+    ("slowest", "fastest"), ("warmest", "coldest"), ("hottest", "coldest"), ("wettest", "driest"),
+    ("entry", "exit"), ("entrance", "exit"), ("rise", "fall"),
+    ("rise", "set"), ("sunny", "rainy"), ("summer", "winter"), ("spring", "autumn"), ("spring", "fall"),
+    ("northern", "southern"), ("eastern", "western"), ("top", "bottom"), ("front", "back"),
+    ("inside", "outside"), ("indoor", "outdoor"), ("forward", "backward"), ("forwards", "backwards"),
+    ("clockwise", "counterclockwise"), ("clockwise", "anticlockwise"), ("row", "column"), ("rows", "columns"),
+    ("width", "height"), ("length", "width"), ("ceiling", "floor"), ("ceil", "floor"),
 ]
 _ANTONYM_MAP: dict[str, set[str]] = {}
 for _a, _b in _ANTONYMS:
     _ANTONYM_MAP.setdefault(_a, set()).add(_b)
     _ANTONYM_MAP.setdefault(_b, set()).add(_a)
 
+# Verb + particle: the particle carries the polarity ("turn on" / "turn off", "zoom in" / "zoom out").
+_PARTICLE_CLASH = {("on", "off"), ("in", "out"), ("up", "down")}
+_PARTICLE_CLASH |= {(b, a) for a, b in _PARTICLE_CLASH}
+_PARTICLES = {p for pair in _PARTICLE_CLASH for p in pair}
+
+# Units of measure and currencies, by the one name each is compared under ("km" and "kilometres" are one unit).
+_UNIT_NAMES = {
+    "mile": "mile", "mi": "mile", "kilometer": "kilometer", "kilometre": "kilometer", "km": "kilometer",
+    "meter": "meter", "metre": "meter", "centimeter": "centimeter", "centimetre": "centimeter",
+    "cm": "centimeter", "millimeter": "millimeter", "millimetre": "millimeter", "mm": "millimeter",
+    "foot": "foot", "feet": "foot", "ft": "foot", "inch": "inch", "inches": "inch", "yard": "yard",
+    "yd": "yard", "gram": "gram", "kilogram": "kilogram", "kg": "kilogram", "kilo": "kilogram",
+    "pound": "pound", "lb": "pound", "lbs": "pound", "ounce": "ounce", "oz": "ounce", "ton": "ton", "tonne": "ton",
+    "liter": "liter", "litre": "liter", "milliliter": "milliliter", "millilitre": "milliliter",
+    "ml": "milliliter", "gallon": "gallon", "gal": "gallon", "quart": "quart", "qt": "quart", "pint": "pint",
+    "pt": "pint", "cup": "cup", "teaspoon": "teaspoon", "tsp": "teaspoon", "tablespoon": "tablespoon",
+    "tbsp": "tablespoon", "celsius": "celsius", "centigrade": "celsius", "fahrenheit": "fahrenheit",
+    "kelvin": "kelvin", "calorie": "calorie", "kcal": "calorie", "cal": "calorie", "joule": "joule",
+    "kilojoule": "kilojoule", "kj": "kilojoule", "watt": "watt", "kilowatt": "kilowatt", "kw": "kilowatt",
+    "kwh": "kilowatt-hour", "volt": "volt", "amp": "ampere", "ampere": "ampere", "mph": "mph", "kph": "kph",
+    "acre": "acre", "hectare": "hectare", "byte": "byte", "kilobyte": "kilobyte", "kb": "kilobyte",
+    "megabyte": "megabyte", "mb": "megabyte", "gigabyte": "gigabyte", "gb": "gigabyte", "terabyte": "terabyte",
+    "tb": "terabyte", "bit": "bit", "dollar": "dollar", "usd": "dollar", "$": "dollar", "euro": "euro",
+    "eur": "euro", "€": "euro", "gbp": "pound", "£": "pound", "sterling": "pound", "yen": "yen", "jpy": "yen",
+    "rupee": "rupee", "inr": "rupee", "peso": "peso", "franc": "franc", "chf": "franc", "yuan": "yuan",
+    "cny": "yuan", "won": "won", "ruble": "ruble", "rouble": "ruble", "bitcoin": "bitcoin", "btc": "bitcoin",
+}
+
 _DIRECTIONAL = {"to", "into", "from", "than", "vs", "versus", "before", "after", "onto", "toward", "towards",
                 "per", "over"}
 _SKIP_AFTER_DIRECTIONAL = {"the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "this", "that"}
+
+
+# Phrasal verbs with a one-word equivalent, so that "turn off" and "disable" compare as one word (and "turn on"
+# clashes with "disable").
+PHRASAL = {("turn", "off"): "disable", ("switch", "off"): "disable", ("shut", "off"): "disable",
+           ("turn", "on"): "enable", ("switch", "on"): "enable", ("get", "rid"): "remove", ("set", "up"): "setup",
+           ("sign", "in"): "login", ("log", "in"): "login", ("sign", "out"): "logout", ("log", "out"): "logout"}
+
+
+def phrasal(tokens: list[str]) -> list[str]:
+    """Replace phrasal verbs by their one-word equivalent (tokens as :func:`_tokens` returns them)."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        word = PHRASAL.get((tokens[i], tokens[i + 1])) if i + 1 < len(tokens) else None
+        if word is not None:
+            out.append(word)
+            i += 2
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
 
 
 def _tokens(text: str) -> list[str]:
@@ -150,7 +224,7 @@ def entities(text: str) -> set[str]:
             is_entity = True  # iPhone, JavaScript, camelCase
         elif "_" in core:
             is_entity = True  # snake_case identifiers
-        elif core[:1].isupper() and not sentence_start and core.casefold() != "i":
+        elif core[:1].isupper() and not sentence_start and core.casefold().split("'")[0] != "i":
             is_entity = True  # Paris, Python (mid-sentence capital)
         if is_entity:
             found.add(core.casefold())
@@ -158,18 +232,77 @@ def entities(text: str) -> set[str]:
     return found
 
 
-def direction_signature(text: str) -> dict[str, str]:
-    """directional word -> the stemmed content word that follows it (first occurrence)."""
+def units(text: str) -> set[str]:
+    """Units of measure and currencies named in the text, each under one name ("km" -> "kilometer")."""
+    found = {_UNIT_NAMES[c] for c in text if c in "$€£"}
+    for tok in _tokens(text):
+        name = _UNIT_NAMES.get(tok) or _UNIT_NAMES.get(_stem(tok))
+        if name is not None:
+            found.add(name)
+    return found
+
+
+def _particles(text: str) -> dict[str, str]:
+    """verb -> the polarity particle right after it ("turn on" -> {"turn": "on"})."""
     toks = _tokens(text)
-    sig: dict[str, str] = {}
-    for i, tok in enumerate(toks):
-        if tok in _DIRECTIONAL and tok not in sig:
-            j = i + 1
-            while j < len(toks) and toks[j] in _SKIP_AFTER_DIRECTIONAL:
-                j += 1
-            if j < len(toks):
-                sig[tok] = _stem(toks[j])
-    return sig
+    return {toks[i]: toks[i + 1] for i in range(len(toks) - 1)
+            if toks[i + 1] in _PARTICLES and toks[i] not in _PARTICLES and toks[i] not in _DIRECTIONAL}
+
+
+_TOWARDS = {"to", "into", "onto", "toward", "towards"}
+_RELATIONAL = _DIRECTIONAL | {"in", "of", "for", "on", "at", "with"}
+
+
+def _arguments(text: str) -> tuple[list[str], dict[str, list[tuple[int, set[str]]]]]:
+    """(stemmed tokens, relational word -> [(its position, the words after it up to the next relational word,
+    at most 2, articles skipped)]): "from a python list" -> ("from", {"python", "list"})."""
+    raw = _tokens(text)
+    toks = [_stem(t) for t in raw]
+    out: dict[str, list[tuple[int, set[str]]]] = {}
+    for i, tok in enumerate(raw):
+        if tok not in _RELATIONAL:
+            continue
+        key = "to" if tok in _TOWARDS else tok
+        words: set[str] = set()
+        j = i + 1
+        while j < len(raw) and len(words) < 2 and raw[j] not in _RELATIONAL:
+            if raw[j] not in _SKIP_AFTER_DIRECTIONAL:
+                words.add(toks[j])
+            j += 1
+        if words:
+            out.setdefault(key, []).append((i, words))
+    return toks, out
+
+
+def _direction_clash(a: str, b: str) -> bool:
+    """Arguments in other places: a directional word (to, from, than, vs, ...) used in both texts is followed
+    by different words ("5 miles to km" / "5 km to miles"); a word is a destination in one text and an origin
+    in the other ("ship to Canada" / "ship from Canada"); or two words trade places around one relational word
+    ("ounces in a cup" / "cups in an ounce")."""
+    toks_a, args_a = _arguments(a)
+    toks_b, args_b = _arguments(b)
+
+    def after(args: dict, key: str) -> set[str]:
+        return set().union(*(words for _, words in args.get(key, [])))
+
+    for key in _DIRECTIONAL & args_a.keys() & args_b.keys():
+        if not after(args_a, key) & after(args_b, key):
+            return True
+    if after(args_a, "to") & after(args_b, "from") or after(args_b, "to") & after(args_a, "from"):
+        return True
+    # words introduced by a relational word are arguments of that relation, not the other side of a swap
+    introduced_a = set().union(*(after(args_a, k) for k in args_a))
+    introduced_b = set().union(*(after(args_b, k) for k in args_b))
+    for key in args_a.keys() & args_b.keys():
+        all_a, all_b = after(args_a, key), after(args_b, key)
+        for pos_a, words_a in args_a[key]:
+            for pos_b, words_b in args_b[key]:
+                for x in words_a - all_b - introduced_b:
+                    for y in words_b - all_a - introduced_a:
+                        # y before the relational word in a, x before it in b: the two swapped sides
+                        if y in toks_a[:pos_a] and x in toks_b[:pos_b]:
+                            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -181,6 +314,7 @@ class Guards:
     polarity: bool = True
     entities: bool = True
     direction: bool = True
+    units: bool = True
 
     def veto(self, query: str, cached: str) -> str | None:
         """The name of the first guard that rejects serving ``cached``'s answer to ``query``, or None."""
@@ -190,21 +324,47 @@ class Guards:
             return "negation"
         if self.polarity and _polarity_clash(query, cached):
             return "polarity"
+        if self.units:
+            ua, ub = units(query), units(cached)
+            if ua and ub and ua != ub:
+                return "units"
         if self.entities and not _entities_agree(query, cached):
             return "entities"
-        if self.direction:
-            a, b = direction_signature(query), direction_signature(cached)
-            if any(a[k] != b[k] for k in a.keys() & b.keys()):
-                return "direction"
+        if self.direction and _direction_clash(query, cached):
+            return "direction"
         return None
 
 
-def _polarity_clash(a: str, b: str) -> bool:
-    ta = {_stem(t) for t in _tokens(a)} | set(_tokens(a))
-    tb = {_stem(t) for t in _tokens(b)} | set(_tokens(b))
-    for word in ta - tb:
-        if _ANTONYM_MAP.get(word, set()) & (tb - ta):
+def base_form(word: str) -> str:
+    """Strip a degree or adverb ending: strongest -> strong, hottest -> hot, horizontally -> horizontal."""
+    for suffix, repl in (("iest", "y"), ("ier", "y"), ("est", ""), ("ly", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: len(word) - len(suffix)] + repl
+            if len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "aeiousl":
+                stem = stem[:-1]  # hottest -> hott -> hot, biggest -> big
+            return stem
+    return word
+
+
+def antonyms(x: str, y: str) -> bool:
+    """x and y (lower-case words) are listed as opposites, directly or in their base forms."""
+    for a, b in ((x, y), (base_form(x), base_form(y)), (_stem(x), _stem(y))):
+        if b in _ANTONYM_MAP.get(a, ()):
             return True
+    return False
+
+
+def _polarity_clash(a: str, b: str) -> bool:
+    toks_a, toks_b = phrasal(_tokens(a)), phrasal(_tokens(b))
+    ta = {_stem(t) for t in toks_a} | set(toks_a)
+    tb = {_stem(t) for t in toks_b} | set(toks_b)
+    only_a, only_b = ta - tb, tb - ta
+    for word in only_a:
+        if any(antonyms(word, other) for other in only_b):
+            return True
+    pa, pb = _particles(a), _particles(b)
+    if any((pa[v], pb[v]) in _PARTICLE_CLASH for v in pa.keys() & pb.keys()):
+        return True
     # "unsafe" vs "safe", "disable" vs "enable" by prefix
     for word in ta ^ tb:
         for prefix in ("un", "in", "dis", "non", "im", "il", "ir"):
@@ -228,6 +388,8 @@ def _entities_agree(a: str, b: str) -> bool:
                                                  or (ent.endswith("s") and ent[:-1] in other_toks)):
             continue
         if (" " in ent or "/" in ent or "@" in ent or "." in ent) and ent in other_text:
+            continue
+        if "-" in ent and ent.replace("-", " ") in other_text:  # "30-year" / "30 year"
             continue
         return False
     return True

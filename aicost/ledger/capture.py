@@ -1,0 +1,157 @@
+"""What the core records -> ledger rows, in two steps so that the call's thread does almost nothing.
+
+:func:`call_item` runs on the calling thread (it is a hook listener): it copies the few plain values a row needs
+out of the :class:`~aicost.hooks.CallResult` into a tuple, and keeps no reference to the span or to the request
+(which holds the prompt). :func:`row_from_item` runs on the ledger's writer thread and builds the
+:class:`~aicost.ledger.row.LedgerRow`. Cache hits and finished units of work arrive as hook events and are
+turned into rows the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from .. import semconv
+from ..hooks import CacheHit, CallResult, UnitFinished
+from .row import CACHE_HIT, CALL, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow
+
+__all__ = ["call_item", "event_item", "row_from_item", "attribution_fields"]
+
+_CALL_ITEM, _HIT_ITEM, _RUN_ITEM = 0, 1, 2
+_TAG = semconv.AICOST_TAG_PREFIX
+_TAG_LEN = len(_TAG)
+
+
+def _ids(span: Any) -> tuple[int, int]:
+    """(trace id, span id) as ints; (0, 0) without a valid span."""
+    try:
+        context = span.get_span_context()
+        return context.trace_id, context.span_id
+    except Exception:
+        return 0, 0
+
+
+def call_item(result: CallResult) -> tuple:
+    """The calling thread's share of the work: a flat tuple of what the row needs (about 1 us)."""
+    info = result.info
+    span = result.span
+    try:
+        context = span.get_span_context()
+        trace_id, span_id = context.trace_id, context.span_id
+    except Exception:  # no span (or not an OpenTelemetry one): the writer gives the row an id of its own
+        trace_id = span_id = 0
+    refusal = result.refusal
+    cost = result.cost
+    extra = None
+    if refusal is not None:
+        extra = (getattr(refusal, "requested_usd", None),
+                 getattr(refusal, "budget", None) or getattr(refusal, "rule", None))
+    elif cost is None or not cost.known:  # duration-billed audio (whisper-1): the seconds are only on the span
+        attributes = getattr(span, "attributes", None)
+        if attributes:
+            extra = attributes.get(semconv.AICOST_USAGE_AUDIO_SECONDS)
+    return (_CALL_ITEM, result.started_ns, trace_id, span_id, info.provider, info.operation, info.endpoint,
+            info.request_model, result.response_model, result.usage, cost, result.attribution,
+            result.run_id, result.error_type, result.duration_s, extra)
+
+
+def event_item(event: Any) -> tuple | None:
+    if isinstance(event, CacheHit):
+        trace_id, span_id = _ids(event.span)
+        return (_HIT_ITEM, event.time_ns, trace_id, span_id, event.name, event.saved_usd, event.attribution,
+                event.run_id)
+    if isinstance(event, UnitFinished):
+        trace_id, _ = _ids(event.span)
+        return (_RUN_ITEM, event.time_ns, trace_id, event.run_id, event.name, event.outcome, event.attribution,
+                event.calls, event.cost_usd, event.duration_s)
+    return None
+
+
+def attribution_fields(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """team / feature / user / customer / tags from span-style attribution attributes."""
+    tags = {}
+    for key, value in attributes.items():
+        if key.startswith(_TAG):
+            tags[key[_TAG_LEN:]] = str(value)
+    return {
+        "team": attributes.get(semconv.AICOST_TEAM),
+        "feature": attributes.get(semconv.AICOST_FEATURE),
+        "user": attributes.get(semconv.AICOST_USER),
+        "customer": attributes.get(semconv.AICOST_CUSTOMER),
+        "tags": tags,
+    }
+
+
+def _time(ns: int) -> datetime:
+    if not ns:
+        return datetime.now(timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+
+
+def _hex(value: int, width: int) -> str | None:
+    return format(value, f"0{width}x") if value else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _new_id() -> str:
+    return format(random.getrandbits(64), "016x")
+
+
+def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
+    """The writer thread's share: the LedgerRow (or FeatureRun) of one queued item."""
+    kind = item[0]
+    if kind == _CALL_ITEM:
+        (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
+         cost, attribution, run_id, error_type, duration_s, extra) = item
+        row = LedgerRow(
+            span_id=_hex(span_id, 16) or _new_id(), kind=CALL, time=_time(started_ns),
+            trace_id=_hex(trace_id, 32), provider=provider, operation=operation, endpoint=endpoint,
+            request_model=request_model, response_model=response_model, run_id=run_id, error_type=error_type,
+            duration_s=duration_s, **attribution_fields(attribution),
+        )
+        if usage is not None:
+            for name in TOKEN_FIELDS:
+                setattr(row, name, getattr(usage, name))
+            row.estimated = bool(usage.estimated)
+        if isinstance(extra, tuple):  # refused before it was sent: nothing spent, the worst case stopped
+            row.kind = REFUSAL
+            row.cost = Decimal(0)
+            row.stopped_cost = _decimal(extra[0])
+            row.budget = extra[1]
+        elif cost is None:  # no usage and no price: a rejected request costs nothing, an unpriced one is unknown
+            row.cost = Decimal(0) if usage is not None or error_type else None
+            row.price_known = row.cost is not None
+        else:
+            row.price_known = bool(cost.known)
+            row.cost = cost.total if cost.known else None
+            row.cost_parts = dict(cost.parts)
+            row.price_source = cost.source or None
+            row.price_model = cost.model
+            row.service_tier = cost.service_tier
+            row.estimated = row.estimated or bool(cost.estimated)
+            if isinstance(extra, (int, float)):
+                row.audio_seconds = float(extra)
+        return row
+    if kind == _HIT_ITEM:
+        _, time_ns, trace_id, span_id, name, saved, attribution, run_id = item
+        return LedgerRow(
+            span_id=_hex(span_id, 16) or _new_id(), kind=CACHE_HIT, time=_time(time_ns), trace_id=_hex(trace_id, 32),
+            cost=Decimal(0), saved_cost=_decimal(saved), cache_name=name, run_id=run_id,
+            **attribution_fields(attribution),
+        )
+    _, time_ns, trace_id, run_id, name, outcome, attribution, calls, cost, duration_s = item
+    fields = attribution_fields(attribution)
+    fields.pop("feature", None)
+    return FeatureRun(run_id=run_id, feature=name, time=_time(time_ns), outcome=outcome, calls=int(calls),
+                      cost=_decimal(cost) or Decimal(0), trace_id=_hex(trace_id, 32), duration_s=duration_s, **fields)

@@ -1,0 +1,166 @@
+"""An OpenTelemetry span exporter that fills a ledger from aicost's spans: one ledger for many services.
+
+Topology (docs/ledger.md): each service runs ``aicost.instrument()`` and exports spans over OTLP as usual; a
+central process receives them (an OpenTelemetry Collector forwarding to it, or a small OTLP receiver) and runs
+its tracer provider with ``BatchSpanProcessor(LedgerSpanExporter("postgresql://..."))``. The services need no
+database access; the ledger gets every costed span exactly once (rows are keyed by span id, so a span exported
+twice is stored once).
+
+What becomes a row (attributes as in docs/spans.md):
+
+* a call span (it carries ``aicost.price.known``): a ``call`` row; its exact total from ``aicost.cost.total_usd``,
+  its parts from ``aicost.cost.<class>_usd`` (doubles on the span: exact for prices of up to 15 significant
+  digits, which covers the catalog); an unknown price stays unknown;
+* a call refused by a budget or policy (``aicost.budget.decision`` blocked / policy / store_unavailable and no
+  price): a ``refusal`` row, stopped amount from ``aicost.budget.reserved_usd``;
+* an ``aicost.cache`` span with ``aicost.cache.hit`` true: a ``cache_hit`` row with ``aicost.cache.saved_usd``;
+* an ``aicost.feature`` span: a feature run with its ``aicost.outcome`` and ``aicost.rollup.cost.total_usd``.
+
+A call row's ``run_id`` is its parent span id: the feature's span when the call ran directly inside
+``aicost.feature(...)``, which is where the in-process ledger's run ids come from too.
+
+Other spans are ignored. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping, Sequence
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .. import semconv as s
+from .capture import attribution_fields
+from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
+from .writer import LedgerWriter
+
+__all__ = ["LedgerSpanExporter", "rows_from_span"]
+
+_TOKENS = {
+    "input_tokens": (s.GEN_AI_USAGE_INPUT_TOKENS,),
+    "output_tokens": (s.GEN_AI_USAGE_OUTPUT_TOKENS,),
+    "cache_read_tokens": (s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,),
+    "cache_write_tokens": (s.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, s.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    "cache_write_1h_tokens": (s.AICOST_USAGE_CACHE_WRITE_1H,),
+    "reasoning_tokens": (s.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,),
+    "input_audio_tokens": (s.AICOST_USAGE_INPUT_AUDIO,),
+    "output_audio_tokens": (s.AICOST_USAGE_OUTPUT_AUDIO,),
+    "input_image_tokens": (s.AICOST_USAGE_INPUT_IMAGE,),
+    "output_image_tokens": (s.AICOST_USAGE_OUTPUT_IMAGE,),
+    "cache_read_image_tokens": (s.AICOST_USAGE_CACHE_READ_IMAGE,),
+    "cache_read_audio_tokens": (s.AICOST_USAGE_CACHE_READ_AUDIO,),
+    "input_characters": (s.AICOST_USAGE_INPUT_CHARACTERS,),
+    "web_search_requests": (s.AICOST_USAGE_WEB_SEARCH_REQUESTS,),
+}
+_REFUSING = ("blocked", "policy", "store_unavailable")
+_PART_SUFFIX = "_usd"
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value) if isinstance(value, str) else Decimal(repr(float(value)))
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+
+
+def _time(ns: int | None) -> datetime:
+    return datetime.fromtimestamp((ns or 0) / 1e9, timezone.utc)
+
+
+def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
+    """The ledger rows one finished span (``ReadableSpan``) stands for: zero or one."""
+    a: Mapping[str, Any] = span.attributes or {}
+    context = span.get_span_context()
+    span_id = format(context.span_id, "016x")
+    trace_id = format(context.trace_id, "032x")
+    parent = getattr(span, "parent", None)
+    parent_id = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
+    name = span.name or ""
+    if s.AICOST_PRICE_KNOWN in a or (a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
+        return [_call_row(span, a, span_id, trace_id, parent_id)]
+    if a.get(s.AICOST_CACHE_HIT) is True:
+        return [LedgerRow(span_id=span_id, kind=CACHE_HIT, time=_time(span.start_time), trace_id=trace_id,
+                          cost=Decimal(0), saved_cost=_decimal(a.get(s.AICOST_CACHE_SAVED_USD)),
+                          cache_name=a.get(s.AICOST_CACHE_NAME), run_id=parent_id, **attribution_fields(a))]
+    if name.startswith("aicost.feature ") and s.AICOST_OUTCOME in a:
+        fields = attribution_fields(a)
+        fields.pop("feature", None)
+        end, start = span.end_time or 0, span.start_time or 0
+        return [FeatureRun(run_id=span_id, feature=a.get(s.AICOST_FEATURE) or name[len("aicost.feature "):],
+                           time=_time(end), outcome=str(a[s.AICOST_OUTCOME]), calls=int(a.get(s.AICOST_ROLLUP_CALLS, 0)),
+                           cost=_decimal(a.get(s.AICOST_ROLLUP_COST_TOTAL)) or Decimal(0), trace_id=trace_id,
+                           duration_s=(end - start) / 1e9 if end and start else None, **fields)]
+    return []
+
+
+def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, parent_id: str | None) -> LedgerRow:
+    row = LedgerRow(
+        span_id=span_id, kind=CALL, time=_time(span.start_time), trace_id=trace_id,
+        provider=a.get(s.GEN_AI_PROVIDER_NAME), operation=a.get(s.GEN_AI_OPERATION_NAME),
+        endpoint=a.get(s.AICOST_ENDPOINT), request_model=a.get(s.GEN_AI_REQUEST_MODEL),
+        response_model=a.get(s.GEN_AI_RESPONSE_MODEL), service_tier=a.get(s.AICOST_SERVICE_TIER),
+        error_type=a.get(s.ERROR_TYPE), run_id=parent_id, **attribution_fields(a),
+    )
+    if span.end_time and span.start_time:
+        row.duration_s = (span.end_time - span.start_time) / 1e9
+    for field, names in _TOKENS.items():
+        for attr in names:
+            if attr in a:
+                setattr(row, field, int(a[attr]))
+                break
+    row.estimated = bool(a.get(s.AICOST_USAGE_ESTIMATED, False))
+    if s.AICOST_USAGE_AUDIO_SECONDS in a:
+        row.audio_seconds = float(a[s.AICOST_USAGE_AUDIO_SECONDS])
+    if s.AICOST_PRICE_KNOWN not in a:  # refused before it was sent
+        row.kind = REFUSAL
+        row.cost = Decimal(0)
+        row.stopped_cost = _decimal(a.get(s.AICOST_BUDGET_RESERVED_USD))
+        row.budget = a.get(s.AICOST_BUDGET_NAME) or a.get(s.AICOST_POLICY_RULE)
+        return row
+    row.price_known = bool(a[s.AICOST_PRICE_KNOWN])
+    row.price_model = a.get(s.AICOST_PRICE_MODEL)
+    row.price_source = a.get(s.AICOST_PRICE_SOURCE)
+    if row.price_known:
+        row.cost = _decimal(a.get(s.AICOST_COST_TOTAL))
+        if row.cost is None:
+            row.cost = _decimal(a.get(s.GEN_AI_USAGE_COST))
+        for key, value in a.items():
+            if key.startswith(s.AICOST_COST_PREFIX) and key.endswith(_PART_SUFFIX) and key != s.AICOST_COST_TOTAL:
+                amount = _decimal(value)
+                if amount is not None:
+                    row.cost_parts[key[len(s.AICOST_COST_PREFIX):-len(_PART_SUFFIX)]] = amount
+    else:
+        row.cost = None
+    return row
+
+
+class LedgerSpanExporter(SpanExporter):
+    """Writes aicost's costed spans to the ledger at ``url`` (through a background :class:`LedgerWriter`)."""
+
+    def __init__(self, url: str, *, setting: str = "LedgerSpanExporter(url)", **writer_options: Any) -> None:
+        self._writer = LedgerWriter(url, setting=setting, **writer_options)
+
+    @property
+    def writer(self) -> LedgerWriter:
+        return self._writer
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        rows: list[LedgerRow | FeatureRun] = []
+        for span in spans:
+            try:
+                rows.extend(rows_from_span(span))
+            except Exception:
+                from .._log import error_once
+
+                error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger")
+        self._writer.add(rows)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._writer.flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        self._writer.close()

@@ -1,0 +1,162 @@
+"""The ledger's tables: versioned, documented (docs/ledger.md) and stable, so BI tools can query them directly.
+
+Three tables, plus ``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
+
+* ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
+  ``span_id`` (re-inserting a row is a no-op, so a replay never double counts).
+* ``aicost_runs``: one row per finished ``aicost.feature`` unit of work (:class:`~aicost.ledger.row.FeatureRun`).
+* ``aicost_rollup``: sums maintained at write time, per ``grain`` ('hour' / 'day') x ``bucket`` (its start, UTC)
+  x ``dim`` (all / team / feature / user / customer / model / provider / tag) x ``value`` (for 'tag':
+  ``name=value``; for 'all': ''). Reports read these instead of scanning millions of rows.
+
+Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
+decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
+PostgreSQL and ``TEXT`` 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, SQLite's own datetime format) in SQLite; tags and
+cost parts are ``JSONB`` / JSON text.
+
+A database whose schema is newer than :data:`SCHEMA_VERSION` is refused (``LedgerSchemaError``), never misread.
+A new version appends to :data:`MIGRATIONS`; it never edits an old one.
+"""
+
+from __future__ import annotations
+
+from .row import TOKEN_FIELDS
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MIGRATIONS",
+    "ROW_COLUMNS",
+    "RUN_COLUMNS",
+    "MEASURES",
+    "MONEY_MEASURES",
+    "ROLLUP_DIMS",
+    "GRAINS",
+    "ddl",
+]
+
+SCHEMA_VERSION = 1
+
+# Rollup dimensions, in the order they are written. 'all' holds the totals.
+ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
+GRAINS = ("hour", "day")
+
+# Summed columns of aicost_rollup, in order. Money measures are exact decimals.
+MEASURES = (
+    "calls",  # kind = call
+    "unknown_cost_calls",  # calls whose price is unknown (not in cost)
+    "estimated_calls",
+    "error_calls",
+    "cost",
+    *TOKEN_FIELDS,
+    "cache_hits",
+    "saved_cost",
+    "refusals",
+    "stopped_cost",
+    "runs",  # finished feature runs (attribution dims only: a run has no single model)
+    "succeeded_runs",
+)
+MONEY_MEASURES = frozenset({"cost", "saved_cost", "stopped_cost"})
+
+# aicost_ledger columns in insert order (the Python field ``user`` is the column ``user_id``: USER is reserved).
+ROW_COLUMNS = (
+    "span_id", "kind", "ts", "trace_id", "provider", "operation", "endpoint", "request_model", "response_model",
+    "model", "service_tier", *TOKEN_FIELDS, "audio_seconds", "estimated", "cost", "cost_parts", "price_known",
+    "price_source", "price_model", "saved_cost", "stopped_cost", "cache_name", "budget", "team", "feature",
+    "user_id", "customer", "tags", "run_id", "outcome", "error_type", "duration_s",
+)
+RUN_COLUMNS = (
+    "run_id", "ts", "feature", "outcome", "team", "user_id", "customer", "tags", "calls", "cost", "trace_id",
+    "duration_s",
+)
+
+_TYPES = {
+    "sqlite": {"ts": "TEXT", "money": "TEXT", "json": "TEXT", "bool": "INTEGER", "int": "INTEGER",
+               "float": "REAL"},
+    "postgresql": {"ts": "TIMESTAMPTZ", "money": "NUMERIC", "json": "JSONB", "bool": "BOOLEAN", "int": "BIGINT",
+                   "float": "DOUBLE PRECISION"},
+}
+
+
+def _v1(dialect: str) -> list[str]:
+    t = _TYPES[dialect]
+    tokens = ",\n  ".join(f"{name} {t['int']} NOT NULL DEFAULT 0" for name in TOKEN_FIELDS)
+    measures = ",\n  ".join(
+        f"{name} {t['money']} NOT NULL DEFAULT '0'" if name in MONEY_MEASURES else f"{name} {t['int']} NOT NULL DEFAULT 0"
+        for name in MEASURES
+    )
+    return [
+        f"""CREATE TABLE aicost_ledger (
+  span_id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  ts {t['ts']} NOT NULL,
+  trace_id TEXT,
+  provider TEXT,
+  operation TEXT,
+  endpoint TEXT,
+  request_model TEXT,
+  response_model TEXT,
+  model TEXT,
+  service_tier TEXT,
+  {tokens},
+  audio_seconds {t['float']},
+  estimated {t['bool']} NOT NULL,
+  cost {t['money']},
+  cost_parts {t['json']},
+  price_known {t['bool']} NOT NULL,
+  price_source TEXT,
+  price_model TEXT,
+  saved_cost {t['money']},
+  stopped_cost {t['money']},
+  cache_name TEXT,
+  budget TEXT,
+  team TEXT,
+  feature TEXT,
+  user_id TEXT,
+  customer TEXT,
+  tags {t['json']},
+  run_id TEXT,
+  outcome TEXT,
+  error_type TEXT,
+  duration_s {t['float']}
+)""",
+        "CREATE INDEX aicost_ledger_ts ON aicost_ledger (ts)",
+        "CREATE INDEX aicost_ledger_run ON aicost_ledger (run_id)",
+        f"""CREATE TABLE aicost_runs (
+  run_id TEXT PRIMARY KEY,
+  ts {t['ts']} NOT NULL,
+  feature TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  team TEXT,
+  user_id TEXT,
+  customer TEXT,
+  tags {t['json']},
+  calls {t['int']} NOT NULL,
+  cost {t['money']} NOT NULL,
+  trace_id TEXT,
+  duration_s {t['float']}
+)""",
+        "CREATE INDEX aicost_runs_ts ON aicost_runs (ts)",
+        f"""CREATE TABLE aicost_rollup (
+  grain TEXT NOT NULL,
+  bucket {t['ts']} NOT NULL,
+  dim TEXT NOT NULL,
+  value TEXT NOT NULL,
+  {measures},
+  PRIMARY KEY (grain, dim, bucket, value)
+)""",
+    ]
+
+
+# version -> DDL statements for a dialect. Applied in order inside one transaction per version.
+MIGRATIONS = {1: _v1}
+
+
+def schema_table_ddl(dialect: str) -> str:
+    t = _TYPES[dialect]
+    return (f"CREATE TABLE IF NOT EXISTS aicost_schema (version {t['int']} PRIMARY KEY, applied_at {t['ts']} NOT NULL,"
+            " aicost_version TEXT)")
+
+
+def ddl(dialect: str, version: int) -> list[str]:
+    """The statements that bring a database at ``version - 1`` to ``version``."""
+    return MIGRATIONS[version](dialect)

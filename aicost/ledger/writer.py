@@ -1,0 +1,476 @@
+"""The background writer: calls hand their rows to a bounded queue; one thread stores them in batches.
+
+Why this shape:
+
+* **Never on the call's path.** The hook listener (:meth:`LedgerWriter.on_call`) copies a few values into a
+  tuple and appends it to a ``deque`` (about a microsecond; ``benchmarks/ledger_enqueue.py``). Building rows,
+  rollups and SQL happens on the writer thread. A full queue drops the row, counted in :meth:`stats` and logged
+  once: the app is never slowed or failed by its ledger.
+* **No thread at shutdown.** The writer thread starts on the first row, never while the interpreter is
+  finalizing and never after the at-exit flush has begun; rows that arrive then are written by the flush itself.
+  A forked child starts its own thread and connection on its first row (the parent's queue stays the parent's).
+* **Nothing lost that can be kept.** At normal exit the queue is flushed. When the database is unreachable, a
+  batch goes to a local spill file (JSON lines, bounded by ``spill_max_bytes``; past it rows are dropped,
+  counted and logged) and is replayed, oldest first, once a write succeeds again; retries back off up to 30 s.
+  Inserts are idempotent by span id, so a replay that was half written never double counts. A spill file left
+  by a process that died is adopted and replayed by the next writer of the same ledger.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterable
+
+from .._log import forget, log_once
+from ..hooks import CallResult
+from .capture import call_item, event_item, row_from_item
+from .row import FeatureRun, LedgerRow
+from .store import LedgerStore, LedgerUnavailable, open_store
+
+__all__ = ["LedgerWriter"]
+
+logger = logging.getLogger("aicost.ledger")
+
+_MAX_BACKOFF_S = 30.0
+
+
+class LedgerWriter:
+    """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough."""
+
+    def __init__(self, url: str, *, setting: str = "instrument(ledger=...) / AICOST_LEDGER", max_queue: int = 100_000,
+                 batch_size: int = 5_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
+                 spill_max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.url = url
+        self._setting = setting
+        self.max_queue = int(max_queue)
+        self.batch_size = int(batch_size)
+        self.flush_interval_s = float(flush_interval_s)
+        self.spill_max_bytes = int(spill_max_bytes)
+        self._queue: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._exiting = False
+        self._retry_at = 0.0
+        self._backoff = 1.0
+        self._counts = collections.Counter()
+        self._enqueued = 0
+        self._check_spill = True
+        self._inherited: Any = None
+        self._store: LedgerStore | None = None
+        self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
+        self._pid = os.getpid()
+        try:
+            self._store = open_store(url, setting=setting)  # bad URL / missing database: raised here, at configure
+        except LedgerUnavailable as exc:
+            self._down(exc)
+        _writers.add(self)
+
+    # -- the calling thread ---------------------------------------------------------------------------------------
+    def on_call(self, result: CallResult) -> None:
+        """Hook listener (``aicost.hooks.add_listener``): queue the call's row. Never raises, never blocks.
+
+        The common case is inlined (one Python call less per vendor call): room in the queue, thread running."""
+        try:
+            queue = self._queue
+            if len(queue) < self.max_queue and self._thread is not None and not self._closed:
+                queue.append(call_item(result))
+                self._enqueued += 1
+                if len(queue) >= self.batch_size:
+                    self._wake.set()
+                return
+            self._put(call_item(result))
+        except Exception:
+            log_once("ledger:enqueue", logging.ERROR, "aicost ledger: could not queue a call's row", exc_info=True)
+
+    def on_event(self, event: Any) -> None:
+        """Event listener (``aicost.hooks.add_event_listener``): cache hits and finished feature runs."""
+        try:
+            item = event_item(event)
+            if item is not None:
+                self._put(item)
+        except Exception:
+            log_once("ledger:enqueue", logging.ERROR, "aicost ledger: could not queue a row", exc_info=True)
+
+    def add(self, rows: Iterable[LedgerRow | FeatureRun]) -> None:
+        """Queue ready-made rows (the span exporter's path), with the same bounds and accounting."""
+        for row in rows:
+            self._put(row)
+
+    def _put(self, item: Any) -> None:
+        if self._closed:
+            self._counts["dropped_closed"] += 1
+            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
+                     "(uninstrument); it is dropped (counted in the writer's stats())")
+            return
+        if len(self._queue) >= self.max_queue:
+            self._counts["dropped_queue_full"] += 1
+            log_once("ledger:queue-full", logging.WARNING, "aicost ledger: the queue is full (%d rows); rows are "
+                     "being dropped (counted in the writer's stats())", self.max_queue)
+            return
+        self._queue.append(item)
+        self._enqueued += 1
+        if self._thread is None:
+            self._start()
+        elif len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    def _start(self) -> None:
+        if self._exiting:  # after the at-exit flush: written here, since no thread may start now
+            self.flush(timeout_s=5.0)
+            return
+        if self._exiting or sys.is_finalizing():
+            return  # never a thread at shutdown: the at-exit flush writes what is queued
+        with self._state_lock:
+            if self._thread is not None or self._exiting:
+                return
+            thread = threading.Thread(target=self._run, name="aicost-ledger", daemon=True)
+            self._thread = thread
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            self._thread = None
+
+    # -- the writer thread ----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self._drain(deadline=None)
+            except Exception:
+                log_once("ledger:writer", logging.ERROR, "aicost ledger: the writer failed; retrying", exc_info=True)
+
+    def _drain(self, deadline: float | None) -> None:
+        with self._write_lock:
+            if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
+                self._replay_spill(deadline)
+            while self._queue:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                batch = []
+                while self._queue and len(batch) < self.batch_size:
+                    batch.append(self._queue.popleft())
+                rows, runs = [], []
+                for item in batch:
+                    try:
+                        made = item if isinstance(item, (LedgerRow, FeatureRun)) else row_from_item(item)
+                    except Exception:
+                        self._counts["dropped_invalid"] += 1
+                        log_once("ledger:convert", logging.ERROR, "aicost ledger: could not build a row",
+                                 exc_info=True)
+                        continue
+                    (runs if isinstance(made, FeatureRun) else rows).append(made)
+                self._store_batch(rows, runs)
+
+    def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun]) -> bool:
+        if time.monotonic() >= self._retry_at:
+            try:
+                store = self._connected()
+                written = store.write(rows, runs)
+                self._counts["written"] += written
+                self._counts["duplicates"] += len(rows) - written
+                self._counts["runs_written"] += len(runs)
+                self._up()
+                return True
+            except LedgerUnavailable as exc:
+                self._down(exc)
+            except Exception:
+                log_once("ledger:write", logging.ERROR, "aicost ledger: a batch could not be written; spilled",
+                         exc_info=True)
+                self._counts["write_errors"] += 1
+                self._retry_at = time.monotonic() + self._backoff
+        self._spill(rows, runs)
+        return False
+
+    def _connected(self) -> LedgerStore:
+        if self._store is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._store = open_store(self.url, setting=self._setting)
+        return self._store
+
+    def _down(self, exc: BaseException) -> None:
+        self._counts["outages"] += 1
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(_MAX_BACKOFF_S, self._backoff * 2)
+        if self._store is not None and getattr(self._store, "dialect", "") == "postgresql":
+            try:
+                self._store.close()
+            except Exception:
+                pass
+            self._store = None
+        if log_once("ledger:down", logging.WARNING, "aicost ledger: %s is unreachable (%s); rows are spilled to %s "
+                    "and replayed when it is back", self.url if self._store is None else self._store.url, exc,
+                    self._spill_dir):
+            forget("ledger:up")
+
+    def _up(self) -> None:
+        if self._backoff > 1.0:
+            self._backoff = 1.0
+            forget("ledger:down")
+            log_once("ledger:up", logging.INFO, "aicost ledger: %s is reachable again", self.url)
+
+    # -- spill --------------------------------------------------------------------------------------------------
+    def _own_spill(self) -> Path:
+        return self._spill_dir / f"{self._spill_stem}-{os.getpid()}.jsonl"
+
+    def _spill_files(self) -> list[Path]:
+        """This process's spill file and those of processes that are gone (oldest first)."""
+        try:
+            candidates = sorted(self._spill_dir.glob(f"{self._spill_stem}-*.jsonl"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return []
+        mine = self._own_spill()
+        found = []
+        for path in candidates:
+            if path == mine:
+                found.append(path)
+                continue
+            try:
+                pid = int(path.stem.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if not _alive(pid):
+                found.append(path)
+        return found
+
+    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun]) -> None:
+        path = self._own_spill()
+        lines = [json.dumps({"row": r.to_dict()}, separators=(",", ":")) for r in rows]
+        lines += [json.dumps({"run": r.to_dict()}, separators=(",", ":")) for r in runs]
+        try:
+            room = self.spill_max_bytes - (path.stat().st_size if path.exists() else 0)
+            data = bytearray()
+            kept = 0
+            for line in lines:
+                encoded = (line + "\n").encode()
+                if len(data) + len(encoded) > room:
+                    break
+                data += encoded
+                kept += 1
+            if data:
+                with open(path, "ab") as f:
+                    f.write(data)
+                self._check_spill = True
+            self._counts["spilled"] += kept
+            if kept < len(lines):
+                self._counts["dropped_spill_full"] += len(lines) - kept
+                log_once("ledger:spill-full", logging.ERROR, "aicost ledger: the spill file %s is full (%d bytes); "
+                         "rows are being dropped (counted in stats())", path, self.spill_max_bytes)
+        except OSError:
+            self._counts["dropped_spill_error"] += len(lines)
+            log_once("ledger:spill-error", logging.ERROR, "aicost ledger: cannot write the spill file %s; rows "
+                     "are being dropped", path, exc_info=True)
+
+    def _replay_spill(self, deadline: float | None) -> None:
+        if time.monotonic() < self._retry_at:
+            return
+        self._check_spill = False  # set again by any spill below, or if this pass stops early
+        for path in self._spill_files():
+            if deadline is not None and time.monotonic() > deadline:
+                self._check_spill = True
+                return
+            replaying = path.with_suffix(f".replay-{os.getpid()}")
+            try:
+                os.replace(path, replaying)  # taken: another writer will not replay it too
+            except OSError:
+                continue
+            rows: list[LedgerRow] = []
+            runs: list[FeatureRun] = []
+            try:
+                with open(replaying, encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            continue
+                        try:
+                            data = json.loads(line)
+                            if "row" in data:
+                                rows.append(LedgerRow.from_dict(data["row"]))
+                            else:
+                                runs.append(FeatureRun.from_dict(data["run"]))
+                        except Exception:
+                            self._counts["dropped_invalid"] += 1
+            except OSError:
+                continue
+            replayed = True
+            for i in range(0, max(len(rows), len(runs)), self.batch_size):
+                chunk_rows, chunk_runs = rows[i:i + self.batch_size], runs[i:i + self.batch_size]
+                if not self._store_batch(chunk_rows, chunk_runs):
+                    replayed = False  # the rest was spilled again, to this process's file
+                    for j in range(i + self.batch_size, max(len(rows), len(runs)), self.batch_size):
+                        self._spill(rows[j:j + self.batch_size], runs[j:j + self.batch_size])
+                    break
+            if replayed:
+                self._counts["replayed"] += len(rows) + len(runs)
+            try:
+                os.unlink(replaying)
+            except OSError:
+                pass
+            if not replayed:
+                return
+
+    # -- control ------------------------------------------------------------------------------------------------
+    def flush(self, timeout_s: float | None = 30.0) -> bool:
+        """Write everything queued now, on this thread (and replay a spill if the database is back).
+        True when the queue is empty afterwards."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._retry_at = 0.0  # an explicit flush tries the database now
+        try:
+            self._drain(deadline)
+        except Exception:
+            log_once("ledger:flush", logging.ERROR, "aicost ledger: flush failed", exc_info=True)
+        return not self._queue
+
+    def close(self, timeout_s: float | None = 30.0) -> None:
+        """Flush, stop the thread and close the database. Rows queued afterwards are dropped (counted)."""
+        self.flush(timeout_s)
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        with self._write_lock:
+            if self._store is not None:
+                try:
+                    self._store.close()
+                except Exception:
+                    pass
+                self._store = None
+        _writers.discard(self)
+
+    def _at_exit(self) -> None:
+        self._exiting = True
+        if not self._closed:
+            self.flush(timeout_s=10.0)
+
+    def _after_fork_in_child(self) -> None:
+        self._thread = None
+        self._queue = collections.deque()
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        # A connection must not be used across fork: the child opens its own, and keeps the parent's object
+        # unclosed (closing it here could disturb the parent's session).
+        self._inherited, self._store = self._store, None
+        self._counts = collections.Counter()
+        self._enqueued = 0
+
+    def stats(self) -> dict[str, int]:
+        """Counters: enqueued, written, duplicates, runs_written, spilled, replayed, outages, and every kind of
+        drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
+        out = dict(self._counts)
+        out["enqueued"] = self._enqueued
+        out["queued"] = len(self._queue)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<LedgerWriter {self.url} queued={len(self._queue)}>"
+
+
+def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    if spill_path is not None:
+        path = Path(spill_path)
+        return path.parent, path.stem
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aicost"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        base = Path(tempfile.gettempdir())
+    return base, f"ledger-spill-{digest}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_writers: "weakref.WeakSet[LedgerWriter]" = weakref.WeakSet()
+
+
+def _flush_all_at_exit() -> None:
+    for writer in list(_writers):
+        try:
+            writer._at_exit()
+        except Exception:
+            pass
+
+
+def _after_fork() -> None:
+    for writer in list(_writers):
+        writer._after_fork_in_child()
+
+
+atexit.register(_flush_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+# -- the process's ledger (what instrument(ledger=...) / AICOST_LEDGER turn on) -----------------------------------
+_active: LedgerWriter | None = None
+_active_lock = threading.Lock()
+ENV = "AICOST_LEDGER"
+
+
+def configure(url: str, *, setting: str = "instrument(ledger=...)", **options: Any) -> LedgerWriter:
+    """Record every call, cache hit, refusal and feature run of this process in the ledger at ``url``.
+
+    Idempotent: the same URL keeps the running writer; another URL flushes and replaces it. A malformed URL or a
+    missing database raises :class:`~aicost.errors.ConfigurationError` here, naming ``setting``."""
+    global _active
+    from .. import hooks
+
+    with _active_lock:
+        if _active is not None and _active.url == url and not _active._closed:
+            return _active
+        writer = LedgerWriter(url, setting=setting, **options)
+        previous, _active = _active, writer
+        hooks.add_listener(writer.on_call)
+        hooks.add_event_listener(writer.on_event)
+    if previous is not None:
+        _detach(previous)
+    return writer
+
+
+def disable() -> None:
+    """Stop recording: flush what is queued and close the ledger (``uninstrument()`` calls it)."""
+    global _active
+    with _active_lock:
+        previous, _active = _active, None
+    if previous is not None:
+        _detach(previous)
+
+
+def active() -> LedgerWriter | None:
+    """The writer ``instrument(ledger=...)`` configured, or None."""
+    return _active
+
+
+def _detach(writer: LedgerWriter) -> None:
+    from .. import hooks
+
+    hooks.remove_listener(writer.on_call)
+    hooks.remove_event_listener(writer.on_event)
+    writer.close()

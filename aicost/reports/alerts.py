@@ -1,0 +1,461 @@
+"""Alerts: budget thresholds, forecast-over-budget and spend spikes, sent to a callback or a webhook.
+
+An :class:`Alert` has a ``key`` that names *what* it is about (``budget:team/month:search:month:2026-12:0.8``).
+An :class:`Alerter` sends each key once: the keys already sent are kept in a state file (SQLite, one table), so
+repeated runs of ``aicost alerts`` from cron, or several processes, notify once per threshold per window, once per
+forecast overrun per month and once per spike. Claiming a key is one ``INSERT OR IGNORE``, atomic across
+processes; when every sink fails, the claim is released so the next run tries again.
+
+Sinks: :class:`CallbackSink` (any Python callable) and :class:`WebhookSink`, which POSTs a Slack-compatible JSON
+body ``{"text": ..., "blocks": [...]}`` (Slack incoming webhooks, and the many tools that accept that shape). A
+sink that fails never raises into the caller: the failure is counted in :attr:`Alerter.stats` and logged (once
+per sink and kind of error, on logger ``aicost``).
+
+Inside an application, :meth:`Alerter.budget_callback` gives an ``on_threshold`` / ``on_exceed`` callback for
+:func:`aicost.configure_budgets`. Budget callbacks run on the calling thread, so that one only queues the alert;
+a daemon thread, started at the first alert (never at interpreter exit), delivers it. The queue is bounded: a
+full queue drops the alert and counts it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+from .._log import log_once
+from ._format import usd as _usd
+
+logger = logging.getLogger("aicost")
+
+BUDGET_THRESHOLD = "budget_threshold"
+FORECAST_OVER_BUDGET = "forecast_over_budget"
+ANOMALY = "anomaly"
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # BUDGET_THRESHOLD, FORECAST_OVER_BUDGET or ANOMALY
+    key: str  # what it is about; the same key is sent once
+    title: str
+    text: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def slack_payload(self) -> dict[str, Any]:
+        """The Slack incoming-webhook body: ``text`` (the notification line) and Block Kit ``blocks``.
+
+        Names in an alert come from the ledger, i.e. from attribution that may have arrived in upstream baggage:
+        ``&``, ``<`` and ``>`` are escaped as Slack asks, so a team called ``<!channel>`` cannot ping anyone."""
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": _cut(self.title, 150)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_escape(self.text), 3000)}},
+        ]
+        if self.fields:
+            blocks.append({"type": "section", "fields": [
+                {"type": "mrkdwn", "text": _cut(f"*{_escape(name)}*\n{_escape(value)}", 2000)}
+                for name, value in self.fields[:10]]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"aicost {self.kind}"}]})
+        return {"text": _cut(_escape(f"{self.title}: {self.text}"), 3000), "blocks": blocks}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters in message text (its formatting docs: "Escaping text")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Alerts from what the reports find
+
+
+def budget_alert(budget: str, scope_value: str | None, window: str, threshold: Decimal, limit: Decimal,
+                 spent: Decimal) -> Alert:
+    who = f" ({scope_value})" if scope_value else ""
+    pct = f"{threshold * 100:.0f}%"
+    return Alert(
+        BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{threshold}",
+        f"Budget {budget}{who} passed {pct}",
+        f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent * 100 / limit:.1f}%).",
+        (("budget", budget), ("scope", scope_value or "global"), ("window", window), ("threshold", pct),
+         ("spent", _usd(spent)), ("limit", _usd(limit))),
+    )
+
+
+def alert_from_budget_event(event: Any) -> Alert:
+    """An :class:`aicost.budget.BudgetEvent` (threshold crossed, or a call refused) as an alert."""
+    if event.kind == "threshold" and event.threshold is not None:
+        return budget_alert(event.budget.name, event.scope_value, event.window, event.threshold, event.limit_usd,
+                            event.spent_usd)
+    who = f" ({event.scope_value})" if event.scope_value else ""
+    return Alert(
+        BUDGET_THRESHOLD, f"budget:{event.budget.name}:{event.scope_value or ''}:{event.window}:exceeded",
+        f"Budget {event.budget.name}{who} exceeded",
+        f"A {event.model or 'call'} costing up to {_usd(event.requested_usd)} did not fit: {_usd(event.spent_usd)} "
+        f"of {_usd(event.limit_usd)} spent in {event.window}, {_usd(event.reserved_usd)} held by calls in flight.",
+        (("budget", event.budget.name), ("scope", event.scope_value or "global"), ("window", event.window),
+         ("spent", _usd(event.spent_usd)), ("limit", _usd(event.limit_usd))),
+    )
+
+
+def forecast_alerts(forecasts: Iterable[Any]) -> list[Alert]:
+    """One alert per forecast whose expected month-end total is over its budget. The key carries the month and
+    whether the overrun is merely expected or already likely (the interval's low end is over), so a forecast
+    that worsens from one to the other alerts again, once."""
+    out = []
+    for f in forecasts:
+        if not f.over_budget:
+            continue
+        level = "likely" if f.over_budget_likely else "expected"
+        interval = "" if f.low is None else f" ({f.level:.0%} interval {_usd(f.low)} to {_usd(f.high)})"
+        out.append(Alert(
+            FORECAST_OVER_BUDGET, f"forecast:{f.group}:{f.period_start:%Y-%m}:{level}",
+            f"Forecast over budget: {f.group}",
+            f"Projected {_usd(f.projected)} by {f.period_end} against a budget of {_usd(f.budget)}{interval}; "
+            f"{_usd(f.actual)} spent by {f.as_of}.",
+            (("budget", f.group), ("projected", _usd(f.projected)), ("budget limit", _usd(f.budget)),
+             ("spent so far", _usd(f.actual)), ("overrun", level), ("method", f.method)),
+        ))
+    return out
+
+
+def anomaly_alerts(anomalies: Iterable[Any]) -> list[Alert]:
+    out = []
+    for a in anomalies:
+        ratio = "new spend" if a.baseline <= 0 else f"{a.ratio:.1f}x"
+        calls = "; ".join(f"{c.model} {_usd(c.cost)} ({c.time:%H:%M} UTC, span {c.span_id})" for c in a.calls[:3])
+        out.append(Alert(
+            ANOMALY, f"anomaly:{a.dimension}:{a.group}:{a.start.isoformat()}",
+            f"Spend spike: {a.dimension} {a.group}",
+            f"{_usd(a.actual)} on {a.start} against a baseline of {_usd(a.baseline)} ({ratio})."
+            + (f" Costliest calls: {calls}." if calls else ""),
+            ((a.dimension, a.group), ("bucket", str(a.start)), ("spent", _usd(a.actual)),
+             ("baseline", _usd(a.baseline)), ("ratio", ratio)),
+        ))
+    return out
+
+
+def current_window(window: str, now: datetime) -> tuple[datetime, datetime, str]:
+    """(start, end, label) of the calendar window containing ``now``, labelled as the budget guard labels it."""
+    now = now.astimezone(timezone.utc)
+    if window == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start, (start + timedelta(days=32)).replace(day=1), f"month:{start:%Y-%m}"
+    if window == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1), f"day:{start:%Y-%m-%d}"
+    if window == "hour":
+        start = now.replace(minute=0, second=0, microsecond=0)
+        return start, start + timedelta(hours=1), f"hour:{start:%Y-%m-%dT%H}"
+    if window == "minute":
+        start = now.replace(second=0, microsecond=0)
+        return start, start + timedelta(minutes=1), f"minute:{start:%Y-%m-%dT%H:%M}"
+    raise ValueError(f"unknown window {window!r}")
+
+
+def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime) -> list[Alert]:
+    """For each budget with ``thresholds``, the highest one its ledger spend has crossed in the current window
+    (per scope value for a per-value budget). Thresholds crossed in earlier windows are not reported."""
+    from ..ledger import spend, totals
+    from .data import UNATTRIBUTED, label
+    from .forecast import budget_scope
+
+    out = []
+    for budget in budgets:
+        if not budget.thresholds:
+            continue
+        start, end, window = current_window(budget.window, now)
+        end = min(end, now)  # replaying a past ledger: spend after "now" has not happened yet
+        dimension, value = budget_scope(budget)
+        if dimension == "global":
+            spent = {None: totals(store, start, end).cost}
+        elif value is not None:
+            spent = {value: totals(store, start, end, where={dimension: value}).cost}
+        else:
+            spent = {label(g.key[dimension]): g.cost for g in spend(store, start, end, (dimension,))}
+            spent.pop(UNATTRIBUTED, None)
+        for scope_value, amount in sorted(spent.items(), key=lambda kv: str(kv[0])):
+            crossed = [t for t in budget.thresholds if amount >= budget.limit_usd * t]
+            if crossed:
+                out.append(budget_alert(budget.name, scope_value, window, max(crossed), budget.limit_usd, amount))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sinks
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Deliver ``alert``; raise on failure (the :class:`Alerter` counts and logs it)."""
+
+
+class CallbackSink:
+    def __init__(self, fn: Callable[[Alert], Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError("CallbackSink needs a callable taking an Alert")
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", "callback")
+
+    def send(self, alert: Alert) -> None:
+        self.fn(alert)
+
+
+class WebhookSink:
+    """POST the alert's Slack-compatible JSON to ``url``. Any 2xx is delivered; anything else raises."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
+        from ..errors import ConfigurationError
+
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"WebhookSink(url): expected an http:// or https:// URL, got {url!r}")
+        if timeout_s <= 0:
+            raise ConfigurationError(f"WebhookSink(timeout_s): must be > 0, got {timeout_s}")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json", **dict(headers or {})}
+        # The URL of a Slack webhook is its secret: logs name the host only.
+        self.name = "webhook " + url.split("/", 3)[2]
+
+    def send(self, alert: Alert) -> None:
+        body = json.dumps(alert.slack_payload()).encode()
+        request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            response.read()
+            if not 200 <= response.status < 300:
+                raise urllib.error.HTTPError(self.url, response.status, "not delivered", response.headers, None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deduplication state
+
+
+class SentState:
+    """The keys already sent. ``path=None``: in memory (one process); else a SQLite file shared by processes."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._memory: dict[str, float] = {}
+        self._lock = threading.Lock()
+        if path is not None:
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS aicost_alerts_sent "
+                           "(key TEXT PRIMARY KEY, sent_at REAL NOT NULL)")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One short-lived connection per operation (autocommit), closed after it: cron runs and processes share
+        the file without holding it open."""
+        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+        finally:
+            db.close()
+
+    def claim(self, key: str) -> bool:
+        """True if ``key`` was not sent before (and is now marked sent); False if it was."""
+        now = time.time()
+        if self.path is None:
+            with self._lock:
+                if key in self._memory:
+                    return False
+                self._memory[key] = now
+                return True
+        with self._connect() as db:
+            cur = db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)", (key, now))
+            return cur.rowcount == 1
+
+    def release(self, key: str) -> None:
+        """Forget ``key`` (its delivery failed), so it is tried again."""
+        if self.path is None:
+            with self._lock:
+                self._memory.pop(key, None)
+            return
+        with self._connect() as db:
+            db.execute("DELETE FROM aicost_alerts_sent WHERE key = ?", (key,))
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Drop keys sent before ``cutoff`` (keeps the file small; old windows never recur)."""
+        ts = cutoff.timestamp()
+        if self.path is None:
+            with self._lock:
+                old = [k for k, t in self._memory.items() if t < ts]
+                for k in old:
+                    del self._memory[k]
+                return len(old)
+        with self._connect() as db:
+            return db.execute("DELETE FROM aicost_alerts_sent WHERE sent_at < ?", (ts,)).rowcount
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The alerter
+
+
+@dataclass
+class AlertStats:
+    sent: int = 0  # alerts delivered to at least one sink
+    suppressed: int = 0  # repeats of a key already sent
+    failed: int = 0  # sink deliveries that raised (one alert to two failing sinks counts 2)
+    dropped: int = 0  # in-app alerts dropped because the delivery queue was full
+    failures_by_sink: dict[str, int] = field(default_factory=dict)
+
+
+class Alerter:
+    """Send alerts to ``sinks`` once per key. ``state``: a SQLite file path for dedup across runs and processes
+    (default: in memory, per process)."""
+
+    QUEUE_SIZE = 1000
+
+    def __init__(self, sinks: Sequence[Sink] | Sink | Callable[[Alert], Any], *, state: str | None = None) -> None:
+        if callable(sinks) and not hasattr(sinks, "send"):
+            sinks = [CallbackSink(sinks)]
+        elif hasattr(sinks, "send"):
+            sinks = [sinks]  # type: ignore[list-item]
+        self.sinks = list(sinks)  # type: ignore[arg-type]
+        if not self.sinks:
+            raise ValueError("Alerter needs at least one sink")
+        self.state = SentState(state)
+        self.stats = AlertStats()
+        self._stats_lock = threading.Lock()
+        self._queue: queue.Queue[Alert] | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
+        """Deliver each alert not sent before; return those delivered. Never raises for a sink's failure."""
+        if isinstance(alerts, Alert):
+            alerts = [alerts]
+        delivered = []
+        for alert in alerts:
+            try:
+                fresh = self.state.claim(alert.key)
+            except sqlite3.Error as exc:  # an unreadable state file must not stop the alert
+                log_once(f"alerts:state:{self.state.path}", logging.WARNING,
+                         "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
+                fresh = True
+            if not fresh:
+                with self._stats_lock:
+                    self.stats.suppressed += 1
+                continue
+            ok = 0
+            for sink in self.sinks:
+                try:
+                    sink.send(alert)
+                    ok += 1
+                except Exception as exc:  # noqa: BLE001 - a sink's failure is counted, never raised
+                    with self._stats_lock:
+                        self.stats.failed += 1
+                        self.stats.failures_by_sink[sink.name] = self.stats.failures_by_sink.get(sink.name, 0) + 1
+                    log_once(f"alerts:sink:{sink.name}:{type(exc).__name__}", logging.WARNING,
+                             "aicost alerts: %s failed to deliver an alert (%s: %s); counted, will retry next run",
+                             sink.name, type(exc).__name__, exc)
+            if ok:
+                with self._stats_lock:
+                    self.stats.sent += 1
+                delivered.append(alert)
+            else:
+                try:
+                    self.state.release(alert.key)
+                except sqlite3.Error:
+                    pass
+        return delivered
+
+    # -- in-app: budget callbacks ------------------------------------------------------------------------------
+    def budget_callback(self) -> Callable[[Any], None]:
+        """An ``on_threshold`` / ``on_exceed`` callback for budgets: queues the alert, returns at once."""
+
+        def on_budget_event(event: Any) -> None:
+            try:
+                self.submit(alert_from_budget_event(event))
+            except Exception:  # noqa: BLE001 - a callback must never break the guarded call
+                log_once("alerts:budget_callback", logging.WARNING, "aicost alerts: budget event not queued",
+                         exc_info=True)
+
+        return on_budget_event
+
+    def submit(self, alert: Alert) -> bool:
+        """Queue ``alert`` for the background sender; False (counted) if the queue is full or the interpreter is
+        shutting down (no thread is started then)."""
+        if sys.is_finalizing():
+            return False
+        self._ensure_thread()
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(alert)
+            return True
+        except queue.Full:
+            with self._stats_lock:
+                self.stats.dropped += 1
+            log_once("alerts:queue_full", logging.WARNING, "aicost alerts: delivery queue full; alerts dropped")
+            return False
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued alert was handled; True if the queue drained in time."""
+        if self._queue is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._thread_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._queue is None:
+                self._queue = queue.Queue(self.QUEUE_SIZE)
+            self._thread = threading.Thread(target=self._run, name="aicost-alerts", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            alert = self._queue.get()
+            try:
+                self.send(alert)
+            except Exception:  # noqa: BLE001
+                log_once("alerts:worker", logging.WARNING, "aicost alerts: sending failed", exc_info=True)
+            finally:
+                self._queue.task_done()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One evaluation over the ledger (what `aicost alerts` runs)
+
+
+def evaluate_ledger(store: Any, budgets: Sequence[Any], *, now: datetime | None = None,
+                    anomaly_days: int = 2, dimensions: Sequence[str] | None = None) -> list[Alert]:
+    """Every alert the ledger warrants now: budget thresholds in the current windows, monthly budgets whose
+    month-end forecast is over, and spend spikes in the last ``anomaly_days`` days."""
+    from .anomalies import DEFAULT_DIMENSIONS, scan_ledger
+    from .forecast import default_as_of, forecast_budgets
+
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    alerts = budget_threshold_alerts(store, budgets, now=now)
+    as_of = default_as_of(store, today=now.date())
+    if as_of is not None:
+        alerts += forecast_alerts(forecast_budgets(store, budgets, as_of=as_of))
+        today = now.date()
+        alerts += anomaly_alerts(scan_ledger(store, today - timedelta(days=anomaly_days - 1), today + timedelta(days=1),
+                                             dimensions=dimensions or DEFAULT_DIMENSIONS, calls=3))
+    return alerts

@@ -1,0 +1,324 @@
+"""The ``aicost forecast``, ``aicost anomalies``, ``aicost dashboard`` and ``aicost alerts`` subcommands.
+
+Thin: each parses its arguments, opens the ledger the way ``aicost report`` does, and calls the functions of
+:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, TextIO
+
+
+def _single_threaded_blas() -> None:
+    """Small model fits are slower with a BLAS thread pool than without it (threads spin on a busy machine, up
+    to 5x): the CLI asks for one thread unless the user chose. Only effective before numpy is first imported."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
+def _money(value: Decimal | None) -> str:
+    """Dollars in a table column headed "USD": cents from a dollar up (1,234.50), four places below (0.0042)."""
+    if value is None:
+        return "-"
+    return f"{value.quantize(Decimal('0.01') if abs(value) >= 1 else Decimal('0.0001')):,}"
+
+
+def _align(rows: list[list[str]], left: int) -> str:
+    from ..ledger.report import _align as align_lines  # the same column layout as `aicost report`
+
+    return "\n".join(align_lines(rows, left)) + "\n"
+
+
+def _parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+
+
+def _parse_usd(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def _load_budgets(path: str | None) -> list[Any]:
+    if not path:
+        return []
+    from ..budget.config import parse_config
+
+    return list(parse_config(path)["budgets"])
+
+
+def _open(args: argparse.Namespace, err: TextIO) -> Any:
+    from ..cli import _ledger_url
+    from ..errors import ConfigurationError
+    from ..ledger import open_store
+
+    url, setting = _ledger_url(args)
+    try:
+        return open_store(url, create=False, setting=setting)
+    except ConfigurationError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+
+
+# --------------------------------------------------------------------------------------------------- forecast
+def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _single_threaded_blas()
+    from ..errors import ConfigurationError
+    from .data import check_dimension
+    from .forecast import default_as_of, forecast_budgets, forecast_ledger
+
+    try:
+        by = check_dimension(args.by)
+        budgets = _load_budgets(args.budgets)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"aicost forecast: {exc}", file=err)
+        return 2
+    if not 0 < args.level < 1:
+        print(f"aicost forecast: --level must be between 0 and 1 (e.g. 0.8), got {args.level}", file=err)
+        return 2
+    store = _open(args, err)
+    if store is None:
+        return 2
+    with store:
+        as_of = args.as_of or default_as_of(store)
+        if as_of is None:
+            print("aicost forecast: the ledger is empty: nothing to forecast", file=out)
+            return 0
+        try:
+            if budgets:
+                forecasts = forecast_budgets(store, budgets, as_of=as_of, level=args.level, per_value_limit=args.top)
+                if not forecasts:
+                    print("aicost forecast: no monthly budget in the file (only window = \"month\" has a month-end)",
+                          file=err)
+                    return 2
+            else:
+                forecasts = forecast_ledger(store, by=by, as_of=as_of, level=args.level, limit=args.top)
+        except ConfigurationError as exc:
+            print(f"aicost forecast: {exc}", file=err)
+            return 2
+    if not any(f.actual or f.projected for f in forecasts):
+        print(f"aicost forecast: no spend in the ledger in the 8 weeks up to {as_of}: nothing to forecast", file=out)
+        if args.as_of is None:
+            print(f"(forecasts use complete days, up to yesterday; --as-of {as_of + timedelta(days=1)} counts today "
+                  "as one)", file=out)
+        return 0
+    if args.format == "json":
+        json.dump([_forecast_dict(f) for f in forecasts], out, indent=2)
+        out.write("\n")
+        return 0
+    month_start = forecasts[0].period_start
+    days = (forecasts[0].period_end - month_start).days + 1
+    actual_days = (as_of - month_start).days + 1
+    out.write(f"aicost forecast: month-end spend for {month_start:%Y-%m}, as of {as_of} ({actual_days} of {days} days "
+              f"actual), {args.level:.0%} interval\n")
+    header = ["budget" if budgets else by, "spent USD", "projected USD", "interval USD", "budget USD", "of budget",
+              "method"]
+    rows = [header]
+    for f in forecasts:
+        interval = "-" if f.low is None else f"{_money(f.low)} - {_money(f.high)}"
+        share = "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%" + (" OVER" if f.over_budget else "")
+        rows.append([f.group, _money(f.actual), _money(f.projected), interval, _money(f.budget), share, f.method])
+    out.write(_align(rows, 1))
+    return 0
+
+
+def _forecast_dict(f: Any) -> dict[str, Any]:
+    from ..ledger.row import decimal_text as text  # exact decimals as plain strings, as `aicost report` writes them
+
+    return {"group": f.group, "period_start": f.period_start.isoformat(), "period_end": f.period_end.isoformat(),
+            "as_of": f.as_of.isoformat(), "actual_usd": text(f.actual), "projected_usd": text(f.projected),
+            "low_usd": text(f.low), "high_usd": text(f.high), "level": f.level, "budget_usd": text(f.budget),
+            "over_budget": f.over_budget, "method": f.method, "history_days": f.history_days}
+
+
+def _add_forecast(sub: argparse._SubParsersAction) -> None:
+    from .data import DIMENSIONS
+
+    p = sub.add_parser("forecast", help="month-end spend projection with an interval, per group or per budget")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
+    p.add_argument("--by", default="team", help=f"group: {', '.join(DIMENSIONS)}, tag:NAME or global (default team)")
+    p.add_argument("--budgets", metavar="FILE", help="a budgets TOML/JSON file: forecast each monthly budget instead")
+    p.add_argument("--as-of", type=_parse_day, help="last day counted as actual (default: yesterday, or the "
+                                                    "ledger's last day)")
+    p.add_argument("--level", type=float, default=0.8, help="interval coverage (default 0.8)")
+    p.add_argument("--top", type=int, default=20, help="largest groups (or values of a per-team budget) to "
+                                                       "forecast, by spend this month (default 20)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=_forecast)
+
+
+# ------------------------------------------------------------------------------------------------- anomalies
+def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _single_threaded_blas()
+    from ..ledger.report import PeriodError, parse_period
+    from ..ledger.row import decimal_text
+    from .anomalies import scan_ledger
+    from .data import check_dimension
+
+    try:
+        dims = [check_dimension(d.strip()) for d in args.by.split(",") if d.strip()]
+        period = parse_period(args.period, since=args.since, until=args.until)
+    except (ValueError, PeriodError) as exc:
+        print(f"aicost anomalies: {exc}", file=err)
+        return 2
+    store = _open(args, err)
+    if store is None:
+        return 2
+    with store:
+        found = scan_ledger(store, period.start, period.end, dimensions=dims, granularity=args.granularity,
+                            calls=args.calls, z=args.z, min_ratio=args.min_ratio, min_usd=args.min_usd)
+        from ..ledger import totals
+
+        empty = not totals(store, period.start, period.end).calls
+    if args.format == "json":
+        json.dump([_anomaly_dict(a) for a in found], out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(f"aicost anomalies: {period.describe()}, per {args.granularity}, by {', '.join(dims)}\n")
+    if empty:
+        out.write(f"No spend recorded between {period.start.isoformat()} and {period.end.isoformat()}: the ledger "
+                  "has no calls in this period.\n")
+        return 0
+    if not found:
+        out.write("No spikes: every group stayed within its baseline.\n")
+        return 0
+    for a in found:
+        ratio = "new" if a.baseline <= 0 else f"{a.ratio:.1f}x"
+        out.write(f"\n{a.dimension} {a.group}  {a.start}  spent {_money(a.actual)} USD against a baseline of "
+                  f"{_money(a.baseline)} ({ratio}, z {min(a.score, 999):.1f}, {a.method})\n")
+        if a.calls:
+            rows = [["  time (UTC)", "model", "team", "feature", "customer", "tokens in/out", "cost USD", "span"]]
+            for c in a.calls:
+                rows.append([f"  {c.time:%Y-%m-%d %H:%M:%S}", c.model or "-", c.team or "-", c.feature or "-",
+                             c.customer or "-", f"{c.input_tokens:,}/{c.output_tokens:,}", decimal_text(c.cost) or "-",
+                             c.span_id])
+            out.write(_align(rows, 5))
+    return 0
+
+
+def _anomaly_dict(a: Any) -> dict[str, Any]:
+    from ..ledger.row import decimal_text as text
+
+    return {"dimension": a.dimension, "group": a.group, "start": a.start.isoformat(), "end": a.end.isoformat(),
+            "actual_usd": text(a.actual), "baseline_usd": text(a.baseline), "score": min(a.score, 1e9),
+            "method": a.method,
+            "calls": [{"span_id": c.span_id, "trace_id": c.trace_id, "time": c.time.isoformat(), "model": c.model,
+                       "team": c.team, "feature": c.feature, "customer": c.customer, "user": c.user,
+                       "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "cost_usd": text(c.cost)}
+                      for c in a.calls]}
+
+
+def _add_anomalies(sub: argparse._SubParsersAction) -> None:
+    from .anomalies import DEFAULT_MIN_RATIO, DEFAULT_MIN_USD, DEFAULT_Z
+
+    p = sub.add_parser("anomalies", help="spend spikes per team / feature / model / customer, with their calls")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
+    p.add_argument("--period", help="period to scan: 7d (default), yesterday, this-month, YYYY-MM, ...")
+    p.add_argument("--since", help="start (ISO date or time)")
+    p.add_argument("--until", help="end, exclusive (ISO date or time)")
+    p.add_argument("--by", default="team,feature,model,customer", help="dimensions, comma-separated")
+    p.add_argument("--granularity", choices=("day", "hour"), default="day")
+    p.add_argument("--z", type=float, default=DEFAULT_Z, help=f"robust z-score threshold (default {DEFAULT_Z})")
+    p.add_argument("--min-ratio", type=float, default=DEFAULT_MIN_RATIO,
+                   help=f"spend / baseline at least (default {DEFAULT_MIN_RATIO})")
+    p.add_argument("--min-usd", type=_parse_usd, default=DEFAULT_MIN_USD,
+                   help=f"excess over baseline at least (USD, default {DEFAULT_MIN_USD})")
+    p.add_argument("--calls", type=int, default=5, help="costliest calls to show per spike (default 5)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=_anomalies)
+
+
+# ------------------------------------------------------------------------------------------------- dashboard
+def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _single_threaded_blas()
+    from ..ledger.report import PeriodError, parse_period
+    from .dashboard import build_dashboard
+
+    try:
+        period = parse_period(args.period or (None if args.since or args.until else "30d"), since=args.since,
+                              until=args.until)
+        budgets = _load_budgets(args.budgets)
+    except (ValueError, TypeError, OSError, PeriodError) as exc:
+        print(f"aicost dashboard: {exc}", file=err)
+        return 2
+    store = _open(args, err)
+    if store is None:
+        return 2
+    with store:
+        html, summary = build_dashboard(store, period, budgets=budgets, as_of=args.as_of)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(html)
+    print(f"wrote {args.out} ({len(html) / 1e6:.1f} MB, works offline): {summary}", file=out)
+    return 0
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="one self-contained HTML page of charts (works offline)")
+    p.add_argument("--out", "-o", default="spend.html", help="HTML file to write (default spend.html)")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
+    p.add_argument("--period", help="30d (default), this-month, last-month, YYYY-MM, 7d, ...")
+    p.add_argument("--since", help="start (ISO date or time)")
+    p.add_argument("--until", help="end, exclusive (ISO date or time)")
+    p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: monthly budgets drawn against forecast")
+    p.add_argument("--as-of", type=_parse_day, help="last day counted as actual by the forecasts (default: "
+                                                    "yesterday, or the last day of the ledger or the period)")
+    p.set_defaults(handler=_dashboard)
+
+
+# ---------------------------------------------------------------------------------------------------- alerts
+def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _single_threaded_blas()
+    from ..errors import ConfigurationError
+    from .alerts import Alerter, CallbackSink, WebhookSink, evaluate_ledger
+
+    try:
+        budgets = _load_budgets(args.budgets)
+        sinks: list[Any] = [WebhookSink(url) for url in args.webhook or ()]
+        now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    except (ValueError, TypeError, OSError, ConfigurationError) as exc:
+        print(f"aicost alerts: {exc}", file=err)
+        return 2
+    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if not sinks:  # no webhook: printing them is the delivery (and what is remembered as sent)
+        sinks.append(CallbackSink(lambda a: None, name="stdout"))
+    store = _open(args, err)
+    if store is None:
+        return 2
+    # Only real deliveries count: a webhook that failed leaves its alert unsent, to be retried by the next run.
+    alerter = Alerter(sinks, state=args.state)
+    with store:
+        alerts = evaluate_ledger(store, budgets, now=now, anomaly_days=args.anomaly_days)
+    for a in alerter.send(alerts):
+        print(f"[{a.kind}] {a.title}: {a.text}", file=out)
+    s = alerter.stats
+    print(f"{len(alerts)} alert(s): {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "
+          f"deliveries", file=out)
+    return 1 if s.failed else 0
+
+
+def _add_alerts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("alerts", help="send budget, forecast and spike alerts (to a webhook), each once")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
+    p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: thresholds and monthly limits to check")
+    p.add_argument("--webhook", action="append", metavar="URL",
+                   help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed")
+    p.add_argument("--state", default=".aicost-alerts.db",
+                   help="file remembering the alerts already sent (default .aicost-alerts.db)")
+    p.add_argument("--anomaly-days", type=int, default=2, help="scan the last N days for spikes (default 2)")
+    p.add_argument("--at", help="evaluate as if it were this time (ISO; default now): replay a past ledger")
+    p.set_defaults(handler=_alerts)
+
+
+REGISTRARS = [_add_forecast, _add_anomalies, _add_dashboard, _add_alerts]

@@ -1,0 +1,303 @@
+"""``aicost dashboard``: one self-contained HTML page of the ledger's spend, readable offline.
+
+The charts are plotly.js figures built with plotly's Python API; the ``plotly`` package ships ``plotly.min.js``,
+which is inlined once into the page's ``<head>``, so the file opens from disk, from an e-mail or on an air-gapped
+machine, with no CDN and no network request. Everything on it is read through the ledger's query API:
+
+* headline totals: the very figures ``aicost report`` prints for the same period (same function,
+  :func:`aicost.ledger.report.build_report`), exact decimals, each tagged ``data-total="..."`` for checks;
+* spend per day stacked by team; top features and customers; the model mix; unit cost per feature run per
+  day; cache savings and budget refusals per day;
+* month-end forecasts against budgets (or, without budgets, for the whole ledger and its largest teams), with
+  their intervals (:mod:`aicost.reports.forecast`);
+* the period's spend spikes with the calls behind them (:mod:`aicost.reports.anomalies`).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Sequence
+
+from ..ledger.row import decimal_text
+from ._format import usd as _usd
+from .data import label
+
+TOP = 10  # bars in the top-features / top-customers charts
+STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
+UNIT_COST_FEATURES = 6
+FORECAST_TEAMS = 6  # without budgets: the whole ledger and this many teams; a per-team budget: this many teams
+_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
+            "#BAB0AC", "#2F4B7C", "#A05195", "#79706E"]
+
+
+def _exact(value: Decimal | None) -> str:
+    """Money as ``aicost report --format json`` writes it: exact, plain notation."""
+    return decimal_text(value) or "0"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    layout = {"title": {"text": title, "x": 0.01, "font": {"size": 15}}, "margin": {"l": 60, "r": 20, "t": 44, "b": 40},
+              "font": {"family": _FONT, "size": 12}, "paper_bgcolor": "white", "plot_bgcolor": "white",
+              "colorway": _PALETTE, "height": 340, "legend": {"orientation": "h", "y": -0.18},
+              "yaxis": {"gridcolor": "#eee", "tickprefix": "$"}, "xaxis": {"gridcolor": "#eee"}}
+    layout.update(extra)
+    return layout
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def _days(start: datetime, end: datetime) -> list[str]:
+    first = start.date()
+    last = (end - timedelta(microseconds=1)).date()
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], anomalies: Sequence[Any]
+             ) -> list[tuple[str, Any]]:
+    import plotly.graph_objects as go
+
+    from ..ledger import spend
+
+    start, end = period.start, period.end
+    days = _days(start, end)
+    figs: list[tuple[str, Any]] = []
+
+    # Spend per day, stacked by team
+    per_team: dict[str, dict[str, float]] = {}
+    team_total: dict[str, Decimal] = {}
+    for g in spend(store, start, end, ("day", "team")):
+        team = label(g.key["team"])
+        per_team.setdefault(team, {})[g.key["day"]] = float(g.cost)
+        team_total[team] = team_total.get(team, Decimal(0)) + g.cost
+    ranked = sorted(team_total, key=lambda t: (-team_total[t], t))
+    shown, rest = ranked[:STACKED_TEAMS], ranked[STACKED_TEAMS:]
+    fig = go.Figure(layout=_layout("Spend per day by team (USD)", barmode="stack"))
+    for team in shown:
+        fig.add_bar(name=team, x=days, y=[per_team[team].get(d, 0.0) for d in days])
+    if rest:
+        fig.add_bar(name=f"{len(rest)} other teams", x=days,
+                    y=[sum(per_team[t].get(d, 0.0) for t in rest) for d in days], marker_color="#BAB0AC")
+    for a in anomalies:  # mark team spikes above the day's bar
+        if a.dimension == "team" and isinstance(a.start, date):
+            day = a.start.isoformat()
+            top = sum(per_team[t].get(day, 0.0) for t in per_team)
+            fig.add_annotation(x=day, y=top, text=f"spike: {html.escape(a.group)}", showarrow=True, ax=0, ay=-28,
+                               font={"color": "#c0392b", "size": 12}, arrowcolor="#c0392b", bgcolor="white")
+    figs.append(("daily", fig))
+
+    # Top features, top customers
+    for key, title in (("feature", "Top features (USD)"), ("customer", "Top customers (USD)")):
+        groups = [g for g in spend(store, start, end, (key,)) if g.cost][:TOP]
+        labels = [label(g.key[key]) for g in groups][::-1]
+        fig = go.Figure(layout=_layout(title, height=340, yaxis={"automargin": True},
+                                       xaxis={"gridcolor": "#eee", "tickprefix": "$"}, showlegend=False))
+        fig.add_bar(x=[float(g.cost) for g in groups][::-1], y=labels, orientation="h",
+                    text=[_usd(g.cost) for g in groups][::-1], textposition="auto",
+                    marker_color=_PALETTE[0] if key == "feature" else _PALETTE[1])
+        figs.append((key, fig))
+
+    # Model mix
+    models = spend(store, start, end, ("model",))
+    top_models, other = models[:8], models[8:]
+    labels = [label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
+    values = [float(g.cost) for g in top_models] + ([float(sum((g.cost for g in other), Decimal(0)))] if other else [])
+    fig = go.Figure(layout=_layout("Model mix (share of spend)", showlegend=True,
+                                   legend={"orientation": "v", "x": 1.0, "y": 0.5}))
+    fig.add_pie(labels=labels, values=values, hole=0.45, sort=False, textinfo="percent",
+                hovertemplate="%{label}: $%{value:,.2f} (%{percent})<extra></extra>")
+    figs.append(("models", fig))
+
+    # Unit cost trends: cost per feature run, per day, for the largest features (cost per call without runs)
+    top_features = [g.key["feature"] for g in spend(store, start, end, ("feature",))[:UNIT_COST_FEATURES]
+                    if g.key["feature"] is not None]
+    by_day_feature: dict[str, dict[str, Any]] = {}
+    for g in spend(store, start, end, ("day", "feature")):
+        if g.key["feature"] in top_features:
+            by_day_feature.setdefault(g.key["feature"], {})[g.key["day"]] = g
+    fig = go.Figure(layout=_layout("Unit cost: USD per feature run (per call where no runs)"))
+    for feature in top_features:
+        points = by_day_feature.get(feature, {})
+        ys = []
+        for d in days:
+            g = points.get(d)
+            unit = None if g is None else (g.cost_per_run if g.runs else (g.cost / g.calls if g.calls else None))
+            ys.append(None if unit is None else float(unit))
+        fig.add_scatter(name=feature, x=days, y=ys, mode="lines+markers", connectgaps=False)
+    figs.append(("unit", fig))
+
+    # Cache savings and refusals per day
+    per_day = {g.key["day"]: g for g in spend(store, start, end, ("day",))}
+    fig = go.Figure(layout=_layout(f"Cache savings {_usd(report.totals.saved_cost)} and refused spend "
+                                   f"{_usd(report.totals.stopped_cost)} (USD per day)", barmode="group"))
+    fig.add_bar(name="saved by the cache", x=days,
+                y=[float(per_day[d].saved_cost) if d in per_day else 0.0 for d in days], marker_color=_PALETTE[2])
+    fig.add_bar(name="stopped by budgets", x=days,
+                y=[float(per_day[d].stopped_cost) if d in per_day else 0.0 for d in days], marker_color=_PALETTE[3])
+    figs.append(("cache", fig))
+
+    # Budgets against forecast
+    if forecasts:
+        names = [f.group for f in forecasts][::-1]
+        fig = go.Figure(layout=_layout(f"Month-end forecast, {forecasts[0].period_start:%B %Y} (as of "
+                                       f"{forecasts[0].as_of}; {forecasts[0].level:.0%} interval)",
+                                       barmode="overlay", height=max(260, 60 + 48 * len(forecasts)),
+                                       yaxis={"automargin": True}, xaxis={"gridcolor": "#eee", "tickprefix": "$"}))
+        fig.add_bar(name="projected", y=names, x=[float(f.projected) for f in forecasts][::-1], orientation="h",
+                    marker_color="#9ecae9",
+                    error_x={"type": "data", "symmetric": False,
+                             "array": [float(f.high - f.projected) if f.high is not None else 0 for f in forecasts][::-1],
+                             "arrayminus": [float(f.projected - f.low) if f.low is not None else 0
+                                            for f in forecasts][::-1], "color": "#555"})
+        fig.add_bar(name="spent so far", y=names, x=[float(f.actual) for f in forecasts][::-1], orientation="h",
+                    marker_color=_PALETTE[0], width=0.4)
+        with_budget = [f for f in forecasts if f.budget is not None]
+        if with_budget:
+            fig.add_scatter(name="budget", y=[f.group for f in with_budget], x=[float(f.budget) for f in with_budget],
+                            mode="markers", marker={"symbol": "line-ns-open", "size": 26, "line": {"width": 3},
+                                                    "color": "#c0392b"})
+        figs.append(("forecast", fig))
+    return figs
+
+
+# ------------------------------------------------------------------------------------------------------ page
+_CSS = """
+body { font-family: %s; margin: 0; background: #f5f6f8; color: #1f2328; }
+header { background: #1f2a44; color: white; padding: 18px 28px; }
+header h1 { margin: 0; font-size: 22px; font-weight: 600; }
+header p { margin: 4px 0 0; opacity: .8; font-size: 13px; }
+main { padding: 18px 28px 40px; max-width: 1500px; margin: 0 auto; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr)); gap: 12px; margin-bottom: 16px; }
+.kpi { background: white; border-radius: 8px; padding: 12px 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+.kpi .label { font-size: 12px; color: #57606a; text-transform: uppercase; letter-spacing: .04em; }
+.kpi .value { font-size: 24px; font-weight: 600; margin-top: 4px; font-variant-numeric: tabular-nums; }
+.kpi .exact { font-size: 11px; color: #57606a; font-variant-numeric: tabular-nums; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
+.card { background: white; border-radius: 8px; padding: 8px; box-shadow: 0 1px 2px rgba(0,0,0,.08); min-width: 0; }
+.wide { grid-column: 1 / -1; }
+table { border-collapse: collapse; width: 100%%; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
+td.num, th.num { text-align: right; }
+h2 { font-size: 15px; margin: 8px 8px 10px; font-weight: 600; }
+.note { font-size: 12px; color: #57606a; margin: 6px 8px; }
+.over { color: #c0392b; font-weight: 600; }
+@media (max-width: 1000px) { .grid { grid-template-columns: 1fr; } }
+""" % _FONT
+
+
+def _kpis(report: Any) -> str:
+    t = report.totals
+    tiles = [
+        ("Total spend", _usd(t.cost), "cost_usd", _exact(t.cost)),
+        ("Calls", f"{t.calls:,}", "calls", str(t.calls)),
+        ("Cache savings", _usd(t.saved_cost), "saved_usd", _exact(t.saved_cost)),
+        ("Cache hits", f"{t.cache_hits:,}", "cache_hits", str(t.cache_hits)),
+        ("Refused calls", f"{t.refusals:,}", "refusals", str(t.refusals)),
+        ("Stopped by budgets", _usd(t.stopped_cost), "stopped_usd", _exact(t.stopped_cost)),
+        ("USD per successful outcome", _usd(t.cost_per_success), "cost_per_success_usd",
+         _exact(t.cost_per_success) if t.cost_per_success is not None else ""),
+    ]
+    cells = []
+    for label, shown, key, exact in tiles:
+        cells.append(f'<div class="kpi"><div class="label">{_e(label)}</div>'
+                     f'<div class="value" data-total="{key}" data-exact="{_e(exact)}">{_e(shown)}</div>'
+                     f'<div class="exact">{_e(exact)}</div></div>')
+    return '<section class="kpis">' + "".join(cells) + "</section>"
+
+
+def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> str:
+    title = "<h2>Budgets against forecast</h2>"
+    if not forecasts:
+        return (f'<div class="card wide">{title}<p class="note">No month-end forecast: no spend in the eight weeks '
+                f"up to {_e(as_of)} (forecasts count complete days only).</p></div>")
+    if not with_budgets:
+        title += ('<p class="note">No budgets file given (<code>--budgets FILE</code>): forecasts shown for the '
+                  "whole ledger and its largest teams.</p>")
+    rows = []
+    for f in forecasts:
+        interval = "-" if f.low is None else f"{_usd(f.low)} &ndash; {_usd(f.high)}"
+        share = "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%"
+        cls = ' class="num over"' if f.over_budget else ' class="num"'
+        rows.append(f"<tr><td>{_e(f.group)}</td><td class=num>{_usd(f.actual)}</td><td class=num>{_usd(f.projected)}"
+                    f"</td><td class=num>{interval}</td><td class=num>{_usd(f.budget)}</td><td{cls}>{share}</td>"
+                    f"<td>{_e(f.method)}</td></tr>")
+    return (f'<div class="card wide">{title}<table><tr><th>budget / group</th>'
+            '<th class=num>spent so far</th><th class=num>projected month-end</th><th class=num>interval</th>'
+            '<th class=num>budget</th><th class=num>of budget</th><th>method</th></tr>' + "".join(rows) +
+            "</table></div>")
+
+
+def _anomaly_table(anomalies: Sequence[Any]) -> str:
+    if not anomalies:
+        body = '<p class="note">No spend spikes in this period: every team, feature, model and customer stayed ' \
+               'within its own baseline.</p>'
+    else:
+        rows = []
+        for a in anomalies[:25]:
+            ratio = "new" if a.baseline <= 0 else f"{a.ratio:.1f}x"
+            calls = "<br>".join(f"{_e(c.time.strftime('%H:%M'))} {_e(c.model or '-')} {_usd(c.cost)} "
+                                f"<code>{_e(c.span_id)}</code>" for c in a.calls[:3])
+            rows.append(f"<tr><td>{_e(a.dimension)}</td><td>{_e(a.group)}</td><td>{_e(a.start)}</td>"
+                        f"<td class=num>{_usd(a.actual)}</td><td class=num>{_usd(a.baseline)}</td>"
+                        f"<td class=num>{ratio}</td><td>{calls}</td></tr>")
+        body = ("<table><tr><th>by</th><th>group</th><th>day</th><th class=num>spent</th><th class=num>baseline</th>"
+                "<th class=num>ratio</th><th>costliest calls</th></tr>" + "".join(rows) + "</table>")
+    return f'<div class="card wide" id="anomalies"><h2>Anomalies: spend spikes</h2>{body}</div>'
+
+
+def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_of: date | None = None
+                    ) -> tuple[str, str]:
+    """The page's HTML and a one-line summary. ``period`` is an :class:`aicost.ledger.report.Period`."""
+    import plotly.io as pio
+    import plotly.offline
+
+    from ..ledger.report import build_report
+    from .anomalies import scan_ledger
+    from .forecast import default_as_of, forecast_budgets, forecast_ledger
+
+    report = build_report(store, period=period, group_by=("team",), movers=0)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>aicost spend: '
+            f'{_e(period.describe())}</title><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{_CSS}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
+            f"<header><h1>aicost spend</h1><p>{_e(period.describe())} &middot; ledger {_e(report.ledger)} &middot; "
+            f"generated {generated}</p></header><main>")
+    if report.empty:
+        body = (f'<div class="card"><h2>No spend recorded</h2><p class="note" id="empty">The ledger has no rows '
+                f"between {_e(period.start.isoformat())} and {_e(period.end.isoformat())}.</p></div>")
+        return head + _kpis(report) + body + "</main></body></html>", "empty period"
+
+    last_day = (period.end - timedelta(microseconds=1)).date()
+    if as_of is None:
+        as_of = default_as_of(store)
+        as_of = min(as_of, last_day) if as_of else last_day
+    if budgets:
+        forecasts = forecast_budgets(store, budgets, as_of=as_of, per_value_limit=FORECAST_TEAMS)
+    else:
+        forecasts = forecast_ledger(store, by="global", as_of=as_of) + forecast_ledger(
+            store, by="team", as_of=as_of, limit=FORECAST_TEAMS)
+    anomalies = scan_ledger(store, period.start, period.end, calls=3)
+    figures = _figures(store, period, report, forecasts, anomalies)
+    config = {"displayModeBar": False, "responsive": True}
+    charts = {}
+    for name, fig in figures:
+        charts[name] = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=config,
+                                   div_id=f"chart-{name}", default_height=f"{fig.layout.height}px")
+
+    def card(name: str, wide: bool = False) -> str:
+        if name not in charts:
+            return ""
+        return f'<div class="card{" wide" if wide else ""}" data-chart="{name}">{charts[name]}</div>'
+
+    body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
+            card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
+            _forecast_table(forecasts, as_of, bool(budgets)) +
+            _anomaly_table(anomalies) + card("cache", wide=True) + "</section>")
+    summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
+               f"{len(anomalies)} spike(s)")
+    return head + body + "</main></body></html>", summary

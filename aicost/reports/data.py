@@ -1,0 +1,99 @@
+"""Read what forecasts, anomalies and the dashboard need from the ledger, as plain series.
+
+Everything goes through the ledger's read API (:func:`aicost.ledger.spend`, which reads the rollups kept at
+write time, and :meth:`LedgerStore.rows` for the few calls behind an anomaly), so the analytic modules work on
+``{group: [(bucket, Decimal), ...]}`` and never on SQL.
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from ..ledger import CALL, LedgerRow, LedgerStore, check_group_by, spend
+
+# Dimensions a forecast or an anomaly scan may be split by: those the rollups keep per day and hour.
+DIMENSIONS = ("team", "feature", "customer", "user", "model", "provider")
+ALL = "(all)"  # the group name of an ungrouped series
+UNATTRIBUTED = "(none)"  # the group of calls without a value for the dimension
+
+
+def check_dimension(dimension: str) -> str:
+    """``dimension`` if forecasts / anomalies can be split by it; ValueError listing the valid ones otherwise."""
+    if dimension in (*DIMENSIONS, "global") or dimension.startswith("tag:"):
+        if dimension.startswith("tag:"):
+            check_group_by((dimension,))
+        return dimension
+    raise ValueError(f"unknown dimension {dimension!r}; use one of {', '.join(DIMENSIONS)}, tag:<name>, global")
+
+
+def label(value: str | None) -> str:
+    return UNATTRIBUTED if value is None else value
+
+
+def utc(value: datetime | date) -> datetime:
+    """A timezone-aware UTC datetime: a date is its midnight, a naive datetime is taken as UTC."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+
+
+def daily_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
+                 where: Mapping[str, str] | None = None) -> dict[str, list[tuple[date, Decimal]]]:
+    """``{group: [(day, exact cost), ...]}`` over ``[start, end)``; ``dimension="global"`` gives one series."""
+    keys = ("day",) if dimension == "global" else ("day", check_dimension(dimension))
+    out: dict[str, list[tuple[date, Decimal]]] = {}
+    for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
+        group = ALL if dimension == "global" else label(g.key[dimension])
+        out.setdefault(group, []).append((date.fromisoformat(g.key["day"]), g.cost))
+    for points in out.values():
+        points.sort()
+    return out
+
+
+def hourly_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
+                  where: Mapping[str, str] | None = None) -> dict[str, list[tuple[datetime, Decimal]]]:
+    """``{group: [(hour start, exact cost), ...]}`` over ``[start, end)``."""
+    keys = ("hour",) if dimension == "global" else ("hour", check_dimension(dimension))
+    out: dict[str, list[tuple[datetime, Decimal]]] = {}
+    for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
+        group = ALL if dimension == "global" else label(g.key[dimension])
+        hour = datetime.strptime(g.key["hour"], "%Y-%m-%dT%H:00Z").replace(tzinfo=timezone.utc)
+        out.setdefault(group, []).append((hour, g.cost))
+    for points in out.values():
+        points.sort()
+    return out
+
+
+def costliest_calls(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str,
+                    group: str, limit: int = 5) -> list[LedgerRow]:
+    """The ``limit`` most expensive calls of ``group`` in ``[start, end)`` (the calls behind an anomaly).
+
+    Streams the bucket's rows and keeps a heap of ``limit``: memory does not grow with the number of calls.
+    Calls without a value for the dimension (``(none)``) cannot be filtered in SQL and are picked out here.
+    """
+    if limit <= 0:
+        return []
+    where: dict[str, str] | None
+    if dimension == "global" or group == UNATTRIBUTED:
+        where = None
+    else:
+        where = {dimension: group}
+    rows: Iterable[LedgerRow] = store.rows(utc(start), utc(end), where=where, kinds=(CALL,))
+    if group == UNATTRIBUTED and dimension != "global":
+        rows = (r for r in rows if r.group_value(dimension) is None)
+    counter = 0
+    heap: list[tuple[Decimal, int, Any]] = []
+    for row in rows:
+        if row.cost is None:
+            continue
+        counter += 1
+        item = (row.cost, -counter, row)
+        if len(heap) < limit:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    return [row for _, _, row in sorted(heap, key=lambda t: (t[0], t[1]), reverse=True)]
+

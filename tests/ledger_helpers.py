@@ -1,0 +1,205 @@
+"""Helpers for the ledger tests: ledgers on real SQLite and PostgreSQL, and a FOCUS 1.3 validator.
+
+The validator is written from the FOCUS specification's column requirements (Cost and Usage dataset), not from
+aicost's exporter: which columns must be present, their data types and formats, where null is not allowed, the
+allowed values, and the cross-column rules that apply to usage charges. It checks a CSV or Parquet file and returns
+every violation found, so a failing test says exactly which rule broke.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+# --- FOCUS 1.3 Cost and Usage: the columns a usage-only data generator with price lists, SKUs and tags provides
+MANDATORY = {  # column: nullable
+    "BilledCost": False, "BillingAccountId": False, "BillingAccountName": True, "BillingCurrency": False,
+    "BillingPeriodEnd": False, "BillingPeriodStart": False, "ChargeCategory": False, "ChargeClass": True,
+    "ChargeDescription": True, "ChargePeriodEnd": False, "ChargePeriodStart": False, "ContractedCost": False,
+    "EffectiveCost": False, "HostProviderName": False, "InvoiceIssuerName": False, "ListCost": False,
+    "ProviderName": False, "PublisherName": False, "ServiceCategory": False, "ServiceName": False,
+    "ServiceProviderName": False,
+}
+# Conditional / recommended columns that apply when the provider measures usage, publishes prices, SKUs and tags.
+CONDITIONAL = {
+    "BillingAccountType": True, "ChargeFrequency": True, "ConsumedQuantity": True, "ConsumedUnit": True,
+    "ContractedUnitPrice": True, "ListUnitPrice": True, "PricingCategory": True, "PricingCurrency": True,
+    "PricingQuantity": True, "PricingUnit": True, "ServiceSubcategory": False, "SkuId": True, "SkuMeter": True,
+    "SkuPriceDetails": True, "SkuPriceId": True, "Tags": True,
+}
+TYPES = {
+    **{c: "decimal" for c in ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost", "ConsumedQuantity",
+                              "ContractedUnitPrice", "ListUnitPrice", "PricingQuantity")},
+    **{c: "datetime" for c in ("BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart")},
+    **{c: "json" for c in ("SkuPriceDetails", "Tags")},
+}
+ALLOWED = {
+    "ChargeCategory": {"Usage", "Purchase", "Tax", "Credit", "Adjustment"},
+    "ChargeClass": {"Correction"},
+    "ChargeFrequency": {"One-Time", "Recurring", "Usage-Based"},
+    "PricingCategory": {"Standard", "Dynamic", "Committed", "Other"},
+    "ServiceCategory": {"AI and Machine Learning", "Analytics", "Business Applications", "Compute", "Databases",
+                        "Developer Tools", "Multicloud", "Identity", "Integration", "Internet of Things",
+                        "Management and Governance", "Media", "Migration", "Mobile", "Networking", "Security",
+                        "Storage", "Web", "Other"},
+}
+AI_SUBCATEGORIES = {"AI Platforms", "Bots", "Generative AI", "Machine Learning", "Natural Language Processing",
+                    "Other (AI and Machine Learning)"}
+SKU_PRICE_PROPERTIES = {"CoreCount", "DiskMaxIops", "DiskSpace", "DiskType", "GpuCount", "InstanceType",
+                        "InstanceSeries", "MemorySize", "NetworkMaxIops", "NetworkMaxThroughput", "OperatingSystem",
+                        "Redundancy", "StorageClass"}
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")  # NumericFormat: no thousands separators, symbols or exponents
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")  # DateTimeFormat: ISO 8601, UTC, "Z"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")  # CurrencyCodeFormat: ISO 4217
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, Any]], str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        for field in table.schema:
+            kind = TYPES.get(field.name)
+            text = str(field.type)
+            if kind == "decimal" and not text.startswith("decimal"):
+                raise AssertionError(f"{field.name}: Parquet type {text}, FOCUS Decimal expected")
+            if kind == "datetime" and not (text.startswith("timestamp") and "UTC" in text):
+                raise AssertionError(f"{field.name}: Parquet type {text}, FOCUS DateTime (UTC) expected")
+        return table.column_names, table.to_pylist(), "parquet"
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+        return list(reader.fieldnames or []), rows, "csv"
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str) or not _NUMBER.match(value):
+        raise ValueError(f"not a FOCUS decimal: {value!r}")
+    return Decimal(value)
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.utcoffset() is None or value.utcoffset().total_seconds() != 0:
+            raise ValueError(f"not UTC: {value!r}")
+        return value
+    if not isinstance(value, str) or not _DATETIME.match(value):
+        raise ValueError(f"not a FOCUS date/time: {value!r}")
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _json_object(value: Any) -> dict:
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise ValueError(f"not a JSON object: {value!r}")
+    return parsed
+
+
+def validate_focus(path: str | Path) -> list[str]:
+    """Every FOCUS rule the file breaks (empty list: conformant for the columns above)."""
+    path = Path(path)
+    columns, rows, kind = _read(path)
+    problems: list[str] = []
+    for name in [*MANDATORY, *CONDITIONAL]:
+        if name not in columns:
+            problems.append(f"missing column {name}")
+    custom_seen = False
+    for name in columns:
+        if name.startswith("x_"):
+            custom_seen = True
+        elif name not in MANDATORY and name not in CONDITIONAL:
+            problems.append(f"column {name}: not a FOCUS column and not prefixed x_")
+        elif custom_seen:
+            problems.append(f"column {name}: FOCUS columns must come before custom x_ columns")
+    for n, row in enumerate(rows, start=1):
+        where = f"row {n}"
+        parsed: dict[str, Any] = {}
+        for name, nullable in {**MANDATORY, **CONDITIONAL}.items():
+            if name not in row:
+                continue
+            value = row[name]
+            if value is None:
+                if not nullable:
+                    problems.append(f"{where}: {name} must not be null")
+                continue
+            try:
+                t = TYPES.get(name)
+                parsed[name] = (_decimal(value) if t == "decimal" else _datetime(value) if t == "datetime"
+                                else _json_object(value) if t == "json" else value)
+            except (ValueError, InvalidOperation, json.JSONDecodeError) as exc:
+                problems.append(f"{where}: {name}: {exc}")
+                continue
+            if t is None and not isinstance(value, str):
+                problems.append(f"{where}: {name} must be a string, got {type(value).__name__}")
+            allowed = ALLOWED.get(name)
+            if allowed is not None and value not in allowed:
+                problems.append(f"{where}: {name} {value!r} is not an allowed value")
+        for name in ("BillingCurrency", "PricingCurrency"):
+            if row.get(name) is not None and not _CURRENCY.match(str(row[name])):
+                problems.append(f"{where}: {name} {row[name]!r} is not an ISO 4217 code")
+        if row.get("ServiceSubcategory") is not None and row.get("ServiceCategory") == "AI and Machine Learning" \
+                and row["ServiceSubcategory"] not in AI_SUBCATEGORIES:
+            problems.append(f"{where}: ServiceSubcategory {row['ServiceSubcategory']!r} is not under its category")
+        start, end = parsed.get("ChargePeriodStart"), parsed.get("ChargePeriodEnd")
+        if start and end and not end > start:
+            problems.append(f"{where}: ChargePeriodEnd must be after ChargePeriodStart")
+        b_start, b_end = parsed.get("BillingPeriodStart"), parsed.get("BillingPeriodEnd")
+        if b_start and b_end and start and end and not (b_start <= start and end <= b_end):
+            problems.append(f"{where}: the charge period must lie within the billing period")
+        usage = row.get("ChargeCategory") == "Usage" and row.get("ChargeClass") != "Correction"
+        if usage:
+            for name in ("ConsumedQuantity", "ConsumedUnit", "PricingQuantity", "PricingUnit", "ListUnitPrice",
+                         "ContractedUnitPrice", "PricingCategory", "SkuId", "SkuPriceId"):
+                if name in columns and row.get(name) is None:
+                    problems.append(f"{where}: {name} must not be null for a Usage charge")
+        q = parsed.get("PricingQuantity")
+        for unit_price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
+            if q is not None and parsed.get(unit_price) is not None and cost in parsed:
+                if parsed[unit_price] * q != parsed[cost]:
+                    problems.append(f"{where}: {cost} must equal {unit_price} x PricingQuantity")
+        if row.get("SkuPriceId") is None and row.get("SkuPriceDetails") is not None:
+            problems.append(f"{where}: SkuPriceDetails must be null when SkuPriceId is null")
+        for key in (parsed.get("SkuPriceDetails") or {}):
+            if key not in SKU_PRICE_PROPERTIES and not key.startswith("x_"):
+                problems.append(f"{where}: SkuPriceDetails key {key!r} is neither FOCUS-defined nor x_-prefixed")
+        if len(problems) > 50:
+            problems.append("... (stopped after 50 problems)")
+            break
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------ ledgers
+def ledger_urls(tmp_path: Path, pg_url: str | None) -> list[str]:
+    urls = [f"sqlite:///{tmp_path / 'ledger.db'}"]
+    if pg_url:
+        urls.append(pg_url)
+    return urls
+
+
+def fresh_pg_database(server_url: str) -> str:
+    """A new, empty database on the test server (each test its own ledger)."""
+    import uuid
+
+    import psycopg
+
+    import time
+
+    name = f"ledger_{uuid.uuid4().hex[:10]}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {name}")
+            break
+        except psycopg.OperationalError as exc:  # "the database system is starting up"
+            if "starting up" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return server_url.rsplit("/", 1)[0] + "/" + name

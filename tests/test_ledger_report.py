@@ -1,0 +1,222 @@
+"""`aicost report` and `aicost export --format focus` on real ledgers (SQLite and PostgreSQL): totals equal the
+rows, unit costs, top movers, aligned tables, CSV / JSON, bad input; every exported FOCUS file passes the spec's
+column rules, and its costs add up to the report's total."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from aicost.cli import main
+from aicost.ledger import CALL, FeatureRun, LedgerRow, open_store, spend, totals
+from aicost.ledger.focus import COLUMN_NAMES, export_focus
+from aicost.ledger.report import Period, build_report, parse_period, render_table
+from aicost.ledger.synthetic import Profile, fill
+
+from cache_helpers import postgres_server
+from ledger_helpers import fresh_pg_database, validate_focus
+
+DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _two_weeks(url: str) -> None:
+    """Week 1: search spends 1.00 per day; week 2: 3.00 per day, support stays at 0.50; runs with outcomes."""
+    rows, runs = [], []
+    for day in range(14):
+        t = DAY + timedelta(days=day, hours=10)
+        for team, cost in (("search", "1.00" if day < 7 else "3.00"), ("support", "0.50")):
+            run_id = f"r{day:02d}{team}"
+            rows.append(LedgerRow(span_id=f"{day:02d}{team:0<14}"[:16], kind=CALL, time=t, provider="openai",
+                                  request_model="gpt-4o", input_tokens=1000, output_tokens=100,
+                                  cost=Decimal(cost), cost_parts={"input": Decimal(cost)}, team=team,
+                                  feature="answer", run_id=run_id))
+            runs.append(FeatureRun(run_id=run_id, feature="answer", time=t + timedelta(seconds=1), team=team,
+                                   outcome="succeeded" if day % 2 == 0 else "failed"))
+    with open_store(url) as store:
+        store.write(rows, runs)
+
+
+def test_report_totals_unit_costs_and_movers(url):
+    _two_weeks(url)
+    with open_store(url, create=False) as store:
+        week2 = Period(DAY + timedelta(days=7), DAY + timedelta(days=14))
+        report = build_report(store, period=week2, group_by=("team",))
+    assert report.totals.cost == Decimal("24.50") and report.totals.calls == 14
+    search = next(g for g in report.groups if g.key["team"] == "search")
+    assert search.cost == Decimal("21.00") and search.runs == 7 and search.succeeded_runs == 3  # days 8, 10, 12
+    assert search.cost_per_run == Decimal("3.00") and search.cost_per_success == Decimal("7.00")
+    (top, *rest) = report.movers
+    assert top.key == {"team": "search"} and top.previous == Decimal("7.00") and top.current == Decimal("21.00")
+    assert top.change_pct == Decimal("200.0") and rest == []  # support did not move
+
+
+def test_cli_table_is_aligned_and_formats_agree(url):
+    _two_weeks(url)
+    code, out, err = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+                          "--by", "team")
+    assert code == 0, err
+    assert "Total spend   24.5 USD   (14 calls)" in out
+    table = out[out.index("by team"):out.index("Top movers")].strip().splitlines()[1:]
+    header, *body = table
+    assert [line.split()[0] for line in body] == ["search", "support"]  # largest first
+    ends = {len(line) for line in table}
+    assert len(ends) == 1  # every line of the table ends at the same column: numbers right-aligned
+    cost_col = header.index("cost USD") + len("cost USD")
+    assert all(line[:cost_col].endswith(("21", "3.5")) for line in body)
+    assert re.search(r"search\s+7\s+21\s+\+14\s+\+200\.0%", out)
+    code, out_json, _ = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+                             "--by", "team", "--format", "json")
+    data = json.loads(out_json)
+    assert data["totals"]["cost_usd"] == "24.5" and data["groups"][0]["cost_per_success_usd"] == "7"
+    assert data["movers"][0]["change_usd"] == "14"
+    code, out_csv, _ = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+                            "--by", "day,team", "--format", "csv")
+    lines = list(csv.DictReader(io.StringIO(out_csv)))
+    assert len(lines) == 14 and sum(Decimal(x["cost_usd"]) for x in lines) == Decimal("24.5")
+    assert {x["input_tokens"] for x in lines} == {"1000"}
+
+
+def test_cli_empty_range_unknown_key_and_bad_ledger(url, tmp_path):
+    _two_weeks(url)
+    code, out, _ = _cli("report", "--ledger", url, "--period", "2025-01")
+    assert code == 0 and "No spend recorded between 2025-01-01" in out
+    code, _, err = _cli("report", "--ledger", url, "--by", "team,colour")
+    assert code == 2 and "unknown group-by key 'colour'; valid keys: team, feature, customer, user, model" in err
+    code, _, err = _cli("report", "--ledger", f"sqlite:///{tmp_path}/nope.db")
+    assert code == 2 and "--ledger: no ledger at" in err
+    code, _, err = _cli("report", "--ledger", "redis://x")
+    assert code == 2 and "--ledger: unsupported ledger URL" in err
+    code, _, err = _cli("report", "--ledger", url, "--where", "colour=red")
+    assert code == 2 and "unknown filter key 'colour'; valid keys: team, feature, user, customer" in err
+    code, _, err = _cli("report", "--ledger", url, "--period", "fortnight")
+    assert code == 2 and "unknown period 'fortnight'; use today, yesterday" in err
+
+
+def test_periods():
+    now = datetime(2026, 12, 4, 20, 30, tzinfo=timezone.utc)
+    assert parse_period("yesterday", now=now) == Period(datetime(2026, 12, 3, tzinfo=timezone.utc),
+                                                        datetime(2026, 12, 4, tzinfo=timezone.utc), "yesterday")
+    seven = parse_period(None, now=now)
+    assert seven.end == datetime(2026, 12, 4, 21, tzinfo=timezone.utc) and seven.end - seven.start == timedelta(days=7)
+    assert parse_period("last-month", now=now).start == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parse_period("2026-02", now=now).end == datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_focus_export_passes_the_spec_rules_and_adds_up(url, tmp_path, file_format):
+    with open_store(url) as store:
+        fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11))
+        first, last = store.time_range()
+        end = last + timedelta(seconds=1)
+        target = tmp_path / f"focus.{file_format}"
+        progress = io.StringIO()
+        result = export_focus(store, first, end, target, progress=True, progress_stream=progress)
+        t = totals(store, first, end)
+    assert validate_focus(target) == []
+    assert result.charges > result.calls > 0
+    assert result.total == t.cost  # every known dollar, exactly once
+    assert result.unknown_price_calls == t.unknown_cost_calls > 0  # left out, and said so
+    assert "exporting FOCUS:" in progress.getvalue() and progress.getvalue().endswith("\n")
+    if file_format == "csv":
+        with open(target, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert tuple(rows[0].keys()) == COLUMN_NAMES
+        assert sum(Decimal(r["BilledCost"]) for r in rows) == t.cost
+        input_rows = [r for r in rows if r["x_TokenClass"] == "input"]
+        assert all(r["ConsumedUnit"] == "Tokens" and r["ServiceCategory"] == "AI and Machine Learning"
+                   for r in input_rows)
+        tags = json.loads(input_rows[0]["Tags"])
+        assert {"team", "feature", "customer", "user", "env"} <= set(tags)
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(target)
+        assert sum(table.column("BilledCost").to_pylist()) == t.cost
+
+
+def test_focus_validator_catches_broken_files(tmp_path):
+    good = tmp_path / "good.csv"
+    with open_store(f"sqlite:///{tmp_path / 'l.db'}") as store:
+        fill(store, Profile(days=1, teams=2, customers=3, calls=60, seed=2))
+        first, last = store.time_range()
+        export_focus(store, first, last + timedelta(seconds=1), good)
+    assert validate_focus(good) == []
+    text = good.read_text()
+    header, first_row, *rest = text.splitlines()
+    broken = tmp_path / "broken.csv"
+    bad = first_row.replace("AI and Machine Learning", "AI").replace("Usage-Based", "Sometimes", 1)
+    broken.write_text("\n".join([header.replace("x_Model", "Model"), bad, *rest]) + "\n")
+    problems = validate_focus(broken)
+    assert any("ServiceCategory 'AI' is not an allowed value" in p for p in problems)
+    assert any("ChargeFrequency 'Sometimes'" in p for p in problems)
+    assert any("column Model: not a FOCUS column and not prefixed x_" in p for p in problems)
+
+
+def test_cli_export_writes_focus(url, tmp_path):
+    with open_store(url) as store:
+        fill(store, Profile(days=2, teams=3, customers=5, calls=200, seed=4, start=DAY))
+    target = tmp_path / "month.parquet"
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    assert code == 0, err
+    assert re.match(r"wrote [\d,]+ FOCUS 1\.3 charges \([\d,]+ calls, [\d.]+ USD\) to .*month\.parquet; [\d,]+ calls "
+                    r"with an unknown price are not in it", out)
+    assert err == ""  # no progress unless on a terminal or asked for
+    assert validate_focus(target) == []
+    with open_store(url, create=False) as store:
+        by_team = spend(store, DAY, DAY + timedelta(days=2), ["team"])
+    report_total = sum(g.cost for g in by_team)
+    assert Decimal(re.search(r"calls, ([\d.]+) USD", out).group(1)) == report_total
+
+
+def test_render_table_says_when_empty(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'e.db'}") as store:
+        report = build_report(store, period=Period(DAY, DAY + timedelta(days=1)), group_by=("team",))
+    assert report.empty and "the ledger has no rows in this period" in render_table(report)
+
+
+def test_quickstart_writes_a_ledger_that_aicost_report_reads(tmp_path):
+    """The README's quickstart ends with `aicost report` on the ledger examples/quickstart.py just wrote."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("AICOST_LEDGER", None)
+    for _ in range(2):  # a second run starts a fresh demo ledger: nothing counted twice
+        done = subprocess.run([sys.executable, str(root / "examples" / "quickstart.py")], capture_output=True,
+                              text=True, timeout=180, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    total = next(line for line in done.stdout.splitlines() if line.startswith("all calls")).split()[2]
+    report = subprocess.run([sys.executable, "-m", "aicost.cli", "report", "--by", "team", "--format", "json"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert Decimal(data["totals"]["cost_usd"]) == Decimal(total) and data["totals"]["calls"] == 8
+    assert {g["key"]["team"] for g in data["groups"]} == {"research", "search", "support"}

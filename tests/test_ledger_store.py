@@ -1,0 +1,168 @@
+"""The ledger's storage on real SQLite and a real PostgreSQL server: schema and versions, idempotent writes, and
+spend queries from the rollups that agree to the last digit with sums over the raw rows."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from aicost.errors import ConfigurationError
+from aicost.ledger import (CALL, FeatureRun, LedgerRow, LedgerSchemaError, UnknownGroupKey, open_store, spend,
+                           totals)
+from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
+from aicost.ledger.synthetic import Profile, fill
+
+from cache_helpers import postgres_server
+from ledger_helpers import fresh_pg_database
+
+T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+def _row(i: int, **overrides) -> LedgerRow:
+    values = dict(span_id=f"{i:016x}", kind=CALL, time=T0 + timedelta(minutes=7 * i), provider="openai",
+                  request_model="gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18", input_tokens=1000 + i,
+                  output_tokens=50, cache_read_tokens=256, cost=Decimal("0.000123456789012345") * (i + 1),
+                  cost_parts={"input": Decimal("0.0001"), "output": Decimal("0.000023456789012345") * (i + 1)},
+                  team=["search", "support", None][i % 3], feature="answer", customer=f"c{i % 5}",
+                  tags={"env": "prod"} if i % 2 else {})
+    values.update(overrides)
+    return LedgerRow(**values)
+
+
+def test_rows_round_trip_exactly_and_rewrites_are_no_ops(url):
+    store = open_store(url)
+    rows = [_row(i) for i in range(50)]
+    rows.append(_row(50, kind=CACHE_HIT, cost=Decimal(0), saved_cost=Decimal("0.0042"), cache_name="faq"))
+    rows.append(_row(51, kind=REFUSAL, cost=Decimal(0), stopped_cost=Decimal("1.25"), budget="daily"))
+    rows.append(_row(52, cost=None, price_known=False, cost_parts={}, response_model="ft:custom"))
+    runs = [FeatureRun(run_id="r1", feature="answer", time=T0 + timedelta(hours=1), outcome="succeeded", team="search")]
+    rows[0].run_id = "r1"
+    assert store.write(rows, runs) == len(rows)
+    assert store.write(rows, runs) == 0  # replay: nothing new, rollups unchanged
+    assert store.write(rows[:10] + rows[:10]) == 0
+    back = list(store.rows(T0, T0 + timedelta(days=2)))
+    assert [r.span_id for r in back] == [r.span_id for r in rows]
+    for original, stored in zip(rows, back):
+        assert stored.cost == original.cost and stored.cost_parts == original.cost_parts
+        assert stored.tags == original.tags and stored.team == original.team and stored.time == original.time
+        assert all(getattr(stored, f) == getattr(original, f) for f in TOKEN_FIELDS)
+    assert back[0].outcome == "succeeded"  # the run's outcome reached its call
+    assert back[52].cost is None and back[52].price_known is False  # unknown stays unknown, never $0
+    total = totals(store, T0, T0 + timedelta(days=2))
+    assert total.cost == sum(r.cost for r in rows[:50])
+    assert total.calls == 51 and total.unknown_cost_calls == 1
+    assert (total.cache_hits, total.saved_cost, total.refusals, total.stopped_cost) == (1, Decimal("0.0042"), 1,
+                                                                                      Decimal("1.25"))
+    assert (total.runs, total.succeeded_runs) == (1, 1)
+    store.close()
+
+
+def _raw(store, start, end, key):
+    out = {}
+    for r in store.rows(start, end):
+        if r.kind != CALL or r.cost is None:
+            continue
+        value = r.group_value(key) if key != "tag:env" else r.tags.get("env")
+        if key == "tag:env" and value is None:
+            continue
+        out[value] = out.get(value, Decimal(0)) + r.cost
+    return out
+
+
+@pytest.mark.parametrize("key", ["team", "customer", "model", "user", "tag:env", "day"])
+def test_rollup_answers_equal_raw_sums_for_any_period(url, key):
+    store = open_store(url)
+    fill(store, Profile(days=4, teams=6, customers=20, calls=3000, seed=3))
+    first, last = store.time_range()
+    rng = random.Random(5)
+    periods = [(first, last + timedelta(seconds=1))]
+    for _ in range(4):  # periods with edges anywhere: minutes, whole hours, whole days
+        a = first + timedelta(seconds=rng.randrange(0, 4 * 86400))
+        b = a + timedelta(seconds=rng.randrange(1, 3 * 86400))
+        periods.append((a, b))
+    periods.append((first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1),
+                    first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=3)))
+    for start, end in periods:
+        got = {g.key[key]: g.cost for g in spend(store, start, end, [key])}
+        expected = _raw(store, start, end, key)
+        assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.items() if v}, (start, end)
+    store.close()
+
+
+def test_group_by_two_keys_and_filters_agree_with_single_key(url):
+    store = open_store(url)
+    fill(store, Profile(days=2, teams=4, customers=10, calls=800, seed=9))
+    first, last = store.time_range()
+    end = last + timedelta(seconds=1)
+    by_team = {g.key["team"]: g for g in spend(store, first, end, ["team"])}
+    by_pair = spend(store, first, end, ["team", "model"])
+    for team, group in by_team.items():
+        assert sum(g.cost for g in by_pair if g.key["team"] == team) == group.cost
+        (filtered,) = spend(store, first, end, ["team"], where={"team": team})
+        assert filtered.cost == group.cost and filtered.runs == group.runs
+    daily = spend(store, first, end, ["day", "team"])
+    assert sum(g.cost for g in daily) == totals(store, first, end).cost
+    store.close()
+
+
+def test_unknown_group_key_lists_the_valid_ones(url):
+    store = open_store(url)
+    with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):
+        spend(store, T0, T0 + timedelta(days=1), ["teem"])
+    assert spend(store, T0, T0 + timedelta(days=1), ["team"]) == []  # an empty period: no groups
+    store.close()
+
+
+def test_sqlite_url_errors_name_the_setting(tmp_path):
+    with pytest.raises(ConfigurationError, match="AICOST_LEDGER.*unsupported ledger URL"):
+        open_store("mysql://x/y", setting="AICOST_LEDGER")
+    with pytest.raises(ConfigurationError, match="malformed SQLite ledger URL"):
+        open_store("sqlite://relative.db")
+    with pytest.raises(ConfigurationError, match="--ledger: the directory .* does not exist"):
+        open_store(f"sqlite:///{tmp_path}/missing/ledger.db", setting="--ledger")
+    with pytest.raises(ConfigurationError, match="no ledger at"):
+        open_store(f"sqlite:///{tmp_path}/none.db", create=False)
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ConfigurationError, match="cannot open the SQLite ledger .*file is not a database"):
+        open_store(f"sqlite:///{tmp_path}/junk.db")
+
+
+def test_postgres_missing_database_is_a_configuration_error(pg_server):
+    missing = pg_server.rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(ConfigurationError, match='instrument.*"no_such_db" does not exist'):
+        open_store(missing)
+    with pytest.raises(ConfigurationError, match="malformed PostgreSQL ledger URL"):
+        open_store("postgresql://host:notaport/db")
+
+
+def test_a_newer_schema_is_refused_with_its_version(url):
+    open_store(url).close()
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///"):])
+        conn.execute("INSERT INTO aicost_schema VALUES (7, '2030-01-01', '9.0')")
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
+    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 1\\)"):
+        open_store(url)

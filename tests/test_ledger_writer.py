@@ -1,0 +1,370 @@
+"""The ledger fed by the core's hooks, end to end: real SDKs over real HTTP to the loopback vendor server, rows
+written by the background writer into real SQLite and PostgreSQL. Also: bounded queue, outage spill and replay
+(a real PostgreSQL server behind a proxy that goes down), exit flush, fork, several processes on one file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost import semconv
+from aicost.budget import Budget, BudgetExceeded, configure_budgets, disable_budgets
+from aicost.errors import ConfigurationError
+from aicost.ledger import CACHE_HIT, CALL, REFUSAL, LedgerRow, open_store, totals
+from aicost.ledger import writer as ledger_writer
+from aicost.ledger.exporter import LedgerSpanExporter
+from aicost.ledger.writer import LedgerWriter
+
+from cache_helpers import postgres_server
+from ledger_helpers import fresh_pg_database
+from vendor_server import anthropic_message_reply, openai_chat_reply
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+NOW = datetime.now(timezone.utc)
+WINDOW = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture
+def spill_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "aicost"
+
+
+def _rows(url):
+    with open_store(url, create=False) as store:
+        return list(store.rows(*WINDOW))
+
+
+def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledger_url, spill_dir, openai_client,
+                                                             anthropic_client, replay_server):
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=1200, completion_tokens=300, cached_tokens=1024),
+                          anthropic_message_reply(input_tokens=40, output_tokens=12))
+
+    @aicost.cache(prompt="messages", ignore=["client"])
+    def ask(client, *, model, messages):
+        return client.chat.completions.create(model=model, messages=messages)
+
+    with aicost.feature("answer", team="search", customer="acme", region="eu") as unit:
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)  # a hit: no request, no spend
+    with aicost.attribute(team="research"):
+        anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=64, messages=MESSAGES)
+    configure_budgets(budgets=[Budget(limit_usd="0.0005", window="day", name="tiny")])
+    try:
+        with aicost.attribute(team="search"), pytest.raises(BudgetExceeded) as refused:
+            openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    finally:
+        disable_budgets()
+    assert ledger_writer.active().flush()
+    rows = {r.kind: [] for r in []}
+    for r in _rows(ledger_url):
+        rows.setdefault(r.kind, []).append(r)
+    spans = {format(s.context.span_id, "016x"): s for s in instrumented.cost_spans()}
+    assert len(rows[CALL]) == 2 and len(spans) == 2
+    for row in rows[CALL]:
+        span = spans[row.span_id]  # the row is keyed by the call's span id
+        assert row.trace_id == format(span.context.trace_id, "032x")
+        assert row.cost == Decimal(span.attributes[semconv.AICOST_COST_TOTAL])
+        assert row.input_tokens == span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
+        assert row.response_model == span.attributes[semconv.GEN_AI_RESPONSE_MODEL]
+        assert sum(row.cost_parts.values()) == row.cost and row.price_known
+    openai_row = next(r for r in rows[CALL] if r.provider == "openai")
+    assert (openai_row.team, openai_row.feature, openai_row.customer, openai_row.tags) == (
+        "search", "answer", "acme", {"region": "eu"})
+    assert openai_row.cache_read_tokens == 1024 and openai_row.run_id == unit.run_id
+    assert openai_row.outcome == "succeeded"  # the run ended after the call: its outcome was written back
+    (hit,) = rows[CACHE_HIT]
+    assert hit.saved_cost == openai_row.cost and hit.cost == 0 and hit.team == "search"
+    (refusal,) = rows[REFUSAL]
+    assert refusal.stopped_cost == refused.value.requested_usd and refusal.budget == "tiny"
+    assert refusal.cost == 0 and refusal.team == "search" and refusal.request_model == "gpt-4o"
+    with open_store(ledger_url, create=False) as store:
+        t = totals(store, *WINDOW)
+    assert t.cost == sum(r.cost for r in rows[CALL]) and (t.runs, t.succeeded_runs) == (1, 1)
+    assert (t.cache_hits, t.saved_cost, t.refusals) == (1, hit.saved_cost, 1)
+
+
+def test_unknown_price_is_a_row_with_unknown_cost(instrumented, tmp_path, spill_dir, openai_client, replay_server):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    replay_server.enqueue(openai_chat_reply(model="my-private-model-7"))
+    openai_client.chat.completions.create(model="my-private-model-7", messages=MESSAGES)
+    ledger_writer.active().flush()
+    (row,) = _rows(url)
+    assert row.cost is None and row.price_known is False and row.input_tokens == 9
+    with open_store(url, create=False) as store:
+        t = totals(store, *WINDOW)
+    assert (t.cost, t.calls, t.unknown_cost_calls) == (0, 1, 1)
+
+
+def test_off_by_default_env_var_idempotent_and_bad_url(monkeypatch, tmp_path, spill_dir):
+    monkeypatch.delenv("AICOST_LEDGER", raising=False)
+    aicost.instrument()
+    try:
+        assert ledger_writer.active() is None
+        url = f"sqlite:///{tmp_path / 'env.db'}"
+        monkeypatch.setenv("AICOST_LEDGER", url)
+        aicost.instrument()
+        first = ledger_writer.active()
+        assert first is not None and first.url == url
+        aicost.instrument()
+        aicost.instrument(ledger=url)
+        assert ledger_writer.active() is first  # idempotent
+        with pytest.raises(ConfigurationError, match="instrument\\(ledger=...\\): unsupported ledger URL"):
+            aicost.instrument(ledger="mysql://nope")
+        monkeypatch.setenv("AICOST_LEDGER", "sqlite://bad")
+        aicost.uninstrument()
+        with pytest.raises(ConfigurationError, match="AICOST_LEDGER: malformed SQLite ledger URL"):
+            aicost.instrument()
+    finally:
+        aicost.uninstrument()
+    assert ledger_writer.active() is None
+
+
+def test_full_queue_drops_are_counted_and_logged_never_raised(tmp_path, spill_dir, caplog):
+    from aicost._log import forget
+
+    forget("ledger:queue-full")
+    writer = LedgerWriter(f"sqlite:///{tmp_path / 'q.db'}", max_queue=10)
+    writer._start = lambda: None  # no writer thread: the queue only fills
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1)) for i in range(25))
+    stats = writer.stats()
+    assert stats["enqueued"] == 10 and stats["dropped_queue_full"] == 15
+    assert any("queue is full" in r.getMessage() for r in caplog.records)
+    writer.flush()
+    assert writer.stats()["written"] == 10
+    writer.close()
+
+
+class _Proxy:
+    """TCP proxy in front of the real PostgreSQL server, which the test switches off and on: an outage as the
+    client sees one (refused connections, broken sessions) while the database keeps its data."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.up = True
+        self.conns: list[socket.socket] = []
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def down(self) -> None:
+        self.up = False
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns.clear()
+
+    def close(self) -> None:
+        self.down()
+        self.sock.close()
+
+
+def test_database_outage_spills_then_replays_without_double_counting(pg_server, spill_dir):
+    url = fresh_pg_database(pg_server)
+    port = int(url.split(":")[-1].split("/")[0])
+    proxy = _Proxy(port)
+    via_proxy = url.replace(f":{port}/", f":{proxy.port}/")
+    try:
+        writer = LedgerWriter(via_proxy)
+        before = [LedgerRow(span_id=f"a{i:015x}", kind=CALL, time=NOW, cost=Decimal("0.001")) for i in range(30)]
+        writer.add(before)
+        assert writer.flush() and writer.stats()["written"] == 30
+        proxy.down()
+        during = [LedgerRow(span_id=f"b{i:015x}", kind=CALL, time=NOW, cost=Decimal("0.002")) for i in range(40)]
+        writer.add(during)
+        writer.add(before[:5])  # a duplicate arriving during the outage
+        writer.flush()
+        stats = writer.stats()
+        assert stats["spilled"] == 45 and stats["outages"] >= 1 and stats.get("written") == 30
+        assert list(spill_dir.glob("ledger-spill-*.jsonl"))  # kept on disk, not in memory
+        proxy.up = True
+        writer.flush()
+        stats = writer.stats()
+        assert stats["replayed"] == 45 and stats["written"] == 70 and stats["duplicates"] == 5
+        assert not list(spill_dir.glob("ledger-spill-*.jsonl"))
+        writer.close()
+        with open_store(url, create=False) as store:
+            t = totals(store, *WINDOW)
+        assert t.calls == 70 and t.cost == Decimal("0.030") + Decimal("0.080")
+    finally:
+        proxy.close()
+
+
+def test_spill_is_bounded(tmp_path, spill_dir, caplog):
+    writer = LedgerWriter("postgresql://postgres@127.0.0.1:1/none", spill_max_bytes=2000)
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1)) for i in range(50))
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        writer.flush()
+    stats = writer.stats()
+    assert stats["spilled"] > 0 and stats["dropped_spill_full"] > 0
+    assert stats["spilled"] + stats["dropped_spill_full"] == 50
+    assert sum(p.stat().st_size for p in spill_dir.glob("*.jsonl")) <= 2000
+    writer.close()
+
+
+def _run(code: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_rows_are_flushed_at_exit_even_those_queued_during_exit(tmp_path, spill_dir):
+    url = f"sqlite:///{tmp_path / 'exit.db'}"
+    done = _run("""
+        import atexit
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        def late():  # registered first, so it runs after the ledger's own exit flush
+            writer.active().add([LedgerRow(span_id="ffffffffffffffff", kind=CALL, time=datetime.now(timezone.utc),
+                                           cost=Decimal("0.5"))])
+        atexit.register(late)
+        w = writer.configure(URL)
+        w.flush_interval_s = 3600  # the thread will not write these in time: only the exit flush can
+        w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.25"))
+              for i in range(500))
+    """.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(tmp_path / "c")})
+    assert done.returncode == 0, done.stderr
+    assert "can't create new thread" not in done.stderr and "Traceback" not in done.stderr
+    rows = _rows(url)
+    assert len(rows) == 501 and sum(r.cost for r in rows) == Decimal("125.5")
+
+
+def test_forked_child_writes_its_own_rows(tmp_path, spill_dir):
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    done = _run("""
+        import os
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        w = writer.configure(URL)
+        w.add([LedgerRow(span_id="0000000000000001", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal(1))])
+        pid = os.fork()
+        if pid == 0:
+            w.add([LedgerRow(span_id="0000000000000002", kind=CALL, time=datetime.now(timezone.utc),
+                             cost=Decimal(2))])
+            w.flush()
+            os._exit(0 if w.stats()["written"] == 1 else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        w.flush()
+    """.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(tmp_path / "c")})
+    assert done.returncode == 0, done.stderr
+    assert sorted(r.cost for r in _rows(url)) == [1, 2]
+
+
+def test_several_processes_write_one_sqlite_file(tmp_path, spill_dir):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    open_store(url).close()
+    code = """
+        import sys
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger.writer import LedgerWriter
+        w = LedgerWriter(URL, batch_size=100)
+        n = int(sys.argv[1])
+        w.add(LedgerRow(span_id=f"{n:04x}{i:012x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"),
+                        team=f"t{n}") for i in range(1500))
+        w.close()
+        assert w.stats()["written"] == 1500, w.stats()
+    """.replace("URL", repr(url))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c")}
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(n)], env=env,
+                              stderr=subprocess.PIPE, text=True) for n in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with open_store(url, create=False) as store:
+        t = totals(store, *WINDOW)
+        from aicost.ledger import spend
+
+        teams = {g.key["team"]: (g.calls, g.cost) for g in spend(store, *WINDOW, ["team"])}
+    assert t.calls == 4500 and t.cost == Decimal("45.00")
+    assert teams == {f"t{n}": (1500, Decimal("15.00")) for n in range(3)}
+
+
+def test_span_exporter_fills_the_same_rows_as_the_hooks(instrumented, tmp_path, spill_dir, openai_client,
+                                                        replay_server):
+    hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=hooks_url)
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=2000, completion_tokens=100, cached_tokens=1536,
+                                            reasoning_tokens=40, model="gpt-5-2025-08-07"),
+                          openai_chat_reply(model="never-priced-model"))
+    with aicost.feature("summarize", team="docs", user="u-1"):
+        openai_client.chat.completions.create(model="gpt-5", messages=MESSAGES)
+        openai_client.chat.completions.create(model="never-priced-model", messages=MESSAGES)
+    ledger_writer.active().flush()
+    exporter = LedgerSpanExporter(spans_url)  # as a central process would receive the spans over OTLP
+    exporter.export(instrumented.spans())
+    assert exporter.force_flush()
+    exporter.shutdown()
+    fields = ("span_id", "kind", "trace_id", "provider", "request_model", "response_model", "input_tokens",
+              "output_tokens", "cache_read_tokens", "reasoning_tokens", "cost", "cost_parts", "price_known", "team",
+              "feature", "user", "run_id", "outcome", "service_tier", "price_source")
+    from_hooks = [tuple(getattr(r, f) for f in fields) for r in _rows(hooks_url)]
+    from_spans = [tuple(getattr(r, f) for f in fields) for r in _rows(spans_url)]
+    assert len(from_hooks) == 2 and sorted(from_hooks, key=str) == sorted(from_spans, key=str)
+    with open_store(spans_url, create=False) as a, open_store(hooks_url, create=False) as b:
+        assert totals(a, *WINDOW) == totals(b, *WINDOW)

@@ -1,0 +1,190 @@
+"""Alerts to a callback and to a Slack-compatible webhook (a real HTTP receiver on 127.0.0.1), deduplicated."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+
+from aicost.budget import Budget
+from aicost.budget.guard import BudgetEvent
+from aicost.cli import main
+from aicost.errors import ConfigurationError
+from aicost.reports import alerts as AL
+from reports_helpers import SPIKE_TEAM, write_ledger
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.status = 200
+        self.lock = threading.Lock()
+
+
+@contextmanager
+def receiver() -> Iterator[tuple[str, Receiver]]:
+    """A webhook endpoint on 127.0.0.1 that records each JSON body it is POSTed."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.lock:
+                state.bodies.append(json.loads(body))
+            self.send_response(state.status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret", state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"  # nothing listens there now
+
+
+ALERT = AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "Spend spike: team search",
+                 "$30.51 on 2026-11-26 against a baseline of $0.42 (72x).", (("team", "search"), ("ratio", "72x")))
+
+
+def test_webhook_gets_a_slack_compatible_body_once(tmp_path):
+    with receiver() as (url, got):
+        alerter = AL.Alerter(AL.WebhookSink(url), state=str(tmp_path / "sent.db"))
+        assert alerter.send([ALERT, ALERT]) == [ALERT]
+        # A second alerter (a later cron run, another process) shares the state file: still once.
+        again = AL.Alerter(AL.WebhookSink(url), state=str(tmp_path / "sent.db"))
+        assert again.send(ALERT) == []
+        assert again.stats.suppressed == 1
+    assert len(got.bodies) == 1
+    body = got.bodies[0]
+    assert body["text"].startswith("Spend spike: team search: $30.51")
+    assert body["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": "Spend spike: team search"}}
+    assert body["blocks"][1]["type"] == "section" and body["blocks"][1]["text"]["type"] == "mrkdwn"
+    assert {"type": "mrkdwn", "text": "*team*\nsearch"} in body["blocks"][2]["fields"]
+
+
+def test_webhook_failures_are_counted_and_logged_never_raised_and_retried_next_run(tmp_path, caplog):
+    delivered = []
+    state = str(tmp_path / "sent.db")
+    with receiver() as (url, got):
+        got.status = 500
+        alerter = AL.Alerter([AL.WebhookSink(url, timeout_s=2), AL.WebhookSink(dead_url(), timeout_s=2)], state=state)
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            assert alerter.send(ALERT) == []  # no exception
+        assert alerter.stats.failed == 2 and alerter.stats.sent == 0
+        assert len(alerter.stats.failures_by_sink) == 2
+        assert "failed to deliver" in caplog.text and "secret" not in caplog.text  # the URL is the secret
+        # Nothing was delivered, so the key was released: the next run delivers it.
+        got.status = 200
+        retry = AL.Alerter([AL.WebhookSink(url), AL.CallbackSink(delivered.append)], state=state)
+        assert retry.send(ALERT) == [ALERT]
+    assert delivered == [ALERT]
+    assert len(got.bodies) == 2  # the 500 attempt, then the delivered one
+
+
+def test_callback_and_budget_events_in_app_do_not_block_the_caller():
+    got = []
+    release = threading.Event()
+
+    def slow_callback(alert):
+        release.wait(5)
+        got.append(alert)
+
+    alerter = AL.Alerter(slow_callback)
+    on_threshold = alerter.budget_callback()
+    budget = Budget(limit_usd="20", window="day", scope="team", thresholds=[0.5, 0.8])
+    event = BudgetEvent(kind="threshold", budget=budget, scope_value="search", window="day:2026-11-26",
+                        resets_at=datetime(2026, 11, 27, tzinfo=timezone.utc), limit_usd=Decimal("20"),
+                        spent_usd=Decimal("16.5"), reserved_usd=Decimal(0), threshold=Decimal("0.8"))
+    on_threshold(event)  # returns at once although the callback is still blocked
+    on_threshold(event)  # the same threshold in the same window: deduplicated
+    assert got == []
+    release.set()
+    assert alerter.flush(5)
+    assert len(got) == 1 and alerter.stats.suppressed == 1
+    assert got[0].key == "budget:team/day:search:day:2026-11-26:0.8"
+    assert "passed 80%" in got[0].title and "$16.50 of $20.00" in got[0].text
+
+
+def test_bad_webhook_configuration_is_refused():
+    with pytest.raises(ConfigurationError, match="WebhookSink"):
+        AL.WebhookSink("ftp://example.invalid/hook")
+    with pytest.raises(ValueError):
+        AL.Alerter([])
+
+
+def test_cli_alerts_over_the_ledger_send_each_alert_once(tmp_path):
+    ledger = write_ledger(tmp_path / "ledger.db")
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[[budgets]]\nlimit_usd = "12"\nwindow = "month"\nscope = "team"\nthresholds = [0.5, 0.8]\n')
+    state = str(tmp_path / "alerts.db")
+    with receiver() as (url, got):
+        argv = ["alerts", "--ledger", ledger, "--budgets", str(budgets), "--webhook", url, "--state", state,
+                "--at", "2026-11-26T23:00:00+00:00"]
+        out = io.StringIO()
+        assert main(argv, out=out, err=io.StringIO()) == 0
+        first = out.getvalue()
+        kinds = [b["blocks"][-1]["elements"][0]["text"] for b in got.bodies]
+        assert "aicost budget_threshold" in kinds  # teams past 80 % of $12 this month
+        assert "aicost forecast_over_budget" in kinds  # each team heads for ~$14-45 against $12
+        assert "aicost anomaly" in kinds
+        spike = [b for b in got.bodies if b["text"].startswith(f"Spend spike: team {SPIKE_TEAM}")]
+        assert len(spike) == 1 and "gpt-4.1" in spike[0]["text"]  # with the calls that caused it
+        sent = len(got.bodies)
+        assert f"{sent} sent, 0 already sent before, 0 failed" in first
+        out = io.StringIO()
+        assert main(argv, out=out, err=io.StringIO()) == 0
+        assert len(got.bodies) == sent  # nothing new
+        assert f"0 sent, {sent} already sent before" in out.getvalue()
+
+
+def test_names_cannot_ping_a_channel():
+    """A team name from upstream baggage is text in the message, never a Slack mention or link."""
+    alert = AL.Alert(AL.ANOMALY, "k", "Spend spike: team <!channel>", "team <!channel> & <https://x|y> spent $5",
+                     (("team", "<!here>"),))
+    payload = alert.slack_payload()
+    # Everything Slack parses as mrkdwn (the notification text and the mrkdwn blocks); the header is plain_text,
+    # which Slack shows as typed.
+    parsed = json.dumps([payload["text"], payload["blocks"][1:]])
+    assert "<!channel>" not in parsed and "<!here>" not in parsed and "<https://" not in parsed
+    assert payload["blocks"][0]["text"]["type"] == "plain_text"
+    assert "&lt;!channel&gt; &amp; &lt;https://x|y&gt;" in payload["blocks"][1]["text"]["text"]
+
+
+def test_cli_alerts_a_failed_webhook_is_retried_by_the_next_run(tmp_path):
+    ledger = write_ledger(tmp_path / "ledger.db")
+    state = str(tmp_path / "alerts.db")
+    argv = ["alerts", "--ledger", ledger, "--state", state, "--at", "2026-11-26T23:00:00+00:00"]
+    with receiver() as (url, got):
+        got.status = 503
+        out = io.StringIO()
+        assert main([*argv, "--webhook", url], out=out, err=io.StringIO()) == 1
+        failed = len(got.bodies)
+        assert failed >= 1 and "0 sent" in out.getvalue()
+        got.status = 200
+        out = io.StringIO()
+        assert main([*argv, "--webhook", url], out=out, err=io.StringIO()) == 0
+        assert len(got.bodies) == 2 * failed  # every alert tried again, and delivered
+        assert f"{failed} sent, 0 already sent before" in out.getvalue()

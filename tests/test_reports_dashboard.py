@@ -1,0 +1,164 @@
+"""`aicost dashboard`: one offline HTML page, rendered by a real headless Chromium, whose totals are `aicost report`'s.
+
+Chromium runs with every network path closed (no DNS, a dead proxy), so a chart that needed a CDN would not draw.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+
+import pytest
+
+from aicost.cli import main
+from reports_helpers import write_ledger
+from servers import require_binary
+
+pytest.importorskip("plotly")
+pytest.importorskip("statsmodels")
+
+PERIOD = ["--since", "2026-11-02", "--until", "2026-11-30"]
+CHARTS = ("daily", "feature", "customer", "models", "unit", "forecast", "cache")
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def chromium_dom(path: str) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium with no network."""
+    binary = require_binary("chromium")
+    with tempfile.TemporaryDirectory(prefix="aicost-chromium-") as profile:
+        proc = subprocess.run(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--proxy-server=127.0.0.1:9", "--window-size=1400,2600", "--virtual-time-budget=20000",
+             "--dump-dom", f"file://{path}"],
+            capture_output=True, text=True, timeout=240,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+class _Collector(HTMLParser):
+    """Collects, per chart card, its SVG elements and drawn marks; and the page's data-total values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals: dict[str, str] = {}
+        self.chart_stack: list[tuple[str, int]] = []
+        self.depth = 0
+        self.svgs: dict[str, int] = {}
+        self.marks: dict[str, int] = {}
+        self.scripts_with_src: list[str] = []
+        self._total_key: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag not in ("br", "meta", "img", "input", "link", "path", "rect", "line", "circle"):
+            self.depth += 1
+        if tag == "script" and a.get("src"):
+            self.scripts_with_src.append(a["src"])
+        if "data-chart" in a:
+            self.chart_stack.append((a["data-chart"], self.depth))
+        if "data-total" in a:
+            self.totals[a["data-total"]] = a.get("data-exact", "")
+        if self.chart_stack:
+            name = self.chart_stack[-1][0]
+            if tag == "svg":
+                self.svgs[name] = self.svgs.get(name, 0) + 1
+            cls = a.get("class") or ""
+            # plotly draws a bar or a marker as g.point > path, a pie slice as path.surface, a line as path.js-line
+            drawn = (tag == "g" and "point" in cls.split()) or (
+                tag == "path" and a.get("d") and ("surface" in cls.split() or "js-line" in cls.split()))
+            if drawn:
+                self.marks[name] = self.marks.get(name, 0) + 1
+
+    def handle_endtag(self, tag):
+        if self.chart_stack and self.depth == self.chart_stack[-1][1] and tag == "div":
+            self.chart_stack.pop()
+        if tag not in ("br", "meta", "img", "input", "link", "path", "rect", "line", "circle"):
+            self.depth -= 1
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory):
+    return write_ledger(tmp_path_factory.mktemp("ledger") / "ledger.db")
+
+
+def test_dashboard_renders_offline_in_chromium_with_the_report_totals(ledger, tmp_path):
+    page = tmp_path / "spend.html"
+    code, out, err = run_cli("dashboard", "--ledger", ledger, "--out", str(page), *PERIOD)
+    assert code == 0, err
+    assert "works offline" in out
+    source = page.read_text()
+    assert not re.search(r"<script[^>]+src=", source), "the page must not load scripts from anywhere"
+
+    dom = chromium_dom(str(page))
+    parsed = _Collector()
+    parsed.feed(dom)
+    # Every chart was drawn by plotly.js, in the browser, with data in it.
+    for chart in CHARTS:
+        assert parsed.svgs.get(chart, 0) >= 1, f"chart {chart!r} has no SVG: plotly.js did not run"
+        assert parsed.marks.get(chart, 0) >= 1, f"chart {chart!r} drew no bars, slices or lines"
+    # The daily chart has one bar per team per day (3 teams x 28 days).
+    assert parsed.marks["daily"] >= 3 * 28
+
+    # The totals on the page are exactly `aicost report`'s totals for the same period.
+    code, report_json, err = run_cli("report", "--ledger", ledger, "--format", "json", *PERIOD)
+    assert code == 0, err
+    totals = json.loads(report_json)["totals"]
+    assert parsed.totals["cost_usd"] == totals["cost_usd"]
+    assert parsed.totals["calls"] == str(totals["calls"])
+    assert parsed.totals["saved_usd"] == totals["saved_usd"]
+    assert parsed.totals["cache_hits"] == str(totals["cache_hits"])
+    assert parsed.totals["refusals"] == str(totals["refusals"])
+    assert parsed.totals["stopped_usd"] == totals["stopped_usd"]
+    assert parsed.totals["cost_per_success_usd"] == totals["cost_per_success_usd"]
+    # The planted spike is listed with the calls that caused it.
+    assert "Anomalies: spend spikes" in dom and "gpt-4.1" in dom and "globex" in dom
+
+
+def test_dashboard_of_an_empty_period_says_so(ledger, tmp_path):
+    page = tmp_path / "empty.html"
+    code, out, err = run_cli("dashboard", "--ledger", ledger, "--out", str(page), "--since", "2025-01-01",
+                             "--until", "2025-02-01")
+    assert code == 0, err
+    source = page.read_text()
+    assert "No spend recorded" in source and 'data-total="cost_usd" data-exact="0"' in source
+
+
+def test_dashboard_refuses_a_missing_ledger(tmp_path):
+    code, out, err = run_cli("dashboard", "--ledger", str(tmp_path / "nope.db"), "--out", str(tmp_path / "x.html"))
+    assert code == 2
+    assert "--ledger" in err
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_names_from_the_ledger_cannot_inject_markup(tmp_path):
+    """Attribution can come from upstream baggage: a team called like a tag is shown, never run."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import CALL, LedgerRow, open_store
+
+    evil = '<img src=x onerror="alert(1)"></script><script>alert(2)</script>'
+    url = f"sqlite:///{tmp_path / 'evil.db'}"
+    with open_store(url) as store:
+        store.write([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime(2026, 11, 2 + i, tzinfo=timezone.utc),
+                               request_model="gpt-4o", cost=Decimal("0.5"), team=evil, feature=evil, customer=evil)
+                     for i in range(5)])
+    page = tmp_path / "evil.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), "--since", "2026-11-01", "--until",
+                             "2026-11-08")
+    assert code == 0, err
+    source = page.read_text()
+    assert evil not in source
+    assert "<img src=x" not in source and "<script>alert(2)" not in source
