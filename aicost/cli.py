@@ -293,7 +293,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommand registrars: other areas append theirs here (one line each).
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export]
+def _add_reconcile(sub: argparse._SubParsersAction) -> None:
+    from .reconcile.cli import add_parser
+
+    add_parser(sub)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export,
+                                                                    _add_reconcile]
 
 from .reports.commands import REGISTRARS as _REPORT_COMMANDS  # noqa: E402 - forecast, anomalies, dashboard, alerts
 

@@ -29,6 +29,7 @@ from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
+from .integrations.identity import client_identity
 from .usage import Usage
 from .vendor import (BodyReader, Endpoint, EventStep, Integration, ResponseMeta, Router,
                      StreamAccumulator)
@@ -243,6 +244,7 @@ class _Call:
             stream=request.stream,
             is_async=is_async,
             shape=endpoint.shape,
+            span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()

@@ -75,6 +75,11 @@ AICOST_BILLABLE = "aicost.billable"  # false on token-counting calls: a span, bu
 # which aicost enriches instead of adding a second span). Either way it is the only span with the call's cost.
 AICOST_SPAN_SOURCE = "aicost.span.source"
 
+# The vendor account a call is billed to (aicost.integrations.identity): joins the call to the vendor's bill.
+AICOST_CLIENT_ORGANIZATION = "aicost.client.organization"
+AICOST_CLIENT_PROJECT = "aicost.client.project"
+AICOST_CLIENT_KEY_FINGERPRINT = "aicost.client.api_key.fingerprint"  # HMAC-SHA256, never the key
+
 # Attribution (issue 4 fills in the scopes; the names are fixed here).
 AICOST_TEAM = "aicost.team"
 AICOST_FEATURE = "aicost.feature"

@@ -10,6 +10,15 @@ Redis, where the round trip is the point):
    guard that are not budget logic: counting the prompt's tokens locally and pricing the worst case.
 2. Redis: one PING round trip, then the guard's ``before_call`` (one EVALSHA: the reserve script) and
    ``after_call`` (one EVALSHA: the settle script), so each can be read as "round trips per call".
+3. Through the SDK, which is what an application pays: an instrumented OpenAI ``chat.completions.create``
+   (in-process HTTP transport, as in ``benchmarks/overhead.py``) with no budget, with one budget in the memory
+   store, and with one budget in Redis; the arms interleaved in rounds within one run, medians of CPU time of
+   the calling thread and of wall time. The difference to the no-budget arm is the guard's cost per call.
+   ``--sdk-only`` runs just this part.
+4. ``--instructions``: the same SDK call counted in CPU instructions of the calling thread (valgrind's callgrind,
+   as ``benchmarks/overhead_instructions.py`` does; deterministic, so right for comparing versions on a busy
+   machine): no budget, one budget in memory, one budget in Redis (the client's work; waiting for the reply is
+   not instructions).
 """
 
 from __future__ import annotations
@@ -96,7 +105,8 @@ def memory(n: int = 20_000) -> None:
     print(f"guard, 3 budgets (global + team + model)           {three_us:7.2f}")
     print(f"  of which: count prompt tokens locally            {count_us:7.2f}")
     print(f"  of which: price the worst case (Decimal)         {price_us:7.2f}")
-    print(f"  budget logic itself, 1 budget (guard - count - price) {one_us - count_us - price_us:7.2f}")
+    print(f"  the rest: store + bookkeeping (guard - count - price) {one_us - count_us - price_us:7.2f}"
+          "  (the parts run warmer in loops of their own than inside the guard)")
 
 
 def redis(n: int = 2_000) -> None:
@@ -145,6 +155,164 @@ def redis(n: int = 2_000) -> None:
         store.close()
 
 
+def through_sdk(rounds: int = 7, n: int = 150) -> None:
+    import gc
+    import random
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from overhead import InProcessVendor, make_clients
+
+    from aicost.budget import configure_budgets, disable_budgets, process_memory_store
+
+    def block(fn, wall: list[float], cpu: list[float]) -> None:
+        for _ in range(3):
+            fn()
+        gc.collect()
+        for _ in range(n):
+            w, c = time.perf_counter(), time.thread_time()
+            fn()
+            cpu.append(time.thread_time() - c)
+            wall.append(time.perf_counter() - w)
+
+    vendor = InProcessVendor()
+    client = make_clients("in-process", None, vendor)["openai"]
+    prompt = [{"role": "user", "content": PROMPT}]
+
+    def call() -> None:
+        client.chat.completions.create(model=MODEL, messages=prompt, max_tokens=256)
+
+    budgets = [Budget(limit_usd="1000000", window="month", name="bench")]
+    arms = {"no budget": None, "memory": "memory"}
+    server = None
+    try:
+        import shutil
+
+        from servers import redis_server
+
+        if shutil.which("redis-server"):
+            server = redis_server()
+            arms["redis"] = {"url": server.__enter__(), "prefix": f"bench{uuid.uuid4().hex[:6]}"}
+    except Exception as exc:  # pragma: no cover
+        print(f"(redis arm skipped: {exc})")
+    samples = {arm: ([], []) for arm in arms}
+    aicost.instrument()
+    try:
+        for _ in range(rounds):
+            order = list(arms)
+            random.shuffle(order)
+            for arm in order:
+                if arms[arm] is None:
+                    disable_budgets()
+                else:
+                    configure_budgets(budgets=budgets, store=arms[arm], store_timeout_s=1.0)
+                block(call, *samples[arm])
+        disable_budgets()
+    finally:
+        aicost.uninstrument()
+        if server is not None:
+            server.__exit__(None, None, None)
+        process_memory_store().reset()
+    print(f"== through the SDK: instrumented OpenAI chat.completions.create, in-process transport "
+          f"(median of {rounds} x {n} calls per arm, arms interleaved; us per call)")
+    base_wall = statistics.median(samples["no budget"][0]) * 1e6
+    base_cpu = statistics.median(samples["no budget"][1]) * 1e6
+    print(f"{'':32} {'CPU':>9} {'added':>9} {'wall':>9} {'added':>9}")
+    for arm, (wall, cpu) in samples.items():
+        w, c = statistics.median(wall) * 1e6, statistics.median(cpu) * 1e6
+        print(f"{arm:32} {c:9.1f} {c - base_cpu:+9.1f} {w:9.1f} {w - base_wall:+9.1f}")
+
+
+INSTRUCTIONS_WORKLOAD = r'''
+import ctypes, gc, sys, threading
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r}); sys.path.insert(0, {benchmarks!r})
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider
+import aicost
+from aicost import metrics
+from aicost.budget import Budget, configure_budgets
+from overhead import InProcessVendor, make_clients
+
+cg = ctypes.CDLL({helper!r})
+arm, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = make_clients("in-process", None, InProcessVendor())["openai"]
+aicost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+metrics._worker = threading.current_thread()  # no metrics thread: not what is measured here
+if arm != "none":
+    store = "memory" if arm == "memory" else {{"url": url, "prefix": "instr-" + str(n)}}
+    configure_budgets(budgets=[Budget(limit_usd="1000000", window="month", name="bench")], store=store)
+prompt = [{{"role": "user", "content": {prompt!r}}}]
+
+def call():
+    client.chat.completions.create(model={model!r}, messages=prompt, max_tokens=256)
+
+for _ in range(5):
+    call()
+metrics.flush()
+gc.collect()
+cg.cg_start()
+cg.cg_dump(b"skip")
+for _ in range(n):
+    cg.cg_toggle(); call(); cg.cg_toggle()
+cg.cg_dump(b"call")
+'''
+
+
+def instructions(calls: int = 30) -> None:
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from overhead_instructions import build_helper
+
+    from servers import redis_server
+
+    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+        print("== instructions: skipped (needs valgrind and a C compiler)")
+        return
+    with tempfile.TemporaryDirectory() as tmp_dir, redis_server() as url:
+        tmp = Path(tmp_dir)
+        script = tmp / "workload.py"
+        script.write_text(INSTRUCTIONS_WORKLOAD.format(
+            root=str(ROOT), tests=str(ROOT / "tests"), benchmarks=str(ROOT / "benchmarks"),
+            helper=str(build_helper(tmp)), prompt=PROMPT, model=MODEL))
+        per_call = {}
+        for arm in ("none", "memory", "redis"):
+            counts = _run_instructions(tmp, script, arm, calls, url)
+            per_call[arm] = counts["call"] / calls
+    base = per_call["none"]
+    print(f"== instructions on the calling thread per instrumented OpenAI chat.completions.create ({calls} calls, "
+          "no-op OTel providers, in-process transport)")
+    for arm, value in per_call.items():
+        print(f"{arm:10} {value:12,.0f}  {value - base:+10,.0f} ({100 * (value - base) / base:+5.1f}%)")
+
+
+def _run_instructions(tmp: Path, script: Path, arm: str, calls: int, url: str) -> dict[str, int]:
+    import os
+    import re
+    import subprocess
+
+    out = tmp / arm
+    out.mkdir()
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--separate-threads=no",
+         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls), url],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    counts: dict[str, int] = {}
+    for dump in sorted(out.glob("cg.out*")):
+        text = dump.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if trigger and total:
+            counts[trigger.group(1).strip()] = int(total.group(1))
+    return counts
+
+
 if __name__ == "__main__":
-    memory()
-    redis()
+    if "--instructions" in sys.argv:
+        instructions()
+    else:
+        if "--sdk-only" not in sys.argv:
+            memory()
+            redis()
+        through_sdk()

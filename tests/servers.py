@@ -82,6 +82,74 @@ def redis_server() -> Iterator[str]:
             _stop(proc)
 
 
+class RedisProcess:
+    """A redis-server on 127.0.0.1 that a fault-injection test can stall, kill and restart on the same port and
+    data directory (so an append-only file, when enabled, is what the restarted server loads)."""
+
+    def __init__(self, binary: str, port: int, workdir: str, appendonly: bool) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir,
+                      "--protected-mode", "yes"]
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        major = version.split("v=", 1)[-1].split(".", 1)[0]
+        if major.isdigit() and int(major) >= 7:  # DEBUG is off by default from Redis 7 (the option is new there)
+            self._args += ["--enable-debug-command", "local"]
+        self._args += ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port, self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, exactly what a crash or an OOM kill does."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def stall(self, seconds: float) -> "threading.Thread":
+        """Block the server for ``seconds`` (DEBUG SLEEP) from a thread; returns once the server is asleep."""
+        import threading
+
+        import redis
+
+        ready = threading.Event()
+
+        def sleep() -> None:
+            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=seconds + 10)
+            try:
+                ready.set()
+                client.execute_command("DEBUG", "SLEEP", str(seconds))
+            finally:
+                client.close()
+
+        thread = threading.Thread(target=sleep, daemon=True)
+        thread.start()
+        ready.wait(5)
+        time.sleep(0.05)  # the command is on the wire and the server is asleep
+        return thread
+
+
+@contextmanager
+def redis_process(appendonly: bool = False) -> Iterator[RedisProcess]:
+    """Yield a started :class:`RedisProcess` (``appendonly``: AOF with ``appendfsync always``); stopped after."""
+    binary = require_binary("redis-server")
+    with tempfile.TemporaryDirectory(prefix="aicost-redis-") as workdir:
+        server = RedisProcess(binary, free_port(), workdir, appendonly)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @contextmanager
 def prometheus_server(scrape_targets: list[str], scrape_interval: str = "1s") -> Iterator[str]:
     """Yield the base URL of a Prometheus server scraping ``scrape_targets`` (``host:port`` strings)."""

@@ -10,7 +10,9 @@ import pytest
 
 import aicost
 from aicost import semconv
-from aicost.budget import Budget, BudgetExceeded, Policy, PolicyViolation, configure_budgets, disable_budgets
+from aicost.budget import (
+    Budget, BudgetExceeded, Policy, PolicyViolation, configure_budgets, disable_budgets, process_memory_store,
+)
 from aicost.budget.money import to_nanos, to_usd
 
 D = Decimal
@@ -19,8 +21,10 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 @pytest.fixture
 def budgets():
+    process_memory_store().reset()  # store="memory" keeps spend across configure_budgets calls: start from zero
     yield configure_budgets
     disable_budgets()
+    process_memory_store().reset()
 
 
 def _decisions(telemetry) -> dict[str, float]:

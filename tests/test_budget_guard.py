@@ -507,3 +507,181 @@ def test_real_catalog_price_override_applies_to_the_next_reservation():
         assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == D("0.004")
     finally:
         pricing.clear_overrides()
+
+
+# --------------------------------------------------------------------------------------------- reconfiguring
+def test_configuring_again_keeps_the_spend_of_the_memory_store():
+    """A reload (configure_budgets again, same budgets) must not forgive what the window has already spent."""
+    from aicost.budget import current_guard, process_memory_store
+
+    process_memory_store().reset()
+    try:
+        g = configure_budgets(budgets=[Budget(limit_usd="0.003", name="reload")], price_lookup=price_lookup)
+        spend(g, "0.0012")
+        spend(g, "0.0012")
+        g = configure_budgets(budgets=[Budget(limit_usd="0.003", name="reload")], price_lookup=price_lookup)
+        assert g.status()[0].spent_usd == D("0.0024")
+        with pytest.raises(BudgetExceeded):
+            spend(g)  # 0.0024 + 0.001 > 0.003
+        g = configure_budgets(budgets=[Budget(limit_usd="0.01", name="reload")], price_lookup=price_lookup)
+        assert g.status()[0].spent_usd == D("0.0024")  # a raised limit applies to the same spend
+        disable_budgets()  # from here nothing counts what is spent: the in-memory figures would be wrong
+        assert current_guard() is None
+        g = configure_budgets(budgets=[Budget(limit_usd="0.01", name="reload")], price_lookup=price_lookup)
+        assert g.status()[0].spent_usd == 0
+    finally:
+        disable_budgets()
+        process_memory_store().reset()
+
+
+def test_downgrade_to_a_model_without_a_price_is_refused_at_configure_time():
+    budget = Budget(limit_usd="1", action="downgrade", downgrade_to="no-such-model", name="cheap")
+    with pytest.raises(ConfigurationError, match="downgrade_to.*'no-such-model'.*price"):
+        configure_budgets(budgets=[budget], price_lookup=price_lookup)
+    with pytest.raises(ConfigurationError, match="downgrade_to"):
+        BudgetGuard([budget], price_lookup=price_lookup)
+    with pytest.raises(ConfigurationError, match="downgrade_to"):
+        configure_budgets(budgets=[budget])  # the real catalog does not know it either
+    assert BudgetGuard([Budget(limit_usd="1", action="downgrade", downgrade_to="gpt-4o-mini")])  # it knows this
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(estimate_margin="abc"), "estimate_margin"),
+        (dict(estimate_margin="0.5"), "estimate_margin"),
+        (dict(estimate_margin=True), "estimate_margin"),
+        (dict(estimate_margin=float("inf")), "estimate_margin"),
+        (dict(lease_seconds=-1), "lease_seconds"),
+        (dict(lease_seconds="1h"), "lease_seconds"),
+        (dict(lease_seconds=float("inf")), "lease_seconds"),
+        (dict(store_timeout_s=0), "store_timeout_s"),
+        (dict(store_timeout_s="fast"), "store_timeout_s"),
+        (dict(default_max_output_tokens=0), "default_max_output_tokens"),
+        (dict(default_max_output_tokens=1.5), "default_max_output_tokens"),
+        (dict(on_unknown_price="maybe"), "on_unknown_price"),
+        (dict(on_store_error=True), "on_store_error"),
+        (dict(on_threshold=5), "on_threshold"),
+        (dict(on_exceed="print"), "on_exceed"),
+        (dict(price_lookup="catalog"), "price_lookup"),
+        (dict(clock=123), "clock"),
+        (dict(store=42), "store"),
+        (dict(store="postgres://x"), "store"),
+        (dict(store={"url": "redis://127.0.0.1:1/0", "prefx": "a"}), "store"),
+        (dict(store={"url": "redis://127.0.0.1:1/0", "prefix": "a{b}"}), "prefix"),
+        (dict(budgets=Budget(limit_usd=1)), "budgets"),
+        (dict(budgets=["x"]), r"budgets\[0\]"),
+        (dict(policies="deny"), "policies"),
+        (dict(config=42), "config"),
+        (dict(config="/nonexistent/budgets.toml"), "config"),
+    ],
+)
+def test_every_bad_argument_of_configure_budgets_is_one_configuration_error_naming_it(kwargs, argument):
+    kwargs.setdefault("budgets", [Budget(limit_usd=1)])
+    with pytest.raises(ConfigurationError, match=argument):
+        configure_budgets(**kwargs)
+    assert current_interceptors_without_guard()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("budgets.toml", b'[[budgets]]\nlimit_usd = "5"\nname = "caf\xe9"\n'),  # Latin-1, not UTF-8
+    ("budgets.toml", b"[[budgets]\nlimit_usd = 5\n"),
+    ("budgets.json", b'{"budgets": [}'),
+    ("budgets.json", b'{"budgets": [{"limit_usd": "5", "window": "week"}]}'),
+])
+def test_a_bad_config_file_is_a_configuration_error_naming_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigurationError, match=r"budgets\.(toml|json)|budgets\[0\]"):
+        configure_budgets(str(path))
+
+
+# --------------------------------------------------------------------------------------------- the journal
+class FlakyStore:
+    """A memory store that can be 'down' (refuses before sending) or 'lose replies' (applies, then times out)."""
+
+    def __init__(self) -> None:
+        from aicost.budget.stores.memory import MemoryStore
+
+        self.inner = MemoryStore()
+        self.down = False
+        self.lose_replies = False
+
+    def _gate(self, apply):
+        from aicost.budget.stores.base import StoreUnavailable
+
+        if self.down:
+            raise StoreUnavailable("down", maybe_applied=False)
+        out = apply()
+        if self.lose_replies:
+            raise StoreUnavailable("timeout after sending")
+        return out
+
+    def reserve(self, *args):
+        return self._gate(lambda: self.inner.reserve(*args))
+
+    def settle(self, *args):
+        return self._gate(lambda: self.inner.settle(*args))
+
+    def usage(self, key, now):
+        return self.inner.usage(key, now)
+
+
+def test_spend_during_an_outage_is_journalled_and_applied_once_when_the_store_is_back(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    store = FlakyStore()
+    g = guard(Budget(limit_usd="1", name="j"), store=store)
+    spend(g, "0.0001")
+    held = g.before_call(info := chat_info())  # in flight when the store goes down
+    store.down = True
+    for _ in range(300):
+        spend(g, "0.0001")  # fail-open: the calls go ahead, and their cost is kept
+    held.after_call(result(info, D("0.0005")))
+    assert g.journal_stats()["pending"] == 2  # the outage's calls merge into one entry; the held one is its own
+    store.down = False
+    store.lose_replies = True  # the store applies, but the answers are lost: the retry must not count twice
+    spend(g, "0.0001")
+    store.lose_replies = False
+    spend(g, "0.0001")
+    assert g.journal_stats()["pending"] == 0
+    [status] = g.status()
+    assert status.spent_usd == D("0.0001") * 303 + D("0.0005") and status.reserved_usd == 0
+
+
+def test_a_full_journal_drops_counts_and_logs_never_silently(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    store = FlakyStore()
+    g = guard(Budget(limit_usd="1", name="full"), store=store)
+    g._journal.capacity = 3
+    calls = [(info, g.before_call(info)) for info in (chat_info() for _ in range(5))]
+    store.down = True
+    for info, ticket in calls:
+        ticket.after_call(result(info, D("0.0002")))
+    stats = g.journal_stats()
+    assert (stats["pending"], stats["dropped"], stats["dropped_nanos"]) == (3, 2, 400_000)
+    assert len([r for r in caplog.records if "was dropped" in r.getMessage()]) == 1
+    store.down = False
+    assert g.flush() == 0
+    assert g.status()[0].spent_usd == D("0.0006")
+    assert any("had been dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_reload_during_an_outage_hands_the_journal_to_the_new_guard(caplog):
+    caplog.set_level(logging.WARNING, logger="aicost")
+    store = FlakyStore()
+    options = dict(budgets=[Budget(limit_usd="1", name="handover")], store=store, price_lookup=price_lookup)
+    try:
+        old = configure_budgets(**options)
+        in_flight = chat_info()
+        ticket = old.before_call(in_flight)
+        store.down = True
+        spend(old, "0.0001")  # journalled by the old guard
+        new = configure_budgets(**options)
+        ticket.after_call(result(in_flight, D("0.0002")))  # the old guard's call ends after the reload
+        assert new.journal_stats()["pending"] == 2
+        assert not any("spend is not counted" in r.getMessage() for r in caplog.records)
+        store.down = False
+        spend(new, "0.0001")
+        assert new.status()[0].spent_usd == D("0.0004") and new.status()[0].reserved_usd == 0
+    finally:
+        disable_budgets()

@@ -33,6 +33,11 @@ def _guard(store, *budgets, **kw) -> BudgetGuard:
     return BudgetGuard(list(budgets), store=store, price_lookup=price_lookup, **kw)
 
 
+def unguarded(ticket) -> bool:
+    """Fail-open while the store is down: the call goes ahead holding nothing (its cost is settled later)."""
+    return ticket is not None and not ticket.held
+
+
 def test_reserve_settle_and_refusal_through_redis(store):
     g = _guard(store, Budget(limit_usd="0.0025", name="shared"))
     info = chat_info()
@@ -108,7 +113,7 @@ def test_store_down_fail_open_is_bounded_and_logged_once(caplog):
     g = _guard(RedisStore(url, timeout_s=0.2), Budget(limit_usd="0.001"), on_store_error="open")
     started = time.monotonic()
     infos = [chat_info() for _ in range(50)]
-    assert [g.before_call(i) for i in infos] == [None] * 50  # allowed, unguarded
+    assert all(unguarded(g.before_call(i)) for i in infos)  # allowed, unguarded
     assert time.monotonic() - started < 2.0
     assert infos[0].span_attributes["aicost.budget.decision"] == "store_unavailable"
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
@@ -129,12 +134,12 @@ def test_a_store_that_never_answers_costs_one_timeout_then_nothing():
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
         g = _guard(RedisStore(url, timeout_s=0.3, retry_interval_s=5.0), Budget(limit_usd="1"), on_store_error="open")
         started = time.monotonic()
-        assert g.before_call(chat_info()) is None
+        assert unguarded(g.before_call(chat_info()))
         first = time.monotonic() - started
         assert 0.25 <= first < 1.5
         started = time.monotonic()
         for _ in range(20):
-            assert g.before_call(chat_info()) is None
+            assert unguarded(g.before_call(chat_info()))
         assert time.monotonic() - started < 0.5  # skipped while the store is marked down
 
 
@@ -147,17 +152,17 @@ def test_store_comes_back_logged_once_each_way_and_budgets_apply_again(caplog, t
     port = free_port()
     store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.2, retry_interval_s=0.1)
     g = _guard(store, Budget(limit_usd="0.001"), on_store_error="open")
-    assert g.before_call(chat_info()) is None and g.before_call(chat_info()) is None  # down: fail open
+    assert unguarded(g.before_call(chat_info())) and unguarded(g.before_call(chat_info()))  # down: fail open
     proc = subprocess.Popen([require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
         ticket = None
-        while ticket is None and time.monotonic() < deadline:
+        while (ticket is None or not ticket.held) and time.monotonic() < deadline:
             time.sleep(0.1)
             ticket = g.before_call(chat_info())
-        assert ticket is not None  # reserved in Redis again
+        assert ticket is not None and ticket.held  # reserved in Redis again
         with pytest.raises(BudgetExceeded):
             g.before_call(chat_info())
         messages = [r.getMessage() for r in caplog.records]
@@ -167,3 +172,58 @@ def test_store_comes_back_logged_once_each_way_and_budgets_apply_again(caplog, t
         store.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_reservation_ids_do_not_repeat_when_budgets_are_configured_again(redis_url):
+    """A reload builds a new guard on the same Redis. Its reservation ids must not repeat the old guard's: a
+    repeated id overwrites the hold of a call still in flight, and that hold is then never released."""
+    from aicost.budget import configure_budgets, disable_budgets
+
+    prefix = f"ids{uuid.uuid4().hex[:6]}"
+    options = dict(budgets=[Budget(limit_usd="1", name="ids")], store={"url": redis_url, "prefix": prefix},
+                   price_lookup=price_lookup)
+    try:
+        first = configure_budgets(**options)
+        in_flight = chat_info()
+        old_ticket = first.before_call(in_flight)  # in flight across the reload
+        second = configure_budgets(**options)
+        info = chat_info()
+        second.before_call(info).after_call(result(info, D("0.0001")))
+        [status] = second.status()
+        assert status.reserved_usd == D("0.001")  # the first guard's call still holds its reservation
+        old_ticket.after_call(result(in_flight, D("0.0002")))
+        [status] = second.status()
+        assert (status.spent_usd, status.reserved_usd) == (D("0.0003"), 0)
+    finally:
+        disable_budgets()
+        RedisStore(redis_url, prefix=prefix).reset()
+
+
+def test_store_is_checked_once_at_configure_time(redis_url, caplog):
+    from aicost.budget import configure_budgets, disable_budgets
+    from aicost.errors import ConfigurationError
+
+    caplog.set_level(logging.WARNING, logger="aicost")
+    budgets = [Budget(limit_usd="1")]
+    closed_port = f"redis://127.0.0.1:{free_port()}/0"
+    try:
+        with pytest.raises(ConfigurationError, match="store.*on_store_error='closed'"):
+            configure_budgets(budgets=budgets, store=closed_port, on_store_error="closed", store_timeout_s=0.2)
+        with pytest.raises(ConfigurationError, match="store.*DB index is out of range"):
+            configure_budgets(budgets=budgets, store=redis_url.rsplit("/", 1)[0] + "/99")  # even with fail-open
+        caplog.clear()
+        configure_budgets(budgets=budgets, store=closed_port, store_timeout_s=0.2)  # fail-open: a warning
+        assert any("cannot be reached now" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        from aicost import _log
+
+        for key in list(_log._seen):
+            if key.startswith("budget:store-check:"):
+                _log.forget(key)
+        configure_budgets(budgets=budgets, store=redis_url)  # the test server keeps nothing on disk
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert "no persistence" in warning and "forgotten" in warning
+        configure_budgets(budgets=budgets, store=redis_url)
+        assert len(caplog.records) == 1  # once per process, not at every reload
+    finally:
+        disable_budgets()

@@ -164,5 +164,16 @@ def test_a_newer_schema_is_refused_with_its_version(url):
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
-    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 1\\)"):
+    with pytest.raises(LedgerSchemaError, match="schema version 7, newer than this aicost reads \\(version 2\\)"):
         open_store(url)
+
+
+def test_every_usage_count_has_a_ledger_column():
+    """The ledger's columns are a stable schema, so they are listed, not derived from Usage. A count Usage gains
+    must get a column (and a schema migration) too, or the ledger would silently drop it."""
+    from dataclasses import fields
+
+    from aicost.usage import Usage
+
+    counts = tuple(f.name for f in fields(Usage) if f.type in ("int", int))
+    assert counts == TOKEN_FIELDS

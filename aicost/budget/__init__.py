@@ -18,25 +18,37 @@ for calls made through instrumented SDK clients (``aicost.instrument()``).
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import hooks
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
-from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, PolicyViolation
-from .guard import BudgetEvent, BudgetGuard, BudgetStatus
+from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationTypeError, PolicyViolation
+from .guard import BudgetEvent, BudgetGuard, BudgetStatus, _sequence, log_once
 from .policy import allow_long_context
-from .stores import MemoryStore
+from .stores import MemoryStore, StoreUnavailable
 
 __all__ = [
     "Budget", "BudgetEvent", "BudgetExceeded", "BudgetGuard", "BudgetStatus", "BudgetStoreUnavailable", "CallRefused",
     "MemoryStore", "Policy", "PolicyViolation", "RedisStore", "allow_long_context", "budget_status",
-    "configure_budgets", "current_guard", "disable_budgets",
+    "configure_budgets", "current_guard", "disable_budgets", "process_memory_store",
 ]
 
+logger = logging.getLogger("aicost")
 _lock = threading.Lock()
 _active: BudgetGuard | None = None
+_memory_store: MemoryStore | None = None
+
+
+def process_memory_store() -> MemoryStore:
+    """The store behind ``store="memory"``: one per process, so configuring budgets again keeps their spend."""
+    global _memory_store
+    with _lock:
+        if _memory_store is None:
+            _memory_store = MemoryStore()
+        return _memory_store
 
 
 def __getattr__(name: str) -> Any:
@@ -47,15 +59,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'aicost.budget' has no attribute {name!r}")
 
 
+_STORE_CHOICES = "'memory', a redis://, rediss:// or unix:// URL, a mapping with 'url' (and 'prefix'), or a store object"
+
+
 def _make_store(store: Any, timeout_s: float) -> Any:
     if store is None or store == "memory":
-        return MemoryStore()
+        return process_memory_store()
     if isinstance(store, str):
         if store.startswith(("redis://", "rediss://", "unix://")):
             from .stores.redis import RedisStore
 
             return RedisStore(store, timeout_s=timeout_s)
-        raise ConfigurationError(f"store: expected 'memory' or a redis:// URL, got {store!r}")
+        raise ConfigurationError(f"store: expected {_STORE_CHOICES}; got {store!r}")
     if isinstance(store, Mapping):  # from a config file: {"url": "redis://...", "prefix": "myapp"}
         from .stores.redis import RedisStore
 
@@ -63,9 +78,33 @@ def _make_store(store: Any, timeout_s: float) -> Any:
         url = options.pop("url", None)
         if not isinstance(url, str):
             raise ConfigurationError("store.url: a redis:// URL is required")
+        unknown = sorted(set(options) - {"prefix", "timeout_s", "retry_interval_s"})
+        if unknown:
+            raise ConfigurationError(f"store: unknown option(s) {unknown}; accepted: url, prefix, timeout_s, "
+                                     "retry_interval_s")
         options.setdefault("timeout_s", timeout_s)
         return RedisStore(url, **options)
     return store
+
+
+def _check_store(store: Any, fail_open: bool) -> None:
+    """Reach the store once now: a URL that can never work fails here, not at the first call."""
+    check = getattr(store, "check", None)
+    if check is None:
+        return
+    try:
+        warnings = check()
+    except StoreUnavailable as exc:
+        if not fail_open:
+            raise ConfigurationError(
+                f"store: cannot reach the budget store ({exc}) and on_store_error='closed' would refuse every call; "
+                "start the store first, or configure on_store_error='open'"
+            ) from None
+        logger.warning("aicost: the budget store cannot be reached now (%s); with on_store_error='open' calls go "
+                       "ahead unguarded until it can, and their spend is counted once it is back", exc)
+        return
+    for warning in warnings:  # server settings: once per process, however often budgets are configured
+        log_once(f"store-check:{warning}", "aicost: %s", warning)
 
 
 def configure_budgets(
@@ -99,8 +138,8 @@ def configure_budgets(
         default_max_output_tokens=default_max_output_tokens, on_unknown_price=on_unknown_price,
         estimate_margin=estimate_margin, lease_seconds=lease_seconds,
     )
-    all_budgets = list(budgets)
-    all_policies = list(policies)
+    all_budgets = _sequence(budgets, "budgets", "aicost.Budget")
+    all_policies = _sequence(policies, "policies", "aicost.Policy")
     if config is not None:
         parsed = parse_config(config)
         all_budgets = parsed.pop("budgets") + all_budgets
@@ -108,18 +147,27 @@ def configure_budgets(
         options.update(parsed)
     timeout = options.pop("store_timeout_s")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 30:
-        raise ConfigurationError(f"store_timeout_s must be in (0, 30] seconds, got {timeout!r}")
+        raise ConfigurationError(f"store_timeout_s must be a number of seconds in (0, 30], got {timeout!r}")
+    if clock is not None and not callable(clock):
+        raise ConfigurationTypeError(f"clock must be a callable returning epoch seconds, got {type(clock).__name__}")
     kwargs: dict[str, Any] = dict(options)
     kwargs["store"] = None
     # Validate everything before touching the store (a bad budget should not open a Redis connection).
     BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
                 price_lookup=price_lookup, **({"clock": clock} if clock else {}))
-    kwargs["store"] = _make_store(options["store"], timeout)
+    kwargs["store"] = new_store = _make_store(options["store"], timeout)
+    try:
+        _check_store(new_store, options["on_store_error"] == "open")
+    except BaseException:
+        if new_store is not getattr(_active, "_store", None) and hasattr(new_store, "close"):
+            new_store.close()
+        raise
     guard = BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
                         price_lookup=price_lookup, **({"clock": clock} if clock else {}))
     with _lock:
         previous, _active = _active, guard
         if previous is not None:
+            guard.adopt_journal(previous)
             hooks.remove_interceptor(previous)
         hooks.add_interceptor(guard)
     if previous is not None and previous._store is not guard._store:
@@ -128,12 +176,16 @@ def configure_budgets(
 
 
 def disable_budgets() -> None:
-    """Remove the guard: calls are no longer checked (spend already recorded in a shared store stays there)."""
-    global _active
+    """Remove the guard: calls are no longer checked. Spend recorded in a shared store stays there; the process's
+    memory store is dropped, since from now on nothing counts what is spent (configuring again starts from zero,
+    where configuring again *without* disabling keeps the spend)."""
+    global _active, _memory_store
     with _lock:
         previous, _active = _active, None
         if previous is not None:
             hooks.remove_interceptor(previous)
+            if previous._store is _memory_store:
+                _memory_store = None
     if previous is not None:
         previous.close()
 

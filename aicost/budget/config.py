@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ConfigurationError
+from .errors import ConfigurationTypeError
 from .money import MAX_LIMIT_USD, MIN_LIMIT_USD
 from .windows import validate_window
 
@@ -37,7 +38,7 @@ STORE_ERROR_POLICIES = ("open", "closed")
 def parse_scope(scope: object, owner: str) -> str:
     """Normalise a scope key; ``tag:<name>`` and ``aicost.tag.<name>`` are accepted spellings of ``tag.<name>``."""
     if not isinstance(scope, str):
-        raise TypeError(f"{owner}.scope must be a str, got {type(scope).__name__}")
+        raise ConfigurationTypeError(f"{owner}.scope must be a str, got {type(scope).__name__}")
     if scope in SCOPE_ATTRIBUTES:
         return scope
     for prefix in ("tag.", "tag:", "aicost.tag."):
@@ -64,7 +65,7 @@ def scope_attribute(scope: str) -> str | None:
 
 def _usd(value: object, owner: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
-        raise TypeError(f"{owner} must be a Decimal, int, str or float amount in USD, got {type(value).__name__}")
+        raise ConfigurationTypeError(f"{owner} must be a Decimal, int, str or float amount in USD, got {type(value).__name__}")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConfigurationError(f"{owner} must be finite, got {value!r}")
@@ -80,7 +81,7 @@ def _usd(value: object, owner: str) -> Decimal:
 
 def _positive_int(value: object, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner} must be an int, got {type(value).__name__}")
+        raise ConfigurationTypeError(f"{owner} must be an int, got {type(value).__name__}")
     if value <= 0:
         raise ConfigurationError(f"{owner} must be > 0, got {value}")
     return value
@@ -90,7 +91,7 @@ def _model_patterns(value: object, owner: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) and v for v in value):
-        raise TypeError(f"{owner} must be a list of model names or glob patterns (e.g. 'gpt-4o*')")
+        raise ConfigurationTypeError(f"{owner} must be a list of model names or glob patterns (e.g. 'gpt-4o*')")
     return tuple(value)
 
 
@@ -98,7 +99,7 @@ def _scope_values(mapping: object, owner: str) -> tuple[tuple[str, frozenset[str
     if mapping is None:
         return ()
     if not isinstance(mapping, Mapping):
-        raise TypeError(f"{owner} must be a mapping of scope key -> value(s), e.g. {{'team': 'research'}}")
+        raise ConfigurationTypeError(f"{owner} must be a mapping of scope key -> value(s), e.g. {{'team': 'research'}}")
     out = []
     for key, values in mapping.items():
         scope = parse_scope(key, owner)
@@ -107,7 +108,7 @@ def _scope_values(mapping: object, owner: str) -> tuple[tuple[str, frozenset[str
         if isinstance(values, str):
             values = (values,)
         if not isinstance(values, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in values):
-            raise TypeError(f"{owner}[{key!r}] must be a str or a list of str")
+            raise ConfigurationTypeError(f"{owner}[{key!r}] must be a str or a list of str")
         out.append((scope, frozenset(values)))
     return tuple(out)
 
@@ -152,7 +153,7 @@ class Budget:
         set_(self, "scope", parse_scope(self.scope, "Budget"))
         if self.value is not None:
             if not isinstance(self.value, str) or not self.value:
-                raise TypeError("Budget.value must be a non-empty str (or None for 'each value separately')")
+                raise ConfigurationTypeError("Budget.value must be a non-empty str (or None for 'each value separately')")
             if self.scope == "global":
                 raise ConfigurationError("Budget.value: a global budget has no value to match")
         if self.action not in ACTIONS:
@@ -166,9 +167,9 @@ class Budget:
             raise ConfigurationError("Budget.on_exceed: action='callback' needs a callable on_exceed(event)")
         for attr in ("on_threshold", "on_exceed"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
-                raise TypeError(f"Budget.{attr} must be callable")
+                raise ConfigurationTypeError(f"Budget.{attr} must be callable")
         if isinstance(self.thresholds, (str, bytes)) or not isinstance(self.thresholds, Iterable):
-            raise TypeError("Budget.thresholds must be a list of fractions of the limit, e.g. [0.5, 0.8, 1.0]")
+            raise ConfigurationTypeError("Budget.thresholds must be a list of fractions of the limit, e.g. [0.5, 0.8, 1.0]")
         fractions = sorted({_usd(t, "Budget.thresholds[]") for t in self.thresholds})
         if any(not (0 < t <= 10) for t in fractions):
             raise ConfigurationError(f"Budget.thresholds must be fractions of the limit in (0, 10], got {fractions}")
@@ -208,7 +209,7 @@ class Policy:
         set_ = object.__setattr__
         set_(self, "scope", parse_scope(self.scope, "Policy"))
         if self.value is not None and (not isinstance(self.value, str) or not self.value):
-            raise TypeError("Policy.value must be a non-empty str or None")
+            raise ConfigurationTypeError("Policy.value must be a non-empty str or None")
         if self.value is not None and self.scope == "global":
             raise ConfigurationError("Policy.value: a global policy has no value to match")
         if self.allow_models is not None:
@@ -254,6 +255,14 @@ def _check_keys(item: Mapping[str, Any], allowed: set[str], owner: str) -> None:
         raise ConfigurationError(f"{owner}: unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _in_item(cls: Any, item: Mapping[str, Any], where: str) -> Any:
+    """Build a Budget / Policy from a config entry; an error says which entry it was in."""
+    try:
+        return cls(**item)
+    except ConfigurationError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
 def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
     """Turn a JSON / TOML file or a mapping into keyword arguments for :func:`configure_budgets`.
 
@@ -262,38 +271,52 @@ def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str
     """
     if isinstance(config, (str, os.PathLike)):
         path = os.fspath(config)
-        with open(path, "rb") as f:
-            raw = f.read()
-        if path.endswith(".toml"):
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10: tomli is a dependency there (same API)
-                import tomli as tomllib  # type: ignore[no-redef]
-            config = tomllib.loads(raw.decode())
-        else:
-            config = json.loads(raw)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise ConfigurationError(f"config: cannot read the budget config file {path!r}: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+            if path.endswith(".toml"):
+                try:
+                    import tomllib
+                except ImportError:  # Python 3.10: tomli is a dependency there (same API)
+                    import tomli as tomllib  # type: ignore[no-redef]
+                config = tomllib.loads(text)
+            else:
+                config = json.loads(text)
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and TOMLDecodeError are ValueErrors
+            kind = "TOML" if path.endswith(".toml") else "JSON"
+            raise ConfigurationError(
+                f"config: the budget config file {path!r} is not valid UTF-8 {kind} ({exc}); a .toml file is read "
+                "as TOML, anything else as JSON"
+            ) from None
     if not isinstance(config, Mapping):
-        raise TypeError("budget config must be a mapping with 'budgets' and/or 'policies'")
+        raise ConfigurationTypeError(
+            f"config must be a mapping or the path of a JSON / TOML file with 'budgets' and/or 'policies', "
+            f"got {type(config).__name__}"
+        )
     _check_keys(config, _TOP_FIELDS, "budget config")
     kwargs = {k: v for k, v in config.items() if k not in ("budgets", "policies")}
     budgets = config.get("budgets", [])
     policies = config.get("policies", [])
     if not isinstance(budgets, Sequence) or not isinstance(policies, Sequence):
-        raise TypeError("budget config: 'budgets' and 'policies' must be lists")
+        raise ConfigurationTypeError("budget config: 'budgets' and 'policies' must be lists")
     parsed_budgets = []
     for i, item in enumerate(budgets):
         if not isinstance(item, Mapping):
-            raise TypeError(f"budget config: budgets[{i}] must be a mapping")
+            raise ConfigurationTypeError(f"budget config: budgets[{i}] must be a mapping")
         _check_keys(item, _BUDGET_FIELDS, f"budgets[{i}]")
         if "limit_usd" not in item:
             raise ConfigurationError(f"budgets[{i}]: limit_usd is required")
-        parsed_budgets.append(Budget(**item))
+        parsed_budgets.append(_in_item(Budget, item, f"budgets[{i}]"))
     parsed_policies = []
     for i, item in enumerate(policies):
         if not isinstance(item, Mapping):
-            raise TypeError(f"budget config: policies[{i}] must be a mapping")
+            raise ConfigurationTypeError(f"budget config: policies[{i}] must be a mapping")
         _check_keys(item, _POLICY_FIELDS, f"policies[{i}]")
-        parsed_policies.append(Policy(**item))
+        parsed_policies.append(_in_item(Policy, item, f"policies[{i}]"))
     kwargs["budgets"] = parsed_budgets
     kwargs["policies"] = parsed_policies
     return kwargs

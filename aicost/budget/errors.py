@@ -16,6 +16,10 @@ from ..pricing.money import format_usd
 __all__ = ["BudgetExceeded", "BudgetStoreUnavailable", "CallRefused", "ConfigurationError", "PolicyViolation"]
 
 
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """A configuration value of the wrong type: a ConfigurationError, and a TypeError as it always was."""
+
+
 class BudgetExceeded(CallRefused):
     """The call's worst-case cost does not fit in a budget's remaining allowance for the current window."""
 

@@ -30,11 +30,12 @@ class Estimate:
 def default_price_lookup() -> PriceLookup:
     from .. import pricing
 
-    return pricing.resolve
+    return pricing.current_price
 
 
 class Prices:
-    """Asks the price catalog (``aicost.pricing.resolve``) on every call.
+    """Asks the price catalog (``aicost.pricing.current_price``: the price now, cached until it can next change)
+    on every call.
 
     No second cache here: the catalog caches its lookups and invalidates them when a price override changes, and
     a copy in the guard would keep reserving at a stale price.

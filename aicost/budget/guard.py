@@ -22,35 +22,46 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
 from ..pricing.money import format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
-from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, PolicyViolation
+from .errors import (
+    BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
+)
 from .estimate import PriceLookup, Prices, count_input, worst_case
 from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, scope_value
-from .stores.base import BudgetStore, Charge, StoreUnavailable
+from .journal import Pending, SettlementJournal
+from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable
 from .stores.memory import MemoryStore
 from .windows import WindowCache
 
 logger = logging.getLogger("aicost")
 
-# Reservation ids must be unique across every process sharing a Redis store; a forked child gets a new prefix
-# (its copy of the counter would otherwise repeat the parent's ids).
-_process_id = secrets.token_hex(6)
+# Reservation ids must be unique across every guard and process sharing a store: a random prefix per process
+# (a forked child draws a new one: its copy of the counter would otherwise repeat the parent's ids) and one
+# counter for every guard of the process (a guard configured again must not start over at 0).
+_process_id = secrets.token_hex(8)
+_ids = itertools.count()
 
 
 def _new_process_id() -> None:
     global _process_id
-    _process_id = secrets.token_hex(6)
+    _process_id = secrets.token_hex(8)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_process_id)
+
+
+def new_reservation_id() -> str:
+    return f"{_process_id}.{next(_ids):x}"
+
+
 def log_once(key: str, message: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False) -> None:
     _log.log_once(f"budget:{key}", level, message, *args, exc_info=exc_info)
 
@@ -106,10 +117,14 @@ class _Compiled:
 
 
 class _Ticket:
-    __slots__ = ("_guard", "rid", "charges", "compiled", "amount", "info", "done")
+    """One call's reservation. ``held``: the store holds ``amount`` for it; otherwise the call went ahead without
+    one (the store was unreachable, or the vendor began before aicost could ask) and only its cost is settled.
+    ``mode``: how to settle it (``SETTLE_ONCE`` when a reserve may have reached the store without an answer)."""
+
+    __slots__ = ("_guard", "rid", "charges", "compiled", "amount", "info", "done", "held", "mode", "lease_until")
 
     def __init__(self, guard: "BudgetGuard", rid: str, charges: list[Charge], compiled: list[_Compiled],
-                 amount: int, info: Any) -> None:
+                 amount: int, info: Any, lease_until: float, held: bool = True, mode: int = SETTLE) -> None:
         self._guard = guard
         self.rid = rid
         self.charges = charges
@@ -117,6 +132,9 @@ class _Ticket:
         self.amount = amount
         self.info = info
         self.done = False
+        self.held = held
+        self.mode = mode
+        self.lease_until = lease_until
 
     def after_call(self, result: Any) -> None:
         if self.done:
@@ -133,9 +151,10 @@ class _Ticket:
             return
         self.done = True
         try:
-            self._guard._store.settle(self.rid, self.charges, 0, self._guard._clock())
+            self._guard._settle_amount(self, 0)
         except Exception:
-            log_once("release", "aicost: could not release a budget reservation; it expires with its lease")
+            log_once("release", "aicost: could not release a budget reservation; it expires with its lease",
+                     exc_info=True)
 
 
 class BudgetGuard:
@@ -161,13 +180,14 @@ class BudgetGuard:
         price_lookup: PriceLookup | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        budgets = list(budgets)
+        budgets = _sequence(budgets, "budgets", "aicost.Budget")
+        policies = _sequence(policies, "policies", "aicost.Policy")
         for i, b in enumerate(budgets):
             if not isinstance(b, Budget):
-                raise TypeError(f"budgets[{i}] must be an aicost.Budget, got {type(b).__name__}")
+                raise ConfigurationTypeError(f"budgets[{i}] must be an aicost.Budget, got {type(b).__name__}")
         for i, p in enumerate(policies):
             if not isinstance(p, Policy):
-                raise TypeError(f"policies[{i}] must be an aicost.Policy, got {type(p).__name__}")
+                raise ConfigurationTypeError(f"policies[{i}] must be an aicost.Policy, got {type(p).__name__}")
         names = [b.name for b in budgets]
         duplicates = sorted({n for n in names if names.count(n) > 1})  # type: ignore[type-var]
         if duplicates:
@@ -175,22 +195,38 @@ class BudgetGuard:
                 f"budgets: duplicate budget name(s) {duplicates}; give each Budget a distinct name= "
                 "(the name identifies its spend in the store)"
             )
-        if on_store_error not in STORE_ERROR_POLICIES:
-            raise ConfigurationError(f"on_store_error must be 'open' or 'closed', got {on_store_error!r}")
-        if on_unknown_price not in ("refuse", "allow"):
-            raise ConfigurationError(f"on_unknown_price must be 'refuse' or 'allow', got {on_unknown_price!r}")
+        _one_of(on_store_error, "on_store_error", STORE_ERROR_POLICIES)
+        _one_of(on_unknown_price, "on_unknown_price", ("refuse", "allow"))
         if isinstance(default_max_output_tokens, bool) or not isinstance(default_max_output_tokens, int) or default_max_output_tokens <= 0:
-            raise ConfigurationError(f"default_max_output_tokens must be a positive int, got {default_max_output_tokens!r}")
-        margin = Decimal(str(estimate_margin)) if not isinstance(estimate_margin, Decimal) else estimate_margin
-        if not margin.is_finite() or margin < 1:
-            raise ConfigurationError(f"estimate_margin must be >= 1, got {estimate_margin!r}")
-        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
-            raise ConfigurationError(f"lease_seconds must be > 0, got {lease_seconds!r}")
-        for name, fn in (("on_threshold", on_threshold), ("on_exceed", on_exceed)):
+            raise ConfigurationError(
+                f"default_max_output_tokens must be a positive int (output tokens reserved when neither the request "
+                f"nor the catalog gives a cap), got {default_max_output_tokens!r}"
+            )
+        margin = _margin(estimate_margin)
+        if (isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float))
+                or not 0 < lease_seconds <= MAX_LEASE_SECONDS):
+            raise ConfigurationError(
+                f"lease_seconds must be a number of seconds in (0, {MAX_LEASE_SECONDS}] (how long a reservation "
+                f"blocks the budget if its call never settles), got {lease_seconds!r}"
+            )
+        for name, fn in (("on_threshold", on_threshold), ("on_exceed", on_exceed), ("price_lookup", price_lookup)):
             if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable")
-        if store is not None and not all(hasattr(store, m) for m in ("reserve", "settle", "usage")):
-            raise TypeError("store must be 'memory', a redis:// URL, or an object with reserve / settle / usage")
+                raise ConfigurationTypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
+        if not callable(clock):
+            raise ConfigurationTypeError(f"clock must be a callable returning epoch seconds, got {type(clock).__name__}")
+        if store is not None and not all(callable(getattr(store, m, None)) for m in ("reserve", "settle", "usage")):
+            raise ConfigurationTypeError(
+                "store must be 'memory', a redis:// URL, a mapping with 'url', or an object with reserve / settle / "
+                f"usage methods, got {type(store).__name__}"
+            )
+        prices = Prices(price_lookup)
+        for b in budgets:
+            if b.downgrade_to is not None and prices.get(None, b.downgrade_to, None) is None:
+                raise ConfigurationError(
+                    f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}), so a "
+                    "downgraded call could not be reserved; use a model in the price catalog or add a price override "
+                    "before configuring budgets"
+                )
 
         self.budgets = tuple(budgets)
         self.policies = PolicySet(policies)
@@ -203,10 +239,11 @@ class BudgetGuard:
         self._lease_s = float(lease_seconds)
         self._on_threshold = on_threshold
         self._on_exceed = on_exceed
-        self._prices = Prices(price_lookup)
+        self._prices = prices
         self._clock = clock
         self._windows = WindowCache()
-        self._ids = itertools.count()
+        self._journal = SettlementJournal()
+        self._journal_handed_on = False
         self._store_down = False
         self._warned: set[str] = set()
         self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
@@ -238,10 +275,11 @@ class BudgetGuard:
                 return None
             model = info.request_model if isinstance(info.request_model, str) else None
             attrs = self._current_attributes() if self._needs_attributes else _NO_ATTRIBUTES
-            compiled, charges = self._charges(attrs, model, info.provider or "", self._clock())
+            now = self._clock()
+            compiled, charges = self._charges(attrs, model, info.provider or "", now)
             if not charges:
                 return None
-            return _Ticket(self, f"{_process_id}.{next(self._ids):x}", charges, compiled, 0, info)
+            return _Ticket(self, new_reservation_id(), charges, compiled, 0, info, now + self._lease_s, held=False)
         except Exception:
             log_once("before_unguarded_call", "aicost: budget guard failed; this call's spend is not counted",
                      exc_info=True)
@@ -312,11 +350,14 @@ class BudgetGuard:
             compiled, charges = self._charges(attrs, model, provider, now)
             if not charges:
                 return None
-            rid = f"{_process_id}.{next(self._ids):x}"
+            if self._journal:  # settlements owed from an outage first: they may release holds this call needs
+                self._drain(now)
+            rid = new_reservation_id()
+            lease_until = now + self._lease_s
             try:
-                outcome = self._store.reserve(rid, charges, amount, now, now + self._lease_s)
+                outcome = self._store.reserve(rid, charges, amount, now, lease_until)
             except StoreUnavailable as exc:
-                return self._store_unavailable(info, exc)
+                return self._store_unavailable(info, exc, rid, charges, compiled, amount, lease_until)
             if self._store_down:
                 with self._state_lock:
                     back, self._store_down = self._store_down, False
@@ -359,7 +400,7 @@ class BudgetGuard:
                 model=model,
             )
 
-        ticket = _Ticket(self, rid, charges, compiled, amount, info)
+        ticket = _Ticket(self, rid, charges, compiled, amount, info, lease_until)
         info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] = format_usd(amount_usd)
         for i, c in enumerate(compiled):  # soft budgets: counted above, never refusing
             if c.enforce:
@@ -451,18 +492,26 @@ class BudgetGuard:
             charges.append(charge)
         return compiled, charges
 
-    def _store_unavailable(self, info: Any, exc: Exception) -> None:
+    def _store_unavailable(self, info: Any, exc: StoreUnavailable, rid: str, charges: list[Charge],
+                           compiled: list[_Compiled], amount: int, lease_until: float) -> _Ticket | None:
         with self._state_lock:
             newly_down, self._store_down = not self._store_down, True
         if newly_down:
             logger.warning(
                 "aicost: budget store unreachable (%s); failing %s: %s until it is back", exc,
                 "open" if self._fail_open else "closed",
-                "calls go ahead without budget checks" if self._fail_open else "calls are refused",
+                "calls go ahead without budget checks (their spend is counted when it is back)" if self._fail_open
+                else "calls are refused",
             )
         record_decision(info, "store_unavailable", None)
+        # The reserve may have reached the store with its answer lost (a timeout): settling this id once, with
+        # SETTLE_ONCE, releases that hold if it was made and keeps a late-arriving reserve from making it.
+        mode = SETTLE_ONCE if exc.maybe_applied else SETTLE
+        ticket = _Ticket(self, rid, charges, compiled, amount, info, lease_until, held=False, mode=mode)
         if self._fail_open:
-            return None
+            return ticket  # holds nothing; settles the call's cost, through the journal while the store is down
+        if exc.maybe_applied:
+            ticket.release()
         raise BudgetStoreUnavailable(f"aicost budget store unreachable and on_store_error='closed': {exc}")
 
     def _settle(self, ticket: _Ticket, result: Any) -> None:
@@ -473,17 +522,45 @@ class BudgetGuard:
             actual = ticket.amount  # billed, but the price (or the billing unit) is unknown: keep the worst case
         else:
             actual = 0  # nothing billable (the vendor refused, the connection failed before usage)
+        self._settle_amount(ticket, actual)
+
+    def _settle_amount(self, ticket: _Ticket, actual: int) -> None:
+        if not ticket.held and not actual and ticket.mode == SETTLE:
+            return  # nothing held, nothing spent: nothing to tell the store
+        now = self._clock()
         try:
-            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, self._clock())
+            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, ticket.mode, ticket.lease_until)
         except StoreUnavailable as exc:
-            log_once("settle-down", "aicost: could not settle a budget reservation (%s); it expires with its lease", exc)
+            info = ticket.info
+            entry = Pending(ticket.rid, ticket.charges, ticket.compiled, actual, ticket.mode, ticket.lease_until,
+                            ticket.held, getattr(info, "request_model", None), getattr(info, "provider", None))
+            if exc.maybe_applied:
+                entry.after_unknown_outcome()
+            self._journal.add(entry)
+            log_once("settle-down", "aicost: could not settle a budget reservation (%s); it is kept and applied when "
+                     "the store is back", exc)
             return
-        for c, charge, out in zip(ticket.compiled, ticket.charges, outcomes):
+        self._fired(ticket.compiled, ticket.charges, outcomes, ticket.info.request_model, ticket.info.provider)
+        if self._journal:
+            self._drain(now)
+
+    def _drain(self, now: float) -> None:
+        try:
+            self._journal.drain(self._store, now, self._journal_applied)
+        except Exception:
+            log_once("journal", "aicost: applying journalled budget settlements failed; they are kept", exc_info=True)
+
+    def _journal_applied(self, entry: Pending, outcomes: list[SettleOutcome]) -> None:
+        self._fired(entry.compiled, entry.charges, outcomes, entry.model, entry.provider)
+
+    def _fired(self, compiled: Sequence[_Compiled], charges: Sequence[Charge], outcomes: Sequence[SettleOutcome],
+               model: str | None, provider: str | None) -> None:
+        for c, charge, out in zip(compiled, charges, outcomes):
             if out.fired_after <= out.fired_before:
                 continue
             for level in range(out.fired_before, out.fired_after):
-                event = self._event("threshold", c, charge, out.spent, 0, None, ticket.info.request_model,
-                                    ticket.info.provider, threshold=c.budget.thresholds[level])
+                event = self._event("threshold", c, charge, out.spent, 0, None, model, provider,
+                                    threshold=c.budget.thresholds[level])
                 callback = c.budget.on_threshold or self._on_threshold
                 if callback is None:
                     logger.warning("aicost: %s", _describe(event))
@@ -528,10 +605,72 @@ class BudgetGuard:
                                     to_usd(reserved)))
         return out
 
+    def adopt_journal(self, previous: "BudgetGuard") -> None:
+        """Take over the settlements a guard being replaced still owes the same store (a reload mid-outage)."""
+        if _identity(previous._store) == _identity(self._store) and not self._journal:
+            self._journal = previous._journal
+            previous._journal_handed_on = True  # its calls still in flight settle into it; this guard applies it
+
+    def journal_stats(self) -> dict[str, int]:
+        """Settlements waiting for the store (``pending``), applied from the journal, and dropped (``dropped``,
+        ``dropped_nanos`` in nanodollars) because the journal was full or the store kept rejecting them."""
+        j = self._journal
+        return {"pending": len(j), "applied": j.applied, "dropped": j.dropped, "dropped_nanos": j.dropped_nanos}
+
+    def flush(self, max_batches: int = 50) -> int:
+        """Try to apply the journalled settlements now; returns how many are still pending."""
+        if self._journal:
+            try:
+                self._journal.drain(self._store, self._clock(), self._journal_applied, max_batches=max_batches)
+            except Exception:
+                log_once("journal", "aicost: applying journalled budget settlements failed; they are kept",
+                         exc_info=True)
+        return len(self._journal)
+
     def close(self) -> None:
+        if self._journal and not self._journal_handed_on:
+            pending = self.flush()
+            if pending:
+                logger.warning("aicost: %d budget settlements could not reach the store before the guard was "
+                               "closed; their spend is not counted", pending)
         close = getattr(self._store, "close", None)
         if close is not None:
             close()
+
+
+MAX_LEASE_SECONDS = 7 * 86400
+
+
+def _identity(store: Any) -> Any:
+    identity = getattr(store, "identity", None)
+    return identity if identity is not None else id(store)
+
+
+def _sequence(value: Any, name: str, kind: str) -> list[Any]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ConfigurationTypeError(f"{name} must be a list of {kind}, got {type(value).__name__}")
+    return list(value)
+
+
+def _one_of(value: Any, name: str, accepted: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in accepted:
+        raise ConfigurationError(f"{name} must be one of {', '.join(map(repr, accepted))}, got {value!r}")
+
+
+def _margin(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise ConfigurationTypeError(
+            f"estimate_margin must be a number >= 1 (Decimal, int, float or numeric str), got {type(value).__name__}"
+        )
+    try:
+        margin = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+    except ArithmeticError:  # decimal.InvalidOperation
+        margin = Decimal("NaN")
+    if not margin.is_finite() or margin < 1:
+        raise ConfigurationError(
+            f"estimate_margin must be a finite number >= 1 (estimated token counts are multiplied by it), got {value!r}"
+        )
+    return margin
 
 
 def _resets_at(window: str, charge: Charge) -> datetime:

@@ -53,9 +53,11 @@ def call_item(result: CallResult) -> tuple:
         attributes = getattr(span, "attributes", None)
         if attributes:
             extra = attributes.get(semconv.AICOST_USAGE_AUDIO_SECONDS)
+    account = info.span_attributes
     return (_CALL_ITEM, result.started_ns, trace_id, span_id, info.provider, info.operation, info.endpoint,
             info.request_model, result.response_model, result.usage, cost, result.attribution,
-            result.run_id, result.error_type, result.duration_s, extra)
+            result.run_id, result.error_type, result.duration_s, extra,
+            account.get(semconv.AICOST_CLIENT_PROJECT), account.get(semconv.AICOST_CLIENT_KEY_FINGERPRINT))
 
 
 def event_item(event: Any) -> tuple | None:
@@ -113,12 +115,13 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
     kind = item[0]
     if kind == _CALL_ITEM:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
-         cost, attribution, run_id, error_type, duration_s, extra) = item
+         cost, attribution, run_id, error_type, duration_s, extra, vendor_project, key_fingerprint) = item
         row = LedgerRow(
             span_id=_hex(span_id, 16) or _new_id(), kind=CALL, time=_time(started_ns),
             trace_id=_hex(trace_id, 32), provider=provider, operation=operation, endpoint=endpoint,
             request_model=request_model, response_model=response_model, run_id=run_id, error_type=error_type,
-            duration_s=duration_s, **attribution_fields(attribution),
+            duration_s=duration_s, vendor_project=vendor_project, api_key_fingerprint=key_fingerprint,
+            **attribution_fields(attribution),
         )
         if usage is not None:
             for name in TOKEN_FIELDS:

@@ -102,7 +102,8 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
         provider=a.get(s.GEN_AI_PROVIDER_NAME), operation=a.get(s.GEN_AI_OPERATION_NAME),
         endpoint=a.get(s.AICOST_ENDPOINT), request_model=a.get(s.GEN_AI_REQUEST_MODEL),
         response_model=a.get(s.GEN_AI_RESPONSE_MODEL), service_tier=a.get(s.AICOST_SERVICE_TIER),
-        error_type=a.get(s.ERROR_TYPE), run_id=parent_id, **attribution_fields(a),
+        error_type=a.get(s.ERROR_TYPE), run_id=parent_id, vendor_project=a.get(s.AICOST_CLIENT_PROJECT),
+        api_key_fingerprint=a.get(s.AICOST_CLIENT_KEY_FINGERPRINT), **attribution_fields(a),
     )
     if span.end_time and span.start_time:
         row.duration_s = (span.end_time - span.start_time) / 1e9

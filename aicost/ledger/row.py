@@ -135,6 +135,9 @@ class LedgerRow:
     outcome: str | None = None  # that run's outcome, once it finished
     error_type: str | None = None
     duration_s: float | None = None
+    # The vendor account billed (schema v2; joins the row to the vendor's bill, see docs/reconcile.md)
+    vendor_project: str | None = None  # the OpenAI project the client was configured with, if any
+    api_key_fingerprint: str | None = None  # aicost.integrations.identity.key_fingerprint of the key: never the key
 
     def __post_init__(self) -> None:
         self.time = _utc(self.time)

@@ -34,7 +34,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -63,6 +63,7 @@ ROW_COLUMNS = (
     "model", "service_tier", *TOKEN_FIELDS, "audio_seconds", "estimated", "cost", "cost_parts", "price_known",
     "price_source", "price_model", "saved_cost", "stopped_cost", "cache_name", "budget", "team", "feature",
     "user_id", "customer", "tags", "run_id", "outcome", "error_type", "duration_s",
+    "vendor_project", "api_key_fingerprint",
 )
 RUN_COLUMNS = (
     "run_id", "ts", "feature", "outcome", "team", "user_id", "customer", "tags", "calls", "cost", "trace_id",
@@ -147,8 +148,14 @@ def _v1(dialect: str) -> list[str]:
     ]
 
 
+def _v2(dialect: str) -> list[str]:
+    """The vendor account billed, to join rows to the vendor's usage and cost reports (aicost reconcile)."""
+    return ["ALTER TABLE aicost_ledger ADD COLUMN vendor_project TEXT",
+            "ALTER TABLE aicost_ledger ADD COLUMN api_key_fingerprint TEXT"]
+
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1}
+MIGRATIONS = {1: _v1, 2: _v2}
 
 
 def schema_table_ddl(dialect: str) -> str:

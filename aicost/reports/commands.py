@@ -241,6 +241,14 @@ def _add_anomalies(sub: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- dashboard
+def _load_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or "totals" not in data:
+        raise ValueError(f"--reconciliation {path}: not the JSON of aicost reconcile --format json")
+    return data
+
+
 def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _single_threaded_blas()
     from ..ledger.report import PeriodError, parse_period
@@ -250,6 +258,7 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         period = parse_period(args.period or (None if args.since or args.until else "30d"), since=args.since,
                               until=args.until)
         budgets = _load_budgets(args.budgets)
+        reconciliations = [_load_json(path) for path in args.reconciliation or ()]
     except (ValueError, TypeError, OSError, PeriodError) as exc:
         print(f"aicost dashboard: {exc}", file=err)
         return 2
@@ -257,7 +266,8 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if store is None:
         return 2
     with store:
-        html, summary = build_dashboard(store, period, budgets=budgets, as_of=args.as_of)
+        html, summary = build_dashboard(store, period, budgets=budgets, as_of=args.as_of,
+                                        reconciliations=reconciliations)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(html)
     print(f"wrote {args.out} ({len(html) / 1e6:.1f} MB, works offline): {summary}", file=out)
@@ -274,6 +284,9 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: monthly budgets drawn against forecast")
     p.add_argument("--as-of", type=_parse_day, help="last day counted as actual by the forecasts (default: "
                                                     "yesterday, or the last day of the ledger or the period)")
+    p.add_argument("--reconciliation", action="append", metavar="FILE",
+                   help="a reconciliation with the vendor's bill (aicost reconcile --format json > FILE) shown as a "
+                        "section (repeatable)")
     p.set_defaults(handler=_dashboard)
 
 

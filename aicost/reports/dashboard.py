@@ -250,9 +250,33 @@ def _anomaly_table(anomalies: Sequence[Any]) -> str:
     return f'<div class="card wide" id="anomalies"><h2>Anomalies: spend spikes</h2>{body}</div>'
 
 
-def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_of: date | None = None
-                    ) -> tuple[str, str]:
-    """The page's HTML and a one-line summary. ``period`` is an :class:`aicost.ledger.report.Period`."""
+def _reconciliation_card(rec: Any) -> str:
+    """A card from ``aicost reconcile --format json`` output: the one line, the totals, the unexplained spend."""
+    totals = rec.get("totals") or {}
+
+    def money(key: str) -> str:
+        value = totals.get(key)
+        return _usd(Decimal(value)) if value is not None else "-"
+
+    kpis = "".join(f"<tr><td>{_e(name)}</td><td class=num>{money(key)}</td></tr>" for name, key in (
+        ("billed", "bill_usd"), ("in the ledger", "ledger_usd"), ("matched", "matched_usd"),
+        ("unexplained (shadow)", "unexplained_usd"), ("over-attributed", "over_attributed_usd"),
+        ("price drift", "price_drift_usd"), ("provisional (report lag)", "provisional_bill_usd")))
+    sources = "".join(
+        f"<tr><td>{_e(s.get('day'))}</td><td>{_e(s.get('scope') or '-')}</td><td>{_e(s.get('key_id') or '-')}</td>"
+        f"<td>{_e(s.get('model') or '-')}</td><td class=num>{_usd(Decimal(s.get('usd') or '0'))}</td></tr>"
+        for s in (rec.get("unexplained") or [])[:25])
+    table = ("<table><tr><th>day</th><th>project / workspace</th><th>API key</th><th>model</th>"
+             f"<th class=num>unexplained</th></tr>{sources}</table>") if sources else ""
+    title = f"Reconciliation with {rec.get('vendor', '?')}'s bill, {(rec.get('period') or {}).get('label', '')}"
+    return (f'<div class="card wide reconciliation"><h2>{_e(title)}</h2><p>{_e(rec.get("summary", ""))}</p>'
+            f"<table>{kpis}</table>{table}</div>")
+
+
+def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_of: date | None = None,
+                    reconciliations: Sequence[Any] = ()) -> tuple[str, str]:
+    """The page's HTML and a one-line summary. ``period`` is an :class:`aicost.ledger.report.Period`;
+    ``reconciliations``: parsed ``aicost reconcile --format json`` outputs, one card each."""
     import plotly.io as pio
     import plotly.offline
 
@@ -297,7 +321,8 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
     body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
             card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
             _forecast_table(forecasts, as_of, bool(budgets)) +
-            _anomaly_table(anomalies) + card("cache", wide=True) + "</section>")
+            _anomaly_table(anomalies) + card("cache", wide=True)
+            + "".join(_reconciliation_card(r) for r in reconciliations) + "</section>")
     summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
                f"{len(anomalies)} spike(s)")
     return head + body + "</main></body></html>", summary

@@ -6,6 +6,16 @@ overspent under load). It asks the store for one atomic operation: "if every enf
 releases the hold and adds the real cost. Holds are leases: a process that dies mid-call stops blocking the
 budget once its lease expires.
 
+A store that cannot be reached may still have run the command (a reply lost to a timeout), so a settlement
+that failed is retried later with a *mode* that makes the retry safe to apply twice:
+
+* ``SETTLE``: release this reservation's hold (if any) and add the actual cost. The first attempt.
+* ``SETTLE_IF_HELD``: a retry of a settlement whose first attempt may have run: apply only in buckets where the
+  hold is still there (a settlement removes it) or where its lease has ended.
+* ``SETTLE_ONCE``: for a reservation whose outcome is unknown (the reserve timed out) or that was never made
+  (the call went ahead while the store was unreachable): apply once, recorded by a marker on the reservation id
+  that lasts until the lease ends; a reserve with that id that reaches the store later holds nothing.
+
 All amounts are integer nanodollars (see :mod:`aicost.budget.money`).
 """
 
@@ -43,8 +53,20 @@ class SettleOutcome:
     fired_after: int  # number fired now (fire thresholds[fired_before:fired_after])
 
 
+SETTLE, SETTLE_IF_HELD, SETTLE_ONCE = 0, 1, 2
+ONCE_MARKER_MIN_SECONDS = 600.0  # a SETTLE_ONCE marker lasts until the lease ends, and at least this long
+
+
 class StoreUnavailable(Exception):
-    """The store could not be reached in time; the guard applies its fail-open / fail-closed policy."""
+    """The store could not be reached in time; the guard applies its fail-open / fail-closed policy.
+
+    ``maybe_applied``: False only when the command was certainly not sent (the store was skipped while marked
+    down); otherwise it may have run on the server even though no reply came back.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class BudgetStore(Protocol):
@@ -53,8 +75,11 @@ class BudgetStore(Protocol):
     ) -> ReserveOutcome: ...
 
     def settle(
-        self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float
-    ) -> list[SettleOutcome]: ...
+        self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float,
+        mode: int = SETTLE, lease_until: float = 0.0,
+    ) -> list[SettleOutcome]:
+        """``mode`` and ``lease_until`` (the reservation's lease end) are described in the module docstring."""
+        ...
 
     def usage(self, key: str, now: float) -> tuple[int, int]:
         """(spent, reserved) of one bucket; (0, 0) when it has no activity."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from .base import Charge, ReserveOutcome, SettleOutcome
+from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
 
 
 class _Bucket:
@@ -39,11 +39,19 @@ class _Bucket:
 
 
 class MemoryStore:
-    """The default store. Budgets are per process: use :class:`RedisStore` to share them between processes."""
+    """The default store. Budgets are per process: use :class:`RedisStore` to share them between processes.
+
+    ``configure_budgets(store="memory")`` uses one instance per process, so configuring again (a reload) keeps
+    the spend of the current windows. It never fails, so nothing it does needs retrying; it still implements
+    every settle mode of :mod:`.base`, as the reference for other stores.
+    """
+
+    identity = None  # not shared with anything outside this object
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
+        self._settled_once: dict[str, float] = {}  # SETTLE_ONCE markers: reservation id -> lease end
         self._next_sweep = 0.0
 
     def _sweep(self, now: float) -> None:
@@ -51,6 +59,8 @@ class MemoryStore:
         self._next_sweep = now + 60.0
         for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
             del self._buckets[key]
+        for rid in [r for r, until in self._settled_once.items() if until <= now]:
+            del self._settled_once[rid]
 
     def reserve(
         self, reservation_id: str, charges: Sequence[Charge], amount: int, now: float, lease_until: float
@@ -59,6 +69,8 @@ class MemoryStore:
         with self._lock:
             if now >= self._next_sweep:
                 self._sweep(now)
+            if reservation_id in self._settled_once:  # already settled once: hold nothing
+                return ReserveOutcome(True, ())
             held = []
             states = []
             for i, charge in enumerate(charges):
@@ -78,10 +90,15 @@ class MemoryStore:
                     bucket.next_scan = lease_until
             return ReserveOutcome(True, tuple(states))
 
-    def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float) -> list[SettleOutcome]:
+    def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float,
+               mode: int = SETTLE, lease_until: float = 0.0) -> list[SettleOutcome]:
         out = []
         buckets = self._buckets
         with self._lock:
+            applied = True
+            if mode == SETTLE_ONCE:
+                applied = reservation_id not in self._settled_once
+                self._settled_once[reservation_id] = max(lease_until, now + ONCE_MARKER_MIN_SECONDS)
             for charge in charges:
                 bucket = buckets.get(charge.key)
                 if bucket is None:  # swept (settled long after its window) or never reserved
@@ -91,7 +108,8 @@ class MemoryStore:
                     bucket.reserved -= hold[0]
                     if not bucket.holds:
                         bucket.next_scan = float("inf")
-                bucket.spent += actual
+                if applied and (mode != SETTLE_IF_HELD or hold is not None or now >= lease_until):
+                    bucket.spent += actual
                 before = bucket.fired
                 if charge.thresholds:
                     level = sum(1 for t in charge.thresholds if bucket.spent >= t)
@@ -108,6 +126,11 @@ class MemoryStore:
             bucket.expire_leases(now)
             return (bucket.spent, bucket.reserved)
 
-    def close(self) -> None:
+    def reset(self) -> None:
+        """Forget all spend and holds (tests, or a deliberate budget reset)."""
         with self._lock:
             self._buckets.clear()
+            self._settled_once.clear()
+
+    def close(self) -> None:
+        """Nothing to release; the spend stays with this object (a guard replaced by a reload hands it on)."""

@@ -9,9 +9,14 @@ enforced bucket and holds the amount in all of them, or in none: Redis runs a sc
 processes can never both see the same headroom. All keys share the hash tag ``{aicost-budget}`` so one script
 may touch them together (a Redis Cluster keeps them on one shard).
 
+A reservation settled with ``SETTLE_ONCE`` (see :mod:`.base`) leaves a marker key ``once:<reservation id>`` until
+its lease ends: the reserve script checks it first, so a reserve that reaches a stalled server after its call was
+settled holds nothing.
+
 Reachability is bounded: every command has a socket timeout, there are no client-side retries, and after a
 failure the store is skipped (the guard's fail-open / fail-closed policy applies) for ``retry_interval_s``
-instead of making every call wait for the timeout again.
+instead of making every call wait for the timeout again. Replies are flat arrays of integers: redis-py parses a
+nested reply at a visible cost per call.
 """
 
 from __future__ import annotations
@@ -20,16 +25,23 @@ import threading
 import time
 from typing import Any, Sequence
 
-from .base import Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
+from ...errors import ConfigurationError
+from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
 
+_MARKER_MIN_MS = int(ONCE_MARKER_MIN_SECONDS * 1000)
+
+# KEYS: per charge the bucket hash and its lease set, then the reservation's SETTLE_ONCE marker.
 _RESERVE = """
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+  return {2, -1}  -- this reservation was already settled (it reached the store late): hold nothing
+end
 local id = ARGV[1]
 local amount = ARGV[2]
 local amount_n = tonumber(amount)
 local now = tonumber(ARGV[3])
 local lease_until = ARGV[4]
 local n = tonumber(ARGV[5])
-local states = {}
+local states = {0, -1}  -- the reply, flat (cheaper to parse): ok, failed index, then spent, reserved per charge
 for i = 1, n do
   local h = KEYS[2 * i - 1]
   local z = KEYS[2 * i]
@@ -51,7 +63,8 @@ for i = 1, n do
   states[#states + 1] = reserved
   local base = 5 + 3 * (i - 1)
   if ARGV[base + 2] == '1' and spent + reserved + amount_n > tonumber(ARGV[base + 1]) then
-    return {0, i - 1, states}
+    states[2] = i - 1
+    return states
   end
 end
 for i = 1, n do
@@ -64,18 +77,30 @@ for i = 1, n do
   redis.call('PEXPIREAT', h, expire_at)
   redis.call('PEXPIREAT', z, expire_at)
 end
-return {1, -1, states}
+states[1] = 1
+return states
 """
 
+# ARGV: id, actual, n, mode (see stores.base), now (ms), lease end (ms), marker expiry (ms), then per charge
+# the thresholds ("t1,t2") and the bucket's expiry (ms).
 _SETTLE = """
 local id = ARGV[1]
 local actual = ARGV[2]
 local n = tonumber(ARGV[3])
+local mode = ARGV[4]
+local lease_ended = tonumber(ARGV[5]) >= tonumber(ARGV[6])
+local apply = true
+if mode == '2' then
+  local marker = KEYS[#KEYS]
+  apply = redis.call('EXISTS', marker) == 0
+  redis.call('SET', marker, '1')
+  redis.call('PEXPIREAT', marker, ARGV[7])
+end
 local out = {}
 for i = 1, n do
   local h = KEYS[2 * i - 1]
   local z = KEYS[2 * i]
-  local base = 3 + 2 * (i - 1)
+  local base = 7 + 2 * (i - 1)
   local held = redis.call('HGET', h, 'r:' .. id)
   if held then
     redis.call('HDEL', h, 'r:' .. id)
@@ -83,7 +108,7 @@ for i = 1, n do
     redis.call('ZREM', z, id)
   end
   local spent
-  if actual ~= '0' then
+  if apply and actual ~= '0' and (mode ~= '1' or held or lease_ended) then
     spent = redis.call('HINCRBY', h, 'spent', actual)
   else
     spent = tonumber(redis.call('HGET', h, 'spent') or '0')
@@ -126,9 +151,12 @@ class RedisStore:
         client: Any = None,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
-            raise ValueError("RedisStore.prefix must be a non-empty str without braces")
+            raise ConfigurationError(f"store prefix must be a non-empty str without braces, got {prefix!r}")
         if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 0 < timeout_s <= 30:
-            raise ValueError(f"RedisStore.timeout_s must be in (0, 30] seconds, got {timeout_s!r}")
+            raise ConfigurationError(f"store timeout_s must be in (0, 30] seconds, got {timeout_s!r}")
+        if (not isinstance(retry_interval_s, (int, float)) or isinstance(retry_interval_s, bool)
+                or not 0 <= retry_interval_s <= 3600):
+            raise ConfigurationError(f"store retry_interval_s must be in [0, 3600] seconds, got {retry_interval_s!r}")
         if client is None:
             try:
                 import redis
@@ -137,33 +165,55 @@ class RedisStore:
             except ImportError:
                 raise ImportError('RedisStore needs the redis client: pip install "aicost-otel[redis]"') from None
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError(f"RedisStore.url must be a redis://, rediss:// or unix:// URL, got {url!r}")
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
+                raise ConfigurationError(f"store: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+            try:
+                client = redis.Redis.from_url(
+                    url,
+                    socket_timeout=timeout_s,
+                    socket_connect_timeout=timeout_s,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=0,
+                )
+            except ValueError as exc:  # e.g. a database that is not a number
+                raise ConfigurationError(f"store: invalid Redis URL {url!r}: {exc}") from None
         self.url = url
+        self.identity = ("redis", url, prefix)  # stores with equal identities hold the same spend
         self._client = client
         self._prefix = f"{prefix}:{{aicost-budget}}:"
+        from redis.exceptions import NoScriptError
+
+        self._no_script = NoScriptError
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
         self._retry_interval_s = retry_interval_s
         self._down_until = 0.0
         self._lock = threading.Lock()
 
-    def _keys(self, charges: Sequence[Charge]) -> list[str]:
+    def _keys(self, charges: Sequence[Charge], reservation_id: str) -> list[str]:
+        prefix = self._prefix
         keys = []
         for c in charges:
-            keys.append(f"{self._prefix}b:{c.key}")
-            keys.append(f"{self._prefix}l:{c.key}")
+            keys.append(f"{prefix}b:{c.key}")
+            keys.append(f"{prefix}l:{c.key}")
+        keys.append(f"{prefix}once:{reservation_id}")
         return keys
+
+    def _eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script if the server does not have it (first use, or after a restart). Direct, not
+        through redis-py's Script.__call__, which imports two modules and copies the arguments on every call."""
+        try:
+            return self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            script.sha = self._client.script_load(script.script)
+            return self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def skipping(self) -> bool:
+        """True while the store is marked down after a failure: commands fail at once, without being sent."""
+        return bool(self._down_until) and time.monotonic() < self._down_until
 
     def _run(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
-            raise StoreUnavailable(f"budget store {self.url} marked unreachable; retrying shortly")
+            raise StoreUnavailable(f"budget store {self.url} marked unreachable; retrying shortly", maybe_applied=False)
         try:
             result = command(*args, **kwargs)
         except Exception as exc:  # redis.ConnectionError, TimeoutError, ResponseError (e.g. OOM), ...
@@ -179,20 +229,80 @@ class RedisStore:
         args: list[Any] = [reservation_id, amount, int(now * 1000), int(lease_until * 1000), len(charges)]
         for c in charges:
             args += [c.limit, 1 if c.enforce else 0, int(c.expires_at * 1000)]
-        ok, failed, flat = self._run(self._reserve, keys=self._keys(charges), args=args)
-        states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
-        return ReserveOutcome(bool(ok), states, int(failed))
+        flat = self._run(self._eval, self._reserve, self._keys(charges, reservation_id), args)
+        states = tuple((int(flat[i]), int(flat[i + 1])) for i in range(2, len(flat), 2))
+        return ReserveOutcome(flat[0] != 0, states, int(flat[1]))  # 2: already settled once, nothing to hold  # 2: already settled once, nothing to hold
 
-    def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float) -> list[SettleOutcome]:
-        args: list[Any] = [reservation_id, actual, len(charges)]
+    def _settle_args(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float, mode: int,
+                     lease_until: float) -> tuple[list[str], list[Any]]:
+        now_ms = int(now * 1000)
+        lease_ms = int(lease_until * 1000)
+        args: list[Any] = [reservation_id, actual, len(charges), mode, now_ms, lease_ms,
+                           max(lease_ms, now_ms + _MARKER_MIN_MS)]
         for c in charges:
             args += [",".join(map(str, c.thresholds)), int(c.expires_at * 1000)]
-        flat = self._run(self._settle, keys=self._keys(charges), args=args)
+        return self._keys(charges, reservation_id), args
+
+    @staticmethod
+    def _outcomes(flat: Any) -> list[SettleOutcome]:
         return [SettleOutcome(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+    def settle(self, reservation_id: str, charges: Sequence[Charge], actual: int, now: float,
+               mode: int = SETTLE, lease_until: float = 0.0) -> list[SettleOutcome]:
+        keys, args = self._settle_args(reservation_id, charges, actual, now, mode, lease_until)
+        return self._outcomes(self._run(self._eval, self._settle, keys, args))
+
+    def settle_many(self, settlements: Sequence[tuple[str, Sequence[Charge], int, int, float]],
+                    now: float) -> list[list[SettleOutcome] | None]:
+        """Several ``(reservation id, charges, actual, mode, lease end)`` settlements in one pipeline (one round
+        trip, plus one to load the script after a restart). None for a settlement the server rejected."""
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for rid, charges, actual, mode, lease_until in settlements:
+                keys, args = self._settle_args(rid, charges, actual, now, mode, lease_until)
+                self._settle(keys=keys, args=args, client=pipe)
+            return pipe.execute(raise_on_error=False)
+
+        return [None if isinstance(r, Exception) else self._outcomes(r) for r in self._run(run)]
 
     def usage(self, key: str, now: float) -> tuple[int, int]:
         spent, reserved = self._run(self._client.hmget, f"{self._prefix}b:{key}", ["spent", "reserved"])
         return (int(spent or 0), int(reserved or 0))
+
+    def check(self) -> list[str]:
+        """Reach the server once, when budgets are configured.
+
+        Raises :class:`ConfigurationError` for a setting that can never work (a database the server does not
+        have, a refused login), :class:`StoreUnavailable` when the server cannot be reached now. Returns
+        warnings about server settings that lose or evict spend (no persistence, an eviction policy).
+        """
+        import redis
+
+        try:
+            self._client.ping()
+        except (redis.AuthenticationError, redis.ResponseError) as exc:
+            raise ConfigurationError(f"store: Redis at {self.url} refused the connection: {exc}") from None
+        except Exception as exc:
+            raise StoreUnavailable(f"budget store {self.url}: {type(exc).__name__}: {exc}") from exc
+        warnings = []
+        try:
+            persistence = self._client.info("persistence")
+            save = self._client.config_get("save").get("save", "")
+            memory = self._client.config_get("maxmemory*")
+        except Exception:  # CONFIG is often disabled on managed Redis: nothing more to check
+            return warnings
+        if not int(persistence.get("aof_enabled", 0)) and not save:
+            warnings.append(
+                f"Redis at {self.url} has no persistence (appendonly no, save \"\"): if it restarts, every "
+                "budget's spend in the current windows is forgotten; see docs/budgets.md"
+            )
+        policy = memory.get("maxmemory-policy", "noeviction")
+        if int(memory.get("maxmemory", 0) or 0) and policy != "noeviction":
+            warnings.append(
+                f"Redis at {self.url} evicts keys under memory pressure (maxmemory-policy {policy}): budget "
+                "buckets can be evicted and their spend forgotten; use noeviction"
+            )
+        return warnings
 
     def reset(self) -> None:
         """Delete every bucket under this store's prefix (tests, or a deliberate budget reset)."""

@@ -1,0 +1,134 @@
+"""``aicost reconcile``: the command-line face of :func:`aicost.reconcile.reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TextIO
+
+from ..errors import ConfigurationError
+from .compare import Tolerances
+from .errors import ReconcileError
+from .render import render_csv, render_json, render_table
+from .run import reconcile
+from .vendors import APIS
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reconcile", help="compare the ledger with a vendor's bill; find unexplained (shadow) spend")
+    p.add_argument("--vendor", required=True, help=f"one of: {', '.join(sorted(APIS))}")
+    p.add_argument("--api", help="anthropic only: usage_report (default: the Admin API's usage and cost reports) "
+                                 "or analytics (the beta Usage and Cost Analytics API)")
+    p.add_argument("--period", default="last-month",
+                   help="YYYY-MM (default: last-month), or any aicost report period (7d, this-month, YYYY-MM-DD)")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else sqlite:///aicost-ledger.db)")
+    p.add_argument("--admin-key-env", metavar="VAR",
+                   help="environment variable holding the admin key (default: OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY_ID=VAR",
+                   help="join the vendor's API key id KEY_ID to calls made with the key in environment variable "
+                        "VAR (only its fingerprint is used; repeatable)")
+    p.add_argument("--key-map", metavar="FILE",
+                   help='JSON file {"<vendor key id>": "<aicost key fingerprint>", ...}')
+    p.add_argument("--lag-hours", type=float, default=24.0,
+                   help="days ending less than this long ago are provisional (default: 24)")
+    p.add_argument("--money-tolerance", default="0.01", help="USD per day x model cell counted as rounding")
+    p.add_argument("--alert-above", metavar="USD",
+                   help="exit with status 3 and print an alert when unexplained spend exceeds this amount")
+    p.add_argument("--webhook", action="append", metavar="URL",
+                   help="with --alert-above: also POST the alert (Slack-compatible JSON) here, once per vendor, "
+                        "period and threshold (repeatable; the aicost alerts sink)")
+    p.add_argument("--state", default=".aicost-alerts.db",
+                   help="file remembering the alerts already sent (default .aicost-alerts.db, shared with aicost "
+                        "alerts)")
+    p.add_argument("--base-url", help="the vendor API's base URL (default: the vendor's own)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    alerts = []
+    try:
+        tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
+                                lag=timedelta(hours=args.lag_hours))
+        threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
+        sinks = _sinks(args.webhook)  # checked before anything is fetched
+        result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
+                           keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
+                           tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
+    except (ConfigurationError, ReconcileError) as exc:
+        print(f"aicost reconcile: {exc}", file=err)
+        return 2
+    render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
+    out.write(render(result))
+    for alert in alerts:
+        print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {alert.amount} USD exceeds "
+              f"{alert.threshold} USD: {alert.summary}", file=err)
+        if sinks:
+            _deliver(alert, sinks, args.state, err)
+        return 3
+    return 0
+
+
+def _sinks(webhooks: list[str] | None) -> list:
+    if not webhooks:
+        return []
+    from ..reports.alerts import WebhookSink
+
+    return [WebhookSink(url) for url in webhooks]
+
+
+def _deliver(alert, sinks: list, state: str, err: TextIO) -> None:
+    """Through the aicost alerts sink: each alert is sent once (the state file remembers what was sent)."""
+    from ..reports.alerts import Alert, Alerter
+
+    alerter = Alerter(sinks, state=state)
+    alerter.send(Alert(**alert.alert_fields()))
+    s = alerter.stats
+    print(f"aicost reconcile: alert {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "
+          "deliveries", file=err)
+
+
+def _decimal(text: str, option: str) -> Decimal:
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        raise ConfigurationError(f"{option}: not a number: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigurationError(f"{option}: must be a non-negative amount, got {text!r}")
+    return value
+
+
+def _ledger(args: argparse.Namespace) -> str:
+    """The ledger URL (opened by reconcile() after the cheaper checks)."""
+    return args.ledger or os.environ.get("AICOST_LEDGER", "").strip() or "sqlite:///aicost-ledger.db"
+
+
+def _keys(specs: list[str]) -> dict[str, str]:
+    keys = {}
+    for spec in specs:
+        key_id, sep, var = spec.partition("=")
+        if not sep or not key_id.strip() or not var.strip():
+            raise ConfigurationError(f"--key: expected KEY_ID=ENV_VAR, got {spec!r}")
+        value = os.environ.get(var.strip(), "").strip()
+        if not value:
+            raise ConfigurationError(f"--key {key_id}: environment variable {var.strip()} is not set")
+        keys[key_id.strip()] = value
+    return keys
+
+
+def _key_map(path: str | None) -> dict[str, str]:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"--key-map: cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ConfigurationError('--key-map: expected a JSON object {"<key id>": "<fingerprint>", ...}')
+    return data

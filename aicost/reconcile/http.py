@@ -1,0 +1,127 @@
+"""Fetching every page of a vendor's admin report, politely and completely.
+
+Why stdlib ``urllib``: two GET endpoints with JSON answers do not earn a dependency, and aicost's core installs
+none. Rules: 429 waits ``Retry-After`` (bounded), 5xx and connection errors are retried a bounded number of
+times with exponential backoff, 401/403 is :class:`AdminKeyRejected`, anything else (or a page that says
+``has_more`` without a cursor) is :class:`BillFetchError`. A partial fetch is always an error, never a short bill.
+The key travels only in the request header; no message, log line or exception ever contains it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .errors import AdminKeyRejected, BillFetchError
+
+__all__ = ["Fetcher"]
+
+_MAX_PAGES = 10_000  # a cursor that never ends is a vendor bug, not a bill
+
+
+@dataclass
+class Fetcher:
+    headers: Mapping[str, str]  # includes the admin key; never printed
+    key_env: str  # the variable the key came from, for messages
+    vendor: str
+    timeout_s: float = 60.0
+    max_retries: int = 4  # 5xx / connection errors, per page
+    max_rate_limit_waits: int = 8  # 429s, per page
+    max_wait_s: float = 120.0  # the longest Retry-After honoured
+    sleep: Callable[[float], None] = time.sleep
+    requests: int = 0  # made so far (for the report)
+
+    def pages(self, url: str, params: Sequence[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+        """Every page of a cursor-paginated report (``has_more`` / ``next_page`` -> ``page=``)."""
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            query = list(params) + ([("page", cursor)] if cursor else [])
+            page = self._get(f"{url}?{urllib.parse.urlencode(query)}")
+            yield page
+            if not page.get("has_more"):
+                return
+            cursor = page.get("next_page")
+            if not cursor or not isinstance(cursor, str):
+                raise BillFetchError(f"{self.vendor}: {url} said has_more without a next_page cursor; the report "
+                                     "would be incomplete, so nothing is reconciled")
+            if cursor in seen:
+                raise BillFetchError(f"{self.vendor}: {url} returned the same next_page cursor twice")
+            seen.add(cursor)
+        raise BillFetchError(f"{self.vendor}: {url} had more than {_MAX_PAGES} pages")
+
+    def _get(self, url: str) -> dict[str, Any]:
+        path = urllib.parse.urlsplit(url).path
+        failures = waits = 0
+        while True:
+            self.requests += 1
+            request = urllib.request.Request(url, headers=dict(self.headers), method="GET")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    body = response.read()
+                try:
+                    page = json.loads(body, parse_float=Decimal)  # amounts stay exact decimals
+                except ValueError:
+                    raise BillFetchError(f"{self.vendor}: {path} answered with invalid JSON") from None
+                if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+                    raise BillFetchError(f"{self.vendor}: {path} answered without a 'data' list")
+                return page
+            except urllib.error.HTTPError as e:
+                status = e.code
+                detail = _error_text(e)
+                if status in (401, 403):
+                    raise AdminKeyRejected(
+                        f"{self.vendor}: the key in {self.key_env} was refused ({status}{detail}): it must be an "
+                        "organization admin key with access to usage and cost reports") from None
+                if status == 429 and waits < self.max_rate_limit_waits:
+                    waits += 1
+                    self.sleep(min(_retry_after(e.headers.get("Retry-After"), waits), self.max_wait_s))
+                    continue
+                if status >= 500 and failures < self.max_retries:
+                    failures += 1
+                    self.sleep(min(2.0 ** failures, self.max_wait_s))
+                    continue
+                raise BillFetchError(f"{self.vendor}: {path} failed with HTTP {status}{detail}"
+                                     + (" after retries" if status == 429 or status >= 500 else "")) from None
+            except (urllib.error.URLError, OSError) as e:
+                if failures < self.max_retries:
+                    failures += 1
+                    self.sleep(min(2.0 ** failures, self.max_wait_s))
+                    continue
+                reason = getattr(e, "reason", e)
+                raise BillFetchError(f"{self.vendor}: {path} unreachable after retries: {reason}") from None
+
+
+def _retry_after(value: str | None, attempt: int) -> float:
+    """Seconds to wait: ``Retry-After`` as seconds or as an HTTP date (RFC 9110), else exponential."""
+    if value is None:
+        return 2.0 ** attempt
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 2.0 ** attempt
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _error_text(e: urllib.error.HTTPError) -> str:
+    """The vendor's own error message (``{"error": {"message": ...}}``), short; never headers."""
+    try:
+        body = json.loads(e.read() or b"{}")
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+    except Exception:
+        message = None
+    return f": {str(message)[:200]}" if message else ""

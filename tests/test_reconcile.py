@@ -1,0 +1,476 @@
+"""aicost reconcile over loopback: real SDK calls replayed into the ledger, the vendors' admin report APIs faked
+from their documented schemas (tests/admin_api_server.py), and the comparison read back as a user would."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import anthropic
+import openai
+import pytest
+
+import aicost
+from aicost.errors import ConfigurationError
+from aicost.integrations.identity import key_fingerprint
+from aicost.ledger import open_store
+from aicost.ledger import writer as ledger_writer
+from aicost.reconcile import AdminKeyMissing, AdminKeyRejected, BillFetchError, Tolerances, reconcile, render_table
+from tests.admin_api_server import ADMIN_KEY, FakeAdminAPI, Spend
+from tests.vendor_server import Reply, _ssl_context, load_recording
+
+UTC = timezone.utc
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+OPENAI_KEY = "sk-proj-instrumented-0000000000000000000000"  # the key instrumented code uses
+ANTHROPIC_KEY = "sk-ant-api03-instrumented-000000000000000000"
+MESSAGES = [{"role": "user", "content": "hello"}]
+OPENAI_RECORDINGS = ["openai-chat-nonstream-001", "openai-chat-nonstream-002", "openai-chat-nonstream-003"]
+ANTHROPIC_RECORDINGS = ["anthropic-messages-nonstream-001", "anthropic-messages-nonstream-002"]
+
+
+# -- filling the ledger by replaying recorded traffic through the real SDKs -----------------------------------------
+def _replay(instrumented, replay_server, tmp_path, vendor, recordings, mutate=None, model=None):
+    """The ledger rows the real SDK calls produce (instrument(ledger=...)), one per recording."""
+    url = f"sqlite:///{tmp_path / f'replay-{vendor}-{len(recordings)}.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    try:
+        if vendor == "openai":
+            client = openai.OpenAI(api_key=OPENAI_KEY, base_url=replay_server.openai_base_url, max_retries=0,
+                                   http_client=openai.DefaultHttpx2Client(verify=_ssl_context()))
+        else:
+            client = anthropic.Anthropic(api_key=ANTHROPIC_KEY, base_url=replay_server.anthropic_base_url,
+                                         max_retries=0, http_client=anthropic.DefaultHttpxClient(verify=_ssl_context()))
+        for recording_id in recordings:
+            recording = load_recording(recording_id)
+            if mutate:
+                mutate(recording)
+            replay_server.enqueue(Reply.from_recording(recording))
+            if vendor == "openai":
+                client.chat.completions.create(model=model or "gpt-4o", messages=MESSAGES)
+            else:
+                client.messages.create(model=model or "claude-sonnet-4-6", max_tokens=64, messages=MESSAGES)
+        assert ledger_writer.active().flush()
+    finally:
+        aicost.uninstrument()
+    with open_store(url, create=False) as store:
+        rows = list(store.rows(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)))
+    assert len(rows) == len(recordings)
+    return rows
+
+
+def _ledger(tmp_path, placed):
+    """A ledger holding the replayed rows moved to the days the scenario needs."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with open_store(url, create=True) as store:
+        store.write(placed)
+    return url
+
+
+_ids = itertools.count(1)
+
+
+def _at(rows, *times):
+    """Copies of the rows, the i-th copy of row j at times[i] + j minutes (each with a new span id)."""
+    out = []
+    for t in times:
+        for j, row in enumerate(rows):
+            out.append(dataclasses.replace(row, time=t + timedelta(minutes=j), span_id=f"{next(_ids):016x}"))
+    return out
+
+
+def _truth(rows, *, scope, key_id, vendor="openai", cost_scale=Decimal(1)):
+    """What the vendor bills for those calls: the same tokens and (scaled) money, as the vendor names them."""
+    out = []
+    for r in rows:
+        uncached = r.input_tokens if vendor == "openai" else r.input_tokens - r.cache_read_tokens - r.cache_write_tokens
+        out.append(Spend(r.time, r.model, scope, key_id, uncached, r.output_tokens, r.cache_read_tokens,
+                         {k: v * cost_scale for k, v in r.cost_parts.items()}))
+    return out
+
+
+def _sum(rows):
+    return sum((r.cost for r in rows), Decimal(0))
+
+
+def _run(fake, url, vendor="openai", **kwargs):
+    env = {"OPENAI_ADMIN_KEY": ADMIN_KEY, "ANTHROPIC_ADMIN_KEY": ADMIN_KEY}
+    kwargs.setdefault("keys", {"key_main": OPENAI_KEY if vendor == "openai" else ANTHROPIC_KEY})
+    kwargs.setdefault("period", "2026-11")
+    return reconcile(vendor, kwargs.pop("period"), url, base_url=fake.url, now=NOW, environ=env,
+                     sleep=kwargs.pop("sleep", lambda s: None), **kwargs)
+
+
+NOV = [datetime(2026, 11, d, 9, 30, tzinfo=UTC) for d in (3, 12, 13, 14, 28)]
+
+
+@pytest.fixture
+def openai_rows(instrumented, replay_server, tmp_path):
+    return _replay(instrumented, replay_server, tmp_path, "openai", OPENAI_RECORDINGS)
+
+
+# -- scenarios -------------------------------------------------------------------------------------------------------
+def test_exact_match_over_paginated_reports_with_empty_days(openai_rows, tmp_path):
+    placed = _at(openai_rows, *NOV)
+    url = _ledger(tmp_path, placed)
+    truth = _truth(placed, scope="proj_main", key_id="key_main")
+    with FakeAdminAPI("openai", truth, NOW, page_size=4) as fake:
+        result = _run(fake, url)
+    assert result.bill_total == result.ledger_total == _sum(placed) > 0
+    assert result.matched == result.bill_total and result.explained_pct == Decimal("100.0")
+    assert result.unexplained == result.over_attributed == result.drift == 0
+    assert {c.status for c in result.cells} == {"matched"}
+    assert {c.day for c in result.cells} == {"2026-11-03", "2026-11-12", "2026-11-13", "2026-11-14", "2026-11-28"}
+    assert {(c.scope, c.key_id) for c in result.cells} == {("proj_main", "key_main")}
+    # 30 daily buckets, 4 per page: every page of both reports was read (and empty days are just empty)
+    pages = [q for path, q in fake.requests if path.endswith("/completions")]
+    assert len(pages) == 8 and "page" not in pages[0] and all("page" in q for q in pages[1:])
+    assert pages[0]["group_by"] == ["model", "project_id", "api_key_id"] and pages[0]["bucket_width"] == ["1d"]
+    assert result.summary().startswith("your instrumented calls explain 100.0 % of OpenAI's bill for November 2026")
+
+
+def test_shadow_spend_on_a_second_key_is_named_by_project_key_model_and_days(openai_rows, tmp_path):
+    placed = _at(openai_rows, *NOV)
+    url = _ledger(tmp_path, placed)
+    shadow_rows = [r for r in _at(openai_rows[:1], *NOV[1:4])]  # gpt-4o calls on Nov 12-14 nobody instrumented
+    truth = (_truth(placed, scope="proj_main", key_id="key_main")
+             + _truth(shadow_rows, scope="proj_x", key_id="key_shadow7abc"))
+    alerts = []
+    with FakeAdminAPI("openai", truth, NOW) as fake:
+        result = _run(fake, url, alert_threshold="0.00001", on_unexplained=alerts.append)
+    shadow = _sum(shadow_rows)
+    assert result.unexplained == shadow and result.over_attributed == 0 and result.drift == 0
+    assert result.bill_total == _sum(placed) + shadow and result.matched == _sum(placed)
+    sources = result.sources()
+    assert {(s.scope, s.key_id, s.model) for s in sources} == {("proj_x", "key_shadow7abc", openai_rows[0].model)}
+    assert sorted(s.day for s in sources) == ["2026-11-12", "2026-11-13", "2026-11-14"]
+    pct = (_sum(placed) * 100 / (_sum(placed) + shadow)).quantize(Decimal("0.1"))
+    summary = result.summary()
+    assert f"explain {pct} % of OpenAI's bill for November 2026" in summary
+    assert "came from project proj_x, API key key_…abc, model " + openai_rows[0].model in summary
+    assert "mostly on Nov 12-14" in summary
+    assert len(alerts) == 1 and alerts[0].amount == shadow and alerts[0].summary == summary
+    fields = alerts[0].alert_fields()  # the shape of aicost.reports.alerts.Alert
+    assert fields["key"] == "reconcile:openai:2026-11-01:0.00001" and fields["text"] == summary
+    assert fields["fields"][0][0].startswith("2026-11-1") and "proj_x key_shadow7abc" in fields["fields"][0][0]
+
+
+def test_a_missing_price_and_a_discount_the_catalog_lacks_are_price_drift_with_the_implied_rate(
+        instrumented, replay_server, tmp_path, openai_rows):
+    def unknown_model(recording):
+        body = recording["response"]["body"]
+        data = json.loads(body) if isinstance(body, str) else body
+        data["model"] = "gpt-9-preview-2026-11-01"
+        recording["response"]["body"] = json.dumps(data) if isinstance(body, str) else data
+
+    unpriced = _replay(instrumented, replay_server, tmp_path, "openai", OPENAI_RECORDINGS[:1], mutate=unknown_model,
+                       model="gpt-9-preview")
+    assert unpriced[0].cost is None and not unpriced[0].price_known
+    placed_unpriced = _at(unpriced, NOV[0])
+    placed = _at(openai_rows, NOV[1])
+    url = _ledger(tmp_path, placed_unpriced + placed)
+    billed_unpriced = Decimal("0.0123")
+    truth = (_truth(placed, scope="proj_main", key_id="key_main", cost_scale=Decimal("0.5"))  # a 50 % discount
+             + [dataclasses.replace(s, cost_parts={"input": billed_unpriced})
+                for s in _truth(placed_unpriced, scope="proj_main", key_id="key_main")])
+    with FakeAdminAPI("openai", truth, NOW) as fake:
+        # replayed calls cost fractions of a cent: a tolerance below the default cent, so the discount shows
+        result = _run(fake, url, tolerances=Tolerances(money_usd=Decimal("0.000001")))
+    drift = {c.day: c for c in result.cells if c.status == "price_drift"}
+    tokens = unpriced[0].input_tokens + unpriced[0].output_tokens
+    assert drift["2026-11-03"].implied_rate_per_mtok == billed_unpriced * 1_000_000 / tokens
+    assert drift["2026-11-03"].ledger_unknown_price_calls == 1 and drift["2026-11-03"].implied_ratio is None
+    discounted = [c for c in drift.values() if c.day == "2026-11-12"]
+    assert discounted and all(c.implied_ratio == Decimal("0.5") for c in discounted)
+    assert result.unexplained == result.over_attributed == 0
+    assert "price drift" in result.summary() and "Price drift" in render_table(result)
+
+
+def test_a_day_inside_the_report_lag_is_provisional_never_a_mismatch(openai_rows, tmp_path):
+    settled = _at(openai_rows, datetime(2026, 12, 2, 10, tzinfo=UTC))
+    recent = _at(openai_rows, datetime(2026, 12, 4, 9, tzinfo=UTC))  # 3 h before now
+    url = _ledger(tmp_path, settled + recent)
+    truth = _truth(settled + recent, scope="proj_main", key_id="key_main")
+    with FakeAdminAPI("openai", truth, NOW, lag=timedelta(hours=6)) as fake:  # Dec 4 not reported yet
+        result = _run(fake, url, period="2026-12")
+    by_day = {c.day: c.status for c in result.cells}
+    assert by_day == {"2026-12-02": "matched", "2026-12-04": "provisional"}
+    assert result.over_attributed == 0 and result.unexplained == 0 and result.explained_pct == Decimal("100.0")
+    assert result.provisional_days == ["2026-12-04"] and "provisional" in result.summary()
+    assert result.end == NOW  # the current month is read up to now, never past it
+    # A period starting mid-day (7d = from Nov 27 13:00) is read in whole UTC days, as the vendors bucket them
+    with FakeAdminAPI("openai", truth, NOW) as fake:
+        result = _run(fake, url, period="7d")
+    assert result.start == datetime(2026, 11, 27, tzinfo=UTC)
+    assert [q["start_time"] for p, q in fake.requests] == [[str(int(result.start.timestamp()))]] * 2
+
+
+def test_anthropic_shadow_key_in_the_same_workspace_is_found_by_its_tokens(instrumented, replay_server, tmp_path):
+    rows = _replay(instrumented, replay_server, tmp_path, "anthropic", ANTHROPIC_RECORDINGS)
+    placed = _at(rows, *NOV[:3])
+    url = _ledger(tmp_path, placed)
+    shadow_rows = _at(rows[:1], NOV[2])
+    truth = (_truth(placed, scope="wrkspc_01main", key_id="apikey_01main", vendor="anthropic")
+             + _truth(shadow_rows, scope="wrkspc_01main", key_id="apikey_01shadowxyz", vendor="anthropic"))
+    with FakeAdminAPI("anthropic", truth, NOW, page_size=5) as fake:
+        result = _run(fake, url, vendor="anthropic", keys={"apikey_01main": ANTHROPIC_KEY})
+    assert result.unexplained == _sum(shadow_rows) > 0
+    assert [(s.scope, s.key_id, s.day) for s in result.sources()] == [("wrkspc_01main", "apikey_01shadowxyz",
+                                                                        "2026-11-13")]
+    assert result.matched == _sum(placed)
+    usage = [q for path, q in fake.requests if path.endswith("/messages")]
+    assert usage[0]["group_by[]"] == ["model", "workspace_id", "api_key_id"]
+    assert usage[0]["starting_at"] == ["2026-11-01T00:00:00Z"] and usage[0]["ending_at"] == ["2026-12-01T00:00:00Z"]
+    assert "workspace wrkspc_01main, API key apikey_…xyz" in result.summary()
+
+
+def test_anthropic_analytics_api_costs_per_key_in_31_day_chunks_and_its_refresh_time(instrumented, replay_server,
+                                                                                       tmp_path):
+    rows = _replay(instrumented, replay_server, tmp_path, "anthropic", ANTHROPIC_RECORDINGS)
+    placed = _at(rows, datetime(2026, 10, 25, 8, tzinfo=UTC), *NOV[:3])
+    late = _at(rows, datetime(2026, 11, 30, 10, tzinfo=UTC))  # after the data's refresh time: not reported yet
+    url = _ledger(tmp_path, placed + late)
+    shadow_rows = _at(rows[:1], NOV[2])
+    truth = (_truth(placed + late, scope="wrkspc_01main", key_id="apikey_01main", vendor="anthropic")
+             + _truth(shadow_rows, scope="wrkspc_01main", key_id="apikey_01shadowxyz", vendor="anthropic"))
+    with FakeAdminAPI("anthropic", truth, NOW, lag=timedelta(days=4, hours=6), page_size=3) as fake:
+        result = _run(fake, url, vendor="anthropic", api="analytics", keys={"apikey_01main": ANTHROPIC_KEY},
+                      period=(datetime(2026, 10, 20), datetime(2026, 12, 1)))
+    assert result.unexplained == _sum(shadow_rows) > 0 and result.matched == _sum(placed)
+    shadow_cells = [c for c in result.cells if c.status == "unexplained"]
+    assert [(c.scope, c.key_id, c.day) for c in shadow_cells] == [("wrkspc_01main", "apikey_01shadowxyz",
+                                                                   "2026-11-13")]  # the cost names the key itself
+    assert {c.day: c.status for c in result.cells if c.day == "2026-11-30"} == {"2026-11-30": "provisional"}
+    assert result.over_attributed == 0
+    starts = sorted({q["starting_at"][0] for path, q in fake.requests if path.endswith("/analytics/usage")})
+    assert starts == ["2026-10-20T00:00:00Z", "2026-11-20T00:00:00Z"]  # 42 days in two requests of <= 31 days
+    with FakeAdminAPI("anthropic", truth, NOW) as fake:
+        with pytest.raises(ConfigurationError, match="anthropic has no report API 'v2'; supported: usage_report, "
+                                                     "analytics"):
+            _run(fake, url, vendor="anthropic", api="v2")
+
+
+def test_without_a_key_map_it_compares_per_day_and_model_and_still_names_the_vendors_keys(openai_rows, tmp_path):
+    placed = _at(openai_rows, NOV[0])
+    shadow = _at(openai_rows[:1], NOV[1])
+    url = _ledger(tmp_path, placed)
+    truth = _truth(placed, scope="proj_main", key_id="key_main") + _truth(shadow, scope="proj_x", key_id="key_x")
+    with FakeAdminAPI("openai", truth, NOW) as fake:
+        result = _run(fake, url, keys={})
+    assert {(c.scope, c.key_id) for c in result.cells} == {(None, None)}
+    assert result.unexplained == _sum(shadow)
+    assert [(s.scope, s.key_id) for s in result.sources()] == [("proj_x", "key_x")]
+
+
+# -- retries, partial fetches, bad input --------------------------------------------------------------------------
+def test_429_waits_retry_after_and_5xx_is_retried(openai_rows, tmp_path):
+    url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
+    waits = []
+    with FakeAdminAPI("openai", _truth(_at(openai_rows, NOV[0]), scope="p", key_id="key_main"), NOW,
+                      fail=[429, 503, 502], retry_after="7") as fake:
+        result = _run(fake, url, sleep=waits.append)
+    assert waits[0] == 7.0 and len(waits) == 3 and result.explained_pct == Decimal("100.0")
+
+
+def test_days_in_the_summary():
+    from aicost.reconcile.result import _day_span
+
+    assert _day_span(["2026-11-12", "2026-11-13", "2026-11-14"]) == "Nov 12-14"
+    assert _day_span(["2026-11-03", "2026-11-28"]) == "Nov 3, Nov 28"
+    assert _day_span(["2026-11-30", "2026-12-01"]) == "Nov 30-Dec 1"
+
+
+def test_retry_after_as_seconds_or_http_date():
+    from email.utils import format_datetime
+
+    from aicost.reconcile.http import _retry_after
+
+    assert _retry_after("3", 1) == 3.0 and _retry_after(None, 2) == 4.0 and _retry_after("soon", 1) == 2.0
+    later = datetime.now(UTC) + timedelta(seconds=600)
+    assert 0 < _retry_after(format_datetime(later, usegmt=True), 1) <= 600
+    assert _retry_after(format_datetime(datetime.now(UTC) - timedelta(seconds=60), usegmt=True), 1) == 0
+
+
+@pytest.mark.parametrize("fail", [[503] * 5, [429] * 9, [400]])
+def test_a_report_that_cannot_be_fetched_completely_is_an_error_never_a_short_bill(openai_rows, tmp_path, fail):
+    url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
+    with FakeAdminAPI("openai", [], NOW, fail=fail) as fake:
+        with pytest.raises(BillFetchError, match="openai: /v1/organization/usage/completions failed with HTTP") as e:
+            _run(fake, url)
+    assert ADMIN_KEY not in str(e.value)
+
+
+def test_has_more_without_a_cursor_is_an_error(openai_rows, tmp_path, monkeypatch):
+    url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
+    with FakeAdminAPI("openai", [], NOW, page_size=3) as fake:
+        original = fake._page
+        monkeypatch.setattr(fake, "_page", lambda *a: {**original(*a), "next_page": None})
+        with pytest.raises(BillFetchError, match="has_more without a next_page"):
+            _run(fake, url)
+
+
+def test_bad_input_gets_a_clear_error(openai_rows, tmp_path):
+    url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        with pytest.raises(AdminKeyMissing, match="OPENAI_ADMIN_KEY is not set"):
+            reconcile("openai", "2026-11", url, base_url=fake.url, now=NOW, environ={})
+        with pytest.raises(AdminKeyRejected, match="the key in OPENAI_ADMIN_KEY was refused \\(401.*admin key") as e:
+            reconcile("openai", "2026-11", url, base_url=fake.url, now=NOW,
+                      environ={"OPENAI_ADMIN_KEY": "sk-proj-not-an-admin-key-123"})
+        assert "sk-proj-not-an-admin-key-123" not in str(e.value)
+        with pytest.raises(ConfigurationError, match="period: January 2027 starts in the future"):
+            _run(fake, url, period="2027-01")
+    with pytest.raises(ConfigurationError, match="unknown vendor 'gemini'; supported: anthropic, openai"):
+        reconcile("gemini", "2026-11", url, now=NOW, environ={})
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, monkeypatch):
+    from aicost.cli import main
+
+    placed = _at(openai_rows, *NOV[:2])
+    url = _ledger(tmp_path, placed)
+    shadow = _at(openai_rows[:1], NOV[1])
+    truth = _truth(placed, scope="proj_main", key_id="key_main") + _truth(shadow, scope="proj_x", key_id="key_x")
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    outputs = {}
+    with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+        for fmt in ("table", "csv", "json"):
+            out, err = io.StringIO(), io.StringIO()
+            code = main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                         "key_main=APP_KEY", "--base-url", fake.url, "--format", fmt, "--alert-above", "0.000001"],
+                        out=out, err=err)
+            assert code == 3 and "ALERT unexplained openai spend" in err.getvalue(), err.getvalue()
+            assert ADMIN_KEY not in out.getvalue() + err.getvalue() and OPENAI_KEY not in out.getvalue()
+            outputs[fmt] = out.getvalue()
+    data = json.loads(outputs["json"])
+    assert Decimal(data["totals"]["unexplained_usd"]) == _sum(shadow)
+    assert data["unexplained"][0]["key_id"] == "key_x" and data["tolerances"]["day_boundaries"] == "UTC"
+    assert outputs["csv"].splitlines()[0].startswith("day,model,scope,key_id,status,bill_usd")
+    table = outputs["table"].splitlines()
+    assert table[0] == data["summary"]
+    assert len({len(line) for line in table[3:10]}) == 1  # the totals line up (money right-aligned)
+    header = next(i for i, line in enumerate(table) if line.strip().startswith("day") and "status" in line)
+    assert "did not match: 1 of 5" in table[header - 1]  # matched cells are left to CSV / JSON
+    assert len(table[header]) == len(table[header + 1]) and "unexplained" in table[header + 1]
+
+
+def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    from aicost.cli import main
+
+    placed = _at(openai_rows, NOV[0])
+    url = _ledger(tmp_path, placed)
+    truth = (_truth(placed, scope="proj_main", key_id="key_main")
+             + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_x", key_id="key_x"))
+    posts = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=hook.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    try:
+        with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+            for _ in range(2):  # a daily cron: the second run does not notify again
+                err = io.StringIO()
+                code = main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                             "key_main=APP_KEY", "--base-url", fake.url, "--alert-above", "0",
+                             "--webhook", f"http://127.0.0.1:{hook.server_address[1]}/hook",
+                             "--state", str(tmp_path / "alerts.db")], out=io.StringIO(), err=err)
+                assert code == 3
+    finally:
+        hook.shutdown()
+        hook.server_close()
+    assert len(posts) == 1 and "Unexplained openai spend" in posts[0]["text"] and "proj_x" in posts[0]["text"]
+    assert "1 already sent before" in err.getvalue()
+
+
+def test_the_dashboard_shows_a_reconciliation_section(openai_rows, tmp_path, monkeypatch):
+    pytest.importorskip("plotly")
+    pytest.importorskip("statsmodels")
+    from aicost.cli import main
+
+    placed = _at(openai_rows, NOV[0])
+    url = _ledger(tmp_path, placed)
+    truth = (_truth(placed, scope="proj_main", key_id="key_main")
+             + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_<b>x", key_id="key_x"))
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    out = io.StringIO()
+    with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+        assert main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                     "key_main=APP_KEY", "--base-url", fake.url, "--format", "json"], out=out) == 0
+    (tmp_path / "rec.json").write_text(out.getvalue())
+    page = tmp_path / "spend.html"
+    assert main(["dashboard", "--ledger", url, "--period", "2026-11", "--out", str(page), "--reconciliation",
+                 str(tmp_path / "rec.json")], out=io.StringIO(), err=io.StringIO()) == 0
+    html = page.read_text()
+    summary = json.loads(out.getvalue())["summary"]
+    import html as html_lib
+
+    assert "Reconciliation with openai&#x27;s bill, November 2026" in html and html_lib.escape(summary) in html
+    assert "proj_&lt;b&gt;x" in html and "proj_<b>x" not in html  # vendor names are escaped
+    assert "key_x" in html
+
+
+def test_cli_refuses_unknown_vendor_and_missing_key(tmp_path, monkeypatch):
+    from aicost.cli import main
+
+    monkeypatch.delenv("ANTHROPIC_ADMIN_KEY", raising=False)
+    err = io.StringIO()
+    assert main(["reconcile", "--vendor", "bedrock"], out=io.StringIO(), err=err) == 2
+    assert "supported: anthropic, openai" in err.getvalue()
+    err = io.StringIO()
+    assert main(["reconcile", "--vendor", "anthropic", "--period", "2026-11"], out=io.StringIO(), err=err) == 2
+    assert "ANTHROPIC_ADMIN_KEY is not set" in err.getvalue()
+
+
+# -- tagging calls -------------------------------------------------------------------------------------------------
+def test_calls_carry_the_project_and_a_key_fingerprint_never_the_key(instrumented, replay_server, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tagged.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    try:
+        client = openai.OpenAI(api_key=OPENAI_KEY, organization="org_acme", project="proj_main",
+                               base_url=replay_server.openai_base_url, max_retries=0,
+                               http_client=openai.DefaultHttpx2Client(verify=_ssl_context()))
+        replay_server.enqueue(Reply.from_recording(load_recording(OPENAI_RECORDINGS[0])))
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        assert ledger_writer.active().flush()
+    finally:
+        aicost.uninstrument()
+    span = instrumented.span_exporter.get_finished_spans()[-1]
+    assert span.attributes["aicost.client.api_key.fingerprint"] == key_fingerprint(OPENAI_KEY)
+    assert span.attributes["aicost.client.organization"] == "org_acme"
+    assert span.attributes["aicost.client.project"] == "proj_main"
+    assert OPENAI_KEY not in repr(dict(span.attributes))
+    with open_store(url, create=False) as store:
+        row, = store.rows(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    assert (row.vendor_project, row.api_key_fingerprint) == ("proj_main", key_fingerprint(OPENAI_KEY))
+    assert OPENAI_KEY not in json.dumps(row.to_dict())
+
+
+def test_the_fingerprint_is_stable_and_documented():
+    # HMAC-SHA256(key=b"aicost api-key fingerprint v1", msg=key)[:16 hex]: the same in every process and version
+    import hashlib
+    import hmac
+
+    expected = hmac.new(b"aicost api-key fingerprint v1", b"sk-test", hashlib.sha256).hexdigest()[:16]
+    assert key_fingerprint("sk-test") == expected == "1cead1394fb41f48"
+    assert key_fingerprint("sk-test2") != expected
