@@ -68,17 +68,25 @@ def test_output_cap_policy_lands_in_gemini_and_bedrock_requests(instrumented, bu
 
 
 def test_budget_downgrade_rewrites_the_bedrock_model_id(instrumented, budgets, replay_server):
-    budgets(budgets=[Budget(limit_usd="0.001", action="downgrade", downgrade_to="amazon.nova-micro-v1:0",
-                            name="bedrock")])
-    replay_server.enqueue(Reply.from_recording(load_recording("bedrock-converse-nonstream-001")))
-    _bedrock(replay_server).converse(modelId="anthropic.claude-3-sonnet-20240229-v1:0",
-                                     messages=[{"role": "user", "content": [{"text": "hi"}]}],
-                                     inferenceConfig={"maxTokens": 1000})
+    # Budget.downgrade_to is checked against the catalog without a provider, where Bedrock ids do not resolve:
+    # the target gets its published price as an override, as the error message advises.
+    from aicost.pricing import clear_overrides, set_price
+
+    set_price("anthropic.claude-3-haiku-20240307-v1:0", input="0.25", output="1.25")
+    try:
+        budgets(budgets=[Budget(limit_usd="0.002", action="downgrade",
+                                downgrade_to="anthropic.claude-3-haiku-20240307-v1:0", name="bedrock")])
+        replay_server.enqueue(Reply.from_recording(load_recording("bedrock-converse-nonstream-001")))
+        _bedrock(replay_server).converse(modelId="anthropic.claude-3-sonnet-20240229-v1:0",
+                                         messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                                         inferenceConfig={"maxTokens": 1000})
+    finally:
+        clear_overrides()
     [request] = replay_server.requests
-    assert "amazon.nova-micro-v1" in request.path and "claude" not in request.path  # modelId is in the URL
+    assert "claude-3-haiku" in request.path and "sonnet" not in request.path  # modelId is in the URL
     assert "model" not in request.json  # no OpenAI-style key added next to modelId
     [span] = instrumented.aicost_spans()
-    assert span.attributes["gen_ai.request.model"] == "amazon.nova-micro-v1:0"
+    assert span.attributes["gen_ai.request.model"] == "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 def test_a_budget_refuses_a_gemini_call_by_its_own_output_cap(instrumented, budgets, replay_server):
