@@ -4,7 +4,8 @@ The instrumentation core knows nothing about budgets or caches. It calls, for ev
 
 1. ``before_call(info)`` on each registered :class:`CallInterceptor`, *before* anything is sent. An interceptor
    may raise to refuse the call (the exception reaches the application: that is the point of a budget), may
-   change ``info.kwargs`` (downgrade the model, cap ``max_tokens``), and may return a ticket.
+   change the request through ``info.shape`` (downgrade the model, cap the output: the same for every vendor),
+   and may return a ticket.
 2. ``ticket.after_call(result)`` once the call is over: response read, stream exhausted / closed / failed,
    or the vendor raised. ``result.cost`` is what the vendor bills, or ``None`` when nothing is billable.
 3. Every listener registered with :func:`add_listener`, and every :class:`CallCollector` that was active in
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from .pricing.money import sum_usd
 from .usage import Usage
+from .vendor import DEFAULT_SHAPE, RequestShape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pricing import Cost
@@ -54,6 +56,9 @@ class CallInfo:
     # server.address / server.port of the client's base URL (a self-hosted pool is recognised by them).
     server_address: str | None = None
     server_port: int | None = None
+    # How ``kwargs`` says its model, output cap and input, whatever the vendor (``aicost.vendor.RequestShape``):
+    # an interceptor reads and changes the request through it, never through argument names.
+    shape: RequestShape = DEFAULT_SHAPE
 
 
 @dataclass(slots=True)

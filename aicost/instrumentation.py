@@ -31,7 +31,8 @@ from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
 from .integrations.identity import client_identity
 from .usage import Usage
-from .vendor import BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator
+from .vendor import (BodyReader, Endpoint, EventStep, Integration, ResponseMeta, Router,
+                     StreamAccumulator)
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
@@ -65,7 +66,8 @@ def instrument(
     price_file: str | os.PathLike[str] | None = None,
     ledger: str | os.PathLike[str] | bool | None = None,
 ) -> None:
-    """Patch the installed OpenAI and Anthropic SDKs so that every billable call becomes a costed span.
+    """Patch every installed vendor SDK aicost has an integration for (``aicost.integrations``: openai, anthropic,
+    google-genai, boto3 bedrock-runtime) so that every billable call becomes a costed span.
 
     Idempotent, and each call starts from its own arguments: an argument left out takes its default again
     (a second call without ``stream_usage`` is back to "auto", one without ``price_file`` unloads the file an
@@ -110,7 +112,7 @@ def instrument(
             return
         for integration in _integrations():
             _patch_integration(integration)
-            _patch_requests(integration)
+            _patch_routers(integration)
         _instrumented = True
 
 
@@ -198,23 +200,15 @@ def is_instrumented() -> bool:
 
 # --------------------------------------------------------------------------------------------- patching
 def _integrations() -> list[Integration]:
+    """An instance of every integration whose SDK is installed (``aicost.integrations.available``)."""
+    from .integrations import available
+
     found: list[Integration] = []
-    import importlib.util
-
-    if importlib.util.find_spec("openai") is not None:
+    for name, factory in available():
         try:
-            from .integrations.openai import OpenAIIntegration
-
-            found.append(OpenAIIntegration())
+            found.append(factory())
         except Exception:
-            error_once("load:openai", "aicost: the OpenAI integration could not be loaded")
-    if importlib.util.find_spec("anthropic") is not None:
-        try:
-            from .integrations.anthropic import AnthropicIntegration
-
-            found.append(AnthropicIntegration())
-        except Exception:
-            error_once("load:anthropic", "aicost: the Anthropic integration could not be loaded")
+            error_once(f"load:{name}", "aicost: the %s integration could not be loaded", name)
     return found
 
 
@@ -236,17 +230,19 @@ def _patch_integration(integration: Integration) -> None:
     import wrapt
 
     for endpoint in integration.endpoints:
+        if not endpoint.classes:  # reached through a router only
+            continue
         module = _sdk_module(endpoint.module)
         if module is None:
             continue
-        for class_name in endpoint.classes:
-            cls = getattr(module, class_name, None)
+        for index, class_name in enumerate(endpoint.classes):
+            cls = getattr(module, class_name, None) if class_name else None
             original = None if cls is None else cls.__dict__.get(endpoint.method)
             if original is None or isinstance(original, wrapt.FunctionWrapper):
                 continue
-            # SDK decorators turn some async methods into plain functions returning coroutines, so the class
-            # (AsyncCompletions, AsyncMessages, ...) says whether a method is async, not inspect.
-            is_async = inspect.iscoroutinefunction(original) or class_name.startswith(("Async", "BetaAsync"))
+            # SDK decorators turn some async methods into plain functions returning coroutines, and ``stream()``
+            # is a plain function on both twins: the table says which class is the async one.
+            is_async = index == 1 or inspect.iscoroutinefunction(original)
             if endpoint.kind == "stream_manager":
                 wrapper = _stream_manager_wrapper(integration, endpoint, is_async)
             elif endpoint.kind == "events":
@@ -257,21 +253,17 @@ def _patch_integration(integration: Integration) -> None:
             _patched.append((cls, endpoint.method, original))
 
 
-def _patch_requests(integration: Integration) -> None:
+def _patch_routers(integration: Integration) -> None:
     import wrapt
 
-    for module_name, class_names in integration.request_classes:
-        module = _sdk_module(module_name)
-        if module is None:
+    for router in integration.routers:
+        module = _sdk_module(router.module)
+        cls = None if module is None else getattr(module, router.cls, None)
+        original = None if cls is None else cls.__dict__.get(router.method)
+        if original is None or isinstance(original, wrapt.FunctionWrapper):
             continue
-        for class_name in class_names:
-            cls = getattr(module, class_name, None)
-            original = None if cls is None else cls.__dict__.get("request")
-            if original is None or isinstance(original, wrapt.FunctionWrapper):
-                continue
-            wrapper = _request_wrapper(integration, class_name.startswith("Async"))
-            setattr(cls, "request", wrapt.FunctionWrapper(original, wrapper))
-            _patched.append((cls, "request", original))
+        setattr(cls, router.method, wrapt.FunctionWrapper(original, _router_wrapper(integration, router)))
+        _patched.append((cls, router.method, original))
 
 
 def _configure_metrics(meter_provider: Any) -> None:
@@ -306,6 +298,7 @@ class _Call:
             is_async=is_async,
             server_address=request.server_address,
             server_port=request.server_port,
+            shape=endpoint.shape,
             span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
@@ -343,12 +336,10 @@ class _Call:
                 continue
             if ticket is not None:
                 self.tickets.append(ticket)
-        if self.info.kwargs.get(self.endpoint.model_kwarg) != self.request.model:  # an interceptor downgraded it
-            model = self.info.kwargs.get(self.endpoint.model_kwarg)
+        model = self.endpoint.shape.model(self.info.kwargs)
+        if model != self.request.model:  # an interceptor downgraded it (the rest of the request facts stand)
             self.info.request_model = model
-            self.request = RequestMeta(model, self.request.stream, self.request.max_tokens,
-                                       self.request.service_tier, self.request.server_address,
-                                       self.request.server_port)
+            self.request.model = model
 
     def count_unguarded(self) -> None:
         """For work the vendor began on its own (a Realtime response): interceptors that can count it without
@@ -399,8 +390,9 @@ class _Call:
             extra.update(self.info.span_attributes)
         if not self.endpoint.billable:
             extra[s.AICOST_BILLABLE] = False
-        extra.update(telemetry.content_attributes(self.info.kwargs))
-        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra)
+        extra.update(telemetry.content_attributes(self.info.kwargs, self.endpoint.shape))
+        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra,
+                                            self.integration.tier_attributes(self.info.provider))
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
@@ -499,7 +491,8 @@ class _Call:
         try:
             if _records(span):
                 native = span is native_span
-                attrs.update(telemetry.response_attributes(self.info.provider, meta))
+                attrs.update(telemetry.response_attributes(
+                    self.info.provider, meta, self.integration.tier_attributes(self.info.provider)))
                 if started_early:
                     attrs.update(self._request_attributes())
                 if usage is not None:
@@ -597,7 +590,8 @@ class _Call:
         """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""
         from . import tokens
 
-        counted_in = tokens.count_request_input(self.info.kwargs, meta.model or self.request.model, self.info.provider)
+        counted_in = tokens.count_request_input(self.info.kwargs, meta.model or self.request.model, self.info.provider,
+                                                self.endpoint.shape)
         return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta), estimated=True)
 
     def _count_output(self, meta: ResponseMeta) -> int:
@@ -646,8 +640,8 @@ class _Call:
         integration = self.integration
         try:
             if integration.is_stream(value):
-                self.watch_stream(value)
-            elif integration.is_raw_response(value):
+                return self.watch_stream(value)
+            if integration.is_raw_response(value):
                 self.watch_raw(value)
             else:
                 self.finish(integration.read_response(self.endpoint, value, config.capture_content))
@@ -656,20 +650,29 @@ class _Call:
             self.finish(None)
         return value
 
-    def watch_stream(self, stream: Any) -> None:
+    def watch_stream(self, stream: Any) -> Any:
+        """Watch a stream's items as the caller reads them; returns what the caller gets (see
+        ``Integration.wrap_stream``)."""
         # Text is collected when no usage is expected (for the estimate) or content capture is on.
-        acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
-                                               config.capture_content or not self.hide_usage)
-        self.acc = acc
-        inner = stream._iterator
-        is_async = hasattr(inner, "__anext__")
-        stream._iterator = _wrap_async(inner, self, acc) if is_async else _wrap_sync(inner, self, acc)
-        response = getattr(stream, "response", None)
-        if response is not None:
-            _hook_close(response, self, is_async)
+        self.acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
+                                                    config.capture_content or not self.hide_usage)
+        watched = self.integration.wrap_stream(stream, self)
         native = self._native_span()
         if native is not None:
             native.when_sdk_ends(self._sdk_ended_stream)
+        return watched
+
+    # -- StreamWatch: what an integration's wrap_stream uses
+    def iterate(self, inner: Any) -> Any:
+        acc: Any = self.acc  # set by watch_stream, the only caller of wrap_stream
+        return _wrap_async(inner, self, acc) if hasattr(inner, "__anext__") else _wrap_sync(inner, self, acc)
+
+    def finish_on_close(self, obj: Any, is_async: bool) -> None:
+        _hook_close(obj, self, is_async)
+
+    def fail(self, error: BaseException) -> None:
+        """The stream failed outside ``iterate`` (an SDK parsing an exception event after the item was read)."""
+        self.finish(_stream_meta(self.acc), error, "error")
 
     def _sdk_ended_stream(self) -> None:
         """The SDK ended its span (body read, closed or dropped). While aicost is pulling an item, the stream
@@ -1136,54 +1139,37 @@ async def _run_async(call: _Call | None, run: Callable[[], Any]) -> Any:
     return call.on_return(value)
 
 
-class _ClientRef:
-    """Lets the integrations read a client the way they read it from a resource (``resource._client``)."""
+def _router_wrapper(integration: Integration, router: Router) -> Callable[..., Any]:
+    """A method every request passes through (``vendor.Router``): the integration routes each call to the
+    endpoint it bills as, or to None (not billed, or already recorded by a patched method further out)."""
 
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-
-def _request_wrapper(integration: Integration, is_async: bool) -> Callable[..., Any]:
-    """The safety net under the resource patches: only calls that reached ``request()`` without them."""
-
-    def routed(instance: Any, args: tuple, kwargs: dict) -> tuple[Endpoint, Any, dict] | None:
-        options = args[1] if len(args) > 1 else kwargs.get("options")
-        body = getattr(options, "json_data", None)
-        endpoint = integration.route(getattr(options, "method", ""), getattr(options, "url", ""))
-        if endpoint is None or not isinstance(body, dict):
+    def found(instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not _instrumented or _active.get():  # a router cached by the SDK outlives uninstrument()
             return None
-        body = dict(body)  # the request's own kwargs view; the SDK sends options.json_data as it was
-        body["stream"] = bool(kwargs.get("stream"))
-        return endpoint, _ClientRef(instance), body
+        try:
+            return integration.route(router, instance, args, kwargs)
+        except Exception:
+            error_once("route", "aicost: could not route a request")
+            return None
 
-    if is_async:
+    if router.is_async:
         async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-            found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
-            if found is None:
+            routed = found(instance, args, kwargs)
+            if routed is None:
                 return await wrapped(*args, **kwargs)
-            call = _begin(integration, found[0], found[1], found[2], True, prepare=False)
+            call = _begin(integration, routed[0], routed[1], routed[2], True, prepare=False)
             return await _run_async(call, lambda: wrapped(*args, **kwargs))
 
         return async_wrapper
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        found = None if not _instrumented or _active.get() else _safe_route(routed, instance, args, kwargs)
-        if found is None:
+        routed = found(instance, args, kwargs)
+        if routed is None:
             return wrapped(*args, **kwargs)
-        call = _begin(integration, found[0], found[1], found[2], False, prepare=False)
+        call = _begin(integration, routed[0], routed[1], routed[2], False, prepare=False)
         return _run_sync(call, lambda: wrapped(*args, **kwargs))
 
     return sync_wrapper
-
-
-def _safe_route(routed: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-    try:
-        return routed(instance, args, kwargs)
-    except Exception:
-        error_once("route", "aicost: could not route a request")
-        return None
 
 
 async def _awaited(value: Any) -> Any:
@@ -1217,13 +1203,9 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
         call.run_interceptors()  # may raise CallRefused, on purpose
         manager = sdk_stream()
         try:
-            attr = next((a for a in vars(manager) if a.endswith("__api_request")), None)
-            if attr is None:
-                warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
-                return manager
-            request = getattr(manager, attr)
             run = _async_manager_request if is_async else _sync_manager_request
-            setattr(manager, attr, run(call, instance, request))
+            if not integration.wrap_manager(manager, lambda request: run(call, instance, request)):
+                warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
         except Exception:
             error_once(f"manager:{endpoint.key}", "aicost: could not watch %s", endpoint.key)
         return manager

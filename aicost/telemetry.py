@@ -19,7 +19,7 @@ from . import semconv as s
 from ._log import error_once
 from .pricing.money import format_usd
 from .usage import Usage
-from .vendor import RequestMeta, ResponseMeta
+from .vendor import DEFAULT_SHAPE, RequestMeta, RequestShape, ResponseMeta
 
 _INSTRUMENTATION_NAME = "aicost"
 
@@ -63,15 +63,16 @@ def start_attributes(provider: str, operation: str, request: RequestMeta) -> dic
     return attrs
 
 
-def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any]) -> dict[str, Any]:
+def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
+                       tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
+    """``tier_keys``: the vendor's (request, response) service-tier attributes (``Integration.tier_attributes``)."""
     attrs: dict[str, Any] = {s.AICOST_ENDPOINT: endpoint, s.AICOST_SPAN_SOURCE: "aicost"}
     if request.max_tokens is not None:
         attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.stream:
         attrs[s.GEN_AI_REQUEST_STREAM] = True
-    if request.service_tier:
-        key = s.ANTHROPIC_REQUEST_SERVICE_TIER if provider == "anthropic" else s.OPENAI_REQUEST_SERVICE_TIER
-        attrs[key] = request.service_tier
+    if request.service_tier and tier_keys is not None:
+        attrs[tier_keys[0]] = request.service_tier
     if request.server_address and request.server_port:
         attrs[s.SERVER_PORT] = request.server_port
     if extra:
@@ -174,7 +175,7 @@ def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
     return attrs
 
 
-def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
+def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if meta.model:
         attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
@@ -182,9 +183,8 @@ def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
         attrs[s.GEN_AI_RESPONSE_ID] = meta.response_id
     if meta.finish_reasons:
         attrs[s.GEN_AI_RESPONSE_FINISH_REASONS] = list(meta.finish_reasons)
-    if meta.service_tier:
-        key = s.ANTHROPIC_RESPONSE_SERVICE_TIER if provider == "anthropic" else s.OPENAI_RESPONSE_SERVICE_TIER
-        attrs[key] = meta.service_tier
+    if meta.service_tier and tier_keys is not None:
+        attrs[tier_keys[1]] = meta.service_tier
     if meta.audio_seconds is not None:
         attrs[s.AICOST_USAGE_AUDIO_SECONDS] = meta.audio_seconds
     if state.capture_content and meta.output_text:
@@ -194,17 +194,17 @@ def response_attributes(provider: str, meta: ResponseMeta) -> dict[str, Any]:
     return attrs
 
 
-def content_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var)."""
+def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> dict[str, Any]:
+    """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
+    endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
     if not state.capture_content:
         return {}
     attrs: dict[str, Any] = {}
-    for key, attr in (("messages", s.GEN_AI_INPUT_MESSAGES), ("input", s.GEN_AI_INPUT_MESSAGES),
-                      ("prompt", s.GEN_AI_INPUT_MESSAGES), ("system", s.GEN_AI_SYSTEM_INSTRUCTIONS),
-                      ("instructions", s.GEN_AI_SYSTEM_INSTRUCTIONS)):
-        value = kwargs.get(key)
-        if value is not None and attr not in attrs:
-            attrs[attr] = json.dumps(value, default=str)
+    content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))
+    if content.get("input") is not None:
+        attrs[s.GEN_AI_INPUT_MESSAGES] = json.dumps(content["input"], default=str)
+    if content.get("system") is not None:
+        attrs[s.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(content["system"], default=str)
     return attrs
 
 

@@ -183,30 +183,30 @@ def _texts(content: Any) -> Iterable[str]:
         yield text
 
 
-def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str = "openai") -> TokenCount:
-    """Estimate the input tokens of a chat / responses / messages / embeddings request from its kwargs.
+def chat_input_text(kwargs: dict[str, Any], keys: Iterable[str]) -> "InputText":
+    """The input text of a request in the OpenAI / Anthropic shape (``messages`` with OpenAI's documented chat
+    framing of 3 tokens per message plus 3 priming tokens; ``input`` / ``prompt`` / ``system`` / ``instructions``
+    as text; ``tools`` as JSON, which makes the count inexact since vendors render schemas their own way)."""
+    from .vendor import InputText
 
-    Follows OpenAI's documented chat accounting (3 tokens per message plus 3 priming tokens); for other shapes
-    it counts the text. Good enough for budgets' worst-case reservations and for streams without usage.
-    """
-    total = 0
-    exact = True
-    messages = kwargs.get("messages")
     pieces: list[str] = []
     overhead = 0
-    if isinstance(messages, (list, tuple)):
-        for m in messages:
-            overhead += 3
-            if isinstance(m, dict):
-                pieces.extend(_texts(m.get("content")))
-                if m.get("name"):
-                    pieces.append(str(m["name"]))
-            else:
-                pieces.extend(_texts(getattr(m, "content", None)))
-        overhead += 3
-    for key in ("system", "instructions", "prompt", "input"):
+    exact = True
+    for key in keys:
         value = kwargs.get(key)
-        if value is not None:
+        if value is None:
+            continue
+        if key == "messages" and isinstance(value, (list, tuple)):
+            for m in value:
+                overhead += 3
+                if isinstance(m, dict):
+                    pieces.extend(_texts(m.get("content")))
+                    if m.get("name"):
+                        pieces.append(str(m["name"]))
+                else:
+                    pieces.extend(_texts(getattr(m, "content", None)))
+            overhead += 3
+        else:
             pieces.extend(_texts(value))
     tools = kwargs.get("tools")
     if tools:
@@ -215,10 +215,27 @@ def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str
 
             pieces.append(json.dumps(tools, default=str))
         except Exception:
-            exact = False
+            pass
         exact = False  # tool schemas are rendered by the vendor in a format we do not reproduce exactly
-    for piece in pieces:
+    return InputText(tuple(pieces), overhead, exact)
+
+
+def count_input(text: "InputText", model: str | None, provider: str = "openai") -> TokenCount:
+    """Tokens of a request's input (``RequestShape.input_text``), exact only where the tokenizer is the vendor's."""
+    total = 0
+    exact = text.exact
+    for piece in text.pieces:
         c = count_text(piece, model, provider)
         total += c.tokens
         exact = exact and c.exact
-    return TokenCount(total + overhead, exact and not tools)
+    return TokenCount(total + text.overhead, exact)
+
+
+def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str = "openai",
+                        shape: Any = None) -> TokenCount:
+    """Estimate the input tokens of a request from its kwargs, read through the endpoint's ``RequestShape``
+    (default: the OpenAI / Anthropic argument names). Good enough for budgets' worst-case reservations and for
+    streams without usage."""
+    from .vendor import DEFAULT_SHAPE
+
+    return count_input((shape or DEFAULT_SHAPE).input_text(kwargs), model, provider)

@@ -9,14 +9,114 @@ items (a :class:`StreamAccumulator`). Span building, cost, stream lifetime, hook
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .usage import Usage, is_object
 
 
+class RequestShape:
+    """How to read and change one endpoint's request: the vendor-neutral contract budgets, policies, token
+    estimates and content capture use, so that none of them knows a vendor's argument names.
+
+    ``kwargs`` is the live request the SDK is about to send (a method's keyword arguments, or boto3's
+    ``api_params``): what ``set_model`` / ``set_output_cap`` write is what the vendor receives. This default reads
+    the keyword names the OpenAI and Anthropic SDKs share; an integration whose requests look different passes its
+    own subclass in its :class:`Endpoint` table (see ``integrations/gemini.py``, ``integrations/bedrock.py``).
+    Every method must tolerate any value (requests are the application's, unvalidated) and never raise.
+    """
+
+    __slots__ = ("cap_param", "generates")
+
+    # Output caps the request may set; the smallest wins.
+    cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
+    # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
+    # content capture prefers; ``system_params`` are system instructions.
+    input_params: tuple[str, ...] = ("messages", "input", "prompt")
+    system_params: tuple[str, ...] = ("system", "instructions")
+
+    def __init__(self, cap_param: str | None = None, *, generates: bool = True) -> None:
+        # The parameter that caps output when the request sets none (None: the endpoint has no output to cap).
+        self.cap_param = cap_param
+        # False for requests billed by their input alone (embeddings, caching content): no output to reserve for.
+        self.generates = generates
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = kwargs.get("model")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        kwargs["model"] = model
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        """The output-token cap the request sets (the smallest, if several parameters are given)."""
+        caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]
+        return min(caps) if caps else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        """Lower (or set) the request's output cap to ``cap``. True if the request was changed."""
+        changed = present = False
+        for p in self.cap_params:
+            v = kwargs.get(p)
+            if type(v) is int:
+                present = True
+                if v > cap:
+                    kwargs[p] = cap
+                    changed = True
+        if not present and self.cap_param is not None:
+            kwargs[self.cap_param] = cap
+            changed = True
+        return changed
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        """How many completions the request asks for (each up to the output cap)."""
+        n = kwargs.get("n")
+        return n if type(n) is int and n > 1 else 1
+
+    def input_characters(self, kwargs: dict[str, Any]) -> int:
+        """Characters of text billed per character (text to speech): 0 when the endpoint bills tokens."""
+        text = kwargs.get("input")
+        return len(text) if isinstance(text, str) else 0
+
+    def input_text(self, kwargs: dict[str, Any]) -> "InputText":
+        """The request's input as text, to count its tokens locally (see ``aicost.tokens.count_input``)."""
+        from .tokens import chat_input_text
+
+        return chat_input_text(kwargs, self.input_params + self.system_params)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Prompt and system instructions as JSON-able values, for opted-in content capture:
+        ``{"input": ..., "system": ...}`` (either may be missing)."""
+        out: dict[str, Any] = {}
+        for key in self.input_params:
+            if kwargs.get(key) is not None:
+                out["input"] = kwargs[key]
+                break
+        for key in self.system_params:
+            if kwargs.get(key) is not None:
+                out["system"] = kwargs[key]
+                break
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class InputText:
+    """A request's input as text: ``pieces`` are counted with the model's tokenizer, ``overhead`` tokens are added
+    (OpenAI's per-message framing), and ``exact`` is False when some input cannot be counted exactly here
+    (tool schemas, images, a vendor whose tokenizer is not public)."""
+
+    pieces: tuple[str, ...]
+    overhead: int = 0
+    exact: bool = True
+
+
+DEFAULT_SHAPE = RequestShape()
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One patch point: ``module.Class.method`` for each class name (sync and async twins)."""
+    """One patch point: ``module.Class.method``. ``classes`` is the (sync class, async class) pair; either name
+    may be empty when the SDK has only one. Whether a method is async is said by the table, not guessed from names.
+    """
 
     module: str
     classes: tuple[str, ...]
@@ -29,10 +129,22 @@ class Endpoint:
     # with events (``Integration.read_event``), one call per response the vendor generates.
     kind: str = "call"
     billable: bool = True  # False for token counting endpoints: a span, but no usage, cost, budget or metric
-    model_kwarg: str = "model"
+    shape: RequestShape = DEFAULT_SHAPE  # how this endpoint's request says its model, output cap and input
     # Observe only calls made with ``stream=True`` (e.g. ``responses.retrieve``: polling a finished response
     # again must not count it again; resuming its stream is the call that delivers the usage).
     stream_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """A method every request of an SDK passes through, patched once: boto3's ``BaseClient._make_api_call``
+    (no class per operation: the operation is an argument), or a Stainless client's ``request`` (the safety net
+    under the resource patches). ``Integration.route`` says which calls through it bill, and as which endpoint."""
+
+    module: str
+    cls: str
+    method: str
+    is_async: bool = False
 
 
 @dataclass(slots=True)
@@ -133,6 +245,7 @@ class Integration:
     """Base for a vendor integration. Subclasses fill the table and the readers."""
 
     name: str = ""
+    sdk: str = ""  # the SDK's importable module: the integration is loaded only when it is installed
     endpoints: tuple[Endpoint, ...] = ()
 
     def provider(self, resource: Any) -> str:  # gen_ai.provider.name for the client behind a resource
@@ -161,6 +274,11 @@ class Integration:
         """For "events" endpoints: what one parsed event means for billing. None for most events."""
         return None
 
+    def tier_attributes(self, provider: str) -> tuple[str, str] | None:
+        """The vendor's own (request, response) service-tier span attributes, if its conventions name any
+        (``aicost.service_tier`` always carries the tier a call was priced at)."""
+        return None
+
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Request facts the price depends on beyond usage (keyword arguments for ``pricing.price_call``)."""
         return {}
@@ -173,23 +291,57 @@ class Integration:
         raise NotImplementedError
 
     def is_stream(self, obj: Any) -> bool:
+        """Whether a call's return value is a stream whose items arrive later."""
+        raise NotImplementedError
+
+    def wrap_stream(self, stream: Any, watch: "StreamWatch") -> Any:
+        """Put ``watch.iterate`` between the SDK's stream and the caller, and return what the caller gets: the
+        same object wrapped in place where the SDK allows it, else a generator over it (a plain generator is
+        what the caller had anyway). ``watch.finish_on_close(obj, is_async)`` finishes the call when ``obj`` is
+        closed (a caller may close a stream without reading it to the end)."""
         raise NotImplementedError
 
     def is_raw_response(self, obj: Any) -> bool:
-        raise NotImplementedError
+        return False
 
-    # The SDK's HTTP client classes (module, class names), patched as a safety net: a call that reaches
-    # ``request()`` without passing a patched resource method (a ``with_raw_response`` wrapper built before
-    # ``instrument()``, or a direct ``client.post``) is still recorded, routed by its URL path.
-    request_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
+        """For "stream_manager" endpoints: replace the request the context manager will send on ``__enter__`` with
+        ``wrap(request)``. False if this manager cannot be watched."""
+        return False
 
-    def route(self, method: str, path: str) -> Endpoint | None:
-        """The endpoint of a request seen only at the HTTP-client level, or None if it bills nothing."""
+    # Methods every request passes through (see :class:`Router`), patched once each.
+    routers: tuple[Router, ...] = ()
+
+    def route(self, router: Router, instance: Any, args: tuple, kwargs: dict[str, Any]
+              ) -> tuple[Endpoint, Any, dict[str, Any]] | None:
+        """For a call through a router: (endpoint, resource, request) - ``resource`` is what ``provider`` and
+        ``request_meta`` read, ``request`` the request's keyword view (live, where the SDK sends what it holds).
+        None when the call bills nothing. Must be cheap: it runs for every request of the SDK."""
         return None
 
     def native_span_capture(self, resource: Any) -> Any:
         """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic)."""
         return None
+
+
+class StreamWatch:
+    """What the core gives ``Integration.wrap_stream``: the call watching one stream. ``acc`` is the stream's
+    accumulator (``Integration.new_accumulator``), for an SDK that hands items over somewhere else than the iterator
+    it wraps."""
+
+    acc: StreamAccumulator | None
+
+    def iterate(self, inner: Any) -> Any:  # pragma: no cover - interface
+        """A (sync or async) generator over ``inner`` that observes every item and finishes the call when the
+        stream ends, fails or is closed."""
+        raise NotImplementedError
+
+    def finish_on_close(self, obj: Any, is_async: bool) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fail(self, error: BaseException) -> None:  # pragma: no cover - interface
+        """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps."""
+        raise NotImplementedError
 
 
 def field(obj: Any, name: str) -> Any:
@@ -234,29 +386,3 @@ def request_count(value: Any) -> int | None:
     """A count the application passed (``max_tokens``), if it is one a span can carry (OTLP integers are int64)."""
     return value if type(value) is int and 0 <= value <= 2**53 else None
 
-
-_servers: dict[int, tuple[Any, str | None, int | None]] = {}
-
-
-def server_of(resource: Any) -> tuple[str | None, int | None]:
-    """``server.address`` / ``server.port`` of the client behind an SDK resource (``resource._client``).
-
-    Read on every call, so cached per base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a
-    module inside it) and httpx2's ``URL.host`` (IDNA decoding) cost about 2 us together. Both Stainless SDKs
-    keep the URL in ``_base_url``; anything else falls back to the public property.
-    """
-    try:
-        client = resource._client
-        url = getattr(client, "_base_url", None)
-        if url is None:
-            url = client.base_url
-        hit = _servers.get(id(url))
-        if hit is not None and hit[0] is url:
-            return hit[1], hit[2]
-        host, port = url.host, url.port
-        if len(_servers) >= 256:
-            _servers.clear()
-        _servers[id(url)] = (url, host, port)  # the entry keeps the URL alive, so its id is not reused
-        return host, port
-    except Exception:
-        return None, None

@@ -12,9 +12,11 @@ application waits for. Metric points are recorded off the call path (``aicost.me
 separately (``metrics.flush()`` on the same thread after each block, its instructions divided by the calls) and
 reported as *background*.
 
-Regions (real SDK clients over an in-process ``httpx2.MockTransport``: real HTTP messages, no socket):
+Regions (real SDK clients over an in-process ``httpx2.MockTransport``: real HTTP messages, no socket; boto3 through
+botocore's ``before-send`` event, which answers after the request is built and signed):
 
-* ``call``: a non-streaming ``chat.completions.create`` / ``messages.create``, from the call until it returns.
+* ``call``: a non-streaming ``chat.completions.create`` / ``messages.create`` / Gemini ``generate_content`` /
+  Bedrock ``converse``, from the call until it returns.
 * ``first chunk``: ``create(stream=True)`` until the first chunk is in the caller's hand.
 * ``per chunk``: (whole 200-chunk stream - whole 20-chunk stream) / 180.
 
@@ -52,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+VENDORS = ("openai", "anthropic", "gemini", "bedrock")
 ARMS = ("bare", "aicost-noop", "aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel", "span-alone")
 ARM_TITLES = {"bare": "bare SDK", "aicost-noop": "aicost, no-op OTel", "aicost-all": "aicost, everything on",
               "aicost-sampled-out": "aicost, span sampled out",
@@ -108,6 +111,48 @@ http = httpx2.Client(transport=httpx2.MockTransport(handle))
 oai = openai.OpenAI(api_key="t", base_url="https://api.openai.com/v1", http_client=http, max_retries=0)
 ant = anthropic.Anthropic(api_key="t", base_url="https://api.anthropic.com", http_client=http, max_retries=0)
 
+# Gemini (google-genai over the same kind of in-process transport) and Bedrock (boto3: botocore's before-send event
+# answers in-process, after the request is built and signed), each with a reply shaped like the recordings.
+import json
+from google import genai
+from google.genai import types as gtypes
+GEMINI_USAGE = {{"promptTokenCount": 6, "candidatesTokenCount": 2, "totalTokenCount": 8,
+                 "promptTokensDetails": [{{"modality": "TEXT", "tokenCount": 6}}]}}
+def gemini_chunk(text, usage=None, finish=None):
+    candidate = {{"content": {{"parts": [{{"text": text}}], "role": "model"}}, "index": 0}}
+    if finish: candidate["finishReason"] = finish
+    body = {{"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}}
+    if usage: body["usageMetadata"] = usage
+    return body
+def gemini_handle(request):
+    k = int(request.headers.get("x-chunks", "0"))
+    if not k:
+        return httpx2.Response(200, json=gemini_chunk("Hello", GEMINI_USAGE, "STOP"))
+    events = [("data: " + json.dumps(gemini_chunk("tok " if i < k - 1 else "end", GEMINI_USAGE if i == k - 1 else None,
+                                                  "STOP" if i == k - 1 else None)) + "\r\n\r\n").encode()
+              for i in range(k)]
+    return httpx2.Response(200, headers={{"content-type": "text/event-stream"}}, content=iter(events))
+gem = genai.Client(api_key="t", http_options=gtypes.HttpOptions(
+    httpx_client=httpx2.Client(transport=httpx2.MockTransport(gemini_handle)),
+    retry_options=gtypes.HttpRetryOptions(attempts=1)))
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+CONVERSE = json.dumps({{"output": {{"message": {{"role": "assistant", "content": [{{"text": "Hello"}}]}}}},
+                        "stopReason": "end_turn", "usage": {{"inputTokens": 6, "outputTokens": 2, "totalTokens": 8}},
+                        "metrics": {{"latencyMs": 100}}}}).encode()
+class Raw:
+    def __init__(self, data): self.data = data
+    def stream(self, *args, **kwargs): yield self.data
+    def read(self, *args, **kwargs): return self.data
+    def close(self): pass
+def bedrock_send(request, **kwargs):
+    return AWSResponse(request.url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1"}}, Raw(CONVERSE))
+brt = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t",
+                   config=Config(retries={{"max_attempts": 1}}))
+brt.meta.events.register("before-send.bedrock-runtime.*", bedrock_send)
+
 if arm == "aicost-noop":
     aicost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
 elif arm in ("aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel"):
@@ -127,6 +172,15 @@ PROMPT = [{{"role": "user", "content": "Say hello in one word."}}]
 
 def call(vendor, chunks):
     extra = {{"x-chunks": str(chunks)}}
+    if vendor == "gemini":
+        config = gtypes.GenerateContentConfig(http_options=gtypes.HttpOptions(headers=extra))
+        if chunks:
+            return gem.models.generate_content_stream(model="gemini-2.5-flash", contents=PROMPT[0]["content"],
+                                                      config=config)
+        return gem.models.generate_content(model="gemini-2.5-flash", contents=PROMPT[0]["content"], config=config)
+    if vendor == "bedrock":
+        return brt.converse(modelId="us.amazon.nova-micro-v1:0",
+                            messages=[{{"role": "user", "content": [{{"text": PROMPT[0]["content"]}}]}}])
     if vendor == "openai":
         if chunks:
             return oai.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True, extra_headers=extra)
@@ -179,11 +233,12 @@ def block(name, vendor, chunks, mode):
     cg.cg_dump(("bg:" + name).encode())
 
 cg.cg_start()
-for vendor in ("openai", "anthropic"):
+for vendor in ("openai", "anthropic", "gemini"):
     block(vendor + ":call", vendor, 0, "call")
     block(vendor + ":first", vendor, 20, "first")
     block(vendor + ":s20", vendor, 20, "call")
     block(vendor + ":s200", vendor, 200, "call")
+block("bedrock:call", "bedrock", 0, "call")  # non-streaming only: event streams need CRC-framed replies
 '''
 
 
@@ -216,9 +271,11 @@ def table(per: dict[str, dict[str, float]], base_arm: str, arms: list[str]) -> N
     base = per[base_arm]
     columns = [base_arm, *arms]
     header = f"{'':26s}" + "".join(f"{ARM_TITLES[a]:>34s}" for a in columns)
-    for vendor in ("openai", "anthropic"):
+    for vendor in VENDORS:
         print(f"\n{vendor}{header[len(vendor):]}")
         for key, title in (("call", "per call"), ("first", "to first chunk"), ("chunk", "per stream chunk")):
+            if f"{vendor}:{key}" not in base:
+                continue
             cells = [f"{base[f'{vendor}:{key}']:14,.0f}"]
             for arm in arms:
                 value, reference = per[arm][f"{vendor}:{key}"], base[f"{vendor}:{key}"]
@@ -253,11 +310,12 @@ def main() -> None:
     per: dict[str, dict[str, float]] = {}
     for arm, counts in raw.items():
         row: dict[str, float] = {}
-        for vendor in ("openai", "anthropic"):
+        for vendor in VENDORS:
             row[f"{vendor}:call"] = counts[f"{vendor}:call"] / n
-            row[f"{vendor}:first"] = counts[f"{vendor}:first"] / n
-            row[f"{vendor}:chunk"] = (counts[f"{vendor}:s200"] - counts[f"{vendor}:s20"]) / n / 180
             row[f"{vendor}:bg"] = counts[f"bg:{vendor}:call"] / n
+            if f"{vendor}:first" in counts:
+                row[f"{vendor}:first"] = counts[f"{vendor}:first"] / n
+                row[f"{vendor}:chunk"] = (counts[f"{vendor}:s200"] - counts[f"{vendor}:s20"]) / n / 180
         per[arm] = row
     print(f"instructions on the calling thread (callgrind; {n} calls per figure; in-process transport)")
     table(per, "bare", [a for a in ("aicost-noop", "aicost-all", "aicost-sampled-out") if a in per])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from aicost import integrations
 from aicost.hooks import CallInfo, CallResult
 from aicost.usage import Usage
 
@@ -51,8 +52,9 @@ def chat_info(model: str = "flat-big", max_tokens: int | None = 1000, *, text: s
     kwargs: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
+    table = integrations.endpoint(endpoint)  # the endpoint's RequestShape: how its request sets the output cap
     return CallInfo(provider=provider, operation=operation, endpoint=endpoint, request_model=model,
-                    kwargs=kwargs, stream=False, is_async=False)
+                    kwargs=kwargs, stream=False, is_async=False, **({"shape": table.shape} if table else {}))
 
 
 def result(info: CallInfo, cost_usd: Decimal | None, *, usage: Usage | None = None,

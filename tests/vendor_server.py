@@ -75,9 +75,11 @@ def _recording_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(RECORDINGS_DIR.glob("*/*.json"))}
 
 
-def all_recording_ids() -> list[str]:
-    """Every recording id, sorted (``openai-chat-nonstream-001``, ...)."""
-    return list(_recording_paths())
+def all_recording_ids(vendors: Iterable[str] = ("openai", "anthropic")) -> list[str]:
+    """Every recording id of ``vendors`` (the sub-directories: ``openai``, ``anthropic``, ``google``, ``bedrock``),
+    sorted (``openai-chat-nonstream-001``, ...)."""
+    wanted = set(vendors)
+    return [rid for rid, path in _recording_paths().items() if path.parent.name in wanted]
 
 
 def load_recording(recording_id: str) -> dict[str, Any]:
@@ -148,6 +150,11 @@ class Reply:
         }
         content_type = response.get("content_type") or response.get("content_type_inferred") or "application/json"
         body = response["body"] or ""
+        if response.get("body_base64"):  # binary bodies (AWS event streams), byte for byte as recorded
+            import base64
+
+            return cls(status=response["status"], headers=headers, chunks=[base64.b64decode(response["body_base64"])],
+                       content_type=content_type, **kwargs)
         if "text/event-stream" in content_type:
             return cls(status=response["status"], headers=headers, chunks=split_sse_events(body),
                        content_type=content_type, **kwargs)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from ..usage import Usage
-from .policy import request_output_cap
+from ..vendor import DEFAULT_SHAPE, RequestShape
 
 PriceLookup = Callable[..., Any]  # (provider, model, *, service_tier=None) -> ModelPrice | None
 
@@ -53,10 +53,11 @@ class Prices:
         return lookup(provider, model, service_tier=service_tier if isinstance(service_tier, str) else None)
 
 
-def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str) -> tuple[int, bool]:
+def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str,
+                shape: RequestShape | None = None) -> tuple[int, bool]:
     from ..tokens import count_request_input
 
-    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider)
+    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider, shape)
     return count.tokens, count.exact
 
 
@@ -69,22 +70,24 @@ def worst_case(
     input_exact: bool,
     default_max_output_tokens: int,
     estimate_margin: Decimal,
+    shape: RequestShape | None = None,
 ) -> Estimate:
+    """``shape`` reads the request's output cap, choices and billed characters (default: OpenAI / Anthropic
+    argument names)."""
+    shape = shape or DEFAULT_SHAPE
+    kwargs = kwargs if isinstance(kwargs, dict) else dict(kwargs)
     if not input_exact:
         input_tokens = math.ceil(input_tokens * estimate_margin)
-    if operation == "embeddings":
+    if operation == "embeddings" or not shape.generates:
         output = 0
     else:
-        output = request_output_cap(kwargs) or _model_max_output(price) or default_max_output_tokens
-        choices = kwargs.get("n")
-        if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
-            output *= choices  # n completions, each up to the cap; the prompt is billed once
+        output = shape.output_cap(kwargs) or _model_max_output(price) or default_max_output_tokens
+        output *= shape.choices(kwargs)  # n completions, each up to the cap; the prompt is billed once
     if price is None:
         return Estimate(None, input_tokens, output, input_exact)
     if "input_characters" in (getattr(price, "rates", None) or {}):
         # Text to speech billed per character of its input (tts-1), and not by tokens: exact before the call.
-        text = kwargs.get("input")
-        usage = Usage(input_characters=len(text) if isinstance(text, str) else 0)
+        usage = Usage(input_characters=shape.input_characters(kwargs))
     else:
         usage = Usage(input_tokens=input_tokens, output_tokens=output, estimated=not input_exact)
     cost = price.cost(usage)

@@ -34,7 +34,7 @@ from .errors import (
 from .estimate import PriceLookup, Prices, count_input, worst_case
 from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
-from .policy import PolicySet, apply_output_cap, scope_value
+from .policy import PolicySet, scope_value
 from .journal import Pending, SettlementJournal
 from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable
 from .stores.memory import MemoryStore
@@ -305,7 +305,8 @@ class BudgetGuard:
     def _before_call(self, info: Any) -> _Ticket | None:
         kwargs = info.kwargs
         provider = info.provider or ""
-        model = info.request_model or kwargs.get("model")
+        shape = info.shape  # the request, read and changed the same way whatever the vendor
+        model = info.request_model or shape.model(kwargs)
         model = model if isinstance(model, str) else None
         attrs = self._current_attributes() if self._needs_attributes else _NO_ATTRIBUTES
         policies = self.policies
@@ -317,14 +318,14 @@ class BudgetGuard:
             raise
         if policies.has_output_caps:
             cap = policies.output_cap(attrs, model, provider)
-            if cap is not None and apply_output_cap(kwargs, info.endpoint or "", info.operation or "", provider, cap[0]):
+            if cap is not None and shape.set_output_cap(kwargs, cap[0]):
                 info.span_attributes[semconv.AICOST_POLICY_MAX_OUTPUT_TOKENS] = cap[0]
 
         counted: tuple[str | None, int, bool] | None = None
         if policies.has_input_caps:
             cap = policies.input_cap(attrs, model, provider)
             if cap is not None:
-                tokens, exact = count_input(kwargs, model, provider)
+                tokens, exact = count_input(kwargs, model, provider, shape)
                 counted = (model, tokens, exact)
                 if tokens > cap[0]:
                     rule = cap[1].name or cap[1].scope
@@ -342,7 +343,7 @@ class BudgetGuard:
         tried: set[str | None] = {model}
         while True:
             if counted is None or counted[0] != model:
-                tokens, exact = count_input(kwargs, model, provider)
+                tokens, exact = count_input(kwargs, model, provider, shape)
                 counted = (model, tokens, exact)
             amount_usd = self._estimate(info, model, provider, counted[1], counted[2])
             amount = to_nanos(amount_usd)
@@ -375,7 +376,7 @@ class BudgetGuard:
             ):
                 tried.add(target)
                 model = target
-                kwargs["model"] = target
+                shape.set_model(kwargs, target)
                 try:
                     info.request_model = target
                 except Exception:
@@ -450,6 +451,7 @@ class BudgetGuard:
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
+            shape=info.shape,
             operation=info.operation or "",
             input_tokens=tokens,
             input_exact=exact,

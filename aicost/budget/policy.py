@@ -19,7 +19,6 @@ from .errors import PolicyViolation
 # 0: no opt-in; -1: caps lifted; n > 0: caps raised to n for calls in this context.
 _long_context: contextvars.ContextVar[int] = contextvars.ContextVar("aicost_long_context", default=0)
 
-OUTPUT_CAP_PARAMS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
 
 
 @contextmanager
@@ -128,45 +127,3 @@ def _attr(scope: str) -> str | None:
 
 def _where(p: Policy, value: str) -> str:
     return "every call" if p.scope == "global" else f"{p.scope}={value!r}"
-
-
-def request_output_cap(kwargs: Mapping[str, Any]) -> int | None:
-    """The output-token cap the request itself sets (the smallest, if several parameters are given)."""
-    caps = [v for p in OUTPUT_CAP_PARAMS if isinstance(v := kwargs.get(p), int) and not isinstance(v, bool) and v > 0]
-    return min(caps) if caps else None
-
-
-def output_cap_param(endpoint: str, operation: str, provider: str) -> str | None:
-    """Which parameter caps output on this endpoint, when the request sets none."""
-    if operation == "embeddings" or "embeddings" in endpoint:
-        return None
-    if "responses" in endpoint:
-        return "max_output_tokens"
-    if "chat.completions" in endpoint:
-        return "max_completion_tokens"  # max_tokens is rejected by reasoning models; this one works for all
-    if provider == "anthropic" or "messages" in endpoint:
-        return "max_tokens"
-    if "completions" in endpoint or operation == "text_completion":
-        return "max_tokens"
-    if operation == "chat" and provider.startswith(("openai", "azure")):
-        return "max_completion_tokens"
-    return None
-
-
-def apply_output_cap(kwargs: dict[str, Any], endpoint: str, operation: str, provider: str, cap: int) -> bool:
-    """Lower (or set) the request's output cap to ``cap``. Returns True if the request was changed."""
-    changed = False
-    present = False
-    for p in OUTPUT_CAP_PARAMS:
-        v = kwargs.get(p)
-        if isinstance(v, int) and not isinstance(v, bool):
-            present = True
-            if v > cap:
-                kwargs[p] = cap
-                changed = True
-    if not present:
-        param = output_cap_param(endpoint, operation, provider)
-        if param is not None:
-            kwargs[param] = cap
-            changed = True
-    return changed

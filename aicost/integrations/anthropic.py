@@ -25,12 +25,14 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, is_object, read_count
-from ..vendor import (Endpoint, Integration, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
-                      request_count, server_of, string)
+from ..vendor import (Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field, part,
+                      request_count, string)
+from .stainless import StainlessIntegration, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 _BOTH = ("Messages", "AsyncMessages")
+_SHAPE = RequestShape("max_tokens")  # Messages requires max_tokens; a policy cap lowers it
 
 
 def _endpoints() -> tuple[Endpoint, ...]:
@@ -39,9 +41,9 @@ def _endpoints() -> tuple[Endpoint, ...]:
                            ("anthropic.lib.bedrock._beta_messages", "anthropic.bedrock.beta.messages"),
                            ("anthropic.lib.vertex._beta_messages", "anthropic.vertex.beta.messages")):
         table += [
-            Endpoint(module, _BOTH, "create", f"{prefix}.create", "chat"),
-            Endpoint(module, _BOTH, "parse", f"{prefix}.parse", "chat"),
-            Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager"),
+            Endpoint(module, _BOTH, "create", f"{prefix}.create", "chat", shape=_SHAPE),
+            Endpoint(module, _BOTH, "parse", f"{prefix}.parse", "chat", shape=_SHAPE),
+            Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager", shape=_SHAPE),
             Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False),
         ]
     return tuple(table)
@@ -395,12 +397,12 @@ class NativeSpanCapture:
             self.token = None
 
 
-class AnthropicIntegration(Integration):
+class AnthropicIntegration(StainlessIntegration):
     name = "anthropic"
+    sdk = "anthropic"
     endpoints = ENDPOINTS
-    request_classes = (("anthropic._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
 
-    def route(self, method: str, path: str) -> Endpoint | None:
+    def route_path(self, method: str, path: str) -> Endpoint | None:
         if method.lower() == "post" and path.split("?", 1)[0].rstrip("/").endswith("/messages"):
             return ENDPOINTS[0]
         return None
@@ -445,11 +447,6 @@ class AnthropicIntegration(Integration):
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)
 
-    def is_stream(self, obj: Any) -> bool:
-        return isinstance(obj, self._stream_types)
-
-    def is_raw_response(self, obj: Any) -> bool:
-        return isinstance(obj, self._raw_types)
 
     def native_span_capture(self, resource: Any) -> NativeSpanCapture | None:
         client = getattr(resource, "_client", None)
@@ -470,3 +467,6 @@ class AnthropicIntegration(Integration):
                 return None
             client._lazy_tracer = CapturingTracer(tracer)
         return NativeSpanCapture()
+
+
+INTEGRATION = AnthropicIntegration

@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 from ..usage import Usage, is_object, read_count
-from ..vendor import (BodyReader, Endpoint, EventStep, Integration, RequestMeta, ResponseMeta, StreamAccumulator,
-                      field, part, request_count, server_of, string)
+from ..vendor import (BodyReader, Endpoint, EventStep, RequestMeta, RequestShape, ResponseMeta,
+                      StreamAccumulator, field, part, request_count, string)
+from .stainless import StainlessIntegration, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -23,19 +24,35 @@ _RESP = ("Responses", "AsyncResponses")
 _IMAGES = "openai.resources.images"
 _IMG = ("Images", "AsyncImages")
 
+# Which parameter caps output when the request sets none: reasoning models reject chat's ``max_tokens``, so
+# ``max_completion_tokens``, which every chat model accepts; Responses has its own name.
+_CHAT_SHAPE = RequestShape("max_completion_tokens")
+_RESPONSES_SHAPE = RequestShape("max_output_tokens")
+_COMPLETIONS_SHAPE = RequestShape("max_tokens")
+
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat"),
-    Endpoint(_CHAT, _BOTH, "parse", "openai.chat.completions.parse", "chat"),
-    Endpoint(_RESPONSES, _RESP, "create", "openai.responses.create", "chat"),
-    Endpoint(_RESPONSES, _RESP, "parse", "openai.responses.parse", "chat"),
-    Endpoint(_RESPONSES, _RESP, "compact", "openai.responses.compact", "chat"),
-    Endpoint(_RESPONSES, _RESP, "retrieve", "openai.responses.retrieve", "chat", stream_only=True),
-    Endpoint(_BETA_RESPONSES, _RESP, "create", "openai.beta.responses.create", "chat"),
-    Endpoint(_BETA_RESPONSES, _RESP, "compact", "openai.beta.responses.compact", "chat"),
-    Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True),
+    Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat",
+             shape=_CHAT_SHAPE),
+    Endpoint(_CHAT, _BOTH, "parse", "openai.chat.completions.parse", "chat",
+             shape=_CHAT_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "create", "openai.responses.create", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "parse", "openai.responses.parse", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "compact", "openai.responses.compact", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_RESPONSES, _RESP, "retrieve", "openai.responses.retrieve", "chat", stream_only=True,
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "create", "openai.beta.responses.create", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "compact", "openai.beta.responses.compact", "chat",
+             shape=_RESPONSES_SHAPE),
+    Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True,
+             shape=_RESPONSES_SHAPE),
     Endpoint("openai.resources.embeddings", ("Embeddings", "AsyncEmbeddings"), "create",
              "openai.embeddings.create", "embeddings"),
-    Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion"),
+    Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion",
+             shape=_COMPLETIONS_SHAPE),
     Endpoint("openai.resources.responses.input_tokens", ("InputTokens", "AsyncInputTokens"), "count",
              "openai.responses.input_tokens.count", "count_tokens", billable=False),
     Endpoint(_IMAGES, _IMG, "generate", "openai.images.generate", "generate_content"),
@@ -55,6 +72,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(_RESPONSES, ("ResponsesConnection", "AsyncResponsesConnection"), "parse_event",
              "openai.responses.connect", "chat", kind="events"),
 )
+
+# OpenAI-compatible APIs reached through this SDK with a ``base_url``: the host names the vendor that bills the
+# call (``gen_ai.provider.name``), which the price catalog prices where it has that vendor's table and leaves
+# unknown otherwise, never at another vendor's price (``aicost.pricing.names.OWN_PRICES_ONLY``). Any other host
+# (a gateway, a proxy, a self-hosted server on another port) stays ``openai``.
+COMPATIBLE_HOSTS: dict[str, str] = {
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral_ai",
+    "api.together.xyz": "together_ai",
+    "api.fireworks.ai": "fireworks_ai",
+    "openrouter.ai": "openrouter",
+    "api.x.ai": "x_ai",
+}
 
 # Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
 _USAGE_CHUNK_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
@@ -719,12 +750,12 @@ _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; lo
 }
 
 
-class OpenAIIntegration(Integration):
+class OpenAIIntegration(StainlessIntegration):
     name = "openai"
+    sdk = "openai"
     endpoints = ENDPOINTS
-    request_classes = (("openai._base_client", ("SyncAPIClient", "AsyncAPIClient")),)
 
-    def route(self, method: str, path: str) -> Endpoint | None:
+    def route_path(self, method: str, path: str) -> Endpoint | None:
         if method.lower() != "post":
             return None
         path = path.split("?", 1)[0].rstrip("/")
@@ -749,7 +780,8 @@ class OpenAIIntegration(Integration):
         client = getattr(resource, "_client", None)
         if self._azure_types and isinstance(client, self._azure_types):
             return "azure.ai.openai"
-        return "openai"
+        host = server_of(resource)[0]
+        return COMPATIBLE_HOSTS.get(host, "openai") if host else "openai"
 
     def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
         max_tokens = kwargs.get("max_completion_tokens")
@@ -843,8 +875,5 @@ class OpenAIIntegration(Integration):
             return TranscriptEventAccumulator(keep_text)
         return ChunkAccumulator(hide_usage_chunk, keep_text)
 
-    def is_stream(self, obj: Any) -> bool:
-        return isinstance(obj, self._stream_types)
 
-    def is_raw_response(self, obj: Any) -> bool:
-        return isinstance(obj, self._raw_types)
+INTEGRATION = OpenAIIntegration

@@ -189,7 +189,7 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
             entry = catalog.find("anthropic", claude)
             if entry is not None:
                 used_provider, used_ref = "anthropic", claude
-    if entry is None and not names.looks_self_hosted(ref):
+    if entry is None and not names.looks_self_hosted(ref) and raw_provider not in names.OWN_PRICES_ONLY:
         for _, cand_ref in candidates:
             inferred = catalog.infer_provider(cand_ref)
             if inferred is not None:

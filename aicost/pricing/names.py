@@ -45,6 +45,11 @@ PROVIDER_ALIASES: dict[str, str] = {
     "perplexity": "perplexity",
 }
 
+# Providers named by the host an OpenAI-compatible client talks to, whose own prices the catalog may lack: a model
+# name there is never priced by another vendor's naming scheme (a Llama on Together is not Groq's Llama). Their
+# calls are priced by an override (price file, ``set_price``) or a ``vendor/model`` prefix, else unknown.
+OWN_PRICES_ONLY = frozenset({"together_ai", "fireworks_ai", "openrouter", "vllm", "ollama"})
+
 # The ``gen_ai.provider.name`` each catalog table is shown under (``aicost prices --list``, the price table), so
 # that one vocabulary is shown and accepted everywhere; both it and the catalog id are accepted as input.
 CATALOG_PROVIDER_NAMES: dict[str, str] = {

@@ -1,0 +1,419 @@
+"""AWS Bedrock through boto3 (``bedrock-runtime``): which operations bill, how to read their usage.
+
+boto3 has no class per operation: every call goes through ``botocore.client.BaseClient._make_api_call(operation,
+api_params)``, so that one method is patched (a :class:`~aicost.vendor.Router`) and the operation name picks the
+endpoint. ``api_params`` is the live request botocore is about to serialise, so a budget's downgrade or output cap
+lands in it (``modelId``, ``inferenceConfig.maxTokens``).
+
+Usage, by operation (inputTokens exclude cache reads and writes, as Anthropic's do; ``Usage`` includes them):
+* Converse: the body's ``usage`` (``cacheReadInputTokens``, ``cacheWriteInputTokens``, ``cacheDetails`` by TTL).
+* InvokeModel: the ``X-Amzn-Bedrock-*-Token-Count`` response headers, the same for every model family, so the
+  body (a stream the caller reads) is never touched.
+* ConverseStream: the ``metadata`` event. InvokeModelWithResponseStream: the ``amazon-bedrock-invocationMetrics``
+  of the last chunk. Both are botocore ``EventStream`` objects, watched in place (``wrap_stream``).
+* CountTokens: a span, not billed.
+
+Prices: cross-region inference profiles (``us.`` / ``eu.`` / ``apac.`` / ``global.``) and ARNs are priced by the
+catalog's AWS table as AWS bills them (a regional profile of a recent Claude model costs 10 % more than the global
+one); the service tier comes from the response (``serviceTier``), latency-optimised inference from
+``performanceConfig``. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
+calls (only for credentials), so its calls are recorded once, by the Anthropic integration.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..usage import Usage, as_int
+from ..vendor import Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router, StreamAccumulator
+
+_SERVICE = "bedrock-runtime"
+
+
+def _json_body(kwargs: dict[str, Any]) -> Any:
+    """InvokeModel's ``body`` (bytes, str or a dict) as JSON, or None (a file object is left unread)."""
+    body = kwargs.get("body")
+    if isinstance(body, (bytes, bytearray, str)):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+    return body if isinstance(body, dict) else None
+
+
+def _texts(value: Any, out: list[str]) -> bool:
+    """Text of Converse / model-native content (str, ``{"text": ...}`` blocks, messages); False if some content is
+    not text (images, documents, tool use), which a text count cannot see."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        out.append(value)
+        return True
+    if isinstance(value, (list, tuple)):
+        complete = True
+        for item in value:
+            complete = _texts(item, out) and complete
+        return complete
+    if isinstance(value, dict):
+        if isinstance(value.get("text"), str):
+            out.append(value["text"])
+            return True
+        if "content" in value:
+            return _texts(value["content"], out)
+        return False
+    return False
+
+
+class ConverseShape(RequestShape):
+    """Converse / ConverseStream: ``modelId``, ``inferenceConfig.maxTokens``, ``messages`` and ``system``."""
+
+    __slots__ = ()
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = kwargs.get("modelId")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        kwargs["modelId"] = model
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        config = kwargs.get("inferenceConfig")
+        cap = config.get("maxTokens") if isinstance(config, dict) else None
+        return cap if type(cap) is int and cap > 0 else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        current = self.output_cap(kwargs)
+        if current is not None and current <= cap:
+            return False
+        config = kwargs.get("inferenceConfig")
+        kwargs["inferenceConfig"] = {**(config if isinstance(config, dict) else {}), "maxTokens": cap}
+        return True
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        return 1
+
+    def input_characters(self, kwargs: dict[str, Any]) -> int:
+        return 0
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        pieces: list[str] = []
+        complete = _texts(kwargs.get("messages"), pieces)
+        complete = _texts(kwargs.get("system"), pieces) and complete
+        if kwargs.get("toolConfig"):
+            complete = False
+        return InputText(tuple(pieces), 0, complete)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if kwargs.get("messages") is not None:
+            out["input"] = kwargs["messages"]
+        if kwargs.get("system") is not None:
+            out["system"] = kwargs["system"]
+        return out
+
+
+# Output caps in InvokeModel bodies, by model family: Anthropic / Mistral / OpenAI / DeepSeek, Claude's legacy text
+# completions, Llama, Cohere / AI21, Titan (textGenerationConfig), Nova (inferenceConfig).
+_BODY_CAPS = ("max_tokens", "max_tokens_to_sample", "max_gen_len", "maxTokens", "max_new_tokens")
+_NESTED_CAPS = (("textGenerationConfig", "maxTokenCount"), ("inferenceConfig", "max_new_tokens"),
+                ("inferenceConfig", "maxTokens"))
+
+
+class InvokeShape(ConverseShape):
+    """InvokeModel / InvokeModelWithResponseStream: ``modelId`` and a model-native JSON ``body``."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _caps(body: Any) -> list[tuple[dict, str]]:
+        if not isinstance(body, dict):
+            return []
+        found = [(body, key) for key in _BODY_CAPS if type(body.get(key)) is int]
+        for outer, key in _NESTED_CAPS:
+            inner = body.get(outer)
+            if isinstance(inner, dict) and type(inner.get(key)) is int:
+                found.append((inner, key))
+        return found
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        caps = [holder[key] for holder, key in self._caps(_json_body(kwargs)) if holder[key] > 0]
+        return min(caps) if caps else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        """Lowers a cap the body sets; a body without one is left alone (its family's parameter is not known)."""
+        body = _json_body(kwargs)
+        caps = self._caps(body)
+        if not any(holder[key] > cap for holder, key in caps):
+            return False
+        for holder, key in caps:
+            holder[key] = min(holder[key], cap)
+        original = kwargs.get("body")
+        text = json.dumps(body)
+        kwargs["body"] = text if isinstance(original, str) else body if isinstance(original, dict) else text.encode()
+        return True
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        body = _json_body(kwargs)
+        if not isinstance(body, dict):
+            return InputText((), 0, False)
+        pieces: list[str] = []
+        complete = True
+        for key in ("messages", "prompt", "inputText", "texts", "system", "input_text"):
+            if key in body:
+                complete = _texts(body[key], pieces) and complete
+        if body.get("tools"):
+            complete = False
+        return InputText(tuple(pieces), 0, complete)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        body = _json_body(kwargs)
+        return {} if body is None else {"input": body}
+
+
+_CONVERSE = ConverseShape("maxTokens")
+_INVOKE = InvokeShape("max_tokens")
+_COUNT = ConverseShape(generates=False)
+
+# Reached through the router (no class patch): ``classes`` is empty.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("botocore.client", (), "Converse", "bedrock.converse", "chat", shape=_CONVERSE),
+    Endpoint("botocore.client", (), "ConverseStream", "bedrock.converse_stream", "chat", shape=_CONVERSE),
+    Endpoint("botocore.client", (), "InvokeModel", "bedrock.invoke_model", "generate_content", shape=_INVOKE),
+    Endpoint("botocore.client", (), "InvokeModelWithResponseStream", "bedrock.invoke_model_with_response_stream",
+             "generate_content", shape=_INVOKE),
+    Endpoint("botocore.client", (), "CountTokens", "bedrock.count_tokens", "count_tokens", billable=False,
+             shape=_COUNT),
+)
+_OPERATIONS = {endpoint.method: endpoint for endpoint in ENDPOINTS}
+_STREAMS = frozenset(("ConverseStream", "InvokeModelWithResponseStream"))
+
+
+def read_usage(u: Any) -> Usage | None:
+    """Converse ``usage`` / ConverseStream ``metadata.usage`` -> ``Usage`` (cache tokens added to the input)."""
+    if not isinstance(u, dict) or ("inputTokens" not in u and "outputTokens" not in u):
+        return None
+    read = as_int(u.get("cacheReadInputTokens"))
+    write = as_int(u.get("cacheWriteInputTokens"))
+    usage = Usage(input_tokens=as_int(u.get("inputTokens")) + read + write, output_tokens=as_int(u.get("outputTokens")),
+                  cache_read_tokens=read, cache_write_tokens=write)
+    for detail in u.get("cacheDetails") or ():  # cache writes by TTL ("5m", "1h"): 1h writes bill higher
+        if isinstance(detail, dict) and detail.get("ttl") == "1h":
+            usage.cache_write_1h_tokens += as_int(detail.get("inputTokens"))
+    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, write)
+    return usage
+
+
+def _metrics_usage(m: Any) -> Usage | None:
+    """``amazon-bedrock-invocationMetrics`` (last chunk of InvokeModelWithResponseStream)."""
+    if not isinstance(m, dict) or "inputTokenCount" not in m:
+        return None
+    read = as_int(m.get("cacheReadInputTokenCount"))
+    write = as_int(m.get("cacheWriteInputTokenCount"))
+    return Usage(input_tokens=as_int(m.get("inputTokenCount")) + read + write,
+                 output_tokens=as_int(m.get("outputTokenCount")), cache_read_tokens=read, cache_write_tokens=write)
+
+
+def _header_usage(headers: Any) -> Usage | None:
+    """InvokeModel's ``X-Amzn-Bedrock-*-Token-Count`` headers (botocore lower-cases header names)."""
+    if not isinstance(headers, dict) or "x-amzn-bedrock-input-token-count" not in headers:
+        return None
+    read = as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count"))
+    write = as_int(headers.get("x-amzn-bedrock-cache-write-input-token-count"))
+    return Usage(input_tokens=as_int(headers.get("x-amzn-bedrock-input-token-count")) + read + write,
+                 output_tokens=as_int(headers.get("x-amzn-bedrock-output-token-count")),
+                 cache_read_tokens=read, cache_write_tokens=write)
+
+
+def _tier(response: dict, latency: Any) -> str | None:
+    """The tier the call was served at: ``serviceTier`` (Converse: ``{"type": ...}``; InvokeModel: the header's
+    value), and latency-optimised inference, which AWS prices separately."""
+    tier = response.get("serviceTier")
+    if isinstance(tier, dict):
+        tier = tier.get("type")
+    if isinstance(latency, dict):
+        latency = latency.get("latency")
+    if latency == "optimized":
+        return "latency_optimized"
+    return tier if isinstance(tier, str) and tier != "default" else None
+
+
+def _request_id(response: dict) -> str | None:
+    meta = response.get("ResponseMetadata")
+    return meta.get("RequestId") if isinstance(meta, dict) else None
+
+
+def read_converse(response: Any, want_text: bool) -> ResponseMeta:
+    if not isinstance(response, dict):
+        return ResponseMeta()
+    usage = read_usage(response.get("usage"))
+    stop = response.get("stopReason")
+    meta = ResponseMeta(usage=usage, response_id=_request_id(response), finish_reasons=[stop] if stop else [],
+                        service_tier=_tier(response, response.get("performanceConfig")))
+    if want_text or usage is None:
+        pieces: list[str] = []
+        message = (response.get("output") or {}).get("message") if isinstance(response.get("output"), dict) else None
+        _texts((message or {}).get("content"), pieces)
+        meta.output_text = "".join(pieces) or None
+    return meta
+
+
+def read_invoke(response: Any) -> ResponseMeta:
+    if not isinstance(response, dict):
+        return ResponseMeta()
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders")
+    usage = _header_usage(headers)
+    return ResponseMeta(usage=usage, response_id=_request_id(response),
+                        service_tier=_tier(response, response.get("performanceConfigLatency")),
+                        # The body is the caller's stream: not read, so missing counts cannot be estimated from it.
+                        unpriced=None if usage is not None else "the response carried no token-count headers")
+
+
+class EventAccumulator(StreamAccumulator):
+    """Parsed events of ConverseStream (``metadata``, ``messageStop``) and InvokeModelWithResponseStream (``chunk``
+    bytes whose last JSON carries ``amazon-bedrock-invocationMetrics``). Raw events passing by are ignored: the
+    stream's own parser hands the parsed ones over (``BedrockIntegration.wrap_stream``)."""
+
+    __slots__ = ("usage", "stop", "tier", "keep_text", "texts")
+
+    def __init__(self, keep_text: bool) -> None:
+        super().__init__()
+        self.usage: Usage | None = None
+        self.stop: str | None = None
+        self.tier: str | None = None
+        self.keep_text = keep_text
+        self.texts: list[str] = []
+
+    def observe(self, event: Any) -> bool:
+        if type(event) is not dict:
+            return True  # a raw event message; its parsed form comes next
+        chunk = event.get("chunk")
+        if chunk is not None:
+            data = chunk.get("bytes") if isinstance(chunk, dict) else None
+            if isinstance(data, (bytes, bytearray)) and b"amazon-bedrock-invocationMetrics" in data:
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    return True
+                self.usage = _metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
+                self.complete = True
+            elif self.keep_text and isinstance(data, (bytes, bytearray)):
+                self.texts.append(data.decode("utf-8", "replace"))
+            return True
+        delta = event.get("contentBlockDelta")
+        if delta is not None:
+            if self.keep_text:
+                text = (delta.get("delta") or {}).get("text")
+                if isinstance(text, str):
+                    self.texts.append(text)
+            return True
+        metadata = event.get("metadata")
+        if metadata is not None:
+            self.usage = read_usage(metadata.get("usage"))
+            self.tier = _tier(metadata, metadata.get("performanceConfig"))
+            self.complete = True
+            return True
+        stop = event.get("messageStop")
+        if stop is not None:
+            self.stop = stop.get("stopReason") or self.stop
+        return True
+
+    def result(self) -> ResponseMeta:
+        return ResponseMeta(usage=self.usage, finish_reasons=[self.stop] if self.stop else [],
+                            service_tier=self.tier, output_text="".join(self.texts) or None)
+
+
+class BedrockIntegration(Integration):
+    name = "bedrock"
+    sdk = "botocore"
+    endpoints = ENDPOINTS
+    routers = (Router("botocore.client", "BaseClient", "_make_api_call"),)
+
+    def __init__(self) -> None:
+        from botocore.eventstream import EventStream
+
+        self._event_stream = EventStream
+        self._servers: dict[str, tuple[str | None, int | None]] = {}
+
+    def route(self, router: Router, instance: Any, args: tuple, kwargs: dict[str, Any]
+              ) -> tuple[Endpoint, Any, dict[str, Any]] | None:
+        operation = args[0] if args else kwargs.get("operation_name")
+        endpoint = _OPERATIONS.get(operation)  # type: ignore[arg-type]
+        if endpoint is None or instance._service_model.service_name != _SERVICE:
+            return None
+        params = args[1] if len(args) > 1 else kwargs.get("api_params")
+        return (endpoint, instance, params) if isinstance(params, dict) else None
+
+    def provider(self, resource: Any) -> str:
+        return "aws.bedrock"
+
+    def _server(self, client: Any) -> tuple[str | None, int | None]:
+        try:
+            url = client._endpoint.host
+        except Exception:
+            return None, None
+        hit = self._servers.get(url)
+        if hit is None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            if len(self._servers) >= 64:
+                self._servers.clear()
+            hit = self._servers[url] = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        return hit
+
+    def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
+        host, port = self._server(resource)
+        tier = kwargs.get("serviceTier")
+        tier = tier.get("type") if isinstance(tier, dict) else tier
+        return RequestMeta(
+            model=endpoint.shape.model(kwargs),
+            stream=endpoint.method in _STREAMS,
+            max_tokens=endpoint.shape.output_cap(kwargs),
+            service_tier=tier if isinstance(tier, str) else None,
+            server_address=host,
+            server_port=port,
+        )
+
+    def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
+        if not endpoint.billable:
+            return ResponseMeta()
+        if endpoint.method == "InvokeModel":
+            return read_invoke(response)
+        return read_converse(response, want_text)
+
+    def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        return EventAccumulator(keep_text)
+
+    def is_stream(self, obj: Any) -> bool:
+        return type(obj) is dict and isinstance(obj.get("stream") or obj.get("body"), self._event_stream)
+
+    def wrap_stream(self, response: Any, watch: Any) -> Any:
+        """The ``EventStream`` stays the caller's object. Its raw events pass through ``watch.iterate`` (which sees
+        the stream end, fail or be dropped), and its own ``_parse_event`` hands each parsed event to the
+        accumulator; an exception event the parser raises finishes the call with that error."""
+        key = "stream" if isinstance(response.get("stream"), self._event_stream) else "body"
+        stream = response[key]
+        acc = watch.acc
+        parse = stream._parse_event
+
+        def parse_and_observe(event: Any) -> Any:
+            try:
+                parsed = parse(event)
+            except BaseException as exc:
+                watch.fail(exc)
+                raise
+            if parsed:
+                try:
+                    acc.observe(parsed)
+                except Exception:
+                    pass
+            return parsed
+
+        stream._parse_event = parse_and_observe
+        stream._event_generator = watch.iterate(stream._event_generator)
+        watch.finish_on_close(stream, False)
+        return response
+
+
+INTEGRATION = BedrockIntegration

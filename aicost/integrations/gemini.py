@@ -1,0 +1,465 @@
+"""Google Gemini through ``google-genai`` (Gemini Developer API and Vertex AI): which methods bill, how to read
+their usage. No span or cost logic here.
+
+Patch points (``google/genai/models.py``, ``caches.py``): the public ``generate_content`` loops over the private
+``_generate_content`` for automatic function calling and automatic continuation, one HTTP request per pass, and
+each pass is billed. So the private methods are patched, one call each: ``_generate_content``,
+``_generate_content_stream`` (a plain generator, or an ``async def`` returning an async generator: the request is
+sent on the first item, so errors surface while iterating), ``_embed_content`` (every ``embed_content`` path) and
+``count_tokens`` (a span, not billed). ``caches.create`` bills the tokens it caches at the input rate.
+
+Usage (``usageMetadata``): ``promptTokenCount`` includes ``cachedContentTokenCount``; ``toolUsePromptTokenCount``
+(built-in tools: Search, URL context, code execution) is billed as input on top; ``thoughtsTokenCount`` is billed
+as output on top of ``candidatesTokenCount``. Per-modality details split audio (its own input rate) and images out
+of the input. Stream chunks repeat the usage cumulatively: the last one wins. Long-context prices (prompts over
+200K tokens on 2.5 Pro, 3 Pro...) are bands of the catalog's entry, applied to the whole request by its input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..usage import Usage, as_int
+from ..vendor import Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator
+
+_MODELS = "google.genai.models"
+_BOTH = ("Models", "AsyncModels")
+
+
+def _get(obj: Any, *names: str) -> Any:
+    """A field of an SDK model or of a plain dict (snake_case or the API's camelCase)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        for name in names:
+            if name in obj:
+                return obj[name]
+        return None
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+class GeminiShape(RequestShape):
+    """``model``, ``contents`` and ``config`` (a ``GenerateContentConfig`` or a dict): the cap is
+    ``config.max_output_tokens``, the system prompt ``config.system_instruction``."""
+
+    __slots__ = ()
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        cap = _get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens")
+        return cap if type(cap) is int and cap > 0 else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        if self.cap_param is None:
+            return False
+        current = self.output_cap(kwargs)
+        if current is not None and current <= cap:
+            return False
+        config = kwargs.get("config")
+        if config is None:
+            kwargs["config"] = {"max_output_tokens": cap}
+        elif isinstance(config, dict):
+            key = "maxOutputTokens" if "maxOutputTokens" in config else "max_output_tokens"
+            kwargs["config"] = {**config, key: cap}  # the caller's dict is left as it was
+        else:
+            kwargs["config"] = config.model_copy(update={"max_output_tokens": cap})
+        return True
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        n = _get(kwargs.get("config"), "candidate_count", "candidateCount")
+        return n if type(n) is int and n > 1 else 1
+
+    def input_characters(self, kwargs: dict[str, Any]) -> int:
+        return 0
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        pieces: list[str] = []
+        config = kwargs.get("config")
+        # ``caches.create`` holds what it caches in its config.
+        complete = _texts(kwargs.get("contents") or _get(config, "contents"), pieces)
+        complete = _texts(_get(kwargs.get("config"), "system_instruction", "systemInstruction"), pieces) and complete
+        if _get(kwargs.get("config"), "tools") or _get(kwargs.get("config"), "cached_content", "cachedContent"):
+            complete = False
+        # Gemini's tokenizer is not public: the count is an estimate whatever the content (tokens.count_text).
+        return InputText(tuple(pieces), 0, complete)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if kwargs.get("contents") is not None:
+            out["input"] = _jsonable(kwargs["contents"])
+        system = _get(kwargs.get("config"), "system_instruction", "systemInstruction")
+        if system is not None:
+            out["system"] = _jsonable(system)
+        return out
+
+
+def _texts(value: Any, out: list[str]) -> bool:
+    """Append the text parts of ``contents`` (str, Part, Content, dicts, lists of them); False if some part is
+    not text (an image, a file, a function call), whose tokens a text count cannot see."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        out.append(value)
+        return True
+    if isinstance(value, (list, tuple)):
+        complete = True
+        for item in value:
+            complete = _texts(item, out) and complete
+        return complete
+    parts = _get(value, "parts")
+    if parts is not None:
+        return _texts(parts, out)
+    text = _get(value, "text")
+    if isinstance(text, str):
+        out.append(text)
+        return True
+    return False
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:
+            return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class InteractionsShape(GeminiShape):
+    """The Interactions API (``client.interactions.create``): ``model``, ``input`` and ``generation_config``, given as
+    keyword arguments or in one ``request`` (a dict or the SDK's model)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _body(kwargs: dict[str, Any]) -> Any:
+        request = kwargs.get("request")
+        return request if request is not None and not isinstance(request, type) and _get(request, "model") else kwargs
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = _get(self._body(kwargs), "model")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        body = self._body(kwargs)
+        if body is kwargs:
+            kwargs["model"] = model
+        elif isinstance(body, dict):
+            kwargs["request"] = {**body, "model": model}
+        else:
+            kwargs["request"] = body.model_copy(update={"model": model})
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        cap = _get(_get(self._body(kwargs), "generation_config"), "max_output_tokens")
+        return cap if type(cap) is int and cap > 0 else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        current = self.output_cap(kwargs)
+        body = self._body(kwargs)
+        if (current is not None and current <= cap) or not isinstance(body, dict):
+            return False  # an SDK request model is left as it is: its config may be of several types
+        config = body.get("generation_config")
+        config = {**config, "max_output_tokens": cap} if isinstance(config, dict) else {"max_output_tokens": cap}
+        if body is kwargs:
+            kwargs["generation_config"] = config
+        else:
+            kwargs["request"] = {**body, "generation_config": config}
+        return True
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        return 1
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        pieces: list[str] = []
+        complete = _texts(_get(self._body(kwargs), "input"), pieces)
+        return InputText(tuple(pieces), 0, complete)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        value = _get(self._body(kwargs), "input")
+        return {} if value is None else {"input": _jsonable(value)}
+
+
+_GENERATE_SHAPE = GeminiShape("max_output_tokens")
+_INPUT_ONLY_SHAPE = GeminiShape(generates=False)  # embeddings, token counts and caches: billed by their input
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(_MODELS, _BOTH, "_generate_content", "gemini.models.generate_content", "generate_content",
+             shape=_GENERATE_SHAPE),
+    Endpoint(_MODELS, _BOTH, "_generate_content_stream", "gemini.models.generate_content_stream",
+             "generate_content", shape=_GENERATE_SHAPE),
+    Endpoint(_MODELS, _BOTH, "_embed_content", "gemini.models.embed_content", "embeddings", shape=_INPUT_ONLY_SHAPE),
+    Endpoint(_MODELS, _BOTH, "count_tokens", "gemini.models.count_tokens", "count_tokens", billable=False,
+             shape=_INPUT_ONLY_SHAPE),
+    Endpoint("google.genai.caches", ("Caches", "AsyncCaches"), "create", "gemini.caches.create", "create_cache",
+             shape=_INPUT_ONLY_SHAPE),
+    # The Interactions API's generated client; ``client.interactions`` subclasses it and calls this ``create``.
+    Endpoint("google.genai._gaos.interactions", ("Interactions", "AsyncInteractions"), "create",
+             "gemini.interactions.create", "generate_content", shape=InteractionsShape("max_output_tokens")),
+)
+_STREAMING = frozenset(("gemini.models.generate_content_stream",))
+
+# Vertex AI's usageMetadata.trafficType -> the service tier it is billed at (normalised by aicost.pricing.names).
+_TRAFFIC_TIERS = {"ON_DEMAND": None, "ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
+
+
+def _modalities(details: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in details or ():
+        modality = _get(item, "modality")
+        name = getattr(modality, "value", modality)
+        if isinstance(name, str):
+            out[name.upper()] = out.get(name.upper(), 0) + as_int(_get(item, "token_count", "tokenCount", "tokens"))
+    return out
+
+
+def read_usage(u: Any) -> Usage | None:
+    """``usageMetadata`` (``GenerateContentResponseUsageMetadata``) -> ``Usage``. None when it has no counts at all
+    (a prompt blocked before the model ran reports only its traffic type)."""
+    if u is None:
+        return None
+    prompt = _get(u, "prompt_token_count")
+    candidates = _get(u, "candidates_token_count")
+    thoughts = _get(u, "thoughts_token_count")
+    tool_prompt = _get(u, "tool_use_prompt_token_count")
+    cached = _get(u, "cached_content_token_count")
+    if prompt is None and candidates is None and thoughts is None and tool_prompt is None:
+        return None
+    usage = Usage(input_tokens=as_int(prompt) + as_int(tool_prompt),
+                  output_tokens=as_int(candidates) + as_int(thoughts))
+    usage.reasoning_tokens = as_int(thoughts)
+    usage.cache_read_tokens = min(as_int(cached), usage.input_tokens)
+    cache = _modalities(_get(u, "cache_tokens_details"))
+    usage.cache_read_audio_tokens = min(cache.get("AUDIO", 0), usage.cache_read_tokens)
+    usage.cache_read_image_tokens = min(cache.get("IMAGE", 0), usage.cache_read_tokens - usage.cache_read_audio_tokens)
+    inputs = _modalities(_get(u, "prompt_tokens_details"))
+    tools = _modalities(_get(u, "tool_use_prompt_tokens_details"))
+    # Audio has its own input rate; images are split out too (an image rate where the model lists one, else the
+    # input rate). Cached ones are counted in the cache buckets, never twice.
+    audio = inputs.get("AUDIO", 0) + tools.get("AUDIO", 0) - usage.cache_read_audio_tokens
+    image = inputs.get("IMAGE", 0) + tools.get("IMAGE", 0) - usage.cache_read_image_tokens
+    room = usage.input_tokens - usage.cache_read_tokens
+    usage.input_audio_tokens = max(0, min(audio, room))
+    usage.input_image_tokens = max(0, min(image, room - usage.input_audio_tokens))
+    outputs = _modalities(_get(u, "candidates_tokens_details"))
+    usage.output_image_tokens = min(outputs.get("IMAGE", 0), usage.output_tokens - usage.reasoning_tokens)
+    usage.output_audio_tokens = min(outputs.get("AUDIO", 0),
+                                    usage.output_tokens - usage.reasoning_tokens - usage.output_image_tokens)
+    return usage
+
+
+def _tier(u: Any) -> str | None:
+    traffic = _get(u, "traffic_type")
+    traffic = getattr(traffic, "value", traffic)
+    if not isinstance(traffic, str):
+        return None
+    return _TRAFFIC_TIERS.get(traffic, traffic.lower())
+
+
+def _finish_reasons(candidates: Any) -> list[str]:
+    out = []
+    for candidate in candidates or ():
+        reason = _get(candidate, "finish_reason")
+        reason = getattr(reason, "value", reason)
+        if isinstance(reason, str) and reason:
+            out.append(reason)
+    return out
+
+
+def _output_text(candidates: Any) -> str | None:
+    parts: list[str] = []
+    for candidate in candidates or ():
+        content = _get(candidate, "content")
+        for part in _get(content, "parts") or ():
+            text = _get(part, "text")
+            if isinstance(text, str):
+                parts.append(text)
+            call = _get(part, "function_call")
+            if call is not None:
+                parts.append(str(_jsonable(call)))
+    return "".join(parts) or None
+
+
+def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
+    """A ``GenerateContentResponse``."""
+    u = _get(response, "usage_metadata")
+    usage = read_usage(u)
+    candidates = _get(response, "candidates")
+    return ResponseMeta(
+        usage=usage,
+        model=_get(response, "model_version"),
+        response_id=_get(response, "response_id"),
+        finish_reasons=_finish_reasons(candidates),
+        service_tier=_tier(u),
+        output_text=_output_text(candidates) if want_text or usage is None else None,
+    )
+
+
+def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
+    """An ``Interaction``: ``total_input_tokens`` (cached included), ``total_tool_use_tokens`` on top as input,
+    ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum)."""
+    u = _get(interaction, "usage")
+    usage = None
+    if u is not None and (_get(u, "total_input_tokens") is not None or _get(u, "total_output_tokens") is not None):
+        thoughts = as_int(_get(u, "total_thought_tokens"))
+        usage = Usage(input_tokens=as_int(_get(u, "total_input_tokens")) + as_int(_get(u, "total_tool_use_tokens")),
+                      output_tokens=as_int(_get(u, "total_output_tokens")) + thoughts, reasoning_tokens=thoughts)
+        usage.cache_read_tokens = min(as_int(_get(u, "total_cached_tokens")), usage.input_tokens)
+        inputs = _modalities(_get(u, "input_tokens_by_modality"))
+        cached = _modalities(_get(u, "cached_tokens_by_modality"))
+        room = usage.input_tokens - usage.cache_read_tokens
+        usage.input_audio_tokens = max(0, min(inputs.get("AUDIO", 0) - cached.get("AUDIO", 0), room))
+        usage.input_image_tokens = max(0, min(inputs.get("IMAGE", 0) - cached.get("IMAGE", 0),
+                                              room - usage.input_audio_tokens))
+    status = _get(interaction, "status")
+    tier = _get(interaction, "service_tier")
+    return ResponseMeta(
+        usage=usage,
+        model=_get(interaction, "model"),
+        response_id=_get(interaction, "id"),
+        finish_reasons=[status] if isinstance(status, str) else [],
+        service_tier=tier if isinstance(tier, str) else None,
+    )
+
+
+def read_embeddings(response: Any) -> ResponseMeta:
+    """``EmbedContentResponse``: ``usage_metadata.prompt_token_count`` (Gemini API, Vertex ``embedContent``) or the
+    per-embedding ``statistics.token_count`` (Vertex ``:predict``, gemini-embedding-001). Neither: unpriced, since
+    Vertex bills the older text embedding models by character."""
+    tokens = _get(_get(response, "usage_metadata"), "prompt_token_count")
+    if tokens is None:
+        counts = [_get(_get(e, "statistics"), "token_count") for e in _get(response, "embeddings") or ()]
+        counts = [c for c in counts if c is not None]
+        tokens = sum(as_int(c) for c in counts) if counts else None
+    if tokens is None:
+        return ResponseMeta(unpriced="the response reported no token count")
+    return ResponseMeta(usage=Usage(input_tokens=as_int(tokens)))
+
+
+def read_cache(cached: Any) -> ResponseMeta:
+    """``CachedContent``: "you're billed for the input tokens used to create the cache at the standard input token
+    price" (Vertex AI context cache docs); storage, billed per hour of TTL afterwards, is not a cost of this call."""
+    tokens = _get(_get(cached, "usage_metadata"), "total_token_count")
+    usage = None if tokens is None else Usage(input_tokens=as_int(tokens))
+    return ResponseMeta(usage=usage, model=_get(cached, "model"),
+                        unpriced=None if usage is not None else "the response reported no token count")
+
+
+class ChunkAccumulator(StreamAccumulator):
+    """Stream chunks are ``GenerateContentResponse`` objects; usage is cumulative, so the last one wins."""
+
+    __slots__ = ("usage_metadata", "model", "response_id", "reasons", "keep_text", "texts")
+
+    def __init__(self, keep_text: bool) -> None:
+        super().__init__()
+        self.usage_metadata: Any = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.reasons: list[str] = []
+        self.keep_text = keep_text
+        self.texts: list[str] = []
+
+    def observe(self, chunk: Any) -> bool:
+        u = getattr(chunk, "usage_metadata", None)
+        if u is not None:
+            self.usage_metadata = u
+        self.model = getattr(chunk, "model_version", None) or self.model
+        self.response_id = getattr(chunk, "response_id", None) or self.response_id
+        candidates = getattr(chunk, "candidates", None)
+        if candidates:
+            reasons = _finish_reasons(candidates)
+            if reasons:
+                self.reasons = reasons
+                self.complete = True
+            if self.keep_text:
+                text = _output_text(candidates)
+                if text:
+                    self.texts.append(text)
+        return True
+
+    def result(self) -> ResponseMeta:
+        return ResponseMeta(
+            usage=read_usage(self.usage_metadata),
+            model=self.model,
+            response_id=self.response_id,
+            finish_reasons=self.reasons,
+            service_tier=_tier(self.usage_metadata),
+            output_text="".join(self.texts) or None,
+        )
+
+
+def _api_client(resource: Any) -> Any:
+    return getattr(resource, "_api_client", None)
+
+
+class GeminiIntegration(Integration):
+    name = "gemini"
+    sdk = "google.genai"
+    endpoints = ENDPOINTS
+
+    def __init__(self) -> None:
+        import inspect
+
+        self._is_stream = lambda obj: inspect.isgenerator(obj) or inspect.isasyncgen(obj)
+        self._servers: dict[str, tuple[str | None, int | None]] = {}
+
+    def provider(self, resource: Any) -> str:
+        return "gcp.vertex_ai" if getattr(_api_client(resource), "vertexai", False) else "gcp.gemini"
+
+    def _server(self, resource: Any) -> tuple[str | None, int | None]:
+        try:
+            url = _api_client(resource)._http_options.base_url
+        except Exception:
+            return None, None
+        if not isinstance(url, str):
+            return None, None
+        hit = self._servers.get(url)
+        if hit is None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+            if len(self._servers) >= 64:
+                self._servers.clear()
+            hit = self._servers[url] = (parts.hostname, port)
+        return hit
+
+    def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
+        host, port = self._server(resource)
+        return RequestMeta(
+            model=endpoint.shape.model(kwargs),
+            stream=endpoint.key in _STREAMING,
+            max_tokens=endpoint.shape.output_cap(kwargs),
+            service_tier=None,
+            server_address=host,
+            server_port=port,
+        )
+
+    def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
+        if not endpoint.billable:
+            return ResponseMeta()
+        if endpoint.operation == "embeddings":
+            return read_embeddings(response)
+        if endpoint.operation == "create_cache":
+            return read_cache(response)
+        if endpoint.key == "gemini.interactions.create":
+            return read_interaction(response, want_text)
+        return read_response(response, want_text)
+
+    def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        return ChunkAccumulator(keep_text)
+
+    def is_stream(self, obj: Any) -> bool:
+        return self._is_stream(obj)
+
+    def wrap_stream(self, stream: Any, watch: Any) -> Any:
+        # A plain (async) generator: the caller gets a generator over it, as it would have.
+        return watch.iterate(stream)
+
+
+INTEGRATION = GeminiIntegration

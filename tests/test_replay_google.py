@@ -1,0 +1,277 @@
+"""Every recorded Gemini / Vertex AI response, replayed through the real ``google-genai`` SDK, is costed exactly.
+
+The 79 recordings in ``tests/fixtures/recordings/google`` are genuine Gemini Developer API and Vertex AI traffic
+(see NOTICE.md there). Each is served over real HTTP on 127.0.0.1 to ``google.genai.Client`` (API key, or Vertex
+with placeholder OAuth credentials, ``http_options.base_url`` pointing at the loopback server), sync and async, and
+the one span carrying ``gen_ai.usage.cost`` must report the recorded usage and a cost equal to usage x Google's
+published price, in Decimal. Errors must reach the caller as the SDK raises them, with the recorded status.
+
+Expected values never come from aicost: usage is parsed here from the recorded bodies, and prices come from
+:data:`PUBLISHED` below, written from ai.google.dev/gemini-api/docs/pricing and cloud.google.com/vertex-ai pricing,
+cross-checked against genai-prices 0.2.3 (the catalog's source).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Optional
+
+import pytest
+
+pytest.importorskip("google.genai")
+
+from google import genai  # noqa: E402
+from google.genai import errors, types  # noqa: E402
+from google.oauth2.credentials import Credentials  # noqa: E402
+
+from aicost import semconv as sc  # noqa: E402
+from vendor_server import Reply, all_recording_ids, load_recording, split_sse_events  # noqa: E402
+
+PROBE = "aicost replay probe 5d1e: say hi"
+MILLION = Decimal(1_000_000)
+COST_TOTAL = "aicost.cost.total_usd"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens. ``audio``: audio input; ``cache_audio``: cached audio; ``image_out``: image output;
+    ``image_in``: image input where it has its own rate; ``long``: (threshold, input, output, cache) for prompts
+    over the threshold (the whole request is billed at the long-context rates)."""
+
+    input: str
+    output: str = "0"
+    cache: Optional[str] = None
+    audio: Optional[str] = None
+    cache_audio: Optional[str] = None
+    image_in: Optional[str] = None
+    image_out: Optional[str] = None
+    long: Optional[tuple[int, str, str, str]] = None
+
+
+# Paid tier, standard (text / image / video input share the input rate; thinking is billed as output).
+PUBLISHED: dict[str, Price] = {
+    "gemini-1.5-flash": Price("0.075", "0.30", "0.01875", long=(128_000, "0.15", "0.60", "0.0375")),
+    "gemini-2.0-flash": Price("0.10", "0.40", "0.025", audio="0.70", cache_audio="0.175"),
+    "gemini-2.0-flash-lite": Price("0.075", "0.30"),
+    "gemini-2.5-flash": Price("0.30", "2.50", "0.03", audio="1.00", cache_audio="0.10"),
+    "gemini-2.5-flash-lite": Price("0.10", "0.40", "0.01", audio="0.30", cache_audio="0.03"),
+    "gemini-2.5-pro": Price("1.25", "10.00", "0.125", long=(200_000, "2.50", "15.00", "0.25")),
+    "gemini-2.5-flash-image": Price("0.30", "2.50", image_out="30"),  # $0.039 per 1290-token image
+    "gemini-3-flash-preview": Price("0.50", "3.00", "0.05", audio="1.00", cache_audio="0.10"),
+    "gemini-3-pro-preview": Price("2.00", "12.00", "0.20", long=(200_000, "4.00", "18.00", "0.40")),
+    # Models after genai-prices' own sources were written down here from the same catalog (not re-verified).
+    "gemini-3.1-flash-lite": Price("0.25", "1.50", "0.025", audio="0.50", cache_audio="0.05"),
+    "gemini-3.5-flash": Price("1.50", "9.00", "0.15"),
+    "gemma-3-27b-it": Price("0", "0"),  # Gemma on the Gemini API: free of charge
+    "gemini-embedding-001": Price("0.15"),
+    "gemini-embedding-2": Price("0.20", audio="6.50", image_in="0.45"),
+}
+# Names the recordings use for the models above: dated previews and versions bill as the model; the experimental
+# 2.0 Flash builds are priced as 2.0 Flash by the catalog (genai-prices), which this test follows.
+ALIASES = {"gemini-2.0-flash-lite-001": "gemini-2.0-flash-lite", "gemini-2.5-pro-preview-03-25": "gemini-2.5-pro",
+           "gemini-2.0-flash-thinking-exp-01-21": "gemini-2.0-flash", "gemini-2.0-flash-exp": "gemini-2.0-flash"}
+FLEX = Decimal("0.5")  # Vertex AI Flex PayGo: "a 50% discount compared to Standard PayGo"
+
+IDS = all_recording_ids(("google",))
+
+
+# ================================================================================================= expectations
+@dataclass(frozen=True)
+class Expected:
+    usage: Optional[dict[str, int]]
+    model: Optional[str]
+    flex: bool
+
+
+def _modalities(details: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in details or ():
+        key = str(d.get("modality", "")).upper()
+        out[key] = out.get(key, 0) + int(d.get("tokenCount", d.get("tokens", 0)) or 0)
+    return out
+
+
+def _usage_metadata(u: Optional[dict]) -> Optional[dict[str, int]]:
+    if not u or not any(k in u for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")):
+        return None
+    prompt, tool = u.get("promptTokenCount", 0), u.get("toolUsePromptTokenCount", 0)
+    thoughts = u.get("thoughtsTokenCount", 0)
+    cached = _modalities(u.get("cacheTokensDetails"))
+    inputs = _modalities(u.get("promptTokensDetails"))
+    tools = _modalities(u.get("toolUsePromptTokensDetails"))
+    out = _modalities(u.get("candidatesTokensDetails"))
+    return {
+        "input": prompt + tool, "output": u.get("candidatesTokenCount", 0) + thoughts, "reasoning": thoughts,
+        "cache_read": u.get("cachedContentTokenCount", 0), "cache_audio": cached.get("AUDIO", 0),
+        "audio": inputs.get("AUDIO", 0) + tools.get("AUDIO", 0) - cached.get("AUDIO", 0),
+        "image": inputs.get("IMAGE", 0) + tools.get("IMAGE", 0) - cached.get("IMAGE", 0),
+        "image_out": out.get("IMAGE", 0),
+    }
+
+
+def expected(rid: str) -> Expected:
+    rec = load_recording(rid)
+    body = rec["response"]["body"] or ""
+    endpoint = rec["endpoint"]
+    if rec["response"]["status"] >= 400 or endpoint == "countTokens":
+        return Expected(None, None, False)
+    if endpoint == "streamGenerateContent":
+        last: dict = {}
+        model = None
+        for block in split_sse_events(body):
+            for line in block.splitlines():
+                if line.startswith("data:"):
+                    chunk = json.loads(line[5:])
+                    last = chunk.get("usageMetadata") or last
+                    model = chunk.get("modelVersion") or model
+        return Expected(_usage_metadata(last), model, last.get("trafficType") == "ON_DEMAND_FLEX")
+    data = json.loads(body)
+    if endpoint == "generateContent":
+        u = data.get("usageMetadata") or {}
+        return Expected(_usage_metadata(u), data.get("modelVersion"), u.get("trafficType") == "ON_DEMAND_FLEX")
+    zero = {"output": 0, "reasoning": 0, "cache_read": 0, "cache_audio": 0, "audio": 0, "image": 0, "image_out": 0}
+    if endpoint in ("embedContent", "batchEmbedContents"):
+        return Expected({**zero, "input": data["usageMetadata"]["promptTokenCount"]}, None, False)
+    if endpoint == "predict":
+        tokens = sum(p["embeddings"]["statistics"]["token_count"] for p in data["predictions"])
+        return Expected({**zero, "input": tokens}, None, False)
+    if endpoint == "cachedContents.create":
+        return Expected({**zero, "input": data["usageMetadata"]["totalTokenCount"]}, data.get("model"), False)
+    if endpoint == "interactions":
+        u = data["usage"]
+        inputs = _modalities(u.get("input_tokens_by_modality"))
+        thoughts = u.get("total_thought_tokens", 0)
+        return Expected({**zero, "input": u["total_input_tokens"] + u.get("total_tool_use_tokens", 0),
+                         "output": u["total_output_tokens"] + thoughts, "reasoning": thoughts,
+                         "cache_read": u.get("total_cached_tokens", 0), "image": inputs.get("IMAGE", 0),
+                         "audio": inputs.get("AUDIO", 0)}, data.get("model"), False)
+    raise AssertionError(f"{rid}: no expectation for endpoint {endpoint!r}")
+
+
+def expected_cost(model: str, usage: dict[str, int], flex: bool) -> Decimal:
+    name = model.split("/")[-1]
+    price = PUBLISHED[ALIASES.get(name, name)]
+    d = lambda v, default: Decimal(v) if v is not None else Decimal(default)  # noqa: E731
+    rate_in, rate_out, rate_cache = Decimal(price.input), Decimal(price.output), d(price.cache, price.input)
+    if price.long is not None and usage["input"] > price.long[0]:
+        rate_in, rate_out, rate_cache = (Decimal(v) for v in price.long[1:])
+    cached_audio = usage["cache_audio"]
+    cached_other = usage["cache_read"] - cached_audio
+    text_in = usage["input"] - usage["cache_read"] - usage["audio"] - usage["image"]
+    cost = (text_in * rate_in + usage["audio"] * d(price.audio, rate_in) + usage["image"] * d(price.image_in, rate_in)
+            + cached_other * rate_cache + cached_audio * d(price.cache_audio, rate_cache)
+            + (usage["output"] - usage["image_out"]) * rate_out + usage["image_out"] * d(price.image_out, rate_out))
+    return cost * (FLEX if flex else 1) / MILLION
+
+
+# ================================================================================================= calls
+def _client(server: Any, rec: dict) -> Any:
+    options = types.HttpOptions(base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1))
+    if rec["api"] == "vertex-ai":
+        return genai.Client(vertexai=True, project="test-project", location="us-central1",
+                            credentials=Credentials(token="test"), http_options=options)
+    return genai.Client(api_key="test", http_options=options)
+
+
+def _model(rec: dict) -> str:
+    return rec["request"]["model_id"].split("/")[-1]
+
+
+async def _call_async(client: Any, rec: dict) -> Any:
+    model, endpoint = _model(rec), rec["endpoint"]
+    aio = client.aio
+    if endpoint == "generateContent":
+        return await aio.models.generate_content(model=model, contents=PROBE)
+    if endpoint == "streamGenerateContent":
+        return [chunk async for chunk in await aio.models.generate_content_stream(model=model, contents=PROBE)]
+    if endpoint == "countTokens":
+        return await aio.models.count_tokens(model=model, contents=PROBE)
+    if endpoint in ("embedContent", "batchEmbedContents", "predict"):
+        return await aio.models.embed_content(model=model, contents=[PROBE])
+    if endpoint == "cachedContents.create":
+        return await aio.caches.create(model=model, config={"contents": [PROBE]})
+    return await aio.interactions.create(model=model, input=PROBE)
+
+
+def _call(client: Any, rec: dict, is_async: bool) -> Any:
+    if is_async:
+        return asyncio.run(_call_async(client, rec))
+    model, endpoint = _model(rec), rec["endpoint"]
+    if endpoint == "generateContent":
+        return client.models.generate_content(model=model, contents=PROBE)
+    if endpoint == "streamGenerateContent":
+        return list(client.models.generate_content_stream(model=model, contents=PROBE))
+    if endpoint == "countTokens":
+        return client.models.count_tokens(model=model, contents=PROBE)
+    if endpoint in ("embedContent", "batchEmbedContents", "predict"):
+        return client.models.embed_content(model=model, contents=[PROBE])
+    if endpoint == "cachedContents.create":
+        return client.caches.create(model=model, config={"contents": [PROBE]})
+    return client.interactions.create(model=model, input=PROBE)
+
+
+# ================================================================================================= the test
+# Gemini 2.5 Flash Preview billed every output token of a thinking request at its thinking rate ($3.50/M, $0.60/M
+# without thinking); the catalog has one output rate for it, so such a call is under-priced. Known, not hidden.
+KNOWN_GAPS = {"gemini-generatecontent-nonstream-009": "2.5 Flash Preview's thinking-mode output rate"}
+PUBLISHED["gemini-2.5-flash-preview"] = Price("0.15", "3.50")  # thinking on (the recording has thoughts)
+ALIASES["gemini-2.5-flash-preview-05-20"] = "gemini-2.5-flash-preview"
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("rid", [pytest.param(r, marks=pytest.mark.xfail(reason=KNOWN_GAPS[r], strict=True))
+                                 if r in KNOWN_GAPS else r for r in IDS])
+def test_google_recording_is_costed_exactly(rid: str, is_async: bool, instrumented: Any, replay_server: Any) -> None:
+    rec = load_recording(rid)
+    status = rec["response"]["status"]
+    exp = expected(rid)
+    replay_server.enqueue(Reply.from_recording(rec))
+    client = _client(replay_server, rec)
+
+    if status >= 400:
+        with pytest.raises(errors.APIError) as raised:
+            _call(client, rec, is_async)
+        assert raised.value.code == status, f"{rid}: the SDK's error carries the recorded status"
+    else:
+        _call(client, rec, is_async)
+    assert replay_server.pending == 0, f"{rid}: exactly one request was sent"
+
+    spans = [s for s in instrumented.aicost_spans()]
+    assert len(spans) == 1, f"{rid}: one aicost span per call, got {[s.name for s in spans]}"
+    attrs = dict(spans[0].attributes or {})
+    assert attrs[sc.GEN_AI_PROVIDER_NAME] == ("gcp.vertex_ai" if rec["api"] == "vertex-ai" else "gcp.gemini")
+    assert not any(PROBE in str(v) for v in attrs.values()), f"{rid}: the prompt leaked into the span"
+
+    if rec["endpoint"] == "countTokens":
+        assert attrs[sc.AICOST_BILLABLE] is False and sc.GEN_AI_USAGE_COST not in attrs, rid
+        return
+    if status >= 400:
+        assert attrs[sc.ERROR_TYPE], rid
+        assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 0 == attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS], rid
+        # Nothing is billed; a model no catalog knows (the 404s) has an unknown price, never an invented one.
+        assert Decimal(attrs[COST_TOTAL]) == 0 if COST_TOTAL in attrs else attrs["aicost.price.known"] is False, rid
+        return
+    if exp.usage is None:  # a prompt blocked before the model ran: Vertex reports no token counts
+        assert rec["id"] == "vertex-generatecontent-nonstream-005", rid
+        assert attrs.get(sc.AICOST_USAGE_ESTIMATED) is True, f"{rid}: missing usage is estimated, and says so"
+        return
+
+    u = exp.usage
+    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == u["input"], rid
+    assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == u["output"], rid
+    assert attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == u["cache_read"], rid
+    assert attrs.get(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, 0) == u["reasoning"], rid
+    assert not attrs.get(sc.AICOST_USAGE_ESTIMATED), rid
+    model = exp.model or _model(rec)
+    want = expected_cost(model, u, exp.flex)
+    got = Decimal(attrs[COST_TOTAL])
+    assert got == want, f"{rid}: cost {got} != usage x published price {want} ({model}, {u})"
+    if exp.flex:
+        assert attrs[sc.AICOST_SERVICE_TIER] == "flex", rid
+
+
+def test_every_google_recording_is_replayed() -> None:
+    assert len(IDS) == 79

@@ -1,0 +1,160 @@
+"""The vendor-neutral request contract, end to end: budgets and policies change Gemini's and Bedrock's requests the
+way they change OpenAI's, through each endpoint's ``RequestShape``, and what the loopback server receives is the
+changed request (real google-genai and boto3 SDKs over real HTTP). Also: integrations are found by looking, and a
+Bedrock call through Anthropic's own Bedrock client is one costed span, not two."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from aicost import integrations
+from aicost.budget import Budget, BudgetExceeded, Policy, configure_budgets, disable_budgets
+from aicost.integrations.bedrock import InvokeShape
+from aicost.integrations.gemini import GeminiShape
+from vendor_server import Reply, load_recording
+
+genai = pytest.importorskip("google.genai")
+boto3 = pytest.importorskip("boto3")
+from botocore.config import Config  # noqa: E402
+from google.genai import types  # noqa: E402
+
+
+@pytest.fixture
+def budgets():
+    yield configure_budgets
+    disable_budgets()
+
+
+def _gemini(server):
+    return genai.Client(api_key="test", http_options=types.HttpOptions(
+        base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+def _bedrock(server):
+    return boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=server.url, aws_access_key_id="t",
+                        aws_secret_access_key="t", config=Config(retries={"max_attempts": 1}))
+
+
+def test_integrations_are_found_without_a_list_in_the_core():
+    names = {name for name, _ in integrations.available()}
+    assert {"openai", "anthropic", "gemini", "bedrock"} <= names
+    assert integrations.endpoint("bedrock.converse").shape.model({"modelId": "m"}) == "m"
+
+
+def test_output_cap_policy_lands_in_gemini_and_bedrock_requests(instrumented, budgets, replay_server):
+    budgets(policies=[Policy(max_output_tokens=64)])
+    replay_server.enqueue(Reply.from_recording(load_recording("gemini-generatecontent-nonstream-011")),
+                          Reply.from_recording(load_recording("gemini-generatecontent-nonstream-011")),
+                          Reply.from_recording(load_recording("bedrock-converse-nonstream-001")),
+                          Reply.from_recording(load_recording("bedrock-invokemodel-nonstream-004")))
+    gemini = _gemini(replay_server)
+    gemini.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    gemini.models.generate_content(model="gemini-2.5-flash", contents="hi",
+                                   config=types.GenerateContentConfig(max_output_tokens=4000, temperature=0.5))
+    bedrock = _bedrock(replay_server)
+    bedrock.converse(modelId="amazon.nova-micro-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                     inferenceConfig={"maxTokens": 4000})
+    bedrock.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                         body=json.dumps({"max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]}))
+    bodies = [r.json for r in replay_server.requests]
+    assert bodies[0]["generationConfig"]["maxOutputTokens"] == 64
+    assert bodies[1]["generationConfig"]["maxOutputTokens"] == 64
+    assert bodies[1]["generationConfig"]["temperature"] == 0.5  # the rest of the config is kept
+    assert bodies[2]["inferenceConfig"]["maxTokens"] == 64
+    assert bodies[3]["max_tokens"] == 64
+
+
+def test_budget_downgrade_rewrites_the_bedrock_model_id(instrumented, budgets, replay_server):
+    # Budget.downgrade_to is checked against the catalog without a provider, where Bedrock ids do not resolve:
+    # the target gets its published price as an override, as the error message advises.
+    from aicost.pricing import clear_overrides, set_price
+
+    set_price("anthropic.claude-3-haiku-20240307-v1:0", input="0.25", output="1.25")
+    try:
+        budgets(budgets=[Budget(limit_usd="0.002", action="downgrade",
+                                downgrade_to="anthropic.claude-3-haiku-20240307-v1:0", name="bedrock")])
+        replay_server.enqueue(Reply.from_recording(load_recording("bedrock-converse-nonstream-001")))
+        _bedrock(replay_server).converse(modelId="anthropic.claude-3-sonnet-20240229-v1:0",
+                                         messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                                         inferenceConfig={"maxTokens": 1000})
+    finally:
+        clear_overrides()
+    [request] = replay_server.requests
+    assert "claude-3-haiku" in request.path and "sonnet" not in request.path  # modelId is in the URL
+    assert "model" not in request.json  # no OpenAI-style key added next to modelId
+    [span] = instrumented.aicost_spans()
+    assert span.attributes["gen_ai.request.model"] == "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def test_a_budget_refuses_a_gemini_call_by_its_own_output_cap(instrumented, budgets, replay_server):
+    budgets(budgets=[Budget(limit_usd="0.001", name="tiny")])
+    # gemini-2.5-pro: 10,000 output tokens at $10 / Mtok = $0.10 worst case; without the cap read from the config the
+    # reservation would use the model's maximum instead, and still refuse: so check the amount it asked for.
+    with pytest.raises(BudgetExceeded) as err:
+        _gemini(replay_server).models.generate_content(
+            model="gemini-2.5-pro", contents="hi", config={"max_output_tokens": 10_000})
+    assert replay_server.requests == []
+    assert Decimal("0.10") <= err.value.requested_usd < Decimal("0.11")
+
+
+def test_shapes_tolerate_what_applications_pass():
+    gemini = GeminiShape("max_output_tokens")
+    assert gemini.output_cap({"config": {"maxOutputTokens": 10}}) == 10
+    assert gemini.output_cap({"config": None}) is None
+    kwargs = {"config": {"max_output_tokens": 100}}
+    original = kwargs["config"]
+    assert gemini.set_output_cap(kwargs, 50) and kwargs["config"]["max_output_tokens"] == 50
+    assert original["max_output_tokens"] == 100  # the application's own dict is not changed
+    invoke = InvokeShape("max_tokens")
+    assert invoke.output_cap({"body": b"not json"}) is None
+    assert invoke.set_output_cap({"body": b'{"prompt": "x"}'}, 10) is False  # no cap in the body: left alone
+    kwargs = {"body": b'{"textGenerationConfig": {"maxTokenCount": 500}}'}
+    assert invoke.set_output_cap(kwargs, 10) and json.loads(kwargs["body"])["textGenerationConfig"]["maxTokenCount"] == 10
+
+
+def test_anthropic_bedrock_client_is_one_costed_span(instrumented, replay_server, monkeypatch):
+    anthropic = pytest.importorskip("anthropic")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    client = anthropic.AnthropicBedrock(aws_region="us-east-1", base_url=replay_server.url, max_retries=0)
+    replay_server.enqueue(Reply.from_recording(load_recording("anthropic-messages-nonstream-001")))
+    client.messages.create(model="anthropic.claude-3-5-haiku-20241022-v1:0", max_tokens=16,
+                           messages=[{"role": "user", "content": "hi"}])
+    assert len(instrumented.cost_spans()) == 1
+    assert instrumented.cost_spans()[0].attributes["gen_ai.provider.name"] == "aws.bedrock"
+
+
+@pytest.mark.parametrize("host, provider, priced", [
+    ("api.groq.com", "groq", True),  # the catalog has Groq's own table
+    ("api.together.xyz", "together_ai", False),  # it has no Together table: unknown, never another vendor's price
+    ("api.openai.com", "openai", True),
+])
+def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instrumented, replay_server, host, provider,
+                                                                          priced):
+    """The openai SDK pointed at another vendor's API (``base_url``): real HTTP to the loopback server, which the
+    transport reaches in place of the vendor's host, so the SDK and aicost see the vendor's URL."""
+    import httpx2
+    import openai
+
+    class ToLoopback(httpx2.HTTPTransport):
+        def handle_request(self, request):
+            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=replay_server.port)
+            return super().handle_request(request)
+
+    client = openai.OpenAI(api_key="t", base_url=f"https://{host}/openai/v1", max_retries=0,
+                           http_client=httpx2.Client(transport=ToLoopback()))
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "llama-3.3-70b-versatile",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000}}
+    replay_server.enqueue(Reply.json(body))
+    client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}])
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs["gen_ai.provider.name"] == provider and attrs["server.address"] == host
+    if provider == "groq":  # Groq's published price: $0.59 / $0.79 per million tokens
+        assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("1.38")
+    elif not priced:
+        assert attrs["aicost.price.known"] is False and "aicost.cost.total_usd" not in attrs
