@@ -140,11 +140,9 @@ def _check_arguments(tracer_provider: Any, meter_provider: Any, capture_content:
 def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
     """The spend ledger is a feature above the core: imported only when asked for, fed by the hooks."""
     setting = "instrument(ledger=...)"
-    if ledger is None:
-        ledger = os.environ.get("AICOST_LEDGER", "").strip() or None
+    if ledger is None:  # left out: the default again, like every argument (the environment, else off)
+        ledger = os.environ.get("AICOST_LEDGER", "").strip() or False
         setting = "AICOST_LEDGER"
-        if ledger is None or "aicost.ledger.writer" in sys.modules and sys.modules["aicost.ledger.writer"].active():
-            return  # off by default; an explicit instrument(ledger=...) earlier wins over the environment
     if ledger is True or not isinstance(ledger, (str, os.PathLike, bool)):
         raise ConfigurationError(f"instrument(ledger=...): got {ledger!r}; give a ledger URL (sqlite:///path.db or "
                                  "postgresql://...), or False to turn the ledger off")

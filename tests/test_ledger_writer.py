@@ -134,6 +134,10 @@ def test_off_by_default_env_var_idempotent_and_bad_url(monkeypatch, tmp_path, sp
         aicost.instrument()
         aicost.instrument(ledger=url)
         assert ledger_writer.active() is first  # idempotent
+        monkeypatch.delenv("AICOST_LEDGER")
+        aicost.instrument()  # each call starts from its own arguments: ledger left out is the default, off
+        assert ledger_writer.active() is None
+        aicost.instrument(ledger=url)
         with pytest.raises(ConfigurationError, match="instrument\\(ledger=...\\): unsupported ledger URL"):
             aicost.instrument(ledger="mysql://nope")
         monkeypatch.setenv("AICOST_LEDGER", "sqlite://bad")
