@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 
 def _parse_at(value: str) -> datetime:
@@ -196,9 +196,21 @@ def _ledger_common(p: argparse.ArgumentParser) -> None:
                         "(repeatable)")
 
 
-def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object] | None":
+def _open_store(args: argparse.Namespace, err: TextIO) -> Any:
+    """The existing ledger the command's ``--ledger`` (or $AICOST_LEDGER) names, or None after printing why."""
     from .errors import ConfigurationError
     from .ledger import open_store
+
+    url, setting = _ledger_url(args)
+    try:
+        return open_store(url, create=False, setting=setting)
+    except ConfigurationError as exc:
+        print(f"aicost {args.command}: {exc}", file=err)
+        return None
+
+
+def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object] | None":
+    """The ledger and the command's period, or None after printing why."""
     from .ledger.report import PeriodError, parse_period
 
     try:
@@ -206,13 +218,8 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
     except PeriodError as exc:
         print(f"aicost {args.command}: {exc}", file=err)
         return None
-    url, setting = _ledger_url(args)
-    try:
-        store = open_store(url, create=False, setting=setting)
-    except ConfigurationError as exc:
-        print(f"aicost {args.command}: {exc}", file=err)
-        return None
-    return store, period
+    store = _open_store(args, err)
+    return None if store is None else (store, period)
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

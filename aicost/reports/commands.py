@@ -60,16 +60,9 @@ def _load_budgets(path: str | None) -> list[Any]:
 
 
 def _open(args: argparse.Namespace, err: TextIO) -> Any:
-    from ..cli import _ledger_url
-    from ..errors import ConfigurationError
-    from ..ledger import open_store
+    from ..cli import _open_store
 
-    url, setting = _ledger_url(args)
-    try:
-        return open_store(url, create=False, setting=setting)
-    except ConfigurationError as exc:
-        print(f"aicost {args.command}: {exc}", file=err)
-        return None
+    return _open_store(args, err)
 
 
 # --------------------------------------------------------------------------------------------------- forecast
