@@ -54,6 +54,7 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
+_CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _MONEY_AT = tuple(i for i, name in enumerate(MEASURES) if name in MONEY_MEASURES)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
@@ -178,6 +179,11 @@ class LedgerStore:
     def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
         raise NotImplementedError
 
+    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run SQL statements (``?`` placeholders) in one write transaction, as the writer's batches are (the
+        synthetic generator's bulk copies use it)."""
+        raise NotImplementedError
+
     def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
         """The items whose key is neither stored nor repeated earlier in the batch (one query)."""
         seen: dict[str, Any] = {}
@@ -270,10 +276,12 @@ class LedgerStore:
 
     def sum_rollup(self, grain: str, start: datetime, end: datetime, dim: str, *, value: str | None = None,
                    value_prefix: str | None = None, by_bucket: bool = False) -> Iterator[tuple[datetime | None, str, list]]:
-        """(bucket start or None, value, measures) summed in the database over ``aicost_rollup``'s ``grain`` buckets
-        starting in ``[start, end)``, one result per value (per value and bucket with ``by_bucket``)."""
+        """(bucket start or None, value, measures) of ``aicost_rollup``'s ``grain`` buckets starting in
+        ``[start, end)``: summed in the database per value, or with ``by_bucket`` one result per stored cell
+        (a cell is already one value's sums for one bucket)."""
         d = rollup.DIALECTS[self.dialect]
-        sql = (f"SELECT {'bucket' if by_bucket else 'NULL'}, value, {', '.join(rollup.sums(d, list(MEASURES)))} "
+        measures = list(MEASURES) if by_bucket else rollup.sums(d, list(MEASURES))
+        sql = (f"SELECT {'bucket' if by_bucket else 'NULL'}, value, {', '.join(measures)} "
                "FROM aicost_rollup WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
         params: list[Any] = [grain, dim, self._ts(start), self._ts(end)]
         if value is not None:
@@ -282,7 +290,8 @@ class LedgerStore:
         elif value_prefix is not None:
             sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
             params.extend([value_prefix, value_prefix + "\U0010ffff"])
-        sql += " GROUP BY value, bucket" if by_bucket else " GROUP BY value"
+        if not by_bucket:
+            sql += " GROUP BY value"
         for v in self._fetch(self._sql(sql), params):
             yield (None if v[0] is None else _parse_ts(v[0])), v[1], _measures(v[2:])
 
@@ -396,10 +405,7 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
 
 def _measures(values: Sequence[Any]) -> list:
     """Summed measures as read back: counts as int, money as exact Decimal (SQLite returns canonical text)."""
-    out = list(values)
-    for i, v in enumerate(out):
-        out[i] = Decimal(v or 0) if i in _MONEY_AT else int(v or 0)
-    return out
+    return [convert(v or 0) for convert, v in zip(_CONVERTERS, values)]
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -524,6 +530,18 @@ class SQLiteStore(LedgerStore):
             conn.execute("ROLLBACK")
             raise
         return len(rows)
+
+    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
@@ -666,6 +684,14 @@ class PostgresStore(LedgerStore):
                 self._conn = None  # reconnect on the next write
             raise
         return len(rows)
+
+    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self._lock:
+            conn = self._connect()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
+                for sql, params in statements:
+                    conn.execute(self._sql(sql), params)
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid
