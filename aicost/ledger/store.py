@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -417,28 +418,30 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------- SQLite
+_ZERO = Decimal(0)
+
+
 def _dec_add(a: Any, b: Any) -> str:
     return decimal_text(MONEY.add(Decimal(a or 0), Decimal(b or 0)))  # type: ignore[return-value]
 
 
 class _DecSum:
     """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
-    In aicost's money context, which raises rather than rounds."""
+    Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level pass at the end, in
+    aicost's money context, which raises rather than rounds."""
 
-    __slots__ = ("total",)
+    __slots__ = ("texts", "step")
 
     def __init__(self) -> None:
-        self.total = Decimal(0)
-
-    def step(self, value: Any) -> None:
-        if value is not None and value != "0":
-            self.total = _MONEY_ADD(self.total, Decimal(value))
+        self.texts: list[str] = []
+        self.step = self.texts.append
 
     def finalize(self) -> str:
-        return decimal_text(self.total)  # type: ignore[return-value]
+        if not self.texts:
+            return "0"
+        return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
 
 
-_MONEY_ADD = MONEY.add
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
