@@ -79,6 +79,9 @@ class CallResult:
     started_ns: int = 0
     # The CallRefused a budget or policy raised before the call was sent (then usage and cost are None).
     refusal: BaseException | None = None
+    # The identity of the billed work when it can be observed more than once (a batch result read again, here or in
+    # another process): the ledger keys its row by it instead of the span id, so it is counted once.
+    record_id: str | None = None
 
     @property
     def cost_usd(self) -> Decimal | None:
