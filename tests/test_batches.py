@@ -24,6 +24,7 @@ from aicost.integrations import anthropic as anthropic_integration
 from aicost.integrations import openai as openai_integration
 from aicost.ledger import open_store
 from aicost.ledger import writer as ledger_writer
+from aicost.ledger.exporter import rows_from_span
 from aicost.usage import Usage
 
 from batch_helpers import (anthropic_batch, anthropic_succeeded, anthropic_unbilled, jsonl_reply, openai_batch,
@@ -169,6 +170,9 @@ async def test_openai_results_are_billed_once_each_at_batch_rates_to_the_submitt
     for row in rows:
         assert (row.team, row.customer, row.service_tier, row.price_known) == ("search", "acme", "batch", True)
         assert row.time == datetime.fromtimestamp(DONE, timezone.utc)
+    # The ledger exporter behind a Collector keys the rows the same way: every reading process's span, one row.
+    exported = {row.span_id for sp in _batch_spans(instrumented, batch_id) for row in rows_from_span(sp)}
+    assert exported == {r.span_id for r in rows}
 
 
 def test_openai_feature_run_travels_with_the_batch(instrumented, openai_client, replay_server, tmp_path):

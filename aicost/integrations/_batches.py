@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from .. import semconv as s
 from .._log import warn_once
+from ..vendor import ResponseMeta
 
 METADATA_KEY = "aicost"
 # OpenAI's documented metadata limits (every object that takes ``metadata``).
@@ -133,6 +134,16 @@ class Registry:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+def billed_at_batch_rates(meta: ResponseMeta) -> ResponseMeta:
+    """A succeeded result as the core prices it: at the batch tier, and with an unknown cost (never an estimate:
+    the request that would anchor one is in the batch's input, which aicost does not read) when its usage is
+    missing or fails validation."""
+    if meta.usage is None or meta.usage.invalid is not None:
+        meta.unpriced = "the batch result's usage is missing or failed validation"
+    meta.service_tier = "batch"
+    return meta
 
 
 def result_key(*parts: str) -> str:

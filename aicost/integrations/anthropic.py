@@ -473,15 +473,14 @@ class AnthropicIntegration(StainlessIntegration):
         batch_id = string(field(value, "id")) if getattr(value, "type", None) == "message_batch" else None
         if batch_id is None:
             return value
-        known: _batches.BatchInfo | None = _BATCHES_SEEN.get(batch_id)
+        known: _batches.BatchInfo = _BATCHES_SEEN.get(batch_id) or _batches.BatchInfo(batch_id, None, None, "reader")
         if method == "create":
             known = _batches.BatchInfo(batch_id, seen.attribution, seen.run_id, "submitter")
-        ended = field(value, "ended_at")
-        if known is not None and ended is not None and hasattr(ended, "timestamp"):
+        ended = field(value, "ended_at")  # results() retrieves the batch first: its results are dated by it
+        if ended is not None and hasattr(ended, "timestamp"):
             known = _batches.BatchInfo(known.batch_id, known.attribution, known.run_id, known.source,
                                        done_ns=int(ended.timestamp() * 1e9))
-        if known is not None:
-            _BATCHES_SEEN.put(batch_id, known)
+        _BATCHES_SEEN.put(batch_id, known)
         return value
 
     def _read_results(self, batch_id: str, inner: Any, seen: Observed) -> Any:
@@ -494,10 +493,7 @@ class AnthropicIntegration(StainlessIntegration):
                 result = getattr(item, "result", None)
                 if getattr(result, "type", None) != "succeeded":
                     return
-                meta = read_message(getattr(result, "message", None))
-                if meta.usage is None or meta.usage.invalid is not None:
-                    meta.unpriced = "the batch result's usage is missing or failed validation"  # never estimated
-                meta.service_tier = "batch"
+                meta = _batches.billed_at_batch_rates(read_message(getattr(result, "message", None)))
                 custom_id = string(getattr(item, "custom_id", None)) or meta.response_id or ""
                 seen.record(CompletedWork(
                     endpoint=ENDPOINTS[0], request={"model": meta.model}, meta=meta,

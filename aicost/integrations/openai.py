@@ -914,7 +914,7 @@ class OpenAIIntegration(StainlessIntegration):
                 except Exception:
                     content = None
                 if isinstance(content, bytes):
-                    self._read_output_file(resource, file_id, content, seen)
+                    self._read_output_file(file_id, content, seen)
         elif getattr(value, "object", None) == "batch":
             self._remember(value)
         return value
@@ -935,7 +935,7 @@ class OpenAIIntegration(StainlessIntegration):
         if output_file is not None:
             _BATCHES_SEEN.put(output_file, info)
 
-    def _read_output_file(self, resource: Any, file_id: str, content: bytes, seen: Observed) -> None:
+    def _read_output_file(self, file_id: str, content: bytes, seen: Observed) -> None:
         """One costed call per succeeded request of a batch output file (lines whose ``response`` has a 2xx
         status); errored lines bill nothing. A file that is not a batch's output has no such lines."""
         from ..instrumentation import AttrView
@@ -958,10 +958,7 @@ class OpenAIIntegration(StainlessIntegration):
             if endpoint is None:  # a batch of an endpoint aicost does not price (moderations, videos...)
                 continue
             line_id, custom_id = string(item.get("id")), string(item.get("custom_id"))
-            meta = self.read_response(endpoint, AttrView.wrap(body), False)
-            if meta.usage is None or meta.usage.invalid is not None:
-                meta.unpriced = "the batch result's usage is missing or failed validation"  # never estimated
-            meta.service_tier = "batch"
+            meta = _batches.billed_at_batch_rates(self.read_response(endpoint, AttrView.wrap(body), False))
             created = body.get("created", body.get("created_at"))
             done_ns = created * 1_000_000_000 if type(created) is int and created > 0 else (
                 info.done_ns if info is not None else 0)
