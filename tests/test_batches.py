@@ -325,3 +325,54 @@ def test_uninstrumented_batches_are_untouched(openai_client, replay_server):
     aicost.uninstrument()
     with aicost.attribute(team="search"):
         assert _openai_create(openai_client, replay_server, _new_id("batch"), metadata={"job": "x"}) == {"job": "x"}
+
+
+# ------------------------------------------------------------------------------------------------ faults
+def test_vendor_errors_reach_the_caller_unchanged(instrumented, openai_client, anthropic_client, replay_server):
+    import anthropic
+    import openai
+
+    from vendor_server import openai_error_reply
+
+    replay_server.enqueue(openai_error_reply(400, "input file not found"))
+    with aicost.attribute(team="search"), pytest.raises(openai.BadRequestError, match="input file not found"):
+        openai_client.batches.create(input_file_id="missing", endpoint="/v1/chat/completions",
+                                     completion_window="24h")
+    (span,) = [sp for sp in instrumented.spans() if sp.attributes.get(s.AICOST_ENDPOINT) == "openai.batches.create"]
+    assert span.attributes[s.ERROR_TYPE] == "invalid_request_error" and s.GEN_AI_USAGE_COST not in span.attributes
+    # A batch still in progress has no results: the SDK's own error, as without aicost.
+    batch_id = _new_id("msgbatch")
+    replay_server.enqueue(Reply.json(anthropic_batch(batch_id)))
+    with pytest.raises(anthropic.AnthropicError, match="No `results_url`"):
+        anthropic_client.messages.batches.results(batch_id)
+
+
+def test_a_fault_inside_aicost_never_reaches_the_caller(instrumented, openai_client, replay_server, monkeypatch,
+                                                        caplog):
+    from aicost.integrations import _batches
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("aicost bug")
+
+    monkeypatch.setattr(_batches, "with_attribution", broken)
+    monkeypatch.setattr(_batches, "decode", broken)
+    batch_id, output_file = _new_id("batch"), _new_id("file-out")
+    with aicost.attribute(team="search"), caplog.at_level(logging.ERROR, logger="aicost"):
+        assert _openai_create(openai_client, replay_server, batch_id, metadata={"job": "x"}) == {"job": "x"}
+        _openai_completed(replay_server, batch_id, {"aicost": '{"team":"search"}'}, output_file)
+        batch = openai_client.batches.retrieve(batch_id)
+    assert batch.output_file_id == output_file and batch.metadata == {"aicost": '{"team":"search"}'}
+    assert any("could not" in r.getMessage() for r in caplog.records)
+
+
+def test_beta_message_batches_are_recorded_too(instrumented, anthropic_client, replay_server):
+    batch_id = _new_id("msgbatch")
+    replay_server.enqueue(Reply.json(anthropic_batch(batch_id)))
+    with aicost.attribute(team="search"):
+        anthropic_client.beta.messages.batches.create(requests=[
+            {"custom_id": "a", "params": {"model": "claude-sonnet-4-5", "max_tokens": 8,
+                                          "messages": [{"role": "user", "content": "hi"}]}}])
+    _anthropic_results(replay_server, batch_id, [anthropic_succeeded("a")])
+    list(anthropic_client.beta.messages.batches.results(batch_id))
+    (span,) = _batch_spans(instrumented, batch_id)
+    assert span.attributes[s.AICOST_TEAM] == "search" and span.attributes[s.AICOST_SERVICE_TIER] == "batch"
