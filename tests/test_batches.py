@@ -175,6 +175,25 @@ async def test_openai_results_are_billed_once_each_at_batch_rates_to_the_submitt
     assert exported == {r.span_id for r in rows}
 
 
+def test_openai_raw_response_reads_are_recorded_and_streamed_ones_left_alone(instrumented, openai_client,
+                                                                             replay_server):
+    batch_id, output_file = _new_id("batch"), _new_id("file-out")
+    with aicost.attribute(team="search"):
+        metadata = _openai_create(openai_client, replay_server, batch_id)
+    _openai_completed(replay_server, batch_id, metadata, output_file)
+    openai_client.batches.retrieve(batch_id)
+    lines = [openai_chat_result(_new_id("batch_req"), "a", created=DONE)]
+    replay_server.enqueue(jsonl_reply(lines))
+    raw = openai_client.files.with_raw_response.content(output_file)
+    assert raw.parse().text.count("\n") == 1
+    (span,) = _batch_spans(instrumented, batch_id)
+    assert span.attributes[s.AICOST_TEAM] == "search"
+    replay_server.enqueue(jsonl_reply([openai_chat_result(_new_id("batch_req"), "b", created=DONE)]))
+    with openai_client.files.with_streaming_response.content(output_file) as streamed:
+        assert streamed.read().count(b"\n") == 1
+    assert len(_batch_spans(instrumented, batch_id)) == 1  # not read by aicost: the caller streams the body
+
+
 def test_openai_feature_run_travels_with_the_batch(instrumented, openai_client, replay_server, tmp_path):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)

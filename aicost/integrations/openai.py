@@ -907,7 +907,9 @@ class OpenAIIntegration(StainlessIntegration):
                        seen: Observed) -> Any:
         if endpoint.key == "openai.files.content":
             file_id = args[0] if args else kwargs.get("file_id")
-            response = getattr(value, "response", None)  # HttpxBinaryResponseContent: the body is in memory
+            # HttpxBinaryResponseContent (``files.content``), or the raw response of ``with_raw_response``: either
+            # way the body is in memory. With ``with_streaming_response`` it is not (the caller streams it).
+            response = getattr(value, "response", None) or getattr(value, "http_response", None)
             if isinstance(file_id, str) and response is not None:
                 try:
                     content = response.content  # raises if the body was not read (a streamed response)
