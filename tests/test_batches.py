@@ -273,6 +273,10 @@ async def test_anthropic_results_are_billed_at_batch_rates_to_the_submitter(
         _anthropic_create(anthropic_client, replay_server, batch_id)
     sent = replay_server.requests[-1].json
     assert [r["custom_id"] for r in sent["requests"]] == list("abcd")  # the caller's keys, untouched
+    # One span for the create, unbilled: the SDK's own when it traces (aicost writes its attributes on it).
+    (create,) = [sp for sp in instrumented.spans() if sp.attributes.get("anthropic.message.batch.id") == batch_id
+                 or sp.attributes.get(s.AICOST_ENDPOINT) == "anthropic.messages.batches.create"]
+    assert create.attributes[s.AICOST_BILLABLE] is False and create.attributes[s.AICOST_TEAM] == "search"
     lines = [anthropic_succeeded("a", input_tokens=1000, output_tokens=200, cache_read=4000),
              anthropic_unbilled("b", "errored"), anthropic_unbilled("c", "expired"),
              anthropic_succeeded("d", input_tokens=10, output_tokens=5), anthropic_unbilled("e", "canceled")]
