@@ -68,7 +68,7 @@ class CallResult:
     cost: "Cost | None"
     response_model: str | None
     error_type: str | None
-    duration_s: float
+    duration_s: float | None  # None for work aicost did not see run (a batch result read later)
     # The aicost span of the call (an OpenTelemetry Span; non-recording when no SDK is configured).
     span: Any = None
     # The attribution in force when the call started (aicost.team / .feature / .user / .customer / .tag.<name>).

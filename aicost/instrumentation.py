@@ -611,7 +611,8 @@ class _Call:
             cost=cost,
             response_model=meta.model,
             error_type=error_type,
-            duration_s=_perf() - self.start if duration is None else duration,
+            # Completed work read later (a batch result, ``record_id``): how long the vendor took is not known.
+            duration_s=None if self.record_id else _perf() - self.start if duration is None else duration,
             span=self.span,
             attribution=self.attribution,
             run_id=self.run_id,

@@ -153,6 +153,10 @@ async def test_openai_results_are_billed_once_each_at_batch_rates_to_the_submitt
         assert sp.start_time == DONE * 10**9  # dated when the vendor did the work
     total = expected[1000] + expected[3000]
     assert _cost_metric_total(instrumented) == total
+    metrics = instrumented.metrics()
+    assert sum(p.count for p in metrics[s.METRIC_TOKEN_USAGE]) == 4  # input and output of each result
+    # How long the vendor took is unknown: no operation-duration point (a zero would skew latency percentiles).
+    assert sum(p.count for p in metrics.get(s.METRIC_OPERATION_DURATION, [])) == 0
 
     # Read again, here: nothing new. Read again "in another process": spans again, but one ledger row each.
     await read_results()
