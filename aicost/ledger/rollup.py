@@ -149,7 +149,7 @@ def delta_sql(d: Dialect, rows_where: str | None, runs_where: str | None, dims: 
         if where is None:
             continue
         coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
-        cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
+        cols = ", ".join(f"{'0' if n in zero else e} AS {n}" for n, e in zip(names, measures))
         ctes.append(f"{source} AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, "
                     f"{', '.join(coarse)}, {cols} FROM {table} WHERE {where})")
         # Each dimension's arm reads the rows pre-summed per hour and either (team, feature, model, provider, tags)

@@ -57,7 +57,6 @@ _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
-_MONEY_AT = tuple(i for i, name in enumerate(MEASURES) if name in MONEY_MEASURES)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 
 
@@ -191,7 +190,8 @@ class LedgerStore:
         for item in items:
             seen.setdefault(getattr(item, key), item)
         if seen:
-            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(list(seen))])
+            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"),
+                        [self._id_list(list(seen))])
             for (found,) in cur.fetchall():
                 seen.pop(found, None)
         return list(seen.values())
@@ -276,7 +276,8 @@ class LedgerStore:
                              trace_id=v[10], duration_s=v[11])
 
     def sum_rollup(self, grain: str, start: datetime, end: datetime, dim: str, *, value: str | None = None,
-                   value_prefix: str | None = None, by_bucket: bool = False) -> Iterator[tuple[datetime | None, str, list]]:
+                   value_prefix: str | None = None, by_bucket: bool = False
+                   ) -> Iterator[tuple[datetime | None, str, list]]:
         """(bucket start or None, value, measures) of ``aicost_rollup``'s ``grain`` buckets starting in
         ``[start, end)``: summed in the database per value, or with ``by_bucket`` one result per stored cell
         (a cell is already one value's sums for one bucket)."""
@@ -427,8 +428,8 @@ def _dec_add(a: Any, b: Any) -> str:
 
 class _DecSum:
     """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
-    Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level pass at the end, in
-    aicost's money context, which raises rather than rounds."""
+    Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level
+    pass at the end, in aicost's money context, which raises rather than rounds."""
 
     __slots__ = ("texts", "step")
 
@@ -440,8 +441,6 @@ class _DecSum:
         if not self.texts:
             return "0"
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
-
-
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
@@ -576,8 +575,6 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _SET_OUTCOME = "UPDATE aicost_ledger SET outcome = ? WHERE run_id = ? AND outcome IS NULL"
-
-
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL

@@ -222,7 +222,8 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
             return f"{column} + interval '{k} days'"
 
         def new_id(column: str) -> str:  # synthetic ids are '5y' / '5e' + 14 hex digits: day k in digits 3-4
-            return f"CASE WHEN {column} IS NULL THEN NULL ELSE substr({column}, 1, 2) || '{k:02x}' || substr({column}, 5) END"
+            return (f"CASE WHEN {column} IS NULL THEN NULL "
+                    f"ELSE substr({column}, 1, 2) || '{k:02x}' || substr({column}, 5) END")
 
         def copy(table: str, columns: Sequence[str], time_column: str, ids: Sequence[str]) -> str:
             select = ", ".join(shift(c) if c == time_column else new_id(c) if c in ids else c for c in columns)
