@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from aicost.ledger import open_store  # noqa: E402
+from aicost.ledger.store import parse_ts  # noqa: E402
 from aicost.ledger.focus import export_focus  # noqa: E402
 from aicost.ledger.row import FeatureRun  # noqa: E402
 from aicost.ledger.synthetic import Profile, generate  # noqa: E402
@@ -99,10 +100,16 @@ def main() -> None:
                       f"{written / (cpu + server_s):12,.0f}")
         store = open_store(url, create=False)
         first, last = store.time_range()
-        print("\nFOCUS export (CSV) of the first quarter, half and all of the day: calls, seconds, seconds per 1,000")
+        n = store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]
+        print("\nFOCUS export (CSV) of the first quarter, half and all of the rows: calls, seconds, seconds per 1,000")
         times = []
         for fraction in (0.25, 0.5, 1.0):
-            end = first + (last - first) * fraction + timedelta(microseconds=1)
+            if fraction < 1:  # the time of the row at that fraction: traffic is diurnal, so not a fraction of the day
+                (end,) = store._fetch(store._sql("SELECT ts FROM aicost_ledger ORDER BY ts LIMIT 1 OFFSET ?"),
+                                      [int(n * fraction)])[0]
+                end = parse_ts(end)
+            else:
+                end = last + timedelta(microseconds=1)
             t = time.perf_counter()
             result = export_focus(store, first, end, Path(tmp) / "f.csv", progress=False)
             times.append((time.perf_counter() - t, result.calls))
