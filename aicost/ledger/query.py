@@ -201,28 +201,30 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
                 group.append(raw_value or None)  # '' in the rollups: no value (unattributed)
         return tuple(group)
 
+    # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
+    # raw rows: all summed in one statement.
+    spans: list[tuple[str, datetime, datetime]] = []
+    edges: list[tuple[datetime, datetime]] = []
     first_hour, last_hour = _ceil(start, _HOUR), _floor(end, _HOUR)
     if first_hour >= last_hour:
-        _from_rows(store, start, end, keys, where, groups)
-        return
-    if start < first_hour:
-        _from_rows(store, start, first_hour, keys, where, groups)
-    if last_hour < end:
-        _from_rows(store, last_hour, end, keys, where, groups)
-    spans: list[tuple[str, datetime, datetime]] = []
-    first_day, last_day = _ceil(first_hour, _DAY), _floor(last_hour, _DAY)
-    if "hour" in keys or first_day >= last_day:
-        spans.append(("hour", first_hour, last_hour))
+        edges.append((start, end))
     else:
-        spans.append(("day", first_day, last_day))
-        if first_hour < first_day:
-            spans.append(("hour", first_hour, first_day))
-        if last_day < last_hour:
-            spans.append(("hour", last_day, last_hour))
-    for grain, low, high in spans:
-        for bucket, raw_value, m in store.sum_rollup(grain, low, high, dim, value=value, value_prefix=value_prefix,
-                                                     by_bucket=bool(time_keys)):
-            add(group_of(bucket, raw_value), m)
+        if start < first_hour:
+            edges.append((start, first_hour))
+        if last_hour < end:
+            edges.append((last_hour, end))
+        first_day, last_day = _ceil(first_hour, _DAY), _floor(last_hour, _DAY)
+        if "hour" in keys or first_day >= last_day:
+            spans.append(("hour", first_hour, last_hour))
+        else:
+            spans.append(("day", first_day, last_day))
+            if first_hour < first_day:
+                spans.append(("hour", first_hour, first_day))
+            if last_day < last_hour:
+                spans.append(("hour", last_day, last_hour))
+    for bucket, raw_value, m in store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix,
+                                                 where=where, by_bucket=bool(time_keys)):
+        add(group_of(bucket, raw_value), m)
 
 
 def _from_rows(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],

@@ -275,25 +275,54 @@ class LedgerStore:
                              customer=v[6], tags=self._load_json(v[7]), calls=int(v[8]), cost=Decimal(v[9]),
                              trace_id=v[10], duration_s=v[11])
 
-    def sum_rollup(self, grain: str, start: datetime, end: datetime, dim: str, *, value: str | None = None,
-                   value_prefix: str | None = None, by_bucket: bool = False
+    def sum_period(self, dim: str, spans: Sequence[tuple[str, datetime, datetime]],
+                   edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
+                   value_prefix: str | None = None, where: Mapping[str, str] | None = None, by_bucket: bool = False
                    ) -> Iterator[tuple[datetime | None, str, list]]:
-        """(bucket start or None, value, measures) of ``aicost_rollup``'s ``grain`` buckets starting in
-        ``[start, end)``: summed in the database per value, or with ``by_bucket`` one result per stored cell
-        (a cell is already one value's sums for one bucket)."""
+        """(bucket start or None, value, measures) for one rollup dimension, summed in ONE statement over the
+        ``aicost_rollup`` cells of ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows
+        and feature runs of ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed
+        with the rollups' own measure expressions. One result per value, or per value and bucket with
+        ``by_bucket`` (raw rows then fall in their hour's bucket). ``value`` / ``value_prefix`` select rollup
+        values ('name=' for one tag's values); ``where`` is the same selection as a row filter."""
         d = rollup.DIALECTS[self.dialect]
-        measures = list(MEASURES) if by_bucket else rollup.sums(d, list(MEASURES))
-        sql = (f"SELECT {'bucket' if by_bucket else 'NULL'}, value, {', '.join(measures)} "
-               "FROM aicost_rollup WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
-        params: list[Any] = [grain, dim, self._ts(start), self._ts(end)]
-        if value is not None:
-            sql += " AND value = ?"
-            params.append(value)
-        elif value_prefix is not None:
-            sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
-            params.extend([value_prefix, value_prefix + "\U0010ffff"])
-        if not by_bucket:
-            sql += " GROUP BY value"
+        names = list(MEASURES)
+        parts: list[str] = []
+        params: list[Any] = []
+        for grain, low, high in spans:
+            sql = (f"SELECT {'bucket' if by_bucket else 'NULL'} AS b, value AS v, {', '.join(names)} "
+                   "FROM aicost_rollup WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
+            params.extend([grain, dim, self._ts(low), self._ts(high)])
+            if value is not None:
+                sql += " AND value = ?"
+                params.append(value)
+            elif value_prefix is not None:
+                sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
+                params.extend([value_prefix, value_prefix + "\U0010ffff"])
+            parts.append(sql)
+        tag_name = None
+        if dim == "tag" and (value_prefix or value):
+            tag_name = (value_prefix or value or "").split("=", 1)[0]
+        for low, high in edges:
+            for table, measures, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
+                                                ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
+                if dim not in dims:
+                    continue  # a feature run has no single model or provider
+                condition, where_params = self._where(low, high, where, runs=runs)
+                join = ""
+                if dim == "tag":
+                    join = ", " + d.tag_pairs(f"{table}.tags")
+                    if tag_name is not None:
+                        condition += " AND t.key = ?"
+                        where_params.append(tag_name)
+                cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
+                parts.append(f"SELECT {d.hour('ts') if by_bucket else 'NULL'} AS b, {dims[dim]} AS v, {cols} "
+                             f"FROM {table}{join} WHERE {condition}")
+                params.extend(where_params)
+        if not parts:
+            return
+        sql = (f"SELECT b, v, {', '.join(rollup.sums(d, names))} FROM ({' UNION ALL '.join(parts)}) AS parts "
+               "GROUP BY b, v")
         for v in self._fetch(self._sql(sql), params):
             yield (None if v[0] is None else _parse_ts(v[0])), v[1], _measures(v[2:])
 
