@@ -560,7 +560,8 @@ class _Call:
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
-            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints,
+                          self.info.price_scope)
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)
                 invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
@@ -832,11 +833,17 @@ def _current_run_id() -> str | None:
 
 
 def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,
-           service_tier: str | None, hints: dict[str, Any]) -> Any:
+           service_tier: str | None, hints: dict[str, Any], scope: str | None = None) -> Any:
     """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
-    warned about once by the pricing engine and said on the span, never written as $0."""
+    warned about once by the pricing engine and said on the span, never written as $0. A call an interceptor
+    scoped (``CallInfo.price_scope``) is priced by that scope's prices only: never by a same-named catalog model."""
     try:
+        if scope is not None:
+            price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
+            if price is None:
+                return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage)
+            return price.cost(usage)
         fallback = None
         if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):
             fallback = request_model  # if the answer names a vendor-internal snapshot of the model asked for

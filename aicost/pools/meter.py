@@ -4,8 +4,9 @@ How a call is met:
 
 1. before the call (an interceptor, so nothing blocks): if its endpoint and model belong to a pool, the span gets
    ``aicost.pool.name`` and ``aicost.cost.provisional = true``. The call is priced by the core as any other, at
-   the pool's *provisional* rate (installed as a price override named ``pool:NAME provisional``): the last
-   closed interval's cost per allocation unit, turned into per-token rates. So the span's
+   the pool's *provisional* rate (``CallInfo.price_scope = "pool:NAME provisional"``, whose prices
+   ``aicost.pricing.set_scoped_prices`` holds for this pool alone): the last closed interval's cost per
+   allocation unit, turned into per-token rates. So the span's
    ``aicost.cost.total_usd`` and the budget guard's reservation are both provisional figures.
 2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock).
 3. ``close_due()`` (a background timer, or the app's scheduler, or a test with its own clock) closes every
@@ -143,6 +144,7 @@ class PoolMeter:
         if pool is not None:
             info.span_attributes[POOL_ATTRIBUTE] = pool.name
             info.span_attributes[PROVISIONAL_ATTRIBUTE] = True
+            info.price_scope = provisional_origin(pool)  # this pool's rate, not another pool's same-named model
         return None
 
     def __call__(self, result: CallResult) -> None:
@@ -228,22 +230,22 @@ class PoolMeter:
         return closed
 
     def _set_rate(self, pool: Pool, per_unit: Decimal, w_in: Decimal, w_out: Decimal) -> None:
-        from ..pricing.engine import replace_prices
+        from ..pricing import set_scoped_prices
 
         self._rate[pool.name] = per_unit
         q = Decimal("1e-9")  # per 1M tokens: sub-nano-dollar per token; the final allocation is exact anyway
         rates = {"input": (per_unit * w_in * MILLION).quantize(q), "output": (per_unit * w_out * MILLION).quantize(q)}
-        replace_prices(provisional_origin(pool), {model: rates for model in pool.models})
+        set_scoped_prices(provisional_origin(pool), {model: rates for model in pool.models})
 
     def provisional_rate(self, pool: str) -> Decimal | None:
         """USD per allocation unit from the last closed interval that had calls (None before the first)."""
         return self._rate[pool]
 
     def clear_prices(self) -> None:
-        from ..pricing.engine import replace_prices
+        from ..pricing import set_scoped_prices
 
         for pool in self.pools:
-            replace_prices(provisional_origin(pool), {})
+            set_scoped_prices(provisional_origin(pool), {})
 
 
 def provisional_origin(pool: Pool) -> str:
