@@ -95,6 +95,8 @@ def instrument(
         from .pools import configure_pools
 
         configure_pools(loaded.pools, source=os.fspath(price_file))
+    elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
+        sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")

@@ -54,3 +54,35 @@ def test_two_pools_serving_one_model_name_each_price_at_their_own_provisional_ra
             a.close()
             b.close()
             aicost.pools.disable()
+
+
+def _price_file(tmp_path, server: ReplayServer, name: str = "prices.toml"):
+    path = tmp_path / name
+    path.write_text(f'''
+[pools.support-llama]
+gpu_hour = "2.50"
+endpoints = ["{_host_port(server)}"]
+models = ["{MODEL}"]
+owner = "ml-platform"
+output_weight = 4
+''')
+    return path
+
+
+def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, replay_server, tmp_path):
+    path = _price_file(tmp_path, replay_server)
+    try:
+        aicost.instrument(price_file=path)
+        meter = aicost.pools.active()
+        assert [p.name for p in meter.pools] == ["support-llama"]
+        aicost.instrument(price_file=path)  # idempotent: the same meter, its open interval's calls kept
+        assert aicost.pools.active() is meter
+        aicost.instrument()  # starts from its own arguments: no price file, so no pools from one
+        assert aicost.pools.active() is None
+        # pools declared in code are not the price file's: a later instrument() leaves them alone
+        declared = configure_pools({"code": {"gpu_hour": 1, "endpoints": ["10.0.0.9:8000"], "models": ["m"],
+                                             "owner": "ml", "output_weight": 2}}, background=False)
+        aicost.instrument()
+        assert aicost.pools.active() is declared
+    finally:
+        aicost.pools.disable()

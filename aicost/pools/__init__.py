@@ -25,12 +25,14 @@ from .summary import PoolSummary, WhatIf, summarise, what_if
 
 __all__ = [
     "Allocation", "ClosedInterval", "EngineSample", "KEYS", "Pool", "PoolMeter", "PoolSummary", "QUANTUM", "Split",
-    "WhatIf", "active", "configure_pools", "disable", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
+    "WhatIf", "active", "configure_pools", "disable", "forget_price_file", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
     "what_if",
 ]
 
 _meter: PoolMeter | None = None
 _timer: "_Closer | None" = None
+_settings: tuple = ()  # what the active meter was configured with (configure_pools is idempotent)
+_source: str | None = None  # the price file the active pools came from (None: declared in code)
 _lock = threading.Lock()
 
 
@@ -60,26 +62,33 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[
     a clock is given) closes due intervals from a daemon thread once a minute, else call ``active().close_due()``.
     ``ledger``: where closed intervals are written (default: the ledger ``instrument(ledger=...)`` writes to).
     ``source`` names where the pools came from (a price file) in errors.
+
+    Idempotent: the same pools with the same arguments keep the running meter (and the calls of its open
+    intervals); anything else replaces it.
     """
-    global _meter, _timer
+    global _meter, _timer, _settings, _source
     try:
         parsed = pools_from_data(pools)
     except ConfigurationError as exc:
         if source is None:
             raise
         raise ConfigurationError(f"{source}: {exc}") from None
+    url = ledger if ledger is not None else _ledger_url()
+    settings = (parsed, clock, scrape, background, url, source)
+    with _lock:
+        if _meter is not None and _settings == settings:
+            return _meter
     kwargs: dict[str, Any] = {}
     if clock is not None:
         kwargs["clock"] = clock
     if scrape is not None:
         kwargs["scrape"] = scrape
     meter = PoolMeter(parsed, **kwargs)
-    url = ledger if ledger is not None else _ledger_url()
     if url:
         meter.sinks.append(ledger_sink(url))
     with _lock:
         _stop()
-        _meter = meter
+        _meter, _settings, _source = meter, settings, source
         hooks.add_interceptor(meter)
         hooks.add_listener(meter)
         if background if background is not None else clock is None:
@@ -97,7 +106,8 @@ def _ledger_url() -> str | None:
 
 
 def _stop() -> None:
-    global _meter, _timer
+    global _meter, _timer, _settings, _source
+    _settings, _source = (), None
     if _timer is not None:
         _timer.stopped.set()
         _timer = None
@@ -112,6 +122,14 @@ def disable() -> None:
     """No pools: calls are priced by the catalog again (uninstrument() does this too)."""
     with _lock:
         _stop()
+
+
+def forget_price_file() -> None:
+    """``instrument()`` without pools in its price file: pools an earlier call's price file declared are gone
+    (each ``instrument()`` starts from its own arguments); pools declared with ``configure_pools`` stay."""
+    with _lock:
+        if _meter is not None and _source is not None:
+            _stop()
 
 
 def active() -> PoolMeter | None:
