@@ -89,7 +89,7 @@ def instrument(
     if price_file is not None:
         from .pricing.overrides import load_file
 
-        loaded = load_file(price_file)  # validated, not yet installed
+        loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
     if loaded is not None and loaded.pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
@@ -118,6 +118,15 @@ def instrument(
         _instrumented = True
 
 
+def _check_pools(table: Any) -> list[Exception]:
+    from .pools.config import check_pools  # a feature, imported only when a price file declares pools
+
+    return list(check_pools(table)[1])
+
+
+# Features' own sections of a price file and their validators: what instrument(price_file=...) and
+# ``aicost prices --check`` both run, so the two list the same problems in the same words.
+PRICE_FILE_SECTIONS = {"pools": _check_pools}
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 

@@ -86,3 +86,82 @@ def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, r
         assert aicost.pools.active() is declared
     finally:
         aicost.pools.disable()
+
+
+BAD_POOLS = {  # four pools: four problems in two of them, and two valid ones that overlap
+    "a": {"gpu_hour": 1, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2},
+    "b": {"gpu_hour": 1, "gpus": 0, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "",
+          "output_weight": 2},
+    "c": {"monthly": 10, "gpu_hour": 1, "endpoints": ["h:1"], "models": ["m"], "owner": "ml", "key": "gpu_time"},
+    "d": {"gpu_hour": 1, "endpoints": ["http://vllm.internal:8000/v1"], "models": ["m"], "owner": "ml",
+          "output_weight": 2},
+}
+BAD_TOML = '''
+[[model]]
+model = "my-ft"
+input = "-1"
+
+[pools.a]
+gpu_hour = 1
+endpoints = ["vllm.internal:8000"]
+models = ["m"]
+owner = "ml"
+output_weight = 2
+
+[pools.b]
+gpu_hour = 1
+gpus = 0
+endpoints = ["vllm.internal:8000"]
+models = ["m"]
+owner = ""
+output_weight = 2
+
+[pools.c]
+monthly = 10
+gpu_hour = 1
+endpoints = ["h:1"]
+models = ["m"]
+owner = "ml"
+key = "gpu_time"
+
+[pools.d]
+gpu_hour = 1
+endpoints = ["http://vllm.internal:8000/v1"]
+models = ["m"]
+owner = "ml"
+output_weight = 2
+'''
+
+
+def test_prices_check_lists_every_pool_problem_in_the_words_configure_time_uses(tmp_path):
+    import io
+
+    from aicost.cli import main
+    from aicost.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        configure_pools(BAD_POOLS, background=False)
+    expected = [str(p) for p in raised.value.problems]
+    assert len(expected) == 5 and aicost.pools.active() is None
+    assert any("pools.b.gpus" in p for p in expected) and any("pools.b.owner" in p for p in expected)
+    assert any("pools.c.gpu_hour" in p for p in expected) and any("pools.c.metrics_url" in p for p in expected)
+    assert any("pools.d.endpoints: overlaps pool 'a'" in p for p in expected)
+    path = tmp_path / "prices.toml"
+    path.write_text(BAD_TOML)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["prices", "--check", str(path)], out=out, err=err) == 1
+    listed = err.getvalue().splitlines()
+    assert listed[0] == f"invalid: {path}: 6 problems"  # the model price's and the five pools'
+    for problem in expected:  # each at its line: "  FILE:LINE: pools.NAME.field: message"
+        assert sum(line.endswith(f": {problem}") for line in listed) == 1, problem
+    assert f"{path}:15: pools.b.gpus:" in err.getvalue() and f"{path}:18: pools.b.owner:" in err.getvalue()
+    # instrument(price_file=...) refuses the same file with the same problems, and changes nothing
+    with pytest.raises(ConfigurationError) as at_configure:
+        aicost.instrument(price_file=path)
+    assert all(problem in str(at_configure.value) for problem in expected)
+    assert aicost.pools.active() is None
+    good = tmp_path / "good.toml"
+    good.write_text(BAD_TOML.split("[pools.b]")[0].replace('input = "-1"', 'input = "1"\noutput = "2"'))
+    out = io.StringIO()
+    assert main(["prices", "--check", str(good)], out=out, err=io.StringIO()) == 0
+    assert "1 model price(s), 0 discount(s), 1 pool(s)" in out.getvalue()

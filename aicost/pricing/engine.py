@@ -408,9 +408,10 @@ def load_price_file(path: str | os.PathLike[str]) -> Overrides:
     return loaded
 
 
-def check_price_file(path: str | os.PathLike[str]) -> Overrides:
-    """Validate without installing (what ``aicost prices --check`` runs)."""
-    return load_file(path)
+def check_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
+    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the checks of features'
+    own sections, as ``load_file`` takes them."""
+    return load_file(path, sections=sections)
 
 
 def set_price(model: str, *, provider: str | None = None, service_tier: str | None = None,
