@@ -37,7 +37,8 @@ _lock = threading.Lock()
 
 
 class _Closer(threading.Thread):
-    """Closes due intervals about once a minute (the close itself reads the engine's /metrics: never on a call)."""
+    """Samples the engines' load and closes due intervals about once a minute (reading an engine's /metrics:
+    never on a call)."""
 
     def __init__(self, meter: PoolMeter, every: float) -> None:
         super().__init__(name="aicost-pools", daemon=True)
@@ -46,7 +47,7 @@ class _Closer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.every):
             try:
-                self.meter.close_due()
+                self.meter.tick()
             except Exception:
                 from .._log import error_once
 
@@ -114,7 +115,7 @@ def _stop() -> None:
     if _meter is not None:
         hooks.remove_interceptor(_meter)
         hooks.remove_listener(_meter)
-        _meter.clear_prices()
+        _meter.close()
         _meter = None
 
 
