@@ -136,7 +136,7 @@ class PoolMeter:
         self.closed: dict[str, deque[ClosedInterval]] = {p.name: deque(maxlen=_KEEP_INTERVALS) for p in self.pools}
         self.sinks: list[Callable[[ClosedInterval], None]] = []
         for pool in self.pools:  # the counters' baseline for the first interval
-            if pool.weights_from_engine and pool.metrics_url:
+            if pool.metrics_url:
                 self._last_sample[pool.name] = self._read(pool)
 
     # --- matching --------------------------------------------------------------------------------------
@@ -251,7 +251,8 @@ class PoolMeter:
         total = quanta(cost)
         busy = _busy_seconds(samples, start_s, start_s + pool.interval)
         if busy is not None:
-            used, utilisation_from = used_quanta(total, busy, Decimal(pool.interval)), f"engine load, {len(samples)} samples"
+            used = used_quanta(total, busy, Decimal(pool.interval))
+            utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
         elif pool.key == "gpu_time" and pool.max_concurrency:
             used = used_quanta(total, whole, Decimal(pool.max_concurrency * pool.interval))
             utilisation_from = "engine request-seconds over max_concurrency"
