@@ -64,6 +64,16 @@ def test_gpu_time_key_shares_the_busy_time_the_engine_reports(env):
         [hour] = meter.close_due()
         clock.now = T0 + 7200
         [idle_hour] = meter.close_due()
+        # the third hour: the one sample sees an empty engine, but a call ran between samples; the engine's
+        # counters prove 0.5 s prefill + 50 s decode on 1 of 4 slots, so the hour was busy at least 12.625 s
+        _gauges(engine)
+        meter.sample()
+        _call(client, server, "search", 2500, 2000)
+        engine.served(2500, 2000, prefill_per_token="0.0002", decode_per_token="0.025")
+        clock.now = T0 + 3 * 3600
+        [short] = meter.close_due()
+    assert short.busy_seconds == Decimal("12.625")
+    assert short.used == QUANTUM * (5_500_000_000 * 12625 // 3_600_000) and short.allocations[0].final == short.used
     # busy = 0.5 x 1200 s + 0.6 x 600 s + 1 x 900 s + 0 x 900 s = 1,860 engine-seconds of 3,600
     assert hour.busy_seconds == 1860 and hour.utilisation_from == "engine load, 4 samples"
     assert hour.used == QUANTUM * (5_500_000_000 * 1860 // 3600) == Decimal("2.841666666")

@@ -6,11 +6,14 @@ How a call is met:
    ``aicost.pool.name`` and ``aicost.cost.provisional = true``. The call is priced by the core as any other, at
    the pool's *provisional* rate (``CallInfo.price_scope = "pool:NAME provisional"``, whose prices
    ``aicost.pricing.set_scoped_prices`` holds for this pool alone): the last closed interval's cost per
-   allocation unit, turned into per-token rates. So the span's
-   ``aicost.cost.total_usd`` and the budget guard's reservation are both provisional figures.
+   allocation unit, turned into per-token rates. So the span's ``aicost.cost.total_usd`` and the budget
+   guard's reservation are both provisional figures.
 2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock).
-3. ``close_due()`` (a background timer, or the app's scheduler, or a test with its own clock) closes every
-   interval that has ended: reads the engine's counters if the key needs them, allocates the interval's cost
+3. ``sample()`` (the background thread about once a minute, or the app's scheduler, or a test with its own
+   clock) reads each engine's gauges and keeps its load, for the interval's measured utilisation.
+4. ``close_due()`` (the same thread, scheduler or test) closes every interval that has ended: reads the
+   engine's counters (the weights), measures the used fraction (the engine's load samples, else the declared
+   capacity; docs/self-hosted.md says exactly how), allocates the interval's cost in whole nano-dollars
    (:mod:`aicost.pools.allocate`), keeps the :class:`ClosedInterval` (final cost per span id, idle cost for the
    owner, utilisation) and hands it to the sinks (the ledger), then moves the provisional rate.
 """
@@ -250,6 +253,9 @@ class PoolMeter:
         cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
         total = quanta(cost)
         busy = _busy_seconds(samples, start_s, start_s + pool.interval)
+        if busy is not None and pool.max_concurrency and delta is not None:
+            # never less than the engine's own counters prove: a minute's samples can miss short requests
+            busy = max(busy, (delta.prefill_seconds + delta.decode_seconds) / pool.max_concurrency)
         if busy is not None:
             used = used_quanta(total, busy, Decimal(pool.interval))
             utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
@@ -273,7 +279,7 @@ class PoolMeter:
                                 used_usd / cost if cost else Decimal(0), w_in, w_out, weights_from, allocations,
                                 delta, utilisation_from, busy)
         self.closed[pool.name].append(closed)
-        if whole:
+        if used:  # else the previous rate stays: a call is never provisionally free
             self._set_rate(pool, used_usd / whole, w_in, w_out)
         for sink in self.sinks:
             try:
