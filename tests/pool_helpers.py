@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 METRICS_TEMPLATE = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.

@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 
 import aicost
-from aicost import pricing
 from aicost.pools import configure_pools
 from tests.pool_helpers import SimClock
 from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client

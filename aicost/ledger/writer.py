@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .._log import forget, log_once
 from ..hooks import CallResult
@@ -218,7 +218,7 @@ class LedgerWriter:
                     (runs if isinstance(made, FeatureRun) else rows).append(made)
                 self._store_batch(rows, runs, records)
 
-    def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun], records: list[Record] = ()) -> bool:  # type: ignore[assignment]
+    def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = ()) -> bool:
         if time.monotonic() >= self._retry_at:
             try:
                 store = self._connected()
@@ -297,7 +297,7 @@ class LedgerWriter:
                 found.append(path)
         return found
 
-    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun], records: list[Record] = ()) -> None:  # type: ignore[assignment]
+    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = ()) -> None:
         path = self._own_spill()
         lines = [json.dumps({"row": r.to_dict()}, separators=(",", ":")) for r in rows]
         lines += [json.dumps({"run": r.to_dict()}, separators=(",", ":")) for r in runs]

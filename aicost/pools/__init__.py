@@ -11,7 +11,6 @@ this package: it sees calls through ``aicost.hooks`` like every other feature.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable, Mapping
 
 from .. import hooks
