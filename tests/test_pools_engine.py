@@ -89,30 +89,32 @@ def test_gpu_time_key_shares_the_busy_time_the_engine_reports(env):
     assert idle_hour.busy_seconds == 900 and idle_hour.used == 0 and idle_hour.idle == idle_hour.cost
 
 
-def test_token_key_weights_and_utilisation_from_the_engine_and_the_declared_fallback(env):
+def test_token_key_weights_and_utilisation_from_the_engine_and_the_declared_fallbacks(env):
     server, client = env
     clock = SimClock(T0)
     with FakeVllmMetrics(MODEL) as engine:
-        # no output_weight: it is measured (decode seconds per token / prefill seconds per token);
-        # capacity_per_hour is only the fallback for an hour with no load sample
+        # the engine measures the weights and the utilisation; output_weight and capacity_per_hour are only the
+        # fallbacks for an hour without engine figures
         meter = configure_pools({"chat": {"gpu_hour": "2.50", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
-                                          "owner": "ml-platform", "metrics_url": engine.url,
+                                          "owner": "ml-platform", "metrics_url": engine.url, "output_weight": 3,
                                           "capacity_per_hour": 100_000}}, clock=clock)
         _gauges(engine, kv=0.4)
         meter.sample()
-        _call(client, server, "search", 400, 100)
-        engine.served(400, 100, prefill_per_token="0.0001", decode_per_token="0.004")
+        _call(client, server, "search", 400, 100)  # the engine's counters have not moved yet this hour
         clock.now = T0 + 3600
-        [measured] = meter.close_due()
-        _call(client, server, "search", 400, 100)  # an hour with no sample: the declared capacity decides
-        engine.served(400, 100, prefill_per_token="0.0001", decode_per_token="0.004")
+        [first] = meter.close_due()
+        _call(client, server, "search", 400, 100)  # no load sample this hour
+        engine.served(800, 200, prefill_per_token="0.0001", decode_per_token="0.004")
         clock.now = T0 + 7200
-        [declared] = meter.close_due()
-    assert (measured.input_weight, measured.output_weight, measured.weights_from) == (1, 40, "engine")
-    assert measured.utilisation == Decimal("0.4") and measured.used == Decimal(2)  # 40 % of $5
-    assert measured.utilisation_from == "engine load, 1 sample"
-    assert declared.utilisation_from == "declared capacity"
-    assert declared.used == QUANTUM * (5_000_000_000 * 4400 // 100_000)  # 4,400 of 100,000 units
-    for interval in (measured, declared):
+        [second] = meter.close_due()
+    assert (first.output_weight, first.weights_from) == (3, "declared (no engine data yet)")
+    assert first.utilisation == Decimal("0.4") and first.used == Decimal(2)  # 40 % of $5, from the KV cache
+    assert first.utilisation_from == "engine load, 1 sample"
+    # decode costs 40x prefill per token on this engine: measured, it beats the declared 3
+    assert (second.input_weight, second.output_weight, second.weights_from) == (1, 40, "engine")
+    assert second.allocations[0].units == 400 + 40 * 100
+    assert second.utilisation_from == "declared capacity"
+    assert second.used == QUANTUM * (5_000_000_000 * 4400 // 100_000)  # 4,400 of 100,000 units
+    for interval in (first, second):
         assert interval.used + interval.idle == interval.cost == Decimal(5)
         assert sum(a.final for a in interval.allocations) == interval.used

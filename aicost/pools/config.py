@@ -36,7 +36,7 @@ class Pool:
     until: datetime | None = None
     interval: int = 3600  # seconds
     input_weight: Decimal = Decimal(1)
-    output_weight: Decimal | None = None  # None with key="tokens": derived from the engine's prefill/decode time
+    output_weight: Decimal | None = None  # declared; with metrics_url only the fallback for the engine's figure
     capacity_per_hour: Decimal | None = None  # allocation units the pool serves in an hour at full load
     max_concurrency: int | None = None  # gpu_time key: request slots (vLLM --max-num-seqs) for utilisation
     metrics_url: str | None = None  # the engine's Prometheus /metrics
@@ -61,7 +61,10 @@ class Pool:
 
     @property
     def weights_from_engine(self) -> bool:
-        return self.key == "gpu_time" or self.output_weight is None
+        """Weights measured by the engine wherever it can be read: the gpu_time key always; the tokens key
+        whenever metrics_url is given (a declared output_weight is then the fallback for an interval without
+        engine data)."""
+        return self.key == "gpu_time" or self.metrics_url is not None
 
 
 class PoolError(ConfigurationError):

@@ -220,6 +220,8 @@ class PoolMeter:
             return None
 
     def _weights_for(self, pool: Pool, delta: engine.EngineSample | None) -> tuple[Decimal, Decimal, str]:
+        """The interval's weights: the engine's (this interval's counters, else the last interval that had
+        them), else the declared ones, else 1:1."""
         if not pool.weights_from_engine:
             return pool.input_weight, pool.output_weight, "declared"  # type: ignore[return-value]
         s_in = delta.seconds_per_prompt_token if delta is not None else None
@@ -231,6 +233,8 @@ class PoolMeter:
         previous = self._weights[pool.name]
         if previous is not None:
             return previous[0], previous[1], "engine (previous interval)"
+        if pool.key == "tokens" and pool.output_weight is not None:
+            return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
         return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
 
     def _close(self, pool: Pool, start_s: int) -> ClosedInterval:
