@@ -88,3 +88,24 @@ def test_ledger_down_when_an_interval_closes_then_back_rows_appear_exactly_once(
         client.close()
         aicost.pools.disable()
         proxy.close()
+
+
+def test_calls_without_a_span_keep_their_final_cost_in_the_ledger_once(tmp_path):
+    from aicost.pools.meter import Allocation, ClosedInterval
+
+    # no OpenTelemetry SDK: the calls have no span id; each still gets a row (POOL@START#N), written once
+    allocations = tuple(Allocation("", team, "m", 100, 10, Decimal(140), None, Decimal(final))
+                        for team, final in (("search", "1.25"), ("support", "1.25"), ("search", "0.5")))
+    interval = ClosedInterval("chat", "ml", "tokens", T0, DAY[0].replace(hour=1), Decimal(5), Decimal(3), Decimal(2),
+                              Decimal("0.6"), Decimal(1), Decimal(4), "declared", allocations,
+                              utilisation_from="declared capacity")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with open_store(url) as store:
+        write_interval(store, interval)
+        write_interval(store, interval)  # a replay
+        [stored] = read_intervals(store, "chat", *DAY)
+    assert _counts(url) == (1, 3)
+    start = int(T0.timestamp())
+    assert sorted(a.span_id for a in stored.allocations) == [f"chat@{start}#{i}" for i in range(3)]
+    assert sum(a.final for a in stored.allocations) == stored.used == Decimal(3)
+    assert (stored.weights_from, stored.utilisation_from) == ("declared", "declared capacity")
