@@ -164,3 +164,12 @@ def test_prices_check_lists_every_pool_problem_in_the_words_configure_time_uses(
     out = io.StringIO()
     assert main(["prices", "--check", str(good)], out=out, err=io.StringIO()) == 0
     assert "1 model price(s), 0 discount(s), 1 pool(s)" in out.getvalue()
+
+
+def test_a_bad_pools_ledger_url_is_refused_at_configure_time():
+    from aicost.errors import ConfigurationError
+
+    pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}}
+    with pytest.raises(ConfigurationError, match=r"configure_pools\(ledger=\.\.\.\).*mysql://x"):
+        configure_pools(pools, background=False, ledger="mysql://x")
+    assert aicost.pools.active() is None

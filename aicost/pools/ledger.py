@@ -100,22 +100,25 @@ def write_interval(store: Any, interval: ClosedInterval) -> None:
 
 def ledger_sink(url: str) -> Any:
     """A ``PoolMeter`` sink queueing each closed interval on the ledger writer for ``url``: the one
-    ``instrument(ledger=...)`` runs when it writes there, else one of the pools' own (opened on first use, with
-    its own spill file). ``sink.flush()`` writes what is queued now."""
+    ``instrument(ledger=...)`` runs when it writes there, else one of the pools' own (opened now, so a bad URL
+    is a ConfigurationError at configure time; with its own spill file). ``sink.flush()`` writes what is
+    queued now."""
+    from ..ledger import writer as ledger_writer
+
     state: dict[str, Any] = {}
 
     def writer() -> Any:
-        from ..ledger import writer as ledger_writer
-
         active = ledger_writer.active()
         if active is not None and active.url == url and not active._closed:
             return active
         own = state.get("writer")
         if own is None:
             dir_, stem = ledger_writer._spill_location(url, None)
-            own = state["writer"] = ledger_writer.LedgerWriter(url, setting="pools ledger",
+            own = state["writer"] = ledger_writer.LedgerWriter(url, setting="configure_pools(ledger=...)",
                                                                spill_path=dir_ / f"{stem}-pools.jsonl")
         return own
+
+    writer()
 
     def sink(interval: ClosedInterval) -> None:
         chosen = writer()
