@@ -173,3 +173,16 @@ def test_a_bad_pools_ledger_url_is_refused_at_configure_time():
     with pytest.raises(ConfigurationError, match=r"configure_pools\(ledger=\.\.\.\).*mysql://x"):
         configure_pools(pools, background=False, ledger="mysql://x")
     assert aicost.pools.active() is None
+
+
+def test_metrics_url_without_prometheus_client_is_refused_at_configure_time(monkeypatch):
+    import importlib.util
+
+    from aicost.errors import ConfigurationError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prometheus_client" else real(name, *a))
+    pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml",
+                   "metrics_url": "http://10.0.0.5:8000/metrics"}}
+    with pytest.raises(ConfigurationError, match=r"pools\.p\.metrics_url: .*aicost-otel\[prometheus\]"):
+        configure_pools(pools, background=False)

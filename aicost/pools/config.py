@@ -9,6 +9,7 @@ refused rather than silently splitting or losing a GPU bill.
 from __future__ import annotations
 
 import calendar
+import importlib.util
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -195,6 +196,9 @@ def _pool(name: Any, data: Any) -> tuple[Pool | None, list[PoolError]]:
     if metrics_url is not None and (not isinstance(metrics_url, str) or "://" not in metrics_url):
         problems.append(_err(name, "metrics_url", f"must be the engine's /metrics URL (http://host:port/metrics), got "
                                                   f"{metrics_url!r}"))
+    elif metrics_url is not None and importlib.util.find_spec("prometheus_client") is None:
+        problems.append(_err(name, "metrics_url", "reading the engine's metrics needs prometheus-client: "
+                                                  "pip install 'aicost-otel[prometheus]'"))
     output_weight = take(_decimal, name, "output_weight", data["output_weight"]) if "output_weight" in data else None
     input_weight = take(_decimal, name, "input_weight", data.get("input_weight", 1))
     gpus = take(_int, name, "gpus", data.get("gpus", 1))
