@@ -179,9 +179,21 @@ class LedgerStore:
     def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
         raise NotImplementedError
 
-    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run SQL statements (``?`` placeholders) in one write transaction, as the writer's batches are (the
-        synthetic generator's bulk copies use it)."""
+    def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
+        its own tables (``aicost.pools``). Raises :class:`LedgerUnavailable` when the database cannot be
+        reached (nothing is then written)."""
+        with self._lock:
+            try:
+                self._execute_many([(self._sql(sql), params) for sql, params in statements])
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+                raise
+
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
 
     def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
@@ -562,17 +574,17 @@ class SQLiteStore(LedgerStore):
             raise
         return len(rows)
 
-    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            for sql, params in statements:
+                cur.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
@@ -714,13 +726,18 @@ class PostgresStore(LedgerStore):
             raise
         return len(rows)
 
-    def execute_in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        with self._lock:
-            conn = self._connect()
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        conn = self._connect()
+        try:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
+                cur = conn.cursor()
                 for sql, params in statements:
-                    conn.execute(self._sql(sql), params)
+                    if params:
+                        cur.executemany(sql, params)
+        except Exception:
+            if self._conn is not None and self._conn.broken:
+                self._conn = None  # reconnect on the next write
+            raise
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid

@@ -231,10 +231,10 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
                     f"WHERE {time_column} >= ? AND {time_column} < ?")
 
         rollup_cols = ("grain", "bucket", "dim", "value", *MEASURES)
-        store.execute_in_transaction([
-            (copy("aicost_ledger", ROW_COLUMNS, "ts", ("span_id", "run_id")), [low, high]),
-            (copy("aicost_runs", RUN_COLUMNS, "ts", ("run_id",)), [low, high]),
-            (copy("aicost_rollup", rollup_cols, "bucket", ()), [low, high]),
+        store.execute_many([
+            (copy("aicost_ledger", ROW_COLUMNS, "ts", ("span_id", "run_id")), [[low, high]]),
+            (copy("aicost_runs", RUN_COLUMNS, "ts", ("run_id",)), [[low, high]]),
+            (copy("aicost_rollup", rollup_cols, "bucket", ()), [[low, high]]),
         ])
         if progress is not None:
             progress(k + 1, days)
