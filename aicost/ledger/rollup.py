@@ -24,7 +24,7 @@ from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
-           "run_measures", "new_measures", "add_into", "delta_sql", "fold_sql", "DELTA_TABLE"]
+           "run_measures", "sums", "new_measures", "add_into", "delta_ddl", "delta_sql", "fold_sql", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
