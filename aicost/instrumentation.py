@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from . import _import_hooks as import_hooks
 from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
@@ -51,7 +52,12 @@ class _Config:
 
 
 config = _Config()
-_lock = threading.RLock()
+_lock = threading.RLock()  # serialises instrument() / uninstrument()
+# Guards what the patching changes; taken by import hooks (inside the application's import statement), so never
+# held while importing or waiting for anything else.
+_patch_lock = threading.Lock()
+_generation = 0  # one per instrument(): a hook from an earlier one, running late, patches nothing
+_HOOKS = object()  # the token of aicost's post-import hooks
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, original) to restore
 _instrumented = False
 
@@ -66,8 +72,9 @@ def instrument(
     price_file: str | os.PathLike[str] | None = None,
     ledger: str | os.PathLike[str] | bool | None = None,
 ) -> None:
-    """Patch every installed vendor SDK aicost has an integration for (``aicost.integrations``: openai, anthropic,
-    google-genai, boto3 bedrock-runtime) so that every billable call becomes a costed span.
+    """Patch every vendor SDK aicost has an integration for (``aicost.integrations``) so that every billable call
+    becomes a costed span. No SDK is imported here: one the application has imported already is patched now, any
+    other when the application imports it (a post-import hook, removed by :func:`uninstrument`).
 
     Idempotent, and each call starts from its own arguments: an argument left out takes its default again
     (a second call without ``stream_usage`` is back to "auto", one without ``price_file`` unloads the file an
@@ -83,7 +90,7 @@ def instrument(
     :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file raises
     ``PriceFileError`` naming the line and field.
     """
-    global _instrumented, _price_file
+    global _instrumented, _price_file, _generation
     _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
     loaded = None
     if price_file is not None:
@@ -110,10 +117,11 @@ def instrument(
         _configure_metrics(meter_provider)
         if _instrumented:
             return
-        for integration in _integrations():
-            _patch_integration(integration)
-            _patch_routers(integration)
-        _instrumented = True
+        with _patch_lock:
+            _generation += 1
+            _instrumented = True
+        for cls in _integration_classes():
+            watch_integration(cls)
 
 
 _STREAM_USAGE = ("auto", "always", "never")
@@ -163,7 +171,7 @@ def uninstrument() -> None:
     instrumented. Every wrapper therefore checks, on each call, that aicost is still instrumented, and steps
     aside (no span, no interceptor) when it is not.
     """
-    global _instrumented, _price_file
+    global _instrumented, _price_file, _generation
     if "aicost.ledger.writer" in sys.modules:
         try:
             sys.modules["aicost.ledger.writer"].disable()
@@ -183,13 +191,16 @@ def uninstrument() -> None:
             except Exception:
                 error_once("unload:price_file", "aicost: could not unload the price file instrument() loaded")
             _price_file = None
-        while _patched:
-            cls, attr, original = _patched.pop()
-            try:
-                setattr(cls, attr, original)
-            except Exception:
-                error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
-        _instrumented = False
+        import_hooks.cancel(_HOOKS)
+        with _patch_lock:
+            _generation += 1
+            _instrumented = False
+            while _patched:
+                cls, attr, original = _patched.pop()
+                try:
+                    setattr(cls, attr, original)
+                except Exception:
+                    error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
 
 
 def is_instrumented() -> bool:
@@ -197,17 +208,38 @@ def is_instrumented() -> bool:
 
 
 # --------------------------------------------------------------------------------------------- patching
-def _integrations() -> list[Integration]:
-    """An instance of every integration whose SDK is installed (``aicost.integrations.available``)."""
-    from .integrations import available
+def _integration_classes() -> list[type]:
+    from .integrations import classes
 
-    found: list[Integration] = []
-    for name, factory in available():
-        try:
-            found.append(factory())
-        except Exception:
-            error_once(f"load:{name}", "aicost: the %s integration could not be loaded", name)
-    return found
+    return classes()
+
+
+def watch_integration(cls: type) -> None:
+    """Patch ``cls``'s SDK when it is imported (now, if it is already). Does nothing when not instrumented."""
+    with _patch_lock:
+        if not _instrumented:
+            return
+        generation = _generation
+    import_hooks.when_imported(cls.sdk, lambda module: _load(cls, generation), _HOOKS)
+
+
+def _load(cls: type, generation: int) -> None:
+    """The SDK of ``cls`` is imported: make the integration, import the modules its table names, then patch them,
+    unless ``uninstrument()`` came in between. Runs inside the application's import of the SDK, or in
+    ``instrument()`` for an SDK imported before it."""
+    try:
+        integration = cls()
+    except Exception:
+        error_once(f"load:{cls.__qualname__}", "aicost: the %s integration could not be loaded", cls.name or cls)
+        return
+    targets = _patch_targets(integration)
+    with _patch_lock:
+        if generation != _generation:
+            return
+        for owner, attr, original, wrapper in targets:
+            if owner.__dict__.get(attr) is original:  # not patched meanwhile
+                setattr(owner, attr, wrapper)
+                _patched.append((owner, attr, original))
 
 
 def _sdk_module(name: str) -> Any:
@@ -224,9 +256,11 @@ def _sdk_module(name: str) -> Any:
         return None
 
 
-def _patch_integration(integration: Integration) -> None:
+def _patch_targets(integration: Integration) -> list[tuple[type, str, Any, Any]]:
+    """(class, attribute, original, wrapper) for every method of the integration's table and routers."""
     import wrapt
 
+    targets: list[tuple[type, str, Any, Any]] = []
     for endpoint in integration.endpoints:
         if not endpoint.classes:  # reached through a router only
             continue
@@ -247,21 +281,16 @@ def _patch_integration(integration: Integration) -> None:
                 wrapper = _event_wrapper(integration, endpoint, is_async)
             else:
                 wrapper = _async_wrapper(integration, endpoint) if is_async else _sync_wrapper(integration, endpoint)
-            setattr(cls, endpoint.method, wrapt.FunctionWrapper(original, wrapper))
-            _patched.append((cls, endpoint.method, original))
-
-
-def _patch_routers(integration: Integration) -> None:
-    import wrapt
-
+            targets.append((cls, endpoint.method, original, wrapt.FunctionWrapper(original, wrapper)))
     for router in integration.routers:
         module = _sdk_module(router.module)
         cls = None if module is None else getattr(module, router.cls, None)
         original = None if cls is None else cls.__dict__.get(router.method)
         if original is None or isinstance(original, wrapt.FunctionWrapper):
             continue
-        setattr(cls, router.method, wrapt.FunctionWrapper(original, _router_wrapper(integration, router)))
-        _patched.append((cls, router.method, original))
+        targets.append((cls, router.method, original,
+                        wrapt.FunctionWrapper(original, _router_wrapper(integration, router))))
+    return targets
 
 
 def _configure_metrics(meter_provider: Any) -> None:
