@@ -3,7 +3,8 @@
 Rules this module keeps, whatever the vendor:
 
 * The application gets exactly what the SDK returns (same object, same type), and the same exceptions.
-  Streams are wrapped *in place* (the SDK's ``Stream._iterator``), so no chunk is delayed or buffered.
+  Streams are watched item by item as the caller reads them (wrapped in place where the SDK allows it: see
+  ``Integration.wrap_stream``), so no chunk is delayed or buffered.
 * Only :class:`aicost.errors.CallRefused` raised by an interceptor reaches the application. Any other error
   inside aicost is logged once and swallowed.
 * A call is finished exactly once: response read; stream exhausted, closed, broken out of, failed or garbage
@@ -668,9 +669,7 @@ class _Call:
         try:
             if integration.is_stream(value):
                 return self.watch_stream(value)
-            if integration.is_raw_response(value):
-                self.watch_raw(value)
-            else:
+            if not integration.watch_result(value, self):
                 self.finish(integration.read_response(self.endpoint, value, config.capture_content))
         except Exception:
             error_once("on_return", "aicost: could not observe a response")
@@ -689,13 +688,30 @@ class _Call:
             native.when_sdk_ends(self._sdk_ended_stream)
         return watched
 
-    # -- StreamWatch: what an integration's wrap_stream uses
+    # -- CallWatch: what an integration's wrap_stream / watch_result use
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.info.kwargs
+
+    def result(self, parsed: Any) -> Any:
+        """What the caller read from a return value the integration watches (``Integration.watch_result``): a
+        stream is watched (and returned as the caller gets it), anything else read and the call finished."""
+        if self.integration.is_stream(parsed):
+            return self.watch_stream(parsed)
+        self.finish(self.integration.read_response(self.endpoint, parsed, config.capture_content))
+        return parsed
+
+    def finish_unread(self) -> None:
+        """The result could not be read (the caller's own read raises the same error): finish without usage."""
+        self.finish(None)
+
     def iterate(self, inner: Any) -> Any:
         acc: Any = self.acc  # set by watch_stream, the only caller of wrap_stream
         return _wrap_async(inner, self, acc) if hasattr(inner, "__anext__") else _wrap_sync(inner, self, acc)
 
-    def finish_on_close(self, obj: Any, is_async: bool) -> None:
-        _hook_close(obj, self, is_async)
+    def finish_on_close(self, obj: Any, is_async: bool, reader: BodyReader | None = None,
+                        undo: tuple[Callable[[], None], ...] = ()) -> None:
+        _hook_close(obj, self, is_async, reader, undo)
 
     def fail(self, error: BaseException) -> None:
         """The stream failed outside ``iterate`` (an SDK parsing an exception event after the item was read)."""
@@ -708,106 +724,6 @@ class _Call:
             acc = self.acc
             self.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
         # else: the SDK's span stays held until the wrapper's finish releases it (DeferredEndSpan.aicost_end).
-
-    def watch_raw(self, raw: Any) -> None:
-        """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
-        call = self
-        is_async = inspect.iscoroutinefunction(raw.parse)
-
-        def observe(parsed: Any) -> Any:
-            if not call.finished and parsed is not None:
-                if call.integration.is_stream(parsed):
-                    if not getattr(parsed, "_aicost_watched", False):
-                        parsed._aicost_watched = True
-                        call.watch_stream(parsed)
-                else:
-                    call.finish(call.integration.read_response(call.endpoint, parsed, config.capture_content))
-            return parsed
-
-        http_response = getattr(raw, "http_response", None)
-        if http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream:
-            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
-            # so parsing now costs nothing extra and the caller later gets the very same object; an async
-            # parse() cannot run here, so read the same JSON body through an attribute view instead. The call
-            # is then finished: the caller's parse() needs no watching.
-            try:
-                observe(AttrView.wrap(http_response.json()) if is_async else raw.parse())
-            except Exception:
-                self.finish(None)  # the caller's own parse() will raise the same error
-            return
-
-        # The bound method keeps ``raw`` alive while the caller holds only it (``create(...).parse()``); the hook
-        # on ``raw`` refers back to ``raw`` through it, a reference cycle, so the first parse() removes the hook.
-        original_parse = raw.parse
-        own = vars(raw).get("parse")  # an instance-level parse someone else installed: restored as it was
-
-        def unhook() -> None:
-            try:
-                if own is not None:
-                    raw.parse = own
-                else:
-                    del raw.parse
-            except Exception:
-                pass
-
-        if is_async:
-            async def parse(*args: Any, **kwargs: Any) -> Any:
-                call.busy = True
-                try:
-                    parsed = await original_parse(*args, **kwargs)
-                finally:
-                    call.busy = False
-                if not args and not kwargs:
-                    unhook()
-                    _safe(observe, parsed)
-                return parsed
-        else:
-            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                call.busy = True
-                try:
-                    parsed = original_parse(*args, **kwargs)
-                finally:
-                    call.busy = False
-                if not args and not kwargs:
-                    unhook()
-                    _safe(observe, parsed)
-                return parsed
-
-        raw.parse = parse
-        if http_response is not None:
-            body, unhooks = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
-            try:
-                body = self.integration.body_reader(self.endpoint, self.info.kwargs)
-                if body is not None:
-                    unhooks = (unhook, _read_body_on_the_way(http_response, body, is_async))
-            except Exception:
-                error_once("body:reader", "aicost: could not watch a response's bytes")
-                body = None
-            _hook_close(http_response, self, is_async, body, unhooks)
-
-
-class AttrView:
-    """Attribute access over parsed JSON, so the integrations' readers work on a raw body as on SDK models."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict) -> None:
-        self._data = data
-
-    @staticmethod
-    def wrap(value: Any) -> Any:
-        if isinstance(value, dict):
-            return AttrView(value)
-        if isinstance(value, list):
-            return [AttrView.wrap(v) for v in value]
-        return value
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return AttrView.wrap(self._data[name])
-        except KeyError:
-            raise AttributeError(name) from None
-
 
 def _not_already_on(span: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     """The SDK's own span already holds most standard attributes with the same values: setting them again
@@ -834,13 +750,6 @@ def _end_span(span: Any) -> None:
     except Exception:
         error_once("span:end", "aicost: could not end a span (an OpenTelemetry span processor failed?); "
                                "calls are still priced and recorded")
-
-
-def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
-    try:
-        fn(arg)
-    except Exception:
-        error_once("observe", "aicost: could not observe a parsed response")
 
 
 def _current_attribution() -> Mapping[str, str]:
@@ -950,39 +859,11 @@ def _stream_meta(acc: StreamAccumulator | BodyReader | None) -> ResponseMeta | N
         return None
 
 
-def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
-    """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
-    ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
-    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
-    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
-    name = "aiter_bytes" if is_async else "iter_bytes"
-    original = getattr(response, name)
-    if is_async:
-        async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
-            async for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
-    else:
-        def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
-
-    setattr(response, name, read_on_the_way)
-
-    def unhook() -> None:
-        try:
-            if vars(response).get(name) is read_on_the_way:
-                delattr(response, name)
-        except Exception:
-            pass
-
-    return unhook
-
-
 def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | None = None,
                 also_unhook: tuple[Callable[[], None], ...] = ()) -> None:
-    """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
+    """Finish the call when ``response`` is closed (``close()`` / ``aclose()``): an SDK's stream helpers may close
+    the HTTP response directly, not the stream. ``body``: what says the call's usage when the caller read the bytes
+    itself and nothing was parsed; ``also_unhook``: the integration's other hooks on it, removed at the close.
 
     Hooked once per response; it reads the call's accumulator when the close happens, since a raw response
     is hooked before the caller parses it into a stream.

@@ -265,11 +265,6 @@ class Integration:
         anyway, for the estimate."""
         raise NotImplementedError
 
-    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
-        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
-        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
-        return None
-
     def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
         """For "events" endpoints: what one parsed event means for billing. None for most events."""
         return None
@@ -294,14 +289,19 @@ class Integration:
         """Whether a call's return value is a stream whose items arrive later."""
         raise NotImplementedError
 
-    def wrap_stream(self, stream: Any, watch: "StreamWatch") -> Any:
+    def wrap_stream(self, stream: Any, watch: "CallWatch") -> Any:
         """Put ``watch.iterate`` between the SDK's stream and the caller, and return what the caller gets: the
         same object wrapped in place where the SDK allows it, else a generator over it (a plain generator is
         what the caller had anyway). ``watch.finish_on_close(obj, is_async)`` finishes the call when ``obj`` is
         closed (a caller may close a stream without reading it to the end)."""
         raise NotImplementedError
 
-    def is_raw_response(self, obj: Any) -> bool:
+    def watch_result(self, value: Any, watch: "CallWatch") -> bool:
+        """For a return value that is not the result but something the caller reads it from later (the Stainless
+        SDKs' raw responses, which the caller parses): arrange for what the caller reads to reach
+        ``watch.result(parsed)`` (and ``watch.finish_on_close`` for a body the caller may only close), and return
+        True. False (the default): ``value`` is the result, read at once with ``read_response``. Must be cheap for
+        plain results: it runs after every call that is not a stream."""
         return False
 
     def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
@@ -324,23 +324,43 @@ class Integration:
         return None
 
 
-class StreamWatch:
-    """What the core gives ``Integration.wrap_stream``: the call watching one stream. ``acc`` is the stream's
-    accumulator (``Integration.new_accumulator``), for an SDK that hands items over somewhere else than the iterator
-    it wraps."""
+class CallWatch:
+    """What the core gives ``Integration.wrap_stream`` and ``Integration.watch_result``: the call watching its
+    result. ``acc`` is the stream's accumulator (``Integration.new_accumulator``), for an SDK that hands items over
+    somewhere else than the iterator it wraps. ``endpoint``, ``request`` (:class:`RequestMeta`) and ``kwargs``
+    describe the call; ``finished`` says it is over. ``busy`` is True while aicost (or an integration, around the
+    caller's own read) is inside a read: a close seen then is part of the read, which says how the call ended."""
 
     acc: StreamAccumulator | None
+    endpoint: Endpoint
+    request: RequestMeta
+    kwargs: dict[str, Any]
+    finished: bool
+    busy: bool
 
     def iterate(self, inner: Any) -> Any:  # pragma: no cover - interface
         """A (sync or async) generator over ``inner`` that observes every item and finishes the call when the
         stream ends, fails or is closed."""
         raise NotImplementedError
 
-    def finish_on_close(self, obj: Any, is_async: bool) -> None:  # pragma: no cover - interface
+    def finish_on_close(self, obj: Any, is_async: bool, reader: "BodyReader | None" = None,
+                        undo: tuple[Callable[[], None], ...] = ()) -> None:  # pragma: no cover - interface
+        """Finish the call when ``obj`` is closed (``close()``, or ``aclose()`` if ``is_async``), once. ``reader``
+        says what was billed if nothing else did (bytes the caller read itself); ``undo`` are the integration's
+        other hooks on ``obj``, run at the close (hooks on an object that refer back to it are reference cycles)."""
         raise NotImplementedError
 
     def fail(self, error: BaseException) -> None:  # pragma: no cover - interface
         """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps."""
+        raise NotImplementedError
+
+    def result(self, parsed: Any) -> Any:  # pragma: no cover - interface
+        """What the caller read (``watch_result``): a stream is watched and returned as the caller gets it;
+        anything else is read with ``read_response`` and the call finished."""
+        raise NotImplementedError
+
+    def finish_unread(self) -> None:  # pragma: no cover - interface
+        """The result could not be read: finish the call without usage (estimated, as any missing usage)."""
         raise NotImplementedError
 
 

@@ -9,10 +9,12 @@ and type) and whose HTTP response (``stream.response``) is closed by the SDK's h
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from .. import semconv as s
-from ..vendor import Endpoint, Integration, Router, StreamWatch
+from .._log import error_once
+from ..vendor import BodyReader, CallWatch, Endpoint, Integration, Router
 
 
 class ClientRef:
@@ -57,7 +59,7 @@ class StainlessIntegration(Integration):
     def is_stream(self, obj: Any) -> bool:
         return isinstance(obj, self._stream_types)
 
-    def wrap_stream(self, stream: Any, watch: StreamWatch) -> Any:
+    def wrap_stream(self, stream: Any, watch: CallWatch) -> Any:
         inner = stream._iterator
         stream._iterator = watch.iterate(inner)
         response = getattr(stream, "response", None)
@@ -65,8 +67,89 @@ class StainlessIntegration(Integration):
             watch.finish_on_close(response, hasattr(inner, "__anext__"))
         return stream
 
-    def is_raw_response(self, obj: Any) -> bool:
-        return isinstance(obj, self._raw_types)
+    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
+        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
+        return None
+
+    def watch_result(self, raw: Any, watch: CallWatch) -> bool:
+        """``with_raw_response`` / ``with_streaming_response``: the call returns an ``APIResponse`` the caller
+        parses (or reads the bytes of); watch what the caller gets from it."""
+        if not isinstance(raw, self._raw_types):
+            return False
+        is_async = inspect.iscoroutinefunction(raw.parse)
+        is_stream = self.is_stream
+
+        def observe(parsed: Any) -> Any:
+            if not watch.finished and parsed is not None:
+                if not is_stream(parsed):
+                    watch.result(parsed)
+                elif not getattr(parsed, "_aicost_watched", False):  # parse() caches: the same stream again
+                    parsed._aicost_watched = True
+                    watch.result(parsed)
+            return parsed
+
+        http_response = getattr(raw, "http_response", None)
+        if http_response is not None and getattr(http_response, "is_closed", False) and not watch.request.stream:
+            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
+            # so parsing now costs nothing extra and the caller later gets the very same object; an async
+            # parse() cannot run here, so read the same JSON body through an attribute view instead. The call
+            # is then finished: the caller's parse() needs no watching.
+            try:
+                observe(AttrView.wrap(http_response.json()) if is_async else raw.parse())
+            except Exception:
+                watch.finish_unread()  # the caller's own parse() will raise the same error
+            return True
+
+        # The bound method keeps ``raw`` alive while the caller holds only it (``create(...).parse()``); the hook
+        # on ``raw`` refers back to ``raw`` through it, a reference cycle, so the first parse() removes the hook.
+        original_parse = raw.parse
+        own = vars(raw).get("parse")  # an instance-level parse someone else installed: restored as it was
+
+        def unhook() -> None:
+            try:
+                if own is not None:
+                    raw.parse = own
+                else:
+                    del raw.parse
+            except Exception:
+                pass
+
+        if is_async:
+            async def parse(*args: Any, **kwargs: Any) -> Any:
+                watch.busy = True  # the SDK closes the response inside parse(): that close is not the end
+                try:
+                    parsed = await original_parse(*args, **kwargs)
+                finally:
+                    watch.busy = False
+                if not args and not kwargs:
+                    unhook()
+                    _safe(observe, parsed)
+                return parsed
+        else:
+            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                watch.busy = True
+                try:
+                    parsed = original_parse(*args, **kwargs)
+                finally:
+                    watch.busy = False
+                if not args and not kwargs:
+                    unhook()
+                    _safe(observe, parsed)
+                return parsed
+
+        raw.parse = parse
+        if http_response is not None:
+            reader, undo = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
+            try:
+                reader = self.body_reader(watch.endpoint, watch.kwargs)
+                if reader is not None:
+                    undo = (unhook, _read_body_on_the_way(http_response, reader, is_async))
+            except Exception:
+                error_once("body:reader", "aicost: could not watch a response's bytes")
+                reader = None
+            watch.finish_on_close(http_response, is_async, reader, undo)
+        return True
 
     def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
         # ``ChatCompletionStreamManager`` / ``MessageStreamManager`` keep the request (a partial, or an un-awaited
@@ -109,3 +192,63 @@ def server_of(resource: Any) -> tuple[str | None, int | None]:
         return host, port
     except Exception:
         return None, None
+
+
+class AttrView:
+    """Attribute access over parsed JSON, so the integrations' readers work on a raw body as on SDK models."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    @staticmethod
+    def wrap(value: Any) -> Any:
+        if isinstance(value, dict):
+            return AttrView(value)
+        if isinstance(value, list):
+            return [AttrView.wrap(v) for v in value]
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return AttrView.wrap(self._data[name])
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
+    try:
+        fn(arg)
+    except Exception:
+        error_once("observe", "aicost: could not observe a parsed response")
+
+
+def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
+    """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
+    ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
+    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
+    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
+    name = "aiter_bytes" if is_async else "iter_bytes"
+    original = getattr(response, name)
+    if is_async:
+        async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
+            async for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+    else:
+        def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+
+    setattr(response, name, read_on_the_way)
+
+    def unhook() -> None:
+        try:
+            if vars(response).get(name) is read_on_the_way:
+                delattr(response, name)
+        except Exception:
+            pass
+
+    return unhook
