@@ -327,6 +327,7 @@ class _Call:
             server_address=request.server_address,
             server_port=request.server_port,
             shape=endpoint.shape,
+            service_tier=request.service_tier,
             span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
@@ -449,7 +450,7 @@ class _Call:
 
     def _native_request_attributes(self) -> dict[str, Any]:
         attrs = self._start_attributes()
-        attrs[s.AICOST_SPAN_SOURCE] = "anthropic-sdk"
+        attrs[s.AICOST_SPAN_SOURCE] = self.native.source
         return attrs
 
     def refused(self, refusal: BaseException) -> None:
@@ -510,7 +511,7 @@ class _Call:
                 except Exception:
                     cost = None
         try:
-            error_type = telemetry.error_type_of(error) if error is not None else None
+            error_type = self.integration.error_type(error) if error is not None else None
         except Exception:
             error_type = type(error).__qualname__
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
@@ -627,7 +628,8 @@ class _Call:
 
         if not meta.output_text:
             return 0
-        return tokens.count_text(meta.output_text, meta.model or self.request.model, self.info.provider).tokens
+        return tokens.count_text(meta.output_text, meta.model or self.request.model,
+                                 self.endpoint.shape.tokenizer_is_exact(self.info.provider)).tokens
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
                   duration: float | None = None, refusal: BaseException | None = None) -> None:
@@ -989,7 +991,7 @@ def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...,
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         call_as = _caller_trampoline()
         if (not _instrumented or _active.get() or instance is None
-                or (endpoint.stream_only and kwargs.get("stream") is not True)):
+                or (endpoint.stream_only and not endpoint.shape.streams(kwargs))):
             return call_as(wrapped, args, kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
         return _run_sync(call, lambda: call_as(wrapped, args, kwargs))
@@ -1008,7 +1010,7 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
             return as_callers_caller(as_caller(value)) if inspect.isawaitable(value) else value
 
         if (not _instrumented or _active.get() or instance is None
-                or (endpoint.stream_only and kwargs.get("stream") is not True)):
+                or (endpoint.stream_only and not endpoint.shape.streams(kwargs))):
             return await _awaited(run())
         call = _begin(integration, endpoint, instance, kwargs, True)
         return await _run_async(call, run)
@@ -1152,7 +1154,10 @@ def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any
     open_calls = connection.__dict__.setdefault(_OPEN_RESPONSES, {})
     call = None if step.kind == "once" else open_calls.pop(step.response_id, None)
     if call is None:
-        call = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
+        request: dict[str, Any] = {}  # what the connection is using, written the way its requests say it
+        if step.model is not None:
+            endpoint.shape.set_model(request, step.model)
+        call = _Call(integration, endpoint, connection, request, is_async)
         call.count_unguarded()
     if step.kind == "start":
         if len(open_calls) >= 64:  # responses whose end never came (a dropped connection): do not grow forever

@@ -214,12 +214,9 @@ def set_error(span: Any, error_type: str, description: str | None = None) -> Non
 
 
 def error_type_of(exc: BaseException) -> str:
-    """``error.type``: the vendor's error code when it has one, else the exception's qualified class name."""
+    """``error.type``: the error's own code when it has one as text (``exc.type`` / ``exc.code``), else the
+    exception's qualified class name. An integration may read its SDK's errors better (``Integration.error_type``)."""
     code = getattr(exc, "type", None) or getattr(exc, "code", None)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error") if isinstance(body.get("error"), dict) else body
-        code = err.get("type") or err.get("code") or code
     if isinstance(code, str) and code:
         return code
     return type(exc).__qualname__

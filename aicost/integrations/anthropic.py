@@ -25,14 +25,15 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..usage import Usage, is_object, read_count
-from ..vendor import (Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field, part,
+from ..vendor import (Endpoint, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
                       request_count, string)
-from .stainless import StainlessIntegration, server_of
+from .stainless import StainlessIntegration, StainlessShape, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 _BOTH = ("Messages", "AsyncMessages")
-_SHAPE = RequestShape("max_tokens")  # Messages requires max_tokens; a policy cap lowers it
+_SHAPE = StainlessShape("max_tokens")  # Messages requires max_tokens; a policy cap lowers it
+_COUNT_SHAPE = StainlessShape(generates=False)
 
 
 def _endpoints() -> tuple[Endpoint, ...]:
@@ -44,7 +45,8 @@ def _endpoints() -> tuple[Endpoint, ...]:
             Endpoint(module, _BOTH, "create", f"{prefix}.create", "chat", shape=_SHAPE),
             Endpoint(module, _BOTH, "parse", f"{prefix}.parse", "chat", shape=_SHAPE),
             Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager", shape=_SHAPE),
-            Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False),
+            Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False,
+                     shape=_COUNT_SHAPE),
         ]
     return tuple(table)
 
@@ -380,6 +382,7 @@ class CapturingTracer:
 
 class NativeSpanCapture:
     __slots__ = ("holder", "token")
+    source = "anthropic-sdk"  # aicost.span.source on the SDK's span aicost enriched
 
     def __init__(self) -> None:
         self.holder: list[DeferredEndSpan] = []

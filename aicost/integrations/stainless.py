@@ -14,7 +14,111 @@ from typing import Any, Callable
 
 from .. import semconv as s
 from .._log import error_once
-from ..vendor import BodyReader, CallWatch, Endpoint, Integration, Router
+from ..tokens import _texts as content_texts
+from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, Router
+
+# Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
+_TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
+
+
+class StainlessShape(RequestShape):
+    """An OpenAI or Anthropic request: ``model``, an output cap under one of ``cap_params``, input text in
+    ``messages`` / ``input`` / ``prompt`` and system instructions in ``system`` / ``instructions``, ``n``
+    completions, and ``stream``."""
+
+    __slots__ = ()
+
+    # Output caps the request may set; the smallest wins.
+    cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
+    # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
+    # content capture prefers; ``system_params`` are system instructions.
+    input_params: tuple[str, ...] = ("messages", "input", "prompt")
+    system_params: tuple[str, ...] = ("system", "instructions")
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = kwargs.get("model")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        kwargs["model"] = model
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]
+        return min(caps) if caps else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        changed = present = False
+        for p in self.cap_params:
+            v = kwargs.get(p)
+            if type(v) is int:
+                present = True
+                if v > cap:
+                    kwargs[p] = cap
+                    changed = True
+        if not present and self.cap_param is not None:
+            kwargs[self.cap_param] = cap
+            changed = True
+        return changed
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        n = kwargs.get("n")
+        return n if type(n) is int and n > 1 else 1
+
+    def input_characters(self, kwargs: dict[str, Any]) -> int:
+        text = kwargs.get("input")
+        return len(text) if isinstance(text, str) else 0
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        """``messages`` with OpenAI's documented chat framing (3 tokens per message plus 3 priming tokens); the
+        other input and system keys as text; ``tools`` as JSON, which makes the count inexact since vendors render
+        schemas their own way."""
+        pieces: list[str] = []
+        overhead = 0
+        exact = True
+        for key in self.input_params + self.system_params:
+            value = kwargs.get(key)
+            if value is None:
+                continue
+            if key == "messages" and isinstance(value, (list, tuple)):
+                for m in value:
+                    overhead += 3
+                    if isinstance(m, dict):
+                        pieces.extend(content_texts(m.get("content")))
+                        if m.get("name"):
+                            pieces.append(str(m["name"]))
+                    else:
+                        pieces.extend(content_texts(getattr(m, "content", None)))
+                overhead += 3
+            else:
+                pieces.extend(content_texts(value))
+        tools = kwargs.get("tools")
+        if tools:
+            try:
+                import json
+
+                pieces.append(json.dumps(tools, default=str))
+            except Exception:
+                pass
+            exact = False
+        return InputText(tuple(pieces), overhead, exact)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.input_params:
+            if kwargs.get(key) is not None:
+                out["input"] = kwargs[key]
+                break
+        for key in self.system_params:
+            if kwargs.get(key) is not None:
+                out["system"] = kwargs[key]
+                break
+        return out
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("stream") is True
+
+    def tokenizer_is_exact(self, provider: str) -> bool:
+        return provider in _TIKTOKEN_PROVIDERS
 
 
 class ClientRef:
@@ -159,6 +263,17 @@ class StainlessIntegration(Integration):
             return False
         setattr(manager, attr, wrap(getattr(manager, attr)))
         return True
+
+    def error_type(self, error: BaseException) -> str:
+        """The type or code in the vendor's error envelope (``APIStatusError.body``: ``{"error": {"type": ...}}``
+        for OpenAI, ``{"type": "error", "error": {"type": ...}}`` for Anthropic), else the generic reading."""
+        body = getattr(error, "body", None)
+        if isinstance(body, dict):
+            err = body.get("error") if isinstance(body.get("error"), dict) else body
+            code = err.get("type") or err.get("code")
+            if isinstance(code, str) and code:
+                return code
+        return super().error_type(error)
 
     def tier_attributes(self, provider: str) -> tuple[str, str] | None:
         # Anthropic's own API has its keys; Azure, compatible hosts and Anthropic on Bedrock / Vertex use OpenAI's.
