@@ -157,6 +157,19 @@ def test_a_failing_hook_is_logged_once_and_the_import_still_works(toy_path, capl
     assert len([r for r in caplog.records if "could not be loaded" in r.getMessage()]) == 1
 
 
+def test_a_hook_that_fails_while_patching_never_fails_the_import(toy_path, caplog):
+    tmp, added = toy_path
+    broken = type("BrokenTable", (_toy(tmp, "toy_table_sdk"),), {"endpoints": property(lambda self: 1 / 0)})
+    added.append(broken)
+    integrations.register(broken)
+    aicost.instrument()
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        import toy_table_sdk
+    assert toy_table_sdk.Client().call(model="m") == {"model": "m"}
+    assert [r.getMessage() for r in caplog.records] == ["aicost: could not instrument toy_table_sdk; its calls are "
+                                                       "not recorded"]
+
+
 def test_an_sdk_import_that_fails_keeps_its_hook_for_the_next_attempt(toy_path):
     tmp, added = toy_path
     cls = _toy(tmp, "toy_flaky_sdk", "import os\nif os.environ.get('TOY_FAIL'): raise RuntimeError('not yet')\n")
