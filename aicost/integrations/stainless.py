@@ -5,6 +5,11 @@ Both SDKs build every request in ``SyncAPIClient.request`` / ``AsyncAPIClient.re
 ``_iterator`` attribute set in ``__init__`` (wrapped in place, so the caller keeps the SDK's own ``Stream`` object
 and type) and whose HTTP response (``stream.response``) is closed by the SDK's helpers, and return
 ``APIResponse`` / ``LegacyAPIResponse`` objects for ``with_raw_response`` / ``with_streaming_response``.
+
+Here, therefore: the requests' shape (:class:`StainlessShape`: ``model``, the output caps, ``messages`` with
+OpenAI's framing, ``n``, ``stream``), the safety net routed by URL path, streams wrapped at ``_iterator``, raw
+responses watched through ``parse()`` and their bytes read on the way (:meth:`StainlessIntegration.watch_result`),
+and the error envelope (``APIStatusError.body``).
 """
 
 from __future__ import annotations
