@@ -141,6 +141,8 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         attrs[s.AICOST_PRICE_TIER_REASON] = cost.tier_reason
         if cost.tier:
             attrs[s.AICOST_PRICE_TIER] = cost.tier
+        if cost.estimated:
+            attrs[s.AICOST_COST_ESTIMATED] = True
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)
