@@ -103,16 +103,26 @@ _LONG_CONTEXT_BETA = "context-1m-"
 def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
     """Whether the request enabled Claude's 1M-token context window (beta ``context-1m-YYYY-MM-DD``), the only
     case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
-    header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens."""
+    header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens.
+    Read on every call: what is absent (the common case) costs a lookup each."""
     betas = kwargs.get("betas")
-    if isinstance(betas, (list, tuple)) and any(isinstance(b, str) and b.startswith(_LONG_CONTEXT_BETA) for b in betas):
+    if betas and isinstance(betas, (list, tuple)) and any(
+            isinstance(b, str) and b.startswith(_LONG_CONTEXT_BETA) for b in betas):
         return True
-    for headers in (kwargs.get("extra_headers"), getattr(getattr(resource, "_client", None), "_custom_headers", None)):
-        if headers and hasattr(headers, "items"):
-            for name, value in headers.items():
-                if isinstance(name, str) and name.lower() == "anthropic-beta" and isinstance(value, str) \
-                        and _LONG_CONTEXT_BETA in value:
-                    return True
+    extra = kwargs.get("extra_headers")
+    if extra and _names_long_context(extra):
+        return True
+    custom = getattr(getattr(resource, "_client", None), "_custom_headers", None)
+    return bool(custom) and _names_long_context(custom)
+
+
+def _names_long_context(headers: Any) -> bool:
+    if not hasattr(headers, "items"):
+        return False
+    for name, value in headers.items():
+        if isinstance(name, str) and name.lower() == "anthropic-beta" and isinstance(value, str) \
+                and _LONG_CONTEXT_BETA in value:
+            return True
     return False
 
 
