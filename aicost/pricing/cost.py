@@ -173,9 +173,9 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
 class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
-    __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio", "cache_write",
-                 "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image",
-                 "input_characters", "web_search", "web_search_preview", "request", "characters_only")
+    __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
+                 "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
+                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
@@ -332,7 +332,8 @@ class ModelPrice:
     def _priced(self, band: _Band, usage: Usage, web_search_tool: str | None, tier: str | None = None,
                 tier_reason: str | None = None, estimated: bool = False, per_request: bool = True) -> Cost:
         """``usage`` at one band's rates. ``per_request=False`` leaves out the per-request fee (a part of a call
-        priced at another band than the rest, which carries the fee once)."""
+        priced at another band than the rest, which carries the fee once). The common call has no
+        cache/audio/image/reasoning tokens, so those branches are skipped as a group."""
         input_tokens = usage.input_tokens
         if band.characters_only and (input_tokens or usage.output_tokens):
             return unknown_cost(self.provider, self.model, self.service_tier, usage)
