@@ -206,7 +206,8 @@ def search_blocks(searches: int) -> list[dict]:
 
 
 def loop_reply(steps: list[dict], searches: int, usage: dict | None = None) -> Reply:
-    """A paused web-search loop, non-streaming, its usage reported per step in ``usage.iterations``."""
+    """A paused web-search loop, non-streaming, its usage reported per step in ``usage.iterations``. Built from the
+    SDK's types, not recorded: no recording of such a loop exists."""
     return Reply.json({
         "id": "msg_loop", "type": "message", "role": "assistant", "model": MODEL,
         "content": search_blocks(searches) + [{"type": "text", "text": "Still researching."}],
@@ -216,7 +217,7 @@ def loop_reply(steps: list[dict], searches: int, usage: dict | None = None) -> R
 
 def loop_stream(steps: list[dict], searches: int) -> Reply:
     """The same loop streamed: the first step's input in ``message_start``, cumulative totals and the iterations
-    in the final ``message_delta``, a ``content_block_start`` per server tool call."""
+    in the final ``message_delta``, a ``content_block_start`` per server tool call. Built, not recorded, as above."""
     from vendor_server import sse
 
     total = summed(steps, searches)
