@@ -606,6 +606,8 @@ class _Call:
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
+            if meta.price_hints and usage is meta.usage:  # facts about the vendor's usage, not about an estimate
+                hints = {**hints, **meta.price_hints}
             cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints,
                           self.info.price_scope)
             if meta.sub_inferences and cost is not None:

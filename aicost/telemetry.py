@@ -17,7 +17,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as s
 from ._log import error_once
-from .pricing.money import format_usd
 from .usage import Usage
 from .vendor import DEFAULT_SHAPE, RequestMeta, RequestShape, ResponseMeta
 
@@ -141,10 +140,14 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         attrs[s.AICOST_PRICE_TIER_REASON] = cost.tier_reason
         if cost.tier:
             attrs[s.AICOST_PRICE_TIER] = cost.tier
+        if cost.estimated:
+            attrs[s.AICOST_COST_ESTIMATED] = True
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)
-        attrs[s.AICOST_COST_TOTAL] = format_usd(total)  # "0.00021", never "0.00021000" or "2.1E-4"
+        # "0.00021", never "0.00021000" or "2.1E-4": a Cost's total is canonical already (pricing.money), so its
+        # plain text is format_usd's, without normalising it again on every call.
+        attrs[s.AICOST_COST_TOTAL] = format(total, "f")
         for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call
             if amount:
                 name = _PART_ATTRIBUTES.get(part)

@@ -153,6 +153,9 @@ class ResponseMeta:
     # said only if the price comes out unknown.
     unpriced: str | None = None
     audio_seconds: float | None = None  # duration-billed audio (``aicost.usage.audio_seconds``)
+    # Response facts the price depends on beyond ``usage`` (keyword arguments for ``pricing.price_call``, with the
+    # request's ``RequestMeta.price_hints``), e.g. Anthropic's per-step usage of a server-side tool loop (``steps``).
+    price_hints: dict[str, Any] | None = None
 
 
 class StreamAccumulator:

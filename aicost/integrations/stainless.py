@@ -288,20 +288,27 @@ class StainlessIntegration(Integration):
 
 
 _servers: dict[int, tuple[Any, str | None, int | None]] = {}
+_NO_DICT: dict[str, Any] = {}
 
 
 def server_of(resource: Any) -> tuple[str | None, int | None]:
     """``server.address`` / ``server.port`` of the client behind an SDK resource (``resource._client``).
 
-    Read on every call, so cached per base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a
-    module inside it) and httpx2's ``URL.host`` (IDNA decoding) cost about 2 us together. Both Stainless SDKs
-    keep the URL in ``_base_url``; anything else falls back to the public property.
+    Read on every call (OpenAI's integration reads it twice: the provider is named from the host), so cached per
+    base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a module inside it, about 11 k
+    instructions a read, and its ``_base_url`` is now a property that reads it) and httpx2's ``URL.host`` (IDNA
+    decoding) cost about 2 us together. The URL object is taken from the client's own attributes, where the SDKs
+    keep it (openai 3.x: ``_configured_base_url``; anthropic: ``_base_url``); anything else falls back to the
+    public property.
     """
     try:
         client = resource._client
-        url = getattr(client, "_base_url", None)
+        own = getattr(client, "__dict__", _NO_DICT)
+        url = own.get("_configured_base_url")
         if url is None:
-            url = client.base_url
+            url = own.get("_base_url")
+            if url is None:
+                url = client.base_url
         hit = _servers.get(id(url))
         if hit is not None and hit[0] is url:
             return hit[1], hit[2]
