@@ -105,8 +105,8 @@ class LedgerStore:
 
     * :meth:`rows` -- raw rows in ``[start, end)``, oldest first, optionally filtered.
     * :meth:`runs` -- finished feature runs in ``[start, end)``.
-    * :meth:`rollup` -- pre-summed measures per bucket for one dimension (what :func:`aicost.ledger.query.spend`
-      reads; use that function rather than this one).
+    * :meth:`sum_period` / :meth:`sum_rows` -- measures summed in the database over rollup cells and raw rows
+      (what :func:`aicost.ledger.query.spend` reads; use that function rather than these).
     * :meth:`time_range` -- the first and last row's time, or None for an empty ledger.
     """
 
