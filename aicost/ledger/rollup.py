@@ -17,14 +17,15 @@ would not fit raises, it is never rounded). See :mod:`aicost.ledger.store`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable
 
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
-           "run_measures", "sums", "new_measures", "add_into", "delta_ddl", "delta_sql", "fold_sql", "DELTA_TABLE"]
+           "run_measures", "sums", "new_measures", "add_into", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
+           "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
@@ -45,6 +46,10 @@ class Dialect:
     tag_value: str  # the value of tag ? in tags (one parameter: the name)
     money_type: str
     ts_type: str
+    # Optional integer path (see :func:`fits_units`): a money text as integer units of 10**-UNIT_DIGITS dollars,
+    # and such an integer back as canonical decimal text. None: the dialect sums its money type directly.
+    to_units: Callable[[str], str] | None = None
+    from_units: Callable[[str], str] | None = None
 
 
 SQLITE = Dialect(
@@ -60,6 +65,11 @@ SQLITE = Dialect(
     tag_value="json_extract(tags, '$.\"' || ? || '\"')",
     money_type="TEXT",
     ts_type="TEXT",
+    # '0.0002025' -> 2025 * 10**(12 - 7): the digits without the point, times 10 to the missing places. Only
+    # used on batches whose every amount has at most UNIT_DIGITS decimals and fits (fits_units), so it is exact.
+    to_units=lambda x: (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('1{'0' * 12}', 1, 13 - "
+                        f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)"),
+    from_units=lambda n: f"CASE WHEN {n} = 0 THEN '0' ELSE aicost_units_text({n}) END",
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -77,32 +87,59 @@ POSTGRESQL = Dialect(
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 
-def row_measures() -> list[str]:
+UNIT_DIGITS = 12  # the integer path's unit: 10**-12 dollars (a pico-dollar)
+_UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
+_MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
+
+
+def fits_units(rows: Iterable[Any]) -> bool:
+    """Whether every amount of ``rows`` (ledger rows) is a whole number of 10**-UNIT_DIGITS dollars and their
+    absolute sum is under $9 million: then SQLite sums the batch as 64-bit integers, exactly and without
+    overflow (every partial sum is bounded by the absolute sum). Otherwise the batch takes the Decimal
+    aggregate: an amount with more decimals, or a huge one, is still summed exactly, only slower."""
+    total = 0
+    for row in rows:
+        for name in _MONEY_FIELDS:
+            value = getattr(row, name)
+            if value is None:
+                continue
+            sign, digits, exponent = value.as_tuple()
+            if not isinstance(exponent, int):
+                return False  # NaN / Infinity: never summed as an integer
+            if exponent < -UNIT_DIGITS and any(digits[exponent + UNIT_DIGITS:]):
+                return False  # a non-zero digit below the unit
+            total += abs(value)
+    return total < _UNIT_LIMIT
+
+
+def row_measures(money: Callable[[str], str] = lambda column: column) -> list[str]:
     """Per aicost_ledger row, what it adds to each of :data:`~aicost.ledger.schema.MEASURES`, in order.
 
     A call adds 1 call, its tokens and its cost (a NULL cost, an unknown price, adds an unknown-cost call and no
     money: never $0); a cache hit adds a hit and what it saved; a refusal adds a refusal and the money it
-    stopped. Rows are not feature runs: their run measures are 0."""
+    stopped. Rows are not feature runs: their run measures are 0. ``money`` wraps each money column (the
+    integer path's conversion, :attr:`Dialect.to_units`)."""
     call = "kind = 'call'"
     out = {
         "calls": f"CASE WHEN {call} THEN 1 ELSE 0 END",
         "unknown_cost_calls": f"CASE WHEN {call} AND cost IS NULL THEN 1 ELSE 0 END",
         "estimated_calls": f"CASE WHEN {call} AND estimated THEN 1 ELSE 0 END",
         "error_calls": f"CASE WHEN {call} AND error_type <> '' THEN 1 ELSE 0 END",
-        "cost": f"CASE WHEN {call} THEN cost END",
+        "cost": f"CASE WHEN {call} THEN {money('cost')} END",
         **{name: f"CASE WHEN {call} THEN {name} ELSE 0 END" for name in TOKEN_FIELDS},
         "cache_hits": "CASE WHEN kind = 'cache_hit' THEN 1 ELSE 0 END",
-        "saved_cost": "CASE WHEN kind = 'cache_hit' THEN saved_cost END",
+        "saved_cost": f"CASE WHEN kind = 'cache_hit' THEN {money('saved_cost')} END",
         "refusals": "CASE WHEN kind = 'refusal' THEN 1 ELSE 0 END",
-        "stopped_cost": "CASE WHEN kind = 'refusal' THEN stopped_cost END",
+        "stopped_cost": f"CASE WHEN kind = 'refusal' THEN {money('stopped_cost')} END",
         "runs": "0",
         "succeeded_runs": "0",
     }
     return [out[m] for m in MEASURES]
 
 
-def run_measures() -> list[str]:
-    """Per aicost_runs row: one run, and one success when its outcome is 'succeeded'; nothing else."""
+def run_measures(money: Callable[[str], str] | None = None) -> list[str]:
+    """Per aicost_runs row: one run, and one success when its outcome is 'succeeded'; nothing else (``money`` is
+    unused: a run adds no money; it is there to match :func:`row_measures`)."""
     out = {m: ("CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0") for m in MEASURES}
     out["runs"] = "1"
     out["succeeded_runs"] = "CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END"
@@ -127,59 +164,95 @@ DELTA_TABLE = "aicost_delta"
 
 
 def delta_ddl(d: Dialect) -> str:
-    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups."""
-    cols = ", ".join(f"{m} {d.money_type if m in MONEY_MEASURES else 'BIGINT'}" for m in MEASURES)
+    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups.
+    Every measure defaults to 0, so a statement writes only the measures its rows can add to."""
+    cols = ", ".join(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
+                     for m in MEASURES)
     tail = " ON COMMIT DELETE ROWS" if d.name == "postgresql" else ""
     return f"CREATE TEMP TABLE IF NOT EXISTS {DELTA_TABLE} (bucket {d.ts_type}, dim TEXT, value TEXT, {cols}){tail}"
 
 
-def delta_sql(d: Dialect, rows_where: str | None, runs_where: str | None, dims: tuple[str, ...] | None = None,
-              zero: frozenset[str] = frozenset()) -> str:
-    """``INSERT INTO aicost_delta``: the hour cells of the ledger rows matching ``rows_where`` and the runs matching
-    ``runs_where`` (SQL conditions; None leaves that table out), for every rollup dimension (or ``dims``).
+_CONSTANT_ZERO = ("0", "CAST(NULL AS NUMERIC)")
+# source -> (table, per-row measures, dimensions)
+_SOURCES = {"rows": ("aicost_ledger", row_measures, ROW_DIMS), "runs": ("aicost_runs", run_measures, RUN_DIMS)}
 
-    Each source is read once (a materialized CTE with the per-row measures), then exploded into one arm per
-    dimension and grouped. ``zero``: token counts the caller knows are 0 in every row summed (most of the 14
-    classes, in a typical batch), written as 0 rather than summed: the sums are most of the statement's work."""
-    names = list(MEASURES)
-    ctes, arms = [], []
-    for source, table, where, measures, dim_cols in (
-            ("r", "aicost_ledger", rows_where, row_measures(), ROW_DIMS),
-            ("u", "aicost_runs", runs_where, run_measures(), RUN_DIMS)):
-        if where is None:
+
+def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = ("hour", "day"),
+               dims: tuple[str, ...] | None = None, zero: frozenset[str] = frozenset(),
+               units: bool = False) -> list[tuple[str, str | None]]:
+    """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
+    'runs' -> on aicost_runs) to the rollups at ``grains``: per source, a delta insert (:func:`delta_sql`), the
+    folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
+    None). Each source is summed and folded on its own, over only the measures it can add to (a run adds 2 of
+    the 27, a call never adds a run): most of the work is the sums, so the narrower the cheaper."""
+    out: list[tuple[str, str | None]] = []
+    for source, where in wheres.items():
+        _, measures, _ = _SOURCES[source]
+        dead = frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
+        out.append((delta_sql(d, source, where, dims=dims, zero=zero | dead, units=units and source == "rows"),
+                    source))
+        out.extend((fold_sql(d, grain, zero | dead), None) for grain in grains)
+        out.append((f"DELETE FROM {DELTA_TABLE}", None))
+    return out
+
+
+def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None = None,
+              zero: frozenset[str] = frozenset(), units: bool = False) -> str:
+    """``INSERT INTO aicost_delta``: the hour cells of the ``source`` ('rows': aicost_ledger, 'runs': aicost_runs)
+    rows matching ``where`` (an SQL condition), for every rollup dimension (or ``dims``).
+
+    The source is read once (a materialized CTE with the per-row measures), then exploded into one arm per
+    dimension and grouped. ``zero``: measures the caller knows are 0 in every row summed (most token classes in a
+    typical batch, every call measure for runs), left out (the delta's default, 0): the sums are most of the
+    statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows summed; the
+    dialect's ``to_units``), written back to the delta in the dialect's money type."""
+    names = [m for m in MEASURES if m not in zero]
+    table, measures_of, dim_cols = _SOURCES[source]
+    live = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
+    measures = [live[m] for m in names]
+    final = [f"{_sum(d, m, m)} AS {m}" for m in names]
+    if units:
+        assert d.to_units is not None and d.from_units is not None
+        final = [f"{d.from_units(f'COALESCE(SUM({m}), 0)')} AS {m}" if m in MONEY_MEASURES else f"SUM({m}) AS {m}"
+                 for m in names]
+        inner = [f"SUM({m}) AS {m}" for m in names]
+    else:
+        inner = final
+    coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
+    cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
+    ctes = [f"s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, {cols} "
+            f"FROM {table} WHERE {where})",
+            # Each dimension's arm reads the rows pre-summed per hour and either (team, feature, model, provider,
+            # tags) or (user, customer): several times fewer than the rows, so each arm sums far less.
+            f"sc AS MATERIALIZED (SELECT bucket, {', '.join(coarse)}, {', '.join(inner)} FROM s "
+            f"GROUP BY bucket, {', '.join(coarse)})",
+            f"sp AS MATERIALIZED (SELECT bucket, user_id, customer, {', '.join(inner)} FROM s "
+            "GROUP BY bucket, user_id, customer)"]
+    arms = []
+    for dim, value in dim_cols.items():
+        if dims is not None and dim not in dims:
             continue
-        coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
-        cols = ", ".join(f"{'0' if n in zero else e} AS {n}" for n, e in zip(names, measures))
-        ctes.append(f"{source} AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, "
-                    f"{', '.join(coarse)}, {cols} FROM {table} WHERE {where})")
-        # Each dimension's arm reads the rows pre-summed per hour and either (team, feature, model, provider, tags)
-        # or (user, customer): several times fewer than the rows, so each arm sums far less.
-        ctes.append(f"{source}c AS MATERIALIZED (SELECT bucket, {', '.join(coarse)}, "
-                    f"{', '.join(f'{e} AS {n}' for n, e in zip(names, sums(d, names, zero)))} FROM {source} "
-                    f"GROUP BY bucket, {', '.join(coarse)})")
-        ctes.append(f"{source}p AS MATERIALIZED (SELECT bucket, user_id, customer, "
-                    f"{', '.join(f'{e} AS {n}' for n, e in zip(names, sums(d, names, zero)))} FROM {source} "
-                    "GROUP BY bucket, user_id, customer)")
-        for dim, value in dim_cols.items():
-            if dims is not None and dim not in dims:
-                continue
-            rel = source + ("p" if dim in ("user", "customer") else "c")
-            join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
-            arms.append(f"SELECT bucket, '{dim}' AS dim, {value} AS value, {', '.join(names)} FROM {rel}{join}")
+        rel = "sp" if dim in ("user", "customer") else "sc"
+        join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
+        arms.append(f"SELECT bucket, '{dim}' AS dim, {value} AS value, {', '.join(names)} FROM {rel}{join}")
     return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {', '.join(names)}) "
-            f"SELECT bucket, dim, value, {', '.join(sums(d, names, zero))} FROM ({' UNION ALL '.join(arms)}) AS cells "
+            f"SELECT bucket, dim, value, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
             "GROUP BY bucket, dim, value")
 
 
-def fold_sql(d: Dialect, grain: str) -> str:
+def _sum(d: Dialect, measure: str, expr: str) -> str:
+    return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
+
+
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset()) -> str:
     """Fold ``aicost_delta`` into ``aicost_rollup`` at ``grain`` ('hour' as is, 'day' summed per day): insert new
-    cells, add to existing ones."""
-    names = list(MEASURES)
+    cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0)."""
+    names = [m for m in MEASURES if m not in zero]
     if grain == "hour":
         select = f"SELECT 'hour', bucket, dim, value, {', '.join(names)} FROM {DELTA_TABLE} WHERE true"
     else:
-        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(sums(d, names))} FROM {DELTA_TABLE} "
-                  f"WHERE true GROUP BY {d.day('bucket')}, dim, value")
+        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
+                  f"FROM {DELTA_TABLE} WHERE true GROUP BY {d.day('bucket')}, dim, value")
     updates = ", ".join(
         f"{m} = {d.money_add(f'aicost_rollup.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
         else f"{m} = aicost_rollup.{m} + excluded.{m}" for m in names)

@@ -203,8 +203,8 @@ def _v4(dialect: str) -> list[str]:
     from . import rollup
 
     d = rollup.DIALECTS[dialect]
-    return [rollup.delta_ddl(d), rollup.delta_sql(d, "true", "true", dims=("user",)), rollup.fold_sql(d, "hour"),
-            f"DELETE FROM {rollup.DELTA_TABLE}"]
+    return [rollup.delta_ddl(d), *(sql for sql, _ in rollup.rollup_sql(d, {"rows": "true", "runs": "true"},
+                                                                         grains=("hour",), dims=("user",)))]
 
 
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.

@@ -214,17 +214,18 @@ class LedgerStore:
             return
         d = rollup.DIALECTS[self.dialect]
         cur.execute(rollup.delta_ddl(d))
-        params = []
+        wheres, params = {}, {}
         if rows:
-            params.append(self._id_list([r.span_id for r in rows]))
+            wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
-            params.append(self._id_list([r.run_id for r in runs]))
+            wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
         zero = frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
-        cur.execute(self._sql(rollup.delta_sql(d, self._in_ids("span_id") if rows else None,
-                                               self._in_ids("run_id") if runs else None, zero=zero)), params)
-        cur.execute(rollup.fold_sql(d, "hour"))
-        cur.execute(rollup.fold_sql(d, "day"))
-        cur.execute(f"DELETE FROM {rollup.DELTA_TABLE}")
+        units = d.to_units is not None and rollup.fits_units(rows)
+        for sql, source in rollup.rollup_sql(d, wheres, zero=zero, units=units):
+            if source is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._sql(sql), params[source])
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -467,6 +468,11 @@ def _dec_add(a: Any, b: Any) -> str:
     return decimal_text(MONEY.add(Decimal(a or 0), Decimal(b or 0)))  # type: ignore[return-value]
 
 
+def _units_text(units: int) -> str:
+    """SQLite function ``aicost_units_text(n)``: n units of the integer path (rollup.UNIT_DIGITS) as decimal text."""
+    return decimal_text(Decimal(units).scaleb(-rollup.UNIT_DIGITS))  # type: ignore[return-value]
+
+
 class _DecSum:
     """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
     Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level
@@ -508,6 +514,7 @@ class SQLiteStore(LedgerStore):
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
         self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
+        self._conn.create_function("aicost_units_text", 1, _units_text, deterministic=True)
         self._conn.execute("PRAGMA temp_store=MEMORY")
         self._migrate(setting)
 
