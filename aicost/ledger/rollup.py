@@ -220,21 +220,28 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
         inner = final
     coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
     cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
+    inner_cols = ", ".join(inner)
     ctes = [f"s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, {cols} "
-            f"FROM {table} WHERE {where})",
-            # Each dimension's arm reads the rows pre-summed per hour and either (team, feature, model, provider,
-            # tags) or (user, customer): several times fewer than the rows, so each arm sums far less.
-            f"sc AS MATERIALIZED (SELECT bucket, {', '.join(coarse)}, {', '.join(inner)} FROM s "
-            f"GROUP BY bucket, {', '.join(coarse)})",
-            f"sp AS MATERIALIZED (SELECT bucket, user_id, customer, {', '.join(inner)} FROM s "
-            "GROUP BY bucket, user_id, customer)"]
+            f"FROM {table} WHERE {where})"]
+    # The rows are summed per hour in steps, each step reading the one before (several times fewer rows each), so
+    # the arms that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider,
+    # tags) -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer).
+    steps = {"sc": ("s", coarse), "tf": ("sc", ["team", "feature"]), "mp": ("sc", ["model", "provider"]),
+             "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
+    read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
+            "customer": "sp"}
+    wanted = [dim for dim in dim_cols if dims is None or dim in dims]
+    needed = {read[dim] for dim in wanted}
+    needed |= {steps[n][0] for n in needed} - {"s"}
+    for name, (parent, keys) in steps.items():
+        if name in needed:
+            ctes.append(f"{name} AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {inner_cols} FROM {parent} "
+                        f"GROUP BY bucket, {', '.join(keys)})")
     arms = []
-    for dim, value in dim_cols.items():
-        if dims is not None and dim not in dims:
-            continue
-        rel = "sp" if dim in ("user", "customer") else "sc"
+    for dim in wanted:
+        rel = read[dim]
         join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
-        arms.append(f"SELECT bucket, '{dim}' AS dim, {value} AS value, {', '.join(names)} FROM {rel}{join}")
+        arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(names)} FROM {rel}{join}")
     return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {', '.join(names)}) "
             f"SELECT bucket, dim, value, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
             "GROUP BY bucket, dim, value")

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
+from ..pricing.money import format_usd
 from . import schema
 from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
@@ -444,7 +445,25 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
     """Cost parts as JSON text; keys are aicost's class names and values exact decimals (no escaping needed)."""
     if not parts:
         return None
-    return "{" + ",".join(f'"{k}":"{decimal_text(v)}"' for k, v in sorted(parts.items())) + "}"
+    return "{" + ",".join(f'"{k}":"{format_usd(v)}"' for k, v in sorted(parts.items())) + "}"
+
+
+_tags_seen: dict[tuple, str] = {}
+
+
+def _tags_json(tags: Mapping[str, str]) -> str:
+    """Tags as JSON text, remembered: a ledger's rows repeat a few tag sets (env, region...), and encoding is a
+    good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets."""
+    try:
+        key = tuple(tags.items())
+        text = _tags_seen.get(key)
+    except TypeError:  # a value that is not hashable (not from aicost's attribution): encoded, not remembered
+        return _JSON.encode(tags)
+    if text is None:
+        if len(_tags_seen) >= 4096:
+            _tags_seen.clear()
+        text = _tags_seen[key] = _JSON.encode(tags)
+    return text
 
 
 def _measures(values: Sequence[Any]) -> list:
@@ -541,13 +560,14 @@ class SQLiteStore(LedgerStore):
     def _ts(self, value: datetime) -> str:
         if value.tzinfo is not timezone.utc:
             value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")  # = _SQLITE_TS, several times faster
+        # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
+        return value.isoformat(" ", "microseconds")[:26]
 
     def _money(self, value: Decimal | None) -> str | None:
-        return decimal_text(value)
+        return None if value is None else format_usd(value)
 
     def _json(self, value: Mapping[str, Any]) -> str | None:
-        return _JSON.encode(value) if value else None
+        return _tags_json(value) if value else None
 
     def _bool(self, value: bool) -> int:
         return 1 if value else 0
@@ -573,7 +593,9 @@ class SQLiteStore(LedgerStore):
             runs = self._fresh(cur, "aicost_runs", "run_id", runs)
             cur.executemany(_INSERT_ROW, [self.row_params(r) for r in rows])
             cur.executemany(_INSERT_RUN, [self.run_params(r) for r in runs])
-            cur.executemany(_SET_OUTCOME, self._outcomes(cur, rows, runs))
+            outcomes = self._outcomes(cur, rows, runs)
+            if outcomes:
+                cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
             self._update_rollups(cur, rows, runs)
             conn.execute("COMMIT")
         except BaseException:
@@ -623,6 +645,9 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _SET_OUTCOME = "UPDATE aicost_ledger SET outcome = ? WHERE run_id = ? AND outcome IS NULL"
+# SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
+_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) AS o "
+                 "WHERE aicost_ledger.run_id = o.key AND aicost_ledger.outcome IS NULL")
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
@@ -693,7 +718,7 @@ class PostgresStore(LedgerStore):
         return value
 
     def _json(self, value: Mapping[str, Any]) -> str | None:
-        return _JSON.encode(value) if value else None
+        return _tags_json(value) if value else None
 
     def _tag_condition(self) -> str:
         return "tags ->> ? = ?"
