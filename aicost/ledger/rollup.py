@@ -181,18 +181,22 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
                dims: tuple[str, ...] | None = None, zero: frozenset[str] = frozenset(),
                units: bool = False) -> list[tuple[str, str | None]]:
     """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
-    'runs' -> on aicost_runs) to the rollups at ``grains``: per source, a delta insert (:func:`delta_sql`), the
-    folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
-    None). Each source is summed and folded on its own, over only the measures it can add to (a run adds 2 of
-    the 27, a call never adds a run): most of the work is the sums, so the narrower the cheaper."""
+    'runs' -> on aicost_runs) to the rollups at ``grains``: per source a delta insert (:func:`delta_sql`), then
+    the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
+    None). Each source is summed on its own, over only the measures it can add to (a run adds 2 of the 27, a call
+    never adds a run): most of the work is the sums, so the narrower the cheaper. The folds then add the delta to
+    each rollup cell once (an update per cell and grain, not one per source: PostgreSQL writes a new row version
+    for each)."""
     out: list[tuple[str, str | None]] = []
+    live: set[str] = set()
     for source, where in wheres.items():
         _, measures, _ = _SOURCES[source]
-        dead = frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
-        out.append((delta_sql(d, source, where, dims=dims, zero=zero | dead, units=units and source == "rows"),
-                    source))
-        out.extend((fold_sql(d, grain, zero | dead), None) for grain in grains)
-        out.append((f"DELETE FROM {DELTA_TABLE}", None))
+        dead = zero | frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
+        live.update(m for m in MEASURES if m not in dead)
+        out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows"), source))
+    skip = frozenset(MEASURES) - live
+    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1), None) for grain in grains)
+    out.append((f"DELETE FROM {DELTA_TABLE}", None))
     return out
 
 
@@ -251,11 +255,15 @@ def _sum(d: Dialect, measure: str, expr: str) -> str:
     return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
 
 
-def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset()) -> str:
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False) -> str:
     """Fold ``aicost_delta`` into ``aicost_rollup`` at ``grain`` ('hour' as is, 'day' summed per day): insert new
-    cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0)."""
+    cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0).
+    ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour grain too."""
     names = [m for m in MEASURES if m not in zero]
-    if grain == "hour":
+    if grain == "hour" and merge:
+        select = (f"SELECT 'hour', bucket, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
+                  f"FROM {DELTA_TABLE} WHERE true GROUP BY bucket, dim, value")
+    elif grain == "hour":
         select = f"SELECT 'hour', bucket, dim, value, {', '.join(names)} FROM {DELTA_TABLE} WHERE true"
     else:
         select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(_sum(d, m, m) for m in names)} "

@@ -57,6 +57,7 @@ FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
+_OUTCOME_AT = ROW_COLUMNS.index("outcome")
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 
@@ -154,6 +155,18 @@ class LedgerStore:
             row.cache_name, row.budget, row.team, row.feature, row.user, row.customer, self._json(row.tags),
             row.run_id, row.outcome, row.error_type, row.duration_s, row.vendor_project, row.api_key_fingerprint,
         )
+
+    def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
+        """:meth:`row_params` of each row; a row whose feature run finished in this same batch gets the run's
+        outcome here, at insert, rather than from the outcome update after it (which would write it twice)."""
+        params = list(map(self.row_params, rows))
+        if runs:
+            outcome_of = {run.run_id: run.outcome for run in runs}
+            for i, row in enumerate(rows):
+                if row.outcome is None and row.run_id in outcome_of:
+                    p = params[i]
+                    params[i] = (*p[:_OUTCOME_AT], outcome_of[row.run_id], *p[_OUTCOME_AT + 1:])
+        return params
 
     def run_params(self, run: FeatureRun) -> tuple:
         return (run.run_id, self._ts(run.time), run.feature, run.outcome, run.team, run.user, run.customer,
@@ -591,7 +604,7 @@ class SQLiteStore(LedgerStore):
             cur = conn.cursor()
             rows = self._fresh(cur, "aicost_ledger", "span_id", rows)
             runs = self._fresh(cur, "aicost_runs", "run_id", runs)
-            cur.executemany(_INSERT_ROW, [self.row_params(r) for r in rows])
+            cur.executemany(_INSERT_ROW, self._rows_params(rows, runs))
             cur.executemany(_INSERT_RUN, [self.run_params(r) for r in runs])
             outcomes = self._outcomes(cur, rows, runs)
             if outcomes:
@@ -644,13 +657,14 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-_SET_OUTCOME = "UPDATE aicost_ledger SET outcome = ? WHERE run_id = ? AND outcome IS NULL"
 # SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
 _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) AS o "
                  "WHERE aicost_ledger.run_id = o.key AND aicost_ledger.outcome IS NULL")
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
+_PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
+                    "WHERE aicost_ledger.run_id = o.run_id AND aicost_ledger.outcome IS NULL")
 _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
 
@@ -742,15 +756,15 @@ class PostgresStore(LedgerStore):
                 runs = self._fresh(cur, "aicost_runs", "run_id", runs)
                 if rows:
                     with cur.copy(f"COPY aicost_ledger ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-                        for r in rows:
-                            copy.write_row(self.row_params(r))
+                        for params in self._rows_params(rows, runs):
+                            copy.write_row(params)
                 if runs:
                     with cur.copy(f"COPY aicost_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN") as copy:
                         for run in runs:
                             copy.write_row(self.run_params(run))
                 outcomes = self._outcomes(cur, rows, runs)
                 if outcomes:
-                    cur.executemany(self._sql(_SET_OUTCOME), outcomes)
+                    cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
                 self._update_rollups(cur, rows, runs)
         except Exception:
             if self._conn is not None and self._conn.broken:
