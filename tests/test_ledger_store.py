@@ -335,3 +335,52 @@ def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(ur
         for start, end in _periods(first, 3, rng, n=2):
             assert _spend_sums(store, start, end, key) == _python_sums(store, start, end, key)
     store.close()
+
+
+def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(url):
+    """SQLite sums a batch's money as integer pico-dollars when every amount is a whole number of them and the
+    batch adds up to under $9 million, and with the Decimal aggregate otherwise; batches of both kinds land in
+    the same rollup cells and the sums stay exact (PostgreSQL sums NUMERIC either way)."""
+    from aicost.ledger.rollup import fits_units
+    from aicost.pricing.money import sum_usd
+
+    batches = [
+        [Decimal("0.000000000001"), Decimal("1.500000000000000"), Decimal("4999999.999999999999")],  # integers
+        [Decimal("4999999.999999999999"), Decimal("4000000.000000000001")],  # adds up past the integer bound
+        [Decimal("0.0000000000001")],  # a digit below the pico-dollar
+        [Decimal("-0.25"), Decimal("0.75"), Decimal("0")],  # a credit: negative amounts are integers too
+    ]
+    assert [fits_units([_row(0, cost=a) for a in batch]) for batch in batches] == [True, False, False, True]
+    store = open_store(url)
+    i = 0
+    for batch in batches:
+        rows = []
+        for amount in batch:
+            rows.append(_row(i, cost=amount, cost_parts={"input": amount}, team="t", tags={}))
+            i += 1
+        store.write(rows)
+    hit = _row(i, kind=CACHE_HIT, cost=Decimal(0), saved_cost=Decimal("0.123456789012"), team="t")
+    refusal = _row(i + 1, kind=REFUSAL, cost=Decimal(0), stopped_cost=Decimal("2.5"), team="t")
+    store.write([hit, refusal])
+    expected = sum_usd(a for batch in batches for a in batch)
+    end = T0 + timedelta(days=3)
+    for key in ("team", "day"):
+        (group,) = spend(store, T0.replace(hour=0, minute=0, second=0), end, [key])  # rollup cells only
+        assert (group.cost, group.saved_cost, group.stopped_cost) == (expected, Decimal("0.123456789012"),
+                                                                      Decimal("2.5")), key
+    assert totals(store, T0 + timedelta(minutes=1), end).cost == expected - batches[0][0]  # an edge: raw rows
+    store.close()
+
+
+def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(url):
+    store = open_store(url)
+    early = _row(0, run_id="r1")
+    own = _row(1, run_id="r1", outcome="failed")  # already labelled (an exporter's row): kept as it is
+    store.write([early, own])
+    late = _row(2, run_id="r1")
+    store.write([late], [FeatureRun(run_id="r1", feature="answer", time=T0 + timedelta(hours=1), outcome="succeeded")])
+    back = {r.span_id: r.outcome for r in store.rows(T0, T0 + timedelta(days=2))}
+    assert back == {early.span_id: "succeeded", own.span_id: "failed", late.span_id: "succeeded"}
+    (group,) = spend(store, T0.replace(hour=0, minute=0, second=0), T0 + timedelta(days=2), ["feature"])
+    assert (group.calls, group.runs, group.succeeded_runs) == (3, 1, 1)
+    store.close()

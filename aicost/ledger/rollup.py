@@ -50,6 +50,9 @@ class Dialect:
     # and such an integer back as canonical decimal text. None: the dialect sums its money type directly.
     to_units: Callable[[str], str] | None = None
     from_units: Callable[[str], str] | None = None
+    # Whether one upsert may meet the same rollup cell twice (SQLite updates it again, in place). PostgreSQL
+    # refuses ("cannot affect row a second time"), so its delta is summed per cell first.
+    upsert_twice: bool = False
 
 
 SQLITE = Dialect(
@@ -70,6 +73,7 @@ SQLITE = Dialect(
     to_units=lambda x: (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('1{'0' * 12}', 1, 13 - "
                         f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)"),
     from_units=lambda n: f"CASE WHEN {n} = 0 THEN '0' ELSE aicost_units_text({n}) END",
+    upsert_twice=True,
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -185,8 +189,8 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
     None). Each source is summed on its own, over only the measures it can add to (a run adds 2 of the 27, a call
     never adds a run): most of the work is the sums, so the narrower the cheaper. The folds then add the delta to
-    each rollup cell once (an update per cell and grain, not one per source: PostgreSQL writes a new row version
-    for each)."""
+    each rollup cell once where the dialect needs it (PostgreSQL: an update per cell and grain, not one per
+    source, since each writes a new row version)."""
     out: list[tuple[str, str | None]] = []
     live: set[str] = set()
     for source, where in wheres.items():
@@ -195,7 +199,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
         live.update(m for m in MEASURES if m not in dead)
         out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows"), source))
     skip = frozenset(MEASURES) - live
-    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1), None) for grain in grains)
+    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice), None) for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", None))
     return out
 
