@@ -10,9 +10,12 @@ the very same measure expressions (:func:`row_measures`, :func:`run_measures`), 
 construction; the tests compare them on both databases.
 
 Money stays exact: PostgreSQL sums ``NUMERIC`` natively. SQLite has no exact decimal type (its ``SUM`` of text is a
-double), so the store registers ``aicost_dec_sum`` / ``aicost_dec_add``: an aggregate and a function over
-canonical decimal text, computed with Python's ``Decimal`` in aicost's 60-digit money context (an amount that
-would not fit raises, it is never rounded). See :mod:`aicost.ledger.store`.
+double). A batch whose amounts are all whole numbers of 10**-12 dollars and add up to under $9 million
+(:func:`fits_units`; nearly every batch) is summed as 64-bit integers of that unit, converted from and back to
+decimal text per cell (:attr:`Dialect.to_units` / ``from_units``). Any other batch is summed with
+``aicost_dec_sum`` / ``aicost_dec_add``, an aggregate and a function the store registers over canonical decimal
+text, computed with Python's ``Decimal`` in aicost's 60-digit money context (an amount that would not fit raises,
+it is never rounded). See :mod:`aicost.ledger.store`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
+
+
+UNIT_DIGITS = 12  # the integer path's unit: 10**-12 dollars (a pico-dollar)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ SQLITE = Dialect(
     ts_type="TEXT",
     # '0.0002025' -> 2025 * 10**(12 - 7): the digits without the point, times 10 to the missing places. Only
     # used on batches whose every amount has at most UNIT_DIGITS decimals and fits (fits_units), so it is exact.
-    to_units=lambda x: (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('1{'0' * 12}', 1, 13 - "
+    to_units=lambda x: (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('{10 ** UNIT_DIGITS}', 1, "
+                        f"{UNIT_DIGITS + 1} - "
                         f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)"),
     from_units=lambda n: f"CASE WHEN {n} = 0 THEN '0' ELSE aicost_units_text({n}) END",
     upsert_twice=True,
@@ -91,7 +98,6 @@ POSTGRESQL = Dialect(
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 
-UNIT_DIGITS = 12  # the integer path's unit: 10**-12 dollars (a pico-dollar)
 _UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
 _MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
 
