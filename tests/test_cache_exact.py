@@ -916,3 +916,22 @@ def test_savings_metric_carries_team_and_feature_but_not_user(tel):
     assert saved.attributes[semconv.AICOST_TEAM] == "support"
     assert saved.attributes[semconv.AICOST_FEATURE] == "faq"
     assert semconv.AICOST_USER not in saved.attributes and semconv.AICOST_CUSTOMER not in saved.attributes
+
+
+@pytest.mark.parametrize("context", [dict(prec=5), dict(prec=60), dict(capitals=0), dict(prec=3, capitals=0)],
+                         ids=["prec-5", "prec-60", "lowercase-exponent", "prec-3-lowercase"])
+def test_a_decimal_is_keyed_by_its_exact_value_whatever_the_hosts_decimal_context(context):
+    """Two hosts sharing a store key the same request alike: the host app's decimal precision or ``capitals``
+    setting must neither change a Decimal's key nor make two different Decimals share one."""
+    import decimal
+
+    from aicost.cache.keys import canonical, hash_material
+
+    values = ["1.234567", "1.234568", "1.50", "1.5", "10", "1E+1", "0.000000000000000000000000000000012345678",
+              "-0", "0E-7", "12345678901234567890123456789012345678901234567890", "NaN", "-Infinity"]
+    default = {v: hash_material(canonical(decimal.Decimal(v))) for v in values}
+    with decimal.localcontext(**context):
+        assert {v: hash_material(canonical(decimal.Decimal(v))) for v in values} == default
+    assert default["1.234567"] != default["1.234568"]
+    assert default["1.50"] == default["1.5"] and default["10"] == default["1E+1"] and default["-0"] == default["0E-7"]
+    assert len(set(default.values())) == len(values) - 3
