@@ -685,3 +685,50 @@ def test_a_reload_during_an_outage_hands_the_journal_to_the_new_guard(caplog):
         assert new.status()[0].spent_usd == D("0.0004") and new.status()[0].reserved_usd == 0
     finally:
         disable_budgets()
+
+
+def _is_canonical(amount: Decimal) -> bool:
+    from aicost.pricing.money import canonical
+
+    return amount.as_tuple() == canonical(amount).as_tuple()  # the same digits and exponent, not only the value
+
+
+def test_every_amount_the_budget_api_returns_is_in_the_canonical_money_form():
+    """Budgets given as "0.0050", "5E-3" or a price total with trailing zeros come back in the one form aicost
+    writes money everywhere else (``0.005``, never ``0.0050`` or ``5E-3``): in the budget, its status, its events
+    and its refusals, so that a string compare of two amounts is a value compare."""
+    def padded(provider, model, *, service_tier=None):  # a price whose totals keep trailing zeros
+        price = price_lookup(provider, model)
+        return None if price is None else type("Padded", (), {
+            "max_output_tokens": price.max_output_tokens,
+            "cost": lambda self, usage: type(price.cost(usage))(True, price.cost(usage).total.quantize(D("1E-12")))})()
+
+    exceeded, thresholds = [], []
+    budgets = [Budget(limit_usd="0.0050", name="padded", thresholds=[0.1], on_threshold=thresholds.append),
+               Budget(limit_usd="4.50E-3", name="exponent", action="callback", on_exceed=exceeded.append),
+               Budget(limit_usd="20.00", name="whole")]
+    g = BudgetGuard(budgets, [], price_lookup=padded, clock=Clock(ts("2026-11-23T12:00:00")))
+    assert [str(b.limit_usd) for b in g.budgets] == ["0.005", "0.0045", "20"]
+    for _ in range(3):
+        spend(g)  # $0.003 spent: the 10 % threshold fires
+    held = [g.before_call(chat_info()) for _ in range(2)]  # $0.002 more in flight: over the callback budget
+    with pytest.raises(BudgetExceeded) as refused:
+        g.before_call(chat_info())
+    statuses = g.status()
+    assert [str(s.limit_usd) for s in statuses] == ["0.005", "0.0045", "20"]
+    amounts = [getattr(s, name) for s in statuses for name in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")]
+    assert thresholds and exceeded
+    amounts += [getattr(e, name) for e in thresholds + exceeded
+                for name in ("limit_usd", "spent_usd", "reserved_usd", "requested_usd") if getattr(e, name) is not None]
+    e = refused.value
+    amounts += [e.limit_usd, e.spent_usd, e.reserved_usd, e.requested_usd]
+    assert (e.limit_usd, e.spent_usd, e.reserved_usd, e.requested_usd) == (D("0.005"), D("0.003"), D("0.002"),
+                                                                           D("0.001"))
+    assert [a for a in amounts if not _is_canonical(a)] == []
+    for ticket in held:
+        ticket.after_call(result(chat_info(), D("0.0001")))
+
+
+def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="Budget.limit_usd"):
+        Budget(limit_usd="1." + "0" * 150 + "1")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
-from ..pricing.money import format_usd, sum_usd
+from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import (
     BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
@@ -395,7 +395,7 @@ class BudgetGuard:
                 limit_usd=budget.limit_usd,
                 spent_usd=event.spent_usd,
                 reserved_usd=event.reserved_usd,
-                requested_usd=amount_usd,
+                requested_usd=event.requested_usd,
                 resets_at=event.resets_at,
                 model=model,
             )
@@ -439,7 +439,7 @@ class BudgetGuard:
                     raise BudgetExceeded(
                         budget=c.budget.name or "", scope=c.budget.scope, scope_value=event.scope_value,
                         limit_usd=c.budget.limit_usd, spent_usd=event.spent_usd, reserved_usd=event.reserved_usd,
-                        requested_usd=amount_usd, resets_at=event.resets_at, model=model,
+                        requested_usd=event.requested_usd, resets_at=event.resets_at, model=model,
                     )
         return ticket
 
@@ -575,7 +575,8 @@ class BudgetGuard:
         return BudgetEvent(
             kind=kind, budget=b, scope_value=None if b.scope == "global" else value, window=window_key,
             resets_at=_resets_at(b.window, charge), limit_usd=b.limit_usd, spent_usd=to_usd(spent),
-            reserved_usd=to_usd(reserved), requested_usd=requested, threshold=threshold, model=model, provider=provider,
+            reserved_usd=to_usd(reserved), requested_usd=None if requested is None else canonical(requested),
+            threshold=threshold, model=model, provider=provider,
         )
 
     @staticmethod
