@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
-import select
-import signal
 import time
-import traceback
 import weakref
 from decimal import Decimal
 
@@ -21,6 +17,7 @@ from aicost.attribution import attribute
 from aicost.usage import Usage
 
 from attribution_helpers import SimulatedCall
+from fork_helpers import run_forked
 
 
 @pytest.fixture
@@ -181,52 +178,6 @@ def test_nano_usd_counter_is_an_integer_and_carries_sub_nano_remainders(reader):
     assert Decimal(repr(usd.value)) == Decimal("0.0000025511")
 
 
-def _run_forked(child, timeout_s: float = 20.0) -> list[dict]:
-    """Run ``child(send)`` in a forked process; return the JSON messages it sent. The child always leaves through
-    ``os._exit`` (pytest must not go on running in it) and is killed if it has not finished within ``timeout_s``."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            os.close(read_fd)
-
-            def send(message: dict) -> None:
-                os.write(write_fd, (json.dumps(message) + "\n").encode())
-
-            try:
-                child(send)
-                code = 0
-            except BaseException:
-                send({"error": traceback.format_exc()})
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    chunks, finished = [], False
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                finished = True
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        if not finished:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    messages = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
-    errors = [m["error"] for m in messages if "error" in m]
-    assert not errors, errors[0]
-    assert finished, f"forked child did not finish within {timeout_s}s (hung?); it reported {messages}"
-    assert os.waitstatus_to_exitcode(status) == 0, messages
-    return messages
-
-
 def _teams(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
     """metric name -> team -> the point's value (cost counters) or sum (histograms)."""
     out: dict[str, dict[str, float]] = {}
@@ -258,7 +209,7 @@ def test_forked_child_records_its_own_calls_and_not_the_parents_pending_ones(rea
             send({"worker_alive": worker is not None and worker.is_alive(), "pending": len(metrics._pending)})
             send({"teams": _teams(reader)})  # a collection: flushes whatever is still queued, then reads
 
-        messages = _run_forked(child)
+        messages = run_forked(child)
 
     worker_state, seen = messages[0], messages[1]["teams"]
     assert worker_state == {"worker_alive": True, "pending": 0}  # the child's own worker recorded its call
