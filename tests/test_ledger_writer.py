@@ -25,26 +25,12 @@ from aicost.ledger import writer as ledger_writer
 from aicost.ledger.exporter import LedgerSpanExporter
 from aicost.ledger.writer import LedgerWriter
 
-from cache_helpers import postgres_server
 from ledger_helpers import fresh_pg_database
 from vendor_server import anthropic_message_reply, openai_chat_reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 NOW = datetime.now(timezone.utc)
 WINDOW = (NOW - timedelta(days=1), NOW + timedelta(days=1))
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return fresh_pg_database(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture
