@@ -171,6 +171,18 @@ def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider,
 
 
 @pytest.fixture
+def cache_tel() -> Iterator[Any]:
+    """The cache's spans and metrics on private in-memory providers for one test (``CacheTelemetry``)."""
+    from aicost.cache import telemetry as cache_telemetry  # imports aicost: not at this file's import
+    from cache_helpers import CacheTelemetry
+
+    telemetry = CacheTelemetry()
+    cache_telemetry.configure(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    yield telemetry
+    cache_telemetry.configure()
+
+
+@pytest.fixture
 def anthropic_deprecates(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Make the installed anthropic SDK treat a model as deprecated for one test: ``anthropic_deprecates(model)``.
 
