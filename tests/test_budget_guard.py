@@ -29,7 +29,7 @@ from aicost.budget import (
 )
 from aicost.errors import ConfigurationError
 from aicost.hooks import interceptors
-from budget_helpers import Clock, chat_info, price_lookup, result
+from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
 
 D = Decimal
 
@@ -597,36 +597,6 @@ def test_a_bad_config_file_is_a_configuration_error_naming_the_file(tmp_path, na
 
 
 # --------------------------------------------------------------------------------------------- the journal
-class FlakyStore:
-    """A memory store that can be 'down' (refuses before sending) or 'lose replies' (applies, then times out)."""
-
-    def __init__(self) -> None:
-        from aicost.budget.stores.memory import MemoryStore
-
-        self.inner = MemoryStore()
-        self.down = False
-        self.lose_replies = False
-
-    def _gate(self, apply):
-        from aicost.budget.stores.base import StoreUnavailable
-
-        if self.down:
-            raise StoreUnavailable("down", maybe_applied=False)
-        out = apply()
-        if self.lose_replies:
-            raise StoreUnavailable("timeout after sending")
-        return out
-
-    def reserve(self, *args):
-        return self._gate(lambda: self.inner.reserve(*args))
-
-    def settle(self, *args):
-        return self._gate(lambda: self.inner.settle(*args))
-
-    def usage(self, key, now):
-        return self.inner.usage(key, now)
-
-
 def test_spend_during_an_outage_is_journalled_and_applied_once_when_the_store_is_back(caplog):
     caplog.set_level(logging.WARNING, logger="aicost")
     store = FlakyStore()

@@ -21,7 +21,7 @@ from aicost.attribution import attributes_from_headers, configure_propagation, c
 from aicost.budget import Budget, BudgetGuard
 
 from attribution_helpers import call
-from budget_helpers import Clock, chat_info, price_lookup, result
+from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
 from fork_helpers import run_forked
 
 pytestmark = [
@@ -69,32 +69,6 @@ def test_a_forked_child_exports_its_own_spend_and_not_the_parents_totals():
         metrics.configure()
 
 
-class _DownStore:
-    """A memory store that is unreachable while ``down``: settlements are journalled by the guard."""
-
-    def __init__(self) -> None:
-        from aicost.budget.stores.memory import MemoryStore
-
-        self.inner = MemoryStore()
-        self.down = False
-
-    def _gate(self, apply):
-        from aicost.budget.stores.base import StoreUnavailable
-
-        if self.down:
-            raise StoreUnavailable("down", maybe_applied=False)
-        return apply()
-
-    def reserve(self, *args):
-        return self._gate(lambda: self.inner.reserve(*args))
-
-    def settle(self, *args):
-        return self._gate(lambda: self.inner.settle(*args))
-
-    def usage(self, key, now):
-        return self.inner.usage(key, now)
-
-
 def test_a_forked_child_starts_without_the_parents_budget_spend_holds_or_journal():
     """Memory-store budgets are per process: the child's status is its own spend, a call the parent had in flight
     at the fork holds nothing in the child (it would block the child for a whole lease), and settlements the
@@ -105,7 +79,7 @@ def test_a_forked_child_starts_without_the_parents_budget_spend_holds_or_journal
     g.before_call(info).after_call(result(info, Decimal("0.001")))
     in_flight_info = chat_info()
     in_flight = g.before_call(in_flight_info)  # $0.001 held by a call still running at the fork
-    store = _DownStore()
+    store = FlakyStore()
     journalled = BudgetGuard([Budget(limit_usd="1", name="outage")], [], price_lookup=price_lookup, clock=clock,
                              store=store)
     store.down = True
