@@ -121,6 +121,7 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
+
 def _log_once(key: str, message: str) -> None:
     log_once(f"attribution:{key}", logging.WARNING, message, exc_info=True)
 

@@ -25,8 +25,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
-from .._fork import reset_in_child
 from .. import semconv
+from .._fork import reset_in_child
 from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import (
@@ -248,7 +248,6 @@ class BudgetGuard:
         self._store_down = False
         self._warned: set[str] = set()
         self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
-        reset_in_child(self)
         self._charge_cache: dict[tuple[Any, str, str], Charge] = {}
         # Only read the attribution when some budget or policy is scoped by it.
         self._needs_attributes = any(b.attribute for b in budgets) or any(
@@ -256,6 +255,7 @@ class BudgetGuard:
         )
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
+        reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         # The journal and a memory store reset themselves (the parent's settlements and spend stay the parent's).
