@@ -686,7 +686,8 @@ def test_every_amount_the_budget_api_returns_is_in_the_canonical_money_form():
         g.before_call(chat_info())
     statuses = g.status()
     assert [str(s.limit_usd) for s in statuses] == ["0.005", "0.0045", "20"]
-    amounts = [getattr(s, name) for s in statuses for name in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")]
+    amounts = [getattr(s, name) for s in statuses
+               for name in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")]
     assert thresholds and exceeded
     amounts += [getattr(e, name) for e in thresholds + exceeded
                 for name in ("limit_usd", "spent_usd", "reserved_usd", "requested_usd") if getattr(e, name) is not None]

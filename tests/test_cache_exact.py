@@ -729,7 +729,8 @@ def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(cache_te
         assert semconv.GEN_AI_USAGE_COST not in span.attributes
     saved = cache_tel.points(semconv.METRIC_CACHE_SAVED)
     assert len(saved) == 1 and saved[0].value == pytest.approx(0.0133)
-    lookups = {p.attributes[semconv.AICOST_CACHE_OUTCOME]: p.value for p in cache_tel.points(semconv.METRIC_CACHE_LOOKUPS)}
+    lookups = {p.attributes[semconv.AICOST_CACHE_OUTCOME]: p.value
+               for p in cache_tel.points(semconv.METRIC_CACHE_LOOKUPS)}
     assert lookups == {"hit": 1, "miss": 1}
     durations = cache_tel.points(semconv.METRIC_CACHE_LOOKUP_DURATION)
     assert sum(p.count for p in durations) == 2
