@@ -59,6 +59,9 @@ class CallInfo:
     # How ``kwargs`` says its model, output cap and input, whatever the vendor (``aicost.vendor.RequestShape``):
     # an interceptor reads and changes the request through it, never through argument names.
     shape: RequestShape = DEFAULT_SHAPE
+    # Set by an interceptor when the call is billed by where it went, not by its model's name (a self-hosted
+    # pool): the call is priced only by ``aicost.pricing.set_scoped_prices(price_scope, ...)``, else unknown.
+    price_scope: str | None = None
 
 
 @dataclass(slots=True)

@@ -90,12 +90,14 @@ def instrument(
     if price_file is not None:
         from .pricing.overrides import load_file
 
-        loaded = load_file(price_file)  # validated, not yet installed
+        loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
     if loaded is not None and loaded.pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
 
         configure_pools(loaded.pools, source=os.fspath(price_file))
+    elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
+        sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
@@ -117,6 +119,15 @@ def instrument(
         _instrumented = True
 
 
+def _check_pools(table: Any) -> list[Exception]:
+    from .pools.config import check_pools  # a feature, imported only when a price file declares pools
+
+    return list(check_pools(table)[1])
+
+
+# Features' own sections of a price file and their validators: what instrument(price_file=...) and
+# ``aicost prices --check`` both run, so the two list the same problems in the same words.
+PRICE_FILE_SECTIONS = {"pools": _check_pools}
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 
@@ -564,7 +575,8 @@ class _Call:
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
-            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints,
+                          self.info.price_scope)
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)
                 invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
@@ -838,11 +850,17 @@ def _current_run_id() -> str | None:
 
 
 def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,
-           service_tier: str | None, hints: dict[str, Any]) -> Any:
+           service_tier: str | None, hints: dict[str, Any], scope: str | None = None) -> Any:
     """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
-    warned about once by the pricing engine and said on the span, never written as $0."""
+    warned about once by the pricing engine and said on the span, never written as $0. A call an interceptor
+    scoped (``CallInfo.price_scope``) is priced by that scope's prices only: never by a same-named catalog model."""
     try:
+        if scope is not None:
+            price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
+            if price is None:
+                return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage)
+            return price.cost(usage)
         fallback = None
         if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):
             fallback = request_model  # if the answer names a vendor-internal snapshot of the model asked for

@@ -453,7 +453,13 @@ class BudgetGuard:
         if not model:
             # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
             return Decimal(0)
-        price = self._prices.get(provider, model, info.kwargs.get("service_tier"))
+        scope = getattr(info, "price_scope", None)
+        if scope is not None:  # billed by where it goes (a self-hosted pool's provisional rate), not by the model
+            from ..pricing import scoped_price
+
+            price = scoped_price(scope, model)
+        else:
+            price = self._prices.get(provider, model, info.kwargs.get("service_tier"))
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,

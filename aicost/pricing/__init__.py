@@ -7,6 +7,8 @@ The contract the rest of aicost codes against::
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
+    set_scoped_prices(scope, {model: rates}) / scoped_price(scope, model)   (prices only for calls an
+        interceptor scoped with CallInfo.price_scope: a self-hosted pool's provisional rate)
     canonical(Decimal) -> Decimal / format_usd(Decimal) -> str / sum_usd(amounts) -> Decimal   (the one written
         form of money: no trailing zeros, never an exponent; every span, metric, CLI and API result uses it)
 
@@ -29,7 +31,9 @@ from .engine import (
     price_call,
     refresh_catalog_from_genai_prices,
     resolve,
+    scoped_price,
     set_price,
+    set_scoped_prices,
     unknown_models,
     use_bundled_catalog,
     use_catalog_file,
@@ -47,6 +51,8 @@ __all__ = [
     "canonical",
     "catalog_version",
     "current_price",
+    "scoped_price",
+    "set_scoped_prices",
     "check_price_file",
     "clear_overrides",
     "format_usd",
