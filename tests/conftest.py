@@ -77,6 +77,13 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_pg_database(request.getfixturevalue("pg_server"))
 
 
+@pytest.fixture
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The ledger writer's spill directory for this test (under a private ``XDG_CACHE_HOME``)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "aicost"
+
+
 # ---------------------------------------------------------------------------------------------- telemetry
 _SPAN_EXPORTER = InMemorySpanExporter()
 _TRACER_PROVIDER = TracerProvider()
