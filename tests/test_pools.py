@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aicost
+import aicost.integrations
 from aicost import pricing
 from aicost.errors import ConfigurationError
 from aicost.pools import QUANTUM, configure_pools, split, summarise, what_if
@@ -233,7 +234,8 @@ def test_budget_reserves_the_provisional_rate(pool_env, clock):
         # the guard reserves at it before the next call: the worst case of a 10-output-token request
         info = aicost.hooks.CallInfo("openai", "chat", "openai.chat.completions.create", MODEL,
                                      {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-                                      "max_tokens": 10}, False, False, price_scope=scope)
+                                      "max_tokens": 10}, False, False, price_scope=scope,
+                                     shape=aicost.integrations.endpoint("openai.chat.completions.create").shape)
         assert guard._estimate(info, MODEL, "openai", 1000, True) == price.cost(
             aicost.Usage(input_tokens=1000, output_tokens=10)).total
     finally:

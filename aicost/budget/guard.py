@@ -379,10 +379,10 @@ class BudgetGuard:
                 budget.action == "downgrade"
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
+                and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
                 model = target
-                shape.set_model(kwargs, target)
                 try:
                     info.request_model = target
                 except Exception:
@@ -459,7 +459,7 @@ class BudgetGuard:
 
             price = scoped_price(scope, model)
         else:
-            price = self._prices.get(provider, model, info.kwargs.get("service_tier"))
+            price = self._prices.get(provider, model, getattr(info, "service_tier", None))
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -699,3 +699,13 @@ def _describe(event: BudgetEvent) -> str:
     return (f"budget {b.name!r} ({where}) exceeded: limit ${format_usd(b.limit_usd)}, spent "
             f"${format_usd(event.spent_usd)}, reserved ${format_usd(event.reserved_usd)}, call needs up to "
             f"${format_usd(event.requested_usd)}; resets at {event.resets_at.isoformat()}")
+
+
+def _downgraded(shape: Any, kwargs: dict[str, Any], model: str) -> bool:
+    """Ask for ``model`` through the request's shape; False if the shape cannot change this request's model
+    (then the call is refused rather than recorded as downgraded while it still asks for the dearer model)."""
+    try:
+        shape.set_model(kwargs, model)
+        return shape.model(kwargs) == model
+    except Exception:
+        return False

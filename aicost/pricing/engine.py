@@ -282,7 +282,8 @@ def current_price(provider: str | None, model: str | None, service_tier: str | N
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
                at: datetime | None = None, web_search_tool: str | None = None,
-               fallback_model: str | None = None, long_context: bool | None = None) -> Cost:
+               fallback_model: str | None = None, long_context: bool | None = None,
+               steps: tuple[Usage, ...] | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
 
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
@@ -292,7 +293,9 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
     beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
     reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request.
-    ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
+    ``steps``: the call ran several sampling steps, each billed by its own input (with the beta on, a server-side
+    tool loop): their usages, adding up to ``usage``, or ``()`` when the vendor did not report them
+    (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
         if service_tier is not None and type(service_tier) is not str:
@@ -303,8 +306,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             model = fallback_model if price is not None else model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
-        if web_search_tool is not None or long_context is not None:
-            return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context)
+        if web_search_tool is not None or long_context is not None or steps is not None:
+            return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context, steps=steps)
         return price.cost(usage)
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
