@@ -560,7 +560,9 @@ class _Call:
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
-            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints)
+            # The tier the vendor says it served the call at; the one the request asked for when it says none.
+            tier = meta.service_tier or self.request.service_tier
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, tier, hints)
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)
                 invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)

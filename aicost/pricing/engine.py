@@ -110,7 +110,10 @@ class _Resolved:
         if price is None:
             rates = entry.rates_for(selection, variant_tier)
             if variant_tier in self.tier_factor and not selection[1]:
-                rates = _scale_token_rates(rates, self.tier_factor[variant_tier])
+                factor = self.tier_factor[variant_tier]
+                if factor is None:
+                    return None  # billed at per-model rates this model does not list: unknown, never standard
+                rates = _scale_token_rates(rates, factor)
             base, bands = split_bands(rates)
             start, until = entry.effective_range(at)
             price = ModelPrice(
