@@ -98,6 +98,11 @@ def _le(part: str, whole: str) -> Callable[[Callable[[str], int]], bool]:
     return lambda get: get(part) <= get(whole)
 
 
+def _fits(*parts: str) -> Callable[[Callable[[str], int]], bool]:
+    """A total the vendor splits into counts (Bedrock's input + cache reads + writes) is a count too: <= 2**53."""
+    return lambda get: sum(get(p) for p in parts) <= MAX_COUNT
+
+
 OPENAI_CHAT = Shape(
     {"prompt_tokens": True, "completion_tokens": True},
     {"prompt_tokens_details": Shape({"cached_tokens": False, "audio_tokens": False}),
@@ -542,6 +547,8 @@ def gemini_valid(u: Any) -> bool | None:
         if cache.get(modality, 0) > seen:
             return False
         fresh[modality] = seen - cache.get(modality, 0)
+    if prompt + tool > MAX_COUNT or total["candidates_tokens_details"] + _n(u.get("thoughts_token_count")) > MAX_COUNT:
+        return False  # a total is a count too
     return cached + fresh["AUDIO"] + fresh["IMAGE"] <= prompt + tool
 
 
@@ -581,7 +588,8 @@ def test_gemini_response_and_stream(u, model, finished):
 INTERACTION = Shape(
     {"total_input_tokens": True, "total_output_tokens": True, "total_thought_tokens": False,
      "total_tool_use_tokens": False, "total_cached_tokens": False},
-    rules=(_le("total_cached_tokens", "total_input_tokens"),),
+    rules=(_le("total_cached_tokens", "total_input_tokens"), _fits("total_input_tokens", "total_tool_use_tokens"),
+           _fits("total_output_tokens", "total_thought_tokens")),
 )
 
 
@@ -634,6 +642,8 @@ def converse_valid(u: Any) -> bool:
     if not all(u.get(k) is None or is_count(u[k]) for k in ("inputTokens", "outputTokens", "cacheReadInputTokens",
                                                           "cacheWriteInputTokens")):
         return False
+    if _n(u["inputTokens"]) + _n(u.get("cacheReadInputTokens")) + _n(u.get("cacheWriteInputTokens")) > MAX_COUNT:
+        return False  # the total input is a count too
     details = u.get("cacheDetails")
     if details is None:
         return True
@@ -663,7 +673,8 @@ def test_bedrock_converse_usage(u):
 
 
 METRICS = Shape({"inputTokenCount": True, "outputTokenCount": True, "cacheReadInputTokenCount": False,
-                 "cacheWriteInputTokenCount": False})
+                 "cacheWriteInputTokenCount": False},
+                rules=(_fits("inputTokenCount", "cacheReadInputTokenCount", "cacheWriteInputTokenCount"),))
 
 
 @FAST
@@ -688,7 +699,9 @@ def header_valid(h: dict) -> bool | None:
     """The oracle: no input count header, no header usage; else each one present is a decimal count."""
     if "x-amzn-bedrock-input-token-count" not in h:
         return None
-    return all(v.isascii() and v.isdigit() and int(v) <= MAX_COUNT for v in h.values())
+    if not all(v.isascii() and v.isdigit() and int(v) <= MAX_COUNT for v in h.values()):
+        return False
+    return sum(int(v) for k, v in h.items() if "input" in k) <= MAX_COUNT  # the total input is a count too
 
 
 @FAST
