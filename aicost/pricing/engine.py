@@ -282,6 +282,12 @@ def current_price(provider: str | None, model: str | None, service_tier: str | N
     return _resolve_now(key)
 
 
+def catalog_providers() -> tuple[str, ...]:
+    """The OpenTelemetry provider names of the active catalog's price tables (``aws`` -> ``aws.bedrock``): the
+    vendors a model name can be resolved as, for a check made before any call names its vendor."""
+    return tuple(names.provider_name(pid) or pid for pid in _catalog.current().providers)
+
+
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
                at: datetime | None = None, web_search_tool: str | None = None,
                fallback_model: str | None = None, long_context: bool | None = None) -> Cost:
