@@ -24,6 +24,7 @@ from typing import Any, Callable
 from opentelemetry import trace
 
 from .._log import error_once
+from ..pricing.names import enables_long_context
 from ..usage import Usage, is_object, read_count
 from ..vendor import (Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field, part,
                       request_count, string)
@@ -97,21 +98,16 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     return usage.checked()
 
 
-_LONG_CONTEXT_BETA = "context-1m-"
-
-
 def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether the request enabled Claude's 1M-token context window (beta ``context-1m-YYYY-MM-DD``), the only
-    case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
+    """Whether the request enabled Claude's 1M-token context window (``pricing.names.enables_long_context``), the
+    only case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
     header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens."""
-    betas = kwargs.get("betas")
-    if isinstance(betas, (list, tuple)) and any(isinstance(b, str) and b.startswith(_LONG_CONTEXT_BETA) for b in betas):
+    if enables_long_context(kwargs.get("betas")):
         return True
     for headers in (kwargs.get("extra_headers"), getattr(getattr(resource, "_client", None), "_custom_headers", None)):
         if headers and hasattr(headers, "items"):
             for name, value in headers.items():
-                if isinstance(name, str) and name.lower() == "anthropic-beta" and isinstance(value, str) \
-                        and _LONG_CONTEXT_BETA in value:
+                if isinstance(name, str) and name.lower() == "anthropic-beta" and enables_long_context(value):
                     return True
     return False
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
                       StreamAccumulator, string)
@@ -105,6 +106,11 @@ class ConverseShape(RequestShape):
             complete = False
         return InputText(tuple(pieces), 0, complete)
 
+    def anthropic_beta(self, kwargs: dict[str, Any]) -> Any:
+        """Claude's beta flags: Converse passes model-native fields in ``additionalModelRequestFields``."""
+        extra = kwargs.get("additionalModelRequestFields")
+        return extra.get("anthropic_beta") if isinstance(extra, dict) else None
+
     def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if kwargs.get("messages") is not None:
@@ -166,6 +172,15 @@ class InvokeShape(ConverseShape):
         if body.get("tools"):
             complete = False
         return InputText(tuple(pieces), 0, complete)
+
+    def anthropic_beta(self, kwargs: dict[str, Any]) -> Any:
+        """Claude's beta flags: the Anthropic body's ``anthropic_beta`` (looked for only where the body says so)."""
+        body = kwargs.get("body")
+        if (isinstance(body, (bytes, bytearray)) and b"anthropic_beta" not in body) or (
+                isinstance(body, str) and "anthropic_beta" not in body):
+            return None  # most bodies: not parsed a second time
+        body = _json_body(kwargs)
+        return body.get("anthropic_beta") if isinstance(body, dict) else None
 
     def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         body = _json_body(kwargs)
@@ -414,6 +429,9 @@ class BedrockIntegration(Integration):
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
+            # Claude's long-context rates apply only with the 1M-context beta on, as on Anthropic's own API.
+            price_hints=({"long_context": enables_long_context(endpoint.shape.anthropic_beta(kwargs))}
+                         if endpoint.billable else None),
         )
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
