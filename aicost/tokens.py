@@ -159,28 +159,26 @@ def count_text(text: str, model: str | None = None, provider: str = "openai") ->
     return TokenCount(n, provider in ("openai", "azure.ai.openai"))
 
 
-def _texts(content: Any) -> Iterable[str]:
+_CHAT_TEXT_KEYS = ("text", "content", "input", "arguments", "name")
+
+
+def _chat_step(node: Any) -> Any:
+    """The OpenAI / Anthropic message shapes for :func:`aicost.vendor.walk_text`: a dict's text-bearing keys (a
+    part's text, a message's content, a tool call's arguments...), an SDK object's ``text``. Other parts (images)
+    are passed over: the count stays exact for chat requests, whose inexactness is their tool schemas."""
+    if isinstance(node, dict):
+        return [v for k in _CHAT_TEXT_KEYS if isinstance(v := node.get(k), (str, list, dict))]
+    text = getattr(node, "text", None)
+    return text if isinstance(text, str) else ()
+
+
+def _texts(content: Any) -> list[str]:
     """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
-    if content is None:
-        return
-    if isinstance(content, str):
-        yield content
-        return
-    if isinstance(content, dict):
-        for key in ("text", "content", "input", "arguments", "name"):
-            value = content.get(key)
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, (list, dict)):
-                yield from _texts(value)
-        return
-    if isinstance(content, (list, tuple)):
-        for part in content:
-            yield from _texts(part)
-        return
-    text = getattr(content, "text", None)
-    if isinstance(text, str):
-        yield text
+    from .vendor import walk_text
+
+    pieces: list[str] = []
+    walk_text(content, pieces, _chat_step)
+    return pieces
 
 
 def chat_input_text(kwargs: dict[str, Any], keys: Iterable[str]) -> "InputText":

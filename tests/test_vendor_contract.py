@@ -175,3 +175,28 @@ def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instru
         assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("1.38")
     elif not priced:
         assert attrs["aicost.price.known"] is False and "aicost.cost.total_usd" not in attrs
+
+
+def test_one_text_walker_serves_every_vendor_and_never_raises():
+    """``vendor.walk_text`` walks request contents for OpenAI / Anthropic, Gemini and Bedrock alike; each vendor
+    only says what one node holds. Pathological input (nested past any real request) is counted as inexact."""
+    from aicost import tokens
+    from aicost.integrations.bedrock import ConverseShape
+
+    gemini = GeminiShape("max_output_tokens").input_text(
+        {"contents": [types.Content(role="user", parts=[types.Part(text="a"), types.Part(text="b")]), "c"],
+         "config": {"system_instruction": "s"}})
+    assert (gemini.pieces, gemini.exact) == (("a", "b", "c", "s"), True)
+    image = types.Part.from_bytes(data=b"x", mime_type="image/png")
+    assert GeminiShape().input_text({"contents": [types.Content(role="user", parts=[image])]}).exact is False
+    converse = ConverseShape().input_text({"messages": [{"role": "user", "content": [{"text": "a"}, {"image": {}}]}],
+                                           "system": [{"text": "s"}]})
+    assert (converse.pieces, converse.exact) == (("a", "s"), False)
+    chat = tokens.chat_input_text({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]},
+                                                {"role": "tool", "content": "b", "name": "n"}]}, ("messages",))
+    assert chat.pieces == ("a", "b", "n") and chat.exact
+    deep: list = ["x"]
+    for _ in range(5000):
+        deep = [deep]
+    assert tokens.count_request_input({"messages": [{"role": "user", "content": deep}]}, "gpt-4o").tokens >= 0
+    assert ConverseShape().input_text({"messages": deep}).exact is False

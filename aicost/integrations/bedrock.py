@@ -27,8 +27,8 @@ from typing import Any
 
 from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
-from ..vendor import (Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, string)
+from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
+                      StreamAccumulator, string, walk_text)
 
 _SERVICE = "bedrock-runtime"
 
@@ -44,27 +44,21 @@ def _json_body(kwargs: dict[str, Any]) -> Any:
     return body if isinstance(body, dict) else None
 
 
+def _bedrock_step(node: Any) -> Any:
+    """Converse / model-native content for :func:`aicost.vendor.walk_text`: ``{"text": ...}`` blocks, messages
+    holding ``content``; anything else (images, documents, tool use) is not text."""
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            return node["text"]
+        if "content" in node:
+            return node["content"]
+    return NOT_TEXT
+
+
 def _texts(value: Any, out: list[str]) -> bool:
     """Text of Converse / model-native content (str, ``{"text": ...}`` blocks, messages); False if some content is
-    not text (images, documents, tool use), which a text count cannot see."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        out.append(value)
-        return True
-    if isinstance(value, (list, tuple)):
-        complete = True
-        for item in value:
-            complete = _texts(item, out) and complete
-        return complete
-    if isinstance(value, dict):
-        if isinstance(value.get("text"), str):
-            out.append(value["text"])
-            return True
-        if "content" in value:
-            return _texts(value["content"], out)
-        return False
-    return False
+    not text, which a text count cannot see."""
+    return walk_text(value, out, _bedrock_step)
 
 
 class ConverseShape(RequestShape):

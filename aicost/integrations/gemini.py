@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..usage import Usage, is_object, read_count
-from ..vendor import (Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator,
-                      string)
+from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
+                      StreamAccumulator, string, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -97,27 +97,20 @@ class GeminiShape(RequestShape):
         return out
 
 
+def _gemini_step(node: Any) -> Any:
+    """Gemini contents for :func:`aicost.vendor.walk_text`: a ``Content`` holds ``parts``, a ``Part`` its ``text``;
+    any other part (an image, a file, a function call) is not text."""
+    parts = _get(node, "parts")
+    if parts is not None:
+        return parts
+    text = _get(node, "text")
+    return text if isinstance(text, str) else NOT_TEXT
+
+
 def _texts(value: Any, out: list[str]) -> bool:
     """Append the text parts of ``contents`` (str, Part, Content, dicts, lists of them); False if some part is
-    not text (an image, a file, a function call), whose tokens a text count cannot see."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        out.append(value)
-        return True
-    if isinstance(value, (list, tuple)):
-        complete = True
-        for item in value:
-            complete = _texts(item, out) and complete
-        return complete
-    parts = _get(value, "parts")
-    if parts is not None:
-        return _texts(parts, out)
-    text = _get(value, "text")
-    if isinstance(text, str):
-        out.append(text)
-        return True
-    return False
+    not text, whose tokens a text count cannot see."""
+    return walk_text(value, out, _gemini_step)
 
 
 def _jsonable(value: Any) -> Any:
