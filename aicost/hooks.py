@@ -68,7 +68,7 @@ class CallResult:
     cost: "Cost | None"
     response_model: str | None
     error_type: str | None
-    duration_s: float
+    duration_s: float | None  # None for work aicost did not see run (a batch result read later)
     # The aicost span of the call (an OpenTelemetry Span; non-recording when no SDK is configured).
     span: Any = None
     # The attribution in force when the call started (aicost.team / .feature / .user / .customer / .tag.<name>).
@@ -79,6 +79,9 @@ class CallResult:
     started_ns: int = 0
     # The CallRefused a budget or policy raised before the call was sent (then usage and cost are None).
     refusal: BaseException | None = None
+    # The identity of the billed work when it can be observed more than once (a batch result read again, here or in
+    # another process): the ledger keys its row by it instead of the span id, so it is counted once.
+    record_id: str | None = None
 
     @property
     def cost_usd(self) -> Decimal | None:

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import types
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
@@ -31,7 +32,7 @@ from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
 from .integrations.identity import client_identity
 from .usage import Usage
-from .vendor import (BodyReader, Endpoint, EventStep, Integration, ResponseMeta, Router,
+from .vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Integration, Observed, ResponseMeta, Router,
                      StreamAccumulator)
 
 _perf = time.perf_counter
@@ -243,6 +244,8 @@ def _patch_integration(integration: Integration) -> None:
             is_async = index == 1 or inspect.iscoroutinefunction(original)
             if endpoint.kind == "stream_manager":
                 wrapper = _stream_manager_wrapper(integration, endpoint, is_async)
+            elif endpoint.kind == "observe":
+                wrapper = _observe_wrapper(integration, endpoint, is_async)
             elif endpoint.kind == "events":
                 wrapper = _event_wrapper(integration, endpoint, is_async)
             else:
@@ -278,7 +281,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "run_id",
+        "acc", "busy", "run_id", "record_id",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -317,6 +320,7 @@ class _Call:
         # aicost is inside a read (the caller's parse(), or pulling the next stream item): the SDK closes the
         # response there itself, and the reader, not the close hook, knows how the call ended.
         self.busy = False
+        self.record_id: str | None = None  # set for completed work that may be read again (CompletedWork.key)
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -609,12 +613,14 @@ class _Call:
             cost=cost,
             response_model=meta.model,
             error_type=error_type,
-            duration_s=_perf() - self.start if duration is None else duration,
+            # Completed work read later (a batch result, ``record_id``): how long the vendor took is not known.
+            duration_s=None if self.record_id else _perf() - self.start if duration is None else duration,
             span=self.span,
             attribution=self.attribution,
             run_id=self.run_id,
             started_ns=self.start_ns,
             refusal=refusal,
+            record_id=self.record_id,
         )
         # Never raises (logs once instead); the server is passed so the metrics queue holds no span.
         metrics.record_call(result, self.attribution, server=(self.request.server_address, self.request.server_port))
@@ -1271,3 +1277,101 @@ def _sync_manager_request(call: _Call, resource: Any, request: Callable[[], Any]
 async def _async_manager_request(call: _Call, resource: Any, request: Any) -> Any:
     # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
     return await _run_async(_enter(call, resource), lambda: request)
+
+
+# --------------------------------------------------------------------------------------------- observed methods
+class _Observed(Observed):
+    """``vendor.Observed`` for one call of an "observe" method (a batch created, looked up, its results read)."""
+
+    __slots__ = ("integration", "resource", "attribution", "run_id", "is_async")
+
+    def __init__(self, integration: Integration, resource: Any, is_async: bool) -> None:
+        self.integration = integration
+        self.resource = resource
+        self.attribution = _current_attribution()
+        self.run_id = _current_run_id()
+        self.is_async = is_async
+
+    def record(self, work: CompletedWork) -> None:
+        try:
+            record_completed(self.integration, self.resource, work, self.is_async)
+        except Exception:
+            error_once("completed", "aicost: could not record a batch result")
+
+
+_recorded: dict[str, None] = {}  # keys of completed work recorded in this process, oldest first (bounded)
+_RECORDED_MAX = 100_000
+
+
+def record_completed(integration: Integration, resource: Any, work: CompletedWork, is_async: bool = False) -> None:
+    """Record work the vendor finished out of sight of any call (a batch result) as one finished call of
+    ``work.endpoint``: a span, metrics, listeners and collectors, priced at the rate ``work.meta.service_tier``
+    names. Once per ``work.key`` in this process: reading the same results again records nothing new (the ledger
+    also keys the row by it, for a re-read in another process). No interceptor holds or refuses it: the vendor did
+    the work long before aicost hears of it.
+    """
+    if not _instrumented:
+        return
+    with _lock:
+        if work.key in _recorded:
+            return
+        if len(_recorded) >= _RECORDED_MAX:
+            del _recorded[next(iter(_recorded))]
+        _recorded[work.key] = None
+    call = _Call(integration, work.endpoint, resource, work.request, is_async)
+    if work.attribution is not None:  # the submitter's, carried by the batch: not the reading code's scope
+        call.attribution = work.attribution
+        call.run_id = work.run_id
+        call.collectors = ()
+    call.record_id = work.key
+    hints = {**(call.request.price_hints or {}), **work.price_hints}
+    if work.done_ns:  # dated, and priced, when the vendor did the work
+        call.start_ns = work.done_ns
+        hints["at"] = datetime.fromtimestamp(work.done_ns / 1e9, timezone.utc)
+    call.request.price_hints = hints or None
+    call.info.span_attributes = {**call.info.span_attributes, s.AICOST_RECORD_ID: work.key, **work.span_attributes}
+    call.finish(work.meta)
+
+
+def _observe_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool) -> Callable[..., Any]:
+    """An "observe" method: the integration sees the request before it is sent and what came back; with an
+    ``operation`` the call also gets an unbilled span (``aicost.billable`` false)."""
+
+    def seen_for(instance: Any, args: tuple, kwargs: dict) -> _Observed | None:
+        if not _instrumented or _active.get() or instance is None:
+            return None
+        try:
+            seen = _Observed(integration, instance, is_async)
+            integration.before_observed(endpoint, instance, args, kwargs, seen)
+            return seen
+        except Exception:
+            error_once(f"observe:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
+            return None
+
+    def returned(seen: _Observed, instance: Any, args: tuple, kwargs: dict, value: Any) -> Any:
+        try:
+            return integration.after_observed(endpoint, instance, args, kwargs, value, seen)
+        except Exception:
+            error_once(f"observed:{endpoint.key}", "aicost: could not read what %s returned", endpoint.key)
+            return value
+
+    if is_async:
+        async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+            seen = seen_for(instance, args, kwargs)
+            if seen is None:
+                return await _awaited(wrapped(*args, **kwargs))
+            call = _begin(integration, endpoint, instance, kwargs, True) if endpoint.operation else None
+            value = await _run_async(call, lambda: wrapped(*args, **kwargs))
+            return returned(seen, instance, args, kwargs, value)
+
+        return async_wrapper
+
+    def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        seen = seen_for(instance, args, kwargs)
+        if seen is None:
+            return wrapped(*args, **kwargs)
+        call = _begin(integration, endpoint, instance, kwargs, False) if endpoint.operation else None
+        value = _run_sync(call, lambda: wrapped(*args, **kwargs))
+        return returned(seen, instance, args, kwargs, value)
+
+    return sync_wrapper

@@ -287,7 +287,8 @@ def _record_now(state: "_Instruments", point: tuple) -> None:
         state.token_usage.record(output_tokens, {**histogram_labels, semconv.GEN_AI_TOKEN_TYPE: "output"})
     if error_type:
         histogram_labels[semconv.ERROR_TYPE] = error_type
-    state.duration.record(max(0.0, float(duration_s)), histogram_labels)
+    if duration_s is not None:  # None: work aicost did not see run (a batch result), not an instant call
+        state.duration.record(max(0.0, float(duration_s)), histogram_labels)
     if cost is not None:
         state.add_cost(labels, cost)
 

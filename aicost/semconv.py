@@ -72,6 +72,12 @@ AICOST_USAGE_SUB_PREFIX = "aicost.usage."
 AICOST_STREAM_CHUNKS = "aicost.stream.chunks"
 AICOST_STREAM_ENDED_BY = "aicost.stream.ended_by"  # exhausted (read to the end) | closed (early) | error
 AICOST_ENDPOINT = "aicost.endpoint"
+# Batch results (docs/batches.md): the batch a result came from, where its attribution came from ("metadata": the
+# batch's own metadata, "submitter": remembered from the create in this process, "reader": the scope reading it),
+# and the result's identity, which the ledger keys its row by (a result read twice is one row).
+AICOST_BATCH_ID = "aicost.batch.id"
+AICOST_BATCH_ATTRIBUTION = "aicost.batch.attribution"
+AICOST_RECORD_ID = "aicost.record_id"
 AICOST_BILLABLE = "aicost.billable"  # false on token-counting calls: a span, but nothing billed
 # Which span carries the call: "aicost" (aicost's own span) or "anthropic-sdk" (the Anthropic SDK's native span,
 # which aicost enriches instead of adding a second span). Either way it is the only span with the call's cost.

@@ -9,7 +9,7 @@ items (a :class:`StreamAccumulator`). Span building, cost, stream lifetime, hook
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .usage import Usage, is_object
 
@@ -155,6 +155,9 @@ class Endpoint:
     # "stream_manager": the method returns a context manager that performs the request on __enter__.
     # "events": the method parses one event of a long-lived connection (a WebSocket); billed work starts and ends
     # with events (``Integration.read_event``), one call per response the vendor generates.
+    # "observe": the method bills nothing itself, but its request or its result concerns work the vendor bills
+    # elsewhere (a batch: created, looked up, its results read). ``Integration.before_observed`` /
+    # ``after_observed`` see it; with an ``operation`` it also gets a span, as an unbilled call.
     kind: str = "call"
     billable: bool = True  # False for token counting endpoints: a span, but no usage, cost, budget or metric
     shape: RequestShape = DEFAULT_SHAPE  # how this endpoint's request says its model, output cap and input
@@ -232,6 +235,39 @@ class BodyReader:
         raise NotImplementedError
 
     def result(self) -> ResponseMeta:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class CompletedWork:
+    """Billed work the vendor did out of sight of any call and reports later: one succeeded batch result.
+
+    The core records it like a finished call of ``endpoint`` (span, metrics, listeners, ledger), with the
+    attribution and unit of work it names rather than those of the code reading it, and only once per ``key``
+    in a process (``CallResult.record_id`` carries the key, so the ledger keeps one row across processes too).
+    """
+
+    endpoint: Endpoint  # the endpoint the work bills as (its operation, usage reader and prices)
+    request: dict[str, Any]  # the request's keyword view, as far as it is known (at least ``model``)
+    meta: ResponseMeta  # what the vendor reported: usage, model, ids; ``service_tier`` is the rate it bills at
+    key: str  # the work's identity (16 hex digits): the same result read twice has the same key
+    attribution: Mapping[str, str] | None = None  # None: the attribution in force where the result is read
+    run_id: str | None = None  # the ``aicost.feature`` unit of work that submitted it
+    done_ns: int = 0  # when the vendor did the work (time.time_ns()); 0 when unknown: when it is read
+    span_attributes: dict[str, Any] = field(default_factory=dict)  # aicost.batch.* and the like
+    price_hints: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for pricing.price_call
+
+
+class Observed:
+    """What the core gives ``Integration.before_observed`` / ``after_observed``: the attribution and unit of work
+    in force when the observed method was called, and ``record`` for the billed work its result reports."""
+
+    attribution: Mapping[str, str]
+    run_id: str | None
+    is_async: bool
+
+    def record(self, work: CompletedWork) -> None:  # pragma: no cover - interface
+        """Record one piece of completed work (never raises)."""
         raise NotImplementedError
 
 
@@ -350,6 +386,18 @@ class Integration:
     def native_span_capture(self, resource: Any) -> Any:
         """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic)."""
         return None
+
+    def before_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any],
+                        seen: Observed) -> None:
+        """For "observe" endpoints, before the SDK sends the request: may change ``kwargs`` (what the vendor
+        receives), e.g. write the attribution into a batch's metadata."""
+
+    def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,
+                       seen: Observed) -> Any:
+        """For "observe" endpoints: read what the method returned (remember a batch, record its results with
+        ``seen.record``) and return what the caller gets: ``value``, wrapped in place where results arrive as it
+        is iterated."""
+        return value
 
 
 class StreamWatch:

@@ -26,8 +26,9 @@ from opentelemetry import trace
 from .._log import error_once
 from ..pricing.names import enables_long_context
 from ..usage import Usage, is_object, read_count
-from ..vendor import (Endpoint, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator, field, part,
-                      request_count, string)
+from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator,
+                      field, part, request_count, string)
+from . import _batches
 from .stainless import StainlessIntegration, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -47,11 +48,24 @@ def _endpoints() -> tuple[Endpoint, ...]:
             Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager", shape=_SHAPE),
             Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False),
         ]
+    # Message Batches (docs/batches.md): billed from the results, at batch rates. The create call gets an unbilled
+    # span and the attribution in force is remembered with the batch id (a Message Batch has no metadata, and each
+    # request's ``custom_id`` is the caller's key); reading the results records one costed call per succeeded one.
+    for module, prefix in (("anthropic.resources.messages.batches", "anthropic.messages.batches"),
+                           ("anthropic.resources.beta.messages.batches", "anthropic.beta.messages.batches")):
+        table += [
+            Endpoint(module, _BATCHES, "create", f"{prefix}.create", "batch", kind="observe", billable=False),
+            Endpoint(module, _BATCHES, "retrieve", f"{prefix}.retrieve", "", kind="observe", billable=False),
+            Endpoint(module, _BATCHES, "results", f"{prefix}.results", "", kind="observe", billable=False),
+        ]
     return tuple(table)
 
 
+_BATCHES = ("Batches", "AsyncBatches")
 ENDPOINTS = _endpoints()
-_NATIVE_SPAN_NAMES = frozenset(("anthropic.messages.create", "anthropic.messages.count_tokens"))
+_NATIVE_SPAN_NAMES = frozenset(("anthropic.messages.create", "anthropic.messages.count_tokens",
+                                "anthropic.messages.batches.create"))
+_BATCHES_SEEN = _batches.Registry()  # batch id -> BatchInfo, for the batches created (or looked up) here
 
 
 def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
@@ -442,6 +456,64 @@ class AnthropicIntegration(StainlessIntegration):
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)
+
+    # -- Message Batches (docs/batches.md)
+    def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,
+                       seen: Observed) -> Any:
+        method = endpoint.method
+        if method == "results":
+            batch_id = args[0] if args else kwargs.get("message_batch_id")
+            if isinstance(batch_id, str) and hasattr(value, "_iterator"):
+                value._iterator = self._read_results(batch_id, value._iterator, seen)  # in place: same decoder
+            return value
+        batch_id = string(field(value, "id")) if getattr(value, "type", None) == "message_batch" else None
+        if batch_id is None:
+            return value
+        known: _batches.BatchInfo = _BATCHES_SEEN.get(batch_id) or _batches.BatchInfo(batch_id, None, None, "reader")
+        if method == "create":
+            known = _batches.BatchInfo(batch_id, seen.attribution, seen.run_id, "submitter")
+        ended = field(value, "ended_at")  # results() retrieves the batch first: its results are dated by it
+        if ended is not None and hasattr(ended, "timestamp"):
+            known = _batches.BatchInfo(known.batch_id, known.attribution, known.run_id, known.source,
+                                       done_ns=int(ended.timestamp() * 1e9))
+        _BATCHES_SEEN.put(batch_id, known)
+        return value
+
+    def _read_results(self, batch_id: str, inner: Any, seen: Observed) -> Any:
+        """The decoder's items, unchanged; each succeeded one is recorded as it passes (errored, canceled and
+        expired requests bill nothing)."""
+        info = _BATCHES_SEEN.get(batch_id) or _batches.BatchInfo(batch_id, None, None, "reader")
+
+        def record(item: Any) -> None:
+            try:
+                result = getattr(item, "result", None)
+                if getattr(result, "type", None) != "succeeded":
+                    return
+                meta = _batches.billed_at_batch_rates(read_message(getattr(result, "message", None)))
+                custom_id = string(getattr(item, "custom_id", None)) or meta.response_id or ""
+                seen.record(CompletedWork(
+                    endpoint=ENDPOINTS[0], request={"model": meta.model}, meta=meta,
+                    key=_batches.result_key("anthropic", batch_id, custom_id), attribution=info.attribution,
+                    run_id=info.run_id, done_ns=info.done_ns, span_attributes=info.span_attributes(),
+                    # Whether the request enabled the 1M context is not in its result: priced by its input size.
+                    price_hints={"long_context": None}))
+            except Exception:
+                error_once("batch:result", "aicost: could not read a Message Batch result")
+
+        if hasattr(inner, "__anext__"):
+            async def async_results() -> Any:
+                async for item in inner:
+                    record(item)
+                    yield item
+
+            return async_results()
+
+        def results() -> Any:
+            for item in inner:
+                record(item)
+                yield item
+
+        return results()
 
 
     def native_span_capture(self, resource: Any) -> NativeSpanCapture | None:

@@ -12,8 +12,10 @@ import json
 from typing import Any
 
 from ..usage import Usage, is_object, read_count
-from ..vendor import (BodyReader, Endpoint, EventStep, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, field, part, request_count, string)
+from .. import semconv as s
+from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, RequestShape,
+                      ResponseMeta, StreamAccumulator, field, part, request_count, string)
+from . import _batches
 from .stainless import StainlessIntegration, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -23,6 +25,8 @@ _BOTH = ("Completions", "AsyncCompletions")
 _RESP = ("Responses", "AsyncResponses")
 _IMAGES = "openai.resources.images"
 _IMG = ("Images", "AsyncImages")
+_BATCHES = "openai.resources.batches"
+_BATCH = ("Batches", "AsyncBatches")
 
 # Which parameter caps output when the request sets none: reasoning models reject chat's ``max_tokens``, so
 # ``max_completion_tokens``, which every chat model accepts; Responses has its own name.
@@ -71,6 +75,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "parse_event", "openai.beta.realtime.response", "chat", kind="events"),
     Endpoint(_RESPONSES, ("ResponsesConnection", "AsyncResponsesConnection"), "parse_event",
              "openai.responses.connect", "chat", kind="events"),
+    # Batch API (docs/batches.md): billed from the output file, at batch rates. The create call gets an unbilled
+    # span and carries the attribution in the batch's metadata; the batches it, retrieve and cancel return are
+    # remembered, so that reading an output file's content records one costed call per succeeded request.
+    Endpoint(_BATCHES, _BATCH, "create", "openai.batches.create", "batch", kind="observe", billable=False),
+    Endpoint(_BATCHES, _BATCH, "retrieve", "openai.batches.retrieve", "", kind="observe", billable=False),
+    Endpoint(_BATCHES, _BATCH, "cancel", "openai.batches.cancel", "", kind="observe", billable=False),
+    Endpoint("openai.resources.files", ("Files", "AsyncFiles"), "content", "openai.files.content", "",
+             kind="observe", billable=False),
 )
 
 # OpenAI-compatible APIs reached through this SDK with a ``base_url``: the host names the vendor that bills the
@@ -750,6 +762,22 @@ _ROUTES = {  # URL path suffix -> endpoint, for the request-level safety net; lo
 }
 
 
+# Batches: the endpoint a batch's requests went to (the batch's ``endpoint``; else the result body's ``object``).
+_BATCH_ENDPOINTS = {
+    "/v1/chat/completions": _BY_KEY["openai.chat.completions.create"],
+    "/v1/responses": _BY_KEY["openai.responses.create"],
+    "/v1/embeddings": _BY_KEY["openai.embeddings.create"],
+    "/v1/completions": _BY_KEY["openai.completions.create"],
+}
+_BATCH_BODIES = {
+    "chat.completion": _BY_KEY["openai.chat.completions.create"],
+    "response": _BY_KEY["openai.responses.create"],
+    "list": _BY_KEY["openai.embeddings.create"],
+    "text_completion": _BY_KEY["openai.completions.create"],
+}
+_BATCHES_SEEN = _batches.Registry()  # batch id and output file id -> BatchInfo
+
+
 class OpenAIIntegration(StainlessIntegration):
     name = "openai"
     sdk = "openai"
@@ -828,6 +856,8 @@ class OpenAIIntegration(StainlessIntegration):
         return True
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
+        if endpoint.kind == "observe":  # a batch's create: billed when its results are read
+            return ResponseMeta()
         family = _FAMILY[endpoint.key]
         if family == "images":
             return read_images(response)
@@ -864,6 +894,83 @@ class OpenAIIntegration(StainlessIntegration):
                     model = tool.get("model")
                     return model if isinstance(model, str) else None
         return None
+
+    # -- Batch API (docs/batches.md)
+    def before_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any],
+                        seen: Observed) -> None:
+        if endpoint.key == "openai.batches.create":
+            metadata = _batches.with_attribution(kwargs.get("metadata"), seen.attribution, seen.run_id, "openai")
+            if metadata is not None:
+                kwargs["metadata"] = metadata
+
+    def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,
+                       seen: Observed) -> Any:
+        if endpoint.key == "openai.files.content":
+            file_id = args[0] if args else kwargs.get("file_id")
+            # HttpxBinaryResponseContent (``files.content``), or the raw response of ``with_raw_response``: either
+            # way the body is in memory. With ``with_streaming_response`` it is not (the caller streams it).
+            response = getattr(value, "response", None) or getattr(value, "http_response", None)
+            if isinstance(file_id, str) and response is not None:
+                try:
+                    content = response.content  # raises if the body was not read (a streamed response)
+                except Exception:
+                    content = None
+                if isinstance(content, bytes):
+                    self._read_output_file(file_id, content, seen)
+        elif getattr(value, "object", None) == "batch":
+            self._remember(value)
+        return value
+
+    def _remember(self, batch: Any) -> None:
+        batch_id = string(field(batch, "id"))
+        if batch_id is None:
+            return
+        metadata = field(batch, "metadata")
+        carried = _batches.decode(metadata.get(_batches.METADATA_KEY)) if isinstance(metadata, dict) else None
+        done = field(batch, "completed_at")
+        info = _batches.BatchInfo(
+            batch_id, carried[0] if carried else None, carried[1] if carried else None,
+            "metadata" if carried else "reader", string(field(batch, "endpoint")),
+            done * 1_000_000_000 if type(done) is int and done > 0 else 0)
+        _BATCHES_SEEN.put(batch_id, info)
+        output_file = string(field(batch, "output_file_id"))
+        if output_file is not None:
+            _BATCHES_SEEN.put(output_file, info)
+
+    def _read_output_file(self, file_id: str, content: bytes, seen: Observed) -> None:
+        """One costed call per succeeded request of a batch output file (lines whose ``response`` has a 2xx
+        status); errored lines bill nothing. A file that is not a batch's output has no such lines."""
+        from ..instrumentation import AttrView
+
+        info: _batches.BatchInfo | None = _BATCHES_SEEN.get(file_id)
+        for line in content.splitlines():
+            if b'"response"' not in line:
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            response = item.get("response") if isinstance(item, dict) else None
+            status = response.get("status_code") if isinstance(response, dict) else None
+            body = response.get("body") if isinstance(response, dict) else None
+            if type(status) is not int or not 200 <= status < 300 or not isinstance(body, dict):
+                continue
+            endpoint = _BATCH_ENDPOINTS.get(info.endpoint if info is not None else None) \
+                or _BATCH_BODIES.get(body.get("object"))
+            if endpoint is None:  # a batch of an endpoint aicost does not price (moderations, videos...)
+                continue
+            line_id, custom_id = string(item.get("id")), string(item.get("custom_id"))
+            meta = _batches.billed_at_batch_rates(self.read_response(endpoint, AttrView.wrap(body), False))
+            created = body.get("created", body.get("created_at"))
+            done_ns = created * 1_000_000_000 if type(created) is int and created > 0 else (
+                info.done_ns if info is not None else 0)
+            seen.record(CompletedWork(
+                endpoint=endpoint, request={"model": meta.model}, meta=meta,
+                key=_batches.result_key("openai", line_id or f"{info.batch_id if info else file_id}/{custom_id}"),
+                attribution=info.attribution if info is not None else None,
+                run_id=info.run_id if info is not None else None, done_ns=done_ns,
+                span_attributes=(info.span_attributes() if info is not None
+                                 else {s.AICOST_BATCH_ATTRIBUTION: "reader"})))
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         family = _FAMILY[endpoint.key]

@@ -43,6 +43,8 @@ def call_item(result: CallResult) -> tuple:
         trace_id, span_id = context.trace_id, context.span_id
     except Exception:  # no span (or not an OpenTelemetry one): the writer gives the row an id of its own
         trace_id = span_id = 0
+    if result.record_id:  # billed work that may be read again (a batch result): one row, however often it is read
+        span_id = result.record_id
     refusal = result.refusal
     cost = result.cost
     extra = None
@@ -117,7 +119,7 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
          cost, attribution, run_id, error_type, duration_s, extra, vendor_project, key_fingerprint) = item
         row = LedgerRow(
-            span_id=_hex(span_id, 16) or _new_id(), kind=CALL, time=_time(started_ns),
+            span_id=span_id if isinstance(span_id, str) else _hex(span_id, 16) or _new_id(), kind=CALL, time=_time(started_ns),
             trace_id=_hex(trace_id, 32), provider=provider, operation=operation, endpoint=endpoint,
             request_model=request_model, response_model=response_model, run_id=run_id, error_type=error_type,
             duration_s=duration_s, vendor_project=vendor_project, api_key_fingerprint=key_fingerprint,

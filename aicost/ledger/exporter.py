@@ -83,7 +83,8 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     parent_id = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
     name = span.name or ""
     if s.AICOST_PRICE_KNOWN in a or (a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
-        return [_call_row(span, a, span_id, trace_id, parent_id)]
+        record_id = a.get(s.AICOST_RECORD_ID)  # a batch result: one row however often (and wherever) it is read
+        return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id, parent_id)]
     if a.get(s.AICOST_CACHE_HIT) is True:
         return [LedgerRow(span_id=span_id, kind=CACHE_HIT, time=_time(span.start_time), trace_id=trace_id,
                           cost=Decimal(0), saved_cost=_decimal(a.get(s.AICOST_CACHE_SAVED_USD)),
