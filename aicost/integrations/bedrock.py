@@ -12,11 +12,14 @@ Usage, by operation (inputTokens exclude cache reads and writes, as Anthropic's 
 * ConverseStream: the ``metadata`` event. InvokeModelWithResponseStream: the ``amazon-bedrock-invocationMetrics``
   of the last chunk. Both are botocore ``EventStream`` objects, watched in place (``wrap_stream``).
 * CountTokens: a span, not billed.
+Every count is validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is
+never priced as exact (estimated from the text, or unknown for InvokeModel, whose body is never read).
 
 Prices: cross-region inference profiles (``us.`` / ``eu.`` / ``apac.`` / ``global.``) and ARNs are priced by the
 catalog's AWS table as AWS bills them (a regional profile of a recent Claude model costs 10 % more than the global
 one); the service tier comes from the response (``serviceTier``), latency-optimised inference from
-``performanceConfig``. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
+``performanceConfig``; Claude's long-context rates only with its 1M-context beta (``anthropic_beta``), as on
+Anthropic's API. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
 calls (only for credentials), so its calls are recorded once, by the Anthropic integration.
 """
 

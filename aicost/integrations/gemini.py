@@ -13,6 +13,9 @@ Usage (``usageMetadata``): ``promptTokenCount`` includes ``cachedContentTokenCou
 as output on top of ``candidatesTokenCount``. Per-modality details split audio (its own input rate) and images out
 of the input. Stream chunks repeat the usage cumulatively: the last one wins. Long-context prices (prompts over
 200K tokens on 2.5 Pro, 3 Pro...) are bands of the catalog's entry, applied to the whole request by its input.
+Counts are validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is never
+priced as exact. The tier is Vertex's ``trafficType`` (or the request's ``service_tier`` / Priority PayGo header);
+Google bills priority at per-model rates the catalog lacks, so such a call is cost-unknown, with the reason.
 """
 
 from __future__ import annotations
