@@ -21,7 +21,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aicost.integrations import anthropic as anth
@@ -728,6 +728,9 @@ def _gemini_client(server: Any) -> Any:
 
 @HTTP
 @given(GEMINI_USAGE, st.booleans())
+# Garbage the SDK passes through as it is (its models take any int): always tried, whatever the draw.
+@example(usage={"prompt_token_count": -5, "candidates_token_count": 3}, stream=False)
+@example(usage={"prompt_token_count": 10, "cached_content_token_count": 20, "candidates_token_count": 3}, stream=True)
 def test_gemini_over_http_same_answer_never_exact_from_garbage(instrumented, replay_server, usage, stream):
     pytest.importorskip("google.genai")
     from vendor_server import Reply, sse
