@@ -261,6 +261,9 @@ class EventAccumulator(StreamAccumulator):
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
             self.usage = read_usage(usage, self.usage)
+            if self.usage is not None and is_object(usage) and field(usage, "output_tokens") is None:
+                # message_delta's output count is the final one (message_start's is a placeholder): required
+                self.usage.invalid = self.usage.invalid or "message_delta usage has no output_tokens"
             iterations = read_iterations(usage)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
