@@ -70,14 +70,17 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.check:
         try:
-            loaded = pricing.check_price_file(args.check)
+            from .instrumentation import PRICE_FILE_SECTIONS
+
+            loaded = pricing.check_price_file(args.check, sections=PRICE_FILE_SECTIONS)
         except pricing.PriceFileError as exc:
             problems = exc.problems
             print(f"invalid: {args.check}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=err)
             for problem in problems:
                 print(f"  {problem}", file=err)
             return 1
-        print(f"ok: {args.check}: {len(loaded.rules)} model price(s), {len(loaded.discounts)} discount(s)", file=out)
+        print(f"ok: {args.check}: {len(loaded.rules)} model price(s), {len(loaded.discounts)} discount(s), "
+              f"{len(loaded.pools)} pool(s)", file=out)
         return 0
     if args.unknown is not None:
         path = args.unknown or os.environ.get(engine.UNKNOWN_FILE_ENV)

@@ -59,6 +59,11 @@ class CallInfo:
     # How ``kwargs`` says its model, output cap and input, whatever the vendor (``aicost.vendor.RequestShape``):
     # an interceptor reads and changes the request through it, never through argument names.
     shape: RequestShape = DEFAULT_SHAPE
+    # The service tier the request asks for (read by the integration: a budget reserves at that tier's price).
+    service_tier: str | None = None
+    # Set by an interceptor when the call is billed by where it went, not by its model's name (a self-hosted
+    # pool): the call is priced only by ``aicost.pricing.set_scoped_prices(price_scope, ...)``, else unknown.
+    price_scope: str | None = None
 
 
 @dataclass(slots=True)

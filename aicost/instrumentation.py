@@ -3,7 +3,8 @@
 Rules this module keeps, whatever the vendor:
 
 * The application gets exactly what the SDK returns (same object, same type), and the same exceptions.
-  Streams are wrapped *in place* (the SDK's ``Stream._iterator``), so no chunk is delayed or buffered.
+  Streams are watched item by item as the caller reads them (wrapped in place where the SDK allows it: see
+  ``Integration.wrap_stream``), so no chunk is delayed or buffered.
 * Only :class:`aicost.errors.CallRefused` raised by an interceptor reaches the application. Any other error
   inside aicost is logged once and swallowed.
 * A call is finished exactly once: response read; stream exhausted, closed, broken out of, failed or garbage
@@ -25,6 +26,7 @@ from typing import Any, Callable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from . import _import_hooks as import_hooks
 from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
@@ -52,7 +54,12 @@ class _Config:
 
 
 config = _Config()
-_lock = threading.RLock()
+_lock = threading.RLock()  # serialises instrument() / uninstrument()
+# Guards what the patching changes; taken by import hooks (inside the application's import statement), so never
+# held while importing or waiting for anything else.
+_patch_lock = threading.Lock()
+_generation = 0  # one per instrument(): a hook from an earlier one, running late, patches nothing
+_HOOKS = object()  # the token of aicost's post-import hooks
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, original) to restore
 _instrumented = False
 
@@ -67,8 +74,9 @@ def instrument(
     price_file: str | os.PathLike[str] | None = None,
     ledger: str | os.PathLike[str] | bool | None = None,
 ) -> None:
-    """Patch every installed vendor SDK aicost has an integration for (``aicost.integrations``: openai, anthropic,
-    google-genai, boto3 bedrock-runtime) so that every billable call becomes a costed span.
+    """Patch every vendor SDK aicost has an integration for (``aicost.integrations``) so that every billable call
+    becomes a costed span. No SDK is imported here: one the application has imported already is patched now, any
+    other when the application imports it (a post-import hook, removed by :func:`uninstrument`).
 
     Idempotent, and each call starts from its own arguments: an argument left out takes its default again
     (a second call without ``stream_usage`` is back to "auto", one without ``price_file`` unloads the file an
@@ -84,18 +92,20 @@ def instrument(
     :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file raises
     ``PriceFileError`` naming the line and field.
     """
-    global _instrumented, _price_file
+    global _instrumented, _price_file, _generation
     _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
     loaded = None
     if price_file is not None:
         from .pricing.overrides import load_file
 
-        loaded = load_file(price_file)  # validated, not yet installed
+        loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
     if loaded is not None and loaded.pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
 
         configure_pools(loaded.pools, source=os.fspath(price_file))
+    elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
+        sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
@@ -111,12 +121,22 @@ def instrument(
         _configure_metrics(meter_provider)
         if _instrumented:
             return
-        for integration in _integrations():
-            _patch_integration(integration)
-            _patch_routers(integration)
-        _instrumented = True
+        with _patch_lock:
+            _generation += 1
+            _instrumented = True
+        for cls in _integration_classes():
+            watch_integration(cls)
 
 
+def _check_pools(table: Any) -> list[Exception]:
+    from .pools.config import check_pools  # a feature, imported only when a price file declares pools
+
+    return list(check_pools(table)[1])
+
+
+# Features' own sections of a price file and their validators: what instrument(price_file=...) and
+# ``aicost prices --check`` both run, so the two list the same problems in the same words.
+PRICE_FILE_SECTIONS = {"pools": _check_pools}
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 
@@ -164,7 +184,7 @@ def uninstrument() -> None:
     instrumented. Every wrapper therefore checks, on each call, that aicost is still instrumented, and steps
     aside (no span, no interceptor) when it is not.
     """
-    global _instrumented, _price_file
+    global _instrumented, _price_file, _generation
     if "aicost.ledger.writer" in sys.modules:
         try:
             sys.modules["aicost.ledger.writer"].disable()
@@ -184,13 +204,16 @@ def uninstrument() -> None:
             except Exception:
                 error_once("unload:price_file", "aicost: could not unload the price file instrument() loaded")
             _price_file = None
-        while _patched:
-            cls, attr, original = _patched.pop()
-            try:
-                setattr(cls, attr, original)
-            except Exception:
-                error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
-        _instrumented = False
+        import_hooks.cancel(_HOOKS)
+        with _patch_lock:
+            _generation += 1
+            _instrumented = False
+            while _patched:
+                cls, attr, original = _patched.pop()
+                try:
+                    setattr(cls, attr, original)
+                except Exception:
+                    error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
 
 
 def is_instrumented() -> bool:
@@ -198,17 +221,38 @@ def is_instrumented() -> bool:
 
 
 # --------------------------------------------------------------------------------------------- patching
-def _integrations() -> list[Integration]:
-    """An instance of every integration whose SDK is installed (``aicost.integrations.available``)."""
-    from .integrations import available
+def _integration_classes() -> list[type]:
+    from .integrations import classes
 
-    found: list[Integration] = []
-    for name, factory in available():
-        try:
-            found.append(factory())
-        except Exception:
-            error_once(f"load:{name}", "aicost: the %s integration could not be loaded", name)
-    return found
+    return classes()
+
+
+def watch_integration(cls: type) -> None:
+    """Patch ``cls``'s SDK when it is imported (now, if it is already). Does nothing when not instrumented."""
+    with _patch_lock:
+        if not _instrumented:
+            return
+        generation = _generation
+    import_hooks.when_imported(cls.sdk, lambda module: _load(cls, generation), _HOOKS)
+
+
+def _load(cls: type, generation: int) -> None:
+    """The SDK of ``cls`` is imported: make the integration, import the modules its table names, then patch them,
+    unless ``uninstrument()`` came in between. Runs inside the application's import of the SDK, or in
+    ``instrument()`` for an SDK imported before it."""
+    try:
+        integration = cls()
+    except Exception:
+        error_once(f"load:{cls.__qualname__}", "aicost: the %s integration could not be loaded", cls.name or cls)
+        return
+    targets = _patch_targets(integration)
+    with _patch_lock:
+        if generation != _generation:
+            return
+        for owner, attr, original, wrapper in targets:
+            if owner.__dict__.get(attr) is original:  # not patched meanwhile
+                setattr(owner, attr, wrapper)
+                _patched.append((owner, attr, original))
 
 
 def _sdk_module(name: str) -> Any:
@@ -225,9 +269,11 @@ def _sdk_module(name: str) -> Any:
         return None
 
 
-def _patch_integration(integration: Integration) -> None:
+def _patch_targets(integration: Integration) -> list[tuple[type, str, Any, Any]]:
+    """(class, attribute, original, wrapper) for every method of the integration's table and routers."""
     import wrapt
 
+    targets: list[tuple[type, str, Any, Any]] = []
     for endpoint in integration.endpoints:
         if not endpoint.classes:  # reached through a router only
             continue
@@ -250,21 +296,16 @@ def _patch_integration(integration: Integration) -> None:
                 wrapper = _event_wrapper(integration, endpoint, is_async)
             else:
                 wrapper = _async_wrapper(integration, endpoint) if is_async else _sync_wrapper(integration, endpoint)
-            setattr(cls, endpoint.method, wrapt.FunctionWrapper(original, wrapper))
-            _patched.append((cls, endpoint.method, original))
-
-
-def _patch_routers(integration: Integration) -> None:
-    import wrapt
-
+            targets.append((cls, endpoint.method, original, wrapt.FunctionWrapper(original, wrapper)))
     for router in integration.routers:
         module = _sdk_module(router.module)
         cls = None if module is None else getattr(module, router.cls, None)
         original = None if cls is None else cls.__dict__.get(router.method)
         if original is None or isinstance(original, wrapt.FunctionWrapper):
             continue
-        setattr(cls, router.method, wrapt.FunctionWrapper(original, _router_wrapper(integration, router)))
-        _patched.append((cls, router.method, original))
+        targets.append((cls, router.method, original,
+                        wrapt.FunctionWrapper(original, _router_wrapper(integration, router))))
+    return targets
 
 
 def _configure_metrics(meter_provider: Any) -> None:
@@ -300,6 +341,7 @@ class _Call:
             server_address=request.server_address,
             server_port=request.server_port,
             shape=endpoint.shape,
+            service_tier=request.service_tier,
             span_attributes=client_identity(resource),
         )
         self.attribution = _current_attribution()
@@ -423,7 +465,7 @@ class _Call:
 
     def _native_request_attributes(self) -> dict[str, Any]:
         attrs = self._start_attributes()
-        attrs[s.AICOST_SPAN_SOURCE] = "anthropic-sdk"
+        attrs[s.AICOST_SPAN_SOURCE] = self.native.source
         return attrs
 
     def refused(self, refusal: BaseException) -> None:
@@ -484,7 +526,7 @@ class _Call:
                 except Exception:
                     cost = None
         try:
-            error_type = telemetry.error_type_of(error) if error is not None else None
+            error_type = self.integration.error_type(error) if error is not None else None
         except Exception:
             error_type = type(error).__qualname__
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
@@ -564,9 +606,12 @@ class _Call:
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
+            if meta.price_hints and usage is meta.usage:  # facts about the vendor's usage, not about an estimate
+                hints = {**hints, **meta.price_hints}
             # The tier the vendor says it served the call at; the one the request asked for when it says none.
             tier = meta.service_tier or self.request.service_tier
-            cost = _price(self.info.provider, meta.model, self.request.model, usage, tier, hints)
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, tier, hints,
+                          self.info.price_scope)
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)
                 invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
@@ -603,7 +648,8 @@ class _Call:
 
         if not meta.output_text:
             return 0
-        return tokens.count_text(meta.output_text, meta.model or self.request.model, self.info.provider).tokens
+        return tokens.count_text(meta.output_text, meta.model or self.request.model,
+                                 self.endpoint.shape.tokenizer_is_exact(self.info.provider)).tokens
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
                   duration: float | None = None, refusal: BaseException | None = None) -> None:
@@ -647,9 +693,7 @@ class _Call:
         try:
             if integration.is_stream(value):
                 return self.watch_stream(value)
-            if integration.is_raw_response(value):
-                self.watch_raw(value)
-            else:
+            if not integration.watch_result(value, self):
                 self.finish(integration.read_response(self.endpoint, value, config.capture_content))
         except Exception:
             error_once("on_return", "aicost: could not observe a response")
@@ -668,13 +712,30 @@ class _Call:
             native.when_sdk_ends(self._sdk_ended_stream)
         return watched
 
-    # -- StreamWatch: what an integration's wrap_stream uses
+    # -- CallWatch: what an integration's wrap_stream / watch_result use
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.info.kwargs
+
+    def result(self, parsed: Any) -> Any:
+        """What the caller read from a return value the integration watches (``Integration.watch_result``): a
+        stream is watched (and returned as the caller gets it), anything else read and the call finished."""
+        if self.integration.is_stream(parsed):
+            return self.watch_stream(parsed)
+        self.finish(self.integration.read_response(self.endpoint, parsed, config.capture_content))
+        return parsed
+
+    def finish_unread(self) -> None:
+        """The result could not be read (the caller's own read raises the same error): finish without usage."""
+        self.finish(None)
+
     def iterate(self, inner: Any) -> Any:
         acc: Any = self.acc  # set by watch_stream, the only caller of wrap_stream
         return _wrap_async(inner, self, acc) if hasattr(inner, "__anext__") else _wrap_sync(inner, self, acc)
 
-    def finish_on_close(self, obj: Any, is_async: bool) -> None:
-        _hook_close(obj, self, is_async)
+    def finish_on_close(self, obj: Any, is_async: bool, reader: BodyReader | None = None,
+                        undo: tuple[Callable[[], None], ...] = ()) -> None:
+        _hook_close(obj, self, is_async, reader, undo)
 
     def fail(self, error: BaseException) -> None:
         """The stream failed outside ``iterate`` (an SDK parsing an exception event after the item was read)."""
@@ -687,106 +748,6 @@ class _Call:
             acc = self.acc
             self.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
         # else: the SDK's span stays held until the wrapper's finish releases it (DeferredEndSpan.aicost_end).
-
-    def watch_raw(self, raw: Any) -> None:
-        """``with_raw_response`` / ``with_streaming_response``: observe the object the caller parses."""
-        call = self
-        is_async = inspect.iscoroutinefunction(raw.parse)
-
-        def observe(parsed: Any) -> Any:
-            if not call.finished and parsed is not None:
-                if call.integration.is_stream(parsed):
-                    if not getattr(parsed, "_aicost_watched", False):
-                        parsed._aicost_watched = True
-                        call.watch_stream(parsed)
-                else:
-                    call.finish(call.integration.read_response(call.endpoint, parsed, config.capture_content))
-            return parsed
-
-        http_response = getattr(raw, "http_response", None)
-        if http_response is not None and getattr(http_response, "is_closed", False) and not self.request.stream:
-            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
-            # so parsing now costs nothing extra and the caller later gets the very same object; an async
-            # parse() cannot run here, so read the same JSON body through an attribute view instead. The call
-            # is then finished: the caller's parse() needs no watching.
-            try:
-                observe(AttrView.wrap(http_response.json()) if is_async else raw.parse())
-            except Exception:
-                self.finish(None)  # the caller's own parse() will raise the same error
-            return
-
-        # The bound method keeps ``raw`` alive while the caller holds only it (``create(...).parse()``); the hook
-        # on ``raw`` refers back to ``raw`` through it, a reference cycle, so the first parse() removes the hook.
-        original_parse = raw.parse
-        own = vars(raw).get("parse")  # an instance-level parse someone else installed: restored as it was
-
-        def unhook() -> None:
-            try:
-                if own is not None:
-                    raw.parse = own
-                else:
-                    del raw.parse
-            except Exception:
-                pass
-
-        if is_async:
-            async def parse(*args: Any, **kwargs: Any) -> Any:
-                call.busy = True
-                try:
-                    parsed = await original_parse(*args, **kwargs)
-                finally:
-                    call.busy = False
-                if not args and not kwargs:
-                    unhook()
-                    _safe(observe, parsed)
-                return parsed
-        else:
-            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                call.busy = True
-                try:
-                    parsed = original_parse(*args, **kwargs)
-                finally:
-                    call.busy = False
-                if not args and not kwargs:
-                    unhook()
-                    _safe(observe, parsed)
-                return parsed
-
-        raw.parse = parse
-        if http_response is not None:
-            body, unhooks = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
-            try:
-                body = self.integration.body_reader(self.endpoint, self.info.kwargs)
-                if body is not None:
-                    unhooks = (unhook, _read_body_on_the_way(http_response, body, is_async))
-            except Exception:
-                error_once("body:reader", "aicost: could not watch a response's bytes")
-                body = None
-            _hook_close(http_response, self, is_async, body, unhooks)
-
-
-class AttrView:
-    """Attribute access over parsed JSON, so the integrations' readers work on a raw body as on SDK models."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict) -> None:
-        self._data = data
-
-    @staticmethod
-    def wrap(value: Any) -> Any:
-        if isinstance(value, dict):
-            return AttrView(value)
-        if isinstance(value, list):
-            return [AttrView.wrap(v) for v in value]
-        return value
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return AttrView.wrap(self._data[name])
-        except KeyError:
-            raise AttributeError(name) from None
-
 
 def _not_already_on(span: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     """The SDK's own span already holds most standard attributes with the same values: setting them again
@@ -815,13 +776,6 @@ def _end_span(span: Any) -> None:
                                "calls are still priced and recorded")
 
 
-def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
-    try:
-        fn(arg)
-    except Exception:
-        error_once("observe", "aicost: could not observe a parsed response")
-
-
 def _current_attribution() -> Mapping[str, str]:
     """The attribution in force when the call starts: a read-only snapshot, not copied (each scope has its own)."""
     try:
@@ -840,11 +794,17 @@ def _current_run_id() -> str | None:
 
 
 def _price(provider: str, response_model: str | None, request_model: str | None, usage: Usage,
-           service_tier: str | None, hints: dict[str, Any]) -> Any:
+           service_tier: str | None, hints: dict[str, Any], scope: str | None = None) -> Any:
     """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
-    warned about once by the pricing engine and said on the span, never written as $0."""
+    warned about once by the pricing engine and said on the span, never written as $0. A call an interceptor
+    scoped (``CallInfo.price_scope``) is priced by that scope's prices only: never by a same-named catalog model."""
     try:
+        if scope is not None:
+            price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
+            if price is None:
+                return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage)
+            return price.cost(usage)
         fallback = None
         if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):
             fallback = request_model  # if the answer names a vendor-internal snapshot of the model asked for
@@ -929,39 +889,11 @@ def _stream_meta(acc: StreamAccumulator | BodyReader | None) -> ResponseMeta | N
         return None
 
 
-def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
-    """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
-    ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
-    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
-    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
-    name = "aiter_bytes" if is_async else "iter_bytes"
-    original = getattr(response, name)
-    if is_async:
-        async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
-            async for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
-    else:
-        def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
-
-    setattr(response, name, read_on_the_way)
-
-    def unhook() -> None:
-        try:
-            if vars(response).get(name) is read_on_the_way:
-                delattr(response, name)
-        except Exception:
-            pass
-
-    return unhook
-
-
 def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | None = None,
                 also_unhook: tuple[Callable[[], None], ...] = ()) -> None:
-    """Finish the call when the HTTP response is closed: SDK stream helpers close it directly, not the stream.
+    """Finish the call when ``response`` is closed (``close()`` / ``aclose()``): an SDK's stream helpers may close
+    the HTTP response directly, not the stream. ``body``: what says the call's usage when the caller read the bytes
+    itself and nothing was parsed; ``also_unhook``: the integration's other hooks on it, removed at the close.
 
     Hooked once per response; it reads the call's accumulator when the close happens, since a raw response
     is hooked before the caller parses it into a stream.
@@ -1087,7 +1019,7 @@ def _sync_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...,
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         call_as = _caller_trampoline()
         if (not _instrumented or _active.get() or instance is None
-                or (endpoint.stream_only and kwargs.get("stream") is not True)):
+                or (endpoint.stream_only and not endpoint.shape.streams(kwargs))):
             return call_as(wrapped, args, kwargs)
         call = _begin(integration, endpoint, instance, kwargs, False)
         return _run_sync(call, lambda: call_as(wrapped, args, kwargs))
@@ -1106,7 +1038,7 @@ def _async_wrapper(integration: Integration, endpoint: Endpoint) -> Callable[...
             return as_callers_caller(as_caller(value)) if inspect.isawaitable(value) else value
 
         if (not _instrumented or _active.get() or instance is None
-                or (endpoint.stream_only and kwargs.get("stream") is not True)):
+                or (endpoint.stream_only and not endpoint.shape.streams(kwargs))):
             return await _awaited(run())
         call = _begin(integration, endpoint, instance, kwargs, True)
         return await _run_async(call, run)
@@ -1250,7 +1182,10 @@ def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any
     open_calls = connection.__dict__.setdefault(_OPEN_RESPONSES, {})
     call = None if step.kind == "once" else open_calls.pop(step.response_id, None)
     if call is None:
-        call = _Call(integration, endpoint, connection, {"model": step.model}, is_async)
+        request: dict[str, Any] = {}  # what the connection is using, written the way its requests say it
+        if step.model is not None:
+            endpoint.shape.set_model(request, step.model)
+        call = _Call(integration, endpoint, connection, request, is_async)
         call.count_unguarded()
     if step.kind == "start":
         if len(open_calls) >= 64:  # responses whose end never came (a dropped connection): do not grow forever

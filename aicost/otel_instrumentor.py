@@ -26,7 +26,7 @@ except ImportError:  # opentelemetry-instrumentation not installed: a minimal st
 
 class AicostInstrumentor(_Base):  # type: ignore[misc, valid-type]
     def instrumentation_dependencies(self) -> Collection[str]:
-        # Either SDK is optional: aicost patches whichever is installed, so none is required here.
+        # Every SDK is optional: aicost patches whichever the application imports, so none is required here.
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:

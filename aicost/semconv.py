@@ -59,9 +59,12 @@ AICOST_USAGE_CACHE_READ_IMAGE = "aicost.usage.cache_read_image_tokens"
 AICOST_USAGE_WEB_SEARCH_REQUESTS = "aicost.usage.web_search_requests"
 AICOST_USAGE_AUDIO_SECONDS = "aicost.usage.audio_seconds"  # duration-billed audio (whisper-1)
 # A long-context band: which priced the call ("input>200000"), and why a band was or was not applied when the input
-# crossed a threshold ("input_over_threshold", "long_context_not_enabled").
+# crossed a threshold ("input_over_threshold", "long_context_not_enabled"; for a call of several sampling steps
+# priced each by its own input: "step_input_over_threshold", "steps_under_threshold", "step_inputs_unknown").
 AICOST_PRICE_TIER = "aicost.price.tier"
 AICOST_PRICE_TIER_REASON = "aicost.price.tier_reason"
+# The cost is an estimate although the counts are the vendor's: its long-context tier could not be determined.
+AICOST_COST_ESTIMATED = "aicost.cost.estimated"
 AICOST_PRICE_UNKNOWN_REASON = "aicost.price.unknown_reason"  # a call billed by a unit aicost cannot price
 # Sub-inferences the vendor ran on another model and bills at that model's rates, outside gen_ai.usage.*:
 # aicost.<kind>.model, aicost.usage.<kind>.input_tokens / .output_tokens, and the cost part aicost.cost.<kind>_usd

@@ -17,7 +17,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as s
 from ._log import error_once
-from .pricing.money import format_usd
 from .usage import Usage
 from .vendor import DEFAULT_SHAPE, RequestMeta, RequestShape, ResponseMeta
 
@@ -141,10 +140,14 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
         attrs[s.AICOST_PRICE_TIER_REASON] = cost.tier_reason
         if cost.tier:
             attrs[s.AICOST_PRICE_TIER] = cost.tier
+        if cost.estimated:
+            attrs[s.AICOST_COST_ESTIMATED] = True
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         attrs[s.GEN_AI_USAGE_COST] = float(total)
-        attrs[s.AICOST_COST_TOTAL] = format_usd(total)  # "0.00021", never "0.00021000" or "2.1E-4"
+        # "0.00021", never "0.00021000" or "2.1E-4": a Cost's total is canonical already (pricing.money), so its
+        # plain text is format_usd's, without normalising it again on every call.
+        attrs[s.AICOST_COST_TOTAL] = format(total, "f")
         for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call
             if amount:
                 name = _PART_ATTRIBUTES.get(part)
@@ -214,12 +217,9 @@ def set_error(span: Any, error_type: str, description: str | None = None) -> Non
 
 
 def error_type_of(exc: BaseException) -> str:
-    """``error.type``: the vendor's error code when it has one, else the exception's qualified class name."""
+    """``error.type``: the error's own code when it has one as text (``exc.type`` / ``exc.code``), else the
+    exception's qualified class name. An integration may read its SDK's errors better (``Integration.error_type``)."""
     code = getattr(exc, "type", None) or getattr(exc, "code", None)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error") if isinstance(body.get("error"), dict) else body
-        code = err.get("type") or err.get("code") or code
     if isinstance(code, str) and code:
         return code
     return type(exc).__qualname__

@@ -10,8 +10,9 @@ never triggers that download itself. It looks for encodings in this order:
    i.e. no network access is attempted.
 3. Otherwise a character-based estimate (about 4 characters per token), flagged as such.
 
-Counts for Anthropic models are always estimates: Anthropic publishes no local tokenizer. Callers get a
-:class:`TokenCount` whose ``exact`` flag feeds ``aicost.usage.estimated``.
+The encodings are OpenAI's: counts for other vendors' models are estimates (most publish no local tokenizer), as
+the request's ``RequestShape.tokenizer_is_exact`` says. Callers get a :class:`TokenCount` whose ``exact`` flag
+feeds ``aicost.usage.estimated``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vendor import InputText
 
 logger = logging.getLogger("aicost")
 
@@ -149,91 +153,30 @@ def _from_tiktoken_cache(name: str) -> Any | None:
         return None
 
 
-def count_text(text: str, model: str | None = None, provider: str = "openai") -> TokenCount:
+def count_text(text: str, model: str | None = None, own_tokenizer: bool = True) -> TokenCount:
+    """Tokens of ``text``. ``own_tokenizer``: whether tiktoken's encoding is the vendor's own tokenizer for this
+    model (``RequestShape.tokenizer_is_exact``); if not, the count is an estimate."""
     if not text:
         return TokenCount(0, True)
     enc = _load_encoding(encoding_name_for(model))
     if enc is None:
         return TokenCount(max(1, -(-len(text) // CHARS_PER_TOKEN)), False)
     n = len(enc.encode(text, disallowed_special=()))
-    return TokenCount(n, provider in ("openai", "azure.ai.openai"))
+    return TokenCount(n, own_tokenizer)
 
 
-_CHAT_TEXT_KEYS = ("text", "content", "input", "arguments", "name")
-
-
-def _chat_step(node: Any) -> Any:
-    """The OpenAI / Anthropic message shapes for :func:`aicost.vendor.walk_text`: a dict's text-bearing keys (a
-    part's text, a message's content, a tool call's arguments...), an SDK object's ``text``. Other parts (images)
-    are passed over: the count stays exact for chat requests, whose inexactness is their tool schemas."""
-    if isinstance(node, dict):
-        return [v for k in _CHAT_TEXT_KEYS if isinstance(v := node.get(k), (str, list, dict))]
-    text = getattr(node, "text", None)
-    return text if isinstance(text, str) else ()
-
-
-def _texts(content: Any) -> list[str]:
-    """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
-    from .vendor import walk_text
-
-    pieces: list[str] = []
-    walk_text(content, pieces, _chat_step)
-    return pieces
-
-
-def chat_input_text(kwargs: dict[str, Any], keys: Iterable[str]) -> "InputText":
-    """The input text of a request in the OpenAI / Anthropic shape (``messages`` with OpenAI's documented chat
-    framing of 3 tokens per message plus 3 priming tokens; ``input`` / ``prompt`` / ``system`` / ``instructions``
-    as text; ``tools`` as JSON, which makes the count inexact since vendors render schemas their own way)."""
-    from .vendor import InputText
-
-    pieces: list[str] = []
-    overhead = 0
-    exact = True
-    for key in keys:
-        value = kwargs.get(key)
-        if value is None:
-            continue
-        if key == "messages" and isinstance(value, (list, tuple)):
-            for m in value:
-                overhead += 3
-                if isinstance(m, dict):
-                    pieces.extend(_texts(m.get("content")))
-                    if m.get("name"):
-                        pieces.append(str(m["name"]))
-                else:
-                    pieces.extend(_texts(getattr(m, "content", None)))
-            overhead += 3
-        else:
-            pieces.extend(_texts(value))
-    tools = kwargs.get("tools")
-    if tools:
-        try:
-            import json
-
-            pieces.append(json.dumps(tools, default=str))
-        except Exception:
-            pass
-        exact = False  # tool schemas are rendered by the vendor in a format we do not reproduce exactly
-    return InputText(tuple(pieces), overhead, exact)
-
-
-def count_input(text: "InputText", model: str | None, provider: str = "openai") -> TokenCount:
+def count_input(text: "InputText", model: str | None, own_tokenizer: bool = True) -> TokenCount:
     """Tokens of a request's input (``RequestShape.input_text``), exact only where the tokenizer is the vendor's."""
     total = 0
     exact = text.exact
     for piece in text.pieces:
-        c = count_text(piece, model, provider)
+        c = count_text(piece, model, own_tokenizer)
         total += c.tokens
         exact = exact and c.exact
     return TokenCount(total + text.overhead, exact)
 
 
-def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str = "openai",
-                        shape: Any = None) -> TokenCount:
-    """Estimate the input tokens of a request from its kwargs, read through the endpoint's ``RequestShape``
-    (default: the OpenAI / Anthropic argument names). Good enough for budgets' worst-case reservations and for
-    streams without usage."""
-    from .vendor import DEFAULT_SHAPE
-
-    return count_input((shape or DEFAULT_SHAPE).input_text(kwargs), model, provider)
+def count_request_input(kwargs: dict[str, Any], model: str | None, provider: str, shape: Any) -> TokenCount:
+    """Estimate the input tokens of a request from its kwargs, read through the endpoint's ``RequestShape``. Good
+    enough for budgets' worst-case reservations and for streams without usage."""
+    return count_input(shape.input_text(kwargs), model, shape.tokenizer_is_exact(provider))

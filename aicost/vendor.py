@@ -19,20 +19,14 @@ class RequestShape:
     estimates and content capture use, so that none of them knows a vendor's argument names.
 
     ``kwargs`` is the live request the SDK is about to send (a method's keyword arguments, or boto3's
-    ``api_params``): what ``set_model`` / ``set_output_cap`` write is what the vendor receives. This default reads
-    the keyword names the OpenAI and Anthropic SDKs share; an integration whose requests look different passes its
-    own subclass in its :class:`Endpoint` table (see ``integrations/gemini.py``, ``integrations/bedrock.py``).
-    Every method must tolerate any value (requests are the application's, unvalidated) and never raise.
+    ``api_params``): what ``set_model`` / ``set_output_cap`` write is what the vendor receives. This base reads
+    nothing (no model, no cap, no input text): each integration passes its own subclass in its :class:`Endpoint`
+    table (``integrations/stainless.py`` for OpenAI and Anthropic, ``integrations/gemini.py``,
+    ``integrations/bedrock.py``). Every method must tolerate any value (requests are the application's,
+    unvalidated) and never raise.
     """
 
     __slots__ = ("cap_param", "generates")
-
-    # Output caps the request may set; the smallest wins.
-    cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
-    # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
-    # content capture prefers; ``system_params`` are system instructions.
-    input_params: tuple[str, ...] = ("messages", "input", "prompt")
-    system_params: tuple[str, ...] = ("system", "instructions")
 
     def __init__(self, cap_param: str | None = None, *, generates: bool = True) -> None:
         # The parameter that caps output when the request sets none (None: the endpoint has no output to cap).
@@ -41,61 +35,45 @@ class RequestShape:
         self.generates = generates
 
     def model(self, kwargs: dict[str, Any]) -> str | None:
-        value = kwargs.get("model")
-        return value if isinstance(value, str) else None
+        return None
 
     def set_model(self, kwargs: dict[str, Any], model: str) -> None:
-        kwargs["model"] = model
+        """Ask for ``model`` instead (a budget's downgrade). A shape that cannot leaves the request as it is: the
+        caller checks with :meth:`model`."""
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         """The output-token cap the request sets (the smallest, if several parameters are given)."""
-        caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]
-        return min(caps) if caps else None
+        return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lower (or set) the request's output cap to ``cap``. True if the request was changed."""
-        changed = present = False
-        for p in self.cap_params:
-            v = kwargs.get(p)
-            if type(v) is int:
-                present = True
-                if v > cap:
-                    kwargs[p] = cap
-                    changed = True
-        if not present and self.cap_param is not None:
-            kwargs[self.cap_param] = cap
-            changed = True
-        return changed
+        return False
 
     def choices(self, kwargs: dict[str, Any]) -> int:
         """How many completions the request asks for (each up to the output cap)."""
-        n = kwargs.get("n")
-        return n if type(n) is int and n > 1 else 1
+        return 1
 
     def input_characters(self, kwargs: dict[str, Any]) -> int:
         """Characters of text billed per character (text to speech): 0 when the endpoint bills tokens."""
-        text = kwargs.get("input")
-        return len(text) if isinstance(text, str) else 0
+        return 0
 
     def input_text(self, kwargs: dict[str, Any]) -> "InputText":
         """The request's input as text, to count its tokens locally (see ``aicost.tokens.count_input``)."""
-        from .tokens import chat_input_text
-
-        return chat_input_text(kwargs, self.input_params + self.system_params)
+        return InputText((), 0, False)
 
     def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Prompt and system instructions as JSON-able values, for opted-in content capture:
         ``{"input": ..., "system": ...}`` (either may be missing)."""
-        out: dict[str, Any] = {}
-        for key in self.input_params:
-            if kwargs.get(key) is not None:
-                out["input"] = kwargs[key]
-                break
-        for key in self.system_params:
-            if kwargs.get(key) is not None:
-                out["system"] = kwargs[key]
-                break
-        return out
+        return {}
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        """Whether the request asks for a stream (read for endpoints observed only then: ``Endpoint.stream_only``)."""
+        return False
+
+    def tokenizer_is_exact(self, provider: str) -> bool:
+        """Whether ``aicost.tokens``' local counts (tiktoken's encodings) are this provider's own token counts;
+        if not, counts made here are estimates."""
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +87,7 @@ class InputText:
     exact: bool = True
 
 
-DEFAULT_SHAPE = RequestShape()
+DEFAULT_SHAPE = RequestShape()  # an endpoint whose table gives no shape: its requests are not read
 
 # What a vendor's traversal step returns for a part that is not text (an image, a file, a tool call).
 NOT_TEXT = object()
@@ -161,8 +139,8 @@ class Endpoint:
     kind: str = "call"
     billable: bool = True  # False for token counting endpoints: a span, but no usage, cost, budget or metric
     shape: RequestShape = DEFAULT_SHAPE  # how this endpoint's request says its model, output cap and input
-    # Observe only calls made with ``stream=True`` (e.g. ``responses.retrieve``: polling a finished response
-    # again must not count it again; resuming its stream is the call that delivers the usage).
+    # Observe only calls whose request asks for a stream (``shape.streams``; e.g. ``responses.retrieve``: polling a
+    # finished response again must not count it again; resuming its stream is the call that delivers the usage).
     stream_only: bool = False
 
 
@@ -203,6 +181,9 @@ class ResponseMeta:
     # said only if the price comes out unknown.
     unpriced: str | None = None
     audio_seconds: float | None = None  # duration-billed audio (``aicost.usage.audio_seconds``)
+    # Response facts the price depends on beyond ``usage`` (keyword arguments for ``pricing.price_call``, with the
+    # request's ``RequestMeta.price_hints``), e.g. Anthropic's per-step usage of a server-side tool loop (``steps``).
+    price_hints: dict[str, Any] | None = None
 
 
 class StreamAccumulator:
@@ -329,11 +310,6 @@ class Integration:
         anyway, for the estimate."""
         raise NotImplementedError
 
-    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
-        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
-        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
-        return None
-
     def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
         """For "events" endpoints: what one parsed event means for billing. None for most events."""
         return None
@@ -358,14 +334,19 @@ class Integration:
         """Whether a call's return value is a stream whose items arrive later."""
         raise NotImplementedError
 
-    def wrap_stream(self, stream: Any, watch: "StreamWatch") -> Any:
+    def wrap_stream(self, stream: Any, watch: "CallWatch") -> Any:
         """Put ``watch.iterate`` between the SDK's stream and the caller, and return what the caller gets: the
         same object wrapped in place where the SDK allows it, else a generator over it (a plain generator is
         what the caller had anyway). ``watch.finish_on_close(obj, is_async)`` finishes the call when ``obj`` is
         closed (a caller may close a stream without reading it to the end)."""
         raise NotImplementedError
 
-    def is_raw_response(self, obj: Any) -> bool:
+    def watch_result(self, value: Any, watch: "CallWatch") -> bool:
+        """For a return value that is not the result but something the caller reads it from later (the Stainless
+        SDKs' raw responses, which the caller parses): arrange for what the caller reads to reach
+        ``watch.result(parsed)`` (and ``watch.finish_on_close`` for a body the caller may only close), and return
+        True. False (the default): ``value`` is the result, read at once with ``read_response``. Must be cheap for
+        plain results: it runs after every call that is not a stream."""
         return False
 
     def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
@@ -383,8 +364,16 @@ class Integration:
         None when the call bills nothing. Must be cheap: it runs for every request of the SDK."""
         return None
 
+    def error_type(self, error: BaseException) -> str:
+        """``error.type`` for an error the vendor call raised (default: ``aicost.telemetry.error_type_of``)."""
+        from .telemetry import error_type_of
+
+        return error_type_of(error)
+
     def native_span_capture(self, resource: Any) -> Any:
-        """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic)."""
+        """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic).
+        The capture has ``span()`` (the SDK's span once made, else None), ``release()`` (the call is made), and
+        ``source``, the ``aicost.span.source`` written on that span. None: aicost makes its own span."""
         return None
 
     def before_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any],
@@ -400,23 +389,43 @@ class Integration:
         return value
 
 
-class StreamWatch:
-    """What the core gives ``Integration.wrap_stream``: the call watching one stream. ``acc`` is the stream's
-    accumulator (``Integration.new_accumulator``), for an SDK that hands items over somewhere else than the iterator
-    it wraps."""
+class CallWatch:
+    """What the core gives ``Integration.wrap_stream`` and ``Integration.watch_result``: the call watching its
+    result. ``acc`` is the stream's accumulator (``Integration.new_accumulator``), for an SDK that hands items over
+    somewhere else than the iterator it wraps. ``endpoint``, ``request`` (:class:`RequestMeta`) and ``kwargs``
+    describe the call; ``finished`` says it is over. ``busy`` is True while aicost (or an integration, around the
+    caller's own read) is inside a read: a close seen then is part of the read, which says how the call ended."""
 
     acc: StreamAccumulator | None
+    endpoint: Endpoint
+    request: RequestMeta
+    kwargs: dict[str, Any]
+    finished: bool
+    busy: bool
 
     def iterate(self, inner: Any) -> Any:  # pragma: no cover - interface
         """A (sync or async) generator over ``inner`` that observes every item and finishes the call when the
         stream ends, fails or is closed."""
         raise NotImplementedError
 
-    def finish_on_close(self, obj: Any, is_async: bool) -> None:  # pragma: no cover - interface
+    def finish_on_close(self, obj: Any, is_async: bool, reader: "BodyReader | None" = None,
+                        undo: tuple[Callable[[], None], ...] = ()) -> None:  # pragma: no cover - interface
+        """Finish the call when ``obj`` is closed (``close()``, or ``aclose()`` if ``is_async``), once. ``reader``
+        says what was billed if nothing else did (bytes the caller read itself); ``undo`` are the integration's
+        other hooks on ``obj``, run at the close (hooks on an object that refer back to it are reference cycles)."""
         raise NotImplementedError
 
     def fail(self, error: BaseException) -> None:  # pragma: no cover - interface
         """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps."""
+        raise NotImplementedError
+
+    def result(self, parsed: Any) -> Any:  # pragma: no cover - interface
+        """What the caller read (``watch_result``): a stream is watched and returned as the caller gets it;
+        anything else is read with ``read_response`` and the call finished."""
+        raise NotImplementedError
+
+    def finish_unread(self) -> None:  # pragma: no cover - interface
+        """The result could not be read: finish the call without usage (estimated, as any missing usage)."""
         raise NotImplementedError
 
 

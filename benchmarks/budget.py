@@ -39,6 +39,7 @@ from aicost.budget.estimate import count_input  # noqa: E402
 from aicost.budget.stores.base import Charge  # noqa: E402
 from aicost.budget.stores.memory import MemoryStore  # noqa: E402
 from aicost.hooks import CallInfo, CallResult  # noqa: E402
+from aicost.integrations import endpoint  # noqa: E402
 from aicost.pricing import price_call, resolve  # noqa: E402
 from aicost.usage import Usage  # noqa: E402
 
@@ -59,7 +60,7 @@ def make_call() -> tuple[CallInfo, CallResult]:
     info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
                     request_model=MODEL, kwargs={"model": MODEL, "max_tokens": 256,
                                                  "messages": [{"role": "user", "content": PROMPT}]},
-                    stream=False, is_async=False)
+                    stream=False, is_async=False, shape=endpoint("openai.chat.completions.create").shape)
     usage = Usage(input_tokens=22, output_tokens=180)
     result = CallResult(info=info, usage=usage, cost=price_call("openai", MODEL, usage), response_model=MODEL,
                         error_type=None, duration_s=0.0)
@@ -97,7 +98,7 @@ def memory(n: int = 20_000) -> None:
     one_us = cpu_us(guard_round(one, info, result), n)
     with aicost.attribute(team="search", feature="answers"):
         three_us = cpu_us(guard_round(three, info, result), n)
-    count_us = cpu_us(lambda: count_input(info.kwargs, MODEL, "openai"), n)
+    count_us = cpu_us(lambda: count_input(info.kwargs, MODEL, "openai", info.shape), n)
     price = resolve("openai", MODEL)
     price_us = cpu_us(lambda: price.cost(Usage(input_tokens=22, output_tokens=256)), n)
     print(f"store reserve + settle (atomic, 1 bucket)          {store_us:7.2f}")

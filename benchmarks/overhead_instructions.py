@@ -13,11 +13,13 @@ separately (``metrics.flush()`` on the same thread after each block, its instruc
 reported as *background*.
 
 Regions (real SDK clients over an in-process ``httpx2.MockTransport``: real HTTP messages, no socket; boto3 through
-botocore's ``before-send`` event, which answers after the request is built and signed):
+botocore's ``before-send`` event, which answers after the request is built and signed, a stream with AWS
+event-stream messages built here, CRCs and all, as ConverseStream sends them):
 
 * ``call``: a non-streaming ``chat.completions.create`` / ``messages.create`` / Gemini ``generate_content`` /
   Bedrock ``converse``, from the call until it returns.
-* ``first chunk``: ``create(stream=True)`` until the first chunk is in the caller's hand.
+* ``first chunk``: ``create(stream=True)`` (Gemini ``generate_content_stream``, Bedrock ``converse_stream``) until the
+  first chunk (event) is in the caller's hand.
 * ``per chunk``: (whole 200-chunk stream - whole 20-chunk stream) / 180.
 
 Python's cyclic garbage collector runs as usual and is counted: every block starts after ``gc.collect()``, so the
@@ -36,7 +38,8 @@ aicost writes onto it, so the Anthropic difference is aicost's own cost on top o
 client talks to ``https://api.openai.com/v1`` (answered in-process), so aicost adds ``include_usage`` to
 streams as it does for real users, and the reply carries the usage chunk in every arm.
 
-Run: .venv/bin/python benchmarks/overhead_instructions.py [--calls N]
+Run: .venv/bin/python benchmarks/overhead_instructions.py [--calls N] [--arms A,B] [--vendors V,W]
+[--regions call,first,chunk] [--keep DIR]
 Needs valgrind with its headers and a C compiler (Debian: apt-get install valgrind gcc).
 """
 
@@ -85,6 +88,7 @@ from aicost import metrics
 
 cg = ctypes.CDLL({helper!r})
 arm, n = sys.argv[1], int(sys.argv[2])
+vendors, regions = sys.argv[3].split(","), sys.argv[4].split(",")
 
 class Drop(SpanExporter):
     def export(self, spans):
@@ -147,8 +151,36 @@ class Raw:
     def stream(self, *args, **kwargs): yield self.data
     def read(self, *args, **kwargs): return self.data
     def close(self): pass
+import struct, zlib
+def event_message(event_type, payload):
+    """One AWS event-stream message (what ConverseStream sends): prelude, string headers, JSON payload, CRCs."""
+    headers = b"".join(bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v)) + v.encode()
+                       for k, v in ((":event-type", event_type), (":content-type", "application/json"),
+                                    (":message-type", "event")))
+    body = json.dumps(payload).encode()
+    prelude = struct.pack(">II", 16 + len(headers) + len(body), len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + body
+    return message + struct.pack(">I", zlib.crc32(message))
+def converse_stream(k):
+    events = [event_message("messageStart", {{"role": "assistant"}})]
+    events += [event_message("contentBlockDelta", {{"contentBlockIndex": 0, "delta": {{"text": "tok "}}}})
+               for _ in range(k)]
+    events += [event_message("contentBlockStop", {{"contentBlockIndex": 0}}),
+               event_message("messageStop", {{"stopReason": "end_turn"}}),
+               event_message("metadata", {{"usage": {{"inputTokens": 6, "outputTokens": k, "totalTokens": 6 + k}},
+                                           "metrics": {{"latencyMs": 100}}}})]
+    return events
+CONVERSE_STREAMS = {{k: converse_stream(k) for k in (20, 200)}}
+class RawEvents(Raw):
+    def stream(self, *args, **kwargs): yield from self.data
 def bedrock_send(request, **kwargs):
-    return AWSResponse(request.url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1"}}, Raw(CONVERSE))
+    k = bedrock_k  # the block's chunk count
+    if not k:
+        return AWSResponse(request.url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1"}},
+                           Raw(CONVERSE))
+    return AWSResponse(request.url, 200, {{"content-type": "application/vnd.amazon.eventstream",
+                                           "x-amzn-requestid": "r1"}}, RawEvents(CONVERSE_STREAMS[k]))
+bedrock_k = 0
 brt = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t",
                    config=Config(retries={{"max_attempts": 1}}))
 brt.meta.events.register("before-send.bedrock-runtime.*", bedrock_send)
@@ -179,8 +211,13 @@ def call(vendor, chunks):
                                                       config=config)
         return gem.models.generate_content(model="gemini-2.5-flash", contents=PROMPT[0]["content"], config=config)
     if vendor == "bedrock":
-        return brt.converse(modelId="us.amazon.nova-micro-v1:0",
-                            messages=[{{"role": "user", "content": [{{"text": PROMPT[0]["content"]}}]}}])
+        global bedrock_k
+        bedrock_k = chunks
+        request = dict(modelId="us.amazon.nova-micro-v1:0",
+                       messages=[{{"role": "user", "content": [{{"text": PROMPT[0]["content"]}}]}}])
+        if chunks:
+            return brt.converse_stream(**request)["stream"]
+        return brt.converse(**request)
     if vendor == "openai":
         if chunks:
             return oai.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True, extra_headers=extra)
@@ -233,12 +270,14 @@ def block(name, vendor, chunks, mode):
     cg.cg_dump(("bg:" + name).encode())
 
 cg.cg_start()
-for vendor in ("openai", "anthropic", "gemini"):
-    block(vendor + ":call", vendor, 0, "call")
-    block(vendor + ":first", vendor, 20, "first")
-    block(vendor + ":s20", vendor, 20, "call")
-    block(vendor + ":s200", vendor, 200, "call")
-block("bedrock:call", "bedrock", 0, "call")  # non-streaming only: event streams need CRC-framed replies
+for vendor in vendors:
+    if "call" in regions:
+        block(vendor + ":call", vendor, 0, "call")
+    if "first" in regions:
+        block(vendor + ":first", vendor, 20, "first")
+    if "chunk" in regions:
+        block(vendor + ":s20", vendor, 20, "call")
+        block(vendor + ":s200", vendor, 200, "call")
 '''
 
 
@@ -250,12 +289,12 @@ def build_helper(tmp: Path) -> Path:
     return library
 
 
-def run_arm(tmp: Path, script: Path, arm: str, calls: int) -> dict[str, int]:
+def run_arm(tmp: Path, script: Path, arm: str, calls: int, vendors: str, regions: str) -> dict[str, int]:
     out = tmp / arm
     out.mkdir()
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--separate-threads=no",
-         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls)],
+         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls), vendors, regions],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     counts: dict[str, int] = {}
     for dump in sorted(out.glob("cg.out*")):
@@ -272,6 +311,8 @@ def table(per: dict[str, dict[str, float]], base_arm: str, arms: list[str]) -> N
     columns = [base_arm, *arms]
     header = f"{'':26s}" + "".join(f"{ARM_TITLES[a]:>34s}" for a in columns)
     for vendor in VENDORS:
+        if not any(key.startswith(vendor + ":") for key in base):
+            continue
         print(f"\n{vendor}{header[len(vendor):]}")
         for key, title in (("call", "per call"), ("first", "to first chunk"), ("chunk", "per stream chunk")):
             if f"{vendor}:{key}" not in base:
@@ -282,6 +323,8 @@ def table(per: dict[str, dict[str, float]], base_arm: str, arms: list[str]) -> N
                 delta = value - reference
                 cells.append(f"{value:14,.0f} ({delta:+10,.0f} {100 * delta / reference:+5.1f}%)")
             print(f"  {title:24s}" + "".join(f"{c:>34s}" for c in cells))
+        if vendor + ":bg" not in base:
+            continue
         cells = [f"{per[arm][vendor + ':bg']:14,.0f} ({100 * per[arm][vendor + ':bg'] / base[vendor + ':call']:+5.1f}%)"
                  for arm in arms]
         print(f"  {'background per call':24s}{'':34s}" + "".join(f"{c:>34s}" for c in cells))
@@ -292,6 +335,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40, help="measured calls per block")
     parser.add_argument("--json", action="store_true", help="also print the raw counts as JSON")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ", ".join(ARMS))
+    parser.add_argument("--vendors", default=",".join(VENDORS), help="comma-separated subset of " + ", ".join(VENDORS))
+    parser.add_argument("--regions", default="call,first,chunk",
+                        help="comma-separated subset of call, first (to first chunk), chunk (per stream chunk)")
+    parser.add_argument("--keep", type=Path, help="copy the callgrind profiles here (for callgrind_annotate)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("cc") is None:
         sys.exit("needs valgrind and a C compiler (apt-get install valgrind gcc)")
@@ -305,16 +352,22 @@ def main() -> None:
                                           benchmarks=str(ROOT / "benchmarks")))
         with ThreadPoolExecutor(max_workers=2) as pool:
             arms = [a for a in ARMS if a in args.arms.split(",") or a == "bare"]
-            raw = dict(zip(arms, pool.map(lambda arm: run_arm(tmp, script, arm, args.calls), arms)))
+            raw = dict(zip(arms, pool.map(lambda arm: run_arm(tmp, script, arm, args.calls, args.vendors, args.regions),
+                                          arms)))
+        if args.keep is not None:
+            for arm in arms:
+                shutil.copytree(tmp / arm, args.keep / arm, dirs_exist_ok=True)
     n = args.calls
     per: dict[str, dict[str, float]] = {}
     for arm, counts in raw.items():
         row: dict[str, float] = {}
         for vendor in VENDORS:
-            row[f"{vendor}:call"] = counts[f"{vendor}:call"] / n
-            row[f"{vendor}:bg"] = counts[f"bg:{vendor}:call"] / n
-            if f"{vendor}:first" in counts:
-                row[f"{vendor}:first"] = counts[f"{vendor}:first"] / n
+            for key in ("call", "first"):
+                if f"{vendor}:{key}" in counts:
+                    row[f"{vendor}:{key}"] = counts[f"{vendor}:{key}"] / n
+            if f"bg:{vendor}:call" in counts:
+                row[f"{vendor}:bg"] = counts[f"bg:{vendor}:call"] / n
+            if f"{vendor}:s200" in counts:
                 row[f"{vendor}:chunk"] = (counts[f"{vendor}:s200"] - counts[f"{vendor}:s20"]) / n / 180
         per[arm] = row
     print(f"instructions on the calling thread (callgrind; {n} calls per figure; in-process transport)")
@@ -323,6 +376,8 @@ def main() -> None:
         print("\nthe span alone (not aicost: only the span aicost makes, same attributes, same SDK providers), per "
               "non-streaming call")
         for vendor in ("openai", "anthropic"):
+            if f"{vendor}:call" not in per["span-alone"]:
+                continue
             value, reference = per["span-alone"][f"{vendor}:call"], per["bare"][f"{vendor}:call"]
             print(f"  {vendor:10s} {value - reference:+12,.0f} ({100 * (value - reference) / reference:+5.1f}%)")
     if "bare-otel" in per and "aicost-all-otel" in per:

@@ -1,10 +1,11 @@
 """What allocating one interval's pool cost costs, at 100,000 and 1,000,000 calls in the interval.
 
-Measured: ``split()`` alone (the exact largest-remainder arithmetic) and a whole interval close (units per call,
-split, one Allocation per call, the ClosedInterval), both with the token key and declared weights (the engine
-read is one HTTP GET per interval whatever the call count, so it is left out). CPU time of this process
-(``time.process_time``), best of 3; the box is shared, so the 1M / 100k ratio is the figure to trust.
-Optional ``--ledger``: the same interval written to a SQLite ledger (aicost_pool_allocation rows).
+Measured: ``split()`` alone (integer units, cumulative rounding in nano-dollars) and a whole interval close
+(integer units per call, the shares, one Allocation per call, the ClosedInterval), both with the token key and
+declared weights (the engine read is one HTTP GET per interval whatever the call count, so it is left out).
+CPU time of this process (``time.process_time``), best of 3; the box is shared, so the 1M / 100k ratio is the
+figure to trust. Optional ``--ledger``: the same interval turned into ledger records and written to a SQLite
+ledger (aicost_pool_allocation rows, one transaction per slice of 5,000), as the ledger writer's thread does.
 
 Run: python benchmarks/pools_allocation.py [--calls 1000000] [--ledger]
 """
@@ -57,13 +58,17 @@ def run(n: int, ledger: bool) -> dict[str, float]:
     meter.clear_prices()
     if ledger:
         from aicost.ledger import open_store
-        from aicost.pools.ledger import write_interval
+        from aicost.pools.ledger import records
 
         interval = close()
+        start = time.process_time()
+        queued = records(interval)
+        figures["records"] = time.process_time() - start
         with tempfile.TemporaryDirectory() as tmp:
             store = open_store(f"sqlite:///{Path(tmp) / 'l.db'}")
             start = time.process_time()
-            write_interval(store, interval)
+            for record in queued:
+                record.store_into(store)
             figures["ledger"] = time.process_time() - start
             store.close()
     return figures

@@ -6,12 +6,15 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 METRICS_TEMPLATE = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{{engine="0",model_name="{model}"}} {running}
+# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{{engine="0",model_name="{model}"}} {waiting}
 # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
 # TYPE vllm:kv_cache_usage_perc gauge
 vllm:kv_cache_usage_perc{{engine="0",model_name="{model}"}} {kv}
@@ -45,6 +48,8 @@ class FakeVllmMetrics:
         self.model = model
         self.prompt = self.generation = self.requests = 0
         self.prefill = self.decode = Decimal(0)
+        self.running = self.waiting = 0  # gauges: requests in the batch / queued, now
+        self.kv = 0.0  # gauge: KV-cache usage, 0 to 1
         self.scrapes = 0
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -56,7 +61,8 @@ class FakeVllmMetrics:
         self.decode += Decimal(decode_per_token) * generation
 
     def text(self) -> str:
-        return METRICS_TEMPLATE.format(model=self.model, running=0.0, kv=0.0, prompt=float(self.prompt),
+        return METRICS_TEMPLATE.format(model=self.model, running=float(self.running), waiting=float(self.waiting),
+                                       kv=float(self.kv), prompt=float(self.prompt),
                                        generation=float(self.generation), requests=float(self.requests),
                                        prefill=self.prefill, decode=self.decode)
 

@@ -468,12 +468,12 @@ def test_estimated_input_counts_are_inflated_by_the_margin():
         exact = guard(Budget(limit_usd="100000"))
         info = chat_info(model="input-only", text=text, max_tokens=None, operation="embeddings")
         exact.before_call(info)
-        assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == count_request_input(info.kwargs, "input-only").tokens
+        assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == count_request_input(info.kwargs, "input-only", "openai", info.shape).tokens
         estimated = guard(Budget(limit_usd="100000"), estimate_margin="1.5")
         info = chat_info(model="input-only", text=text, max_tokens=None, operation="embeddings", provider="anthropic",
                          endpoint="anthropic.messages.create")
         estimated.before_call(info)
-        tokens = count_request_input(info.kwargs, "input-only", "anthropic")
+        tokens = count_request_input(info.kwargs, "input-only", "anthropic", info.shape)
         assert not tokens.exact
         assert D(info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]) == -(-tokens.tokens * 3 // 2)
     finally:

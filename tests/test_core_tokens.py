@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from aicost import tokens
+from aicost import integrations, tokens
 
 
 def test_counts_are_tiktokens_exact_counts_offline():
@@ -17,14 +17,17 @@ def test_counts_are_tiktokens_exact_counts_offline():
 
 
 def test_anthropic_counts_are_flagged_as_estimates():
-    count = tokens.count_text("What is the capital of France?", "claude-3-5-haiku-20241022", provider="anthropic")
+    count = tokens.count_text("What is the capital of France?", "claude-3-5-haiku-20241022",
+                              own_tokenizer=integrations.endpoint("anthropic.messages.create").shape
+                              .tokenizer_is_exact("anthropic"))
     assert count.tokens > 0 and count.exact is False
 
 
 def test_chat_request_accounting_matches_the_vendor():
     # openai-chat-nonstream-001 (recorded): this request was billed prompt_tokens=13 without a name field.
     counted = tokens.count_request_input(
-        {"messages": [{"role": "user", "content": "What is the capital of France?"}]}, "gpt-4o-2024-08-06")
+        {"messages": [{"role": "user", "content": "What is the capital of France?"}]}, "gpt-4o-2024-08-06", "openai",
+        integrations.endpoint("openai.chat.completions.create").shape)
     assert counted == tokens.TokenCount(13, True)
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aicost
+import aicost.integrations
 from aicost import pricing
 from aicost.errors import ConfigurationError
 from aicost.pools import QUANTUM, configure_pools, split, summarise, what_if
@@ -216,17 +217,31 @@ interval = 900
 def test_budget_reserves_the_provisional_rate(pool_env, clock):
     telemetry, server, client = pool_env
     meter = configure_pools({"chat": _pool(server, output_weight=3)}, clock=clock)
-    assert pricing.current_price("openai", MODEL) is None
+    from aicost.budget import Budget, configure_budgets, disable_budgets
+
     _call(client, server, "search", 1000, 100)
     clock.now = T0 + 3600
     meter.close_due()
-    # $5.50 over 1300 units: what the budget guard's price lookup (and the next span) now sees
-    price = pricing.current_price("openai", MODEL)
-    rate = Decimal("5.5") / 1300
-    assert price.rates["input"] == (rate * 1_000_000).quantize(Decimal("1e-9"))
-    assert price.rates["output"] == (rate * 3 * 1_000_000).quantize(Decimal("1e-9"))
+    guard = configure_budgets(budgets=[Budget(limit_usd=100)])
+    try:
+        # $5.50 over 1300 units: the pool's provisional rate, for this pool's calls only (a price scoped to it)
+        scope = "pool:chat provisional"
+        price = pricing.scoped_price(scope, MODEL)
+        rate = Decimal("5.5") / 1300
+        assert price.rates["input"] == (rate * 1_000_000).quantize(Decimal("1e-9"))
+        assert price.rates["output"] == (rate * 3 * 1_000_000).quantize(Decimal("1e-9"))
+        assert pricing.current_price("openai", MODEL) is None  # not a price of the model name for anyone else
+        # the guard reserves at it before the next call: the worst case of a 10-output-token request
+        info = aicost.hooks.CallInfo("openai", "chat", "openai.chat.completions.create", MODEL,
+                                     {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                                      "max_tokens": 10}, False, False, price_scope=scope,
+                                     shape=aicost.integrations.endpoint("openai.chat.completions.create").shape)
+        assert guard._estimate(info, MODEL, "openai", 1000, True) == price.cost(
+            aicost.Usage(input_tokens=1000, output_tokens=10)).total
+    finally:
+        disable_budgets()
     aicost.pools.disable()
-    assert pricing.current_price("openai", MODEL) is None  # nothing left behind
+    assert pricing.scoped_price(scope, MODEL) is None  # nothing left behind
 
 
 def test_what_if_prices_the_same_tokens_on_a_hosted_model(pool_env, clock):

@@ -182,6 +182,7 @@ def test_one_text_walker_serves_every_vendor_and_never_raises():
     only says what one node holds. Pathological input (nested past any real request) is counted as inexact."""
     from aicost import tokens
     from aicost.integrations.bedrock import ConverseShape
+    from aicost.integrations.stainless import StainlessShape
 
     gemini = GeminiShape("max_output_tokens").input_text(
         {"contents": [types.Content(role="user", parts=[types.Part(text="a"), types.Part(text="b")]), "c"],
@@ -192,11 +193,12 @@ def test_one_text_walker_serves_every_vendor_and_never_raises():
     converse = ConverseShape().input_text({"messages": [{"role": "user", "content": [{"text": "a"}, {"image": {}}]}],
                                            "system": [{"text": "s"}]})
     assert (converse.pieces, converse.exact) == (("a", "s"), False)
-    chat = tokens.chat_input_text({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]},
-                                                {"role": "tool", "content": "b", "name": "n"}]}, ("messages",))
+    chat = StainlessShape().input_text({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]},
+                                                     {"role": "tool", "content": "b", "name": "n"}]})
     assert chat.pieces == ("a", "b", "n") and chat.exact
     deep: list = ["x"]
     for _ in range(5000):
         deep = [deep]
-    assert tokens.count_request_input({"messages": [{"role": "user", "content": deep}]}, "gpt-4o").tokens >= 0
+    assert tokens.count_request_input({"messages": [{"role": "user", "content": deep}]}, "gpt-4o", "openai",
+                                      StainlessShape()).tokens >= 0
     assert ConverseShape().input_text({"messages": deep}).exact is False

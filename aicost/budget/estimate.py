@@ -57,7 +57,8 @@ def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str,
                 shape: RequestShape | None = None) -> tuple[int, bool]:
     from ..tokens import count_request_input
 
-    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider, shape)
+    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider,
+                                shape or DEFAULT_SHAPE)
     return count.tokens, count.exact
 
 
@@ -72,8 +73,7 @@ def worst_case(
     estimate_margin: Decimal,
     shape: RequestShape | None = None,
 ) -> Estimate:
-    """``shape`` reads the request's output cap, choices and billed characters (default: OpenAI / Anthropic
-    argument names)."""
+    """``shape`` (the endpoint's ``RequestShape``) reads the request's output cap, choices and billed characters."""
     shape = shape or DEFAULT_SHAPE
     kwargs = kwargs if isinstance(kwargs, dict) else dict(kwargs)
     if not input_exact:

@@ -388,10 +388,10 @@ class BudgetGuard:
                 and policies.model_allowed(target, attrs, provider)
                 # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call)
                 and (not self._refuse_unknown or self._prices.get(provider, target, None) is not None)
+                and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
                 model = target
-                shape.set_model(kwargs, target)
                 try:
                     info.request_model = target
                 except Exception:
@@ -462,7 +462,13 @@ class BudgetGuard:
         if not model:
             # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
             return Decimal(0)
-        price = self._prices.get(provider, model, info.kwargs.get("service_tier"))
+        scope = getattr(info, "price_scope", None)
+        if scope is not None:  # billed by where it goes (a self-hosted pool's provisional rate), not by the model
+            from ..pricing import scoped_price
+
+            price = scoped_price(scope, model)
+        else:
+            price = self._prices.get(provider, model, getattr(info, "service_tier", None))
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -701,3 +707,13 @@ def _describe(event: BudgetEvent) -> str:
     return (f"budget {b.name!r} ({where}) exceeded: limit ${format_usd(b.limit_usd)}, spent "
             f"${format_usd(event.spent_usd)}, reserved ${format_usd(event.reserved_usd)}, call needs up to "
             f"${format_usd(event.requested_usd)}; resets at {event.resets_at.isoformat()}")
+
+
+def _downgraded(shape: Any, kwargs: dict[str, Any], model: str) -> bool:
+    """Ask for ``model`` through the request's shape; False if the shape cannot change this request's model
+    (then the call is refused rather than recorded as downgraded while it still asks for the dearer model)."""
+    try:
+        shape.set_model(kwargs, model)
+        return shape.model(kwargs) == model
+    except Exception:
+        return False

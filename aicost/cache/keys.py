@@ -115,8 +115,8 @@ def canonical(value: Any, *, path: str = "") -> Any:
         return {"__datetime__": value.isoformat()}
     if isinstance(value, (uuid.UUID, pathlib.PurePath)):
         return {"__str__": str(value)}
-    if type(value).__name__ in ("NotGiven", "Omit") and type(value).__module__.startswith(("openai", "anthropic")):
-        return {"__not_given__": True}  # the SDKs' "argument omitted" sentinels
+    if _stateless(value):  # a sentinel (an SDK's NOT_GIVEN / omit): all its instances are the same value
+        return {"__instance_of__": _qualname(type(value))}
     model_dump = getattr(value, "model_dump", None)  # pydantic models (response_format, tool schemas)
     if callable(model_dump):
         try:
@@ -214,6 +214,16 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
 def hash_material(material: Any) -> str:
     payload = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _stateless(value: Any) -> bool:
+    """An instance that holds nothing of its own (no data attributes, no slots): its class says all there is."""
+    if type(value).__module__ == "builtins":  # functions, methods...: their state is not in a __dict__
+        return False
+    state = getattr(value, "__dict__", None)
+    if not isinstance(state, dict) or any(not (k.startswith("__") and k.endswith("__")) for k in state):
+        return False
+    return not any(getattr(cls, "__slots__", ()) for cls in type(value).__mro__[:-1])
 
 
 def _qualname(tp: type) -> str:

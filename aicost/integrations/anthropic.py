@@ -26,15 +26,16 @@ from opentelemetry import trace
 from .._log import error_once
 from ..pricing.names import enables_long_context
 from ..usage import Usage, is_object, read_count
-from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator,
-                      field, part, request_count, string)
+from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
+                      request_count, string)
 from . import _batches
-from .stainless import StainlessIntegration, server_of
+from .stainless import StainlessIntegration, StainlessShape, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 _BOTH = ("Messages", "AsyncMessages")
-_SHAPE = RequestShape("max_tokens")  # Messages requires max_tokens; a policy cap lowers it
+_SHAPE = StainlessShape("max_tokens")  # Messages requires max_tokens; a policy cap lowers it
+_COUNT_SHAPE = StainlessShape(generates=False)
 
 
 def _endpoints() -> tuple[Endpoint, ...]:
@@ -46,7 +47,8 @@ def _endpoints() -> tuple[Endpoint, ...]:
             Endpoint(module, _BOTH, "create", f"{prefix}.create", "chat", shape=_SHAPE),
             Endpoint(module, _BOTH, "parse", f"{prefix}.parse", "chat", shape=_SHAPE),
             Endpoint(module, _BOTH, "stream", f"{prefix}.stream", "chat", kind="stream_manager", shape=_SHAPE),
-            Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False),
+            Endpoint(module, _BOTH, "count_tokens", f"{prefix}.count_tokens", "count_tokens", billable=False,
+                     shape=_COUNT_SHAPE),
         ]
     # Message Batches (docs/batches.md): billed from the results, at batch rates. The create call gets an unbilled
     # span and the attribution in force is remembered with the batch id (a Message Batch has no metadata, and each
@@ -115,27 +117,38 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
 def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
     """Whether the request enabled Claude's 1M-token context window (``pricing.names.enables_long_context``), the
     only case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
-    header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens."""
-    if enables_long_context(kwargs.get("betas")):
+    header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens.
+    Read on every call: what is absent (the common case) costs a lookup each."""
+    betas = kwargs.get("betas")
+    if betas and enables_long_context(betas):
         return True
-    for headers in (kwargs.get("extra_headers"), getattr(getattr(resource, "_client", None), "_custom_headers", None)):
-        if headers and hasattr(headers, "items"):
-            for name, value in headers.items():
-                if isinstance(name, str) and name.lower() == "anthropic-beta" and enables_long_context(value):
-                    return True
+    extra = kwargs.get("extra_headers")
+    if extra and _names_long_context(extra):
+        return True
+    custom = getattr(getattr(resource, "_client", None), "_custom_headers", None)
+    return bool(custom) and _names_long_context(custom)
+
+
+def _names_long_context(headers: Any) -> bool:
+    if not hasattr(headers, "items"):
+        return False
+    for name, value in headers.items():
+        if isinstance(name, str) and name.lower() == "anthropic-beta" and enables_long_context(value):
+            return True
     return False
 
 
 class Iterations:
     """What beta ``usage.iterations`` adds to the top-level usage (see :func:`read_iterations`)."""
 
-    __slots__ = ("compaction", "advisors", "served_by")
+    __slots__ = ("compaction", "advisors", "served_by", "steps")
 
     def __init__(self, compaction: Usage | None, advisors: tuple[tuple[str, str | None, Usage], ...],
-                 served_by: str | None = None) -> None:
+                 served_by: str | None = None, steps: tuple[Usage, ...] = ()) -> None:
         self.compaction = compaction
         self.advisors = advisors
         self.served_by = served_by  # the fallback model that produced the answer, which the top level describes
+        self.steps = steps  # the call's own sampling steps, in order: each billed by its own input
 
 
 def read_iterations(u: Any) -> Iterations | None:
@@ -154,6 +167,12 @@ def read_iterations(u: Any) -> Iterations | None:
       docs). Neither is added, but the ``fallback_message`` entry names the model that served the answer: in a
       stream declined mid-output, ``message_start`` still names the first model ("read the serving model ... from
       the ``fallback_message`` entry in the final ``message_delta``'s ``usage.iterations``").
+
+    ``message``, ``fallback_message`` and ``compaction`` entries are also the call's sampling steps (``steps``):
+    the SDK describes ``message`` entries as "model sampling iterations, such as the turns of a server-side tool
+    use loop", each "with its own input/output token counts and cache statistics". Anthropic bills its
+    long-context rates to a step whose own input exceeds 200K, so a loop is priced step by step
+    (:func:`_steps_hint`).
     """
     iterations = field(u, "iterations") if is_object(u) else None  # only the beta usage declares it
     if not iterations or not isinstance(iterations, list):
@@ -161,12 +180,15 @@ def read_iterations(u: Any) -> Iterations | None:
     compaction: Usage | None = None
     advisors: dict[str | None, Usage] = {}
     served_by: str | None = None
+    steps: list[Usage] = []
     for entry in iterations:  # on a non-beta Usage the undeclared list stays plain JSON: ``field`` reads both
         kind = field(entry, "type") if is_object(entry) else None
-        if kind == "compaction":
+        if kind == "message":
+            steps.append(read_usage(entry))
+        elif kind == "compaction":
             part = read_usage(entry)
-            if part is not None:
-                compaction = part if compaction is None else compaction + part
+            steps.append(part)
+            compaction = part if compaction is None else compaction + part
         elif kind == "advisor_message":
             part = read_usage(entry)
             if part is not None:
@@ -176,19 +198,58 @@ def read_iterations(u: Any) -> Iterations | None:
                 advisors[model] = part if seen is None else seen + part
         elif kind == "fallback_message":
             served_by = string(field(entry, "model")) or served_by
-    if compaction is None and not advisors and served_by is None:
+            steps.append(read_usage(entry))
+    if compaction is None and not advisors and served_by is None and len(steps) < 2:
         return None
-    return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()), served_by)
+    return Iterations(compaction, tuple(("advisor", model, usage) for model, usage in advisors.items()), served_by,
+                      tuple(steps))
 
 
-def _with_iterations(meta: ResponseMeta, iterations: Iterations | None) -> ResponseMeta:
+# Claude's context window without the 1M-context beta. No long-context band starts below it, so a call whose
+# (summed) input is within it needs no look at its steps.
+_STANDARD_WINDOW = 200_000
+# Content blocks of tools Anthropic runs itself (web search and fetch, code execution, tool search; MCP connector
+# tools): after each, the model samples again within the same call.
+_SERVER_TOOL_BLOCKS = frozenset(("server_tool_use", "mcp_tool_use"))
+
+
+def _steps_hint(usage: Usage, iterations: Iterations | None, several_steps: bool) -> dict[str, Any] | None:
+    """``price_call``'s ``steps`` for a call whose input is beyond the standard window, or None (one request).
+
+    The iterations' steps when there are several and they add up to the call's usage; ``()`` (several steps,
+    sizes unknown: priced at base rates and marked estimated) when they do not, or when there are no
+    iterations but the call shows it ran several steps (``several_steps``: a server tool ran, or the turn paused).
+    """
+    steps = iterations.steps if iterations is not None else ()
+    if len(steps) == 1:
+        return None
+    if steps:
+        return {"steps": steps if _adds_up(steps, usage) else ()}
+    return {"steps": ()} if several_steps else None
+
+
+def _adds_up(steps: tuple[Usage, ...], usage: Usage) -> bool:
+    """Whether the steps are valid and are, together, exactly the call's input, cache reads and writes and output
+    (a fallback's declined hop, left out of the top level, would make them more)."""
+    if any(step.invalid is not None for step in steps):
+        return False
+    total = steps[0]
+    for step in steps[1:]:
+        total = total + step
+    return (total.input_tokens, total.cache_read_tokens, total.cache_write_tokens, total.output_tokens) == (
+        usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens)
+
+
+def _with_iterations(meta: ResponseMeta, iterations: Iterations | None, several_steps: bool) -> ResponseMeta:
     """``meta`` (read from the top-level usage) with what the iterations add: compaction tokens, advisor
-    sub-inferences, and the model that served a fallback."""
+    sub-inferences, the model that served a fallback, and the steps a long call is priced by."""
     if iterations is not None:
         if meta.usage is not None and iterations.compaction is not None:
             meta.usage = meta.usage + iterations.compaction
         meta.sub_inferences = iterations.advisors
         meta.model = iterations.served_by or meta.model
+    if meta.usage is not None and meta.usage.input_tokens > _STANDARD_WINDOW:
+        meta.price_hints = _steps_hint(meta.usage, iterations, several_steps)
     return meta
 
 
@@ -210,10 +271,23 @@ def _text(content: Any) -> str | None:
     return "".join(parts) or None
 
 
+def _is_server_tool(block: Any) -> bool:
+    kind = getattr(block, "type", None)
+    return isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS
+
+
+def _ran_server_tools(content: Any) -> bool:
+    return isinstance(content, list) and any(_is_server_tool(block) for block in content)
+
+
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = string(getattr(message, "stop_reason", None))
     usage = read_usage(usage_obj)
+    # Several sampling steps without iterations: checked only where it can matter (a long input), as it reads
+    # the content.
+    several_steps = usage is not None and usage.input_tokens > _STANDARD_WINDOW and (
+        stop == "pause_turn" or usage.web_search_requests > 0 or _ran_server_tools(getattr(message, "content", None)))
     return _with_iterations(ResponseMeta(
         usage=usage,
         model=string(getattr(message, "model", None)),
@@ -223,16 +297,18 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
         # The text is needed only to estimate missing or invalid usage, or for opted-in content capture.
         output_text=(_text(getattr(message, "content", None))
                      if want_text or usage is None or usage.invalid is not None else None),
-    ), read_iterations(usage_obj))
+    ), read_iterations(usage_obj), several_steps)
 
 
 class EventAccumulator(StreamAccumulator):
     """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
 
-    __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts")
+    __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts",
+                 "server_tools")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
+        self.server_tools = False  # a server tool's block started: the call sampled several steps
         self.usage: Usage | None = None
         self.iterations: Iterations | None = None  # beta: cumulative like the rest, so the last one wins
         self.model: str | None = None
@@ -270,17 +346,21 @@ class EventAccumulator(StreamAccumulator):
             self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason
         elif kind == "message_stop":
             self.complete = True
+        elif kind == "content_block_start" and not self.server_tools:
+            self.server_tools = _is_server_tool(getattr(event, "content_block", None))
         return True
 
     def result(self) -> ResponseMeta:
+        usage = self.usage
         return _with_iterations(ResponseMeta(
-            usage=self.usage,
+            usage=usage,
             model=self.model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else [],
             service_tier=self.service_tier,
             output_text="".join(self.texts) or None,
-        ), self.iterations)
+        ), self.iterations, self.server_tools or self.stop_reason == "pause_turn" or (
+            usage is not None and usage.web_search_requests > 0))
 
 
 # ------------------------------------------------------------------------------- native span cooperation
@@ -393,6 +473,7 @@ class CapturingTracer:
 
 class NativeSpanCapture:
     __slots__ = ("holder", "token")
+    source = "anthropic-sdk"  # aicost.span.source on the SDK's span aicost enriched
 
     def __init__(self) -> None:
         self.holder: list[DeferredEndSpan] = []

@@ -52,6 +52,13 @@ class GeminiShape(RequestShape):
 
     __slots__ = ()
 
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = kwargs.get("model")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        kwargs["model"] = model
+
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         cap = _get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens")
         return cap if type(cap) is int and cap > 0 else None

@@ -13,10 +13,10 @@ from typing import Any
 
 from ..usage import Usage, is_object, read_count
 from .. import semconv as s
-from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, RequestShape,
-                      ResponseMeta, StreamAccumulator, field, part, request_count, string)
+from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
+                      StreamAccumulator, field, part, request_count, string)
 from . import _batches
-from .stainless import StainlessIntegration, server_of
+from .stainless import AttrView, StainlessIntegration, StainlessShape, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -30,9 +30,10 @@ _BATCH = ("Batches", "AsyncBatches")
 
 # Which parameter caps output when the request sets none: reasoning models reject chat's ``max_tokens``, so
 # ``max_completion_tokens``, which every chat model accepts; Responses has its own name.
-_CHAT_SHAPE = RequestShape("max_completion_tokens")
-_RESPONSES_SHAPE = RequestShape("max_output_tokens")
-_COMPLETIONS_SHAPE = RequestShape("max_tokens")
+_CHAT_SHAPE = StainlessShape("max_completion_tokens")
+_RESPONSES_SHAPE = StainlessShape("max_output_tokens")
+_COMPLETIONS_SHAPE = StainlessShape("max_tokens")
+_SHAPE = StainlessShape()  # no output cap to set: embeddings, images, audio, token counts, Realtime
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(_CHAT, _BOTH, "create", "openai.chat.completions.create", "chat",
@@ -54,27 +55,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(_BETA_RESPONSES, _RESP, "retrieve", "openai.beta.responses.retrieve", "chat", stream_only=True,
              shape=_RESPONSES_SHAPE),
     Endpoint("openai.resources.embeddings", ("Embeddings", "AsyncEmbeddings"), "create",
-             "openai.embeddings.create", "embeddings"),
+             "openai.embeddings.create", "embeddings", shape=_SHAPE),
     Endpoint("openai.resources.completions", _BOTH, "create", "openai.completions.create", "text_completion",
              shape=_COMPLETIONS_SHAPE),
     Endpoint("openai.resources.responses.input_tokens", ("InputTokens", "AsyncInputTokens"), "count",
-             "openai.responses.input_tokens.count", "count_tokens", billable=False),
-    Endpoint(_IMAGES, _IMG, "generate", "openai.images.generate", "generate_content"),
-    Endpoint(_IMAGES, _IMG, "edit", "openai.images.edit", "generate_content"),
-    Endpoint(_IMAGES, _IMG, "create_variation", "openai.images.create_variation", "generate_content"),
+             "openai.responses.input_tokens.count", "count_tokens", billable=False, shape=_SHAPE),
+    Endpoint(_IMAGES, _IMG, "generate", "openai.images.generate", "generate_content", shape=_SHAPE),
+    Endpoint(_IMAGES, _IMG, "edit", "openai.images.edit", "generate_content", shape=_SHAPE),
+    Endpoint(_IMAGES, _IMG, "create_variation", "openai.images.create_variation", "generate_content", shape=_SHAPE),
     Endpoint("openai.resources.audio.transcriptions", ("Transcriptions", "AsyncTranscriptions"), "create",
-             "openai.audio.transcriptions.create", "generate_content"),
+             "openai.audio.transcriptions.create", "generate_content", shape=_SHAPE),
     Endpoint("openai.resources.audio.translations", ("Translations", "AsyncTranslations"), "create",
-             "openai.audio.translations.create", "generate_content"),
+             "openai.audio.translations.create", "generate_content", shape=_SHAPE),
     Endpoint("openai.resources.audio.speech", ("Speech", "AsyncSpeech"), "create", "openai.audio.speech.create",
-             "generate_content"),
+             "generate_content", shape=_SHAPE),
     # WebSocket connections: each response the model generates is one call, read from the connection's events.
     Endpoint("openai.resources.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
-             "parse_event", "openai.realtime.response", "chat", kind="events"),
+             "parse_event", "openai.realtime.response", "chat", kind="events", shape=_SHAPE),
     Endpoint("openai.resources.beta.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
-             "parse_event", "openai.beta.realtime.response", "chat", kind="events"),
+             "parse_event", "openai.beta.realtime.response", "chat", kind="events", shape=_SHAPE),
     Endpoint(_RESPONSES, ("ResponsesConnection", "AsyncResponsesConnection"), "parse_event",
-             "openai.responses.connect", "chat", kind="events"),
+             "openai.responses.connect", "chat", kind="events", shape=_SHAPE),
     # Batch API (docs/batches.md): billed from the output file, at batch rates. The create call gets an unbilled
     # span and carries the attribution in the batch's metadata; the batches it, retrieve and cancel return are
     # remembered, so that reading an output file's content records one costed call per succeeded request.
@@ -481,7 +482,7 @@ _CONNECTION_MODEL = "_aicost_model"  # on a Realtime connection: the model its s
 _TRANSCRIPTION_MODEL = "_aicost_transcription_model"  # ... and the model that transcribes its input audio
 INPUT_TRANSCRIPTION = Endpoint("openai.resources.realtime.realtime", ("RealtimeConnection", "AsyncRealtimeConnection"),
                                "parse_event", "openai.realtime.input_audio_transcription", "generate_content",
-                               kind="events")
+                               kind="events", shape=_SHAPE)
 
 
 def read_realtime_event(connection: Any, event: Any) -> EventStep | None:
@@ -940,8 +941,6 @@ class OpenAIIntegration(StainlessIntegration):
     def _read_output_file(self, file_id: str, content: bytes, seen: Observed) -> None:
         """One costed call per succeeded request of a batch output file (lines whose ``response`` has a 2xx
         status); errored lines bill nothing. A file that is not a batch's output has no such lines."""
-        from ..instrumentation import AttrView
-
         info: _batches.BatchInfo | None = _BATCHES_SEEN.get(file_id)
         for line in content.splitlines():
             if b'"response"' not in line:

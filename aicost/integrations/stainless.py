@@ -5,14 +5,144 @@ Both SDKs build every request in ``SyncAPIClient.request`` / ``AsyncAPIClient.re
 ``_iterator`` attribute set in ``__init__`` (wrapped in place, so the caller keeps the SDK's own ``Stream`` object
 and type) and whose HTTP response (``stream.response``) is closed by the SDK's helpers, and return
 ``APIResponse`` / ``LegacyAPIResponse`` objects for ``with_raw_response`` / ``with_streaming_response``.
+
+Here, therefore: the requests' shape (:class:`StainlessShape`: ``model``, the output caps, ``messages`` with
+OpenAI's framing, ``n``, ``stream``), the safety net routed by URL path, streams wrapped at ``_iterator``, raw
+responses watched through ``parse()`` and their bytes read on the way (:meth:`StainlessIntegration.watch_result`),
+and the error envelope (``APIStatusError.body``).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from .. import semconv as s
-from ..vendor import Endpoint, Integration, Router, StreamWatch
+from .._log import error_once
+from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, Router, walk_text
+
+# Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
+_TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
+
+
+_TEXT_KEYS = ("text", "content", "input", "arguments", "name")
+
+
+def _stainless_step(node: Any) -> Any:
+    """OpenAI / Anthropic message contents for :func:`aicost.vendor.walk_text`: a dict's text-bearing keys (a part's
+    text, a message's content, a tool call's arguments...), an SDK object's ``text``. Other parts (images) are
+    passed over: the count stays exact for chat requests, whose inexactness is their tool schemas."""
+    if isinstance(node, dict):
+        return [v for k in _TEXT_KEYS if isinstance(v := node.get(k), (str, list, dict))]
+    text = getattr(node, "text", None)
+    return text if isinstance(text, str) else ()
+
+
+def content_texts(content: Any) -> list[str]:
+    """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
+    pieces: list[str] = []
+    walk_text(content, pieces, _stainless_step)
+    return pieces
+
+
+class StainlessShape(RequestShape):
+    """An OpenAI or Anthropic request: ``model``, an output cap under one of ``cap_params``, input text in
+    ``messages`` / ``input`` / ``prompt`` and system instructions in ``system`` / ``instructions``, ``n``
+    completions, and ``stream``."""
+
+    __slots__ = ()
+
+    # Output caps the request may set; the smallest wins.
+    cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
+    # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
+    # content capture prefers; ``system_params`` are system instructions.
+    input_params: tuple[str, ...] = ("messages", "input", "prompt")
+    system_params: tuple[str, ...] = ("system", "instructions")
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        value = kwargs.get("model")
+        return value if isinstance(value, str) else None
+
+    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
+        kwargs["model"] = model
+
+    def output_cap(self, kwargs: dict[str, Any]) -> int | None:
+        caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]
+        return min(caps) if caps else None
+
+    def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        changed = present = False
+        for p in self.cap_params:
+            v = kwargs.get(p)
+            if type(v) is int:
+                present = True
+                if v > cap:
+                    kwargs[p] = cap
+                    changed = True
+        if not present and self.cap_param is not None:
+            kwargs[self.cap_param] = cap
+            changed = True
+        return changed
+
+    def choices(self, kwargs: dict[str, Any]) -> int:
+        n = kwargs.get("n")
+        return n if type(n) is int and n > 1 else 1
+
+    def input_characters(self, kwargs: dict[str, Any]) -> int:
+        text = kwargs.get("input")
+        return len(text) if isinstance(text, str) else 0
+
+    def input_text(self, kwargs: dict[str, Any]) -> InputText:
+        """``messages`` with OpenAI's documented chat framing (3 tokens per message plus 3 priming tokens); the
+        other input and system keys as text; ``tools`` as JSON, which makes the count inexact since vendors render
+        schemas their own way."""
+        pieces: list[str] = []
+        overhead = 0
+        exact = True
+        for key in self.input_params + self.system_params:
+            value = kwargs.get(key)
+            if value is None:
+                continue
+            if key == "messages" and isinstance(value, (list, tuple)):
+                for m in value:
+                    overhead += 3
+                    if isinstance(m, dict):
+                        pieces.extend(content_texts(m.get("content")))
+                        if m.get("name"):
+                            pieces.append(str(m["name"]))
+                    else:
+                        pieces.extend(content_texts(getattr(m, "content", None)))
+                overhead += 3
+            else:
+                pieces.extend(content_texts(value))
+        tools = kwargs.get("tools")
+        if tools:
+            try:
+                import json
+
+                pieces.append(json.dumps(tools, default=str))
+            except Exception:
+                pass
+            exact = False
+        return InputText(tuple(pieces), overhead, exact)
+
+    def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.input_params:
+            if kwargs.get(key) is not None:
+                out["input"] = kwargs[key]
+                break
+        for key in self.system_params:
+            if kwargs.get(key) is not None:
+                out["system"] = kwargs[key]
+                break
+        return out
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("stream") is True
+
+    def tokenizer_is_exact(self, provider: str) -> bool:
+        return provider in _TIKTOKEN_PROVIDERS
 
 
 class ClientRef:
@@ -57,7 +187,7 @@ class StainlessIntegration(Integration):
     def is_stream(self, obj: Any) -> bool:
         return isinstance(obj, self._stream_types)
 
-    def wrap_stream(self, stream: Any, watch: StreamWatch) -> Any:
+    def wrap_stream(self, stream: Any, watch: CallWatch) -> Any:
         inner = stream._iterator
         stream._iterator = watch.iterate(inner)
         response = getattr(stream, "response", None)
@@ -65,8 +195,89 @@ class StainlessIntegration(Integration):
             watch.finish_on_close(response, hasattr(inner, "__anext__"))
         return stream
 
-    def is_raw_response(self, obj: Any) -> bool:
-        return isinstance(obj, self._raw_types)
+    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
+        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
+        return None
+
+    def watch_result(self, raw: Any, watch: CallWatch) -> bool:
+        """``with_raw_response`` / ``with_streaming_response``: the call returns an ``APIResponse`` the caller
+        parses (or reads the bytes of); watch what the caller gets from it."""
+        if not isinstance(raw, self._raw_types):
+            return False
+        is_async = inspect.iscoroutinefunction(raw.parse)
+        is_stream = self.is_stream
+
+        def observe(parsed: Any) -> Any:
+            if not watch.finished and parsed is not None:
+                if not is_stream(parsed):
+                    watch.result(parsed)
+                elif not getattr(parsed, "_aicost_watched", False):  # parse() caches: the same stream again
+                    parsed._aicost_watched = True
+                    watch.result(parsed)
+            return parsed
+
+        http_response = getattr(raw, "http_response", None)
+        if http_response is not None and getattr(http_response, "is_closed", False) and not watch.request.stream:
+            # with_raw_response on a non-stream: the body is already in memory. A sync parse() caches per type,
+            # so parsing now costs nothing extra and the caller later gets the very same object; an async
+            # parse() cannot run here, so read the same JSON body through an attribute view instead. The call
+            # is then finished: the caller's parse() needs no watching.
+            try:
+                observe(AttrView.wrap(http_response.json()) if is_async else raw.parse())
+            except Exception:
+                watch.finish_unread()  # the caller's own parse() will raise the same error
+            return True
+
+        # The bound method keeps ``raw`` alive while the caller holds only it (``create(...).parse()``); the hook
+        # on ``raw`` refers back to ``raw`` through it, a reference cycle, so the first parse() removes the hook.
+        original_parse = raw.parse
+        own = vars(raw).get("parse")  # an instance-level parse someone else installed: restored as it was
+
+        def unhook() -> None:
+            try:
+                if own is not None:
+                    raw.parse = own
+                else:
+                    del raw.parse
+            except Exception:
+                pass
+
+        if is_async:
+            async def parse(*args: Any, **kwargs: Any) -> Any:
+                watch.busy = True  # the SDK closes the response inside parse(): that close is not the end
+                try:
+                    parsed = await original_parse(*args, **kwargs)
+                finally:
+                    watch.busy = False
+                if not args and not kwargs:
+                    unhook()
+                    _safe(observe, parsed)
+                return parsed
+        else:
+            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                watch.busy = True
+                try:
+                    parsed = original_parse(*args, **kwargs)
+                finally:
+                    watch.busy = False
+                if not args and not kwargs:
+                    unhook()
+                    _safe(observe, parsed)
+                return parsed
+
+        raw.parse = parse
+        if http_response is not None:
+            reader, undo = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
+            try:
+                reader = self.body_reader(watch.endpoint, watch.kwargs)
+                if reader is not None:
+                    undo = (unhook, _read_body_on_the_way(http_response, reader, is_async))
+            except Exception:
+                error_once("body:reader", "aicost: could not watch a response's bytes")
+                reader = None
+            watch.finish_on_close(http_response, is_async, reader, undo)
+        return True
 
     def wrap_manager(self, manager: Any, wrap: Callable[[Any], Any]) -> bool:
         # ``ChatCompletionStreamManager`` / ``MessageStreamManager`` keep the request (a partial, or an un-awaited
@@ -77,6 +288,17 @@ class StainlessIntegration(Integration):
         setattr(manager, attr, wrap(getattr(manager, attr)))
         return True
 
+    def error_type(self, error: BaseException) -> str:
+        """The type or code in the vendor's error envelope (``APIStatusError.body``: ``{"error": {"type": ...}}``
+        for OpenAI, ``{"type": "error", "error": {"type": ...}}`` for Anthropic), else the generic reading."""
+        body = getattr(error, "body", None)
+        if isinstance(body, dict):
+            err = body.get("error") if isinstance(body.get("error"), dict) else body
+            code = err.get("type") or err.get("code")
+            if isinstance(code, str) and code:
+                return code
+        return super().error_type(error)
+
     def tier_attributes(self, provider: str) -> tuple[str, str] | None:
         # Anthropic's own API has its keys; Azure, compatible hosts and Anthropic on Bedrock / Vertex use OpenAI's.
         if provider == "anthropic":
@@ -85,20 +307,27 @@ class StainlessIntegration(Integration):
 
 
 _servers: dict[int, tuple[Any, str | None, int | None]] = {}
+_NO_DICT: dict[str, Any] = {}
 
 
 def server_of(resource: Any) -> tuple[str | None, int | None]:
     """``server.address`` / ``server.port`` of the client behind an SDK resource (``resource._client``).
 
-    Read on every call, so cached per base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a
-    module inside it) and httpx2's ``URL.host`` (IDNA decoding) cost about 2 us together. Both Stainless SDKs
-    keep the URL in ``_base_url``; anything else falls back to the public property.
+    Read on every call (OpenAI's integration reads it twice: the provider is named from the host), so cached per
+    base-URL object: the SDKs' ``base_url`` property (openai 3.x imports a module inside it, about 11 k
+    instructions a read, and its ``_base_url`` is now a property that reads it) and httpx2's ``URL.host`` (IDNA
+    decoding) cost about 2 us together. The URL object is taken from the client's own attributes, where the SDKs
+    keep it (openai 3.x: ``_configured_base_url``; anthropic: ``_base_url``); anything else falls back to the
+    public property.
     """
     try:
         client = resource._client
-        url = getattr(client, "_base_url", None)
+        own = getattr(client, "__dict__", _NO_DICT)
+        url = own.get("_configured_base_url")
         if url is None:
-            url = client.base_url
+            url = own.get("_base_url")
+            if url is None:
+                url = client.base_url
         hit = _servers.get(id(url))
         if hit is not None and hit[0] is url:
             return hit[1], hit[2]
@@ -109,3 +338,63 @@ def server_of(resource: Any) -> tuple[str | None, int | None]:
         return host, port
     except Exception:
         return None, None
+
+
+class AttrView:
+    """Attribute access over parsed JSON, so the integrations' readers work on a raw body as on SDK models."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    @staticmethod
+    def wrap(value: Any) -> Any:
+        if isinstance(value, dict):
+            return AttrView(value)
+        if isinstance(value, list):
+            return [AttrView.wrap(v) for v in value]
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return AttrView.wrap(self._data[name])
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
+    try:
+        fn(arg)
+    except Exception:
+        error_once("observe", "aicost: could not observe a parsed response")
+
+
+def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
+    """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
+    ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
+    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
+    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
+    name = "aiter_bytes" if is_async else "iter_bytes"
+    original = getattr(response, name)
+    if is_async:
+        async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
+            async for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+    else:
+        def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            for chunk in original(*args, **kwargs):
+                _safe(reader.feed, chunk)
+                yield chunk
+
+    setattr(response, name, read_on_the_way)
+
+    def unhook() -> None:
+        try:
+            if vars(response).get(name) is read_on_the_way:
+                delattr(response, name)
+        except Exception:
+            pass
+
+    return unhook

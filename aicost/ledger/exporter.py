@@ -116,7 +116,7 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
             if attr in a:
                 setattr(row, field, int(a[attr]))
                 break
-    row.estimated = bool(a.get(s.AICOST_USAGE_ESTIMATED, False))
+    row.estimated = bool(a.get(s.AICOST_USAGE_ESTIMATED, False) or a.get(s.AICOST_COST_ESTIMATED, False))
     if s.AICOST_USAGE_AUDIO_SECONDS in a:
         row.audio_seconds = float(a[s.AICOST_USAGE_AUDIO_SECONDS])
     if s.AICOST_PRICE_KNOWN not in a:  # refused before it was sent

@@ -177,6 +177,23 @@ class LedgerStore:
     def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
         raise NotImplementedError
 
+    def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
+        its own tables (``aicost.pools``). Raises :class:`LedgerUnavailable` when the database cannot be
+        reached (nothing is then written)."""
+        with self._lock:
+            try:
+                self._execute_many([(self._sql(sql), params) for sql, params in statements])
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+                raise
+
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        raise NotImplementedError
+
     def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
         """The items whose key is neither stored nor repeated earlier in the batch."""
         seen: dict[str, Any] = {}
@@ -452,6 +469,18 @@ class SQLiteStore(LedgerStore):
             raise
         return len(rows)
 
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            for sql, params in statements:
+                cur.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
         with self._lock:
@@ -601,6 +630,19 @@ class PostgresStore(LedgerStore):
                 self._conn = None  # reconnect on the next write
             raise
         return len(rows)
+
+    def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                cur = conn.cursor()
+                for sql, params in statements:
+                    if params:
+                        cur.executemany(sql, params)
+        except Exception:
+            if self._conn is not None and self._conn.broken:
+                self._conn = None  # reconnect on the next write
+            raise
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid

@@ -14,6 +14,9 @@ Why this shape:
   counted and logged) and is replayed, oldest first, once a write succeeds again; retries back off up to 30 s.
   Inserts are idempotent by span id, so a replay that was half written never double counts. A spill file left
   by a process that died is adopted and replayed by the next writer of the same ledger.
+* **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
+  intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
+  in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .._log import forget, log_once
 from ..hooks import CallResult
@@ -38,11 +41,45 @@ from .capture import call_item, event_item, row_from_item
 from .row import FeatureRun, LedgerRow
 from .store import LedgerStore, LedgerUnavailable, open_store
 
-__all__ = ["LedgerWriter"]
+__all__ = ["LedgerWriter", "Record"]
 
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
+
+
+class Record:
+    """Rows of a feature's own ledger tables, queued, spilled and replayed like call rows. Subclasses store
+    themselves idempotently (a replayed record changes nothing already stored) and round-trip through JSON."""
+
+    def store_into(self, store: LedgerStore) -> None:
+        """Write in one transaction; raise LedgerUnavailable when the database cannot be reached."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        raise NotImplementedError
+
+
+def _record_line(record: Record) -> str:
+    kind = type(record)
+    return json.dumps({"record": f"{kind.__module__}:{kind.__qualname__}", "data": record.to_dict()},
+                      separators=(",", ":"))
+
+
+def _record_from(data: dict[str, Any]) -> Record:
+    import importlib
+
+    module, _, name = str(data["record"]).partition(":")
+    if not module.startswith("aicost."):  # a spill file names aicost's own record types, nothing else
+        raise ValueError(f"not an aicost record type: {data['record']!r}")
+    kind = getattr(importlib.import_module(module), name)
+    if not (isinstance(kind, type) and issubclass(kind, Record)):
+        raise ValueError(f"not a ledger record type: {data['record']!r}")
+    return kind.from_dict(data["data"])
 
 
 class LedgerWriter:
@@ -105,8 +142,8 @@ class LedgerWriter:
         except Exception:
             log_once("ledger:enqueue", logging.ERROR, "aicost ledger: could not queue a row", exc_info=True)
 
-    def add(self, rows: Iterable[LedgerRow | FeatureRun]) -> None:
-        """Queue ready-made rows (the span exporter's path), with the same bounds and accounting."""
+    def add(self, rows: Iterable[LedgerRow | FeatureRun | Record]) -> None:
+        """Queue ready-made rows (the span exporter's path) or records, with the same bounds and accounting."""
         for row in rows:
             self._put(row)
 
@@ -166,8 +203,11 @@ class LedgerWriter:
                 batch = []
                 while self._queue and len(batch) < self.batch_size:
                     batch.append(self._queue.popleft())
-                rows, runs = [], []
+                rows, runs, records = [], [], []
                 for item in batch:
+                    if isinstance(item, Record):
+                        records.append(item)
+                        continue
                     try:
                         made = item if isinstance(item, (LedgerRow, FeatureRun)) else row_from_item(item)
                     except Exception:
@@ -176,9 +216,9 @@ class LedgerWriter:
                                  exc_info=True)
                         continue
                     (runs if isinstance(made, FeatureRun) else rows).append(made)
-                self._store_batch(rows, runs)
+                self._store_batch(rows, runs, records)
 
-    def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun]) -> bool:
+    def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = ()) -> bool:
         if time.monotonic() >= self._retry_at:
             try:
                 store = self._connected()
@@ -186,6 +226,14 @@ class LedgerWriter:
                 self._counts["written"] += written
                 self._counts["duplicates"] += len(rows) - written
                 self._counts["runs_written"] += len(runs)
+                for i, record in enumerate(records):
+                    try:
+                        record.store_into(store)
+                    except LedgerUnavailable:
+                        records = records[i:]  # the ones stored stay stored; these are spilled below
+                        rows, runs = [], []
+                        raise
+                    self._counts["records_written"] += 1
                 self._up()
                 return True
             except LedgerUnavailable as exc:
@@ -195,7 +243,7 @@ class LedgerWriter:
                          exc_info=True)
                 self._counts["write_errors"] += 1
                 self._retry_at = time.monotonic() + self._backoff
-        self._spill(rows, runs)
+        self._spill(rows, runs, records)
         return False
 
     def _connected(self) -> LedgerStore:
@@ -249,10 +297,11 @@ class LedgerWriter:
                 found.append(path)
         return found
 
-    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun]) -> None:
+    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = ()) -> None:
         path = self._own_spill()
         lines = [json.dumps({"row": r.to_dict()}, separators=(",", ":")) for r in rows]
         lines += [json.dumps({"run": r.to_dict()}, separators=(",", ":")) for r in runs]
+        lines += [_record_line(r) for r in records]
         try:
             room = self.spill_max_bytes - (path.stat().st_size if path.exists() else 0)
             data = bytearray()
@@ -292,6 +341,7 @@ class LedgerWriter:
                 continue
             rows: list[LedgerRow] = []
             runs: list[FeatureRun] = []
+            records: list[Record] = []
             try:
                 with open(replaying, encoding="utf-8") as f:
                     for line in f:
@@ -301,6 +351,8 @@ class LedgerWriter:
                             data = json.loads(line)
                             if "row" in data:
                                 rows.append(LedgerRow.from_dict(data["row"]))
+                            elif "record" in data:
+                                records.append(_record_from(data))
                             else:
                                 runs.append(FeatureRun.from_dict(data["run"]))
                         except Exception:
@@ -308,15 +360,15 @@ class LedgerWriter:
             except OSError:
                 continue
             replayed = True
-            for i in range(0, max(len(rows), len(runs)), self.batch_size):
-                chunk_rows, chunk_runs = rows[i:i + self.batch_size], runs[i:i + self.batch_size]
-                if not self._store_batch(chunk_rows, chunk_runs):
+            size = self.batch_size
+            for i in range(0, max(len(rows), len(runs), len(records)), size):
+                if not self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
                     replayed = False  # the rest was spilled again, to this process's file
-                    for j in range(i + self.batch_size, max(len(rows), len(runs)), self.batch_size):
-                        self._spill(rows[j:j + self.batch_size], runs[j:j + self.batch_size])
+                    for j in range(i + size, max(len(rows), len(runs), len(records)), size):
+                        self._spill(rows[j:j + size], runs[j:j + size], records[j:j + size])
                     break
             if replayed:
-                self._counts["replayed"] += len(rows) + len(runs)
+                self._counts["replayed"] += len(rows) + len(runs) + len(records)
             try:
                 os.unlink(replaying)
             except OSError:
@@ -371,8 +423,8 @@ class LedgerWriter:
         self._enqueued = 0
 
     def stats(self) -> dict[str, int]:
-        """Counters: enqueued, written, duplicates, runs_written, spilled, replayed, outages, and every kind of
-        drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
+        """Counters: enqueued, written, duplicates, runs_written, records_written, spilled, replayed, outages, and
+        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)

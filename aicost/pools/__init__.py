@@ -11,7 +11,6 @@ this package: it sees calls through ``aicost.hooks`` like every other feature.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable, Mapping
 
 from .. import hooks
@@ -25,17 +24,20 @@ from .summary import PoolSummary, WhatIf, summarise, what_if
 
 __all__ = [
     "Allocation", "ClosedInterval", "EngineSample", "KEYS", "Pool", "PoolMeter", "PoolSummary", "QUANTUM", "Split",
-    "WhatIf", "active", "configure_pools", "disable", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
+    "WhatIf", "active", "configure_pools", "disable", "forget_price_file", "pool_from_mapping", "pools_from_data", "read_intervals", "split", "summarise",
     "what_if",
 ]
 
 _meter: PoolMeter | None = None
 _timer: "_Closer | None" = None
+_settings: tuple = ()  # what the active meter was configured with (configure_pools is idempotent)
+_source: str | None = None  # the price file the active pools came from (None: declared in code)
 _lock = threading.Lock()
 
 
 class _Closer(threading.Thread):
-    """Closes due intervals about once a minute (the close itself reads the engine's /metrics: never on a call)."""
+    """Samples the engines' load and closes due intervals about once a minute (reading an engine's /metrics:
+    never on a call)."""
 
     def __init__(self, meter: PoolMeter, every: float) -> None:
         super().__init__(name="aicost-pools", daemon=True)
@@ -44,7 +46,7 @@ class _Closer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.every):
             try:
-                self.meter.close_due()
+                self.meter.tick()
             except Exception:
                 from .._log import error_once
 
@@ -60,26 +62,33 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[
     a clock is given) closes due intervals from a daemon thread once a minute, else call ``active().close_due()``.
     ``ledger``: where closed intervals are written (default: the ledger ``instrument(ledger=...)`` writes to).
     ``source`` names where the pools came from (a price file) in errors.
+
+    Idempotent: the same pools with the same arguments keep the running meter (and the calls of its open
+    intervals); anything else replaces it.
     """
-    global _meter, _timer
+    global _meter, _timer, _settings, _source
     try:
         parsed = pools_from_data(pools)
     except ConfigurationError as exc:
         if source is None:
             raise
         raise ConfigurationError(f"{source}: {exc}") from None
+    url = ledger if ledger is not None else _ledger_url()
+    settings = (parsed, clock, scrape, background, url, source)
+    with _lock:
+        if _meter is not None and _settings == settings:
+            return _meter
     kwargs: dict[str, Any] = {}
     if clock is not None:
         kwargs["clock"] = clock
     if scrape is not None:
         kwargs["scrape"] = scrape
     meter = PoolMeter(parsed, **kwargs)
-    url = ledger if ledger is not None else _ledger_url()
     if url:
         meter.sinks.append(ledger_sink(url))
     with _lock:
         _stop()
-        _meter = meter
+        _meter, _settings, _source = meter, settings, source
         hooks.add_interceptor(meter)
         hooks.add_listener(meter)
         if background if background is not None else clock is None:
@@ -97,14 +106,15 @@ def _ledger_url() -> str | None:
 
 
 def _stop() -> None:
-    global _meter, _timer
+    global _meter, _timer, _settings, _source
+    _settings, _source = (), None
     if _timer is not None:
         _timer.stopped.set()
         _timer = None
     if _meter is not None:
         hooks.remove_interceptor(_meter)
         hooks.remove_listener(_meter)
-        _meter.clear_prices()
+        _meter.close()
         _meter = None
 
 
@@ -112,6 +122,14 @@ def disable() -> None:
     """No pools: calls are priced by the catalog again (uninstrument() does this too)."""
     with _lock:
         _stop()
+
+
+def forget_price_file() -> None:
+    """``instrument()`` without pools in its price file: pools an earlier call's price file declared are gone
+    (each ``instrument()`` starts from its own arguments); pools declared with ``configure_pools`` stay."""
+    with _lock:
+        if _meter is not None and _source is not None:
+            _stop()
 
 
 def active() -> PoolMeter | None:

@@ -1,20 +1,23 @@
 """Sharing one interval's pool cost among its calls, to the exact decimal.
 
-The interval's cost ``C`` (already whole quanta) splits into the part calls used, ``U``, and idle, ``C - U``.
-``U`` is ``C x min(1, units / capacity)`` rounded down to a quantum (all of ``C`` when no capacity is declared
-and any call was made). Each call's share of ``U`` is proportional to its units: every call first gets the
-whole quanta of its exact share, and the quanta left over go one each to the calls with the largest
-remainders (ties: the earlier call). So ``sum(shares) == U`` and ``U + idle == C`` exactly, always.
+Everything is counted in whole quanta (nano-dollars, :data:`~aicost.pools.config.QUANTUM`) and in integer
+units. The interval's cost ``C`` splits into the part calls used, ``U``, and idle, ``C - U``, where
+``U = floor(C x used fraction)`` (the fraction: measured by the engine, or units over a declared capacity;
+see :mod:`aicost.pools.meter`). ``U`` is then shared in proportion to the calls' units by **cumulative
+rounding**: with ``S_k`` the units of the first ``k`` calls and ``W`` all units, call ``k`` gets
+``floor(U x S_k / W) - floor(U x S_(k-1) / W)`` quanta. Each call's share is its exact share rounded down or
+up to a whole quantum (never a quantum away), a call with no units gets nothing, and the shares add up to
+``U`` exactly, so ``U + idle == C`` in every interval.
 
-Integer arithmetic throughout: the weights are scaled to integers once, so allocating a million calls is a
-few integer multiplications and one partial sort per call (benchmarks/README.md).
+One pass of integer arithmetic, no sort and no Decimal per call: linear in the number of calls
+(benchmarks/README.md, "pools").
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
+from itertools import accumulate
 from typing import Sequence
 
 from .config import QUANTUM
@@ -28,45 +31,47 @@ class Split:
     utilisation: Decimal  # used / cost (0 when the interval cost nothing)
 
 
-def _as_ints(weights: Sequence[Decimal]) -> list[int]:
-    """Exact integer weights: every Decimal scaled by the same power of ten."""
+def quanta(cost: Decimal) -> int:
+    """``cost`` as whole quanta; ValueError if it is not a whole number of them."""
+    whole = int(cost / QUANTUM)
+    if whole * QUANTUM != cost:
+        raise ValueError(f"interval cost {cost} is not a whole number of quanta ({QUANTUM})")
+    return whole
+
+
+def used_quanta(total: int, part: Decimal, whole: Decimal) -> int:
+    """``floor(total x min(1, part / whole))``, exactly (integers, no rounded division): the quanta calls used of
+    an interval's ``total`` when they used ``part`` of ``whole``."""
+    if part <= 0 or whole <= 0:
+        return 0
+    if part >= whole:
+        return total
+    (p, w), _ = as_ints([part, whole])
+    return total * p // w
+
+
+def share_quanta(used: int, units: Sequence[int]) -> list[int]:
+    """``used`` quanta shared in proportion to integer ``units`` by cumulative rounding (all 0 when no units)."""
+    whole = sum(units)
+    if not used or not whole:
+        return [0] * len(units)
+    bounds = [used * s // whole for s in accumulate(units)]
+    return [b - a for a, b in zip([0, *bounds], bounds)]
+
+
+def as_ints(weights: Sequence[Decimal]) -> tuple[list[int], int]:
+    """Exact integer weights and the power of ten they were scaled by (``weights[i] == ints[i] / 10**places``)."""
     places = max((-w.as_tuple().exponent for w in weights if w.as_tuple().exponent < 0), default=0)  # type: ignore[operator]
-    if places == 0:
-        return [int(w) for w in weights]
-    scale = Decimal(10) ** places
-    return [int(w * scale) for w in weights]
+    return [int(w.scaleb(places)) for w in weights], places
 
 
 def split(cost: Decimal, weights: Sequence[Decimal], capacity: Decimal | None = None) -> Split:
-    """``cost`` (whole quanta) shared among calls of the given ``weights`` (>= 0), idle included."""
-    total_quanta = int(cost / QUANTUM)
-    if total_quanta * QUANTUM != cost:
-        raise ValueError(f"interval cost {cost} is not a whole number of quanta ({QUANTUM})")
-    units = sum(weights, Decimal(0))
-    if units <= 0:
-        used_quanta = 0
-    elif capacity is None or units >= capacity:
-        used_quanta = total_quanta
-    else:
-        used_quanta = int((Decimal(total_quanta) * units / capacity).to_integral_value(rounding=ROUND_FLOOR))
-    ints = _as_ints(list(weights)) if used_quanta else []
-    whole = sum(ints)
-    quanta = [0] * len(weights)
-    if used_quanta and whole:
-        remainders = []
-        given = 0
-        for i, w in enumerate(ints):
-            q, r = divmod(used_quanta * w, whole)
-            quanta[i] = q
-            given += q
-            remainders.append(r)
-        left = used_quanta - given  # < len(weights)
-        if left:
-            for i in heapq.nlargest(left, range(len(remainders)), key=lambda i: (remainders[i], -i)):
-                quanta[i] += 1
-    elif used_quanta:  # calls with zero weight only: nothing measured, all idle
-        used_quanta = 0
-    shares = [QUANTUM * q for q in quanta]
-    used = QUANTUM * used_quanta
-    idle = cost - used
-    return Split(shares, used, idle, (used / cost) if cost else Decimal(0))
+    """``cost`` (whole quanta) shared among calls of the given ``weights`` (>= 0), idle included: the used
+    fraction is ``units / capacity`` (all of it without a capacity, when any call has units)."""
+    total = quanta(cost)
+    units, _ = as_ints(list(weights))
+    whole = sum(weights, Decimal(0))
+    used = used_quanta(total, whole, whole if capacity is None else capacity)
+    shares = share_quanta(used, units)
+    return Split([QUANTUM * q for q in shares], QUANTUM * used, cost - QUANTUM * used,
+                 (QUANTUM * used / cost) if cost else Decimal(0))

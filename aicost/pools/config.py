@@ -9,6 +9,7 @@ refused rather than silently splitting or losing a GPU bill.
 from __future__ import annotations
 
 import calendar
+import importlib.util
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -36,7 +37,7 @@ class Pool:
     until: datetime | None = None
     interval: int = 3600  # seconds
     input_weight: Decimal = Decimal(1)
-    output_weight: Decimal | None = None  # None with key="tokens": derived from the engine's prefill/decode time
+    output_weight: Decimal | None = None  # declared; with metrics_url only the fallback for the engine's figure
     capacity_per_hour: Decimal | None = None  # allocation units the pool serves in an hour at full load
     max_concurrency: int | None = None  # gpu_time key: request slots (vLLM --max-num-seqs) for utilisation
     metrics_url: str | None = None  # the engine's Prometheus /metrics
@@ -61,11 +62,24 @@ class Pool:
 
     @property
     def weights_from_engine(self) -> bool:
-        return self.key == "gpu_time" or self.output_weight is None
+        """Weights measured by the engine wherever it can be read: the gpu_time key always; the tokens key
+        whenever metrics_url is given (a declared output_weight is then the fallback for an interval without
+        engine data)."""
+        return self.key == "gpu_time" or self.metrics_url is not None
 
 
-def _err(name: str, field: str, message: str) -> ConfigurationError:
-    return ConfigurationError(f"pools.{name}.{field}: {message}")
+class PoolError(ConfigurationError):
+    """One problem with one pool's setting: ``pools.NAME.field: message`` (``table`` / ``field`` let a price file
+    point at the line)."""
+
+    def __init__(self, name: str, field: str, message: str) -> None:
+        self.table = f"pools.{name}" if name else "pools"
+        self.field = field
+        super().__init__(f"{self.table}.{field}: {message}" if field else f"{self.table}: {message}")
+
+
+def _err(name: str, field: str, message: str) -> PoolError:
+    return PoolError(name, field, message)
 
 
 def _decimal(name: str, field: str, value: Any, *, positive: bool = True) -> Decimal:
@@ -117,77 +131,129 @@ def _endpoint(name: str, value: Any) -> tuple[str, int | None]:
 
 
 def pool_from_mapping(name: str, data: Mapping[str, Any]) -> Pool:
+    """One pool, validated; raises its first problem (:func:`check_pools` gives them all)."""
+    pool, problems = _pool(name, data)
+    if problems:
+        raise problems[0]
+    return pool  # type: ignore[return-value]
+
+
+def _pool(name: Any, data: Any) -> tuple[Pool | None, list[PoolError]]:
+    """The pool and every problem with it (a person fixes all mistakes at once)."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigurationError(f"pools: a pool needs a non-empty name, got {name!r}")
+        return None, [PoolError("", "", f"a pool needs a non-empty name, got {name!r}")]
     if not isinstance(data, Mapping):
-        raise _err(name, "", f"must be a table of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise _err(name, unknown[0], f"unknown setting (accepted: {', '.join(sorted(_FIELDS))})")
-    gpu_hour = _decimal(name, "gpu_hour", data["gpu_hour"]) if "gpu_hour" in data else None
-    monthly = _decimal(name, "monthly", data["monthly"]) if "monthly" in data else None
-    if (gpu_hour is None) == (monthly is None):
-        raise _err(name, "gpu_hour", "give the cost as gpu_hour (with gpus) or as monthly, exactly one of them")
-    if monthly is not None and "gpus" in data:
-        raise _err(name, "gpus", "gpus goes with gpu_hour, not with monthly")
+        return None, [_err(name, "", f"must be a table of settings, got {type(data).__name__}")]
+    problems: list[PoolError] = []
+
+    def take(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except PoolError as exc:
+            problems.append(exc)
+            return None
+
+    for field in sorted(set(data) - _FIELDS):
+        problems.append(_err(name, field, f"unknown setting (accepted: {', '.join(sorted(_FIELDS))})"))
+    gpu_hour = take(_decimal, name, "gpu_hour", data["gpu_hour"]) if "gpu_hour" in data else None
+    monthly = take(_decimal, name, "monthly", data["monthly"]) if "monthly" in data else None
+    if ("gpu_hour" in data) == ("monthly" in data):
+        problems.append(_err(name, "gpu_hour", "give the cost as gpu_hour (with gpus) or as monthly, exactly one of them"))
+    if "monthly" in data and "gpus" in data:
+        problems.append(_err(name, "gpus", "gpus goes with gpu_hour, not with monthly"))
     endpoints = data.get("endpoints")
     if isinstance(endpoints, str):
         endpoints = [endpoints]
     if not isinstance(endpoints, (list, tuple)) or not endpoints:
-        raise _err(name, "endpoints", "the pool matches no call: give at least one 'host:port' or base URL")
+        problems.append(_err(name, "endpoints", "the pool matches no call: give at least one 'host:port' or base URL"))
+        endpoints = []
+    parsed_endpoints = tuple(e for e in (take(_endpoint, name, e) for e in endpoints) if e is not None)
     models = data.get("models")
     if isinstance(models, str):
         models = [models]
     if not isinstance(models, (list, tuple)) or not models or not all(isinstance(m, str) and m for m in models):
-        raise _err(name, "models", "the pool matches no call: give the model names it serves (a list of strings)")
+        problems.append(_err(name, "models", "the pool matches no call: give the model names it serves (a list of "
+                                             "strings)"))
+        models = []
     owner = data.get("owner")
     if not isinstance(owner, str) or not owner.strip():
-        raise _err(name, "owner", "name who pays the idle cost (a team), e.g. owner = \"ml-platform\"")
+        problems.append(_err(name, "owner", "name who pays the idle cost (a team), e.g. owner = \"ml-platform\""))
+        owner = ""
     key = data.get("key", "tokens")
     if key not in KEYS:
-        raise _err(name, "key", f"allocation key must be one of {', '.join(KEYS)}, got {key!r}")
-    start = _when(name, "start", data["start"]) if "start" in data else None
-    until = _when(name, "until", data["until"]) if "until" in data else None
+        problems.append(_err(name, "key", f"allocation key must be one of {', '.join(KEYS)}, got {key!r}"))
+        key = "tokens"
+    start = take(_when, name, "start", data["start"]) if "start" in data else None
+    until = take(_when, name, "until", data["until"]) if "until" in data else None
     if start is not None and until is not None and until <= start:
-        raise _err(name, "until", f"the pool matches no call: its period is empty ({start:%Y-%m-%d} to {until:%Y-%m-%d})")
-    interval = _int(name, "interval", data.get("interval", 3600))
-    if 86400 % interval:
-        raise _err(name, "interval", f"must divide a day evenly (seconds: 3600 = 1 h, 900 = 15 min), got {interval}")
+        problems.append(_err(name, "until", f"the pool matches no call: its period is empty ({start:%Y-%m-%d} to "
+                                            f"{until:%Y-%m-%d})"))
+    interval = take(_int, name, "interval", data.get("interval", 3600))
+    if interval is not None and 86400 % interval:
+        problems.append(_err(name, "interval", f"must divide a day evenly (seconds: 3600 = 1 h, 900 = 15 min), got "
+                                               f"{interval}"))
     metrics_url = data.get("metrics_url")
     if metrics_url is not None and (not isinstance(metrics_url, str) or "://" not in metrics_url):
-        raise _err(name, "metrics_url", f"must be the engine's /metrics URL (http://host:port/metrics), got {metrics_url!r}")
-    output_weight = _decimal(name, "output_weight", data["output_weight"]) if "output_weight" in data else None
-    pool = Pool(
-        name=name, endpoints=tuple(_endpoint(name, e) for e in endpoints), models=tuple(models), owner=owner.strip(),
-        key=key, gpu_hour=gpu_hour, gpus=_int(name, "gpus", data.get("gpus", 1)), monthly=monthly, start=start,
-        until=until, interval=interval,
-        input_weight=_decimal(name, "input_weight", data.get("input_weight", 1)), output_weight=output_weight,
-        capacity_per_hour=(_decimal(name, "capacity_per_hour", data["capacity_per_hour"])
-                           if "capacity_per_hour" in data else None),
-        max_concurrency=_int(name, "max_concurrency", data["max_concurrency"]) if "max_concurrency" in data else None,
-        metrics_url=metrics_url,
-    )
-    if pool.weights_from_engine and metrics_url is None:
+        problems.append(_err(name, "metrics_url", f"must be the engine's /metrics URL (http://host:port/metrics), got "
+                                                  f"{metrics_url!r}"))
+    elif metrics_url is not None and importlib.util.find_spec("prometheus_client") is None:
+        problems.append(_err(name, "metrics_url", "reading the engine's metrics needs prometheus-client: "
+                                                  "pip install 'aicost-otel[prometheus]'"))
+    output_weight = take(_decimal, name, "output_weight", data["output_weight"]) if "output_weight" in data else None
+    input_weight = take(_decimal, name, "input_weight", data.get("input_weight", 1))
+    gpus = take(_int, name, "gpus", data.get("gpus", 1))
+    capacity = take(_decimal, name, "capacity_per_hour", data["capacity_per_hour"]) if "capacity_per_hour" in data \
+        else None
+    max_concurrency = take(_int, name, "max_concurrency", data["max_concurrency"]) if "max_concurrency" in data \
+        else None
+    if "metrics_url" not in data and (key == "gpu_time" or "output_weight" not in data):
         what = "key = \"gpu_time\"" if key == "gpu_time" else "token weights without output_weight"
-        raise _err(name, "metrics_url", f"{what} reads the serving engine's metrics: give metrics_url "
-                                        "(or declare output_weight for the tokens key)")
-    return pool
+        problems.append(_err(name, "metrics_url", f"{what} reads the serving engine's metrics: give metrics_url "
+                                                  "(or declare output_weight for the tokens key)"))
+    if problems:
+        return None, problems
+    return Pool(
+        name=name, endpoints=parsed_endpoints, models=tuple(models), owner=owner.strip(), key=key, gpu_hour=gpu_hour,
+        gpus=gpus, monthly=monthly, start=start, until=until, interval=interval, input_weight=input_weight,
+        output_weight=output_weight, capacity_per_hour=capacity, max_concurrency=max_concurrency,
+        metrics_url=metrics_url,
+    ), []
 
 
 def pools_from_data(data: Mapping[str, Any]) -> tuple[Pool, ...]:
-    """Every pool, validated, then checked against each other: two pools that serve the same endpoint and model
-    in overlapping periods are refused (a call would have two GPU bills)."""
+    """Every pool, validated; ConfigurationError with every problem found (its ``problems`` lists them)."""
+    pools, problems = check_pools(data)
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        error = ConfigurationError(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+        error.problems = problems  # type: ignore[attr-defined]
+        raise error
+    return pools
+
+
+def check_pools(data: Any) -> tuple[tuple[Pool, ...], list[PoolError]]:
+    """The one validator of pools (configure time, the price file, ``aicost prices --check``): the valid pools and
+    every problem. Each pool on its own, then against each other: two pools that serve the same endpoint and
+    model in overlapping periods are refused (a call would have two GPU bills)."""
     if not isinstance(data, Mapping):
-        raise ConfigurationError(f"pools: must be a table of pools {{name: settings}}, got {type(data).__name__}")
-    pools = tuple(pool_from_mapping(name, settings) for name, settings in data.items())
+        return (), [PoolError("", "", f"must be a table of pools {{name: settings}}, got {type(data).__name__}")]
+    pools: list[Pool] = []
+    problems: list[PoolError] = []
+    for name, settings in data.items():
+        pool, found = _pool(name, settings)
+        problems.extend(found)
+        if pool is not None:
+            pools.append(pool)
+    far = datetime.max.replace(tzinfo=timezone.utc)
+    near = datetime.min.replace(tzinfo=timezone.utc)
     for i, a in enumerate(pools):
         for b in pools[i + 1:]:
             shared = [(h, p, m) for h, p in a.endpoints for hb, pb in b.endpoints for m in a.models
                       if h == hb and (p is None or pb is None or p == pb) and m in b.models]
-            far = datetime.max.replace(tzinfo=timezone.utc)
-            near = datetime.min.replace(tzinfo=timezone.utc)
             if shared and (a.start or near) < (b.until or far) and (b.start or near) < (a.until or far):
                 host, port, model = shared[0]
-                raise _err(b.name, "endpoints", f"overlaps pool {a.name!r}: both serve model {model!r} at "
-                                                f"{host}{'' if port is None else f':{port}'} in the same period")
-    return pools
+                problems.append(_err(b.name, "endpoints", f"overlaps pool {a.name!r}: both serve model {model!r} at "
+                                                          f"{host}{'' if port is None else f':{port}'} in the same "
+                                                          "period"))
+    return tuple(pools), problems

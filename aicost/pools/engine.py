@@ -3,8 +3,8 @@
 vLLM exports, per served model (label ``model_name``): the counters ``vllm:prompt_tokens_total`` and
 ``vllm:generation_tokens_total``; the histograms ``vllm:request_prefill_time_seconds`` and
 ``vllm:request_decode_time_seconds`` (their ``_sum`` is the total seconds requests spent in prefill / decode);
-the gauges ``vllm:num_requests_running`` and ``vllm:kv_cache_usage_perc`` (``vllm:gpu_cache_usage_perc`` before
-the v1 engine). Counters only grow, so an interval's figures are the difference of two scrapes; a counter that
+the gauges ``vllm:num_requests_running``, ``vllm:num_requests_waiting`` and ``vllm:kv_cache_usage_perc``
+(``vllm:gpu_cache_usage_perc`` before the v1 engine; a fraction, 1 = full). Counters only grow, so an interval's figures are the difference of two scrapes; a counter that
 went down means the engine restarted, and the later scrape alone is the interval's figure.
 
 The text is parsed with prometheus-client's parser (the format has escaping and histogram rules not worth
@@ -25,6 +25,7 @@ _COUNTERS = {
 }
 _GAUGES = {
     "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
     "vllm:gpu_cache_usage_perc": "kv_cache_usage",  # vLLM v0 name
 }
@@ -40,6 +41,16 @@ class EngineSample:
     decode_seconds: Decimal = Decimal(0)
     running: Decimal = Decimal(0)
     kv_cache_usage: Decimal = Decimal(0)
+    waiting: Decimal = Decimal(0)
+
+    def load(self, max_concurrency: int | None = None) -> Decimal:
+        """How full the engine is right now, 0 to 1: full (1) when requests are waiting, else the larger of the
+        share of its request slots in use (``running / max_concurrency``, vLLM's ``--max-num-seqs``, when
+        declared) and its KV-cache usage: the engine can take no more work when either runs out."""
+        if self.waiting > 0:
+            return Decimal(1)
+        slots = self.running / max_concurrency if max_concurrency else Decimal(0)
+        return min(Decimal(1), max(slots, self.kv_cache_usage))
 
     def since(self, earlier: "EngineSample | None") -> "EngineSample":
         """The counters' growth from ``earlier`` to this scrape (gauges as of this scrape)."""
@@ -50,7 +61,7 @@ class EngineSample:
             return self
         return EngineSample(*(getattr(self, f) - getattr(earlier, f) for f in
                               ("prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")),
-                            running=self.running, kv_cache_usage=self.kv_cache_usage)
+                            running=self.running, kv_cache_usage=self.kv_cache_usage, waiting=self.waiting)
 
     @property
     def seconds_per_prompt_token(self) -> Decimal | None:

@@ -1,9 +1,14 @@
 """Closed pool intervals into the spend ledger (schema version 3 tables ``aicost_pool_interval`` and
 ``aicost_pool_allocation``), and back out for ``aicost report --pool``.
 
-Writes happen when an interval closes (the closing thread, never a call), idempotently: an interval or an
-allocation already stored is left as it is, so a retried close never double counts. A ledger that is down loses
-the interval's ledger copy (logged once); the meter still holds it in memory.
+A closed interval becomes :class:`PoolRows` records (its allocations in slices, then the interval's own row)
+queued on a ledger writer (:mod:`aicost.ledger.writer`): written by its thread, never by a call, and with its
+bounded spill and replay when the database is down, so nothing is lost. Writes are idempotent (``ON CONFLICT
+DO NOTHING``): an interval or an allocation already stored is left as it is, so a replay never double counts.
+The interval's row comes last: an interval row present means its allocations are too.
+
+A call with no span (no OpenTelemetry SDK configured) has no span id to key its allocation by: it gets
+``POOL@START#N`` (its place in the interval), so its final cost is still in the ledger, once.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator
 
+from ..ledger.writer import Record
+from ..pricing.money import format_usd
 from .meter import Allocation, ClosedInterval
 
 _INTERVAL_COLUMNS = ("pool", "start_ts", "end_ts", "owner", "alloc_key", "cost", "used", "idle", "calls",
                      "input_tokens", "output_tokens", "input_weight", "output_weight", "weights_from")
 _ALLOCATION_COLUMNS = ("span_id", "pool", "start_ts", "team", "model", "input_tokens", "output_tokens", "units",
                        "provisional", "final")
+_UTILISATION = "; utilisation: "  # weights_from holds where the weights and the utilisation came from
 
 
 def _insert(table: str, columns: tuple[str, ...], key: str) -> str:
@@ -29,34 +37,102 @@ _INSERT_INTERVAL = _insert("aicost_pool_interval", _INTERVAL_COLUMNS, "pool, sta
 _INSERT_ALLOCATION = _insert("aicost_pool_allocation", _ALLOCATION_COLUMNS, "span_id")
 
 
+class PoolRows(Record):
+    """Some of a closed interval's ledger rows, as text and integers (what spills to JSON and back unchanged):
+    a slice of its allocations, and / or (in the last record) the interval's own row."""
+
+    __slots__ = ("pool", "start", "allocations", "interval")
+
+    def __init__(self, pool: str, start: str, allocations: list[list[Any]], interval: list[Any] | None) -> None:
+        self.pool, self.start, self.allocations, self.interval = pool, start, allocations, interval
+
+    def store_into(self, store: Any) -> None:
+        at = store._ts(datetime.fromisoformat(self.start))
+        pool = self.pool
+        if store.dialect == "sqlite":  # money is stored as the exact decimal text it already is
+            allocations = [(a[0], pool, at, *a[1:]) for a in self.allocations]
+            interval = None if self.interval is None else (pool, at, store._ts(
+                datetime.fromisoformat(self.interval[0])), *self.interval[1:])
+        else:
+            number = store._money
+            allocations = [(a[0], pool, at, *a[1:6], number(_dec(a[6])), number(_dec(a[7])))
+                           for a in self.allocations]
+            interval = None if self.interval is None else (
+                pool, at, store._ts(datetime.fromisoformat(self.interval[0])), *self.interval[1:3],
+                *(number(_dec(x)) for x in self.interval[3:6]), *self.interval[6:])
+        store.execute_many([(_INSERT_ALLOCATION, allocations), (_INSERT_INTERVAL, [interval] if interval else [])])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool, "start": self.start, "allocations": self.allocations, "interval": self.interval}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PoolRows":
+        return cls(data["pool"], data["start"], data["allocations"], data["interval"])
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def records(interval: ClosedInterval, slice_size: int = 5000) -> list[PoolRows]:
+    """The interval as ledger records: its allocations in slices of ``slice_size``, the interval row last."""
+    start = interval.start.isoformat()
+    money = format_usd
+    tag = f"{interval.pool}@{int(interval.start.timestamp())}#"
+    rows = [[a.span_id or f"{tag}{i}", a.team, a.model, a.input_tokens, a.output_tokens, str(a.units),
+             None if a.provisional is None else money(a.provisional), money(a.final)]
+            for i, a in enumerate(interval.allocations)]
+    weights_from = interval.weights_from + (_UTILISATION + interval.utilisation_from if interval.utilisation_from
+                                            else "")
+    row = [interval.end.isoformat(), interval.owner, interval.key, money(interval.cost), money(interval.used),
+           money(interval.idle), len(interval.allocations), interval.input_tokens, interval.output_tokens,
+           str(interval.input_weight), str(interval.output_weight), weights_from]
+    out = [PoolRows(interval.pool, start, rows[i:i + slice_size], None) for i in range(0, len(rows), slice_size)]
+    out.append(PoolRows(interval.pool, start, [], row))
+    return out
+
+
 def write_interval(store: Any, interval: ClosedInterval) -> None:
-    """Allocations first, the interval row last: an interval row present means its allocations are too."""
-    ts, money = store._ts, store._money
-    start = ts(interval.start)
-    allocations = [(a.span_id, interval.pool, start, a.team, a.model, a.input_tokens, a.output_tokens, str(a.units),
-                    money(a.provisional), money(a.final)) for a in interval.allocations if a.span_id]
-    row = (interval.pool, start, ts(interval.end), interval.owner, interval.key, money(interval.cost),
-           money(interval.used), money(interval.idle), len(interval.allocations), interval.input_tokens,
-           interval.output_tokens, str(interval.input_weight), str(interval.output_weight), interval.weights_from)
-    with store._lock:
-        cur = store._cursor()
-        if allocations:
-            cur.executemany(store._sql(_INSERT_ALLOCATION), allocations)
-        cur.execute(store._sql(_INSERT_INTERVAL), row)  # both dialects' connections autocommit
+    """The interval written now, on this thread (tools and benchmarks; the meter queues on a ledger writer)."""
+    for record in records(interval):
+        record.store_into(store)
 
 
 def ledger_sink(url: str) -> Any:
-    """A ``PoolMeter`` sink writing each closed interval to the ledger at ``url`` (opened on first use)."""
-    from ..ledger import open_store
+    """A ``PoolMeter`` sink queueing each closed interval on the ledger writer for ``url``: the one
+    ``instrument(ledger=...)`` runs when it writes there, else one of the pools' own (opened now, so a bad URL
+    is a ConfigurationError at configure time; with its own spill file). ``sink.flush()`` writes what is
+    queued now."""
+    from ..ledger import writer as ledger_writer
 
     state: dict[str, Any] = {}
 
-    def sink(interval: ClosedInterval) -> None:
-        store = state.get("store")
-        if store is None:
-            store = state["store"] = open_store(url)
-        write_interval(store, interval)
+    def writer() -> Any:
+        active = ledger_writer.active()
+        if active is not None and active.url == url and not active._closed:
+            return active
+        own = state.get("writer")
+        if own is None:
+            dir_, stem = ledger_writer._spill_location(url, None)
+            own = state["writer"] = ledger_writer.LedgerWriter(url, setting="configure_pools(ledger=...)",
+                                                               spill_path=dir_ / f"{stem}-pools.jsonl")
+        return own
 
+    writer()
+
+    def sink(interval: ClosedInterval) -> None:
+        chosen = writer()
+        chosen.add(records(interval, chosen.batch_size))
+
+    def flush() -> None:
+        writer().flush()
+
+    def close() -> None:
+        own = state.pop("writer", None)
+        if own is not None:
+            own.close()
+
+    sink.flush, sink.close = flush, close  # type: ignore[attr-defined]
     return sink
 
 
@@ -79,12 +155,13 @@ def read_intervals(store: Any, pool: str, start: datetime, end: datetime) -> Ite
         by_start.setdefault(_parse_ts(at), []).append(Allocation(
             span_id, team, model, int(tin), int(tout), Decimal(units),
             None if provisional is None else Decimal(provisional), Decimal(final)))
-    for (name, at, until, owner, key, cost, used, idle, _calls, _tin, _tout, w_in, w_out, weights_from) in intervals:
+    for (name, at, until, owner, key, cost, used, idle, _calls, _tin, _tout, w_in, w_out, sources) in intervals:
         start_at = _parse_ts(at)
         used, cost = Decimal(used), Decimal(cost)
+        weights_from, _, utilisation_from = sources.partition(_UTILISATION)
         yield ClosedInterval(name, owner, key, start_at, _parse_ts(until), cost, used, Decimal(idle),
                              used / cost if cost else Decimal(0), Decimal(w_in), Decimal(w_out), weights_from,
-                             tuple(by_start.get(start_at, ())))
+                             tuple(by_start.get(start_at, ())), utilisation_from=utilisation_from)
 
 
 def pools_in(store: Any) -> list[str]:

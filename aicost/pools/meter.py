@@ -4,12 +4,16 @@ How a call is met:
 
 1. before the call (an interceptor, so nothing blocks): if its endpoint and model belong to a pool, the span gets
    ``aicost.pool.name`` and ``aicost.cost.provisional = true``. The call is priced by the core as any other, at
-   the pool's *provisional* rate (installed as a price override named ``pool:NAME provisional``): the last
-   closed interval's cost per allocation unit, turned into per-token rates. So the span's
-   ``aicost.cost.total_usd`` and the budget guard's reservation are both provisional figures.
+   the pool's *provisional* rate (``CallInfo.price_scope = "pool:NAME provisional"``, whose prices
+   ``aicost.pricing.set_scoped_prices`` holds for this pool alone): the last closed interval's cost per
+   allocation unit, turned into per-token rates. So the span's ``aicost.cost.total_usd`` and the budget
+   guard's reservation are both provisional figures.
 2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock).
-3. ``close_due()`` (a background timer, or the app's scheduler, or a test with its own clock) closes every
-   interval that has ended: reads the engine's counters if the key needs them, allocates the interval's cost
+3. ``sample()`` (the background thread about once a minute, or the app's scheduler, or a test with its own
+   clock) reads each engine's gauges and keeps its load, for the interval's measured utilisation.
+4. ``close_due()`` (the same thread, scheduler or test) closes every interval that has ended: reads the
+   engine's counters (the weights), measures the used fraction (the engine's load samples, else the declared
+   capacity; docs/self-hosted.md says exactly how), allocates the interval's cost in whole nano-dollars
    (:mod:`aicost.pools.allocate`), keeps the :class:`ClosedInterval` (final cost per span id, idle cost for the
    owner, utilisation) and hands it to the sinks (the ledger), then moves the provisional rate.
 """
@@ -22,14 +26,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, NamedTuple
 
 from .. import semconv
 from .._log import error_once
 from ..hooks import CallInfo, CallResult
 from . import engine
-from .allocate import split
-from .config import Pool
+from .allocate import as_ints, quanta, share_quanta, used_quanta
+from .config import QUANTUM, Pool
 
 MILLION = Decimal(1_000_000)
 PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
@@ -47,8 +51,9 @@ class _Use:
     provisional: Decimal | None  # what the span said at call time (None: no closed interval yet)
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(NamedTuple):
+    """One call's final share of its interval (a tuple: a million of them are built per busy interval)."""
+
     span_id: str
     team: str | None
     model: str | None
@@ -75,6 +80,10 @@ class ClosedInterval:
     weights_from: str  # "declared" / "engine" / "engine (previous interval)" / "default 1:1 (no engine data)"
     allocations: tuple[Allocation, ...] = field(repr=False)
     engine: engine.EngineSample | None = None
+    # how utilisation was measured: "engine load, N samples" / "engine request-seconds over max_concurrency" /
+    # "declared capacity" / "no capacity declared" (calls pay the whole interval)
+    utilisation_from: str = ""
+    busy_seconds: Decimal | None = None  # the engine's busy time in the interval (load x time), when sampled
 
     @property
     def input_tokens(self) -> int:
@@ -125,10 +134,12 @@ class PoolMeter:
         self._rate: dict[str, Decimal | None] = {p.name: None for p in self.pools}  # USD per unit, provisional
         self._weights: dict[str, tuple[Decimal, Decimal, str] | None] = {p.name: None for p in self.pools}
         self._last_sample: dict[str, engine.EngineSample | None] = {p.name: None for p in self.pools}
+        # (epoch second, engine load) of the gauges sampled since the oldest open interval began
+        self._samples: dict[str, deque[tuple[int, Decimal]]] = {p.name: deque() for p in self.pools}
         self.closed: dict[str, deque[ClosedInterval]] = {p.name: deque(maxlen=_KEEP_INTERVALS) for p in self.pools}
         self.sinks: list[Callable[[ClosedInterval], None]] = []
         for pool in self.pools:  # the counters' baseline for the first interval
-            if pool.weights_from_engine and pool.metrics_url:
+            if pool.metrics_url:
                 self._last_sample[pool.name] = self._read(pool)
 
     # --- matching --------------------------------------------------------------------------------------
@@ -143,6 +154,7 @@ class PoolMeter:
         if pool is not None:
             info.span_attributes[POOL_ATTRIBUTE] = pool.name
             info.span_attributes[PROVISIONAL_ATTRIBUTE] = True
+            info.price_scope = provisional_origin(pool)  # this pool's rate, not another pool's same-named model
         return None
 
     def __call__(self, result: CallResult) -> None:
@@ -158,6 +170,34 @@ class PoolMeter:
                    or info.request_model, usage.input_tokens, usage.output_tokens, result.cost_usd)
         with self._lock:
             self._open[pool.name].setdefault(start, []).append(use)
+
+    # --- sampling the engine's load ------------------------------------------------------------------
+    def sample(self, now: float | None = None) -> None:
+        """Read each engine's gauges once (running and waiting requests, KV-cache usage) and keep its load for
+        the interval's utilisation. The closing thread does this every tick (about once a minute); a test or
+        an app's scheduler calls it with its own clock. Never on a call."""
+        at = int(self.clock() if now is None else now)
+        for pool in self.pools:
+            if pool.metrics_url:
+                reading = self._read(pool)
+                if reading is not None:
+                    with self._lock:
+                        self._samples[pool.name].append((at, reading.load(pool.max_concurrency)))
+
+    def _take_samples(self, pool: Pool, start: int, end: int) -> list[tuple[int, Decimal]]:
+        """The samples taken in ``[start, end)``, removed (older ones are dropped: their interval is closed)."""
+        kept = self._samples[pool.name]
+        taken = []
+        while kept and kept[0][0] < end:
+            at, load = kept.popleft()
+            if at >= start:
+                taken.append((at, load))
+        return taken
+
+    def tick(self) -> None:
+        """What the closing thread does once a minute: sample the engines, then close what is due."""
+        self.sample()
+        self.close_due()
 
     # --- closing ---------------------------------------------------------------------------------------
     def close_due(self, now: float | None = None) -> list[ClosedInterval]:
@@ -180,6 +220,8 @@ class PoolMeter:
             return None
 
     def _weights_for(self, pool: Pool, delta: engine.EngineSample | None) -> tuple[Decimal, Decimal, str]:
+        """The interval's weights: the engine's (this interval's counters, else the last interval that had
+        them), else the declared ones, else 1:1."""
         if not pool.weights_from_engine:
             return pool.input_weight, pool.output_weight, "declared"  # type: ignore[return-value]
         s_in = delta.seconds_per_prompt_token if delta is not None else None
@@ -191,35 +233,58 @@ class PoolMeter:
         previous = self._weights[pool.name]
         if previous is not None:
             return previous[0], previous[1], "engine (previous interval)"
+        if pool.key == "tokens" and pool.output_weight is not None:
+            return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
         return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
 
     def _close(self, pool: Pool, start_s: int) -> ClosedInterval:
         with self._lock:
             uses = self._open[pool.name].pop(start_s, [])
+            samples = self._take_samples(pool, start_s, start_s + pool.interval)
         start = datetime.fromtimestamp(start_s, timezone.utc)
         end = datetime.fromtimestamp(start_s + pool.interval, timezone.utc)
         delta = None
-        if pool.weights_from_engine and pool.metrics_url:
+        if pool.metrics_url:
             sample = self._read(pool)
             if sample is not None:
                 delta = sample.since(self._last_sample[pool.name])
                 self._last_sample[pool.name] = sample
         w_in, w_out, weights_from = self._weights_for(pool, delta)
-        units = [w_in * u.input_tokens + w_out * u.output_tokens for u in uses]
-        if pool.key == "gpu_time":
-            capacity = Decimal(pool.max_concurrency * pool.interval) if pool.max_concurrency else None
-        else:
-            capacity = pool.capacity_per_hour * pool.interval / 3600 if pool.capacity_per_hour else None
+        # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
+        (a, b), places = as_ints([w_in, w_out])
+        units = [a * u.input_tokens + b * u.output_tokens for u in uses]
+        whole = Decimal(sum(units)).scaleb(-places)
         cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
-        result = split(cost, units, capacity)
-        allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w, u.provisional,
-                                       share) for u, w, share in zip(uses, units, result.shares))
-        closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, result.used, result.idle,
-                                result.utilisation, w_in, w_out, weights_from, allocations, delta)
+        total = quanta(cost)
+        busy = _busy_seconds(samples, start_s, start_s + pool.interval)
+        if busy is not None and pool.max_concurrency and delta is not None:
+            # never less than the engine's own counters prove: a minute's samples can miss short requests
+            busy = max(busy, (delta.prefill_seconds + delta.decode_seconds) / pool.max_concurrency)
+        if busy is not None:
+            used = used_quanta(total, busy, Decimal(pool.interval))
+            utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
+        elif pool.key == "gpu_time" and pool.max_concurrency:
+            used = used_quanta(total, whole, Decimal(pool.max_concurrency * pool.interval))
+            utilisation_from = "engine request-seconds over max_concurrency"
+        elif pool.key == "tokens" and pool.capacity_per_hour:
+            used = used_quanta(total, whole * 3600, pool.capacity_per_hour * pool.interval)
+            utilisation_from = "declared capacity"
+        else:
+            used, utilisation_from = (total if whole else 0), "no capacity declared"
+        if not whole:
+            used = 0  # busy time no recorded call accounts for (traffic that bypassed aicost) is idle: the owner's
+        shares = share_quanta(used, units)
+        q = QUANTUM
+        scale = Decimal(1).scaleb(-places)
+        allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w * scale,
+                                       u.provisional, q * share) for u, w, share in zip(uses, units, shares))
+        used_usd = q * used
+        closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, used_usd, cost - used_usd,
+                                used_usd / cost if cost else Decimal(0), w_in, w_out, weights_from, allocations,
+                                delta, utilisation_from, busy)
         self.closed[pool.name].append(closed)
-        total_units = sum(units, Decimal(0))
-        if total_units:
-            self._set_rate(pool, result.used / total_units, w_in, w_out)
+        if used:  # else the previous rate stays: a call is never provisionally free
+            self._set_rate(pool, used_usd / whole, w_in, w_out)
         for sink in self.sinks:
             try:
                 sink(closed)
@@ -228,22 +293,50 @@ class PoolMeter:
         return closed
 
     def _set_rate(self, pool: Pool, per_unit: Decimal, w_in: Decimal, w_out: Decimal) -> None:
-        from ..pricing.engine import replace_prices
+        from ..pricing import set_scoped_prices
 
         self._rate[pool.name] = per_unit
         q = Decimal("1e-9")  # per 1M tokens: sub-nano-dollar per token; the final allocation is exact anyway
         rates = {"input": (per_unit * w_in * MILLION).quantize(q), "output": (per_unit * w_out * MILLION).quantize(q)}
-        replace_prices(provisional_origin(pool), {model: rates for model in pool.models})
+        set_scoped_prices(provisional_origin(pool), {model: rates for model in pool.models})
+
+    def flush(self) -> None:
+        """Write what the sinks have queued (the ledger) now, on this thread."""
+        for sink in self.sinks:
+            getattr(sink, "flush", lambda: None)()
+
+    def close(self) -> None:
+        """Stop: the provisional prices are removed and the sinks flushed and closed."""
+        self.clear_prices()
+        for sink in self.sinks:
+            try:
+                getattr(sink, "close", lambda: None)()
+            except Exception:
+                error_once("pool-sink-close", "aicost: a pool interval sink could not be closed")
 
     def provisional_rate(self, pool: str) -> Decimal | None:
         """USD per allocation unit from the last closed interval that had calls (None before the first)."""
         return self._rate[pool]
 
     def clear_prices(self) -> None:
-        from ..pricing.engine import replace_prices
+        from ..pricing import set_scoped_prices
 
         for pool in self.pools:
-            replace_prices(provisional_origin(pool), {})
+            set_scoped_prices(provisional_origin(pool), {})
+
+
+def _busy_seconds(samples: list[tuple[int, Decimal]], start: int, end: int) -> Decimal | None:
+    """The engine's busy time in ``[start, end)`` from its load samples (None without any): each sample's load
+    holds from it to the next sample (the last: to the interval's end; the first also from the interval's
+    start), so busy seconds = sum(load x the time it held)."""
+    if not samples:
+        return None
+    busy = Decimal(0)
+    for i, (at, load) in enumerate(samples):
+        since = start if i == 0 else at
+        until = samples[i + 1][0] if i + 1 < len(samples) else end
+        busy += load * (until - since)
+    return busy
 
 
 def provisional_origin(pool: Pool) -> str:

@@ -8,6 +8,8 @@ The contract the rest of aicost codes against::
     catalog_providers() -> tuple[str, ...]   (the provider names the catalog has price tables for)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
+    set_scoped_prices(scope, {model: rates}) / scoped_price(scope, model)   (prices only for calls an
+        interceptor scoped with CallInfo.price_scope: a self-hosted pool's provisional rate)
     canonical(Decimal) -> Decimal / format_usd(Decimal) -> str / sum_usd(amounts) -> Decimal   (the one written
         form of money: no trailing zeros, never an exponent; every span, metric, CLI and API result uses it)
 
@@ -31,7 +33,9 @@ from .engine import (
     price_call,
     refresh_catalog_from_genai_prices,
     resolve,
+    scoped_price,
     set_price,
+    set_scoped_prices,
     unknown_models,
     use_bundled_catalog,
     use_catalog_file,
@@ -50,6 +54,8 @@ __all__ = [
     "catalog_providers",
     "catalog_version",
     "current_price",
+    "scoped_price",
+    "set_scoped_prices",
     "check_price_file",
     "clear_overrides",
     "format_usd",

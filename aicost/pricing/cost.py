@@ -9,6 +9,7 @@ thread's precision cannot round our money, and a result that would need rounding
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 from dataclasses import dataclass, field
 from datetime import date
@@ -61,6 +62,13 @@ TIER_INPUT_OVER_THRESHOLD = "input_over_threshold"  # one request's input exceed
 # one did not, so no single request could exceed the 200K window: the reported input is summed over the steps
 # of a server-side tool loop (web search, pause_turn) or compaction, each billed at base rates.
 TIER_LONG_CONTEXT_NOT_ENABLED = "long_context_not_enabled"
+# The call ran several sampling steps (a server-side tool loop, compaction) and the vendor bills each step by its
+# own input. With each step's usage known (``steps``): the steps whose own input exceeded the threshold are at the
+# band, the rest at base rates (``Cost.tier`` names the band when a step was at it) ...
+TIER_STEP_INPUT_OVER_THRESHOLD = "step_input_over_threshold"
+TIER_STEPS_UNDER_THRESHOLD = "steps_under_threshold"  # ... or only their sum exceeded it: all at base rates.
+# Several steps whose sizes the vendor did not report: base rates (the least it can cost), ``Cost.estimated``.
+TIER_STEP_INPUTS_UNKNOWN = "step_inputs_unknown"
 
 MONEY = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation, decimal.Inexact])
 ZERO = Decimal(0)
@@ -165,12 +173,13 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
 class _Band:
     """Per-token rates for one long-context band, every fallback already applied."""
 
-    __slots__ = ("threshold", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio", "cache_write",
-                 "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image", "output_image",
-                 "input_characters", "web_search", "web_search_preview", "request", "characters_only")
+    __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
+                 "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
+                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
+        self.name = f"input>{threshold}" if threshold >= 0 else None  # ``Cost.tier``; None for the base rates
         self.per_mtok = MappingProxyType(dict(per_mtok))
         # A model billed by characters alone (tts-1): tokens reported for it have no price, not a $0 one. (A model
         # with no rates at all, such as the moderation models, is free.)
@@ -259,7 +268,8 @@ class ModelPrice:
                 return band
         return self._base
 
-    def cost(self, usage: Usage, *, web_search_tool: str | None = None, long_context: bool | None = None) -> Cost:
+    def cost(self, usage: Usage, *, web_search_tool: str | None = None, long_context: bool | None = None,
+             steps: tuple[Usage, ...] | None = None) -> Cost:
         """Price one call. Each token is priced once: subsets are subtracted from their parent bucket.
 
         ``web_search_tool="web_search_preview"`` selects the preview tool's per-call rate where it differs.
@@ -267,20 +277,64 @@ class ModelPrice:
         beta). For a model whose bands need it (``long_context_opt_in``), ``False`` keeps base rates whatever the
         reported input: without the opt-in no single request can exceed the base window, so a larger figure is
         a sum over a server-side tool loop. ``None`` (not known) prices the reported input as one request.
-        The common call has no cache/audio/image/reasoning tokens, so those branches are skipped as a group.
+        ``steps``: the call ran several sampling steps, each billed by its own input (a server-side tool loop):
+        their usages, which add up to ``usage``, or ``()`` when their sizes are unknown (see :meth:`_by_step`).
+        None: one request. Consulted only when the call's input crosses a threshold.
         """
         input_tokens = usage.input_tokens
-        band = self._base
-        tier = tier_reason = None
         for candidate in self._bands:
             if input_tokens > candidate.threshold:
                 if long_context is False and self.long_context_opt_in:
-                    tier_reason = TIER_LONG_CONTEXT_NOT_ENABLED
-                else:
-                    band = candidate
-                    tier = f"input>{candidate.threshold}"
-                    tier_reason = TIER_INPUT_OVER_THRESHOLD
+                    return self._priced(self._base, usage, web_search_tool, None, TIER_LONG_CONTEXT_NOT_ENABLED)
+                if steps is not None:
+                    return self._by_step(usage, steps, web_search_tool)
+                return self._priced(candidate, usage, web_search_tool, candidate.name, TIER_INPUT_OVER_THRESHOLD)
+        return self._priced(self._base, usage, web_search_tool)
+
+    def _by_step(self, usage: Usage, steps: tuple[Usage, ...], web_search_tool: str | None) -> Cost:
+        """A call of several sampling steps whose summed input crossed a threshold, priced as the vendor bills
+        it: each step by its own input. The steps at a band are priced there; what is left of ``usage`` (the
+        other steps, and what only the call reports, such as searches and per-request fees) at base rates.
+
+        Steps whose sizes are unknown (``()``), or that do not fit in ``usage``, cannot say which were over:
+        base rates, the least the call can have cost, marked estimated (at most every step was over, which the
+        long-context price of the whole call would be).
+        """
+        at_band: dict[_Band, Usage] = {}
+        for step in steps:
+            band = self.band_for(step.input_tokens)
+            if band is not self._base:
+                seen = at_band.get(band)
+                at_band[band] = step if seen is None else seen + step
+        rest = usage
+        for part in at_band.values():
+            rest = _without(rest, part)
+            if rest is None:
                 break
+        if not steps or rest is None:
+            return self._priced(self._base, usage, web_search_tool, None, TIER_STEP_INPUTS_UNKNOWN, estimated=True)
+        if not at_band:
+            return self._priced(self._base, usage, web_search_tool, None, TIER_STEPS_UNDER_THRESHOLD)
+        total = ZERO
+        parts: dict[str, Decimal] = {}
+        priced = [self._priced(self._base, rest, web_search_tool)]
+        priced += [self._priced(band, part, web_search_tool, per_request=False) for band, part in at_band.items()]
+        for cost in priced:
+            if not cost.known or cost.total is None:
+                return cost
+            total = MONEY.add(total, cost.total)
+            for name, value in cost.parts.items():
+                parts[name] = MONEY.add(parts.get(name, ZERO), value)
+        top = max(at_band, key=lambda band: band.threshold)
+        return _make_cost(True, total, parts, self.model, self.provider, self.service_tier, self.source,
+                          usage.estimated, top.name, TIER_STEP_INPUT_OVER_THRESHOLD)
+
+    def _priced(self, band: _Band, usage: Usage, web_search_tool: str | None, tier: str | None = None,
+                tier_reason: str | None = None, estimated: bool = False, per_request: bool = True) -> Cost:
+        """``usage`` at one band's rates. ``per_request=False`` leaves out the per-request fee (a part of a call
+        priced at another band than the rest, which carries the fee once). The common call has no
+        cache/audio/image/reasoning tokens, so those branches are skipped as a group."""
+        input_tokens = usage.input_tokens
         if band.characters_only and (input_tokens or usage.output_tokens):
             return unknown_cost(self.provider, self.model, self.service_tier, usage)
         mul = MONEY.multiply
@@ -357,12 +411,12 @@ class ModelPrice:
             if search:
                 parts["web_search"] = value = mul(search, usage.web_search_requests)
                 total = add(total, value)
-        if band.request:
+        if band.request and per_request:
             parts["request"] = band.request
             total = add(total, band.request)
         return _make_cost(
-            True, total, parts, self.model, self.provider, self.service_tier, self.source, usage.estimated, tier,
-            tier_reason,
+            True, total, parts, self.model, self.provider, self.service_tier, self.source,
+            usage.estimated or estimated, tier, tier_reason,
         )
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
@@ -409,6 +463,25 @@ class ModelPrice:
                     beta = ", 1M-context beta" if self.long_context_opt_in else ""
                     rows.append((name, f"input > {threshold:,}{beta} ({unit})", format_usd(band[name])))
         return rows
+
+
+# What a sampling step reports (Anthropic's ``usage.iterations`` entries): the counts :func:`_without` takes away.
+_STEP_COUNTS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens")
+
+
+def _without(usage: Usage, part: Usage) -> Usage | None:
+    """``usage`` less the step counts of ``part`` (what only the call reports, such as searches, stays whole);
+    None if ``part`` does not fit in it. Thinking tokens the removed steps generated stay counted in
+    ``reasoning_tokens``, which the price clamps to what is left of the output."""
+    left = {name: getattr(usage, name) - getattr(part, name) for name in _STEP_COUNTS}
+    if min(left.values()) < 0:
+        return None
+    rest = dataclasses.replace(usage, **left)
+    if (rest.cache_read_tokens + rest.cache_write_tokens + rest.input_audio_tokens + rest.input_image_tokens
+            > rest.input_tokens or rest.cache_write_1h_tokens > rest.cache_write_tokens
+            or rest.cache_read_image_tokens + rest.cache_read_audio_tokens > rest.cache_read_tokens):
+        return None
+    return rest
 
 
 def _check_rate(name: str, value: object) -> None:

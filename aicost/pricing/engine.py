@@ -48,6 +48,7 @@ _generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
 _now: dict[tuple[str | None, str | None, str | None], tuple[ModelPrice | None, float]] = {}
 _unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
+_scoped: dict[str, dict[str, ModelPrice]] = {}  # set_scoped_prices: scope -> model -> price
 
 
 @dataclass
@@ -290,7 +291,8 @@ def catalog_providers() -> tuple[str, ...]:
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
                at: datetime | None = None, web_search_tool: str | None = None,
-               fallback_model: str | None = None, long_context: bool | None = None) -> Cost:
+               fallback_model: str | None = None, long_context: bool | None = None,
+               steps: tuple[Usage, ...] | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
 
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
@@ -300,7 +302,9 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
     beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
     reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request.
-    ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
+    ``steps``: the call ran several sampling steps, each billed by its own input (with the beta on, a server-side
+    tool loop): their usages, adding up to ``usage``, or ``()`` when the vendor did not report them
+    (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
         if service_tier is not None and type(service_tier) is not str:
@@ -311,8 +315,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             model = fallback_model if price is not None else model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage)
-        if web_search_tool is not None or long_context is not None:
-            return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context)
+        if web_search_tool is not None or long_context is not None or steps is not None:
+            return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context, steps=steps)
         return price.cost(usage)
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
@@ -416,9 +420,10 @@ def load_price_file(path: str | os.PathLike[str]) -> Overrides:
     return loaded
 
 
-def check_price_file(path: str | os.PathLike[str]) -> Overrides:
-    """Validate without installing (what ``aicost prices --check`` runs)."""
-    return load_file(path)
+def check_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
+    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the checks of features'
+    own sections, as ``load_file`` takes them."""
+    return load_file(path, sections=sections)
 
 
 def set_price(model: str, *, provider: str | None = None, service_tier: str | None = None,
@@ -473,16 +478,31 @@ def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None
         _install(kept.merged(new) if new is not None else kept)
 
 
-def replace_prices(origin: str, prices: Mapping[str, Mapping[str, Any]]) -> None:
-    """Swap every rule whose origin is ``origin`` for ``prices`` ({model: {rate: USD per 1M}}), in one step.
+def set_scoped_prices(scope: str, prices: Mapping[str, Mapping[str, Any]]) -> None:
+    """Prices that bill only the calls an interceptor marked with ``CallInfo.price_scope == scope``, replacing the
+    scope's previous ones in one step (``{}`` removes them). Never seen by any other lookup.
 
-    For rates that change while the app runs: a self-hosted pool's provisional rate (``aicost.pools``) moves
-    each time an interval closes, and the call's span and the budget guard must price at the newest one.
+    For rates that belong to where a call went, not to the model's name, and change while the app runs: a
+    self-hosted pool's provisional rate (``aicost.pools``) moves each time an interval closes, and two pools
+    serving the same model name on different servers each have their own. ``prices``: {model: {rate: USD per 1M}}.
     """
-    rules = tuple(rule_from_mapping({"model": model, **rates}, origin=origin) for model, rates in prices.items())
+    built = {}
+    for model, rates in prices.items():
+        rule = rule_from_mapping({"model": model, **rates}, origin=scope)
+        built[model] = ModelPrice(provider=rule.provider, model=model, rates=rule.rates, tiers=rule.tiers,
+                                  source="override", context_window=rule.context_window,
+                                  max_output_tokens=rule.max_output_tokens)
     with _lock:
-        kept = tuple(r for r in _overrides.rules if r.origin != origin)
-        _install(Overrides(kept + rules, _overrides.discounts, _overrides.sources))
+        if built:
+            _scoped[scope] = built
+        else:
+            _scoped.pop(scope, None)
+
+
+def scoped_price(scope: str, model: str | None) -> ModelPrice | None:
+    """The price ``set_scoped_prices`` gave ``model`` in ``scope``, or None."""
+    prices = _scoped.get(scope)
+    return None if prices is None or model is None else prices.get(model)
 
 
 def clear_overrides() -> None:

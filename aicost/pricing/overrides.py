@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigurationError
 from . import names
@@ -453,8 +453,15 @@ def _line_of(origin: str) -> int | None:
 # --- files --------------------------------------------------------------------------------------------------
 
 
-def load_file(path: str | Path) -> Overrides:
-    """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field."""
+# A feature's own section of the price file ([pools.NAME]) is checked by the feature: given the section as
+# written, it returns every problem (ConfigurationErrors; ``table`` / ``field`` attributes, when set, point at
+# the line). The pricing layer only places them in the file.
+SectionCheck = Callable[[Any], Iterable[Exception]]
+
+
+def load_file(path: str | Path, *, sections: Mapping[str, SectionCheck] | None = None) -> Overrides:
+    """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field, with every
+    problem of the file (``sections``' checks included)."""
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise PriceFileError(f"price_file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
@@ -477,11 +484,12 @@ def load_file(path: str | Path) -> Overrides:
         lines = _toml_lines(text)
     else:
         raise PriceFileError("price files must end in .toml or .json", path=label)
-    return overrides_from_data(data, path=label, lines=lines)
+    return overrides_from_data(data, path=label, lines=lines, sections=sections)
 
 
 def overrides_from_data(data: Any, *, path: str | None = None,
-                        lines: Mapping[tuple[str, int], Mapping[str, int]] | None = None) -> Overrides:
+                        lines: Mapping[tuple[str, int], Mapping[str, int]] | None = None,
+                        sections: Mapping[str, SectionCheck] | None = None) -> Overrides:
     """Every entry of a parsed file, validated; all problems in the file are raised together."""
     lines = lines or {}
     if not isinstance(data, Mapping):
@@ -517,6 +525,14 @@ def overrides_from_data(data: Any, *, path: str | None = None,
         problems.append(PriceFileError("'pools' must be a table of tables ([pools.NAME])", path=path,
                                        line=top.get("pools"), field="pools"))
         pools = {}
+    for section, check in (sections or {}).items():
+        if data.get(section):
+            for problem in check(data[section]):
+                table, field = getattr(problem, "table", section), getattr(problem, "field", None)
+                where = lines.get((table, -1), {})
+                line = where.get(field) if field else None
+                problems.append(PriceFileError(str(problem), path=path,
+                                               line=line or where.get("") or top.get(section)))
     result = Overrides(tuple(rules), tuple(discounts), (path,) if path else (), dict(pools))
     try:
         check_contradictions(result)

@@ -1,0 +1,188 @@
+"""Pools: which pool prices a call (by endpoint, not by model name), what instrument() leaves configured, and
+the one validator behind configure time and ``aicost prices --check``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost.pools import configure_pools
+from tests.pool_helpers import SimClock
+from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client
+
+MODEL = "acme/llama-3.1-8b-support-ft"
+T0 = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()
+
+
+def _host_port(server: ReplayServer) -> str:
+    return server.url.split("//", 1)[1]
+
+
+def _call(client, server: ReplayServer, prompt: int, completion: int):
+    server.enqueue(openai_chat_reply(model=MODEL, prompt_tokens=prompt, completion_tokens=completion))
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_two_pools_serving_one_model_name_each_price_at_their_own_provisional_rate(instrumented, replay_server):
+    clock = SimClock(T0)
+    with ReplayServer() as other:
+        a, b = openai_client(replay_server), openai_client(other)
+        try:
+            base = {"models": [MODEL], "owner": "ml", "output_weight": 1}
+            meter = configure_pools({
+                "cheap": {**base, "gpu_hour": "1", "endpoints": [_host_port(replay_server)]},
+                "dear": {**base, "gpu_hour": "9", "endpoints": [_host_port(other)]},
+            }, clock=clock)
+            _call(a, replay_server, 1000, 0)
+            _call(b, other, 1000, 0)
+            clock.now = T0 + 3600
+            meter.close_due()
+            # each pool's whole hour over its 1,000 units: $1 and $9 per 1,000 tokens
+            assert meter.provisional_rate("cheap") == Decimal("0.001")
+            assert meter.provisional_rate("dear") == Decimal("0.009")
+            instrumented.clear()
+            _call(a, replay_server, 500, 0)
+            _call(b, other, 500, 0)
+            costs = {s.attributes["aicost.pool.name"]: Decimal(s.attributes["aicost.cost.total_usd"])
+                     for s in instrumented.aicost_spans()}
+            assert costs == {"cheap": Decimal("0.5"), "dear": Decimal("4.5")}
+        finally:
+            a.close()
+            b.close()
+            aicost.pools.disable()
+
+
+def _price_file(tmp_path, server: ReplayServer, name: str = "prices.toml"):
+    path = tmp_path / name
+    path.write_text(f'''
+[pools.support-llama]
+gpu_hour = "2.50"
+endpoints = ["{_host_port(server)}"]
+models = ["{MODEL}"]
+owner = "ml-platform"
+output_weight = 4
+''')
+    return path
+
+
+def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, replay_server, tmp_path):
+    path = _price_file(tmp_path, replay_server)
+    try:
+        aicost.instrument(price_file=path)
+        meter = aicost.pools.active()
+        assert [p.name for p in meter.pools] == ["support-llama"]
+        aicost.instrument(price_file=path)  # idempotent: the same meter, its open interval's calls kept
+        assert aicost.pools.active() is meter
+        aicost.instrument()  # starts from its own arguments: no price file, so no pools from one
+        assert aicost.pools.active() is None
+        # pools declared in code are not the price file's: a later instrument() leaves them alone
+        declared = configure_pools({"code": {"gpu_hour": 1, "endpoints": ["10.0.0.9:8000"], "models": ["m"],
+                                             "owner": "ml", "output_weight": 2}}, background=False)
+        aicost.instrument()
+        assert aicost.pools.active() is declared
+    finally:
+        aicost.pools.disable()
+
+
+BAD_POOLS = {  # four pools: four problems in two of them, and two valid ones that overlap
+    "a": {"gpu_hour": 1, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2},
+    "b": {"gpu_hour": 1, "gpus": 0, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "",
+          "output_weight": 2},
+    "c": {"monthly": 10, "gpu_hour": 1, "endpoints": ["h:1"], "models": ["m"], "owner": "ml", "key": "gpu_time"},
+    "d": {"gpu_hour": 1, "endpoints": ["http://vllm.internal:8000/v1"], "models": ["m"], "owner": "ml",
+          "output_weight": 2},
+}
+BAD_TOML = '''
+[[model]]
+model = "my-ft"
+input = "-1"
+
+[pools.a]
+gpu_hour = 1
+endpoints = ["vllm.internal:8000"]
+models = ["m"]
+owner = "ml"
+output_weight = 2
+
+[pools.b]
+gpu_hour = 1
+gpus = 0
+endpoints = ["vllm.internal:8000"]
+models = ["m"]
+owner = ""
+output_weight = 2
+
+[pools.c]
+monthly = 10
+gpu_hour = 1
+endpoints = ["h:1"]
+models = ["m"]
+owner = "ml"
+key = "gpu_time"
+
+[pools.d]
+gpu_hour = 1
+endpoints = ["http://vllm.internal:8000/v1"]
+models = ["m"]
+owner = "ml"
+output_weight = 2
+'''
+
+
+def test_prices_check_lists_every_pool_problem_in_the_words_configure_time_uses(tmp_path):
+    import io
+
+    from aicost.cli import main
+    from aicost.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        configure_pools(BAD_POOLS, background=False)
+    expected = [str(p) for p in raised.value.problems]
+    assert len(expected) == 5 and aicost.pools.active() is None
+    assert any("pools.b.gpus" in p for p in expected) and any("pools.b.owner" in p for p in expected)
+    assert any("pools.c.gpu_hour" in p for p in expected) and any("pools.c.metrics_url" in p for p in expected)
+    assert any("pools.d.endpoints: overlaps pool 'a'" in p for p in expected)
+    path = tmp_path / "prices.toml"
+    path.write_text(BAD_TOML)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["prices", "--check", str(path)], out=out, err=err) == 1
+    listed = err.getvalue().splitlines()
+    assert listed[0] == f"invalid: {path}: 6 problems"  # the model price's and the five pools'
+    for problem in expected:  # each at its line: "  FILE:LINE: pools.NAME.field: message"
+        assert sum(line.endswith(f": {problem}") for line in listed) == 1, problem
+    assert f"{path}:15: pools.b.gpus:" in err.getvalue() and f"{path}:18: pools.b.owner:" in err.getvalue()
+    # instrument(price_file=...) refuses the same file with the same problems, and changes nothing
+    with pytest.raises(ConfigurationError) as at_configure:
+        aicost.instrument(price_file=path)
+    assert all(problem in str(at_configure.value) for problem in expected)
+    assert aicost.pools.active() is None
+    good = tmp_path / "good.toml"
+    good.write_text(BAD_TOML.split("[pools.b]")[0].replace('input = "-1"', 'input = "1"\noutput = "2"'))
+    out = io.StringIO()
+    assert main(["prices", "--check", str(good)], out=out, err=io.StringIO()) == 0
+    assert "1 model price(s), 0 discount(s), 1 pool(s)" in out.getvalue()
+
+
+def test_a_bad_pools_ledger_url_is_refused_at_configure_time():
+    from aicost.errors import ConfigurationError
+
+    pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}}
+    with pytest.raises(ConfigurationError, match=r"configure_pools\(ledger=\.\.\.\).*mysql://x"):
+        configure_pools(pools, background=False, ledger="mysql://x")
+    assert aicost.pools.active() is None
+
+
+def test_metrics_url_without_prometheus_client_is_refused_at_configure_time(monkeypatch):
+    import importlib.util
+
+    from aicost.errors import ConfigurationError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prometheus_client" else real(name, *a))
+    pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml",
+                   "metrics_url": "http://10.0.0.5:8000/metrics"}}
+    with pytest.raises(ConfigurationError, match=r"pools\.p\.metrics_url: .*aicost-otel\[prometheus\]"):
+        configure_pools(pools, background=False)

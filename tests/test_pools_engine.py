@@ -1,0 +1,120 @@
+"""Pools measured by the serving engine: utilisation from vLLM's gauges (running and waiting requests, KV-cache
+usage) sampled over the interval, GPU time shared by the engine's own prefill / decode seconds, token weights from
+the engine. A fake vLLM /metrics page with vLLM's names, real openai SDK calls, an injected clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+import aicost
+from aicost.pools import QUANTUM, configure_pools
+from tests.pool_helpers import FakeVllmMetrics, SimClock
+from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client
+
+MODEL = "acme/llama-3.1-8b-support-ft"
+T0 = int(datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp())
+
+
+@pytest.fixture
+def env(instrumented, replay_server: ReplayServer):
+    client = openai_client(replay_server)
+    yield replay_server, client
+    client.close()
+    aicost.pools.disable()
+
+
+def _call(client, server: ReplayServer, team: str, prompt: int, completion: int) -> None:
+    server.enqueue(openai_chat_reply(model=MODEL, prompt_tokens=prompt, completion_tokens=completion))
+    with aicost.attribute(team=team):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+def _gauges(engine: FakeVllmMetrics, running=0, waiting=0, kv=0.0) -> None:
+    engine.running, engine.waiting, engine.kv = running, waiting, kv
+
+
+def test_gpu_time_key_shares_the_busy_time_the_engine_reports(env):
+    server, client = env
+    clock = SimClock(T0)
+    with FakeVllmMetrics(MODEL) as engine:
+        # 2 GPUs x $2.75 = $5.50 an hour, 4 request slots (vLLM --max-num-seqs)
+        meter = configure_pools({"gpu": {"gpu_hour": "2.75", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
+                                         "owner": "ml-platform", "key": "gpu_time", "metrics_url": engine.url,
+                                         "max_concurrency": 4}}, clock=clock)
+        calls = (("search", 1000, 10), ("support", 100, 200), ("support", 500, 50))
+        # the engine's load through the hour, sampled at these seconds (each holds until the next sample):
+        timeline = [(300, dict(running=2)),           # 2 of 4 slots: 0.5 (also stands for 0-300 s)
+                     (1200, dict(running=1, kv=0.6)),  # KV cache 60 % full: 0.6
+                     (1800, dict(running=4, waiting=3)),  # requests queued: full, 1
+                     (2700, dict())]                  # nothing running: 0
+        for (at, gauges), call in zip(timeline, (*calls, None)):
+            clock.now = T0 + at
+            _gauges(engine, **gauges)
+            meter.sample()
+            if call is not None:
+                team, prompt, completion = call
+                _call(client, server, team, prompt, completion)
+                engine.served(prompt, completion, prefill_per_token="0.0002", decode_per_token="0.025")
+        clock.now = T0 + 3600
+        _gauges(engine, kv=0.25)
+        meter.sample()  # taken at the hour's end: it belongs to the next hour
+        [hour] = meter.close_due()
+        clock.now = T0 + 7200
+        [idle_hour] = meter.close_due()
+        # the third hour: the one sample sees an empty engine, but a call ran between samples; the engine's
+        # counters prove 0.5 s prefill + 50 s decode on 1 of 4 slots, so the hour was busy at least 12.625 s
+        _gauges(engine)
+        meter.sample()
+        _call(client, server, "search", 2500, 2000)
+        engine.served(2500, 2000, prefill_per_token="0.0002", decode_per_token="0.025")
+        clock.now = T0 + 3 * 3600
+        [short] = meter.close_due()
+    assert short.busy_seconds == Decimal("12.625")
+    assert short.used == QUANTUM * (5_500_000_000 * 12625 // 3_600_000) and short.allocations[0].final == short.used
+    # busy = 0.5 x 1200 s + 0.6 x 600 s + 1 x 900 s + 0 x 900 s = 1,860 engine-seconds of 3,600
+    assert hour.busy_seconds == 1860 and hour.utilisation_from == "engine load, 4 samples"
+    assert hour.used == QUANTUM * (5_500_000_000 * 1860 // 3600) == Decimal("2.841666666")
+    assert hour.used + hour.idle == hour.cost == Decimal("5.5")
+    # each call's share of that busy time: its own GPU-seconds as the engine measured them (prefill + decode)
+    assert (hour.input_weight, hour.output_weight, hour.weights_from) == (Decimal("0.0002"), Decimal("0.025"), "engine")
+    units = [a.units for a in hour.allocations]
+    assert units == [Decimal("0.45"), Decimal("5.02"), Decimal("1.35")]
+    assert sum(a.final for a in hour.allocations) == hour.used
+    for a in hour.allocations:
+        assert abs(a.final - hour.used * a.units / sum(units)) < QUANTUM
+    # the next hour: the engine was 25 % loaded by traffic aicost never saw; no call pays it, the owner does
+    assert idle_hour.busy_seconds == 900 and idle_hour.used == 0 and idle_hour.idle == idle_hour.cost
+
+
+def test_token_key_weights_and_utilisation_from_the_engine_and_the_declared_fallbacks(env):
+    server, client = env
+    clock = SimClock(T0)
+    with FakeVllmMetrics(MODEL) as engine:
+        # the engine measures the weights and the utilisation; output_weight and capacity_per_hour are only the
+        # fallbacks for an hour without engine figures
+        meter = configure_pools({"chat": {"gpu_hour": "2.50", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
+                                          "owner": "ml-platform", "metrics_url": engine.url, "output_weight": 3,
+                                          "capacity_per_hour": 100_000}}, clock=clock)
+        _gauges(engine, kv=0.4)
+        meter.sample()
+        _call(client, server, "search", 400, 100)  # the engine's counters have not moved yet this hour
+        clock.now = T0 + 3600
+        [first] = meter.close_due()
+        _call(client, server, "search", 400, 100)  # no load sample this hour
+        engine.served(800, 200, prefill_per_token="0.0001", decode_per_token="0.004")
+        clock.now = T0 + 7200
+        [second] = meter.close_due()
+    assert (first.output_weight, first.weights_from) == (3, "declared (no engine data yet)")
+    assert first.utilisation == Decimal("0.4") and first.used == Decimal(2)  # 40 % of $5, from the KV cache
+    assert first.utilisation_from == "engine load, 1 sample"
+    # decode costs 40x prefill per token on this engine: measured, it beats the declared 3
+    assert (second.input_weight, second.output_weight, second.weights_from) == (1, 40, "engine")
+    assert second.allocations[0].units == 400 + 40 * 100
+    assert second.utilisation_from == "declared capacity"
+    assert second.used == QUANTUM * (5_000_000_000 * 4400 // 100_000)  # 4,400 of 100,000 units
+    for interval in (first, second):
+        assert interval.used + interval.idle == interval.cost == Decimal(5)
+        assert sum(a.final for a in interval.allocations) == interval.used
