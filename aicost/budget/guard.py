@@ -158,6 +158,17 @@ class _Ticket:
                      exc_info=True)
 
 
+def _vendors_of(budget: Budget) -> tuple[str | None, ...]:
+    """The vendors whose calls a budget's downgrade can apply to, to check its target's price at configure time as
+    those calls will resolve it: the one a provider budget names, else any vendor the catalog prices (a Bedrock
+    model id resolves only as ``aws.bedrock``)."""
+    if budget.scope == "provider" and budget.value:
+        return (budget.value,)
+    from ..pricing import catalog_providers
+
+    return (None, *catalog_providers())
+
+
 class BudgetGuard:
     """Reserve-then-settle budget enforcement plus policies. Register with ``aicost.hooks.add_interceptor``.
 
@@ -222,9 +233,11 @@ class BudgetGuard:
             )
         prices = Prices(price_lookup)
         for b in budgets:
-            if b.downgrade_to is not None and prices.get(None, b.downgrade_to, None) is None:
+            if b.downgrade_to is not None and not any(prices.get(provider, b.downgrade_to, None) is not None
+                                                      for provider in _vendors_of(b)):
                 raise ConfigurationError(
-                    f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}), so a "
+                    f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}) on "
+                    f"{'provider ' + repr(b.value) if b.scope == 'provider' and b.value else 'any vendor'}, so a "
                     "downgraded call could not be reserved; use a model in the price catalog or add a price override "
                     "before configuring budgets"
                 )
@@ -379,6 +392,8 @@ class BudgetGuard:
                 budget.action == "downgrade"
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
+                # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call)
+                and (not self._refuse_unknown or self._prices.get(provider, target, None) is not None)
                 and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
