@@ -223,8 +223,8 @@ def _periods(first, days, rng, n=4):
 
 
 @pytest.mark.parametrize("key", ["team", "user", "customer", "model", "provider", "tag", "day"])
-def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(url, key):
-    store = open_store(url)
+def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(ledger_url, key):
+    store = open_store(ledger_url)
     fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11), batch=400)
     first, _ = store.time_range()
     for start, end in _periods(first, 3, random.Random(key)):
@@ -232,7 +232,7 @@ def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(url, key):
     store.close()
 
 
-def test_a_replayed_or_overlapping_batch_is_counted_once(url):
+def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
     """Batches that repeat stored rows and runs (a spill replayed after a half-finished write) add only what
     they actually inserted to the rollups."""
     from aicost.ledger.synthetic import generate
@@ -240,7 +240,7 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(url):
     items = list(generate(Profile(days=1, teams=4, customers=6, calls=600, seed=4)))
     rows = [i for i in items if isinstance(i, LedgerRow)]
     runs = [i for i in items if isinstance(i, FeatureRun)]
-    store = open_store(url)
+    store = open_store(ledger_url)
     assert store.write(rows[:300], runs[:120]) == 300
     assert store.write(rows[200:], runs[100:]) == len(rows) - 300  # 100 rows and 20 runs already stored
     assert store.write(rows, runs) == 0
@@ -255,8 +255,8 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(url):
     store.close()
 
 
-def test_money_sums_stay_exact_past_double_and_default_decimal_precision(url):
-    store = open_store(url)
+def test_money_sums_stay_exact_past_double_and_default_decimal_precision(ledger_url):
+    store = open_store(ledger_url)
     amounts = [Decimal("0.000000000000000001"), Decimal("123456789.123456789123456789"), Decimal("0.1"),
                Decimal("0.2"), Decimal("1E-24"), Decimal("7.000000000000000000000000001")]
     rows = [_row(i, cost=a, cost_parts={"input": a}, team="t", tags={}) for i, a in enumerate(amounts)]
@@ -275,18 +275,18 @@ def test_money_sums_stay_exact_past_double_and_default_decimal_precision(url):
     store.close()
 
 
-def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
+def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url):
     """Schema 4 gave the user dimension hour buckets; a ledger written at version 3 has none. Opening it
     migrates it (the version recorded) and sums the hour cells of the rows already stored."""
-    store = open_store(url)
+    store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=6))
     first, last = store.time_range()
     store.close()
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
                   "DELETE FROM aicost_schema WHERE version = 4"]
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url[len("sqlite:///"):])
+    if ledger_url.startswith("sqlite"):
+        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         for s in statements:
             conn.execute(s)
         conn.commit()
@@ -294,10 +294,10 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
     else:
         import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(ledger_url, autocommit=True) as conn:
             for s in statements:
                 conn.execute(s)
-    store = open_store(url)
+    store = open_store(ledger_url)
     assert store.schema_version() == SCHEMA_VERSION == 4
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
@@ -307,10 +307,10 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
     store.close()
 
 
-def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(url):
+def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(ledger_url):
     from aicost.ledger.synthetic import fill_copies
 
-    store = open_store(url)
+    store = open_store(ledger_url)
     total = fill_copies(store, Profile(teams=4, customers=8, calls=300, seed=8), days=3)
     first, last = store.time_range()
     assert total == len(list(store.rows(first, last + timedelta(seconds=1))))
