@@ -322,7 +322,7 @@ def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(le
     store.close()
 
 
-def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(url):
+def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(ledger_url):
     """SQLite sums a batch's money as integer pico-dollars when every amount is a whole number of them and the
     batch adds up to under $9 million, and with the Decimal aggregate otherwise; batches of both kinds land in
     the same rollup cells and the sums stay exact (PostgreSQL sums NUMERIC either way)."""
@@ -336,7 +336,7 @@ def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(
         [Decimal("-0.25"), Decimal("0.75"), Decimal("0")],  # a credit: negative amounts are integers too
     ]
     assert [fits_units([_row(0, cost=a) for a in batch]) for batch in batches] == [True, False, False, True]
-    store = open_store(url)
+    store = open_store(ledger_url)
     i = 0
     for batch in batches:
         rows = []
@@ -357,8 +357,8 @@ def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(
     store.close()
 
 
-def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(url):
-    store = open_store(url)
+def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(ledger_url):
+    store = open_store(ledger_url)
     early = _row(0, run_id="r1")
     own = _row(1, run_id="r1", outcome="failed")  # already labelled (an exporter's row): kept as it is
     store.write([early, own])

@@ -113,7 +113,7 @@ def fits_units(rows: Iterable[Any]) -> bool:
             value = getattr(row, name)
             if value is None:
                 continue
-            sign, digits, exponent = value.as_tuple()
+            _, digits, exponent = value.as_tuple()
             if not isinstance(exponent, int):
                 return False  # NaN / Infinity: never summed as an integer
             if exponent < -UNIT_DIGITS and any(digits[exponent + UNIT_DIGITS:]):
