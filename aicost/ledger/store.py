@@ -467,11 +467,10 @@ _tags_seen: dict[tuple, str] = {}
 def _tags_json(tags: Mapping[str, str]) -> str:
     """Tags as JSON text, remembered: a ledger's rows repeat a few tag sets (env, region...), and encoding is a
     good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets."""
-    try:
-        key = tuple(tags.items())
-        text = _tags_seen.get(key)
-    except TypeError:  # a value that is not hashable (not from aicost's attribution): encoded, not remembered
-        return _JSON.encode(tags)
+    key = tuple(tags.items())
+    if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text is
+        return _JSON.encode(tags)  # remembered (an unhashable value is encoded as well, never remembered)
+    text = _tags_seen.get(key)
     if text is None:
         if len(_tags_seen) >= 4096:
             _tags_seen.clear()
