@@ -17,23 +17,8 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from cache_helpers import postgres_server
-from ledger_helpers import fresh_pg_database
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return fresh_pg_database(request.getfixturevalue("pg_server"))
 
 
 def _row(i: int, **overrides) -> LedgerRow:
@@ -47,8 +32,8 @@ def _row(i: int, **overrides) -> LedgerRow:
     return LedgerRow(**values)
 
 
-def test_rows_round_trip_exactly_and_rewrites_are_no_ops(url):
-    store = open_store(url)
+def test_rows_round_trip_exactly_and_rewrites_are_no_ops(ledger_url):
+    store = open_store(ledger_url)
     rows = [_row(i) for i in range(50)]
     rows.append(_row(50, kind=CACHE_HIT, cost=Decimal(0), saved_cost=Decimal("0.0042"), cache_name="faq"))
     rows.append(_row(51, kind=REFUSAL, cost=Decimal(0), stopped_cost=Decimal("1.25"), budget="daily"))
@@ -88,8 +73,8 @@ def _raw(store, start, end, key):
 
 
 @pytest.mark.parametrize("key", ["team", "customer", "model", "user", "tag:env", "day"])
-def test_rollup_answers_equal_raw_sums_for_any_period(url, key):
-    store = open_store(url)
+def test_rollup_answers_equal_raw_sums_for_any_period(ledger_url, key):
+    store = open_store(ledger_url)
     fill(store, Profile(days=4, teams=6, customers=20, calls=3000, seed=3))
     first, last = store.time_range()
     rng = random.Random(5)
@@ -107,8 +92,8 @@ def test_rollup_answers_equal_raw_sums_for_any_period(url, key):
     store.close()
 
 
-def test_group_by_two_keys_and_filters_agree_with_single_key(url):
-    store = open_store(url)
+def test_group_by_two_keys_and_filters_agree_with_single_key(ledger_url):
+    store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=4, customers=10, calls=800, seed=9))
     first, last = store.time_range()
     end = last + timedelta(seconds=1)
@@ -123,8 +108,8 @@ def test_group_by_two_keys_and_filters_agree_with_single_key(url):
     store.close()
 
 
-def test_unknown_group_key_lists_the_valid_ones(url):
-    store = open_store(url)
+def test_unknown_group_key_lists_the_valid_ones(ledger_url):
+    store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):
         spend(store, T0, T0 + timedelta(days=1), ["teem"])
     assert spend(store, T0, T0 + timedelta(days=1), ["team"]) == []  # an empty period: no groups
@@ -153,20 +138,20 @@ def test_postgres_missing_database_is_a_configuration_error(pg_server):
         open_store("postgresql://host:notaport/db")
 
 
-def test_a_newer_schema_is_refused_with_its_version(url):
-    open_store(url).close()
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url[len("sqlite:///"):])
+def test_a_newer_schema_is_refused_with_its_version(ledger_url):
+    open_store(ledger_url).close()
+    if ledger_url.startswith("sqlite"):
+        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         conn.execute("INSERT INTO aicost_schema VALUES (7, '2030-01-01', '9.0')")
         conn.commit()
         conn.close()
     else:
         import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(ledger_url, autocommit=True) as conn:
             conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
     with pytest.raises(LedgerSchemaError, match=f"schema version 7, newer than this aicost reads \\(version {SCHEMA_VERSION}\\)"):
-        open_store(url)
+        open_store(ledger_url)
 
 
 def test_every_usage_count_has_a_ledger_column():
@@ -238,8 +223,8 @@ def _periods(first, days, rng, n=4):
 
 
 @pytest.mark.parametrize("key", ["team", "user", "customer", "model", "provider", "tag", "day"])
-def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(url, key):
-    store = open_store(url)
+def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(ledger_url, key):
+    store = open_store(ledger_url)
     fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11), batch=400)
     first, _ = store.time_range()
     for start, end in _periods(first, 3, random.Random(key)):
@@ -247,7 +232,7 @@ def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(url, key):
     store.close()
 
 
-def test_a_replayed_or_overlapping_batch_is_counted_once(url):
+def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
     """Batches that repeat stored rows and runs (a spill replayed after a half-finished write) add only what
     they actually inserted to the rollups."""
     from aicost.ledger.synthetic import generate
@@ -255,7 +240,7 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(url):
     items = list(generate(Profile(days=1, teams=4, customers=6, calls=600, seed=4)))
     rows = [i for i in items if isinstance(i, LedgerRow)]
     runs = [i for i in items if isinstance(i, FeatureRun)]
-    store = open_store(url)
+    store = open_store(ledger_url)
     assert store.write(rows[:300], runs[:120]) == 300
     assert store.write(rows[200:], runs[100:]) == len(rows) - 300  # 100 rows and 20 runs already stored
     assert store.write(rows, runs) == 0
@@ -270,8 +255,8 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(url):
     store.close()
 
 
-def test_money_sums_stay_exact_past_double_and_default_decimal_precision(url):
-    store = open_store(url)
+def test_money_sums_stay_exact_past_double_and_default_decimal_precision(ledger_url):
+    store = open_store(ledger_url)
     amounts = [Decimal("0.000000000000000001"), Decimal("123456789.123456789123456789"), Decimal("0.1"),
                Decimal("0.2"), Decimal("1E-24"), Decimal("7.000000000000000000000000001")]
     rows = [_row(i, cost=a, cost_parts={"input": a}, team="t", tags={}) for i, a in enumerate(amounts)]
@@ -290,18 +275,18 @@ def test_money_sums_stay_exact_past_double_and_default_decimal_precision(url):
     store.close()
 
 
-def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
+def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url):
     """Schema 4 gave the user dimension hour buckets; a ledger written at version 3 has none. Opening it
     migrates it (the version recorded) and sums the hour cells of the rows already stored."""
-    store = open_store(url)
+    store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=6))
     first, last = store.time_range()
     store.close()
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
                   "DELETE FROM aicost_schema WHERE version = 4"]
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url[len("sqlite:///"):])
+    if ledger_url.startswith("sqlite"):
+        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         for s in statements:
             conn.execute(s)
         conn.commit()
@@ -309,10 +294,10 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
     else:
         import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(ledger_url, autocommit=True) as conn:
             for s in statements:
                 conn.execute(s)
-    store = open_store(url)
+    store = open_store(ledger_url)
     assert store.schema_version() == SCHEMA_VERSION == 4
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
@@ -322,10 +307,10 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(url):
     store.close()
 
 
-def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(url):
+def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(ledger_url):
     from aicost.ledger.synthetic import fill_copies
 
-    store = open_store(url)
+    store = open_store(ledger_url)
     total = fill_copies(store, Profile(teams=4, customers=8, calls=300, seed=8), days=3)
     first, last = store.time_range()
     assert total == len(list(store.rows(first, last + timedelta(seconds=1))))

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
-from ..pricing.money import format_usd, sum_usd
+from .._fork import reset_in_child
+from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import (
     BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
@@ -267,6 +268,11 @@ class BudgetGuard:
         )
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The journal and a memory store reset themselves (the parent's settlements and spend stay the parent's).
+        self._state_lock = threading.Lock()
 
     # -- the interceptor protocol ---------------------------------------------------------------------------
 
@@ -410,7 +416,7 @@ class BudgetGuard:
                 limit_usd=budget.limit_usd,
                 spent_usd=event.spent_usd,
                 reserved_usd=event.reserved_usd,
-                requested_usd=amount_usd,
+                requested_usd=event.requested_usd,
                 resets_at=event.resets_at,
                 model=model,
             )
@@ -454,7 +460,7 @@ class BudgetGuard:
                     raise BudgetExceeded(
                         budget=c.budget.name or "", scope=c.budget.scope, scope_value=event.scope_value,
                         limit_usd=c.budget.limit_usd, spent_usd=event.spent_usd, reserved_usd=event.reserved_usd,
-                        requested_usd=amount_usd, resets_at=event.resets_at, model=model,
+                        requested_usd=event.requested_usd, resets_at=event.resets_at, model=model,
                     )
         return ticket
 
@@ -596,7 +602,8 @@ class BudgetGuard:
         return BudgetEvent(
             kind=kind, budget=b, scope_value=None if b.scope == "global" else value, window=window_key,
             resets_at=_resets_at(b.window, charge), limit_usd=b.limit_usd, spent_usd=to_usd(spent),
-            reserved_usd=to_usd(reserved), requested_usd=requested, threshold=threshold, model=model, provider=provider,
+            reserved_usd=to_usd(reserved), requested_usd=None if requested is None else canonical(requested),
+            threshold=threshold, model=model, provider=provider,
         )
 
     @staticmethod
