@@ -96,7 +96,7 @@ def names_vendor(name: str | None) -> bool:
     """Whether ``name`` names a vendor aicost knows. A named vendor's call is priced only from its own table or a
     resale it declares, never by the model's naming scheme (``gpt-*`` on Groq is not OpenAI's ``gpt-*``); an
     unnamed or unrecognised provider (a gateway, spans from elsewhere) is priced by the naming scheme."""
-    return provider_id(name) is not None or (bool(name) and name.strip().lower() in VENDORS_WITHOUT_TABLE)
+    return provider_id(name) is not None or (name is not None and name.strip().lower() in VENDORS_WITHOUT_TABLE)
 
 
 def normalise_tier(tier: str | None) -> str | None:
