@@ -190,6 +190,7 @@ def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instru
     # A vendor prefix is not a resale: Together bills its own price for Mistral's open weights, not Mistral's.
     ("api.together.xyz", "together_ai", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
     ("api.together.xyz", "together_ai", "openai/gpt-4o"),
+    ("api.fireworks.ai", "fireworks_ai", "accounts/fireworks/models/llama-v3p1-8b-instruct"),
 ])
 def test_a_compatible_host_is_never_billed_at_another_vendors_price(instrumented, replay_server, host, provider,
                                                                     model):
@@ -208,13 +209,17 @@ def test_a_compatible_host_is_never_billed_at_another_vendors_price(instrumented
     assert [(u.provider, u.model) for u in pricing.unknown_models()] == [(provider, model)]
 
 
-def test_openrouter_bills_a_vendor_prefixed_name_at_that_vendors_price(instrumented, replay_server):
+@pytest.mark.parametrize("model, total", [
+    ("openai/gpt-4o-mini", "0.75"),  # OpenAI's $0.15 / $0.60 per million tokens
+    ("anthropic/claude-3-haiku-20240307", "1.50"),  # Anthropic's $0.25 / $1.25
+])
+def test_openrouter_bills_a_vendor_prefixed_name_at_that_vendors_price(instrumented, replay_server, model, total):
     """A declared resale: OpenRouter passes the underlying provider's price through (catalog ``resells``)."""
-    _through_host(replay_server, "openrouter.ai", "openai/gpt-4o-mini")
+    _through_host(replay_server, "openrouter.ai", model)
     [span] = instrumented.aicost_spans()
     attrs = span.attributes
-    assert attrs["gen_ai.provider.name"] == "openrouter"
-    assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("0.75")  # OpenAI's $0.15 / $0.60 per million tokens
+    assert attrs["gen_ai.provider.name"] == "openrouter" and attrs["aicost.price.known"] is True
+    assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal(total)
 
 
 def test_one_text_walker_serves_every_vendor_and_never_raises():
