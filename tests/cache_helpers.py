@@ -129,7 +129,9 @@ def postgres_server():
             )
             try:
                 _wait_for_port(port, proc, timeout=60)
-                yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+                url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+                _wait_until_accepting(url, timeout=60)
+                yield url
             finally:
                 proc.send_signal(2)  # SIGINT: fast shutdown
                 try:
@@ -140,6 +142,24 @@ def postgres_server():
             shutil.rmtree(workdir, ignore_errors=True)
 
     return run()
+
+
+def _wait_until_accepting(url: str, timeout: float) -> None:
+    """The postmaster listens before it accepts sessions: until recovery ends a connection is refused with "the
+    database system is starting up" (seen on a loaded machine). Wait for a session, so no test sees that."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError as exc:
+            if "starting up" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def paused(pid: int):
