@@ -113,6 +113,7 @@ class Cost:
 
 
 _new = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
@@ -128,10 +129,11 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
         canonicalize_parts(parts)
         parts = MappingProxyType(parts)
     cost = _new(Cost)
-    cost.__dict__.update(
-        known=known, total=total, parts=parts, currency="USD", model=model, provider=provider,
-        service_tier=service_tier, source=source, estimated=estimated, tier=tier, tier_reason=tier_reason,
-    )
+    _set_attribute(cost, "__dict__", {  # one call, not an update() with keywords
+        "known": known, "total": total, "parts": parts, "currency": "USD", "model": model, "provider": provider,
+        "service_tier": service_tier, "source": source, "estimated": estimated, "tier": tier,
+        "tier_reason": tier_reason,
+    })
     return cost
 
 
