@@ -145,9 +145,9 @@ def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
 def _names_long_context(headers: Any) -> bool:
     if not hasattr(headers, "items"):
         return False
-    for name, value in headers.items():
-        if isinstance(name, str) and name.lower() == "anthropic-beta" and isinstance(value, str) \
-                and _LONG_CONTEXT_BETA in value:
+    for name, value in headers.items():  # the value first: it rarely names the beta, and is tested without a call
+        if isinstance(value, str) and _LONG_CONTEXT_BETA in value and isinstance(name, str) \
+                and name.lower() == "anthropic-beta":
             return True
     return False
 

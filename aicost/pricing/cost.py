@@ -177,7 +177,8 @@ class _Band:
 
     __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
                  "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
-                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only")
+                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only",
+                 "input_digits", "output_digits")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
@@ -195,6 +196,20 @@ class _Band:
             if rate is None and name == "web_search_preview":
                 rate = per_mtok.get("web_search")
             setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
+        self.input_digits = _digits(self.input)
+        self.output_digits = _digits(self.output)
+
+
+def _digits(rate: Decimal) -> int | None:
+    """The coefficient of a positive per-token rate with a non-positive exponent (``8E-7`` -> 8), else None.
+
+    ``rate * n`` is then ``(digits * n) E exponent`` exactly, which is already canonical (``pricing.money``) unless
+    ``digits * n`` ends in a 0: a plain call's amounts are known canonical from an integer test, without the two
+    Decimal operations that make an amount canonical (~2 k instructions each)."""
+    sign, digits, exponent = rate.as_tuple()
+    if sign or not isinstance(exponent, int) or exponent > 0 or not rate:
+        return None
+    return int("".join(map(str, digits)))
 
 
 def _with_fallback(rates: Mapping[str, Decimal], name: str) -> Decimal | None:
@@ -343,11 +358,13 @@ class ModelPrice:
         add = MONEY.add
         parts: dict[str, Decimal] = {}
         total = ZERO
+        plain = True  # every part is canonical already (see _digits): only the total is made canonical
         cache_read = usage.cache_read_tokens
         cache_write = usage.cache_write_tokens
         input_audio = usage.input_audio_tokens
         input_image = usage.input_image_tokens
         if cache_read or cache_write or input_audio or input_image:
+            plain = False
             text_input = input_tokens - cache_read - cache_write - input_audio - input_image
             if text_input > 0:
                 parts["input"] = value = mul(band.input, text_input)
@@ -381,11 +398,14 @@ class ModelPrice:
                 total = add(total, value)
         elif input_tokens > 0:
             parts["input"] = total = mul(band.input, input_tokens)
+            digits = band.input_digits
+            plain = digits is not None and digits * input_tokens % 10 != 0  # the part is canonical already
         output_tokens = usage.output_tokens
         reasoning = usage.reasoning_tokens
         output_audio = usage.output_audio_tokens
         output_image = usage.output_image_tokens
         if reasoning or output_audio or output_image:
+            plain = False
             reasoning = min(reasoning, max(0, output_tokens - output_audio - output_image))
             text_output = output_tokens - output_audio - output_image - reasoning
             if text_output > 0:
@@ -403,21 +423,26 @@ class ModelPrice:
         elif output_tokens > 0:
             parts["output"] = value = mul(band.output, output_tokens)
             total = add(total, value)
+            digits = band.output_digits
+            plain = plain and digits is not None and digits * output_tokens % 10 != 0
         if usage.input_characters > 0:
             if "input_characters" not in band.per_mtok:  # a model not billed per character: no $0 part, no price
                 return unknown_cost(self.provider, self.model, self.service_tier, usage)
             parts["input_characters"] = value = mul(band.input_characters, usage.input_characters)
             total = add(total, value)
+            plain = False
         if usage.web_search_requests > 0:
             search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
             if search:
                 parts["web_search"] = value = mul(search, usage.web_search_requests)
                 total = add(total, value)
+                plain = False
         if band.request and per_request:
             parts["request"] = band.request
             total = add(total, band.request)
+            plain = False
         return _make_cost(
-            True, total, parts, self.model, self.provider, self.service_tier, self.source,
+            True, total, MappingProxyType(parts) if plain else parts, self.model, self.provider, self.service_tier, self.source,
             usage.estimated or estimated, tier, tier_reason,
         )
 
