@@ -35,6 +35,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 import random
 import re
 import threading
@@ -105,6 +106,21 @@ _upstream_seen: dict[str, set[str]] = {}
 _upstream_overflow: dict[str, int] = {}
 _upstream_lock = threading.Lock()
 _trust_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    """The cap is per process: a forked child starts with none of the parent's upstream values admitted or
+    counted (its :func:`upstream_stats` are its own), and with a lock no parent thread can be holding."""
+    global _upstream_lock, _trust_generation
+    _upstream_lock = threading.Lock()
+    _upstream_seen.clear()
+    _upstream_overflow.clear()
+    _trust_generation += 1  # merged views of baggage were admitted against the parent's counts
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _log_once(key: str, message: str) -> None:
     log_once(f"attribution:{key}", logging.WARNING, message, exc_info=True)

@@ -608,7 +608,9 @@ class _Call:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
             if meta.price_hints and usage is meta.usage:  # facts about the vendor's usage, not about an estimate
                 hints = {**hints, **meta.price_hints}
-            cost = _price(self.info.provider, meta.model, self.request.model, usage, meta.service_tier, hints,
+            # The tier the vendor says it served the call at; the one the request asked for when it says none.
+            tier = meta.service_tier or self.request.service_tier
+            cost = _price(self.info.provider, meta.model, self.request.model, usage, tier, hints,
                           self.info.price_scope)
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)

@@ -44,6 +44,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import semconv
+from ._fork import reset_in_child
 from ._log import log_once
 from .hooks import CallResult
 from .pricing.cost import MONEY, ZERO as _ZERO
@@ -111,6 +112,14 @@ class _Instruments:
             unit="{nano_usd}",
             description="LLM spend in integer nano-USD (1e-9 USD): sums across series stay exact in any backend.",
         )
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child reports its own spend: the parent's running totals stay the parent's. Copied, they would
+        be exported by both processes (the child under its own ``process.pid``), and a backend summing the
+        processes would count the parent's spend once more per child."""
+        self._lock = threading.Lock()
+        self._cost_totals = {}
 
     def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
         key = tuple(sorted(labels.items()))
@@ -345,14 +354,13 @@ def _start_worker() -> bool:
 def _after_fork_in_child() -> None:
     """Threads do not survive fork: a forked child starts its own worker on its first call (checking the pid on
     every call instead would be a system call per call). The parent's pending points are the parent's to record,
-    and a lock another thread held at the fork would never be released in the child, so the child gets new ones."""
-    global _worker, _drain_lock, _state_lock
+    and a lock another thread held at the fork would never be released in the child, so the child gets new ones.
+    (Each set of instruments forgets the parent's cost totals itself: :meth:`_Instruments._after_fork_in_child`.)"""
+    global _worker, _drain_lock, _state_lock, _wake
     _worker = None
     _drain_lock = threading.Lock()
     _state_lock = threading.Lock()
-    for state in (_for_global, *_by_provider.values()):
-        if state is not None:
-            state._lock = threading.Lock()
+    _wake = threading.Event()
     _pending.clear()
 
 

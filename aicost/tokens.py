@@ -165,30 +165,6 @@ def count_text(text: str, model: str | None = None, own_tokenizer: bool = True) 
     return TokenCount(n, own_tokenizer)
 
 
-def _texts(content: Any) -> Iterable[str]:
-    """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
-    if content is None:
-        return
-    if isinstance(content, str):
-        yield content
-        return
-    if isinstance(content, dict):
-        for key in ("text", "content", "input", "arguments", "name"):
-            value = content.get(key)
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, (list, dict)):
-                yield from _texts(value)
-        return
-    if isinstance(content, (list, tuple)):
-        for part in content:
-            yield from _texts(part)
-        return
-    text = getattr(content, "text", None)
-    if isinstance(text, str):
-        yield text
-
-
 def count_input(text: "InputText", model: str | None, own_tokenizer: bool = True) -> TokenCount:
     """Tokens of a request's input (``RequestShape.input_text``), exact only where the tokenizer is the vendor's."""
     total = 0

@@ -101,9 +101,12 @@ class Usage:
         return None
 
     def checked(self) -> "Usage":
-        """This usage, with ``invalid`` set if a subset is larger than its total (readers call it last, on every
+        """This usage, with ``invalid`` set if a subset is larger than its total, or a total a reader summed from
+        valid counts (input plus cache reads and writes) is above ``MAX_COUNT`` (readers call it last, on every
         call: hence the plain comparisons first, and the search for which one only when one fails)."""
         i, o = self.input_tokens, self.output_tokens
+        if self.invalid is None and (i > MAX_COUNT or o > MAX_COUNT):
+            self.invalid = "input_tokens or output_tokens is above 2**53"
         if self.invalid is None and (
                 self.cache_read_tokens > i or self.cache_write_tokens > i or self.input_audio_tokens > i
                 or self.input_image_tokens > i or self.reasoning_tokens > o or self.output_audio_tokens > o

@@ -90,6 +90,34 @@ class InputText:
 
 DEFAULT_SHAPE = RequestShape()  # an endpoint whose table gives no shape: its requests are not read
 
+# What a vendor's traversal step returns for a part that is not text (an image, a file, a tool call).
+NOT_TEXT = object()
+_MAX_DEPTH = 64  # requests are the application's: a pathologically nested value must not exhaust the stack
+
+
+def walk_text(value: Any, out: list[str], step: Callable[[Any], Any], _depth: int = 0) -> bool:
+    """Append the text in ``value`` to ``out``; False if some part is not text, whose tokens a text count cannot
+    see. The one walker of request contents: strings are text, lists and tuples are walked in order, and every
+    other node is handed to the vendor's ``step``, which says what it holds: its text or nested values to walk
+    (a string, a list, another node), ``()`` for nothing to count, or :data:`NOT_TEXT`. Never raises."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        out.append(value)
+        return True
+    if _depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, (list, tuple)):
+        complete = True
+        for item in value:
+            complete = walk_text(item, out, step, _depth + 1) and complete
+        return complete
+    try:
+        inner = step(value)
+    except Exception:
+        return False
+    return inner is not NOT_TEXT and walk_text(inner, out, step, _depth + 1)
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:

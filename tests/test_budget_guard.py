@@ -29,7 +29,7 @@ from aicost.budget import (
 )
 from aicost.errors import ConfigurationError
 from aicost.hooks import interceptors
-from budget_helpers import Clock, chat_info, price_lookup, result
+from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
 
 D = Decimal
 
@@ -597,36 +597,6 @@ def test_a_bad_config_file_is_a_configuration_error_naming_the_file(tmp_path, na
 
 
 # --------------------------------------------------------------------------------------------- the journal
-class FlakyStore:
-    """A memory store that can be 'down' (refuses before sending) or 'lose replies' (applies, then times out)."""
-
-    def __init__(self) -> None:
-        from aicost.budget.stores.memory import MemoryStore
-
-        self.inner = MemoryStore()
-        self.down = False
-        self.lose_replies = False
-
-    def _gate(self, apply):
-        from aicost.budget.stores.base import StoreUnavailable
-
-        if self.down:
-            raise StoreUnavailable("down", maybe_applied=False)
-        out = apply()
-        if self.lose_replies:
-            raise StoreUnavailable("timeout after sending")
-        return out
-
-    def reserve(self, *args):
-        return self._gate(lambda: self.inner.reserve(*args))
-
-    def settle(self, *args):
-        return self._gate(lambda: self.inner.settle(*args))
-
-    def usage(self, key, now):
-        return self.inner.usage(key, now)
-
-
 def test_spend_during_an_outage_is_journalled_and_applied_once_when_the_store_is_back(caplog):
     caplog.set_level(logging.WARNING, logger="aicost")
     store = FlakyStore()
@@ -685,3 +655,51 @@ def test_a_reload_during_an_outage_hands_the_journal_to_the_new_guard(caplog):
         assert new.status()[0].spent_usd == D("0.0004") and new.status()[0].reserved_usd == 0
     finally:
         disable_budgets()
+
+
+def _is_canonical(amount: Decimal) -> bool:
+    from aicost.pricing.money import canonical
+
+    return amount.as_tuple() == canonical(amount).as_tuple()  # the same digits and exponent, not only the value
+
+
+def test_every_amount_the_budget_api_returns_is_in_the_canonical_money_form():
+    """Budgets given as "0.0050", "5E-3" or a price total with trailing zeros come back in the one form aicost
+    writes money everywhere else (``0.005``, never ``0.0050`` or ``5E-3``): in the budget, its status, its events
+    and its refusals, so that a string compare of two amounts is a value compare."""
+    def padded(provider, model, *, service_tier=None):  # a price whose totals keep trailing zeros
+        price = price_lookup(provider, model)
+        return None if price is None else type("Padded", (), {
+            "max_output_tokens": price.max_output_tokens,
+            "cost": lambda self, usage: type(price.cost(usage))(True, price.cost(usage).total.quantize(D("1E-12")))})()
+
+    exceeded, thresholds = [], []
+    budgets = [Budget(limit_usd="0.0050", name="padded", thresholds=[0.1], on_threshold=thresholds.append),
+               Budget(limit_usd="4.50E-3", name="exponent", action="callback", on_exceed=exceeded.append),
+               Budget(limit_usd="20.00", name="whole")]
+    g = BudgetGuard(budgets, [], price_lookup=padded, clock=Clock(ts("2026-11-23T12:00:00")))
+    assert [str(b.limit_usd) for b in g.budgets] == ["0.005", "0.0045", "20"]
+    for _ in range(3):
+        spend(g)  # $0.003 spent: the 10 % threshold fires
+    held = [g.before_call(chat_info()) for _ in range(2)]  # $0.002 more in flight: over the callback budget
+    with pytest.raises(BudgetExceeded) as refused:
+        g.before_call(chat_info())
+    statuses = g.status()
+    assert [str(s.limit_usd) for s in statuses] == ["0.005", "0.0045", "20"]
+    amounts = [getattr(s, name) for s in statuses
+               for name in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")]
+    assert thresholds and exceeded
+    amounts += [getattr(e, name) for e in thresholds + exceeded
+                for name in ("limit_usd", "spent_usd", "reserved_usd", "requested_usd") if getattr(e, name) is not None]
+    e = refused.value
+    amounts += [e.limit_usd, e.spent_usd, e.reserved_usd, e.requested_usd]
+    assert (e.limit_usd, e.spent_usd, e.reserved_usd, e.requested_usd) == (D("0.005"), D("0.003"), D("0.002"),
+                                                                           D("0.001"))
+    assert [a for a in amounts if not _is_canonical(a)] == []
+    for ticket in held:
+        ticket.after_call(result(chat_info(), D("0.0001")))
+
+
+def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="Budget.limit_usd"):
+        Budget(limit_usd="1." + "0" * 150 + "1")

@@ -13,17 +13,8 @@ import pytest
 import aicost
 from aicost import semconv
 from aicost.cache import MemoryStore
-from aicost.cache import telemetry as cache_telemetry
 
-from cache_helpers import CacheTelemetry, fake_llm_call
-
-
-@pytest.fixture
-def tel():
-    t = CacheTelemetry()
-    cache_telemetry.configure(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
-    yield t
-    cache_telemetry.configure()
+from cache_helpers import fake_llm_call
 
 
 class Counter:
@@ -624,7 +615,7 @@ async def test_async_value_calls_on_one_loop_still_share_one_flight():
     assert calls.n == 1
 
 
-async def test_plain_def_returning_a_coroutine_caches_the_awaited_value(tel):
+async def test_plain_def_returning_a_coroutine_caches_the_awaited_value(cache_tel):
     """``def ask(q): return async_client.chat.completions.create(...)``: the coroutine itself used to be cached,
     and the second call raised "cannot reuse already awaited coroutine"."""
     calls = Counter()
@@ -643,7 +634,7 @@ async def test_plain_def_returning_a_coroutine_caches_the_awaited_value(tel):
     assert asyncio.iscoroutine(hit)  # the caller awaits what it gets, hit or miss
     assert await hit == {"answer": "HELLO", "call": 1}
     assert calls.n == 1
-    spans = tel.cache_spans()
+    spans = cache_tel.cache_spans()
     assert [s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans] == ["miss", "hit"]
     assert spans[1].attributes[semconv.AICOST_CACHE_SAVED_USD] == "0.0125"  # the awaited call was counted
 
@@ -716,7 +707,7 @@ async def test_async_miss_writes_a_shared_store_off_the_event_loop():
 
 
 # ------------------------------------------------------------------------------------------------ telemetry
-def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
+def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(cache_tel):
     @aicost.cache(prompt="q", name="support.answer")
     def answer(q):
         fake_llm_call("0.0125")
@@ -725,7 +716,7 @@ def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
 
     answer("What is the answer?")
     answer("What is the  answer ?")
-    miss, hit = tel.cache_spans()
+    miss, hit = cache_tel.cache_spans()
     assert miss.attributes[semconv.AICOST_CACHE_HIT] is False
     assert miss.attributes[semconv.AICOST_CACHE_OUTCOME] == "miss"
     assert miss.attributes[semconv.AICOST_CACHE_LOOKUP_DURATION] >= 0
@@ -736,13 +727,14 @@ def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(tel):
     assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.0133")
     for span in (miss, hit):  # savings are never spend
         assert semconv.GEN_AI_USAGE_COST not in span.attributes
-    saved = tel.points(semconv.METRIC_CACHE_SAVED)
+    saved = cache_tel.points(semconv.METRIC_CACHE_SAVED)
     assert len(saved) == 1 and saved[0].value == pytest.approx(0.0133)
-    lookups = {p.attributes[semconv.AICOST_CACHE_OUTCOME]: p.value for p in tel.points(semconv.METRIC_CACHE_LOOKUPS)}
+    lookups = {p.attributes[semconv.AICOST_CACHE_OUTCOME]: p.value
+               for p in cache_tel.points(semconv.METRIC_CACHE_LOOKUPS)}
     assert lookups == {"hit": 1, "miss": 1}
-    durations = tel.points(semconv.METRIC_CACHE_LOOKUP_DURATION)
+    durations = cache_tel.points(semconv.METRIC_CACHE_LOOKUP_DURATION)
     assert sum(p.count for p in durations) == 2
-    assert tel.points(semconv.METRIC_COST) == []
+    assert cache_tel.points(semconv.METRIC_COST) == []
 
 
 def test_nested_calls_of_a_hit_are_not_reported_to_outer_collectors():
@@ -903,7 +895,7 @@ def test_sdk_sentinels_enums_and_dates_have_canonical_forms():
     assert hash_material(canonical(openai.NOT_GIVEN)) != hash_material(canonical(None))
 
 
-def test_savings_metric_carries_team_and_feature_but_not_user(tel):
+def test_savings_metric_carries_team_and_feature_but_not_user(cache_tel):
     @aicost.cache(prompt="q")
     def answer(q):
         fake_llm_call("0.01")
@@ -912,7 +904,26 @@ def test_savings_metric_carries_team_and_feature_but_not_user(tel):
     with aicost.attribute(team="support", feature="faq", user="u-123", customer="acme"):
         answer("q")
         answer("q")
-    (saved,) = tel.points(semconv.METRIC_CACHE_SAVED)
+    (saved,) = cache_tel.points(semconv.METRIC_CACHE_SAVED)
     assert saved.attributes[semconv.AICOST_TEAM] == "support"
     assert saved.attributes[semconv.AICOST_FEATURE] == "faq"
     assert semconv.AICOST_USER not in saved.attributes and semconv.AICOST_CUSTOMER not in saved.attributes
+
+
+@pytest.mark.parametrize("context", [dict(prec=5), dict(prec=60), dict(capitals=0), dict(prec=3, capitals=0)],
+                         ids=["prec-5", "prec-60", "lowercase-exponent", "prec-3-lowercase"])
+def test_a_decimal_is_keyed_by_its_exact_value_whatever_the_hosts_decimal_context(context):
+    """Two hosts sharing a store key the same request alike: the host app's decimal precision or ``capitals``
+    setting must neither change a Decimal's key nor make two different Decimals share one."""
+    import decimal
+
+    from aicost.cache.keys import canonical, hash_material
+
+    values = ["1.234567", "1.234568", "1.50", "1.5", "10", "1E+1", "0.000000000000000000000000000000012345678",
+              "-0", "0E-7", "12345678901234567890123456789012345678901234567890", "NaN", "-Infinity"]
+    default = {v: hash_material(canonical(decimal.Decimal(v))) for v in values}
+    with decimal.localcontext(**context):
+        assert {v: hash_material(canonical(decimal.Decimal(v))) for v in values} == default
+    assert default["1.234567"] != default["1.234568"]
+    assert default["1.50"] == default["1.5"] and default["10"] == default["1E+1"] and default["-0"] == default["0E-7"]
+    assert len(set(default.values())) == len(values) - 3

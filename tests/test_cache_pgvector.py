@@ -12,31 +12,25 @@ from aicost.cache import Semantic
 from aicost.cache.embedders import HashedNgramEmbedder
 from aicost.cache.entry import Entry
 
-from cache_helpers import fake_llm_call, postgres_server
+from cache_helpers import fake_llm_call
 
 pytestmark = pytest.mark.server("postgres")
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    with postgres_server() as url:
-        yield url
-
-
 @pytest.fixture
-def store(pg_url):
+def store(pg_server):
     from aicost.cache import PgVectorStore
 
-    s = PgVectorStore(pg_url, table="cache_test")
+    s = PgVectorStore(pg_server, table="cache_test")
     s._execute("TRUNCATE cache_test CASCADE")
     yield s
     s.close()
 
 
-def test_entries_round_trip_with_ttl_and_eviction(pg_url):
+def test_entries_round_trip_with_ttl_and_eviction(pg_server):
     from aicost.cache import PgVectorStore
 
-    s = PgVectorStore(pg_url, table="cache_lru", max_entries=2)
+    s = PgVectorStore(pg_server, table="cache_lru", max_entries=2)
     s._execute("TRUNCATE cache_lru CASCADE")
     s.put("aicost:cache:t:a", Entry(value={"x": 1}, cost_usd=Decimal("0.25")), ttl=0.3)
     got = s.get("aicost:cache:t:a")
@@ -70,7 +64,7 @@ def test_vector_search_is_partitioned_by_context_and_cascades(store):
     assert all(key != "aicost:cache:t:0" for key, _, _ in index.search("ctx", q, 3, 0.0))
 
 
-def test_two_cached_functions_share_semantic_answers_through_postgres(pg_url):
+def test_two_cached_functions_share_semantic_answers_through_postgres(pg_server):
     """Two independent cache instances (as in two processes) on one database: the second serves a paraphrase."""
     from aicost.cache import PgVectorStore
 
@@ -81,7 +75,7 @@ def test_two_cached_functions_share_semantic_answers_through_postgres(pg_url):
     calls = []
 
     def make():
-        store = PgVectorStore(pg_url, table="cache_shared")
+        store = PgVectorStore(pg_server, table="cache_shared")
 
         @aicost.cache(prompt="q", store=store, semantic=Semantic(emb), name="support.answer")
         def answer(q):
@@ -145,14 +139,14 @@ def _run_in_thread(fn, *args):
     return thread, box
 
 
-def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_url):
+def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_server):
     """A paused PostgreSQL (SIGSTOP: the kernel accepts the query, nothing answers) used to block the cached call
     for as long as it stayed paused, and every other thread behind a store-wide lock."""
     from aicost.cache import PgVectorStore
 
     from cache_helpers import paused, postmaster_pid
 
-    store = PgVectorStore(pg_url, table="cache_hang")  # default timeouts: the ones the docs promise
+    store = PgVectorStore(pg_server, table="cache_hang")  # default timeouts: the ones the docs promise
     store._execute("TRUNCATE cache_hang CASCADE")
     store.retry_after_s = 0.5
     calls = []
@@ -169,7 +163,7 @@ def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_url)
 
     assert first("warm") == "A(warm)" and first("warm") == "A(warm)"  # a pooled connection, an entry
     assert calls == ["warm"]
-    with paused(postmaster_pid(pg_url)):
+    with paused(postmaster_pid(pg_server)):
         a, box_a = _run_in_thread(first, "hello")
         time.sleep(0.2)  # first() is now blocked on the database
         b, box_b = _run_in_thread(second, "other")
@@ -197,7 +191,7 @@ def test_hung_database_costs_a_bounded_miss_and_holds_up_no_other_thread(pg_url)
     store.close()
 
 
-def test_dead_pooled_connections_are_replaced_without_a_miss(pg_url):
+def test_dead_pooled_connections_are_replaced_without_a_miss(pg_server):
     """A server restart (here: every backend terminated) leaves dead sockets in the pool: the first statement
     that meets one drops the idle connections and is retried once on a fresh one."""
     import threading
@@ -206,7 +200,7 @@ def test_dead_pooled_connections_are_replaced_without_a_miss(pg_url):
 
     from aicost.cache import PgVectorStore
 
-    store = PgVectorStore(pg_url, table="cache_restart", pool_size=4)
+    store = PgVectorStore(pg_server, table="cache_restart", pool_size=4)
     store._execute("TRUNCATE cache_restart CASCADE")
     store.put("aicost:cache:t:a", Entry(value="kept"), ttl=60)
     barrier = threading.Barrier(3, timeout=10)
@@ -221,7 +215,7 @@ def test_dead_pooled_connections_are_replaced_without_a_miss(pg_url):
     for t in threads:
         t.join(10)
     assert len(store._idle) >= 2  # several pooled connections
-    with psycopg.connect(pg_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
     assert store.get("aicost:cache:t:a").value == "kept"  # not a miss, not an error

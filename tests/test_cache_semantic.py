@@ -11,10 +11,9 @@ import pytest
 import aicost
 from aicost import semconv
 from aicost.cache import Guards, LexicalVerifier, LLMJudge, MemoryStore, Semantic
-from aicost.cache import telemetry as cache_telemetry
 from aicost.cache.guards import entities, negation_count, numbers
 
-from cache_helpers import CacheTelemetry, fake_llm_call
+from cache_helpers import fake_llm_call
 
 def require_minilm() -> None:
     """Skip without the weights package on a laptop; in CI (AICOST_REQUIRE_SERVERS=1) it must be installed."""
@@ -34,14 +33,6 @@ def embedder():
     from aicost.cache import MiniLMEmbedder
 
     return MiniLMEmbedder()
-
-
-@pytest.fixture
-def tel():
-    t = CacheTelemetry()
-    cache_telemetry.configure(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
-    yield t
-    cache_telemetry.configure()
 
 
 # ------------------------------------------------------------------------------------------------ guards
@@ -220,7 +211,7 @@ def test_llm_judge_cost_is_measured():
 
 
 # ------------------------------------------------------------------------------------------------ decorator
-def test_semantic_hit_serves_paraphrase_and_never_near_misses(embedder, tel):
+def test_semantic_hit_serves_paraphrase_and_never_near_misses(embedder, cache_tel):
     calls = []
 
     @aicost.cache(prompt="question", semantic=Semantic(embedder))
@@ -241,7 +232,7 @@ def test_semantic_hit_serves_paraphrase_and_never_near_misses(embedder, tel):
         assert answer(q) == f"answer to: {q}"
     assert answer("How can I cancel my subscription?", model="gpt-4o") != first  # other model: other context
     assert len(calls) == 2 + len(near_misses)
-    spans = tel.cache_spans()
+    spans = cache_tel.cache_spans()
     hit = spans[1]
     assert hit.attributes[semconv.AICOST_CACHE_TIER] == "semantic"
     assert 0.8 <= hit.attributes[semconv.AICOST_CACHE_SIMILARITY] < 1.0
@@ -283,7 +274,7 @@ def test_semantic_tier_respects_tenancy_and_conversation_context(embedder):
     assert len(calls) == 3
 
 
-def test_llm_judge_cost_is_recorded_and_netted(embedder, tel):
+def test_llm_judge_cost_is_recorded_and_netted(embedder, cache_tel):
     def ask(prompt):
         fake_llm_call("0.0001")
         return "YES"
@@ -295,11 +286,11 @@ def test_llm_judge_cost_is_recorded_and_netted(embedder, tel):
 
     answer("How do I export my data?")
     answer("How can I export my data?")
-    hit = tel.cache_spans()[1]
+    hit = cache_tel.cache_spans()[1]
     assert hit.attributes[semconv.AICOST_CACHE_TIER] == "semantic"
     assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.01")
     assert Decimal(hit.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD]) == Decimal("0.0001")
-    (point,) = tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
+    (point,) = cache_tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
     assert point.value == pytest.approx(0.0001)
 
 

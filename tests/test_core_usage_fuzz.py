@@ -21,7 +21,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aicost.integrations import anthropic as anth
@@ -98,6 +98,11 @@ def _le(part: str, whole: str) -> Callable[[Callable[[str], int]], bool]:
     return lambda get: get(part) <= get(whole)
 
 
+def _fits(*parts: str) -> Callable[[Callable[[str], int]], bool]:
+    """A total the vendor splits into counts (Bedrock's input + cache reads + writes) is a count too: <= 2**53."""
+    return lambda get: sum(get(p) for p in parts) <= MAX_COUNT
+
+
 OPENAI_CHAT = Shape(
     {"prompt_tokens": True, "completion_tokens": True},
     {"prompt_tokens_details": Shape({"cached_tokens": False, "audio_tokens": False}),
@@ -149,7 +154,8 @@ ANTHROPIC = Shape(
      "cache_creation_input_tokens": False},
     {"cache_creation": Shape({"ephemeral_1h_input_tokens": False, "ephemeral_5m_input_tokens": False}),
      "server_tool_use": Shape({"web_search_requests": False})},
-    (_le("cache_creation.ephemeral_1h_input_tokens", "cache_creation_input_tokens"),),
+    (_le("cache_creation.ephemeral_1h_input_tokens", "cache_creation_input_tokens"),
+     _fits("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")),
 )
 
 
@@ -330,6 +336,9 @@ DELTA = Shape({"output_tokens": True, "input_tokens": False, "cache_read_input_t
 
 @FAST
 @given(ANTHROPIC.strategy(), st.one_of(DELTA.strategy(), st.none()), st.booleans())
+@example(start={"input_tokens": MAX_COUNT, "output_tokens": 1, "cache_read_input_tokens": MAX_COUNT}, delta=None,
+         stop=False)  # each count valid, their sum is not
+@example(start={"input_tokens": 5, "output_tokens": 1}, delta={}, stop=True)  # message_delta without its output count
 def test_anthropic_stream_accumulator(start, delta, stop):
     acc = anth.EventAccumulator(True)
     acc.observe(_Obj(type="message_start", message=_Obj(id="msg_1", model="claude-3-5-haiku", usage=start)))
@@ -343,8 +352,9 @@ def test_anthropic_stream_accumulator(start, delta, stop):
         v is None or is_count(v) for v in delta.values()) and delta.get("output_tokens") is not None))
     if exact(meta.usage):
         assert valid, (start, delta, meta.usage)
-    elif valid:  # a valid delta can still break a rule with what message_start said (1h write > write)
-        assert meta.usage is not None and meta.usage.invalid.endswith("exceeds its total"), meta.usage
+    elif valid:  # a valid delta can still break a rule with what message_start said (1h write > write, a sum)
+        assert meta.usage is not None and meta.usage.invalid.endswith(("exceeds its total", "above 2**53")), \
+            meta.usage
 
 
 @FAST
@@ -477,3 +487,342 @@ def test_anthropic_messages_over_http_same_answer_never_exact_from_garbage(instr
     off, on, spans = _on_and_off(run, instrumented)
     assert on == off
     _never_exact_for_invalid(spans, ANTHROPIC.valid(usage))
+
+
+# ------------------------------------------------------------------------------------------ Gemini (google-genai)
+from aicost.integrations import bedrock as brk  # noqa: E402
+from aicost.integrations import gemini as gem  # noqa: E402
+
+MODALITIES = st.sampled_from(["TEXT", "AUDIO", "IMAGE", "VIDEO", "audio"])
+DETAILS = st.one_of(
+    st.none(), NOT_AN_OBJECT,
+    st.lists(st.one_of(st.fixed_dictionaries({"modality": MODALITIES}, optional={"token_count": COUNT}),
+                       st.fixed_dictionaries({"modality": MODALITIES, "token_count": st.integers(0, 30)}),
+                       st.none(), st.integers(0, 3)), max_size=3),
+)
+GEMINI_COUNTS = ("prompt_token_count", "candidates_token_count", "thoughts_token_count", "tool_use_prompt_token_count",
+                 "cached_content_token_count")
+GEMINI_DETAILS = ("prompt_tokens_details", "cache_tokens_details", "candidates_tokens_details",
+                  "tool_use_prompt_tokens_details")
+GEMINI_USAGE = st.one_of(
+    st.fixed_dictionaries({}, optional={**{name: COUNT for name in GEMINI_COUNTS},
+                                        **{name: DETAILS for name in GEMINI_DETAILS}}),
+    st.fixed_dictionaries({"prompt_token_count": st.integers(0, 100), "candidates_token_count": st.integers(0, 100)},
+                          optional={"cached_content_token_count": st.integers(0, 100),
+                                    **{name: DETAILS for name in GEMINI_DETAILS}}),
+    NOT_AN_OBJECT,
+)
+
+
+def gemini_valid(u: Any) -> bool | None:
+    """The oracle, from Google's documented ``usageMetadata``: None when it carries no counts (a blocked prompt).
+    ``promptTokenCount`` is required once any count is there (the others are left out when zero, as proto3 JSON
+    does); each per-modality list is a list of objects whose counts fit the count it breaks down; cached tokens are
+    part of the prompt, cached tokens of a modality part of the prompt's (and tool results') tokens of that
+    modality; and no token is in two buckets: cached + uncached audio + uncached image <= prompt + tool results."""
+    if not isinstance(u, dict):
+        return False
+    if all(u.get(k) is None for k in GEMINI_COUNTS[:4]):
+        return None
+    if u.get("prompt_token_count") is None or not all(u.get(k) is None or is_count(u[k]) for k in GEMINI_COUNTS):
+        return False
+    by: dict[str, dict[str, int]] = {}
+    for name in GEMINI_DETAILS:
+        details = u.get(name)
+        if details is None:
+            by[name] = {}
+            continue
+        if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+            return False
+        if not all(d.get("token_count") is None or is_count(d["token_count"]) for d in details):
+            return False
+        modal: dict[str, int] = {}
+        for d in details:
+            modal[d["modality"].upper()] = modal.get(d["modality"].upper(), 0) + _n(d.get("token_count"))
+        by[name] = modal
+    prompt, cached, tool = _n(u["prompt_token_count"]), _n(u.get("cached_content_token_count")), \
+        _n(u.get("tool_use_prompt_token_count"))
+    total = {"prompt_tokens_details": prompt, "cache_tokens_details": cached, "tool_use_prompt_tokens_details": tool,
+             "candidates_tokens_details": _n(u.get("candidates_token_count"))}
+    if cached > prompt or any(sum(by[name].values()) > total[name] for name in GEMINI_DETAILS):
+        return False
+    cache, fresh = by["cache_tokens_details"], {}
+    for modality in ("AUDIO", "IMAGE"):
+        seen = by["prompt_tokens_details"].get(modality, 0) + by["tool_use_prompt_tokens_details"].get(modality, 0)
+        if cache.get(modality, 0) > seen:
+            return False
+        fresh[modality] = seen - cache.get(modality, 0)
+    if prompt + tool > MAX_COUNT or total["candidates_tokens_details"] + _n(u.get("thoughts_token_count")) > MAX_COUNT:
+        return False  # a total is a count too
+    return cached + fresh["AUDIO"] + fresh["IMAGE"] <= prompt + tool
+
+
+@FAST
+@given(GEMINI_USAGE)
+def test_gemini_usage_metadata(u):
+    usage = gem.read_usage(u)
+    valid = gemini_valid(u)
+    if valid is None:
+        assert usage is None, (u, usage)
+        return
+    assert exact(usage) == valid, (u, usage)
+    if exact(usage):
+        usage.validate()
+        assert usage.input_tokens == _n(u["prompt_token_count"]) + _n(u.get("tool_use_prompt_token_count"))
+        assert usage.output_tokens == _n(u.get("candidates_token_count")) + _n(u.get("thoughts_token_count"))
+        assert usage.cache_read_tokens == _n(u.get("cached_content_token_count"))
+
+
+@FAST
+@given(GEMINI_USAGE, st.one_of(st.text(max_size=3), st.integers(), st.none()), st.booleans())
+def test_gemini_response_and_stream(u, model, finished):
+    valid = gemini_valid(u)
+    candidates = [_Obj(finish_reason="STOP" if finished else None, content=_Obj(parts=[_Obj(text="hi",
+                                                                                            function_call=None)]))]
+    meta = gem.read_response(_Obj(usage_metadata=u, candidates=candidates, model_version=model, response_id=model))
+    assert exact(meta.usage) == bool(valid), (u, meta.usage)
+    assert meta.model is None or isinstance(meta.model, str)
+    if meta.usage is not None and meta.usage.invalid:
+        assert meta.output_text == "hi"  # what the estimate is made from
+    acc = gem.ChunkAccumulator(False)
+    acc.observe(_Obj(usage_metadata={"prompt_token_count": 1}, candidates=None, model_version=model, response_id=None))
+    acc.observe(_Obj(usage_metadata=u, candidates=candidates, model_version=model, response_id=None))
+    assert exact(acc.result().usage) == bool(valid)
+
+
+INTERACTION = Shape(
+    {"total_input_tokens": True, "total_output_tokens": True, "total_thought_tokens": False,
+     "total_tool_use_tokens": False, "total_cached_tokens": False},
+    rules=(_le("total_cached_tokens", "total_input_tokens"), _fits("total_input_tokens", "total_tool_use_tokens"),
+           _fits("total_output_tokens", "total_thought_tokens")),
+)
+
+
+@FAST
+@given(INTERACTION.strategy())
+def test_gemini_interaction_usage(u):
+    meta = gem.read_interaction(_Obj(usage=u, status="completed", model="gemini-2.5-flash", id="i", service_tier=None))
+    if isinstance(u, dict) and u.get("total_input_tokens") is None and u.get("total_output_tokens") is None:
+        assert meta.usage is None
+        return
+    assert exact(meta.usage) == INTERACTION.valid(u), (u, meta.usage)
+
+
+@FAST
+@given(COUNT, st.lists(COUNT, min_size=1, max_size=3))
+def test_gemini_embeddings_and_caches_never_exact_from_garbage(tokens, per_embedding):
+    meta = gem.read_embeddings(_Obj(usage_metadata={"prompt_token_count": tokens}, embeddings=None))
+    assert exact(meta.usage) == (tokens is None or is_count(tokens)) or tokens is None, (tokens, meta)
+    if not exact(meta.usage):
+        assert meta.unpriced  # unknown, with why: embeddings are never estimated
+    meta = gem.read_embeddings(_Obj(usage_metadata=None,
+                                    embeddings=[{"statistics": {"token_count": c}} for c in per_embedding]))
+    counted = [c for c in per_embedding if c is not None]
+    assert exact(meta.usage) == (bool(counted) and all(is_count(c) for c in counted)), (per_embedding, meta)
+    meta = gem.read_cache(_Obj(usage_metadata={"total_token_count": tokens}, model="gemini-2.5-flash"))
+    assert exact(meta.usage) == (tokens is not None and is_count(tokens))
+    assert exact(meta.usage) or meta.unpriced
+
+
+# ------------------------------------------------------------------------------------------ Bedrock (boto3)
+CACHE_DETAILS = st.one_of(st.none(), NOT_AN_OBJECT, st.lists(st.one_of(
+    st.fixed_dictionaries({"ttl": st.sampled_from(["5m", "1h"])}, optional={"inputTokens": COUNT}),
+    st.fixed_dictionaries({"ttl": st.sampled_from(["5m", "1h"]), "inputTokens": st.integers(0, 40)}),
+    st.none(), st.integers(0, 3)), max_size=3))
+CONVERSE_USAGE = st.one_of(
+    st.fixed_dictionaries({}, optional={"inputTokens": COUNT, "outputTokens": COUNT, "totalTokens": COUNT,
+                                        "cacheReadInputTokens": COUNT, "cacheWriteInputTokens": COUNT,
+                                        "cacheDetails": CACHE_DETAILS}),
+    st.fixed_dictionaries({"inputTokens": st.integers(0, 99), "outputTokens": st.integers(0, 99),
+                           "cacheWriteInputTokens": st.integers(0, 60)}, optional={"cacheDetails": CACHE_DETAILS}),
+    NOT_AN_OBJECT,
+)
+
+
+def converse_valid(u: Any) -> bool:
+    """The oracle, from the Converse API reference: ``inputTokens`` and ``outputTokens`` are required; the cache
+    counts optional; ``cacheDetails`` a list of ``{ttl, inputTokens}`` whose 1h writes are part of the writes."""
+    if not isinstance(u, dict) or u.get("inputTokens") is None or u.get("outputTokens") is None:
+        return False
+    if not all(u.get(k) is None or is_count(u[k]) for k in ("inputTokens", "outputTokens", "cacheReadInputTokens",
+                                                          "cacheWriteInputTokens")):
+        return False
+    if _n(u["inputTokens"]) + _n(u.get("cacheReadInputTokens")) + _n(u.get("cacheWriteInputTokens")) > MAX_COUNT:
+        return False  # the total input is a count too
+    details = u.get("cacheDetails")
+    if details is None:
+        return True
+    if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+        return False
+    if not all(d.get("inputTokens") is None or is_count(d["inputTokens"]) for d in details):
+        return False
+    return sum(_n(d.get("inputTokens")) for d in details if d["ttl"] == "1h") <= _n(u.get("cacheWriteInputTokens"))
+
+
+@FAST
+@given(CONVERSE_USAGE)
+def test_bedrock_converse_usage(u):
+    meta = brk.read_converse({"usage": u, "stopReason": "end_turn",
+                              "output": {"message": {"content": [{"text": "hi"}]}}}, False)
+    assert exact(meta.usage) == converse_valid(u), (u, meta.usage)
+    if exact(meta.usage):
+        meta.usage.validate()
+        cached = _n(u.get("cacheReadInputTokens")) + _n(u.get("cacheWriteInputTokens"))
+        assert meta.usage.input_tokens == _n(u["inputTokens"]) + cached
+    else:
+        assert meta.output_text == "hi"  # the estimate's output
+    acc = brk.EventAccumulator(False)  # ConverseStream: the same usage in the metadata event
+    acc.observe({"messageStop": {"stopReason": "end_turn"}})
+    acc.observe({"metadata": {"usage": u}})
+    assert exact(acc.result().usage) == converse_valid(u)
+
+
+METRICS = Shape({"inputTokenCount": True, "outputTokenCount": True, "cacheReadInputTokenCount": False,
+                 "cacheWriteInputTokenCount": False},
+                rules=(_fits("inputTokenCount", "cacheReadInputTokenCount", "cacheWriteInputTokenCount"),))
+
+
+@FAST
+@given(METRICS.strategy(), st.booleans())
+def test_bedrock_invocation_metrics(m, as_json):
+    acc = brk.EventAccumulator(False)
+    data = json.dumps({"type": "message_stop", "amazon-bedrock-invocationMetrics": m}).encode() if as_json \
+        else b'["amazon-bedrock-invocationMetrics"]'
+    acc.observe({"chunk": {"bytes": data}})
+    meta = acc.result()
+    assert exact(meta.usage) == (as_json and METRICS.valid(m)), (m, meta.usage)
+    assert acc.complete
+
+
+HEADER_VALUE = st.one_of(VALID_COUNTS.map(lambda v: str(int(v))), st.integers(0, 10**6).map(str),
+                         st.sampled_from(["", "-3", "1.5", "12.0", "abc", " 7", str(2**60), "１２"]))
+HEADERS = st.fixed_dictionaries({}, optional={f"x-amzn-bedrock-{k}-token-count": HEADER_VALUE
+                                              for k in ("input", "output", "cache-read-input", "cache-write-input")})
+
+
+def header_valid(h: dict) -> bool | None:
+    """The oracle: no input count header, no header usage; else each one present is a decimal count."""
+    if "x-amzn-bedrock-input-token-count" not in h:
+        return None
+    if not all(v.isascii() and v.isdigit() and int(v) <= MAX_COUNT for v in h.values()):
+        return False
+    return sum(int(v) for k, v in h.items() if "input" in k) <= MAX_COUNT  # the total input is a count too
+
+
+@FAST
+@given(HEADERS)
+def test_bedrock_invoke_model_headers(h):
+    meta = brk.read_invoke({"ResponseMetadata": {"RequestId": "r", "HTTPHeaders": {**h, "content-type": "x"}}})
+    valid = header_valid(h)
+    if valid is None:
+        assert meta.usage is None and meta.unpriced
+        return
+    assert exact(meta.usage) == valid, (h, meta.usage)
+    if not valid:
+        assert meta.unpriced  # the body stays unread: unknown, with why, never estimated from nothing
+
+
+# ------------------------------------------------------------------------------------------ through the real SDKs
+def _gemini_client(server: Any) -> Any:
+    from google import genai
+    from google.genai import types
+
+    return genai.Client(api_key="test", http_options=types.HttpOptions(
+        base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+@HTTP
+@given(GEMINI_USAGE, st.booleans())
+# Garbage the SDK passes through as it is (its models take any int): always tried, whatever the draw.
+@example(usage={"prompt_token_count": -5, "candidates_token_count": 3}, stream=False)
+@example(usage={"prompt_token_count": 10, "cached_content_token_count": 20, "candidates_token_count": 3}, stream=True)
+def test_gemini_over_http_same_answer_never_exact_from_garbage(instrumented, replay_server, usage, stream):
+    pytest.importorskip("google.genai")
+    from vendor_server import Reply, sse
+
+    def camel(value: Any) -> Any:  # the wire spells the fields in camelCase
+        if isinstance(value, dict):
+            return {"".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): camel(v)
+                    for k, v in value.items()}
+        return [camel(v) for v in value] if isinstance(value, list) else value
+
+    body = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Paris"}]}, "finishReason": "STOP",
+                            "index": 0}], "usageMetadata": camel(usage), "modelVersion": "gemini-2.5-flash"}
+    reply = Reply.stream([sse(body)], reuse=True) if stream else Reply.json(body)
+    reply.reuse = True
+    replay_server.reset()
+    replay_server.enqueue(reply)
+    client = _gemini_client(replay_server)
+
+    def run():
+        if stream:
+            return list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Capital?"))
+        return client.models.generate_content(model="gemini-2.5-flash", contents="Capital?")
+
+    off, on, spans = _on_and_off(run, instrumented)
+    assert on == off
+    if isinstance(off, tuple):  # the SDK itself rejected the response: the same error, with aicost and without
+        return
+    parsed = (off[-1] if stream else off).get("usage_metadata")  # what the SDK handed the application
+    valid = gemini_valid({k: v for k, v in parsed.items() if v is not None}) if isinstance(parsed, dict) else None
+    if valid is None:
+        assert len(spans) == 1
+        return
+    _never_exact_for_invalid(spans, valid)
+
+
+@HTTP
+@given(CONVERSE_USAGE, HEADERS, st.sampled_from(["converse", "invoke"]))
+def test_bedrock_over_http_same_answer_never_exact_from_garbage(instrumented, replay_server, usage, headers,
+                                                                operation):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+    from vendor_server import Reply
+
+    headers = {k: v for k, v in headers.items() if v.isascii()}  # what an HTTP header can carry
+    if operation == "converse":
+        reply = Reply.json({"output": {"message": {"role": "assistant", "content": [{"text": "Paris"}]}},
+                            "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 5}})
+    else:
+        reply = Reply.json({"content": [{"type": "text", "text": "Paris"}]}, headers=headers)
+    reply.reuse = True
+    replay_server.reset()
+    replay_server.enqueue(reply)
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=replay_server.url,
+                          aws_access_key_id="t", aws_secret_access_key="t", config=Config(retries={"max_attempts": 1}))
+    messages = [{"role": "user", "content": [{"text": "Capital?"}]}]
+
+    def run():
+        try:
+            if operation == "converse":
+                answer = client.converse(modelId="amazon.nova-micro-v1:0", messages=messages)
+            else:
+                answer = client.invoke_model(modelId="amazon.nova-micro-v1:0", body=json.dumps({"messages": messages}))
+                answer = {**answer, "body": answer["body"].read()}
+            answer.pop("ResponseMetadata", None)
+            return _Dumped(answer)
+        except Exception as exc:
+            return _Dumped((type(exc).__name__, str(exc)))
+
+    off, on, spans = _on_and_off(run, instrumented)
+    assert on == off
+    if isinstance(off, tuple) and len(off) == 2 and isinstance(off[0], str):
+        return
+    # HTTP strips a header value's surrounding whitespace
+    valid = (converse_valid(off.get("usage")) if operation == "converse"
+             else header_valid({k: v.strip() for k, v in headers.items()}))
+    if valid is None:  # no header usage: unknown, with why
+        [span] = spans
+        assert span.attributes["aicost.price.known"] is False
+        return
+    _never_exact_for_invalid(spans, valid)
+
+
+class _Dumped:
+    """A plain value through ``_result`` (which dumps SDK models): boto3 answers are plain dicts already."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def model_dump(self, **_: Any) -> Any:
+        return self.value

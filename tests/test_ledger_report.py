@@ -19,23 +19,9 @@ from aicost.ledger.focus import COLUMN_NAMES, export_focus
 from aicost.ledger.report import Period, build_report, parse_period, render_table
 from aicost.ledger.synthetic import Profile, fill
 
-from cache_helpers import postgres_server
-from ledger_helpers import fresh_pg_database, validate_focus
+from ledger_helpers import validate_focus
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return fresh_pg_database(request.getfixturevalue("pg_server"))
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -61,9 +47,9 @@ def _two_weeks(url: str) -> None:
         store.write(rows, runs)
 
 
-def test_report_totals_unit_costs_and_movers(url):
-    _two_weeks(url)
-    with open_store(url, create=False) as store:
+def test_report_totals_unit_costs_and_movers(ledger_url):
+    _two_weeks(ledger_url)
+    with open_store(ledger_url, create=False) as store:
         week2 = Period(DAY + timedelta(days=7), DAY + timedelta(days=14))
         report = build_report(store, period=week2, group_by=("team",))
     assert report.totals.cost == Decimal("24.50") and report.totals.calls == 14
@@ -75,9 +61,9 @@ def test_report_totals_unit_costs_and_movers(url):
     assert top.change_pct == Decimal("200.0") and rest == []  # support did not move
 
 
-def test_cli_table_is_aligned_and_formats_agree(url):
-    _two_weeks(url)
-    code, out, err = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+def test_cli_table_is_aligned_and_formats_agree(ledger_url):
+    _two_weeks(ledger_url)
+    code, out, err = _cli("report", "--ledger", ledger_url, "--since", "2026-11-27", "--until", "2026-12-04",
                           "--by", "team")
     assert code == 0, err
     assert "Total spend   24.5 USD   (14 calls)" in out
@@ -89,31 +75,31 @@ def test_cli_table_is_aligned_and_formats_agree(url):
     cost_col = header.index("cost USD") + len("cost USD")
     assert all(line[:cost_col].endswith(("21", "3.5")) for line in body)
     assert re.search(r"search\s+7\s+21\s+\+14\s+\+200\.0%", out)
-    code, out_json, _ = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+    code, out_json, _ = _cli("report", "--ledger", ledger_url, "--since", "2026-11-27", "--until", "2026-12-04",
                              "--by", "team", "--format", "json")
     data = json.loads(out_json)
     assert data["totals"]["cost_usd"] == "24.5" and data["groups"][0]["cost_per_success_usd"] == "7"
     assert data["movers"][0]["change_usd"] == "14"
-    code, out_csv, _ = _cli("report", "--ledger", url, "--since", "2026-11-27", "--until", "2026-12-04",
+    code, out_csv, _ = _cli("report", "--ledger", ledger_url, "--since", "2026-11-27", "--until", "2026-12-04",
                             "--by", "day,team", "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(out_csv)))
     assert len(lines) == 14 and sum(Decimal(x["cost_usd"]) for x in lines) == Decimal("24.5")
     assert {x["input_tokens"] for x in lines} == {"1000"}
 
 
-def test_cli_empty_range_unknown_key_and_bad_ledger(url, tmp_path):
-    _two_weeks(url)
-    code, out, _ = _cli("report", "--ledger", url, "--period", "2025-01")
+def test_cli_empty_range_unknown_key_and_bad_ledger(ledger_url, tmp_path):
+    _two_weeks(ledger_url)
+    code, out, _ = _cli("report", "--ledger", ledger_url, "--period", "2025-01")
     assert code == 0 and "No spend recorded between 2025-01-01" in out
-    code, _, err = _cli("report", "--ledger", url, "--by", "team,colour")
+    code, _, err = _cli("report", "--ledger", ledger_url, "--by", "team,colour")
     assert code == 2 and "unknown group-by key 'colour'; valid keys: team, feature, customer, user, model" in err
     code, _, err = _cli("report", "--ledger", f"sqlite:///{tmp_path}/nope.db")
     assert code == 2 and "--ledger: no ledger at" in err
     code, _, err = _cli("report", "--ledger", "redis://x")
     assert code == 2 and "--ledger: unsupported ledger URL" in err
-    code, _, err = _cli("report", "--ledger", url, "--where", "colour=red")
+    code, _, err = _cli("report", "--ledger", ledger_url, "--where", "colour=red")
     assert code == 2 and "unknown filter key 'colour'; valid keys: team, feature, user, customer" in err
-    code, _, err = _cli("report", "--ledger", url, "--period", "fortnight")
+    code, _, err = _cli("report", "--ledger", ledger_url, "--period", "fortnight")
     assert code == 2 and "unknown period 'fortnight'; use today, yesterday" in err
 
 
@@ -128,8 +114,8 @@ def test_periods():
 
 
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
-def test_focus_export_passes_the_spec_rules_and_adds_up(url, tmp_path, file_format):
-    with open_store(url) as store:
+def test_focus_export_passes_the_spec_rules_and_adds_up(ledger_url, tmp_path, file_format):
+    with open_store(ledger_url) as store:
         fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11))
         first, last = store.time_range()
         end = last + timedelta(seconds=1)
@@ -177,17 +163,18 @@ def test_focus_validator_catches_broken_files(tmp_path):
     assert any("column Model: not a FOCUS column and not prefixed x_" in p for p in problems)
 
 
-def test_cli_export_writes_focus(url, tmp_path):
-    with open_store(url) as store:
+def test_cli_export_writes_focus(ledger_url, tmp_path):
+    with open_store(ledger_url) as store:
         fill(store, Profile(days=2, teams=3, customers=5, calls=200, seed=4, start=DAY))
     target = tmp_path / "month.parquet"
-    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    code, out, err = _cli("export", "--ledger", ledger_url, "--format", "focus", "--period", "2026-11",
+                          "-o", str(target))
     assert code == 0, err
     assert re.match(r"wrote [\d,]+ FOCUS 1\.3 charges \([\d,]+ calls, [\d.]+ USD\) to .*month\.parquet; [\d,]+ calls "
                     r"with an unknown price are not in it", out)
     assert err == ""  # no progress unless on a terminal or asked for
     assert validate_focus(target) == []
-    with open_store(url, create=False) as store:
+    with open_store(ledger_url, create=False) as store:
         by_team = spend(store, DAY, DAY + timedelta(days=2), ["team"])
     report_total = sum(g.cost for g in by_team)
     assert Decimal(re.search(r"calls, ([\d.]+) USD", out).group(1)) == report_total

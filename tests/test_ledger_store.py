@@ -17,23 +17,8 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from cache_helpers import postgres_server
-from ledger_helpers import fresh_pg_database
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return fresh_pg_database(request.getfixturevalue("pg_server"))
 
 
 def _row(i: int, **overrides) -> LedgerRow:
@@ -47,8 +32,8 @@ def _row(i: int, **overrides) -> LedgerRow:
     return LedgerRow(**values)
 
 
-def test_rows_round_trip_exactly_and_rewrites_are_no_ops(url):
-    store = open_store(url)
+def test_rows_round_trip_exactly_and_rewrites_are_no_ops(ledger_url):
+    store = open_store(ledger_url)
     rows = [_row(i) for i in range(50)]
     rows.append(_row(50, kind=CACHE_HIT, cost=Decimal(0), saved_cost=Decimal("0.0042"), cache_name="faq"))
     rows.append(_row(51, kind=REFUSAL, cost=Decimal(0), stopped_cost=Decimal("1.25"), budget="daily"))
@@ -88,8 +73,8 @@ def _raw(store, start, end, key):
 
 
 @pytest.mark.parametrize("key", ["team", "customer", "model", "user", "tag:env", "day"])
-def test_rollup_answers_equal_raw_sums_for_any_period(url, key):
-    store = open_store(url)
+def test_rollup_answers_equal_raw_sums_for_any_period(ledger_url, key):
+    store = open_store(ledger_url)
     fill(store, Profile(days=4, teams=6, customers=20, calls=3000, seed=3))
     first, last = store.time_range()
     rng = random.Random(5)
@@ -107,8 +92,8 @@ def test_rollup_answers_equal_raw_sums_for_any_period(url, key):
     store.close()
 
 
-def test_group_by_two_keys_and_filters_agree_with_single_key(url):
-    store = open_store(url)
+def test_group_by_two_keys_and_filters_agree_with_single_key(ledger_url):
+    store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=4, customers=10, calls=800, seed=9))
     first, last = store.time_range()
     end = last + timedelta(seconds=1)
@@ -123,8 +108,8 @@ def test_group_by_two_keys_and_filters_agree_with_single_key(url):
     store.close()
 
 
-def test_unknown_group_key_lists_the_valid_ones(url):
-    store = open_store(url)
+def test_unknown_group_key_lists_the_valid_ones(ledger_url):
+    store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):
         spend(store, T0, T0 + timedelta(days=1), ["teem"])
     assert spend(store, T0, T0 + timedelta(days=1), ["team"]) == []  # an empty period: no groups
@@ -153,20 +138,20 @@ def test_postgres_missing_database_is_a_configuration_error(pg_server):
         open_store("postgresql://host:notaport/db")
 
 
-def test_a_newer_schema_is_refused_with_its_version(url):
-    open_store(url).close()
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url[len("sqlite:///"):])
+def test_a_newer_schema_is_refused_with_its_version(ledger_url):
+    open_store(ledger_url).close()
+    if ledger_url.startswith("sqlite"):
+        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         conn.execute("INSERT INTO aicost_schema VALUES (7, '2030-01-01', '9.0')")
         conn.commit()
         conn.close()
     else:
         import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(ledger_url, autocommit=True) as conn:
             conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
     with pytest.raises(LedgerSchemaError, match=f"schema version 7, newer than this aicost reads \\(version {SCHEMA_VERSION}\\)"):
-        open_store(url)
+        open_store(ledger_url)
 
 
 def test_every_usage_count_has_a_ledger_column():
@@ -178,3 +163,160 @@ def test_every_usage_count_has_a_ledger_column():
 
     counts = tuple(f.name for f in fields(Usage) if f.type in ("int", int))
     assert counts == TOKEN_FIELDS
+
+
+# -- the rollups, summed in SQL at write time, against an independent sum of the raw rows in Python ------------
+def _python_sums(store, start, end, key):
+    """Every measure per group, summed in Python from the rows and runs read back (not from SQL sums)."""
+    out = {}
+
+    def acc(group):
+        return out.setdefault(group, {"cost": Decimal(0), "calls": 0, "unknown": 0, "estimated": 0, "errors": 0,
+                                      "tokens": {f: 0 for f in TOKEN_FIELDS}, "hits": 0, "saved": Decimal(0),
+                                      "refusals": 0, "stopped": Decimal(0), "runs": 0, "succeeded": 0})
+
+    for r in store.rows(start, end):
+        groups = ([f"{n}={v}" for n, v in r.tags.items()] if key == "tag" else [r.group_value(key) or None])
+        for group in groups:
+            a = acc(group)
+            if r.kind == CALL:
+                a["calls"] += 1
+                a["unknown"] += r.cost is None
+                a["cost"] += r.cost or 0
+                a["estimated"] += r.estimated
+                a["errors"] += bool(r.error_type)
+                for f in TOKEN_FIELDS:
+                    a["tokens"][f] += getattr(r, f)
+            elif r.kind == CACHE_HIT:
+                a["hits"] += 1
+                a["saved"] += r.saved_cost or 0
+            elif r.kind == REFUSAL:
+                a["refusals"] += 1
+                a["stopped"] += r.stopped_cost or 0
+    if key not in ("model", "provider"):
+        for run in store.runs(start, end):
+            groups = ([f"{n}={v}" for n, v in run.tags.items()] if key == "tag" else
+                      [run.time.strftime("%Y-%m-%d") if key == "day" else getattr(run, key) or None])
+            for group in groups:
+                a = acc(group)
+                a["runs"] += 1
+                a["succeeded"] += run.outcome == "succeeded"
+    return out
+
+
+def _spend_sums(store, start, end, key):
+    return {g.key[key]: {"cost": g.cost, "calls": g.calls, "unknown": g.unknown_cost_calls,
+                         "estimated": g.estimated_calls, "errors": g.error_calls, "tokens": g.tokens,
+                         "hits": g.cache_hits, "saved": g.saved_cost, "refusals": g.refusals,
+                         "stopped": g.stopped_cost, "runs": g.runs, "succeeded": g.succeeded_runs}
+            for g in spend(store, start, end, [key])}
+
+
+def _periods(first, days, rng, n=4):
+    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    periods = [(midnight, midnight + timedelta(days=days)),  # whole days
+               (midnight + timedelta(hours=5), midnight + timedelta(days=days - 1, hours=7))]  # whole hours
+    for _ in range(n):  # edges anywhere: minutes inside hours
+        a = first + timedelta(seconds=rng.randrange(0, days * 86400))
+        periods.append((a, a + timedelta(seconds=rng.randrange(1, 2 * 86400))))
+    return periods
+
+
+@pytest.mark.parametrize("key", ["team", "user", "customer", "model", "provider", "tag", "day"])
+def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(ledger_url, key):
+    store = open_store(ledger_url)
+    fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11), batch=400)
+    first, _ = store.time_range()
+    for start, end in _periods(first, 3, random.Random(key)):
+        assert _spend_sums(store, start, end, key) == _python_sums(store, start, end, key), (key, start, end)
+    store.close()
+
+
+def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
+    """Batches that repeat stored rows and runs (a spill replayed after a half-finished write) add only what
+    they actually inserted to the rollups."""
+    from aicost.ledger.synthetic import generate
+
+    items = list(generate(Profile(days=1, teams=4, customers=6, calls=600, seed=4)))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    runs = [i for i in items if isinstance(i, FeatureRun)]
+    store = open_store(ledger_url)
+    assert store.write(rows[:300], runs[:120]) == 300
+    assert store.write(rows[200:], runs[100:]) == len(rows) - 300  # 100 rows and 20 runs already stored
+    assert store.write(rows, runs) == 0
+    assert store.write(rows[:50] + rows[:50], runs[:10] + runs[:10]) == 0
+    first, last = store.time_range()
+    end = last + timedelta(seconds=1)
+    for key in ("team", "user", "tag"):
+        assert _spend_sums(store, first, end, key) == _python_sums(store, first, end, key)
+    total = totals(store, first, end)
+    assert total.calls == sum(r.kind == CALL for r in rows) and total.runs == len(runs)
+    assert total.cost == sum(r.cost for r in rows if r.kind == CALL and r.cost is not None)
+    store.close()
+
+
+def test_money_sums_stay_exact_past_double_and_default_decimal_precision(ledger_url):
+    store = open_store(ledger_url)
+    amounts = [Decimal("0.000000000000000001"), Decimal("123456789.123456789123456789"), Decimal("0.1"),
+               Decimal("0.2"), Decimal("1E-24"), Decimal("7.000000000000000000000000001")]
+    rows = [_row(i, cost=a, cost_parts={"input": a}, team="t", tags={}) for i, a in enumerate(amounts)]
+    store.write(rows[:3])
+    store.write(rows[3:])
+    from aicost.pricing.money import sum_usd
+
+    expected = sum_usd(amounts)
+    assert len(expected.as_tuple().digits) > 28  # more digits than the default decimal context keeps
+    end = T0 + timedelta(days=2)
+    (group,) = spend(store, T0.replace(minute=0, second=0), end, ["team"])  # hour rollups + edge rows
+    assert group.cost == expected
+    (group,) = spend(store, T0.replace(hour=0, minute=0, second=0), end, ["day"])  # day rollups
+    assert group.cost == expected
+    assert totals(store, T0, end).cost == expected  # edges summed from raw rows in SQL
+    store.close()
+
+
+def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url):
+    """Schema 4 gave the user dimension hour buckets; a ledger written at version 3 has none. Opening it
+    migrates it (the version recorded) and sums the hour cells of the rows already stored."""
+    store = open_store(ledger_url)
+    fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=6))
+    first, last = store.time_range()
+    store.close()
+    # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
+    statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
+                  "DELETE FROM aicost_schema WHERE version = 4"]
+    if ledger_url.startswith("sqlite"):
+        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
+        for s in statements:
+            conn.execute(s)
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(ledger_url, autocommit=True) as conn:
+            for s in statements:
+                conn.execute(s)
+    store = open_store(ledger_url)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
+    assert cells > 0
+    start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    for end in (start + timedelta(hours=9), last):  # whole hours, and hours then minutes
+        assert _spend_sums(store, start, end, "user") == _python_sums(store, start, end, "user")
+    store.close()
+
+
+def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(ledger_url):
+    from aicost.ledger.synthetic import fill_copies
+
+    store = open_store(ledger_url)
+    total = fill_copies(store, Profile(teams=4, customers=8, calls=300, seed=8), days=3)
+    first, last = store.time_range()
+    assert total == len(list(store.rows(first, last + timedelta(seconds=1))))
+    assert (last - first).days == 2
+    rng = random.Random(3)
+    for key in ("team", "user", "day"):
+        for start, end in _periods(first, 3, rng, n=2):
+            assert _spend_sums(store, start, end, key) == _python_sums(store, start, end, key)
+    store.close()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -25,32 +23,13 @@ from aicost.ledger import writer as ledger_writer
 from aicost.ledger.exporter import LedgerSpanExporter
 from aicost.ledger.writer import LedgerWriter
 
-from cache_helpers import postgres_server
 from ledger_helpers import fresh_pg_database
+from servers import OutageProxy
 from vendor_server import anthropic_message_reply, openai_chat_reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 NOW = datetime.now(timezone.utc)
 WINDOW = (NOW - timedelta(days=1), NOW + timedelta(days=1))
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return fresh_pg_database(request.getfixturevalue("pg_server"))
-
-
-@pytest.fixture
-def spill_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "aicost"
 
 
 def _rows(url):
@@ -165,66 +144,10 @@ def test_full_queue_drops_are_counted_and_logged_never_raised(tmp_path, spill_di
     writer.close()
 
 
-class _Proxy:
-    """TCP proxy in front of the real PostgreSQL server, which the test switches off and on: an outage as the
-    client sees one (refused connections, broken sessions) while the database keeps its data."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.up = True
-        self.conns: list[socket.socket] = []
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def down(self) -> None:
-        self.up = False
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.conns.clear()
-
-    def close(self) -> None:
-        self.down()
-        self.sock.close()
-
-
 def test_database_outage_spills_then_replays_without_double_counting(pg_server, spill_dir):
     url = fresh_pg_database(pg_server)
     port = int(url.split(":")[-1].split("/")[0])
-    proxy = _Proxy(port)
+    proxy = OutageProxy(port)
     via_proxy = url.replace(f":{port}/", f":{proxy.port}/")
     try:
         writer = LedgerWriter(via_proxy)

@@ -7,34 +7,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-import pytest
-
 import aicost
 from aicost.ledger import open_store
 from aicost.pools import configure_pools, read_intervals
 from aicost.pools.ledger import write_interval
 from tests.pool_helpers import SimClock
-from tests.test_ledger_writer import _Proxy
 from tests.vendor_server import openai_chat_reply, openai_client
 
-from cache_helpers import postgres_server
 from ledger_helpers import fresh_pg_database
+from servers import OutageProxy
 
 MODEL = "acme/llama-3.1-8b-support-ft"
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 DAY = (T0, datetime(2026, 12, 2, tzinfo=timezone.utc))
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture
-def spill_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "aicost"
 
 
 def _counts(url: str) -> tuple[int, int]:
@@ -52,7 +37,7 @@ def test_ledger_down_when_an_interval_closes_then_back_rows_appear_exactly_once(
                                                                                spill_dir):
     url = fresh_pg_database(pg_server)
     port = int(url.split(":")[-1].split("/")[0])
-    proxy = _Proxy(port)
+    proxy = OutageProxy(port)
     via_proxy = url.replace(f":{port}/", f":{proxy.port}/")
     clock = SimClock(T0.timestamp())
     client = openai_client(replay_server)

@@ -27,11 +27,11 @@ from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 from aicost import semconv as sc  # noqa: E402
-from vendor_server import Reply, all_recording_ids, load_recording  # noqa: E402
+from replay_helpers import (MILLION, check_cost, check_usage, checked_unbilled, replay, the_cost_span,  # noqa: E402
+                            with_known_gaps)
+from vendor_server import all_recording_ids, load_recording  # noqa: E402
 
 PROBE = "aicost replay probe 9b2c: say hi"
-MILLION = Decimal(1_000_000)
-COST_TOTAL = "aicost.cost.total_usd"
 
 # USD per million tokens: (input, output, cache read, cache write). Anthropic models on a regional (us. / eu.)
 # cross-region profile of a model launched from Sonnet 4.5 on cost 10 % more than on the global profile.
@@ -162,56 +162,28 @@ def _call(client: Any, rec: dict) -> Any:
 
 
 # ================================================================================================= the test
-@pytest.mark.parametrize("rid", [pytest.param(r, marks=pytest.mark.xfail(reason=KNOWN_GAPS[r], strict=True))
-                                 if r in KNOWN_GAPS else r for r in IDS])
+@pytest.mark.parametrize("rid", with_known_gaps(IDS, KNOWN_GAPS))
 def test_bedrock_recording_is_costed_exactly(rid: str, instrumented: Any, replay_server: Any) -> None:
     rec = load_recording(rid)
-    status = rec["response"]["status"]
-    replay_server.enqueue(Reply.from_recording(rec))
     client = _client(replay_server)
+    replay(replay_server, rec, lambda: _call(client, rec), ClientError,
+           lambda error: error.response["ResponseMetadata"]["HTTPStatusCode"])
 
-    if status >= 400:
-        with pytest.raises(ClientError) as raised:
-            _call(client, rec)
-        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status, rid
-    else:
-        _call(client, rec)
-    assert replay_server.pending == 0, f"{rid}: exactly one request was sent"
-
-    spans = instrumented.aicost_spans()
-    assert len(spans) == 1, f"{rid}: one aicost span per call, got {[s.name for s in spans]}"
-    attrs = dict(spans[0].attributes or {})
+    attrs = the_cost_span(instrumented, rid, PROBE)
     assert attrs[sc.GEN_AI_PROVIDER_NAME] == "aws.bedrock", rid
     assert attrs[sc.GEN_AI_REQUEST_MODEL] == rec["request"]["model_id"], rid
-    assert not any(PROBE in str(v) for v in attrs.values()), f"{rid}: the prompt leaked into the span"
-
-    if rec["endpoint"] == "CountTokens":
-        assert attrs[sc.AICOST_BILLABLE] is False and sc.GEN_AI_USAGE_COST not in attrs, rid
-        return
-    if status >= 400:
-        assert attrs[sc.ERROR_TYPE], rid
-        assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 0 == attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS], rid
-        assert Decimal(attrs[COST_TOTAL]) == 0 if COST_TOTAL in attrs else attrs["aicost.price.known"] is False, rid
+    if checked_unbilled(rec, attrs):
         return
 
     u = expected_usage(rec)
     assert u is not None, f"{rid}: every successful recording carries its usage"
-    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == u["input"], rid
-    assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == u["output"], rid
-    assert attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == u["cache_read"], rid
-    assert attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, 0) == u["cache_write"], rid
-    assert not attrs.get(sc.AICOST_USAGE_ESTIMATED), rid
+    check_usage(rid, attrs, u)
     if rec["stream"]:
         assert attrs[sc.AICOST_STREAM_ENDED_BY] == "exhausted", rid
     optimized = '"latency": "optimized"' in (rec["response"]["body"] or "")
     if optimized:
         assert attrs[sc.AICOST_SERVICE_TIER] == "latency_optimized", rid
-    want = expected_cost(rec["request"]["model_id"], u, optimized)
-    if want is None:
-        assert attrs["aicost.price.known"] is False and COST_TOTAL not in attrs, f"{rid}: unknown, never $0"
-        return
-    got = Decimal(attrs[COST_TOTAL])
-    assert got == want, f"{rid}: cost {got} != usage x published price {want} ({u})"
+    check_cost(rid, attrs, expected_cost(rec["request"]["model_id"], u, optimized), str(u))
 
 
 def test_every_bedrock_recording_is_replayed() -> None:

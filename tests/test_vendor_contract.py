@@ -68,25 +68,42 @@ def test_output_cap_policy_lands_in_gemini_and_bedrock_requests(instrumented, bu
 
 
 def test_budget_downgrade_rewrites_the_bedrock_model_id(instrumented, budgets, replay_server):
-    # Budget.downgrade_to is checked against the catalog without a provider, where Bedrock ids do not resolve:
-    # the target gets its published price as an override, as the error message advises.
-    from aicost.pricing import clear_overrides, set_price
-
-    set_price("anthropic.claude-3-haiku-20240307-v1:0", input="0.25", output="1.25")
-    try:
-        budgets(budgets=[Budget(limit_usd="0.002", action="downgrade",
-                                downgrade_to="anthropic.claude-3-haiku-20240307-v1:0", name="bedrock")])
-        replay_server.enqueue(Reply.from_recording(load_recording("bedrock-converse-nonstream-001")))
-        _bedrock(replay_server).converse(modelId="anthropic.claude-3-sonnet-20240229-v1:0",
-                                         messages=[{"role": "user", "content": [{"text": "hi"}]}],
-                                         inferenceConfig={"maxTokens": 1000})
-    finally:
-        clear_overrides()
+    # The target is a Bedrock model id with a catalog price (AWS's table): accepted as the call's vendor prices it,
+    # with no price override (before, the check resolved it without a provider, where Bedrock ids do not resolve).
+    budgets(budgets=[Budget(limit_usd="0.002", action="downgrade",
+                            downgrade_to="anthropic.claude-3-haiku-20240307-v1:0", name="bedrock")])
+    replay_server.enqueue(Reply.from_recording(load_recording("bedrock-converse-nonstream-001")))
+    _bedrock(replay_server).converse(modelId="anthropic.claude-3-sonnet-20240229-v1:0",
+                                     messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                                     inferenceConfig={"maxTokens": 1000})
     [request] = replay_server.requests
     assert "claude-3-haiku" in request.path and "sonnet" not in request.path  # modelId is in the URL
     assert "model" not in request.json  # no OpenAI-style key added next to modelId
     [span] = instrumented.aicost_spans()
     assert span.attributes["gen_ai.request.model"] == "anthropic.claude-3-haiku-20240307-v1:0"
+    assert span.attributes["aicost.price.known"] is True
+
+
+def test_downgrade_targets_are_checked_as_their_vendor_prices_them(budgets):
+    from aicost.errors import ConfigurationError
+
+    # An unknown Bedrock id is still refused, clearly; a provider budget checks its own vendor's table only.
+    with pytest.raises(ConfigurationError, match=r"downgrade_to.*'amazon\.no-such-model-v1:0'.*any vendor"):
+        budgets(budgets=[Budget(limit_usd="1", action="downgrade", downgrade_to="amazon.no-such-model-v1:0")])
+    with pytest.raises(ConfigurationError, match=r"downgrade_to.*'us\.amazon\.nova-nano-v9:0'.*provider 'aws.bedrock'"):
+        budgets(budgets=[Budget(limit_usd="1", action="downgrade", downgrade_to="us.amazon.nova-nano-v9:0",
+                                scope="provider", value="aws.bedrock")])
+    budgets(budgets=[Budget(limit_usd="1", action="downgrade", downgrade_to="amazon.nova-micro-v1:0",
+                            scope="provider", value="aws.bedrock")])
+
+
+def test_an_openai_call_is_not_downgraded_to_a_bedrock_model(instrumented, budgets, replay_server, openai_client):
+    # One global budget, downgrade target priced only on Bedrock: an OpenAI call that does not fit is refused as
+    # over budget (not switched to a model id its vendor neither serves nor prices, then refused as unpriced).
+    budgets(budgets=[Budget(limit_usd="0.000001", action="downgrade", downgrade_to="amazon.nova-micro-v1:0")])
+    with pytest.raises(BudgetExceeded):
+        openai_client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert replay_server.requests == []
 
 
 def test_a_budget_refuses_a_gemini_call_by_its_own_output_cap(instrumented, budgets, replay_server):
@@ -158,3 +175,30 @@ def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instru
         assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("1.38")
     elif not priced:
         assert attrs["aicost.price.known"] is False and "aicost.cost.total_usd" not in attrs
+
+
+def test_one_text_walker_serves_every_vendor_and_never_raises():
+    """``vendor.walk_text`` walks request contents for OpenAI / Anthropic, Gemini and Bedrock alike; each vendor
+    only says what one node holds. Pathological input (nested past any real request) is counted as inexact."""
+    from aicost import tokens
+    from aicost.integrations.bedrock import ConverseShape
+    from aicost.integrations.stainless import StainlessShape
+
+    gemini = GeminiShape("max_output_tokens").input_text(
+        {"contents": [types.Content(role="user", parts=[types.Part(text="a"), types.Part(text="b")]), "c"],
+         "config": {"system_instruction": "s"}})
+    assert (gemini.pieces, gemini.exact) == (("a", "b", "c", "s"), True)
+    image = types.Part.from_bytes(data=b"x", mime_type="image/png")
+    assert GeminiShape().input_text({"contents": [types.Content(role="user", parts=[image])]}).exact is False
+    converse = ConverseShape().input_text({"messages": [{"role": "user", "content": [{"text": "a"}, {"image": {}}]}],
+                                           "system": [{"text": "s"}]})
+    assert (converse.pieces, converse.exact) == (("a", "s"), False)
+    chat = StainlessShape().input_text({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]},
+                                                     {"role": "tool", "content": "b", "name": "n"}]})
+    assert chat.pieces == ("a", "b", "n") and chat.exact
+    deep: list = ["x"]
+    for _ in range(5000):
+        deep = [deep]
+    assert tokens.count_request_input({"messages": [{"role": "user", "content": deep}]}, "gpt-4o", "openai",
+                                      StainlessShape()).tokens >= 0
+    assert ConverseShape().input_text({"messages": deep}).exact is False

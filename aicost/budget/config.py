@@ -11,10 +11,11 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ConfigurationError
+from ..pricing.money import canonical
 from .errors import ConfigurationTypeError
 from .money import MAX_LIMIT_USD, MIN_LIMIT_USD
 from .windows import validate_window
@@ -148,6 +149,10 @@ class Budget:
             raise ConfigurationError(f"Budget.limit_usd must be at least {MIN_LIMIT_USD} (one nanodollar), got {limit}")
         if limit > MAX_LIMIT_USD:
             raise ConfigurationError(f"Budget.limit_usd must be at most {MAX_LIMIT_USD} per window, got {limit}")
+        try:  # in the one form aicost writes money: "20.00" and "2E+1" are kept, returned and printed as 20
+            limit = canonical(limit)
+        except Inexact:
+            raise ConfigurationError(f"Budget.limit_usd has more digits than an amount of money can carry, got {limit}")
         set_(self, "limit_usd", limit)
         validate_window(self.window)
         set_(self, "scope", parse_scope(self.scope, "Budget"))

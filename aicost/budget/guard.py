@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _log
 from .. import semconv
-from ..pricing.money import format_usd, sum_usd
+from .._fork import reset_in_child
+from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import (
     BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
@@ -157,6 +158,17 @@ class _Ticket:
                      exc_info=True)
 
 
+def _vendors_of(budget: Budget) -> tuple[str | None, ...]:
+    """The vendors whose calls a budget's downgrade can apply to, to check its target's price at configure time as
+    those calls will resolve it: the one a provider budget names, else any vendor the catalog prices (a Bedrock
+    model id resolves only as ``aws.bedrock``)."""
+    if budget.scope == "provider" and budget.value:
+        return (budget.value,)
+    from ..pricing import catalog_providers
+
+    return (None, *catalog_providers())
+
+
 class BudgetGuard:
     """Reserve-then-settle budget enforcement plus policies. Register with ``aicost.hooks.add_interceptor``.
 
@@ -221,9 +233,11 @@ class BudgetGuard:
             )
         prices = Prices(price_lookup)
         for b in budgets:
-            if b.downgrade_to is not None and prices.get(None, b.downgrade_to, None) is None:
+            if b.downgrade_to is not None and not any(prices.get(provider, b.downgrade_to, None) is not None
+                                                      for provider in _vendors_of(b)):
                 raise ConfigurationError(
-                    f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}), so a "
+                    f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}) on "
+                    f"{'provider ' + repr(b.value) if b.scope == 'provider' and b.value else 'any vendor'}, so a "
                     "downgraded call could not be reserved; use a model in the price catalog or add a price override "
                     "before configuring budgets"
                 )
@@ -254,6 +268,11 @@ class BudgetGuard:
         )
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The journal and a memory store reset themselves (the parent's settlements and spend stay the parent's).
+        self._state_lock = threading.Lock()
 
     # -- the interceptor protocol ---------------------------------------------------------------------------
 
@@ -373,6 +392,8 @@ class BudgetGuard:
                 budget.action == "downgrade"
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
+                # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call)
+                and (not self._refuse_unknown or self._prices.get(provider, target, None) is not None)
                 and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
@@ -395,7 +416,7 @@ class BudgetGuard:
                 limit_usd=budget.limit_usd,
                 spent_usd=event.spent_usd,
                 reserved_usd=event.reserved_usd,
-                requested_usd=amount_usd,
+                requested_usd=event.requested_usd,
                 resets_at=event.resets_at,
                 model=model,
             )
@@ -439,7 +460,7 @@ class BudgetGuard:
                     raise BudgetExceeded(
                         budget=c.budget.name or "", scope=c.budget.scope, scope_value=event.scope_value,
                         limit_usd=c.budget.limit_usd, spent_usd=event.spent_usd, reserved_usd=event.reserved_usd,
-                        requested_usd=amount_usd, resets_at=event.resets_at, model=model,
+                        requested_usd=event.requested_usd, resets_at=event.resets_at, model=model,
                     )
         return ticket
 
@@ -581,7 +602,8 @@ class BudgetGuard:
         return BudgetEvent(
             kind=kind, budget=b, scope_value=None if b.scope == "global" else value, window=window_key,
             resets_at=_resets_at(b.window, charge), limit_usd=b.limit_usd, spent_usd=to_usd(spent),
-            reserved_usd=to_usd(reserved), requested_usd=requested, threshold=threshold, model=model, provider=provider,
+            reserved_usd=to_usd(reserved), requested_usd=None if requested is None else canonical(requested),
+            threshold=threshold, model=model, provider=provider,
         )
 
     @staticmethod

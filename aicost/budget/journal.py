@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from .._fork import reset_in_child
 from .money import to_usd
 from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable
 
@@ -61,6 +62,12 @@ class SettlementJournal:
         self.dropped_nanos = 0
         self.applied = 0  # settlements applied from the journal, ever
         self._warned_overflow = False
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The settlements held at a fork are the parent's to apply: applied by a child as well, they would be
+        counted twice in a store the processes share. The child starts an empty journal with fresh counts."""
+        self.__init__(self.capacity)  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._merged)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import enum
 import hashlib
 import json
@@ -44,6 +45,10 @@ _TOKEN = re.compile(r"\S+")
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u00ab\u00bb\u201c\u201d\u2018\u2019"
 # Keys of message dicts whose string values are user-visible text that may be normalised.
 _TEXT_KEYS = frozenset({"content", "text", "input"})
+# Decimals are keyed by their exact value, read in a context of aicost's own: ``Decimal.normalize()`` rounds to the
+# *thread's* precision (a host that lowered it would key 1.234567 and 1.234568 alike, and another host the two
+# apart) and ``str()`` follows the thread's ``capitals``. At the widest precision nothing rounds.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, capitals=1)
 
 
 class Uncacheable(Exception):
@@ -94,7 +99,7 @@ def canonical(value: Any, *, path: str = "") -> Any:
         # 1.0 and 1 give the same answer from any vendor API; keep them one key.
         return int(value) if value.is_integer() else value
     if isinstance(value, Decimal):
-        return {"__decimal__": str(value.normalize())}
+        return {"__decimal__": _decimal_key(value)}
     if isinstance(value, bytes):
         return {"__bytes__": hashlib.sha256(value).hexdigest()}
     if isinstance(value, Mapping):
@@ -134,6 +139,15 @@ def canonical(value: Any, *, path: str = "") -> Any:
         f"{path or 'argument'} of type {type(value).__name__} has no canonical form; "
         "exclude it with ignore=[...] or key it with key_parts"
     )
+
+
+def _decimal_key(value: Decimal) -> str:
+    """The value's text without trailing zeros (``1.50`` -> ``1.5``), the same whatever the thread's context."""
+    if not value.is_finite():
+        return str(value)  # NaN / Infinity: no digits or exponent for a context to change
+    if not value:
+        return "0"  # 0, -0, 0E-7: one value
+    return _EXACT.to_sci_string(_EXACT.normalize(value))
 
 
 def normalise_prompt(value: Any, *, case_sensitive: bool = True) -> Any:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from .._fork import reset_in_child
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -86,6 +88,11 @@ class FlightGroup:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[str, Flight] = {}
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The leaders in flight at a fork run in the parent: a child's identical call must not wait for them."""
+        self.__init__()  # type: ignore[misc]
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """Return (flight, is_leader)."""

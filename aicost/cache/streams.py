@@ -37,11 +37,28 @@ class _Finisher:
             self._on_abandon()
 
 
-class RecordingStream:
-    def __init__(self, inner: Iterator, collector: CallCollector, finisher: _Finisher) -> None:
+class _Recording:
+    """What the sync and async recording streams share: the SDK stream inside, and its end."""
+
+    def __init__(self, inner: Any, collector: CallCollector, finisher: _Finisher) -> None:
         self._inner = inner
         self._collector = collector
         self._finisher = finisher
+
+    def __del__(self) -> None:
+        try:
+            self._finisher.abandon()
+        except Exception:
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # e.g. Stream.response: keep the SDK object's surface
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class RecordingStream(_Recording):
+    _inner: Iterator
 
     def __iter__(self) -> "RecordingStream":
         return self
@@ -71,23 +88,9 @@ class RecordingStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        try:
-            self._finisher.abandon()
-        except Exception:
-            pass
 
-    def __getattr__(self, name: str) -> Any:  # e.g. Stream.response: keep the SDK object's surface
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-class AsyncRecordingStream:
-    def __init__(self, inner: AsyncIterator, collector: CallCollector, finisher: _Finisher) -> None:
-        self._inner = inner
-        self._collector = collector
-        self._finisher = finisher
+class AsyncRecordingStream(_Recording):
+    _inner: AsyncIterator
 
     def __aiter__(self) -> "AsyncRecordingStream":
         return self
@@ -123,17 +126,6 @@ class AsyncRecordingStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def __del__(self) -> None:
-        try:
-            self._finisher.abandon()
-        except Exception:
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 class ReplayStream:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from opentelemetry import trace
 
 from .._log import error_once
+from ..pricing.names import enables_long_context
 from ..usage import MAX_COUNT, Usage, is_object, read_count
 from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
                       field_reader, nested, request_count, string)
@@ -123,17 +124,13 @@ def read_usage(u: Any, into: Usage | None = None, fields: Callable[[str], Any] |
     return usage.checked()
 
 
-_LONG_CONTEXT_BETA = "context-1m-"
-
-
 def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether the request enabled Claude's 1M-token context window (beta ``context-1m-YYYY-MM-DD``), the only
-    case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
+    """Whether the request enabled Claude's 1M-token context window (``pricing.names.enables_long_context``), the
+    only case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
     header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens.
     Read on every call: what is absent (the common case) costs a lookup each."""
     betas = kwargs.get("betas")
-    if betas and isinstance(betas, (list, tuple)) and any(
-            isinstance(b, str) and b.startswith(_LONG_CONTEXT_BETA) for b in betas):
+    if betas and enables_long_context(betas):
         return True
     extra = kwargs.get("extra_headers")
     if extra and _names_long_context(extra):
@@ -145,9 +142,8 @@ def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
 def _names_long_context(headers: Any) -> bool:
     if not hasattr(headers, "items"):
         return False
-    for name, value in headers.items():  # the value first: it rarely names the beta, and is tested without a call
-        if isinstance(value, str) and _LONG_CONTEXT_BETA in value and isinstance(name, str) \
-                and name.lower() == "anthropic-beta":
+    for name, value in headers.items():
+        if isinstance(name, str) and name.lower() == "anthropic-beta" and enables_long_context(value):
             return True
     return False
 
@@ -362,6 +358,9 @@ class EventAccumulator(StreamAccumulator):
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
             self.usage, iterations, _ = read_top_usage(usage, self.usage)
+            if self.usage is not None and is_object(usage) and field(usage, "output_tokens") is None:
+                # message_delta's output count is the final one (message_start's is a placeholder): required
+                self.usage.invalid = self.usage.invalid or "message_delta usage has no output_tokens"
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
             self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason

@@ -12,11 +12,14 @@ Usage, by operation (inputTokens exclude cache reads and writes, as Anthropic's 
 * ConverseStream: the ``metadata`` event. InvokeModelWithResponseStream: the ``amazon-bedrock-invocationMetrics``
   of the last chunk. Both are botocore ``EventStream`` objects, watched in place (``wrap_stream``).
 * CountTokens: a span, not billed.
+Every count is validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is
+never priced as exact (estimated from the text, or unknown for InvokeModel, whose body is never read).
 
 Prices: cross-region inference profiles (``us.`` / ``eu.`` / ``apac.`` / ``global.``) and ARNs are priced by the
 catalog's AWS table as AWS bills them (a regional profile of a recent Claude model costs 10 % more than the global
 one); the service tier comes from the response (``serviceTier``), latency-optimised inference from
-``performanceConfig``. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
+``performanceConfig``; Claude's long-context rates only with its 1M-context beta (``anthropic_beta``), as on
+Anthropic's API. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
 calls (only for credentials), so its calls are recorded once, by the Anthropic integration.
 """
 
@@ -25,8 +28,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..usage import Usage, as_int
-from ..vendor import Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router, StreamAccumulator
+from ..pricing.names import enables_long_context
+from ..usage import Usage, read_count
+from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
+                      StreamAccumulator, string, walk_text)
 
 _SERVICE = "bedrock-runtime"
 
@@ -42,27 +47,21 @@ def _json_body(kwargs: dict[str, Any]) -> Any:
     return body if isinstance(body, dict) else None
 
 
+def _bedrock_step(node: Any) -> Any:
+    """Converse / model-native content for :func:`aicost.vendor.walk_text`: ``{"text": ...}`` blocks, messages
+    holding ``content``; anything else (images, documents, tool use) is not text."""
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            return node["text"]
+        if "content" in node:
+            return node["content"]
+    return NOT_TEXT
+
+
 def _texts(value: Any, out: list[str]) -> bool:
     """Text of Converse / model-native content (str, ``{"text": ...}`` blocks, messages); False if some content is
-    not text (images, documents, tool use), which a text count cannot see."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        out.append(value)
-        return True
-    if isinstance(value, (list, tuple)):
-        complete = True
-        for item in value:
-            complete = _texts(item, out) and complete
-        return complete
-    if isinstance(value, dict):
-        if isinstance(value.get("text"), str):
-            out.append(value["text"])
-            return True
-        if "content" in value:
-            return _texts(value["content"], out)
-        return False
-    return False
+    not text, which a text count cannot see."""
+    return walk_text(value, out, _bedrock_step)
 
 
 class ConverseShape(RequestShape):
@@ -103,6 +102,11 @@ class ConverseShape(RequestShape):
         if kwargs.get("toolConfig"):
             complete = False
         return InputText(tuple(pieces), 0, complete)
+
+    def anthropic_beta(self, kwargs: dict[str, Any]) -> Any:
+        """Claude's beta flags: Converse passes model-native fields in ``additionalModelRequestFields``."""
+        extra = kwargs.get("additionalModelRequestFields")
+        return extra.get("anthropic_beta") if isinstance(extra, dict) else None
 
     def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -166,6 +170,15 @@ class InvokeShape(ConverseShape):
             complete = False
         return InputText(tuple(pieces), 0, complete)
 
+    def anthropic_beta(self, kwargs: dict[str, Any]) -> Any:
+        """Claude's beta flags: the Anthropic body's ``anthropic_beta`` (looked for only where the body says so)."""
+        body = kwargs.get("body")
+        if (isinstance(body, (bytes, bytearray)) and b"anthropic_beta" not in body) or (
+                isinstance(body, str) and "anthropic_beta" not in body):
+            return None  # most bodies: not parsed a second time
+        body = _json_body(kwargs)
+        return body.get("anthropic_beta") if isinstance(body, dict) else None
+
     def content(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         body = _json_body(kwargs)
         return {} if body is None else {"input": body}
@@ -189,46 +202,84 @@ _OPERATIONS = {endpoint.method: endpoint for endpoint in ENDPOINTS}
 _STREAMS = frozenset(("ConverseStream", "InvokeModelWithResponseStream"))
 
 
-def read_usage(u: Any) -> Usage | None:
-    """Converse ``usage`` / ConverseStream ``metadata.usage`` -> ``Usage`` (cache tokens added to the input)."""
-    if not isinstance(u, dict) or ("inputTokens" not in u and "outputTokens" not in u):
-        return None
-    read = as_int(u.get("cacheReadInputTokens"))
-    write = as_int(u.get("cacheWriteInputTokens"))
-    usage = Usage(input_tokens=as_int(u.get("inputTokens")) + read + write, output_tokens=as_int(u.get("outputTokens")),
-                  cache_read_tokens=read, cache_write_tokens=write)
-    for detail in u.get("cacheDetails") or ():  # cache writes by TTL ("5m", "1h"): 1h writes bill higher
-        if isinstance(detail, dict) and detail.get("ttl") == "1h":
-            usage.cache_write_1h_tokens += as_int(detail.get("inputTokens"))
-    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, write)
+def _cache_usage(usage: Usage, plain: int, read: int, write: int, out: int) -> Usage:
+    """Bedrock's input counts exclude cache reads and writes (as Anthropic's do); ``Usage`` includes them."""
+    usage.input_tokens = plain + read + write
+    usage.output_tokens = out
+    usage.cache_read_tokens = read
+    usage.cache_write_tokens = write
     return usage
 
 
-def _metrics_usage(m: Any) -> Usage | None:
-    """``amazon-bedrock-invocationMetrics`` (last chunk of InvokeModelWithResponseStream)."""
-    if not isinstance(m, dict) or "inputTokenCount" not in m:
+def read_usage(u: Any) -> Usage | None:
+    """Converse ``usage`` / ConverseStream ``metadata.usage`` -> ``Usage`` (cache tokens added to the input).
+
+    ``inputTokens`` and ``outputTokens`` are required; every count is checked as it is read (``usage.read_count``),
+    and usage that fails (a count that is not one, usage or ``cacheDetails`` that are not what the API documents,
+    1h cache writes over the writes) says why in ``Usage.invalid``."""
+    if u is None:
         return None
-    read = as_int(m.get("cacheReadInputTokenCount"))
-    write = as_int(m.get("cacheWriteInputTokenCount"))
-    return Usage(input_tokens=as_int(m.get("inputTokenCount")) + read + write,
-                 output_tokens=as_int(m.get("outputTokenCount")), cache_read_tokens=read, cache_write_tokens=write)
+    if not isinstance(u, dict):
+        return Usage(invalid="usage is not an object")
+    usage = Usage()
+    _cache_usage(usage, read_count(usage, u.get("inputTokens"), "inputTokens", True),
+                 read_count(usage, u.get("cacheReadInputTokens"), "cacheReadInputTokens"),
+                 read_count(usage, u.get("cacheWriteInputTokens"), "cacheWriteInputTokens"),
+                 read_count(usage, u.get("outputTokens"), "outputTokens", True))
+    details = u.get("cacheDetails")
+    if details is not None and not isinstance(details, list):
+        usage.invalid = usage.invalid or "cacheDetails is not a list"
+    for detail in details if isinstance(details, list) else ():  # cache writes by TTL ("5m", "1h")
+        if not isinstance(detail, dict):
+            usage.invalid = usage.invalid or "cacheDetails has an entry that is not an object"
+            continue
+        tokens = read_count(usage, detail.get("inputTokens"), "cacheDetails.inputTokens")
+        if detail.get("ttl") == "1h":  # 1h writes bill higher
+            usage.cache_write_1h_tokens += tokens
+    return usage.checked()
+
+
+def _metrics_usage(m: Any) -> Usage | None:
+    """``amazon-bedrock-invocationMetrics`` (last chunk of InvokeModelWithResponseStream): ``inputTokenCount`` and
+    ``outputTokenCount`` required, every count checked."""
+    if m is None:
+        return None
+    if not isinstance(m, dict):
+        return Usage(invalid="amazon-bedrock-invocationMetrics is not an object")
+    usage = Usage()
+    return _cache_usage(usage, read_count(usage, m.get("inputTokenCount"), "inputTokenCount", True),
+                        read_count(usage, m.get("cacheReadInputTokenCount"), "cacheReadInputTokenCount"),
+                        read_count(usage, m.get("cacheWriteInputTokenCount"), "cacheWriteInputTokenCount"),
+                        read_count(usage, m.get("outputTokenCount"), "outputTokenCount", True)).checked()
+
+
+_HEADER = "x-amzn-bedrock-{}-token-count"
+
+
+def _header_count(usage: Usage, headers: dict, which: str) -> int:
+    """One ``X-Amzn-Bedrock-*-Token-Count`` header: its text must be a count (digits); anything else is read by
+    ``read_count`` as the value it is, which records why it is not one."""
+    value = headers.get(_HEADER.format(which))
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    return read_count(usage, value, _HEADER.format(which))
 
 
 def _header_usage(headers: Any) -> Usage | None:
-    """InvokeModel's ``X-Amzn-Bedrock-*-Token-Count`` headers (botocore lower-cases header names)."""
-    if not isinstance(headers, dict) or "x-amzn-bedrock-input-token-count" not in headers:
+    """InvokeModel's ``X-Amzn-Bedrock-*-Token-Count`` headers (botocore lower-cases header names). The input
+    count's presence says the headers are there; the output count is left out for embeddings (nothing generated)."""
+    if not isinstance(headers, dict) or _HEADER.format("input") not in headers:
         return None
-    read = as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count"))
-    write = as_int(headers.get("x-amzn-bedrock-cache-write-input-token-count"))
-    return Usage(input_tokens=as_int(headers.get("x-amzn-bedrock-input-token-count")) + read + write,
-                 output_tokens=as_int(headers.get("x-amzn-bedrock-output-token-count")),
-                 cache_read_tokens=read, cache_write_tokens=write)
+    usage = Usage()
+    return _cache_usage(usage, _header_count(usage, headers, "input"), _header_count(usage, headers, "cache-read-input"),
+                        _header_count(usage, headers, "cache-write-input"),
+                        _header_count(usage, headers, "output")).checked()
 
 
 def _tier(response: dict, latency: Any) -> str | None:
     """The tier the call was served at: ``serviceTier`` (Converse: ``{"type": ...}``; InvokeModel: the header's
     value), and latency-optimised inference, which AWS prices separately."""
-    tier = response.get("serviceTier")
+    tier = response.get("serviceTier") if isinstance(response, dict) else None
     if isinstance(tier, dict):
         tier = tier.get("type")
     if isinstance(latency, dict):
@@ -240,17 +291,17 @@ def _tier(response: dict, latency: Any) -> str | None:
 
 def _request_id(response: dict) -> str | None:
     meta = response.get("ResponseMetadata")
-    return meta.get("RequestId") if isinstance(meta, dict) else None
+    return string(meta.get("RequestId")) if isinstance(meta, dict) else None
 
 
 def read_converse(response: Any, want_text: bool) -> ResponseMeta:
     if not isinstance(response, dict):
         return ResponseMeta()
     usage = read_usage(response.get("usage"))
-    stop = response.get("stopReason")
+    stop = string(response.get("stopReason"))
     meta = ResponseMeta(usage=usage, response_id=_request_id(response), finish_reasons=[stop] if stop else [],
                         service_tier=_tier(response, response.get("performanceConfig")))
-    if want_text or usage is None:
+    if want_text or usage is None or usage.invalid is not None:  # the text estimates missing or invalid usage
         pieces: list[str] = []
         message = (response.get("output") or {}).get("message") if isinstance(response.get("output"), dict) else None
         _texts((message or {}).get("content"), pieces)
@@ -261,12 +312,12 @@ def read_converse(response: Any, want_text: bool) -> ResponseMeta:
 def read_invoke(response: Any) -> ResponseMeta:
     if not isinstance(response, dict):
         return ResponseMeta()
-    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders")
-    usage = _header_usage(headers)
+    metadata = response.get("ResponseMetadata")
+    usage = _header_usage(metadata.get("HTTPHeaders") if isinstance(metadata, dict) else None)
+    # The body is the caller's stream: not read, so missing or invalid counts cannot be estimated from it.
+    unpriced = "the response carried no token-count headers" if usage is None else usage.invalid
     return ResponseMeta(usage=usage, response_id=_request_id(response),
-                        service_tier=_tier(response, response.get("performanceConfigLatency")),
-                        # The body is the caller's stream: not read, so missing counts cannot be estimated from it.
-                        unpriced=None if usage is not None else "the response carried no token-count headers")
+                        service_tier=_tier(response, response.get("performanceConfigLatency")), unpriced=unpriced)
 
 
 class EventAccumulator(StreamAccumulator):
@@ -294,28 +345,30 @@ class EventAccumulator(StreamAccumulator):
                 try:
                     payload = json.loads(data)
                 except ValueError:
-                    return True
-                self.usage = _metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
+                    payload = None
+                self.usage = (_metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
+                              if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
                 self.complete = True
             elif self.keep_text and isinstance(data, (bytes, bytearray)):
                 self.texts.append(data.decode("utf-8", "replace"))
             return True
         delta = event.get("contentBlockDelta")
-        if delta is not None:
+        if isinstance(delta, dict):
             if self.keep_text:
-                text = (delta.get("delta") or {}).get("text")
+                inner = delta.get("delta")
+                text = inner.get("text") if isinstance(inner, dict) else None
                 if isinstance(text, str):
                     self.texts.append(text)
             return True
         metadata = event.get("metadata")
-        if metadata is not None:
+        if isinstance(metadata, dict):
             self.usage = read_usage(metadata.get("usage"))
             self.tier = _tier(metadata, metadata.get("performanceConfig"))
             self.complete = True
             return True
         stop = event.get("messageStop")
-        if stop is not None:
-            self.stop = stop.get("stopReason") or self.stop
+        if isinstance(stop, dict):
+            self.stop = string(stop.get("stopReason")) or self.stop
         return True
 
     def result(self) -> ResponseMeta:
@@ -373,6 +426,9 @@ class BedrockIntegration(Integration):
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
+            # Claude's long-context rates apply only with the 1M-context beta on, as on Anthropic's own API.
+            price_hints=({"long_context": enables_long_context(endpoint.shape.anthropic_beta(kwargs))}
+                         if endpoint.billable else None),
         )
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:

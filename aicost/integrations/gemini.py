@@ -13,14 +13,18 @@ Usage (``usageMetadata``): ``promptTokenCount`` includes ``cachedContentTokenCou
 as output on top of ``candidatesTokenCount``. Per-modality details split audio (its own input rate) and images out
 of the input. Stream chunks repeat the usage cumulatively: the last one wins. Long-context prices (prompts over
 200K tokens on 2.5 Pro, 3 Pro...) are bands of the catalog's entry, applied to the whole request by its input.
+Counts are validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is never
+priced as exact. The tier is Vertex's ``trafficType`` (or the request's ``service_tier`` / Priority PayGo header);
+Google bills priority at per-model rates the catalog lacks, so such a call is cost-unknown, with the reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..usage import Usage, as_int
-from ..vendor import Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, StreamAccumulator
+from ..usage import Usage, is_object, read_count
+from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
+                      StreamAccumulator, string, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -103,27 +107,20 @@ class GeminiShape(RequestShape):
         return out
 
 
+def _gemini_step(node: Any) -> Any:
+    """Gemini contents for :func:`aicost.vendor.walk_text`: a ``Content`` holds ``parts``, a ``Part`` its ``text``;
+    any other part (an image, a file, a function call) is not text."""
+    parts = _get(node, "parts")
+    if parts is not None:
+        return parts
+    text = _get(node, "text")
+    return text if isinstance(text, str) else NOT_TEXT
+
+
 def _texts(value: Any, out: list[str]) -> bool:
     """Append the text parts of ``contents`` (str, Part, Content, dicts, lists of them); False if some part is
-    not text (an image, a file, a function call), whose tokens a text count cannot see."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        out.append(value)
-        return True
-    if isinstance(value, (list, tuple)):
-        complete = True
-        for item in value:
-            complete = _texts(item, out) and complete
-        return complete
-    parts = _get(value, "parts")
-    if parts is not None:
-        return _texts(parts, out)
-    text = _get(value, "text")
-    if isinstance(text, str):
-        out.append(text)
-        return True
-    return False
+    not text, whose tokens a text count cannot see."""
+    return walk_text(value, out, _gemini_step)
 
 
 def _jsonable(value: Any) -> Any:
@@ -212,60 +209,131 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 _STREAMING = frozenset(("gemini.models.generate_content_stream",))
 
 # Vertex AI's usageMetadata.trafficType -> the service tier it is billed at (normalised by aicost.pricing.names).
-_TRAFFIC_TIERS = {"ON_DEMAND": None, "ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
+_TRAFFIC_TIERS = {"ON_DEMAND": "standard", "ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
 
 
-def _modalities(details: Any) -> dict[str, int]:
+def _modalities(usage: Usage, details: Any, name: str) -> dict[str, int]:
+    """Per-modality counts (``[{modality, token_count}]``) by upper-case modality. A list that is not a list of
+    objects, or a count that is not one, makes the usage invalid (``usage.read_count``)."""
     out: dict[str, int] = {}
-    for item in details or ():
+    if details is None:
+        return out
+    if not isinstance(details, (list, tuple)):
+        usage.invalid = usage.invalid or f"{name} is not a list"
+        return out
+    for item in details:
+        if item is None or not is_object(item):
+            usage.invalid = usage.invalid or f"{name} has an entry that is not an object"
+            continue
         modality = _get(item, "modality")
-        name = getattr(modality, "value", modality)
-        if isinstance(name, str):
-            out[name.upper()] = out.get(name.upper(), 0) + as_int(_get(item, "token_count", "tokenCount", "tokens"))
+        modality = getattr(modality, "value", modality)
+        count = read_count(usage, _get(item, "token_count", "tokenCount", "tokens"), f"{name}.token_count")
+        if isinstance(modality, str):
+            out[modality.upper()] = out.get(modality.upper(), 0) + count
     return out
+
+
+def _part_over(usage: Usage, part: int, whole: int, what: str) -> None:
+    """Record a breakdown larger than the count it breaks down (``Usage.invalid``)."""
+    if part > whole and usage.invalid is None:
+        usage.invalid = f"{what} exceeds its total"
 
 
 def read_usage(u: Any) -> Usage | None:
     """``usageMetadata`` (``GenerateContentResponseUsageMetadata``) -> ``Usage``. None when it has no counts at all
-    (a prompt blocked before the model ran reports only its traffic type)."""
+    (a prompt blocked before the model ran reports only its traffic type).
+
+    Every count is checked as it is read (``usage.read_count``): ``prompt_token_count`` is required once any count
+    is there; the others are left out by the API when zero (proto3 JSON). The breakdowns must fit their totals:
+    cached within the prompt, each per-modality list within its count. Usage that fails says why
+    (``Usage.invalid``) and is never priced as exact."""
     if u is None:
         return None
+    if not is_object(u):
+        return Usage(invalid="usage_metadata is not an object")
     prompt = _get(u, "prompt_token_count")
     candidates = _get(u, "candidates_token_count")
     thoughts = _get(u, "thoughts_token_count")
     tool_prompt = _get(u, "tool_use_prompt_token_count")
-    cached = _get(u, "cached_content_token_count")
     if prompt is None and candidates is None and thoughts is None and tool_prompt is None:
         return None
-    usage = Usage(input_tokens=as_int(prompt) + as_int(tool_prompt),
-                  output_tokens=as_int(candidates) + as_int(thoughts))
-    usage.reasoning_tokens = as_int(thoughts)
-    usage.cache_read_tokens = min(as_int(cached), usage.input_tokens)
-    cache = _modalities(_get(u, "cache_tokens_details"))
-    usage.cache_read_audio_tokens = min(cache.get("AUDIO", 0), usage.cache_read_tokens)
-    usage.cache_read_image_tokens = min(cache.get("IMAGE", 0), usage.cache_read_tokens - usage.cache_read_audio_tokens)
-    inputs = _modalities(_get(u, "prompt_tokens_details"))
-    tools = _modalities(_get(u, "tool_use_prompt_tokens_details"))
+    usage = Usage()
+    prompt = read_count(usage, prompt, "prompt_token_count", True)
+    tool_prompt = read_count(usage, tool_prompt, "tool_use_prompt_token_count")
+    candidates = read_count(usage, candidates, "candidates_token_count")
+    thoughts = read_count(usage, thoughts, "thoughts_token_count")
+    cached = read_count(usage, _get(u, "cached_content_token_count"), "cached_content_token_count")
+    usage.input_tokens = prompt + tool_prompt
+    usage.output_tokens = candidates + thoughts
+    usage.reasoning_tokens = thoughts
+    usage.cache_read_tokens = cached
+    _part_over(usage, cached, prompt, "cached_content_token_count")
+    cache = _modalities(usage, _get(u, "cache_tokens_details"), "cache_tokens_details")
+    inputs = _modalities(usage, _get(u, "prompt_tokens_details"), "prompt_tokens_details")
+    tools = _modalities(usage, _get(u, "tool_use_prompt_tokens_details"), "tool_use_prompt_tokens_details")
+    outputs = _modalities(usage, _get(u, "candidates_tokens_details"), "candidates_tokens_details")
+    _part_over(usage, sum(cache.values()), cached, "cache_tokens_details")
+    _part_over(usage, sum(inputs.values()), prompt, "prompt_tokens_details")
+    _part_over(usage, sum(tools.values()), tool_prompt, "tool_use_prompt_tokens_details")
+    _part_over(usage, sum(outputs.values()), candidates, "candidates_tokens_details")
     # Audio has its own input rate; images are split out too (an image rate where the model lists one, else the
     # input rate). Cached ones are counted in the cache buckets, never twice.
-    audio = inputs.get("AUDIO", 0) + tools.get("AUDIO", 0) - usage.cache_read_audio_tokens
-    image = inputs.get("IMAGE", 0) + tools.get("IMAGE", 0) - usage.cache_read_image_tokens
-    room = usage.input_tokens - usage.cache_read_tokens
-    usage.input_audio_tokens = max(0, min(audio, room))
-    usage.input_image_tokens = max(0, min(image, room - usage.input_audio_tokens))
-    outputs = _modalities(_get(u, "candidates_tokens_details"))
-    usage.output_image_tokens = min(outputs.get("IMAGE", 0), usage.output_tokens - usage.reasoning_tokens)
-    usage.output_audio_tokens = min(outputs.get("AUDIO", 0),
-                                    usage.output_tokens - usage.reasoning_tokens - usage.output_image_tokens)
-    return usage
+    usage.cache_read_audio_tokens = cache.get("AUDIO", 0)
+    usage.cache_read_image_tokens = cache.get("IMAGE", 0)
+    audio = inputs.get("AUDIO", 0) + tools.get("AUDIO", 0)
+    image = inputs.get("IMAGE", 0) + tools.get("IMAGE", 0)
+    _part_over(usage, usage.cache_read_audio_tokens, audio, "cached AUDIO tokens")
+    _part_over(usage, usage.cache_read_image_tokens, image, "cached IMAGE tokens")
+    if usage.invalid is None:
+        usage.input_audio_tokens = audio - usage.cache_read_audio_tokens
+        usage.input_image_tokens = image - usage.cache_read_image_tokens
+        _part_over(usage, cached + usage.input_audio_tokens + usage.input_image_tokens, usage.input_tokens,
+                   "cached and per-modality prompt tokens")
+    usage.output_image_tokens = outputs.get("IMAGE", 0)
+    usage.output_audio_tokens = outputs.get("AUDIO", 0)
+    return usage.checked()
 
 
 def _tier(u: Any) -> str | None:
-    traffic = _get(u, "traffic_type")
+    """The tier Vertex AI says it served the call at (``usageMetadata.trafficType``); the Gemini API's own
+    ``serviceTier`` where the response carries one."""
+    traffic = _get(u, "traffic_type") if u is not None and is_object(u) else None
     traffic = getattr(traffic, "value", traffic)
-    if not isinstance(traffic, str):
-        return None
-    return _TRAFFIC_TIERS.get(traffic, traffic.lower())
+    if isinstance(traffic, str) and traffic:
+        return _TRAFFIC_TIERS.get(traffic, traffic.lower())
+    tier = _get(u, "service_tier") if u is not None and is_object(u) else None
+    tier = getattr(tier, "value", tier)
+    return tier.lower() if isinstance(tier, str) and tier and tier.lower() != "unspecified" else None
+
+
+# Priority is billed above standard at rates Google lists per model ("75% to 100% more than standard", Gemini API
+# optimization docs; "a higher rate than Standard PayGo", Vertex AI Priority PayGo docs). The catalog lists none,
+# so such a call's price is unknown unless a price override for the tier gives it (never the standard rate).
+_PRIORITY_UNPRICED = "Google bills the priority tier at model-specific rates the price catalog does not list"
+# Vertex AI's request header for Priority / Flex PayGo, and its values.
+_VERTEX_TIER_HEADER = "x-vertex-ai-llm-shared-request-type"
+
+
+def _unpriced_tier(tier: str | None) -> str | None:
+    return _PRIORITY_UNPRICED if tier == "priority" else None
+
+
+def _request_tier(resource: Any, kwargs: dict[str, Any]) -> str | None:
+    """The tier the request asks for: ``config.service_tier`` (Gemini API), or Vertex AI's
+    ``X-Vertex-AI-LLM-Shared-Request-Type`` header (per request in ``config.http_options``, or on the client)."""
+    config = kwargs.get("config")
+    tier = _get(config, "service_tier", "serviceTier")
+    tier = getattr(tier, "value", tier)
+    if isinstance(tier, str) and tier and tier.lower() != "unspecified":
+        return tier.lower()
+    client_options = getattr(_api_client(resource), "_http_options", None)
+    for options in (_get(config, "http_options", "httpOptions"), client_options):
+        headers = _get(options, "headers")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if isinstance(name, str) and name.lower() == _VERTEX_TIER_HEADER and isinstance(value, str):
+                    return value.strip().lower() or None
+    return None
 
 
 def _finish_reasons(candidates: Any) -> list[str]:
@@ -297,64 +365,84 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     u = _get(response, "usage_metadata")
     usage = read_usage(u)
     candidates = _get(response, "candidates")
+    tier = _tier(u)
     return ResponseMeta(
         usage=usage,
-        model=_get(response, "model_version"),
-        response_id=_get(response, "response_id"),
+        model=string(_get(response, "model_version")),
+        response_id=string(_get(response, "response_id")),
         finish_reasons=_finish_reasons(candidates),
-        service_tier=_tier(u),
-        output_text=_output_text(candidates) if want_text or usage is None else None,
+        service_tier=tier,
+        unpriced=_unpriced_tier(tier),
+        output_text=(_output_text(candidates)
+                     if want_text or usage is None or usage.invalid is not None else None),
     )
 
 
 def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
     """An ``Interaction``: ``total_input_tokens`` (cached included), ``total_tool_use_tokens`` on top as input,
-    ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum)."""
+    ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum). Input and
+    output totals are required once the usage is there; counts are checked as in :func:`read_usage`."""
     u = _get(interaction, "usage")
     usage = None
-    if u is not None and (_get(u, "total_input_tokens") is not None or _get(u, "total_output_tokens") is not None):
-        thoughts = as_int(_get(u, "total_thought_tokens"))
-        usage = Usage(input_tokens=as_int(_get(u, "total_input_tokens")) + as_int(_get(u, "total_tool_use_tokens")),
-                      output_tokens=as_int(_get(u, "total_output_tokens")) + thoughts, reasoning_tokens=thoughts)
-        usage.cache_read_tokens = min(as_int(_get(u, "total_cached_tokens")), usage.input_tokens)
-        inputs = _modalities(_get(u, "input_tokens_by_modality"))
-        cached = _modalities(_get(u, "cached_tokens_by_modality"))
-        room = usage.input_tokens - usage.cache_read_tokens
-        usage.input_audio_tokens = max(0, min(inputs.get("AUDIO", 0) - cached.get("AUDIO", 0), room))
-        usage.input_image_tokens = max(0, min(inputs.get("IMAGE", 0) - cached.get("IMAGE", 0),
-                                              room - usage.input_audio_tokens))
-    status = _get(interaction, "status")
-    tier = _get(interaction, "service_tier")
+    if u is not None and not is_object(u):
+        usage = Usage(invalid="usage is not an object")
+    elif u is not None and (_get(u, "total_input_tokens") is not None or _get(u, "total_output_tokens") is not None):
+        usage = Usage()
+        thoughts = read_count(usage, _get(u, "total_thought_tokens"), "total_thought_tokens")
+        usage.input_tokens = (read_count(usage, _get(u, "total_input_tokens"), "total_input_tokens", True)
+                              + read_count(usage, _get(u, "total_tool_use_tokens"), "total_tool_use_tokens"))
+        usage.output_tokens = read_count(usage, _get(u, "total_output_tokens"), "total_output_tokens", True) + thoughts
+        usage.reasoning_tokens = thoughts
+        usage.cache_read_tokens = read_count(usage, _get(u, "total_cached_tokens"), "total_cached_tokens")
+        inputs = _modalities(usage, _get(u, "input_tokens_by_modality"), "input_tokens_by_modality")
+        cached = _modalities(usage, _get(u, "cached_tokens_by_modality"), "cached_tokens_by_modality")
+        _part_over(usage, sum(inputs.values()), usage.input_tokens, "input_tokens_by_modality")
+        _part_over(usage, sum(cached.values()), usage.cache_read_tokens, "cached_tokens_by_modality")
+        audio = inputs.get("AUDIO", 0) - cached.get("AUDIO", 0)
+        image = inputs.get("IMAGE", 0) - cached.get("IMAGE", 0)
+        if audio < 0 or image < 0:
+            usage.invalid = usage.invalid or "cached_tokens_by_modality exceeds input_tokens_by_modality"
+        elif usage.invalid is None:
+            usage.input_audio_tokens, usage.input_image_tokens = audio, image
+            _part_over(usage, usage.cache_read_tokens + audio + image, usage.input_tokens,
+                       "cached and per-modality input tokens")
+        usage.checked()
+    status = string(_get(interaction, "status"))
     return ResponseMeta(
         usage=usage,
-        model=_get(interaction, "model"),
-        response_id=_get(interaction, "id"),
-        finish_reasons=[status] if isinstance(status, str) else [],
-        service_tier=tier if isinstance(tier, str) else None,
+        model=string(_get(interaction, "model")),
+        response_id=string(_get(interaction, "id")),
+        finish_reasons=[status] if status else [],
+        service_tier=string(_get(interaction, "service_tier")),
     )
 
 
 def read_embeddings(response: Any) -> ResponseMeta:
     """``EmbedContentResponse``: ``usage_metadata.prompt_token_count`` (Gemini API, Vertex ``embedContent``) or the
     per-embedding ``statistics.token_count`` (Vertex ``:predict``, gemini-embedding-001). Neither: unpriced, since
-    Vertex bills the older text embedding models by character."""
+    Vertex bills the older text embedding models by character. A count that fails validation: unknown, with why."""
+    usage = Usage()
     tokens = _get(_get(response, "usage_metadata"), "prompt_token_count")
-    if tokens is None:
+    if tokens is not None:
+        usage.input_tokens = read_count(usage, tokens, "prompt_token_count")
+    else:
         counts = [_get(_get(e, "statistics"), "token_count") for e in _get(response, "embeddings") or ()]
         counts = [c for c in counts if c is not None]
-        tokens = sum(as_int(c) for c in counts) if counts else None
-    if tokens is None:
-        return ResponseMeta(unpriced="the response reported no token count")
-    return ResponseMeta(usage=Usage(input_tokens=as_int(tokens)))
+        if not counts:
+            return ResponseMeta(unpriced="the response reported no token count")
+        usage.input_tokens = sum(read_count(usage, c, "statistics.token_count") for c in counts)
+    return ResponseMeta(usage=usage, unpriced=usage.invalid)
 
 
 def read_cache(cached: Any) -> ResponseMeta:
     """``CachedContent``: "you're billed for the input tokens used to create the cache at the standard input token
     price" (Vertex AI context cache docs); storage, billed per hour of TTL afterwards, is not a cost of this call."""
     tokens = _get(_get(cached, "usage_metadata"), "total_token_count")
-    usage = None if tokens is None else Usage(input_tokens=as_int(tokens))
-    return ResponseMeta(usage=usage, model=_get(cached, "model"),
-                        unpriced=None if usage is not None else "the response reported no token count")
+    if tokens is None:
+        return ResponseMeta(model=string(_get(cached, "model")), unpriced="the response reported no token count")
+    usage = Usage()
+    usage.input_tokens = read_count(usage, tokens, "total_token_count")
+    return ResponseMeta(usage=usage, model=string(_get(cached, "model")), unpriced=usage.invalid)
 
 
 class ChunkAccumulator(StreamAccumulator):
@@ -375,8 +463,8 @@ class ChunkAccumulator(StreamAccumulator):
         u = getattr(chunk, "usage_metadata", None)
         if u is not None:
             self.usage_metadata = u
-        self.model = getattr(chunk, "model_version", None) or self.model
-        self.response_id = getattr(chunk, "response_id", None) or self.response_id
+        self.model = string(getattr(chunk, "model_version", None)) or self.model
+        self.response_id = string(getattr(chunk, "response_id", None)) or self.response_id
         candidates = getattr(chunk, "candidates", None)
         if candidates:
             reasons = _finish_reasons(candidates)
@@ -390,12 +478,14 @@ class ChunkAccumulator(StreamAccumulator):
         return True
 
     def result(self) -> ResponseMeta:
+        tier = _tier(self.usage_metadata)
         return ResponseMeta(
             usage=read_usage(self.usage_metadata),
             model=self.model,
             response_id=self.response_id,
             finish_reasons=self.reasons,
-            service_tier=_tier(self.usage_metadata),
+            service_tier=tier,
+            unpriced=_unpriced_tier(tier),
             output_text="".join(self.texts) or None,
         )
 
@@ -442,7 +532,7 @@ class GeminiIntegration(Integration):
             model=endpoint.shape.model(kwargs),
             stream=endpoint.key in _STREAMING,
             max_tokens=endpoint.shape.output_cap(kwargs),
-            service_tier=None,
+            service_tier=_request_tier(resource, kwargs) if endpoint.billable else None,
             server_address=host,
             server_port=port,
         )

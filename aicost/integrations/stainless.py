@@ -19,11 +19,30 @@ from typing import Any, Callable
 
 from .. import semconv as s
 from .._log import error_once
-from ..tokens import _texts as content_texts
-from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, Router
+from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, Router, walk_text
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
 _TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
+
+
+_TEXT_KEYS = ("text", "content", "input", "arguments", "name")
+
+
+def _stainless_step(node: Any) -> Any:
+    """OpenAI / Anthropic message contents for :func:`aicost.vendor.walk_text`: a dict's text-bearing keys (a part's
+    text, a message's content, a tool call's arguments...), an SDK object's ``text``. Other parts (images) are
+    passed over: the count stays exact for chat requests, whose inexactness is their tool schemas."""
+    if isinstance(node, dict):
+        return [v for k in _TEXT_KEYS if isinstance(v := node.get(k), (str, list, dict))]
+    text = getattr(node, "text", None)
+    return text if isinstance(text, str) else ()
+
+
+def content_texts(content: Any) -> list[str]:
+    """Text parts of a message content in either vendor's shape (str, list of parts, dicts)."""
+    pieces: list[str] = []
+    walk_text(content, pieces, _stainless_step)
+    return pieces
 
 
 class StainlessShape(RequestShape):

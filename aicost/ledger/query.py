@@ -4,15 +4,15 @@
 totals, tokens by class, calls, cache savings, refusals and feature runs.
 
 Why it is fast over millions of rows: a period is cut into whole days (read from the day rollups), whole hours at
-its edges (hour rollups), and the minutes left at either end, which are summed from the raw rows with the very
-function the writer used to build the rollups. A query over 30 days reads a few thousand rollup rows, not ten
-million ledger rows.
+its edges (hour rollups), and the minutes left at either end, which are summed from the raw rows (through the
+time index) with the very SQL expressions the writer used to build the rollups. Every part is summed in the
+database (``GROUP BY``), so Python sees one result row per group, not one per rollup cell or ledger row.
 
 Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user``, ``model``, ``provider``,
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
 tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with at most one other key
-(plus a ``where`` filter on that same key) from the rollups; combining two attribution keys (team x model) scans
-the raw rows of the period, which is correct but slower (seconds per million rows).
+(plus a ``where`` filter on that same key) from the rollups; combining two attribution keys (team x model) sums
+the raw rows of the period in SQL, which is exact but reads every row of the period.
 
 Rows without a value for a key (a call made outside any team scope) form the group ``None``.
 """
@@ -20,16 +20,15 @@ Rows without a value for a key (a call made outside any team scope) form the gro
 from __future__ import annotations
 
 import decimal
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
-from .rollup import INDEX, NO_HOUR_GRAIN, add_into, new_measures, run_measures, sparse
+from .rollup import INDEX, add_into, new_measures
 from .row import TOKEN_FIELDS
-from .store import FILTER_KEYS, LedgerStore, parse_ts
+from .store import FILTER_KEYS, LedgerStore
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "spend", "totals", "check_group_by", "UnknownGroupKey"]
 
@@ -180,108 +179,61 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     elif key is not None and key.startswith("tag:"):
         value_prefix = f"{key[4:]}="
 
-    def add(bucket: datetime, raw_value: str, m: list) -> None:
-        group = []
-        for k in keys:
-            if k in TIME_KEYS:
-                group.append(_time_value(k, bucket))
-            elif k == "tag":
-                group.append(raw_value)
-            elif k.startswith("tag:"):
-                group.append(raw_value.split("=", 1)[1])
-            else:
-                group.append(raw_value or None)  # '' in the rollups: no value (unattributed)
-        acc = groups.get(tuple(group))
+    time_keys = [k for k in keys if k in TIME_KEYS]
+
+    def add(group: tuple, m: list) -> None:
+        acc = groups.get(group)
         if acc is None:
-            groups[tuple(group)] = list(m)
+            groups[group] = m
         else:
             add_into(acc, m)
 
+    def group_of(bucket: datetime | None, raw_value: str) -> tuple:
+        group = []
+        for k in keys:
+            if k in TIME_KEYS:
+                group.append(_time_value(k, bucket))  # type: ignore[arg-type]
+            elif k == "tag":
+                group.append(raw_value)
+            elif k.startswith("tag:"):
+                group.append(raw_value.split("=", 1)[1] or None)
+            else:
+                group.append(raw_value or None)  # '' in the rollups: no value (unattributed)
+        return tuple(group)
+
+    # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
+    # raw rows: all summed in one statement.
+    spans: list[tuple[str, datetime, datetime]] = []
+    edges: list[tuple[datetime, datetime]] = []
     first_hour, last_hour = _ceil(start, _HOUR), _floor(end, _HOUR)
     if first_hour >= last_hour:
-        _from_rows(store, start, end, keys, where, groups)
-        return
-    if start < first_hour:
-        _from_rows(store, start, first_hour, keys, where, groups)
-    if last_hour < end:
-        _from_rows(store, last_hour, end, keys, where, groups)
-    spans: list[tuple[str, datetime, datetime]] = []
-    first_day, last_day = _ceil(first_hour, _DAY), _floor(last_hour, _DAY)
-    if "hour" in keys or first_day >= last_day:
-        spans.append(("hour", first_hour, last_hour))
+        edges.append((start, end))
     else:
-        spans.append(("day", first_day, last_day))
-        if first_hour < first_day:
-            spans.append(("hour", first_hour, first_day))
-        if last_day < last_hour:
-            spans.append(("hour", last_day, last_hour))
-    for grain, low, high in spans:
-        if grain == "hour" and dim in NO_HOUR_GRAIN:
-            _from_rows(store, low, high, keys, where, groups)
-            continue
-        for bucket, raw_value, m in store.rollup(grain, low, high, dim, value=value, value_prefix=value_prefix):
-            add(bucket, raw_value, m)
-
-
-def _row_keys(keys: tuple[str, ...], get) -> list[tuple]:
-    """Every group tuple a row belongs to (several when grouped by 'tag' and it has several tags)."""
-    combos: list[list] = [[]]
-    for k in keys:
-        if k == "tag":
-            tags = get("tags") or {}
-            values = [f"{n}={v}" for n, v in sorted(tags.items())]
-            if not values:
-                return []  # a row without tags is in no tag group (as in the rollups)
-            combos = [c + [v] for c in combos for v in values]
+        if start < first_hour:
+            edges.append((start, first_hour))
+        if last_hour < end:
+            edges.append((last_hour, end))
+        first_day, last_day = _ceil(first_hour, _DAY), _floor(last_hour, _DAY)
+        if "hour" in keys or first_day >= last_day:
+            spans.append(("hour", first_hour, last_hour))
         else:
-            value = get(k)
-            combos = [c + [value] for c in combos]
-    return [tuple(c) for c in combos]
+            spans.append(("day", first_day, last_day))
+            if first_hour < first_day:
+                spans.append(("hour", first_hour, first_day))
+            if last_day < last_hour:
+                spans.append(("hour", last_day, last_hour))
+    for bucket, raw_value, m in store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix,
+                                                 where=where, by_bucket=bool(time_keys)):
+        add(group_of(bucket, raw_value), m)
 
 
 def _from_rows(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
                groups: dict[tuple, list]) -> None:
-    dims = [k for k in keys if k not in TIME_KEYS]
-    tag_keys = [k[4:] for k in dims if k.startswith("tag:")]
-    want_tags = bool(tag_keys) or "tag" in dims
-    for (kind, cost, estimated, error_type, tokens, saved, stopped, ts, team, feature, user, customer, model,
-         provider, tags) in store.measure_rows(start, end, where=where):
-        tags = (tags if isinstance(tags, dict) else json.loads(tags)) if want_tags and tags else {}
-        if any(name not in tags for name in tag_keys):
-            continue  # the rollups hold a tag's groups only for rows that have the tag
-        pairs = sparse(kind, cost, estimated, error_type, tokens, saved, stopped)
-        values = {"team": team, "feature": feature, "user": user, "customer": customer, "model": model,
-                  "provider": provider, "tags": tags}
-        if "day" in keys or "hour" in keys:
-            t = parse_ts(ts)
-            values["day"], values["hour"] = _time_value("day", t), _time_value("hour", t)
-        for key in _row_keys(keys, lambda k: tags.get(k[4:]) if k.startswith("tag:") else values[k]):
-            acc = groups.get(key)
-            if acc is None:
-                acc = groups[key] = new_measures()
-            for i, v in pairs:
-                acc[i] += v
-    if any(k in ("model", "provider") for k in [*dims, *where]):
-        return  # a feature run has no single model or provider
-    for run in store.runs(start, end, where=where):
-        if any(k.startswith("tag:") and k[4:] not in run.tags for k in dims):
-            continue
-        m = run_measures(run)
-
-        def get(k: str, run=run) -> object:
-            if k == "tags":
-                return run.tags
-            if k.startswith("tag:"):
-                return run.tags.get(k[4:])
-            if k in TIME_KEYS:
-                return _time_value(k, run.time)
-            return getattr(run, k)
-
-        for key in _row_keys(keys, get):
-            acc = groups.get(key)
-            if acc is None:
-                groups[key] = list(m)
-            else:
-                add_into(acc, m)
-
-
+    """Sums of the raw rows and runs of ``[start, end)``, grouped in the database."""
+    for values, m in store.sum_rows(start, end, keys, where=where):
+        group = tuple(v or None for v in values)  # no value (NULL or ''): unattributed, as in the rollups
+        acc = groups.get(group)
+        if acc is None:
+            groups[group] = m
+        else:
+            add_into(acc, m)

@@ -5,9 +5,9 @@ Three tables, plus ``aicost_schema`` (one row per migration applied, the highest
 * ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
   ``span_id`` (re-inserting a row is a no-op, so a replay never double counts).
 * ``aicost_runs``: one row per finished ``aicost.feature`` unit of work (:class:`~aicost.ledger.row.FeatureRun`).
-* ``aicost_rollup``: sums maintained at write time, per ``grain`` ('hour' / 'day') x ``bucket`` (its start, UTC)
-  x ``dim`` (all / team / feature / user / customer / model / provider / tag) x ``value`` (for 'tag':
-  ``name=value``; for 'all': ''). Reports read these instead of scanning millions of rows.
+* ``aicost_rollup``: sums maintained at write time (in SQL, :mod:`aicost.ledger.rollup`), per ``grain`` ('hour' /
+  'day') x ``bucket`` (its start, UTC) x ``dim`` (all / team / feature / user / customer / model / provider / tag)
+  x ``value`` (for 'tag': ``name=value``; for 'all': ''). Reports read these instead of scanning millions of rows.
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
@@ -34,7 +34,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -195,8 +195,20 @@ def _v3(dialect: str) -> list[str]:
     ]
 
 
+def _v4(dialect: str) -> list[str]:
+    """The ``user`` dimension gains hour buckets in aicost_rollup (versions 1-3 kept day buckets only), so a
+    report by user over hours reads rollups, not raw rows. The migration sums the hour cells of the rows already
+    stored, with the writer's own SQL; the version bump keeps an older aicost, which would not maintain them,
+    from writing to this ledger."""
+    from . import rollup
+
+    d = rollup.DIALECTS[dialect]
+    return [rollup.delta_ddl(d), rollup.delta_sql(d, "true", "true", dims=("user",)), rollup.fold_sql(d, "hour"),
+            f"DELETE FROM {rollup.DELTA_TABLE}"]
+
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 def schema_table_ddl(dialect: str) -> str:

@@ -13,9 +13,10 @@ not exist, a ledger file a reader expected, a PostgreSQL database that does not 
 aicost is refused with its version (:class:`LedgerSchemaError`). A server that is merely down is
 :class:`LedgerUnavailable`: the background writer retries it (with a spill file) rather than failing the app.
 
-Writes are idempotent by ``span_id`` (and ``run_id`` for runs): rows already stored are skipped *before* the
-rollups are updated, inside the same transaction, so a replayed batch never double counts. On PostgreSQL the
-write transaction takes an advisory lock, which makes "skip what exists, then insert" safe across hosts.
+Writes are idempotent by ``span_id`` (and ``run_id`` for runs): rows already stored are skipped, inside the
+write transaction, and the rollups are then summed in SQL over exactly the rows this batch inserted (named by
+their ids; :mod:`aicost.ledger.rollup`), so a replayed batch never double counts. On PostgreSQL the write
+transaction takes an advisory lock, which makes "skip what exists, then insert" safe across hosts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -35,7 +37,7 @@ from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from . import schema
 from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
-from .rollup import aggregate
+from . import rollup
 from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
@@ -52,9 +54,9 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 # Keys a row filter (``where``) accepts: attribution, model, provider, and tag:<name>.
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
-_IN_CHUNK = 500
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
-_MONEY_AT = tuple(i for i, name in enumerate(MEASURES) if name in MONEY_MEASURES)
+_CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
+_TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 
 
@@ -103,8 +105,8 @@ class LedgerStore:
 
     * :meth:`rows` -- raw rows in ``[start, end)``, oldest first, optionally filtered.
     * :meth:`runs` -- finished feature runs in ``[start, end)``.
-    * :meth:`rollup` -- pre-summed measures per bucket for one dimension (what :func:`aicost.ledger.query.spend`
-      reads; use that function rather than this one).
+    * :meth:`sum_period` / :meth:`sum_rows` -- measures summed in the database over rollup cells and raw rows
+      (what :func:`aicost.ledger.query.spend` reads; use that function rather than these).
     * :meth:`time_range` -- the first and last row's time, or None for an empty ledger.
     """
 
@@ -195,41 +197,49 @@ class LedgerStore:
         raise NotImplementedError
 
     def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
-        """The items whose key is neither stored nor repeated earlier in the batch."""
+        """The items whose key is neither stored nor repeated earlier in the batch (one query)."""
         seen: dict[str, Any] = {}
         for item in items:
             seen.setdefault(getattr(item, key), item)
-        keys = list(seen)
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i:i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {key} IN ({marks})"), chunk)
+        if seen:
+            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"),
+                        [self._id_list(list(seen))])
             for (found,) in cur.fetchall():
                 seen.pop(found, None)
         return list(seen.values())
 
-    def _rollup_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
+    def _update_rollups(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> None:
+        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL."""
+        if not rows and not runs:
+            return
+        d = rollup.DIALECTS[self.dialect]
+        cur.execute(rollup.delta_ddl(d))
         params = []
-        money = self._money
-        ts = self._ts
-        buckets: dict[datetime, Any] = {}
-        for (grain, bucket, dim, value), m in aggregate(rows, runs).items():
-            for i in _MONEY_AT:
-                m[i] = money(m[i])
-            at = buckets.get(bucket)
-            if at is None:
-                at = buckets[bucket] = ts(bucket)
-            params.append((grain, at, dim, value, *m))
-        return params
+        if rows:
+            params.append(self._id_list([r.span_id for r in rows]))
+        if runs:
+            params.append(self._id_list([r.run_id for r in runs]))
+        zero = frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
+        cur.execute(self._sql(rollup.delta_sql(d, self._in_ids("span_id") if rows else None,
+                                               self._in_ids("run_id") if runs else None, zero=zero)), params)
+        cur.execute(rollup.fold_sql(d, "hour"))
+        cur.execute(rollup.fold_sql(d, "day"))
+        cur.execute(f"DELETE FROM {rollup.DELTA_TABLE}")
+
+    def _in_ids(self, column: str) -> str:
+        """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
+        raise NotImplementedError
+
+    def _id_list(self, ids: list[str]) -> Any:
+        raise NotImplementedError
 
     def _outcomes(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple[str, str]]:
         """(outcome, run_id) to write on call rows: new runs, and finished runs that new rows belong to."""
         outcomes = {run.run_id: run.outcome for run in runs}
         pending = list({r.run_id for r in rows if r.run_id is not None and r.run_id not in outcomes})
-        for i in range(0, len(pending), _IN_CHUNK):
-            chunk = pending[i:i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cur.execute(self._sql(f"SELECT run_id, outcome FROM aicost_runs WHERE run_id IN ({marks})"), chunk)
+        if pending:
+            cur.execute(self._sql(f"SELECT run_id, outcome FROM aicost_runs WHERE {self._in_ids('run_id')}"),
+                        [self._id_list(pending)])
             outcomes.update(dict(cur.fetchall()))
         return [(outcome, run_id) for run_id, outcome in outcomes.items()]
 
@@ -268,22 +278,6 @@ class LedgerStore:
         for values in self._stream(sql, params):
             yield self._row(values)
 
-    def measure_rows(self, start: datetime, end: datetime, *, where: Mapping[str, str] | None = None
-                     ) -> Iterator[tuple]:
-        """The lean read behind reports' raw-row sums: per row (kind, cost, estimated, error_type, tokens tuple,
-        saved_cost, stopped_cost, ts, team, feature, user, customer, model, provider, tags), money as Decimal,
-        ``ts`` as stored (parse with :func:`parse_ts`), ``tags`` as stored (JSON). No order, no LedgerRow."""
-        condition, params = self._where(start, end, where)
-        n = len(TOKEN_FIELDS)
-        sql = self._sql(f"SELECT kind, cost, estimated, error_type, {', '.join(TOKEN_FIELDS)}, saved_cost, "
-                        "stopped_cost, ts, team, feature, user_id, customer, model, provider, tags "
-                        f"FROM aicost_ledger WHERE {condition}")
-        for v in self._stream(sql, params):
-            cost, saved, stopped = v[1], v[4 + n], v[5 + n]
-            yield (v[0], None if cost is None else Decimal(cost), v[2], v[3], v[4:4 + n],
-                   None if saved is None else Decimal(saved), None if stopped is None else Decimal(stopped),
-                   *v[6 + n:])
-
     def runs(self, start: datetime, end: datetime, *, where: Mapping[str, str] | None = None) -> Iterator[FeatureRun]:
         """Feature runs that ended in ``[start, end)``, oldest first."""
         condition, params = self._where(start, end, where, runs=True)
@@ -293,24 +287,95 @@ class LedgerStore:
                              customer=v[6], tags=self._load_json(v[7]), calls=int(v[8]), cost=Decimal(v[9]),
                              trace_id=v[10], duration_s=v[11])
 
-    def rollup(self, grain: str, start: datetime, end: datetime, dim: str, value: str | None = None,
-               value_prefix: str | None = None) -> Iterator[tuple[datetime, str, list]]:
-        """(bucket start, value, measures) of ``aicost_rollup`` for ``grain`` buckets starting in ``[start, end)``."""
-        sql = (f"SELECT bucket, value, {', '.join(MEASURES)} FROM aicost_rollup "
-               "WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
-        params: list[Any] = [grain, dim, self._ts(start), self._ts(end)]
-        if value is not None:
-            sql += " AND value = ?"
-            params.append(value)
-        elif value_prefix is not None:
-            sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
-            params.extend([value_prefix, value_prefix + "\U0010ffff"])
-        money = [i for i, name in enumerate(MEASURES) if name in MONEY_MEASURES]
-        for v in self._stream(self._sql(sql), params, named=False):
-            m = list(v[2:])
-            for i in money:
-                m[i] = Decimal(m[i])
-            yield _parse_ts(v[0]), v[1], m
+    def sum_period(self, dim: str, spans: Sequence[tuple[str, datetime, datetime]],
+                   edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
+                   value_prefix: str | None = None, where: Mapping[str, str] | None = None, by_bucket: bool = False
+                   ) -> Iterator[tuple[datetime | None, str, list]]:
+        """(bucket start or None, value, measures) for one rollup dimension, summed in ONE statement over the
+        ``aicost_rollup`` cells of ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows
+        and feature runs of ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed
+        with the rollups' own measure expressions. One result per value, or per value and bucket with
+        ``by_bucket`` (raw rows then fall in their hour's bucket). ``value`` / ``value_prefix`` select rollup
+        values ('name=' for one tag's values); ``where`` is the same selection as a row filter."""
+        d = rollup.DIALECTS[self.dialect]
+        names = list(MEASURES)
+        parts: list[str] = []
+        params: list[Any] = []
+        for grain, low, high in spans:
+            sql = (f"SELECT {'bucket' if by_bucket else 'NULL'} AS b, value AS v, {', '.join(names)} "
+                   "FROM aicost_rollup WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
+            params.extend([grain, dim, self._ts(low), self._ts(high)])
+            if value is not None:
+                sql += " AND value = ?"
+                params.append(value)
+            elif value_prefix is not None:
+                sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
+                params.extend([value_prefix, value_prefix + "\U0010ffff"])
+            parts.append(sql)
+        tag_name = None
+        if dim == "tag" and (value_prefix or value):
+            tag_name = (value_prefix or value or "").split("=", 1)[0]
+        for low, high in edges:
+            for table, measures, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
+                                                ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
+                if dim not in dims:
+                    continue  # a feature run has no single model or provider
+                condition, where_params = self._where(low, high, where, runs=runs)
+                join = ""
+                if dim == "tag":
+                    join = ", " + d.tag_pairs(f"{table}.tags")
+                    if tag_name is not None:
+                        condition += " AND t.key = ?"
+                        where_params.append(tag_name)
+                cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
+                parts.append(f"SELECT {d.hour('ts') if by_bucket else 'NULL'} AS b, {dims[dim]} AS v, {cols} "
+                             f"FROM {table}{join} WHERE {condition}")
+                params.extend(where_params)
+        if not parts:
+            return
+        sql = (f"SELECT b, v, {', '.join(rollup.sums(d, names))} FROM ({' UNION ALL '.join(parts)}) AS parts "
+               "GROUP BY b, v")
+        for v in self._fetch(self._sql(sql), params):
+            yield (None if v[0] is None else _parse_ts(v[0])), v[1], _measures(v[2:])
+
+    def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None
+                 ) -> Iterator[tuple[tuple, list]]:
+        """(group values, measures) summed in the database over the raw rows and feature runs in ``[start, end)``,
+        grouped by report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day /
+        hour), with the same measure expressions as the rollups. A row without a tag is in no ``tag`` group."""
+        d = rollup.DIALECTS[self.dialect]
+        out_of_runs = any(k in ("model", "provider") for k in [*keys, *(where or {})])
+        for table, measures, runs in (("aicost_ledger", rollup.row_measures(), False),
+                                      ("aicost_runs", rollup.run_measures(), True)):
+            if runs and out_of_runs:
+                continue  # a feature run has no single model or provider
+            exprs, params, conditions, join = [], [], [], ""
+            for k in keys:
+                if k == "tag":
+                    join = ", " + d.tag_pairs(f"{table}.tags")
+                    exprs.append("t.key || '=' || t.value")
+                elif k.startswith("tag:"):
+                    exprs.append(d.tag_value)
+                    params.append(k[4:])
+                    conditions.append(f"{d.tag_value} IS NOT NULL")  # a row without the tag is in no group
+                elif k == "day":
+                    exprs.append(d.day_text("ts"))
+                elif k == "hour":
+                    exprs.append(d.hour_text("ts"))
+                else:
+                    exprs.append(_COLUMN_OF.get(k, k))
+            condition, where_params = self._where(start, end, where, runs=runs)
+            for k in keys:
+                if k.startswith("tag:"):
+                    where_params.append(k[4:])
+            sql = (f"SELECT {''.join(e + ', ' for e in exprs)}COUNT(*), {', '.join(rollup.sums(d, measures))} "
+                   f"FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
+            if exprs:
+                sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(exprs)))
+            n = len(exprs)
+            for v in self._fetch(self._sql(sql), params + where_params):
+                if v[n]:
+                    yield tuple(v[:n]), _measures(v[n + 1:])
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         with self._lock:
@@ -330,6 +395,13 @@ class LedgerStore:
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         raise NotImplementedError
+
+    def _fetch(self, sql: str, params: list) -> list[tuple]:
+        """All result rows of a short query (sums), on the store's own connection."""
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(sql, params)
+            return cur.fetchall()
 
     def _row(self, v: tuple) -> LedgerRow:
         n = len(TOKEN_FIELDS)
@@ -374,6 +446,11 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
     return "{" + ",".join(f'"{k}":"{decimal_text(v)}"' for k, v in sorted(parts.items())) + "}"
 
 
+def _measures(values: Sequence[Any]) -> list:
+    """Summed measures as read back: counts as int, money as exact Decimal (SQLite returns canonical text)."""
+    return [convert(v or 0) for convert, v in zip(_CONVERTERS, values)]
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     try:
         import psycopg
@@ -383,8 +460,28 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------- SQLite
+_ZERO = Decimal(0)
+
+
 def _dec_add(a: Any, b: Any) -> str:
     return decimal_text(MONEY.add(Decimal(a or 0), Decimal(b or 0)))  # type: ignore[return-value]
+
+
+class _DecSum:
+    """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
+    Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level
+    pass at the end, in aicost's money context, which raises rather than rounds."""
+
+    __slots__ = ("texts", "step")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.step = self.texts.append
+
+    def finalize(self) -> str:
+        if not self.texts:
+            return "0"
+        return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
@@ -410,6 +507,8 @@ class SQLiteStore(LedgerStore):
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
+        self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         self._migrate(setting)
 
     def _migrate(self, setting: str) -> None:
@@ -449,6 +548,12 @@ class SQLiteStore(LedgerStore):
     def _tag_condition(self) -> str:
         return "json_extract(tags, '$.\"' || ? || '\"') = ?"
 
+    def _in_ids(self, column: str) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def _id_list(self, ids: list[str]) -> str:
+        return json.dumps(ids)
+
     def _cursor(self) -> Any:
         return self._conn.cursor()
 
@@ -462,7 +567,7 @@ class SQLiteStore(LedgerStore):
             cur.executemany(_INSERT_ROW, [self.row_params(r) for r in rows])
             cur.executemany(_INSERT_RUN, [self.run_params(r) for r in runs])
             cur.executemany(_SET_OUTCOME, self._outcomes(cur, rows, runs))
-            cur.executemany(_UPSERT_ROLLUP_SQLITE, self._rollup_params(rows, runs))
+            self._update_rollups(cur, rows, runs)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -511,22 +616,6 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _SET_OUTCOME = "UPDATE aicost_ledger SET outcome = ? WHERE run_id = ? AND outcome IS NULL"
-_ROLLUP_COLUMNS = ("grain", "bucket", "dim", "value", *MEASURES)
-
-
-def _upsert_rollup(money_add: str) -> str:
-    updates = ", ".join(
-        f"{m} = {money_add.format(a=f'aicost_rollup.{m}', b=f'excluded.{m}')}" if m in MONEY_MEASURES
-        else f"{m} = aicost_rollup.{m} + excluded.{m}"
-        for m in MEASURES
-    )
-    return (f"INSERT INTO aicost_rollup ({', '.join(_ROLLUP_COLUMNS)}) VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))})"
-            f" ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET {updates}")
-
-
-# A Python function call per money column is the costly part of an upsert: skipped when nothing is added.
-_UPSERT_ROLLUP_SQLITE = _upsert_rollup("CASE WHEN {b} = '0' THEN {a} ELSE aicost_dec_add({a}, {b}) END")
-_UPSERT_ROLLUP_PG = _upsert_rollup("{a} + {b}").replace("?", "%s")
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
@@ -602,6 +691,12 @@ class PostgresStore(LedgerStore):
     def _tag_condition(self) -> str:
         return "tags ->> ? = ?"
 
+    def _in_ids(self, column: str) -> str:
+        return f"{column} = ANY(?)"
+
+    def _id_list(self, ids: list[str]) -> list[str]:
+        return ids
+
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
@@ -624,7 +719,7 @@ class PostgresStore(LedgerStore):
                 outcomes = self._outcomes(cur, rows, runs)
                 if outcomes:
                     cur.executemany(self._sql(_SET_OUTCOME), outcomes)
-                cur.executemany(_UPSERT_ROLLUP_PG, self._rollup_params(rows, runs))
+                self._update_rollups(cur, rows, runs)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write

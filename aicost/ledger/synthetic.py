@@ -12,10 +12,13 @@ What makes it realistic enough to test reports, forecasts and anomaly detection 
 * optional ``spikes``: (team, day index, factor) multiplies that team's traffic on that day, an anomaly to find.
 
 ``generate(...)`` yields rows and runs in time order; ``fill(store, ...)`` writes them in batches.
+``fill_copies(store, ...)`` builds a large ledger fast (the report benchmark's 10 million rows): one generated day
+written through the normal write path, then copied to the following days in SQL, rows, runs and rollups together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -25,9 +28,10 @@ from typing import Iterator, Sequence
 
 from ..usage import Usage
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
+from .schema import MEASURES, ROW_COLUMNS, RUN_COLUMNS
 from .store import LedgerStore
 
-__all__ = ["Profile", "generate", "fill", "MODELS"]
+__all__ = ["Profile", "generate", "fill", "fill_copies", "MODELS"]
 
 # (provider, model, weight, reasoning)
 MODELS: tuple[tuple[str, str, float, bool], ...] = (
@@ -196,3 +200,42 @@ def fill(store: LedgerStore, profile: Profile = Profile(), batch: int = 5_000) -
             rows, runs = [], []
     written += store.write(rows, runs)
     return written
+
+
+def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) -> int:
+    """A ledger of ``days`` days, fast: ``profile``'s first day is generated and written through the normal write
+    path (rollups included), then copied to each following day in SQL, one transaction per day: its rows and runs
+    with their times shifted by whole days and new ids, and its rollups shifted the same way. A day's rollups
+    shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the bucket is
+    unchanged), so the copies' rollups are what the writer would have built; the tests check they equal the raw
+    sums. Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
+    if not 1 <= days <= 255:
+        raise ValueError("fill_copies: days must be 1..255 (the copy's day goes into two hex digits of its ids)")
+    first = profile.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    fill(store, dataclasses.replace(profile, days=1, start=first), batch=20_000)
+    sqlite = store.dialect == "sqlite"
+    low, high = store._ts(first), store._ts(first + timedelta(days=1))
+    for k in range(1, days):
+        def shift(column: str) -> str:
+            if sqlite:
+                return f"datetime({column}, '+{k} days') || substr({column}, 20)"
+            return f"{column} + interval '{k} days'"
+
+        def new_id(column: str) -> str:  # synthetic ids are '5y' / '5e' + 14 hex digits: day k in digits 3-4
+            return (f"CASE WHEN {column} IS NULL THEN NULL "
+                    f"ELSE substr({column}, 1, 2) || '{k:02x}' || substr({column}, 5) END")
+
+        def copy(table: str, columns: Sequence[str], time_column: str, ids: Sequence[str]) -> str:
+            select = ", ".join(shift(c) if c == time_column else new_id(c) if c in ids else c for c in columns)
+            return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM {table} "
+                    f"WHERE {time_column} >= ? AND {time_column} < ?")
+
+        rollup_cols = ("grain", "bucket", "dim", "value", *MEASURES)
+        store.execute_many([
+            (copy("aicost_ledger", ROW_COLUMNS, "ts", ("span_id", "run_id")), [[low, high]]),
+            (copy("aicost_runs", RUN_COLUMNS, "ts", ("run_id",)), [[low, high]]),
+            (copy("aicost_rollup", rollup_cols, "bucket", ()), [[low, high]]),
+        ])
+        if progress is not None:
+            progress(k + 1, days)
+    return store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]

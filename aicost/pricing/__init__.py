@@ -5,6 +5,7 @@ The contract the rest of aicost codes against::
     price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
     resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
+    catalog_providers() -> tuple[str, ...]   (the provider names the catalog has price tables for)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
     set_scoped_prices(scope, {model: rates}) / scoped_price(scope, model)   (prices only for calls an
@@ -23,6 +24,7 @@ from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inference
 from .engine import (
     UnknownModel,
     add_discount,
+    catalog_providers,
     catalog_version,
     check_price_file,
     clear_overrides,
@@ -49,6 +51,7 @@ __all__ = [
     "UnknownModel",
     "add_discount",
     "canonical",
+    "catalog_providers",
     "catalog_version",
     "current_price",
     "scoped_price",

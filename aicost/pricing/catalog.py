@@ -245,7 +245,7 @@ class Provider:
         extra_models: Iterable[Mapping[str, Any]],
         limits: Mapping[str, Any],
         patches: Mapping[str, Mapping[str, str]] | None = None,
-        tier_factor: Mapping[str, str] | None = None,
+        tier_factor: Mapping[str, str | None] | None = None,
         corrections: Mapping[str, Any] | None = None,
         history: Mapping[str, Any] | None = None,
         later: Mapping[str, Any] | None = None,
@@ -253,7 +253,9 @@ class Provider:
         self.id = raw["id"]
         # Tier discounts the vendor applies to every model (Batch API: 50 %), used where the data has no
         # explicit rate for that tier at that date (genai-prices models batch history only from late 2026).
-        self.tier_factor = {tier: Decimal(f) for tier, f in (tier_factor or {}).items()}
+        # A null factor: the vendor bills that tier at per-model rates (Google's priority tier); a model without
+        # explicit rates for it has an unknown price there, never the standard one.
+        self.tier_factor = {tier: None if f is None else Decimal(f) for tier, f in (tier_factor or {}).items()}
         patches = patches or {}
         corrections = corrections or {}
         history = history or {}

@@ -111,7 +111,10 @@ class _Resolved:
         if price is None:
             rates = entry.rates_for(selection, variant_tier)
             if variant_tier in self.tier_factor and not selection[1]:
-                rates = _scale_token_rates(rates, self.tier_factor[variant_tier])
+                factor = self.tier_factor[variant_tier]
+                if factor is None:
+                    return None  # billed at per-model rates this model does not list: unknown, never standard
+                rates = _scale_token_rates(rates, factor)
             base, bands = split_bands(rates)
             start, until = entry.effective_range(at)
             price = ModelPrice(
@@ -278,6 +281,12 @@ def current_price(provider: str | None, model: str | None, service_tier: str | N
     if hit is not None and hit[1] > time.time():
         return hit[0]
     return _resolve_now(key)
+
+
+def catalog_providers() -> tuple[str, ...]:
+    """The OpenTelemetry provider names of the active catalog's price tables (``aws`` -> ``aws.bedrock``): the
+    vendors a model name can be resolved as, for a check made before any call names its vendor."""
+    return tuple(names.provider_name(pid) or pid for pid in _catalog.current().providers)
 
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,

@@ -143,6 +143,21 @@ def bedrock_anthropic(ref: str) -> str | None:
 _LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)\Z")
 
 
+# Anthropic's beta flag for Claude's 1M-token window (``context-1m-2025-08-07``), however the request carries it:
+# the Messages API's ``betas`` / ``anthropic-beta`` header, Bedrock's ``anthropic_beta`` body field.
+LONG_CONTEXT_BETA = "context-1m-"
+
+
+def enables_long_context(betas: object) -> bool:
+    """Whether Anthropic beta flags enable Claude's 1M-token window: a list of flag names, or one header value
+    (comma-separated names). The only case Anthropic (and AWS, Google for Claude) bills the long-context rates."""
+    if isinstance(betas, str):
+        betas = betas.split(",")
+    if not isinstance(betas, (list, tuple)):
+        return False
+    return any(isinstance(b, str) and b.strip().startswith(LONG_CONTEXT_BETA) for b in betas)
+
+
 def long_context_needs_opt_in(model: str) -> bool:
     """Claude models (on Anthropic, Bedrock or Vertex) bill their long-context rates only to a request that
     enabled the 1M-token window (beta ``context-1m-*``); without it the window is 200K tokens. Other vendors'

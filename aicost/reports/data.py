@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..ledger import CALL, LedgerRow, LedgerStore, check_group_by, spend
 
@@ -43,25 +43,27 @@ def utc(value: datetime | date) -> datetime:
 def daily_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
                  where: Mapping[str, str] | None = None) -> dict[str, list[tuple[date, Decimal]]]:
     """``{group: [(day, exact cost), ...]}`` over ``[start, end)``; ``dimension="global"`` gives one series."""
-    keys = ("day",) if dimension == "global" else ("day", check_dimension(dimension))
-    out: dict[str, list[tuple[date, Decimal]]] = {}
-    for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
-        group = ALL if dimension == "global" else label(g.key[dimension])
-        out.setdefault(group, []).append((date.fromisoformat(g.key["day"]), g.cost))
-    for points in out.values():
-        points.sort()
-    return out
+    return _series(store, start, end, dimension, where, "day", date.fromisoformat)
 
 
 def hourly_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
                   where: Mapping[str, str] | None = None) -> dict[str, list[tuple[datetime, Decimal]]]:
     """``{group: [(hour start, exact cost), ...]}`` over ``[start, end)``."""
-    keys = ("hour",) if dimension == "global" else ("hour", check_dimension(dimension))
-    out: dict[str, list[tuple[datetime, Decimal]]] = {}
+    return _series(store, start, end, dimension, where, "hour", _hour_start)
+
+
+def _hour_start(key: str) -> datetime:
+    return datetime.strptime(key, "%Y-%m-%dT%H:00Z").replace(tzinfo=timezone.utc)
+
+
+def _series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str,
+            where: Mapping[str, str] | None, bucket: str, parse: Callable[[str], Any]) -> dict[str, list[tuple]]:
+    """Spend per ``bucket`` ("day" or "hour", the rollups' time keys) and group, in time order."""
+    keys = (bucket,) if dimension == "global" else (bucket, check_dimension(dimension))
+    out: dict[str, list[tuple]] = {}
     for g in spend(store, utc(start), utc(end), group_by=keys, where=where):
         group = ALL if dimension == "global" else label(g.key[dimension])
-        hour = datetime.strptime(g.key["hour"], "%Y-%m-%dT%H:00Z").replace(tzinfo=timezone.utc)
-        out.setdefault(group, []).append((hour, g.cost))
+        out.setdefault(group, []).append((parse(g.key[bucket]), g.cost))
     for points in out.values():
         points.sort()
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
+from ..._fork import reset_in_child
 from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
 
 
@@ -40,6 +41,8 @@ class _Bucket:
 
 class MemoryStore:
     """The default store. Budgets are per process: use :class:`RedisStore` to share them between processes.
+    A forked child starts with no spend and no holds: the parent's are the parent's (its calls in flight at the
+    fork settle there, and a hold copied into the child would never be released before its lease ran out).
 
     ``configure_budgets(store="memory")`` uses one instance per process, so configuring again (a reload) keeps
     the spend of the current windows. It never fails, so nothing it does needs retrying; it still implements
@@ -53,6 +56,10 @@ class MemoryStore:
         self._buckets: dict[str, _Bucket] = {}
         self._settled_once: dict[str, float] = {}  # SETTLE_ONCE markers: reservation id -> lease end
         self._next_sweep = 0.0
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]
 
     def _sweep(self, now: float) -> None:
         # Forget buckets of windows long over, so a per-user budget does not grow memory forever.
