@@ -118,12 +118,12 @@ _set_attribute = object.__setattr__
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
                provider: str | None, service_tier: str | None, source: str, estimated: bool,
-               tier: str | None = None, tier_reason: str | None = None) -> Cost:
+               tier: str | None = None, tier_reason: str | None = None, total_canonical: bool = False) -> Cost:
     """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path.
 
     A fresh ``dict`` of parts is made canonical in place (``0.0000950`` -> ``0.000095``) and wrapped read-only;
-    a read-only mapping is taken as it is (already canonical)."""
-    if total is not None:
+    a read-only mapping is taken as it is (already canonical); so is the total when ``total_canonical``."""
+    if total is not None and not total_canonical:
         total = canonical(total)
     if type(parts) is dict:
         canonicalize_parts(parts)
@@ -178,7 +178,7 @@ class _Band:
     __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
                  "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
                  "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only",
-                 "input_digits", "output_digits")
+                 "input_form", "output_form")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
@@ -196,20 +196,22 @@ class _Band:
             if rate is None and name == "web_search_preview":
                 rate = per_mtok.get("web_search")
             setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
-        self.input_digits = _digits(self.input)
-        self.output_digits = _digits(self.output)
+        self.input_form = _form(self.input)
+        self.output_form = _form(self.output)
 
 
-def _digits(rate: Decimal) -> int | None:
-    """The coefficient of a positive per-token rate with a non-positive exponent (``8E-7`` -> 8), else None.
+def _form(rate: Decimal) -> tuple[int, int] | None:
+    """(coefficient, exponent) of a positive per-token rate with a non-positive exponent (``8E-7`` -> (8, -7)),
+    else None.
 
-    ``rate * n`` is then ``(digits * n) E exponent`` exactly, which is already canonical (``pricing.money``) unless
-    ``digits * n`` ends in a 0: a plain call's amounts are known canonical from an integer test, without the two
-    Decimal operations that make an amount canonical (~2 k instructions each)."""
+    ``rate * n`` is then ``(coefficient * n) E exponent`` exactly, which is already canonical (``pricing.money``)
+    unless ``coefficient * n`` ends in a 0; so is a sum of such amounts whose integer coefficient does not. A plain
+    call's amounts are known canonical from integer tests, without the two Decimal operations that make an amount
+    canonical (~2 k instructions each)."""
     sign, digits, exponent = rate.as_tuple()
     if sign or not isinstance(exponent, int) or exponent > 0 or not rate:
         return None
-    return int("".join(map(str, digits)))
+    return int("".join(map(str, digits))), exponent
 
 
 def _with_fallback(rates: Mapping[str, Decimal], name: str) -> Decimal | None:
@@ -358,7 +360,8 @@ class ModelPrice:
         add = MONEY.add
         parts: dict[str, Decimal] = {}
         total = ZERO
-        plain = True  # every part is canonical already (see _digits): only the total is made canonical
+        # Every part canonical already (see _form), and the total's integer coefficient and exponent while it is.
+        plain, coefficient, exponent = True, 0, 0
         cache_read = usage.cache_read_tokens
         cache_write = usage.cache_write_tokens
         input_audio = usage.input_audio_tokens
@@ -398,8 +401,11 @@ class ModelPrice:
                 total = add(total, value)
         elif input_tokens > 0:
             parts["input"] = total = mul(band.input, input_tokens)
-            digits = band.input_digits
-            plain = digits is not None and digits * input_tokens % 10 != 0  # the part is canonical already
+            form = band.input_form
+            if form is not None and form[0] * input_tokens % 10:
+                coefficient, exponent = form[0] * input_tokens, form[1]
+            else:
+                plain = False
         output_tokens = usage.output_tokens
         reasoning = usage.reasoning_tokens
         output_audio = usage.output_audio_tokens
@@ -423,8 +429,13 @@ class ModelPrice:
         elif output_tokens > 0:
             parts["output"] = value = mul(band.output, output_tokens)
             total = add(total, value)
-            digits = band.output_digits
-            plain = plain and digits is not None and digits * output_tokens % 10 != 0
+            form = band.output_form
+            if plain and form is not None and form[0] * output_tokens % 10:
+                low = min(exponent, form[1])
+                coefficient = (coefficient * 10 ** (exponent - low) + form[0] * output_tokens * 10 ** (form[1] - low))
+                exponent = low
+            else:
+                plain = False
         if usage.input_characters > 0:
             if "input_characters" not in band.per_mtok:  # a model not billed per character: no $0 part, no price
                 return unknown_cost(self.provider, self.model, self.service_tier, usage)
@@ -441,8 +452,11 @@ class ModelPrice:
             parts["request"] = band.request
             total = add(total, band.request)
             plain = False
+        if plain:  # parts canonical; the total too unless its coefficient ends in 0 (1.5 + 0.5 = 2.0)
+            return _make_cost(True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier,
+                              self.source, usage.estimated or estimated, tier, tier_reason, coefficient % 10 != 0)
         return _make_cost(
-            True, total, MappingProxyType(parts) if plain else parts, self.model, self.provider, self.service_tier, self.source,
+            True, total, parts, self.model, self.provider, self.service_tier, self.source,
             usage.estimated or estimated, tier, tier_reason,
         )
 
