@@ -31,10 +31,7 @@ def canonicalize_parts(parts: dict[str, Decimal]) -> None:
     normalize, add, zero, ten = _normalize, _add, _ZERO, _TEN
     for name, value in parts.items():
         value = normalize(value)
-        if not zero < value < ten:  # see canonical()
-            parts[name] = add(value, zero)
-        elif parts[name] is not value:
-            parts[name] = value
+        parts[name] = value if zero < value < ten else add(value, zero)  # see canonical()
 
 
 def canonical(value: Decimal) -> Decimal:
