@@ -52,10 +52,11 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO, *, header: Sequence[str] 
 
 
 def _provider_problem(provider: str | None) -> str | None:
-    """None if ``provider`` names a price table (or a provider a loaded price file prices); else the message."""
+    """None if ``provider`` names a vendor aicost knows (with a price table or not: OpenRouter prices by resale,
+    Together only by overrides) or one a loaded price file prices; else the message."""
     from .pricing import catalog, engine, names
 
-    if provider is None or names.provider_id(provider) is not None:
+    if provider is None or names.names_vendor(provider):
         return None
     wanted = provider.strip().lower()
     if wanted in catalog.current().providers or any(r.provider == wanted for r in engine.current_overrides().rules):

@@ -547,8 +547,9 @@ class _Call:
                     attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
                     attrs.update(telemetry.cost_attributes(cost))
-                    if meta.unpriced and not cost.known:
-                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced
+                    if not cost.known:
+                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or (
+                            _NO_PRICE if usage is not None else _NO_USAGE)
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
                 if self.first_chunk_at is not None and not native:
@@ -1168,6 +1169,10 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
     return wrapper
 
 
+# Why a call has no cost when the integration did not say (``ResponseMeta.unpriced``): no price for what it used
+# (a named vendor's model is priced only at that vendor's prices, docs/pricing.md), or no usage to price.
+_NO_PRICE = "no price for this model from this provider (and tier) in the catalog or price overrides"
+_NO_USAGE = "no usable usage to price"
 _OPEN_RESPONSES = "_aicost_open_responses"  # on the connection: response id -> its call, between start and finish
 
 

@@ -545,6 +545,18 @@ def test_downgrade_to_a_model_without_a_price_is_refused_at_configure_time():
     assert BudgetGuard([Budget(limit_usd="1", action="downgrade", downgrade_to="gpt-4o-mini")])  # it knows this
 
 
+def test_downgrade_on_a_named_vendor_is_checked_at_that_vendors_prices():
+    # The configure-time check resolves the target as the budget's calls will: on Groq, OpenAI's gpt-4o-mini has no
+    # price (Groq does not sell it at OpenAI's price), so a downgraded call could not be reserved.
+    with pytest.raises(ConfigurationError, match="downgrade_to.*'gpt-4o-mini'.*provider 'groq'"):
+        BudgetGuard([Budget(limit_usd="1", scope="provider", value="groq", action="downgrade",
+                            downgrade_to="gpt-4o-mini")])
+    assert BudgetGuard([Budget(limit_usd="1", scope="provider", value="groq", action="downgrade",
+                               downgrade_to="llama-3.1-8b-instant")])  # Groq's own table lists it
+    assert BudgetGuard([Budget(limit_usd="1", scope="provider", value="azure.ai.openai", action="downgrade",
+                               downgrade_to="gpt-4o-mini")])  # Azure resells it at OpenAI's list price
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [

@@ -51,6 +51,19 @@ def test_an_unknown_provider_is_an_error_that_lists_the_accepted_names() -> None
     assert "unknown provider 'opneai'" in err and "aws.bedrock" in err and "openai" in err
 
 
+def test_a_named_vendor_resolves_as_its_calls_do_never_at_another_vendors_price() -> None:
+    code, out, err = run("prices", "gpt-4o-mini", "--provider", "groq")
+    assert code == 1 and not out and "unknown model 'gpt-4o-mini' (provider groq)" in err
+    code, out, _ = run("prices", "gpt-4o-mini")  # no vendor named: the naming scheme says OpenAI
+    assert code == 0 and out.splitlines()[0] == "gpt-4o-mini -> openai/gpt-4o-mini"
+    # OpenRouter has no table of its own but resells vendor/model names at the vendor's price; Together neither.
+    code, out, err = run("prices", "openai/gpt-4o-mini", "--provider", "openrouter")
+    assert code == 0, err
+    assert out.splitlines()[0] == "openai/gpt-4o-mini -> openai/gpt-4o-mini"
+    code, out, err = run("prices", "openai/gpt-4o-mini", "--provider", "together_ai")
+    assert code == 1 and "unknown model" in err and "unknown provider" not in err
+
+
 def test_a_price_file_model_without_a_provider_never_prints_none(tmp_path) -> None:
     path = tmp_path / "f.toml"
     path.write_text('[[model]]\nmodel = "my-llm"\ninput = "0.50"\noutput = "1.50"\n')

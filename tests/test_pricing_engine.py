@@ -524,9 +524,58 @@ def test_local_ollama_models_are_not_priced_by_guesswork(model):
     assert price_call("openai", model, Usage(input_tokens=10)).known is False
 
 
-def test_bare_vendor_names_are_still_inferred():
+def test_bare_vendor_names_are_inferred_only_when_no_vendor_is_named():
+    # No vendor named (or one aicost does not know, such as a gateway's name): the naming scheme says who sells it.
     assert resolve(None, "deepseek-reasoner").provider == "deepseek"
-    assert resolve("openai", "claude-3-5-haiku-20241022").provider == "anthropic"
+    assert resolve("litellm", "claude-3-5-haiku-20241022").provider == "anthropic"
+    # A named vendor bills at its own prices: another vendor's model name there is unknown, never that vendor's price.
+    assert resolve("openai", "claude-3-5-haiku-20241022") is None
+    assert price_call("openai", "claude-3-5-haiku-20241022", Usage(input_tokens=10)).known is False
+
+
+@pytest.mark.parametrize("provider, model", [
+    ("groq", "gpt-4o-mini"),
+    ("deepseek", "gpt-4o-mini"),
+    ("aws.bedrock", "gpt-4o-mini"),
+    ("gcp.gemini", "gpt-4o"),
+    ("gcp.vertex_ai", "gpt-4o"),
+    ("anthropic", "gpt-4o"),
+    ("openai", "claude-3-haiku-20240307"),
+    ("mistral_ai", "gpt-4o"),
+    ("together_ai", "mistralai/Mixtral-8x7B-Instruct-v0.1"),  # a vendor/model prefix is not a resale either
+    ("groq", "openai/gpt-4o"),
+])
+def test_a_named_vendor_is_never_billed_at_another_vendors_price(provider, model):
+    assert resolve(provider, model) is None
+    assert engine.current_price(provider, model) is None
+    cost = price_call(provider, model, Usage(input_tokens=1_000, output_tokens=10))
+    assert cost.known is False and cost.total is None  # unknown, never $0
+    assert (provider, model) in {(u.provider, u.model) for u in unknown_models()}
+
+
+@pytest.mark.parametrize("provider, model, vendor", [
+    ("azure.ai.openai", "gpt-4o", "openai"),  # the catalog's own fallback tables (genai-prices)
+    ("azure.ai.openai", "claude-3-haiku-20240307", "anthropic"),
+    ("gcp.vertex_ai", "claude-3-5-sonnet@20240620", "google"),  # Vertex's own Claude table
+    ("aws.bedrock", "anthropic.claude-instant-v1", "anthropic"),  # supplement ``resells``: Bedrock -> Anthropic
+    ("openrouter", "anthropic/claude-3-haiku-20240307", "anthropic"),  # a router passing prices through
+    ("openai", "openai/gpt-4o", "openai"),  # the vendor's own prefix
+    (None, "openai/gpt-4o", "openai"),  # no vendor named: the prefix says who sells it
+])
+def test_a_declared_resale_prices_at_the_resold_vendors_list_price(provider, model, vendor):
+    price = resolve(provider, model)
+    assert price is not None and price.provider == vendor
+
+
+def test_a_discount_goes_to_the_vendor_that_bills_a_resold_call():
+    # OpenRouter bills an openai/ model at OpenAI's list price, but a discount negotiated with OpenAI is not
+    # OpenRouter's: the discount applies to the vendor the call named.
+    list_price = resolve("openrouter", "openai/gpt-4o").rates["input"]
+    engine.add_discount(10, provider="openai")
+    assert resolve("openrouter", "openai/gpt-4o").rates["input"] == list_price
+    assert resolve("openai", "gpt-4o").rates["input"] == list_price * Decimal("0.9")
+    engine.add_discount(20, provider="openrouter")
+    assert resolve("openrouter", "openai/gpt-4o").rates["input"] == list_price * Decimal("0.8")
 
 
 def test_cost_is_immutable_picklable_and_copyable():

@@ -144,15 +144,10 @@ def test_anthropic_bedrock_client_is_one_costed_span(instrumented, replay_server
     assert instrumented.cost_spans()[0].attributes["gen_ai.provider.name"] == "aws.bedrock"
 
 
-@pytest.mark.parametrize("host, provider, priced", [
-    ("api.groq.com", "groq", True),  # the catalog has Groq's own table
-    ("api.together.xyz", "together_ai", False),  # it has no Together table: unknown, never another vendor's price
-    ("api.openai.com", "openai", True),
-])
-def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instrumented, replay_server, host, provider,
-                                                                          priced):
-    """The openai SDK pointed at another vendor's API (``base_url``): real HTTP to the loopback server, which the
-    transport reaches in place of the vendor's host, so the SDK and aicost see the vendor's URL."""
+def _through_host(replay_server, host: str, model: str):
+    """One chat completion by the openai SDK pointed at another vendor's API (``base_url``): real HTTP to the
+    loopback server, which the transport reaches in place of the vendor's host, so the SDK and aicost see the
+    vendor's URL. The answer bills 1M input and 1M output tokens of ``model``."""
     import httpx2
     import openai
 
@@ -163,11 +158,21 @@ def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instru
 
     client = openai.OpenAI(api_key="t", base_url=f"https://{host}/openai/v1", max_retries=0,
                            http_client=httpx2.Client(transport=ToLoopback()))
-    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "llama-3.3-70b-versatile",
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000}}
     replay_server.enqueue(Reply.json(body))
-    client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}])
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("host, provider, priced", [
+    ("api.groq.com", "groq", True),  # the catalog has Groq's own table
+    ("api.together.xyz", "together_ai", False),  # it has no Together table: unknown, never another vendor's price
+    ("api.openai.com", "openai", True),
+])
+def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instrumented, replay_server, host, provider,
+                                                                          priced):
+    _through_host(replay_server, host, "llama-3.3-70b-versatile")
     [span] = instrumented.aicost_spans()
     attrs = span.attributes
     assert attrs["gen_ai.provider.name"] == provider and attrs["server.address"] == host
@@ -175,6 +180,46 @@ def test_openai_compatible_hosts_are_named_and_priced_by_their_own_vendor(instru
         assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal("1.38")
     elif not priced:
         assert attrs["aicost.price.known"] is False and "aicost.cost.total_usd" not in attrs
+
+
+@pytest.mark.parametrize("host, provider, model", [
+    ("api.groq.com", "groq", "gpt-4o-mini"),  # OpenAI's model name: Groq does not sell it at OpenAI's price
+    ("api.deepseek.com", "deepseek", "gpt-4o-mini"),
+    ("api.x.ai", "x_ai", "gpt-4o"),
+    ("api.mistral.ai", "mistral_ai", "claude-3-haiku-20240307"),
+    # A vendor prefix is not a resale: Together bills its own price for Mistral's open weights, not Mistral's.
+    ("api.together.xyz", "together_ai", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    ("api.together.xyz", "together_ai", "openai/gpt-4o"),
+    ("api.fireworks.ai", "fireworks_ai", "accounts/fireworks/models/llama-v3p1-8b-instruct"),
+])
+def test_a_compatible_host_is_never_billed_at_another_vendors_price(instrumented, replay_server, host, provider,
+                                                                    model):
+    from aicost import pricing
+    from aicost.pricing import engine
+
+    engine.reset_unknown_models()
+    _through_host(replay_server, host, model)
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs["gen_ai.provider.name"] == provider
+    assert attrs["gen_ai.usage.input_tokens"] == 1_000_000  # the usage is exact; only its price is unknown
+    assert attrs["aicost.price.known"] is False
+    assert "aicost.cost.total_usd" not in attrs and "gen_ai.usage.cost" not in attrs  # unknown, never $0
+    assert "no price for this model from this provider" in attrs["aicost.price.unknown_reason"]
+    assert [(u.provider, u.model) for u in pricing.unknown_models()] == [(provider, model)]
+
+
+@pytest.mark.parametrize("model, total", [
+    ("openai/gpt-4o-mini", "0.75"),  # OpenAI's $0.15 / $0.60 per million tokens
+    ("anthropic/claude-3-haiku-20240307", "1.50"),  # Anthropic's $0.25 / $1.25
+])
+def test_openrouter_bills_a_vendor_prefixed_name_at_that_vendors_price(instrumented, replay_server, model, total):
+    """A declared resale: OpenRouter passes the underlying provider's price through (catalog ``resells``)."""
+    _through_host(replay_server, "openrouter.ai", model)
+    [span] = instrumented.aicost_spans()
+    attrs = span.attributes
+    assert attrs["gen_ai.provider.name"] == "openrouter" and attrs["aicost.price.known"] is True
+    assert Decimal(attrs["aicost.cost.total_usd"]) == Decimal(total)
 
 
 def test_one_text_walker_serves_every_vendor_and_never_raises():

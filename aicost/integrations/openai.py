@@ -87,9 +87,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 # OpenAI-compatible APIs reached through this SDK with a ``base_url``: the host names the vendor that bills the
-# call (``gen_ai.provider.name``), which the price catalog prices where it has that vendor's table and leaves
-# unknown otherwise, never at another vendor's price (``aicost.pricing.names.OWN_PRICES_ONLY``). Any other host
-# (a gateway, a proxy, a self-hosted server on another port) stays ``openai``.
+# call (``gen_ai.provider.name``), which the price catalog prices where it has that vendor's table (or a resale it
+# declares: OpenRouter's ``vendor/model`` names) and leaves unknown otherwise, never at another vendor's price
+# (``aicost.pricing.names.names_vendor``). Any other host (a gateway, a proxy, a self-hosted server on another
+# port) stays ``openai``, priced only at OpenAI's prices.
 COMPATIBLE_HOSTS: dict[str, str] = {
     "api.groq.com": "groq",
     "api.deepseek.com": "deepseek",

@@ -291,6 +291,7 @@ class Catalog:
         fixes = supplement.get("corrections", {})
         past = supplement.get("history", {})
         newer = supplement.get("later", {})
+        resells = supplement.get("resells", {})
         self.providers: dict[str, Provider] = {}
         for p in raw["providers"]:
             pid = p["id"]
@@ -304,28 +305,40 @@ class Catalog:
                     {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid),
                     past.get(pid), newer.get(pid),
                 )
+        # Declared resale, the only way a call is priced at another vendor's price: a provider id -> the vendors
+        # whose models it bills at their list prices (genai-prices' fallback tables, then aicost's additions).
+        self.resale: dict[str, tuple[str, ...]] = {pid: table.fallback for pid, table in self.providers.items()}
+        for pid, vendors in resells.items():
+            self.resale[pid] = tuple(dict.fromkeys((*self.resale.get(pid, ()), *vendors)))
 
-    def find(self, provider: str, ref: str) -> ModelEntry | None:
-        """A model of ``provider`` (or of a provider it resells, one step, like Azure -> OpenAI)."""
-        table = self.providers.get(provider)
-        if table is None:
-            return None
-        for candidate in names.variants_of(ref):
-            model = table.find(candidate)
-            if model is not None:
-                return model
-        for other in table.fallback:
+    def find(self, provider: str | None, ref: str) -> ModelEntry | None:
+        """A model of ``provider``, else of a vendor it declares it resells (one step, like Azure -> OpenAI)."""
+        table = self.providers.get(provider) if provider else None
+        if table is not None:
+            for candidate in names.variants_of(ref):
+                model = table.find(candidate)
+                if model is not None:
+                    return model
+        for other in self.resale.get(provider, ()) if provider else ():
             fallback = self.providers.get(other)
             if fallback is None:
-                continue
-            for candidate in names.variants_of(ref):
+                continue  # "*" (a router's vendor/model names) or a vendor this catalog has no table for
+            for candidate in names.resold_names(ref):
                 model = fallback.find(candidate)
                 if model is not None:
                     return model
         return None
 
+    def resells(self, provider: str | None, vendor: str) -> bool:
+        """Whether ``provider`` bills ``vendor``'s models at ``vendor``'s list prices: itself, a declared resale
+        (the table's ``fallback``, the supplement's ``resells``), or a router that resells every ``vendor/model``
+        name ("*")."""
+        declared = self.resale.get(provider, ()) if provider else ()
+        return provider == vendor or vendor in declared or "*" in declared
+
     def infer_provider(self, ref: str) -> str | None:
-        """The provider whose naming scheme a bare model name follows (``claude-*`` -> anthropic)."""
+        """The provider whose naming scheme a bare model name follows (``claude-*`` -> anthropic): only asked for
+        a call that names no vendor (``engine._lookup``), never to price a named vendor's call."""
         for provider in self.providers.values():
             if provider.matches_model is not None and provider.matches_model(ref):
                 return provider.id

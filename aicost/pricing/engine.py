@@ -169,31 +169,28 @@ def _utc(at: datetime | float | None) -> datetime:
 
 
 def _lookup(provider: str | None, model: str) -> "_Resolved | None":
-    """Name resolution, in order: overrides; the provider's table; a provider prefix; the naming scheme."""
+    """Name resolution, in order: overrides; the named vendor's table, then the vendors it declares it resells
+    (Azure -> OpenAI, Bedrock -> Anthropic: ``Catalog.resale``); a ``vendor/model`` prefix, for the vendor itself, a
+    declared reseller (a router) or an unnamed provider; the model's naming scheme, for an unnamed provider only.
+    A named vendor's call is never priced at another vendor's price: a ``gpt-4o-mini`` on Groq is unknown."""
     catalog = _catalog.current()
     pid = names.provider_id(provider)
     raw_provider = (provider or "").strip().lower() or None
+    named = names.names_vendor(provider)
     ref = names.clean_model(model)
     candidates: list[tuple[str | None, str]] = [(pid or raw_provider, ref)]
     prefixed = names.split_provider_prefix(ref)
-    if prefixed is not None:
+    if prefixed is not None and (not named or catalog.resells(pid or raw_provider, prefixed[0])):
         candidates.append(prefixed)
     rules = _matching_rules(candidates)
     entry: ModelEntry | None = None
     used_provider, used_ref = candidates[0]
     for cand_provider, cand_ref in candidates:
-        if cand_provider in catalog.providers:
-            entry = catalog.find(cand_provider, cand_ref)
-            if entry is not None:
-                used_provider, used_ref = cand_provider, cand_ref
-                break
-    if entry is None and (pid or raw_provider) == "aws":
-        claude = names.bedrock_anthropic(ref)
-        if claude is not None and "anthropic" in catalog.providers:
-            entry = catalog.find("anthropic", claude)
-            if entry is not None:
-                used_provider, used_ref = "anthropic", claude
-    if entry is None and not names.looks_self_hosted(ref) and raw_provider not in names.OWN_PRICES_ONLY:
+        entry = catalog.find(cand_provider, cand_ref)
+        if entry is not None:
+            used_provider, used_ref = cand_provider, cand_ref
+            break
+    if entry is None and not named and not names.looks_self_hosted(ref):
         for _, cand_ref in candidates:
             inferred = catalog.infer_provider(cand_ref)
             if inferred is not None:
@@ -204,8 +201,8 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
     if entry is None and not rules:
         return None
     # A discount is negotiated with the vendor that bills you: Azure's bill is not OpenAI's, even where
-    # Azure's list price is OpenAI's. Only when the caller named no known provider do we go by the price table.
-    billed_by = pid or (entry.provider if entry is not None else raw_provider)
+    # Azure's list price is OpenAI's. Only when the caller named no vendor do we go by the price table.
+    billed_by = pid or (entry.provider if entry is not None and not named else raw_provider)
     discounts = tuple(
         sorted(
             (d for d in _overrides.discounts if d.applies(billed_by, used_ref) or d.applies(billed_by, ref)),

@@ -45,10 +45,10 @@ PROVIDER_ALIASES: dict[str, str] = {
     "perplexity": "perplexity",
 }
 
-# Providers named by the host an OpenAI-compatible client talks to, whose own prices the catalog may lack: a model
-# name there is never priced by another vendor's naming scheme (a Llama on Together is not Groq's Llama). Their
-# calls are priced by an override (price file, ``set_price``) or a ``vendor/model`` prefix, else unknown.
-OWN_PRICES_ONLY = frozenset({"together_ai", "fireworks_ai", "openrouter", "vllm", "ollama"})
+# Vendors aicost recognises whose own prices the catalog has no table for (OpenAI-compatible hosts the openai
+# integration names, OTel provider names). Like every named vendor, their calls are priced by an override (price
+# file, ``set_price``) or a resale the catalog declares (OpenRouter's ``vendor/model`` names), else unknown.
+VENDORS_WITHOUT_TABLE = frozenset({"together_ai", "fireworks_ai", "openrouter", "vllm", "ollama", "ibm.watsonx.ai"})
 
 # The ``gen_ai.provider.name`` each catalog table is shown under (``aicost prices --list``, the price table), so
 # that one vocabulary is shown and accepted everywhere; both it and the catalog id are accepted as input.
@@ -90,6 +90,13 @@ def provider_id(name: str | None) -> str | None:
     if not name:
         return None
     return PROVIDER_ALIASES.get(name.strip().lower())
+
+
+def names_vendor(name: str | None) -> bool:
+    """Whether ``name`` names a vendor aicost knows. A named vendor's call is priced only from its own table or a
+    resale it declares, never by the model's naming scheme (``gpt-*`` on Groq is not OpenAI's ``gpt-*``); an
+    unnamed or unrecognised provider (a gateway, spans from elsewhere) is priced by the naming scheme."""
+    return provider_id(name) is not None or (name is not None and name.strip().lower() in VENDORS_WITHOUT_TABLE)
 
 
 def normalise_tier(tier: str | None) -> str | None:
@@ -134,10 +141,21 @@ def bedrock_anthropic(ref: str) -> str | None:
     """``us.anthropic.claude-3-5-haiku-20241022-v1:0`` -> ``claude-3-5-haiku-20241022``.
 
     Used only when Bedrock's own table lacks the model: Anthropic models on Bedrock (on-demand) list at
-    Anthropic's own prices, unlike other vendors' models there (Cohere, Mistral bill differently on Bedrock).
+    Anthropic's own prices (the catalog declares that resale), unlike other vendors' models there (Cohere, Mistral
+    bill differently on Bedrock).
     """
     match = _BEDROCK_ANTHROPIC.match(ref)
     return match.group(1) if match else None
+
+
+def resold_names(ref: str) -> list[str]:
+    """Spellings to look a resold model up by in its vendor's own table: ``variants_of``, and Bedrock's
+    ``us.anthropic.claude-...-v1:0`` as Anthropic spells it."""
+    out = variants_of(ref)
+    claude = bedrock_anthropic(ref)
+    if claude is not None:
+        out.extend(variants_of(claude))
+    return out
 
 
 _LOCAL_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bkm]\b.*|[\w.-]*\bq\d[\w.-]*)\Z")
