@@ -165,11 +165,24 @@ def _not_a_count(value: object) -> str:
 
 
 _NOT_OBJECTS = (int, float, str, bytes, list, tuple)
+# type -> is_object's answer for its instances. A failed ``isinstance`` reads the instance's ``__class__``, which on
+# an SDK's pydantic model goes through its ``__getattr__`` hook (~2 k instructions for the six types, several times
+# a call); the answer depends only on the type unless the type overrides ``__class__`` (a mock, a proxy), whose
+# instances are always asked. Bounded: past the limit, new types are asked without being remembered.
+_OBJECT_TYPES: dict[type, bool] = {}
+_MAX_OBJECT_TYPES = 512
 
 
 def is_object(value: object) -> bool:
     """Whether a vendor's ``usage`` (or its details) is an object with fields, not a scalar or a list."""
-    return not isinstance(value, _NOT_OBJECTS)
+    known = _OBJECT_TYPES.get(type(value))
+    if known is not None:
+        return known
+    answer = not isinstance(value, _NOT_OBJECTS)
+    kind = type(value)
+    if len(_OBJECT_TYPES) < _MAX_OBJECT_TYPES and all("__class__" not in vars(k) for k in kind.__mro__[:-1]):
+        _OBJECT_TYPES[kind] = answer
+    return answer
 
 
 

@@ -826,3 +826,40 @@ class _Dumped:
 
     def model_dump(self, **_: Any) -> Any:
         return self.value
+
+
+# ----------------------------------------------------------------------------- the readers' fast paths
+def test_is_object_answers_per_type_yet_asks_a_type_that_overrides_its_class():
+    from unittest import mock
+
+    from aicost.usage import is_object
+
+    class Model:  # an SDK model: its answer is remembered for its type
+        pass
+
+    assert is_object(Model()) and is_object(Model())
+    assert not is_object(3) and not is_object(3.0) and not is_object([1]) and not is_object("x")
+    assert not is_object(True)  # a bool is an int: not an object, remembered or not
+    assert not is_object(mock.Mock(spec=int)) and is_object(mock.Mock())  # a mock's __class__ says what it is
+
+    class Proxy:  # a type whose instances each say their own class: asked each time, as isinstance does
+        def __init__(self, claims: type) -> None:
+            self.claims = claims
+
+        __class__ = property(lambda self: self.claims)  # type: ignore[assignment]
+
+    assert not is_object(Proxy(int)) and is_object(Proxy(object)) and not is_object(Proxy(list))
+
+
+def test_field_reader_reads_what_field_reads():
+    import anthropic.types as at
+
+    from aicost.vendor import field, field_reader
+
+    plain = at.Usage.construct(input_tokens=3, output_tokens=1)
+    extra = at.Usage.construct(input_tokens=3, output_tokens=1, iterations=[{"type": "message"}])
+    for obj in (plain, extra, {"input_tokens": 3}, None, 7):
+        g = field_reader(obj)
+        for name in ("input_tokens", "output_tokens", "iterations", "service_tier", "nothing"):
+            assert g(name) == field(obj, name), (obj, name)
+    assert field_reader(extra)("iterations") == [{"type": "message"}]  # an undeclared field the API sent

@@ -73,6 +73,29 @@ def test_price_call_returns_canonical_amounts() -> None:
     assert repr(long.total) == "Decimal('0.45')"  # 0.42 + 0.03: not Decimal('0.450000')
 
 
+_rates = st.decimals(allow_nan=False, allow_infinity=False, min_value=Decimal("0"), max_value=Decimal("1000"),
+                     places=None).filter(lambda d: d.is_zero() or -8 <= d.adjusted() <= 3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_rates, _rates, st.integers(0, 10**7), st.integers(0, 10**6))
+def test_every_priced_amount_is_canonical_and_exact(input_rate: Decimal, output_rate: Decimal, tokens_in: int,
+                                                    tokens_out: int) -> None:
+    # A plain call's parts skip the Decimal normalisation when an integer test shows the product has no trailing
+    # zero (``cost._digits``): rates written with trailing zeros ("0.80"), exponents ("8E+1") and products that
+    # end in 0 (5 x 2) must still come out canonical and exact.
+    from aicost.pricing.cost import ModelPrice
+
+    price = ModelPrice(provider="p", model="m", rates={"input": input_rate, "output": output_rate})
+    cost = price.cost(Usage(input_tokens=tokens_in, output_tokens=tokens_out))
+    with decimal.localcontext(decimal.Context(prec=100, traps=[decimal.Inexact])):  # exact, as aicost's money
+        expected = {"input": input_rate * tokens_in / 10**6, "output": output_rate * tokens_out / 10**6}
+        assert cost.total == sum(cost.parts.values(), Decimal(0))
+    assert dict(cost.parts) == {k: v for k, v in expected.items() if k in cost.parts}
+    assert _is_canonical(cost.total) and all(_is_canonical(v) for v in cost.parts.values()), cost
+    assert format_usd(cost.total) == format(cost.total, "f")
+
+
 def test_a_hand_built_cost_is_canonical_too() -> None:
     cost = Cost(known=True, total=Decimal("0.8400000"), parts={"input": Decimal("0.8400000")})
     assert repr(cost.total) == "Decimal('0.84')" and repr(cost.parts["input"]) == "Decimal('0.84')"

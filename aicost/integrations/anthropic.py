@@ -25,9 +25,9 @@ from opentelemetry import trace
 
 from .._log import error_once
 from ..pricing.names import enables_long_context
-from ..usage import Usage, is_object, read_count
-from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field, part,
-                      request_count, string)
+from ..usage import MAX_COUNT, Usage, is_object, read_count
+from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
+                      field_reader, nested, request_count, string)
 from . import _batches
 from .stainless import StainlessIntegration, StainlessShape, server_of
 
@@ -70,12 +70,13 @@ _NATIVE_SPAN_NAMES = frozenset(("anthropic.messages.create", "anthropic.messages
 _BATCHES_SEEN = _batches.Registry()  # batch id -> BatchInfo, for the batches created (or looked up) here
 
 
-def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
+def read_usage(u: Any, into: Usage | None = None, fields: Callable[[str], Any] | None = None) -> Usage | None:
     """``Message.usage`` / ``message_start`` usage / cumulative ``message_delta`` usage -> ``Usage``.
 
     With ``into``, only the fields present (not None) overwrite it, as the SDK's own accumulator does. A message's
     (or ``message_start``'s) ``input_tokens`` and ``output_tokens`` are required; every count is checked as it is
-    read (``usage.read_count``), and usage that fails says why in ``Usage.invalid``.
+    read (``usage.read_count``), and usage that fails says why in ``Usage.invalid``. ``fields``: a
+    ``vendor.field_reader`` of ``u``, when the caller has one.
     """
     if u is None:
         return into
@@ -83,34 +84,43 @@ def read_usage(u: Any, into: Usage | None = None) -> Usage | None:
     if not is_object(u):
         usage.invalid = usage.invalid or "usage is not an object"
         return usage
-    g = field  # usage fields only (the beta and non-beta models declare different ones)
+    g = fields or field_reader(u)  # usage fields only (the beta and non-beta models declare different ones)
     fresh = into is None
-    raw_in = g(u, "input_tokens")
-    cache_read = g(u, "cache_read_input_tokens")
-    cache_write = g(u, "cache_creation_input_tokens")
-    if fresh or raw_in is not None or cache_read is not None or cache_write is not None:
-        plain = (read_count(usage, raw_in, "input_tokens", fresh) if (fresh or raw_in is not None)
-                 else usage.text_input_tokens)
-        read = (read_count(usage, cache_read, "cache_read_input_tokens") if (fresh or cache_read is not None)
-                else usage.cache_read_tokens)
-        write = (read_count(usage, cache_write, "cache_creation_input_tokens") if (fresh or cache_write is not None)
-                 else usage.cache_write_tokens)
-        usage.cache_read_tokens = read
-        usage.cache_write_tokens = write
-        usage.input_tokens = plain + read + write
-    out = g(u, "output_tokens")
-    if fresh or out is not None:
-        usage.output_tokens = read_count(usage, out, "output_tokens", fresh)
-    creation = part(usage, u, "cache_creation")
+    raw_in = g("input_tokens")
+    cache_read = g("cache_read_input_tokens")
+    cache_write = g("cache_creation_input_tokens")
+    out = g("output_tokens")
+    if fresh and (type(raw_in) is int and type(cache_read) is int and type(cache_write) is int and type(out) is int
+                  and 0 <= raw_in <= MAX_COUNT and 0 <= cache_read <= MAX_COUNT and 0 <= cache_write <= MAX_COUNT
+                  and 0 <= out <= MAX_COUNT):  # the common case, checked inline: read_count would say the same
+        usage.cache_read_tokens = cache_read
+        usage.cache_write_tokens = cache_write
+        usage.input_tokens = raw_in + cache_read + cache_write
+        usage.output_tokens = out
+    else:
+        if fresh or raw_in is not None or cache_read is not None or cache_write is not None:
+            plain = (read_count(usage, raw_in, "input_tokens", fresh) if (fresh or raw_in is not None)
+                     else usage.text_input_tokens)
+            read = (read_count(usage, cache_read, "cache_read_input_tokens") if (fresh or cache_read is not None)
+                    else usage.cache_read_tokens)
+            write = (read_count(usage, cache_write, "cache_creation_input_tokens")
+                     if (fresh or cache_write is not None) else usage.cache_write_tokens)
+            usage.cache_read_tokens = read
+            usage.cache_write_tokens = write
+            usage.input_tokens = plain + read + write
+        if fresh or out is not None:
+            usage.output_tokens = read_count(usage, out, "output_tokens", fresh)
+    creation = nested(usage, g("cache_creation"), "cache_creation")
     if creation is not None:
-        usage.cache_write_1h_tokens = read_count(usage, g(creation, "ephemeral_1h_input_tokens"),
+        usage.cache_write_1h_tokens = read_count(usage, field(creation, "ephemeral_1h_input_tokens"),
                                                  "ephemeral_1h_input_tokens")
-    details = part(usage, u, "output_tokens_details")
+    details = nested(usage, g("output_tokens_details"), "output_tokens_details")
     if details is not None:
-        usage.reasoning_tokens = read_count(usage, g(details, "thinking_tokens"), "thinking_tokens")
-    server_tools = part(usage, u, "server_tool_use")
+        usage.reasoning_tokens = read_count(usage, field(details, "thinking_tokens"), "thinking_tokens")
+    server_tools = nested(usage, g("server_tool_use"), "server_tool_use")
     if server_tools is not None:
-        usage.web_search_requests = read_count(usage, g(server_tools, "web_search_requests"), "web_search_requests")
+        usage.web_search_requests = read_count(usage, field(server_tools, "web_search_requests"),
+                                               "web_search_requests")
     return usage.checked()
 
 
@@ -151,7 +161,7 @@ class Iterations:
         self.steps = steps  # the call's own sampling steps, in order: each billed by its own input
 
 
-def read_iterations(u: Any) -> Iterations | None:
+def read_iterations(u: Any, fields: Callable[[str], Any] | None = None) -> Iterations | None:
     """Beta ``usage.iterations``: the entries whose tokens the top-level usage leaves out, or None.
 
     * ``compaction``: the SDK documents that "a ``compaction`` entry's tokens are not included in the top-level
@@ -174,7 +184,9 @@ def read_iterations(u: Any) -> Iterations | None:
     long-context rates to a step whose own input exceeds 200K, so a loop is priced step by step
     (:func:`_steps_hint`).
     """
-    iterations = field(u, "iterations") if is_object(u) else None  # only the beta usage declares it
+    if fields is None and not is_object(u):
+        return None
+    iterations = (fields or field_reader(u))("iterations")  # only the beta usage declares it
     if not iterations or not isinstance(iterations, list):
         return None
     compaction: Usage | None = None
@@ -280,10 +292,19 @@ def _ran_server_tools(content: Any) -> bool:
     return isinstance(content, list) and any(_is_server_tool(block) for block in content)
 
 
+def read_top_usage(u: Any, into: Usage | None = None) -> tuple[Usage | None, Iterations | None, str | None]:
+    """A message's (or a stream event's) usage object -> its usage (:func:`read_usage`), iterations
+    (:func:`read_iterations`) and service tier, its fields read once."""
+    if u is None or not is_object(u):
+        return read_usage(u, into), None, None
+    g = field_reader(u)
+    return read_usage(u, into, g), read_iterations(u, g), string(g("service_tier"))
+
+
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = string(getattr(message, "stop_reason", None))
-    usage = read_usage(usage_obj)
+    usage, iterations, tier = read_top_usage(usage_obj)
     # Several sampling steps without iterations: checked only where it can matter (a long input), as it reads
     # the content.
     several_steps = usage is not None and usage.input_tokens > _STANDARD_WINDOW and (
@@ -293,11 +314,11 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
         model=string(getattr(message, "model", None)),
         response_id=string(getattr(message, "id", None)),
         finish_reasons=[stop] if stop else [],
-        service_tier=string(field(usage_obj, "service_tier")) if is_object(usage_obj) else None,
+        service_tier=tier,
         # The text is needed only to estimate missing or invalid usage, or for opted-in content capture.
         output_text=(_text(getattr(message, "content", None))
                      if want_text or usage is None or usage.invalid is not None else None),
-    ), read_iterations(usage_obj), several_steps)
+    ), iterations, several_steps)
 
 
 class EventAccumulator(StreamAccumulator):
@@ -331,16 +352,15 @@ class EventAccumulator(StreamAccumulator):
             self.model = string(getattr(message, "model", None))
             self.response_id = string(getattr(message, "id", None))
             usage = getattr(message, "usage", None)
-            self.usage = read_usage(usage) if usage is not None else Usage(invalid="message_start has no usage")
-            self.iterations = read_iterations(usage)
-            self.service_tier = string(field(usage, "service_tier")) if is_object(usage) else None
+            self.usage, self.iterations, self.service_tier = read_top_usage(usage)
+            if usage is None:
+                self.usage = Usage(invalid="message_start has no usage")
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
-            self.usage = read_usage(usage, self.usage)
+            self.usage, iterations, _ = read_top_usage(usage, self.usage)
             if self.usage is not None and is_object(usage) and field(usage, "output_tokens") is None:
                 # message_delta's output count is the final one (message_start's is a placeholder): required
                 self.usage.invalid = self.usage.invalid or "message_delta usage has no output_tokens"
-            iterations = read_iterations(usage)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
             self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason

@@ -113,25 +113,27 @@ class Cost:
 
 
 _new = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
                provider: str | None, service_tier: str | None, source: str, estimated: bool,
-               tier: str | None = None, tier_reason: str | None = None) -> Cost:
+               tier: str | None = None, tier_reason: str | None = None, total_canonical: bool = False) -> Cost:
     """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path.
 
     A fresh ``dict`` of parts is made canonical in place (``0.0000950`` -> ``0.000095``) and wrapped read-only;
-    a read-only mapping is taken as it is (already canonical)."""
-    if total is not None:
+    a read-only mapping is taken as it is (already canonical); so is the total when ``total_canonical``."""
+    if total is not None and not total_canonical:
         total = canonical(total)
     if type(parts) is dict:
         canonicalize_parts(parts)
         parts = MappingProxyType(parts)
     cost = _new(Cost)
-    cost.__dict__.update(
-        known=known, total=total, parts=parts, currency="USD", model=model, provider=provider,
-        service_tier=service_tier, source=source, estimated=estimated, tier=tier, tier_reason=tier_reason,
-    )
+    _set_attribute(cost, "__dict__", {  # one call, not an update() with keywords
+        "known": known, "total": total, "parts": parts, "currency": "USD", "model": model, "provider": provider,
+        "service_tier": service_tier, "source": source, "estimated": estimated, "tier": tier,
+        "tier_reason": tier_reason,
+    })
     return cost
 
 
@@ -175,7 +177,8 @@ class _Band:
 
     __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
                  "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
-                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only")
+                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only",
+                 "input_form", "output_form")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
@@ -193,6 +196,22 @@ class _Band:
             if rate is None and name == "web_search_preview":
                 rate = per_mtok.get("web_search")
             setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
+        self.input_form = _form(self.input)
+        self.output_form = _form(self.output)
+
+
+def _form(rate: Decimal) -> tuple[int, int] | None:
+    """(coefficient, exponent) of a positive per-token rate with a non-positive exponent (``8E-7`` -> (8, -7)),
+    else None.
+
+    ``rate * n`` is then ``(coefficient * n) E exponent`` exactly, which is already canonical (``pricing.money``)
+    unless ``coefficient * n`` ends in a 0; so is a sum of such amounts whose integer coefficient does not. A plain
+    call's amounts are known canonical from integer tests, without the two Decimal operations that make an amount
+    canonical (~2 k instructions each)."""
+    sign, digits, exponent = rate.as_tuple()
+    if sign or not isinstance(exponent, int) or exponent > 0 or not rate:
+        return None
+    return int("".join(map(str, digits))), exponent
 
 
 def _with_fallback(rates: Mapping[str, Decimal], name: str) -> Decimal | None:
@@ -341,11 +360,14 @@ class ModelPrice:
         add = MONEY.add
         parts: dict[str, Decimal] = {}
         total = ZERO
+        # Every part canonical already (see _form), and the total's integer coefficient and exponent while it is.
+        plain, coefficient, exponent = True, 0, 0
         cache_read = usage.cache_read_tokens
         cache_write = usage.cache_write_tokens
         input_audio = usage.input_audio_tokens
         input_image = usage.input_image_tokens
         if cache_read or cache_write or input_audio or input_image:
+            plain = False
             text_input = input_tokens - cache_read - cache_write - input_audio - input_image
             if text_input > 0:
                 parts["input"] = value = mul(band.input, text_input)
@@ -379,11 +401,17 @@ class ModelPrice:
                 total = add(total, value)
         elif input_tokens > 0:
             parts["input"] = total = mul(band.input, input_tokens)
+            form = band.input_form
+            if form is not None and form[0] * input_tokens % 10:
+                coefficient, exponent = form[0] * input_tokens, form[1]
+            else:
+                plain = False
         output_tokens = usage.output_tokens
         reasoning = usage.reasoning_tokens
         output_audio = usage.output_audio_tokens
         output_image = usage.output_image_tokens
         if reasoning or output_audio or output_image:
+            plain = False
             reasoning = min(reasoning, max(0, output_tokens - output_audio - output_image))
             text_output = output_tokens - output_audio - output_image - reasoning
             if text_output > 0:
@@ -401,19 +429,32 @@ class ModelPrice:
         elif output_tokens > 0:
             parts["output"] = value = mul(band.output, output_tokens)
             total = add(total, value)
+            form = band.output_form
+            if plain and form is not None and form[0] * output_tokens % 10:
+                low = min(exponent, form[1])
+                coefficient = (coefficient * 10 ** (exponent - low) + form[0] * output_tokens * 10 ** (form[1] - low))
+                exponent = low
+            else:
+                plain = False
         if usage.input_characters > 0:
             if "input_characters" not in band.per_mtok:  # a model not billed per character: no $0 part, no price
                 return unknown_cost(self.provider, self.model, self.service_tier, usage)
             parts["input_characters"] = value = mul(band.input_characters, usage.input_characters)
             total = add(total, value)
+            plain = False
         if usage.web_search_requests > 0:
             search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
             if search:
                 parts["web_search"] = value = mul(search, usage.web_search_requests)
                 total = add(total, value)
+                plain = False
         if band.request and per_request:
             parts["request"] = band.request
             total = add(total, band.request)
+            plain = False
+        if plain:  # parts canonical; the total too unless its coefficient ends in 0 (1.5 + 0.5 = 2.0)
+            return _make_cost(True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier,
+                              self.source, usage.estimated or estimated, tier, tier_reason, coefficient % 10 != 0)
         return _make_cost(
             True, total, parts, self.model, self.provider, self.service_tier, self.source,
             usage.estimated or estimated, tier, tier_reason,

@@ -21,28 +21,32 @@ from typing import Iterable
 _CANONICAL = decimal.Context(prec=120, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
                              traps=[decimal.InvalidOperation, decimal.Inexact])
 _ZERO = Decimal(0)
+_TEN = Decimal(10)
 _normalize = _CANONICAL.normalize
 _add = _CANONICAL.add
 
 
 def canonicalize_parts(parts: dict[str, Decimal]) -> None:
     """:func:`canonical` applied in place to every amount of ``parts`` (the per-call path: no call per value)."""
-    normalize, add, zero = _normalize, _add, _ZERO
+    normalize, add, zero, ten = _normalize, _add, _ZERO, _TEN
     for name, value in parts.items():
-        parts[name] = add(normalize(value), zero)
+        value = normalize(value)
+        parts[name] = value if zero < value < ten else add(value, zero)  # see canonical()
 
 
 def canonical(value: Decimal) -> Decimal:
     """``value`` with no trailing fractional zeros and a non-positive exponent: ``0.8400000`` -> ``0.84``,
     ``1E+1`` -> ``10``, ``0E-7`` and ``-0`` -> ``0``. The value itself never changes."""
     # normalize() strips trailing zeros (and may leave a positive exponent); adding an exponent-0 zero brings
-    # the exponent back to 0 at most, which also turns -0 into 0.
-    return _add(_normalize(value), _ZERO)
+    # the exponent back to 0 at most, which also turns -0 into 0. Between 0 and 10 (exclusive: a call's amounts
+    # are nearly always there) normalize() cannot leave a positive exponent, nor a sign, and the add is skipped.
+    value = _normalize(value)
+    return value if _ZERO < value < _TEN else _add(value, _ZERO)
 
 
 def format_usd(value: Decimal) -> str:
     """The text of an amount as aicost writes it everywhere: ``'0.0000306'``, ``'10'``, ``'0'``."""
-    return format(_add(_normalize(value), _ZERO), "f")
+    return format(canonical(value), "f")
 
 
 def sum_usd(values: "Iterable[Decimal]") -> Decimal:
