@@ -29,6 +29,10 @@ class RequestShape:
 
     __slots__ = ("cap_param", "generates")
 
+    # The argument that names the model, for the shapes whose model is one top-level argument (OpenAI and
+    # Anthropic ``model``, Bedrock ``modelId``); None: the shape reads no model, or overrides the two methods.
+    model_param: str | None = None
+
     def __init__(self, cap_param: str | None = None, *, generates: bool = True) -> None:
         # The parameter that caps output when the request sets none (None: the endpoint has no output to cap).
         self.cap_param = cap_param
@@ -36,11 +40,17 @@ class RequestShape:
         self.generates = generates
 
     def model(self, kwargs: dict[str, Any]) -> str | None:
-        return None
+        param = self.model_param
+        if param is None:
+            return None
+        value = kwargs.get(param)
+        return value if isinstance(value, str) else None
 
     def set_model(self, kwargs: dict[str, Any], model: str) -> None:
         """Ask for ``model`` instead (a budget's downgrade). A shape that cannot leaves the request as it is: the
         caller checks with :meth:`model`."""
+        if self.model_param is not None:
+            kwargs[self.model_param] = model
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         """The output-token cap the request sets (the smallest, if several parameters are given)."""

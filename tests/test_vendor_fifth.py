@@ -73,13 +73,7 @@ class ToyClient:
 # ------------------------------------------------------------------------------------------- the integration
 class ToyShape(RequestShape):
     __slots__ = ()
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        value = kwargs.get("engine")
-        return value if isinstance(value, str) else None
-
-    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
-        kwargs["engine"] = model
+    model_param = "engine"
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         cap = kwargs.get("max_words")

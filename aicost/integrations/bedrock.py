@@ -68,13 +68,7 @@ class ConverseShape(RequestShape):
     """Converse / ConverseStream: ``modelId``, ``inferenceConfig.maxTokens``, ``messages`` and ``system``."""
 
     __slots__ = ()
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        value = kwargs.get("modelId")
-        return value if isinstance(value, str) else None
-
-    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
-        kwargs["modelId"] = model
+    model_param = "modelId"
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         config = kwargs.get("inferenceConfig")

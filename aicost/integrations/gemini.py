@@ -51,13 +51,7 @@ class GeminiShape(RequestShape):
     ``config.max_output_tokens``, the system prompt ``config.system_instruction``."""
 
     __slots__ = ()
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        value = kwargs.get("model")
-        return value if isinstance(value, str) else None
-
-    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
-        kwargs["model"] = model
+    model_param = "model"
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         cap = _get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens")

@@ -52,19 +52,13 @@ class StainlessShape(RequestShape):
 
     __slots__ = ()
 
+    model_param = "model"
     # Output caps the request may set; the smallest wins.
     cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
     # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
     # content capture prefers; ``system_params`` are system instructions.
     input_params: tuple[str, ...] = ("messages", "input", "prompt")
     system_params: tuple[str, ...] = ("system", "instructions")
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        value = kwargs.get("model")
-        return value if isinstance(value, str) else None
-
-    def set_model(self, kwargs: dict[str, Any], model: str) -> None:
-        kwargs["model"] = model
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]

@@ -21,6 +21,7 @@ transaction takes an advisory lock, which makes "skip what exists, then insert" 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
@@ -180,15 +181,8 @@ class LedgerStore:
         """
         if not rows and not runs:
             return 0
-        with self._lock:
-            try:
-                return self._write(rows, runs)
-            except (sqlite3.OperationalError, OSError) as exc:
-                raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
-                raise
+        with self._lock, self._unreachable_as_unavailable():
+            return self._write(rows, runs)
 
     def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
         raise NotImplementedError
@@ -197,15 +191,21 @@ class LedgerStore:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
         its own tables (``aicost.pools``). Raises :class:`LedgerUnavailable` when the database cannot be
         reached (nothing is then written)."""
-        with self._lock:
-            try:
-                self._execute_many([(self._sql(sql), params) for sql, params in statements])
-            except (sqlite3.OperationalError, OSError) as exc:
+        with self._lock, self._unreachable_as_unavailable():
+            self._execute_many([(self._sql(sql), params) for sql, params in statements])
+
+    @contextlib.contextmanager
+    def _unreachable_as_unavailable(self) -> Iterator[None]:
+        """A database that cannot be reached (SQLite's operational errors, OS errors, a driver's connection
+        errors) raises :class:`LedgerUnavailable`, which the writer spills and retries; anything else is a bug."""
+        try:
+            yield
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+        except Exception as exc:
+            if _is_connection_error(exc):
                 raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
-                raise
+            raise
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
