@@ -483,6 +483,14 @@ def _measures(values: Sequence[Any]) -> list:
     return [convert(v or 0) for convert, v in zip(_CONVERTERS, values)]
 
 
+def _refuse_newer(current: int, setting: str, where: str) -> None:
+    """A ledger written by a newer aicost is refused with its version, never misread."""
+    if current > SCHEMA_VERSION:
+        raise LedgerSchemaError(
+            f"{setting}: the ledger {where!r} has schema version {current}, newer than this aicost reads "
+            f"(version {SCHEMA_VERSION}); upgrade aicost to use it")
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     try:
         import psycopg
@@ -557,10 +565,7 @@ class SQLiteStore(LedgerStore):
                 conn.execute(schema.schema_table_ddl("sqlite"))
                 (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
                 current = int(current or 0)
-                if current > SCHEMA_VERSION:
-                    raise LedgerSchemaError(
-                        f"{setting}: the ledger {str(self.path)!r} has schema version {current}, newer than this "
-                        f"aicost reads (version {SCHEMA_VERSION}); upgrade aicost to use it")
+                _refuse_newer(current, setting, str(self.path))
                 _apply(conn, "sqlite", current, self._ts(datetime.now(timezone.utc)))
                 conn.execute("COMMIT")
             except BaseException:
@@ -715,10 +720,7 @@ class PostgresStore(LedgerStore):
             conn.execute(schema.schema_table_ddl("postgresql"))
             (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
             current = int(current or 0)
-            if current > SCHEMA_VERSION:
-                raise LedgerSchemaError(
-                    f"{self._setting}: the ledger {self.url!r} has schema version {current}, newer than this aicost "
-                    f"reads (version {SCHEMA_VERSION}); upgrade aicost to use it")
+            _refuse_newer(current, self._setting, self.url)
             _apply(conn, "postgresql", current, datetime.now(timezone.utc), mark="%s")
 
     def _sql(self, text: str) -> str:
