@@ -20,17 +20,19 @@ Rows without a value for a key (a call made outside any team scope) form the gro
 from __future__ import annotations
 
 import decimal
+import operator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
-from ..pricing.cost import MONEY
-from .rollup import INDEX, add_into, new_measures
+from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
+from .schema import MEASURES, MONEY_MEASURES
 from .store import FILTER_KEYS, LedgerStore
 
-__all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "spend", "totals", "check_group_by", "UnknownGroupKey"]
+__all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_rows", "spend_table", "totals",
+           "check_group_by", "UnknownGroupKey"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -70,6 +72,16 @@ class SpendGroup:
         return None if not self.succeeded_runs else MONEY_DIV(self.cost, self.succeeded_runs)
 
     @classmethod
+    def from_row(cls, keys: Sequence[str], row: Sequence) -> "SpendGroup":
+        """The group of one :func:`spend_rows` row (all measures)."""
+        n = len(keys)
+        return cls.from_measures(dict(zip(keys, row[:n])), row[n:])
+
+    def measures(self) -> tuple:
+        """The sums in :data:`~aicost.ledger.schema.MEASURES` order (a :func:`spend_rows` row without its key)."""
+        return tuple(self.tokens.get(name, 0) if name in _TOKENS else getattr(self, name) for name in MEASURES)
+
+    @classmethod
     def from_measures(cls, key: dict[str, str | None], m: Sequence) -> "SpendGroup":
         return cls(
             key=key,
@@ -81,13 +93,17 @@ class SpendGroup:
         )
 
 
+_TOKENS = frozenset(TOKEN_FIELDS)
+
 # Unit costs are quotients: shown to 10 decimal places (a tenth of a nano-dollar), rounded half-even.
 _UNIT = Decimal("1e-10")
 
 
+_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+
+
 def MONEY_DIV(amount: Decimal, count: int) -> Decimal:
-    with decimal.localcontext(decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)):
-        return (amount / count).quantize(_UNIT)
+    return _DIVISION.divide(amount, count).quantize(_UNIT, context=_DIVISION)
 
 
 def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
@@ -136,26 +152,91 @@ def spend(store: LedgerStore, start: datetime | date, end: datetime | date, grou
     """Sums over ``start <= time < end`` (UTC; naive datetimes are UTC), one group per distinct key value,
     largest cost first. ``where`` filters ({"team": "search"}). An empty period gives ``[]``."""
     keys = check_group_by(group_by)
+    return [SpendGroup.from_row(keys, row) for row in spend_table(store, start, end, keys, where).rows()]
+
+
+def spend_rows(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
+               where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
+               order: bool = True) -> list[tuple]:
+    """What :func:`spend` returns, as plain tuples: one per group, its key values in ``group_by`` order (None for
+    no value), then ``measures`` in order, money as exact Decimal."""
+    return spend_table(store, start, end, group_by, where, measures=measures, order=order).rows()
+
+
+@dataclass
+class SpendTable:
+    """The groups of :func:`spend`, column by column: a report of tens of thousands of groups (a month by day and
+    user is 60,000) is read, summed and printed without an object, or even a tuple, per group."""
+
+    keys: tuple[str, ...]
+    measures: tuple[str, ...]
+    columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: Decimal)
+    texts: dict[str, Sequence[str]]  # each money measure as canonical decimal text (as the database wrote it)
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def column(self, name: str) -> Sequence:
+        return self.columns[len(self.keys) + self.measures.index(name)]
+
+    def rows(self) -> list[tuple]:
+        return list(zip(*self.columns))
+
+    @classmethod
+    def from_rows(cls, keys: tuple[str, ...], measures: tuple[str, ...], rows: Sequence[Sequence],
+                  order: bool = False) -> "SpendTable":
+        """The table of ``rows`` as the store returns them (money as decimal text). ``order``: they came ordered
+        by the database (:meth:`LedgerStore._grouped`); made exact here."""
+        n = len(keys)
+        columns: list[Sequence] = list(zip(*rows)) if rows else [() for _ in range(n + len(measures))]
+        texts = {}
+        for i, name in enumerate(measures, start=n):
+            if name in MONEY_MEASURES:
+                texts[name] = columns[i]
+                columns[i] = tuple(map(Decimal, columns[i]))
+        table = cls(keys, measures, columns, texts)
+        if order and "cost" in measures:
+            _exact_order(table)
+        return table
+
+
+def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
+                where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
+                order: bool = True) -> SpendTable:
+    """:func:`spend` as a :class:`SpendTable` of ``measures``. ``order``: largest cost first, then most calls,
+    then by key values (as text, ascending), as :func:`spend`."""
+    keys = check_group_by(group_by)
+    measures = tuple(measures)
     where = dict(where or {})
     for key in where:
         if key not in FILTER_KEYS and not (key.startswith("tag:") and len(key) > 4):
             raise UnknownGroupKey(f"unknown filter key {key!r}; valid keys: {', '.join(FILTER_KEYS)}, tag:<name>")
     start, end = _utc(start), _utc(end)
-    if end <= start:
-        return []
-    dims = [k for k in keys if k not in TIME_KEYS]
-    filters = list(where)
-    dim_set = {_rollup_dim(k) for k in dims} | {_rollup_dim(k) for k in filters}
-    groups: dict[tuple, list] = {}
-    with decimal.localcontext(MONEY):
+    rows: list[tuple] = []
+    if end > start:
+        dims = [k for k in keys if k not in TIME_KEYS]
+        filters = list(where)
+        dim_set = {_rollup_dim(k) for k in dims} | {_rollup_dim(k) for k in filters}
         if len(dim_set) <= 1 and len(dims) <= 1 and len(filters) <= 1 and all(
                 k in _DIMS or k.startswith("tag") for k in [*dims, *filters]):
-            _from_rollups(store, start, end, keys, dims, where, groups)
+            rows = _from_rollups(store, start, end, keys, dims, where, measures, order)
         else:
-            _from_rows(store, start, end, keys, where, groups)
-    result = [SpendGroup.from_measures(dict(zip(keys, key)), m) for key, m in groups.items()]
-    result.sort(key=lambda g: (-g.cost, -g.calls, tuple(str(v) for v in g.key.values())))
-    return result
+            rows = store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order)
+    return SpendTable.from_rows(keys, measures, rows, order)
+
+
+def _exact_order(table: SpendTable) -> None:
+    """The database ordered the groups by cost, then calls, then key values; SQLite compared costs as doubles,
+    which can misorder amounts that differ only past 15 digits (equal amounts are equal doubles, so ties are in
+    order). Checked exactly here, in one pass, and in that rare case sorted again, stably by (cost, calls):
+    groups equal in both keep the database's key order."""
+    cost = table.column("cost")
+    if all(map(operator.ge, cost, cost[1:])):
+        return
+    ranks = list(zip(cost, table.column("calls"))) if "calls" in table.measures else list(cost)
+    order = sorted(range(len(ranks)), key=ranks.__getitem__, reverse=True)
+    table.columns = [tuple(column[i] for i in order) for column in table.columns]
+    table.texts = {name: tuple(column[i] for i in order) for name, column in table.texts.items()}
 
 
 def totals(store: LedgerStore, start: datetime | date, end: datetime | date,
@@ -170,7 +251,7 @@ def _rollup_dim(key: str) -> str:
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
-                  where: dict[str, str], groups: dict[tuple, list]) -> None:
+                  where: dict[str, str], measures: Sequence[str], order: bool) -> list[tuple]:
     key = dims[0] if dims else (next(iter(where)) if where else None)
     dim = "all" if key is None else _rollup_dim(key)
     value = value_prefix = None
@@ -179,27 +260,21 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     elif key is not None and key.startswith("tag:"):
         value_prefix = f"{key[4:]}="
 
-    time_keys = [k for k in keys if k in TIME_KEYS]
-
-    def add(group: tuple, m: list) -> None:
-        acc = groups.get(group)
-        if acc is None:
-            groups[group] = m
+    # Each group-by key as an SQL expression over the rollup value v and the bucket b (a raw row's time), so the
+    # database returns one row per group: '' (no value) as NULL, one tag's values without their 'name='.
+    d = DIALECTS[store.dialect]
+    group = []
+    for k in keys:
+        if k == "day":
+            group.append(d.day_text("b"))
+        elif k == "hour":
+            group.append(d.hour_text("b"))
+        elif k == "tag":
+            group.append("v")
+        elif k.startswith("tag:"):
+            group.append(f"NULLIF(substr(v, {len(k) - 4 + 2}), '')")  # after 'name='
         else:
-            add_into(acc, m)
-
-    def group_of(bucket: datetime | None, raw_value: str) -> tuple:
-        group = []
-        for k in keys:
-            if k in TIME_KEYS:
-                group.append(_time_value(k, bucket))  # type: ignore[arg-type]
-            elif k == "tag":
-                group.append(raw_value)
-            elif k.startswith("tag:"):
-                group.append(raw_value.split("=", 1)[1] or None)
-            else:
-                group.append(raw_value or None)  # '' in the rollups: no value (unattributed)
-        return tuple(group)
+            group.append("NULLIF(v, '')")
 
     # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
     # raw rows: all summed in one statement.
@@ -222,18 +297,8 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
                 spans.append(("hour", first_hour, first_day))
             if last_day < last_hour:
                 spans.append(("hour", last_day, last_hour))
-    for bucket, raw_value, m in store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix,
-                                                 where=where, by_bucket=bool(time_keys)):
-        add(group_of(bucket, raw_value), m)
-
-
-def _from_rows(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
-               groups: dict[tuple, list]) -> None:
-    """Sums of the raw rows and runs of ``[start, end)``, grouped in the database."""
-    for values, m in store.sum_rows(start, end, keys, where=where):
-        group = tuple(v or None for v in values)  # no value (NULL or ''): unattributed, as in the rollups
-        acc = groups.get(group)
-        if acc is None:
-            groups[group] = m
-        else:
-            add_into(acc, m)
+    # A rollup cell is one (bucket, value): read from one span, grouped by its grain's time key and the value (or
+    # a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000).
+    cells = not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))
+    return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
+                            measures=measures, cells=cells, ordered=order)

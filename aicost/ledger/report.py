@@ -18,11 +18,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import reduce
+from itertools import repeat
+from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
-from .query import TIME_KEYS, SpendGroup, check_group_by, spend, totals
-from .row import TOKEN_FIELDS, decimal_text
+from ..pricing.money import format_usd
+from .query import MONEY_DIV, TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals
+from .row import TOKEN_FIELDS
+from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
 
 __all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json"]
@@ -127,9 +132,15 @@ class Report:
     period: Period
     group_by: tuple[str, ...]
     totals: SpendGroup
-    groups: list[SpendGroup]
+    table: SpendTable  # the groups, largest first, column by column
     movers: list[Mover] = field(default_factory=list)
     ledger: str = ""
+
+    @property
+    def groups(self) -> list[SpendGroup]:
+        """The groups as :class:`SpendGroup` objects (made from :attr:`table` on each access; the renderers
+        print the table itself: a month by day and user is 60,000 groups)."""
+        return [SpendGroup.from_row(self.group_by, row) for row in self.table.rows()]
 
     @property
     def empty(self) -> bool:
@@ -149,70 +160,121 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    groups = spend(store, period.start, period.end, keys, where) if keys else []
+    table = spend_table(store, period.start, period.end, keys, where) if keys else SpendTable.from_rows((), MEASURES, [])
     if keys and all(k in _PARTITIONS for k in keys):
-        total = _sum(groups)  # every row and run is in exactly one group: no second read of the period
+        # Every row and run is in exactly one group: the totals are the groups' sums, no second read of the period.
+        total = SpendGroup.from_measures({}, _column_sums(table))
     else:
         total = totals(store, period.start, period.end, where)
-    report = Report(period=period, group_by=keys, totals=total, groups=groups, ledger=getattr(store, "url", ""))
+    report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
     mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
     if movers and mover_keys and not report.empty:
-        before = {tuple(g.key.values()): g.cost for g in
-                  spend(store, period.previous.start, period.previous.end, mover_keys, where)}
-        now = {tuple(g.key.values()): g.cost for g in
-               (groups if mover_keys == keys else spend(store, period.start, period.end, mover_keys, where))}
-        changes = [Mover(dict(zip(mover_keys, k)), before.get(k, Decimal(0)), now.get(k, Decimal(0)))
-                   for k in set(before) | set(now)]
-        changes = [m for m in changes if m.change]
-        changes.sort(key=lambda m: (-abs(m.change), str(m.key)))
-        report.movers = changes[:movers]
+        report.movers = _top_movers(store, period, table, mover_keys, where, movers)
     return report
 
 
 # Group-by keys that put every row and every feature run in exactly one group (a missing value is a group too),
 # so the totals are the groups' sum. Not model / provider (a run has neither) nor tags (a row has 0..n).
 _PARTITIONS = frozenset({"team", "feature", "user", "customer", *TIME_KEYS})
+_ZERO = Decimal(0)
 
 
-def _sum(groups: Sequence[SpendGroup]) -> SpendGroup:
-    total = SpendGroup(key={}, tokens={name: 0 for name in TOKEN_FIELDS})
-    for g in groups:
-        total.cost = MONEY.add(total.cost, g.cost)  # exact: the default context would round past 28 digits
-        total.saved_cost = MONEY.add(total.saved_cost, g.saved_cost)
-        total.stopped_cost = MONEY.add(total.stopped_cost, g.stopped_cost)
-        for name in ("calls", "unknown_cost_calls", "estimated_calls", "error_calls", "cache_hits", "refusals",
-                     "runs", "succeeded_runs"):
-            setattr(total, name, getattr(total, name) + getattr(g, name))
-        for name, n in g.tokens.items():
-            total.tokens[name] += n
-    return total
+def _column_sums(table: SpendTable) -> list:
+    """Each measure summed over the groups, exactly (the default decimal context would round past 28 digits)."""
+    return [reduce(MONEY.add, table.column(name), _ZERO) if name in MONEY_MEASURES else sum(table.column(name))
+            for name in MEASURES]
+
+
+def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_keys: tuple[str, ...],
+                where: Mapping[str, str] | None, limit: int) -> list[Mover]:
+    """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
+    from the previous period. This period's costs are the table's, summed over its time keys (which split every
+    group of the other keys exactly); the previous period's are read as costs alone."""
+    key_columns = [table.columns[table.keys.index(k)] for k in mover_keys]
+    now: dict[tuple, Decimal] = {}
+    if len(mover_keys) == len(table.keys):
+        now = dict(zip(zip(*key_columns), table.column("cost")))
+    else:
+        add = MONEY.add
+        for key, cost in zip(zip(*key_columns), table.column("cost")):
+            now[key] = add(now.get(key, _ZERO), cost)
+    previous = spend_table(store, period.previous.start, period.previous.end, mover_keys, where,
+                           measures=("cost",), order=False)
+    before = dict(zip(zip(*previous.columns[:-1]), previous.column("cost")))
+    changes = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
+               for k in set(before) | set(now)]
+    changes = [m for m in changes if m.change]
+    changes.sort(key=lambda m: (-abs(m.change), str(m.key)))
+    return changes[:limit]
 
 
 # --------------------------------------------------------------------------------------------------- rendering
 def _money(value: Decimal | None) -> str:
-    return "-" if value is None else (decimal_text(value) or "0")
+    return "-" if value is None else format_usd(value)
 
 
 def _label(value: str | None) -> str:
     return "(none)" if value is None else value
 
 
+def _columns(report: Report) -> dict[str, Sequence]:
+    """The groups (or, without group-by keys, the totals) column by column, as the renderers print them: the key
+    values (``key0``...; None for no value), every measure as summed, and the money as exact text
+    (``cost_usd``...; None where there is no unit cost)."""
+    table = report.table
+    if not report.group_by:
+        t = report.totals
+        table = SpendTable((), MEASURES, [(v,) for v in t.measures()],
+                           {name: (format_usd(getattr(t, name)),) for name in MONEY_MEASURES})
+    if not len(table):
+        return {}
+    out: dict[str, Sequence] = {f"key{i}": table.columns[i] for i in range(len(table.keys))}
+    out.update(zip(table.measures, table.columns[len(table.keys):]))
+    for name, text in (("cost", "cost_usd"), ("saved_cost", "saved_usd"), ("stopped_cost", "stopped_usd")):
+        out[text] = table.texts[name]
+    cost = out["cost"]
+    for count, text in (("runs", "cost_per_run_usd"), ("succeeded_runs", "cost_per_success_usd")):
+        out[text] = [format_usd(MONEY_DIV(c, k)) if k else None for c, k in zip(cost, out[count])]
+    return out
+
+
 _TABLE_TOKENS = (("input", "input_tokens"), ("cached", "cache_read_tokens"), ("output", "output_tokens"),
                  ("reasoning", "reasoning_tokens"))
-
-
-def _group_cells(g: SpendGroup, total: Decimal) -> list[str]:
-    share = "-" if not total else f"{(g.cost * 100 / total):.1f}%"
-    return [
-        _money(g.cost), share, f"{g.calls:,}", f"{g.unknown_cost_calls:,}",
-        *(f"{g.tokens.get(name, 0):,}" for _, name in _TABLE_TOKENS),
-        f"{g.cache_hits:,}", _money(g.saved_cost), f"{g.refusals:,}", _money(g.stopped_cost), f"{g.runs:,}",
-        _money(g.cost_per_run), _money(g.cost_per_success),
-    ]
-
-
 _NUMERIC_HEADERS = ["cost USD", "share", "calls", "unpriced", *(h for h, _ in _TABLE_TOKENS), "cache hits",
                     "saved USD", "refused", "stopped USD", "runs", "USD/run", "USD/success"]
+
+
+def _table_lines(report: Report) -> list[str]:
+    """The group table, aligned as :func:`_align` aligns it (header first): the key labels, then the numbers.
+    Column by column, in C (``map``): each cell padded to its column's width, counts with their thousands
+    separators in the same format (a count column's width is that of its largest or smallest value: the
+    formatted length is monotonic), each distinct count formatted once where most repeat. Then a line is a
+    join."""
+    c = _columns(report)
+    total = report.totals.cost
+    keys = len(report.group_by)
+    labels = [["(none)" if v is None else v for v in c[f"key{i}"]] for i in range(keys)]
+    share = [f"{(v * 100 / total):.1f}%" for v in c["cost"]] if total else ["-"] * len(c["cost"])
+    units = [["-" if v is None else v for v in c[name]] for name in ("cost_per_run_usd", "cost_per_success_usd")]
+    columns: list[Sequence] = [
+        *labels, c["cost_usd"], share, c["calls"], c["unknown_cost_calls"], *(c[name] for _, name in _TABLE_TOKENS),
+        c["cache_hits"], c["saved_usd"], c["refusals"], c["stopped_usd"], c["runs"], *units,
+    ]
+    header = [*report.group_by, *_NUMERIC_HEADERS]
+    padded = []
+    for i, (title, column) in enumerate(zip(header, columns)):
+        if isinstance(column[0], int):
+            width = max(len(title), len(f"{max(column):,}"), len(f"{min(column):,}"))
+            cells = map(format, column, repeat(f">{width},"))
+            distinct = set(column)
+            if len(distinct) * 4 < len(column):  # each distinct count formatted once
+                cells = map(dict(zip(distinct, map(format, distinct, repeat(f">{width},")))).__getitem__, column)
+            padded.append([title.rjust(width), *cells])
+        else:
+            width = max(len(title), max(map(len, column)))
+            pad = str.ljust if i < keys else str.rjust
+            padded.append([pad(title, width), *map(pad, column, repeat(width))])
+    return [line.rstrip() for line in map("  ".join, zip(*padded))]
 
 
 def _align(rows: Sequence[Sequence[str]], left: int) -> list[str]:
@@ -249,12 +311,10 @@ def render_table(report: Report) -> str:
     if t.runs:
         lines.append(f"Feature runs  {t.runs:,} ({t.succeeded_runs:,} succeeded): {_money(t.cost_per_run)} USD per "
                      f"run, {_money(t.cost_per_success)} USD per successful outcome")
-    if report.groups:
+    if len(report.table):
         lines.append("")
         lines.append("by " + ", ".join(report.group_by))
-        header = [*report.group_by, *_NUMERIC_HEADERS]
-        body = [[*(_label(v) for v in g.key.values()), *_group_cells(g, t.cost)] for g in report.groups]
-        lines.extend(_align([header, *body], len(report.group_by)))
+        lines.extend(_table_lines(report))
     if report.movers:
         prev = report.period.previous
         lines.append("")
@@ -268,46 +328,111 @@ def render_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _group_dict(g: SpendGroup) -> dict[str, Any]:
-    return {
-        "key": g.key, "cost_usd": _money(g.cost), "calls": g.calls, "unknown_cost_calls": g.unknown_cost_calls,
-        "estimated_calls": g.estimated_calls, "error_calls": g.error_calls, "tokens": g.tokens,
-        "cache_hits": g.cache_hits, "saved_usd": _money(g.saved_cost), "refusals": g.refusals,
-        "stopped_usd": _money(g.stopped_cost), "runs": g.runs, "succeeded_runs": g.succeeded_runs,
-        "cost_per_run_usd": None if g.cost_per_run is None else _money(g.cost_per_run),
-        "cost_per_success_usd": None if g.cost_per_success is None else _money(g.cost_per_success),
-    }
+# A group in JSON, field by field: (name, column of _columns, how a value is written: "int", "money" (always a
+# decimal text), "unit" (a decimal text or null)). "tokens" is a nested object of every token class.
+_JSON_FIELDS = (
+    ("cost_usd", "money"), ("calls", "int"), ("unknown_cost_calls", "int"), ("estimated_calls", "int"),
+    ("error_calls", "int"), ("tokens", None), ("cache_hits", "int"), ("saved_usd", "money"), ("refusals", "int"),
+    ("stopped_usd", "money"), ("runs", "int"), ("succeeded_runs", "int"), ("cost_per_run_usd", "unit"),
+    ("cost_per_success_usd", "unit"),
+)
+# Stand for the values while json.dumps makes the layout: a whole value, and the inside of a string.
+_SLOT, _TEXT_SLOT = "\x00aicost-json-value\x00", "\x00aicost-json-text\x00"
+
+
+def _json_groups(report: Report, depth: int) -> list[str]:
+    """Each group (or the totals, without group-by keys) as ``json.dumps(..., indent=2)`` writes it ``depth``
+    levels deep, byte for byte: the layout is made once by json itself, with a slot for every value, and each
+    group fills the slots (``%``-formatting, in C) with its values already in JSON: money as exact decimal
+    strings (JSON numbers would be read as doubles)."""
+    c = _columns(report)
+    if not c:
+        return []
+    keys = report.group_by
+    shape: dict[str, Any] = {"key": {k: _SLOT for k in keys}}
+    for name, kind in _JSON_FIELDS:
+        shape[name] = {t: _SLOT for t in TOKEN_FIELDS} if name == "tokens" else _TEXT_SLOT if kind == "money" else _SLOT
+    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth).replace("%", "%%")
+    template = layout.replace(json.dumps(_SLOT), "%s").replace(json.dumps(_TEXT_SLOT)[1:-1], "%s")
+
+    encoded: dict[str | None, str] = {None: "null"}  # a key value as a JSON string, once per distinct value
+
+    def key_column(i: int) -> list[str]:
+        known = encoded.get
+        return [known(v) or encoded.setdefault(v, _json_string(v)) for v in c[f"key{i}"]]
+
+    values: list[Sequence] = [key_column(i) for i in range(len(keys))]
+    for name, kind in _JSON_FIELDS:
+        if name == "tokens":
+            values.extend(c[t] for t in TOKEN_FIELDS)
+        elif kind == "unit":
+            values.append(["null" if v is None else f'"{v}"' for v in c[name]])  # decimal text: nothing to escape
+        else:
+            values.append(c[name])
+    return list(map(template.__mod__, zip(*values)))
 
 
 def render_json(report: Report) -> str:
-    """Money as exact decimal strings (JSON numbers would be read as doubles)."""
+    """Money as exact decimal strings (JSON numbers would be read as doubles). The same text as
+    ``json.dumps(..., indent=2)`` of the report as a dict, written group by group from templates."""
     p = report.period
-    data = {
-        "period": {"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label},
-        "previous_period": {"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
-        "ledger": report.ledger,
-        "group_by": list(report.group_by),
-        "empty": report.empty,
-        "totals": _group_dict(report.totals),
-        "groups": [_group_dict(g) for g in report.groups],
-        "movers": [{"key": m.key, "previous_usd": _money(m.previous), "current_usd": _money(m.current),
-                    "change_usd": _money(m.change), "change_pct": None if m.change_pct is None else str(m.change_pct)}
-                   for m in report.movers],
-    }
-    return json.dumps(data, indent=2) + "\n"
+    movers = [{"key": m.key, "previous_usd": _money(m.previous), "current_usd": _money(m.current),
+               "change_usd": _money(m.change), "change_pct": None if m.change_pct is None else str(m.change_pct)}
+              for m in report.movers]
+    groups = _json_groups(report, 2) if report.group_by else []
+    fields = [
+        ("period", json.dumps({"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}, indent=2)),
+        ("previous_period", json.dumps({"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
+                                       indent=2)),
+        ("ledger", json.dumps(report.ledger)),
+        ("group_by", json.dumps(list(report.group_by), indent=2)),
+        ("empty", json.dumps(report.empty)),
+        ("totals", _json_groups(Report(p, (), report.totals, report.table), 0)[0]),
+        ("groups", None),
+        ("movers", json.dumps(movers, indent=2)),
+    ]
+    parts = ["{"]
+    for name, value in fields:
+        if value is None:  # the groups, already indented: not copied again
+            parts.append('  "groups": [' if groups else '  "groups": [],')
+            if groups:
+                parts.append("    " + ",\n    ".join(groups))
+                parts.append("  ],")
+        else:
+            parts.append(f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else ""))
+    parts.append("}\n")
+    return "\n".join(parts)
+
+
+_CSV_COLUMNS = ("cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS,
+                "cache_hits", "saved_usd", "refusals", "stopped_usd", "runs", "succeeded_runs", "cost_per_run_usd",
+                "cost_per_success_usd")
+
+
+_UNIT_COLUMNS = ("cost_per_run_usd", "cost_per_success_usd")  # None without runs: an empty field
+
+
+def _csv_line(fields: Sequence[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(fields)
+    return out.getvalue()
 
 
 def render_csv(report: Report) -> str:
-    """One line per group (the totals when there is no grouping), every token class a column."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    money = ["cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS, "cache_hits",
-             "saved_usd", "refusals", "stopped_usd", "runs", "succeeded_runs", "cost_per_run_usd",
-             "cost_per_success_usd"]
-    writer.writerow([*report.group_by, *money])
-    for g in (report.groups if report.group_by else [report.totals]):
-        d = _group_dict(g)
-        writer.writerow([*("" if v is None else v for v in g.key.values()),
-                         *(d["tokens"][name] if name in TOKEN_FIELDS else ("" if d[name] is None else d[name])
-                           for name in money)])
-    return out.getvalue()
+    """One line per group (the totals when there is no grouping), every token class a column. The csv module
+    writes the header and quotes each distinct key value (once); the numbers, which never need quoting, go
+    into one %-format per line."""
+    header = _csv_line([*report.group_by, *_CSV_COLUMNS])
+    c = _columns(report)
+    if not c:
+        return header
+    quoted: dict[str | None, str] = {None: ""}
+
+    def key_column(i: int) -> list[str]:  # 'a,b' -> '"a,b"': the field as csv writes it, without the line end
+        return [quoted[v] if v in quoted else quoted.setdefault(v, _csv_line([v, ""])[:-3]) for v in c[f"key{i}"]]
+
+    columns = [key_column(i) for i in range(len(report.group_by))]
+    columns += [["" if v is None else v for v in c[name]] if name in _UNIT_COLUMNS else c[name]
+                for name in _CSV_COLUMNS]
+    line = ",".join(["%s"] * len(columns)) + "\r\n"
+    return header + "".join(map(line.__mod__, zip(*columns)))

@@ -57,7 +57,6 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
-_CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
 _OUTCOME_AT = ROW_COLUMNS.index("outcome")
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
@@ -304,20 +303,24 @@ class LedgerStore:
 
     def sum_period(self, dim: str, spans: Sequence[tuple[str, datetime, datetime]],
                    edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
-                   value_prefix: str | None = None, where: Mapping[str, str] | None = None, by_bucket: bool = False
-                   ) -> Iterator[tuple[datetime | None, str, list]]:
-        """(bucket start or None, value, measures) for one rollup dimension, summed in ONE statement over the
-        ``aicost_rollup`` cells of ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows
-        and feature runs of ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed
-        with the rollups' own measure expressions. One result per value, or per value and bucket with
-        ``by_bucket`` (raw rows then fall in their hour's bucket). ``value`` / ``value_prefix`` select rollup
-        values ('name=' for one tag's values); ``where`` is the same selection as a row filter."""
+                   value_prefix: str | None = None, where: Mapping[str, str] | None = None,
+                   group: Sequence[str] = ("v",), measures: Sequence[str] = MEASURES, cells: bool = False,
+                   ordered: bool = False) -> list[tuple]:
+        """``measures`` for one rollup dimension, summed in ONE statement over the ``aicost_rollup`` cells of
+        ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows and feature runs of
+        ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed with the rollups'
+        own measure expressions. ``group``: SQL expressions over ``v`` (the rollup value, '' for no value) and
+        ``b`` (the bucket, or a raw row's time): one result per distinct tuple of them, as :meth:`_grouped`
+        returns it. ``value`` / ``value_prefix`` select rollup values ('name=' for one tag's values); ``where``
+        is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
+        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``: as
+        :meth:`_grouped`."""
         d = rollup.DIALECTS[self.dialect]
-        names = list(MEASURES)
+        names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
         for grain, low, high in spans:
-            sql = (f"SELECT {'bucket' if by_bucket else 'NULL'} AS b, value AS v, {', '.join(names)} "
+            sql = (f"SELECT bucket AS b, value AS v, {', '.join(names)} "
                    "FROM aicost_rollup WHERE grain = ? AND dim = ? AND bucket >= ? AND bucket < ?")
             params.extend([grain, dim, self._ts(low), self._ts(high)])
             if value is not None:
@@ -331,8 +334,8 @@ class LedgerStore:
         if dim == "tag" and (value_prefix or value):
             tag_name = (value_prefix or value or "").split("=", 1)[0]
         for low, high in edges:
-            for table, measures, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
-                                                ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
+            for table, exprs, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
+                                             ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
                 if dim not in dims:
                     continue  # a feature run has no single model or provider
                 condition, where_params = self._where(low, high, where, runs=runs)
@@ -342,55 +345,92 @@ class LedgerStore:
                     if tag_name is not None:
                         condition += " AND t.key = ?"
                         where_params.append(tag_name)
-                cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
-                parts.append(f"SELECT {d.hour('ts') if by_bucket else 'NULL'} AS b, {dims[dim]} AS v, {cols} "
-                             f"FROM {table}{join} WHERE {condition}")
+                measure_of = dict(zip(MEASURES, exprs))
+                cols = ", ".join(f"{measure_of[n]} AS {n}" for n in names)
+                parts.append(f"SELECT ts AS b, {dims[dim]} AS v, {cols} FROM {table}{join} WHERE {condition}")
                 params.extend(where_params)
         if not parts:
-            return
-        sql = (f"SELECT b, v, {', '.join(rollup.sums(d, names))} FROM ({' UNION ALL '.join(parts)}) AS parts "
-               "GROUP BY b, v")
-        for v in self._fetch(self._sql(sql), params):
-            yield (None if v[0] is None else _parse_ts(v[0])), v[1], _measures(v[2:])
+            return []
+        return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
 
-    def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None
-                 ) -> Iterator[tuple[tuple, list]]:
-        """(group values, measures) summed in the database over the raw rows and feature runs in ``[start, end)``,
-        grouped by report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day /
-        hour), with the same measure expressions as the rollups. A row without a tag is in no ``tag`` group."""
+    def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
+                 measures: Sequence[str] = MEASURES, ordered: bool = False) -> list[tuple]:
+        """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
+        report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day / hour), with
+        the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
+        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``: as :meth:`_grouped`."""
         d = rollup.DIALECTS[self.dialect]
+        names = list(measures)
         out_of_runs = any(k in ("model", "provider") for k in [*keys, *(where or {})])
-        for table, measures, runs in (("aicost_ledger", rollup.row_measures(), False),
-                                      ("aicost_runs", rollup.run_measures(), True)):
+        parts: list[str] = []
+        params: list[Any] = []
+        for table, exprs, runs in (("aicost_ledger", rollup.row_measures(), False),
+                                   ("aicost_runs", rollup.run_measures(), True)):
             if runs and out_of_runs:
                 continue  # a feature run has no single model or provider
-            exprs, params, conditions, join = [], [], [], ""
+            group, group_params, conditions, join = [], [], [], ""
             for k in keys:
                 if k == "tag":
                     join = ", " + d.tag_pairs(f"{table}.tags")
-                    exprs.append("t.key || '=' || t.value")
+                    group.append("t.key || '=' || t.value")
                 elif k.startswith("tag:"):
-                    exprs.append(d.tag_value)
-                    params.append(k[4:])
+                    group.append(f"NULLIF({d.tag_value}, '')")
+                    group_params.append(k[4:])
                     conditions.append(f"{d.tag_value} IS NOT NULL")  # a row without the tag is in no group
                 elif k == "day":
-                    exprs.append(d.day_text("ts"))
+                    group.append(d.day_text("ts"))
                 elif k == "hour":
-                    exprs.append(d.hour_text("ts"))
+                    group.append(d.hour_text("ts"))
                 else:
-                    exprs.append(_COLUMN_OF.get(k, k))
+                    group.append(f"NULLIF({_COLUMN_OF.get(k, k)}, '')")
             condition, where_params = self._where(start, end, where, runs=runs)
-            for k in keys:
-                if k.startswith("tag:"):
-                    where_params.append(k[4:])
-            sql = (f"SELECT {''.join(e + ', ' for e in exprs)}COUNT(*), {', '.join(rollup.sums(d, measures))} "
-                   f"FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
-            if exprs:
-                sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(exprs)))
-            n = len(exprs)
-            for v in self._fetch(self._sql(sql), params + where_params):
-                if v[n]:
-                    yield tuple(v[:n]), _measures(v[n + 1:])
+            measure_of = dict(zip(MEASURES, exprs))
+            cols = [*(f"{e} AS k{i}" for i, e in enumerate(group)), *(f"{measure_of[n]} AS {n}" for n in names)]
+            parts.append(f"SELECT {', '.join(cols)} FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
+            params.extend(group_params + where_params + [k[4:] for k in keys if k.startswith("tag:")])
+        return self._grouped(" UNION ALL ".join(parts), params, [f"k{i}" for i in range(len(keys))], names,
+                             ordered=ordered)
+
+    def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
+                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+        """``SELECT <group>, <sums of names> FROM (<union>) GROUP BY <group>``: one tuple per group, the group's
+        values then its sums, counts as int and money as exact, canonical decimal text (summed exactly: NUMERIC
+        on PostgreSQL; on SQLite, which has no decimal type, see :meth:`SQLiteStore._grouped`). Without
+        ``group``, one tuple of totals, or none when ``union`` has no row. ``summed=False``: the caller knows
+        every group is one row of ``union`` (one rollup cell): its columns are read as they are, nothing is
+        summed. ``ordered``: largest cost first (on SQLite, by the cost as a double: the caller makes the order
+        exact), then most calls, then by the group values, each ascending in code point order with NULL (no
+        value) as the text 'None': the order of :func:`aicost.ledger.query.spend`."""
+        raise NotImplementedError
+
+    _COLLATE = ""  # how this database compares text in code point order
+
+    def _final(self, inner: str, group: Sequence[str], names: Sequence[str], money: str, *,
+               order_by: bool = False, sort_columns: bool = False, extra: Sequence[str] = ()) -> str:
+        """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
+        the group's values, the measures (money as canonical text), then, with ``sort_columns``, what the groups
+        are ordered by (:func:`_sort_rows`), then ``extra`` columns of ``inner``. ``order_by``: in that order.
+        ``money`` says what the s columns of money hold: 'units' (SQLite's integer path), 'text' or 'numeric'."""
+        out = [f"g{i}" for i in range(len(group))]
+        rank = {}
+        for i, name in enumerate(names):
+            col = f"r.s{i}"
+            if name not in MONEY_MEASURES:
+                out.append(col)
+            elif money == "units":
+                out.append(_units_text_sql(col))
+            else:
+                out.append(col if money == "text" else f"trim_scale({col})::text")
+            if name in ("cost", "calls"):
+                rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
+        ranks = [rank[name] for name in ("cost", "calls") if name in rank]
+        ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
+        if sort_columns:
+            out += [*ranks, *ties]
+        sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
+        if order_by and (ranks or ties):
+            sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
+        return sql
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         with self._lock:
@@ -478,11 +518,6 @@ def _tags_json(tags: Mapping[str, str]) -> str:
     return text
 
 
-def _measures(values: Sequence[Any]) -> list:
-    """Summed measures as read back: counts as int, money as exact Decimal (SQLite returns canonical text)."""
-    return [convert(v or 0) for convert, v in zip(_CONVERTERS, values)]
-
-
 def _refuse_newer(current: int, setting: str, where: str) -> None:
     """A ledger written by a newer aicost is refused with its version, never misread."""
     if current > SCHEMA_VERSION:
@@ -527,6 +562,61 @@ class _DecSum:
         if not self.texts:
             return "0"
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
+
+
+def _sort_rows(rows: list[tuple], width: int, keys: int, names: Sequence[str]) -> list[tuple]:
+    """``rows`` of :meth:`LedgerStore._final` with ``sort_columns`` (after the ``width`` columns of group values
+    and measures: cost and calls as they rank, then the group values as they break ties), in :meth:`_grouped`'s
+    order, cut to ``width`` columns. Two stable sorts on keys taken in C: by the ties, then by the ranks."""
+    ranks = sum(name in ("cost", "calls") for name in names)
+    if keys:
+        rows.sort(key=operator.itemgetter(*range(width + ranks, width + ranks + keys)))
+    if ranks:
+        rows.sort(key=operator.itemgetter(*range(width, width + ranks)), reverse=True)
+    return [r[:width] for r in rows]
+
+
+def _keys(group: Sequence[str]) -> list[str]:
+    return [f"{e} AS g{i}" for i, e in enumerate(group)]
+
+
+def _group_by(group: Sequence[str]) -> str:
+    return f" GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}" if group else ""
+
+
+_UNITS_LIMIT = 9_000_000  # dollars: an amount under this is under 2**63 units of 10**-UNIT_DIGITS
+_UNITS_PER_USD = 10**rollup.UNIT_DIGITS
+
+
+def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, units: bool) -> str:
+    """The grouped sums of ``union`` on SQLite (:meth:`SQLiteStore._grouped`): g0.. the group's values, s0.. the
+    sums of ``names``, ``fits`` whether they are exact, ``rows_summed``. ``units``: money summed as integers of
+    10**-UNIT_DIGITS dollars (``fits`` says whether every amount allowed it); otherwise as canonical decimal text
+    by the exact Decimal aggregate (``fits`` is 1)."""
+    keys = _keys(group)
+    if not units:
+        sums = [f"{rollup.SQLITE.money_sum(n) if n in MONEY_MEASURES else f'SUM({n})'} AS s{i}"
+                for i, n in enumerate(names)]
+        return (f"SELECT {', '.join([*keys, *sums])}, 1 AS fits, COUNT(*) AS rows_summed FROM ({union}) AS parts"
+                f"{_group_by(group)}")
+    to_units = rollup.SQLITE.to_units
+    assert to_units is not None
+    money = [n for n in names if n in MONEY_MEASURES]
+    fits = " AND ".join(f"({n} IS NULL OR (abs({n}) < {_UNITS_LIMIT} AND (instr({n}, '.') = 0 OR "
+                        f"length({n}) - instr({n}, '.') <= {rollup.UNIT_DIGITS})))" for n in money) or "1"
+    # The sums get names of their own (s0, s1...): inside the SELECT, a measure's name is the column summed.
+    sums = [f"COALESCE(SUM({to_units(n)}), 0) AS s{i}" if n in MONEY_MEASURES else f"SUM({n}) AS s{i}"
+            for i, n in enumerate(names)]
+    return (f"SELECT {', '.join([*keys, *sums])}, MIN({fits}) AS fits, COUNT(*) AS rows_summed "
+            f"FROM ({union}) AS parts{_group_by(group)}")
+
+
+def _units_text_sql(units: str) -> str:
+    """SQL: an integer of 10**-UNIT_DIGITS dollars as canonical decimal text (sign, whole dollars, then the
+    fraction without its trailing zeros, if any)."""
+    return (f"CASE WHEN {units} = 0 THEN '0' ELSE (CASE WHEN {units} < 0 THEN '-' ELSE '' END) || "
+            f"(abs({units}) / {_UNITS_PER_USD}) || rtrim(rtrim('.' || printf('%0{rollup.UNIT_DIGITS}d', "
+            f"abs({units}) % {_UNITS_PER_USD}), '0'), '.') END")
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
@@ -632,6 +722,38 @@ class SQLiteStore(LedgerStore):
             conn.execute("ROLLBACK")
             raise
 
+    def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
+                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+        # Sorting 60,000 wide rows in SQLite costs more than in Python, given the sort keys as columns.
+        width = len(group) + len(names)
+        if not summed:  # rollup cells hold canonical decimal text
+            cells = f"SELECT {', '.join([*_keys(group), *(f'{n} AS s{i}' for i, n in enumerate(names))])} FROM ({union}) AS parts"
+            rows = self._fetch(self._final(cells, group, names, "text", sort_columns=ordered), params)
+            return _sort_rows(rows, width, len(group), names) if ordered else rows
+        # SQLite has no decimal type. Money is summed as 64-bit integers of 10**-UNIT_DIGITS dollars, in C,
+        # when that is exact: every amount of the group has at most UNIT_DIGITS decimals and is under $9 million
+        # (checked per group in the same statement), and no sum overflows (SQLite raises, never wraps). The
+        # sums come back as canonical decimal text. Otherwise (amounts with more decimals, sums past $9.2
+        # million) the statement runs again with the exact Decimal aggregate (aicost_dec_sum), in Python.
+        flags = ("fits", "rows_summed")
+        try:
+            sql = self._final(_sqlite_sums(union, group, names, units=True), group, names, "units",
+                              sort_columns=ordered, extra=flags)
+            rows = self._fetch(sql, params)
+            exact = all(r[-2] for r in rows)
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            exact = False
+        if not exact:
+            sql = self._final(_sqlite_sums(union, group, names, units=False), group, names, "text",
+                              sort_columns=ordered, extra=flags)
+            rows = self._fetch(sql, params)
+        rows = [r for r in rows if r[-1]]  # not the totals of no row at all
+        if ordered:
+            return _sort_rows(rows, width, len(group), names)
+        return [r[:width] for r in rows]
+
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
         with self._lock:
@@ -674,6 +796,7 @@ _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
+    _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
 
     def __init__(self, url: str, *, setting: str) -> None:
         super().__init__()
@@ -785,6 +908,20 @@ class PostgresStore(LedgerStore):
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write
             raise
+
+    def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
+                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+        # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
+        # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
+        if not summed:
+            cells = f"SELECT {', '.join([*_keys(group), *(f'{n} AS s{i}' for i, n in enumerate(names))])} FROM ({union}) AS parts"
+            return self._fetch(self._sql(self._final(cells, group, names, "numeric", order_by=ordered)), params)
+        sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}" for i, n in enumerate(names)]
+        inner = (f"SELECT {', '.join([*_keys(group), *sums])}, COUNT(*) AS rows_summed FROM ({union}) AS parts"
+                 f"{_group_by(group)}")
+        rows = self._fetch(self._sql(self._final(inner, group, names, "numeric", order_by=ordered,
+                                                 extra=("rows_summed",))), params)
+        return [r[:-1] for r in rows if r[-1]]
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid

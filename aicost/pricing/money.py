@@ -46,7 +46,16 @@ def canonical(value: Decimal) -> Decimal:
 
 def format_usd(value: Decimal) -> str:
     """The text of an amount as aicost writes it everywhere: ``'0.0000306'``, ``'10'``, ``'0'``."""
-    return format(canonical(value), "f")
+    # Most amounts are canonical already (read back from canonical text): their str() is the answer, several
+    # times cheaper than normalizing (a report prints hundreds of thousands). str() is plain notation unless the
+    # exponent is positive or the value tiny ('E'); a fraction ending in 0 or a '-0' is not canonical.
+    text = str(value)
+    if "E" in text or text[-1] not in _DIGITS or (text[-1] == "0" and "." in text) or text == "-0":
+        return format(canonical(value), "f")
+    return text
+
+
+_DIGITS = frozenset("0123456789")
 
 
 def sum_usd(values: "Iterable[Decimal]") -> Decimal:

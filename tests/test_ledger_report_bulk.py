@@ -1,0 +1,192 @@
+"""`aicost report` prints tens of thousands of groups (a month by day and user) from columns, summed and sorted in
+the database, with money as exact text: these tests hold that bulk path to the general one, on real SQLite and
+PostgreSQL. The groups equal the raw rows summed in SQL (a different statement, no rollups), in the same order;
+the table, CSV and JSON equal what straightforward per-group code makes of the same groups (each group an
+object, each cell formatted on its own, json.dumps, csv.writer); and SQLite's integer sums fall back to exact
+decimals when amounts have more than 12 decimals or a sum passes 2**63 pico-dollars."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aicost.ledger import CALL, LedgerRow, open_store, spend, totals
+from aicost.ledger.query import SpendGroup
+from aicost.ledger.report import Period, build_report, render_csv, render_json, render_table
+from aicost.ledger.row import TOKEN_FIELDS
+from aicost.ledger.synthetic import Profile, fill
+from aicost.pricing.money import canonical, format_usd
+
+DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)
+
+
+# -- the general path, written the plain way: one object and one formatted cell at a time -----------------------
+def _money(value):
+    return "-" if value is None else format(canonical(value), "f")
+
+
+def _label(value):
+    return "(none)" if value is None else value
+
+
+def _align(rows, left):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(widths[i]) if i < left else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip()
+            for r in rows]
+
+
+def _table(report):
+    total = report.totals.cost
+    header = [*report.group_by, "cost USD", "share", "calls", "unpriced", "input", "cached", "output", "reasoning",
+              "cache hits", "saved USD", "refused", "stopped USD", "runs", "USD/run", "USD/success"]
+    body = [[*(_label(v) for v in g.key.values()), _money(g.cost),
+             "-" if not total else f"{(g.cost * 100 / total):.1f}%", f"{g.calls:,}", f"{g.unknown_cost_calls:,}",
+             *(f"{g.tokens[n]:,}" for n in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens")),
+             f"{g.cache_hits:,}", _money(g.saved_cost), f"{g.refusals:,}", _money(g.stopped_cost), f"{g.runs:,}",
+             _money(g.cost_per_run), _money(g.cost_per_success)] for g in report.groups]
+    return _align([header, *body], len(report.group_by))
+
+
+def _group_dict(g):
+    return {"key": g.key, "cost_usd": _money(g.cost), "calls": g.calls, "unknown_cost_calls": g.unknown_cost_calls,
+            "estimated_calls": g.estimated_calls, "error_calls": g.error_calls, "tokens": g.tokens,
+            "cache_hits": g.cache_hits, "saved_usd": _money(g.saved_cost), "refusals": g.refusals,
+            "stopped_usd": _money(g.stopped_cost), "runs": g.runs, "succeeded_runs": g.succeeded_runs,
+            "cost_per_run_usd": None if g.cost_per_run is None else _money(g.cost_per_run),
+            "cost_per_success_usd": None if g.cost_per_success is None else _money(g.cost_per_success)}
+
+
+def _json(report):
+    p = report.period
+    return json.dumps({
+        "period": {"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label},
+        "previous_period": {"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
+        "ledger": report.ledger, "group_by": list(report.group_by), "empty": report.empty,
+        "totals": _group_dict(report.totals), "groups": [_group_dict(g) for g in report.groups],
+        "movers": [{"key": m.key, "previous_usd": _money(m.previous), "current_usd": _money(m.current),
+                    "change_usd": _money(m.change), "change_pct": None if m.change_pct is None else str(m.change_pct)}
+                   for m in report.movers],
+    }, indent=2) + "\n"
+
+
+def _csv(report):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    names = ["cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS, "cache_hits",
+             "saved_usd", "refusals", "stopped_usd", "runs", "succeeded_runs", "cost_per_run_usd",
+             "cost_per_success_usd"]
+    writer.writerow([*report.group_by, *names])
+    for g in (report.groups if report.group_by else [report.totals]):
+        d = _group_dict(g)
+        writer.writerow([*("" if v is None else v for v in g.key.values()),
+                         *(d["tokens"][n] if n in TOKEN_FIELDS else ("" if d[n] is None else d[n]) for n in names)])
+    return out.getvalue()
+
+
+def _raw_groups(store, period, keys):
+    """The groups summed over the raw rows and runs in SQL (no rollup read), in spend()'s order."""
+    groups = [SpendGroup.from_measures(dict(zip(keys, r[:len(keys)])), [
+        Decimal(v) if isinstance(v, str) else v for v in r[len(keys):]]) for r in store.sum_rows(period.start, period.end, keys)]
+    groups.sort(key=lambda g: (-g.cost, -g.calls, tuple(str(v) for v in g.key.values())))
+    return groups
+
+
+def _periods():
+    return [Period(DAY, DAY + timedelta(days=4), "whole days"),
+            Period(DAY + timedelta(hours=5), DAY + timedelta(days=3, hours=19), "hour edges"),
+            Period(DAY + timedelta(hours=5, minutes=17), DAY + timedelta(days=3, hours=19, minutes=41),
+                   "minute edges")]
+
+
+@pytest.mark.parametrize("keys", [("day", "user"), ("user", "day"), ("hour", "team"), ("customer",), ("day", "tag"),
+                                  ("team", "model"), ("day",), ()])
+def test_bulk_report_equals_the_raw_rows_and_the_plain_renderings(ledger_url, keys):
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=4, teams=5, customers=15, calls=2500, seed=21, start=DAY), batch=700)
+        for period in _periods():
+            report = build_report(store, period=period, group_by=keys)
+            assert report.totals == totals(store, period.start, period.end)
+            if keys:
+                groups = report.groups
+                assert groups == _raw_groups(store, period, keys), period.label  # same sums, same order
+                assert len(groups) > 3
+            mover_keys = tuple(k for k in keys if k not in ("day", "hour"))
+            if mover_keys:  # the movers against spend() of the mover keys in both periods, on its own
+                before = {tuple(g.key.values()): g.cost for g in spend(store, period.previous.start,
+                                                                        period.previous.end, mover_keys)}
+                now = {tuple(g.key.values()): g.cost for g in spend(store, period.start, period.end, mover_keys)}
+                for m in report.movers:
+                    k = tuple(m.key.values())
+                    assert (m.previous, m.current) == (before.get(k, 0), now.get(k, 0))
+                assert report.movers and len(report.movers) == min(5, sum(before.get(k, 0) != now.get(k, 0)
+                                                                          for k in set(before) | set(now)))
+            text = render_table(report)
+            if keys:
+                assert text[text.index("by "):].split("\n")[1:len(report.groups) + 2] == _table(report)
+            assert render_json(report) == _json(report)
+            assert render_csv(report) == _csv(report)
+
+
+def test_ties_are_ordered_by_calls_then_key_values_as_text(ledger_url):
+    """Equal costs (here: none at all) rank by calls, then by the key values as text, None as 'None'."""
+    rows = []
+    for i, (team, user, cost) in enumerate([("b", "u1", "1.5"), ("a", None, "1.5"), ("a", "u2", "1.5"),
+                                             ("a", "Na", "1.5"), ("c", "u1", None), ("c", "u1", "2"),
+                                             ("a", "u3", "0.25")]):
+        rows.append(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=3, minutes=i),
+                              provider="openai", request_model="gpt-4o", cost=None if cost is None else Decimal(cost),
+                              team=team, user=user))
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        report = build_report(store, period=Period(DAY, DAY + timedelta(days=1)), group_by=("team", "user"))
+    assert [tuple(g.key.values()) for g in report.groups] == [
+        ("c", "u1"), ("a", "Na"), ("a", None), ("a", "u2"), ("b", "u1"), ("a", "u3")]  # 'Na' < 'None' < 'u2'
+
+
+def test_integer_sums_fall_back_to_exact_decimals(ledger_url):
+    """On SQLite a report sums money as 64-bit integers of pico-dollars: past 2**63 of them (about $9.2 million)
+    SQLite raises rather than wraps, and an amount with more than 12 decimals is no whole number of them; both
+    take the exact Decimal sum instead. (PostgreSQL sums NUMERIC.)"""
+    from aicost.pricing.money import sum_usd
+
+    amounts = [(0, "4999999.999999999999"), (1, "4999999.999999999999"), (2, "0.0000000000001"), (2, "1.25")]
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(days=d, hours=10, minutes=i),
+                      provider="openai", request_model="gpt-4o", cost=Decimal(a), team="t", user=f"u{i % 2}")
+            for i, (d, a) in enumerate(amounts)]
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        whole = Period(DAY, DAY + timedelta(days=3))
+        edges = Period(DAY + timedelta(hours=9, minutes=30), DAY + timedelta(days=2, hours=10, minutes=3))
+        (team,) = spend(store, whole.start, whole.end, ["team"])  # day cells summed: past 2**63 units
+        assert team.cost == sum_usd(Decimal(a) for _, a in amounts)
+        (team,) = spend(store, edges.start, edges.end, ["team"])  # cells and raw edge rows, one of 13 decimals
+        assert team.cost == sum_usd(Decimal(a) for _, a in amounts[:3])
+        report = build_report(store, period=whole, group_by=("day", "user"))
+        assert report.totals.cost == sum_usd(Decimal(a) for _, a in amounts)
+        assert render_json(report) == _json(report)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.builds(
+    lambda digits, exp: Decimal(digits).scaleb(exp), st.integers(-10**30, 10**30), st.integers(-40, 12)))
+def test_money_text_fast_path_is_the_canonical_text(value):
+    assert format_usd(value) == format(canonical(value), "f")
+
+
+def test_a_random_month_by_day_and_user_renders_the_same_both_ways(tmp_path):
+    """A bigger SQLite month (one cell per user and day: the path that reads cells without summing them)."""
+    rng = random.Random(3)
+    with open_store(f"sqlite:///{tmp_path / 'm.db'}") as store:
+        fill(store, Profile(days=9, teams=8, customers=40, calls=6000, seed=rng.randrange(100), start=DAY))
+        report = build_report(store, period=Period(DAY, DAY + timedelta(days=9)), group_by=("day", "user"))
+        assert len(report.groups) > 500
+        assert report.groups == _raw_groups(store, report.period, ("day", "user"))
+        assert render_csv(report) == _csv(report) and render_json(report) == _json(report)
