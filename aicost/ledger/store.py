@@ -573,7 +573,7 @@ def _sort_rows(rows: list[tuple], width: int, keys: int, names: Sequence[str]) -
         rows.sort(key=operator.itemgetter(*range(width + ranks, width + ranks + keys)))
     if ranks:
         rows.sort(key=operator.itemgetter(*range(width, width + ranks)), reverse=True)
-    return [r[:width] for r in rows]
+    return list(map(operator.itemgetter(slice(width)), rows))
 
 
 def _keys(group: Sequence[str]) -> list[str]:
@@ -752,7 +752,7 @@ class SQLiteStore(LedgerStore):
         rows = [r for r in rows if r[-1]]  # not the totals of no row at all
         if ordered:
             return _sort_rows(rows, width, len(group), names)
-        return [r[:width] for r in rows]
+        return list(map(operator.itemgetter(slice(width)), rows))
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
