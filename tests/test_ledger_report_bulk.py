@@ -93,8 +93,9 @@ def _csv(report):
 
 def _raw_groups(store, period, keys):
     """The groups summed over the raw rows and runs in SQL (no rollup read), in spend()'s order."""
-    groups = [SpendGroup.from_measures(dict(zip(keys, r[:len(keys)])), [
-        Decimal(v) if isinstance(v, str) else v for v in r[len(keys):]]) for r in store.sum_rows(period.start, period.end, keys)]
+    n = len(keys)
+    groups = [SpendGroup.from_measures(dict(zip(keys, r[:n])), [Decimal(v) if isinstance(v, str) else v for v in r[n:]])
+              for r in store.sum_rows(period.start, period.end, keys)]
     groups.sort(key=lambda g: (-g.cost, -g.calls, tuple(str(v) for v in g.key.values())))
     return groups
 

@@ -1,12 +1,14 @@
 """Spend over a period, grouped: the one query reports, exports, forecasts and dashboards build on.
 
 ``spend(store, start, end, group_by=("team",))`` returns one :class:`SpendGroup` per group value with exact
-totals, tokens by class, calls, cache savings, refusals and feature runs.
+totals, tokens by class, calls, cache savings, refusals and feature runs; ``spend_table`` the same groups column
+by column (:class:`SpendTable`), for reports of tens of thousands of groups.
 
 Why it is fast over millions of rows: a period is cut into whole days (read from the day rollups), whole hours at
 its edges (hour rollups), and the minutes left at either end, which are summed from the raw rows (through the
 time index) with the very SQL expressions the writer used to build the rollups. Every part is summed in the
-database (``GROUP BY``), so Python sees one result row per group, not one per rollup cell or ledger row.
+database (``GROUP BY``), so Python sees one result row per group, not one per rollup cell or ledger row, with
+money as exact decimal text; where each group is one rollup cell, the cells are read as they are.
 
 Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user``, ``model``, ``provider``,
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
@@ -31,8 +33,8 @@ from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 from .store import FILTER_KEYS, LedgerStore
 
-__all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_rows", "spend_table", "totals",
-           "check_group_by", "UnknownGroupKey"]
+__all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
+           "UnknownGroupKey"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -73,12 +75,12 @@ class SpendGroup:
 
     @classmethod
     def from_row(cls, keys: Sequence[str], row: Sequence) -> "SpendGroup":
-        """The group of one :func:`spend_rows` row (all measures)."""
+        """The group of one :meth:`SpendTable.rows` row (all measures)."""
         n = len(keys)
         return cls.from_measures(dict(zip(keys, row[:n])), row[n:])
 
     def measures(self) -> tuple:
-        """The sums in :data:`~aicost.ledger.schema.MEASURES` order (a :func:`spend_rows` row without its key)."""
+        """The sums in :data:`~aicost.ledger.schema.MEASURES` order (a :meth:`SpendTable.rows` row without its key)."""
         return tuple(self.tokens.get(name, 0) if name in _TOKENS else getattr(self, name) for name in MEASURES)
 
     @classmethod
@@ -143,24 +145,12 @@ _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
 
 
-def _time_value(key: str, t: datetime) -> str:
-    return t.strftime("%Y-%m-%d") if key == "day" else t.strftime("%Y-%m-%dT%H:00Z")
-
-
 def spend(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
           where: Mapping[str, str] | None = None) -> list[SpendGroup]:
     """Sums over ``start <= time < end`` (UTC; naive datetimes are UTC), one group per distinct key value,
     largest cost first. ``where`` filters ({"team": "search"}). An empty period gives ``[]``."""
     keys = check_group_by(group_by)
     return [SpendGroup.from_row(keys, row) for row in spend_table(store, start, end, keys, where).rows()]
-
-
-def spend_rows(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
-               where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
-               order: bool = True) -> list[tuple]:
-    """What :func:`spend` returns, as plain tuples: one per group, its key values in ``group_by`` order (None for
-    no value), then ``measures`` in order, money as exact Decimal."""
-    return spend_table(store, start, end, group_by, where, measures=measures, order=order).rows()
 
 
 @dataclass

@@ -160,7 +160,10 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    table = spend_table(store, period.start, period.end, keys, where) if keys else SpendTable.from_rows((), MEASURES, [])
+    if keys:
+        table = spend_table(store, period.start, period.end, keys, where)
+    else:
+        table = SpendTable.from_rows((), MEASURES, [])  # totals only: no groups
     if keys and all(k in _PARTITIONS for k in keys):
         # Every row and run is in exactly one group: the totals are the groups' sums, no second read of the period.
         total = SpendGroup.from_measures({}, _column_sums(table))

@@ -580,6 +580,12 @@ def _keys(group: Sequence[str]) -> list[str]:
     return [f"{e} AS g{i}" for i, e in enumerate(group)]
 
 
+def _cells(union: str, group: Sequence[str], names: Sequence[str]) -> str:
+    """The rows of ``union`` as :meth:`LedgerStore._final` reads them (g0.., s0..), nothing summed."""
+    sums = [f"{n} AS s{i}" for i, n in enumerate(names)]
+    return f"SELECT {', '.join([*_keys(group), *sums])} FROM ({union}) AS parts"
+
+
 def _group_by(group: Sequence[str]) -> str:
     return f" GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}" if group else ""
 
@@ -727,8 +733,8 @@ class SQLiteStore(LedgerStore):
         # Sorting 60,000 wide rows in SQLite costs more than in Python, given the sort keys as columns.
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
-            cells = f"SELECT {', '.join([*_keys(group), *(f'{n} AS s{i}' for i, n in enumerate(names))])} FROM ({union}) AS parts"
-            rows = self._fetch(self._final(cells, group, names, "text", sort_columns=ordered), params)
+            rows = self._fetch(self._final(_cells(union, group, names), group, names, "text", sort_columns=ordered),
+                               params)
             return _sort_rows(rows, width, len(group), names) if ordered else rows
         # SQLite has no decimal type. Money is summed as 64-bit integers of 10**-UNIT_DIGITS dollars, in C,
         # when that is exact: every amount of the group has at most UNIT_DIGITS decimals and is under $9 million
@@ -914,9 +920,10 @@ class PostgresStore(LedgerStore):
         # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
-            cells = f"SELECT {', '.join([*_keys(group), *(f'{n} AS s{i}' for i, n in enumerate(names))])} FROM ({union}) AS parts"
-            return self._fetch(self._sql(self._final(cells, group, names, "numeric", order_by=ordered)), params)
-        sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}" for i, n in enumerate(names)]
+            sql = self._final(_cells(union, group, names), group, names, "numeric", order_by=ordered)
+            return self._fetch(self._sql(sql), params)
+        sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}"
+                for i, n in enumerate(names)]
         inner = (f"SELECT {', '.join([*_keys(group), *sums])}, COUNT(*) AS rows_summed FROM ({union}) AS parts"
                  f"{_group_by(group)}")
         rows = self._fetch(self._sql(self._final(inner, group, names, "numeric", order_by=ordered,
