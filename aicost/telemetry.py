@@ -62,10 +62,15 @@ def start_attributes(provider: str, operation: str, request: RequestMeta) -> dic
     return attrs
 
 
-def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
-                       tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
+# The *_attributes functions below add to ``into`` when given one (the dict a call's span gets at its end: one dict
+# per call rather than one per function, merged), and return it.
+
+def request_attributes(endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
+                       tier_keys: tuple[str, str] | None = None, into: dict[str, Any] | None = None) -> dict[str, Any]:
     """``tier_keys``: the vendor's (request, response) service-tier attributes (``Integration.tier_attributes``)."""
-    attrs: dict[str, Any] = {s.AICOST_ENDPOINT: endpoint, s.AICOST_SPAN_SOURCE: "aicost"}
+    attrs: dict[str, Any] = {} if into is None else into
+    attrs[s.AICOST_ENDPOINT] = endpoint
+    attrs[s.AICOST_SPAN_SOURCE] = "aicost"
     if request.max_tokens is not None:
         attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.stream:
@@ -92,13 +97,13 @@ def start_span(operation: str, model: str | None, attributes: dict[str, Any], st
         return trace.INVALID_SPAN
 
 
-def usage_attributes(usage: Usage) -> dict[str, Any]:
+def usage_attributes(usage: Usage, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {} if into is None else into
     if not usage.counts_tokens:  # billed per character (tts-1): no token counts, rather than zeros
-        return {s.AICOST_USAGE_INPUT_CHARACTERS: usage.input_characters}
-    attrs: dict[str, Any] = {
-        s.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-        s.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
-    }
+        attrs[s.AICOST_USAGE_INPUT_CHARACTERS] = usage.input_characters
+        return attrs
+    attrs[s.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+    attrs[s.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
     if usage.cache_read_tokens:
         attrs[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
     if usage.cache_write_tokens:
@@ -127,9 +132,10 @@ def usage_attributes(usage: Usage) -> dict[str, Any]:
     return attrs
 
 
-def cost_attributes(cost: Any) -> dict[str, Any]:
+def cost_attributes(cost: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
     """``cost`` is an ``aicost.pricing.Cost``. An unknown price is said, never written as $0."""
-    attrs: dict[str, Any] = {s.AICOST_PRICE_KNOWN: bool(cost.known)}
+    attrs: dict[str, Any] = {} if into is None else into
+    attrs[s.AICOST_PRICE_KNOWN] = bool(cost.known)
     if cost.model:
         attrs[s.AICOST_PRICE_MODEL] = cost.model
     if cost.source:
@@ -180,8 +186,9 @@ def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
     return attrs
 
 
-def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
+def response_attributes(meta: ResponseMeta, tier_keys: tuple[str, str] | None = None,
+                        into: dict[str, Any] | None = None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {} if into is None else into
     if meta.model:
         attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
     if meta.response_id:
@@ -199,12 +206,13 @@ def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str,
     return attrs
 
 
-def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> dict[str, Any]:
+def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE,
+                       into: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
     endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
+    attrs: dict[str, Any] = {} if into is None else into
     if not state.capture_content:
-        return {}
-    attrs: dict[str, Any] = {}
+        return attrs
     content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))
     if content.get("input") is not None:
         attrs[s.GEN_AI_INPUT_MESSAGES] = json.dumps(content["input"], default=str)
