@@ -151,9 +151,12 @@ def cost_attributes(cost: Any, into: dict[str, Any] | None = None) -> dict[str, 
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         # "0.00021", never "0.00021000" or "2.1E-4": a Cost's total is canonical already (pricing.money), so its
-        # plain text is format_usd's, without normalising it again on every call. The float is read from that text:
+        # plain text is format_usd's, without normalising it again on every call: str() when it has no exponent
+        # (a canonical amount of 1E-6 or more), a third of format()'s cost. The float is read from that text:
         # the same correctly rounded double as float(total), which would write the Decimal out once more.
-        text = format(total, "f")
+        text = str(total)
+        if "E" in text:
+            text = format(total, "f")
         attrs[s.GEN_AI_USAGE_COST] = float(text)
         attrs[s.AICOST_COST_TOTAL] = text
         for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call

@@ -307,7 +307,9 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     try:
         if service_tier is not None and type(service_tier) is not str:
             service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-        price = _price_at(provider, model, service_tier, at)
+        # current_price directly in the common case (no ``at``): this runs on every call.
+        price = current_price(provider, model, service_tier) if at is None else _price_at(provider, model,
+                                                                                             service_tier, at)
         if price is None and fallback_model:
             price = _price_at(provider, fallback_model, service_tier, at)
             model = fallback_model if price is not None else model
