@@ -432,13 +432,15 @@ class _Call:
         """Everything about the request and who made it, besides the few attributes set at span start, added to
         ``attrs``. ``tier_keys``: ``Integration.tier_attributes`` of the call's provider."""
         info = self.info
-        telemetry.request_attributes(self.endpoint.key, self.request, self.attribution, tier_keys, attrs)
+        telemetry.request_attributes(attrs, self.endpoint.key, self.request, tier_keys)
+        if self.attribution:
+            attrs.update(self.attribution)
         if info.span_attributes:
             attrs.update(info.span_attributes)
         if not self.endpoint.billable:
             attrs[s.AICOST_BILLABLE] = False
         if telemetry.state.capture_content:
-            telemetry.content_attributes(info.kwargs, self.endpoint.shape, attrs)
+            telemetry.content_attributes(attrs, info.kwargs, self.endpoint.shape)
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
@@ -538,17 +540,17 @@ class _Call:
             if _records(span):
                 native = span is native_span
                 tier_keys = self.integration.tier_attributes(self.info.provider)
-                telemetry.response_attributes(meta, tier_keys, attrs)
+                telemetry.response_attributes(attrs, meta, tier_keys)
                 if started_early:
                     self._request_attributes(attrs, tier_keys)
                 if usage is not None:
-                    telemetry.usage_attributes(usage, attrs)
+                    telemetry.usage_attributes(attrs, usage)
                     if subs:
                         attrs.update(telemetry.sub_inference_attributes(subs))
                 if invalid is not None:
                     attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
-                    telemetry.cost_attributes(cost, attrs)
+                    telemetry.cost_attributes(attrs, cost)
                     if not cost.known:
                         attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or (
                             _NO_PRICE if usage is not None else _NO_USAGE)

@@ -62,13 +62,12 @@ def start_attributes(provider: str, operation: str, request: RequestMeta) -> dic
     return attrs
 
 
-# The *_attributes functions below add to ``into`` when given one (the dict a call's span gets at its end: one dict
-# per call rather than one per function, merged), and return it.
+# The *_attributes functions below add to ``attrs``, the one dict a call's span gets at its end (a dict per
+# function, merged, cost more than the rest of their work).
 
-def request_attributes(endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
-                       tier_keys: tuple[str, str] | None = None, into: dict[str, Any] | None = None) -> dict[str, Any]:
+def request_attributes(attrs: dict[str, Any], endpoint: str, request: RequestMeta,
+                       tier_keys: tuple[str, str] | None) -> None:
     """``tier_keys``: the vendor's (request, response) service-tier attributes (``Integration.tier_attributes``)."""
-    attrs: dict[str, Any] = {} if into is None else into
     attrs[s.AICOST_ENDPOINT] = endpoint
     attrs[s.AICOST_SPAN_SOURCE] = "aicost"
     if request.max_tokens is not None:
@@ -79,9 +78,6 @@ def request_attributes(endpoint: str, request: RequestMeta, extra: Mapping[str, 
         attrs[tier_keys[0]] = request.service_tier
     if request.server_address and request.server_port:
         attrs[s.SERVER_PORT] = request.server_port
-    if extra:
-        attrs.update(extra)
-    return attrs
 
 
 def start_span(operation: str, model: str | None, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
@@ -97,11 +93,10 @@ def start_span(operation: str, model: str | None, attributes: dict[str, Any], st
         return trace.INVALID_SPAN
 
 
-def usage_attributes(usage: Usage, into: dict[str, Any] | None = None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {} if into is None else into
+def usage_attributes(attrs: dict[str, Any], usage: Usage) -> None:
     if not usage.counts_tokens:  # billed per character (tts-1): no token counts, rather than zeros
         attrs[s.AICOST_USAGE_INPUT_CHARACTERS] = usage.input_characters
-        return attrs
+        return
     attrs[s.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
     attrs[s.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
     if usage.cache_read_tokens:
@@ -129,12 +124,10 @@ def usage_attributes(usage: Usage, into: dict[str, Any] | None = None) -> dict[s
         attrs[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] = usage.web_search_requests
     if usage.estimated:
         attrs[s.AICOST_USAGE_ESTIMATED] = True
-    return attrs
 
 
-def cost_attributes(cost: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
+def cost_attributes(attrs: dict[str, Any], cost: Any) -> None:
     """``cost`` is an ``aicost.pricing.Cost``. An unknown price is said, never written as $0."""
-    attrs: dict[str, Any] = {} if into is None else into
     attrs[s.AICOST_PRICE_KNOWN] = bool(cost.known)
     if cost.model:
         attrs[s.AICOST_PRICE_MODEL] = cost.model
@@ -165,7 +158,6 @@ def cost_attributes(cost: Any, into: dict[str, Any] | None = None) -> dict[str, 
                 if name is None:
                     name = _PART_ATTRIBUTES[part] = f"{s.AICOST_COST_PREFIX}{part}_usd"
                 attrs[name] = float(amount)
-    return attrs
 
 
 _PART_ATTRIBUTES: dict[str, str] = {}  # token class -> attribute name, built once per class
@@ -189,9 +181,7 @@ def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
     return attrs
 
 
-def response_attributes(meta: ResponseMeta, tier_keys: tuple[str, str] | None = None,
-                        into: dict[str, Any] | None = None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {} if into is None else into
+def response_attributes(attrs: dict[str, Any], meta: ResponseMeta, tier_keys: tuple[str, str] | None) -> None:
     if meta.model:
         attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
     if meta.response_id:
@@ -206,22 +196,18 @@ def response_attributes(meta: ResponseMeta, tier_keys: tuple[str, str] | None = 
         attrs[s.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
             [{"role": "assistant", "parts": [{"type": "text", "content": meta.output_text}]}]
         )
-    return attrs
 
 
-def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE,
-                       into: dict[str, Any] | None = None) -> dict[str, Any]:
+def content_attributes(attrs: dict[str, Any], kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> None:
     """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
     endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
-    attrs: dict[str, Any] = {} if into is None else into
     if not state.capture_content:
-        return attrs
+        return
     content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))
     if content.get("input") is not None:
         attrs[s.GEN_AI_INPUT_MESSAGES] = json.dumps(content["input"], default=str)
     if content.get("system") is not None:
         attrs[s.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(content["system"], default=str)
-    return attrs
 
 
 def set_error(span: Any, error_type: str, description: str | None = None) -> None:
