@@ -351,33 +351,46 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_export)
 
 
-# Subcommand registrars: other areas append theirs here (one line each).
-def _add_reconcile(sub: argparse._SubParsersAction) -> None:
-    from .reconcile.cli import add_parser
+def _registrar(module: str, name: str) -> Callable[[argparse._SubParsersAction], None]:
+    """A registrar that imports its module only when called: a feature's command costs nothing to the others."""
+    def register(sub: argparse._SubParsersAction) -> None:
+        import importlib
 
-    add_parser(sub)
+        getattr(importlib.import_module(module, __package__), name)(sub)
 
-
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prices, _add_report, _add_export,
-                                                                    _add_reconcile]
-
-from .reports.commands import REGISTRARS as _REPORT_COMMANDS  # noqa: E402 - forecast, anomalies, dashboard, alerts
-
-SUBCOMMANDS.extend(_REPORT_COMMANDS)
+    return register
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommand registrars, by command name: other areas add theirs here (one line each). Only the command being run
+# is registered (its module imported), so `aicost report` never imports reconcile or the forecasting libraries.
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "prices": _add_prices,
+    "report": _add_report,
+    "export": _add_export,
+    "reconcile": _registrar(".reconcile.cli", "add_parser"),
+    "forecast": _registrar(".reports.commands", "_add_forecast"),
+    "anomalies": _registrar(".reports.commands", "_add_anomalies"),
+    "dashboard": _registrar(".reports.commands", "_add_dashboard"),
+    "alerts": _registrar(".reports.commands", "_add_alerts"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of ``command`` alone (the one on the command line: parsing it is the
+    same, and the other commands' modules are not imported)."""
     parser = argparse.ArgumentParser(prog="aicost", description="aicost: LLM cost tooling")
     sub = parser.add_subparsers(dest="command")
-    for register in SUBCOMMANDS:
-        register(sub)
+    for name, register in SUBCOMMANDS.items():
+        if command is None or name == command:
+            register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -1,7 +1,7 @@
 """The ``aicost forecast``, ``aicost anomalies``, ``aicost dashboard`` and ``aicost alerts`` subcommands.
 
 Thin: each parses its arguments, opens the ledger the way ``aicost report`` does, and calls the functions of
-:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS`.
+:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS` (imported only when one of them runs).
 """
 
 from __future__ import annotations
@@ -327,4 +327,3 @@ def _add_alerts(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_alerts)
 
 
-REGISTRARS = [_add_forecast, _add_anomalies, _add_dashboard, _add_alerts]
