@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aicost.ledger import CALL, LedgerRow, open_store, spend, totals
-from aicost.ledger.query import MONEY_DIV, SpendGroup, unit_cost_texts
+from aicost.ledger.query import SpendGroup
 from aicost.ledger.report import Period, build_report, render_csv, render_json, render_table
 from aicost.ledger.row import TOKEN_FIELDS
 from aicost.ledger.synthetic import Profile, fill
@@ -180,28 +180,6 @@ def test_integer_sums_fall_back_to_exact_decimals(ledger_url):
     lambda digits, exp: Decimal(digits).scaleb(exp), st.integers(-10**30, 10**30), st.integers(-40, 12)))
 def test_money_text_fast_path_is_the_canonical_text(value):
     assert format_usd(value) == format(canonical(value), "f")
-
-
-_AMOUNTS = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.builds(
-    lambda digits, exp: Decimal(digits).scaleb(exp), st.integers(-10**30, 10**30), st.integers(-40, 12))
-# Exact halves of the last place shown (10**-10): half-even must pick the even neighbour, up or down.
-_TIES = st.builds(lambda q, count: (Decimal(2 * q + 1) * Decimal("5e-11") * count, count),
-                  st.integers(-10**6, 10**6), st.integers(1, 10**4))
-
-
-@settings(max_examples=600, deadline=None)
-@given(st.tuples(_AMOUNTS, st.integers(0, 10**9)) | _TIES)
-def test_unit_costs_in_integers_equal_the_exact_decimal_quotient(case):
-    """The report's unit costs (integer division of the amount's text) are the exact Decimal quotient, rounded
-    half-even to 10 places, as text; None without a divisor."""
-    amount, count = case
-    (text,) = unit_cost_texts([format_usd(amount)], [count])
-    assert text == (None if not count else format_usd(MONEY_DIV(amount, count)))
-
-
-def test_unit_costs_take_the_decimal_way_for_text_not_in_plain_notation():
-    assert unit_cost_texts(["1E+3", "2.5E-11", "0.5", "7"], [3, 1, 0, 7]) == [
-        format_usd(MONEY_DIV(Decimal("1E+3"), 3)), "0", None, "1"]
 
 
 def test_a_random_month_by_day_and_user_renders_the_same_both_ways(tmp_path):

@@ -31,7 +31,6 @@ from typing import Iterable, Mapping, Sequence
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
-from ..pricing.money import format_usd
 from .store import FILTER_KEYS, LedgerStore
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
@@ -107,47 +106,6 @@ _DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
 
 def MONEY_DIV(amount: Decimal, count: int) -> Decimal:
     return _DIVISION.divide(amount, count).quantize(_UNIT, context=_DIVISION)
-
-
-_UNIT_PLACES = 10  # _UNIT's decimal places
-
-
-def unit_cost_texts(amounts: Sequence[str], counts: Sequence[int]) -> list[str | None]:
-    """``format_usd(MONEY_DIV(Decimal(a), n))`` for each amount's canonical decimal text and count (None where the
-    count is 0), in integer arithmetic: the amount as an integer of 10**-places dollars, divided by the count
-    with its remainder, rounded half-even to 10 places as MONEY_DIV does. Exact like it, several times cheaper
-    (a month by day and user divides 120,000 times). A text that is not plain decimal notation takes MONEY_DIV."""
-    out: list[str | None] = []
-    append = out.append
-    for text, count in zip(amounts, counts):
-        if not count:
-            append(None)
-            continue
-        whole, _, frac = text.partition(".")
-        try:
-            units = int(whole + frac)
-        except ValueError:  # not plain notation ('1E+3'): the Decimal way
-            append(format_usd(MONEY_DIV(Decimal(text), count)))
-            continue
-        negative = whole.startswith("-")
-        units = abs(units)
-        shift = _UNIT_PLACES - len(frac)
-        if shift >= 0:
-            quotient, rest = divmod(units * 10**shift, count)
-            divisor = count
-        else:
-            divisor = count * 10**-shift
-            quotient, rest = divmod(units, divisor)
-        rest += rest
-        if rest > divisor or (rest == divisor and quotient & 1):
-            quotient += 1
-        if not quotient:
-            append("0")
-            continue
-        digits = "%011d" % quotient
-        fraction = digits[-_UNIT_PLACES:].rstrip("0")
-        append(("-" if negative else "") + digits[:-_UNIT_PLACES] + ("." + fraction if fraction else ""))
-    return out
 
 
 def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
