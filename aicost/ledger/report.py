@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
-from .query import MONEY_DIV, TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals
+from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_costs
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
@@ -235,9 +235,10 @@ def _columns(report: Report) -> dict[str, Sequence]:
     out.update(zip(table.measures, table.columns[len(table.keys):]))
     for name, text in (("cost", "cost_usd"), ("saved_cost", "saved_usd"), ("stopped_cost", "stopped_usd")):
         out[text] = table.texts[name]
-    cost = out["cost"]
     for count, text in (("runs", "cost_per_run_usd"), ("succeeded_runs", "cost_per_success_usd")):
-        out[text] = [format_usd(MONEY_DIV(c, k)) if k else None for c, k in zip(cost, out[count])]
+        quotients = unit_costs(out["cost"], out[count])
+        out[text] = list(map(format_usd, quotients)) if all(out[count]) else [
+            None if v is None else format_usd(v) for v in quotients]
     return out
 
 
