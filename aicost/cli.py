@@ -230,7 +230,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.pool is not None:
         return _pool_report(args, out, err)
     from .ledger import UnknownGroupKey, check_group_by
-    from .ledger.report import build_report, render_csv, render_json, render_table
+    from .ledger.report import build_report, write_report
 
     try:
         keys = check_group_by(args.by)
@@ -248,8 +248,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2
-        render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
-        out.write(render(report))
+        write_report(report, args.format, out)
         if report.empty and args.format != "table":
             print(f"aicost report: no ledger rows between {period.start.isoformat()} and {period.end.isoformat()}",
                   file=err)

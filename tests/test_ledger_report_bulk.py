@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from aicost.ledger import CALL, LedgerRow, open_store, spend, totals
 from aicost.ledger.query import SpendGroup
-from aicost.ledger.report import Period, build_report, render_csv, render_json, render_table
+from aicost.ledger.report import Period, build_report, render_csv, render_json, render_table, write_report
 from aicost.ledger.row import TOKEN_FIELDS
 from aicost.ledger.synthetic import Profile, fill
 from aicost.pricing.money import canonical, format_usd
@@ -191,3 +191,14 @@ def test_a_random_month_by_day_and_user_renders_the_same_both_ways(tmp_path):
         assert len(report.groups) > 500
         assert report.groups == _raw_groups(store, report.period, ("day", "user"))
         assert render_csv(report) == _csv(report) and render_json(report) == _json(report)
+        # What `aicost report` writes, in pieces, is the same text; so for one group, totals only, and no rows.
+        reports = [report, build_report(store, period=Period(DAY, DAY + timedelta(days=9)), group_by=("team",),
+                                        where={"team": report.groups[0].key.get("team") or "t0"}),
+                   build_report(store, period=report.period, group_by=()),
+                   build_report(store, period=Period(DAY - timedelta(days=3), DAY), group_by=("day", "user"))]
+        for each in reports:
+            for fmt, render in (("table", render_table), ("csv", render_csv), ("json", render_json)):
+                written = io.StringIO()
+                write_report(each, fmt, written)
+                assert written.getvalue() == render(each), (fmt, each.group_by)
+            assert render_csv(each) == _csv(each) and render_json(each) == _json(each)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import reduce
-from itertools import repeat
+from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
@@ -30,7 +30,8 @@ from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
 
-__all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json"]
+__all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json",
+           "write_report"]
 
 
 class PeriodError(ValueError):
@@ -379,6 +380,12 @@ def _json_groups(report: Report, depth: int) -> list[str]:
 def render_json(report: Report) -> str:
     """Money as exact decimal strings (JSON numbers would be read as doubles). The same text as
     ``json.dumps(..., indent=2)`` of the report as a dict, written group by group from templates."""
+    return "".join(_json_pieces(report))
+
+
+def _json_pieces(report: Report) -> list[str]:
+    """:func:`render_json`'s text in pieces (a group each), so a month by day and user (58 MB) is written out
+    without being copied into one string first."""
     p = report.period
     movers = [{"key": m.key, "previous_usd": _money(m.previous), "current_usd": _money(m.current),
                "change_usd": _money(m.change), "change_pct": None if m.change_pct is None else str(m.change_pct)}
@@ -395,17 +402,19 @@ def render_json(report: Report) -> str:
         ("groups", None),
         ("movers", json.dumps(movers, indent=2)),
     ]
-    parts = ["{"]
+    parts = ["{\n"]
     for name, value in fields:
-        if value is None:  # the groups, already indented: not copied again
-            parts.append('  "groups": [' if groups else '  "groups": [],')
+        if value is None:  # the groups, already indented, one piece each
             if groups:
-                parts.append("    " + ",\n    ".join(groups))
-                parts.append("  ],")
+                parts.append('  "groups": [\n    ')
+                parts.extend(chain.from_iterable(zip(groups, repeat(",\n    "))))
+                parts[-1] = "\n  ],\n"  # the last group's separator
+            else:
+                parts.append('  "groups": [],\n')
         else:
-            parts.append(f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else ""))
+            parts.append(f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else "") + "\n")
     parts.append("}\n")
-    return "\n".join(parts)
+    return parts
 
 
 _CSV_COLUMNS = ("cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS,
@@ -423,13 +432,18 @@ def _csv_line(fields: Sequence[str]) -> str:
 
 
 def render_csv(report: Report) -> str:
-    """One line per group (the totals when there is no grouping), every token class a column. The csv module
+    """One line per group (the totals when there is no grouping), every token class a column."""
+    return "".join(_csv_pieces(report))
+
+
+def _csv_pieces(report: Report) -> list[str]:
+    """:func:`render_csv`'s text, a line each. One line per group (the totals when there is no grouping), every token class a column. The csv module
     writes the header and quotes each distinct key value (once); the numbers, which never need quoting, go
     into one %-format per line."""
     header = _csv_line([*report.group_by, *_CSV_COLUMNS])
     c = _columns(report)
     if not c:
-        return header
+        return [header]
     quoted: dict[str | None, str] = {None: ""}
 
     def key_column(i: int) -> list[str]:  # 'a,b' -> '"a,b"': the field as csv writes it, without the line end
@@ -439,4 +453,13 @@ def render_csv(report: Report) -> str:
     columns += [["" if v is None else v for v in c[name]] if name in _UNIT_COLUMNS else c[name]
                 for name in _CSV_COLUMNS]
     line = ",".join(["%s"] * len(columns)) + "\r\n"
-    return header + "".join(map(line.__mod__, zip(*columns)))
+    return [header, *map(line.__mod__, zip(*columns))]
+
+
+def write_report(report: Report, fmt: str, out: TextIO) -> None:
+    """``render_table`` / ``render_csv`` / ``render_json`` (``fmt``: table, csv, json) of ``report``, written to
+    ``out`` in pieces: the same text, without first copying a month by day and user into one string."""
+    if fmt == "table":
+        out.write(render_table(report))
+    else:
+        out.writelines(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
