@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import decimal
 import operator
-from itertools import compress, repeat
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import compress, repeat
 from typing import Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
