@@ -23,7 +23,7 @@ from decimal import Decimal
 from functools import reduce
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
-from typing import Any, Iterable, Mapping, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
@@ -350,14 +350,15 @@ _JSON_FIELDS = (
 _SLOT, _TEXT_SLOT = "\x00aicost-json-value\x00", "\x00aicost-json-text\x00"
 
 
-def _json_groups(report: Report, depth: int) -> list[str]:
+def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[str]:
     """Each group (or the totals, without group-by keys) as ``json.dumps(..., indent=2)`` writes it ``depth``
     levels deep, byte for byte: the layout is made once by json itself, with a slot for every value, and each
     group fills the slots (``%``-formatting, in C) with its values already in JSON: money as exact decimal
-    strings (JSON numbers would be read as doubles)."""
+    strings (JSON numbers would be read as doubles). Made one by one as they are read (a month by day and user
+    is 58 MB), every group but the first preceded by ``separator``."""
     c = _columns(report)
     if not c:
-        return []
+        return iter(())
     keys = report.group_by
     shape: dict[str, Any] = {"key": {k: _SLOT for k in keys}}
     for name, kind in _JSON_FIELDS:
@@ -379,7 +380,8 @@ def _json_groups(report: Report, depth: int) -> list[str]:
             values.append(["null" if v is None else f'"{v}"' for v in c[name]])  # decimal text: nothing to escape
         else:
             values.append(c[name])
-    return list(map(template.__mod__, zip(*values)))
+    rows = zip(*values)
+    return chain((template % next(rows),), map((separator + template).__mod__, rows))
 
 
 def render_json(report: Report) -> str:
@@ -388,14 +390,14 @@ def render_json(report: Report) -> str:
     return "".join(_json_pieces(report))
 
 
-def _json_pieces(report: Report) -> list[str]:
-    """:func:`render_json`'s text in pieces (a group each), so a month by day and user (58 MB) is written out
-    without being copied into one string first."""
+def _json_pieces(report: Report) -> Iterator[str]:
+    """:func:`render_json`'s text in pieces (a group each, made as they are written), so a month by day and user
+    (58 MB) is never held in memory whole."""
     p = report.period
     movers = [{"key": m.key, "previous_usd": _money(m.previous), "current_usd": _money(m.current),
                "change_usd": _money(m.change), "change_pct": None if m.change_pct is None else str(m.change_pct)}
               for m in report.movers]
-    groups = _json_groups(report, 2) if report.group_by else []
+    groups = len(report.table) and report.group_by
     fields = [
         ("period", json.dumps({"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}, indent=2)),
         ("previous_period", json.dumps({"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
@@ -403,23 +405,21 @@ def _json_pieces(report: Report) -> list[str]:
         ("ledger", json.dumps(report.ledger)),
         ("group_by", json.dumps(list(report.group_by), indent=2)),
         ("empty", json.dumps(report.empty)),
-        ("totals", _json_groups(Report(p, (), report.totals, report.table), 0)[0]),
+        ("totals", next(_json_groups(Report(p, (), report.totals, report.table), 0))),
         ("groups", None),
         ("movers", json.dumps(movers, indent=2)),
     ]
-    parts = ["{\n"]
+    head, tail = ["{\n"], []
     for name, value in fields:
-        if value is None:  # the groups, already indented, one piece each
+        if value is None:  # the groups, already indented, one piece each, made as they are written
+            head.append('  "groups": [\n    ' if groups else '  "groups": [],\n')
             if groups:
-                parts.append('  "groups": [\n    ')
-                parts.extend(chain.from_iterable(zip(groups, repeat(",\n    "))))
-                parts[-1] = "\n  ],\n"  # the last group's separator
-            else:
-                parts.append('  "groups": [],\n')
+                tail.append("\n  ],\n")
         else:
-            parts.append(f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else "") + "\n")
-    parts.append("}\n")
-    return parts
+            (tail if tail else head).append(
+                f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else "") + "\n")
+    tail.append("}\n")
+    return chain(head, _json_groups(report, 2, ",\n    ") if groups else (), tail)
 
 
 _CSV_COLUMNS = ("cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS,
