@@ -28,6 +28,7 @@ import os
 import re
 import sqlite3
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -40,6 +41,7 @@ from ..pricing.money import format_usd
 from . import schema
 from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
+from .staging import STAGE, can_stage, stage_batch
 from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
@@ -61,6 +63,31 @@ _CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASU
 _OUTCOME_AT = ROW_COLUMNS.index("outcome")
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
+    their encoded columns and, on SQLite, their staged image (:func:`~aicost.ledger.staging.stage_batch`)."""
+
+    rows: list[LedgerRow]
+    runs: list[FeatureRun]
+    row_params: list[tuple]
+    run_params: list[tuple]
+    staged: bytes | None = None
+
+
+def _unique(items: Sequence[Any], key: str) -> list[Any]:
+    """``items`` with each ``key`` once (the first)."""
+    seen: dict[str, Any] = {}
+    for item in items:
+        seen.setdefault(getattr(item, key), item)
+    return list(seen.values()) if len(seen) < len(items) else list(items)
+
+
+def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
+    """The token classes that are 0 in every row (not summed)."""
+    return frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
 
 
 class LedgerSchemaError(ConfigurationError):
@@ -181,11 +208,43 @@ class LedgerStore:
         """
         if not rows and not runs:
             return 0
-        with self._lock, self._unreachable_as_unavailable():
-            return self._write(rows, runs)
+        return self.write_prepared(self.prepare(rows, runs))
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun] = ()) -> PreparedBatch:
+        """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
+        and, on SQLite, staged (:mod:`aicost.ledger.staging`). Safe to call on another thread while this store
+        writes: the background writer prepares the next batch meanwhile."""
+        rows = _unique(rows, "span_id")
+        runs = _unique(runs, "run_id")
+        row_params = self._rows_params(rows, runs)
+        run_params = [self.run_params(r) for r in runs]
+        return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params))
+
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+        return None
+
+    def write_prepared(self, batch: PreparedBatch) -> int:
+        """:meth:`write` of a batch :meth:`prepare` made (by this store or another of the same dialect)."""
+        if not batch.rows and not batch.runs:
+            return 0
+        with self._lock, self._unreachable_as_unavailable():
+            return self._write(batch)
+
+    def _write(self, batch: PreparedBatch) -> int:
         raise NotImplementedError
+
+    def _new_in(self, cur: Any, batch: PreparedBatch) -> PreparedBatch:
+        """The part of ``batch`` not stored yet (one query per table, inside the write transaction). When all of
+        it is new, ``batch`` itself; otherwise the new rows and runs, re-encoded (a row takes its run's outcome at
+        insert only when the run is new too): their rollups are then summed by id, in the database, so a row
+        stored before is never counted again."""
+        stored_rows = self._stored(cur, "aicost_ledger", "span_id", [r.span_id for r in batch.rows])
+        stored_runs = self._stored(cur, "aicost_runs", "run_id", [r.run_id for r in batch.runs])
+        if not stored_rows and not stored_runs:
+            return batch
+        rows = [r for r in batch.rows if r.span_id not in stored_rows]
+        runs = [r for r in batch.runs if r.run_id not in stored_runs]
+        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs])
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -210,17 +269,12 @@ class LedgerStore:
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
 
-    def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
-        """The items whose key is neither stored nor repeated earlier in the batch (one query)."""
-        seen: dict[str, Any] = {}
-        for item in items:
-            seen.setdefault(getattr(item, key), item)
-        if seen:
-            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"),
-                        [self._id_list(list(seen))])
-            for (found,) in cur.fetchall():
-                seen.pop(found, None)
-        return list(seen.values())
+    def _stored(self, cur: Any, table: str, key: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are stored in ``table`` already (one query)."""
+        if not ids:
+            return set()
+        cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(ids)])
+        return {found for (found,) in cur.fetchall()}
 
     def _update_rollups(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> None:
         """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL."""
@@ -233,9 +287,8 @@ class LedgerStore:
             wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
             wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        zero = frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
         units = d.to_units is not None and rollup.fits_units(rows)
-        for sql, source in rollup.rollup_sql(d, wheres, zero=zero, units=units):
+        for sql, source in rollup.rollup_sql(d, wheres, zero=_zero_tokens(rows), units=units):
             if source is None:
                 cur.execute(sql)
             else:
@@ -507,11 +560,6 @@ def _dec_add(a: Any, b: Any) -> str:
     return decimal_text(MONEY.add(Decimal(a or 0), Decimal(b or 0)))  # type: ignore[return-value]
 
 
-def _units_text(units: int) -> str:
-    """SQLite function ``aicost_units_text(n)``: n units of the integer path (rollup.UNIT_DIGITS) as decimal text."""
-    return decimal_text(Decimal(units).scaleb(-rollup.UNIT_DIGITS))  # type: ignore[return-value]
-
-
 class _DecSum:
     """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
     Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level
@@ -530,6 +578,18 @@ class _DecSum:
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A time as SQLite ledgers store it: 'YYYY-MM-DD HH:MM:SS.ffffff', UTC."""
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    return None if value is None else format_usd(value)
 
 
 class SQLiteStore(LedgerStore):
@@ -553,8 +613,8 @@ class SQLiteStore(LedgerStore):
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
         self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
-        self._conn.create_function("aicost_units_text", 1, _units_text, deterministic=True)
         self._conn.execute("PRAGMA temp_store=MEMORY")
+        self._stage_attached = False
         self._migrate(setting)
 
     def _migrate(self, setting: str) -> None:
@@ -575,10 +635,7 @@ class SQLiteStore(LedgerStore):
             raise ConfigurationError(f"{setting}: {str(self.path)!r} is not a usable SQLite ledger: {exc}") from exc
 
     def _ts(self, value: datetime) -> str:
-        if value.tzinfo is not timezone.utc:
-            value = value.astimezone(timezone.utc)
-        # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
-        return value.isoformat(" ", "microseconds")[:26]
+        return _sqlite_time(value)
 
     def _money(self, value: Decimal | None) -> str | None:
         return None if value is None else format_usd(value)
@@ -601,24 +658,48 @@ class SQLiteStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._conn.cursor()
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+        return stage_batch(row_params, run_params) if can_stage() and (row_params or run_params) else None
+
+    def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
+        if batch.staged is not None:
+            self._attach_stage(batch.staged)
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            rows = self._fresh(cur, "aicost_ledger", "span_id", rows)
-            runs = self._fresh(cur, "aicost_runs", "run_id", runs)
-            cur.executemany(_INSERT_ROW, self._rows_params(rows, runs))
-            cur.executemany(_INSERT_RUN, [self.run_params(r) for r in runs])
-            outcomes = self._outcomes(cur, rows, runs)
-            if outcomes:
-                cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
-            self._update_rollups(cur, rows, runs)
+            if batch.staged is not None and not cur.execute(_STAGE_STORED).fetchone():
+                cur.execute(_STAGE_ROWS)  # all new: the staged rows and runs go in as they are, and are summed
+                cur.execute(_STAGE_RUNS)
+                self._set_outcomes(cur, batch)
+                cur.execute(rollup.delta_ddl(rollup.SQLITE))
+                sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
+                for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=_zero_tokens(batch.rows),
+                                                units=rollup.fits_units(batch.rows), schema=STAGE):
+                    cur.execute(sql)
+            else:
+                batch = self._new_in(cur, batch)
+                cur.executemany(_INSERT_ROW, batch.row_params)
+                cur.executemany(_INSERT_RUN, batch.run_params)
+                self._set_outcomes(cur, batch)
+                self._update_rollups(cur, batch.rows, batch.runs)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return len(rows)
+        return len(batch.rows)
+
+    def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
+        outcomes = self._outcomes(cur, batch.rows, batch.runs)
+        if outcomes:
+            cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
+
+    def _attach_stage(self, image: bytes) -> None:
+        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction)."""
+        if not self._stage_attached:
+            self._conn.execute(f"ATTACH DATABASE ':memory:' AS {STAGE}")
+            self._stage_attached = True
+        self._conn.deserialize(image, name=STAGE)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._conn
@@ -662,6 +743,14 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 # SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
+# A staged batch (aicost.ledger.staging): any of it stored already? Then its rows and runs, copied in.
+_STAGE_STORED = (f"SELECT 1 FROM main.aicost_ledger WHERE span_id IN (SELECT span_id FROM {STAGE}.aicost_ledger) "
+                 f"UNION ALL SELECT 1 FROM main.aicost_runs WHERE run_id IN (SELECT run_id FROM {STAGE}.aicost_runs) "
+                 "LIMIT 1")
+_STAGE_ROWS = (f"INSERT INTO main.aicost_ledger ({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} "
+               f"FROM {STAGE}.aicost_ledger ORDER BY rowid")
+_STAGE_RUNS = (f"INSERT INTO main.aicost_runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} "
+               f"FROM {STAGE}.aicost_runs ORDER BY rowid")
 _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) AS o "
                  "WHERE aicost_ledger.run_id = o.key AND aicost_ledger.outcome IS NULL")
 
@@ -747,31 +836,30 @@ class PostgresStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                rows = self._fresh(cur, "aicost_ledger", "span_id", rows)
-                runs = self._fresh(cur, "aicost_runs", "run_id", runs)
-                if rows:
+                batch = self._new_in(cur, batch)
+                if batch.rows:
                     with cur.copy(f"COPY aicost_ledger ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-                        for params in self._rows_params(rows, runs):
+                        for params in batch.row_params:
                             copy.write_row(params)
-                if runs:
+                if batch.runs:
                     with cur.copy(f"COPY aicost_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN") as copy:
-                        for run in runs:
-                            copy.write_row(self.run_params(run))
-                outcomes = self._outcomes(cur, rows, runs)
+                        for params in batch.run_params:
+                            copy.write_row(params)
+                outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
                     cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
-                self._update_rollups(cur, rows, runs)
+                self._update_rollups(cur, batch.rows, batch.runs)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write
             raise
-        return len(rows)
+        return len(batch.rows)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._connect()
