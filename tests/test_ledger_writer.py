@@ -348,3 +348,41 @@ def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
     assert _nearest_feature("http2", parents, {"feat"}) is None  # in no feature
     assert _nearest_feature("elsewhere", parents, {"feat"}) == "elsewhere"  # parent exported in another batch
     assert _nearest_feature(None, parents, {"feat"}) is None
+
+
+def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(tmp_path, spill_dir):
+    """With more than one batch queued, the next batch is prepared on the writer's preparing thread while the
+    current one is written; close() stops that thread. The at-exit flush writes every batch on its own thread
+    and starts none. Either way every row lands once and the rollups equal the rows."""
+    import threading
+
+    from aicost.ledger import spend
+    from aicost.ledger.row import FeatureRun
+    from aicost.ledger.synthetic import Profile, generate
+
+    items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3, start=NOW - timedelta(hours=6))))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    for exiting in (False, True):
+        url = f"sqlite:///{tmp_path / f'pipe-{exiting}.db'}"
+        writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1)
+        writer._start = lambda: None  # this thread flushes: the only other thread is the preparing one
+        writer._exiting = exiting
+        before = set(threading.enumerate())
+        writer.add(items)
+        assert writer.flush(timeout_s=None)
+        preparer = writer._preparer
+        assert (preparer is None) == exiting
+        assert (set(threading.enumerate()) - before == set()) == exiting
+        assert writer.stats()["written"] == len(rows) and writer.stats()["runs_written"] == len(items) - len(rows)
+        writer.close()
+        assert preparer is None or not preparer._thread.is_alive()
+        with open_store(url, create=False) as store:
+            first, last = store.time_range()
+            end = last + timedelta(seconds=1)
+            raw = {g.key["team"]: (g.calls, g.cost, g.runs) for g in spend(store, first, end, ["team"])}
+            whole_hours = (first.replace(minute=0, second=0, microsecond=0),
+                           (last + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
+            rolled = {g.key["team"]: (g.calls, g.cost, g.runs) for g in spend(store, *whole_hours, ["team"])}
+            assert raw == rolled and sum(c for c, _, _ in raw.values()) == sum(r.kind == CALL for r in rows)
+            assert sum(cost for _, cost, _ in raw.values()) == sum(r.cost for r in rows if r.kind == CALL and
+                                                                   r.cost is not None)

@@ -28,6 +28,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -61,6 +62,7 @@ _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _CONVERTERS = tuple(Decimal if name in MONEY_MEASURES else int for name in MEASURES)
 _OUTCOME_AT = ROW_COLUMNS.index("outcome")
+_SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 
@@ -75,6 +77,8 @@ class PreparedBatch:
     row_params: list[tuple]
     run_params: list[tuple]
     staged: bytes | None = None
+    zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
+    units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
 
 
 def _unique(items: Sequence[Any], key: str) -> list[Any]:
@@ -187,7 +191,10 @@ class LedgerStore:
     def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
         """:meth:`row_params` of each row; a row whose feature run finished in this same batch gets the run's
         outcome here, at insert, rather than from the outcome update after it (which would write it twice)."""
-        params = list(map(self.row_params, rows))
+        params: list[tuple] = []
+        for i in range(0, len(rows), _SLICE):
+            params += map(self.row_params, rows[i:i + _SLICE])
+            time.sleep(0)  # lets the writer thread take the GIL now, not after the 5 ms switch interval
         if runs:
             outcome_of = {run.run_id: run.outcome for run in runs}
             for i, row in enumerate(rows):
@@ -218,7 +225,9 @@ class LedgerStore:
         runs = _unique(runs, "run_id")
         row_params = self._rows_params(rows, runs)
         run_params = [self.run_params(r) for r in runs]
-        return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params))
+        return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
+                             _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
+                             and rollup.fits_units(rows))
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
         return None
@@ -674,8 +683,8 @@ class SQLiteStore(LedgerStore):
                 self._set_outcomes(cur, batch)
                 cur.execute(rollup.delta_ddl(rollup.SQLITE))
                 sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
-                for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=_zero_tokens(batch.rows),
-                                                units=rollup.fits_units(batch.rows), schema=STAGE):
+                for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
+                                                schema=STAGE):
                     cur.execute(sql)
             else:
                 batch = self._new_in(cur, batch)
