@@ -28,7 +28,7 @@ from .schema import MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
            "run_measures", "sums", "new_measures", "add_into", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
-           "fits_units", "UNIT_DIGITS", "DELTA_TABLE", "live_measures"]
+           "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
@@ -213,18 +213,6 @@ _CONSTANT_ZERO = ("0", "CAST(NULL AS NUMERIC)")
 _SOURCES = {"rows": ("aicost_ledger", row_measures, ROW_DIMS), "runs": ("aicost_runs", run_measures, RUN_DIMS)}
 
 
-def _dead(source: str, zero: frozenset[str]) -> frozenset[str]:
-    """The measures 0 in every row of ``source`` summed: those in ``zero`` and those the source never adds to."""
-    _, measures, _ = _SOURCES[source]
-    return zero | frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
-
-
-def live_measures(sources: Iterable[str], zero: frozenset[str] = frozenset()) -> list[str]:
-    """The measures, in :data:`MEASURES` order, that the delta of ``sources`` ('rows', 'runs') may hold non-zero."""
-    live = {m for source in sources for m in MEASURES if m not in _dead(source, zero)}
-    return [m for m in MEASURES if m in live]
-
-
 def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = ("hour", "day"),
                dims: tuple[str, ...] | None = None, zero: frozenset[str] = frozenset(),
                units: bool = False, schema: str = "") -> list[tuple[str, str | None]]:
@@ -236,10 +224,14 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     each rollup cell once where the dialect needs it (PostgreSQL: an update per cell and grain, not one per
     source, since each writes a new row version)."""
     out: list[tuple[str, str | None]] = []
+    live: set[str] = set()
     for source, where in wheres.items():
-        out.append((delta_sql(d, source, where, dims=dims, zero=_dead(source, zero), units=units and source == "rows",
+        _, measures, _ = _SOURCES[source]
+        dead = zero | frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
+        live.update(m for m in MEASURES if m not in dead)
+        out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows",
                               schema=schema), source))
-    skip = frozenset(MEASURES) - frozenset(live_measures(wheres, zero))
+    skip = frozenset(MEASURES) - live
     out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice), None) for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", None))
     return out

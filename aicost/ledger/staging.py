@@ -17,12 +17,11 @@ row is never counted twice.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable, Sequence
+from typing import Sequence
 
-from . import rollup
 from .schema import ROW_COLUMNS, RUN_COLUMNS
 
-__all__ = ["STAGE", "can_stage", "stage_batch", "hour_cells"]
+__all__ = ["STAGE", "can_stage", "stage_batch"]
 
 STAGE = "aicost_stage"  # the schema name the image is attached under, on the ledger's connection
 
@@ -36,44 +35,16 @@ def stage_batch(row_params: Sequence[tuple], run_params: Sequence[tuple]) -> byt
     """The image of an in-memory database holding ``aicost_ledger`` (``row_params``: values in
     :data:`~aicost.ledger.schema.ROW_COLUMNS` order, as the store binds them) and ``aicost_runs``
     (``run_params``), in batch order."""
-    conn = _filled(row_params, run_params)
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     try:
+        # Untyped columns: each value keeps the type it was bound with, and the ledger's columns apply their own
+        # affinity when the rows are copied in, exactly as if they had been bound there.
+        conn.execute(f"CREATE TABLE aicost_ledger ({', '.join(ROW_COLUMNS)})")
+        conn.execute(f"CREATE TABLE aicost_runs ({', '.join(RUN_COLUMNS)})")
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO aicost_ledger VALUES ({', '.join('?' * len(ROW_COLUMNS))})", row_params)
+        conn.executemany(f"INSERT INTO aicost_runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", run_params)
+        conn.execute("COMMIT")
         return conn.serialize()
     finally:
         conn.close()
-
-
-def hour_cells(row_params: Sequence[tuple], run_params: Sequence[tuple], *, zero: frozenset[str], units: bool,
-               register: Callable[[sqlite3.Connection], None]) -> tuple[list[str], list[tuple]]:
-    """(measure names, cells ``(bucket, dim, value, *measures)``): the rollup delta of a batch, summed here with
-    the SQLite dialect's SQL (``row_params`` / ``run_params`` SQLite-typed: times and money as text) for a
-    database that would otherwise sum it itself -- PostgreSQL, whose one session per writer is the bottleneck.
-    A cell may come once per source (rows, runs): the folds add both. The bucket is text with a UTC offset.
-    ``register`` gives the connection the store's money functions (the Decimal path)."""
-    conn = _filled(row_params, run_params)
-    try:
-        register(conn)
-        conn.execute(rollup.delta_ddl(rollup.SQLITE))
-        sources = {s: "true" for s, params in (("rows", row_params), ("runs", run_params)) if params}
-        for sql, source in rollup.rollup_sql(rollup.SQLITE, sources, grains=(), zero=zero, units=units):
-            if source is not None:  # the delta inserts, not the final emptying of the delta
-                conn.execute(sql)
-        names = rollup.live_measures(sources, zero)
-        cells = conn.execute(f"SELECT bucket || '+00', dim, value, {', '.join(names)} "
-                             f"FROM {rollup.DELTA_TABLE}").fetchall()
-        return names, cells
-    finally:
-        conn.close()
-
-
-def _filled(row_params: Sequence[tuple], run_params: Sequence[tuple]) -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-    # Untyped columns: each value keeps the type it was bound with, and the ledger's columns apply their own
-    # affinity when the rows are copied in, exactly as if they had been bound there.
-    conn.execute(f"CREATE TABLE aicost_ledger ({', '.join(ROW_COLUMNS)})")
-    conn.execute(f"CREATE TABLE aicost_runs ({', '.join(RUN_COLUMNS)})")
-    conn.execute("BEGIN")
-    conn.executemany(f"INSERT INTO aicost_ledger VALUES ({', '.join('?' * len(ROW_COLUMNS))})", row_params)
-    conn.executemany(f"INSERT INTO aicost_runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", run_params)
-    conn.execute("COMMIT")
-    return conn

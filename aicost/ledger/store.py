@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import operator
 import os
 import re
@@ -43,7 +42,7 @@ from ..pricing.money import format_usd
 from . import schema
 from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
-from .staging import STAGE, can_stage, hour_cells, stage_batch
+from .staging import STAGE, can_stage, stage_batch
 from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
@@ -55,7 +54,6 @@ __all__ = [
     "FILTER_KEYS",
 ]
 
-logger = logging.getLogger("aicost.ledger")
 DEFAULT_SETTING = "instrument(ledger=...) / AICOST_LEDGER"
 _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql://user@host:port/dbname"
 # Keys a row filter (``where``) accepts: attribution, model, provider, and tag:<name>.
@@ -72,17 +70,15 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns, and what the dialect staged of them (:mod:`aicost.ledger.staging`): on SQLite the
-    image of the rows and runs, on PostgreSQL their rollup delta, summed (measure names, cells). Staged work is
-    used only when none of the batch is stored yet."""
+    their encoded columns and, on SQLite, their staged image (:func:`~aicost.ledger.staging.stage_batch`)."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
     row_params: list[tuple]
     run_params: list[tuple]
-    staged: Any = None
+    staged: bytes | None = None
     zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
-    units: bool = False  # the rows' money may be summed as integers (rollup.fits_units)
+    units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
 
 
 def _unique(items: Sequence[Any], key: str) -> list[Any]:
@@ -227,14 +223,13 @@ class LedgerStore:
         writes: the background writer prepares the next batch meanwhile."""
         rows = _unique(rows, "span_id")
         runs = _unique(runs, "run_id")
-        batch = PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
-                              zero=_zero_tokens(rows), units=rollup.fits_units(rows))
-        if rows or runs:
-            batch.staged = self._stage(batch)
-        return batch
+        row_params = self._rows_params(rows, runs)
+        run_params = [self.run_params(r) for r in runs]
+        return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
+                             _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
+                             and rollup.fits_units(rows))
 
-    def _stage(self, batch: PreparedBatch) -> Any:
-        """The dialect's staged form of a batch (see :class:`PreparedBatch`), or None."""
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
         return None
 
     def write_prepared(self, batch: PreparedBatch) -> int:
@@ -591,11 +586,6 @@ class _DecSum:
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
 
 
-def _register_money(conn: sqlite3.Connection) -> None:
-    conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
-    conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
-
-
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -630,7 +620,8 @@ class SQLiteStore(LedgerStore):
             self._conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
-        _register_money(self._conn)
+        self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
+        self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
         self._conn.execute("PRAGMA temp_store=MEMORY")
         self._stage_attached = False
         self._migrate(setting)
@@ -676,8 +667,8 @@ class SQLiteStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._conn.cursor()
 
-    def _stage(self, batch: PreparedBatch) -> bytes | None:
-        return stage_batch(batch.row_params, batch.run_params) if can_stage() else None
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+        return stage_batch(row_params, run_params) if can_stage() and (row_params or run_params) else None
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
@@ -774,20 +765,6 @@ _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) A
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
-# PostgreSQL params -> SQLite-typed values (times and money as text), for the summing in staging.hour_cells.
-_PG_ROW_TEXT = {ROW_COLUMNS.index("ts"): "ts", **{ROW_COLUMNS.index(c): "money" for c in MONEY_MEASURES}}
-_PG_RUN_TEXT = {RUN_COLUMNS.index("ts"): "ts", RUN_COLUMNS.index("cost"): "money"}
-
-
-def _sqlite_typed(params: tuple, text: Mapping[int, str]) -> tuple:
-    values = list(params)
-    for i, kind in text.items():
-        value = values[i]
-        if value is not None:
-            values[i] = _sqlite_time(value) if kind == "ts" else format_usd(value)
-    return tuple(values)
-
-
 _PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
                     "WHERE aicost_ledger.run_id = o.run_id AND aicost_ledger.outcome IS NULL")
 _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
@@ -868,38 +845,13 @@ class PostgresStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
-    def _stage(self, batch: PreparedBatch) -> tuple[list[str], list[tuple]] | None:
-        """The batch's rollup delta, summed in a private SQLite database by the preparing thread, so the server's
-        one session does not (:func:`~aicost.ledger.staging.hour_cells`). None when it cannot be summed there
-        (an amount past the 60-digit money context): the server then sums it by id, exactly, as NUMERIC."""
-        try:
-            return hour_cells([_sqlite_typed(p, _PG_ROW_TEXT) for p in batch.row_params],
-                              [_sqlite_typed(p, _PG_RUN_TEXT) for p in batch.run_params],
-                              zero=batch.zero, units=batch.units, register=_register_money)
-        except Exception:
-            logger.debug("aicost ledger: a batch's rollups are summed by the server instead", exc_info=True)
-            return None
-
-    def _fold_cells(self, cur: Any, names: list[str], cells: list[tuple], sources: int) -> None:
-        d = rollup.POSTGRESQL
-        cur.execute(rollup.delta_ddl(d))
-        with cur.copy(f"COPY {rollup.DELTA_TABLE} (bucket, dim, value, {', '.join(names)}) FROM STDIN") as copy:
-            for cell in cells:
-                copy.write_row(cell)
-        skip = frozenset(MEASURES) - frozenset(names)
-        for grain in ("hour", "day"):
-            cur.execute(rollup.fold_sql(d, grain, skip, merge=sources > 1))
-
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                staged = batch.staged
                 batch = self._new_in(cur, batch)
-                if batch.staged is None:
-                    staged = None  # some of it was stored: what is new is summed by id
                 if batch.rows:
                     with cur.copy(f"COPY aicost_ledger ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
                         for params in batch.row_params:
@@ -911,10 +863,7 @@ class PostgresStore(LedgerStore):
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
                     cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
-                if staged is not None:
-                    self._fold_cells(cur, *staged, sources=int(bool(batch.rows)) + int(bool(batch.runs)))
-                else:
-                    self._update_rollups(cur, batch.rows, batch.runs)
+                self._update_rollups(cur, batch.rows, batch.runs)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write
