@@ -353,7 +353,8 @@ def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
 def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(tmp_path, spill_dir):
     """With more than one batch queued, the next batch is prepared on the writer's preparing thread while the
     current one is written; close() stops that thread. The at-exit flush writes every batch on its own thread
-    and starts none. Either way every row lands once and the rollups equal the rows."""
+    and starts none, nor does a writer made with prepare_ahead=False. Every row lands once and the rollups equal
+    the rows."""
     import threading
 
     from aicost.ledger import spend
@@ -362,17 +363,17 @@ def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(t
 
     items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3, start=NOW - timedelta(hours=6))))
     rows = [i for i in items if isinstance(i, LedgerRow)]
-    for exiting in (False, True):
-        url = f"sqlite:///{tmp_path / f'pipe-{exiting}.db'}"
-        writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1)
+    for exiting, ahead in ((False, True), (True, True), (False, False)):
+        url = f"sqlite:///{tmp_path / f'pipe-{exiting}-{ahead}.db'}"
+        writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1, prepare_ahead=ahead)
         writer._start = lambda: None  # this thread flushes: the only other thread is the preparing one
         writer._exiting = exiting
         before = set(threading.enumerate())
         writer.add(items)
         assert writer.flush(timeout_s=None)
         preparer = writer._preparer
-        assert (preparer is None) == exiting
-        assert (set(threading.enumerate()) - before == set()) == exiting
+        assert (preparer is None) == (exiting or not ahead)
+        assert (set(threading.enumerate()) - before == set()) == (exiting or not ahead)
         assert writer.stats()["written"] == len(rows) and writer.stats()["runs_written"] == len(items) - len(rows)
         writer.close()
         assert preparer is None or not preparer._thread.is_alive()

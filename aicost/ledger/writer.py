@@ -89,8 +89,9 @@ class LedgerWriter:
 
     def __init__(self, url: str, *, setting: str = "instrument(ledger=...) / AICOST_LEDGER", max_queue: int = 100_000,
                  batch_size: int = 5_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
-                 spill_max_bytes: int = 64 * 1024 * 1024) -> None:
+                 spill_max_bytes: int = 64 * 1024 * 1024, prepare_ahead: bool = True) -> None:
         self.url = url
+        self.prepare_ahead = bool(prepare_ahead)  # a second thread prepares the next batch (see _drain)
         self._setting = setting
         self.max_queue = int(max_queue)
         self.batch_size = int(batch_size)
@@ -198,7 +199,7 @@ class LedgerWriter:
 
     def _drain(self, deadline: float | None) -> None:
         """Write the queue in batches. While one batch is in the database, the next is prepared (rows built and
-        encoded, rollup cells summed: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
+        encoded, on SQLite also staged: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
         because the database drivers release the GIL while the database works."""
         with self._write_lock:
             if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
@@ -221,7 +222,7 @@ class LedgerWriter:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
         a thread may be started: never at exit), else here. The result is a future either way."""
         preparer = self._preparer
-        if preparer is None and pipeline and not self._exiting and not sys.is_finalizing():
+        if preparer is None and pipeline and self.prepare_ahead and not self._exiting and not sys.is_finalizing():
             with self._state_lock:
                 if self._preparer is None and not self._closed:
                     self._preparer = _Preparer()
