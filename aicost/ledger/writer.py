@@ -48,6 +48,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
+_BACKLOG_BATCHES = 4  # a backlog is written in batches of up to this many times batch_size
 
 
 class Record:
@@ -200,17 +201,21 @@ class LedgerWriter:
     def _drain(self, deadline: float | None) -> None:
         """Write the queue in batches. While one batch is in the database, the next is prepared (rows built and
         encoded, on SQLite also staged: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
-        because the database drivers release the GIL while the database works."""
+        because the database drivers release the GIL while the database works. A backlog is written in batches
+        that double up to 4 x ``batch_size``: a rollup cell is updated once per batch, so on PostgreSQL a batch of
+        20,000 costs the server a fifth less per row than four of 5,000."""
         with self._write_lock:
             if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
                 self._replay_spill(deadline)
             ahead: Future | None = None
+            size = self.batch_size
             while True:
                 nxt = None
                 if self._queue and (deadline is None or time.monotonic() <= deadline):
                     batch = []
-                    while self._queue and len(batch) < self.batch_size:
+                    while self._queue and len(batch) < size:
                         batch.append(self._queue.popleft())
+                    size = min(2 * size, _BACKLOG_BATCHES * self.batch_size)
                     nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
                 if ahead is not None:
                     self._store_batch(*ahead.result())
