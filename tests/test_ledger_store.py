@@ -375,9 +375,21 @@ def _rollup_table(store) -> list[tuple]:
     return store._fetch("SELECT * FROM aicost_rollup ORDER BY grain, dim, bucket, value", [])
 
 
-def test_a_staged_sqlite_batch_makes_the_same_rollups_as_the_by_id_sums(tmp_path, monkeypatch):
-    """SQLite writes a batch from its staged image (rows copied in and summed in SQL, outside Python) when none of
-    it is stored yet, and sums by id otherwise: both paths leave identical rows and rollup tables, cell by cell."""
+@pytest.fixture
+def ledger_pair(request, ledger_url, tmp_path):
+    """Two empty ledgers of the same kind (SQLite files, or databases on the PostgreSQL server)."""
+    if ledger_url.startswith("sqlite"):
+        return ledger_url, f"sqlite:///{tmp_path / 'other.db'}"
+    from ledger_helpers import fresh_pg_database
+
+    return ledger_url, fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+def test_a_staged_batch_makes_the_same_rows_and_rollups_as_an_unstaged_one(ledger_pair, monkeypatch):
+    """A batch none of which is stored yet is written from what was staged while preparing it (SQLite: its rows
+    bound into an in-memory image, copied in and summed there by SQL; PostgreSQL: its COPY data, formatted
+    ahead); otherwise row by row and summed by id. Both leave identical rows and rollup tables, cell by cell,
+    a batch for SQLite's Decimal aggregate included."""
     from aicost.ledger import store as store_module
     from aicost.ledger.synthetic import generate
 
@@ -386,13 +398,14 @@ def test_a_staged_sqlite_batch_makes_the_same_rollups_as_the_by_id_sums(tmp_path
     runs = [i for i in items if isinstance(i, FeatureRun)]
     rows[5] = _row(10_000, cost=Decimal("12345678.0000000000001"))  # a batch for the Decimal aggregate
     batches = [(rows[i:i + 250], runs[i // 3:(i + 250) // 3]) for i in range(0, len(rows), 250)]
-    staged = open_store(tmp_path / "staged.db")
+    staged = open_store(ledger_pair[0])
     for batch_rows, batch_runs in batches:
         prepared = staged.prepare(batch_rows, batch_runs)
         assert prepared.staged is not None
         staged.write_prepared(prepared)
     monkeypatch.setattr(store_module, "can_stage", lambda: False)
-    by_id = open_store(tmp_path / "by_id.db")
+    monkeypatch.setattr(store_module.PostgresStore, "_stage", lambda *args: None)
+    by_id = open_store(ledger_pair[1])
     for batch_rows, batch_runs in batches:
         assert by_id.prepare(batch_rows, batch_runs).staged is None
         by_id.write(batch_rows, batch_runs)

@@ -70,13 +70,14 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and, on SQLite, their staged image (:func:`~aicost.ledger.staging.stage_batch`)."""
+    their encoded columns and what the dialect staged of them, used when none of the batch is stored yet: on
+    SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
     row_params: list[tuple]
     run_params: list[tuple]
-    staged: bytes | None = None
+    staged: Any = None
     zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
     units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
 
@@ -845,21 +846,45 @@ class PostgresStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
+        """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
+        this connection's adapters) rather than by the write, which then only sends it. None (the write formats
+        the rows itself) where psycopg does not offer that formatter."""
+        try:
+            from psycopg._copy_base import format_row_text  # psycopg 3.2+: what Copy.write_row calls
+            from psycopg.adapt import Transformer
+        except ImportError:  # pragma: no cover - another psycopg
+            return None
+        conn = self._conn
+        if conn is None:  # reconnecting: the write formats the rows on the new connection
+            return None
+        transformer = Transformer(conn)  # reads the connection's adapters and encoding; no I/O
+        out = []
+        for params in (row_params, run_params):
+            data = bytearray()
+            for values in params:
+                format_row_text(values, transformer, data)
+            out.append(bytes(data))
+        return out[0], out[1]
+
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                batch = self._new_in(cur, batch)
-                if batch.rows:
-                    with cur.copy(f"COPY aicost_ledger ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-                        for params in batch.row_params:
-                            copy.write_row(params)
-                if batch.runs:
-                    with cur.copy(f"COPY aicost_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN") as copy:
-                        for params in batch.run_params:
-                            copy.write_row(params)
+                batch = self._new_in(cur, batch)  # not staged any more if some of it was stored
+                for table, columns, params, data in (
+                        ("aicost_ledger", ROW_COLUMNS, batch.row_params, batch.staged and batch.staged[0]),
+                        ("aicost_runs", RUN_COLUMNS, batch.run_params, batch.staged and batch.staged[1])):
+                    if not params:
+                        continue
+                    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                        if data:
+                            copy.write(data)  # formatted while preparing
+                        else:
+                            for values in params:
+                                copy.write_row(values)
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
                     cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
