@@ -590,18 +590,6 @@ class _DecSum:
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def _sqlite_time(value: datetime) -> str:
-    """A time as SQLite ledgers store it: 'YYYY-MM-DD HH:MM:SS.ffffff', UTC."""
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
-    # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
-    return value.isoformat(" ", "microseconds")[:26]
-
-
-def _money_text(value: Decimal | None) -> str | None:
-    return None if value is None else format_usd(value)
-
-
 class SQLiteStore(LedgerStore):
     dialect = "sqlite"
 
@@ -645,7 +633,10 @@ class SQLiteStore(LedgerStore):
             raise ConfigurationError(f"{setting}: {str(self.path)!r} is not a usable SQLite ledger: {exc}") from exc
 
     def _ts(self, value: datetime) -> str:
-        return _sqlite_time(value)
+        if value.tzinfo is not timezone.utc:
+            value = value.astimezone(timezone.utc)
+        # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
+        return value.isoformat(" ", "microseconds")[:26]
 
     def _money(self, value: Decimal | None) -> str | None:
         return None if value is None else format_usd(value)
@@ -752,7 +743,6 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-# SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
 # A staged batch (aicost.ledger.staging): any of it stored already? Then its rows and runs, copied in.
 _STAGE_STORED = (f"SELECT 1 FROM main.aicost_ledger WHERE span_id IN (SELECT span_id FROM {STAGE}.aicost_ledger) "
                  f"UNION ALL SELECT 1 FROM main.aicost_runs WHERE run_id IN (SELECT run_id FROM {STAGE}.aicost_runs) "
@@ -761,6 +751,7 @@ _STAGE_ROWS = (f"INSERT INTO main.aicost_ledger ({', '.join(ROW_COLUMNS)}) SELEC
                f"FROM {STAGE}.aicost_ledger ORDER BY rowid")
 _STAGE_RUNS = (f"INSERT INTO main.aicost_runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} "
                f"FROM {STAGE}.aicost_runs ORDER BY rowid")
+# SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
 _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) AS o "
                  "WHERE aicost_ledger.run_id = o.key AND aicost_ledger.outcome IS NULL")
 
