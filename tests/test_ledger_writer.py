@@ -403,3 +403,13 @@ def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_
     writer.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).cost == Decimal("2.15")
+
+
+def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
+    from aicost.ledger.writer import _Preparer
+
+    preparer = _Preparer()
+    assert preparer.submit(lambda x: x * 2, 21).result(timeout=5) == 42
+    preparer.stop()
+    assert not preparer._thread.is_alive()
+    assert preparer.submit(lambda x: x * 2, 4).result(timeout=0) == 8  # done on the caller's thread

@@ -230,7 +230,10 @@ class LedgerWriter:
         if preparer is None and pipeline and self.prepare_ahead and not self._exiting and not sys.is_finalizing():
             with self._state_lock:
                 if self._preparer is None and not self._closed:
-                    self._preparer = _Preparer()
+                    try:
+                        self._preparer = _Preparer()
+                    except RuntimeError:  # "can't create new thread at interpreter shutdown": prepared here
+                        pass
                 preparer = self._preparer
         if preparer is not None and not self._exiting and not sys.is_finalizing():
             return preparer.submit(self._prepare, batch)
@@ -489,17 +492,25 @@ class _Preparer:
     """The writer's second thread: prepares the next batch while the writer thread writes the current one."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="aicost-ledger-prepare", daemon=True)
         self._thread.start()
 
     def submit(self, fn: Any, *args: Any) -> Future:
         future: Future = Future()
-        self._jobs.put((future, fn, args))
+        with self._lock:
+            if not self._stopped:
+                self._jobs.put((future, fn, args))
+                return future
+        future.set_result(fn(*args))  # a writer thread that outlived close(): done here, never left waiting
         return future
 
     def stop(self) -> None:
-        self._jobs.put(None)
+        with self._lock:
+            self._stopped = True
+            self._jobs.put(None)  # after every job submitted before it
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
