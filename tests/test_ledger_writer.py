@@ -389,8 +389,8 @@ def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(t
                                                                    r.cost is not None)
 
 
-def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_size(tmp_path, spill_dir,
-                                                                                    monkeypatch):
+def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_size_and_shrink_at_its_end(
+        tmp_path, spill_dir, monkeypatch):
     url = f"sqlite:///{tmp_path / 'backlog.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
     writer._start = lambda: None
@@ -399,7 +399,7 @@ def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_
     monkeypatch.setattr(writer, "_store_batch", lambda rows, *rest: sizes.append(len(rows)) or store_batch(rows, *rest))
     writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(215))
     assert writer.flush()
-    assert sizes == [10, 20, 40, 40, 40, 40, 25] and writer.stats()["written"] == 215
+    assert sizes == [10, 20, 40, 40, 40, 32, 16, 10, 7] and writer.stats()["written"] == 215
     writer.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).cost == Decimal("2.15")
