@@ -367,9 +367,10 @@ class _Call:
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
         """Budgets and policies. A CallRefused propagates (after it is recorded); anything else is swallowed."""
-        if not self.endpoint.billable:
+        interceptors = hooks.interceptors()
+        if not interceptors or not self.endpoint.billable:
             return
-        for interceptor in hooks.interceptors():
+        for interceptor in interceptors:
             try:
                 ticket = interceptor.before_call(self.info)
             except CallRefused as refusal:
@@ -427,21 +428,24 @@ class _Call:
                 pass
             self.otel_token = None
 
-    def _request_attributes(self) -> dict[str, Any]:
-        """Everything about the request and who made it, besides the few attributes set at span start."""
-        extra = dict(self.attribution)
-        if self.info.span_attributes:
-            extra.update(self.info.span_attributes)
+    def _request_attributes(self, attrs: dict[str, Any], tier_keys: tuple[str, str] | None) -> None:
+        """Everything about the request and who made it, besides the few attributes set at span start, added to
+        ``attrs``. ``tier_keys``: ``Integration.tier_attributes`` of the call's provider."""
+        info = self.info
+        telemetry.request_attributes(attrs, self.endpoint.key, self.request, tier_keys)
+        if self.attribution:
+            attrs.update(self.attribution)
+        if info.span_attributes:
+            attrs.update(info.span_attributes)
         if not self.endpoint.billable:
-            extra[s.AICOST_BILLABLE] = False
-        extra.update(telemetry.content_attributes(self.info.kwargs, self.endpoint.shape))
-        return telemetry.request_attributes(self.info.provider, self.endpoint.key, self.request, extra,
-                                            self.integration.tier_attributes(self.info.provider))
+            attrs[s.AICOST_BILLABLE] = False
+        if telemetry.state.capture_content:
+            telemetry.content_attributes(attrs, info.kwargs, self.endpoint.shape)
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
         attrs = telemetry.start_attributes(self.info.provider, self.endpoint.operation, self.request)
-        attrs.update(self._request_attributes())
+        self._request_attributes(attrs, self.integration.tier_attributes(self.info.provider))
         return attrs
 
     def _resolve_span(self) -> Any:
@@ -535,18 +539,18 @@ class _Call:
         try:
             if _records(span):
                 native = span is native_span
-                attrs.update(telemetry.response_attributes(
-                    self.info.provider, meta, self.integration.tier_attributes(self.info.provider)))
+                tier_keys = self.integration.tier_attributes(self.info.provider)
+                telemetry.response_attributes(attrs, meta, tier_keys)
                 if started_early:
-                    attrs.update(self._request_attributes())
+                    self._request_attributes(attrs, tier_keys)
                 if usage is not None:
-                    attrs.update(telemetry.usage_attributes(usage))
+                    telemetry.usage_attributes(attrs, usage)
                     if subs:
                         attrs.update(telemetry.sub_inference_attributes(subs))
                 if invalid is not None:
                     attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
-                    attrs.update(telemetry.cost_attributes(cost))
+                    telemetry.cost_attributes(attrs, cost)
                     if not cost.known:
                         attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or (
                             _NO_PRICE if usage is not None else _NO_USAGE)
@@ -1102,7 +1106,8 @@ def _router_wrapper(integration: Integration, router: Router) -> Callable[..., A
         return async_wrapper
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        routed = found(instance, args, kwargs)
+        # Every request of a patched method passes here too: its check comes first, without a call to found().
+        routed = None if not _instrumented or _active.get() else found(instance, args, kwargs)
         if routed is None:
             return wrapped(*args, **kwargs)
         call = _begin(integration, routed[0], routed[1], routed[2], False, prepare=False)

@@ -62,10 +62,14 @@ def start_attributes(provider: str, operation: str, request: RequestMeta) -> dic
     return attrs
 
 
-def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra: Mapping[str, Any],
-                       tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
+# The *_attributes functions below add to ``attrs``, the one dict a call's span gets at its end (a dict per
+# function, merged, cost more than the rest of their work).
+
+def request_attributes(attrs: dict[str, Any], endpoint: str, request: RequestMeta,
+                       tier_keys: tuple[str, str] | None) -> None:
     """``tier_keys``: the vendor's (request, response) service-tier attributes (``Integration.tier_attributes``)."""
-    attrs: dict[str, Any] = {s.AICOST_ENDPOINT: endpoint, s.AICOST_SPAN_SOURCE: "aicost"}
+    attrs[s.AICOST_ENDPOINT] = endpoint
+    attrs[s.AICOST_SPAN_SOURCE] = "aicost"
     if request.max_tokens is not None:
         attrs[s.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.stream:
@@ -74,9 +78,6 @@ def request_attributes(provider: str, endpoint: str, request: RequestMeta, extra
         attrs[tier_keys[0]] = request.service_tier
     if request.server_address and request.server_port:
         attrs[s.SERVER_PORT] = request.server_port
-    if extra:
-        attrs.update(extra)
-    return attrs
 
 
 def start_span(operation: str, model: str | None, attributes: dict[str, Any], start_time_ns: int | None = None) -> Any:
@@ -92,13 +93,12 @@ def start_span(operation: str, model: str | None, attributes: dict[str, Any], st
         return trace.INVALID_SPAN
 
 
-def usage_attributes(usage: Usage) -> dict[str, Any]:
+def usage_attributes(attrs: dict[str, Any], usage: Usage) -> None:
     if not usage.counts_tokens:  # billed per character (tts-1): no token counts, rather than zeros
-        return {s.AICOST_USAGE_INPUT_CHARACTERS: usage.input_characters}
-    attrs: dict[str, Any] = {
-        s.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-        s.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
-    }
+        attrs[s.AICOST_USAGE_INPUT_CHARACTERS] = usage.input_characters
+        return
+    attrs[s.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+    attrs[s.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
     if usage.cache_read_tokens:
         attrs[s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
     if usage.cache_write_tokens:
@@ -124,12 +124,11 @@ def usage_attributes(usage: Usage) -> dict[str, Any]:
         attrs[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] = usage.web_search_requests
     if usage.estimated:
         attrs[s.AICOST_USAGE_ESTIMATED] = True
-    return attrs
 
 
-def cost_attributes(cost: Any) -> dict[str, Any]:
+def cost_attributes(attrs: dict[str, Any], cost: Any) -> None:
     """``cost`` is an ``aicost.pricing.Cost``. An unknown price is said, never written as $0."""
-    attrs: dict[str, Any] = {s.AICOST_PRICE_KNOWN: bool(cost.known)}
+    attrs[s.AICOST_PRICE_KNOWN] = bool(cost.known)
     if cost.model:
         attrs[s.AICOST_PRICE_MODEL] = cost.model
     if cost.source:
@@ -145,9 +144,12 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
     if cost.known and cost.total is not None:
         total: Decimal = cost.total
         # "0.00021", never "0.00021000" or "2.1E-4": a Cost's total is canonical already (pricing.money), so its
-        # plain text is format_usd's, without normalising it again on every call. The float is read from that text:
+        # plain text is format_usd's, without normalising it again on every call: str() when it has no exponent
+        # (a canonical amount of 1E-6 or more), a third of format()'s cost. The float is read from that text:
         # the same correctly rounded double as float(total), which would write the Decimal out once more.
-        text = format(total, "f")
+        text = str(total)
+        if "E" in text:
+            text = format(total, "f")
         attrs[s.GEN_AI_USAGE_COST] = float(text)
         attrs[s.AICOST_COST_TOTAL] = text
         for part, amount in cost.parts.items():  # zero parts say nothing: each attribute costs time on the call
@@ -156,7 +158,6 @@ def cost_attributes(cost: Any) -> dict[str, Any]:
                 if name is None:
                     name = _PART_ATTRIBUTES[part] = f"{s.AICOST_COST_PREFIX}{part}_usd"
                 attrs[name] = float(amount)
-    return attrs
 
 
 _PART_ATTRIBUTES: dict[str, str] = {}  # token class -> attribute name, built once per class
@@ -180,8 +181,7 @@ def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:
     return attrs
 
 
-def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str, str] | None = None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
+def response_attributes(attrs: dict[str, Any], meta: ResponseMeta, tier_keys: tuple[str, str] | None) -> None:
     if meta.model:
         attrs[s.GEN_AI_RESPONSE_MODEL] = meta.model
     if meta.response_id:
@@ -196,21 +196,18 @@ def response_attributes(provider: str, meta: ResponseMeta, tier_keys: tuple[str,
         attrs[s.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
             [{"role": "assistant", "parts": [{"type": "text", "content": meta.output_text}]}]
         )
-    return attrs
 
 
-def content_attributes(kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> dict[str, Any]:
+def content_attributes(attrs: dict[str, Any], kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> None:
     """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
     endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
     if not state.capture_content:
-        return {}
-    attrs: dict[str, Any] = {}
+        return
     content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))
     if content.get("input") is not None:
         attrs[s.GEN_AI_INPUT_MESSAGES] = json.dumps(content["input"], default=str)
     if content.get("system") is not None:
         attrs[s.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(content["system"], default=str)
-    return attrs
 
 
 def set_error(span: Any, error_type: str, description: str | None = None) -> None:

@@ -74,7 +74,10 @@ def test_price_call_returns_canonical_amounts() -> None:
 
 
 _rates = st.decimals(allow_nan=False, allow_infinity=False, min_value=Decimal("0"), max_value=Decimal("1000"),
-                     places=None).filter(lambda d: d.is_zero() or -8 <= d.adjusted() <= 3)
+                     places=None).filter(lambda d: d.is_zero() or (-8 <= d.adjusted() <= 3
+                                                                   and len(d.as_tuple().digits) <= 40))
+# (Real rates have a few digits; a 61-digit one cannot be held exactly in aicost's 60-digit money context, which
+# refuses it with decimal.Inexact when the price is built.)
 
 
 @settings(max_examples=400, deadline=None)

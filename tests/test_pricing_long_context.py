@@ -129,6 +129,28 @@ def test_price_call_follows_the_same_rule() -> None:
     assert gemini.tier == "input>200000" and gemini.tier_reason == "input_over_threshold"
 
 
+def test_a_long_context_hint_given_as_a_callable_is_asked_only_when_the_input_crosses_a_threshold() -> None:
+    # The Anthropic integration passes its header scan uncalled: nearly no call is large enough to need it.
+    asked: list[int] = []
+
+    def enabled(answer: bool):
+        def ask() -> bool:
+            asked.append(1)
+            return answer
+        return ask
+
+    small = price_call("anthropic", MODEL, Usage(input_tokens=9, output_tokens=2), long_context=enabled(False))
+    assert small.tier_reason is None and asked == []
+    usage = Usage(input_tokens=INPUT, output_tokens=OUTPUT, web_search_requests=SEARCHES)
+    assert price_call("anthropic", MODEL, usage, long_context=enabled(False)).total == BASE
+    assert price_call("anthropic", MODEL, usage, long_context=enabled(True)).total == PREMIUM
+    assert len(asked) == 2
+    # A model whose bands apply by input alone never asks.
+    gemini = price_call("gcp.gemini", "gemini-2.5-pro", Usage(input_tokens=250_000, output_tokens=10),
+                        long_context=enabled(False))
+    assert gemini.tier == "input>200000" and len(asked) == 2
+
+
 def paused_search_stream() -> Reply:
     """The same paused search turn, streamed: usage in message_start, cumulative totals in message_delta."""
     from vendor_server import sse

@@ -466,6 +466,27 @@ def test_calls_carry_the_project_and_a_key_fingerprint_never_the_key(instrumente
     assert OPENAI_KEY not in json.dumps(row.to_dict())
 
 
+def test_the_identity_follows_a_client_whose_key_organization_or_project_changes():
+    # Remembered per client while the key, organization and project are the same objects: a client given another
+    # key (openai refreshes one from a provider) is named by that key from its next call on.
+    from types import SimpleNamespace
+
+    from aicost.integrations.identity import client_identity
+
+    client = SimpleNamespace(api_key="sk-one", organization="org_a", project=None)
+    resource = SimpleNamespace(_client=client)
+    first = client_identity(resource)
+    assert first == {"aicost.client.api_key.fingerprint": key_fingerprint("sk-one"), "aicost.client.organization": "org_a"}
+    first["aicost.budget.reserved_usd"] = "1"  # a budget adds to the call's own dict: never to the next call's
+    assert client_identity(resource) == {"aicost.client.api_key.fingerprint": key_fingerprint("sk-one"),
+                                         "aicost.client.organization": "org_a"}
+    client.api_key = "sk-two"
+    assert client_identity(resource)["aicost.client.api_key.fingerprint"] == key_fingerprint("sk-two")
+    client.organization, client.project = None, "proj_b"
+    assert client_identity(resource) == {"aicost.client.api_key.fingerprint": key_fingerprint("sk-two"),
+                                         "aicost.client.project": "proj_b"}
+
+
 def test_the_fingerprint_is_stable_and_documented():
     # HMAC-SHA256(key=b"aicost api-key fingerprint v1", msg=key)[:16 hex]: the same in every process and version
     import hashlib

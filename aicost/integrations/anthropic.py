@@ -19,6 +19,7 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
+from functools import partial
 from typing import Any, Callable
 
 from opentelemetry import trace
@@ -128,7 +129,8 @@ def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
     """Whether the request enabled Claude's 1M-token context window (``pricing.names.enables_long_context``), the
     only case Anthropic bills its long-context rates: in ``betas=[...]`` (``beta.messages``), an ``anthropic-beta``
     header in ``extra_headers``, or the client's ``default_headers``. Without it the window is 200K tokens.
-    Read on every call: what is absent (the common case) costs a lookup each."""
+    Asked only when a call's input crosses a price band (``request_meta`` passes it to pricing uncalled): the
+    header scan would otherwise cost every call, and nearly no call is that large."""
     betas = kwargs.get("betas")
     if betas and enables_long_context(betas):
         return True
@@ -550,7 +552,7 @@ class AnthropicIntegration(StainlessIntegration):
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
-            price_hints={"long_context": long_context_enabled(resource, kwargs)} if endpoint.billable else None,
+            price_hints={"long_context": partial(long_context_enabled, resource, kwargs)} if endpoint.billable else None,
         )
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:

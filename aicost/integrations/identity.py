@@ -37,8 +37,17 @@ def key_fingerprint(api_key: str) -> str:
     return hmac.new(FINGERPRINT_DOMAIN, api_key.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
+# id(client) -> (api key, organization, project, the attributes they give): a call reads the three (a client may
+# be given another key: openai 3.x refreshes a key from a provider per request) and reuses the attributes while each
+# is the very object they were made from. The entry holds those objects, so an id reused by another client can only
+# match that client's own identical ones. Bounded like the SDK's own caches: cleared when full.
+_remembered: dict[int, tuple[Any, Any, Any, dict[str, str]]] = {}
+_MAX_REMEMBERED = 256
+
+
 def client_identity(resource: Any) -> dict[str, str]:
-    """The span attributes naming the account behind an SDK resource (``resource._client``); {} if unknown."""
+    """The span attributes naming the account behind an SDK resource (``resource._client``); {} if unknown. A new
+    dict each call (the call's ``CallInfo.span_attributes``, which budgets and pools add to)."""
     try:
         client = resource._client
         key = client.api_key
@@ -46,6 +55,9 @@ def client_identity(resource: Any) -> dict[str, str]:
         project = getattr(client, "project", None)
     except Exception:  # not a Stainless client (or a property that fails): no identity, the call goes on
         return {}
+    hit = _remembered.get(id(client))
+    if hit is not None and hit[0] is key and hit[1] is organization and hit[2] is project:
+        return hit[3].copy()
     out: dict[str, str] = {}
     if isinstance(key, str) and key:
         out[KEY_FINGERPRINT] = key_fingerprint(key)
@@ -53,4 +65,7 @@ def client_identity(resource: Any) -> dict[str, str]:
         out[ORGANIZATION] = organization
     if isinstance(project, str) and project:
         out[PROJECT] = project
-    return out
+    if len(_remembered) >= _MAX_REMEMBERED:
+        _remembered.clear()
+    _remembered[id(client)] = (key, organization, project, out)
+    return out.copy()

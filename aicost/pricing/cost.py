@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..usage import Usage
 from .money import canonical, canonicalize_parts, format_usd
@@ -287,7 +287,8 @@ class ModelPrice:
                 return band
         return self._base
 
-    def cost(self, usage: Usage, *, web_search_tool: str | None = None, long_context: bool | None = None,
+    def cost(self, usage: Usage, *, web_search_tool: str | None = None,
+             long_context: bool | Callable[[], bool | None] | None = None,
              steps: tuple[Usage, ...] | None = None) -> Cost:
         """Price one call. Each token is priced once: subsets are subtracted from their parent bucket.
 
@@ -295,7 +296,9 @@ class ModelPrice:
         ``long_context``: whether the request enabled the model's long context (Anthropic: the ``context-1m``
         beta). For a model whose bands need it (``long_context_opt_in``), ``False`` keeps base rates whatever the
         reported input: without the opt-in no single request can exceed the base window, so a larger figure is
-        a sum over a server-side tool loop. ``None`` (not known) prices the reported input as one request.
+        a sum over a server-side tool loop. ``None`` (not known) prices the reported input as one request. A
+        zero-argument callable giving one of those is asked only when the input crosses a threshold (reading the
+        request's headers would otherwise cost every call, and nearly no call is that large).
         ``steps``: the call ran several sampling steps, each billed by its own input (a server-side tool loop):
         their usages, which add up to ``usage``, or ``()`` when their sizes are unknown (see :meth:`_by_step`).
         None: one request. Consulted only when the call's input crosses a threshold.
@@ -303,7 +306,7 @@ class ModelPrice:
         input_tokens = usage.input_tokens
         for candidate in self._bands:
             if input_tokens > candidate.threshold:
-                if long_context is False and self.long_context_opt_in:
+                if self.long_context_opt_in and (long_context() if callable(long_context) else long_context) is False:
                     return self._priced(self._base, usage, web_search_tool, None, TIER_LONG_CONTEXT_NOT_ENABLED)
                 if steps is not None:
                     return self._by_step(usage, steps, web_search_tool)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .._log import log_once
 from ..usage import Usage
@@ -288,7 +288,7 @@ def catalog_providers() -> tuple[str, ...]:
 
 def price_call(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
                at: datetime | None = None, web_search_tool: str | None = None,
-               fallback_model: str | None = None, long_context: bool | None = None,
+               fallback_model: str | None = None, long_context: bool | Callable[[], bool | None] | None = None,
                steps: tuple[Usage, ...] | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
 
@@ -298,7 +298,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown.
     ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
     beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
-    reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request.
+    reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request; a
+    callable giving one of those is asked only when the input crosses a threshold (``ModelPrice.cost``).
     ``steps``: the call ran several sampling steps, each billed by its own input (with the beta on, a server-side
     tool loop): their usages, adding up to ``usage``, or ``()`` when the vendor did not report them
     (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
@@ -306,7 +307,9 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     try:
         if service_tier is not None and type(service_tier) is not str:
             service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-        price = _price_at(provider, model, service_tier, at)
+        # current_price directly in the common case (no ``at``): this runs on every call.
+        price = current_price(provider, model, service_tier) if at is None else _price_at(provider, model,
+                                                                                             service_tier, at)
         if price is None and fallback_model:
             price = _price_at(provider, fallback_model, service_tier, at)
             model = fallback_model if price is not None else model
