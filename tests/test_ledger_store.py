@@ -369,3 +369,77 @@ def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(ledg
     (group,) = spend(store, T0.replace(hour=0, minute=0, second=0), T0 + timedelta(days=2), ["feature"])
     assert (group.calls, group.runs, group.succeeded_runs) == (3, 1, 1)
     store.close()
+
+
+def _rollup_table(store) -> list[tuple]:
+    return store._fetch("SELECT * FROM aicost_rollup ORDER BY grain, dim, bucket, value", [])
+
+
+@pytest.fixture
+def ledger_pair(request, ledger_url, tmp_path):
+    """Two empty ledgers of the same kind (SQLite files, or databases on the PostgreSQL server)."""
+    if ledger_url.startswith("sqlite"):
+        return ledger_url, f"sqlite:///{tmp_path / 'other.db'}"
+    from ledger_helpers import fresh_pg_database
+
+    return ledger_url, fresh_pg_database(request.getfixturevalue("pg_server"))
+
+
+def test_a_staged_batch_makes_the_same_rows_and_rollups_as_an_unstaged_one(ledger_pair, monkeypatch):
+    """A batch none of which is stored yet is written from what was staged while preparing it (SQLite: its rows
+    bound into an in-memory image, copied in and summed there by SQL; PostgreSQL: its COPY data, formatted
+    ahead); otherwise row by row and summed by id. Both leave identical rows and rollup tables, cell by cell,
+    a batch for SQLite's Decimal aggregate included."""
+    from aicost.ledger import store as store_module
+    from aicost.ledger.synthetic import generate
+
+    items = list(generate(Profile(days=1, teams=4, customers=6, calls=900, seed=7)))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    runs = [i for i in items if isinstance(i, FeatureRun)]
+    rows[5] = _row(10_000, cost=Decimal("12345678.0000000000001"))  # a batch for the Decimal aggregate
+    batches = [(rows[i:i + 250], runs[i // 3:(i + 250) // 3]) for i in range(0, len(rows), 250)]
+    staged = open_store(ledger_pair[0])
+    for batch_rows, batch_runs in batches:
+        prepared = staged.prepare(batch_rows, batch_runs)
+        assert prepared.staged is not None
+        staged.write_prepared(prepared)
+    monkeypatch.setattr(store_module, "can_stage", lambda: False)
+    monkeypatch.setattr(store_module.PostgresStore, "_stage", lambda *args: None)
+    by_id = open_store(ledger_pair[1])
+    for batch_rows, batch_runs in batches:
+        assert by_id.prepare(batch_rows, batch_runs).staged is None
+        by_id.write(batch_rows, batch_runs)
+    assert _rollup_table(staged) == _rollup_table(by_id)
+    columns = "SELECT * FROM aicost_ledger ORDER BY span_id"
+    assert staged._fetch(columns, []) == by_id._fetch(columns, [])
+    staged.close()
+    by_id.close()
+
+
+def test_sqlite_adds_and_writes_money_in_sql_exactly_as_decimal_does(tmp_path):
+    """The folds add two rollup amounts as integers in SQL when both fit (at most 12 decimals, under $1 million),
+    and the integer sums come back as aicost's canonical decimal text: equal, digit for digit, to Decimal."""
+    from hypothesis import given, settings, strategies as st
+
+    from aicost.ledger.rollup import SQLITE
+    from aicost.pricing.money import format_usd
+
+    store = open_store(tmp_path / "m.db")
+    add = f"SELECT {SQLITE.money_add(':a', ':b')}"
+    text = f"SELECT {SQLITE.from_units(':n')}"
+    amounts = st.one_of(st.decimals(min_value=-2_000_000, max_value=2_000_000, places=12, allow_nan=False),
+                        st.decimals(min_value=-10**9, max_value=10**9, places=15, allow_nan=False),
+                        st.sampled_from([Decimal("0"), Decimal("999999.999999999999"), Decimal("-0.5"),
+                                         Decimal("1000000"), Decimal("10"), Decimal("0.000000000001")]))
+
+    @settings(max_examples=400, deadline=None)
+    @given(amounts, amounts)
+    def check(a, b):
+        a_text, b_text = format_usd(a), format_usd(b)
+        assert store._fetch(add, {"a": a_text, "b": b_text}) == [(format_usd(a + b),)]
+        if abs(a) < 9_000_000 and a == a.quantize(Decimal("1E-12")):  # a 64-bit integer of pico-dollars
+            units = int(a.scaleb(12))
+            assert store._fetch(text, {"n": units}) == [(a_text,)]
+
+    check()
+    store.close()

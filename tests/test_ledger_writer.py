@@ -348,3 +348,68 @@ def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
     assert _nearest_feature("http2", parents, {"feat"}) is None  # in no feature
     assert _nearest_feature("elsewhere", parents, {"feat"}) == "elsewhere"  # parent exported in another batch
     assert _nearest_feature(None, parents, {"feat"}) is None
+
+
+def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(tmp_path, spill_dir):
+    """With more than one batch queued, the next batch is prepared on the writer's preparing thread while the
+    current one is written; close() stops that thread. The at-exit flush writes every batch on its own thread
+    and starts none, nor does a writer made with prepare_ahead=False. Every row lands once and the rollups equal
+    the rows."""
+    import threading
+
+    from aicost.ledger import spend
+    from aicost.ledger.row import FeatureRun
+    from aicost.ledger.synthetic import Profile, generate
+
+    items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3, start=NOW - timedelta(hours=6))))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    for exiting, ahead in ((False, True), (True, True), (False, False)):
+        url = f"sqlite:///{tmp_path / f'pipe-{exiting}-{ahead}.db'}"
+        writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1, prepare_ahead=ahead)
+        writer._start = lambda: None  # this thread flushes: the only other thread is the preparing one
+        writer._exiting = exiting
+        before = set(threading.enumerate())
+        writer.add(items)
+        assert writer.flush(timeout_s=None)
+        preparer = writer._preparer
+        assert (preparer is None) == (exiting or not ahead)
+        assert (set(threading.enumerate()) - before == set()) == (exiting or not ahead)
+        assert writer.stats()["written"] == len(rows) and writer.stats()["runs_written"] == len(items) - len(rows)
+        writer.close()
+        assert preparer is None or not preparer._thread.is_alive()
+        with open_store(url, create=False) as store:
+            first, last = store.time_range()
+            end = last + timedelta(seconds=1)
+            raw = {g.key["team"]: (g.calls, g.cost, g.runs) for g in spend(store, first, end, ["team"])}
+            whole_hours = (first.replace(minute=0, second=0, microsecond=0),
+                           (last + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0))
+            rolled = {g.key["team"]: (g.calls, g.cost, g.runs) for g in spend(store, *whole_hours, ["team"])}
+            assert raw == rolled and sum(c for c, _, _ in raw.values()) == sum(r.kind == CALL for r in rows)
+            assert sum(cost for _, cost, _ in raw.values()) == sum(r.cost for r in rows if r.kind == CALL and
+                                                                   r.cost is not None)
+
+
+def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_size_and_shrink_at_its_end(
+        tmp_path, spill_dir, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'backlog.db'}"
+    writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
+    writer._start = lambda: None
+    sizes = []
+    store_batch = writer._store_batch
+    monkeypatch.setattr(writer, "_store_batch", lambda rows, *rest: sizes.append(len(rows)) or store_batch(rows, *rest))
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(215))
+    assert writer.flush()
+    assert sizes == [10, 20, 40, 40, 40, 32, 16, 10, 7] and writer.stats()["written"] == 215
+    writer.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).cost == Decimal("2.15")
+
+
+def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
+    from aicost.ledger.writer import _Preparer
+
+    preparer = _Preparer()
+    assert preparer.submit(lambda x: x * 2, 21).result(timeout=5) == 42
+    preparer.stop()
+    assert not preparer._thread.is_alive()
+    assert preparer.submit(lambda x: x * 2, 4).result(timeout=0) == 8  # done on the caller's thread

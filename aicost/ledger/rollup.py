@@ -20,7 +20,7 @@ it is never rounded). See :mod:`aicost.ledger.store`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .row import TOKEN_FIELDS
@@ -61,11 +61,40 @@ class Dialect:
     upsert_twice: bool = False
 
 
+_UNIT = 10**UNIT_DIGITS
+
+
+def _sqlite_units(x: str) -> str:
+    """SQLite: a canonical money text as integer units of the integer path. '0.0002025' -> 2025 * 10**(12 - 7):
+    the digits without the point, times 10 to the missing places. Exact only for texts with at most UNIT_DIGITS
+    decimals that fit (:func:`fits_units`, :func:`_sqlite_fits`)."""
+    return (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('{_UNIT}', 1, {UNIT_DIGITS + 1} - "
+            f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)")
+
+
+def _sqlite_units_text(n: str) -> str:
+    """SQLite: integer units back to canonical money text (as :func:`aicost.pricing.money.format_usd` writes it:
+    no trailing zeros, no exponent, '0' for zero), in SQL: no Python call, so SQLite keeps running without the
+    GIL while the writer's other thread works."""
+    return (f"CASE WHEN {n} = 0 THEN '0' ELSE (CASE WHEN {n} < 0 THEN '-' ELSE '' END) || "
+            f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', abs({n}) / {_UNIT}, abs({n}) % {_UNIT}), '0'), '.') END")
+
+
+def _sqlite_fits(x: str) -> str:
+    """SQLite: whether a money text has at most UNIT_DIGITS decimals and under a million dollars (two such add up
+    to far less than a 64-bit integer of units)."""
+    return (f"(CASE WHEN instr({x}, '.') THEN instr({x}, '.') - (substr({x}, 1, 1) = '-') <= 7 "
+            f"AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} ELSE length({x}) - (substr({x}, 1, 1) = '-') <= 6 END)")
+
+
 SQLITE = Dialect(
     name="sqlite",
     # FILTER: the Python aggregate is only called for amounts that add something (most are NULL or '0').
     money_sum=lambda e: f"COALESCE(aicost_dec_sum({e}) FILTER (WHERE {e} <> '0'), '0')",
-    money_add=lambda a, b: f"CASE WHEN {b} = '0' THEN {a} ELSE aicost_dec_add({a}, {b}) END",
+    # Two amounts that fit are added as integers in SQL; others (huge totals, more decimals) exactly in Python.
+    money_add=lambda a, b: (f"CASE WHEN {b} = '0' THEN {a} WHEN {_sqlite_fits(a)} AND {_sqlite_fits(b)} "
+                            f"THEN {_sqlite_units_text(f'({_sqlite_units(a)} + {_sqlite_units(b)})')} "
+                            f"ELSE aicost_dec_add({a}, {b}) END"),
     hour=lambda t: f"substr({t}, 1, 13) || ':00:00.000000'",
     day=lambda t: f"substr({t}, 1, 10) || ' 00:00:00.000000'",
     day_text=lambda t: f"substr({t}, 1, 10)",
@@ -74,12 +103,9 @@ SQLITE = Dialect(
     tag_value="json_extract(tags, '$.\"' || ? || '\"')",
     money_type="TEXT",
     ts_type="TEXT",
-    # '0.0002025' -> 2025 * 10**(12 - 7): the digits without the point, times 10 to the missing places. Only
-    # used on batches whose every amount has at most UNIT_DIGITS decimals and fits (fits_units), so it is exact.
-    to_units=lambda x: (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('{10 ** UNIT_DIGITS}', 1, "
-                        f"{UNIT_DIGITS + 1} - "
-                        f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)"),
-    from_units=lambda n: f"CASE WHEN {n} = 0 THEN '0' ELSE aicost_units_text({n}) END",
+    # Only used on batches whose every amount has at most UNIT_DIGITS decimals and fits (fits_units): exact.
+    to_units=_sqlite_units,
+    from_units=_sqlite_units_text,
     upsert_twice=True,
 )
 POSTGRESQL = Dialect(
@@ -189,7 +215,7 @@ _SOURCES = {"rows": ("aicost_ledger", row_measures, ROW_DIMS), "runs": ("aicost_
 
 def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = ("hour", "day"),
                dims: tuple[str, ...] | None = None, zero: frozenset[str] = frozenset(),
-               units: bool = False) -> list[tuple[str, str | None]]:
+               units: bool = False, schema: str = "") -> list[tuple[str, str | None]]:
     """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
     'runs' -> on aicost_runs) to the rollups at ``grains``: per source a delta insert (:func:`delta_sql`), then
     the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
@@ -203,7 +229,8 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
         _, measures, _ = _SOURCES[source]
         dead = zero | frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
         live.update(m for m in MEASURES if m not in dead)
-        out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows"), source))
+        out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows",
+                              schema=schema), source))
     skip = frozenset(MEASURES) - live
     out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice), None) for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", None))
@@ -211,7 +238,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
 
 
 def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None = None,
-              zero: frozenset[str] = frozenset(), units: bool = False) -> str:
+              zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
     """``INSERT INTO aicost_delta``: the hour cells of the ``source`` ('rows': aicost_ledger, 'runs': aicost_runs)
     rows matching ``where`` (an SQL condition), for every rollup dimension (or ``dims``).
 
@@ -219,7 +246,8 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
     dimension and grouped. ``zero``: measures the caller knows are 0 in every row summed (most token classes in a
     typical batch, every call measure for runs), left out (the delta's default, 0): the sums are most of the
     statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows summed; the
-    dialect's ``to_units``), written back to the delta in the dialect's money type."""
+    dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read the source
+    table of that attached database (a staged batch, :mod:`aicost.ledger.staging`)."""
     names = [m for m in MEASURES if m not in zero]
     table, measures_of, dim_cols = _SOURCES[source]
     live = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
@@ -236,7 +264,7 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
     cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
     inner_cols = ", ".join(inner)
     ctes = [f"s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, {cols} "
-            f"FROM {table} WHERE {where})"]
+            f"FROM {schema + '.' if schema else ''}{table} WHERE {where})"]
     # The rows are summed per hour in steps, each step reading the one before (several times fewer rows each), so
     # the arms that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider,
     # tags) -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer).

@@ -28,6 +28,8 @@ import os
 import re
 import sqlite3
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -40,6 +42,7 @@ from ..pricing.money import format_usd
 from . import schema
 from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
+from .staging import STAGE, can_stage, stage_batch
 from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
@@ -58,8 +61,37 @@ FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _OUTCOME_AT = ROW_COLUMNS.index("outcome")
+_SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
+    their encoded columns and what the dialect staged of them, used when none of the batch is stored yet: on
+    SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data."""
+
+    rows: list[LedgerRow]
+    runs: list[FeatureRun]
+    row_params: list[tuple]
+    run_params: list[tuple]
+    staged: Any = None
+    zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
+    units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
+
+
+def _unique(items: Sequence[Any], key: str) -> list[Any]:
+    """``items`` with each ``key`` once (the first)."""
+    seen: dict[str, Any] = {}
+    for item in items:
+        seen.setdefault(getattr(item, key), item)
+    return list(seen.values()) if len(seen) < len(items) else list(items)
+
+
+def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
+    """The token classes that are 0 in every row (not summed)."""
+    return frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
 
 
 class LedgerSchemaError(ConfigurationError):
@@ -159,7 +191,10 @@ class LedgerStore:
     def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
         """:meth:`row_params` of each row; a row whose feature run finished in this same batch gets the run's
         outcome here, at insert, rather than from the outcome update after it (which would write it twice)."""
-        params = list(map(self.row_params, rows))
+        params: list[tuple] = []
+        for i in range(0, len(rows), _SLICE):
+            params += map(self.row_params, rows[i:i + _SLICE])
+            time.sleep(0)  # lets the writer thread take the GIL now, not after the 5 ms switch interval
         if runs:
             outcome_of = {run.run_id: run.outcome for run in runs}
             for i, row in enumerate(rows):
@@ -180,11 +215,45 @@ class LedgerStore:
         """
         if not rows and not runs:
             return 0
-        with self._lock, self._unreachable_as_unavailable():
-            return self._write(rows, runs)
+        return self.write_prepared(self.prepare(rows, runs))
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun] = ()) -> PreparedBatch:
+        """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
+        and, on SQLite, staged (:mod:`aicost.ledger.staging`). Safe to call on another thread while this store
+        writes: the background writer prepares the next batch meanwhile."""
+        rows = _unique(rows, "span_id")
+        runs = _unique(runs, "run_id")
+        row_params = self._rows_params(rows, runs)
+        run_params = [self.run_params(r) for r in runs]
+        return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
+                             _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
+                             and rollup.fits_units(rows))
+
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+        return None
+
+    def write_prepared(self, batch: PreparedBatch) -> int:
+        """:meth:`write` of a batch :meth:`prepare` made (by this store or another of the same dialect)."""
+        if not batch.rows and not batch.runs:
+            return 0
+        with self._lock, self._unreachable_as_unavailable():
+            return self._write(batch)
+
+    def _write(self, batch: PreparedBatch) -> int:
         raise NotImplementedError
+
+    def _new_in(self, cur: Any, batch: PreparedBatch) -> PreparedBatch:
+        """The part of ``batch`` not stored yet (one query per table, inside the write transaction). When all of
+        it is new, ``batch`` itself; otherwise the new rows and runs, re-encoded (a row takes its run's outcome at
+        insert only when the run is new too): their rollups are then summed by id, in the database, so a row
+        stored before is never counted again."""
+        stored_rows = self._stored(cur, "aicost_ledger", "span_id", [r.span_id for r in batch.rows])
+        stored_runs = self._stored(cur, "aicost_runs", "run_id", [r.run_id for r in batch.runs])
+        if not stored_rows and not stored_runs:
+            return batch
+        rows = [r for r in batch.rows if r.span_id not in stored_rows]
+        runs = [r for r in batch.runs if r.run_id not in stored_runs]
+        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs])
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -209,17 +278,12 @@ class LedgerStore:
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
 
-    def _fresh(self, cur: Any, table: str, key: str, items: Sequence[Any]) -> list[Any]:
-        """The items whose key is neither stored nor repeated earlier in the batch (one query)."""
-        seen: dict[str, Any] = {}
-        for item in items:
-            seen.setdefault(getattr(item, key), item)
-        if seen:
-            cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"),
-                        [self._id_list(list(seen))])
-            for (found,) in cur.fetchall():
-                seen.pop(found, None)
-        return list(seen.values())
+    def _stored(self, cur: Any, table: str, key: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are stored in ``table`` already (one query)."""
+        if not ids:
+            return set()
+        cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(ids)])
+        return {found for (found,) in cur.fetchall()}
 
     def _update_rollups(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> None:
         """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL."""
@@ -232,9 +296,8 @@ class LedgerStore:
             wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
             wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        zero = frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
         units = d.to_units is not None and rollup.fits_units(rows)
-        for sql, source in rollup.rollup_sql(d, wheres, zero=zero, units=units):
+        for sql, source in rollup.rollup_sql(d, wheres, zero=_zero_tokens(rows), units=units):
             if source is None:
                 cur.execute(sql)
             else:
@@ -542,11 +605,6 @@ def _dec_add(a: Any, b: Any) -> str:
     return decimal_text(MONEY.add(Decimal(a or 0), Decimal(b or 0)))  # type: ignore[return-value]
 
 
-def _units_text(units: int) -> str:
-    """SQLite function ``aicost_units_text(n)``: n units of the integer path (rollup.UNIT_DIGITS) as decimal text."""
-    return decimal_text(Decimal(units).scaleb(-rollup.UNIT_DIGITS))  # type: ignore[return-value]
-
-
 class _DecSum:
     """SQLite aggregate ``aicost_dec_sum(text)``: the exact sum of decimal texts, as canonical text ('0' for none).
     Steps only collect the texts (the per-row callback is the cost; NULLs are skipped); the sum is one C-level
@@ -649,8 +707,8 @@ class SQLiteStore(LedgerStore):
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
         self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
-        self._conn.create_function("aicost_units_text", 1, _units_text, deterministic=True)
         self._conn.execute("PRAGMA temp_store=MEMORY")
+        self._stage_attached = False
         self._migrate(setting)
 
     def _migrate(self, setting: str) -> None:
@@ -697,24 +755,48 @@ class SQLiteStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._conn.cursor()
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+        return stage_batch(row_params, run_params) if can_stage() and (row_params or run_params) else None
+
+    def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
+        if batch.staged is not None:
+            self._attach_stage(batch.staged)
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            rows = self._fresh(cur, "aicost_ledger", "span_id", rows)
-            runs = self._fresh(cur, "aicost_runs", "run_id", runs)
-            cur.executemany(_INSERT_ROW, self._rows_params(rows, runs))
-            cur.executemany(_INSERT_RUN, [self.run_params(r) for r in runs])
-            outcomes = self._outcomes(cur, rows, runs)
-            if outcomes:
-                cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
-            self._update_rollups(cur, rows, runs)
+            if batch.staged is not None and not cur.execute(_STAGE_STORED).fetchone():
+                cur.execute(_STAGE_ROWS)  # all new: the staged rows and runs go in as they are, and are summed
+                cur.execute(_STAGE_RUNS)
+                self._set_outcomes(cur, batch)
+                cur.execute(rollup.delta_ddl(rollup.SQLITE))
+                sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
+                for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
+                                                schema=STAGE):
+                    cur.execute(sql)
+            else:
+                batch = self._new_in(cur, batch)
+                cur.executemany(_INSERT_ROW, batch.row_params)
+                cur.executemany(_INSERT_RUN, batch.run_params)
+                self._set_outcomes(cur, batch)
+                self._update_rollups(cur, batch.rows, batch.runs)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return len(rows)
+        return len(batch.rows)
+
+    def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
+        outcomes = self._outcomes(cur, batch.rows, batch.runs)
+        if outcomes:
+            cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
+
+    def _attach_stage(self, image: bytes) -> None:
+        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction)."""
+        if not self._stage_attached:
+            self._conn.execute(f"ATTACH DATABASE ':memory:' AS {STAGE}")
+            self._stage_attached = True
+        self._conn.deserialize(image, name=STAGE)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._conn
@@ -789,6 +871,14 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+# A staged batch (aicost.ledger.staging): any of it stored already? Then its rows and runs, copied in.
+_STAGE_STORED = (f"SELECT 1 FROM main.aicost_ledger WHERE span_id IN (SELECT span_id FROM {STAGE}.aicost_ledger) "
+                 f"UNION ALL SELECT 1 FROM main.aicost_runs WHERE run_id IN (SELECT run_id FROM {STAGE}.aicost_runs) "
+                 "LIMIT 1")
+_STAGE_ROWS = (f"INSERT INTO main.aicost_ledger ({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} "
+               f"FROM {STAGE}.aicost_ledger ORDER BY rowid")
+_STAGE_RUNS = (f"INSERT INTO main.aicost_runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} "
+               f"FROM {STAGE}.aicost_runs ORDER BY rowid")
 # SQLite: every run's outcome in one statement (a JSON object run_id -> outcome), not one statement per run.
 _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) AS o "
                  "WHERE aicost_ledger.run_id = o.key AND aicost_ledger.outcome IS NULL")
@@ -876,31 +966,54 @@ class PostgresStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
-    def _write(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> int:
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
+        """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
+        this connection's adapters) rather than by the write, which then only sends it. None (the write formats
+        the rows itself) where psycopg does not offer that formatter."""
+        try:
+            from psycopg._copy_base import format_row_text  # psycopg 3.2+: what Copy.write_row calls
+            from psycopg.adapt import Transformer
+        except ImportError:  # pragma: no cover - another psycopg
+            return None
+        conn = self._conn
+        if conn is None:  # reconnecting: the write formats the rows on the new connection
+            return None
+        transformer = Transformer(conn)  # reads the connection's adapters and encoding; no I/O
+        out = []
+        for params in (row_params, run_params):
+            data = bytearray()
+            for values in params:
+                format_row_text(values, transformer, data)
+            out.append(bytes(data))
+        return out[0], out[1]
+
+    def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                rows = self._fresh(cur, "aicost_ledger", "span_id", rows)
-                runs = self._fresh(cur, "aicost_runs", "run_id", runs)
-                if rows:
-                    with cur.copy(f"COPY aicost_ledger ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-                        for params in self._rows_params(rows, runs):
-                            copy.write_row(params)
-                if runs:
-                    with cur.copy(f"COPY aicost_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN") as copy:
-                        for run in runs:
-                            copy.write_row(self.run_params(run))
-                outcomes = self._outcomes(cur, rows, runs)
+                batch = self._new_in(cur, batch)  # not staged any more if some of it was stored
+                for table, columns, params, data in (
+                        ("aicost_ledger", ROW_COLUMNS, batch.row_params, batch.staged and batch.staged[0]),
+                        ("aicost_runs", RUN_COLUMNS, batch.run_params, batch.staged and batch.staged[1])):
+                    if not params:
+                        continue
+                    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                        if data:
+                            copy.write(data)  # formatted while preparing
+                        else:
+                            for values in params:
+                                copy.write_row(values)
+                outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
                     cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
-                self._update_rollups(cur, rows, runs)
+                self._update_rollups(cur, batch.rows, batch.runs)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write
             raise
-        return len(rows)
+        return len(batch.rows)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._connect()
