@@ -1,7 +1,8 @@
 """The ``aicost forecast``, ``aicost anomalies``, ``aicost dashboard`` and ``aicost alerts`` subcommands.
 
 Thin: each parses its arguments, opens the ledger the way ``aicost report`` does, and calls the functions of
-:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS` (imported only when one of them runs).
+:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS` (this module is imported only when one of
+them runs).
 """
 
 from __future__ import annotations
