@@ -108,6 +108,22 @@ def test_group_by_two_keys_and_filters_agree_with_single_key(ledger_url):
     store.close()
 
 
+def test_a_filter_on_one_tag_applies_when_grouping_by_another(ledger_url):
+    """Two different tag keys (group by ``tag:team``, filter ``tag:env``) cannot come from the tag rollups, which
+    hold one cell per name=value: over whole days as over minute edges, only the filtered rows are summed."""
+    store = open_store(ledger_url)
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    store.write([_row(i, time=day + timedelta(hours=3 + i), tags={"team": f"t{i % 2}", "env": ["prod", "dev"][i // 2]})
+                 for i in range(4)], [])  # t0/prod, t1/prod, t0/dev, t1/dev
+    for start, end in [(day, day + timedelta(days=1)), (day + timedelta(minutes=1), day + timedelta(hours=23))]:
+        for group_by in (["tag:team"], ["tag"]):
+            groups = spend(store, start, end, group_by, where={"tag:env": "prod"})
+            assert sum(g.calls for g in groups) == (2 if group_by == ["tag:team"] else 4), (start, group_by, groups)
+        (prod,) = spend(store, start, end, ["tag:env"], where={"tag:env": "prod"})
+        assert prod.calls == 2
+    store.close()
+
+
 def test_unknown_group_key_lists_the_valid_ones(ledger_url):
     store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):

@@ -13,7 +13,7 @@ money as exact decimal text; where each group is one rollup cell, the cells are 
 Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user``, ``model``, ``provider``,
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
 tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with at most one other key
-(plus a ``where`` filter on that same key) from the rollups; combining two attribution keys (team x model) sums
+(plus a ``where`` filter on that very key) from the rollups; combining two attribution keys (team x model) sums
 the raw rows of the period in SQL, which is exact but reads every row of the period.
 
 Rows without a value for a key (a call made outside any team scope) form the group ``None``.
@@ -218,10 +218,10 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
     rows: list[tuple] = []
     if end > start:
         dims = [k for k in keys if k not in TIME_KEYS]
-        filters = list(where)
-        dim_set = {_rollup_dim(k) for k in dims} | {_rollup_dim(k) for k in filters}
-        if len(dim_set) <= 1 and len(dims) <= 1 and len(filters) <= 1 and all(
-                k in _DIMS or k.startswith("tag") for k in [*dims, *filters]):
+        # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
+        # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
+        used = {*dims, *where}
+        if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
             rows = _from_rollups(store, start, end, keys, dims, where, measures, order)
         else:
             rows = store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order)
