@@ -26,6 +26,7 @@ calls (only for credentials), so its calls are recorded once, by the Anthropic i
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from ..pricing.names import enables_long_context
@@ -370,6 +371,11 @@ class EventAccumulator(StreamAccumulator):
                             service_tier=self.tier, output_text="".join(self.texts) or None)
 
 
+def _long_context_enabled(shape: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the request turned on Claude's 1M-token context beta (``anthropic_beta`` in the body)."""
+    return enables_long_context(shape.anthropic_beta(kwargs))
+
+
 class BedrockIntegration(Integration):
     name = "bedrock"
     sdk = "botocore"
@@ -420,8 +426,9 @@ class BedrockIntegration(Integration):
             service_tier=tier if isinstance(tier, str) else None,
             server_address=host,
             server_port=port,
-            # Claude's long-context rates apply only with the 1M-context beta on, as on Anthropic's own API.
-            price_hints=({"long_context": enables_long_context(endpoint.shape.anthropic_beta(kwargs))}
+            # Claude's long-context rates apply only with the 1M-context beta on, as on Anthropic's own API; asked
+            # only when a call's input crosses a price band (InvokeModel's body is read again), as for Anthropic.
+            price_hints=({"long_context": partial(_long_context_enabled, endpoint.shape, kwargs)}
                          if endpoint.billable else None),
         )
 
