@@ -27,7 +27,7 @@ from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
-           "run_measures", "sums", "new_measures", "add_into", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
+           "run_measures", "sums", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
            "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
@@ -321,9 +321,3 @@ def new_measures() -> list:
     for name in MONEY_MEASURES:
         m[INDEX[name]] = Decimal(0)
     return m
-
-
-def add_into(acc: list, m: list) -> None:
-    """acc += m, exactly (the caller runs inside ``decimal.localcontext(MONEY)``)."""
-    for i in range(_N):
-        acc[i] += m[i]

@@ -84,19 +84,7 @@ class _Resolved:
                 key = ("rule", id(rule), tier)
                 price = self._prices.get(key)
                 if price is None:
-                    price = self._prices[key] = ModelPrice(
-                        provider=rule.provider or self.provider,
-                        model=self.ref,
-                        rates=rule.rates,
-                        tiers=rule.tiers,
-                        service_tier=tier,
-                        source="override",
-                        effective_from=rule.start,
-                        effective_until=rule.until,
-                        context_window=rule.context_window,
-                        max_output_tokens=rule.max_output_tokens,
-                        long_context_opt_in=names.long_context_needs_opt_in(self.ref),
-                    )
+                    price = self._prices[key] = rule_price(rule, rule.provider or self.provider, self.ref, tier)
                 return price
         entry = self.entry
         if entry is None:
@@ -478,6 +466,15 @@ def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None
         _install(kept.merged(new) if new is not None else kept)
 
 
+def rule_price(rule: Any, provider: str | None, model: str, tier: str | None = None) -> ModelPrice:
+    """The price an override rule gives ``model`` (a price file's rule, or a scope's rates): one construction, so
+    every rule carries the same facts (its dates, limits, and Claude's long-context opt-in)."""
+    return ModelPrice(provider=provider, model=model, rates=rule.rates, tiers=rule.tiers, service_tier=tier,
+                      source="override", effective_from=rule.start, effective_until=rule.until,
+                      context_window=rule.context_window, max_output_tokens=rule.max_output_tokens,
+                      long_context_opt_in=names.long_context_needs_opt_in(model))
+
+
 def set_scoped_prices(scope: str, prices: Mapping[str, Mapping[str, Any]]) -> None:
     """Prices that bill only the calls an interceptor marked with ``CallInfo.price_scope == scope``, replacing the
     scope's previous ones in one step (``{}`` removes them). Never seen by any other lookup.
@@ -489,9 +486,7 @@ def set_scoped_prices(scope: str, prices: Mapping[str, Mapping[str, Any]]) -> No
     built = {}
     for model, rates in prices.items():
         rule = rule_from_mapping({"model": model, **rates}, origin=scope)
-        built[model] = ModelPrice(provider=rule.provider, model=model, rates=rule.rates, tiers=rule.tiers,
-                                  source="override", context_window=rule.context_window,
-                                  max_output_tokens=rule.max_output_tokens)
+        built[model] = rule_price(rule, rule.provider, model)
     with _lock:
         if built:
             _scoped[scope] = built
