@@ -4,8 +4,9 @@ Why SQL, for both databases: the writer used to build the rollups in Python, row
 CPU (about 80 us per row). Now each batch inserts its rows, then sums exactly those rows in the database with one
 ``INSERT ... SELECT ... GROUP BY`` into a per-connection delta table, and folds the delta into ``aicost_rollup``
 at the hour and the day grain with ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The rows summed are named by
-their ids (the ones this batch actually inserted, after the idempotency check), so a replayed row is never
-counted twice. A report summing raw rows (the minutes at a period's edges, or two attribution keys at once) uses
+their ids (the ones this batch actually inserted, after the idempotency check), or, for a SQLite batch staged
+ahead (:mod:`aicost.ledger.staging`) none of whose rows was stored yet, they are the staged rows themselves; either
+way a replayed row is never counted twice. A report summing raw rows (the minutes at a period's edges, or two attribution keys at once) uses
 the very same measure expressions (:func:`row_measures`, :func:`run_measures`), so rollups and raw sums agree by
 construction; the tests compare them on both databases.
 
@@ -27,7 +28,7 @@ from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
-           "run_measures", "sums", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
+           "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
            "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
@@ -180,12 +181,6 @@ def run_measures(money: Callable[[str], str] | None = None) -> list[str]:
     out["runs"] = "1"
     out["succeeded_runs"] = "CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END"
     return [out[m] for m in MEASURES]
-
-
-def sums(d: Dialect, exprs: list[str], zero: frozenset[str] = frozenset()) -> list[str]:
-    """SUM of each measure expression, exact for money; a measure in ``zero`` is known to be 0 (not summed)."""
-    return ["0" if m in zero else d.money_sum(e) if m in MONEY_MEASURES else f"SUM({e})"
-            for m, e in zip(MEASURES, exprs)]
 
 
 # Rollup dimensions and the column each reads ('all' holds the totals, value ''). A missing attribution value is

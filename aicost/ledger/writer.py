@@ -239,7 +239,7 @@ class LedgerWriter:
                     except RuntimeError:  # "can't create new thread at interpreter shutdown": prepared here
                         pass
                 preparer = self._preparer
-        if preparer is not None and not self._exiting and not sys.is_finalizing():
+        if pipeline and preparer is not None and not self._exiting and not sys.is_finalizing():
             return preparer.submit(self._prepare, batch)
         done: Future = Future()
         done.set_result(self._prepare(batch))
