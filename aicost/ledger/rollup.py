@@ -125,7 +125,7 @@ POSTGRESQL = Dialect(
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 
-_UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
+UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
 _MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
 
 
@@ -146,7 +146,7 @@ def fits_units(rows: Iterable[Any]) -> bool:
             if exponent < -UNIT_DIGITS and any(digits[exponent + UNIT_DIGITS:]):
                 return False  # a non-zero digit below the unit
             total += abs(value)
-    return total < _UNIT_LIMIT
+    return total < UNIT_LIMIT
 
 
 def row_measures(money: Callable[[str], str] = lambda column: column) -> list[str]:

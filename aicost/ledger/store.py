@@ -481,7 +481,7 @@ class LedgerStore:
             if name not in MONEY_MEASURES:
                 out.append(col)
             elif money == "units":
-                out.append(_units_text_sql(col))
+                out.append(rollup.SQLITE.from_units(col))
             else:
                 out.append(col if money == "text" else f"trim_scale({col})::text")
             if name in ("cost", "calls"):
@@ -648,10 +648,6 @@ def _group_by(group: Sequence[str]) -> str:
     return f" GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}" if group else ""
 
 
-_UNITS_LIMIT = 9_000_000  # dollars: an amount under this is under 2**63 units of 10**-UNIT_DIGITS
-_UNITS_PER_USD = 10**rollup.UNIT_DIGITS
-
-
 def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, units: bool) -> str:
     """The grouped sums of ``union`` on SQLite (:meth:`SQLiteStore._grouped`): g0.. the group's values, s0.. the
     sums of ``names``, ``fits`` whether they are exact, ``rows_summed``. ``units``: money summed as integers of
@@ -666,21 +662,13 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
     to_units = rollup.SQLITE.to_units
     assert to_units is not None
     money = [n for n in names if n in MONEY_MEASURES]
-    fits = " AND ".join(f"({n} IS NULL OR (abs({n}) < {_UNITS_LIMIT} AND (instr({n}, '.') = 0 OR "
+    fits = " AND ".join(f"({n} IS NULL OR (abs({n}) < {rollup.UNIT_LIMIT} AND (instr({n}, '.') = 0 OR "
                         f"length({n}) - instr({n}, '.') <= {rollup.UNIT_DIGITS})))" for n in money) or "1"
     # The sums get names of their own (s0, s1...): inside the SELECT, a measure's name is the column summed.
     sums = [f"COALESCE(SUM({to_units(n)}), 0) AS s{i}" if n in MONEY_MEASURES else f"SUM({n}) AS s{i}"
             for i, n in enumerate(names)]
     return (f"SELECT {', '.join([*keys, *sums])}, MIN({fits}) AS fits, COUNT(*) AS rows_summed "
             f"FROM ({union}) AS parts{_group_by(group)}")
-
-
-def _units_text_sql(units: str) -> str:
-    """SQL: an integer of 10**-UNIT_DIGITS dollars as canonical decimal text (sign, whole dollars, then the
-    fraction without its trailing zeros, if any)."""
-    return (f"CASE WHEN {units} = 0 THEN '0' ELSE (CASE WHEN {units} < 0 THEN '-' ELSE '' END) || "
-            f"(abs({units}) / {_UNITS_PER_USD}) || rtrim(rtrim('.' || printf('%0{rollup.UNIT_DIGITS}d', "
-            f"abs({units}) % {_UNITS_PER_USD}), '0'), '.') END")
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
