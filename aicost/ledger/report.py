@@ -12,7 +12,6 @@ the same length just before.
 from __future__ import annotations
 
 import csv
-import decimal
 import io
 import json
 import re
@@ -20,15 +19,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from functools import reduce
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from ..pricing.cost import MONEY
-from ..pricing.money import format_usd
+from ..pricing.money import format_usd, sum_usd
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_costs
-from .row import TOKEN_FIELDS
+from .row import TOKEN_FIELDS, decimal_text
 from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
 
@@ -187,8 +184,7 @@ _ZERO = Decimal(0)
 
 def _column_sums(table: SpendTable) -> list:
     """Each measure summed over the groups, exactly (the default decimal context would round past 28 digits)."""
-    return [reduce(MONEY.add, table.column(name), _ZERO) if name in MONEY_MEASURES else sum(table.column(name))
-            for name in MEASURES]
+    return [sum_usd(table.column(name)) if name in MONEY_MEASURES else sum(table.column(name)) for name in MEASURES]
 
 
 def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_keys: tuple[str, ...],
@@ -200,13 +196,12 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
     now: dict[tuple, Decimal] = {}
     if len(mover_keys) == len(table.keys):
         now = dict(zip(zip(*key_columns), table.column("cost")))
-    else:  # each key's costs collected, then summed in C (MONEY: exact, or it raises): a third of adding one by one
+    else:  # each key's costs collected, then summed exactly in C: a third of adding one by one
         costs: defaultdict[Any, list[Decimal]] = defaultdict(list)
         single = len(key_columns) == 1  # the values themselves as keys: no tuple per group
         for key, cost in zip(key_columns[0] if single else zip(*key_columns), table.column("cost")):
             costs[key].append(cost)
-        with decimal.localcontext(MONEY):
-            now = {(key,) if single else key: sum(values, _ZERO) for key, values in costs.items()}
+        now = {(key,) if single else key: sum_usd(values) for key, values in costs.items()}
     previous = spend_table(store, period.previous.start, period.previous.end, mover_keys, where,
                            measures=("cost",), order=False)
     before = dict(zip(zip(*previous.columns[:-1]), previous.column("cost")))
@@ -242,9 +237,7 @@ def _columns(report: Report) -> dict[str, Sequence]:
     for name, text in (("cost", "cost_usd"), ("saved_cost", "saved_usd"), ("stopped_cost", "stopped_usd")):
         out[text] = table.texts[name]
     for count, text in (("runs", "cost_per_run_usd"), ("succeeded_runs", "cost_per_success_usd")):
-        quotients = unit_costs(out["cost"], out[count])
-        out[text] = list(map(format_usd, quotients)) if all(out[count]) else [
-            None if v is None else format_usd(v) for v in quotients]
+        out[text] = list(map(decimal_text, unit_costs(out["cost"], out[count])))
     return out
 
 

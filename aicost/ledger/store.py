@@ -40,7 +40,7 @@ from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
-from .row import ATTRIBUTION_FIELDS, TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
+from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
 from .staging import STAGE, can_stage, stage_batch
 from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION

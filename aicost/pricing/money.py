@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
+from functools import reduce
 from typing import Iterable
 
 # Amounts are made in the 60-digit money context (pricing.cost.MONEY); sums of many of them stay far below this.
@@ -60,7 +61,4 @@ _DIGITS = frozenset("0123456789")
 
 def sum_usd(values: "Iterable[Decimal]") -> Decimal:
     """The exact sum of amounts, canonical, independent of the thread's decimal context."""
-    result = _ZERO
-    for value in values:
-        result = _add(result, value)
-    return _add(_normalize(result), _ZERO)
+    return _add(_normalize(reduce(_add, values, _ZERO)), _ZERO)  # the loop in C: reports sum 60,000 at a time
