@@ -231,7 +231,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.pool is not None:
         return _pool_report(args, out, err)
     from .ledger import UnknownGroupKey, check_group_by
-    from .ledger.report import build_report, write_report
+    from .ledger.report import FORMAT_MEASURES, build_report, write_report
 
     try:
         keys = check_group_by(args.by)
@@ -249,7 +249,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     gc.disable()
     try:
         try:
-            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers)
+            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers,
+                                  measures=FORMAT_MEASURES[args.format])  # only what the format shows
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2

@@ -35,7 +35,7 @@ from .schema import MEASURES, MONEY_MEASURES
 from .store import FILTER_KEYS, LedgerStore
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
-           "UnknownGroupKey"]
+           "UnknownGroupKey", "unit_cost_texts"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -109,16 +109,21 @@ def MONEY_DIV(amount: Decimal, count: int) -> Decimal:
     return _DIVISION.quantize(_DIVISION.divide(amount, count), _UNIT)
 
 
-def unit_costs(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[Decimal | None]:
-    """``MONEY_DIV(a, n)`` for whole columns (None where the count is 0): the division context's own methods
-    mapped in C, a month by day and user's 120,000 quotients in a third of the time of a call each (passing
-    ``quantize`` its context by keyword alone cost more than the division)."""
+def unit_cost_texts(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[str | None]:
+    """``format_usd(MONEY_DIV(a, n))`` for whole columns (None where the count is 0): the division context's
+    own methods mapped in C (a month by day and user is 120,000 quotients), and the text made without a call
+    per value: every quotient has exactly 10 decimals, so its plain notation without trailing zeros (and a
+    trailing '.') is the canonical text; only a quotient rounded to zero from below ('-0') needs mending."""
     nonzero = list(map(bool, counts))
     quotients = map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero), compress(counts, nonzero)),
                     repeat(_UNIT))
+    texts = list(map(str.rstrip, map(str.rstrip, map(format, quotients, repeat("f")), repeat("0")), repeat(".")))
+    if "-0" in texts:
+        texts = ["0" if t == "-0" else t for t in texts]
     if all(nonzero):
-        return list(quotients)
-    return [next(quotients) if k else None for k in nonzero]
+        return texts  # type: ignore[return-value]
+    found = iter(texts)
+    return [next(found) if k else None for k in nonzero]
 
 
 def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
@@ -169,35 +174,42 @@ def spend(store: LedgerStore, start: datetime | date, end: datetime | date, grou
 @dataclass
 class SpendTable:
     """The groups of :func:`spend`, column by column: a report of tens of thousands of groups (a month by day and
-    user is 60,000) is read, summed and printed without an object, or even a tuple, per group."""
+    user is 60,000) is read, summed and printed without an object, or even a tuple, per group. Money is kept as
+    the database wrote it, canonical decimal text (what reports print); :meth:`column` gives it as ``Decimal``,
+    made when first asked for."""
 
     keys: tuple[str, ...]
     measures: tuple[str, ...]
-    columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: Decimal)
-    texts: dict[str, Sequence[str]]  # each money measure as canonical decimal text (as the database wrote it)
+    columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: text)
+    _decimals: dict[str, list[Decimal]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.columns[0]) if self.columns else 0
 
-    def column(self, name: str) -> Sequence:
+    def text(self, name: str) -> Sequence:
+        """A measure's column as read: counts as int, money as canonical decimal text."""
         return self.columns[len(self.keys) + self.measures.index(name)]
 
+    def column(self, name: str) -> Sequence:
+        """A measure's column: counts as int, money as exact ``Decimal``."""
+        if name not in MONEY_MEASURES:
+            return self.text(name)
+        if name not in self._decimals:
+            self._decimals[name] = list(map(Decimal, self.text(name)))
+        return self._decimals[name]
+
     def rows(self) -> list[tuple]:
-        return list(zip(*self.columns))
+        """One tuple per group: its key values, then its measures (money as ``Decimal``)."""
+        n = len(self.keys)
+        return list(zip(*self.columns[:n], *map(self.column, self.measures)))
 
     @classmethod
     def from_rows(cls, keys: tuple[str, ...], measures: tuple[str, ...], rows: Sequence[Sequence],
                   order: bool = False) -> "SpendTable":
         """The table of ``rows`` as the store returns them (money as decimal text). ``order``: they came ordered
         by the database (:meth:`LedgerStore._grouped`); made exact here."""
-        n = len(keys)
-        columns: list[Sequence] = list(zip(*rows)) if rows else [() for _ in range(n + len(measures))]
-        texts = {}
-        for i, name in enumerate(measures, start=n):
-            if name in MONEY_MEASURES:
-                texts[name] = columns[i]
-                columns[i] = tuple(map(Decimal, columns[i]))
-        table = cls(keys, measures, columns, texts)
+        columns: list[Sequence] = list(zip(*rows)) if rows else [() for _ in range(len(keys) + len(measures))]
+        table = cls(keys, measures, columns)
         if order and "cost" in measures:
             _exact_order(table)
         return table
@@ -239,7 +251,7 @@ def _exact_order(table: SpendTable) -> None:
     ranks = list(zip(cost, table.column("calls"))) if "calls" in table.measures else list(cost)
     order = sorted(range(len(ranks)), key=ranks.__getitem__, reverse=True)
     table.columns = [tuple(column[i] for i in order) for column in table.columns]
-    table.texts = {name: tuple(column[i] for i in order) for name, column in table.texts.items()}
+    table._decimals.clear()
 
 
 def totals(store: LedgerStore, start: datetime | date, end: datetime | date,

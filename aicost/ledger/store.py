@@ -469,11 +469,12 @@ class LedgerStore:
     _COLLATE = ""  # how this database compares text in code point order
 
     def _final(self, inner: str, group: Sequence[str], names: Sequence[str], money: str, *,
-               order_by: bool = False, sort_columns: bool = False, extra: Sequence[str] = ()) -> str:
+               order_by: bool = False, extra: Sequence[str] = ()) -> str:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
-        the group's values, the measures (money as canonical text), then, with ``sort_columns``, what the groups
-        are ordered by (:func:`_sort_rows`), then ``extra`` columns of ``inner``. ``order_by``: in that order.
-        ``money`` says what the s columns of money hold: 'units' (SQLite's integer path), 'text' or 'numeric'."""
+        the group's values, the measures (money as canonical text), then ``extra`` columns of ``inner``.
+        ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
+        sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
+        integer path), 'text' or 'numeric'."""
         out = [f"g{i}" for i in range(len(group))]
         rank = {}
         for i, name in enumerate(names):
@@ -488,8 +489,6 @@ class LedgerStore:
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
         ranks = [rank[name] for name in ("cost", "calls") if name in rank]
         ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
-        if sort_columns:
-            out += [*ranks, *ties]
         sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
         if order_by and (ranks or ties):
             sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
@@ -620,18 +619,6 @@ class _DecSum:
         if not self.texts:
             return "0"
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
-
-
-def _sort_rows(rows: list[tuple], width: int, keys: int, names: Sequence[str]) -> list[tuple]:
-    """``rows`` of :meth:`LedgerStore._final` with ``sort_columns`` (after the ``width`` columns of group values
-    and measures: cost and calls as they rank, then the group values as they break ties), in :meth:`_grouped`'s
-    order, cut to ``width`` columns. Two stable sorts on keys taken in C: by the ties, then by the ranks."""
-    ranks = sum(name in ("cost", "calls") for name in names)
-    if keys:
-        rows.sort(key=operator.itemgetter(*range(width + ranks, width + ranks + keys)))
-    if ranks:
-        rows.sort(key=operator.itemgetter(*range(width, width + ranks)), reverse=True)
-    return list(map(operator.itemgetter(slice(width)), rows))
 
 
 def _keys(group: Sequence[str]) -> list[str]:
@@ -800,12 +787,10 @@ class SQLiteStore(LedgerStore):
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False) -> list[tuple]:
-        # Sorting 60,000 wide rows in SQLite costs more than in Python, given the sort keys as columns.
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
-            rows = self._fetch(self._final(_cells(union, group, names), group, names, "text", sort_columns=ordered),
+            return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
                                params)
-            return _sort_rows(rows, width, len(group), names) if ordered else rows
         # SQLite has no decimal type. Money is summed as 64-bit integers of 10**-UNIT_DIGITS dollars, in C,
         # when that is exact: every amount of the group has at most UNIT_DIGITS decimals and is under $9 million
         # (checked per group in the same statement), and no sum overflows (SQLite raises, never wraps). The
@@ -814,7 +799,7 @@ class SQLiteStore(LedgerStore):
         flags = ("fits", "rows_summed")
         try:
             sql = self._final(_sqlite_sums(union, group, names, units=True), group, names, "units",
-                              sort_columns=ordered, extra=flags)
+                              order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
             exact = all(r[-2] for r in rows)
         except sqlite3.OperationalError as exc:
@@ -823,11 +808,9 @@ class SQLiteStore(LedgerStore):
             exact = False
         if not exact:
             sql = self._final(_sqlite_sums(union, group, names, units=False), group, names, "text",
-                              sort_columns=ordered, extra=flags)
+                              order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
         rows = [r for r in rows if r[-1]]  # not the totals of no row at all
-        if ordered:
-            return _sort_rows(rows, width, len(group), names)
         return list(map(operator.itemgetter(slice(width)), rows))
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
