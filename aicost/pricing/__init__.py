@@ -25,7 +25,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inferences
-    from .engine import UnknownModel, add_discount, catalog_providers, catalog_version, check_price_file, clear_overrides, current_price, load_price_file, price_call, refresh_catalog_from_genai_prices, resolve, scoped_price, set_price, set_scoped_prices, unknown_models, use_bundled_catalog, use_catalog_file
+    from .engine import (
+        UnknownModel,
+        add_discount,
+        catalog_providers,
+        catalog_version,
+        check_price_file,
+        clear_overrides,
+        current_price,
+        load_price_file,
+        price_call,
+        refresh_catalog_from_genai_prices,
+        resolve,
+        scoped_price,
+        set_price,
+        set_scoped_prices,
+        unknown_models,
+        use_bundled_catalog,
+        use_catalog_file,
+    )
     from .money import canonical, format_usd, sum_usd
     from .overrides import PriceFileError
 
