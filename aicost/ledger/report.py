@@ -344,6 +344,7 @@ def render_table(report: Report) -> str:
 
 # Stand for the values while json.dumps makes the layout: a whole value, and the inside of a string.
 _SLOT, _TEXT_SLOT = "\x00aicost-json-value\x00", "\x00aicost-json-text\x00"
+_JSON_SLOTS = re.compile("|".join(map(re.escape, (json.dumps(_SLOT), json.dumps(_TEXT_SLOT)[1:-1]))))
 
 
 def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[str]:
@@ -366,10 +367,8 @@ def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[st
         if name in _UNIT_FIELDS:  # decimal text: nothing to escape
             column = ["null" if v is None else f'"{v}"' for v in column]
         values.append(column)
-    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth).replace("%", "%%")
-    template = layout.replace(json.dumps(_SLOT), "%s").replace(json.dumps(_TEXT_SLOT)[1:-1], "%s")
-    rows = zip(*values)
-    return chain((template % next(rows),), map((separator + template).__mod__, rows))
+    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth)
+    return _lines(_JSON_SLOTS.split(layout), values, separator)
 
 
 def _json_key(value: str | None) -> str:
@@ -447,8 +446,24 @@ def _csv_pieces(report: Report) -> list[str]:
     for name in FIELDS:
         column = _field(table, name)
         columns.append(["" if v is None else v for v in column] if name in _UNIT_FIELDS else column)
-    line = ",".join(["%s"] * len(columns)) + "\r\n"
-    return [header, *map(line.__mod__, zip(*columns))]
+    return [header, *_lines(["", *[","] * (len(columns) - 1), "\r\n"], columns)]
+
+
+def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = "") -> Iterator[str]:
+    """For each row: ``pieces[0]``, its value of ``columns[0]``, ``pieces[1]``... ``pieces[-1]``, made by one
+    ``%``-format per line (in C), every line but the first preceded by ``separator``. A column of int zeros
+    alone (a token class no call used) is written into the format once, so each line is made of fewer values."""
+    fmt, filled = [pieces[0]], []
+    for column, piece in zip(columns, pieces[1:]):
+        if isinstance(column[0], int) and not any(column):
+            fmt.append("0")
+        else:
+            fmt.append("\0")
+            filled.append(column)
+        fmt.append(piece)
+    line = "".join(fmt).replace("%", "%%").replace("\0", "%s")
+    rows = zip(*filled) if filled else repeat((), len(columns[0]))
+    return chain((line % next(rows),), map((separator + line).__mod__, rows))
 
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:
