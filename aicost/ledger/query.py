@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
-from .store import FILTER_KEYS, LedgerStore
+from .store import FILTER_KEYS, LedgerStore, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
            "UnknownGroupKey", "unit_cost_texts"]
@@ -277,19 +277,7 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
 
     # Each group-by key as an SQL expression over the rollup value v and the bucket b (a raw row's time), so the
     # database returns one row per group: '' (no value) as NULL, one tag's values without their 'name='.
-    d = DIALECTS[store.dialect]
-    group = []
-    for k in keys:
-        if k == "day":
-            group.append(d.day_text("b"))
-        elif k == "hour":
-            group.append(d.hour_text("b"))
-        elif k == "tag":
-            group.append("v")
-        elif k.startswith("tag:"):
-            group.append(f"NULLIF(substr(v, {len(k) - 4 + 2}), '')")  # after 'name='
-        else:
-            group.append("NULLIF(v, '')")
+    group = [key_sql(DIALECTS[store.dialect], k, "b", "v")[0] for k in keys]
 
     # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
     # raw rows: all summed in one statement.

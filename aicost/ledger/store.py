@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
@@ -52,6 +52,7 @@ __all__ = [
     "open_store",
     "DEFAULT_SETTING",
     "FILTER_KEYS",
+    "key_sql",
 ]
 
 DEFAULT_SETTING = "instrument(ledger=...) / AICOST_LEDGER"
@@ -378,7 +379,6 @@ class LedgerStore:
         is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
         span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``: as
         :meth:`_grouped`."""
-        d = rollup.DIALECTS[self.dialect]
         names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
@@ -393,25 +393,15 @@ class LedgerStore:
                 sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
                 params.extend([value_prefix, value_prefix + "\U0010ffff"])
             parts.append(sql)
-        tag_name = None
-        if dim == "tag" and (value_prefix or value):
-            tag_name = (value_prefix or value or "").split("=", 1)[0]
+        # The edges' raw rows as rollup cells (b, v) of this dimension; of one tag's values, rows with that tag.
+        tag_name = (value_prefix or value or "").split("=", 1)[0] if dim == "tag" else ""
         for low, high in edges:
-            for table, exprs, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
-                                             ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
-                if dim not in dims:
-                    continue  # a feature run has no single model or provider
-                condition, where_params = self._where(low, high, where, runs=runs)
-                join = ""
-                if dim == "tag":
-                    join = ", " + d.tag_pairs(f"{table}.tags")
-                    if tag_name is not None:
-                        condition += " AND t.key = ?"
-                        where_params.append(tag_name)
-                measure_of = dict(zip(MEASURES, exprs))
-                cols = ", ".join(f"{measure_of[n]} AS {n}" for n in names)
-                parts.append(f"SELECT ts AS b, {dims[dim]} AS v, {cols} FROM {table}{join} WHERE {condition}")
-                params.extend(where_params)
+            raw, raw_params = self._raw_parts(
+                low, high, where, names, lambda dims: ["ts AS b", f"{dims[dim]} AS v"], uses=[dim],
+                tags=dim == "tag", conditions=["t.key = ?"] if tag_name else [],
+                condition_params=[tag_name] if tag_name else [])
+            parts += raw
+            params += raw_params
         if not parts:
             return []
         return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
@@ -423,36 +413,38 @@ class LedgerStore:
         the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
         (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``: as :meth:`_grouped`."""
         d = rollup.DIALECTS[self.dialect]
-        names = list(measures)
-        out_of_runs = any(k in ("model", "provider") for k in [*keys, *(where or {})])
+        group = [key_sql(d, k, "ts") for k in keys]
+        tags = [k[4:] for k in keys if k.startswith("tag:")]  # a row without the tag is in no group of it
+        parts, params = self._raw_parts(
+            start, end, where, measures, lambda dims: [f"{sql} AS k{i}" for i, (sql, _) in enumerate(group)],
+            column_params=[p for _, key_params in group for p in key_params], uses=[*keys, *(where or {})],
+            tags="tag" in keys, conditions=[f"{d.tag_value} IS NOT NULL"] * len(tags), condition_params=tags)
+        return self._grouped(" UNION ALL ".join(parts), params, [f"k{i}" for i in range(len(keys))], list(measures),
+                             ordered=ordered)
+
+    def _raw_parts(self, start: datetime, end: datetime, where: Mapping[str, str] | None, names: Sequence[str],
+                   columns: Callable[[Mapping[str, str]], list[str]], *, column_params: Sequence[Any] = (),
+                   uses: Iterable[str] = (), tags: bool = False, conditions: Sequence[str] = (),
+                   condition_params: Sequence[Any] = ()) -> tuple[list[str], list]:
+        """One SELECT over the raw ledger rows and one over the feature runs of ``[start, end)`` filtered by
+        ``where`` (and ``conditions``), summing nothing: ``columns(dims)`` (``dims``: the table's rollup
+        dimensions as SQL over its columns), then ``names`` by the rollups' own measure expressions. ``tags``:
+        the columns read the tags exploded as ``t``. A table without one of the dimensions a caller ``uses``
+        is left out (a feature run has no single model or provider). With the statements' parameters."""
+        d = rollup.DIALECTS[self.dialect]
         parts: list[str] = []
         params: list[Any] = []
-        for table, exprs, runs in (("aicost_ledger", rollup.row_measures(), False),
-                                   ("aicost_runs", rollup.run_measures(), True)):
-            if runs and out_of_runs:
-                continue  # a feature run has no single model or provider
-            group, group_params, conditions, join = [], [], [], ""
-            for k in keys:
-                if k == "tag":
-                    join = ", " + d.tag_pairs(f"{table}.tags")
-                    group.append("t.key || '=' || t.value")
-                elif k.startswith("tag:"):
-                    group.append(f"NULLIF({d.tag_value}, '')")
-                    group_params.append(k[4:])
-                    conditions.append(f"{d.tag_value} IS NOT NULL")  # a row without the tag is in no group
-                elif k == "day":
-                    group.append(d.day_text("ts"))
-                elif k == "hour":
-                    group.append(d.hour_text("ts"))
-                else:
-                    group.append(f"NULLIF({_COLUMN_OF.get(k, k)}, '')")
+        for table, exprs, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
+                                         ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
+            if any(k in rollup.ROW_DIMS and k not in dims for k in uses):
+                continue
             condition, where_params = self._where(start, end, where, runs=runs)
             measure_of = dict(zip(MEASURES, exprs))
-            cols = [*(f"{e} AS k{i}" for i, e in enumerate(group)), *(f"{measure_of[n]} AS {n}" for n in names)]
+            cols = [*columns(dims), *(f"{measure_of[n]} AS {n}" for n in names)]
+            join = ", " + d.tag_pairs(f"{table}.tags") if tags else ""
             parts.append(f"SELECT {', '.join(cols)} FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
-            params.extend(group_params + where_params + [k[4:] for k in keys if k.startswith("tag:")])
-        return self._grouped(" UNION ALL ".join(parts), params, [f"k{i}" for i in range(len(keys))], names,
-                             ordered=ordered)
+            params.extend([*column_params, *where_params, *condition_params])
+        return parts, params
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False) -> list[tuple]:
@@ -619,6 +611,27 @@ class _DecSum:
         if not self.texts:
             return "0"
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
+
+
+def key_sql(d: "rollup.Dialect", key: str, time: str, value: str | None = None) -> tuple[str, list]:
+    """A report's group-by key as an SQL expression (and its parameters), '' (no value) as NULL: over the time
+    column ``time``, and either a rollup cell's ``value`` column (one dimension; a tag as 'name=value') or,
+    when ``value`` is None, a raw row's own columns (a ``tag`` key reads the tags exploded as ``t``)."""
+    if key == "day":
+        return d.day_text(time), []
+    if key == "hour":
+        return d.hour_text(time), []
+    if value is not None:
+        if key == "tag":
+            return value, []
+        if key.startswith("tag:"):
+            return f"NULLIF(substr({value}, {len(key) - 4 + 2}), '')", []  # after 'name='
+        return f"NULLIF({value}, '')", []
+    if key == "tag":
+        return "t.key || '=' || t.value", []
+    if key.startswith("tag:"):
+        return f"NULLIF({d.tag_value}, '')", [key[4:]]
+    return f"NULLIF({_COLUMN_OF.get(key, key)}, '')", []
 
 
 def _keys(group: Sequence[str]) -> list[str]:
