@@ -237,3 +237,21 @@ def test_unit_cost_texts_are_the_canonical_text_of_each_quotient(pairs):
     amounts, counts = [a for a, _ in pairs], [n for _, n in pairs]
     assert unit_cost_texts(amounts, counts) == [None if not n else format_usd(MONEY_DIV(a, n)) for a, n in pairs]
     assert unit_cost_texts([Decimal("-1E-12"), Decimal(20), Decimal(0)], [3, 2, 7]) == ["0", "10", "0"]
+
+
+def test_a_count_whose_parts_cancel_out_is_still_read(ledger_url):
+    """A report leaves out of its read a count that is 0 in every row and cell it would sum (a token class no
+    call used); a count whose total is 0 only because its parts cancel (+5 and -5 tokens) is read and shown."""
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=h, minutes=7), provider="openai",
+                      request_model="gpt-4o", input_tokens=tokens, cost=Decimal("0.5"), team="t", user=user)
+            for i, (h, user, tokens) in enumerate([(1, "a", 5), (2, "b", -5), (3, "a", 0)])]
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        for period in (Period(DAY, DAY + timedelta(days=1)),
+                       Period(DAY + timedelta(minutes=3), DAY + timedelta(hours=5))):
+            for keys in (("day", "user"), ("user",), ("team", "user")):
+                report = build_report(store, period=period, group_by=keys)
+                assert report.totals.tokens["input_tokens"] == 0
+                assert {g.key["user"]: g.tokens["input_tokens"] for g in report.groups} == {"a": 5, "b": -5}
+                assert all(g.tokens["output_tokens"] == 0 for g in report.groups)
+                assert render_csv(report) == _csv(report) and render_json(report) == _json(report)

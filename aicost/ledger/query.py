@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import compress, repeat
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
@@ -205,10 +205,15 @@ class SpendTable:
 
     @classmethod
     def from_rows(cls, keys: tuple[str, ...], measures: tuple[str, ...], rows: Sequence[Sequence],
-                  order: bool = False) -> "SpendTable":
-        """The table of ``rows`` as the store returns them (money as decimal text). ``order``: they came ordered
-        by the database (:meth:`LedgerStore._grouped`); made exact here."""
-        columns: list[Sequence] = list(zip(*rows)) if rows else [() for _ in range(len(keys) + len(measures))]
+                  order: bool = False, zero: Collection[str] = ()) -> "SpendTable":
+        """The table of ``rows`` as the store returns them (money as decimal text): the keys, then ``measures``
+        but those in ``zero``, which are 0 in every group. ``order``: they came ordered by the database
+        (:meth:`LedgerStore._grouped`); made exact here."""
+        read = [m for m in measures if m not in zero]
+        found = iter(list(zip(*rows)) if rows else [() for _ in range(len(keys) + len(read))])
+        zeros = (0,) * len(rows)
+        columns: list[Sequence] = [*(next(found) for _ in keys),
+                                   *(zeros if m in zero else next(found) for m in measures)]
         table = cls(keys, measures, columns)
         if order and "cost" in measures:
             _exact_order(table)
@@ -217,9 +222,11 @@ class SpendTable:
 
 def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
                 where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
-                order: bool = True) -> SpendTable:
+                order: bool = True, maybe_zero: Iterable[str] = ()) -> SpendTable:
     """:func:`spend` as a :class:`SpendTable` of ``measures``. ``order``: largest cost first, then most calls,
-    then by key values (as text, ascending), as :func:`spend`."""
+    then by key values (as text, ascending), as :func:`spend`. ``maybe_zero``: counts likely to be 0 in every
+    group (their period total is 0: token classes no call used): checked first, in one pass over what would be
+    summed, and those 0 everywhere are not read (their columns are zeros)."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
     where = dict(where or {})
@@ -228,16 +235,27 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
             raise UnknownGroupKey(f"unknown filter key {key!r}; valid keys: {', '.join(FILTER_KEYS)}, tag:<name>")
     start, end = _utc(start), _utc(end)
     rows: list[tuple] = []
+    zero: set[str] = set()
     if end > start:
-        dims = [k for k in keys if k not in TIME_KEYS]
-        # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
-        # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
-        used = {*dims, *where}
-        if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
-            rows = _from_rollups(store, start, end, keys, dims, where, measures, order)
-        else:
-            rows = store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order)
-    return SpendTable.from_rows(keys, measures, rows, order)
+        candidates = [m for m in measures if m in set(maybe_zero) and m not in MONEY_MEASURES]
+        if candidates:
+            found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
+            zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
+        rows = _sums(store, start, end, keys, where, [m for m in measures if m not in zero], order)
+    return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
+
+
+def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
+          measures: Sequence[str], order: bool, nonzero: bool = False) -> list[tuple]:
+    """The groups' sums as the store returns them: from the rollups where they answer, else from the raw rows
+    (the one place that chooses). ``nonzero``: as :meth:`LedgerStore._sums`."""
+    dims = [k for k in keys if k not in TIME_KEYS]
+    # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
+    # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
+    used = {*dims, *where}
+    if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
+        return _from_rollups(store, start, end, keys, dims, where, measures, order, nonzero)
+    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero)
 
 
 def _exact_order(table: SpendTable) -> None:
@@ -266,7 +284,7 @@ def _rollup_dim(key: str) -> str:
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
-                  where: dict[str, str], measures: Sequence[str], order: bool) -> list[tuple]:
+                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
     key = dims[0] if dims else (next(iter(where)) if where else None)
     dim = "all" if key is None else _rollup_dim(key)
     value = value_prefix = None
@@ -304,4 +322,4 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     # a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000).
     cells = not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))
     return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
-                            measures=measures, cells=cells, ordered=order)
+                            measures=measures, cells=cells, ordered=order, nonzero=nonzero)

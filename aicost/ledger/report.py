@@ -171,11 +171,12 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
     measures = tuple(m for m in MEASURES if m in measures)  # in their order, and cost always (for the order)
     if "cost" not in measures:
         measures = tuple(m for m in MEASURES if m in {*measures, "cost"})
-    if keys:
-        table = spend_table(store, period.start, period.end, keys, where, measures=measures)
+    total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
+    if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
+        idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
+        table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle)
     else:
         table = SpendTable.from_rows((), measures, [])  # totals only: no groups
-    total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
     report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
     mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
     if movers and mover_keys and not report.empty:

@@ -369,7 +369,7 @@ class LedgerStore:
                    edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
                    value_prefix: str | None = None, where: Mapping[str, str] | None = None,
                    group: Sequence[str] = ("v",), measures: Sequence[str] = MEASURES, cells: bool = False,
-                   ordered: bool = False) -> list[tuple]:
+                   ordered: bool = False, nonzero: bool = False) -> list[tuple]:
         """``measures`` for one rollup dimension, summed in ONE statement over the ``aicost_rollup`` cells of
         ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows and feature runs of
         ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed with the rollups'
@@ -377,8 +377,8 @@ class LedgerStore:
         ``b`` (the bucket, or a raw row's time): one result per distinct tuple of them, as :meth:`_grouped`
         returns it. ``value`` / ``value_prefix`` select rollup values ('name=' for one tag's values); ``where``
         is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
-        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``: as
-        :meth:`_grouped`."""
+        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered`` and
+        ``nonzero``: as :meth:`_sums`."""
         names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
@@ -402,16 +402,15 @@ class LedgerStore:
                 condition_params=[tag_name] if tag_name else [])
             parts += raw
             params += raw_params
-        if not parts:
-            return []
-        return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero)
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
-                 measures: Sequence[str] = MEASURES, ordered: bool = False) -> list[tuple]:
+                 measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
         """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
         report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day / hour), with
         the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
-        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``: as :meth:`_grouped`."""
+        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered`` and ``nonzero``: as
+        :meth:`_sums`."""
         d = rollup.DIALECTS[self.dialect]
         group = [key_sql(d, k, "ts") for k in keys]
         tags = [k[4:] for k in keys if k.startswith("tag:")]  # a row without the tag is in no group of it
@@ -419,8 +418,8 @@ class LedgerStore:
             start, end, where, measures, lambda dims: [f"{sql} AS k{i}" for i, (sql, _) in enumerate(group)],
             column_params=[p for _, key_params in group for p in key_params], uses=[*keys, *(where or {})],
             tags="tag" in keys, conditions=[f"{d.tag_value} IS NOT NULL"] * len(tags), condition_params=tags)
-        return self._grouped(" UNION ALL ".join(parts), params, [f"k{i}" for i in range(len(keys))], list(measures),
-                             ordered=ordered)
+        return self._sums(parts, params, [f"k{i}" for i in range(len(keys))], list(measures), ordered=ordered,
+                          nonzero=nonzero)
 
     def _raw_parts(self, start: datetime, end: datetime, where: Mapping[str, str] | None, names: Sequence[str],
                    columns: Callable[[Mapping[str, str]], list[str]], *, column_params: Sequence[Any] = (),
@@ -445,6 +444,22 @@ class LedgerStore:
             parts.append(f"SELECT {', '.join(cols)} FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
             params.extend([*column_params, *where_params, *condition_params])
         return parts, params
+
+    def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
+              summed: bool = True, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
+        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``nonzero``: instead, one tuple
+        saying of each of ``names`` (counts only) whether any row or cell of ``parts`` holds anything but 0: a
+        measure that is 0 in every part is 0 in every group, and a report then need not read it (fetching a
+        column of 60,000 zeros costs as much as one of numbers)."""
+        if not parts:
+            return []
+        union = " UNION ALL ".join(parts)
+        if nonzero:
+            if MONEY_MEASURES.intersection(names):
+                raise ValueError("nonzero: counts only (money is text on SQLite)")
+            flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
+            return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
+        return self._grouped(union, params, group, names, summed=summed, ordered=ordered)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False) -> list[tuple]:
