@@ -168,9 +168,7 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    measures = tuple(m for m in MEASURES if m in measures)  # in their order, and cost always (for the order)
-    if "cost" not in measures:
-        measures = tuple(m for m in MEASURES if m in {*measures, "cost"})
+    measures = tuple(m for m in MEASURES if m in {*measures, "cost"})  # in their order; cost (the order) always
     total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
     if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
         idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
