@@ -358,13 +358,15 @@ def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[st
     shape: dict[str, Any] = {"key": {k: _SLOT for k in table.keys}}
     values: list[Sequence] = [_each_distinct(table.columns[i], _json_key) for i in range(len(table.keys))]
     for name in FIELDS:
+        column = _field(table, name)
         if name in TOKEN_FIELDS:
             shape.setdefault("tokens", {})[name] = _SLOT
+        elif name in _MONEY_FIELDS or (name in _UNIT_FIELDS and None not in column):
+            shape[name] = _TEXT_SLOT  # decimal text: nothing to escape
         else:
-            shape[name] = _TEXT_SLOT if name in _MONEY_FIELDS else _SLOT
-        column = _field(table, name)
-        if name in _UNIT_FIELDS:  # decimal text: nothing to escape
-            column = ["null" if v is None else f'"{v}"' for v in column]
+            shape[name] = _SLOT
+            if name in _UNIT_FIELDS:  # a group without runs has no unit cost: null
+                column = ["null" if v is None else f'"{v}"' for v in column]
         values.append(column)
     layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth)
     return _lines(_JSON_SLOTS.split(layout), values, separator)
