@@ -236,7 +236,8 @@ def test_unit_cost_texts_are_the_canonical_text_of_each_quotient(pairs):
 
     amounts, counts = [a for a, _ in pairs], [n for _, n in pairs]
     assert unit_cost_texts(amounts, counts) == [None if not n else format_usd(MONEY_DIV(a, n)) for a, n in pairs]
-    assert unit_cost_texts([Decimal("-1E-12"), Decimal(20), Decimal(0)], [3, 2, 7]) == ["0", "10", "0"]
+    assert unit_cost_texts([Decimal("-1E-12"), Decimal(20), Decimal(0), Decimal("0.000001")],
+                           [3, 2, 7, 7]) == ["0", "10", "0", "0.0000001429"]
 
 
 def test_a_count_whose_parts_cancel_out_is_still_read(ledger_url):

@@ -113,11 +113,16 @@ def unit_cost_texts(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[s
     """``format_usd(MONEY_DIV(a, n))`` for whole columns (None where the count is 0): the division context's
     own methods mapped in C (a month by day and user is 120,000 quotients), and the text made without a call
     per value: every quotient has exactly 10 decimals, so its plain notation without trailing zeros (and a
-    trailing '.') is the canonical text; only a quotient rounded to zero from below ('-0') needs mending."""
+    trailing '.') is the canonical text. ``str`` writes that plain notation but under a millionth (then an
+    exponent: those few are written again with ``format``), and a quotient rounded to zero from below as
+    '-0' (mended to '0')."""
     nonzero = list(map(bool, counts))
-    quotients = map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero), compress(counts, nonzero)),
-                    repeat(_UNIT))
-    texts = list(map(str.rstrip, map(str.rstrip, map(format, quotients, repeat("f")), repeat("0")), repeat(".")))
+    quotients = list(map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero),
+                                                 compress(counts, nonzero)), repeat(_UNIT)))
+    plain = list(map(str, quotients))
+    if "E" in "".join(plain):
+        plain = [format(q, "f") if "E" in t else t for q, t in zip(quotients, plain)]
+    texts = list(map(str.rstrip, map(str.rstrip, plain, repeat("0")), repeat(".")))
     if "-0" in texts:
         texts = ["0" if t == "-0" else t for t in texts]
     if all(nonzero):

@@ -266,15 +266,18 @@ def _aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> l
     distinct value formatted once where most repeat. Column by column and then one ``%`` format per line, in C:
     a month by day and user is 60,000 lines."""
     texts: list[Sequence[str]] = []
-    for column in columns:
-        if column and isinstance(column[0], int):
+    widths = []
+    for title, column in zip(header, columns):
+        if column and isinstance(column[0], int):  # as wide as its largest or smallest value (monotonic)
+            widths.append(max(len(title), len(f"{max(column):,}"), len(f"{min(column):,}")))
             distinct = set(column)
             if len(distinct) * 4 < len(column):
                 column = list(map(dict(zip(distinct, map(format, distinct, repeat(",")))).__getitem__, column))
             else:
                 column = list(map(format, column, repeat(",")))
+        else:
+            widths.append(max(len(title), max(map(len, column), default=0)))
         texts.append(column)
-    widths = [max(len(title), max(map(len, column), default=0)) for title, column in zip(header, texts)]
     line = "  ".join(f"%{'-' if i < left else ''}{width}s" for i, width in enumerate(widths))
     lines = [line % tuple(header), *map(line.__mod__, zip(*texts))]
     return [text.rstrip() for text in lines] if left == len(widths) else lines
