@@ -227,7 +227,8 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
         out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows",
                               schema=schema), source))
     skip = frozenset(MEASURES) - live
-    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice), None) for grain in grains)
+    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice, units=units), None)
+               for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", None))
     return out
 
@@ -288,18 +289,27 @@ def _sum(d: Dialect, measure: str, expr: str) -> str:
     return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
 
 
-def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False) -> str:
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False,
+             units: bool = False) -> str:
     """Fold ``aicost_delta`` into ``aicost_rollup`` at ``grain`` ('hour' as is, 'day' summed per day): insert new
     cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0).
-    ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour grain too."""
+    ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour grain too.
+    ``units``: the delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per
+    day as integers too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
     names = [m for m in MEASURES if m not in zero]
+
+    def total(m: str) -> str:
+        if units and m in MONEY_MEASURES and d.to_units is not None and d.from_units is not None:
+            return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
+        return _sum(d, m, m)
+
     if grain == "hour" and merge:
-        select = (f"SELECT 'hour', bucket, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
+        select = (f"SELECT 'hour', bucket, dim, value, {', '.join(map(total, names))} "
                   f"FROM {DELTA_TABLE} WHERE true GROUP BY bucket, dim, value")
     elif grain == "hour":
         select = f"SELECT 'hour', bucket, dim, value, {', '.join(names)} FROM {DELTA_TABLE} WHERE true"
     else:
-        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
+        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(map(total, names))} "
                   f"FROM {DELTA_TABLE} WHERE true GROUP BY {d.day('bucket')}, dim, value")
     updates = ", ".join(
         f"{m} = {d.money_add(f'aicost_rollup.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES

@@ -253,7 +253,10 @@ class LedgerStore:
             return batch
         rows = [r for r in batch.rows if r.span_id not in stored_rows]
         runs = [r for r in batch.runs if r.run_id not in stored_runs]
-        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs])
+        # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
+        # amounts whose absolute sum fits have a part whose sum fits
+        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
+                             zero=batch.zero, units=batch.units)
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -285,8 +288,11 @@ class LedgerStore:
         cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(ids)])
         return {found for (found,) in cur.fetchall()}
 
-    def _update_rollups(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> None:
-        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL."""
+    def _update_rollups(self, cur: Any, batch: PreparedBatch) -> None:
+        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL, skipping the
+        token classes :meth:`prepare` found 0 in every row (``batch.zero``) and summing money as integers where it
+        found that exact (``batch.units``)."""
+        rows, runs = batch.rows, batch.runs
         if not rows and not runs:
             return
         d = rollup.DIALECTS[self.dialect]
@@ -296,8 +302,7 @@ class LedgerStore:
             wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
             wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        units = d.to_units is not None and rollup.fits_units(rows)
-        for sql, source in rollup.rollup_sql(d, wheres, zero=_zero_tokens(rows), units=units):
+        for sql, source in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units):
             if source is None:
                 cur.execute(sql)
             else:
@@ -767,7 +772,7 @@ class SQLiteStore(LedgerStore):
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
                 self._set_outcomes(cur, batch)
-                self._update_rollups(cur, batch.rows, batch.runs)
+                self._update_rollups(cur, batch)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -996,7 +1001,7 @@ class PostgresStore(LedgerStore):
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
                     cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
-                self._update_rollups(cur, batch.rows, batch.runs)
+                self._update_rollups(cur, batch)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write
