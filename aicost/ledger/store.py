@@ -302,11 +302,11 @@ class LedgerStore:
             wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
             wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        for sql, source in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units):
-            if source is None:
-                cur.execute(sql)
+        for sql, sources in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units):
+            if sources:
+                cur.execute(self._sql(sql), [p for source in sources for p in params[source]])
             else:
-                cur.execute(self._sql(sql), params[source])
+                cur.execute(sql)
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -566,7 +566,7 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
     """Cost parts as JSON text; keys are aicost's class names and values exact decimals (no escaping needed)."""
     if not parts:
         return None
-    return "{" + ",".join(f'"{k}":"{format_usd(v)}"' for k, v in sorted(parts.items())) + "}"
+    return "{" + ",".join([f'"{k}":"{format_usd(v)}"' for k, v in sorted(parts.items())]) + "}"
 
 
 _tags_seen: dict[tuple, str] = {}
@@ -576,10 +576,13 @@ def _tags_json(tags: Mapping[str, str]) -> str:
     """Tags as JSON text, remembered: a ledger's rows repeat a few tag sets (env, region...), and encoding is a
     good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets."""
     key = tuple(tags.items())
-    if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text is
-        return _JSON.encode(tags)  # remembered (an unhashable value is encoded as well, never remembered)
-    text = _tags_seen.get(key)
+    try:
+        text = _tags_seen.get(key)  # only sets of text are remembered, and nothing but text equals text
+    except TypeError:  # an unhashable value: encoded, never remembered
+        return _JSON.encode(tags)
     if text is None:
+        if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text
+            return _JSON.encode(tags)  # is remembered
         if len(_tags_seen) >= 4096:
             _tags_seen.clear()
         text = _tags_seen[key] = _JSON.encode(tags)
