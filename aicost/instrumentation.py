@@ -552,7 +552,7 @@ class _Call:
                 if cost is not None:
                     telemetry.cost_attributes(attrs, cost)
                     if not cost.known:
-                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or (
+                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or cost.unknown_reason or (
                             _NO_PRICE if usage is not None else _NO_USAGE)
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
@@ -1174,7 +1174,8 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
     return wrapper
 
 
-# Why a call has no cost when the integration did not say (``ResponseMeta.unpriced``): no price for what it used
+# Why a call has no cost when neither the integration (``ResponseMeta.unpriced``) nor pricing (``Cost.unknown_reason``,
+# a tier billed at per-model rates the catalog lacks) said: no price for what it used
 # (a named vendor's model is priced only at that vendor's prices, docs/pricing.md), or no usage to price.
 _NO_PRICE = "no price for this model from this provider (and tier) in the catalog or price overrides"
 _NO_USAGE = "no usable usage to price"
