@@ -440,7 +440,7 @@ class _Call:
         if not self.endpoint.billable:
             attrs[s.AICOST_BILLABLE] = False
         if telemetry.state.capture_content:
-            telemetry.content_attributes(attrs, info.kwargs, self.endpoint.shape)
+            telemetry.content_attributes(attrs, info.kwargs, shape=self.endpoint.shape)
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
