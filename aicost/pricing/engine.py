@@ -420,16 +420,18 @@ def _install(new: Overrides) -> None:
         _now.clear()
 
 
-def load_price_file(path: str | os.PathLike[str]) -> Overrides:
-    """Validate a TOML/JSON price file and add its prices (raises PriceFileError, nothing changes, if invalid)."""
-    loaded = load_file(path)
+def load_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
+    """Validate a TOML/JSON price file and add its prices (raises PriceFileError, nothing changes, if invalid).
+    ``sections``: readers of features' own sections the file may have, as ``load_file`` takes them (what they
+    read is returned in ``Overrides.sections``, not applied here)."""
+    loaded = load_file(path, sections=sections)
     with _lock:
         _install(_overrides.merged(loaded))
     return loaded
 
 
 def check_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
-    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the checks of features'
+    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the readers of features'
     own sections, as ``load_file`` takes them."""
     return load_file(path, sections=sections)
 
