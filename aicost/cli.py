@@ -376,10 +376,10 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "report": _add_report,
     "export": _add_export,
     "reconcile": _registrar(".reconcile.cli", "add_parser"),
-    "forecast": _registrar(".reports.commands", "_add_forecast"),
-    "anomalies": _registrar(".reports.commands", "_add_anomalies"),
-    "dashboard": _registrar(".reports.commands", "_add_dashboard"),
-    "alerts": _registrar(".reports.commands", "_add_alerts"),
+    "forecast": _registrar(".reports.commands", "add_forecast"),
+    "anomalies": _registrar(".reports.commands", "add_anomalies"),
+    "dashboard": _registrar(".reports.commands", "add_dashboard"),
+    "alerts": _registrar(".reports.commands", "add_alerts"),
 }
 
 
