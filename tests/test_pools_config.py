@@ -100,6 +100,8 @@ def test_a_price_files_pools_are_read_and_checked_once(instrumented, replay_serv
     finally:
         aicost.pools.disable()
     assert len(calls) == 1
+    with pytest.raises(aicost.errors.ConfigurationError, match="Pool objects"):
+        configure_pools(({"not": "a Pool"},), background=False)
 
 
 def test_pricing_reads_a_features_section_only_through_the_reader_it_is_given(tmp_path):
