@@ -761,10 +761,8 @@ class SQLiteStore(LedgerStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            if batch.staged is not None and not cur.execute(_STAGE_STORED).fetchone():
-                cur.execute(_STAGE_ROWS)  # all new: the staged rows and runs go in as they are, and are summed
-                cur.execute(_STAGE_RUNS)
-                self._set_outcomes(cur, batch)
+            if batch.staged is not None and self._insert_staged(cur):
+                self._set_outcomes(cur, batch)  # all new: the staged rows and runs went in, and are summed
                 cur.execute(rollup.delta_ddl(rollup.SQLITE))
                 sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
@@ -781,6 +779,22 @@ class SQLiteStore(LedgerStore):
             conn.execute("ROLLBACK")
             raise
         return len(batch.rows)
+
+    def _insert_staged(self, cur: Any) -> bool:
+        """Insert the staged rows and runs as they are; True if none of them was stored yet. One stored already
+        (a replay, another process first) fails the insert on its key: the savepoint undoes the insert, and the
+        caller takes the by-id path (which raises any other constraint's error itself). No query beforehand: the
+        insert checks each key anyway."""
+        cur.execute("SAVEPOINT aicost_staged")
+        try:
+            cur.execute(_STAGE_ROWS)
+            cur.execute(_STAGE_RUNS)
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK TO aicost_staged")
+            cur.execute("RELEASE aicost_staged")
+            return False
+        cur.execute("RELEASE aicost_staged")
+        return True
 
     def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
         outcomes = self._outcomes(cur, batch.rows, batch.runs)
@@ -867,10 +881,7 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-# A staged batch (aicost.ledger.staging): any of it stored already? Then its rows and runs, copied in.
-_STAGE_STORED = (f"SELECT 1 FROM main.aicost_ledger WHERE span_id IN (SELECT span_id FROM {STAGE}.aicost_ledger) "
-                 f"UNION ALL SELECT 1 FROM main.aicost_runs WHERE run_id IN (SELECT run_id FROM {STAGE}.aicost_runs) "
-                 "LIMIT 1")
+# A staged batch (aicost.ledger.staging): its rows and runs, copied in.
 _STAGE_ROWS = (f"INSERT INTO main.aicost_ledger ({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} "
                f"FROM {STAGE}.aicost_ledger ORDER BY rowid")
 _STAGE_RUNS = (f"INSERT INTO main.aicost_runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} "
