@@ -60,7 +60,7 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
-_OUTCOME_AT = ROW_COLUMNS.index("outcome")
+_run_id_of = operator.attrgetter("run_id")
 _SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
@@ -175,8 +175,9 @@ class LedgerStore:
         return value if isinstance(value, dict) else json.loads(value)
 
     # -- writing ----------------------------------------------------------------------------------------------
-    def row_params(self, row: LedgerRow) -> tuple:
-        """One row as the ``aicost_ledger`` columns (:data:`~aicost.ledger.schema.ROW_COLUMNS`)."""
+    def row_params(self, row: LedgerRow, outcome: str | None = None) -> tuple:
+        """One row as the ``aicost_ledger`` columns (:data:`~aicost.ledger.schema.ROW_COLUMNS`); ``outcome`` is
+        written when the row has none of its own (its feature run's, finished in the same batch)."""
         return (
             row.span_id, row.kind, self._ts(row.time), row.trace_id, row.provider, row.operation, row.endpoint,
             row.request_model, row.response_model, row.model, row.service_tier,
@@ -185,22 +186,22 @@ class LedgerStore:
             _parts_json(row.cost_parts), self._bool(row.price_known),
             row.price_source, row.price_model, self._money(row.saved_cost), self._money(row.stopped_cost),
             row.cache_name, row.budget, row.team, row.feature, row.user, row.customer, self._json(row.tags),
-            row.run_id, row.outcome, row.error_type, row.duration_s, row.vendor_project, row.api_key_fingerprint,
+            row.run_id, outcome if row.outcome is None else row.outcome, row.error_type, row.duration_s,
+            row.vendor_project, row.api_key_fingerprint,
         )
 
     def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
         """:meth:`row_params` of each row; a row whose feature run finished in this same batch gets the run's
         outcome here, at insert, rather than from the outcome update after it (which would write it twice)."""
         params: list[tuple] = []
+        outcome_of = {run.run_id: run.outcome for run in runs}
         for i in range(0, len(rows), _SLICE):
-            params += map(self.row_params, rows[i:i + _SLICE])
+            chunk = rows[i:i + _SLICE]
+            if outcome_of:
+                params += map(self.row_params, chunk, map(outcome_of.get, map(_run_id_of, chunk)))
+            else:
+                params += map(self.row_params, chunk)
             time.sleep(0)  # lets the writer thread take the GIL now, not after the 5 ms switch interval
-        if runs:
-            outcome_of = {run.run_id: run.outcome for run in runs}
-            for i, row in enumerate(rows):
-                if row.outcome is None and row.run_id in outcome_of:
-                    p = params[i]
-                    params[i] = (*p[:_OUTCOME_AT], outcome_of[row.run_id], *p[_OUTCOME_AT + 1:])
         return params
 
     def run_params(self, run: FeatureRun) -> tuple:
