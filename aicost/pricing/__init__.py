@@ -78,34 +78,7 @@ _LAZY = {
     "PriceFileError": ".overrides",
 }
 
-__all__ = [
-    "Cost",
-    "ModelPrice",
-    "PriceFileError",
-    "RATE_NAMES",
-    "UnknownModel",
-    "add_discount",
-    "canonical",
-    "catalog_providers",
-    "catalog_version",
-    "current_price",
-    "scoped_price",
-    "set_scoped_prices",
-    "check_price_file",
-    "clear_overrides",
-    "format_usd",
-    "load_price_file",
-    "price_call",
-    "refresh_catalog_from_genai_prices",
-    "resolve",
-    "set_price",
-    "sum_usd",
-    "unknown_cost",
-    "unknown_models",
-    "use_bundled_catalog",
-    "use_catalog_file",
-    "with_sub_inferences",
-]
+__all__ = sorted(_LAZY)  # what the package offers is what it imports lazily
 
 
 def __getattr__(name: str) -> Any:
