@@ -191,6 +191,18 @@ def test_overlapping_pools_are_refused():
     aicost.pools.disable()
 
 
+def test_overlapping_pools_built_one_by_one_are_refused_too():
+    """pool_from_mapping is public: pools handed over as a tuple get the same overlap check as a mapping."""
+    a = {"gpu_hour": 2, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}
+    with pytest.raises(ConfigurationError, match=r"pools\.b\.endpoints: overlaps pool 'a'.*'m' at vllm\.internal:8000"):
+        configure_pools((pool_from_mapping("a", a), pool_from_mapping("b", a)), clock=lambda: T0)
+    assert aicost.pools.active() is None
+    meter = configure_pools((pool_from_mapping("a", {**a, "until": "2026-12-01"}),
+                             pool_from_mapping("b", {**a, "start": "2026-12-01"})), clock=lambda: T0)
+    assert [p.name for p in meter.pools] == ["a", "b"]
+    aicost.pools.disable()
+
+
 def test_price_file_pools(tmp_path, pool_env):
     telemetry, server, client = pool_env
     host_port = server.url.split("//", 1)[1]
