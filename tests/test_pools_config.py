@@ -3,6 +3,7 @@ the one validator behind configure time and ``aicost prices --check``."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -117,6 +118,21 @@ def test_pricing_reads_a_features_section_only_through_the_reader_it_is_given(tm
     loaded = load_file(path, sections={"pools": lambda table: ("read", []), "widgets": lambda table: (table, [])})
     assert loaded.sections == {"pools": "read", "widgets": {"w": {"size": 3}}}
 
+
+
+@pytest.mark.parametrize("value", [[], "", 0, False, None, [1]])
+def test_a_pools_section_that_is_empty_or_not_a_table_is_refused(tmp_path, value):
+    """Present but not a table of pools: refused by the pools' reader, never skipped because it is falsy."""
+    from aicost.instrumentation import PRICE_FILE_SECTIONS
+    from aicost.pricing import PriceFileError
+    from aicost.pricing.overrides import load_file
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"version": 1, "pools": value}))
+    with pytest.raises(PriceFileError, match=r"pools: must be a table of pools .*got " + type(value).__name__):
+        load_file(path, sections=PRICE_FILE_SECTIONS)
+    path.write_text(json.dumps({"version": 1, "pools": {}}))  # an empty table declares no pools
+    assert not load_file(path, sections=PRICE_FILE_SECTIONS).sections.get("pools")
 
 BAD_POOLS = {  # four pools: four problems in two of them, and two valid ones that overlap
     "a": {"gpu_hour": 1, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2},

@@ -525,7 +525,7 @@ def overrides_from_data(data: Any, *, path: str | None = None,
                 problems.extend(exc.problems)
     read: dict[str, Any] = {}
     for section, reader in sections.items():
-        if data.get(section):
+        if section in data:  # present but empty or not a table: its reader says what it must be
             read[section], found = reader(data[section])
             for problem in found:
                 table, field = getattr(problem, "table", section), getattr(problem, "field", None)
