@@ -22,7 +22,7 @@ _LAZY: dict[str, str] = {
     "price_call": "aicost.pricing",
     "set_price": "aicost.pricing",
     "add_discount": "aicost.pricing",
-    "load_price_file": "aicost.pricing",
+    "load_price_file": "aicost.instrumentation",  # pricing's, with the features' sections of the file read
     "clear_overrides": "aicost.pricing",
     "unknown_models": "aicost.pricing",
     "PriceFileError": "aicost.pricing",

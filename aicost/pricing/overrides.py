@@ -177,8 +177,13 @@ class Overrides:
     sections: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def merged(self, other: "Overrides") -> "Overrides":
+        sections = {**self.sections, **other.sections}
+        for name in self.sections.keys() & other.sections.keys():  # a section is a table of names: merged by name
+            mine, theirs = self.sections[name], other.sections[name]
+            if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                sections[name] = {**mine, **theirs}
         combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources,
-                             {**self.sections, **other.sections})
+                             sections)
         check_contradictions(combined)
         return combined
 
