@@ -242,7 +242,8 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
     rows: list[tuple] = []
     zero: set[str] = set()
     if end > start:
-        candidates = [m for m in measures if m in {*maybe_zero} - MONEY_MEASURES]
+        maybe = set(maybe_zero) - MONEY_MEASURES
+        candidates = [m for m in measures if m in maybe]
         if candidates:
             found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
             zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}

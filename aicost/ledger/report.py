@@ -31,7 +31,7 @@ from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
 
 __all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json",
-           "write_report", "FIELDS", "FORMAT_MEASURES"]
+           "write_report", "FIELDS", "FORMAT_MEASURES", "aligned"]
 
 
 class PeriodError(ValueError):
@@ -142,7 +142,7 @@ class Report:
         """The groups as :class:`SpendGroup` objects (made from :attr:`table` on each access; the renderers
         print the table itself: a month by day and user is 60,000 groups). Only for a report of every measure
         (``build_report``'s default)."""
-        if self.table.measures != MEASURES:
+        if self.group_by and self.table.measures != MEASURES:
             raise ValueError(f"this report read only {', '.join(self.table.measures)} of the groups; "
                              "build it with every measure to have them as SpendGroup objects")
         return [SpendGroup.from_row(self.group_by, row) for row in self.table.rows()]
@@ -168,17 +168,21 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    measures = tuple(m for m in MEASURES if m in {*measures, "cost"})  # in their order; cost (the order) always
-    total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
-    if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
-        idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
-        table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle)
-    else:
-        table = SpendTable.from_rows((), measures, [])  # totals only: no groups
-    report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
-    mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
-    if movers and mover_keys and not report.empty:
-        report.movers = _top_movers(store, period, table, mover_keys, where, movers)
+    wanted = {*measures, "cost"}  # cost (the order) always
+    if unknown := wanted - set(MEASURES):
+        raise ValueError(f"build_report: unknown measures {sorted(unknown)}; valid: {', '.join(MEASURES)}")
+    measures = tuple(m for m in MEASURES if m in wanted)  # in their order
+    with store.snapshot():  # the reads below agree with each other while a writer adds rows
+        total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
+        if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
+            idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
+            table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle)
+        else:
+            table = SpendTable.from_rows((), measures, [])  # totals only: no groups
+        report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
+        mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
+        if movers and mover_keys and not report.empty:
+            report.movers = _top_movers(store, period, table, mover_keys, where, movers)
     return report
 
 
@@ -260,7 +264,7 @@ def _field(table: SpendTable, name: str) -> Sequence:
     return table.text(_MONEY_FIELDS.get(name, name))
 
 
-def _aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> list[str]:
+def aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> list[str]:
     """``header`` and the rows of ``columns`` as lines of columns padded to their widest cell, two spaces
     apart: the first ``left`` left-aligned, the others right-aligned; ints with thousands separators, each
     distinct value formatted once where most repeat. Column by column and then one ``%`` format per line, in C:
@@ -300,7 +304,7 @@ def _table_lines(report: Report) -> list[str]:
             columns.append(["-" if v is None else v for v in _field(table, name)])
         else:
             columns.append(_field(table, name))
-    return _aligned([*table.keys, *(h for h, _ in _TABLE_COLUMNS)], columns, len(table.keys))
+    return aligned([*table.keys, *(h for h, _ in _TABLE_COLUMNS)], columns, len(table.keys))
 
 
 def render_table(report: Report) -> str:
@@ -340,7 +344,7 @@ def render_table(report: Report) -> str:
                  ("+" if m.change > 0 else "") + _money(m.change),
                  "new" if m.change_pct is None else f"{'+' if m.change_pct > 0 else ''}{m.change_pct}%"]
                 for m in report.movers]
-        lines.extend(_aligned(header, list(zip(*body)), len(header) - 4))
+        lines.extend(aligned(header, list(zip(*body)), len(header) - 4))
     return "\n".join(lines) + "\n"
 
 

@@ -526,6 +526,22 @@ class LedgerStore:
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         raise NotImplementedError
 
+    _BEGIN_READ = "BEGIN"
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every sum read inside sees one state of the ledger: a report's totals, its zero check, its groups and
+        its movers are separate statements, and a writer adding rows between them would make the groups disagree
+        with the totals. One read transaction on the store's own connection, holding the store's lock (so this
+        store's other users wait; other connections, such as a writer's, go on writing)."""
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(self._BEGIN_READ)
+            try:
+                yield
+            finally:
+                cur.execute("COMMIT")  # read only: nothing to keep or lose
+
     def _fetch(self, sql: str, params: list) -> list[tuple]:
         """All result rows of a short query (sums), on the store's own connection."""
         with self._lock:
@@ -1017,6 +1033,8 @@ class PostgresStore(LedgerStore):
 
     def _cursor(self) -> Any:
         return self._connect().cursor()
+
+    _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
         """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
