@@ -20,8 +20,9 @@ one). Unknown models give ``Cost(known=False, total=None)``, never $0. See docs/
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inferences
@@ -79,16 +80,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)  # what the package offers is what it imports lazily
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)
