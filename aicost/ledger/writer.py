@@ -215,10 +215,9 @@ class LedgerWriter:
                 if self._queue and (deadline is None or time.monotonic() <= deadline):
                     # at most half of what is left, so the end of a backlog goes in shrinking batches and the
                     # last write, which nothing overlaps, is short
-                    take = min(size, max(self.batch_size, len(self._queue) // 2))
-                    batch = []
-                    while self._queue and len(batch) < take:
-                        batch.append(self._queue.popleft())
+                    take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
+                    pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
+                    batch = [pop() for _ in range(take)]
                     size = min(2 * size, _BACKLOG_BATCHES * self.batch_size)
                     nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
                 if ahead is not None:
