@@ -211,7 +211,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     'runs' -> on aicost_runs) to the rollups at ``grains``: the delta insert (:func:`delta_sql`, both sources in
     one statement), then the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, the sources
     whose parameters it takes, in order). Only the measures a source can add to are summed (a run adds 2 of the
-    27, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
+    25, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
     live = frozenset(m for source in wheres for m, e in zip(MEASURES, _SOURCES[source][1]())
                      if e not in _CONSTANT_ZERO and m not in zero)
     skip = frozenset(MEASURES) - live
@@ -230,7 +230,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
 
     Each source is read once (a materialized CTE with the per-row measures), summed per hour in steps and
     exploded into one arm per dimension; one final ``GROUP BY`` sums the arms of both sources per cell. A source
-    sums only the measures it can add to (a run adds 2 of the 27), less ``zero``: measures the caller knows are 0
+    sums only the measures it can add to (a run adds 2 of the 25), less ``zero``: measures the caller knows are 0
     in every row summed (most token classes in a typical batch), left out (the delta's default, 0): the sums are
     most of the statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows
     summed; the dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read
@@ -287,8 +287,9 @@ def _sum(d: Dialect, measure: str, expr: str) -> str:
 def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: bool = False) -> str:
     """Fold ``aicost_delta`` (each hour cell once: :func:`delta_sql`) into ``aicost_rollup`` at ``grain`` ('hour'
     as is, 'day' summed per day): insert new cells, add to existing ones. Measures in ``zero`` are 0 in the
-    delta: left out (a new cell's default is 0). ``units``: the delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per
-    day as integers too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
+    delta: left out (a new cell's default is 0). ``units``: the delta's money was summed from a batch
+    :func:`fits_units` allows, so its cells are summed per day as integers too (the dialect's ``to_units``), not
+    with the exact-decimal aggregate."""
     names = [m for m in MEASURES if m not in zero]
 
     def total(m: str) -> str:

@@ -920,7 +920,8 @@ _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) A
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
-_PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
+_PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome "
+                    "FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
                     "WHERE aicost_ledger.run_id = o.run_id AND aicost_ledger.outcome IS NULL")
 _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
@@ -1077,7 +1078,8 @@ class PostgresStore(LedgerStore):
                                 copy.write_row(values)
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
-                    cur.execute(_PG_SET_OUTCOMES, [_pg_text_array([o for o, _ in outcomes]), _pg_text_array([r for _, r in outcomes])])
+                    cur.execute(_PG_SET_OUTCOMES, [_pg_text_array([o for o, _ in outcomes]),
+                                                   _pg_text_array([r for _, r in outcomes])])
                 self._update_rollups(cur, batch)
         except Exception:
             if self._conn is not None and self._conn.broken:
