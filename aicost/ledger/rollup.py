@@ -222,6 +222,11 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     return out
 
 
+# The step of delta_sql's per-hour sums that each rollup dimension's cells are read from.
+_STEP_OF = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
+            "customer": "sp"}
+
+
 def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None = None,
               zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
     """``INSERT INTO aicost_delta``: the hour cells of the rows of each source in ``wheres`` ('rows':
@@ -253,10 +258,8 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
         # -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer).
         steps = {"sc": ("s", coarse), "tf": ("sc", ["team", "feature"]), "mp": ("sc", ["model", "provider"]),
                  "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
-        read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg",
-                "user": "sp", "customer": "sp"}
         wanted = [dim for dim in dim_cols if dims is None or dim in dims]
-        needed = {read[dim] for dim in wanted}
+        needed = {_STEP_OF[dim] for dim in wanted}
         needed |= {steps[n][0] for n in needed} - {"s"}
         for name, (parent, keys) in steps.items():
             if name in needed:
@@ -265,7 +268,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
         # measures this source never adds: 0, or no money (NULL: not summed)
         pad = {m: m if m in own else "CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0" for m in names}
         for dim in wanted:
-            rel = p + read[dim]
+            rel = p + _STEP_OF[dim]
             join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
             arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, "
                         f"{', '.join(f'{pad[m]} AS {m}' for m in names)} FROM {rel}{join}")
