@@ -121,9 +121,9 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     if args.price_file:
         try:
-            from .instrumentation import PRICE_FILE_SECTIONS
+            from .instrumentation import load_price_file
 
-            pricing.load_price_file(args.price_file, sections=PRICE_FILE_SECTIONS)
+            load_price_file(args.price_file)  # the features' sections read as instrument(price_file=...) reads them
         except pricing.PriceFileError as exc:
             print(f"invalid: {exc}", file=err)
             return 1

@@ -104,7 +104,7 @@ def instrument(
     if pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
 
-        configure_pools(tuple(pools.values()), source=os.fspath(price_file))  # read and checked once, by load_file
+        configure_pools(tuple(pools.values()), source=os.fspath(price_file))  # read and checked by load_file
     elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
         sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
@@ -149,6 +149,8 @@ def load_price_file(path: str | os.PathLike[str]) -> Any:
     from .pricing.engine import load_price_file as load
 
     return load(path, sections=PRICE_FILE_SECTIONS)
+
+
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 

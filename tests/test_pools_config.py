@@ -108,6 +108,7 @@ def test_a_second_price_files_pools_merge_with_the_firsts_by_name(replay_server,
     finally:
         clear_overrides()
 
+
 def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, replay_server, tmp_path):
     path = _price_file(tmp_path, replay_server)
     try:
