@@ -221,7 +221,8 @@ class LedgerStore:
 
     def prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun] = ()) -> PreparedBatch:
         """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
-        and, on SQLite, staged (:mod:`aicost.ledger.staging`). Safe to call on another thread while this store
+        and staged (SQLite: an in-memory database image, :mod:`aicost.ledger.staging`; PostgreSQL: its ``COPY``
+        data). Safe to call on another thread while this store
         writes: the background writer prepares the next batch meanwhile."""
         rows = _unique(rows, "span_id")
         runs = _unique(runs, "run_id")
@@ -231,7 +232,8 @@ class LedgerStore:
                              _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
                              and rollup.fits_units(rows))
 
-    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
+        """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
         return None
 
     def write_prepared(self, batch: PreparedBatch) -> int:
