@@ -252,7 +252,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         try:
             report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers,
-                                  measures=FORMAT_MEASURES[args.format])  # only what the format shows
+                                  measures=FORMAT_MEASURES[args.format],  # only what the format shows
+                                  lines=args.format if args.format != "table" else None)  # PostgreSQL writes them
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2
