@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
@@ -529,8 +529,12 @@ def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = 
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:
     """``render_table`` / ``render_csv`` / ``render_json`` (``fmt``: table, csv, json) of ``report``, written to
-    ``out`` in pieces: the same text, without first copying a month by day and user into one string."""
+    ``out`` in pieces: the same text, without first copying a month by day and user into one string. A piece is
+    a line or a group; they are joined 256 at a time (a text file's ``write`` of each of 60,000 pieces cost about
+    as much again as making them)."""
     if fmt == "table":
         out.write(render_table(report))
-    else:
-        out.writelines(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
+        return
+    pieces = iter(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
+    while chunk := "".join(islice(pieces, 256)):
+        out.write(chunk)
