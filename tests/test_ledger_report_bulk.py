@@ -345,10 +345,9 @@ def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
                      (Decimal("0.000001"), 7), (Decimal("999999999999999999999.999999999999999999999999"), 3)]
     text, exact = _pg_unit_cost("r.s0", "r.s1")
     values = ", ".join(["(%s::numeric, %s::bigint)"] * len(pairs))
+    sql = f"SELECT {text}, {exact} FROM (VALUES {{}}) AS r(s0, s1)"
     with psycopg.connect(pg_server, autocommit=True) as conn:
-        got = conn.execute(f"SELECT {text}, {exact} FROM (VALUES {values}) AS r(s0, s1)",
-                           [v for pair in pairs for v in pair]).fetchall()
-    assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
-    with psycopg.connect(pg_server, autocommit=True) as conn:  # past the condition: said, not trusted
-        assert conn.execute(f"SELECT {exact} FROM (VALUES (%s::numeric, 3::bigint)) AS r(s0, s1)",
-                            [Decimal("1E-25")]).fetchone() == (False,)
+        got = conn.execute(sql.format(values), [v for pair in pairs for v in pair]).fetchall()
+        assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
+        # past the condition: said, not trusted
+        assert conn.execute(sql.format("(%s::numeric, 3::bigint)"), [Decimal("1E-25")]).fetchone()[1] is False

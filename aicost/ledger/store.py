@@ -536,17 +536,26 @@ class LedgerStore:
                 out.append(col if money == "text" else f"trim_scale({col})::text")
             if name in ("cost", "calls"):
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
-        if line is not None:
-            out[len(group):] = [self._line_sql(line, names)]
         ranks = [rank[name] for name in ("cost", "calls") if name in rank]
         ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
+        if line is not None:  # sorted below, then written: not ~1 KB of text per sorted row
+            text, below = self._line_sql(line, names)
+            out[len(group):] = [text]
+            below += [f"{e} AS t{i}" for i, e in enumerate(ties)]
+            inner = f"SELECT r.*, {', '.join(below) or '1 AS t'} FROM ({inner}) AS r"
+            if order_by and (ranks or ties):
+                inner += f" ORDER BY {', '.join([*(f'{e} DESC' for e in ranks), *ties])}"
+                ties = [f"r.t{i}" for i in range(len(group))]  # the same order: no second sort
+            else:
+                inner += " OFFSET 0"  # a level of its own: what it computes, it computes once
         sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
         if order_by and (ranks or ties):
             sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
         return sql
 
-    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> str:
-        """The SQL of :meth:`_final`'s one text column for ``line`` (over its s0.. columns, sums of ``names``)."""
+    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
+        """The SQL of :meth:`_final`'s one text column for ``line`` (over its s0.. columns, sums of ``names``), and
+        the columns it reads that the query level below it computes (``expression AS name``)."""
         raise NotImplementedError
 
     def time_range(self) -> tuple[datetime, datetime] | None:
@@ -1011,16 +1020,17 @@ _UNIT_SCALE = 10  # query.MONEY_DIV's quantum: 10**-10 dollars
 def _pg_unit_cost(money: str, count: str) -> tuple[str, str]:
     """SQL for ``query.MONEY_DIV(money, count)`` (a positive count) as canonical text, and the condition under
     which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to 10
-    decimals. Here x = money * 10**10 is divided exactly (``div`` truncates), the remainder decides, and a tie
-    goes to the even quotient. The two round alike unless the 60-digit quotient lands exactly on a tie that the
-    exact one is not on, which takes an amount whose digits (its decimals included, as an integer) number 49 or
-    more (docs/ledger.md); the condition (at most 24 decimals, under 10**24 dollars) keeps far below that."""
-    x = f"({money} * 1{'0' * _UNIT_SCALE})"
+    decimals. Here x = money * 10**10 is divided exactly (``div`` and ``mod`` truncate), twice the remainder
+    against the count decides, and a tie goes to the even quotient. The two round alike unless the 60-digit
+    quotient lands exactly on a tie that the exact one is not on, which takes an amount whose digits (its
+    decimals included, as an integer) number 49 or more (docs/ledger.md); the condition (at most 24 decimals,
+    under 10**24 dollars) keeps far below that."""
+    x = f"{money} * 1{'0' * _UNIT_SCALE}"
     q = f"div({x}, {count})"
-    twice = f"(2 * abs({x} - {q} * {count}))"
-    up = f"CASE WHEN {twice} > {count} OR ({twice} = {count} AND mod({q}, 2) <> 0) THEN sign({x}) ELSE 0 END"
-    text = f"trim_scale(({q} + {up}) * 0.{'0' * (_UNIT_SCALE - 1)}1)::text"
-    return text, f"scale({money}) <= 24 AND abs({money}) < 1e24"
+    up = (f"CASE sign(2 * abs(mod({x}, {count})) - {count}) WHEN 1 THEN sign({money}) "
+          f"WHEN 0 THEN CASE WHEN mod({q}, 2) <> 0 THEN sign({money}) ELSE 0 END ELSE 0 END")
+    return (f"trim_scale(({q} + {up}) * 0.{'0' * (_UNIT_SCALE - 1)}1)::text",
+            f"scale({money}) <= 24 AND abs({money}) < 1e24")
 
 
 class PostgresStore(LedgerStore):
@@ -1181,31 +1191,40 @@ class PostgresStore(LedgerStore):
                                                  extra=("rows_summed",), line=line)), params)
         return [r[:-1] for r in rows if r[-1]]
 
-    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> str:
+    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
         # '%' escaped too, for the placeholder rewriting) and the slots' text: a count's bigint as its digits,
         # money as trim_scale(...)::text (the canonical text), a measure not read as 0. NULL (the caller reads
-        # the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost).
+        # the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost). The unit
+        # costs are computed below the sort (a few bytes each, by the parallel workers when there are some).
         column = {name: f"r.s{i}" for i, name in enumerate(names)}
-        args, exact = [], []
-        for piece, slot in zip(line.pieces, line.slots):
-            args.append(_pg_literal(piece))
+        args, exact, below = [], [], []
+        text = ""  # literal text not written yet: a constant run is one argument (concat's cost is per argument)
+        for j, (piece, slot) in enumerate(zip(line.pieces, line.slots)):
+            text += piece
             if isinstance(slot, tuple):
                 money, count = map(column.get, slot)
                 if money is None or count is None:  # a count 0 in every group: no unit cost anywhere
-                    args.append(_pg_literal(line.null))
+                    text += line.null
                     continue
-                text, guard = _pg_unit_cost(money, count)
-                args.append(f"CASE WHEN {count} = 0 THEN {_pg_literal(line.null)} ELSE "
-                            f"{_pg_literal(line.quote)} || {text} || {_pg_literal(line.quote)} END")
+                quotient, guard = _pg_unit_cost(money, count)
+                below.append(f"CASE WHEN {count} = 0 THEN {_pg_literal(line.null)} ELSE {_pg_literal(line.quote)} "
+                             f"|| {quotient} || {_pg_literal(line.quote)} END AS u{j}")
                 exact.append(guard)
+                value = f"r.u{j}"
             elif slot not in column:
-                args.append("'0'")
+                text += "0"
+                continue
             else:
-                args.append(f"trim_scale({column[slot]})::text" if slot in MONEY_MEASURES else column[slot])
-        args.append(_pg_literal(line.pieces[-1]))
+                value = f"trim_scale({column[slot]})::text" if slot in MONEY_MEASURES else column[slot]
+            args += [_pg_literal(text), value] if text else [value]
+            text = ""
+        args.append(_pg_literal(text + line.pieces[-1]))
         text = f"concat({', '.join(args)})"
-        return f"CASE WHEN {' AND '.join(dict.fromkeys(exact))} THEN {text} END" if exact else text
+        if exact:
+            below.append(f"{' AND '.join(dict.fromkeys(exact))} AS exact")
+            text = f"CASE WHEN r.exact THEN {text} END"
+        return text, below
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid
