@@ -274,6 +274,20 @@ def test_a_tier_billed_at_unlisted_per_model_rates_is_unknown_with_the_reason_fr
     assert price_call("acme", "nope", usage, service_tier="flex").unknown_reason is None  # not the tier's fault
 
 
+def test_a_fallback_model_priced_but_not_at_the_tier_gives_the_tier_reason(acme_flex_unlisted):
+    """The answer names a snapshot the catalog lacks; the model asked for is priced, but not at this tier: the
+    call is unknown because of the tier, and says so, as a call naming that model would. No unknown model."""
+    usage = Usage(input_tokens=1_000, output_tokens=10)
+    for at in (None, datetime(2025, 7, 1, tzinfo=UTC)):
+        cost = price_call("acme", "m1-internal-0915", usage, service_tier="flex", fallback_model="m1", at=at)
+        assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
+    assert unknown_models() == []
+    assert price_call("acme", "m1-internal-0915", usage, fallback_model="m1").known  # priced at standard
+    # the model that answered has its own tier reason: it is kept, whatever the fallback
+    assert price_call("acme", "m1", usage, service_tier="flex", fallback_model="nope").unknown_reason == (
+        acme_flex_unlisted)
+
+
 def test_an_unpriced_tier_is_decided_once_per_resolution_not_once_per_call(acme_flex_unlisted, monkeypatch, caplog):
     """The lookup that finds no price at the tier also finds why; each call then reads both from the cache: no
     second lookup of the model's period and tier rates, and one warning however many calls."""

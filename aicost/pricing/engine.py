@@ -325,7 +325,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
     ``fallback_model``: priced instead when ``model`` has no price and it has one (the model that was asked
-    for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown.
+    for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown. When it
+    has a price, but not at this tier, the cost is unknown with the tier's reason, as for ``fallback_model`` itself.
     ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
     beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
     reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request; a
@@ -342,7 +343,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
                            else _found_at(provider, model, service_tier, _utc(at)))
         if price is None and fallback_model:
             fallback = _found(provider, fallback_model, service_tier, at)
-            if fallback[0] is not None:
+            # priced: the model asked for prices the call; priced, but not at this tier: the tier says why
+            if fallback[0] is not None or (unpriced is None and fallback[1] is not None):
                 (price, unpriced), model = fallback, fallback_model
         if price is None:
             return _unknown_call(provider, model, service_tier, usage, unpriced)
