@@ -118,6 +118,35 @@ def test_unknown_price_is_refused_by_default_and_allowed_on_request():
         spend(lenient)
 
 
+def test_a_tier_with_no_price_is_refused_and_logged_with_the_tier_reason(monkeypatch, caplog):
+    """The catalog prices the model, but not at the call's tier (Google's priority): the refusal, and the
+    warning when such calls are allowed, give the reason pricing gives the span, not "no price for the model".
+    An application's own ``price_lookup`` says only whether it has a price: the refusal says no more."""
+    from aicost import _log
+    from aicost.pricing import unknown_reason
+
+    monkeypatch.setattr(_log, "_seen", set())
+    reason = unknown_reason("gcp.vertex_ai", "gemini-2.5-flash", "priority")
+    assert reason and "bills the priority tier at per-model rates" in reason
+
+    def priority_call():
+        info = chat_info(model="gemini-2.5-flash", provider="gcp.vertex_ai")
+        info.service_tier = "priority"
+        return info
+
+    catalog = BudgetGuard([Budget(limit_usd="1")], clock=Clock(ts("2026-11-23T12:00:00")))
+    with pytest.raises(PolicyViolation) as refused:
+        catalog.before_call(priority_call())
+    assert refused.value.detail.startswith(reason + ", so its worst-case cost cannot be reserved")
+    lenient = BudgetGuard([Budget(limit_usd="1")], on_unknown_price="allow", clock=Clock(ts("2026-11-23T12:00:00")))
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        lenient.before_call(priority_call())
+        lenient.before_call(priority_call())
+    assert caplog.text.count(reason + "; such calls are not budgeted") == 1
+    with pytest.raises(PolicyViolation, match="no price is known for gcp.vertex_ai model 'gemini-2.5-flash'"):
+        guard(Budget(limit_usd="1")).before_call(priority_call())
+
+
 def test_lease_expiry_frees_a_reservation_that_is_never_settled():
     clock = Clock(ts("2026-11-23T12:00:00"))
     g = guard(Budget(limit_usd="0.001"), clock=clock, lease_seconds=60)

@@ -65,6 +65,28 @@ def test_priority_paygo_answered_by_an_unlisted_snapshot_says_the_tier_is_why(in
     assert not listed & {"gemini-2.5-flash-internal-7", "gemini-2.5-flash"}
 
 
+def test_a_budget_refuses_a_priority_call_with_the_tier_reason_the_span_would_carry(instrumented, replay_server):
+    """The worst case of a priority call cannot be reserved: the refusal says why as pricing does (the tier,
+    not "no price for the model"), the reason ``Cost.unknown_reason`` gives the span of such a call."""
+    from aicost.budget import Budget, PolicyViolation, configure_budgets, disable_budgets, process_memory_store
+
+    reason = price_call("gcp.gemini", "gemini-2.5-flash", Usage(input_tokens=1),
+                        service_tier="priority").unknown_reason
+    configure_budgets(budgets=[Budget(limit_usd="1", window="day", name="gemini")])
+    try:
+        client = _gemini(replay_server)
+        with pytest.raises(PolicyViolation) as refused:
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi",
+                                           config=types.GenerateContentConfig(service_tier="priority"))
+    finally:
+        disable_budgets()
+        process_memory_store().reset()
+    assert replay_server.requests == []  # nothing was sent
+    assert refused.value.rule == "unknown_price"
+    assert reason and refused.value.detail.startswith(reason + ", so its worst-case cost cannot be reserved")
+    assert "no price is known" not in refused.value.detail
+
+
 def test_a_priority_price_override_prices_it(instrumented, replay_server):
     set_price("gemini-2.5-flash", provider="gcp.vertex_ai", service_tier="priority", input="0.54", output="4.5")
     try:

@@ -288,6 +288,16 @@ def test_a_fallback_model_priced_but_not_at_the_tier_gives_the_tier_reason(acme_
         acme_flex_unlisted)
 
 
+def test_unknown_reason_says_why_current_price_is_none_when_the_tier_is_why(acme_flex_unlisted, caplog):
+    """What a budget asks before a call: quiet (nothing logged, nothing listed), the reason a call would carry."""
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        assert engine.current_price("acme", "m1", "flex") is None
+        assert engine.unknown_reason("acme", "m1", "flex") == acme_flex_unlisted
+        assert engine.unknown_reason("acme", "m1") is None  # priced
+        assert engine.unknown_reason("acme", "nope", "flex") is None  # no price at any tier: nothing more to say
+    assert caplog.text == "" and unknown_models() == []
+
+
 def test_an_unpriced_tier_is_decided_once_per_resolution_not_once_per_call(acme_flex_unlisted, monkeypatch, caplog):
     """The lookup that finds no price at the tier also finds why; each call then reads both from the cache: no
     second lookup of the model's period and tier rates, and one warning however many calls."""

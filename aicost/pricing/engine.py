@@ -310,6 +310,16 @@ def current_price(provider: str | None, model: str | None, service_tier: str | N
     return _found_now((provider, model, service_tier))[0]
 
 
+def unknown_reason(provider: str | None, model: str | None, service_tier: str | None = None) -> str | None:
+    """Why ``current_price`` gives None, when pricing knows more than "no price for this model" (a tier the
+    vendor bills at per-model rates the catalog lacks): the ``Cost.unknown_reason`` such a call carries. Quiet
+    and cached as ``current_price`` is; None when the model is priced, or has no price at any tier."""
+    if service_tier is not None and type(service_tier) is not str:
+        service_tier = _tier_text(service_tier)
+    unpriced = _found_now((provider, model, service_tier))[1]
+    return None if unpriced is None else unpriced.reason
+
+
 def catalog_providers() -> tuple[str, ...]:
     """The OpenTelemetry provider names of the active catalog's price tables (``aws`` -> ``aws.bedrock``): the
     vendors a model name can be resolved as, for a check made before any call names its vendor."""
