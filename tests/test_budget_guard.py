@@ -748,11 +748,16 @@ def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
 
 def test_the_estimate_reads_the_request_only_through_a_shape_it_must_be_given():
     """A caller that forgot the endpoint's RequestShape used to get the default one, which reads nothing: 0 input
-    tokens and no output cap, silently. Now the shape is a required keyword."""
+    tokens and no output cap, silently. Now the shape is a required keyword, of the CallInfo an interceptor reads
+    it from too."""
     from aicost import telemetry
     from aicost.budget.estimate import count_input, worst_case
+    from aicost.hooks import CallInfo
 
     info = chat_info("gpt-4o", max_tokens=7, text="hello there, how are you today?")
+    with pytest.raises(TypeError, match="shape"):
+        CallInfo(provider="openai", operation="chat", endpoint=info.endpoint, request_model="gpt-4o",
+                 kwargs=info.kwargs, stream=False, is_async=False)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         count_input(info.kwargs, "gpt-4o", "openai")  # type: ignore[call-arg]
     with pytest.raises(TypeError):
