@@ -272,6 +272,22 @@ def test_downgrade_respects_model_policies():
         spend(g)
 
 
+def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier():
+    """The cheaper model is priced, but not at the tier the call asks for: downgrading would send a request whose
+    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged."""
+    def lookup(provider, model, *, service_tier=None):
+        return price_lookup(provider, model) if model != "flat-small" or service_tier is None else None
+
+    g = BudgetGuard([Budget(limit_usd="0.001", action="downgrade", downgrade_to="flat-small")],
+                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")))
+    spend(g)
+    info = chat_info()
+    info.service_tier = "priority"
+    with pytest.raises(BudgetExceeded) as err:
+        g.before_call(info)
+    assert err.value.model == info.kwargs["model"] == "flat-big"
+
+
 def test_warn_allows_logs_once_per_window_and_marks_the_span(caplog):
     clock = Clock(ts("2026-11-23T12:00:00"))
     g = guard(Budget(limit_usd="0.001", action="warn", name="soft"), clock=clock)
