@@ -61,7 +61,7 @@ class UnknownModel:
     first_seen: str
 
 
-class UnpricedTier:
+class _UnpricedTier:
     """Why a model priced at other tiers has no price at this one: the vendor bills the tier at per-model rates
     (a null ``tier_factor``) and the catalog lists none for the model at that date. Found once, where the price
     would have been found, and cached beside it, so each such call only reads it (``Cost.unknown_reason``)."""
@@ -74,7 +74,7 @@ class UnpricedTier:
 
 
 # What a lookup finds: the price, or None and, when the tier is why, the reason. Cached as one pair.
-_Found = tuple["ModelPrice | None", "UnpricedTier | None"]
+_Found = tuple["ModelPrice | None", "_UnpricedTier | None"]
 _NOTHING: _Found = (None, None)
 
 
@@ -95,7 +95,7 @@ class _Resolved:
         self._found: dict[Any, _Found] = {}
 
     def find(self, at: datetime, tier: str | None) -> _Found:
-        """The price at ``at`` and ``tier``; or no price, with an ``UnpricedTier`` when the tier is the reason.
+        """The price at ``at`` and ``tier``; or no price, with an ``_UnpricedTier`` when the tier is the reason.
         The one place that decides both: an override rule first, then the catalog's period and tier rates."""
         day = at.date()
         for rule in self.rules:  # ordered: this tier's rules first, then the most specific name
@@ -116,21 +116,19 @@ class _Resolved:
         key = (selection, tier, id(discount) if discount else None)
         found = self._found.get(key)
         if found is None:
-            found = self._build(at, selection, variant_tier, tier, discount)
+            found = self._build(entry, at, selection, variant_tier, tier, discount)
             if len(self._found) > 256:
                 self._found.clear()
             self._found[key] = found
         return found
 
-    def _build(self, at: datetime, selection: tuple[int, tuple[int, ...]], variant_tier: str | None,
-               tier: str | None, discount: Discount | None) -> _Found:
-        entry = self.entry
-        assert entry is not None
+    def _build(self, entry: ModelEntry, at: datetime, selection: tuple[int, tuple[int, ...]],
+               variant_tier: str | None, tier: str | None, discount: Discount | None) -> _Found:
         rates = entry.rates_for(selection, variant_tier)
         if variant_tier in self.tier_factor and not selection[1]:
             factor = self.tier_factor[variant_tier]
             if factor is None:  # billed at per-model rates this model does not list: unknown, never standard
-                return None, UnpricedTier(
+                return None, _UnpricedTier(
                     f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog does not "
                     f"list for {entry.id} (a price override for the tier prices it)")
             rates = _scale_token_rates(rates, factor)
@@ -294,6 +292,8 @@ def _found_now(key: tuple[str | None, str | None, str | None]) -> _Found:
 
 
 def _found(provider: str | None, model: str | None, service_tier: str | None, at: datetime | None) -> _Found:
+    """What prices ``model`` now (``at`` None) or at ``at``. ``price_call``'s first lookup spells this out
+    inline: it runs on every call, and a second function call there costs more than the lookup."""
     return _found_now((provider, model, service_tier)) if at is None else _found_at(provider, model, service_tier,
                                                                                     _utc(at))
 
@@ -369,7 +369,7 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
-                  unpriced: UnpricedTier | None) -> Cost:
+                  unpriced: _UnpricedTier | None) -> Cost:
     tier = names.normalise_tier(service_tier)
     if unpriced is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
         if not unpriced.warned:
