@@ -293,7 +293,7 @@ def _found_now(key: tuple[str | None, str | None, str | None]) -> _Found:
 
 def _found(provider: str | None, model: str | None, service_tier: str | None, at: datetime | None) -> _Found:
     """What prices ``model`` now (``at`` None) or at ``at``. ``price_call``'s first lookup spells this out
-    inline: it runs on every call, where going through here measured +1.4 k instructions (callgrind)."""
+    inline: it runs on every call, which should not pay for a second function call."""
     return _found_now((provider, model, service_tier)) if at is None else _found_at(provider, model, service_tier,
                                                                                     _utc(at))
 
