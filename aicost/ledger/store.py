@@ -99,9 +99,10 @@ def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
 @dataclass(frozen=True)
 class LineFormat:
     """How a report writes each group's measures on one line (CSV, JSON), for a database that can write the
-    lines itself (:attr:`LedgerStore.fills_lines`: PostgreSQL): a month by day and user is 60,000 lines, and
-    PostgreSQL writes them in C, in its own process, faster than the client could read the 1.5 million values
-    they hold. A line is ``pieces[0]``, the text of ``slots[0]``, ``pieces[1]``... ``pieces[-1]``. A slot is a
+    lines itself (:attr:`LedgerStore.fills_lines`: PostgreSQL): a month by day and user is 60,000 lines of 25
+    values, which the client's one Python thread would otherwise make into objects and format; PostgreSQL
+    writes them with ``concat()`` in its own process, the unit costs in its parallel workers (about 0.25 s of
+    the client's CPU for about 0.2 s of the server's: benchmarks/README.md). A line is ``pieces[0]``, the text of ``slots[0]``, ``pieces[1]``... ``pieces[-1]``. A slot is a
     measure's name (a count as its digits, money as canonical decimal text, as the report prints them), or a
     unit cost ``(money measure, count measure)``: the quotient :func:`aicost.ledger.query.MONEY_DIV` makes,
     exactly, between ``quote``s, or ``null`` where the count is 0."""
