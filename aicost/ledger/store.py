@@ -1183,14 +1183,27 @@ class PostgresStore(LedgerStore):
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
             sql = self._final(_cells(union, group, names), group, names, "numeric", order_by=ordered, line=line)
-            return self._fetch(self._sql(sql), params)
+            return (self._fetch_lines if line else self._fetch)(self._sql(sql), params)
         sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}"
                 for i, n in enumerate(names)]
         inner = (f"SELECT {', '.join([*_keys(group), *sums])}, COUNT(*) AS rows_summed FROM ({union}) AS parts"
                  f"{_group_by(group)}")
-        rows = self._fetch(self._sql(self._final(inner, group, names, "numeric", order_by=ordered,
-                                                 extra=("rows_summed",), line=line)), params)
+        rows = (self._fetch_lines if line else self._fetch)(
+            self._sql(self._final(inner, group, names, "numeric", order_by=ordered, extra=("rows_summed",),
+                                  line=line)), params)
         return [r[:-1] for r in rows if r[-1]]
+
+    def _fetch_lines(self, sql: str, params: list) -> list[tuple]:
+        """:meth:`_fetch` of a query returning lines, read in chunks as the server writes them (its ``concat()``
+        runs above the sort, row by row as it sends them): the client makes the first chunks' strings while the
+        server still writes the next. psycopg 3.1 has no chunks: all at once."""
+        with self._lock:
+            cur = self._cursor()
+            try:
+                return list(cur.stream(sql, params, size=2000))
+            except TypeError:  # pragma: no cover - psycopg 3.1: stream() without size (one row at a time)
+                cur.execute(sql, params)
+                return cur.fetchall()
 
     def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
