@@ -15,12 +15,11 @@ per set of budget buckets, so a long outage costs one entry per bucket set, not 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .._fork import reset_in_child
+from .. import _fork
 from .money import to_usd
 from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable
 
@@ -56,13 +55,13 @@ class SettlementJournal:
         self.capacity = capacity
         self._entries: deque[Pending] = deque()
         self._merged: dict[tuple[str, ...], Pending] = {}  # never sent, holding nothing: spend per bucket set
-        self._lock = threading.Lock()
-        self._draining = threading.Lock()
+        self._lock = _fork.lock()
+        self._draining = _fork.lock()
         self.dropped = 0  # settlements lost to overflow, ever
         self.dropped_nanos = 0
         self.applied = 0  # settlements applied from the journal, ever
         self._warned_overflow = False
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """The settlements held at a fork are the parent's to apply: applied by a child as well, they would be

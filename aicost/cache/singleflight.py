@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from .._fork import reset_in_child
+from .. import _fork
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -86,9 +86,9 @@ def _set_soon(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
 
 class FlightGroup:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._flights: dict[str, Flight] = {}
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """The leaders in flight at a fork run in the parent: a child's identical call must not wait for them."""

@@ -27,7 +27,6 @@ import operator
 import os
 import re
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +35,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .. import _fork
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
@@ -149,7 +149,7 @@ class LedgerStore:
     url = ""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = _fork.rlock()
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:

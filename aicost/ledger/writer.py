@@ -37,6 +37,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .. import _fork
 from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
@@ -99,9 +100,9 @@ class LedgerWriter:
         self.flush_interval_s = float(flush_interval_s)
         self.spill_max_bytes = int(spill_max_bytes)
         self._queue: collections.deque = collections.deque()
-        self._wake = threading.Event()
-        self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
+        self._wake = _fork.event()
+        self._write_lock = _fork.lock()
+        self._state_lock = _fork.lock()
         self._thread: threading.Thread | None = None
         self._preparer: _Preparer | None = None
         self._closed = False
@@ -120,6 +121,7 @@ class LedgerWriter:
         except LedgerUnavailable as exc:
             self._down(exc)
         _writers.add(self)
+        _fork.reset_in_child(self)
 
     # -- the calling thread ---------------------------------------------------------------------------------------
     def on_call(self, result: CallResult) -> None:
@@ -472,12 +474,11 @@ class LedgerWriter:
             self.flush(timeout_s=10.0)
 
     def _after_fork_in_child(self) -> None:
+        """The parent's threads are not in the child: it starts its own on its first row. The rows queued in the
+        parent are the parent's to write (the locks are freed by ``_fork``)."""
         self._thread = None
-        self._preparer = None  # the parent's thread is not in the child; the child starts its own if it needs one
+        self._preparer = None
         self._queue = collections.deque()
-        self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._wake = threading.Event()
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
         self._inherited, self._store = self._store, None
@@ -570,19 +571,12 @@ def _flush_all_at_exit() -> None:
             pass
 
 
-def _after_fork() -> None:
-    for writer in list(_writers):
-        writer._after_fork_in_child()
-
-
 atexit.register(_flush_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 # -- the process's ledger (what instrument(ledger=...) / AICOST_LEDGER turn on) -----------------------------------
 _active: LedgerWriter | None = None
-_active_lock = threading.Lock()
+_active_lock = _fork.lock()
 ENV = "AICOST_LEDGER"
 
 
