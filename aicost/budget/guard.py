@@ -35,7 +35,7 @@ from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, scope_value
 from .journal import Pending, SettlementJournal
-from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable
+from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable, sent_mode
 from .stores.memory import MemoryStore
 from .windows import WindowCache
 
@@ -548,7 +548,8 @@ class BudgetGuard:
             return  # nothing held, nothing spent: nothing to tell the store
         now = self._clock()
         try:
-            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, ticket.mode, ticket.lease_until)
+            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, sent_mode(ticket.mode, ticket.held),
+                                          ticket.lease_until)
         except StoreUnavailable as exc:
             info = ticket.info
             entry = Pending(ticket.rid, ticket.charges, ticket.compiled, actual, ticket.mode, ticket.lease_until,

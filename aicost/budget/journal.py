@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .. import _fork
 from .money import to_usd
-from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable
+from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable, sent_mode
 
 logger = logging.getLogger("aicost")
 
@@ -188,11 +188,11 @@ def _settle_batch(store: Any, batch: list[Pending], now: float) -> list[Any]:
     """Per entry: its outcomes, None (rejected or no reply: it may have run) or _NOT_SENT."""
     many = getattr(store, "settle_many", None)
     if many is not None:
-        return many([(e.rid, e.charges, e.actual, e.mode, e.lease_until) for e in batch], now)
+        return many([(e.rid, e.charges, e.actual, sent_mode(e.mode, e.held), e.lease_until) for e in batch], now)
     out: list[Any] = []
     for i, e in enumerate(batch):
         try:
-            out.append(store.settle(e.rid, e.charges, e.actual, now, e.mode, e.lease_until))
+            out.append(store.settle(e.rid, e.charges, e.actual, now, sent_mode(e.mode, e.held), e.lease_until))
         except StoreUnavailable as exc:
             if not out:
                 raise
