@@ -50,10 +50,9 @@ def rlock() -> Any:
     return _freed_in_child(threading.RLock())
 
 
-def condition(on: Any = None) -> threading.Condition:
-    """A ``threading.Condition`` (on ``on``, default a new lock) that is free and has no waiters in a forked
-    child."""
-    return _freed_in_child(threading.Condition(on if on is not None else threading.Lock()))
+def condition() -> threading.Condition:
+    """A ``threading.Condition`` (on its own lock) that is free and has no waiters in a forked child."""
+    return _freed_in_child(threading.Condition(threading.Lock()))
 
 
 def event() -> threading.Event:
