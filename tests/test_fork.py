@@ -254,7 +254,7 @@ def test_a_forked_child_serves_while_a_parent_thread_held_an_aicost_lock_at_the_
                 serve("child")
                 send({"spent": str(budget_status()[0].spent_usd)})
 
-            [seen] = run_forked(child, timeout_s=20)
+            [seen] = run_forked(child, timeout_s=60)
         finally:
             release.set()
         assert Decimal(seen["spent"]) > 0  # the child's own call, counted by its own budget
@@ -290,7 +290,7 @@ def test_a_forked_childs_deadline_watch_never_cuts_a_socket_the_parent_is_waitin
                 parent_cut = False  # still open, nothing to read
             send({"own call cut": cut, "parent's call cut": parent_cut})
 
-        [seen] = run_forked(child)
+        [seen] = run_forked(child, timeout_s=60)
     finally:
         del WATCHDOG._pending[token]  # while the lock is still held: the parent's thread never sees it overdue
         release.set()
@@ -325,7 +325,7 @@ def test_a_forked_child_delivers_its_own_alerts_and_not_those_queued_in_the_pare
             alerter.submit(Alert(BUDGET_THRESHOLD, "third", "third", "the child's"))
             send({"flushed": alerter.flush(timeout_s=10), "sent": [key for pid, key in sent if pid == os.getpid()]})
 
-        [seen] = run_forked(child)
+        [seen] = run_forked(child, timeout_s=60)
     finally:
         release.set()
     assert seen == {"flushed": True, "sent": ["third"]}
@@ -349,7 +349,7 @@ def test_a_forked_child_uses_its_own_cache_connections_and_leaves_the_parents_op
                 own = store._execute("SELECT pg_backend_pid()", fetch="one")[0]
                 send({"value": None if got is None else got.value, "own session": own != backend})
 
-            [seen] = run_forked(child)
+            [seen] = run_forked(child, timeout_s=60)
         finally:
             store._slots.release()
         assert seen == {"value": "cached", "own session": True}
@@ -378,7 +378,7 @@ def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread():
             send({"open before": before, "open after": sum(len(uses) for uses in meter._open["p"].values()),
                   "closing thread": timer is not None and timer.is_alive()})
 
-        [seen] = run_forked(child)
+        [seen] = run_forked(child, timeout_s=60)
         assert seen == {"open before": 0, "open after": 1, "closing thread": True}
         assert sum(len(uses) for uses in meter._open["p"].values()) == 1  # the parent keeps its call
     finally:
