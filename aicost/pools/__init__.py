@@ -10,6 +10,7 @@ this package: it sees calls through ``aicost.hooks`` like every other feature.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable, Mapping
 
@@ -136,8 +137,10 @@ def _after_fork_in_child() -> None:
     parent's open intervals itself: :meth:`PoolMeter._after_fork_in_child`)."""
     global _timer
     if _timer is not None:
-        _timer = _Closer(_timer.meter, _timer.every)
-        _timer.start()
+        timer, _timer = _Closer(_timer.meter, _timer.every), None
+        if not sys.is_finalizing():  # a thread started at shutdown would never run, and hang the exit
+            timer.start()
+            _timer = timer
 
 
 def disable() -> None:
