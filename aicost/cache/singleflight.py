@@ -33,7 +33,7 @@ class Flight:
     __slots__ = ("done", "_async_events", "thread", "loop", "streaming")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Event()  # not from _fork: a forked child drops every flight (FlightGroup)
         self._async_events: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.thread = threading.get_ident()  # where the leader runs
         self.loop = _running_loop()

@@ -501,7 +501,7 @@ class _Preparer:
     """The writer's second thread: prepares the next batch while the writer thread writes the current one."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # not from _fork: a forked child drops the whole preparer (the writer does)
         self._stopped = False
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="aicost-ledger-prepare", daemon=True)
