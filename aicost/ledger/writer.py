@@ -48,7 +48,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
-_BACKLOG_BATCHES = 4  # a backlog is written in batches of up to this many times batch_size
+_MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
 
 class Record:
@@ -218,7 +218,7 @@ class LedgerWriter:
                     take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
                     pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
                     batch = [pop() for _ in range(take)]
-                    size = min(2 * size, _BACKLOG_BATCHES * self.batch_size)
+                    size = min(2 * size, _MAX_BATCH_FACTOR * self.batch_size)
                     nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
                 if ahead is not None:
                     try:
@@ -519,8 +519,7 @@ class _Preparer:
         with self._lock:
             self._stopped = True
             self._jobs.put(None)  # after every job submitted before it
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)  # only close() stops it, and never from this thread (jobs never close)
 
     def _run(self) -> None:
         while True:
