@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
+from itertools import compress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -70,8 +71,9 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and what the dialect staged of them, used when none of the batch is stored yet: on
-    SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data."""
+    their encoded columns and what the dialect staged of them (of its part not stored yet, when some is: a
+    replay): on SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY``
+    data."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
@@ -248,19 +250,37 @@ class LedgerStore:
 
     def _new_in(self, cur: Any, batch: PreparedBatch) -> PreparedBatch:
         """The part of ``batch`` not stored yet (one query per table, inside the write transaction). When all of
-        it is new, ``batch`` itself; otherwise the new rows and runs, re-encoded (a row takes its run's outcome at
-        insert only when the run is new too): their rollups are then summed by id, in the database, so a row
-        stored before is never counted again."""
+        it is new, ``batch`` itself; otherwise the new rows and runs with their encoded columns and what was
+        staged of them (:meth:`_unstage`), as prepared: their rollups are then summed from the new rows only
+        (by id, or from SQLite's stage), so a row stored before is never counted again. Only a new row that
+        took at encoding the outcome of a run in the batch that turns out to be stored already is encoded
+        again, without it (the stored run's outcome is written back after the insert), and then nothing staged
+        is used."""
         stored_rows = self._stored(cur, "aicost_ledger", "span_id", [r.span_id for r in batch.rows])
         stored_runs = self._stored(cur, "aicost_runs", "run_id", [r.run_id for r in batch.runs])
         if not stored_rows and not stored_runs:
             return batch
-        rows = [r for r in batch.rows if r.span_id not in stored_rows]
-        runs = [r for r in batch.runs if r.run_id not in stored_runs]
+        new_rows = [r.span_id not in stored_rows for r in batch.rows]
+        new_runs = [r.run_id not in stored_runs for r in batch.runs]
+        rows = list(compress(batch.rows, new_rows))
+        runs = list(compress(batch.runs, new_runs))
+        row_params = list(compress(batch.row_params, new_rows))
+        run_params = list(compress(batch.run_params, new_runs))
+        staged = batch.staged
+        if stored_runs and any(r.outcome is None and r.run_id in stored_runs for r in rows):
+            row_params = [self.row_params(r) if r.outcome is None and r.run_id in stored_runs else p
+                          for r, p in zip(rows, row_params)]
+            staged = None
+        elif staged is not None:
+            staged = self._unstage(cur, staged, new_rows, new_runs)
         # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
         # amounts whose absolute sum fits have a part whose sum fits
-        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
-                             zero=batch.zero, units=batch.units)
+        return PreparedBatch(rows, runs, row_params, run_params, staged, zero=batch.zero, units=batch.units)
+
+    def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
+        """What ``staged`` (of this dialect) holds of the rows and runs flagged new, in order (None: nothing
+        usable; the write encodes them itself)."""
+        return None
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -795,15 +815,20 @@ class SQLiteStore(LedgerStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            if batch.staged is not None and self._insert_staged(cur):
-                self._set_outcomes(cur, batch)  # all new: the staged rows and runs went in, and are summed
+            staged = batch.staged is not None and self._insert_staged(cur)
+            if not staged:  # some of it stored already: the rest, still staged unless its encoding changed
+                new = self._new_in(cur, batch)
+                staged = (new is not batch and new.staged is not None and bool(new.rows or new.runs)
+                          and self._insert_staged(cur))
+                batch = new
+            if staged:
+                self._set_outcomes(cur, batch)  # the staged rows and runs (all new) went in, and are summed
                 cur.execute(rollup.delta_ddl(rollup.SQLITE))
                 sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
                                                 schema=STAGE):
                     cur.execute(sql)
             else:
-                batch = self._new_in(cur, batch)
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
                 self._set_outcomes(cur, batch)
@@ -829,6 +854,16 @@ class SQLiteStore(LedgerStore):
             return False
         cur.execute("RELEASE aicost_staged")
         return True
+
+    def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
+        """The stage (attached: the write is under way) keeps only the new rows and runs: the stored ones are
+        deleted from it, by their place in the batch (the staged rowids are 1, 2, ... in batch order)."""
+        for table, new in (("aicost_ledger", new_rows), ("aicost_runs", new_runs)):
+            stored = [i for i, is_new in enumerate(new, 1) if not is_new]
+            if stored:
+                cur.execute(f"DELETE FROM {STAGE}.{table} WHERE rowid IN (SELECT value FROM json_each(?))",
+                            [json.dumps(stored)])
+        return staged
 
     def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
         outcomes = self._outcomes(cur, batch.rows, batch.runs)
@@ -1060,13 +1095,26 @@ class PostgresStore(LedgerStore):
             out.append(bytes(data))
         return out[0], out[1]
 
+    def _unstage(self, cur: Any, staged: tuple[bytes, bytes], new_rows: list[bool],
+                 new_runs: list[bool]) -> tuple[bytes, bytes] | None:
+        """The ``COPY`` lines of the new rows and runs: text format writes one line per row (a newline in a
+        value is escaped), so the staged data splits into the batch's rows."""
+        out = []
+        for data, new in ((staged[0], new_rows), (staged[1], new_runs)):
+            lines = data.split(b"\n")
+            if len(lines) != len(new) + 1:  # pragma: no cover - not one line per row: the write formats them
+                return None
+            kept = b"\n".join(compress(lines, new))  # no line is empty: kept is empty only when no row is new
+            out.append(kept + b"\n" if kept else b"")
+        return out[0], out[1]
+
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                batch = self._new_in(cur, batch)  # not staged any more if some of it was stored
+                batch = self._new_in(cur, batch)  # what is not stored yet, as prepared
                 for table, columns, params, data in (
                         ("aicost_ledger", ROW_COLUMNS, batch.row_params, batch.staged and batch.staged[0]),
                         ("aicost_runs", RUN_COLUMNS, batch.run_params, batch.staged and batch.staged[1])):
