@@ -532,6 +532,37 @@ def test_a_replayed_batch_is_written_from_what_was_prepared_and_counted_once(led
     by_id.close()
 
 
+def test_sqlite_detaches_the_staged_image_when_its_write_is_done(tmp_path, monkeypatch):
+    """The staged image is attached for its write only: after it, committed or failed, the stage is no longer a
+    database of the connection and SQLite's memory holds the image no more (not until the next write)."""
+    import ctypes
+    import _sqlite3
+
+    from aicost.ledger.staging import STAGE
+
+    try:
+        memory_used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+        memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):  # SQLite linked in without its symbols: the database list is checked
+        memory_used = None
+    store = open_store(f"sqlite:///{tmp_path / 'stage.db'}")
+    databases = lambda: {name for _, name, _ in store._fetch("PRAGMA database_list", [])}  # noqa: E731
+    at_commit: list[int] = []
+    store._conn.set_trace_callback(lambda sql: memory_used and sql == "COMMIT" and at_commit.append(memory_used()))
+    prepared = store.prepare([_row(i) for i in range(2000)])
+    assert store.write_prepared(prepared) == 2000
+    assert STAGE not in databases()
+    if memory_used is not None and at_commit[0]:  # SQLITE_DEFAULT_MEMSTATUS: SQLite counts its memory
+        assert at_commit[0] - memory_used() >= len(prepared.staged)  # the image, freed
+    monkeypatch.setattr(store, "_set_outcomes", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        store.write([_row(i) for i in range(2000, 2100)])
+    assert STAGE not in databases()
+    monkeypatch.undo()
+    assert store.write([_row(2100)]) == 1 and STAGE not in databases()
+    store.close()
+
+
 def test_sqlite_adds_and_writes_money_in_sql_exactly_as_decimal_does(tmp_path):
     """The folds add two rollup amounts as integers in SQL when both fit (at most 12 decimals, under $1 million),
     and the integer sums come back as aicost's canonical decimal text: equal, digit for digit, to Decimal."""

@@ -870,12 +870,31 @@ class SQLiteStore(LedgerStore):
         if outcomes:
             cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
 
+    def write_prepared(self, batch: PreparedBatch) -> int:
+        with self._lock:  # (reentrant) no other write attaches its image before this one's is detached
+            try:
+                return super().write_prepared(batch)
+            finally:
+                self._detach_stage()
+
     def _attach_stage(self, image: bytes) -> None:
-        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction)."""
+        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction), until
+        :meth:`_detach_stage` at the end of the write that uses it."""
         if not self._stage_attached:
             self._conn.execute(f"ATTACH DATABASE ':memory:' AS {STAGE}")
             self._stage_attached = True
         self._conn.deserialize(image, name=STAGE)
+
+    def _detach_stage(self) -> None:
+        """Detach the staged image, which frees its memory (about 7 MB for a batch of 20,000 rows) rather than
+        keeping it until the next write, maybe long after. Should that fail, the image stays attached and the
+        next write's image replaces it."""
+        if self._stage_attached:
+            try:
+                self._conn.execute(f"DETACH DATABASE {STAGE}")
+            except sqlite3.Error:
+                return
+            self._stage_attached = False
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._conn
