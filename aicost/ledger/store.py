@@ -1014,6 +1014,18 @@ def _text_array_dumper() -> type:
     return TextArrayDumper
 
 
+class _StageContext:
+    """What psycopg's ``Transformer`` reads of a connection (an ``AdaptContext``), without the connection: its
+    adapters, and no connection (so text is encoded as UTF-8). :meth:`PostgresStore._stage` formats with it on
+    the preparing thread."""
+
+    __slots__ = ("adapters",)
+    connection = None
+
+    def __init__(self, adapters: Any) -> None:
+        self.adapters = adapters
+
+
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
@@ -1038,6 +1050,7 @@ class PostgresStore(LedgerStore):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
                                      "not a number")
         self._conn: Any = None
+        self._stage_context: _StageContext | None = None
         self._connect()
         self._migrate()
 
@@ -1055,6 +1068,7 @@ class PostgresStore(LedgerStore):
                                          f"{message.strip().splitlines()[-1]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
         self._conn.adapters.register_dumper(_TextArray, _text_array_dumper())
+        self._stage_context = _StageContext(self._conn.adapters) if self._conn.info.encoding == "utf-8" else None
         return self._conn
 
     def _migrate(self) -> None:
@@ -1095,17 +1109,21 @@ class PostgresStore(LedgerStore):
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
         """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
-        this connection's adapters) rather than by the write, which then only sends it. None (the write formats
-        the rows itself) where psycopg does not offer that formatter."""
+        the connection's adapters) rather than by the write, which then only sends it. None (the write formats
+        the rows itself) where psycopg does not offer that formatter.
+
+        It never touches the connection, which the writing thread may be using, closing or replacing meanwhile
+        (an outage, ``close()``): it formats with what :meth:`_connect` kept of it, its adapters and the
+        knowledge that the session's encoding is UTF-8 (the formatter's default without a connection)."""
         try:
             from psycopg._copy_base import format_row_text  # psycopg 3.2+: what Copy.write_row calls
             from psycopg.adapt import Transformer
         except ImportError:  # pragma: no cover - another psycopg
             return None
-        conn = self._conn
-        if conn is None:  # reconnecting: the write formats the rows on the new connection
+        context = self._stage_context
+        if context is None:  # not a UTF-8 session: the write formats the rows on its connection
             return None
-        transformer = Transformer(conn)  # reads the connection's adapters and encoding; no I/O
+        transformer = Transformer(context)
         out = []
         for params in (row_params, run_params):
             data = bytearray()
