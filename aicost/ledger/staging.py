@@ -4,9 +4,9 @@ Why: handing SQLite a batch row by row (``executemany``: bind 47 values, step, b
 thread going back and forth between Python, which holds the GIL, and SQLite, which does not. The background
 writer's preparing thread does that part here instead, into a private in-memory database, while the writer thread
 writes the previous batch; the image (``Connection.serialize``) is then attached to the ledger's connection
-(:data:`STAGE`) for the write that uses it, and the write transaction is a few statements that run entirely inside SQLite, without the GIL:
-``INSERT ... SELECT`` of the rows and runs, the rollup delta summed over the staged rows
-(:func:`aicost.ledger.rollup.rollup_sql` with ``schema=STAGE``: the same SQL as the by-id sums, over the same
+(:data:`STAGE`) for the write that uses it, and the write transaction is a few statements that run entirely
+inside SQLite, without the GIL: ``INSERT ... SELECT`` of the rows and runs, the rollup delta summed over the staged
+rows (:func:`aicost.ledger.rollup.rollup_sql` with ``schema=STAGE``: the same SQL as the by-id sums, over the same
 values), the folds and the commit. The two threads then overlap on a machine with two cores.
 
 The store sums only staged rows it inserted: the staged rows and runs are inserted in a savepoint, and one whose
