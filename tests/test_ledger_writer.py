@@ -482,6 +482,8 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
 
 
 def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next_writer(tmp_path, spill_dir):
+    """Rows still queued when close()'s time is up go to the spill file (they were dropped, uncounted), and the
+    next writer of the ledger replays them."""
     url = f"sqlite:///{tmp_path / 'late.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
     writer._start = lambda: None  # no writer thread: close() itself writes what it can in no time
