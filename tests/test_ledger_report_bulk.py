@@ -351,3 +351,22 @@ def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
         assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
         # past the condition: said, not trusted
         assert conn.execute(sql.format("(%s::numeric, 3::bigint)"), [Decimal("1E-25")]).fetchone()[1] is False
+
+
+def test_lines_read_at_once_without_chunked_streaming(ledger_url, monkeypatch):
+    """The lines are read in chunks where psycopg and libpq can (libpq 17+), else all at once: the same text."""
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=2, teams=3, customers=6, calls=400, seed=4, start=DAY), batch=400)
+        period = Period(DAY, DAY + timedelta(days=2))
+        chunked = render_json(build_report(store, period=period, group_by=("day", "user"), lines="json"))
+        if store.dialect == "postgresql":
+            import psycopg
+
+            monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda check=False: False)
+            streams = []
+            monkeypatch.setattr(psycopg.Cursor, "stream", lambda *a, **kw: streams.append(a) or iter(()))
+        at_once = build_report(store, period=period, group_by=("day", "user"), lines="json")
+        assert render_json(at_once) == chunked == render_json(build_report(store, period=period,
+                                                                           group_by=("day", "user")))
+        if store.dialect == "postgresql":
+            assert at_once.lines == "json" and not streams

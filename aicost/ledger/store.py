@@ -1281,14 +1281,14 @@ class PostgresStore(LedgerStore):
     def _fetch_lines(self, sql: str, params: list) -> list[tuple]:
         """:meth:`_fetch` of a query returning lines, read in chunks as the server writes them (its ``concat()``
         runs above the sort, row by row as it sends them): the client makes the first chunks' strings while the
-        server still writes the next. psycopg 3.1 has no chunks: all at once."""
+        server still writes the next. Without chunks (psycopg 3.1, or a libpq before 17): all at once."""
+        import psycopg
+
+        capabilities = getattr(psycopg, "capabilities", None)  # psycopg 3.2+
+        if capabilities is None or not capabilities.has_stream_chunked():
+            return self._fetch(sql, params)
         with self._lock:
-            cur = self._cursor()
-            try:
-                return list(cur.stream(sql, params, size=2000))
-            except TypeError:  # pragma: no cover - psycopg 3.1: stream() without size (one row at a time)
-                cur.execute(sql, params)
-                return cur.fetchall()
+            return list(self._cursor().stream(sql, params, size=2000))
 
     def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
