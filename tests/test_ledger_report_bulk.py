@@ -283,7 +283,7 @@ def _odd_rows():
 
 def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
     """`aicost report --format csv|json` asks the database to write each group's line (build_report(lines=...)):
-    PostgreSQL does (report.lines says so), SQLite does not (the measures are read as before). Either way the
+    PostgreSQL does (report._lines says so), SQLite does not (the measures are read as before). Either way the
     text is the report's: every grouping and path (cells read as they are, rollups summed, minute edges from the
     raw rows, two keys from the raw rows, a filter), keys that need quoting or escaping, unit costs of either
     sign, ties rounded half-even, groups without runs; a report built for one format refuses to render another."""
@@ -303,7 +303,7 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
                     assert written.getvalue() == render(full) == render(read), (fmt, keys, period)
                     assert read.movers == full.movers and read.totals == full.totals
                     wrote = store.dialect == "postgresql" and bool(keys)
-                    assert (read.lines == fmt) == wrote and (read.table.lines is not None) == wrote
+                    assert (read._lines == fmt) == wrote and (read.table._lines is not None) == wrote
                     if wrote and len(read.table):
                         other = "json" if fmt == "csv" else "csv"
                         for render_other in (render_table, {"csv": render_csv, "json": render_json}[other]):
@@ -325,7 +325,7 @@ def test_a_line_postgresql_cannot_write_exactly_is_read_as_measures(ledger_url):
         period = Period(DAY, DAY + timedelta(days=2))
         for fmt, render in (("csv", render_csv), ("json", render_json)):
             read = build_report(store, period=period, group_by=("day", "user"), lines=fmt)
-            assert read.lines is None and read.table.lines is None
+            assert read._lines is None and read.table._lines is None
             assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
 
 
@@ -369,4 +369,4 @@ def test_lines_read_at_once_without_chunked_streaming(ledger_url, monkeypatch):
         assert render_json(at_once) == chunked == render_json(build_report(store, period=period,
                                                                            group_by=("day", "user")))
         if store.dialect == "postgresql":
-            assert at_once.lines == "json" and not streams
+            assert at_once._lines == "json" and not streams

@@ -28,7 +28,7 @@ from ..pricing.money import format_usd, sum_usd
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
-from .store import LedgerStore, LineFormat
+from .store import LedgerStore, _LineFormat
 
 __all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json",
            "write_report", "FIELDS", "FORMAT_MEASURES", "aligned"]
@@ -136,7 +136,7 @@ class Report:
     table: SpendTable  # the groups, largest first, column by column
     movers: list[Mover] = field(default_factory=list)
     ledger: str = ""
-    lines: str | None = None  # the format ('csv', 'json') whose lines the database wrote (table.lines)
+    _lines: str | None = None  # the format ('csv', 'json') whose lines the database wrote (table._lines)
 
     @property
     def groups(self) -> list[SpendGroup]:
@@ -185,11 +185,11 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
             idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
             table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle,
-                                line=line)
+                                _line=line)
         else:
             table = SpendTable.from_rows((), measures, [])  # totals only: no groups
         report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""),
-                        lines=lines if table.lines is not None else None)
+                        _lines=lines if table._lines is not None else None)
         mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
         if movers and mover_keys and not report.empty:
             report.movers = _top_movers(store, period, table, mover_keys, where, movers)
@@ -261,14 +261,14 @@ def _measures_of(fields: Iterable[str]) -> tuple[str, ...]:
 FORMAT_MEASURES = {"table": _measures_of(f for _, f in _TABLE_COLUMNS), "csv": MEASURES, "json": MEASURES}
 
 
-def _line_format(fmt: str, keys: Sequence[str]) -> LineFormat:
+def _line_format(fmt: str, keys: Sequence[str]) -> _LineFormat:
     """What the database writes of each group's CSV or JSON line (``build_report(lines=...)``): every field
     after the keys (the keys, whose quoting the csv and json modules decide, are written here)."""
     slots = tuple(("cost", _UNIT_FIELDS[name]) if name in _UNIT_FIELDS else _MONEY_FIELDS.get(name, name)
                   for name in FIELDS)
     if fmt == "csv":
-        return LineFormat((",",) * len(FIELDS) + ("\r\n",), slots)
-    return LineFormat(tuple(_json_layout(keys, 2, _MONEY_FIELDS)[len(keys):]), slots, null="null", quote='"')
+        return _LineFormat((",",) * len(FIELDS) + ("\r\n",), slots)
+    return _LineFormat(tuple(_json_layout(keys, 2, _MONEY_FIELDS)[len(keys):]), slots, null="null", quote='"')
 
 
 def _json_layout(keys: Sequence[str], depth: int, quoted: Collection[str]) -> list[str]:
@@ -286,8 +286,8 @@ def _json_layout(keys: Sequence[str], depth: int, quoted: Collection[str]) -> li
 
 
 def _check_lines(report: Report, fmt: str) -> None:
-    if report.lines not in (None, fmt):
-        raise ValueError(f"this report's groups were written by the database as {report.lines}; build it with "
+    if report._lines not in (None, fmt):
+        raise ValueError(f"this report's groups were written by the database as {report._lines}; build it with "
                          f"lines={fmt!r}, or without lines=, to render it as {fmt}")
 
 
@@ -296,7 +296,7 @@ def _written_lines(report: Report, fmt: str, keys: Sequence[Sequence[str]], piec
     """The groups' lines of a report whose database wrote them in ``fmt`` (``build_report(lines=...)``): each
     line's key values (already quoted for ``fmt``) between ``pieces``, then the database's text."""
     _check_lines(report, fmt)
-    return _lines([*pieces, "", ""], [*keys, report.table.lines], separator)
+    return _lines([*pieces, "", ""], [*keys, report.table._lines], separator)
 
 
 def _table_of(report: Report) -> SpendTable:
@@ -415,7 +415,7 @@ def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[st
     if not len(table):
         return iter(())
     values: list[Sequence] = [_each_distinct(table.columns[i], _json_key) for i in range(len(table.keys))]
-    if report.lines is not None:
+    if report._lines is not None:
         return _written_lines(report, "json", values, _json_layout(table.keys, depth, ())[:len(table.keys)],
                               separator)
     quoted = set(_MONEY_FIELDS)  # decimal text: nothing to escape
@@ -502,7 +502,7 @@ def _csv_pieces(report: Report) -> list[str]:
     if not len(table):
         return [header]
     columns = [_each_distinct(table.columns[i], _csv_field) for i in range(len(table.keys))]
-    if report.lines is not None:
+    if report._lines is not None:
         return [header, *_written_lines(report, "csv", columns, ["", *[","] * (len(columns) - 1)])]
     for name in FIELDS:
         column = _field(table, name)

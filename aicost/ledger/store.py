@@ -54,7 +54,6 @@ __all__ = [
     "DEFAULT_SETTING",
     "FILTER_KEYS",
     "key_sql",
-    "LineFormat",
 ]
 
 DEFAULT_SETTING = "instrument(ledger=...) / AICOST_LEDGER"
@@ -99,9 +98,9 @@ def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class LineFormat:
+class _LineFormat:
     """How a report writes each group's measures on one line (CSV, JSON), for a database that can write the
-    lines itself (:attr:`LedgerStore.fills_lines`: PostgreSQL): a month by day and user is 60,000 lines of 25
+    lines itself (:attr:`LedgerStore._fills_lines`: PostgreSQL): a month by day and user is 60,000 lines of 25
     values, which the client's one Python thread would otherwise make into objects and format; PostgreSQL
     writes them with ``concat()`` in its own process, the unit costs in its parallel workers (about 0.25 s of
     the client's CPU for about 0.2 s of the server's: benchmarks/README.md). A line is ``pieces[0]``, the text of ``slots[0]``, ``pieces[1]``... ``pieces[-1]``. A slot is a
@@ -116,9 +115,9 @@ class LineFormat:
 
     def __post_init__(self) -> None:
         if len(self.pieces) != len(self.slots) + 1:
-            raise ValueError("LineFormat: one piece more than there are slots")
+            raise ValueError("_LineFormat: one piece more than there are slots")
         if not all(piece.isascii() for piece in self.pieces + (self.null, self.quote)):
-            raise ValueError("LineFormat: pieces are ASCII (JSON's layout and CSV's separators are)")
+            raise ValueError("_LineFormat: pieces are ASCII (JSON's layout and CSV's separators are)")
 
 
 class LedgerSchemaError(ConfigurationError):
@@ -173,7 +172,7 @@ class LedgerStore:
 
     dialect = ""
     url = ""
-    fills_lines = False  # writes a report's lines itself (:class:`LineFormat`, ``line=`` of the sums)
+    _fills_lines = False  # writes a report's lines itself (:class:`_LineFormat`, ``line=`` of the sums)
 
     def __init__(self) -> None:
         self._lock = _fork.rlock()
@@ -422,7 +421,7 @@ class LedgerStore:
                    edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
                    value_prefix: str | None = None, where: Mapping[str, str] | None = None,
                    group: Sequence[str] = ("v",), measures: Sequence[str] = MEASURES, cells: bool = False,
-                   ordered: bool = False, nonzero: bool = False, line: LineFormat | None = None) -> list[tuple]:
+                   ordered: bool = False, nonzero: bool = False, _line: _LineFormat | None = None) -> list[tuple]:
         """``measures`` for one rollup dimension, summed in ONE statement over the ``aicost_rollup`` cells of
         ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows and feature runs of
         ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed with the rollups'
@@ -430,8 +429,8 @@ class LedgerStore:
         ``b`` (the bucket, or a raw row's time): one result per distinct tuple of them, as :meth:`_grouped`
         returns it. ``value`` / ``value_prefix`` select rollup values ('name=' for one tag's values); ``where``
         is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
-        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``,
-        ``nonzero`` and ``line``: as :meth:`_sums`."""
+        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``
+        and ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private)."""
         names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
@@ -456,16 +455,16 @@ class LedgerStore:
             parts += raw
             params += raw_params
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
-                          line=line)
+                          line=_line)
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
                  measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False,
-                 line: LineFormat | None = None) -> list[tuple]:
+                 _line: _LineFormat | None = None) -> list[tuple]:
         """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
         report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day / hour), with
         the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
-        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``, ``nonzero`` and ``line``:
-        as :meth:`_sums`."""
+        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered`` and ``nonzero``:
+        as :meth:`_sums` (``_line``: its ``line``, private)."""
         d = rollup.DIALECTS[self.dialect]
         group = [key_sql(d, k, "ts") for k in keys]
         tags = [k[4:] for k in keys if k.startswith("tag:")]  # a row without the tag is in no group of it
@@ -474,7 +473,7 @@ class LedgerStore:
             column_params=[p for _, key_params in group for p in key_params], uses=[*keys, *(where or {})],
             tags="tag" in keys, conditions=[f"{d.tag_value} IS NOT NULL"] * len(tags), condition_params=tags)
         return self._sums(parts, params, [f"k{i}" for i in range(len(keys))], list(measures), ordered=ordered,
-                          nonzero=nonzero, line=line)
+                          nonzero=nonzero, line=_line)
 
     def _raw_parts(self, start: datetime, end: datetime, where: Mapping[str, str] | None, names: Sequence[str],
                    columns: Callable[[Mapping[str, str]], list[str]], *, column_params: Sequence[Any] = (),
@@ -502,9 +501,9 @@ class LedgerStore:
 
     def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
               summed: bool = True, ordered: bool = False, nonzero: bool = False,
-              line: LineFormat | None = None) -> list[tuple]:
+              line: _LineFormat | None = None) -> list[tuple]:
         """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
-        :attr:`fills_lines`, each group's ``names`` come back written as one line of text (:class:`LineFormat`;
+        :attr:`_fills_lines`, each group's ``names`` come back written as one line of text (:class:`_LineFormat`;
         a measure of the line not among ``names`` is 0 in every group), after the group's values: ``(g0, ...,
         line)``; None instead of the line where it cannot be written exactly (the caller reads the measures
         then). Elsewhere ``line`` is ignored. ``nonzero``: instead, one tuple
@@ -520,10 +519,10 @@ class LedgerStore:
             flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
             return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
         return self._grouped(union, params, group, names, summed=summed, ordered=ordered,
-                             line=line if self.fills_lines else None)
+                             line=line if self._fills_lines else None)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
         """``SELECT <group>, <sums of names> FROM (<union>) GROUP BY <group>``: one tuple per group, the group's
         values then its sums, counts as int and money as exact, canonical decimal text (summed exactly: NUMERIC
         on PostgreSQL; on SQLite, which has no decimal type, see :meth:`SQLiteStore._grouped`). Without
@@ -532,13 +531,13 @@ class LedgerStore:
         summed. ``ordered``: largest cost first (on SQLite, by the cost as a double: the caller makes the order
         exact), then most calls, then by the group values, each ascending in code point order with NULL (no
         value) as the text 'None': the order of :func:`aicost.ledger.query.spend`. ``line``: as
-        :meth:`_sums` (only where the database :attr:`fills_lines`)."""
+        :meth:`_sums` (only where the database :attr:`_fills_lines`)."""
         raise NotImplementedError
 
     _COLLATE = ""  # how this database compares text in code point order
 
     def _final(self, inner: str, group: Sequence[str], names: Sequence[str], money: str, *,
-               order_by: bool = False, extra: Sequence[str] = (), line: LineFormat | None = None) -> str:
+               order_by: bool = False, extra: Sequence[str] = (), line: _LineFormat | None = None) -> str:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
         the group's values, the measures (money as canonical text), then ``extra`` columns of ``inner``.
         ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
@@ -574,7 +573,7 @@ class LedgerStore:
             sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
         return sql
 
-    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
+    def _line_sql(self, line: _LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         """The SQL of :meth:`_final`'s one text column for ``line`` (over its s0.. columns, sums of ``names``), and
         the columns it reads that the query level below it computes (``expression AS name``)."""
         raise NotImplementedError
@@ -975,7 +974,7 @@ class SQLiteStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
             return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
@@ -1119,7 +1118,7 @@ class _StageContext:
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
-    fills_lines = True
+    _fills_lines = True
 
     def __init__(self, url: str, *, setting: str) -> None:
         super().__init__()
@@ -1285,7 +1284,7 @@ class PostgresStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
         # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
@@ -1312,7 +1311,7 @@ class PostgresStore(LedgerStore):
         with self._lock:
             return list(self._cursor().stream(sql, params, size=2000))
 
-    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
+    def _line_sql(self, line: _LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
         # '%' escaped too, for the placeholder rewriting) and the slots' text: a count's bigint as its digits,
         # money as trim_scale(...)::text (the canonical text), a measure not read as 0. NULL (the caller reads
