@@ -370,3 +370,32 @@ def test_lines_read_at_once_without_chunked_streaming(ledger_url, monkeypatch):
                                                                            group_by=("day", "user")))
         if store.dialect == "postgresql":
             assert at_once._lines == "json" and not streams
+
+
+def test_a_line_field_not_read_is_an_error_not_a_zero(ledger_url):
+    """A line's field that is not among the measures read (not asked for, misspelled) raises, on either database,
+    rather than being written as 0; a count skipped as 0 in every group is still written as 0."""
+    from aicost.ledger.query import spend_table
+    from aicost.ledger.store import _LineFormat
+
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                      request_model="gpt-4o", cost=Decimal("1.5"), team="t") for i in range(3)]
+    with open_store(ledger_url) as store:
+        store.write(rows, [])
+        end = DAY + timedelta(days=1)
+        line = _LineFormat(("", ",", "\n"), ("cost", "calls"))
+        with pytest.raises(ValueError, match="calls"):
+            spend_table(store, DAY, end, ("team",), measures=("cost",), _line=line)
+        with pytest.raises(ValueError, match="callz"):
+            spend_table(store, DAY, end, ("team",), measures=("cost", "calls"),
+                        _line=_LineFormat(("", ",", "\n"), ("cost", "callz")))
+        if store.dialect == "postgresql":  # the store itself refuses too (a caller that skips spend_table)
+            with pytest.raises(ValueError, match="calls"):
+                store.sum_rows(DAY, end, ("team",), measures=("cost",), _line=line)
+        written = spend_table(store, DAY, end, ("team",), measures=("cost", "calls", "refusals"),
+                              maybe_zero=("refusals",),
+                              _line=_LineFormat(("", ",", ",", "\n"), ("cost", "calls", "refusals")))
+        if store.dialect == "postgresql":
+            assert list(written._lines) == ["4.5,3,0\n"]
+        else:
+            assert written.rows() == [("t", Decimal("4.5"), 3, 0)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import decimal
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import compress, repeat
@@ -238,6 +238,8 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
     column; elsewhere (or where a line cannot be written exactly) the measures, as without it."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
+    if _line is not None and (missing := _line.measures() - set(measures)):
+        raise ValueError(f"spend_table: the line writes {', '.join(sorted(missing))}, not among measures")
     where = dict(where or {})
     for key in where:
         if key not in FILTER_KEYS and not (key.startswith("tag:") and len(key) > 4):
@@ -253,7 +255,7 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
             zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
         read = [m for m in measures if m not in zero]
         if _line is not None and store._fills_lines and keys:
-            rows = _sums(store, start, end, keys, where, read, order, line=_line)
+            rows = _sums(store, start, end, keys, where, read, order, line=replace(_line, zero=frozenset(zero)))
             columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 1)]
             lines = columns.pop()
             if None not in lines:

@@ -106,12 +106,18 @@ class _LineFormat:
     the client's CPU for about 0.2 s of the server's: benchmarks/README.md). A line is ``pieces[0]``, the text of ``slots[0]``, ``pieces[1]``... ``pieces[-1]``. A slot is a
     measure's name (a count as its digits, money as canonical decimal text, as the report prints them), or a
     unit cost ``(money measure, count measure)``: the quotient :func:`aicost.ledger.query.MONEY_DIV` makes,
-    exactly, between ``quote``s, or ``null`` where the count is 0."""
+    exactly, between ``quote``s, or ``null`` where the count is 0. ``zero``: the measures 0 in every group, not
+    read (written as 0); a slot's measure that is neither read nor in ``zero`` is an error, never a 0."""
 
     pieces: tuple[str, ...]
     slots: tuple[str | tuple[str, str], ...]
     null: str = ""
     quote: str = ""
+    zero: frozenset[str] = frozenset()
+
+    def measures(self) -> set[str]:
+        """Every measure a slot writes (a unit cost's two)."""
+        return {name for slot in self.slots for name in ((slot,) if isinstance(slot, str) else slot)}
 
     def __post_init__(self) -> None:
         if len(self.pieces) != len(self.slots) + 1:
@@ -1314,17 +1320,19 @@ class PostgresStore(LedgerStore):
     def _line_sql(self, line: _LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
         # '%' escaped too, for the placeholder rewriting) and the slots' text: a count's bigint as its digits,
-        # money as trim_scale(...)::text (the canonical text), a measure not read as 0. NULL (the caller reads
+        # money as trim_scale(...)::text (the canonical text), a measure 0 in every group (line.zero) as 0. NULL (the caller reads
         # the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost). The unit
         # costs are computed below the sort (a few bytes each, by the parallel workers when there are some).
         column = {name: f"r.s{i}" for i, name in enumerate(names)}
+        if missing := line.measures() - column.keys() - line.zero:
+            raise ValueError(f"line: {', '.join(sorted(missing))} neither read nor 0 in every group")
         args, exact, below = [], [], []
         text = ""  # literal text not written yet: a constant run is one argument (concat's cost is per argument)
         for j, (piece, slot) in enumerate(zip(line.pieces, line.slots)):
             text += piece
             if isinstance(slot, tuple):
                 money, count = map(column.get, slot)
-                if money is None or count is None:  # a count 0 in every group: no unit cost anywhere
+                if money is None or count is None:  # a count 0 in every group (line.zero): no unit cost anywhere
                     text += line.null
                     continue
                 quotient, guard = _pg_unit_cost(money, count)
