@@ -329,6 +329,22 @@ def test_a_line_postgresql_cannot_write_exactly_is_read_as_measures(ledger_url):
             assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
 
 
+def test_trailing_zeros_do_not_stop_postgresql_writing_the_lines(ledger_url):
+    """A cost stored with many trailing zeros (1.500000000000000000000000000: 27 decimals written, 1 that counts)
+    is not past the exactness condition: PostgreSQL still writes the lines, the same text."""
+    rows, runs = _odd_rows()
+    rows.append(LedgerRow(span_id="e" * 16, kind=CALL, time=DAY + timedelta(hours=3), provider="openai",
+                          request_model="gpt-4o", cost=Decimal("1.500000000000000000000000000"), team="t",
+                          user=_ODD_USERS[0]))
+    with open_store(ledger_url) as store:
+        store.write(rows, runs)
+        period = Period(DAY, DAY + timedelta(days=2))
+        for fmt, render in (("csv", render_csv), ("json", render_json)):
+            read = build_report(store, period=period, group_by=("day", "user"), lines=fmt)
+            assert read._lines == (fmt if store.dialect == "postgresql" else None)
+            assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.decimals(min_value=-10**9, max_value=10**9, allow_nan=False, places=12),
                           st.integers(1, 10**9)), min_size=1, max_size=40))
@@ -351,6 +367,11 @@ def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
         assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
         # past the condition: said, not trusted
         assert conn.execute(sql.format("(%s::numeric, 3::bigint)"), [Decimal("1E-25")]).fetchone()[1] is False
+        # a negative count: the rounding would follow the amount's sign, not the quotient's
+        assert conn.execute(sql.format("(1::numeric, -3::bigint)")).fetchone()[1] is False
+        # trailing zeros are not decimals: 27 written, 1 that counts
+        assert conn.execute(sql.format("(%s::numeric, 3::bigint)"),
+                            [Decimal("1.500000000000000000000000000")]).fetchone() == ("0.5", True)
 
 
 def test_lines_read_at_once_without_chunked_streaming(ledger_url, monkeypatch):
