@@ -350,10 +350,11 @@ def test_trailing_zeros_do_not_stop_postgresql_writing_the_lines(ledger_url):
                           st.integers(1, 10**9)), min_size=1, max_size=40))
 def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
     """The SQL that writes a unit cost into a line (exact division, half-even to 10 decimals, canonical text)
-    gives format_usd(MONEY_DIV(a, n)), the text the report's Python writes, and says so (its condition)."""
+    gives unit_cost_texts (the text the report's Python writes, format_usd(MONEY_DIV(a, n))), and says so (its
+    condition)."""
     import psycopg
 
-    from aicost.ledger.query import MONEY_DIV
+    from aicost.ledger.query import unit_cost_texts
     from aicost.ledger.store import _pg_unit_cost
 
     pairs = pairs + [(Decimal("0.00000000015"), 1), (Decimal("0.00000000025"), 1), (Decimal("-0.00000000025"), 1),
@@ -364,7 +365,7 @@ def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
     sql = f"SELECT {text}, {exact} FROM (VALUES {{}}) AS r(s0, s1)"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         got = conn.execute(sql.format(values), [v for pair in pairs for v in pair]).fetchall()
-        assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
+        assert got == [(text, True) for text in unit_cost_texts([a for a, _ in pairs], [n for _, n in pairs])]
         # past the condition: said, not trusted
         assert conn.execute(sql.format("(%s::numeric, 3::bigint)"), [Decimal("1E-25")]).fetchone()[1] is False
         # a negative count: the rounding would follow the amount's sign, not the quotient's

@@ -31,7 +31,7 @@ from typing import Collection, Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
-from .schema import MEASURES, MONEY_MEASURES
+from .schema import MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
 from .store import FILTER_KEYS, LedgerStore, _LineFormat, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
@@ -98,8 +98,7 @@ class SpendGroup:
 
 _TOKENS = frozenset(TOKEN_FIELDS)
 
-# Unit costs are quotients: shown to 10 decimal places (a tenth of a nano-dollar), rounded half-even.
-_UNIT = Decimal("1e-10")
+_UNIT = Decimal(1).scaleb(-UNIT_COST_DECIMALS)  # a unit cost's quantum
 
 
 _DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)

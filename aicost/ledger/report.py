@@ -267,8 +267,17 @@ def _line_format(fmt: str, keys: Sequence[str]) -> _LineFormat:
     slots = tuple(("cost", _UNIT_FIELDS[name]) if name in _UNIT_FIELDS else _MONEY_FIELDS.get(name, name)
                   for name in FIELDS)
     if fmt == "csv":
-        return _LineFormat((",",) * len(FIELDS) + ("\r\n",), slots)
-    return _LineFormat(tuple(_json_layout(keys, 2, _MONEY_FIELDS)[len(keys):]), slots, null="null", quote='"')
+        return _LineFormat(tuple(_csv_layout(len(keys) + len(FIELDS))[len(keys):]), slots)
+    return _LineFormat(tuple(_json_layout(keys, _GROUP_DEPTH, _MONEY_FIELDS)[len(keys):]), slots, null="null",
+                       quote='"')
+
+
+def _csv_layout(columns: int) -> list[str]:
+    """The text around a CSV line's ``columns`` values, as the csv module writes them (none needing quotes)."""
+    return ["", *[","] * (columns - 1), "\r\n"]
+
+
+_GROUP_DEPTH = 2  # a group's level in the report's JSON: {"groups": [{...}]}
 
 
 def _json_layout(keys: Sequence[str], depth: int, quoted: Collection[str]) -> list[str]:
@@ -475,7 +484,7 @@ def _json_pieces(report: Report) -> Iterator[str]:
             (tail if tail else head).append(
                 f'  "{name}": ' + value.replace("\n", "\n  ") + ("," if name != "movers" else "") + "\n")
     tail.append("}\n")
-    return chain(head, _json_groups(report, 2, ",\n    ") if groups else (), tail)
+    return chain(head, _json_groups(report, _GROUP_DEPTH, ",\n    ") if groups else (), tail)
 
 
 def _csv_line(fields: Sequence[str]) -> str:
@@ -503,11 +512,11 @@ def _csv_pieces(report: Report) -> list[str]:
         return [header]
     columns = [_each_distinct(table.columns[i], _csv_field) for i in range(len(table.keys))]
     if report._lines is not None:
-        return [header, *_written_lines(report, "csv", columns, ["", *[","] * (len(columns) - 1)])]
+        return [header, *_written_lines(report, "csv", columns, _csv_layout(len(columns))[:-1])]
     for name in FIELDS:
         column = _field(table, name)
         columns.append(["" if v is None else v for v in column] if name in _UNIT_FIELDS else column)
-    return [header, *_lines(["", *[","] * (len(columns) - 1), "\r\n"], columns)]
+    return [header, *_lines(_csv_layout(len(columns)), columns)]
 
 
 def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = "") -> Iterator[str]:

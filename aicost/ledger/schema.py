@@ -57,6 +57,10 @@ MEASURES = (
 )
 MONEY_MEASURES = frozenset({"cost", "saved_cost", "stopped_cost"})
 
+# Unit costs (cost per run, per success) are quotients, rounded half-even to this many decimals (a tenth of a
+# nano-dollar): by Python (query.MONEY_DIV) and, writing a report's lines, by PostgreSQL (store._pg_unit_cost).
+UNIT_COST_DECIMALS = 10
+
 # aicost_ledger columns in insert order (the Python field ``user`` is the column ``user_id``: USER is reserved).
 ROW_COLUMNS = (
     "span_id", "kind", "ts", "trace_id", "provider", "operation", "endpoint", "request_model", "response_model",

@@ -44,7 +44,8 @@ from . import schema
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import rollup
 from .staging import STAGE, can_stage, stage_batch
-from .schema import MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
+from .schema import (MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION,
+                     UNIT_COST_DECIMALS)
 
 __all__ = [
     "LedgerStore",
@@ -1090,24 +1091,21 @@ def _pg_literal(text: str) -> str:
     return "E'" + "".join(c if c.isalnum() or c == " " else f"\\x{ord(c):02x}" for c in text) + "'"
 
 
-_UNIT_SCALE = 10  # query.MONEY_DIV's quantum: 10**-10 dollars
-
-
 def _pg_unit_cost(money: str, count: str) -> tuple[str, str]:
     """SQL for ``query.MONEY_DIV(money, count)`` (a positive count) as canonical text, and the condition under
-    which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to 10
-    decimals. Here x = money * 10**10 is divided exactly (``div`` and ``mod`` truncate), twice the remainder
-    against the count decides, and a tie goes to the even quotient. The two round alike unless the 60-digit
+    which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to
+    ``UNIT_COST_DECIMALS`` (10) decimals. Here x = money * 10**10 is divided exactly (``div`` and ``mod``
+    truncate), twice the remainder against the count decides, and a tie goes to the even quotient. The two round alike unless the 60-digit
     quotient lands exactly on a tie that the exact one is not on, which takes an amount whose digits (its
     decimals included, as an integer) number 49 or more (docs/ledger.md); the condition (at most 24 decimals
     that are not trailing zeros, ``min_scale``: PostgreSQL 13+, under 10**24 dollars) keeps far below that. It
     also asks for a count that is not negative: the rounding here follows the amount's sign, which is the
     quotient's only then (1 / -3 would round away from zero)."""
-    x = f"{money} * 1{'0' * _UNIT_SCALE}"
+    x = f"{money} * 1{'0' * UNIT_COST_DECIMALS}"
     q = f"div({x}, {count})"
     up = (f"CASE sign(2 * abs(mod({x}, {count})) - {count}) WHEN 1 THEN sign({money}) "
           f"WHEN 0 THEN CASE WHEN mod({q}, 2) <> 0 THEN sign({money}) ELSE 0 END ELSE 0 END")
-    return (f"trim_scale(({q} + {up}) * 0.{'0' * (_UNIT_SCALE - 1)}1)::text",
+    return (f"trim_scale(({q} + {up}) * 0.{'0' * (UNIT_COST_DECIMALS - 1)}1)::text",
             f"min_scale({money}) <= 24 AND abs({money}) < 1e24 AND {count} >= 0")
 
 
