@@ -421,3 +421,44 @@ def test_a_line_field_not_read_is_an_error_not_a_zero(ledger_url):
             assert list(written._lines) == ["4.5,3,0\n"]
         else:
             assert written.rows() == [("t", Decimal("4.5"), 3, 0)]
+
+
+def test_a_line_of_more_fields_than_concat_takes(ledger_url):
+    """PostgreSQL's concat() takes at most 100 arguments: a line of more fields (each a value and a separator)
+    is still written, the same text."""
+    from aicost.ledger.query import spend_table
+    from aicost.ledger.store import _LineFormat
+
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                      request_model="gpt-4o", cost=Decimal("1.25"), team="t") for i in range(3)]
+    slots = ("cost", "calls", ("cost", "calls")) * 40
+    with open_store(ledger_url) as store:
+        store.write(rows, [])
+        table = spend_table(store, DAY, DAY + timedelta(days=1), ("team",), measures=("cost", "calls"),
+                            _line=_LineFormat(("[",) + (";",) * (len(slots) - 1) + ("]",), slots))
+        if store.dialect == "postgresql":
+            assert list(table._lines) == ["[" + ";".join(["3.75;3;1.25"] * 40) + "]"]
+
+
+def test_groups_of_a_report_whose_lines_the_database_wrote(ledger_url):
+    """report.groups of a report built with lines=: on PostgreSQL, refused with a message saying what was read
+    (no measure, the database's lines); on SQLite, the groups as without lines=."""
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=1, teams=2, customers=3, calls=50, seed=2, start=DAY), batch=100)
+        period = Period(DAY, DAY + timedelta(days=1))
+        read = build_report(store, period=period, group_by=("team",), lines="csv")
+        if store.dialect == "postgresql":
+            with pytest.raises(ValueError, match="written by the database as csv lines"):
+                read.groups
+        else:
+            assert read.groups == build_report(store, period=period, group_by=("team",)).groups
+
+
+def test_write_report_writes_every_piece_after_empty_ones(monkeypatch):
+    """write_report joins pieces 256 at a time: a run of 256 empty pieces does not end the text."""
+    from aicost.ledger import report as report_module
+
+    monkeypatch.setattr(report_module, "_csv_pieces", lambda report: ["a", *[""] * 600, "b"])
+    out = io.StringIO()
+    write_report(None, "csv", out)
+    assert out.getvalue() == "ab"

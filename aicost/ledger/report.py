@@ -143,6 +143,9 @@ class Report:
         """The groups as :class:`SpendGroup` objects (made from :attr:`table` on each access; the renderers
         print the table itself: a month by day and user is 60,000 groups). Only for a report of every measure
         (``build_report``'s default)."""
+        if self.group_by and self._lines is not None:
+            raise ValueError(f"this report's groups were written by the database as {self._lines} lines "
+                             "(build_report(lines=...)); build it without lines= to have them as SpendGroup objects")
         if self.group_by and self.table.measures != MEASURES:
             raise ValueError(f"this report read only {', '.join(self.table.measures)} of the groups; "
                              "build it with every measure to have them as SpendGroup objects")
@@ -545,5 +548,5 @@ def write_report(report: Report, fmt: str, out: TextIO) -> None:
         out.write(render_table(report))
         return
     pieces = iter(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
-    while chunk := "".join(islice(pieces, 256)):
-        out.write(chunk)
+    while chunk := list(islice(pieces, 256)):  # to the last piece, empty ones included
+        out.write("".join(chunk))

@@ -1091,6 +1091,16 @@ def _pg_literal(text: str) -> str:
     return "E'" + "".join(c if c.isalnum() or c == " " else f"\\x{ord(c):02x}" for c in text) + "'"
 
 
+_PG_MAX_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS (a compile-time constant; 100 by default)
+
+
+def _pg_concat(args: Sequence[str]) -> str:
+    """``concat()`` of ``args``, nested where there are more than a function may take (a line of many fields)."""
+    while len(args) > _PG_MAX_ARGS:
+        args = [f"concat({', '.join(args[i:i + _PG_MAX_ARGS])})" for i in range(0, len(args), _PG_MAX_ARGS)]
+    return f"concat({', '.join(args)})"
+
+
 def _pg_unit_cost(money: str, count: str) -> tuple[str, str]:
     """SQL for ``query.MONEY_DIV(money, count)`` (a positive count) as canonical text, and the condition under
     which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to
@@ -1348,7 +1358,7 @@ class PostgresStore(LedgerStore):
             args += [_pg_literal(text), value] if text else [value]
             text = ""
         args.append(_pg_literal(text + line.pieces[-1]))
-        text = f"concat({', '.join(args)})"
+        text = _pg_concat(args)
         if exact:
             below.append(f"{' AND '.join(dict.fromkeys(exact))} AS exact")
             text = f"CASE WHEN r.exact THEN {text} END"
