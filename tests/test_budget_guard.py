@@ -272,14 +272,16 @@ def test_downgrade_respects_model_policies():
         spend(g)
 
 
-def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier():
+@pytest.mark.parametrize("on_unknown_price", ["refuse", "allow"])
+def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier(on_unknown_price):
     """The cheaper model is priced, but not at the tier the call asks for: downgrading would send a request whose
-    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged."""
+    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged.
+    With on_unknown_price='allow' too: the target would reserve nothing and go through past the spent budget."""
     def lookup(provider, model, *, service_tier=None):
         return price_lookup(provider, model) if model != "flat-small" or service_tier is None else None
 
     g = BudgetGuard([Budget(limit_usd="0.001", action="downgrade", downgrade_to="flat-small")],
-                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")))
+                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")), on_unknown_price=on_unknown_price)
     spend(g)
     info = chat_info()
     info.service_tier = "priority"
