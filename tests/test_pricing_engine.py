@@ -319,6 +319,34 @@ def test_an_unpriced_tier_is_decided_once_per_resolution_not_once_per_call(acme_
     assert len(selects) == 3  # a call at a past time picks its dated period once, and finds the reason with it
 
 
+def test_a_lookup_racing_a_price_change_does_not_cache_the_old_answer(acme_flex_unlisted, monkeypatch):
+    """A price override arrives while another thread is looking the price up: that lookup may answer with the old
+    price, but must not cache it as the price now, or the override would be ignored until the cached answer
+    expires (the next UTC midnight). Interleaved deterministically: the writer, holding the lock, lets the reader
+    read the resolved name just before the caches are cleared."""
+    assert engine.current_price("acme", "m1", "flex") is None  # cached: no price, the tier's reason
+    engine._now.clear()  # the reader goes to the resolved name, as after the price now expires
+    read_it = threading.Event()
+    reader = threading.Thread(target=engine.current_price, args=("acme", "m1", "flex"))
+
+    class Resolved(dict):
+        def __getitem__(self, key):
+            value = super().__getitem__(key)
+            read_it.set()
+            return value
+
+        def clear(self):  # the writer, in the middle of a price change: the reader reads the old name now
+            if reader.ident is None:
+                reader.start()
+                assert read_it.wait(30)
+            super().clear()
+
+    monkeypatch.setattr(engine, "_resolved", Resolved(engine._resolved))
+    engine.set_price("m1", provider="acme", service_tier="flex", input="1.5", output="3")
+    reader.join()
+    assert engine.current_price("acme", "m1", "flex") is not None
+
+
 def test_google_priority_is_unknown_with_the_tier_reason():
     cost = price_call("gcp.vertex_ai", "gemini-2.5-flash", Usage(input_tokens=10, output_tokens=1),
                       service_tier="priority")

@@ -42,8 +42,8 @@ _lock = threading.RLock()
 _MAX_NAMES = 4096  # distinct (provider, model) names cached; a flood of unique names cannot grow memory
 
 _overrides = Overrides()
-# Bumped whenever overrides or the catalog change: a lookup that started before a change must not store its
-# (stale) answer after the caches were cleared.
+# Bumped whenever overrides or the catalog change, after the caches are cleared (``_forget_resolved``): a lookup
+# that started before a change must not store its (stale) answer after the caches were cleared.
 _generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
 _now: dict[tuple[str | None, str | None, str | None], tuple["_Found", float]] = {}  # -> (found, valid until)
@@ -448,12 +448,21 @@ def read_unknown_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _install(new: Overrides) -> None:
-    global _overrides, _generation
+    global _overrides
     with _lock:
         _overrides = new
-        _generation += 1
-        _resolved.clear()
-        _now.clear()
+        _forget_resolved()
+
+
+def _forget_resolved() -> None:
+    """After a change of overrides or catalog (under ``_lock``): drop every cached answer, then bump the generation.
+    In that order: a lookup that reads the new generation then finds the caches already emptied, so it cannot read
+    an old ``_Resolved`` and store its answer as current (until the next UTC midnight); one that read the old
+    generation has its answer refused when it comes to store it."""
+    global _generation
+    _resolved.clear()
+    _now.clear()
+    _generation += 1
 
 
 def load_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
@@ -609,12 +618,9 @@ def use_bundled_catalog() -> None:
 
 
 def _switch_catalog(catalog: Catalog | None) -> None:
-    global _generation
     with _lock:
         _catalog.set_active(catalog)
-        _generation += 1
-        _resolved.clear()
-        _now.clear()
+        _forget_resolved()
 
 
 def reset_unknown_models() -> None:
