@@ -568,14 +568,25 @@ def test_vertex_version_suffix():
     assert resolve("gcp.vertex_ai", "gemini-2.5-flash-001").model == "gemini-2.5-flash"
 
 
-def test_service_tier_given_as_an_enum():
+@pytest.mark.parametrize("mixin", [None, str], ids=["Enum", "str-Enum"])
+def test_service_tier_given_as_an_enum(mixin):
+    """Typed SDK models give tiers as enums; every way into pricing prices them by value. ``str()`` of a
+    ``class Tier(str, Enum)`` member is ``"Tier.FLEX"``: an unknown word, which would be priced at standard rates."""
     import enum
 
-    class Tier(enum.Enum):
-        FLEX = "flex"
-
+    Tier = enum.Enum("Tier", {"FLEX": "flex", "PRIORITY": "priority"}, type=mixin)
     usage = Usage(input_tokens=1_000_000)
     assert price_call("openai", "gpt-5", usage, service_tier=Tier.FLEX).total == Decimal("0.625")
+    flex = resolve("openai", "gpt-5", service_tier="flex")
+    for price in (resolve("openai", "gpt-5", service_tier=Tier.FLEX),
+                  resolve("openai", "gpt-5", service_tier=Tier.FLEX, at=datetime(2025, 10, 1, tzinfo=UTC)),
+                  engine.current_price("openai", "gpt-5", Tier.FLEX)):
+        assert (price.rates, price.service_tier) == (flex.rates, "flex")
+    gemini = ("gcp.vertex_ai", "gemini-2.5-flash")
+    assert engine.current_price(*gemini, Tier.PRIORITY) is None  # never the standard rate
+    assert engine.unknown_reason(*gemini, Tier.PRIORITY) == engine.unknown_reason(*gemini, "priority") is not None
+    assert price_call(*gemini, usage, service_tier=Tier.PRIORITY).unknown_reason == engine.unknown_reason(
+        *gemini, "priority")
 
 
 def test_unknown_model_list_is_bounded(monkeypatch):

@@ -298,15 +298,9 @@ def _found(provider: str | None, model: str | None, service_tier: str | None, at
                                                                                     _utc(at))
 
 
-def _tier_text(service_tier: Any) -> str:
-    return str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-
-
 def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
     """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
     and cached until the price can next change, so it is cheap enough to ask on every call."""
-    if service_tier is not None and type(service_tier) is not str:
-        service_tier = _tier_text(service_tier)
     return _found_now((provider, model, service_tier))[0]
 
 
@@ -314,8 +308,6 @@ def unknown_reason(provider: str | None, model: str | None, service_tier: str | 
     """Why ``current_price`` gives None, when pricing knows more than "no price for this model" (a tier the
     vendor bills at per-model rates the catalog lacks): the ``Cost.unknown_reason`` such a call carries. Quiet
     and cached as ``current_price`` is; None when the model is priced, or has no price at any tier."""
-    if service_tier is not None and type(service_tier) is not str:
-        service_tier = _tier_text(service_tier)
     unpriced = _found_now((provider, model, service_tier))[1]
     return None if unpriced is None else unpriced.reason
 
@@ -346,8 +338,6 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
-        if service_tier is not None and type(service_tier) is not str:
-            service_tier = _tier_text(service_tier)
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
         price, unpriced = (_found_now((provider, model, service_tier)) if at is None
                            else _found_at(provider, model, service_tier, _utc(at)))
