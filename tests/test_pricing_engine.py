@@ -253,7 +253,8 @@ def acme_flex_unlisted(monkeypatch):
     monkeypatch.setattr(_log, "_seen", set())  # its warning is logged once per process: once per test here
 
     raw = {"schema": 1, "catalog_version": "acme-1", "providers": [{"id": "acme", "models": [
-        {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
+        {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]},
+        {"id": "m2", "match": {"equals": "m2"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
     engine._switch_catalog(catalog_from_data(raw, label="t", supplement={"tier_factor": {"acme": {"flex": None}}}))
     yield ("acme bills the flex tier at per-model rates the price catalog does not list for m1 (a price override "
            "for the tier prices it)")
@@ -283,9 +284,38 @@ def test_a_fallback_model_priced_but_not_at_the_tier_gives_the_tier_reason(acme_
         assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
     assert unknown_models() == []
     assert price_call("acme", "m1-internal-0915", usage, fallback_model="m1").known  # priced at standard
-    # the model that answered has its own tier reason: it is kept, whatever the fallback
+    # the model that answered has its own tier reason: it is kept, whatever the fallback: one without a price...
     assert price_call("acme", "m1", usage, service_tier="flex", fallback_model="nope").unknown_reason == (
         acme_flex_unlisted)
+    # ...or one priced, but not at this tier either, with a reason of its own (naming m2)
+    for at in (None, datetime(2025, 7, 1, tzinfo=UTC)):
+        cost = price_call("acme", "m1", usage, service_tier="flex", fallback_model="m2", at=at)
+        assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
+
+
+def test_an_override_drops_a_cached_unpriced_tier(acme_flex_unlisted, tmp_path):
+    """The lookup's (no price, the tier's reason) pair is cached; an override for the tier that arrives after it
+    (set_price, a price file) prices the next call at once, and clear_overrides brings the reason back: now, at a
+    past time, and for what a budget asks (current_price, unknown_reason)."""
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+    def state():
+        costs = [price_call("acme", "m1", usage, service_tier="flex", at=at)
+                 for at in (None, datetime(2025, 7, 1, tzinfo=UTC))]
+        return ([(c.known, c.total, c.unknown_reason) for c in costs]
+                + [engine.current_price("acme", "m1", "flex") is not None, engine.unknown_reason("acme", "m1", "flex")])
+
+    unpriced = [(False, None, acme_flex_unlisted)] * 2 + [False, acme_flex_unlisted]
+    assert state() == unpriced
+    engine.set_price("m1", provider="acme", service_tier="flex", input="0.5", output="1")
+    assert state() == [(True, Decimal("1.5"), None)] * 2 + [True, None]
+    engine.clear_overrides()
+    assert state() == unpriced
+    path = tmp_path / "prices.json"
+    path.write_text('{"model": [{"model": "m1", "provider": "acme", "service_tier": "flex", "input": "0.25", '
+                    '"output": "0.5"}]}', encoding="utf-8")
+    engine.load_price_file(path)
+    assert state() == [(True, Decimal("0.75"), None)] * 2 + [True, None]
 
 
 def test_unknown_reason_says_why_current_price_is_none_when_the_tier_is_why(acme_flex_unlisted, caplog):
