@@ -66,9 +66,10 @@ class _UnpricedTier:
     (a null ``tier_factor``) and the catalog lists none for the model at that date. Decided once, by the lookup
     that finds no price, and cached beside it, so each such call only reads it (``Cost.unknown_reason``)."""
 
-    __slots__ = ("reason", "log_key")
+    __slots__ = ("tier", "reason", "log_key")
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, tier: str, reason: str) -> None:
+        self.tier = tier  # normalised: the call's Cost.service_tier, without normalising it again on each call
         self.reason = reason
         self.log_key = "pricing:tier:" + reason  # its warning is logged once (``log_once``), built once here
 
@@ -128,9 +129,9 @@ class _Resolved:
         if variant_tier in self.tier_factor and not selection[1]:
             factor = self.tier_factor[variant_tier]
             if factor is None:  # billed at per-model rates this model does not list: unknown, never standard
-                return None, _UnpricedTier(
-                    f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog does not "
-                    f"list for {entry.id} (a price override for the tier prices it)")
+                reason = (f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog "
+                          f"does not list for {entry.id} (a price override for the tier prices it)")
+                return None, _UnpricedTier(variant_tier, reason)
             rates = _scale_token_rates(rates, factor)
         base, bands = split_bands(rates)
         start, until = entry.effective_range(at)
@@ -356,11 +357,11 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
                   unpriced: _UnpricedTier | None) -> Cost:
-    tier = names.normalise_tier(service_tier)
     if unpriced is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
         log_once(unpriced.log_key, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not priced at "
                  "the standard rate", unpriced.reason)
-        return unknown_cost(provider, model, tier, usage, unpriced.reason)
+        return unknown_cost(provider, model, unpriced.tier, usage, unpriced.reason)
+    tier = names.normalise_tier(service_tier)
     key = (provider, model)
     seen = _unknown.get(key)
     if seen is not None:
