@@ -607,11 +607,13 @@ def test_service_tier_given_as_an_enum(mixin):
     Tier = enum.Enum("Tier", {"FLEX": "flex", "PRIORITY": "priority"}, type=mixin)
     usage = Usage(input_tokens=1_000_000)
     assert price_call("openai", "gpt-5", usage, service_tier=Tier.FLEX).total == Decimal("0.625")
-    flex = resolve("openai", "gpt-5", service_tier="flex")
-    for price in (resolve("openai", "gpt-5", service_tier=Tier.FLEX),
-                  resolve("openai", "gpt-5", service_tier=Tier.FLEX, at=datetime(2025, 10, 1, tzinfo=UTC)),
-                  engine.current_price("openai", "gpt-5", Tier.FLEX)):
-        assert (price.rates, price.service_tier) == (flex.rates, "flex")
+    past = datetime(2025, 10, 1, tzinfo=UTC)
+    for price, at in ((resolve("openai", "gpt-5", service_tier=Tier.FLEX), None),
+                      (resolve("openai", "gpt-5", service_tier=Tier.FLEX, at=past), past),
+                      (engine.current_price("openai", "gpt-5", Tier.FLEX), None)):
+        flex = resolve("openai", "gpt-5", service_tier="flex", at=at)
+        assert (price.rates, price.service_tier) == (flex.rates, "flex") and flex.rates != resolve(
+            "openai", "gpt-5", at=at).rates
     gemini = ("gcp.vertex_ai", "gemini-2.5-flash")
     assert engine.current_price(*gemini, Tier.PRIORITY) is None  # never the standard rate
     assert engine.unknown_reason(*gemini, Tier.PRIORITY) == engine.unknown_reason(*gemini, "priority") is not None
