@@ -511,8 +511,8 @@ class LedgerStore:
               line: _LineFormat | None = None) -> list[tuple]:
         """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
         :attr:`_fills_lines`, each group's ``names`` come back written as one line of text (:class:`_LineFormat`;
-        a measure of the line not among ``names`` is 0 in every group), after the group's values: ``(g0, ...,
-        line)``; None instead of the line where it cannot be written exactly (the caller reads the measures
+        a measure of the line not among ``names`` must be in its ``zero``, else ValueError), after the group's
+        values: ``(g0, ..., line)``; None instead of the line where it cannot be written exactly (the caller reads the measures
         then). Elsewhere ``line`` is ignored. ``nonzero``: instead, one tuple
         saying of each of ``names`` (counts only) whether any row or cell of ``parts`` holds anything but 0: a
         measure that is 0 in every part is 0 in every group, and a report then need not read it (fetching a
@@ -1105,11 +1105,11 @@ def _pg_unit_cost(money: str, count: str) -> tuple[str, str]:
     """SQL for ``query.MONEY_DIV(money, count)`` (a positive count) as canonical text, and the condition under
     which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to
     ``UNIT_COST_DECIMALS`` (10) decimals. Here x = money * 10**10 is divided exactly (``div`` and ``mod``
-    truncate), twice the remainder against the count decides, and a tie goes to the even quotient. The two round alike unless the 60-digit
-    quotient lands exactly on a tie that the exact one is not on, which takes an amount whose digits (its
-    decimals included, as an integer) number 49 or more (docs/ledger.md); the condition (at most 24 decimals
-    that are not trailing zeros, ``min_scale``: PostgreSQL 13+, under 10**24 dollars) keeps far below that. It
-    also asks for a count that is not negative: the rounding here follows the amount's sign, which is the
+    truncate), twice the remainder against the count decides, and a tie goes to the even quotient. The two
+    round alike unless the 60-digit quotient lands exactly on a tie that the exact one is not on, which takes an
+    amount whose digits (its decimals included, as an integer) number 49 or more (docs/ledger.md); the
+    condition (at most 24 decimals that are not trailing zeros, ``min_scale``: PostgreSQL 13+, under 10**24
+    dollars) keeps far below that. It also asks for a count that is not negative: the rounding here follows the amount's sign, which is the
     quotient's only then (1 / -3 would round away from zero)."""
     x = f"{money} * 1{'0' * UNIT_COST_DECIMALS}"
     q = f"div({x}, {count})"
@@ -1330,8 +1330,8 @@ class PostgresStore(LedgerStore):
     def _line_sql(self, line: _LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
         # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
         # '%' escaped too, for the placeholder rewriting) and the slots' text: a count's bigint as its digits,
-        # money as trim_scale(...)::text (the canonical text), a measure 0 in every group (line.zero) as 0. NULL (the caller reads
-        # the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost). The unit
+        # money as trim_scale(...)::text (the canonical text), a measure 0 in every group (line.zero) as 0.
+        # NULL (the caller reads the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost). The unit
         # costs are computed below the sort (a few bytes each, by the parallel workers when there are some).
         column = {name: f"r.s{i}" for i, name in enumerate(names)}
         if missing := line.measures() - column.keys() - line.zero:
