@@ -184,6 +184,7 @@ _HELD_AT_FORK = {
     "budget memory store": lambda s: budget_module.process_memory_store()._lock,
     "unknown models (RLock)": lambda s: pricing_engine._lock,
     "feature scope": lambda s: s["scope"]._with_lock,
+    "call collector": lambda s: hooks.CallCollector._lock,
     "cache store": lambda s: s["ask"].cache.store._lock,
     "cache single flight": lambda s: s["ask"].cache.flights._lock,
     "metrics recording": lambda s: metrics._drain_lock,
