@@ -821,3 +821,17 @@ def test_the_memory_store_keeps_no_settle_once_marker_for_a_call_that_held_nothi
         g.before_unguarded_call(info).after_call(result(info, D("0.0004")))
     assert store._settled_once == {}
     assert g.status()[0].spent_usd == D("0.0012")
+
+
+def test_a_call_whose_reserve_was_never_sent_settles_with_the_short_marker():
+    """While the store is known to be down the reserve is not sent, so no reserve can reach it late: the call's
+    SETTLE_ONCE marker only has to outlast a retry (ONCE_MARKER_MIN_SECONDS), not the reservation's lease. A
+    reserve that was sent and timed out keeps its lease: it may still arrive."""
+    store, clock = FlakyStore(), Clock(ts("2026-11-23T12:00:00"))
+    g = guard(Budget(limit_usd="1", name="down"), store=store, clock=clock, on_store_error="open")
+    store.down = True
+    never_sent = g.before_call(chat_info())
+    store.down, store.lose_replies = False, True
+    maybe_sent = g.before_call(chat_info())
+    assert not never_sent.held and never_sent.lease_until == clock.t
+    assert not maybe_sent.held and maybe_sent.lease_until > clock.t + 600
