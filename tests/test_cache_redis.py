@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,21 @@ def store(redis_url):
     s = RedisStore(redis_url)
     s.client.flushdb()
     return s
+
+
+def waiting_on_a_lock(*stores) -> threading.Semaphore:
+    """Released each time a cache over one of ``stores`` finds another instance's single-flight lock held (it is
+    waiting for that instance's answer): a leader waits for that fact instead of being slow for a fixed time."""
+    seen = threading.Semaphore(0)
+    for store in stores:
+        def checking(key, is_locked=store.is_locked):
+            held = is_locked(key)
+            if held:
+                seen.release()
+            return held
+
+        store.is_locked = checking
+    return seen
 
 
 def _server_ms(store) -> int:
@@ -152,22 +168,23 @@ def test_redis_down_means_a_miss_not_an_error():
 def test_single_flight_across_processes_through_redis_locks(redis_url):
     """Two cache instances (as two processes: separate in-process flight groups) share one Redis: concurrent
     identical misses call the LLM once; the other instance waits for the answer instead of paying again."""
-    import threading
 
     calls = []
     lock = threading.Lock()
 
-    def make():
-        @aicost.cache(prompt="q", store=RedisStore(redis_url), name="shared.flight")
+    def make(store):
+        @aicost.cache(prompt="q", store=store, name="shared.flight")
         def answer(q):
             with lock:
                 calls.append(q)
-            time.sleep(0.4)
+            assert waiting.acquire(timeout=10)  # the other instance is waiting for this answer
             return "A:" + q
 
         return answer
 
-    first, second = make(), make()
+    stores = RedisStore(redis_url), RedisStore(redis_url)
+    waiting = waiting_on_a_lock(*stores)
+    first, second = make(stores[0]), make(stores[1])
     first.clear()
     gate = threading.Barrier(2, timeout=10)
     results = []
@@ -187,23 +204,25 @@ def test_single_flight_across_processes_through_redis_locks(redis_url):
 
 
 def test_waiter_calls_through_when_the_other_process_fails(redis_url):
-    import threading
 
     calls = []
     started = threading.Event()
 
-    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
-    def flaky(q):
-        calls.append("leader")
-        started.set()
-        time.sleep(0.3)
-        raise RuntimeError("vendor down")
+    def make(store, role):  # one function's code in both instances (as in two processes): one key
+        @aicost.cache(store=store, name="shared.flaky")
+        def answer(q):
+            calls.append(role)
+            if role == "leader":
+                started.set()
+                assert waiting.acquire(timeout=10)  # the other instance is waiting for this answer
+                raise RuntimeError("vendor down")
+            return "ok"
 
-    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
-    def flaky_other(q):
-        calls.append("waiter")
-        return "ok"
+        return answer
 
+    other_store = RedisStore(redis_url)
+    waiting = waiting_on_a_lock(other_store)
+    flaky, flaky_other = make(RedisStore(redis_url), "leader"), make(other_store, "waiter")
     flaky.clear()
     outcome = []
 
@@ -237,7 +256,6 @@ async def test_async_function_over_redis(store):
 def test_hung_redis_costs_a_bounded_miss(store):
     """A paused redis-server (SIGSTOP) costs one timeout_s (0.5 s), not redis-py's default ten retries with
     backoff (6 s and more), and the store is then skipped."""
-    import threading
 
     from cache_helpers import paused
 
