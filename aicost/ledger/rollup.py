@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .row import TOKEN_FIELDS
-from .schema import MEASURES, MONEY_MEASURES
+from .schema import CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_MEASURES
 
-__all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
+__all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "CUBE", "row_measures",
            "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
            "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
@@ -190,17 +190,24 @@ ROW_DIMS = {"all": "''", "team": "COALESCE(team, '')", "feature": "COALESCE(feat
             "user": "COALESCE(user_id, '')", "customer": "COALESCE(customer, '')", "model": "COALESCE(model, '')",
             "provider": "COALESCE(provider, '')", "tag": "t.key || '=' || t.value"}
 RUN_DIMS = {k: v for k, v in ROW_DIMS.items() if k not in ("model", "provider")}
+# The pseudo-dimension of the cube (aicost_rollup_cube): one cell per combination of CUBE_KEYS, held in the
+# delta's key columns (its value is ''). A feature run is in the cell of its team and feature, model and
+# provider '' (it has neither).
+CUBE = "cube"
 
 DELTA_TABLE = "aicost_delta"
 
 
 def delta_ddl(d: Dialect) -> str:
-    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups.
+    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups:
+    (dim, value) cells for aicost_rollup, and dim 'cube' cells keyed by :data:`CUBE_KEYS` for the cube.
     Every measure defaults to 0, so a statement writes only the measures its rows can add to."""
     cols = ", ".join(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
                      for m in MEASURES)
+    keys = ", ".join(f"{k} TEXT DEFAULT ''" for k in CUBE_KEYS)
     tail = " ON COMMIT DELETE ROWS" if d.name == "postgresql" else ""
-    return f"CREATE TEMP TABLE IF NOT EXISTS {DELTA_TABLE} (bucket {d.ts_type}, dim TEXT, value TEXT, {cols}){tail}"
+    return (f"CREATE TEMP TABLE IF NOT EXISTS {DELTA_TABLE} (bucket {d.ts_type}, dim TEXT, value TEXT, {keys}, "
+            f"{cols}){tail}")
 
 
 _CONSTANT_ZERO = ("0", "CAST(NULL AS NUMERIC)")
@@ -213,11 +220,12 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
                units: bool = False, schema: str = "") -> list[tuple[str, str | None]]:
     """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
     'runs' -> on aicost_runs) to the rollups at ``grains``: per source a delta insert (:func:`delta_sql`), then
-    the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, source whose parameters it takes, or
-    None). Each source is summed on its own, over only the measures it can add to (a run adds 2 of the 27, a call
-    never adds a run): most of the work is the sums, so the narrower the cheaper. The folds then add the delta to
-    each rollup cell once where the dialect needs it (PostgreSQL: an update per cell and grain, not one per
-    source, since each writes a new row version)."""
+    the folds (:func:`fold_sql`) into each rollup table ``dims`` reach (aicost_rollup; the cube, :data:`CUBE`)
+    and a delete of the delta. Returned as (sql, source whose parameters it takes, or None). Each source is
+    summed on its own, over only the measures it can add to (a run adds 2 of the 27, a call never adds a run):
+    most of the work is the sums, so the narrower the cheaper. The folds then add the delta to each rollup cell
+    once where the dialect needs it (PostgreSQL: an update per cell and grain, not one per source, since each
+    writes a new row version)."""
     out: list[tuple[str, str | None]] = []
     live: set[str] = set()
     for source, where in wheres.items():
@@ -227,7 +235,9 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
         out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows",
                               schema=schema), source))
     skip = frozenset(MEASURES) - live
-    out.extend((fold_sql(d, grain, skip, merge=len(wheres) > 1 and not d.upsert_twice), None) for grain in grains)
+    merge = len(wheres) > 1 and not d.upsert_twice
+    tables = [cube for cube in (False, True) if dims is None or any((dim == CUBE) == cube for dim in dims)]
+    out.extend((fold_sql(d, grain, skip, merge=merge, cube=cube), None) for cube in tables for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", None))
     return out
 
@@ -235,7 +245,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
 def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None = None,
               zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
     """``INSERT INTO aicost_delta``: the hour cells of the ``source`` ('rows': aicost_ledger, 'runs': aicost_runs)
-    rows matching ``where`` (an SQL condition), for every rollup dimension (or ``dims``).
+    rows matching ``where`` (an SQL condition), for every rollup dimension and the cube (or ``dims``).
 
     The source is read once (a materialized CTE with the per-row measures), then exploded into one arm per
     dimension and grouped. ``zero``: measures the caller knows are 0 in every row summed (most token classes in a
@@ -255,21 +265,24 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
         inner = [f"SUM({m}) AS {m}" for m in names]
     else:
         inner = final
-    coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
+    cube_keys = [c for c in CUBE_KEYS if c in dim_cols]  # a run has no model or provider
+    coarse = [*cube_keys, "tags"]
     cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
     inner_cols = ", ".join(inner)
     ctes = [f"s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, {cols} "
             f"FROM {schema + '.' if schema else ''}{table} WHERE {where})"]
     # The rows are summed per hour in steps, each step reading the one before (several times fewer rows each), so
     # the arms that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider,
-    # tags) -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer).
-    steps = {"sc": ("s", coarse), "tf": ("sc", ["team", "feature"]), "mp": ("sc", ["model", "provider"]),
-             "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
+    # tags) -> cb (team, feature, model, provider: the cube's cells) -> tf (team, feature), mp (model, provider);
+    # sc -> tg (tags); s -> sp (user, customer).
+    steps = {"sc": ("s", coarse), "cb": ("sc", cube_keys), "tf": ("cb", ["team", "feature"]),
+             "mp": ("cb", ["model", "provider"]), "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
     read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
-            "customer": "sp"}
-    wanted = [dim for dim in dim_cols if dims is None or dim in dims]
+            "customer": "sp", CUBE: "cb"}
+    wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
     needed = {read[dim] for dim in wanted}
-    needed |= {steps[n][0] for n in needed} - {"s"}
+    while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
+        needed |= parents
     for name, (parent, keys) in steps.items():
         if name in needed:
             ctes.append(f"{name} AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {inner_cols} FROM {parent} "
@@ -278,34 +291,49 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
     for dim in wanted:
         rel = read[dim]
         join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
-        arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(names)} FROM {rel}{join}")
-    return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {', '.join(names)}) "
-            f"SELECT bucket, dim, value, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
-            "GROUP BY bucket, dim, value")
+        if dim == CUBE:
+            keys = ", ".join(f"COALESCE({k}, '')" if k in cube_keys else "''" for k in CUBE_KEYS)
+            arms.append(f"SELECT bucket, '{CUBE}' AS dim, '' AS value, {keys}, {', '.join(names)} FROM {rel}")
+        else:
+            arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(_NO_KEYS)}, "
+                        f"{', '.join(names)} FROM {rel}{join}")
+    all_keys = ", ".join(CUBE_KEYS)
+    return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {all_keys}, {', '.join(names)}) "
+            f"SELECT bucket, dim, value, {all_keys}, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
+            f"GROUP BY bucket, dim, value, {all_keys}")
+
+
+_NO_KEYS = tuple(f"'' AS {k}" for k in CUBE_KEYS)
 
 
 def _sum(d: Dialect, measure: str, expr: str) -> str:
     return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
 
 
-def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False) -> str:
-    """Fold ``aicost_delta`` into ``aicost_rollup`` at ``grain`` ('hour' as is, 'day' summed per day): insert new
-    cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0).
-    ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour grain too."""
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False,
+             cube: bool = False) -> str:
+    """Fold ``aicost_delta`` into ``aicost_rollup`` (``cube``: its 'cube' cells into the cube table) at ``grain``
+    ('hour' as is, 'day' summed per day): insert new cells, add to existing ones. Measures in ``zero`` are 0 in
+    the delta: left out (a new cell's default is 0). ``merge``: the delta may hold a cell more than once (one per
+    source), summed first at the hour grain too."""
     names = [m for m in MEASURES if m not in zero]
+    table, keys = (CUBE_TABLE, list(CUBE_KEYS)) if cube else ("aicost_rollup", ["dim", "value"])
+    which = f"dim {'=' if cube else '<>'} '{CUBE}'"
+    cell = ", ".join(keys)
     if grain == "hour" and merge:
-        select = (f"SELECT 'hour', bucket, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
-                  f"FROM {DELTA_TABLE} WHERE true GROUP BY bucket, dim, value")
+        select = (f"SELECT 'hour', bucket, {cell}, {', '.join(_sum(d, m, m) for m in names)} "
+                  f"FROM {DELTA_TABLE} WHERE {which} GROUP BY bucket, {cell}")
     elif grain == "hour":
-        select = f"SELECT 'hour', bucket, dim, value, {', '.join(names)} FROM {DELTA_TABLE} WHERE true"
+        select = f"SELECT 'hour', bucket, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
     else:
-        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(_sum(d, m, m) for m in names)} "
-                  f"FROM {DELTA_TABLE} WHERE true GROUP BY {d.day('bucket')}, dim, value")
+        select = (f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(_sum(d, m, m) for m in names)} "
+                  f"FROM {DELTA_TABLE} WHERE {which} GROUP BY {d.day('bucket')}, {cell}")
     updates = ", ".join(
-        f"{m} = {d.money_add(f'aicost_rollup.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
-        else f"{m} = aicost_rollup.{m} + excluded.{m}" for m in names)
-    return (f"INSERT INTO aicost_rollup (grain, bucket, dim, value, {', '.join(names)}) {select} "
-            f"ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET {updates}")
+        f"{m} = {d.money_add(f'{table}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
+        else f"{m} = {table}.{m} + excluded.{m}" for m in names)
+    conflict = "grain, bucket, " + cell if cube else "grain, dim, bucket, value"
+    return (f"INSERT INTO {table} (grain, bucket, {cell}, {', '.join(names)}) {select} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
 
 
 def new_measures() -> list:
