@@ -300,7 +300,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     store.close()
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
-                  "DELETE FROM aicost_schema WHERE version = 4"]
+                  "DROP TABLE aicost_rollup_cube", "DELETE FROM aicost_schema WHERE version >= 4"]
     if ledger_url.startswith("sqlite"):
         conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         for s in statements:
@@ -314,7 +314,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
             for s in statements:
                 conn.execute(s)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)

@@ -31,11 +31,11 @@ from typing import Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
-from .schema import MEASURES, MONEY_MEASURES
+from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES
 from .store import FILTER_KEYS, LedgerStore
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
-           "UnknownGroupKey"]
+           "UnknownGroupKey", "plan"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -217,15 +217,28 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
     start, end = _utc(start), _utc(end)
     rows: list[tuple] = []
     if end > start:
-        dims = [k for k in keys if k not in TIME_KEYS]
-        # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
-        # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
-        used = {*dims, *where}
-        if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
+        how = plan(keys, where)
+        if how == "rollup":
+            dims = [k for k in keys if k not in TIME_KEYS]
             rows = _from_rollups(store, start, end, keys, dims, where, measures, order)
+        elif how == "cube":
+            rows = _from_cube(store, start, end, keys, where, measures, order)
         else:
             rows = store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order)
     return SpendTable.from_rows(keys, measures, rows, order)
+
+
+def plan(keys: Sequence[str], where: Mapping[str, str] | None = None) -> str:
+    """Which table answers a grouping (and filter): 'rollup' (aicost_rollup: one dimension per cell, so one key,
+    filtered if at all on that same key), 'cube' (aicost_rollup_cube: keys and filters all among
+    :data:`~aicost.ledger.schema.CUBE_KEYS`, team x model), or 'rows' (the raw rows: any other combination, even
+    two tags, as group tag:team filtered on tag:env). Time keys combine with any of them."""
+    used = {*(k for k in keys if k not in TIME_KEYS), *(where or {})}
+    if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
+        return "rollup"
+    if used <= set(CUBE_KEYS):
+        return "cube"
+    return "rows"
 
 
 def _exact_order(table: SpendTable) -> None:
@@ -279,8 +292,25 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
         else:
             group.append("NULLIF(v, '')")
 
-    # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
-    # raw rows: all summed in one statement.
+    spans, edges = _split(start, end, keys)
+    return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
+                            measures=measures, cells=_one_cell_each(spans, edges, keys), ordered=order)
+
+
+def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
+               where: dict[str, str], measures: Sequence[str], order: bool) -> list[tuple]:
+    """Keys (and a ``where``) all among :data:`~aicost.ledger.schema.CUBE_KEYS` (and time keys): summed over
+    the cube's cells (and the raw rows of the minutes at the edges). Each group is one cell when it is keyed by
+    every cube key and the span's time."""
+    spans, edges = _split(start, end, keys)
+    cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
+    return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order)
+
+
+def _split(start: datetime, end: datetime, keys: tuple[str, ...]
+           ) -> tuple[list[tuple[str, datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """``[start, end)`` as rollup spans ((grain, start, end): whole days from day cells, whole hours at the edges,
+    or every hour when grouped by hour, from hour cells) and the minutes left at either end (from raw rows)."""
     spans: list[tuple[str, datetime, datetime]] = []
     edges: list[tuple[datetime, datetime]] = []
     first_hour, last_hour = _ceil(start, _HOUR), _floor(end, _HOUR)
@@ -300,8 +330,11 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
                 spans.append(("hour", first_hour, first_day))
             if last_day < last_hour:
                 spans.append(("hour", last_day, last_hour))
-    # A rollup cell is one (bucket, value): read from one span, grouped by its grain's time key and the value (or
-    # a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000).
-    cells = not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))
-    return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
-                            measures=measures, cells=cells, ordered=order)
+    return spans, edges
+
+
+def _one_cell_each(spans: list[tuple[str, datetime, datetime]], edges: list[tuple[datetime, datetime]],
+                   keys: tuple[str, ...]) -> bool:
+    """A rollup cell is one (bucket, value): read from one span, grouped by its grain's time key and the value (or
+    a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000)."""
+    return not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))

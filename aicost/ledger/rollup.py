@@ -292,7 +292,7 @@ def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None 
         rel = read[dim]
         join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
         if dim == CUBE:
-            keys = ", ".join(f"COALESCE({k}, '')" if k in cube_keys else "''" for k in CUBE_KEYS)
+            keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
             arms.append(f"SELECT bucket, '{CUBE}' AS dim, '' AS value, {keys}, {', '.join(names)} FROM {rel}")
         else:
             arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(_NO_KEYS)}, "

@@ -416,6 +416,51 @@ class LedgerStore:
             return []
         return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
 
+    def sum_cube(self, spans: Sequence[tuple[str, datetime, datetime]], edges: Sequence[tuple[datetime, datetime]],
+                 keys: Sequence[str], *, where: Mapping[str, str] | None = None, measures: Sequence[str] = MEASURES,
+                 cells: bool = False, ordered: bool = False) -> list[tuple]:
+        """:meth:`sum_period` for the cube (``aicost_rollup_cube``): ``measures`` grouped by ``keys`` (any of
+        :data:`~aicost.ledger.schema.CUBE_KEYS`, day, hour) and filtered by ``where`` on cube keys, in ONE
+        statement over the cube cells of ``spans`` and the raw rows and feature runs of ``edges``. A feature run
+        has no model or provider: grouped or filtered by either, runs are left out, as :meth:`sum_rows` leaves
+        them (the cells' run counts read as 0, and a cell of runs alone is skipped). ``cells``: each group is one
+        cell (keyed by every cube key and the span's time key), read as it is."""
+        d = rollup.DIALECTS[self.dialect]
+        where = dict(where or {})
+        names = list(measures)
+        no_runs = any(k in ("model", "provider") for k in [*keys, *where])
+        run_measures = ("runs", "succeeded_runs")
+        parts: list[str] = []
+        params: list[Any] = []
+        cols = ", ".join(f"0 AS {n}" if no_runs and n in run_measures else n for n in names)
+        for grain, low, high in spans:
+            sql = (f"SELECT bucket AS b, {', '.join(schema.CUBE_KEYS)}, {cols} FROM {schema.CUBE_TABLE} "
+                   "WHERE grain = ? AND bucket >= ? AND bucket < ?")
+            params.extend([grain, self._ts(low), self._ts(high)])
+            for key, value in where.items():
+                sql += f" AND {key} = ?"
+                params.append(value)
+            if no_runs:
+                sql += " AND calls + cache_hits + refusals > 0"  # every ledger row is one of the three
+            parts.append(sql)
+        for low, high in edges:
+            for table, exprs, runs in (("aicost_ledger", rollup.row_measures(), False),
+                                       ("aicost_runs", rollup.run_measures(), True)):
+                if runs and no_runs:
+                    continue
+                condition, where_params = self._where(low, high, where, runs=runs)
+                measure_of = dict(zip(MEASURES, exprs))
+                values = ", ".join(f"COALESCE({k}, '') AS {k}" if not runs or k in rollup.RUN_DIMS else f"'' AS {k}"
+                                   for k in schema.CUBE_KEYS)
+                parts.append(f"SELECT ts AS b, {values}, {', '.join(f'{measure_of[n]} AS {n}' for n in names)} "
+                             f"FROM {table} WHERE {condition}")
+                params.extend(where_params)
+        if not parts:
+            return []
+        group = [d.day_text("b") if k == "day" else d.hour_text("b") if k == "hour" else f"NULLIF({k}, '')"
+                 for k in keys]
+        return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
+
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
                  measures: Sequence[str] = MEASURES, ordered: bool = False) -> list[tuple]:
         """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
