@@ -88,13 +88,28 @@ def _sqlite_fits(x: str) -> str:
             f"AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} ELSE length({x}) - (substr({x}, 1, 1) = '-') <= 6 END)")
 
 
+def _sqlite_fits_positive(x: str) -> str:
+    """SQLite: :func:`_sqlite_fits` for a text without a sign (rollup amounts are sums of prices: a negative one
+    takes the Decimal add)."""
+    return (f"(CASE WHEN instr({x}, '.') THEN instr({x}, '.') <= 7 AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} "
+            f"ELSE length({x}) <= 6 END AND substr({x}, 1, 1) <> '-')")
+
+
+def _sqlite_positive_units_text(n: str) -> str:
+    """SQLite: :func:`_sqlite_units_text` of integer units known not to be negative: ``n`` is written twice, not
+    four times (a fold's ``n`` is the sum of two texts' units, a dozen string functions; the folds' adds were
+    most of their time)."""
+    return f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', {n} / {_UNIT}, {n} % {_UNIT}), '0'), '.')"
+
+
 SQLITE = Dialect(
     name="sqlite",
     # FILTER: the Python aggregate is only called for amounts that add something (most are NULL or '0').
     money_sum=lambda e: f"COALESCE(aicost_dec_sum({e}) FILTER (WHERE {e} <> '0'), '0')",
     # Two amounts that fit are added as integers in SQL; others (huge totals, more decimals) exactly in Python.
-    money_add=lambda a, b: (f"CASE WHEN {b} = '0' THEN {a} WHEN {_sqlite_fits(a)} AND {_sqlite_fits(b)} "
-                            f"THEN {_sqlite_units_text(f'({_sqlite_units(a)} + {_sqlite_units(b)})')} "
+    money_add=lambda a, b: (f"CASE WHEN {b} = '0' THEN {a} WHEN {_sqlite_fits_positive(a)} AND "
+                            f"{_sqlite_fits_positive(b)} THEN "
+                            f"{_sqlite_positive_units_text(f'({_sqlite_units(a)} + {_sqlite_units(b)})')} "
                             f"ELSE aicost_dec_add({a}, {b}) END"),
     hour=lambda t: f"substr({t}, 1, 13) || ':00:00.000000'",
     day=lambda t: f"substr({t}, 1, 10) || ' 00:00:00.000000'",
@@ -313,7 +328,8 @@ def _sum(d: Dialect, measure: str, expr: str) -> str:
 def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False,
              cube: bool = False) -> str:
     """Fold ``aicost_delta`` into ``aicost_rollup`` (``cube``: its 'cube' cells into the cube table) at ``grain``
-    ('hour' as is, 'day' summed per day): insert new cells, add to existing ones. Measures in ``zero`` are 0 in
+    ('hour' as is, 'day' summed per day, or where the dialect allows, each hour added to its day cell in turn):
+    insert new cells, add to existing ones. Measures in ``zero`` are 0 in
     the delta: left out (a new cell's default is 0). ``merge``: the delta may hold a cell more than once (one per
     source), summed first at the hour grain too."""
     names = [m for m in MEASURES if m not in zero]
@@ -325,6 +341,10 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: 
                   f"FROM {DELTA_TABLE} WHERE {which} GROUP BY bucket, {cell}")
     elif grain == "hour":
         select = f"SELECT 'hour', bucket, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
+    elif d.upsert_twice:
+        # A day cell met once per hour of the batch is added to in place each time: no GROUP BY, so no sum of
+        # money in the fold (SQLite's would be the Python decimal aggregate), only the add an update does anyway.
+        select = f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
     else:
         select = (f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(_sum(d, m, m) for m in names)} "
                   f"FROM {DELTA_TABLE} WHERE {which} GROUP BY {d.day('bucket')}, {cell}")

@@ -221,6 +221,11 @@ def _measure_columns(dialect: str) -> str:
         for name in MEASURES)
 
 
+# SQLite: a table keyed by its primary key alone, one b-tree (a rowid table has a second one for the key): a
+# rollup cell's upsert finds and rewrites it in one place.
+_WITHOUT_ROWID = {"sqlite": " WITHOUT ROWID", "postgresql": ""}
+
+
 def _v5(dialect: str) -> list[str]:
     """aicost_rollup_cube: the rollup sums per combination of :data:`CUBE_KEYS`, so two of them together
     (team x model, feature x provider) are answered from cells, not raw rows. The migration sums the cells of the
@@ -238,7 +243,7 @@ def _v5(dialect: str) -> list[str]:
   {keys},
   {_measure_columns(dialect)},
   PRIMARY KEY (grain, bucket, {', '.join(CUBE_KEYS)})
-)""",
+){_WITHOUT_ROWID[dialect]}""",
         rollup.delta_ddl(d),
         *(sql for sql, _ in rollup.rollup_sql(d, {"rows": "true", "runs": "true"}, dims=(rollup.CUBE,))),
     ]
