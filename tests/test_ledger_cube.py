@@ -124,8 +124,11 @@ def test_every_pair_with_day_and_hour_equals_the_raw_rows_summed_in_python(ledge
         keys = (*time, a, b)
         for start, end in periods:
             assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
-    # The whole-day period reads the cube's cells alone: no raw row is summed.
     midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    for keys in (("day", *CUBE_KEYS), ("hour", *CUBE_KEYS), CUBE_KEYS):  # one cell per group: read as it is
+        for start, end in ((midnight, midnight + timedelta(days=3)), periods[-1]):
+            assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
+    # The whole-day period reads the cube's cells alone: no raw row is summed.
     reads = _Reads(store, monkeypatch)
     spend(store, midnight, midnight + timedelta(days=3), ["team", "model"])
     assert reads.tables() == {"aicost_rollup_cube"}
