@@ -12,9 +12,10 @@ money as exact decimal text; where each group is one rollup cell, the cells are 
 
 Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user``, ``model``, ``provider``,
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
-tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with at most one other key
-(plus a ``where`` filter on that very key) from the rollups; combining two attribution keys (team x model) sums
-the raw rows of the period in SQL, which is exact but reads every row of the period.
+tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with one other key (plus a
+``where`` filter on that very key) from the rollups, or with any of team / feature / model / provider together
+(and filters on them) from the cube (``aicost_rollup_cube``); other combinations (team x customer, two tags) sum
+the raw rows of the period in SQL, which is exact but reads every row of the period (:func:`plan` chooses).
 
 Rows without a value for a key (a call made outside any team scope) form the group ``None``.
 """

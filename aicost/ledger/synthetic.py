@@ -205,10 +205,10 @@ def fill(store: LedgerStore, profile: Profile = Profile(), batch: int = 5_000) -
 def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) -> int:
     """A ledger of ``days`` days, fast: ``profile``'s first day is generated and written through the normal write
     path (rollups included), then copied to each following day in SQL, one transaction per day: its rows and runs
-    with their times shifted by whole days and new ids, and its rollups (the cube too) shifted the same way. A day's rollups
-    shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the bucket is
-    unchanged), so the copies' rollups are what the writer would have built; the tests check they equal the raw
-    sums. Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
+    with their times shifted by whole days and new ids, and its rollups (the cube's too) shifted the same way. A
+    day's rollups shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the
+    bucket is unchanged), so the copies' rollups are what the writer would have built; the tests check they equal
+    the raw sums. Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
     if not 1 <= days <= 255:
         raise ValueError("fill_copies: days must be 1..255 (the copy's day goes into two hex digits of its ids)")
     first = profile.start.replace(hour=0, minute=0, second=0, microsecond=0)
