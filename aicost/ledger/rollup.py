@@ -330,9 +330,9 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: 
              cube: bool = False) -> str:
     """Fold ``aicost_delta`` into ``aicost_rollup`` (``cube``: its 'cube' cells into the cube table) at ``grain``
     ('hour' as is, 'day' summed per day, or where the dialect allows, each hour added to its day cell in turn):
-    insert new cells, add to existing ones. Measures in ``zero`` are 0 in
-    the delta: left out (a new cell's default is 0). ``merge``: the delta may hold a cell more than once (one per
-    source), summed first at the hour grain too."""
+    insert new cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's
+    default is 0). ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour
+    grain too."""
     names = [m for m in MEASURES if m not in zero]
     table, keys = (CUBE_TABLE, list(CUBE_KEYS)) if cube else ("aicost_rollup", ["dim", "value"])
     which = f"dim {'=' if cube else '<>'} '{CUBE}'"

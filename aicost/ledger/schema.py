@@ -11,7 +11,8 @@ Four tables, plus ``aicost_schema`` (one row per migration applied, the highest 
 * ``aicost_rollup_cube`` (version 5): the same sums per ``grain`` x ``bucket`` x every combination of ``team``,
   ``feature``, ``model`` and ``provider`` that occurred ('' for no value; a feature run is in its team and
   feature's cell with model and provider ''), so a report grouped by, or filtered on, any of those four together
-  (team x model) reads cells too: a thousand or so a day where the ledger has a million rows.
+  (team x model) reads cells too (on the synthetic benchmark ledger: about 1,250 day and 28,000 hour cells for a
+  day's 330,000 rows).
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
