@@ -82,7 +82,7 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 print(f"  {problem}", file=err)
             return 1
         print(f"ok: {args.check}: {len(loaded.rules)} model price(s), {len(loaded.discounts)} discount(s), "
-              f"{len(loaded.pools)} pool(s)", file=out)
+              f"{len(loaded.sections.get('pools', ()))} pool(s)", file=out)
         return 0
     if args.unknown is not None:
         path = args.unknown or os.environ.get(engine.UNKNOWN_FILE_ENV)
@@ -121,7 +121,9 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     if args.price_file:
         try:
-            pricing.load_price_file(args.price_file)
+            from .instrumentation import PRICE_FILE_SECTIONS
+
+            pricing.load_price_file(args.price_file, sections=PRICE_FILE_SECTIONS)
         except pricing.PriceFileError as exc:
             print(f"invalid: {exc}", file=err)
             return 1
@@ -374,10 +376,10 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "report": _add_report,
     "export": _add_export,
     "reconcile": _registrar(".reconcile.cli", "add_parser"),
-    "forecast": _registrar(".reports.commands", "_add_forecast"),
-    "anomalies": _registrar(".reports.commands", "_add_anomalies"),
-    "dashboard": _registrar(".reports.commands", "_add_dashboard"),
-    "alerts": _registrar(".reports.commands", "_add_alerts"),
+    "forecast": _registrar(".reports.commands", "add_forecast"),
+    "anomalies": _registrar(".reports.commands", "add_anomalies"),
+    "dashboard": _registrar(".reports.commands", "add_dashboard"),
+    "alerts": _registrar(".reports.commands", "add_alerts"),
 }
 
 

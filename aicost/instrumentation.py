@@ -100,10 +100,11 @@ def instrument(
 
         loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
-    if loaded is not None and loaded.pools:  # self-hosted GPU pools: a feature above the core, imported when declared
+    pools = loaded.sections.get("pools") if loaded is not None else None
+    if pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
 
-        configure_pools(loaded.pools, source=os.fspath(price_file))
+        configure_pools(pools, source=os.fspath(price_file))  # read and checked once, by load_file
     elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
         sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
@@ -128,15 +129,15 @@ def instrument(
             watch_integration(cls)
 
 
-def _check_pools(table: Any) -> list[Exception]:
+def _read_pools(table: Any) -> tuple[Any, list[Exception]]:
     from .pools.config import check_pools  # a feature, imported only when a price file declares pools
 
-    return list(check_pools(table)[1])
+    return check_pools(table)
 
 
-# Features' own sections of a price file and their validators: what instrument(price_file=...) and
-# ``aicost prices --check`` both run, so the two list the same problems in the same words.
-PRICE_FILE_SECTIONS = {"pools": _check_pools}
+# Features' own sections of a price file and their readers: what instrument(price_file=...) and ``aicost prices``
+# both run, so the two list the same problems in the same words.
+PRICE_FILE_SECTIONS = {"pools": _read_pools}
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 
@@ -440,7 +441,7 @@ class _Call:
         if not self.endpoint.billable:
             attrs[s.AICOST_BILLABLE] = False
         if telemetry.state.capture_content:
-            telemetry.content_attributes(attrs, info.kwargs, self.endpoint.shape)
+            telemetry.content_attributes(attrs, info.kwargs, shape=self.endpoint.shape)
 
     def _start_attributes(self) -> dict[str, Any]:
         """All request-side attributes, for a span created when the call is already over."""
@@ -552,7 +553,7 @@ class _Call:
                 if cost is not None:
                     telemetry.cost_attributes(attrs, cost)
                     if not cost.known:
-                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or (
+                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or cost.unknown_reason or (
                             _NO_PRICE if usage is not None else _NO_USAGE)
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
@@ -1174,7 +1175,8 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
     return wrapper
 
 
-# Why a call has no cost when the integration did not say (``ResponseMeta.unpriced``): no price for what it used
+# Why a call has no cost when neither the integration (``ResponseMeta.unpriced``) nor pricing (``Cost.unknown_reason``,
+# a tier billed at per-model rates the catalog lacks) said: no price for what it used
 # (a named vendor's model is priced only at that vendor's prices, docs/pricing.md), or no usage to price.
 _NO_PRICE = "no price for this model from this provider (and tier) in the catalog or price overrides"
 _NO_USAGE = "no usable usage to price"

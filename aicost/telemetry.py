@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import semconv as s
 from ._log import error_once
 from .usage import Usage
-from .vendor import DEFAULT_SHAPE, RequestMeta, RequestShape, ResponseMeta
+from .vendor import RequestMeta, RequestShape, ResponseMeta
 
 _INSTRUMENTATION_NAME = "aicost"
 
@@ -198,9 +198,10 @@ def response_attributes(attrs: dict[str, Any], meta: ResponseMeta, tier_keys: tu
         )
 
 
-def content_attributes(attrs: dict[str, Any], kwargs: Mapping[str, Any], shape: RequestShape = DEFAULT_SHAPE) -> None:
+def content_attributes(attrs: dict[str, Any], kwargs: Mapping[str, Any], *, shape: RequestShape) -> None:
     """Prompt text, only when the user opted in (``instrument(capture_content=True)`` or the OTel env var). The
-    endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions."""
+    endpoint's ``RequestShape`` says where a request keeps its prompt and system instructions (required: a
+    request read without it has no prompt)."""
     if not state.capture_content:
         return
     content = shape.content(kwargs if isinstance(kwargs, dict) else dict(kwargs))

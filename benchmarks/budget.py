@@ -98,7 +98,7 @@ def memory(n: int = 20_000) -> None:
     one_us = cpu_us(guard_round(one, info, result), n)
     with aicost.attribute(team="search", feature="answers"):
         three_us = cpu_us(guard_round(three, info, result), n)
-    count_us = cpu_us(lambda: count_input(info.kwargs, MODEL, "openai", info.shape), n)
+    count_us = cpu_us(lambda: count_input(info.kwargs, MODEL, "openai", shape=info.shape), n)
     price = resolve("openai", MODEL)
     price_us = cpu_us(lambda: price.cost(Usage(input_tokens=22, output_tokens=256)), n)
     print(f"store reserve + settle (atomic, 1 bucket)          {store_us:7.2f}")

@@ -1,7 +1,7 @@
 """What allocating one interval's pool cost costs, at 100,000 and 1,000,000 calls in the interval.
 
-Measured: ``split()`` alone (integer units, cumulative rounding in nano-dollars) and a whole interval close
-(integer units per call, the shares, one Allocation per call, the ClosedInterval), both with the token key and
+Measured: ``split()`` alone (integer units in, cumulative rounding in nano-dollars) and a whole interval close
+(integer units per call, ``split()``, one Allocation per call, the ClosedInterval), both with the token key and
 declared weights (the engine read is one HTTP GET per interval whatever the call count, so it is left out).
 CPU time of this process (``time.process_time``), best of 3; the box is shared, so the 1M / 100k ratio is the
 figure to trust. Optional ``--ledger``: the same interval turned into ledger records and written to a SQLite
@@ -46,8 +46,9 @@ def run(n: int, ledger: bool) -> dict[str, float]:
     uses = _uses(n)
     pool = pool_from_mapping("bench", {"gpu_hour": "3.99", "gpus": 8, "endpoints": ["h:1"], "models": ["m"],
                                        "owner": "ml", "output_weight": 4, "capacity_per_hour": 10**12})
-    weights = [Decimal(u.input_tokens + 4 * u.output_tokens) for u in uses]
-    figures = {"split": _best(lambda: split(Decimal("31.92"), weights, Decimal(10**12)))}
+    units = [u.input_tokens + 4 * u.output_tokens for u in uses]
+    used = (Decimal(sum(units)), Decimal(10**12))
+    figures = {"split": _best(lambda: split(Decimal("31.92"), units, used))}
     meter = PoolMeter([pool], clock=lambda: T0)
 
     def close():

@@ -715,3 +715,24 @@ def test_every_amount_the_budget_api_returns_is_in_the_canonical_money_form():
 def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="Budget.limit_usd"):
         Budget(limit_usd="1." + "0" * 150 + "1")
+
+
+def test_the_estimate_reads_the_request_only_through_a_shape_it_must_be_given():
+    """A caller that forgot the endpoint's RequestShape used to get the default one, which reads nothing: 0 input
+    tokens and no output cap, silently. Now the shape is a required keyword."""
+    from aicost import telemetry
+    from aicost.budget.estimate import count_input, worst_case
+
+    info = chat_info("gpt-4o", max_tokens=7, text="hello there, how are you today?")
+    with pytest.raises(TypeError):
+        count_input(info.kwargs, "gpt-4o", "openai")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        worst_case(price=None, kwargs=info.kwargs, operation="chat", input_tokens=1, input_exact=True,
+                   default_max_output_tokens=100, estimate_margin=Decimal(1))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        telemetry.content_attributes({}, info.kwargs)  # type: ignore[call-arg]
+    tokens, exact = count_input(info.kwargs, "gpt-4o", "openai", shape=info.shape)
+    assert tokens > 0 and exact
+    estimate = worst_case(price=None, kwargs=info.kwargs, operation="chat", input_tokens=tokens, input_exact=exact,
+                          default_max_output_tokens=100, estimate_margin=Decimal(1), shape=info.shape)
+    assert estimate.output_tokens == 7  # the request's own cap, read through its shape

@@ -34,3 +34,16 @@ def test_each_command_parses_its_help(command, capsys):
         cli.main([command, "--help"])
     assert exit_.value.code == 0
     assert f"usage: aicost {command}" in capsys.readouterr().out
+
+
+def test_the_report_commands_register_through_public_functions():
+    """cli.SUBCOMMANDS names each report command's registrar by its public name (``add_NAME``), not a private one."""
+    import argparse
+
+    from aicost.reports import commands
+
+    assert {name.removeprefix("add_") for name in commands.__all__} == {"forecast", "anomalies", "dashboard", "alerts"}
+    for name in commands.__all__:
+        parser = argparse.ArgumentParser(prog="aicost")
+        getattr(commands, name)(parser.add_subparsers(dest="command"))
+        assert parser.parse_args([name.removeprefix("add_")]).command == name.removeprefix("add_")

@@ -357,6 +357,18 @@ def test_anthropic_stream_accumulator(start, delta, stop):
             meta.usage
 
 
+def test_anthropic_read_usage_requires_the_final_output_count_only_when_asked():
+    """A message_delta's output count is the final one (message_start's a placeholder): ``require_output`` makes
+    its absence invalid in the same pass; an update without the flag keeps what it had."""
+    start = anth.read_usage(_Obj(input_tokens=5, output_tokens=1))
+    assert start.invalid is None
+    assert anth.read_usage(_Obj(input_tokens=None), start).invalid is None
+    delta = anth.read_usage(_Obj(input_tokens=None), start, require_output=True)
+    assert (delta.invalid, delta.output_tokens) == ("message_delta usage has no output_tokens", 1)
+    fresh = anth.read_usage(_Obj(input_tokens=5, output_tokens=1))
+    assert anth.read_usage(_Obj(output_tokens=7), fresh, require_output=True).output_tokens == 7 and not fresh.invalid
+
+
 @FAST
 @given(st.lists(st.one_of(st.fixed_dictionaries({"type": st.sampled_from(["compaction", "advisor_message",
                                                                            "fallback_message", "message"])},

@@ -75,6 +75,7 @@ def test_the_request_tier_prices_a_call_whose_response_names_none(instrumented, 
     (span,) = instrumented.aicost_spans()
     assert span.attributes["aicost.price.known"] is False
     assert span.attributes["aicost.service_tier"] == "priority"
+    assert "priority tier" in span.attributes["aicost.price.unknown_reason"]  # pricing's reason, whichever side named it
 
 
 def test_a_response_served_at_standard_is_standard_whatever_the_request_asked(instrumented, replay_server):

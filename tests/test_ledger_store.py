@@ -387,6 +387,25 @@ def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(ledg
     store.close()
 
 
+@pytest.mark.parametrize("odd", ['q"uote', "back\\slash", "NULL", "a,b", "{brace}", " sp ", "\u00fcn\u00ef", "'"])
+def test_ids_and_outcomes_of_any_text_are_matched_exactly(ledger_url, odd):
+    """Ids and outcomes go to PostgreSQL as one array literal the store writes itself: a quote, a backslash,
+    a comma, a brace or the word NULL in them is one element, matched as it is (idempotency, outcomes, rollups)."""
+    store = open_store(ledger_url)
+    run = FeatureRun(run_id=f"run {odd}", feature="answer", time=T0 + timedelta(hours=1), outcome=f"done {odd}")
+    early = _row(0, span_id=f"span {odd}", run_id=run.run_id)
+    plain = _row(1, run_id="NULL")
+    assert store.write([early, plain]) == 2
+    late = _row(2, span_id=f"late {odd}", run_id=run.run_id)
+    assert store.write([late, early], [run]) == 1  # early is stored already: the by-id path
+    assert store.write([early, late, plain], [run]) == 0
+    back = {r.span_id: r.outcome for r in store.rows(T0, T0 + timedelta(days=2))}
+    assert back == {early.span_id: run.outcome, plain.span_id: None, late.span_id: run.outcome}
+    total = totals(store, T0.replace(hour=0, minute=0, second=0), T0 + timedelta(days=2))
+    assert (total.calls, total.runs, total.cost) == (3, 1, early.cost + plain.cost + late.cost)
+    store.close()
+
+
 def _rollup_table(store) -> list[tuple]:
     return store._fetch("SELECT * FROM aicost_rollup ORDER BY grain, dim, bucket, value", [])
 

@@ -15,8 +15,10 @@ import aicost
 import aicost.integrations
 from aicost import pricing
 from aicost.errors import ConfigurationError
-from aicost.pools import QUANTUM, configure_pools, split, summarise, what_if
+from aicost.pools import QUANTUM, PoolMeter, configure_pools, pool_from_mapping, split, summarise, what_if
+from aicost.pools.allocate import as_ints
 from aicost.pools.engine import parse
+from aicost.pools.meter import _Use
 from tests.pool_helpers import FakeVllmMetrics, SimClock
 from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client
 
@@ -264,14 +266,45 @@ def test_what_if_prices_the_same_tokens_on_a_hosted_model(pool_env, clock):
 def test_split_is_exact_for_any_weights(cost_quanta, weights, capacity, scale):
     cost = QUANTUM * cost_quanta
     ws = [Decimal(w) * Decimal(scale) for w in weights]
-    result = split(cost, ws, None if capacity is None else Decimal(capacity))
+    total = sum(ws, Decimal(0))
+    units, _ = as_ints(ws)
+    result = split(cost, units, None if capacity is None else (total, Decimal(capacity)))
     assert sum(result.shares, Decimal(0)) == result.used
     assert result.used + result.idle == cost
     assert all(s >= 0 and s == s.quantize(QUANTUM) for s in result.shares)
-    total = sum(ws, Decimal(0))
+    if not total:
+        assert result.used == 0
+    elif capacity is None or total >= capacity:
+        assert result.used == cost
     for w, share in zip(ws, result.shares):  # each share within one quantum of its exact part
         if total:
             assert abs(share - result.used * w / total) < QUANTUM
+
+
+def test_split_leaves_busy_time_no_call_accounts_for_idle():
+    """An engine busy all interval with no recorded call (traffic that bypassed aicost): all idle, the owner's."""
+    result = split(Decimal("2.5"), [0, 0], (Decimal(3600), Decimal(3600)))
+    assert (result.used, result.idle, result.shares) == (0, Decimal("2.5"), [0, 0])
+
+
+def test_the_meter_closes_an_interval_with_split(monkeypatch, clock):
+    """The meter's allocation is allocate.split's (so split's tests test what the meter does)."""
+    from aicost.pools import meter as meter_module
+
+    seen = []
+    real = meter_module.split
+    monkeypatch.setattr(meter_module, "split", lambda *a: seen.append(a) or real(*a))
+    pool = pool_from_mapping("p", {"gpu_hour": "2.50", "endpoints": ["h:1"], "models": ["m"], "owner": "ml",
+                                   "output_weight": 4, "capacity_per_hour": 100_000})
+    meter = PoolMeter([pool], clock=clock)
+    try:
+        meter._open["p"][int(T0)] = [_Use("a", "t", "m", 1000, 10, None), _Use("b", "t", "m", 3000, 0, None)]
+        closed = meter.close_due(T0 + 3600)[0]
+    finally:
+        meter.clear_prices()
+    assert seen == [(Decimal("2.50"), [1040, 3000], (Decimal(4040 * 3600), Decimal(100_000 * 3600)))]
+    assert [a.final for a in closed.allocations] == real(*seen[0]).shares
+    assert closed.used + closed.idle == Decimal("2.50")
 
 
 # ------------------------------------------------------------------------- ledger, report, docs example

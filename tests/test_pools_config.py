@@ -87,6 +87,37 @@ def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, r
         aicost.pools.disable()
 
 
+def test_a_price_files_pools_are_read_and_checked_once(instrumented, replay_server, tmp_path, monkeypatch):
+    """load_file runs the pools' reader and configure_pools takes what it read: one validation, not two."""
+    from aicost.pools import config
+
+    calls = []
+    real = config.check_pools
+    monkeypatch.setattr(config, "check_pools", lambda data: calls.append(data) or real(data))
+    try:
+        aicost.instrument(price_file=_price_file(tmp_path, replay_server))
+        assert [p.name for p in aicost.pools.active().pools] == ["support-llama"]
+    finally:
+        aicost.pools.disable()
+    assert len(calls) == 1
+    with pytest.raises(aicost.errors.ConfigurationError, match="Pool objects"):
+        configure_pools(({"not": "a Pool"},), background=False)
+
+
+def test_pricing_reads_a_features_section_only_through_the_reader_it_is_given(tmp_path):
+    """The pricing layer names no feature: a section is allowed, and what its reader returned kept, only when the
+    caller gives the reader; without one it is an unknown section like any other."""
+    from aicost.pricing import PriceFileError
+    from aicost.pricing.overrides import load_file
+
+    path = tmp_path / "p.toml"
+    path.write_text('[pools.a]\ngpu_hour = "1"\n\n[widgets.w]\nsize = 3\n')
+    with pytest.raises(PriceFileError, match="unknown section"):
+        load_file(path, sections={"pools": lambda table: (table, [])})  # widgets has no reader
+    loaded = load_file(path, sections={"pools": lambda table: ("read", []), "widgets": lambda table: (table, [])})
+    assert loaded.sections == {"pools": "read", "widgets": {"w": {"size": 3}}}
+
+
 BAD_POOLS = {  # four pools: four problems in two of them, and two valid ones that overlap
     "a": {"gpu_hour": 1, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2},
     "b": {"gpu_hour": 1, "gpus": 0, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "",

@@ -244,6 +244,35 @@ def test_priority_tier():
     assert cost.total == per_m(10_000, "4.25") + per_m(1_000, "17")
 
 
+def test_a_tier_billed_at_unlisted_per_model_rates_is_unknown_with_the_reason_from_pricing(caplog):
+    """Any vendor, any tier whose ``tier_factor`` is null: unknown (never the standard rate), and pricing says
+    why, without listing the model as unknown (it is priced at every other tier)."""
+    from aicost.pricing.catalog import catalog_from_data
+
+    raw = {"schema": 1, "catalog_version": "acme-1", "providers": [{"id": "acme", "models": [
+        {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
+    engine._switch_catalog(catalog_from_data(raw, label="t", supplement={"tier_factor": {"acme": {"flex": None}}}))
+    try:
+        usage = Usage(input_tokens=1_000, output_tokens=10)
+        assert price_call("acme", "m1", usage).known
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            cost = price_call("acme", "m1", usage, service_tier="flex")
+        assert (cost.known, cost.total, cost.service_tier) == (False, None, "flex")
+        assert cost.unknown_reason == ("acme bills the flex tier at per-model rates the price catalog does not list "
+                                       "for m1 (a price override for the tier prices it)")
+        assert "acme bills the flex tier" in caplog.text and "no price for model" not in caplog.text
+        assert unknown_models() == []
+        assert price_call("acme", "nope", usage, service_tier="flex").unknown_reason is None  # not the tier's fault
+    finally:
+        engine._switch_catalog(None)
+
+
+def test_google_priority_is_unknown_with_the_tier_reason():
+    cost = price_call("gcp.vertex_ai", "gemini-2.5-flash", Usage(input_tokens=10, output_tokens=1),
+                      service_tier="priority")
+    assert not cost.known and "bills the priority tier at per-model rates" in cost.unknown_reason
+
+
 # --- history: a call is priced at the time it was made -----------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from ..usage import Usage
-from ..vendor import DEFAULT_SHAPE, RequestShape
+from ..vendor import RequestShape
 
 PriceLookup = Callable[..., Any]  # (provider, model, *, service_tier=None) -> ModelPrice | None
 
@@ -53,12 +53,14 @@ class Prices:
         return lookup(provider, model, service_tier=service_tier if isinstance(service_tier, str) else None)
 
 
-def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str,
-                shape: RequestShape | None = None) -> tuple[int, bool]:
+def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str, *,
+                shape: RequestShape) -> tuple[int, bool]:
+    """The request's input tokens and whether the count is exact. ``shape`` (the endpoint's ``RequestShape``,
+    ``CallInfo.shape``) says where the request keeps its input: required, since a request read without it
+    would count 0 tokens."""
     from ..tokens import count_request_input
 
-    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider,
-                                shape or DEFAULT_SHAPE)
+    count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider, shape)
     return count.tokens, count.exact
 
 
@@ -71,10 +73,10 @@ def worst_case(
     input_exact: bool,
     default_max_output_tokens: int,
     estimate_margin: Decimal,
-    shape: RequestShape | None = None,
+    shape: RequestShape,
 ) -> Estimate:
-    """``shape`` (the endpoint's ``RequestShape``) reads the request's output cap, choices and billed characters."""
-    shape = shape or DEFAULT_SHAPE
+    """``shape`` (the endpoint's ``RequestShape``) reads the request's output cap, choices and billed characters:
+    required, since a request read without it would have no cap (the model's maximum output would be reserved)."""
     kwargs = kwargs if isinstance(kwargs, dict) else dict(kwargs)
     if not input_exact:
         input_tokens = math.ceil(input_tokens * estimate_margin)

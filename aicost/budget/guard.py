@@ -344,7 +344,7 @@ class BudgetGuard:
         if policies.has_input_caps:
             cap = policies.input_cap(attrs, model, provider)
             if cap is not None:
-                tokens, exact = count_input(kwargs, model, provider, shape)
+                tokens, exact = count_input(kwargs, model, provider, shape=shape)
                 counted = (model, tokens, exact)
                 if tokens > cap[0]:
                     rule = cap[1].name or cap[1].scope
@@ -362,7 +362,7 @@ class BudgetGuard:
         tried: set[str | None] = {model}
         while True:
             if counted is None or counted[0] != model:
-                tokens, exact = count_input(kwargs, model, provider, shape)
+                tokens, exact = count_input(kwargs, model, provider, shape=shape)
                 counted = (model, tokens, exact)
             amount_usd = self._estimate(info, model, provider, counted[1], counted[2])
             amount = to_nanos(amount_usd)

@@ -15,7 +15,8 @@ of the input. Stream chunks repeat the usage cumulatively: the last one wins. Lo
 200K tokens on 2.5 Pro, 3 Pro...) are bands of the catalog's entry, applied to the whole request by its input.
 Counts are validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is never
 priced as exact. The tier is Vertex's ``trafficType`` (or the request's ``service_tier`` / Priority PayGo header);
-Google bills priority at per-model rates the catalog lacks, so such a call is cost-unknown, with the reason.
+Google bills priority at per-model rates the catalog lacks (its null ``tier_factor``), so pricing makes such a call
+cost-unknown, with the reason.
 """
 
 from __future__ import annotations
@@ -300,16 +301,8 @@ def _tier(u: Any) -> str | None:
     return tier.lower() if isinstance(tier, str) and tier and tier.lower() != "unspecified" else None
 
 
-# Priority is billed above standard at rates Google lists per model ("75% to 100% more than standard", Gemini API
-# optimization docs; "a higher rate than Standard PayGo", Vertex AI Priority PayGo docs). The catalog lists none,
-# so such a call's price is unknown unless a price override for the tier gives it (never the standard rate).
-_PRIORITY_UNPRICED = "Google bills the priority tier at model-specific rates the price catalog does not list"
 # Vertex AI's request header for Priority / Flex PayGo, and its values.
 _VERTEX_TIER_HEADER = "x-vertex-ai-llm-shared-request-type"
-
-
-def _unpriced_tier(tier: str | None) -> str | None:
-    return _PRIORITY_UNPRICED if tier == "priority" else None
 
 
 def _request_tier(resource: Any, kwargs: dict[str, Any]) -> str | None:
@@ -366,7 +359,6 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
         response_id=string(_get(response, "response_id")),
         finish_reasons=_finish_reasons(candidates),
         service_tier=tier,
-        unpriced=_unpriced_tier(tier),
         output_text=(_output_text(candidates)
                      if want_text or usage is None or usage.invalid is not None else None),
     )
@@ -479,8 +471,7 @@ class ChunkAccumulator(StreamAccumulator):
             response_id=self.response_id,
             finish_reasons=self.reasons,
             service_tier=tier,
-            unpriced=_unpriced_tier(tier),
-            output_text="".join(self.texts) or None,
+                output_text="".join(self.texts) or None,
         )
 
 

@@ -58,9 +58,6 @@ class Dialect:
     # and such an integer back as canonical decimal text. None: the dialect sums its money type directly.
     to_units: Callable[[str], str] | None = None
     from_units: Callable[[str], str] | None = None
-    # Whether one upsert may meet the same rollup cell twice (SQLite updates it again, in place). PostgreSQL
-    # refuses ("cannot affect row a second time"), so its delta is summed per cell first.
-    upsert_twice: bool = False
 
 
 _UNIT = 10**UNIT_DIGITS
@@ -123,7 +120,6 @@ SQLITE = Dialect(
     # Only used on batches whose every amount has at most UNIT_DIGITS decimals and fits (fits_units): exact.
     to_units=_sqlite_units,
     from_units=_sqlite_units_text,
-    upsert_twice=True,
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -233,86 +229,85 @@ _SOURCES = {"rows": ("aicost_ledger", row_measures, ROW_DIMS), "runs": ("aicost_
 
 def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = ("hour", "day"),
                dims: tuple[str, ...] | None = None, zero: frozenset[str] = frozenset(),
-               units: bool = False, schema: str = "") -> list[tuple[str, str | None]]:
+               units: bool = False, schema: str = "") -> list[tuple[str, tuple[str, ...]]]:
     """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
-    'runs' -> on aicost_runs) to the rollups at ``grains``: per source a delta insert (:func:`delta_sql`), then
-    the folds (:func:`fold_sql`) into each rollup table ``dims`` reach (aicost_rollup; the cube, :data:`CUBE`)
-    and a delete of the delta. Returned as (sql, source whose parameters it takes, or None). Each source is
-    summed on its own, over only the measures it can add to (a run adds 2 of the 27, a call never adds a run):
-    most of the work is the sums, so the narrower the cheaper. The folds then add the delta to each rollup cell
-    once where the dialect needs it (PostgreSQL: an update per cell and grain, not one per source, since each
-    writes a new row version)."""
-    out: list[tuple[str, str | None]] = []
-    live: set[str] = set()
-    for source, where in wheres.items():
-        _, measures, _ = _SOURCES[source]
-        dead = zero | frozenset(m for m, e in zip(MEASURES, measures()) if e in _CONSTANT_ZERO)
-        live.update(m for m in MEASURES if m not in dead)
-        out.append((delta_sql(d, source, where, dims=dims, zero=dead, units=units and source == "rows",
-                              schema=schema), source))
+    'runs' -> on aicost_runs) to the rollups at ``grains``: the delta insert (:func:`delta_sql`, both sources in
+    one statement), then the folds (:func:`fold_sql`) into each rollup table ``dims`` reach (aicost_rollup; the
+    cube, :data:`CUBE`) and a delete of the delta. Returned as (sql, the sources
+    whose parameters it takes, in order). Only the measures a source can add to are summed (a run adds 2 of the
+    27, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
+    live = frozenset(m for source in wheres for m, e in zip(MEASURES, _SOURCES[source][1]())
+                     if e not in _CONSTANT_ZERO and m not in zero)
     skip = frozenset(MEASURES) - live
-    merge = len(wheres) > 1 and not d.upsert_twice
+    out: list[tuple[str, tuple[str, ...]]] = [
+        (delta_sql(d, wheres, dims=dims, zero=skip, units=units, schema=schema), tuple(wheres))]
     tables = [cube for cube in (False, True) if dims is None or any((dim == CUBE) == cube for dim in dims)]
-    out.extend((fold_sql(d, grain, skip, merge=merge, cube=cube), None) for cube in tables for grain in grains)
-    out.append((f"DELETE FROM {DELTA_TABLE}", None))
+    out.extend((fold_sql(d, grain, skip, units=units, cube=cube), ()) for cube in tables for grain in grains)
+    out.append((f"DELETE FROM {DELTA_TABLE}", ()))
     return out
 
 
-def delta_sql(d: Dialect, source: str, where: str, dims: tuple[str, ...] | None = None,
+def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None = None,
               zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
-    """``INSERT INTO aicost_delta``: the hour cells of the ``source`` ('rows': aicost_ledger, 'runs': aicost_runs)
-    rows matching ``where`` (an SQL condition), for every rollup dimension and the cube (or ``dims``).
+    """``INSERT INTO aicost_delta``: the hour cells of the rows of each source in ``wheres`` ('rows':
+    aicost_ledger, 'runs': aicost_runs -> an SQL condition on it), for every rollup dimension and the cube (or
+    ``dims``), each cell once (so the folds write each rollup cell once).
 
-    The source is read once (a materialized CTE with the per-row measures), then exploded into one arm per
-    dimension and grouped. ``zero``: measures the caller knows are 0 in every row summed (most token classes in a
-    typical batch, every call measure for runs), left out (the delta's default, 0): the sums are most of the
-    statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows summed; the
-    dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read the source
-    table of that attached database (a staged batch, :mod:`aicost.ledger.staging`)."""
+    Each source is read once (a materialized CTE with the per-row measures), summed per hour in steps and
+    exploded into one arm per dimension; one final ``GROUP BY`` sums the arms of both sources per cell. A source
+    sums only the measures it can add to (a run adds 2 of the 27), less ``zero``: measures the caller knows are 0
+    in every row summed (most token classes in a typical batch), left out (the delta's default, 0): the sums are
+    most of the statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows
+    summed; the dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read
+    the source tables of that attached database (a staged batch, :mod:`aicost.ledger.staging`)."""
     names = [m for m in MEASURES if m not in zero]
-    table, measures_of, dim_cols = _SOURCES[source]
-    live = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
-    measures = [live[m] for m in names]
-    final = [f"{_sum(d, m, m)} AS {m}" for m in names]
+    ctes, arms = [], []
+    for source, where in wheres.items():
+        table, measures_of, dim_cols = _SOURCES[source]
+        exprs = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
+        own = [m for m in names if exprs[m] not in _CONSTANT_ZERO]
+        sums = ", ".join(f"SUM({m}) AS {m}" if units or m not in MONEY_MEASURES else f"{_sum(d, m, m)} AS {m}"
+                         for m in own)
+        p = source[:2] + "_"  # this source's CTEs: ro_s, ro_sc... / ru_s, ru_sc...
+        cube_keys = [c for c in CUBE_KEYS if c in dim_cols]  # a run has no model or provider
+        coarse = [*cube_keys, "tags"]
+        cols = ", ".join(f"{exprs[m]} AS {m}" for m in own)
+        ctes.append(f"{p}s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, "
+                    f"{cols} FROM {schema + '.' if schema else ''}{table} WHERE {where})")
+        # Summed per hour in steps, each step reading the one before (several times fewer rows each), so the arms
+        # that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider, tags)
+        # -> cb (team, feature, model, provider: the cube's cells) -> tf (team, feature), mp (model, provider);
+        # sc -> tg (tags); s -> sp (user, customer).
+        steps = {"sc": ("s", coarse), "cb": ("sc", cube_keys), "tf": ("cb", ["team", "feature"]),
+                 "mp": ("cb", ["model", "provider"]), "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
+        read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg",
+                "user": "sp", "customer": "sp", CUBE: "cb"}
+        wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
+        needed = {read[dim] for dim in wanted}
+        while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
+            needed |= parents
+        for name, (parent, keys) in steps.items():
+            if name in needed:
+                ctes.append(f"{p}{name} AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {sums} FROM {p}{parent} "
+                            f"GROUP BY bucket, {', '.join(keys)})")
+        # measures this source never adds: 0, or no money (NULL: not summed)
+        pad = {m: m if m in own else "CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0" for m in names}
+        padded = ", ".join(f"{pad[m]} AS {m}" for m in names)
+        for dim in wanted:
+            rel = p + read[dim]
+            join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
+            if dim == CUBE:
+                keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
+                arms.append(f"SELECT bucket, '{CUBE}' AS dim, '' AS value, {keys}, {padded} FROM {rel}")
+            else:
+                arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(_NO_KEYS)}, "
+                            f"{padded} FROM {rel}{join}")
     if units:
-        assert d.to_units is not None and d.from_units is not None
+        assert d.from_units is not None
         final = [f"{d.from_units(f'COALESCE(SUM({m}), 0)')} AS {m}" if m in MONEY_MEASURES else f"SUM({m}) AS {m}"
                  for m in names]
-        inner = [f"SUM({m}) AS {m}" for m in names]
     else:
-        inner = final
-    cube_keys = [c for c in CUBE_KEYS if c in dim_cols]  # a run has no model or provider
-    coarse = [*cube_keys, "tags"]
-    cols = ", ".join(f"{e} AS {n}" for n, e in zip(names, measures))
-    inner_cols = ", ".join(inner)
-    ctes = [f"s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, {cols} "
-            f"FROM {schema + '.' if schema else ''}{table} WHERE {where})"]
-    # The rows are summed per hour in steps, each step reading the one before (several times fewer rows each), so
-    # the arms that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider,
-    # tags) -> cb (team, feature, model, provider: the cube's cells) -> tf (team, feature), mp (model, provider);
-    # sc -> tg (tags); s -> sp (user, customer).
-    steps = {"sc": ("s", coarse), "cb": ("sc", cube_keys), "tf": ("cb", ["team", "feature"]),
-             "mp": ("cb", ["model", "provider"]), "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
-    read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
-            "customer": "sp", CUBE: "cb"}
-    wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
-    needed = {read[dim] for dim in wanted}
-    while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
-        needed |= parents
-    for name, (parent, keys) in steps.items():
-        if name in needed:
-            ctes.append(f"{name} AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {inner_cols} FROM {parent} "
-                        f"GROUP BY bucket, {', '.join(keys)})")
-    arms = []
-    for dim in wanted:
-        rel = read[dim]
-        join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
-        if dim == CUBE:
-            keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
-            arms.append(f"SELECT bucket, '{CUBE}' AS dim, '' AS value, {keys}, {', '.join(names)} FROM {rel}")
-        else:
-            arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(_NO_KEYS)}, "
-                        f"{', '.join(names)} FROM {rel}{join}")
+        final = [f"{_sum(d, m, m)} AS {m}" for m in names]
     all_keys = ", ".join(CUBE_KEYS)
     return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {all_keys}, {', '.join(names)}) "
             f"SELECT bucket, dim, value, {all_keys}, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
@@ -326,33 +321,31 @@ def _sum(d: Dialect, measure: str, expr: str) -> str:
     return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
 
 
-def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), merge: bool = False,
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: bool = False,
              cube: bool = False) -> str:
-    """Fold ``aicost_delta`` into ``aicost_rollup`` (``cube``: its 'cube' cells into the cube table) at ``grain``
-    ('hour' as is, 'day' summed per day, or where the dialect allows, each hour added to its day cell in turn):
-    insert new cells, add to existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's
-    default is 0). ``merge``: the delta may hold a cell more than once (one per source), summed first at the hour
-    grain too."""
+    """Fold ``aicost_delta`` (each hour cell once: :func:`delta_sql`) into ``aicost_rollup`` (``cube``: its 'cube'
+    cells into the cube table) at ``grain`` ('hour' as is, 'day' summed per day): insert new cells, add to
+    existing ones. Measures in ``zero`` are 0 in the
+    delta: left out (a new cell's default is 0). ``units``: the delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per
+    day as integers too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
     names = [m for m in MEASURES if m not in zero]
-    table, keys = (CUBE_TABLE, list(CUBE_KEYS)) if cube else ("aicost_rollup", ["dim", "value"])
+
+    def total(m: str) -> str:
+        if units and m in MONEY_MEASURES and d.to_units is not None and d.from_units is not None:
+            return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
+        return _sum(d, m, m)
+
+    table, cell = (CUBE_TABLE, ", ".join(CUBE_KEYS)) if cube else ("aicost_rollup", "dim, value")
     which = f"dim {'=' if cube else '<>'} '{CUBE}'"
-    cell = ", ".join(keys)
-    if grain == "hour" and merge:
-        select = (f"SELECT 'hour', bucket, {cell}, {', '.join(_sum(d, m, m) for m in names)} "
-                  f"FROM {DELTA_TABLE} WHERE {which} GROUP BY bucket, {cell}")
-    elif grain == "hour":
+    if grain == "hour":
         select = f"SELECT 'hour', bucket, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
-    elif d.upsert_twice:
-        # A day cell met once per hour of the batch is added to in place each time: no GROUP BY, so no sum of
-        # money in the fold (SQLite's would be the Python decimal aggregate), only the add an update does anyway.
-        select = f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
     else:
-        select = (f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(_sum(d, m, m) for m in names)} "
+        select = (f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(map(total, names))} "
                   f"FROM {DELTA_TABLE} WHERE {which} GROUP BY {d.day('bucket')}, {cell}")
     updates = ", ".join(
         f"{m} = {d.money_add(f'{table}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
         else f"{m} = {table}.{m} + excluded.{m}" for m in names)
-    conflict = "grain, bucket, " + cell if cube else "grain, dim, bucket, value"
+    conflict = f"grain, bucket, {cell}" if cube else "grain, dim, bucket, value"
     return (f"INSERT INTO {table} (grain, bucket, {cell}, {', '.join(names)}) {select} "
             f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
 

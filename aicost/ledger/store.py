@@ -253,7 +253,10 @@ class LedgerStore:
             return batch
         rows = [r for r in batch.rows if r.span_id not in stored_rows]
         runs = [r for r in batch.runs if r.run_id not in stored_runs]
-        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs])
+        # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
+        # amounts whose absolute sum fits have a part whose sum fits
+        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
+                             zero=batch.zero, units=batch.units)
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -285,8 +288,11 @@ class LedgerStore:
         cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(ids)])
         return {found for (found,) in cur.fetchall()}
 
-    def _update_rollups(self, cur: Any, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> None:
-        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL."""
+    def _update_rollups(self, cur: Any, batch: PreparedBatch) -> None:
+        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL, skipping the
+        token classes :meth:`prepare` found 0 in every row (``batch.zero``) and summing money as integers where it
+        found that exact (``batch.units``)."""
+        rows, runs = batch.rows, batch.runs
         if not rows and not runs:
             return
         d = rollup.DIALECTS[self.dialect]
@@ -296,12 +302,11 @@ class LedgerStore:
             wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
         if runs:
             wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        units = d.to_units is not None and rollup.fits_units(rows)
-        for sql, source in rollup.rollup_sql(d, wheres, zero=_zero_tokens(rows), units=units):
-            if source is None:
-                cur.execute(sql)
+        for sql, sources in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units):
+            if sources:
+                cur.execute(self._sql(sql), [p for source in sources for p in params[source]])
             else:
-                cur.execute(self._sql(sql), params[source])
+                cur.execute(sql)
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -606,7 +611,7 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
     """Cost parts as JSON text; keys are aicost's class names and values exact decimals (no escaping needed)."""
     if not parts:
         return None
-    return "{" + ",".join(f'"{k}":"{format_usd(v)}"' for k, v in sorted(parts.items())) + "}"
+    return "{" + ",".join([f'"{k}":"{format_usd(v)}"' for k, v in sorted(parts.items())]) + "}"
 
 
 _tags_seen: dict[tuple, str] = {}
@@ -616,10 +621,13 @@ def _tags_json(tags: Mapping[str, str]) -> str:
     """Tags as JSON text, remembered: a ledger's rows repeat a few tag sets (env, region...), and encoding is a
     good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets."""
     key = tuple(tags.items())
-    if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text is
-        return _JSON.encode(tags)  # remembered (an unhashable value is encoded as well, never remembered)
-    text = _tags_seen.get(key)
+    try:
+        text = _tags_seen.get(key)  # only sets of text are remembered, and nothing but text equals text
+    except TypeError:  # an unhashable value: encoded, never remembered
+        return _JSON.encode(tags)
     if text is None:
+        if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text
+            return _JSON.encode(tags)  # is remembered
         if len(_tags_seen) >= 4096:
             _tags_seen.clear()
         text = _tags_seen[key] = _JSON.encode(tags)
@@ -812,7 +820,7 @@ class SQLiteStore(LedgerStore):
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
                 self._set_outcomes(cur, batch)
-                self._update_rollups(cur, batch.rows, batch.runs)
+                self._update_rollups(cur, batch)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -923,6 +931,38 @@ _PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome FROM unnest(%s
 _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
 
+class _TextArray(str):
+    """A ``text[]`` parameter already written as PostgreSQL's array literal (:func:`_pg_text_array`). psycopg
+    would dump a list of 20,000 ids element by element in Python, which was most of the writing thread's own
+    CPU on PostgreSQL; :func:`_text_array_dumper` sends this text as it is."""
+
+    __slots__ = ()
+
+
+def _pg_text_array(values: Sequence[str]) -> _TextArray:
+    """``values`` (strings, no NUL) as a ``text[]`` literal: each element quoted, a quote or backslash in it
+    escaped. One join in C for the usual ids, which need no escaping."""
+    text = '","'.join(values)
+    if '"' in text or "\\" in text:
+        text = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return _TextArray('{"' + text + '"}' if values else "{}")
+
+
+def _text_array_dumper() -> type:
+    """The psycopg dumper of :class:`_TextArray`: its text, typed ``text[]`` (so the server plans with the array's
+    values, as with a list)."""
+    from psycopg.adapt import Dumper
+    from psycopg.postgres import types
+
+    class TextArrayDumper(Dumper):
+        oid = types["text"].array_oid
+
+        def dump(self, obj: str) -> bytes:
+            return obj.encode(self.connection.info.encoding if self.connection is not None else "utf-8")
+
+    return TextArrayDumper
+
+
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
@@ -963,6 +1003,7 @@ class PostgresStore(LedgerStore):
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
+        self._conn.adapters.register_dumper(_TextArray, _text_array_dumper())
         return self._conn
 
     def _migrate(self) -> None:
@@ -993,8 +1034,8 @@ class PostgresStore(LedgerStore):
     def _in_ids(self, column: str) -> str:
         return f"{column} = ANY(?)"
 
-    def _id_list(self, ids: list[str]) -> list[str]:
-        return ids
+    def _id_list(self, ids: list[str]) -> _TextArray:
+        return _pg_text_array(ids)
 
     def _cursor(self) -> Any:
         return self._connect().cursor()
@@ -1040,8 +1081,8 @@ class PostgresStore(LedgerStore):
                                 copy.write_row(values)
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
-                    cur.execute(_PG_SET_OUTCOMES, [[o for o, _ in outcomes], [r for _, r in outcomes]])
-                self._update_rollups(cur, batch.rows, batch.runs)
+                    cur.execute(_PG_SET_OUTCOMES, [_pg_text_array([o for o, _ in outcomes]), _pg_text_array([r for _, r in outcomes])])
+                self._update_rollups(cur, batch)
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write

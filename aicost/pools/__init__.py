@@ -53,10 +53,13 @@ class _Closer(threading.Thread):
                 error_once("pools:close", "aicost: closing a pool interval failed")
 
 
-def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[], float] | None = None,
+def configure_pools(pools: Mapping[str, Mapping[str, Any]] | tuple[Pool, ...], *,
+                    clock: Callable[[], float] | None = None,
                     scrape: Callable[..., EngineSample] | None = None, background: bool | None = None,
                     ledger: str | None = None, source: str | None = None) -> PoolMeter:
     """Declare the pools (replacing any declared before); ConfigurationError naming ``pools.NAME.field`` if bad.
+    ``pools``: ``{name: settings}``, or the pools ``config.check_pools`` already read from them (a price file's
+    ``[pools.NAME]`` tables, read once when the file was loaded).
 
     ``clock`` (epoch seconds) and ``scrape`` are for tests and simulations; ``background`` (default: True unless
     a clock is given) closes due intervals from a daemon thread once a minute, else call ``active().close_due()``.
@@ -68,7 +71,7 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[
     """
     global _meter, _timer, _settings, _source
     try:
-        parsed = pools_from_data(pools)
+        parsed = _checked(pools) if isinstance(pools, tuple) else pools_from_data(pools)
     except ConfigurationError as exc:
         if source is None:
             raise
@@ -95,6 +98,13 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]], *, clock: Callable[[
             _timer = _Closer(meter, every=min(60.0, min(p.interval for p in parsed) / 10) if parsed else 60.0)
             _timer.start()
     return meter
+
+
+def _checked(pools: tuple[Any, ...]) -> tuple[Pool, ...]:
+    if not all(isinstance(p, Pool) for p in pools):
+        raise ConfigurationError("configure_pools(pools=...): pools must be {name: settings} or the Pool objects "
+                                 "aicost.pools.config.check_pools returned")
+    return pools
 
 
 def _ledger_url() -> str | None:

@@ -9,8 +9,8 @@ rounding**: with ``S_k`` the units of the first ``k`` calls and ``W`` all units,
 up to a whole quantum (never a quantum away), a call with no units gets nothing, and the shares add up to
 ``U`` exactly, so ``U + idle == C`` in every interval.
 
-One pass of integer arithmetic, no sort and no Decimal per call: linear in the number of calls
-(benchmarks/README.md, "pools").
+One pass of integer arithmetic, no sort and no Decimal per call until each share is one: linear in the number
+of calls (benchmarks/README.md, "pools"). The pool meter allocates every closed interval with :func:`split`.
 """
 
 from __future__ import annotations
@@ -50,28 +50,30 @@ def used_quanta(total: int, part: Decimal, whole: Decimal) -> int:
     return total * p // w
 
 
-def share_quanta(used: int, units: Sequence[int]) -> list[int]:
-    """``used`` quanta shared in proportion to integer ``units`` by cumulative rounding (all 0 when no units)."""
-    whole = sum(units)
-    if not used or not whole:
-        return [0] * len(units)
-    bounds = [used * s // whole for s in accumulate(units)]
-    return [b - a for a, b in zip([0, *bounds], bounds)]
-
-
 def as_ints(weights: Sequence[Decimal]) -> tuple[list[int], int]:
     """Exact integer weights and the power of ten they were scaled by (``weights[i] == ints[i] / 10**places``)."""
     places = max((-w.as_tuple().exponent for w in weights if w.as_tuple().exponent < 0), default=0)  # type: ignore[operator]
     return [int(w.scaleb(places)) for w in weights], places
 
 
-def split(cost: Decimal, weights: Sequence[Decimal], capacity: Decimal | None = None) -> Split:
-    """``cost`` (whole quanta) shared among calls of the given ``weights`` (>= 0), idle included: the used
-    fraction is ``units / capacity`` (all of it without a capacity, when any call has units)."""
+def split(cost: Decimal, units: Sequence[int], used: tuple[Decimal, Decimal] | None = None) -> Split:
+    """``cost`` (whole quanta) shared among calls of integer ``units`` (>= 0; Decimal weights become integers
+    with :func:`as_ints`), idle included. ``used``: the fraction of the interval calls used, as ``(part, whole)``
+    (capped at 1: the engine's busy seconds of the interval's, or the calls' units of a declared capacity);
+    None: all of it. Without units nothing is used: time no recorded call accounts for is idle, the owner's."""
     total = quanta(cost)
-    units, _ = as_ints(list(weights))
-    whole = sum(weights, Decimal(0))
-    used = used_quanta(total, whole, whole if capacity is None else capacity)
-    shares = share_quanta(used, units)
-    return Split([QUANTUM * q for q in shares], QUANTUM * used, cost - QUANTUM * used,
-                 (QUANTUM * used / cost) if cost else Decimal(0))
+    whole = sum(units)
+    if not whole:
+        taken = 0
+    elif used is None:
+        taken = total
+    else:
+        taken = used_quanta(total, *used)
+    q = QUANTUM
+    if taken:
+        bounds = [taken * s // whole for s in accumulate(units)]
+        shares = [q * (b - a) for a, b in zip([0, *bounds], bounds)]
+    else:
+        shares = [q * 0] * len(units)
+    used_usd = q * taken
+    return Split(shares, used_usd, cost - used_usd, used_usd / cost if cost else Decimal(0))

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from ..errors import ConfigurationError
 
 KEYS = ("tokens", "gpu_time")
-QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars; the remainder goes by largest remainder
+QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars, shared by cumulative rounding (allocate.py)
 _FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until", "owner", "interval", "key",
            "input_weight", "output_weight", "capacity_per_hour", "max_concurrency", "metrics_url", "note"}
 

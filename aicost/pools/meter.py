@@ -32,8 +32,8 @@ from .. import semconv
 from .._log import error_once
 from ..hooks import CallInfo, CallResult
 from . import engine
-from .allocate import as_ints, quanta, share_quanta, used_quanta
-from .config import QUANTUM, Pool
+from .allocate import as_ints, split
+from .config import Pool
 
 MILLION = Decimal(1_000_000)
 PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
@@ -255,36 +255,31 @@ class PoolMeter:
         units = [a * u.input_tokens + b * u.output_tokens for u in uses]
         whole = Decimal(sum(units)).scaleb(-places)
         cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
-        total = quanta(cost)
         busy = _busy_seconds(samples, start_s, start_s + pool.interval)
         if busy is not None and pool.max_concurrency and delta is not None:
             # never less than the engine's own counters prove: a minute's samples can miss short requests
             busy = max(busy, (delta.prefill_seconds + delta.decode_seconds) / pool.max_concurrency)
         if busy is not None:
-            used = used_quanta(total, busy, Decimal(pool.interval))
+            used = (busy, Decimal(pool.interval))
             utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
         elif pool.key == "gpu_time" and pool.max_concurrency:
-            used = used_quanta(total, whole, Decimal(pool.max_concurrency * pool.interval))
+            used = (whole, Decimal(pool.max_concurrency * pool.interval))
             utilisation_from = "engine request-seconds over max_concurrency"
         elif pool.key == "tokens" and pool.capacity_per_hour:
-            used = used_quanta(total, whole * 3600, pool.capacity_per_hour * pool.interval)
+            used = (whole * 3600, pool.capacity_per_hour * pool.interval)
             utilisation_from = "declared capacity"
         else:
-            used, utilisation_from = (total if whole else 0), "no capacity declared"
-        if not whole:
-            used = 0  # busy time no recorded call accounts for (traffic that bypassed aicost) is idle: the owner's
-        shares = share_quanta(used, units)
-        q = QUANTUM
+            used, utilisation_from = None, "no capacity declared"
+        shared = split(cost, units, used)
         scale = Decimal(1).scaleb(-places)
         allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w * scale,
-                                       u.provisional, q * share) for u, w, share in zip(uses, units, shares))
-        used_usd = q * used
-        closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, used_usd, cost - used_usd,
-                                used_usd / cost if cost else Decimal(0), w_in, w_out, weights_from, allocations,
-                                delta, utilisation_from, busy)
+                                       u.provisional, share) for u, w, share in zip(uses, units, shared.shares))
+        closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, shared.used, shared.idle,
+                                shared.utilisation, w_in, w_out, weights_from, allocations, delta,
+                                utilisation_from, busy)
         self.closed[pool.name].append(closed)
-        if used:  # else the previous rate stays: a call is never provisionally free
-            self._set_rate(pool, used_usd / whole, w_in, w_out)
+        if shared.used:  # else the previous rate stays: a call is never provisionally free
+            self._set_rate(pool, shared.used / whole, w_in, w_out)
         for sink in self.sinks:
             try:
                 sink(closed)

@@ -7,7 +7,7 @@ The contract the rest of aicost codes against::
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
     catalog_providers() -> tuple[str, ...]   (the provider names the catalog has price tables for)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
-    unknown_cost(provider, model, service_tier, usage) -> Cost   (billed, but by a unit with no rate here)
+    unknown_cost(provider, model, service_tier, usage, reason=None) -> Cost   (billed, but by a unit with no rate here)
     set_scoped_prices(scope, {model: rates}) / scoped_price(scope, model)   (prices only for calls an
         interceptor scoped with CallInfo.price_scope: a self-hosted pool's provisional rate)
     canonical(Decimal) -> Decimal / format_usd(Decimal) -> str / sum_usd(amounts) -> Decimal   (the one written

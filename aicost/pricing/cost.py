@@ -94,6 +94,9 @@ class Cost:
     # ``tier_reason`` says why a band was or was not applied when the input crossed a threshold (TIER_* below).
     tier: str | None = None
     tier_reason: str | None = None
+    # Why the price is unknown, when pricing knows more than "no price for this model": a tier the vendor bills
+    # at per-model rates the catalog does not list (a null ``tier_factor``). None otherwise.
+    unknown_reason: str | None = None
 
     def __post_init__(self) -> None:
         """Built by hand (tests, callers): the same canonical amounts as the priced path gives."""
@@ -109,7 +112,8 @@ class Cost:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Picklable and deep-copyable (results cross process pools and caches) despite the read-only parts."""
         return _restore_cost, (self.known, self.total, dict(self.parts), self.model, self.provider,
-                               self.service_tier, self.source, self.estimated, self.tier, self.tier_reason)
+                               self.service_tier, self.source, self.estimated, self.tier, self.tier_reason,
+                               self.unknown_reason)
 
 
 _new = object.__new__
@@ -118,7 +122,8 @@ _set_attribute = object.__setattr__
 
 def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal], model: str | None,
                provider: str | None, service_tier: str | None, source: str, estimated: bool,
-               tier: str | None = None, tier_reason: str | None = None, total_canonical: bool = False) -> Cost:
+               tier: str | None = None, tier_reason: str | None = None, total_canonical: bool = False,
+               unknown_reason: str | None = None) -> Cost:
     """Cost without the frozen-dataclass ``__init__`` (nine ``object.__setattr__`` calls, ~2 us): the hot path.
 
     A fresh ``dict`` of parts is made canonical in place (``0.0000950`` -> ``0.000095``) and wrapped read-only;
@@ -132,20 +137,24 @@ def _make_cost(known: bool, total: Decimal | None, parts: Mapping[str, Decimal],
     _set_attribute(cost, "__dict__", {  # one call, not an update() with keywords
         "known": known, "total": total, "parts": parts, "currency": "USD", "model": model, "provider": provider,
         "service_tier": service_tier, "source": source, "estimated": estimated, "tier": tier,
-        "tier_reason": tier_reason,
+        "tier_reason": tier_reason, "unknown_reason": unknown_reason,
     })
     return cost
 
 
 def _restore_cost(known: bool, total: Decimal | None, parts: dict[str, Decimal], model: str | None,
                   provider: str | None, service_tier: str | None, source: str, estimated: bool,
-                  tier: str | None = None, tier_reason: str | None = None) -> Cost:
-    return _make_cost(known, total, parts, model, provider, service_tier, source, estimated, tier, tier_reason)
+                  tier: str | None = None, tier_reason: str | None = None,
+                  unknown_reason: str | None = None) -> Cost:
+    return _make_cost(known, total, parts, model, provider, service_tier, source, estimated, tier, tier_reason,
+                      unknown_reason=unknown_reason)
 
 
-def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None) -> Cost:
+def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None,
+                 reason: str | None = None) -> Cost:
+    """A call that was billed but cannot be priced (``total`` None, never $0); ``reason``: why, when known."""
     return _make_cost(False, None, _EMPTY, model, provider, service_tier, "unknown",
-                      bool(getattr(usage, "estimated", False)))
+                      bool(getattr(usage, "estimated", False)), unknown_reason=reason)
 
 
 def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Cost:

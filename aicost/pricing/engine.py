@@ -126,6 +126,18 @@ class _Resolved:
             self._prices[key] = price
         return price
 
+    def unpriced_tier(self, at: datetime, tier: str | None) -> str | None:
+        """Why ``price_at`` gives no price, when the reason is the tier: the vendor bills it at per-model rates
+        (a null ``tier_factor``) and the catalog lists none for this model at this date."""
+        entry = self.entry
+        if entry is None or tier not in self.tier_factor or self.tier_factor[tier] is not None:
+            return None
+        index, own_rates = entry.select(at, tier)
+        if own_rates or not entry.periods[index].priceable:
+            return None  # the model's own rates for the tier exist, or no unit of it is priceable: not the tier
+        return (f"{entry.provider} bills the {tier} tier at per-model rates the price catalog does not list for "
+                f"{entry.id} (a price override for the tier prices it)")
+
     def valid_until(self, at: datetime) -> datetime:
         if self.entry is not None:
             return self.entry.valid_until(at)
@@ -302,7 +314,7 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             price = _price_at(provider, fallback_model, service_tier, at)
             model = fallback_model if price is not None else model
         if price is None:
-            return _unknown_call(provider, model, service_tier, usage)
+            return _unknown_call(provider, model, service_tier, usage, at)
         if web_search_tool is not None or long_context is not None or steps is not None:
             return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context, steps=steps)
         return price.cost(usage)
@@ -320,7 +332,15 @@ def _price_at(provider: str | None, model: str | None, service_tier: str | None,
     return resolve(provider, model, at=at, service_tier=service_tier)
 
 
-def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage) -> Cost:
+def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
+                  at: datetime | None) -> Cost:
+    tier = names.normalise_tier(service_tier)
+    resolved = _resolved_for(provider, model) if model else None
+    reason = resolved.unpriced_tier(_utc(at), tier) if resolved is not None else None
+    if reason is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
+        _log_once("tier:" + repr((provider, model, tier)), logging.WARNING, "aicost: %s; such calls are marked "
+                  "cost-unknown, not priced at the standard rate", reason)
+        return unknown_cost(provider, model, tier, usage, reason)
     key = (provider, model)
     seen = _unknown.get(key)
     if seen is not None:
@@ -345,7 +365,7 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
             else:
                 logger.warning("aicost: a %r call reported no model name; its cost is unknown", provider)
             _persist_unknown()
-    return unknown_cost(provider, model, names.normalise_tier(service_tier), usage)
+    return unknown_cost(provider, model, tier, usage)
 
 
 def _log_once(key: str, level: int, message: str, *args: object, exc: bool = False) -> None:
@@ -400,16 +420,18 @@ def _install(new: Overrides) -> None:
         _now.clear()
 
 
-def load_price_file(path: str | os.PathLike[str]) -> Overrides:
-    """Validate a TOML/JSON price file and add its prices (raises PriceFileError, nothing changes, if invalid)."""
-    loaded = load_file(path)
+def load_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
+    """Validate a TOML/JSON price file and add its prices (raises PriceFileError, nothing changes, if invalid).
+    ``sections``: readers of features' own sections the file may have, as ``load_file`` takes them (what they
+    read is returned in ``Overrides.sections``, not applied here)."""
+    loaded = load_file(path, sections=sections)
     with _lock:
         _install(_overrides.merged(loaded))
     return loaded
 
 
 def check_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
-    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the checks of features'
+    """Validate without installing (what ``aicost prices --check`` runs); ``sections``: the readers of features'
     own sections, as ``load_file`` takes them."""
     return load_file(path, sections=sections)
 

@@ -68,9 +68,7 @@ _RULE_FIELDS = {
 }
 _DISCOUNT_FIELDS = {"provider", "model", "percent", "from", "until", "note"}
 _SECTIONS = {"model", "commitment", "discount"}
-# [pools.NAME] (self-hosted GPU pools) is read here with the rest of the file and validated by aicost.pools
-# when the file is applied (the pricing layer knows nothing about pools).
-_TOP_LEVEL = _SECTIONS | {"version", "pools"}
+_TOP_LEVEL = _SECTIONS | {"version"}  # and the sections whose readers ``load_file`` is given (features' own)
 
 
 class PriceFileError(ConfigurationError):
@@ -174,12 +172,13 @@ class Overrides:
     rules: tuple[PriceRule, ...] = ()
     discounts: tuple[Discount, ...] = ()
     sources: tuple[str, ...] = field(default=())
-    # The file's [pools.NAME] tables as written (aicost.pools validates and applies them).
-    pools: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # Features' own sections of the file, as their readers returned them (``load_file(sections=...)``): name ->
+    # what the reader parsed. The pricing layer neither reads nor applies them.
+    sections: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def merged(self, other: "Overrides") -> "Overrides":
         combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources,
-                             {**self.pools, **other.pools})
+                             {**self.sections, **other.sections})
         check_contradictions(combined)
         return combined
 
@@ -453,15 +452,17 @@ def _line_of(origin: str) -> int | None:
 # --- files --------------------------------------------------------------------------------------------------
 
 
-# A feature's own section of the price file ([pools.NAME]) is checked by the feature: given the section as
-# written, it returns every problem (ConfigurationErrors; ``table`` / ``field`` attributes, when set, point at
-# the line). The pricing layer only places them in the file.
-SectionCheck = Callable[[Any], Iterable[Exception]]
+# A feature's own section of the price file is read by the feature, once: given the section as written, its reader
+# returns what it parsed and every problem (ConfigurationErrors; ``table`` / ``field`` attributes, when set, point
+# at the line). The pricing layer only places the problems in the file and keeps what was parsed
+# (``Overrides.sections``); it names no feature.
+SectionReader = Callable[[Any], "tuple[Any, Iterable[Exception]]"]
 
 
-def load_file(path: str | Path, *, sections: Mapping[str, SectionCheck] | None = None) -> Overrides:
+def load_file(path: str | Path, *, sections: Mapping[str, SectionReader] | None = None) -> Overrides:
     """Parse and validate a TOML or JSON price file; raises PriceFileError naming line and field, with every
-    problem of the file (``sections``' checks included)."""
+    problem of the file (``sections``' readers included). ``sections``: name -> reader of the features' own
+    sections the file may have; any other section is refused as unknown."""
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise PriceFileError(f"price_file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
@@ -489,16 +490,18 @@ def load_file(path: str | Path, *, sections: Mapping[str, SectionCheck] | None =
 
 def overrides_from_data(data: Any, *, path: str | None = None,
                         lines: Mapping[tuple[str, int], Mapping[str, int]] | None = None,
-                        sections: Mapping[str, SectionCheck] | None = None) -> Overrides:
+                        sections: Mapping[str, SectionReader] | None = None) -> Overrides:
     """Every entry of a parsed file, validated; all problems in the file are raised together."""
     lines = lines or {}
     if not isinstance(data, Mapping):
         raise PriceFileError("the top level must be a table/object", path=path, line=1)
     top = lines.get(("", 0), {})
     problems: list[PriceFileError] = []
+    sections = sections or {}
+    allowed = _TOP_LEVEL | set(sections)
     for key in data:
-        if key not in _TOP_LEVEL:
-            problems.append(PriceFileError(f"unknown section (allowed: {', '.join(sorted(_TOP_LEVEL))})", path=path,
+        if key not in allowed:
+            problems.append(PriceFileError(f"unknown section (allowed: {', '.join(sorted(allowed))})", path=path,
                                            line=top.get(key), field=str(key)))
     if "version" in data and data["version"] != 1:
         problems.append(PriceFileError("unsupported price file version (this aicost reads version 1)", path=path,
@@ -520,20 +523,17 @@ def overrides_from_data(data: Any, *, path: str | None = None,
                     rules.append(rule_from_mapping(entry, section=section, path=path, lines=where_lines))
             except PriceFileError as exc:
                 problems.extend(exc.problems)
-    pools = data.get("pools", {})
-    if not isinstance(pools, Mapping):
-        problems.append(PriceFileError("'pools' must be a table of tables ([pools.NAME])", path=path,
-                                       line=top.get("pools"), field="pools"))
-        pools = {}
-    for section, check in (sections or {}).items():
+    read: dict[str, Any] = {}
+    for section, reader in sections.items():
         if data.get(section):
-            for problem in check(data[section]):
+            read[section], found = reader(data[section])
+            for problem in found:
                 table, field = getattr(problem, "table", section), getattr(problem, "field", None)
                 where = lines.get((table, -1), {})
                 line = where.get(field) if field else None
                 problems.append(PriceFileError(str(problem), path=path,
                                                line=line or where.get("") or top.get(section)))
-    result = Overrides(tuple(rules), tuple(discounts), (path,) if path else (), dict(pools))
+    result = Overrides(tuple(rules), tuple(discounts), (path,) if path else (), read)
     try:
         check_contradictions(result)
     except PriceFileError as exc:

@@ -1,8 +1,8 @@
 """The ``aicost forecast``, ``aicost anomalies``, ``aicost dashboard`` and ``aicost alerts`` subcommands.
 
 Thin: each parses its arguments, opens the ledger the way ``aicost report`` does, and calls the functions of
-:mod:`aicost.reports`. Registered in :data:`aicost.cli.SUBCOMMANDS` (this module is imported only when one of
-them runs).
+:mod:`aicost.reports`. ``add_NAME`` registers command NAME; :data:`aicost.cli.SUBCOMMANDS` names them (this
+module is imported only when one of them runs).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
+
+__all__ = ["add_alerts", "add_anomalies", "add_dashboard", "add_forecast"]
 
 
 def _single_threaded_blas() -> None:
@@ -137,7 +139,7 @@ def _forecast_dict(f: Any) -> dict[str, Any]:
             "over_budget": f.over_budget, "method": f.method, "history_days": f.history_days}
 
 
-def _add_forecast(sub: argparse._SubParsersAction) -> None:
+def add_forecast(sub: argparse._SubParsersAction) -> None:
     from .data import DIMENSIONS
 
     p = sub.add_parser("forecast", help="month-end spend projection with an interval, per group or per budget")
@@ -214,7 +216,7 @@ def _anomaly_dict(a: Any) -> dict[str, Any]:
                       for c in a.calls]}
 
 
-def _add_anomalies(sub: argparse._SubParsersAction) -> None:
+def add_anomalies(sub: argparse._SubParsersAction) -> None:
     from .anomalies import DEFAULT_MIN_RATIO, DEFAULT_MIN_USD, DEFAULT_Z
 
     p = sub.add_parser("anomalies", help="spend spikes per team / feature / model / customer, with their calls")
@@ -268,7 +270,7 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+def add_dashboard(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="one self-contained HTML page of charts (works offline)")
     p.add_argument("--out", "-o", default="spend.html", help="HTML file to write (default spend.html)")
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
@@ -315,7 +317,7 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if s.failed else 0
 
 
-def _add_alerts(sub: argparse._SubParsersAction) -> None:
+def add_alerts(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alerts", help="send budget, forecast and spike alerts (to a webhook), each once")
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: thresholds and monthly limits to check")
