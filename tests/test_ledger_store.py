@@ -352,6 +352,9 @@ def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(
         [Decimal("-0.25"), Decimal("0.75"), Decimal("0")],  # a credit: negative amounts are integers too
     ]
     assert [fits_units([_row(0, cost=a) for a in batch]) for batch in batches] == [True, False, False, True]
+    amounts = {"1.0000000000001": False, "0.1000000000000": True, "-1.5E-11": True, "1E+3": True, "NaN": False,
+               "-Infinity": False, "2.5E-13": False, "-0.000000000002": True, "7": True}
+    assert {a: fits_units([_row(0, cost=Decimal(a))]) for a in amounts} == amounts
     store = open_store(ledger_url)
     i = 0
     for batch in batches:

@@ -9,9 +9,10 @@ writes the previous batch; the image (``Connection.serialize``) is then attached
 (:func:`aicost.ledger.rollup.rollup_sql` with ``schema=STAGE``: the same SQL as the by-id sums, over the same
 values), the folds and the commit. The two threads then overlap on a machine with two cores.
 
-The store sums the staged rows only when none of them is stored yet (checked inside the write transaction);
-otherwise (a replay, rows another process stored first) it inserts what is new and sums it by id, as before, so a
-row is never counted twice.
+The store sums the staged rows only when none of them is stored yet: the staged rows and runs are inserted in a
+savepoint, and one whose key is stored already fails that insert. Then (a replay, rows another process stored
+first) the savepoint is undone and the store inserts what is new and sums it by id, as before, so a row is never
+counted twice.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ _ACCEPTED = "sqlite:///path/to/ledger.db (or a path ending in .db) or postgresql
 FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
-_OUTCOME_AT = ROW_COLUMNS.index("outcome")
+_run_id_of = operator.attrgetter("run_id")
 _SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
@@ -175,8 +175,9 @@ class LedgerStore:
         return value if isinstance(value, dict) else json.loads(value)
 
     # -- writing ----------------------------------------------------------------------------------------------
-    def row_params(self, row: LedgerRow) -> tuple:
-        """One row as the ``aicost_ledger`` columns (:data:`~aicost.ledger.schema.ROW_COLUMNS`)."""
+    def row_params(self, row: LedgerRow, outcome: str | None = None) -> tuple:
+        """One row as the ``aicost_ledger`` columns (:data:`~aicost.ledger.schema.ROW_COLUMNS`); ``outcome`` is
+        written when the row has none of its own (its feature run's, finished in the same batch)."""
         return (
             row.span_id, row.kind, self._ts(row.time), row.trace_id, row.provider, row.operation, row.endpoint,
             row.request_model, row.response_model, row.model, row.service_tier,
@@ -185,22 +186,22 @@ class LedgerStore:
             _parts_json(row.cost_parts), self._bool(row.price_known),
             row.price_source, row.price_model, self._money(row.saved_cost), self._money(row.stopped_cost),
             row.cache_name, row.budget, row.team, row.feature, row.user, row.customer, self._json(row.tags),
-            row.run_id, row.outcome, row.error_type, row.duration_s, row.vendor_project, row.api_key_fingerprint,
+            row.run_id, outcome if row.outcome is None else row.outcome, row.error_type, row.duration_s,
+            row.vendor_project, row.api_key_fingerprint,
         )
 
     def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
         """:meth:`row_params` of each row; a row whose feature run finished in this same batch gets the run's
         outcome here, at insert, rather than from the outcome update after it (which would write it twice)."""
         params: list[tuple] = []
+        outcome_of = {run.run_id: run.outcome for run in runs}
         for i in range(0, len(rows), _SLICE):
-            params += map(self.row_params, rows[i:i + _SLICE])
+            chunk = rows[i:i + _SLICE]
+            if outcome_of:
+                params += map(self.row_params, chunk, map(outcome_of.get, map(_run_id_of, chunk)))
+            else:
+                params += map(self.row_params, chunk)
             time.sleep(0)  # lets the writer thread take the GIL now, not after the 5 ms switch interval
-        if runs:
-            outcome_of = {run.run_id: run.outcome for run in runs}
-            for i, row in enumerate(rows):
-                if row.outcome is None and row.run_id in outcome_of:
-                    p = params[i]
-                    params[i] = (*p[:_OUTCOME_AT], outcome_of[row.run_id], *p[_OUTCOME_AT + 1:])
         return params
 
     def run_params(self, run: FeatureRun) -> tuple:
@@ -806,10 +807,8 @@ class SQLiteStore(LedgerStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            if batch.staged is not None and not cur.execute(_STAGE_STORED).fetchone():
-                cur.execute(_STAGE_ROWS)  # all new: the staged rows and runs go in as they are, and are summed
-                cur.execute(_STAGE_RUNS)
-                self._set_outcomes(cur, batch)
+            if batch.staged is not None and self._insert_staged(cur):
+                self._set_outcomes(cur, batch)  # all new: the staged rows and runs went in, and are summed
                 cur.execute(rollup.delta_ddl(rollup.SQLITE))
                 sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
@@ -826,6 +825,22 @@ class SQLiteStore(LedgerStore):
             conn.execute("ROLLBACK")
             raise
         return len(batch.rows)
+
+    def _insert_staged(self, cur: Any) -> bool:
+        """Insert the staged rows and runs as they are; True if none of them was stored yet. One stored already
+        (a replay, another process first) fails the insert on its key: the savepoint undoes the insert, and the
+        caller takes the by-id path (which raises any other constraint's error itself). No query beforehand: the
+        insert checks each key anyway."""
+        cur.execute("SAVEPOINT aicost_staged")
+        try:
+            cur.execute(_STAGE_ROWS)
+            cur.execute(_STAGE_RUNS)
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK TO aicost_staged")
+            cur.execute("RELEASE aicost_staged")
+            return False
+        cur.execute("RELEASE aicost_staged")
+        return True
 
     def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
         outcomes = self._outcomes(cur, batch.rows, batch.runs)
@@ -912,10 +927,7 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 _INSERT_RUN = f"INSERT INTO aicost_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-# A staged batch (aicost.ledger.staging): any of it stored already? Then its rows and runs, copied in.
-_STAGE_STORED = (f"SELECT 1 FROM main.aicost_ledger WHERE span_id IN (SELECT span_id FROM {STAGE}.aicost_ledger) "
-                 f"UNION ALL SELECT 1 FROM main.aicost_runs WHERE run_id IN (SELECT run_id FROM {STAGE}.aicost_runs) "
-                 "LIMIT 1")
+# A staged batch (aicost.ledger.staging): its rows and runs, copied in.
 _STAGE_ROWS = (f"INSERT INTO main.aicost_ledger ({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} "
                f"FROM {STAGE}.aicost_ledger ORDER BY rowid")
 _STAGE_RUNS = (f"INSERT INTO main.aicost_runs ({', '.join(RUN_COLUMNS)}) SELECT {', '.join(RUN_COLUMNS)} "
