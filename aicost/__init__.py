@@ -7,9 +7,7 @@ no vendor SDK is imported and nothing is fetched until ``instrument()`` is calle
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_names as _lazy_names
 from .usage import Usage
 
 __version__ = "0.1.0"
@@ -24,7 +22,7 @@ _LAZY: dict[str, str] = {
     "price_call": "aicost.pricing",
     "set_price": "aicost.pricing",
     "add_discount": "aicost.pricing",
-    "load_price_file": "aicost.pricing",
+    "load_price_file": "aicost.instrumentation",  # pricing's, with the features' sections of the file read
     "clear_overrides": "aicost.pricing",
     "unknown_models": "aicost.pricing",
     "PriceFileError": "aicost.pricing",
@@ -49,16 +47,4 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = ["Usage", "__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aicost' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

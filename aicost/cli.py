@@ -121,9 +121,9 @@ def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     if args.price_file:
         try:
-            from .instrumentation import PRICE_FILE_SECTIONS
+            from .instrumentation import load_price_file
 
-            pricing.load_price_file(args.price_file, sections=PRICE_FILE_SECTIONS)
+            load_price_file(args.price_file)  # the features' sections read as instrument(price_file=...) reads them
         except pricing.PriceFileError as exc:
             print(f"invalid: {exc}", file=err)
             return 1
@@ -233,7 +233,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.pool is not None:
         return _pool_report(args, out, err)
     from .ledger import UnknownGroupKey, check_group_by
-    from .ledger.report import build_report, write_report
+    from .ledger.report import FORMAT_MEASURES, build_report, write_report
 
     try:
         keys = check_group_by(args.by)
@@ -251,7 +251,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     gc.disable()
     try:
         try:
-            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers)
+            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers,
+                                  measures=FORMAT_MEASURES[args.format])  # only what the format shows
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2

@@ -104,7 +104,7 @@ def instrument(
     if pools:  # self-hosted GPU pools: a feature above the core, imported when declared
         from .pools import configure_pools
 
-        configure_pools(pools, source=os.fspath(price_file))  # read and checked once, by load_file
+        configure_pools(tuple(pools.values()), source=os.fspath(price_file))  # read and checked by load_file
     elif "aicost.pools" in sys.modules:  # pools an earlier call's price file declared go with that file
         sys.modules["aicost.pools"].forget_price_file()
     if capture_content is None:
@@ -129,15 +129,28 @@ def instrument(
             watch_integration(cls)
 
 
-def _read_pools(table: Any) -> tuple[Any, list[Exception]]:
+def _read_pools(table: Any) -> tuple[dict[str, Any], list[Exception]]:
     from .pools.config import check_pools  # a feature, imported only when a price file declares pools
 
-    return check_pools(table)
+    pools, problems = check_pools(table)
+    return {pool.name: pool for pool in pools}, problems  # by name: a second file's pool replaces its namesake
 
 
-# Features' own sections of a price file and their readers: what instrument(price_file=...) and ``aicost prices``
-# both run, so the two list the same problems in the same words.
+# Features' own sections of a price file and their readers: what instrument(price_file=...), ``aicost prices`` and
+# ``aicost.load_price_file`` all run, so they accept the same files and list the same problems in the same words.
 PRICE_FILE_SECTIONS = {"pools": _read_pools}
+
+
+def load_price_file(path: str | os.PathLike[str]) -> Any:
+    """``aicost.load_price_file``: validate a TOML/JSON price file and add its prices and discounts, reading the
+    features' own sections (``[pools.NAME]``) as ``instrument(price_file=...)`` does (raises PriceFileError,
+    nothing changes, if invalid). What they read is in the returned ``Overrides.sections``; pools are put to work
+    by ``instrument(price_file=...)`` or ``aicost.configure_pools``, not here."""
+    from .pricing.engine import load_price_file as load
+
+    return load(path, sections=PRICE_FILE_SECTIONS)
+
+
 _STREAM_USAGE = ("auto", "always", "never")
 _price_file: Any = None  # the overrides instrument(price_file=...) loaded, replaced or removed by the next call
 

@@ -36,14 +36,20 @@ def test_each_command_parses_its_help(command, capsys):
     assert f"usage: aicost {command}" in capsys.readouterr().out
 
 
-def test_the_report_commands_register_through_public_functions():
+def test_the_report_commands_register_through_public_functions(monkeypatch):
     """cli.SUBCOMMANDS names each report command's registrar by its public name (``add_NAME``), not a private one."""
     import argparse
 
+    from aicost import cli
     from aicost.reports import commands
 
-    assert {name.removeprefix("add_") for name in commands.__all__} == {"forecast", "anomalies", "dashboard", "alerts"}
-    for name in commands.__all__:
-        parser = argparse.ArgumentParser(prog="aicost")
-        getattr(commands, name)(parser.add_subparsers(dest="command"))
-        assert parser.parse_args([name.removeprefix("add_")]).command == name.removeprefix("add_")
+    names = {name.removeprefix("add_") for name in commands.__all__}
+    assert names == {"forecast", "anomalies", "dashboard", "alerts"}
+    for name in names:
+        called = []
+        monkeypatch.setattr(commands, f"add_{name}", called.append)  # what SUBCOMMANDS[name] calls, if public
+        sub = argparse.ArgumentParser(prog="aicost").add_subparsers(dest="command")
+        cli.SUBCOMMANDS[name](sub)
+        assert called == [sub], f"cli.SUBCOMMANDS[{name!r}] does not register through commands.add_{name}"
+        monkeypatch.undo()
+        assert cli.build_parser(name).parse_args([name]).command == name

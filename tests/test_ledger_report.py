@@ -61,6 +61,40 @@ def test_report_totals_unit_costs_and_movers(ledger_url):
     assert top.change_pct == Decimal("200.0") and rest == []  # support did not move
 
 
+def test_a_report_reads_one_state_of_the_ledger_while_a_writer_adds_rows(ledger_url, monkeypatch):
+    """Totals, groups and movers are separate reads; a row another connection writes between them is in none of
+    them, so the groups add up to the totals (it is in the next report)."""
+    import aicost.ledger.report as report_module
+
+    _two_weeks(ledger_url)
+    late = LedgerRow(span_id="late000000000000", kind=CALL, time=DAY + timedelta(days=8, hours=11),
+                     provider="openai", request_model="gpt-4o", input_tokens=7, cost=Decimal("5"),
+                     cost_parts={"input": Decimal("5")}, team="search", feature="answer")
+    real_spend_table = report_module.spend_table
+
+    def spend_table_after_a_write(*args, **kwargs):
+        if kwargs.get("maybe_zero") is not None:  # the groups' read, after the totals': a writer commits a row
+            with open_store(ledger_url) as writer:
+                writer.write([late])
+        return real_spend_table(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "spend_table", spend_table_after_a_write)
+    week2 = Period(DAY + timedelta(days=7), DAY + timedelta(days=14))
+    with open_store(ledger_url, create=False) as store:
+        report = build_report(store, period=week2, group_by=("team",), movers=0)
+        assert report.totals.cost == Decimal("24.50")
+        assert sum(g.cost for g in report.groups) == Decimal("24.50")
+        assert sum(g.tokens["input_tokens"] for g in report.groups) == report.totals.tokens["input_tokens"] == 14_000
+        monkeypatch.setattr(report_module, "spend_table", real_spend_table)
+        again = build_report(store, period=week2, group_by=("team",), movers=0)
+    assert again.totals.cost == sum(g.cost for g in again.groups) == Decimal("29.50")
+
+
+def test_build_report_names_an_unknown_measure():
+    with pytest.raises(ValueError, match=r"unknown measures \[.costs.\]; valid: calls, unknown_cost_calls"):
+        build_report(None, DAY, DAY + timedelta(days=1), measures=["costs"])
+
+
 def test_cli_table_is_aligned_and_formats_agree(ledger_url):
     _two_weeks(ledger_url)
     code, out, err = _cli("report", "--ledger", ledger_url, "--since", "2026-11-27", "--until", "2026-12-04",

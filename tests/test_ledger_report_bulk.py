@@ -202,3 +202,57 @@ def test_a_random_month_by_day_and_user_renders_the_same_both_ways(tmp_path):
                 write_report(each, fmt, written)
                 assert written.getvalue() == render(each), (fmt, each.group_by)
             assert render_csv(each) == _csv(each) and render_json(each) == _json(each)
+
+
+def test_each_format_reads_only_its_measures_and_writes_the_same_text(ledger_url):
+    """`aicost report` reads of the groups only the measures its format shows (a table: 13 of 25): what it
+    writes is the text of the report of every measure, for every grouping, including none."""
+    from aicost.ledger.report import FORMAT_MEASURES
+    from aicost.ledger.schema import MEASURES
+
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=3, teams=4, customers=9, calls=900, seed=5, start=DAY), batch=500)
+        period = Period(DAY + timedelta(hours=3, minutes=10), DAY + timedelta(days=3))
+        assert len(FORMAT_MEASURES["table"]) < len(MEASURES)
+        for keys in [("day", "user"), ("team",), ("tag",), ("team", "model"), ()]:
+            full = build_report(store, period=period, group_by=keys)
+            for fmt, render in (("table", render_table), ("csv", render_csv), ("json", render_json)):
+                read = build_report(store, period=period, group_by=keys, measures=FORMAT_MEASURES[fmt])
+                assert read.table.measures == FORMAT_MEASURES[fmt]
+                written = io.StringIO()
+                write_report(read, fmt, written)
+                assert written.getvalue() == render(full), (fmt, keys)
+        with pytest.raises(ValueError, match="every measure"):  # no SpendGroup with made-up zeros
+            build_report(store, period=period, group_by=("team",), measures=FORMAT_MEASURES["table"]).groups
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.decimals(min_value=-10**6, max_value=10**6, allow_nan=False, places=12),
+                          st.integers(0, 10**6)), min_size=1, max_size=20))
+def test_unit_cost_texts_are_the_canonical_text_of_each_quotient(pairs):
+    """Unit costs for whole columns, made as text without a call per value, equal format_usd(MONEY_DIV(a, n))
+    one by one (None where n is 0): amounts of either sign, quotients that round to -0 or to a whole number."""
+    from aicost.ledger.query import MONEY_DIV, unit_cost_texts
+
+    amounts, counts = [a for a, _ in pairs], [n for _, n in pairs]
+    assert unit_cost_texts(amounts, counts) == [None if not n else format_usd(MONEY_DIV(a, n)) for a, n in pairs]
+    assert unit_cost_texts([Decimal("-1E-12"), Decimal(20), Decimal(0), Decimal("0.000001")],
+                           [3, 2, 7, 7]) == ["0", "10", "0", "0.0000001429"]
+
+
+def test_a_count_whose_parts_cancel_out_is_still_read(ledger_url):
+    """A report leaves out of its read a count that is 0 in every row and cell it would sum (a token class no
+    call used); a count whose total is 0 only because its parts cancel (+5 and -5 tokens) is read and shown."""
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=h, minutes=7), provider="openai",
+                      request_model="gpt-4o", input_tokens=tokens, cost=Decimal("0.5"), team="t", user=user)
+            for i, (h, user, tokens) in enumerate([(1, "a", 5), (2, "b", -5), (3, "a", 0)])]
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        for period in (Period(DAY, DAY + timedelta(days=1)),
+                       Period(DAY + timedelta(minutes=3), DAY + timedelta(hours=5))):
+            for keys in (("day", "user"), ("user",), ("team", "user")):
+                report = build_report(store, period=period, group_by=keys)
+                assert report.totals.tokens["input_tokens"] == 0
+                assert {g.key["user"]: g.tokens["input_tokens"] for g in report.groups} == {"a": 5, "b": -5}
+                assert all(g.tokens["output_tokens"] == 0 for g in report.groups)
+                assert render_csv(report) == _csv(report) and render_json(report) == _json(report)

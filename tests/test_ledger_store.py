@@ -271,6 +271,21 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
     store.close()
 
 
+def test_new_rows_with_an_already_stored_run_count_the_run_once(ledger_url):
+    """A batch whose rows are all new but whose feature run is already stored (the run's first batch was written,
+    then a spill replays it with the run's later calls): the rows count, the run does not count again, and the new
+    rows get the stored run's outcome. On SQLite this is the staged insert undone and redone by id."""
+    run = FeatureRun(run_id="r1", feature="answer", time=T0, outcome="succeeded", team="search")
+    store = open_store(ledger_url)
+    assert store.write([_row(0, run_id="r1", team="search")], [run]) == 1
+    assert store.write([_row(1, run_id="r1", team="search"), _row(2, team="search")], [run]) == 2
+    total = totals(store, T0, T0 + timedelta(days=1))
+    assert (total.calls, total.runs, total.succeeded_runs) == (3, 1, 1)
+    assert total.cost == sum(_row(i).cost for i in range(3))
+    assert [r.outcome for r in store.rows(T0, T0 + timedelta(days=1))] == ["succeeded", "succeeded", None]
+    store.close()
+
+
 def test_money_sums_stay_exact_past_double_and_default_decimal_precision(ledger_url):
     store = open_store(ledger_url)
     amounts = [Decimal("0.000000000000000001"), Decimal("123456789.123456789123456789"), Decimal("0.1"),

@@ -405,6 +405,28 @@ def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_
         assert totals(store, *WINDOW).cost == Decimal("2.15")
 
 
+def test_a_failed_write_does_not_lose_the_next_batch_already_taken_for_preparing(tmp_path, spill_dir, monkeypatch):
+    """The next batch is taken off the queue while the current one is written; if that write fails past its own
+    handling (here: even the spill fails), the next batch goes back on the queue, not into thin air."""
+    url = f"sqlite:///{tmp_path / 'fail.db'}"
+    writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
+    writer._start = lambda: None
+    store_batch, failed = writer._store_batch, []
+
+    def fail_once(rows, *rest):
+        if not failed:
+            failed.append(len(rows))
+            raise OSError("the spill file cannot be written either")
+        return store_batch(rows, *rest)
+
+    monkeypatch.setattr(writer, "_store_batch", fail_once)
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
+    assert not writer.flush()  # the failure is logged, not raised; the queue still holds what was not written
+    assert writer.flush()
+    assert failed == [10] and writer.stats()["written"] == 90  # only the batch whose write failed is gone
+    writer.close()
+
+
 def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
     from aicost.ledger.writer import _Preparer
 

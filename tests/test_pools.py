@@ -191,6 +191,18 @@ def test_overlapping_pools_are_refused():
     aicost.pools.disable()
 
 
+def test_overlapping_pools_built_one_by_one_are_refused_too():
+    """pool_from_mapping is public: pools handed over as a tuple get the same overlap check as a mapping."""
+    a = {"gpu_hour": 2, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}
+    with pytest.raises(ConfigurationError, match=r"pools\.b\.endpoints: overlaps pool 'a'.*'m' at vllm\.internal:8000"):
+        configure_pools((pool_from_mapping("a", a), pool_from_mapping("b", a)), clock=lambda: T0)
+    assert aicost.pools.active() is None
+    meter = configure_pools((pool_from_mapping("a", {**a, "until": "2026-12-01"}),
+                             pool_from_mapping("b", {**a, "start": "2026-12-01"})), clock=lambda: T0)
+    assert [p.name for p in meter.pools] == ["a", "b"]
+    aicost.pools.disable()
+
+
 def test_price_file_pools(tmp_path, pool_env):
     telemetry, server, client = pool_env
     host_port = server.url.split("//", 1)[1]
@@ -287,6 +299,14 @@ def test_split_leaves_busy_time_no_call_accounts_for_idle():
     assert (result.used, result.idle, result.shares) == (0, Decimal("2.5"), [0, 0])
 
 
+def test_the_old_split_call_translates_as_documented():
+    """docs/self-hosted.md: split(cost, weights, capacity) is now split(cost, as_ints(weights)[0], (sum, capacity))."""
+    weights = [Decimal("1.5"), Decimal("2"), Decimal("0.25")]
+    result = split(Decimal(3), as_ints(weights)[0], (sum(weights), Decimal(10)))  # 3.75 of 10 used: $1.125
+    assert result.shares == [Decimal("0.45"), Decimal("0.6"), Decimal("0.075")]
+    assert (result.used, result.idle, result.utilisation) == (Decimal("1.125"), Decimal("1.875"), Decimal("0.375"))
+
+
 def test_the_meter_closes_an_interval_with_split(monkeypatch, clock):
     """The meter's allocation is allocate.split's (so split's tests test what the meter does)."""
     from aicost.pools import meter as meter_module
@@ -304,7 +324,9 @@ def test_the_meter_closes_an_interval_with_split(monkeypatch, clock):
         meter.clear_prices()
     assert seen == [(Decimal("2.50"), [1040, 3000], (Decimal(4040 * 3600), Decimal(100_000 * 3600)))]
     assert [a.final for a in closed.allocations] == real(*seen[0]).shares
-    assert closed.used + closed.idle == Decimal("2.50")
+    # $2.50 x 4,040 / 100,000 units used = $0.101, shared 1,040 : 3,000; the rest idle
+    assert [a.final for a in closed.allocations] == [Decimal("0.026"), Decimal("0.075")]
+    assert (closed.used, closed.idle) == (Decimal("0.101"), Decimal("2.399"))
 
 
 # ------------------------------------------------------------------------- ledger, report, docs example

@@ -3,6 +3,7 @@ the one validator behind configure time and ``aicost prices --check``."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -68,6 +69,46 @@ output_weight = 4
     return path
 
 
+
+def test_the_public_load_price_file_accepts_a_price_files_pools(replay_server, tmp_path):
+    """aicost.load_price_file reads [pools.NAME] as instrument(price_file=...) does (not as an unknown section),
+    and a bad pool is refused by the same reader, naming the field."""
+    from aicost.pricing import PriceFileError, clear_overrides, engine
+
+    path = _price_file(tmp_path, replay_server)
+    path.write_text(path.read_text() + '\n[[model]]\nmodel = "my-ft"\ninput = "1"\noutput = "2"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[pools.x]\ngpu_hour = "1"\nendpoints = ["h:1"]\nmodels = ["m"]\nowner = "ml"\n')
+    try:
+        loaded = aicost.load_price_file(path)
+        assert list(loaded.sections["pools"]) == ["support-llama"]
+        assert aicost.pricing.resolve("openai", "my-ft") is not None  # its prices are installed
+        with pytest.raises(PriceFileError, match=r"pools\.x\.metrics_url"):
+            aicost.load_price_file(bad)
+        assert aicost.pools.active() is None  # read, not put to work: instrument(price_file=...) does that
+    finally:
+        clear_overrides()
+    assert not engine.current_overrides().sections
+
+
+def test_a_second_price_files_pools_merge_with_the_firsts_by_name(replay_server, tmp_path):
+    from aicost.pricing import clear_overrides, engine
+    from aicost.pricing.overrides import Overrides
+
+    merged = Overrides(sections={"pools": {"a": 1, "b": 2}, "x": 5}).merged(
+        Overrides(sections={"pools": {"b": 3, "c": 4}, "x": 6}))
+    assert merged.sections == {"pools": {"a": 1, "b": 3, "c": 4}, "x": 6}  # tables by name; anything else replaced
+    first = _price_file(tmp_path, replay_server, "first.toml")
+    second = tmp_path / "second.toml"
+    second.write_text(first.read_text().replace("support-llama", "batch-llama").replace(MODEL, "other-model"))
+    try:
+        aicost.load_price_file(first)
+        aicost.load_price_file(second)
+        assert sorted(engine.current_overrides().sections["pools"]) == ["batch-llama", "support-llama"]
+    finally:
+        clear_overrides()
+
+
 def test_instrument_without_the_price_file_drops_the_files_pools(instrumented, replay_server, tmp_path):
     path = _price_file(tmp_path, replay_server)
     try:
@@ -117,6 +158,21 @@ def test_pricing_reads_a_features_section_only_through_the_reader_it_is_given(tm
     loaded = load_file(path, sections={"pools": lambda table: ("read", []), "widgets": lambda table: (table, [])})
     assert loaded.sections == {"pools": "read", "widgets": {"w": {"size": 3}}}
 
+
+
+@pytest.mark.parametrize("value", [[], "", 0, False, None, [1]])
+def test_a_pools_section_that_is_empty_or_not_a_table_is_refused(tmp_path, value):
+    """Present but not a table of pools: refused by the pools' reader, never skipped because it is falsy."""
+    from aicost.instrumentation import PRICE_FILE_SECTIONS
+    from aicost.pricing import PriceFileError
+    from aicost.pricing.overrides import load_file
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"version": 1, "pools": value}))
+    with pytest.raises(PriceFileError, match=r"pools: must be a table of pools .*got " + type(value).__name__):
+        load_file(path, sections=PRICE_FILE_SECTIONS)
+    path.write_text(json.dumps({"version": 1, "pools": {}}))  # an empty table declares no pools
+    assert not load_file(path, sections=PRICE_FILE_SECTIONS).sections.get("pools")
 
 BAD_POOLS = {  # four pools: four problems in two of them, and two valid ones that overlap
     "a": {"gpu_hour": 1, "endpoints": ["vllm.internal:8000"], "models": ["m"], "owner": "ml", "output_weight": 2},

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from aicost.pricing import Cost, price_call, resolve, unknown_models
+from aicost.pricing import Cost, price_call, resolve, unknown_models, with_sub_inferences
 from aicost.pricing import engine, names
 from aicost.pricing.catalog import bundled
 from aicost.usage import Usage
@@ -271,6 +271,10 @@ def test_google_priority_is_unknown_with_the_tier_reason():
     cost = price_call("gcp.vertex_ai", "gemini-2.5-flash", Usage(input_tokens=10, output_tokens=1),
                       service_tier="priority")
     assert not cost.known and "bills the priority tier at per-model rates" in cost.unknown_reason
+    # a sub-inference priced at that tier (the advisor tool's part) keeps the reason: the span says why
+    executor = price_call("gcp.vertex_ai", "gemini-2.5-flash", Usage(input_tokens=10, output_tokens=1))
+    combined = with_sub_inferences(executor, [("advisor", cost)])
+    assert not combined.known and combined.unknown_reason == cost.unknown_reason
 
 
 # --- history: a call is priced at the time it was made -----------------------------------------------------
@@ -638,8 +642,6 @@ def test_tier_rates_known_only_from_a_later_date_apply_to_earlier_calls_on_that_
 
 def test_sub_inferences_are_parts_of_the_call_cost_and_an_unknown_one_makes_it_unknown():
     """Anthropic's advisor tool bills the advisor's tokens at its own model: one more part, still summing up."""
-    from aicost.pricing import with_sub_inferences
-
     executor = price_call("anthropic", "claude-sonnet-4-6", Usage(input_tokens=1000, output_tokens=100))
     advisor = price_call("anthropic", "claude-opus-4-6", Usage(input_tokens=800, output_tokens=1600))
     both = with_sub_inferences(executor, [("advisor", advisor), ("advisor", advisor)])

@@ -10,11 +10,11 @@ callable, so ``@aicost.cache(...)`` and ``aicost.cache.bypass()`` work whichever
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
 
+from .._lazy import lazy_names as _lazy_names
 from .decorator import bypass
 from .decorator import cache as _decorate
 from .entry import Entry
@@ -35,15 +35,7 @@ _LAZY = {
 }
 
 __all__ = ["cache", "bypass", "Entry", "MemoryStore", "Store", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aicost.cache' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)
 
 
 class _CallableModule(types.ModuleType):

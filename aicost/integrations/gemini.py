@@ -471,7 +471,7 @@ class ChunkAccumulator(StreamAccumulator):
             response_id=self.response_id,
             finish_reasons=self.reasons,
             service_tier=tier,
-                output_text="".join(self.texts) or None,
+            output_text="".join(self.texts) or None,
         )
 
 

@@ -6,10 +6,11 @@ background writer stores rows in batches (see :mod:`aicost.ledger.writer`).
 
 Reading (stable API, documented in docs/ledger.md)::
 
-    from aicost.ledger import open_store, spend
+    from aicost.ledger import open_store, spend, spend_table
     store = open_store("sqlite:///aicost-ledger.db", create=False)
     for group in spend(store, start, end, group_by=("team",)):
         print(group.key["team"], group.cost, group.calls, group.cost_per_success)
+    table = spend_table(store, start, end, ("day", "user"), measures=("cost", "calls"))  # column by column
     for row in store.rows(start, end, where={"team": "search"}):
         ...  # LedgerRow
 
@@ -22,7 +23,7 @@ URL, write, read), :mod:`.rollup` (the sums kept at write time), :mod:`.query` (
 
 from __future__ import annotations
 
-from .query import GROUP_KEYS, SpendGroup, UnknownGroupKey, check_group_by, spend, totals
+from .query import GROUP_KEYS, SpendGroup, SpendTable, UnknownGroupKey, check_group_by, spend, spend_table, totals
 from .row import CACHE_HIT, CALL, KINDS, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow
 from .schema import SCHEMA_VERSION
 from .store import LedgerSchemaError, LedgerStore, LedgerUnavailable, open_store
@@ -41,9 +42,11 @@ __all__ = [
     "LedgerStore",
     "LedgerUnavailable",
     "SpendGroup",
+    "SpendTable",
     "UnknownGroupKey",
     "check_group_by",
     "open_store",
     "spend",
+    "spend_table",
     "totals",
 ]

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import compress, repeat
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES
-from .store import FILTER_KEYS, LedgerStore
+from .store import FILTER_KEYS, LedgerStore, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
-           "UnknownGroupKey", "plan"]
+           "UnknownGroupKey", "unit_cost_texts", "plan"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -110,16 +110,26 @@ def MONEY_DIV(amount: Decimal, count: int) -> Decimal:
     return _DIVISION.quantize(_DIVISION.divide(amount, count), _UNIT)
 
 
-def unit_costs(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[Decimal | None]:
-    """``MONEY_DIV(a, n)`` for whole columns (None where the count is 0): the division context's own methods
-    mapped in C, a month by day and user's 120,000 quotients in a third of the time of a call each (passing
-    ``quantize`` its context by keyword alone cost more than the division)."""
+def unit_cost_texts(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[str | None]:
+    """``format_usd(MONEY_DIV(a, n))`` for whole columns (None where the count is 0): the division context's
+    own methods mapped in C (a month by day and user is 120,000 quotients), and the text made without a call
+    per value: every quotient has exactly 10 decimals, so its plain notation without trailing zeros (and a
+    trailing '.') is the canonical text. ``str`` writes that plain notation but under a millionth (then an
+    exponent: those few are written again with ``format``), and a quotient rounded to zero from below as
+    '-0' (mended to '0')."""
     nonzero = list(map(bool, counts))
-    quotients = map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero), compress(counts, nonzero)),
-                    repeat(_UNIT))
+    quotients = list(map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero),
+                                                 compress(counts, nonzero)), repeat(_UNIT)))
+    plain = list(map(str, quotients))
+    if "E" in "".join(plain):
+        plain = [format(q, "f") if "E" in t else t for q, t in zip(quotients, plain)]
+    texts = list(map(str.rstrip, map(str.rstrip, plain, repeat("0")), repeat(".")))
+    if "-0" in texts:
+        texts = ["0" if t == "-0" else t for t in texts]
     if all(nonzero):
-        return list(quotients)
-    return [next(quotients) if k else None for k in nonzero]
+        return texts  # type: ignore[return-value]
+    found = iter(texts)
+    return [next(found) if k else None for k in nonzero]
 
 
 def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
@@ -170,35 +180,47 @@ def spend(store: LedgerStore, start: datetime | date, end: datetime | date, grou
 @dataclass
 class SpendTable:
     """The groups of :func:`spend`, column by column: a report of tens of thousands of groups (a month by day and
-    user is 60,000) is read, summed and printed without an object, or even a tuple, per group."""
+    user is 60,000) is read, summed and printed without an object, or even a tuple, per group. Money is kept as
+    the database wrote it, canonical decimal text (what reports print); :meth:`column` gives it as ``Decimal``,
+    made when first asked for."""
 
     keys: tuple[str, ...]
     measures: tuple[str, ...]
-    columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: Decimal)
-    texts: dict[str, Sequence[str]]  # each money measure as canonical decimal text (as the database wrote it)
+    columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: text)
+    _decimals: dict[str, list[Decimal]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.columns[0]) if self.columns else 0
 
-    def column(self, name: str) -> Sequence:
+    def text(self, name: str) -> Sequence:
+        """A measure's column as read: counts as int, money as canonical decimal text."""
         return self.columns[len(self.keys) + self.measures.index(name)]
 
+    def column(self, name: str) -> Sequence:
+        """A measure's column: counts as int, money as exact ``Decimal``."""
+        if name not in MONEY_MEASURES:
+            return self.text(name)
+        if name not in self._decimals:
+            self._decimals[name] = list(map(Decimal, self.text(name)))
+        return self._decimals[name]
+
     def rows(self) -> list[tuple]:
-        return list(zip(*self.columns))
+        """One tuple per group: its key values, then its measures (money as ``Decimal``)."""
+        n = len(self.keys)
+        return list(zip(*self.columns[:n], *map(self.column, self.measures)))
 
     @classmethod
     def from_rows(cls, keys: tuple[str, ...], measures: tuple[str, ...], rows: Sequence[Sequence],
-                  order: bool = False) -> "SpendTable":
-        """The table of ``rows`` as the store returns them (money as decimal text). ``order``: they came ordered
-        by the database (:meth:`LedgerStore._grouped`); made exact here."""
-        n = len(keys)
-        columns: list[Sequence] = list(zip(*rows)) if rows else [() for _ in range(n + len(measures))]
-        texts = {}
-        for i, name in enumerate(measures, start=n):
-            if name in MONEY_MEASURES:
-                texts[name] = columns[i]
-                columns[i] = tuple(map(Decimal, columns[i]))
-        table = cls(keys, measures, columns, texts)
+                  order: bool = False, zero: Collection[str] = ()) -> "SpendTable":
+        """The table of ``rows`` as the store returns them (money as decimal text): the keys, then ``measures``
+        but those in ``zero``, which are 0 in every group. ``order``: they came ordered by the database
+        (:meth:`LedgerStore._grouped`); made exact here."""
+        read = [m for m in measures if m not in zero]
+        found = iter(list(zip(*rows)) if rows else [() for _ in range(len(keys) + len(read))])
+        zeros = (0,) * len(rows)
+        columns: list[Sequence] = [*(next(found) for _ in keys),
+                                   *(zeros if m in zero else next(found) for m in measures)]
+        table = cls(keys, measures, columns)
         if order and "cost" in measures:
             _exact_order(table)
         return table
@@ -206,9 +228,11 @@ class SpendTable:
 
 def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
                 where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
-                order: bool = True) -> SpendTable:
+                order: bool = True, maybe_zero: Iterable[str] = ()) -> SpendTable:
     """:func:`spend` as a :class:`SpendTable` of ``measures``. ``order``: largest cost first, then most calls,
-    then by key values (as text, ascending), as :func:`spend`."""
+    then by key values (as text, ascending), as :func:`spend`. ``maybe_zero``: counts likely to be 0 in every
+    group (their period total is 0: token classes no call used): checked first, in one pass over what would be
+    summed, and those 0 everywhere are not read (their columns are zeros)."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
     where = dict(where or {})
@@ -217,16 +241,28 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
             raise UnknownGroupKey(f"unknown filter key {key!r}; valid keys: {', '.join(FILTER_KEYS)}, tag:<name>")
     start, end = _utc(start), _utc(end)
     rows: list[tuple] = []
+    zero: set[str] = set()
     if end > start:
-        how = plan(keys, where)
-        if how == "rollup":
-            dims = [k for k in keys if k not in TIME_KEYS]
-            rows = _from_rollups(store, start, end, keys, dims, where, measures, order)
-        elif how == "cube":
-            rows = _from_cube(store, start, end, keys, where, measures, order)
-        else:
-            rows = store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order)
-    return SpendTable.from_rows(keys, measures, rows, order)
+        maybe = set(maybe_zero) - MONEY_MEASURES
+        candidates = [m for m in measures if m in maybe]
+        if candidates:
+            found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
+            zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
+        rows = _sums(store, start, end, keys, where, [m for m in measures if m not in zero], order)
+    return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
+
+
+def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
+          measures: Sequence[str], order: bool, nonzero: bool = False) -> list[tuple]:
+    """The groups' sums as the store returns them: from the rollups or the cube where they answer, else from the
+    raw rows (:func:`plan` chooses). ``nonzero``: as :meth:`LedgerStore._sums`."""
+    how = plan(keys, where)
+    if how == "rollup":
+        return _from_rollups(store, start, end, keys, [k for k in keys if k not in TIME_KEYS], where, measures,
+                             order, nonzero)
+    if how == "cube":
+        return _from_cube(store, start, end, keys, where, measures, order, nonzero)
+    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero)
 
 
 def plan(keys: Sequence[str], where: Mapping[str, str] | None = None) -> str:
@@ -253,7 +289,7 @@ def _exact_order(table: SpendTable) -> None:
     ranks = list(zip(cost, table.column("calls"))) if "calls" in table.measures else list(cost)
     order = sorted(range(len(ranks)), key=ranks.__getitem__, reverse=True)
     table.columns = [tuple(column[i] for i in order) for column in table.columns]
-    table.texts = {name: tuple(column[i] for i in order) for name, column in table.texts.items()}
+    table._decimals.clear()
 
 
 def totals(store: LedgerStore, start: datetime | date, end: datetime | date,
@@ -268,7 +304,7 @@ def _rollup_dim(key: str) -> str:
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
-                  where: dict[str, str], measures: Sequence[str], order: bool) -> list[tuple]:
+                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
     key = dims[0] if dims else (next(iter(where)) if where else None)
     dim = "all" if key is None else _rollup_dim(key)
     value = value_prefix = None
@@ -279,33 +315,23 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
 
     # Each group-by key as an SQL expression over the rollup value v and the bucket b (a raw row's time), so the
     # database returns one row per group: '' (no value) as NULL, one tag's values without their 'name='.
-    d = DIALECTS[store.dialect]
-    group = []
-    for k in keys:
-        if k == "day":
-            group.append(d.day_text("b"))
-        elif k == "hour":
-            group.append(d.hour_text("b"))
-        elif k == "tag":
-            group.append("v")
-        elif k.startswith("tag:"):
-            group.append(f"NULLIF(substr(v, {len(k) - 4 + 2}), '')")  # after 'name='
-        else:
-            group.append("NULLIF(v, '')")
+    group = [key_sql(DIALECTS[store.dialect], k, "b", "v")[0] for k in keys]
 
     spans, edges = _split(start, end, keys)
     return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
-                            measures=measures, cells=_one_cell_each(spans, edges, keys), ordered=order)
+                            measures=measures, cells=_one_cell_each(spans, edges, keys), ordered=order,
+                            nonzero=nonzero)
 
 
 def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
-               where: dict[str, str], measures: Sequence[str], order: bool) -> list[tuple]:
+               where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
     """Keys (and a ``where``) all among :data:`~aicost.ledger.schema.CUBE_KEYS` (and time keys): summed over
     the cube's cells (and the raw rows of the minutes at the edges). Each group is one cell when it is keyed by
     every cube key and the span's time."""
     spans, edges = _split(start, end, keys)
     cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
-    return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order)
+    return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
+                          nonzero=nonzero)
 
 
 def _split(start: datetime, end: datetime, keys: tuple[str, ...]

@@ -12,6 +12,7 @@ the same length just before.
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import json
 import re
@@ -21,16 +22,16 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..pricing.money import format_usd, sum_usd
-from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_costs
-from .row import TOKEN_FIELDS, decimal_text
+from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
+from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore
 
 __all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json",
-           "write_report"]
+           "write_report", "FIELDS", "FORMAT_MEASURES", "aligned"]
 
 
 class PeriodError(ValueError):
@@ -139,7 +140,11 @@ class Report:
     @property
     def groups(self) -> list[SpendGroup]:
         """The groups as :class:`SpendGroup` objects (made from :attr:`table` on each access; the renderers
-        print the table itself: a month by day and user is 60,000 groups)."""
+        print the table itself: a month by day and user is 60,000 groups). Only for a report of every measure
+        (``build_report``'s default)."""
+        if self.group_by and self.table.measures != MEASURES:
+            raise ValueError(f"this report read only {', '.join(self.table.measures)} of the groups; "
+                             "build it with every measure to have them as SpendGroup objects")
         return [SpendGroup.from_row(self.group_by, row) for row in self.table.rows()]
 
     @property
@@ -150,9 +155,12 @@ class Report:
 
 def build_report(store: LedgerStore, start: datetime | date | None = None, end: datetime | date | None = None, *,
                  period: Period | None = None, group_by: Iterable[str] = ("team",),
-                 where: Mapping[str, str] | None = None, movers: int = 5) -> Report:
+                 where: Mapping[str, str] | None = None, movers: int = 5,
+                 measures: Sequence[str] = MEASURES) -> Report:
     """Totals, groups (largest first) and the ``movers`` groups whose spend changed most against the previous
-    period of the same length. Group-by keys are checked first (``UnknownGroupKey`` lists the valid ones)."""
+    period of the same length. Group-by keys are checked first (``UnknownGroupKey`` lists the valid ones).
+    ``measures``: the groups' measures to read (the totals have them all); :data:`FORMAT_MEASURES` says which
+    each output format shows (a table shows 13 of the 25)."""
     keys = check_group_by(group_by)
     if period is None:
         if start is None or end is None:
@@ -160,31 +168,34 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
-    if keys:
-        table = spend_table(store, period.start, period.end, keys, where)
-    else:
-        table = SpendTable.from_rows((), MEASURES, [])  # totals only: no groups
-    if keys and all(k in _PARTITIONS for k in keys):
-        # Every row and run is in exactly one group: the totals are the groups' sums, no second read of the period.
-        total = SpendGroup.from_measures({}, _column_sums(table))
-    else:
-        total = totals(store, period.start, period.end, where)
-    report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
-    mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
-    if movers and mover_keys and not report.empty:
-        report.movers = _top_movers(store, period, table, mover_keys, where, movers)
+    wanted = {*measures, "cost"}  # cost (the order) always
+    if unknown := wanted - set(MEASURES):
+        raise ValueError(f"build_report: unknown measures {sorted(unknown)}; valid: {', '.join(MEASURES)}")
+    measures = tuple(m for m in MEASURES if m in wanted)  # in their order
+    with store.snapshot():  # the reads below agree with each other while a writer adds rows
+        total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
+        if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
+            idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
+            table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle)
+        else:
+            table = SpendTable.from_rows((), measures, [])  # totals only: no groups
+        report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
+        mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
+        if movers and mover_keys and not report.empty:
+            report.movers = _top_movers(store, period, table, mover_keys, where, movers)
     return report
 
 
-# Group-by keys that put every row and every feature run in exactly one group (a missing value is a group too),
-# so the totals are the groups' sum. Not model / provider (a run has neither) nor tags (a row has 0..n).
-_PARTITIONS = frozenset({"team", "feature", "user", "customer", *TIME_KEYS})
 _ZERO = Decimal(0)
 
 
-def _column_sums(table: SpendTable) -> list:
-    """Each measure summed over the groups, exactly (the default decimal context would round past 28 digits)."""
-    return [sum_usd(table.column(name)) if name in MONEY_MEASURES else sum(table.column(name)) for name in MEASURES]
+def _costs_by(table: SpendTable, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
+    """The table's cost per distinct value of ``keys`` (some of its keys), summed exactly: each key's costs
+    collected, then summed in C (a third of the time of adding them one by one)."""
+    costs: defaultdict[tuple, list[Decimal]] = defaultdict(list)
+    for key, cost in zip(zip(*(table.columns[table.keys.index(k)] for k in keys)), table.column("cost")):
+        costs[key].append(cost)
+    return {key: sum_usd(values) for key, values in costs.items()}
 
 
 def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_keys: tuple[str, ...],
@@ -192,21 +203,11 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
     """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
     from the previous period. This period's costs are the table's, summed over its time keys (which split every
     group of the other keys exactly); the previous period's are read as costs alone."""
-    key_columns = [table.columns[table.keys.index(k)] for k in mover_keys]
-    now: dict[tuple, Decimal] = {}
-    if len(mover_keys) == len(table.keys):
-        now = dict(zip(zip(*key_columns), table.column("cost")))
-    else:  # each key's costs collected, then summed exactly in C: a third of adding one by one
-        costs: defaultdict[Any, list[Decimal]] = defaultdict(list)
-        single = len(key_columns) == 1  # the values themselves as keys: no tuple per group
-        for key, cost in zip(key_columns[0] if single else zip(*key_columns), table.column("cost")):
-            costs[key].append(cost)
-        now = {(key,) if single else key: sum_usd(values) for key, values in costs.items()}
     previous = spend_table(store, period.previous.start, period.previous.end, mover_keys, where,
                            measures=("cost",), order=False)
-    before = dict(zip(zip(*previous.columns[:-1]), previous.column("cost")))
+    before, now = _costs_by(previous, mover_keys), _costs_by(table, mover_keys)
     changes = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
-               for k in set(before) | set(now)]
+               for k in before.keys() | now.keys()]
     changes = [m for m in changes if m.change]
     changes.sort(key=lambda m: (-abs(m.change), str(m.key)))
     return changes[:limit]
@@ -221,73 +222,89 @@ def _label(value: str | None) -> str:
     return "(none)" if value is None else value
 
 
-def _columns(report: Report) -> dict[str, Sequence]:
-    """The groups (or, without group-by keys, the totals) column by column, as the renderers print them: the key
-    values (``key0``...; None for no value), every measure as summed, and the money as exact text
-    (``cost_usd``...; None where there is no unit cost)."""
-    table = report.table
-    if not report.group_by:
-        t = report.totals
-        table = SpendTable((), MEASURES, [(v,) for v in t.measures()],
-                           {name: (format_usd(getattr(t, name)),) for name in MONEY_MEASURES})
-    if not len(table):
-        return {}
-    out: dict[str, Sequence] = {f"key{i}": table.columns[i] for i in range(len(table.keys))}
-    out.update(zip(table.measures, table.columns[len(table.keys):]))
-    for name, text in (("cost", "cost_usd"), ("saved_cost", "saved_usd"), ("stopped_cost", "stopped_usd")):
-        out[text] = table.texts[name]
-    for count, text in (("runs", "cost_per_run_usd"), ("succeeded_runs", "cost_per_success_usd")):
-        out[text] = list(map(decimal_text, unit_costs(out["cost"], out[count])))
-    return out
+# The fields of a group, in the order CSV writes them (JSON too, with the token classes nested in "tokens"): the
+# measures, money as exact text (*_usd), and the unit costs (None without runs). The table shows some of them.
+FIELDS = ("cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS, "cache_hits",
+          "saved_usd", "refusals", "stopped_usd", "runs", "succeeded_runs", "cost_per_run_usd", "cost_per_success_usd")
+_MONEY_FIELDS = {"cost_usd": "cost", "saved_usd": "saved_cost", "stopped_usd": "stopped_cost"}
+_UNIT_FIELDS = {"cost_per_run_usd": "runs", "cost_per_success_usd": "succeeded_runs"}  # cost / this count
+# The group table's columns: (header, field); "share" is the group's part of the total cost.
+_TABLE_COLUMNS = (("cost USD", "cost_usd"), ("share", "share"), ("calls", "calls"), ("unpriced", "unknown_cost_calls"),
+                  ("input", "input_tokens"), ("cached", "cache_read_tokens"), ("output", "output_tokens"),
+                  ("reasoning", "reasoning_tokens"), ("cache hits", "cache_hits"), ("saved USD", "saved_usd"),
+                  ("refused", "refusals"), ("stopped USD", "stopped_usd"), ("runs", "runs"),
+                  ("USD/run", "cost_per_run_usd"), ("USD/success", "cost_per_success_usd"))
 
 
-_TABLE_TOKENS = (("input", "input_tokens"), ("cached", "cache_read_tokens"), ("output", "output_tokens"),
-                 ("reasoning", "reasoning_tokens"))
-_NUMERIC_HEADERS = ["cost USD", "share", "calls", "unpriced", *(h for h, _ in _TABLE_TOKENS), "cache hits",
-                    "saved USD", "refused", "stopped USD", "runs", "USD/run", "USD/success"]
+def _measures_of(fields: Iterable[str]) -> tuple[str, ...]:
+    """The measures that ``fields`` are made of, in :data:`MEASURES` order."""
+    needed = {"cost"}
+    for name in fields:
+        needed.add(_MONEY_FIELDS.get(name) or _UNIT_FIELDS.get(name) or name)
+    return tuple(m for m in MEASURES if m in needed)
+
+
+# What each output format reads of the groups (``build_report(measures=...)``; ``aicost report`` asks for these).
+FORMAT_MEASURES = {"table": _measures_of(f for _, f in _TABLE_COLUMNS), "csv": MEASURES, "json": MEASURES}
+
+
+def _table_of(report: Report) -> SpendTable:
+    """The groups, or without group-by keys the totals as a one-row table."""
+    if report.group_by:
+        return report.table
+    t = report.totals
+    return SpendTable((), MEASURES, [(format_usd(v) if name in MONEY_MEASURES else v,)
+                                     for name, v in zip(MEASURES, t.measures())])
+
+
+def _field(table: SpendTable, name: str) -> Sequence:
+    """One field of every group: counts as int, money as exact text, a unit cost as text or None."""
+    if name in _UNIT_FIELDS:
+        return unit_cost_texts(table.column("cost"), table.column(_UNIT_FIELDS[name]))
+    return table.text(_MONEY_FIELDS.get(name, name))
+
+
+def aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> list[str]:
+    """``header`` and the rows of ``columns`` as lines of columns padded to their widest cell, two spaces
+    apart: the first ``left`` left-aligned, the others right-aligned; ints with thousands separators, each
+    distinct value formatted once where most repeat. Column by column and then one ``%`` format per line, in C:
+    a month by day and user is 60,000 lines."""
+    texts: list[Sequence[str]] = []
+    widths = []
+    for title, column in zip(header, columns):
+        if column and isinstance(column[0], int):  # as wide as its largest or smallest value (monotonic)
+            widths.append(max(len(title), len(f"{max(column):,}"), len(f"{min(column):,}")))
+            distinct = set(column)
+            if len(distinct) * 4 < len(column):
+                column = list(map(dict(zip(distinct, map(format, distinct, repeat(",")))).__getitem__, column))
+            else:
+                column = list(map(format, column, repeat(",")))
+        else:
+            widths.append(max(len(title), max(map(len, column), default=0)))
+        texts.append(column)
+    line = "  ".join(f"%{'-' if i < left else ''}{width}s" for i, width in enumerate(widths))
+    lines = [line % tuple(header), *map(line.__mod__, zip(*texts))]
+    return [text.rstrip() for text in lines] if left == len(widths) else lines
 
 
 def _table_lines(report: Report) -> list[str]:
-    """The group table, aligned as :func:`_align` aligns it (header first): the key labels, then the numbers.
-    Column by column, in C (``map``): each cell padded to its column's width, counts with their thousands
-    separators in the same format (a count column's width is that of its largest or smallest value: the
-    formatted length is monotonic), each distinct count formatted once where most repeat. Then a line is a
-    join."""
-    c = _columns(report)
+    """The group table (header first): the key labels, then :data:`_TABLE_COLUMNS`."""
+    table = report.table
     total = report.totals.cost
-    keys = len(report.group_by)
-    labels = [["(none)" if v is None else v for v in c[f"key{i}"]] for i in range(keys)]
-    share = [f"{(v * 100 / total):.1f}%" for v in c["cost"]] if total else ["-"] * len(c["cost"])
-    units = [["-" if v is None else v for v in c[name]] for name in ("cost_per_run_usd", "cost_per_success_usd")]
-    columns: list[Sequence] = [
-        *labels, c["cost_usd"], share, c["calls"], c["unknown_cost_calls"], *(c[name] for _, name in _TABLE_TOKENS),
-        c["cache_hits"], c["saved_usd"], c["refusals"], c["stopped_usd"], c["runs"], *units,
-    ]
-    header = [*report.group_by, *_NUMERIC_HEADERS]
-    padded = []
-    for i, (title, column) in enumerate(zip(header, columns)):
-        if isinstance(column[0], int):
-            width = max(len(title), len(f"{max(column):,}"), len(f"{min(column):,}"))
-            cells = map(format, column, repeat(f">{width},"))
-            distinct = set(column)
-            if len(distinct) * 4 < len(column):  # each distinct count formatted once
-                cells = map(dict(zip(distinct, map(format, distinct, repeat(f">{width},")))).__getitem__, column)
-            padded.append([title.rjust(width), *cells])
+    columns: list[Sequence] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
+    for _, name in _TABLE_COLUMNS:
+        if name == "share":
+            if total:  # as f"{cost * 100 / total:.1f}%" in the thread's decimal context, mapped in C
+                ctx = decimal.getcontext()
+                shares = map(ctx.divide, map(ctx.multiply, table.column("cost"), repeat(100)), repeat(total))
+                columns.append(list(map(str.__add__, map(format, shares, repeat(".1f")), repeat("%"))))
+            else:
+                columns.append(["-"] * len(table))
+        elif name in _UNIT_FIELDS:
+            columns.append(["-" if v is None else v for v in _field(table, name)])
         else:
-            width = max(len(title), max(map(len, column)))
-            pad = str.ljust if i < keys else str.rjust
-            padded.append([pad(title, width), *map(pad, column, repeat(width))])
-    return [line.rstrip() for line in map("  ".join, zip(*padded))]
-
-
-def _align(rows: Sequence[Sequence[str]], left: int) -> list[str]:
-    """Columns padded to their widest cell: the first ``left`` columns left-aligned, numbers right-aligned."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [c.ljust(widths[i]) if i < left else c.rjust(widths[i]) for i, c in enumerate(r)]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+            columns.append(_field(table, name))
+    return aligned([*table.keys, *(h for h, _ in _TABLE_COLUMNS)], columns, len(table.keys))
 
 
 def render_table(report: Report) -> str:
@@ -327,54 +344,49 @@ def render_table(report: Report) -> str:
                  ("+" if m.change > 0 else "") + _money(m.change),
                  "new" if m.change_pct is None else f"{'+' if m.change_pct > 0 else ''}{m.change_pct}%"]
                 for m in report.movers]
-        lines.extend(_align([header, *body], len(header) - 4))
+        lines.extend(aligned(header, list(zip(*body)), len(header) - 4))
     return "\n".join(lines) + "\n"
 
 
-# A group in JSON, field by field: (name, column of _columns, how a value is written: "int", "money" (always a
-# decimal text), "unit" (a decimal text or null)). "tokens" is a nested object of every token class.
-_JSON_FIELDS = (
-    ("cost_usd", "money"), ("calls", "int"), ("unknown_cost_calls", "int"), ("estimated_calls", "int"),
-    ("error_calls", "int"), ("tokens", None), ("cache_hits", "int"), ("saved_usd", "money"), ("refusals", "int"),
-    ("stopped_usd", "money"), ("runs", "int"), ("succeeded_runs", "int"), ("cost_per_run_usd", "unit"),
-    ("cost_per_success_usd", "unit"),
-)
 # Stand for the values while json.dumps makes the layout: a whole value, and the inside of a string.
 _SLOT, _TEXT_SLOT = "\x00aicost-json-value\x00", "\x00aicost-json-text\x00"
+_JSON_SLOTS = re.compile("|".join(map(re.escape, (json.dumps(_SLOT), json.dumps(_TEXT_SLOT)[1:-1]))))
 
 
 def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[str]:
     """Each group (or the totals, without group-by keys) as ``json.dumps(..., indent=2)`` writes it ``depth``
     levels deep, byte for byte: the layout is made once by json itself, with a slot for every value, and each
     group fills the slots (``%``-formatting, in C) with its values already in JSON: money as exact decimal
-    strings (JSON numbers would be read as doubles). Made one by one as they are read (a month by day and user
-    is 58 MB), every group but the first preceded by ``separator``."""
-    c = _columns(report)
-    if not c:
+    strings (JSON numbers would be read as doubles), the token classes nested in "tokens". Made one by one as
+    they are read (a month by day and user is 58 MB), every group but the first preceded by ``separator``."""
+    table = _table_of(report)
+    if not len(table):
         return iter(())
-    keys = report.group_by
-    shape: dict[str, Any] = {"key": {k: _SLOT for k in keys}}
-    for name, kind in _JSON_FIELDS:
-        shape[name] = {t: _SLOT for t in TOKEN_FIELDS} if name == "tokens" else _TEXT_SLOT if kind == "money" else _SLOT
-    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth).replace("%", "%%")
-    template = layout.replace(json.dumps(_SLOT), "%s").replace(json.dumps(_TEXT_SLOT)[1:-1], "%s")
-
-    encoded: dict[str | None, str] = {None: "null"}  # a key value as a JSON string, once per distinct value
-
-    def key_column(i: int) -> list[str]:
-        known = encoded.get
-        return [known(v) or encoded.setdefault(v, _json_string(v)) for v in c[f"key{i}"]]
-
-    values: list[Sequence] = [key_column(i) for i in range(len(keys))]
-    for name, kind in _JSON_FIELDS:
-        if name == "tokens":
-            values.extend(c[t] for t in TOKEN_FIELDS)
-        elif kind == "unit":
-            values.append(["null" if v is None else f'"{v}"' for v in c[name]])  # decimal text: nothing to escape
+    shape: dict[str, Any] = {"key": {k: _SLOT for k in table.keys}}
+    values: list[Sequence] = [_each_distinct(table.columns[i], _json_key) for i in range(len(table.keys))]
+    for name in FIELDS:
+        column = _field(table, name)
+        if name in TOKEN_FIELDS:
+            shape.setdefault("tokens", {})[name] = _SLOT
+        elif name in _MONEY_FIELDS or (name in _UNIT_FIELDS and None not in column):
+            shape[name] = _TEXT_SLOT  # decimal text: nothing to escape
         else:
-            values.append(c[name])
-    rows = zip(*values)
-    return chain((template % next(rows),), map((separator + template).__mod__, rows))
+            shape[name] = _SLOT
+            if name in _UNIT_FIELDS:  # a group without runs has no unit cost: null
+                column = ["null" if v is None else f'"{v}"' for v in column]
+        values.append(column)
+    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth)
+    return _lines(_JSON_SLOTS.split(layout), values, separator)
+
+
+def _json_key(value: str | None) -> str:
+    return "null" if value is None else _json_string(value)
+
+
+def _each_distinct(column: Sequence, fn: Callable[[Any], str]) -> list[str]:
+    """``fn`` of every value of ``column``, called once per distinct value (keys repeat: 30 days, 2,000 users)."""
+    distinct = set(column)
+    return list(map(dict(zip(distinct, map(fn, distinct))).__getitem__, column))
 
 
 def render_json(report: Report) -> str:
@@ -415,18 +427,14 @@ def _json_pieces(report: Report) -> Iterator[str]:
     return chain(head, _json_groups(report, 2, ",\n    ") if groups else (), tail)
 
 
-_CSV_COLUMNS = ("cost_usd", "calls", "unknown_cost_calls", "estimated_calls", "error_calls", *TOKEN_FIELDS,
-                "cache_hits", "saved_usd", "refusals", "stopped_usd", "runs", "succeeded_runs", "cost_per_run_usd",
-                "cost_per_success_usd")
-
-
-_UNIT_COLUMNS = ("cost_per_run_usd", "cost_per_success_usd")  # None without runs: an empty field
-
-
 def _csv_line(fields: Sequence[str]) -> str:
     out = io.StringIO()
     csv.writer(out).writerow(fields)
     return out.getvalue()
+
+
+def _csv_field(value: str | None) -> str:  # 'a,b' -> '"a,b"': the field as csv writes it, without the line end
+    return "" if value is None else _csv_line([value, ""])[:-3]
 
 
 def render_csv(report: Report) -> str:
@@ -435,23 +443,35 @@ def render_csv(report: Report) -> str:
 
 
 def _csv_pieces(report: Report) -> list[str]:
-    """:func:`render_csv`'s text, a line each. One line per group (the totals when there is no grouping), every token class a column. The csv module
-    writes the header and quotes each distinct key value (once); the numbers, which never need quoting, go
-    into one %-format per line."""
-    header = _csv_line([*report.group_by, *_CSV_COLUMNS])
-    c = _columns(report)
-    if not c:
+    """:func:`render_csv`'s text, a line each: the header, then one line per group (the totals when there is no
+    grouping) of :data:`FIELDS`. The csv module writes the header and quotes each distinct key value (once);
+    the numbers, which never need quoting, go into one %-format per line."""
+    header = _csv_line([*report.group_by, *FIELDS])
+    table = _table_of(report)
+    if not len(table):
         return [header]
-    quoted: dict[str | None, str] = {None: ""}
+    columns = [_each_distinct(table.columns[i], _csv_field) for i in range(len(table.keys))]
+    for name in FIELDS:
+        column = _field(table, name)
+        columns.append(["" if v is None else v for v in column] if name in _UNIT_FIELDS else column)
+    return [header, *_lines(["", *[","] * (len(columns) - 1), "\r\n"], columns)]
 
-    def key_column(i: int) -> list[str]:  # 'a,b' -> '"a,b"': the field as csv writes it, without the line end
-        return [quoted[v] if v in quoted else quoted.setdefault(v, _csv_line([v, ""])[:-3]) for v in c[f"key{i}"]]
 
-    columns = [key_column(i) for i in range(len(report.group_by))]
-    columns += [["" if v is None else v for v in c[name]] if name in _UNIT_COLUMNS else c[name]
-                for name in _CSV_COLUMNS]
-    line = ",".join(["%s"] * len(columns)) + "\r\n"
-    return [header, *map(line.__mod__, zip(*columns))]
+def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = "") -> Iterator[str]:
+    """For each row: ``pieces[0]``, its value of ``columns[0]``, ``pieces[1]``... ``pieces[-1]``, made by one
+    ``%``-format per line (in C), every line but the first preceded by ``separator``. A column of int zeros
+    alone (a token class no call used) is written into the format once, so each line is made of fewer values."""
+    fmt, filled = [pieces[0]], []
+    for column, piece in zip(columns, pieces[1:]):
+        if isinstance(column[0], int) and not any(column):
+            fmt.append("0")
+        else:
+            fmt.append("\0")
+            filled.append(column)
+        fmt.append(piece)
+    line = "".join(fmt).replace("%", "%%").replace("\0", "%s")
+    rows = zip(*filled) if filled else repeat((), len(columns[0]))
+    return chain((line % next(rows),), map((separator + line).__mod__, rows))
 
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:

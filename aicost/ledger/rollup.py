@@ -235,7 +235,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     one statement), then the folds (:func:`fold_sql`) into each rollup table ``dims`` reach (aicost_rollup; the
     cube, :data:`CUBE`) and a delete of the delta. Returned as (sql, the sources
     whose parameters it takes, in order). Only the measures a source can add to are summed (a run adds 2 of the
-    27, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
+    25, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
     live = frozenset(m for source in wheres for m, e in zip(MEASURES, _SOURCES[source][1]())
                      if e not in _CONSTANT_ZERO and m not in zero)
     skip = frozenset(MEASURES) - live
@@ -247,6 +247,11 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     return out
 
 
+# The step of delta_sql's per-hour sums that each rollup dimension's cells are read from.
+_STEP_OF = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
+            "customer": "sp", CUBE: "cb"}
+
+
 def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None = None,
               zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
     """``INSERT INTO aicost_delta``: the hour cells of the rows of each source in ``wheres`` ('rows':
@@ -255,7 +260,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
 
     Each source is read once (a materialized CTE with the per-row measures), summed per hour in steps and
     exploded into one arm per dimension; one final ``GROUP BY`` sums the arms of both sources per cell. A source
-    sums only the measures it can add to (a run adds 2 of the 27), less ``zero``: measures the caller knows are 0
+    sums only the measures it can add to (a run adds 2 of the 25), less ``zero``: measures the caller knows are 0
     in every row summed (most token classes in a typical batch), left out (the delta's default, 0): the sums are
     most of the statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows
     summed; the dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read
@@ -280,10 +285,8 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
         # sc -> tg (tags); s -> sp (user, customer).
         steps = {"sc": ("s", coarse), "cb": ("sc", cube_keys), "tf": ("cb", ["team", "feature"]),
                  "mp": ("cb", ["model", "provider"]), "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
-        read = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg",
-                "user": "sp", "customer": "sp", CUBE: "cb"}
         wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
-        needed = {read[dim] for dim in wanted}
+        needed = {_STEP_OF[dim] for dim in wanted}
         while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
             needed |= parents
         for name, (parent, keys) in steps.items():
@@ -294,7 +297,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
         pad = {m: m if m in own else "CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0" for m in names}
         padded = ", ".join(f"{pad[m]} AS {m}" for m in names)
         for dim in wanted:
-            rel = p + read[dim]
+            rel = p + _STEP_OF[dim]
             join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
             if dim == CUBE:
                 keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
@@ -325,9 +328,9 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: 
              cube: bool = False) -> str:
     """Fold ``aicost_delta`` (each hour cell once: :func:`delta_sql`) into ``aicost_rollup`` (``cube``: its 'cube'
     cells into the cube table) at ``grain`` ('hour' as is, 'day' summed per day): insert new cells, add to
-    existing ones. Measures in ``zero`` are 0 in the
-    delta: left out (a new cell's default is 0). ``units``: the delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per
-    day as integers too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
+    existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0). ``units``: the
+    delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per day as integers
+    too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
     names = [m for m in MEASURES if m not in zero]
 
     def total(m: str) -> str:

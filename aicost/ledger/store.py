@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
@@ -52,6 +52,7 @@ __all__ = [
     "open_store",
     "DEFAULT_SETTING",
     "FILTER_KEYS",
+    "key_sql",
 ]
 
 DEFAULT_SETTING = "instrument(ledger=...) / AICOST_LEDGER"
@@ -220,7 +221,8 @@ class LedgerStore:
 
     def prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun] = ()) -> PreparedBatch:
         """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
-        and, on SQLite, staged (:mod:`aicost.ledger.staging`). Safe to call on another thread while this store
+        and staged (SQLite: an in-memory database image, :mod:`aicost.ledger.staging`; PostgreSQL: its ``COPY``
+        data). Safe to call on another thread while this store
         writes: the background writer prepares the next batch meanwhile."""
         rows = _unique(rows, "span_id")
         runs = _unique(runs, "run_id")
@@ -230,7 +232,8 @@ class LedgerStore:
                              _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
                              and rollup.fits_units(rows))
 
-    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
+    def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
+        """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
         return None
 
     def write_prepared(self, batch: PreparedBatch) -> int:
@@ -374,7 +377,7 @@ class LedgerStore:
                    edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
                    value_prefix: str | None = None, where: Mapping[str, str] | None = None,
                    group: Sequence[str] = ("v",), measures: Sequence[str] = MEASURES, cells: bool = False,
-                   ordered: bool = False) -> list[tuple]:
+                   ordered: bool = False, nonzero: bool = False) -> list[tuple]:
         """``measures`` for one rollup dimension, summed in ONE statement over the ``aicost_rollup`` cells of
         ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows and feature runs of
         ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed with the rollups'
@@ -382,9 +385,8 @@ class LedgerStore:
         ``b`` (the bucket, or a raw row's time): one result per distinct tuple of them, as :meth:`_grouped`
         returns it. ``value`` / ``value_prefix`` select rollup values ('name=' for one tag's values); ``where``
         is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
-        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``: as
-        :meth:`_grouped`."""
-        d = rollup.DIALECTS[self.dialect]
+        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered`` and
+        ``nonzero``: as :meth:`_sums`."""
         names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
@@ -399,46 +401,34 @@ class LedgerStore:
                 sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
                 params.extend([value_prefix, value_prefix + "\U0010ffff"])
             parts.append(sql)
-        tag_name = None
-        if dim == "tag" and (value_prefix or value):
-            tag_name = (value_prefix or value or "").split("=", 1)[0]
+        # The edges' raw rows as rollup cells (b, v) of this dimension; of one tag's values, rows with that tag.
+        tag_name = (value_prefix or value or "").split("=", 1)[0] if dim == "tag" else ""
         for low, high in edges:
-            for table, exprs, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
-                                             ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
-                if dim not in dims:
-                    continue  # a feature run has no single model or provider
-                condition, where_params = self._where(low, high, where, runs=runs)
-                join = ""
-                if dim == "tag":
-                    join = ", " + d.tag_pairs(f"{table}.tags")
-                    if tag_name is not None:
-                        condition += " AND t.key = ?"
-                        where_params.append(tag_name)
-                measure_of = dict(zip(MEASURES, exprs))
-                cols = ", ".join(f"{measure_of[n]} AS {n}" for n in names)
-                parts.append(f"SELECT ts AS b, {dims[dim]} AS v, {cols} FROM {table}{join} WHERE {condition}")
-                params.extend(where_params)
-        if not parts:
-            return []
-        return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
+            raw, raw_params = self._raw_parts(
+                low, high, where, names, lambda dims: ["ts AS b", f"{dims[dim]} AS v"], uses=[dim],
+                tags=dim == "tag", conditions=["t.key = ?"] if tag_name else [],
+                condition_params=[tag_name] if tag_name else [])
+            parts += raw
+            params += raw_params
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero)
 
     def sum_cube(self, spans: Sequence[tuple[str, datetime, datetime]], edges: Sequence[tuple[datetime, datetime]],
                  keys: Sequence[str], *, where: Mapping[str, str] | None = None, measures: Sequence[str] = MEASURES,
-                 cells: bool = False, ordered: bool = False) -> list[tuple]:
+                 cells: bool = False, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
         """:meth:`sum_period` for the cube (``aicost_rollup_cube``): ``measures`` grouped by ``keys`` (any of
         :data:`~aicost.ledger.schema.CUBE_KEYS`, day, hour) and filtered by ``where`` on cube keys, in ONE
         statement over the cube cells of ``spans`` and the raw rows and feature runs of ``edges``. A feature run
         has no model or provider: grouped or filtered by either, runs are left out, as :meth:`sum_rows` leaves
         them (the cells' run counts read as 0, and a cell of runs alone is skipped). ``cells``: each group is one
-        cell (keyed by every cube key and the span's time key), read as it is."""
+        cell (keyed by every cube key and the span's time key), read as it is. ``ordered`` and ``nonzero``: as
+        :meth:`_sums`."""
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
         no_runs = any(k in ("model", "provider") for k in [*keys, *where])
-        run_measures = ("runs", "succeeded_runs")
         parts: list[str] = []
         params: list[Any] = []
-        cols = ", ".join(f"0 AS {n}" if no_runs and n in run_measures else n for n in names)
+        cols = ", ".join(f"0 AS {n}" if no_runs and n in ("runs", "succeeded_runs") else n for n in names)
         for grain, low, high in spans:
             sql = (f"SELECT bucket AS b, {', '.join(schema.CUBE_KEYS)}, {cols} FROM {schema.CUBE_TABLE} "
                    "WHERE grain = ? AND bucket >= ? AND bucket < ?")
@@ -450,60 +440,71 @@ class LedgerStore:
                 sql += " AND calls + cache_hits + refusals > 0"  # every ledger row is one of the three
             parts.append(sql)
         for low, high in edges:
-            for table, exprs, runs in (("aicost_ledger", rollup.row_measures(), False),
-                                       ("aicost_runs", rollup.run_measures(), True)):
-                if runs and no_runs:
-                    continue
-                condition, where_params = self._where(low, high, where, runs=runs)
-                measure_of = dict(zip(MEASURES, exprs))
-                values = ", ".join(f"COALESCE({k}, '') AS {k}" if not runs or k in rollup.RUN_DIMS else f"'' AS {k}"
-                                   for k in schema.CUBE_KEYS)
-                parts.append(f"SELECT ts AS b, {values}, {', '.join(f'{measure_of[n]} AS {n}' for n in names)} "
-                             f"FROM {table} WHERE {condition}")
-                params.extend(where_params)
-        if not parts:
-            return []
-        group = [d.day_text("b") if k == "day" else d.hour_text("b") if k == "hour" else f"NULLIF({k}, '')"
-                 for k in keys]
-        return self._grouped(" UNION ALL ".join(parts), params, group, names, summed=not cells, ordered=ordered)
+            raw, raw_params = self._raw_parts(
+                low, high, where, names,
+                lambda dims: ["ts AS b", *(f"{dims[k]} AS {k}" if k in dims else f"'' AS {k}" for k in schema.CUBE_KEYS)],
+                uses=[*keys, *where])
+            parts += raw
+            params += raw_params
+        group = [key_sql(d, k, "b", k)[0] for k in keys]
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero)
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
-                 measures: Sequence[str] = MEASURES, ordered: bool = False) -> list[tuple]:
+                 measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
         """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
         report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day / hour), with
         the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
-        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``: as :meth:`_grouped`."""
+        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered`` and ``nonzero``: as
+        :meth:`_sums`."""
         d = rollup.DIALECTS[self.dialect]
-        names = list(measures)
-        out_of_runs = any(k in ("model", "provider") for k in [*keys, *(where or {})])
+        group = [key_sql(d, k, "ts") for k in keys]
+        tags = [k[4:] for k in keys if k.startswith("tag:")]  # a row without the tag is in no group of it
+        parts, params = self._raw_parts(
+            start, end, where, measures, lambda dims: [f"{sql} AS k{i}" for i, (sql, _) in enumerate(group)],
+            column_params=[p for _, key_params in group for p in key_params], uses=[*keys, *(where or {})],
+            tags="tag" in keys, conditions=[f"{d.tag_value} IS NOT NULL"] * len(tags), condition_params=tags)
+        return self._sums(parts, params, [f"k{i}" for i in range(len(keys))], list(measures), ordered=ordered,
+                          nonzero=nonzero)
+
+    def _raw_parts(self, start: datetime, end: datetime, where: Mapping[str, str] | None, names: Sequence[str],
+                   columns: Callable[[Mapping[str, str]], list[str]], *, column_params: Sequence[Any] = (),
+                   uses: Iterable[str] = (), tags: bool = False, conditions: Sequence[str] = (),
+                   condition_params: Sequence[Any] = ()) -> tuple[list[str], list]:
+        """One SELECT over the raw ledger rows and one over the feature runs of ``[start, end)`` filtered by
+        ``where`` (and ``conditions``), summing nothing: ``columns(dims)`` (``dims``: the table's rollup
+        dimensions as SQL over its columns), then ``names`` by the rollups' own measure expressions. ``tags``:
+        the columns read the tags exploded as ``t``. A table without one of the dimensions a caller ``uses``
+        is left out (a feature run has no single model or provider). With the statements' parameters."""
+        d = rollup.DIALECTS[self.dialect]
         parts: list[str] = []
         params: list[Any] = []
-        for table, exprs, runs in (("aicost_ledger", rollup.row_measures(), False),
-                                   ("aicost_runs", rollup.run_measures(), True)):
-            if runs and out_of_runs:
-                continue  # a feature run has no single model or provider
-            group, group_params, conditions, join = [], [], [], ""
-            for k in keys:
-                if k == "tag":
-                    join = ", " + d.tag_pairs(f"{table}.tags")
-                    group.append("t.key || '=' || t.value")
-                elif k.startswith("tag:"):
-                    group.append(f"NULLIF({d.tag_value}, '')")
-                    group_params.append(k[4:])
-                    conditions.append(f"{d.tag_value} IS NOT NULL")  # a row without the tag is in no group
-                elif k == "day":
-                    group.append(d.day_text("ts"))
-                elif k == "hour":
-                    group.append(d.hour_text("ts"))
-                else:
-                    group.append(f"NULLIF({_COLUMN_OF.get(k, k)}, '')")
+        for table, exprs, dims, runs in (("aicost_ledger", rollup.row_measures(), rollup.ROW_DIMS, False),
+                                         ("aicost_runs", rollup.run_measures(), rollup.RUN_DIMS, True)):
+            if any(k in rollup.ROW_DIMS and k not in dims for k in uses):
+                continue
             condition, where_params = self._where(start, end, where, runs=runs)
             measure_of = dict(zip(MEASURES, exprs))
-            cols = [*(f"{e} AS k{i}" for i, e in enumerate(group)), *(f"{measure_of[n]} AS {n}" for n in names)]
+            cols = [*columns(dims), *(f"{measure_of[n]} AS {n}" for n in names)]
+            join = ", " + d.tag_pairs(f"{table}.tags") if tags else ""
             parts.append(f"SELECT {', '.join(cols)} FROM {table}{join} WHERE {' AND '.join([condition, *conditions])}")
-            params.extend(group_params + where_params + [k[4:] for k in keys if k.startswith("tag:")])
-        return self._grouped(" UNION ALL ".join(parts), params, [f"k{i}" for i in range(len(keys))], names,
-                             ordered=ordered)
+            params.extend([*column_params, *where_params, *condition_params])
+        return parts, params
+
+    def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
+              summed: bool = True, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
+        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``nonzero``: instead, one tuple
+        saying of each of ``names`` (counts only) whether any row or cell of ``parts`` holds anything but 0: a
+        measure that is 0 in every part is 0 in every group, and a report then need not read it (fetching a
+        column of 60,000 zeros costs as much as one of numbers)."""
+        if not parts:
+            return []
+        union = " UNION ALL ".join(parts)
+        if nonzero:
+            if MONEY_MEASURES.intersection(names):
+                raise ValueError("nonzero: counts only (money is text on SQLite)")
+            flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
+            return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
+        return self._grouped(union, params, group, names, summed=summed, ordered=ordered)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False) -> list[tuple]:
@@ -520,11 +521,12 @@ class LedgerStore:
     _COLLATE = ""  # how this database compares text in code point order
 
     def _final(self, inner: str, group: Sequence[str], names: Sequence[str], money: str, *,
-               order_by: bool = False, sort_columns: bool = False, extra: Sequence[str] = ()) -> str:
+               order_by: bool = False, extra: Sequence[str] = ()) -> str:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
-        the group's values, the measures (money as canonical text), then, with ``sort_columns``, what the groups
-        are ordered by (:func:`_sort_rows`), then ``extra`` columns of ``inner``. ``order_by``: in that order.
-        ``money`` says what the s columns of money hold: 'units' (SQLite's integer path), 'text' or 'numeric'."""
+        the group's values, the measures (money as canonical text), then ``extra`` columns of ``inner``.
+        ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
+        sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
+        integer path), 'text' or 'numeric'."""
         out = [f"g{i}" for i in range(len(group))]
         rank = {}
         for i, name in enumerate(names):
@@ -539,8 +541,6 @@ class LedgerStore:
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
         ranks = [rank[name] for name in ("cost", "calls") if name in rank]
         ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
-        if sort_columns:
-            out += [*ranks, *ties]
         sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
         if order_by and (ranks or ties):
             sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
@@ -564,6 +564,22 @@ class LedgerStore:
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         raise NotImplementedError
+
+    _BEGIN_READ = "BEGIN"
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every sum read inside sees one state of the ledger: a report's totals, its zero check, its groups and
+        its movers are separate statements, and a writer adding rows between them would make the groups disagree
+        with the totals. One read transaction on the store's own connection, holding the store's lock (so this
+        store's other users wait; other connections, such as a writer's, go on writing)."""
+        with self._lock:
+            cur = self._cursor()
+            cur.execute(self._BEGIN_READ)
+            try:
+                yield
+            finally:
+                cur.execute("COMMIT")  # read only: nothing to keep or lose
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
         """All result rows of a short query (sums), on the store's own connection."""
@@ -676,16 +692,25 @@ class _DecSum:
         return decimal_text(reduce(MONEY.add, map(Decimal, filter(None, self.texts)), _ZERO))  # type: ignore
 
 
-def _sort_rows(rows: list[tuple], width: int, keys: int, names: Sequence[str]) -> list[tuple]:
-    """``rows`` of :meth:`LedgerStore._final` with ``sort_columns`` (after the ``width`` columns of group values
-    and measures: cost and calls as they rank, then the group values as they break ties), in :meth:`_grouped`'s
-    order, cut to ``width`` columns. Two stable sorts on keys taken in C: by the ties, then by the ranks."""
-    ranks = sum(name in ("cost", "calls") for name in names)
-    if keys:
-        rows.sort(key=operator.itemgetter(*range(width + ranks, width + ranks + keys)))
-    if ranks:
-        rows.sort(key=operator.itemgetter(*range(width, width + ranks)), reverse=True)
-    return list(map(operator.itemgetter(slice(width)), rows))
+def key_sql(d: "rollup.Dialect", key: str, time: str, value: str | None = None) -> tuple[str, list]:
+    """A report's group-by key as an SQL expression (and its parameters), '' (no value) as NULL: over the time
+    column ``time``, and either a rollup cell's ``value`` column (one dimension; a tag as 'name=value') or,
+    when ``value`` is None, a raw row's own columns (a ``tag`` key reads the tags exploded as ``t``)."""
+    if key == "day":
+        return d.day_text(time), []
+    if key == "hour":
+        return d.hour_text(time), []
+    if value is not None:
+        if key == "tag":
+            return value, []
+        if key.startswith("tag:"):
+            return f"NULLIF(substr({value}, {len(key) - 4 + 2}), '')", []  # after 'name='
+        return f"NULLIF({value}, '')", []
+    if key == "tag":
+        return "t.key || '=' || t.value", []
+    if key.startswith("tag:"):
+        return f"NULLIF({d.tag_value}, '')", [key[4:]]
+    return f"NULLIF({_COLUMN_OF.get(key, key)}, '')", []
 
 
 def _keys(group: Sequence[str]) -> list[str]:
@@ -868,12 +893,10 @@ class SQLiteStore(LedgerStore):
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False) -> list[tuple]:
-        # Sorting 60,000 wide rows in SQLite costs more than in Python, given the sort keys as columns.
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
-            rows = self._fetch(self._final(_cells(union, group, names), group, names, "text", sort_columns=ordered),
+            return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
                                params)
-            return _sort_rows(rows, width, len(group), names) if ordered else rows
         # SQLite has no decimal type. Money is summed as 64-bit integers of 10**-UNIT_DIGITS dollars, in C,
         # when that is exact: every amount of the group has at most UNIT_DIGITS decimals and is under $9 million
         # (checked per group in the same statement), and no sum overflows (SQLite raises, never wraps). The
@@ -882,7 +905,7 @@ class SQLiteStore(LedgerStore):
         flags = ("fits", "rows_summed")
         try:
             sql = self._final(_sqlite_sums(union, group, names, units=True), group, names, "units",
-                              sort_columns=ordered, extra=flags)
+                              order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
             exact = all(r[-2] for r in rows)
         except sqlite3.OperationalError as exc:
@@ -891,11 +914,9 @@ class SQLiteStore(LedgerStore):
             exact = False
         if not exact:
             sql = self._final(_sqlite_sums(union, group, names, units=False), group, names, "text",
-                              sort_columns=ordered, extra=flags)
+                              order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
         rows = [r for r in rows if r[-1]]  # not the totals of no row at all
-        if ordered:
-            return _sort_rows(rows, width, len(group), names)
         return list(map(operator.itemgetter(slice(width)), rows))
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
@@ -938,7 +959,8 @@ _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) A
 
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
-_PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
+_PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome "
+                    "FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
                     "WHERE aicost_ledger.run_id = o.run_id AND aicost_ledger.outcome IS NULL")
 _PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
@@ -1052,6 +1074,8 @@ class PostgresStore(LedgerStore):
     def _cursor(self) -> Any:
         return self._connect().cursor()
 
+    _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
         """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
         this connection's adapters) rather than by the write, which then only sends it. None (the write formats
@@ -1093,7 +1117,8 @@ class PostgresStore(LedgerStore):
                                 copy.write_row(values)
                 outcomes = self._outcomes(cur, batch.rows, batch.runs)
                 if outcomes:
-                    cur.execute(_PG_SET_OUTCOMES, [_pg_text_array([o for o, _ in outcomes]), _pg_text_array([r for _, r in outcomes])])
+                    cur.execute(_PG_SET_OUTCOMES, [_pg_text_array([o for o, _ in outcomes]),
+                                                   _pg_text_array([r for _, r in outcomes])])
                 self._update_rollups(cur, batch)
         except Exception:
             if self._conn is not None and self._conn.broken:

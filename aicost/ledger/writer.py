@@ -200,7 +200,7 @@ class LedgerWriter:
 
     def _drain(self, deadline: float | None) -> None:
         """Write the queue in batches. While one batch is in the database, the next is prepared (rows built and
-        encoded, on SQLite also staged: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
+        encoded and staged: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
         because the database drivers release the GIL while the database works. A backlog is written in batches
         that double up to 4 x ``batch_size`` (a rollup cell is updated once per batch, so on PostgreSQL a batch of
         20,000 costs the server a fifth less per row than four of 5,000) and shrink again, to half of what is
@@ -215,14 +215,18 @@ class LedgerWriter:
                 if self._queue and (deadline is None or time.monotonic() <= deadline):
                     # at most half of what is left, so the end of a backlog goes in shrinking batches and the
                     # last write, which nothing overlaps, is short
-                    take = min(size, max(self.batch_size, len(self._queue) // 2))
-                    batch = []
-                    while self._queue and len(batch) < take:
-                        batch.append(self._queue.popleft())
+                    take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
+                    pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
+                    batch = [pop() for _ in range(take)]
                     size = min(2 * size, _BACKLOG_BATCHES * self.batch_size)
                     nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
                 if ahead is not None:
-                    self._store_batch(*ahead.result())
+                    try:
+                        self._store_batch(*ahead.result())
+                    except BaseException:  # the next batch, taken and being prepared, goes back to be written later
+                        if nxt is not None:
+                            self._queue.extendleft(reversed(batch))
+                        raise
                 if nxt is None:
                     return
                 ahead = nxt

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from .. import hooks
 from ..errors import ConfigurationError
 from .allocate import Split, split
-from .config import KEYS, QUANTUM, Pool, pool_from_mapping, pools_from_data
+from .config import KEYS, QUANTUM, Pool, overlaps, pool_from_mapping, pools_from_data, raise_problems
 from .engine import EngineSample
 from .ledger import ledger_sink, read_intervals
 from .meter import Allocation, ClosedInterval, PoolMeter
@@ -104,6 +104,7 @@ def _checked(pools: tuple[Any, ...]) -> tuple[Pool, ...]:
     if not all(isinstance(p, Pool) for p in pools):
         raise ConfigurationError("configure_pools(pools=...): pools must be {name: settings} or the Pool objects "
                                  "aicost.pools.config.check_pools returned")
+    raise_problems(overlaps(pools))  # built one by one (pool_from_mapping): still never two bills for one call
     return pools
 
 

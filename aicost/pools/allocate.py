@@ -60,7 +60,10 @@ def split(cost: Decimal, units: Sequence[int], used: tuple[Decimal, Decimal] | N
     """``cost`` (whole quanta) shared among calls of integer ``units`` (>= 0; Decimal weights become integers
     with :func:`as_ints`), idle included. ``used``: the fraction of the interval calls used, as ``(part, whole)``
     (capped at 1: the engine's busy seconds of the interval's, or the calls' units of a declared capacity);
-    None: all of it. Without units nothing is used: time no recorded call accounts for is idle, the owner's."""
+    None: all of it. Without units nothing is used: time no recorded call accounts for is idle, the owner's.
+
+    Changed from ``split(cost, weights, capacity=None)`` (Decimal weights, a capacity in the same units): that
+    call is ``split(cost, as_ints(weights)[0], None if capacity is None else (sum(weights), capacity))``."""
     total = quanta(cost)
     whole = sum(units)
     if not whole:

@@ -223,13 +223,18 @@ def _pool(name: Any, data: Any) -> tuple[Pool | None, list[PoolError]]:
 def pools_from_data(data: Mapping[str, Any]) -> tuple[Pool, ...]:
     """Every pool, validated; ConfigurationError with every problem found (its ``problems`` lists them)."""
     pools, problems = check_pools(data)
+    raise_problems(problems)
+    return pools
+
+
+def raise_problems(problems: list[PoolError]) -> None:
+    """Nothing if there are none; else one ConfigurationError with every problem (its ``problems`` lists them)."""
+    if len(problems) == 1:
+        raise problems[0]
     if problems:
-        if len(problems) == 1:
-            raise problems[0]
         error = ConfigurationError(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
         error.problems = problems  # type: ignore[attr-defined]
         raise error
-    return pools
 
 
 def check_pools(data: Any) -> tuple[tuple[Pool, ...], list[PoolError]]:
@@ -245,8 +250,16 @@ def check_pools(data: Any) -> tuple[tuple[Pool, ...], list[PoolError]]:
         problems.extend(found)
         if pool is not None:
             pools.append(pool)
+    problems.extend(overlaps(pools))
+    return tuple(pools), problems
+
+
+def overlaps(pools: tuple[Pool, ...] | list[Pool]) -> list[PoolError]:
+    """Pairs of pools that would both claim one call (same endpoint and model in overlapping periods): one call
+    must never carry two GPU bills, however the pools were built."""
     far = datetime.max.replace(tzinfo=timezone.utc)
     near = datetime.min.replace(tzinfo=timezone.utc)
+    problems: list[PoolError] = []
     for i, a in enumerate(pools):
         for b in pools[i + 1:]:
             shared = [(h, p, m) for h, p in a.endpoints for hb, pb in b.endpoints for m in a.models
@@ -256,4 +269,4 @@ def check_pools(data: Any) -> tuple[tuple[Pool, ...], list[PoolError]]:
                 problems.append(_err(b.name, "endpoints", f"overlaps pool {a.name!r}: both serve model {model!r} at "
                                                           f"{host}{'' if port is None else f':{port}'} in the same "
                                                           "period"))
-    return tuple(pools), problems
+    return problems

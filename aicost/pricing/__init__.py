@@ -20,54 +20,64 @@ one). Unknown models give ``Cost(known=False, total=None)``, never $0. See docs/
 
 from __future__ import annotations
 
-from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inferences
-from .engine import (
-    UnknownModel,
-    add_discount,
-    catalog_providers,
-    catalog_version,
-    check_price_file,
-    clear_overrides,
-    current_price,
-    load_price_file,
-    price_call,
-    refresh_catalog_from_genai_prices,
-    resolve,
-    scoped_price,
-    set_price,
-    set_scoped_prices,
-    unknown_models,
-    use_bundled_catalog,
-    use_catalog_file,
-)
-from .money import canonical, format_usd, sum_usd
-from .overrides import PriceFileError
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Cost",
-    "ModelPrice",
-    "PriceFileError",
-    "RATE_NAMES",
-    "UnknownModel",
-    "add_discount",
-    "canonical",
-    "catalog_providers",
-    "catalog_version",
-    "current_price",
-    "scoped_price",
-    "set_scoped_prices",
-    "check_price_file",
-    "clear_overrides",
-    "format_usd",
-    "load_price_file",
-    "price_call",
-    "refresh_catalog_from_genai_prices",
-    "resolve",
-    "set_price",
-    "sum_usd",
-    "unknown_cost",
-    "unknown_models",
-    "use_bundled_catalog",
-    "use_catalog_file",
-    "with_sub_inferences",
-]
+from .._lazy import lazy_names as _lazy_names
+
+if TYPE_CHECKING:
+    from .cost import RATE_NAMES, Cost, ModelPrice, unknown_cost, with_sub_inferences
+    from .engine import (
+        UnknownModel,
+        add_discount,
+        catalog_providers,
+        catalog_version,
+        check_price_file,
+        clear_overrides,
+        current_price,
+        load_price_file,
+        price_call,
+        refresh_catalog_from_genai_prices,
+        resolve,
+        scoped_price,
+        set_price,
+        set_scoped_prices,
+        unknown_models,
+        use_bundled_catalog,
+        use_catalog_file,
+    )
+    from .money import canonical, format_usd, sum_usd
+    from .overrides import PriceFileError
+
+# Each name is imported from its module on first use: `from aicost.pricing.money import format_usd` (the
+# ledger's reports) then costs the money module alone, not the catalog and the price engine.
+_LAZY = {
+    "RATE_NAMES": ".cost",
+    "Cost": ".cost",
+    "ModelPrice": ".cost",
+    "unknown_cost": ".cost",
+    "with_sub_inferences": ".cost",
+    "UnknownModel": ".engine",
+    "add_discount": ".engine",
+    "catalog_providers": ".engine",
+    "catalog_version": ".engine",
+    "check_price_file": ".engine",
+    "clear_overrides": ".engine",
+    "current_price": ".engine",
+    "load_price_file": ".engine",
+    "price_call": ".engine",
+    "refresh_catalog_from_genai_prices": ".engine",
+    "resolve": ".engine",
+    "scoped_price": ".engine",
+    "set_price": ".engine",
+    "set_scoped_prices": ".engine",
+    "unknown_models": ".engine",
+    "use_bundled_catalog": ".engine",
+    "use_catalog_file": ".engine",
+    "canonical": ".money",
+    "format_usd": ".money",
+    "sum_usd": ".money",
+    "PriceFileError": ".overrides",
+}
+
+__all__ = sorted(_LAZY)  # what the package offers is what it imports lazily
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

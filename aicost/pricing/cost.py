@@ -162,8 +162,8 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
     rates (Anthropic's advisor tool): the total includes every part, and each kind of sub-inference is one part
     (``parts["advisor"]``), so the parts still add up to the total.
 
-    A sub-inference whose price is unknown makes the whole call's cost unknown, naming that model: a total that
-    silently left it out would look exact and be low.
+    A sub-inference whose price is unknown makes the whole call's cost unknown, naming that model and keeping its
+    ``unknown_reason``: a total that silently left it out would look exact and be low.
     """
     if not subs or not main.known or main.total is None:
         return main
@@ -173,7 +173,8 @@ def with_sub_inferences(main: Cost, subs: "list[tuple[str, Cost | None]]") -> Co
     for kind, sub in subs:
         if sub is None or not sub.known or sub.total is None:  # None: it could not be priced at all
             return _make_cost(False, None, _EMPTY, None if sub is None else sub.model, main.provider,
-                              main.service_tier, "unknown", estimated or (sub is not None and sub.estimated))
+                              main.service_tier, "unknown", estimated or (sub is not None and sub.estimated),
+                              unknown_reason=None if sub is None else sub.unknown_reason)  # e.g. its tier's
         total = MONEY.add(total, sub.total)
         parts[kind] = MONEY.add(parts.get(kind, ZERO), sub.total)
         estimated = estimated or sub.estimated

@@ -177,8 +177,13 @@ class Overrides:
     sections: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def merged(self, other: "Overrides") -> "Overrides":
+        sections = {**self.sections, **other.sections}
+        for name in self.sections.keys() & other.sections.keys():  # a section is a table of names: merged by name
+            mine, theirs = self.sections[name], other.sections[name]
+            if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                sections[name] = {**mine, **theirs}
         combined = Overrides(self.rules + other.rules, self.discounts + other.discounts, self.sources + other.sources,
-                             {**self.sections, **other.sections})
+                             sections)
         check_contradictions(combined)
         return combined
 
@@ -525,7 +530,7 @@ def overrides_from_data(data: Any, *, path: str | None = None,
                 problems.extend(exc.problems)
     read: dict[str, Any] = {}
     for section, reader in sections.items():
-        if data.get(section):
+        if section in data:  # present but empty or not a table: its reader says what it must be
             read[section], found = reader(data[section])
             for problem in found:
                 table, field = getattr(problem, "table", section), getattr(problem, "field", None)

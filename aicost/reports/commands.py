@@ -32,9 +32,10 @@ def _money(value: Decimal | None) -> str:
 
 
 def _align(rows: list[list[str]], left: int) -> str:
-    from ..ledger.report import _align as align_lines  # the same column layout as `aicost report`
+    from ..ledger.report import aligned  # the same column layout as `aicost report`
 
-    return "\n".join(align_lines(rows, left)) + "\n"
+    header, body = rows[0], rows[1:]
+    return "\n".join(aligned(header, [[r[i] for r in body] for i in range(len(header))], left)) + "\n"
 
 
 def _parse_day(value: str) -> date:
