@@ -16,7 +16,7 @@ import pytest
 from aicost.ledger import CALL, FeatureRun, LedgerRow, open_store, spend
 from aicost.ledger.query import plan
 from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
-from aicost.ledger.schema import CUBE_KEYS, CUBE_TABLE, SCHEMA_VERSION
+from aicost.ledger.schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
 PAIRS = list(itertools.combinations(CUBE_KEYS, 2))
@@ -200,7 +200,8 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     first, last = store.time_range()
     store.close()
     assert written
-    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
+    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}",
+                      "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
     store = open_store(ledger_url)
     assert store.schema_version() == SCHEMA_VERSION == 5
     assert _cube(store) == written  # cell for cell, what the writer had summed batch by batch

@@ -315,7 +315,8 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     store.close()
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
-                  "DROP TABLE aicost_rollup_cube", "DELETE FROM aicost_schema WHERE version >= 4"]
+                  "DROP TABLE aicost_rollup_cube", "DROP TABLE aicost_rollup_cube_folded",
+                  "DELETE FROM aicost_schema WHERE version >= 4"]
     if ledger_url.startswith("sqlite"):
         conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         for s in statements:

@@ -326,9 +326,16 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
 def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
                where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
     """Keys (and a ``where``) all among :data:`~aicost.ledger.schema.CUBE_KEYS` (and time keys): summed over
-    the cube's cells (and the raw rows of the minutes at the edges). Each group is one cell when it is keyed by
-    every cube key and the span's time."""
+    the cube's cells (and the raw rows of the minutes at the edges): whole days from day cells where the day is
+    closed (folded), from hour cells otherwise (today). Each group is one cell when it is keyed by every cube key
+    and the span's time."""
     spans, edges = _split(start, end, keys)
+    # Day cells exist for the days before folded_before (closed days); later days are read from hour cells.
+    folded = store.folded_before()
+    spans = [part for grain, low, high in spans
+             for part in ([(grain, low, high)] if grain == "hour" or high <= folded else
+                          [("hour", low, high)] if folded <= low else
+                          [("day", low, folded), ("hour", folded, high)])]
     cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
     return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
                           nonzero=nonzero)

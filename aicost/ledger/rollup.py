@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .row import TOKEN_FIELDS
-from .schema import CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_MEASURES
+from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_MEASURES
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "CUBE", "row_measures",
-           "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
+           "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql", "close_days_sql",
            "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
@@ -340,6 +340,10 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: 
 
     table, cell = (CUBE_TABLE, ", ".join(CUBE_KEYS)) if cube else ("aicost_rollup", "dim, value")
     which = f"dim {'=' if cube else '<>'} '{CUBE}'"
+    if cube and grain == "day":
+        # The cube's day cells are those of closed days (folded, :func:`close_days_sql`): of a batch, only its
+        # late rows (of a day already folded) go to day cells too; a day not folded yet has hour cells alone.
+        which += f" AND bucket < (SELECT folded_before FROM {CUBE_FOLDED_TABLE})"
     if grain == "hour":
         select = f"SELECT 'hour', bucket, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
     else:
@@ -351,6 +355,19 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: 
     conflict = f"grain, bucket, {cell}" if cube else "grain, dim, bucket, value"
     return (f"INSERT INTO {table} (grain, bucket, {cell}, {', '.join(names)}) {select} "
             f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
+
+
+def close_days_sql(d: Dialect) -> str:
+    """Fold the cube's hour cells of the days in [?, ?) (two parameters: the first day not folded yet, from
+    :data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`, and the day to fold up to) into day cells, exactly (money by
+    the dialect's exact sum: this runs once per day). The caller then moves ``folded_before`` to the second
+    parameter, in the same transaction, and holds the ledger's write lock: no day cell of those days exists yet
+    (:func:`fold_sql` writes day cells only before ``folded_before``), and no batch writes hour cells meanwhile."""
+    cells = ", ".join(CUBE_KEYS)
+    sums = ", ".join(_sum(d, m, m) for m in MEASURES)
+    return (f"INSERT INTO {CUBE_TABLE} (grain, bucket, {cells}, {', '.join(MEASURES)}) "
+            f"SELECT 'day', {d.day('bucket')}, {cells}, {sums} FROM {CUBE_TABLE} "
+            f"WHERE grain = 'hour' AND bucket >= ? AND bucket < ? GROUP BY {d.day('bucket')}, {cells}")
 
 
 def new_measures() -> list:

@@ -12,7 +12,10 @@ Four tables, plus ``aicost_schema`` (one row per migration applied, the highest 
   ``feature``, ``model`` and ``provider`` that occurred ('' for no value; a feature run is in its team and
   feature's cell with model and provider ''), so a report grouped by, or filtered on, any of those four together
   (team x model) reads cells too (on the synthetic benchmark ledger: about 1,250 day and 28,000 hour cells for a
-  day's 330,000 rows).
+  day's 330,000 rows). Its hour cells are written by every batch; its day cells only for *closed* days, those
+  before ``aicost_rollup_cube_folded.folded_before`` (one row): the writer folds a day's hour cells into day cells
+  once, when it first writes a row of a later day, and from then on adds a late row of a folded day to both.
+  Days from ``folded_before`` on (today) have hour cells only.
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
@@ -37,6 +40,8 @@ __all__ = [
     "ROLLUP_DIMS",
     "CUBE_KEYS",
     "CUBE_TABLE",
+    "CUBE_FOLDED_TABLE",
+    "FOLDED_FLOOR",
     "GRAINS",
     "ddl",
 ]
@@ -50,6 +55,10 @@ GRAINS = ("hour", "day")
 # (customer and user are hundreds to thousands each: their pairs would be tens of thousands of cells a day).
 CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
+# One row: the cube has day cells for the days before folded_before (and only for them).
+CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
+# folded_before of a ledger with no closed day yet, per dialect (before any row's time)
+FOLDED_FLOOR = {"sqlite": "1970-01-01 00:00:00.000000", "postgresql": "1970-01-01 00:00:00+00"}
 
 # Summed columns of aicost_rollup, in order. Money measures are exact decimals.
 MEASURES = (
@@ -229,14 +238,18 @@ _WITHOUT_ROWID = {"sqlite": " WITHOUT ROWID", "postgresql": ""}
 
 def _v5(dialect: str) -> list[str]:
     """aicost_rollup_cube: the rollup sums per combination of :data:`CUBE_KEYS`, so two of them together
-    (team x model, feature x provider) are answered from cells, not raw rows. The migration sums the cells of the
-    rows and runs already stored with the writer's own SQL (both grains), in the migration's transaction; the
-    version bump keeps an older aicost, which would not maintain them, from writing to this ledger."""
+    (team x model, feature x provider) are answered from cells, not raw rows, and
+    :data:`CUBE_FOLDED_TABLE`, which says which days have day cells. The migration sums the cells of the rows and
+    runs already stored with the writer's own SQL, in the migration's transaction: hour cells for all of them, day
+    cells for the days before the last row's day (those are closed; the last day is folded by the writer when it
+    first writes a later day). The version bump keeps an older aicost, which would not maintain them, from
+    writing to this ledger."""
     from . import rollup
 
     t = _TYPES[dialect]
     keys = ",\n  ".join(f"{k} TEXT NOT NULL" for k in CUBE_KEYS)
     d = rollup.DIALECTS[dialect]
+    last = "SELECT MAX(ts) AS ts FROM aicost_ledger UNION ALL SELECT MAX(ts) FROM aicost_runs"
     return [
         f"""CREATE TABLE {CUBE_TABLE} (
   grain TEXT NOT NULL,
@@ -245,6 +258,12 @@ def _v5(dialect: str) -> list[str]:
   {_measure_columns(dialect)},
   PRIMARY KEY (grain, bucket, {', '.join(CUBE_KEYS)})
 ){_WITHOUT_ROWID[dialect]}""",
+        f"""CREATE TABLE {CUBE_FOLDED_TABLE} (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  folded_before {t['ts']} NOT NULL
+)""",
+        f"INSERT INTO {CUBE_FOLDED_TABLE} (id, folded_before) SELECT 1, "
+        f"COALESCE({d.day('MAX(ts)')}, '{FOLDED_FLOOR[dialect]}') FROM ({last}) AS last",
         rollup.delta_ddl(d),
         *(sql for sql, _ in rollup.rollup_sql(d, {"rows": "true", "runs": "true"}, dims=(rollup.CUBE,))),
     ]

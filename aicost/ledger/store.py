@@ -62,6 +62,7 @@ FILTER_KEYS = ("team", "feature", "user", "customer", "model", "provider")
 _COLUMN_OF = {"user": "user_id"}
 _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _run_id_of = operator.attrgetter("run_id")
+_time_of = operator.attrgetter("time")
 _SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
@@ -80,6 +81,7 @@ class PreparedBatch:
     staged: Any = None
     zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
     units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
+    last: datetime | None = None  # the latest time of its rows and runs (the cube's days before it are closed)
 
 
 def _unique(items: Sequence[Any], key: str) -> list[Any]:
@@ -150,6 +152,7 @@ class LedgerStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:
@@ -230,7 +233,7 @@ class LedgerStore:
         run_params = [self.run_params(r) for r in runs]
         return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
                              _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
-                             and rollup.fits_units(rows))
+                             and rollup.fits_units(rows), max(map(_time_of, (*rows, *runs)), default=None))
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
         """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
@@ -260,7 +263,7 @@ class LedgerStore:
         # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
         # amounts whose absolute sum fits have a part whose sum fits
         return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
-                             zero=batch.zero, units=batch.units)
+                             zero=batch.zero, units=batch.units, last=batch.last)
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -311,6 +314,34 @@ class LedgerStore:
                 cur.execute(self._sql(sql), [p for source in sources for p in params[source]])
             else:
                 cur.execute(sql)
+        self._close_days(cur, batch.last)
+
+    def _close_days(self, cur: Any, last: datetime | None) -> None:
+        """Inside a write transaction (which holds the ledger's write lock: SQLite's ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock), after the batch's cells: when the batch has a row of a day later than the
+        cube's last folded day, fold the days before it (:func:`~aicost.ledger.rollup.close_days_sql`) and move
+        ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
+        never past today (a host whose clock is ahead cannot make today's batches write day cells).
+        ``self._folded_before`` remembers the last value seen, so a batch of a day already folded costs nothing
+        here: ``folded_before`` only moves forward."""
+        if last is None:
+            return
+        day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if self._folded_before is not None and day <= self._folded_before:
+            return
+        cur.execute(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}")
+        folded = _parse_ts(cur.fetchone()[0])
+        if folded < day:
+            cur.execute(self._sql(rollup.close_days_sql(rollup.DIALECTS[self.dialect])),
+                        [self._ts(folded), self._ts(day)])
+            cur.execute(self._sql(f"UPDATE {schema.CUBE_FOLDED_TABLE} SET folded_before = ?"), [self._ts(day)])
+            folded = day
+        self._folded_before = folded
+
+    def folded_before(self) -> datetime:
+        """The cube's first day without day cells (:data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`): the days
+        before it are read from day cells, it and later days from hour cells."""
+        return _parse_ts(self._fetch(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}", [])[0][0])
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -839,6 +870,7 @@ class SQLiteStore(LedgerStore):
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
                                                 schema=STAGE):
                     cur.execute(sql)
+                self._close_days(cur, batch.last)
             else:
                 batch = self._new_in(cur, batch)
                 cur.executemany(_INSERT_ROW, batch.row_params)
