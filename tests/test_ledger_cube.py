@@ -1,13 +1,18 @@
 """aicost_rollup_cube (schema 5) on real SQLite and PostgreSQL: reports grouped by, or filtered on, two or more of
 team / feature / model / provider are read from its cells (the planner's choice is asserted by the tables read),
 and agree to the last digit with sums of the raw rows in Python, over whole days, whole hours and minute edges;
-replays never double count; the migration from schema 4 fills the cube exactly as the writer does."""
+replays never double count; the migration from schema 4 fills the cube exactly as the writer does. The cube's day
+cells are written for closed days only: a day is folded once, when a later day is first written; late rows of a
+folded day reach its day cells; two writers racing a fold (two connections to one SQLite file, two PostgreSQL
+sessions) lose nothing."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import sqlite3
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -85,14 +90,17 @@ def _periods(first, days, rng, n=2):
 
 
 class _Reads:
-    """The SQL of every query a store runs for a report (both dialects fetch sums through ``_fetch``)."""
+    """The SQL (and parameters) of every query a store runs for a report (both dialects fetch sums through
+    ``_fetch``)."""
 
     def __init__(self, store, monkeypatch):
         self.sql: list[str] = []
+        self.params: list = []
         fetch = store._fetch
 
         def recording(sql, params):
             self.sql.append(sql)
+            self.params.extend(params)
             return fetch(sql, params)
 
         monkeypatch.setattr(store, "_fetch", recording)
@@ -221,3 +229,138 @@ def test_synthetic_copies_copy_the_cube(ledger_url):
         for start, end in _periods(first, 3, rng, n=1):
             assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys)
     store.close()
+
+
+# -- closed days: the cube's day cells --------------------------------------------------------------------------
+def _by_day(url):
+    """Two days of synthetic traffic: (rows, runs) of the first day, of the second, and the first day's midnight."""
+    items = list(generate(Profile(days=2, teams=4, customers=6, calls=900, seed=12)))
+    midnight = min(i.time for i in items).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = []
+    for k in range(2):
+        low, high = midnight + timedelta(days=k), midnight + timedelta(days=k + 1)
+        part = [i for i in items if low <= i.time < high]
+        days.append(([i for i in part if isinstance(i, LedgerRow)], [i for i in part if isinstance(i, FeatureRun)]))
+    return days, midnight
+
+
+def _day_cells(store, day):
+    return store._fetch(store._sql(f"SELECT COUNT(*) FROM {CUBE_TABLE} WHERE grain = 'day' AND bucket = ?"),
+                        [store._ts(day)])[0][0]
+
+
+def _assert_exact(store, start, end):
+    """Every pair of the cube's keys, by day and not, and the totals, equal the raw rows summed in Python."""
+    for keys in (*PAIRS, ("day", "team", "model"), ("hour", "feature", "provider"), CUBE_KEYS):
+        assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
+
+
+def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_its_day_cells(ledger_url,
+                                                                                             monkeypatch):
+    ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
+    day2, day3 = day1 + timedelta(days=1), day1 + timedelta(days=2)
+    late_rows, late_runs = rows1[::7], runs1[::7]  # held back: they arrive after the day is folded
+    store = open_store(ledger_url)
+    store.write([r for r in rows1 if r not in late_rows], [r for r in runs1 if r not in late_runs])
+    assert store.folded_before() == day1  # the day being written has hour cells alone
+    assert _day_cells(store, day1) == 0
+    _assert_exact(store, day1, day2)
+    store.write(rows2[:100], runs2[:20])  # a later day: the first is closed now, and folded
+    assert store.folded_before() == day2
+    assert _day_cells(store, day1) > 0 and _day_cells(store, day2) == 0
+    _assert_exact(store, day1, day3)
+    folded = _cube(store)
+    store.write(rows2[100:], runs2[20:])  # more of the second day: no fold, no day cell
+    assert store.folded_before() == day2 and _day_cells(store, day2) == 0
+    assert [c for c in _cube(store) if c[0] == "day"] == [c for c in folded if c[0] == "day"]
+    store.write(late_rows, late_runs)  # late rows of the folded day: its day cells and its hour cells
+    assert [c for c in _cube(store) if c[0] == "day"] != [c for c in folded if c[0] == "day"]
+    _assert_exact(store, day1, day3)
+    store.write(late_rows, late_runs)  # a replay of them: counted once
+    _assert_exact(store, day1, day3)
+    # The first day whole reads its day cells (its hour cells would be 24 times more); the second, not folded,
+    # its hour cells.
+    reads = _Reads(store, monkeypatch)
+    spend(store, day1, day3, ["team", "model"])
+    assert reads.tables() == {"aicost_rollup_cube"}
+    assert "day" in reads.params and "hour" in reads.params
+    # A second store (another process) on the same ledger sees the fold and adds a late row to the day cells too.
+    other = open_store(ledger_url)
+    extra = LedgerRow(span_id="late-late", kind=CALL, time=day1 + timedelta(hours=3), provider="openai",
+                      response_model="gpt-4o-mini", team="late-team", feature="late", cost=Decimal("0.000123"),
+                      input_tokens=10, output_tokens=2)
+    assert other.write([extra]) == 1
+    other.close()
+    assert _spend_sums(store, day1, day2, ["team"], {"model": extra.model})[("late-team",)]["cost"] == \
+        Decimal("0.000123")
+    _assert_exact(store, day1, day3)
+    store.close()
+
+
+def _waiting_for_the_write_lock(url, probe, store):
+    """Wait until ``store`` waits for the ledger's write lock held by another transaction. PostgreSQL: its
+    session is seen waiting for the advisory lock (no guess at timing). SQLite: no such view; a moment."""
+    if url.startswith("sqlite"):
+        time.sleep(0.3)
+        return
+    pid = store._conn.info.backend_pid
+    for _ in range(2000):
+        if probe._fetch("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %s",
+                        [pid])[0][0]:
+            return
+        time.sleep(0.005)
+    raise AssertionError("the second writer never waited for the write lock")
+
+
+@pytest.mark.parametrize("first", ["late rows", "fold"])
+def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first):
+    """Two writers (two connections to one SQLite file; two PostgreSQL sessions, as two hosts): one writes late
+    rows of day 1, the other the first rows of day 2, which folds day 1. Whichever holds its transaction open
+    first (paused inside it, after its cells), the other waits for the ledger's write lock and then sees its
+    commit: the late rows end in day 1's day cells either way, and every report equals the raw rows."""
+    ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
+    day2, day3 = day1 + timedelta(days=1), day1 + timedelta(days=2)
+    late_rows, late_runs = rows1[::5], runs1[::5]
+    setup = open_store(ledger_url)
+    setup.write([r for r in rows1 if r not in late_rows], [r for r in runs1 if r not in late_runs])
+    assert setup.folded_before() == day1
+    late_writer, folder = open_store(ledger_url), open_store(ledger_url)
+    jobs = {"late rows": (late_writer, late_rows, late_runs), "fold": (folder, rows2, runs2)}
+    holder, holder_rows, holder_runs = jobs[first]
+    waiter, waiter_rows, waiter_runs = jobs["fold" if first == "late rows" else "late rows"]
+    inside, release = threading.Event(), threading.Event()
+    close_days = holder._close_days
+
+    def pausing(cur, last):  # the holder's transaction, its cells written (and day 1 folded, for the folder)
+        close_days(cur, last)
+        inside.set()
+        assert release.wait(30)
+
+    holder._close_days = pausing
+    errors = []
+
+    def run(store, rows, runs):
+        try:
+            store.write(rows, runs)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    held = threading.Thread(target=run, args=(holder, holder_rows, holder_runs))
+    held.start()
+    assert inside.wait(30)
+    waiting = threading.Thread(target=run, args=(waiter, waiter_rows, waiter_runs))
+    waiting.start()
+    _waiting_for_the_write_lock(ledger_url, setup, waiter)
+    assert waiting.is_alive()  # it cannot write while the holder's transaction is open
+    release.set()
+    held.join(30)
+    waiting.join(30)
+    assert not errors and not held.is_alive() and not waiting.is_alive()
+    assert setup.folded_before() == day2
+    assert _day_cells(setup, day1) > 0
+    _assert_exact(setup, day1, day3)
+    # Day 1's day cells hold exactly its hour cells' sums (the late rows in both).
+    for grain_sums in ([_spend_sums(setup, day1, day2, ["day", *CUBE_KEYS])]):
+        assert grain_sums == _python_sums(setup, day1, day2, ["day", *CUBE_KEYS])
+    for store in (setup, late_writer, folder):
+        store.close()
