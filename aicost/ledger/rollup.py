@@ -249,7 +249,7 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
 
 # The step of delta_sql's per-hour sums that each rollup dimension's cells are read from.
 _STEP_OF = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
-            "customer": "sp", CUBE: "cb"}
+            "customer": "sp", CUBE: "sc"}
 
 
 def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None = None,
@@ -266,7 +266,9 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
     summed; the dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read
     the source tables of that attached database (a staged batch, :mod:`aicost.ledger.staging`)."""
     names = [m for m in MEASURES if m not in zero]
-    ctes, arms = [], []
+    ctes: list[str] = []
+    arms: list[str] = []
+    cube_arms: list[str] = []
     for source, where in wheres.items():
         table, measures_of, dim_cols = _SOURCES[source]
         exprs = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
@@ -281,10 +283,10 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
                     f"{cols} FROM {schema + '.' if schema else ''}{table} WHERE {where})")
         # Summed per hour in steps, each step reading the one before (several times fewer rows each), so the arms
         # that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider, tags)
-        # -> cb (team, feature, model, provider: the cube's cells) -> tf (team, feature), mp (model, provider);
-        # sc -> tg (tags); s -> sp (user, customer).
-        steps = {"sc": ("s", coarse), "cb": ("sc", cube_keys), "tf": ("cb", ["team", "feature"]),
-                 "mp": ("cb", ["model", "provider"]), "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
+        # -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer). The cube's arm reads sc
+        # too (its cells are sc's without the tags: summed by the final GROUP BY, not by a step of their own).
+        steps = {"sc": ("s", coarse), "tf": ("sc", ["team", "feature"]), "mp": ("sc", ["model", "provider"]),
+                 "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
         wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
         needed = {_STEP_OF[dim] for dim in wanted}
         while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
@@ -301,23 +303,31 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
             join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
             if dim == CUBE:
                 keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
-                arms.append(f"SELECT bucket, '{CUBE}' AS dim, '' AS value, {keys}, {padded} FROM {rel}")
+                cube_arms.append(f"SELECT bucket, {keys}, {padded} FROM {rel}")
             else:
-                arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {', '.join(_NO_KEYS)}, "
-                            f"{padded} FROM {rel}{join}")
+                arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {padded} FROM {rel}{join}")
     if units:
         assert d.from_units is not None
         final = [f"{d.from_units(f'COALESCE(SUM({m}), 0)')} AS {m}" if m in MONEY_MEASURES else f"SUM({m}) AS {m}"
                  for m in names]
     else:
         final = [f"{_sum(d, m, m)} AS {m}" for m in names]
+    # Two GROUP BYs, each over its own arms and keys: the rollup's (dim, value) cells (their cube key columns keep
+    # the default ''), and the cube's (its keys; dim 'cube'): one over both would compare and carry the other's
+    # constant columns for every cell.
     all_keys = ", ".join(CUBE_KEYS)
+    selects = []
+    if arms:
+        selects.append(f"SELECT bucket, dim, value, {_NO_KEYS}, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) "
+                       f"AS cells GROUP BY bucket, dim, value")
+    if cube_arms:
+        selects.append(f"SELECT bucket, '{CUBE}', '', {all_keys}, {', '.join(final)} "
+                       f"FROM ({' UNION ALL '.join(cube_arms)}) AS cells GROUP BY bucket, {all_keys}")
     return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {all_keys}, {', '.join(names)}) "
-            f"SELECT bucket, dim, value, {all_keys}, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
-            f"GROUP BY bucket, dim, value, {all_keys}")
+            f"{' UNION ALL '.join(selects)}")
 
 
-_NO_KEYS = tuple(f"'' AS {k}" for k in CUBE_KEYS)
+_NO_KEYS = ", ".join("''" for _ in CUBE_KEYS)
 
 
 def _sum(d: Dialect, measure: str, expr: str) -> str:
