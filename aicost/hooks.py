@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from .pricing.money import sum_usd
 from .usage import Usage
-from .vendor import DEFAULT_SHAPE, RequestShape
+from .vendor import RequestShape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pricing import Cost
@@ -57,8 +57,9 @@ class CallInfo:
     server_address: str | None = None
     server_port: int | None = None
     # How ``kwargs`` says its model, output cap and input, whatever the vendor (``aicost.vendor.RequestShape``):
-    # an interceptor reads and changes the request through it, never through argument names.
-    shape: RequestShape = DEFAULT_SHAPE
+    # an interceptor reads and changes the request through it, never through argument names. A required keyword:
+    # the default shape reads nothing, so a budget would count 0 input tokens and miss the request's output cap.
+    shape: RequestShape = field(kw_only=True)
     # The service tier the request asks for (read by the integration: a budget reserves at that tier's price).
     service_tier: str | None = None
     # Set by an interceptor when the call is billed by where it went, not by its model's name (a self-hosted

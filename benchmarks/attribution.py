@@ -33,6 +33,7 @@ import aicost  # noqa: E402
 from aicost import hooks, metrics  # noqa: E402
 from aicost.attribution import attribute, current_attributes, feature, set_tracer_provider  # noqa: E402
 from aicost.usage import Usage  # noqa: E402
+from aicost.vendor import DEFAULT_SHAPE  # noqa: E402
 
 
 def per_op_ns(fn, number: int) -> float:
@@ -80,7 +81,8 @@ def micro(exporter: InMemorySpanExporter) -> None:
     print(f"with feature(...): span + rollup + metric   {per_op_ns(unit, 5_000):8.0f}")
     exporter.clear()
 
-    info = hooks.CallInfo("openai", "chat", "openai.chat.completions.create", "gpt-4o-mini", {}, False, False)
+    info = hooks.CallInfo("openai", "chat", "openai.chat.completions.create", "gpt-4o-mini", {}, False, False,
+                          shape=DEFAULT_SHAPE)
     from aicost.pricing import price_call
 
     usage = Usage(input_tokens=1200, output_tokens=300)

@@ -40,6 +40,7 @@ sys.path.insert(0, {root!r})
 from aicost.hooks import CallInfo, CallResult
 from aicost.pricing import price_call
 from aicost.usage import Usage
+from aicost.vendor import DEFAULT_SHAPE
 from aicost.ledger.writer import LedgerWriter
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -49,7 +50,7 @@ span = TracerProvider().get_tracer("bench").start_span("chat gpt-4o-mini")
 span.end()
 info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
                 request_model="gpt-4o-mini", kwargs={{"model": "gpt-4o-mini", "messages": []}}, stream=False,
-                is_async=False)
+                is_async=False, shape=DEFAULT_SHAPE)
 attribution = {{"aicost.team": "search", "aicost.feature": "answer", "aicost.customer": "acme",
                "aicost.tag.env": "prod"}}
 result = CallResult(info=info, usage=usage, cost=cost, response_model="gpt-4o-mini-2024-07-18", error_type=None,

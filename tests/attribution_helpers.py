@@ -13,6 +13,7 @@ from decimal import Decimal
 from aicost import hooks
 from aicost.attribution import current_attributes
 from aicost.usage import Usage
+from aicost.vendor import DEFAULT_SHAPE
 
 try:
     from aicost.pricing import Cost
@@ -28,7 +29,8 @@ except Exception:  # pricing not importable: the hooks only read the contract's 
 class SimulatedCall:
     def __init__(self, provider: str = "openai", model: str = "gpt-4o-mini", operation: str = "chat") -> None:
         self.info = hooks.CallInfo(provider=provider, operation=operation, endpoint=f"{provider}.test",
-                                   request_model=model, kwargs={}, stream=False, is_async=False)
+                                   request_model=model, kwargs={}, stream=False, is_async=False,
+                                   shape=DEFAULT_SHAPE)
         self.attributes = dict(current_attributes())
         self.collectors = hooks.active_collectors()
 

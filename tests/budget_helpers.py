@@ -13,6 +13,7 @@ from typing import Any
 from aicost import integrations
 from aicost.hooks import CallInfo, CallResult
 from aicost.usage import Usage
+from aicost.vendor import DEFAULT_SHAPE
 
 MTOK = Decimal(1_000_000)
 
@@ -54,7 +55,7 @@ def chat_info(model: str = "flat-big", max_tokens: int | None = 1000, *, text: s
         kwargs["max_tokens"] = max_tokens
     table = integrations.endpoint(endpoint)  # the endpoint's RequestShape: how its request sets the output cap
     return CallInfo(provider=provider, operation=operation, endpoint=endpoint, request_model=model,
-                    kwargs=kwargs, stream=False, is_async=False, **({"shape": table.shape} if table else {}))
+                    kwargs=kwargs, stream=False, is_async=False, shape=table.shape if table else DEFAULT_SHAPE)
 
 
 def result(info: CallInfo, cost_usd: Decimal | None, *, usage: Usage | None = None,

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aicost import hooks
+from aicost.vendor import DEFAULT_SHAPE
 from aicost.usage import Usage
 
 
@@ -30,7 +31,7 @@ class FakeCost:
 def fake_llm_call(cost: str = "0.0125", model: str = "gpt-4o-mini") -> None:
     """Report one billable call of exactly ``cost`` USD to the collectors active here (as the core does)."""
     info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
-                          request_model=model, kwargs={}, stream=False, is_async=False)
+                          request_model=model, kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
     result = hooks.CallResult(info=info, usage=Usage(input_tokens=10, output_tokens=5), cost=FakeCost(Decimal(cost)),
                               response_model=model, error_type=None, duration_s=0.01)
     for collector in hooks.active_collectors():

@@ -118,6 +118,35 @@ def test_unknown_price_is_refused_by_default_and_allowed_on_request():
         spend(lenient)
 
 
+def test_a_tier_with_no_price_is_refused_and_logged_with_the_tier_reason(monkeypatch, caplog):
+    """The catalog prices the model, but not at the call's tier (Google's priority): the refusal, and the
+    warning when such calls are allowed, give the reason pricing gives the span, not "no price for the model".
+    An application's own ``price_lookup`` says only whether it has a price: the refusal says no more."""
+    from aicost import _log
+    from aicost.pricing import unknown_reason
+
+    monkeypatch.setattr(_log, "_seen", set())
+    reason = unknown_reason("gcp.vertex_ai", "gemini-2.5-flash", "priority")
+    assert reason and "bills the priority tier at per-model rates" in reason
+
+    def priority_call():
+        info = chat_info(model="gemini-2.5-flash", provider="gcp.vertex_ai")
+        info.service_tier = "priority"
+        return info
+
+    catalog = BudgetGuard([Budget(limit_usd="1")], clock=Clock(ts("2026-11-23T12:00:00")))
+    with pytest.raises(PolicyViolation) as refused:
+        catalog.before_call(priority_call())
+    assert refused.value.detail.startswith(reason + ", so its worst-case cost cannot be reserved")
+    lenient = BudgetGuard([Budget(limit_usd="1")], on_unknown_price="allow", clock=Clock(ts("2026-11-23T12:00:00")))
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        lenient.before_call(priority_call())
+        lenient.before_call(priority_call())
+    assert caplog.text.count(reason + "; such calls are not budgeted") == 1
+    with pytest.raises(PolicyViolation, match="no price is known for gcp.vertex_ai model 'gemini-2.5-flash'"):
+        guard(Budget(limit_usd="1")).before_call(priority_call())
+
+
 def test_lease_expiry_frees_a_reservation_that_is_never_settled():
     clock = Clock(ts("2026-11-23T12:00:00"))
     g = guard(Budget(limit_usd="0.001"), clock=clock, lease_seconds=60)
@@ -241,6 +270,22 @@ def test_downgrade_respects_model_policies():
     spend(g)
     with pytest.raises(BudgetExceeded):
         spend(g)
+
+
+def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier():
+    """The cheaper model is priced, but not at the tier the call asks for: downgrading would send a request whose
+    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged."""
+    def lookup(provider, model, *, service_tier=None):
+        return price_lookup(provider, model) if model != "flat-small" or service_tier is None else None
+
+    g = BudgetGuard([Budget(limit_usd="0.001", action="downgrade", downgrade_to="flat-small")],
+                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")))
+    spend(g)
+    info = chat_info()
+    info.service_tier = "priority"
+    with pytest.raises(BudgetExceeded) as err:
+        g.before_call(info)
+    assert err.value.model == info.kwargs["model"] == "flat-big"
 
 
 def test_warn_allows_logs_once_per_window_and_marks_the_span(caplog):
@@ -719,11 +764,16 @@ def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
 
 def test_the_estimate_reads_the_request_only_through_a_shape_it_must_be_given():
     """A caller that forgot the endpoint's RequestShape used to get the default one, which reads nothing: 0 input
-    tokens and no output cap, silently. Now the shape is a required keyword."""
+    tokens and no output cap, silently. Now the shape is a required keyword, of the CallInfo an interceptor reads
+    it from too."""
     from aicost import telemetry
     from aicost.budget.estimate import count_input, worst_case
+    from aicost.hooks import CallInfo
 
     info = chat_info("gpt-4o", max_tokens=7, text="hello there, how are you today?")
+    with pytest.raises(TypeError, match="shape"):
+        CallInfo(provider="openai", operation="chat", endpoint=info.endpoint, request_model="gpt-4o",
+                 kwargs=info.kwargs, stream=False, is_async=False)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         count_input(info.kwargs, "gpt-4o", "openai")  # type: ignore[call-arg]
     with pytest.raises(TypeError):

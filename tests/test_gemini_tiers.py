@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from aicost.pricing import clear_overrides, price_call, set_price
+from aicost.pricing import clear_overrides, price_call, set_price, unknown_models
 from aicost.usage import Usage
 from vendor_server import Reply
 
@@ -25,9 +25,9 @@ from google.oauth2.credentials import Credentials  # noqa: E402
 USAGE = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100}
 
 
-def _answer(usage: dict) -> Reply:
+def _answer(usage: dict, model: str = "gemini-2.5-flash") -> Reply:
     return Reply.json({"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP",
-                                       "index": 0}], "usageMetadata": usage, "modelVersion": "gemini-2.5-flash"})
+                                       "index": 0}], "usageMetadata": usage, "modelVersion": model})
 
 
 def _vertex(server, headers=None):
@@ -51,6 +51,40 @@ def test_vertex_priority_paygo_is_cost_unknown_not_standard(instrumented, replay
     assert attrs["aicost.service_tier"] == "priority"
     assert "priority tier" in attrs["aicost.price.unknown_reason"]
     assert attrs["gen_ai.usage.input_tokens"] == 1000  # the usage is still the vendor's, exact
+
+
+def test_priority_paygo_answered_by_an_unlisted_snapshot_says_the_tier_is_why(instrumented, replay_server):
+    # The answer names a build the catalog lacks; the model asked for is priced, but not at Priority PayGo.
+    replay_server.enqueue(_answer({**USAGE, "trafficType": "ON_DEMAND_PRIORITY"}, model="gemini-2.5-flash-internal-7"))
+    client = _vertex(replay_server)
+    client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    (span,) = instrumented.aicost_spans()
+    assert span.attributes["aicost.price.known"] is False
+    assert "bills the priority tier at per-model rates" in span.attributes["aicost.price.unknown_reason"]
+    listed = {u.model for u in unknown_models()}  # neither name is an unknown model: the tier is unpriced
+    assert not listed & {"gemini-2.5-flash-internal-7", "gemini-2.5-flash"}
+
+
+def test_a_budget_refuses_a_priority_call_with_the_tier_reason_the_span_would_carry(instrumented, replay_server):
+    """The worst case of a priority call cannot be reserved: the refusal says why as pricing does (the tier,
+    not "no price for the model"), the reason ``Cost.unknown_reason`` gives the span of such a call."""
+    from aicost.budget import Budget, PolicyViolation, configure_budgets, disable_budgets, process_memory_store
+
+    reason = price_call("gcp.gemini", "gemini-2.5-flash", Usage(input_tokens=1),
+                        service_tier="priority").unknown_reason
+    configure_budgets(budgets=[Budget(limit_usd="1", window="day", name="gemini")])
+    try:
+        client = _gemini(replay_server)
+        with pytest.raises(PolicyViolation) as refused:
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi",
+                                           config=types.GenerateContentConfig(service_tier="priority"))
+    finally:
+        disable_budgets()
+        process_memory_store().reset()
+    assert replay_server.requests == []  # nothing was sent
+    assert refused.value.rule == "unknown_price"
+    assert reason and refused.value.detail.startswith(reason + ", so its worst-case cost cannot be reserved")
+    assert "no price is known" not in refused.value.detail
 
 
 def test_a_priority_price_override_prices_it(instrumented, replay_server):

@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from aicost import hooks, metrics, semconv
 from aicost.attribution import attribute
 from aicost.usage import Usage
+from aicost.vendor import DEFAULT_SHAPE
 
 from attribution_helpers import SimulatedCall
 from fork_helpers import run_forked
@@ -230,7 +231,8 @@ def test_a_queued_point_keeps_neither_the_span_nor_the_prompt_alive(reader):
     with metrics._drain_lock:  # a running worker waits: the point stays queued while the references are checked
         prompt, span = Held(), Held()
         info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
-                              request_model="gpt-4o-mini", kwargs={"messages": prompt}, stream=False, is_async=False)
+                              request_model="gpt-4o-mini", kwargs={"messages": prompt}, stream=False, is_async=False,
+                              shape=DEFAULT_SHAPE)
         result = hooks.CallResult(info=info, usage=Usage(input_tokens=5, output_tokens=2), cost=None,
                                   response_model="gpt-4o-mini", error_type=None, duration_s=0.25, span=span)
         metrics.record_call(result, {semconv.AICOST_TEAM: "t"}, server=("api.openai.com", 443))
@@ -271,7 +273,7 @@ def test_the_worker_lets_application_threads_run_while_it_drains_a_backlog(reade
         sleep(seconds)  # the real sleep: the GIL is free meanwhile
 
     info = hooks.CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
-                          request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False)
+                          request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
     result = hooks.CallResult(info=info, usage=Usage(input_tokens=5, output_tokens=2), cost=None,
                               response_model="gpt-4o-mini", error_type=None, duration_s=0.25)
     metrics.record_call(result, {})  # the worker is running

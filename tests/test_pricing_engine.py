@@ -244,27 +244,79 @@ def test_priority_tier():
     assert cost.total == per_m(10_000, "4.25") + per_m(1_000, "17")
 
 
-def test_a_tier_billed_at_unlisted_per_model_rates_is_unknown_with_the_reason_from_pricing(caplog):
-    """Any vendor, any tier whose ``tier_factor`` is null: unknown (never the standard rate), and pricing says
-    why, without listing the model as unknown (it is priced at every other tier)."""
+@pytest.fixture
+def acme_flex_unlisted(monkeypatch):
+    """A catalog whose vendor bills its flex tier at per-model rates (a null ``tier_factor``) and lists none."""
+    from aicost import _log
     from aicost.pricing.catalog import catalog_from_data
+
+    monkeypatch.setattr(_log, "_seen", set())  # its warning is logged once per process: once per test here
 
     raw = {"schema": 1, "catalog_version": "acme-1", "providers": [{"id": "acme", "models": [
         {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
     engine._switch_catalog(catalog_from_data(raw, label="t", supplement={"tier_factor": {"acme": {"flex": None}}}))
-    try:
-        usage = Usage(input_tokens=1_000, output_tokens=10)
-        assert price_call("acme", "m1", usage).known
-        with caplog.at_level(logging.WARNING, logger="aicost"):
-            cost = price_call("acme", "m1", usage, service_tier="flex")
-        assert (cost.known, cost.total, cost.service_tier) == (False, None, "flex")
-        assert cost.unknown_reason == ("acme bills the flex tier at per-model rates the price catalog does not list "
-                                       "for m1 (a price override for the tier prices it)")
-        assert "acme bills the flex tier" in caplog.text and "no price for model" not in caplog.text
-        assert unknown_models() == []
-        assert price_call("acme", "nope", usage, service_tier="flex").unknown_reason is None  # not the tier's fault
-    finally:
-        engine._switch_catalog(None)
+    yield ("acme bills the flex tier at per-model rates the price catalog does not list for m1 (a price override "
+           "for the tier prices it)")
+    engine._switch_catalog(None)
+
+
+def test_a_tier_billed_at_unlisted_per_model_rates_is_unknown_with_the_reason_from_pricing(acme_flex_unlisted, caplog):
+    """Any vendor, any tier whose ``tier_factor`` is null: unknown (never the standard rate), and pricing says
+    why, without listing the model as unknown (it is priced at every other tier)."""
+    usage = Usage(input_tokens=1_000, output_tokens=10)
+    assert price_call("acme", "m1", usage).known
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        cost = price_call("acme", "m1", usage, service_tier="flex")
+    assert (cost.known, cost.total, cost.service_tier) == (False, None, "flex")
+    assert cost.unknown_reason == acme_flex_unlisted
+    assert "acme bills the flex tier" in caplog.text and "no price for model" not in caplog.text
+    assert unknown_models() == []
+    assert price_call("acme", "nope", usage, service_tier="flex").unknown_reason is None  # not the tier's fault
+
+
+def test_a_fallback_model_priced_but_not_at_the_tier_gives_the_tier_reason(acme_flex_unlisted):
+    """The answer names a snapshot the catalog lacks; the model asked for is priced, but not at this tier: the
+    call is unknown because of the tier, and says so, as a call naming that model would. No unknown model."""
+    usage = Usage(input_tokens=1_000, output_tokens=10)
+    for at in (None, datetime(2025, 7, 1, tzinfo=UTC)):
+        cost = price_call("acme", "m1-internal-0915", usage, service_tier="flex", fallback_model="m1", at=at)
+        assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
+    assert unknown_models() == []
+    assert price_call("acme", "m1-internal-0915", usage, fallback_model="m1").known  # priced at standard
+    # the model that answered has its own tier reason: it is kept, whatever the fallback
+    assert price_call("acme", "m1", usage, service_tier="flex", fallback_model="nope").unknown_reason == (
+        acme_flex_unlisted)
+
+
+def test_unknown_reason_says_why_current_price_is_none_when_the_tier_is_why(acme_flex_unlisted, caplog):
+    """What a budget asks before a call: quiet (nothing logged, nothing listed), the reason a call would carry."""
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        assert engine.current_price("acme", "m1", "flex") is None
+        assert engine.unknown_reason("acme", "m1", "flex") == acme_flex_unlisted
+        assert engine.unknown_reason("acme", "m1") is None  # priced
+        assert engine.unknown_reason("acme", "nope", "flex") is None  # no price at any tier: nothing more to say
+    assert caplog.text == "" and unknown_models() == []
+
+
+def test_an_unpriced_tier_is_decided_once_per_resolution_not_once_per_call(acme_flex_unlisted, monkeypatch, caplog):
+    """The lookup that finds no price at the tier also finds why; each call then reads both from the cache: no
+    second lookup of the model's period and tier rates, and one warning however many calls."""
+    from aicost.pricing.catalog import ModelEntry
+
+    selects = []
+    select = ModelEntry.select
+    monkeypatch.setattr(ModelEntry, "select", lambda self, at, tier: selects.append(at) or select(self, at, tier))
+    usage = Usage(input_tokens=1_000, output_tokens=10)
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        costs = [price_call("acme", "m1", usage, service_tier="flex") for _ in range(5)]
+    assert [c.unknown_reason for c in costs] == [acme_flex_unlisted] * 5
+    assert len(selects) == 1  # the price now, with its reason, cached until it can next change
+    assert caplog.text.count("acme bills the flex tier") == 1
+    selects.clear()
+    past = datetime(2025, 7, 1, tzinfo=UTC)
+    costs = [price_call("acme", "m1", usage, service_tier="flex", at=past) for _ in range(3)]
+    assert [c.unknown_reason for c in costs] == [acme_flex_unlisted] * 3
+    assert len(selects) == 3  # a call at a past time picks its dated period once, and finds the reason with it
 
 
 def test_google_priority_is_unknown_with_the_tier_reason():

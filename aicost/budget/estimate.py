@@ -52,6 +52,16 @@ class Prices:
             lookup = self._lookup = default_price_lookup()
         return lookup(provider, model, service_tier=service_tier if isinstance(service_tier, str) else None)
 
+    def unknown_reason(self, provider: str, model: str, service_tier: Any) -> str | None:
+        """Why ``get`` found no price, when the catalog knows more than "no price for this model" (a tier billed
+        at per-model rates it lacks): the reason the call's span would carry. None for a ``price_lookup`` of
+        the application's own, which says only whether it has a price."""
+        from .. import pricing
+
+        if self._lookup not in (None, pricing.current_price):
+            return None
+        return pricing.unknown_reason(provider, model, service_tier if isinstance(service_tier, str) else None)
+
 
 def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str, *,
                 shape: RequestShape) -> tuple[int, bool]:

@@ -392,8 +392,10 @@ class BudgetGuard:
                 budget.action == "downgrade"
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
-                # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call)
-                and (not self._refuse_unknown or self._prices.get(provider, target, None) is not None)
+                # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call), at
+                # the call's tier (Google bills a priority call at per-model rates the catalog may lack)
+                and (not self._refuse_unknown
+                     or self._prices.get(provider, target, getattr(info, "service_tier", None)) is not None)
                 and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
@@ -469,12 +471,13 @@ class BudgetGuard:
             # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
             return Decimal(0)
         scope = getattr(info, "price_scope", None)
+        tier = getattr(info, "service_tier", None)
         if scope is not None:  # billed by where it goes (a self-hosted pool's provisional rate), not by the model
             from ..pricing import scoped_price
 
             price = scoped_price(scope, model)
         else:
-            price = self._prices.get(provider, model, getattr(info, "service_tier", None))
+            price = self._prices.get(provider, model, tier)
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -487,15 +490,21 @@ class BudgetGuard:
         )
         if estimate.cost_usd is not None:
             return estimate.cost_usd
+        # The tier's reason when that is why (the span's aicost.price.unknown_reason), else the model's.
+        tier_reason = None if scope is not None else self._prices.unknown_reason(provider, model, tier)
         if self._refuse_unknown:
             record_decision(info, "policy", "unknown_price")
+            why = tier_reason or f"no price is known for {provider} model {model!r}"
             raise PolicyViolation(
                 "unknown_price",
-                f"no price is known for {provider} model {model!r}, so its worst-case cost cannot be reserved "
-                "against the budgets; add a price override or configure on_unknown_price='allow'",
+                f"{why}, so its worst-case cost cannot be reserved against the budgets; add a price override or "
+                "configure on_unknown_price='allow'",
             )
-        log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
-                 provider, model)
+        if tier_reason is not None:
+            log_once(f"unknown:{tier_reason}", "aicost: %s; such calls are not budgeted", tier_reason)
+        else:
+            log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
+                     provider, model)
         return Decimal(0)
 
     def _charges(self, attrs: Mapping[str, str], model: str | None, provider: str, now: float) -> tuple[list[_Compiled], list[Charge]]:

@@ -5,6 +5,8 @@ The contract the rest of aicost codes against::
     price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
     resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
+    unknown_reason(provider, model, service_tier=None) -> str | None   (why current_price is None, when pricing
+        knows more than "no price for this model": a tier billed at per-model rates the catalog lacks)
     catalog_providers() -> tuple[str, ...]   (the provider names the catalog has price tables for)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage, reason=None) -> Cost   (billed, but by a unit with no rate here)
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         set_price,
         set_scoped_prices,
         unknown_models,
+        unknown_reason,
         use_bundled_catalog,
         use_catalog_file,
     )
@@ -71,6 +74,7 @@ _LAZY = {
     "set_price": ".engine",
     "set_scoped_prices": ".engine",
     "unknown_models": ".engine",
+    "unknown_reason": ".engine",
     "use_bundled_catalog": ".engine",
     "use_catalog_file": ".engine",
     "canonical": ".money",

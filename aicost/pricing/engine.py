@@ -46,7 +46,7 @@ _overrides = Overrides()
 # (stale) answer after the caches were cleared.
 _generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
-_now: dict[tuple[str | None, str | None, str | None], tuple[ModelPrice | None, float]] = {}
+_now: dict[tuple[str | None, str | None, str | None], tuple["_Found", float]] = {}  # -> (found, valid until)
 _unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
 _scoped: dict[str, dict[str, ModelPrice]] = {}  # set_scoped_prices: scope -> model -> price
 
@@ -61,10 +61,27 @@ class UnknownModel:
     first_seen: str
 
 
+class _UnpricedTier:
+    """Why a model priced at other tiers has no price at this one: the vendor bills the tier at per-model rates
+    (a null ``tier_factor``) and the catalog lists none for the model at that date. Found once, where the price
+    would have been found, and cached beside it, so each such call only reads it (``Cost.unknown_reason``)."""
+
+    __slots__ = ("reason", "warned")
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.warned = False  # logged once per object; ``_log_once`` keeps it once when the caches are rebuilt
+
+
+# What a lookup finds: the price, or None and, when the tier is why, the reason. Cached as one pair.
+_Found = tuple["ModelPrice | None", "_UnpricedTier | None"]
+_NOTHING: _Found = (None, None)
+
+
 class _Resolved:
     """Everything that can price one (provider, model) name: user rules first, then the catalog entry."""
 
-    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "tier_factor", "_prices", "catalog")
+    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "tier_factor", "_found", "catalog")
 
     def __init__(self, provider: str | None, ref: str, rules: tuple[PriceRule, ...], entry: ModelEntry | None,
                  discounts: tuple[Discount, ...], catalog: Catalog) -> None:
@@ -75,68 +92,65 @@ class _Resolved:
         self.discounts = discounts
         self.catalog = catalog
         self.tier_factor = catalog.providers[entry.provider].tier_factor if entry is not None else {}
-        self._prices: dict[Any, ModelPrice | None] = {}
+        self._found: dict[Any, _Found] = {}
 
-    def price_at(self, at: datetime, tier: str | None) -> ModelPrice | None:
+    def find(self, at: datetime, tier: str | None) -> _Found:
+        """The price at ``at`` and ``tier``; or no price, with an ``_UnpricedTier`` when the tier is the reason.
+        The one place that decides both: an override rule first, then the catalog's period and tier rates."""
         day = at.date()
         for rule in self.rules:  # ordered: this tier's rules first, then the most specific name
             if rule.active(day) and (rule.service_tier is None or rule.service_tier == tier):
                 key = ("rule", id(rule), tier)
-                price = self._prices.get(key)
-                if price is None:
-                    price = self._prices[key] = rule_price(rule, rule.provider or self.provider, self.ref, tier)
-                return price
+                found = self._found.get(key)
+                if found is None:
+                    found = self._found[key] = (rule_price(rule, rule.provider or self.provider, self.ref, tier), None)
+                return found
         entry = self.entry
         if entry is None:
-            return None
+            return _NOTHING
         variant_tier = tier if tier in names.PRICED_TIERS else None
         selection = entry.select(at, variant_tier)
         if not entry.periods[selection[0]].priceable:
-            return None  # billed per minute / character / page: unknown, never $0
+            return _NOTHING  # billed per minute / character / page: unknown, never $0
         discount = next((d for d in self.discounts if d.active(day)), None)
         key = (selection, tier, id(discount) if discount else None)
-        price = self._prices.get(key)
-        if price is None:
-            rates = entry.rates_for(selection, variant_tier)
-            if variant_tier in self.tier_factor and not selection[1]:
-                factor = self.tier_factor[variant_tier]
-                if factor is None:
-                    return None  # billed at per-model rates this model does not list: unknown, never standard
-                rates = _scale_token_rates(rates, factor)
-            base, bands = split_bands(rates)
-            start, until = entry.effective_range(at)
-            price = ModelPrice(
-                provider=entry.provider,
-                model=entry.id,
-                rates=base,
-                tiers=bands,
-                service_tier=tier,
-                source=self.catalog.version,
-                effective_from=start,
-                effective_until=until,
-                context_window=entry.context_window,
-                max_output_tokens=entry.max_output_tokens,
-                deprecated=entry.deprecated,
-                long_context_opt_in=names.long_context_needs_opt_in(entry.id),
-            )
-            if discount is not None:
-                price = price.with_discount(discount.factor, "override")
-            if len(self._prices) > 256:
-                self._prices.clear()
-            self._prices[key] = price
-        return price
+        found = self._found.get(key)
+        if found is None:
+            found = self._build(entry, at, selection, variant_tier, tier, discount)
+            if len(self._found) > 256:
+                self._found.clear()
+            self._found[key] = found
+        return found
 
-    def unpriced_tier(self, at: datetime, tier: str | None) -> str | None:
-        """Why ``price_at`` gives no price, when the reason is the tier: the vendor bills it at per-model rates
-        (a null ``tier_factor``) and the catalog lists none for this model at this date."""
-        entry = self.entry
-        if entry is None or tier not in self.tier_factor or self.tier_factor[tier] is not None:
-            return None
-        index, own_rates = entry.select(at, tier)
-        if own_rates or not entry.periods[index].priceable:
-            return None  # the model's own rates for the tier exist, or no unit of it is priceable: not the tier
-        return (f"{entry.provider} bills the {tier} tier at per-model rates the price catalog does not list for "
-                f"{entry.id} (a price override for the tier prices it)")
+    def _build(self, entry: ModelEntry, at: datetime, selection: tuple[int, tuple[int, ...]],
+               variant_tier: str | None, tier: str | None, discount: Discount | None) -> _Found:
+        rates = entry.rates_for(selection, variant_tier)
+        if variant_tier in self.tier_factor and not selection[1]:
+            factor = self.tier_factor[variant_tier]
+            if factor is None:  # billed at per-model rates this model does not list: unknown, never standard
+                return None, _UnpricedTier(
+                    f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog does not "
+                    f"list for {entry.id} (a price override for the tier prices it)")
+            rates = _scale_token_rates(rates, factor)
+        base, bands = split_bands(rates)
+        start, until = entry.effective_range(at)
+        price = ModelPrice(
+            provider=entry.provider,
+            model=entry.id,
+            rates=base,
+            tiers=bands,
+            service_tier=tier,
+            source=self.catalog.version,
+            effective_from=start,
+            effective_until=until,
+            context_window=entry.context_window,
+            max_output_tokens=entry.max_output_tokens,
+            deprecated=entry.deprecated,
+            long_context_opt_in=names.long_context_needs_opt_in(entry.id),
+        )
+        if discount is not None:
+            price = price.with_discount(discount.factor, "override")
+        return price, None
 
     def valid_until(self, at: datetime) -> datetime:
         if self.entry is not None:
@@ -239,45 +253,71 @@ def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
 def resolve(provider: str | None, model: str | None, *, at: datetime | None = None,
             service_tier: str | None = None) -> ModelPrice | None:
     """The price list that bills ``model`` on ``provider`` at ``at`` (default now), or None when unknown."""
+    return _found_at(provider, model, service_tier, _utc(at))[0]
+
+
+def _found_at(provider: str | None, model: str | None, service_tier: str | None, at: datetime) -> _Found:
     if not model:
-        return None
+        return _NOTHING
     resolved = _resolved_for(provider, model)
     if resolved is None:
-        return None
-    return resolved.price_at(_utc(at), names.normalise_tier(service_tier))
+        return _NOTHING
+    return resolved.find(at, names.normalise_tier(service_tier))
 
 
-def _resolve_now(key: tuple[str | None, str | None, str | None]) -> ModelPrice | None:
+def _resolve_now(key: tuple[str | None, str | None, str | None]) -> _Found:
     provider, model, tier = key
     generation = _generation
     now = datetime.now(_UTC)
-    if not model:
-        price, until = None, now.timestamp() + 3600.0
+    resolved = _resolved_for(provider, model) if model else None
+    if resolved is None:
+        found, until = _NOTHING, now.timestamp() + 3600.0
     else:
-        resolved = _resolved_for(provider, model)
-        if resolved is None:
-            price, until = None, now.timestamp() + 3600.0
-        else:
-            price = resolved.price_at(now, names.normalise_tier(tier))
-            until = resolved.valid_until(now).timestamp()
+        found = resolved.find(now, names.normalise_tier(tier))
+        until = resolved.valid_until(now).timestamp()
     with _lock:
         if generation == _generation:
             if len(_now) >= _MAX_NAMES:
                 _now.clear()
-            _now[key] = (price, until)
-    return price
+            _now[key] = (found, until)
+    return found
+
+
+def _found_now(key: tuple[str | None, str | None, str | None]) -> _Found:
+    """What prices (provider, model, tier) now: cached until the price can next change."""
+    hit = _now.get(key)
+    if hit is not None and hit[1] > time.time():
+        return hit[0]
+    return _resolve_now(key)
+
+
+def _found(provider: str | None, model: str | None, service_tier: str | None, at: datetime | None) -> _Found:
+    """What prices ``model`` now (``at`` None) or at ``at``. ``price_call``'s first lookup spells this out
+    inline: it runs on every call, which should not pay for a second function call."""
+    return _found_now((provider, model, service_tier)) if at is None else _found_at(provider, model, service_tier,
+                                                                                    _utc(at))
+
+
+def _tier_text(service_tier: Any) -> str:
+    return str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
 
 
 def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
     """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
     and cached until the price can next change, so it is cheap enough to ask on every call."""
     if service_tier is not None and type(service_tier) is not str:
-        service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-    key = (provider, model, service_tier)
-    hit = _now.get(key)
-    if hit is not None and hit[1] > time.time():
-        return hit[0]
-    return _resolve_now(key)
+        service_tier = _tier_text(service_tier)
+    return _found_now((provider, model, service_tier))[0]
+
+
+def unknown_reason(provider: str | None, model: str | None, service_tier: str | None = None) -> str | None:
+    """Why ``current_price`` gives None, when pricing knows more than "no price for this model" (a tier the
+    vendor bills at per-model rates the catalog lacks): the ``Cost.unknown_reason`` such a call carries. Quiet
+    and cached as ``current_price`` is; None when the model is priced, or has no price at any tier."""
+    if service_tier is not None and type(service_tier) is not str:
+        service_tier = _tier_text(service_tier)
+    unpriced = _found_now((provider, model, service_tier))[1]
+    return None if unpriced is None else unpriced.reason
 
 
 def catalog_providers() -> tuple[str, ...]:
@@ -295,7 +335,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
     ``fallback_model``: priced instead when ``model`` has no price and it has one (the model that was asked
-    for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown.
+    for, when the answer names a vendor-internal snapshot); ``model`` is then not reported as unknown. When it
+    has a price, but not at this tier, the cost is unknown with the tier's reason, as for ``fallback_model`` itself.
     ``long_context``: whether the request enabled the model's long context window (Anthropic's ``context-1m``
     beta). Claude's long-context rates apply only to such a request; ``False`` keeps base rates for a larger
     reported input (a sum over a server-side tool loop), ``None`` (unknown) prices the input as one request; a
@@ -306,15 +347,17 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     """
     try:
         if service_tier is not None and type(service_tier) is not str:
-            service_tier = str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
-        # current_price directly in the common case (no ``at``): this runs on every call.
-        price = current_price(provider, model, service_tier) if at is None else _price_at(provider, model,
-                                                                                             service_tier, at)
+            service_tier = _tier_text(service_tier)
+        # Straight to the prices now in the common case (no ``at``): this runs on every call.
+        price, unpriced = (_found_now((provider, model, service_tier)) if at is None
+                           else _found_at(provider, model, service_tier, _utc(at)))
         if price is None and fallback_model:
-            price = _price_at(provider, fallback_model, service_tier, at)
-            model = fallback_model if price is not None else model
+            fallback = _found(provider, fallback_model, service_tier, at)
+            # priced: the model asked for prices the call; priced, but not at this tier: the tier says why
+            if fallback[0] is not None or (unpriced is None and fallback[1] is not None):
+                (price, unpriced), model = fallback, fallback_model
         if price is None:
-            return _unknown_call(provider, model, service_tier, usage, at)
+            return _unknown_call(provider, model, service_tier, usage, unpriced)
         if web_search_tool is not None or long_context is not None or steps is not None:
             return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context, steps=steps)
         return price.cost(usage)
@@ -325,22 +368,15 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
         return unknown_cost(provider, model, tier, usage)
 
 
-def _price_at(provider: str | None, model: str | None, service_tier: str | None,
-              at: datetime | None) -> ModelPrice | None:
-    if at is None:
-        return current_price(provider, model, service_tier)
-    return resolve(provider, model, at=at, service_tier=service_tier)
-
-
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
-                  at: datetime | None) -> Cost:
+                  unpriced: _UnpricedTier | None) -> Cost:
     tier = names.normalise_tier(service_tier)
-    resolved = _resolved_for(provider, model) if model else None
-    reason = resolved.unpriced_tier(_utc(at), tier) if resolved is not None else None
-    if reason is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
-        _log_once("tier:" + repr((provider, model, tier)), logging.WARNING, "aicost: %s; such calls are marked "
-                  "cost-unknown, not priced at the standard rate", reason)
-        return unknown_cost(provider, model, tier, usage, reason)
+    if unpriced is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
+        if not unpriced.warned:
+            unpriced.warned = True
+            _log_once("tier:" + unpriced.reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, "
+                      "not priced at the standard rate", unpriced.reason)
+        return unknown_cost(provider, model, tier, usage, unpriced.reason)
     key = (provider, model)
     seen = _unknown.get(key)
     if seen is not None:
