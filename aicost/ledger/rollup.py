@@ -259,7 +259,8 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
     ``dims``), each cell once (so the folds write each rollup cell once).
 
     Each source is read once (a materialized CTE with the per-row measures), summed per hour in steps and
-    exploded into one arm per dimension; one final ``GROUP BY`` sums the arms of both sources per cell. A source
+    exploded into one arm per dimension; a final ``GROUP BY`` sums the arms of both sources per cell (one for
+    aicost_rollup's cells, one for the cube's). A source
     sums only the measures it can add to (a run adds 2 of the 25), less ``zero``: measures the caller knows are 0
     in every row summed (most token classes in a typical batch), left out (the delta's default, 0): the sums are
     most of the statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows
@@ -289,8 +290,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
                  "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
         wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
         needed = {_STEP_OF[dim] for dim in wanted}
-        while not needed >= (parents := {steps[n][0] for n in needed} - {"s"}):
-            needed |= parents
+        needed |= {steps[n][0] for n in needed} - {"s"}
         for name, (parent, keys) in steps.items():
             if name in needed:
                 ctes.append(f"{p}{name} AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {sums} FROM {p}{parent} "
