@@ -26,11 +26,12 @@ import sys
 import threading
 from typing import Any, Callable
 
+from . import _fork
 from ._log import error_once
 
 Hook = Callable[[Any], None]
 
-_lock = threading.Lock()  # never held while a module is imported or a hook runs
+_lock = _fork.lock()  # never held while a module is imported or a hook runs
 _hooks: dict[str, list[tuple[object, Hook]]] = {}  # module name -> (token, hook) waiting for it
 _loading: set[str] = set()  # names whose loader the finder wrapped: their hooks run when their code has run
 

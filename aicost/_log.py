@@ -8,23 +8,14 @@ set of remembered keys stays bounded.
 from __future__ import annotations
 
 import logging
-import os
-import threading
+
+from . import _fork
 
 logger = logging.getLogger("aicost")
 
 _seen: set[str] = set()
-_lock = threading.Lock()
+_lock = _fork.lock()
 _MAX_KEYS = 10_000  # keys may embed model names from requests: bound the memory, never the hot path
-
-
-def _after_fork_in_child() -> None:  # a lock another parent thread held at the fork would never be released
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def log_once(key: str, level: int, message: str, *args: object, exc_info: bool = False) -> bool:

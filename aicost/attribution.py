@@ -35,7 +35,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import random
 import re
 import threading
@@ -49,6 +48,7 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from . import _fork
 from . import hooks, semconv
 from .errors import ConfigurationError
 from ._log import log_once
@@ -104,22 +104,18 @@ OVERFLOW_VALUE = "other"
 # under the prefix), and how many arrivals were refused. Bounded: at most _max_upstream_values per key.
 _upstream_seen: dict[str, set[str]] = {}
 _upstream_overflow: dict[str, int] = {}
-_upstream_lock = threading.Lock()
+_upstream_lock = _fork.lock()
 _trust_generation = 0
 
 
+@_fork.on_fork_in_child
 def _after_fork_in_child() -> None:
     """The cap is per process: a forked child starts with none of the parent's upstream values admitted or
-    counted (its :func:`upstream_stats` are its own), and with a lock no parent thread can be holding."""
-    global _upstream_lock, _trust_generation
-    _upstream_lock = threading.Lock()
+    counted (its :func:`upstream_stats` are its own)."""
+    global _trust_generation
     _upstream_seen.clear()
     _upstream_overflow.clear()
     _trust_generation += 1  # merged views of baggage were admitted against the parent's counts
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _log_once(key: str, message: str) -> None:
@@ -351,7 +347,7 @@ class _ScopeBase:
     def __init__(self) -> None:
         # ``with`` state per thread and task, so one instance may be shared (e.g. a module-level scope).
         self._with_states: dict[tuple[int, int], list[tuple[Any, _Activation | None]]] = {}
-        self._with_lock = threading.Lock()
+        self._with_lock = _fork.lock()
 
     # subclass hooks -----------------------------------------------------------------------------------
     def _start(self) -> Any:

@@ -23,12 +23,12 @@ Things that are not vendor calls reach :func:`add_event_listener` listeners as s
 from __future__ import annotations
 
 import contextvars
-import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from . import _fork
 from .pricing.money import sum_usd
 from .usage import Usage
 from .vendor import RequestShape
@@ -113,7 +113,7 @@ class CallCollector:
 
     def __init__(self) -> None:
         self.results: list[CallResult] = []
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def add(self, result: CallResult) -> None:
         with self._lock:
@@ -175,7 +175,7 @@ _listeners: tuple[Callable[[CallResult], None], ...] = ()
 _collectors: contextvars.ContextVar[tuple[CallCollector, ...]] = contextvars.ContextVar(
     "aicost_collectors", default=()
 )
-_registry_lock = threading.Lock()
+_registry_lock = _fork.lock()
 
 
 def add_interceptor(interceptor: CallInterceptor) -> None:

@@ -17,7 +17,6 @@ import contextvars
 import inspect
 import os
 import sys
-import threading
 import time
 import types
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any, Callable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from . import _fork
 from . import _import_hooks as import_hooks
 from . import attribution, hooks, metrics, pricing
 from . import semconv as s
@@ -54,10 +54,10 @@ class _Config:
 
 
 config = _Config()
-_lock = threading.RLock()  # serialises instrument() / uninstrument()
+_lock = _fork.rlock()  # serialises instrument() / uninstrument()
 # Guards what the patching changes; taken by import hooks (inside the application's import statement), so never
 # held while importing or waiting for anything else.
-_patch_lock = threading.Lock()
+_patch_lock = _fork.lock()
 _generation = 0  # one per instrument(): a hook from an earlier one, running late, patches nothing
 _HOOKS = object()  # the token of aicost's post-import hooks
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, original) to restore

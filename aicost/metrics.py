@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
-import os
 import sys
 import threading
 import time
@@ -44,7 +43,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import semconv
-from ._fork import reset_in_child
+from . import _fork
 from ._log import log_once
 from .hooks import CallResult
 from .pricing.cost import MONEY, ZERO as _ZERO
@@ -98,7 +97,7 @@ class _Instruments:
         self.feature_runs = meter.create_counter(
             semconv.METRIC_FEATURE_RUNS, unit="{run}", description="Finished units of work, by outcome."
         )
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._cost_totals: dict[tuple[tuple[str, Any], ...], Decimal] = {}
         self.cost = meter.create_observable_counter(
             semconv.METRIC_COST,
@@ -112,13 +111,12 @@ class _Instruments:
             unit="{nano_usd}",
             description="LLM spend in integer nano-USD (1e-9 USD): sums across series stay exact in any backend.",
         )
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child reports its own spend: the parent's running totals stay the parent's. Copied, they would
         be exported by both processes (the child under its own ``process.pid``), and a backend summing the
         processes would count the parent's spend once more per child."""
-        self._lock = threading.Lock()
         self._cost_totals = {}
 
     def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
@@ -178,7 +176,7 @@ def _nano_usd(total: Decimal) -> int:
 
 
 _state: _Instruments | None = None
-_state_lock = threading.Lock()
+_state_lock = _fork.lock()
 _policy: tuple[tuple[str, ...], bool] = ((), False)
 # Instruments per meter provider, so configuring provider A, then B, then A again reuses A's instruments
 # (a second observable counter of the same name on one meter would be ignored by the SDK, with its totals).
@@ -304,8 +302,8 @@ def _record_now(state: "_Instruments", point: tuple) -> None:
 
 _MAX_PENDING = 50_000
 _pending: "collections.deque[tuple[_Instruments, tuple]]" = collections.deque()
-_drain_lock = threading.Lock()  # held while a batch is recorded, so a collection waits for it to land
-_wake = threading.Event()
+_drain_lock = _fork.lock()  # held while a batch is recorded, so a collection waits for it to land
+_wake = _fork.event()
 _worker: threading.Thread | None = None
 
 
@@ -351,21 +349,15 @@ def _start_worker() -> bool:
         return True
 
 
+@_fork.on_fork_in_child
 def _after_fork_in_child() -> None:
     """Threads do not survive fork: a forked child starts its own worker on its first call (checking the pid on
-    every call instead would be a system call per call). The parent's pending points are the parent's to record,
-    and a lock another thread held at the fork would never be released in the child, so the child gets new ones.
-    (Each set of instruments forgets the parent's cost totals itself: :meth:`_Instruments._after_fork_in_child`.)"""
-    global _worker, _drain_lock, _state_lock, _wake
+    every call instead would be a system call per call). The parent's pending points are the parent's to record.
+    (The locks are freed by ``_fork``; each set of instruments forgets the parent's cost totals itself:
+    :meth:`_Instruments._after_fork_in_child`.)"""
+    global _worker
     _worker = None
-    _drain_lock = threading.Lock()
-    _state_lock = threading.Lock()
-    _wake = threading.Event()
     _pending.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _SLICE = 32  # points recorded per GIL hold by the worker (about 1 ms of OpenTelemetry SDK work)

@@ -22,9 +22,10 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
+
+from . import _fork
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vendor import InputText
@@ -64,7 +65,7 @@ def encoding_name_for(model: str | None) -> str:
     return "o200k_base"
 
 
-_load_lock = threading.Lock()
+_load_lock = _fork.lock()
 _encodings: dict[str, Any] = {}
 
 

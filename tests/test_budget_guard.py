@@ -675,6 +675,27 @@ def test_spend_during_an_outage_is_journalled_and_applied_once_when_the_store_is
     assert status.spent_usd == D("0.0001") * 303 + D("0.0005") and status.reserved_usd == 0
 
 
+def test_a_settlement_for_nothing_held_whose_answer_is_lost_is_counted_once():
+    """The store runs a settlement but its answer is lost (a timeout on a loaded machine, a server killed after
+    writing it): the retry must find that it ran. For a call that holds nothing (it went ahead while the store
+    was down) no hold was released to tell it, so the first attempt leaves a SETTLE_ONCE marker. Both ways
+    there: the journal's merged outage spend, and a call settled directly once the store is back."""
+    store = FlakyStore()
+    g = guard(Budget(limit_usd="1", name="lost"), store=store)
+    store.down = True
+    for _ in range(3):
+        spend(g, "0.0001")  # journalled, merged: they hold nothing
+    unheld = g.before_call(unheld_info := chat_info())  # goes ahead, holds nothing
+    store.down = False
+    store.lose_replies = True
+    g.flush()  # the journal is applied; its answers are lost
+    unheld.after_call(result(unheld_info, D("0.0007")))  # applied; its answer is lost too
+    store.lose_replies = False
+    assert g.flush() == 0
+    [status] = g.status()
+    assert status.spent_usd == D("0.0001") * 3 + D("0.0007") and status.reserved_usd == 0
+
+
 def test_a_full_journal_drops_counts_and_logs_never_silently(caplog):
     caplog.set_level(logging.WARNING, logger="aicost")
     store = FlakyStore()

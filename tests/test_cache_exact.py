@@ -667,6 +667,8 @@ async def test_plain_def_returning_an_awaitable_stream_and_a_failing_awaitable()
 async def test_async_miss_writes_a_shared_store_off_the_event_loop():
     """Writing a miss's answer to a slow shared store used to run on the event loop, stalling every other task."""
 
+    ticks = 0
+
     class SlowSharedStore:  # any store that is not the in-memory one may do I/O
         def __init__(self):
             self.inner = MemoryStore()
@@ -675,7 +677,11 @@ async def test_async_miss_writes_a_shared_store_off_the_event_loop():
             return self.inner.get(key)
 
         def put(self, key, entry, ttl):
-            time.sleep(0.3)
+            # The write lasts until the event loop has run 5 other steps: for ever, were it run on that loop
+            # (a deadline ends it), and however long a loaded machine takes otherwise.
+            deadline = time.monotonic() + 10
+            while ticks < before + 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
             self.inner.put(key, entry, ttl)
 
         def delete(self, key):
@@ -687,8 +693,6 @@ async def test_async_miss_writes_a_shared_store_off_the_event_loop():
     @aicost.cache(prompt="q", store=SlowSharedStore())
     async def answer(q):
         return q.upper()
-
-    ticks = 0
 
     async def ticker():
         nonlocal ticks
@@ -702,7 +706,7 @@ async def test_async_miss_writes_a_shared_store_off_the_event_loop():
     assert await answer("q") == "Q"
     during = ticks - before
     task.cancel()
-    assert during >= 5, f"the event loop ran only {during} other steps during a 0.3 s store write"
+    assert during >= 5, f"the event loop ran only {during} other steps during the store write"
     assert await answer("q") == "Q"
 
 

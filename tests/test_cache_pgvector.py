@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -32,11 +33,23 @@ def test_entries_round_trip_with_ttl_and_eviction(pg_server):
 
     s = PgVectorStore(pg_server, table="cache_lru", max_entries=2)
     s._execute("TRUNCATE cache_lru CASCADE")
-    s.put("aicost:cache:t:a", Entry(value={"x": 1}, cost_usd=Decimal("0.25")), ttl=0.3)
-    got = s.get("aicost:cache:t:a")
+    # Expiry is the server's clock (clock_timestamp()), which a test cannot set. What holds however slow the
+    # machine: an entry is served while unexpired, it expires exactly ttl after it was written, and once the
+    # server's clock has passed that it is a miss.
+    s.put("aicost:cache:t:kept", Entry(value={"x": 1}, cost_usd=Decimal("0.25")), ttl=600)
+    got = s.get("aicost:cache:t:kept")
     assert got.value == {"x": 1} and got.cost_usd == Decimal("0.25")
-    time.sleep(0.4)
+    before = s._execute("SELECT clock_timestamp()", fetch="one")[0]
+    s.put("aicost:cache:t:a", Entry(value={"x": 1}), ttl=0.3)
+    after = s._execute("SELECT clock_timestamp()", fetch="one")[0]
+    expires = s._execute("SELECT expires_at FROM cache_lru WHERE key = %s", ("aicost:cache:t:a",), fetch="one")[0]
+    assert before + timedelta(seconds=0.3) <= expires <= after + timedelta(seconds=0.3)
+    deadline = time.monotonic() + 30  # a condition, not a fixed sleep: 0.3 s unless the machine is swamped
+    while not s._execute("SELECT clock_timestamp() > %s", (expires,), fetch="one")[0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert s.get("aicost:cache:t:a") is None
+    s.delete("aicost:cache:t:kept")
     for k in "bcd":
         s.put(f"aicost:cache:t:{k}", Entry(value=k), ttl=60)
         if k == "c":

@@ -27,12 +27,24 @@ def store(redis_url):
     return s
 
 
+def _server_ms(store) -> int:
+    seconds, micros = store.client.time()
+    return seconds * 1000 + micros // 1000
+
+
 def test_entries_round_trip_with_exact_cost_and_ttl(store):
-    store.put("aicost:cache:t:a", Entry(value={"answer": 42}, cost_usd=Decimal("0.0133"), calls=2), ttl=0.3)
-    got = store.get("aicost:cache:t:a")
+    """Expiry is Redis's clock, which a test cannot set: an entry is served while unexpired, its TTL is the one
+    asked for, and once the server's clock has passed it the entry is a miss, however slow this machine is."""
+    store.put("aicost:cache:t:kept", Entry(value={"answer": 42}, cost_usd=Decimal("0.0133"), calls=2), ttl=600)
+    got = store.get("aicost:cache:t:kept")
     assert got.value == {"answer": 42} and got.cost_usd == Decimal("0.0133") and got.calls == 2
+    store.put("aicost:cache:t:a", Entry(value={"answer": 42}), ttl=0.3)
+    written = _server_ms(store)
     assert 0 < store.client.pttl("aicost:cache:t:a") <= 300
-    time.sleep(0.45)
+    deadline = time.monotonic() + 30  # a condition, not a fixed sleep: 0.3 s unless the machine is swamped
+    while _server_ms(store) <= written + 300:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert store.get("aicost:cache:t:a") is None
 
 

@@ -8,7 +8,9 @@ test runs a real forked child of the test process and compares what it sees with
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,18 +18,30 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import aicost
-from aicost import metrics, semconv
+from aicost import budget as budget_module
+from aicost import hooks, instrumentation, metrics, semconv
 from aicost.attribution import attributes_from_headers, configure_propagation, current_attributes, upstream_stats
-from aicost.budget import Budget, BudgetGuard
+from aicost.budget import Budget, BudgetGuard, budget_status, configure_budgets, disable_budgets
+from aicost.cache.deadline import WATCHDOG
+from aicost.cache.entry import Entry
+from aicost.errors import CallRefused
+from aicost.ledger import CACHE_HIT, CALL, REFUSAL, open_store
+from aicost.ledger import writer as ledger_writer
+from aicost.pools import configure_pools, disable as disable_pools
+from aicost.pricing import engine as pricing_engine
+from aicost.reports.alerts import BUDGET_THRESHOLD, Alert, Alerter
 
-from attribution_helpers import call
+from attribution_helpers import SimulatedCall, call
 from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
 from fork_helpers import run_forked
+from vendor_server import openai_client
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
     pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning"),  # 3.12+: fork() of a multi-threaded process
 ]
+
+_NOW = datetime.now(timezone.utc)
 
 
 def _cost_series(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
@@ -157,3 +171,215 @@ def test_a_forked_childs_cached_call_does_not_wait_for_a_leader_running_in_the_p
         release.set()
         leader.join(10)
     assert seen["ran"] == 1 and seen["answer"] != f"answer from {parent}"
+
+
+# -- locks another parent thread holds at the fork ------------------------------------------------------------
+# Each entry names a lock that a forked child's first request takes, and how to reach it once aicost is set up
+# as below. A parent thread holds it while the process forks: the child must still serve. (Every aicost lock,
+# condition and event is freed in a child the same way, by aicost._fork; these are the ones this request takes.)
+_HELD_AT_FORK = {
+    "instrument() (RLock)": lambda s: instrumentation._lock,
+    "hook registry": lambda s: hooks._registry_lock,
+    "budget configuration": lambda s: budget_module._lock,
+    "budget memory store": lambda s: budget_module.process_memory_store()._lock,
+    "unknown models (RLock)": lambda s: pricing_engine._lock,
+    "feature scope": lambda s: s["scope"]._with_lock,
+    "cache store": lambda s: s["ask"].cache.store._lock,
+    "cache single flight": lambda s: s["ask"].cache.flights._lock,
+    "metrics recording": lambda s: metrics._drain_lock,
+    "metrics state": lambda s: metrics._state_lock,
+    "metrics cost totals": lambda s: metrics._state._lock,
+    "ledger configuration": lambda s: ledger_writer._active_lock,
+    "ledger writer": lambda s: ledger_writer.active()._write_lock,
+    "ledger writer state": lambda s: ledger_writer.active()._state_lock,
+}
+
+
+def _held_by_another_thread(lock) -> threading.Event:
+    """Take ``lock`` in a new thread and keep it until the returned event is set: deterministic, no sleep."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            release.wait(60)
+
+    threading.Thread(target=hold, name="holds-a-lock", daemon=True).start()
+    assert held.wait(10)
+    return release
+
+
+@pytest.mark.parametrize("name", list(_HELD_AT_FORK))
+def test_a_forked_child_serves_while_a_parent_thread_held_an_aicost_lock_at_the_fork(
+        name, tracer_provider, meter_provider, replay_server, tmp_path, spill_dir):
+    """A pre-forking server (gunicorn, uWSGI) or multiprocessing forks while the app's other threads are working,
+    some of them inside aicost. Their locks are copied as they were, held, and nobody in the child would release
+    them: without the reset, the child's first request waits for ever (here: the child is killed, the test
+    fails). The child does what a worker does: its post-fork hook configures aicost again (the same settings:
+    nothing changes), then it serves a cached call in a feature under a budget, and a call the budget refuses
+    (a model nobody prices), each written to the ledger."""
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    setup = {"scope": aicost.feature("answer", team="search")}  # one scope object shared by every request
+
+    @aicost.cache(prompt="question", ignore=["client"])
+    def ask(client, question):
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+
+    setup["ask"] = ask
+
+    def configure() -> None:
+        aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, ledger=ledger)
+        configure_budgets(budgets=[Budget(limit_usd="10", window="day", name="day")])
+
+    def serve(team: str) -> None:
+        client = openai_client(replay_server)
+        try:
+            with setup["scope"], aicost.attribute(team=team):
+                ask(client, f"from the {team}")
+                ask(client, f"from the {team}")  # a cache hit
+                with pytest.raises(CallRefused):
+                    client.chat.completions.create(model=f"unpriced-{team}", messages=[], max_tokens=5)
+        finally:
+            client.close()
+        metrics.flush()
+        assert ledger_writer.active().flush(timeout_s=10)
+
+    configure()
+    try:
+        serve("parent")  # every lazy part exists now: threads, stores, prices, tokenizer
+        release = _held_by_another_thread(_HELD_AT_FORK[name](setup))
+        try:
+            def child(send):
+                configure()
+                serve("child")
+                send({"spent": str(budget_status()[0].spent_usd)})
+
+            [seen] = run_forked(child, timeout_s=60)
+        finally:
+            release.set()
+        assert Decimal(seen["spent"]) > 0  # the child's own call, counted by its own budget
+        with open_store(ledger, create=False) as store:
+            rows = [r for r in store.rows(_NOW - timedelta(days=1), _NOW + timedelta(days=1))]
+        assert sorted((r.team, r.kind) for r in rows) == sorted(
+            (team, kind) for team in ("child", "parent") for kind in (CACHE_HIT, CALL, REFUSAL))
+    finally:
+        disable_budgets()
+        aicost.uninstrument()
+
+
+# -- background workers and what they hold --------------------------------------------------------------------
+def test_a_forked_childs_deadline_watch_never_cuts_a_socket_the_parent_is_waiting_on():
+    """The cache's deadline thread shuts down the socket of a database call that overran. A child shares its
+    parent's sockets: had it kept the parent's watched calls, its own thread would cut the parent's connection.
+    Here the parent's watch is already overdue (its own thread is kept from acting by holding the watchdog's
+    lock, which the child must not inherit held) and the child's call overruns after it."""
+    parent_side, parent_peer = socket.socketpair()
+    child_side, child_peer = socket.socketpair()
+    token = WATCHDOG.watch(parent_side.fileno(), 3600)
+    release = _held_by_another_thread(WATCHDOG._cond)
+    WATCHDOG._pending[token] = (0.0, parent_side.fileno())  # overdue; the parent's thread waits for the lock
+    try:
+        def child(send):
+            WATCHDOG.watch(child_side.fileno(), 0.05)
+            child_peer.settimeout(10)
+            cut = child_peer.recv(1) == b""  # end of file: the child's overrunning call was cut
+            parent_peer.setblocking(False)
+            try:
+                parent_cut = parent_peer.recv(1) == b""
+            except BlockingIOError:
+                parent_cut = False  # still open, nothing to read
+            send({"own call cut": cut, "parent's call cut": parent_cut})
+
+        [seen] = run_forked(child, timeout_s=60)
+    finally:
+        del WATCHDOG._pending[token]  # while the lock is still held: the parent's thread never sees it overdue
+        release.set()
+    assert seen == {"own call cut": True, "parent's call cut": False}
+    assert not WATCHDOG.release(token)
+    parent_side.sendall(b"x")
+    assert parent_peer.recv(1) == b"x"  # the parent's connection still works
+    for s in (parent_side, parent_peer, child_side, child_peer):
+        s.close()
+
+
+def test_a_forked_child_delivers_its_own_alerts_and_not_those_queued_in_the_parent():
+    """Budget alerts are queued for a sender thread. At the fork the parent's thread is delivering one and
+    another waits in the queue: they are the parent's to deliver. The child's alert goes out (through the
+    child's own thread), once, and nothing of the parent's is sent twice."""
+    delivering, release = threading.Event(), threading.Event()
+    sent = []
+
+    def sink(alert):
+        sent.append((os.getpid(), alert.key))
+        if os.getpid() == parent and alert.key == "first":
+            delivering.set()
+            release.wait(30)
+
+    parent = os.getpid()
+    alerter = Alerter(sink)
+    alerter.submit(Alert(BUDGET_THRESHOLD, "first", "first", "being delivered at the fork"))
+    assert delivering.wait(10)
+    alerter.submit(Alert(BUDGET_THRESHOLD, "second", "second", "queued at the fork"))
+    try:
+        def child(send):
+            alerter.submit(Alert(BUDGET_THRESHOLD, "third", "third", "the child's"))
+            send({"flushed": alerter.flush(timeout_s=10), "sent": [key for pid, key in sent if pid == os.getpid()]})
+
+        [seen] = run_forked(child, timeout_s=60)
+    finally:
+        release.set()
+    assert seen == {"flushed": True, "sent": ["third"]}
+    assert alerter.flush(timeout_s=10) and sent == [(parent, "first"), (parent, "second")]
+
+
+def test_a_forked_child_uses_its_own_cache_connections_and_leaves_the_parents_open(pg_server):
+    """The pgvector store pools connections. At the fork the parent's threads hold every slot and an idle
+    connection is the parent's session: the child must neither wait for a slot that never frees nor talk on
+    the parent's socket, and dropping the parent's connections there must not end the parent's sessions."""
+    from aicost.cache import PgVectorStore
+
+    store = PgVectorStore(pg_server, table="cache_fork", pool_size=1)
+    try:
+        store.put("aicost:cache:t:k", Entry(value="cached"), ttl=600)
+        backend = store._execute("SELECT pg_backend_pid()", fetch="one")[0]  # the pooled connection's session
+        assert store._slots.acquire(timeout=5)  # a parent thread's query in flight at the fork
+        try:
+            def child(send):
+                got = store.get("aicost:cache:t:k")
+                own = store._execute("SELECT pg_backend_pid()", fetch="one")[0]
+                send({"value": None if got is None else got.value, "own session": own != backend})
+
+            [seen] = run_forked(child, timeout_s=60)
+        finally:
+            store._slots.release()
+        assert seen == {"value": "cached", "own session": True}
+        assert store._execute("SELECT pg_backend_pid()", fetch="one")[0] == backend  # the parent's session lives
+    finally:
+        store.close()
+
+
+def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread():
+    """Self-hosted pools: the calls in the open intervals at the fork are the parent's to allocate, and the
+    child, whose calls join intervals too, gets its own closing thread (the parent's does not exist there)."""
+    pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}}
+    meter = configure_pools(pools, ledger="")
+    try:
+        def pool_call():
+            sim = SimulatedCall(model="m")
+            sim.info.server_address, sim.info.server_port = "10.0.0.5", 8000
+            meter(sim.finish())
+
+        pool_call()
+
+        def child(send):
+            before = sum(len(uses) for uses in meter._open["p"].values())
+            pool_call()
+            timer = aicost.pools._timer
+            send({"open before": before, "open after": sum(len(uses) for uses in meter._open["p"].values()),
+                  "closing thread": timer is not None and timer.is_alive()})
+
+        [seen] = run_forked(child, timeout_s=60)
+        assert seen == {"open before": 0, "open after": 1, "closing thread": True}
+        assert sum(len(uses) for uses in meter._open["p"].values()) == 1  # the parent keeps its call
+    finally:
+        disable_pools()

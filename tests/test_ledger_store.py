@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from aicost.errors import ConfigurationError
-from aicost.ledger import (CALL, FeatureRun, LedgerRow, LedgerSchemaError, UnknownGroupKey, open_store, spend,
-                           totals)
+from aicost.ledger import (CALL, FeatureRun, LedgerRow, LedgerSchemaError, LedgerStore, UnknownGroupKey, open_store,
+                           spend, totals)
 from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
@@ -468,6 +468,100 @@ def test_a_staged_batch_makes_the_same_rows_and_rollups_as_an_unstaged_one(ledge
     assert staged._fetch(columns, []) == by_id._fetch(columns, [])
     staged.close()
     by_id.close()
+
+
+def test_a_replayed_batch_is_written_from_what_was_prepared_and_counted_once(ledger_pair, monkeypatch):
+    """A batch some of which is stored already (a spill replayed after an outage, a repeated span id) writes its
+    new rows from what was prepared: nothing is encoded again, and SQLite inserts them from its stage, PostgreSQL
+    sends its staged COPY lines. Only a new row that took the outcome of a run in the batch that is stored
+    already is encoded again (without it; the stored run's outcome is written back). Rows and rollup tables
+    equal, cell by cell, those of the same batches written row by row and summed by id; nothing counts twice."""
+    import psycopg
+
+    from aicost.ledger import store as store_module
+    from aicost.ledger.synthetic import generate
+
+    items = list(generate(Profile(days=1, teams=4, customers=6, calls=300, seed=7)))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    runs = [i for i in items if isinstance(i, FeatureRun)]
+    runs_of = lambda part: [r for r in runs if r.run_id in {x.run_id for x in part}]  # noqa: E731
+    first_runs = runs_of(rows[:120])
+    late = _row(9000, run_id=first_runs[0].run_id, time=rows[-1].time)  # a new call of a stored run
+    batches = [
+        (rows[:120], first_runs),  # all new
+        (rows[60:200], [r for r in runs_of(rows[120:200]) if r not in first_runs]),  # half replayed, runs new
+        (rows[180:] + [late], runs),  # replayed rows and runs, and a new row of a stored run: encoded again
+        (rows, runs),  # all replayed
+    ]
+    staged = open_store(ledger_pair[0])
+    encoded, row_writes, statements = [], [], []
+    if staged.dialect == "sqlite":
+        staged._conn.set_trace_callback(statements.append)
+    else:
+        write_row = psycopg.Copy.write_row
+        monkeypatch.setattr(psycopg.Copy, "write_row",
+                            lambda copy, values: row_writes.append(values) or write_row(copy, values))
+    written = []
+    for batch_rows, batch_runs in batches:
+        prepared = staged.prepare(batch_rows, batch_runs)
+        assert prepared.staged is not None
+        del encoded[:], row_writes[:], statements[:]
+        staged.row_params = lambda row, outcome=None: encoded.append(row.span_id) or LedgerStore.row_params(
+            staged, row, outcome)
+        written.append(staged.write_prepared(prepared))
+        del staged.row_params
+        assert encoded == ([late.span_id] if late in batch_rows else [])
+        if late not in batch_rows:  # written from the stage: never row by row
+            assert not row_writes and not any(s.startswith("INSERT INTO aicost_ledger (") for s in statements)
+    if staged.dialect == "sqlite":
+        staged._conn.set_trace_callback(None)
+    monkeypatch.undo()
+    monkeypatch.setattr(store_module, "can_stage", lambda: False)
+    monkeypatch.setattr(store_module.PostgresStore, "_stage", lambda *args: None)
+    by_id = open_store(ledger_pair[1])
+    assert [by_id.write(batch_rows, batch_runs) for batch_rows, batch_runs in batches] == written == [
+        120, 80, len(rows) - 200 + 1, 0]
+    assert _rollup_table(staged) == _rollup_table(by_id)
+    columns = "SELECT * FROM aicost_ledger ORDER BY span_id"
+    assert staged._fetch(columns, []) == by_id._fetch(columns, [])
+    first, last = staged.time_range()
+    back = {r.span_id: r.outcome for r in staged.rows(first, last + timedelta(seconds=1))}
+    assert back[late.span_id] == first_runs[0].outcome
+    total = totals(staged, first, last + timedelta(seconds=1))
+    assert (total.calls, total.runs) == (sum(r.kind == CALL for r in rows) + 1, len(runs))
+    staged.close()
+    by_id.close()
+
+
+def test_sqlite_detaches_the_staged_image_when_its_write_is_done(tmp_path, monkeypatch):
+    """The staged image is attached for its write only: after it, committed or failed, the stage is no longer a
+    database of the connection and SQLite's memory holds the image no more (not until the next write)."""
+    import ctypes
+    import _sqlite3
+
+    from aicost.ledger.staging import STAGE
+
+    try:
+        memory_used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+        memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):  # SQLite linked in without its symbols: the database list is checked
+        memory_used = None
+    store = open_store(f"sqlite:///{tmp_path / 'stage.db'}")
+    databases = lambda: {name for _, name, _ in store._fetch("PRAGMA database_list", [])}  # noqa: E731
+    at_commit: list[int] = []
+    store._conn.set_trace_callback(lambda sql: memory_used and sql == "COMMIT" and at_commit.append(memory_used()))
+    prepared = store.prepare([_row(i) for i in range(2000)])
+    assert store.write_prepared(prepared) == 2000
+    assert STAGE not in databases()
+    if memory_used is not None and at_commit[0]:  # SQLITE_DEFAULT_MEMSTATUS: SQLite counts its memory
+        assert at_commit[0] - memory_used() >= len(prepared.staged)  # the image, freed
+    monkeypatch.setattr(store, "_set_outcomes", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        store.write([_row(i) for i in range(2000, 2100)])
+    assert STAGE not in databases()
+    monkeypatch.undo()
+    assert store.write([_row(2100)]) == 1 and STAGE not in databases()
+    store.close()
 
 
 def test_sqlite_adds_and_writes_money_in_sql_exactly_as_decimal_does(tmp_path):

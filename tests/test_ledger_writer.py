@@ -435,3 +435,65 @@ def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
     preparer.stop()
     assert not preparer._thread.is_alive()
     assert preparer.submit(lambda x: x * 2, 4).result(timeout=0) == 8  # done on the caller's thread
+
+
+def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_closes_the_database(
+        pg_server, spill_dir, monkeypatch, caplog):
+    """close() returns within its timeout even while a batch is being prepared (here: until an event), and then
+    leaves the database to the thread that is writing: it writes every row queued before close(), from what was
+    prepared (the preparing thread formats COPY data from what the store kept of its connection, never from the
+    connection itself, which the writing thread may be closing), and then closes the database itself."""
+    import threading
+
+    from aicost.ledger.store import PostgresStore
+
+    url = fresh_pg_database(pg_server)
+    entered, release, staged = threading.Event(), threading.Event(), []
+    stage = PostgresStore._stage
+
+    def slow_stage(store, row_params, run_params):
+        if not entered.is_set():
+            entered.set()
+            release.wait(60)
+        staged.append(stage(store, row_params, run_params))
+        return staged[-1]
+
+    monkeypatch.setattr(PostgresStore, "_stage", slow_stage)
+    writer = LedgerWriter(url, batch_size=50, max_queue=10_000)
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(400))
+    assert entered.wait(30)  # the writer thread's first batch is being prepared, and holds on
+    closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 0.5})
+    closer.start()
+    closer.join(30)
+    try:
+        assert not closer.is_alive()  # close() returned while the batch is still being prepared
+        assert writer._store is not None  # not closed under the writing thread: it is left to that thread
+    finally:
+        release.set()
+    writer._thread.join(30)
+    assert not writer._thread.is_alive() and writer._store is None and writer._preparer is None
+    assert writer.stats()["written"] == 400 and None not in staged
+    assert "could not prepare" not in caplog.text
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 400
+    monkeypatch.undo()
+    store.close()  # as after an outage: no connection now
+    assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
+
+
+def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next_writer(tmp_path, spill_dir):
+    """Rows still queued when close()'s time is up go to the spill file (they were dropped, uncounted), and the
+    next writer of the ledger replays them."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
+    writer._start = lambda: None  # no writer thread: close() itself writes what it can in no time
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
+    writer.close(timeout_s=0)
+    stats = writer.stats()
+    assert stats["spilled"] >= 80 and stats.get("written", 0) + stats["spilled"] == 100 and stats["queued"] == 0
+    again = LedgerWriter(url)
+    assert again.flush()  # the spill of this (live) process is replayed
+    assert again.stats()["replayed"] == stats["spilled"]
+    again.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 100

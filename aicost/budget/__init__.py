@@ -19,9 +19,9 @@ for calls made through instrumented SDK clients (``aicost.instrument()``).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import _fork
 from .. import hooks
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aicost")
-_lock = threading.Lock()
+_lock = _fork.lock()
 _active: BudgetGuard | None = None
 _memory_store: MemoryStore | None = None
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,9 +22,9 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import _fork
 from .. import _log
 from .. import semconv
-from .._fork import reset_in_child
 from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
 from .errors import (
@@ -37,7 +35,7 @@ from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, scope_value
 from .journal import Pending, SettlementJournal
-from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable
+from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable, sent_mode
 from .stores.memory import MemoryStore
 from .windows import WindowCache
 
@@ -50,13 +48,10 @@ _process_id = secrets.token_hex(8)
 _ids = itertools.count()
 
 
+@_fork.on_fork_in_child
 def _new_process_id() -> None:
     global _process_id
     _process_id = secrets.token_hex(8)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_process_id)
 
 
 def new_reservation_id() -> str:
@@ -260,7 +255,7 @@ class BudgetGuard:
         self._journal_handed_on = False
         self._store_down = False
         self._warned: set[str] = set()
-        self._state_lock = threading.Lock()  # log transitions once even when many threads see them together
+        self._state_lock = _fork.lock()  # log transitions once even when many threads see them together
         self._charge_cache: dict[tuple[Any, str, str], Charge] = {}
         # Only read the attribution when some budget or policy is scoped by it.
         self._needs_attributes = any(b.attribute for b in budgets) or any(
@@ -268,11 +263,8 @@ class BudgetGuard:
         )
         self._attributes: Callable[[], Mapping[str, str]] | None = None
         self._attributes_retry = 0.0
-        reset_in_child(self)
-
-    def _after_fork_in_child(self) -> None:
-        # The journal and a memory store reset themselves (the parent's settlements and spend stay the parent's).
-        self._state_lock = threading.Lock()
+        # (A forked child: its lock is freed, the journal and a memory store reset themselves; the parent's
+        # settlements and spend stay the parent's.)
 
     # -- the interceptor protocol ---------------------------------------------------------------------------
 
@@ -565,7 +557,8 @@ class BudgetGuard:
             return  # nothing held, nothing spent: nothing to tell the store
         now = self._clock()
         try:
-            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, ticket.mode, ticket.lease_until)
+            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, sent_mode(ticket.mode, ticket.held),
+                                          ticket.lease_until)
         except StoreUnavailable as exc:
             info = ticket.info
             entry = Pending(ticket.rid, ticket.charges, ticket.compiled, actual, ticket.mode, ticket.lease_until,

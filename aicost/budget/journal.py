@@ -15,14 +15,13 @@ per set of budget buckets, so a long outage costs one entry per bucket set, not 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .._fork import reset_in_child
+from .. import _fork
 from .money import to_usd
-from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable
+from .stores.base import SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, SettleOutcome, StoreUnavailable, sent_mode
 
 logger = logging.getLogger("aicost")
 
@@ -56,13 +55,13 @@ class SettlementJournal:
         self.capacity = capacity
         self._entries: deque[Pending] = deque()
         self._merged: dict[tuple[str, ...], Pending] = {}  # never sent, holding nothing: spend per bucket set
-        self._lock = threading.Lock()
-        self._draining = threading.Lock()
+        self._lock = _fork.lock()
+        self._draining = _fork.lock()
         self.dropped = 0  # settlements lost to overflow, ever
         self.dropped_nanos = 0
         self.applied = 0  # settlements applied from the journal, ever
         self._warned_overflow = False
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """The settlements held at a fork are the parent's to apply: applied by a child as well, they would be
@@ -189,11 +188,11 @@ def _settle_batch(store: Any, batch: list[Pending], now: float) -> list[Any]:
     """Per entry: its outcomes, None (rejected or no reply: it may have run) or _NOT_SENT."""
     many = getattr(store, "settle_many", None)
     if many is not None:
-        return many([(e.rid, e.charges, e.actual, e.mode, e.lease_until) for e in batch], now)
+        return many([(e.rid, e.charges, e.actual, sent_mode(e.mode, e.held), e.lease_until) for e in batch], now)
     out: list[Any] = []
     for i, e in enumerate(batch):
         try:
-            out.append(store.settle(e.rid, e.charges, e.actual, now, e.mode, e.lease_until))
+            out.append(store.settle(e.rid, e.charges, e.actual, now, sent_mode(e.mode, e.held), e.lease_until))
         except StoreUnavailable as exc:
             if not out:
                 raise

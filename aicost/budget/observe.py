@@ -6,12 +6,12 @@ policy): an allowed call costs the hot path nothing here.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from .. import _fork
 from .. import semconv
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 _counter: tuple[Any, Any] | None = None  # (meter provider it was created on, counter)
 
 

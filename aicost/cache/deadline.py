@@ -21,14 +21,24 @@ import sys
 import threading
 import time
 
+from .. import _fork
+
 
 class Watchdog:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = _fork.condition()
         self._pending: dict[int, tuple[float, int]] = {}  # token -> (deadline, socket fd)
         self._expired: set[int] = set()
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
+        _fork.reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The calls watched at a fork run in the parent, on sockets the child shares: cut by the child's thread,
+        they would break the parent's connections. The child watches its own calls only, with its own thread."""
+        self._pending.clear()
+        self._expired.clear()
+        self._thread = None
 
     def watch(self, fd: int, timeout_s: float) -> int:
         """Start watching a call on socket ``fd``; pass the returned token to :meth:`release` when it returns."""

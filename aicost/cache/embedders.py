@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+
+from .. import _fork
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -72,7 +73,7 @@ class HashedNgramEmbedder:
 
 
 _shared: dict[str, Any] = {}
-_shared_lock = threading.Lock()
+_shared_lock = _fork.lock()
 
 
 def resolve_embedder(embedder: Any) -> Any:

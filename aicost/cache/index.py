@@ -11,10 +11,11 @@ by doubling; removal swaps the last row into the hole, so memory stays proportio
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 
 import numpy as np
+
+from .. import _fork
 
 
 _CODE_BITS = 256
@@ -71,7 +72,7 @@ class MemoryVectorIndex:
         self._projection = _projection(dim)
         self._parts: dict[str, _Partition] = {}
         self._where: OrderedDict[str, str] = OrderedDict()  # key -> context, oldest first
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def __len__(self) -> int:
         return len(self._where)

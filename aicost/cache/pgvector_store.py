@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .. import _fork
 from ..errors import ConfigurationError
 from .deadline import WATCHDOG
 from .entry import Entry
@@ -113,7 +114,8 @@ class PgVectorStore:
         self.ef_search = ef_search
         self.timeout_s = float(timeout_s)
         self._idle: list[Any] = []  # pooled connections not in use (LIFO: the warmest first)
-        self._idle_lock = threading.Lock()  # guards _idle only; never held while talking to the server
+        self._idle_lock = _fork.lock()  # guards _idle only; never held while talking to the server
+        self._pool_size = pool_size
         self._slots = threading.BoundedSemaphore(pool_size)
         self._dims: set[int] = set()
         self._puts = 0
@@ -122,6 +124,14 @@ class PgVectorStore:
         self._schema_ready = False
         self.retry_after_s = 5.0
         self._down_until = 0.0
+        _fork.reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The pooled connections, and the slots the parent's threads hold, are the parent's: a forked child
+        opens its own. The parent's are dropped unclosed (psycopg never ends a session from a process other than
+        the one that opened it, so the parent's stay up)."""
+        self._idle = []
+        self._slots = threading.BoundedSemaphore(self._pool_size)
 
     # --- connection ---------------------------------------------------------------------------------------
     def _execute(self, sql: str, params: tuple = (), *, fetch: str | None = None) -> Any:

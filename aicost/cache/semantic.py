@@ -8,7 +8,6 @@ pairs.tsv; see benchmarks/cache_eval.py and docs/cache.md): the lowest measured 
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import _fork
 from .embedders import resolve_embedder
 from .entry import Entry
 from .guards import Guards
@@ -105,7 +105,7 @@ class SemanticRuntime:
         # apart by context.
         self._space = f"{getattr(config.embedder, 'name', type(config.embedder).__name__)}:"
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector (lookup, then add on miss)
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def _embed(self, text: str) -> np.ndarray:
         with self._lock:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from .._fork import reset_in_child
+from .. import _fork
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -33,7 +33,7 @@ class Flight:
     __slots__ = ("done", "_async_events", "thread", "loop", "streaming")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Event()  # not from _fork: a forked child drops every flight (FlightGroup)
         self._async_events: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.thread = threading.get_ident()  # where the leader runs
         self.loop = _running_loop()
@@ -86,9 +86,9 @@ def _set_soon(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
 
 class FlightGroup:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._flights: dict[str, Flight] = {}
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """The leaders in flight at a fork run in the parent: a child's identical call must not wait for them."""

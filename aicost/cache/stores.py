@@ -7,11 +7,11 @@ same four methods, so the decorator does not know which one it talks to.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from typing import Callable, Protocol
 
+from .. import _fork
 from .entry import Entry
 
 
@@ -38,7 +38,7 @@ class MemoryStore:
         self.max_entries = max_entries
         self._clock = clock
         self._data: OrderedDict[str, tuple[Entry, float | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self.on_remove: Callable[[str], None] | None = None
         self.evictions = 0
 

@@ -11,17 +11,17 @@ exposes them), else the global OpenTelemetry providers.
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
+from .. import _fork
 from .. import semconv
 from ..pricing.money import format_usd
 
-_lock = threading.Lock()
+_lock = _fork.lock()
 _tracer_provider: Any = None
 _meter_provider: Any = None
 _instruments: dict[int, "_Instruments"] = {}

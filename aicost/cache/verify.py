@@ -14,12 +14,12 @@ A verifier is any callable ``(query, cached, similarity) -> (accepted: bool, cos
 from __future__ import annotations
 
 import re
-import threading
 from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
 
+from .. import _fork
 from ..hooks import collect_calls
 from .guards import _NUMBER_WORDS, _SKIP_AFTER_DIRECTIONAL, _UNIT_NAMES, _stem, _tokens, antonyms, phrasal
 
@@ -195,7 +195,7 @@ class LexicalVerifier:
         self.check_order = bool(check_order)
         self.embedder = embedder
         self._word_vectors: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._known: frozenset[str] | None = None
 
     def with_embedder(self, embedder: Any) -> "LexicalVerifier":

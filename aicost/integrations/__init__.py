@@ -14,11 +14,12 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-import threading
 from typing import Any
 
+from .. import _fork
+
 _registered: list[type] = []
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 def register(integration: type) -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .. import _fork
 from .. import semconv as s
 from .._log import warn_once
 from ..vendor import ResponseMeta
@@ -119,7 +119,7 @@ class Registry:
     def __init__(self, limit: int = 4096) -> None:
         self._items: dict[str, Any] = {}
         self._limit = limit
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def put(self, key: str, value: Any) -> None:
         with self._lock:

@@ -4,15 +4,16 @@ Why: handing SQLite a batch row by row (``executemany``: bind 47 values, step, b
 thread going back and forth between Python, which holds the GIL, and SQLite, which does not. The background
 writer's preparing thread does that part here instead, into a private in-memory database, while the writer thread
 writes the previous batch; the image (``Connection.serialize``) is then attached to the ledger's connection
-(:data:`STAGE`), and the write transaction is a few statements that run entirely inside SQLite, without the GIL:
-``INSERT ... SELECT`` of the rows and runs, the rollup delta summed over the staged rows
-(:func:`aicost.ledger.rollup.rollup_sql` with ``schema=STAGE``: the same SQL as the by-id sums, over the same
+(:data:`STAGE`) for the write that uses it, and the write transaction is a few statements that run entirely
+inside SQLite, without the GIL: ``INSERT ... SELECT`` of the rows and runs, the rollup delta summed over the staged
+rows (:func:`aicost.ledger.rollup.rollup_sql` with ``schema=STAGE``: the same SQL as the by-id sums, over the same
 values), the folds and the commit. The two threads then overlap on a machine with two cores.
 
-The store sums the staged rows only when none of them is stored yet: the staged rows and runs are inserted in a
-savepoint, and one whose key is stored already fails that insert. Then (a replay, rows another process stored
-first) the savepoint is undone and the store inserts what is new and sums it by id, as before, so a row is never
-counted twice.
+The store sums only staged rows it inserted: the staged rows and runs are inserted in a savepoint, and one whose
+key is stored already fails that insert. Then (a replay, rows another process stored first) the savepoint is
+undone, the stored rows and runs are deleted from the stage, and what is left (all new) is inserted and summed
+the same way, so a row is never counted twice. (A new row that took at staging the outcome of a run that turns
+out to be stored already is encoded again, and that batch is inserted row by row and summed by id.)
 """
 
 from __future__ import annotations

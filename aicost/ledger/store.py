@@ -27,15 +27,16 @@ import operator
 import os
 import re
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
+from itertools import compress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .. import _fork
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
@@ -70,8 +71,9 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and what the dialect staged of them, used when none of the batch is stored yet: on
-    SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data."""
+    their encoded columns and what the dialect staged of them (of its part not stored yet, when some is: a
+    replay): on SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY``
+    data."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
@@ -158,7 +160,7 @@ class LedgerStore:
     url = ""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = _fork.rlock()
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
@@ -258,19 +260,38 @@ class LedgerStore:
 
     def _new_in(self, cur: Any, batch: PreparedBatch) -> PreparedBatch:
         """The part of ``batch`` not stored yet (one query per table, inside the write transaction). When all of
-        it is new, ``batch`` itself; otherwise the new rows and runs, re-encoded (a row takes its run's outcome at
-        insert only when the run is new too): their rollups are then summed by id, in the database, so a row
-        stored before is never counted again."""
+        it is new, ``batch`` itself; otherwise the new rows and runs with their encoded columns and what was
+        staged of them (:meth:`_unstage`), as prepared: their rollups are then summed from the new rows only
+        (by id, or from SQLite's stage), so a row stored before is never counted again. Only a new row that
+        took at encoding the outcome of a run in the batch that turns out to be stored already is encoded
+        again, without it (the stored run's outcome is written back after the insert), and then nothing staged
+        is used."""
         stored_rows = self._stored(cur, "aicost_ledger", "span_id", [r.span_id for r in batch.rows])
         stored_runs = self._stored(cur, "aicost_runs", "run_id", [r.run_id for r in batch.runs])
         if not stored_rows and not stored_runs:
             return batch
-        rows = [r for r in batch.rows if r.span_id not in stored_rows]
-        runs = [r for r in batch.runs if r.run_id not in stored_runs]
+        new_rows = [r.span_id not in stored_rows for r in batch.rows]
+        new_runs = [r.run_id not in stored_runs for r in batch.runs]
+        rows = list(compress(batch.rows, new_rows))
+        runs = list(compress(batch.runs, new_runs))
+        row_params = list(compress(batch.row_params, new_rows))
+        run_params = list(compress(batch.run_params, new_runs))
+        staged = batch.staged
+        if stored_runs and any(r.outcome is None and r.run_id in stored_runs for r in rows):
+            row_params = [self.row_params(r) if r.outcome is None and r.run_id in stored_runs else p
+                          for r, p in zip(rows, row_params)]
+            staged = None
+        elif staged is not None:
+            staged = self._unstage(cur, staged, new_rows, new_runs)
         # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
         # amounts whose absolute sum fits have a part whose sum fits
-        return PreparedBatch(rows, runs, self._rows_params(rows, runs), [self.run_params(r) for r in runs],
-                             zero=batch.zero, units=batch.units, last=batch.last)
+        return PreparedBatch(rows, runs, row_params, run_params, staged, zero=batch.zero, units=batch.units,
+                             last=batch.last)
+
+    def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
+        """What ``staged`` (of this dialect) holds of the rows and runs flagged new, in order (None: nothing
+        usable; the write encodes them itself)."""
+        return None
 
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
@@ -870,8 +891,14 @@ class SQLiteStore(LedgerStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            if batch.staged is not None and self._insert_staged(cur):
-                self._set_outcomes(cur, batch)  # all new: the staged rows and runs went in, and are summed
+            staged = batch.staged is not None and self._insert_staged(cur)
+            if not staged:  # some of it stored already: the rest, still staged unless its encoding changed
+                new = self._new_in(cur, batch)
+                staged = (new is not batch and new.staged is not None and bool(new.rows or new.runs)
+                          and self._insert_staged(cur))
+                batch = new
+            if staged:
+                self._set_outcomes(cur, batch)  # the staged rows and runs (all new) went in, and are summed
                 cur.execute(rollup.delta_ddl(rollup.SQLITE))
                 sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
@@ -879,7 +906,6 @@ class SQLiteStore(LedgerStore):
                     cur.execute(sql)
                 self._close_days(cur, batch.last)
             else:
-                batch = self._new_in(cur, batch)
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
                 self._set_outcomes(cur, batch)
@@ -906,17 +932,46 @@ class SQLiteStore(LedgerStore):
         cur.execute("RELEASE aicost_staged")
         return True
 
+    def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
+        """The stage (attached: the write is under way) keeps only the new rows and runs: the stored ones are
+        deleted from it, by their place in the batch (the staged rowids are 1, 2, ... in batch order)."""
+        for table, new in (("aicost_ledger", new_rows), ("aicost_runs", new_runs)):
+            stored = [i for i, is_new in enumerate(new, 1) if not is_new]
+            if stored:
+                cur.execute(f"DELETE FROM {STAGE}.{table} WHERE rowid IN (SELECT value FROM json_each(?))",
+                            [json.dumps(stored)])
+        return staged
+
     def _set_outcomes(self, cur: Any, batch: PreparedBatch) -> None:
         outcomes = self._outcomes(cur, batch.rows, batch.runs)
         if outcomes:
             cur.execute(_SET_OUTCOMES, [json.dumps({run_id: outcome for outcome, run_id in outcomes})])
 
+    def write_prepared(self, batch: PreparedBatch) -> int:
+        with self._lock:  # (reentrant) no other write attaches its image before this one's is detached
+            try:
+                return super().write_prepared(batch)
+            finally:
+                self._detach_stage()
+
     def _attach_stage(self, image: bytes) -> None:
-        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction)."""
+        """The staged image as the schema ``aicost_stage`` of this connection (outside a transaction), until
+        :meth:`_detach_stage` at the end of the write that uses it."""
         if not self._stage_attached:
             self._conn.execute(f"ATTACH DATABASE ':memory:' AS {STAGE}")
             self._stage_attached = True
         self._conn.deserialize(image, name=STAGE)
+
+    def _detach_stage(self) -> None:
+        """Detach the staged image, which frees its memory (about 7 MB for a batch of 20,000 rows) rather than
+        keeping it until the next write, maybe long after. Should that fail, the image stays attached and the
+        next write's image replaces it."""
+        if self._stage_attached:
+            try:
+                self._conn.execute(f"DETACH DATABASE {STAGE}")
+            except sqlite3.Error:
+                return
+            self._stage_attached = False
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._conn
@@ -1036,6 +1091,18 @@ def _text_array_dumper() -> type:
     return TextArrayDumper
 
 
+class _StageContext:
+    """What psycopg's ``Transformer`` reads of a connection (an ``AdaptContext``), without the connection: its
+    adapters, and no connection (so text is encoded as UTF-8). :meth:`PostgresStore._stage` formats with it on
+    the preparing thread."""
+
+    __slots__ = ("adapters",)
+    connection = None
+
+    def __init__(self, adapters: Any) -> None:
+        self.adapters = adapters
+
+
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
@@ -1060,6 +1127,7 @@ class PostgresStore(LedgerStore):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
                                      "not a number")
         self._conn: Any = None
+        self._stage_context: _StageContext | None = None
         self._connect()
         self._migrate()
 
@@ -1077,6 +1145,7 @@ class PostgresStore(LedgerStore):
                                          f"{message.strip().splitlines()[-1]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
         self._conn.adapters.register_dumper(_TextArray, _text_array_dumper())
+        self._stage_context = _StageContext(self._conn.adapters) if self._conn.info.encoding == "utf-8" else None
         return self._conn
 
     def _migrate(self) -> None:
@@ -1117,17 +1186,21 @@ class PostgresStore(LedgerStore):
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> tuple[bytes, bytes] | None:
         """The rows' and runs' ``COPY`` data, formatted while preparing (by psycopg's own row formatter, with
-        this connection's adapters) rather than by the write, which then only sends it. None (the write formats
-        the rows itself) where psycopg does not offer that formatter."""
+        the connection's adapters) rather than by the write, which then only sends it. None (the write formats
+        the rows itself) where psycopg does not offer that formatter.
+
+        It never touches the connection, which the writing thread may be using, closing or replacing meanwhile
+        (an outage, ``close()``): it formats with what :meth:`_connect` kept of it, its adapters and the
+        knowledge that the session's encoding is UTF-8 (the formatter's default without a connection)."""
         try:
             from psycopg._copy_base import format_row_text  # psycopg 3.2+: what Copy.write_row calls
             from psycopg.adapt import Transformer
         except ImportError:  # pragma: no cover - another psycopg
             return None
-        conn = self._conn
-        if conn is None:  # reconnecting: the write formats the rows on the new connection
+        context = self._stage_context
+        if context is None:  # not a UTF-8 session: the write formats the rows on its connection
             return None
-        transformer = Transformer(conn)  # reads the connection's adapters and encoding; no I/O
+        transformer = Transformer(context)
         out = []
         for params in (row_params, run_params):
             data = bytearray()
@@ -1136,13 +1209,26 @@ class PostgresStore(LedgerStore):
             out.append(bytes(data))
         return out[0], out[1]
 
+    def _unstage(self, cur: Any, staged: tuple[bytes, bytes], new_rows: list[bool],
+                 new_runs: list[bool]) -> tuple[bytes, bytes] | None:
+        """The ``COPY`` lines of the new rows and runs: text format writes one line per row (a newline in a
+        value is escaped), so the staged data splits into the batch's rows."""
+        out = []
+        for data, new in ((staged[0], new_rows), (staged[1], new_runs)):
+            lines = data.split(b"\n")
+            if len(lines) != len(new) + 1:  # pragma: no cover - not one line per row: the write formats them
+                return None
+            kept = b"\n".join(compress(lines, new))  # no line is empty: kept is empty only when no row is new
+            out.append(kept + b"\n" if kept else b"")
+        return out[0], out[1]
+
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
-                batch = self._new_in(cur, batch)  # not staged any more if some of it was stored
+                batch = self._new_in(cur, batch)  # what is not stored yet, as prepared
                 for table, columns, params, data in (
                         ("aicost_ledger", ROW_COLUMNS, batch.row_params, batch.staged and batch.staged[0]),
                         ("aicost_runs", RUN_COLUMNS, batch.run_params, batch.staged and batch.staged[1])):

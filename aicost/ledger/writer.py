@@ -37,6 +37,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .. import _fork
 from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
@@ -48,7 +49,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
-_BACKLOG_BATCHES = 4  # a backlog is written in batches of up to this many times batch_size
+_MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
 
 class Record:
@@ -99,12 +100,13 @@ class LedgerWriter:
         self.flush_interval_s = float(flush_interval_s)
         self.spill_max_bytes = int(spill_max_bytes)
         self._queue: collections.deque = collections.deque()
-        self._wake = threading.Event()
-        self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
+        self._wake = _fork.event()
+        self._write_lock = _fork.lock()
+        self._state_lock = _fork.lock()
         self._thread: threading.Thread | None = None
         self._preparer: _Preparer | None = None
         self._closed = False
+        self._shut_down = False  # closed, and the database with it (_shut)
         self._exiting = False
         self._retry_at = 0.0
         self._backoff = 1.0
@@ -120,6 +122,7 @@ class LedgerWriter:
         except LedgerUnavailable as exc:
             self._down(exc)
         _writers.add(self)
+        _fork.reset_in_child(self)
 
     # -- the calling thread ---------------------------------------------------------------------------------------
     def on_call(self, result: CallResult) -> None:
@@ -204,32 +207,48 @@ class LedgerWriter:
         because the database drivers release the GIL while the database works. A backlog is written in batches
         that double up to 4 x ``batch_size`` (a rollup cell is updated once per batch, so on PostgreSQL a batch of
         20,000 costs the server a fifth less per row than four of 5,000) and shrink again, to half of what is
-        left, towards its end."""
-        with self._write_lock:
-            if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
-                self._replay_spill(deadline)
-            ahead: Future | None = None
-            size = self.batch_size
-            while True:
-                nxt = None
-                if self._queue and (deadline is None or time.monotonic() <= deadline):
-                    # at most half of what is left, so the end of a backlog goes in shrinking batches and the
-                    # last write, which nothing overlaps, is short
-                    take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
-                    pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
-                    batch = [pop() for _ in range(take)]
-                    size = min(2 * size, _BACKLOG_BATCHES * self.batch_size)
-                    nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
-                if ahead is not None:
-                    try:
-                        self._store_batch(*ahead.result())
-                    except BaseException:  # the next batch, taken and being prepared, goes back to be written later
-                        if nxt is not None:
-                            self._queue.extendleft(reversed(batch))
-                        raise
-                if nxt is None:
-                    return
-                ahead = nxt
+        left, towards its end.
+
+        Waits for the write lock (another thread's write) no later than ``deadline``. A drain that ends after
+        :meth:`close` began ends the writer's use of the database (:meth:`_shut`): the thread holding the write
+        lock is the only one that closes the database."""
+        if not self._write_lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
+            return  # another thread is writing past this flush's deadline; the queue is left to it
+        try:
+            if not self._shut_down:
+                self._drain_locked(deadline)
+        finally:
+            try:
+                if self._closed:
+                    self._shut()
+            finally:
+                self._write_lock.release()
+
+    def _drain_locked(self, deadline: float | None) -> None:
+        if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
+            self._replay_spill(deadline)
+        ahead: Future | None = None
+        size = self.batch_size
+        while True:
+            nxt = None
+            if self._queue and (deadline is None or time.monotonic() <= deadline):
+                # at most half of what is left, so the end of a backlog goes in shrinking batches and the
+                # last write, which nothing overlaps, is short
+                take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
+                pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
+                batch = [pop() for _ in range(take)]
+                size = min(2 * size, _MAX_BATCH_FACTOR * self.batch_size)
+                nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
+            if ahead is not None:
+                try:
+                    self._store_batch(*ahead.result())
+                except BaseException:  # the next batch, taken and being prepared, goes back to be written later
+                    if nxt is not None:
+                        self._queue.extendleft(reversed(batch))
+                    raise
+            if nxt is None:
+                return
+            ahead = nxt
 
     def _prepare_soon(self, batch: list, pipeline: bool) -> Future:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
@@ -250,8 +269,21 @@ class LedgerWriter:
         return done
 
     def _prepare(self, batch: list) -> tuple[list[LedgerRow], list[FeatureRun], list[Record], PreparedBatch | None]:
-        """Rows and runs built from the queued items, and the store's preparation of them (None if there is no
-        store now, or it failed: the write then prepares them itself). Never raises."""
+        """Rows and runs built from the queued items (:meth:`_built`), and the store's preparation of them (None
+        if there is no store now, or it failed: the write then prepares them itself). Never raises."""
+        rows, runs, records = self._built(batch)
+        prepared = None
+        store = self._store
+        if store is not None and (rows or runs):
+            try:
+                prepared = store.prepare(rows, runs)
+            except Exception:
+                log_once("ledger:prepare", logging.ERROR, "aicost ledger: could not prepare a batch; it is written "
+                         "unprepared", exc_info=True)
+        return rows, runs, records, prepared
+
+    def _built(self, batch: list) -> tuple[list[LedgerRow], list[FeatureRun], list[Record]]:
+        """The rows, runs and records of queued items (an item that cannot be made a row is dropped, counted)."""
         rows, runs, records = [], [], []
         for item in batch:
             if isinstance(item, Record):
@@ -264,15 +296,7 @@ class LedgerWriter:
                 log_once("ledger:convert", logging.ERROR, "aicost ledger: could not build a row", exc_info=True)
                 continue
             (runs if isinstance(made, FeatureRun) else rows).append(made)
-        prepared = None
-        store = self._store
-        if store is not None and (rows or runs):
-            try:
-                prepared = store.prepare(rows, runs)
-            except Exception:
-                log_once("ledger:prepare", logging.ERROR, "aicost ledger: could not prepare a batch; it is written "
-                         "unprepared", exc_info=True)
-        return rows, runs, records, prepared
+        return rows, runs, records
 
     def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = (),
                      prepared: PreparedBatch | None = None) -> bool:
@@ -435,8 +459,8 @@ class LedgerWriter:
 
     # -- control ------------------------------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = 30.0) -> bool:
-        """Write everything queued now, on this thread (and replay a spill if the database is back).
-        True when the queue is empty afterwards."""
+        """Write everything queued now, on this thread (and replay a spill if the database is back), waiting no
+        longer than ``timeout_s`` for another thread's write to end. True when the queue is empty afterwards."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._retry_at = 0.0  # an explicit flush tries the database now
         try:
@@ -446,38 +470,49 @@ class LedgerWriter:
         return not self._queue
 
     def close(self, timeout_s: float | None = 30.0) -> None:
-        """Flush, stop the thread and close the database. Rows queued afterwards are dropped (counted)."""
+        """Flush, stop the threads and close the database, waiting ``timeout_s`` at most (None: as long as it
+        takes). Rows queued afterwards are dropped (counted). Rows still queued when the time is up are spilled,
+        for the next writer of this ledger to replay. A write still under way then is not waited for: the thread
+        writing finishes it and its queue, then closes the database itself (so only a thread holding the write
+        lock ever closes it); at exit it gets the at-exit flush's time to do so."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.flush(timeout_s)
         self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+            thread.join(timeout=_left(deadline))
+        self.flush(_left(deadline))  # what arrived meanwhile, then (with the write lock in time) _shut
+
+    def _shut(self) -> None:
+        """Under the write lock, once closed: spill what is still queued, stop the preparing thread and close the
+        database. Idempotent."""
+        if self._queue:
+            pop = self._queue.popleft
+            self._spill(*self._built([pop() for _ in range(len(self._queue))]))
         with self._state_lock:
             preparer, self._preparer = self._preparer, None
         if preparer is not None:
             preparer.stop()
-        with self._write_lock:
-            if self._store is not None:
-                try:
-                    self._store.close()
-                except Exception:
-                    pass
-                self._store = None
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:
+                pass
+            self._store = None
+        self._shut_down = True
         _writers.discard(self)
 
     def _at_exit(self) -> None:
         self._exiting = True
-        if not self._closed:
-            self.flush(timeout_s=10.0)
+        self.flush(timeout_s=10.0)  # closed: the write close() did not wait for, and then _shut
 
     def _after_fork_in_child(self) -> None:
+        """The parent's threads are not in the child: it starts its own on its first row. The rows queued in the
+        parent are the parent's to write (the locks are freed by ``_fork``)."""
         self._thread = None
-        self._preparer = None  # the parent's thread is not in the child; the child starts its own if it needs one
+        self._preparer = None
         self._queue = collections.deque()
-        self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._wake = threading.Event()
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
         self._inherited, self._store = self._store, None
@@ -500,7 +535,7 @@ class _Preparer:
     """The writer's second thread: prepares the next batch while the writer thread writes the current one."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # not from _fork: a forked child drops the whole preparer (the writer does)
         self._stopped = False
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="aicost-ledger-prepare", daemon=True)
@@ -519,8 +554,7 @@ class _Preparer:
         with self._lock:
             self._stopped = True
             self._jobs.put(None)  # after every job submitted before it
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)  # never called from this thread: its jobs only prepare
 
     def _run(self) -> None:
         while True:
@@ -532,6 +566,11 @@ class _Preparer:
                 future.set_result(fn(*args))
             except BaseException as exc:  # the waiting writer re-raises it
                 future.set_exception(exc)
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (0 once past it), or None without one."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
@@ -570,19 +609,12 @@ def _flush_all_at_exit() -> None:
             pass
 
 
-def _after_fork() -> None:
-    for writer in list(_writers):
-        writer._after_fork_in_child()
-
-
 atexit.register(_flush_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 # -- the process's ledger (what instrument(ledger=...) / AICOST_LEDGER turn on) -----------------------------------
 _active: LedgerWriter | None = None
-_active_lock = threading.Lock()
+_active_lock = _fork.lock()
 ENV = "AICOST_LEDGER"
 
 

@@ -10,9 +10,11 @@ this package: it sees calls through ``aicost.hooks`` like every other feature.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable, Mapping
 
+from .. import _fork
 from .. import hooks
 from ..errors import ConfigurationError
 from .allocate import Split, split
@@ -32,7 +34,7 @@ _meter: PoolMeter | None = None
 _timer: "_Closer | None" = None
 _settings: tuple = ()  # what the active meter was configured with (configure_pools is idempotent)
 _source: str | None = None  # the price file the active pools came from (None: declared in code)
-_lock = threading.Lock()
+_lock = _fork.lock()
 
 
 class _Closer(threading.Thread):
@@ -41,7 +43,7 @@ class _Closer(threading.Thread):
 
     def __init__(self, meter: PoolMeter, every: float) -> None:
         super().__init__(name="aicost-pools", daemon=True)
-        self.meter, self.every, self.stopped = meter, every, threading.Event()
+        self.meter, self.every, self.stopped = meter, every, _fork.event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.every):
@@ -127,6 +129,18 @@ def _stop() -> None:
         hooks.remove_listener(_meter)
         _meter.close()
         _meter = None
+
+
+@_fork.on_fork_in_child
+def _after_fork_in_child() -> None:
+    """A forked child closes its own intervals: the parent's closing thread is not in it (its meter forgets the
+    parent's open intervals itself: :meth:`PoolMeter._after_fork_in_child`)."""
+    global _timer
+    if _timer is not None:
+        timer, _timer = _Closer(_timer.meter, _timer.every), None
+        if not sys.is_finalizing():  # a thread started at shutdown would never run, and hang the exit
+            timer.start()
+            _timer = timer
 
 
 def disable() -> None:

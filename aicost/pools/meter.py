@@ -20,7 +20,6 @@ How a call is met:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, NamedTuple
 
+from .. import _fork
 from .. import semconv
 from .._log import error_once
 from ..hooks import CallInfo, CallResult
@@ -127,7 +127,7 @@ class PoolMeter:
             for host, port in pool.endpoints:
                 for model in pool.models:
                     self._routes[(host, port, model)] = pool
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._open: dict[str, dict[int, list[_Use]]] = {p.name: {} for p in self.pools}
         now = int(clock())
         self._next: dict[str, int] = {p.name: now - now % p.interval for p in self.pools}
@@ -141,6 +141,13 @@ class PoolMeter:
         for pool in self.pools:  # the counters' baseline for the first interval
             if pool.metrics_url:
                 self._last_sample[pool.name] = self._read(pool)
+        _fork.reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The calls in the open intervals at a fork are the parent's: it allocates and writes them. A forked
+        child's intervals hold its own calls."""
+        for calls in self._open.values():
+            calls.clear()
 
     # --- matching --------------------------------------------------------------------------------------
     def pool_of(self, host: str | None, port: int | None, model: str | None) -> Pool | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -21,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import _fork
 from .._log import log_once
 from ..usage import Usage
 from . import names
@@ -38,7 +38,7 @@ from .overrides import (
 
 logger = logging.getLogger("aicost")
 _UTC = timezone.utc
-_lock = threading.RLock()
+_lock = _fork.rlock()
 _MAX_NAMES = 4096  # distinct (provider, model) names cached; a flood of unique names cannot grow memory
 
 _overrides = Overrides()

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
+from .. import _fork
 from .._log import log_once
 from ._format import usd as _usd
 
@@ -251,7 +252,7 @@ class SentState:
     def __init__(self, path: str | None = None) -> None:
         self.path = path
         self._memory: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         if path is not None:
             with self._connect() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS aicost_alerts_sent "
@@ -332,10 +333,18 @@ class Alerter:
             raise ValueError("Alerter needs at least one sink")
         self.state = SentState(state)
         self.stats = AlertStats()
-        self._stats_lock = threading.Lock()
+        self._stats_lock = _fork.lock()
         self._queue: queue.Queue[Alert] | None = None
         self._thread: threading.Thread | None = None
-        self._thread_lock = threading.Lock()
+        self._thread_lock = _fork.lock()
+        _fork.reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The alerts queued in the parent are the parent's to deliver (its thread does); the child queues its own
+        and starts its own thread at its first. (Keys already sent stay known: the child does not send them
+        again.)"""
+        self._queue = None
+        self._thread = None
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
         """Deliver each alert not sent before; return those delivered. Never raises for a sink's failure."""

@@ -57,6 +57,14 @@ SETTLE, SETTLE_IF_HELD, SETTLE_ONCE = 0, 1, 2
 ONCE_MARKER_MIN_SECONDS = 600.0  # a SETTLE_ONCE marker lasts until the lease ends, and at least this long
 
 
+def sent_mode(mode: int, held: bool) -> int:
+    """The mode a settlement is sent with. A reservation that holds nothing (never made: the call went ahead
+    while the store was unreachable, or work the vendor began unasked) is settled with ``SETTLE_ONCE`` from the
+    first attempt. Its marker is the only thing in the store that tells a retry, after an answer that was lost,
+    whether the first attempt ran; without it the retry would add the spend a second time."""
+    return SETTLE_ONCE if mode == SETTLE and not held else mode
+
+
 class StoreUnavailable(Exception):
     """The store could not be reached in time; the guard applies its fail-open / fail-closed policy.
 

@@ -6,10 +6,9 @@ awaits while it is held, so the event loop never blocks on it for longer than th
 
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
-from ..._fork import reset_in_child
+from ... import _fork
 from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, SETTLE_IF_HELD, SETTLE_ONCE, Charge, ReserveOutcome, SettleOutcome
 
 
@@ -52,11 +51,11 @@ class MemoryStore:
     identity = None  # not shared with anything outside this object
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
         self._buckets: dict[str, _Bucket] = {}
         self._settled_once: dict[str, float] = {}  # SETTLE_ONCE markers: reservation id -> lease end
         self._next_sweep = 0.0
-        reset_in_child(self)
+        _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         self.__init__()  # type: ignore[misc]

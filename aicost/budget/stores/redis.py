@@ -21,10 +21,10 @@ nested reply at a visible cost per call.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Sequence
 
+from ... import _fork
 from ...errors import ConfigurationError
 from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
 
@@ -187,7 +187,7 @@ class RedisStore:
         self._settle = client.register_script(_SETTLE)
         self._retry_interval_s = retry_interval_s
         self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._lock = _fork.lock()
 
     def _keys(self, charges: Sequence[Charge], reservation_id: str) -> list[str]:
         prefix = self._prefix
