@@ -44,8 +44,8 @@ from aicost.ledger.row import FeatureRun, LedgerRow
 from aicost.ledger.synthetic import Profile, generate
 
 rows_n, batch = int(sys.argv[1]), int(sys.argv[2])
-items = list(generate(Profile(days=1, calls=int((rows_n + batch) * 1.2), start=datetime(2026, 11, 1, tzinfo=timezone.utc),
-                              seed=3)))
+start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+items = list(generate(Profile(days=1, calls=int((rows_n + batch) * 1.2), start=start, seed=3)))
 rows = [i for i in items if isinstance(i, LedgerRow)][:rows_n + batch]
 runs = [i for i in items if isinstance(i, FeatureRun)]
 share = len(runs) * batch // len(rows)  # runs spread over the batches as they come

@@ -4,11 +4,12 @@ Why SQL, for both databases: the writer used to build the rollups in Python, row
 CPU (about 80 us per row). Now each batch inserts its rows, then sums exactly those rows in the database with one
 ``INSERT ... SELECT ... GROUP BY`` into a per-connection delta table, and folds the delta into ``aicost_rollup``
 (one dimension per cell) and ``aicost_rollup_cube`` (one cell per combination of team, feature, model and
-provider) at the hour and the day grain with ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The rows summed are named by
-their ids (the ones this batch actually inserted, after the idempotency check), or, for a SQLite batch staged
-ahead (:mod:`aicost.ledger.staging`) none of whose rows was stored yet, they are the staged rows themselves; either
-way a replayed row is never counted twice. A report summing raw rows (the minutes at a period's edges, or keys neither rollup table holds together) uses
-the very same measure expressions (:func:`row_measures`, :func:`run_measures`), so rollups and raw sums agree by
+provider; its day cells for closed days only, :func:`close_days_sql`) at the hour and the day grain with
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The rows summed are named by their ids (the ones this batch
+actually inserted, after the idempotency check), or, for a SQLite batch staged ahead (:mod:`aicost.ledger.staging`)
+none of whose rows was stored yet, they are the staged rows themselves; either way a replayed row is never counted
+twice. A report summing raw rows (the minutes at a period's edges, or keys neither rollup table holds together)
+uses the very same measure expressions (:func:`row_measures`, :func:`run_measures`), so rollups and raw sums agree by
 construction; the tests compare them on both databases.
 
 Money stays exact: PostgreSQL sums ``NUMERIC`` natively. SQLite has no exact decimal type (its ``SUM`` of text is a

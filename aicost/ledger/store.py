@@ -347,8 +347,8 @@ class LedgerStore:
     def _close_days(self, cur: Any, last: datetime | None) -> None:
         """Inside a write transaction (which holds the ledger's write lock: SQLite's ``BEGIN IMMEDIATE``,
         PostgreSQL's advisory lock), after the batch's cells: when ``last`` (:func:`_last_time`) is of a day later
-        than the cube's last folded day, fold the days before it (:func:`~aicost.ledger.rollup.close_days_sql`) and move
-        ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
+        than the cube's last folded day, fold the days before it (:func:`~aicost.ledger.rollup.close_days_sql`)
+        and move ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
         never past today (a host whose clock is ahead cannot make today's batches write day cells).
         ``self._folded_before`` remembers the last value seen, so a batch of a day already folded costs nothing
         here: ``folded_before`` only moves forward."""
@@ -501,7 +501,8 @@ class LedgerStore:
         for low, high in edges:
             raw, raw_params = self._raw_parts(
                 low, high, where, names,
-                lambda dims: ["ts AS b", *(f"{dims[k]} AS {k}" if k in dims else f"'' AS {k}" for k in schema.CUBE_KEYS)],
+                lambda dims: ["ts AS b", *(f"{dims[k]} AS {k}" if k in dims else f"'' AS {k}"
+                                           for k in schema.CUBE_KEYS)],
                 uses=[*keys, *where])
             parts += raw
             params += raw_params
