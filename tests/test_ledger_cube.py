@@ -359,8 +359,7 @@ def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first):
     assert setup.folded_before() == day2
     assert _day_cells(setup, day1) > 0
     _assert_exact(setup, day1, day3)
-    # Day 1's day cells hold exactly its hour cells' sums (the late rows in both).
-    for grain_sums in ([_spend_sums(setup, day1, day2, ["day", *CUBE_KEYS])]):
-        assert grain_sums == _python_sums(setup, day1, day2, ["day", *CUBE_KEYS])
+    # Day 1's day cells, read one per group, hold exactly its rows' sums (the late rows too).
+    assert _spend_sums(setup, day1, day2, ["day", *CUBE_KEYS]) == _python_sums(setup, day1, day2, ["day", *CUBE_KEYS])
     for store in (setup, late_writer, folder):
         store.close()
