@@ -33,7 +33,7 @@ from typing import Collection, Iterable, Mapping, Sequence
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES
-from .store import FILTER_KEYS, LedgerStore, key_sql
+from .store import FILTER_KEYS, LedgerStore, LineFormat, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
            "UnknownGroupKey", "unit_cost_texts", "plan"]
@@ -187,6 +187,7 @@ class SpendTable:
     keys: tuple[str, ...]
     measures: tuple[str, ...]
     columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: text)
+    lines: Sequence[str] | None = None  # each group's measures written by the database (spend_table's line=)
     _decimals: dict[str, list[Decimal]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -228,11 +229,14 @@ class SpendTable:
 
 def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
                 where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
-                order: bool = True, maybe_zero: Iterable[str] = ()) -> SpendTable:
+                order: bool = True, maybe_zero: Iterable[str] = (), line: LineFormat | None = None) -> SpendTable:
     """:func:`spend` as a :class:`SpendTable` of ``measures``. ``order``: largest cost first, then most calls,
     then by key values (as text, ascending), as :func:`spend`. ``maybe_zero``: counts likely to be 0 in every
     group (their period total is 0: token classes no call used): checked first, in one pass over what would be
-    summed, and those 0 everywhere are not read (their columns are zeros)."""
+    summed, and those 0 everywhere are not read (their columns are zeros). ``line``: where the store
+    :attr:`~aicost.ledger.store.LedgerStore.fills_lines`, the table holds the keys and each group's ``measures``
+    written by the database as ``line`` says (:attr:`SpendTable.lines`), and no measure column; elsewhere (or
+    where a line cannot be written exactly) the measures, as without it."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
     where = dict(where or {})
@@ -248,21 +252,29 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
         if candidates:
             found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
             zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
-        rows = _sums(store, start, end, keys, where, [m for m in measures if m not in zero], order)
+        read = [m for m in measures if m not in zero]
+        if line is not None and store.fills_lines and keys:
+            rows = _sums(store, start, end, keys, where, read, order, line=line)
+            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 1)]
+            lines = columns.pop()
+            if None not in lines:
+                return SpendTable(keys, (), columns, lines)
+        rows = _sums(store, start, end, keys, where, read, order)
     return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
 
 
 def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
-          measures: Sequence[str], order: bool, nonzero: bool = False) -> list[tuple]:
+          measures: Sequence[str], order: bool, nonzero: bool = False, line: LineFormat | None = None) -> list[tuple]:
     """The groups' sums as the store returns them: from the rollups or the cube where they answer, else from the
-    raw rows (:func:`plan` chooses). ``nonzero``: as :meth:`LedgerStore._sums`."""
+    raw rows (:func:`plan` chooses). ``nonzero`` and ``line``: as :meth:`LedgerStore._sums`."""
     how = plan(keys, where)
     if how == "rollup":
         return _from_rollups(store, start, end, keys, [k for k in keys if k not in TIME_KEYS], where, measures,
-                             order, nonzero)
+                             order, nonzero, line)
     if how == "cube":
-        return _from_cube(store, start, end, keys, where, measures, order, nonzero)
-    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero)
+        return _from_cube(store, start, end, keys, where, measures, order, nonzero, line)
+    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero,
+                          line=line)
 
 
 def plan(keys: Sequence[str], where: Mapping[str, str] | None = None) -> str:
@@ -304,7 +316,8 @@ def _rollup_dim(key: str) -> str:
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
-                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
+                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
+                  line: LineFormat | None = None) -> list[tuple]:
     key = dims[0] if dims else (next(iter(where)) if where else None)
     dim = "all" if key is None else _rollup_dim(key)
     value = value_prefix = None
@@ -320,11 +333,12 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     spans, edges = _split(start, end, keys)
     return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
                             measures=measures, cells=_one_cell_each(spans, edges, keys), ordered=order,
-                            nonzero=nonzero)
+                            nonzero=nonzero, line=line)
 
 
 def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
-               where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
+               where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
+               line: LineFormat | None = None) -> list[tuple]:
     """Keys (and a ``where``) all among :data:`~aicost.ledger.schema.CUBE_KEYS` (and time keys): summed over
     the cube's cells (and the raw rows of the minutes at the edges): whole days from day cells where the day is
     closed (folded), from hour cells otherwise (today). Each group is one cell when it is keyed by every cube key
@@ -338,7 +352,7 @@ def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[s
                           [("day", low, folded), ("hour", folded, high)])]
     cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
     return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
-                          nonzero=nonzero)
+                          nonzero=nonzero, line=line)
 
 
 def _split(start: datetime, end: datetime, keys: tuple[str, ...]
