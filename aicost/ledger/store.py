@@ -763,6 +763,16 @@ def _tags_json(tags: Mapping[str, str]) -> str:
     return text
 
 
+def _up_to_date(current: int | None, setting: str, where: str) -> bool:
+    """Whether a ledger whose schema version reads ``current`` (None: no schema table) needs no migration, so
+    opening it takes no lock: a report does not wait for a writer's batch, and a database user who may only read
+    can run it. A newer schema is refused here already."""
+    if current is None:
+        return False
+    _refuse_newer(int(current), setting, where)
+    return int(current) == SCHEMA_VERSION
+
+
 def _refuse_newer(current: int, setting: str, where: str) -> None:
     """A ledger written by a newer aicost is refused with its version, never misread."""
     if current > SCHEMA_VERSION:
@@ -893,6 +903,12 @@ class SQLiteStore(LedgerStore):
     def _migrate(self, setting: str) -> None:
         conn = self._conn
         try:
+            try:
+                (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
+            except sqlite3.OperationalError:  # no schema table yet: a new ledger, created below
+                current = None
+            if _up_to_date(current, setting, str(self.path)):
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(schema.schema_table_ddl("sqlite"))
@@ -1228,6 +1244,12 @@ class PostgresStore(LedgerStore):
 
     def _migrate(self) -> None:
         conn = self._conn
+        with conn.transaction():
+            current = None
+            if conn.execute("SELECT to_regclass('aicost_schema') IS NOT NULL").fetchone()[0]:
+                (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
+        if _up_to_date(current, self._setting, self.url):
+            return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
             conn.execute(schema.schema_table_ddl("postgresql"))
