@@ -566,3 +566,32 @@ def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_a
     _stored_or_spilled_then_replayed(url, spill_dir, done)
     assert json.loads(done.stdout)["close_s"] < 1.4  # returned before the write under way (1.5 s) ended
 
+
+def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
+    """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
+    goes back to the spill file (it used to replay the whole file, however long that took)."""
+    from aicost.ledger.store import SQLiteStore
+
+    url = f"sqlite:///{tmp_path / 'replay.db'}"
+    writer = LedgerWriter(url, batch_size=500, prepare_ahead=False)
+    writer._start = lambda: None
+    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)],
+                  [])
+    writes, write_prepared = [], SQLiteStore.write_prepared
+
+    def slow(store, batch):  # each write ends after close()'s deadline: a 5,000-row file would take 10 of them
+        writes.append(len(batch.rows))
+        time.sleep(max(0.0, deadline + 0.1 - time.monotonic()))
+        return write_prepared(store, batch)
+
+    monkeypatch.setattr(SQLiteStore, "write_prepared", slow)
+    deadline = time.monotonic() + 2.0  # (close's own is no earlier)
+    writer.close(timeout_s=2.0)
+    assert writes == [500]  # the batch begun before the deadline, then no other
+    assert writer.stats()["spilled"] == 5000 + 4500 and writer.stats().get("replayed", 0) == 0
+    monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
+    again = LedgerWriter(url)
+    assert again.flush() and again.stats()["replayed"] == 4500
+    again.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 5000

@@ -476,11 +476,16 @@ class LedgerWriter:
             replayed = True
             size = self.batch_size
             for i in range(0, max(len(rows), len(runs), len(records)), size):
-                if not self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
-                    replayed = False  # the rest was spilled again, to this process's file
-                    for j in range(i + size, max(len(rows), len(runs), len(records)), size):
-                        self._spill(rows[j:j + size], runs[j:j + size], records[j:j + size])
-                    break
+                if self._past(deadline):  # close, exit or a flush's timeout: the rest is not tried now
+                    start = i
+                elif self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
+                    continue
+                else:
+                    start = i + size  # batch i was spilled by _store_batch
+                replayed = False  # the rest is spilled again, to this process's file, for a later pass
+                self._spill(rows[start:], runs[start:], records[start:])
+                self._check_spill = True
+                break
             if replayed:
                 self._counts["replayed"] += len(rows) + len(runs) + len(records)
             try:
