@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -1147,6 +1147,8 @@ class PostgresStore(LedgerStore):
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
+        if batch.staged is not None and self._stage_context is None:
+            batch = replace(batch, staged=None)  # staged as UTF-8 on an earlier session; this one is not UTF-8
         try:
             with conn.transaction():
                 cur = conn.cursor()
