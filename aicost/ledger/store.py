@@ -71,9 +71,10 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and what the dialect staged of them (of its part not stored yet, when some is: a
-    replay): on SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY``
-    data."""
+    their encoded columns and what the dialect staged of them: on SQLite their image
+    (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data. The part of a batch not
+    stored yet (``_new_in``, a replay) has on PostgreSQL the ``COPY`` data of that part; on SQLite it keeps the
+    whole batch's image, as prepared: only the copy attached to the write transaction is cut down to the part."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
