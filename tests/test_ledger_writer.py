@@ -595,3 +595,14 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tm
     again.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 5000
+
+
+def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spill_dir):
+    """on_call checks that the writer is open and then appends, without a lock (the hot path); a close() that
+    spills the queue in between leaves that row behind. It is counted as dropped, not left uncounted."""
+    writer = LedgerWriter(f"sqlite:///{tmp_path / 'race.db'}")
+    writer.add([LedgerRow(span_id="a" * 16, kind=CALL, time=NOW, cost=Decimal("0.01"))])
+    writer.close()
+    writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
+    stats = writer.stats()
+    assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0

@@ -589,7 +589,9 @@ class LedgerWriter:
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, written, duplicates, runs_written, records_written, spilled, replayed, outages, and
-        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
+        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed).
+        A row a call queued while close() was spilling the queue (on_call checks and appends without a lock) is
+        counted in dropped_closed here."""
         if self._shut_down and self._queue:  # appended by a call that saw the writer open just before it shut
             self._counts["dropped_closed"] += len(self._take_all())
             log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
