@@ -515,7 +515,8 @@ class LedgerWriter:
         the database itself (only a thread holding the write lock ever closes it). If the process exits first,
         the exit spills what that write had taken (:meth:`_at_exit`)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._stop_by = deadline  # the writer thread's drain, too, takes no batch after it
+        if deadline is not None:  # the writer thread's drain, too, takes no batch after it
+            self._stop_by = deadline if self._stop_by is None else min(self._stop_by, deadline)
         self.flush(timeout_s)
         self._closed = True
         self._wake.set()
