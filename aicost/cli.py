@@ -251,8 +251,10 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     gc.disable()
     try:
         try:
-            report = build_report(store, period=period, group_by=keys, where=where, movers=args.movers,
-                                  measures=FORMAT_MEASURES[args.format])  # only what the format shows
+            report = build_report(store, period=period, group_by=keys, where=where,
+                                  movers=args.movers if args.format != "csv" else 0,  # CSV has no movers
+                                  measures=FORMAT_MEASURES[args.format],  # only what the format shows
+                                  lines=args.format if args.format != "table" else None)  # PostgreSQL writes them
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2

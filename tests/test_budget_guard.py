@@ -147,6 +147,30 @@ def test_a_tier_with_no_price_is_refused_and_logged_with_the_tier_reason(monkeyp
         guard(Budget(limit_usd="1")).before_call(priority_call())
 
 
+@pytest.mark.parametrize("mixin", [None, str], ids=["Enum", "str-Enum"])
+def test_a_tier_given_as_an_enum_is_budgeted_at_that_tier(mixin):
+    """A typed SDK's enum tier reserves at that tier's price, as pricing prices it: a Gemini priority call is
+    refused with the tier's reason (not reserved at the standard price), and an application's own
+    ``price_lookup`` is asked with the tier as text."""
+    import enum
+
+    Tier = enum.Enum("Tier", {"PRIORITY": "priority"}, type=mixin)
+    info = chat_info(model="gemini-2.5-flash", provider="gcp.vertex_ai")
+    info.service_tier = Tier.PRIORITY
+    with pytest.raises(PolicyViolation, match="bills the priority tier at per-model rates"):
+        BudgetGuard([Budget(limit_usd="1")], clock=Clock(ts("2026-11-23T12:00:00"))).before_call(info)
+    asked = []
+
+    def lookup(provider, model, *, service_tier=None):
+        asked.append(service_tier)
+        return price_lookup(provider, model)
+
+    info = chat_info()
+    info.service_tier = Tier.PRIORITY
+    BudgetGuard([Budget(limit_usd="1")], price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00"))).before_call(info)
+    assert asked == ["priority"] and type(asked[0]) is str
+
+
 def test_lease_expiry_frees_a_reservation_that_is_never_settled():
     clock = Clock(ts("2026-11-23T12:00:00"))
     g = guard(Budget(limit_usd="0.001"), clock=clock, lease_seconds=60)
@@ -272,14 +296,16 @@ def test_downgrade_respects_model_policies():
         spend(g)
 
 
-def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier():
+@pytest.mark.parametrize("on_unknown_price", ["refuse", "allow"])
+def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier(on_unknown_price):
     """The cheaper model is priced, but not at the tier the call asks for: downgrading would send a request whose
-    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged."""
+    worst case cannot be reserved. The call is refused as over budget, for the model it asked for, unchanged.
+    With on_unknown_price='allow' too: the target would reserve nothing and go through past the spent budget."""
     def lookup(provider, model, *, service_tier=None):
         return price_lookup(provider, model) if model != "flat-small" or service_tier is None else None
 
     g = BudgetGuard([Budget(limit_usd="0.001", action="downgrade", downgrade_to="flat-small")],
-                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")))
+                    price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00")), on_unknown_price=on_unknown_price)
     spend(g)
     info = chat_info()
     info.service_tier = "priority"

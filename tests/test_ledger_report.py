@@ -121,6 +121,28 @@ def test_cli_table_is_aligned_and_formats_agree(ledger_url):
     assert {x["input_tokens"] for x in lines} == {"1000"}
 
 
+def test_cli_csv_and_json_are_the_full_report_s_text(ledger_url, monkeypatch):
+    """`aicost report --format csv|json` has the database write the lines where it can (PostgreSQL) and a CSV
+    reads no movers (it prints none): what it prints is still the text of the report of every measure."""
+    from aicost.ledger import report as report_module
+
+    _two_weeks(ledger_url)
+    asked = []
+    build = report_module.build_report
+    monkeypatch.setattr(report_module, "build_report", lambda *a, **kw: asked.append(kw) or build(*a, **kw))
+    period = parse_period(since="2026-11-27", until="2026-12-04")
+    with open_store(ledger_url) as store:
+        for keys in ("team", "day,team"):
+            full = build(store, period=period, group_by=keys.split(","))
+            for fmt, render in (("csv", report_module.render_csv), ("json", report_module.render_json)):
+                code, out, err = _cli("report", "--ledger", ledger_url, "--since", "2026-11-27", "--until",
+                                      "2026-12-04", "--by", keys, "--format", fmt)
+                assert code == 0, err
+                assert out == render(full), (keys, fmt)
+                assert asked[-1]["lines"] == fmt and asked[-1]["movers"] == (0 if fmt == "csv" else 5)
+    assert full.movers  # the JSON printed them
+
+
 def test_cli_empty_range_unknown_key_and_bad_ledger(ledger_url, tmp_path):
     _two_weeks(ledger_url)
     code, out, _ = _cli("report", "--ledger", ledger_url, "--period", "2025-01")

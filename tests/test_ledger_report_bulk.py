@@ -256,3 +256,117 @@ def test_a_count_whose_parts_cancel_out_is_still_read(ledger_url):
                 assert {g.key["user"]: g.tokens["input_tokens"] for g in report.groups} == {"a": 5, "b": -5}
                 assert all(g.tokens["output_tokens"] == 0 for g in report.groups)
                 assert render_csv(report) == _csv(report) and render_json(report) == _json(report)
+
+
+# -- lines written by the database (PostgreSQL), build_report(lines=...) -------------------------------------------
+_ODD_USERS = ['a,"b"', "é ü 𝄞", None, "tab\tnew\nline", "?%s %(x)s", "\x7f'quote'"]
+
+
+def _odd_rows():
+    """Rows and runs whose users need quoting in CSV and escaping in JSON, costs of either sign and with ties
+    in their unit costs (half a 10**-10 dollar), groups with and without runs."""
+    from aicost.ledger import FeatureRun
+
+    rows, runs = [], []
+    costs = [Decimal("0.00000000015"), Decimal("0.00000000025"), Decimal("-0.00000000025"), Decimal("-1E-12"),
+             Decimal("20"), Decimal("123456789.123456789012")]
+    for i, (user, cost) in enumerate(zip(_ODD_USERS, costs)):
+        for h in (2, 30):
+            rows.append(LedgerRow(span_id=f"{i:08x}{h:08x}", kind=CALL, time=DAY + timedelta(hours=h, minutes=13),
+                                  provider="openai", request_model="gpt-4o", input_tokens=7 * i, output_tokens=h,
+                                  cost=cost, team="t", user=user, customer=f"c{i % 2}"))
+        if i % 3:
+            runs.append(FeatureRun(run_id=f"{i:016x}", feature="f", time=DAY + timedelta(hours=2, minutes=20),
+                                   outcome="succeeded" if i % 2 else "failed", team="t", user=user))
+    return rows, runs
+
+
+def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
+    """`aicost report --format csv|json` asks the database to write each group's line (build_report(lines=...)):
+    PostgreSQL does (report.lines says so), SQLite does not (the measures are read as before). Either way the
+    text is the report's: every grouping and path (cells read as they are, rollups summed, minute edges from the
+    raw rows, two keys from the raw rows, a filter), keys that need quoting or escaping, unit costs of either
+    sign, ties rounded half-even, groups without runs; a report built for one format refuses to render another."""
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=2, teams=3, customers=6, calls=700, seed=8, start=DAY), batch=400)
+        store.write(*_odd_rows())
+        periods = [Period(DAY, DAY + timedelta(days=2)), Period(DAY + timedelta(minutes=7), DAY + timedelta(hours=40)),
+                   Period(DAY - timedelta(days=5), DAY - timedelta(days=4))]
+        for period in periods:
+            for keys, where in [(("day", "user"), None), (("user",), None), (("hour", "user"), None),
+                                (("team", "user"), None), (("user",), {"user": 'a,"b"'}), (("tag",), None), ((), None)]:
+                full = build_report(store, period=period, group_by=keys, where=where)
+                for fmt, render in (("csv", render_csv), ("json", render_json)):
+                    read = build_report(store, period=period, group_by=keys, where=where, lines=fmt)
+                    written = io.StringIO()
+                    write_report(read, fmt, written)
+                    assert written.getvalue() == render(full) == render(read), (fmt, keys, period)
+                    assert read.movers == full.movers and read.totals == full.totals
+                    wrote = store.dialect == "postgresql" and bool(keys)
+                    assert (read.lines == fmt) == wrote and (read.table.lines is not None) == wrote
+                    if wrote and len(read.table):
+                        other = "json" if fmt == "csv" else "csv"
+                        for render_other in (render_table, {"csv": render_csv, "json": render_json}[other]):
+                            with pytest.raises(ValueError, match="written by the database"):
+                                render_other(read)
+        with pytest.raises(ValueError, match="lines is"):
+            build_report(store, period=periods[0], group_by=("team",), lines="table")
+
+
+def test_a_line_postgresql_cannot_write_exactly_is_read_as_measures(ledger_url):
+    """A unit cost the database might round otherwise than Python (an amount of more than 24 decimals): the
+    groups are read as measures instead, and the text is the same."""
+    rows, runs = _odd_rows()
+    rows.append(LedgerRow(span_id="f" * 16, kind=CALL, time=DAY + timedelta(hours=3), provider="openai",
+                          request_model="gpt-4o", cost=Decimal("0.123456789012345678901234567891"), team="t",
+                          user=_ODD_USERS[0]))
+    with open_store(ledger_url) as store:
+        store.write(rows, runs)
+        period = Period(DAY, DAY + timedelta(days=2))
+        for fmt, render in (("csv", render_csv), ("json", render_json)):
+            read = build_report(store, period=period, group_by=("day", "user"), lines=fmt)
+            assert read.lines is None and read.table.lines is None
+            assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.decimals(min_value=-10**9, max_value=10**9, allow_nan=False, places=12),
+                          st.integers(1, 10**9)), min_size=1, max_size=40))
+def test_postgresql_unit_costs_are_python_s_quotients(pg_server, pairs):
+    """The SQL that writes a unit cost into a line (exact division, half-even to 10 decimals, canonical text)
+    gives format_usd(MONEY_DIV(a, n)), the text the report's Python writes, and says so (its condition)."""
+    import psycopg
+
+    from aicost.ledger.query import MONEY_DIV
+    from aicost.ledger.store import _pg_unit_cost
+
+    pairs = pairs + [(Decimal("0.00000000015"), 1), (Decimal("0.00000000025"), 1), (Decimal("-0.00000000025"), 1),
+                     (Decimal("-1E-12"), 3), (Decimal("5E-11"), 1), (Decimal("20"), 2), (Decimal("0"), 9),
+                     (Decimal("0.000001"), 7), (Decimal("999999999999999999999.999999999999999999999999"), 3)]
+    text, exact = _pg_unit_cost("r.s0", "r.s1")
+    values = ", ".join(["(%s::numeric, %s::bigint)"] * len(pairs))
+    sql = f"SELECT {text}, {exact} FROM (VALUES {{}}) AS r(s0, s1)"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        got = conn.execute(sql.format(values), [v for pair in pairs for v in pair]).fetchall()
+        assert got == [(format_usd(MONEY_DIV(a, n)), True) for a, n in pairs]
+        # past the condition: said, not trusted
+        assert conn.execute(sql.format("(%s::numeric, 3::bigint)"), [Decimal("1E-25")]).fetchone()[1] is False
+
+
+def test_lines_read_at_once_without_chunked_streaming(ledger_url, monkeypatch):
+    """The lines are read in chunks where psycopg and libpq can (libpq 17+), else all at once: the same text."""
+    with open_store(ledger_url) as store:
+        fill(store, Profile(days=2, teams=3, customers=6, calls=400, seed=4, start=DAY), batch=400)
+        period = Period(DAY, DAY + timedelta(days=2))
+        chunked = render_json(build_report(store, period=period, group_by=("day", "user"), lines="json"))
+        if store.dialect == "postgresql":
+            import psycopg
+
+            monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda check=False: False)
+            streams = []
+            monkeypatch.setattr(psycopg.Cursor, "stream", lambda *a, **kw: streams.append(a) or iter(()))
+        at_once = build_report(store, period=period, group_by=("day", "user"), lines="json")
+        assert render_json(at_once) == chunked == render_json(build_report(store, period=period,
+                                                                           group_by=("day", "user")))
+        if store.dialect == "postgresql":
+            assert at_once.lines == "json" and not streams

@@ -170,6 +170,40 @@ def test_a_newer_schema_is_refused_with_its_version(ledger_url):
         open_store(ledger_url)
 
 
+def test_opening_an_up_to_date_ledger_does_not_wait_for_a_writer(ledger_url):
+    """A report opens the ledger while a writer is in a batch: the schema is current, so opening takes no lock
+    (it used to wait for the writer's lock, the migration's, and a reader that may not write could not open it)."""
+    import threading
+
+    with open_store(ledger_url) as store:
+        store.write([_row(i) for i in range(3)])
+    if ledger_url.startswith("sqlite"):
+        holder = sqlite3.connect(ledger_url[len("sqlite:///"):], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # what a writer's batch holds
+        release = lambda: holder.execute("ROLLBACK")  # noqa: E731
+    else:
+        import psycopg
+
+        from aicost.ledger.store import _ADVISORY_LOCK
+
+        holder = psycopg.connect(ledger_url)
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))  # what a writer's batch holds
+        release = holder.rollback
+    opened = []
+    opener = threading.Thread(target=lambda: opened.append(open_store(ledger_url, create=False)), daemon=True)
+    try:
+        opener.start()
+        opener.join(20)  # on the old code: until the lock is released (or SQLite's busy timeout gives up)
+        assert opened, "opening the ledger waited for a writer's lock"
+        assert [r.span_id for r in opened[0].rows(T0, T0 + timedelta(days=1))] == [_row(i).span_id for i in range(3)]
+    finally:
+        release()
+        holder.close()
+        opener.join(60)
+        for store in opened:
+            store.close()
+
+
 def test_every_usage_count_has_a_ledger_column():
     """The ledger's columns are a stable schema, so they are listed, not derived from Usage. A count Usage gains
     must get a column (and a schema migration) too, or the ledger would silently drop it."""

@@ -253,7 +253,8 @@ def acme_flex_unlisted(monkeypatch):
     monkeypatch.setattr(_log, "_seen", set())  # its warning is logged once per process: once per test here
 
     raw = {"schema": 1, "catalog_version": "acme-1", "providers": [{"id": "acme", "models": [
-        {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
+        {"id": "m1", "match": {"equals": "m1"}, "prices": [{"rates": {"input": "1", "output": "2"}}]},
+        {"id": "m2", "match": {"equals": "m2"}, "prices": [{"rates": {"input": "1", "output": "2"}}]}]}]}
     engine._switch_catalog(catalog_from_data(raw, label="t", supplement={"tier_factor": {"acme": {"flex": None}}}))
     yield ("acme bills the flex tier at per-model rates the price catalog does not list for m1 (a price override "
            "for the tier prices it)")
@@ -283,9 +284,38 @@ def test_a_fallback_model_priced_but_not_at_the_tier_gives_the_tier_reason(acme_
         assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
     assert unknown_models() == []
     assert price_call("acme", "m1-internal-0915", usage, fallback_model="m1").known  # priced at standard
-    # the model that answered has its own tier reason: it is kept, whatever the fallback
+    # the model that answered has its own tier reason: it is kept, whatever the fallback: one without a price...
     assert price_call("acme", "m1", usage, service_tier="flex", fallback_model="nope").unknown_reason == (
         acme_flex_unlisted)
+    # ...or one priced, but not at this tier either, with a reason of its own (naming m2)
+    for at in (None, datetime(2025, 7, 1, tzinfo=UTC)):
+        cost = price_call("acme", "m1", usage, service_tier="flex", fallback_model="m2", at=at)
+        assert (cost.known, cost.model, cost.unknown_reason) == (False, "m1", acme_flex_unlisted)
+
+
+def test_an_override_drops_a_cached_unpriced_tier(acme_flex_unlisted, tmp_path):
+    """The lookup's (no price, the tier's reason) pair is cached; an override for the tier that arrives after it
+    (set_price, a price file) prices the next call at once, and clear_overrides brings the reason back: now, at a
+    past time, and for what a budget asks (current_price, unknown_reason)."""
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+    def state():
+        costs = [price_call("acme", "m1", usage, service_tier="flex", at=at)
+                 for at in (None, datetime(2025, 7, 1, tzinfo=UTC))]
+        return ([(c.known, c.total, c.unknown_reason) for c in costs]
+                + [engine.current_price("acme", "m1", "flex") is not None, engine.unknown_reason("acme", "m1", "flex")])
+
+    unpriced = [(False, None, acme_flex_unlisted)] * 2 + [False, acme_flex_unlisted]
+    assert state() == unpriced
+    engine.set_price("m1", provider="acme", service_tier="flex", input="0.5", output="1")
+    assert state() == [(True, Decimal("1.5"), None)] * 2 + [True, None]
+    engine.clear_overrides()
+    assert state() == unpriced
+    path = tmp_path / "prices.json"
+    path.write_text('{"model": [{"model": "m1", "provider": "acme", "service_tier": "flex", "input": "0.25", '
+                    '"output": "0.5"}]}', encoding="utf-8")
+    engine.load_price_file(path)
+    assert state() == [(True, Decimal("0.75"), None)] * 2 + [True, None]
 
 
 def test_unknown_reason_says_why_current_price_is_none_when_the_tier_is_why(acme_flex_unlisted, caplog):
@@ -317,6 +347,34 @@ def test_an_unpriced_tier_is_decided_once_per_resolution_not_once_per_call(acme_
     costs = [price_call("acme", "m1", usage, service_tier="flex", at=past) for _ in range(3)]
     assert [c.unknown_reason for c in costs] == [acme_flex_unlisted] * 3
     assert len(selects) == 3  # a call at a past time picks its dated period once, and finds the reason with it
+
+
+def test_a_lookup_racing_a_price_change_does_not_cache_the_old_answer(acme_flex_unlisted, monkeypatch):
+    """A price override arrives while another thread is looking the price up: that lookup may answer with the old
+    price, but must not cache it as the price now, or the override would be ignored until the cached answer
+    expires (the next UTC midnight). Interleaved deterministically: the writer, holding the lock, lets the reader
+    read the resolved name just before the caches are cleared."""
+    assert engine.current_price("acme", "m1", "flex") is None  # cached: no price, the tier's reason
+    engine._now.clear()  # the reader goes to the resolved name, as after the price now expires
+    read_it = threading.Event()
+    reader = threading.Thread(target=engine.current_price, args=("acme", "m1", "flex"))
+
+    class Resolved(dict):
+        def __getitem__(self, key):
+            value = super().__getitem__(key)
+            read_it.set()
+            return value
+
+        def clear(self):  # the writer, in the middle of a price change: the reader reads the old name now
+            if reader.ident is None:
+                reader.start()
+                assert read_it.wait(30)
+            super().clear()
+
+    monkeypatch.setattr(engine, "_resolved", Resolved(engine._resolved))
+    engine.set_price("m1", provider="acme", service_tier="flex", input="1.5", output="3")
+    reader.join()
+    assert engine.current_price("acme", "m1", "flex") is not None
 
 
 def test_google_priority_is_unknown_with_the_tier_reason():
@@ -540,14 +598,27 @@ def test_vertex_version_suffix():
     assert resolve("gcp.vertex_ai", "gemini-2.5-flash-001").model == "gemini-2.5-flash"
 
 
-def test_service_tier_given_as_an_enum():
+@pytest.mark.parametrize("mixin", [None, str], ids=["Enum", "str-Enum"])
+def test_service_tier_given_as_an_enum(mixin):
+    """Typed SDK models give tiers as enums; every way into pricing prices them by value. ``str()`` of a
+    ``class Tier(str, Enum)`` member is ``"Tier.FLEX"``: an unknown word, which would be priced at standard rates."""
     import enum
 
-    class Tier(enum.Enum):
-        FLEX = "flex"
-
+    Tier = enum.Enum("Tier", {"FLEX": "flex", "PRIORITY": "priority"}, type=mixin)
     usage = Usage(input_tokens=1_000_000)
     assert price_call("openai", "gpt-5", usage, service_tier=Tier.FLEX).total == Decimal("0.625")
+    past = datetime(2025, 10, 1, tzinfo=UTC)
+    for price, at in ((resolve("openai", "gpt-5", service_tier=Tier.FLEX), None),
+                      (resolve("openai", "gpt-5", service_tier=Tier.FLEX, at=past), past),
+                      (engine.current_price("openai", "gpt-5", Tier.FLEX), None)):
+        flex = resolve("openai", "gpt-5", service_tier="flex", at=at)
+        assert (price.rates, price.service_tier) == (flex.rates, "flex") and flex.rates != resolve(
+            "openai", "gpt-5", at=at).rates
+    gemini = ("gcp.vertex_ai", "gemini-2.5-flash")
+    assert engine.current_price(*gemini, Tier.PRIORITY) is None  # never the standard rate
+    assert engine.unknown_reason(*gemini, Tier.PRIORITY) == engine.unknown_reason(*gemini, "priority") is not None
+    assert price_call(*gemini, usage, service_tier=Tier.PRIORITY).unknown_reason == engine.unknown_reason(
+        *gemini, "priority")
 
 
 def test_unknown_model_list_is_bounded(monkeypatch):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from ..pricing.names import tier_text
 from ..usage import Usage
 from ..vendor import RequestShape
 
@@ -50,7 +51,7 @@ class Prices:
         lookup = self._lookup
         if lookup is None:
             lookup = self._lookup = default_price_lookup()
-        return lookup(provider, model, service_tier=service_tier if isinstance(service_tier, str) else None)
+        return lookup(provider, model, service_tier=tier_text(service_tier))
 
     def unknown_reason(self, provider: str, model: str, service_tier: Any) -> str | None:
         """Why ``get`` found no price, when the catalog knows more than "no price for this model" (a tier billed
@@ -60,7 +61,7 @@ class Prices:
 
         if self._lookup not in (None, pricing.current_price):
             return None
-        return pricing.unknown_reason(provider, model, service_tier if isinstance(service_tier, str) else None)
+        return pricing.unknown_reason(provider, model, tier_text(service_tier))
 
 
 def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str, *,

@@ -385,9 +385,9 @@ class BudgetGuard:
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
                 # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call), at
-                # the call's tier (Google bills a priority call at per-model rates the catalog may lack)
-                and (not self._refuse_unknown
-                     or self._prices.get(provider, target, getattr(info, "service_tier", None)) is not None)
+                # the call's tier (Google bills a priority call at per-model rates the catalog may lack), whatever
+                # on_unknown_price says: an unpriced target would reserve nothing and pass an exhausted budget
+                and self._prices.get(provider, target, getattr(info, "service_tier", None)) is not None
                 and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)

@@ -32,7 +32,7 @@ from typing import Collection, Iterable, Mapping, Sequence
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
-from .store import FILTER_KEYS, LedgerStore, key_sql
+from .store import FILTER_KEYS, LedgerStore, LineFormat, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
            "UnknownGroupKey", "unit_cost_texts"]
@@ -186,6 +186,7 @@ class SpendTable:
     keys: tuple[str, ...]
     measures: tuple[str, ...]
     columns: list[Sequence]  # one per key (its values; None for no value), then one per measure (money: text)
+    lines: Sequence[str] | None = None  # each group's measures written by the database (spend_table's line=)
     _decimals: dict[str, list[Decimal]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -227,11 +228,14 @@ class SpendTable:
 
 def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
                 where: Mapping[str, str] | None = None, *, measures: Sequence[str] = MEASURES,
-                order: bool = True, maybe_zero: Iterable[str] = ()) -> SpendTable:
+                order: bool = True, maybe_zero: Iterable[str] = (), line: LineFormat | None = None) -> SpendTable:
     """:func:`spend` as a :class:`SpendTable` of ``measures``. ``order``: largest cost first, then most calls,
     then by key values (as text, ascending), as :func:`spend`. ``maybe_zero``: counts likely to be 0 in every
     group (their period total is 0: token classes no call used): checked first, in one pass over what would be
-    summed, and those 0 everywhere are not read (their columns are zeros)."""
+    summed, and those 0 everywhere are not read (their columns are zeros). ``line``: where the store
+    :attr:`~aicost.ledger.store.LedgerStore.fills_lines`, the table holds the keys and each group's ``measures``
+    written by the database as ``line`` says (:attr:`SpendTable.lines`), and no measure column; elsewhere (or
+    where a line cannot be written exactly) the measures, as without it."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
     where = dict(where or {})
@@ -247,21 +251,29 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
         if candidates:
             found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
             zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
-        rows = _sums(store, start, end, keys, where, [m for m in measures if m not in zero], order)
+        read = [m for m in measures if m not in zero]
+        if line is not None and store.fills_lines and keys:
+            rows = _sums(store, start, end, keys, where, read, order, line=line)
+            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 1)]
+            lines = columns.pop()
+            if None not in lines:
+                return SpendTable(keys, (), columns, lines)
+        rows = _sums(store, start, end, keys, where, read, order)
     return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
 
 
 def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
-          measures: Sequence[str], order: bool, nonzero: bool = False) -> list[tuple]:
+          measures: Sequence[str], order: bool, nonzero: bool = False, line: LineFormat | None = None) -> list[tuple]:
     """The groups' sums as the store returns them: from the rollups where they answer, else from the raw rows
-    (the one place that chooses). ``nonzero``: as :meth:`LedgerStore._sums`."""
+    (the one place that chooses). ``nonzero`` and ``line``: as :meth:`LedgerStore._sums`."""
     dims = [k for k in keys if k not in TIME_KEYS]
     # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
     # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
     used = {*dims, *where}
     if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
-        return _from_rollups(store, start, end, keys, dims, where, measures, order, nonzero)
-    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero)
+        return _from_rollups(store, start, end, keys, dims, where, measures, order, nonzero, line)
+    return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero,
+                          line=line)
 
 
 def _exact_order(table: SpendTable) -> None:
@@ -290,7 +302,8 @@ def _rollup_dim(key: str) -> str:
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
-                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool) -> list[tuple]:
+                  where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
+                  line: LineFormat | None = None) -> list[tuple]:
     key = dims[0] if dims else (next(iter(where)) if where else None)
     dim = "all" if key is None else _rollup_dim(key)
     value = value_prefix = None
@@ -328,4 +341,4 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     # a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000).
     cells = not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))
     return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
-                            measures=measures, cells=cells, ordered=order, nonzero=nonzero)
+                            measures=measures, cells=cells, ordered=order, nonzero=nonzero, line=line)

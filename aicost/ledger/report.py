@@ -20,15 +20,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..pricing.money import format_usd, sum_usd
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
-from .store import LedgerStore
+from .store import LedgerStore, LineFormat
 
 __all__ = ["Period", "parse_period", "Mover", "Report", "build_report", "render_table", "render_csv", "render_json",
            "write_report", "FIELDS", "FORMAT_MEASURES", "aligned"]
@@ -136,6 +136,7 @@ class Report:
     table: SpendTable  # the groups, largest first, column by column
     movers: list[Mover] = field(default_factory=list)
     ledger: str = ""
+    lines: str | None = None  # the format ('csv', 'json') whose lines the database wrote (table.lines)
 
     @property
     def groups(self) -> list[SpendGroup]:
@@ -156,11 +157,13 @@ class Report:
 def build_report(store: LedgerStore, start: datetime | date | None = None, end: datetime | date | None = None, *,
                  period: Period | None = None, group_by: Iterable[str] = ("team",),
                  where: Mapping[str, str] | None = None, movers: int = 5,
-                 measures: Sequence[str] = MEASURES) -> Report:
+                 measures: Sequence[str] = MEASURES, lines: str | None = None) -> Report:
     """Totals, groups (largest first) and the ``movers`` groups whose spend changed most against the previous
     period of the same length. Group-by keys are checked first (``UnknownGroupKey`` lists the valid ones).
     ``measures``: the groups' measures to read (the totals have them all); :data:`FORMAT_MEASURES` says which
-    each output format shows (a table shows 13 of the 25)."""
+    each output format shows (a table shows 13 of the 25). ``lines`` ('csv' or 'json'): the report will be
+    written in that format, and a database that can write the groups' lines itself (PostgreSQL) does: the
+    report then renders in that format only (the same text), and has no :attr:`Report.groups`."""
     keys = check_group_by(group_by)
     if period is None:
         if start is None or end is None:
@@ -172,14 +175,21 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
     if unknown := wanted - set(MEASURES):
         raise ValueError(f"build_report: unknown measures {sorted(unknown)}; valid: {', '.join(MEASURES)}")
     measures = tuple(m for m in MEASURES if m in wanted)  # in their order
+    if lines not in (None, "csv", "json"):
+        raise ValueError(f"build_report: lines is 'csv', 'json' or None, not {lines!r}")
+    line = _line_format(lines, keys) if lines and keys else None
+    if line is not None and set(_measures_of(FIELDS)) - set(measures):
+        raise ValueError(f"build_report: lines={lines!r} writes every measure; leave measures= out")
     with store.snapshot():  # the reads below agree with each other while a writer adds rows
         total = totals(store, period.start, period.end, where)  # from the 'all' rollups: a few cells
         if keys:  # a count whose total is 0 (a token class no call used) is most likely 0 in every group
             idle = [name for name, value in zip(MEASURES, total.measures()) if not value]
-            table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle)
+            table = spend_table(store, period.start, period.end, keys, where, measures=measures, maybe_zero=idle,
+                                line=line)
         else:
             table = SpendTable.from_rows((), measures, [])  # totals only: no groups
-        report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""))
+        report = Report(period=period, group_by=keys, totals=total, table=table, ledger=getattr(store, "url", ""),
+                        lines=lines if table.lines is not None else None)
         mover_keys = tuple(k for k in keys if k not in TIME_KEYS)
         if movers and mover_keys and not report.empty:
             report.movers = _top_movers(store, period, table, mover_keys, where, movers)
@@ -202,10 +212,13 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
                 where: Mapping[str, str] | None, limit: int) -> list[Mover]:
     """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
     from the previous period. This period's costs are the table's, summed over its time keys (which split every
-    group of the other keys exactly); the previous period's are read as costs alone."""
-    previous = spend_table(store, period.previous.start, period.previous.end, mover_keys, where,
-                           measures=("cost",), order=False)
-    before, now = _costs_by(previous, mover_keys), _costs_by(table, mover_keys)
+    group of the other keys exactly), or, when the database wrote the table's lines, read as the previous
+    period's are: as costs alone."""
+    def costs(p: Period) -> SpendTable:
+        return spend_table(store, p.start, p.end, mover_keys, where, measures=("cost",), order=False)
+
+    before = _costs_by(costs(period.previous), mover_keys)
+    now = _costs_by(table if "cost" in table.measures else costs(period), mover_keys)
     changes = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
                for k in before.keys() | now.keys()]
     changes = [m for m in changes if m.change]
@@ -246,6 +259,44 @@ def _measures_of(fields: Iterable[str]) -> tuple[str, ...]:
 
 # What each output format reads of the groups (``build_report(measures=...)``; ``aicost report`` asks for these).
 FORMAT_MEASURES = {"table": _measures_of(f for _, f in _TABLE_COLUMNS), "csv": MEASURES, "json": MEASURES}
+
+
+def _line_format(fmt: str, keys: Sequence[str]) -> LineFormat:
+    """What the database writes of each group's CSV or JSON line (``build_report(lines=...)``): every field
+    after the keys (the keys, whose quoting the csv and json modules decide, are written here)."""
+    slots = tuple(("cost", _UNIT_FIELDS[name]) if name in _UNIT_FIELDS else _MONEY_FIELDS.get(name, name)
+                  for name in FIELDS)
+    if fmt == "csv":
+        return LineFormat((",",) * len(FIELDS) + ("\r\n",), slots)
+    return LineFormat(tuple(_json_layout(keys, 2, _MONEY_FIELDS)[len(keys):]), slots, null="null", quote='"')
+
+
+def _json_layout(keys: Sequence[str], depth: int, quoted: Collection[str]) -> list[str]:
+    """The text around a group's values as ``json.dumps(..., indent=2)`` writes the group ``depth`` levels deep,
+    made by json itself with a slot for every value: the keys' values, then :data:`FIELDS` (the token classes
+    nested in "tokens"); a field in ``quoted`` has its slot inside the quotes of a string."""
+    shape: dict[str, Any] = {"key": {k: _SLOT for k in keys}}
+    for name in FIELDS:
+        slot = _TEXT_SLOT if name in quoted else _SLOT
+        if name in TOKEN_FIELDS:
+            shape.setdefault("tokens", {})[name] = slot
+        else:
+            shape[name] = slot
+    return _JSON_SLOTS.split(json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth))
+
+
+def _check_lines(report: Report, fmt: str) -> None:
+    if report.lines not in (None, fmt):
+        raise ValueError(f"this report's groups were written by the database as {report.lines}; build it with "
+                         f"lines={fmt!r}, or without lines=, to render it as {fmt}")
+
+
+def _written_lines(report: Report, fmt: str, keys: Sequence[Sequence[str]], pieces: Sequence[str],
+                   separator: str = "") -> Iterator[str]:
+    """The groups' lines of a report whose database wrote them in ``fmt`` (``build_report(lines=...)``): each
+    line's key values (already quoted for ``fmt``) between ``pieces``, then the database's text."""
+    _check_lines(report, fmt)
+    return _lines([*pieces, "", ""], [*keys, report.table.lines], separator)
 
 
 def _table_of(report: Report) -> SpendTable:
@@ -289,6 +340,7 @@ def aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> li
 
 def _table_lines(report: Report) -> list[str]:
     """The group table (header first): the key labels, then :data:`_TABLE_COLUMNS`."""
+    _check_lines(report, "table")
     table = report.table
     total = report.totals.cost
     columns: list[Sequence] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
@@ -362,21 +414,20 @@ def _json_groups(report: Report, depth: int, separator: str = "") -> Iterator[st
     table = _table_of(report)
     if not len(table):
         return iter(())
-    shape: dict[str, Any] = {"key": {k: _SLOT for k in table.keys}}
     values: list[Sequence] = [_each_distinct(table.columns[i], _json_key) for i in range(len(table.keys))]
+    if report.lines is not None:
+        return _written_lines(report, "json", values, _json_layout(table.keys, depth, ())[:len(table.keys)],
+                              separator)
+    quoted = set(_MONEY_FIELDS)  # decimal text: nothing to escape
     for name in FIELDS:
         column = _field(table, name)
-        if name in TOKEN_FIELDS:
-            shape.setdefault("tokens", {})[name] = _SLOT
-        elif name in _MONEY_FIELDS or (name in _UNIT_FIELDS and None not in column):
-            shape[name] = _TEXT_SLOT  # decimal text: nothing to escape
-        else:
-            shape[name] = _SLOT
-            if name in _UNIT_FIELDS:  # a group without runs has no unit cost: null
+        if name in _UNIT_FIELDS:
+            if None in column:  # a group without runs has no unit cost: null
                 column = ["null" if v is None else f'"{v}"' for v in column]
+            else:
+                quoted.add(name)
         values.append(column)
-    layout = json.dumps(shape, indent=2).replace("\n", "\n" + "  " * depth)
-    return _lines(_JSON_SLOTS.split(layout), values, separator)
+    return _lines(_json_layout(table.keys, depth, quoted), values, separator)
 
 
 def _json_key(value: str | None) -> str:
@@ -451,6 +502,8 @@ def _csv_pieces(report: Report) -> list[str]:
     if not len(table):
         return [header]
     columns = [_each_distinct(table.columns[i], _csv_field) for i in range(len(table.keys))]
+    if report.lines is not None:
+        return [header, *_written_lines(report, "csv", columns, ["", *[","] * (len(columns) - 1)])]
     for name in FIELDS:
         column = _field(table, name)
         columns.append(["" if v is None else v for v in column] if name in _UNIT_FIELDS else column)
@@ -476,8 +529,12 @@ def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = 
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:
     """``render_table`` / ``render_csv`` / ``render_json`` (``fmt``: table, csv, json) of ``report``, written to
-    ``out`` in pieces: the same text, without first copying a month by day and user into one string."""
+    ``out`` in pieces: the same text, without first copying a month by day and user into one string. A piece is
+    a line or a group; they are joined 256 at a time (a text file's ``write`` of each of 60,000 pieces cost about
+    as much again as making them)."""
     if fmt == "table":
         out.write(render_table(report))
-    else:
-        out.writelines(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
+        return
+    pieces = iter(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
+    while chunk := "".join(islice(pieces, 256)):
+        out.write(chunk)

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_SETTING",
     "FILTER_KEYS",
     "key_sql",
+    "LineFormat",
 ]
 
 DEFAULT_SETTING = "instrument(ledger=...) / AICOST_LEDGER"
@@ -96,6 +97,29 @@ def _unique(items: Sequence[Any], key: str) -> list[Any]:
 def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
     """The token classes that are 0 in every row (not summed)."""
     return frozenset(name for name, get in _TOKEN_GETTERS if not any(map(get, rows)))
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """How a report writes each group's measures on one line (CSV, JSON), for a database that can write the
+    lines itself (:attr:`LedgerStore.fills_lines`: PostgreSQL): a month by day and user is 60,000 lines of 25
+    values, which the client's one Python thread would otherwise make into objects and format; PostgreSQL
+    writes them with ``concat()`` in its own process, the unit costs in its parallel workers (about 0.25 s of
+    the client's CPU for about 0.2 s of the server's: benchmarks/README.md). A line is ``pieces[0]``, the text of ``slots[0]``, ``pieces[1]``... ``pieces[-1]``. A slot is a
+    measure's name (a count as its digits, money as canonical decimal text, as the report prints them), or a
+    unit cost ``(money measure, count measure)``: the quotient :func:`aicost.ledger.query.MONEY_DIV` makes,
+    exactly, between ``quote``s, or ``null`` where the count is 0."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[str | tuple[str, str], ...]
+    null: str = ""
+    quote: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.pieces) != len(self.slots) + 1:
+            raise ValueError("LineFormat: one piece more than there are slots")
+        if not all(piece.isascii() for piece in self.pieces + (self.null, self.quote)):
+            raise ValueError("LineFormat: pieces are ASCII (JSON's layout and CSV's separators are)")
 
 
 class LedgerSchemaError(ConfigurationError):
@@ -150,6 +174,7 @@ class LedgerStore:
 
     dialect = ""
     url = ""
+    fills_lines = False  # writes a report's lines itself (:class:`LineFormat`, ``line=`` of the sums)
 
     def __init__(self) -> None:
         self._lock = _fork.rlock()
@@ -398,7 +423,7 @@ class LedgerStore:
                    edges: Sequence[tuple[datetime, datetime]], *, value: str | None = None,
                    value_prefix: str | None = None, where: Mapping[str, str] | None = None,
                    group: Sequence[str] = ("v",), measures: Sequence[str] = MEASURES, cells: bool = False,
-                   ordered: bool = False, nonzero: bool = False) -> list[tuple]:
+                   ordered: bool = False, nonzero: bool = False, line: LineFormat | None = None) -> list[tuple]:
         """``measures`` for one rollup dimension, summed in ONE statement over the ``aicost_rollup`` cells of
         ``spans`` ((grain, start, end): buckets starting in [start, end)) and the raw rows and feature runs of
         ``edges`` ((start, end): the minutes a period has outside whole hours), which are summed with the rollups'
@@ -406,8 +431,8 @@ class LedgerStore:
         ``b`` (the bucket, or a raw row's time): one result per distinct tuple of them, as :meth:`_grouped`
         returns it. ``value`` / ``value_prefix`` select rollup values ('name=' for one tag's values); ``where``
         is the same selection as a row filter. ``cells``: the caller knows each group is one rollup cell (one
-        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered`` and
-        ``nonzero``: as :meth:`_sums`."""
+        span, no edges, grouped by its bucket and value): the cells are read, nothing is summed. ``ordered``,
+        ``nonzero`` and ``line``: as :meth:`_sums`."""
         names = list(measures)
         parts: list[str] = []
         params: list[Any] = []
@@ -431,15 +456,17 @@ class LedgerStore:
                 condition_params=[tag_name] if tag_name else [])
             parts += raw
             params += raw_params
-        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero)
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
+                          line=line)
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
-                 measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
+                 measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False,
+                 line: LineFormat | None = None) -> list[tuple]:
         """``measures`` summed in the database over the raw rows and feature runs in ``[start, end)``, grouped by
         report keys (team / feature / user / customer / model / provider / tag / tag:<name> / day / hour), with
         the same measure expressions as the rollups; rows as :meth:`_grouped` returns them, a missing value
-        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered`` and ``nonzero``: as
-        :meth:`_sums`."""
+        (NULL or '') as None. A row without a tag is in no ``tag`` group. ``ordered``, ``nonzero`` and ``line``:
+        as :meth:`_sums`."""
         d = rollup.DIALECTS[self.dialect]
         group = [key_sql(d, k, "ts") for k in keys]
         tags = [k[4:] for k in keys if k.startswith("tag:")]  # a row without the tag is in no group of it
@@ -448,7 +475,7 @@ class LedgerStore:
             column_params=[p for _, key_params in group for p in key_params], uses=[*keys, *(where or {})],
             tags="tag" in keys, conditions=[f"{d.tag_value} IS NOT NULL"] * len(tags), condition_params=tags)
         return self._sums(parts, params, [f"k{i}" for i in range(len(keys))], list(measures), ordered=ordered,
-                          nonzero=nonzero)
+                          nonzero=nonzero, line=line)
 
     def _raw_parts(self, start: datetime, end: datetime, where: Mapping[str, str] | None, names: Sequence[str],
                    columns: Callable[[Mapping[str, str]], list[str]], *, column_params: Sequence[Any] = (),
@@ -475,8 +502,13 @@ class LedgerStore:
         return parts, params
 
     def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
-              summed: bool = True, ordered: bool = False, nonzero: bool = False) -> list[tuple]:
-        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``nonzero``: instead, one tuple
+              summed: bool = True, ordered: bool = False, nonzero: bool = False,
+              line: LineFormat | None = None) -> list[tuple]:
+        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
+        :attr:`fills_lines`, each group's ``names`` come back written as one line of text (:class:`LineFormat`;
+        a measure of the line not among ``names`` is 0 in every group), after the group's values: ``(g0, ...,
+        line)``; None instead of the line where it cannot be written exactly (the caller reads the measures
+        then). Elsewhere ``line`` is ignored. ``nonzero``: instead, one tuple
         saying of each of ``names`` (counts only) whether any row or cell of ``parts`` holds anything but 0: a
         measure that is 0 in every part is 0 in every group, and a report then need not read it (fetching a
         column of 60,000 zeros costs as much as one of numbers)."""
@@ -488,10 +520,11 @@ class LedgerStore:
                 raise ValueError("nonzero: counts only (money is text on SQLite)")
             flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
             return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
-        return self._grouped(union, params, group, names, summed=summed, ordered=ordered)
+        return self._grouped(union, params, group, names, summed=summed, ordered=ordered,
+                             line=line if self.fills_lines else None)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
         """``SELECT <group>, <sums of names> FROM (<union>) GROUP BY <group>``: one tuple per group, the group's
         values then its sums, counts as int and money as exact, canonical decimal text (summed exactly: NUMERIC
         on PostgreSQL; on SQLite, which has no decimal type, see :meth:`SQLiteStore._grouped`). Without
@@ -499,18 +532,20 @@ class LedgerStore:
         every group is one row of ``union`` (one rollup cell): its columns are read as they are, nothing is
         summed. ``ordered``: largest cost first (on SQLite, by the cost as a double: the caller makes the order
         exact), then most calls, then by the group values, each ascending in code point order with NULL (no
-        value) as the text 'None': the order of :func:`aicost.ledger.query.spend`."""
+        value) as the text 'None': the order of :func:`aicost.ledger.query.spend`. ``line``: as
+        :meth:`_sums` (only where the database :attr:`fills_lines`)."""
         raise NotImplementedError
 
     _COLLATE = ""  # how this database compares text in code point order
 
     def _final(self, inner: str, group: Sequence[str], names: Sequence[str], money: str, *,
-               order_by: bool = False, extra: Sequence[str] = ()) -> str:
+               order_by: bool = False, extra: Sequence[str] = (), line: LineFormat | None = None) -> str:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
         the group's values, the measures (money as canonical text), then ``extra`` columns of ``inner``.
         ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
         sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
-        integer path), 'text' or 'numeric'."""
+        integer path), 'text' or 'numeric'. ``line``: the measures written as one line (:meth:`_line_sql`)
+        instead of a column each."""
         out = [f"g{i}" for i in range(len(group))]
         rank = {}
         for i, name in enumerate(names):
@@ -525,10 +560,25 @@ class LedgerStore:
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
         ranks = [rank[name] for name in ("cost", "calls") if name in rank]
         ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
+        if line is not None:  # sorted below, then written: not ~1 KB of text per sorted row
+            text, below = self._line_sql(line, names)
+            out[len(group):] = [text]
+            below += [f"{e} AS t{i}" for i, e in enumerate(ties)]
+            inner = f"SELECT r.*, {', '.join(below) or '1 AS t'} FROM ({inner}) AS r"
+            if order_by and (ranks or ties):
+                inner += f" ORDER BY {', '.join([*(f'{e} DESC' for e in ranks), *ties])}"
+                ties = [f"r.t{i}" for i in range(len(group))]  # the same order: no second sort
+            else:
+                inner += " OFFSET 0"  # a level of its own: what it computes, it computes once
         sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
         if order_by and (ranks or ties):
             sql += " ORDER BY " + ", ".join([*(f"{e} DESC" for e in ranks), *ties])
         return sql
+
+    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
+        """The SQL of :meth:`_final`'s one text column for ``line`` (over its s0.. columns, sums of ``names``), and
+        the columns it reads that the query level below it computes (``expression AS name``)."""
+        raise NotImplementedError
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         with self._lock:
@@ -633,6 +683,16 @@ def _tags_json(tags: Mapping[str, str]) -> str:
             _tags_seen.clear()
         text = _tags_seen[key] = _JSON.encode(tags)
     return text
+
+
+def _up_to_date(current: int | None, setting: str, where: str) -> bool:
+    """Whether a ledger whose schema version reads ``current`` (None: no schema table) needs no migration, so
+    opening it takes no lock: a report does not wait for a writer's batch, and a database user who may only read
+    can run it. A newer schema is refused here already."""
+    if current is None:
+        return False
+    _refuse_newer(int(current), setting, where)
+    return int(current) == SCHEMA_VERSION
 
 
 def _refuse_newer(current: int, setting: str, where: str) -> None:
@@ -765,6 +825,12 @@ class SQLiteStore(LedgerStore):
     def _migrate(self, setting: str) -> None:
         conn = self._conn
         try:
+            try:
+                (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
+            except sqlite3.OperationalError:  # no schema table yet: a new ledger, created below
+                current = None
+            if _up_to_date(current, setting, str(self.path)):
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(schema.schema_table_ddl("sqlite"))
@@ -910,7 +976,7 @@ class SQLiteStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
             return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
@@ -1015,6 +1081,30 @@ def _text_array_dumper() -> type:
     return TextArrayDumper
 
 
+def _pg_literal(text: str) -> str:
+    """An ASCII text as a PostgreSQL E'' literal, every character but letters, digits and spaces escaped."""
+    return "E'" + "".join(c if c.isalnum() or c == " " else f"\\x{ord(c):02x}" for c in text) + "'"
+
+
+_UNIT_SCALE = 10  # query.MONEY_DIV's quantum: 10**-10 dollars
+
+
+def _pg_unit_cost(money: str, count: str) -> tuple[str, str]:
+    """SQL for ``query.MONEY_DIV(money, count)`` (a positive count) as canonical text, and the condition under
+    which it is that quotient exactly. MONEY_DIV divides to 60 significant digits, then rounds half-even to 10
+    decimals. Here x = money * 10**10 is divided exactly (``div`` and ``mod`` truncate), twice the remainder
+    against the count decides, and a tie goes to the even quotient. The two round alike unless the 60-digit
+    quotient lands exactly on a tie that the exact one is not on, which takes an amount whose digits (its
+    decimals included, as an integer) number 49 or more (docs/ledger.md); the condition (at most 24 decimals,
+    under 10**24 dollars) keeps far below that."""
+    x = f"{money} * 1{'0' * _UNIT_SCALE}"
+    q = f"div({x}, {count})"
+    up = (f"CASE sign(2 * abs(mod({x}, {count})) - {count}) WHEN 1 THEN sign({money}) "
+          f"WHEN 0 THEN CASE WHEN mod({q}, 2) <> 0 THEN sign({money}) ELSE 0 END ELSE 0 END")
+    return (f"trim_scale(({q} + {up}) * 0.{'0' * (_UNIT_SCALE - 1)}1)::text",
+            f"scale({money}) <= 24 AND abs({money}) < 1e24")
+
+
 class _StageContext:
     """What psycopg's ``Transformer`` reads of a connection (an ``AdaptContext``), without the connection: its
     adapters, and no connection (so text is encoded as UTF-8). :meth:`PostgresStore._stage` formats with it on
@@ -1030,6 +1120,7 @@ class _StageContext:
 class PostgresStore(LedgerStore):
     dialect = "postgresql"
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
+    fills_lines = True
 
     def __init__(self, url: str, *, setting: str) -> None:
         super().__init__()
@@ -1074,6 +1165,12 @@ class PostgresStore(LedgerStore):
 
     def _migrate(self) -> None:
         conn = self._conn
+        with conn.transaction():
+            current = None
+            if conn.execute("SELECT to_regclass('aicost_schema') IS NOT NULL").fetchone()[0]:
+                (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
+        if _up_to_date(current, self._setting, self.url):
+            return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
             conn.execute(schema.schema_table_ddl("postgresql"))
@@ -1191,19 +1288,67 @@ class PostgresStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: LineFormat | None = None) -> list[tuple]:
         # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
-            sql = self._final(_cells(union, group, names), group, names, "numeric", order_by=ordered)
-            return self._fetch(self._sql(sql), params)
+            sql = self._final(_cells(union, group, names), group, names, "numeric", order_by=ordered, line=line)
+            return (self._fetch_lines if line else self._fetch)(self._sql(sql), params)
         sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}"
                 for i, n in enumerate(names)]
         inner = (f"SELECT {', '.join([*_keys(group), *sums])}, COUNT(*) AS rows_summed FROM ({union}) AS parts"
                  f"{_group_by(group)}")
-        rows = self._fetch(self._sql(self._final(inner, group, names, "numeric", order_by=ordered,
-                                                 extra=("rows_summed",))), params)
+        rows = (self._fetch_lines if line else self._fetch)(
+            self._sql(self._final(inner, group, names, "numeric", order_by=ordered, extra=("rows_summed",),
+                                  line=line)), params)
         return [r[:-1] for r in rows if r[-1]]
+
+    def _fetch_lines(self, sql: str, params: list) -> list[tuple]:
+        """:meth:`_fetch` of a query returning lines, read in chunks as the server writes them (its ``concat()``
+        runs above the sort, row by row as it sends them): the client makes the first chunks' strings while the
+        server still writes the next. Without chunks (psycopg 3.1, or a libpq before 17): all at once."""
+        import psycopg
+
+        capabilities = getattr(psycopg, "capabilities", None)  # psycopg 3.2+
+        if capabilities is None or not capabilities.has_stream_chunked():
+            return self._fetch(sql, params)
+        with self._lock:
+            return list(self._cursor().stream(sql, params, size=2000))
+
+    def _line_sql(self, line: LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
+        # concat() of the pieces (E'' literals: the same whatever standard_conforming_strings says, with '?' and
+        # '%' escaped too, for the placeholder rewriting) and the slots' text: a count's bigint as its digits,
+        # money as trim_scale(...)::text (the canonical text), a measure not read as 0. NULL (the caller reads
+        # the measures instead) where a unit cost might round otherwise than in Python (_pg_unit_cost). The unit
+        # costs are computed below the sort (a few bytes each, by the parallel workers when there are some).
+        column = {name: f"r.s{i}" for i, name in enumerate(names)}
+        args, exact, below = [], [], []
+        text = ""  # literal text not written yet: a constant run is one argument (concat's cost is per argument)
+        for j, (piece, slot) in enumerate(zip(line.pieces, line.slots)):
+            text += piece
+            if isinstance(slot, tuple):
+                money, count = map(column.get, slot)
+                if money is None or count is None:  # a count 0 in every group: no unit cost anywhere
+                    text += line.null
+                    continue
+                quotient, guard = _pg_unit_cost(money, count)
+                below.append(f"CASE WHEN {count} = 0 THEN {_pg_literal(line.null)} ELSE {_pg_literal(line.quote)} "
+                             f"|| {quotient} || {_pg_literal(line.quote)} END AS u{j}")
+                exact.append(guard)
+                value = f"r.u{j}"
+            elif slot not in column:
+                text += "0"
+                continue
+            else:
+                value = f"trim_scale({column[slot]})::text" if slot in MONEY_MEASURES else column[slot]
+            args += [_pg_literal(text), value] if text else [value]
+            text = ""
+        args.append(_pg_literal(text + line.pieces[-1]))
+        text = f"concat({', '.join(args)})"
+        if exact:
+            below.append(f"{' AND '.join(dict.fromkeys(exact))} AS exact")
+            text = f"CASE WHEN r.exact THEN {text} END"
+        return text, below
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         import uuid

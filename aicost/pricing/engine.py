@@ -42,11 +42,11 @@ _lock = _fork.rlock()
 _MAX_NAMES = 4096  # distinct (provider, model) names cached; a flood of unique names cannot grow memory
 
 _overrides = Overrides()
-# Bumped whenever overrides or the catalog change: a lookup that started before a change must not store its
-# (stale) answer after the caches were cleared.
+# Bumped whenever overrides or the catalog change, after the caches are cleared (``_forget_resolved``): a lookup
+# that started before a change must not store its (stale) answer after the caches were cleared.
 _generation = 0
 _resolved: dict[tuple[str | None, str | None], "_Resolved | None"] = {}
-_now: dict[tuple[str | None, str | None, str | None], tuple["_Found", float]] = {}  # -> (found, valid until)
+_now: dict[tuple[str | None, str | None, str | None], tuple["_PriceAndReason", float]] = {}  # -> (it, valid until)
 _unknown: dict[tuple[str | None, str | None], "UnknownModel"] = {}
 _scoped: dict[str, dict[str, ModelPrice]] = {}  # set_scoped_prices: scope -> model -> price
 
@@ -63,25 +63,26 @@ class UnknownModel:
 
 class _UnpricedTier:
     """Why a model priced at other tiers has no price at this one: the vendor bills the tier at per-model rates
-    (a null ``tier_factor``) and the catalog lists none for the model at that date. Found once, where the price
-    would have been found, and cached beside it, so each such call only reads it (``Cost.unknown_reason``)."""
+    (a null ``tier_factor``) and the catalog lists none for the model at that date. Decided once, by the lookup
+    that finds no price, and cached beside it, so each such call only reads it (``Cost.unknown_reason``)."""
 
-    __slots__ = ("reason", "warned")
+    __slots__ = ("tier", "reason", "log_key")
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, tier: str, reason: str) -> None:
+        self.tier = tier  # normalised: the call's Cost.service_tier, without normalising it again on each call
         self.reason = reason
-        self.warned = False  # logged once per object; ``_log_once`` keeps it once when the caches are rebuilt
+        self.log_key = "pricing:tier:" + reason  # its warning is logged once (``log_once``), built once here
 
 
-# What a lookup finds: the price, or None and, when the tier is why, the reason. Cached as one pair.
-_Found = tuple["ModelPrice | None", "_UnpricedTier | None"]
-_NOTHING: _Found = (None, None)
+# What a lookup gives: the price, or None and, when the tier is why, the reason. Cached as one pair.
+_PriceAndReason = tuple["ModelPrice | None", "_UnpricedTier | None"]
+_NO_PRICE: _PriceAndReason = (None, None)
 
 
 class _Resolved:
     """Everything that can price one (provider, model) name: user rules first, then the catalog entry."""
 
-    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "tier_factor", "_found", "catalog")
+    __slots__ = ("provider", "ref", "rules", "entry", "discounts", "tier_factor", "_built", "catalog")
 
     def __init__(self, provider: str | None, ref: str, rules: tuple[PriceRule, ...], entry: ModelEntry | None,
                  discounts: tuple[Discount, ...], catalog: Catalog) -> None:
@@ -92,45 +93,45 @@ class _Resolved:
         self.discounts = discounts
         self.catalog = catalog
         self.tier_factor = catalog.providers[entry.provider].tier_factor if entry is not None else {}
-        self._found: dict[Any, _Found] = {}
+        self._built: dict[Any, _PriceAndReason] = {}  # by what selected it: a rule, or a period, tier and discount
 
-    def find(self, at: datetime, tier: str | None) -> _Found:
+    def find(self, at: datetime, tier: str | None) -> _PriceAndReason:
         """The price at ``at`` and ``tier``; or no price, with an ``_UnpricedTier`` when the tier is the reason.
         The one place that decides both: an override rule first, then the catalog's period and tier rates."""
         day = at.date()
         for rule in self.rules:  # ordered: this tier's rules first, then the most specific name
             if rule.active(day) and (rule.service_tier is None or rule.service_tier == tier):
                 key = ("rule", id(rule), tier)
-                found = self._found.get(key)
-                if found is None:
-                    found = self._found[key] = (rule_price(rule, rule.provider or self.provider, self.ref, tier), None)
-                return found
+                built = self._built.get(key)
+                if built is None:
+                    built = self._built[key] = (rule_price(rule, rule.provider or self.provider, self.ref, tier), None)
+                return built
         entry = self.entry
         if entry is None:
-            return _NOTHING
+            return _NO_PRICE
         variant_tier = tier if tier in names.PRICED_TIERS else None
         selection = entry.select(at, variant_tier)
         if not entry.periods[selection[0]].priceable:
-            return _NOTHING  # billed per minute / character / page: unknown, never $0
+            return _NO_PRICE  # billed per minute / character / page: unknown, never $0
         discount = next((d for d in self.discounts if d.active(day)), None)
         key = (selection, tier, id(discount) if discount else None)
-        found = self._found.get(key)
-        if found is None:
-            found = self._build(entry, at, selection, variant_tier, tier, discount)
-            if len(self._found) > 256:
-                self._found.clear()
-            self._found[key] = found
-        return found
+        built = self._built.get(key)
+        if built is None:
+            built = self._build(entry, at, selection, variant_tier, tier, discount)
+            if len(self._built) > 256:
+                self._built.clear()
+            self._built[key] = built
+        return built
 
     def _build(self, entry: ModelEntry, at: datetime, selection: tuple[int, tuple[int, ...]],
-               variant_tier: str | None, tier: str | None, discount: Discount | None) -> _Found:
+               variant_tier: str | None, tier: str | None, discount: Discount | None) -> _PriceAndReason:
         rates = entry.rates_for(selection, variant_tier)
         if variant_tier in self.tier_factor and not selection[1]:
             factor = self.tier_factor[variant_tier]
             if factor is None:  # billed at per-model rates this model does not list: unknown, never standard
-                return None, _UnpricedTier(
-                    f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog does not "
-                    f"list for {entry.id} (a price override for the tier prices it)")
+                reason = (f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog "
+                          f"does not list for {entry.id} (a price override for the tier prices it)")
+                return None, _UnpricedTier(variant_tier, reason)
             rates = _scale_token_rates(rates, factor)
         base, bands = split_bands(rates)
         start, until = entry.effective_range(at)
@@ -228,10 +229,10 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
 
 
 def _matching_rules(candidates: list[tuple[str | None, str]]) -> tuple[PriceRule, ...]:
-    found = [r for r in _overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
+    rules = [r for r in _overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
     # Most specific first: exact names before prefixes, longer prefixes first, provider-scoped before global.
-    found.sort(key=lambda r: (r.service_tier is not None, r.pattern.specificity, r.provider is not None), reverse=True)
-    return tuple(found)
+    rules.sort(key=lambda r: (r.service_tier is not None, r.pattern.specificity, r.provider is not None), reverse=True)
+    return tuple(rules)
 
 
 def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
@@ -253,70 +254,57 @@ def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
 def resolve(provider: str | None, model: str | None, *, at: datetime | None = None,
             service_tier: str | None = None) -> ModelPrice | None:
     """The price list that bills ``model`` on ``provider`` at ``at`` (default now), or None when unknown."""
-    return _found_at(provider, model, service_tier, _utc(at))[0]
+    return _price_at(provider, model, service_tier, _utc(at))[0]
 
 
-def _found_at(provider: str | None, model: str | None, service_tier: str | None, at: datetime) -> _Found:
+def _price_at(provider: str | None, model: str | None, service_tier: str | None, at: datetime) -> _PriceAndReason:
+    """What prices (provider, model, tier) at ``at``: resolved once per name, each period's price built once."""
     if not model:
-        return _NOTHING
+        return _NO_PRICE
     resolved = _resolved_for(provider, model)
     if resolved is None:
-        return _NOTHING
+        return _NO_PRICE
     return resolved.find(at, names.normalise_tier(service_tier))
 
 
-def _resolve_now(key: tuple[str | None, str | None, str | None]) -> _Found:
+def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReason:
+    """``_price_now`` on a cache miss: look the price now up and cache it until it can next change."""
     provider, model, tier = key
     generation = _generation
     now = datetime.now(_UTC)
     resolved = _resolved_for(provider, model) if model else None
     if resolved is None:
-        found, until = _NOTHING, now.timestamp() + 3600.0
+        answer, until = _NO_PRICE, now.timestamp() + 3600.0
     else:
-        found = resolved.find(now, names.normalise_tier(tier))
+        answer = resolved.find(now, names.normalise_tier(tier))
         until = resolved.valid_until(now).timestamp()
     with _lock:
         if generation == _generation:
             if len(_now) >= _MAX_NAMES:
                 _now.clear()
-            _now[key] = (found, until)
-    return found
+            _now[key] = (answer, until)
+    return answer
 
 
-def _found_now(key: tuple[str | None, str | None, str | None]) -> _Found:
+def _price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReason:
     """What prices (provider, model, tier) now: cached until the price can next change."""
     hit = _now.get(key)
     if hit is not None and hit[1] > time.time():
         return hit[0]
-    return _resolve_now(key)
-
-
-def _found(provider: str | None, model: str | None, service_tier: str | None, at: datetime | None) -> _Found:
-    """What prices ``model`` now (``at`` None) or at ``at``. ``price_call``'s first lookup spells this out
-    inline: it runs on every call, which should not pay for a second function call."""
-    return _found_now((provider, model, service_tier)) if at is None else _found_at(provider, model, service_tier,
-                                                                                    _utc(at))
-
-
-def _tier_text(service_tier: Any) -> str:
-    return str(getattr(service_tier, "value", service_tier))  # enums from typed SDK models
+    return _look_up_price_now(key)
 
 
 def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
     """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
     and cached until the price can next change, so it is cheap enough to ask on every call."""
-    if service_tier is not None and type(service_tier) is not str:
-        service_tier = _tier_text(service_tier)
-    return _found_now((provider, model, service_tier))[0]
+    return _price_now((provider, model, service_tier))[0]
 
 
 def unknown_reason(provider: str | None, model: str | None, service_tier: str | None = None) -> str | None:
     """Why ``current_price`` gives None, when pricing knows more than "no price for this model" (a tier the
     vendor bills at per-model rates the catalog lacks): the ``Cost.unknown_reason`` such a call carries. Quiet
     and cached as ``current_price`` is; None when the model is priced, or has no price at any tier."""
-    if service_tier is not None and type(service_tier) is not str:
-        service_tier = _tier_text(service_tier)
-    unpriced = _found_now((provider, model, service_tier))[1]
+    unpriced = _price_now((provider, model, service_tier))[1]
     return None if unpriced is None else unpriced.reason
 
 
@@ -346,13 +334,12 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
-        if service_tier is not None and type(service_tier) is not str:
-            service_tier = _tier_text(service_tier)
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
-        price, unpriced = (_found_now((provider, model, service_tier)) if at is None
-                           else _found_at(provider, model, service_tier, _utc(at)))
+        price, unpriced = (_price_now((provider, model, service_tier)) if at is None
+                           else _price_at(provider, model, service_tier, _utc(at)))
         if price is None and fallback_model:
-            fallback = _found(provider, fallback_model, service_tier, at)
+            fallback = (_price_now((provider, fallback_model, service_tier)) if at is None
+                        else _price_at(provider, fallback_model, service_tier, _utc(at)))
             # priced: the model asked for prices the call; priced, but not at this tier: the tier says why
             if fallback[0] is not None or (unpriced is None and fallback[1] is not None):
                 (price, unpriced), model = fallback, fallback_model
@@ -370,13 +357,11 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
                   unpriced: _UnpricedTier | None) -> Cost:
-    tier = names.normalise_tier(service_tier)
     if unpriced is not None:  # the model is priced, this tier of it is not: say why, once; not an unknown model
-        if not unpriced.warned:
-            unpriced.warned = True
-            _log_once("tier:" + unpriced.reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, "
-                      "not priced at the standard rate", unpriced.reason)
-        return unknown_cost(provider, model, tier, usage, unpriced.reason)
+        log_once(unpriced.log_key, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not priced at "
+                 "the standard rate", unpriced.reason)
+        return unknown_cost(provider, model, unpriced.tier, usage, unpriced.reason)
+    tier = names.normalise_tier(service_tier)
     key = (provider, model)
     seen = _unknown.get(key)
     if seen is not None:
@@ -448,12 +433,21 @@ def read_unknown_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _install(new: Overrides) -> None:
-    global _overrides, _generation
+    global _overrides
     with _lock:
         _overrides = new
-        _generation += 1
-        _resolved.clear()
-        _now.clear()
+        _forget_resolved()
+
+
+def _forget_resolved() -> None:
+    """After a change of overrides or catalog (under ``_lock``): drop every cached answer, then bump the generation.
+    In that order: a lookup that reads the new generation then finds the caches already emptied, so it cannot read
+    an old ``_Resolved`` and store its answer as current (until the next UTC midnight); one that read the old
+    generation has its answer refused when it comes to store it."""
+    global _generation
+    _resolved.clear()
+    _now.clear()
+    _generation += 1
 
 
 def load_price_file(path: str | os.PathLike[str], *, sections: Mapping[str, Any] | None = None) -> Overrides:
@@ -609,12 +603,9 @@ def use_bundled_catalog() -> None:
 
 
 def _switch_catalog(catalog: Catalog | None) -> None:
-    global _generation
     with _lock:
         _catalog.set_active(catalog)
-        _generation += 1
-        _resolved.clear()
-        _now.clear()
+        _forget_resolved()
 
 
 def reset_unknown_models() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 # OpenTelemetry ``gen_ai.provider.name`` values (and common spellings) -> catalog provider id.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -99,11 +100,21 @@ def names_vendor(name: str | None) -> bool:
     return provider_id(name) is not None or (name is not None and name.strip().lower() in VENDORS_WITHOUT_TABLE)
 
 
-def normalise_tier(tier: str | None) -> str | None:
-    """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased."""
+def tier_text(tier: Any) -> str | None:
+    """A service tier as text, the one conversion every tier given to pricing goes through: a typed SDK's enum by
+    its value (``str()`` of a ``class ServiceTier(str, Enum)`` member is ``"ServiceTier.PRIORITY"``, which would be
+    an unknown word priced at the standard rate). None stays None; text is returned as it is."""
+    if tier is None or type(tier) is str:
+        return tier
+    return str(getattr(tier, "value", tier))
+
+
+def normalise_tier(tier: Any) -> str | None:
+    """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased. Enums by their
+    value (``tier_text``)."""
     if tier is None:
         return None
-    word = str(tier).strip().lower()
+    word = tier_text(tier).strip().lower()
     if not word:
         return None
     return SERVICE_TIERS.get(word, word)
