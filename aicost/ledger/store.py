@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -72,9 +72,10 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and what the dialect staged of them (of its part not stored yet, when some is: a
-    replay): on SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY``
-    data."""
+    their encoded columns and what the dialect staged of them: on SQLite their image
+    (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data. The part of a batch not
+    stored yet (``_new_in``, a replay) has on PostgreSQL the ``COPY`` data of that part; on SQLite it keeps the
+    whole batch's image, as prepared: only the copy attached to the write transaction is cut down to the part."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
@@ -1324,6 +1325,8 @@ class PostgresStore(LedgerStore):
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
+        if batch.staged is not None and self._stage_context is None:
+            batch = replace(batch, staged=None)  # staged as UTF-8 on an earlier session; this one is not UTF-8
         try:
             with conn.transaction():
                 cur = conn.cursor()
