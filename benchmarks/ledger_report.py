@@ -114,7 +114,8 @@ def main() -> None:
         store = open_store(url, create=False)
         rows = store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]
         rollups = store._fetch("SELECT COUNT(*) FROM aicost_rollup", [])[0][0]
-        print(f"ledger: {store.dialect}, {rows:,} rows, {rollups:,} rollup rows; load average "
+        cube = store._fetch("SELECT COUNT(*) FROM aicost_rollup_cube", [])[0][0]
+        print(f"ledger: {store.dialect}, {rows:,} rows, {rollups:,} rollup rows, {cube:,} cube cells; load average "
               f"{os.getloadavg()[0]:.1f}")
         month = Period(START, START + timedelta(days=DAYS), "30 days")
         week = Period(START + timedelta(days=20, hours=13), START + timedelta(days=27, hours=13),
@@ -124,7 +125,8 @@ def main() -> None:
         hours = Period(START + timedelta(days=12, hours=9, minutes=41), START + timedelta(days=12, hours=17, minutes=3),
                        "7 h 22 min, minute edges")
         groupings = (("team",), ("feature",), ("customer",), ("user",), ("model",), ("provider",), ("tag",),
-                     ("tag:env",), ("day", "team"), ("day", "user"), ())
+                     ("tag:env",), ("day", "team"), ("day", "user"), ("team", "model"), ("team", "feature"),
+                     ("day", "team", "model"), ("feature", "provider"), ())
         if args.by:
             groupings = tuple(tuple(k for k in by.split(",") if k) for by in args.by)
         if args.cli:

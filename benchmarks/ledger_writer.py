@@ -17,7 +17,8 @@ first batch's preparation and the last batch's write with nothing overlapping th
 
 Also: the FOCUS export of a quarter, half and all of the rows (about 1x / 2x / 4x), to show it is linear.
 
-Run: python benchmarks/ledger_writer.py [--rows 100000]
+Run: python benchmarks/ledger_writer.py [--rows 100000] [--no-postgres] [--no-export]
+(``PYTHONPATH=<another checkout>`` measures that checkout's writer with this script.)
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-export", action="store_true", help="skip the FOCUS export's figures")
     args = parser.parse_args()
     items = rows_for(args.rows, 1)
     calls = sum(1 for i in items if not isinstance(i, FeatureRun))
@@ -145,6 +147,9 @@ def main() -> None:
                           f"{written / cpu:12,.0f} {written / (cpu + server_s):12,.0f} steady {STEADY[-1]:7,.0f}; threads: "
                           f"{THREADS[-1][0]:.1f} + {THREADS[-1][1]:.1f} us, server {server_s / written * 1e6:.1f} us "
                           "CPU per row")
+        if args.no_export:
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
+            return
         store = open_store(url, create=False)
         first, last = store.time_range()
         n = store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]

@@ -285,7 +285,7 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
     """`aicost report --format csv|json` asks the database to write each group's line (build_report(lines=...)):
     PostgreSQL does (report._lines says so), SQLite does not (the measures are read as before). Either way the
     text is the report's: every grouping and path (cells read as they are, rollups summed, minute edges from the
-    raw rows, two keys from the raw rows, a filter), keys that need quoting or escaping, unit costs of either
+    raw rows, two keys from the raw rows or from the cube, a filter), keys that need quoting or escaping, unit costs of either
     sign, ties rounded half-even, groups without runs; a report built for one format refuses to render another."""
     with open_store(ledger_url) as store:
         fill(store, Profile(days=2, teams=3, customers=6, calls=700, seed=8, start=DAY), batch=400)
@@ -294,7 +294,9 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
                    Period(DAY - timedelta(days=5), DAY - timedelta(days=4))]
         for period in periods:
             for keys, where in [(("day", "user"), None), (("user",), None), (("hour", "user"), None),
-                                (("team", "user"), None), (("user",), {"user": 'a,"b"'}), (("tag",), None), ((), None)]:
+                                (("team", "user"), None), (("user",), {"user": 'a,"b"'}), (("tag",), None), ((), None),
+                                (("team", "model"), None), (("day", "team", "feature"), None),
+                                (("feature",), {"team": "t"})]:
                 full = build_report(store, period=period, group_by=keys, where=where)
                 for fmt, render in (("csv", render_csv), ("json", render_json)):
                     read = build_report(store, period=period, group_by=keys, where=where, lines=fmt)

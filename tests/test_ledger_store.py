@@ -349,7 +349,8 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     store.close()
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
-                  "DELETE FROM aicost_schema WHERE version = 4"]
+                  "DROP TABLE aicost_rollup_cube", "DROP TABLE aicost_rollup_cube_folded",
+                  "DELETE FROM aicost_schema WHERE version >= 4"]
     if ledger_url.startswith("sqlite"):
         conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
         for s in statements:
@@ -363,7 +364,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
             for s in statements:
                 conn.execute(s)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
@@ -624,3 +625,22 @@ def test_sqlite_adds_and_writes_money_in_sql_exactly_as_decimal_does(tmp_path):
 
     check()
     store.close()
+
+
+def test_copy_data_staged_on_a_utf8_session_is_not_sent_over_a_later_session_that_is_not(pg_server, monkeypatch):
+    """COPY data is formatted while preparing, as UTF-8; a batch prepared before a reconnect whose session speaks
+    another encoding is written from its rows instead (its UTF-8 bytes would be read as that encoding)."""
+    from ledger_helpers import fresh_pg_database
+
+    url = fresh_pg_database(pg_server)
+    store = open_store(url)
+    batch = store.prepare([_row(1, team="équipe", customer="Zoë")])
+    assert batch.staged is not None
+    store.close()  # as after an outage: the next write reconnects, here to a LATIN1 session
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    assert store.write_prepared(batch) == 1 and store._conn.info.encoding != "utf-8"
+    store.close()
+    monkeypatch.delenv("PGCLIENTENCODING")
+    with open_store(url, create=False) as again:
+        (row,) = again.rows(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert (row.team, row.customer) == ("équipe", "Zoë")

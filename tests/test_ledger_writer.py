@@ -4,11 +4,13 @@ written by the background writer into real SQLite and PostgreSQL. Also: bounded 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -440,9 +442,10 @@ def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
 def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_closes_the_database(
         pg_server, spill_dir, monkeypatch, caplog):
     """close() returns within its timeout even while a batch is being prepared (here: until an event), and then
-    leaves the database to the thread that is writing: it writes every row queued before close(), from what was
+    leaves the database to the thread that is writing: it writes the batches it had taken, from what was
     prepared (the preparing thread formats COPY data from what the store kept of its connection, never from the
-    connection itself, which the writing thread may be closing), and then closes the database itself."""
+    connection itself, which the writing thread may be closing), takes no other past close()'s deadline, spills
+    the rest of the queue and closes the database itself. The next writer replays the spill: every row once."""
     import threading
 
     from aicost.ledger.store import PostgresStore
@@ -472,8 +475,12 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
         release.set()
     writer._thread.join(30)
     assert not writer._thread.is_alive() and writer._store is None and writer._preparer is None
-    assert writer.stats()["written"] == 400 and None not in staged
+    stats = writer.stats()
+    assert 0 < stats["written"] < 400 and stats["written"] + stats["spilled"] == 400 and None not in staged
     assert "could not prepare" not in caplog.text
+    again = LedgerWriter(url)
+    assert again.flush() and again.stats()["replayed"] == stats["spilled"]
+    again.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 400
     monkeypatch.undo()
@@ -497,3 +504,105 @@ def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next
     again.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 100
+
+
+_SLOW_STORE = """
+    import json, os, sys, time
+    from datetime import datetime, timezone
+    from decimal import Decimal
+    from aicost.ledger import LedgerRow, CALL
+    from aicost.ledger import writer
+    from aicost.ledger.store import SQLiteStore
+    write_prepared = SQLiteStore.write_prepared
+    def slow(store, batch):  # a database that needs 1.5 s per batch: 3,000 rows would take 15 s
+        time.sleep(1.5)
+        return write_prepared(store, batch)
+    SQLiteStore.write_prepared = slow
+    writer._EXIT_FLUSH_S = 1.0  # (10 s in production) the test's exit is short
+    w = writer.LedgerWriter(URL, batch_size=200)
+    w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
+          for i in range(3000))
+    time.sleep(0.3)  # the writer thread is in its first write
+"""
+
+
+def _stored_or_spilled_then_replayed(url, spill_dir, done):
+    """Every one of the 3,000 rows is stored or in a spill file; the next writer replays them: all stored once."""
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "can't create new thread" not in done.stderr
+    stored = {r.span_id for r in _rows(url)}
+    spilled = set()
+    for path in spill_dir.glob("*.jsonl"):
+        spilled |= {json.loads(line)["row"]["span_id"] for line in path.read_text().splitlines() if line.strip()}
+    assert spilled - stored, "nothing was spilled: the slow store cannot have written 3,000 rows in time"
+    assert stored | spilled == {f"{i:016x}" for i in range(3000)}
+    again = LedgerWriter(url)
+    assert again.flush()  # the exited process's spill file is adopted and replayed
+    assert again.stats()["replayed"] >= len(spilled - stored)
+    again.close()
+    assert not list(spill_dir.glob("*.jsonl"))
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 3000 and totals(store, *WINDOW).cost == Decimal("30.00")
+
+
+def test_rows_the_exit_flush_cannot_write_in_time_are_spilled_never_lost(tmp_path, spill_dir):
+    """The exit flush is bounded; the rows it could not write by then, including the batch the writer thread is
+    still writing when the interpreter exits (it is not waited for), are spilled for the next writer."""
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    done = _run(_SLOW_STORE.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+
+
+def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_at_once(tmp_path, spill_dir):
+    """close(timeout_s) returns in time while the writer thread is writing; the thread takes no further batch
+    and spills the queue, and an exit right after spills what that write had taken."""
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    code = _SLOW_STORE + """
+    start = time.monotonic()
+    w.close(timeout_s=0.5)
+    print(json.dumps({"close_s": time.monotonic() - start, "queued": w.stats()["queued"]}))
+    """
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+    assert json.loads(done.stdout)["close_s"] < 1.4  # returned before the write under way (1.5 s) ended
+
+
+def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
+    """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
+    goes back to the spill file (it used to replay the whole file, however long that took)."""
+    from aicost.ledger.store import SQLiteStore
+
+    url = f"sqlite:///{tmp_path / 'replay.db'}"
+    writer = LedgerWriter(url, batch_size=500, prepare_ahead=False)
+    writer._start = lambda: None
+    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)],
+                  [])
+    writes, write_prepared = [], SQLiteStore.write_prepared
+
+    def slow(store, batch):  # each write ends after close()'s deadline: a 5,000-row file would take 10 of them
+        writes.append(len(batch.rows))
+        time.sleep(max(0.0, deadline + 0.1 - time.monotonic()))
+        return write_prepared(store, batch)
+
+    monkeypatch.setattr(SQLiteStore, "write_prepared", slow)
+    deadline = time.monotonic() + 2.0  # (close's own is no earlier)
+    writer.close(timeout_s=2.0)
+    assert writes == [500]  # the batch begun before the deadline, then no other
+    assert writer.stats()["spilled"] == 5000 + 4500 and writer.stats().get("replayed", 0) == 0
+    monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
+    again = LedgerWriter(url)
+    assert again.flush() and again.stats()["replayed"] == 4500
+    again.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 5000
+
+
+def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spill_dir):
+    """on_call checks that the writer is open and then appends, without a lock (the hot path); a close() that
+    spills the queue in between leaves that row behind. It is counted as dropped, not left uncounted."""
+    writer = LedgerWriter(f"sqlite:///{tmp_path / 'race.db'}")
+    writer.add([LedgerRow(span_id="a" * 16, kind=CALL, time=NOW, cost=Decimal("0.01"))])
+    writer.close()
+    writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
+    stats = writer.stats()
+    assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0

@@ -12,9 +12,10 @@ money as exact decimal text; where each group is one rollup cell, the cells are 
 
 Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user``, ``model``, ``provider``,
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
-tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with at most one other key
-(plus a ``where`` filter on that very key) from the rollups; combining two attribution keys (team x model) sums
-the raw rows of the period in SQL, which is exact but reads every row of the period.
+tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with one other key (plus a
+``where`` filter on that very key) from the rollups, or with any of team / feature / model / provider together
+(and filters on them) from the cube (``aicost_rollup_cube``); other combinations (team x customer, two tags) sum
+the raw rows of the period in SQL, which is exact but reads every row of the period (:func:`plan` chooses).
 
 Rows without a value for a key (a call made outside any team scope) form the group ``None``.
 """
@@ -31,11 +32,11 @@ from typing import Collection, Iterable, Mapping, Sequence
 
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
-from .schema import MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
+from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
 from .store import FILTER_KEYS, LedgerStore, _LineFormat, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
-           "UnknownGroupKey", "unit_cost_texts"]
+           "UnknownGroupKey", "unit_cost_texts", "plan"]
 
 TIME_KEYS = ("day", "hour")
 GROUP_KEYS = ("team", "feature", "customer", "user", "model", "provider", "tag", "tag:<name>", *TIME_KEYS)
@@ -265,16 +266,29 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
 
 def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], where: dict[str, str],
           measures: Sequence[str], order: bool, nonzero: bool = False, line: _LineFormat | None = None) -> list[tuple]:
-    """The groups' sums as the store returns them: from the rollups where they answer, else from the raw rows
-    (the one place that chooses). ``nonzero`` and ``line``: as :meth:`LedgerStore._sums`."""
-    dims = [k for k in keys if k not in TIME_KEYS]
-    # The rollups hold one dimension per cell: they answer one key, filtered (if at all) on that same key.
-    # Two keys, even two tags (group by tag:team, filter tag:env), need the rows.
-    used = {*dims, *where}
-    if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
-        return _from_rollups(store, start, end, keys, dims, where, measures, order, nonzero, line)
+    """The groups' sums as the store returns them: from the rollups or the cube where they answer, else from the
+    raw rows (:func:`plan` chooses). ``nonzero`` and ``line``: as :meth:`LedgerStore._sums`."""
+    how = plan(keys, where)
+    if how == "rollup":
+        return _from_rollups(store, start, end, keys, [k for k in keys if k not in TIME_KEYS], where, measures,
+                             order, nonzero, line)
+    if how == "cube":
+        return _from_cube(store, start, end, keys, where, measures, order, nonzero, line)
     return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero,
                           _line=line)
+
+
+def plan(keys: Sequence[str], where: Mapping[str, str] | None = None) -> str:
+    """Which table answers a grouping (and filter): 'rollup' (aicost_rollup: one dimension per cell, so one key,
+    filtered if at all on that same key), 'cube' (aicost_rollup_cube: keys and filters all among
+    :data:`~aicost.ledger.schema.CUBE_KEYS`, team x model), or 'rows' (the raw rows: any other combination, even
+    two tags, as group tag:team filtered on tag:env). Time keys combine with any of them."""
+    used = {*(k for k in keys if k not in TIME_KEYS), *(where or {})}
+    if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
+        return "rollup"
+    if used <= set(CUBE_KEYS):
+        return "cube"
+    return "rows"
 
 
 def _exact_order(table: SpendTable) -> None:
@@ -317,8 +331,35 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
     # database returns one row per group: '' (no value) as NULL, one tag's values without their 'name='.
     group = [key_sql(DIALECTS[store.dialect], k, "b", "v")[0] for k in keys]
 
-    # Whole days from the day rollups, whole hours from the hour rollups, the minutes left at either end from the
-    # raw rows: all summed in one statement.
+    spans, edges = _split(start, end, keys)
+    return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
+                            measures=measures, cells=_one_cell_each(spans, edges, keys), ordered=order,
+                            nonzero=nonzero, _line=line)
+
+
+def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
+               where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
+               line: _LineFormat | None = None) -> list[tuple]:
+    """Keys (and a ``where``) all among :data:`~aicost.ledger.schema.CUBE_KEYS` (and time keys): summed over
+    the cube's cells (and the raw rows of the minutes at the edges): whole days from day cells where the day is
+    closed (folded), from hour cells otherwise (today). Each group is one cell when it is keyed by every cube key
+    and the span's time."""
+    spans, edges = _split(start, end, keys)
+    # Day cells exist for the days before folded_before (closed days); later days are read from hour cells.
+    folded = store.folded_before()
+    spans = [part for grain, low, high in spans
+             for part in ([(grain, low, high)] if grain == "hour" or high <= folded else
+                          [("hour", low, high)] if folded <= low else
+                          [("day", low, folded), ("hour", folded, high)])]
+    cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
+    return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
+                          nonzero=nonzero, _line=line)
+
+
+def _split(start: datetime, end: datetime, keys: tuple[str, ...]
+           ) -> tuple[list[tuple[str, datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """``[start, end)`` as rollup spans ((grain, start, end): whole days from day cells, whole hours at the edges,
+    or every hour when grouped by hour, from hour cells) and the minutes left at either end (from raw rows)."""
     spans: list[tuple[str, datetime, datetime]] = []
     edges: list[tuple[datetime, datetime]] = []
     first_hour, last_hour = _ceil(start, _HOUR), _floor(end, _HOUR)
@@ -338,8 +379,11 @@ def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tupl
                 spans.append(("hour", first_hour, first_day))
             if last_day < last_hour:
                 spans.append(("hour", last_day, last_hour))
-    # A rollup cell is one (bucket, value): read from one span, grouped by its grain's time key and the value (or
-    # a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000).
-    cells = not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))
-    return store.sum_period(dim, spans, edges, value=value, value_prefix=value_prefix, where=where, group=group,
-                            measures=measures, cells=cells, ordered=order, nonzero=nonzero, _line=line)
+    return spans, edges
+
+
+def _one_cell_each(spans: list[tuple[str, datetime, datetime]], edges: list[tuple[datetime, datetime]],
+                   keys: tuple[str, ...]) -> bool:
+    """A rollup cell is one (bucket, value): read from one span, grouped by its grain's time key and the value (or
+    a single value), each group is one cell, and there is nothing to sum (a month by day and user: 60,000)."""
+    return not edges and len(spans) == 1 and ("hour" in keys or ("day" in keys and spans[0][0] == "day"))

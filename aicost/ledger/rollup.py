@@ -3,11 +3,13 @@
 Why SQL, for both databases: the writer used to build the rollups in Python, row by row, and that was most of its
 CPU (about 80 us per row). Now each batch inserts its rows, then sums exactly those rows in the database with one
 ``INSERT ... SELECT ... GROUP BY`` into a per-connection delta table, and folds the delta into ``aicost_rollup``
-at the hour and the day grain with ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The rows summed are named by
-their ids (the ones this batch actually inserted, after the idempotency check), or, for a SQLite batch staged
-ahead (:mod:`aicost.ledger.staging`) none of whose rows was stored yet, they are the staged rows themselves; either
-way a replayed row is never counted twice. A report summing raw rows (the minutes at a period's edges, or two attribution keys at once) uses
-the very same measure expressions (:func:`row_measures`, :func:`run_measures`), so rollups and raw sums agree by
+(one dimension per cell) and ``aicost_rollup_cube`` (one cell per combination of team, feature, model and
+provider; its day cells for closed days only, :func:`close_days_sql`) at the hour and the day grain with
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The rows summed are named by their ids (the ones this batch
+actually inserted, after the idempotency check), or, for a SQLite batch staged ahead (:mod:`aicost.ledger.staging`)
+none of whose rows was stored yet, they are the staged rows themselves; either way a replayed row is never counted
+twice. A report summing raw rows (the minutes at a period's edges, or keys neither rollup table holds together)
+uses the very same measure expressions (:func:`row_measures`, :func:`run_measures`), so rollups and raw sums agree by
 construction; the tests compare them on both databases.
 
 Money stays exact: PostgreSQL sums ``NUMERIC`` natively. SQLite has no exact decimal type (its ``SUM`` of text is a
@@ -25,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .row import TOKEN_FIELDS
-from .schema import MEASURES, MONEY_MEASURES
+from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_MEASURES
 
-__all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "row_measures",
-           "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql",
+__all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "CUBE", "row_measures",
+           "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql", "close_days_sql",
            "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
@@ -85,13 +87,28 @@ def _sqlite_fits(x: str) -> str:
             f"AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} ELSE length({x}) - (substr({x}, 1, 1) = '-') <= 6 END)")
 
 
+def _sqlite_fits_positive(x: str) -> str:
+    """SQLite: :func:`_sqlite_fits` for a text without a sign (rollup amounts are sums of prices: a negative one
+    takes the Decimal add)."""
+    return (f"(CASE WHEN instr({x}, '.') THEN instr({x}, '.') <= 7 AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} "
+            f"ELSE length({x}) <= 6 END AND substr({x}, 1, 1) <> '-')")
+
+
+def _sqlite_positive_units_text(n: str) -> str:
+    """SQLite: :func:`_sqlite_units_text` of integer units known not to be negative: ``n`` is written twice, not
+    four times (a fold's ``n`` is the sum of two texts' units, a dozen string functions; the folds' adds were
+    most of their time)."""
+    return f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', {n} / {_UNIT}, {n} % {_UNIT}), '0'), '.')"
+
+
 SQLITE = Dialect(
     name="sqlite",
     # FILTER: the Python aggregate is only called for amounts that add something (most are NULL or '0').
     money_sum=lambda e: f"COALESCE(aicost_dec_sum({e}) FILTER (WHERE {e} <> '0'), '0')",
     # Two amounts that fit are added as integers in SQL; others (huge totals, more decimals) exactly in Python.
-    money_add=lambda a, b: (f"CASE WHEN {b} = '0' THEN {a} WHEN {_sqlite_fits(a)} AND {_sqlite_fits(b)} "
-                            f"THEN {_sqlite_units_text(f'({_sqlite_units(a)} + {_sqlite_units(b)})')} "
+    money_add=lambda a, b: (f"CASE WHEN {b} = '0' THEN {a} WHEN {_sqlite_fits_positive(a)} AND "
+                            f"{_sqlite_fits_positive(b)} THEN "
+                            f"{_sqlite_positive_units_text(f'({_sqlite_units(a)} + {_sqlite_units(b)})')} "
                             f"ELSE aicost_dec_add({a}, {b}) END"),
     hour=lambda t: f"substr({t}, 1, 13) || ':00:00.000000'",
     day=lambda t: f"substr({t}, 1, 10) || ' 00:00:00.000000'",
@@ -186,17 +203,24 @@ ROW_DIMS = {"all": "''", "team": "COALESCE(team, '')", "feature": "COALESCE(feat
             "user": "COALESCE(user_id, '')", "customer": "COALESCE(customer, '')", "model": "COALESCE(model, '')",
             "provider": "COALESCE(provider, '')", "tag": "t.key || '=' || t.value"}
 RUN_DIMS = {k: v for k, v in ROW_DIMS.items() if k not in ("model", "provider")}
+# The pseudo-dimension of the cube (aicost_rollup_cube): one cell per combination of CUBE_KEYS, held in the
+# delta's key columns (its value is ''). A feature run is in the cell of its team and feature, model and
+# provider '' (it has neither).
+CUBE = "cube"
 
 DELTA_TABLE = "aicost_delta"
 
 
 def delta_ddl(d: Dialect) -> str:
-    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups.
+    """The per-connection table a batch's hour cells are summed into before they are folded into the rollups:
+    (dim, value) cells for aicost_rollup, and dim 'cube' cells keyed by :data:`CUBE_KEYS` for the cube.
     Every measure defaults to 0, so a statement writes only the measures its rows can add to."""
     cols = ", ".join(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
                      for m in MEASURES)
+    keys = ", ".join(f"{k} TEXT DEFAULT ''" for k in CUBE_KEYS)
     tail = " ON COMMIT DELETE ROWS" if d.name == "postgresql" else ""
-    return f"CREATE TEMP TABLE IF NOT EXISTS {DELTA_TABLE} (bucket {d.ts_type}, dim TEXT, value TEXT, {cols}){tail}"
+    return (f"CREATE TEMP TABLE IF NOT EXISTS {DELTA_TABLE} (bucket {d.ts_type}, dim TEXT, value TEXT, {keys}, "
+            f"{cols}){tail}")
 
 
 _CONSTANT_ZERO = ("0", "CAST(NULL AS NUMERIC)")
@@ -209,7 +233,8 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
                units: bool = False, schema: str = "") -> list[tuple[str, tuple[str, ...]]]:
     """The statements that add the rows of each source in ``wheres`` ('rows' -> a condition on aicost_ledger,
     'runs' -> on aicost_runs) to the rollups at ``grains``: the delta insert (:func:`delta_sql`, both sources in
-    one statement), then the folds (:func:`fold_sql`) and a delete of the delta. Returned as (sql, the sources
+    one statement), then the folds (:func:`fold_sql`) into each rollup table ``dims`` reach (aicost_rollup; the
+    cube, :data:`CUBE`) and a delete of the delta. Returned as (sql, the sources
     whose parameters it takes, in order). Only the measures a source can add to are summed (a run adds 2 of the
     25, a call never adds a run), minus ``zero``: most of the work is the sums, so the narrower the cheaper."""
     live = frozenset(m for source in wheres for m, e in zip(MEASURES, _SOURCES[source][1]())
@@ -217,31 +242,35 @@ def rollup_sql(d: Dialect, wheres: dict[str, str], *, grains: tuple[str, ...] = 
     skip = frozenset(MEASURES) - live
     out: list[tuple[str, tuple[str, ...]]] = [
         (delta_sql(d, wheres, dims=dims, zero=skip, units=units, schema=schema), tuple(wheres))]
-    out.extend((fold_sql(d, grain, skip, units=units), ()) for grain in grains)
+    tables = [cube for cube in (False, True) if dims is None or any((dim == CUBE) == cube for dim in dims)]
+    out.extend((fold_sql(d, grain, skip, units=units, cube=cube), ()) for cube in tables for grain in grains)
     out.append((f"DELETE FROM {DELTA_TABLE}", ()))
     return out
 
 
 # The step of delta_sql's per-hour sums that each rollup dimension's cells are read from.
 _STEP_OF = {"all": "tf", "team": "tf", "feature": "tf", "model": "mp", "provider": "mp", "tag": "tg", "user": "sp",
-            "customer": "sp"}
+            "customer": "sp", CUBE: "sc"}
 
 
 def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None = None,
               zero: frozenset[str] = frozenset(), units: bool = False, schema: str = "") -> str:
     """``INSERT INTO aicost_delta``: the hour cells of the rows of each source in ``wheres`` ('rows':
-    aicost_ledger, 'runs': aicost_runs -> an SQL condition on it), for every rollup dimension (or ``dims``), each
-    cell once (so the folds write each rollup cell once).
+    aicost_ledger, 'runs': aicost_runs -> an SQL condition on it), for every rollup dimension and the cube (or
+    ``dims``), each cell once (so the folds write each rollup cell once).
 
     Each source is read once (a materialized CTE with the per-row measures), summed per hour in steps and
-    exploded into one arm per dimension; one final ``GROUP BY`` sums the arms of both sources per cell. A source
+    exploded into one arm per dimension; a final ``GROUP BY`` sums the arms of both sources per cell (one for
+    aicost_rollup's cells, one for the cube's). A source
     sums only the measures it can add to (a run adds 2 of the 25), less ``zero``: measures the caller knows are 0
     in every row summed (most token classes in a typical batch), left out (the delta's default, 0): the sums are
     most of the statement's work. ``units``: sum money as integers (:func:`fits_units` must hold for the rows
     summed; the dialect's ``to_units``), written back to the delta in the dialect's money type. ``schema``: read
     the source tables of that attached database (a staged batch, :mod:`aicost.ledger.staging`)."""
     names = [m for m in MEASURES if m not in zero]
-    ctes, arms = [], []
+    ctes: list[str] = []
+    arms: list[str] = []
+    cube_arms: list[str] = []
     for source, where in wheres.items():
         table, measures_of, dim_cols = _SOURCES[source]
         exprs = dict(zip(MEASURES, measures_of(d.to_units if units else (lambda column: column))))
@@ -249,16 +278,18 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
         sums = ", ".join(f"SUM({m}) AS {m}" if units or m not in MONEY_MEASURES else f"{_sum(d, m, m)} AS {m}"
                          for m in own)
         p = source[:2] + "_"  # this source's CTEs: ro_s, ro_sc... / ru_s, ru_sc...
-        coarse = [c for c in ("team", "feature", "model", "provider", "tags") if c in dim_cols or c == "tags"]
+        cube_keys = [c for c in CUBE_KEYS if c in dim_cols]  # a run has no model or provider
+        coarse = [*cube_keys, "tags"]
         cols = ", ".join(f"{exprs[m]} AS {m}" for m in own)
         ctes.append(f"{p}s AS MATERIALIZED (SELECT {d.hour('ts')} AS bucket, user_id, customer, {', '.join(coarse)}, "
                     f"{cols} FROM {schema + '.' if schema else ''}{table} WHERE {where})")
         # Summed per hour in steps, each step reading the one before (several times fewer rows each), so the arms
         # that explode the sums per dimension read a few rows each: s -> sc (team, feature, model, provider, tags)
-        # -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer).
+        # -> tf (team, feature), mp (model, provider), tg (tags); s -> sp (user, customer). The cube's arm reads sc
+        # too (its cells are sc's without the tags: summed by the final GROUP BY, not by a step of their own).
         steps = {"sc": ("s", coarse), "tf": ("sc", ["team", "feature"]), "mp": ("sc", ["model", "provider"]),
                  "tg": ("sc", ["tags"]), "sp": ("s", ["user_id", "customer"])}
-        wanted = [dim for dim in dim_cols if dims is None or dim in dims]
+        wanted = [dim for dim in (*dim_cols, CUBE) if dims is None or dim in dims]
         needed = {_STEP_OF[dim] for dim in wanted}
         needed |= {steps[n][0] for n in needed} - {"s"}
         for name, (parent, keys) in steps.items():
@@ -267,32 +298,50 @@ def delta_sql(d: Dialect, wheres: dict[str, str], dims: tuple[str, ...] | None =
                             f"GROUP BY bucket, {', '.join(keys)})")
         # measures this source never adds: 0, or no money (NULL: not summed)
         pad = {m: m if m in own else "CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0" for m in names}
+        padded = ", ".join(f"{pad[m]} AS {m}" for m in names)
         for dim in wanted:
             rel = p + _STEP_OF[dim]
             join = f", {d.tag_pairs(rel + '.tags')}" if dim == "tag" else ""
-            arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, "
-                        f"{', '.join(f'{pad[m]} AS {m}' for m in names)} FROM {rel}{join}")
+            if dim == CUBE:
+                keys = ", ".join(f"COALESCE({k}, '') AS {k}" if k in cube_keys else f"'' AS {k}" for k in CUBE_KEYS)
+                cube_arms.append(f"SELECT bucket, {keys}, {padded} FROM {rel}")
+            else:
+                arms.append(f"SELECT bucket, '{dim}' AS dim, {dim_cols[dim]} AS value, {padded} FROM {rel}{join}")
     if units:
         assert d.from_units is not None
         final = [f"{d.from_units(f'COALESCE(SUM({m}), 0)')} AS {m}" if m in MONEY_MEASURES else f"SUM({m}) AS {m}"
                  for m in names]
     else:
         final = [f"{_sum(d, m, m)} AS {m}" for m in names]
-    return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {', '.join(names)}) "
-            f"SELECT bucket, dim, value, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) AS cells "
-            "GROUP BY bucket, dim, value")
+    # Two GROUP BYs, each over its own arms and keys: the rollup's (dim, value) cells (their cube key columns keep
+    # the default ''), and the cube's (its keys; dim 'cube'): one over both would compare and carry the other's
+    # constant columns for every cell.
+    all_keys = ", ".join(CUBE_KEYS)
+    selects = []
+    if arms:
+        selects.append(f"SELECT bucket, dim, value, {_NO_KEYS}, {', '.join(final)} FROM ({' UNION ALL '.join(arms)}) "
+                       f"AS cells GROUP BY bucket, dim, value")
+    if cube_arms:
+        selects.append(f"SELECT bucket, '{CUBE}', '', {all_keys}, {', '.join(final)} "
+                       f"FROM ({' UNION ALL '.join(cube_arms)}) AS cells GROUP BY bucket, {all_keys}")
+    return (f"WITH {', '.join(ctes)} INSERT INTO {DELTA_TABLE} (bucket, dim, value, {all_keys}, {', '.join(names)}) "
+            f"{' UNION ALL '.join(selects)}")
+
+
+_NO_KEYS = ", ".join("''" for _ in CUBE_KEYS)
 
 
 def _sum(d: Dialect, measure: str, expr: str) -> str:
     return d.money_sum(expr) if measure in MONEY_MEASURES else f"SUM({expr})"
 
 
-def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: bool = False) -> str:
-    """Fold ``aicost_delta`` (each hour cell once: :func:`delta_sql`) into ``aicost_rollup`` at ``grain`` ('hour'
-    as is, 'day' summed per day): insert new cells, add to existing ones. Measures in ``zero`` are 0 in the
-    delta: left out (a new cell's default is 0). ``units``: the delta's money was summed from a batch
-    :func:`fits_units` allows, so its cells are summed per day as integers too (the dialect's ``to_units``), not
-    with the exact-decimal aggregate."""
+def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: bool = False,
+             cube: bool = False) -> str:
+    """Fold ``aicost_delta`` (each hour cell once: :func:`delta_sql`) into ``aicost_rollup`` (``cube``: its 'cube'
+    cells into the cube table) at ``grain`` ('hour' as is, 'day' summed per day): insert new cells, add to
+    existing ones. Measures in ``zero`` are 0 in the delta: left out (a new cell's default is 0). ``units``: the
+    delta's money was summed from a batch :func:`fits_units` allows, so its cells are summed per day as integers
+    too (the dialect's ``to_units``), not with the exact-decimal aggregate."""
     names = [m for m in MEASURES if m not in zero]
 
     def total(m: str) -> str:
@@ -300,16 +349,36 @@ def fold_sql(d: Dialect, grain: str, zero: frozenset[str] = frozenset(), units: 
             return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
         return _sum(d, m, m)
 
+    table, cell = (CUBE_TABLE, ", ".join(CUBE_KEYS)) if cube else ("aicost_rollup", "dim, value")
+    which = f"dim {'=' if cube else '<>'} '{CUBE}'"
+    if cube and grain == "day":
+        # The cube's day cells are those of closed days (folded, :func:`close_days_sql`): of a batch, only its
+        # late rows (of a day already folded) go to day cells too; a day not folded yet has hour cells alone.
+        which += f" AND bucket < (SELECT folded_before FROM {CUBE_FOLDED_TABLE})"
     if grain == "hour":
-        select = f"SELECT 'hour', bucket, dim, value, {', '.join(names)} FROM {DELTA_TABLE} WHERE true"
+        select = f"SELECT 'hour', bucket, {cell}, {', '.join(names)} FROM {DELTA_TABLE} WHERE {which}"
     else:
-        select = (f"SELECT 'day', {d.day('bucket')}, dim, value, {', '.join(map(total, names))} "
-                  f"FROM {DELTA_TABLE} WHERE true GROUP BY {d.day('bucket')}, dim, value")
+        select = (f"SELECT 'day', {d.day('bucket')}, {cell}, {', '.join(map(total, names))} "
+                  f"FROM {DELTA_TABLE} WHERE {which} GROUP BY {d.day('bucket')}, {cell}")
     updates = ", ".join(
-        f"{m} = {d.money_add(f'aicost_rollup.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
-        else f"{m} = aicost_rollup.{m} + excluded.{m}" for m in names)
-    return (f"INSERT INTO aicost_rollup (grain, bucket, dim, value, {', '.join(names)}) {select} "
-            f"ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET {updates}")
+        f"{m} = {d.money_add(f'{table}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
+        else f"{m} = {table}.{m} + excluded.{m}" for m in names)
+    conflict = f"grain, bucket, {cell}" if cube else "grain, dim, bucket, value"
+    return (f"INSERT INTO {table} (grain, bucket, {cell}, {', '.join(names)}) {select} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
+
+
+def close_days_sql(d: Dialect) -> str:
+    """Fold the cube's hour cells of the days in [?, ?) (two parameters: the first day not folded yet, from
+    :data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`, and the day to fold up to) into day cells, exactly (money by
+    the dialect's exact sum: this runs once per day). The caller then moves ``folded_before`` to the second
+    parameter, in the same transaction, and holds the ledger's write lock: no day cell of those days exists yet
+    (:func:`fold_sql` writes day cells only before ``folded_before``), and no batch writes hour cells meanwhile."""
+    cells = ", ".join(CUBE_KEYS)
+    sums = ", ".join(_sum(d, m, m) for m in MEASURES)
+    return (f"INSERT INTO {CUBE_TABLE} (grain, bucket, {cells}, {', '.join(MEASURES)}) "
+            f"SELECT 'day', {d.day('bucket')}, {cells}, {sums} FROM {CUBE_TABLE} "
+            f"WHERE grain = 'hour' AND bucket >= ? AND bucket < ? GROUP BY {d.day('bucket')}, {cells}")
 
 
 def new_measures() -> list:

@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -72,9 +72,10 @@ _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on 
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for its write transaction (:meth:`LedgerStore.prepare`): rows and runs (each id once),
-    their encoded columns and what the dialect staged of them (of its part not stored yet, when some is: a
-    replay): on SQLite their image (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY``
-    data."""
+    their encoded columns and what the dialect staged of them: on SQLite their image
+    (:func:`~aicost.ledger.staging.stage_batch`), on PostgreSQL their ``COPY`` data. The part of a batch not
+    stored yet (``_new_in``, a replay) has on PostgreSQL the ``COPY`` data of that part; on SQLite it keeps the
+    whole batch's image, as prepared: only the copy attached to the write transaction is cut down to the part."""
 
     rows: list[LedgerRow]
     runs: list[FeatureRun]
@@ -83,6 +84,7 @@ class PreparedBatch:
     staged: Any = None
     zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
     units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
+    last: datetime | None = None  # its last row's or run's time (_last_time: the cube's days before it are closed)
 
 
 def _unique(items: Sequence[Any], key: str) -> list[Any]:
@@ -91,6 +93,14 @@ def _unique(items: Sequence[Any], key: str) -> list[Any]:
     for item in items:
         seen.setdefault(getattr(item, key), item)
     return list(seen.values()) if len(seen) < len(items) else list(items)
+
+
+def _last_time(rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> datetime | None:
+    """The later of the batch's last row's and last run's times: the queue holds them in the order the calls
+    ended, nearly time order, so this is the batch's latest day but for a late row or two, which only makes the
+    cube's fold of a closed day wait for a later batch (:meth:`LedgerStore._close_days`). Not a scan of the batch:
+    that cost ~1 k instructions per row."""
+    return max((items[-1].time for items in (rows, runs) if items), default=None)
 
 
 def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
@@ -183,6 +193,7 @@ class LedgerStore:
 
     def __init__(self) -> None:
         self._lock = _fork.rlock()
+        self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:
@@ -263,7 +274,7 @@ class LedgerStore:
         run_params = [self.run_params(r) for r in runs]
         return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
                              _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
-                             and rollup.fits_units(rows))
+                             and rollup.fits_units(rows), _last_time(rows, runs))
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
         """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
@@ -306,7 +317,8 @@ class LedgerStore:
             staged = self._unstage(cur, staged, new_rows, new_runs)
         # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
         # amounts whose absolute sum fits have a part whose sum fits
-        return PreparedBatch(rows, runs, row_params, run_params, staged, zero=batch.zero, units=batch.units)
+        return PreparedBatch(rows, runs, row_params, run_params, staged, zero=batch.zero, units=batch.units,
+                             last=batch.last)
 
     def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
         """What ``staged`` (of this dialect) holds of the rows and runs flagged new, in order (None: nothing
@@ -362,6 +374,34 @@ class LedgerStore:
                 cur.execute(self._sql(sql), [p for source in sources for p in params[source]])
             else:
                 cur.execute(sql)
+        self._close_days(cur, batch.last)
+
+    def _close_days(self, cur: Any, last: datetime | None) -> None:
+        """Inside a write transaction (which holds the ledger's write lock: SQLite's ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock), after the batch's cells: when ``last`` (:func:`_last_time`) is of a day later
+        than the cube's last folded day, fold the days before it (:func:`~aicost.ledger.rollup.close_days_sql`)
+        and move ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
+        never past today (a host whose clock is ahead cannot make today's batches write day cells).
+        ``self._folded_before`` remembers the last value seen, so a batch of a day already folded costs nothing
+        here: ``folded_before`` only moves forward."""
+        if last is None:
+            return
+        day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if self._folded_before is not None and day <= self._folded_before:
+            return
+        cur.execute(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}")
+        folded = _parse_ts(cur.fetchone()[0])
+        if folded < day:
+            cur.execute(self._sql(rollup.close_days_sql(rollup.DIALECTS[self.dialect])),
+                        [self._ts(folded), self._ts(day)])
+            cur.execute(self._sql(f"UPDATE {schema.CUBE_FOLDED_TABLE} SET folded_before = ?"), [self._ts(day)])
+            folded = day
+        self._folded_before = folded
+
+    def folded_before(self) -> datetime:
+        """The cube's first day without day cells (:data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`): the days
+        before it are read from day cells, it and later days from hour cells."""
+        return _parse_ts(self._fetch(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}", [])[0][0])
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -461,6 +501,46 @@ class LedgerStore:
                 condition_params=[tag_name] if tag_name else [])
             parts += raw
             params += raw_params
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
+                          line=_line)
+
+    def sum_cube(self, spans: Sequence[tuple[str, datetime, datetime]], edges: Sequence[tuple[datetime, datetime]],
+                 keys: Sequence[str], *, where: Mapping[str, str] | None = None, measures: Sequence[str] = MEASURES,
+                 cells: bool = False, ordered: bool = False, nonzero: bool = False,
+                 _line: _LineFormat | None = None) -> list[tuple]:
+        """:meth:`sum_period` for the cube (``aicost_rollup_cube``): ``measures`` grouped by ``keys`` (any of
+        :data:`~aicost.ledger.schema.CUBE_KEYS`, day, hour) and filtered by ``where`` on cube keys, in ONE
+        statement over the cube cells of ``spans`` and the raw rows and feature runs of ``edges``. A feature run
+        has no model or provider: grouped or filtered by either, runs are left out, as :meth:`sum_rows` leaves
+        them (the cells' run counts read as 0, and a cell of runs alone is skipped). ``cells``: each group is one
+        cell (keyed by every cube key and the span's time key), read as it is. ``ordered`` and ``nonzero``: as
+        :meth:`_sums` (``_line``: its ``line``, private)."""
+        d = rollup.DIALECTS[self.dialect]
+        where = dict(where or {})
+        names = list(measures)
+        no_runs = any(k in ("model", "provider") for k in [*keys, *where])
+        parts: list[str] = []
+        params: list[Any] = []
+        cols = ", ".join(f"0 AS {n}" if no_runs and n in ("runs", "succeeded_runs") else n for n in names)
+        for grain, low, high in spans:
+            sql = (f"SELECT bucket AS b, {', '.join(schema.CUBE_KEYS)}, {cols} FROM {schema.CUBE_TABLE} "
+                   "WHERE grain = ? AND bucket >= ? AND bucket < ?")
+            params.extend([grain, self._ts(low), self._ts(high)])
+            for key, value in where.items():
+                sql += f" AND {key} = ?"
+                params.append(value)
+            if no_runs:
+                sql += " AND calls + cache_hits + refusals > 0"  # every ledger row is one of the three
+            parts.append(sql)
+        for low, high in edges:
+            raw, raw_params = self._raw_parts(
+                low, high, where, names,
+                lambda dims: ["ts AS b", *(f"{dims[k]} AS {k}" if k in dims else f"'' AS {k}"
+                                           for k in schema.CUBE_KEYS)],
+                uses=[*keys, *where])
+            parts += raw
+            params += raw_params
+        group = [key_sql(d, k, "b", k)[0] for k in keys]
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line)
 
@@ -900,6 +980,7 @@ class SQLiteStore(LedgerStore):
                 for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
                                                 schema=STAGE):
                     cur.execute(sql)
+                self._close_days(cur, batch.last)
             else:
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
@@ -1259,6 +1340,8 @@ class PostgresStore(LedgerStore):
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._connect()
+        if batch.staged is not None and self._stage_context is None:
+            batch = replace(batch, staged=None)  # staged as UTF-8 on an earlier session; this one is not UTF-8
         try:
             with conn.transaction():
                 cur = conn.cursor()

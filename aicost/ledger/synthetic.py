@@ -28,7 +28,8 @@ from typing import Iterator, Sequence
 
 from ..usage import Usage
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
-from .schema import MEASURES, ROW_COLUMNS, RUN_COLUMNS
+from . import rollup
+from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, ROW_COLUMNS, RUN_COLUMNS
 from .store import LedgerStore
 
 __all__ = ["Profile", "generate", "fill", "fill_copies", "MODELS"]
@@ -205,10 +206,11 @@ def fill(store: LedgerStore, profile: Profile = Profile(), batch: int = 5_000) -
 def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) -> int:
     """A ledger of ``days`` days, fast: ``profile``'s first day is generated and written through the normal write
     path (rollups included), then copied to each following day in SQL, one transaction per day: its rows and runs
-    with their times shifted by whole days and new ids, and its rollups shifted the same way. A day's rollups
-    shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the bucket is
-    unchanged), so the copies' rollups are what the writer would have built; the tests check they equal the raw
-    sums. Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
+    with their times shifted by whole days and new ids, and its rollups (the cube's too) shifted the same way. A
+    day's rollups shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the
+    bucket is unchanged), so the copies' rollups are what the writer would have built; the tests check they equal
+    the raw sums. The cube's days but the last are then folded into day cells, as the writer leaves closed days.
+    Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
     if not 1 <= days <= 255:
         raise ValueError("fill_copies: days must be 1..255 (the copy's day goes into two hex digits of its ids)")
     first = profile.start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -230,12 +232,17 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
             return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM {table} "
                     f"WHERE {time_column} >= ? AND {time_column} < ?")
 
-        rollup_cols = ("grain", "bucket", "dim", "value", *MEASURES)
         store.execute_many([
             (copy("aicost_ledger", ROW_COLUMNS, "ts", ("span_id", "run_id")), [[low, high]]),
             (copy("aicost_runs", RUN_COLUMNS, "ts", ("run_id",)), [[low, high]]),
-            (copy("aicost_rollup", rollup_cols, "bucket", ()), [[low, high]]),
+            (copy("aicost_rollup", ("grain", "bucket", "dim", "value", *MEASURES), "bucket", ()), [[low, high]]),
+            (copy(CUBE_TABLE, ("grain", "bucket", *CUBE_KEYS, *MEASURES), "bucket", ()), [[low, high]]),
         ])
         if progress is not None:
             progress(k + 1, days)
+    # The days before the last are closed, as the writer would have left them: their cube hour cells folded into
+    # day cells (the first day's batches folded nothing: its day was the latest then).
+    closed = store._ts(first + timedelta(days=days - 1))
+    store.execute_many([(rollup.close_days_sql(rollup.DIALECTS[store.dialect]), [[low, closed]]),
+                        (f"UPDATE {CUBE_FOLDED_TABLE} SET folded_before = ?", [[closed]])])
     return store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]

@@ -9,11 +9,13 @@ Why this shape:
 * **No thread at shutdown.** The writer thread starts on the first row, never while the interpreter is
   finalizing and never after the at-exit flush has begun; rows that arrive then are written by the flush itself.
   A forked child starts its own thread and connection on its first row (the parent's queue stays the parent's).
-* **Nothing lost that can be kept.** At normal exit the queue is flushed. When the database is unreachable, a
+* **Nothing lost that can be kept.** At normal exit the queue is flushed, for 10 s at most: what is not written
+  by then (even a batch the writer thread is writing) is spilled, like what ``close(timeout_s)`` could not
+  write in time. When the database is unreachable, a
   batch goes to a local spill file (JSON lines, bounded by ``spill_max_bytes``; past it rows are dropped,
   counted and logged) and is replayed, oldest first, once a write succeeds again; retries back off up to 30 s.
   Inserts are idempotent by span id, so a replay that was half written never double counts. A spill file left
-  by a process that died is adopted and replayed by the next writer of the same ledger.
+  by a process that died (or that it was replaying) is adopted and replayed by the next writer of the same ledger.
 * **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
   intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
   in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``).
@@ -49,6 +51,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
+_EXIT_FLUSH_S = 10.0  # the at-exit flush's bound: what is not written by then is spilled
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
 
@@ -108,6 +111,9 @@ class LedgerWriter:
         self._closed = False
         self._shut_down = False  # closed, and the database with it (_shut)
         self._exiting = False
+        self._stop_by: float | None = None  # closing or exiting: no batch is taken after this (see _take)
+        self._taken: list[list] = []  # batches taken from the queue and not yet stored or spilled
+        self._replays = 0  # spill files this writer has taken to replay (their names)
         self._retry_at = 0.0
         self._backoff = 1.0
         self._counts = collections.Counter()
@@ -176,6 +182,7 @@ class LedgerWriter:
     def _start(self) -> None:
         if self._exiting:  # after the at-exit flush: written here, since no thread may start now
             self.flush(timeout_s=5.0)
+            self._abandon()  # past the exit's deadline: spilled
             return
         if self._exiting or sys.is_finalizing():
             return  # never a thread at shutdown: the at-exit flush writes what is queued
@@ -209,9 +216,10 @@ class LedgerWriter:
         20,000 costs the server a fifth less per row than four of 5,000) and shrink again, to half of what is
         left, towards its end.
 
-        Waits for the write lock (another thread's write) no later than ``deadline``. A drain that ends after
-        :meth:`close` began ends the writer's use of the database (:meth:`_shut`): the thread holding the write
-        lock is the only one that closes the database."""
+        Waits for the write lock (another thread's write) no later than ``deadline``, and takes no batch after
+        it, nor after the close or exit deadline (:meth:`_take`). A drain that ends after :meth:`close` began
+        ends the writer's use of the database (:meth:`_shut`, which spills what is still queued): the thread
+        holding the write lock is the only one that closes the database."""
         if not self._write_lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
             return  # another thread is writing past this flush's deadline; the queue is left to it
         try:
@@ -231,24 +239,46 @@ class LedgerWriter:
         size = self.batch_size
         while True:
             nxt = None
-            if self._queue and (deadline is None or time.monotonic() <= deadline):
-                # at most half of what is left, so the end of a backlog goes in shrinking batches and the
-                # last write, which nothing overlaps, is short
-                take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
-                pop = self._queue.popleft  # only this thread takes from the queue (under the write lock)
-                batch = [pop() for _ in range(take)]
+            batch = self._take(size, deadline)
+            if batch:
                 size = min(2 * size, _MAX_BATCH_FACTOR * self.batch_size)
                 nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
             if ahead is not None:
                 try:
                     self._store_batch(*ahead.result())
                 except BaseException:  # the next batch, taken and being prepared, goes back to be written later
-                    if nxt is not None:
-                        self._queue.extendleft(reversed(batch))
+                    with self._state_lock:
+                        self._taken.clear()
+                        if nxt is not None:
+                            self._queue.extendleft(reversed(batch))
                     raise
+                with self._state_lock:
+                    del self._taken[:1]  # that batch is stored (or spilled)
             if nxt is None:
                 return
             ahead = nxt
+
+    def _take(self, size: int, deadline: float | None) -> list:
+        """The next batch from the queue (empty: none to take, or past ``deadline`` or the close / exit deadline),
+        kept in ``_taken`` until stored or spilled, so that an exit which cannot wait for this write spills it
+        (:meth:`_abandon`). Per batch, not per row: the lock costs nothing measurable."""
+        with self._state_lock:  # _abandon takes the queue under it too
+            if not self._queue or self._past(deadline):
+                return []
+            # at most half of what is left, so the end of a backlog goes in shrinking batches and the
+            # last write, which nothing overlaps, is short
+            take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
+            pop = self._queue.popleft
+            batch = [pop() for _ in range(take)]
+            self._taken.append(batch)
+        return batch
+
+    def _past(self, deadline: float | None) -> bool:
+        """True once ``deadline`` or, when closing or exiting, their deadline has passed."""
+        if deadline is None and self._stop_by is None:
+            return False
+        now = time.monotonic()
+        return (deadline is not None and now > deadline) or (self._stop_by is not None and now > self._stop_by)
 
     def _prepare_soon(self, batch: list, pipeline: bool) -> Future:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
@@ -370,8 +400,8 @@ class LedgerWriter:
             if path == mine:
                 found.append(path)
                 continue
-            try:
-                pid = int(path.stem.rsplit("-", 1)[1])
+            try:  # <stem>-<pid>.jsonl, or <stem>-<pid>.<n>.replay.jsonl while that process replays it
+                pid = int(path.stem.rsplit("-", 1)[1].split(".", 1)[0])
             except ValueError:
                 continue
             if not _alive(pid):
@@ -412,12 +442,15 @@ class LedgerWriter:
             return
         self._check_spill = False  # set again by any spill below, or if this pass stops early
         for path in self._spill_files():
-            if deadline is not None and time.monotonic() > deadline:
+            if self._past(deadline):
                 self._check_spill = True
                 return
-            replaying = path.with_suffix(f".replay-{os.getpid()}")
+            # taken: another writer will not replay it too, while this process lives; if it dies before the
+            # file is replayed, the next writer adopts the file as it adopts a spill file
+            self._replays += 1
+            replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{self._replays}.replay.jsonl"
             try:
-                os.replace(path, replaying)  # taken: another writer will not replay it too
+                os.replace(path, replaying)
             except OSError:
                 continue
             rows: list[LedgerRow] = []
@@ -443,11 +476,16 @@ class LedgerWriter:
             replayed = True
             size = self.batch_size
             for i in range(0, max(len(rows), len(runs), len(records)), size):
-                if not self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
-                    replayed = False  # the rest was spilled again, to this process's file
-                    for j in range(i + size, max(len(rows), len(runs), len(records)), size):
-                        self._spill(rows[j:j + size], runs[j:j + size], records[j:j + size])
-                    break
+                if self._past(deadline):  # close, exit or a flush's timeout: the rest is not tried now
+                    start = i
+                elif self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
+                    continue
+                else:
+                    start = i + size  # batch i was spilled by _store_batch
+                replayed = False  # the rest is spilled again, to this process's file, for a later pass
+                self._spill(rows[start:], runs[start:], records[start:])
+                self._check_spill = True
+                break
             if replayed:
                 self._counts["replayed"] += len(rows) + len(runs) + len(records)
             try:
@@ -470,12 +508,15 @@ class LedgerWriter:
         return not self._queue
 
     def close(self, timeout_s: float | None = 30.0) -> None:
-        """Flush, stop the threads and close the database, waiting ``timeout_s`` at most (None: as long as it
-        takes). Rows queued afterwards are dropped (counted). Rows still queued when the time is up are spilled,
-        for the next writer of this ledger to replay. A write still under way then is not waited for: the thread
-        writing finishes it and its queue, then closes the database itself (so only a thread holding the write
-        lock ever closes it); at exit it gets the at-exit flush's time to do so."""
+        """Flush, stop the threads and close the database, returning within ``timeout_s`` (None: as long as it
+        takes). Rows queued afterwards are dropped (counted). No batch is begun after the time is up: what is
+        not written by then is spilled, for the next writer of this ledger to replay. A write still under way
+        then is not waited for: the thread writing finishes that batch, spills the rest of the queue and closes
+        the database itself (only a thread holding the write lock ever closes it). If the process exits first,
+        the exit spills what that write had taken (:meth:`_at_exit`)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if deadline is not None:  # the writer thread's drain, too, takes no batch after it
+            self._stop_by = deadline if self._stop_by is None else min(self._stop_by, deadline)
         self.flush(timeout_s)
         self._closed = True
         self._wake.set()
@@ -487,9 +528,9 @@ class LedgerWriter:
     def _shut(self) -> None:
         """Under the write lock, once closed: spill what is still queued, stop the preparing thread and close the
         database. Idempotent."""
-        if self._queue:
-            pop = self._queue.popleft
-            self._spill(*self._built([pop() for _ in range(len(self._queue))]))
+        left = self._take_all()
+        if left:
+            self._spill(*self._built(left))
         with self._state_lock:
             preparer, self._preparer = self._preparer, None
         if preparer is not None:
@@ -504,8 +545,35 @@ class LedgerWriter:
         _writers.discard(self)
 
     def _at_exit(self) -> None:
+        """Write what is queued within 10 s (less if :meth:`close` set a nearer deadline); what is not written
+        by then, including a batch the writer thread is still writing (the interpreter will not wait for it),
+        is spilled for the next writer of this ledger: the replay is idempotent, so a batch both written and
+        spilled is stored once."""
         self._exiting = True
-        self.flush(timeout_s=10.0)  # closed: the write close() did not wait for, and then _shut
+        end = time.monotonic() + _EXIT_FLUSH_S
+        self._stop_by = end if self._stop_by is None else min(self._stop_by, end)
+        self.flush(_left(self._stop_by))  # closed: the write close() did not wait for, and then _shut
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """At exit: spill the batches taken and not stored yet, and the queue (any thread may still be writing
+        one of them, but the interpreter exits without waiting). The writer takes no batch any more: the exit
+        deadline has passed."""
+        with self._state_lock:
+            items = [item for batch in self._taken for item in batch]
+            self._taken.clear()
+        items += self._take_all()
+        if items:
+            log_once("ledger:exit-spill", logging.WARNING, "aicost ledger: %d rows were not written by the end "
+                     "of the exit flush; they are spilled to %s for the next writer of this ledger", len(items),
+                     self._spill_dir)
+            self._spill(*self._built(items))
+
+    def _take_all(self) -> list:
+        """Everything queued, taken off the queue (under the lock :meth:`_take` holds: never both at once)."""
+        with self._state_lock:
+            pop = self._queue.popleft
+            return [pop() for _ in range(len(self._queue))]
 
     def _after_fork_in_child(self) -> None:
         """The parent's threads are not in the child: it starts its own on its first row. The rows queued in the
@@ -513,6 +581,7 @@ class LedgerWriter:
         self._thread = None
         self._preparer = None
         self._queue = collections.deque()
+        self._taken = []
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
         self._inherited, self._store = self._store, None
@@ -521,7 +590,13 @@ class LedgerWriter:
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, written, duplicates, runs_written, records_written, spilled, replayed, outages, and
-        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed)."""
+        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed).
+        A row a call queued while close() was spilling the queue (on_call checks and appends without a lock) is
+        counted in dropped_closed here."""
+        if self._shut_down and self._queue:  # appended by a call that saw the writer open just before it shut
+            self._counts["dropped_closed"] += len(self._take_all())
+            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
+                     "(uninstrument); it is dropped (counted in the writer's stats())")
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)
