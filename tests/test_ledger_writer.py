@@ -606,3 +606,25 @@ def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spi
     writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
     stats = writer.stats()
     assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
+
+
+def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_built():
+    """Without an OpenTelemetry SDK a call's span id is 0. The row's own id is fixed when the call is queued, not
+    when the row is built: the exit spills queued items that the writer thread may be writing at the same time,
+    and a replay must then find the row already stored (a new id per build stored calls twice)."""
+    from opentelemetry.trace import INVALID_SPAN
+
+    from aicost.hooks import CacheHit, CallInfo, CallResult
+    from aicost.ledger.capture import call_item, event_item, row_from_item
+    from aicost.vendor import DEFAULT_SHAPE
+
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
+    call = call_item(CallResult(info=info, usage=None, cost=None, response_model=None, error_type=None,
+                                duration_s=0.1, span=INVALID_SPAN, started_ns=time.time_ns()))
+    hit = event_item(CacheHit(name="faq", saved_usd=Decimal("0.01"), attribution={}, run_id=None,
+                              span=INVALID_SPAN, time_ns=time.time_ns()))
+    for item in (call, hit):
+        first, again = row_from_item(item), row_from_item(item)
+        assert first.span_id and first.span_id == again.span_id
+    assert row_from_item(call).span_id != row_from_item(hit).span_id
