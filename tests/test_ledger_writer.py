@@ -567,6 +567,27 @@ def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_a
     assert json.loads(done.stdout)["close_s"] < 1.4  # returned before the write under way (1.5 s) ended
 
 
+def test_a_close_after_the_exit_flush_waits_no_longer_than_the_exit(tmp_path, spill_dir):
+    """An OpenTelemetry provider registers its exit handler before aicost, so its shutdown (the ledger span
+    exporter's close(30)) runs after the ledger's exit flush: that close keeps the exit's deadline (1 s here)
+    instead of waiting up to 30 s more for the writes under way (4 s each here). Every row still ends up stored
+    or spilled, and the next writer stores each once."""
+    url = f"sqlite:///{tmp_path / 'late_close.db'}"
+    code = """
+    import atexit, json, time
+    began = []
+    def late_close():  # registered before aicost's exit flush: runs after it
+        w.close(timeout_s=30)
+        print(json.dumps({"after_exit_began_s": time.monotonic() - began[0]}), flush=True)
+    atexit.register(late_close)
+    """ + _SLOW_STORE.replace("time.sleep(1.5)", "time.sleep(4)") + """
+    began.append(time.monotonic())
+    """
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+    assert json.loads(done.stdout)["after_exit_began_s"] < 3.0  # the old code waited for the writes (>= 4 s)
+
+
 def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
     """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
     goes back to the spill file (it used to replay the whole file, however long that took)."""
