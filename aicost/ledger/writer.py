@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -113,7 +114,6 @@ class LedgerWriter:
         self._exiting = False
         self._stop_by: float | None = None  # closing or exiting: no batch is taken after this (see _take)
         self._taken: list[list] = []  # batches taken from the queue and not yet stored or spilled
-        self._replays = 0  # spill files this writer has taken to replay (their names)
         self._retry_at = 0.0
         self._backoff = 1.0
         self._counts = collections.Counter()
@@ -447,8 +447,8 @@ class LedgerWriter:
                 return
             # taken: another writer will not replay it too, while this process lives; if it dies before the
             # file is replayed, the next writer adopts the file as it adopts a spill file
-            self._replays += 1
-            replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{self._replays}.replay.jsonl"
+            # numbered per process, not per writer: two writers of one ledger share its spill files
+            replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{next(_REPLAY_NUMBERS)}.replay.jsonl"
             try:
                 os.replace(path, replaying)
             except OSError:
@@ -588,6 +588,7 @@ class LedgerWriter:
         parent are the parent's to write (the locks are freed by ``_fork``)."""
         self._thread = None
         self._preparer = None
+        self._stop_by = None  # a close() under way in the parent is not the child's
         self._queue = collections.deque()
         self._taken = []
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
@@ -682,6 +683,7 @@ def _alive(pid: int) -> bool:
 
 
 _writers: "weakref.WeakSet[LedgerWriter]" = weakref.WeakSet()
+_REPLAY_NUMBERS = itertools.count(1)  # names of the spill files this process has taken to replay
 
 
 def _flush_all_at_exit() -> None:
