@@ -1239,6 +1239,13 @@ class PostgresStore(LedgerStore):
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
+        # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
+        # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
+        # waited for the write lock sees the fold or the late rows of the writer it waited for. Under REPEATABLE
+        # READ its snapshot would date from before the wait, and late rows of a day folded meanwhile would miss
+        # its day cells. Set per transaction (BEGIN ISOLATION LEVEL ...), so a transaction pooler keeps it; the
+        # reports' snapshots begin their own REPEATABLE READ READ ONLY transaction (_BEGIN_READ).
+        self._conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         self._conn.adapters.register_dumper(_TextArray, _text_array_dumper())
         self._stage_context = _StageContext(self._conn.adapters) if self._conn.info.encoding == "utf-8" else None
         return self._conn
