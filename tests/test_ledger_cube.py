@@ -220,6 +220,27 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     store.close()
 
 
+def test_the_migration_never_folds_past_today_whatever_the_rows_say(ledger_url):
+    """A row dated in the future (a host whose clock is ahead) does not move ``folded_before`` past today: the
+    migration caps it as the writer caps its fold, so today's batches still write hour cells only, and today is
+    folded when tomorrow's first batch comes."""
+    from datetime import datetime, timezone
+
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    store = open_store(ledger_url)
+    store.write([LedgerRow(span_id=f"r{k}", kind=CALL, time=today + timedelta(days=days, hours=1),
+                           provider="openai", response_model="gpt-4o-mini", team="t", cost=Decimal("0.0001"),
+                           input_tokens=5, output_tokens=1) for k, days in enumerate((-2, 0, 40))])
+    store.close()
+    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}",
+                      "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
+    store = open_store(ledger_url)
+    assert store.folded_before() == today
+    assert _day_cells(store, today - timedelta(days=2)) == 1
+    assert _day_cells(store, today) == _day_cells(store, today + timedelta(days=40)) == 0
+    store.close()
+
+
 def test_synthetic_copies_copy_the_cube(ledger_url):
     store = open_store(ledger_url)
     fill_copies(store, Profile(teams=4, customers=8, calls=300, seed=8), days=3)
