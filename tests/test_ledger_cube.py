@@ -318,6 +318,30 @@ def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_it
     store.close()
 
 
+def test_a_fold_rolled_back_is_done_again_by_the_next_batch(ledger_url):
+    """A write that fails after folding a day (its commit, the connection) rolls the fold back; the store does
+    not keep believing the day folded: the next batch of the later day folds it."""
+    ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
+    store = open_store(ledger_url)
+    store.write(rows1, runs1)
+    close_days = store._close_days
+
+    def failing(cur, last):  # the fold is done, then the transaction fails
+        close_days(cur, last)
+        raise RuntimeError("the commit failed")
+
+    store._close_days = failing
+    with pytest.raises(RuntimeError):
+        store.write(rows2[:50], runs2[:5])
+    assert store.folded_before() == day1  # rolled back
+    del store._close_days
+    store.write(rows2, runs2)
+    assert store.folded_before() == day1 + timedelta(days=1)
+    assert _day_cells(store, day1) > 0
+    _assert_exact(store, day1, day1 + timedelta(days=2))
+    store.close()
+
+
 def _waiting_for_the_write_lock(url, probe, store):
     """Wait until ``store`` waits for the ledger's write lock held by another transaction. PostgreSQL: its
     session is seen waiting for the advisory lock (no guess at timing). SQLite: no such view; a moment."""

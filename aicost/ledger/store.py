@@ -279,7 +279,11 @@ class LedgerStore:
         if not batch.rows and not batch.runs:
             return 0
         with self._lock, self._unreachable_as_unavailable():
-            return self._write(batch)
+            try:
+                return self._write(batch)
+            except BaseException:
+                self._folded_before = None  # a fold this transaction made was rolled back: read it again
+                raise
 
     def _write(self, batch: PreparedBatch) -> int:
         raise NotImplementedError
@@ -377,7 +381,8 @@ class LedgerStore:
         and move ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
         never past today (a host whose clock is ahead cannot make today's batches write day cells).
         ``self._folded_before`` remembers the last value seen, so a batch of a day already folded costs nothing
-        here: ``folded_before`` only moves forward."""
+        here: ``folded_before`` only moves forward. A failed write forgets it (:meth:`write_prepared`): the
+        value it saw or set was rolled back with it."""
         if last is None:
             return
         day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
