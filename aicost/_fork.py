@@ -16,9 +16,11 @@ This module is the one place that handles it, with three kinds of registration:
 * an object registers with :func:`reset_in_child`; its ``_after_fork_in_child()`` forgets what belongs to the
   parent (and marks its background thread as not started: the child starts its own when it needs one).
 
-In the child the locks are freed first (so the resets can take them, and log), then the module functions run,
-then the objects' methods, each in the order registered. The parent keeps its state and records it once.
-Registration of locks and objects is weak: one that is garbage goes from the list by itself.
+In the child the locks are freed first (so the resets can take them, and log), then the module functions run in
+the order registered, then the objects' methods in no particular order (each forgets only its own state, so no
+order is needed). The parent keeps its state and records it once. Registration of locks and objects is weak: one
+that is garbage goes from the set by itself. Registering costs a lock ~4 k instructions: a lock made per request
+(a scope, a call collector) is shared by its class instead.
 """
 
 from __future__ import annotations

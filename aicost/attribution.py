@@ -344,10 +344,13 @@ class _ScopeBase:
     restored, so nothing leaks into the caller, and the scope is re-entered in whatever context resumes it.
     """
 
+    # One lock for every scope's ``with`` state: it is held for one dict operation, and a scope is made per
+    # request, so a lock per instance would cost each request the fork registration (~4 k instructions).
+    _with_lock = _fork.lock()
+
     def __init__(self) -> None:
         # ``with`` state per thread and task, so one instance may be shared (e.g. a module-level scope).
         self._with_states: dict[tuple[int, int], list[tuple[Any, _Activation | None]]] = {}
-        self._with_lock = _fork.lock()
 
     # subclass hooks -----------------------------------------------------------------------------------
     def _start(self) -> Any:

@@ -109,11 +109,13 @@ class CallInterceptor(Protocol):
 class CallCollector:
     """Accumulates the calls started inside a scope. Used by ``aicost.feature`` rollups and the cache."""
 
-    __slots__ = ("results", "_lock")
+    __slots__ = ("results",)
+    # One lock for every collector (held for one append): a collector is made per request (every feature's unit
+    # of work, every cache miss), so a lock per instance would cost each one the fork registration.
+    _lock = _fork.lock()
 
     def __init__(self) -> None:
         self.results: list[CallResult] = []
-        self._lock = _fork.lock()
 
     def add(self, result: CallResult) -> None:
         with self._lock:

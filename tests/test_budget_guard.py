@@ -27,6 +27,7 @@ from aicost.budget import (
     configure_budgets,
     disable_budgets,
 )
+from aicost.budget.stores.memory import MemoryStore
 from aicost.errors import ConfigurationError
 from aicost.hooks import interceptors
 from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
@@ -833,3 +834,30 @@ def test_the_estimate_reads_the_request_only_through_a_shape_it_must_be_given():
     estimate = worst_case(price=None, kwargs=info.kwargs, operation="chat", input_tokens=tokens, input_exact=exact,
                           default_max_output_tokens=100, estimate_margin=Decimal(1), shape=info.shape)
     assert estimate.output_tokens == 7  # the request's own cap, read through its shape
+
+
+def test_the_memory_store_keeps_no_settle_once_marker_for_a_call_that_held_nothing():
+    """A Realtime response holds nothing, so its settlement would be sent SETTLE_ONCE (a marker tells a retry after
+    a lost answer that it ran). The in-process store answers every command: no retry ever follows, and a marker
+    per response kept for an hour would only be memory. The spend is still counted, once."""
+    store = MemoryStore()
+    g = guard(Budget(limit_usd="1", name="realtime"), store=store)
+    for _ in range(3):
+        info = chat_info()
+        g.before_unguarded_call(info).after_call(result(info, D("0.0004")))
+    assert store._settled_once == {}
+    assert g.status()[0].spent_usd == D("0.0012")
+
+
+def test_a_call_whose_reserve_was_never_sent_settles_with_the_short_marker():
+    """While the store is known to be down the reserve is not sent, so no reserve can reach it late: the call's
+    SETTLE_ONCE marker only has to outlast a retry (ONCE_MARKER_MIN_SECONDS), not the reservation's lease. A
+    reserve that was sent and timed out keeps its lease: it may still arrive."""
+    store, clock = FlakyStore(), Clock(ts("2026-11-23T12:00:00"))
+    g = guard(Budget(limit_usd="1", name="down"), store=store, clock=clock, on_store_error="open")
+    store.down = True
+    never_sent = g.before_call(chat_info())
+    store.down, store.lose_replies = False, True
+    maybe_sent = g.before_call(chat_info())
+    assert not never_sent.held and never_sent.lease_until == clock.t
+    assert not maybe_sent.held and maybe_sent.lease_until > clock.t + 600

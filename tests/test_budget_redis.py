@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from aicost.budget import Budget, BudgetExceeded, BudgetGuard, BudgetStoreUnavailable, CallRefused
+from aicost.budget.stores.base import SETTLE_ONCE
 from aicost.budget.stores.redis import RedisStore
 from budget_helpers import Clock, chat_info, price_lookup, redis_worker, result
 from servers import free_port
@@ -227,3 +228,18 @@ def test_store_is_checked_once_at_configure_time(redis_url, caplog):
         assert len(caplog.records) == 1  # once per process, not at every reload
     finally:
         disable_budgets()
+
+
+def test_realtime_spend_is_counted_once_with_a_short_marker(store):
+    """A Realtime response (work the vendor began unasked) holds nothing: its settlement is sent SETTLE_ONCE, so a
+    retry after a lost answer adds nothing again. No reserve was ever sent for it, so none can arrive late: its
+    marker only has to outlast a retry (ten minutes), not a lease (an hour by default), in a shared Redis that
+    sees one per response."""
+    g = _guard(store, Budget(limit_usd="1", name="realtime"))
+    info = chat_info()
+    ticket = g.before_unguarded_call(info)
+    ticket.after_call(result(info, D("0.0004")))
+    pttl = store._client.pttl(f"{store._prefix}once:{ticket.rid}")
+    assert 0 < pttl <= 600_000
+    store.settle(ticket.rid, ticket.charges, 400_000, time.time(), SETTLE_ONCE, ticket.lease_until)  # a retry
+    assert g.status()[0].spent_usd == D("0.0004")

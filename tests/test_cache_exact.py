@@ -28,6 +28,23 @@ class Counter:
             return self.n
 
 
+def followers_of(fn) -> threading.Semaphore:
+    """Released once per call that joins another call's flight (it waits for that call's answer): a leader waits
+    for its followers to be there, a fact, instead of being slow for a fixed time and hoping they arrive."""
+    joined = threading.Semaphore(0)
+    flights = fn.cache.flights
+    join = flights.join
+
+    def counting(key):
+        flight, leads = join(key)
+        if not leads:
+            joined.release()
+        return flight, leads
+
+    flights.join = counting
+    return joined
+
+
 # ------------------------------------------------------------------------------------------------ keys
 def test_every_request_field_changes_the_key_and_formatting_does_not():
     calls = Counter()
@@ -401,8 +418,11 @@ def test_concurrent_identical_misses_call_once():
     @aicost.cache
     def slow(q):
         calls.bump()
-        time.sleep(0.3)
+        for _ in range(7):  # every other caller is waiting for this one
+            assert followers.acquire(timeout=10)
         return q.upper()
+
+    followers = followers_of(slow)
 
     results = []
 
@@ -426,10 +446,13 @@ def test_single_flight_followers_call_themselves_when_the_leader_fails():
     @aicost.cache
     def flaky(q):
         n = calls.bump()
-        time.sleep(0.2)
         if n == 1:
+            for _ in range(3):  # every other caller is waiting for this one
+                assert followers.acquire(timeout=10)
             raise RuntimeError("leader failed")
         return "ok"
+
+    followers = followers_of(flaky)
 
     outcomes = []
 
@@ -566,9 +589,10 @@ def test_single_flight_still_waits_for_a_stream_consumed_in_another_thread():
         s = stream("x")
         assert next(s) == "x-a"
         opened.set()
-        time.sleep(0.3)
+        assert followers.acquire(timeout=10)  # the identical call is waiting for this stream
         assert list(s) == ["x-b"]
 
+    followers = followers_of(stream)
     thread = threading.Thread(target=leader)
     thread.start()
     assert opened.wait(10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,21 @@ def store(redis_url):
     return s
 
 
+def waiting_on_a_lock(*stores) -> threading.Semaphore:
+    """Released each time a cache over one of ``stores`` finds another instance's single-flight lock held (it is
+    waiting for that instance's answer): a leader waits for that fact instead of being slow for a fixed time."""
+    seen = threading.Semaphore(0)
+    for store in stores:
+        def checking(key, is_locked=store.is_locked):
+            held = is_locked(key)
+            if held:
+                seen.release()
+            return held
+
+        store.is_locked = checking
+    return seen
+
+
 def _server_ms(store) -> int:
     seconds, micros = store.client.time()
     return seconds * 1000 + micros // 1000
@@ -38,11 +54,19 @@ def test_entries_round_trip_with_exact_cost_and_ttl(store):
     store.put("aicost:cache:t:kept", Entry(value={"answer": 42}, cost_usd=Decimal("0.0133"), calls=2), ttl=600)
     got = store.get("aicost:cache:t:kept")
     assert got.value == {"answer": 42} and got.cost_usd == Decimal("0.0133") and got.calls == 2
+    sent = []  # the expiry the store asks Redis for: checked however long this machine then takes to look
+    set_command = store.client.set
+    store.client.set = lambda *args, **kw: sent.append(kw.get("px")) or set_command(*args, **kw)
+    before = _server_ms(store)
     store.put("aicost:cache:t:a", Entry(value={"answer": 42}), ttl=0.3)
-    written = _server_ms(store)
-    assert 0 < store.client.pttl("aicost:cache:t:a") <= 300
+    del store.client.set
+    assert sent == [300]
+    # and the expiry Redis holds (absolute, Redis 7+; the time left, PTTL, says -2 once 0.3 s have passed here,
+    # and so does this once the key has expired: then it is gone, as it should be)
+    expires = store.client.execute_command("PEXPIRETIME", "aicost:cache:t:a")
+    assert before + 300 <= expires <= _server_ms(store) + 300 or (expires == -2 and _server_ms(store) >= before + 300)
     deadline = time.monotonic() + 30  # a condition, not a fixed sleep: 0.3 s unless the machine is swamped
-    while _server_ms(store) <= written + 300:
+    while _server_ms(store) <= (expires if expires > 0 else before + 300):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert store.get("aicost:cache:t:a") is None
@@ -144,22 +168,23 @@ def test_redis_down_means_a_miss_not_an_error():
 def test_single_flight_across_processes_through_redis_locks(redis_url):
     """Two cache instances (as two processes: separate in-process flight groups) share one Redis: concurrent
     identical misses call the LLM once; the other instance waits for the answer instead of paying again."""
-    import threading
 
     calls = []
     lock = threading.Lock()
 
-    def make():
-        @aicost.cache(prompt="q", store=RedisStore(redis_url), name="shared.flight")
+    def make(store):
+        @aicost.cache(prompt="q", store=store, name="shared.flight")
         def answer(q):
             with lock:
                 calls.append(q)
-            time.sleep(0.4)
+            assert waiting.acquire(timeout=10)  # the other instance is waiting for this answer
             return "A:" + q
 
         return answer
 
-    first, second = make(), make()
+    stores = RedisStore(redis_url), RedisStore(redis_url)
+    waiting = waiting_on_a_lock(*stores)
+    first, second = make(stores[0]), make(stores[1])
     first.clear()
     gate = threading.Barrier(2, timeout=10)
     results = []
@@ -179,23 +204,25 @@ def test_single_flight_across_processes_through_redis_locks(redis_url):
 
 
 def test_waiter_calls_through_when_the_other_process_fails(redis_url):
-    import threading
 
     calls = []
     started = threading.Event()
 
-    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
-    def flaky(q):
-        calls.append("leader")
-        started.set()
-        time.sleep(0.3)
-        raise RuntimeError("vendor down")
+    def make(store, role):  # one function's code in both instances (as in two processes): one key
+        @aicost.cache(store=store, name="shared.flaky")
+        def answer(q):
+            calls.append(role)
+            if role == "leader":
+                started.set()
+                assert waiting.acquire(timeout=10)  # the other instance is waiting for this answer
+                raise RuntimeError("vendor down")
+            return "ok"
 
-    @aicost.cache(store=RedisStore(redis_url), name="shared.flaky")
-    def flaky_other(q):
-        calls.append("waiter")
-        return "ok"
+        return answer
 
+    other_store = RedisStore(redis_url)
+    waiting = waiting_on_a_lock(other_store)
+    flaky, flaky_other = make(RedisStore(redis_url), "leader"), make(other_store, "waiter")
     flaky.clear()
     outcome = []
 
@@ -229,7 +256,6 @@ async def test_async_function_over_redis(store):
 def test_hung_redis_costs_a_bounded_miss(store):
     """A paused redis-server (SIGSTOP) costs one timeout_s (0.5 s), not redis-py's default ten retries with
     backoff (6 s and more), and the store is then skipped."""
-    import threading
 
     from cache_helpers import paused
 

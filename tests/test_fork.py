@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -184,6 +185,7 @@ _HELD_AT_FORK = {
     "budget memory store": lambda s: budget_module.process_memory_store()._lock,
     "unknown models (RLock)": lambda s: pricing_engine._lock,
     "feature scope": lambda s: s["scope"]._with_lock,
+    "call collector": lambda s: hooks.CallCollector._lock,
     "cache store": lambda s: s["ask"].cache.store._lock,
     "cache single flight": lambda s: s["ask"].cache.flights._lock,
     "metrics recording": lambda s: metrics._drain_lock,
@@ -358,9 +360,18 @@ def test_a_forked_child_uses_its_own_cache_connections_and_leaves_the_parents_op
         store.close()
 
 
-def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread():
+def _pools_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "aicost-pools" and t.is_alive())
+
+
+@pytest.mark.parametrize("finalizing", [False, True], ids=["running", "interpreter shutting down"])
+def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread_started_on_its_first_pool_call(
+        finalizing):
     """Self-hosted pools: the calls in the open intervals at the fork are the parent's to allocate, and the
-    child, whose calls join intervals too, gets its own closing thread (the parent's does not exist there)."""
+    child, whose calls join intervals too, gets its own closing thread (the parent's does not exist there). Not at
+    the fork: a child that makes no pool call (a subprocess about to exec) must not start one; it starts on the
+    first pool call. A call made while the interpreter shuts down is counted but starts no thread (it would never
+    run, and would hang the exit)."""
     pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}}
     meter = configure_pools(pools, ledger="")
     try:
@@ -370,16 +381,21 @@ def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread():
             meter(sim.finish())
 
         pool_call()
+        assert _pools_threads() == 1
 
         def child(send):
+            threads_at_fork = _pools_threads()
             before = sum(len(uses) for uses in meter._open["p"].values())
+            if finalizing:
+                sys.is_finalizing = lambda: True  # this child only: it ends with os._exit
             pool_call()
-            timer = aicost.pools._timer
-            send({"open before": before, "open after": sum(len(uses) for uses in meter._open["p"].values()),
-                  "closing thread": timer is not None and timer.is_alive()})
+            send({"threads at fork": threads_at_fork, "open before": before,
+                  "open after": sum(len(uses) for uses in meter._open["p"].values()),
+                  "closing threads": _pools_threads()})
 
         [seen] = run_forked(child, timeout_s=60)
-        assert seen == {"open before": 0, "open after": 1, "closing thread": True}
+        assert seen == {"threads at fork": 0, "open before": 0, "open after": 1,
+                        "closing threads": 0 if finalizing else 1}
         assert sum(len(uses) for uses in meter._open["p"].values()) == 1  # the parent keeps its call
     finally:
         disable_pools()

@@ -35,7 +35,8 @@ from .money import limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, scope_value
 from .journal import Pending, SettlementJournal
-from .stores.base import SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable, sent_mode
+from .stores.base import (SETTLE, SETTLE_ONCE, BudgetStore, Charge, SettleOutcome, StoreUnavailable,
+                          never_loses_answers, sent_mode)
 from .stores.memory import MemoryStore
 from .windows import WindowCache
 
@@ -241,6 +242,9 @@ class BudgetGuard:
         self.policies = PolicySet(policies)
         self._compiled = [_Compiled(b) for b in budgets]
         self._store: BudgetStore = store if store is not None else MemoryStore()
+        # a settlement for nothing held is sent SETTLE_ONCE (its marker guards a retry after a lost answer),
+        # except to a store that answers every command: there no retry follows, and a marker is only memory
+        self._marks_unheld = not never_loses_answers(self._store)
         self._fail_open = on_store_error == "open"
         self._refuse_unknown = on_unknown_price == "refuse"
         self._default_max_output = default_max_output_tokens
@@ -290,7 +294,8 @@ class BudgetGuard:
             compiled, charges = self._charges(attrs, model, info.provider or "", now)
             if not charges:
                 return None
-            return _Ticket(self, new_reservation_id(), charges, compiled, 0, info, now + self._lease_s, held=False)
+            # No reserve is sent, so none can arrive late: no lease (its SETTLE_ONCE marker lasts the minimum).
+            return _Ticket(self, new_reservation_id(), charges, compiled, 0, info, now, held=False)
         except Exception:
             log_once("before_unguarded_call", "aicost: budget guard failed; this call's spend is not counted",
                      exc_info=True)
@@ -535,6 +540,8 @@ class BudgetGuard:
         # The reserve may have reached the store with its answer lost (a timeout): settling this id once, with
         # SETTLE_ONCE, releases that hold if it was made and keeps a late-arriving reserve from making it.
         mode = SETTLE_ONCE if exc.maybe_applied else SETTLE
+        if not exc.maybe_applied:
+            lease_until = self._clock()  # the reserve was never sent: none can arrive late, no lease to outlast
         ticket = _Ticket(self, rid, charges, compiled, amount, info, lease_until, held=False, mode=mode)
         if self._fail_open:
             return ticket  # holds nothing; settles the call's cost, through the journal while the store is down
@@ -557,7 +564,8 @@ class BudgetGuard:
             return  # nothing held, nothing spent: nothing to tell the store
         now = self._clock()
         try:
-            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now, sent_mode(ticket.mode, ticket.held),
+            outcomes = self._store.settle(ticket.rid, ticket.charges, actual, now,
+                                          sent_mode(ticket.mode, ticket.held or not self._marks_unheld),
                                           ticket.lease_until)
         except StoreUnavailable as exc:
             info = ticket.info

@@ -134,13 +134,25 @@ def _stop() -> None:
 @_fork.on_fork_in_child
 def _after_fork_in_child() -> None:
     """A forked child closes its own intervals: the parent's closing thread is not in it (its meter forgets the
-    parent's open intervals itself: :meth:`PoolMeter._after_fork_in_child`)."""
+    parent's open intervals itself: :meth:`PoolMeter._after_fork_in_child`). The child's thread starts on its
+    first pool call, not here: a child that makes none (a subprocess about to ``exec``) starts no thread."""
     global _timer
     if _timer is not None:
-        timer, _timer = _Closer(_timer.meter, _timer.every), None
-        if not sys.is_finalizing():  # a thread started at shutdown would never run, and hang the exit
-            timer.start()
-            _timer = timer
+        _timer = _Closer(_timer.meter, _timer.every)
+        _timer.meter.on_next_use = _start_closer
+
+
+def _start_closer() -> None:
+    with _lock:
+        timer = _timer
+        # not at shutdown: a thread started then would never run, and hang the exit
+        if timer is not None and timer.ident is None and not timer.stopped.is_set() and not sys.is_finalizing():
+            try:
+                timer.start()
+            except RuntimeError:  # no thread to be had: the call is still counted; close_due() closes intervals
+                from .._log import error_once
+
+                error_once("pools:start", "aicost: could not start the pools' closing thread")
 
 
 def disable() -> None:

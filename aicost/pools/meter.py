@@ -138,6 +138,8 @@ class PoolMeter:
         self._samples: dict[str, deque[tuple[int, Decimal]]] = {p.name: deque() for p in self.pools}
         self.closed: dict[str, deque[ClosedInterval]] = {p.name: deque(maxlen=_KEEP_INTERVALS) for p in self.pools}
         self.sinks: list[Callable[[ClosedInterval], None]] = []
+        # Called once, on the next pool call (a forked child starts its closing thread so: not at the fork).
+        self.on_next_use: Callable[[], None] | None = None
         for pool in self.pools:  # the counters' baseline for the first interval
             if pool.metrics_url:
                 self._last_sample[pool.name] = self._read(pool)
@@ -170,6 +172,9 @@ class PoolMeter:
         pool = self.pool_of(info.server_address, info.server_port, info.request_model)
         if pool is None or result.usage is None:
             return
+        on_use, self.on_next_use = self.on_next_use, None
+        if on_use is not None:
+            on_use()
         now = int(self.clock())
         start = now - now % pool.interval
         usage = result.usage

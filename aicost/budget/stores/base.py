@@ -13,8 +13,10 @@ that failed is retried later with a *mode* that makes the retry safe to apply tw
 * ``SETTLE_IF_HELD``: a retry of a settlement whose first attempt may have run: apply only in buckets where the
   hold is still there (a settlement removes it) or where its lease has ended.
 * ``SETTLE_ONCE``: for a reservation whose outcome is unknown (the reserve timed out) or that was never made
-  (the call went ahead while the store was unreachable): apply once, recorded by a marker on the reservation id
-  that lasts until the lease ends; a reserve with that id that reaches the store later holds nothing.
+  (the call went ahead while the store was unreachable, or work the vendor began unasked): apply once, recorded
+  by a marker on the reservation id; a reserve with that id that reaches the store later holds nothing. The
+  marker lasts until ``lease_until``, and at least ``ONCE_MARKER_MIN_SECONDS``: a reservation whose reserve was
+  never sent passes ``lease_until=now`` (no reserve can arrive late; the marker only has to outlast a retry).
 
 All amounts are integer nanodollars (see :mod:`aicost.budget.money`).
 """
@@ -63,6 +65,12 @@ def sent_mode(mode: int, held: bool) -> int:
     first attempt. Its marker is the only thing in the store that tells a retry, after an answer that was lost,
     whether the first attempt ran; without it the retry would add the spend a second time."""
     return SETTLE_ONCE if mode == SETTLE and not held else mode
+
+
+def never_loses_answers(store: object) -> bool:
+    """True for a store whose every command is answered (in-process, like :class:`MemoryStore`): no settlement
+    is ever retried after a lost answer, so one that holds nothing needs no ``SETTLE_ONCE`` marker."""
+    return getattr(store, "never_loses_answers", False) is True
 
 
 class StoreUnavailable(Exception):

@@ -49,6 +49,7 @@ class MemoryStore:
     """
 
     identity = None  # not shared with anything outside this object
+    never_loses_answers = True  # see base.never_loses_answers: the guard sends it no SETTLE_ONCE of its own
 
     def __init__(self) -> None:
         self._lock = _fork.lock()

@@ -10,8 +10,8 @@ processes can never both see the same headroom. All keys share the hash tag ``{a
 may touch them together (a Redis Cluster keeps them on one shard).
 
 A reservation settled with ``SETTLE_ONCE`` (see :mod:`.base`) leaves a marker key ``once:<reservation id>`` until
-its lease ends: the reserve script checks it first, so a reserve that reaches a stalled server after its call was
-settled holds nothing.
+its lease ends (at least ten minutes; a reservation never sent has no lease): the reserve script checks it first,
+so a reserve that reaches a stalled server after its call was settled holds nothing.
 
 Reachability is bounded: every command has a socket timeout, there are no client-side retries, and after a
 failure the store is skipped (the guard's fail-open / fail-closed policy applies) for ``retry_interval_s``

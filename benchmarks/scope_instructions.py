@@ -1,0 +1,65 @@
+"""What one attribution scope costs, counted in CPU instructions (valgrind's callgrind): deterministic.
+
+Each scope runs N times in a fresh process under callgrind, and again N/10 times; the difference divided by the
+extra iterations is the cost of one ``with`` (start-up, imports and warm-up cancel out). ``PYTHONHASHSEED=0``
+in every run, as in ``overhead_instructions.py``. No vendor call, no OpenTelemetry SDK: the no-op API, so the
+figure is aicost's own work for entering and leaving the scope.
+
+Scopes: ``with aicost.feature("x"): pass``, ``with aicost.attribute(team="t"): pass``,
+``with aicost.collect_calls(): pass``.
+
+Run: .venv/bin/python benchmarks/scope_instructions.py [--n 2000] [--scopes feature,attribute,collect_calls]
+Needs valgrind (Debian: apt-get install valgrind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCOPES = {
+    "feature": 'aicost.feature("x")',
+    "attribute": 'aicost.attribute(team="t")',
+    "collect_calls": "aicost.collect_calls()",
+}
+WORKLOAD = """
+import sys, aicost
+n = int(sys.argv[1])
+for _ in range(20):  # warm-up: lazy imports and caches
+    with {scope}:
+        pass
+for _ in range(n):
+    with {scope}:
+        pass
+"""
+
+
+def instructions(scope: str, n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
+                        WORKLOAD.format(scope=SCOPES[scope]), str(n)], check=True, capture_output=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)})
+        return int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--scopes", default=",".join(SCOPES))
+    args = parser.parse_args()
+    print("| scope | instructions per `with` |\n|---|---|")
+    for scope in args.scopes.split(","):
+        small = args.n // 10
+        per = (instructions(scope, args.n) - instructions(scope, small)) / (args.n - small)
+        print(f"| `{SCOPES[scope]}` | {per:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
