@@ -57,9 +57,9 @@ CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
 # One row: the cube has day cells for the days before folded_before (and only for them).
 CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
-# folded_before of a ledger with no closed day yet, per dialect (before any row's time)
 # The database's clock, UTC: the migration folds no day past today's (as the writer caps its fold).
 _NOW = {"sqlite": "datetime('now')", "postgresql": "now()"}
+# folded_before of a ledger with no closed day yet, per dialect (before any row's time)
 FOLDED_FLOOR = {"sqlite": "1970-01-01 00:00:00.000000", "postgresql": "1970-01-01 00:00:00+00"}
 
 # Summed columns of aicost_rollup, in order. Money measures are exact decimals.
@@ -245,8 +245,8 @@ def _v5(dialect: str) -> list[str]:
     runs already stored with the writer's own SQL, in the migration's transaction: hour cells for all of them, day
     cells for the days before the last row's day, or before today if a row is dated later (those are closed; the
     last day is folded by the writer when it first writes a later day, and never past today: a future-dated row
-    would otherwise make every later batch write day cells). The version bump keeps an older aicost, which would not maintain them, from
-    writing to this ledger."""
+    would otherwise make every later batch write day cells). The version bump keeps an older aicost, which would
+    not maintain them, from writing to this ledger."""
     from . import rollup
 
     t = _TYPES[dialect]
