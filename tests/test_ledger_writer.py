@@ -567,6 +567,27 @@ def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_a
     assert json.loads(done.stdout)["close_s"] < 1.4  # returned before the write under way (1.5 s) ended
 
 
+def test_a_close_after_the_exit_flush_waits_no_longer_than_the_exit(tmp_path, spill_dir):
+    """An OpenTelemetry provider registers its exit handler before aicost, so its shutdown (the ledger span
+    exporter's close(30)) runs after the ledger's exit flush: that close keeps the exit's deadline (1 s here)
+    instead of waiting up to 30 s more for the writes under way (4 s each here). Every row still ends up stored
+    or spilled, and the next writer stores each once."""
+    url = f"sqlite:///{tmp_path / 'late_close.db'}"
+    code = """
+    import atexit, json, time
+    began = []
+    def late_close():  # registered before aicost's exit flush: runs after it
+        w.close(timeout_s=30)
+        print(json.dumps({"after_exit_began_s": time.monotonic() - began[0]}), flush=True)
+    atexit.register(late_close)
+    """ + _SLOW_STORE.replace("time.sleep(1.5)", "time.sleep(4)") + """
+    began.append(time.monotonic())
+    """
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+    assert json.loads(done.stdout)["after_exit_began_s"] < 3.0  # the old code waited for the writes (>= 4 s)
+
+
 def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
     """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
     goes back to the spill file (it used to replay the whole file, however long that took)."""
@@ -606,3 +627,25 @@ def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spi
     writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
     stats = writer.stats()
     assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
+
+
+def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_built():
+    """Without an OpenTelemetry SDK a call's span id is 0. The row's own id is fixed when the call is queued, not
+    when the row is built: the exit spills queued items that the writer thread may be writing at the same time,
+    and a replay must then find the row already stored (a new id per build stored calls twice)."""
+    from opentelemetry.trace import INVALID_SPAN
+
+    from aicost.hooks import CacheHit, CallInfo, CallResult
+    from aicost.ledger.capture import call_item, event_item, row_from_item
+    from aicost.vendor import DEFAULT_SHAPE
+
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
+    call = call_item(CallResult(info=info, usage=None, cost=None, response_model=None, error_type=None,
+                                duration_s=0.1, span=INVALID_SPAN, started_ns=time.time_ns()))
+    hit = event_item(CacheHit(name="faq", saved_usd=Decimal("0.01"), attribution={}, run_id=None,
+                              span=INVALID_SPAN, time_ns=time.time_ns()))
+    for item in (call, hit):
+        first, again = row_from_item(item), row_from_item(item)
+        assert first.span_id and first.span_id == again.span_id
+    assert row_from_item(call).span_id != row_from_item(hit).span_id

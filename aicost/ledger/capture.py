@@ -41,8 +41,10 @@ def call_item(result: CallResult) -> tuple:
     try:
         context = span.get_span_context()
         trace_id, span_id = context.trace_id, context.span_id
-    except Exception:  # no span (or not an OpenTelemetry one): the writer gives the row an id of its own
+    except Exception:  # no span (or not an OpenTelemetry one)
         trace_id = span_id = 0
+    if not span_id:  # an id of its own, fixed here: a row built twice from this item (spilled, replayed) is one row
+        span_id = random.getrandbits(64) or 1
     if result.record_id:  # billed work that may be read again (a batch result): one row, however often it is read
         span_id = result.record_id
     refusal = result.refusal
@@ -65,8 +67,8 @@ def call_item(result: CallResult) -> tuple:
 def event_item(event: Any) -> tuple | None:
     if isinstance(event, CacheHit):
         trace_id, span_id = _ids(event.span)
-        return (_HIT_ITEM, event.time_ns, trace_id, span_id, event.name, event.saved_usd, event.attribution,
-                event.run_id)
+        return (_HIT_ITEM, event.time_ns, trace_id, span_id or random.getrandbits(64) or 1, event.name,
+                event.saved_usd, event.attribution, event.run_id)
     if isinstance(event, UnitFinished):
         trace_id, _ = _ids(event.span)
         return (_RUN_ITEM, event.time_ns, trace_id, event.run_id, event.name, event.outcome, event.attribution,
@@ -108,10 +110,6 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _new_id() -> str:
-    return format(random.getrandbits(64), "016x")
-
-
 def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
     """The writer thread's share: the LedgerRow (or FeatureRun) of one queued item."""
     kind = item[0]
@@ -119,7 +117,7 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
          cost, attribution, run_id, error_type, duration_s, extra, vendor_project, key_fingerprint) = item
         row = LedgerRow(
-            span_id=span_id if isinstance(span_id, str) else _hex(span_id, 16) or _new_id(), kind=CALL, time=_time(started_ns),
+            span_id=span_id if isinstance(span_id, str) else _hex(span_id, 16), kind=CALL, time=_time(started_ns),
             trace_id=_hex(trace_id, 32), provider=provider, operation=operation, endpoint=endpoint,
             request_model=request_model, response_model=response_model, run_id=run_id, error_type=error_type,
             duration_s=duration_s, vendor_project=vendor_project, api_key_fingerprint=key_fingerprint,
@@ -151,7 +149,7 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
     if kind == _HIT_ITEM:
         _, time_ns, trace_id, span_id, name, saved, attribution, run_id = item
         return LedgerRow(
-            span_id=_hex(span_id, 16) or _new_id(), kind=CACHE_HIT, time=_time(time_ns), trace_id=_hex(trace_id, 32),
+            span_id=_hex(span_id, 16), kind=CACHE_HIT, time=_time(time_ns), trace_id=_hex(trace_id, 32),
             cost=Decimal(0), saved_cost=_decimal(saved), cache_name=name, run_id=run_id,
             **attribution_fields(attribution),
         )

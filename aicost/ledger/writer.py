@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -113,7 +114,6 @@ class LedgerWriter:
         self._exiting = False
         self._stop_by: float | None = None  # closing or exiting: no batch is taken after this (see _take)
         self._taken: list[list] = []  # batches taken from the queue and not yet stored or spilled
-        self._replays = 0  # spill files this writer has taken to replay (their names)
         self._retry_at = 0.0
         self._backoff = 1.0
         self._counts = collections.Counter()
@@ -447,8 +447,8 @@ class LedgerWriter:
                 return
             # taken: another writer will not replay it too, while this process lives; if it dies before the
             # file is replayed, the next writer adopts the file as it adopts a spill file
-            self._replays += 1
-            replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{self._replays}.replay.jsonl"
+            # numbered per process, not per writer: two writers of one ledger share its spill files
+            replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{next(_REPLAY_NUMBERS)}.replay.jsonl"
             try:
                 os.replace(path, replaying)
             except OSError:
@@ -499,7 +499,7 @@ class LedgerWriter:
     def flush(self, timeout_s: float | None = 30.0) -> bool:
         """Write everything queued now, on this thread (and replay a spill if the database is back), waiting no
         longer than ``timeout_s`` for another thread's write to end. True when the queue is empty afterwards."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = self._sooner(None if timeout_s is None else time.monotonic() + timeout_s)
         self._retry_at = 0.0  # an explicit flush tries the database now
         try:
             self._drain(deadline)
@@ -514,10 +514,10 @@ class LedgerWriter:
         then is not waited for: the thread writing finishes that batch, spills the rest of the queue and closes
         the database itself (only a thread holding the write lock ever closes it). If the process exits first,
         the exit spills what that write had taken (:meth:`_at_exit`)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        if deadline is not None:  # the writer thread's drain, too, takes no batch after it
-            self._stop_by = deadline if self._stop_by is None else min(self._stop_by, deadline)
-        self.flush(timeout_s)
+        # the writer thread's drain, too, takes no batch after it; a close at exit (an OpenTelemetry provider's
+        # shutdown calls it after aicost's exit flush) waits no longer than the exit does
+        deadline = self._stop_by = self._sooner(None if timeout_s is None else time.monotonic() + timeout_s)
+        self.flush(_left(deadline))
         self._closed = True
         self._wake.set()
         thread = self._thread
@@ -544,16 +544,24 @@ class LedgerWriter:
         self._shut_down = True
         _writers.discard(self)
 
-    def _at_exit(self) -> None:
-        """Write what is queued within 10 s (less if :meth:`close` set a nearer deadline); what is not written
-        by then, including a batch the writer thread is still writing (the interpreter will not wait for it),
-        is spilled for the next writer of this ledger: the replay is idempotent, so a batch both written and
-        spilled is stored once."""
+    def _sooner(self, deadline: float | None) -> float | None:
+        """``deadline``, or the close / exit deadline if that is sooner (None: neither)."""
+        if self._stop_by is None:
+            return deadline
+        return self._stop_by if deadline is None else min(deadline, self._stop_by)
+
+    def _at_exit(self, end: float) -> None:
+        """Write what is queued by ``end`` (the exit flush's one deadline for every writer: 10 s; sooner if
+        :meth:`close` set a nearer one); what is not written by then, including a batch the writer thread is
+        still writing (the interpreter will not wait for it), is spilled for the next writer of this ledger: the
+        replay is idempotent (a row keeps its id however often it is built), so a batch both written and spilled
+        is stored once. Interrupted (Ctrl-C at exit), it still spills."""
         self._exiting = True
-        end = time.monotonic() + _EXIT_FLUSH_S
-        self._stop_by = end if self._stop_by is None else min(self._stop_by, end)
-        self.flush(_left(self._stop_by))  # closed: the write close() did not wait for, and then _shut
-        self._abandon()
+        self._stop_by = self._sooner(end)
+        try:
+            self.flush(_left(self._stop_by))  # closed: the write close() did not wait for, and then _shut
+        finally:
+            self._abandon()
 
     def _abandon(self) -> None:
         """At exit: spill the batches taken and not stored yet, and the queue (any thread may still be writing
@@ -580,6 +588,7 @@ class LedgerWriter:
         parent are the parent's to write (the locks are freed by ``_fork``)."""
         self._thread = None
         self._preparer = None
+        self._stop_by = None  # a close() under way in the parent is not the child's
         self._queue = collections.deque()
         self._taken = []
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
@@ -674,13 +683,15 @@ def _alive(pid: int) -> bool:
 
 
 _writers: "weakref.WeakSet[LedgerWriter]" = weakref.WeakSet()
+_REPLAY_NUMBERS = itertools.count(1)  # names of the spill files this process has taken to replay
 
 
 def _flush_all_at_exit() -> None:
+    end = time.monotonic() + _EXIT_FLUSH_S  # one deadline for all writers: exit waits 10 s, not 10 s each
     for writer in list(_writers):
         try:
-            writer._at_exit()
-        except Exception:
+            writer._at_exit(end)
+        except BaseException:  # Ctrl-C at exit, too: the next writer still spills (its _at_exit's finally)
             pass
 
 
