@@ -220,6 +220,27 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     store.close()
 
 
+def test_the_migration_never_folds_past_today_whatever_the_rows_say(ledger_url):
+    """A row dated in the future (a host whose clock is ahead) does not move ``folded_before`` past today: the
+    migration caps it as the writer caps its fold, so today's batches still write hour cells only, and today is
+    folded when tomorrow's first batch comes."""
+    from datetime import datetime, timezone
+
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    store = open_store(ledger_url)
+    store.write([LedgerRow(span_id=f"r{k}", kind=CALL, time=today + timedelta(days=days, hours=1),
+                           provider="openai", response_model="gpt-4o-mini", team="t", cost=Decimal("0.0001"),
+                           input_tokens=5, output_tokens=1) for k, days in enumerate((-2, 0, 40))])
+    store.close()
+    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}",
+                      "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
+    store = open_store(ledger_url)
+    assert store.folded_before() == today
+    assert _day_cells(store, today - timedelta(days=2)) == 1
+    assert _day_cells(store, today) == _day_cells(store, today + timedelta(days=40)) == 0
+    store.close()
+
+
 def test_synthetic_copies_copy_the_cube(ledger_url):
     store = open_store(ledger_url)
     fill_copies(store, Profile(teams=4, customers=8, calls=300, seed=8), days=3)
@@ -297,6 +318,30 @@ def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_it
     store.close()
 
 
+def test_a_fold_rolled_back_is_done_again_by_the_next_batch(ledger_url):
+    """A write that fails after folding a day (its commit, the connection) rolls the fold back; the store does
+    not keep believing the day folded: the next batch of the later day folds it."""
+    ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
+    store = open_store(ledger_url)
+    store.write(rows1, runs1)
+    close_days = store._close_days
+
+    def failing(cur, last):  # the fold is done, then the transaction fails
+        close_days(cur, last)
+        raise RuntimeError("the commit failed")
+
+    store._close_days = failing
+    with pytest.raises(RuntimeError):
+        store.write(rows2[:50], runs2[:5])
+    assert store.folded_before() == day1  # rolled back
+    del store._close_days
+    store.write(rows2, runs2)
+    assert store.folded_before() == day1 + timedelta(days=1)
+    assert _day_cells(store, day1) > 0
+    _assert_exact(store, day1, day1 + timedelta(days=2))
+    store.close()
+
+
 def _waiting_for_the_write_lock(url, probe, store):
     """Wait until ``store`` waits for the ledger's write lock held by another transaction. PostgreSQL: its
     session is seen waiting for the advisory lock (no guess at timing). SQLite: no such view; a moment."""
@@ -312,12 +357,21 @@ def _waiting_for_the_write_lock(url, probe, store):
     raise AssertionError("the second writer never waited for the write lock")
 
 
+@pytest.mark.parametrize("isolation", ["default", "repeatable read"])
 @pytest.mark.parametrize("first", ["late rows", "fold"])
-def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first):
+def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first, isolation):
     """Two writers (two connections to one SQLite file; two PostgreSQL sessions, as two hosts): one writes late
     rows of day 1, the other the first rows of day 2, which folds day 1. Whichever holds its transaction open
     first (paused inside it, after its cells), the other waits for the ledger's write lock and then sees its
-    commit: the late rows end in day 1's day cells either way, and every report equals the raw rows."""
+    commit: the late rows end in day 1's day cells either way, and every report equals the raw rows. Also on a
+    PostgreSQL database whose default isolation is REPEATABLE READ (its snapshot would be taken before the wait
+    for the lock, so the waiter would miss the fold): the write transaction is READ COMMITTED whatever the
+    server's default."""
+    if isolation != "default":
+        if ledger_url.startswith("sqlite"):
+            pytest.skip("SQLite has no isolation setting")
+        _run(ledger_url, [f"ALTER DATABASE {ledger_url.rsplit('/', 1)[1]} "
+                          f"SET default_transaction_isolation = '{isolation}'"])
     ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
     day2, day3 = day1 + timedelta(days=1), day1 + timedelta(days=2)
     late_rows, late_runs = rows1[::5], runs1[::5]

@@ -67,7 +67,7 @@ _UNIT = 10**UNIT_DIGITS
 def _sqlite_units(x: str) -> str:
     """SQLite: a canonical money text as integer units of the integer path. '0.0002025' -> 2025 * 10**(12 - 7):
     the digits without the point, times 10 to the missing places. Exact only for texts with at most UNIT_DIGITS
-    decimals that fit (:func:`fits_units`, :func:`_sqlite_fits`)."""
+    decimals that fit (:func:`fits_units`, :func:`_sqlite_fits_positive`)."""
     return (f"CAST(replace({x}, '.', '') AS INTEGER) * CAST(substr('{_UNIT}', 1, {UNIT_DIGITS + 1} - "
             f"CASE WHEN instr({x}, '.') THEN length({x}) - instr({x}, '.') ELSE 0 END) AS INTEGER)")
 
@@ -80,16 +80,10 @@ def _sqlite_units_text(n: str) -> str:
             f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', abs({n}) / {_UNIT}, abs({n}) % {_UNIT}), '0'), '.') END")
 
 
-def _sqlite_fits(x: str) -> str:
-    """SQLite: whether a money text has at most UNIT_DIGITS decimals and under a million dollars (two such add up
-    to far less than a 64-bit integer of units)."""
-    return (f"(CASE WHEN instr({x}, '.') THEN instr({x}, '.') - (substr({x}, 1, 1) = '-') <= 7 "
-            f"AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} ELSE length({x}) - (substr({x}, 1, 1) = '-') <= 6 END)")
-
-
 def _sqlite_fits_positive(x: str) -> str:
-    """SQLite: :func:`_sqlite_fits` for a text without a sign (rollup amounts are sums of prices: a negative one
-    takes the Decimal add)."""
+    """SQLite: whether a money text has no sign, at most UNIT_DIGITS decimals and is under a million dollars (two
+    such add up to far less than a 64-bit integer of units). Rollup amounts are sums of prices: a negative one
+    takes the Decimal add."""
     return (f"(CASE WHEN instr({x}, '.') THEN instr({x}, '.') <= 7 AND length({x}) - instr({x}, '.') <= {UNIT_DIGITS} "
             f"ELSE length({x}) <= 6 END AND substr({x}, 1, 1) <> '-')")
 

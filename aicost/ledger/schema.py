@@ -57,6 +57,8 @@ CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
 # One row: the cube has day cells for the days before folded_before (and only for them).
 CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
+# The database's clock, UTC: the migration folds no day past today's (as the writer caps its fold).
+_NOW = {"sqlite": "datetime('now')", "postgresql": "now()"}
 # folded_before of a ledger with no closed day yet, per dialect (before any row's time)
 FOLDED_FLOOR = {"sqlite": "1970-01-01 00:00:00.000000", "postgresql": "1970-01-01 00:00:00+00"}
 
@@ -245,15 +247,17 @@ def _v5(dialect: str) -> list[str]:
     (team x model, feature x provider) are answered from cells, not raw rows, and
     :data:`CUBE_FOLDED_TABLE`, which says which days have day cells. The migration sums the cells of the rows and
     runs already stored with the writer's own SQL, in the migration's transaction: hour cells for all of them, day
-    cells for the days before the last row's day (those are closed; the last day is folded by the writer when it
-    first writes a later day). The version bump keeps an older aicost, which would not maintain them, from
-    writing to this ledger."""
+    cells for the days before the last row's day, or before today if a row is dated later (those are closed; the
+    last day is folded by the writer when it first writes a later day, and never past today: a future-dated row
+    would otherwise make every later batch write day cells). The version bump keeps an older aicost, which would
+    not maintain them, from writing to this ledger."""
     from . import rollup
 
     t = _TYPES[dialect]
     keys = ",\n  ".join(f"{k} TEXT NOT NULL" for k in CUBE_KEYS)
     d = rollup.DIALECTS[dialect]
     last = "SELECT MAX(ts) AS ts FROM aicost_ledger UNION ALL SELECT MAX(ts) FROM aicost_runs"
+    last_day, today = d.day("MAX(ts)"), d.day(_NOW[dialect])
     return [
         f"""CREATE TABLE {CUBE_TABLE} (
   grain TEXT NOT NULL,
@@ -266,8 +270,8 @@ def _v5(dialect: str) -> list[str]:
   id INTEGER PRIMARY KEY CHECK (id = 1),
   folded_before {t['ts']} NOT NULL
 )""",
-        f"INSERT INTO {CUBE_FOLDED_TABLE} (id, folded_before) SELECT 1, "
-        f"COALESCE({d.day('MAX(ts)')}, '{FOLDED_FLOOR[dialect]}') FROM ({last}) AS last",
+        f"INSERT INTO {CUBE_FOLDED_TABLE} (id, folded_before) SELECT 1, COALESCE(CASE WHEN {last_day} > {today} "
+        f"THEN {today} ELSE {last_day} END, '{FOLDED_FLOOR[dialect]}') FROM ({last}) AS last",
         rollup.delta_ddl(d),
         *(sql for sql, _ in rollup.rollup_sql(d, {"rows": "true", "runs": "true"}, dims=(rollup.CUBE,))),
     ]

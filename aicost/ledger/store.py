@@ -285,7 +285,11 @@ class LedgerStore:
         if not batch.rows and not batch.runs:
             return 0
         with self._lock, self._unreachable_as_unavailable():
-            return self._write(batch)
+            try:
+                return self._write(batch)
+            except BaseException:
+                self._folded_before = None  # a fold this transaction made was rolled back: read it again
+                raise
 
     def _write(self, batch: PreparedBatch) -> int:
         raise NotImplementedError
@@ -383,7 +387,8 @@ class LedgerStore:
         and move ``folded_before`` there. A day is closed by the first batch of a later day, or by the writer's clock:
         never past today (a host whose clock is ahead cannot make today's batches write day cells).
         ``self._folded_before`` remembers the last value seen, so a batch of a day already folded costs nothing
-        here: ``folded_before`` only moves forward."""
+        here: ``folded_before`` only moves forward. A failed write forgets it (:meth:`write_prepared`): the
+        value it saw or set was rolled back with it."""
         if last is None:
             return
         day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -1254,6 +1259,13 @@ class PostgresStore(LedgerStore):
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
+        # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
+        # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
+        # waited for the write lock sees the fold or the late rows of the writer it waited for. Under REPEATABLE
+        # READ its snapshot would date from before the wait, and late rows of a day folded meanwhile would miss
+        # its day cells. Set per transaction (BEGIN ISOLATION LEVEL ...), so a transaction pooler keeps it; the
+        # reports' snapshots begin their own REPEATABLE READ READ ONLY transaction (_BEGIN_READ).
+        self._conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         self._conn.adapters.register_dumper(_TextArray, _text_array_dumper())
         self._stage_context = _StageContext(self._conn.adapters) if self._conn.info.encoding == "utf-8" else None
         return self._conn
