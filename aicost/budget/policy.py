@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from ..errors import ConfigurationError
 from .config import Policy
