@@ -186,3 +186,48 @@ def fresh_pg_database(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:  # the server fixture waited until it accepts
         conn.execute(f"CREATE DATABASE {name}")
     return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+# -- an independent sum of ledger rows in Python, that the tests compare the SQL rollups and the cube with --------
+def new_sums() -> dict:
+    """Every measure of a group at zero, by the names :func:`add_row`, :func:`add_run` and :func:`group_sums` use."""
+    from aicost.ledger.row import TOKEN_FIELDS
+
+    return {"cost": Decimal(0), "calls": 0, "unknown": 0, "estimated": 0, "errors": 0,
+            "tokens": {f: 0 for f in TOKEN_FIELDS}, "hits": 0, "saved": Decimal(0), "refusals": 0,
+            "stopped": Decimal(0), "runs": 0, "succeeded": 0}
+
+
+def add_row(sums: dict, row: Any) -> None:
+    """What one ledger row adds: a call its count, cost and tokens; a cache hit what it saved; a refusal what it
+    stopped."""
+    from aicost.ledger import CACHE_HIT, CALL, REFUSAL
+    from aicost.ledger.row import TOKEN_FIELDS
+
+    if row.kind == CALL:
+        sums["calls"] += 1
+        sums["unknown"] += row.cost is None
+        sums["cost"] += row.cost or 0
+        sums["estimated"] += row.estimated
+        sums["errors"] += bool(row.error_type)
+        for f in TOKEN_FIELDS:
+            sums["tokens"][f] += getattr(row, f)
+    elif row.kind == CACHE_HIT:
+        sums["hits"] += 1
+        sums["saved"] += row.saved_cost or 0
+    elif row.kind == REFUSAL:
+        sums["refusals"] += 1
+        sums["stopped"] += row.stopped_cost or 0
+
+
+def add_run(sums: dict, run: Any) -> None:
+    sums["runs"] += 1
+    sums["succeeded"] += run.outcome == "succeeded"
+
+
+def group_sums(group: Any) -> dict:
+    """A report group's measures by the names of :func:`new_sums`."""
+    return {"cost": group.cost, "calls": group.calls, "unknown": group.unknown_cost_calls,
+            "estimated": group.estimated_calls, "errors": group.error_calls, "tokens": group.tokens,
+            "hits": group.cache_hits, "saved": group.saved_cost, "refusals": group.refusals,
+            "stopped": group.stopped_cost, "runs": group.runs, "succeeded": group.succeeded_runs}

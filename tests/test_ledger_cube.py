@@ -20,9 +20,10 @@ import pytest
 
 from aicost.ledger import CALL, FeatureRun, LedgerRow, open_store, spend
 from aicost.ledger.query import plan
-from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
+
+from ledger_helpers import add_row, add_run, group_sums, new_sums
 
 PAIRS = list(itertools.combinations(CUBE_KEYS, 2))
 
@@ -40,43 +41,16 @@ def _python_sums(store, start, end, keys, where=None):
     when neither model nor provider is grouped or filtered on (a run has neither), as in every report."""
     where = where or {}
     out = {}
-
-    def acc(item):
-        group = tuple(_value(item, k) for k in keys)
-        return out.setdefault(group, {"cost": Decimal(0), "calls": 0, "unknown": 0, "estimated": 0, "errors": 0,
-                                      "tokens": {f: 0 for f in TOKEN_FIELDS}, "hits": 0, "saved": Decimal(0),
-                                      "refusals": 0, "stopped": Decimal(0), "runs": 0, "succeeded": 0})
-
     for r in store.rows(start, end, where=where):
-        a = acc(r)
-        if r.kind == CALL:
-            a["calls"] += 1
-            a["unknown"] += r.cost is None
-            a["cost"] += r.cost or 0
-            a["estimated"] += r.estimated
-            a["errors"] += bool(r.error_type)
-            for f in TOKEN_FIELDS:
-                a["tokens"][f] += getattr(r, f)
-        elif r.kind == CACHE_HIT:
-            a["hits"] += 1
-            a["saved"] += r.saved_cost or 0
-        elif r.kind == REFUSAL:
-            a["refusals"] += 1
-            a["stopped"] += r.stopped_cost or 0
+        add_row(out.setdefault(tuple(_value(r, k) for k in keys), new_sums()), r)
     if not {"model", "provider"} & {*keys, *where}:
         for run in store.runs(start, end, where=where):
-            a = acc(run)
-            a["runs"] += 1
-            a["succeeded"] += run.outcome == "succeeded"
+            add_run(out.setdefault(tuple(_value(run, k) for k in keys), new_sums()), run)
     return out
 
 
 def _spend_sums(store, start, end, keys, where=None):
-    return {tuple(g.key[k] for k in keys): {
-        "cost": g.cost, "calls": g.calls, "unknown": g.unknown_cost_calls, "estimated": g.estimated_calls,
-        "errors": g.error_calls, "tokens": g.tokens, "hits": g.cache_hits, "saved": g.saved_cost,
-        "refusals": g.refusals, "stopped": g.stopped_cost, "runs": g.runs, "succeeded": g.succeeded_runs}
-        for g in spend(store, start, end, keys, where)}
+    return {tuple(g.key[k] for k in keys): group_sums(g) for g in spend(store, start, end, keys, where)}
 
 
 def _periods(first, days, rng, n=2):

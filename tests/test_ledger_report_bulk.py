@@ -318,33 +318,31 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
 def test_a_line_postgresql_cannot_write_exactly_is_read_as_measures(ledger_url):
     """A unit cost the database might round otherwise than Python (an amount of more than 24 decimals): the
     groups are read as measures instead, and the text is the same."""
+    for _, read, same in _each_format_with_a_cost(ledger_url, Decimal("0.123456789012345678901234567891")):
+        assert read._lines is None and read.table._lines is None
+        assert same
+
+
+def _each_format_with_a_cost(ledger_url, cost):
+    """The odd rows and one call costing ``cost``: per format (csv, json), the report built asking the database
+    for its lines, and whether its text equals the report's built from measures."""
     rows, runs = _odd_rows()
     rows.append(LedgerRow(span_id="f" * 16, kind=CALL, time=DAY + timedelta(hours=3), provider="openai",
-                          request_model="gpt-4o", cost=Decimal("0.123456789012345678901234567891"), team="t",
-                          user=_ODD_USERS[0]))
+                          request_model="gpt-4o", cost=cost, team="t", user=_ODD_USERS[0]))
     with open_store(ledger_url) as store:
         store.write(rows, runs)
         period = Period(DAY, DAY + timedelta(days=2))
         for fmt, render in (("csv", render_csv), ("json", render_json)):
             read = build_report(store, period=period, group_by=("day", "user"), lines=fmt)
-            assert read._lines is None and read.table._lines is None
-            assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
+            yield fmt, read, render(read) == render(build_report(store, period=period, group_by=("day", "user")))
 
 
 def test_trailing_zeros_do_not_stop_postgresql_writing_the_lines(ledger_url):
     """A cost stored with many trailing zeros (1.500000000000000000000000000: 27 decimals written, 1 that counts)
     is not past the exactness condition: PostgreSQL still writes the lines, the same text."""
-    rows, runs = _odd_rows()
-    rows.append(LedgerRow(span_id="e" * 16, kind=CALL, time=DAY + timedelta(hours=3), provider="openai",
-                          request_model="gpt-4o", cost=Decimal("1.500000000000000000000000000"), team="t",
-                          user=_ODD_USERS[0]))
-    with open_store(ledger_url) as store:
-        store.write(rows, runs)
-        period = Period(DAY, DAY + timedelta(days=2))
-        for fmt, render in (("csv", render_csv), ("json", render_json)):
-            read = build_report(store, period=period, group_by=("day", "user"), lines=fmt)
-            assert read._lines == (fmt if store.dialect == "postgresql" else None)
-            assert render(read) == render(build_report(store, period=period, group_by=("day", "user")))
+    for fmt, read, same in _each_format_with_a_cost(ledger_url, Decimal("1.500000000000000000000000000")):
+        assert read._lines == (fmt if ledger_url.startswith("postgresql") else None)
+        assert same
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,8 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
+from ledger_helpers import add_row, add_run, group_sums, new_sums
+
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
 
@@ -219,47 +221,21 @@ def test_every_usage_count_has_a_ledger_column():
 def _python_sums(store, start, end, key):
     """Every measure per group, summed in Python from the rows and runs read back (not from SQL sums)."""
     out = {}
-
-    def acc(group):
-        return out.setdefault(group, {"cost": Decimal(0), "calls": 0, "unknown": 0, "estimated": 0, "errors": 0,
-                                      "tokens": {f: 0 for f in TOKEN_FIELDS}, "hits": 0, "saved": Decimal(0),
-                                      "refusals": 0, "stopped": Decimal(0), "runs": 0, "succeeded": 0})
-
     for r in store.rows(start, end):
         groups = ([f"{n}={v}" for n, v in r.tags.items()] if key == "tag" else [r.group_value(key) or None])
         for group in groups:
-            a = acc(group)
-            if r.kind == CALL:
-                a["calls"] += 1
-                a["unknown"] += r.cost is None
-                a["cost"] += r.cost or 0
-                a["estimated"] += r.estimated
-                a["errors"] += bool(r.error_type)
-                for f in TOKEN_FIELDS:
-                    a["tokens"][f] += getattr(r, f)
-            elif r.kind == CACHE_HIT:
-                a["hits"] += 1
-                a["saved"] += r.saved_cost or 0
-            elif r.kind == REFUSAL:
-                a["refusals"] += 1
-                a["stopped"] += r.stopped_cost or 0
+            add_row(out.setdefault(group, new_sums()), r)
     if key not in ("model", "provider"):
         for run in store.runs(start, end):
             groups = ([f"{n}={v}" for n, v in run.tags.items()] if key == "tag" else
                       [run.time.strftime("%Y-%m-%d") if key == "day" else getattr(run, key) or None])
             for group in groups:
-                a = acc(group)
-                a["runs"] += 1
-                a["succeeded"] += run.outcome == "succeeded"
+                add_run(out.setdefault(group, new_sums()), run)
     return out
 
 
 def _spend_sums(store, start, end, key):
-    return {g.key[key]: {"cost": g.cost, "calls": g.calls, "unknown": g.unknown_cost_calls,
-                         "estimated": g.estimated_calls, "errors": g.error_calls, "tokens": g.tokens,
-                         "hits": g.cache_hits, "saved": g.saved_cost, "refusals": g.refusals,
-                         "stopped": g.stopped_cost, "runs": g.runs, "succeeded": g.succeeded_runs}
-            for g in spend(store, start, end, [key])}
+    return {g.key[key]: group_sums(g) for g in spend(store, start, end, [key])}
 
 
 def _periods(first, days, rng, n=4):
