@@ -34,6 +34,12 @@ def _ids(span: Any) -> tuple[int, int]:
         return 0, 0
 
 
+def _own_id() -> int:
+    """The id of a row whose call or hit has no span, fixed when it is queued (not when its row is built): a row
+    built twice from one item (spilled at exit while being written, then replayed) is then stored once."""
+    return random.getrandbits(64) or 1
+
+
 def call_item(result: CallResult) -> tuple:
     """The calling thread's share of the work: a flat tuple of what the row needs (about 1 us)."""
     info = result.info
@@ -43,10 +49,10 @@ def call_item(result: CallResult) -> tuple:
         trace_id, span_id = context.trace_id, context.span_id
     except Exception:  # no span (or not an OpenTelemetry one)
         trace_id = span_id = 0
-    if not span_id:  # an id of its own, fixed here: a row built twice from this item (spilled, replayed) is one row
-        span_id = random.getrandbits(64) or 1
     if result.record_id:  # billed work that may be read again (a batch result): one row, however often it is read
         span_id = result.record_id
+    elif not span_id:
+        span_id = _own_id()
     refusal = result.refusal
     cost = result.cost
     extra = None
@@ -67,7 +73,7 @@ def call_item(result: CallResult) -> tuple:
 def event_item(event: Any) -> tuple | None:
     if isinstance(event, CacheHit):
         trace_id, span_id = _ids(event.span)
-        return (_HIT_ITEM, event.time_ns, trace_id, span_id or random.getrandbits(64) or 1, event.name,
+        return (_HIT_ITEM, event.time_ns, trace_id, span_id or _own_id(), event.name,
                 event.saved_usd, event.attribution, event.run_id)
     if isinstance(event, UnitFinished):
         trace_id, _ = _ids(event.span)

@@ -184,7 +184,7 @@ class LedgerWriter:
             self.flush(timeout_s=5.0)
             self._abandon()  # past the exit's deadline: spilled
             return
-        if self._exiting or sys.is_finalizing():
+        if sys.is_finalizing():
             return  # never a thread at shutdown: the at-exit flush writes what is queued
         with self._state_lock:
             if self._thread is not None or self._exiting:
@@ -275,10 +275,8 @@ class LedgerWriter:
 
     def _past(self, deadline: float | None) -> bool:
         """True once ``deadline`` or, when closing or exiting, their deadline has passed."""
-        if deadline is None and self._stop_by is None:
-            return False
-        now = time.monotonic()
-        return (deadline is not None and now > deadline) or (self._stop_by is not None and now > self._stop_by)
+        sooner = self._sooner(deadline)
+        return sooner is not None and time.monotonic() > sooner
 
     def _prepare_soon(self, batch: list, pipeline: bool) -> Future:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
