@@ -1,6 +1,7 @@
 """The ledger's tables: versioned, documented (docs/ledger.md) and stable, so BI tools can query them directly.
 
-Four tables, plus ``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
+Five tables (the fifth, ``aicost_rollup_cube_folded``, one row: the cube's first day without day cells), plus
+``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
 
 * ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
   ``span_id`` (re-inserting a row is a no-op, so a replay never double counts).
@@ -57,6 +58,9 @@ CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
 # One row: the cube has day cells for the days before folded_before (and only for them).
 CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
+# The cube's first day without day cells, read and moved forward (by the writer's fold, and by fill_copies)
+READ_FOLDED_SQL = f"SELECT folded_before FROM {CUBE_FOLDED_TABLE}"
+SET_FOLDED_SQL = f"UPDATE {CUBE_FOLDED_TABLE} SET folded_before = ?"
 # The database's clock, UTC: the migration folds no day past today's (as the writer caps its fold).
 _NOW = {"sqlite": "datetime('now')", "postgresql": "now()"}
 # folded_before of a ledger with no closed day yet, per dialect (before any row's time)

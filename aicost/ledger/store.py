@@ -394,19 +394,19 @@ class LedgerStore:
         day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
         if self._folded_before is not None and day <= self._folded_before:
             return
-        cur.execute(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}")
+        cur.execute(schema.READ_FOLDED_SQL)
         folded = _parse_ts(cur.fetchone()[0])
         if folded < day:
             cur.execute(self._sql(rollup.close_days_sql(rollup.DIALECTS[self.dialect])),
                         [self._ts(folded), self._ts(day)])
-            cur.execute(self._sql(f"UPDATE {schema.CUBE_FOLDED_TABLE} SET folded_before = ?"), [self._ts(day)])
+            cur.execute(self._sql(schema.SET_FOLDED_SQL), [self._ts(day)])
             folded = day
         self._folded_before = folded
 
     def folded_before(self) -> datetime:
         """The cube's first day without day cells (:data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`): the days
         before it are read from day cells, it and later days from hour cells."""
-        return _parse_ts(self._fetch(f"SELECT folded_before FROM {schema.CUBE_FOLDED_TABLE}", [])[0][0])
+        return _parse_ts(self._fetch(schema.READ_FOLDED_SQL, [])[0][0])
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""

@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 from ..usage import Usage
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
 from . import rollup
-from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, ROW_COLUMNS, RUN_COLUMNS
+from .schema import CUBE_KEYS, CUBE_TABLE, MEASURES, ROW_COLUMNS, RUN_COLUMNS, SET_FOLDED_SQL
 from .store import LedgerStore
 
 __all__ = ["Profile", "generate", "fill", "fill_copies", "MODELS"]
@@ -244,5 +244,5 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
     # day cells (the first day's batches folded nothing: its day was the latest then).
     closed = store._ts(first + timedelta(days=days - 1))
     store.execute_many([(rollup.close_days_sql(rollup.DIALECTS[store.dialect]), [[low, closed]]),
-                        (f"UPDATE {CUBE_FOLDED_TABLE} SET folded_before = ?", [[closed]])])
+                        (SET_FOLDED_SQL, [[closed]])])
     return store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]
