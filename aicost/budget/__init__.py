@@ -22,6 +22,7 @@ import logging
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import _fork
+from .._lazy import lazy_names as _lazy_names
 from .. import hooks
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
@@ -51,12 +52,8 @@ def process_memory_store() -> MemoryStore:
         return _memory_store
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RedisStore":
-        from .stores.redis import RedisStore
-
-        return RedisStore
-    raise AttributeError(f"module 'aicost.budget' has no attribute {name!r}")
+# RedisStore imports the optional redis client only when asked for
+__getattr__, __dir__ = _lazy_names(__name__, {"RedisStore": ".stores.redis"})
 
 
 _STORE_CHOICES = "'memory', a redis://, rediss:// or unix:// URL, a mapping with 'url' (and 'prefix'), or a store object"

@@ -1,15 +1,12 @@
 """Budget stores: :class:`MemoryStore` (default, per process) and :class:`RedisStore` (shared)."""
 
+from ..._lazy import lazy_names as _lazy_names
 from .base import BudgetStore, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
 from .memory import MemoryStore
 
 
-def __getattr__(name: str):  # RedisStore imports the optional redis client only when asked for
-    if name == "RedisStore":
-        from .redis import RedisStore
-
-        return RedisStore
-    raise AttributeError(name)
+# RedisStore imports the optional redis client only when asked for
+__getattr__, __dir__ = _lazy_names(__name__, {"RedisStore": ".redis"})
 
 
 __all__ = ["BudgetStore", "Charge", "MemoryStore", "RedisStore", "ReserveOutcome", "SettleOutcome", "StoreUnavailable"]
