@@ -57,10 +57,10 @@ class Prices:
         """Why ``get`` found no price, when the catalog knows more than "no price for this model" (a tier billed
         at per-model rates it lacks): the reason the call's span would carry. None for a ``price_lookup`` of
         the application's own, which says only whether it has a price."""
+        if self._lookup not in (None, default_price_lookup()):
+            return None
         from .. import pricing
 
-        if self._lookup not in (None, pricing.current_price):
-            return None
         return pricing.unknown_reason(provider, model, tier_text(service_tier))
 
 

@@ -111,8 +111,6 @@ def _checked(pools: tuple[Any, ...]) -> tuple[Pool, ...]:
 
 
 def _ledger_url() -> str | None:
-    import sys
-
     writer = sys.modules.get("aicost.ledger.writer")
     active_writer = writer.active() if writer is not None else None
     return getattr(active_writer, "url", None)

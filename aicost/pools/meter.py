@@ -172,8 +172,8 @@ class PoolMeter:
         pool = self.pool_of(info.server_address, info.server_port, info.request_model)
         if pool is None or result.usage is None:
             return
-        on_use, self.on_next_use = self.on_next_use, None
-        if on_use is not None:
+        if self.on_next_use is not None:  # once (a forked child's first pool call starts its closing thread)
+            on_use, self.on_next_use = self.on_next_use, None
             on_use()
         now = int(self.clock())
         start = now - now % pool.interval
