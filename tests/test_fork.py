@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -373,6 +374,9 @@ def test_a_forked_child_closes_its_own_pool_intervals_with_its_own_thread_starte
     first pool call. A call made while the interpreter shuts down is counted but starts no thread (it would never
     run, and would hang the exit)."""
     pools = {"p": {"gpu_hour": 1, "endpoints": ["10.0.0.5:8000"], "models": ["m"], "owner": "ml", "output_weight": 2}}
+    deadline = time.monotonic() + 30
+    while _pools_threads() and time.monotonic() < deadline:  # an earlier test's closing thread, still ending
+        time.sleep(0.01)
     meter = configure_pools(pools, ledger="")
     try:
         def pool_call():
