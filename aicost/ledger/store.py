@@ -359,10 +359,12 @@ class LedgerStore:
         cur.execute(self._sql(f"SELECT {key} FROM {table} WHERE {self._in_ids(key)}"), [self._id_list(ids)])
         return {found for (found,) in cur.fetchall()}
 
-    def _update_rollups(self, cur: Any, batch: PreparedBatch) -> None:
-        """Sum the rows and runs this batch inserted (by id) into the hour and day rollups, in SQL, skipping the
-        token classes :meth:`prepare` found 0 in every row (``batch.zero``) and summing money as integers where it
-        found that exact (``batch.units``)."""
+    def _update_rollups(self, cur: Any, batch: PreparedBatch, stage: str = "") -> None:
+        """Sum the rows and runs this batch inserted into the hour and day rollups and the cube, in SQL, skipping
+        the token classes :meth:`prepare` found 0 in every row (``batch.zero``) and summing money as integers
+        where it found that exact (``batch.units``); then close the days it ends (:meth:`_close_days`). The rows
+        are named by id, or, with ``stage`` (SQLite's attached stage, all of whose rows went in), they are the
+        stage's."""
         rows, runs = batch.rows, batch.runs
         if not rows and not runs:
             return
@@ -370,10 +372,12 @@ class LedgerStore:
         cur.execute(rollup.delta_ddl(d))
         wheres, params = {}, {}
         if rows:
-            wheres["rows"], params["rows"] = self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])]
+            wheres["rows"], params["rows"] = ("true", []) if stage else (
+                self._in_ids("span_id"), [self._id_list([r.span_id for r in rows])])
         if runs:
-            wheres["runs"], params["runs"] = self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])]
-        for sql, sources in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units):
+            wheres["runs"], params["runs"] = ("true", []) if stage else (
+                self._in_ids("run_id"), [self._id_list([r.run_id for r in runs])])
+        for sql, sources in rollup.rollup_sql(d, wheres, zero=batch.zero, units=batch.units, schema=stage):
             if sources:
                 cur.execute(self._sql(sql), [p for source in sources for p in params[source]])
             else:
@@ -980,12 +984,7 @@ class SQLiteStore(LedgerStore):
                 batch = new
             if staged:
                 self._set_outcomes(cur, batch)  # the staged rows and runs (all new) went in, and are summed
-                cur.execute(rollup.delta_ddl(rollup.SQLITE))
-                sources = {s: "true" for s, x in (("rows", batch.rows), ("runs", batch.runs)) if x}
-                for sql, _ in rollup.rollup_sql(rollup.SQLITE, sources, zero=batch.zero, units=batch.units,
-                                                schema=STAGE):
-                    cur.execute(sql)
-                self._close_days(cur, batch.last)
+                self._update_rollups(cur, batch, stage=STAGE)
             else:
                 cur.executemany(_INSERT_ROW, batch.row_params)
                 cur.executemany(_INSERT_RUN, batch.run_params)
