@@ -143,7 +143,7 @@ class Report:
         """The groups as :class:`SpendGroup` objects (made from :attr:`table` on each access; the renderers
         print the table itself: a month by day and user is 60,000 groups). Only for a report of every measure
         (``build_report``'s default)."""
-        if self.group_by and self._lines is not None:
+        if self._lines is not None:  # (only a report with group-by keys has lines)
             raise ValueError(f"this report's groups were written by the database as {self._lines} lines "
                              "(build_report(lines=...)); build it without lines= to have them as SpendGroup objects")
         if self.group_by and self.table.measures != MEASURES:
