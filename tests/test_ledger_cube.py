@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
-import sqlite3
 import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,65 +21,9 @@ from aicost.ledger.query import plan
 from aicost.ledger.schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
-from ledger_helpers import add_row, add_run, group_sums, new_sums
+from ledger_helpers import DROP_PAIRS, Reads, python_sums, run_sql, sample_periods, spend_sums, waiting_for_the_write_lock
 
 PAIRS = list(itertools.combinations(CUBE_KEYS, 2))
-
-
-def _value(item, key):
-    if key == "day":
-        return item.time.strftime("%Y-%m-%d")
-    if key == "hour":
-        return item.time.strftime("%Y-%m-%dT%H:00Z")
-    return getattr(item, key, None) or None  # a run has no model or provider
-
-
-def _python_sums(store, start, end, keys, where=None):
-    """Every measure per group of ``keys``, summed in Python from the rows and runs read back. Runs count only
-    when neither model nor provider is grouped or filtered on (a run has neither), as in every report."""
-    where = where or {}
-    out = {}
-    for r in store.rows(start, end, where=where):
-        add_row(out.setdefault(tuple(_value(r, k) for k in keys), new_sums()), r)
-    if not {"model", "provider"} & {*keys, *where}:
-        for run in store.runs(start, end, where=where):
-            add_run(out.setdefault(tuple(_value(run, k) for k in keys), new_sums()), run)
-    return out
-
-
-def _spend_sums(store, start, end, keys, where=None):
-    return {tuple(g.key[k] for k in keys): group_sums(g) for g in spend(store, start, end, keys, where)}
-
-
-def _periods(first, days, rng, n=2):
-    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
-    periods = [(midnight, midnight + timedelta(days=days)),  # whole days
-               (midnight + timedelta(hours=5), midnight + timedelta(days=days - 1, hours=7))]  # whole hours
-    for _ in range(n):  # minutes inside hours at both edges
-        a = first + timedelta(seconds=rng.randrange(0, days * 86400))
-        periods.append((a, a + timedelta(seconds=rng.randrange(3700, 2 * 86400))))
-    return periods
-
-
-class _Reads:
-    """The SQL (and parameters) of every query a store runs for a report (both dialects fetch sums through
-    ``_fetch``)."""
-
-    def __init__(self, store, monkeypatch):
-        self.sql: list[str] = []
-        self.params: list = []
-        fetch = store._fetch
-
-        def recording(sql, params):
-            self.sql.append(sql)
-            self.params.extend(params)
-            return fetch(sql, params)
-
-        monkeypatch.setattr(store, "_fetch", recording)
-
-    def tables(self) -> set[str]:
-        text = " ".join(self.sql)
-        return {t for t in ("aicost_rollup_cube", "aicost_rollup ", "aicost_ledger", "aicost_runs") if t in text}
 
 
 def test_the_planner_reads_the_cube_for_any_combination_of_its_keys():
@@ -93,7 +35,7 @@ def test_the_planner_reads_the_cube_for_any_combination_of_its_keys():
     assert plan(CUBE_KEYS) == "cube"
     assert plan(("team",)) == plan(("team",), {"team": "x"}) == "rollup"  # one key: its own, smaller cells
     for other in ("customer", "user", "tag", "tag:env"):
-        assert plan(("team", other)) == plan(("team",), {other: "x"}) == "rows"
+        assert plan(("team", other)) == plan(("team",), {other: "x"}) == "pairs"  # the pair cells (schema 6)
 
 
 def test_every_pair_with_day_and_hour_equals_the_raw_rows_summed_in_python(ledger_url, monkeypatch):
@@ -101,17 +43,17 @@ def test_every_pair_with_day_and_hour_equals_the_raw_rows_summed_in_python(ledge
     fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11), batch=400)
     first, _ = store.time_range()
     rng = random.Random(7)
-    periods = _periods(first, 3, rng)
+    periods = sample_periods(first, 3, rng)
     for (a, b), time in itertools.product(PAIRS, ((), ("day",), ("hour",))):
         keys = (*time, a, b)
         for start, end in periods:
-            assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
+            assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys), (keys, start, end)
     midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
     for keys in (("day", *CUBE_KEYS), ("hour", *CUBE_KEYS), CUBE_KEYS):  # one cell per group: read as it is
         for start, end in ((midnight, midnight + timedelta(days=3)), periods[-1]):
-            assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
+            assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys), (keys, start, end)
     # The whole-day period reads the cube's cells alone: no raw row is summed.
-    reads = _Reads(store, monkeypatch)
+    reads = Reads(store, monkeypatch)
     spend(store, midnight, midnight + timedelta(days=3), ["team", "model"])
     assert reads.tables() == {"aicost_rollup_cube"}
     store.close()
@@ -130,10 +72,10 @@ def test_filters_on_cube_keys_equal_the_raw_rows_and_read_the_cube(ledger_url, m
              (("feature", "model"), {"team": team})]
     rng = random.Random(2)
     for keys, where in cases:
-        for start, end in _periods(first, 2, rng):
-            assert (_spend_sums(store, start, end, keys, where)
-                    == _python_sums(store, start, end, keys, where)), (keys, where, start, end)
-    reads = _Reads(store, monkeypatch)
+        for start, end in sample_periods(first, 2, rng):
+            assert (spend_sums(store, start, end, keys, where)
+                    == python_sums(store, start, end, keys, where)), (keys, where, start, end)
+    reads = Reads(store, monkeypatch)
     midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
     spend(store, midnight + timedelta(hours=3), midnight + timedelta(days=1, hours=5), ["feature"], {"team": team})
     assert reads.tables() == {"aicost_rollup_cube"}
@@ -152,27 +94,12 @@ def test_a_replayed_or_overlapping_batch_is_counted_once_in_the_cube(ledger_url)
     first, last = store.time_range()
     start, end = first.replace(minute=0, second=0, microsecond=0), last + timedelta(hours=1)
     for keys in (("team", "feature"), ("model", "provider"), ("day", "team", "model")):
-        assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys)
+        assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys)
     store.close()
 
 
 def _cube(store):
     return sorted(store._fetch(f"SELECT * FROM {CUBE_TABLE}", []), key=lambda cell: tuple(map(str, cell)))
-
-
-def _run(url, statements):
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url[len("sqlite:///"):])
-        for s in statements:
-            conn.execute(s)
-        conn.commit()
-        conn.close()
-    else:
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            for s in statements:
-                conn.execute(s)
 
 
 def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_it(ledger_url):
@@ -182,15 +109,15 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     first, last = store.time_range()
     store.close()
     assert written
-    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}",
-                      "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
+    run_sql(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}", *DROP_PAIRS,
+                         "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     assert _cube(store) == written  # cell for cell, what the writer had summed batch by batch
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     for keys in PAIRS:
         for end in (start + timedelta(days=1), last):  # whole hours, then minutes
-            assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys)
+            assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys)
     store.close()
 
 
@@ -206,8 +133,8 @@ def test_the_migration_never_folds_past_today_whatever_the_rows_say(ledger_url):
                            provider="openai", response_model="gpt-4o-mini", team="t", cost=Decimal("0.0001"),
                            input_tokens=5, output_tokens=1) for k, days in enumerate((-2, 0, 40))])
     store.close()
-    _run(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}",
-                      "DELETE FROM aicost_schema WHERE version = 5"])  # what 4 wrote
+    run_sql(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}", *DROP_PAIRS,
+                         "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
     store = open_store(ledger_url)
     assert store.folded_before() == today
     assert _day_cells(store, today - timedelta(days=2)) == 1
@@ -221,8 +148,8 @@ def test_synthetic_copies_copy_the_cube(ledger_url):
     first, last = store.time_range()
     rng = random.Random(4)
     for keys in (("team", "model"), ("day", "feature", "provider")):
-        for start, end in _periods(first, 3, rng, n=1):
-            assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys)
+        for start, end in sample_periods(first, 3, rng, n=1):
+            assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys)
     store.close()
 
 
@@ -247,7 +174,7 @@ def _day_cells(store, day):
 def _assert_exact(store, start, end):
     """Every pair of the cube's keys, by day and not, and the totals, equal the raw rows summed in Python."""
     for keys in ((), *PAIRS, ("day", "team", "model"), ("hour", "feature", "provider"), CUBE_KEYS):
-        assert _spend_sums(store, start, end, keys) == _python_sums(store, start, end, keys), (keys, start, end)
+        assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys), (keys, start, end)
 
 
 def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_its_day_cells(ledger_url,
@@ -275,7 +202,7 @@ def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_it
     _assert_exact(store, day1, day3)
     # The first day whole reads its day cells (its hour cells would be 24 times more); the second, not folded,
     # its hour cells.
-    reads = _Reads(store, monkeypatch)
+    reads = Reads(store, monkeypatch)
     spend(store, day1, day3, ["team", "model"])
     assert reads.tables() == {"aicost_rollup_cube"}
     assert "day" in reads.params and "hour" in reads.params
@@ -286,7 +213,7 @@ def test_a_day_is_folded_once_when_a_later_day_is_written_and_late_rows_reach_it
                       input_tokens=10, output_tokens=2)
     assert other.write([extra]) == 1
     other.close()
-    assert _spend_sums(store, day1, day2, ["team"], {"model": extra.model})[("late-team",)]["cost"] == \
+    assert spend_sums(store, day1, day2, ["team"], {"model": extra.model})[("late-team",)]["cost"] == \
         Decimal("0.000123")
     _assert_exact(store, day1, day3)
     store.close()
@@ -316,21 +243,6 @@ def test_a_fold_rolled_back_is_done_again_by_the_next_batch(ledger_url):
     store.close()
 
 
-def _waiting_for_the_write_lock(url, probe, store):
-    """Wait until ``store`` waits for the ledger's write lock held by another transaction. PostgreSQL: its
-    session is seen waiting for the advisory lock (no guess at timing). SQLite: no such view; a moment."""
-    if url.startswith("sqlite"):
-        time.sleep(0.3)
-        return
-    pid = store._conn.info.backend_pid
-    for _ in range(2000):
-        if probe._fetch("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %s",
-                        [pid])[0][0]:
-            return
-        time.sleep(0.005)
-    raise AssertionError("the second writer never waited for the write lock")
-
-
 @pytest.mark.parametrize("isolation", ["default", "repeatable read"])
 @pytest.mark.parametrize("first", ["late rows", "fold"])
 def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first, isolation):
@@ -344,7 +256,7 @@ def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first, isolation
     if isolation != "default":
         if ledger_url.startswith("sqlite"):
             pytest.skip("SQLite has no isolation setting")
-        _run(ledger_url, [f"ALTER DATABASE {ledger_url.rsplit('/', 1)[1]} "
+        run_sql(ledger_url, [f"ALTER DATABASE {ledger_url.rsplit('/', 1)[1]} "
                           f"SET default_transaction_isolation = '{isolation}'"])
     ((rows1, runs1), (rows2, runs2)), day1 = _by_day(ledger_url)
     day2, day3 = day1 + timedelta(days=1), day1 + timedelta(days=2)
@@ -378,7 +290,7 @@ def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first, isolation
     assert inside.wait(30)
     waiting = threading.Thread(target=run, args=(waiter, waiter_rows, waiter_runs))
     waiting.start()
-    _waiting_for_the_write_lock(ledger_url, setup, waiter)
+    waiting_for_the_write_lock(ledger_url, setup, waiter)
     assert waiting.is_alive()  # it cannot write while the holder's transaction is open
     release.set()
     held.join(30)
@@ -388,6 +300,6 @@ def test_two_writers_racing_a_day_fold_lose_nothing(ledger_url, first, isolation
     assert _day_cells(setup, day1) > 0
     _assert_exact(setup, day1, day3)
     # Day 1's day cells, read one per group, hold exactly its rows' sums (the late rows too).
-    assert _spend_sums(setup, day1, day2, ["day", *CUBE_KEYS]) == _python_sums(setup, day1, day2, ["day", *CUBE_KEYS])
+    assert spend_sums(setup, day1, day2, ["day", *CUBE_KEYS]) == python_sums(setup, day1, day2, ["day", *CUBE_KEYS])
     for store in (setup, late_writer, folder):
         store.close()

@@ -30,10 +30,11 @@ from decimal import Decimal
 from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
+from . import pairs
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
-from .store import FILTER_KEYS, LedgerStore, _LineFormat, key_sql
+from .store import FILTER_KEYS, LedgerStore, _LineFormat, _rollup_dim, key_sql
 
 __all__ = ["GROUP_KEYS", "TIME_KEYS", "SpendGroup", "SpendTable", "spend", "spend_table", "totals", "check_group_by",
            "UnknownGroupKey", "unit_cost_texts", "plan"]
@@ -274,6 +275,8 @@ def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, .
                              order, nonzero, line)
     if how == "cube":
         return _from_cube(store, start, end, keys, where, measures, order, nonzero, line)
+    if how == "pairs":
+        return _from_pairs(store, start, end, keys, where, measures, order, nonzero, line)
     return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero,
                           _line=line)
 
@@ -281,14 +284,22 @@ def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, .
 def plan(keys: Sequence[str], where: Mapping[str, str] | None = None) -> str:
     """Which table answers a grouping (and filter): 'rollup' (aicost_rollup: one dimension per cell, so one key,
     filtered if at all on that same key), 'cube' (aicost_rollup_cube: keys and filters all among
-    :data:`~aicost.ledger.schema.CUBE_KEYS`, team x model), or 'rows' (the raw rows: any other combination, even
-    two tags, as group tag:team filtered on tag:env). Time keys combine with any of them."""
+    :data:`~aicost.ledger.schema.CUBE_KEYS`, team x model), 'pairs' (aicost_rollup_pair: two keys, grouped or
+    filtered, one of them user, customer or a tag, with or without day: team x customer), or 'rows' (the raw rows:
+    any other combination, three keys, two tags, or a pair by hour). Time keys combine with the first two."""
     used = {*(k for k in keys if k not in TIME_KEYS), *(where or {})}
     if len(used) <= 1 and all(k in _DIMS or k.startswith("tag") for k in used):
         return "rollup"
     if used <= set(CUBE_KEYS):
         return "cube"
+    if len(used) == 2 and "hour" not in keys and _pair(used) is not None:
+        return "pairs"
     return "rows"
+
+
+def _pair(used: Collection[str]) -> tuple[str, str] | None:
+    a, b = (_rollup_dim(k) for k in used)
+    return pairs.pair_of(a, b)
 
 
 def _exact_order(table: SpendTable) -> None:
@@ -310,10 +321,6 @@ def totals(store: LedgerStore, start: datetime | date, end: datetime | date,
     """The period's totals as one group (zeros for an empty period)."""
     found = spend(store, start, end, (), where)
     return found[0] if found else SpendGroup.from_measures({}, new_measures())
-
-
-def _rollup_dim(key: str) -> str:
-    return "tag" if key.startswith("tag") else key
 
 
 def _from_rollups(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...], dims: list[str],
@@ -354,6 +361,42 @@ def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[s
     cells = set(CUBE_KEYS) <= set(keys) and _one_cell_each(spans, edges, keys)
     return store.sum_cube(spans, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
                           nonzero=nonzero, _line=line)
+
+
+def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
+                where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
+                line: _LineFormat | None = None) -> list[tuple]:
+    """Two keys, one of them user, customer or a tag (and maybe day): summed over the pair cells of the whole
+    days the period holds (the fewest blocks, or each day's cells when grouped by day), the cells of the day
+    being summed so far where the period covers what they hold, and the raw rows of the rest: the hours at the
+    period's start before its first midnight, and from where the summing got (``summed_before``) to the end."""
+    pair = _pair({*(k for k in keys if k not in TIME_KEYS), *where})
+    assert pair is not None
+    summed = store.pairs_summed_before()
+    summed_day = _floor(summed, _DAY)
+    blocks: list[tuple[int, datetime]] = []
+    edges: list[tuple[datetime, datetime]] = []
+    first_day = _ceil(start, _DAY)
+    t = start
+    if first_day < end:
+        if start < first_day:
+            edges.append((start, first_day))
+        t = first_day
+        whole_end = max(t, min(_floor(end, _DAY), summed_day))
+        if "day" in keys:
+            blocks += [(1, t + i * _DAY) for i in range((whole_end - t) // _DAY)]
+        else:
+            blocks += pairs.blocks(t, whole_end)
+        t = whole_end
+        if t == summed_day < summed <= end:  # the day being summed: its cells hold [its midnight, summed)
+            blocks.append((1, t))
+            t = summed
+    if t < end:
+        edges.append((t, end))
+    grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}
+    cells = not edges and grouped == set(pair) and ("day" in keys or len(blocks) == 1)
+    return store.sum_pairs(pair, blocks, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
+                           nonzero=nonzero, _line=line)
 
 
 def _split(start: datetime, end: datetime, keys: tuple[str, ...]

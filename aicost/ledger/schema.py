@@ -1,6 +1,7 @@
 """The ledger's tables: versioned, documented (docs/ledger.md) and stable, so BI tools can query them directly.
 
-Five tables (the fifth, ``aicost_rollup_cube_folded``, one row: the cube's first day without day cells), plus
+Seven tables (``aicost_rollup_cube_folded``, one row: the cube's first day without day cells;
+``aicost_rollup_pair_summed``, one row: how far the pair cells are summed), plus
 ``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
 
 * ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
@@ -17,6 +18,10 @@ Five tables (the fifth, ``aicost_rollup_cube_folded``, one row: the cube's first
   before ``aicost_rollup_cube_folded.folded_before`` (one row): the writer folds a day's hour cells into day cells
   once, when it first writes a row of a later day, and from then on adds a late row of a folded day to both.
   Days from ``folded_before`` on (today) have hour cells only.
+* ``aicost_rollup_pair`` (version 6): the same sums per pair of attribution keys where one is user, customer or
+  a tag (``dim_a`` / ``value_a``, ``dim_b`` / ``value_b``: customer x team, user x model, customer x 'env=prod'),
+  per block of ``days`` (1, 2, 4, 8, 16 or 32, aligned from 1970-01-01) starting at ``bucket``. Summed behind the
+  writer from the rows stored before ``aicost_rollup_pair_summed.summed_before`` (:mod:`aicost.ledger.pairs`).
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
@@ -44,10 +49,12 @@ __all__ = [
     "CUBE_FOLDED_TABLE",
     "FOLDED_FLOOR",
     "GRAINS",
+    "PAIR_TABLE",
+    "PAIR_MARK_TABLE",
     "ddl",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -58,6 +65,9 @@ CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
 # One row: the cube has day cells for the days before folded_before (and only for them).
 CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
+# Pair cells (version 6, aicost.ledger.pairs) and the one-row table saying how far they are summed.
+PAIR_TABLE = "aicost_rollup_pair"
+PAIR_MARK_TABLE = "aicost_rollup_pair_summed"
 # The cube's first day without day cells, read and moved forward (by the writer's fold, and by fill_copies)
 READ_FOLDED_SQL = f"SELECT folded_before FROM {CUBE_FOLDED_TABLE}"
 SET_FOLDED_SQL = f"UPDATE {CUBE_FOLDED_TABLE} SET folded_before = ?"
@@ -281,8 +291,38 @@ def _v5(dialect: str) -> list[str]:
     ]
 
 
+def _v6(dialect: str) -> list:
+    """aicost_rollup_pair: sums per pair of attribution keys where one is user, customer or a tag, in blocks of 1
+    to 32 days (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows are summed into them.
+    The migration sums the rows already stored as the writer's compaction does (the last step, a callable the
+    store runs on the migration's connection: ``pairs.compact`` in chunks). The version bump keeps an older
+    aicost from writing late rows that would miss the pair cells."""
+    t = _TYPES[dialect]
+    return [
+        f"""CREATE TABLE {PAIR_TABLE} (
+  days {t['int']} NOT NULL,
+  bucket {t['ts']} NOT NULL,
+  dim_a TEXT NOT NULL,
+  value_a TEXT NOT NULL,
+  dim_b TEXT NOT NULL,
+  value_b TEXT NOT NULL,
+  {_measure_columns(dialect)},
+  PRIMARY KEY (days, bucket, dim_a, dim_b, value_a, value_b)
+){_WITHOUT_ROWID[dialect]}""",
+        f"""CREATE TABLE {PAIR_MARK_TABLE} (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  summed_before {t['ts']} NOT NULL
+)""",
+        f"INSERT INTO {PAIR_MARK_TABLE} (id, summed_before) VALUES (1, '{FOLDED_FLOOR[dialect]}')",
+        SUM_STORED_PAIRS,
+    ]
+
+
+# A migration step that is not SQL: the store sums the pair cells of the rows already stored (aicost.ledger.store).
+SUM_STORED_PAIRS = "aicost:sum-stored-pairs"
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def schema_table_ddl(dialect: str) -> str:

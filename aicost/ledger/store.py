@@ -29,7 +29,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import reduce
 from itertools import compress
@@ -42,7 +42,7 @@ from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
-from . import rollup
+from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
 from .schema import (MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION,
                      UNIT_COST_DECIMALS)
@@ -67,6 +67,10 @@ _run_id_of = operator.attrgetter("run_id")
 _SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
+# Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
+# longest the summing holds the write lock (other writers' batches wait, they are not refused).
+PAIR_CHUNK_ROWS = 50_000
+PAIR_LAG = timedelta(minutes=2)  # an hour is summed into the pair cells once it ended this long ago
 
 
 @dataclass(slots=True)
@@ -85,6 +89,7 @@ class PreparedBatch:
     zero: frozenset[str] = frozenset()  # token classes 0 in every row (not summed)
     units: bool = False  # the rows' money may be summed as integers (rollup.fits_units, on SQLite)
     last: datetime | None = None  # its last row's or run's time (_last_time: the cube's days before it are closed)
+    first: Any = None  # its earliest row's or run's time as encoded (_first_ts): late rows for the pair cells?
 
 
 def _unique(items: Sequence[Any], key: str) -> list[Any]:
@@ -101,6 +106,18 @@ def _last_time(rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> datetim
     cube's fold of a closed day wait for a later batch (:meth:`LedgerStore._close_days`). Not a scan of the batch:
     that cost ~1 k instructions per row."""
     return max((items[-1].time for items in (rows, runs) if items), default=None)
+
+
+def _first_ts(row_params: Sequence[tuple], run_params: Sequence[tuple]) -> Any:
+    """The earliest time of a batch's encoded rows and runs (as the dialect encodes it: text on SQLite, which sorts
+    as the times do): in C, a few dozen instructions a row. Unlike :func:`_last_time`, exact: a late row must not
+    be missed (:meth:`LedgerStore._add_late_pairs`)."""
+    return min((min(map(getter, params)) for getter, params in ((_ROW_TS, row_params), (_RUN_TS, run_params))
+                if params), default=None)
+
+
+_ROW_TS = operator.itemgetter(ROW_COLUMNS.index("ts"))
+_RUN_TS = operator.itemgetter(RUN_COLUMNS.index("ts"))
 
 
 def _zero_tokens(rows: Sequence[LedgerRow]) -> frozenset[str]:
@@ -274,7 +291,7 @@ class LedgerStore:
         run_params = [self.run_params(r) for r in runs]
         return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
                              _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
-                             and rollup.fits_units(rows), _last_time(rows, runs))
+                             and rollup.fits_units(rows), _last_time(rows, runs), _first_ts(row_params, run_params))
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
         """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
@@ -322,7 +339,7 @@ class LedgerStore:
         # zero and units still hold for a part of the batch: a class 0 in every row is 0 in some of them, and
         # amounts whose absolute sum fits have a part whose sum fits
         return PreparedBatch(rows, runs, row_params, run_params, staged, zero=batch.zero, units=batch.units,
-                             last=batch.last)
+                             last=batch.last, first=batch.first)
 
     def _unstage(self, cur: Any, staged: Any, new_rows: list[bool], new_runs: list[bool]) -> Any:
         """What ``staged`` (of this dialect) holds of the rows and runs flagged new, in order (None: nothing
@@ -383,6 +400,24 @@ class LedgerStore:
             else:
                 cur.execute(sql)
         self._close_days(cur, batch.last)
+        self._add_late_pairs(cur, batch, wheres, params, stage)
+
+    def _add_late_pairs(self, cur: Any, batch: PreparedBatch, wheres: dict[str, str], params: dict[str, list],
+                        stage: str) -> None:
+        """Add the batch's late rows and runs, those before ``summed_before`` (read here, under the write lock:
+        the pair summing moves it under the same lock), to the pair cells (:func:`aicost.ledger.pairs.
+        late_statements`). Nearly every batch has none: one read of one row, and a comparison."""
+        cur.execute(pairs.READ_SUMMED_SQL)
+        summed = _parse_ts(cur.fetchone()[0])
+        mark = self._ts(summed)
+        if batch.first is None or batch.first >= mark:
+            return
+        late = {source: f"{where} AND ts < ?" for source, where in wheres.items()}
+        late_params = [p for source in late for p in (*params[source], mark)]
+        closed = [self._ts(summed.replace(hour=0, minute=0, second=0, microsecond=0))]
+        d = rollup.DIALECTS[self.dialect]
+        for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage):
+            cur.execute(self._sql(sql), late_params if takes == "sources" else closed if takes == "closed" else [])
 
     def _close_days(self, cur: Any, last: datetime | None) -> None:
         """Inside a write transaction (which holds the ledger's write lock: SQLite's ``BEGIN IMMEDIATE``,
@@ -411,6 +446,27 @@ class LedgerStore:
         """The cube's first day without day cells (:data:`~aicost.ledger.schema.CUBE_FOLDED_TABLE`): the days
         before it are read from day cells, it and later days from hour cells."""
         return _parse_ts(self._fetch(schema.READ_FOLDED_SQL, [])[0][0])
+
+    def compact_pairs(self, *, max_rows: int | None = PAIR_CHUNK_ROWS, until: datetime | None = None) -> bool:
+        """Sum one chunk of stored rows into the pair cells (:func:`aicost.ledger.pairs.compact`), in a write
+        transaction of its own: from ``summed_before`` to ``until``, by default the start of the hour that ended
+        two minutes ago or of the latest row's hour, whichever is earlier (so rows written now, and a backfill's
+        past rows as they come in order, are rarely late), at most about ``max_rows`` rows. Returns whether it
+        moved ``summed_before``: call again while it does. The background writer calls it behind its batches;
+        raises :class:`LedgerUnavailable` when the database cannot be reached."""
+        with self._lock, self._unreachable_as_unavailable(), self._write_transaction() as cur:
+            until = until or _pairs_until(cur, self.dialect)
+            return until is not None and _sum_pairs(cur, self.dialect, until, max_rows)
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        """A transaction holding the ledger's write lock (as a batch's), its cursor."""
+        raise NotImplementedError
+        yield
+
+    def pairs_summed_before(self) -> datetime:
+        """How far the pair cells are summed: every row and run before this time is in them, none after it."""
+        return _parse_ts(self._fetch(pairs.READ_SUMMED_SQL, [])[0][0])
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -550,6 +606,53 @@ class LedgerStore:
             parts += raw
             params += raw_params
         group = [key_sql(d, k, "b", k)[0] for k in keys]
+        return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
+                          line=_line)
+
+    def sum_pairs(self, pair: tuple[str, str], blocks: Sequence[tuple[int, datetime]],
+                  edges: Sequence[tuple[datetime, datetime]], keys: Sequence[str], *,
+                  where: Mapping[str, str] | None = None, measures: Sequence[str] = MEASURES, cells: bool = False,
+                  ordered: bool = False, nonzero: bool = False, _line: _LineFormat | None = None) -> list[tuple]:
+        """:meth:`sum_period` for a pair of rollup dimensions (:data:`aicost.ledger.pairs.PAIRS`, in their stored
+        order): ``measures`` grouped by ``keys`` (keys of the pair's two dimensions, and day) and filtered by
+        ``where`` (on those keys), in ONE statement over the pair cells of ``blocks`` ((days, start): cells
+        summed by :meth:`compact_pairs`) and the raw rows and feature runs of ``edges``. ``cells``: each group is
+        one cell, read as it is. ``ordered`` and ``nonzero``: as :meth:`_sums` (``_line``: its ``line``)."""
+        d = rollup.DIALECTS[self.dialect]
+        where = dict(where or {})
+        names = list(measures)
+        column = {}  # each key of the pair's dimensions -> the column holding its values
+        for key in [*keys, *where]:
+            if key != "day":
+                column[key] = "va" if _rollup_dim(key) == pair[0] else "vb"
+        parts: list[str] = []
+        params: list[Any] = []
+        conditions: list[str] = []
+        condition_params: list[Any] = []
+        for key, col in column.items():  # a tag's values are 'name=value': of tag:<name>, those of that name
+            stored = "value_a" if col == "va" else "value_b"
+            if key in where:
+                conditions.append(f"{stored} = ?")
+                condition_params.append(f"{key[4:]}={where[key]}" if key.startswith("tag:") else where[key])
+            elif key.startswith("tag:"):
+                conditions.append(f"{stored} >= ? AND {stored} < ?")  # a prefix range: uses the key
+                condition_params.extend([f"{key[4:]}=", f"{key[4:]}=\U0010ffff"])
+        by_days: dict[int, list[datetime]] = {}
+        for days, start in blocks:
+            by_days.setdefault(days, []).append(start)
+        for days, starts in by_days.items():
+            parts.append(f"SELECT bucket AS b, value_a AS va, value_b AS vb, {', '.join(names)} "
+                         f"FROM {schema.PAIR_TABLE} WHERE days = ? AND bucket IN ({', '.join('?' * len(starts))}) "
+                         f"AND dim_a = ? AND dim_b = ?{''.join(' AND ' + c for c in conditions)}")
+            params.extend([days, *map(self._ts, starts), *pair, *condition_params])
+        tag_names = [k[4:] for k in column if k.startswith("tag:")]
+        for low, high in edges:
+            raw, raw_params = self._raw_parts(
+                low, high, where, names, lambda dims: ["ts AS b", f"{dims[pair[0]]} AS va", f"{dims[pair[1]]} AS vb"],
+                uses=pair, tags="tag" in pair, conditions=["t.key = ?"] * len(tag_names), condition_params=tag_names)
+            parts += raw
+            params += raw_params
+        group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line)
 
@@ -851,6 +954,11 @@ def key_sql(d: "rollup.Dialect", key: str, time: str, value: str | None = None) 
     return f"NULLIF({_COLUMN_OF.get(key, key)}, '')", []
 
 
+def _rollup_dim(key: str) -> str:
+    """The rollup dimension of a report key: a tag's, whatever its name ('tag:env' -> 'tag')."""
+    return "tag" if key.startswith("tag") else key
+
+
 def _keys(group: Sequence[str]) -> list[str]:
     return [f"{e} AS g{i}" for i, e in enumerate(group)]
 
@@ -889,6 +997,13 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _sqlite_ts(value: datetime) -> str:
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 class SQLiteStore(LedgerStore):
@@ -939,11 +1054,7 @@ class SQLiteStore(LedgerStore):
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{setting}: {str(self.path)!r} is not a usable SQLite ledger: {exc}") from exc
 
-    def _ts(self, value: datetime) -> str:
-        if value.tzinfo is not timezone.utc:
-            value = value.astimezone(timezone.utc)
-        # = _SQLITE_TS, several times faster: 'YYYY-MM-DD HH:MM:SS.ffffff' and the '+00:00' cut off
-        return value.isoformat(" ", "microseconds")[:26]
+    _ts = staticmethod(_sqlite_ts)
 
     def _money(self, value: Decimal | None) -> str | None:
         return None if value is None else format_usd(value)
@@ -1054,12 +1165,16 @@ class SQLiteStore(LedgerStore):
             self._stage_attached = False
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        with self._write_transaction() as cur:
+            for sql, params in statements:
+                cur.executemany(sql, params)
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.cursor()
-            for sql, params in statements:
-                cur.executemany(sql, params)
+            yield conn.cursor()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -1115,9 +1230,60 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
     for version in range(current + 1, SCHEMA_VERSION + 1):
         for statement in schema.ddl(dialect, version):
-            conn.execute(statement)
+            if statement == schema.SUM_STORED_PAIRS:
+                _sum_stored_pairs(conn.cursor(), dialect)
+            else:
+                conn.execute(statement)
         conn.execute(f"INSERT INTO aicost_schema (version, applied_at, aicost_version) VALUES ({mark}, {mark}, {mark})",
                      (version, now, __version__))
+
+
+def _sum_pairs(cur: Any, dialect: str, until: datetime, max_rows: int | None) -> bool:
+    """:func:`aicost.ledger.pairs.compact` on a cursor of a write transaction: a store's, or the migration's."""
+    sql = (lambda text: text) if dialect == "sqlite" else (lambda text: text.replace("?", "%s"))
+
+    def run(text: str, params: Sequence[Any]) -> Any:
+        cur.execute(sql(text), params)
+        return cur
+
+    def fits(where: str, params: list) -> bool:
+        """SQLite: whether the amounts of the rows matching ``where`` allow the integer path (as
+        :func:`aicost.ledger.rollup.fits_units` checks a batch): at most UNIT_DIGITS decimals each, not negative,
+        and a sum under UNIT_LIMIT."""
+        if dialect != "sqlite":
+            return False
+        money = ("cost", "saved_cost", "stopped_cost")
+        odd = " OR ".join("NOT " + rollup._sqlite_fits_positive(f"COALESCE({m}, '0')") for m in money)
+        total = " + ".join(f"TOTAL(CAST({m} AS REAL))" for m in money)
+        bad, dollars = run(f"SELECT COUNT(*) FILTER (WHERE {odd}), {total} FROM aicost_ledger WHERE {where}",
+                           params).fetchone()
+        return not bad and dollars < rollup.UNIT_LIMIT
+
+    return pairs.compact(run, rollup.DIALECTS[dialect], _sqlite_ts if dialect == "sqlite" else _same, _parse_ts,
+                         until, max_rows=max_rows, fits=fits)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _pairs_until(cur: Any, dialect: str) -> datetime | None:
+    """Where the pair summing goes next (:meth:`LedgerStore.compact_pairs`): the start of the hour that ended
+    :data:`PAIR_LAG` ago, or of the latest row's or run's hour if earlier; None for an empty ledger."""
+    cur.execute("SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM aicost_ledger UNION ALL "
+                "SELECT MAX(ts) FROM aicost_runs) AS m")
+    (latest,) = cur.fetchone()
+    if latest is None:
+        return None
+    return min(_parse_ts(latest), datetime.now(timezone.utc) - PAIR_LAG).replace(minute=0, second=0, microsecond=0)
+
+
+def _sum_stored_pairs(cur: Any, dialect: str) -> None:
+    """Schema 6's migration step: the rows already stored summed into the pair cells, chunk by chunk, in the
+    migration's transaction, as far as :meth:`LedgerStore.compact_pairs` would go."""
+    until = _pairs_until(cur, dialect)
+    while until is not None and _sum_pairs(cur, dialect, until, 400_000):
+        pass
 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
@@ -1388,6 +1554,19 @@ class PostgresStore(LedgerStore):
                 for sql, params in statements:
                     if params:
                         cur.executemany(sql, params)
+        except Exception:
+            if self._conn is not None and self._conn.broken:
+                self._conn = None  # reconnect on the next write
+            raise
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                cur = conn.cursor()
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
+                yield cur
         except Exception:
             if self._conn is not None and self._conn.broken:
                 self._conn = None  # reconnect on the next write

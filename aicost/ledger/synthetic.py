@@ -209,7 +209,8 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
     with their times shifted by whole days and new ids, and its rollups (the cube's too) shifted the same way. A
     day's rollups shifted by k days are exactly the rollups of its rows shifted by k days (every dimension but the
     bucket is unchanged), so the copies' rollups are what the writer would have built; the tests check they equal
-    the raw sums. The cube's days but the last are then folded into day cells, as the writer leaves closed days.
+    the raw sums. The cube's days but the last are then folded into day cells, as the writer leaves closed days,
+    and the rows summed into the pair cells (:meth:`~aicost.ledger.store.LedgerStore.compact_pairs`).
     Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
     if not 1 <= days <= 255:
         raise ValueError("fill_copies: days must be 1..255 (the copy's day goes into two hex digits of its ids)")
@@ -245,4 +246,8 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
     closed = store._ts(first + timedelta(days=days - 1))
     store.execute_many([(rollup.close_days_sql(rollup.DIALECTS[store.dialect]), [[low, closed]]),
                         (SET_FOLDED_SQL, [[closed]])])
+    # The pair cells, summed from the rows as the writer sums them behind its batches (they are not copied: the
+    # first day's were never summed, its batches came faster than the writer's summing).
+    while store.compact_pairs(max_rows=400_000):
+        pass
     return store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0]

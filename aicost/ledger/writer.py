@@ -52,6 +52,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
+PAIR_INTERVAL_S = 60.0  # how often the writer thread looks for rows to sum into the pair cells (_sum_pairs)
 _EXIT_FLUSH_S = 10.0  # the at-exit flush's bound: what is not written by then is spilled
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
@@ -119,6 +120,8 @@ class LedgerWriter:
         self._counts = collections.Counter()
         self._enqueued = 0
         self._check_spill = True
+        # when the writer thread next sums a chunk of rows into the pair cells (not in a first burst of batches)
+        self._pairs_at = time.monotonic() + PAIR_INTERVAL_S
         self._inherited: Any = None
         self._store: LedgerStore | None = None
         self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
@@ -205,8 +208,33 @@ class LedgerWriter:
                 return
             try:
                 self._drain(deadline=None)
+                self._sum_pairs()
             except Exception:
                 log_once("ledger:writer", logging.ERROR, "aicost ledger: the writer failed; retrying", exc_info=True)
+
+    def _sum_pairs(self) -> None:
+        """Behind the batches, on the writer thread only (never in a flush, a close or the exit's): one chunk of
+        the rows already stored summed into the pair cells (:meth:`LedgerStore.compact_pairs`,
+        :mod:`aicost.ledger.pairs`), at most once a :data:`PAIR_INTERVAL_S`, or at the next wake while chunks
+        are left. A failure is logged once and counted (``pair_errors``); the rows stay in the ledger and are
+        summed by a later chunk, and reports read them raw meanwhile."""
+        now = time.monotonic()
+        if now < self._pairs_at or now < self._retry_at or self._closed:
+            return
+        self._pairs_at = now + PAIR_INTERVAL_S
+        with self._write_lock:
+            if self._closed or self._store is None:
+                return
+            try:
+                if self._store.compact_pairs():
+                    self._pairs_at = now  # more to sum: the next wake, after its batches
+                    self._counts["pair_chunks"] += 1
+            except LedgerUnavailable:
+                pass  # the next batch finds the outage and spills
+            except Exception:
+                self._counts["pair_errors"] += 1
+                log_once("ledger:pairs", logging.ERROR, "aicost ledger: summing rows into the pair cells failed; "
+                         "reports read those rows raw until a later try succeeds", exc_info=True)
 
     def _drain(self, deadline: float | None) -> None:
         """Write the queue in batches. While one batch is in the database, the next is prepared (rows built and

@@ -1,0 +1,252 @@
+"""aicost_rollup_pair (schema 6): sums per pair of attribution keys where one is user, customer or a tag, so a
+report by team x customer (or user x model, customer x tag:env) over a month reads cells, not millions of rows.
+
+Why not at write time, per batch, like the other rollups: a pair with customer or user is tens of thousands of
+cells a day (the synthetic benchmark ledger: 15,000 team x customer, 32,000 team x user; about 110,000 for the
+fifteen pairs), and summing them costs some 26 us of database CPU per row, more than half of everything else the
+writer does per row. Summed per hour of rows it is worse (40,000 cells an hour). So the pairs are summed behind the
+writer, from rows already stored, in chunks (:func:`compact`): the writer runs one chunk at most once a minute
+between batches (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's own path, and a report reads the
+rows not summed yet from the raw rows. ``aicost_rollup_pair_summed.summed_before`` (one row) says how far the
+summing got: every row and run before it is in the pair cells, none after it.
+
+Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) are kept in blocks of 1, 2, 4, 8,
+16 and 32 days (:data:`BLOCK_DAYS`), each aligned to its length counted from 1970-01-01: a day's cells (``days``
+1) are summed from its rows, and a longer block, once all its days are summed (its last day ended before
+``summed_before``), from its two halves. Any period of whole days is then at most two blocks of each length
+(:func:`blocks`): a month by team x customer reads about 100,000 cells, where a cell per day would be 450,000.
+The day ``summed_before`` falls in has a day cell of its rows so far (before ``summed_before``).
+
+A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
+*late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cell and to every
+longer block already built that holds its day, in the batch's transaction. Both happen under the ledger's write
+lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), and each reads ``summed_before`` inside it: a
+row is either before it when summed by :func:`compact`, or added by its batch as late, never both, never
+neither.
+
+The pairs (:data:`PAIRS`): every pair of :data:`PAIR_DIMS` but those the cube answers (two of team, feature,
+model, provider) and two tags. A feature run has no model or provider: it is in no pair with either.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Sequence
+
+from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
+from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
+
+__all__ = ["PAIR_DIMS", "PAIRS", "BLOCK_DAYS", "PAIR_DELTA", "pair_of", "blocks", "compact", "late_statements",
+           "delta_ddl", "delta_sql", "fold_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
+
+PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
+PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
+              if not (a in CUBE_KEYS and b in CUBE_KEYS))
+BLOCK_DAYS = (1, 2, 4, 8, 16, 32)
+PAIR_DELTA = "aicost_pair_delta"
+READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
+SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
+_CELL = "dim_a, value_a, dim_b, value_b"
+_DAY = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def pair_of(a: str, b: str) -> tuple[str, str] | None:
+    """The stored order of two rollup dimensions ('user', 'tag'...) as a pair of :data:`PAIRS`, or None when no
+    pair cell holds them together."""
+    pair = tuple(sorted((a, b), key=PAIR_DIMS.index)) if a in PAIR_DIMS and b in PAIR_DIMS else None
+    return pair if pair in PAIRS else None  # type: ignore[return-value]
+
+
+def day_number(day: datetime) -> int:
+    return (day - _EPOCH) // _DAY
+
+
+def blocks(first: datetime, last: datetime) -> list[tuple[int, datetime]]:
+    """The days [first, last) (UTC midnights) as the fewest aligned blocks: (days, start), at most two of each
+    length. A block of n days starts on a day number divisible by n."""
+    out = []
+    day, end = day_number(first), day_number(last)
+    while day < end:
+        n = next(n for n in reversed(BLOCK_DAYS) if day % n == 0 and day + n <= end)
+        out.append((n, _EPOCH + day * _DAY))
+        day += n
+    return out
+
+
+def delta_ddl(d: Dialect) -> str:
+    """The per-connection table a chunk's (or a batch's late rows') day cells are summed into first."""
+    cols = ", ".join(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
+                     for m in MEASURES)
+    tail = " ON COMMIT DELETE ROWS" if d.name == "postgresql" else ""
+    return (f"CREATE TEMP TABLE IF NOT EXISTS {PAIR_DELTA} (bucket {d.ts_type}, dim_a TEXT, value_a TEXT, "
+            f"dim_b TEXT, value_b TEXT, {cols}){tail}")
+
+
+def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = "") -> str:
+    """``INSERT INTO aicost_pair_delta``: the day cells of every pair of :data:`PAIRS` of the rows of each source
+    in ``wheres`` ('rows' / 'runs' -> an SQL condition on aicost_ledger / aicost_runs), each cell once.
+
+    Each source is read once with the rollups' own per-row measures (:func:`aicost.ledger.rollup.row_measures`),
+    summed per day and every key at once (``f``: several times fewer rows than the source), and each pair is
+    summed from that. ``units``: money summed as integers (the dialect's ``to_units``; the caller knows every
+    amount allows it), written back as the dialect's money. ``schema``: the sources of that attached database
+    (SQLite's staged batch)."""
+    ctes: list[str] = []
+    arms: dict[tuple[str, str], list[str]] = {pair: [] for pair in PAIRS}
+    money = (lambda column: d.to_units(column)) if units and d.to_units else (lambda column: column)  # type: ignore
+    for source, where in wheres.items():
+        table, measures_of, dims = _SOURCES[source]
+        exprs = dict(zip(MEASURES, measures_of(money)))
+        own = [m for m in MEASURES if exprs[m] not in _CONSTANT_ZERO]
+        keys = ["team", "feature", *(["model", "provider"] if "model" in dims else []), "user_id", "customer",
+                "tags"]
+        p = source[:2] + "_"
+        cols = ", ".join(f"{exprs[m]} AS {m}" for m in own)
+        ctes.append(f"{p}s AS MATERIALIZED (SELECT {d.day('ts')} AS bucket, {', '.join(keys)}, {cols} "
+                    f"FROM {schema + '.' if schema else ''}{table} WHERE {where})")
+        sums = ", ".join(_total(d, m, units) + f" AS {m}" for m in own)
+        ctes.append(f"{p}f AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {sums} FROM {p}s "
+                    f"GROUP BY bucket, {', '.join(keys)})")
+        padded = ", ".join(m if m in own else ("CAST(NULL AS NUMERIC)" if m in MONEY_MEASURES else "0") + f" AS {m}"
+                           for m in MEASURES)
+        for a, b in PAIRS:
+            if a not in dims or b not in dims:
+                continue  # a run has no model or provider
+            join = f", {d.tag_pairs(p + 'f.tags')}" if "tag" in (a, b) else ""
+            arms[(a, b)].append(f"SELECT bucket, {dims[a]} AS va, {dims[b]} AS vb, {padded} FROM {p}f{join}")
+    final = ", ".join(f"{_final(d, m, units)} AS {m}" for m in MEASURES)
+    selects = [f"SELECT bucket, '{a}', va, '{b}', vb, {final} FROM ({' UNION ALL '.join(parts)}) AS cells "
+               f"GROUP BY bucket, va, vb" for (a, b), parts in arms.items() if parts]
+    return (f"WITH {', '.join(ctes)} INSERT INTO {PAIR_DELTA} (bucket, {_CELL}, {', '.join(MEASURES)}) "
+            f"{' UNION ALL '.join(selects)}")
+
+
+def _total(d: Dialect, measure: str, units: bool) -> str:
+    """The sum of a measure within a chunk's steps (integers on the integer path)."""
+    return f"SUM({measure})" if units or measure not in MONEY_MEASURES else _sum(d, measure, measure)
+
+
+def _final(d: Dialect, measure: str, units: bool) -> str:
+    if units and measure in MONEY_MEASURES and d.from_units is not None:
+        return d.from_units(f"COALESCE(SUM({measure}), 0)")
+    return _sum(d, measure, measure)
+
+
+def block_start(d: Dialect, column: str, days: int) -> str:
+    """SQL: the start of the block of ``days`` days (aligned from 1970-01-01) that the day ``column`` is in."""
+    if days == 1:
+        return column
+    if d.name == "sqlite":
+        return (f"strftime('%Y-%m-%d 00:00:00.000000', (CAST(strftime('%s', substr({column}, 1, 10)) AS INTEGER) "
+                f"/ {86400 * days}) * {86400 * days}, 'unixepoch')")
+    return f"to_timestamp(floor(extract(epoch FROM {column}) / {86400 * days}) * {86400 * days})"
+
+
+def fold_sql(d: Dialect, days: int, *, units: bool, closed: bool = False) -> str:
+    """Add the delta's day cells to the cells of the blocks of ``days`` that hold them: insert new cells, add to
+    existing ones. ``closed``: only to blocks already built, those that end on or before the day given as the one
+    parameter (a late row's longer blocks; a block not built yet will be summed from its halves, which hold it)."""
+    start = block_start(d, "bucket", days)
+    if days == 1:
+        # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
+        select = f"SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
+    else:
+        def total(m: str) -> str:
+            if units and m in MONEY_MEASURES and d.to_units and d.from_units:
+                return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
+            return _sum(d, m, m)
+
+        select = (f"SELECT {days}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
+                  f"GROUP BY {start}, {_CELL}")
+    if closed:
+        end = (f"datetime({start}, '+{days} days') || '.000000'" if d.name == "sqlite"
+               else f"{start} + interval '{days} days'")
+        select = select.replace(f" FROM {PAIR_DELTA}", f" FROM {PAIR_DELTA} WHERE {end} <= ?", 1)
+    return f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) {select} {_upsert(d)}"
+
+
+def _upsert(d: Dialect) -> str:
+    updates = ", ".join(f"{m} = {d.money_add(f'{PAIR_TABLE}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
+                        else f"{m} = {PAIR_TABLE}.{m} + excluded.{m}" for m in MEASURES)
+    return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {updates}"
+
+
+def _half_sql(d: Dialect, days: int, *, add: bool) -> str:
+    """One half of a block of ``days`` into the block (parameters: the block's start, the half's start): the first
+    half inserted as it is, the second added to it (two cells at most per block cell: no aggregate needed, and on
+    SQLite the add takes the integer path where the amounts allow, in SQL)."""
+    return (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT {days}, ?, {_CELL}, "
+            f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = {days // 2} AND bucket = ?"
+            + (f" {_upsert(d)}" if add else ""))
+
+
+Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
+
+
+def _build_blocks(run: Run, d: Dialect, ts: Callable[[datetime], Any], after: datetime, upto: datetime) -> None:
+    """Build the blocks that end on the midnights in (after, upto]: a block ends when its last day is summed.
+    Shortest first: a block's halves are built before it (its second half ends on the same midnight)."""
+    midnight = after + _DAY
+    while midnight <= upto:
+        number = day_number(midnight)
+        for days in BLOCK_DAYS[1:]:
+            if number % days:
+                break
+            start = midnight - days * _DAY
+            first, second = _half_sql(d, days, add=False), _half_sql(d, days, add=True)
+            run(first, [ts(start), ts(start)])
+            run(second, [ts(start), ts(start + days // 2 * _DAY)])
+        midnight += _DAY
+
+
+def _floor_day(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
+            until: datetime, *, max_rows: int | None = None, fits: Callable[[str, list], bool]) -> bool:
+    """Inside a write transaction: sum the rows and runs from ``summed_before`` to ``until`` (or to an earlier row's
+    time, where more than ``max_rows`` rows lie between) into the day cells, build the blocks whose last day that
+    completes, and move ``summed_before`` there. Returns whether it moved (not when no row or run lies at or after
+    it: nothing to sum). ``run`` executes a statement in the transaction and returns the cursor;
+    ``fits(where, params)`` says whether the money of the aicost_ledger rows matching that condition may be summed
+    as integers (the integer path; False where the dialect has none)."""
+    summed = parse(run(READ_SUMMED_SQL, []).fetchone()[0])
+    if until <= summed:
+        return False
+    first = run("SELECT MIN(ts) FROM (SELECT MIN(ts) AS ts FROM aicost_ledger WHERE ts >= ? UNION ALL "
+                "SELECT MIN(ts) FROM aicost_runs WHERE ts >= ?) AS m", [ts(summed), ts(summed)]).fetchone()[0]
+    if first is None:
+        return False
+    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no block before it to build)
+        summed = min(_floor_day(parse(first)), until)
+    high = until
+    if max_rows:
+        cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+                  [ts(summed), ts(until), max_rows]).fetchone()
+        if cut is not None and parse(cut[0]) > summed:
+            high = parse(cut[0])
+    if parse(first) < high:
+        window = "ts >= ? AND ts < ?"
+        params = [ts(summed), ts(high)]
+        units = fits(window, params)
+        run(delta_ddl(d), [])
+        run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
+        run(fold_sql(d, 1, units=units), [])
+        run(f"DELETE FROM {PAIR_DELTA}", [])
+    _build_blocks(run, d, ts, _floor_day(summed), _floor_day(high))
+    run(SET_SUMMED_SQL, [ts(high)])
+    return True
+
+
+def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
+                    schema: str = "") -> list[tuple[str, str]]:
+    """The statements that add a batch's late rows (``wheres``: conditions on the batch's rows and runs that end
+    in ``ts < ?``, ``summed_before``) to the pair cells, each with the parameters it takes: 'sources' (those of
+    ``wheres``, in order), 'closed' (one: ``summed_before``'s midnight, the end of the last day summed whole) or
+    ''. The day cells, then every longer block already built that holds a late row's day."""
+    return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
+            (fold_sql(d, 1, units=units), ""),
+            *((fold_sql(d, days, units=units, closed=True), "closed") for days in BLOCK_DAYS[1:]),
+            (f"DELETE FROM {PAIR_DELTA}", "")]

@@ -1,0 +1,292 @@
+"""aicost_rollup_pair (schema 6) on real SQLite and PostgreSQL: reports by two keys where one is user, customer or
+a tag (team x customer, user x model, customer x tag:env) read the pair cells of the whole days summed, and raw
+rows for the rest, and agree to the last digit with sums of the raw rows in Python: before any summing, half-way
+through a day, after all of it, grouped by day or not, with filters. Late rows (written after the summing passed
+their time) reach their day's cells and every longer block holding them, once; a summing racing a late batch
+(two connections, two PostgreSQL sessions) loses nothing; the migration from schema 5 sums the rows stored; the
+background writer sums behind its batches."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from aicost.ledger import FeatureRun, LedgerRow, open_store, spend
+from aicost.ledger import pairs as pairs_module
+from aicost.ledger import store as store_module
+from aicost.ledger import writer as writer_module
+from aicost.ledger.pairs import BLOCK_DAYS, PAIRS, blocks
+from aicost.ledger.query import plan
+from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
+from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
+
+from ledger_helpers import (DROP_PAIRS, Reads, python_sums, run_sql, sample_periods, spend_sums,
+                            waiting_for_the_write_lock)
+
+# One report key per pair dimension ('tag' twice: all tags as name=value, and one tag's values)
+KEY_OF = {"team": ["team"], "feature": ["feature"], "model": ["model"], "provider": ["provider"], "user": ["user"],
+          "customer": ["customer"], "tag": ["tag", "tag:env"]}
+PAIR_KEYS = [(a, b) for x, y in PAIRS for a in KEY_OF[x] for b in KEY_OF[y]]
+UTC = timezone.utc
+
+
+def _sum_all(store, max_rows=None, until=None):
+    while store.compact_pairs(max_rows=max_rows, until=until):
+        pass
+
+
+def _pair_cells(store):
+    return store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE}", [])[0][0]
+
+
+def test_blocks_cover_a_range_exactly_with_aligned_blocks_at_most_two_of_each_length():
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(3)
+    for _ in range(300):
+        first = epoch + timedelta(days=rng.randrange(20_000, 20_500))
+        last = first + timedelta(days=rng.randrange(0, 200))
+        found = blocks(first, last)
+        day = first
+        for days, start in found:
+            assert start == day and days in BLOCK_DAYS
+            assert ((start - epoch) // timedelta(days=1)) % days == 0  # aligned to its length
+            day = start + timedelta(days=days)
+        assert day == last
+        assert all(sum(1 for d, _ in found if d == n) <= 2 for n in BLOCK_DAYS if n < 32)
+
+
+def test_the_planner_reads_the_pair_cells_for_two_keys_with_user_customer_or_a_tag():
+    for a, b in PAIR_KEYS:
+        for time in ((), ("day",)):
+            assert plan((*time, a, b)) == "pairs", (a, b)
+        assert plan((a,), {b: "x"}) == plan((b,), {a: "x"}) == "pairs"
+        assert plan(("hour", a, b)) == "rows"  # pair cells hold days
+    assert plan(("team", "customer", "user")) == "rows"
+    assert plan(("tag:env", "tag:region")) == "rows"
+    assert plan(("team", "model")) == "cube" and plan(("customer",)) == "rollup"
+
+
+def _spans(first):
+    """Periods over a 3-day ledger starting at ``first``: whole days, whole hours, minutes at both edges, one day."""
+    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [(midnight, midnight + timedelta(days=3)), (midnight + timedelta(hours=5, minutes=17),
+                                                        midnight + timedelta(days=2, hours=20, minutes=3)),
+            (midnight + timedelta(days=1), midnight + timedelta(days=2)), (first, first + timedelta(days=5))]
+
+
+def _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS, times=((), ("day",))):
+    for (a, b), time in itertools.product(keys_list, times):
+        keys = (*time, a, b)
+        for start, end in periods:
+            assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys), (keys, start, end)
+
+
+def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledger_url, monkeypatch):
+    store = open_store(ledger_url)
+    fill(store, Profile(days=3, teams=4, customers=9, calls=900, seed=12), batch=300)
+    first, last = store.time_range()
+    periods = _spans(first)
+    assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC)  # nothing summed: all raw
+    _assert_every_pair_exact(store, periods[:2], keys_list=PAIR_KEYS[::3])
+    # Half-way through the second day: its cells hold [midnight, summed); every block before is built.
+    midway = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1, hours=13)
+    _sum_all(store, until=midway)
+    assert store.pairs_summed_before() == midway
+    _assert_every_pair_exact(store, periods)
+    reads = Reads(store, monkeypatch)
+    day1 = midway.replace(hour=0) - timedelta(days=1)
+    spend(store, day1, day1 + timedelta(days=1), ["team", "customer"])
+    assert reads.tables() == {"aicost_rollup_pair"} or "aicost_rollup_pair" in " ".join(reads.sql)
+    assert "aicost_ledger" not in " ".join(reads.sql)  # a whole day summed: no raw row read
+    # Then in small chunks up to the last row's hour (the default), as the writer does.
+    _sum_all(store, max_rows=97)
+    assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
+    _assert_every_pair_exact(store, periods)
+    store.close()
+
+
+def test_filters_with_pairs_equal_the_raw_rows(ledger_url):
+    store = open_store(ledger_url)
+    fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=5), batch=250)
+    first, _ = store.time_range()
+    _sum_all(store, max_rows=200)
+    rows = list(store.rows(first, first + timedelta(days=3)))
+    customer = next(r.customer for r in rows if r.customer)
+    team = next(r.team for r in rows if r.team and r.customer == customer)
+    user = next(r.user for r in rows if r.user)
+    cases = [(("team",), {"customer": customer}), (("customer", "day"), {"team": team}),
+             (("model",), {"user": user}), (("tag:env",), {"customer": customer}), (("customer",), {"tag:env": "prod"}),
+             ((), {"team": team, "customer": customer}), (("day",), {"user": user, "feature": rows[0].feature})]
+    rng = random.Random(2)
+    for keys, where in cases:
+        for start, end in sample_periods(first, 2, rng):
+            assert spend_sums(store, start, end, keys, where) == python_sums(store, start, end, keys, where), (
+                keys, where, start, end)
+    store.close()
+
+
+def _by_day(url, days=3):
+    items = list(generate(Profile(days=days, teams=4, customers=6, calls=300 * days, seed=21)))
+    first = items[0].time.replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    for k in range(days):
+        low, high = first + timedelta(days=k), first + timedelta(days=k + 1)
+        out.append(([i for i in items if isinstance(i, LedgerRow) and low <= i.time < high],
+                    [i for i in items if isinstance(i, FeatureRun) and low <= i.time < high]))
+    return out, first
+
+
+def test_late_rows_reach_their_day_cells_and_the_blocks_built_once(ledger_url):
+    """Rows written after the summing passed their time are added by their own batch: to their day's cells and to
+    every longer block already built that holds the day; written again (a replay), nothing changes."""
+    (day1, day2, day3), first = _by_day(ledger_url)
+    late_rows = day1[0][::4] + day2[0][::3]
+    late_runs = day1[1][::4]
+    store = open_store(ledger_url)
+    store.write([r for r in day1[0] + day2[0] + day3[0] if r not in late_rows],
+                [r for r in day1[1] + day2[1] + day3[1] if r not in late_runs])
+    _sum_all(store)
+    summed = store.pairs_summed_before()
+    assert summed > first + timedelta(days=2)
+    built = store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE} WHERE days > 1", [])[0][0]
+    assert built > 0  # longer blocks hold day 1 and 2 (the ledger's days end on midnights)
+    assert store.write(late_rows, late_runs) == len(late_rows)
+    assert store.write(late_rows, late_runs) == 0  # a replay: stored already, not added again
+    end = first + timedelta(days=3)
+    _assert_every_pair_exact(store, [(first, end), (first, first + timedelta(days=2)),
+                                     (first + timedelta(hours=3), end)], keys_list=PAIR_KEYS[::2])
+    # Days 1 and 2 are one 2-day block, built before the late rows came: read alone, it holds them.
+    assert blocks(first, first + timedelta(days=2)) == [(2, first)]
+    assert (spend_sums(store, first, first + timedelta(days=2), ("customer", "team"))
+            == python_sums(store, first, first + timedelta(days=2), ("customer", "team")))
+    store.close()
+
+
+def test_the_migration_from_schema_5_sums_the_rows_stored(ledger_url):
+    store = open_store(ledger_url)
+    fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=6), batch=300)
+    first, last = store.time_range()
+    store.close()
+    run_sql(ledger_url, [*DROP_PAIRS, "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
+    store = open_store(ledger_url)
+    assert store.schema_version() == SCHEMA_VERSION == 6
+    assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
+    assert _pair_cells(store) > 0
+    _assert_every_pair_exact(store, [(first, last + timedelta(seconds=1)),
+                                     (first.replace(hour=0, minute=0, second=0, microsecond=0),
+                                      first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1))],
+                             keys_list=PAIR_KEYS[::2])
+    store.close()
+
+
+def test_the_summing_never_passes_the_latest_row_nor_two_minutes_ago(ledger_url):
+    now = datetime.now(UTC)
+    store = open_store(ledger_url)
+    rows = [LedgerRow(span_id=f"r{k}", kind="call", time=t, provider="openai", response_model="gpt-4o-mini",
+                      team="t", customer="c", cost=None, input_tokens=5, output_tokens=1)
+            for k, t in enumerate((now - timedelta(days=2), now - timedelta(hours=5, minutes=30), now + timedelta(days=3)))]
+    store.write(rows)
+    _sum_all(store)
+    hour_ago = (now - store_module.PAIR_LAG).replace(minute=0, second=0, microsecond=0)
+    assert store.pairs_summed_before() == hour_ago  # not past two minutes ago, whatever a row's date says
+    store.close()
+
+
+def test_synthetic_copies_sum_their_pairs(ledger_url):
+    store = open_store(ledger_url)
+    fill_copies(store, Profile(days=1, teams=3, customers=5, calls=300, seed=9), days=3)
+    first, last = store.time_range()
+    assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
+    _assert_every_pair_exact(store, [(first, last + timedelta(seconds=1))], keys_list=PAIR_KEYS[::3])
+    store.close()
+
+
+def test_the_background_writer_sums_behind_its_batches(ledger_url, spill_dir, monkeypatch):
+    monkeypatch.setattr(writer_module, "PAIR_INTERVAL_S", 0.0)
+    items = list(generate(Profile(days=2, teams=3, customers=5, calls=500, seed=8)))
+    writer = writer_module.LedgerWriter(ledger_url, flush_interval_s=0.05)
+    try:
+        writer.add(items)
+        assert writer.flush(timeout_s=60)
+        store = open_store(ledger_url)
+        _, last = store.time_range()
+        target = last.replace(minute=0, second=0, microsecond=0)
+        for _ in range(400):  # the writer thread sums on its next wakes
+            if store.pairs_summed_before() == target:
+                break
+            threading.Event().wait(0.05)
+        assert store.pairs_summed_before() == target
+        assert writer.stats()["pair_chunks"] >= 1 and writer.stats().get("pair_errors", 0) == 0
+        first, _ = store.time_range()
+        _assert_every_pair_exact(store, [(first, last + timedelta(seconds=1))], keys_list=[("team", "customer"),
+                                                                                           ("user", "tag:env")])
+        store.close()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("first", ["late rows", "summing"])
+def test_a_summing_racing_a_late_batch_loses_nothing(ledger_url, first):
+    """Two connections (two PostgreSQL sessions, as two hosts): one sums day 2's rows into the pair cells, the other
+    writes late rows of day 1 and 2. Whichever holds its transaction open first (paused inside it), the other
+    waits for the ledger's write lock, then reads ``summed_before`` as the first left it: each late row is summed
+    once, by the summing or by its batch."""
+    (day1, day2, day3), day = _by_day(ledger_url)
+    late_rows, late_runs = day1[0][::5] + day2[0][::5], day1[1][::5]
+    setup = open_store(ledger_url)
+    setup.write([r for r in day1[0] + day2[0] + day3[0] if r not in late_rows],
+                [r for r in day1[1] + day2[1] + day3[1] if r not in late_runs])
+    _sum_all(setup, until=day + timedelta(days=1, hours=2))
+    late_writer, summer = open_store(ledger_url), open_store(ledger_url)
+    inside, release = threading.Event(), threading.Event()
+    compact, add_late = pairs_module.compact, late_writer._add_late_pairs
+
+    def pausing_compact(*args, **kwargs):
+        moved = compact(*args, **kwargs)
+        if threading.current_thread().name == "holder":
+            inside.set()
+            assert release.wait(30)
+        return moved
+
+    def pausing_late(*args):
+        add_late(*args)
+        if threading.current_thread().name == "holder":
+            inside.set()
+            assert release.wait(30)
+
+    late_writer._add_late_pairs = pausing_late
+    errors = []
+    jobs = {"late rows": lambda: late_writer.write(late_rows, late_runs),
+            "summing": lambda: summer.compact_pairs(until=day + timedelta(days=2, hours=5))}
+
+    def run(job):
+        try:
+            jobs[job]()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(pairs_module, "compact", pausing_compact):
+        held = threading.Thread(target=run, args=(first,), name="holder")
+        held.start()
+        assert inside.wait(30)
+        other = "summing" if first == "late rows" else "late rows"
+        waiting = threading.Thread(target=run, args=(other,), name="waiter")
+        waiting.start()
+        waiting_for_the_write_lock(ledger_url, setup, summer if other == "summing" else late_writer)
+        assert waiting.is_alive()
+        release.set()
+        held.join(30)
+        waiting.join(30)
+    assert not errors and not held.is_alive() and not waiting.is_alive()
+    assert setup.pairs_summed_before() == day + timedelta(days=2, hours=5)
+    _assert_every_pair_exact(setup, [(day, day + timedelta(days=3)), (day, day + timedelta(days=2)),
+                                     (day + timedelta(days=1), day + timedelta(days=2, hours=5))],
+                             keys_list=[("team", "customer"), ("user", "model"), ("customer", "tag:env")])
+    for store in (setup, late_writer, summer):
+        store.close()
