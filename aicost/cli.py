@@ -362,6 +362,34 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_export)
 
 
+def _sum_pairs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ledger.store import LedgerUnavailable
+
+    store = _open_store(args, err)
+    if store is None:
+        return 2
+    try:
+        before = store.pairs_summed_before()
+        while store.compact_pairs():
+            print(f"summed up to {store.pairs_summed_before():%Y-%m-%d %H:%M:%S} UTC", file=err)
+        after = store.pairs_summed_before()
+    except LedgerUnavailable as exc:
+        print(f"aicost sum-pairs: {exc}", file=err)
+        return 1
+    finally:
+        store.close()
+    print(f"pair cells summed up to {after:%Y-%m-%d %H:%M:%S} UTC" if after > before else
+          f"nothing to sum: the pair cells are summed up to {after:%Y-%m-%d %H:%M:%S} UTC", file=out)
+    return 0
+
+
+def _add_sum_pairs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sum-pairs", help="sum the ledger rows not summed yet into the pair cells (team x customer "
+                                         "reports); a long-running writer does it on its own")
+    p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
+    p.set_defaults(handler=_sum_pairs)
+
+
 def _registrar(module: str, name: str) -> Callable[[argparse._SubParsersAction], None]:
     """A registrar that imports its module only when called: a feature's command costs nothing to the others."""
     def register(sub: argparse._SubParsersAction) -> None:
@@ -378,6 +406,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "prices": _add_prices,
     "report": _add_report,
     "export": _add_export,
+    "sum-pairs": _add_sum_pairs,
     "reconcile": _registrar(".reconcile.cli", "add_parser"),
     "forecast": _registrar(".reports.commands", "add_forecast"),
     "anomalies": _registrar(".reports.commands", "add_anomalies"),

@@ -19,7 +19,7 @@ from aicost.ledger import FeatureRun, LedgerRow, open_store, spend
 from aicost.ledger import pairs as pairs_module
 from aicost.ledger import store as store_module
 from aicost.ledger import writer as writer_module
-from aicost.ledger.pairs import BLOCK_DAYS, PAIRS, blocks
+from aicost.ledger.pairs import PAIRS, WINDOW, spans
 from aicost.ledger.query import plan
 from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
@@ -43,20 +43,24 @@ def _pair_cells(store):
     return store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE}", [])[0][0]
 
 
-def test_blocks_cover_a_range_exactly_with_aligned_blocks_at_most_two_of_each_length():
+def test_spans_add_up_to_each_day_of_a_period_once_from_a_few_window_prefixes():
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     rng = random.Random(3)
-    for _ in range(300):
+    for _ in range(500):
         first = epoch + timedelta(days=rng.randrange(20_000, 20_500))
-        last = first + timedelta(days=rng.randrange(0, 200))
-        found = blocks(first, last)
-        day = first
-        for days, start in found:
-            assert start == day and days in BLOCK_DAYS
-            assert ((start - epoch) // timedelta(days=1)) % days == 0  # aligned to its length
-            day = start + timedelta(days=days)
-        assert day == last
-        assert all(sum(1 for d, _ in found if d == n) <= 2 for n in BLOCK_DAYS if n < 32)
+        last = first + timedelta(days=rng.randrange(0, 120))
+        found = spans(first, last)
+        count: dict = {}
+        for days, start, sign in found:
+            number = (start - epoch) // timedelta(days=1)
+            assert days == 1 or number % WINDOW == 0  # a day's cells, or a window's prefix
+            assert number // WINDOW == (number + days - 1) // WINDOW  # within one window
+            for k in range(days):
+                count[start + timedelta(days=k)] = count.get(start + timedelta(days=k), 0) + sign
+        assert {day: n for day, n in count.items() if n} == {first + timedelta(days=k): 1
+                                                               for k in range((last - first).days)}
+        if (last - first).days <= WINDOW:
+            assert len(found) <= 4  # two prefixes and, at most, two days alone
 
 
 def test_the_planner_reads_the_pair_cells_for_two_keys_with_user_customer_or_a_tag():
@@ -140,29 +144,25 @@ def _by_day(url, days=3):
     return out, first
 
 
-def test_late_rows_reach_their_day_cells_and_the_blocks_built_once(ledger_url):
+def test_late_rows_reach_their_day_cells_and_the_prefixes_built_once(ledger_url):
     """Rows written after the summing passed their time are added by their own batch: to their day's cells and to
-    every longer block already built that holds the day; written again (a replay), nothing changes."""
-    (day1, day2, day3), first = _by_day(ledger_url)
-    late_rows = day1[0][::4] + day2[0][::3]
-    late_runs = day1[1][::4]
+    every window prefix already built that holds the day; written again (a replay), nothing changes."""
+    days, first = _by_day(ledger_url, days=4)
+    late_rows = days[0][0][::4] + days[1][0][::3]
+    late_runs = days[0][1][::4]
     store = open_store(ledger_url)
-    store.write([r for r in day1[0] + day2[0] + day3[0] if r not in late_rows],
-                [r for r in day1[1] + day2[1] + day3[1] if r not in late_runs])
+    store.write([r for rows, _ in days for r in rows if r not in late_rows],
+                [r for _, runs in days for r in runs if r not in late_runs])
     _sum_all(store)
-    summed = store.pairs_summed_before()
-    assert summed > first + timedelta(days=2)
+    assert store.pairs_summed_before() > first + timedelta(days=3)
+    end = first + timedelta(days=3)  # three whole days summed: a prefix less another (a window starts before)
+    assert [sign for *_, sign in spans(first, end)] == [1, -1]
     built = store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE} WHERE days > 1", [])[0][0]
-    assert built > 0  # longer blocks hold day 1 and 2 (the ledger's days end on midnights)
+    assert built > 0
     assert store.write(late_rows, late_runs) == len(late_rows)
     assert store.write(late_rows, late_runs) == 0  # a replay: stored already, not added again
-    end = first + timedelta(days=3)
-    _assert_every_pair_exact(store, [(first, end), (first, first + timedelta(days=2)),
+    _assert_every_pair_exact(store, [(first, end), (first, first + timedelta(days=4)),
                                      (first + timedelta(hours=3), end)], keys_list=PAIR_KEYS[::2])
-    # Days 1 and 2 are one 2-day block, built before the late rows came: read alone, it holds them.
-    assert blocks(first, first + timedelta(days=2)) == [(2, first)]
-    assert (spend_sums(store, first, first + timedelta(days=2), ("customer", "team"))
-            == python_sums(store, first, first + timedelta(days=2), ("customer", "team")))
     store.close()
 
 
@@ -290,3 +290,21 @@ def test_a_summing_racing_a_late_batch_loses_nothing(ledger_url, first):
                              keys_list=[("team", "customer"), ("user", "model"), ("customer", "tag:env")])
     for store in (setup, late_writer, summer):
         store.close()
+
+
+def test_aicost_sum_pairs_sums_what_is_left_and_says_when_nothing_is(ledger_url):
+    import io
+
+    from aicost.cli import main
+
+    store = open_store(ledger_url)
+    fill(store, Profile(days=2, teams=3, customers=5, calls=400, seed=3), batch=200)
+    _, last = store.time_range()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["sum-pairs", "--ledger", ledger_url], out=out, err=err) == 0
+    assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
+    assert out.getvalue().startswith("pair cells summed up to ") and "summed up to" in err.getvalue()
+    out = io.StringIO()
+    assert main(["sum-pairs", "--ledger", ledger_url], out=out, err=io.StringIO()) == 0
+    assert out.getvalue().startswith("nothing to sum")
+    store.close()

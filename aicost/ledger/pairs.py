@@ -10,16 +10,18 @@ between batches (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's
 rows not summed yet from the raw rows. ``aicost_rollup_pair_summed.summed_before`` (one row) says how far the
 summing got: every row and run before it is in the pair cells, none after it.
 
-Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) are kept in blocks of 1, 2, 4, 8,
-16 and 32 days (:data:`BLOCK_DAYS`), each aligned to its length counted from 1970-01-01: a day's cells (``days``
-1) are summed from its rows, and a longer block, once all its days are summed (its last day ended before
-``summed_before``), from its two halves. Any period of whole days is then at most two blocks of each length
-(:func:`blocks`): a month by team x customer reads about 100,000 cells, where a cell per day would be 450,000.
+Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) hold the sums of the ``days`` days
+from ``bucket``: each day's cells (``days`` 1), summed from its rows, and, per window of :data:`WINDOW` (32) days
+aligned from 1970-01-01, each day's *prefix*: the window's first n days (``bucket`` the window's first day,
+``days`` n), built when its last day is summed whole (before ``summed_before``) as the prefix of n - 1 days plus
+the day's cells. A period of whole days is then a few sets added and subtracted (:func:`spans`): per window it
+covers, a prefix, or the difference of two; a month, three sets at most, each at most as many cells as the pairs
+seen in a window (a month by team x customer reads about 45,000 cells, where a cell per day would be 450,000).
 The day ``summed_before`` falls in has a day cell of its rows so far (before ``summed_before``).
 
 A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
-*late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cell and to every
-longer block already built that holds its day, in the batch's transaction. Both happen under the ledger's write
+*late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cells and to every
+prefix already built that holds its day, in the batch's transaction. Both happen under the ledger's write
 lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), and each reads ``summed_before`` inside it: a
 row is either before it when summed by :func:`compact`, or added by its batch as late, never both, never
 neither.
@@ -36,13 +38,13 @@ from typing import Any, Callable, Sequence
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
 
-__all__ = ["PAIR_DIMS", "PAIRS", "BLOCK_DAYS", "PAIR_DELTA", "pair_of", "blocks", "compact", "late_statements",
+__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "compact", "late_statements",
            "delta_ddl", "delta_sql", "fold_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
 PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
               if not (a in CUBE_KEYS and b in CUBE_KEYS))
-BLOCK_DAYS = (1, 2, 4, 8, 16, 32)
+WINDOW = 32  # days: the pair cells keep, per window of 32 days aligned from 1970-01-01, each day's prefix
 PAIR_DELTA = "aicost_pair_delta"
 READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
@@ -62,15 +64,24 @@ def day_number(day: datetime) -> int:
     return (day - _EPOCH) // _DAY
 
 
-def blocks(first: datetime, last: datetime) -> list[tuple[int, datetime]]:
-    """The days [first, last) (UTC midnights) as the fewest aligned blocks: (days, start), at most two of each
-    length. A block of n days starts on a day number divisible by n."""
-    out = []
-    day, end = day_number(first), day_number(last)
-    while day < end:
-        n = next(n for n in reversed(BLOCK_DAYS) if day % n == 0 and day + n <= end)
-        out.append((n, _EPOCH + day * _DAY))
-        day += n
+def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
+    """The days [first, last) (UTC midnights, every one summed whole) as signed cell sets to add up: (days,
+    start, sign), ``days`` 1 for a day's cells, else a window's prefix (``start`` the window's first day). Per
+    window the period covers: its prefix when the period starts on the window's first day, else the prefix to
+    the period's end in it minus the prefix before the period's start (two sets); one or two days alone, as day
+    cells. A month is three sets at most, each at most as many cells as the pairs seen in a window."""
+    out: list[tuple[int, datetime, int]] = []
+    a, b = day_number(first), day_number(last)
+    while a < b:
+        w = a - a % WINDOW
+        e = min(b, w + WINDOW)
+        if e - a <= 2:
+            out += [(1, _EPOCH + day * _DAY, 1) for day in range(a, e)]
+        else:
+            out.append((e - w, _EPOCH + w * _DAY, 1))
+            if a > w:
+                out.append((a - w, _EPOCH + w * _DAY, -1))
+        a = e
     return out
 
 
@@ -133,22 +144,27 @@ def _final(d: Dialect, measure: str, units: bool) -> str:
     return _sum(d, measure, measure)
 
 
-def block_start(d: Dialect, column: str, days: int) -> str:
-    """SQL: the start of the block of ``days`` days (aligned from 1970-01-01) that the day ``column`` is in."""
-    if days == 1:
-        return column
+def window_start(d: Dialect, column: str) -> str:
+    """SQL: the first day of the window (:data:`WINDOW` days, aligned from 1970-01-01) that the day ``column`` is
+    in."""
     if d.name == "sqlite":
         return (f"strftime('%Y-%m-%d 00:00:00.000000', (CAST(strftime('%s', substr({column}, 1, 10)) AS INTEGER) "
-                f"/ {86400 * days}) * {86400 * days}, 'unixepoch')")
-    return f"to_timestamp(floor(extract(epoch FROM {column}) / {86400 * days}) * {86400 * days})"
+                f"/ {86400 * WINDOW}) * {86400 * WINDOW}, 'unixepoch')")
+    return f"to_timestamp(floor(extract(epoch FROM {column}) / {86400 * WINDOW}) * {86400 * WINDOW})"
 
 
-def fold_sql(d: Dialect, days: int, *, units: bool, closed: bool = False) -> str:
-    """Add the delta's day cells to the cells of the blocks of ``days`` that hold them: insert new cells, add to
-    existing ones. ``closed``: only to blocks already built, those that end on or before the day given as the one
-    parameter (a late row's longer blocks; a block not built yet will be summed from its halves, which hold it)."""
-    start = block_start(d, "bucket", days)
-    if days == 1:
+def _plus_days(d: Dialect, column: str, days: int) -> str:
+    if d.name == "sqlite":
+        return f"(datetime({column}, '+{days} days') || '.000000')"
+    return f"({column} + interval '{days} days')"
+
+
+def fold_sql(d: Dialect, *, units: bool, prefix: int = 1) -> str:
+    """Add the delta's day cells to the pair cells: ``prefix`` 1, to the day cells (insert new cells, add to
+    existing ones); ``prefix`` n > 1, to the prefixes of n days of the windows that hold a delta day among their
+    first n and are built already, those ending on or before the day given as the one parameter (a late row's;
+    a prefix not built yet will be summed from the day cells, which hold the row)."""
+    if prefix == 1:
         # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
         select = f"SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
     else:
@@ -157,12 +173,10 @@ def fold_sql(d: Dialect, days: int, *, units: bool, closed: bool = False) -> str
                 return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
             return _sum(d, m, m)
 
-        select = (f"SELECT {days}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
-                  f"GROUP BY {start}, {_CELL}")
-    if closed:
-        end = (f"datetime({start}, '+{days} days') || '.000000'" if d.name == "sqlite"
-               else f"{start} + interval '{days} days'")
-        select = select.replace(f" FROM {PAIR_DELTA}", f" FROM {PAIR_DELTA} WHERE {end} <= ?", 1)
+        start = window_start(d, "bucket")
+        end = _plus_days(d, start, prefix)
+        select = (f"SELECT {prefix}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
+                  f"WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL}")
     return f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) {select} {_upsert(d)}"
 
 
@@ -172,31 +186,31 @@ def _upsert(d: Dialect) -> str:
     return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {updates}"
 
 
-def _half_sql(d: Dialect, days: int, *, add: bool) -> str:
-    """One half of a block of ``days`` into the block (parameters: the block's start, the half's start): the first
-    half inserted as it is, the second added to it (two cells at most per block cell: no aggregate needed, and on
-    SQLite the add takes the integer path where the amounts allow, in SQL)."""
-    return (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT {days}, ?, {_CELL}, "
-            f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = {days // 2} AND bucket = ?"
+def _copy_sql(d: Dialect, *, add: bool) -> str:
+    """Cells of one set into another (parameters: the new set's days and start, the old set's days and start):
+    a prefix of n days is that of n - 1 copied, and its last day's cells added (two cells at most per cell: no
+    aggregate, and on SQLite the add takes the integer path where the amounts allow, in SQL)."""
+    return (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT ?, ?, {_CELL}, "
+            f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?"
             + (f" {_upsert(d)}" if add else ""))
 
 
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
 
 
-def _build_blocks(run: Run, d: Dialect, ts: Callable[[datetime], Any], after: datetime, upto: datetime) -> None:
-    """Build the blocks that end on the midnights in (after, upto]: a block ends when its last day is summed.
-    Shortest first: a block's halves are built before it (its second half ends on the same midnight)."""
+def _build_prefixes(run: Run, d: Dialect, ts: Callable[[datetime], Any], after: datetime,
+                    upto: datetime) -> None:
+    """Build the prefixes that the days ending on the midnights in (after, upto] complete: the prefix of a window
+    through a day is its prefix through the day before plus the day's cells (a window's first day is its own
+    prefix of 1)."""
     midnight = after + _DAY
     while midnight <= upto:
-        number = day_number(midnight)
-        for days in BLOCK_DAYS[1:]:
-            if number % days:
-                break
-            start = midnight - days * _DAY
-            first, second = _half_sql(d, days, add=False), _half_sql(d, days, add=True)
-            run(first, [ts(start), ts(start)])
-            run(second, [ts(start), ts(start + days // 2 * _DAY)])
+        day = midnight - _DAY
+        n = day_number(day) % WINDOW + 1
+        if n > 1:
+            start = day - (n - 1) * _DAY
+            run(_copy_sql(d, add=False), [n, ts(start), n - 1, ts(start)])
+            run(_copy_sql(d, add=True), [n, ts(start), 1, ts(day)])
         midnight += _DAY
 
 
@@ -207,7 +221,7 @@ def _floor_day(t: datetime) -> datetime:
 def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
             until: datetime, *, max_rows: int | None = None, fits: Callable[[str, list], bool]) -> bool:
     """Inside a write transaction: sum the rows and runs from ``summed_before`` to ``until`` (or to an earlier row's
-    time, where more than ``max_rows`` rows lie between) into the day cells, build the blocks whose last day that
+    time, where more than ``max_rows`` rows lie between) into the day cells, build the prefixes of the days that
     completes, and move ``summed_before`` there. Returns whether it moved (not when no row or run lies at or after
     it: nothing to sum). ``run`` executes a statement in the transaction and returns the cursor;
     ``fits(where, params)`` says whether the money of the aicost_ledger rows matching that condition may be summed
@@ -219,7 +233,7 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
                 "SELECT MIN(ts) FROM aicost_runs WHERE ts >= ?) AS m", [ts(summed), ts(summed)]).fetchone()[0]
     if first is None:
         return False
-    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no block before it to build)
+    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to build)
         summed = min(_floor_day(parse(first)), until)
     high = until
     if max_rows:
@@ -233,9 +247,9 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         units = fits(window, params)
         run(delta_ddl(d), [])
         run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
-        run(fold_sql(d, 1, units=units), [])
+        run(fold_sql(d, units=units), [])
         run(f"DELETE FROM {PAIR_DELTA}", [])
-    _build_blocks(run, d, ts, _floor_day(summed), _floor_day(high))
+    _build_prefixes(run, d, ts, _floor_day(summed), _floor_day(high))
     run(SET_SUMMED_SQL, [ts(high)])
     return True
 
@@ -245,8 +259,8 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
     """The statements that add a batch's late rows (``wheres``: conditions on the batch's rows and runs that end
     in ``ts < ?``, ``summed_before``) to the pair cells, each with the parameters it takes: 'sources' (those of
     ``wheres``, in order), 'closed' (one: ``summed_before``'s midnight, the end of the last day summed whole) or
-    ''. The day cells, then every longer block already built that holds a late row's day."""
+    ''. The day cells, then every prefix already built that holds a late row's day."""
     return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
-            (fold_sql(d, 1, units=units), ""),
-            *((fold_sql(d, days, units=units, closed=True), "closed") for days in BLOCK_DAYS[1:]),
+            (fold_sql(d, units=units), ""),
+            *((fold_sql(d, units=units, prefix=n), "closed") for n in range(2, WINDOW + 1)),
             (f"DELETE FROM {PAIR_DELTA}", "")]

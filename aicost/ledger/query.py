@@ -367,35 +367,42 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
                 where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
                 line: _LineFormat | None = None) -> list[tuple]:
     """Two keys, one of them user, customer or a tag (and maybe day): summed over the pair cells of the whole
-    days the period holds (the fewest blocks, or each day's cells when grouped by day), the cells of the day
-    being summed so far where the period covers what they hold, and the raw rows of the rest: the hours at the
-    period's start before its first midnight, and from where the summing got (``summed_before``) to the end."""
+    days summed that the period holds (a few window prefixes added and subtracted, :func:`pairs.spans`, or each
+    day's cells when grouped by day), the cells of the day being summed so far where the period covers what they
+    hold, and the raw rows of the rest: the hours before the period's first midnight (or, when fewer, that day's
+    cells less the hours of it before the period) and from where the summing got (``summed_before``) on."""
     pair = _pair({*(k for k in keys if k not in TIME_KEYS), *where})
     assert pair is not None
     summed = store.pairs_summed_before()
     summed_day = _floor(summed, _DAY)
-    blocks: list[tuple[int, datetime]] = []
-    edges: list[tuple[datetime, datetime]] = []
+    sets: list[tuple[int, datetime, int]] = []
+    edges: list[tuple[datetime, datetime, int]] = []
     first_day = _ceil(start, _DAY)
     t = start
     if first_day < end:
+        head = first_day - _DAY  # the day the period starts in, when not on a midnight
         if start < first_day:
-            edges.append((start, first_day))
+            if start - head < first_day - start and first_day <= summed_day:
+                sets.append((1, head, 1))
+                edges.append((head, start, -1))
+            else:
+                edges.append((start, first_day, 1))
         t = first_day
         whole_end = max(t, min(_floor(end, _DAY), summed_day))
         if "day" in keys:
-            blocks += [(1, t + i * _DAY) for i in range((whole_end - t) // _DAY)]
+            sets += [(1, t + i * _DAY, 1) for i in range((whole_end - t) // _DAY)]
         else:
-            blocks += pairs.blocks(t, whole_end)
+            sets += pairs.spans(t, whole_end)
         t = whole_end
         if t == summed_day < summed <= end:  # the day being summed: its cells hold [its midnight, summed)
-            blocks.append((1, t))
+            sets.append((1, t, 1))
             t = summed
     if t < end:
-        edges.append((t, end))
+        edges.append((t, end, 1))
     grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}
-    cells = not edges and grouped == set(pair) and ("day" in keys or len(blocks) == 1)
-    return store.sum_pairs(pair, blocks, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
+    cells = (not edges and grouped == set(pair) and all(sign > 0 for *_, sign in sets)
+             and ("day" in keys or len(sets) == 1))
+    return store.sum_pairs(pair, sets, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
                            nonzero=nonzero, _line=line)
 
 

@@ -609,15 +609,17 @@ class LedgerStore:
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line)
 
-    def sum_pairs(self, pair: tuple[str, str], blocks: Sequence[tuple[int, datetime]],
-                  edges: Sequence[tuple[datetime, datetime]], keys: Sequence[str], *,
+    def sum_pairs(self, pair: tuple[str, str], sets: Sequence[tuple[int, datetime, int]],
+                  edges: Sequence[tuple[datetime, datetime, int]], keys: Sequence[str], *,
                   where: Mapping[str, str] | None = None, measures: Sequence[str] = MEASURES, cells: bool = False,
                   ordered: bool = False, nonzero: bool = False, _line: _LineFormat | None = None) -> list[tuple]:
         """:meth:`sum_period` for a pair of rollup dimensions (:data:`aicost.ledger.pairs.PAIRS`, in their stored
         order): ``measures`` grouped by ``keys`` (keys of the pair's two dimensions, and day) and filtered by
-        ``where`` (on those keys), in ONE statement over the pair cells of ``blocks`` ((days, start): cells
-        summed by :meth:`compact_pairs`) and the raw rows and feature runs of ``edges``. ``cells``: each group is
-        one cell, read as it is. ``ordered`` and ``nonzero``: as :meth:`_sums` (``_line``: its ``line``)."""
+        ``where`` (on those keys), in ONE statement over the pair cells of ``sets`` ((days, start, sign): the cells
+        of the ``days`` days from ``start``, summed by :meth:`compact_pairs`, added or, sign -1, subtracted) and the
+        raw rows and feature runs of ``edges`` ((start, end, sign)). A group that subtraction leaves with no row
+        (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
+        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private)."""
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
@@ -625,8 +627,6 @@ class LedgerStore:
         for key in [*keys, *where]:
             if key != "day":
                 column[key] = "va" if _rollup_dim(key) == pair[0] else "vb"
-        parts: list[str] = []
-        params: list[Any] = []
         conditions: list[str] = []
         condition_params: list[Any] = []
         for key, col in column.items():  # a tag's values are 'name=value': of tag:<name>, those of that name
@@ -637,24 +637,33 @@ class LedgerStore:
             elif key.startswith("tag:"):
                 conditions.append(f"{stored} >= ? AND {stored} < ?")  # a prefix range: uses the key
                 condition_params.extend([f"{key[4:]}=", f"{key[4:]}=\U0010ffff"])
-        by_days: dict[int, list[datetime]] = {}
-        for days, start in blocks:
-            by_days.setdefault(days, []).append(start)
-        for days, starts in by_days.items():
-            parts.append(f"SELECT bucket AS b, value_a AS va, value_b AS vb, {', '.join(names)} "
-                         f"FROM {schema.PAIR_TABLE} WHERE days = ? AND bucket IN ({', '.join('?' * len(starts))}) "
-                         f"AND dim_a = ? AND dim_b = ?{''.join(' AND ' + c for c in conditions)}")
+
+        def signed(sign: int) -> str:  # the measures (and the rows they stand for, net), negated for sign -1
+            return ", ".join(f"{_negated(d, n) if sign < 0 else n} AS {n}" for n in ["net", *names])
+
+        parts: list[str] = []
+        params: list[Any] = []
+        by_set: dict[tuple[int, int], list[datetime]] = {}
+        for days, start, sign in sets:
+            by_set.setdefault((days, sign), []).append(start)
+        net = "calls + cache_hits + refusals + runs AS net"  # every ledger row is one of the three, a run a run
+        for (days, sign), starts in by_set.items():
+            parts.append(f"SELECT b, va, vb, {signed(sign)} FROM (SELECT bucket AS b, value_a AS va, value_b AS vb, "
+                         f"{net}, {', '.join(names)} FROM {schema.PAIR_TABLE} WHERE days = ? AND bucket IN "
+                         f"({', '.join('?' * len(starts))}) AND dim_a = ? AND dim_b = ?"
+                         f"{''.join(' AND ' + c for c in conditions)}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
         tag_names = [k[4:] for k in column if k.startswith("tag:")]
-        for low, high in edges:
+        for low, high, sign in edges:
             raw, raw_params = self._raw_parts(
-                low, high, where, names, lambda dims: ["ts AS b", f"{dims[pair[0]]} AS va", f"{dims[pair[1]]} AS vb"],
+                low, high, where, names,
+                lambda dims: ["ts AS b", f"{dims[pair[0]]} AS va", f"{dims[pair[1]]} AS vb", "1 AS net"],
                 uses=pair, tags="tag" in pair, conditions=["t.key = ?"] * len(tag_names), condition_params=tag_names)
-            parts += raw
+            parts += [f"SELECT b, va, vb, {signed(sign)} FROM ({part}) AS r" if sign < 0 else part for part in raw]
             params += raw_params
         group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
-                          line=_line)
+                          line=_line, counted="SUM(net)")
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
                  measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False,
@@ -700,7 +709,7 @@ class LedgerStore:
 
     def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
               summed: bool = True, ordered: bool = False, nonzero: bool = False,
-              line: _LineFormat | None = None) -> list[tuple]:
+              line: _LineFormat | None = None, counted: str = "COUNT(*)") -> list[tuple]:
         """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
         :attr:`_fills_lines`, each group's ``names`` come back written as one line of text (:class:`_LineFormat`;
         a measure of the line not among ``names`` must be in its ``zero``, else ValueError), after the group's
@@ -718,10 +727,11 @@ class LedgerStore:
             flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
             return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
         return self._grouped(union, params, group, names, summed=summed, ordered=ordered,
-                             line=line if self._fills_lines else None)
+                             line=line if self._fills_lines else None, counted=counted)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
+                 counted: str = "COUNT(*)") -> list[tuple]:
         """``SELECT <group>, <sums of names> FROM (<union>) GROUP BY <group>``: one tuple per group, the group's
         values then its sums, counts as int and money as exact, canonical decimal text (summed exactly: NUMERIC
         on PostgreSQL; on SQLite, which has no decimal type, see :meth:`SQLiteStore._grouped`). Without
@@ -730,7 +740,8 @@ class LedgerStore:
         summed. ``ordered``: largest cost first (on SQLite, by the cost as a double: the caller makes the order
         exact), then most calls, then by the group values, each ascending in code point order with NULL (no
         value) as the text 'None': the order of :func:`aicost.ledger.query.spend`. ``line``: as
-        :meth:`_sums` (only where the database :attr:`_fills_lines`)."""
+        :meth:`_sums` (only where the database :attr:`_fills_lines`). ``counted``: SQL summing how many rows a group
+        stands for (``SUM(net)`` where parts are subtracted); a group of none is left out."""
         raise NotImplementedError
 
     _COLLATE = ""  # how this database compares text in code point order
@@ -954,6 +965,13 @@ def key_sql(d: "rollup.Dialect", key: str, time: str, value: str | None = None) 
     return f"NULLIF({_COLUMN_OF.get(key, key)}, '')", []
 
 
+def _negated(d: "rollup.Dialect", column: str) -> str:
+    """SQL: ``-column`` of a count or, money being text on SQLite, of an amount ('0' and NULL as they are)."""
+    if d.name != "sqlite" or column not in MONEY_MEASURES:
+        return f"-{column}"
+    return f"CASE WHEN {column} = '0' THEN '0' WHEN {column} LIKE '-%' THEN substr({column}, 2) ELSE '-' || {column} END"
+
+
 def _rollup_dim(key: str) -> str:
     """The rollup dimension of a report key: a tag's, whatever its name ('tag:env' -> 'tag')."""
     return "tag" if key.startswith("tag") else key
@@ -973,7 +991,8 @@ def _group_by(group: Sequence[str]) -> str:
     return f" GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}" if group else ""
 
 
-def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, units: bool) -> str:
+def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, units: bool,
+                 counted: str = "COUNT(*)") -> str:
     """The grouped sums of ``union`` on SQLite (:meth:`SQLiteStore._grouped`): g0.. the group's values, s0.. the
     sums of ``names``, ``fits`` whether they are exact, ``rows_summed``. ``units``: money summed as integers of
     10**-UNIT_DIGITS dollars (``fits`` says whether every amount allowed it); otherwise as canonical decimal text
@@ -982,7 +1001,7 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
     if not units:
         sums = [f"{rollup.SQLITE.money_sum(n) if n in MONEY_MEASURES else f'SUM({n})'} AS s{i}"
                 for i, n in enumerate(names)]
-        return (f"SELECT {', '.join([*keys, *sums])}, 1 AS fits, COUNT(*) AS rows_summed FROM ({union}) AS parts"
+        return (f"SELECT {', '.join([*keys, *sums])}, 1 AS fits, {counted} AS rows_summed FROM ({union}) AS parts"
                 f"{_group_by(group)}")
     to_units = rollup.SQLITE.to_units
     assert to_units is not None
@@ -992,7 +1011,7 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
     # The sums get names of their own (s0, s1...): inside the SELECT, a measure's name is the column summed.
     sums = [f"COALESCE(SUM({to_units(n)}), 0) AS s{i}" if n in MONEY_MEASURES else f"SUM({n}) AS s{i}"
             for i, n in enumerate(names)]
-    return (f"SELECT {', '.join([*keys, *sums])}, MIN({fits}) AS fits, COUNT(*) AS rows_summed "
+    return (f"SELECT {', '.join([*keys, *sums])}, MIN({fits}) AS fits, {counted} AS rows_summed "
             f"FROM ({union}) AS parts{_group_by(group)}")
 
 
@@ -1181,7 +1200,8 @@ class SQLiteStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
+                 counted: str = "COUNT(*)") -> list[tuple]:
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
             return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
@@ -1193,7 +1213,7 @@ class SQLiteStore(LedgerStore):
         # million) the statement runs again with the exact Decimal aggregate (aicost_dec_sum), in Python.
         flags = ("fits", "rows_summed")
         try:
-            sql = self._final(_sqlite_sums(union, group, names, units=True), group, names, "units",
+            sql = self._final(_sqlite_sums(union, group, names, units=True, counted=counted), group, names, "units",
                               order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
             exact = all(r[-2] for r in rows)
@@ -1202,7 +1222,7 @@ class SQLiteStore(LedgerStore):
                 raise
             exact = False
         if not exact:
-            sql = self._final(_sqlite_sums(union, group, names, units=False), group, names, "text",
+            sql = self._final(_sqlite_sums(union, group, names, units=False, counted=counted), group, names, "text",
                               order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
         rows = [r for r in rows if r[-1]]  # not the totals of no row at all
@@ -1573,7 +1593,8 @@ class PostgresStore(LedgerStore):
             raise
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
-                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None) -> list[tuple]:
+                 summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
+                 counted: str = "COUNT(*)") -> list[tuple]:
         # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
@@ -1581,7 +1602,7 @@ class PostgresStore(LedgerStore):
             return (self._fetch_lines if line else self._fetch)(self._sql(sql), params)
         sums = [f"COALESCE(SUM({n}), 0){'' if n in MONEY_MEASURES else '::bigint'} AS s{i}"
                 for i, n in enumerate(names)]
-        inner = (f"SELECT {', '.join([*_keys(group), *sums])}, COUNT(*) AS rows_summed FROM ({union}) AS parts"
+        inner = (f"SELECT {', '.join([*_keys(group), *sums])}, {counted} AS rows_summed FROM ({union}) AS parts"
                  f"{_group_by(group)}")
         rows = (self._fetch_lines if line else self._fetch)(
             self._sql(self._final(inner, group, names, "numeric", order_by=ordered, extra=("rows_summed",),
