@@ -19,9 +19,9 @@ Seven tables (``aicost_rollup_cube_folded``, one row: the cube's first day witho
   once, when it first writes a row of a later day, and from then on adds a late row of a folded day to both.
   Days from ``folded_before`` on (today) have hour cells only.
 * ``aicost_rollup_pair`` (version 6): the same sums per pair of attribution keys where one is user, customer or
-  a tag (``dim_a`` / ``value_a``, ``dim_b`` / ``value_b``: customer x team, user x model, customer x 'env=prod'),
-  per block of ``days`` (1, 2, 4, 8, 16 or 32, aligned from 1970-01-01) starting at ``bucket``. Summed behind the
-  writer from the rows stored before ``aicost_rollup_pair_summed.summed_before`` (:mod:`aicost.ledger.pairs`).
+  a tag (``dim_a`` / ``value_a``, ``dim_b`` / ``value_b``: team x customer, user x model, customer x 'env=prod'),
+  over the ``days`` days from ``bucket``: each day's, and each day's prefix of its 32-day window. Summed behind
+  the writer from the rows stored before ``aicost_rollup_pair_summed.summed_before`` (:mod:`aicost.ledger.pairs`).
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
@@ -292,8 +292,8 @@ def _v5(dialect: str) -> list[str]:
 
 
 def _v6(dialect: str) -> list:
-    """aicost_rollup_pair: sums per pair of attribution keys where one is user, customer or a tag, in blocks of 1
-    to 32 days (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows are summed into them.
+    """aicost_rollup_pair: sums per pair of attribution keys where one is user, customer or a tag, per day and per
+    day's prefix of its 32-day window (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows are summed into them.
     The migration sums the rows already stored as the writer's compaction does (the last step, a callable the
     store runs on the migration's connection: ``pairs.compact`` in chunks). The version bump keeps an older
     aicost from writing late rows that would miss the pair cells."""
