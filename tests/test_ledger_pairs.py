@@ -308,3 +308,21 @@ def test_aicost_sum_pairs_sums_what_is_left_and_says_when_nothing_is(ledger_url)
     assert main(["sum-pairs", "--ledger", ledger_url], out=out, err=io.StringIO()) == 0
     assert out.getvalue().startswith("nothing to sum")
     store.close()
+
+
+def test_a_batch_is_refused_once_a_newer_aicost_migrated_the_ledger(ledger_url):
+    """An open store whose ledger a newer aicost migrated (schema version above this one's) writes nothing more:
+    its batch raises LedgerSchemaError and is rolled back (the background writer spills it, for the newer
+    version to replay), rather than being written without what the newer schema maintains."""
+    from aicost.ledger import LedgerSchemaError
+
+    items = list(generate(Profile(days=1, teams=2, customers=3, calls=60, seed=2)))
+    rows = [i for i in items if isinstance(i, LedgerRow)]
+    store = open_store(ledger_url)
+    assert store.write(rows[:20]) == 20
+    run_sql(ledger_url, [f"INSERT INTO aicost_schema (version, applied_at, aicost_version) VALUES "
+                         f"({SCHEMA_VERSION + 1}, '2026-12-05 00:00:00', '99')"])
+    with pytest.raises(LedgerSchemaError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        store.write(rows[20:])
+    assert store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0] == 20
+    store.close()

@@ -406,9 +406,15 @@ class LedgerStore:
                         stage: str) -> None:
         """Add the batch's late rows and runs, those before ``summed_before`` (read here, under the write lock:
         the pair summing moves it under the same lock), to the pair cells (:func:`aicost.ledger.pairs.
-        late_statements`). Nearly every batch has none: one read of one row, and a comparison."""
-        cur.execute(pairs.READ_SUMMED_SQL)
-        summed = _parse_ts(cur.fetchone()[0])
+        late_statements`). Nearly every batch has none: one read of one row, and a comparison. The same read
+        checks the schema version (:class:`LedgerSchemaError` if a newer aicost migrated the ledger since this
+        store opened it)."""
+        cur.execute(_READ_SUMMED_AND_VERSION)
+        summed, version = cur.fetchone()
+        # A migration by a newer aicost while this process had the ledger open: its write is refused (rolled
+        # back, spilled by the writer), never made without what the newer schema maintains.
+        _refuse_newer(int(version), "ledger write", self.url)
+        summed = _parse_ts(summed)
         mark = self._ts(summed)
         if batch.first is None or batch.first >= mark:
             return
@@ -1256,6 +1262,10 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
                 conn.execute(statement)
         conn.execute(f"INSERT INTO aicost_schema (version, applied_at, aicost_version) VALUES ({mark}, {mark}, {mark})",
                      (version, now, __version__))
+
+
+_READ_SUMMED_AND_VERSION = (f"SELECT summed_before, (SELECT MAX(version) FROM aicost_schema) "
+                            f"FROM {schema.PAIR_MARK_TABLE}")
 
 
 def _sum_pairs(cur: Any, dialect: str, until: datetime, max_rows: int | None) -> bool:
