@@ -17,7 +17,7 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from ledger_helpers import DROP_PAIRS, add_row, add_run, group_sums, new_sums
+from ledger_helpers import DROP_PAIRS, add_row, add_run, group_sums, new_sums, run_sql
 
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
@@ -327,18 +327,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
                   "DROP TABLE aicost_rollup_cube", "DROP TABLE aicost_rollup_cube_folded", *DROP_PAIRS,
                   "DELETE FROM aicost_schema WHERE version >= 4"]
-    if ledger_url.startswith("sqlite"):
-        conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
-        for s in statements:
-            conn.execute(s)
-        conn.commit()
-        conn.close()
-    else:
-        import psycopg
-
-        with psycopg.connect(ledger_url, autocommit=True) as conn:
-            for s in statements:
-                conn.execute(s)
+    run_sql(ledger_url, statements)
     store = open_store(ledger_url)
     assert store.schema_version() == SCHEMA_VERSION == 6
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
