@@ -261,7 +261,7 @@ def test_a_summing_racing_a_late_batch_loses_nothing(ledger_url, first):
     late_writer._add_late_pairs = pausing_late
     errors = []
     jobs = {"late rows": lambda: late_writer.write(late_rows, late_runs),
-            "summing": lambda: summer.compact_pairs(until=day + timedelta(days=2, hours=5))}
+            "summing": lambda: _sum_all(summer, until=day + timedelta(days=2, hours=5))}
 
     def run(job):
         try:

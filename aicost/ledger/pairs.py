@@ -44,7 +44,7 @@ __all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "co
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
 PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
               if not (a in CUBE_KEYS and b in CUBE_KEYS))
-WINDOW = 32  # days: the pair cells keep, per window of 32 days aligned from 1970-01-01, each day's prefix
+WINDOW = 64  # days: the pair cells keep, per window of 64 days aligned from 1970-01-01, each day's prefix
 PAIR_DELTA = "aicost_pair_delta"
 READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
@@ -159,12 +159,15 @@ def _plus_days(d: Dialect, column: str, days: int) -> str:
     return f"({column} + interval '{days} days')"
 
 
-def fold_sql(d: Dialect, *, units: bool, prefix: int = 1) -> str:
-    """Add the delta's day cells to the pair cells: ``prefix`` 1, to the day cells (insert new cells, add to
-    existing ones); ``prefix`` n > 1, to the prefixes of n days of the windows that hold a delta day among their
-    first n and are built already, those ending on or before the day given as the one parameter (a late row's;
-    a prefix not built yet will be summed from the day cells, which hold the row)."""
-    if prefix == 1:
+def fold_sql(d: Dialect, *, units: bool, prefix: int = 1, into: bool = False) -> str:
+    """Add the delta's day cells to the pair cells: to the day cells; ``into``, to the one set given as two
+    parameters (days, start: the chunk's day's prefix; the delta holds that one day); ``prefix`` n > 1, to the
+    prefixes of n days of the windows that hold a delta day among their first n and exist already, those ending
+    on or before the day given as the one parameter (a late row's; a prefix not started yet will start from
+    the ones before it, which hold the row). Inserts new cells, adds to existing ones."""
+    if into:
+        select = f"SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
+    elif prefix == 1:
         # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
         select = f"SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
     else:
@@ -186,32 +189,13 @@ def _upsert(d: Dialect) -> str:
     return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {updates}"
 
 
-def _copy_sql(d: Dialect, *, add: bool) -> str:
-    """Cells of one set into another (parameters: the new set's days and start, the old set's days and start):
-    a prefix of n days is that of n - 1 copied, and its last day's cells added (two cells at most per cell: no
-    aggregate, and on SQLite the add takes the integer path where the amounts allow, in SQL)."""
-    return (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT ?, ?, {_CELL}, "
-            f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?"
-            + (f" {_upsert(d)}" if add else ""))
+# Cells of one set copied as another (parameters: the new set's days and start, the old set's days and start):
+# a day's prefix starts as the prefix through the day before.
+_COPY_SQL = (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT ?, ?, {_CELL}, "
+             f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?")
 
 
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
-
-
-def _build_prefixes(run: Run, d: Dialect, ts: Callable[[datetime], Any], after: datetime,
-                    upto: datetime) -> None:
-    """Build the prefixes that the days ending on the midnights in (after, upto] complete: the prefix of a window
-    through a day is its prefix through the day before plus the day's cells (a window's first day is its own
-    prefix of 1)."""
-    midnight = after + _DAY
-    while midnight <= upto:
-        day = midnight - _DAY
-        n = day_number(day) % WINDOW + 1
-        if n > 1:
-            start = day - (n - 1) * _DAY
-            run(_copy_sql(d, add=False), [n, ts(start), n - 1, ts(start)])
-            run(_copy_sql(d, add=True), [n, ts(start), 1, ts(day)])
-        midnight += _DAY
 
 
 def _floor_day(t: datetime) -> datetime:
@@ -220,12 +204,14 @@ def _floor_day(t: datetime) -> datetime:
 
 def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
             until: datetime, *, max_rows: int | None = None, fits: Callable[[str, list], bool]) -> bool:
-    """Inside a write transaction: sum the rows and runs from ``summed_before`` to ``until`` (or to an earlier row's
-    time, where more than ``max_rows`` rows lie between) into the day cells, build the prefixes of the days that
-    completes, and move ``summed_before`` there. Returns whether it moved (not when no row or run lies at or after
-    it: nothing to sum). ``run`` executes a statement in the transaction and returns the cursor;
-    ``fits(where, params)`` says whether the money of the aicost_ledger rows matching that condition may be summed
-    as integers (the integer path; False where the dialect has none)."""
+    """Inside a write transaction: sum the rows and runs from ``summed_before`` to ``until`` (or less: never past
+    the next midnight, nor past a row's time where more than ``max_rows`` rows lie between) into the cells of
+    their day and of its window's prefix through that day, and move ``summed_before`` there. The first chunk of a
+    day starts that day's prefix as the prefix through the day before (the window's first day is its own prefix).
+    Returns whether it moved (not when no row or run lies at or after it: nothing to sum). ``run`` executes a
+    statement in the transaction and returns the cursor; ``fits(where, params)`` says whether the money of the
+    aicost_ledger rows matching that condition may be summed as integers (the integer path; False where the
+    dialect has none)."""
     summed = parse(run(READ_SUMMED_SQL, []).fetchone()[0])
     if until <= summed:
         return False
@@ -233,14 +219,19 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
                 "SELECT MIN(ts) FROM aicost_runs WHERE ts >= ?) AS m", [ts(summed), ts(summed)]).fetchone()[0]
     if first is None:
         return False
-    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to build)
+    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to carry)
         summed = min(_floor_day(parse(first)), until)
-    high = until
+    day = _floor_day(summed)
+    high = min(until, day + _DAY)
     if max_rows:
         cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
-                  [ts(summed), ts(until), max_rows]).fetchone()
+                  [ts(summed), ts(high), max_rows]).fetchone()
         if cut is not None and parse(cut[0]) > summed:
             high = parse(cut[0])
+    n = day_number(day) % WINDOW + 1  # the day's prefix: the window's first n days
+    window_start = day - (n - 1) * _DAY
+    if summed == day and n > 1:
+        run(_COPY_SQL, [n, ts(window_start), n - 1, ts(window_start)])
     if parse(first) < high:
         window = "ts >= ? AND ts < ?"
         params = [ts(summed), ts(high)]
@@ -248,8 +239,9 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         run(delta_ddl(d), [])
         run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
         run(fold_sql(d, units=units), [])
+        if n > 1:
+            run(fold_sql(d, units=units, into=True), [n, ts(window_start)])
         run(f"DELETE FROM {PAIR_DELTA}", [])
-    _build_prefixes(run, d, ts, _floor_day(summed), _floor_day(high))
     run(SET_SUMMED_SQL, [ts(high)])
     return True
 
@@ -258,8 +250,9 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
                     schema: str = "") -> list[tuple[str, str]]:
     """The statements that add a batch's late rows (``wheres``: conditions on the batch's rows and runs that end
     in ``ts < ?``, ``summed_before``) to the pair cells, each with the parameters it takes: 'sources' (those of
-    ``wheres``, in order), 'closed' (one: ``summed_before``'s midnight, the end of the last day summed whole) or
-    ''. The day cells, then every prefix already built that holds a late row's day."""
+    ``wheres``, in order), 'closed' (one: the end of the last prefix started: ``summed_before``'s midnight, or the
+    next one when some of its day is summed) or ''. The day cells, then every prefix started that holds a late
+    row's day."""
     return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
             (fold_sql(d, units=units), ""),
             *((fold_sql(d, units=units, prefix=n), "closed") for n in range(2, WINDOW + 1)),

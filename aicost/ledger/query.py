@@ -389,14 +389,15 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
                 edges.append((start, first_day, 1))
         t = first_day
         whole_end = max(t, min(_floor(end, _DAY), summed_day))
+        # The day being summed counts as a whole day when the period covers what its cells (and its window's
+        # prefix through it) hold, [its midnight, summed): then the raw rows start at summed.
+        partly = whole_end == summed_day < summed <= end
+        last = whole_end + _DAY if partly else whole_end
         if "day" in keys:
-            sets += [(1, t + i * _DAY, 1) for i in range((whole_end - t) // _DAY)]
+            sets += [(1, t + i * _DAY, 1) for i in range((last - t) // _DAY)]
         else:
-            sets += pairs.spans(t, whole_end)
-        t = whole_end
-        if t == summed_day < summed <= end:  # the day being summed: its cells hold [its midnight, summed)
-            sets.append((1, t, 1))
-            t = summed
+            sets += pairs.spans(t, last)
+        t = summed if partly else whole_end
     if t < end:
         edges.append((t, end, 1))
     grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}

@@ -420,7 +420,8 @@ class LedgerStore:
             return
         late = {source: f"{where} AND ts < ?" for source, where in wheres.items()}
         late_params = [p for source in late for p in (*params[source], mark)]
-        closed = [self._ts(summed.replace(hour=0, minute=0, second=0, microsecond=0))]
+        day = summed.replace(hour=0, minute=0, second=0, microsecond=0)
+        closed = [self._ts(day + timedelta(days=1) if summed > day else day)]  # the end of the last prefix started
         d = rollup.DIALECTS[self.dialect]
         for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage):
             cur.execute(self._sql(sql), late_params if takes == "sources" else closed if takes == "closed" else [])
