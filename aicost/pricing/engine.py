@@ -68,10 +68,17 @@ class _UnpricedTier:
 
     __slots__ = ("tier", "reason", "log_key")
 
-    def __init__(self, tier: str, reason: str) -> None:
+    def __init__(self, tier: str | None, reason: str) -> None:
         self.tier = tier  # normalised: the call's Cost.service_tier, without normalising it again on each call
         self.reason = reason
         self.log_key = "pricing:tier:" + reason  # its warning is logged once (``log_once``), built once here
+
+
+def _unreadable_tier(tier: Any) -> _UnpricedTier | None:
+    """A tier pricing cannot read (a dict, a list, a number: ``names.tier_problem``) as the reason its call has no
+    price, with no tier on its cost; None for a tier that can be read."""
+    problem = names.tier_problem(tier)
+    return None if problem is None else _UnpricedTier(None, problem)
 
 
 # What a lookup gives: the price, or None and, when the tier is why, the reason. Cached as one pair.
@@ -264,6 +271,9 @@ def _price_at(provider: str | None, model: str | None, service_tier: str | None,
     resolved = _resolved_for(provider, model)
     if resolved is None:
         return _NO_PRICE
+    unreadable = _unreadable_tier(service_tier)
+    if unreadable is not None:
+        return None, unreadable
     return resolved.find(at, names.normalise_tier(service_tier))
 
 
@@ -276,7 +286,8 @@ def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _Price
     if resolved is None:
         answer, until = _NO_PRICE, now.timestamp() + 3600.0
     else:
-        answer = resolved.find(now, names.normalise_tier(tier))
+        unreadable = _unreadable_tier(tier)
+        answer = (None, unreadable) if unreadable is not None else resolved.find(now, names.normalise_tier(tier))
         until = resolved.valid_until(now).timestamp()
     with _lock:
         if generation == _generation:
@@ -288,7 +299,10 @@ def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _Price
 
 def _price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReason:
     """What prices (provider, model, tier) now: cached until the price can next change."""
-    hit = _now.get(key)
+    try:
+        hit = _now.get(key)
+    except TypeError:  # an unhashable tier (a dict, a list): no tier pricing can read, and no cache key either
+        return _price_at(*key, datetime.now(_UTC))
     if hit is not None and hit[1] > time.time():
         return hit[0]
     return _look_up_price_now(key)
@@ -296,7 +310,9 @@ def _price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReaso
 
 def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
     """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
-    and cached until the price can next change, so it is cheap enough to ask on every call."""
+    and cached until the price can next change, so it is cheap enough to ask on every call. ``service_tier``:
+    text or an enum of text; anything else (a dict, a list, a number) is no tier: None, and ``unknown_reason``
+    says why, as ``price_call`` does (never the standard rate, never a TypeError)."""
     return _price_now((provider, model, service_tier))[0]
 
 
