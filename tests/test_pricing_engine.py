@@ -640,7 +640,9 @@ def test_a_service_tier_that_is_not_text_is_an_unknown_tier_with_its_reason(tier
         assert (cost.known, cost.total, cost.unknown_reason, cost.service_tier) == (False, None, reason, None)
     assert caplog.text.count(reason) == 1 and "could not price" not in caplog.text
     assert not [u for u in unknown_models() if u.model == "gpt-5"]
-    assert engine.current_price("openai", "gpt-5", "flex") is not None  # text still prices
+    assert engine.current_price_and_reason("openai", "gpt-5", tier) == (None, reason)  # one lookup, the same answer
+    flex = engine.current_price("openai", "gpt-5", "flex")  # text still prices
+    assert flex is not None and engine.current_price_and_reason("openai", "gpt-5", "flex") == (flex, None)
 
 
 def test_unknown_model_list_is_bounded(monkeypatch):
