@@ -77,7 +77,7 @@ def _json(report):
     }, indent=2) + "\n"
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # a text cell starting so gets a leading ' (and one with ')
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # a CSV text cell starting so gets a leading '
 
 
 def _csv(report):

@@ -25,8 +25,8 @@ from json.encoder import encode_basestring_ascii as _json_string  # what json.du
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..pricing.money import format_usd, sum_usd
-from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .csvtext import csv_text
+from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
 from .store import LedgerStore, _LineFormat

@@ -89,8 +89,8 @@ def _sqlite_fits_positive(x: str) -> str:
 
 
 def _sqlite_positive_units_text(n: str) -> str:
-    """SQLite: :func:`_sqlite_units_text` of integer units known to be positive (0 would be ''): ``n`` is written
-    twice, not four times (a fold's ``n`` is the sum of two texts' units, a dozen string functions; the folds' adds were
+    """SQLite: :func:`_sqlite_units_text` of integer units known not to be negative: ``n`` is written twice, not
+    four times (a fold's ``n`` is the sum of two texts' units, a dozen string functions; the folds' adds were
     most of their time)."""
     return f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', {n} / {_UNIT}, {n} % {_UNIT}), '0'), '.')"
 

@@ -125,7 +125,7 @@ def tier_problem(tier: Any) -> str | None:
 
 def normalise_tier(tier: Any) -> str | None:
     """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased. Enums by their
-    value (``tier_text``)."""
+    value (``tier_text``). For a tier :func:`tier_problem` accepts (pricing asks it first)."""
     if tier is None:
         return None
     word = tier_text(tier).strip().lower()
