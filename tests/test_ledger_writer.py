@@ -39,6 +39,16 @@ def _rows(url):
         return list(store.rows(*WINDOW))
 
 
+def _queue_before_the_thread(writer, items):
+    """Queue ``items`` while the writer thread is not started yet (it starts on the first row): its first drain, at
+    the next flush(), then finds them all queued."""
+    writer._start = lambda: False
+    try:
+        writer.add(items)
+    finally:
+        del writer._start  # the class's again
+
+
 def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledger_url, spill_dir, openai_client,
                                                              anthropic_client, replay_server):
     aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
@@ -135,9 +145,9 @@ def test_full_queue_drops_are_counted_and_logged_never_raised(tmp_path, spill_di
 
     forget("ledger:queue-full")
     writer = LedgerWriter(f"sqlite:///{tmp_path / 'q.db'}", max_queue=10)
-    writer._start = lambda: None  # no writer thread: the queue only fills
-    with caplog.at_level(logging.WARNING, logger="aicost"):
-        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1)) for i in range(25))
+    with caplog.at_level(logging.WARNING, logger="aicost"):  # no writer thread yet: the queue only fills
+        _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1))
+                                          for i in range(25)))
     stats = writer.stats()
     assert stats["enqueued"] == 10 and stats["dropped_queue_full"] == 15
     assert any("queue is full" in r.getMessage() for r in caplog.records)
@@ -203,7 +213,7 @@ def test_rows_are_flushed_at_exit_even_those_queued_during_exit(tmp_path, spill_
         from decimal import Decimal
         from aicost.ledger import LedgerRow, CALL
         from aicost.ledger import writer
-        def late():  # registered first, so it runs after the ledger's own exit flush
+        def late():  # registered after the ledger's exit flush (at the writer's import): runs before it, at exit
             writer.active().add([LedgerRow(span_id="ffffffffffffffff", kind=CALL, time=datetime.now(timezone.utc),
                                            cost=Decimal("0.5"))])
         atexit.register(late)
@@ -352,33 +362,29 @@ def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
     assert _nearest_feature(None, parents, {"feat"}) is None
 
 
-def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(tmp_path, spill_dir):
+def test_batches_are_prepared_on_a_second_thread(tmp_path, spill_dir):
     """With more than one batch queued, the next batch is prepared on the writer's preparing thread while the
-    current one is written; close() stops that thread. The at-exit flush writes every batch on its own thread
-    and starts none, nor does a writer made with prepare_ahead=False. Every row lands once and the rollups equal
-    the rows."""
+    writer thread writes the current one; close() stops both. A writer made with prepare_ahead=False starts no
+    preparing thread. Every row lands once and the rollups equal the rows."""
     import threading
 
     from aicost.ledger import spend
-    from aicost.ledger.row import FeatureRun
     from aicost.ledger.synthetic import Profile, generate
 
     items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3, start=NOW - timedelta(hours=6))))
     rows = [i for i in items if isinstance(i, LedgerRow)]
-    for exiting, ahead in ((False, True), (True, True), (False, False)):
-        url = f"sqlite:///{tmp_path / f'pipe-{exiting}-{ahead}.db'}"
+    for ahead in (True, False):
+        url = f"sqlite:///{tmp_path / f'pipe-{ahead}.db'}"
         writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1, prepare_ahead=ahead)
-        writer._start = lambda: None  # this thread flushes: the only other thread is the preparing one
-        writer._exiting = exiting
         before = set(threading.enumerate())
-        writer.add(items)
+        _queue_before_the_thread(writer, items)
         assert writer.flush(timeout_s=None)
         preparer = writer._preparer
-        assert (preparer is None) == (exiting or not ahead)
-        assert (set(threading.enumerate()) - before == set()) == (exiting or not ahead)
+        assert (preparer is None) == (not ahead)
+        assert set(threading.enumerate()) - before == {writer._thread} | ({preparer._thread} if ahead else set())
         assert writer.stats()["written"] == len(rows) and writer.stats()["runs_written"] == len(items) - len(rows)
         writer.close()
-        assert preparer is None or not preparer._thread.is_alive()
+        assert not writer._thread.is_alive() and (preparer is None or not preparer._thread.is_alive())
         with open_store(url, create=False) as store:
             first, last = store.time_range()
             end = last + timedelta(seconds=1)
@@ -391,15 +397,63 @@ def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(t
                                                                    r.cost is not None)
 
 
+def test_the_exit_flush_writes_a_backlog_without_starting_a_thread(tmp_path, spill_dir):
+    """At exit the writer thread writes what is queued; it starts no preparing thread (nothing starts a thread at
+    interpreter shutdown), and the batches are prepared on the writer thread itself. Here the writer thread is
+    held in a first write until the exit begins, with a backlog of several batches queued behind it."""
+    url = f"sqlite:///{tmp_path / 'exit-backlog.db'}"
+    code = """
+    import atexit, json, threading
+    started = []
+    def report():  # registered before the ledger's exit flush (the writer is imported below): runs after it
+        print(json.dumps({"started": started, "stats": w.stats()}), flush=True)
+    atexit.register(report)
+    from datetime import timedelta, datetime, timezone
+    from aicost.ledger import writer
+    from aicost.ledger.store import SQLiteStore
+    from aicost.ledger.synthetic import Profile, generate
+    start = Thread_start = threading.Thread.start
+    def record_starts():  # registered after the writer's import: runs just before its exit flush
+        def recording(thread):
+            started.append(thread.name)
+            return Thread_start(thread)
+        threading.Thread.start = recording
+    atexit.register(record_starts)
+    items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3,
+                                  start=datetime.now(timezone.utc) - timedelta(hours=6))))
+    entered, write_prepared = threading.Event(), SQLiteStore.write_prepared
+    def held(store, batch):  # the first write waits for the exit to begin
+        SQLiteStore.write_prepared = write_prepared
+        entered.set()
+        while not w._exiting:
+            entered.wait(0.01)
+        return write_prepared(store, batch)
+    SQLiteStore.write_prepared = held
+    w = writer.LedgerWriter(URL, batch_size=64, max_queue=len(items) + 1)
+    w.add(items[:1])
+    w.flush(timeout_s=0)
+    assert entered.wait(30)
+    w.add(items[1:])
+    print(json.dumps({"items": len(items), "rows": sum(type(i).__name__ == "LedgerRow" for i in items)}))
+    """
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    counts, seen = (json.loads(line) for line in done.stdout.splitlines())
+    assert seen["started"] == []
+    stats = seen["stats"]
+    assert stats["written"] == counts["rows"] and stats["runs_written"] == counts["items"] - counts["rows"]
+    assert "spilled" not in stats and len(_rows(url)) == counts["rows"]
+
+
 def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_size_and_shrink_at_its_end(
         tmp_path, spill_dir, monkeypatch):
     url = f"sqlite:///{tmp_path / 'backlog.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None
     sizes = []
     store_batch = writer._store_batch
     monkeypatch.setattr(writer, "_store_batch", lambda rows, *rest: sizes.append(len(rows)) or store_batch(rows, *rest))
-    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(215))
+    _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                      for i in range(215)))
     assert writer.flush()
     assert sizes == [10, 20, 40, 40, 40, 32, 16, 10, 7] and writer.stats()["written"] == 215
     writer.close()
@@ -412,7 +466,6 @@ def test_a_failed_write_does_not_lose_the_next_batch_already_taken_for_preparing
     handling (here: even the spill fails), the next batch goes back on the queue, not into thin air."""
     url = f"sqlite:///{tmp_path / 'fail.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None
     store_batch, failed = writer._store_batch, []
 
     def fail_once(rows, *rest):
@@ -422,7 +475,8 @@ def test_a_failed_write_does_not_lose_the_next_batch_already_taken_for_preparing
         return store_batch(rows, *rest)
 
     monkeypatch.setattr(writer, "_store_batch", fail_once)
-    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
+    _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                      for i in range(100)))
     assert not writer.flush()  # the failure is logged, not raised; the queue still holds what was not written
     assert writer.flush()
     assert failed == [10] and writer.stats()["written"] == 90  # only the batch whose write failed is gone
@@ -439,20 +493,21 @@ def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
     assert preparer.submit(lambda x: x * 2, 4).result(timeout=0) == 8  # done on the caller's thread
 
 
-def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_closes_the_database(
-        pg_server, spill_dir, monkeypatch, caplog):
+def test_close_waits_no_longer_than_its_timeout_and_begins_no_write_after_it(ledger_url, spill_dir, monkeypatch,
+                                                                              caplog):
     """close() returns within its timeout even while a batch is being prepared (here: until an event), and then
-    leaves the database to the thread that is writing: it writes the batches it had taken, from what was
-    prepared (the preparing thread formats COPY data from what the store kept of its connection, never from the
-    connection itself, which the writing thread may be closing), takes no other past close()'s deadline, spills
-    the rest of the queue and closes the database itself. The next writer replays the spill: every row once."""
+    leaves the database to the writer thread. That thread begins no write after the deadline, not even of the
+    batches it had taken and prepared (it used to write those, one batch past the deadline): the closing side
+    spilled them, and the thread ends and closes the database itself. On PostgreSQL the preparing thread formats
+    COPY data from what the store kept of its connection, never from the connection itself, which the writer
+    thread may be closing. The next writer replays the spill: every row once."""
     import threading
 
-    from aicost.ledger.store import PostgresStore
+    from aicost.ledger.store import PostgresStore, SQLiteStore
 
-    url = fresh_pg_database(pg_server)
+    store_class = PostgresStore if ledger_url.startswith("postgresql") else SQLiteStore
     entered, release, staged = threading.Event(), threading.Event(), []
-    stage = PostgresStore._stage
+    stage = store_class._stage
 
     def slow_stage(store, row_params, run_params):
         if not entered.is_set():
@@ -461,8 +516,8 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
         staged.append(stage(store, row_params, run_params))
         return staged[-1]
 
-    monkeypatch.setattr(PostgresStore, "_stage", slow_stage)
-    writer = LedgerWriter(url, batch_size=50, max_queue=10_000)
+    monkeypatch.setattr(store_class, "_stage", slow_stage)
+    writer = LedgerWriter(ledger_url, batch_size=50, max_queue=10_000)
     writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(400))
     assert entered.wait(30)  # the writer thread's first batch is being prepared, and holds on
     closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 0.5})
@@ -470,22 +525,23 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
     closer.join(30)
     try:
         assert not closer.is_alive()  # close() returned while the batch is still being prepared
-        assert writer._store is not None  # not closed under the writing thread: it is left to that thread
+        assert writer._store is not None  # not closed under the writer thread: it is left to that thread
     finally:
         release.set()
     writer._thread.join(30)
     assert not writer._thread.is_alive() and writer._store is None and writer._preparer is None
     stats = writer.stats()
-    assert 0 < stats["written"] < 400 and stats["written"] + stats["spilled"] == 400 and None not in staged
+    assert stats.get("written", 0) == 0 and stats["spilled"] == 400  # no write begun after the deadline
     assert "could not prepare" not in caplog.text
-    again = LedgerWriter(url)
-    assert again.flush() and again.stats()["replayed"] == stats["spilled"]
+    again = LedgerWriter(ledger_url)
+    assert again.flush() and again.stats()["replayed"] == 400
     again.close()
-    with open_store(url, create=False) as store:
+    with open_store(ledger_url, create=False) as store:
         assert totals(store, *WINDOW).calls == 400
     monkeypatch.undo()
-    store.close()  # as after an outage: no connection now
-    assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
+    if store_class is PostgresStore:
+        store.close()  # as after an outage: no connection now
+        assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
 
 
 def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next_writer(tmp_path, spill_dir):
@@ -493,11 +549,11 @@ def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next
     next writer of the ledger replays them."""
     url = f"sqlite:///{tmp_path / 'late.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None  # no writer thread: close() itself writes what it can in no time
+    writer._start = lambda: False  # no writer thread: nothing is written, close() spills it all
     writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
     writer.close(timeout_s=0)
     stats = writer.stats()
-    assert stats["spilled"] >= 80 and stats.get("written", 0) + stats["spilled"] == 100 and stats["queued"] == 0
+    assert stats["spilled"] == 100 and stats.get("written", 0) == 0 and stats["queued"] == 0
     again = LedgerWriter(url)
     assert again.flush()  # the spill of this (live) process is replayed
     assert again.stats()["replayed"] == stats["spilled"]
@@ -588,16 +644,16 @@ def test_a_close_after_the_exit_flush_waits_no_longer_than_the_exit(tmp_path, sp
     assert json.loads(done.stdout)["after_exit_began_s"] < 3.0  # the old code waited for the writes (>= 4 s)
 
 
-def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
-    """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
-    goes back to the spill file (it used to replay the whole file, however long that took)."""
+def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(tmp_path, spill_dir, monkeypatch):
+    """A spill file is replayed batch by batch; close(timeout_s) begins no batch after its deadline. The rest stays
+    on disk in a file of its own, which the next writer replays. (It used to go back into this process's bounded
+    spill file, here full, and the replayed file was deleted anyway: those rows were lost.)"""
     from aicost.ledger.store import SQLiteStore
 
     url = f"sqlite:///{tmp_path / 'replay.db'}"
     writer = LedgerWriter(url, batch_size=500, prepare_ahead=False)
-    writer._start = lambda: None
-    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)],
-                  [])
+    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)])
+    writer.spill_max_bytes = 1000  # this process's spill file is full now: not one more row fits
     writes, write_prepared = [], SQLiteStore.write_prepared
 
     def slow(store, batch):  # each write ends after close()'s deadline: a 5,000-row file would take 10 of them
@@ -608,23 +664,41 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tm
     monkeypatch.setattr(SQLiteStore, "write_prepared", slow)
     deadline = time.monotonic() + 2.0  # (close's own is no earlier)
     writer.close(timeout_s=2.0)
+    writer._thread.join(30)
     assert writes == [500]  # the batch begun before the deadline, then no other
-    assert writer.stats()["spilled"] == 5000 + 4500 and writer.stats().get("replayed", 0) == 0
+    stats = writer.stats()
+    assert stats["spilled"] == 5000 and stats["replayed"] == 500 and "dropped_spill_full" not in stats
+    assert not writer._own_spill().exists()  # the rest is not in the bounded spill file
     monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
     again = LedgerWriter(url)
     assert again.flush() and again.stats()["replayed"] == 4500
     again.close()
+    assert not list(spill_dir.iterdir())
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 5000
 
 
-def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spill_dir):
+def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped_by_that_call(tmp_path, spill_dir, monkeypatch,
+                                                                                 caplog):
     """on_call checks that the writer is open and then appends, without a lock (the hot path); a close() that
-    spills the queue in between leaves that row behind. It is counted as dropped, not left uncounted."""
+    takes the queue in between leaves that row behind. The call itself finds that out and counts the row as
+    dropped, and logs it (it used to be counted only when stats() was read)."""
+    from aicost._log import forget
+
     writer = LedgerWriter(f"sqlite:///{tmp_path / 'race.db'}")
     writer.add([LedgerRow(span_id="a" * 16, kind=CALL, time=NOW, cost=Decimal("0.01"))])
-    writer.close()
-    writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
+    assert writer.flush()
+
+    def racing(result):  # on_call found the writer open; close() runs to its end before the row is appended
+        writer.close()
+        return LedgerRow(span_id="b" * 16, kind=CALL, time=NOW)
+
+    monkeypatch.setattr(ledger_writer, "call_item", racing)
+    forget("ledger:closed")
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        writer.on_call(None)
+    assert not writer._queue and writer._counts["dropped_closed"] == 1
+    assert "arrived after the ledger was closed" in caplog.text
     stats = writer.stats()
     assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
 
