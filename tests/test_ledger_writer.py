@@ -39,6 +39,12 @@ def _rows(url):
         return list(store.rows(*WINDOW))
 
 
+def _write_spill(path, rows):
+    """A spill file of ``rows``, as a writer spills them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"row": row.to_dict()}, separators=(",", ":")) + "\n" for row in rows))
+
+
 def _queue_before_the_thread(writer, items):
     """Queue ``items`` while the writer thread is not started yet (it starts on the first row): its first drain, at
     the next flush(), then finds them all queued."""
@@ -652,8 +658,9 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(t
 
     url = f"sqlite:///{tmp_path / 'replay.db'}"
     writer = LedgerWriter(url, batch_size=500, prepare_ahead=False)
-    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)])
-    writer.spill_max_bytes = 1000  # this process's spill file is full now: not one more row fits
+    _write_spill(writer._own_spill(), [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                       for i in range(5000)])
+    writer.spill_max_bytes = 1000  # this process's spill file is full: not one more row fits
     writes, write_prepared = [], SQLiteStore.write_prepared
 
     def slow(store, batch):  # each write ends after close()'s deadline: a 5,000-row file would take 10 of them
@@ -667,7 +674,7 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(t
     writer._thread.join(30)
     assert writes == [500]  # the batch begun before the deadline, then no other
     stats = writer.stats()
-    assert stats["spilled"] == 5000 and stats["replayed"] == 500 and "dropped_spill_full" not in stats
+    assert stats["replayed"] == 500 and "spilled" not in stats and "dropped_spill_full" not in stats
     assert not writer._own_spill().exists()  # the rest is not in the bounded spill file
     monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
     again = LedgerWriter(url)
@@ -723,3 +730,211 @@ def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_buil
         first, again = row_from_item(item), row_from_item(item)
         assert first.span_id and first.span_id == again.span_id
     assert row_from_item(call).span_id != row_from_item(hit).span_id
+
+
+# -- the exit and close path: bounded, nothing silently lost -------------------------------------------------------
+def _exit_with_rows(url: str, spill_dir, extra: str = "", rows: int = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """A process that queues ``rows`` rows (its writer thread waits for a full batch or a flush: only the exit's
+    flush writes them, with a 1 s bound) and exits; its result and how long it ran. It prints its writer's stats
+    after the exit flush."""
+    code = """
+        import atexit, json
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        atexit.register(lambda: print(json.dumps(w.stats()), flush=True))  # runs after the ledger's exit flush
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        writer._EXIT_FLUSH_S = 1.0  # (10 s in production)
+        EXTRA
+        w = writer.LedgerWriter(URL, flush_interval_s=3600)
+        w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
+              for i in range(ROWS))
+    """.replace("EXTRA", extra).replace("URL", repr(url)).replace("ROWS", str(rows))
+    began = time.monotonic()
+    done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    return done, time.monotonic() - began
+
+
+def _replayed_by_the_next_writer(url: str, spill_dir, rows: int) -> None:
+    again = LedgerWriter(url)
+    assert again.flush() and again.stats()["replayed"] == rows
+    again.close()
+    assert not list(spill_dir.glob("*.jsonl"))
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == rows
+
+
+def test_an_exit_write_waits_for_a_locked_sqlite_file_no_longer_than_the_exit(tmp_path, spill_dir):
+    """Another process is writing the SQLite file for longer than the exit may wait. The exit's write gives up at
+    the exit's deadline (it used to wait for SQLite's 30 s busy timeout) and its rows are spilled."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    open_store(url).close()
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock until the rollback below
+    try:
+        done, took = _exit_with_rows(url, spill_dir)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["spilled"] == 300 and stats.get("written", 0) == 0
+    assert took < 20  # the exit's bound is 1 s here; the busy timeout alone was 30 s
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+@pytest.fixture
+def pg_write_lock(pg_server):
+    """A PostgreSQL ledger and a session holding the ledger writers' advisory lock (another host's write that
+    does not end): ``(url, release)``."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+
+    url = fresh_pg_database(pg_server)
+    open_store(url).close()
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+    try:
+        yield url, holder.close
+    finally:
+        holder.close()
+
+
+def test_an_exit_write_waits_for_a_postgresql_lock_no_longer_than_the_exit(pg_write_lock, spill_dir):
+    """A write at exit that waits for another session's lock (no lock or statement timeout: it waited for ever,
+    and the process never exited) gives up at the exit's deadline; the rows are spilled."""
+    url, release = pg_write_lock
+    try:
+        done, took = _exit_with_rows(url, spill_dir)
+    finally:
+        release()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spilled"] == 300 and took < 30
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+def test_a_write_under_way_at_close_gives_up_by_its_deadline_on_postgresql(pg_write_lock, spill_dir):
+    """close(timeout_s) returns by its deadline, and the writer thread's write, waiting for a lock another session
+    holds, gives up by then too (lock_timeout and statement_timeout for that transaction): the thread ends and
+    closes its connection instead of waiting for ever. Its rows are spilled once."""
+    import threading
+
+    url, release = pg_write_lock
+    writer = LedgerWriter(url, flush_interval_s=3600)
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+    closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 1.0})
+    try:
+        closer.start()
+        closer.join(20)
+        assert not closer.is_alive()
+        writer._thread.join(20)
+        assert not writer._thread.is_alive() and writer._store is None
+    finally:
+        release()
+        closer.join(60)
+    stats = writer.stats()
+    assert stats["spilled"] == 300 and stats.get("written", 0) == 0 and stats["outages"] == 1
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+def test_what_the_exit_spills_is_built_and_encoded_once_and_no_further_than_the_spill_file_holds(
+        tmp_path, spill_dir):
+    """At exit the writer thread is stuck in a write (a database that never answers) with batches taken and
+    prepared, and the rest queued. The exit's flush spills the prepared batches from the rows already built (it
+    built them again), and encodes rows only while the spill file has room (it encoded the whole queue, past
+    the exit's deadline, then dropped what did not fit). Each row is counted: spilled or dropped, never both."""
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    code = """
+        import atexit, collections, json, threading, time
+        built, encoded = collections.Counter(), []
+        atexit.register(lambda: print(json.dumps({"built": built, "encoded": len(encoded), "stats": w.stats()})))
+        from decimal import Decimal
+        from opentelemetry.trace import INVALID_SPAN
+        from aicost.hooks import CacheHit
+        from aicost.ledger import LedgerRow, writer
+        from aicost.ledger.store import SQLiteStore
+        row_from_item = writer.row_from_item
+        def counted(item):
+            built[str(item[3])] += 1  # the hit's own row id, fixed when it was queued
+            return row_from_item(item)
+        writer.row_from_item = counted
+        to_dict = LedgerRow.to_dict
+        LedgerRow.to_dict = lambda row: encoded.append(1) or to_dict(row)
+        never = threading.Event()
+        SQLiteStore.write_prepared = lambda store, batch: never.wait()
+        writer._EXIT_FLUSH_S = 1.0
+        w = writer.LedgerWriter(URL, batch_size=100, max_queue=2000, spill_max_bytes=20_000)
+        for i in range(1000):
+            w.on_event(CacheHit(name="faq", saved_usd=Decimal("0.01"), attribution={}, run_id=None,
+                                span=INVALID_SPAN, time_ns=time.time_ns()))
+        while w._store is not None and not w._taken:  # the writer thread has taken its first batch
+            time.sleep(0.01)
+    """.replace("URL", repr(url))
+    done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    stats = seen["stats"]
+    assert stats["spilled"] + stats["dropped_spill_full"] == 1000 and 0 < stats["spilled"] < 100
+    assert max(seen["built"].values()) == 1  # no row built twice
+    assert sum(seen["built"].values()) < 1000  # the queue past the spill file's bound was never built
+    assert seen["encoded"] <= stats["spilled"] + 1  # nor encoded (one row found that it no longer fits)
+
+
+def test_a_row_queued_after_the_exit_flush_is_counted_as_dropped_and_logged(tmp_path, spill_dir):
+    """A row queued after the exit's flush (an exit handler that runs after it) is not written, since nothing
+    writes any more; it is counted as dropped and logged, never silently lost (it stayed in the queue)."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    done = _run("""
+        import atexit, json
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        def late():  # registered before the ledger's exit flush (the writer is imported below): runs after it
+            w.add([LedgerRow(span_id="f" * 16, kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.5"))])
+            print(json.dumps(w.stats()), flush=True)
+        atexit.register(late)
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        w = writer.LedgerWriter(URL)
+        w.add([LedgerRow(span_id="1" * 16, kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.25"))])
+        assert w.flush()  # the writer thread runs
+    """.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
+    assert "arrived after the ledger was closed" in done.stderr
+    assert [r.span_id for r in _rows(url)] == ["1" * 16]
+
+
+def test_ctrl_c_during_the_exit_flush_still_spills(tmp_path, spill_dir):
+    """Ctrl-C while the exit's flush waits for a slow database: the flush stops there, and what is not written is
+    spilled all the same (the next writer replays it)."""
+    url = f"sqlite:///{tmp_path / 'interrupted.db'}"
+    code = _SLOW_STORE.replace("writer._EXIT_FLUSH_S = 1.0", "writer._EXIT_FLUSH_S = 60.0") + """
+    import atexit, signal
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGALRM, interrupt)
+    atexit.register(lambda: signal.setitimer(signal.ITIMER_REAL, 0.5))  # runs just before the exit's flush
+    """
+    began = time.monotonic()
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert time.monotonic() - began < 40  # interrupted: the flush's own bound here is 60 s
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+
+
+def test_a_spill_file_an_earlier_aicost_was_replaying_is_adopted(tmp_path, spill_dir):
+    """An earlier aicost renamed a spill file it replayed <stem>-<pid>.replay-<replayer>; left by a process that
+    died, the next writer adopts it as it adopts any spill file of a process that is gone."""
+    url = f"sqlite:///{tmp_path / 'old-name.db'}"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    writer = LedgerWriter(url)
+    old = spill_dir / f"{writer._spill_stem}-{pid}.replay-{pid}"
+    _write_spill(old, [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(20)])
+    assert writer.flush() and writer.stats()["replayed"] == 20 and not old.exists()
+    writer.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 20
