@@ -6,16 +6,21 @@ Why this shape:
   tuple and appends it to a ``deque`` (about a microsecond; ``benchmarks/ledger_enqueue.py``). Building rows,
   rollups and SQL happens on the writer thread. A full queue drops the row, counted in :meth:`stats` and logged
   once: the app is never slowed or failed by its ledger.
-* **No thread at shutdown.** The writer thread starts on the first row, never while the interpreter is
-  finalizing and never after the at-exit flush has begun; rows that arrive then are written by the flush itself.
-  A forked child starts its own thread and connection on its first row (the parent's queue stays the parent's).
-* **Nothing lost that can be kept.** At normal exit the queue is flushed, for 10 s at most: what is not written
-  by then (even a batch the writer thread is writing) is spilled, like what ``close(timeout_s)`` could not
-  write in time. When the database is unreachable, a
-  batch goes to a local spill file (JSON lines, bounded by ``spill_max_bytes``; past it rows are dropped,
-  counted and logged) and is replayed, oldest first, once a write succeeds again; retries back off up to 30 s.
-  Inserts are idempotent by span id, so a replay that was half written never double counts. A spill file left
-  by a process that died (or that it was replaying) is adopted and replayed by the next writer of the same ledger.
+* **One thread uses the database.** The writer thread starts on the first row, never while the interpreter is
+  finalizing and never once the exit has begun. :meth:`LedgerWriter.flush` and :meth:`LedgerWriter.close` ask it
+  and wait for it on a condition. A forked child starts its own thread and connection on its first row (the
+  parent's queue stays the parent's).
+* **Nothing lost that can be kept, and exit bounded.** ``close(timeout_s)`` and the exit (10 s at most, for all
+  writers together) give the writer thread a deadline: it writes what is queued until then, begins no write
+  after it, and a write under way gives up by then (the store's :meth:`~LedgerStore.time_limit`). What it has
+  not written (batches it took, from the rows it built, and the queue) the closing side spills, encoding no
+  more than the spill file holds; Ctrl-C while the exit waits still spills. A row queued once closing has begun
+  is dropped, counted and logged. When the database is unreachable, a batch goes to a local spill file (JSON lines, bounded
+  by ``spill_max_bytes``; past it rows are dropped, counted and logged) and is replayed, oldest first, once a
+  write succeeds again; retries back off up to 30 s. A replay stopped early keeps the rest on disk. Inserts are
+  idempotent by span id, so a replay that was half written, or a batch both written and spilled, never double
+  counts. A spill file left by a process that died (or that it was replaying) is adopted and replayed by the
+  next writer of the same ledger.
 * **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
   intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
   in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``).
@@ -53,7 +58,7 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
-_EXIT_FLUSH_S = 10.0  # the at-exit flush's bound: what is not written by then is spilled
+_EXIT_FLUSH_S = 10.0  # the exit's bound, for all writers together: what is not written by then is spilled
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
 
@@ -112,6 +117,8 @@ class LedgerWriter:
     def __init__(self, url: str, *, setting: str = "instrument(ledger=...) / AICOST_LEDGER", max_queue: int = 100_000,
                  batch_size: int = 5_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
                  spill_max_bytes: int = 64 * 1024 * 1024, prepare_ahead: bool = True) -> None:
+        # (Fewer than 30 attributes: past that, CPython 3.11 stops sharing instance dict keys, and each attribute
+        # on_call reads costs more: ~380 instructions per call measured at 30, benchmarks/ledger_enqueue.py.)
         self.url = url
         self.prepare_ahead = bool(prepare_ahead)  # a second thread prepares the next batch (see _drain)
         self._setting = setting
@@ -138,10 +145,8 @@ class LedgerWriter:
         self._counts = collections.Counter()
         self._enqueued = 0
         self._check_spill = True  # a replay pass is due: something was spilled, or a first look for files left
-        self._inherited: Any = None
         self._store: LedgerStore | None = None
         self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
-        self._pid = os.getpid()
         try:
             self._store = open_store(url, setting=setting)  # bad URL / missing database: raised here, at configure
         except LedgerUnavailable as exc:
@@ -215,7 +220,8 @@ class LedgerWriter:
 
     def _start(self) -> bool:
         """Start the writer thread if it is not running; False when there is none to do the work: never one started
-        at exit or while the interpreter is finalizing, and none after the writer's has ended."""
+        once the exit has begun (the exit's flush) or the interpreter is finalizing, and none after the writer's
+        has ended."""
         with self._cond:
             if self._thread is not None:
                 return not self._ended
@@ -432,8 +438,7 @@ class LedgerWriter:
         return [*rows, *runs, *records]
 
     def _connected(self) -> LedgerStore:
-        if self._store is None or self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._store is None:  # (a forked child's is None: it opens its own)
             self._store = open_store(self.url, setting=self._setting)
         return self._store
 
@@ -691,7 +696,9 @@ class LedgerWriter:
         self._asked = self._answered = 0
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
-        self._inherited, self._store = self._store, None
+        if self._store is not None:
+            _inherited.append(self._store)
+        self._store = None
         self._counts = collections.Counter()
         self._enqueued = 0
 
@@ -776,6 +783,7 @@ def _alive(pid: int) -> bool:
 
 
 _writers: "weakref.WeakSet[LedgerWriter]" = weakref.WeakSet()
+_inherited: list[LedgerStore] = []  # a forked child's copies of its parent's stores: never used, never closed
 _REPLAY_NUMBERS = itertools.count(1)  # names of the spill files this process has taken to replay, or kept the rest of
 _SPILL_NAME = re.compile(r".*-(?P<pid>\d+)(?:\.(?P<n>\d+))?(?P<replay>\.replay)?\.jsonl")
 _OLD_REPLAY_NAME = re.compile(r".*\.replay-(?P<pid>\d+)")  # <stem>-<pid>.replay-<replayer>: an earlier aicost's
