@@ -531,13 +531,19 @@ class LedgerWriter:
                      "rows are being dropped (counted in stats())", path, self.spill_max_bytes)
 
     def _spill_line(self, item: Any) -> bytes | None:
+        """One spill file line (None: the item cannot be made one; dropped, counted)."""
         made = self._made(item)
         if made is None:
             return None
-        if isinstance(made, Record):
-            return (_record_line(made) + "\n").encode()
-        key = "row" if isinstance(made, LedgerRow) else "run"
-        return (json.dumps({key: made.to_dict()}, separators=(",", ":")) + "\n").encode()
+        try:
+            if isinstance(made, Record):
+                return (_record_line(made) + "\n").encode()
+            key = "row" if isinstance(made, LedgerRow) else "run"
+            return (json.dumps({key: made.to_dict()}, separators=(",", ":")) + "\n").encode()
+        except Exception:
+            self._counts["dropped_invalid"] += 1
+            log_once("ledger:encode", logging.ERROR, "aicost ledger: could not encode a row to spill", exc_info=True)
+            return None
 
     def _replay_spill(self) -> None:
         """Write the spill files (:meth:`_spill_files`) batch by batch. A file is deleted once written; stopped
