@@ -616,8 +616,8 @@ def test_rows_the_exit_flush_cannot_write_in_time_are_spilled_never_lost(tmp_pat
 
 
 def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_at_once(tmp_path, spill_dir):
-    """close(timeout_s) returns in time while the writer thread is writing; the thread takes no further batch
-    and spills the queue, and an exit right after spills what that write had taken."""
+    """close(timeout_s) returns in time while the writer thread is writing, having spilled the queue and the
+    batches the thread had taken (the one being written too: the process may exit before that write ends)."""
     url = f"sqlite:///{tmp_path / 'slow.db'}"
     code = _SLOW_STORE + """
     start = time.monotonic()
