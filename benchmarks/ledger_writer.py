@@ -1,7 +1,7 @@
 """How many rows per second the background writer stores, into SQLite and into PostgreSQL, rollups included.
 
 Rows come from the synthetic generator (one day of realistic traffic: 50 teams, 500 customers, ~2,000 users, a
-real model mix), are queued on a ``LedgerWriter`` and written by ``flush()`` in its normal batches (idempotency
+real model mix), are queued on a ``LedgerWriter`` and written by its thread (``flush()`` starts it) in its normal batches (idempotency
 check, insert, outcome write-back, hour and day rollups in one transaction per batch). Reported: rows per
 second of wall time, and rows per CPU-second of the writing process (what one free core would sustain; the box is
 shared, so wall time mostly measures the neighbours). Each target twice: as the writer runs by default (a second
@@ -73,7 +73,6 @@ def server_cpu(port: str | None) -> float:
 def write(url: str, items: list, port: str | None = None, prepare_ahead: bool = True
           ) -> tuple[float, float, float, int]:
     writer = LedgerWriter(url, batch_size=5_000, max_queue=len(items) + 1, prepare_ahead=prepare_ahead)
-    writer._start = lambda: None  # this thread writes (flush), so its CPU time is the writer's
     writes: list[tuple[float, int]] = []  # when each batch's write began, and the rows written so far then
     store_batch = writer._store_batch
 
@@ -82,18 +81,27 @@ def write(url: str, items: list, port: str | None = None, prepare_ahead: bool = 
         return store_batch(*args)
 
     writer._store_batch = timed
+    writer._start = lambda: False  # all queued before the writer thread starts (at the flush below)
     writer.add(items)
+    del writer._start
     wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu(port)
-    own = time.thread_time()
     writer.flush(timeout_s=None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    own = time.thread_time() - own
+    own = thread_cpu(writer._thread.native_id)  # the writer thread's, all of it since the flush started it
     server = server_cpu(port) - server
     written = writer.stats().get("written", 0)
     THREADS.append((own / written * 1e6, (cpu - own) / written * 1e6))
     STEADY.append(steady_rate(writes) if prepare_ahead else written / wall)
     writer.close()
     return wall, cpu, server, written
+
+
+def thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) a thread of this process has used, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/self/task/{native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def steady_rate(writes: list[tuple[float, int]]) -> float:

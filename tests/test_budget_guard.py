@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -170,6 +171,20 @@ def test_a_tier_given_as_an_enum_is_budgeted_at_that_tier(mixin):
     info.service_tier = Tier.PRIORITY
     BudgetGuard([Budget(limit_usd="1")], price_lookup=lookup, clock=Clock(ts("2026-11-23T12:00:00"))).before_call(info)
     assert asked == ["priority"] and type(asked[0]) is str
+
+
+@pytest.mark.parametrize("tier", [{"type": "priority"}, ["priority"]], ids=["dict", "list"])
+def test_a_tier_that_is_not_text_is_refused_with_pricing_s_reason(tier):
+    """A tier pricing cannot read (unhashable, here) is not reserved at the standard price: the budget sees an
+    unknown price with the reason the call's span would carry, and refuses it (on_unknown_price='refuse')."""
+    from aicost.pricing import unknown_reason
+
+    info = chat_info(model="gpt-4o")
+    info.service_tier = tier
+    reason = unknown_reason("openai", "gpt-4o", tier)
+    assert reason is not None
+    with pytest.raises(PolicyViolation, match=re.escape(reason)):
+        BudgetGuard([Budget(limit_usd="1")], clock=Clock(ts("2026-11-23T12:00:00"))).before_call(info)
 
 
 def test_lease_expiry_frees_a_reservation_that_is_never_settled():

@@ -193,8 +193,8 @@ _HELD_AT_FORK = {
     "metrics state": lambda s: metrics._state_lock,
     "metrics cost totals": lambda s: metrics._state._lock,
     "ledger configuration": lambda s: ledger_writer._active_lock,
-    "ledger writer": lambda s: ledger_writer.active()._write_lock,
-    "ledger writer state": lambda s: ledger_writer.active()._state_lock,
+    "ledger writer": lambda s: ledger_writer.active()._cond,
+    "ledger writer spill": lambda s: ledger_writer.active()._spill_lock,
 }
 
 

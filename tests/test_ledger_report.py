@@ -201,6 +201,30 @@ def test_focus_export_passes_the_spec_rules_and_adds_up(ledger_url, tmp_path, fi
         assert sum(table.column("BilledCost").to_pylist()) == t.cost
 
 
+def test_focus_csv_string_cells_never_start_a_formula(ledger_url, tmp_path):
+    """A model name is the caller's: a FOCUS CSV string cell a spreadsheet would run as a formula gets a leading '
+    (the file still passes the spec's rules); the costs, negative ones included, stay numbers, exactly; the
+    attribution is inside the Tags JSON, unchanged; Parquet, typed, is written as it is."""
+    row = LedgerRow(span_id="a" * 16, kind=CALL, time=DAY + timedelta(hours=3), provider="openai",
+                    request_model="=cmd|' /C calc'!A0", response_model="-m", input_tokens=4, cost=Decimal("-0.5"),
+                    cost_parts={"input": Decimal("-0.5")}, team="@team", user="+u", run_id="\tr")
+    with open_store(ledger_url) as store:
+        store.write([row], [])
+        for name in ("focus.csv", "focus.parquet"):
+            export_focus(store, DAY, DAY + timedelta(days=1), tmp_path / name)
+            assert validate_focus(tmp_path / name) == []
+    with open(tmp_path / "focus.csv", newline="") as f:
+        (charge,) = csv.DictReader(f)
+    assert (charge["x_Model"], charge["x_RequestModel"], charge["SkuId"]) == ("'-m", "\'=cmd|' /C calc'!A0", "openai/-m")
+    assert charge["ChargeDescription"].startswith("'-m: ") and charge["x_RunId"] == "'\tr"
+    assert (charge["BilledCost"], charge["ListUnitPrice"], charge["ConsumedQuantity"]) == ("-0.5", "-0.125", "4")
+    assert json.loads(charge["Tags"]) == {"team": "@team", "user": "+u"}
+    import pyarrow.parquet as pq
+
+    (typed,) = pq.read_table(tmp_path / "focus.parquet").to_pylist()
+    assert (typed["x_Model"], typed["x_RunId"], typed["BilledCost"]) == ("-m", "\tr", Decimal("-0.5"))
+
+
 def test_focus_validator_catches_broken_files(tmp_path):
     good = tmp_path / "good.csv"
     with open_store(f"sqlite:///{tmp_path / 'l.db'}") as store:

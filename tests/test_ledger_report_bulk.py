@@ -77,6 +77,9 @@ def _json(report):
     }, indent=2) + "\n"
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # a CSV text cell starting so gets a leading '
+
+
 def _csv(report):
     out = io.StringIO()
     writer = csv.writer(out)
@@ -86,7 +89,7 @@ def _csv(report):
     writer.writerow([*report.group_by, *names])
     for g in (report.groups if report.group_by else [report.totals]):
         d = _group_dict(g)
-        writer.writerow([*("" if v is None else v for v in g.key.values()),
+        writer.writerow([*("" if v is None else "'" + v if v[:1] in _FORMULA_STARTS else v for v in g.key.values()),
                          *(d["tokens"][n] if n in TOKEN_FIELDS else ("" if d[n] is None else d[n]) for n in names)])
     return out.getvalue()
 
@@ -259,7 +262,9 @@ def test_a_count_whose_parts_cancel_out_is_still_read(ledger_url):
 
 
 # -- lines written by the database (PostgreSQL), build_report(lines=...) -------------------------------------------
-_ODD_USERS = ['a,"b"', "é ü 𝄞", None, "tab\tnew\nline", "?%s %(x)s", "\x7f'quote'"]
+_ODD_USERS = ['a,"b"', "é ü 𝄞", None, "tab\tnew\nline", "?%s %(x)s", "\x7f'quote'",
+              # a spreadsheet would run these as formulas (OWASP's CSV injection); the CSV writes them as text
+              '=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "\tx", "\rx", "'q"]
 
 
 def _odd_rows():
@@ -269,7 +274,8 @@ def _odd_rows():
 
     rows, runs = [], []
     costs = [Decimal("0.00000000015"), Decimal("0.00000000025"), Decimal("-0.00000000025"), Decimal("-1E-12"),
-             Decimal("20"), Decimal("123456789.123456789012")]
+             Decimal("20"), Decimal("123456789.123456789012"), Decimal("-0.5"), Decimal("1.5"), Decimal("-2"),
+             Decimal("0.25"), Decimal("-0.125"), Decimal("3"), Decimal("-7")]
     for i, (user, cost) in enumerate(zip(_ODD_USERS, costs)):
         for h in (2, 30):
             rows.append(LedgerRow(span_id=f"{i:08x}{h:08x}", kind=CALL, time=DAY + timedelta(hours=h, minutes=13),
@@ -313,6 +319,34 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
                                 render_other(read)
         with pytest.raises(ValueError, match="lines is"):
             build_report(store, period=periods[0], group_by=("team",), lines="table")
+
+
+def test_csv_text_cells_never_start_a_formula_and_numbers_stay_numbers(ledger_url):
+    """Attribution can come from upstream baggage: a key cell a spreadsheet would run as a formula (= + - @, or a
+    tab or carriage return first) is written with a leading ' (so is one starting with ', so dropping one ' undoes
+    it), on both paths (PostgreSQL writing the lines, Python writing them); numbers are never touched, a negative
+    cost stays -0.5 and the day stays a date."""
+    keys = ("day", "team", "customer", "user")
+    users = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "\tx", "\rx", "'q", "a-b", "plain=1"]
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                      request_model="gpt-4o", input_tokens=3, cost=Decimal("-0.5"), team="-5", customer="+c", user=u)
+            for i, u in enumerate(users)]
+    with open_store(ledger_url) as store:
+        store.write(rows, [])
+        period = Period(DAY, DAY + timedelta(days=1))
+        texts = []
+        for lines in (None, "csv"):
+            report = build_report(store, period=period, group_by=keys, lines=lines)
+            assert (report._lines == "csv") == (lines == "csv" and store.dialect == "postgresql")
+            texts.append(render_csv(report))
+    assert texts[0] == texts[1]
+    header, *cells = list(csv.reader(io.StringIO(texts[0])))
+    written = {line[3]: dict(zip(header, line)) for line in cells}
+    escaped = ['\'=HYPERLINK("http://x","y")', "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "''q", "a-b", "plain=1"]
+    assert sorted(written) == sorted(escaped)
+    for line in written.values():
+        assert (line["day"], line["team"], line["customer"]) == ("2026-11-02", "'-5", "'+c")
+        assert (line["cost_usd"], line["calls"], line["input_tokens"]) == ("-0.5", "1", "3")
 
 
 def test_a_line_postgresql_cannot_write_exactly_is_read_as_measures(ledger_url):

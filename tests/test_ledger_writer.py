@@ -39,6 +39,22 @@ def _rows(url):
         return list(store.rows(*WINDOW))
 
 
+def _write_spill(path, rows):
+    """A spill file of ``rows``, as a writer spills them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"row": row.to_dict()}, separators=(",", ":")) + "\n" for row in rows))
+
+
+def _queue_before_the_thread(writer, items):
+    """Queue ``items`` while the writer thread is not started yet (it starts on the first row): its first drain, at
+    the next flush(), then finds them all queued."""
+    writer._start = lambda: False
+    try:
+        writer.add(items)
+    finally:
+        del writer._start  # the class's again
+
+
 def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledger_url, spill_dir, openai_client,
                                                              anthropic_client, replay_server):
     aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
@@ -135,9 +151,9 @@ def test_full_queue_drops_are_counted_and_logged_never_raised(tmp_path, spill_di
 
     forget("ledger:queue-full")
     writer = LedgerWriter(f"sqlite:///{tmp_path / 'q.db'}", max_queue=10)
-    writer._start = lambda: None  # no writer thread: the queue only fills
-    with caplog.at_level(logging.WARNING, logger="aicost"):
-        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1)) for i in range(25))
+    with caplog.at_level(logging.WARNING, logger="aicost"):  # no writer thread yet: the queue only fills
+        _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal(1))
+                                          for i in range(25)))
     stats = writer.stats()
     assert stats["enqueued"] == 10 and stats["dropped_queue_full"] == 15
     assert any("queue is full" in r.getMessage() for r in caplog.records)
@@ -203,7 +219,7 @@ def test_rows_are_flushed_at_exit_even_those_queued_during_exit(tmp_path, spill_
         from decimal import Decimal
         from aicost.ledger import LedgerRow, CALL
         from aicost.ledger import writer
-        def late():  # registered first, so it runs after the ledger's own exit flush
+        def late():  # registered after the ledger's exit flush (at the writer's import): runs before it, at exit
             writer.active().add([LedgerRow(span_id="ffffffffffffffff", kind=CALL, time=datetime.now(timezone.utc),
                                            cost=Decimal("0.5"))])
         atexit.register(late)
@@ -352,33 +368,29 @@ def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
     assert _nearest_feature(None, parents, {"feat"}) is None
 
 
-def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(tmp_path, spill_dir):
+def test_batches_are_prepared_on_a_second_thread(tmp_path, spill_dir):
     """With more than one batch queued, the next batch is prepared on the writer's preparing thread while the
-    current one is written; close() stops that thread. The at-exit flush writes every batch on its own thread
-    and starts none, nor does a writer made with prepare_ahead=False. Every row lands once and the rollups equal
-    the rows."""
+    writer thread writes the current one; close() stops both. A writer made with prepare_ahead=False starts no
+    preparing thread. Every row lands once and the rollups equal the rows."""
     import threading
 
     from aicost.ledger import spend
-    from aicost.ledger.row import FeatureRun
     from aicost.ledger.synthetic import Profile, generate
 
     items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3, start=NOW - timedelta(hours=6))))
     rows = [i for i in items if isinstance(i, LedgerRow)]
-    for exiting, ahead in ((False, True), (True, True), (False, False)):
-        url = f"sqlite:///{tmp_path / f'pipe-{exiting}-{ahead}.db'}"
+    for ahead in (True, False):
+        url = f"sqlite:///{tmp_path / f'pipe-{ahead}.db'}"
         writer = LedgerWriter(url, batch_size=64, max_queue=len(items) + 1, prepare_ahead=ahead)
-        writer._start = lambda: None  # this thread flushes: the only other thread is the preparing one
-        writer._exiting = exiting
         before = set(threading.enumerate())
-        writer.add(items)
+        _queue_before_the_thread(writer, items)
         assert writer.flush(timeout_s=None)
         preparer = writer._preparer
-        assert (preparer is None) == (exiting or not ahead)
-        assert (set(threading.enumerate()) - before == set()) == (exiting or not ahead)
+        assert (preparer is None) == (not ahead)
+        assert set(threading.enumerate()) - before == {writer._thread} | ({preparer._thread} if ahead else set())
         assert writer.stats()["written"] == len(rows) and writer.stats()["runs_written"] == len(items) - len(rows)
         writer.close()
-        assert preparer is None or not preparer._thread.is_alive()
+        assert not writer._thread.is_alive() and (preparer is None or not preparer._thread.is_alive())
         with open_store(url, create=False) as store:
             first, last = store.time_range()
             end = last + timedelta(seconds=1)
@@ -391,15 +403,63 @@ def test_batches_are_prepared_on_a_second_thread_but_never_one_started_at_exit(t
                                                                    r.cost is not None)
 
 
+def test_the_exit_flush_writes_a_backlog_without_starting_a_thread(tmp_path, spill_dir):
+    """At exit the writer thread writes what is queued; it starts no preparing thread (nothing starts a thread at
+    interpreter shutdown), and the batches are prepared on the writer thread itself. Here the writer thread is
+    held in a first write until the exit begins, with a backlog of several batches queued behind it."""
+    url = f"sqlite:///{tmp_path / 'exit-backlog.db'}"
+    code = """
+    import atexit, json, threading
+    started = []
+    def report():  # registered before the ledger's exit flush (the writer is imported below): runs after it
+        print(json.dumps({"started": started, "stats": w.stats()}), flush=True)
+    atexit.register(report)
+    from datetime import timedelta, datetime, timezone
+    from aicost.ledger import writer
+    from aicost.ledger.store import SQLiteStore
+    from aicost.ledger.synthetic import Profile, generate
+    start = Thread_start = threading.Thread.start
+    def record_starts():  # registered after the writer's import: runs just before its exit flush
+        def recording(thread):
+            started.append(thread.name)
+            return Thread_start(thread)
+        threading.Thread.start = recording
+    atexit.register(record_starts)
+    items = list(generate(Profile(days=1, teams=3, customers=5, calls=700, seed=3,
+                                  start=datetime.now(timezone.utc) - timedelta(hours=6))))
+    entered, write_prepared = threading.Event(), SQLiteStore.write_prepared
+    def held(store, batch):  # the first write waits for the exit to begin
+        SQLiteStore.write_prepared = write_prepared
+        entered.set()
+        while not w._exiting:
+            entered.wait(0.01)
+        return write_prepared(store, batch)
+    SQLiteStore.write_prepared = held
+    w = writer.LedgerWriter(URL, batch_size=64, max_queue=len(items) + 1)
+    w.add(items[:1])
+    w.flush(timeout_s=0)
+    assert entered.wait(30)
+    w.add(items[1:])
+    print(json.dumps({"items": len(items), "rows": sum(type(i).__name__ == "LedgerRow" for i in items)}))
+    """
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    counts, seen = (json.loads(line) for line in done.stdout.splitlines())
+    assert seen["started"] == []
+    stats = seen["stats"]
+    assert stats["written"] == counts["rows"] and stats["runs_written"] == counts["items"] - counts["rows"]
+    assert "spilled" not in stats and len(_rows(url)) == counts["rows"]
+
+
 def test_a_backlog_is_written_in_batches_that_double_up_to_four_times_the_batch_size_and_shrink_at_its_end(
         tmp_path, spill_dir, monkeypatch):
     url = f"sqlite:///{tmp_path / 'backlog.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None
     sizes = []
     store_batch = writer._store_batch
     monkeypatch.setattr(writer, "_store_batch", lambda rows, *rest: sizes.append(len(rows)) or store_batch(rows, *rest))
-    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(215))
+    _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                      for i in range(215)))
     assert writer.flush()
     assert sizes == [10, 20, 40, 40, 40, 32, 16, 10, 7] and writer.stats()["written"] == 215
     writer.close()
@@ -412,7 +472,6 @@ def test_a_failed_write_does_not_lose_the_next_batch_already_taken_for_preparing
     handling (here: even the spill fails), the next batch goes back on the queue, not into thin air."""
     url = f"sqlite:///{tmp_path / 'fail.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None
     store_batch, failed = writer._store_batch, []
 
     def fail_once(rows, *rest):
@@ -422,7 +481,8 @@ def test_a_failed_write_does_not_lose_the_next_batch_already_taken_for_preparing
         return store_batch(rows, *rest)
 
     monkeypatch.setattr(writer, "_store_batch", fail_once)
-    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
+    _queue_before_the_thread(writer, (LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                      for i in range(100)))
     assert not writer.flush()  # the failure is logged, not raised; the queue still holds what was not written
     assert writer.flush()
     assert failed == [10] and writer.stats()["written"] == 90  # only the batch whose write failed is gone
@@ -439,20 +499,21 @@ def test_the_preparing_thread_never_leaves_a_batch_waiting_once_stopped():
     assert preparer.submit(lambda x: x * 2, 4).result(timeout=0) == 8  # done on the caller's thread
 
 
-def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_closes_the_database(
-        pg_server, spill_dir, monkeypatch, caplog):
+def test_close_waits_no_longer_than_its_timeout_and_begins_no_write_after_it(ledger_url, spill_dir, monkeypatch,
+                                                                              caplog):
     """close() returns within its timeout even while a batch is being prepared (here: until an event), and then
-    leaves the database to the thread that is writing: it writes the batches it had taken, from what was
-    prepared (the preparing thread formats COPY data from what the store kept of its connection, never from the
-    connection itself, which the writing thread may be closing), takes no other past close()'s deadline, spills
-    the rest of the queue and closes the database itself. The next writer replays the spill: every row once."""
+    leaves the database to the writer thread. That thread begins no write after the deadline, not even of the
+    batches it had taken and prepared (it used to write those, one batch past the deadline): the closing side
+    spilled them, and the thread ends and closes the database itself. On PostgreSQL the preparing thread formats
+    COPY data from what the store kept of its connection, never from the connection itself, which the writer
+    thread may be closing. The next writer replays the spill: every row once."""
     import threading
 
-    from aicost.ledger.store import PostgresStore
+    from aicost.ledger.store import PostgresStore, SQLiteStore
 
-    url = fresh_pg_database(pg_server)
+    store_class = PostgresStore if ledger_url.startswith("postgresql") else SQLiteStore
     entered, release, staged = threading.Event(), threading.Event(), []
-    stage = PostgresStore._stage
+    stage = store_class._stage
 
     def slow_stage(store, row_params, run_params):
         if not entered.is_set():
@@ -461,8 +522,8 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
         staged.append(stage(store, row_params, run_params))
         return staged[-1]
 
-    monkeypatch.setattr(PostgresStore, "_stage", slow_stage)
-    writer = LedgerWriter(url, batch_size=50, max_queue=10_000)
+    monkeypatch.setattr(store_class, "_stage", slow_stage)
+    writer = LedgerWriter(ledger_url, batch_size=50, max_queue=10_000)
     writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(400))
     assert entered.wait(30)  # the writer thread's first batch is being prepared, and holds on
     closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 0.5})
@@ -470,22 +531,23 @@ def test_close_waits_no_longer_than_its_timeout_and_the_writer_thread_then_close
     closer.join(30)
     try:
         assert not closer.is_alive()  # close() returned while the batch is still being prepared
-        assert writer._store is not None  # not closed under the writing thread: it is left to that thread
+        assert writer._store is not None  # not closed under the writer thread: it is left to that thread
     finally:
         release.set()
     writer._thread.join(30)
     assert not writer._thread.is_alive() and writer._store is None and writer._preparer is None
     stats = writer.stats()
-    assert 0 < stats["written"] < 400 and stats["written"] + stats["spilled"] == 400 and None not in staged
+    assert stats.get("written", 0) == 0 and stats["spilled"] == 400  # no write begun after the deadline
     assert "could not prepare" not in caplog.text
-    again = LedgerWriter(url)
-    assert again.flush() and again.stats()["replayed"] == stats["spilled"]
+    again = LedgerWriter(ledger_url)
+    assert again.flush() and again.stats()["replayed"] == 400
     again.close()
-    with open_store(url, create=False) as store:
+    with open_store(ledger_url, create=False) as store:
         assert totals(store, *WINDOW).calls == 400
     monkeypatch.undo()
-    store.close()  # as after an outage: no connection now
-    assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
+    if store_class is PostgresStore:
+        store.close()  # as after an outage: no connection now
+        assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
 
 
 def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next_writer(tmp_path, spill_dir):
@@ -493,11 +555,11 @@ def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next
     next writer of the ledger replays them."""
     url = f"sqlite:///{tmp_path / 'late.db'}"
     writer = LedgerWriter(url, batch_size=10, max_queue=1000, prepare_ahead=False)
-    writer._start = lambda: None  # no writer thread: close() itself writes what it can in no time
+    writer._start = lambda: False  # no writer thread: nothing is written, close() spills it all
     writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(100))
     writer.close(timeout_s=0)
     stats = writer.stats()
-    assert stats["spilled"] >= 80 and stats.get("written", 0) + stats["spilled"] == 100 and stats["queued"] == 0
+    assert stats["spilled"] == 100 and stats.get("written", 0) == 0 and stats["queued"] == 0
     again = LedgerWriter(url)
     assert again.flush()  # the spill of this (live) process is replayed
     assert again.stats()["replayed"] == stats["spilled"]
@@ -554,8 +616,8 @@ def test_rows_the_exit_flush_cannot_write_in_time_are_spilled_never_lost(tmp_pat
 
 
 def test_rows_close_cannot_write_in_time_are_spilled_even_if_the_process_exits_at_once(tmp_path, spill_dir):
-    """close(timeout_s) returns in time while the writer thread is writing; the thread takes no further batch
-    and spills the queue, and an exit right after spills what that write had taken."""
+    """close(timeout_s) returns in time while the writer thread is writing, having spilled the queue and the
+    batches the thread had taken (the one being written too: the process may exit before that write ends)."""
     url = f"sqlite:///{tmp_path / 'slow.db'}"
     code = _SLOW_STORE + """
     start = time.monotonic()
@@ -588,16 +650,17 @@ def test_a_close_after_the_exit_flush_waits_no_longer_than_the_exit(tmp_path, sp
     assert json.loads(done.stdout)["after_exit_began_s"] < 3.0  # the old code waited for the writes (>= 4 s)
 
 
-def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tmp_path, spill_dir, monkeypatch):
-    """A spill file is replayed batch by batch; close(timeout_s) takes no batch after its deadline: the rest
-    goes back to the spill file (it used to replay the whole file, however long that took)."""
+def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(tmp_path, spill_dir, monkeypatch):
+    """A spill file is replayed batch by batch; close(timeout_s) begins no batch after its deadline. The rest stays
+    on disk in a file of its own, which the next writer replays. (It used to go back into this process's bounded
+    spill file, here full, and the replayed file was deleted anyway: those rows were lost.)"""
     from aicost.ledger.store import SQLiteStore
 
     url = f"sqlite:///{tmp_path / 'replay.db'}"
     writer = LedgerWriter(url, batch_size=500, prepare_ahead=False)
-    writer._start = lambda: None
-    writer._spill([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(5000)],
-                  [])
+    _write_spill(writer._own_spill(), [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                                       for i in range(5000)])
+    writer.spill_max_bytes = 1000  # this process's spill file is full: not one more row fits
     writes, write_prepared = [], SQLiteStore.write_prepared
 
     def slow(store, batch):  # each write ends after close()'s deadline: a 5,000-row file would take 10 of them
@@ -608,23 +671,41 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_spills_the_rest_again(tm
     monkeypatch.setattr(SQLiteStore, "write_prepared", slow)
     deadline = time.monotonic() + 2.0  # (close's own is no earlier)
     writer.close(timeout_s=2.0)
+    writer._thread.join(30)
     assert writes == [500]  # the batch begun before the deadline, then no other
-    assert writer.stats()["spilled"] == 5000 + 4500 and writer.stats().get("replayed", 0) == 0
+    stats = writer.stats()
+    assert stats["replayed"] == 500 and "spilled" not in stats and "dropped_spill_full" not in stats
+    assert not writer._own_spill().exists()  # the rest is not in the bounded spill file
     monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
     again = LedgerWriter(url)
     assert again.flush() and again.stats()["replayed"] == 4500
     again.close()
+    assert not list(spill_dir.iterdir())
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 5000
 
 
-def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped(tmp_path, spill_dir):
+def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped_by_that_call(tmp_path, spill_dir, monkeypatch,
+                                                                                 caplog):
     """on_call checks that the writer is open and then appends, without a lock (the hot path); a close() that
-    spills the queue in between leaves that row behind. It is counted as dropped, not left uncounted."""
+    takes the queue in between leaves that row behind. The call itself finds that out and counts the row as
+    dropped, and logs it (it used to be counted only when stats() was read)."""
+    from aicost._log import forget
+
     writer = LedgerWriter(f"sqlite:///{tmp_path / 'race.db'}")
     writer.add([LedgerRow(span_id="a" * 16, kind=CALL, time=NOW, cost=Decimal("0.01"))])
-    writer.close()
-    writer._queue.append(LedgerRow(span_id="b" * 16, kind=CALL, time=NOW))  # the racing call's append, just after
+    assert writer.flush()
+
+    def racing(result):  # on_call found the writer open; close() runs to its end before the row is appended
+        writer.close()
+        return LedgerRow(span_id="b" * 16, kind=CALL, time=NOW)
+
+    monkeypatch.setattr(ledger_writer, "call_item", racing)
+    forget("ledger:closed")
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        writer.on_call(None)
+    assert not writer._queue and writer._counts["dropped_closed"] == 1
+    assert "arrived after the ledger was closed" in caplog.text
     stats = writer.stats()
     assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
 
@@ -649,3 +730,211 @@ def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_buil
         first, again = row_from_item(item), row_from_item(item)
         assert first.span_id and first.span_id == again.span_id
     assert row_from_item(call).span_id != row_from_item(hit).span_id
+
+
+# -- the exit and close path: bounded, nothing silently lost -------------------------------------------------------
+def _exit_with_rows(url: str, spill_dir, extra: str = "", rows: int = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """A process that queues ``rows`` rows (its writer thread waits for a full batch or a flush: only the exit's
+    flush writes them, with a 1 s bound) and exits; its result and how long it ran. It prints its writer's stats
+    after the exit flush."""
+    code = """
+        import atexit, json
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        atexit.register(lambda: print(json.dumps(w.stats()), flush=True))  # runs after the ledger's exit flush
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        writer._EXIT_FLUSH_S = 1.0  # (10 s in production)
+        EXTRA
+        w = writer.LedgerWriter(URL, flush_interval_s=3600)
+        w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
+              for i in range(ROWS))
+    """.replace("EXTRA", extra).replace("URL", repr(url)).replace("ROWS", str(rows))
+    began = time.monotonic()
+    done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    return done, time.monotonic() - began
+
+
+def _replayed_by_the_next_writer(url: str, spill_dir, rows: int) -> None:
+    again = LedgerWriter(url)
+    assert again.flush() and again.stats()["replayed"] == rows
+    again.close()
+    assert not list(spill_dir.glob("*.jsonl"))
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == rows
+
+
+def test_an_exit_write_waits_for_a_locked_sqlite_file_no_longer_than_the_exit(tmp_path, spill_dir):
+    """Another process is writing the SQLite file for longer than the exit may wait. The exit's write gives up at
+    the exit's deadline (it used to wait for SQLite's 30 s busy timeout) and its rows are spilled."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    open_store(url).close()
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock until the rollback below
+    try:
+        done, took = _exit_with_rows(url, spill_dir)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["spilled"] == 300 and stats.get("written", 0) == 0
+    assert took < 20  # the exit's bound is 1 s here; the busy timeout alone was 30 s
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+@pytest.fixture
+def pg_write_lock(pg_server):
+    """A PostgreSQL ledger and a session holding the ledger writers' advisory lock (another host's write that
+    does not end): ``(url, release)``."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+
+    url = fresh_pg_database(pg_server)
+    open_store(url).close()
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+    try:
+        yield url, holder.close
+    finally:
+        holder.close()
+
+
+def test_an_exit_write_waits_for_a_postgresql_lock_no_longer_than_the_exit(pg_write_lock, spill_dir):
+    """A write at exit that waits for another session's lock (no lock or statement timeout: it waited for ever,
+    and the process never exited) gives up at the exit's deadline; the rows are spilled."""
+    url, release = pg_write_lock
+    try:
+        done, took = _exit_with_rows(url, spill_dir)
+    finally:
+        release()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spilled"] == 300 and took < 30
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+def test_a_write_under_way_at_close_gives_up_by_its_deadline_on_postgresql(pg_write_lock, spill_dir):
+    """close(timeout_s) returns by its deadline, and the writer thread's write, waiting for a lock another session
+    holds, gives up by then too (lock_timeout and statement_timeout for that transaction): the thread ends and
+    closes its connection instead of waiting for ever. Its rows are spilled once."""
+    import threading
+
+    url, release = pg_write_lock
+    writer = LedgerWriter(url, flush_interval_s=3600)
+    writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+    closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 3.0})  # the write begins well before
+    try:
+        closer.start()
+        closer.join(20)
+        assert not closer.is_alive()
+        writer._thread.join(20)
+        assert not writer._thread.is_alive() and writer._store is None
+    finally:
+        release()
+        closer.join(60)
+    stats = writer.stats()
+    assert stats["spilled"] == 300 and stats.get("written", 0) == 0 and stats["outages"] == 1
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+def test_what_the_exit_spills_is_built_and_encoded_once_and_no_further_than_the_spill_file_holds(
+        tmp_path, spill_dir):
+    """At exit the writer thread is stuck in a write (a database that never answers) with batches taken and
+    prepared, and the rest queued. The exit's flush spills the prepared batches from the rows already built (it
+    built them again), and encodes rows only while the spill file has room (it encoded the whole queue, past
+    the exit's deadline, then dropped what did not fit). Each row is counted: spilled or dropped, never both."""
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    code = """
+        import atexit, collections, json, threading, time
+        built, encoded = collections.Counter(), []
+        atexit.register(lambda: print(json.dumps({"built": built, "encoded": len(encoded), "stats": w.stats()})))
+        from decimal import Decimal
+        from opentelemetry.trace import INVALID_SPAN
+        from aicost.hooks import CacheHit
+        from aicost.ledger import LedgerRow, writer
+        from aicost.ledger.store import SQLiteStore
+        row_from_item = writer.row_from_item
+        def counted(item):
+            built[str(item[3])] += 1  # the hit's own row id, fixed when it was queued
+            return row_from_item(item)
+        writer.row_from_item = counted
+        to_dict = LedgerRow.to_dict
+        LedgerRow.to_dict = lambda row: encoded.append(1) or to_dict(row)
+        never = threading.Event()
+        SQLiteStore.write_prepared = lambda store, batch: never.wait()
+        writer._EXIT_FLUSH_S = 1.0
+        w = writer.LedgerWriter(URL, batch_size=100, max_queue=2000, spill_max_bytes=20_000)
+        for i in range(1000):
+            w.on_event(CacheHit(name="faq", saved_usd=Decimal("0.01"), attribution={}, run_id=None,
+                                span=INVALID_SPAN, time_ns=time.time_ns()))
+        while not w._taken:  # the writer thread has taken its first batch (and is stuck writing it)
+            time.sleep(0.01)
+    """.replace("URL", repr(url))
+    done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    stats = seen["stats"]
+    assert stats["spilled"] + stats["dropped_spill_full"] == 1000 and 0 < stats["spilled"] < 100
+    assert max(seen["built"].values()) == 1  # no row built twice
+    assert sum(seen["built"].values()) < 1000  # the queue past the spill file's bound was never built
+    assert seen["encoded"] <= stats["spilled"] + 1  # nor encoded (one row found that it no longer fits)
+
+
+def test_a_row_queued_after_the_exit_flush_is_counted_as_dropped_and_logged(tmp_path, spill_dir):
+    """A row queued after the exit's flush (an exit handler that runs after it) is not written, since nothing
+    writes any more; it is counted as dropped and logged, never silently lost (it stayed in the queue)."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    done = _run("""
+        import atexit, json
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        def late():  # registered before the ledger's exit flush (the writer is imported below): runs after it
+            w.add([LedgerRow(span_id="f" * 16, kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.5"))])
+            print(json.dumps(w.stats()), flush=True)
+        atexit.register(late)
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        w = writer.LedgerWriter(URL)
+        w.add([LedgerRow(span_id="1" * 16, kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.25"))])
+        assert w.flush()  # the writer thread runs
+    """.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["written"] == 1 and stats["dropped_closed"] == 1 and stats["queued"] == 0
+    assert "arrived after the ledger was closed" in done.stderr
+    assert [r.span_id for r in _rows(url)] == ["1" * 16]
+
+
+def test_ctrl_c_during_the_exit_flush_still_spills(tmp_path, spill_dir):
+    """Ctrl-C while the exit's flush waits for a slow database: the flush stops there, and what is not written is
+    spilled all the same (the next writer replays it)."""
+    url = f"sqlite:///{tmp_path / 'interrupted.db'}"
+    code = _SLOW_STORE.replace("writer._EXIT_FLUSH_S = 1.0", "writer._EXIT_FLUSH_S = 60.0") + """
+    import atexit, signal
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGALRM, interrupt)
+    atexit.register(lambda: signal.setitimer(signal.ITIMER_REAL, 0.5))  # runs just before the exit's flush
+    """
+    began = time.monotonic()
+    done = _run(code.replace("URL", repr(url)), {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    assert time.monotonic() - began < 40  # interrupted: the flush's own bound here is 60 s
+    _stored_or_spilled_then_replayed(url, spill_dir, done)
+
+
+def test_a_spill_file_an_earlier_aicost_was_replaying_is_adopted(tmp_path, spill_dir):
+    """An earlier aicost renamed a spill file it replayed <stem>-<pid>.replay-<replayer>; left by a process that
+    died, the next writer adopts it as it adopts any spill file of a process that is gone."""
+    url = f"sqlite:///{tmp_path / 'old-name.db'}"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    writer = LedgerWriter(url)
+    old = spill_dir / f"{writer._spill_stem}-{pid}.replay-{pid}"
+    _write_spill(old, [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(20)])
+    assert writer.flush() and writer.stats()["replayed"] == 20 and not old.exists()
+    writer.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, *WINDOW).calls == 20

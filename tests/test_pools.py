@@ -19,6 +19,7 @@ from aicost.pools import QUANTUM, PoolMeter, configure_pools, pool_from_mapping,
 from aicost.pools.allocate import as_ints
 from aicost.pools.engine import parse
 from aicost.pools.meter import _Use
+from aicost.usage import Usage
 from tests.pool_helpers import FakeVllmMetrics, SimClock
 from tests.vendor_server import ReplayServer, openai_chat_reply, openai_client
 
@@ -105,6 +106,21 @@ def test_two_teams_over_hours_token_key_exact_and_provisional_becomes_final(pool
     assert set(summary.by_team) == {"search", "support"}
     assert summary.cost_per_million_tokens == pricing.canonical(
         Decimal("27.5") * 1_000_000 / sum(p + c for h in traffic.values() for _, p, c in h))
+
+
+@pytest.mark.parametrize("tier", ["default", "PRIORITY"])
+def test_a_pool_call_without_a_rate_carries_its_tier_normalised_as_any_unknown_cost(pool_env, clock, tier):
+    """Before the pool's first interval closes a call's cost is unknown; the tier its response names is on the
+    span as pricing names it for every other unknown cost (OpenAI's "default" is "standard"), not as sent."""
+    telemetry, server, client = pool_env
+    configure_pools({"chat": _pool(server, output_weight=3)}, clock=clock)
+    server.enqueue(openai_chat_reply(model=MODEL, service_tier=tier))
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    (span,) = [s for s in telemetry.aicost_spans() if "aicost.pool.name" in (s.attributes or {})]
+    expected = pricing.price_call("openai", MODEL, Usage(input_tokens=9), service_tier=tier)
+    assert span.attributes["aicost.price.known"] is False and expected.known is False
+    assert span.attributes["aicost.service_tier"] == expected.service_tier == tier.lower().replace("default",
+                                                                                                     "standard")
 
 
 def test_gpu_time_key_reads_vllm_metrics(pool_env, clock):

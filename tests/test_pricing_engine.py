@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import enum
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
@@ -619,6 +620,29 @@ def test_service_tier_given_as_an_enum(mixin):
     assert engine.unknown_reason(*gemini, Tier.PRIORITY) == engine.unknown_reason(*gemini, "priority") is not None
     assert price_call(*gemini, usage, service_tier=Tier.PRIORITY).unknown_reason == engine.unknown_reason(
         *gemini, "priority")
+
+
+@pytest.mark.parametrize("tier", [{"type": "flex"}, ["flex"], 5, enum.Enum("Level", {"ONE": 1}).ONE],
+                         ids=["dict", "list", "int", "int-Enum"])
+def test_a_service_tier_that_is_not_text_is_an_unknown_tier_with_its_reason(tier, caplog):
+    """A tier that is neither text nor an enum of text (unhashable ones included) is no tier pricing can read:
+    every way into pricing says the price is unknown, with the same reason naming its type, never a TypeError and
+    never the standard rate; the model is not listed as unknown, and the warning is logged once."""
+    usage = Usage(input_tokens=1_000_000)
+    reason = engine.unknown_reason("openai", "gpt-5", tier)
+    assert reason is not None and f"service tier is a {type(tier).__name__}, not text" in reason
+    assert engine.current_price("openai", "gpt-5", tier) is None
+    assert resolve("openai", "gpt-5", service_tier=tier) is None
+    assert resolve("openai", "gpt-5", service_tier=tier, at=datetime(2025, 10, 1, tzinfo=UTC)) is None
+    caplog.set_level(logging.WARNING, logger="aicost")
+    for at in (None, datetime(2025, 10, 1, tzinfo=UTC), None):
+        cost = price_call("openai", "gpt-5", usage, service_tier=tier, at=at)
+        assert (cost.known, cost.total, cost.unknown_reason, cost.service_tier) == (False, None, reason, None)
+    assert caplog.text.count(reason) == 1 and "could not price" not in caplog.text
+    assert not [u for u in unknown_models() if u.model == "gpt-5"]
+    assert engine.current_price_and_reason("openai", "gpt-5", tier) == (None, reason)  # one lookup, the same answer
+    flex = engine.current_price("openai", "gpt-5", "flex")  # text still prices
+    assert flex is not None and engine.current_price_and_reason("openai", "gpt-5", "flex") == (flex, None)
 
 
 def test_unknown_model_list_is_bounded(monkeypatch):

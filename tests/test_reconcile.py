@@ -3,6 +3,7 @@ from their documented schemas (tests/admin_api_server.py), and the comparison re
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import itertools
@@ -495,3 +496,19 @@ def test_the_fingerprint_is_stable_and_documented():
     expected = hmac.new(b"aicost api-key fingerprint v1", b"sk-test", hashlib.sha256).hexdigest()[:16]
     assert key_fingerprint("sk-test") == expected == "1cead1394fb41f48"
     assert key_fingerprint("sk-test2") != expected
+
+
+def test_csv_text_cells_never_start_a_formula():
+    """A model, project or key id comes from the vendor's report: a CSV text cell a spreadsheet would run as a
+    formula gets a leading '; the money, a negative difference included, stays a number."""
+    from aicost.reconcile.compare import Cell
+    from aicost.reconcile.render import render_csv
+    from aicost.reconcile.result import Reconciliation
+
+    cell = Cell(day="2026-11-02", model="=1+1", scope="@proj", key_id="-key", bill_cost=Decimal("1"),
+                ledger_cost=Decimal("1.5"), difference=Decimal("-0.5"), status="over_attributed")
+    r = Reconciliation("openai", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), "2026-11",
+                       [cell], Tolerances(), True, "project")
+    (line,) = csv.DictReader(io.StringIO(render_csv(r)))
+    assert (line["day"], line["model"], line["scope"], line["key_id"]) == ("2026-11-02", "'=1+1", "'@proj", "'-key")
+    assert (line["bill_usd"], line["ledger_usd"], line["difference_usd"]) == ("1", "1.5", "-0.5")

@@ -42,10 +42,11 @@ class Prices:
     a copy in the guard would keep reserving at a stale price.
     """
 
-    __slots__ = ("_lookup",)
+    __slots__ = ("_lookup", "_find")
 
     def __init__(self, lookup: PriceLookup | None) -> None:
         self._lookup = lookup
+        self._find: Callable[[str, str, Any], tuple[Any, str | None]] | None = None  # chosen on first use
 
     def get(self, provider: str, model: str, service_tier: Any) -> Any:
         lookup = self._lookup
@@ -53,15 +54,23 @@ class Prices:
             lookup = self._lookup = default_price_lookup()
         return lookup(provider, model, service_tier=tier_text(service_tier))
 
-    def unknown_reason(self, provider: str, model: str, service_tier: Any) -> str | None:
-        """Why ``get`` found no price, when the catalog knows more than "no price for this model" (a tier billed
-        at per-model rates it lacks): the reason the call's span would carry. None for a ``price_lookup`` of
-        the application's own, which says only whether it has a price."""
-        if self._lookup not in (None, default_price_lookup()):
-            return None
+    def find(self, provider: str, model: str, service_tier: Any) -> tuple[Any, str | None]:
+        """``get``'s price and, when there is none, why, when the catalog knows more than "no price for this
+        model" (a tier billed at per-model rates it lacks): the reason the call's span would carry. One lookup
+        of the catalog, which caches the two together; a ``price_lookup`` of the application's own says only
+        whether it has a price (no reason)."""
+        find = self._find
+        if find is None:
+            find = self._find = self._finder()
+        return find(provider, model, tier_text(service_tier))
+
+    def _finder(self) -> Callable[[str, str, Any], tuple[Any, str | None]]:
         from .. import pricing
 
-        return pricing.unknown_reason(provider, model, tier_text(service_tier))
+        lookup = self._lookup
+        if lookup in (None, default_price_lookup()):
+            return pricing.current_price_and_reason
+        return lambda provider, model, tier: (lookup(provider, model, service_tier=tier), None)
 
 
 def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str, *,

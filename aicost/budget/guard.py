@@ -468,13 +468,12 @@ class BudgetGuard:
             # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
             return Decimal(0)
         scope = getattr(info, "price_scope", None)
-        tier = getattr(info, "service_tier", None)
         if scope is not None:  # billed by where it goes (a self-hosted pool's provisional rate), not by the model
             from ..pricing import scoped_price
 
-            price = scoped_price(scope, model)
-        else:
-            price = self._prices.get(provider, model, tier)
+            price, tier_reason = scoped_price(scope, model), None
+        else:  # and, without a price, the tier's reason when that is why (the span's aicost.price.unknown_reason)
+            price, tier_reason = self._prices.find(provider, model, getattr(info, "service_tier", None))
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -487,8 +486,6 @@ class BudgetGuard:
         )
         if estimate.cost_usd is not None:
             return estimate.cost_usd
-        # The tier's reason when that is why (the span's aicost.price.unknown_reason), else the model's.
-        tier_reason = None if scope is not None else self._prices.unknown_reason(provider, model, tier)
         if self._refuse_unknown:
             record_decision(info, "policy", "unknown_price")
             why = tier_reason or f"no price is known for {provider} model {model!r}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
                       StreamAccumulator, string, walk_text)
@@ -309,8 +310,7 @@ def _request_tier(resource: Any, kwargs: dict[str, Any]) -> str | None:
     """The tier the request asks for: ``config.service_tier`` (Gemini API), or Vertex AI's
     ``X-Vertex-AI-LLM-Shared-Request-Type`` header (per request in ``config.http_options``, or on the client)."""
     config = kwargs.get("config")
-    tier = _get(config, "service_tier", "serviceTier")
-    tier = getattr(tier, "value", tier)
+    tier = tier_text(_get(config, "service_tier", "serviceTier"))  # an enum by its value, as every integration reads it
     if isinstance(tier, str) and tier and tier.lower() != "unspecified":
         return tier.lower()
     client_options = getattr(_api_client(resource), "_http_options", None)

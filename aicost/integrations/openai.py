@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from .. import semconv as s
 from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
@@ -823,7 +824,7 @@ class OpenAIIntegration(StainlessIntegration):
             model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
             stream=kwargs.get("stream") is True,
             max_tokens=request_count(max_tokens),
-            service_tier=tier if isinstance(tier, str) else None,
+            service_tier=string(tier_text(tier)),  # an enum by its value (a plain Enum too)
             server_address=host,
             server_port=port,
         )

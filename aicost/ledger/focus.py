@@ -20,6 +20,8 @@ itemises each meter. Mapping (docs/ledger.md has the full table):
 * ``x_`` columns for what FOCUS lacks: x_Provider, x_Model, x_RequestModel, x_TokenClass, x_ServiceTier,
   x_Estimated, x_PriceSource, x_Operation, x_RunId, x_Outcome, x_TraceId, x_SpanId.
 
+A CSV's string cells that a spreadsheet would run as a formula get a leading ``'`` (:mod:`.csvtext`); numbers never.
+
 Not exported, and said so in the result: calls whose price is unknown (FOCUS cost columns cannot be null and an
 unknown price is never $0; ``aicost report`` counts them), cache hits and refusals (no money was billed). A call
 that billed nothing (a rejected request) has no charge either.
@@ -39,6 +41,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterator, TextIO
 
+from .csvtext import csv_text
 from .row import CALL, LedgerRow, decimal_text
 from .store import LedgerStore
 
@@ -271,6 +274,8 @@ def _csv_value(value: Any, kind: str) -> str:
         return _datetime_text(value)
     if kind == "bool":
         return "true" if value else "false"
+    if kind == "string":  # never a formula: a model name is the caller's (JSON cells are objects, '{...}')
+        return csv_text(str(value))
     return str(value)
 
 

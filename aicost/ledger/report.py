@@ -25,6 +25,7 @@ from json.encoder import encode_basestring_ascii as _json_string  # what json.du
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..pricing.money import format_usd, sum_usd
+from .csvtext import csv_text
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
@@ -496,8 +497,10 @@ def _csv_line(fields: Sequence[str]) -> str:
     return out.getvalue()
 
 
-def _csv_field(value: str | None) -> str:  # 'a,b' -> '"a,b"': the field as csv writes it, without the line end
-    return "" if value is None else _csv_line([value, ""])[:-3]
+def _csv_field(value: str | None) -> str:
+    """A key's value as its CSV cell: text kept from running as a formula (:func:`csv_text`: '=x' -> "'=x"), then
+    quoted as csv writes it ('a,b' -> '"a,b"'), without the line end."""
+    return "" if value is None else _csv_line([csv_text(value), ""])[:-3]
 
 
 def render_csv(report: Report) -> str:
@@ -507,8 +510,9 @@ def render_csv(report: Report) -> str:
 
 def _csv_pieces(report: Report) -> list[str]:
     """:func:`render_csv`'s text, a line each: the header, then one line per group (the totals when there is no
-    grouping) of :data:`FIELDS`. The csv module writes the header and quotes each distinct key value (once);
-    the numbers, which never need quoting, go into one %-format per line."""
+    grouping) of :data:`FIELDS`. The csv module writes the header and quotes each distinct key value (once, after
+    :func:`csv_text`: the keys are the only text cells); the numbers, which never need quoting and are never
+    escaped (a negative cost stays a number), go into one %-format per line."""
     header = _csv_line([*report.group_by, *FIELDS])
     table = _table_of(report)
     if not len(table):

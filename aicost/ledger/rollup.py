@@ -75,9 +75,9 @@ def _sqlite_units(x: str) -> str:
 def _sqlite_units_text(n: str) -> str:
     """SQLite: integer units back to canonical money text (as :func:`aicost.pricing.money.format_usd` writes it:
     no trailing zeros, no exponent, '0' for zero), in SQL: no Python call, so SQLite keeps running without the
-    GIL while the writer's other thread works."""
+    GIL while the writer's other thread works. The sign, then :func:`_sqlite_positive_units_text` of ``abs(n)``."""
     return (f"CASE WHEN {n} = 0 THEN '0' ELSE (CASE WHEN {n} < 0 THEN '-' ELSE '' END) || "
-            f"rtrim(rtrim(printf('%d.%0{UNIT_DIGITS}d', abs({n}) / {_UNIT}, abs({n}) % {_UNIT}), '0'), '.') END")
+            f"{_sqlite_positive_units_text(f'abs({n})')} END")
 
 
 def _sqlite_fits_positive(x: str) -> str:

@@ -211,6 +211,7 @@ class LedgerStore:
     def __init__(self) -> None:
         self._lock = _fork.rlock()
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
+        self._limit_ms: int | None = None  # a write's bound inside time_limit()
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:
@@ -310,6 +311,26 @@ class LedgerStore:
 
     def _write(self, batch: PreparedBatch) -> int:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Writes made inside (:meth:`write_prepared`, :meth:`execute_many`) wait for a lock, and on PostgreSQL
+        run each statement, no longer than ``seconds``, then fail with :class:`LedgerUnavailable` (nothing
+        written). The background writer bounds its writes at close and exit with it. None: no limit."""
+        if seconds is None:
+            yield
+            return
+        with self._lock:
+            self._limit_ms = max(1, int(seconds * 1000))
+            try:
+                self._set_limit(self._limit_ms)
+                yield
+            finally:
+                self._limit_ms = None
+                self._set_limit(None)
+
+    def _set_limit(self, ms: int | None) -> None:
+        """Apply (or, with None, lift) :meth:`time_limit` on the connection, if the dialect does it there."""
 
     def _new_in(self, cur: Any, batch: PreparedBatch) -> PreparedBatch:
         """The part of ``batch`` not stored yet (one query per table, inside the write transaction). When all of
@@ -1025,6 +1046,9 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
+_SQLITE_BUSY_MS = 30_000  # how long a write waits for another process's write to end
+
+
 def _sqlite_ts(value: datetime) -> str:
     if value.tzinfo is not timezone.utc:
         value = value.astimezone(timezone.utc)
@@ -1048,7 +1072,7 @@ class SQLiteStore(LedgerStore):
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
@@ -1105,6 +1129,14 @@ class SQLiteStore(LedgerStore):
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> bytes | None:
         return stage_batch(row_params, run_params) if can_stage() and (row_params or run_params) else None
+
+    def _set_limit(self, ms: int | None) -> None:
+        # A write waits for another process's write no longer than the limit (BEGIN IMMEDIATE: "database is
+        # locked"); its own statements are not interrupted (a batch's work is bounded by its size).
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS if ms is None else min(ms, _SQLITE_BUSY_MS)}")
+        except sqlite3.ProgrammingError:  # closed meanwhile
+            pass
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
@@ -1553,6 +1585,7 @@ class PostgresStore(LedgerStore):
         try:
             with conn.transaction():
                 cur = conn.cursor()
+                self._limit_transaction(cur)
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
                 batch = self._new_in(cur, batch)  # what is not stored yet, as prepared
                 for table, columns, params, data in (
@@ -1577,11 +1610,19 @@ class PostgresStore(LedgerStore):
             raise
         return len(batch.rows)
 
+    def _limit_transaction(self, cur: Any) -> None:
+        """:meth:`time_limit` for this transaction only (SET LOCAL: a transaction pooler keeps it, and the session
+        is left as it was): its lock waits (the advisory lock of another writer) and each statement."""
+        if self._limit_ms is not None:
+            cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                        (f"{self._limit_ms}ms", f"{self._limit_ms}ms"))
+
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._connect()
         try:
             with conn.transaction():
                 cur = conn.cursor()
+                self._limit_transaction(cur)
                 for sql, params in statements:
                     if params:
                         cur.executemany(sql, params)

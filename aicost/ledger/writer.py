@@ -6,16 +6,21 @@ Why this shape:
   tuple and appends it to a ``deque`` (about a microsecond; ``benchmarks/ledger_enqueue.py``). Building rows,
   rollups and SQL happens on the writer thread. A full queue drops the row, counted in :meth:`stats` and logged
   once: the app is never slowed or failed by its ledger.
-* **No thread at shutdown.** The writer thread starts on the first row, never while the interpreter is
-  finalizing and never after the at-exit flush has begun; rows that arrive then are written by the flush itself.
-  A forked child starts its own thread and connection on its first row (the parent's queue stays the parent's).
-* **Nothing lost that can be kept.** At normal exit the queue is flushed, for 10 s at most: what is not written
-  by then (even a batch the writer thread is writing) is spilled, like what ``close(timeout_s)`` could not
-  write in time. When the database is unreachable, a
-  batch goes to a local spill file (JSON lines, bounded by ``spill_max_bytes``; past it rows are dropped,
-  counted and logged) and is replayed, oldest first, once a write succeeds again; retries back off up to 30 s.
-  Inserts are idempotent by span id, so a replay that was half written never double counts. A spill file left
-  by a process that died (or that it was replaying) is adopted and replayed by the next writer of the same ledger.
+* **One thread uses the database.** The writer thread starts on the first row, never while the interpreter is
+  finalizing and never once the exit has begun. :meth:`LedgerWriter.flush` and :meth:`LedgerWriter.close` ask it
+  and wait for it on a condition. A forked child starts its own thread and connection on its first row (the
+  parent's queue stays the parent's).
+* **Nothing lost that can be kept, and exit bounded.** ``close(timeout_s)`` and the exit (10 s at most, for all
+  writers together) give the writer thread a deadline: it writes what is queued until then, begins no write
+  after it, and a write under way gives up by then (the store's :meth:`~LedgerStore.time_limit`). What it has
+  not written (batches it took, from the rows it built, and the queue) the closing side spills, encoding no
+  more than the spill file holds; Ctrl-C while the exit waits still spills. A row queued once closing has begun
+  is dropped, counted and logged. When the database is unreachable, a batch goes to a local spill file (JSON lines, bounded
+  by ``spill_max_bytes``; past it rows are dropped, counted and logged) and is replayed, oldest first, once a
+  write succeeds again; retries back off up to 30 s. A replay stopped early keeps the rest on disk. Inserts are
+  idempotent by span id, so a replay that was half written, or a batch both written and spilled, never double
+  counts. A spill file left by a process that died (or that it was replaying) is adopted and replayed by the
+  next writer of the same ledger.
 * **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
   intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
   in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``).
@@ -31,6 +36,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -52,8 +58,8 @@ __all__ = ["LedgerWriter", "Record"]
 logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
+_EXIT_FLUSH_S = 10.0  # the exit's bound, for all writers together: what is not written by then is spilled
 PAIR_INTERVAL_S = 60.0  # how often the writer thread looks for rows to sum into the pair cells (_sum_pairs)
-_EXIT_FLUSH_S = 10.0  # the at-exit flush's bound: what is not written by then is spilled
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
 
@@ -91,12 +97,29 @@ def _record_from(data: dict[str, Any]) -> Record:
     return kind.from_dict(data["data"])
 
 
+class _Batch:
+    """Items the writer thread took off the queue for one write, and their rows once built: what the closing side
+    spills when the write has not begun by the deadline, without building the rows a second time."""
+
+    __slots__ = ("items", "built")
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+        self.built: list | None = None  # rows, runs and records, in that order (set by _prepare)
+
+
 class LedgerWriter:
-    """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough."""
+    """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough.
+
+    Only the writer thread uses the database (the constructor opens it, to refuse a bad URL at configure time,
+    before the thread exists). :meth:`flush` and :meth:`close` ask that thread and wait for it on a condition;
+    what it has not written by :meth:`close`'s (or the exit's) deadline, the closing side spills."""
 
     def __init__(self, url: str, *, setting: str = "instrument(ledger=...) / AICOST_LEDGER", max_queue: int = 100_000,
                  batch_size: int = 5_000, flush_interval_s: float = 0.5, spill_path: str | os.PathLike[str] | None = None,
                  spill_max_bytes: int = 64 * 1024 * 1024, prepare_ahead: bool = True) -> None:
+        # (Fewer than 30 attributes: past that, CPython 3.11 stops sharing instance dict keys, and each attribute
+        # on_call reads costs more: ~380 instructions per call measured at 30, benchmarks/ledger_enqueue.py.)
         self.url = url
         self.prepare_ahead = bool(prepare_ahead)  # a second thread prepares the next batch (see _drain)
         self._setting = setting
@@ -105,27 +128,26 @@ class LedgerWriter:
         self.flush_interval_s = float(flush_interval_s)
         self.spill_max_bytes = int(spill_max_bytes)
         self._queue: collections.deque = collections.deque()
-        self._wake = _fork.event()
-        self._write_lock = _fork.lock()
-        self._state_lock = _fork.lock()
+        # Guards what the writer thread and the threads waiting for it share (below). Held only for moments, never
+        # across a write or a file's I/O: the writer waits on it for work, flush() and close() for the writer.
+        self._cond = _fork.condition()
+        self._spill_lock = _fork.lock()  # one append to the spill file at a time (its bound), or a replay taking it
         self._thread: threading.Thread | None = None
+        self._ended = False  # the writer thread has ended (it closed the database)
         self._preparer: _Preparer | None = None
-        self._closed = False
-        self._shut_down = False  # closed, and the database with it (_shut)
-        self._exiting = False
-        self._stop_by: float | None = None  # closing or exiting: no batch is taken after this (see _take)
-        self._taken: list[list] = []  # batches taken from the queue and not yet stored or spilled
+        self._closed = False  # close() or the exit began: rows are refused (dropped_closed)
+        self._exiting = False  # the exit began: no thread is started any more, not even the preparing one
+        self._stop_by: float | None = None  # close()'s or the exit's deadline: no write begins after it
+        self._given_up = False  # the closing side took what was left to spill (_give_up): the writer takes nothing
+        self._taken: list[_Batch] = []  # taken off the queue by the writer thread, not yet stored or spilled
+        self._asked = self._answered = 0  # flush requests, and the last one a finished drain answered
         self._retry_at = 0.0
         self._backoff = 1.0
         self._counts = collections.Counter()
         self._enqueued = 0
-        self._check_spill = True
-        # when the writer thread next sums a chunk of rows into the pair cells (not in a first burst of batches)
-        self._pairs_at = time.monotonic() + PAIR_INTERVAL_S
-        self._inherited: Any = None
+        self._check_spill = True  # a replay pass is due: something was spilled, or a first look for files left
         self._store: LedgerStore | None = None
         self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
-        self._pid = os.getpid()
         try:
             self._store = open_store(url, setting=setting)  # bad URL / missing database: raised here, at configure
         except LedgerUnavailable as exc:
@@ -137,14 +159,15 @@ class LedgerWriter:
     def on_call(self, result: CallResult) -> None:
         """Hook listener (``aicost.hooks.add_listener``): queue the call's row. Never raises, never blocks.
 
-        The common case is inlined (one Python call less per vendor call): room in the queue, thread running."""
+        The common case is inlined (one Python call less per vendor call): room in the queue, thread running.
+        ``_closed`` is looked at again after the append: a close() may have taken the queue in between."""
         try:
             queue = self._queue
             if len(queue) < self.max_queue and self._thread is not None and not self._closed:
                 queue.append(call_item(result))
                 self._enqueued += 1
-                if len(queue) >= self.batch_size:
-                    self._wake.set()
+                if len(queue) >= self.batch_size or self._closed:
+                    self._nudge()
                 return
             self._put(call_item(result))
         except Exception:
@@ -166,9 +189,7 @@ class LedgerWriter:
 
     def _put(self, item: Any) -> None:
         if self._closed:
-            self._counts["dropped_closed"] += 1
-            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
-                     "(uninstrument); it is dropped (counted in the writer's stats())")
+            self._drop_closed(1)
             return
         if len(self._queue) >= self.max_queue:
             self._counts["dropped_queue_full"] += 1
@@ -179,155 +200,202 @@ class LedgerWriter:
         self._enqueued += 1
         if self._thread is None:
             self._start()
-        elif len(self._queue) >= self.batch_size:
-            self._wake.set()
+        if len(self._queue) >= self.batch_size or self._closed:
+            self._nudge()
 
-    def _start(self) -> None:
-        if self._exiting:  # after the at-exit flush: written here, since no thread may start now
-            self.flush(timeout_s=5.0)
-            self._abandon()  # past the exit's deadline: spilled
-            return
-        if sys.is_finalizing():
-            return  # never a thread at shutdown: the at-exit flush writes what is queued
-        with self._state_lock:
-            if self._thread is not None or self._exiting:
+    def _nudge(self) -> None:
+        """Wake the writer thread: a batch is ready, or the row just queued raced close(). If the closing side has
+        taken what was left already, that row (and any other such) is dropped here, counted and logged."""
+        with self._cond:
+            if not self._given_up:
+                self._cond.notify_all()
                 return
+            late = self._pop(len(self._queue))
+        self._drop_closed(len(late))
+
+    def _drop_closed(self, n: int) -> None:
+        if n:
+            self._counts["dropped_closed"] += n
+            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
+                     "(uninstrument, or the exit's flush); it is dropped (counted in the writer's stats())")
+
+    def _start(self) -> bool:
+        """Start the writer thread if it is not running; False when there is none to do the work: never one started
+        once the exit has begun (the exit's flush) or the interpreter is finalizing, and none after the writer's
+        has ended."""
+        with self._cond:
+            if self._thread is not None:
+                return not self._ended
+            if self._exiting or self._given_up or sys.is_finalizing():
+                return False
             thread = threading.Thread(target=self._run, name="aicost-ledger", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                return False
             self._thread = thread
-        try:
-            thread.start()
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            self._thread = None
+            return True
 
     # -- the writer thread ----------------------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.flush_interval_s)
-            self._wake.clear()
-            if self._closed:
-                return
-            try:
-                self._drain(deadline=None)
-                self._sum_pairs()
-            except Exception:
-                log_once("ledger:writer", logging.ERROR, "aicost ledger: the writer failed; retrying", exc_info=True)
+        pairs_due = time.monotonic() + PAIR_INTERVAL_S  # not in a first burst of batches
+        try:
+            while True:
+                with self._cond:
+                    if not (self._closed or self._asked > self._answered or len(self._queue) >= self.batch_size):
+                        self._cond.wait(self.flush_interval_s)
+                    asked, closing = self._asked, self._closed
+                try:
+                    self._drain()
+                except Exception:
+                    log_once("ledger:writer", logging.ERROR, "aicost ledger: the writer failed; retrying",
+                             exc_info=True)
+                with self._cond:
+                    self._answered = asked
+                    self._cond.notify_all()
+                if closing:  # a drain begun once close() had begun: the queue is written, or the deadline passed
+                    return
+                pairs_due = self._sum_pairs(pairs_due)
+        finally:
+            self._end()
 
-    def _sum_pairs(self) -> None:
-        """Behind the batches, on the writer thread only (never in a flush, a close or the exit's): one chunk of
-        the rows already stored summed into the pair cells (:meth:`LedgerStore.compact_pairs`,
-        :mod:`aicost.ledger.pairs`), at most once a :data:`PAIR_INTERVAL_S`, or at the next wake while chunks
-        are left. A failure is logged once and counted (``pair_errors``); the rows stay in the ledger and are
-        summed by a later chunk, and reports read them raw meanwhile."""
+    def _end(self) -> None:
+        """The writer thread's last act: stop the preparing thread, close the database, tell the closing side."""
+        with self._cond:
+            preparer, self._preparer = self._preparer, None
+        if preparer is not None:
+            preparer.stop()
+        self._close_store()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                pass
+        _writers.discard(self)
+
+    def _sum_pairs(self, due: float) -> float:
+        """Behind the batches, on the writer thread, after a drain has answered its flushes (never in a close or
+        the exit's): one chunk of the rows already stored summed into the pair cells
+        (:meth:`LedgerStore.compact_pairs`, :mod:`aicost.ledger.pairs`), once ``due``: every
+        :data:`PAIR_INTERVAL_S`, or at the next wake while chunks are left. Returns when it is next due. A failure
+        is logged once and counted (``pair_errors``); the rows stay in the ledger, a later chunk sums them, and
+        reports read them raw meanwhile."""
         now = time.monotonic()
-        if now < self._pairs_at or now < self._retry_at or self._closed:
-            return
-        self._pairs_at = now + PAIR_INTERVAL_S
-        with self._write_lock:
-            if self._closed or self._store is None:
-                return
-            try:
-                if self._store.compact_pairs():
-                    self._pairs_at = now  # more to sum: the next wake, after its batches
-                    self._counts["pair_chunks"] += 1
-            except LedgerUnavailable:
-                pass  # the next batch finds the outage and spills
-            except Exception:
-                self._counts["pair_errors"] += 1
-                log_once("ledger:pairs", logging.ERROR, "aicost ledger: summing rows into the pair cells failed; "
-                         "reports read those rows raw until a later try succeeds", exc_info=True)
+        if now < due or now < self._retry_at or self._closed or self._store is None:
+            return due
+        try:
+            if self._store.compact_pairs():
+                self._counts["pair_chunks"] += 1
+                return now  # more to sum: the next wake, after its batches
+        except LedgerUnavailable:
+            pass  # the next batch finds the outage and spills
+        except Exception:
+            self._counts["pair_errors"] += 1
+            log_once("ledger:pairs", logging.ERROR, "aicost ledger: summing rows into the pair cells failed; "
+                     "reports read those rows raw until a later try succeeds", exc_info=True)
+        return now + PAIR_INTERVAL_S
 
-    def _drain(self, deadline: float | None) -> None:
+    def _drain(self) -> None:
         """Write the queue in batches. While one batch is in the database, the next is prepared (rows built and
         encoded and staged: :meth:`LedgerStore.prepare`) on the preparing thread; the two overlap
         because the database drivers release the GIL while the database works. A backlog is written in batches
         that double up to 4 x ``batch_size`` (a rollup cell is updated once per batch, so on PostgreSQL a batch of
         20,000 costs the server a fifth less per row than four of 5,000) and shrink again, to half of what is
-        left, towards its end.
-
-        Waits for the write lock (another thread's write) no later than ``deadline``, and takes no batch after
-        it, nor after the close or exit deadline (:meth:`_take`). A drain that ends after :meth:`close` began
-        ends the writer's use of the database (:meth:`_shut`, which spills what is still queued): the thread
-        holding the write lock is the only one that closes the database."""
-        if not self._write_lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
-            return  # another thread is writing past this flush's deadline; the queue is left to it
-        try:
-            if not self._shut_down:
-                self._drain_locked(deadline)
-        finally:
-            try:
-                if self._closed:
-                    self._shut()
-            finally:
-                self._write_lock.release()
-
-    def _drain_locked(self, deadline: float | None) -> None:
+        left, towards its end. Once close()'s or the exit's deadline has passed no batch is taken, and none
+        taken is begun (:meth:`_store_taken`): the closing side spills them."""
         if self._check_spill:  # rows spilled here, or a first look for files left by a process that died
-            self._replay_spill(deadline)
-        ahead: Future | None = None
+            self._replay_spill()
+        ahead: tuple[_Batch, Future] | None = None
         size = self.batch_size
         while True:
             nxt = None
-            batch = self._take(size, deadline)
-            if batch:
+            batch = self._take(size)
+            if batch is not None:
                 size = min(2 * size, _MAX_BATCH_FACTOR * self.batch_size)
-                nxt = self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
+                nxt = batch, self._prepare_soon(batch, pipeline=ahead is not None or bool(self._queue))
             if ahead is not None:
                 try:
-                    self._store_batch(*ahead.result())
+                    self._store_taken(ahead[0], *ahead[1].result())
                 except BaseException:  # the next batch, taken and being prepared, goes back to be written later
-                    with self._state_lock:
-                        self._taken.clear()
-                        if nxt is not None:
-                            self._queue.extendleft(reversed(batch))
+                    if nxt is not None and self._release(nxt[0]):
+                        with self._cond:
+                            self._queue.extendleft(reversed(nxt[0].items))
+                    self._release(ahead[0])
                     raise
-                with self._state_lock:
-                    del self._taken[:1]  # that batch is stored (or spilled)
             if nxt is None:
                 return
             ahead = nxt
 
-    def _take(self, size: int, deadline: float | None) -> list:
-        """The next batch from the queue (empty: none to take, or past ``deadline`` or the close / exit deadline),
-        kept in ``_taken`` until stored or spilled, so that an exit which cannot wait for this write spills it
-        (:meth:`_abandon`). Per batch, not per row: the lock costs nothing measurable."""
-        with self._state_lock:  # _abandon takes the queue under it too
-            if not self._queue or self._past(deadline):
-                return []
+    def _take(self, size: int) -> _Batch | None:
+        """The next batch from the queue (None: the queue is empty, or the close / exit deadline has passed), kept
+        in ``_taken`` until stored or spilled. Per batch, not per row: the lock costs nothing measurable."""
+        with self._cond:
+            if not self._queue or self._past_stop():
+                return None
             # at most half of what is left, so the end of a backlog goes in shrinking batches and the
             # last write, which nothing overlaps, is short
-            take = min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))
-            pop = self._queue.popleft
-            batch = [pop() for _ in range(take)]
+            batch = _Batch(self._pop(min(size, max(self.batch_size, len(self._queue) // 2), len(self._queue))))
             self._taken.append(batch)
         return batch
 
-    def _past(self, deadline: float | None) -> bool:
-        """True once ``deadline`` or, when closing or exiting, their deadline has passed."""
-        sooner = self._sooner(deadline)
-        return sooner is not None and time.monotonic() > sooner
+    def _pop(self, n: int) -> list:
+        """The first ``n`` items off the queue (under ``_cond``: the calls only append)."""
+        pop = self._queue.popleft
+        return [pop() for _ in range(n)]
 
-    def _prepare_soon(self, batch: list, pipeline: bool) -> Future:
+    def _release(self, batch: _Batch) -> bool:
+        """Take ``batch`` out of ``_taken``: True if it was still there (the closing side has not spilled it)."""
+        with self._cond:
+            for i, taken in enumerate(self._taken):
+                if taken is batch:
+                    del self._taken[i]
+                    return True
+        return False
+
+    def _past_stop(self) -> bool:
+        """True once the closing side gave up, or close()'s or the exit's deadline has passed."""
+        return self._given_up or (self._stop_by is not None and time.monotonic() >= self._stop_by)
+
+    def _store_taken(self, batch: _Batch, rows: list[LedgerRow], runs: list[FeatureRun], records: list[Record],
+                     prepared: PreparedBatch | None) -> None:
+        """Write a batch taken off the queue, unless the deadline has passed (the batch stays taken: the closing
+        side spills it); what cannot be written is spilled here, unless the closing side has spilled it already
+        (it does for a batch still being written at the deadline; a row both written and spilled is stored once)."""
+        if self._past_stop():
+            return
+        left = self._store_batch(rows, runs, records, prepared)
+        if self._release(batch) and left:
+            self._spill(left)
+
+    def _prepare_soon(self, batch: _Batch, pipeline: bool) -> Future:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
         a thread may be started: never at exit), else here. The result is a future either way."""
         preparer = self._preparer
-        if preparer is None and pipeline and self.prepare_ahead and not self._exiting and not sys.is_finalizing():
-            with self._state_lock:
-                if self._preparer is None and not self._closed:
+        if preparer is None and pipeline and self.prepare_ahead:
+            with self._cond:  # the exit sets _exiting under it: no thread is started once the exit has begun
+                if self._preparer is None and not self._exiting and not sys.is_finalizing():
                     try:
                         self._preparer = _Preparer()
                     except RuntimeError:  # "can't create new thread at interpreter shutdown": prepared here
                         pass
                 preparer = self._preparer
-        if pipeline and preparer is not None and not self._exiting and not sys.is_finalizing():
+        if pipeline and preparer is not None:
             return preparer.submit(self._prepare, batch)
         done: Future = Future()
         done.set_result(self._prepare(batch))
         return done
 
-    def _prepare(self, batch: list) -> tuple[list[LedgerRow], list[FeatureRun], list[Record], PreparedBatch | None]:
+    def _prepare(self, batch: _Batch) -> tuple[list[LedgerRow], list[FeatureRun], list[Record], PreparedBatch | None]:
         """Rows and runs built from the queued items (:meth:`_built`), and the store's preparation of them (None
         if there is no store now, or it failed: the write then prepares them itself). Never raises."""
-        rows, runs, records = self._built(batch)
+        rows, runs, records = self._built(batch.items)
+        batch.built = [*rows, *runs, *records]
         prepared = None
         store = self._store
         if store is not None and (rows or runs):
@@ -338,41 +406,53 @@ class LedgerWriter:
                          "unprepared", exc_info=True)
         return rows, runs, records, prepared
 
-    def _built(self, batch: list) -> tuple[list[LedgerRow], list[FeatureRun], list[Record]]:
+    def _built(self, items: Iterable[Any]) -> tuple[list[LedgerRow], list[FeatureRun], list[Record]]:
         """The rows, runs and records of queued items (an item that cannot be made a row is dropped, counted)."""
         rows, runs, records = [], [], []
-        for item in batch:
-            if isinstance(item, Record):
-                records.append(item)
-                continue
-            try:
-                made = item if isinstance(item, (LedgerRow, FeatureRun)) else row_from_item(item)
-            except Exception:
-                self._counts["dropped_invalid"] += 1
-                log_once("ledger:convert", logging.ERROR, "aicost ledger: could not build a row", exc_info=True)
-                continue
-            (runs if isinstance(made, FeatureRun) else rows).append(made)
+        for item in items:
+            made = self._made(item)
+            if isinstance(made, LedgerRow):
+                rows.append(made)
+            elif isinstance(made, FeatureRun):
+                runs.append(made)
+            elif made is not None:
+                records.append(made)
         return rows, runs, records
 
+    def _made(self, item: Any) -> LedgerRow | FeatureRun | Record | None:
+        """The row, run or record of one queued item (None: it cannot be made one; dropped, counted)."""
+        if isinstance(item, (LedgerRow, FeatureRun, Record)):
+            return item
+        try:
+            return row_from_item(item)
+        except Exception:
+            self._counts["dropped_invalid"] += 1
+            log_once("ledger:convert", logging.ERROR, "aicost ledger: could not build a row", exc_info=True)
+            return None
+
     def _store_batch(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = (),
-                     prepared: PreparedBatch | None = None) -> bool:
+                     prepared: PreparedBatch | None = None) -> list | None:
+        """Write one batch in one transaction (past close()'s or the exit's deadline it gives up: the store's
+        :meth:`~LedgerStore.time_limit`). None when stored; else the rows, runs and records not stored (the
+        caller spills them, or keeps them in the spill file being replayed)."""
         if time.monotonic() >= self._retry_at:
             try:
                 store = self._connected()
-                written = store.write_prepared(prepared) if prepared is not None else store.write(rows, runs)
-                self._counts["written"] += written
-                self._counts["duplicates"] += len(rows) - written
-                self._counts["runs_written"] += len(runs)
-                for i, record in enumerate(records):
-                    try:
-                        record.store_into(store)
-                    except LedgerUnavailable:
-                        records = records[i:]  # the ones stored stay stored; these are spilled below
-                        rows, runs = [], []
-                        raise
-                    self._counts["records_written"] += 1
+                with store.time_limit(_left(self._stop_by)):
+                    written = store.write_prepared(prepared) if prepared is not None else store.write(rows, runs)
+                    self._counts["written"] += written
+                    self._counts["duplicates"] += len(rows) - written
+                    self._counts["runs_written"] += len(runs)
+                    for i, record in enumerate(records):
+                        try:
+                            record.store_into(store)
+                        except LedgerUnavailable:
+                            records = records[i:]  # the ones stored stay stored; these are not
+                            rows, runs = [], []
+                            raise
+                        self._counts["records_written"] += 1
                 self._up()
-                return True
+                return None
             except LedgerUnavailable as exc:
                 self._down(exc)
             except Exception:
@@ -380,12 +460,10 @@ class LedgerWriter:
                          exc_info=True)
                 self._counts["write_errors"] += 1
                 self._retry_at = time.monotonic() + self._backoff
-        self._spill(rows, runs, records)
-        return False
+        return [*rows, *runs, *records]
 
     def _connected(self) -> LedgerStore:
-        if self._store is None or self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._store is None:  # (a forked child's is None: it opens its own)
             self._store = open_store(self.url, setting=self._setting)
         return self._store
 
@@ -411,64 +489,96 @@ class LedgerWriter:
             log_once("ledger:up", logging.INFO, "aicost ledger: %s is reachable again", self.url)
 
     # -- spill --------------------------------------------------------------------------------------------------
+    # A spill file is <stem>-<pid>.jsonl, appended to by process <pid>'s writers. Replaying one, a writer renames it
+    # <stem>-<pid>.<n>.replay.jsonl (its own pid: no other writer takes it while this process lives); what a replay
+    # stopped early did not write is kept as <stem>-<pid>.<n>.jsonl, for any writer of this process to take up
+    # again. A file whose process is gone is adopted whatever its name, and so is <stem>-<pid>.replay-<replayer>,
+    # the name an earlier aicost gave a file it was replaying.
     def _own_spill(self) -> Path:
         return self._spill_dir / f"{self._spill_stem}-{os.getpid()}.jsonl"
 
     def _spill_files(self) -> list[Path]:
-        """This process's spill file and those of processes that are gone (oldest first)."""
+        """This process's spill file and the rest of its stopped replays, and the files of processes that are gone
+        (oldest first)."""
         try:
-            candidates = sorted(self._spill_dir.glob(f"{self._spill_stem}-*.jsonl"), key=lambda p: p.stat().st_mtime)
+            candidates = [*self._spill_dir.glob(f"{self._spill_stem}-*.jsonl"),
+                          *self._spill_dir.glob(f"{self._spill_stem}-*.replay-*")]
+            candidates.sort(key=lambda p: p.stat().st_mtime)
         except OSError:
             return []
         mine = self._own_spill()
         found = []
         for path in candidates:
-            if path == mine:
-                found.append(path)
+            name = _SPILL_NAME.fullmatch(path.name) or _OLD_REPLAY_NAME.fullmatch(path.name)
+            if name is None:
                 continue
-            try:  # <stem>-<pid>.jsonl, or <stem>-<pid>.<n>.replay.jsonl while that process replays it
-                pid = int(path.stem.rsplit("-", 1)[1].split(".", 1)[0])
-            except ValueError:
-                continue
-            if not _alive(pid):
+            pid = int(name["pid"])
+            if pid != os.getpid():
+                if not _alive(pid):
+                    found.append(path)
+            elif path == mine or (name.groupdict().get("n") and not name.groupdict().get("replay")):
                 found.append(path)
         return found
 
-    def _spill(self, rows: list[LedgerRow], runs: list[FeatureRun], records: Sequence[Record] = ()) -> None:
+    def _spill(self, items: Sequence[Any]) -> None:
+        """Append ``items`` (rows, runs, records, or queued items not built yet) to this process's spill file, as far
+        as its bound allows: each is built and encoded once, and none past the bound (they are counted dropped)."""
+        if not items:
+            return
         path = self._own_spill()
-        lines = [json.dumps({"row": r.to_dict()}, separators=(",", ":")) for r in rows]
-        lines += [json.dumps({"run": r.to_dict()}, separators=(",", ":")) for r in runs]
-        lines += [_record_line(r) for r in records]
-        try:
-            room = self.spill_max_bytes - (path.stat().st_size if path.exists() else 0)
-            data = bytearray()
-            kept = 0
-            for line in lines:
-                encoded = (line + "\n").encode()
-                if len(data) + len(encoded) > room:
-                    break
-                data += encoded
-                kept += 1
-            if data:
-                with open(path, "ab") as f:
-                    f.write(data)
-                self._check_spill = True
-            self._counts["spilled"] += kept
-            if kept < len(lines):
-                self._counts["dropped_spill_full"] += len(lines) - kept
-                log_once("ledger:spill-full", logging.ERROR, "aicost ledger: the spill file %s is full (%d bytes); "
-                         "rows are being dropped (counted in stats())", path, self.spill_max_bytes)
-        except OSError:
-            self._counts["dropped_spill_error"] += len(lines)
-            log_once("ledger:spill-error", logging.ERROR, "aicost ledger: cannot write the spill file %s; rows "
-                     "are being dropped", path, exc_info=True)
+        kept = invalid = 0
+        with self._spill_lock:
+            try:
+                room = self.spill_max_bytes - (path.stat().st_size if path.exists() else 0)
+                data = bytearray()
+                for item in items:
+                    line = self._spill_line(item)
+                    if line is None:
+                        invalid += 1
+                        continue
+                    if len(data) + len(line) > room:
+                        break
+                    data += line
+                    kept += 1
+                if data:
+                    with open(path, "ab") as f:
+                        f.write(data)
+                    self._check_spill = True
+            except OSError:
+                self._counts["dropped_spill_error"] += len(items) - invalid
+                log_once("ledger:spill-error", logging.ERROR, "aicost ledger: cannot write the spill file %s; rows "
+                         "are being dropped", path, exc_info=True)
+                return
+        self._counts["spilled"] += kept
+        if kept + invalid < len(items):
+            self._counts["dropped_spill_full"] += len(items) - kept - invalid
+            log_once("ledger:spill-full", logging.ERROR, "aicost ledger: the spill file %s is full (%d bytes); "
+                     "rows are being dropped (counted in stats())", path, self.spill_max_bytes)
 
-    def _replay_spill(self, deadline: float | None) -> None:
+    def _spill_line(self, item: Any) -> bytes | None:
+        """One spill file line (None: the item cannot be made one; dropped, counted)."""
+        made = self._made(item)
+        if made is None:
+            return None
+        try:
+            if isinstance(made, Record):
+                return (_record_line(made) + "\n").encode()
+            key = "row" if isinstance(made, LedgerRow) else "run"
+            return (json.dumps({key: made.to_dict()}, separators=(",", ":")) + "\n").encode()
+        except Exception:
+            self._counts["dropped_invalid"] += 1
+            log_once("ledger:encode", logging.ERROR, "aicost ledger: could not encode a row to spill", exc_info=True)
+            return None
+
+    def _replay_spill(self) -> None:
+        """Write the spill files (:meth:`_spill_files`) batch by batch. A file is deleted once written; stopped
+        early (the database fails again, or close()'s or the exit's deadline passes), what was not written is
+        kept in a file of its own (:meth:`_keep_rest`), never spilled again into the bounded spill file."""
         if time.monotonic() < self._retry_at:
             return
-        self._check_spill = False  # set again by any spill below, or if this pass stops early
+        self._check_spill = False  # set again by any spill meanwhile, or if this pass stops early
         for path in self._spill_files():
-            if self._past(deadline):
+            if self._past_stop():
                 self._check_spill = True
                 return
             # taken: another writer will not replay it too, while this process lives; if it dies before the
@@ -476,162 +586,157 @@ class LedgerWriter:
             # numbered per process, not per writer: two writers of one ledger share its spill files
             replaying = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{next(_REPLAY_NUMBERS)}.replay.jsonl"
             try:
-                os.replace(path, replaying)
+                with self._spill_lock:  # not while a spill appends to it (that spill's rows would be lost)
+                    os.replace(path, replaying)
+                with open(replaying, "rb") as f:
+                    lines = f.readlines()
             except OSError:
                 continue
-            rows: list[LedgerRow] = []
-            runs: list[FeatureRun] = []
-            records: list[Record] = []
-            try:
-                with open(replaying, encoding="utf-8") as f:
-                    for line in f:
-                        if not line.strip():
-                            continue
-                        try:
-                            data = json.loads(line)
-                            if "row" in data:
-                                rows.append(LedgerRow.from_dict(data["row"]))
-                            elif "record" in data:
-                                records.append(_record_from(data))
-                            else:
-                                runs.append(FeatureRun.from_dict(data["run"]))
-                        except Exception:
-                            self._counts["dropped_invalid"] += 1
-            except OSError:
-                continue
-            replayed = True
-            size = self.batch_size
-            for i in range(0, max(len(rows), len(runs), len(records)), size):
-                if self._past(deadline):  # close, exit or a flush's timeout: the rest is not tried now
-                    start = i
-                elif self._store_batch(rows[i:i + size], runs[i:i + size], records[i:i + size]):
-                    continue
-                else:
-                    start = i + size  # batch i was spilled by _store_batch
-                replayed = False  # the rest is spilled again, to this process's file, for a later pass
-                self._spill(rows[start:], runs[start:], records[start:])
+            entries = [(line, obj) for line in lines if line.strip()
+                       for obj in [self._spilled(line)] if obj is not None]
+            done = self._replay(entries)
+            if done < len(entries):
+                self._keep_rest(replaying, [line for line, _ in entries[done:]])
                 self._check_spill = True
-                break
-            if replayed:
-                self._counts["replayed"] += len(rows) + len(runs) + len(records)
+                return
             try:
                 os.unlink(replaying)
             except OSError:
                 pass
-            if not replayed:
-                return
+
+    def _spilled(self, line: bytes) -> LedgerRow | FeatureRun | Record | None:
+        """The row, run or record of one spill file line (None: unreadable, dropped, counted)."""
+        try:
+            data = json.loads(line)
+            if "row" in data:
+                return LedgerRow.from_dict(data["row"])
+            if "record" in data:
+                return _record_from(data)
+            return FeatureRun.from_dict(data["run"])
+        except Exception:
+            self._counts["dropped_invalid"] += 1
+            return None
+
+    def _replay(self, entries: list[tuple[bytes, Any]]) -> int:
+        """Write the entries of a spill file in batches, in file order; how many were written (all of them, unless
+        a write failed or the deadline passed)."""
+        size = self.batch_size
+        for i in range(0, len(entries), size):
+            if self._past_stop():
+                return i
+            rows, runs, records = self._built(obj for _, obj in entries[i:i + size])
+            if self._store_batch(rows, runs, records):
+                return i
+            self._counts["replayed"] += len(rows) + len(runs) + len(records)
+        return len(entries)
+
+    def _keep_rest(self, replaying: Path, rest: list[bytes]) -> None:
+        """Keep the lines a replay did not write as ``<stem>-<pid>.<n>.jsonl``, for a later pass (or the next writer
+        of the ledger). The replayed file is deleted only once the rest is safe; failing that, it is kept whole
+        (what was written is found stored when replayed again)."""
+        pending = self._spill_dir / f"{self._spill_stem}-{os.getpid()}.{next(_REPLAY_NUMBERS)}.jsonl"
+        part = pending.with_suffix(".part")
+        try:
+            with open(part, "wb") as f:
+                f.writelines(line if line.endswith(b"\n") else line + b"\n" for line in rest)
+            os.replace(part, pending)
+        except OSError:
+            try:
+                os.replace(replaying, pending)
+            except OSError:
+                pass  # left as it is: adopted by the next writer once this process is gone
+            return
+        try:
+            os.unlink(replaying)
+        except OSError:
+            pass
 
     # -- control ------------------------------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = 30.0) -> bool:
-        """Write everything queued now, on this thread (and replay a spill if the database is back), waiting no
-        longer than ``timeout_s`` for another thread's write to end. True when the queue is empty afterwards."""
-        deadline = self._sooner(None if timeout_s is None else time.monotonic() + timeout_s)
+        """Have the writer thread write everything queued now (and replay a spill if the database is back); wait
+        for it no longer than ``timeout_s``. True when the queue is empty afterwards."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._retry_at = 0.0  # an explicit flush tries the database now
-        try:
-            self._drain(deadline)
-        except Exception:
-            log_once("ledger:flush", logging.ERROR, "aicost ledger: flush failed", exc_info=True)
+        if self._closed or threading.current_thread() is self._thread or not self._start():
+            return not self._queue
+        with self._cond:
+            self._asked += 1
+            asked = self._asked
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._answered >= asked or self._ended, _left(deadline))
         return not self._queue
 
     def close(self, timeout_s: float | None = 30.0) -> None:
-        """Flush, stop the threads and close the database, returning within ``timeout_s`` (None: as long as it
-        takes). Rows queued afterwards are dropped (counted). No batch is begun after the time is up: what is
-        not written by then is spilled, for the next writer of this ledger to replay. A write still under way
-        then is not waited for: the thread writing finishes that batch, spills the rest of the queue and closes
-        the database itself (only a thread holding the write lock ever closes it). If the process exits first,
-        the exit spills what that write had taken (:meth:`_at_exit`)."""
-        # the writer thread's drain, too, takes no batch after it; a close at exit (an OpenTelemetry provider's
-        # shutdown calls it after aicost's exit flush) waits no longer than the exit does
-        deadline = self._stop_by = self._sooner(None if timeout_s is None else time.monotonic() + timeout_s)
-        self.flush(_left(deadline))
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=_left(deadline))
-        self.flush(_left(deadline))  # what arrived meanwhile, then (with the write lock in time) _shut
+        """Have the writer thread write what is queued, then end and close the database; return within
+        ``timeout_s`` (None: as long as it takes). Rows queued afterwards are dropped (counted). No write begins
+        after the time is up, and one under way then gives up by then (the store's time limit); what is not
+        written is spilled here, for the next writer of this ledger to replay."""
+        self._begin_close(None if timeout_s is None else time.monotonic() + timeout_s)
+        self._finish_close()
 
-    def _shut(self) -> None:
-        """Under the write lock, once closed: spill what is still queued, stop the preparing thread and close the
-        database. Idempotent."""
-        left = self._take_all()
-        if left:
-            self._spill(*self._built(left))
-        with self._state_lock:
-            preparer, self._preparer = self._preparer, None
-        if preparer is not None:
-            preparer.stop()
-        if self._store is not None:
-            try:
-                self._store.close()
-            except Exception:
-                pass
-            self._store = None
-        self._shut_down = True
-        _writers.discard(self)
+    def _begin_close(self, deadline: float | None, exiting: bool = False) -> None:
+        """Refuse rows from now on, and have the writer thread write what is queued by ``deadline`` (or an earlier
+        close's, if sooner) and end. It is started for that if it never was (not at exit)."""
+        self._retry_at = 0.0
+        with self._cond:
+            if deadline is not None and (self._stop_by is None or deadline < self._stop_by):
+                self._stop_by = deadline
+            self._closed = True
+            self._exiting = self._exiting or exiting
+            self._cond.notify_all()
+        if self._thread is None and (self._queue or self._check_spill):
+            self._start()
 
-    def _sooner(self, deadline: float | None) -> float | None:
-        """``deadline``, or the close / exit deadline if that is sooner (None: neither)."""
-        if self._stop_by is None:
-            return deadline
-        return self._stop_by if deadline is None else min(deadline, self._stop_by)
-
-    def _at_exit(self, end: float) -> None:
-        """Write what is queued by ``end`` (the exit flush's one deadline for every writer: 10 s; sooner if
-        :meth:`close` set a nearer one); what is not written by then, including a batch the writer thread is
-        still writing (the interpreter will not wait for it), is spilled for the next writer of this ledger: the
-        replay is idempotent (a row keeps its id however often it is built), so a batch both written and spilled
-        is stored once. Interrupted (Ctrl-C at exit), it still spills."""
-        self._exiting = True
-        self._stop_by = self._sooner(end)
+    def _finish_close(self) -> None:
+        """Wait for the writer thread to end, until the deadline; then spill what it left (:meth:`_give_up`).
+        Interrupted (Ctrl-C at exit), it still spills."""
         try:
-            self.flush(_left(self._stop_by))  # closed: the write close() did not wait for, and then _shut
+            if self._thread is not None and self._thread is not threading.current_thread():
+                with self._cond:
+                    self._cond.wait_for(lambda: self._ended, _left(self._stop_by))
         finally:
-            self._abandon()
+            self._give_up()
 
-    def _abandon(self) -> None:
-        """At exit: spill the batches taken and not stored yet, and the queue (any thread may still be writing
-        one of them, but the interpreter exits without waiting). The writer takes no batch any more: the exit
-        deadline has passed."""
-        with self._state_lock:
-            items = [item for batch in self._taken for item in batch]
-            self._taken.clear()
-        items += self._take_all()
-        if items:
-            log_once("ledger:exit-spill", logging.WARNING, "aicost ledger: %d rows were not written by the end "
-                     "of the exit flush; they are spilled to %s for the next writer of this ledger", len(items),
-                     self._spill_dir)
-            self._spill(*self._built(items))
-
-    def _take_all(self) -> list:
-        """Everything queued, taken off the queue (under the lock :meth:`_take` holds: never both at once)."""
-        with self._state_lock:
-            pop = self._queue.popleft
-            return [pop() for _ in range(len(self._queue))]
+    def _give_up(self) -> None:
+        """The closing side, once the writer thread has ended or the deadline has passed: spill the batches it took
+        and has not begun to write (rows it built are not built again) and what is queued. The writer thread takes
+        and begins nothing after this; a write still under way at the deadline ends by itself (its time limit),
+        and its batch is spilled too. Without a writer thread, the database is closed here."""
+        with self._cond:
+            self._given_up = True
+            taken, self._taken = self._taken, []
+            left = [item for batch in taken for item in (batch.items if batch.built is None else batch.built)]
+            left += self._pop(len(self._queue))
+        if left:
+            log_once("ledger:close-spill", logging.WARNING, "aicost ledger: %d rows were not written by the end of "
+                     "close() or the exit's flush; they are spilled to %s for the next writer of this ledger",
+                     len(left), self._spill_dir)
+            self._spill(left)
+        if self._thread is None:
+            self._close_store()
 
     def _after_fork_in_child(self) -> None:
         """The parent's threads are not in the child: it starts its own on its first row. The rows queued in the
         parent are the parent's to write (the locks are freed by ``_fork``)."""
         self._thread = None
+        self._ended = False
         self._preparer = None
         self._stop_by = None  # a close() under way in the parent is not the child's
         self._queue = collections.deque()
         self._taken = []
+        self._asked = self._answered = 0
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
-        self._inherited, self._store = self._store, None
+        if self._store is not None:
+            _inherited.append(self._store)
+        self._store = None
         self._counts = collections.Counter()
         self._enqueued = 0
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, written, duplicates, runs_written, records_written, spilled, replayed, outages, and
-        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed).
-        A row a call queued while close() was spilling the queue (on_call checks and appends without a lock) is
-        counted in dropped_closed here."""
-        if self._shut_down and self._queue:  # appended by a call that saw the writer open just before it shut
-            self._counts["dropped_closed"] += len(self._take_all())
-            log_once("ledger:closed", logging.WARNING, "aicost ledger: a row arrived after the ledger was closed "
-                     "(uninstrument); it is dropped (counted in the writer's stats())")
+        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid,
+        dropped_closed)."""
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)
@@ -709,15 +814,26 @@ def _alive(pid: int) -> bool:
 
 
 _writers: "weakref.WeakSet[LedgerWriter]" = weakref.WeakSet()
-_REPLAY_NUMBERS = itertools.count(1)  # names of the spill files this process has taken to replay
+_inherited: list[LedgerStore] = []  # a forked child's copies of its parent's stores: never used, never closed
+_REPLAY_NUMBERS = itertools.count(1)  # names of the spill files this process has taken to replay, or kept the rest of
+_SPILL_NAME = re.compile(r".*-(?P<pid>\d+)(?:\.(?P<n>\d+))?(?P<replay>\.replay)?\.jsonl")
+_OLD_REPLAY_NAME = re.compile(r".*\.replay-(?P<pid>\d+)")  # <stem>-<pid>.replay-<replayer>: an earlier aicost's
 
 
 def _flush_all_at_exit() -> None:
-    end = time.monotonic() + _EXIT_FLUSH_S  # one deadline for all writers: exit waits 10 s, not 10 s each
-    for writer in list(_writers):
+    """Close every writer by one deadline (exit waits 10 s for all of them, not 10 s each): first all are told
+    (their threads write at once), then each is waited for and what it left is spilled."""
+    end = time.monotonic() + _EXIT_FLUSH_S
+    writers = list(_writers)
+    for writer in writers:
         try:
-            writer._at_exit(end)
-        except BaseException:  # Ctrl-C at exit, too: the next writer still spills (its _at_exit's finally)
+            writer._begin_close(end, exiting=True)
+        except BaseException:
+            pass
+    for writer in writers:
+        try:
+            writer._finish_close()
+        except BaseException:  # Ctrl-C at exit, too: this writer has spilled (its finally), and the next one will
             pass
 
 

@@ -7,6 +7,7 @@ The contract the rest of aicost codes against::
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
     unknown_reason(provider, model, service_tier=None) -> str | None   (why current_price is None, when pricing
         knows more than "no price for this model": a tier billed at per-model rates the catalog lacks)
+    current_price_and_reason(provider, model, service_tier=None) -> (ModelPrice | None, str | None)   (both, one lookup)
     catalog_providers() -> tuple[str, ...]   (the provider names the catalog has price tables for)
     with_sub_inferences(cost, [(kind, Cost | None), ...]) -> Cost   (parts priced at other models, added)
     unknown_cost(provider, model, service_tier, usage, reason=None) -> Cost   (billed, but by a unit with no rate here)
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         check_price_file,
         clear_overrides,
         current_price,
+        current_price_and_reason,
         load_price_file,
         price_call,
         refresh_catalog_from_genai_prices,
@@ -66,6 +68,7 @@ _LAZY = {
     "check_price_file": ".engine",
     "clear_overrides": ".engine",
     "current_price": ".engine",
+    "current_price_and_reason": ".engine",
     "load_price_file": ".engine",
     "price_call": ".engine",
     "refresh_catalog_from_genai_prices": ".engine",

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -68,10 +69,17 @@ class _UnpricedTier:
 
     __slots__ = ("tier", "reason", "log_key")
 
-    def __init__(self, tier: str, reason: str) -> None:
+    def __init__(self, tier: str | None, reason: str) -> None:
         self.tier = tier  # normalised: the call's Cost.service_tier, without normalising it again on each call
         self.reason = reason
         self.log_key = "pricing:tier:" + reason  # its warning is logged once (``log_once``), built once here
+
+
+def _unreadable_tier(tier: Any) -> _UnpricedTier | None:
+    """A tier pricing cannot read (a dict, a list, a number: ``names.tier_problem``) as the reason its call has no
+    price, with no tier on its cost; None for a tier that can be read."""
+    problem = names.tier_problem(tier)
+    return None if problem is None else _UnpricedTier(None, problem)
 
 
 # What a lookup gives: the price, or None and, when the tier is why, the reason. Cached as one pair.
@@ -254,16 +262,21 @@ def _resolved_for(provider: str | None, model: str) -> "_Resolved | None":
 def resolve(provider: str | None, model: str | None, *, at: datetime | None = None,
             service_tier: str | None = None) -> ModelPrice | None:
     """The price list that bills ``model`` on ``provider`` at ``at`` (default now), or None when unknown."""
-    return _price_at(provider, model, service_tier, _utc(at))[0]
+    return _price_at((provider, model, service_tier), _utc(at))[0]
 
 
-def _price_at(provider: str | None, model: str | None, service_tier: str | None, at: datetime) -> _PriceAndReason:
-    """What prices (provider, model, tier) at ``at``: resolved once per name, each period's price built once."""
+def _price_at(key: tuple[str | None, str | None, Any], at: datetime) -> _PriceAndReason:
+    """What prices (provider, model, tier) at ``at``: resolved once per name, each period's price built once. The
+    key as ``_price_now`` takes it, so that a caller picks either once and asks it for several names."""
+    provider, model, service_tier = key
     if not model:
         return _NO_PRICE
     resolved = _resolved_for(provider, model)
     if resolved is None:
         return _NO_PRICE
+    unreadable = _unreadable_tier(service_tier)
+    if unreadable is not None:
+        return None, unreadable
     return resolved.find(at, names.normalise_tier(service_tier))
 
 
@@ -276,7 +289,8 @@ def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _Price
     if resolved is None:
         answer, until = _NO_PRICE, now.timestamp() + 3600.0
     else:
-        answer = resolved.find(now, names.normalise_tier(tier))
+        unreadable = _unreadable_tier(tier)
+        answer = (None, unreadable) if unreadable is not None else resolved.find(now, names.normalise_tier(tier))
         until = resolved.valid_until(now).timestamp()
     with _lock:
         if generation == _generation:
@@ -288,7 +302,10 @@ def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _Price
 
 def _price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReason:
     """What prices (provider, model, tier) now: cached until the price can next change."""
-    hit = _now.get(key)
+    try:
+        hit = _now.get(key)
+    except TypeError:  # an unhashable tier (a dict, a list): no tier pricing can read, and no cache key either
+        return _price_at(key, datetime.now(_UTC))
     if hit is not None and hit[1] > time.time():
         return hit[0]
     return _look_up_price_now(key)
@@ -296,8 +313,19 @@ def _price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReaso
 
 def current_price(provider: str | None, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
     """The price that bills ``model`` now, or None when unknown: quiet (no warning, nothing counted as unknown)
-    and cached until the price can next change, so it is cheap enough to ask on every call."""
+    and cached until the price can next change, so it is cheap enough to ask on every call. ``service_tier``:
+    text or an enum of text; anything else (a dict, a list, a number) is no tier: None, and ``unknown_reason``
+    says why, as ``price_call`` does (never the standard rate, never a TypeError)."""
     return _price_now((provider, model, service_tier))[0]
+
+
+def current_price_and_reason(provider: str | None, model: str | None,
+                             service_tier: str | None = None) -> tuple[ModelPrice | None, str | None]:
+    """``current_price`` and, when it is None, ``unknown_reason``, from one lookup (the two are cached as a pair):
+    for a caller that needs the reason whenever there is no price (the budget guard). The cached pair itself when
+    there is no reason (every priced call: nothing made per call)."""
+    pair = _price_now((provider, model, service_tier))
+    return pair if pair[1] is None else (None, pair[1].reason)
 
 
 def unknown_reason(provider: str | None, model: str | None, service_tier: str | None = None) -> str | None:
@@ -335,11 +363,10 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     """
     try:
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
-        price, unpriced = (_price_now((provider, model, service_tier)) if at is None
-                           else _price_at(provider, model, service_tier, _utc(at)))
+        find = _price_now if at is None else partial(_price_at, at=_utc(at))
+        price, unpriced = find((provider, model, service_tier))
         if price is None and fallback_model:
-            fallback = (_price_now((provider, fallback_model, service_tier)) if at is None
-                        else _price_at(provider, fallback_model, service_tier, _utc(at)))
+            fallback = find((provider, fallback_model, service_tier))
             # priced: the model asked for prices the call; priced, but not at this tier: the tier says why
             if fallback[0] is not None or (unpriced is None and fallback[1] is not None):
                 (price, unpriced), model = fallback, fallback_model

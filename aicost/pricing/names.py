@@ -100,18 +100,32 @@ def names_vendor(name: str | None) -> bool:
     return provider_id(name) is not None or (name is not None and name.strip().lower() in VENDORS_WITHOUT_TABLE)
 
 
-def tier_text(tier: Any) -> str | None:
-    """A service tier as text, the one conversion every tier given to pricing goes through: a typed SDK's enum by
-    its value (``str()`` of a ``class ServiceTier(str, Enum)`` member is ``"ServiceTier.PRIORITY"``, which would be
-    an unknown word priced at the standard rate). None stays None; text is returned as it is."""
+def tier_text(tier: Any) -> Any:
+    """A service tier as text, the one conversion every tier given to pricing goes through: an enum by its value
+    (a typed SDK's ``class ServiceTier(str, Enum)``, whose ``str()`` is ``"ServiceTier.PRIORITY"``, an unknown word
+    that would be priced at the standard rate; or a plain ``Enum`` of text). None stays None; text is returned as
+    it is. Anything else (a dict, a list, a number, an enum of one) is no tier: returned as it is, for pricing to
+    say so (:func:`tier_problem`) rather than price its ``str()`` as an unknown word."""
     if tier is None or type(tier) is str:
         return tier
-    return str(getattr(tier, "value", tier))
+    value = getattr(tier, "value", tier)
+    return str(value) if isinstance(value, str) else tier
+
+
+def tier_problem(tier: Any) -> str | None:
+    """Why ``tier`` cannot be read as a service tier, or None when it can (None, text, or an enum of text): the
+    reason a call given such a tier has an unknown cost (never the standard rate, which it may not be billed at).
+    Names the tier's type, not its value: one reason, and one warning, per kind of mistake."""
+    text = tier_text(tier)
+    if text is None or isinstance(text, str):
+        return None
+    return (f"the service tier is a {type(tier).__name__}, not text (a tier's name, or an enum of one), so the rate "
+            "that bills the call is unknown")
 
 
 def normalise_tier(tier: Any) -> str | None:
     """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased. Enums by their
-    value (``tier_text``)."""
+    value (``tier_text``). For a tier :func:`tier_problem` accepts (pricing asks it first)."""
     if tier is None:
         return None
     word = tier_text(tier).strip().lower()

@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 from typing import Any, Sequence
 
+from ..ledger.csvtext import csv_text
 from ..ledger.row import decimal_text
 from .compare import DRIFT, MATCHED, Cell
 from .result import Reconciliation, money
@@ -17,6 +18,7 @@ __all__ = ["render_table", "render_csv", "render_json"]
 _COLUMNS = ("day", "model", "scope", "key_id", "status", "bill_usd", "ledger_usd", "difference_usd",
             "bill_tokens", "ledger_tokens", "ledger_calls", "unknown_price_calls", "implied_usd_per_mtok",
             "implied_ratio")
+_TEXT_COLUMNS = frozenset(("day", "model", "scope", "key_id", "status"))  # the rest are numbers, never escaped
 
 
 def _tokens(tokens: dict[str, int] | None) -> int | None:
@@ -68,7 +70,8 @@ def render_csv(r: Reconciliation) -> str:
     writer = csv.DictWriter(out, fieldnames=_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for c in r.cells:
-        writer.writerow({k: ("" if v is None else v) for k, v in _cell_values(c).items()})
+        writer.writerow({k: "" if v is None else csv_text(v) if k in _TEXT_COLUMNS else v
+                         for k, v in _cell_values(c).items()})
     return out.getvalue()
 
 

@@ -1,0 +1,94 @@
+"""What pricing costs on a call's path, counted in CPU instructions (valgrind's callgrind): deterministic.
+
+The method of ``scope_instructions.py``: each case runs N times in a fresh process under callgrind, and again N/10
+times; the difference divided by the extra iterations is one call's cost (start-up, imports, the first lookups and
+the catalog load cancel out). ``PYTHONHASHSEED=0`` in every run. Run it from two checkouts (this file copied into
+the other one's ``benchmarks/``) in one window to compare versions.
+
+Cases (usage: 1,000 input tokens, 200 of them cache reads, 300 output):
+
+* ``priced``: ``price_call("openai", "gpt-4o-mini", usage)``, the common call.
+* ``fallback``: the answer names a snapshot the catalog lacks, priced by the model asked for
+  (``fallback_model="gpt-4o-mini"``).
+* ``unpriced-tier``: a Gemini priority-tier call on Vertex AI (billed at per-model rates the catalog lacks): unknown,
+  with the tier's reason.
+* ``budget-priced`` / ``budget-unpriced``: the budget guard's price step for a call (``BudgetGuard._estimate``: the
+  price now, the worst case, and on an unknown price the reason), for gpt-4o-mini and for the Gemini priority call
+  (``on_unknown_price='allow'``).
+
+Run: .venv/bin/python benchmarks/pricing_instructions.py [--n 2000] [--cases priced,fallback,...]
+Needs valgrind (Debian: apt-get install valgrind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP = """
+import sys
+from aicost.pricing import price_call
+from aicost.usage import Usage
+usage = Usage(input_tokens=1000, cache_read_tokens=200, output_tokens=300)
+"""
+GUARD = """
+from aicost import integrations
+from aicost.budget import Budget, BudgetGuard
+from aicost.hooks import CallInfo
+guard = BudgetGuard([Budget(limit_usd="1000000")], on_unknown_price="allow")
+def info(provider, model, tier):
+    kwargs = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
+    call = CallInfo(provider=provider, operation="chat", endpoint="openai.chat.completions.create",
+                    request_model=model, kwargs=kwargs, stream=False, is_async=False,
+                    shape=integrations.endpoint("openai.chat.completions.create").shape)
+    call.service_tier = tier
+    return call
+"""
+CASES = {
+    "priced": ("", 'price_call("openai", "gpt-4o-mini", usage)'),
+    "fallback": ("", 'price_call("openai", "gpt-4o-mini-internal-7", usage, fallback_model="gpt-4o-mini")'),
+    "unpriced-tier": ("", 'price_call("gcp.vertex_ai", "gemini-2.5-flash", usage, service_tier="priority")'),
+    "budget-priced": (GUARD + 'call = info("openai", "gpt-4o-mini", None)\n',
+                      'guard._estimate(call, "gpt-4o-mini", "openai", 20, True)'),
+    "budget-unpriced": (GUARD + 'call = info("gcp.vertex_ai", "gemini-2.5-flash", "priority")\n',
+                        'guard._estimate(call, "gemini-2.5-flash", "gcp.vertex_ai", 20, True)'),
+}
+LOOP = """
+n = int(sys.argv[1])
+for _ in range(20):  # warm-up: lazy imports, the catalog, the caches
+    {call}
+for _ in range(n):
+    {call}
+"""
+
+
+def instructions(case: str, n: int) -> int:
+    setup, call = CASES[case]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
+                        SETUP + setup + LOOP.format(call=call), str(n)], check=True, capture_output=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)})
+        return int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--cases", default=",".join(CASES))
+    args = parser.parse_args()
+    print("| case | instructions per call |\n|---|---|")
+    for case in args.cases.split(","):
+        small = args.n // 10
+        per = (instructions(case, args.n) - instructions(case, small)) / (args.n - small)
+        print(f"| `{case}` | {per:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
