@@ -100,7 +100,10 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     midway = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1, hours=13)
     _sum_all(store, until=midway)
     assert store.pairs_summed_before() == midway
-    _assert_every_pair_exact(store, periods)
+    # and periods ending in the day being summed: 3 h before where it got (its cells less those hours' rows),
+    # and 11 h before (that day's rows read raw)
+    _assert_every_pair_exact(store, [*periods, (periods[1][0], midway - timedelta(hours=3)),
+                                     (periods[1][0], midway - timedelta(hours=11))])
     reads = Reads(store, monkeypatch)
     day1 = midway.replace(hour=0) - timedelta(days=1)
     spend(store, day1, day1 + timedelta(days=1), ["team", "customer"])

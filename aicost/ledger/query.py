@@ -389,15 +389,22 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
                 edges.append((start, first_day, 1))
         t = first_day
         whole_end = max(t, min(_floor(end, _DAY), summed_day))
-        # The day being summed counts as a whole day when the period covers what its cells (and its window's
-        # prefix through it) hold, [its midnight, summed): then the raw rows start at summed.
-        partly = whole_end == summed_day < summed <= end
-        last = whole_end + _DAY if partly else whole_end
+        # The day being summed, where the period reaches into it: its cells (and its window's prefix through it)
+        # hold [its midnight, summed). Read as a whole day when the period covers that, the raw rows then starting
+        # at summed; or, when the period ends a little before summed, less the raw rows from its end to summed.
+        into = whole_end == summed_day < summed and summed_day < end
+        whole = into and (summed <= end or summed - end < end - summed_day)
+        last = whole_end + _DAY if whole else whole_end
         if "day" in keys:
             sets += [(1, t + i * _DAY, 1) for i in range((last - t) // _DAY)]
         else:
             sets += pairs.spans(t, last)
-        t = summed if partly else whole_end
+        t = whole_end
+        if whole and summed <= end:
+            t = summed
+        elif whole:
+            edges.append((end, summed, -1))
+            t = end
     if t < end:
         edges.append((t, end, 1))
     grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}
