@@ -11,7 +11,7 @@ rows not summed yet from the raw rows. ``aicost_rollup_pair_summed.summed_before
 summing got: every row and run before it is in the pair cells, none after it.
 
 Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) hold the sums of the ``days`` days
-from ``bucket``: each day's cells (``days`` 1), summed from its rows, and, per window of :data:`WINDOW` (32) days
+from ``bucket``: each day's cells (``days`` 1), summed from its rows, and, per window of :data:`WINDOW` (64) days
 aligned from 1970-01-01, each day's *prefix*: the window's first n days (``bucket`` the window's first day,
 ``days`` n), built when its last day is summed whole (before ``summed_before``) as the prefix of n - 1 days plus
 the day's cells. A period of whole days is then a few sets added and subtracted (:func:`spans`): per window it
@@ -39,7 +39,7 @@ from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
 
 __all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "compact", "late_statements",
-           "delta_ddl", "delta_sql", "fold_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
+           "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
 PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
@@ -154,33 +154,41 @@ def window_start(d: Dialect, column: str) -> str:
 
 
 def _plus_days(d: Dialect, column: str, days: int) -> str:
+    """SQL: ``days`` days of 86,400 s after the time ``column`` (on PostgreSQL not ``+ interval``, which counts days
+    of the session's time zone: 23 or 25 hours across a daylight-saving change)."""
     if d.name == "sqlite":
         return f"(datetime({column}, '+{days} days') || '.000000')"
-    return f"({column} + interval '{days} days')"
+    return f"to_timestamp(extract(epoch FROM {column}) + {86400 * days})"
 
 
-def fold_sql(d: Dialect, *, units: bool, prefix: int = 1, into: bool = False) -> str:
-    """Add the delta's day cells to the pair cells: to the day cells; ``into``, to the one set given as two
-    parameters (days, start: the chunk's day's prefix; the delta holds that one day); ``prefix`` n > 1, to the
-    prefixes of n days of the windows that hold a delta day among their first n and exist already, those ending
-    on or before the day given as the one parameter (a late row's; a prefix not started yet will start from
-    the ones before it, which hold the row). Inserts new cells, adds to existing ones."""
-    if into:
-        select = f"SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
-    elif prefix == 1:
-        # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
-        select = f"SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true"
-    else:
-        def total(m: str) -> str:
-            if units and m in MONEY_MEASURES and d.to_units and d.from_units:
-                return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
-            return _sum(d, m, m)
+_INSERT = f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)})"
 
-        start = window_start(d, "bucket")
-        end = _plus_days(d, start, prefix)
-        select = (f"SELECT {prefix}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
-                  f"WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL}")
-    return f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) {select} {_upsert(d)}"
+
+def fold_days_sql(d: Dialect) -> str:
+    """Add the delta's day cells to the day cells (insert new cells, add to existing ones)."""
+    # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
+    return f"{_INSERT} SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
+
+
+def fold_into_sql(d: Dialect) -> str:
+    """Add the delta's cells (of one day) to the one set given as two parameters (days, start): a chunk's day's
+    prefix."""
+    return f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
+
+
+def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
+    """Add the delta's day cells (a batch's late rows, of any days) to the prefixes of ``n`` days of the windows
+    that hold one of those days among their first n, where the prefix ends on or before the time given as the
+    one parameter (the prefixes started: a later one will start from these, which then hold the row)."""
+    def total(m: str) -> str:
+        if units and m in MONEY_MEASURES and d.to_units and d.from_units:
+            return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
+        return _sum(d, m, m)
+
+    start = window_start(d, "bucket")
+    end = _plus_days(d, start, n)
+    return (f"{_INSERT} SELECT {n}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
+            f"WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL} {_upsert(d)}")
 
 
 def _upsert(d: Dialect) -> str:
@@ -191,8 +199,7 @@ def _upsert(d: Dialect) -> str:
 
 # Cells of one set copied as another (parameters: the new set's days and start, the old set's days and start):
 # a day's prefix starts as the prefix through the day before.
-_COPY_SQL = (f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)}) SELECT ?, ?, {_CELL}, "
-             f"{', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?")
+_COPY_SQL = f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?"
 
 
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
@@ -229,18 +236,18 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         if cut is not None and parse(cut[0]) > summed:
             high = parse(cut[0])
     n = day_number(day) % WINDOW + 1  # the day's prefix: the window's first n days
-    window_start = day - (n - 1) * _DAY
+    first_day = day - (n - 1) * _DAY
     if summed == day and n > 1:
-        run(_COPY_SQL, [n, ts(window_start), n - 1, ts(window_start)])
+        run(_COPY_SQL, [n, ts(first_day), n - 1, ts(first_day)])
     if parse(first) < high:
         window = "ts >= ? AND ts < ?"
         params = [ts(summed), ts(high)]
         units = fits(window, params)
         run(delta_ddl(d), [])
         run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
-        run(fold_sql(d, units=units), [])
+        run(fold_days_sql(d), [])
         if n > 1:
-            run(fold_sql(d, units=units, into=True), [n, ts(window_start)])
+            run(fold_into_sql(d), [n, ts(first_day)])
         run(f"DELETE FROM {PAIR_DELTA}", [])
     run(SET_SUMMED_SQL, [ts(high)])
     return True
@@ -254,6 +261,6 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
     next one when some of its day is summed) or ''. The day cells, then every prefix started that holds a late
     row's day."""
     return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
-            (fold_sql(d, units=units), ""),
-            *((fold_sql(d, units=units, prefix=n), "closed") for n in range(2, WINDOW + 1)),
+            (fold_days_sql(d), ""),
+            *((fold_prefix_sql(d, n, units=units), "closed") for n in range(2, WINDOW + 1)),
             (f"DELETE FROM {PAIR_DELTA}", "")]

@@ -276,7 +276,8 @@ def _sums(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, .
     if how == "cube":
         return _from_cube(store, start, end, keys, where, measures, order, nonzero, line)
     if how == "pairs":
-        return _from_pairs(store, start, end, keys, where, measures, order, nonzero, line)
+        with store.snapshot():  # summed_before and the sums, one state: a summing commits between them otherwise
+            return _from_pairs(store, start, end, keys, where, measures, order, nonzero, line)
     return store.sum_rows(start, end, keys, where=where, measures=measures, ordered=order, nonzero=nonzero,
                           _line=line)
 

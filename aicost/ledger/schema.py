@@ -20,7 +20,7 @@ Seven tables (``aicost_rollup_cube_folded``, one row: the cube's first day witho
   Days from ``folded_before`` on (today) have hour cells only.
 * ``aicost_rollup_pair`` (version 6): the same sums per pair of attribution keys where one is user, customer or
   a tag (``dim_a`` / ``value_a``, ``dim_b`` / ``value_b``: team x customer, user x model, customer x 'env=prod'),
-  over the ``days`` days from ``bucket``: each day's, and each day's prefix of its 32-day window. Summed behind
+  over the ``days`` days from ``bucket``: each day's, and each day's prefix of its 64-day window. Summed behind
   the writer from the rows stored before ``aicost_rollup_pair_summed.summed_before`` (:mod:`aicost.ledger.pairs`).
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
@@ -291,12 +291,13 @@ def _v5(dialect: str) -> list[str]:
     ]
 
 
-def _v6(dialect: str) -> list:
+def _v6(dialect: str) -> list[str]:
     """aicost_rollup_pair: sums per pair of attribution keys where one is user, customer or a tag, per day and per
-    day's prefix of its 32-day window (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows are summed into them.
-    The migration sums the rows already stored as the writer's compaction does (the last step, a callable the
-    store runs on the migration's connection: ``pairs.compact`` in chunks). The version bump keeps an older
-    aicost from writing late rows that would miss the pair cells."""
+    day's prefix of its 64-day window (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows
+    are summed into them: nowhere yet. The migration sums nothing (on a large ledger that takes minutes, which
+    one transaction holding the write lock must not): the background writer, or ``aicost sum-pairs``, sums the
+    rows already stored in committed chunks, as it sums new ones, and reports read raw rows until then, exact
+    either way."""
     t = _TYPES[dialect]
     return [
         f"""CREATE TABLE {PAIR_TABLE} (
@@ -314,12 +315,8 @@ def _v6(dialect: str) -> list:
   summed_before {t['ts']} NOT NULL
 )""",
         f"INSERT INTO {PAIR_MARK_TABLE} (id, summed_before) VALUES (1, '{FOLDED_FLOOR[dialect]}')",
-        SUM_STORED_PAIRS,
     ]
 
-
-# A migration step that is not SQL: the store sums the pair cells of the rows already stored (aicost.ledger.store).
-SUM_STORED_PAIRS = "aicost:sum-stored-pairs"
 
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
 MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}

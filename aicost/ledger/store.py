@@ -211,6 +211,7 @@ class LedgerStore:
     def __init__(self) -> None:
         self._lock = _fork.rlock()
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
+        self._reading = False  # inside snapshot()
         self._limit_ms: int | None = None  # a write's bound inside time_limit()
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
@@ -484,7 +485,7 @@ class LedgerStore:
         raises :class:`LedgerUnavailable` when the database cannot be reached."""
         with self._lock, self._unreachable_as_unavailable(), self._write_transaction() as cur:
             until = until or _pairs_until(cur, self.dialect)
-            return until is not None and _sum_pairs(cur, self.dialect, until, max_rows)
+            return until is not None and _compact_pairs_in(cur, self.dialect, until, max_rows)
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
@@ -582,7 +583,8 @@ class LedgerStore:
                 sql += " AND value = ?"
                 params.append(value)
             elif value_prefix is not None:
-                sql += " AND value >= ? AND value < ?"  # a prefix range: uses the primary key, unlike LIKE
+                # a prefix range: uses the primary key, unlike LIKE; in code point order whatever the collation
+                sql += f" AND value{self._COLLATE} >= ? AND value{self._COLLATE} < ?"
                 params.extend([value_prefix, value_prefix + "\U0010ffff"])
             parts.append(sql)
         # The edges' raw rows as rollup cells (b, v) of this dimension; of one tag's values, rows with that tag.
@@ -663,7 +665,7 @@ class LedgerStore:
                 conditions.append(f"{stored} = ?")
                 condition_params.append(f"{key[4:]}={where[key]}" if key.startswith("tag:") else where[key])
             elif key.startswith("tag:"):
-                conditions.append(f"{stored} >= ? AND {stored} < ?")  # a prefix range: uses the key
+                conditions.append(f"{stored}{self._COLLATE} >= ? AND {stored}{self._COLLATE} < ?")  # code points
                 condition_params.extend([f"{key[4:]}=", f"{key[4:]}=\U0010ffff"])
 
         def signed(sign: int) -> str:  # the measures (and the rows they stand for, net), negated for sign -1
@@ -844,11 +846,16 @@ class LedgerStore:
         with the totals. One read transaction on the store's own connection, holding the store's lock (so this
         store's other users wait; other connections, such as a writer's, go on writing)."""
         with self._lock:
+            if self._reading:  # inside a snapshot already (a report's): its reads are this one's
+                yield
+                return
             cur = self._cursor()
             cur.execute(self._BEGIN_READ)
+            self._reading = True
             try:
                 yield
             finally:
+                self._reading = False
                 cur.execute("COMMIT")  # read only: nothing to keep or lose
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
@@ -1289,10 +1296,7 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
 
     for version in range(current + 1, SCHEMA_VERSION + 1):
         for statement in schema.ddl(dialect, version):
-            if statement == schema.SUM_STORED_PAIRS:
-                _sum_stored_pairs(conn.cursor(), dialect)
-            else:
-                conn.execute(statement)
+            conn.execute(statement)
         conn.execute(f"INSERT INTO aicost_schema (version, applied_at, aicost_version) VALUES ({mark}, {mark}, {mark})",
                      (version, now, __version__))
 
@@ -1301,8 +1305,8 @@ _READ_SUMMED_AND_VERSION = (f"SELECT summed_before, (SELECT MAX(version) FROM ai
                             f"FROM {schema.PAIR_MARK_TABLE}")
 
 
-def _sum_pairs(cur: Any, dialect: str, until: datetime, max_rows: int | None) -> bool:
-    """:func:`aicost.ledger.pairs.compact` on a cursor of a write transaction: a store's, or the migration's."""
+def _compact_pairs_in(cur: Any, dialect: str, until: datetime, max_rows: int | None) -> bool:
+    """:func:`aicost.ledger.pairs.compact` on a cursor of a store's write transaction."""
     sql = (lambda text: text) if dialect == "sqlite" else (lambda text: text.replace("?", "%s"))
 
     def run(text: str, params: Sequence[Any]) -> Any:
@@ -1310,9 +1314,9 @@ def _sum_pairs(cur: Any, dialect: str, until: datetime, max_rows: int | None) ->
         return cur
 
     def fits(where: str, params: list) -> bool:
-        """SQLite: whether the amounts of the rows matching ``where`` allow the integer path (as
-        :func:`aicost.ledger.rollup.fits_units` checks a batch): at most UNIT_DIGITS decimals each, not negative,
-        and a sum under UNIT_LIMIT."""
+        """SQLite: whether the amounts of the stored rows matching ``where`` allow the integer path: what
+        :func:`aicost.ledger.rollup.fits_units` checks of a batch's rows in Python, checked here in SQL of rows
+        already stored (at most UNIT_DIGITS decimals each, not negative, a sum under UNIT_LIMIT)."""
         if dialect != "sqlite":
             return False
         money = ("cost", "saved_cost", "stopped_cost")
@@ -1339,14 +1343,6 @@ def _pairs_until(cur: Any, dialect: str) -> datetime | None:
     if latest is None:
         return None
     return min(_parse_ts(latest), datetime.now(timezone.utc) - PAIR_LAG).replace(minute=0, second=0, microsecond=0)
-
-
-def _sum_stored_pairs(cur: Any, dialect: str) -> None:
-    """Schema 6's migration step: the rows already stored summed into the pair cells, chunk by chunk, in the
-    migration's transaction, as far as :meth:`LedgerStore.compact_pairs` would go."""
-    until = _pairs_until(cur, dialect)
-    while until is not None and _sum_pairs(cur, dialect, until, 400_000):
-        pass
 
 
 _INSERT_ROW = f"INSERT INTO aicost_ledger ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
