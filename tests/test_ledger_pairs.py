@@ -374,3 +374,19 @@ def test_a_batch_is_refused_once_a_newer_aicost_migrated_the_ledger(ledger_url):
         store.write(rows[20:])
     assert store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0] == 20
     store.close()
+
+
+def test_the_writer_sums_no_chunk_while_a_batch_of_rows_waits(ledger_url, spill_dir, monkeypatch):
+    """A chunk holds the writer thread for a second or two: with a batch's worth of rows queued, batches first."""
+    writer = writer_module.LedgerWriter(ledger_url, batch_size=10)
+    calls = []
+    try:
+        writer._store = open_store(ledger_url)
+        monkeypatch.setattr(writer._store, "compact_pairs", lambda: calls.append(1) or False)
+        writer._queue.extend(range(10))
+        assert writer._sum_pairs(0.0) == 0.0 and not calls
+        writer._queue.clear()
+        assert writer._sum_pairs(0.0) > 0.0 and calls == [1]  # then it sums, and is due again in a minute
+    finally:
+        writer._queue.clear()
+        writer.close()
