@@ -732,7 +732,6 @@ def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_buil
     assert row_from_item(call).span_id != row_from_item(hit).span_id
 
 
-
 def test_a_calls_row_carries_its_spans_ids_from_an_sdk_span_or_any_span_context():
     """The listener reads an OpenTelemetry SpanContext by index (its properties cost a Python call each on the
     calling thread); a span whose context is some other object is still read by its trace_id / span_id."""
@@ -755,6 +754,7 @@ def test_a_calls_row_carries_its_spans_ids_from_an_sdk_span_or_any_span_context(
             for span in (sdk_span, other)]
     assert (rows[0].trace_id, rows[0].span_id) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
     assert (rows[1].trace_id, rows[1].span_id) == (f"{0xABC:032x}", f"{0xDEF:016x}")
+
 
 # -- the exit and close path: bounded, nothing silently lost -------------------------------------------------------
 def _exit_with_rows(url: str, spill_dir, extra: str = "", rows: int = 300) -> tuple[subprocess.CompletedProcess, float]:
