@@ -732,6 +732,30 @@ def test_a_call_or_hit_without_a_span_keeps_one_id_however_often_its_row_is_buil
     assert row_from_item(call).span_id != row_from_item(hit).span_id
 
 
+def test_a_calls_row_carries_its_spans_ids_from_an_sdk_span_or_any_span_context():
+    """The listener reads an OpenTelemetry SpanContext by index (its properties cost a Python call each on the
+    calling thread); a span whose context is some other object is still read by its trace_id / span_id."""
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from aicost.hooks import CallInfo, CallResult
+    from aicost.ledger.capture import call_item, row_from_item
+    from aicost.vendor import DEFAULT_SHAPE
+
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
+    sdk_span = TracerProvider().get_tracer("t").start_span("chat")
+    sdk_span.end()
+    context = sdk_span.get_span_context()
+    other = SimpleNamespace(get_span_context=lambda: SimpleNamespace(trace_id=0xABC, span_id=0xDEF))
+    rows = [row_from_item(call_item(CallResult(info=info, usage=None, cost=None, response_model=None,
+                                               error_type=None, duration_s=0.1, span=span)))
+            for span in (sdk_span, other)]
+    assert (rows[0].trace_id, rows[0].span_id) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    assert (rows[1].trace_id, rows[1].span_id) == (f"{0xABC:032x}", f"{0xDEF:016x}")
+
+
 # -- the exit and close path: bounded, nothing silently lost -------------------------------------------------------
 def _exit_with_rows(url: str, spill_dir, extra: str = "", rows: int = 300) -> tuple[subprocess.CompletedProcess, float]:
     """A process that queues ``rows`` rows (its writer thread waits for a full batch or a flush: only the exit's
