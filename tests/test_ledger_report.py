@@ -61,6 +61,23 @@ def test_report_totals_unit_costs_and_movers(ledger_url):
     assert top.change_pct == Decimal("200.0") and rest == []  # support did not move
 
 
+def test_top_movers_are_the_largest_changes_with_ties_in_key_order(tmp_path):
+    """Only the groups that can make the top become movers (a month by team and user is 32,000 groups): the
+    result is still the largest absolute changes, ties at the limit in the order of their keys as text."""
+    week1, week2 = DAY, DAY + timedelta(days=7)
+    changes = {"a": 5, "b": -5, "c": 5, "d": 3, "e": 5, "f": 0, "g": 9}  # cost in week 2 minus week 1
+    rows = []
+    for team, change in changes.items():
+        for k, (when, cost) in enumerate(((week1, 10), (week2, 10 + change))):
+            rows.append(LedgerRow(span_id=f"m{team}{k}", kind=CALL, time=when + timedelta(hours=1), provider="openai",
+                                  request_model="gpt-4o", cost=Decimal(cost), team=team, customer="x"))
+    with open_store(f"sqlite:///{tmp_path / 'l.db'}") as store:
+        store.write(rows)
+        report = build_report(store, period=Period(week2, week2 + timedelta(days=7)), group_by=("team", "customer"),
+                              movers=3)
+    assert [(m.key["team"], m.change) for m in report.movers] == [("g", 9), ("a", 5), ("b", -5)]
+
+
 def test_a_report_reads_one_state_of_the_ledger_while_a_writer_adds_rows(ledger_url, monkeypatch):
     """Totals, groups and movers are separate reads; a row another connection writes between them is in none of
     them, so the groups add up to the totals (it is in the next report)."""

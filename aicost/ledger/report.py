@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import heapq
 import io
 import json
 import re
@@ -223,11 +224,16 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
 
     before = _costs_by(costs(period.previous), mover_keys)
     now = _costs_by(table if "cost" in table.measures else costs(period), mover_keys)
-    changes = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
-               for k in before.keys() | now.keys()]
-    changes = [m for m in changes if m.change]
-    changes.sort(key=lambda m: (-abs(m.change), str(m.key)))
-    return changes[:limit]
+    change = {k: now.get(k, _ZERO) - before.get(k, _ZERO) for k in before.keys() | now.keys()}
+    # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
+    # least as much as the limit-th largest) become Movers and are sorted (a month by team and user: 32,000 groups)
+    sizes = heapq.nlargest(limit, map(abs, filter(None, change.values())))
+    if not sizes:
+        return []
+    movers = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
+              for k, c in change.items() if c and abs(c) >= sizes[-1]]
+    movers.sort(key=lambda m: (-abs(m.change), str(m.key)))
+    return movers[:limit]
 
 
 # --------------------------------------------------------------------------------------------------- rendering
