@@ -12,6 +12,7 @@ import itertools
 import random
 import threading
 from datetime import datetime, timedelta, timezone
+from time import monotonic
 
 import pytest
 
@@ -384,9 +385,12 @@ def test_the_writer_sums_no_chunk_while_a_batch_of_rows_waits(ledger_url, spill_
         writer._store = open_store(ledger_url)
         monkeypatch.setattr(writer._store, "compact_pairs", lambda: calls.append(1) or False)
         writer._queue.extend(range(10))
-        assert writer._sum_pairs(0.0) == 0.0 and not calls
+        due = monotonic() - 1  # due a moment ago: it waits for the batches
+        assert writer._sum_pairs(due) == due and not calls
         writer._queue.clear()
-        assert writer._sum_pairs(0.0) > 0.0 and calls == [1]  # then it sums, and is due again in a minute
+        assert writer._sum_pairs(due) > monotonic() + writer_module.PAIR_INTERVAL_S - 1 and calls == [1]
+        writer._queue.extend(range(10))  # overdue by a whole interval: it sums even so (a busy writer would never)
+        assert writer._sum_pairs(monotonic() - writer_module.PAIR_INTERVAL_S - 1) and calls == [1, 1]
     finally:
         writer._queue.clear()
         writer.close()

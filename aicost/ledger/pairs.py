@@ -5,8 +5,8 @@ Why not at write time, per batch, like the other rollups: a pair with customer o
 cells a day (the synthetic benchmark ledger: 15,000 team x customer, 32,000 team x user; about 110,000 for the
 fifteen pairs), and summing them costs some 26 us of database CPU per row, more than half of everything else the
 writer does per row. Summed per hour of rows it is worse (40,000 cells an hour). So the pairs are summed behind the
-writer, from rows already stored, in chunks (:func:`compact`): the writer runs one chunk at most once a minute
-between batches (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's own path, and a report reads the
+writer, from rows already stored, in chunks (:func:`compact`): the writer thread runs a chunk between its batches once a minute,
+and at each wake while rows are left (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's own path, and a report reads the
 rows not summed yet from the raw rows. ``aicost_rollup_pair_summed.summed_before`` (one row) says how far the
 summing got: every row and run before it is in the pair cells, none after it.
 
@@ -15,8 +15,9 @@ from ``bucket``: each day's cells (``days`` 1), summed from its rows, and, per w
 aligned from 1970-01-01, each day's *prefix*: the window's first n days (``bucket`` the window's first day,
 ``days`` n), built when its last day is summed whole (before ``summed_before``) as the prefix of n - 1 days plus
 the day's cells. A period of whole days is then a few sets added and subtracted (:func:`spans`): per window it
-covers, a prefix, or the difference of two; a month, three sets at most, each at most as many cells as the pairs
-seen in a window (a month by team x customer reads about 45,000 cells, where a cell per day would be 450,000).
+covers, a prefix, or the difference of two, or one or two days alone; a month, four sets at most (two of them
+single days), each at most as many cells as the pairs
+seen in a window (a month by team x customer reads 15,000 to 60,000 cells, where day cells would be 450,000).
 The day ``summed_before`` falls in has a day cell of its rows so far (before ``summed_before``).
 
 A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
@@ -69,7 +70,8 @@ def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
     start, sign), ``days`` 1 for a day's cells, else a window's prefix (``start`` the window's first day). Per
     window the period covers: its prefix when the period starts on the window's first day, else the prefix to
     the period's end in it minus the prefix before the period's start (two sets); one or two days alone, as day
-    cells. A month is three sets at most, each at most as many cells as the pairs seen in a window."""
+    cells. A month is four sets at most (two prefixes and up to two single days), each at most as many cells as the
+    pairs seen in a window."""
     out: list[tuple[int, datetime, int]] = []
     a, b = day_number(first), day_number(last)
     while a < b:

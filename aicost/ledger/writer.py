@@ -284,14 +284,15 @@ class LedgerWriter:
         the exit's): one chunk of the rows already stored summed into the pair cells
         (:meth:`LedgerStore.compact_pairs`, :mod:`aicost.ledger.pairs`), once ``due``: every
         :data:`PAIR_INTERVAL_S`, or at the next wake while chunks are left, unless a batch's worth of rows is
-        queued. Returns when it is next due. A failure
+        queued, for at most one interval past ``due`` (a writer kept busy would never sum). Returns when it is
+        next due. A failure
         is logged once and counted (``pair_errors``); the rows stay in the ledger, a later chunk sums them, and
         reports read them raw meanwhile."""
         now = time.monotonic()
         if now < due or now < self._retry_at or self._closed or self._store is None:
             return due
-        if len(self._queue) >= self.batch_size:
-            return due  # a batch's worth waits: batches first (a chunk holds the thread for a second or two)
+        if len(self._queue) >= self.batch_size and now < due + PAIR_INTERVAL_S:
+            return due  # a batch's worth waits: batches first (a chunk holds the thread a second or two), for a while
         try:
             if self._store.compact_pairs():
                 self._counts["pair_chunks"] += 1
