@@ -276,13 +276,15 @@ def spend_sums(store, start, end, keys, where=None):
     return {tuple(g.key[k] for k in keys): group_sums(g) for g in spend(store, start, end, keys, where)}
 
 
-def sample_periods(first, days, rng, n=2):
+def sample_periods(first, days, rng, n=2, shortest=3700):
+    """Periods over a ledger of ``days`` days from ``first``: whole days, whole hours, and ``n`` random ones of at
+    least ``shortest`` seconds (edges inside hours; under an hour, both edges inside one)."""
     midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = [(midnight, midnight + timedelta(days=days)),  # whole days
                (midnight + timedelta(hours=5), midnight + timedelta(days=days - 1, hours=7))]  # whole hours
     for _ in range(n):  # minutes inside hours at both edges
         a = first + timedelta(seconds=rng.randrange(0, days * 86400))
-        periods.append((a, a + timedelta(seconds=rng.randrange(3700, 2 * 86400))))
+        periods.append((a, a + timedelta(seconds=rng.randrange(shortest, 2 * 86400))))
     return periods
 
 

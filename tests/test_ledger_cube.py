@@ -82,22 +82,6 @@ def test_filters_on_cube_keys_equal_the_raw_rows_and_read_the_cube(ledger_url, m
     store.close()
 
 
-def test_a_replayed_or_overlapping_batch_is_counted_once_in_the_cube(ledger_url):
-    items = list(generate(Profile(days=1, teams=4, customers=6, calls=600, seed=4)))
-    rows = [i for i in items if isinstance(i, LedgerRow)]
-    runs = [i for i in items if isinstance(i, FeatureRun)]
-    store = open_store(ledger_url)
-    assert store.write(rows[:300], runs[:120]) == 300
-    assert store.write(rows[200:], runs[100:]) == len(rows) - 300  # 100 rows and 20 runs already stored
-    assert store.write(rows, runs) == 0
-    assert store.write(rows[:50] + rows[:50], runs[:10] + runs[:10]) == 0
-    first, last = store.time_range()
-    start, end = first.replace(minute=0, second=0, microsecond=0), last + timedelta(hours=1)
-    for keys in (("team", "feature"), ("model", "provider"), ("day", "team", "model")):
-        assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys)
-    store.close()
-
-
 def _cube(store):
     return sorted(store._fetch(f"SELECT * FROM {CUBE_TABLE}", []), key=lambda cell: tuple(map(str, cell)))
 

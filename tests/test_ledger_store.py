@@ -17,7 +17,7 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from ledger_helpers import DROP_PAIRS, add_row, add_run, group_sums, new_sums, run_sql
+from ledger_helpers import DROP_PAIRS, python_sums, run_sql, sample_periods, spend_sums
 
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
@@ -218,49 +218,19 @@ def test_every_usage_count_has_a_ledger_column():
 
 
 # -- the rollups, summed in SQL at write time, against an independent sum of the raw rows in Python ------------
-def _python_sums(store, start, end, key):
-    """Every measure per group, summed in Python from the rows and runs read back (not from SQL sums)."""
-    out = {}
-    for r in store.rows(start, end):
-        groups = ([f"{n}={v}" for n, v in r.tags.items()] if key == "tag" else [r.group_value(key) or None])
-        for group in groups:
-            add_row(out.setdefault(group, new_sums()), r)
-    if key not in ("model", "provider"):
-        for run in store.runs(start, end):
-            groups = ([f"{n}={v}" for n, v in run.tags.items()] if key == "tag" else
-                      [run.time.strftime("%Y-%m-%d") if key == "day" else getattr(run, key) or None])
-            for group in groups:
-                add_run(out.setdefault(group, new_sums()), run)
-    return out
-
-
-def _spend_sums(store, start, end, key):
-    return {g.key[key]: group_sums(g) for g in spend(store, start, end, [key])}
-
-
-def _periods(first, days, rng, n=4):
-    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
-    periods = [(midnight, midnight + timedelta(days=days)),  # whole days
-               (midnight + timedelta(hours=5), midnight + timedelta(days=days - 1, hours=7))]  # whole hours
-    for _ in range(n):  # edges anywhere: minutes inside hours
-        a = first + timedelta(seconds=rng.randrange(0, days * 86400))
-        periods.append((a, a + timedelta(seconds=rng.randrange(1, 2 * 86400))))
-    return periods
-
-
 @pytest.mark.parametrize("key", ["team", "user", "customer", "model", "provider", "tag", "day"])
 def test_every_rollup_measure_equals_the_raw_rows_summed_in_python(ledger_url, key):
     store = open_store(ledger_url)
     fill(store, Profile(days=3, teams=5, customers=12, calls=1500, seed=11), batch=400)
     first, _ = store.time_range()
-    for start, end in _periods(first, 3, random.Random(key)):
-        assert _spend_sums(store, start, end, key) == _python_sums(store, start, end, key), (key, start, end)
+    for start, end in sample_periods(first, 3, random.Random(key), n=4, shortest=1):
+        assert spend_sums(store, start, end, (key,)) == python_sums(store, start, end, (key,)), (key, start, end)
     store.close()
 
 
 def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
     """Batches that repeat stored rows and runs (a spill replayed after a half-finished write) add only what
-    they actually inserted to the rollups."""
+    they actually inserted to the rollups, the cube and the pair cells."""
     from aicost.ledger.synthetic import generate
 
     items = list(generate(Profile(days=1, teams=4, customers=6, calls=600, seed=4)))
@@ -274,10 +244,16 @@ def test_a_replayed_or_overlapping_batch_is_counted_once(ledger_url):
     first, last = store.time_range()
     end = last + timedelta(seconds=1)
     for key in ("team", "user", "tag"):
-        assert _spend_sums(store, first, end, key) == _python_sums(store, first, end, key)
+        assert spend_sums(store, first, end, (key,)) == python_sums(store, first, end, (key,))
     total = totals(store, first, end)
     assert total.calls == sum(r.kind == CALL for r in rows) and total.runs == len(runs)
     assert total.cost == sum(r.cost for r in rows if r.kind == CALL and r.cost is not None)
+    # The cube's cells, and the pair cells summed from what was stored, count each row once too.
+    start, end = first.replace(minute=0, second=0, microsecond=0), last + timedelta(hours=1)
+    while store.compact_pairs(until=end):
+        pass
+    for keys in (("team", "feature"), ("model", "provider"), ("day", "team", "model"), ("team", "customer")):
+        assert spend_sums(store, start, end, keys) == python_sums(store, start, end, keys)
     store.close()
 
 
@@ -334,7 +310,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
     for end in (start + timedelta(hours=9), last):  # whole hours, and hours then minutes
-        assert _spend_sums(store, start, end, "user") == _python_sums(store, start, end, "user")
+        assert spend_sums(store, start, end, ("user",)) == python_sums(store, start, end, ("user",))
     store.close()
 
 
@@ -348,8 +324,8 @@ def test_the_synthetic_copies_are_rows_and_rollups_the_writer_would_have_made(le
     assert (last - first).days == 2
     rng = random.Random(3)
     for key in ("team", "user", "day"):
-        for start, end in _periods(first, 3, rng, n=2):
-            assert _spend_sums(store, start, end, key) == _python_sums(store, start, end, key)
+        for start, end in sample_periods(first, 3, rng, n=2, shortest=1):
+            assert spend_sums(store, start, end, (key,)) == python_sums(store, start, end, (key,))
     store.close()
 
 
