@@ -16,23 +16,12 @@ Needs valgrind with its headers and a C compiler for the instruction count (apt-
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import _callgrind  # benchmarks/_callgrind.py: the script's own directory is on sys.path
 
-HELPER_C = r"""
-#include <valgrind/callgrind.h>
-void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; }
-void cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
-void cg_dump(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
-"""
+ROOT = Path(__file__).resolve().parent.parent
 
 SETUP = r'''
 import sys, tempfile
@@ -81,25 +70,11 @@ cg.cg_dump(b"baseline")
 
 
 def instructions(calls: int) -> float | None:
-    if shutil.which("valgrind") is None or shutil.which("cc") is None or not Path(
-            "/usr/include/valgrind/callgrind.h").exists():
+    if not _callgrind.can_toggle():
         print("valgrind / a C compiler / valgrind's headers missing: instruction count skipped")
         return None
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        (tmp / "h.c").write_text(HELPER_C)
-        subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(tmp / "h.so"), str(tmp / "h.c")], check=True)
-        script = tmp / "w.py"
-        script.write_text(WORKLOAD.format(root=str(ROOT), helper=str(tmp / "h.so")))
-        subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-                        f"--callgrind-out-file={tmp}/cg.out", sys.executable, str(script), str(calls)],
-                       capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-        counts = {}
-        for dump in tmp.glob("cg.out*"):
-            text = dump.read_text(errors="replace")
-            trigger = re.search(r"^desc: Trigger: Client Request: (\w+)", text, re.M)
-            if trigger:
-                counts[trigger.group(1)] = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+    _, counts = _callgrind.regions(lambda helper: WORKLOAD.format(root=str(ROOT), helper=helper), [str(calls)],
+                                   root=ROOT)
     return (counts["enqueue"] - counts["baseline"]) / calls
 
 

@@ -18,22 +18,12 @@ Needs valgrind with its headers and a C compiler (apt-get install valgrind gcc).
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import _callgrind  # benchmarks/_callgrind.py: the script's own directory is on sys.path
 
-HELPER_C = r"""
-#include <valgrind/callgrind.h>
-void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; }
-void cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
-void cg_dump(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
-"""
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKLOAD = r'''
 import ctypes, gc, sys, tempfile
@@ -69,24 +59,9 @@ print(sum(len(b[0]) for b in batches[1:]))
 
 
 def count(root: Path, rows: int, batch: int) -> dict[str, int]:
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        (tmp / "h.c").write_text(HELPER_C)
-        subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(tmp / "h.so"), str(tmp / "h.c")], check=True)
-        script = tmp / "w.py"
-        script.write_text(WORKLOAD.format(root=str(root), helper=str(tmp / "h.so")))
-        done = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-                               "--separate-threads=no", f"--callgrind-out-file={tmp}/cg.out", sys.executable,
-                               str(script), str(rows), str(batch)],
-                              capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0",
-                                                                               "PYTHONPATH": str(root)})
-        counts = {"rows": int(done.stdout.split()[-1])}
-        for dump in tmp.glob("cg.out*"):
-            text = dump.read_text(errors="replace")
-            trigger = re.search(r"^desc: Trigger: Client Request: (\w+)", text, re.M)
-            if trigger:
-                counts[trigger.group(1)] = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
-    return counts
+    stdout, counts = _callgrind.regions(lambda helper: WORKLOAD.format(root=str(root), helper=helper),
+                                        [str(rows), str(batch)], root=root, options=["--separate-threads=no"])
+    return {"rows": int(stdout.split()[-1]), **counts}
 
 
 def main() -> None:
@@ -95,8 +70,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose aicost is measured")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("cc") is None or not Path(
-            "/usr/include/valgrind/callgrind.h").exists():
+    if not _callgrind.can_toggle():
         sys.exit("needs valgrind, its headers and a C compiler (apt-get install valgrind gcc)")
     c = count(args.root.resolve(), args.rows, args.batch)
     n = c["rows"]

@@ -1,0 +1,75 @@
+"""Counting CPU instructions with valgrind's callgrind, for the ``*_instructions`` benchmarks and
+``ledger_enqueue.py``: deterministic, so two versions can be compared on a shared box where times vary by 20 %.
+
+Two ways, one each:
+
+* :func:`per_iteration`: a whole ``python -c`` program run twice, ``n`` and ``n // 10`` iterations; the difference
+  per iteration (start-up and set-up cancel out);
+* :func:`regions`: a workload script that switches collection on and off itself, through a tiny C library
+  (``cg_start`` / ``cg_toggle`` / ``cg_dump(name)``, compiled here), and the instructions of each named dump.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.M)
+_TRIGGER = re.compile(r"^desc: Trigger: Client Request: (\w+)", re.M)
+_HELPER_C = r"""
+#include <valgrind/callgrind.h>
+void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void cg_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
+void cg_dump(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
+"""
+
+
+def can_toggle() -> bool:
+    """Whether :func:`regions` can run: valgrind, its headers and a C compiler."""
+    return (shutil.which("valgrind") is not None and shutil.which("cc") is not None
+            and Path("/usr/include/valgrind/callgrind.h").exists())
+
+
+def program(code: str, args: Sequence[str], *, root: Path) -> int:
+    """Instructions of ``python -c code args`` (run from ``root``, its ``aicost`` imported, hash seed fixed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code,
+                        *args], check=True, capture_output=True, cwd=root,
+                       env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(root)})
+        return int(_TOTAL.search(out.read_text()).group(1))
+
+
+def per_iteration(code: str, n: int, *, root: Path) -> float:
+    """Instructions per iteration of a program whose loop runs ``sys.argv[1]`` times."""
+    small = n // 10
+    return (program(code, [str(n)], root=root) - program(code, [str(small)], root=root)) / (n - small)
+
+
+def regions(script: Callable[[str], str], args: Sequence[str], *, root: Path,
+            options: Sequence[str] = ()) -> tuple[str, dict[str, int]]:
+    """Run the workload ``script(helper)`` (its text, given the path of the compiled helper library to load with
+    ctypes) under callgrind, collecting only between its toggles; returns its stdout and the instructions of each
+    ``cg_dump(name)``. ``options``: more callgrind options."""
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "h.c").write_text(_HELPER_C)
+        subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(tmp / "h.so"), str(tmp / "h.c")], check=True)
+        (tmp / "w.py").write_text(script(str(tmp / "h.so")))
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
+                               *options, f"--callgrind-out-file={tmp}/cg.out", sys.executable, str(tmp / "w.py"),
+                               *args], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(root)})
+        counts = {}
+        for dump in tmp.glob("cg.out*"):
+            text = dump.read_text(errors="replace")
+            trigger = _TRIGGER.search(text)
+            if trigger:
+                counts[trigger.group(1)] = int(_TOTAL.search(text).group(1))
+    return done.stdout, counts
