@@ -1,8 +1,8 @@
 """The ledger's tables: versioned, documented (docs/ledger.md) and stable, so BI tools can query them directly.
 
-Seven tables (``aicost_rollup_cube_folded``, one row: the cube's first day without day cells;
-``aicost_rollup_pair_summed``, one row: how far the pair cells are summed), plus
-``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
+The tables below, with ``aicost_rollup_cube_folded`` (one row: the cube's first day without day cells) and
+``aicost_rollup_pair_summed`` (one row: how far the pair cells are summed), the self-hosted pools' two (version
+3, :func:`_v3`), and ``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
 
 * ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
   ``span_id`` (re-inserting a row is a no-op, so a replay never double counts).
