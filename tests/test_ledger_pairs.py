@@ -21,7 +21,7 @@ from aicost.ledger import pairs as pairs_module
 from aicost.ledger import store as store_module
 from aicost.ledger import writer as writer_module
 from aicost.ledger.pairs import PAIRS, WINDOW, spans
-from aicost.ledger.query import plan
+from aicost.ledger.query import _pair_days, plan
 from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
@@ -75,12 +75,52 @@ def test_the_planner_reads_the_pair_cells_for_two_keys_with_user_customer_or_a_t
     assert plan(("team", "model")) == "cube" and plan(("customer",)) == "rollup"
 
 
+def test_a_pair_report_reads_each_instant_once_and_at_most_half_of_each_edge_day_raw():
+    """_pair_days over random periods and summing points: every instant of the period is counted once (cells that
+    hold it plus raw rows added less raw rows subtracted), none outside it; the cells are read only where they
+    hold what they are read for; and a day the cells hold whole costs at most half a day of raw rows."""
+    day, hour = timedelta(days=1), timedelta(hours=1)
+    base = datetime(2026, 11, 2, tzinfo=UTC)
+    rng = random.Random(11)
+
+    def midnight(t):
+        return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    for _ in range(3000):
+        start = base + rng.randrange(0, 6 * 24 * 4) * hour / 4
+        end = start + rng.randrange(1, 5 * 24 * 4) * hour / 4
+        summed = base + rng.randrange(0, 10 * 24) * hour
+        summed_day = midnight(summed)
+        runs, edges = _pair_days(start, end, summed)
+        points = sorted({start, end, summed, *(t for r in runs for t in r), *(t for e in edges for t in e[:2]),
+                         *(midnight(start) + k * day for k in range(12))})
+        for t in points:  # the count is constant between these points: one instant per piece suffices
+            t = t + timedelta(minutes=1)
+            cell_day = midnight(t)
+            held = cell_day + day if cell_day < summed_day else summed if cell_day == summed_day else cell_day
+            in_cells = sum(1 for first, last in runs if first <= t < last) if t < held else 0  # cells hold t
+            count = in_cells + sum(sign for low, high, sign in edges if low <= t < high)
+            assert count == (1 if start <= t < end else 0), (start, end, summed, t, runs, edges)
+        for first, last in runs:  # no day's cells read that hold nothing yet
+            assert first < last and first <= summed_day and (first < summed_day or summed > summed_day)
+            assert last <= summed_day + day
+        if end <= summed_day:  # every day it touches summed whole: at most half of any day read raw
+            for k in range(12):
+                low, high = midnight(start) + k * day, midnight(start) + (k + 1) * day
+                raw = sum((min(high, b) - max(low, a) for a, b, _ in edges if a < high and b > low), timedelta())
+                assert raw <= day / 2, (start, end, summed, edges)
+            if start == midnight(start) and end == midnight(end):
+                assert not edges
+
+
 def _spans(first):
-    """Periods over a 3-day ledger starting at ``first``: whole days, whole hours, minutes at both edges, one day."""
+    """Periods over a 3-day ledger starting at ``first``: whole days, whole hours, minutes at both edges, one day,
+    and most of one day (its cells less the rows of its first and last hours, once it is summed)."""
     midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
     return [(midnight, midnight + timedelta(days=3)), (midnight + timedelta(hours=5, minutes=17),
                                                         midnight + timedelta(days=2, hours=20, minutes=3)),
-            (midnight + timedelta(days=1), midnight + timedelta(days=2)), (first, first + timedelta(days=5))]
+            (midnight + timedelta(days=1), midnight + timedelta(days=2)), (first, first + timedelta(days=5)),
+            (midnight + timedelta(days=1, hours=1, minutes=50), midnight + timedelta(days=1, hours=22, minutes=40))]
 
 
 def _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS, times=((), ("day",))):
@@ -114,6 +154,15 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     _sum_all(store, max_rows=97)
     assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
     _assert_every_pair_exact(store, periods)
+    # Most of a summed day: its cells, less the raw rows before the period (from its midnight) and after it (to
+    # the next midnight), not the 21 hours of raw rows the period covers
+    low, high = periods[-1]
+    reads.sql.clear()
+    reads.params.clear()
+    spend(store, low, high, ["team", "customer"])
+    midnight = low.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert "aicost_rollup_pair" in " ".join(reads.sql)
+    assert store._ts(midnight) in reads.params and store._ts(midnight + timedelta(days=1)) in reads.params
     store.close()
 
 

@@ -367,52 +367,64 @@ def _from_cube(store: LedgerStore, start: datetime, end: datetime, keys: tuple[s
 def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[str, ...],
                 where: dict[str, str], measures: Sequence[str], order: bool, nonzero: bool,
                 line: _LineFormat | None = None) -> list[tuple]:
-    """Two keys, one of them user, customer or a tag (and maybe day): summed over the pair cells of the whole
-    days summed that the period holds (a few window prefixes added and subtracted, :func:`pairs.spans`, or each
-    day's cells when grouped by day), the cells of the day being summed so far where the period covers what they
-    hold, and the raw rows of the rest: the hours before the period's first midnight (or, when fewer, that day's
-    cells less the hours of it before the period) and from where the summing got (``summed_before``) on."""
+    """Two keys, one of them user, customer or a tag (and maybe day): summed over the pair cells of the days the
+    period reads from cells (a few window prefixes added and subtracted, :func:`pairs.spans`, or each day's cells
+    when grouped by day) and the raw rows of the rest (:func:`_pair_days`)."""
     pair = _pair({*(k for k in keys if k not in TIME_KEYS), *where})
     assert pair is not None
-    summed = store.pairs_summed_before()
-    summed_day = _floor(summed, _DAY)
+    runs, edges = _pair_days(start, end, store.pairs_summed_before())
     sets: list[tuple[int, datetime, int]] = []
-    edges: list[tuple[datetime, datetime, int]] = []
-    first_day = _ceil(start, _DAY)
-    t = start
-    if first_day < end:
-        head = first_day - _DAY  # the day the period starts in, when not on a midnight
-        if start < first_day:
-            if start - head < first_day - start and first_day <= summed_day:
-                sets.append((1, head, 1))
-                edges.append((head, start, -1))
-            else:
-                edges.append((start, first_day, 1))
-        t = first_day
-        whole_end = max(t, min(_floor(end, _DAY), summed_day))
-        # The day being summed, where the period reaches into it: its cells (and its window's prefix through it)
-        # hold [its midnight, summed). Read as a whole day when the period covers that, the raw rows then starting
-        # at summed; or, when the period ends a little before summed, less the raw rows from its end to summed.
-        into = whole_end == summed_day < summed and summed_day < end
-        whole = into and (summed <= end or summed - end < end - summed_day)
-        last = whole_end + _DAY if whole else whole_end
+    for first, last in runs:
         if "day" in keys:
-            sets += [(1, t + i * _DAY, 1) for i in range((last - t) // _DAY)]
+            sets += [(1, first + i * _DAY, 1) for i in range((last - first) // _DAY)]
         else:
-            sets += pairs.spans(t, last)
-        t = whole_end
-        if whole and summed <= end:
-            t = summed
-        elif whole:
-            edges.append((end, summed, -1))
-            t = end
-    if t < end:
-        edges.append((t, end, 1))
+            sets += pairs.spans(first, last)
     grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}
     cells = (not edges and grouped == set(pair) and all(sign > 0 for *_, sign in sets)
              and ("day" in keys or len(sets) == 1))
     return store.sum_pairs(pair, sets, edges, keys, where=where, measures=measures, cells=cells, ordered=order,
                            nonzero=nonzero, _line=line)
+
+
+def _pair_days(start: datetime, end: datetime, summed: datetime
+               ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime, int]]]:
+    """How a pair report reads ``[start, end)`` when the pair cells hold every row before ``summed``: the runs of
+    days read from their day cells ((first, last) midnights), and the raw rows to add (sign 1) or subtract (-1)
+    ((start, end, sign)).
+
+    A day's cells hold ``[midnight, held)``: the whole day before the day being summed, that day up to
+    ``summed``, nothing after. Each day the period touches is read the cheaper way, counted in hours of raw
+    rows: as raw rows of the part the period covers, or as its cells less the raw rows of the hours the cells
+    hold and the period does not (and plus those the period covers and the cells do not hold yet). So a period
+    whose edges fall inside days reads at most half of each edge day as raw rows: a period from 09:00 reads the
+    first day's cells less its first nine hours; one ending at 15:00, the last day's cells less its last nine."""
+    runs: list[tuple[datetime, datetime]] = []
+    edges: list[tuple[datetime, datetime, int]] = []
+    summed_day = _floor(summed, _DAY)
+
+    def edge(low: datetime, high: datetime, sign: int) -> None:
+        if low >= high:
+            return
+        if edges and edges[-1][1] == low and edges[-1][2] == sign:  # one range of raw rows, not one per day
+            low = edges.pop()[0]
+        edges.append((low, high, sign))
+
+    day = _floor(start, _DAY)
+    while day < end:
+        low, high = max(start, day), min(end, day + _DAY)
+        held = day + _DAY if day < summed_day else summed if day == summed_day else day
+        if held > low and (low - day) + abs(held - high) < high - low:
+            if runs and runs[-1][1] == day:
+                runs[-1] = (runs[-1][0], day + _DAY)
+            else:
+                runs.append((day, day + _DAY))
+            edge(day, low, -1)
+            edge(high, held, -1)
+            edge(held, high, 1)
+        else:
+            edge(low, high, 1)
+        day += _DAY
+    return runs, edges
 
 
 def _split(start: datetime, end: datetime, keys: tuple[str, ...]
