@@ -180,8 +180,15 @@ def test_periods():
     now = datetime(2026, 12, 4, 20, 30, tzinfo=timezone.utc)
     assert parse_period("yesterday", now=now) == Period(datetime(2026, 12, 3, tzinfo=timezone.utc),
                                                         datetime(2026, 12, 4, tzinfo=timezone.utc), "yesterday")
-    seven = parse_period(None, now=now)
-    assert seven.end == datetime(2026, 12, 4, 21, tzinfo=timezone.utc) and seven.end - seven.start == timedelta(days=7)
+    # N days are whole UTC days through today, as a bill's days are: the default 7d, and 30d
+    assert parse_period(None, now=now) == Period(datetime(2026, 11, 28, tzinfo=timezone.utc),
+                                                 datetime(2026, 12, 5, tzinfo=timezone.utc), "7d")
+    assert parse_period("30d", now=now).start == datetime(2026, 11, 5, tzinfo=timezone.utc)
+    one, today = parse_period("1d", now=now), parse_period("today", now=now)
+    assert (one.start, one.end) == (today.start, today.end)
+    # N hours are the last N hours up to the end of the current hour
+    hours = parse_period("48h", now=now)
+    assert hours.end == datetime(2026, 12, 4, 21, tzinfo=timezone.utc) and hours.end - hours.start == timedelta(hours=48)
     assert parse_period("last-month", now=now).start == datetime(2026, 11, 1, tzinfo=timezone.utc)
     assert parse_period("2026-02", now=now).end == datetime(2026, 3, 1, tzinfo=timezone.utc)
 

@@ -202,10 +202,10 @@ def test_a_day_inside_the_report_lag_is_provisional_never_a_mismatch(openai_rows
     assert result.over_attributed == 0 and result.unexplained == 0 and result.explained_pct == Decimal("100.0")
     assert result.provisional_days == ["2026-12-04"] and "provisional" in result.summary()
     assert result.end == NOW  # the current month is read up to now, never past it
-    # A period starting mid-day (7d = from Nov 27 13:00) is read in whole UTC days, as the vendors bucket them
+    # A period starting mid-day (48h = from Dec 2 13:00) is read in whole UTC days, as the vendors bucket them
     with FakeAdminAPI("openai", truth, NOW) as fake:
-        result = _run(fake, url, period="7d")
-    assert result.start == datetime(2026, 11, 27, tzinfo=UTC)
+        result = _run(fake, url, period="48h")
+    assert result.start == datetime(2026, 12, 2, tzinfo=UTC)
     assert [q["start_time"] for p, q in fake.requests] == [[str(int(result.start.timestamp()))]] * 2
 
 

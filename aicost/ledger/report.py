@@ -3,10 +3,14 @@
 The same functions serve Python callers: ``build_report(store, start, end, group_by=("team",))`` returns a
 :class:`Report`; ``render_table`` / ``render_csv`` / ``render_json`` turn it into text.
 
-Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (the last N days up to the end of the
-current hour), ``Nh``, ``this-month``, ``last-month``, ``YYYY-MM`` (a month), ``YYYY-MM-DD`` (a day), or explicit
-``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All UTC. The previous period, for top movers, is
-the same length just before.
+Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (N whole days: today and the N - 1
+before it), ``Nh`` (the last N hours up to the end of the current hour), ``this-month``, ``last-month``, ``YYYY-MM``
+(a month), ``YYYY-MM-DD`` (a day), or explicit ``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All
+UTC. The previous period, for top movers, is the same length just before.
+
+Days are whole UTC days, as ``today`` and the months are, for what a bill is made of: vendors bill and report
+usage by the UTC day, a FOCUS charge period is a day, and the ledger's rollups and pair cells hold days, so a
+report by ``team,customer`` over ``30d`` is a few sets of cells, not the rows of two part days.
 """
 
 from __future__ import annotations
@@ -96,8 +100,9 @@ def parse_period(period: str | None = None, *, since: str | None = None, until: 
         n = int(match.group(1))
         if n <= 0:
             raise PeriodError(f"period {period!r} must be at least 1{match.group(2)}")
-        length = timedelta(days=n) if match.group(2) == "d" else timedelta(hours=n)
-        return Period(next_hour - length, next_hour, text)
+        if match.group(2) == "d":
+            return Period(today - timedelta(days=n - 1), today + timedelta(days=1), text)
+        return Period(next_hour - timedelta(hours=n), next_hour, text)
     if text in ("this-month", "month"):
         start = today.replace(day=1)
         return Period(start, (start + timedelta(days=32)).replace(day=1), "this month")
