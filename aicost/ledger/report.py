@@ -211,9 +211,13 @@ _ZERO = Decimal(0)
 
 def _costs_by(table: SpendTable, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
     """The table's cost per distinct value of ``keys`` (some of its keys), summed exactly: each key's costs
-    collected, then summed in C (a third of the time of adding them one by one)."""
+    collected, then summed in C (a third of the time of adding them one by one). Keyed by all of the table's
+    keys, each group is its own value: nothing to sum."""
+    values = zip(*(table.columns[table.keys.index(k)] for k in keys))
+    if len(keys) == len(table.keys):
+        return dict(zip(values, table.column("cost")))
     costs: defaultdict[tuple, list[Decimal]] = defaultdict(list)
-    for key, cost in zip(zip(*(table.columns[table.keys.index(k)] for k in keys)), table.column("cost")):
+    for key, cost in zip(values, table.column("cost")):
         costs[key].append(cost)
     return {key: sum_usd(values) for key, values in costs.items()}
 
