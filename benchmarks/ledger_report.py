@@ -17,7 +17,10 @@ Run: python benchmarks/ledger_report.py [--rows 10000000] [--db /tmp/aicost-benc
 ``--by`` measures only the groupings given (repeatable). ``--cli`` times what a user waits for instead: the whole
 ``aicost report`` command (interpreter start, imports, the report, and writing it to a file) for each ``--by``
 over the 30 days, as a table, CSV and JSON: wall and CPU seconds (user + system) of the child process, the run
-with the least CPU of 3. The child runs with bytecode caching on (as an installed package has it).
+with the least CPU of 3. The child runs with bytecode caching on (as an installed package has it). With
+``--period P --now T`` it reports over the CLI period P (``7d``, ``24h``...) as ``aicost report --period P`` would
+at the time T, so the figures do not depend on the day they are taken: ``--period 7d --now 2026-11-30T14:30``
+is a week whose previous week (top movers') holds rows too.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from aicost.ledger import open_store  # noqa: E402
-from aicost.ledger.report import Period, build_report  # noqa: E402
+from aicost.ledger.report import Period, build_report, parse_period  # noqa: E402
 from aicost.ledger.synthetic import Profile, fill_copies  # noqa: E402
 
 START = datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday: the copied day is a weekday
@@ -108,6 +111,8 @@ def main() -> None:
     parser.add_argument("--by", action="append", help="only this grouping (comma-separated keys; repeatable)")
     parser.add_argument("--cli", action="store_true", help="time the aicost report command end to end (table, "
                         "CSV, JSON written to a file) for each --by over the 30 days")
+    parser.add_argument("--period", help="with --cli: this CLI period (7d, 30d, 24h...) instead of the 30 days")
+    parser.add_argument("--now", help="with --period: the time (ISO, UTC) the period is taken at")
     args = parser.parse_args()
     with ledger_url(args) as url:
         build(url, args.rows)
@@ -131,10 +136,15 @@ def main() -> None:
             groupings = tuple(tuple(k for k in by.split(",") if k) for by in args.by)
         if args.cli:
             out = Path(f"/tmp/aicost-bench-report-{os.getpid()}.out")
-            print(f"\n{'aicost report, 30 days':44s} {'format':>6s} {'wall s':>8s} {'CPU s':>8s} {'output':>9s}")
+            period = month
+            if args.period:
+                now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc) if args.now else None
+                period = parse_period(args.period, now=now)
+            title = f"aicost report, {period.describe()}"
+            print(f"\n{title:44s} {'format':>6s} {'wall s':>8s} {'CPU s':>8s} {'output':>9s}")
             for keys in groupings:
                 for fmt in ("table", "csv", "json"):
-                    runs = [cli(url, month, keys, fmt, out) for _ in range(3)]
+                    runs = [cli(url, period, keys, fmt, out) for _ in range(3)]
                     wall, cpu = min(runs, key=lambda r: r[1])
                     print(f"{'by ' + (','.join(keys) or 'nothing (totals)'):44s} {fmt:>6s} {wall:8.3f} {cpu:8.3f} "
                           f"{out.stat().st_size / 1e6:7.1f} MB", flush=True)

@@ -411,19 +411,27 @@ def _pair_days(start: datetime, end: datetime, summed: datetime
 
     day = _floor(start, _DAY)
     while day < end:
-        low, high = max(start, day), min(end, day + _DAY)
-        held = day + _DAY if day < summed_day else summed if day == summed_day else day
+        if day > summed_day:  # nothing of it or after it summed: the rest is raw rows
+            edge(max(start, day), end, 1)
+            break
+        # the whole days the period covers before the day being summed: cells, taken in one step, not day by day
+        whole = min(_floor(end, _DAY), summed_day) if day >= start else day
+        if whole > day:
+            low, high, held, next_day = day, whole, whole, whole
+        else:
+            low, high, next_day = max(start, day), min(end, day + _DAY), day + _DAY
+            held = next_day if day < summed_day else summed
         if held > low and (low - day) + abs(held - high) < high - low:
             if runs and runs[-1][1] == day:
-                runs[-1] = (runs[-1][0], day + _DAY)
+                runs[-1] = (runs[-1][0], next_day)
             else:
-                runs.append((day, day + _DAY))
+                runs.append((day, next_day))
             edge(day, low, -1)
             edge(high, held, -1)
             edge(held, high, 1)
         else:
             edge(low, high, 1)
-        day += _DAY
+        day = next_day
     return runs, edges
 
 
