@@ -16,7 +16,7 @@ import pytest
 from aicost.cli import main
 from aicost.ledger import CALL, FeatureRun, LedgerRow, open_store, spend, totals
 from aicost.ledger.focus import COLUMN_NAMES, export_focus
-from aicost.ledger.report import Period, build_report, parse_period, render_table
+from aicost.ledger.report import Period, PeriodError, build_report, parse_period, render_table
 from aicost.ledger.synthetic import Profile, fill
 
 from ledger_helpers import validate_focus
@@ -59,6 +59,27 @@ def test_report_totals_unit_costs_and_movers(ledger_url):
     (top, *rest) = report.movers
     assert top.key == {"team": "search"} and top.previous == Decimal("7.00") and top.current == Decimal("21.00")
     assert top.change_pct == Decimal("200.0") and rest == []  # support did not move
+
+
+@pytest.mark.parametrize("by", [("team",), ("team", "customer")])  # the rollups, and the pair cells
+def test_a_period_under_way_is_compared_with_the_same_hours_of_the_previous_one(ledger_url, by):
+    """Steady spend (each team the same every day at 10:00) seen at 08:30, before today's call: `7d` holds six
+    calls a team so far, and so does its previous period cut where as much of it has elapsed. Compared with a
+    whole previous week, every team would look down by a day's spend."""
+    rows = [LedgerRow(span_id=f"s{day:02d}{team}", kind=CALL, time=DAY + timedelta(days=day, hours=10),
+                      provider="openai", request_model="gpt-4o", cost=Decimal(cost), team=team, customer="acme")
+            for day in range(14) for team, cost in (("search", "1.25"), ("support", "0.50"))]
+    now = DAY + timedelta(days=14, hours=8, minutes=30)
+    period = parse_period("7d", now=now)
+    assert period.previous == Period(DAY + timedelta(days=1), DAY + timedelta(days=7, hours=9), "previous period")
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        store.compact_pairs()
+        report = build_report(store, period=period, group_by=by)
+    assert report.totals.calls == 12 and report.movers == []
+    # a period that has ended is compared whole
+    assert parse_period("7d", now=now).elapsed and parse_period("yesterday", now=now).previous == Period(
+        DAY + timedelta(days=12), DAY + timedelta(days=13), "previous period")
 
 
 def test_top_movers_are_the_largest_changes_with_ties_in_key_order(tmp_path):
@@ -180,9 +201,11 @@ def test_periods():
     now = datetime(2026, 12, 4, 20, 30, tzinfo=timezone.utc)
     assert parse_period("yesterday", now=now) == Period(datetime(2026, 12, 3, tzinfo=timezone.utc),
                                                         datetime(2026, 12, 4, tzinfo=timezone.utc), "yesterday")
-    # N days are whole UTC days through today, as a bill's days are: the default 7d, and 30d
+    # N days are whole UTC days through today, as a bill's days are: the default 7d, and 30d; under way, they
+    # compare with the previous period to the end of the current hour
     assert parse_period(None, now=now) == Period(datetime(2026, 11, 28, tzinfo=timezone.utc),
-                                                 datetime(2026, 12, 5, tzinfo=timezone.utc), "7d")
+                                                 datetime(2026, 12, 5, tzinfo=timezone.utc), "7d",
+                                                 elapsed=datetime(2026, 12, 4, 21, tzinfo=timezone.utc))
     assert parse_period("30d", now=now).start == datetime(2026, 11, 5, tzinfo=timezone.utc)
     one, today = parse_period("1d", now=now), parse_period("today", now=now)
     assert (one.start, one.end) == (today.start, today.end)
@@ -190,6 +213,14 @@ def test_periods():
     hours = parse_period("48h", now=now)
     assert hours.end == datetime(2026, 12, 4, 21, tzinfo=timezone.utc) and hours.end - hours.start == timedelta(hours=48)
     assert parse_period("last-month", now=now).start == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    # --until alone starts where 7d does; a start before 1970 is refused, not a traceback; from 1970 on, the
+    # previous period starts no earlier
+    assert parse_period(until="2026-12-01", now=now).start == datetime(2026, 11, 28, tzinfo=timezone.utc)
+    for since in ("0001-01-01", "1969-12-31"):
+        with pytest.raises(PeriodError, match="before 1970-01-01"):
+            parse_period(since=since, until="2026-12-01", now=now)
+    everything = parse_period(since="1970-01-01", until="9999-01-01", now=now)
+    assert everything.previous.start == datetime(1970, 1, 1, tzinfo=timezone.utc) == everything.previous.end
     assert parse_period("2026-02", now=now).end == datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 

@@ -6,7 +6,9 @@ The same functions serve Python callers: ``build_report(store, start, end, group
 Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (N whole days: today and the N - 1
 before it), ``Nh`` (the last N hours up to the end of the current hour), ``this-month``, ``last-month``, ``YYYY-MM``
 (a month), ``YYYY-MM-DD`` (a day), or explicit ``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All
-UTC. The previous period, for top movers, is the same length just before.
+UTC. The previous period, for top movers, is the same length just before; of a period still under way (``7d``,
+``today``, ``this-month``: it ends after now), only as much of it as has elapsed, to the end of the current hour,
+so a week so far is compared with the same hours of the week before, not with a whole week.
 
 Days are whole UTC days, as ``today`` and the months are, for what a bill is made of: vendors bill and report
 usage by the UTC day, a FOCUS charge period is a day, and the ledger's rollups and pair cells hold days, so a
@@ -22,7 +24,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import chain, islice, repeat
@@ -48,16 +50,26 @@ _ACCEPTED = ("today, yesterday, 7d / 30d / Nd, Nh, this-month, last-month, YYYY-
              "or --since/--until ISO dates")
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 @dataclass(frozen=True)
 class Period:
     start: datetime
     end: datetime  # exclusive
     label: str = ""
+    elapsed: datetime | None = None  # of a period under way: the end of what has elapsed (the current hour's end)
 
     @property
     def previous(self) -> "Period":
+        """The same length just before, for top movers; of a period under way, as much of it as has elapsed
+        (the week before's first four days and ten hours, when this week is that far)."""
         length = self.end - self.start
-        return Period(self.start - length, self.start, "previous period")
+
+        def back(t: datetime) -> datetime:  # never before 1970-01-01 (a long period's: before year 1)
+            return t - length if t - _EARLIEST > length else _EARLIEST
+
+        return Period(back(self.start), back(self.elapsed or self.end), "previous period")
 
     def describe(self) -> str:
         fmt = "%Y-%m-%d %H:%M"
@@ -78,19 +90,35 @@ def _parse_time(text: str, what: str) -> datetime:
 
 def parse_period(period: str | None = None, *, since: str | None = None, until: str | None = None,
                  now: datetime | None = None) -> Period:
-    """A period from the CLI's words. Default: the last 7 days."""
+    """A period from the CLI's words. Default: ``7d``, the 7 whole days through today. ``since`` alone ends at the
+    end of the current hour; ``until`` alone starts where ``7d`` does."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    today = _day(now)
     if since or until:
         if period:
             raise PeriodError("give either a period or --since/--until, not both")
-        start = _parse_time(since, "--since") if since else _day(now) - timedelta(days=7)
+        start = _parse_time(since, "--since") if since else today - timedelta(days=6)
         end = _parse_time(until, "--until") if until else next_hour
         if end <= start:
             raise PeriodError(f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})")
-        return Period(start, end, "custom")
+        found = Period(start, end, "custom")
+    else:
+        found = _named(period, today, next_hour)
+    # a period under way compares with as much of the previous one as has elapsed of it (Period.previous)
+    return _checked(replace(found, elapsed=next_hour) if found.start < next_hour < found.end else found)
+
+
+def _checked(period: Period) -> Period:
+    """``period``, once it is known to start on or after 1970-01-01, the ledger's epoch (PeriodError otherwise:
+    an earlier start is a typo)."""
+    if period.start < _EARLIEST:
+        raise PeriodError(f"period {period.describe()}: starts before 1970-01-01, the ledger's epoch")
+    return period
+
+
+def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
     text = (period or "7d").strip().lower()
-    today = _day(now)
     if text == "today":
         return Period(today, today + timedelta(days=1), text)
     if text == "yesterday":
@@ -181,6 +209,7 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
         from .query import _utc
 
         period = Period(_utc(start), _utc(end))
+    _checked(period)
     wanted = {*measures, "cost"}  # cost (the order) always
     if unknown := wanted - set(MEASURES):
         raise ValueError(f"build_report: unknown measures {sorted(unknown)}; valid: {', '.join(MEASURES)}")
