@@ -1,6 +1,6 @@
 """aicost_rollup_pair (schema 6) on real SQLite and PostgreSQL: reports by two keys where one is user, customer or
-a tag (team x customer, user x model, customer x tag:env) read the pair cells of the whole days summed, and raw
-rows for the rest, and agree to the last digit with sums of the raw rows in Python: before any summing, half-way
+a tag (team x customer, user x model, customer x tag:env) read each day the cheaper way (its pair cells, less or
+plus raw rows, or its raw rows), and agree to the last digit with sums of the raw rows in Python: before any summing, half-way
 through a day, after all of it, grouped by day or not, with filters. Late rows (written after the summing passed
 their time) reach their day's cells and every longer block holding them, once; a summing racing a late batch
 (two connections, two PostgreSQL sessions) loses nothing; the migration from schema 5 sums the rows stored; the
@@ -12,6 +12,7 @@ import itertools
 import random
 import threading
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from time import monotonic
 
 import pytest
@@ -22,6 +23,7 @@ from aicost.ledger import store as store_module
 from aicost.ledger import writer as writer_module
 from aicost.ledger.pairs import PAIRS, WINDOW, spans
 from aicost.ledger.query import _pair_days, plan
+from aicost.ledger.report import build_report
 from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
@@ -78,7 +80,8 @@ def test_the_planner_reads_the_pair_cells_for_two_keys_with_user_customer_or_a_t
 def test_a_pair_report_reads_each_instant_once_and_at_most_half_of_each_edge_day_raw():
     """_pair_days over random periods and summing points: every instant of the period is counted once (cells that
     hold it plus raw rows added less raw rows subtracted), none outside it; the cells are read only where they
-    hold what they are read for; and a day the cells hold whole costs at most half a day of raw rows."""
+    hold what they are read for; each day (the day being summed too) is read the cheaper way, in hours of raw
+    rows; and a day the cells hold whole costs at most half a day of raw rows."""
     day, hour = timedelta(days=1), timedelta(hours=1)
     base = datetime(2026, 11, 2, tzinfo=UTC)
     rng = random.Random(11)
@@ -104,13 +107,20 @@ def test_a_pair_report_reads_each_instant_once_and_at_most_half_of_each_edge_day
         for first, last in runs:  # no day's cells read that hold nothing yet
             assert first < last and first <= summed_day and (first < summed_day or summed > summed_day)
             assert last <= summed_day + day
-        if end <= summed_day:  # every day it touches summed whole: at most half of any day read raw
-            for k in range(12):
-                low, high = midnight(start) + k * day, midnight(start) + (k + 1) * day
-                raw = sum((min(high, b) - max(low, a) for a, b, _ in edges if a < high and b > low), timedelta())
-                assert raw <= day / 2, (start, end, summed, edges)
-            if start == midnight(start) and end == midnight(end):
-                assert not edges
+        for k in range(12):  # each day read the cheaper way: its raw rows, or its cells less (or plus) raw rows
+            first = midnight(start) + k * day
+            low, high = max(start, first), min(end, first + day)
+            if low >= high:
+                continue
+            held = first + day if first < summed_day else summed if first == summed_day else first
+            cheaper = min(high - low, (low - first) + abs(held - high) if held > low else high - low)
+            raw = sum((min(first + day, b) - max(first, a) for a, b, _ in edges if a < first + day and b > first),
+                      timedelta())
+            assert raw == cheaper, (start, end, summed, first, edges)
+            if first < summed_day:  # a day summed whole: at most half of it read raw
+                assert raw <= day / 2
+        if start == midnight(start) and end == midnight(end) and end <= summed_day:
+            assert not edges
 
 
 def _spans(first):
@@ -164,6 +174,22 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     assert "aicost_rollup_pair" in " ".join(reads.sql)
     assert store._ts(midnight) in reads.params and store._ts(midnight + timedelta(days=1)) in reads.params
     store.close()
+
+
+def test_a_token_class_whose_parts_cancel_in_the_total_is_still_read(ledger_url):
+    """The zero-column check reads each part (cells, raw rows) for its flags: a class whose total is 0 because the
+    groups cancel (+5 and -5 in the day's cells) is read when any part holds it, even if another part (the raw
+    rows after summed_before) holds none."""
+    day = datetime(2026, 11, 3, tzinfo=UTC)
+    rows = [LedgerRow(span_id=f"{i:016x}", kind="call", time=day + timedelta(hours=h, minutes=7), provider="openai",
+                      request_model="gpt-4o", input_tokens=t, cost=Decimal("0.5"), team="t", user=u)
+            for i, (h, u, t) in enumerate([(1, "a", 5), (2, "b", -5), (20, "a", 0)])]
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        store.compact_pairs(until=day + timedelta(hours=12))
+        report = build_report(store, day, day + timedelta(days=1), group_by=("team", "user"))  # checks the zeros
+    assert report.totals.tokens["input_tokens"] == 0
+    assert {g.key["user"]: g.tokens["input_tokens"] for g in report.groups} == {"a": 5, "b": -5}
 
 
 def test_filters_with_pairs_equal_the_raw_rows(ledger_url):

@@ -409,23 +409,25 @@ def _pair_days(start: datetime, end: datetime, summed: datetime
             low = edges.pop()[0]
         edges.append((low, high, sign))
 
+    def cells(first: datetime, last: datetime) -> None:
+        if runs and runs[-1][1] == first:
+            first = runs.pop()[0]
+        runs.append((first, last))
+
     day = _floor(start, _DAY)
     while day < end:
         if day > summed_day:  # nothing of it or after it summed: the rest is raw rows
             edge(max(start, day), end, 1)
             break
-        # the whole days the period covers before the day being summed: cells, taken in one step, not day by day
-        whole = min(_floor(end, _DAY), summed_day) if day >= start else day
-        if whole > day:
-            low, high, held, next_day = day, whole, whole, whole
-        else:
-            low, high, next_day = max(start, day), min(end, day + _DAY), day + _DAY
-            held = next_day if day < summed_day else summed
+        whole = min(_floor(end, _DAY), summed_day)
+        if start <= day < whole:  # whole days the period covers before the day being summed: cells, in one step
+            cells(day, whole)
+            day = whole
+            continue
+        low, high, next_day = max(start, day), min(end, day + _DAY), day + _DAY
+        held = next_day if day < summed_day else summed
         if held > low and (low - day) + abs(held - high) < high - low:
-            if runs and runs[-1][1] == day:
-                runs[-1] = (runs[-1][0], next_day)
-            else:
-                runs.append((day, next_day))
+            cells(day, next_day)
             edge(day, low, -1)
             edge(high, held, -1)
             edge(held, high, 1)
