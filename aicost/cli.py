@@ -194,8 +194,8 @@ def _where(items: Sequence[str] | None) -> dict[str, str]:
 def _ledger_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ledger", help="ledger URL: sqlite:///path.db or postgresql://... (default: $AICOST_LEDGER, "
                                     "else ./aicost-ledger.db)")
-    p.add_argument("--period", help="today, yesterday, 7d (default), 30d, Nh, this-month, last-month, YYYY-MM, "
-                                    "YYYY-MM-DD")
+    p.add_argument("--period", help="today, yesterday, 7d (default), 30d, Nd (N whole UTC days through today), Nh "
+                                    "(the last N hours), this-month, last-month, YYYY-MM, YYYY-MM-DD")
     p.add_argument("--since", help="start (ISO date or time, UTC unless an offset is given)")
     p.add_argument("--until", help="end, exclusive (ISO date or time)")
     p.add_argument("--where", action="append", metavar="KEY=VALUE",

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from aicost.ledger import open_store  # noqa: E402
-from aicost.ledger.report import Period, build_report, parse_period  # noqa: E402
+from aicost.ledger.report import Period, _parse_time, build_report, parse_period  # noqa: E402
 from aicost.ledger.synthetic import Profile, fill_copies  # noqa: E402
 
 START = datetime(2026, 11, 2, tzinfo=timezone.utc)  # a Monday: the copied day is a weekday
@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--period", help="with --cli: this CLI period (7d, 30d, 24h...) instead of the 30 days")
     parser.add_argument("--now", help="with --period: the time (ISO, UTC) the period is taken at")
     args = parser.parse_args()
+    if args.period and not args.cli or args.now and not args.period:
+        parser.error("--period goes with --cli, --now with --period")
     with ledger_url(args) as url:
         build(url, args.rows)
         store = open_store(url, create=False)
@@ -138,7 +140,7 @@ def main() -> None:
             out = Path(f"/tmp/aicost-bench-report-{os.getpid()}.out")
             period = month
             if args.period:
-                now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc) if args.now else None
+                now = _parse_time(args.now, "--now") if args.now else None
                 period = parse_period(args.period, now=now)
             title = f"aicost report, {period.describe()}"
             print(f"\n{title:44s} {'format':>6s} {'wall s':>8s} {'CPU s':>8s} {'output':>9s}")
