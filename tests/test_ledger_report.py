@@ -63,23 +63,29 @@ def test_report_totals_unit_costs_and_movers(ledger_url):
 
 @pytest.mark.parametrize("by", [("team",), ("team", "customer")])  # the rollups, and the pair cells
 def test_a_period_under_way_is_compared_with_the_same_hours_of_the_previous_one(ledger_url, by):
-    """Steady spend (each team the same every day at 10:00) seen at 08:30, before today's call: `7d` holds six
-    calls a team so far, and so does its previous period cut where as much of it has elapsed. Compared with a
-    whole previous week, every team would look down by a day's spend."""
+    """Steady spend (each team the same every day at 10:00) seen at 08:30, before today's call: top movers compare
+    `7d`'s six whole days elapsed with the same six days of the week before, not with a whole week, where every
+    team would look down by a day's spend; on the period's first day, the hours elapsed with the same hours."""
     rows = [LedgerRow(span_id=f"s{day:02d}{team}", kind=CALL, time=DAY + timedelta(days=day, hours=10),
                       provider="openai", request_model="gpt-4o", cost=Decimal(cost), team=team, customer="acme")
             for day in range(14) for team, cost in (("search", "1.25"), ("support", "0.50"))]
     now = DAY + timedelta(days=14, hours=8, minutes=30)
     period = parse_period("7d", now=now)
-    assert period.previous == Period(DAY + timedelta(days=1), DAY + timedelta(days=7, hours=9), "previous period")
+    assert (period.compared.start, period.compared.end) == (DAY + timedelta(days=8), DAY + timedelta(days=14))
+    assert period.previous == Period(DAY + timedelta(days=1), DAY + timedelta(days=7), "previous period")
     with open_store(ledger_url) as store:
         store.write(rows)
         store.compact_pairs()
         report = build_report(store, period=period, group_by=by)
-    assert report.totals.calls == 12 and report.movers == []
+        assert report.totals.calls == 12 and report.movers == []
+        # on its first day (at 11:30, after the day's call): its hours against the same hours of the day before
+        today = parse_period("today", now=DAY + timedelta(days=13, hours=11, minutes=30))
+        assert today.previous == Period(DAY + timedelta(days=12), DAY + timedelta(days=12, hours=12),
+                                        "previous period")
+        assert build_report(store, period=today, group_by=by).movers == []
     # a period that has ended is compared whole
-    assert parse_period("7d", now=now).elapsed and parse_period("yesterday", now=now).previous == Period(
-        DAY + timedelta(days=12), DAY + timedelta(days=13), "previous period")
+    assert parse_period("yesterday", now=now).previous == Period(DAY + timedelta(days=12), DAY + timedelta(days=13),
+                                                                 "previous period")
 
 
 def test_top_movers_are_the_largest_changes_with_ties_in_key_order(tmp_path):

@@ -68,6 +68,7 @@ def _json(report):
     p = report.period
     return json.dumps({
         "period": {"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label},
+        "compared_period": {"start": p.compared.start.isoformat(), "end": p.compared.end.isoformat()},
         "previous_period": {"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
         "ledger": report.ledger, "group_by": list(report.group_by), "empty": report.empty,
         "totals": _group_dict(report.totals), "groups": [_group_dict(g) for g in report.groups],

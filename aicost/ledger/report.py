@@ -6,9 +6,10 @@ The same functions serve Python callers: ``build_report(store, start, end, group
 Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (N whole days: today and the N - 1
 before it), ``Nh`` (the last N hours up to the end of the current hour), ``this-month``, ``last-month``, ``YYYY-MM``
 (a month), ``YYYY-MM-DD`` (a day), or explicit ``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All
-UTC. The previous period, for top movers, is the same length just before; of a period still under way (``7d``,
-``today``, ``this-month``: it ends after now), only as much of it as has elapsed, to the end of the current hour,
-so a week so far is compared with the same hours of the week before, not with a whole week.
+UTC. Top movers compare the period with the previous one, of the same length just before; of a period still
+under way (``7d``, ``today``, ``this-month``: it ends after now), its whole days elapsed (today joins them
+tomorrow) with the same days of the previous period, or, on its first day, the hours elapsed with the same hours
+of the previous period: never part of a period with a whole one.
 
 Days are whole UTC days, as ``today`` and the months are, for what a bill is made of: vendors bill and report
 usage by the UTC day, a FOCUS charge period is a day, and the ledger's rollups and pair cells hold days, so a
@@ -61,15 +62,25 @@ class Period:
     elapsed: datetime | None = None  # of a period under way: the end of what has elapsed (the current hour's end)
 
     @property
+    def compared(self) -> "Period":
+        """What top movers compare of this period: all of it; of a period under way, its whole days elapsed (a
+        week on its fifth day: its first four), or, before a whole day has, its hours elapsed. A whole previous
+        period against part of this one would show every group down."""
+        if self.elapsed is None:
+            return self
+        today = _day(self.elapsed - timedelta(hours=1))  # elapsed is the end of the current hour
+        return Period(self.start, today if today > self.start else self.elapsed, "compared")
+
+    @property
     def previous(self) -> "Period":
-        """The same length just before, for top movers; of a period under way, as much of it as has elapsed
-        (the week before's first four days and ten hours, when this week is that far)."""
+        """What top movers compare :attr:`compared` with: the same span one period earlier (the previous period;
+        of a week under way, the same weekdays of the week before), never before 1970-01-01."""
         length = self.end - self.start
 
-        def back(t: datetime) -> datetime:  # never before 1970-01-01 (a long period's: before year 1)
+        def back(t: datetime) -> datetime:  # a long period's would be before year 1
             return t - length if t - _EARLIEST > length else _EARLIEST
 
-        return Period(back(self.start), back(self.elapsed or self.end), "previous period")
+        return Period(back(self.start), back(self.compared.end), "previous period")
 
     def describe(self) -> str:
         fmt = "%Y-%m-%d %H:%M"
@@ -254,14 +265,17 @@ def _costs_by(table: SpendTable, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
 def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_keys: tuple[str, ...],
                 where: Mapping[str, str] | None, limit: int) -> list[Mover]:
     """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
-    from the previous period. This period's costs are the table's, summed over its time keys (which split every
-    group of the other keys exactly), or, when the database wrote the table's lines, read as the previous
-    period's are: as costs alone."""
+    from the previous period (:attr:`Period.previous`). This period's costs are the table's, summed over its time
+    keys (which split every group of the other keys exactly), or, when the database wrote the table's lines or
+    only part of the period is compared (:attr:`Period.compared`), read as the previous period's are: as costs
+    alone."""
     def costs(p: Period) -> SpendTable:
         return spend_table(store, p.start, p.end, mover_keys, where, measures=("cost",), order=False)
 
     before = _costs_by(costs(period.previous), mover_keys)
-    now = _costs_by(table if "cost" in table.measures else costs(period), mover_keys)
+    compared = period.compared
+    whole = (compared.start, compared.end) == (period.start, period.end)
+    now = _costs_by(table if whole and "cost" in table.measures else costs(compared), mover_keys)
     change = {k: now.get(k, _ZERO) - before.get(k, _ZERO) for k in before.keys() | now.keys()}
     # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
     # least as much as the limit-th largest) become Movers and are sorted (a month by team and user: 32,000 groups)
@@ -445,9 +459,10 @@ def render_table(report: Report) -> str:
         lines.append("by " + ", ".join(report.group_by))
         lines.extend(_table_lines(report))
     if report.movers:
-        prev = report.period.previous
+        p = report.period
         lines.append("")
-        lines.append(f"Top movers against {prev.describe()}")
+        compared = "" if p.compared.end == p.end else f" ({p.compared.describe()}, the part elapsed)"
+        lines.append(f"Top movers{compared} against {p.previous.describe()}")
         header = [*report.movers[0].key.keys(), "before USD", "now USD", "change USD", "change"]
         body = [[*(_label(v) for v in m.key.values()), _money(m.previous), _money(m.current),
                  ("+" if m.change > 0 else "") + _money(m.change),
@@ -513,6 +528,8 @@ def _json_pieces(report: Report) -> Iterator[str]:
     groups = len(report.table) and report.group_by
     fields = [
         ("period", json.dumps({"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}, indent=2)),
+        ("compared_period", json.dumps({"start": p.compared.start.isoformat(), "end": p.compared.end.isoformat()},
+                                       indent=2)),
         ("previous_period", json.dumps({"start": p.previous.start.isoformat(), "end": p.previous.end.isoformat()},
                                        indent=2)),
         ("ledger", json.dumps(report.ledger)),
