@@ -273,9 +273,14 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
         return spend_table(store, p.start, p.end, mover_keys, where, measures=("cost",), order=False)
 
     before = _costs_by(costs(period.previous), mover_keys)
-    compared = period.compared
-    whole = (compared.start, compared.end) == (period.start, period.end)
-    now = _costs_by(table if whole and "cost" in table.measures else costs(compared), mover_keys)
+    compared = period.compared  # [start, compared.end): all of the period, or the part elapsed
+    if "cost" not in table.measures:
+        now = _costs_by(costs(compared), mover_keys)
+    else:
+        now = _costs_by(table, mover_keys)
+        if compared.end < period.end:  # the table less the rest (today's rows): a day of cells, not the whole span
+            rest = _costs_by(costs(Period(compared.end, period.end)), mover_keys)
+            now = {key: cost - rest.get(key, _ZERO) for key, cost in now.items()}
     change = {k: now.get(k, _ZERO) - before.get(k, _ZERO) for k in before.keys() | now.keys()}
     # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
     # least as much as the limit-th largest) become Movers and are sorted (a month by team and user: 32,000 groups)
