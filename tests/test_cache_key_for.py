@@ -173,18 +173,6 @@ def test_attribution_scope_in_force_when_called():
     with aicost.attribute(team="support"):
         assert support.key_for("hi") == key
         assert support.invalidate("hi") is True
-    assert ask.key_for("hi") != acme
-
-    @aicost.attribute(team="support")  # in force during the call only: key_for is called inside the same scope
-    @aicost.cache(prompt="q", store=store)
-    def support(q):
-        return q
-
-    key = stored_by(lambda: support("hi"), store)
-    assert support.key_for("hi") != key
-    with aicost.attribute(team="support"):
-        assert support.key_for("hi") == key
-        assert support.invalidate("hi") is True
 
 
 def test_semantic_cache_stores_under_the_exact_key():
