@@ -69,6 +69,9 @@ def test_a_period_under_way_is_compared_with_the_same_hours_of_the_previous_one(
     rows = [LedgerRow(span_id=f"s{day:02d}{team}", kind=CALL, time=DAY + timedelta(days=day, hours=10),
                       provider="openai", request_model="gpt-4o", cost=Decimal(cost), team=team, customer="acme")
             for day in range(14) for team, cost in (("search", "1.25"), ("support", "0.50"))]
+    # and today's, in the table but not compared: one before now, one later today (a clock ahead)
+    rows += [LedgerRow(span_id=f"t{hour:02d}", kind=CALL, time=DAY + timedelta(days=14, hours=hour), provider="openai",
+                       request_model="gpt-4o", cost=Decimal("7"), team="search", customer="acme") for hour in (8, 23)]
     now = DAY + timedelta(days=14, hours=8, minutes=30)
     period = parse_period("7d", now=now)
     assert (period.compared.start, period.compared.end) == (DAY + timedelta(days=8), DAY + timedelta(days=14))
@@ -77,12 +80,18 @@ def test_a_period_under_way_is_compared_with_the_same_hours_of_the_previous_one(
         store.write(rows)
         store.compact_pairs()
         report = build_report(store, period=period, group_by=by)
-        assert report.totals.calls == 12 and report.movers == []
+        assert report.totals.calls == 14 and report.movers == []
         # on its first day (at 11:30, after the day's call): its hours against the same hours of the day before
         today = parse_period("today", now=DAY + timedelta(days=13, hours=11, minutes=30))
         assert today.previous == Period(DAY + timedelta(days=12), DAY + timedelta(days=12, hours=12),
                                         "previous period")
         assert build_report(store, period=today, group_by=by).movers == []
+        # no previous period (from 1970): no movers, not every group "new"
+        assert build_report(store, period=parse_period(since="1970-01-01", now=now), group_by=by).movers == []
+    # a custom period from 23:00 compares whole days counted from its start: 13 h 45 min in, its hours
+    custom = parse_period(since="2026-11-19T23:00", until="2026-11-26", now=datetime(2026, 11, 20, 12, 45,
+                                                                                      tzinfo=timezone.utc))
+    assert custom.compared.end == datetime(2026, 11, 20, 13, tzinfo=timezone.utc)
     # a period that has ended is compared whole
     assert parse_period("yesterday", now=now).previous == Period(DAY + timedelta(days=12), DAY + timedelta(days=13),
                                                                  "previous period")

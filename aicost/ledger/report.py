@@ -6,10 +6,11 @@ The same functions serve Python callers: ``build_report(store, start, end, group
 Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (N whole days: today and the N - 1
 before it), ``Nh`` (the last N hours up to the end of the current hour), ``this-month``, ``last-month``, ``YYYY-MM``
 (a month), ``YYYY-MM-DD`` (a day), or explicit ``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All
-UTC. Top movers compare the period with the previous one, of the same length just before; of a period still
-under way (``7d``, ``today``, ``this-month``: it ends after now), its whole days elapsed (today joins them
-tomorrow) with the same days of the previous period, or, on its first day, the hours elapsed with the same hours
-of the previous period: never part of a period with a whole one.
+UTC. Top movers compare the period with the previous one, of the same length just before (a month's: as many
+days before it, not the calendar month); of a period still under way (``7d``, ``today``, ``this-month``: it ends
+after the current hour), its whole days elapsed (today joins them tomorrow, or from 23:00 UTC) with the same span
+of the previous one, or, on its first day, the hours elapsed with the same hours: never part of a period with a
+whole one.
 
 Days are whole UTC days, as ``today`` and the months are, for what a bill is made of: vendors bill and report
 usage by the UTC day, a FOCUS charge period is a day, and the ledger's rollups and pair cells hold days, so a
@@ -52,6 +53,7 @@ _ACCEPTED = ("today, yesterday, 7d / 30d / Nd, Nh, this-month, last-month, YYYY-
 
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,13 @@ class Period:
 
     @property
     def compared(self) -> "Period":
-        """What top movers compare of this period: all of it; of a period under way, its whole days elapsed (a
-        week on its fifth day: its first four), or, before a whole day has, its hours elapsed. A whole previous
-        period against part of this one would show every group down."""
+        """What top movers compare of this period: all of it; of a period under way, its whole days elapsed,
+        counted from its start (a week on its fifth day: its first four), or, before a whole day has, its hours
+        elapsed. A whole previous period against part of this one would show every group down."""
         if self.elapsed is None:
             return self
-        today = _day(self.elapsed - timedelta(hours=1))  # elapsed is the end of the current hour
-        return Period(self.start, today if today > self.start else self.elapsed, "compared")
+        days = (self.elapsed - timedelta(hours=1) - self.start) // _DAY  # elapsed is the end of the current hour
+        return Period(self.start, self.start + days * _DAY if days else self.elapsed, "compared")
 
     @property
     def previous(self) -> "Period":
@@ -112,11 +114,13 @@ def parse_period(period: str | None = None, *, since: str | None = None, until: 
         start = _parse_time(since, "--since") if since else today - timedelta(days=6)
         end = _parse_time(until, "--until") if until else next_hour
         if end <= start:
-            raise PeriodError(f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})")
+            after = "--since" if since else "the start of 7d, the default when --since is not given"
+            raise PeriodError(f"--until ({end.isoformat()}) must be after {after} ({start.isoformat()})")
         found = Period(start, end, "custom")
     else:
         found = _named(period, today, next_hour)
-    # a period under way compares with as much of the previous one as has elapsed of it (Period.previous)
+    # a period that ends after the current hour is under way: top movers compare what has elapsed of it
+    # (Period.compared); from 23:00 UTC, today counts as elapsed
     return _checked(replace(found, elapsed=next_hour) if found.start < next_hour < found.end else found)
 
 
@@ -266,12 +270,15 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
                 where: Mapping[str, str] | None, limit: int) -> list[Mover]:
     """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
     from the previous period (:attr:`Period.previous`). This period's costs are the table's, summed over its time
-    keys (which split every group of the other keys exactly), or, when the database wrote the table's lines or
-    only part of the period is compared (:attr:`Period.compared`), read as the previous period's are: as costs
-    alone."""
+    keys (which split every group of the other keys exactly), less those of the part not compared
+    (:attr:`Period.compared`: today, of a period under way), read as costs alone; or, when the database wrote the
+    table's lines, read as the previous period's are: as costs alone. None when there is no previous period (a
+    period from 1970-01-01)."""
     def costs(p: Period) -> SpendTable:
         return spend_table(store, p.start, p.end, mover_keys, where, measures=("cost",), order=False)
 
+    if period.previous.end <= period.previous.start:
+        return []
     before = _costs_by(costs(period.previous), mover_keys)
     compared = period.compared  # [start, compared.end): all of the period, or the part elapsed
     if "cost" not in table.measures:
