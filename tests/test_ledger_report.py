@@ -228,6 +228,18 @@ def test_periods():
     hours = parse_period("48h", now=now)
     assert hours.end == datetime(2026, 12, 4, 21, tzinfo=timezone.utc) and hours.end - hours.start == timedelta(hours=48)
     assert parse_period("last-month", now=now).start == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    # a calendar month compares with the calendar month before: whole, or as many days as have elapsed
+    utc = timezone.utc
+    assert parse_period("2026-03", now=now).previous == Period(datetime(2026, 2, 1, tzinfo=utc),
+                                                               datetime(2026, 3, 1, tzinfo=utc), "previous month")
+    assert parse_period("2026-02", now=now).previous == Period(datetime(2026, 1, 1, tzinfo=utc),
+                                                               datetime(2026, 2, 1, tzinfo=utc), "previous month")
+    assert parse_period("this-month", now=now).previous == Period(  # December 4th: November 1st to 3rd
+        datetime(2026, 11, 1, tzinfo=utc), datetime(2026, 11, 4, tzinfo=utc), "previous month")
+    march_31 = parse_period("this-month", now=datetime(2027, 3, 31, 12, tzinfo=utc))
+    assert march_31.previous == Period(datetime(2027, 2, 1, tzinfo=utc), datetime(2027, 3, 1, tzinfo=utc),
+                                       "previous month")  # 30 days elapsed: all of February
+    assert not parse_period("1970-01", now=now).previous.end > datetime(1970, 1, 1, tzinfo=utc)  # none
     # --until alone starts where 7d does; a start before 1970 is refused, not a traceback; from 1970 on, the
     # previous period starts no earlier
     assert parse_period(until="2026-12-01", now=now).start == datetime(2026, 11, 28, tzinfo=timezone.utc)

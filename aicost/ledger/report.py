@@ -6,8 +6,8 @@ The same functions serve Python callers: ``build_report(store, start, end, group
 Periods (``parse_period``): ``today``, ``yesterday``, ``7d`` / ``30d`` / ``Nd`` (N whole days: today and the N - 1
 before it), ``Nh`` (the last N hours up to the end of the current hour), ``this-month``, ``last-month``, ``YYYY-MM``
 (a month), ``YYYY-MM-DD`` (a day), or explicit ``since`` / ``until`` (ISO dates or times, ``until`` exclusive). All
-UTC. Top movers compare the period with the previous one, of the same length just before (a month's: as many
-days before it, not the calendar month); of a period still under way (``7d``, ``today``, ``this-month``: it ends
+UTC. Top movers compare the period with the previous one, of the same length just before (a calendar month's:
+the calendar month before); of a period still under way (``7d``, ``today``, ``this-month``: it ends
 after the current hour), its whole days elapsed (today joins them tomorrow, or from 23:00 UTC) with the same span
 of the previous one, or, on its first day, the hours elapsed with the same hours: never part of a period with a
 whole one.
@@ -76,7 +76,13 @@ class Period:
     @property
     def previous(self) -> "Period":
         """What top movers compare :attr:`compared` with: the same span one period earlier (the previous period;
-        of a week under way, the same weekdays of the week before), never before 1970-01-01."""
+        of a week under way, the same weekdays of the week before), never before 1970-01-01. A calendar month's
+        is the calendar month before (November's is October, whole; on November 20th, October 1st to 19th)."""
+        if self.start.day == 1 and self.start == _day(self.start) and self.end == _next_month(self.start):
+            start = (self.start - _DAY).replace(day=1)
+            elapsed = self.compared.end - self.start
+            end = self.start if self.compared.end == self.end else min(start + elapsed, self.start)
+            return Period(max(start, _EARLIEST), max(end, _EARLIEST), "previous month")
         length = self.end - self.start
 
         def back(t: datetime) -> datetime:  # a long period's would be before year 1
@@ -91,6 +97,11 @@ class Period:
 
 def _day(t: datetime) -> datetime:
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(first: datetime) -> datetime:
+    """The first of the month after the month ``first`` (a first of a month) begins."""
+    return (first + timedelta(days=32)).replace(day=1)
 
 
 def _parse_time(text: str, what: str) -> datetime:
@@ -148,13 +159,13 @@ def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
         return Period(next_hour - timedelta(hours=n), next_hour, text)
     if text in ("this-month", "month"):
         start = today.replace(day=1)
-        return Period(start, (start + timedelta(days=32)).replace(day=1), "this month")
+        return Period(start, _next_month(start), "this month")
     if text == "last-month":
         end = today.replace(day=1)
         return Period((end - timedelta(days=1)).replace(day=1), end, "last month")
     if re.fullmatch(r"\d{4}-\d{2}", text):
         start = _parse_time(text + "-01", "period")
-        return Period(start, (start + timedelta(days=32)).replace(day=1), text)
+        return Period(start, _next_month(start), text)
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         start = _parse_time(text, "period")
         return Period(start, start + timedelta(days=1), text)
