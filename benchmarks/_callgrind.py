@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 _TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.M)
 _TRIGGER = re.compile(r"^desc: Trigger: Client Request: (\w+)", re.M)
@@ -73,3 +73,19 @@ def regions(script: Callable[[str], str], args: Sequence[str], *, root: Path,
             if trigger:
                 counts[trigger.group(1)] = int(_TOTAL.search(text).group(1))
     return done.stdout, counts
+
+
+def table(doc: str, option: str, cases: Mapping[str, str], header: str,
+          count: Callable[[str, int], float]) -> None:
+    """A script's command line: ``--n`` (iterations, default 2000) and ``--<option>`` (some of ``cases``, comma
+    separated, default all), then a markdown table of ``count(case, n)`` per case, each row labelled
+    ``cases[case]`` under ``| header | instructions per ... |``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument(f"--{option}", default=",".join(cases))
+    args = parser.parse_args()
+    print(f"{header}\n|---|---|")
+    for case in getattr(args, option).split(","):
+        print(f"| `{cases[case]}` | {count(case, args.n):,.0f} |", flush=True)

@@ -22,7 +22,6 @@ Needs valgrind (Debian: apt-get install valgrind).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import _callgrind  # benchmarks/_callgrind.py: the script's own directory is on sys.path
@@ -71,13 +70,8 @@ def instructions(case: str, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--cases", default=",".join(CASES))
-    args = parser.parse_args()
-    print("| case | instructions per call |\n|---|---|")
-    for case in args.cases.split(","):
-        print(f"| `{case}` | {instructions(case, args.n):,.0f} |", flush=True)
+    _callgrind.table(__doc__, "cases", {case: case for case in CASES}, "| case | instructions per call |",
+                     instructions)
 
 
 if __name__ == "__main__":

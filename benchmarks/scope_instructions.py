@@ -14,7 +14,6 @@ Needs valgrind (Debian: apt-get install valgrind).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import _callgrind  # benchmarks/_callgrind.py: the script's own directory is on sys.path
@@ -42,13 +41,7 @@ def instructions(scope: str, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--scopes", default=",".join(SCOPES))
-    args = parser.parse_args()
-    print("| scope | instructions per `with` |\n|---|---|")
-    for scope in args.scopes.split(","):
-        print(f"| `{SCOPES[scope]}` | {instructions(scope, args.n):,.0f} |", flush=True)
+    _callgrind.table(__doc__, "scopes", SCOPES, "| scope | instructions per `with` |", instructions)
 
 
 if __name__ == "__main__":
