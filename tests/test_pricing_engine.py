@@ -643,6 +643,10 @@ def test_a_service_tier_that_is_not_text_is_an_unknown_tier_with_its_reason(tier
     assert engine.current_price_and_reason("openai", "gpt-5", tier) == (None, reason)  # one lookup, the same answer
     flex = engine.current_price("openai", "gpt-5", "flex")  # text still prices
     assert flex is not None and engine.current_price_and_reason("openai", "gpt-5", "flex") == (flex, None)
+    # a model the catalog lacks, with such a tier: an unknown model (no tier on its cost), not an error
+    unlisted = price_call("openai", "no-such-model-zz", usage, service_tier=tier)
+    assert (unlisted.known, unlisted.service_tier) == (False, None) and "could not price" not in caplog.text
+    assert [u for u in unknown_models() if u.model == "no-such-model-zz"]
 
 
 def test_unknown_model_list_is_bounded(monkeypatch):

@@ -75,11 +75,13 @@ class _UnpricedTier:
         self.log_key = "pricing:tier:" + reason  # its warning is logged once (``log_once``), built once here
 
 
-def _unreadable_tier(tier: Any) -> _UnpricedTier | None:
-    """A tier pricing cannot read (a dict, a list, a number: ``names.tier_problem``) as the reason its call has no
-    price, with no tier on its cost; None for a tier that can be read."""
+def _find(resolved: "_Resolved", at: datetime, tier: Any) -> "_PriceAndReason":
+    """``resolved.find`` for ``tier`` as a call gave it: a tier pricing cannot read (a dict, a list, a number:
+    ``names.tier_problem``) has no price, its reason says why, and its cost carries no tier."""
     problem = names.tier_problem(tier)
-    return None if problem is None else _UnpricedTier(None, problem)
+    if problem is not None:
+        return None, _UnpricedTier(None, problem)
+    return resolved.find(at, names.normalise_tier(tier))
 
 
 # What a lookup gives: the price, or None and, when the tier is why, the reason. Cached as one pair.
@@ -274,10 +276,7 @@ def _price_at(key: tuple[str | None, str | None, Any], at: datetime) -> _PriceAn
     resolved = _resolved_for(provider, model)
     if resolved is None:
         return _NO_PRICE
-    unreadable = _unreadable_tier(service_tier)
-    if unreadable is not None:
-        return None, unreadable
-    return resolved.find(at, names.normalise_tier(service_tier))
+    return _find(resolved, at, service_tier)
 
 
 def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _PriceAndReason:
@@ -289,8 +288,7 @@ def _look_up_price_now(key: tuple[str | None, str | None, str | None]) -> _Price
     if resolved is None:
         answer, until = _NO_PRICE, now.timestamp() + 3600.0
     else:
-        unreadable = _unreadable_tier(tier)
-        answer = (None, unreadable) if unreadable is not None else resolved.find(now, names.normalise_tier(tier))
+        answer = _find(resolved, now, tier)
         until = resolved.valid_until(now).timestamp()
     with _lock:
         if generation == _generation:
@@ -378,8 +376,7 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
-        tier = names.normalise_tier(service_tier) if isinstance(service_tier, str) else None
-        return unknown_cost(provider, model, tier, usage)
+        return unknown_cost(provider, model, names.normalise_tier(service_tier), usage)
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,

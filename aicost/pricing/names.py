@@ -125,10 +125,12 @@ def tier_problem(tier: Any) -> str | None:
 
 def normalise_tier(tier: Any) -> str | None:
     """None stays None (no tier reported: standard rates); unknown words are kept, lower-cased. Enums by their
-    value (``tier_text``). For a tier :func:`tier_problem` accepts (pricing asks it first)."""
-    if tier is None:
+    value (``tier_text``). Anything else (a dict, a number: :func:`tier_problem` says why) is None here: pricing
+    asks :func:`tier_problem` first where the tier decides the price."""
+    text = tier_text(tier)
+    if not isinstance(text, str):
         return None
-    word = tier_text(tier).strip().lower()
+    word = text.strip().lower()
     if not word:
         return None
     return SERVICE_TIERS.get(word, word)
