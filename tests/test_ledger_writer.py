@@ -962,3 +962,27 @@ def test_a_spill_file_an_earlier_aicost_was_replaying_is_adopted(tmp_path, spill
     writer.close()
     with open_store(url, create=False) as store:
         assert totals(store, *WINDOW).calls == 20
+
+
+def test_a_flush_that_times_out_while_a_batch_is_being_written_says_so(tmp_path, spill_dir, monkeypatch):
+    """The writer thread takes a batch off the queue when it begins to write it: an empty queue is not "written".
+    A flush whose time runs out first returns False, one that waits for the write True."""
+    import threading
+
+    from aicost.ledger.store import SQLiteStore
+
+    release, write_prepared = threading.Event(), SQLiteStore.write_prepared
+
+    def slow(store, batch):
+        release.wait(30)
+        return write_prepared(store, batch)
+
+    monkeypatch.setattr(SQLiteStore, "write_prepared", slow)
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    w = LedgerWriter(url, flush_interval_s=3600)
+    now = datetime.now(timezone.utc)
+    w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=now, cost=Decimal("0.01")) for i in range(50))
+    assert w.flush(0.3) is False and w.stats().get("written", 0) == 0
+    release.set()
+    assert w.flush(30) is True and w.stats()["written"] == 50
+    w.close()

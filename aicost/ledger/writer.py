@@ -105,7 +105,7 @@ class _Batch:
 
     def __init__(self, items: list) -> None:
         self.items = items
-        self.built: list | None = None  # rows, runs and records, in that order (set by _prepare)
+        self.built: tuple[list, list, list] | None = None  # its rows, runs and records (set by _prepare)
 
 
 class LedgerWriter:
@@ -399,7 +399,7 @@ class LedgerWriter:
         """Rows and runs built from the queued items (:meth:`_built`), and the store's preparation of them (None
         if there is no store now, or it failed: the write then prepares them itself). Never raises."""
         rows, runs, records = self._built(batch.items)
-        batch.built = [*rows, *runs, *records]
+        batch.built = (rows, runs, records)
         prepared = None
         store = self._store
         if store is not None and (rows or runs):
@@ -658,7 +658,8 @@ class LedgerWriter:
     # -- control ------------------------------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = 30.0) -> bool:
         """Have the writer thread write everything queued now (and replay a spill if the database is back); wait
-        for it no longer than ``timeout_s``. True when the queue is empty afterwards."""
+        for it no longer than ``timeout_s``. True when the writer thread answered in time and nothing is queued
+        (a batch it has taken off the queue but not written yet is not done)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._retry_at = 0.0  # an explicit flush tries the database now
         if self._closed or threading.current_thread() is self._thread or not self._start():
@@ -667,8 +668,8 @@ class LedgerWriter:
             self._asked += 1
             asked = self._asked
             self._cond.notify_all()
-            self._cond.wait_for(lambda: self._answered >= asked or self._ended, _left(deadline))
-        return not self._queue
+            answered = self._cond.wait_for(lambda: self._answered >= asked or self._ended, _left(deadline))
+        return answered and not self._queue
 
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Have the writer thread write what is queued, then end and close the database; return within
@@ -709,7 +710,8 @@ class LedgerWriter:
         with self._cond:
             self._given_up = True
             taken, self._taken = self._taken, []
-            left = [item for batch in taken for item in (batch.items if batch.built is None else batch.built)]
+            left = [item for batch in taken
+                    for item in (batch.items if batch.built is None else itertools.chain(*batch.built))]
             left += self._pop(len(self._queue))
         if left:
             log_once("ledger:close-spill", logging.WARNING, "aicost ledger: %d rows were not written by the end of "
@@ -806,8 +808,6 @@ def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tupl
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
