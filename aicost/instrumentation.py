@@ -33,7 +33,6 @@ from . import telemetry
 from ._log import error_once, warn_once
 from .errors import CallRefused, ConfigurationError
 from .integrations.identity import client_identity
-from .pricing.names import normalise_tier
 from .usage import Usage
 from .vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Integration, Observed, ResponseMeta, Router,
                      StreamAccumulator)
@@ -822,9 +821,8 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
     try:
         if scope is not None:
             price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
-            if price is None:  # the tier normalised, once, as price_call's unknown cost has it
-                return pricing.unknown_cost(provider, response_model or request_model,
-                                            normalise_tier(service_tier), usage)
+            if price is None:
+                return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage)
             return price.cost(usage)
         fallback = None
         if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from ..usage import Usage
 from .money import canonical, canonicalize_parts, format_usd
+from .names import normalise_tier
 
 # Token classes priced per million tokens, then per-unit items priced per thousand.
 TOKEN_RATES = (
@@ -152,8 +153,9 @@ def _restore_cost(known: bool, total: Decimal | None, parts: dict[str, Decimal],
 
 def unknown_cost(provider: str | None, model: str | None, service_tier: str | None, usage: Usage | None,
                  reason: str | None = None) -> Cost:
-    """A call that was billed but cannot be priced (``total`` None, never $0); ``reason``: why, when known."""
-    return _make_cost(False, None, _EMPTY, model, provider, service_tier, "unknown",
+    """A call that was billed but cannot be priced (``total`` None, never $0); ``reason``: why, when known. The
+    tier as every cost names it (``names.normalise_tier``: OpenAI's 'default' is 'standard'; not text, None)."""
+    return _make_cost(False, None, _EMPTY, model, provider, normalise_tier(service_tier), "unknown",
                       bool(getattr(usage, "estimated", False)), unknown_reason=reason)
 
 

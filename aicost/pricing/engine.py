@@ -376,7 +376,7 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     except Exception:  # pricing must never break the host's call
         _log_once("error:" + repr((provider, model)), logging.ERROR,
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
-        return unknown_cost(provider, model, names.normalise_tier(service_tier), usage)
+        return unknown_cost(provider, model, service_tier, usage)
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
@@ -385,7 +385,6 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
         log_once(unpriced.log_key, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not priced at "
                  "the standard rate", unpriced.reason)
         return unknown_cost(provider, model, unpriced.tier, usage, unpriced.reason)
-    tier = names.normalise_tier(service_tier)
     key = (provider, model)
     seen = _unknown.get(key)
     if seen is not None:
@@ -410,7 +409,7 @@ def _unknown_call(provider: str | None, model: str | None, service_tier: str | N
             else:
                 logger.warning("aicost: a %r call reported no model name; its cost is unknown", provider)
             _persist_unknown()
-    return unknown_cost(provider, model, tier, usage)
+    return unknown_cost(provider, model, service_tier, usage)
 
 
 def _log_once(key: str, level: int, message: str, *args: object, exc: bool = False) -> None:
