@@ -337,3 +337,10 @@ def waiting_for_the_write_lock(url, probe, store):
             return
         time.sleep(0.005)
     raise AssertionError("the second writer never waited for the write lock")
+
+
+def sum_all_pairs(store, max_rows=None, until=None):
+    """Sum every stored row into the pair cells (to ``until``, by default the summing's own end), chunk by chunk as
+    the writer does: one ``compact_pairs`` sums at most to the next midnight."""
+    while store.compact_pairs(max_rows=max_rows, until=until):
+        pass

@@ -1,10 +1,10 @@
-"""aicost_rollup_pair (schema 6) on real SQLite and PostgreSQL: reports by two keys where one is user, customer or
-a tag (team x customer, user x model, customer x tag:env) read each day the cheaper way (its pair cells, less or
-plus raw rows, or its raw rows), and agree to the last digit with sums of the raw rows in Python: before any summing, half-way
-through a day, after all of it, grouped by day or not, with filters. Late rows (written after the summing passed
-their time) reach their day's cells and every longer block holding them, once; a summing racing a late batch
-(two connections, two PostgreSQL sessions) loses nothing; the migration from schema 5 sums the rows stored; the
-background writer sums behind its batches."""
+"""aicost_rollup_pair (schema 6) on real SQLite and PostgreSQL: reports by two keys where one is user, customer or a
+tag (team x customer, user x model, customer x tag:env) read each day the cheaper way (its pair cells, less or plus
+raw rows, or its raw rows), and agree to the last digit with sums of the raw rows in Python: before any summing,
+half-way through a day, after all of it, grouped by day or not, with filters. Late rows (written after the summing
+passed their time) reach their day's cells and every longer block holding them, once; a summing racing a late batch
+(two connections, two PostgreSQL sessions) loses nothing; the migration from schema 5 sums nothing and the summing
+catches up; the background writer sums behind its batches."""
 
 from __future__ import annotations
 
@@ -28,18 +28,13 @@ from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
 from ledger_helpers import (DROP_PAIRS, Reads, fresh_pg_database, python_sums, run_sql, sample_periods, spend_sums,
-                            waiting_for_the_write_lock)
+                            sum_all_pairs, waiting_for_the_write_lock)
 
 # One report key per pair dimension ('tag' twice: all tags as name=value, and one tag's values)
 KEY_OF = {"team": ["team"], "feature": ["feature"], "model": ["model"], "provider": ["provider"], "user": ["user"],
           "customer": ["customer"], "tag": ["tag", "tag:env"]}
 PAIR_KEYS = [(a, b) for x, y in PAIRS for a in KEY_OF[x] for b in KEY_OF[y]]
 UTC = timezone.utc
-
-
-def _sum_all(store, max_rows=None, until=None):
-    while store.compact_pairs(max_rows=max_rows, until=until):
-        pass
 
 
 def _pair_cells(store):
@@ -149,7 +144,7 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     _assert_every_pair_exact(store, periods[:2], keys_list=PAIR_KEYS[::3])
     # Half-way through the second day: its cells hold [midnight, summed); every block before is built.
     midway = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1, hours=13)
-    _sum_all(store, until=midway)
+    sum_all_pairs(store, until=midway)
     assert store.pairs_summed_before() == midway
     # and periods ending in the day being summed: 3 h before where it got (its cells less those hours' rows),
     # and 11 h before (that day's rows read raw)
@@ -161,7 +156,7 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     assert "aicost_rollup_pair" in " ".join(reads.sql)
     assert "aicost_ledger" not in " ".join(reads.sql)  # a whole day summed: no raw row read
     # Then in small chunks up to the last row's hour (the default), as the writer does.
-    _sum_all(store, max_rows=97)
+    sum_all_pairs(store, max_rows=97)
     assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
     _assert_every_pair_exact(store, periods)
     # Most of a summed day: its cells, less the raw rows before the period (from its midnight) and after it (to
@@ -196,7 +191,7 @@ def test_filters_with_pairs_equal_the_raw_rows(ledger_url):
     store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=5), batch=250)
     first, _ = store.time_range()
-    _sum_all(store, max_rows=200)
+    sum_all_pairs(store, max_rows=200)
     rows = list(store.rows(first, first + timedelta(days=3)))
     customer = next(r.customer for r in rows if r.customer)
     team = next(r.team for r in rows if r.team and r.customer == customer)
@@ -232,7 +227,7 @@ def test_late_rows_reach_their_day_cells_and_the_prefixes_built_once(ledger_url)
     store = open_store(ledger_url)
     store.write([r for rows, _ in days for r in rows if r not in late_rows],
                 [r for _, runs in days for r in runs if r not in late_runs])
-    _sum_all(store)
+    sum_all_pairs(store)
     assert store.pairs_summed_before() > first + timedelta(days=3)
     end = first + timedelta(days=3)  # three whole days summed: a prefix less another (a window starts before)
     assert [sign for *_, sign in spans(first, end)] == [1, -1]
@@ -272,7 +267,7 @@ def test_a_report_reads_summed_before_and_the_cells_in_one_snapshot(ledger_url, 
     store = open_store(ledger_url)
     fill(store, Profile(days=2, teams=3, customers=6, calls=500, seed=13), batch=250)
     first, last = store.time_range()
-    _sum_all(store, until=first + timedelta(hours=20))
+    sum_all_pairs(store, until=first + timedelta(hours=20))
     summer = open_store(ledger_url)
     read_mark = store.pairs_summed_before
 
@@ -297,7 +292,7 @@ def test_late_rows_on_a_postgresql_session_in_a_daylight_saving_time_zone(pg_ser
     late_rows = days[1][0][::3] + days[2][0][::4]
     store = open_store(ledger_url)
     store.write([r for rows, _ in days for r in rows if r not in late_rows], [r for _, runs in days for r in runs])
-    _sum_all(store)
+    sum_all_pairs(store)
     assert store.write(late_rows) == len(late_rows)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     window = epoch + timedelta(days=(first - epoch).days // WINDOW * WINDOW)  # the window's first day
@@ -314,7 +309,7 @@ def test_the_summing_never_passes_the_latest_row_nor_two_minutes_ago(ledger_url)
                       team="t", customer="c", cost=None, input_tokens=5, output_tokens=1)
             for k, t in enumerate((now - timedelta(days=2), now - timedelta(hours=5, minutes=30), now + timedelta(days=3)))]
     store.write(rows)
-    _sum_all(store)
+    sum_all_pairs(store)
     hour_ago = (now - store_module.PAIR_LAG).replace(minute=0, second=0, microsecond=0)
     assert store.pairs_summed_before() == hour_ago  # not past two minutes ago, whatever a row's date says
     store.close()
@@ -364,7 +359,7 @@ def test_a_summing_racing_a_late_batch_loses_nothing(ledger_url, first):
     setup = open_store(ledger_url)
     setup.write([r for r in day1[0] + day2[0] + day3[0] if r not in late_rows],
                 [r for r in day1[1] + day2[1] + day3[1] if r not in late_runs])
-    _sum_all(setup, until=day + timedelta(days=1, hours=2))
+    sum_all_pairs(setup, until=day + timedelta(days=1, hours=2))
     late_writer, summer = open_store(ledger_url), open_store(ledger_url)
     inside, release = threading.Event(), threading.Event()
     compact, add_late = pairs_module.compact, late_writer._add_late_pairs
@@ -385,7 +380,7 @@ def test_a_summing_racing_a_late_batch_loses_nothing(ledger_url, first):
     late_writer._add_late_pairs = pausing_late
     errors = []
     jobs = {"late rows": lambda: late_writer.write(late_rows, late_runs),
-            "summing": lambda: _sum_all(summer, until=day + timedelta(days=2, hours=5))}
+            "summing": lambda: sum_all_pairs(summer, until=day + timedelta(days=2, hours=5))}
 
     def run(job):
         try:

@@ -12,17 +12,17 @@ summing got: every row and run before it is in the pair cells, none after it.
 
 Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) hold the sums of the ``days`` days
 from ``bucket``: each day's cells (``days`` 1), summed from its rows, and, per window of :data:`WINDOW` (64) days
-aligned from 1970-01-01, each day's *prefix*: the window's first n days (``bucket`` the window's first day,
-``days`` n), built when its last day is summed whole (before ``summed_before``) as the prefix of n - 1 days plus
-the day's cells. A period of whole days is then a few sets added and subtracted (:func:`spans`): per window it
-covers, a prefix, or the difference of two, or one or two days alone; a month, four sets at most (two of them
-single days), each at most as many cells as the pairs
-seen in a window (a month by team x customer reads 15,000 to 60,000 cells, where day cells would be 450,000).
-The day ``summed_before`` falls in has a day cell of its rows so far (before ``summed_before``).
+aligned from 1970-01-01, each day's *prefix*: the window's first n days (``bucket`` the window's first day, ``days``
+n), started on the day's first chunk as a copy of the prefix of n - 1 days, and each chunk of the day added to it
+and to the day's cells. A period of whole days is then a few sets added and subtracted (:func:`spans`): per window
+it covers, a prefix, or the difference of two, or one or two days alone; a month, four sets at most (two of them
+single days), each at most as many cells as the pairs seen in a window (a month by team x customer reads 15,000 to
+60,000 cells, where day cells would be 450,000). The day ``summed_before`` falls in has its day cells and its prefix
+of its rows so far (before ``summed_before``).
 
 A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
 *late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cells and to every
-prefix already built that holds its day, in the batch's transaction. Both happen under the ledger's write
+prefix already started that holds its day, in the batch's transaction. Both happen under the ledger's write
 lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), and each reads ``summed_before`` inside it: a
 row is either before it when summed by :func:`compact`, or added by its batch as late, never both, never
 neither.

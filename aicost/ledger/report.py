@@ -70,7 +70,7 @@ class Period:
         elapsed. A whole previous period against part of this one would show every group down."""
         if self.elapsed is None:
             return self
-        days = (self.elapsed - timedelta(hours=1) - self.start) // _DAY  # elapsed is the end of the current hour
+        days = (self.elapsed - self.start) // _DAY  # elapsed: the end of the current hour
         return Period(self.start, self.start + days * _DAY if days else self.elapsed, "compared")
 
     @property
@@ -81,7 +81,7 @@ class Period:
         if self.start.day == 1 and self.start == _day(self.start) and self.end == _next_month(self.start):
             start = (self.start - _DAY).replace(day=1)
             elapsed = self.compared.end - self.start
-            end = self.start if self.compared.end == self.end else min(start + elapsed, self.start)
+            end = self.start if self.elapsed is None else min(start + elapsed, self.start)
             return Period(max(start, _EARLIEST), max(end, _EARLIEST), "previous month")
         length = self.end - self.start
 
@@ -223,7 +223,7 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
                  where: Mapping[str, str] | None = None, movers: int = 5,
                  measures: Sequence[str] = MEASURES, lines: str | None = None) -> Report:
     """Totals, groups (largest first) and the ``movers`` groups whose spend changed most against the previous
-    period of the same length. Group-by keys are checked first (``UnknownGroupKey`` lists the valid ones).
+    period (:attr:`Period.previous`). Group-by keys are checked first (``UnknownGroupKey`` lists the valid ones).
     ``measures``: the groups' measures to read (the totals have them all); :data:`FORMAT_MEASURES` says which
     each output format shows (a table shows 13 of the 25). ``lines`` ('csv' or 'json'): the report will be
     written in that format, and a database that can write the groups' lines itself (PostgreSQL) does: the
@@ -484,7 +484,7 @@ def render_table(report: Report) -> str:
     if report.movers:
         p = report.period
         lines.append("")
-        compared = "" if p.compared.end == p.end else f" ({p.compared.describe()}, the part elapsed)"
+        compared = "" if p.elapsed is None else f" ({p.compared.describe()}, the part elapsed)"
         lines.append(f"Top movers{compared} against {p.previous.describe()}")
         header = [*report.movers[0].key.keys(), "before USD", "now USD", "change USD", "change"]
         body = [[*(_label(v) for v in m.key.values()), _money(m.previous), _money(m.current),

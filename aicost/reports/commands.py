@@ -174,7 +174,8 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if store is None:
         return 2
     with store:
-        found = scan_ledger(store, period.start, period.end, dimensions=dims, granularity=args.granularity,
+        until = period.elapsed or period.end  # a period under way: its hours ahead are no spend yet, not zeros
+        found = scan_ledger(store, period.start, until, dimensions=dims, granularity=args.granularity,
                             calls=args.calls, z=args.z, min_ratio=args.min_ratio, min_usd=args.min_usd)
         from ..ledger import totals
 

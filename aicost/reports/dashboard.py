@@ -340,7 +340,7 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
     else:
         forecasts = forecast_ledger(store, by="global", as_of=as_of) + forecast_ledger(
             store, by="team", as_of=as_of, limit=FORECAST_TEAMS)
-    anomalies = scan_ledger(store, period.start, period.end, calls=3)
+    anomalies = scan_ledger(store, period.start, period.elapsed or period.end, calls=3)  # not the hours ahead
     figures = _figures(store, period, report, forecasts, anomalies)
     config = {"displayModeBar": False, "responsive": True}
     charts = {}
