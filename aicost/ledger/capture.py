@@ -27,20 +27,12 @@ _TAG = semconv.AICOST_TAG_PREFIX
 _TAG_LEN = len(_TAG)
 
 
-def _span_ids(context: Any) -> tuple[int, int]:
-    """(trace id, span id) of a span context. OpenTelemetry's ``SpanContext`` is a tuple whose first two fields
-    are those ids (its ``trace_id`` / ``span_id`` properties read ``self[0]`` / ``self[1]``): indexing skips two
-    Python-level property calls on every vendor call (~1,000 instructions, ``benchmarks/ledger_enqueue.py``).
-    Any other context object is read by its attributes."""
-    if type(context) is SpanContext:
-        return context[0], context[1]
-    return context.trace_id, context.span_id
-
-
 def _ids(span: Any) -> tuple[int, int]:
-    """(trace id, span id) as ints; (0, 0) without a valid span."""
+    """(trace id, span id) as ints; (0, 0) without a valid span. For cache hits and runs; a call's are read in
+    :func:`call_item`."""
     try:
-        return _span_ids(span.get_span_context())
+        context = span.get_span_context()
+        return context.trace_id, context.span_id
     except Exception:
         return 0, 0
 
@@ -57,7 +49,10 @@ def call_item(result: CallResult) -> tuple:
     span = result.span
     try:
         context = span.get_span_context()
-        if type(context) is SpanContext:  # _span_ids, inlined: a Python call less on every vendor call
+        # OpenTelemetry's SpanContext is a tuple whose first two fields are the ids (its trace_id / span_id
+        # properties read self[0] / self[1]): indexing skips two Python-level property calls on every vendor call
+        # (~1,000 instructions, benchmarks/ledger_enqueue.py). Any other context object is read by its attributes.
+        if type(context) is SpanContext:
             trace_id, span_id = context[0], context[1]
         else:
             trace_id, span_id = context.trace_id, context.span_id
