@@ -39,7 +39,8 @@ from typing import Any, Callable, Sequence
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
 
-__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "compact", "late_statements",
+__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "EPOCH", "pair_of", "spans", "midnight", "prefixes_end",
+           "compact", "late_statements",
            "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
@@ -51,7 +52,7 @@ READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
 _CELL = "dim_a, value_a, dim_b, value_b"
 _DAY = timedelta(days=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def pair_of(a: str, b: str) -> tuple[str, str] | None:
@@ -62,7 +63,7 @@ def pair_of(a: str, b: str) -> tuple[str, str] | None:
 
 
 def day_number(day: datetime) -> int:
-    return (day - _EPOCH) // _DAY
+    return (day - EPOCH) // _DAY
 
 
 def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
@@ -78,11 +79,11 @@ def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
         w = a - a % WINDOW
         e = min(b, w + WINDOW)
         if e - a <= 2:
-            out += [(1, _EPOCH + day * _DAY, 1) for day in range(a, e)]
+            out += [(1, EPOCH + day * _DAY, 1) for day in range(a, e)]
         else:
-            out.append((e - w, _EPOCH + w * _DAY, 1))
+            out.append((e - w, EPOCH + w * _DAY, 1))
             if a > w:
-                out.append((a - w, _EPOCH + w * _DAY, -1))
+                out.append((a - w, EPOCH + w * _DAY, -1))
         a = e
     return out
 
@@ -207,8 +208,16 @@ _COPY_SQL = f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_T
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
 
 
-def _floor_day(t: datetime) -> datetime:
+def midnight(t: datetime) -> datetime:
+    """The start of the UTC day ``t`` is in."""
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def prefixes_end(summed: datetime) -> datetime:
+    """The end of the last prefix :func:`compact` has started when it has summed to ``summed``: a day's prefix is
+    started by its first chunk, so the next midnight once any of ``summed``'s day is summed."""
+    day = midnight(summed)
+    return day + _DAY if summed > day else day
 
 
 def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
@@ -228,9 +237,9 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
                 "SELECT MIN(ts) FROM aicost_runs WHERE ts >= ?) AS m", [ts(summed), ts(summed)]).fetchone()[0]
     if first is None:
         return False
-    if summed == _EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to carry)
-        summed = min(_floor_day(parse(first)), until)
-    day = _floor_day(summed)
+    if summed == EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to carry)
+        summed = min(midnight(parse(first)), until)
+    day = midnight(summed)
     high = min(until, day + _DAY)
     if max_rows:
         cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",

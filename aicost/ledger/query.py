@@ -162,7 +162,7 @@ def _ceil(t: datetime, step: timedelta) -> datetime:
 def _floor(t: datetime, step: timedelta) -> datetime:
     if step == _HOUR:
         return t.replace(minute=0, second=0, microsecond=0)
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return pairs.midnight(t)
 
 
 _HOUR = timedelta(hours=1)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Seque
 
 from ..pricing.money import format_usd, sum_usd
 from .csvtext import csv_text
+from .pairs import EPOCH, midnight
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
@@ -52,7 +53,6 @@ _ACCEPTED = ("today, yesterday, 7d / 30d / Nd, Nh, this-month, last-month, YYYY-
              "or --since/--until ISO dates")
 
 
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY = timedelta(days=1)
 
 
@@ -78,25 +78,18 @@ class Period:
         """What top movers compare :attr:`compared` with: the same span one period earlier (the previous period;
         of a week under way, the same weekdays of the week before), never before 1970-01-01. A calendar month's
         is the calendar month before (November's is October, whole; on November 20th, October 1st to 19th)."""
-        if self.start.day == 1 and self.start == _day(self.start) and self.end == _next_month(self.start):
-            start = (self.start - _DAY).replace(day=1)
-            elapsed = self.compared.end - self.start
-            end = self.start if self.elapsed is None else min(start + elapsed, self.start)
-            return Period(max(start, _EARLIEST), max(end, _EARLIEST), "previous month")
         length = self.end - self.start
-
-        def back(t: datetime) -> datetime:  # a long period's would be before year 1
-            return t - length if t - _EARLIEST > length else _EARLIEST
-
-        return Period(back(self.start), back(self.compared.end), "previous period")
+        month = self.start.day == 1 and self.start == midnight(self.start) and self.end == _next_month(self.start)
+        if month:
+            first = max((self.start - _DAY).replace(day=1), EPOCH)
+        else:  # (not before 1970: a long period's start would be before year 1)
+            first = self.start - length if self.start - EPOCH > length else EPOCH
+        end = self.start if self.elapsed is None else min(first + (self.compared.end - self.start), self.start)
+        return Period(first, end, "previous month" if month else "previous period")
 
     def describe(self) -> str:
         fmt = "%Y-%m-%d %H:%M"
         return f"{self.start.strftime(fmt)} to {self.end.strftime(fmt)} UTC"
-
-
-def _day(t: datetime) -> datetime:
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _next_month(first: datetime) -> datetime:
@@ -118,7 +111,7 @@ def parse_period(period: str | None = None, *, since: str | None = None, until: 
     end of the current hour; ``until`` alone starts where ``7d`` does."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    today = _day(now)
+    today = midnight(now)
     if since or until:
         if period:
             raise PeriodError("give either a period or --since/--until, not both")
@@ -138,7 +131,7 @@ def parse_period(period: str | None = None, *, since: str | None = None, until: 
 def _checked(period: Period) -> Period:
     """``period``, once it is known to start on or after 1970-01-01, the ledger's epoch (PeriodError otherwise:
     an earlier start is a typo)."""
-    if period.start < _EARLIEST:
+    if period.start < EPOCH:
         raise PeriodError(f"period {period.describe()}: starts before 1970-01-01, the ledger's epoch")
     return period
 

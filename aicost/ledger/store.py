@@ -442,8 +442,7 @@ class LedgerStore:
             return
         late = {source: f"{where} AND ts < ?" for source, where in wheres.items()}
         late_params = [p for source in late for p in (*params[source], mark)]
-        day = summed.replace(hour=0, minute=0, second=0, microsecond=0)
-        closed = [self._ts(day + timedelta(days=1) if summed > day else day)]  # the end of the last prefix started
+        closed = [self._ts(pairs.prefixes_end(summed))]
         d = rollup.DIALECTS[self.dialect]
         for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage):
             cur.execute(self._sql(sql), late_params if takes == "sources" else closed if takes == "closed" else [])
@@ -459,7 +458,7 @@ class LedgerStore:
         value it saw or set was rolled back with it."""
         if last is None:
             return
-        day = min(last, datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = pairs.midnight(min(last, datetime.now(timezone.utc)))
         if self._folded_before is not None and day <= self._folded_before:
             return
         cur.execute(schema.READ_FOLDED_SQL)
