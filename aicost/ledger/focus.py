@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any, Iterator, TextIO
 
 from .csvtext import csv_text
+from .days import month_of
 from .row import CALL, LedgerRow, decimal_text
 from .store import LedgerStore
 
@@ -145,12 +146,6 @@ def _quantity(row: LedgerRow, part: str) -> int:
 _HOUR = timedelta(hours=1)
 
 
-def _month(t: datetime) -> tuple[datetime, datetime]:
-    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
-
-
 _UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
@@ -175,7 +170,7 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
     model = row.model or "unknown"
     tier = row.service_tier or "standard"
     charge_start = row.time.replace(minute=0, second=0, microsecond=0)
-    period_start, period_end = _month(row.time)
+    period_start, period_end = month_of(row.time)
     tags: dict[str, Any] = {k: v for k, v in (("team", row.team), ("feature", row.feature), ("user", row.user),
                                                  ("customer", row.customer)) if v is not None}
     tags.update(row.tags)

@@ -33,13 +33,14 @@ model, provider) and two tags. A feature run has no model or provider: it is in 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
+from .days import EPOCH, midnight
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
 
-__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "EPOCH", "pair_of", "spans", "midnight", "prefixes_end",
+__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
            "compact", "late_statements",
            "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
 
@@ -52,7 +53,6 @@ READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
 _CELL = "dim_a, value_a, dim_b, value_b"
 _DAY = timedelta(days=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def pair_of(a: str, b: str) -> tuple[str, str] | None:
@@ -206,11 +206,6 @@ _COPY_SQL = f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_T
 
 
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
-
-
-def midnight(t: datetime) -> datetime:
-    """The start of the UTC day ``t`` is in."""
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def prefixes_end(summed: datetime) -> datetime:

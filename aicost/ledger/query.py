@@ -31,6 +31,7 @@ from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
 from . import pairs
+from .days import midnight
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
@@ -162,7 +163,7 @@ def _ceil(t: datetime, step: timedelta) -> datetime:
 def _floor(t: datetime, step: timedelta) -> datetime:
     if step == _HOUR:
         return t.replace(minute=0, second=0, microsecond=0)
-    return pairs.midnight(t)
+    return midnight(t)
 
 
 _HOUR = timedelta(hours=1)

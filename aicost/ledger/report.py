@@ -35,7 +35,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Seque
 
 from ..pricing.money import format_usd, sum_usd
 from .csvtext import csv_text
-from .pairs import EPOCH, midnight
+from .days import DAY, EPOCH, midnight, month_of
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
 from .row import TOKEN_FIELDS
 from .schema import MEASURES, MONEY_MEASURES
@@ -53,9 +53,6 @@ _ACCEPTED = ("today, yesterday, 7d / 30d / Nd, Nh, this-month, last-month, YYYY-
              "or --since/--until ISO dates")
 
 
-_DAY = timedelta(days=1)
-
-
 @dataclass(frozen=True)
 class Period:
     start: datetime
@@ -70,8 +67,8 @@ class Period:
         elapsed. A whole previous period against part of this one would show every group down."""
         if self.elapsed is None:
             return self
-        days = (self.elapsed - self.start) // _DAY  # elapsed: the end of the current hour
-        return Period(self.start, self.start + days * _DAY if days else self.elapsed, "compared")
+        days = (self.elapsed - self.start) // DAY  # elapsed: the end of the current hour
+        return Period(self.start, self.start + days * DAY if days else self.elapsed, "compared")
 
     @property
     def previous(self) -> "Period":
@@ -79,9 +76,9 @@ class Period:
         of a week under way, the same weekdays of the week before), never before 1970-01-01. A calendar month's
         is the calendar month before (November's is October, whole; on November 20th, October 1st to 19th)."""
         length = self.end - self.start
-        month = self.start.day == 1 and self.start == midnight(self.start) and self.end == _next_month(self.start)
+        month = self.start.day == 1 and self.start == midnight(self.start) and self.end == month_of(self.start)[1]
         if month:
-            first = max((self.start - _DAY).replace(day=1), EPOCH)
+            first = max((self.start - DAY).replace(day=1), EPOCH)
         else:  # (not before 1970: a long period's start would be before year 1)
             first = self.start - length if self.start - EPOCH > length else EPOCH
         end = self.start if self.elapsed is None else min(first + (self.compared.end - self.start), self.start)
@@ -90,11 +87,6 @@ class Period:
     def describe(self) -> str:
         fmt = "%Y-%m-%d %H:%M"
         return f"{self.start.strftime(fmt)} to {self.end.strftime(fmt)} UTC"
-
-
-def _next_month(first: datetime) -> datetime:
-    """The first of the month after the month ``first`` (a first of a month) begins."""
-    return (first + timedelta(days=32)).replace(day=1)
 
 
 def _parse_time(text: str, what: str) -> datetime:
@@ -152,13 +144,13 @@ def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
         return Period(next_hour - timedelta(hours=n), next_hour, text)
     if text in ("this-month", "month"):
         start = today.replace(day=1)
-        return Period(start, _next_month(start), "this month")
+        return Period(*month_of(today), "this month")
     if text == "last-month":
         end = today.replace(day=1)
         return Period((end - timedelta(days=1)).replace(day=1), end, "last month")
     if re.fullmatch(r"\d{4}-\d{2}", text):
         start = _parse_time(text + "-01", "period")
-        return Period(start, _next_month(start), text)
+        return Period(*month_of(start), text)
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         start = _parse_time(text, "period")
         return Period(start, start + timedelta(days=1), text)

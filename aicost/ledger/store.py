@@ -41,6 +41,7 @@ from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
+from .days import midnight
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
@@ -458,7 +459,7 @@ class LedgerStore:
         value it saw or set was rolled back with it."""
         if last is None:
             return
-        day = pairs.midnight(min(last, datetime.now(timezone.utc)))
+        day = midnight(min(last, datetime.now(timezone.utc)))
         if self._folded_before is not None and day <= self._folded_before:
             return
         cur.execute(schema.READ_FOLDED_SQL)

@@ -1,0 +1,21 @@
+"""UTC days and months as the ledger counts them: reports, periods, rollups and pair cells all cut time here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+__all__ = ["EPOCH", "DAY", "midnight", "month_of"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the ledger's first day (pair-cell windows are aligned from it)
+DAY = timedelta(days=1)
+
+
+def midnight(t: datetime) -> datetime:
+    """The start of the UTC day ``t`` is in."""
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_of(t: datetime) -> tuple[datetime, datetime]:
+    """The start of the month ``t`` is in, and of the next."""
+    start = midnight(t).replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
