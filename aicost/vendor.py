@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Mapping
 
+from .pricing.names import tier_text
 from .usage import Usage, is_object
 
 
@@ -495,6 +496,12 @@ def string(value: Any) -> str | None:
     """A vendor's text field (a model name, an id, a tier, a finish reason) if it is text, else None: SDK models
     are built without validation, so ``"model": 42`` arrives as 42, and must not reach code that expects text."""
     return value if isinstance(value, str) and value else None
+
+
+def request_tier(value: Any) -> str | None:
+    """The service tier a request asks for, as text: an enum by its value (a plain ``Enum`` too, as pricing reads
+    it: ``names.tier_text``), else :func:`string` (anything but text is None here)."""
+    return string(tier_text(value))
 
 
 def request_count(value: Any) -> int | None:

@@ -25,10 +25,10 @@ from typing import Any, Callable
 from opentelemetry import trace
 
 from .._log import error_once
-from ..pricing.names import enables_long_context, tier_text
+from ..pricing.names import enables_long_context
 from ..usage import MAX_COUNT, Usage, is_object, read_count
 from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
-                      field_reader, nested, request_count, string)
+                      field_reader, nested, request_count, request_tier, string)
 from . import _batches
 from .stainless import StainlessIntegration, StainlessShape, server_of
 
@@ -554,7 +554,7 @@ class AnthropicIntegration(StainlessIntegration):
             model=model if isinstance(model, str) else None,
             stream=endpoint.kind == "stream_manager" or kwargs.get("stream") is True,
             max_tokens=request_count(max_tokens),
-            service_tier=string(tier_text(tier)),  # an enum by its value (a plain Enum too)
+            service_tier=request_tier(tier),
             server_address=host,
             server_port=port,
             price_hints={"long_context": partial(long_context_enabled, resource, kwargs)} if endpoint.billable else None,

@@ -29,10 +29,10 @@ import json
 from functools import partial
 from typing import Any
 
-from ..pricing.names import enables_long_context, tier_text
+from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, string, walk_text)
+                      StreamAccumulator, request_tier, string, walk_text)
 
 _SERVICE = "bedrock-runtime"
 
@@ -423,7 +423,7 @@ class BedrockIntegration(Integration):
             model=endpoint.shape.model(kwargs),
             stream=endpoint.method in _STREAMS,
             max_tokens=endpoint.shape.output_cap(kwargs),
-            service_tier=string(tier_text(tier)),  # an enum by its value (a plain Enum too)
+            service_tier=request_tier(tier),
             server_address=host,
             server_port=port,
             # Claude's long-context rates apply only with the 1M-context beta on, as on Anthropic's own API; asked

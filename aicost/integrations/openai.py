@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from .. import semconv as s
 from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
-                      StreamAccumulator, field, part, request_count, string)
+                      StreamAccumulator, field, part, request_count, request_tier, string)
 from . import _batches
 from .stainless import AttrView, StainlessIntegration, StainlessShape, server_of
 
@@ -824,7 +823,7 @@ class OpenAIIntegration(StainlessIntegration):
             model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
             stream=kwargs.get("stream") is True,
             max_tokens=request_count(max_tokens),
-            service_tier=string(tier_text(tier)),  # an enum by its value (a plain Enum too)
+            service_tier=request_tier(tier),
             server_address=host,
             server_port=port,
         )
