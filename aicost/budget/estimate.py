@@ -35,8 +35,8 @@ def default_price_lookup() -> PriceLookup:
 
 
 class Prices:
-    """Asks the price catalog (``aicost.pricing.current_price``: the price now, cached until it can next change)
-    on every call.
+    """Asks the price catalog (``aicost.pricing.current_price_and_reason``: the price now, cached until it can
+    next change, and without one why), or the application's ``price_lookup``, on every call.
 
     No second cache here: the catalog caches its lookups and invalidates them when a price override changes, and
     a copy in the guard would keep reserving at a stale price.
@@ -49,10 +49,7 @@ class Prices:
         self._find: Callable[[str, str, Any], tuple[Any, str | None]] | None = None  # chosen on first use
 
     def get(self, provider: str, model: str, service_tier: Any) -> Any:
-        lookup = self._lookup
-        if lookup is None:
-            lookup = self._lookup = default_price_lookup()
-        return lookup(provider, model, service_tier=tier_text(service_tier))
+        return self.find(provider, model, service_tier)[0]
 
     def find(self, provider: str, model: str, service_tier: Any) -> tuple[Any, str | None]:
         """``get``'s price and, when there is none, why, when the catalog knows more than "no price for this
