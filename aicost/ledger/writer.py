@@ -12,7 +12,9 @@ Why this shape:
   parent's queue stays the parent's).
 * **Nothing lost that can be kept, and exit bounded.** ``close(timeout_s)`` and the exit (10 s at most, for all
   writers together) give the writer thread a deadline: it writes what is queued until then, begins no write
-  after it, and a write under way gives up by then (the store's :meth:`~LedgerStore.time_limit`). What it has
+  after it, and a write under way has its waits bounded by then (the store's :meth:`~LedgerStore.time_limit`:
+  another process's lock on SQLite, each statement on PostgreSQL; a write that ends late is also spilled, and
+  stored once). What it has
   not written (batches it took, from the rows it built, and the queue) the closing side spills, encoding no
   more than the spill file holds; Ctrl-C while the exit waits still spills. A row queued once closing has begun
   is dropped, counted and logged. When the database is unreachable, a batch goes to a local spill file (JSON lines, bounded
@@ -740,9 +742,10 @@ class LedgerWriter:
         self._enqueued = 0
 
     def stats(self) -> dict[str, int]:
-        """Counters: enqueued, written, duplicates, runs_written, records_written, spilled, replayed, outages, and
-        every kind of drop (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid,
-        dropped_closed)."""
+        """Counters: enqueued, queued (now), written, duplicates, runs_written, records_written, spilled,
+        replayed, outages, write_errors, pair_chunks and pair_errors (the pair summing), and every kind of drop
+        (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed). A counter
+        that has not moved is absent."""
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)
