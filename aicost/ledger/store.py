@@ -213,7 +213,6 @@ class LedgerStore:
         self._lock = _fork.rlock()
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
         self._reading = False  # inside snapshot()
-        self._limit_ms: int | None = None  # a write's bound inside time_limit()
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:
@@ -323,12 +322,10 @@ class LedgerStore:
             yield
             return
         with self._lock:
-            self._limit_ms = max(1, int(seconds * 1000))
             try:
-                self._set_limit(self._limit_ms)
+                self._set_limit(max(1, int(seconds * 1000)))
                 yield
             finally:
-                self._limit_ms = None
                 self._set_limit(None)
 
     def _set_limit(self, ms: int | None) -> None:
@@ -1471,6 +1468,7 @@ class PostgresStore(LedgerStore):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
                                      "not a number")
         self._conn: Any = None
+        self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
         self._connect()
         self._migrate()
@@ -1610,6 +1608,9 @@ class PostgresStore(LedgerStore):
                 self._conn = None  # reconnect on the next write
             raise
         return len(batch.rows)
+
+    def _set_limit(self, ms: int | None) -> None:
+        self._limit_ms = ms  # set on each write transaction (_limit_transaction), not on the session
 
     def _limit_transaction(self, cur: Any) -> None:
         """:meth:`time_limit` for this transaction only (SET LOCAL: a transaction pooler keeps it, and the session
