@@ -539,13 +539,10 @@ def test_close_waits_no_longer_than_its_timeout_and_begins_no_write_after_it(led
     stats = writer.stats()
     assert stats.get("written", 0) == 0 and stats["spilled"] == 400  # no write begun after the deadline
     assert "could not prepare" not in caplog.text
-    again = LedgerWriter(ledger_url)
-    assert again.flush() and again.stats()["replayed"] == 400
-    again.close()
-    with open_store(ledger_url, create=False) as store:
-        assert totals(store, *WINDOW).calls == 400
+    _replayed_by_the_next_writer(ledger_url, spill_dir, 400)
     monkeypatch.undo()
     if store_class is PostgresStore:
+        store = open_store(ledger_url, create=False)
         store.close()  # as after an outage: no connection now
         assert store.prepare([LedgerRow(span_id="late", kind=CALL, time=NOW)]).staged is not None
 
@@ -560,12 +557,7 @@ def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next
     writer.close(timeout_s=0)
     stats = writer.stats()
     assert stats["spilled"] == 100 and stats.get("written", 0) == 0 and stats["queued"] == 0
-    again = LedgerWriter(url)
-    assert again.flush()  # the spill of this (live) process is replayed
-    assert again.stats()["replayed"] == stats["spilled"]
-    again.close()
-    with open_store(url, create=False) as store:
-        assert totals(store, *WINDOW).calls == 100
+    _replayed_by_the_next_writer(url, spill_dir, 100)  # the spill of this (live) process
 
 
 _SLOW_STORE = """
@@ -677,12 +669,8 @@ def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(t
     assert stats["replayed"] == 500 and "spilled" not in stats and "dropped_spill_full" not in stats
     assert not writer._own_spill().exists()  # the rest is not in the bounded spill file
     monkeypatch.setattr(SQLiteStore, "write_prepared", write_prepared)
-    again = LedgerWriter(url)
-    assert again.flush() and again.stats()["replayed"] == 4500
-    again.close()
+    _replayed_by_the_next_writer(url, spill_dir, 4500, stored=5000)
     assert not list(spill_dir.iterdir())
-    with open_store(url, create=False) as store:
-        assert totals(store, *WINDOW).calls == 5000
 
 
 def test_a_row_queued_by_a_call_racing_close_is_counted_as_dropped_by_that_call(tmp_path, spill_dir, monkeypatch,
@@ -779,13 +767,15 @@ def _exit_with_rows(url: str, spill_dir, extra: str = "", rows: int = 300) -> tu
     return done, time.monotonic() - began
 
 
-def _replayed_by_the_next_writer(url: str, spill_dir, rows: int) -> None:
+def _replayed_by_the_next_writer(url: str, spill_dir, rows: int, stored: int | None = None) -> None:
+    """A new writer of the ledger replays ``rows`` spilled rows, leaves no spill file, and the ledger then holds
+    ``stored`` calls (default: those rows)."""
     again = LedgerWriter(url)
     assert again.flush() and again.stats()["replayed"] == rows
     again.close()
     assert not list(spill_dir.glob("*.jsonl"))
     with open_store(url, create=False) as store:
-        assert totals(store, *WINDOW).calls == rows
+        assert totals(store, *WINDOW).calls == (rows if stored is None else stored)
 
 
 def test_an_exit_write_waits_for_a_locked_sqlite_file_no_longer_than_the_exit(tmp_path, spill_dir):
