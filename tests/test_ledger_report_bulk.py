@@ -293,12 +293,15 @@ def test_the_database_writes_csv_and_json_lines_as_the_report_would(ledger_url):
     PostgreSQL does (report._lines says so), SQLite does not (the measures are read as before). Either way the
     text is the report's: every grouping and path (cells read as they are, rollups summed, minute edges from the
     raw rows, two keys from the raw rows or from the cube, a filter), keys that need quoting or escaping, unit costs of either
-    sign, ties rounded half-even, groups without runs; a report built for one format refuses to render another."""
+    sign, ties rounded half-even, groups without runs; the same top movers, of a period under way too (read from
+    the cost each line comes with); a report built for one format refuses to render another."""
     with open_store(ledger_url) as store:
         fill(store, Profile(days=2, teams=3, customers=6, calls=700, seed=8, start=DAY), batch=400)
         store.write(*_odd_rows())
         periods = [Period(DAY, DAY + timedelta(days=2)), Period(DAY + timedelta(minutes=7), DAY + timedelta(hours=40)),
-                   Period(DAY - timedelta(days=5), DAY - timedelta(days=4))]
+                   Period(DAY - timedelta(days=5), DAY - timedelta(days=4)),
+                   # under way: its top movers are the table's costs less the second day's (each line's cost)
+                   Period(DAY, DAY + timedelta(days=2), elapsed=DAY + timedelta(hours=29))]
         for period in periods:
             for keys, where in [(("day", "user"), None), (("user",), None), (("hour", "user"), None),
                                 (("team", "user"), None), (("user",), {"user": 'a,"b"'}), (("tag",), None), ((), None),
@@ -477,7 +480,7 @@ def test_a_line_of_more_fields_than_concat_takes(ledger_url):
 
 def test_groups_of_a_report_whose_lines_the_database_wrote(ledger_url):
     """report.groups of a report built with lines=: on PostgreSQL, refused with a message saying what was read
-    (no measure, the database's lines); on SQLite, the groups as without lines=."""
+    (the database's lines, and each group's cost alone); on SQLite, the groups as without lines=."""
     with open_store(ledger_url) as store:
         fill(store, Profile(days=1, teams=2, customers=3, calls=50, seed=2, start=DAY), batch=100)
         period = Period(DAY, DAY + timedelta(days=1))

@@ -237,7 +237,7 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
     summed, and those 0 everywhere are not read (their columns are zeros). ``_line`` (private, for
     :func:`aicost.ledger.report.build_report`): where the store ``_fills_lines``, the table holds the keys and
     each group's ``measures`` written by the database as ``_line`` says (``SpendTable._lines``), and no measure
-    column; elsewhere (or where a line cannot be written exactly) the measures, as without it."""
+    column but the cost; elsewhere (or where a line cannot be written exactly) the measures, as without it."""
     keys = check_group_by(group_by)
     measures = tuple(measures)
     if _line is not None and (missing := _line.measures() - set(measures)):
@@ -258,10 +258,11 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
         read = [m for m in measures if m not in zero]
         if _line is not None and store._fills_lines and keys:
             rows = _sums(store, start, end, keys, where, read, order, line=replace(_line, zero=frozenset(zero)))
-            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 1)]
+            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 2)]
+            cost = columns.pop()  # each line is followed by its group's cost: the order, and top movers
             lines = columns.pop()
             if None not in lines:
-                return SpendTable(keys, (), columns, lines)
+                return SpendTable(keys, ("cost",), [*columns, cost], lines)
         rows = _sums(store, start, end, keys, where, read, order)
     return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
 

@@ -265,11 +265,10 @@ def _costs_by(table: SpendTable, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
 def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_keys: tuple[str, ...],
                 where: Mapping[str, str] | None, limit: int) -> list[Mover]:
     """The ``limit`` groups of ``mover_keys`` (the group-by keys without the time keys) whose cost changed most
-    from the previous period (:attr:`Period.previous`). This period's costs are the table's, summed over its time
-    keys (which split every group of the other keys exactly), less those of the part not compared
-    (:attr:`Period.compared`: today, of a period under way), read as costs alone; or, when the database wrote the
-    table's lines, read as the previous period's are: as costs alone. None when there is no previous period (a
-    period from 1970-01-01)."""
+    from the previous period (:attr:`Period.previous`). This period's costs are the table's (which has them even
+    where the database wrote its lines), summed over its time keys (which split every group of the other keys
+    exactly), less those of the part not compared (:attr:`Period.compared`: today, of a period under way), read as
+    costs alone. None when there is no previous period (a period from 1970-01-01)."""
     def costs(p: Period) -> SpendTable:
         return spend_table(store, p.start, p.end, mover_keys, where, measures=("cost",), order=False)
 
@@ -277,13 +276,10 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
         return []
     before = _costs_by(costs(period.previous), mover_keys)
     compared = period.compared  # [start, compared.end): all of the period, or the part elapsed
-    if "cost" not in table.measures:
-        now = _costs_by(costs(compared), mover_keys)
-    else:
-        now = _costs_by(table, mover_keys)
-        if compared.end < period.end:  # the table less the rest (today's rows): a day of cells, not the whole span
-            rest = _costs_by(costs(Period(compared.end, period.end)), mover_keys)
-            now = {key: cost - rest.get(key, _ZERO) for key, cost in now.items()}
+    now = _costs_by(table, mover_keys)
+    if compared.end < period.end:  # the table less the rest (today's rows): a day of cells, not the whole span
+        rest = _costs_by(costs(Period(compared.end, period.end)), mover_keys)
+        now = {key: cost - rest.get(key, _ZERO) for key, cost in now.items()}
     change = {k: now.get(k, _ZERO) - before.get(k, _ZERO) for k in before.keys() | now.keys()}
     # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
     # least as much as the limit-th largest) become Movers and are sorted (a month by team and user: 32,000 groups)

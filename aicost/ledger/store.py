@@ -740,8 +740,9 @@ class LedgerStore:
         """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
         :attr:`_fills_lines`, each group's ``names`` come back written as one line of text (:class:`_LineFormat`;
         a measure of the line not among ``names`` must be in its ``zero``, else ValueError), after the group's
-        values: ``(g0, ..., line)``; None instead of the line where it cannot be written exactly (the caller reads the measures
-        then). Elsewhere ``line`` is ignored. ``nonzero``: instead, one tuple
+        values, and then the group's cost as text where ``names`` has it (what the order and top movers read):
+        ``(g0, ..., line, cost)``; None instead of the line where it cannot be written exactly (the caller reads
+        the measures then). Elsewhere ``line`` is ignored. ``nonzero``: instead, one tuple
         saying of each of ``names`` (counts only) whether any row or cell of ``parts`` holds anything but 0: a
         measure that is 0 in every part is 0 in every group, and a report then need not read it (fetching a
         column of 60,000 zeros costs as much as one of numbers)."""
@@ -785,7 +786,7 @@ class LedgerStore:
         ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
         sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
         integer path), 'text' or 'numeric'. ``line``: the measures written as one line (:meth:`_line_sql`)
-        instead of a column each."""
+        instead of a column each, followed by the cost's column where ``names`` has it."""
         out = [f"g{i}" for i in range(len(group))]
         rank = {}
         for i, name in enumerate(names):
@@ -802,7 +803,7 @@ class LedgerStore:
         ties = [f"COALESCE(r.g{i}, 'None'){self._COLLATE}" for i in range(len(group))]
         if line is not None:  # sorted below, then written: not ~1 KB of text per sorted row
             text, below = self._line_sql(line, names)
-            out[len(group):] = [text]
+            out[len(group):] = [text, *(out[len(group) + i] for i, name in enumerate(names) if name == "cost")]
             below += [f"{e} AS t{i}" for i, e in enumerate(ties)]
             inner = f"SELECT r.*, {', '.join(below) or '1 AS t'} FROM ({inner}) AS r"
             if order_by and (ranks or ties):
