@@ -237,8 +237,9 @@ def group_sums(group: Any) -> dict:
 
 
 # --- reports against the raw rows, summed in Python (the cube's and the pairs' tests)
-# What a ledger of schema 5 lacks (with its aicost_schema rows of version 6 and later deleted, it is one)
-DROP_PAIRS = ("DROP TABLE aicost_rollup_pair", "DROP TABLE aicost_rollup_pair_summed")
+# What a ledger of schema 5 lacks (with its aicost_schema rows of version 6 and later deleted, it is one; the
+# migrations to 6 and 7 then make these tables again)
+DROP_PAIRS = ("DROP TABLE aicost_rollup_pair", "DROP TABLE aicost_rollup_pair_mark")
 
 
 def item_values(item, key):

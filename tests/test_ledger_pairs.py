@@ -24,7 +24,7 @@ from aicost.ledger import writer as writer_module
 from aicost.ledger.pairs import PAIRS, WINDOW, spans
 from aicost.ledger.query import _pair_days, plan
 from aicost.ledger.report import build_report
-from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
+from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
 from ledger_helpers import (DROP_PAIRS, Reads, fresh_pg_database, python_sums, run_sql, sample_periods, spend_sums,
@@ -159,6 +159,7 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     sum_all_pairs(store, max_rows=97)
     assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
     _assert_every_pair_exact(store, periods)
+    _assert_units_are_the_text(store)
     # Most of a summed day: its cells, less the raw rows before the period (from its midnight) and after it (to
     # the next midnight), not the 21 hours of raw rows the period covers
     low, high = periods[-1]
@@ -235,8 +236,107 @@ def test_late_rows_reach_their_day_cells_and_the_prefixes_built_once(ledger_url)
     assert built > 0
     assert store.write(late_rows, late_runs) == len(late_rows)
     assert store.write(late_rows, late_runs) == 0  # a replay: stored already, not added again
+    _assert_units_are_the_text(store)
+    later = first + timedelta(days=1)  # a prefix less one that holds cells (the first day's)
+    assert [sign for *_, sign in spans(later, later + timedelta(days=3))] == [1, -1]
     _assert_every_pair_exact(store, [(first, end), (first, first + timedelta(days=4)),
-                                     (first + timedelta(hours=3), end)], keys_list=PAIR_KEYS[::2])
+                                     (first + timedelta(hours=3), end), (later, later + timedelta(days=3))],
+                             keys_list=PAIR_KEYS[::2])
+    store.close()
+
+
+def _assert_units_are_the_text(store, *, all_known=True):
+    """SQLite's pair cells: each amount's units, where known, are its text's exactly; and (``all_known``: no amount
+    of the rows is negative, past $1 million or past 12 decimals) known wherever the text allows them."""
+    if store.dialect != "sqlite":
+        return
+    units = list(PAIR_UNITS.values())
+    cells = store._fetch(f"SELECT {', '.join(PAIR_UNITS)}, {', '.join(units)} FROM {PAIR_TABLE}", [])
+    assert cells
+    for cell in cells:
+        for text, known in zip(cell[:3], cell[3:]):
+            amount = Decimal(text)
+            fits = 0 <= amount < 10 ** 6 and amount == amount.quantize(Decimal("1E-12"))
+            assert known is None or (fits and known == amount.scaleb(12)), cell
+            assert known is not None or not fits or not all_known, cell
+
+
+def test_odd_amounts_leave_their_cells_units_unknown_and_every_pair_exact(ledger_url):
+    """SQLite: an amount the integer units cannot hold exactly (negative, past $1 million, 13 decimals), summed
+    by a chunk or added by a late batch, leaves its cells' units NULL (that cell's text is converted, or the
+    report sums the text) and every other cell's known, and every pair report is exact."""
+    day = datetime(2026, 11, 3, tzinfo=UTC)
+    odd = [Decimal("-0.5"), Decimal("1234567.25"), Decimal("0.0000000000001"), Decimal("0.25")]
+    rows = [LedgerRow(span_id=f"{i:016x}", kind="call", time=day + timedelta(hours=h, minutes=i), provider="openai",
+                      request_model="gpt-4o", input_tokens=i, cost=odd[i % 4] if i % 5 == 0 else Decimal("0.001"),
+                      team=f"t{i % 2}", user=f"u{i % 7}", customer=f"c{i % 3}")
+            for i, h in enumerate(hour for hour in range(0, 72, 2) for _ in range(3))]
+    # a cell of $2 that a late refund of $0.5 leaves at $1.5: its text allows units, its units stay unknown
+    rows += [LedgerRow(span_id=f"ff{h:014x}", kind="call", time=day + timedelta(hours=h), provider="openai",
+                       request_model="gpt-4o", cost=cost, team="t9", user="u9", customer="c9")
+             for h, cost in ((1, Decimal(2)), (6, Decimal("-0.5")))]
+    store = open_store(ledger_url)
+    store.write([r for r in rows if r.time.hour % 6])
+    sum_all_pairs(store)
+    store.write([r for r in rows if not r.time.hour % 6])  # late
+    _assert_units_are_the_text(store, all_known=False)
+    if store.dialect == "sqlite":
+        units = [tuple(c) for c in store._fetch(f"SELECT cost, cost_units FROM {PAIR_TABLE}", [])]
+        assert ("1.5", None) in units and any(u is None for _, u in units) and any(u is not None for _, u in units)
+    periods = [(day, day + timedelta(days=3)), (day + timedelta(hours=5), day + timedelta(days=2, hours=7))]
+    _assert_every_pair_exact(store, periods, keys_list=[("team", "user"), ("customer", "user"), ("team", "customer")])
+    for start, end in periods:  # the $1.5 cell, no odd amount beside it: its text converted (no fallback)
+        for keys in (("user",), ("customer",)):
+            assert spend_sums(store, start, end, keys, {"team": "t9"}) == python_sums(store, start, end, keys,
+                                                                                     {"team": "t9"})
+    store.close()
+
+
+def test_the_migration_to_schema_7_drops_sqlite_s_pair_cells_to_sum_them_again_with_units(ledger_url):
+    """Version 7: SQLite's pair cells are made again, with integer units (the migration drops them; the summing
+    makes them anew, as after version 6, and reports read raw rows, exact, until then); PostgreSQL's are kept.
+    On both, the one-row table of how far they are summed is renamed, so that version 6 code still running fails
+    on its old name rather than adding to a cell's text and not to its units. A report sums the units a cell
+    holds, not its text."""
+    store = open_store(ledger_url)
+    fill(store, Profile(days=2, teams=3, customers=6, calls=500, seed=17), batch=250)
+    first, last = store.time_range()
+    sum_all_pairs(store)
+    summed, cells = store.pairs_summed_before(), _pair_cells(store)
+    store.close()
+    old_mark = "aicost_rollup_pair_summed"
+    as_version_6 = [f"ALTER TABLE aicost_rollup_pair_mark RENAME TO {old_mark}",
+                    "DELETE FROM aicost_schema WHERE version = 7"]
+    if "sqlite" in ledger_url:
+        as_version_6 += [f"ALTER TABLE {PAIR_TABLE} DROP COLUMN {u}" for u in PAIR_UNITS.values()]
+    run_sql(ledger_url, as_version_6)
+    store = open_store(ledger_url)
+    assert store.schema_version() == SCHEMA_VERSION == 7
+    with pytest.raises(Exception, match=old_mark):  # what version 6 reads first
+        store._fetch(f"SELECT summed_before FROM {old_mark}", [])
+    periods = [(first, last + timedelta(seconds=1)), (first + timedelta(hours=5), first + timedelta(hours=40))]
+    if store.dialect == "sqlite":
+        assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
+        _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::5])  # raw rows
+        sum_all_pairs(store)
+    assert store.pairs_summed_before() == summed and _pair_cells(store) == cells
+    _assert_units_are_the_text(store)
+    _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::3])
+    if store.dialect == "sqlite":  # a report sums the units a cell holds, not its text: changed by hand, they show
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+
+        def costs():  # two days' cells, summed (one day's would be read as they are)
+            groups = spend(store, day, day + timedelta(days=2), ["team", "customer"])
+            return {(g.key["team"], g.key["customer"]): g.cost for g in groups}
+
+        before = costs()
+        first_day = "days = 1 AND bucket = ? AND dim_a = 'team' AND dim_b = 'customer'"
+        changed = {tuple(v) for v in store._fetch(f"SELECT value_a, value_b FROM {PAIR_TABLE} WHERE {first_day}",
+                                                  [store._ts(day)])}
+        store._conn.execute(f"UPDATE {PAIR_TABLE} SET cost_units = cost_units + 1000000000000 WHERE {first_day}",
+                            [store._ts(day)])
+        assert changed and {key: cost - before[key] for key, cost in costs().items()} == {
+            key: int(key in changed) for key in before}
     store.close()
 
 
@@ -249,7 +349,7 @@ def test_the_migration_from_schema_5_sums_nothing_and_the_summing_catches_up_in_
     store.close()
     run_sql(ledger_url, [*DROP_PAIRS, "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 6
+    assert store.schema_version() == SCHEMA_VERSION == 7
     assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
     periods = [(first, last + timedelta(seconds=1))]
     _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::4])
@@ -432,7 +532,8 @@ def test_aicost_sum_pairs_sums_what_is_left_and_says_when_nothing_is(ledger_url)
 def test_a_batch_is_refused_once_a_newer_aicost_migrated_the_ledger(ledger_url):
     """An open store whose ledger a newer aicost migrated (schema version above this one's) writes nothing more:
     its batch raises LedgerSchemaError and is rolled back (the background writer spills it, for the newer
-    version to replay), rather than being written without what the newer schema maintains."""
+    version to replay), rather than being written without what the newer schema maintains; nor does it sum rows
+    into the pair cells."""
     from aicost.ledger import LedgerSchemaError
 
     items = list(generate(Profile(days=1, teams=2, customers=3, calls=60, seed=2)))
@@ -444,6 +545,9 @@ def test_a_batch_is_refused_once_a_newer_aicost_migrated_the_ledger(ledger_url):
     with pytest.raises(LedgerSchemaError, match=f"schema version {SCHEMA_VERSION + 1}"):
         store.write(rows[20:])
     assert store._fetch("SELECT COUNT(*) FROM aicost_ledger", [])[0][0] == 20
+    with pytest.raises(LedgerSchemaError, match="ledger pair summing"):  # nor sums into cells it may not know
+        store.compact_pairs()
+    assert _pair_cells(store) == 0
     store.close()
 
 

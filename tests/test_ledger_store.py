@@ -158,17 +158,19 @@ def test_postgres_missing_database_is_a_configuration_error(pg_server):
 
 def test_a_newer_schema_is_refused_with_its_version(ledger_url):
     open_store(ledger_url).close()
+    newer = SCHEMA_VERSION + 1
     if ledger_url.startswith("sqlite"):
         conn = sqlite3.connect(ledger_url[len("sqlite:///"):])
-        conn.execute("INSERT INTO aicost_schema VALUES (7, '2030-01-01', '9.0')")
+        conn.execute(f"INSERT INTO aicost_schema VALUES ({newer}, '2030-01-01', '9.0')")
         conn.commit()
         conn.close()
     else:
         import psycopg
 
         with psycopg.connect(ledger_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO aicost_schema VALUES (7, now(), '9.0')")
-    with pytest.raises(LedgerSchemaError, match=f"schema version 7, newer than this aicost reads \\(version {SCHEMA_VERSION}\\)"):
+            conn.execute(f"INSERT INTO aicost_schema VALUES ({newer}, now(), '9.0')")
+    with pytest.raises(LedgerSchemaError,
+                       match=f"schema version {newer}, newer than this aicost reads \\(version {SCHEMA_VERSION}\\)"):
         open_store(ledger_url)
 
 
@@ -304,7 +306,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
                   "DELETE FROM aicost_schema WHERE version >= 4"]
     run_sql(ledger_url, statements)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 6
+    assert store.schema_version() == SCHEMA_VERSION == 7
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)

@@ -7,7 +7,7 @@ fifteen pairs), and summing them costs some 26 us of database CPU per row, more 
 writer does per row. Summed per hour of rows it is worse (40,000 cells an hour). So the pairs are summed behind the
 writer, from rows already stored, in chunks (:func:`compact`): the writer thread runs a chunk between its batches once a minute,
 and at each wake while rows are left (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's own path, and a report reads the
-rows not summed yet from the raw rows. ``aicost_rollup_pair_summed.summed_before`` (one row) says how far the
+rows not summed yet from the raw rows. ``aicost_rollup_pair_mark.summed_before`` (one row) says how far the
 summing got: every row and run before it is in the pair cells, none after it.
 
 Cells (``days`` x ``bucket`` x ``dim_a``/``value_a`` x ``dim_b``/``value_b``) hold the sums of the ``days`` days
@@ -19,6 +19,11 @@ it covers, a prefix, or the difference of two, or one or two days alone; a month
 single days), each at most as many cells as the pairs seen in a window (a month by team x customer reads 15,000 to
 60,000 cells, where day cells would be 450,000). The day ``summed_before`` falls in has its day cells and its prefix
 of its rows so far (before ``summed_before``).
+
+On SQLite (schema 7) a cell holds each amount twice: its exact decimal text, and its integer units
+(:func:`units_of`), which a report sums as they are. Every statement here keeps them: the delta's from its text
+(:func:`delta_units_sql`), an add by integers, a copy as they are; NULL where an amount is negative, $1 million or
+more, or has more than 12 decimals, and NULL thereafter in that cell (the report converts its text).
 
 A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
 *late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cells and to every
@@ -37,8 +42,8 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from .days import EPOCH, midnight
-from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sum
-from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE
+from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
+from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS
 
 __all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
            "compact", "late_statements",
@@ -88,10 +93,21 @@ def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
     return out
 
 
+def units_of(d: Dialect) -> dict[str, str]:
+    """Money measure -> the pair cells' column of its integer units (:data:`~aicost.ledger.schema.PAIR_UNITS`),
+    on a dialect whose cells have them (SQLite: its money is text); else empty."""
+    return PAIR_UNITS if d.to_units is not None else {}
+
+
+def _stored(d: Dialect) -> str:
+    """The summed columns of a pair cell: the measures, then the units (:func:`units_of`)."""
+    return ", ".join([*MEASURES, *units_of(d).values()])
+
+
 def delta_ddl(d: Dialect) -> str:
     """The per-connection table a chunk's (or a batch's late rows') day cells are summed into first."""
-    cols = ", ".join(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
-                     for m in MEASURES)
+    cols = ", ".join([*(f"{m} {d.money_type} DEFAULT '0'" if m in MONEY_MEASURES else f"{m} BIGINT DEFAULT 0"
+                        for m in MEASURES), *(f"{u} BIGINT" for u in units_of(d).values())])
     tail = " ON COMMIT DELETE ROWS" if d.name == "postgresql" else ""
     return (f"CREATE TEMP TABLE IF NOT EXISTS {PAIR_DELTA} (bucket {d.ts_type}, dim_a TEXT, value_a TEXT, "
             f"dim_b TEXT, value_b TEXT, {cols}){tail}")
@@ -136,6 +152,22 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
             f"{' UNION ALL '.join(selects)}")
 
 
+def _text_units(d: Dialect, amount: str) -> str:
+    """SQL: the integer units of the money text ``amount`` where it allows them exactly and two such add up
+    without overflowing (:func:`aicost.ledger.rollup._sqlite_fits_positive`: not negative, under $1 million, at
+    most UNIT_DIGITS decimals), else NULL (a report converts that cell's text)."""
+    assert d.to_units is not None
+    return f"CASE WHEN {_sqlite_fits_positive(amount)} THEN {d.to_units(amount)} END"
+
+
+def delta_units_sql(d: Dialect) -> str | None:
+    """SQL: the delta's units (:func:`units_of`) from its amounts, after :func:`delta_sql`; None where the cells
+    have none."""
+    units = units_of(d)
+    sets = ", ".join(f"{u} = {_text_units(d, m)}" for m, u in units.items())
+    return f"UPDATE {PAIR_DELTA} SET {sets}" if units else None
+
+
 def _total(d: Dialect, measure: str, units: bool) -> str:
     """The sum of a measure within a chunk's steps (integers on the integer path)."""
     return f"SUM({measure})" if units or measure not in MONEY_MEASURES else _sum(d, measure, measure)
@@ -164,19 +196,20 @@ def _plus_days(d: Dialect, column: str, days: int) -> str:
     return f"to_timestamp(extract(epoch FROM {column}) + {86400 * days})"
 
 
-_INSERT = f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {', '.join(MEASURES)})"
+def _insert(d: Dialect) -> str:
+    return f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {_stored(d)})"
 
 
 def fold_days_sql(d: Dialect) -> str:
     """Add the delta's day cells to the day cells (insert new cells, add to existing ones)."""
     # WHERE true: SQLite reads an upsert's ON after a bare FROM as a join's
-    return f"{_INSERT} SELECT 1, bucket, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
+    return f"{_insert(d)} SELECT 1, bucket, {_CELL}, {_stored(d)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
 
 
 def fold_into_sql(d: Dialect) -> str:
     """Add the delta's cells (of one day) to the one set given as two parameters (days, start): a chunk's day's
     prefix."""
-    return f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
+    return f"{_insert(d)} SELECT ?, ?, {_CELL}, {_stored(d)} FROM {PAIR_DELTA} WHERE true {_upsert(d)}"
 
 
 def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
@@ -190,19 +223,31 @@ def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
 
     start = window_start(d, "bucket")
     end = _plus_days(d, start, n)
-    return (f"{_INSERT} SELECT {n}, {start}, {_CELL}, {', '.join(map(total, MEASURES))} FROM {PAIR_DELTA} "
-            f"WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL} {_upsert(d)}")
+    sums = (f"SELECT {n} AS days, {start} AS bucket, {_CELL}, {', '.join(f'{total(m)} AS {m}' for m in MEASURES)} "
+            f"FROM {PAIR_DELTA} WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL}")
+    # of each sum's text (the delta's units of up to 64 days could overflow when summed)
+    units = "".join(f", {_text_units(d, m)}" for m in units_of(d))
+    return (f"{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{units} FROM ({sums}) AS s "
+            f"WHERE true {_upsert(d)}")
+
+
+# Units of two amounts added: NULL unless both are known and the sum stays under 10**18 (under $1 million: two
+# such add up without overflowing, and SQLite's + would silently make an overflowing integer a double).
+_UNITS_LIMIT = 10 ** 18
 
 
 def _upsert(d: Dialect) -> str:
-    updates = ", ".join(f"{m} = {d.money_add(f'{PAIR_TABLE}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
-                        else f"{m} = {PAIR_TABLE}.{m} + excluded.{m}" for m in MEASURES)
-    return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {updates}"
+    updates = [f"{m} = {d.money_add(f'{PAIR_TABLE}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
+               else f"{m} = {PAIR_TABLE}.{m} + excluded.{m}" for m in MEASURES]
+    updates += [f"{u} = CASE WHEN {PAIR_TABLE}.{u} + excluded.{u} < {_UNITS_LIMIT} THEN {PAIR_TABLE}.{u} + "
+                f"excluded.{u} END" for u in units_of(d).values()]
+    return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {', '.join(updates)}"
 
 
-# Cells of one set copied as another (parameters: the new set's days and start, the old set's days and start):
-# a day's prefix starts as the prefix through the day before.
-_COPY_SQL = f"{_INSERT} SELECT ?, ?, {_CELL}, {', '.join(MEASURES)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?"
+def _copy_sql(d: Dialect) -> str:
+    """Cells of one set copied as another (parameters: the new set's days and start, the old set's days and
+    start): a day's prefix starts as the prefix through the day before."""
+    return f"{_insert(d)} SELECT ?, ?, {_CELL}, {_stored(d)} FROM {PAIR_TABLE} WHERE days = ? AND bucket = ?"
 
 
 Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks) in the caller's transaction
@@ -244,13 +289,15 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     n = day_number(day) % WINDOW + 1  # the day's prefix: the window's first n days
     first_day = day - (n - 1) * _DAY
     if summed == day and n > 1:
-        run(_COPY_SQL, [n, ts(first_day), n - 1, ts(first_day)])
+        run(_copy_sql(d), [n, ts(first_day), n - 1, ts(first_day)])
     if parse(first) < high:
         window = "ts >= ? AND ts < ?"
         params = [ts(summed), ts(high)]
         units = fits(window, params)
         run(delta_ddl(d), [])
         run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
+        if (units_sql := delta_units_sql(d)) is not None:
+            run(units_sql, [])
         run(fold_days_sql(d), [])
         if n > 1:
             run(fold_into_sql(d), [n, ts(first_day)])
@@ -266,7 +313,9 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
     ``wheres``, in order), 'closed' (one: the end of the last prefix started: ``summed_before``'s midnight, or the
     next one when some of its day is summed) or ''. The day cells, then every prefix started that holds a late
     row's day."""
+    units_sql = delta_units_sql(d)
     return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
+            *([(units_sql, "")] if units_sql else []),
             (fold_days_sql(d), ""),
             *((fold_prefix_sql(d, n, units=units), "closed") for n in range(2, WINDOW + 1)),
             (f"DELETE FROM {PAIR_DELTA}", "")]

@@ -1,7 +1,7 @@
 """The ledger's tables: versioned, documented (docs/ledger.md) and stable, so BI tools can query them directly.
 
 The tables below, with ``aicost_rollup_cube_folded`` (one row: the cube's first day without day cells) and
-``aicost_rollup_pair_summed`` (one row: how far the pair cells are summed), the self-hosted pools' two (version
+``aicost_rollup_pair_mark`` (one row: how far the pair cells are summed), the self-hosted pools' two (version
 3, :func:`_v3`), and ``aicost_schema`` (one row per migration applied, the highest ``version`` is the schema's):
 
 * ``aicost_ledger``: one row per call / cache hit / refusal (:class:`aicost.ledger.row.LedgerRow`), keyed by
@@ -21,7 +21,8 @@ The tables below, with ``aicost_rollup_cube_folded`` (one row: the cube's first 
 * ``aicost_rollup_pair`` (version 6): the same sums per pair of attribution keys where one is user, customer or
   a tag (``dim_a`` / ``value_a``, ``dim_b`` / ``value_b``: team x customer, user x model, customer x 'env=prod'),
   over the ``days`` days from ``bucket``: each day's, and each day's prefix of its 64-day window. Summed behind
-  the writer from the rows stored before ``aicost_rollup_pair_summed.summed_before`` (:mod:`aicost.ledger.pairs`).
+  the writer from the rows stored before ``aicost_rollup_pair_mark.summed_before`` (:mod:`aicost.ledger.pairs`).
+  On SQLite (version 7) each amount also as integer units (:data:`PAIR_UNITS`), which reports sum as they are.
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in
@@ -54,7 +55,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -65,9 +66,11 @@ CUBE_KEYS = ("team", "feature", "model", "provider")
 CUBE_TABLE = "aicost_rollup_cube"
 # One row: the cube has day cells for the days before folded_before (and only for them).
 CUBE_FOLDED_TABLE = "aicost_rollup_cube_folded"
-# Pair cells (version 6, aicost.ledger.pairs) and the one-row table saying how far they are summed.
+# Pair cells (version 6, aicost.ledger.pairs) and the one-row table saying how far they are summed (version 7's
+# name; version 6's was _V6_PAIR_MARK_TABLE).
 PAIR_TABLE = "aicost_rollup_pair"
-PAIR_MARK_TABLE = "aicost_rollup_pair_summed"
+PAIR_MARK_TABLE = "aicost_rollup_pair_mark"
+_V6_PAIR_MARK_TABLE = "aicost_rollup_pair_summed"
 # The cube's first day without day cells, read and moved forward (by the writer's fold, and by fill_copies)
 READ_FOLDED_SQL = f"SELECT folded_before FROM {CUBE_FOLDED_TABLE}"
 SET_FOLDED_SQL = f"UPDATE {CUBE_FOLDED_TABLE} SET folded_before = ?"
@@ -92,6 +95,9 @@ MEASURES = (
     "succeeded_runs",
 )
 MONEY_MEASURES = frozenset({"cost", "saved_cost", "stopped_cost"})
+# SQLite's pair cells (version 7) also hold each amount as integer units of 10**-UNIT_DIGITS dollars
+# (aicost.ledger.rollup): NULL where it is not under $1 million with at most that many decimals.
+PAIR_UNITS = {m: f"{m}_units" for m in MEASURES if m in MONEY_MEASURES}
 
 # Unit costs (cost per run, per success) are quotients, rounded half-even to this many decimals (a tenth of a
 # nano-dollar): by Python (query.MONEY_DIV) and, writing a report's lines, by PostgreSQL (store._pg_unit_cost).
@@ -293,12 +299,19 @@ def _v5(dialect: str) -> list[str]:
 
 def _v6(dialect: str) -> list[str]:
     """aicost_rollup_pair: sums per pair of attribution keys where one is user, customer or a tag, per day and per
-    day's prefix of its 64-day window (:mod:`aicost.ledger.pairs`), and :data:`PAIR_MARK_TABLE`, how far the rows
-    are summed into them: nowhere yet. The migration sums nothing (on a large ledger that takes minutes, which
-    one transaction holding the write lock must not): the background writer, or ``aicost sum-pairs``, sums the
-    rows already stored in committed chunks, as it sums new ones, and reports read raw rows until then, exact
-    either way."""
+    day's prefix of its 64-day window (:mod:`aicost.ledger.pairs`), and ``aicost_rollup_pair_summed`` (renamed
+    :data:`PAIR_MARK_TABLE` by version 7), how far the rows are summed into them: nowhere yet. The migration sums
+    nothing (on a large ledger that takes minutes, which one transaction holding the write lock must not): the
+    background writer, or ``aicost sum-pairs``, sums the rows already stored in committed chunks, as it sums new
+    ones, and reports read raw rows until then, exact either way."""
+    return _pair_tables(dialect, _V6_PAIR_MARK_TABLE)
+
+
+def _pair_tables(dialect: str, mark: str, units: bool = False) -> list[str]:
+    """The pair cells' table (``units``: with :data:`PAIR_UNITS`) and the one-row table ``mark`` saying how far
+    they are summed: nowhere yet."""
     t = _TYPES[dialect]
+    extra = "".join(f"  {column} INTEGER,\n" for column in PAIR_UNITS.values()) if units else ""
     return [
         f"""CREATE TABLE {PAIR_TABLE} (
   days {t['int']} NOT NULL,
@@ -308,18 +321,34 @@ def _v6(dialect: str) -> list[str]:
   dim_b TEXT NOT NULL,
   value_b TEXT NOT NULL,
   {_measure_columns(dialect)},
-  PRIMARY KEY (days, bucket, dim_a, dim_b, value_a, value_b)
+{extra}  PRIMARY KEY (days, bucket, dim_a, dim_b, value_a, value_b)
 ){_WITHOUT_ROWID[dialect]}""",
-        f"""CREATE TABLE {PAIR_MARK_TABLE} (
+        f"""CREATE TABLE {mark} (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   summed_before {t['ts']} NOT NULL
 )""",
-        f"INSERT INTO {PAIR_MARK_TABLE} (id, summed_before) VALUES (1, '{FOLDED_FLOOR[dialect]}')",
+        f"INSERT INTO {mark} (id, summed_before) VALUES (1, '{FOLDED_FLOOR[dialect]}')",
     ]
 
 
+def _v7(dialect: str) -> list[str]:
+    """SQLite: the pair cells hold each amount twice, as its exact decimal text and as integer units
+    (:data:`PAIR_UNITS`), which a report sums in C: converting the text of every cell it reads was most of a
+    report's time over tens of thousands of cells (a week by team and user). The cells are derived from the rows,
+    so the migration drops them and creates the table anew, empty, with the units; the writer, or ``aicost
+    sum-pairs``, sums the stored rows again, as after version 6 (reports read raw rows until then, exact either
+    way). Both dialects: the one-row table saying how far the cells are summed is renamed
+    :data:`PAIR_MARK_TABLE`, so that an older aicost still running, which would add to a cell's text and not to its
+    units, fails on the name it reads first and writes nothing (PostgreSQL keeps its cells: its money is NUMERIC,
+    summed as it is)."""
+    if dialect != "sqlite":
+        return [f"ALTER TABLE {_V6_PAIR_MARK_TABLE} RENAME TO {PAIR_MARK_TABLE}"]
+    return [f"DROP TABLE {PAIR_TABLE}", f"DROP TABLE {_V6_PAIR_MARK_TABLE}",
+            *_pair_tables(dialect, PAIR_MARK_TABLE, units=True)]
+
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 
 
 def schema_table_ddl(dialect: str) -> str:

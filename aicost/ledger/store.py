@@ -479,8 +479,11 @@ class LedgerStore:
         two minutes ago or of the latest row's hour, whichever is earlier (so rows written now, and a backfill's
         past rows as they come in order, are rarely late), at most about ``max_rows`` rows. Returns whether it
         moved ``summed_before``: call again while it does. The background writer calls it behind its batches;
-        raises :class:`LedgerUnavailable` when the database cannot be reached."""
+        raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerSchemaError` once a
+        newer aicost has migrated the ledger."""
         with self._lock, self._unreachable_as_unavailable(), self._write_transaction() as cur:
+            cur.execute(_READ_SUMMED_AND_VERSION)  # a newer aicost may maintain more than this one would write
+            _refuse_newer(int(cur.fetchone()[1]), "ledger pair summing", self.url)
             until = until or _pairs_until(cur, self.dialect)
             return until is not None and _compact_pairs_in(cur, self.dialect, until, max_rows)
 
@@ -665,8 +668,15 @@ class LedgerStore:
                 conditions.append(f"{stored}{self._COLLATE} >= ? AND {stored}{self._COLLATE} < ?")  # code points
                 condition_params.extend([f"{key[4:]}=", f"{key[4:]}=\U0010ffff"])
 
-        def signed(sign: int) -> str:  # the measures (and the rows they stand for, net), negated for sign -1
-            return ", ".join(f"{_negated(d, n) if sign < 0 else n} AS {n}" for n in ["net", *names])
+        # SQLite's cells hold each amount's integer units too (NULL where they could not): summed as they are
+        units = {n: u for n, u in pairs.units_of(d).items() if n in names and not cells and not nonzero}
+
+        def signed(sign: int, cell: bool = True) -> str:
+            """The measures (and the rows they stand for, net), negated for sign -1, then the units (a raw row's
+            are NULL: its text is converted)."""
+            out = [f"{_negated(d, n) if sign < 0 else n} AS {n}" for n in ["net", *names]]
+            out += [f"{'-' if sign < 0 else ''}{u} AS {u}" if cell else f"NULL AS {u}" for u in units.values()]
+            return ", ".join(out)
 
         parts: list[str] = []
         params: list[Any] = []
@@ -676,8 +686,8 @@ class LedgerStore:
         net = "calls + cache_hits + refusals + runs AS net"  # every ledger row is one of the three, a run a run
         for (days, sign), starts in by_set.items():
             parts.append(f"SELECT b, va, vb, {signed(sign)} FROM (SELECT bucket AS b, value_a AS va, value_b AS vb, "
-                         f"{net}, {', '.join(names)} FROM {schema.PAIR_TABLE} WHERE days = ? AND bucket IN "
-                         f"({', '.join('?' * len(starts))}) AND dim_a = ? AND dim_b = ?"
+                         f"{', '.join([net, *names, *units.values()])} FROM {schema.PAIR_TABLE} WHERE days = ? AND "
+                         f"bucket IN ({', '.join('?' * len(starts))}) AND dim_a = ? AND dim_b = ?"
                          f"{''.join(' AND ' + c for c in conditions)}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
         tag_names = [k[4:] for k in column if k.startswith("tag:")]
@@ -686,11 +696,12 @@ class LedgerStore:
                 low, high, where, names,
                 lambda dims: ["ts AS b", f"{dims[pair[0]]} AS va", f"{dims[pair[1]]} AS vb", "1 AS net"],
                 uses=pair, tags="tag" in pair, conditions=["t.key = ?"] * len(tag_names), condition_params=tag_names)
-            parts += [f"SELECT b, va, vb, {signed(sign)} FROM ({part}) AS r" if sign < 0 else part for part in raw]
+            parts += [f"SELECT b, va, vb, {signed(sign, cell=False)} FROM ({part}) AS r" if sign < 0 or units
+                      else part for part in raw]
             params += raw_params
         group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
-                          line=_line, counted="SUM(net)")
+                          line=_line, counted="SUM(net)", units=units)
 
     def sum_rows(self, start: datetime, end: datetime, keys: Sequence[str], *, where: Mapping[str, str] | None = None,
                  measures: Sequence[str] = MEASURES, ordered: bool = False, nonzero: bool = False,
@@ -736,8 +747,10 @@ class LedgerStore:
 
     def _sums(self, parts: Sequence[str], params: list, group: Sequence[str], names: Sequence[str], *,
               summed: bool = True, ordered: bool = False, nonzero: bool = False,
-              line: _LineFormat | None = None, counted: str = "COUNT(*)") -> list[tuple]:
-        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``line``: where the database
+              line: _LineFormat | None = None, counted: str = "COUNT(*)",
+              units: Mapping[str, str] | None = None) -> list[tuple]:
+        """:meth:`_grouped` over the UNION ALL of ``parts`` (none: no rows). ``units``: as :meth:`_grouped`'s.
+        ``line``: where the database
         :attr:`_fills_lines`, each group's ``names`` come back written as one line of text (:class:`_LineFormat`;
         a measure of the line not among ``names`` must be in its ``zero``, else ValueError), after the group's
         values, and then the group's cost as text where ``names`` has it (what the order and top movers read):
@@ -760,11 +773,11 @@ class LedgerStore:
             any_ = ", ".join(f"COALESCE(MAX(f{i}), 0)" for i in range(len(names)))
             return self._fetch(self._sql(f"SELECT {any_} FROM ({each}) AS parts"), params)
         return self._grouped(union, params, group, names, summed=summed, ordered=ordered,
-                             line=line if self._fills_lines else None, counted=counted)
+                             line=line if self._fills_lines else None, counted=counted, units=units)
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
-                 counted: str = "COUNT(*)") -> list[tuple]:
+                 counted: str = "COUNT(*)", units: Mapping[str, str] | None = None) -> list[tuple]:
         """``SELECT <group>, <sums of names> FROM (<union>) GROUP BY <group>``: one tuple per group, the group's
         values then its sums, counts as int and money as exact, canonical decimal text (summed exactly: NUMERIC
         on PostgreSQL; on SQLite, which has no decimal type, see :meth:`SQLiteStore._grouped`). Without
@@ -774,7 +787,9 @@ class LedgerStore:
         exact), then most calls, then by the group values, each ascending in code point order with NULL (no
         value) as the text 'None': the order of :func:`aicost.ledger.query.spend`. ``line``: as
         :meth:`_sums` (only where the database :attr:`_fills_lines`). ``counted``: SQL summing how many rows a group
-        stands for (``SUM(net)`` where parts are subtracted); a group of none is left out."""
+        stands for (``SUM(net)`` where parts are subtracted); a group of none is left out. ``units``: money
+        measure -> a column of ``union`` holding its integer units where known (SQLite's pair cells: summed as
+        they are; elsewhere NULL, and the amount's text is converted); only SQLite has them."""
         raise NotImplementedError
 
     _COLLATE = ""  # how this database compares text in code point order
@@ -1030,11 +1045,12 @@ def _group_by(group: Sequence[str]) -> str:
 
 
 def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, units: bool,
-                 counted: str = "COUNT(*)") -> str:
+                 counted: str = "COUNT(*)", known: Mapping[str, str] | None = None) -> str:
     """The grouped sums of ``union`` on SQLite (:meth:`SQLiteStore._grouped`): g0.. the group's values, s0.. the
     sums of ``names``, ``fits`` whether they are exact, ``rows_summed``. ``units``: money summed as integers of
     10**-UNIT_DIGITS dollars (``fits`` says whether every amount allowed it); otherwise as canonical decimal text
-    by the exact Decimal aggregate (``fits`` is 1)."""
+    by the exact Decimal aggregate (``fits`` is 1). ``known``: money measure -> a column of ``union`` holding its
+    units where known (the pair cells'), taken as they are; the text is converted where it is NULL."""
     keys = _keys(group)
     if not units:
         sums = [f"{rollup.SQLITE.money_sum(n) if n in MONEY_MEASURES else f'SUM({n})'} AS s{i}"
@@ -1044,10 +1060,20 @@ def _sqlite_sums(union: str, group: Sequence[str], names: Sequence[str], *, unit
     to_units = rollup.SQLITE.to_units
     assert to_units is not None
     money = [n for n in names if n in MONEY_MEASURES]
-    fits = " AND ".join(f"({n} IS NULL OR (abs({n}) < {rollup.UNIT_LIMIT} AND (instr({n}, '.') = 0 OR "
-                        f"length({n}) - instr({n}, '.') <= {rollup.UNIT_DIGITS})))" for n in money) or "1"
+    known = known or {}
+
+    def amount_units(n: str) -> str:  # the known units, else the text's (a CASE computes only the one it returns)
+        text = to_units(n)  # type: ignore[misc]
+        return f"CASE WHEN {known[n]} IS NOT NULL THEN {known[n]} ELSE {text} END" if n in known else text
+
+    def amount_fits(n: str) -> str:
+        text = (f"({n} IS NULL OR (abs({n}) < {rollup.UNIT_LIMIT} AND (instr({n}, '.') = 0 OR "
+                f"length({n}) - instr({n}, '.') <= {rollup.UNIT_DIGITS})))")
+        return f"CASE WHEN {known[n]} IS NOT NULL THEN 1 ELSE {text} END" if n in known else text
+
+    fits = " AND ".join(f"({amount_fits(n)})" for n in money) or "1"
     # The sums get names of their own (s0, s1...): inside the SELECT, a measure's name is the column summed.
-    sums = [f"COALESCE(SUM({to_units(n)}), 0) AS s{i}" if n in MONEY_MEASURES else f"SUM({n}) AS s{i}"
+    sums = [f"COALESCE(SUM({amount_units(n)}), 0) AS s{i}" if n in MONEY_MEASURES else f"SUM({n}) AS s{i}"
             for i, n in enumerate(names)]
     return (f"SELECT {', '.join([*keys, *sums])}, MIN({fits}) AS fits, {counted} AS rows_summed "
             f"FROM ({union}) AS parts{_group_by(group)}")
@@ -1250,7 +1276,7 @@ class SQLiteStore(LedgerStore):
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
-                 counted: str = "COUNT(*)") -> list[tuple]:
+                 counted: str = "COUNT(*)", units: Mapping[str, str] | None = None) -> list[tuple]:
         width = len(group) + len(names)
         if not summed:  # rollup cells hold canonical decimal text
             return self._fetch(self._final(_cells(union, group, names), group, names, "text", order_by=ordered),
@@ -1262,7 +1288,8 @@ class SQLiteStore(LedgerStore):
         # million) the statement runs again with the exact Decimal aggregate (aicost_dec_sum), in Python.
         flags = ("fits", "rows_summed")
         try:
-            sql = self._final(_sqlite_sums(union, group, names, units=True, counted=counted), group, names, "units",
+            sql = self._final(_sqlite_sums(union, group, names, units=True, counted=counted, known=units), group,
+                              names, "units",
                               order_by=ordered, extra=flags)
             rows = self._fetch(sql, params)
             exact = all(r[-2] for r in rows)
@@ -1649,7 +1676,7 @@ class PostgresStore(LedgerStore):
 
     def _grouped(self, union: str, params: list, group: Sequence[str], names: Sequence[str], *,
                  summed: bool = True, ordered: bool = False, line: _LineFormat | None = None,
-                 counted: str = "COUNT(*)") -> list[tuple]:
+                 counted: str = "COUNT(*)", units: Mapping[str, str] | None = None) -> list[tuple]:
         # NUMERIC sums are exact; money comes back as canonical text (trim_scale: no trailing zeros), counts as
         # bigint (a SUM of bigint is NUMERIC, which psycopg would make a Decimal).
         if not summed:
