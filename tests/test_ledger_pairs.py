@@ -245,6 +245,46 @@ def test_late_rows_reach_their_day_cells_and_the_prefixes_built_once(ledger_url)
     store.close()
 
 
+def test_a_prefix_less_another_is_the_difference_of_their_cells_whatever_they_hold(ledger_url, monkeypatch):
+    """A period that is one prefix less an earlier one is read by joining each cell of the first to its cell of
+    the second: the same groups, to the last digit, as summing both sets' cells together, filtered or not, and
+    even where the earlier prefix holds a pair the later one lacks (which the summing never leaves: it is
+    subtracted all the same) or a cell holds no units (SQLite: then summed as usual)."""
+    store = open_store(ledger_url)
+    fill(store, Profile(days=5, teams=3, customers=6, calls=1000, seed=4), batch=400)
+    first, _ = store.time_range()
+    sum_all_pairs(store)
+    start = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    end = start + timedelta(days=3)
+    (plus, _, _), (minus, _, _) = spans(start, end)
+    rows = list(store.rows(start, end))
+    team = next(r.team for r in rows if r.team)
+
+    def both_ways():
+        reads = Reads(store, monkeypatch)
+        spend(store, start, end, ["team", "customer"])
+        assert f"LEFT JOIN {PAIR_TABLE} b" in reads.sql[-1]  # the two prefixes joined
+        monkeypatch.undo()
+        cases = [(("team", "customer"), None), (("customer", "team"), None), (("user", "tag:env"), None),
+                 (("customer",), {"team": team}), (("tag",), {"feature": rows[0].feature})]
+        for keys, where in cases:
+            joined = spend(store, start, end, keys, where)
+            with monkeypatch.context() as m:
+                m.setattr(store_module, "_difference", lambda sets: None)
+                assert joined == spend(store, start, end, keys, where), (keys, where)
+
+    both_ways()
+    assert spend_sums(store, start, end, ("team", "customer")) == python_sums(store, start, end, ("team", "customer"))
+    one = store._fetch(store._sql(f"SELECT value_a, value_b FROM {PAIR_TABLE} WHERE days = ? AND dim_a = 'team' "
+                                  "AND dim_b = 'customer'"), [minus])[0]
+    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days = {plus} AND dim_a = 'team' AND dim_b = 'customer' "
+                         f"AND value_a = '{one[0]}' AND value_b = '{one[1]}'"])
+    if store.dialect == "sqlite":
+        run_sql(ledger_url, [f"UPDATE {PAIR_TABLE} SET cost_units = NULL WHERE days = {plus} AND dim_a = 'user'"])
+    both_ways()
+    store.close()
+
+
 def _assert_units_are_the_text(store, *, all_known=True):
     """SQLite's pair cells: each amount's units, where known, are its text's exactly; and (``all_known``: no amount
     of the rows is negative, past $1 million or past 12 decimals) known wherever the text allows them."""
