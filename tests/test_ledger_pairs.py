@@ -246,42 +246,65 @@ def test_late_rows_reach_their_day_cells_and_the_prefixes_built_once(ledger_url)
 
 
 def test_a_prefix_less_another_is_the_difference_of_their_cells_whatever_they_hold(ledger_url, monkeypatch):
-    """A period that is one prefix less an earlier one is read by joining each cell of the first to its cell of
-    the second: the same groups, to the last digit, as summing both sets' cells together, filtered or not, and
+    """A period that reads one prefix less an earlier one joins each cell of the first to its cell of the second,
+    and looks the cells of each pair of the rest (the raw rows at its edges: a pair new in them too) up: the same
+    groups, to the last digit, as summing every part together, filtered or not, with the rest or without, and
     even where the earlier prefix holds a pair the later one lacks (which the summing never leaves: it is
-    subtracted all the same) or a cell holds no units (SQLite: then summed as usual)."""
+    subtracted all the same), a cell holds no units or the rest sums past $1 million (SQLite: then summed as
+    usual)."""
     store = open_store(ledger_url)
     fill(store, Profile(days=5, teams=3, customers=6, calls=1000, seed=4), batch=400)
     first, _ = store.time_range()
-    sum_all_pairs(store)
-    start = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    end = start + timedelta(days=3)
+    day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    store.write([LedgerRow(span_id=f"ee{k:014x}", kind="call", time=day + timedelta(days=4, hours=h), provider="openai",
+                           request_model="gpt-4o", cost=Decimal(cost), team="t-new", user=f"u-new{k}",
+                           customer="c-new", feature="f-new")
+                 for k, (h, cost) in enumerate([(1, "900000"), (3, "0.25"), (3.5, "0.5")])]  # summed to 02:00
+                # two pairs whose values run together alike ('tAB' 'c', 'tA' 'Bc'): one in the cells, one in the rest
+                + [LedgerRow(span_id=f"ed{h:014x}", kind="call", time=day + timedelta(hours=h), provider="openai",
+                             request_model="gpt-4o", cost=Decimal("0.125"), team=team, customer=customer)
+                   for h, team, customer in ((50, "tAB", "c"), (101, "tA", "Bc"))])
+    sum_all_pairs(store, until=day + timedelta(days=4, hours=2))
+    start, end = day + timedelta(days=1), day + timedelta(days=4)
     (plus, _, _), (minus, _, _) = spans(start, end)
     rows = list(store.rows(start, end))
     team = next(r.team for r in rows if r.team)
+    periods = [(start, end), (start + timedelta(hours=5), end + timedelta(hours=7))]  # the second: raw rows too
 
-    def both_ways():
-        reads = Reads(store, monkeypatch)
-        spend(store, start, end, ["team", "customer"])
-        assert f"LEFT JOIN {PAIR_TABLE} b" in reads.sql[-1]  # the two prefixes joined
-        monkeypatch.undo()
+    def both_ways(expensive):
+        for (low, high), rest in zip(periods, ("", "pr AS MATERIALIZED")):
+            reads = Reads(store, monkeypatch)
+            spend(store, low, high, ["team", "customer"])
+            joined_sql = f"LEFT JOIN {PAIR_TABLE} b" in reads.sql[-1] and rest in reads.sql[-1]
+            assert joined_sql or expensive  # the two prefixes joined (unless an amount forbids it)
+            monkeypatch.undo()
         cases = [(("team", "customer"), None), (("customer", "team"), None), (("user", "tag:env"), None),
-                 (("customer",), {"team": team}), (("tag",), {"feature": rows[0].feature})]
-        for keys, where in cases:
-            joined = spend(store, start, end, keys, where)
+                 (("customer",), {"team": team}), (("tag",), {"feature": rows[0].feature}),
+                 (("user",), {"team": "t-new"})]
+        for (low, high), (keys, where) in itertools.product(periods, cases):
+            joined = spend(store, low, high, keys, where)
             with monkeypatch.context() as m:
                 m.setattr(store_module, "_difference", lambda sets: None)
-                assert joined == spend(store, start, end, keys, where), (keys, where)
+                assert joined == spend(store, low, high, keys, where), (keys, where, low, high)
 
-    both_ways()
-    assert spend_sums(store, start, end, ("team", "customer")) == python_sums(store, start, end, ("team", "customer"))
-    one = store._fetch(store._sql(f"SELECT value_a, value_b FROM {PAIR_TABLE} WHERE days = ? AND dim_a = 'team' "
-                                  "AND dim_b = 'customer'"), [minus])[0]
-    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days = {plus} AND dim_a = 'team' AND dim_b = 'customer' "
+    both_ways(expensive=False)
+    for low, high in periods:
+        assert spend_sums(store, low, high, ("team", "customer")) == python_sums(store, low, high,
+                                                                                ("team", "customer"))
+    store.write([LedgerRow(span_id="ee" + "f" * 14, kind="call", time=day + timedelta(days=4, hours=4),
+                           provider="openai", request_model="gpt-4o", cost=Decimal("8500000"), team="t-new",
+                           user="u-new0", customer="c-new")])  # the rest past $1 million: with the cell's, past 2**63
+    # a pair of the first day (in the earlier prefix) with rows in the rest too, taken out of the later prefixes
+    def pairs_of(low, high):
+        return [(r.team or "", r.customer or "") for r in store.rows(low, high)]
+
+    early = set(pairs_of(day, day + timedelta(days=1)))
+    one = next(p for p in pairs_of(day + timedelta(days=4, hours=2), periods[1][1]) if p in early)
+    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days > {minus} AND dim_a = 'team' AND dim_b = 'customer' "
                          f"AND value_a = '{one[0]}' AND value_b = '{one[1]}'"])
     if store.dialect == "sqlite":
         run_sql(ledger_url, [f"UPDATE {PAIR_TABLE} SET cost_units = NULL WHERE days = {plus} AND dim_a = 'user'"])
-    both_ways()
+    both_ways(expensive=store.dialect == "sqlite")
     store.close()
 
 
