@@ -631,3 +631,38 @@ def test_the_writer_sums_no_chunk_while_a_batch_of_rows_waits(ledger_url, spill_
     finally:
         writer._queue.clear()
         writer.close()
+
+
+def _with_and_without_a_team(url):
+    day = datetime(2026, 10, 11, tzinfo=UTC)
+    store = open_store(url)
+    store.write([LedgerRow(span_id=f"{i:016x}", kind="call", time=day + timedelta(hours=i), provider="openai",
+                           request_model="m", cost=Decimal("1"), team=None if i % 2 else "t", customer="c", user="u")
+                 for i in range(100)])
+    return store, day
+
+
+def test_a_filter_on_no_value_reads_the_same_rows_raw_and_from_cells(ledger_url):
+    """``where={"team": ""}``: the rows without a team, whether read raw (NULL) or from the cells ('')."""
+    store, day = _with_and_without_a_team(ledger_url)
+    start, end = day, day + timedelta(days=2)
+    raw = spend_sums(store, start, end, ("customer",), {"team": ""})  # nothing summed yet
+    assert raw == python_sums(store, start, end, ("customer",), {"team": ""}) and raw[("c",)]["calls"] == 24
+    sum_all_pairs(store)
+    assert spend_sums(store, start, end, ("customer",), {"team": ""}) == raw
+    store.close()
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_a_table_of_counts_zero_in_every_group_reads_no_measure(ledger_url, monkeypatch, joined):
+    """A table whose only measures are 0 in every group (a token class no call used) reads the groups alone."""
+    from aicost.ledger.query import spend_table
+
+    store, day = _with_and_without_a_team(ledger_url)
+    sum_all_pairs(store)
+    if not joined:
+        monkeypatch.setattr(store_module, "_difference", lambda sets: None)
+    table = spend_table(store, day + timedelta(days=1), day + timedelta(days=4), ("team", "customer"),
+                        measures=("input_tokens",), maybe_zero=("input_tokens",))
+    assert sorted(table.rows(), key=str) == [("t", "c", 0), (None, "c", 0)]
+    store.close()

@@ -152,7 +152,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
             f"{' UNION ALL '.join(selects)}")
 
 
-def _text_units(d: Dialect, amount: str) -> str:
+def text_units(d: Dialect, amount: str) -> str:
     """SQL: the integer units of the money text ``amount`` where it allows them exactly and two such add up
     without overflowing (:func:`aicost.ledger.rollup._sqlite_fits_positive`: not negative, under $1 million, at
     most UNIT_DIGITS decimals), else NULL (a report converts that cell's text)."""
@@ -164,7 +164,7 @@ def delta_units_sql(d: Dialect) -> str | None:
     """SQL: the delta's units (:func:`units_of`) from its amounts, after :func:`delta_sql`; None where the cells
     have none."""
     units = units_of(d)
-    sets = ", ".join(f"{u} = {_text_units(d, m)}" for m, u in units.items())
+    sets = ", ".join(f"{u} = {text_units(d, m)}" for m, u in units.items())
     return f"UPDATE {PAIR_DELTA} SET {sets}" if units else None
 
 
@@ -226,7 +226,7 @@ def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
     sums = (f"SELECT {n} AS days, {start} AS bucket, {_CELL}, {', '.join(f'{total(m)} AS {m}' for m in MEASURES)} "
             f"FROM {PAIR_DELTA} WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL}")
     # of each sum's text (the delta's units of up to 64 days could overflow when summed)
-    units = "".join(f", {_text_units(d, m)}" for m in units_of(d))
+    units = "".join(f", {text_units(d, m)}" for m in units_of(d))
     return (f"{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{units} FROM ({sums}) AS s "
             f"WHERE true {_upsert(d)}")
 

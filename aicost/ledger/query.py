@@ -258,11 +258,12 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
         read = [m for m in measures if m not in zero]
         if _line is not None and store._fills_lines and keys:
             rows = _sums(store, start, end, keys, where, read, order, line=replace(_line, zero=frozenset(zero)))
-            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 2)]
-            cost = columns.pop()  # each line is followed by its group's cost: the order, and top movers
+            costs = ("cost",) if "cost" in read else ()  # each line is followed by its group's cost (top movers)
+            columns = list(zip(*rows)) if rows else [() for _ in range(len(keys) + 1 + len(costs))]
+            cost = [columns.pop()] if costs else []
             lines = columns.pop()
             if None not in lines:
-                return SpendTable(keys, ("cost",), [*columns, cost], lines)
+                return SpendTable(keys, costs, [*columns, *cost], lines)
         rows = _sums(store, start, end, keys, where, read, order)
     return SpendTable.from_rows(keys, measures, rows, order, zero=zero)
 

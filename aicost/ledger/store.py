@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import operator
 import os
 import re
@@ -482,8 +483,8 @@ class LedgerStore:
         raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerSchemaError` once a
         newer aicost has migrated the ledger."""
         with self._lock, self._unreachable_as_unavailable(), self._write_transaction() as cur:
-            cur.execute(_READ_SUMMED_AND_VERSION)  # a newer aicost may maintain more than this one would write
-            _refuse_newer(int(cur.fetchone()[1]), "ledger pair summing", self.url)
+            cur.execute("SELECT MAX(version) FROM aicost_schema")  # a newer aicost may keep more than this writes
+            _refuse_newer(int(cur.fetchone()[0]), "ledger pair summing", self.url)
             until = until or _pairs_until(cur, self.dialect)
             return until is not None and _compact_pairs_in(cur, self.dialect, until, max_rows)
 
@@ -531,7 +532,11 @@ class LedgerStore:
                 if runs and key in ("model", "provider"):
                     clauses.append("1 = 0")  # a run has no single model or provider
                     continue
-                clauses.append(f"{_COLUMN_OF.get(key, key)} = ?")
+                column = _COLUMN_OF.get(key, key)
+                if value == "":  # no value: NULL in a row, '' in the rollups' cells (which read it as no value)
+                    clauses.append(f"COALESCE({column}, '') = ''")
+                    continue
+                clauses.append(f"{column} = ?")
                 params.append(value)
             else:
                 raise ValueError(f"unknown filter key {key!r}; use one of {', '.join(FILTER_KEYS)}, tag:<name>")
@@ -649,7 +654,8 @@ class LedgerStore:
         of the ``days`` days from ``start``, summed by :meth:`compact_pairs`, added or, sign -1, subtracted) and the
         raw rows and feature runs of ``edges`` ((start, end, sign)). A group that subtraction leaves with no row
         (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
-        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private)."""
+        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). A prefix less an earlier one is read by
+        joining the two (:meth:`_sum_difference`)."""
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
@@ -691,7 +697,7 @@ class LedgerStore:
                          f"dim_b = ?{filtered()}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
 
-        difference = None if nonzero or cells or "day" in keys else _difference(sets)
+        difference = None if nonzero else _difference(sets)  # (never of day cells, nor of one set)
         by_set: dict[tuple[int, int], list[datetime]] = {}
         for days, start, sign in sets:
             if (days, start) not in (difference or ()):
@@ -707,16 +713,15 @@ class LedgerStore:
             parts += [f"SELECT b, va, vb, {signed(sign, cell=False)} FROM ({part}) AS r" if sign < 0 or units
                       else part for part in raw]
             params += raw_params
+        group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
         if difference is not None:
             found = self._sum_difference(pair, *difference, (filtered, condition_params), parts, params, names,
-                                         [key_sql(d, k, "b", column[k])[0] for k in keys], units,
-                                         ordered=ordered, line=_line if self._fills_lines else None)
+                                         group, units, ordered=ordered, line=_line if self._fills_lines else None)
             if found is not None:
                 return found
-            (days_a, start_a), (days_b, start_b) = difference  # an amount without its units (SQLite): as usual
+            (days_a, start_a), (days_b, start_b) = difference  # an amount past the integer path: as usual
             add_cells(days_a, [start_a], 1)
             add_cells(days_b, [start_b], -1)
-        group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line, counted="SUM(net)", units=units)
 
@@ -739,17 +744,22 @@ class LedgerStore:
         CPU instead of 0.41 on SQLite, 0.39 instead of 0.44 with an hour of rows; its costs alone took PostgreSQL
         84 ms instead of 104.
 
-        None where some amount is not exact that way (SQLite: a cell without its units, a sum of the rest past
-        $1 million): the caller sums the sets as usual."""
+        None where some amount is not exact that way (SQLite: a cell of $1 million or more, or negative, a sum of the
+        rest past $1 million): the caller sums the sets as usual (the integer path allows cells to $9 million)."""
         filtered, condition_params = where_cells
+        d = rollup.DIALECTS[self.dialect]
         table = schema.PAIR_TABLE
         same = "b.dim_a = a.dim_a AND b.dim_b = a.dim_b AND b.value_a = a.value_a AND b.value_b = a.value_b"
 
-        def amount(t: str, n: str) -> str:
-            return f"{t}.{units[n]}" if n in units else f"{t}.{n}"
+        def amount(t: str, n: str) -> str:  # SQLite: its units, or its text's (NULL where there is no cell)
+            if n not in units:
+                return f"{t}.{n}"
+            column = f"{t}.{units[n]}"
+            return f"CASE WHEN {column} IS NOT NULL THEN {column} ELSE {pairs.text_units(d, f'{t}.{n}')} END"
 
-        def known(t: str) -> str:  # its units, where the cell exists (SQLite)
-            return " AND ".join(f"({t}.{units[n]} IS NOT NULL OR {t}.days IS NULL)" for n in names if n in units)
+        def known(t: str) -> str:  # SQLite: units known, or text that allows them (under 10**18 either way)
+            return " AND ".join(f"({t}.{units[n]} IS NOT NULL OR {t}.days IS NULL OR "
+                                f"{rollup._sqlite_fits_positive(f'{t}.{n}')})" for n in names if n in units)
 
         def fits(*conditions: str) -> str:
             return f"CASE WHEN {' AND '.join(filter(None, conditions)) or 'TRUE'} THEN 1 ELSE 0 END"
@@ -771,13 +781,13 @@ class LedgerStore:
         net = f"{_net('a.')} - COALESCE({_net('b.')}, 0) AS rows_summed"
         on_b = f"b.days = ? AND b.bucket = ? AND {same}"
         params += [minus[0], self._ts(minus[1])]
-        arms = [f"SELECT a.value_a AS va, a.value_b AS vb, {', '.join(joined)}, {fits(known('a'), known('b'))} AS "
-                f"fits, {net} FROM {table} a LEFT JOIN {table} b ON {on_b} WHERE {cells('a', *plus)}"
+        first = ["a.value_a AS va", "a.value_b AS vb", f"{fits(known('a'), known('b'))} AS fits", net, *joined]
+        arms = [f"SELECT {', '.join(first)} FROM {table} a LEFT JOIN {table} b ON {on_b} WHERE {cells('a', *plus)}"
                 f"{filtered('a.')}{outside.format(k=key('a.value_a', 'a.value_b'))}"]
         params += condition_params
-        alone = [f"-{amount('b', n)}" for n in names]
-        arms.append(f"SELECT b.value_a, b.value_b, {', '.join(alone)}, {fits(known('b'))}, -({_net('b.')}) FROM "
-                    f"{table} b WHERE {cells('b', *minus)}{filtered('b.')}"
+        alone = ["b.value_a", "b.value_b", fits(known("b")), f"-({_net('b.')})",
+                 *(f"-{amount('b', n)}" for n in names)]
+        arms.append(f"SELECT {', '.join(alone)} FROM {table} b WHERE {cells('b', *minus)}{filtered('b.')}"
                     f"{outside.format(k=key('b.value_a', 'b.value_b'))} AND NOT EXISTS (SELECT 1 FROM {table} a "
                     f"WHERE a.days = ? AND a.bucket = ? AND {same})")
         params += [*condition_params, plus[0], self._ts(plus[1])]
@@ -785,9 +795,9 @@ class LedgerStore:
             summed = [f"pr.s{i} + COALESCE({amount('a', n)}, 0) - COALESCE({amount('b', n)}, 0)"
                       for i, n in enumerate(names)]
             small = [f"abs(pr.s{i}) < {10 ** 18}" for i, n in enumerate(names) if n in units]  # + cannot overflow
-            arms.append(f"SELECT pr.g0, pr.g1, {', '.join(summed)}, "
-                        f"{fits('pr.fits = 1', known('a'), known('b'), *small)}, pr.rows_summed + "
-                        f"COALESCE({_net('a.')}, 0) - COALESCE({_net('b.')}, 0) FROM pr LEFT JOIN {table} a ON "
+            counted = f"pr.rows_summed + COALESCE({_net('a.')}, 0) - COALESCE({_net('b.')}, 0)"
+            looked_up = ["pr.g0", "pr.g1", fits("pr.fits = 1", known("a"), known("b"), *small), counted, *summed]
+            arms.append(f"SELECT {', '.join(looked_up)} FROM pr LEFT JOIN {table} a ON "
                         f"{cells('a', *plus)} AND a.value_a = pr.g0 AND a.value_b = pr.g1 LEFT JOIN {table} b ON "
                         f"{cells('b', *minus)} AND b.value_a = pr.g0 AND b.value_b = pr.g1")
         inner = (f"SELECT {', '.join([*_keys(group), *(f's{i}' for i in range(len(names)))])}, fits, rows_summed "
@@ -1466,6 +1476,11 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
             conn.execute(statement)
         conn.execute(f"INSERT INTO aicost_schema (version, applied_at, aicost_version) VALUES ({mark}, {mark}, {mark})",
                      (version, now, __version__))
+        if version == 7 and dialect == "sqlite" and current == 6:
+            logging.getLogger("aicost.ledger").warning(
+                "aicost ledger: schema 7 dropped the pair cells to sum them again with their integer units; reports "
+                "by two keys read raw rows (exact, slower) until a writer of this aicost or `aicost sum-pairs "
+                "--ledger URL` has summed them")
 
 
 _READ_SUMMED_AND_VERSION = (f"SELECT summed_before, (SELECT MAX(version) FROM aicost_schema) "
