@@ -654,8 +654,8 @@ class LedgerStore:
         of the ``days`` days from ``start``, summed by :meth:`compact_pairs`, added or, sign -1, subtracted) and the
         raw rows and feature runs of ``edges`` ((start, end, sign)). A group that subtraction leaves with no row
         (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
-        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). A prefix less an earlier one is read by
-        joining the two (:meth:`_sum_difference`)."""
+        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). A prefix less an earlier one, or the
+        largest set, is read by primary key, the rest looked up in it (:meth:`_sum_difference`)."""
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
@@ -697,10 +697,10 @@ class LedgerStore:
                          f"dim_b = ?{filtered()}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
 
-        difference = None if nonzero else _difference(sets)  # (never of day cells, nor of one set)
+        driver = None if nonzero or cells or "day" in keys else _driver(sets)
         by_set: dict[tuple[int, int], list[datetime]] = {}
         for days, start, sign in sets:
-            if (days, start) not in (difference or ()):
+            if (days, start) not in (driver or ()):
                 by_set.setdefault((days, sign), []).append(start)
         for (days, sign), starts in by_set.items():
             add_cells(days, starts, sign)
@@ -714,18 +714,19 @@ class LedgerStore:
                       else part for part in raw]
             params += raw_params
         group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
-        if difference is not None:
-            found = self._sum_difference(pair, *difference, (filtered, condition_params), parts, params, names,
+        if driver is not None:
+            found = self._sum_difference(pair, *driver, (filtered, condition_params), parts, params, names,
                                          group, units, ordered=ordered, line=_line if self._fills_lines else None)
             if found is not None:
                 return found
-            (days_a, start_a), (days_b, start_b) = difference  # an amount past the integer path: as usual
-            add_cells(days_a, [start_a], 1)
-            add_cells(days_b, [start_b], -1)
+            plus, minus = driver  # an amount past the integer path: summed as usual
+            add_cells(plus[0], [plus[1]], 1)
+            if minus is not None:
+                add_cells(minus[0], [minus[1]], -1)
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line, counted="SUM(net)", units=units)
 
-    def _sum_difference(self, pair: tuple[str, str], plus: tuple[int, datetime], minus: tuple[int, datetime],
+    def _sum_difference(self, pair: tuple[str, str], plus: tuple[int, datetime], minus: tuple[int, datetime] | None,
                         where_cells: tuple[Callable[[str], str], list], rest: list[str], rest_params: list,
                         names: list[str], group: list[str], units: Mapping[str, str], *, ordered: bool,
                         line: _LineFormat | None) -> list[tuple] | None:
@@ -742,7 +743,9 @@ class LedgerStore:
         ``units``: the money measures' units columns (SQLite), which the cells' amounts are taken from. On the
         10 M-row benchmark ledger, a week by team and user (two prefixes of 32,000 cells) as a table took 0.31 s of
         CPU instead of 0.41 on SQLite, 0.39 instead of 0.44 with an hour of rows; its costs alone took PostgreSQL
-        84 ms instead of 104.
+        84 ms instead of 104. ``minus`` None: ``plus`` alone (the period starts on its window's first day), the
+        rest looked up in it as well (the previous month of a 30-day report: the prefix of one window, and days of
+        the window before).
 
         None where some amount is not exact that way (SQLite: a cell of $1 million or more, or negative, a sum of the
         rest past $1 million): the caller sums the sets as usual (the integer path allows cells to $9 million)."""
@@ -774,32 +777,40 @@ class LedgerStore:
         params: list[Any] = []
         ctes = outside = ""
         if rest:
-            ctes = f"WITH pr AS MATERIALIZED ({self._group_sums(' UNION ALL '.join(rest), ['va', 'vb'], names)}) "
+            grouped = self._group_sums(" UNION ALL ".join(rest), ["va", "vb"], names, units=units)
+            ctes = f"WITH pr AS MATERIALIZED ({grouped}) "
             params += rest_params
             outside = f" AND {{k}} NOT IN (SELECT {key('g0', 'g1')} FROM pr)"
-        joined = [f"{amount('a', n)} - COALESCE({amount('b', n)}, 0) AS s{i}" for i, n in enumerate(names)]
-        net = f"{_net('a.')} - COALESCE({_net('b.')}, 0) AS rows_summed"
-        on_b = f"b.days = ? AND b.bucket = ? AND {same}"
-        params += [minus[0], self._ts(minus[1])]
-        first = ["a.value_a AS va", "a.value_b AS vb", f"{fits(known('a'), known('b'))} AS fits", net, *joined]
-        arms = [f"SELECT {', '.join(first)} FROM {table} a LEFT JOIN {table} b ON {on_b} WHERE {cells('a', *plus)}"
-                f"{filtered('a.')}{outside.format(k=key('a.value_a', 'a.value_b'))}"]
+        def less(expression: str) -> str:  # less its value in the ``minus`` cell, if any
+            return f" - COALESCE({expression}, 0)" if minus is not None else ""
+
+        joined = [f"{amount('a', n)}{less(amount('b', n))} AS s{i}" for i, n in enumerate(names)]
+        first = ["a.value_a AS va", "a.value_b AS vb", f"{fits(known('a'), minus and known('b'))} AS fits",
+                 f"{_net('a.')}{less(_net('b.'))} AS rows_summed", *joined]
+        join_b = ""
+        if minus is not None:
+            join_b = f" LEFT JOIN {table} b ON b.days = ? AND b.bucket = ? AND {same}"
+            params += [minus[0], self._ts(minus[1])]
+        arms = [f"SELECT {', '.join(first)} FROM {table} a{join_b} WHERE {cells('a', *plus)}{filtered('a.')}"
+                f"{outside.format(k=key('a.value_a', 'a.value_b'))}"]
         params += condition_params
-        alone = ["b.value_a", "b.value_b", fits(known("b")), f"-({_net('b.')})",
-                 *(f"-{amount('b', n)}" for n in names)]
-        arms.append(f"SELECT {', '.join(alone)} FROM {table} b WHERE {cells('b', *minus)}{filtered('b.')}"
-                    f"{outside.format(k=key('b.value_a', 'b.value_b'))} AND NOT EXISTS (SELECT 1 FROM {table} a "
-                    f"WHERE a.days = ? AND a.bucket = ? AND {same})")
-        params += [*condition_params, plus[0], self._ts(plus[1])]
-        if rest:  # the rest's pairs, each with its two cells
-            summed = [f"pr.s{i} + COALESCE({amount('a', n)}, 0) - COALESCE({amount('b', n)}, 0)"
-                      for i, n in enumerate(names)]
+        if minus is not None:
+            alone = ["b.value_a", "b.value_b", fits(known("b")), f"-({_net('b.')})",
+                     *(f"-{amount('b', n)}" for n in names)]
+            arms.append(f"SELECT {', '.join(alone)} FROM {table} b WHERE {cells('b', *minus)}{filtered('b.')}"
+                        f"{outside.format(k=key('b.value_a', 'b.value_b'))} AND NOT EXISTS (SELECT 1 FROM {table} a "
+                        f"WHERE a.days = ? AND a.bucket = ? AND {same})")
+            params += [*condition_params, plus[0], self._ts(plus[1])]
+        if rest:  # the rest's pairs, each with its cells
+            summed = [f"pr.s{i} + COALESCE({amount('a', n)}, 0){less(amount('b', n))}" for i, n in enumerate(names)]
             small = [f"abs(pr.s{i}) < {10 ** 18}" for i, n in enumerate(names) if n in units]  # + cannot overflow
-            counted = f"pr.rows_summed + COALESCE({_net('a.')}, 0) - COALESCE({_net('b.')}, 0)"
-            looked_up = ["pr.g0", "pr.g1", fits("pr.fits = 1", known("a"), known("b"), *small), counted, *summed]
-            arms.append(f"SELECT {', '.join(looked_up)} FROM pr LEFT JOIN {table} a ON "
-                        f"{cells('a', *plus)} AND a.value_a = pr.g0 AND a.value_b = pr.g1 LEFT JOIN {table} b ON "
-                        f"{cells('b', *minus)} AND b.value_a = pr.g0 AND b.value_b = pr.g1")
+            counted = f"pr.rows_summed + COALESCE({_net('a.')}, 0){less(_net('b.'))}"
+            looked_up = ["pr.g0", "pr.g1", fits("pr.fits = 1", known("a"), minus and known("b"), *small), counted,
+                         *summed]
+            lookups = f" LEFT JOIN {table} a ON {cells('a', *plus)} AND a.value_a = pr.g0 AND a.value_b = pr.g1"
+            if minus is not None:
+                lookups += f" LEFT JOIN {table} b ON {cells('b', *minus)} AND b.value_a = pr.g0 AND b.value_b = pr.g1"
+            arms.append(f"SELECT {', '.join(looked_up)} FROM pr{lookups}")
         inner = (f"SELECT {', '.join([*_keys(group), *(f's{i}' for i in range(len(names)))])}, fits, rows_summed "
                  f"FROM ({' UNION ALL '.join(arms)}) AS c")
         sql = ctes + self._final(inner, group, names, self._EXACT, order_by=ordered, extra=("fits", "rows_summed"),
@@ -1153,17 +1164,20 @@ def _net(table: str = "") -> str:
     return " + ".join(f"{table}{count}" for count in ("calls", "cache_hits", "refusals", "runs"))
 
 
-def _difference(sets: Sequence[tuple[int, datetime, int]]
-                ) -> tuple[tuple[int, datetime], tuple[int, datetime]] | None:
-    """Of pair cell sets (days, start, sign), a window prefix added and an earlier prefix of the same window
-    subtracted (what :func:`aicost.ledger.pairs.spans` makes of a period starting inside a window; one at most),
-    as (days, start) each, for :meth:`LedgerStore._sum_difference`; else None."""
+def _driver(sets: Sequence[tuple[int, datetime, int]]
+            ) -> tuple[tuple[int, datetime], tuple[int, datetime] | None] | None:
+    """Of pair cell sets (days, start, sign), what :meth:`LedgerStore._sum_difference` reads by primary key, as
+    (days, start) each: a window prefix added and an earlier prefix of the same window subtracted (what
+    :func:`aicost.ledger.pairs.spans` makes of a period starting inside a window; one at most), or else the set
+    added of the most days (a prefix from a window's first day), and None; None where no set is added."""
     minus = [(days, start) for days, start, sign in sets if sign < 0]
-    if len(minus) != 1:
-        return None
-    (days_b, start_b), = minus
-    plus = [days for days, start, sign in sets if sign > 0 and start == start_b and days > days_b]
-    return ((plus[0], start_b), (days_b, start_b)) if len(plus) == 1 else None
+    if len(minus) == 1:
+        (days_b, start_b), = minus
+        plus = [days for days, start, sign in sets if sign > 0 and start == start_b and days > days_b]
+        if len(plus) == 1:
+            return (plus[0], start_b), (days_b, start_b)
+    added = [(days, start) for days, start, sign in sets if sign > 0]
+    return (max(added), None) if added and not minus else None
 
 
 def _rollup_dim(key: str) -> str:
