@@ -21,9 +21,10 @@ single days), each at most as many cells as the pairs seen in a window (a month 
 of its rows so far (before ``summed_before``).
 
 On SQLite (schema 7) a cell holds each amount twice: its exact decimal text, and its integer units
-(:func:`units_of`), which a report sums as they are. Every statement here keeps them: the delta's from its text
-(:func:`delta_units_sql`), an add by integers, a copy as they are; NULL where an amount is negative, $1 million or
-more, or has more than 12 decimals, and NULL thereafter in that cell (the report converts its text).
+(:func:`units_of`), which a report sums as they are. Every statement here keeps them: the delta's its integer
+sums (:func:`delta_sql`) or, summed as text, from its text (:func:`delta_units_sql`), an add by integers, a copy as
+they are; NULL where an amount is negative, $1 million or more, or has more than 12 decimals, and NULL thereafter
+in that cell (the report converts its text).
 
 A row written after the summing passed its time (a spill replayed late, another host's batch, a backfill) is a
 *late row*: its batch adds it to the cells itself (:func:`late_statements`), to its day's cells and to every
@@ -43,7 +44,8 @@ from typing import Any, Callable, Sequence
 
 from .days import EPOCH, midnight
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
-from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS
+from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
+                     PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
 
 __all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
            "compact", "late_statements",
@@ -95,8 +97,9 @@ def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
 
 def units_of(d: Dialect) -> dict[str, str]:
     """Money measure -> the pair cells' column of its integer units (:data:`~aicost.ledger.schema.PAIR_UNITS`),
-    on a dialect whose cells have them (SQLite: its money is text); else empty."""
-    return PAIR_UNITS if d.to_units is not None else {}
+    on a dialect whose cells have them (:data:`~aicost.ledger.schema.PAIR_UNITS_DIALECTS`: SQLite, whose money is
+    text); else empty."""
+    return PAIR_UNITS if d.name in PAIR_UNITS_DIALECTS else {}
 
 
 def _stored(d: Dialect) -> str:
@@ -120,8 +123,9 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
     Each source is read once with the rollups' own per-row measures (:func:`aicost.ledger.rollup.row_measures`),
     summed per day and every key at once (``f``: several times fewer rows than the source), and each pair is
     summed from that. ``units``: money summed as integers (the dialect's ``to_units``; the caller knows every
-    amount allows it), written back as the dialect's money. ``schema``: the sources of that attached database
-    (SQLite's staged batch)."""
+    amount allows it: none negative), written back as the dialect's money, and as the cells' units where they
+    have them (:func:`units_of`; else :func:`delta_units_sql` makes those from the text). ``schema``: the sources
+    of that attached database (SQLite's staged batch)."""
     ctes: list[str] = []
     arms: dict[tuple[str, str], list[str]] = {pair: [] for pair in PAIRS}
     money = (lambda column: d.to_units(column)) if units and d.to_units else (lambda column: column)  # type: ignore
@@ -145,11 +149,14 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
                 continue  # a run has no model or provider
             join = f", {d.tag_pairs(p + 'f.tags')}" if "tag" in (a, b) else ""
             arms[(a, b)].append(f"SELECT bucket, {dims[a]} AS va, {dims[b]} AS vb, {padded} FROM {p}f{join}")
-    final = ", ".join(f"{_final(d, m, units)} AS {m}" for m in MEASURES)
+    kept = units_of(d) if units else {}  # the integer sums are the units themselves (SQLite computes each once)
+    final = ", ".join([*(f"{_final(d, m, units)} AS {m}" for m in MEASURES),
+                       *(f"CASE WHEN COALESCE(SUM({m}), 0) BETWEEN 0 AND {PAIR_UNITS_LIMIT - 1} THEN "
+                         f"COALESCE(SUM({m}), 0) END" for m in kept)])  # as text_units: never negative
     selects = [f"SELECT bucket, '{a}', va, '{b}', vb, {final} FROM ({' UNION ALL '.join(parts)}) AS cells "
                f"GROUP BY bucket, va, vb" for (a, b), parts in arms.items() if parts]
-    return (f"WITH {', '.join(ctes)} INSERT INTO {PAIR_DELTA} (bucket, {_CELL}, {', '.join(MEASURES)}) "
-            f"{' UNION ALL '.join(selects)}")
+    return (f"WITH {', '.join(ctes)} INSERT INTO {PAIR_DELTA} (bucket, {_CELL}, "
+            f"{', '.join([*MEASURES, *kept.values()])}) {' UNION ALL '.join(selects)}")
 
 
 def text_units(d: Dialect, amount: str) -> str:
@@ -160,10 +167,10 @@ def text_units(d: Dialect, amount: str) -> str:
     return f"CASE WHEN {_sqlite_fits_positive(amount)} THEN {d.to_units(amount)} END"
 
 
-def delta_units_sql(d: Dialect) -> str | None:
-    """SQL: the delta's units (:func:`units_of`) from its amounts, after :func:`delta_sql`; None where the cells
-    have none."""
-    units = units_of(d)
+def delta_units_sql(d: Dialect, units: bool) -> str | None:
+    """SQL: the delta's units (:func:`units_of`) from its amounts, after :func:`delta_sql` summed them as text
+    (``units`` False: it wrote them itself otherwise); None where there is nothing to do."""
+    units = {} if units else units_of(d)
     sets = ", ".join(f"{u} = {text_units(d, m)}" for m, u in units.items())
     return f"UPDATE {PAIR_DELTA} SET {sets}" if units else None
 
@@ -231,15 +238,11 @@ def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
             f"WHERE true {_upsert(d)}")
 
 
-# Units of two amounts added: NULL unless both are known and the sum stays under 10**18 (under $1 million: two
-# such add up without overflowing, and SQLite's + would silently make an overflowing integer a double).
-_UNITS_LIMIT = 10 ** 18
-
-
 def _upsert(d: Dialect) -> str:
     updates = [f"{m} = {d.money_add(f'{PAIR_TABLE}.{m}', f'excluded.{m}')}" if m in MONEY_MEASURES
                else f"{m} = {PAIR_TABLE}.{m} + excluded.{m}" for m in MEASURES]
-    updates += [f"{u} = CASE WHEN {PAIR_TABLE}.{u} + excluded.{u} < {_UNITS_LIMIT} THEN {PAIR_TABLE}.{u} + "
+    # units of two amounts added: NULL unless both are known and the sum stays under the limit
+    updates += [f"{u} = CASE WHEN {PAIR_TABLE}.{u} + excluded.{u} < {PAIR_UNITS_LIMIT} THEN {PAIR_TABLE}.{u} + "
                 f"excluded.{u} END" for u in units_of(d).values()]
     return f"ON CONFLICT (days, bucket, {_CELL}) DO UPDATE SET {', '.join(updates)}"
 
@@ -296,7 +299,7 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         units = fits(window, params)
         run(delta_ddl(d), [])
         run(delta_sql(d, {"rows": window, "runs": window}, units=units), params + params)
-        if (units_sql := delta_units_sql(d)) is not None:
+        if (units_sql := delta_units_sql(d, units)) is not None:
             run(units_sql, [])
         run(fold_days_sql(d), [])
         if n > 1:
@@ -313,7 +316,7 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
     ``wheres``, in order), 'closed' (one: the end of the last prefix started: ``summed_before``'s midnight, or the
     next one when some of its day is summed) or ''. The day cells, then every prefix started that holds a late
     row's day."""
-    units_sql = delta_units_sql(d)
+    units_sql = delta_units_sql(d, units)
     return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
             *([(units_sql, "")] if units_sql else []),
             (fold_days_sql(d), ""),

@@ -131,23 +131,21 @@ def _checked(period: Period) -> Period:
 def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
     text = (period or "7d").strip().lower()
     if text == "today":
-        return Period(today, today + timedelta(days=1), text)
+        return Period(today, today + DAY, text)
     if text == "yesterday":
-        return Period(today - timedelta(days=1), today, text)
+        return Period(today - DAY, today, text)
     match = re.fullmatch(r"(\d{1,4})([dh])", text)
     if match:
         n = int(match.group(1))
         if n <= 0:
             raise PeriodError(f"period {period!r} must be at least 1{match.group(2)}")
         if match.group(2) == "d":
-            return Period(today - timedelta(days=n - 1), today + timedelta(days=1), text)
+            return Period(today - (n - 1) * DAY, today + DAY, text)
         return Period(next_hour - timedelta(hours=n), next_hour, text)
     if text in ("this-month", "month"):
-        start = today.replace(day=1)
         return Period(*month_of(today), "this month")
     if text == "last-month":
-        end = today.replace(day=1)
-        return Period((end - timedelta(days=1)).replace(day=1), end, "last month")
+        return Period(*month_of(today.replace(day=1) - DAY), "last month")
     if re.fullmatch(r"\d{4}-\d{2}", text):
         start = _parse_time(text + "-01", "period")
         return Period(*month_of(start), text)

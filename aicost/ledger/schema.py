@@ -96,8 +96,11 @@ MEASURES = (
 )
 MONEY_MEASURES = frozenset({"cost", "saved_cost", "stopped_cost"})
 # SQLite's pair cells (version 7) also hold each amount as integer units of 10**-UNIT_DIGITS dollars
-# (aicost.ledger.rollup): NULL where it is not under $1 million with at most that many decimals.
+# (aicost.ledger.rollup): NULL where it is not under PAIR_UNITS_LIMIT ($1 million), or negative, or has more decimals.
+# Only the dialects of PAIR_UNITS_DIALECTS have them (PostgreSQL's money is NUMERIC, summed as it is).
 PAIR_UNITS = {m: f"{m}_units" for m in MEASURES if m in MONEY_MEASURES}
+PAIR_UNITS_DIALECTS = ("sqlite",)
+PAIR_UNITS_LIMIT = 10 ** 18  # two such add up far from 2**63: SQLite's + makes an overflowing integer a double
 
 # Unit costs (cost per run, per success) are quotients, rounded half-even to this many decimals (a tenth of a
 # nano-dollar): by Python (query.MONEY_DIV) and, writing a report's lines, by PostgreSQL (store._pg_unit_cost).
@@ -341,7 +344,7 @@ def _v7(dialect: str) -> list[str]:
     :data:`PAIR_MARK_TABLE`, so that an older aicost still running, which would add to a cell's text and not to its
     units, fails on the name it reads first and writes nothing (PostgreSQL keeps its cells: its money is NUMERIC,
     summed as it is)."""
-    if dialect != "sqlite":
+    if dialect not in PAIR_UNITS_DIALECTS:
         return [f"ALTER TABLE {_V6_PAIR_MARK_TABLE} RENAME TO {PAIR_MARK_TABLE}"]
     return [f"DROP TABLE {PAIR_TABLE}", f"DROP TABLE {_V6_PAIR_MARK_TABLE}",
             *_pair_tables(dialect, PAIR_MARK_TABLE, units=True)]

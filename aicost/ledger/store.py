@@ -803,7 +803,8 @@ class LedgerStore:
             params += [*condition_params, plus[0], self._ts(plus[1])]
         if rest:  # the rest's pairs, each with its cells
             summed = [f"pr.s{i} + COALESCE({amount('a', n)}, 0){less(amount('b', n))}" for i, n in enumerate(names)]
-            small = [f"abs(pr.s{i}) < {10 ** 18}" for i, n in enumerate(names) if n in units]  # + cannot overflow
+            small = [f"abs(pr.s{i}) < {schema.PAIR_UNITS_LIMIT}" for i, n in enumerate(names)
+                     if n in units]  # + cannot overflow
             counted = f"pr.rows_summed + COALESCE({_net('a.')}, 0){less(_net('b.'))}"
             looked_up = ["pr.g0", "pr.g1", fits("pr.fits = 1", known("a"), minus and known("b"), *small), counted,
                          *summed]
