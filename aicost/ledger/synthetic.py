@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Iterator, Sequence
 
 from ..usage import Usage
+from .days import midnight
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
 from . import rollup
 from .schema import CUBE_KEYS, CUBE_TABLE, MEASURES, ROW_COLUMNS, RUN_COLUMNS, SET_FOLDED_SQL
@@ -214,7 +215,7 @@ def fill_copies(store: LedgerStore, profile: Profile, days: int, progress=None) 
     Day 1's traffic pattern (a weekday) repeats every day. Returns the rows in the ledger."""
     if not 1 <= days <= 255:
         raise ValueError("fill_copies: days must be 1..255 (the copy's day goes into two hex digits of its ids)")
-    first = profile.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight(profile.start)
     fill(store, dataclasses.replace(profile, days=1, start=first), batch=20_000)
     sqlite = store.dialect == "sqlite"
     low, high = store._ts(first), store._ts(first + timedelta(days=1))
