@@ -188,3 +188,16 @@ def test_cli_alerts_a_failed_webhook_is_retried_by_the_next_run(tmp_path):
         assert main([*argv, "--webhook", url], out=out, err=io.StringIO()) == 0
         assert len(got.bodies) == 2 * failed  # every alert tried again, and delivered
         assert f"{failed} sent, 0 already sent before" in out.getvalue()
+
+
+def test_the_current_window_is_the_budget_guard_s_calendar_window():
+    from aicost.reports.alerts import current_window
+
+    now = datetime(2026, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc)
+    utc = lambda *a: datetime(*a, tzinfo=timezone.utc)  # noqa: E731
+    assert current_window("month", now) == (utc(2026, 12, 1), utc(2027, 1, 1), "month:2026-12")
+    assert current_window("day", now) == (utc(2026, 12, 31), utc(2027, 1, 1), "day:2026-12-31")
+    assert current_window("hour", now) == (utc(2026, 12, 31, 23), utc(2027, 1, 1), "hour:2026-12-31T23")
+    assert current_window("minute", now) == (utc(2026, 12, 31, 23, 59), utc(2027, 1, 1), "minute:2026-12-31T23:59")
+    with pytest.raises(ValueError, match="unknown window"):
+        current_window("week", now)

@@ -150,21 +150,13 @@ def anomaly_alerts(anomalies: Iterable[Any]) -> list[Alert]:
 
 
 def current_window(window: str, now: datetime) -> tuple[datetime, datetime, str]:
-    """(start, end, label) of the calendar window containing ``now``, labelled as the budget guard labels it."""
-    now = now.astimezone(timezone.utc)
-    if window == "month":
-        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        return start, (start + timedelta(days=32)).replace(day=1), f"month:{start:%Y-%m}"
-    if window == "day":
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start, start + timedelta(days=1), f"day:{start:%Y-%m-%d}"
-    if window == "hour":
-        start = now.replace(minute=0, second=0, microsecond=0)
-        return start, start + timedelta(hours=1), f"hour:{start:%Y-%m-%dT%H}"
-    if window == "minute":
-        start = now.replace(second=0, microsecond=0)
-        return start, start + timedelta(minutes=1), f"minute:{start:%Y-%m-%dT%H:%M}"
-    raise ValueError(f"unknown window {window!r}")
+    """(start, end, label) of the calendar window containing ``now``, as the budget guard has it
+    (:func:`aicost.budget.windows.window_at`: the same window, the same label)."""
+    from ..budget.windows import window_at
+
+    span = window_at(window, now.timestamp())
+    return (datetime.fromtimestamp(span.start, tz=timezone.utc), datetime.fromtimestamp(span.end, tz=timezone.utc),
+            span.key)
 
 
 def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime) -> list[Alert]:
