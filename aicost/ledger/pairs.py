@@ -123,9 +123,10 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
     Each source is read once with the rollups' own per-row measures (:func:`aicost.ledger.rollup.row_measures`),
     summed per day and every key at once (``f``: several times fewer rows than the source), and each pair is
     summed from that. ``units``: money summed as integers (the dialect's ``to_units``; the caller knows every
-    amount allows it: none negative), written back as the dialect's money, and as the cells' units where they
-    have them (:func:`units_of`; else :func:`delta_units_sql` makes those from the text). ``schema``: the sources
-    of that attached database (SQLite's staged batch)."""
+    amount allows it), written back as the dialect's money, and as the cells' units where they have them
+    (:func:`units_of`; NULL for a negative sum, as :func:`text_units` has it; summed as text,
+    :func:`delta_units_sql` makes them). ``schema``: the sources of that attached database (SQLite's staged
+    batch)."""
     ctes: list[str] = []
     arms: dict[tuple[str, str], list[str]] = {pair: [] for pair in PAIRS}
     money = (lambda column: d.to_units(column)) if units and d.to_units else (lambda column: column)  # type: ignore
@@ -152,7 +153,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
     kept = units_of(d) if units else {}  # the integer sums are the units themselves (SQLite computes each once)
     final = ", ".join([*(f"{_final(d, m, units)} AS {m}" for m in MEASURES),
                        *(f"CASE WHEN COALESCE(SUM({m}), 0) BETWEEN 0 AND {PAIR_UNITS_LIMIT - 1} THEN "
-                         f"COALESCE(SUM({m}), 0) END" for m in kept)])  # as text_units: never negative
+                         f"COALESCE(SUM({m}), 0) END" for m in kept)])
     selects = [f"SELECT bucket, '{a}', va, '{b}', vb, {final} FROM ({' UNION ALL '.join(parts)}) AS cells "
                f"GROUP BY bucket, va, vb" for (a, b), parts in arms.items() if parts]
     return (f"WITH {', '.join(ctes)} INSERT INTO {PAIR_DELTA} (bucket, {_CELL}, "
