@@ -37,8 +37,8 @@ PAIR_KEYS = [(a, b) for x, y in PAIRS for a in KEY_OF[x] for b in KEY_OF[y]]
 UTC = timezone.utc
 
 
-def _pair_cells(store):
-    return store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE}", [])[0][0]
+def _pair_cells(store, where="true"):
+    return store._fetch(f"SELECT COUNT(*) FROM {PAIR_TABLE} WHERE {where}", [])[0][0]
 
 
 def test_spans_add_up_to_each_day_of_a_period_once_from_a_few_window_prefixes():
@@ -89,7 +89,8 @@ def test_a_pair_report_reads_each_instant_once_and_at_most_half_of_each_edge_day
         end = start + rng.randrange(1, 5 * 24 * 4) * hour / 4
         summed = base + rng.randrange(0, 10 * 24) * hour
         summed_day = midnight(summed)
-        runs, edges = _pair_days(start, end, summed)
+        runs, hours, edges = _pair_days(start, end, summed)
+        assert not hours
         points = sorted({start, end, summed, *(t for r in runs for t in r), *(t for e in edges for t in e[:2]),
                          *(midnight(start) + k * day for k in range(12))})
         for t in points:  # the count is constant between these points: one instant per piece suffices
@@ -160,15 +161,18 @@ def test_every_pair_equals_the_raw_rows_before_during_and_after_the_summing(ledg
     assert store.pairs_summed_before() == last.replace(minute=0, second=0, microsecond=0)
     _assert_every_pair_exact(store, periods)
     _assert_units_are_the_text(store)
-    # Most of a summed day: its cells, less the raw rows before the period (from its midnight) and after it (to
-    # the next midnight), not the 21 hours of raw rows the period covers
+    # Most of a summed day (one of the last three: it keeps hour prefixes): its prefix to 23:00 less its prefix
+    # to 02:00, and the raw rows of the minutes between those and the period's edges, not the 21 hours of raw
+    # rows the period covers
     low, high = periods[-1]
     reads.sql.clear()
     reads.params.clear()
     spend(store, low, high, ["team", "customer"])
     midnight = low.replace(hour=0, minute=0, second=0, microsecond=0)
     assert "aicost_rollup_pair" in " ".join(reads.sql)
-    assert store._ts(midnight) in reads.params and store._ts(midnight + timedelta(days=1)) in reads.params
+    assert store._ts(midnight + timedelta(hours=2)) in reads.params
+    assert store._ts(midnight + timedelta(hours=23)) in reads.params
+    assert store._ts(midnight + timedelta(days=1)) not in reads.params  # not the day's cells
     store.close()
 
 
@@ -365,16 +369,17 @@ def test_the_migration_to_schema_7_drops_sqlite_s_pair_cells_to_sum_them_again_w
     fill(store, Profile(days=2, teams=3, customers=6, calls=500, seed=17), batch=250)
     first, last = store.time_range()
     sum_all_pairs(store)
-    summed, cells = store.pairs_summed_before(), _pair_cells(store)
+    summed, cells = store.pairs_summed_before(), _pair_cells(store, "days > 0")  # version 6 kept no hour prefix
     store.close()
     old_mark = "aicost_rollup_pair_summed"
     as_version_6 = [f"ALTER TABLE aicost_rollup_pair_mark RENAME TO {old_mark}",
-                    "DELETE FROM aicost_schema WHERE version = 7"]
+                    f"ALTER TABLE {old_mark} DROP COLUMN hours_from", f"DELETE FROM {PAIR_TABLE} WHERE days = 0",
+                    "DELETE FROM aicost_schema WHERE version >= 7"]
     if "sqlite" in ledger_url:
         as_version_6 += [f"ALTER TABLE {PAIR_TABLE} DROP COLUMN {u}" for u in PAIR_UNITS.values()]
     run_sql(ledger_url, as_version_6)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 7
+    assert store.schema_version() == SCHEMA_VERSION == 8
     with pytest.raises(Exception, match=old_mark):  # what version 6 reads first
         store._fetch(f"SELECT summed_before FROM {old_mark}", [])
     periods = [(first, last + timedelta(seconds=1)), (first + timedelta(hours=5), first + timedelta(hours=40))]
@@ -382,7 +387,7 @@ def test_the_migration_to_schema_7_drops_sqlite_s_pair_cells_to_sum_them_again_w
         assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
         _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::5])  # raw rows
         sum_all_pairs(store)
-    assert store.pairs_summed_before() == summed and _pair_cells(store) == cells
+    assert store.pairs_summed_before() == summed and _pair_cells(store, "days > 0") == cells
     _assert_units_are_the_text(store)
     _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::3])
     if store.dialect == "sqlite":  # a report sums the units a cell holds, not its text: changed by hand, they show
@@ -412,7 +417,7 @@ def test_the_migration_from_schema_5_sums_nothing_and_the_summing_catches_up_in_
     store.close()
     run_sql(ledger_url, [*DROP_PAIRS, "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 7
+    assert store.schema_version() == SCHEMA_VERSION == 8
     assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
     periods = [(first, last + timedelta(seconds=1))]
     _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::4])
@@ -432,14 +437,14 @@ def test_a_report_reads_summed_before_and_the_cells_in_one_snapshot(ledger_url, 
     first, last = store.time_range()
     sum_all_pairs(store, until=first + timedelta(hours=20))
     summer = open_store(ledger_url)
-    read_mark = store.pairs_summed_before
+    read_mark = store.pair_marks
 
     def mark_then_a_summing_commits():
         mark = read_mark()
         assert summer.compact_pairs(until=first + timedelta(hours=30))
         return mark
 
-    monkeypatch.setattr(store, "pairs_summed_before", mark_then_a_summing_commits)
+    monkeypatch.setattr(store, "pair_marks", mark_then_a_summing_commits)
     start, end = first.replace(hour=0, minute=0, second=0, microsecond=0), last + timedelta(seconds=1)
     assert spend_sums(store, start, end, ("team", "customer")) == python_sums(store, start, end, ("team", "customer"))
     summer.close()

@@ -47,17 +47,24 @@ from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _s
 from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
                      PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
 
-__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
-           "compact", "late_statements",
-           "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL"]
+__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "HOUR_DAYS", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
+           "hour_prefixes_end", "compact", "late_statements",
+           "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL", "READ_MARKS_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
 PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
               if not (a in CUBE_KEYS and b in CUBE_KEYS))
 WINDOW = 64  # days: the pair cells keep, per window of 64 days aligned from 1970-01-01, each day's prefix
+# days: the pair cells keep each hour's prefix of the day (days 0) for the day being summed and the one or two
+# before it, so a period of hours ending now (24h, and the 24 hours before it, which top movers compare) reads cells
+HOUR_DAYS = 3
 PAIR_DELTA = "aicost_pair_delta"
 READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
+READ_MARKS_SQL = f"SELECT summed_before, hours_from FROM {PAIR_MARK_TABLE}"
+_SET_HOURS_FROM_SQL = f"UPDATE {PAIR_MARK_TABLE} SET hours_from = ?"
+_DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days = 0 AND bucket < ?"
+_HOUR = timedelta(hours=1)
 _CELL = "dim_a, value_a, dim_b, value_b"
 _DAY = timedelta(days=1)
 
@@ -116,7 +123,7 @@ def delta_ddl(d: Dialect) -> str:
             f"dim_b TEXT, value_b TEXT, {cols}){tail}")
 
 
-def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = "") -> str:
+def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = "", hourly: bool = False) -> str:
     """``INSERT INTO aicost_pair_delta``: the day cells of every pair of :data:`PAIRS` of the rows of each source
     in ``wheres`` ('rows' / 'runs' -> an SQL condition on aicost_ledger / aicost_runs), each cell once.
 
@@ -126,7 +133,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
     amount allows it), written back as the dialect's money, and as the cells' units where they have them
     (:func:`units_of`; NULL for a negative sum, as :func:`text_units` has it; summed as text,
     :func:`delta_units_sql` makes them). ``schema``: the sources of that attached database (SQLite's staged
-    batch)."""
+    batch). ``hourly``: cells per hour (``bucket`` the hour), for the hour prefixes (:func:`fold_hours_sql`)."""
     ctes: list[str] = []
     arms: dict[tuple[str, str], list[str]] = {pair: [] for pair in PAIRS}
     money = (lambda column: d.to_units(column)) if units and d.to_units else (lambda column: column)  # type: ignore
@@ -138,7 +145,7 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
                 "tags"]
         p = source[:2] + "_"
         cols = ", ".join(f"{exprs[m]} AS {m}" for m in own)
-        ctes.append(f"{p}s AS MATERIALIZED (SELECT {d.day('ts')} AS bucket, {', '.join(keys)}, {cols} "
+        ctes.append(f"{p}s AS MATERIALIZED (SELECT {(d.hour if hourly else d.day)('ts')} AS bucket, {', '.join(keys)}, {cols} "
                     f"FROM {schema + '.' if schema else ''}{table} WHERE {where})")
         sums = ", ".join(_total(d, m, units) + f" AS {m}" for m in own)
         ctes.append(f"{p}f AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {sums} FROM {p}s "
@@ -204,6 +211,13 @@ def _plus_days(d: Dialect, column: str, days: int) -> str:
     return f"to_timestamp(extract(epoch FROM {column}) + {86400 * days})"
 
 
+def _plus_hours(d: Dialect, column: str, hours: str) -> str:
+    """SQL: ``hours`` (an SQL integer) hours after the time ``column``."""
+    if d.name == "sqlite":
+        return f"(datetime({column}, '+' || {hours} || ' hours') || '.000000')"
+    return f"to_timestamp(extract(epoch FROM {column}) + 3600 * {hours})"
+
+
 def _insert(d: Dialect) -> str:
     return f"INSERT INTO {PAIR_TABLE} (days, bucket, {_CELL}, {_stored(d)})"
 
@@ -224,18 +238,35 @@ def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
     """Add the delta's day cells (a batch's late rows, of any days) to the prefixes of ``n`` days of the windows
     that hold one of those days among their first n, where the prefix ends on or before the time given as the
     one parameter (the prefixes started: a later one will start from these, which then hold the row)."""
+    start = window_start(d, "bucket")
+    end = _plus_days(d, start, n)
+    return _fold_grouped(d, str(n), start, f"bucket < {end} AND {end} <= ?", units=units)
+
+
+def fold_hours_sql(d: Dialect, *, units: bool) -> str:
+    """Add the delta's hour cells (a batch's late rows, :func:`delta_sql` ``hourly``) to the hour prefixes
+    started that hold them: each to those of its day that end after its hour, of the days from the first
+    parameter (``hours_from``) and ending on or before the second (:func:`hour_prefixes_end`)."""
+    end = _plus_hours(d, d.day("bucket"), "h.n")
+    hours = ", ".join(f"({n})" for n in range(1, 24))
+    return _fold_grouped(d, "0", end, f"{d.day('bucket')} >= ? AND bucket < {end} AND {end} <= ?", units=units,
+                         hours=f"WITH h(n) AS (VALUES {hours}) ")
+
+
+def _fold_grouped(d: Dialect, days: str, bucket: str, condition: str, *, units: bool, hours: str = "") -> str:
+    """Add the delta's cells matching ``condition``, summed per target set (``days`` and ``bucket``, SQL over the
+    delta's cell), to the cells of those sets. The units are taken from each sum's text: the delta's units of up
+    to 64 days could overflow when summed. ``hours``: a WITH clause naming the table ``h`` the FROM joins."""
     def total(m: str) -> str:
         if units and m in MONEY_MEASURES and d.to_units and d.from_units:
             return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
         return _sum(d, m, m)
 
-    start = window_start(d, "bucket")
-    end = _plus_days(d, start, n)
-    sums = (f"SELECT {n} AS days, {start} AS bucket, {_CELL}, {', '.join(f'{total(m)} AS {m}' for m in MEASURES)} "
-            f"FROM {PAIR_DELTA} WHERE bucket < {end} AND {end} <= ? GROUP BY {start}, {_CELL}")
-    # of each sum's text (the delta's units of up to 64 days could overflow when summed)
-    units = "".join(f", {text_units(d, m)}" for m in units_of(d))
-    return (f"{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{units} FROM ({sums}) AS s "
+    sums = (f"SELECT {days} AS days, {bucket} AS bucket, {_CELL}, "
+            f"{', '.join(f'{total(m)} AS {m}' for m in MEASURES)} FROM {PAIR_DELTA}{', h' if hours else ''} "
+            f"WHERE {condition} GROUP BY {bucket}, {_CELL}")
+    of_text = "".join(f", {text_units(d, m)}" for m in units_of(d))
+    return (f"{hours}{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{of_text} FROM ({sums}) AS s "
             f"WHERE true {_upsert(d)}")
 
 
@@ -264,6 +295,26 @@ def prefixes_end(summed: datetime) -> datetime:
     return day + _DAY if summed > day else day
 
 
+def _hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def hour_prefixes_end(summed: datetime) -> datetime:
+    """The end of the last hour prefix :func:`compact` has started when it has summed to ``summed``: an hour's
+    prefix (ending at the hour's end) is started by the hour's first chunk."""
+    hour = _hour(summed)
+    return hour + _HOUR if summed > hour else hour
+
+
+def hour_prefixes_from(hours_from: datetime, day: datetime, until: datetime) -> datetime:
+    """``hours_from`` (the first day whose hour prefixes are all kept) once the summing starts ``day`` on its
+    way to ``until``: the day keeps hour prefixes when it is one of the :data:`HOUR_DAYS` days to ``until``'s
+    (a backfill's past days do not: they would be dropped in a few days), and then the days before those drop
+    theirs; a day that does not keep them moves the mark past it."""
+    keeps = day >= midnight(until) - (HOUR_DAYS - 1) * _DAY
+    return max(hours_from, day - (HOUR_DAYS - 1) * _DAY if keeps else day + _DAY)
+
+
 def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
             until: datetime, *, max_rows: int | None = None, fits: Callable[[str, list], bool]) -> bool:
     """Inside a write transaction: sum the rows and runs from ``summed_before`` to ``until`` (or less: never past
@@ -274,7 +325,7 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     statement in the transaction and returns the cursor; ``fits(where, params)`` says whether the money of the
     aicost_ledger rows matching that condition may be summed as integers (the integer path; False where the
     dialect has none)."""
-    summed = parse(run(READ_SUMMED_SQL, []).fetchone()[0])
+    summed, hours_from = map(parse, run(READ_MARKS_SQL, []).fetchone())
     if until <= summed:
         return False
     first = run("SELECT MIN(ts) FROM (SELECT MIN(ts) AS ts FROM aicost_ledger WHERE ts >= ? UNION ALL "
@@ -284,7 +335,19 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     if summed == EPOCH:  # nothing summed yet: start on the first row's day (no prefix before it to carry)
         summed = min(midnight(parse(first)), until)
     day = midnight(summed)
+    if summed == day:  # the day's first chunk: whether it keeps hour prefixes; those of days past keeping dropped
+        kept_from = hour_prefixes_from(hours_from, day, until)
+        if kept_from != hours_from:
+            run(_SET_HOURS_FROM_SQL, [ts(kept_from)])
+            run(_DROP_HOURS_SQL, [ts(kept_from)])
+            hours_from = kept_from
     high = min(until, day + _DAY)
+    # the hour prefix the chunk's rows go into (one hour's rows a chunk), if the day keeps them: none for its last
+    # hour (the day's cells are that prefix)
+    hour = _hour(summed)
+    into_hour = hour + _HOUR if day >= hours_from and hour + _HOUR < day + _DAY else None
+    if day >= hours_from:
+        high = min(high, hour + _HOUR)
     if max_rows:
         cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
                   [ts(summed), ts(high), max_rows]).fetchone()
@@ -294,6 +357,8 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     first_day = day - (n - 1) * _DAY
     if summed == day and n > 1:
         run(_copy_sql(d), [n, ts(first_day), n - 1, ts(first_day)])
+    if into_hour is not None and summed == hour and hour > day:  # the hour's first chunk: its prefix starts
+        run(_copy_sql(d), [0, ts(into_hour), 0, ts(hour)])  # as the prefix before it
     if parse(first) < high:
         window = "ts >= ? AND ts < ?"
         params = [ts(summed), ts(high)]
@@ -305,21 +370,29 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         run(fold_days_sql(d), [])
         if n > 1:
             run(fold_into_sql(d), [n, ts(first_day)])
+        if into_hour is not None:
+            run(fold_into_sql(d), [0, ts(into_hour)])
         run(f"DELETE FROM {PAIR_DELTA}", [])
     run(SET_SUMMED_SQL, [ts(high)])
     return True
 
 
-def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool,
-                    schema: str = "") -> list[tuple[str, str]]:
+def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = "",
+                    hours: bool = False) -> list[tuple[str, str]]:
     """The statements that add a batch's late rows (``wheres``: conditions on the batch's rows and runs that end
     in ``ts < ?``, ``summed_before``) to the pair cells, each with the parameters it takes: 'sources' (those of
     ``wheres``, in order), 'closed' (one: the end of the last prefix started: ``summed_before``'s midnight, or the
-    next one when some of its day is summed) or ''. The day cells, then every prefix started that holds a late
-    row's day."""
+    next one when some of its day is summed), 'hours' (two: ``hours_from``, and the end of the last hour prefix
+    started, :func:`hour_prefixes_end`) or ''. The day cells, then every prefix started that holds a late
+    row's day; with ``hours`` (some late row is of a day that keeps hour prefixes), the rows summed again per
+    hour, into every hour prefix started that holds a late row's hour."""
     units_sql = delta_units_sql(d, units)
-    return [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
-            *([(units_sql, "")] if units_sql else []),
-            (fold_days_sql(d), ""),
-            *((fold_prefix_sql(d, n, units=units), "closed") for n in range(2, WINDOW + 1)),
-            (f"DELETE FROM {PAIR_DELTA}", "")]
+    statements = [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
+                  *([(units_sql, "")] if units_sql else []),
+                  (fold_days_sql(d), ""),
+                  *((fold_prefix_sql(d, n, units=units), "closed") for n in range(2, WINDOW + 1)),
+                  (f"DELETE FROM {PAIR_DELTA}", "")]
+    if hours:
+        statements += [(delta_sql(d, wheres, units=units, schema=schema, hourly=True), "sources"),
+                       (fold_hours_sql(d, units=units), "hours"), (f"DELETE FROM {PAIR_DELTA}", "")]
+    return statements

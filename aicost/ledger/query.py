@@ -375,8 +375,8 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
     when grouped by day) and the raw rows of the rest (:func:`_pair_days`)."""
     pair = _pair({*(k for k in keys if k not in TIME_KEYS), *where})
     assert pair is not None
-    runs, edges = _pair_days(start, end, store.pairs_summed_before())
-    sets: list[tuple[int, datetime, int]] = []
+    runs, hours, edges = _pair_days(start, end, *store.pair_marks())
+    sets: list[tuple[int, datetime, int]] = [(0, end_, sign) for end_, sign in hours]  # hour prefixes: days 0
     for first, last in runs:
         if "day" in keys:
             sets += [(1, first + i * _DAY, 1) for i in range((last - first) // _DAY)]
@@ -389,19 +389,25 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
                            nonzero=nonzero, _line=line)
 
 
-def _pair_days(start: datetime, end: datetime, summed: datetime
-               ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime, int]]]:
-    """How a pair report reads ``[start, end)`` when the pair cells hold every row before ``summed``: the runs of
-    days read from their day cells ((first, last) midnights), and the raw rows to add (sign 1) or subtract (-1)
-    ((start, end, sign)).
+def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: datetime | None = None
+               ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, int]],
+                          list[tuple[datetime, datetime, int]]]:
+    """How a pair report reads ``[start, end)`` when the pair cells hold every row before ``summed``, and each
+    hour's prefix of the days from ``hours_from`` (None: no day's): the runs of days read from their day cells
+    ((first, last) midnights), the hour prefixes to add (sign 1) or subtract (-1) ((end, sign): the prefix of the
+    day's rows before ``end``), and the raw rows to add or subtract ((start, end, sign)).
 
     A day's cells hold ``[midnight, held)``: the whole day before the day being summed, that day up to
-    ``summed``, nothing after. Each day the period touches is read the cheaper way, counted in hours of raw
-    rows: as raw rows of the part the period covers, or as its cells less the raw rows of the hours the cells
-    hold and the period does not (and plus those the period covers and the cells do not hold yet). So a period
-    whose edges fall inside days reads at most half of each edge day as raw rows: a period from 09:00 reads the
-    first day's cells less its first nine hours; one ending at 15:00, the last day's cells less its last nine."""
+    ``summed``, nothing after; an hour prefix of a day from ``hours_from`` holds ``[midnight, its end)`` where
+    that is before ``held``. Each day the period touches is read the cheaper way, counted in hours of raw rows:
+    as raw rows of the part the period covers, or as the set that holds the rows up to its end less the set that
+    holds those up to its start, each the one ending nearest (and plus or less the raw rows between). So a period
+    whose edges fall inside days reads at most half of each edge day as raw rows (a period from 09:00 reads the
+    first day's cells less its first nine hours; one ending at 15:00, the last day's cells less its last nine),
+    and none where the day keeps hour prefixes and the edges are on the hour (the day's cells less its prefix to
+    09:00; its prefix to 15:00)."""
     runs: list[tuple[datetime, datetime]] = []
+    hours: list[tuple[datetime, int]] = []
     edges: list[tuple[datetime, datetime, int]] = []
     summed_day = _floor(summed, _DAY)
 
@@ -417,6 +423,25 @@ def _pair_days(start: datetime, end: datetime, summed: datetime
             first = runs.pop()[0]
         runs.append((first, last))
 
+    def nearest(day: datetime, held: datetime, t: datetime) -> datetime:
+        """The end of the set holding ``[day, end)`` nearest to ``t``: ``day`` (nothing), an hour prefix's, or
+        ``held`` (the day's cells); the latest of equals."""
+        ends = [day, held]
+        if hours_from is not None and day >= hours_from:
+            ends += [day + k * _HOUR for k in range(1, 24) if day + k * _HOUR < held]
+        return min(ends, key=lambda e: (abs(t - e), -e.timestamp()))
+
+    def read(day: datetime, held: datetime, low: datetime, sign: int) -> None:
+        """Add (or subtract) the rows of ``[day, low)`` as the set ending nearest ``low``, and raw rows between."""
+        end_ = nearest(day, held, low)
+        if end_ == held:
+            assert sign > 0  # the day's cells: only ever added (a start nearer them than its end shares them)
+            cells(day, day + _DAY)
+        elif end_ > day:
+            hours.append((end_, sign))
+        edge(end_, low, sign)
+        edge(low, end_, -sign)
+
     day = _floor(start, _DAY)
     while day < end:
         if day > summed_day:  # nothing of it or after it summed: the rest is raw rows
@@ -429,15 +454,14 @@ def _pair_days(start: datetime, end: datetime, summed: datetime
             continue
         low, high, next_day = max(start, day), min(end, day + _DAY), day + _DAY
         held = next_day if day < summed_day else summed
-        if held > low and (low - day) + abs(held - high) < high - low:
-            cells(day, next_day)
-            edge(day, low, -1)
-            edge(high, held, -1)
-            edge(held, high, 1)
+        after, before = nearest(day, held, high), nearest(day, held, low)
+        if after != before and abs(high - after) + abs(low - before) < high - low:
+            read(day, held, low, -1)
+            read(day, held, high, 1)
         else:
             edge(low, high, 1)
         day = next_day
-    return runs, edges
+    return runs, hours, edges
 
 
 def _split(start: datetime, end: datetime, keys: tuple[str, ...]

@@ -55,7 +55,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -350,8 +350,24 @@ def _v7(dialect: str) -> list[str]:
             *_pair_tables(dialect, PAIR_MARK_TABLE, units=True)]
 
 
+def _v8(dialect: str) -> list[str]:
+    """Hour prefixes: the pair cells keep, for the last few days, each hour's prefix of the day (``days`` 0,
+    ``bucket`` the prefix's end: the day's rows before it), so a period of hours (``24h``) reads cells, not a
+    day's raw rows (:mod:`aicost.ledger.pairs`). ``aicost_rollup_pair_mark.hours_from``: the first day whose hour
+    prefixes are all kept, the day after the one being summed: its hours before the migration have none. An older
+    aicost still running refuses the newer schema (its summing and late rows check the version) rather than add
+    rows to the cells without their hour prefixes."""
+    from . import rollup
+    from .pairs import _plus_days  # the pair cells' own day arithmetic
+
+    d = rollup.DIALECTS[dialect]
+    return [f"ALTER TABLE {PAIR_MARK_TABLE} ADD COLUMN hours_from {_TYPES[dialect]['ts']} NOT NULL "
+            f"DEFAULT '{FOLDED_FLOOR[dialect]}'",
+            f"UPDATE {PAIR_MARK_TABLE} SET hours_from = {_plus_days(d, d.day('summed_before'), 1)}"]
+
+
 # version -> DDL statements for a dialect. Applied in order inside one transaction per version.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8}
 
 
 def schema_table_ddl(dialect: str) -> str:

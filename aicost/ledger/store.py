@@ -42,7 +42,7 @@ from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
-from .days import midnight
+from .days import DAY, midnight
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
@@ -430,8 +430,8 @@ class LedgerStore:
         late_statements`). Nearly every batch has none: one read of one row, and a comparison. The same read
         checks the schema version (:class:`LedgerSchemaError` if a newer aicost migrated the ledger since this
         store opened it)."""
-        cur.execute(_READ_SUMMED_AND_VERSION)
-        summed, version = cur.fetchone()
+        cur.execute(_READ_MARKS_AND_VERSION)
+        summed, hours_from, version = cur.fetchone()
         # A migration by a newer aicost while this process had the ledger open: its write is refused (rolled
         # back, spilled by the writer), never made without what the newer schema maintains.
         _refuse_newer(int(version), "ledger write", self.url)
@@ -440,11 +440,14 @@ class LedgerStore:
         if batch.first is None or batch.first >= mark:
             return
         late = {source: f"{where} AND ts < ?" for source, where in wheres.items()}
-        late_params = [p for source in late for p in (*params[source], mark)]
-        closed = [self._ts(pairs.prefixes_end(summed))]
+        hours_from = _parse_ts(hours_from)
+        taken = {"sources": [p for source in late for p in (*params[source], mark)],
+                 "closed": [self._ts(pairs.prefixes_end(summed))],
+                 "hours": [self._ts(hours_from), self._ts(pairs.hour_prefixes_end(summed))], "": []}
         d = rollup.DIALECTS[self.dialect]
-        for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage):
-            cur.execute(self._sql(sql), late_params if takes == "sources" else closed if takes == "closed" else [])
+        hours = hours_from < summed  # some day keeps hour prefixes (a late row of an earlier day adds to none)
+        for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage, hours=hours):
+            cur.execute(self._sql(sql), taken[takes])
 
     def _close_days(self, cur: Any, last: datetime | None) -> None:
         """Inside a write transaction (which holds the ledger's write lock: SQLite's ``BEGIN IMMEDIATE``,
@@ -496,7 +499,13 @@ class LedgerStore:
 
     def pairs_summed_before(self) -> datetime:
         """How far the pair cells are summed: every row and run before this time is in them, none after it."""
-        return _parse_ts(self._fetch(pairs.READ_SUMMED_SQL, [])[0][0])
+        return self.pair_marks()[0]
+
+    def pair_marks(self) -> tuple[datetime, datetime]:
+        """:meth:`pairs_summed_before`, and the first day whose hour prefixes the pair cells keep (every hour's of
+        it and of each later day summed: :data:`aicost.ledger.pairs.HOUR_DAYS`), read together."""
+        summed, hours_from = self._fetch(pairs.READ_MARKS_SQL, [])[0]
+        return _parse_ts(summed), _parse_ts(hours_from)
 
     def _in_ids(self, column: str) -> str:
         """A condition: ``column`` is one of the ids of a list parameter (:meth:`_id_list`)."""
@@ -1168,17 +1177,30 @@ def _net(table: str = "") -> str:
 def _driver(sets: Sequence[tuple[int, datetime, int]]
             ) -> tuple[tuple[int, datetime], tuple[int, datetime] | None] | None:
     """Of pair cell sets (days, start, sign), what :meth:`LedgerStore._sum_difference` reads by primary key, as
-    (days, start) each: a window prefix added and an earlier prefix of the same window subtracted (what
-    :func:`aicost.ledger.pairs.spans` makes of a period starting inside a window; one at most), or else the set
-    added of the most days (a prefix from a window's first day), and None; None where no set is added."""
-    minus = [(days, start) for days, start, sign in sets if sign < 0]
-    if len(minus) == 1:
-        (days_b, start_b), = minus
-        plus = [days for days, start, sign in sets if sign > 0 and start == start_b and days > days_b]
-        if len(plus) == 1:
-            return (plus[0], start_b), (days_b, start_b)
+    (days, start) each: a set added less a set subtracted that holds an earlier part of the same rows (a window
+    prefix less an earlier prefix of the window, as :func:`aicost.ledger.pairs.spans` makes of a period starting
+    inside a window; a day's cells, or an hour prefix, less an earlier hour prefix of the day), the pair of the
+    most days; or else, with nothing subtracted, the set added of the most days (a prefix from a window's first
+    day), and None; None where no set is added."""
     added = [(days, start) for days, start, sign in sets if sign > 0]
+    minus = [(days, start) for days, start, sign in sets if sign < 0]
+    pairs_ = [(plus, less) for less in minus for plus in added if _holds_before(plus, less)]
+    if pairs_:
+        return max(pairs_, key=lambda pair: (pair[0][0], pair[0][1]))
     return (max(added), None) if added and not minus else None
+
+
+def _holds_before(plus: tuple[int, datetime], minus: tuple[int, datetime]) -> bool:
+    """Whether the cell set ``minus`` holds the rows of an earlier part of the span of ``plus`` (the same start,
+    an earlier end), so every pair of ``minus`` is one of ``plus``: the join meets each pair once."""
+    (start_a, end_a), (start_b, end_b) = _span(*plus), _span(*minus)
+    return start_a == start_b and end_a > end_b
+
+
+def _span(days: int, start: datetime) -> tuple[datetime, datetime]:
+    """The time a pair cell set holds the rows of: ``days`` days from ``start``; an hour prefix (``days`` 0),
+    its day's rows before ``start``."""
+    return (midnight(start), start) if days == 0 else (start, start + days * DAY)
 
 
 def _rollup_dim(key: str) -> str:
@@ -1498,8 +1520,8 @@ def _apply(conn: Any, dialect: str, current: int, now: Any, mark: str = "?") -> 
                 "--ledger URL` has summed them")
 
 
-_READ_SUMMED_AND_VERSION = (f"SELECT summed_before, (SELECT MAX(version) FROM aicost_schema) "
-                            f"FROM {schema.PAIR_MARK_TABLE}")
+_READ_MARKS_AND_VERSION = (f"SELECT summed_before, hours_from, (SELECT MAX(version) FROM aicost_schema) "
+                           f"FROM {schema.PAIR_MARK_TABLE}")
 
 
 def _compact_pairs_in(cur: Any, dialect: str, until: datetime, max_rows: int | None) -> bool:
