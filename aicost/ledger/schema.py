@@ -23,6 +23,8 @@ The tables below, with ``aicost_rollup_cube_folded`` (one row: the cube's first 
   over the ``days`` days from ``bucket``: each day's, and each day's prefix of its 64-day window. Summed behind
   the writer from the rows stored before ``aicost_rollup_pair_mark.summed_before`` (:mod:`aicost.ledger.pairs`).
   On SQLite (version 7) each amount also as integer units (:data:`PAIR_UNITS`), which reports sum as they are.
+  Version 8: for the last few days, each day's hour prefixes too (``days`` 0), from
+  ``aicost_rollup_pair_mark.hours_from``.
 
 Types differ by dialect only where they must: money is ``NUMERIC`` in PostgreSQL and ``TEXT`` holding an exact
 decimal in SQLite (a SQLite ``NUMERIC`` column would turn it into a float); times are ``TIMESTAMPTZ`` in

@@ -739,11 +739,12 @@ class LedgerStore:
                         where_cells: tuple[Callable[[str], str], list], rest: list[str], rest_params: list,
                         names: list[str], group: list[str], units: Mapping[str, str], *, ordered: bool,
                         line: _LineFormat | None) -> list[tuple] | None:
-        """:meth:`sum_pairs` of a period that reads one window's prefix ``plus`` less an earlier prefix of it,
-        ``minus`` ((days, start) each), and the parts of ``rest`` (as :meth:`sum_pairs` makes them: the raw rows
-        not summed yet, other cell sets), without sorting the two prefixes' cells together: each cell of ``plus``
-        is joined to its cell of ``minus`` by the primary key. A prefix holds every pair an earlier prefix of its
-        window holds, so the join meets each pair once (a cell of ``minus`` alone is subtracted all the same). The
+        """:meth:`sum_pairs` of a period that reads one cell set ``plus`` less a set holding an earlier part of its
+        rows, ``minus`` ((days, start) each, :func:`_driver`: a window's prefix less an earlier prefix of it, a
+        day's cells or an hour prefix less an earlier hour prefix), and the parts of ``rest`` (as :meth:`sum_pairs`
+        makes them: the raw rows not summed yet, other cell sets), without sorting the two sets' cells together:
+        each cell of ``plus`` is joined to its cell of ``minus`` by the primary key. ``plus`` holds every pair
+        ``minus`` holds, so the join meets each pair once (a cell of ``minus`` alone is subtracted all the same). The
         rest is grouped on its own (a few thousand pairs: the last hour's rows) and each of its pairs looks its
         two cells up by the primary key; the join leaves those pairs out (NOT IN the rest's, a hashed lookup: a
         text key that cannot be ambiguous, the first value's length before both). So no group is summed twice and
