@@ -156,7 +156,8 @@ def delta_sql(d: Dialect, wheres: dict[str, str], *, units: bool, schema: str = 
                 "tags"]
         p = source[:2] + "_"
         cols = ", ".join(f"{exprs[m]} AS {m}" for m in own)
-        ctes.append(f"{p}s AS MATERIALIZED (SELECT {(d.hour if hourly else d.day)('ts')} AS bucket, {', '.join(keys)}, {cols} "
+        bucket = (d.hour if hourly else d.day)("ts")
+        ctes.append(f"{p}s AS MATERIALIZED (SELECT {bucket} AS bucket, {', '.join(keys)}, {cols} "
                     f"FROM {schema + '.' if schema else ''}{table} WHERE {where})")
         sums = ", ".join(_total(d, m, units) + f" AS {m}" for m in own)
         ctes.append(f"{p}f AS MATERIALIZED (SELECT bucket, {', '.join(keys)}, {sums} FROM {p}s "
