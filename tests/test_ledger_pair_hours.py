@@ -10,6 +10,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from aicost.ledger import FeatureRun, open_store
+from aicost.ledger import store as store_module
 from aicost.ledger.pairs import HOUR_DAYS
 from aicost.ledger.query import _pair_days
 from aicost.ledger.report import build_report
@@ -115,11 +116,23 @@ def test_a_period_of_hours_on_days_keeping_them_reads_cells_not_raw_rows(ledger_
     summed, _ = store.pair_marks()
     end = _midnight(summed) + 9 * HOUR
     reads = Reads(store, monkeypatch)
+    joined = []
+    real = store_module.LedgerStore._sum_difference
+
+    def spy(self, *args, **kwargs):
+        found = real(self, *args, **kwargs)
+        joined.append((args[1], args[2], found is not None))  # plus, minus, answered
+        return found
+
+    monkeypatch.setattr(store_module.LedgerStore, "_sum_difference", spy)
     report = build_report(store, end - DAY, end, group_by=("team", "user"))
     assert report.groups and report.movers is not None
     assert "aicost_rollup_pair" in " ".join(reads.sql)
     assert "aicost_ledger" not in " ".join(reads.sql)  # this 24 hours and the 24 before: no raw row read
     assert store._ts(end) in reads.params and store._ts(end - DAY) in reads.params  # the two prefixes to 09:00
+    # each period: the day's cells less its prefix to 09:00 joined by primary key (the next day's prefix looked up)
+    assert joined == [((1, end - DAY - 9 * HOUR), (0, end - DAY), True),
+                      ((1, end - 2 * DAY - 9 * HOUR), (0, end - 2 * DAY), True)]
     store.close()
 
 
