@@ -431,16 +431,16 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
             ends += [day + k * _HOUR for k in range(1, 24) if day + k * _HOUR < held]
         return min(ends, key=lambda e: (abs(t - e), -e.timestamp()))
 
-    def read(day: datetime, held: datetime, low: datetime, sign: int) -> None:
-        """Add (or subtract) the rows of ``[day, low)`` as the set ending nearest ``low``, and raw rows between."""
-        end_ = nearest(day, held, low)
+    def read(day: datetime, held: datetime, end_: datetime, t: datetime, sign: int) -> None:
+        """Add (or subtract) the rows of ``[day, t)`` as the set holding ``[day, end_)``, and the raw rows
+        between ``end_`` and ``t``."""
         if end_ == held:
             assert sign > 0  # the day's cells: only ever added (a start nearer them than its end shares them)
             cells(day, day + _DAY)
         elif end_ > day:
             hours.append((end_, sign))
-        edge(end_, low, sign)
-        edge(low, end_, -sign)
+        edge(end_, t, sign)
+        edge(t, end_, -sign)
 
     day = _floor(start, _DAY)
     while day < end:
@@ -456,8 +456,8 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
         held = next_day if day < summed_day else summed
         after, before = nearest(day, held, high), nearest(day, held, low)
         if after != before and abs(high - after) + abs(low - before) < high - low:
-            read(day, held, low, -1)
-            read(day, held, high, 1)
+            read(day, held, before, low, -1)
+            read(day, held, after, high, 1)
         else:
             edge(low, high, 1)
         day = next_day
