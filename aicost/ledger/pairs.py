@@ -256,12 +256,12 @@ def fold_prefix_sql(d: Dialect, n: int, *, units: bool) -> str:
 
 
 def fold_hours_sql(d: Dialect, *, units: bool) -> str:
-    """Add the delta's hour cells (a batch's late rows, :func:`delta_sql` ``hourly``) to the hour prefixes
-    started that hold them: each to those of its day that end after its hour, of the days from the first
-    parameter (``hours_from``) and ending on or before the second (:func:`hour_prefixes_end`)."""
+    """Add the delta's hour cells (a batch's late rows of the days keeping hour prefixes, :func:`delta_sql`
+    ``hourly``) to the hour prefixes started that hold them: each to those of its day that end after its hour and
+    on or before the time given as the one parameter (:func:`hour_prefixes_end`)."""
     end = _plus_hours(d, d.day("bucket"), "h.n")
     hours = ", ".join(f"({n})" for n in range(1, 24))
-    return _fold_grouped(d, "0", end, f"{d.day('bucket')} >= ? AND bucket < {end} AND {end} <= ?", units=units,
+    return _fold_grouped(d, "0", end, f"bucket < {end} AND {end} <= ?", units=units,
                          hours=f"WITH h(n) AS (VALUES {hours}) ")
 
 
@@ -396,10 +396,11 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool, schema: 
     """The statements that add a batch's late rows (``wheres``: conditions on the batch's rows and runs that end
     in ``ts < ?``, ``summed_before``) to the pair cells, each with the parameters it takes: 'sources' (those of
     ``wheres``, in order), 'closed' (one: the end of the last prefix started: ``summed_before``'s midnight, or the
-    next one when some of its day is summed), 'hours' (two: ``hours_from``, and the end of the last hour prefix
-    started, :func:`hour_prefixes_end`) or ''. The day cells, then every prefix started that holds a late
-    row's day; with ``hours`` (some late row is of a day that keeps hour prefixes), the rows summed again per
-    hour, into every hour prefix started that holds a late row's hour."""
+    next one when some of its day is summed), 'hour_sources' (those of ``wheres`` each followed by
+    ``hours_from``), 'hours' (one: the end of the last hour prefix started, :func:`hour_prefixes_end`) or ''. The
+    day cells, then every prefix started that holds a late row's day; with ``hours`` (some day keeps hour
+    prefixes), the late rows of the days keeping them (from ``hours_from``) summed again per hour, into every hour
+    prefix started that holds a late row's hour (a replayed spill of older days costs no second pass)."""
     units_sql = delta_units_sql(d, units)
     statements = [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
                   *([(units_sql, "")] if units_sql else []),
@@ -407,6 +408,7 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool, schema: 
                   *((fold_prefix_sql(d, n, units=units), "closed") for n in range(2, WINDOW + 1)),
                   (f"DELETE FROM {PAIR_DELTA}", "")]
     if hours:
-        statements += [(delta_sql(d, wheres, units=units, schema=schema, hourly=True), "sources"),
+        kept = {source: f"{where} AND ts >= ?" for source, where in wheres.items()}
+        statements += [(delta_sql(d, kept, units=units, schema=schema, hourly=True), "hour_sources"),
                        (fold_hours_sql(d, units=units), "hours"), (f"DELETE FROM {PAIR_DELTA}", "")]
     return statements

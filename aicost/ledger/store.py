@@ -442,8 +442,9 @@ class LedgerStore:
         late = {source: f"{where} AND ts < ?" for source, where in wheres.items()}
         hours_from = _parse_ts(hours_from)
         taken = {"sources": [p for source in late for p in (*params[source], mark)],
+                 "hour_sources": [p for source in late for p in (*params[source], mark, self._ts(hours_from))],
                  "closed": [self._ts(pairs.prefixes_end(summed))],
-                 "hours": [self._ts(hours_from), self._ts(pairs.hour_prefixes_end(summed))], "": []}
+                 "hours": [self._ts(pairs.hour_prefixes_end(summed))], "": []}
         d = rollup.DIALECTS[self.dialect]
         hours = hours_from < summed  # some day keeps hour prefixes (a late row of an earlier day adds to none)
         for sql, takes in pairs.late_statements(d, late, units=batch.units, schema=stage, hours=hours):
