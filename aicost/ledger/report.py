@@ -33,7 +33,7 @@ from itertools import chain, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from ..pricing.money import format_usd, sum_usd
+from ..pricing.money import canonical, format_usd, sum_usd
 from .csvtext import csv_text
 from .days import DAY, EPOCH, midnight, month_of
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
@@ -284,8 +284,8 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
     sizes = heapq.nlargest(limit, map(abs, filter(None, change.values())))
     if not sizes:
         return []
-    movers = [Mover(dict(zip(mover_keys, k)), before.get(k, _ZERO), now.get(k, _ZERO))
-              for k, c in change.items() if c and abs(c) >= sizes[-1]]
+    movers = [Mover(dict(zip(mover_keys, k)), canonical(before.get(k, _ZERO)), canonical(now.get(k, _ZERO)))
+              for k, c in change.items() if c and abs(c) >= sizes[-1]]  # canonical: today's subtracted may not be
     movers.sort(key=lambda m: (-abs(m.change), str(m.key)))
     return movers[:limit]
 
