@@ -356,11 +356,11 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
             run(_DROP_HOURS_SQL, [ts(kept_from)])
             hours_from = kept_from
     high = min(until, day + _DAY)
-    # the hour prefix the chunk's rows go into (one hour's rows a chunk), if the day keeps them: none for its last
-    # hour (the day's cells are that prefix)
-    hour = _hour(summed)
-    into_hour = hour + _HOUR if day >= hours_from and hour + _HOUR < day + _DAY else None
-    if day >= hours_from:
+    # on a day keeping hour prefixes, one hour's rows a chunk, into the prefix to the hour's end: none for the
+    # day's last hour (the day's cells are that prefix)
+    hour, keeps_hours = _hour(summed), day >= hours_from
+    into_hour = hour + _HOUR if keeps_hours and hour + _HOUR < day + _DAY else None
+    if keeps_hours:
         high = min(high, hour + _HOUR)
     if max_rows:
         cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",

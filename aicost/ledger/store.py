@@ -1186,9 +1186,9 @@ def _driver(sets: Sequence[tuple[int, datetime, int]]
     day), and None; None where no set is added."""
     added = [(days, start) for days, start, sign in sets if sign > 0]
     minus = [(days, start) for days, start, sign in sets if sign < 0]
-    pairs_ = [(plus, less) for less in minus for plus in added if _holds_before(plus, less)]
-    if pairs_:
-        return max(pairs_, key=lambda pair: (pair[0][0], pair[0][1]))
+    joinable = [(plus, less) for less in minus for plus in added if _holds_before(plus, less)]
+    if joinable:
+        return max(joinable, key=lambda pair: pair[0])  # the added set of the most days
     return (max(added), None) if added and not minus else None
 
 
