@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from aicost.ledger import FeatureRun, open_store
 from aicost.ledger import store as store_module
+from aicost.ledger.days import midnight as _midnight
 from aicost.ledger.pairs import HOUR_DAYS
 from aicost.ledger.query import _pair_days
 from aicost.ledger.report import build_report
@@ -23,10 +24,6 @@ from ledger_helpers import Reads, python_sums, run_sql, spend_sums, sum_all_pair
 UTC = timezone.utc
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 KEYS = [("team", "customer"), ("user", "tag:env"), ("day", "team", "user"), ("model", "customer")]
-
-
-def _midnight(t):
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _generated(profile):

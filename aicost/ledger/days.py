@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["EPOCH", "DAY", "midnight", "month_of"]
+__all__ = ["EPOCH", "DAY", "HOUR", "midnight", "hour_start", "month_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the ledger's first day (pair-cell windows are aligned from it)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 
 
 def midnight(t: datetime) -> datetime:
     """The start of the UTC day ``t`` is in."""
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def hour_start(t: datetime) -> datetime:
+    """The start of the UTC hour ``t`` is in."""
+    return t.replace(minute=0, second=0, microsecond=0)
 
 
 def month_of(t: datetime) -> tuple[datetime, datetime]:

@@ -53,14 +53,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
-from .days import EPOCH, midnight
+from .days import EPOCH, HOUR, hour_start, midnight
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
 from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
                      PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
 
 __all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "HOUR_DAYS", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
            "hour_prefixes_end", "compact", "late_statements",
-           "delta_ddl", "delta_sql", "READ_SUMMED_SQL", "SET_SUMMED_SQL", "READ_MARKS_SQL"]
+           "delta_ddl", "delta_sql", "SET_SUMMED_SQL", "READ_MARKS_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
 PAIRS = tuple((a, b) for i, a in enumerate(PAIR_DIMS) for b in PAIR_DIMS[i + 1:]
@@ -70,12 +70,10 @@ WINDOW = 64  # days: the pair cells keep, per window of 64 days aligned from 197
 # before it, so a period of hours ending now (24h, and the 24 hours before it, which top movers compare) reads cells
 HOUR_DAYS = 3
 PAIR_DELTA = "aicost_pair_delta"
-READ_SUMMED_SQL = f"SELECT summed_before FROM {PAIR_MARK_TABLE}"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
 READ_MARKS_SQL = f"SELECT summed_before, hours_from FROM {PAIR_MARK_TABLE}"
 _SET_HOURS_FROM_SQL = f"UPDATE {PAIR_MARK_TABLE} SET hours_from = ?"
 _DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days = 0 AND bucket < ?"
-_HOUR = timedelta(hours=1)
 _CELL = "dim_a, value_a, dim_b, value_b"
 _DAY = timedelta(days=1)
 
@@ -307,15 +305,11 @@ def prefixes_end(summed: datetime) -> datetime:
     return day + _DAY if summed > day else day
 
 
-def _hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
 def hour_prefixes_end(summed: datetime) -> datetime:
     """The end of the last hour prefix :func:`compact` has started when it has summed to ``summed``: an hour's
     prefix (ending at the hour's end) is started by the hour's first chunk."""
-    hour = _hour(summed)
-    return hour + _HOUR if summed > hour else hour
+    hour = hour_start(summed)
+    return hour + HOUR if summed > hour else hour
 
 
 def hour_prefixes_from(hours_from: datetime, day: datetime, until: datetime) -> datetime:
@@ -358,10 +352,10 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     high = min(until, day + _DAY)
     # on a day keeping hour prefixes, one hour's rows a chunk, into the prefix to the hour's end: none for the
     # day's last hour (the day's cells are that prefix)
-    hour, keeps_hours = _hour(summed), day >= hours_from
-    into_hour = hour + _HOUR if keeps_hours and hour + _HOUR < day + _DAY else None
+    hour, keeps_hours = hour_start(summed), day >= hours_from
+    into_hour = hour + HOUR if keeps_hours and hour + HOUR < day + _DAY else None
     if keeps_hours:
-        high = min(high, hour + _HOUR)
+        high = min(high, hour + HOUR)
     if max_rows:
         cut = run("SELECT ts FROM aicost_ledger WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
                   [ts(summed), ts(high), max_rows]).fetchone()
