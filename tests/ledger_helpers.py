@@ -345,3 +345,23 @@ def sum_all_pairs(store, max_rows=None, until=None):
     the writer does: one ``compact_pairs`` sums at most to the next midnight."""
     while store.compact_pairs(max_rows=max_rows, until=until):
         pass
+
+
+def assert_cell_sets_nest(store):
+    """The invariant the pair join rests on (``store._sum_joined`` gives a set no arm of its own where an earlier
+    set holds it): every pair cell set holding an earlier part of another set's rows (``store._holds_before``: a
+    window prefix and a shorter one from the same day, a day's cells and its hour prefixes, two hour prefixes of a
+    day) holds none of the other's pairs that the other lacks. Summing, copies, late rows and replays only add
+    cells; a pair in the shorter set and not in the longer would be left out of every report reading both."""
+    from aicost.ledger.schema import PAIR_TABLE
+    from aicost.ledger.store import _holds_before, parse_ts
+
+    pairs: dict[tuple[int, datetime], set] = {}
+    for days, bucket, *pair in store._fetch(f"SELECT days, bucket, dim_a, dim_b, value_a, value_b FROM {PAIR_TABLE}",
+                                            []):
+        pairs.setdefault((days, parse_ts(bucket)), set()).add(tuple(pair))
+    nested = [(longer, shorter) for longer in pairs for shorter in pairs if _holds_before(longer, shorter)]
+    for longer, shorter in nested:
+        missing = pairs[shorter] - pairs[longer]
+        assert not missing, (longer, shorter, sorted(missing)[:3])
+    return len(nested)

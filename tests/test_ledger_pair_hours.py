@@ -114,22 +114,22 @@ def test_a_period_of_hours_on_days_keeping_them_reads_cells_not_raw_rows(ledger_
     end = _midnight(summed) + 9 * HOUR
     reads = Reads(store, monkeypatch)
     joined = []
-    real = store_module.LedgerStore._sum_difference
+    real = store_module.LedgerStore._sum_joined
 
     def spy(self, *args, **kwargs):
         found = real(self, *args, **kwargs)
-        joined.append((args[1], args[2], found is not None))  # plus, minus, answered
+        joined.append((args[1], found is not None))  # the sets joined, answered
         return found
 
-    monkeypatch.setattr(store_module.LedgerStore, "_sum_difference", spy)
+    monkeypatch.setattr(store_module.LedgerStore, "_sum_joined", spy)
     report = build_report(store, end - DAY, end, group_by=("team", "user"))
     assert report.groups and report.movers is not None
     assert "aicost_rollup_pair" in " ".join(reads.sql)
     assert "aicost_ledger" not in " ".join(reads.sql)  # this 24 hours and the 24 before: no raw row read
     assert store._ts(end) in reads.params and store._ts(end - DAY) in reads.params  # the two prefixes to 09:00
-    # each period: the day's cells less its prefix to 09:00 joined by primary key (the next day's prefix looked up)
-    assert joined == [((1, end - DAY - 9 * HOUR), (0, end - DAY), True),
-                      ((1, end - 2 * DAY - 9 * HOUR), (0, end - 2 * DAY), True)]
+    # each period: the day's cells, the next day's prefix to 09:00, less the day's: joined by primary key
+    assert joined == [([(1, end - DAY - 9 * HOUR, 1), (0, end, 1), (0, end - DAY, -1)], True),
+                      ([(1, end - 2 * DAY - 9 * HOUR, 1), (0, end - DAY, 1), (0, end - 2 * DAY, -1)], True)]
     store.close()
 
 

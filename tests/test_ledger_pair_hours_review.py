@@ -18,7 +18,7 @@ from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE
 from aicost.ledger.store import parse_ts
 
-from ledger_helpers import fresh_pg_database, python_sums, run_sql, spend_sums
+from ledger_helpers import assert_cell_sets_nest, fresh_pg_database, python_sums, run_sql, spend_sums
 from test_ledger_pairs_fuzz import ODD, _assert_units_are_the_text, _rows
 
 UTC = timezone.utc
@@ -82,6 +82,7 @@ def _check(store, rng, keys_list=KEYS, extra=(), n=10):
         assert spend_sums(store, start, end, keys, where) == python_sums(store, start, end, keys, where), (
             keys, where, start, end, summed, hours_from)
     _assert_units_are_the_text(store)
+    assert_cell_sets_nest(store)
 
 
 def _sum(store, until, max_rows):

@@ -10,12 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from aicost.ledger import FeatureRun, LedgerRow, open_store, spend
+from aicost.ledger import FeatureRun, LedgerRow, open_store
 from aicost.ledger import store as store_module
 from aicost.ledger.pairs import spans
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS
 
-from ledger_helpers import python_sums, spend_sums, sum_all_pairs
+from ledger_helpers import assert_cell_sets_nest, python_sums, spend_sums, sum_all_pairs
 
 UTC = timezone.utc
 # 2026-10-10 is the first day of a 64-day window (day 20736 from 1970-01-01)
@@ -61,14 +61,14 @@ def _assert_units_are_the_text(store):
 def _joins(monkeypatch):
     """Whether each prefix difference a report read was answered by the join (True) or summed as usual (False)."""
     joined = []
-    real = store_module.LedgerStore._sum_difference
+    real = store_module.LedgerStore._sum_joined
 
     def spy(self, *args, **kwargs):
         found = real(self, *args, **kwargs)
         joined.append(found is not None)
         return found
 
-    monkeypatch.setattr(store_module.LedgerStore, "_sum_difference", spy)
+    monkeypatch.setattr(store_module.LedgerStore, "_sum_joined", spy)
     return joined
 
 
@@ -96,6 +96,7 @@ def test_odd_amounts_late_batches_and_prefix_differences(ledger_url, monkeypatch
     more, more_runs = _rows(rng, first, days, 200, odd, "b")  # a second late batch
     store.write(more, more_runs)
     _assert_units_are_the_text(store)
+    assert assert_cell_sets_nest(store)  # window prefixes and day cells, after late batches and a replay
 
     joined = _joins(monkeypatch)
     periods = [(WINDOW_START + timedelta(days=1), WINDOW_START + timedelta(days=4)),  # prefix 5 less prefix 1
@@ -208,6 +209,7 @@ def test_late_rows_while_the_summing_is_part_way(ledger_url, seed):
                     (step, keys, where, start, end)
         sum_all_pairs(store, max_rows=400)
         _assert_units_are_the_text(store)
+        assert assert_cell_sets_nest(store)
     store.close()
 
 
@@ -228,6 +230,7 @@ def test_a_late_batch_over_a_whole_window(ledger_url):
     more, _ = _rows(rng, first, 70, 100, 0, "b")
     assert store.write([*late, *more]) == len(late) - len(late[::2]) + len(more)  # half a replay
     _assert_units_are_the_text(store)
+    assert assert_cell_sets_nest(store)
     periods = [(window + timedelta(days=1), window + timedelta(days=63)), (window + timedelta(days=1), WINDOW_START),
                (window + timedelta(days=12), window + timedelta(days=53)),
                (window + timedelta(days=62), window + timedelta(days=64)),

@@ -664,8 +664,8 @@ class LedgerStore:
         of the ``days`` days from ``start``, summed by :meth:`compact_pairs`, added or, sign -1, subtracted) and the
         raw rows and feature runs of ``edges`` ((start, end, sign)). A group that subtraction leaves with no row
         (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
-        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). A prefix less an earlier one, or the
-        largest set, is read by primary key, the rest looked up in it (:meth:`_sum_difference`)."""
+        ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). Up to JOIN_MAX of the cell sets are
+        joined by primary key (:meth:`_sum_joined`) rather than sorted together."""
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
@@ -707,10 +707,10 @@ class LedgerStore:
                          f"dim_b = ?{filtered()}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
 
-        driver = None if nonzero or cells or "day" in keys else _driver(sets)
+        joined = None if nonzero or cells or "day" in keys else _join_order(sets)
         by_set: dict[tuple[int, int], list[datetime]] = {}
         for days, start, sign in sets:
-            if (days, start) not in (driver or ()):
+            if (days, start, sign) not in (joined or ()):
                 by_set.setdefault((days, sign), []).append(start)
         for (days, sign), starts in by_set.items():
             add_cells(days, starts, sign)
@@ -724,46 +724,43 @@ class LedgerStore:
                       else part for part in raw]
             params += raw_params
         group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
-        if driver is not None:
-            found = self._sum_difference(pair, *driver, (filtered, condition_params), parts, params, names,
-                                         group, units, ordered=ordered, line=_line if self._fills_lines else None)
+        if joined is not None:
+            found = self._sum_joined(pair, joined, (filtered, condition_params), parts, params, names, group, units,
+                                     ordered=ordered, line=_line if self._fills_lines else None)
             if found is not None:
                 return found
-            plus, minus = driver  # an amount past the integer path: summed as usual
-            add_cells(plus[0], [plus[1]], 1)
-            if minus is not None:
-                add_cells(minus[0], [minus[1]], -1)
+            for days, start, sign in joined:  # an amount past the integer path: summed as usual
+                add_cells(days, [start], sign)
         return self._sums(parts, params, group, names, summed=not cells, ordered=ordered, nonzero=nonzero,
                           line=_line, counted="SUM(net)", units=units)
 
-    def _sum_difference(self, pair: tuple[str, str], plus: tuple[int, datetime], minus: tuple[int, datetime] | None,
-                        where_cells: tuple[Callable[[str], str], list], rest: list[str], rest_params: list,
-                        names: list[str], group: list[str], units: Mapping[str, str], *, ordered: bool,
-                        line: _LineFormat | None) -> list[tuple] | None:
-        """:meth:`sum_pairs` of a period that reads one cell set ``plus`` less a set holding an earlier part of its
-        rows, ``minus`` ((days, start) each, :func:`_driver`: a window's prefix less an earlier prefix of it, a
-        day's cells or an hour prefix less an earlier hour prefix), and the parts of ``rest`` (as :meth:`sum_pairs`
-        makes them: the raw rows not summed yet, other cell sets), without sorting the two sets' cells together:
-        each cell of ``plus`` is joined to its cell of ``minus`` by the primary key. ``plus`` holds every pair
-        ``minus`` holds, so the join meets each pair once (a cell of ``minus`` alone is subtracted all the same). The
-        rest is grouped on its own (a few thousand pairs: the last hour's rows) and each of its pairs looks its
-        two cells up by the primary key; the join leaves those pairs out (NOT IN the rest's, a hashed lookup: a
-        text key that cannot be ambiguous, the first value's length before both). So no group is summed twice and
-        nothing is sorted but the answer. ``where_cells``: the filter on a table's cells (a function of its
-        alias) and its parameters; ``group``: the group-by keys over ``va`` / ``vb`` (the pair's two values);
-        ``units``: the money measures' units columns (SQLite), which the cells' amounts are taken from. On the
-        10 M-row benchmark ledger, a week by team and user (two prefixes of 32,000 cells) as a table took 0.31 s of
-        CPU instead of 0.41 on SQLite, 0.39 instead of 0.44 with an hour of rows; its costs alone took PostgreSQL
-        84 ms instead of 104. ``minus`` None: ``plus`` alone (the period starts on its window's first day), the
-        rest looked up in it as well (the previous month of a 30-day report: the prefix of one window, and days of
-        the window before).
+    def _sum_joined(self, pair: tuple[str, str], joined: Sequence[tuple[int, datetime, int]],
+                    where_cells: tuple[Callable[[str], str], list], rest: list[str], rest_params: list,
+                    names: list[str], group: list[str], units: Mapping[str, str], *, ordered: bool,
+                    line: _LineFormat | None) -> list[tuple] | None:
+        """:meth:`sum_pairs` of a period that reads the pair cell sets ``joined`` ((days, start, sign), in
+        :func:`_join_order`'s order: an added set first) and the parts of ``rest`` (as :meth:`sum_pairs` makes them:
+        the raw rows not summed yet, other cell sets), sorting nothing but the answer. Every set's cells are in
+        primary key order, one per pair, so the sets are met as a full outer join by primary key: each set's cells
+        that no earlier set holds, with their cells in the later sets looked up (an arm of a UNION ALL each). A set
+        holding an earlier part of an earlier set's rows (:func:`_holds_before`: a window prefix less an earlier one;
+        a day's cells less an hour prefix of it) holds none of its pairs, so it has no arm, and the pairs of later
+        arms are not looked up in it. The rest is grouped on its own (a few thousand pairs: the last hour's rows)
+        and each of its pairs looks its cells up; the arms leave those pairs out (NOT IN the rest's, a hashed
+        lookup: a text key that cannot be ambiguous, the first value's length before both). So no group is summed
+        twice. ``where_cells``: the filter on a table's cells (a function of its alias) and its parameters;
+        ``group``: the group-by keys over ``va`` / ``vb`` (the pair's two values); ``units``: the money measures'
+        units columns (SQLite), which the cells' amounts are taken from. On the 10 M-row benchmark ledger, the
+        previous 24 hours' costs by team and user (a day's cells less an hour prefix, and the next day's prefix:
+        32,000 pairs) took SQLite 0.16 s of CPU instead of 0.25 with the next day's prefix grouped as the rest.
 
         None where some amount is not exact that way (SQLite: a cell of $1 million or more, or negative, a sum of the
-        rest past $1 million): the caller sums the sets as usual (the integer path allows cells to $9 million)."""
+        rest past $1 million): the caller sums the sets as usual. The integer path adds at most JOIN_MAX cells and
+        the rest's sum, each under PAIR_UNITS_LIMIT: under 2**63, where SQLite's + would turn to a double."""
         filtered, condition_params = where_cells
         d = rollup.DIALECTS[self.dialect]
         table = schema.PAIR_TABLE
-        same = "b.dim_a = a.dim_a AND b.dim_b = a.dim_b AND b.value_a = a.value_a AND b.value_b = a.value_b"
+        params: list[Any] = []
 
         def amount(t: str, n: str) -> str:  # SQLite: its units, or its text's (NULL where there is no cell)
             if n not in units:
@@ -781,48 +778,61 @@ class LedgerStore:
         def key(a: str, b: str) -> str:
             return f"CAST(length({a}) AS TEXT) || ':' || {a} || {b}"
 
-        def cells(t: str, days: int, start: datetime) -> str:  # the condition on one set's cells, its parameters
+        def cells(t: str) -> str:  # the condition on the cells of set ``t`` (t0, t1...), its parameters added
+            days, start, _ = joined[int(t[1:])]
             params.extend([days, self._ts(start), *pair])
             return f"{t}.days = ? AND {t}.bucket = ? AND {t}.dim_a = ? AND {t}.dim_b = ?"
 
-        params: list[Any] = []
+        def cell_of(t: str, value_of: str) -> str:  # the cell of set ``t`` for the pair of the cell ``value_of``
+            return f"{cells(t)} AND {t}.value_a = {value_of}.value_a AND {t}.value_b = {value_of}.value_b"
+
+        def net(t: str) -> str:
+            return f"({_net(t + '.')})"
+
+        def total(own: str | None, looked_up: list[str], expression: Callable[[str], str]) -> str:
+            """The signed sum of ``expression`` over the arm's own set (``own``, if any) and the cells looked up."""
+            out = ""
+            for t in ([own] if own else []) + looked_up:
+                term = expression(t) if t == own else f"COALESCE({expression(t)}, 0)"
+                minus = joined[int(t[1:])][2] < 0
+                out += (f" - {term}" if minus else f" + {term}") if out else (f"-({term})" if minus else term)
+            return out
+
+        held = [any(_holds_before(joined[j][:2], joined[i][:2]) for j in range(i)) for i in range(len(joined))]
+        armed = [i for i in range(len(joined)) if not held[i]]
         ctes = outside = ""
         if rest:
             grouped = self._group_sums(" UNION ALL ".join(rest), ["va", "vb"], names, units=units)
             ctes = f"WITH pr AS MATERIALIZED ({grouped}) "
             params += rest_params
-            outside = f" AND {{k}} NOT IN (SELECT {key('g0', 'g1')} FROM pr)"
-        def less(expression: str) -> str:  # less its value in the ``minus`` cell, if any
-            return f" - COALESCE({expression}, 0)" if minus is not None else ""
-
-        joined = [f"{amount('a', n)}{less(amount('b', n))} AS s{i}" for i, n in enumerate(names)]
-        first = ["a.value_a AS va", "a.value_b AS vb", f"{fits(known('a'), minus and known('b'))} AS fits",
-                 f"{_net('a.')}{less(_net('b.'))} AS rows_summed", *joined]
-        join_b = ""
-        if minus is not None:
-            join_b = f" LEFT JOIN {table} b ON b.days = ? AND b.bucket = ? AND {same}"
-            params += [minus[0], self._ts(minus[1])]
-        arms = [f"SELECT {', '.join(first)} FROM {table} a{join_b} WHERE {cells('a', *plus)}{filtered('a.')}"
-                f"{outside.format(k=key('a.value_a', 'a.value_b'))}"]
-        params += condition_params
-        if minus is not None:
-            alone = ["b.value_a", "b.value_b", fits(known("b")), f"-({_net('b.')})",
-                     *(f"-{amount('b', n)}" for n in names)]
-            arms.append(f"SELECT {', '.join(alone)} FROM {table} b WHERE {cells('b', *minus)}{filtered('b.')}"
-                        f"{outside.format(k=key('b.value_a', 'b.value_b'))} AND NOT EXISTS (SELECT 1 FROM {table} a "
-                        f"WHERE a.days = ? AND a.bucket = ? AND {same})")
-            params += [*condition_params, plus[0], self._ts(plus[1])]
+            outside = " AND {k} NOT IN (SELECT " + key("g0", "g1") + " FROM pr)"
+        arms = []
+        for i in armed:
+            own = f"t{i}"
+            # the later sets its pairs can be in: not one held by an earlier armed set (which holds none of them)
+            later = [f"t{k}" for k in range(i + 1, len(joined))
+                     if not any(_holds_before(joined[j][:2], joined[k][:2]) for j in armed if j < i)]
+            columns = [f"{own}.value_a AS va", f"{own}.value_b AS vb",
+                       f"{fits(*map(known, [own, *later]))} AS fits", f"{total(own, later, net)} AS rows_summed",
+                       *(f"{total(own, later, lambda t: amount(t, n))} AS s{m}" for m, n in enumerate(names))]
+            sql = f"SELECT {', '.join(columns)} FROM {table} {own}"
+            for t in later:
+                sql += f" LEFT JOIN {table} {t} ON {cell_of(t, own)}"
+            sql += f" WHERE {cells(own)}{filtered(own + '.')}{outside.format(k=key(own + '.value_a', own + '.value_b'))}"
+            params.extend(condition_params)
+            for j in armed[:armed.index(i)]:
+                sql += f" AND NOT EXISTS (SELECT 1 FROM {table} t{j} WHERE {cell_of(f't{j}', own)})"
+            arms.append(sql)
         if rest:  # the rest's pairs, each with its cells
-            summed = [f"pr.s{i} + COALESCE({amount('a', n)}, 0){less(amount('b', n))}" for i, n in enumerate(names)]
-            small = [f"abs(pr.s{i}) < {schema.PAIR_UNITS_LIMIT}" for i, n in enumerate(names)
-                     if n in units]  # + cannot overflow
-            counted = f"pr.rows_summed + COALESCE({_net('a.')}, 0){less(_net('b.'))}"
-            looked_up = ["pr.g0", "pr.g1", fits("pr.fits = 1", known("a"), minus and known("b"), *small), counted,
-                         *summed]
-            lookups = f" LEFT JOIN {table} a ON {cells('a', *plus)} AND a.value_a = pr.g0 AND a.value_b = pr.g1"
-            if minus is not None:
-                lookups += f" LEFT JOIN {table} b ON {cells('b', *minus)} AND b.value_a = pr.g0 AND b.value_b = pr.g1"
-            arms.append(f"SELECT {', '.join(looked_up)} FROM pr{lookups}")
+            every = [f"t{k}" for k in range(len(joined))]
+            small = [f"abs(pr.s{m}) < {schema.PAIR_UNITS_LIMIT}" for m, n in enumerate(names) if n in units]
+            columns = ["pr.g0", "pr.g1", fits("pr.fits = 1", *map(known, every), *small),
+                       f"pr.rows_summed + {total(None, every, net)}",
+                       *(f"pr.s{m} + {total(None, every, lambda t: amount(t, n))}" for m, n in enumerate(names))]
+            sql = f"SELECT {', '.join(columns)} FROM pr"
+            for t in every:
+                sql += f" LEFT JOIN {table} {t} ON {cells(t)} AND {t}.value_a = pr.g0 AND {t}.value_b = pr.g1"
+            arms.append(sql)
         inner = (f"SELECT {', '.join([*_keys(group), *(f's{i}' for i in range(len(names)))])}, fits, rows_summed "
                  f"FROM ({' UNION ALL '.join(arms)}) AS c")
         sql = ctes + self._final(inner, group, names, self._EXACT, order_by=ordered, extra=("fits", "rows_summed"),
@@ -928,7 +938,7 @@ class LedgerStore:
 
     _COLLATE = ""  # how this database compares text in code point order
 
-    # What the money of :meth:`_group_sums` and :meth:`_sum_difference` holds, as :meth:`_final` reads it: 'units'
+    # What the money of :meth:`_group_sums` and :meth:`_sum_joined` holds, as :meth:`_final` reads it: 'units'
     # (SQLite's integers of 10**-UNIT_DIGITS dollars) or 'numeric'.
     _EXACT = "numeric"
 
@@ -1176,20 +1186,27 @@ def _net(table: str = "") -> str:
     return " + ".join(f"{table}{count}" for count in ("calls", "cache_hits", "refusals", "runs"))
 
 
-def _driver(sets: Sequence[tuple[int, datetime, int]]
-            ) -> tuple[tuple[int, datetime], tuple[int, datetime] | None] | None:
-    """Of pair cell sets (days, start, sign), what :meth:`LedgerStore._sum_difference` reads by primary key, as
-    (days, start) each: a set added less a set subtracted that holds an earlier part of the same rows (a window
-    prefix less an earlier prefix of the window, as :func:`aicost.ledger.pairs.spans` makes of a period starting
-    inside a window; a day's cells, or an hour prefix, less an earlier hour prefix of the day), the pair of the
-    most days; or else, with nothing subtracted, the set added of the most days (a prefix from a window's first
-    day), and None; None where no set is added."""
-    added = [(days, start) for days, start, sign in sets if sign > 0]
-    minus = [(days, start) for days, start, sign in sets if sign < 0]
-    joinable = [(plus, less) for less in minus for plus in added if _holds_before(plus, less)]
-    if joinable:
-        return max(joinable, key=lambda pair: pair[0])  # the added set of the most days
-    return (max(added), None) if added and not minus else None
+# At most this many pair cell sets are joined by primary key (the others are grouped with the raw rows): a report
+# reads three or four (24 or 48 hours: days, hour prefixes), and the integer path's sum of a cell of each and the
+# grouped rest's, each under PAIR_UNITS_LIMIT, stays under 2**63.
+JOIN_MAX = 4
+assert schema.PAIR_UNITS_LIMIT * (JOIN_MAX + 1) < 2 ** 63
+
+
+def _join_order(sets: Sequence[tuple[int, datetime, int]]) -> list[tuple[int, datetime, int]] | None:
+    """Of pair cell sets (days, start, sign), those :meth:`LedgerStore._sum_joined` reads by primary key, in its
+    order: the sets added, the longest first, then those subtracted, the longest first (so a set holding an earlier
+    part of another's rows comes after it: a window prefix after a longer one, an hour prefix after its day's
+    cells), JOIN_MAX at most; None where no set is added (nothing would drive the join)."""
+    if not any(sign > 0 for _, _, sign in sets):
+        return None
+    order = sorted(sets, key=lambda s: (s[2] < 0, -_length(s[0], s[1])))
+    return order[:JOIN_MAX]
+
+
+def _length(days: int, start: datetime) -> timedelta:
+    low, high = _span(days, start)
+    return high - low
 
 
 def _holds_before(plus: tuple[int, datetime], minus: tuple[int, datetime]) -> bool:
