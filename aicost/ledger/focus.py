@@ -37,12 +37,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Iterator, TextIO
 
 from .csvtext import csv_text
-from .days import month_of
+from .days import HOUR, month_of
 from .row import CALL, LedgerRow, decimal_text
 from .store import LedgerStore
 
@@ -143,8 +143,6 @@ def _quantity(row: LedgerRow, part: str) -> int:
     return int(getattr(row, f"{part}_tokens", 0) or getattr(row, part, 0) or 0)
 
 
-_HOUR = timedelta(hours=1)
-
 
 _UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
@@ -199,7 +197,7 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
             "ChargeClass": None,
             "ChargeDescription": f"{model}: {what} ({tier} tier)",
             "ChargeFrequency": "Usage-Based",
-            "ChargePeriodEnd": charge_start + _HOUR,
+            "ChargePeriodEnd": charge_start + HOUR,
             "ChargePeriodStart": charge_start,
             "ConsumedQuantity": Decimal(quantity),
             "ConsumedUnit": unit,

@@ -53,7 +53,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
-from .days import EPOCH, HOUR, hour_start, midnight
+from .days import DAY, EPOCH, HOUR, hour_start, midnight
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
 from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
                      PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
@@ -75,7 +75,6 @@ READ_MARKS_SQL = f"SELECT summed_before, hours_from FROM {PAIR_MARK_TABLE}"
 _SET_HOURS_FROM_SQL = f"UPDATE {PAIR_MARK_TABLE} SET hours_from = ?"
 _DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days = 0 AND bucket < ?"
 _CELL = "dim_a, value_a, dim_b, value_b"
-_DAY = timedelta(days=1)
 
 
 def pair_of(a: str, b: str) -> tuple[str, str] | None:
@@ -86,7 +85,7 @@ def pair_of(a: str, b: str) -> tuple[str, str] | None:
 
 
 def day_number(day: datetime) -> int:
-    return (day - EPOCH) // _DAY
+    return (day - EPOCH) // DAY
 
 
 def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
@@ -102,11 +101,11 @@ def spans(first: datetime, last: datetime) -> list[tuple[int, datetime, int]]:
         w = a - a % WINDOW
         e = min(b, w + WINDOW)
         if e - a <= 2:
-            out += [(1, EPOCH + day * _DAY, 1) for day in range(a, e)]
+            out += [(1, EPOCH + day * DAY, 1) for day in range(a, e)]
         else:
-            out.append((e - w, EPOCH + w * _DAY, 1))
+            out.append((e - w, EPOCH + w * DAY, 1))
             if a > w:
-                out.append((a - w, EPOCH + w * _DAY, -1))
+                out.append((a - w, EPOCH + w * DAY, -1))
         a = e
     return out
 
@@ -258,25 +257,25 @@ def fold_hours_sql(d: Dialect, *, units: bool) -> str:
     ``hourly``) to the hour prefixes started that hold them: each to those of its day that end after its hour and
     on or before the time given as the one parameter (:func:`hour_prefixes_end`)."""
     end = _plus_hours(d, d.day("bucket"), "h.n")
-    hours = ", ".join(f"({n})" for n in range(1, 24))
-    return _fold_grouped(d, "0", end, f"bucket < {end} AND {end} <= ?", units=units,
-                         hours=f"WITH h(n) AS (VALUES {hours}) ")
+    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
+    return _fold_grouped(d, "0", end, f"bucket < {end} AND {end} <= ?", units=units, each=f"({hours}) AS h")
 
 
-def _fold_grouped(d: Dialect, days: str, bucket: str, condition: str, *, units: bool, hours: str = "") -> str:
+def _fold_grouped(d: Dialect, days: str, bucket: str, condition: str, *, units: bool, each: str = "") -> str:
     """Add the delta's cells matching ``condition``, summed per target set (``days`` and ``bucket``, SQL over the
     delta's cell), to the cells of those sets. The units are taken from each sum's text: the delta's units of up
-    to 64 days could overflow when summed. ``hours``: a WITH clause naming the table ``h`` the FROM joins."""
+    to 64 days could overflow when summed. ``each``: a table (SQL, with its alias) whose rows each delta cell is
+    taken with, once per row (the hours of a day), which ``bucket`` and ``condition`` may read."""
     def total(m: str) -> str:
         if units and m in MONEY_MEASURES and d.to_units and d.from_units:
             return d.from_units(f"COALESCE(SUM({d.to_units(m)}), 0)")
         return _sum(d, m, m)
 
     sums = (f"SELECT {days} AS days, {bucket} AS bucket, {_CELL}, "
-            f"{', '.join(f'{total(m)} AS {m}' for m in MEASURES)} FROM {PAIR_DELTA}{', h' if hours else ''} "
+            f"{', '.join(f'{total(m)} AS {m}' for m in MEASURES)} FROM {PAIR_DELTA}{', ' + each if each else ''} "
             f"WHERE {condition} GROUP BY {bucket}, {_CELL}")
     of_text = "".join(f", {text_units(d, m)}" for m in units_of(d))
-    return (f"{hours}{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{of_text} FROM ({sums}) AS s "
+    return (f"{_insert(d)} SELECT days, bucket, {_CELL}, {', '.join(MEASURES)}{of_text} FROM ({sums}) AS s "
             f"WHERE true {_upsert(d)}")
 
 
@@ -301,15 +300,18 @@ Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks
 def prefixes_end(summed: datetime) -> datetime:
     """The end of the last prefix :func:`compact` has started when it has summed to ``summed``: a day's prefix is
     started by its first chunk, so the next midnight once any of ``summed``'s day is summed."""
-    day = midnight(summed)
-    return day + _DAY if summed > day else day
+    return _started_end(summed, midnight(summed), DAY)
 
 
 def hour_prefixes_end(summed: datetime) -> datetime:
     """The end of the last hour prefix :func:`compact` has started when it has summed to ``summed``: an hour's
     prefix (ending at the hour's end) is started by the hour's first chunk."""
-    hour = hour_start(summed)
-    return hour + HOUR if summed > hour else hour
+    return _started_end(summed, hour_start(summed), HOUR)
+
+
+def _started_end(summed: datetime, start: datetime, step: timedelta) -> datetime:
+    """The end of the step (a day, an hour) starting at ``start`` once any of it is summed, else ``start``."""
+    return start + step if summed > start else start
 
 
 def hour_prefixes_from(hours_from: datetime, day: datetime, until: datetime) -> datetime:
@@ -317,8 +319,8 @@ def hour_prefixes_from(hours_from: datetime, day: datetime, until: datetime) -> 
     way to ``until``: the day keeps hour prefixes when it is one of the :data:`HOUR_DAYS` days to ``until``'s
     (a backfill's past days do not: they would be dropped in a few days), and then the days before those drop
     theirs; a day that does not keep them moves the mark past it."""
-    keeps = day >= midnight(until) - (HOUR_DAYS - 1) * _DAY
-    return max(hours_from, day - (HOUR_DAYS - 1) * _DAY if keeps else day + _DAY)
+    keeps = day >= midnight(until) - (HOUR_DAYS - 1) * DAY
+    return max(hours_from, day - (HOUR_DAYS - 1) * DAY if keeps else day + DAY)
 
 
 def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable[[Any], datetime],
@@ -349,11 +351,11 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
             run(_SET_HOURS_FROM_SQL, [ts(kept_from)])
             run(_DROP_HOURS_SQL, [ts(kept_from)])
             hours_from = kept_from
-    high = min(until, day + _DAY)
+    high = min(until, day + DAY)
     # on a day keeping hour prefixes, one hour's rows a chunk, into the prefix to the hour's end: none for the
     # day's last hour (the day's cells are that prefix)
     hour, keeps_hours = hour_start(summed), day >= hours_from
-    into_hour = hour + HOUR if keeps_hours and hour + HOUR < day + _DAY else None
+    into_hour = hour + HOUR if keeps_hours and hour + HOUR < day + DAY else None
     if keeps_hours:
         high = min(high, hour + HOUR)
     if max_rows:
@@ -362,7 +364,7 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         if cut is not None and parse(cut[0]) > summed:
             high = parse(cut[0])
     n = day_number(day) % WINDOW + 1  # the day's prefix: the window's first n days
-    first_day = day - (n - 1) * _DAY
+    first_day = day - (n - 1) * DAY
     if summed == day and n > 1:
         run(_copy_sql(d), [n, ts(first_day), n - 1, ts(first_day)])
     if into_hour is not None and summed == hour and hour > day:  # the hour's first chunk: its prefix starts

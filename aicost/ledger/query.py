@@ -31,7 +31,7 @@ from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
 from . import pairs
-from .days import midnight
+from .days import DAY, HOUR, hour_start, midnight
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
@@ -156,18 +156,9 @@ def _utc(value: datetime | date) -> datetime:
 
 
 def _ceil(t: datetime, step: timedelta) -> datetime:
-    floor = _floor(t, step)
+    """The first hour (``step`` HOUR) or day (DAY) starting at or after ``t``."""
+    floor = hour_start(t) if step == HOUR else midnight(t)
     return floor if floor == t else floor + step
-
-
-def _floor(t: datetime, step: timedelta) -> datetime:
-    if step == _HOUR:
-        return t.replace(minute=0, second=0, microsecond=0)
-    return midnight(t)
-
-
-_HOUR = timedelta(hours=1)
-_DAY = timedelta(days=1)
 
 
 def spend(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
@@ -379,7 +370,7 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
     sets: list[tuple[int, datetime, int]] = [(0, end_, sign) for end_, sign in hours]  # hour prefixes: days 0
     for first, last in runs:
         if "day" in keys:
-            sets += [(1, first + i * _DAY, 1) for i in range((last - first) // _DAY)]
+            sets += [(1, first + i * DAY, 1) for i in range((last - first) // DAY)]
         else:
             sets += pairs.spans(first, last)
     grouped = {_rollup_dim(k) for k in keys if k not in TIME_KEYS}
@@ -409,7 +400,7 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
     runs: list[tuple[datetime, datetime]] = []
     hours: list[tuple[datetime, int]] = []
     edges: list[tuple[datetime, datetime, int]] = []
-    summed_day = _floor(summed, _DAY)
+    summed_day = midnight(summed)
 
     def edge(low: datetime, high: datetime, sign: int) -> None:
         if low >= high:
@@ -428,7 +419,7 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
         ``held`` (the day's cells); the latest of equals."""
         ends = [day, held]
         if hours_from is not None and day >= hours_from:
-            ends += [day + k * _HOUR for k in range(1, 24) if day + k * _HOUR < held]
+            ends += [day + k * HOUR for k in range(1, 24) if day + k * HOUR < held]
         return min(ends, key=lambda e: (abs(t - e), -e.timestamp()))
 
     def read(day: datetime, held: datetime, end_: datetime, t: datetime, sign: int) -> None:
@@ -436,23 +427,23 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
         between ``end_`` and ``t``."""
         if end_ == held:
             assert sign > 0  # the day's cells: only ever added (a start nearer them than its end shares them)
-            cells(day, day + _DAY)
+            cells(day, day + DAY)
         elif end_ > day:
             hours.append((end_, sign))
         edge(end_, t, sign)
         edge(t, end_, -sign)
 
-    day = _floor(start, _DAY)
+    day = midnight(start)
     while day < end:
         if day > summed_day:  # nothing of it or after it summed: the rest is raw rows
             edge(max(start, day), end, 1)
             break
-        whole = min(_floor(end, _DAY), summed_day)
+        whole = min(midnight(end), summed_day)
         if start <= day < whole:  # whole days the period covers before the day being summed: cells, in one step
             cells(day, whole)
             day = whole
             continue
-        low, high, next_day = max(start, day), min(end, day + _DAY), day + _DAY
+        low, high, next_day = max(start, day), min(end, day + DAY), day + DAY
         held = next_day if day < summed_day else summed
         after, before = nearest(day, held, high), nearest(day, held, low)
         if after != before and abs(high - after) + abs(low - before) < high - low:
@@ -470,7 +461,7 @@ def _split(start: datetime, end: datetime, keys: tuple[str, ...]
     or every hour when grouped by hour, from hour cells) and the minutes left at either end (from raw rows)."""
     spans: list[tuple[str, datetime, datetime]] = []
     edges: list[tuple[datetime, datetime]] = []
-    first_hour, last_hour = _ceil(start, _HOUR), _floor(end, _HOUR)
+    first_hour, last_hour = _ceil(start, HOUR), hour_start(end)
     if first_hour >= last_hour:
         edges.append((start, end))
     else:
@@ -478,7 +469,7 @@ def _split(start: datetime, end: datetime, keys: tuple[str, ...]
             edges.append((start, first_hour))
         if last_hour < end:
             edges.append((last_hour, end))
-        first_day, last_day = _ceil(first_hour, _DAY), _floor(last_hour, _DAY)
+        first_day, last_day = _ceil(first_hour, DAY), midnight(last_hour)
         if "hour" in keys or first_day >= last_day:
             spans.append(("hour", first_hour, last_hour))
         else:
