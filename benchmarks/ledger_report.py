@@ -20,7 +20,8 @@ over the 30 days, as a table, CSV and JSON: wall and CPU seconds (user + system)
 with the least CPU of 3. The child runs with bytecode caching on (as an installed package has it). With
 ``--period P --now T`` it reports over the CLI period P (``7d``, ``24h``...) as ``aicost report --period P`` would
 at the time T, so the figures do not depend on the day they are taken: ``--period 7d --now 2026-11-30T14:30``
-is a week whose previous week (top movers') holds rows too.
+is a week whose previous week (top movers') holds rows too. ``--instructions`` counts each command's instructions
+under valgrind's callgrind instead (SQLite; the figures do not move with the box's load, single runs' times do).
 """
 
 from __future__ import annotations
@@ -72,12 +73,18 @@ def best(fn, repeat: int = 3) -> tuple[float, float]:
     return min(runs, key=lambda r: r[1])
 
 
-def cli(url: str, period: "Period", keys: tuple[str, ...], fmt: str, out: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of one ``aicost report`` command writing to ``out``."""
+def _report_command(url: str, period: "Period", keys: tuple[str, ...], fmt: str) -> tuple[list[str], dict]:
+    """The ``aicost report`` command line and its environment: this checkout's code, bytecode caching on."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     argv = [sys.executable, "-m", "aicost.cli", "report", "--ledger", url, "--since", period.start.isoformat(),
             "--until", period.end.isoformat(), "--format", fmt, *(["--by", ",".join(keys)] if keys else [])]
+    return argv, env
+
+
+def cli(url: str, period: "Period", keys: tuple[str, ...], fmt: str, out: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``aicost report`` command writing to ``out``."""
+    argv, env = _report_command(url, period, keys, fmt)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     with out.open("w") as f:
@@ -85,6 +92,23 @@ def cli(url: str, period: "Period", keys: tuple[str, ...], fmt: str, out: Path) 
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli_instructions(url: str, period: "Period", keys: tuple[str, ...], fmt: str, out: Path) -> int:
+    """Instructions of one ``aicost report`` command writing to ``out``, counted by valgrind's callgrind (the
+    interpreter, imports, SQLite and all): the same on a quiet box and a busy one, where single runs' times here
+    differ by a quarter. The command runs once first, so that its bytecode is cached and not counted. SQLite only:
+    a PostgreSQL server's work is in another process."""
+    argv, env = _report_command(url, period, keys, fmt)
+    with out.open("w") as f:
+        subprocess.run(argv, stdout=f, check=True, env=env)
+    profile = out.with_suffix(".callgrind")
+    with out.open("w") as f:
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}", *argv], stdout=f,
+                       stderr=subprocess.DEVNULL, check=True, env=env)
+    totals = next(line for line in profile.read_text().splitlines() if line.startswith(("summary:", "totals:")))
+    profile.unlink()
+    return int(totals.split()[1])
 
 
 @contextlib.contextmanager
@@ -113,9 +137,11 @@ def main() -> None:
                         "CSV, JSON written to a file) for each --by over the 30 days")
     parser.add_argument("--period", help="with --cli: this CLI period (7d, 30d, 24h...) instead of the 30 days")
     parser.add_argument("--now", help="with --period: the time (ISO, UTC) the period is taken at")
+    parser.add_argument("--instructions", action="store_true", help="with --cli: count each command's "
+                        "instructions under valgrind's callgrind (once, SQLite) instead of timing it")
     args = parser.parse_args()
-    if args.period and not args.cli or args.now and not args.period:
-        parser.error("--period goes with --cli, --now with --period")
+    if args.period and not args.cli or args.now and not args.period or args.instructions and not args.cli:
+        parser.error("--period and --instructions go with --cli, --now with --period")
     with ledger_url(args) as url:
         build(url, args.rows)
         store = open_store(url, create=False)
@@ -143,6 +169,16 @@ def main() -> None:
                 now = _parse_time(args.now, "--now") if args.now else None
                 period = parse_period(args.period, now=now)
             title = f"aicost report, {period.describe()}"
+            if args.instructions:
+                print(f"\n{title:44s} {'format':>6s} {'G instr.':>9s}")
+                for keys in groupings:
+                    for fmt in ("table", "csv", "json"):
+                        count = cli_instructions(url, period, keys, fmt, out)
+                        print(f"{'by ' + (','.join(keys) or 'nothing (totals)'):44s} {fmt:>6s} {count / 1e9:9.3f}",
+                              flush=True)
+                out.unlink()
+                store.close()
+                return
             print(f"\n{title:44s} {'format':>6s} {'wall s':>8s} {'CPU s':>8s} {'output':>9s}")
             for keys in groupings:
                 for fmt in ("table", "csv", "json"):
