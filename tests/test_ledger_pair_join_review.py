@@ -88,7 +88,8 @@ def _ledger(url, seed=7, amounts=GOOD):
 
 
 def _joins(monkeypatch):
-    """Each _sum_joined call: (the sets joined, how many arms, whether it answered)."""
+    """Each _sum_joined call: (the sets joined, how many arms, how many measures, whether it answered, whether
+    it had a rest)."""
     calls = []
     real = store_module.LedgerStore._sum_joined
 
@@ -96,7 +97,7 @@ def _joins(monkeypatch):
         found = real(self, pair, joined, *args, **kwargs)
         held = [any(store_module._holds_before(joined[j][:2], joined[i][:2]) for j in range(i))
                 for i in range(len(joined))]
-        calls.append((list(joined), held.count(False), found is not None, bool(args[1])))
+        calls.append((list(joined), held.count(False), len(args[3]), found is not None, bool(args[1])))
         return found
 
     monkeypatch.setattr(store_module.LedgerStore, "_sum_joined", spy)
@@ -148,6 +149,9 @@ def _periods():
         (FIRST + 2 * DAY, SUMMED + 3 * HOUR),  # ... with the raw rows of the last hours
         (WINDOW + 20 * DAY, WINDOW + 90 * DAY),  # two windows, prefixes less prefixes
         (WINDOW - 3 * DAY, WINDOW + 2 * DAY), (WINDOW, WINDOW + 63 * DAY),
+        (WINDOW + 65 * DAY, d1), (WINDOW + 65 * DAY, SUMMED + HOUR),  # a prefix less one (one arm), the rest
+        (SUMMED - DAY, SUMMED), (SUMMED - 2 * DAY, SUMMED),  # ending at summed_before, mid-hour
+        (d2 + 14 * HOUR, SUMMED), (d2 + 15 * HOUR - DAY, SUMMED + HOUR),  # the prefix summed_before is in
     ]
 
 
@@ -176,7 +180,7 @@ def test_order_one_measure_and_many_and_the_join_against_no_join(ledger_url, mon
     store = _ledger(ledger_url)
     calls = _joins(monkeypatch)
     got = {}
-    for start, end in _periods()[:6] + _periods()[11:13]:
+    for start, end in _periods()[:6] + _periods()[11:13] + _periods()[16:18]:
         for keys, where in KEYS:
             table = spend_table(store, start, end, keys, where, measures=("cost", "calls", "runs"))
             rows = table.rows()
@@ -190,6 +194,8 @@ def test_order_one_measure_and_many_and_the_join_against_no_join(ledger_url, mon
                     "None" if v is None else v for v in r[:n]))), (keys, where, start, end)  # no calls: by key
             got[start, end, keys, repr(where)] = (rows, costs.rows())
     assert any(arms > 1 for _, arms, *_ in calls)
+    assert any(arms == 1 and measures == 1 and len(j) > 1 for j, arms, measures, *_ in calls)  # costs, joined
+    assert all(arms == 1 for _, arms, measures, *_ in calls if measures == 1)  # else summed together
     _no_join(monkeypatch)
     for (start, end, keys, where), (rows, costs) in got.items():
         table = spend_table(store, start, end, keys, eval(where), measures=("cost", "calls", "runs"))
