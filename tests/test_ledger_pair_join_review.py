@@ -31,8 +31,9 @@ UTC = timezone.utc
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 WINDOW = datetime(2026, 10, 10, tzinfo=UTC)  # a 64-day window's first day; the next is 12-13
 FIRST = WINDOW - 40 * DAY  # the sparse rows: 08-31 .. (three windows)
-DENSE = WINDOW + 64 * DAY + 2 * DAY  # 12-15: the dense days start here (window 12-13's third day)
-SUMMED = DENSE + 3 * DAY + 14 * HOUR + 30 * MINUTE  # 12-18 14:30: 12-16 .. 12-18 keep hour prefixes
+DENSE = WINDOW + 63 * DAY  # 12-12: the dense days start here, the last day of a window
+SUMMED = DENSE + 3 * DAY + 14 * HOUR + 30 * MINUTE  # 12-15 14:30: 12-13 (a window's first day) .. 12-15 keep
+# hour prefixes: the window's prefixes hold the hour prefixes of its first day
 GOOD = ["0", "0.001", "0.000000000001", "5", "0.1", "123.456789012345", "2.5"]
 ODD = ["999999.999999999999", "-0.5", "1000000", "0.0000000000001", "-0.000000000001", "7000000"]
 
@@ -149,9 +150,11 @@ def _periods():
         (FIRST + 2 * DAY, SUMMED + 3 * HOUR),  # ... with the raw rows of the last hours
         (WINDOW + 20 * DAY, WINDOW + 90 * DAY),  # two windows, prefixes less prefixes
         (WINDOW - 3 * DAY, WINDOW + 2 * DAY), (WINDOW, WINDOW + 63 * DAY),
-        (WINDOW + 65 * DAY, d1), (WINDOW + 65 * DAY, SUMMED + HOUR),  # a prefix less one (one arm), the rest
+        (WINDOW + 2 * DAY, WINDOW + 9 * DAY), (WINDOW + 60 * DAY, SUMMED + HOUR),  # a prefix less one (one arm)
         (SUMMED - DAY, SUMMED), (SUMMED - 2 * DAY, SUMMED),  # ending at summed_before, mid-hour
         (d2 + 14 * HOUR, SUMMED), (d2 + 15 * HOUR - DAY, SUMMED + HOUR),  # the prefix summed_before is in
+        (d0 + 5 * HOUR, SUMMED + HOUR),  # a window prefix (partial) less an hour prefix of its first day, raw rows
+        (d0 + 5 * HOUR, d2), (d0 + 5 * HOUR, d2 + 9 * HOUR),
     ]
 
 
@@ -166,6 +169,8 @@ def test_reports_equal_the_raw_rows_and_the_join_is_used(ledger_url, monkeypatch
     assert all(answered for *_, answered, _rest in calls)
     assert any(len(j) == JOIN_MAX and arms >= 3 for j, arms, *_ in calls)  # 48h: four sets, three arms
     assert any(rest for *_, rest in calls)
+    assert any(a[0] > 1 and b[0] == 0 and b[1].replace(hour=0) == a[1] for j, *_ in calls for a in j for b in j)
+    # (n, w) holds (0, w + h): a window prefix, an hour prefix of its first day
     store.close()
 
 
@@ -180,7 +185,7 @@ def test_order_one_measure_and_many_and_the_join_against_no_join(ledger_url, mon
     store = _ledger(ledger_url)
     calls = _joins(monkeypatch)
     got = {}
-    for start, end in _periods()[:6] + _periods()[11:13] + _periods()[16:18]:
+    for start, end in _periods()[:6] + _periods()[11:13] + _periods()[17:19] + _periods()[23:24]:
         for keys, where in KEYS:
             table = spend_table(store, start, end, keys, where, measures=("cost", "calls", "runs"))
             rows = table.rows()
@@ -290,4 +295,33 @@ def test_amounts_off_the_integer_path_are_summed_as_usual(ledger_url, monkeypatc
                 (keys, where, start, end)
     if store.dialect == "sqlite":
         assert any(not answered for *_, answered, _ in calls)
+    store.close()
+
+
+def _tied(url):
+    """Unattributed spend (customer None and '') and a customer named 'None', equal in cost and calls."""
+    store = open_store(url)
+    day = DENSE
+    store.write([LedgerRow(span_id=f"n{i:03d}", kind="call", time=day + h * HOUR, provider="openai",
+                           request_model="m1", team="t1", customer=customer, cost=Decimal("1"))
+                 for i, (customer, h) in enumerate([("None", 2), (None, 30), ("None", 40), ("", 41), ("x", 5)])])
+    sum_all_pairs(store, until=day + 50 * HOUR)
+    return store, day
+
+
+@pytest.mark.xfail(reason="BUG (minor): the ORDER BY of a report is not total: a group of no value (None) and one "
+                          "whose value is the text 'None' tie, so their order is the plan's, and the join orders "
+                          "them unlike the sets summed together", strict=False)
+def test_no_value_and_the_text_none_have_one_order_joined_or_not(ledger_url, monkeypatch):
+    store, day = _tied(ledger_url)
+    got = []
+    for measures in (("cost", "calls"), ("cost",)):
+        for start, end in [(day, day + 50 * HOUR), (day + HOUR, day + 42 * HOUR)]:
+            got.append([r[:2] for r in spend_table(store, start, end, ("team", "customer"), measures=measures).rows()])
+    _no_join(monkeypatch)
+    plain = []
+    for measures in (("cost", "calls"), ("cost",)):
+        for start, end in [(day, day + 50 * HOUR), (day + HOUR, day + 42 * HOUR)]:
+            plain.append([r[:2] for r in spend_table(store, start, end, ("team", "customer"), measures=measures).rows()])
+    assert got == plain
     store.close()
