@@ -740,12 +740,12 @@ class LedgerStore:
                     line: _LineFormat | None) -> list[tuple] | None:
         """:meth:`sum_pairs` of a period that reads the pair cell sets ``joined`` ((days, start, sign), in
         :func:`_join_order`'s order: an added set first) and the parts of ``rest`` (as :meth:`sum_pairs` makes them:
-        the raw rows not summed yet, other cell sets), sorting nothing but the answer. Every set's cells are in
+        the raw rows not summed yet, cell sets past JOIN_MAX), sorting nothing but the answer. Every set's cells are in
         primary key order, one per pair, so the sets are met as a full outer join by primary key: each set's cells
         that no earlier set holds, with their cells in the later sets looked up (an arm of a UNION ALL each). A set
         holding an earlier part of an earlier set's rows (:func:`_holds_before`: a window prefix less an earlier one;
-        a day's cells less an hour prefix of it) holds none of its pairs, so it has no arm, and the pairs of later
-        arms are not looked up in it. The rest is grouped on its own (a few thousand pairs: the last hour's rows)
+        a day's cells less an hour prefix of it) holds no pair the earlier set lacks, so it has no arm, and the pairs
+        of later arms are not looked up in it. The rest is grouped on its own (a few thousand pairs: the last hour's rows)
         and each of its pairs looks its cells up; the arms leave those pairs out (NOT IN the rest's, a hashed
         lookup: a text key that cannot be ambiguous, the first value's length before both). So no group is summed
         twice. ``where_cells``: the filter on a table's cells (a function of its alias) and its parameters;
@@ -972,7 +972,8 @@ class LedgerStore:
             if name in ("cost", "calls"):
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
         ranks = [rank[name] for name in ("cost", "calls") if name in rank]
-        ties = [f"COALESCE({e}, 'None'){self._COLLATE}" for e in out[:len(group)]]
+        # no value and the text 'None' read alike: the text first, so the order is total
+        ties = [t for e in out[:len(group)] for t in (f"COALESCE({e}, 'None'){self._COLLATE}", f"({e} IS NULL)")]
         if line is not None:  # sorted below, then written: not ~1 KB of text per sorted row
             text, below = self._line_sql(line, names)
             out[len(group):] = [text, *(out[len(group) + i] for i, name in enumerate(names) if name == "cost")]
@@ -980,7 +981,7 @@ class LedgerStore:
             inner = f"SELECT r.*, {', '.join(below) or '1 AS t'} FROM ({inner}) AS r"
             if order_by and (ranks or ties):
                 inner += f" ORDER BY {', '.join([*(f'{e} DESC' for e in ranks), *ties])}"
-                ties = [f"r.t{i}" for i in range(len(group))]  # the same order: no second sort
+                ties = [f"r.t{i}" for i in range(len(ties))]  # the same order: no second sort
             else:
                 inner += " OFFSET 0"  # a level of its own: what it computes, it computes once
         sql = f"SELECT {', '.join([*out, *extra])} FROM ({inner}) AS r"
