@@ -740,13 +740,13 @@ class LedgerStore:
                     line: _LineFormat | None) -> list[tuple] | None:
         """:meth:`sum_pairs` of a period that reads the pair cell sets ``joined`` ((days, start, sign), in
         :func:`_join_order`'s order: an added set first) and the parts of ``rest`` (as :meth:`sum_pairs` makes them:
-        the raw rows not summed yet, cell sets past JOIN_MAX), sorting nothing but the answer. Every set's cells are in
-        primary key order, one per pair, so the sets are met as a full outer join by primary key: each set's cells
+        the raw rows not summed yet, cell sets past JOIN_MAX), sorting nothing but the answer. Every set's cells are
+        in primary key order, one per pair, so the sets are met as a full outer join by primary key: each set's cells
         that no earlier set holds, with their cells in the later sets looked up (an arm of a UNION ALL each). A set
         holding an earlier part of an earlier set's rows (:func:`_holds_before`: a window prefix less an earlier one;
         a day's cells less an hour prefix of it) holds no pair the earlier set lacks, so it has no arm, and the pairs
-        of later arms are not looked up in it. The rest is grouped on its own (a few thousand pairs: the last hour's rows)
-        and each of its pairs looks its cells up; the arms leave those pairs out (NOT IN the rest's, a hashed
+        of later arms are not looked up in it. The rest is grouped on its own (a few thousand pairs: the last hour's
+        rows) and each of its pairs looks its cells up; the arms leave those pairs out (NOT IN the rest's, a hashed
         lookup: a text key that cannot be ambiguous, the first value's length before both). So no group is summed
         twice. ``where_cells``: the filter on a table's cells (a function of its alias) and its parameters;
         ``group``: the group-by keys over ``va`` / ``vb`` (the pair's two values); ``units``: the money measures'
@@ -820,7 +820,8 @@ class LedgerStore:
             sql = f"SELECT {', '.join(columns)} FROM {table} {own}"
             for t in later:
                 sql += f" LEFT JOIN {table} {t} ON {cell_of(t, own)}"
-            sql += f" WHERE {cells(own)}{filtered(own + '.')}{outside.format(k=key(own + '.value_a', own + '.value_b'))}"
+            own_key = key(f"{own}.value_a", f"{own}.value_b")
+            sql += f" WHERE {cells(own)}{filtered(own + '.')}{outside.format(k=own_key)}"
             params.extend(condition_params)
             for j in armed[:armed.index(i)]:
                 sql += f" AND NOT EXISTS (SELECT 1 FROM {table} t{j} WHERE {cell_of(f't{j}', own)})"
@@ -955,8 +956,8 @@ class LedgerStore:
                order_by: bool = False, extra: Sequence[str] = (), line: _LineFormat | None = None) -> str:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
         the group's values ('' as NULL: no value, see :func:`key_sql`), the measures (money as canonical text), then
-        ``extra`` columns of ``inner``. ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than fetching the sort keys and
-        sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
+        ``extra`` columns of ``inner``. ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than
+        fetching the sort keys and sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
         integer path), 'text' or 'numeric'. ``line``: the measures written as one line (:meth:`_line_sql`)
         instead of a column each, followed by the cost's column where ``names`` has it."""
         out = [f"NULLIF(r.g{i}, '')" for i in range(len(group))]  # no value: NULL (see key_sql)
