@@ -957,9 +957,9 @@ class LedgerStore:
         """The outer SELECT of :meth:`_grouped` over ``inner`` (columns g0.. for the group, s0.. for ``names``):
         the group's values ('' as NULL: no value, see :func:`key_sql`), the measures (money as canonical text), then
         ``extra`` columns of ``inner``. ``order_by``: in :meth:`_grouped`'s order (the database sorts: cheaper than
-        fetching the sort keys and sorting 60,000 rows in Python). ``money`` says what the s columns of money hold: 'units' (SQLite's
-        integer path), 'text' or 'numeric'. ``line``: the measures written as one line (:meth:`_line_sql`)
-        instead of a column each, followed by the cost's column where ``names`` has it."""
+        fetching the sort keys and sorting 60,000 rows in Python). ``money`` says what the s columns of money hold:
+        'units' (SQLite's integer path), 'text' or 'numeric'. ``line``: the measures written as one line
+        (:meth:`_line_sql`) instead of a column each, followed by the cost's column where ``names`` has it."""
         out = [f"NULLIF(r.g{i}, '')" for i in range(len(group))]  # no value: NULL (see key_sql)
         rank = {}
         for i, name in enumerate(names):
