@@ -645,6 +645,22 @@ def _with_and_without_a_team(url):
     return store, day
 
 
+def test_a_table_of_counts_all_zero_still_has_its_groups(ledger_url):
+    """A table whose every measure is a count 0 in every group still lists the groups (and a table without keys
+    its one row of totals): one measure is read to find them. It was an SQL syntax error (the review's find)."""
+    from aicost.ledger.query import spend_table
+
+    store, day = _with_and_without_a_team(ledger_url)
+    for summed in (False, True):
+        if summed:
+            sum_all_pairs(store)
+        for keys, expected in (((), [(0, 0)]), (("team", "customer"), [("t", "c", 0, 0), (None, "c", 0, 0)])):
+            table = spend_table(store, day, day + timedelta(days=4), keys, measures=("input_tokens", "runs"),
+                                maybe_zero=("input_tokens", "runs"))
+            assert sorted(table.rows(), key=str) == expected, (summed, keys)
+    store.close()
+
+
 def test_a_filter_on_no_value_reads_the_same_rows_raw_and_from_cells(ledger_url):
     """``where={"team": ""}``: the rows without a team, whether read raw (NULL) or from the cells ('')."""
     store, day = _with_and_without_a_team(ledger_url)

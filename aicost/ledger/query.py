@@ -246,6 +246,8 @@ def spend_table(store: LedgerStore, start: datetime | date, end: datetime | date
         if candidates:
             found = _sums(store, start, end, keys, where, candidates, order=False, nonzero=True)
             zero = {m for m, nonzero in zip(candidates, found[0] if found else repeat(0)) if not nonzero}
+            if zero.issuperset(measures):  # every measure 0: one is read all the same, which finds the groups
+                zero.discard(measures[0])
         read = [m for m in measures if m not in zero]
         if _line is not None and store._fills_lines and keys:
             rows = _sums(store, start, end, keys, where, read, order, line=replace(_line, zero=frozenset(zero)))
