@@ -800,8 +800,7 @@ class LedgerStore:
                 out += (f" - {term}" if minus else f" + {term}") if out else (f"-({term})" if minus else term)
             return out
 
-        held = [any(_holds_before(joined[j][:2], joined[i][:2]) for j in range(i)) for i in range(len(joined))]
-        armed = [i for i in range(len(joined)) if not held[i]]
+        armed = [i for i, held in enumerate(_held(joined)) if not held]
         ctes = outside = ""
         if rest:
             grouped = self._group_sums(" UNION ALL ".join(rest), ["va", "vb"], names, units=units)
@@ -1211,8 +1210,13 @@ def _join_order(sets: Sequence[tuple[int, datetime, int]], measures: int
     if not any(sign > 0 for _, _, sign in sets):
         return None
     order = sorted(sets, key=lambda s: (s[2] < 0, -_length(s[0], s[1])))[:JOIN_MAX]
-    armed = [s for i, s in enumerate(order) if i and not any(_holds_before(o[:2], s[:2]) for o in order[:i])]
-    return None if armed and measures == 1 else order
+    return None if measures == 1 and not all(_held(order)[1:]) else order
+
+
+def _held(sets: Sequence[tuple[int, datetime, int]]) -> list[bool]:
+    """Whether each of ``sets`` (in :func:`_join_order`'s order) is held by an earlier one (:func:`_holds_before`):
+    it then holds no pair that one lacks, and has no arm of its own in :meth:`LedgerStore._sum_joined`."""
+    return [any(_holds_before(sets[j][:2], s[:2]) for j in range(i)) for i, s in enumerate(sets)]
 
 
 def _length(days: int, start: datetime) -> timedelta:
