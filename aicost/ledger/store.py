@@ -810,7 +810,7 @@ class LedgerStore:
         arms = []
         for i in armed:
             own = f"t{i}"
-            # the later sets its pairs can be in: not one held by an earlier armed set (which holds none of them)
+            # the later sets its pairs can be in: its pairs are in no earlier armed set, so in no set one holds
             later = [f"t{k}" for k in range(i + 1, len(joined))
                      if not any(_holds_before(joined[j][:2], joined[k][:2]) for j in armed if j < i)]
             columns = [f"{own}.value_a AS va", f"{own}.value_b AS vb",
