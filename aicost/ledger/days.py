@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["EPOCH", "DAY", "HOUR", "midnight", "hour_start", "month_of"]
+__all__ = ["EPOCH", "DAY", "HOUR", "midnight", "hour_start", "ceil", "month_of"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the ledger's first day (pair-cell windows are aligned from it)
 DAY = timedelta(days=1)
@@ -19,6 +19,12 @@ def midnight(t: datetime) -> datetime:
 def hour_start(t: datetime) -> datetime:
     """The start of the UTC hour ``t`` is in."""
     return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil(t: datetime, step: timedelta) -> datetime:
+    """The first start of a UTC hour (``step`` HOUR) or day (DAY) at or after ``t``."""
+    floor = hour_start(t) if step == HOUR else midnight(t)
+    return floor if floor == t else floor + step
 
 
 def month_of(t: datetime) -> tuple[datetime, datetime]:

@@ -50,10 +50,10 @@ model, provider) and two tags. A feature run has no model or provider: it is in 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from .days import DAY, EPOCH, HOUR, hour_start, midnight
+from .days import DAY, EPOCH, HOUR, ceil, hour_start, midnight
 from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
 from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
                      PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
@@ -300,18 +300,13 @@ Run = Callable[[str, Sequence[Any]], Any]  # executes one statement (``?`` marks
 def prefixes_end(summed: datetime) -> datetime:
     """The end of the last prefix :func:`compact` has started when it has summed to ``summed``: a day's prefix is
     started by its first chunk, so the next midnight once any of ``summed``'s day is summed."""
-    return _started_end(summed, midnight(summed), DAY)
+    return ceil(summed, DAY)
 
 
 def hour_prefixes_end(summed: datetime) -> datetime:
     """The end of the last hour prefix :func:`compact` has started when it has summed to ``summed``: an hour's
     prefix (ending at the hour's end) is started by the hour's first chunk."""
-    return _started_end(summed, hour_start(summed), HOUR)
-
-
-def _started_end(summed: datetime, start: datetime, step: timedelta) -> datetime:
-    """The end of the step (a day, an hour) starting at ``start`` once any of it is summed, else ``start``."""
-    return start + step if summed > start else start
+    return ceil(summed, HOUR)
 
 
 def hour_prefixes_from(hours_from: datetime, day: datetime, until: datetime) -> datetime:

@@ -25,13 +25,13 @@ from __future__ import annotations
 import decimal
 import operator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
 from . import pairs
-from .days import DAY, HOUR, hour_start, midnight
+from .days import DAY, HOUR, ceil, hour_start, midnight
 from .rollup import DIALECTS, INDEX, new_measures
 from .row import TOKEN_FIELDS
 from .schema import CUBE_KEYS, MEASURES, MONEY_MEASURES, UNIT_COST_DECIMALS
@@ -153,12 +153,6 @@ def _utc(value: datetime | date) -> datetime:
     if not isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _ceil(t: datetime, step: timedelta) -> datetime:
-    """The first hour (``step`` HOUR) or day (DAY) starting at or after ``t``."""
-    floor = hour_start(t) if step == HOUR else midnight(t)
-    return floor if floor == t else floor + step
 
 
 def spend(store: LedgerStore, start: datetime | date, end: datetime | date, group_by: Iterable[str] = (),
@@ -463,7 +457,7 @@ def _split(start: datetime, end: datetime, keys: tuple[str, ...]
     or every hour when grouped by hour, from hour cells) and the minutes left at either end (from raw rows)."""
     spans: list[tuple[str, datetime, datetime]] = []
     edges: list[tuple[datetime, datetime]] = []
-    first_hour, last_hour = _ceil(start, HOUR), hour_start(end)
+    first_hour, last_hour = ceil(start, HOUR), hour_start(end)
     if first_hour >= last_hour:
         edges.append((start, end))
     else:
@@ -471,7 +465,7 @@ def _split(start: datetime, end: datetime, keys: tuple[str, ...]
             edges.append((start, first_hour))
         if last_hour < end:
             edges.append((last_hour, end))
-        first_day, last_day = _ceil(first_hour, DAY), midnight(last_hour)
+        first_day, last_day = ceil(first_hour, DAY), midnight(last_hour)
         if "hour" in keys or first_day >= last_day:
             spans.append(("hour", first_hour, last_hour))
         else:
