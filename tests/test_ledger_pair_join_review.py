@@ -15,6 +15,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 
 from aicost.ledger import FeatureRun, LedgerRow, open_store, spend_table
 from aicost.ledger import store as store_module
@@ -110,9 +111,9 @@ def _no_join(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ the decomposition
 def test_a_period_s_sets_are_distinct_and_long_periods_have_more_than_join_max():
-    """``sum_pairs`` leaves out of the rest every set equal to a joined one ((days, start, sign)): a set listed
-    twice would be read once. No period's decomposition lists one twice; periods of more sets than JOIN_MAX exist
-    (so the rest does hold cell sets)."""
+    """``sum_pairs`` refuses a set listed twice ((days, start, sign): its cells would be read once, by the join
+    and by ``bucket IN``). No period's decomposition lists one twice; periods of more sets than JOIN_MAX exist (so
+    the rest does hold cell sets)."""
     rng = random.Random(3)
     many = 0
     for _ in range(20000):
@@ -246,6 +247,9 @@ def test_any_sets_with_any_signs_equal_the_sum_without_the_join(ledger_url, monk
     calls = _joins(monkeypatch)
     joined = read_all()
     assert sum(answered for *_, answered, _ in calls) >= 10, calls
+    pair, sets, edges, keys, where, measures, ordered = cases[0]
+    with pytest.raises(ValueError, match="listed twice"):  # read once, it would be summed once
+        store.sum_pairs(pair, [*sets, sets[-1]], edges, keys, where=where, measures=measures)
     _no_join(monkeypatch)
     plain = read_all()
     for case, a, b in zip(cases, joined, plain):

@@ -665,7 +665,10 @@ class LedgerStore:
         raw rows and feature runs of ``edges`` ((start, end, sign)). A group that subtraction leaves with no row
         (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
         ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). Up to JOIN_MAX of the cell sets are
-        joined by primary key (:meth:`_sum_joined`) rather than sorted together."""
+        joined by primary key (:meth:`_sum_joined`) rather than sorted together. A set listed twice is refused
+        (ValueError): its cells would be read once."""
+        if len(set(sets)) != len(sets):  # the cells of one set are read once (bucket IN, the join's arms)
+            raise ValueError(f"sum_pairs: a cell set listed twice in {sets}")
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
         names = list(measures)
@@ -780,27 +783,30 @@ class LedgerStore:
         def key(a: str, b: str) -> str:
             return f"CAST(length({a}) AS TEXT) || ':' || {a} || {b}"
 
-        def cells(t: str) -> str:  # the condition on the cells of set ``t`` (t0, t1...), its parameters added
-            days, start, _ = joined[int(t[1:])]
+        def cells(i: int) -> str:  # the condition on the cells of joined set ``i`` (alias t<i>), parameters added
+            days, start, _ = joined[i]
             params.extend([days, self._ts(start), *pair])
+            t = f"t{i}"
             return f"{t}.days = ? AND {t}.bucket = ? AND {t}.dim_a = ? AND {t}.dim_b = ?"
 
-        def cell_of(t: str, value_of: str) -> str:  # the cell of set ``t`` for the pair of the cell ``value_of``
-            return f"{cells(t)} AND {t}.value_a = {value_of}.value_a AND {t}.value_b = {value_of}.value_b"
+        def cell_of(i: int, value_of: str) -> str:  # the cell of set ``i`` for the pair of the cell ``value_of``
+            return f"{cells(i)} AND t{i}.value_a = {value_of}.value_a AND t{i}.value_b = {value_of}.value_b"
 
         def net(t: str) -> str:
             return f"({_net(t + '.')})"
 
-        def total(own: str | None, looked_up: list[str], expression: Callable[[str], str]) -> str:
-            """The signed sum of ``expression`` over the arm's own set (``own``, if any) and the cells looked up."""
+        def total(own: int | None, looked_up: list[int], expression: Callable[[str], str]) -> str:
+            """The signed sum of ``expression`` (of a set's alias) over the arm's own set (``own``, if any) and the
+            sets whose cells it looks up."""
             out = ""
-            for t in ([own] if own else []) + looked_up:
-                term = expression(t) if t == own else f"COALESCE({expression(t)}, 0)"
-                minus = joined[int(t[1:])][2] < 0
+            for i in ([] if own is None else [own]) + looked_up:
+                term = expression(f"t{i}") if i == own else f"COALESCE({expression(f't{i}')}, 0)"
+                minus = joined[i][2] < 0
                 out += (f" - {term}" if minus else f" + {term}") if out else (f"-({term})" if minus else term)
             return out
 
-        armed = [i for i, held in enumerate(_held(joined)) if not held]
+        holders = _holders(joined)
+        armed = [i for i, held in enumerate(holders) if not held]  # a set no earlier one holds has an arm
         ctes = outside = ""
         if rest:
             grouped = self._group_sums(" UNION ALL ".join(rest), ["va", "vb"], names, units=units)
@@ -811,29 +817,30 @@ class LedgerStore:
         for i in armed:
             own = f"t{i}"
             # the later sets its pairs can be in: its pairs are in no earlier armed set, so in no set one holds
-            later = [f"t{k}" for k in range(i + 1, len(joined))
-                     if not any(_holds_before(joined[j][:2], joined[k][:2]) for j in armed if j < i)]
+            earlier = armed[:armed.index(i)]
+            later = [k for k in range(i + 1, len(joined)) if holders[k].isdisjoint(earlier)]
             columns = [f"{own}.value_a AS va", f"{own}.value_b AS vb",
-                       f"{fits(*map(known, [own, *later]))} AS fits", f"{total(own, later, net)} AS rows_summed",
-                       *(f"{total(own, later, lambda t: amount(t, n))} AS s{m}" for m, n in enumerate(names))]
+                       f"{fits(*(known(f't{k}') for k in [i, *later]))} AS fits",
+                       f"{total(i, later, net)} AS rows_summed",
+                       *(f"{total(i, later, lambda t: amount(t, n))} AS s{m}" for m, n in enumerate(names))]
             sql = f"SELECT {', '.join(columns)} FROM {table} {own}"
-            for t in later:
-                sql += f" LEFT JOIN {table} {t} ON {cell_of(t, own)}"
+            for k in later:
+                sql += f" LEFT JOIN {table} t{k} ON {cell_of(k, own)}"
             own_key = key(f"{own}.value_a", f"{own}.value_b")
-            sql += f" WHERE {cells(own)}{filtered(own + '.')}{outside.format(k=own_key)}"
+            sql += f" WHERE {cells(i)}{filtered(own + '.')}{outside.format(k=own_key)}"
             params.extend(condition_params)
-            for j in armed[:armed.index(i)]:
-                sql += f" AND NOT EXISTS (SELECT 1 FROM {table} t{j} WHERE {cell_of(f't{j}', own)})"
+            for j in earlier:
+                sql += f" AND NOT EXISTS (SELECT 1 FROM {table} t{j} WHERE {cell_of(j, own)})"
             arms.append(sql)
         if rest:  # the rest's pairs, each with its cells
-            every = [f"t{k}" for k in range(len(joined))]
+            every = list(range(len(joined)))
             small = [f"abs(pr.s{m}) < {schema.PAIR_UNITS_LIMIT}" for m, n in enumerate(names) if n in units]
-            columns = ["pr.g0", "pr.g1", fits("pr.fits = 1", *map(known, every), *small),
+            columns = ["pr.g0", "pr.g1", fits("pr.fits = 1", *(known(f"t{k}") for k in every), *small),
                        f"pr.rows_summed + {total(None, every, net)}",
                        *(f"pr.s{m} + {total(None, every, lambda t: amount(t, n))}" for m, n in enumerate(names))]
             sql = f"SELECT {', '.join(columns)} FROM pr"
-            for t in every:
-                sql += f" LEFT JOIN {table} {t} ON {cells(t)} AND {t}.value_a = pr.g0 AND {t}.value_b = pr.g1"
+            for k in every:
+                sql += f" LEFT JOIN {table} t{k} ON {cells(k)} AND t{k}.value_a = pr.g0 AND t{k}.value_b = pr.g1"
             arms.append(sql)
         inner = (f"SELECT {', '.join([*_keys(group), *(f's{i}' for i in range(len(names)))])}, fits, rows_summed "
                  f"FROM ({' UNION ALL '.join(arms)}) AS c")
@@ -1210,13 +1217,14 @@ def _join_order(sets: Sequence[tuple[int, datetime, int]], measures: int
     if not any(sign > 0 for _, _, sign in sets):
         return None
     order = sorted(sets, key=lambda s: (s[2] < 0, -_length(s[0], s[1])))[:JOIN_MAX]
-    return None if measures == 1 and not all(_held(order)[1:]) else order
+    return None if measures == 1 and not all(_holders(order)[1:]) else order
 
 
-def _held(sets: Sequence[tuple[int, datetime, int]]) -> list[bool]:
-    """Whether each of ``sets`` (in :func:`_join_order`'s order) is held by an earlier one (:func:`_holds_before`):
-    it then holds no pair that one lacks, and has no arm of its own in :meth:`LedgerStore._sum_joined`."""
-    return [any(_holds_before(sets[j][:2], s[:2]) for j in range(i)) for i, s in enumerate(sets)]
+def _holders(sets: Sequence[tuple[int, datetime, int]]) -> list[set[int]]:
+    """For each of ``sets`` (in :func:`_join_order`'s order), the earlier ones that hold it
+    (:func:`_holds_before`): a set held holds no pair its holder lacks, so it has no arm of its own in
+    :meth:`LedgerStore._sum_joined`, and an arm whose pairs are in none of its holders need not look it up."""
+    return [{j for j in range(i) if _holds_before(sets[j][:2], s[:2])} for i, s in enumerate(sets)]
 
 
 def _length(days: int, start: datetime) -> timedelta:
