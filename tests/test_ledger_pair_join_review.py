@@ -111,9 +111,8 @@ def _no_join(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ the decomposition
 def test_a_period_s_sets_are_distinct_and_long_periods_have_more_than_join_max():
-    """``sum_pairs`` refuses a set listed twice ((days, start, sign): its cells would be read once, by the join
-    and by ``bucket IN``). No period's decomposition lists one twice; periods of more sets than JOIN_MAX exist (so
-    the rest does hold cell sets)."""
+    """No period's decomposition lists a set twice (``sum_pairs`` refuses that: the next test); periods of more
+    sets than JOIN_MAX exist (so the rest does hold cell sets)."""
     rng = random.Random(3)
     many = 0
     for _ in range(20000):
@@ -129,6 +128,17 @@ def test_a_period_s_sets_are_distinct_and_long_periods_have_more_than_join_max()
         assert len({(d, b) for d, b, _ in sets}) == len(sets), (start, end, summed, sets)  # not +X and -X
         many += len(sets) > JOIN_MAX
     assert many > 100
+
+
+def test_a_cell_set_listed_twice_is_refused(ledger_url):
+    """A set listed twice ((days, start, sign)) would be read once where its cells are summed together (``bucket
+    IN``) and twice where they are joined (an arm each): ``sum_pairs`` refuses it on either path."""
+    day = DENSE + DAY
+    with open_store(ledger_url) as store:
+        for measures in (("cost",), MEASURES):  # one measure: summed together; every measure: joined
+            with pytest.raises(ValueError, match="listed twice"):
+                store.sum_pairs(("team", "customer"), [(1, day, 1), (0, day + HOUR, -1), (1, day, 1)], [],
+                                ("team", "customer"), measures=measures)
 
 
 # ----------------------------------------------------------------------------------------- reports vs Python
@@ -247,9 +257,6 @@ def test_any_sets_with_any_signs_equal_the_sum_without_the_join(ledger_url, monk
     calls = _joins(monkeypatch)
     joined = read_all()
     assert sum(answered for *_, answered, _ in calls) >= 10, calls
-    pair, sets, edges, keys, where, measures, ordered = cases[0]
-    with pytest.raises(ValueError, match="listed twice"):  # read once, it would be summed once
-        store.sum_pairs(pair, [*sets, sets[-1]], edges, keys, where=where, measures=measures)
     _no_join(monkeypatch)
     plain = read_all()
     for case, a, b in zip(cases, joined, plain):

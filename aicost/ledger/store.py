@@ -666,8 +666,8 @@ class LedgerStore:
         (every count 0) is left out. ``cells``: each group is one cell, read as it is. ``ordered`` and
         ``nonzero``: as :meth:`_sums` (``_line``: its ``line``, private). Up to JOIN_MAX of the cell sets are
         joined by primary key (:meth:`_sum_joined`) rather than sorted together. A set listed twice is refused
-        (ValueError): its cells would be read once."""
-        if len(set(sets)) != len(sets):  # the cells of one set are read once (bucket IN, the join's arms)
+        (ValueError): summed together, its cells would be read once (``bucket IN``); joined, twice (an arm each)."""
+        if len(set(sets)) != len(sets):
             raise ValueError(f"sum_pairs: a cell set listed twice in {sets}")
         d = rollup.DIALECTS[self.dialect]
         where = dict(where or {})
@@ -814,10 +814,10 @@ class LedgerStore:
             params += rest_params
             outside = " AND {k} NOT IN (SELECT " + key("g0", "g1") + " FROM pr)"
         arms = []
-        for i in armed:
+        for n, i in enumerate(armed):
             own = f"t{i}"
             # the later sets its pairs can be in: its pairs are in no earlier armed set, so in no set one holds
-            earlier = armed[:armed.index(i)]
+            earlier = armed[:n]
             later = [k for k in range(i + 1, len(joined)) if holders[k].isdisjoint(earlier)]
             columns = [f"{own}.value_a AS va", f"{own}.value_b AS vb",
                        f"{fits(*(known(f't{k}') for k in [i, *later]))} AS fits",
