@@ -7,7 +7,9 @@ Two layouts would read fewer or cheaper cells:
 
 * **hour suffixes**: a closed day's rows from an hour on, one set, in place of its cells less its hour prefix. The
   copy derives the two suffixes these periods need (``days`` -1 here, a marker of the copy only; ``bucket`` the
-  hour), as a day's cells less its hour prefix;
+  hour), as a day's cells less its hour prefix. The store takes such a set for one of -1 days: in the join it
+  comes after the hour prefix, where a real suffix longer than the prefix (an end before noon) would come first;
+  both sets have an arm either way;
 * **an integer set id** in the primary key, ``(set_id, value_a, value_b)``, in place of
   ``(days, bucket, dim_a, dim_b, value_a, value_b)``: each primary key probe compares three fields, not six.
 
@@ -30,6 +32,7 @@ day and the day before it must be summed, with their hour prefixes kept.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import sys
 import tempfile
@@ -42,6 +45,7 @@ from _callgrind import can_toggle, regions  # noqa: E402
 
 from aicost.ledger import open_store  # noqa: E402
 from aicost.ledger.days import DAY, midnight  # noqa: E402
+from aicost.ledger.rollup import SQLITE  # noqa: E402
 from aicost.ledger.schema import PAIR_TABLE  # noqa: E402
 from aicost.ledger.store import _sqlite_ts  # noqa: E402
 
@@ -52,22 +56,25 @@ KEY = ("days", "bucket", "dim_a", "value_a", "dim_b", "value_b")
 
 def build(source: Path, scratch: Path, end: datetime) -> None:
     """The copy: the pair cells of the twelve days before ``end``, the two hour suffixes of ``PAIR`` the periods
-    read, and the same cells in a table keyed by an integer set id."""
-    open_store(f"sqlite:///{scratch}").close()  # the ledger's schema
-    conn = sqlite3.connect(f"file:{scratch}", uri=True)
-    conn.execute("ATTACH ? AS source", (f"file:{source}?mode=ro",))
+    read, and the same cells in a table keyed by an integer set id; built under another name and renamed when
+    done, so a copy that exists is whole. It records ``end``."""
+    partial = scratch.with_name(scratch.name + ".partial")
+    partial.unlink(missing_ok=True)
+    open_store(f"sqlite:///{partial.resolve()}").close()  # the ledger's schema
+    conn = sqlite3.connect(partial)
+    conn.execute("ATTACH ? AS source", (source.resolve().as_uri() + "?mode=ro",))
     conn.execute(f"INSERT INTO {PAIR_TABLE} SELECT * FROM source.{PAIR_TABLE} WHERE bucket >= ?",
                  (_sqlite_ts(midnight(end) - 12 * DAY),))
     columns = [row[1] for row in conn.execute(f"PRAGMA table_info({PAIR_TABLE})")]
     amounts = [c for c in columns if c not in KEY]
     money = {c.removesuffix("_units") for c in amounts if c.endswith("_units")}
+    if not money:
+        raise SystemExit(f"{source}: its pair cells keep no integer units (a SQLite ledger of schema 7 or later)")
 
     def less(column: str) -> str:  # the day's amount less its hour prefix's (money exactly, by its units)
         if column not in money:
             return f"d.{column} - COALESCE(h.{column}, 0)"
-        units = f"(d.{column}_units - COALESCE(h.{column}_units, 0))"
-        return (f"CASE WHEN {units} = 0 THEN '0' ELSE rtrim(rtrim(printf('%d.%012d', {units} / 1000000000000, "
-                f"{units} % 1000000000000), '0'), '.') END")
+        return SQLITE.from_units(f"(d.{column}_units - COALESCE(h.{column}_units, 0))")  # type: ignore[misc]
 
     unknown = " OR ".join(f"{m}_units IS NULL" for m in sorted(money))
     if conn.execute(f"SELECT 1 FROM {PAIR_TABLE} WHERE bucket >= ? AND dim_a = ? AND dim_b = ? AND ({unknown})",
@@ -90,8 +97,10 @@ def build(source: Path, scratch: Path, end: datetime) -> None:
                  f"(SELECT DISTINCT days, bucket, dim_a, dim_b FROM {PAIR_TABLE})")
     conn.execute(f"INSERT INTO keyed SELECT s.set_id, p.* FROM {PAIR_TABLE} p JOIN set_ids s ON s.days = p.days AND "
                  "s.bucket = p.bucket AND s.dim_a = p.dim_a AND s.dim_b = p.dim_b")
+    conn.execute("CREATE TABLE layout_end AS SELECT ? AS end_", (end.isoformat(),))
     conn.commit()
     conn.close()
+    partial.rename(scratch)
 
 
 # The workload, run under callgrind: each case once, then once counted.
@@ -99,14 +108,14 @@ WORKLOAD = r'''
 import ctypes, sys
 from datetime import datetime
 from aicost.ledger import open_store
-from aicost.ledger.days import DAY, HOUR, midnight
+from aicost.ledger.days import DAY, midnight
 from aicost.ledger.report import FORMAT_MEASURES
 from aicost.ledger.store import _sqlite_ts
 
 cg = ctypes.CDLL(%(helper)r)
 scratch, end = sys.argv[1], datetime.fromisoformat(sys.argv[2])
 store = open_store("sqlite:///" + scratch, create=False)
-pair, suffix = %(pair)r, %(suffix)r
+pair, suffix, stored = %(pair)r, %(suffix)r, %(table)r
 day = midnight(end)
 hour, hour_before = end, end - DAY  # the hour prefixes (days 0) and suffixes (days -1) of the two days
 now3 = [(0, hour, 1), (1, day - DAY, 1), (0, hour_before, -1)]
@@ -123,8 +132,9 @@ def before(sets):
     return store.sum_pairs(pair, sets, [], pair, measures=("cost",))
 
 
-def join(keyed):
-    """this period's three sets joined by primary key, costs alone, as _sum_joined meets them"""
+def join_sql(keyed):
+    """this period's three sets joined by primary key, costs alone, as _sum_joined meets them (the set ids are
+    looked up here, before the counted runs)"""
     def cells(t, days, bucket):
         if keyed:
             found = store._fetch("SELECT set_id FROM set_ids WHERE days = ? AND bucket = ? AND dim_a = ? AND "
@@ -133,7 +143,7 @@ def join(keyed):
         return (f"{t}.days = {days} AND {t}.bucket = '{_sqlite_ts(bucket)}' AND {t}.dim_a = '{pair[0]}' AND "
                 f"{t}.dim_b = '{pair[1]}'")
 
-    table = "keyed" if keyed else "aicost_rollup_pair"
+    table = "keyed" if keyed else stored
     same = "{t}.value_a = {o}.value_a AND {t}.value_b = {o}.value_b"
     first = (f"SELECT t0.value_a, t0.value_b, t0.cost_units + COALESCE(t1.cost_units, 0) - "
              f"COALESCE(t2.cost_units, 0) AS c FROM {table} t0 "
@@ -144,11 +154,13 @@ def join(keyed):
               f"LEFT JOIN {table} t2 ON {cells('t2', 0, hour_before)} AND {same.format(t='t2', o='t1')} "
               f"WHERE {cells('t1', 1, day - DAY)} AND NOT EXISTS (SELECT 1 FROM {table} t0 WHERE "
               f"{cells('t0', 0, hour)} AND {same.format(t='t0', o='t1')})")
-    return store._fetch(f"SELECT count(*), sum(c) FROM ({first} UNION ALL {second})", [])
+    return f"SELECT count(*), sum(c) FROM ({first} UNION ALL {second})"
 
 
+joins = {keyed: join_sql(keyed) for keyed in (False, True)}
 cases = {"now3": lambda: now(now3), "now2": lambda: now(now2), "before3": lambda: before(before3),
-         "before2": lambda: before(before2), "join_stored": lambda: join(False), "join_keyed": lambda: join(True)}
+         "before2": lambda: before(before2), "join_stored": lambda: store._fetch(joins[False], []),
+         "join_keyed": lambda: store._fetch(joins[True], [])}
 answers = {}
 cg.cg_start()
 for name, case in cases.items():
@@ -184,7 +196,12 @@ def main() -> None:
         if not scratch.exists():
             print(f"copying the pair cells into {scratch} ...", flush=True)
             build(args.db, scratch, end)
-        out, counts = regions(lambda helper: WORKLOAD % {"helper": helper, "pair": PAIR, "suffix": SUFFIX},
+        with contextlib.closing(sqlite3.connect(scratch)) as conn:
+            built = conn.execute("SELECT end_ FROM layout_end").fetchone()[0]
+        if built != end.isoformat():
+            parser.error(f"--scratch {scratch} was built for --end {built}: remove it, or give that end")
+        out, counts = regions(lambda helper: WORKLOAD % {"helper": helper, "pair": PAIR, "suffix": SUFFIX,
+                                                         "table": PAIR_TABLE},
                               [str(scratch), end.isoformat()], root=Path(__file__).resolve().parent.parent)
     groups, before = out.split()
     print(f"\n24 hours to {end:%Y-%m-%d %H:%M} UTC by {','.join(PAIR)}: {int(groups):,} groups "
