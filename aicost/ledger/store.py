@@ -814,10 +814,10 @@ class LedgerStore:
             params += rest_params
             outside = " AND {k} NOT IN (SELECT " + key("g0", "g1") + " FROM pr)"
         arms = []
-        for n, i in enumerate(armed):
+        for position, i in enumerate(armed):
             own = f"t{i}"
             # the later sets its pairs can be in: its pairs are in no earlier armed set, so in no set one holds
-            earlier = armed[:n]
+            earlier = armed[:position]
             later = [k for k in range(i + 1, len(joined)) if holders[k].isdisjoint(earlier)]
             columns = [f"{own}.value_a AS va", f"{own}.value_b AS vb",
                        f"{fits(*(known(f't{k}') for k in [i, *later]))} AS fits",
