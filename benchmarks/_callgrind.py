@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 _TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.M)
 _TRIGGER = re.compile(r"^desc: Trigger: Client Request: (\w+)", re.M)
@@ -36,14 +36,20 @@ def can_toggle() -> bool:
             and Path("/usr/include/valgrind/callgrind.h").exists())
 
 
-def program(code: str, args: Sequence[str], *, root: Path) -> int:
-    """Instructions of ``python -c code args`` (run from ``root``, its ``aicost`` imported, hash seed fixed)."""
+def command(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, stdout: Any = None) -> int:
+    """Instructions of one whole command (``argv``: the interpreter, imports and all), its output to ``stdout``
+    (a file; by default captured and dropped)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code,
-                        *args], check=True, capture_output=True, cwd=root,
-                       env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(root)})
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv], check=True,
+                       stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env)
         return int(_TOTAL.search(out.read_text()).group(1))
+
+
+def program(code: str, args: Sequence[str], *, root: Path) -> int:
+    """Instructions of ``python -c code args`` (run from ``root``, its ``aicost`` imported, hash seed fixed)."""
+    return command([sys.executable, "-c", code, *args], cwd=root,
+                   env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(root)})
 
 
 def per_iteration(code: str, n: int, *, root: Path) -> float:

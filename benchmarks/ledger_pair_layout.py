@@ -34,20 +34,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sqlite3
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _callgrind import can_toggle, regions  # benchmarks/_callgrind.py: the script's own directory is on sys.path
 
-from _callgrind import can_toggle, regions  # noqa: E402
-
-from aicost.ledger import open_store  # noqa: E402
-from aicost.ledger.days import DAY, midnight  # noqa: E402
-from aicost.ledger.rollup import SQLITE  # noqa: E402
-from aicost.ledger.schema import PAIR_TABLE  # noqa: E402
-from aicost.ledger.store import _sqlite_ts  # noqa: E402
+from aicost.ledger import open_store
+from aicost.ledger.days import DAY, midnight
+from aicost.ledger.rollup import SQLITE
+from aicost.ledger.schema import PAIR_TABLE
+from aicost.ledger.store import _net, _sqlite_ts
 
 SUFFIX = -1  # the copy's marker of an hour suffix set (days -1, bucket the hour)
 PAIR = ("team", "user")
@@ -80,7 +77,6 @@ def build(source: Path, scratch: Path, end: datetime) -> None:
     if conn.execute(f"SELECT 1 FROM {PAIR_TABLE} WHERE bucket >= ? AND dim_a = ? AND dim_b = ? AND ({unknown})",
                     (_sqlite_ts(midnight(end) - 2 * DAY), *PAIR)).fetchone():
         raise SystemExit("an amount without its integer units in the days read: the copy's suffixes need them")
-    net = "{t}.calls + {t}.cache_hits + {t}.refusals + {t}.runs"
     for day in (midnight(end) - 2 * DAY, midnight(end) - DAY):
         hour = day + (end - midnight(end))
         conn.execute(
@@ -89,7 +85,7 @@ def build(source: Path, scratch: Path, end: datetime) -> None:
             f"FROM {PAIR_TABLE} d LEFT JOIN {PAIR_TABLE} h ON h.days = 0 AND h.bucket = ? AND h.dim_a = d.dim_a "
             "AND h.dim_b = d.dim_b AND h.value_a = d.value_a AND h.value_b = d.value_b "
             "WHERE d.days = 1 AND d.bucket = ? AND d.dim_a = ? AND d.dim_b = ? "
-            f"AND {net.format(t='d')} <> COALESCE({net.format(t='h')}, 0)",
+            f"AND {_net('d.')} <> COALESCE({_net('h.')}, 0)",
             (SUFFIX, _sqlite_ts(hour), _sqlite_ts(hour), _sqlite_ts(day), *PAIR))
     conn.execute(f"CREATE TABLE keyed (set_id INTEGER NOT NULL, {', '.join(columns)}, "
                  "PRIMARY KEY (set_id, value_a, value_b)) WITHOUT ROWID")

@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import _callgrind  # noqa: E402 (benchmarks/_callgrind.py: the script's own directory is on sys.path)
 from aicost.ledger import open_store  # noqa: E402
 from aicost.ledger.report import Period, _parse_time, build_report, parse_period  # noqa: E402
 from aicost.ledger.synthetic import Profile, fill_copies  # noqa: E402
@@ -102,13 +103,8 @@ def cli_instructions(url: str, period: "Period", keys: tuple[str, ...], fmt: str
     argv, env = _report_command(url, period, keys, fmt)
     with out.open("w") as f:
         subprocess.run(argv, stdout=f, check=True, env=env)
-    profile = out.with_suffix(".callgrind")
     with out.open("w") as f:
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}", *argv], stdout=f,
-                       stderr=subprocess.DEVNULL, check=True, env=env)
-    totals = next(line for line in profile.read_text().splitlines() if line.startswith(("summary:", "totals:")))
-    profile.unlink()
-    return int(totals.split()[1])
+        return _callgrind.command(argv, env=env, stdout=f)
 
 
 @contextlib.contextmanager
