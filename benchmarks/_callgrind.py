@@ -1,8 +1,10 @@
-"""Counting CPU instructions with valgrind's callgrind, for the ``*_instructions`` benchmarks and
-``ledger_enqueue.py``: deterministic, so two versions can be compared on a shared box where times vary by 20 %.
+"""Counting CPU instructions with valgrind's callgrind, for the ``*_instructions`` benchmarks,
+``ledger_enqueue.py``, ``ledger_pair_layout.py`` and ``ledger_report.py --instructions``: deterministic, so two
+versions can be compared on a shared box where times vary by 20 %.
 
-Two ways, one each:
+Three ways:
 
+* :func:`command`: a whole command, everything it runs (``ledger_report.py``: one ``aicost report``);
 * :func:`per_iteration`: a whole ``python -c`` program run twice, ``n`` and ``n // 10`` iterations; the difference
   per iteration (start-up and set-up cancel out);
 * :func:`regions`: a workload script that switches collection on and off itself, through a tiny C library
