@@ -1,16 +1,16 @@
 """What the pair cells' layout costs the slowest report, ``aicost report --period 24h --by team,user``, and what two
-other layouts would cost (schema changes not made): CPU instructions, counted by valgrind's callgrind, on a copy.
+other layouts cost: CPU instructions, counted by valgrind's callgrind, on a copy.
 
-A ``24h`` period ending on an hour reads three pair cell sets: the ending day's hour prefix (its rows before the
-hour), and the day before's cells less that day's hour prefix. Top movers read the 24 hours before it the same way.
-Two layouts would read fewer or cheaper cells:
+Before schema 9 a ``24h`` period ending on an hour read three pair cell sets: the ending day's hour prefix (its rows
+before the hour), and the day before's cells less that day's hour prefix. Top movers read the 24 hours before it the
+same way. Two layouts read fewer or cheaper cells:
 
-* **hour suffixes**: a closed day's rows from an hour on, one set, in place of its cells less its hour prefix. The
-  copy derives the two suffixes these periods need (``days`` -1 here, a marker of the copy only; ``bucket`` the
-  hour), as a day's cells less its hour prefix. The store takes such a set for one of -1 days: in the join it
-  comes after the hour prefix, where a real suffix longer than the prefix (an end before noon) would come first;
-  both sets have an arm either way;
-* **an integer set id** in the primary key, ``(set_id, value_a, value_b)``, in place of
+* **hour suffixes** (made by schema 9, measured here first): a closed day's rows from an hour on, one set, in place
+  of its cells less its hour prefix. The copy derives the two suffixes these periods need itself (``days`` -1,
+  ``bucket`` the hour), as a day's cells less its hour prefix, and leaves out a schema-9 ledger's own, so it
+  compares the same two layouts on a ledger of schema 8 or 9. The suffix comes after the hour prefix in the join
+  (listed so here; the store puts the longer set first): both sets have an arm either way;
+* **an integer set id** (not made) in the primary key, ``(set_id, value_a, value_b)``, in place of
   ``(days, bucket, dim_a, dim_b, value_a, value_b)``: each primary key probe compares three fields, not six.
 
 Cases, each counted after one run of itself (so the pages it reads are cached):
@@ -44,9 +44,9 @@ from aicost.ledger import open_store
 from aicost.ledger.days import DAY, midnight
 from aicost.ledger.rollup import SQLITE
 from aicost.ledger.schema import PAIR_TABLE
-from aicost.ledger.store import _net, _sqlite_ts
+from aicost.ledger.pairs import SUFFIX, net as _net
+from aicost.ledger.store import _sqlite_ts
 
-SUFFIX = -1  # the copy's marker of an hour suffix set (days -1, bucket the hour)
 PAIR = ("team", "user")
 KEY = ("days", "bucket", "dim_a", "value_a", "dim_b", "value_b")
 
@@ -60,8 +60,8 @@ def build(source: Path, scratch: Path, end: datetime) -> None:
     open_store(f"sqlite:///{partial.resolve()}").close()  # the ledger's schema
     conn = sqlite3.connect(partial)
     conn.execute("ATTACH ? AS source", (source.resolve().as_uri() + "?mode=ro",))
-    conn.execute(f"INSERT INTO {PAIR_TABLE} SELECT * FROM source.{PAIR_TABLE} WHERE bucket >= ?",
-                 (_sqlite_ts(midnight(end) - 12 * DAY),))
+    conn.execute(f"INSERT INTO {PAIR_TABLE} SELECT * FROM source.{PAIR_TABLE} WHERE bucket >= ? AND days <> ?",
+                 (_sqlite_ts(midnight(end) - 12 * DAY), SUFFIX))
     columns = [row[1] for row in conn.execute(f"PRAGMA table_info({PAIR_TABLE})")]
     amounts = [c for c in columns if c not in KEY]
     money = {c.removesuffix("_units") for c in amounts if c.endswith("_units")}

@@ -96,7 +96,7 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     run_sql(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}", *DROP_PAIRS,
                          "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     assert _cube(store) == written  # cell for cell, what the writer had summed batch by batch
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     for keys in PAIRS:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from aicost.ledger import FeatureRun, open_store
 from aicost.ledger import store as store_module
 from aicost.ledger.days import midnight as _midnight
-from aicost.ledger.pairs import HOUR_DAYS
+from aicost.ledger.pairs import HOUR_DAYS, PREFIX, SUFFIX, suffix_kept
 from aicost.ledger.query import _pair_days
 from aicost.ledger.report import build_report
 from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
@@ -60,19 +60,29 @@ def test_each_instant_is_read_once_and_a_day_keeping_hour_prefixes_reads_no_raw_
         hours_from = base + rng.randrange(0, 10) * DAY
         summed_day = _midnight(summed)
         runs, hours, edges = _pair_days(start, end, summed, hours_from)
-        for t_end, _ in hours:  # only the hour prefixes of days keeping them, finished
-            assert _midnight(t_end) >= hours_from and t_end < _midnight(t_end) + DAY and t_end == t_end.replace(
-                minute=0) and t_end <= summed
-        points = sorted({start, end, summed, *(t for r in runs for t in r), *(t for t, _ in hours),
+        for days, t_edge, _ in hours:  # only the hour prefixes of days keeping them, finished; suffixes derived
+            assert _midnight(t_edge) >= hours_from and _midnight(t_edge) < t_edge and t_edge == t_edge.replace(
+                minute=0) and t_edge <= summed
+            assert days == PREFIX or (days == SUFFIX and suffix_kept(t_edge, summed, hours_from))
+        points = sorted({start, end, summed, *(t for r in runs for t in r), *(t for _, t, _ in hours),
                          *(t for e in edges for t in e[:2]), *(_midnight(start) + k * DAY for k in range(12))})
         for t in points:
             t = t + timedelta(minutes=1)
             day = _midnight(t)
             held = day + DAY if day < summed_day else summed if day == summed_day else day
             count = sum(1 for first, last in runs if first <= t < last) if t < held else 0
-            count += sum(sign for t_end, sign in hours if _midnight(t_end) == day and t < t_end)
+            count += sum(sign for days, t_end, sign in hours if days == PREFIX and _midnight(t_end) == day
+                         and t < t_end)
+            count += sum(sign for days, s, sign in hours if days == SUFFIX and _midnight(s) == day and t >= s)
             count += sum(sign for low, high, sign in edges if low <= t < high)
             assert count == (1 if start <= t < end else 0), (start, end, summed, hours_from, t, runs, hours, edges)
+        for k in range(12):  # a day whose part starts on an hour with its suffix kept and ends at its end: that alone
+            day = _midnight(start) + k * DAY
+            low, high = max(start, day), min(end, day + DAY)
+            if low > day and low == low.replace(minute=0) and high == day + DAY and suffix_kept(low, summed,
+                                                                                                  hours_from):
+                assert [h for h in hours if _midnight(h[1]) == day] == [(SUFFIX, low, 1)], (start, end, hours)
+                assert not [e for e in edges if e[0] < day + DAY and e[1] > day], (start, end, summed, edges)
         for k in range(12):
             day = _midnight(start) + k * DAY
             low, high = max(start, day), min(end, day + DAY)
@@ -127,9 +137,9 @@ def test_a_period_of_hours_on_days_keeping_them_reads_cells_not_raw_rows(ledger_
     assert "aicost_rollup_pair" in " ".join(reads.sql)
     assert "aicost_ledger" not in " ".join(reads.sql)  # this 24 hours and the 24 before: no raw row read
     assert store._ts(end) in reads.params and store._ts(end - DAY) in reads.params  # the two prefixes to 09:00
-    # the period: the day's cells, the next day's prefix to 09:00, less the day's, joined by primary key; the 24
+    # the period: the day's suffix from 09:00 and the next day's prefix to 09:00, joined by primary key; the 24
     # hours before, read for their costs alone, summed together (one measure: cheaper than a lookup per cell)
-    assert joined == [([(1, end - DAY - 9 * HOUR, 1), (0, end, 1), (0, end - DAY, -1)], True)]
+    assert joined == [([(SUFFIX, end - DAY, 1), (PREFIX, end, 1)], True)]  # the longer first
     store.close()
 
 
@@ -175,10 +185,10 @@ def test_the_migration_from_schema_7_keeps_hour_prefixes_from_the_next_day(ledge
     sum_all_pairs(store, until=day + 13 * HOUR)
     store.close()
     mark = "aicost_rollup_pair_mark"
-    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days = 0", f"ALTER TABLE {mark} DROP COLUMN hours_from",
-                         "DELETE FROM aicost_schema WHERE version = 8"])  # what version 7 wrote
+    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days <= 0", f"ALTER TABLE {mark} DROP COLUMN hours_from",
+                         "DELETE FROM aicost_schema WHERE version >= 8"])  # what version 7 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9  # through 8 (and 9: no suffix, no day keeps prefixes)
     summed, hours_from = store.pair_marks()
     assert summed == day + 13 * HOUR and hours_from == day + DAY
     _assert_exact(store, [(day + 2 * HOUR, day + 11 * HOUR), (day - 10 * HOUR, day + 10 * HOUR)])

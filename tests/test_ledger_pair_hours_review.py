@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from aicost.ledger import LedgerRow, open_store
-from aicost.ledger.pairs import HOUR_DAYS
+from aicost.ledger.pairs import HOUR_DAYS, PREFIX, SUFFIX
 from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE
 from aicost.ledger.store import parse_ts
@@ -194,8 +194,9 @@ def test_pair_days_never_reads_an_hour_prefix_at_or_after_summed_nor_before_hour
         start = base + rng.randrange(0, 7 * 24 * 12) * 5 * MINUTE
         end = start + rng.randrange(1, 3 * 24 * 12) * 5 * MINUTE
         _, hours, _ = _pair_days(start, end, summed, hours_from)
-        for e, _sign in hours:
+        for days, e, _sign in hours:  # a suffix only where derived: its day closed, the next day's prefix started
             assert _midnight(e) >= hours_from and e < summed and e != _midnight(e), (start, end, summed, e)
+            assert days == PREFIX or (days == SUFFIX and e + DAY < summed + HOUR), (start, end, summed, e)
 
 
 def test_late_rows_in_a_postgresql_session_with_a_half_hour_offset_and_daylight_saving(pg_server):
@@ -267,9 +268,9 @@ def test_the_migration_from_7_mid_hour_then_hourly_with_late_rows(ledger_url):
     store.write([r for r in rows if r not in late], runs)
     _sum(store, day + 13 * HOUR + 20 * MINUTE, 30)
     store.close()
-    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days = 0",
+    run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days <= 0",
                          "ALTER TABLE aicost_rollup_pair_mark DROP COLUMN hours_from",
-                         "DELETE FROM aicost_schema WHERE version = 8"])
+                         "DELETE FROM aicost_schema WHERE version >= 8"])
     store = open_store(ledger_url)
     assert store.pair_marks() == (day + 13 * HOUR + 20 * MINUTE, day + DAY)
     store.write([r for r in late if r.time < day + 13 * HOUR])

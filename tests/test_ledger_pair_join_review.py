@@ -19,7 +19,8 @@ import pytest
 
 from aicost.ledger import FeatureRun, LedgerRow, open_store, spend_table
 from aicost.ledger import store as store_module
-from aicost.ledger.pairs import spans
+from aicost.ledger import pairs
+from aicost.ledger.pairs import PREFIX, SUFFIX, spans
 from aicost.ledger.query import _pair, _pair_days
 from aicost.ledger.report import build_report, write_report
 from aicost.ledger.schema import MEASURES, PAIR_TABLE
@@ -121,7 +122,7 @@ def test_a_period_s_sets_are_distinct_and_long_periods_have_more_than_join_max()
         start = WINDOW - 70 * DAY + rng.randrange(0, 300 * 24 * 4) * 15 * MINUTE
         end = start + rng.choice([HOUR, DAY, 2 * DAY, 3 * DAY, 30 * DAY, 150 * DAY]) + rng.randrange(0, 8) * HOUR
         runs, hours, _ = _pair_days(start, end, summed, hours_from)
-        sets = [(0, e, s) for e, s in hours]
+        sets = list(hours)
         for first, last in runs:
             sets += spans(first, last)
         assert len(sets) == len(set(sets)), (start, end, summed, sets)
@@ -145,7 +146,7 @@ def test_a_cell_set_listed_twice_is_refused(ledger_url):
 def _periods():
     d0, d1, d2 = DENSE + DAY, DENSE + 2 * DAY, DENSE + 3 * DAY  # the days keeping hour prefixes
     return [
-        (d2 + 14 * HOUR - DAY, d2 + 14 * HOUR),  # 24h: day cells less a prefix, the next day's prefix
+        (d2 + 14 * HOUR - DAY, d2 + 14 * HOUR),  # 24h: a day's suffix, the next day's prefix
         (d2 + 14 * HOUR - 2 * DAY, d2 + 14 * HOUR),  # 48h: four sets
         (d2 + 14 * HOUR - 3 * DAY, d2 + 14 * HOUR),  # 72h: a window prefix less one, two prefixes
         (d2 + 14 * HOUR - 3 * DAY, SUMMED + 2 * HOUR),  # ... and the raw rows after summed_before
@@ -184,8 +185,19 @@ def test_reports_equal_the_raw_rows_and_the_join_is_used(ledger_url, monkeypatch
     assert all(answered for *_, answered, _rest in calls)
     assert any(len(j) == JOIN_MAX and arms >= 3 for j, arms, *_ in calls)  # 48h: four sets, three arms
     assert any(rest for *_, rest in calls)
-    assert any(a[0] > 1 and b[0] == 0 and b[1].replace(hour=0) == a[1] for j, *_ in calls for a in j for b in j)
-    # (n, w) holds (0, w + h): a window prefix, an hour prefix of its first day
+    assert any(s[0] == SUFFIX for j, *_ in calls for s in j)  # a closed day's hour suffix
+    # a day's cells holding its hour prefix: where the day's suffix from that hour is not derived yet
+    assert any(a[0] == 1 and b[0] == PREFIX and b[1].replace(hour=0) == a[1] for j, *_ in calls for a in j for b in j)
+    # (n, w) holds (0, w + h): a window prefix, an hour prefix of its first day, which reads its suffix now; as
+    # while the suffix is not derived yet (or before schema 9)
+    monkeypatch.setattr(pairs, "suffix_kept", lambda *args: False)
+    calls.clear()
+    for start, end in [(DENSE + DAY + 5 * HOUR, SUMMED + HOUR), (DENSE + 14 * HOUR, SUMMED - 5 * HOUR)]:
+        for keys, where in KEYS[::3]:
+            assert spend_sums(store, start, end, keys, where) == python_sums(store, start, end, keys, where), \
+                (keys, where, start, end)
+    assert all(answered for *_, answered, _rest in calls)
+    assert any(a[0] > 1 and b[0] == PREFIX and b[1].replace(hour=0) == a[1] for j, *_ in calls for a in j for b in j)
     store.close()
 
 

@@ -371,13 +371,13 @@ def test_the_migration_to_schema_7_drops_sqlite_s_pair_cells_to_sum_them_again_w
     store.close()
     old_mark = "aicost_rollup_pair_summed"
     as_version_6 = [f"ALTER TABLE aicost_rollup_pair_mark RENAME TO {old_mark}",
-                    f"ALTER TABLE {old_mark} DROP COLUMN hours_from", f"DELETE FROM {PAIR_TABLE} WHERE days = 0",
+                    f"ALTER TABLE {old_mark} DROP COLUMN hours_from", f"DELETE FROM {PAIR_TABLE} WHERE days <= 0",
                     "DELETE FROM aicost_schema WHERE version >= 7"]
     if "sqlite" in ledger_url:
         as_version_6 += [f"ALTER TABLE {PAIR_TABLE} DROP COLUMN {u}" for u in PAIR_UNITS.values()]
     run_sql(ledger_url, as_version_6)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     with pytest.raises(Exception, match=old_mark):  # what version 6 reads first
         store._fetch(f"SELECT summed_before FROM {old_mark}", [])
     periods = [(first, last + timedelta(seconds=1)), (first + timedelta(hours=5), first + timedelta(hours=40))]
@@ -415,7 +415,7 @@ def test_the_migration_from_schema_5_sums_nothing_and_the_summing_catches_up_in_
     store.close()
     run_sql(ledger_url, [*DROP_PAIRS, "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
     periods = [(first, last + timedelta(seconds=1))]
     _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::4])

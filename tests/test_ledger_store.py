@@ -306,7 +306,7 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
                   "DELETE FROM aicost_schema WHERE version >= 4"]
     run_sql(ledger_url, statements)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)

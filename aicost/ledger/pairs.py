@@ -30,6 +30,16 @@ prefix to the hour's end as a copy of the one before. Which days keep them is de
 prefixes of days now too old and moves ``aicost_rollup_pair_mark.hours_from``, the first day whose hour prefixes
 are all kept.
 
+Schema 9: such a day, once closed, also has its *hour suffixes* (``days`` -1, ``bucket`` an hour inside the day:
+the day's rows from it on), so a period of hours starting inside it reads one set, not the day's cells less a
+prefix: ``24h`` and the 24 hours before it are two sets each (the day before's suffix, the day's prefix), not
+three, which halves the primary key probes of the join that meets them (:func:`suffix_kept`). A suffix is derived
+once, from the day's cells less its prefix to that hour (:func:`suffix_sql`), by the chunk that starts the next
+day's prefix to the same hour: the chunk that starts the prefix a ``24h`` report ending then reads (so the report
+has both sets as soon as either), and one hour's suffix a chunk keeps each chunk's work near that of the prefix copy.
+Late rows are added to the suffixes derived that start at or before their hour, and the suffixes are dropped with
+their day's prefixes.
+
 On SQLite (schema 7) a cell holds each amount twice: its exact decimal text, and its integer units
 (:func:`units_of`), which a report sums as they are. Every statement here keeps them: the delta's its integer
 sums (:func:`delta_sql`) or, summed as text, from its text (:func:`delta_units_sql`), an add by integers, a copy as
@@ -54,12 +64,12 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from .days import DAY, EPOCH, HOUR, ceil, hour_start, midnight
-from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum
+from .rollup import Dialect, _CONSTANT_ZERO, _SOURCES, _sqlite_fits_positive, _sum, negated
 from .schema import (CUBE_KEYS, MEASURES, MONEY_MEASURES, PAIR_MARK_TABLE, PAIR_TABLE, PAIR_UNITS,
                      PAIR_UNITS_DIALECTS, PAIR_UNITS_LIMIT)
 
-__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "HOUR_DAYS", "PAIR_DELTA", "pair_of", "spans", "prefixes_end",
-           "hour_prefixes_end", "compact", "late_statements",
+__all__ = ["PAIR_DIMS", "PAIRS", "WINDOW", "HOUR_DAYS", "PAIR_DELTA", "PREFIX", "SUFFIX", "pair_of", "spans",
+           "prefixes_end", "hour_prefixes_end", "suffix_kept", "compact", "late_statements",
            "delta_ddl", "delta_sql", "SET_SUMMED_SQL", "READ_MARKS_SQL"]
 
 PAIR_DIMS = ("team", "feature", "model", "provider", "user", "customer", "tag")
@@ -69,11 +79,13 @@ WINDOW = 64  # days: the pair cells keep, per window of 64 days aligned from 197
 # days: the pair cells keep each hour's prefix of the day (days 0) for the day being summed and the one or two
 # before it, so a period of hours ending now (24h, and the 24 hours before it, which top movers compare) reads cells
 HOUR_DAYS = 3
+PREFIX = 0  # ``days`` of an hour prefix: the day's rows before ``bucket``
+SUFFIX = -1  # ``days`` of an hour suffix: the day's rows from ``bucket`` on
 PAIR_DELTA = "aicost_pair_delta"
 SET_SUMMED_SQL = f"UPDATE {PAIR_MARK_TABLE} SET summed_before = ?"
 READ_MARKS_SQL = f"SELECT summed_before, hours_from FROM {PAIR_MARK_TABLE}"
 _SET_HOURS_FROM_SQL = f"UPDATE {PAIR_MARK_TABLE} SET hours_from = ?"
-_DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days = 0 AND bucket < ?"
+_DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days IN ({PREFIX}, {SUFFIX}) AND bucket < ?"
 _CELL = "dim_a, value_a, dim_b, value_b"
 
 
@@ -82,6 +94,12 @@ def pair_of(a: str, b: str) -> tuple[str, str] | None:
     pair cell holds them together."""
     pair = tuple(sorted((a, b), key=PAIR_DIMS.index)) if a in PAIR_DIMS and b in PAIR_DIMS else None
     return pair if pair in PAIRS else None  # type: ignore[return-value]
+
+
+def net(table: str = "") -> str:
+    """SQL: how many ledger rows and runs a pair cell (of ``table``: its alias and a dot) stands for: every ledger
+    row is a call, a cache hit or a refusal."""
+    return " + ".join(f"{table}{count}" for count in ("calls", "cache_hits", "refusals", "runs"))
 
 
 def day_number(day: datetime) -> int:
@@ -261,6 +279,66 @@ def fold_hours_sql(d: Dialect, *, units: bool) -> str:
     return _fold_grouped(d, "0", end, f"bucket < {end} AND {end} <= ?", units=units, each=f"({hours}) AS h")
 
 
+def fold_suffixes_sql(d: Dialect, *, units: bool) -> str:
+    """Add the delta's hour cells (as for :func:`fold_hours_sql`) to the hour suffixes derived that hold them: each
+    to those of its day that start at or before its hour and whose derivation has run (:func:`suffix_kept`: the
+    next day's prefix to the same hour started, on or before the time given as the one parameter,
+    :func:`hour_prefixes_end`)."""
+    start = _plus_hours(d, d.day("bucket"), "h.n")
+    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
+    return _fold_grouped(d, str(SUFFIX), start, f"{start} <= bucket AND {_plus_days(d, start, 1)} <= ?",
+                         units=units, each=f"({hours}) AS h")
+
+
+def suffix_kept(start: datetime, summed: datetime, hours_from: datetime) -> bool:
+    """Whether the pair cells hold the hour suffix from ``start`` (an hour inside a day, not its midnight) when
+    they are summed to ``summed`` and keep hour prefixes from the day ``hours_from``: its day keeps them and the
+    suffix was derived, by the chunk that started the next day's prefix to the same hour (:func:`compact`)."""
+    return midnight(start) >= hours_from and start + DAY <= hour_prefixes_end(summed)
+
+
+def suffix_sql(d: Dialect, hours: str = "(SELECT ? AS s, ? AS day) AS h") -> str:
+    """Insert hour suffixes of closed days, each the day's cells less the day's prefix to the suffix's hour, cell
+    by cell (a primary key lookup of the prefix per day cell), those left with a row. ``hours``: an SQL table (its
+    alias ``h``) of the suffixes' hours (``s``) and their days' midnights (``day``); by default one, the two as
+    parameters. Money on SQLite: the integer units' difference where both cells have units, else the exact decimal
+    difference of the texts; a suffix cell's units are that difference's, or its text's where one cell had none
+    (as a late row's fold takes them), NULL where the text allows none."""
+    stored = units_of(d)
+
+    def less(m: str) -> str:
+        if m not in MONEY_MEASURES or d.name != "sqlite":
+            return f"c.{m} - COALESCE(p.{m}, 0)"
+        u = stored[m]
+        assert d.from_units is not None
+        return (f"CASE WHEN p.days IS NULL THEN c.{m} WHEN c.{u} IS NOT NULL AND p.{u} IS NOT NULL THEN "
+                f"{d.from_units(f'c.{u} - p.{u}')} ELSE aicost_dec_add(c.{m}, {negated(d, f'p.{m}')}) END")
+
+    # (not negative: a negative amount has none; rows of negative amounts can make the day's less its prefix's)
+    units = [f"CASE WHEN p.days IS NULL THEN c.{u} WHEN c.{u} >= p.{u} THEN c.{u} - p.{u} END AS {u}"
+             for u in stored.values()]
+    same = " AND ".join(f"p.{c} = c.{c}" for c in ("dim_a", "dim_b", "value_a", "value_b"))
+    cells = (f"SELECT h.s AS bucket, c.dim_a, c.value_a, c.dim_b, c.value_b, "
+             f"{', '.join([*(f'{less(m)} AS {m}' for m in MEASURES), *units])} FROM {hours} JOIN {PAIR_TABLE} c ON "
+             f"c.days = 1 AND c.bucket = h.day LEFT JOIN {PAIR_TABLE} p ON p.days = {PREFIX} AND p.bucket = h.s AND "
+             f"{same} WHERE (p.days IS NULL OR {net('c.')} <> {net('p.')})")
+    # units a cell lacked (an odd late row before the hour) taken from the difference's text where it allows them
+    of_text = "".join(f", COALESCE({u}, {text_units(d, m)})" for m, u in stored.items())
+    return f"{_insert(d)} SELECT {SUFFIX}, bucket, {_CELL}, {', '.join(MEASURES)}{of_text} FROM ({cells}) AS x"
+
+
+def suffixes_kept_sql(d: Dialect) -> str:
+    """SQL: a table (alias ``h``, as :func:`suffix_sql` takes) of the hour suffixes the pair cells hold by
+    :func:`suffix_kept` (their hours ``s`` and days ``day``), from the marks: those a ledger summed before schema 9
+    derives when it migrates."""
+    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
+    s = _plus_hours(d, "x.bucket", "n.n")
+    # s + 1 day <= summed_before's hour's end: s + 23 hours < summed_before
+    return (f"(SELECT x.bucket AS day, {s} AS s FROM (SELECT DISTINCT bucket FROM {PAIR_TABLE} WHERE days = 1 AND "
+            f"bucket >= (SELECT hours_from FROM {PAIR_MARK_TABLE})) AS x, ({hours}) AS n WHERE "
+            f"{_plus_hours(d, 'x.bucket', '(n.n + 23)')} < (SELECT summed_before FROM {PAIR_MARK_TABLE})) AS h")
+
+
 def _fold_grouped(d: Dialect, days: str, bucket: str, condition: str, *, units: bool, each: str = "") -> str:
     """Add the delta's cells matching ``condition``, summed per target set (``days`` and ``bucket``, SQL over the
     delta's cell), to the cells of those sets. The units are taken from each sum's text: the delta's units of up
@@ -325,7 +403,8 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     prefixes, never past the hour's end) into the cells of their day, of its window's prefix through that day and
     of its hour prefix through the hour, and move ``summed_before`` there. The first chunk of a day starts that
     day's prefix as the prefix through the day before (the window's first day is its own prefix), decides whether
-    the day keeps hour prefixes and drops those too old; the first chunk of an hour starts its prefix likewise.
+    the day keeps hour prefixes and drops those too old; the first chunk of an hour starts its prefix likewise,
+    and derives the day before's suffix from the same hour where that day keeps them (:func:`suffix_sql`).
     Returns whether it moved (not when no row or run lies at or after it: nothing to sum). ``run`` executes a
     statement in the transaction and returns the cursor; ``fits(where, params)`` says whether the money of the
     aicost_ledger rows matching that condition may be summed as integers (the integer path; False where the
@@ -362,8 +441,11 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
     first_day = day - (n - 1) * DAY
     if summed == day and n > 1:
         run(_copy_sql(d), [n, ts(first_day), n - 1, ts(first_day)])
-    if into_hour is not None and summed == hour and hour > day:  # the hour's first chunk: its prefix starts
-        run(_copy_sql(d), [0, ts(into_hour), 0, ts(hour)])  # as the prefix before it
+    if into_hour is not None and summed == hour:  # the hour's first chunk
+        if hour > day:  # its prefix starts as the prefix before it
+            run(_copy_sql(d), [PREFIX, ts(into_hour), PREFIX, ts(hour)])
+        if day - DAY >= hours_from:  # the day before's suffix from the same hour (suffix_kept)
+            run(suffix_sql(d), [ts(into_hour - DAY), ts(day - DAY)])
     if parse(first) < high:
         window = "ts >= ? AND ts < ?"
         params = [ts(summed), ts(high)]
@@ -376,7 +458,7 @@ def compact(run: Run, d: Dialect, ts: Callable[[datetime], Any], parse: Callable
         if n > 1:
             run(fold_into_sql(d), [n, ts(first_day)])
         if into_hour is not None:
-            run(fold_into_sql(d), [0, ts(into_hour)])
+            run(fold_into_sql(d), [PREFIX, ts(into_hour)])
         run(f"DELETE FROM {PAIR_DELTA}", [])
     run(SET_SUMMED_SQL, [ts(high)])
     return True
@@ -391,7 +473,8 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool, schema: 
     ``hours_from``), 'hours' (one: the end of the last hour prefix started, :func:`hour_prefixes_end`) or ''. The
     day cells, then every prefix started that holds a late row's day; with ``hours`` (some day keeps hour
     prefixes), the late rows of the days keeping them (from ``hours_from``) summed again per hour, into every hour
-    prefix started that holds a late row's hour (a replayed spill of older days costs no second pass)."""
+    prefix started that holds a late row's hour and every hour suffix derived that does (a replayed spill of older
+    days costs no second pass)."""
     units_sql = delta_units_sql(d, units)
     statements = [(delta_ddl(d), ""), (delta_sql(d, wheres, units=units, schema=schema), "sources"),
                   *([(units_sql, "")] if units_sql else []),
@@ -401,5 +484,6 @@ def late_statements(d: Dialect, wheres: dict[str, str], *, units: bool, schema: 
     if hours:
         kept = {source: f"{where} AND ts >= ?" for source, where in wheres.items()}
         statements += [(delta_sql(d, kept, units=units, schema=schema, hourly=True), "hour_sources"),
-                       (fold_hours_sql(d, units=units), "hours"), (f"DELETE FROM {PAIR_DELTA}", "")]
+                       (fold_hours_sql(d, units=units), "hours"), (fold_suffixes_sql(d, units=units), "hours"),
+                       (f"DELETE FROM {PAIR_DELTA}", "")]
     return statements

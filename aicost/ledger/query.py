@@ -363,7 +363,7 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
     pair = _pair({*(k for k in keys if k not in TIME_KEYS), *where})
     assert pair is not None
     runs, hours, edges = _pair_days(start, end, *store.pair_marks())
-    sets: list[tuple[int, datetime, int]] = [(0, end_, sign) for end_, sign in hours]  # hour prefixes: days 0
+    sets = list(hours)
     for first, last in runs:
         if "day" in keys:
             sets += [(1, first + i * DAY, 1) for i in range((last - first) // DAY)]
@@ -377,12 +377,14 @@ def _from_pairs(store: LedgerStore, start: datetime, end: datetime, keys: tuple[
 
 
 def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: datetime | None = None
-               ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, int]],
+               ) -> tuple[list[tuple[datetime, datetime]], list[tuple[int, datetime, int]],
                           list[tuple[datetime, datetime, int]]]:
     """How a pair report reads ``[start, end)`` when the pair cells hold every row before ``summed``, and each
-    hour's prefix of the days from ``hours_from`` (None: no day's): the runs of days read from their day cells
-    ((first, last) midnights), the hour prefixes to add (sign 1) or subtract (-1) ((end, sign): the prefix of the
-    day's rows before ``end``), and the raw rows to add or subtract ((start, end, sign)).
+    hour's prefix and suffix of the days from ``hours_from`` (None: no day's; a suffix where
+    :func:`pairs.suffix_kept`): the runs of days read from their day cells ((first, last) midnights), the hour
+    prefixes and suffixes to add (sign 1) or subtract (-1) (cell sets, (days, bucket, sign): ``days``
+    :data:`pairs.PREFIX`, the day's rows before ``bucket``, or :data:`pairs.SUFFIX`, from ``bucket`` on), and the
+    raw rows to add or subtract ((start, end, sign)).
 
     A day's cells hold ``[midnight, held)``: the whole day before the day being summed, that day up to
     ``summed``, nothing after; an hour prefix of a day from ``hours_from`` holds ``[midnight, its end)`` where
@@ -392,9 +394,11 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
     whose edges fall inside days reads at most half of each edge day as raw rows (a period from 09:00 reads the
     first day's cells less its first nine hours; one ending at 15:00, the last day's cells less its last nine),
     and none where the day keeps hour prefixes and the edges are on the hour (the day's cells less its prefix to
-    09:00; its prefix to 15:00)."""
+    09:00; its prefix to 15:00). Where a closed day's suffix from the hour nearest the start costs no more raw rows
+    than that, it is read alone (a period from 09:00 to past the day's end: the day's suffix from 09:00, one set
+    where the cells less the prefix are two)."""
     runs: list[tuple[datetime, datetime]] = []
-    hours: list[tuple[datetime, int]] = []
+    hours: list[tuple[int, datetime, int]] = []
     edges: list[tuple[datetime, datetime, int]] = []
     summed_day = midnight(summed)
 
@@ -425,7 +429,7 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
             assert sign > 0  # the day's cells: only ever added (a start nearer them than its end shares them)
             cells(day, day + DAY)
         elif end_ > day:
-            hours.append((end_, sign))
+            hours.append((pairs.PREFIX, end_, sign))
         edge(end_, t, sign)
         edge(t, end_, -sign)
 
@@ -442,7 +446,16 @@ def _pair_days(start: datetime, end: datetime, summed: datetime, hours_from: dat
         low, high, next_day = max(start, day), min(end, day + DAY), day + DAY
         held = next_day if day < summed_day else summed
         after, before = nearest(day, held, high), nearest(day, held, low)
-        if after != before and abs(high - after) + abs(low - before) < high - low:
+        two = abs(high - after) + abs(low - before) if after != before else high - low
+        suffix = min((day + k * HOUR for k in range(1, 24)), key=lambda s: (abs(low - s), s))
+        alone = abs(low - suffix) + held - high  # the raw rows the suffix needs (its day is closed: held >= high)
+        if hours_from is not None and pairs.suffix_kept(suffix, summed, hours_from) and alone <= two and (
+                alone < high - low):
+            hours.append((pairs.SUFFIX, suffix, 1))  # [suffix, held), less or plus raw rows at either end
+            edge(suffix, low, -1)
+            edge(low, suffix, 1)
+            edge(high, held, -1)
+        elif two < high - low:
             read(day, held, before, low, -1)
             read(day, held, after, high, 1)
         else:

@@ -129,6 +129,15 @@ POSTGRESQL = Dialect(
     money_type="NUMERIC",
     ts_type="TIMESTAMPTZ",
 )
+
+
+def negated(d: Dialect, column: str) -> str:
+    """SQL: ``-column`` of a count or, money being text on SQLite, of an amount ('0' and NULL as they are)."""
+    if d.name != "sqlite" or column.rpartition(".")[2] not in MONEY_MEASURES:
+        return f"-{column}"
+    return f"CASE WHEN {column} = '0' THEN '0' WHEN {column} LIKE '-%' THEN substr({column}, 2) ELSE '-' || {column} END"
+
+
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 

@@ -696,7 +696,7 @@ class LedgerStore:
         def signed(sign: int, cell: bool = True) -> str:
             """The measures (and the rows they stand for, net), negated for sign -1, then the units (a raw row's
             are NULL: its text is converted)."""
-            out = [f"{_negated(d, n) if sign < 0 else n} AS {n}" for n in ["net", *names]]
+            out = [f"{rollup.negated(d, n) if sign < 0 else n} AS {n}" for n in ["net", *names]]
             out += [f"{'-' if sign < 0 else ''}{u} AS {u}" if cell else f"NULL AS {u}" for u in units.values()]
             return ", ".join(out)
 
@@ -705,7 +705,7 @@ class LedgerStore:
 
         def add_cells(days: int, starts: list[datetime], sign: int) -> None:
             parts.append(f"SELECT b, va, vb, {signed(sign)} FROM (SELECT bucket AS b, value_a AS va, value_b AS vb, "
-                         f"{', '.join([f'{_net()} AS net', *names, *units.values()])} FROM {schema.PAIR_TABLE} "
+                         f"{', '.join([f'{pairs.net()} AS net', *names, *units.values()])} FROM {schema.PAIR_TABLE} "
                          f"WHERE days = ? AND bucket IN ({', '.join('?' * len(starts))}) AND dim_a = ? AND "
                          f"dim_b = ?{filtered()}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
@@ -793,7 +793,7 @@ class LedgerStore:
             return f"{cells(i)} AND t{i}.value_a = {value_of}.value_a AND t{i}.value_b = {value_of}.value_b"
 
         def net(t: str) -> str:
-            return f"({_net(t + '.')})"
+            return f"({pairs.net(t + '.')})"
 
         def total(own: int | None, looked_up: list[int], expression: Callable[[str], str]) -> str:
             """The signed sum of ``expression`` (of a set's alias) over the arm's own set (``own``, if any) and the
@@ -1183,19 +1183,6 @@ def key_sql(d: "rollup.Dialect", key: str, time: str, value: str | None = None) 
     return f"NULLIF({_COLUMN_OF.get(key, key)}, '')", []
 
 
-def _negated(d: "rollup.Dialect", column: str) -> str:
-    """SQL: ``-column`` of a count or, money being text on SQLite, of an amount ('0' and NULL as they are)."""
-    if d.name != "sqlite" or column not in MONEY_MEASURES:
-        return f"-{column}"
-    return f"CASE WHEN {column} = '0' THEN '0' WHEN {column} LIKE '-%' THEN substr({column}, 2) ELSE '-' || {column} END"
-
-
-def _net(table: str = "") -> str:
-    """SQL: how many ledger rows and runs a pair cell (of ``table``: its alias and a dot) stands for: every ledger
-    row is a call, a cache hit or a refusal."""
-    return " + ".join(f"{table}{count}" for count in ("calls", "cache_hits", "refusals", "runs"))
-
-
 # At most this many pair cell sets are joined by primary key (the others are grouped with the raw rows): a report
 # reads three or four (24 or 48 hours: days, hour prefixes), and the integer path's sum of a cell of each and the
 # grouped rest's, each under PAIR_UNITS_LIMIT, stays under 2**63.
@@ -1240,9 +1227,11 @@ def _holds_before(plus: tuple[int, datetime], minus: tuple[int, datetime]) -> bo
 
 
 def _span(days: int, start: datetime) -> tuple[datetime, datetime]:
-    """The time a pair cell set holds the rows of: ``days`` days from ``start``; an hour prefix (``days`` 0),
-    its day's rows before ``start``."""
-    return (midnight(start), start) if days == 0 else (start, start + days * DAY)
+    """The time a pair cell set holds the rows of: ``days`` days from ``start``; an hour prefix
+    (:data:`pairs.PREFIX`), its day's rows before ``start``; an hour suffix (:data:`pairs.SUFFIX`), from it on."""
+    if days == pairs.PREFIX:
+        return midnight(start), start
+    return (start, midnight(start) + DAY) if days == pairs.SUFFIX else (start, start + days * DAY)
 
 
 def _rollup_dim(key: str) -> str:
