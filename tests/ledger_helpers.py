@@ -340,6 +340,23 @@ def waiting_for_the_write_lock(url, probe, store):
     raise AssertionError("the second writer never waited for the write lock")
 
 
+def answers(monkeypatch, method):
+    """Whether each call of ``LedgerStore.<method>`` (a path that may decline: ``_sum_joined``, ``_sum_added``)
+    answered (True) or returned None (its caller then sums as usual), in call order."""
+    from aicost.ledger import store as store_module
+
+    answered = []
+    real = getattr(store_module.LedgerStore, method)
+
+    def spy(self, *args, **kwargs):
+        found = real(self, *args, **kwargs)
+        answered.append(found is not None)
+        return found
+
+    monkeypatch.setattr(store_module.LedgerStore, method, spy)
+    return answered
+
+
 def sum_all_pairs(store, max_rows=None, until=None):
     """Sum every stored row into the pair cells (to ``until``, by default the summing's own end), chunk by chunk as
     the writer does: one ``compact_pairs`` sums at most to the next midnight."""

@@ -12,14 +12,13 @@ from datetime import timedelta
 import pytest
 
 from aicost.ledger import open_store, spend_table
-from aicost.ledger import store as store_module
 from aicost.ledger.days import DAY, HOUR, midnight
 from aicost.ledger.pairs import _CELL, HOUR_DAYS, SUFFIX, suffix_kept
 from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import MEASURES, PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.store import parse_ts
 
-from ledger_helpers import assert_cell_sets_nest, python_sums, run_sql, spend_sums, sum_all_pairs
+from ledger_helpers import answers, assert_cell_sets_nest, python_sums, run_sql, spend_sums, sum_all_pairs
 from test_ledger_pairs_fuzz import CASES, WINDOW_START, _assert_units_are_the_text, _rows
 
 FIRST = WINDOW_START + 3 * DAY  # four days inside one 64-day window
@@ -126,17 +125,9 @@ def test_the_migration_from_schema_8_derives_the_suffixes_the_summing_keeps(ledg
 def test_costs_of_sets_all_added_equal_the_raw_rows(ledger_url, monkeypatch, seed):
     """Costs alone over cell sets all added (a day's suffix and the next day's prefix: top movers' previous 24
     hours) are summed in Python on SQLite (``_sum_added``): every key and filter equals the raw rows, groups of no
-    value and of the text 'None' apart; a cell without units (an odd amount) sums the texts as usual."""
+    value (None) among them; a cell without units (an odd amount) sums the texts as usual."""
     store = _ledger(ledger_url, 10 + seed, [0, 0.01, 0.3][seed])
-    answered = []
-    real = store_module.LedgerStore._sum_added
-
-    def spy(self, *args, **kwargs):
-        found = real(self, *args, **kwargs)
-        answered.append(found is not None)
-        return found
-
-    monkeypatch.setattr(store_module.LedgerStore, "_sum_added", spy)
+    answered = answers(monkeypatch, "_sum_added")
     summed, hours_from = store.pair_marks()
     for s in sorted(_kept(summed, hours_from))[::6]:
         for start, end in [(s, s + DAY), (s, midnight(s) + DAY)]:

@@ -11,11 +11,10 @@ from decimal import Decimal
 import pytest
 
 from aicost.ledger import FeatureRun, LedgerRow, open_store
-from aicost.ledger import store as store_module
 from aicost.ledger.pairs import spans
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS
 
-from ledger_helpers import assert_cell_sets_nest, python_sums, spend_sums, sum_all_pairs
+from ledger_helpers import answers, assert_cell_sets_nest, python_sums, spend_sums, sum_all_pairs
 
 UTC = timezone.utc
 # 2026-10-10 is the first day of a 64-day window (day 20736 from 1970-01-01)
@@ -60,16 +59,7 @@ def _assert_units_are_the_text(store):
 
 def _joins(monkeypatch):
     """Whether each prefix difference a report read was answered by the join (True) or summed as usual (False)."""
-    joined = []
-    real = store_module.LedgerStore._sum_joined
-
-    def spy(self, *args, **kwargs):
-        found = real(self, *args, **kwargs)
-        joined.append(found is not None)
-        return found
-
-    monkeypatch.setattr(store_module.LedgerStore, "_sum_joined", spy)
-    return joined
+    return answers(monkeypatch, "_sum_joined")
 
 
 CASES = [(("team", "customer"), None), (("customer", "team"), None), (("user", "tag:env"), None),
