@@ -87,6 +87,8 @@ READ_MARKS_SQL = f"SELECT summed_before, hours_from FROM {PAIR_MARK_TABLE}"
 _SET_HOURS_FROM_SQL = f"UPDATE {PAIR_MARK_TABLE} SET hours_from = ?"
 _DROP_HOURS_SQL = f"DELETE FROM {PAIR_TABLE} WHERE days IN ({PREFIX}, {SUFFIX}) AND bucket < ?"
 _CELL = "dim_a, value_a, dim_b, value_b"
+# SQL: the hours of a day an hour prefix ends at or an hour suffix starts at, 1 to 23, as rows of a column n
+_HOURS = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
 
 
 def pair_of(a: str, b: str) -> tuple[str, str] | None:
@@ -275,8 +277,8 @@ def fold_hours_sql(d: Dialect, *, units: bool) -> str:
     ``hourly``) to the hour prefixes started that hold them: each to those of its day that end after its hour and
     on or before the time given as the one parameter (:func:`hour_prefixes_end`)."""
     end = _plus_hours(d, d.day("bucket"), "h.n")
-    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
-    return _fold_grouped(d, "0", end, f"bucket < {end} AND {end} <= ?", units=units, each=f"({hours}) AS h")
+    return _fold_grouped(d, str(PREFIX), end, f"bucket < {end} AND {end} <= ?", units=units,
+                         each=f"({_HOURS}) AS h")
 
 
 def fold_suffixes_sql(d: Dialect, *, units: bool) -> str:
@@ -285,9 +287,8 @@ def fold_suffixes_sql(d: Dialect, *, units: bool) -> str:
     next day's prefix to the same hour started, on or before the time given as the one parameter,
     :func:`hour_prefixes_end`)."""
     start = _plus_hours(d, d.day("bucket"), "h.n")
-    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
     return _fold_grouped(d, str(SUFFIX), start, f"{start} <= bucket AND {_plus_days(d, start, 1)} <= ?",
-                         units=units, each=f"({hours}) AS h")
+                         units=units, each=f"({_HOURS}) AS h")
 
 
 def suffix_kept(start: datetime, summed: datetime, hours_from: datetime) -> bool:
@@ -331,11 +332,10 @@ def suffixes_kept_sql(d: Dialect) -> str:
     """SQL: a table (alias ``h``, as :func:`suffix_sql` takes) of the hour suffixes the pair cells hold by
     :func:`suffix_kept` (their hours ``s`` and days ``day``), from the marks: those a ledger summed before schema 9
     derives when it migrates."""
-    hours = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(1, 24))
     s = _plus_hours(d, "x.bucket", "n.n")
     # s + 1 day <= summed_before's hour's end: s + 23 hours < summed_before
     return (f"(SELECT x.bucket AS day, {s} AS s FROM (SELECT DISTINCT bucket FROM {PAIR_TABLE} WHERE days = 1 AND "
-            f"bucket >= (SELECT hours_from FROM {PAIR_MARK_TABLE})) AS x, ({hours}) AS n WHERE "
+            f"bucket >= (SELECT hours_from FROM {PAIR_MARK_TABLE})) AS x, ({_HOURS}) AS n WHERE "
             f"{_plus_hours(d, 'x.bucket', '(n.n + 23)')} < (SELECT summed_before FROM {PAIR_MARK_TABLE})) AS h")
 
 

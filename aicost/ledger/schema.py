@@ -374,8 +374,8 @@ def _v9(dialect: str) -> list[str]:
     the day's cells less a prefix (:mod:`aicost.ledger.pairs`). The migration derives those the summing so far
     would have (:func:`~aicost.ledger.pairs.suffix_kept`) from the day cells and hour prefixes: at most two days'
     (on the 10 M-row benchmark ledger, 46 suffixes of two days, 3.7 million cells, in 46 s on SQLite and 122 s on
-    PostgreSQL; summing their rows again would take many minutes). An older aicost still running refuses the newer schema rather than
-    add rows to the cells without their suffixes."""
+    PostgreSQL; summing their rows again would take many minutes). An older aicost still running refuses the newer
+    schema rather than add rows to the cells without their suffixes."""
     from . import rollup
     from .pairs import suffix_sql, suffixes_kept_sql
 
