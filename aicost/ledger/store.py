@@ -710,13 +710,10 @@ class LedgerStore:
                          f"dim_b = ?{filtered()}) AS c")
             params.extend([days, *map(self._ts, starts), *pair, *condition_params])
 
-        if len(units) == 1 == len(names) and keys and not edges and not ordered and "day" not in keys and all(
-                sign > 0 for *_, sign in sets):
-            found = self._sum_added(pair, sets, (filtered, condition_params),
-                                    [key_sql(d, k, "b", column[k])[0] for k in keys], units[names[0]])
-            if found is not None:
-                return found
-        joined = None if nonzero or cells or "day" in keys else _join_order(sets, len(names))
+        # one amount over sets all added, no raw rows: summed in Python (_sum_added), from the parts below
+        added = len(units) == 1 == len(names) and keys and not edges and not ordered and "day" not in keys and all(
+            sign > 0 for *_, sign in sets)
+        joined = None if added or nonzero or cells or "day" in keys else _join_order(sets, len(names))
         by_set: dict[tuple[int, int], list[datetime]] = {}
         for days, start, sign in sets:
             if (days, start, sign) not in (joined or ()):
@@ -733,6 +730,8 @@ class LedgerStore:
                       else part for part in raw]
             params += raw_params
         group = [key_sql(d, k, "b", column.get(k))[0] for k in keys]
+        if added and (found := self._sum_added(parts, params, group, units[names[0]])) is not None:
+            return found
         if joined is not None:
             found = self._sum_joined(pair, joined, (filtered, condition_params), parts, params, names, group, units,
                                      ordered=ordered, line=_line if self._fills_lines else None)
@@ -862,25 +861,18 @@ class LedgerStore:
             return None
         return [r[:-2] for r in rows if r[-1]]
 
-    def _sum_added(self, pair: tuple[str, str], sets: Sequence[tuple[int, datetime, int]],
-                   where_cells: tuple[Callable[[str], str], list], group: list[str], unit: str) -> list[tuple] | None:
+    def _sum_added(self, parts: list[str], params: list, group: list[str], unit: str) -> list[tuple] | None:
         """:meth:`sum_pairs` of one money measure (SQLite: its integer units column ``unit``) over cell sets all
-        added, with no raw rows: each set's cells read as they are stored, and summed in a Python dict, not sorted
-        together by SQLite (~10,000 instructions a cell). Top movers' previous 24 hours (a day's suffix and the next
-        day's prefix, by team and user: 43,000 cells, 32,000 groups) so: the whole ``aicost report --period 24h
-        --by team,user`` on the 10 M-row benchmark ledger takes 4.97 G instructions, 5.48 G with them sorted (a dict
-        of each set's cells made in C, only the groups of both added one by one, took no fewer). Every cell of a set
-        stands for a row at least, and nothing is subtracted: no group is left empty. None where a cell has no units
-        (the caller sums the texts as usual). ``group``: the key expressions over ``va`` / ``vb``."""
-        filtered, condition_params = where_cells
+        added, with no raw rows (``parts``: their cells, as :meth:`sum_pairs` reads them): the cells read as they
+        are stored, and summed in a Python dict, not sorted together by SQLite (~10,000 instructions a cell). Top
+        movers' previous 24 hours (a day's suffix and the next day's prefix, by team and user: 43,000 cells, 32,000
+        groups) so: the whole ``aicost report --period 24h --by team,user`` on the 10 M-row benchmark ledger takes
+        4.97 G instructions, 5.48 G with them sorted (a dict of each set's cells made in C, only the groups of both
+        added one by one, took no fewer). Every cell of a set stands for a row at least, and nothing is subtracted:
+        no group is left empty. None where a cell has no units (the caller sums the texts as usual). ``group``: the
+        key expressions over ``va`` / ``vb``."""
         keys = ", ".join(f"NULLIF({g}, '')" for g in group)  # no value: None (see key_sql)
-        parts, params = [], []
-        for days, start, _ in sets:
-            parts.append(f"SELECT {keys}, {unit} FROM (SELECT value_a AS va, value_b AS vb, {unit} FROM "
-                         f"{schema.PAIR_TABLE} WHERE days = ? AND bucket = ? AND dim_a = ? AND dim_b = ?{filtered()})"
-                         " AS c")
-            params += [days, self._ts(start), *pair, *condition_params]
-        columns = list(zip(*self._fetch(" UNION ALL ".join(parts), params)))
+        columns = list(zip(*self._fetch(f"SELECT {keys}, {unit} FROM ({' UNION ALL '.join(parts)}) AS c", params)))
         if not columns:
             return []
         if None in columns[-1]:
