@@ -15,14 +15,15 @@ from decimal import Decimal
 import pytest
 
 from aicost.ledger import FeatureRun, open_store
+from aicost.ledger.days import midnight
 from aicost.ledger import store as store_module
 from aicost.ledger.pairs import PREFIX, SUFFIX, suffix_kept
 from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS
-from aicost.ledger.store import parse_ts
 
-from ledger_helpers import fresh_pg_database, python_sums, run_sql, spend_sums
+from ledger_helpers import fresh_pg_database, python_sums, run_sql, spend_sums, sum_all_pairs
 from test_ledger_pair_hours_review import _edge_rows
+from test_ledger_pair_suffixes import _suffixes
 from test_ledger_pairs_fuzz import _assert_units_are_the_text, _rows
 
 UTC = timezone.utc
@@ -31,30 +32,16 @@ WINDOW_EDGE = datetime(2026, 12, 13, tzinfo=UTC)  # a 64-day window's first day
 KEYS = [(("team", "user"), None), (("tag:env", "customer"), None), (("feature",), {"user": "u1"})]
 
 
-def _midnight(t):
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _sum(store, until, max_rows):
-    while store.compact_pairs(max_rows=max_rows, until=until):
-        pass
-
-
-def _stored(store):
-    return {parse_ts(b) for (b,) in store._fetch(f"SELECT DISTINCT bucket FROM {PAIR_TABLE} WHERE days = {SUFFIX}",
-                                                 [])}
-
-
 def _check_every_suffix(store, first_day, days, keys=KEYS):
     """Every suffix kept, alone, equals its raw rows; none stored that is not kept; no empty suffix cell; units
     the text's where known and never negative."""
     summed, hours_from = store.pair_marks()
     kept = {s for k in range(-3, days + 1) for h in range(1, 24)
             if suffix_kept(s := first_day + k * DAY + h * HOUR, summed, hours_from)}
-    stored = _stored(store)
+    stored = _suffixes(store)
     assert stored <= kept, (sorted(stored - kept), summed, hours_from)
     for s in sorted(kept):
-        end = _midnight(s) + DAY
+        end = midnight(s) + DAY
         assert _pair_days(s, end, summed, hours_from) == ([], [(SUFFIX, s, 1)], []), (s, summed, hours_from)
         for k, where in keys:
             assert spend_sums(store, s, end, k, where) == python_sums(store, s, end, k, where), (
@@ -68,9 +55,9 @@ def _check_every_suffix(store, first_day, days, keys=KEYS):
 def _ledger_rows(seed, first, days):
     rng = random.Random(seed)
     rows, runs = _rows(rng, first, days, 220 * days, 0.3, f"v{seed}")
-    rows += _edge_rows(_midnight(first), days, f"w{seed}")
+    rows += _edge_rows(midnight(first), days, f"w{seed}")
     # feature runs on the hour, at 00:00 and at the day's last microsecond
-    day = _midnight(first)
+    day = midnight(first)
     runs += [FeatureRun(run_id=f"x{seed}{k:03d}{i}", feature="f1", time=day + k * DAY + t, outcome="succeeded",
                         team="t1", user="u1", customer="c1", tags={"env": "prod"})
              for k in range(days) for i, t in enumerate([timedelta(0), 9 * HOUR, DAY - timedelta(microseconds=1)])]
@@ -88,7 +75,7 @@ def _steps(store, rng, rows, runs, steps, first_day, days):
     written: list = []
     seen = set()
     for until, max_rows in steps:
-        _sum(store, until, max_rows)
+        sum_all_pairs(store, max_rows=max_rows, until=until)
         seen |= _check_every_suffix(store, first_day, days)
         summed = store.pairs_summed_before()
         now = [r for r in pending if r.time < summed]
@@ -100,19 +87,19 @@ def _steps(store, rng, rows, runs, steps, first_day, days):
         pending_runs = [r for r in pending_runs if r not in now_runs[: len(now_runs) // 2 + 1]]
         seen |= _check_every_suffix(store, first_day, days)
     store.write(pending, pending_runs)
-    _sum(store, None, 41)
+    sum_all_pairs(store, max_rows=41, until=None)
     seen |= _check_every_suffix(store, first_day, days)
     return seen
 
 
 def test_every_kept_suffix_through_hourly_steps_chunks_and_late_rows(ledger_url):
     first = WINDOW_EDGE - DAY + 5 * HOUR + 7 * MINUTE  # the first day ever summed starts mid-day
-    day = _midnight(first)
+    day = midnight(first)
     rng, rows, runs = _ledger_rows(3, first, 3)
     steps = [(day + DAY + 2 * HOUR + 30 * MINUTE, 17)]
     steps += [(day + DAY + (3 + k) * HOUR + (k % 3) * 20 * MINUTE, [None, 7, 23][k % 3]) for k in range(0, 40, 3)]
     seen = _steps(store := open_store(ledger_url), rng, rows, runs, steps, day, 3)
-    assert {_midnight(s) for s in seen} >= {day - DAY, day, day + DAY}  # the day before the first row's too
+    assert {midnight(s) for s in seen} >= {day - DAY, day, day + DAY}  # the day before the first row's too
     store.close()
 
 
@@ -120,20 +107,20 @@ def test_every_kept_suffix_through_a_backfill_and_until_jumping(ledger_url):
     """A backfill (days keeping no prefixes), then live hour by hour, then ``until`` far ahead (hours_from moves
     past the kept days, their suffixes dropped), then near again."""
     first = WINDOW_EDGE - 2 * DAY + 20 * HOUR
-    day = _midnight(first)
+    day = midnight(first)
     rng, rows, runs = _ledger_rows(5, first, 5)
     cut = day + 2 * DAY
     store = open_store(ledger_url)
     early = [r for r in rows if r.time < cut][::2]
     store.write(early)
-    _sum(store, day + 9 * DAY, 60)  # on the way to a time a week on: no day keeps prefixes
+    sum_all_pairs(store, max_rows=60, until=day + 9 * DAY)  # on the way to a time a week on: no day keeps prefixes
     summed, hours_from = store.pair_marks()
-    assert not _stored(store) and hours_from > _midnight(summed - timedelta(microseconds=1))
+    assert not _suffixes(store) and hours_from > midnight(summed - timedelta(microseconds=1))
     steps = [(cut + k * HOUR, [None, 9][k % 2]) for k in range(1, 30, 4)]
     steps += [(day + 12 * DAY, 80), (day + 5 * DAY, 13)]
     seen = _steps(store, rng, [r for r in rows if id(r) not in set(map(id, early))], runs, steps, day, 5)
-    assert cut in {_midnight(s) for s in seen}  # the first day summed live kept them
-    assert not _stored(store)  # until far ahead: every day's dropped
+    assert cut in {midnight(s) for s in seen}  # the first day summed live kept them
+    assert not _suffixes(store)  # until far ahead: every day's dropped
     store.close()
 
 
@@ -141,7 +128,7 @@ def test_every_kept_suffix_in_a_postgresql_session_at_plus_05_30(pg_server):
     url = fresh_pg_database(pg_server)
     run_sql(url, [f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET timezone = 'Asia/Kolkata'"])
     first = WINDOW_EDGE - DAY + 4 * HOUR
-    day = _midnight(first)
+    day = midnight(first)
     rng, rows, runs = _ledger_rows(7, first, 3)
     steps = [(day + DAY + k * HOUR, [None, 5][k % 2]) for k in range(0, 40, 5)]
     store = open_store(url)
@@ -156,11 +143,11 @@ def test_the_migration_from_8_on_the_hour_and_mid_hour(ledger_url):
         url = ledger_url if n == 0 else (ledger_url.replace("ledger.db", "ledger2.db") if ledger_url.startswith(
             "sqlite") else fresh_pg_database(ledger_url))
         first = WINDOW_EDGE - DAY + 2 * HOUR
-        day = _midnight(first)
+        day = midnight(first)
         rng, rows, runs = _ledger_rows(11 + n, first, 3)
         store = open_store(url)
         store.write(rows[::2], runs)
-        _sum(store, day + DAY + hours * HOUR + minutes * MINUTE, 30)
+        sum_all_pairs(store, max_rows=30, until=day + DAY + hours * HOUR + minutes * MINUTE)
         store.close()
         run_sql(url, [f"DELETE FROM {PAIR_TABLE} WHERE days = {SUFFIX}", "DELETE FROM aicost_schema WHERE version = 9"])
         store = open_store(url)
@@ -168,7 +155,7 @@ def test_the_migration_from_8_on_the_hour_and_mid_hour(ledger_url):
         store.write(rows[1::2])
         _check_every_suffix(store, day, 3)
         for k in range(hours, 30, 3):
-            _sum(store, day + DAY + k * HOUR, [None, 11][k % 2])
+            sum_all_pairs(store, max_rows=[None, 11][k % 2], until=day + DAY + k * HOUR)
             _check_every_suffix(store, day, 3)
         store.close()
 
@@ -185,7 +172,7 @@ def _odd_values_ledger(ledger_url, odd):
             for i, r in enumerate(rows)]
     store = open_store(ledger_url)
     store.write(rows, runs)
-    _sum(store, first + DAY + 15 * HOUR + 20 * MINUTE, None)
+    sum_all_pairs(store, max_rows=None, until=first + DAY + 15 * HOUR + 20 * MINUTE)
     return store, first
 
 
@@ -237,7 +224,7 @@ def test_pair_days_covers_each_instant_of_the_period_once():
     base = WINDOW_EDGE - 3 * DAY
     for _ in range(1500):
         summed = base + rng.randrange(0, 6 * 24 * 12) * 5 * MINUTE
-        hours_from = _midnight(summed) - rng.randrange(0, 4) * DAY
+        hours_from = midnight(summed) - rng.randrange(0, 4) * DAY
         start = base + rng.randrange(0, 7 * 24 * 12) * 5 * MINUTE
         end = start + rng.randrange(1, 3 * 24 * 12) * 5 * MINUTE
         runs, hours, edges = _pair_days(start, end, summed, hours_from)
