@@ -6,9 +6,9 @@ before the hour), and the day before's cells less that day's hour prefix. Top mo
 same way. Two layouts read fewer or cheaper cells:
 
 * **hour suffixes** (made by schema 9, measured here first): a closed day's rows from an hour on, one set, in place
-  of its cells less its hour prefix. The copy derives the two suffixes these periods need itself (``days`` -1,
-  ``bucket`` the hour), as a day's cells less its hour prefix, and leaves out a schema-9 ledger's own, so it
-  compares the same two layouts on a ledger of schema 8 or 9. The suffix comes after the hour prefix in the join
+  of its cells less its hour prefix. The copy derives the two suffixes these periods need (``days`` -1,
+  ``bucket`` the hour) with the summing's own statement (``pairs.suffix_sql``), and leaves out a schema-9 ledger's
+  own, so it compares the same two layouts on a ledger of schema 8 or 9. The suffix comes after the hour prefix in the join
   (listed so here; the store puts the longer set first): both sets have an arm either way;
 * **an integer set id** (not made) in the primary key, ``(set_id, value_a, value_b)``, in place of
   ``(days, bucket, dim_a, dim_b, value_a, value_b)``: each primary key probe compares three fields, not six.
@@ -44,8 +44,8 @@ from aicost.ledger import open_store
 from aicost.ledger.days import DAY, midnight
 from aicost.ledger.rollup import SQLITE
 from aicost.ledger.schema import PAIR_TABLE
-from aicost.ledger.pairs import SUFFIX, net as _net
-from aicost.ledger.store import _sqlite_ts
+from aicost.ledger.pairs import SUFFIX, suffix_sql
+from aicost.ledger.store import _dec_add, _sqlite_ts
 
 PAIR = ("team", "user")
 KEY = ("days", "bucket", "dim_a", "value_a", "dim_b", "value_b")
@@ -68,25 +68,9 @@ def build(source: Path, scratch: Path, end: datetime) -> None:
     if not money:
         raise SystemExit(f"{source}: its pair cells keep no integer units (a SQLite ledger of schema 7 or later)")
 
-    def less(column: str) -> str:  # the day's amount less its hour prefix's (money exactly, by its units)
-        if column not in money:
-            return f"d.{column} - COALESCE(h.{column}, 0)"
-        return SQLITE.from_units(f"(d.{column}_units - COALESCE(h.{column}_units, 0))")  # type: ignore[misc]
-
-    unknown = " OR ".join(f"{m}_units IS NULL" for m in sorted(money))
-    if conn.execute(f"SELECT 1 FROM {PAIR_TABLE} WHERE bucket >= ? AND dim_a = ? AND dim_b = ? AND ({unknown})",
-                    (_sqlite_ts(midnight(end) - 2 * DAY), *PAIR)).fetchone():
-        raise SystemExit("an amount without its integer units in the days read: the copy's suffixes need them")
-    for day in (midnight(end) - 2 * DAY, midnight(end) - DAY):
-        hour = day + (end - midnight(end))
-        conn.execute(
-            f"INSERT INTO {PAIR_TABLE} ({', '.join(KEY)}, {', '.join(amounts)}) "
-            f"SELECT ?, ?, d.dim_a, d.value_a, d.dim_b, d.value_b, {', '.join(map(less, amounts))} "
-            f"FROM {PAIR_TABLE} d LEFT JOIN {PAIR_TABLE} h ON h.days = 0 AND h.bucket = ? AND h.dim_a = d.dim_a "
-            "AND h.dim_b = d.dim_b AND h.value_a = d.value_a AND h.value_b = d.value_b "
-            "WHERE d.days = 1 AND d.bucket = ? AND d.dim_a = ? AND d.dim_b = ? "
-            f"AND {_net('d.')} <> COALESCE({_net('h.')}, 0)",
-            (SUFFIX, _sqlite_ts(hour), _sqlite_ts(hour), _sqlite_ts(day), *PAIR))
+    conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)  # as the store registers it
+    for day in (midnight(end) - 2 * DAY, midnight(end) - DAY):  # the two suffixes, as the summing derives them
+        conn.execute(suffix_sql(SQLITE), (_sqlite_ts(day + (end - midnight(end))), _sqlite_ts(day)))
     conn.execute(f"CREATE TABLE keyed (set_id INTEGER NOT NULL, {', '.join(columns)}, "
                  "PRIMARY KEY (set_id, value_a, value_b)) WITHOUT ROWID")
     conn.execute("CREATE TABLE set_ids AS SELECT ROW_NUMBER() OVER () AS set_id, * FROM "
