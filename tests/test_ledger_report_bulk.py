@@ -156,6 +156,44 @@ def test_ties_are_ordered_by_calls_then_key_values_as_text(ledger_url):
         ("c", "u1"), ("a", "Na"), ("a", None), ("a", "u2"), ("b", "u1"), ("a", "u3")]  # 'Na' < 'None' < 'u2'
 
 
+def test_the_text_none_ranks_before_no_value_on_a_tie(ledger_url):
+    """On a tie of cost and calls, a group whose value is the text 'None' comes before the group of no value, as
+    SQL's COALESCE(value, 'None'), value IS NULL orders them (SQLite's integer path sorts in Python)."""
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=3, minutes=i), provider="openai",
+                      request_model="gpt-4o", cost=Decimal("0.5"), team="a", user=user)
+            for i, user in enumerate([None, "None", "Nonf", "Nond"])]
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        report = build_report(store, period=Period(DAY, DAY + timedelta(days=1)), group_by=("team", "user"))
+    assert [g.key["user"] for g in report.groups] == ["Nond", "None", None, "Nonf"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "None", "Nona", "a", "b", "\u00e9", "\U0001f600"]),
+                          st.sampled_from([None, "None", "x", "y"]),
+                          st.one_of(st.none(), st.integers(-3, 3)), st.integers(0, 2)),
+                max_size=40, unique_by=lambda r: r[:2]))
+def test_python_report_order_is_sqls_order_by(groups):
+    """store._in_report_order (SQLite's integer path sorts its groups in Python) gives the order of the ORDER BY
+    LedgerStore._final writes, run by SQLite on the same rows: ranks largest first and NULL last, then each value
+    in code point order with no value read as 'None' and after it."""
+    import sqlite3
+
+    from aicost.ledger.store import _in_report_order
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE r (g0, g1, cost, calls)")
+    conn.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", groups)
+    expected = conn.execute(
+        "SELECT g0, g1, 'rest' FROM r ORDER BY cost DESC, calls DESC, COALESCE(g0, 'None'), (g0 IS NULL), "
+        "COALESCE(g1, 'None'), (g1 IS NULL)").fetchall()
+    rows = [(g0, g1, "rest", cost, calls) for g0, g1, cost, calls in groups]
+    assert _in_report_order(rows, 2, 2) == expected
+    assert _in_report_order([r[:3] + r[4:] for r in rows], 2, 1) == conn.execute(
+        "SELECT g0, g1, 'rest' FROM r ORDER BY calls DESC, COALESCE(g0, 'None'), (g0 IS NULL), "
+        "COALESCE(g1, 'None'), (g1 IS NULL)").fetchall()
+
+
 def test_integer_sums_fall_back_to_exact_decimals(ledger_url):
     """On SQLite a report sums money as 64-bit integers of pico-dollars: past 2**63 of them (about $9.2 million)
     SQLite raises rather than wraps, and an amount with more than 12 decimals is no whole number of them; both
