@@ -830,6 +830,40 @@ def test_an_exit_write_waits_for_a_postgresql_lock_no_longer_than_the_exit(pg_wr
     _replayed_by_the_next_writer(url, spill_dir, 300)
 
 
+def test_a_batch_the_writer_thread_takes_back_to_spill_at_the_exit_is_spilled_before_the_process_ends(
+        pg_write_lock, spill_dir):
+    """The write at the exit's deadline fails (another session's lock); the writer thread takes its batch back from
+    the closing side to spill it, and the closing side, finding nothing taken, used to let the process end while
+    that spill was under way: the rows were lost, neither written nor spilled (seen under load). Forced here: the
+    closing side gives up only once the batch is taken back, and the spill is slow."""
+    trace = """
+        import threading, time
+        taken_back = threading.Event()
+        release, give_up, spill = writer.LedgerWriter._release_held, writer.LedgerWriter._give_up, writer.LedgerWriter._spill
+        def _release_held(self, batch):
+            found = release(self, batch)
+            if found and threading.current_thread().name == "aicost-ledger":
+                taken_back.set()
+            return found
+        def _give_up(self):
+            taken_back.wait(10)
+            give_up(self)
+        def _spill(self, items):
+            if threading.current_thread().name == "aicost-ledger":
+                time.sleep(0.5)
+            spill(self, items)
+        writer.LedgerWriter._release_held, writer.LedgerWriter._give_up, writer.LedgerWriter._spill = _release_held, _give_up, _spill
+    """
+    url, release = pg_write_lock
+    try:
+        done, _ = _exit_with_rows(url, spill_dir, extra=textwrap.indent(textwrap.dedent(trace).strip(), " " * 8).lstrip())
+    finally:
+        release()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout).get("spilled") == 300, (done.stdout, done.stderr)
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
 def test_a_write_under_way_at_close_gives_up_by_its_deadline_on_postgresql(pg_write_lock, spill_dir):
     """close(timeout_s) returns by its deadline, and the writer thread's write, waiting for a lock another session
     holds, gives up by then too (lock_timeout and statement_timeout for that transaction): the thread ends and

@@ -61,6 +61,9 @@ logger = logging.getLogger("aicost.ledger")
 
 _MAX_BACKOFF_S = 30.0
 _EXIT_FLUSH_S = 10.0  # the exit's bound, for all writers together: what is not written by then is spilled
+# How long close() and the exit wait, past their deadline, for a spill the writer thread has begun (a batch it could
+# not write, taken back from the closing side: an append to a local file, well under this)
+_SPILL_WAIT_S = 5.0
 PAIR_INTERVAL_S = 60.0  # how often the writer thread looks for rows to sum into the pair cells (_sum_pairs)
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
@@ -142,6 +145,7 @@ class LedgerWriter:
         self._stop_by: float | None = None  # close()'s or the exit's deadline: no write begins after it
         self._given_up = False  # the closing side took what was left to spill (_give_up): the writer takes nothing
         self._taken: list[_Batch] = []  # taken off the queue by the writer thread, not yet stored or spilled
+        self._spilling = 0  # batches the writer thread took back from _taken to spill itself, not spilled yet
         self._asked = self._answered = 0  # flush requests, and the last one a finished drain answered
         self._retry_at = 0.0
         self._backoff = 1.0
@@ -358,10 +362,14 @@ class LedgerWriter:
     def _release(self, batch: _Batch) -> bool:
         """Take ``batch`` out of ``_taken``: True if it was still there (the closing side has not spilled it)."""
         with self._cond:
-            for i, taken in enumerate(self._taken):
-                if taken is batch:
-                    del self._taken[i]
-                    return True
+            return self._release_held(batch)
+
+    def _release_held(self, batch: _Batch) -> bool:
+        """:meth:`_release`, under ``_cond``."""
+        for i, taken in enumerate(self._taken):
+            if taken is batch:
+                del self._taken[i]
+                return True
         return False
 
     def _past_stop(self) -> bool:
@@ -376,8 +384,19 @@ class LedgerWriter:
         if self._past_stop():
             return
         left = self._store_batch(rows, runs, records, prepared)
-        if self._release(batch) and left:
+        if not left:
+            self._release(batch)
+            return
+        with self._cond:  # taken back to spill here: the closing side, finding it gone, waits for this spill
+            if not self._release_held(batch):
+                return
+            self._spilling += 1
+        try:
             self._spill(left)
+        finally:
+            with self._cond:
+                self._spilling -= 1
+                self._cond.notify_all()
 
     def _prepare_soon(self, batch: _Batch, pipeline: bool) -> Future:
         """:meth:`_prepare` of ``batch``, on the preparing thread when more than one batch is to be written (and
@@ -708,7 +727,9 @@ class LedgerWriter:
         """The closing side, once the writer thread has ended or the deadline has passed: spill the batches it took
         and has not begun to write (rows it built are not built again) and what is queued. The writer thread takes
         and begins nothing after this; a write still under way at the deadline ends by itself (its time limit),
-        and its batch is spilled too. Without a writer thread, the database is closed here."""
+        and its batch is spilled too: here if still taken, else by the writer thread, which took it back, and whose
+        spill this waits for (up to :data:`_SPILL_WAIT_S`: the exit would end the thread mid-spill and lose the
+        rows). Without a writer thread, the database is closed here."""
         with self._cond:
             self._given_up = True
             taken, self._taken = self._taken, []
@@ -720,6 +741,8 @@ class LedgerWriter:
                      "close() or the exit's flush; they are spilled to %s for the next writer of this ledger",
                      len(left), self._spill_dir)
             self._spill(left)
+        with self._cond:  # a batch the writer thread could not write and took back: spilled before the exit ends
+            self._cond.wait_for(lambda: not self._spilling, _SPILL_WAIT_S)
         if self._thread is None:
             self._close_store()
 
@@ -732,6 +755,7 @@ class LedgerWriter:
         self._stop_by = None  # a close() under way in the parent is not the child's
         self._queue = collections.deque()
         self._taken = []
+        self._spilling = 0
         self._asked = self._answered = 0
         # A connection must not be used across fork: the child opens its own, and keeps the parent's object
         # unclosed (closing it here could disturb the parent's session).
