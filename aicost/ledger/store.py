@@ -858,8 +858,7 @@ class LedgerStore:
             if "integer overflow" not in str(exc):
                 raise
             return None
-        if ordered and self._EXACT == "units":
-            rows = _in_report_order(rows, len(group), len(_ranked(names)))
+        rows = _in_final_order(rows, group, names, self._EXACT, ordered)
         if not all(r[-2] for r in rows):
             return None
         return [r[:-2] for r in rows if r[-1]]
@@ -994,7 +993,8 @@ class LedgerStore:
         the group's values ('' as NULL: no value, see :func:`key_sql`), the measures (money as canonical text), then
         ``extra`` columns of ``inner``. ``order_by``: in :meth:`_grouped`'s order, which the database sorts, but on
         SQLite's integer path (``money`` 'units'): there the rows come back unsorted, each followed by its ranks'
-        integers (:func:`_ranked`), for :func:`_in_report_order` (SQLite's sorter moves every column of every row:
+        integers (:func:`_ranked`), and the caller passes them through :func:`_in_final_order` (SQLite's sorter
+        moves every column of every row:
         on 24 hours by team and user, 32,000 rows, it took 0.47 G instructions, the sort in Python about 0.27 G with
         the ranks fetched; elsewhere the database's sort is cheaper than fetching the keys and sorting in Python).
         ``money`` says what the s columns of money hold: 'units' (SQLite's integer path), 'text' or 'numeric'.
@@ -1013,7 +1013,7 @@ class LedgerStore:
             if name in _RANKS:
                 rank[name] = f"CAST({col} AS REAL)" if name == "cost" and money == "text" else col
         ranks = [rank[name] for name in _ranked(names)]
-        if order_by and money == "units":  # sorted by _in_report_order: the ranks' integers after the rest
+        if _sorted_in_python(money, order_by):  # the ranks' integers after the rest, for _in_final_order
             return f"SELECT {', '.join([*out, *extra, *ranks])} FROM ({inner}) AS r"
         # no value and the text 'None' read alike: the text first, so the order is total
         ties = [t for e in out[:len(group)] for t in (f"COALESCE({e}, 'None'){self._COLLATE}", f"({e} IS NULL)")]
@@ -1308,6 +1308,21 @@ def _ranked(names: Sequence[str]) -> list[str]:
     return [name for name in _RANKS if name in names]
 
 
+def _sorted_in_python(money: str, order_by: bool) -> bool:
+    """Whether :meth:`LedgerStore._final` leaves its order to :func:`_in_final_order`: on SQLite's integer path,
+    where the ranks are exact integers and SQLite's sorter would move every column of every row."""
+    return order_by and money == "units"
+
+
+def _in_final_order(rows: list[tuple], group: Sequence[str], names: Sequence[str], money: str,
+                    order_by: bool) -> list[tuple]:
+    """The rows of a :meth:`LedgerStore._final` statement (the same ``group``, ``names``, ``money`` and
+    ``order_by``) in its order: as fetched where the database sorted them, else sorted here."""
+    if not _sorted_in_python(money, order_by):
+        return rows
+    return _in_report_order(rows, len(group), len(_ranked(names)))
+
+
 def _in_report_order(rows: list[tuple], keys: int, ranks: int) -> list[tuple]:
     """``rows`` (``keys`` group values first, then the rest, then ``ranks`` integers) in the order
     :meth:`LedgerStore._final`'s ORDER BY gives: the ranks largest first (NULL last), then each group value in code
@@ -1316,6 +1331,8 @@ def _in_report_order(rows: list[tuple], keys: int, ranks: int) -> list[tuple]:
     more: 24 hours and 7 days by team and user)."""
     width = len(rows[0]) - ranks if rows else 0
     cut = operator.itemgetter(slice(width))
+    if len(rows) < 2 or not ranks + keys:
+        return list(map(cut, rows))
     order: list[Iterable] = []
     for i in range(width, width + ranks):
         column = list(map(operator.itemgetter(i), rows))
@@ -1327,8 +1344,6 @@ def _in_report_order(rows: list[tuple], keys: int, ranks: int) -> list[tuple]:
             order += [["None" if v is None else v for v in column], map(operator.is_, column, repeat(None))]
         else:
             order.append(column)
-    if len(rows) < 2 or not order:
-        return list(map(cut, rows))
     by = list(zip(*order))
     return list(map(cut, map(rows.__getitem__, sorted(range(len(rows)), key=by.__getitem__))))
 
@@ -1579,9 +1594,7 @@ class SQLiteStore(LedgerStore):
         try:
             sql = self._final(_sqlite_sums(union, group, names, units=True, counted=counted, known=units), group,
                               names, "units", order_by=ordered, extra=flags)
-            rows = self._fetch(sql, params)
-            if ordered:
-                rows = _in_report_order(rows, len(group), len(_ranked(names)))
+            rows = _in_final_order(self._fetch(sql, params), group, names, "units", ordered)
             exact = all(r[-2] for r in rows)
         except sqlite3.OperationalError as exc:
             if "integer overflow" not in str(exc):
