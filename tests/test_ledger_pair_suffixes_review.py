@@ -21,7 +21,7 @@ from aicost.ledger.pairs import PREFIX, SUFFIX, suffix_kept
 from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS
 
-from ledger_helpers import fresh_pg_database, python_sums, run_sql, spend_sums, sum_all_pairs
+from ledger_helpers import answers, fresh_pg_database, python_sums, run_sql, spend_sums, sum_all_pairs
 from test_ledger_pair_hours_review import _edge_rows
 from test_ledger_pair_suffixes import _suffixes
 from test_ledger_pairs_fuzz import _assert_units_are_the_text, _rows
@@ -187,17 +187,12 @@ def test_sum_added_answers_as_the_sql_path(ledger_url, monkeypatch, odd):
              (("team", "user"), ("user",), {"team": "t1"}), (("user", "customer"), ("customer",), {"user": "None"}),
              (("user", "customer"), ("customer", "user"), {"user": ""}), (("team", "tag"), ("tag",), None)]
     answered = []
-    real = store_module.LedgerStore._sum_added
-
-    def spy(self, *args, **kwargs):
-        found = real(self, *args, **kwargs)
-        answered.append(found is not None)
-        return found
-
     for pair, keys, where in cases:
         for measure in ("cost", "saved_cost", "stopped_cost"):
-            monkeypatch.setattr(store_module.LedgerStore, "_sum_added", spy)
+            monkeypatch.undo()  # the real _sum_added, watched
+            calls = answers(monkeypatch, "_sum_added")
             fast = store.sum_pairs(pair, sets, [], keys, where=where, measures=(measure,))
+            answered += calls
             monkeypatch.setattr(store_module.LedgerStore, "_sum_added", lambda *a, **k: None)
             slow = store.sum_pairs(pair, sets, [], keys, where=where, measures=(measure,))
             assert sorted(fast, key=repr) == sorted(slow, key=repr), (pair, keys, where, measure)
