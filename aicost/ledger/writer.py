@@ -332,11 +332,13 @@ class LedgerWriter:
             if ahead is not None:
                 try:
                     self._store_taken(ahead[0], *ahead[1].result())
-                except BaseException:  # the next batch, taken and being prepared, goes back to be written later
+                except BaseException:
+                    # A failure past the write's own handling (a bug). The next batch, taken and being prepared,
+                    # goes back to be written later; this one is spilled (replayed later, it holds up no other)
                     if nxt is not None and self._release(nxt[0]):
                         with self._cond:
                             self._queue.extendleft(reversed(nxt[0].items))
-                    self._release(ahead[0])
+                    self._spill_taken(ahead[0], ahead[0].items)
                     raise
             if nxt is None:
                 return
@@ -384,15 +386,20 @@ class LedgerWriter:
         if self._past_stop():
             return
         left = self._store_batch(rows, runs, records, prepared)
-        if not left:
+        if left:
+            self._spill_taken(batch, left)
+        else:
             self._release(batch)
-            return
-        with self._cond:  # taken back to spill here: the closing side, finding it gone, waits for this spill
+
+    def _spill_taken(self, batch: _Batch, items: Sequence[Any]) -> None:
+        """Spill ``items`` (what was not written of ``batch``), unless the closing side has spilled ``batch``
+        already: taken back under the lock, so the closing side, finding it gone, waits for this spill."""
+        with self._cond:
             if not self._release_held(batch):
                 return
             self._spilling += 1
         try:
-            self._spill(left)
+            self._spill(items)
         finally:
             with self._cond:
                 self._spilling -= 1
