@@ -190,6 +190,29 @@ def test_a_missing_price_and_a_discount_the_catalog_lacks_are_price_drift_with_t
     assert "price drift" in result.summary() and "Price drift" in render_table(result)
 
 
+def test_a_call_of_an_unknown_price_the_bill_lacks_is_over_attributed_never_matched_at_0():
+    """The ledger's call has an unknown price and the vendor billed nothing for it: the ledger holds calls the
+    bill does not, so the cell is over-attributed, as the same call with a known price is; it used to be 'matched',
+    its unknown cost taken as $0 against the $0 bill. So too beside a priced part that equals the bill."""
+    from aicost.ledger.row import LedgerRow
+    from aicost.reconcile.compare import compare
+    from aicost.reconcile.vendors import OPENAI, Bill, CostLine
+
+    def call(span, cost):
+        return LedgerRow(span_id=span * 16, kind="call", time=datetime(2026, 11, 3, 9, tzinfo=timezone.utc),
+                         provider="openai", request_model="my-new-model", input_tokens=5_000_000,
+                         output_tokens=400_000, cost=cost, price_known=cost is not None)
+
+    for cost in (Decimal("12.50"), None):
+        [cell] = compare(OPENAI, Bill(), [call("a", cost)], key_map=None, now=NOW, tolerances=Tolerances())
+        assert cell.status == "over_attributed" and cell.ledger_unknown_price_calls == (cost is None)
+    billed = Bill(costs=[CostLine(day="2026-11-03", model="my-new-model", scope=None, key_id=None,
+                                  amount=Decimal("12.50"))])
+    [cell] = compare(OPENAI, billed, [call("a", Decimal("12.50")), call("b", None)], key_map=None, now=NOW,
+                     tolerances=Tolerances())
+    assert cell.difference == 0 and cell.status == "over_attributed"
+
+
 def test_a_day_inside_the_report_lag_is_provisional_never_a_mismatch(openai_rows, tmp_path):
     settled = _at(openai_rows, datetime(2026, 12, 2, 10, tzinfo=UTC))
     recent = _at(openai_rows, datetime(2026, 12, 4, 9, tzinfo=UTC))  # 3 h before now

@@ -18,7 +18,8 @@ Classification of a money cell (``status``), bill amount B, ledger amount L, tol
 * ``price_drift``: tokens agree within the token tolerance but money does not (or the ledger's price is unknown):
   the implied rate is reported;
 * ``unexplained``: B > L and tokens do not agree (or the ledger has no call): B - L is shadow spend;
-* ``over_attributed``: L > B and tokens do not agree: the ledger holds spend the bill does not.
+* ``over_attributed``: L > B and tokens do not agree: the ledger holds spend the bill does not (also L = B
+  with calls of an unknown price in L: their cost is not $0, so L is the higher).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
         elif c.difference > 0 or (c.ledger_unknown_price_calls and c.bill_cost > c.ledger_cost):
             c.status = UNEXPLAINED
             c.sources = _sources(c, bill_fine, ledger, money_key)
-        elif c.difference < 0:
+        elif c.difference < 0 or c.ledger_unknown_price_calls:  # calls of an unknown price add to L: never $0
             c.status = OVER
         else:
             c.status = MATCHED  # money agrees, tokens differ inside the rounding of the money: nothing to claim
