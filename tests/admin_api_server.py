@@ -16,7 +16,8 @@ Built from the documented schemas and the real examples (docs/reconcile.md, "Wha
 
 The truth is a list of :class:`Spend` events; each report aggregates them per UTC day and the requested groups.
 Knobs: ``lag`` (events newer than now - lag are not reported yet), ``fail`` (a list of statuses to answer before
-serving, e.g. [429, 503]), ``retry_after``; every request is recorded.
+serving, e.g. [429, 503]; "cut": a 200 whose body stops short of its Content-Length; a 3xx redirects to
+``redirect_to``), ``retry_after``; every request is recorded.
 """
 
 from __future__ import annotations
@@ -54,16 +55,20 @@ _ANTHROPIC_TOKEN_TYPE = {"input": "uncached_input_tokens", "output": "output_tok
                          "cache_write": "cache_creation.ephemeral_5m_input_tokens"}
 
 
+_CUT = -1  # handle()'s status for a response cut short
+
+
 class FakeAdminAPI:
     def __init__(self, vendor: str, spend: list[Spend], now: datetime, *, lag: timedelta = timedelta(0),
-                 fail: list[int] | None = None, retry_after: str = "0", page_size: int | None = None,
-                 admin_key: str = ADMIN_KEY) -> None:
+                 fail: list[int | str] | None = None, retry_after: str = "0", page_size: int | None = None,
+                 admin_key: str = ADMIN_KEY, redirect_to: str = "") -> None:
         self.vendor = vendor
         self.spend = spend
         self.now = now
         self.lag = lag
         self.fail = list(fail or [])
         self.retry_after = retry_after
+        self.redirect_to = redirect_to
         self.page_size = page_size  # caps limit, to force pagination
         self.admin_key = admin_key
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
@@ -74,13 +79,15 @@ class FakeAdminAPI:
             def do_GET(self) -> None:  # noqa: N802
                 status, body, headers = fake.handle(self.path, self.headers)
                 data = json.dumps(body, default=_json_default).encode()
-                self.send_response(status)
+                cut = status == _CUT
+                self.send_response(200 if cut else status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(data[:len(data) // 2] if cut else data)
+                self.close_connection = cut
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -106,7 +113,10 @@ class FakeAdminAPI:
             self.requests.append((url.path, query))
             if self.fail:
                 status = self.fail.pop(0)
-                extra = {"Retry-After": self.retry_after} if status == 429 else {}
+                if status == "cut":
+                    return _CUT, {"data": [], "has_more": False}, {}
+                extra = ({"Retry-After": self.retry_after} if status == 429
+                         else {"Location": self.redirect_to} if 300 <= status < 400 else {})
                 return status, {"error": {"type": "fake", "message": f"injected {status}"}}, extra
         if self.vendor == "openai":
             if headers.get("Authorization") != f"Bearer {self.admin_key}":

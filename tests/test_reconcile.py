@@ -299,6 +299,53 @@ def test_429_waits_retry_after_and_5xx_is_retried(openai_rows, tmp_path):
     assert waits[0] == 7.0 and len(waits) == 3 and result.explained_pct == Decimal("100.0")
 
 
+def test_a_response_cut_short_is_retried_and_a_cut_that_persists_is_an_error(openai_rows, tmp_path):
+    """A page whose body stops short of its Content-Length (the connection cut) is retried like any connection
+    error; it used to escape as http.client.IncompleteRead, a traceback rather than a ReconcileError."""
+    placed = _at(openai_rows, NOV[0])
+    url = _ledger(tmp_path, placed)
+    waits = []
+    with FakeAdminAPI("openai", _truth(placed, scope="p", key_id="key_main"), NOW, fail=["cut"]) as fake:
+        result = _run(fake, url, sleep=waits.append)
+    assert len(waits) == 1 and result.explained_pct == Decimal("100.0")
+    with FakeAdminAPI("openai", [], NOW, fail=["cut"] * 5) as fake:
+        with pytest.raises(BillFetchError, match="unreachable after retries"):
+            _run(fake, url)
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_a_redirect_is_not_followed_so_the_admin_key_goes_nowhere_else(openai_rows, tmp_path, vendor):
+    """A --base-url (a proxy, a gateway) answering 3xx: urllib would follow it with the key's header
+    (Authorization / x-api-key) to the address it names. It is an error instead; the other address sees
+    nothing."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    seen = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(dict(self.headers))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
+    try:
+        with FakeAdminAPI(vendor, [], NOW, fail=[302],
+                          redirect_to=f"http://localhost:{elsewhere.server_address[1]}/collect") as fake:
+            with pytest.raises(BillFetchError, match=r"redirected \(HTTP 302\); a redirect is not followed") as e:
+                _run(fake, url, vendor=vendor)
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
+    assert seen == [] and ADMIN_KEY not in str(e.value)
+
+
 def test_days_in_the_summary():
     from aicost.reconcile.result import _day_span
 

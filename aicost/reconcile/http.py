@@ -2,14 +2,17 @@
 
 Why stdlib ``urllib``: two GET endpoints with JSON answers do not earn a dependency, and aicost's core installs
 none. Rules: 429 waits ``Retry-After`` (bounded), 5xx and connection errors are retried a bounded number of
-times with exponential backoff, 401/403 is :class:`AdminKeyRejected`, anything else (or a page that says
-``has_more`` without a cursor) is :class:`BillFetchError`. A partial fetch is always an error, never a short bill.
-The key travels only in the request header; no message, log line or exception ever contains it.
+times with exponential backoff (a response cut short too), 401/403 is :class:`AdminKeyRejected`, anything else
+(or a page that says ``has_more`` without a cursor) is :class:`BillFetchError`. A partial fetch is always an error,
+never a short bill. The key travels only in the request header, to the address asked: a redirect is not followed
+(urllib would send the key's header on to wherever it points), and no message, log line or exception ever
+contains it.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import time
 import urllib.error
@@ -25,6 +28,16 @@ from .errors import AdminKeyRejected, BillFetchError
 __all__ = ["Fetcher"]
 
 _MAX_PAGES = 10_000  # a cursor that never ends is a vendor bug, not a bill
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx stays an HTTPError: followed, urllib would send the admin key's header to the new address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 @dataclass
@@ -65,7 +78,7 @@ class Fetcher:
             self.requests += 1
             request = urllib.request.Request(url, headers=dict(self.headers), method="GET")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with _OPENER.open(request, timeout=self.timeout_s) as response:
                     body = response.read()
                 try:
                     page = json.loads(body, parse_float=Decimal)  # amounts stay exact decimals
@@ -89,9 +102,13 @@ class Fetcher:
                     failures += 1
                     self.sleep(min(2.0 ** failures, self.max_wait_s))
                     continue
+                if 300 <= status < 400:
+                    raise BillFetchError(f"{self.vendor}: {path} redirected (HTTP {status}); a redirect is not "
+                                         "followed, so the admin key goes nowhere else: point --base-url at the "
+                                         "address that answers") from None
                 raise BillFetchError(f"{self.vendor}: {path} failed with HTTP {status}{detail}"
                                      + (" after retries" if status == 429 or status >= 500 else "")) from None
-            except (urllib.error.URLError, OSError) as e:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # a response cut short too
                 if failures < self.max_retries:
                     failures += 1
                     self.sleep(min(2.0 ** failures, self.max_wait_s))
