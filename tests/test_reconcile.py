@@ -511,6 +511,10 @@ def test_cli_refuses_unknown_vendor_and_missing_key(tmp_path, monkeypatch):
     err = io.StringIO()
     assert main(["reconcile", "--vendor", "anthropic", "--period", "2026-11"], out=io.StringIO(), err=err) == 2
     assert "ANTHROPIC_ADMIN_KEY is not set" in err.getvalue()
+    for lag in ("nan", "inf", "-1"):  # argparse takes 'nan' and 'inf' as floats; timedelta raised on them
+        err = io.StringIO()
+        assert main(["reconcile", "--vendor", "openai", "--lag-hours", lag], out=io.StringIO(), err=err) == 2
+        assert "--lag-hours: must be a non-negative number of hours" in err.getvalue()
 
 
 # -- tagging calls -------------------------------------------------------------------------------------------------

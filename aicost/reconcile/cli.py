@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -54,7 +55,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     alerts = []
     try:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
-                                lag=timedelta(hours=args.lag_hours))
+                                lag=timedelta(hours=_hours(args.lag_hours, "--lag-hours")))
         threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
         sinks = _sinks(args.webhook)  # checked before anything is fetched
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
@@ -100,6 +101,13 @@ def _decimal(text: str, option: str) -> Decimal:
         raise ConfigurationError(f"{option}: not a number: {text!r}") from None
     if not value.is_finite() or value < 0:
         raise ConfigurationError(f"{option}: must be a non-negative amount, got {text!r}")
+    return value
+
+
+def _hours(value: float, option: str) -> float:
+    """A finite, non-negative number of hours (argparse accepts 'nan' and 'inf' as floats)."""
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{option}: must be a non-negative number of hours, got {value!r}")
     return value
 
 
