@@ -213,6 +213,23 @@ def test_a_call_of_an_unknown_price_the_bill_lacks_is_over_attributed_never_matc
     assert cell.difference == 0 and cell.status == "over_attributed"
 
 
+def test_a_cost_line_model_takes_a_snapshot_spelling_never_another_models():
+    """The cost report may name a model without its snapshot suffix; it is joined to the one known model that
+    adds only a snapshot (a date) to it, never to one that merely starts with it ('gpt-4o' is not
+    'gpt-4o-mini-2024-07-18')."""
+    from aicost.reconcile.compare import _canonical_models
+    from aicost.reconcile.vendors import Bill, CostLine
+
+    def renamed(cost_model, known):
+        return _canonical_models(Bill(costs=[CostLine("2026-11-03", cost_model, None, None, Decimal(1))]), known)
+
+    assert renamed("gpt-4o", {"gpt-4o-mini-2024-07-18"}) == {}
+    assert renamed("gpt-4o", {"gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"}) == {"gpt-4o": "gpt-4o-2024-08-06"}
+    assert renamed("claude-sonnet-4-5", {"claude-sonnet-4-5-20250929"}) == {
+        "claude-sonnet-4-5": "claude-sonnet-4-5-20250929"}
+    assert renamed("gpt-4", {"gpt-4-0613", "gpt-4-turbo-2024-04-09"}) == {"gpt-4": "gpt-4-0613"}
+
+
 def test_a_day_inside_the_report_lag_is_provisional_never_a_mismatch(openai_rows, tmp_path):
     settled = _at(openai_rows, datetime(2026, 12, 2, 10, tzinfo=UTC))
     recent = _at(openai_rows, datetime(2026, 12, 4, 9, tzinfo=UTC))  # 3 h before now

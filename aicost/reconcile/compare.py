@@ -24,6 +24,7 @@ Classification of a money cell (``status``), bill amount B, ledger amount L, tol
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -88,13 +89,19 @@ def _total(tokens: Mapping[str, int] | None) -> int:
     return 0 if not tokens else tokens.get("input_tokens", 0) + tokens.get("output_tokens", 0)
 
 
+# A snapshot suffix: a date (gpt-4o-2024-08-06, claude-sonnet-4-5-20250929) or a month-day (gpt-4-0613)
+_SNAPSHOT = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}|\d{4}")
+
+
 def _canonical_models(bill: Bill, ledger_models: set[str]) -> dict[str, str]:
-    """Cost-line model names -> the usage / ledger spelling when they differ only by a snapshot suffix."""
+    """Cost-line model names -> the usage / ledger spelling when they differ only by a snapshot suffix (so
+    'gpt-4o' may be 'gpt-4o-2024-08-06', never 'gpt-4o-mini-2024-07-18', another model)."""
     known = {u.model for u in bill.usage if u.model} | ledger_models
     out = {}
     for c in bill.costs:
         if c.model and c.model not in known:
-            longer = [m for m in known if m.startswith(c.model + "-")]
+            prefix = c.model + "-"
+            longer = [m for m in known if m.startswith(prefix) and _SNAPSHOT.fullmatch(m[len(prefix):])]
             if len(longer) == 1:
                 out[c.model] = longer[0]
     return out
