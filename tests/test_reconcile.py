@@ -156,6 +156,9 @@ def test_shadow_spend_on_a_second_key_is_named_by_project_key_model_and_days(ope
     assert len(alerts) == 1 and alerts[0].amount == shadow and alerts[0].summary == summary
     fields = alerts[0].alert_fields()  # the shape of aicost.reports.alerts.Alert
     assert fields["key"] == "reconcile:openai:2026-11-01:0.00001" and fields["text"] == summary
+    # the same threshold written otherwise (--alert-above 0.000010) is the same alert: sent once, not again
+    from aicost.reconcile.run import UnexplainedSpendAlert
+    assert UnexplainedSpendAlert(result, Decimal("0.000010")).alert_fields()["key"] == fields["key"]
     assert fields["fields"][0][0].startswith("2026-11-1") and "proj_x key_shadow7abc" in fields["fields"][0][0]
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import ConfigurationError
 from ..integrations.identity import key_fingerprint
+from ..pricing.money import format_usd
 from .compare import Tolerances, compare
 from .errors import AdminKeyMissing
 from .http import Fetcher
@@ -38,7 +39,7 @@ class UnexplainedSpendAlert:
         top = self.result.sources()[:3]
         return {
             "kind": "unexplained_spend",
-            "key": f"reconcile:{self.vendor}:{self.result.start:%Y-%m-%d}:{self.threshold}",
+            "key": f"reconcile:{self.vendor}:{self.result.start:%Y-%m-%d}:{format_usd(self.threshold)}",  # 50 = 50.0
             "title": f"Unexplained {self.vendor} spend: {money(self.amount)} in {self.period}",
             "text": self.summary,
             "fields": tuple((f"{s.day} {s.scope or '-'} {s.key_id or '-'}", f"{money(s.amount)} {s.model or ''}")
