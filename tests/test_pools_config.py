@@ -273,3 +273,31 @@ def test_metrics_url_without_prometheus_client_is_refused_at_configure_time(monk
                    "metrics_url": "http://10.0.0.5:8000/metrics"}}
     with pytest.raises(ConfigurationError, match=r"pools\.p\.metrics_url: .*aicost-otel\[prometheus\]"):
         configure_pools(pools, background=False)
+
+
+
+@pytest.mark.parametrize("endpoint, base_url, default_port", [
+    ("vllm-svc:80", "http://vllm-svc:80/v1", 80),
+    ("http://vllm-svc:80/v1", "http://vllm-svc/v1", 80),
+    ("https://vllm-svc:443/v1", "https://vllm-svc:443/v1", 443),
+    ("vllm-svc:443", "https://vllm-svc/v1", 443),
+])
+def test_a_pool_declared_with_the_schemes_default_port_matches_the_sdks_calls(endpoint, base_url, default_port):
+    """The SDKs' URL drops a default port (the call's server.port is None): a pool declared with it must still
+    match, or its whole GPU cost is booked idle. The port is read as the core reads it (server_of)."""
+    import openai
+
+    from aicost.integrations.stainless import server_of
+    from aicost.pools import PoolMeter, pool_from_mapping
+
+    class Resource:  # an SDK resource: server_of reads resource._client
+        def __init__(self, url: str) -> None:
+            self._client = openai.OpenAI(api_key="x", base_url=url)
+
+    pool = pool_from_mapping("p", {"gpu_hour": 1, "endpoints": [endpoint], "models": ["m"], "owner": "ml",
+                                   "output_weight": 2})
+    meter = PoolMeter([pool], clock=lambda: 0)
+    assert server_of(Resource(base_url)) == ("vllm-svc", None)
+    assert meter.pool_of(*server_of(Resource(base_url)), "m") is pool
+    assert meter.pool_of("vllm-svc", default_port, "m") is pool  # an integration that records the default port
+    assert meter.pool_of(*server_of(Resource(base_url.replace("vllm-svc", "other-svc"))), "m") is None

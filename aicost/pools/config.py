@@ -26,7 +26,7 @@ _FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until
 @dataclass(frozen=True)
 class Pool:
     name: str
-    endpoints: tuple[tuple[str, int | None], ...]  # (host, port); port None = the scheme's default
+    endpoints: tuple[tuple[str, int | None], ...]  # (host, port); port None: any (a URL's default port is none)
     models: tuple[str, ...]
     owner: str  # who pays the idle cost
     key: str = "tokens"  # allocation key: "tokens" or "gpu_time"
@@ -113,8 +113,15 @@ def _when(name: str, field: str, value: Any) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+_DEFAULT_PORTS = {"http": (80,), "https": (443,), "": (80, 443)}  # "": a bare host:port (no scheme)
+
+
 def _endpoint(name: str, value: Any) -> tuple[str, int | None]:
-    """``"10.0.0.5:8000"``, ``"http://vllm.internal:8000/v1"`` or ``"vllm.internal"`` -> (host, port)."""
+    """``"10.0.0.5:8000"``, ``"http://vllm.internal:8000/v1"`` or ``"vllm.internal"`` -> (host, port).
+
+    The scheme's default port (80 for http, 443 for https, either for a bare ``host:port``) is no port: the
+    SDKs' URL object drops it, so a call to ``http://vllm-svc:80/v1`` is recorded with no ``server.port``, and a
+    pool that kept the 80 would never match it (its whole cost booked idle)."""
     from urllib.parse import urlsplit
 
     if not isinstance(value, str) or not value.strip():
@@ -127,7 +134,7 @@ def _endpoint(name: str, value: Any) -> tuple[str, int | None]:
         host = None
     if not host:
         raise _err(name, "endpoints", f"each endpoint is 'host:port' or a base URL, got {value!r}")
-    return host, port
+    return host, None if port in _DEFAULT_PORTS.get(parts.scheme.lower(), ()) else port
 
 
 def pool_from_mapping(name: str, data: Mapping[str, Any]) -> Pool:

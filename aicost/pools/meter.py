@@ -153,6 +153,9 @@ class PoolMeter:
 
     # --- matching --------------------------------------------------------------------------------------
     def pool_of(self, host: str | None, port: int | None, model: str | None) -> Pool | None:
+        """The pool a call to ``host:port`` for ``model`` belongs to. A pool declared without a port (or with
+        its scheme's default one, which the SDKs' URLs drop: config._endpoint) serves the host on any port, so a
+        call recorded with an explicit 80 or 443 finds it too."""
         if host is None or model is None:
             return None
         return self._routes.get((host, port, model)) or self._routes.get((host, None, model))
