@@ -118,3 +118,57 @@ def test_token_key_weights_and_utilisation_from_the_engine_and_the_declared_fall
     for interval in (first, second):
         assert interval.used + interval.idle == interval.cost == Decimal(5)
         assert sum(a.final for a in interval.allocations) == interval.used
+
+
+class _FlakyScrape:
+    """The engine's /metrics as the meter reads it (vLLM's page, parsed); unreachable while ``down``."""
+
+    def __init__(self, engine: FakeVllmMetrics) -> None:
+        self.engine, self.down = engine, False
+
+    def __call__(self, url: str, models: tuple[str, ...]):
+        from aicost.pools.engine import parse
+
+        if self.down:
+            raise OSError("connection refused")
+        return parse(self.engine.text(), models)
+
+
+def test_an_interval_without_a_counter_baseline_has_no_counter_data_not_the_engines_lifetime(env):
+    """A failed /metrics read leaves nothing to difference from: the engine's lifetime counters (a week of
+    traffic) must not count as this hour's, or the busy-time floor makes a nearly idle hour fully used and one
+    call pays the idle time. The read is the next interval's baseline; a failed read at a close is not bridged
+    either (the next interval does not take two intervals' counters)."""
+    server, client = env
+    clock = SimClock(T0)
+    engine = FakeVllmMetrics(MODEL)
+    engine.served(500_000_000, 50_000_000, prefill_per_token="0.0002", decode_per_token="0.025")  # a week's
+    scrape = _FlakyScrape(engine)
+    scrape.down = True  # the baseline read at configure time fails
+    meter = configure_pools({"gpu": {"gpu_hour": "2.50", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
+                                     "owner": "ml-platform", "key": "gpu_time", "metrics_url": "http://vllm/metrics",
+                                     "max_concurrency": 256}}, clock=clock, scrape=scrape)
+    scrape.down = False
+    hours = []
+    for hour in range(5):
+        for minute in range(0, 60, 10):  # 1 of 256 slots busy all hour: 14.0625 busy seconds
+            clock.now = T0 + hour * 3600 + minute * 60
+            _gauges(engine, running=1)
+            meter.sample()
+        _call(client, server, "search", 20_000, 2_000)
+        engine.served(20_000, 2_000, prefill_per_token="0.0002", decode_per_token="0.025")  # 4 s + 50 s
+        clock.now = T0 + (hour + 1) * 3600
+        scrape.down = hour == 2  # the read at the third hour's close fails
+        hours.extend(meter.close_due())
+        scrape.down = False
+    first, second, third, fourth, fifth = hours
+    # no counter data: no baseline (first), the read failed (third), the baseline before it is not bridged (fourth)
+    for interval in (first, third, fourth):  # the load samples alone
+        assert interval.engine is None
+        assert interval.busy_seconds == Decimal("14.0625") and interval.used == Decimal("0.019531250")
+        assert interval.used + interval.idle == interval.cost == Decimal(5)
+    assert first.weights_from == "default 1:1 (no engine data yet)"
+    assert third.weights_from == fourth.weights_from == "engine (previous interval)"
+    for interval in (second, fifth):  # a baseline one hour old: the hour's own counters
+        assert (interval.engine.prompt_tokens, interval.engine.generation_tokens) == (20_000, 2_000)
+        assert interval.busy_seconds == Decimal("14.0625") and interval.weights_from == "engine"

@@ -52,10 +52,10 @@ class EngineSample:
         slots = self.running / max_concurrency if max_concurrency else Decimal(0)
         return min(Decimal(1), max(slots, self.kv_cache_usage))
 
-    def since(self, earlier: "EngineSample | None") -> "EngineSample":
-        """The counters' growth from ``earlier`` to this scrape (gauges as of this scrape)."""
-        if earlier is None:
-            return self
+    def since(self, earlier: "EngineSample") -> "EngineSample":
+        """The counters' growth from ``earlier`` to this scrape (gauges as of this scrape). There is no growth
+        without an earlier scrape: the meter then has no counter data (``PoolMeter._counters``), never this
+        scrape's lifetime totals as one interval's."""
         restarted = any(getattr(self, f) < getattr(earlier, f) for f in set(_COUNTERS.values()))
         if restarted:
             return self

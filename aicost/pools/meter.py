@@ -234,6 +234,15 @@ class PoolMeter:
                                                     f"at {pool.metrics_url}; the previous interval's weights are used")
             return None
 
+    def _counters(self, pool: Pool) -> engine.EngineSample | None:
+        """The engine's counters over the interval closing now: this read less the previous one; None (no counter
+        data) when either read failed. Without a previous reading the counters are the engine's whole lifetime
+        (a week of traffic as this interval's: the busy-time floor would make it look fully used), and after a
+        failed one they would span two intervals, so neither is taken. This read is the next one's baseline."""
+        sample = self._read(pool)
+        previous, self._last_sample[pool.name] = self._last_sample[pool.name], sample
+        return None if sample is None or previous is None else sample.since(previous)
+
     def _weights_for(self, pool: Pool, delta: engine.EngineSample | None) -> tuple[Decimal, Decimal, str]:
         """The interval's weights: the engine's (this interval's counters, else the last interval that had
         them), else the declared ones, else 1:1."""
@@ -258,12 +267,7 @@ class PoolMeter:
             samples = self._take_samples(pool, start_s, start_s + pool.interval)
         start = datetime.fromtimestamp(start_s, timezone.utc)
         end = datetime.fromtimestamp(start_s + pool.interval, timezone.utc)
-        delta = None
-        if pool.metrics_url:
-            sample = self._read(pool)
-            if sample is not None:
-                delta = sample.since(self._last_sample[pool.name])
-                self._last_sample[pool.name] = sample
+        delta = self._counters(pool) if pool.metrics_url else None
         w_in, w_out, weights_from = self._weights_for(pool, delta)
         # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
         (a, b), places = as_ints([w_in, w_out])
