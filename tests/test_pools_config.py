@@ -301,3 +301,29 @@ def test_a_pool_declared_with_the_schemes_default_port_matches_the_sdks_calls(en
     assert meter.pool_of(*server_of(Resource(base_url)), "m") is pool
     assert meter.pool_of("vllm-svc", default_port, "m") is pool  # an integration that records the default port
     assert meter.pool_of(*server_of(Resource(base_url.replace("vllm-svc", "other-svc"))), "m") is None
+
+
+@pytest.mark.parametrize("settings_, field, boundaries", [
+    ({"interval": 86400, "start": "2026-12-01T18:00"}, "start", "2026-12-01 00:00 and 2026-12-02 00:00 UTC"),
+    ({"interval": 86400, "until": "2026-12-03T06:00"}, "until", "2026-12-03 00:00 and 2026-12-04 00:00 UTC"),
+    ({"start": "2026-12-01T09:30+02:00"}, "start", "2026-12-01 07:00 and 2026-12-01 08:00 UTC"),
+    ({"interval": 900, "until": "2026-12-01T10:20:30"}, "until", "2026-12-01 10:15 and 2026-12-01 10:30 UTC"),
+])
+def test_a_period_that_starts_or_ends_inside_an_interval_is_refused_naming_the_boundaries(settings_, field,
+                                                                                          boundaries):
+    """An interval is charged whole or not at all: a pool whose start or until fell inside one paid the whole
+    of it (a day's interval from 18:00 to 06:00 two days later, $10/h: $720 for 36 hours' $360). Refused at
+    configure time, naming the setting and the boundaries around it."""
+    from aicost.errors import ConfigurationError
+
+    base = {"gpu_hour": "10", "endpoints": ["h:1"], "models": ["m"], "owner": "ml", "output_weight": 1}
+    with pytest.raises(ConfigurationError, match=rf"pools\.p\.{field}: must fall on an interval boundary") as caught:
+        configure_pools({"p": {**base, **settings_}}, clock=lambda: 0)
+    assert f"the nearest are {boundaries}" in str(caught.value)
+    assert aicost.pools.active() is None
+    # on a boundary it is accepted: a date, or a time the interval divides (07:00+02:00 is 05:00 UTC)
+    for aligned in ({"interval": 86400, "start": "2026-12-01", "until": "2026-12-03"},
+                    {"start": "2026-12-01T07:00+02:00", "until": "2026-12-01T19:00"},
+                    {"interval": 900, "start": "2026-12-01T10:15"}):
+        configure_pools({"p": {**base, **aligned}}, clock=lambda: 0, background=False)
+        aicost.pools.disable()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import importlib.util
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -19,6 +19,7 @@ from ..errors import ConfigurationError
 
 KEYS = ("tokens", "gpu_time")
 QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars, shared by cumulative rounding (allocate.py)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # intervals start at multiples of their length from it
 _FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until", "owner", "interval", "key",
            "input_weight", "output_weight", "capacity_per_hour", "max_concurrency", "metrics_url", "note"}
 
@@ -46,6 +47,8 @@ class Pool:
         return model in self.models and any(h == host and (p is None or p == port) for h, p in self.endpoints)
 
     def covers(self, start: datetime, end: datetime) -> bool:
+        """Whether the interval ``[start, end)`` is in the pool's period: whole, since start and until fall on
+        interval boundaries (checked at configure time), so an interval is charged whole or not at all."""
         return (self.start is None or end > self.start) and (self.until is None or start < self.until)
 
     def interval_cost(self, start: datetime) -> Decimal:
@@ -137,6 +140,26 @@ def _endpoint(name: str, value: Any) -> tuple[str, int | None]:
     return host, None if port in _DEFAULT_PORTS.get(parts.scheme.lower(), ()) else port
 
 
+def _off_boundary(when: datetime | None, interval: int) -> str | None:
+    """Why ``when`` cannot start or end a pool's period with this interval (None: it can). Intervals run from
+    midnight UTC and are charged whole (``Pool.covers``): a period edge inside one would charge all of it, and
+    a part of one cannot be priced alone (its load, capacity and request slots are measured over the interval)."""
+    if when is None:
+        return None
+    inside = (when - _EPOCH) % timedelta(seconds=interval)
+    if not inside:
+        return None
+    before = when - inside
+    return (f"must fall on an interval boundary (the pool is charged by whole intervals of {interval} s from "
+            f"midnight UTC), got {_utc(when)} UTC; the nearest are {_utc(before)} and "
+            f"{_utc(before + timedelta(seconds=interval))} UTC (or give a shorter interval)")
+
+
+def _utc(when: datetime) -> str:
+    return f"{when:%Y-%m-%d %H:%M}" + (f":{when:%S}" if when.second else "") + (
+        f".{when:%f}" if when.microsecond else "")
+
+
 def pool_from_mapping(name: str, data: Mapping[str, Any]) -> Pool:
     """One pool, validated; raises its first problem (:func:`check_pools` gives them all)."""
     pool, problems = _pool(name, data)
@@ -199,6 +222,10 @@ def _pool(name: Any, data: Any) -> tuple[Pool | None, list[PoolError]]:
     if interval is not None and 86400 % interval:
         problems.append(_err(name, "interval", f"must divide a day evenly (seconds: 3600 = 1 h, 900 = 15 min), got "
                                                f"{interval}"))
+    if interval is not None and not 86400 % interval:
+        problems.extend(_err(name, field, message) for field, message in
+                        (("start", _off_boundary(start, interval)), ("until", _off_boundary(until, interval)))
+                        if message)
     metrics_url = data.get("metrics_url")
     if metrics_url is not None and (not isinstance(metrics_url, str) or "://" not in metrics_url):
         problems.append(_err(name, "metrics_url", f"must be the engine's /metrics URL (http://host:port/metrics), got "
