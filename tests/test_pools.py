@@ -435,3 +435,33 @@ def test_dashboard_has_a_pool_section_with_final_figures(pool_env, clock, tmp_pa
     assert 'data-pool="support-llama"' in page and "chart-pool-support-llama" in page
     assert '<b data-total="pool-cost">$15</b>' in page and "utilisation 35.3 %" in page
     assert "idle ($9.71" not in page and "idle $9.71" in page
+
+
+def test_a_call_whose_interval_closes_while_it_is_recorded_is_allocated_in_the_next(pool_env, clock):
+    """The listener reads the clock, then takes the lock to add the call to that interval. If the closing thread
+    closes the interval in between (the clock below does it at that very moment, as the other thread would), the
+    call was added to an interval already closed: never allocated, its cost in nobody's figures. It joins the
+    oldest open interval instead."""
+    telemetry, server, client = pool_env
+    meter = configure_pools({"chat": _pool(server, output_weight=3)}, clock=clock)
+    closed = []
+
+    class ClosesWhileRead(SimClock):
+        armed = False
+
+        def __call__(self) -> float:
+            now = self.now
+            if self.armed:  # the listener's read: 59:59 of the first hour; the hour closes before it records
+                self.armed = False
+                closed.extend(meter.close_due(now=T0 + 3600))
+            return now
+
+    racing = ClosesWhileRead(T0 + 3599)
+    meter.clock = racing
+    racing.armed = True
+    _call(client, server, "search", 1000, 100)
+    assert not racing.armed and [c.allocations for c in closed] == [()]  # the hour closed, without the call
+    racing.now = T0 + 7200
+    [second] = meter.close_due()
+    assert [(a.team, a.input_tokens, a.output_tokens) for a in second.allocations] == [("search", 1000, 100)]
+    assert second.used == second.cost == Decimal("5.5")  # no capacity declared: its only call pays the hour

@@ -8,7 +8,8 @@ How a call is met:
    ``aicost.pricing.set_scoped_prices`` holds for this pool alone): the last closed interval's cost per
    allocation unit, turned into per-token rates. So the span's ``aicost.cost.total_usd`` and the budget
    guard's reservation are both provisional figures.
-2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock).
+2. after the call (a listener): its tokens, team and span id join the open interval (by the meter's clock; the next
+   one if that interval closed meanwhile).
 3. ``sample()`` (the background thread about once a minute, or the app's scheduler, or a test with its own
    clock) reads each engine's gauges and keeps its load, for the interval's measured utilisation.
 4. ``close_due()`` (the same thread, scheduler or test) closes every interval that has ended: reads the
@@ -170,7 +171,8 @@ class PoolMeter:
         return None
 
     def __call__(self, result: CallResult) -> None:
-        """Listener: the call joins its pool's open interval."""
+        """Listener: the call joins its pool's open interval (by the clock; the oldest open one if the closing
+        thread closed that interval between the clock's read and the lock: never one already allocated)."""
         info = result.info
         pool = self.pool_of(info.server_address, info.server_port, info.request_model)
         if pool is None or result.usage is None:
@@ -184,6 +186,9 @@ class PoolMeter:
         use = _Use(_span_id(result.span), result.attribution.get(semconv.AICOST_TEAM), result.response_model
                    or info.request_model, usage.input_tokens, usage.output_tokens, result.cost_usd)
         with self._lock:
+            # an interval before _next is closed or closing (close_due moves _next past it before _close takes
+            # this lock to pop its calls): a call added to it now would never be allocated
+            start = max(start, self._next[pool.name])
             self._open[pool.name].setdefault(start, []).append(use)
 
     # --- sampling the engine's load ------------------------------------------------------------------
