@@ -315,6 +315,52 @@ def read_invoke(response: Any) -> ResponseMeta:
                         service_tier=_tier(response, response.get("performanceConfigLatency")), unpriced=unpriced)
 
 
+# Where an InvokeModelWithResponseStream chunk holds generated text, by model family. Top-level text: Titan
+# (``outputText``), Llama (``generation``), Claude's text completions (``completion``), Cohere Command (``text``).
+_CHUNK_TEXT = ("outputText", "generation", "completion", "text")
+# A delta's text: Claude's Messages API (``text``, a tool call's ``partial_json``, ``thinking``), Nova (``text``).
+_DELTA_TEXT = ("text", "partial_json", "thinking")
+
+
+def _first_text(holder: Any, keys: tuple[str, ...]) -> str | None:
+    if isinstance(holder, dict):
+        for key in keys:
+            value = holder.get(key)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _choice_text(choice: Any) -> str | None:
+    """One of ``outputs`` (Mistral) or ``choices`` (DeepSeek's ``text``; OpenAI-style ``delta`` / ``message``)."""
+    if not isinstance(choice, dict):
+        return None
+    return (_first_text(choice, ("text",)) or _first_text(choice.get("delta"), ("content", "reasoning_content"))
+            or _first_text(choice.get("message"), ("content",)))
+
+
+def _chunk_text(payload: Any) -> str | None:
+    """The text the model generated in one decoded chunk, by family; None for a chunk without any (a start or
+    stop event, the usage) and for a family not known here: no text makes an estimate of nothing, where the
+    chunk's JSON would make a wrong one."""
+    if not isinstance(payload, dict):
+        return None
+    if payload.get("type") == "content_block_delta":  # Claude's Messages API
+        return _first_text(payload.get("delta"), _DELTA_TEXT)
+    block = payload.get("contentBlockDelta")  # Nova: Converse-shaped events
+    if isinstance(block, dict):
+        delta = block.get("delta") if isinstance(block.get("delta"), dict) else {}
+        return (_first_text(delta, ("text",)) or _first_text(delta.get("toolUse"), ("input",))
+                or _first_text(delta.get("reasoningContent"), ("text",)))
+    text = _first_text(payload, _CHUNK_TEXT)
+    if text is not None:
+        return text
+    choices = payload.get("outputs") or payload.get("choices")
+    if isinstance(choices, list):
+        return "".join(filter(None, map(_choice_text, choices))) or None
+    return None
+
+
 class EventAccumulator(StreamAccumulator):
     """Parsed events of ConverseStream (``metadata``, ``messageStop``) and InvokeModelWithResponseStream (``chunk``
     bytes whose last JSON carries ``amazon-bedrock-invocationMetrics``). Raw events passing by are ignored: the
@@ -336,16 +382,8 @@ class EventAccumulator(StreamAccumulator):
         chunk = event.get("chunk")
         if chunk is not None:
             data = chunk.get("bytes") if isinstance(chunk, dict) else None
-            if isinstance(data, (bytes, bytearray)) and b"amazon-bedrock-invocationMetrics" in data:
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    payload = None
-                self.usage = (_metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
-                              if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
-                self.complete = True
-            elif self.keep_text and isinstance(data, (bytes, bytearray)):
-                self.texts.append(data.decode("utf-8", "replace"))
+            if isinstance(data, (bytes, bytearray)):
+                self._observe_chunk(data)
             return True
         delta = event.get("contentBlockDelta")
         if isinstance(delta, dict):
@@ -365,6 +403,26 @@ class EventAccumulator(StreamAccumulator):
         if isinstance(stop, dict):
             self.stop = string(stop.get("stopReason")) or self.stop
         return True
+
+    def _observe_chunk(self, data: bytes | bytearray) -> None:
+        """One InvokeModelWithResponseStream chunk: the model's own JSON. The last one carries the usage; the
+        text kept is only what the model generated (:func:`_chunk_text`), never the JSON around it, which an
+        estimate would count as output (about ten times the real figure) and content capture would record."""
+        metrics = b"amazon-bedrock-invocationMetrics" in data
+        if not (metrics or self.keep_text):
+            return  # most chunks, when no text is wanted: not parsed
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if self.keep_text:
+            text = _chunk_text(payload)
+            if text:
+                self.texts.append(text)
+        if metrics:
+            self.usage = (_metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
+                          if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
+            self.complete = True
 
     def result(self) -> ResponseMeta:
         return ResponseMeta(usage=self.usage, finish_reasons=[self.stop] if self.stop else [],

@@ -1,0 +1,93 @@
+"""InvokeModelWithResponseStream read in part, and the tier its response reports: real boto3 over HTTP on 127.0.0.1.
+
+A caller that closes the stream before its last chunk (or a guardrail that cuts it) gets no
+``amazon-bedrock-invocationMetrics``: the output is then estimated from the text the model generated, which each
+family's chunk JSON holds in its own field. The expected values are read here from the recorded chunks (decoded
+independently of aicost), and bounded by the usage AWS reported for the whole stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+
+from botocore.config import Config  # noqa: E402
+
+import aicost  # noqa: E402
+from aicost import semconv as sc  # noqa: E402
+from vendor_server import Reply, load_recording  # noqa: E402
+
+BODY = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}], "max_tokens": 64,
+                   "anthropic_version": "bedrock-2023-05-31"})
+# Recorded streams of several model families, and where each family's chunks hold the generated text (read here
+# without aicost: the expected text).
+FAMILIES = {
+    "bedrock-invokemodelwithresponsestream-stream-009": (  # Claude: text, then a tool call's input JSON
+        lambda c: (c.get("delta") or {}).get("text") or (c.get("delta") or {}).get("partial_json")),
+    "bedrock-invokemodelwithresponsestream-stream-001": (  # Nova
+        lambda c: ((c.get("contentBlockDelta") or {}).get("delta") or {}).get("text")),
+    "bedrock-invokemodelwithresponsestream-stream-004": lambda c: c.get("outputText"),  # Titan
+    "bedrock-invokemodelwithresponsestream-stream-008": lambda c: c.get("text"),  # Cohere Command
+}
+
+
+def _client(server: Any) -> Any:
+    return boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
+                        aws_access_key_id="test", aws_secret_access_key="test",
+                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+def _chunks(rec: dict) -> list[dict]:
+    return [json.loads(base64.b64decode(e["payload"]["bytes"])) for e in rec["derived"]["eventstream"]["events"]
+            if e["event_type"] == "chunk"]
+
+
+def _read_all_but_the_last(server: Any, rec: dict) -> list[dict]:
+    """Read the stream up to (not including) its last chunk, the one with the usage, then close it."""
+    server.enqueue(Reply.from_recording(rec))
+    body = _client(server).invoke_model_with_response_stream(modelId=rec["request"]["model_id"], body=BODY)["body"]
+    read = []
+    for event in body:
+        read.append(json.loads(event["chunk"]["bytes"]))
+        if len(read) == len(_chunks(rec)) - 1:
+            break
+    body.close()
+    return read
+
+
+@pytest.mark.parametrize("rid", list(FAMILIES))
+def test_a_stream_closed_early_estimates_the_generated_text_not_the_chunk_json(rid: str, instrumented: Any,
+                                                                              replay_server: Any) -> None:
+    rec = load_recording(rid)
+    read = _read_all_but_the_last(replay_server, rec)
+    assert all("amazon-bedrock-invocationMetrics" not in c for c in read), rid
+    whole = _chunks(rec)[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
+    (span,) = instrumented.cost_spans()
+    attrs = span.attributes
+    assert attrs[sc.AICOST_USAGE_ESTIMATED] is True and attrs[sc.AICOST_STREAM_ENDED_BY] == "closed"
+    # Part of the stream cannot have generated more than the whole stream billed (the chunks' JSON counted
+    # as output came to 471 tokens for stream-009, whose whole output was 97).
+    assert 0 < attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] <= whole, (attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS], whole)
+
+
+@pytest.mark.parametrize("rid", list(FAMILIES))
+def test_captured_stream_output_is_the_generated_text(rid: str, replay_server: Any, tracer_provider: Any,
+                                                      span_exporter: Any) -> None:
+    rec = load_recording(rid)
+    aicost.instrument(tracer_provider=tracer_provider, capture_content=True)
+    try:
+        span_exporter.clear()
+        read = _read_all_but_the_last(replay_server, rec)
+        spans = [s for s in span_exporter.get_finished_spans() if sc.GEN_AI_USAGE_COST in (s.attributes or {})]
+        (span,) = spans
+        messages = json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+        assert messages[0]["parts"][0]["content"] == "".join(filter(None, map(FAMILIES[rid], read)))
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(capture_content=False)
+        aicost.uninstrument()
