@@ -9,6 +9,7 @@ independently of aicost), and bounded by the usage AWS reported for the whole st
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from typing import Any
 
@@ -91,3 +92,63 @@ def test_captured_stream_output_is_the_generated_text(rid: str, replay_server: A
         aicost.uninstrument()
         aicost.instrument(capture_content=False)
         aicost.uninstrument()
+
+
+# ================================================================================================= service tiers
+# AWS bills these at per-model rates (flex below standard, priority above, latency-optimised its own) that the
+# catalog does not list: the cost is unknown, and says which tier, never the standard rate.
+UNPRICED_TIERS = ("flex", "priority")
+MESSAGES = [{"role": "user", "content": [{"text": "hi"}]}]
+
+
+def _converse_served_at(server: Any, tier: str) -> None:
+    rec = copy.deepcopy(load_recording("bedrock-converse-nonstream-014"))
+    body = json.loads(rec["response"]["body"])
+    body["serviceTier"] = {"type": tier}
+    rec["response"]["body"] = json.dumps(body)
+    server.enqueue(Reply.from_recording(rec))
+    _client(server).converse(modelId=rec["request"]["model_id"], messages=MESSAGES)
+
+
+def _unknown_because_of(attrs: Any, tier: str) -> None:
+    assert attrs[sc.AICOST_SERVICE_TIER] == tier
+    assert attrs[sc.AICOST_PRICE_KNOWN] is False and "aicost.cost.total_usd" not in attrs, tier
+    assert f"the {tier} tier" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON], attrs[sc.AICOST_PRICE_UNKNOWN_REASON]
+
+
+@pytest.mark.parametrize("tier", UNPRICED_TIERS)
+def test_a_call_served_at_a_tier_aws_bills_per_model_has_an_unknown_cost(tier: str, instrumented: Any,
+                                                                          replay_server: Any) -> None:
+    _converse_served_at(replay_server, tier)
+    (span,) = instrumented.aicost_spans()
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0  # the usage is exact; only the rate is unknown
+    _unknown_because_of(span.attributes, tier)
+
+
+def test_latency_optimized_inference_has_an_unknown_cost(instrumented: Any, replay_server: Any) -> None:
+    rec = load_recording("bedrock-converse-nonstream-013")  # performanceConfig: latency optimized
+    replay_server.enqueue(Reply.from_recording(rec))
+    _client(replay_server).converse(modelId=rec["request"]["model_id"], messages=MESSAGES,
+                                    performanceConfig={"latency": "optimized"})
+    (span,) = instrumented.aicost_spans()
+    _unknown_because_of(span.attributes, "latency_optimized")
+
+
+@pytest.mark.parametrize("headers, tier", [
+    ({"X-Amzn-Bedrock-Service-Tier": "flex"}, "flex"),
+    ({"X-Amzn-Bedrock-Service-Tier": "priority"}, "priority"),
+    ({"X-Amzn-Bedrock-PerformanceConfig-Latency": "optimized"}, "latency_optimized"),
+], ids=["flex", "priority", "latency_optimized"])
+def test_invoke_model_with_response_stream_reads_the_tier_its_headers_report(headers: dict, tier: str,
+                                                                            instrumented: Any,
+                                                                            replay_server: Any) -> None:
+    rec = load_recording("bedrock-invokemodelwithresponsestream-stream-009")
+    reply = Reply.from_recording(rec)
+    reply.headers = {**reply.headers, **headers}
+    replay_server.enqueue(reply)
+    response = _client(replay_server).invoke_model_with_response_stream(modelId=rec["request"]["model_id"],
+                                                                        body=BODY)
+    list(response["body"])
+    (span,) = instrumented.aicost_spans()
+    assert span.attributes[sc.AICOST_STREAM_ENDED_BY] == "exhausted"
+    _unknown_because_of(span.attributes, tier)

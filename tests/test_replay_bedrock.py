@@ -73,7 +73,8 @@ PUBLISHED: dict[str, P] = {
 # instance hours; an application inference profile's ARN does not say its model; the rest have no catalog entry).
 UNPRICED = ("application-inference-profile/", "arn:aws:sagemaker:", "titan-tg1-large", "minimax.", "moonshot.",
             "nvidia.nemotron-nano-12b", "zai.glm-4.7", "nova-2-multimodal-embeddings")
-# AWS prices latency-optimised inference separately; the catalog has no such rates yet (the span says the tier).
+# AWS prices latency-optimised inference separately; the catalog has no such rates yet (the span says the tier, and
+# the cost is unknown: tests/test_bedrock_streams.py).
 LATENCY_OPTIMIZED: dict[str, P] = {"amazon.nova-pro": ("1.00", "4.00", None, None)}
 KNOWN_GAPS = {"bedrock-converse-nonstream-013": "latency-optimised rates are not in the catalog"}
 

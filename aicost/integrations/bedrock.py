@@ -17,10 +17,12 @@ never priced as exact (estimated from the text, or unknown for InvokeModel, whos
 
 Prices: cross-region inference profiles (``us.`` / ``eu.`` / ``apac.`` / ``global.``) and ARNs are priced by the
 catalog's AWS table as AWS bills them (a regional profile of a recent Claude model costs 10 % more than the global
-one); the service tier comes from the response (``serviceTier``), latency-optimised inference from
-``performanceConfig``; Claude's long-context rates only with its 1M-context beta (``anthropic_beta``), as on
-Anthropic's API. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does not use boto3 for its
-calls (only for credentials), so its calls are recorded once, by the Anthropic integration.
+one); the service tier comes from the response (``serviceTier``: the body, the ``metadata`` event or, for
+InvokeModel and its stream, a header), latency-optimised inference from ``performanceConfig``. AWS bills flex,
+priority and latency-optimised calls at per-model rates the catalog lacks (null ``tier_factor``s), so pricing
+makes them cost-unknown, with the reason. Claude's long-context rates apply only with its 1M-context beta
+(``anthropic_beta``), as on Anthropic's API. Anthropic's own Bedrock client (``anthropic.AnthropicBedrock``) does
+not use boto3 for its calls (only for credentials), so its calls are recorded once, by the Anthropic integration.
 """
 
 from __future__ import annotations
@@ -396,7 +398,7 @@ class EventAccumulator(StreamAccumulator):
         metadata = event.get("metadata")
         if isinstance(metadata, dict):
             self.usage = read_usage(metadata.get("usage"))
-            self.tier = _tier(metadata, metadata.get("performanceConfig"))
+            self.tier = _tier(metadata, metadata.get("performanceConfig")) or self.tier
             self.complete = True
             return True
         stop = event.get("messageStop")
@@ -510,6 +512,9 @@ class BedrockIntegration(Integration):
         key = "stream" if isinstance(response.get("stream"), self._event_stream) else "body"
         stream = response[key]
         acc = watch.acc
+        # InvokeModelWithResponseStream says its tier in headers (botocore's ``serviceTier`` and
+        # ``performanceConfigLatency``), as InvokeModel does; ConverseStream in its ``metadata`` event.
+        acc.tier = _tier(response, response.get("performanceConfigLatency"))
         parse = stream._parse_event
 
         def parse_and_observe(event: Any) -> Any:

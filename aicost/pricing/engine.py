@@ -136,12 +136,14 @@ class _Resolved:
     def _build(self, entry: ModelEntry, at: datetime, selection: tuple[int, tuple[int, ...]],
                variant_tier: str | None, tier: str | None, discount: Discount | None) -> _PriceAndReason:
         rates = entry.rates_for(selection, variant_tier)
-        if variant_tier in self.tier_factor and not selection[1]:
-            factor = self.tier_factor[variant_tier]
+        # ``tier``, not ``variant_tier``: a vendor's rule names tiers the catalog has no variants for too (AWS's
+        # latency-optimised inference), which would otherwise fall to the standard rate.
+        if tier in self.tier_factor and not selection[1]:
+            factor = self.tier_factor[tier]
             if factor is None:  # billed at per-model rates this model does not list: unknown, never standard
-                reason = (f"{entry.provider} bills the {variant_tier} tier at per-model rates the price catalog "
+                reason = (f"{entry.provider} bills the {tier} tier at per-model rates the price catalog "
                           f"does not list for {entry.id} (a price override for the tier prices it)")
-                return None, _UnpricedTier(variant_tier, reason)
+                return None, _UnpricedTier(tier, reason)
             rates = _scale_token_rates(rates, factor)
         base, bands = split_bands(rates)
         start, until = entry.effective_range(at)
