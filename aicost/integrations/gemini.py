@@ -364,6 +364,11 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     )
 
 
+# An interaction the vendor has not finished (``background=True`` returns at once; ``requires_action`` waits on the
+# caller's function results): it reports no usage yet, and bills none on this call.
+_PENDING = frozenset(("queued", "in_progress", "requires_action"))
+
+
 def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
     """An ``Interaction``: ``total_input_tokens`` (cached included), ``total_tool_use_tokens`` on top as input,
     ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum). Input and
@@ -400,6 +405,9 @@ def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
         response_id=string(_get(interaction, "id")),
         finish_reasons=[status] if status else [],
         service_tier=string(_get(interaction, "service_tier")),
+        # Unfinished and without usage: deferred, as OpenAI's queued background responses are, never estimated
+        # from the input as if the call had billed only that.
+        deferred=usage is None and status in _PENDING,
     )
 
 
