@@ -4,10 +4,13 @@
   ``requires_action``, waiting on the caller's function results), and no usage: nothing is billed on this call,
   so its span says ``aicost.usage.deferred`` and carries no cost, rather than an estimate of the input alone
   priced as if it were the whole call.
+* A prompt Google blocks is answered with one chunk: ``promptFeedback.blockReason`` and the prompt's usage, no
+  candidates (so no finish reason). That chunk is the whole answer: the stream is as exact as the call.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -53,3 +56,26 @@ def test_a_finished_interaction_is_not_deferred(instrumented: Any, replay_server
     attrs = span.attributes
     assert sc.AICOST_USAGE_DEFERRED not in attrs and sc.AICOST_USAGE_ESTIMATED not in attrs
     assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 9 and attrs[sc.AICOST_PRICE_KNOWN] is True
+
+
+# A prompt Google blocks gets one answer: its promptFeedback.blockReason and the prompt's usage, no candidates.
+BLOCKED = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+           "usageMetadata": {"promptTokenCount": 120, "totalTokenCount": 120,
+                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 120}]},
+           "modelVersion": MODEL, "responseId": "blocked-1"}
+
+
+def test_a_blocked_prompt_streamed_is_exact_as_it_is_unstreamed(instrumented: Any, replay_server: Any) -> None:
+    client = _gemini(replay_server)
+    replay_server.enqueue(Reply.json(BLOCKED))
+    client.models.generate_content(model=MODEL, contents="x")
+    replay_server.enqueue(Reply.stream([f"data: {json.dumps(BLOCKED)}\r\n\r\n"]))
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="x"))
+    assert len(chunks) == 1 and chunks[0].prompt_feedback.block_reason is not None
+    plain, streamed = (span.attributes for span in instrumented.aicost_spans())
+    assert streamed[sc.AICOST_STREAM_ENDED_BY] == "exhausted"
+    for attrs in (plain, streamed):
+        assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 120 and attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 0
+        assert sc.AICOST_USAGE_ESTIMATED not in attrs and sc.AICOST_USAGE_INVALID_REASON not in attrs
+        assert attrs[sc.AICOST_PRICE_KNOWN] is True
+    assert streamed["aicost.cost.total_usd"] == plain["aicost.cost.total_usd"]

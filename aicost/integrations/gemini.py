@@ -440,7 +440,8 @@ def read_cache(cached: Any) -> ResponseMeta:
 
 
 class ChunkAccumulator(StreamAccumulator):
-    """Stream chunks are ``GenerateContentResponse`` objects; usage is cumulative, so the last one wins."""
+    """Stream chunks are ``GenerateContentResponse`` objects; usage is cumulative, so the last one wins. The stream
+    is complete at a finish reason, or at a blocked prompt's feedback (its only chunk, with no candidates)."""
 
     __slots__ = ("usage_metadata", "model", "response_id", "reasons", "keep_text", "texts")
 
@@ -459,6 +460,9 @@ class ChunkAccumulator(StreamAccumulator):
             self.usage_metadata = u
         self.model = string(getattr(chunk, "model_version", None)) or self.model
         self.response_id = string(getattr(chunk, "response_id", None)) or self.response_id
+        if getattr(getattr(chunk, "prompt_feedback", None), "block_reason", None) is not None:
+            # A blocked prompt: its one chunk (usage, no candidates) is the whole answer, as the call's would be.
+            self.complete = True
         candidates = getattr(chunk, "candidates", None)
         if candidates:
             reasons = _finish_reasons(candidates)
