@@ -436,6 +436,7 @@ def _transcription_usage(u: Any) -> Usage:
     details = part(usage, u, "input_token_details")
     if details is not None:
         usage.input_audio_tokens = read_count(usage, field(details, "audio_tokens"), "audio_tokens")
+        read_count(usage, field(details, "text_tokens"), "text_tokens")  # not priced apart, but validated
     return usage.checked()
 
 
