@@ -175,6 +175,46 @@ def test_uncacheable_argument_calls_through_every_time():
     assert f(thing) == 1 and f(thing) == 2  # no canonical form: never keyed by something lossy
 
 
+def test_objects_whose_state_is_hidden_from_dict_are_uncacheable_not_keyed_by_their_type(tmp_path):
+    """A binary file, BytesIO/StringIO or functools.partial has an empty ``__dict__`` (its state lives in C): it
+    was keyed as "an instance of its class", so a second audio file got the first file's transcript."""
+    import functools
+    import io
+
+    import anthropic
+    import openai
+
+    from aicost.cache.keys import Uncacheable, canonical
+
+    calls = []
+
+    @aicost.cache(shared=True)
+    def transcribe(file, model="whisper-1"):
+        calls.append(file.read())
+        return f"transcript of {calls[-1]!r}"
+
+    for name, body in (("a.mp3", b"AUDIO-A"), ("b.mp3", b"AUDIO-B")):
+        (tmp_path / name).write_bytes(body)
+    with open(tmp_path / "a.mp3", "rb") as fa:
+        assert transcribe(fa) == "transcript of b'AUDIO-A'"
+    with open(tmp_path / "b.mp3", "rb") as fb:
+        assert transcribe(fb) == "transcript of b'AUDIO-B'"
+    assert transcribe(io.BytesIO(b"X")) == "transcript of b'X'"
+    assert len(calls) == 3
+    with open(tmp_path / "a.mp3", "rb") as fa:
+        hidden = [fa, io.BytesIO(b"1"), io.StringIO("1"), functools.partial(int, "1"), EmptyThing()]
+        for value in hidden:
+            with pytest.raises(Uncacheable):
+                canonical(value)
+    # The SDKs' sentinels still have a canonical form: every instance is the same value.
+    for sentinel in (openai.NOT_GIVEN, openai.omit, anthropic.NOT_GIVEN, anthropic.omit):
+        assert canonical(sentinel) == canonical(type(sentinel)())
+
+
+class EmptyThing:
+    """A user's class with nothing in its ``__dict__``: not known to be a sentinel, so not keyed by its type."""
+
+
 @pytest.mark.parametrize("kwargs, argument, accepted", [
     ({"ttl": -1}, "ttl", "positive number of seconds"),
     ({"ttl": float("nan")}, "ttl", "positive number of seconds"),
