@@ -840,6 +840,14 @@ def test_prompt_normalisation_keeps_code_indentation():
     ("Decode aGVsbG8=", "Decode AGVSBG8="),  # case folding used to
     ("Is Polish hard?", "Is polish hard?"),
     ("What is 5!", "What is 5"),  # a factorial, not an exclamation
+    # A space before punctuation, line breaks and ellipses used to be dropped:
+    ("Explain: rm -rf .", "Explain: rm -rf"),
+    ("What does `git add .` do", "What does `git add` do"),
+    ("Is this valid Python?\nimport os\nprint(os.getcwd())", "Is this valid Python? import os print(os.getcwd())"),
+    ("How many lines are in this text:\nalpha\nbeta\ngamma", "How many lines are in this text: alpha beta gamma"),
+    ("Continue the sequence 1, 2, 3...", "Continue the sequence 1, 2, 3"),
+    ("Explain: cd ..", "Explain: cd"),
+    ("Parse this TSV: a\tb", "Parse this TSV: a b"),
 ])
 def test_normalisation_never_merges_requests_that_differ_in_meaning(a, b):
     from aicost.cache.keys import normalise_text
@@ -864,6 +872,16 @@ def test_normalisation_merges_only_formatting():
     assert normalise_text("How do I reset my password") != normalise_text("how do i reset my password")
     assert normalise_text("How do I reset my password", case_sensitive=False) == normalise_text(
         "HOW do i reset my Password?", case_sensitive=False)
+
+
+def test_normalisation_of_multi_line_text_merges_only_formatting():
+    """Line breaks are kept; what around them cannot change the question is still merged."""
+    from aicost.cache.keys import normalise_text
+
+    typed = "\n\nSummarise these notes:  \r\n- buy   milk \n\n  - call Bob\n\n"
+    assert normalise_text(typed) == "Summarise these notes:\n- buy milk\n\n  - call Bob"
+    assert normalise_text("Fix this:\nif x:\n    return  1  ") == "Fix this:\nif x:\n    return 1"
+    assert normalise_text("Convert 5 miles to kilometers.\n") == "Convert 5 miles to kilometers"
 
 
 def test_methods_key_on_what_self_contributes():

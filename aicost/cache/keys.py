@@ -5,12 +5,15 @@ conversation, or not the model, temperature, tools or system prompt (GPTCache #8
 *every* argument of the decorated function (so a function taking the SDK's keyword arguments keys on model,
 messages, tools, response format and sampling parameters), the function's identity and its code constants (a
 hard-coded model name or system prompt is part of the key, so editing it invalidates old entries), extra key
-parts the caller adds, and the tenancy scope. Only the *prompt* argument is normalised, and only in ways that
-cannot change what is asked: Unicode canonical composition (NFC: the same character typed as one code point or
-as a letter plus a combining accent), runs of whitespace, spaces before punctuation and a trailing full stop or
-question mark. Unicode *compatibility* folding (NFKC) is not applied: it turns "2³" into "23" and
-"10⁶" into "106". Letter case is kept by default: it is meaning in base64, identifiers, passwords and names
-("aGVsbG8=" is not "AGVSBG8="); ``case_sensitive=False`` opts in to folding the case of plain words only.
+parts the caller adds, and the tenancy scope. Only the *prompt* argument is normalised, and only in ways that do
+not change what is asked (but in the rare text whose last word is code ending in "." or "?", see docs/cache.md):
+Unicode canonical composition (NFC: the same character typed as one code point or as a letter plus a combining
+accent), runs of spaces inside a line, spaces at line ends, blank lines around the text, the indentation of a
+one-line text and one full stop or question mark ending the text right after a word. Line breaks, indentation,
+tabs, a space before punctuation ("rm -rf .") and ellipses are kept. Unicode *compatibility* folding (NFKC) is
+not applied: it turns "2³" into "23" and "10⁶" into "106". Letter case is kept by default: it is meaning in
+base64, identifiers, passwords and names ("aGVsbG8=" is not "AGVSBG8="); ``case_sensitive=False`` opts in to
+folding the case of plain words only.
 
 An argument whose value cannot be rendered canonically (an arbitrary object) makes the call uncacheable
 rather than being keyed by something lossy like its type name: two different requests must never share a key.
@@ -33,14 +36,15 @@ import uuid
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-KEY_VERSION = 2  # 2: NFC instead of NFKC, case kept by default, a trailing '!' kept
+# 2: NFC instead of NFKC, case kept by default, a trailing '!' kept. 3: line breaks, a space before punctuation and
+# ellipses kept (a v2 entry of "Explain: rm -rf ." must not answer "Explain: rm -rf" from a shared store).
+KEY_VERSION = 3
 
-_WHITESPACE = re.compile(r"\s+")
-_INDENTED = re.compile(r"\n[ \t]+\S")
-_INLINE_SPACE = re.compile(r"(?<=\S)[ \t]+")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([?.!,;:])(?=\s|$)")
-# A trailing "." or "?" ends the sentence; "!" is kept ("5!" is a factorial).
-_TRAILING_PUNCT = re.compile(r"(?<=\w)[.?]+$")
+# Runs of spaces after a line's indentation. Tabs are kept: they separate the fields of a pasted table.
+_INNER_SPACES = re.compile(r"(?<=\S) {2,}")
+# One "." or "?" ending the text right after a word ends the sentence ("kilometers.", "France ?"). A "." after a
+# space is an argument ("rm -rf ."), "..." / "??" are not one stop, and "!" is kept ("5!" is a factorial).
+_FINAL_STOP = re.compile(r"(?<=\w)(?:\.| *\?)\Z")
 _TOKEN = re.compile(r"\S+")
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u00ab\u00bb\u201c\u201d\u2018\u2019"
 # Keys of message dicts whose string values are user-visible text that may be normalised.
@@ -59,24 +63,32 @@ class Uncacheable(Exception):
 
 
 def normalise_text(text: str, *, case_sensitive: bool = True) -> str:
-    """Collapse formatting that cannot change the answer: canonically equivalent Unicode forms, whitespace,
-    spaces before punctuation, a trailing full stop or question mark; case only on request.
+    """Collapse formatting that cannot change the answer: canonically equivalent Unicode forms, runs of spaces
+    inside lines, spaces at line ends, blank lines around the text, one closing full stop or question mark;
+    case only on request.
 
-    Text with indented lines (code, YAML) keeps its line structure and indentation, which can change the answer;
-    only trailing spaces and runs of spaces inside lines are collapsed there.
+    Line breaks and indentation are kept: a list, a poem or code on several lines is not the same request as its
+    one-line form ("how many lines are in: a / b / c"). Only a one-line text loses its indentation (nothing to be
+    indented relative to).
     """
     text = unicodedata.normalize("NFC", text)
-    if _INDENTED.search(text):
-        lines = []
-        for line in text.splitlines():
-            body = _INLINE_SPACE.sub(" ", line.strip())
-            lines.append(line[: len(line) - len(line.lstrip())] + body if body else "")
-        text = "\n".join(lines).strip("\n")
-    else:
-        text = _WHITESPACE.sub(" ", text).strip()
-        text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
-        text = _TRAILING_PUNCT.sub("", text)
+    lines = [_normalise_line(line) for line in text.splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    if len(lines) == 1:
+        lines[0] = lines[0].lstrip()
+    text = _FINAL_STOP.sub("", "\n".join(lines), count=1)
     return text if case_sensitive else _TOKEN.sub(_fold_word, text)
+
+
+def _normalise_line(line: str) -> str:
+    """The line's indentation as typed, then its text with runs of spaces collapsed and its end trimmed."""
+    body = line.lstrip()
+    if not body:
+        return ""
+    return line[: len(line) - len(body)] + _INNER_SPACES.sub(" ", body.rstrip())
 
 
 def _fold_word(match: re.Match) -> str:
