@@ -405,6 +405,33 @@ def test_cache_if_skips_storing_unwanted_results():
     assert f(1)["n"] == 2
 
 
+def test_cache_if_judges_a_completed_stream_by_its_chunks():
+    """cache_if used to be skipped for streams: a stream it rejects (cut by max_tokens) was stored and replayed."""
+    calls = Counter()
+    judged = []
+
+    def finished(chunks):
+        judged.append(list(chunks))
+        return chunks[-1]["finish_reason"] == "stop"
+
+    @aicost.cache(cache_if=finished)
+    def stream(q):
+        n = calls.bump()
+
+        def gen():
+            yield {"delta": "partial" if n == 1 else "whole"}
+            yield {"finish_reason": "length" if n == 1 else "stop"}
+
+        return gen()
+
+    assert list(stream("q"))[-1] == {"finish_reason": "length"}
+    assert list(stream("q"))[-1] == {"finish_reason": "stop"}  # the cut stream was not stored
+    assert list(stream("q"))[-1] == {"finish_reason": "stop"}  # the whole one was
+    assert calls.n == 2
+    assert judged == [[{"delta": "partial"}, {"finish_reason": "length"}],
+                      [{"delta": "whole"}, {"finish_reason": "stop"}]]
+
+
 def test_hit_returns_a_copy_the_caller_can_mutate():
     @aicost.cache
     def f(x):

@@ -250,7 +250,11 @@ class CacheCore:
         return Lookup(None)
 
     def save(self, req: Request, value: Any, kind: str, collector: CallCollector, awaitable: bool = False) -> bool:
-        if self.cache_if is not None and kind == VALUE and not self.cache_if(value):
+        """Store a miss's answer unless ``cache_if`` rejects it: a value, or a completed stream's list of chunks.
+
+        A stream is judged too: a stream cut by ``max_tokens`` is exactly what ``cache_if`` is there to keep out.
+        """
+        if self.cache_if is not None and not self.cache_if(value):
             return False
         cost = collector.cost_usd if collector.calls and not collector.unknown_cost_calls else None
         if kind == VALUE:
