@@ -558,6 +558,37 @@ async def test_async_functions_cache_and_single_flight():
     assert calls.n == 2
 
 
+async def test_an_async_leader_cancelled_while_waiting_for_another_process_lands_its_flight():
+    """Cancelled (asyncio.wait_for) while polling for another process's answer, the leader never landed: every
+    later identical miss in this process waited the whole single_flight_timeout for it."""
+
+    class LockingStore(MemoryStore):  # the RedisStore lock surface; another process holds the lock at first
+        other_holds = True
+
+        def try_lock(self, key, timeout_s):
+            return None if self.other_holds else "token"
+
+        def unlock(self, key, token):
+            pass
+
+        def is_locked(self, key):
+            return self.other_holds
+
+    store = LockingStore()
+
+    @aicost.cache(store=store, single_flight_timeout=5.0)
+    async def ask(q):
+        return f"answer {q}"
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ask("q"), 0.2)
+    assert len(ask.cache.flights) == 0
+    store.other_holds = False  # the other process released its lock without an answer
+    t0 = time.perf_counter()
+    assert await asyncio.wait_for(ask("q"), 4.0) == "answer q"
+    assert time.perf_counter() - t0 < 2.0
+
+
 # ------------------------------------------------------------------------------------------------ streams
 def test_stream_cached_only_when_fully_consumed():
     calls = Counter()

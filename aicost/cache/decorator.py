@@ -464,15 +464,19 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 if leader:
                     led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
-                    token = _try_shared_lock(core, req)
-                    if token is None:  # another process is answering the same request right now
-                        again = _await_other_process(core, req)
-                        if again.entry is not None:
-                            land()
-                            _record(core, span, "hit", lookup_s, again)
-                            return _materialise(again.entry)
-                    elif token:
-                        land = _chain(land, functools.partial(_unlock, core, req, token))
+                    try:  # interrupted while waiting for another process: land, or later misses wait for us
+                        token = _try_shared_lock(core, req)
+                        if token is None:  # another process is answering the same request right now
+                            again = _await_other_process(core, req)
+                            if again.entry is not None:
+                                land()
+                                _record(core, span, "hit", lookup_s, again)
+                                return _materialise(again.entry)
+                        elif token:
+                            land = _chain(land, functools.partial(_unlock, core, req, token))
+                    except BaseException:
+                        land()
+                        raise
                 elif flight.wait(core.single_flight_timeout):
                     again = _safe_lookup(core, req, semantic=False)
                     if again.entry is not None:
@@ -523,15 +527,20 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 if leader:
                     led = flight
                     land = functools.partial(core.flights.land, req.key, flight)
-                    token = _try_shared_lock(core, req)
-                    if token is None:  # another process is answering the same request right now
-                        again = await _await_other_process_async(core, req)
-                        if again.entry is not None:
-                            land()
-                            _record(core, span, "hit", lookup_s, again)
-                            return _materialise(again.entry)
-                    elif token:
-                        land = _chain(land, functools.partial(_unlock, core, req, token))
+                    try:  # cancelled while waiting for another process (wait_for, a client gone): land, or
+                        # every later identical miss waits single_flight_timeout for a leader that is gone
+                        token = _try_shared_lock(core, req)
+                        if token is None:  # another process is answering the same request right now
+                            again = await _await_other_process_async(core, req)
+                            if again.entry is not None:
+                                land()
+                                _record(core, span, "hit", lookup_s, again)
+                                return _materialise(again.entry)
+                        elif token:
+                            land = _chain(land, functools.partial(_unlock, core, req, token))
+                    except BaseException:
+                        land()
+                        raise
                 elif await flight.wait_async(core.single_flight_timeout):
                     again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
                              else _safe_lookup(core, req, semantic=False))
