@@ -294,6 +294,46 @@ def test_llm_judge_cost_is_recorded_and_netted(embedder, cache_tel):
     assert point.value == pytest.approx(0.0001)
 
 
+def test_judge_spend_is_recorded_when_the_call_then_hits_as_a_single_flight_follower(cache_tel):
+    """A follower judged a candidate ($0.01, rejected), then waited for the leader and hit its answer: the judge's
+    cost of that first lookup was dropped from the recorded hit, so net savings came out too high."""
+    import threading
+
+    def judge(query, cached, similarity):  # a paid judge that says no
+        return False, Decimal("0.01")
+
+    relaxed = Guards(numbers=False, negation=False, polarity=False, entities=False, direction=False, units=False)
+
+    @aicost.cache(prompt="q", semantic=Semantic("ngram", guards=relaxed, verifier=judge, threshold=0.3))
+    def ask(q):
+        if q != "how do I reset my password":
+            assert joined.acquire(timeout=10)  # the other call is waiting for this one
+        return "answer " + q
+
+    joined = threading.Semaphore(0)
+    join = ask.cache.flights.join
+
+    def counting(key):
+        flight, leads = join(key)
+        if not leads:
+            joined.release()
+        return flight, leads
+
+    ask.cache.flights.join = counting
+    ask("how do I reset my password")  # an entry the next question is near
+    threads = [threading.Thread(target=ask, args=("how can I reset my password please",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    spans = cache_tel.cache_spans()[1:]
+    assert sorted(s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans) == ["hit", "miss"]
+    for span in spans:  # each call judged the near entry once
+        assert Decimal(span.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD]) == Decimal("0.01")
+    (point,) = cache_tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
+    assert point.value == pytest.approx(0.02)
+
+
 def test_index_forgets_entries_the_store_evicts():
     store = MemoryStore(max_entries=2)
     sem = Semantic("ngram", threshold=0.5)

@@ -470,7 +470,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                             again = _await_other_process(core, req)
                             if again.entry is not None:
                                 land()
-                                _record(core, span, "hit", lookup_s, again)
+                                _record(core, span, "hit", lookup_s, _paid_for(again, found))
                                 return _materialise(again.entry)
                         elif token:
                             land = _chain(land, functools.partial(_unlock, core, req, token))
@@ -480,7 +480,7 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 elif flight.wait(core.single_flight_timeout):
                     again = _safe_lookup(core, req, semantic=False)
                     if again.entry is not None:
-                        _record(core, span, "hit", lookup_s, again)
+                        _record(core, span, "hit", lookup_s, _paid_for(again, found))
                         return _materialise(again.entry)
             _record(core, span, "miss", lookup_s, found)
             try:
@@ -534,7 +534,7 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                             again = await _await_other_process_async(core, req)
                             if again.entry is not None:
                                 land()
-                                _record(core, span, "hit", lookup_s, again)
+                                _record(core, span, "hit", lookup_s, _paid_for(again, found))
                                 return _materialise(again.entry)
                         elif token:
                             land = _chain(land, functools.partial(_unlock, core, req, token))
@@ -545,7 +545,7 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                     again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
                              else _safe_lookup(core, req, semantic=False))
                     if again.entry is not None:
-                        _record(core, span, "hit", lookup_s, again)
+                        _record(core, span, "hit", lookup_s, _paid_for(again, found))
                         return _materialise(again.entry)
             _record(core, span, "miss", lookup_s, found)
             try:
@@ -560,6 +560,17 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
             return _finish(core, req, result, collector, span, land, led)
 
     return wrapper
+
+
+def _paid_for(again: Lookup, first: Lookup) -> Lookup:
+    """The single-flight re-read that hit, carrying the LLM-judge spend of the call's first lookup.
+
+    The re-read is exact (no judge), but the call did pay for judging candidates before it waited: dropped, the
+    verifier cost metric undercounts and net savings (saved - verifier cost) come out too high.
+    """
+    if first.verifier_cost is not None:
+        again.verifier_cost = (again.verifier_cost or Decimal(0)) + first.verifier_cost
+    return again
 
 
 def _noop() -> None:
