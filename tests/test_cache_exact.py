@@ -616,6 +616,56 @@ def test_stream_cached_only_when_fully_consumed():
         assert next(again) == "x-0"
 
 
+def test_stream_chunks_are_stored_and_replayed_as_copies():
+    """Chunks were stored and replayed by reference: a consumer editing a chunk in place (while the stream ran,
+    or on a replay) changed what the cache served every later caller. Plain values were already copied."""
+
+    @aicost.cache
+    def stream(q):
+        def gen():
+            yield {"delta": "Hello"}
+            yield {"delta": " world"}
+
+        return gen()
+
+    for chunk in stream("q"):  # the miss's consumer post-processes chunks in place
+        chunk["delta"] = chunk["delta"].upper()
+    assert [c["delta"] for c in stream("q")] == ["Hello", " world"]
+    for chunk in stream("q"):  # a hit's consumer redacts in place
+        chunk["delta"] = "***"
+    assert [c["delta"] for c in stream("q")] == ["Hello", " world"]
+
+
+async def test_async_stream_chunks_are_stored_and_replayed_as_copies():
+    @aicost.cache
+    async def astream(q):
+        async def agen():
+            yield {"delta": "Hello"}
+
+        return agen()
+
+    async for chunk in await astream("q"):
+        chunk["delta"] = "EDITED"
+    async for chunk in await astream("q"):
+        assert chunk == {"delta": "Hello"}
+        chunk["delta"] = "EDITED"
+    assert [c async for c in await astream("q")] == [{"delta": "Hello"}]
+
+
+def test_a_chunk_that_cannot_be_copied_is_still_cached_as_it_is():
+    import threading
+
+    calls = Counter()
+
+    @aicost.cache
+    def stream(q):
+        calls.bump()
+        return iter([{"lock": threading.Lock()}])  # deepcopy raises on a lock
+
+    first = list(stream("q"))
+    assert list(stream("q")) == first and calls.n == 1
+
+
 def test_generator_function_stream_and_error_midway_not_cached():
     calls = Counter()
 

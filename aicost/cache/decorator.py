@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
-import copy
 import functools
 import inspect
 import logging
@@ -50,6 +49,7 @@ from .streams import (
     RecordingStream,
     ReplayStream,
     make_finisher,
+    snapshot,
 )
 
 logger = logging.getLogger("aicost")
@@ -257,11 +257,8 @@ class CacheCore:
         if self.cache_if is not None and not self.cache_if(value):
             return False
         cost = collector.cost_usd if collector.calls and not collector.unknown_cost_calls else None
-        if kind == VALUE:
-            try:  # the caller keeps and may mutate the object it got: store a snapshot
-                value = copy.deepcopy(value)
-            except Exception:
-                pass
+        if kind == VALUE:  # the caller keeps and may mutate the object it got (a stream's chunks were copied
+            value = snapshot(value)  # as they passed, see .streams)
         entry = Entry(value=value, kind=kind, cost_usd=cost, calls=collector.calls, text=req.text,
                       context=req.context, awaitable=awaitable)
         self.store.put(req.key, entry, self.ttl)
@@ -297,15 +294,13 @@ def _is_positive_int(value: Any) -> bool:
 
 
 def _materialise(entry: Entry) -> Any:
+    # The caller may mutate what it gets (a value, or a replayed chunk in place): the cache must not change.
     if entry.kind == STREAM:
-        value: Any = ReplayStream(list(entry.value))
+        value: Any = ReplayStream([snapshot(chunk) for chunk in entry.value])
     elif entry.kind == ASYNC_STREAM:
-        value = AsyncReplayStream(list(entry.value))
+        value = AsyncReplayStream([snapshot(chunk) for chunk in entry.value])
     else:
-        try:
-            value = copy.deepcopy(entry.value)  # the caller may mutate what it gets; the cache must not change
-        except Exception:
-            value = entry.value
+        value = snapshot(entry.value)
     # A plain def that returned an awaitable: its caller awaits what it gets. (Entries pickled before the field
     # existed lack it.)
     if getattr(entry, "awaitable", False):

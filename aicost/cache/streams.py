@@ -2,19 +2,31 @@
 
 A stream closed early, or one that raised, produced a partial answer: caching it would serve a truncated reply
 to the next caller. The recording wrapper forwards every chunk as it arrives (nothing is buffered ahead of the
-application), keeps a copy, and calls ``on_complete(chunks)`` only on exhaustion; on close, error or garbage
+application), keeps a deep copy of each as it passes (the application may edit a chunk in place before the
+stream ends; what is stored must be what the vendor sent), and calls ``on_complete(chunks)`` only on exhaustion; on close, error or garbage
 collection it calls ``on_abandon()``. Each step runs inside the cache's call collector, so the vendor calls a
 generator makes lazily are still counted towards the entry's cost.
 
 A hit replays the stored chunks through :class:`ReplayStream` / :class:`AsyncReplayStream`: iterable, closable
-and usable as a context manager like the SDK streams (it is not the SDK's ``Stream`` class).
+and usable as a context manager like the SDK streams (it is not the SDK's ``Stream`` class); each hit gets its
+own copies of the chunks.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from ..hooks import CallCollector, collect_calls
+
+
+def snapshot(value: Any) -> Any:
+    """A deep copy, so that a caller editing what it got cannot change the cache; the value itself if it cannot
+    be copied (an object holding a lock or a socket: storing it by reference beats not caching it)."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
 
 
 class _Finisher:
@@ -73,7 +85,7 @@ class RecordingStream(_Recording):
         except BaseException:
             self._finisher.abandon()
             raise
-        self._finisher.chunks.append(chunk)
+        self._finisher.chunks.append(snapshot(chunk))
         return chunk
 
     def close(self) -> None:
@@ -105,7 +117,7 @@ class AsyncRecordingStream(_Recording):
         except BaseException:
             self._finisher.abandon()
             raise
-        self._finisher.chunks.append(chunk)
+        self._finisher.chunks.append(snapshot(chunk))
         return chunk
 
     async def aclose(self) -> None:
