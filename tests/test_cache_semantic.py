@@ -59,6 +59,14 @@ def embedder():
     ("How many tablespoons are in a cup?", "How many oz are in a cup?", "units"),
     ("How much is it to ship a package from Canada?", "How much is it to ship a package to Canada?", "direction"),
     ("How many cups are in an ounce?", "How many ounces are in a cup?", "direction"),
+    # tense and modality: the verifier ignores auxiliaries as scaffolding, so only this guard tells them apart
+    ("when will the war in ukraine end", "when did the war in ukraine end", "tense"),
+    ("who is the ceo of twitter", "who was the ceo of twitter", "tense"),
+    ("who was the president of france", "who is the president of france", "tense"),
+    ("may i pay tax on gifts", "must i pay tax on gifts", "tense"),
+    ("Should I tip at restaurants in Japan?", "Must I tip at restaurants in Japan?", "tense"),
+    ("When does the new iPhone come out?", "When did the new iPhone come out?", "tense"),
+    ("What'll the weather be in Oslo?", "What is the weather in Oslo?", "tense"),
 ])
 def test_guards_veto_meaning_changes(query, cached, veto):
     assert Guards().veto(query, cached) == veto
@@ -76,6 +84,10 @@ def test_guards_veto_meaning_changes(query, cached, veto):
     ("In Python, how can I sort a list in descending order?", "How do I sort a list in descending order in Python?"),
     ("how to add a column to a sql table", "How do I add a column to a table in SQL?"),
     ("How much interest is charged on a 30 year mortgage?", "What is the interest rate on a 30-year mortgage?"),
+    ("How could I export my data?", "How do I export my data?"),  # unmarked auxiliaries agree
+    ("When did the Berlin Wall fall?", "When was the fall of the Berlin Wall?"),  # both past
+    ("Who painted the Mona Lisa?", "Who was the painter of the Mona Lisa?"),  # no auxiliary: no tense to differ
+    ("Could you tell me how I should cook rice?", "How should I cook rice?"),  # politeness marks nothing
 ])
 def test_guards_let_paraphrases_through(query, cached):
     assert Guards().veto(query, cached) is None
@@ -239,6 +251,30 @@ def test_semantic_hit_serves_paraphrase_and_never_near_misses(embedder, cache_te
     assert Decimal(hit.attributes[semconv.AICOST_CACHE_SAVED_USD]) == Decimal("0.004")
     vetoes = {s.attributes.get(semconv.AICOST_CACHE_VETO) for s in spans[2:5]}
     assert vetoes <= {"verifier", "negation", "polarity", None}
+
+
+def test_a_change_of_tense_or_modality_never_gets_a_semantic_hit(embedder):
+    """The default Semantic() served "who was the ceo of twitter" for "who is ..." and "must i" for "may i": the
+    lexical verifier drops auxiliaries as question scaffolding and no guard looked at them."""
+    calls = []
+
+    @aicost.cache(prompt="q", semantic=Semantic(embedder))
+    def answer(q):
+        calls.append(q)
+        return f"answer to: {q}"
+
+    pairs = [
+        ("when did the war in ukraine end", "when will the war in ukraine end"),
+        ("who was the ceo of twitter", "who is the ceo of twitter"),
+        ("who is the president of france", "who was the president of france"),
+        ("must i pay tax on gifts", "may i pay tax on gifts"),
+    ]
+    for cached, near_miss in pairs:
+        answer(cached)
+        assert answer(near_miss) == f"answer to: {near_miss}"
+    assert answer("how can i reset my password") == "answer to: how can i reset my password"
+    assert answer("how do i reset my password") == "answer to: how can i reset my password"  # still a paraphrase
+    assert len(calls) == 2 * len(pairs) + 1
 
 
 def test_semantic_refund_order_numbers_never_hit(embedder):

@@ -2,7 +2,7 @@
 
 The exact tier (a hash of the normalised request) is the safe default. The semantic tier (``semantic=Semantic(...)``)
 is opt-in: embedding similarity alone confuses paraphrases with near-misses, so candidates must also pass guards
-(numbers, negations, entities, direction) and a verifier. See docs/cache.md.
+(numbers, negations, entities, direction, tense) and a verifier. See docs/cache.md.
 
 ``aicost.cache`` is both this package and the decorator: importing the package makes the module itself
 callable, so ``@aicost.cache(...)`` and ``aicost.cache.bypass()`` work whichever way the name was reached.

@@ -16,7 +16,14 @@ vetoes the match when it differs:
   "to" in one text and "from" in the other ("ship to Canada" / "ship from Canada"); and two words must not trade
   places around one relational word ("ounces in a cup" / "cups in an ounce");
 * ``units``: when both texts name units of measure or currencies, they must name the same ones ("in Celsius" /
-  "in Fahrenheit", "to kilometers" / "to meters", "km" and "kilometers" being one unit).
+  "in Fahrenheit", "to kilometers" / "to meters", "km" and "kilometers" being one unit);
+* ``tense``: when both texts mark a tense with an auxiliary, the same one: past (was, were, did, had), present
+  (is, are, am, do, does, has, have, "who's") or future (will, shall, 'll) - "who was the CEO" / "who is the CEO",
+  "when did it end" / "when will it end"; and when both use a modal of obligation (must), possibility (may,
+  might) or advice (should, ought), the same one - "must I" / "may I". The verifier ignores auxiliaries as
+  question scaffolding; a text without one ("Who painted the Mona Lisa?" / "Who was the painter of the Mona
+  Lisa?") and "can", "could", "would" (mostly politeness: "could you tell me") mark nothing, so "how do I" and
+  "how can I" still match.
 
 A veto costs a miss; a missing veto costs a wrong answer. Guards err towards vetoing.
 """
@@ -124,6 +131,22 @@ _UNIT_NAMES = {
     "cny": "yuan", "won": "won", "ruble": "ruble", "rouble": "ruble", "bitcoin": "bitcoin", "btc": "bitcoin",
 }
 
+# Auxiliaries that mark a tense, and modals, by what they mark (contractions included: "wasn't" is past).
+_TENSE_AUX = {
+    **dict.fromkeys(("was", "were", "did", "had", "wasn't", "weren't", "didn't", "hadn't"), "past"),
+    **dict.fromkeys(("is", "are", "am", "do", "does", "has", "have", "isn't", "aren't", "don't", "doesn't",
+                     "hasn't", "haven't"), "present"),
+    **dict.fromkeys(("will", "shall", "won't", "shan't"), "future"),
+}
+_MODAL_AUX = {
+    **dict.fromkeys(("must", "mustn't"), "obligation"),
+    **dict.fromkeys(("may", "might", "mightn't"), "possibility"),
+    **dict.fromkeys(("should", "shouldn't", "ought"), "advice"),
+}
+# "who's", "it's": a contracted "is"/"has" (the tokenizer drops "'s" as a possessive, so it is read here).
+_CONTRACTED_IS = re.compile(r"\b(?:who|what|where|when|why|how|which|it|that|there|here|he|she)'s\b", re.I)
+_CONTRACTED = {"'ll": "future", "'re": "present", "'ve": "present"}
+
 _DIRECTIONAL = {"to", "into", "from", "than", "vs", "versus", "before", "after", "onto", "toward", "towards",
                 "per", "over"}
 _SKIP_AFTER_DIRECTIONAL = {"the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "this", "that"}
@@ -191,6 +214,30 @@ def numbers(text: str) -> list[float]:
         if word in _NUMBER_WORDS:
             found.append((m.start(), float(_NUMBER_WORDS[word])))
     return [value for _, value in sorted(found)]
+
+
+def tense(text: str) -> frozenset[str]:
+    """The tenses the text's auxiliaries mark ({"past"} for "who was ...", {} for "who painted ...")."""
+    text = text.replace("’", "'")
+    marks = {"present"} if _CONTRACTED_IS.search(text) else set()
+    for t in re.findall(r"[a-z']+", text.casefold()):
+        mark = _TENSE_AUX.get(t) or next((m for end, m in _CONTRACTED.items() if t.endswith(end)), None)
+        if mark is not None:
+            marks.add(mark)
+    return frozenset(marks)
+
+
+def modality(text: str) -> frozenset[str]:
+    """The modalities the text's modals mark ({"obligation"} for "must I ...")."""
+    return frozenset(_MODAL_AUX[t] for t in re.findall(r"[a-z']+", text.replace("’", "'").casefold())
+                     if t in _MODAL_AUX)
+
+
+def _tense_clash(a: str, b: str) -> bool:
+    """Both texts mark a tense (or a modality) and not the same: a text that marks none agrees with any."""
+    ta, tb = tense(a), tense(b)
+    ma, mb = modality(a), modality(b)
+    return bool(ta and tb and ta != tb) or bool(ma and mb and ma != mb)
 
 
 def negation_count(text: str) -> int:
@@ -315,6 +362,7 @@ class Guards:
     entities: bool = True
     direction: bool = True
     units: bool = True
+    tense: bool = True
 
     def veto(self, query: str, cached: str) -> str | None:
         """The name of the first guard that rejects serving ``cached``'s answer to ``query``, or None."""
@@ -332,6 +380,8 @@ class Guards:
             return "entities"
         if self.direction and _direction_clash(query, cached):
             return "direction"
+        if self.tense and _tense_clash(query, cached):
+            return "tense"
         return None
 
 
