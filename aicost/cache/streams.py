@@ -3,8 +3,8 @@
 A stream closed early, or one that raised, produced a partial answer: caching it would serve a truncated reply
 to the next caller. The recording wrapper forwards every chunk as it arrives (nothing is buffered ahead of the
 application), keeps a deep copy of each as it passes (the application may edit a chunk in place before the
-stream ends; what is stored must be what the vendor sent), and calls ``on_complete(chunks)`` only on exhaustion; on close, error or garbage
-collection it calls ``on_abandon()``. Each step runs inside the cache's call collector, so the vendor calls a
+stream ends; what is stored must be what the vendor sent), and calls ``on_complete(chunks)`` only on exhaustion;
+on close, error or garbage collection it calls ``on_abandon()``. Each step runs inside the cache's call collector, so the vendor calls a
 generator makes lazily are still counted towards the entry's cost.
 
 A hit replays the stored chunks through :class:`ReplayStream` / :class:`AsyncReplayStream`: iterable, closable
