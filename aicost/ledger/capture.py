@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanContext
 
 from .. import semconv
 from ..hooks import CacheHit, CallResult, UnitFinished
+from .days import from_ns
 from .row import CACHE_HIT, CALL, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow
 
 __all__ = ["call_item", "event_item", "row_from_item", "attribution_fields"]
@@ -109,7 +110,7 @@ def attribution_fields(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def _time(ns: int) -> datetime:
     if not ns:
         return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+    return from_ns(ns)
 
 
 def _hex(value: int, width: int) -> str | None:

@@ -27,7 +27,7 @@ Other spans are ignored. Export never blocks on the database: rows go through a 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
 
@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import semconv as s
 from .capture import attribution_fields
+from .days import from_ns
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
 from .writer import LedgerWriter
 
@@ -70,7 +71,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _time(ns: int | None) -> datetime:
-    return datetime.fromtimestamp((ns or 0) / 1e9, timezone.utc)
+    return from_ns(ns or 0)
 
 
 def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:

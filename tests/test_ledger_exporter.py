@@ -1,0 +1,54 @@
+"""LedgerSpanExporter on its own: spans made by a real OpenTelemetry SDK tracer, read into rows and written to a real
+SQLite ledger. The span times a float would round, and the spans it cannot read (counted, never a failed batch)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aicost import semconv
+from aicost.ledger import capture, open_store
+from aicost.ledger.exporter import LedgerSpanExporter, rows_from_span
+
+DEC_1 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+DEC_1_NS = int(DEC_1.timestamp()) * 1_000_000_000
+
+
+def _spans(*calls: tuple[dict, int | None]) -> list:
+    """Finished spans of priced calls: each (extra attributes, start time in ns or None for now)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    for extra, start in calls:
+        attributes = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
+                      semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.GEN_AI_USAGE_INPUT_TOKENS: 100,
+                      semconv.AICOST_COST_TOTAL: "0.25", "aicost.cost.input_usd": "0.25", **extra}
+        span = tracer.start_span("chat gpt-4o", attributes=attributes, start_time=start)
+        span.end(end_time=None if start is None else start + 1_000)
+    return list(memory.get_finished_spans())
+
+
+@pytest.mark.parametrize("before_midnight_ns", [1, 300, 999])
+def test_a_span_just_before_midnight_stays_in_its_day_month_and_billing_period(before_midnight_ns, tmp_path,
+                                                                              spill_dir):
+    """2026-11-30T23:59:59.999999999Z is a November call: a float of the nanoseconds rounded it to December 1st (the
+    exporter's rows and the hooks' alike). Microseconds are truncated, never rounded up."""
+    (span,) = _spans(({}, DEC_1_NS - before_midnight_ns))
+    (row,) = rows_from_span(span)
+    assert row.time < DEC_1
+    assert capture._time(DEC_1_NS - before_midnight_ns) == row.time  # the in-process ledger's rows, the same
+    assert row.time == datetime(2026, 11, 30, 23, 59, 59, (1_000_000_000 - before_midnight_ns) // 1000,
+                                tzinfo=timezone.utc)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    exporter.export([span])
+    assert exporter.force_flush()
+    exporter.shutdown()
+    with open_store(url, create=False) as store:
+        assert [r.time.month for r in store.rows(DEC_1 - timedelta(days=1), DEC_1 + timedelta(days=1))] == [11]
