@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aicost import semconv
+from aicost._log import forget
 from aicost.ledger import capture, open_store
 from aicost.ledger.exporter import LedgerSpanExporter, rows_from_span
 
@@ -52,3 +53,30 @@ def test_a_span_just_before_midnight_stays_in_its_day_month_and_billing_period(b
     exporter.shutdown()
     with open_store(url, create=False) as store:
         assert [r.time.month for r in store.rows(DEC_1 - timedelta(days=1), DEC_1 + timedelta(days=1))] == [11]
+
+
+def test_spans_it_cannot_read_are_each_counted_and_never_fail_the_good_rows(tmp_path, spill_dir, caplog):
+    """A span the exporter cannot read (a count that is no number, an amount that is no finite number) is not in
+    the ledger: each one is counted (dropped_unreadable), though logged once. A non-finite amount is refused when
+    the span is read: Decimal('NaN') reached the writer and failed its whole batch, the good row spilled with it."""
+    forget("ledger:span")  # logged once per process: whatever an earlier test logged
+    bad_tokens = {semconv.GEN_AI_USAGE_INPUT_TOKENS: "n/a"}
+    spans = _spans(*[(bad_tokens, None)] * 3, ({}, None),
+                   ({semconv.AICOST_COST_TOTAL: "NaN"}, None), ({semconv.AICOST_COST_TOTAL: float("inf")}, None),
+                   ({"aicost.cost.output_usd": "NaN"}, None), ({semconv.AICOST_COST_TOTAL: float("nan")}, None))
+    with pytest.raises(ValueError, match="not a finite number"):
+        rows_from_span(spans[4])
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    for span in spans[:3]:  # one at a time: each is counted, not only the first (logged once)
+        exporter.export([span])
+    exporter.export(spans[3:])  # the good span with four unreadable amounts in one batch
+    assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    assert stats["dropped_unreadable"] == 7
+    assert stats["written"] == 1 and "write_errors" not in stats and "spilled" not in stats
+    assert sum("could not read a span" in r.getMessage() for r in caplog.records) == 1
+    with open_store(url, create=False) as store:
+        (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    assert (row.cost, row.cost_parts) == (Decimal("0.25"), {"input": Decimal("0.25")})

@@ -22,7 +22,9 @@ cache span as its parent, and the feature above it); none when the walk ends at 
 An ancestor exported in another batch cannot be walked through: the row keeps the nearest ancestor the batch
 knows.
 
-Other spans are ignored. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
+Other spans are ignored. A span that cannot be read (a count that is no number, an amount that is no finite
+number) is left out, counted (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its
+batch is written. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
 
 from __future__ import annotations
@@ -62,12 +64,19 @@ _PART_SUFFIX = "_usd"
 
 
 def _decimal(value: Any) -> Decimal | None:
+    """An amount attribute: None when absent. One that is there but is no finite number (``"NaN"``, ``inf``,
+    ``"n/a"``) raises ValueError: the span cannot be read (counted, see :meth:`LedgerSpanExporter.export`). Not
+    None, which would make the cost unknown or drop one part (the parts would no longer sum to the total), nor
+    Decimal('NaN'), which no ledger can store: it failed the writer's whole batch, the good rows with it."""
     if value is None:
         return None
     try:
-        return Decimal(value) if isinstance(value, str) else Decimal(repr(float(value)))
+        amount = Decimal(value) if isinstance(value, str) else Decimal(repr(float(value)))
     except (InvalidOperation, ValueError, TypeError):
-        return None
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise ValueError(f"an amount that is not a finite number: {value!r}")
+    return amount
 
 
 def _time(ns: int | None) -> datetime:
@@ -179,7 +188,9 @@ class LedgerSpanExporter(SpanExporter):
             except Exception:
                 from .._log import error_once
 
-                error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger")
+                self._writer.count_unreadable()
+                error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger (each one "
+                           "is counted: dropped_unreadable in the writer's stats())")
         for row in rows:
             if isinstance(row, LedgerRow):
                 row.run_id = _nearest_feature(row.run_id, parents, features)

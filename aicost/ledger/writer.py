@@ -193,6 +193,11 @@ class LedgerWriter:
         for row in rows:
             self._put(row)
 
+    def count_unreadable(self, n: int = 1) -> None:
+        """Count ``n`` rows a feeder could not make (a span the span exporter cannot read): they never reach the
+        queue, so nothing else would count them; ``dropped_unreadable`` in :meth:`stats`."""
+        self._counts["dropped_unreadable"] += n
+
     def _put(self, item: Any) -> None:
         if self._closed:
             self._drop_closed(1)
@@ -775,8 +780,8 @@ class LedgerWriter:
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, queued (now), written, duplicates, runs_written, records_written, spilled,
         replayed, outages, write_errors, pair_chunks and pair_errors (the pair summing), and every kind of drop
-        (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed). A counter
-        that has not moved is absent."""
+        (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed, and
+        dropped_unreadable: spans the span exporter could not read). A counter that has not moved is absent."""
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)
