@@ -9,6 +9,7 @@ every violation found, so a failing test says exactly which rule broke.
 from __future__ import annotations
 
 import csv
+import decimal
 import itertools
 import json
 import re
@@ -59,6 +60,8 @@ SKU_PRICE_PROPERTIES = {"CoreCount", "DiskMaxIops", "DiskSpace", "DiskType", "Gp
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")  # NumericFormat: no thousands separators, symbols or exponents
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")  # DateTimeFormat: ISO 8601, UTC, "Z"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")  # CurrencyCodeFormat: ISO 4217
+# Products checked exactly: at the default 28 digits, a 60-digit unit price x quantity rounds back to the cost.
+_EXACT = decimal.Context(prec=1000)
 
 
 def _read(path: Path) -> tuple[list[str], list[dict[str, Any]], str]:
@@ -165,7 +168,7 @@ def validate_focus(path: str | Path) -> list[str]:
         q = parsed.get("PricingQuantity")
         for unit_price, cost in (("ListUnitPrice", "ListCost"), ("ContractedUnitPrice", "ContractedCost")):
             if q is not None and parsed.get(unit_price) is not None and cost in parsed:
-                if parsed[unit_price] * q != parsed[cost]:
+                if _EXACT.multiply(parsed[unit_price], q) != parsed[cost]:
                     problems.append(f"{where}: {cost} must equal {unit_price} x PricingQuantity")
         if row.get("SkuPriceId") is None and row.get("SkuPriceDetails") is not None:
             problems.append(f"{where}: SkuPriceDetails must be null when SkuPriceId is null")

@@ -327,6 +327,86 @@ def test_focus_validator_catches_broken_files(tmp_path):
     assert any("column Model: not a FOCUS column and not prefixed x_" in p for p in problems)
 
 
+def _focus_charges(path) -> dict[str, dict]:
+    """The charges of a FOCUS file by token class, amounts as Decimals whatever the format."""
+    amounts = ("ListCost", "ListUnitPrice", "ContractedCost", "ContractedUnitPrice", "PricingQuantity",
+               "ConsumedQuantity", "BilledCost")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        charges = pq.read_table(path).to_pylist()
+    else:
+        with open(path, newline="") as f:
+            charges = [{k: (Decimal(v) if k in amounts else v) for k, v in c.items()} for c in csv.DictReader(f)]
+    return {c["x_TokenClass"]: c for c in charges}
+
+
+def _step_priced_call() -> LedgerRow:
+    """A Claude call priced step by step (a server-side tool loop), one step over the 200K band: its input class is
+    210,001 tokens at $6/M and 7 at $3/M, and 1.260027 / 210,008 has no end; its output, 10 tokens at each band's
+    rate, averages to a rate that does."""
+    from aicost.pricing.engine import price_call
+    from aicost.usage import Usage
+
+    steps = (Usage(input_tokens=210_001, output_tokens=10), Usage(input_tokens=7, output_tokens=10))
+    cost = price_call("anthropic", "claude-sonnet-4-5", Usage(input_tokens=210_008, output_tokens=20),
+                      long_context=True, steps=steps)
+    assert cost.tier == "input>200000" and dict(cost.parts) == {"input": Decimal("1.260027"),
+                                                                "output": Decimal("0.000375")}
+    return LedgerRow(span_id="b" * 16, kind=CALL, time=DAY + timedelta(hours=5), provider="anthropic",
+                     operation="chat", request_model="claude-sonnet-4-5", response_model="claude-sonnet-4-5",
+                     input_tokens=210_008, output_tokens=20, cost=cost.total, cost_parts=dict(cost.parts),
+                     price_source=cost.source, team="search")
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_focus_a_class_billed_at_two_rates_keeps_list_cost_equal_to_unit_price_times_quantity(tmp_path, file_format):
+    """Before: the input's unit price was 1.260027 / 210,008 cut at 60 digits, so in the CSV ListUnitPrice x
+    PricingQuantity != ListCost, and the Parquet export raised (more than 24 decimal places). Now that class is one
+    request at its exact cost (the ledger does not itemise it by rate), its tokens still the consumed quantity."""
+    row = _step_priced_call()
+    target = tmp_path / f"steps.{file_format}"
+    with open_store(f"sqlite:///{tmp_path / 'l.db'}") as store:
+        store.write([row], [])
+        result = export_focus(store, DAY, DAY + timedelta(days=1), target)
+    assert validate_focus(target) == []
+    charges = _focus_charges(target)
+    mixed, output = charges["input"], charges["output"]
+    assert (mixed["PricingQuantity"], mixed["PricingUnit"]) == (1, "Requests")
+    assert mixed["ListUnitPrice"] == mixed["ContractedUnitPrice"] == mixed["ListCost"] == Decimal("1.260027")
+    assert (mixed["ConsumedQuantity"], mixed["ConsumedUnit"]) == (210_008, "Tokens")
+    assert mixed["SkuPriceId"] == "anthropic/claude-sonnet-4-5/standard/input/per-request"
+    assert mixed["ChargeDescription"].endswith("(standard tier; no exact unit rate, priced per request)")
+    assert (output["PricingQuantity"], output["PricingUnit"]) == (20, "Tokens")
+    assert output["ListUnitPrice"] * output["PricingQuantity"] == output["ListCost"] == Decimal("0.000375")
+    assert result.total == sum(c["BilledCost"] for c in charges.values()) == row.cost
+
+
+def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
+    """A cost Parquet cannot hold exactly (25 decimals) fails the export, never rounded. Before, the CLI exited 2
+    and left a 0-row .parquet, which a FinOps tool would load as the period's (empty) charges; now nothing is left
+    at the name, and an earlier export there stays whole."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    tiny = Decimal("0.0000000000000000000000001")
+    row = LedgerRow(span_id="c" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                    request_model="gpt-4o", input_tokens=1, cost=tiny, cost_parts={"input": tiny})
+    with open_store(url) as store:
+        store.write([row], [])
+    fresh, earlier = tmp_path / "fresh.parquet", tmp_path / "earlier.parquet"
+    earlier.write_bytes(b"the previous export")
+    for target in (fresh, earlier):
+        code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11",
+                              "-o", str(target))
+        assert code == 2 and "more than 24 decimal places" in err and out == ""
+    assert not fresh.exists()
+    assert earlier.read_bytes() == b"the previous export"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11",
+                          "-o", str(tmp_path / "fine.csv"))  # CSV holds it exactly
+    assert code == 0, err
+    assert validate_focus(tmp_path / "fine.csv") == []
+
+
 def test_cli_export_writes_focus(ledger_url, tmp_path):
     with open_store(ledger_url) as store:
         fill(store, Profile(days=2, teams=3, customers=5, calls=200, seed=4, start=DAY))

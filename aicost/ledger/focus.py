@@ -10,7 +10,11 @@ itemises each meter. Mapping (docs/ledger.md has the full table):
   invoice to reconcile against, so the four are one number).
 * ``ConsumedQuantity`` / ``ConsumedUnit``: the tokens of that class ("Tokens"; "Characters" for per-character
   speech, "Requests" for per-request items); ``PricingQuantity`` / ``PricingUnit`` the same, and
-  ``ListUnitPrice`` = ``ContractedUnitPrice`` the exact per-unit rate (cost / quantity).
+  ``ListUnitPrice`` = ``ContractedUnitPrice`` the exact per-unit rate (cost / quantity), so ``ListCost =
+  ListUnitPrice x PricingQuantity`` exactly. A class billed at more than one rate (a step-priced call with a step
+  over a long-context band) has their average; when that is not exact in 24 decimals, it is one request at its cost
+  (``PricingQuantity`` 1, ``PricingUnit`` "Requests"; its ``SkuPriceId`` ends in ``/per-request``): the ledger
+  keeps each class's sum, not its split by rate, and a rounded rate would break the identity.
 * ``ChargePeriodStart`` / ``End``: the UTC hour of the call; ``BillingPeriodStart`` / ``End``: its UTC month.
 * ``ServiceCategory`` "AI and Machine Learning", ``ServiceSubcategory`` "Generative AI", ``ServiceName`` and
   ``ServiceProviderName`` from the provider (OpenAI, Anthropic, Azure OpenAI, Amazon Bedrock, Vertex AI).
@@ -21,6 +25,7 @@ itemises each meter. Mapping (docs/ledger.md has the full table):
   x_Estimated, x_PriceSource, x_Operation, x_RunId, x_Outcome, x_TraceId, x_SpanId.
 
 A CSV's string cells that a spreadsheet would run as a formula get a leading ``'`` (:mod:`.csvtext`); numbers never.
+The file is written under a temporary name and renamed once complete: a failed export leaves no partial file.
 
 Not exported, and said so in the result: calls whose price is unknown (FOCUS cost columns cannot be null and an
 unknown price is never $0; ``aicost report`` counts them), cache hits and refusals (no money was billed). A call
@@ -29,17 +34,19 @@ that billed nothing (a rejected request) has no charge either.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import decimal
 import functools
 import json
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from .csvtext import csv_text
 from .days import HOUR, month_of
@@ -144,7 +151,12 @@ def _quantity(row: LedgerRow, part: str) -> int:
 
 
 
-_UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
+# A unit price is the part's cost divided by its units, exactly or not at all (Inexact is trapped), and held to the
+# decimals Parquet's decimal128(38, 24) keeps, so the CSV and the Parquet file of a ledger carry the same charges.
+_UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation, decimal.Inexact])
+_PLACES = 24
+_QUANTUM = Decimal(1).scaleb(-_PLACES)
+PER_REQUEST = "per-request"  # the last segment of the SkuPriceId of a part with no exact unit rate (_unit_price)
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
@@ -157,6 +169,19 @@ def _sku_details(model: str, tier: str, part: str) -> str:
 def _datetime_text(value: datetime) -> str:
     """FOCUS date/time text; charges share their hour and month, so each is formatted once."""
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unit_price(cost: Decimal, quantity: int) -> Decimal | None:
+    """``cost / quantity`` when that is exact in at most 24 decimals, so ``ListUnitPrice x PricingQuantity =
+    ListCost`` holds exactly; else None. A part priced at one rate always divides (its cost is quantity x rate); one
+    billed at more than one rate may not: a step-priced call with one step over a long-context band bills its
+    ``input`` tokens partly at $3/M and partly at $6/M, and 1.260027 / 210,008 has no end. (The ledger keeps each
+    part's sum, not its split by rate, so the rates cannot be itemised.)"""
+    try:
+        price = _UNIT_PRICE.divide(cost, quantity)
+        return price if price.quantize(_QUANTUM, context=_UNIT_PRICE) == price else None
+    except (decimal.Inexact, decimal.InvalidOperation):
+        return None
 
 
 def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[dict[str, Any]]:
@@ -183,8 +208,17 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
         quantity = _quantity(row, part)
         if quantity <= 0:
             quantity, unit = 1, "Requests"  # a charge whose units the ledger does not hold: one request
-        unit_price = _UNIT_PRICE.divide(cost, quantity)
+        unit_price = _unit_price(cost, quantity)
+        pricing_quantity, pricing_unit, description = quantity, unit, f"{model}: {what} ({tier} tier)"
         sku_price_id = f"{provider}/{model}/{tier}/{part}"
+        if unit_price is None:
+            # No exact unit rate (billed at more than one rate, which the ledger does not itemise, or at a rate
+            # finer than 24 decimals): one request at its exact cost (FOCUS needs a unit price on a usage charge,
+            # and the identity with ListCost), its tokens still the consumed quantity; never a rounded rate. Said
+            # in the description and the price id.
+            pricing_quantity, pricing_unit, unit_price = 1, "Requests", cost
+            description = f"{model}: {what} ({tier} tier; no exact unit rate, priced per request)"
+            sku_price_id = f"{sku_price_id}/{PER_REQUEST}"
         out.append({
             "BilledCost": cost,
             "BillingAccountId": billing_account or provider,
@@ -195,7 +229,7 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
             "BillingPeriodStart": period_start,
             "ChargeCategory": "Usage",
             "ChargeClass": None,
-            "ChargeDescription": f"{model}: {what} ({tier} tier)",
+            "ChargeDescription": description,
             "ChargeFrequency": "Usage-Based",
             "ChargePeriodEnd": charge_start + HOUR,
             "ChargePeriodStart": charge_start,
@@ -210,8 +244,8 @@ def focus_rows(row: LedgerRow, *, billing_account: str | None = None) -> list[di
             "ListUnitPrice": unit_price,
             "PricingCategory": "Standard",
             "PricingCurrency": "USD",
-            "PricingQuantity": Decimal(quantity),
-            "PricingUnit": unit,
+            "PricingQuantity": Decimal(pricing_quantity),
+            "PricingUnit": pricing_unit,
             "ProviderName": service_provider,
             "PublisherName": service_provider,
             "ServiceCategory": "AI and Machine Learning",
@@ -349,13 +383,31 @@ def export_focus(store: LedgerStore, start: datetime | date, end: datetime | dat
                 result.total += charge["BilledCost"]
                 yield charge
 
+    write = _write_csv if kind == "csv" else _write_parquet
     with decimal.localcontext(decimal.Context(prec=60)):
-        if kind == "csv":
-            _write_csv(target, charges())
-        else:
-            _write_parquet(target, charges())
+        _write_whole(target, lambda path: write(path, charges()))
     bar.done(seen)
     return result
+
+
+def _write_whole(target: str, write: Callable[[str], None]) -> None:
+    """``write`` the file to a temporary name beside ``target``, renamed over it once complete: an export that
+    fails midway (a cost Parquet cannot hold, a database error, Ctrl-C) leaves no partial file that a FinOps tool
+    would load as the period's charges, and a previous export at ``target`` stays as it was. A target that is no
+    regular file (``/dev/stdout``, a pipe) cannot be replaced: it is written directly."""
+    if os.path.exists(target) and not os.path.isfile(target):
+        write(target)
+        return
+    final = os.path.realpath(target)  # a symlink's file is replaced, not the link
+    directory, name = os.path.split(final)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    try:
+        write(temporary)
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 def _write_csv(target: str, charges: Iterator[dict[str, Any]]) -> None:
@@ -373,7 +425,6 @@ def _write_parquet(target: str, charges: Iterator[dict[str, Any]], batch: int = 
     except ImportError as exc:  # pragma: no cover - the ledger extra installs it
         raise RuntimeError("Parquet export needs pyarrow: pip install 'aicost-otel[ledger]'") from exc
     schema = _arrow_schema()
-    quantum = Decimal("1e-24")
     with pq.ParquetWriter(target, schema) as writer:
         columns: dict[str, list] = {name: [] for name in COLUMN_NAMES}
         count = 0
@@ -387,9 +438,9 @@ def _write_parquet(target: str, charges: Iterator[dict[str, Any]], batch: int = 
             for name, kind in COLUMNS:
                 value = charge[name]
                 if kind == "decimal" and value is not None:
-                    exact = value.quantize(quantum)
+                    exact = value.quantize(_QUANTUM)
                     if exact != value:
-                        raise ValueError(f"{name} {value} has more than 24 decimal places")
+                        raise ValueError(f"{name} {value} has more than {_PLACES} decimal places")
                     value = exact
                 columns[name].append(value)
             count += 1
