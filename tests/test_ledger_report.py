@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from aicost.cli import main
-from aicost.ledger import CALL, FeatureRun, LedgerRow, open_store, spend, totals
+from aicost.ledger import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow, open_store, spend, totals
 from aicost.ledger.focus import COLUMN_NAMES, export_focus
 from aicost.ledger.report import Period, PeriodError, build_report, parse_period, render_table
 from aicost.ledger.synthetic import Profile, fill
@@ -405,6 +405,34 @@ def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
                           "-o", str(tmp_path / "fine.csv"))  # CSV holds it exactly
     assert code == 0, err
     assert validate_focus(tmp_path / "fine.csv") == []
+
+
+def test_focus_summary_says_what_is_not_in_the_file(tmp_path):
+    """docs/ledger.md: unknown-price calls, cache hits and refusals, and calls that billed nothing are 'said in the
+    command's summary'. Before, it named only the unknown-price calls: the others were never printed (the $0 call
+    not even counted), so the file had fewer calls than `aicost report` with no word why."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    t = DAY + timedelta(hours=2)
+
+    def call(n, cost, **kw):
+        return LedgerRow(span_id=f"{n:016x}", kind=CALL, time=t, provider="openai", request_model="gpt-4o",
+                         input_tokens=1000, cost=cost, cost_parts={"input": cost} if cost else {}, team="search",
+                         **kw)
+
+    rows = [call(1, Decimal("0.5")), call(2, Decimal(0)), call(3, None, price_known=False),
+            LedgerRow(span_id="4" * 16, kind=CACHE_HIT, time=t, cost=Decimal(0), saved_cost=Decimal("0.2")),
+            LedgerRow(span_id="5" * 16, kind=REFUSAL, time=t, cost=Decimal(0), stopped_cost=Decimal("0.3"))]
+    with open_store(url) as store:
+        store.write(rows, [])
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11",
+                          "-o", str(tmp_path / "f.csv"))
+    assert code == 0, err
+    assert out.rstrip("\n").endswith("f.csv; 1 calls with an unknown price are not in it (see aicost report); "
+                                      "2 cache hits and refusals and 1 calls that billed nothing are not in it "
+                                      "(no money was billed)")
+    with open_store(url, create=False) as store:
+        result = export_focus(store, t, t + timedelta(hours=1), tmp_path / "f.parquet")
+    assert (result.calls, result.free_calls, result.skipped_rows, result.unknown_price_calls) == (1, 1, 2, 1)
 
 
 def test_cli_export_writes_focus(ledger_url, tmp_path):

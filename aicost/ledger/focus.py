@@ -27,9 +27,9 @@ itemises each meter. Mapping (docs/ledger.md has the full table):
 A CSV's string cells that a spreadsheet would run as a formula get a leading ``'`` (:mod:`.csvtext`); numbers never.
 The file is written under a temporary name and renamed once complete: a failed export leaves no partial file.
 
-Not exported, and said so in the result: calls whose price is unknown (FOCUS cost columns cannot be null and an
-unknown price is never $0; ``aicost report`` counts them), cache hits and refusals (no money was billed). A call
-that billed nothing (a rejected request) has no charge either.
+Not exported, and counted in the result and said in its summary (the command's output): calls whose price is
+unknown (FOCUS cost columns cannot be null and an unknown price is never $0; ``aicost report`` counts them), cache
+hits and refusals (no money was billed), and calls that billed nothing (a rejected request: no charge).
 """
 
 from __future__ import annotations
@@ -281,14 +281,22 @@ class ExportResult:
     calls: int = 0  # ledger call rows exported
     unknown_price_calls: int = 0  # left out: FOCUS has no null cost, and an unknown price is never $0
     skipped_rows: int = 0  # cache hits and refusals: no money billed
+    free_calls: int = 0  # calls that billed nothing (a rejected request): no charge
     total: Decimal = field(default_factory=lambda: Decimal(0))  # sum of BilledCost, exact
 
     def summary(self) -> str:
+        """One line: what was written, then every ledger row that is not in the file and why, so that a file with
+        fewer calls than ``aicost report`` counts is never a surprise (docs/ledger.md promises it here)."""
         text = (f"wrote {self.charges:,} FOCUS {FOCUS_VERSION} charges ({self.calls:,} calls, "
                 f"{decimal_text(self.total)} USD) to {self.path}")
         if self.unknown_price_calls:
             text += (f"; {self.unknown_price_calls:,} calls with an unknown price are not in it "
                      "(see aicost report)")
+        unbilled = [f"{count:,} {what}" for count, what in ((self.skipped_rows, "cache hits and refusals"),
+                                                              (self.free_calls, "calls that billed nothing"))
+                    if count]
+        if unbilled:
+            text += f"; {' and '.join(unbilled)} are not in it (no money was billed)"
         return text
 
 
@@ -378,6 +386,8 @@ def export_focus(store: LedgerStore, start: datetime | date, end: datetime | dat
             made = focus_rows(row, billing_account=billing_account)
             if made:
                 result.calls += 1
+            else:
+                result.free_calls += 1  # its cost (every part) is $0: no charge to write
             for charge in made:
                 result.charges += 1
                 result.total += charge["BilledCost"]
