@@ -586,3 +586,56 @@ def test_copy_data_staged_on_a_utf8_session_is_not_sent_over_a_later_session_tha
     with open_store(url, create=False) as again:
         (row,) = again.rows(T0 - timedelta(days=1), T0 + timedelta(days=1))
     assert (row.team, row.customer) == ("équipe", "Zoë")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://ledger:s3cret@db:5432/aicost", "postgresql://ledger:***@db:5432/aicost"),
+    ("postgresql://:s3cret@db/aicost", "postgresql://:***@db/aicost"),
+    ("postgresql://ledger:s3@cr/et@db/aicost", "postgresql://ledger:***@db/aicost"),
+    ("postgresql://ledger@db/aicost?password=s3cret&sslmode=require",
+     "postgresql://ledger@db/aicost?password=***&sslmode=require"),
+    ("postgres://db/aicost?sslmode=verify-full&sslpassword=s3cret",
+     "postgres://db/aicost?sslmode=verify-full&sslpassword=***"),
+    ("postgresql://db/aicost?pass%77ord=s3cret", "postgresql://db/aicost?pass%77ord=***"),
+    ("postgresql://ledger@db/aicost?application_name=r", "postgresql://ledger@db/aicost?application_name=r"),
+])
+def test_redact_url_hides_every_password_libpq_would_read(url, shown):
+    from aicost.ledger.store import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_a_postgres_password_given_as_a_query_parameter_is_never_shown(pg_server, tmp_path, spill_dir, caplog):
+    """libpq reads ``?password=`` (and ``?sslpassword=``) as well as ``user:password@``; only the latter was hidden,
+    so the report's "ledger:" line, the dashboard's header and the JSON report printed the password. The writer's
+    outage log printed the URL as given, ``user:password@`` included."""
+    import io
+
+    from aicost._log import forget
+    from aicost.cli import main
+    from aicost.ledger.report import build_report, render_json, render_table
+    from aicost.ledger.writer import LedgerWriter
+
+    from ledger_helpers import fresh_pg_database
+
+    url = f"{fresh_pg_database(pg_server)}?password=s3cret&sslmode=disable"
+    with open_store(url) as store:
+        store.write([_row(1)], [])
+        assert store.url.endswith("?password=***&sslmode=disable")
+        report = build_report(store, T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert "ledger: postgresql://" in render_table(report)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["report", "--ledger", url, "--since", "2026-11-01", "--until", "2026-12-01"], out=out, err=err) == 0
+    assert report.ledger == store.url  # the dashboard's header shows it too
+    for shown in (render_table(report), render_json(report), out.getvalue()):
+        assert "s3cret" not in shown and "password=***" in shown
+    assert err.getvalue() == ""
+    forget("ledger:down")
+    writer = LedgerWriter("postgresql://ledger:s3cret@127.0.0.1:1/aicost?sslpassword=s3cret")  # nothing listens
+    try:
+        assert writer.stats()["outages"] == 1 and "s3cret" not in repr(writer)
+    finally:
+        writer.close(timeout_s=1)
+    logged = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert logged and not any("s3cret" in m for m in logged)
+    assert "ledger:***@127.0.0.1:1/aicost?sslpassword=***" in logged[0]

@@ -27,7 +27,6 @@ import logging
 import math
 import operator
 import os
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -181,7 +180,7 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
         return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), setting=setting)
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStore(Path(text), create=create, setting=setting)
-    raise ConfigurationError(f"{setting}: unsupported ledger URL {text!r}; use {_ACCEPTED}")
+    raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
 
 
 def parse_ts(value: Any) -> datetime:
@@ -1705,7 +1704,32 @@ _SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.value FROM json_each(?) A
 _PG_SET_OUTCOMES = ("UPDATE aicost_ledger SET outcome = o.outcome "
                     "FROM unnest(%s::text[], %s::text[]) AS o(outcome, run_id) "
                     "WHERE aicost_ledger.run_id = o.run_id AND aicost_ledger.outcome IS NULL")
-_PG_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})  # libpq's URI query parameters that carry a secret
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every secret libpq would read from it replaced by ``***``: the password of its userinfo
+    (``user:secret@host``, the user may be empty) and the ``password`` / ``sslpassword`` query parameters
+    (``?password=secret``; names percent-decoded, as libpq decodes them). For what is shown (the report's "ledger:"
+    line, the dashboard, logs, errors), never for connecting. The userinfo runs to the last ``@`` before the
+    query: a password with an unencoded ``@`` or ``/`` is hidden whole (at worst more than the password is)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    location, question, query = rest.partition("?")
+    userinfo, at, hosts = location.rpartition("@")
+    if at and ":" in userinfo:
+        location = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    if question:
+        query = "&".join(_redacted_parameter(parameter) for parameter in query.split("&"))
+    return f"{scheme}{sep}{location}{question}{query}"
+
+
+def _redacted_parameter(parameter: str) -> str:
+    from urllib.parse import unquote
+
+    name, equals, _ = parameter.partition("=")
+    return f"{name}=***" if equals and unquote(name) in _SECRET_PARAMETERS else parameter
 
 
 class _TextArray(str):
@@ -1792,7 +1816,7 @@ class PostgresStore(LedgerStore):
 
     def __init__(self, url: str, *, setting: str) -> None:
         super().__init__()
-        self.url = _PG_PASSWORD.sub(r"\1***@", url)  # never a password in logs or errors
+        self.url = redact_url(url)  # shown in reports, the dashboard, logs and errors: never a password
         self._dsn = url
         self._setting = setting
         try:

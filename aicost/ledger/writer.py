@@ -53,7 +53,7 @@ from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .row import FeatureRun, LedgerRow
-from .store import LedgerStore, LedgerUnavailable, PreparedBatch, open_store
+from .store import LedgerStore, LedgerUnavailable, PreparedBatch, open_store, redact_url
 
 __all__ = ["LedgerWriter", "Record"]
 
@@ -515,7 +515,7 @@ class LedgerWriter:
                 pass
             self._store = None
         if log_once("ledger:down", logging.WARNING, "aicost ledger: %s is unreachable (%s); rows are spilled to %s "
-                    "and replayed when it is back", self.url if self._store is None else self._store.url, exc,
+                    "and replayed when it is back", redact_url(self.url), exc,
                     self._spill_dir):
             forget("ledger:up")
 
@@ -523,7 +523,7 @@ class LedgerWriter:
         if self._backoff > 1.0:
             self._backoff = 1.0
             forget("ledger:down")
-            log_once("ledger:up", logging.INFO, "aicost ledger: %s is reachable again", self.url)
+            log_once("ledger:up", logging.INFO, "aicost ledger: %s is reachable again", redact_url(self.url))
 
     # -- spill --------------------------------------------------------------------------------------------------
     # A spill file is <stem>-<pid>.jsonl, appended to by process <pid>'s writers. Replaying one, a writer renames it
@@ -788,7 +788,7 @@ class LedgerWriter:
         return out
 
     def __repr__(self) -> str:
-        return f"<LedgerWriter {self.url} queued={len(self._queue)}>"
+        return f"<LedgerWriter {redact_url(self.url)} queued={len(self._queue)}>"
 
 
 class _Preparer:
