@@ -104,6 +104,40 @@ def test_webhook_failures_are_counted_and_logged_never_raised_and_retried_next_r
     assert len(got.bodies) == 2  # the 500 attempt, then the delivered one
 
 
+def test_a_sink_that_failed_while_another_delivered_is_retried_alone_next_run(tmp_path):
+    """The claim is per alert and sink: the failed webhook gets the alert next run, the callback not twice."""
+    state = str(tmp_path / "sent.db")
+    got_callback = []
+    with receiver() as (url, got):
+        got.status = 500
+        first = AL.Alerter([AL.CallbackSink(got_callback.append, name="pager"), AL.WebhookSink(url)], state=state)
+        assert first.send(ALERT) == [ALERT]  # delivered to the callback
+        assert first.stats.failed == 1 and len(got.bodies) == 1
+        got.status = 200
+        second = AL.Alerter([AL.CallbackSink(got_callback.append, name="pager"), AL.WebhookSink(url)], state=state)
+        assert second.send(ALERT) == [ALERT]  # the webhook, retried alone
+        assert second.stats.failed == 0 and second.stats.suppressed == 0
+        third = AL.Alerter([AL.CallbackSink(got_callback.append, name="pager"), AL.WebhookSink(url)], state=state)
+        assert third.send(ALERT) == [] and third.stats.suppressed == 1  # every sink has it now
+    assert got_callback == [ALERT]
+    assert len(got.bodies) == 2  # the 500 attempt, then the delivered retry
+
+
+def test_sinks_of_the_same_name_each_get_the_alert_and_old_state_files_still_count(tmp_path):
+    import sqlite3
+
+    a, b = [], []
+    alerter = AL.Alerter([AL.CallbackSink(lambda x: a.append(x)), AL.CallbackSink(lambda x: b.append(x))])
+    assert alerter.send(ALERT) == [ALERT] and a == b == [ALERT]
+    # A state file from before per-sink claims holds the bare key: the alert was delivered then, not again now.
+    state = str(tmp_path / "old.db")
+    AL.SentState(state)
+    with sqlite3.connect(state) as db:
+        db.execute("INSERT INTO aicost_alerts_sent (key, sent_at) VALUES (?, 0)", (ALERT.key,))
+    again = AL.Alerter(AL.CallbackSink(a.append), state=state)
+    assert again.send(ALERT) == [] and again.stats.suppressed == 1 and a == [ALERT]
+
+
 def test_callback_and_budget_events_in_app_do_not_block_the_caller():
     got = []
     release = threading.Event()

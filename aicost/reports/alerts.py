@@ -1,10 +1,11 @@
 """Alerts: budget thresholds, forecast-over-budget and spend spikes, sent to a callback or a webhook.
 
 An :class:`Alert` has a ``key`` that names *what* it is about (``budget:team/month:search:month:2026-12:0.8``).
-An :class:`Alerter` sends each key once: the keys already sent are kept in a state file (SQLite, one table), so
-repeated runs of ``aicost alerts`` from cron, or several processes, notify once per threshold per window, once per
-forecast overrun per month and once per spike. Claiming a key is one ``INSERT OR IGNORE``, atomic across
-processes; when every sink fails, the claim is released so the next run tries again.
+An :class:`Alerter` sends each key once to each sink: the keys already sent are kept in a state file (SQLite, one
+table), so repeated runs of ``aicost alerts`` from cron, or several processes, notify once per threshold per window,
+once per forecast overrun per month and once per spike. Claiming a key is one ``INSERT OR IGNORE``, atomic across
+processes. The claim is per alert *and sink*: a sink whose delivery failed has its claim released, so the next run
+tries that sink again, alone, and a sink that delivered never gets the alert twice.
 
 Sinks: :class:`CallbackSink` (any Python callable) and :class:`WebhookSink`, which POSTs a Slack-compatible JSON
 body ``{"text": ..., "blocks": [...]}`` (Slack incoming webhooks, and the many tools that accept that shape). A
@@ -274,6 +275,14 @@ class SentState:
             cur = db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)", (key, now))
             return cur.rowcount == 1
 
+    def has(self, key: str) -> bool:
+        """True if ``key`` is marked sent (without claiming it)."""
+        if self.path is None:
+            with self._lock:
+                return key in self._memory
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM aicost_alerts_sent WHERE key = ?", (key,)).fetchone() is not None
+
     def release(self, key: str) -> None:
         """Forget ``key`` (its delivery failed), so it is tried again."""
         if self.path is None:
@@ -303,14 +312,26 @@ class SentState:
 @dataclass
 class AlertStats:
     sent: int = 0  # alerts delivered to at least one sink
-    suppressed: int = 0  # repeats of a key already sent
+    suppressed: int = 0  # repeats of a key every sink already had
     failed: int = 0  # sink deliveries that raised (one alert to two failing sinks counts 2)
     dropped: int = 0  # in-app alerts dropped because the delivery queue was full
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
+def _sink_ids(sinks: Sequence[Sink]) -> list[str]:
+    """Each sink's name in the dedup state. A repeated name (two webhooks on one host, two unnamed lambdas) gets
+    its rank among the sinks of that name (``webhook hooks.slack.com#2``): sinks sharing a claim would let the
+    first to deliver mark the alert sent for the other."""
+    seen: dict[str, int] = {}
+    out = []
+    for sink in sinks:
+        seen[sink.name] = rank = seen.get(sink.name, 0) + 1
+        out.append(sink.name if rank == 1 else f"{sink.name}#{rank}")
+    return out
+
+
 class Alerter:
-    """Send alerts to ``sinks`` once per key. ``state``: a SQLite file path for dedup across runs and processes
+    """Send alerts to ``sinks`` once per key and sink. ``state``: a SQLite file path for dedup across runs and processes
     (default: in memory, per process)."""
 
     QUEUE_SIZE = 1000
@@ -323,6 +344,7 @@ class Alerter:
         self.sinks = list(sinks)  # type: ignore[arg-type]
         if not self.sinks:
             raise ValueError("Alerter needs at least one sink")
+        self._sink_ids = _sink_ids(self.sinks)
         self.state = SentState(state)
         self.stats = AlertStats()
         self._stats_lock = _fork.lock()
@@ -339,43 +361,70 @@ class Alerter:
         self._thread = None
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
-        """Deliver each alert not sent before; return those delivered. Never raises for a sink's failure."""
+        """Deliver each alert to every sink that has not had it; return those delivered (to at least one sink).
+        Never raises for a sink's failure.
+
+        Each sink claims the alert for itself (``key -> sink``): one sink failing while another delivers must
+        leave the failed one to be retried by the next run, and that retry must not send the alert again to the
+        sink that already has it."""
         if isinstance(alerts, Alert):
             alerts = [alerts]
         delivered = []
         for alert in alerts:
-            try:
-                fresh = self.state.claim(alert.key)
-            except sqlite3.Error as exc:  # an unreadable state file must not stop the alert
-                log_once(f"alerts:state:{self.state.path}", logging.WARNING,
-                         "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
-                fresh = True
-            if not fresh:
+            pending = [] if self._sent_before(alert) else [
+                (sink, claim) for sink, claim in zip(self.sinks, self._claims(alert)) if self._claim(claim)]
+            if not pending:
                 with self._stats_lock:
                     self.stats.suppressed += 1
                 continue
             ok = 0
-            for sink in self.sinks:
-                try:
-                    sink.send(alert)
+            for sink, claim in pending:
+                if self._deliver(sink, alert):
                     ok += 1
-                except Exception as exc:  # noqa: BLE001 - a sink's failure is counted, never raised
-                    with self._stats_lock:
-                        self.stats.failed += 1
-                        self.stats.failures_by_sink[sink.name] = self.stats.failures_by_sink.get(sink.name, 0) + 1
-                    log_once(f"alerts:sink:{sink.name}:{type(exc).__name__}", logging.WARNING,
-                             "aicost alerts: %s failed to deliver an alert (%s: %s); counted, will retry next run",
-                             sink.name, type(exc).__name__, exc)
+                else:
+                    try:
+                        self.state.release(claim)  # this sink's claim only: the next run tries it again
+                    except sqlite3.Error:
+                        pass
             if ok:
                 with self._stats_lock:
                     self.stats.sent += 1
                 delivered.append(alert)
-            else:
-                try:
-                    self.state.release(alert.key)
-                except sqlite3.Error:
-                    pass
         return delivered
+
+    def _claims(self, alert: Alert) -> list[str]:
+        """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
+        return [f"{alert.key} -> {sink_id}" for sink_id in self._sink_ids]
+
+    def _claim(self, key: str) -> bool:
+        try:
+            return self.state.claim(key)
+        except sqlite3.Error as exc:  # an unreadable state file must not stop the alert
+            log_once(f"alerts:state:{self.state.path}", logging.WARNING,
+                     "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
+            return True
+
+    def _sent_before(self, alert: Alert) -> bool:
+        """True if a state file written before claims were per sink holds the alert's bare key: it was delivered
+        then, and sending it again after an upgrade would repeat every alert of the current windows."""
+        try:
+            return self.state.path is not None and self.state.has(alert.key)
+        except sqlite3.Error:
+            return False  # _claim logs the unusable file
+
+    def _deliver(self, sink: Sink, alert: Alert) -> bool:
+        """Send ``alert`` to ``sink``; False (counted, logged) if it raised."""
+        try:
+            sink.send(alert)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a sink's failure is counted, never raised
+            with self._stats_lock:
+                self.stats.failed += 1
+                self.stats.failures_by_sink[sink.name] = self.stats.failures_by_sink.get(sink.name, 0) + 1
+            log_once(f"alerts:sink:{sink.name}:{type(exc).__name__}", logging.WARNING,
+                     "aicost alerts: %s failed to deliver an alert (%s: %s); counted, will retry next run",
+                     sink.name, type(exc).__name__, exc)
+            return False
 
     # -- in-app: budget callbacks ------------------------------------------------------------------------------
     def budget_callback(self) -> Callable[[Any], None]:
