@@ -194,6 +194,23 @@ def test_cli_alerts_over_the_ledger_send_each_alert_once(tmp_path):
         assert f"0 sent, {sent} already sent before" in out.getvalue()
 
 
+def test_replaying_a_past_moment_does_not_alert_on_spend_after_it(tmp_path):
+    """`aicost alerts --at T`: the spike of 2026-11-26 03:00-03:39 UTC has not happened at 02:00, and at 03:20
+    only its calls before 03:20 explain it."""
+    import re
+
+    from aicost.ledger import open_store
+
+    ledger = write_ledger(tmp_path / "ledger.db")
+    with open_store(ledger, create=False) as store:
+        before = AL.evaluate_ledger(store, [], now=datetime(2026, 11, 26, 2, tzinfo=timezone.utc))
+        during = AL.evaluate_ledger(store, [], now=datetime(2026, 11, 26, 3, 20, tzinfo=timezone.utc))
+    assert [a for a in before if a.kind == AL.ANOMALY] == []
+    (spike,) = [a for a in during if a.key == f"anomaly:team:{SPIKE_TEAM}:2026-11-26"]
+    times = re.findall(r"\((\d\d:\d\d) UTC", spike.text)
+    assert times and all(t < "03:20" for t in times), spike.text
+
+
 def test_names_cannot_ping_a_channel():
     """A team name from upstream baggage is text in the message, never a Slack mention or link."""
     alert = AL.Alert(AL.ANOMALY, "k", "Spend spike: team <!channel>", "team <!channel> & <https://x|y> spent $5",

@@ -115,3 +115,22 @@ def test_a_spike_on_the_last_day_of_the_ledger_is_found(tmp_path):
     (a,) = json.loads(out)
     assert (a["group"], a["start"]) == (SPIKE_TEAM, SPIKE_DAY.isoformat())
     assert Decimal(a["baseline_usd"]) < Decimal("1")
+
+
+def test_a_bucket_cut_by_the_end_of_the_scan_is_explained_by_its_calls_before_the_end(tmp_path):
+    """Scanning to a moment inside a day (today, or a replayed "now"): a costlier call later that day is neither
+    in the bucket's spend nor among the calls behind it."""
+    from aicost.ledger import CALL, LedgerRow, open_store
+
+    url = write_ledger(tmp_path / "ledger.db")
+    later = LedgerRow(span_id="f" * 16, kind=CALL, time=datetime(2026, 11, 26, 5, tzinfo=timezone.utc),
+                      provider="openai", operation="chat", request_model="gpt-4o", response_model="gpt-4o",
+                      input_tokens=1, output_tokens=1, cost=Decimal("5"), cost_parts={"input": Decimal("5")},
+                      price_source="test", team=SPIKE_TEAM, feature="answer", customer=SPIKE_CUSTOMER)
+    with open_store(url) as store:
+        store.write([later])
+        now = datetime(2026, 11, 26, 3, 20, tzinfo=timezone.utc)
+        (a,) = A.scan_ledger(store, date(2026, 11, 20), now, dimensions=("team",), calls=3)
+    assert (a.group, a.start) == (SPIKE_TEAM, SPIKE_DAY)
+    assert a.actual < SPIKE_CALLS * SPIKE_COST  # only the spike calls made by 03:20 (and the day's usual spend)
+    assert a.calls and all(c.time < now for c in a.calls), [c.time for c in a.calls]

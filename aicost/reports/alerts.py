@@ -506,6 +506,9 @@ def evaluate_ledger(store: Any, budgets: Sequence[Any], *, now: datetime | None 
     if as_of is not None:
         alerts += forecast_alerts(forecast_budgets(store, budgets, as_of=as_of))
         today = now.date()
-        alerts += anomaly_alerts(scan_ledger(store, today - timedelta(days=anomaly_days - 1), today + timedelta(days=1),
+        # Up to now, not to the end of today: replaying a past ledger (`aicost alerts --at`), its spend after "now"
+        # has not happened yet.
+        end = min(datetime(today.year, today.month, today.day, tzinfo=timezone.utc) + timedelta(days=1), now)
+        alerts += anomaly_alerts(scan_ledger(store, today - timedelta(days=anomaly_days - 1), end,
                                              dimensions=dimensions or DEFAULT_DIMENSIONS, calls=3))
     return alerts

@@ -301,7 +301,10 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
                               min_usd=min_usd, since=since, first=first, last=last):
             if utc(anomaly.start) >= utc(end):
                 continue
-            behind = tuple(costliest_calls(store, anomaly.start, anomaly.end, dimension, anomaly.group, calls))
+            # The bucket's calls up to ``end`` only: a bucket cut by it (today, or "now" when a past ledger is
+            # replayed) must not be explained by calls that are not in its spend.
+            behind = tuple(costliest_calls(store, anomaly.start, min(utc(anomaly.end), utc(end)), dimension,
+                                           anomaly.group, calls))
             found.append(dataclasses.replace(anomaly, calls=behind))
     found.sort(key=lambda a: (-(a.actual - a.baseline), a.dimension, a.group))
     return found
