@@ -27,6 +27,8 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.status = 200
+        self.location: str | None = None  # answer POSTs with self.status and this Location (a redirect)
+        self.gets = 0
         self.lock = threading.Lock()
 
 
@@ -41,6 +43,15 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
             with state.lock:
                 state.bodies.append(json.loads(body))
             self.send_response(state.status)
+            if state.location:
+                self.send_header("Location", state.location)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def do_GET(self):  # noqa: N802 - where a redirected POST would land, bodiless
+            with state.lock:
+                state.gets += 1
+            self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
 
@@ -136,6 +147,23 @@ def test_sinks_of_the_same_name_each_get_the_alert_and_old_state_files_still_cou
         db.execute("INSERT INTO aicost_alerts_sent (key, sent_at) VALUES (?, 0)", (ALERT.key,))
     again = AL.Alerter(AL.CallbackSink(a.append), state=state)
     assert again.send(ALERT) == [] and again.stats.suppressed == 1 and a == [ALERT]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_webhook_answering_with_a_redirect_is_a_failed_delivery_retried_next_run(tmp_path, caplog, status):
+    """urllib follows a 302 to a POST with a bodiless GET; a 200 to that GET is no delivery of the alert."""
+    state = str(tmp_path / "sent.db")
+    with receiver() as (url, got):
+        got.status, got.location = status, url.rsplit("/", 1)[0] + "/moved"
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=2), state=state)
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            assert alerter.send(ALERT) == []
+        assert alerter.stats.failed == 1 and got.gets == 0
+        assert f"HTTP Error {status}" in caplog.text and "moved" not in caplog.text
+        got.status, got.location = 200, None
+        retry = AL.Alerter(AL.WebhookSink(url, timeout_s=2), state=state)
+        assert retry.send(ALERT) == [ALERT]
+    assert len(got.bodies) == 2
 
 
 def test_callback_and_budget_events_in_app_do_not_block_the_caller():
