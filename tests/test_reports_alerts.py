@@ -239,6 +239,21 @@ def test_replaying_a_past_moment_does_not_alert_on_spend_after_it(tmp_path):
     assert times and all(t < "03:20" for t in times), spike.text
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--anomaly-days", "-3", "argument --anomaly-days: must be a whole number >= 1, got '-3'"),
+    ("--anomaly-days", "0", "argument --anomaly-days: must be a whole number >= 1, got '0'"),
+    ("--at", "yesterday", "argument --at: not an ISO date/time: 'yesterday'"),
+])
+def test_cli_alerts_refuses_bad_options_naming_them(tmp_path, capsys, option, value, message):
+    """--anomaly-days -3 scanned nothing and said "0 alert(s)"; --at yesterday was refused without naming --at."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", str(tmp_path / "s.db"),
+              option, value])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_names_cannot_ping_a_channel():
     """A team name from upstream baggage is text in the message, never a Slack mention or link."""
     alert = AL.Alert(AL.ANOMALY, "k", "Spend spike: team <!channel>", "team <!channel> & <https://x|y> spent $5",

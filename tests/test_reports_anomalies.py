@@ -134,3 +134,23 @@ def test_a_bucket_cut_by_the_end_of_the_scan_is_explained_by_its_calls_before_th
     assert (a.group, a.start) == (SPIKE_TEAM, SPIKE_DAY)
     assert a.actual < SPIKE_CALLS * SPIKE_COST  # only the spike calls made by 03:20 (and the day's usual spend)
     assert a.calls and all(c.time < now for c in a.calls), [c.time for c in a.calls]
+
+
+@pytest.mark.parametrize("option, value, accepted", [
+    ("--z", "nan", "a finite number >= 0"), ("--z", "inf", "a finite number >= 0"),
+    ("--z", "-2", "a finite number >= 0"), ("--min-ratio", "nan", "a finite number >= 0"),
+    ("--calls", "-1", "a whole number >= 0"),
+])
+def test_cli_anomalies_refuses_numbers_that_would_change_the_scan_unseen(ledger, capsys, option, value, accepted):
+    with pytest.raises(SystemExit) as exit_:
+        main(["anomalies", "--ledger", ledger, "--period", "2026-11", "--by", "team", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: must be {accepted}, got '{value}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("by", ["", ",", " , "])
+def test_cli_anomalies_refuses_a_by_naming_no_dimension(ledger, by):
+    """It scanned nothing and answered "No spikes"."""
+    code, out, err = run_cli("anomalies", "--ledger", ledger, "--period", "2026-11", "--by", by)
+    assert code == 2 and "No spikes" not in out
+    assert "--by names no dimension" in err and "team, feature, customer" in err

@@ -138,3 +138,12 @@ def test_cli_forecast_bad_input(ledger, tmp_path):
     assert code == 0 and "the ledger is empty" in out
     code, out, err = run_cli("forecast", "--ledger", ledger, "--as-of", "2025-03-10")
     assert code == 0 and "no spend in the ledger in the 8 weeks up to 2025-03-10" in out
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "two"])
+def test_cli_forecast_refuses_a_top_that_is_not_a_positive_whole_number(ledger, capsys, top):
+    """--top 0 used to say "no spend ... nothing to forecast", --top -1 to drop the last team silently."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["forecast", "--ledger", ledger, "--as-of", "2026-11-20", "--top", top])
+    assert exit_.value.code == 2
+    assert f"argument --top: must be a whole number >= 1, got '{top}'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -53,6 +54,34 @@ def _parse_usd(value: str) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {value!r}")
     return amount
+
+
+def _whole_number(minimum: int) -> Any:
+    """An argparse type: a whole number >= ``minimum``. argparse names the option in its error and exits 2, as
+    for any bad input: ``--top 0`` must not read as "no spend", nor ``--top -1`` silently drop the last group."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _finite_number(value: str) -> float:
+    """An argparse type: a finite number >= 0 (``nan`` fails every comparison, so it would silently turn a
+    threshold off)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def _load_budgets(path: str | None) -> list[Any]:
@@ -150,8 +179,8 @@ def add_forecast(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", type=_parse_day, help="last day counted as actual (default: yesterday, or the "
                                                     "ledger's last day)")
     p.add_argument("--level", type=float, default=0.8, help="interval coverage (default 0.8)")
-    p.add_argument("--top", type=int, default=20, help="largest groups (or values of a per-team budget) to "
-                                                       "forecast, by spend this month (default 20)")
+    p.add_argument("--top", type=_whole_number(1), default=20,
+                   help="largest groups (or values of a per-team budget) to forecast, by spend this month (default 20)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_forecast)
 
@@ -162,13 +191,17 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..ledger.report import PeriodError, parse_period
     from ..ledger.row import decimal_text
     from .anomalies import scan_ledger
-    from .data import check_dimension
+    from .data import DIMENSIONS, check_dimension
 
     try:
         dims = [check_dimension(d.strip()) for d in args.by.split(",") if d.strip()]
         period = parse_period(args.period, since=args.since, until=args.until)
     except (ValueError, PeriodError) as exc:
         print(f"aicost anomalies: {exc}", file=err)
+        return 2
+    if not dims:  # scanning nothing would report "No spikes"
+        print(f"aicost anomalies: --by names no dimension; give one or more of {', '.join(DIMENSIONS)}, tag:<name>, "
+              "global (comma-separated)", file=err)
         return 2
     store = _open(args, err)
     if store is None:
@@ -228,12 +261,14 @@ def add_anomalies(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", help="end, exclusive (ISO date or time)")
     p.add_argument("--by", default="team,feature,model,customer", help="dimensions, comma-separated")
     p.add_argument("--granularity", choices=("day", "hour"), default="day")
-    p.add_argument("--z", type=float, default=DEFAULT_Z, help=f"robust z-score threshold (default {DEFAULT_Z})")
-    p.add_argument("--min-ratio", type=float, default=DEFAULT_MIN_RATIO,
+    p.add_argument("--z", type=_finite_number, default=DEFAULT_Z,
+                   help=f"robust z-score threshold (default {DEFAULT_Z})")
+    p.add_argument("--min-ratio", type=_finite_number, default=DEFAULT_MIN_RATIO,
                    help=f"spend / baseline at least (default {DEFAULT_MIN_RATIO})")
     p.add_argument("--min-usd", type=_parse_usd, default=DEFAULT_MIN_USD,
                    help=f"excess over baseline at least (USD, default {DEFAULT_MIN_USD})")
-    p.add_argument("--calls", type=int, default=5, help="costliest calls to show per spike (default 5)")
+    p.add_argument("--calls", type=_whole_number(0), default=5,
+                   help="costliest calls to show per spike (default 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_anomalies)
 
@@ -297,11 +332,10 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         budgets = _load_budgets(args.budgets)
         sinks: list[Any] = [WebhookSink(url) for url in args.webhook or ()]
-        now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
     except (ValueError, TypeError, OSError, ConfigurationError) as exc:
         print(f"aicost alerts: {exc}", file=err)
         return 2
-    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    now = args.at or datetime.now(timezone.utc)
     if not sinks:  # no webhook: printing them is the delivery (and what is remembered as sent)
         sinks.append(CallbackSink(lambda a: None, name="stdout"))
     store = _open(args, err)
@@ -320,6 +354,8 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def add_alerts(sub: argparse._SubParsersAction) -> None:
+    from ..cli import _parse_at  # `aicost prices --at`'s: ISO date or time, UTC without an offset
+
     p = sub.add_parser("alerts", help="send budget, forecast and spike alerts (to a webhook), each once")
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: thresholds and monthly limits to check")
@@ -327,8 +363,10 @@ def add_alerts(sub: argparse._SubParsersAction) -> None:
                    help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed")
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db)")
-    p.add_argument("--anomaly-days", type=int, default=2, help="scan the last N days for spikes (default 2)")
-    p.add_argument("--at", help="evaluate as if it were this time (ISO; default now): replay a past ledger")
+    p.add_argument("--anomaly-days", type=_whole_number(1), default=2,
+                   help="scan the last N days for spikes (default 2)")
+    p.add_argument("--at", type=_parse_at, help="evaluate as if it were this time (ISO, UTC without an offset; "
+                                                "default now): replay a past ledger")
     p.set_defaults(handler=_alerts)
 
 
