@@ -86,6 +86,21 @@ def build_rows(days: int = DAYS, start: date = START, spike: bool = True) -> tup
     return rows, runs
 
 
+def unpriced_rows(team: str, days: int, per_day: int, start: date = START, first_id: int = 50_000_000,
+                  hour: int = 9, model: str = "ft:gpt-4o:acme:x") -> list[LedgerRow]:
+    """``per_day`` calls a day by ``team`` to a model without a price: rows with cost NULL (an unknown price)."""
+    rows = []
+    for d in range(days):
+        day = start + timedelta(days=d)
+        for i in range(per_day):
+            rows.append(LedgerRow(
+                span_id=_span_id(first_id + d * per_day + i), kind=CALL,
+                time=datetime(day.year, day.month, day.day, hour, i % 60, tzinfo=timezone.utc), provider="openai",
+                operation="chat", request_model=model, response_model=model, input_tokens=1000, output_tokens=100,
+                cost=None, price_known=False, team=team, feature="tune", customer=CUSTOMERS[0]))
+    return rows
+
+
 def write_ledger(path_or_url, **options) -> str:
     """Write the ledger to a SQLite file at ``path_or_url`` (or to that ledger URL); return its URL."""
     url = str(path_or_url) if "://" in str(path_or_url) else f"sqlite:///{path_or_url}"

@@ -20,7 +20,7 @@ from aicost.budget.guard import BudgetEvent
 from aicost.cli import main
 from aicost.errors import ConfigurationError
 from aicost.reports import alerts as AL
-from reports_helpers import SPIKE_TEAM, write_ledger
+from reports_helpers import SPIKE_DAY, SPIKE_TEAM, unpriced_rows, write_ledger
 
 
 class Receiver:
@@ -252,6 +252,32 @@ def test_cli_alerts_refuses_bad_options_naming_them(tmp_path, capsys, option, va
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_alerts_name_the_calls_of_unknown_price_left_out_of_their_amounts(tmp_path):
+    """Threshold, forecast and spike alerts over spend that leaves calls of unknown price out say so."""
+    from aicost.ledger import open_store
+
+    ledger = write_ledger(tmp_path / "ledger.db")
+    with open_store(ledger) as store:
+        store.write(unpriced_rows(SPIKE_TEAM, 25, 2) + unpriced_rows(SPIKE_TEAM, 1, 7, start=SPIKE_DAY,
+                                                                    first_id=70_000_000, hour=2))
+    budgets = [Budget(limit_usd="12", window="month", scope="team", thresholds=[0.5, 0.8])]
+    with open_store(ledger, create=False) as store:
+        alerts = AL.evaluate_ledger(store, budgets, now=datetime(2026, 11, 26, 23, tzinfo=timezone.utc))
+    def of_search(alert):  # not research's
+        return f":{SPIKE_TEAM}:" in alert.key or f"[{SPIKE_TEAM}]" in alert.key
+
+    mine = {a.kind: a for a in alerts if of_search(a)}
+    assert len(mine) == len([a for a in alerts if of_search(a)]) == 3
+    # Nov 2 .. Nov 26: 25 days x 2, and 7 more on the spike day
+    assert "57 calls with an unknown price, not in the total." in mine[AL.BUDGET_THRESHOLD].text
+    assert ("unknown price", "57 calls, not in the total") in mine[AL.BUDGET_THRESHOLD].fields
+    # The forecast counts complete days, to Nov 25: 24 x 2
+    assert "48 calls with an unknown price, not in the total." in mine[AL.FORECAST_OVER_BUDGET].text
+    assert mine[AL.ANOMALY].text.startswith("$30.51 + 9 calls of unknown price on 2026-11-26")
+    others = [a for a in alerts if a.kind == AL.BUDGET_THRESHOLD and not of_search(a)]
+    assert others and all("unknown price" not in a.text for a in others)
 
 
 def test_names_cannot_ping_a_channel():

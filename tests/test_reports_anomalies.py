@@ -12,7 +12,7 @@ import pytest
 
 from aicost.cli import main
 from reports_helpers import SPIKE_CALLS, SPIKE_COST, SPIKE_CUSTOMER, SPIKE_DAY, SPIKE_MODEL, SPIKE_TEAM, build_rows
-from reports_helpers import write_ledger
+from reports_helpers import unpriced_rows, write_ledger
 
 pytest.importorskip("statsmodels")
 
@@ -154,3 +154,21 @@ def test_cli_anomalies_refuses_a_by_naming_no_dimension(ledger, by):
     code, out, err = run_cli("anomalies", "--ledger", ledger, "--period", "2026-11", "--by", by)
     assert code == 2 and "No spikes" not in out
     assert "--by names no dimension" in err and "team, feature, customer" in err
+
+
+def test_a_spike_with_calls_of_unknown_price_says_its_spend_is_a_lower_bound(tmp_path):
+    """Unpriced calls by the spiking team on the spike day: the spike's spend leaves them out, and says so."""
+    from aicost.ledger import open_store
+
+    url = write_ledger(tmp_path / "ledger.db")
+    with open_store(url) as store:
+        store.write(unpriced_rows(SPIKE_TEAM, 1, 7, start=SPIKE_DAY) + unpriced_rows("labs", 3, 2, first_id=70_000_000))
+    period = ["--since", "2026-11-20", "--until", "2026-11-30", "--by", "team"]
+    code, out, err = run_cli("anomalies", "--ledger", url, *period, "--format", "json")
+    assert code == 0, err
+    (a,) = json.loads(out)
+    assert (a["group"], a["start"], a["unknown_cost_calls"]) == (SPIKE_TEAM, SPIKE_DAY.isoformat(), 7)
+    code, out, err = run_cli("anomalies", "--ledger", url, *period)
+    assert code == 0, err
+    assert "7 calls with an unknown price, not in the total" in out  # labs' calls are from Nov 2, before the period
+    assert f"team {SPIKE_TEAM}  {SPIKE_DAY}  spent 30.51 USD + 7 calls of unknown price against a baseline" in out

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 import pytest
 
 from aicost.cli import main
-from reports_helpers import write_ledger
+from reports_helpers import unpriced_rows, write_ledger
 from servers import require_binary
 
 pytest.importorskip("plotly")
@@ -162,3 +162,27 @@ def test_names_from_the_ledger_cannot_inject_markup(tmp_path):
     source = page.read_text()
     assert evil not in source
     assert "<img src=x" not in source and "<script>alert(2)" not in source
+
+
+def test_calls_of_unknown_price_are_counted_apart_on_the_page_as_aicost_report_does(tmp_path):
+    """The total stays report's priced total; the calls it leaves out are shown, never drawn as $0 of spend."""
+    from aicost.ledger import open_store
+
+    url = write_ledger(tmp_path / "ledger.db")
+    with open_store(url) as store:
+        store.write(unpriced_rows("labs", 28, 5))
+    page = tmp_path / "spend.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), *PERIOD, "--as-of", "2026-11-20")
+    assert code == 0, err
+    assert "(140 with an unknown price, not in the total)" in out
+    source = page.read_text()
+    code, report_json, err = run_cli("report", "--ledger", url, "--format", "json", *PERIOD)
+    report = json.loads(report_json)["totals"]
+    totals = dict(re.findall(r'data-total="([a-z_]+)" data-exact="([^"]*)"', source))
+    assert totals["cost_usd"] == report["cost_usd"] and totals["calls"] == str(report["calls"])
+    assert totals["unknown_cost_calls"] == str(report["unknown_cost_calls"]) == "140"
+    assert "+ 140 calls of unknown price, not in the total" in source
+    assert "140 calls with an unknown price, not in the total nor in the charts" in source
+    # labs' forecast row: $0 spent so far is a lower bound (Nov 2 .. Nov 20: 19 days x 5 calls)
+    row = re.search(r"<tr><td>labs</td>(.*?)</tr>", source).group(1)
+    assert "+ 95 calls of unknown price" in row and "at least" in row

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from aicost.cli import main
-from reports_helpers import write_ledger
+from reports_helpers import unpriced_rows, write_ledger
 
 pytest.importorskip("statsmodels")
 
@@ -147,3 +147,57 @@ def test_cli_forecast_refuses_a_top_that_is_not_a_positive_whole_number(ledger, 
         main(["forecast", "--ledger", ledger, "--as-of", "2026-11-20", "--top", top])
     assert exit_.value.code == 2
     assert f"argument --top: must be a whole number >= 1, got '{top}'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ calls of unknown price
+@pytest.fixture(scope="module")
+def unpriced_ledger(tmp_path_factory):
+    """The helpers ledger, plus a team "labs" whose every call has an unknown price (5 a day from Nov 2) and 3
+    unpriced calls a day by search (the priced teams keep their spend)."""
+    from aicost.ledger import open_store
+
+    url = write_ledger(tmp_path_factory.mktemp("unpriced") / "ledger.db", spike=False)
+    with open_store(url) as store:
+        store.write(unpriced_rows("labs", 28, 5) + unpriced_rows("search", 28, 3, first_id=60_000_000))
+    return url
+
+
+def test_a_forecast_counts_the_calls_of_unknown_price_it_leaves_out(unpriced_ledger):
+    """A team of unpriced calls is not "$0 projected": it says how many calls its figures leave out."""
+    code, out, err = run_cli("forecast", "--ledger", unpriced_ledger, "--as-of", "2026-11-20", "--format", "json")
+    assert code == 0, err
+    data = {d["group"]: d for d in json.loads(out)}
+    assert data["labs"]["unknown_cost_calls"] == 5 * 19  # Nov 2 .. Nov 20
+    assert data["search"]["unknown_cost_calls"] == 3 * 19 and Decimal(data["search"]["actual_usd"]) > 0
+    assert data["support"]["unknown_cost_calls"] == 0
+    code, out, err = run_cli("forecast", "--ledger", unpriced_ledger, "--as-of", "2026-11-20")
+    assert code == 0, err
+    header = out.splitlines()[1].split()
+    assert header[:4] == ["team", "spent", "USD", "unpriced"]
+    assert "labs: 95 with an unknown price, not in the total: its spent and projected USD are lower bounds" in out
+    assert "search: 57 with an unknown price, not in the total" in out
+
+
+def test_a_ledger_of_unpriced_calls_only_is_not_no_spend(tmp_path):
+    from aicost.ledger import open_store
+
+    url = f"sqlite:///{tmp_path / 'unpriced.db'}"
+    with open_store(url) as store:
+        store.write(unpriced_rows("labs", 20, 5, start=date(2026, 11, 1)))
+    code, out, err = run_cli("forecast", "--ledger", url, "--as-of", "2026-11-20")
+    assert code == 0, err
+    assert "nothing to forecast" not in out
+    assert "labs: 100 with an unknown price, not in the total" in out
+
+
+def test_the_budget_forecasts_count_calls_of_unknown_price_too(unpriced_ledger, tmp_path):
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[[budgets]]\nlimit_usd = "10"\nwindow = "month"\nscope = "team"\n\n'
+                       '[[budgets]]\nlimit_usd = "10"\nwindow = "month"\nscope = "team"\nvalue = "labs"\n'
+                       'name = "labs"\n\n[[budgets]]\nlimit_usd = "500"\nwindow = "month"\nname = "company"\n')
+    code, out, err = run_cli("forecast", "--ledger", unpriced_ledger, "--as-of", "2026-11-20", "--budgets",
+                             str(budgets), "--format", "json")
+    assert code == 0, err
+    data = {d["group"]: d["unknown_cost_calls"] for d in json.loads(out)}
+    assert data["team/month[labs]"] == data["labs"] == 95 and data["team/month[search]"] == 57
+    assert data["company"] == 95 + 57 and data["team/month[support]"] == 0

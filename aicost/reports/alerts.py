@@ -84,16 +84,28 @@ def _escape(text: str) -> str:
 # Alerts from what the reports find
 
 
+def _unknown_note(calls: int) -> str:
+    """What ``aicost report`` says of calls whose price is unknown, for an alert's text ("" without any)."""
+    return f"; {calls:,} calls with an unknown price, not in the total" if calls else ""
+
+
+def _unknown_field(calls: int) -> tuple[tuple[str, str], ...]:
+    return (("unknown price", f"{calls:,} calls, not in the total"),) if calls else ()
+
+
 def budget_alert(budget: str, scope_value: str | None, window: str, threshold: Decimal, limit: Decimal,
-                 spent: Decimal) -> Alert:
+                 spent: Decimal, unknown_cost_calls: int = 0) -> Alert:
+    """``spent`` is the priced spend; ``unknown_cost_calls`` the window's calls whose price is unknown (named in
+    the alert: with them, the spend is more than it says)."""
     who = f" ({scope_value})" if scope_value else ""
     pct = f"{threshold * 100:.0f}%"
     return Alert(
         BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{threshold}",
         f"Budget {budget}{who} passed {pct}",
-        f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent * 100 / limit:.1f}%).",
+        f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent * 100 / limit:.1f}%)"
+        f"{_unknown_note(unknown_cost_calls)}.",
         (("budget", budget), ("scope", scope_value or "global"), ("window", window), ("threshold", pct),
-         ("spent", _usd(spent)), ("limit", _usd(limit))),
+         ("spent", _usd(spent)), ("limit", _usd(limit)), *_unknown_field(unknown_cost_calls)),
     )
 
 
@@ -127,9 +139,10 @@ def forecast_alerts(forecasts: Iterable[Any]) -> list[Alert]:
             FORECAST_OVER_BUDGET, f"forecast:{f.group}:{f.period_start:%Y-%m}:{level}",
             f"Forecast over budget: {f.group}",
             f"Projected {_usd(f.projected)} by {f.period_end} against a budget of {_usd(f.budget)}{interval}; "
-            f"{_usd(f.actual)} spent by {f.as_of}.",
+            f"{_usd(f.actual)} spent by {f.as_of}{_unknown_note(f.unknown_cost_calls)}.",
             (("budget", f.group), ("projected", _usd(f.projected)), ("budget limit", _usd(f.budget)),
-             ("spent so far", _usd(f.actual)), ("overrun", level), ("method", f.method)),
+             ("spent so far", _usd(f.actual)), ("overrun", level), ("method", f.method),
+             *_unknown_field(f.unknown_cost_calls)),
         ))
     return out
 
@@ -139,13 +152,15 @@ def anomaly_alerts(anomalies: Iterable[Any]) -> list[Alert]:
     for a in anomalies:
         ratio = "new spend" if a.baseline <= 0 else f"{a.ratio:.1f}x"
         calls = "; ".join(f"{c.model} {_usd(c.cost)} ({c.time:%H:%M} UTC, span {c.span_id})" for c in a.calls[:3])
+        unknown = a.unknown_cost_calls
+        plus = f" + {unknown:,} calls of unknown price" if unknown else ""
         out.append(Alert(
             ANOMALY, f"anomaly:{a.dimension}:{a.group}:{a.start.isoformat()}",
             f"Spend spike: {a.dimension} {a.group}",
-            f"{_usd(a.actual)} on {a.start} against a baseline of {_usd(a.baseline)} ({ratio})."
+            f"{_usd(a.actual)}{plus} on {a.start} against a baseline of {_usd(a.baseline)} ({ratio})."
             + (f" Costliest calls: {calls}." if calls else ""),
             ((a.dimension, a.group), ("bucket", str(a.start)), ("spent", _usd(a.actual)),
-             ("baseline", _usd(a.baseline)), ("ratio", ratio)),
+             ("baseline", _usd(a.baseline)), ("ratio", ratio), *_unknown_field(unknown)),
         ))
     return out
 
@@ -162,7 +177,8 @@ def current_window(window: str, now: datetime) -> tuple[datetime, datetime, str]
 
 def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime) -> list[Alert]:
     """For each budget with ``thresholds``, the highest one its ledger spend has crossed in the current window
-    (per scope value for a per-value budget). Thresholds crossed in earlier windows are not reported."""
+    (per scope value for a per-value budget). Thresholds crossed in earlier windows are not reported. The spend is
+    the priced spend: calls of unknown price cannot cross a threshold, and the alert names them."""
     from ..ledger import spend, totals
     from .data import UNATTRIBUTED, label
     from .forecast import budget_scope
@@ -175,16 +191,17 @@ def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime
         end = min(end, now)  # replaying a past ledger: spend after "now" has not happened yet
         dimension, value = budget_scope(budget)
         if dimension == "global":
-            spent = {None: totals(store, start, end).cost}
+            spent = {None: totals(store, start, end)}
         elif value is not None:
-            spent = {value: totals(store, start, end, where={dimension: value}).cost}
+            spent = {value: totals(store, start, end, where={dimension: value})}
         else:
-            spent = {label(g.key[dimension]): g.cost for g in spend(store, start, end, (dimension,))}
+            spent = {label(g.key[dimension]): g for g in spend(store, start, end, (dimension,))}
             spent.pop(UNATTRIBUTED, None)
-        for scope_value, amount in sorted(spent.items(), key=lambda kv: str(kv[0])):
-            crossed = [t for t in budget.thresholds if amount >= budget.limit_usd * t]
+        for scope_value, group in sorted(spent.items(), key=lambda kv: str(kv[0])):
+            crossed = [t for t in budget.thresholds if group.cost >= budget.limit_usd * t]
             if crossed:
-                out.append(budget_alert(budget.name, scope_value, window, max(crossed), budget.limit_usd, amount))
+                out.append(budget_alert(budget.name, scope_value, window, max(crossed), budget.limit_usd, group.cost,
+                                        group.unknown_cost_calls))
     return out
 
 

@@ -55,6 +55,8 @@ class Anomaly:
     score: float  # robust z-score of the residual
     method: str
     calls: tuple[Any, ...] = field(default=())  # the costliest calls of the bucket, when a source gave them
+    # The bucket's calls whose price is unknown (when a source counted them): not in actual, a lower bound then.
+    unknown_cost_calls: int = 0
 
     @property
     def excess(self) -> Decimal:
@@ -271,7 +273,9 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
                 min_usd: Decimal = DEFAULT_MIN_USD) -> list[Anomaly]:
     """Spikes in ``[start, end)`` per group of each dimension, each with its ``calls`` costliest calls.
 
-    The baseline is fitted on the ``BASELINE_DAYS`` before ``start`` as well as the period itself."""
+    The baseline is fitted on the ``BASELINE_DAYS`` before ``start`` as well as the period itself. Spikes are in
+    priced spend: calls whose price is unknown have no amount to judge; a spike's bucket counts its own
+    (``unknown_cost_calls``), so its spend is shown as the lower bound it is."""
     from .data import check_dimension, costliest_calls, daily_series, hourly_series, utc
 
     for dimension in dimensions:
@@ -305,7 +309,8 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
             # replayed) must not be explained by calls that are not in its spend.
             behind = tuple(costliest_calls(store, anomaly.start, min(utc(anomaly.end), utc(end)), dimension,
                                            anomaly.group, calls))
-            found.append(dataclasses.replace(anomaly, calls=behind))
+            unknown = series.unknown_calls(anomaly.group, anomaly.start, anomaly.start)
+            found.append(dataclasses.replace(anomaly, calls=behind, unknown_cost_calls=unknown))
     found.sort(key=lambda a: (-(a.actual - a.baseline), a.dimension, a.group))
     return found
 

@@ -134,7 +134,7 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ConfigurationError as exc:
             print(f"aicost forecast: {exc}", file=err)
             return 2
-    if not any(f.actual or f.projected for f in forecasts):
+    if not any(f.actual or f.projected or f.unknown_cost_calls for f in forecasts):
         print(f"aicost forecast: no spend in the ledger in the 8 weeks up to {as_of}: nothing to forecast", file=out)
         if args.as_of is None:
             print(f"(forecasts use complete days, up to yesterday; --as-of {as_of + timedelta(days=1)} counts today "
@@ -149,14 +149,21 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     actual_days = (as_of - month_start).days + 1
     out.write(f"aicost forecast: month-end spend for {month_start:%Y-%m}, as of {as_of} ({actual_days} of {days} days "
               f"actual), {args.level:.0%} interval\n")
-    header = ["budget" if budgets else by, "spent USD", "projected USD", "interval USD", "budget USD", "of budget",
-              "method"]
+    # The "unpriced" column of `aicost report`, where some group has calls of unknown price.
+    unpriced = any(f.unknown_cost_calls for f in forecasts)
+    header = ["budget" if budgets else by, "spent USD", *(["unpriced"] if unpriced else []), "projected USD",
+              "interval USD", "budget USD", "of budget", "method"]
     rows = [header]
     for f in forecasts:
         interval = "-" if f.low is None else f"{_money(f.low)} - {_money(f.high)}"
         share = "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%" + (" OVER" if f.over_budget else "")
-        rows.append([f.group, _money(f.actual), _money(f.projected), interval, _money(f.budget), share, f.method])
+        rows.append([f.group, _money(f.actual), *([f"{f.unknown_cost_calls:,}"] if unpriced else []),
+                     _money(f.projected), interval, _money(f.budget), share, f.method])
     out.write(_align(rows, 1))
+    for f in forecasts:
+        if f.unknown_cost_calls:
+            out.write(f"{f.group}: {f.unknown_cost_calls:,} with an unknown price, not in the total: its spent and "
+                      "projected USD are lower bounds\n")
     return 0
 
 
@@ -166,7 +173,8 @@ def _forecast_dict(f: Any) -> dict[str, Any]:
     return {"group": f.group, "period_start": f.period_start.isoformat(), "period_end": f.period_end.isoformat(),
             "as_of": f.as_of.isoformat(), "actual_usd": text(f.actual), "projected_usd": text(f.projected),
             "low_usd": text(f.low), "high_usd": text(f.high), "level": f.level, "budget_usd": text(f.budget),
-            "over_budget": f.over_budget, "method": f.method, "history_days": f.history_days}
+            "over_budget": f.over_budget, "method": f.method, "history_days": f.history_days,
+            "unknown_cost_calls": f.unknown_cost_calls}
 
 
 def add_forecast(sub: argparse._SubParsersAction) -> None:
@@ -212,12 +220,16 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                             calls=args.calls, z=args.z, min_ratio=args.min_ratio, min_usd=args.min_usd)
         from ..ledger import totals
 
-        empty = not totals(store, period.start, period.end).calls
+        period_totals = totals(store, period.start, period.end)
+        empty = not period_totals.calls
     if args.format == "json":
         json.dump([_anomaly_dict(a) for a in found], out, indent=2)
         out.write("\n")
         return 0
     out.write(f"aicost anomalies: {period.describe()}, per {args.granularity}, by {', '.join(dims)}\n")
+    if period_totals.unknown_cost_calls:  # as `aicost report` says it; a spike is judged on priced spend only
+        out.write(f"{period_totals.unknown_cost_calls:,} calls with an unknown price, not in the total: spikes are "
+                  "found in priced spend, and a spike's spend is a lower bound where it had some\n")
     if empty:
         out.write(f"No spend recorded between {period.start.isoformat()} and {period.end.isoformat()}: the ledger "
                   "has no calls in this period.\n")
@@ -227,7 +239,8 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     for a in found:
         ratio = "new" if a.baseline <= 0 else f"{a.ratio:.1f}x"
-        out.write(f"\n{a.dimension} {a.group}  {a.start}  spent {_money(a.actual)} USD against a baseline of "
+        unknown = f" + {a.unknown_cost_calls:,} calls of unknown price" if a.unknown_cost_calls else ""
+        out.write(f"\n{a.dimension} {a.group}  {a.start}  spent {_money(a.actual)} USD{unknown} against a baseline of "
                   f"{_money(a.baseline)} ({ratio}, z {min(a.score, 999):.1f}, {a.method})\n")
         if a.calls:
             rows = [["  time (UTC)", "model", "team", "feature", "customer", "tokens in/out", "cost USD", "span"]]
@@ -243,8 +256,8 @@ def _anomaly_dict(a: Any) -> dict[str, Any]:
     from ..ledger.row import decimal_text as text
 
     return {"dimension": a.dimension, "group": a.group, "start": a.start.isoformat(), "end": a.end.isoformat(),
-            "actual_usd": text(a.actual), "baseline_usd": text(a.baseline), "score": min(a.score, 1e9),
-            "method": a.method,
+            "actual_usd": text(a.actual), "unknown_cost_calls": a.unknown_cost_calls, "baseline_usd": text(a.baseline),
+            "score": min(a.score, 1e9), "method": a.method,
             "calls": [{"span_id": c.span_id, "trace_id": c.trace_id, "time": c.time.isoformat(), "model": c.model,
                        "team": c.team, "feature": c.feature, "customer": c.customer, "user": c.user,
                        "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "cost_usd": text(c.cost)}

@@ -11,6 +11,10 @@ machine, with no CDN and no network request. Everything on it is read through th
 * month-end forecasts against budgets (or, without budgets, for the whole ledger and its largest teams), with
   their intervals (:mod:`aicost.reports.forecast`);
 * the period's spend spikes with the calls behind them (:mod:`aicost.reports.anomalies`).
+
+Calls whose price is unknown have no cost (never $0): the charts draw priced spend, and the page says how many
+calls are not in it, as ``aicost report`` does: under the total, above the charts, and against each forecast or
+spike that had some (its amount is then a lower bound).
 """
 
 from __future__ import annotations
@@ -177,6 +181,8 @@ main { padding: 18px 28px 40px; max-width: 1500px; margin: 0 auto; }
 .kpi .label { font-size: 12px; color: #57606a; text-transform: uppercase; letter-spacing: .04em; }
 .kpi .value { font-size: 24px; font-weight: 600; margin-top: 4px; font-variant-numeric: tabular-nums; }
 .kpi .exact { font-size: 11px; color: #57606a; font-variant-numeric: tabular-nums; }
+.unknown { color: #9a4d00; }
+.kpi .unknown { font-size: 12px; margin-top: 2px; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
 .card { background: white; border-radius: 8px; padding: 8px; box-shadow: 0 1px 2px rgba(0,0,0,.08); min-width: 0; }
 .wide { grid-column: 1 / -1; }
@@ -204,10 +210,35 @@ def _kpis(report: Any) -> str:
     ]
     cells = []
     for label, shown, key, exact in tiles:
+        unknown = _unknown_total(t.unknown_cost_calls) if key == "cost_usd" else ""
         cells.append(f'<div class="kpi"><div class="label">{_e(label)}</div>'
                      f'<div class="value" data-total="{key}" data-exact="{_e(exact)}">{_e(shown)}</div>'
-                     f'<div class="exact">{_e(exact)}</div></div>')
+                     f'<div class="exact">{_e(exact)}</div>{unknown}</div>')
     return '<section class="kpis">' + "".join(cells) + "</section>"
+
+
+def _unknown_total(calls: int) -> str:
+    """Under the total spend: the calls it leaves out because their price is unknown (nothing without any), so a
+    total of priced spend never reads as all of it."""
+    if not calls:
+        return ""
+    return (f'<div class="unknown" data-total="unknown_cost_calls" data-exact="{calls}">+ {calls:,} calls of '
+            "unknown price, not in the total</div>")
+
+
+def _unknown_note(calls: int) -> str:
+    """Above the charts: they draw priced spend only."""
+    if not calls:
+        return ""
+    return (f'<p class="note unknown wide" id="unknown-price">{calls:,} calls with an unknown price, not in the total '
+            "nor in the charts: their spend is unknown, not $0 (<code>aicost report --by model</code> names the "
+            "models, column <i>unpriced</i>). Forecasts and spikes that had some say so; their amounts are lower "
+            "bounds.</p>")
+
+
+def _plus_unknown(calls: int) -> str:
+    """A table cell's suffix for an amount that leaves calls of unknown price out."""
+    return f'<br><span class="unknown">+ {calls:,} calls of unknown price</span>' if calls else ""
 
 
 def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> str:
@@ -223,9 +254,10 @@ def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -
         interval = "-" if f.low is None else f"{_usd(f.low)} &ndash; {_usd(f.high)}"
         share = "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%"
         cls = ' class="num over"' if f.over_budget else ' class="num"'
-        rows.append(f"<tr><td>{_e(f.group)}</td><td class=num>{_usd(f.actual)}</td><td class=num>{_usd(f.projected)}"
-                    f"</td><td class=num>{interval}</td><td class=num>{_usd(f.budget)}</td><td{cls}>{share}</td>"
-                    f"<td>{_e(f.method)}</td></tr>")
+        at_least = "at least " if f.unknown_cost_calls else ""
+        rows.append(f"<tr><td>{_e(f.group)}</td><td class=num>{_usd(f.actual)}{_plus_unknown(f.unknown_cost_calls)}"
+                    f"</td><td class=num>{at_least}{_usd(f.projected)}</td><td class=num>{interval}</td>"
+                    f"<td class=num>{_usd(f.budget)}</td><td{cls}>{share}</td><td>{_e(f.method)}</td></tr>")
     return (f'<div class="card wide">{title}<table><tr><th>budget / group</th>'
             '<th class=num>spent so far</th><th class=num>projected month-end</th><th class=num>interval</th>'
             '<th class=num>budget</th><th class=num>of budget</th><th>method</th></tr>' + "".join(rows) +
@@ -243,7 +275,8 @@ def _anomaly_table(anomalies: Sequence[Any]) -> str:
             calls = "<br>".join(f"{_e(c.time.strftime('%H:%M'))} {_e(c.model or '-')} {_usd(c.cost)} "
                                 f"<code>{_e(c.span_id)}</code>" for c in a.calls[:3])
             rows.append(f"<tr><td>{_e(a.dimension)}</td><td>{_e(a.group)}</td><td>{_e(a.start)}</td>"
-                        f"<td class=num>{_usd(a.actual)}</td><td class=num>{_usd(a.baseline)}</td>"
+                        f"<td class=num>{_usd(a.actual)}{_plus_unknown(a.unknown_cost_calls)}</td>"
+                        f"<td class=num>{_usd(a.baseline)}</td>"
                         f"<td class=num>{ratio}</td><td>{calls}</td></tr>")
         body = ("<table><tr><th>by</th><th>group</th><th>day</th><th class=num>spent</th><th class=num>baseline</th>"
                 "<th class=num>ratio</th><th>costliest calls</th></tr>" + "".join(rows) + "</table>")
@@ -353,11 +386,14 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
             return ""
         return f'<div class="card{" wide" if wide else ""}" data-chart="{name}">{charts[name]}</div>'
 
-    body = (_kpis(report) + '<section class="grid">' + card("daily", wide=True) + card("feature") +
+    body = (_kpis(report) + '<section class="grid">' + _unknown_note(report.totals.unknown_cost_calls) +
+            card("daily", wide=True) + card("feature") +
             card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
             _forecast_table(forecasts, as_of, bool(budgets)) +
             _anomaly_table(anomalies) + card("cache", wide=True) + _pool_cards(store, period, config)
             + "".join(_reconciliation_card(r) for r in reconciliations) + "</section>")
-    summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls, {len(forecasts)} forecast(s), "
-               f"{len(anomalies)} spike(s)")
+    unknown = report.totals.unknown_cost_calls
+    summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls"
+               + (f" ({unknown:,} with an unknown price, not in the total)" if unknown else "")
+               + f", {len(forecasts)} forecast(s), {len(anomalies)} spike(s)")
     return head + body + "</main></body></html>", summary

@@ -3,6 +3,10 @@
 Everything goes through the ledger's read API (:func:`aicost.ledger.spend` and its column-wise form
 ``spend_table``, which read the rollups kept at write time, and :meth:`LedgerStore.rows` for the few calls behind
 an anomaly), so the analytic modules work on ``{group: [(bucket, Decimal), ...]}`` and never on SQL.
+
+The amounts are the priced spend. A call whose price is unknown has no cost in the ledger (never $0): a series
+carries those calls apart (:attr:`Series.unknown`), so whatever is computed from a group that has some is known to
+be a lower bound and can be shown as one.
 """
 
 from __future__ import annotations
@@ -42,14 +46,31 @@ def utc(value: datetime | date) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
 
 
+class Series(dict):
+    """``{group: [(bucket, exact cost), ...]}``, the priced spend per group, and :attr:`unknown`: per group, the
+    buckets that had calls with an unknown price and how many (``{group: {bucket: calls}}``, only buckets with
+    some). Their cost is in no amount and is not zero, so a group listed there is not complete. A plain dict
+    otherwise: code that only wants the amounts reads it as before."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unknown: dict[str, dict[Any, int]] = {}
+
+    def unknown_calls(self, group: str, first: Any = None, last: Any = None) -> int:
+        """Calls of ``group`` with an unknown price in the buckets from ``first`` to ``last`` (inclusive; None:
+        open)."""
+        return sum(n for bucket, n in self.unknown.get(group, {}).items()
+                   if (first is None or bucket >= first) and (last is None or bucket <= last))
+
+
 def daily_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
-                 where: Mapping[str, str] | None = None) -> dict[str, list[tuple[date, Decimal]]]:
+                 where: Mapping[str, str] | None = None) -> Series:
     """``{group: [(day, exact cost), ...]}`` over ``[start, end)``; ``dimension="global"`` gives one series."""
     return _series(store, start, end, dimension, where, "day", date.fromisoformat)
 
 
 def hourly_series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str = "global",
-                  where: Mapping[str, str] | None = None) -> dict[str, list[tuple[datetime, Decimal]]]:
+                  where: Mapping[str, str] | None = None) -> Series:
     """``{group: [(hour start, exact cost), ...]}`` over ``[start, end)``."""
     return _series(store, start, end, dimension, where, "hour", _hour_start)
 
@@ -59,15 +80,21 @@ def _hour_start(key: str) -> datetime:
 
 
 def _series(store: LedgerStore, start: datetime | date, end: datetime | date, dimension: str,
-            where: Mapping[str, str] | None, bucket: str, parse: Callable[[str], Any]) -> dict[str, list[tuple]]:
+            where: Mapping[str, str] | None, bucket: str, parse: Callable[[str], Any]) -> Series:
     """Spend per ``bucket`` ("day" or "hour", the rollups' time keys) and group, in time order."""
     keys = (bucket,) if dimension == "global" else (bucket, check_dimension(dimension))
-    # Costs alone, unordered, column by column: a month of 500 customers by day is 15,000 groups.
-    table = spend_table(store, utc(start), utc(end), keys, where, measures=("cost",), order=False)
+    # Costs and unknown-price calls alone, unordered, column by column: a month of 500 customers by day is 15,000
+    # groups.
+    table = spend_table(store, utc(start), utc(end), keys, where, measures=("cost", "unknown_cost_calls"),
+                        order=False)
     groups = repeat(ALL) if dimension == "global" else map(label, table.columns[1])
-    out: dict[str, list[tuple]] = {}
-    for group, when, cost in zip(groups, table.columns[0], table.column("cost")):
-        out.setdefault(group, []).append((parse(when), cost))
+    out = Series()
+    for group, when, cost, unknown in zip(groups, table.columns[0], table.column("cost"),
+                                          table.column("unknown_cost_calls")):
+        bucket_start = parse(when)
+        out.setdefault(group, []).append((bucket_start, cost))
+        if unknown:
+            out.unknown.setdefault(group, {})[bucket_start] = unknown
     for points in out.values():
         points.sort()
     return out

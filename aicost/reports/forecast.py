@@ -19,6 +19,9 @@ next to a run-rate baseline, so the figures in docs/reports.md can be judged.
 
 Inputs are plain: a daily series ``[(date, Decimal), ...]`` per group, missing days meaning zero spend. Money
 stays Decimal at the edges; the model works in floats, and its outputs are rounded to 6 decimal places.
+
+Calls whose price is unknown have no amount (never $0): a forecast counts those of its period so far
+(``unknown_cost_calls``), and one with any is incomplete: its spend so far and projection are lower bounds.
 """
 
 from __future__ import annotations
@@ -57,6 +60,14 @@ class Forecast:
     method: str
     history_days: int
     budget: Decimal | None = None
+    # Calls from period_start to as_of whose price is unknown: not in actual (nor projected), so both are lower
+    # bounds when there are any.
+    unknown_cost_calls: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """False when calls of unknown price are missing from the figures (they are lower bounds, not $X)."""
+        return not self.unknown_cost_calls
 
     @property
     def remaining_days(self) -> int:
@@ -145,12 +156,14 @@ def forecast_period(
     history_start: date | None = None,
     budget: Decimal | None = None,
     level: float = DEFAULT_LEVEL,
+    unknown_cost_calls: int = 0,
 ) -> Forecast:
     """Project ``group``'s spend to the end of the period containing ``as_of`` (default: its calendar month).
 
     ``points`` is the group's daily spend; days up to and including ``as_of`` are history, from ``history_start``
     (default: the first day with spend) on. The projection is the actual spend so far plus the expected spend of the
-    remaining days, and ``[low, high]`` the central ``level`` interval of the period total.
+    remaining days, and ``[low, high]`` the central ``level`` interval of the period total. ``unknown_cost_calls``:
+    the period's calls so far whose price is unknown (not in ``points``), carried so the forecast says so.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -173,9 +186,9 @@ def forecast_period(
         low, mid, high, method = predict_total([float(v) for v in history], horizon, level=level)
     except ValueError:
         return Forecast(group, period_start, period_end, as_of, actual, actual, None, None, level, METHOD_NONE,
-                        len(history), budget)
+                        len(history), budget, unknown_cost_calls)
     return Forecast(group, period_start, period_end, as_of, actual, actual + _money(mid), actual + _money(low),
-                    actual + _money(high), level, method, len(history), budget)
+                    actual + _money(high), level, method, len(history), budget, unknown_cost_calls)
 
 
 def forecast_groups(
@@ -184,10 +197,14 @@ def forecast_groups(
     as_of: date,
     budgets: Mapping[str, Decimal] | None = None,
     level: float = DEFAULT_LEVEL,
+    unknown_cost_calls: Mapping[str, int] | None = None,
 ) -> list[Forecast]:
-    """:func:`forecast_period` for every group, largest projection first."""
+    """:func:`forecast_period` for every group, largest projection first. ``unknown_cost_calls``: per group, the
+    period's calls so far whose price is unknown."""
     budgets = budgets or {}
-    out = [forecast_period(g, pts, as_of=as_of, budget=budgets.get(g), level=level)
+    unknown = unknown_cost_calls or {}
+    out = [forecast_period(g, pts, as_of=as_of, budget=budgets.get(g), level=level,
+                           unknown_cost_calls=unknown.get(g, 0))
            for g, pts in series.items()]
     out.sort(key=lambda f: (-f.projected, f.group))
     return out
@@ -287,16 +304,23 @@ def forecast_ledger(store: Any, *, by: str = "team", as_of: date, level: float =
                     where: Mapping[str, str] | None = None, limit: int | None = None) -> list[Forecast]:
     """Month-end forecasts for every group of ``by`` (``"global"``: the whole ledger), largest first.
 
-    ``limit`` keeps the largest groups by spend so far this month (a fit costs tens of milliseconds)."""
+    ``limit`` keeps the largest groups by spend so far this month (a fit costs tens of milliseconds); among equal
+    spend, those with more calls of unknown price (a group of unpriced calls only has spent "0")."""
     from .data import daily_series
 
     month_start, _ = month_bounds(as_of)
     start = min(month_start, as_of - timedelta(days=HISTORY_DAYS - 1))
     series = daily_series(store, start, as_of + timedelta(days=1), by, where=where)
+    unknown = {g: series.unknown_calls(g, month_start, as_of) for g in series}
     if limit is not None:
-        spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
-        series = {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], g))[:limit]}
-    return forecast_groups(series, as_of=as_of, level=level)
+        series = _largest(series, month_start, unknown, limit)
+    return forecast_groups(series, as_of=as_of, level=level, unknown_cost_calls=unknown)
+
+
+def _largest(series: Mapping[str, Any], month_start: date, unknown: Mapping[str, int], limit: int) -> dict[str, Any]:
+    """The ``limit`` groups with the most spend since ``month_start``, then the most calls of unknown price."""
+    spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
+    return {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], -unknown.get(g, 0), g))[:limit]}
 
 
 def budget_scope(budget: Any) -> tuple[str, str | None]:
@@ -325,17 +349,21 @@ def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date, level: 
             continue
         dimension, value = budget_scope(budget)
         if dimension == "global":
-            series = daily_series(store, start, end)
+            read = daily_series(store, start, end)
         elif value is not None:
-            series = {value: daily_series(store, start, end, dimension, where={dimension: value}).get(value, [])}
+            read = daily_series(store, start, end, dimension, where={dimension: value})
         else:
-            series = daily_series(store, start, end, dimension)
-            series.pop(UNATTRIBUTED, None)  # calls without the scope's attribute do not count against it
-            if per_value_limit is not None:
-                spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
-                series = {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], g))[:per_value_limit]}
+            read = daily_series(store, start, end, dimension)
+            read.pop(UNATTRIBUTED, None)  # calls without the scope's attribute do not count against it
+        unknown = {g: read.unknown_calls(g, month_start, as_of) for g in read}
+        series: Mapping[str, Any] = read
+        if value is not None:
+            series = {value: read.get(value, [])}
+        elif dimension != "global" and per_value_limit is not None:
+            series = _largest(read, month_start, unknown, per_value_limit)
         for group, points in series.items():
             name = budget.name if dimension == "global" or value is not None else f"{budget.name}[{group}]"
-            out.append(forecast_period(name, points, as_of=as_of, budget=budget.limit_usd, level=level))
+            out.append(forecast_period(name, points, as_of=as_of, budget=budget.limit_usd, level=level,
+                                       unknown_cost_calls=unknown.get(group, 0)))
     out.sort(key=lambda f: (-(f.projected / f.budget if f.budget else 0), f.group))
     return out
