@@ -7,6 +7,7 @@ The guard is driven exactly as the instrumentation core drives it (``before_call
 
 from __future__ import annotations
 
+import decimal
 import json
 import logging
 import re
@@ -823,6 +824,54 @@ def test_every_amount_the_budget_api_returns_is_in_the_canonical_money_form():
 def test_a_limit_with_more_digits_than_money_carries_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="Budget.limit_usd"):
         Budget(limit_usd="1." + "0" * 150 + "1")
+
+
+def _hostile_context():
+    """What a host application may do to its thread's decimal context: a precision read as "decimal places" and
+    Inexact trapped (to catch rounding in its own money code)."""
+    return decimal.localcontext(decimal.Context(prec=2, traps=[decimal.Inexact, decimal.InvalidOperation]))
+
+
+def test_the_threads_decimal_context_changes_no_limit_reservation_or_status():
+    """The budget's amounts used to be computed in the calling thread's decimal context: at prec=2 a $0.0149 limit
+    became $0.015, and a call whose worst case is $0.015 passed it."""
+    with _hostile_context():
+        g = guard(Budget(limit_usd="0.0149", thresholds=["0.333"], on_threshold=lambda event: None))
+        assert (g._compiled[0].limit, g._compiled[0].thresholds) == (14_900_000, (4_961_700,))  # exact
+        with pytest.raises(BudgetExceeded):
+            g.before_call(chat_info(max_tokens=15000))  # $0.015 > $0.0149
+        info = chat_info(max_tokens=14000)
+        ticket = g.before_call(info)
+        assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0.014"
+        ticket.after_call(result(info, D("0.0123457")))
+        status = g.status()[0]
+    assert (status.limit_usd, status.spent_usd, status.reserved_usd, status.remaining_usd) == (
+        D("0.0149"), D("0.0123457"), 0, D("0.0025543"))
+
+
+def test_a_trapped_inexact_in_the_threads_context_does_not_let_calls_through_unguarded(caplog):
+    """With Inexact trapped in the thread, the guard raised inside, logged and let the call go ahead unguarded.
+    The real catalog and an estimated (Claude) input count: the margin is applied exactly too."""
+    from aicost import _log
+
+    _log.forget("budget:before_call")
+    text = "an estimated prompt, inflated by the margin " * 7
+
+    def claude():
+        return chat_info("claude-haiku-4-5", 1001, text=text, provider="anthropic", endpoint="anthropic.messages.create")
+
+    roomy = BudgetGuard([Budget(limit_usd="1")], estimate_margin="1.37", clock=Clock(ts("2026-11-23T12:00:00")))
+    expected = claude()
+    roomy.before_call(expected)
+    tight = BudgetGuard([Budget(limit_usd="0.001")], estimate_margin="1.37", clock=Clock(ts("2026-11-23T12:00:00")))
+    with _hostile_context():
+        info = claude()
+        assert roomy.before_call(info) is not None
+        with pytest.raises(BudgetExceeded):
+            tight.before_call(claude())  # $0.005 or so against $0.001
+    assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == \
+        expected.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD]
+    assert not any("budget guard failed" in r.getMessage() for r in caplog.records)
 
 
 def test_the_estimate_reads_the_request_only_through_a_shape_it_must_be_given():

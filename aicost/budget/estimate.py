@@ -8,7 +8,6 @@ public local tokenizer) are inflated by ``estimate_margin`` so the reservation s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -16,6 +15,7 @@ from typing import Any, Callable, Mapping
 from ..pricing.names import tier_text
 from ..usage import Usage
 from ..vendor import RequestShape
+from .money import ceil_times
 
 PriceLookup = Callable[..., Any]  # (provider, model, *, service_tier=None) -> ModelPrice | None
 
@@ -96,7 +96,7 @@ def worst_case(
     required, since a request read without it would have no cap (the model's maximum output would be reserved)."""
     kwargs = kwargs if isinstance(kwargs, dict) else dict(kwargs)
     if not input_exact:
-        input_tokens = math.ceil(input_tokens * estimate_margin)
+        input_tokens = ceil_times(input_tokens, estimate_margin)  # exact, whatever the thread's decimal context
     if operation == "embeddings" or not shape.generates:
         output = 0
     else:

@@ -31,7 +31,7 @@ from .errors import (
     BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
 )
 from .estimate import PriceLookup, Prices, count_input, worst_case
-from .money import limit_to_nanos, to_nanos, to_usd
+from .money import fraction_to_nanos, limit_to_nanos, to_nanos, to_usd
 from .observe import record_decision
 from .policy import PolicySet, scope_value
 from .journal import Pending, SettlementJournal
@@ -109,7 +109,7 @@ class _Compiled:
         self.budget = budget
         self.limit = limit_to_nanos(budget.limit_usd)
         self.enforce = budget.action in ("raise", "downgrade")
-        self.thresholds = tuple(to_nanos(budget.limit_usd * t) for t in budget.thresholds)
+        self.thresholds = tuple(fraction_to_nanos(budget.limit_usd, t) for t in budget.thresholds)
         self.attribute = budget.attribute
 
 
