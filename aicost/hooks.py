@@ -101,9 +101,28 @@ class CallTicket(Protocol):
 class CallInterceptor(Protocol):
     """``before_call`` runs before each billable call and may refuse it. An interceptor may also have
     ``before_unguarded_call(info)``, asked instead for work the vendor began on its own (a Realtime response):
-    it must not refuse, and its ticket settles the actual cost (``BudgetGuard`` counts that spend so)."""
+    it must not refuse, and its ticket settles the actual cost (``BudgetGuard`` counts that spend so).
+
+    An optional ``interceptor_phase`` (:data:`PHASE_PRICING`, :data:`PHASE_DEFAULT`, :data:`PHASE_GUARD`) says
+    when it runs among the others, whatever order they were added in."""
 
     def before_call(self, info: CallInfo) -> CallTicket | None: ...
+
+
+# Interceptors run by phase, then in the order they were added. One interceptor may depend on what another did
+# to the call: the budget guard reserves at the call's price, so whatever decides how the call is priced must run
+# before it, however the application happened to order its configure_* calls (budgets configured before pools
+# priced a pool's calls from the catalog instead of the pool's rate). Each says its phase; no one orders by hand.
+PHASE_PRICING = 0  # says how the call is priced (sets ``CallInfo.price_scope``), refuses nothing: a pool's meter
+PHASE_DEFAULT = 1  # an interceptor that declares no phase: it still sees the price scope, and the guard sees its
+#                    changes to the request (a routed model) and never holds a reservation for a call it refuses
+PHASE_GUARD = 2  # decides by the call's final request and price, and may refuse it: the budget guard
+
+
+def interceptor_phase(interceptor: Any) -> int:
+    """The phase ``interceptor`` declares (``interceptor_phase``), else :data:`PHASE_DEFAULT`."""
+    phase = getattr(interceptor, "interceptor_phase", PHASE_DEFAULT)
+    return phase if isinstance(phase, int) and not isinstance(phase, bool) else PHASE_DEFAULT
 
 
 class CallCollector:
@@ -181,10 +200,12 @@ _registry_lock = _fork.lock()
 
 
 def add_interceptor(interceptor: CallInterceptor) -> None:
+    """Register ``interceptor``: it runs in its phase (:func:`interceptor_phase`), after those of that phase
+    added before it."""
     global _interceptors
     with _registry_lock:
         if interceptor not in _interceptors:
-            _interceptors = (*_interceptors, interceptor)
+            _interceptors = tuple(sorted((*_interceptors, interceptor), key=interceptor_phase))  # stable
 
 
 def remove_interceptor(interceptor: CallInterceptor) -> None:

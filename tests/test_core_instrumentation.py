@@ -412,6 +412,28 @@ def test_buggy_interceptor_does_not_break_the_call(instrumented, replay_server, 
         hooks.remove_interceptor(buggy)
 
 
+def test_interceptors_run_by_their_declared_phase_whatever_order_they_were_added():
+    """A guard prices the call, so whatever sets the call's price scope must run before it: each interceptor
+    declares its phase, and within a phase they run in the order they were added (an undeclared one in the
+    default phase, between the two)."""
+    def interceptor(name, phase=None):
+        return type(name, (), {} if phase is None else {"interceptor_phase": phase})()
+
+    guard, plain, pricing_, other_guard = (interceptor("Guard", hooks.PHASE_GUARD), interceptor("Plain"),
+                                           interceptor("Pricing", hooks.PHASE_PRICING),
+                                           interceptor("OtherGuard", hooks.PHASE_GUARD))
+    before = hooks.interceptors()
+    for added in (guard, plain, pricing_, other_guard):
+        hooks.add_interceptor(added)
+    try:
+        mine = [i for i in hooks.interceptors() if i not in before]
+        assert mine == [pricing_, plain, guard, other_guard]
+    finally:
+        for added in (guard, plain, pricing_, other_guard):
+            hooks.remove_interceptor(added)
+    assert hooks.interceptors() == before
+
+
 def test_collector_sums_exact_costs_of_calls_started_inside(instrumented, replay_server, openai_client):
     with aicost.collect_calls() as collected:
         for _ in range(3):

@@ -274,6 +274,33 @@ def test_budget_reserves_the_provisional_rate(pool_env, clock):
     assert pricing.scoped_price(scope, MODEL) is None  # nothing left behind
 
 
+@pytest.mark.parametrize("budgets_first", [True, False], ids=["budgets-then-pools", "pools-then-budgets"])
+def test_the_guard_reserves_at_the_pool_rate_whichever_was_configured_first(pool_env, clock, budgets_first):
+    """docs/self-hosted.md: the guard reserves a pool call at the pool's provisional rate. It did only when pools
+    were configured first: budgets first, the guard ran before the meter set the call's price scope, priced it
+    from the catalog (no price) and, with on_unknown_price='allow', let it through a $0.0001 budget ($5.50 spent)."""
+    from aicost.budget import Budget, BudgetExceeded, configure_budgets, disable_budgets
+
+    telemetry, server, client = pool_env
+    budgets = dict(budgets=[Budget(limit_usd="0.0001", name="tiny")], on_unknown_price="allow")
+    guard = configure_budgets(**budgets) if budgets_first else None
+    meter = configure_pools({"chat": _pool(server, output_weight=3)}, clock=clock)
+    guard = guard or configure_budgets(**budgets)
+    try:
+        _call(client, server, "search", 1000, 100)  # no rate before the first interval closes: unbudgeted (documented)
+        clock.now = T0 + 3600
+        meter.close_due()
+        order = aicost.hooks.interceptors()
+        assert order.index(meter) < order.index(guard)
+        spent = guard.status()[0].spent_usd
+        with pytest.raises(BudgetExceeded) as refused:
+            _call(client, server, "search", 1000, 100)
+        assert refused.value.requested_usd > 0  # the worst case at the pool's rate
+        assert guard.status()[0].spent_usd == spent
+    finally:
+        disable_budgets()
+
+
 def test_what_if_prices_the_same_tokens_on_a_hosted_model(pool_env, clock):
     telemetry, server, client = pool_env
     meter = configure_pools({"chat": _pool(server, output_weight=3, capacity_per_hour=100_000)}, clock=clock)

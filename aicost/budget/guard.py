@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import _fork
 from .. import _log
+from .. import hooks
 from .. import semconv
 from ..pricing.money import canonical, format_usd, sum_usd
 from .config import STORE_ERROR_POLICIES, Budget, Policy
@@ -171,6 +172,10 @@ class BudgetGuard:
     Usually created by :func:`aicost.budget.configure_budgets`. ``clock`` (epoch seconds) decides the window
     and lease times; tests inject one to cross window boundaries.
     """
+
+    # After every other interceptor: it reserves at the price they decided (a pool's rate) for the request as they
+    # left it, and no other interceptor can refuse the call once its reservation is made.
+    interceptor_phase = hooks.PHASE_GUARD
 
     def __init__(
         self,

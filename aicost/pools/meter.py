@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, NamedTuple
 
 from .. import _fork
-from .. import semconv
+from .. import hooks, semconv
 from .._log import error_once
 from ..hooks import CallInfo, CallResult
 from . import engine
@@ -117,6 +117,9 @@ def _span_id(span: Any) -> str:
 
 class PoolMeter:
     """One per process (``aicost.configure_pools`` builds it). ``clock`` gives epoch seconds (injectable)."""
+
+    # It says how a pool call is priced (its price scope): before any budget guard reserves at that price.
+    interceptor_phase = hooks.PHASE_PRICING
 
     def __init__(self, pools: Iterable[Pool], *, clock: Callable[[], float] = time.time,
                  scrape: Callable[[str, tuple[str, ...]], engine.EngineSample] = engine.scrape) -> None:
