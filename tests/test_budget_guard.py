@@ -32,6 +32,8 @@ from aicost.budget import (
 from aicost.budget.stores.memory import MemoryStore
 from aicost.errors import ConfigurationError
 from aicost.hooks import interceptors
+from aicost.pricing.money import format_usd
+from aicost.tokens import count_request_input
 from budget_helpers import Clock, FlakyStore, chat_info, price_lookup, result
 
 D = Decimal
@@ -329,6 +331,43 @@ def test_no_downgrade_to_a_model_without_a_price_at_the_calls_tier(on_unknown_pr
     with pytest.raises(BudgetExceeded) as err:
         g.before_call(info)
     assert err.value.model == info.kwargs["model"] == "flat-big"
+
+
+@pytest.mark.parametrize("on_unknown_price", ["refuse", "allow"])
+def test_a_downgrade_in_a_price_scope_is_checked_at_the_scopes_prices(on_unknown_price):
+    """A pool call (a price scope) is reserved only at its scope's prices, but the downgrade target was checked in
+    the catalog: a target the pool does not price passed, then reserved $0 and went through a spent budget
+    ('allow'), or was refused as unknown_price instead of over budget ('refuse'). Checked at the scope's prices,
+    it is no downgrade: the call is refused over budget, unchanged; a target the scope prices is downgraded to."""
+    from aicost import pricing
+
+    scope = "pool:test provisional"
+    g = guard(Budget(limit_usd="0.001", action="downgrade", downgrade_to="gpt-4o-mini", name="d"),
+              on_unknown_price=on_unknown_price)
+
+    def pool_call():
+        info = chat_info("acme-big", 1000)  # worst case 1000 x $4/M = $0.004 > $0.001
+        info.price_scope = scope
+        return info
+
+    pricing.set_scoped_prices(scope, {"acme-big": {"input": "1", "output": "4"}})
+    try:
+        info = pool_call()
+        with pytest.raises(BudgetExceeded) as err:
+            g.before_call(info)  # gpt-4o-mini has a catalog price, none in the pool
+        assert err.value.model == info.kwargs["model"] == "acme-big"
+        assert g.status()[0].reserved_usd == 0
+        pricing.set_scoped_prices(scope, {"acme-big": {"input": "1", "output": "4"},
+                                          "gpt-4o-mini": {"input": "0.1", "output": "0.4"}})
+        info = pool_call()
+        g.before_call(info)
+        assert info.kwargs["model"] == "gpt-4o-mini"
+        assert info.span_attributes[semconv.AICOST_BUDGET_RESERVED_USD] == format_usd(
+            pricing.scoped_price(scope, "gpt-4o-mini").cost(aicost.Usage(
+                input_tokens=count_request_input(info.kwargs, "gpt-4o-mini", "openai", info.shape).tokens,
+                output_tokens=1000)).total)
+    finally:
+        pricing.set_scoped_prices(scope, {})
 
 
 def test_warn_allows_logs_once_per_window_and_marks_the_span(caplog):

@@ -395,9 +395,10 @@ class BudgetGuard:
                 and target not in tried
                 and policies.model_allowed(target, attrs, provider)
                 # priced as this call's vendor prices it (a Bedrock model id is no downgrade for an OpenAI call), at
-                # the call's tier (Google bills a priority call at per-model rates the catalog may lack), whatever
+                # the call's tier (Google bills a priority call at per-model rates the catalog may lack), in the
+                # call's price scope (a pool call by its pool's rates), as the estimate will price it; whatever
                 # on_unknown_price says: an unpriced target would reserve nothing and pass an exhausted budget
-                and self._prices.get(provider, target, getattr(info, "service_tier", None)) is not None
+                and self._price(info, target, provider)[0] is not None
                 and _downgraded(shape, kwargs, target)  # last: it changes the request
             ):
                 tried.add(target)
@@ -472,13 +473,7 @@ class BudgetGuard:
         if not model:
             # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
             return Decimal(0)
-        scope = getattr(info, "price_scope", None)
-        if scope is not None:  # billed by where it goes (a self-hosted pool's provisional rate), not by the model
-            from ..pricing import scoped_price
-
-            price, tier_reason = scoped_price(scope, model), None
-        else:  # and, without a price, the tier's reason when that is why (the span's aicost.price.unknown_reason)
-            price, tier_reason = self._prices.find(provider, model, getattr(info, "service_tier", None))
+        price, tier_reason = self._price(info, model, provider)
         estimate = worst_case(
             price=price,
             kwargs=info.kwargs,
@@ -505,6 +500,18 @@ class BudgetGuard:
             log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
                      provider, model)
         return Decimal(0)
+
+    def _price(self, info: Any, model: str, provider: str) -> tuple[Any, str | None]:
+        """The price a call of ``model`` is reserved at and, without one, the tier's reason when that is why (the
+        span's aicost.price.unknown_reason). A call marked with a price scope is billed by where it goes (a
+        self-hosted pool's provisional rate), not by the model: only that scope prices it. The one lookup of the
+        estimate and of a downgrade's target, so that a target is checked at the prices it will be reserved at."""
+        scope = getattr(info, "price_scope", None)
+        if scope is not None:
+            from ..pricing import scoped_price
+
+            return scoped_price(scope, model), None
+        return self._prices.find(provider, model, getattr(info, "service_tier", None))
 
     def _charges(self, attrs: Mapping[str, str], model: str | None, provider: str, now: float) -> tuple[list[_Compiled], list[Charge]]:
         compiled: list[_Compiled] = []
