@@ -65,6 +65,9 @@ class CallInfo:
     # Set by an interceptor when the call is billed by where it went, not by its model's name (a self-hosted
     # pool): the call is priced only by ``aicost.pricing.set_scoped_prices(price_scope, ...)``, else unknown.
     price_scope: str | None = None
+    # The call continues work an earlier call started (``Endpoint.resumes``: a background response's stream): it
+    # asks for nothing new, so a budget holds nothing for it and charges what it cost.
+    resumes: bool = False
 
 
 @dataclass(slots=True)

@@ -357,6 +357,7 @@ class _Call:
             shape=endpoint.shape,
             service_tier=request.service_tier,
             span_attributes=client_identity(resource),
+            resumes=endpoint.resumes,
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()

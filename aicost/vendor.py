@@ -154,6 +154,10 @@ class Endpoint:
     # Observe only calls whose request asks for a stream (``shape.streams``; e.g. ``responses.retrieve``: polling a
     # finished response again must not count it again; resuming its stream is the call that delivers the usage).
     stream_only: bool = False
+    # The call continues work an earlier call started (``responses.retrieve(stream=True)`` streams a background
+    # response by id): it asks for nothing new, so a budget has no model to price ahead and holds nothing for it.
+    # Any other call that names no model (a stored prompt chooses it) is new work whose price is not known ahead.
+    resumes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

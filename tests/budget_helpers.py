@@ -55,7 +55,8 @@ def chat_info(model: str = "flat-big", max_tokens: int | None = 1000, *, text: s
         kwargs["max_tokens"] = max_tokens
     table = integrations.endpoint(endpoint)  # the endpoint's RequestShape: how its request sets the output cap
     return CallInfo(provider=provider, operation=operation, endpoint=endpoint, request_model=model,
-                    kwargs=kwargs, stream=False, is_async=False, shape=table.shape if table else DEFAULT_SHAPE)
+                    kwargs=kwargs, stream=False, is_async=False, shape=table.shape if table else DEFAULT_SHAPE,
+                    resumes=table.resumes if table else False)  # as the core builds it, from the endpoint's table
 
 
 def result(info: CallInfo, cost_usd: Decimal | None, *, usage: Usage | None = None,

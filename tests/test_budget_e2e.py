@@ -176,3 +176,45 @@ async def test_100_concurrent_async_sdk_calls_race_one_budget(instrumented, budg
     assert len(costs) == sent and status.reserved_usd == 0
     assert status.spent_usd == to_usd(sum(to_nanos(c) for c in costs)) <= D("0.0004")
 
+
+
+def test_a_call_that_names_no_model_is_refused_as_of_unknown_price(instrumented, budgets, openai_client,
+                                                                    replay_server):
+    """responses.create(prompt=...) names no model (the stored prompt chooses it) and is new, paid work: it was
+    held at $0 whatever on_unknown_price said, and one call of gpt-4.1 spent $0.802 against a $0.01 budget. It is
+    now a call of unknown price: refused by default, before anything is sent, saying why."""
+    from tests.vendor_server import openai_responses_reply
+
+    guard = budgets(budgets=[Budget(limit_usd="0.01", name="tiny")])  # on_unknown_price='refuse'
+    replay_server.enqueue(openai_responses_reply(model="gpt-4.1-2025-04-14", output_tokens=100_000, input_tokens=1000))
+    with pytest.raises(PolicyViolation, match="names no model") as err:
+        openai_client.responses.create(prompt={"id": "pmpt_abc"}, input="hi")
+    assert err.value.rule == "unknown_price" and "on_unknown_price='allow'" in str(err.value)
+    assert replay_server.requests == [] and guard.status()[0].spent_usd == 0
+
+
+def test_with_allow_a_call_that_names_no_model_goes_ahead_and_is_charged_what_it_cost(
+        instrumented, budgets, openai_client, replay_server):
+    from tests.vendor_server import openai_responses_reply
+
+    guard = budgets(budgets=[Budget(limit_usd="0.01", name="tiny")], on_unknown_price="allow")
+    replay_server.enqueue(openai_responses_reply(model="gpt-4.1-2025-04-14", output_tokens=100_000, input_tokens=1000))
+    openai_client.responses.create(prompt={"id": "pmpt_abc"}, input="hi")
+    assert guard.status()[0].spent_usd == D("0.802")  # 1,000 x $2/M + 100,000 x $8/M
+    with pytest.raises(BudgetExceeded):  # and the spent budget refuses the next one
+        openai_client.responses.create(prompt={"id": "pmpt_abc"}, input="hi")
+
+
+def test_resuming_a_background_response_holds_nothing_and_is_charged_what_it_cost(
+        instrumented, budgets, openai_client, replay_server):
+    """``responses.retrieve(id, stream=True)`` continues work an earlier call started: no model, nothing new to
+    price ahead, so it is not refused as of unknown price, even with on_unknown_price='refuse'."""
+    from tests.vendor_server import openai_responses_stream_reply
+
+    guard = budgets(budgets=[Budget(limit_usd="0.01", name="tiny")])
+    replay_server.enqueue(openai_responses_stream_reply(12, input_tokens=40))
+    events = list(openai_client.responses.retrieve("resp_replay", stream=True))
+    assert events[-1].type == "response.completed"
+    span = [s for s in instrumented.cost_spans()][-1]
+    assert span.attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0"
+    assert guard.status()[0].spent_usd == D(span.attributes[semconv.AICOST_COST_TOTAL]) > 0

@@ -471,8 +471,7 @@ class BudgetGuard:
 
     def _estimate(self, info: Any, model: str | None, provider: str, tokens: int, exact: bool) -> Decimal:
         if not model:
-            # No model to price ahead (e.g. resuming a background response): hold nothing, charge what it costs.
-            return Decimal(0)
+            return self._no_model(info)
         price, tier_reason = self._price(info, model, provider)
         estimate = worst_case(
             price=price,
@@ -486,20 +485,35 @@ class BudgetGuard:
         )
         if estimate.cost_usd is not None:
             return estimate.cost_usd
-        if self._refuse_unknown:
-            record_decision(info, "policy", "unknown_price")
-            why = tier_reason or f"no price is known for {provider} model {model!r}"
-            raise PolicyViolation(
-                "unknown_price",
-                f"{why}, so its worst-case cost cannot be reserved against the budgets; add a price override or "
-                "configure on_unknown_price='allow'",
-            )
+        self._refuse_unknown_price(info, tier_reason or f"no price is known for {provider} model {model!r}",
+                                   "add a price override or configure on_unknown_price='allow'")
         if tier_reason is not None:
             log_once(f"unknown:{tier_reason}", "aicost: %s; such calls are not budgeted", tier_reason)
         else:
             log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
                      provider, model)
         return Decimal(0)
+
+    def _no_model(self, info: Any) -> Decimal:
+        """The worst case of a call that names no model. One that resumes work an earlier call started (a
+        background response's stream, ``CallInfo.resumes``) asks for nothing new: it holds nothing and is charged
+        what it cost. Any other is new work at a price nobody knows ahead (a stored prompt chooses the model): a
+        call of unknown price, refused or let through as ``on_unknown_price`` says, never a free $0 hold."""
+        if getattr(info, "resumes", False):
+            return Decimal(0)
+        where = info.endpoint or info.provider or "vendor"
+        why = f"the {where} request names no model (e.g. a stored prompt chooses it)"
+        self._refuse_unknown_price(info, why, "name the model in the request, or configure on_unknown_price='allow'")
+        log_once(f"no-model:{info.endpoint}", "aicost: %s; nothing is held for such calls: each is charged what it "
+                 "cost when it ends", why)
+        return Decimal(0)
+
+    def _refuse_unknown_price(self, info: Any, why: str, fix: str) -> None:
+        """With on_unknown_price='refuse': refuse a call whose worst case cannot be priced, saying why and the fix."""
+        if self._refuse_unknown:
+            record_decision(info, "policy", "unknown_price")
+            raise PolicyViolation(
+                "unknown_price", f"{why}, so its worst-case cost cannot be reserved against the budgets; {fix}")
 
     def _price(self, info: Any, model: str, provider: str) -> tuple[Any, str | None]:
         """The price a call of ``model`` is reserved at and, without one, the tier's reason when that is why (the
