@@ -289,6 +289,23 @@ def test_scopes_by_user_customer_tag_model_and_provider():
     spend(g, model="flat-big")
 
 
+def test_a_scope_value_with_a_pipe_is_reported_as_itself():
+    """The bucket key is "<budget>|<value>|<window>", and the value was parsed back out of it with rsplit: a
+    customer "acme|eu" was reported as "eu" in status(), events and BudgetExceeded (the wrong tenant)."""
+    events = []
+    g = guard(Budget(limit_usd="0.0015", scope="customer", name="per-customer", thresholds=["0.5"],
+                     on_threshold=events.append, on_exceed=events.append))
+    with aicost.attribute(customer="acme|eu"):
+        spend(g)  # $0.001: the 50 % threshold fires
+        with pytest.raises(BudgetExceeded) as err:
+            spend(g)
+        status = g.status()
+    assert err.value.scope_value == "acme|eu" and "customer='acme|eu'" in str(err.value)
+    assert [(s.scope_value, s.window, s.spent_usd) for s in status] == [("acme|eu", "day:2026-11-23", D("0.001"))]
+    assert [(e.kind, e.scope_value, e.window) for e in events] == [("threshold", "acme|eu", "day:2026-11-23"),
+                                                                  ("exceeded", "acme|eu", "day:2026-11-23")]
+
+
 # --------------------------------------------------------------------------------------------- actions
 def test_downgrade_switches_to_the_cheaper_model_then_refuses():
     g = guard(Budget(limit_usd="0.0015", action="downgrade", downgrade_to="flat-small", name="d"))

@@ -544,7 +544,8 @@ class BudgetGuard:
                 if len(cache) > 10_000:
                     cache.clear()
                 charge = cache[cache_key] = Charge(f"{b.name}|{value}|{window.key}", c.limit, c.enforce,
-                                                   window.end + self._lease_s + 60.0, c.thresholds, window.end)
+                                                   window.end + self._lease_s + 60.0, c.thresholds, window.end,
+                                                   value, window.key)
             charges.append(charge)
         return compiled, charges
 
@@ -631,9 +632,8 @@ class BudgetGuard:
                requested: Decimal | None, model: str | None, provider: str | None,
                threshold: Decimal | None = None) -> BudgetEvent:
         b = c.budget
-        _, value, window_key = charge.key.rsplit("|", 2)
         return BudgetEvent(
-            kind=kind, budget=b, scope_value=None if b.scope == "global" else value, window=window_key,
+            kind=kind, budget=b, scope_value=None if b.scope == "global" else charge.scope_value, window=charge.window,
             resets_at=_resets_at(b.window, charge), limit_usd=b.limit_usd, spent_usd=to_usd(spent),
             reserved_usd=to_usd(reserved), requested_usd=None if requested is None else canonical(requested),
             threshold=threshold, model=model, provider=provider,
@@ -660,8 +660,8 @@ class BudgetGuard:
         out = []
         for c, charge in zip(compiled, charges):
             spent, reserved = self._store.usage(charge.key, now)
-            _, value, window_key = charge.key.rsplit("|", 2)
-            out.append(BudgetStatus(c.budget.name or "", None if c.budget.scope == "global" else value, window_key,
+            value = None if c.budget.scope == "global" else charge.scope_value
+            out.append(BudgetStatus(c.budget.name or "", value, charge.window,
                                     _resets_at(c.budget.window, charge), c.budget.limit_usd, to_usd(spent),
                                     to_usd(reserved)))
         return out

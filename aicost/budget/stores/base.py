@@ -37,6 +37,10 @@ class Charge:
     expires_at: float  # epoch s after which the bucket can be forgotten
     thresholds: tuple[int, ...] = ()  # ascending, in nanodollars
     window_end: float = 0.0  # epoch s when the budget's window resets (for messages; stores ignore it)
+    # The scope value and window key in ``key``, for messages (stores ignore them): carried, never parsed back out
+    # of ``key``, where a value may itself contain '|' (customer="acme|eu").
+    scope_value: str = ""
+    window: str = ""
 
 
 @dataclass(frozen=True, slots=True)
