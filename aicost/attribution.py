@@ -36,7 +36,6 @@ import functools
 import inspect
 import logging
 import random
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,8 +78,6 @@ _FIELDS = {
     "customer": semconv.AICOST_CUSTOMER,
 }
 _KNOWN_KEYS = frozenset(_FIELDS.values())
-# fullmatch, never ``match`` with ``$``: ``$`` also matches before a trailing newline ("name\n").
-_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 _MAX_VALUE_LEN = 256
 _MAX_UPSTREAM_TAGS = 16
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -147,11 +144,8 @@ def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> d
         if value is not None:
             values[_FIELDS[name]] = _check_value(name, value)
     for name, value in tags.items():
-        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name):
-            raise ValueError(
-                f"aicost.attribute: tag name {name!r} is invalid (start with a letter; letters, digits, '_', '.', '-';"
-                " at most 64 characters)"
-            )
+        if not semconv.is_tag_name(name):
+            raise ValueError(f"aicost.attribute: tag name {name!r} is invalid ({semconv.TAG_NAME_RULE})")
         if value is not None:
             values[semconv.AICOST_TAG_PREFIX + name] = _check_value(f"tag {name!r}", value)
     return values
@@ -265,7 +259,7 @@ def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _
             if key not in _trusted_keys:
                 continue
         elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS
-                  and _TAG_NAME.fullmatch(key[len(semconv.AICOST_TAG_PREFIX):])):
+                  and semconv.is_tag_name(key[len(semconv.AICOST_TAG_PREFIX):])):
             continue
         else:
             tags += 1

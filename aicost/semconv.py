@@ -5,6 +5,8 @@ means a rename is a one-line change, and tests assert against these constants ra
 Standard names live under ``gen_ai.*``; everything aicost adds lives under ``aicost.*``.
 """
 
+import re
+
 # --- GenAI semantic conventions (spans) -------------------------------------------------------------
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
@@ -97,6 +99,17 @@ AICOST_FEATURE = "aicost.feature"
 AICOST_USER = "aicost.user"
 AICOST_CUSTOMER = "aicost.customer"
 AICOST_TAG_PREFIX = "aicost.tag."
+# What the name after the prefix may be. One rule for aicost.attribute(<name>=...), upstream baggage and budget and
+# policy scopes ("tag.<name>"): a budget scoped by a tag that no call can carry would silently never apply.
+TAG_NAME_RULE = "a letter, then letters, digits, '_', '.' or '-'; at most 64 characters"
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
+def is_tag_name(name: object) -> bool:
+    """Whether ``name`` may name a tag (:data:`TAG_NAME_RULE`). Matched whole: ``$`` would accept "name\\n"."""
+    return isinstance(name, str) and _TAG_NAME.fullmatch(name) is not None
+
+
 # Comma-separated attribution keys whose upstream baggage value was one too many distinct values: recorded "other".
 AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW = "aicost.attribution.upstream_overflow"
 

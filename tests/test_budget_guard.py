@@ -306,6 +306,32 @@ def test_a_scope_value_with_a_pipe_is_reported_as_itself():
                                                                   ("exceeded", "acme|eu", "day:2026-11-23")]
 
 
+@pytest.mark.parametrize("name", ["_tenant", "1region", "x" * 65, "region\n", "has space"])
+def test_a_tag_scope_aicost_attribute_refuses_is_refused_at_configure_time(name):
+    """Budgets and policies accepted tag names aicost.attribute() refuses (a leading '_' or digit, over 64
+    characters): no call could ever carry the tag, so the budget silently never applied. One rule for both now,
+    and the error names the argument and what a tag name may be."""
+    with pytest.raises(ValueError, match="tag name"):
+        aicost.attribute(**{name: "v"})
+    for build, where in ((lambda: Budget(limit_usd=1, scope=f"tag.{name}"), "Budget.scope"),
+                         (lambda: Budget(limit_usd=1, scope=f"aicost.tag.{name}"), "Budget.scope"),
+                         (lambda: Policy(scope=f"tag:{name}", deny_models=["x"]), "Policy.scope"),
+                         (lambda: Policy(unless={f"tag.{name}": "v"}, deny_models=["x"]), "Policy.unless")):
+        with pytest.raises(ConfigurationError) as err:
+            build()
+        assert str(err.value).startswith(f"{where}: invalid tag name {name!r}")
+        assert semconv.TAG_NAME_RULE in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["region", "x" * 64, "a.b-c_1"])
+def test_a_tag_name_aicost_attribute_accepts_scopes_a_budget_that_applies(name):
+    g = guard(Budget(limit_usd="0.001", scope=f"tag.{name}", name="t"))
+    with aicost.attribute(**{name: "v"}):
+        spend(g)
+        with pytest.raises(BudgetExceeded, match="'t'"):
+            spend(g)
+
+
 # --------------------------------------------------------------------------------------------- actions
 def test_downgrade_switches_to_the_cheaper_model_then_refuses():
     g = guard(Budget(limit_usd="0.0015", action="downgrade", downgrade_to="flat-small", name="d"))

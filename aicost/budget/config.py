@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import semconv
 from ..errors import ConfigurationError
 from ..pricing.money import canonical
 from .errors import ConfigurationTypeError
@@ -31,28 +31,31 @@ SCOPE_ATTRIBUTES = {
     "model": None,
     "provider": None,
 }
-_TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # fullmatch: "$" would accept a trailing newline
 ACTIONS = ("raise", "warn", "callback", "downgrade")
 STORE_ERROR_POLICIES = ("open", "closed")
 
 
-def parse_scope(scope: object, owner: str) -> str:
-    """Normalise a scope key; ``tag:<name>`` and ``aicost.tag.<name>`` are accepted spellings of ``tag.<name>``."""
+def parse_scope(scope: object, where: str) -> str:
+    """Normalise a scope key; ``tag:<name>`` and ``aicost.tag.<name>`` are accepted spellings of ``tag.<name>``.
+    ``where`` names the argument in errors (``Budget.scope``, ``Policy.unless``). A tag name follows the one rule
+    ``aicost.attribute()`` applies (:func:`aicost.semconv.is_tag_name`): a scope by a tag no call can carry would
+    be accepted here and then silently never apply."""
     if not isinstance(scope, str):
-        raise ConfigurationTypeError(f"{owner}.scope must be a str, got {type(scope).__name__}")
+        raise ConfigurationTypeError(f"{where} must be a str, got {type(scope).__name__}")
     if scope in SCOPE_ATTRIBUTES:
         return scope
     for prefix in ("tag.", "tag:", "aicost.tag."):
         if scope.startswith(prefix):
             name = scope[len(prefix):]
-            if _TAG_NAME.fullmatch(name):
+            if semconv.is_tag_name(name):
                 return f"tag.{name}"
-            raise ConfigurationError(f"{owner}.scope: invalid tag name {name!r} in {scope!r}")
+            raise ConfigurationError(f"{where}: invalid tag name {name!r} in {scope!r}; a tag name is "
+                                     f"{semconv.TAG_NAME_RULE}, as aicost.attribute() accepts")
     for key, attribute in SCOPE_ATTRIBUTES.items():
         if attribute == scope:  # "aicost.team" -> "team"
             return key
     raise ConfigurationError(
-        f"{owner}.scope: unknown scope key {scope!r}; expected one of "
+        f"{where}: unknown scope key {scope!r}; expected one of "
         f"{', '.join(SCOPE_ATTRIBUTES)} or 'tag.<name>'"
     )
 
@@ -155,7 +158,7 @@ class Budget:
             raise ConfigurationError(f"Budget.limit_usd has more digits than an amount of money can carry, got {limit}")
         set_(self, "limit_usd", limit)
         validate_window(self.window)
-        set_(self, "scope", parse_scope(self.scope, "Budget"))
+        set_(self, "scope", parse_scope(self.scope, "Budget.scope"))
         if self.value is not None:
             if not isinstance(self.value, str) or not self.value:
                 raise ConfigurationTypeError("Budget.value must be a non-empty str (or None for 'each value separately')")
@@ -212,7 +215,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "scope", parse_scope(self.scope, "Policy"))
+        set_(self, "scope", parse_scope(self.scope, "Policy.scope"))
         if self.value is not None and (not isinstance(self.value, str) or not self.value):
             raise ConfigurationTypeError("Policy.value must be a non-empty str or None")
         if self.value is not None and self.scope == "global":
