@@ -14,6 +14,7 @@ import pytest
 
 from aicost.budget import Budget, BudgetExceeded, BudgetGuard, BudgetStoreUnavailable, CallRefused
 from aicost.budget.stores.base import SETTLE_ONCE
+from aicost.budget.stores.memory import MemoryStore
 from aicost.budget.stores.redis import RedisStore
 from budget_helpers import Clock, chat_info, price_lookup, redis_worker, result
 from servers import free_port
@@ -80,6 +81,24 @@ def test_leases_expire_in_redis(store):
         g.before_call(chat_info())
     clock.t += 31
     assert g.before_call(chat_info()) is not None
+
+
+def test_status_leaves_out_holds_whose_lease_has_ended(store):
+    """A hold whose lease has ended blocks nothing (the next reserve drops it), but status() read the bucket's
+    'reserved' field as it was and reported it as still in flight, where the memory store leaves it out."""
+    clock = Clock(time.time())
+    for s in (store, MemoryStore()):
+        g = _guard(s, Budget(limit_usd="1", name="b"), clock=clock, lease_seconds=30)
+        g.before_call(chat_info())  # $0.001 held, never settled (its process died)
+        g.before_call(chat_info())
+        clock.t += 20
+        ticket = g.before_call(chat_info())  # a later hold, still in force when the first two have ended
+        assert [(st.reserved_usd, st.remaining_usd) for st in g.status()] == [(D("0.003"), D("0.997"))]
+        clock.t += 11
+        assert [(st.reserved_usd, st.remaining_usd) for st in g.status()] == [(D("0.001"), D("0.999"))], s
+        ticket.after_call(result(chat_info(), D("0.0002")))
+        assert [(st.spent_usd, st.reserved_usd) for st in g.status()] == [(D("0.0002"), 0)], s
+        clock.t -= 31
 
 
 def test_eight_processes_race_one_budget_exactly(redis_url):

@@ -117,7 +117,9 @@ def test_memory_and_redis_stores_agree_with_the_reference(redis_url, ops):
                 got = [(o.spent, o.fired_before, o.fired_after)
                        for o in store.settle(rid, charges, actual, now, mode, until)]
                 assert got == expected, (type(store).__name__, mode)
-        for key in KEYS:  # usage() reads without expiring leases in Redis: compare after a reserve of nothing
+        for key in KEYS:  # usage() leaves out ended leases, before a reserve drops them, and after
+            assert memory.usage(key, now) == redis.usage(key, now) == (reference.spent[key],
+                                                                       reference.reserved(key, now))
             probe = [Charge(key, 10**15, False, now + 10_000)]
             expected = reference.reserve("probe", probe, 0, now, now + LEASE)
             assert memory.reserve("probe", probe, 0, now, now + LEASE).states == expected[1]

@@ -133,6 +133,19 @@ end
 return out
 """
 
+# KEYS: the bucket hash and its lease set; ARGV: now (ms). What status() shows. Read only: a hold whose lease has
+# ended no longer blocks anything (the next reserve drops it), so it is left out of 'reserved', as the memory store
+# leaves it out, instead of being reported as still in flight until some call happens to reserve in the bucket.
+_USAGE = """
+local v = redis.call('HMGET', KEYS[1], 'spent', 'reserved')
+local reserved = tonumber(v[2] or '0')
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do
+  local held = redis.call('HGET', KEYS[1], 'r:' .. rid)
+  if held then reserved = reserved - tonumber(held) end
+end
+return {tonumber(v[1] or '0'), reserved}
+"""
+
 
 class RedisStore:
     """Budgets shared by every process that points at the same Redis server (and ``prefix``).
@@ -185,6 +198,7 @@ class RedisStore:
         self._no_script = NoScriptError
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
+        self._usage = client.register_script(_USAGE)
         self._retry_interval_s = retry_interval_s
         self._down_until = 0.0
         self._lock = _fork.lock()
@@ -266,8 +280,10 @@ class RedisStore:
         return [None if isinstance(r, Exception) else self._outcomes(r) for r in self._run(run)]
 
     def usage(self, key: str, now: float) -> tuple[int, int]:
-        spent, reserved = self._run(self._client.hmget, f"{self._prefix}b:{key}", ["spent", "reserved"])
-        return (int(spent or 0), int(reserved or 0))
+        """(spent, reserved) of one bucket, without the holds whose lease has ended by ``now``."""
+        keys = [f"{self._prefix}b:{key}", f"{self._prefix}l:{key}"]
+        spent, reserved = self._run(self._eval, self._usage, keys, [int(now * 1000)])
+        return (int(spent), int(reserved))
 
     def check(self) -> list[str]:
         """Reach the server once, when budgets are configured.
