@@ -452,6 +452,45 @@ def test_callback_action_decides_and_a_raise_releases_the_reservation():
     assert len(seen) == 4 and g.status()[0].spent_usd == D("0.003")
 
 
+def test_a_callback_budget_without_its_own_callback_uses_the_default_of_configure_budgets():
+    """docs/budgets.md: on_exceed= given to configure_budgets is the default for all budgets (the only way to give
+    a budget from a config file one), but a callback budget without its own was refused at configure time, and
+    the guard read only the budget's own callback."""
+    events = []
+
+    def default(event):
+        events.append(event)
+        return len(events) > 1  # refuses the first call over the limit, allows the second
+
+    g = configure_budgets({"budgets": [{"limit_usd": "0.001", "action": "callback", "name": "cb"}]},
+                          on_exceed=default, price_lookup=price_lookup, clock=Clock(ts("2026-11-23T12:00:00")))
+    try:
+        spend(g)
+        with pytest.raises(BudgetExceeded, match="'cb'"):
+            spend(g)
+        spend(g)
+        assert [(e.kind, e.budget.name) for e in events] == [("exceeded", "cb"), ("exceeded", "cb")]
+        own = []  # a budget's own callback still comes first
+        g = guard(Budget(limit_usd="0.001", action="callback", on_exceed=lambda e: own.append(e) or False),
+                  on_exceed=default)
+        spend(g)
+        with pytest.raises(BudgetExceeded):
+            spend(g)
+        assert len(own) == 1 and len(events) == 2
+    finally:
+        disable_budgets()
+
+
+@pytest.mark.parametrize("configure", [
+    lambda: BudgetGuard([Budget(limit_usd=1), Budget(limit_usd=1, action="callback", name="cb")]),
+    lambda: configure_budgets({"budgets": [{"limit_usd": "1", "action": "callback"}]}),
+])
+def test_a_callback_budget_with_no_callback_anywhere_is_a_configuration_error(configure):
+    with pytest.raises(ConfigurationError, match=r"budgets\[\d\]: Budget.on_exceed: action='callback' needs"):
+        configure()
+    assert current_interceptors_without_guard()
+
+
 def test_thresholds_fire_once_per_window_on_settled_spend():
     clock = Clock(ts("2026-11-23T12:00:00"))
     fired = []
@@ -547,7 +586,6 @@ def test_output_cap_is_written_into_the_request(endpoint, provider, given, expec
         (dict(limit_usd=1, scope="tag."), ConfigurationError, "scope"),
         (dict(limit_usd=1, action="block"), ConfigurationError, "action"),
         (dict(limit_usd=1, action="downgrade"), ConfigurationError, "downgrade_to"),
-        (dict(limit_usd=1, action="callback"), ConfigurationError, "on_exceed"),
         (dict(limit_usd=1, thresholds=[0.5, -1]), ConfigurationError, "thresholds"),
         (dict(limit_usd=1, value="x"), ConfigurationError, "value"),
     ],

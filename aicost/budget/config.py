@@ -130,6 +130,8 @@ class Budget:
     :class:`aicost.errors.CallRefused`), or ``downgrade`` (retry
     the reservation with ``downgrade_to``, raise if that does not fit either). ``thresholds`` are fractions of the
     limit (e.g. ``(0.5, 0.8, 1.0)``); ``on_threshold(event)`` fires once per window when settled spend crosses one.
+    A budget without its own ``on_exceed`` / ``on_threshold`` uses the ones given to ``configure_budgets`` (a
+    budget from a config file can have no other): so a ``callback`` budget's callback is checked by the guard.
     """
 
     limit_usd: Decimal
@@ -171,8 +173,6 @@ class Budget:
                 raise ConfigurationError("Budget.downgrade_to: action='downgrade' needs the cheaper model to switch to")
         elif self.downgrade_to is not None:
             raise ConfigurationError("Budget.downgrade_to is only used with action='downgrade'")
-        if self.action == "callback" and not callable(self.on_exceed):
-            raise ConfigurationError("Budget.on_exceed: action='callback' needs a callable on_exceed(event)")
         for attr in ("on_threshold", "on_exceed"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise ConfigurationTypeError(f"Budget.{attr} must be callable")

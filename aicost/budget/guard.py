@@ -232,6 +232,13 @@ class BudgetGuard:
                 "store must be 'memory', a redis:// URL, a mapping with 'url', or an object with reserve / settle / "
                 f"usage methods, got {type(store).__name__}"
             )
+        for i, b in enumerate(budgets):
+            if b.action == "callback" and b.on_exceed is None and on_exceed is None:
+                raise ConfigurationError(
+                    f"budgets[{i}]: Budget.on_exceed: action='callback' needs a callable on_exceed(event) to decide, "
+                    "on the Budget or as configure_budgets(on_exceed=...), the default for every budget (the only "
+                    "way for a budget from a config file)"
+                )
         prices = Prices(price_lookup)
         for b in budgets:
             if b.downgrade_to is not None and not any(prices.get(provider, b.downgrade_to, None) is not None
@@ -451,7 +458,8 @@ class BudgetGuard:
             else:  # callback: the user decides; returning False (or raising CallRefused) refuses the call
                 record_decision(info, "callback", c.budget.name)
                 try:
-                    verdict = c.budget.on_exceed(event)  # type: ignore[misc]
+                    # the budget's own, else configure_budgets(on_exceed=...): checked in __init__ to be one
+                    verdict = (c.budget.on_exceed or self._on_exceed)(event)  # type: ignore[misc]
                 except CallRefused:
                     ticket.release()
                     raise
