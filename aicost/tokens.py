@@ -65,17 +65,23 @@ def encoding_name_for(model: str | None) -> str:
     return "o200k_base"
 
 
-_load_lock = _fork.lock()
+_load_lock = _fork.rlock()  # an RLock only to ask whether this thread holds it (re-entering it loads nothing)
 _encodings: dict[str, Any] = {}
 
 
 def _load_encoding(name: str) -> Any | None:
     """Load an encoding once per process. Checked again under the lock: threads making their first call at
-    the same moment must wait for one load (~1 s), not each load the ranks again in turn."""
+    the same moment must wait for one load (~1 s), not each load the ranks again in turn.
+
+    None (the caller estimates, as without local data) on the thread already loading it: a stream abandoned in
+    a reference cycle, finished by the garbage collector in the middle of the load, would otherwise wait for
+    itself for ever."""
     try:
         return _encodings[name]
     except KeyError:
         pass
+    if _load_lock._is_owned():
+        return None
     with _load_lock:
         if name in _encodings:
             return _encodings[name]

@@ -55,3 +55,60 @@ def test_without_local_data_the_count_is_an_estimate(monkeypatch):
     monkeypatch.setattr(tokens, "_from_bpe_openai", lambda name: None)
     monkeypatch.setattr(tokens, "_from_tiktoken_cache", lambda name: None)
     assert tokens.count_text("x" * 40, "gpt-4o") == tokens.TokenCount(10, False)
+
+
+_GC_IN_THE_LOAD = r'''
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+import aicost, openai
+from aicost import hooks, pricing, tokens
+from vendor_server import ReplayServer
+import aicost.pricing.engine, tiktoken.model, tiktoken_ext.openai_public
+pricing.price_call  # nothing left to import during the finish (an import would take the import lock first)
+
+finished = []
+hooks.add_listener(lambda r: finished.append((r.usage.input_tokens, r.usage.estimated)))
+aicost.instrument()
+MSG = [{"role": "user", "content": "hi there"}]
+with ReplayServer() as srv:
+    client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+
+    class Holder:
+        pass
+
+    h = Holder(); h.self = h  # an object holding its stream, in a reference cycle: the cyclic GC finishes it
+    h.stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    next(h.stream)
+    del h
+    real = tokens._from_bpe_openai
+
+    def load(name):
+        gc.collect()  # the collector runs in the middle of the load, as any allocation there may make it
+        return real(name)
+
+    tokens._from_bpe_openai = load
+    print("count", tokens.count_text("What is the capital of France?", "gpt-4o"), flush=True)
+    print("finished", finished, flush=True)
+'''
+
+
+def test_a_call_finished_by_the_gc_inside_the_tokenizer_load_does_not_deadlock():
+    """A stream abandoned in a reference cycle is finished by the garbage collector wherever the thread is; in the
+    middle of the first tokenizer load, its estimate re-entered the load and waited for ever on the load's lock.
+    It is estimated without the tokenizer instead (4 characters per token), and the load completes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run([sys.executable, "-c", _GC_IN_THE_LOAD, str(here)], capture_output=True, text=True,
+                              timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("deadlocked: the finish inside the GC waited for the tokenizer load it interrupted")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "count TokenCount(tokens=7, exact=True)" in done.stdout, done.stdout
+    line = next(x for x in done.stdout.splitlines() if x.startswith("finished"))
+    assert line == "finished [(8, True)]", line  # 'hi there' at 4 characters per token plus overhead, estimated
