@@ -21,7 +21,9 @@ import gzip
 import hashlib
 import logging
 import os
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,20 +75,29 @@ def _load_encoding(name: str) -> Any | None:
     """Load an encoding once per process. Checked again under the lock: threads making their first call at
     the same moment must wait for one load (~1 s), not each load the ranks again in turn.
 
-    None (the caller estimates, as without local data) on the thread already loading it: a stream abandoned in
-    a reference cycle, finished by the garbage collector in the middle of the load, would otherwise wait for
-    itself for ever."""
+    None (the caller estimates, as without local data) where waiting for the load would be wrong: on the thread
+    already loading it (a stream abandoned in a reference cycle, finished by the garbage collector in the middle
+    of the load, would otherwise wait for itself for ever), or on an event loop (whose every task the load would
+    stall for ~1 s: a background thread loads it instead, for the calls after it)."""
     try:
         return _encodings[name]
     except KeyError:
         pass
     if _load_lock._is_owned():
         return None
-    with _load_lock:
+    if _on_event_loop():
+        _load_in_background(name)
+        return None
+    # At exit a daemon loader thread is frozen, perhaps holding the lock: never wait for it then.
+    if not _load_lock.acquire(blocking=not sys.is_finalizing()):
+        return None
+    try:
         if name in _encodings:
             return _encodings[name]
         enc = _from_bpe_openai(name) or _from_tiktoken_cache(name)
         _encodings[name] = enc
+    finally:
+        _load_lock.release()
     if enc is None:
         logger.warning(
             "aicost: no local tokenizer data for %s (install aicost-otel[offline] or set TIKTOKEN_CACHE_DIR); "
@@ -95,6 +106,39 @@ def _load_encoding(name: str) -> Any | None:
             CHARS_PER_TOKEN,
         )
     return enc
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop (asyncio, or trio through the SDKs' own sniffio)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
+        return True
+    sniffio = sys.modules.get("sniffio") if "trio" in sys.modules else None
+    if sniffio is not None:
+        try:
+            return sniffio.current_async_library() == "trio"
+        except Exception:
+            return False
+    return False
+
+
+_loading: set[str] = set()  # encodings a background thread was started for
+
+
+def _load_in_background(name: str) -> None:
+    """Start one daemon thread loading ``name`` (never while the interpreter shuts down: no thread can start)."""
+    if name in _loading or sys.is_finalizing():
+        return
+    _loading.add(name)
+    try:
+        threading.Thread(target=_load_encoding, args=(name,), name="aicost-tokenizer", daemon=True).start()
+    except Exception:  # RuntimeError: can't create new thread at interpreter shutdown
+        _loading.discard(name)
+
+
+@_fork.on_fork_in_child
+def _forget_loader_threads() -> None:
+    _loading.clear()  # the parent's loader thread does not run in the child: the child starts its own
 
 
 def _from_bpe_openai(name: str) -> Any | None:

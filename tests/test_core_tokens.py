@@ -112,3 +112,38 @@ def test_a_call_finished_by_the_gc_inside_the_tokenizer_load_does_not_deadlock()
     assert "count TokenCount(tokens=7, exact=True)" in done.stdout, done.stdout
     line = next(x for x in done.stdout.splitlines() if x.startswith("finished"))
     assert line == "finished [(8, True)]", line  # 'hi there' at 4 characters per token plus overhead, estimated
+
+
+def test_a_count_on_an_event_loop_never_waits_for_the_tokenizer_load(monkeypatch):
+    """The first count of the process loads the tokenizer (~1-2 s). On an event loop that stalled every task of
+    the application (the first async stream needing an estimate, a budget's first async reservation): the count
+    is estimated at once instead, and a background thread loads the tokenizer for the counts after it."""
+    import asyncio
+
+    monkeypatch.setattr(tokens, "_encodings", {})
+    monkeypatch.setattr(tokens, "_loading", set(), raising=False)
+    real = tokens._from_bpe_openai
+    loaded_on = []
+
+    def slow(name):
+        loaded_on.append(threading.current_thread().name)
+        time.sleep(1.0)
+        return real(name)
+
+    monkeypatch.setattr(tokens, "_from_bpe_openai", slow)
+    text = "What is the capital of France?"
+
+    async def count():
+        started = time.perf_counter()
+        counted = tokens.count_text(text, "gpt-4o")
+        return counted, time.perf_counter() - started
+
+    counted, took = asyncio.run(count())
+    assert took < 0.5, f"the event loop waited {took:.2f} s for the tokenizer"
+    assert counted == tokens.TokenCount(8, False)  # 30 characters at 4 per token, flagged as an estimate
+    deadline = time.monotonic() + 60
+    while "o200k_base" not in tokens._encodings and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert loaded_on == ["aicost-tokenizer"]
+    assert asyncio.run(count())[0] == tokens.TokenCount(7, True)  # loaded: exact from then on
+    assert tokens.count_text(text, "gpt-4o") == tokens.TokenCount(7, True)
