@@ -751,7 +751,18 @@ class _Call:
 
     def iterate(self, inner: Any) -> Any:
         acc: Any = self.acc  # set by watch_stream, the only caller of wrap_stream
-        return _wrap_async(inner, self, acc) if hasattr(inner, "__anext__") else _wrap_sync(inner, self, acc)
+        # Started here, up to its first ``yield``: a generator never started runs nothing when it is closed or
+        # collected, so a stream dropped unread would never be finished (no span, its reservation held).
+        if hasattr(inner, "__anext__"):
+            watched = _wrap_async(inner, self, acc)
+            try:
+                watched.asend(None).send(None)
+            except StopIteration:  # at its first ``yield``, as expected
+                pass
+            return watched
+        watched = _wrap_sync(inner, self, acc)
+        next(watched)
+        return watched
 
     def finish_on_close(self, obj: Any, is_async: bool, reader: BodyReader | None = None,
                         undo: tuple[Callable[[], None], ...] = ()) -> None:
@@ -843,8 +854,9 @@ def _is_fine_tune(model: str) -> bool:
 # --------------------------------------------------------------------------------------------- streams
 def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
     observe = acc.observe
-    call.busy = True
     try:
+        yield None  # where ``iterate`` leaves it: a stream dropped before its first item is finished as closed
+        call.busy = True
         for item in inner:
             if call.first_chunk_at is None:
                 call.first_chunk_at = _perf()
@@ -872,8 +884,9 @@ def _wrap_sync(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
 
 async def _wrap_async(inner: Any, call: _Call, acc: StreamAccumulator) -> Any:
     observe = acc.observe
-    call.busy = True
     try:
+        yield None  # where ``iterate`` leaves it: a stream dropped before its first item is finished as closed
+        call.busy = True
         async for item in inner:
             if call.first_chunk_at is None:
                 call.first_chunk_at = _perf()

@@ -218,3 +218,69 @@ def test_resuming_a_background_response_holds_nothing_and_is_charged_what_it_cos
     span = [s for s in instrumented.cost_spans()][-1]
     assert span.attributes[semconv.AICOST_BUDGET_RESERVED_USD] == "0"
     assert guard.status()[0].spent_usd == D(span.attributes[semconv.AICOST_COST_TOTAL]) > 0
+
+
+def _listened():
+    from aicost import hooks
+
+    results = []
+    hooks.add_listener(results.append)
+    return results, lambda: hooks.remove_listener(results.append)
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_a_stream_dropped_unread_is_finished_and_settles(instrumented, budgets, openai_client, anthropic_client,
+                                                         replay_server, vendor):
+    """A stream returned but never iterated, then dropped: its watching generator had never started, so closing it
+    ran nothing: no span, no listener call, and the reservation held for its lease (an hour). The request was
+    sent, so the call is finished as closed, estimated from the request, and settled."""
+    import gc
+
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    results, stop = _listened()
+    try:
+        if vendor == "openai":
+            stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100,
+                                                           stream=True)
+        else:
+            stream = anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=100,
+                                                      messages=MESSAGES, stream=True)
+        assert guard.status()[0].reserved_usd > 0
+        del stream
+        gc.collect()
+    finally:
+        stop()
+    [status] = guard.status()
+    assert status.reserved_usd == 0 and status.spent_usd > 0
+    [result] = results
+    assert result.usage.estimated is True and result.usage.output_tokens == 0
+    [span] = instrumented.cost_spans()
+    assert span.attributes[semconv.AICOST_STREAM_ENDED_BY] == "closed"
+    assert span.attributes[semconv.AICOST_STREAM_CHUNKS] == 0
+
+
+async def test_an_async_stream_dropped_unread_is_finished_and_settles(instrumented, budgets, async_openai_client,
+                                                                      replay_server):
+    import asyncio
+    import gc
+
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    results, stop = _listened()
+    try:
+        stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                   max_tokens=100, stream=True)
+        assert guard.status()[0].reserved_usd > 0
+        del stream
+        gc.collect()
+        for _ in range(100):  # the event loop closes a collected async generator in a task of its own
+            if results:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stop()
+    [status] = guard.status()
+    assert status.reserved_usd == 0 and status.spent_usd > 0
+    [result] = results
+    assert result.usage.estimated is True
+    [span] = instrumented.cost_spans()
+    assert span.attributes[semconv.AICOST_STREAM_ENDED_BY] == "closed"
