@@ -1173,10 +1173,13 @@ def _stream_manager_wrapper(integration: Integration, endpoint: Endpoint, is_asy
             error_once(f"begin:{endpoint.key}", "aicost: could not prepare %s", endpoint.key)
             return sdk_stream()
         call.run_interceptors()  # may raise CallRefused, on purpose
-        manager = sdk_stream()
         try:
-            run = _async_manager_request if is_async else _sync_manager_request
-            if not integration.wrap_manager(manager, lambda request: run(call, instance, request)):
+            manager = sdk_stream()
+        except BaseException as exc:  # nothing was sent: the call failed, its reservation is settled
+            call.finish(None, exc)
+            raise
+        try:
+            if not integration.wrap_manager(manager, lambda request: _ManagerRequest(call, instance, request)):
                 warn_once(f"manager:{type(manager).__qualname__}", "aicost: cannot watch %s", type(manager).__qualname__)
         except Exception:
             error_once(f"manager:{endpoint.key}", "aicost: could not watch %s", endpoint.key)
@@ -1241,16 +1244,55 @@ def _enter(call: _Call, resource: Any) -> _Call:
     return call
 
 
-def _sync_manager_request(call: _Call, resource: Any, request: Callable[[], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        return _run_sync(_enter(call, resource), request)
+class _ManagerRequest:
+    """The request a stream manager sends when it is entered (``__call__`` for the sync manager, ``await`` for the
+    async one, whose SDK coroutine it holds unawaited until then), sent as the call.
 
-    return run
+    A manager collected without having been entered sent nothing: the call's budget reservations are given back
+    then, or they would be held for their lease. That happens off the finalizer, in a thread of its own, since the
+    collector may run while this thread holds a lock the release takes. The SDK's coroutine is left to be collected
+    as it would be without aicost, so its "never awaited" warning names the SDK's function."""
+
+    __slots__ = ("call", "resource", "request", "sent")
+
+    def __init__(self, call: _Call, resource: Any, request: Any) -> None:
+        self.call = call
+        self.resource = resource
+        self.request = request
+        self.sent = False
+
+    def __call__(self) -> Any:
+        self.sent = True
+        return _run_sync(_enter(self.call, self.resource), self.request)
+
+    def __await__(self) -> Any:
+        # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
+        self.sent = True
+        request = self.request
+        return _run_async(_enter(self.call, self.resource), lambda: request).__await__()
+
+    def __del__(self) -> None:
+        tickets = self.call.tickets
+        if self.sent or not tickets or sys.is_finalizing():  # at exit a reservation expires with its lease
+            return
+        self.call.finished = True
+        try:
+            import threading
+
+            threading.Thread(target=_release, args=(tickets,), name="aicost-release", daemon=True).start()
+        except Exception:  # no thread can start (the interpreter is shutting down): it expires with its lease
+            pass
 
 
-async def _async_manager_request(call: _Call, resource: Any, request: Any) -> Any:
-    # ``request`` is the SDK's un-awaited coroutine; awaiting it here keeps the SDK's timing (on __aenter__).
-    return await _run_async(_enter(call, resource), lambda: request)
+def _release(tickets: list[Any]) -> None:
+    for ticket in tickets:
+        release = getattr(ticket, "release", None)
+        if release is None:
+            continue
+        try:
+            release()
+        except Exception:
+            error_once(f"ticket:{type(ticket).__qualname__}", "aicost: a call ticket failed to release")
 
 
 # --------------------------------------------------------------------------------------------- observed methods

@@ -284,3 +284,67 @@ async def test_an_async_stream_dropped_unread_is_finished_and_settles(instrument
     assert result.usage.estimated is True
     [span] = instrumented.cost_spans()
     assert span.attributes[semconv.AICOST_STREAM_ENDED_BY] == "closed"
+
+
+def _reserved_becomes_zero(guard, seconds: float = 10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while guard.status()[0].reserved_usd and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return guard.status()[0].reserved_usd
+
+
+def test_anthropic_stream_helper_that_raises_settles_its_reservation(instrumented, budgets, anthropic_client,
+                                                                     replay_server):
+    """messages.stream() reserves before the SDK builds the request: if the SDK's stream() itself raises, the app
+    gets the same exception and the reservation is settled (it was held for its lease)."""
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    with pytest.raises(TypeError, match="output_format"):
+        anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=1000, messages=MESSAGES,
+                                         output_format="json")
+    assert replay_server.requests == []
+    [status] = guard.status()
+    assert status.reserved_usd == 0 and status.spent_usd == 0
+    [span] = instrumented.aicost_spans()
+    assert span.attributes[semconv.ERROR_TYPE] == "TypeError"
+
+
+def test_anthropic_stream_manager_never_entered_gives_its_reservation_back(instrumented, budgets, anthropic_client,
+                                                                          replay_server):
+    import gc
+
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    manager = anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=1000,
+                                               messages=MESSAGES)
+    assert guard.status()[0].reserved_usd > 0
+    del manager
+    gc.collect()
+    assert _reserved_becomes_zero(guard) == 0
+    assert guard.status()[0].spent_usd == 0 and replay_server.requests == []
+    with anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=1000,
+                                          messages=MESSAGES) as stream:
+        stream.get_final_message()  # an entered manager is the call, as before
+    [status] = guard.status()
+    assert status.reserved_usd == 0 and status.spent_usd > 0
+
+
+async def test_async_anthropic_stream_manager_never_entered(instrumented, budgets, async_anthropic_client,
+                                                            replay_server):
+    """Settled too, and the 'never awaited' warning names the SDK's coroutine, as without aicost (it named an
+    aicost function)."""
+    import gc
+    import warnings
+
+    guard = budgets(budgets=[Budget(limit_usd="1", name="s")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manager = async_anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=1000,
+                                                         messages=MESSAGES)
+        assert guard.status()[0].reserved_usd > 0
+        del manager
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == [
+        "coroutine 'AsyncAPIClient.post' was never awaited"]
+    assert _reserved_becomes_zero(guard) == 0
+    assert replay_server.requests == []
