@@ -606,8 +606,9 @@ class _Call:
             invalid, usage = usage.invalid, None
         incomplete = ended_by == "exhausted" and self.acc is not None and not self.acc.complete
         if usage is None and error is not None and not self.chunks and invalid is None:
-            usage = Usage()  # the vendor rejected the request: nothing was generated, nothing is billed
-        elif meta.unpriced and usage is None and (error is None or invalid is not None):
+            # Failed before any output: $0 only if the vendor provably billed nothing, else read or estimated below.
+            usage, invalid = self._failed_before_output(meta, error, ended_by)
+        if meta.unpriced and usage is None and (error is None or invalid is not None):
             # Billed by a unit the catalog has no rate for, or usage aicost never estimates that failed validation:
             # the cost is unknown, and tokens the vendor did not report are neither estimated nor written as zero.
             cost = pricing.unknown_cost(self.info.provider, meta.model or self.request.model, None, usage)
@@ -638,6 +639,33 @@ class _Call:
         if usage is not None:
             usage.invalid = invalid  # listeners see why, as the span does
         return usage, cost, invalid, subs
+
+    def _failed_before_output(self, meta: ResponseMeta, error: BaseException, ended_by: str | None
+                              ) -> tuple[Usage | None, str | None]:
+        """-> (usage, why it is not the vendor's) for a call that raised before any output arrived.
+
+        Exactly $0 (``Usage()``) only where the vendor provably billed nothing (``Integration.unbilled``: an HTTP
+        error response, a request never sent). Where the error of the call itself carries what the vendor answered
+        (``Integration.error_meta``: OpenAI's ``LengthFinishReasonError``), that is read into ``meta`` and its usage
+        is exact. Otherwise no usage, and a reason: estimated (or unknown, for what aicost never estimates) by the
+        caller."""
+        integration = self.integration
+        answered = None
+        try:
+            if integration.unbilled(error, ended_by is not None):
+                return Usage(), None  # the vendor refused it, or never got it: nothing generated, nothing billed
+            if ended_by is None:
+                answered = integration.error_meta(self.endpoint, error, self.info.kwargs)
+        except Exception:
+            error_once("error_meta", "aicost: could not read what a failed call returned")
+        if answered is not None:
+            for name in ResponseMeta.__slots__:
+                setattr(meta, name, getattr(answered, name))
+            usage = meta.usage
+            if usage is not None:
+                return (None, usage.invalid) if usage.invalid is not None else (usage, None)
+        return None, (f"the call failed ({type(error).__qualname__}) after the request was sent, without the "
+                      "vendor's usage: the vendor may have billed it")
 
     def _with_sub_inferences(self, cost: Any, meta: ResponseMeta) -> tuple[Any, list[tuple[str, str | None, Usage]]]:
         """The cost with the parts the vendor ran and billed at another model's rates, each priced at its own

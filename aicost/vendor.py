@@ -386,6 +386,28 @@ class Integration:
 
         return error_type_of(error)
 
+    # Modules through whose frames a request reaches the vendor (the SDK's HTTP layer): an error raised without
+    # passing through any of them was raised before the request was sent (see :meth:`unbilled`). Empty: not known.
+    sends_in: tuple[str, ...] = ()
+
+    def unbilled(self, error: BaseException, streaming: bool = False) -> bool:
+        """Whether the vendor provably billed nothing for a call that raised ``error`` before any output arrived:
+        it answered with an HTTP error status (4xx / 5xx), the connection was never made (refused, DNS, connect
+        or pool timeout), or the error was raised before the request reached the SDK's HTTP layer (``sends_in``).
+        Anything else (a read timeout, a cancellation, a response the SDK could not parse) may have been billed.
+        ``streaming``: raised while the caller read the stream the SDK returned (an SDK may send the request only
+        then, as google-genai does; an error event inside a 200 stream is no HTTP error), where ``sends_in`` says
+        nothing."""
+        return http_error_status(error) or never_connected(error) or (
+            not streaming and bool(self.sends_in) and not raised_in(error, self.sends_in))
+
+    def error_meta(self, endpoint: Endpoint, error: BaseException, kwargs: dict[str, Any]) -> ResponseMeta | None:
+        """What a call that raised ``error`` after the vendor answered billed, where the error says it (OpenAI's
+        ``LengthFinishReasonError.completion``), or what its endpoint bills by when it does not (an endpoint aicost
+        never estimates says so with ``ResponseMeta.unpriced``). None: nothing known, estimated if not
+        :meth:`unbilled`."""
+        return None
+
     def native_span_capture(self, resource: Any) -> Any:
         """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic).
         The capture has ``span()`` (the SDK's span once made, else None), ``release()`` (the call is made), and
@@ -403,6 +425,49 @@ class Integration:
         ``seen.record``) and return what the caller gets: ``value``, wrapped in place where results arrive as it
         is iterated."""
         return value
+
+
+# Exceptions (by class name, across HTTP libraries) raised when no connection to the vendor was made: httpx / httpx2,
+# urllib3, botocore, and the socket errors underneath them.
+_NOT_CONNECTED = frozenset(("ConnectError", "ConnectTimeout", "PoolTimeout", "NewConnectionError",
+                            "ConnectTimeoutError", "EndpointConnectionError", "ConnectionRefusedError", "gaierror"))
+
+
+def http_error_status(error: BaseException) -> bool:
+    """Whether ``error`` is the vendor's HTTP error response (status 4xx / 5xx): the Stainless SDKs'
+    ``APIStatusError.status_code``, google-genai's ``APIError.code``, botocore's ``ClientError.response``. An error
+    event inside a 200 stream carries status 200: not an HTTP error, the vendor had accepted the call."""
+    status = getattr(error, "status_code", None)
+    if type(status) is not int:
+        status = getattr(error, "code", None)
+    if type(status) is not int:
+        response = getattr(error, "response", None)
+        metadata = response.get("ResponseMetadata") if isinstance(response, dict) else None
+        status = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+    return type(status) is int and 400 <= status < 600
+
+
+def never_connected(error: BaseException) -> bool:
+    """Whether ``error``, or the error it was raised from, says no connection to the vendor was made."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 8:
+        if type(current).__name__ in _NOT_CONNECTED:
+            return True
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        seen += 1
+    return False
+
+
+def raised_in(error: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether ``error`` passed through a frame of one of ``modules`` (or their submodules) on its way up."""
+    tb = error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__")
+        if isinstance(name, str) and name.startswith(modules):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class CallWatch:

@@ -441,6 +441,8 @@ class BedrockIntegration(Integration):
     sdk = "botocore"
     endpoints = ENDPOINTS
     routers = (Router("botocore.client", "BaseClient", "_make_api_call"),)
+    # botocore validates the parameters before its endpoint sends (and, retrying, parses) the request.
+    sends_in = ("botocore.endpoint",)
 
     def __init__(self) -> None:
         from botocore.eventstream import EventStream

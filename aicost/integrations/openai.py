@@ -802,6 +802,10 @@ class OpenAIIntegration(StainlessIntegration):
 
         self._stream_types = (openai.Stream, openai.AsyncStream)
         self._raw_types = (LegacyAPIResponse, BaseAPIResponse)
+        # parse() raises these after the vendor answered (and billed): the error carries the completion.
+        self._answered_errors = tuple(t for t in (getattr(openai, "LengthFinishReasonError", None),
+                                                  getattr(openai, "ContentFilterFinishReasonError", None))
+                                      if isinstance(t, type))
         try:
             self._azure_types: tuple[type, ...] = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
         except AttributeError:  # pragma: no cover
@@ -869,6 +873,16 @@ class OpenAIIntegration(StainlessIntegration):
         if family == "speech":
             return read_speech(response)
         return read_response(response, want_text, family != "embeddings")
+
+    def error_meta(self, endpoint: Endpoint, error: BaseException, kwargs: dict[str, Any]) -> ResponseMeta | None:
+        """``parse()``'s ``LengthFinishReasonError`` / ``ContentFilterFinishReasonError``: the vendor answered, and
+        the error's ``completion`` says what it billed. Images and audio, which aicost never estimates: unknown."""
+        completion = getattr(error, "completion", None) if isinstance(error, self._answered_errors) else None
+        if completion is not None:
+            return read_response(completion)
+        if _FAMILY[endpoint.key] in ("images", "audio", "speech"):
+            return ResponseMeta(unpriced="the call failed after the request was sent, without the vendor's usage")
+        return None
 
     def read_event(self, endpoint: Endpoint, connection: Any, event: Any) -> EventStep | None:
         if endpoint.key == "openai.responses.connect":

@@ -163,6 +163,12 @@ class StainlessIntegration(Integration):
         base = f"{self.sdk}._base_client"
         return (Router(base, "SyncAPIClient", "request"), Router(base, "AsyncAPIClient", "request", is_async=True))
 
+    @property
+    def sends_in(self) -> tuple[str, ...]:  # type: ignore[override]
+        # ``SyncAPIClient.request`` / ``AsyncAPIClient.request`` send, retry and parse the response: an error that
+        # never passed through them was raised before the request was built (arguments the SDK refused).
+        return (f"{self.sdk}._base_client",)
+
     def route_path(self, method: str, path: str) -> Endpoint | None:
         """The endpoint of a request seen only at the HTTP-client level, or None if it bills nothing."""
         return None
