@@ -335,11 +335,14 @@ class EventAccumulator(StreamAccumulator):
     """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
 
     __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts",
-                 "server_tools")
+                 "server_tools", "final")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
         self.server_tools = False  # a server tool's block started: the call sampled several steps
+        # A message_delta carried usage: the final output count. Without it message_start's output count (a
+        # placeholder) is all there is, and the stream is not complete even after message_stop.
+        self.final = False
         self.usage: Usage | None = None
         self.iterations: Iterations | None = None  # beta: cumulative like the rest, so the last one wins
         self.model: str | None = None
@@ -367,12 +370,14 @@ class EventAccumulator(StreamAccumulator):
                 self.usage = Usage(invalid="message_start has no usage")
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
+            if usage is not None:
+                self.final = True
             self.usage, iterations, _ = read_top_usage(usage, self.usage, require_output=True)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
             self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason
         elif kind == "message_stop":
-            self.complete = True
+            self.complete = self.final
         elif kind == "content_block_start" and not self.server_tools:
             self.server_tools = _is_server_tool(getattr(event, "content_block", None))
         return True
