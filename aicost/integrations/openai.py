@@ -101,8 +101,10 @@ COMPATIBLE_HOSTS: dict[str, str] = {
     "api.x.ai": "x_ai",
 }
 
-# Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)).
-_USAGE_CHUNK_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
+# Hosts known to accept ``stream_options.include_usage`` (see instrument(stream_usage=...)): OpenAI's API, its
+# regional hosts (``eu.api.openai.com``: the SDK's data residency option), Azure OpenAI. The first is matched
+# exactly, the others as domain suffixes.
+_USAGE_CHUNK_HOSTS = ("api.openai.com", ".api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
 _USAGE_CHUNK_ENDPOINTS = ("openai.chat.completions.create", "openai.completions.create")
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 # The reason a call billed by a unit aicost never estimates (images, audio) has an unknown cost when its usage fails
@@ -802,6 +804,9 @@ class OpenAIIntegration(StainlessIntegration):
 
         self._stream_types = (openai.Stream, openai.AsyncStream)
         self._raw_types = (LegacyAPIResponse, BaseAPIResponse)
+        # The SDK's "argument not given" defaults: an argument holding one was not set by the caller.
+        self._placeholders = tuple(t for t in (getattr(openai, "Omit", None), getattr(openai, "NotGiven", None))
+                                   if isinstance(t, type))
         # parse() raises these after the vendor answered (and billed): the error carries the completion.
         self._answered_errors = tuple(t for t in (getattr(openai, "LengthFinishReasonError", None),
                                                   getattr(openai, "ContentFilterFinishReasonError", None))
@@ -842,7 +847,9 @@ class OpenAIIntegration(StainlessIntegration):
         if isinstance(options, dict) and options.get("include_usage"):
             return False  # the caller asked for it: they see the chunk, as without aicost
         if options is not None and not isinstance(options, dict):
-            return False
+            if not isinstance(options, self._placeholders):
+                return False
+            options = None  # the SDK's ``omit`` / ``NOT_GIVEN`` default, which its ``stream()`` helper passes on
         headers = kwargs.get("extra_headers") or {}
         if RAW_RESPONSE_HEADER in headers or RAW_RESPONSE_HEADER.lower() in headers:
             return False  # raw responses are read by the caller byte for byte: never add a chunk there
