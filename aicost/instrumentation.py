@@ -89,8 +89,8 @@ def instrument(
     spend ledger for ``aicost report`` and exports (docs/ledger.md).
 
     Every argument is checked before anything is patched or changed: a bad one raises
-    :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file raises
-    ``PriceFileError`` naming the line and field.
+    :class:`aicost.errors.ConfigurationError` naming it and what it accepts; a malformed price file, or one that
+    contradicts prices loaded already, raises ``PriceFileError`` naming the line and field.
     """
     global _instrumented, _price_file, _generation
     _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
@@ -98,7 +98,11 @@ def instrument(
     if price_file is not None:
         from .pricing.overrides import load_file
 
+        from .pricing.engine import replace_overrides
+
         loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
+        with _lock:  # a file that contradicts the prices loaded already raises now, before anything is configured
+            replace_overrides(_price_file, loaded, check_only=True)
     _configure_ledger(ledger)  # a malformed URL raises ConfigurationError
     pools = loaded.sections.get("pools") if loaded is not None else None
     if pools:  # self-hosted GPU pools: a feature above the core, imported when declared

@@ -526,10 +526,11 @@ def add_discount(percent: Any, *, provider: str | None = None, model: str | None
     return discount
 
 
-def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None:
+def replace_overrides(previous: Overrides | None, new: Overrides | None, *, check_only: bool = False) -> None:
     """Swap the overrides one load added (``previous``, as returned by ``load_file``) for ``new``, in one step:
     what ``instrument(price_file=...)`` does when called again, so a file loaded twice does not contradict itself.
-    Raises PriceFileError, changing nothing, if ``new`` contradicts the overrides that stay."""
+    Raises PriceFileError, changing nothing, if ``new`` contradicts the overrides that stay. ``check_only``: raise
+    as the swap would, and swap nothing (``instrument()`` checks before it configures anything)."""
     with _lock:
         kept = _overrides
         if previous is not None:
@@ -540,7 +541,9 @@ def replace_overrides(previous: Overrides | None, new: Overrides | None) -> None
                     sources.remove(source)
             kept = Overrides(tuple(r for r in kept.rules if id(r) not in gone),
                              tuple(d for d in kept.discounts if id(d) not in gone), tuple(sources))
-        _install(kept.merged(new) if new is not None else kept)
+        merged = kept.merged(new) if new is not None else kept
+        if not check_only:
+            _install(merged)
 
 
 def rule_price(rule: Any, provider: str | None, model: str, tier: str | None = None) -> ModelPrice:

@@ -1,0 +1,54 @@
+"""``instrument()`` checks everything before it configures anything: a price file that contradicts prices loaded
+earlier raises before the spend ledger, its listener or the file's pools are switched on."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import aicost
+from aicost import hooks
+from aicost.pricing.overrides import PriceFileError
+from aicost.pricing.engine import replace_overrides
+
+_PRICE = '''version = 1
+[[model]]
+model = "my-model"
+input = "1"
+output = "2"
+'''
+_POOL = '''
+[pools.support-llama]
+gpu_hour = "2.50"
+gpus = 2
+endpoints = ["vllm.internal:8000"]
+models = ["acme/llama-3.1-8b-support-ft"]
+owner = "ml-platform"
+output_weight = 4
+'''
+
+
+def test_a_price_file_contradicting_loaded_prices_configures_nothing(tmp_path: Path, tracer_provider):
+    mine = tmp_path / "prices_a.toml"
+    mine.write_text(_PRICE)
+    theirs = tmp_path / "prices_b.toml"
+    theirs.write_text(_PRICE + _POOL)  # the same model at overlapping dates: a contradiction
+    db = tmp_path / "ledger.db"
+    aicost.uninstrument()
+    loaded = aicost.load_price_file(mine)  # the application's own prices
+    listeners = hooks.listeners()
+    try:
+        with pytest.raises(PriceFileError, match="contradicts"):
+            aicost.instrument(tracer_provider=tracer_provider, price_file=theirs, ledger=f"sqlite:///{db}")
+        assert not aicost.is_instrumented()
+        assert not db.exists()
+        writer = sys.modules.get("aicost.ledger.writer")
+        assert writer is None or writer.active() is None
+        pools = sys.modules.get("aicost.pools")
+        assert pools is None or pools.active() is None
+        assert hooks.listeners() == listeners
+    finally:
+        aicost.uninstrument()
+        replace_overrides(loaded, None)
