@@ -61,6 +61,7 @@ _patch_lock = _fork.lock()
 _generation = 0  # one per instrument(): a hook from an earlier one, running late, patches nothing
 _HOOKS = object()  # the token of aicost's post-import hooks
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, original) to restore
+_loaded: list[Integration] = []  # the integrations that patched, each told by uninstrument() to undo its own state
 _instrumented = False
 
 
@@ -232,6 +233,14 @@ def uninstrument() -> None:
                     setattr(cls, attr, original)
                 except Exception:
                     error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
+            loaded = _loaded[:]
+            _loaded.clear()
+        for integration in loaded:
+            try:
+                integration.uninstrument()
+            except Exception:
+                error_once(f"uninstrument:{type(integration).__qualname__}", "aicost: could not undo %s's changes",
+                           type(integration).__qualname__)
 
 
 def is_instrumented() -> bool:
@@ -271,6 +280,7 @@ def _load(cls: type, generation: int) -> None:
             if owner.__dict__.get(attr) is original:  # not patched meanwhile
                 setattr(owner, attr, wrapper)
                 _patched.append((owner, attr, original))
+        _loaded.append(integration)
 
 
 def _sdk_module(name: str) -> Any:

@@ -408,6 +408,10 @@ class Integration:
         :meth:`unbilled`."""
         return None
 
+    def uninstrument(self) -> None:
+        """Undo what the integration changed besides the patched methods (state it put on SDK objects, such as an
+        Anthropic client's tracer); run by ``aicost.uninstrument()``. Never raises."""
+
     def native_span_capture(self, resource: Any) -> Any:
         """For SDKs with their own tracing: prepare to capture the SDK's span of the next call (see anthropic).
         The capture has ``span()`` (the SDK's span once made, else None), ``release()`` (the call is made), and

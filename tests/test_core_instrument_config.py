@@ -1,5 +1,6 @@
 """``instrument()`` checks everything before it configures anything: a price file that contradicts prices loaded
-earlier raises before the spend ledger, its listener or the file's pools are switched on."""
+earlier raises before the spend ledger, its listener or the file's pools are switched on. ``uninstrument()``
+restores everything, also what aicost put on SDK clients."""
 
 from __future__ import annotations
 
@@ -52,3 +53,22 @@ def test_a_price_file_contradicting_loaded_prices_configures_nothing(tmp_path: P
     finally:
         aicost.uninstrument()
         replace_overrides(loaded, None)
+
+
+def test_uninstrument_gives_anthropic_clients_their_own_tracer_back(tracer_provider, replay_server):
+    """aicost captures the SDK's own call span through a stand-in tracer on each Anthropic client that made a call;
+    after ``uninstrument()`` the client traces as it did before aicost."""
+    from vendor_server import anthropic_client, anthropic_message_reply
+
+    client = anthropic_client(replay_server)
+    own = client._tracer  # the SDK's tracer (from the global provider the fixture installed)
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        replay_server.enqueue(anthropic_message_reply())
+        client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+        assert client._tracer is not own  # aicost's stand-in while instrumented
+    finally:
+        aicost.uninstrument()
+    assert client._tracer is own
+    client.close()

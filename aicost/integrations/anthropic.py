@@ -19,6 +19,7 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
+import weakref
 from functools import partial
 from typing import Any, Callable
 
@@ -484,6 +485,10 @@ class DeferredEndSpan(trace.Span):
         return getattr(self._span, name)
 
 
+# The clients whose tracer aicost replaced with a CapturingTracer: uninstrument() gives each its own back.
+_WRAPPED_CLIENTS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
 class CapturingTracer:
     """Stands in for an Anthropic client's tracer; hands the call span to the aicost call that is waiting."""
 
@@ -650,7 +655,19 @@ class AnthropicIntegration(StainlessIntegration):
             if not hasattr(client, "_lazy_tracer"):
                 return None
             client._lazy_tracer = CapturingTracer(tracer)
+            _WRAPPED_CLIENTS.add(client)
         return NativeSpanCapture()
+
+    def uninstrument(self) -> None:
+        """Every client aicost's native span capture touched gets its own tracer back."""
+        for client in list(_WRAPPED_CLIENTS):
+            try:
+                tracer = vars(client).get("_lazy_tracer")
+                if isinstance(tracer, CapturingTracer):
+                    client._lazy_tracer = tracer._aicost_inner
+            except Exception:
+                error_once("anthropic:tracer", "aicost: could not restore an Anthropic client's tracer")
+        _WRAPPED_CLIENTS.clear()
 
 
 INTEGRATION = AnthropicIntegration
