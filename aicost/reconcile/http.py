@@ -23,21 +23,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from .._http import open_url
 from .errors import AdminKeyRejected, BillFetchError
 
 __all__ = ["Fetcher"]
 
 _MAX_PAGES = 10_000  # a cursor that never ends is a vendor bug, not a bill
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A 3xx stays an HTTPError: followed, urllib would send the admin key's header to the new address."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 @dataclass
@@ -78,7 +69,7 @@ class Fetcher:
             self.requests += 1
             request = urllib.request.Request(url, headers=dict(self.headers), method="GET")
             try:
-                with _OPENER.open(request, timeout=self.timeout_s) as response:
+                with open_url(request, timeout=self.timeout_s) as response:
                     body = response.read()
                 try:
                     page = json.loads(body, parse_float=Decimal)  # amounts stay exact decimals

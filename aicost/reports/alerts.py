@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from .. import _fork
+from .._http import open_url
 from .._log import log_once
 from ._format import usd as _usd
 
@@ -227,15 +228,6 @@ class CallbackSink:
         self.fn(alert)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Follow no redirect: urllib answers a 301/302/303 to a POST with a GET *without the body*, and a 200 to that
-    GET would count as delivered although the webhook never got the alert. Declining makes the 3xx an HTTPError
-    that names its status."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
-        return None
-
-
 class WebhookSink:
     """POST the alert's Slack-compatible JSON to ``url``. Any 2xx is delivered; anything else, a redirect
     included (never followed), raises: the delivery failed and is retried by the next run."""
@@ -256,8 +248,7 @@ class WebhookSink:
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.slack_payload()).encode()
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-        # Made per POST, not at import: an opener reads the proxy settings of the environment when made.
-        with urllib.request.build_opener(_NoRedirect).open(request, timeout=self.timeout_s) as response:
+        with open_url(request, timeout=self.timeout_s) as response:
             response.read()
             if not 200 <= response.status < 300:
                 raise urllib.error.HTTPError(self.url, response.status, "not delivered", response.headers, None)
