@@ -454,12 +454,12 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
             led: Flight | None = None
-            if core.single_flight:
-                flight, leader = core.flights.join(req.key)
-                if leader:
-                    led = flight
-                    land = functools.partial(core.flights.land, req.key, flight)
-                    try:  # interrupted while waiting for another process: land, or later misses wait for us
+            try:  # a leader that fails or is interrupted, waiting or calling, lands: later misses would wait for it
+                if core.single_flight:
+                    flight, leader = core.flights.join(req.key)
+                    if leader:
+                        led = flight
+                        land = functools.partial(core.flights.land, req.key, flight)
                         token = _try_shared_lock(core, req)
                         if token is None:  # another process is answering the same request right now
                             again = _await_other_process(core, req)
@@ -469,16 +469,12 @@ def _sync_wrapper(core: CacheCore) -> Callable[..., Any]:
                                 return _materialise(again.entry)
                         elif token:
                             land = _chain(land, functools.partial(_unlock, core, req, token))
-                    except BaseException:
-                        land()
-                        raise
-                elif flight.wait(core.single_flight_timeout):
-                    again = _safe_lookup(core, req, semantic=False)
-                    if again.entry is not None:
-                        _record(core, span, "hit", lookup_s, _paid_for(again, found))
-                        return _materialise(again.entry)
-            _record(core, span, "miss", lookup_s, found)
-            try:
+                    elif flight.wait(core.single_flight_timeout):
+                        again = _safe_lookup(core, req, semantic=False)
+                        if again.entry is not None:
+                            _record(core, span, "hit", lookup_s, _paid_for(again, found))
+                            return _materialise(again.entry)
+                _record(core, span, "miss", lookup_s, found)
                 with collect_calls() as collector:
                     result = func(*args, **kwargs)
             except BaseException:
@@ -517,13 +513,13 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                 return _materialise(found.entry)
             land: Callable[[], None] = _noop
             led: Flight | None = None
-            if core.single_flight:
-                flight, leader = core.flights.join(req.key)
-                if leader:
-                    led = flight
-                    land = functools.partial(core.flights.land, req.key, flight)
-                    try:  # cancelled while waiting for another process (wait_for, a client gone): land, or
-                        # every later identical miss waits single_flight_timeout for a leader that is gone
+            try:  # a leader cancelled (wait_for, a client gone) or failing, waiting or calling, lands: later misses
+                # would wait single_flight_timeout for a leader that is gone
+                if core.single_flight:
+                    flight, leader = core.flights.join(req.key)
+                    if leader:
+                        led = flight
+                        land = functools.partial(core.flights.land, req.key, flight)
                         token = _try_shared_lock(core, req)
                         if token is None:  # another process is answering the same request right now
                             again = await _await_other_process_async(core, req)
@@ -533,17 +529,13 @@ def _async_wrapper(core: CacheCore) -> Callable[..., Any]:
                                 return _materialise(again.entry)
                         elif token:
                             land = _chain(land, functools.partial(_unlock, core, req, token))
-                    except BaseException:
-                        land()
-                        raise
-                elif await flight.wait_async(core.single_flight_timeout):
-                    again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
-                             else _safe_lookup(core, req, semantic=False))
-                    if again.entry is not None:
-                        _record(core, span, "hit", lookup_s, _paid_for(again, found))
-                        return _materialise(again.entry)
-            _record(core, span, "miss", lookup_s, found)
-            try:
+                    elif await flight.wait_async(core.single_flight_timeout):
+                        again = (await asyncio.to_thread(_safe_lookup, core, req, False) if off_loop
+                                 else _safe_lookup(core, req, semantic=False))
+                        if again.entry is not None:
+                            _record(core, span, "hit", lookup_s, _paid_for(again, found))
+                            return _materialise(again.entry)
+                _record(core, span, "miss", lookup_s, found)
                 with collect_calls() as collector:
                     result = await func(*args, **kwargs)
             except BaseException:
