@@ -17,6 +17,7 @@ import contextvars
 import inspect
 import os
 import sys
+import threading
 import time
 import types
 from datetime import datetime, timezone
@@ -95,11 +96,11 @@ def instrument(
     """
     global _instrumented, _price_file, _generation
     _check_arguments(tracer_provider, meter_provider, capture_content, stream_usage)
+    from .pricing.engine import replace_overrides
+
     loaded = None
     if price_file is not None:
         from .pricing.overrides import load_file
-
-        from .pricing.engine import replace_overrides
 
         loaded = load_file(price_file, sections=PRICE_FILE_SECTIONS)  # validated, not yet installed
         with _lock:  # a file that contradicts the prices loaded already raises now, before anything is configured
@@ -117,8 +118,6 @@ def instrument(
         capture_content = env.strip().lower() in ("1", "true", "yes")
     with _lock:
         if loaded is not None or _price_file is not None:
-            from .pricing.engine import replace_overrides
-
             replace_overrides(_price_file, loaded)  # atomic: a contradiction raises and changes nothing
             _price_file = loaded
         config.capture_content = capture_content
@@ -669,7 +668,7 @@ class _Call:
             if integration.unbilled(error, ended_by is not None):
                 return Usage(), None  # the vendor refused it, or never got it: nothing generated, nothing billed
             if ended_by is None:
-                answered = integration.error_meta(self.endpoint, error, self.info.kwargs)
+                answered = integration.error_meta(self.endpoint, error)
         except Exception:
             error_once("error_meta", "aicost: could not read what a failed call returned")
         if answered is not None:
@@ -1319,8 +1318,6 @@ class _ManagerRequest:
             return
         self.call.finished = True
         try:
-            import threading
-
             threading.Thread(target=_release, args=(tickets,), name="aicost-release", daemon=True).start()
         except Exception:  # no thread can start (the interpreter is shutting down): it expires with its lease
             pass

@@ -67,7 +67,8 @@ def encoding_name_for(model: str | None) -> str:
     return "o200k_base"
 
 
-_load_lock = _fork.rlock()  # an RLock only to ask whether this thread holds it (re-entering it loads nothing)
+_load_lock = _fork.lock()
+_loading_here = threading.local()  # .active: this thread is loading (a re-entry then loads nothing)
 _encodings: dict[str, Any] = {}
 
 
@@ -83,7 +84,7 @@ def _load_encoding(name: str) -> Any | None:
         return _encodings[name]
     except KeyError:
         pass
-    if _load_lock._is_owned():
+    if getattr(_loading_here, "active", False):
         return None
     if _on_event_loop():
         _load_in_background(name)
@@ -91,12 +92,14 @@ def _load_encoding(name: str) -> Any | None:
     # At exit a daemon loader thread is frozen, perhaps holding the lock: never wait for it then.
     if not _load_lock.acquire(blocking=not sys.is_finalizing()):
         return None
+    _loading_here.active = True
     try:
         if name in _encodings:
             return _encodings[name]
         enc = _from_bpe_openai(name) or _from_tiktoken_cache(name)
         _encodings[name] = enc
     finally:
+        _loading_here.active = False
         _load_lock.release()
     if enc is None:
         logger.warning(

@@ -401,7 +401,7 @@ class Integration:
         return http_error_status(error) or never_connected(error) or (
             not streaming and bool(self.sends_in) and not raised_in(error, self.sends_in))
 
-    def error_meta(self, endpoint: Endpoint, error: BaseException, kwargs: dict[str, Any]) -> ResponseMeta | None:
+    def error_meta(self, endpoint: Endpoint, error: BaseException) -> ResponseMeta | None:
         """What a call that raised ``error`` after the vendor answered billed, where the error says it (OpenAI's
         ``LengthFinishReasonError.completion``), or what its endpoint bills by when it does not (an endpoint aicost
         never estimates says so with ``ResponseMeta.unpriced``). None: nothing known, estimated if not

@@ -881,7 +881,7 @@ class OpenAIIntegration(StainlessIntegration):
             return read_speech(response)
         return read_response(response, want_text, family != "embeddings")
 
-    def error_meta(self, endpoint: Endpoint, error: BaseException, kwargs: dict[str, Any]) -> ResponseMeta | None:
+    def error_meta(self, endpoint: Endpoint, error: BaseException) -> ResponseMeta | None:
         """``parse()``'s ``LengthFinishReasonError`` / ``ContentFilterFinishReasonError``: the vendor answered, and
         the error's ``completion`` says what it billed. Images and audio, which aicost never estimates: unknown."""
         completion = getattr(error, "completion", None) if isinstance(error, self._answered_errors) else None
