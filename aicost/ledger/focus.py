@@ -179,7 +179,8 @@ def _unit_price(cost: Decimal, quantity: int) -> Decimal | None:
     part's sum, not its split by rate, so the rates cannot be itemised.)"""
     try:
         price = _UNIT_PRICE.divide(cost, quantity)
-        return price if price.quantize(_QUANTUM, context=_UNIT_PRICE) == price else None
+        price.quantize(_QUANTUM, context=_UNIT_PRICE)  # past 24 decimals: Inexact (trapped), caught below
+        return price
     except (decimal.Inexact, decimal.InvalidOperation):
         return None
 

@@ -193,10 +193,10 @@ class LedgerWriter:
         for row in rows:
             self._put(row)
 
-    def count_unreadable(self, n: int = 1) -> None:
-        """Count ``n`` rows a feeder could not make (a span the span exporter cannot read): they never reach the
-        queue, so nothing else would count them; ``dropped_unreadable`` in :meth:`stats`."""
-        self._counts["dropped_unreadable"] += n
+    def count_unreadable(self) -> None:
+        """Count a row a feeder could not make (a span the span exporter cannot read): it never reaches the
+        queue, so nothing else would count it; ``dropped_unreadable`` in :meth:`stats`."""
+        self._counts["dropped_unreadable"] += 1
 
     def _put(self, item: Any) -> None:
         if self._closed:

@@ -19,9 +19,12 @@ from ..errors import ConfigurationError
 
 KEYS = ("tokens", "gpu_time")
 QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars, shared by cumulative rounding (allocate.py)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # intervals start at multiples of their length from it
 _FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until", "owner", "interval", "key",
            "input_weight", "output_weight", "capacity_per_hour", "max_concurrency", "metrics_url", "note"}
+
+# Intervals start at multiples of their length from it (the ledger's days.EPOCH; not imported from there: that
+# would load the whole ledger package wherever pools are configured)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def _pool(name: Any, data: Any) -> tuple[Pool | None, list[PoolError]]:
     if interval is not None and 86400 % interval:
         problems.append(_err(name, "interval", f"must divide a day evenly (seconds: 3600 = 1 h, 900 = 15 min), got "
                                                f"{interval}"))
-    if interval is not None and not 86400 % interval:
+    elif interval is not None:
         problems.extend(_err(name, field, message) for field, message in
                         (("start", _off_boundary(start, interval)), ("until", _off_boundary(until, interval)))
                         if message)

@@ -65,11 +65,6 @@ class Forecast:
     unknown_cost_calls: int = 0
 
     @property
-    def complete(self) -> bool:
-        """False when calls of unknown price are missing from the figures (they are lower bounds, not $X)."""
-        return not self.unknown_cost_calls
-
-    @property
     def remaining_days(self) -> int:
         return (self.period_end - self.as_of).days
 
