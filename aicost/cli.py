@@ -22,6 +22,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TextIO
 
+from .errors import AicostError
+
 
 def _parse_at(value: str) -> datetime:
     try:
@@ -342,7 +344,7 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = export_focus(store, period.start, period.end, target, file_format=args.file_format,
                               billing_account=args.billing_account, progress=True if args.progress else None,
                               progress_stream=err, where=where)
-    except ValueError as exc:
+    except (ValueError, OSError, AicostError) as exc:  # a bad amount, an unwritable output, the database gone
         print(f"aicost export: {exc}", file=err)
         return 2
     finally:

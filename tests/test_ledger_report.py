@@ -433,6 +433,10 @@ def test_focus_summary_says_what_is_not_in_the_file(tmp_path):
     with open_store(url, create=False) as store:
         result = export_focus(store, t, t + timedelta(hours=1), tmp_path / "f.parquet")
     assert (result.calls, result.free_calls, result.skipped_rows, result.unknown_price_calls) == (1, 1, 2, 1)
+    # an output that cannot be written is an error naming the command (status 2), as docs/ledger.md says
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11",
+                          "-o", str(tmp_path / "missing-dir" / "f.csv"))
+    assert code == 2 and err.startswith("aicost export: ") and "missing-dir" in err
 
 
 def test_cli_export_writes_focus(ledger_url, tmp_path):
