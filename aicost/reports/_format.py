@@ -14,3 +14,14 @@ def usd(value: Decimal | None) -> str:
     if abs(value) >= 1:
         return f"${value.quantize(Decimal('0.01')):,}"
     return f"${value.quantize(Decimal('0.0001')):f}"
+
+
+# Calls whose price is unknown, as `aicost report` names them: left out of an amount, never counted as $0.
+def unknown_calls(calls: int) -> str:
+    """``1,234 calls with an unknown price, not in the total``."""
+    return f"{calls:,} calls with an unknown price, not in the total"
+
+
+def plus_unknown(calls: int) -> str:
+    """`` + 12 calls of unknown price`` after an amount that leaves them out ("" without any)."""
+    return f" + {calls:,} calls of unknown price" if calls else ""

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 from .. import _fork
 from .._http import open_url
 from .._log import log_once
+from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 
 logger = logging.getLogger("aicost")
@@ -87,7 +88,7 @@ def _escape(text: str) -> str:
 
 def _unknown_note(calls: int) -> str:
     """What ``aicost report`` says of calls whose price is unknown, for an alert's text ("" without any)."""
-    return f"; {calls:,} calls with an unknown price, not in the total" if calls else ""
+    return f"; {unknown_calls(calls)}" if calls else ""
 
 
 def _unknown_field(calls: int) -> tuple[tuple[str, str], ...]:
@@ -154,7 +155,7 @@ def anomaly_alerts(anomalies: Iterable[Any]) -> list[Alert]:
         ratio = "new spend" if a.baseline <= 0 else f"{a.ratio:.1f}x"
         calls = "; ".join(f"{c.model} {_usd(c.cost)} ({c.time:%H:%M} UTC, span {c.span_id})" for c in a.calls[:3])
         unknown = a.unknown_cost_calls
-        plus = f" + {unknown:,} calls of unknown price" if unknown else ""
+        plus = plus_unknown(unknown)
         out.append(Alert(
             ANOMALY, f"anomaly:{a.dimension}:{a.group}:{a.start.isoformat()}",
             f"Spend spike: {a.dimension} {a.group}",

@@ -15,6 +15,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
+from ._format import plus_unknown, unknown_calls
+
 __all__ = ["add_alerts", "add_anomalies", "add_dashboard", "add_forecast"]
 
 
@@ -228,7 +230,7 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     out.write(f"aicost anomalies: {period.describe()}, per {args.granularity}, by {', '.join(dims)}\n")
     if period_totals.unknown_cost_calls:  # as `aicost report` says it; a spike is judged on priced spend only
-        out.write(f"{period_totals.unknown_cost_calls:,} calls with an unknown price, not in the total: spikes are "
+        out.write(f"{unknown_calls(period_totals.unknown_cost_calls)}: spikes are "
                   "found in priced spend, and a spike's spend is a lower bound where it had some\n")
     if empty:
         out.write(f"No spend recorded between {period.start.isoformat()} and {period.end.isoformat()}: the ledger "
@@ -239,7 +241,7 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     for a in found:
         ratio = "new" if a.baseline <= 0 else f"{a.ratio:.1f}x"
-        unknown = f" + {a.unknown_cost_calls:,} calls of unknown price" if a.unknown_cost_calls else ""
+        unknown = plus_unknown(a.unknown_cost_calls)
         out.write(f"\n{a.dimension} {a.group}  {a.start}  spent {_money(a.actual)} USD{unknown} against a baseline of "
                   f"{_money(a.baseline)} ({ratio}, z {min(a.score, 999):.1f}, {a.method})\n")
         if a.calls:

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
+from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 from .data import label
 
@@ -230,7 +231,7 @@ def _unknown_note(calls: int) -> str:
     """Above the charts: they draw priced spend only."""
     if not calls:
         return ""
-    return (f'<p class="note unknown wide" id="unknown-price">{calls:,} calls with an unknown price, not in the total '
+    return (f'<p class="note unknown wide" id="unknown-price">{unknown_calls(calls)} '
             "nor in the charts: their spend is unknown, not $0 (<code>aicost report --by model</code> names the "
             "models, column <i>unpriced</i>). Forecasts and spikes that had some say so; their amounts are lower "
             "bounds.</p>")
@@ -238,7 +239,7 @@ def _unknown_note(calls: int) -> str:
 
 def _plus_unknown(calls: int) -> str:
     """A table cell's suffix for an amount that leaves calls of unknown price out."""
-    return f'<br><span class="unknown">+ {calls:,} calls of unknown price</span>' if calls else ""
+    return f'<br><span class="unknown">{plus_unknown(calls).lstrip()}</span>' if calls else ""
 
 
 def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> str:
