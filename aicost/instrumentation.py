@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import types
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
@@ -32,6 +31,7 @@ from . import attribution, hooks, metrics, pricing
 from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
+from ._time import from_ns
 from .errors import CallRefused, ConfigurationError
 from .integrations.identity import client_identity
 from .usage import Usage
@@ -1382,7 +1382,7 @@ def record_completed(integration: Integration, resource: Any, work: CompletedWor
     hints = {**(call.request.price_hints or {}), **work.price_hints}
     if work.done_ns:  # dated, and priced, when the vendor did the work
         call.start_ns = work.done_ns
-        hints["at"] = datetime.fromtimestamp(work.done_ns / 1e9, timezone.utc)
+        hints["at"] = from_ns(work.done_ns)
     call.request.price_hints = hints or None
     call.info.span_attributes = {**call.info.span_attributes, s.AICOST_RECORD_ID: work.key, **work.span_attributes}
     call.finish(work.meta)

@@ -46,10 +46,11 @@ def jsonl_reply(lines: list[dict[str, Any]], content_type: str = "application/oc
     return Reply(body="".join(json.dumps(line) + "\n" for line in lines), content_type=content_type)
 
 
-def anthropic_batch(batch_id: str, *, ended: bool = False, results_url: str | None = None) -> dict[str, Any]:
+def anthropic_batch(batch_id: str, *, ended: bool = False, results_url: str | None = None,
+                    ended_at: str = "2026-12-01T01:00:00Z") -> dict[str, Any]:
     return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
             "created_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-02T00:00:00Z",
-            "ended_at": "2026-12-01T01:00:00Z" if ended else None, "archived_at": None, "cancel_initiated_at": None,
+            "ended_at": ended_at if ended else None, "archived_at": None, "cancel_initiated_at": None,
             "request_counts": {"processing": 0 if ended else 4, "succeeded": 2 if ended else 0,
                                "errored": 1 if ended else 0, "canceled": 0, "expired": 1 if ended else 0},
             "results_url": results_url}

@@ -9,6 +9,7 @@ in the process, ledger rows anywhere).
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import time
@@ -260,10 +261,32 @@ def _anthropic_create(client, server, batch_id):
                                     "messages": [{"role": "user", "content": "hi"}]}} for c in "abcd"])
 
 
-def _anthropic_results(server, batch_id, lines):
+def _anthropic_results(server, batch_id, lines, **batch):
     url = f"{server.anthropic_base_url}/v1/messages/batches/{batch_id}/results"
-    server.enqueue(Reply.json(anthropic_batch(batch_id, ended=True, results_url=url)),
+    server.enqueue(Reply.json(anthropic_batch(batch_id, ended=True, results_url=url, **batch)),
                    jsonl_reply(lines, content_type="application/binary"))
+
+
+def test_anthropic_results_are_dated_exactly_when_the_batch_ended(instrumented, anthropic_client, replay_server,
+                                                                    tmp_path):
+    """The batch's ended_at, to the microsecond, is the results' start time and ledger day: converted through
+    integers (a float of seconds is off by tens of nanoseconds, and can round the last microsecond of a day into
+    the next)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, meter_provider=instrumented.meter_provider,
+                      ledger=url)
+    batch_id = _new_id("msgbatch")
+    _anthropic_create(anthropic_client, replay_server, batch_id)
+    _anthropic_results(replay_server, batch_id, [anthropic_succeeded("a")], ended_at="2026-11-30T23:59:59.999999Z")
+    assert [r.custom_id for r in anthropic_client.messages.batches.results(batch_id)] == ["a"]
+    (span,) = _batch_spans(instrumented, batch_id)
+    ended = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    assert span.start_time == (calendar.timegm(ended.timetuple()) * 10**6 + 999999) * 1000
+    assert ledger_writer.active().flush()
+    with open_store(url, create=False) as store:
+        (row,) = [r for r in store.rows(datetime(2026, 11, 30, tzinfo=timezone.utc),
+                                        datetime(2026, 12, 1, tzinfo=timezone.utc)) if r.provider == "anthropic"]
+    assert row.time == ended
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

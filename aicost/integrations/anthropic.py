@@ -26,6 +26,7 @@ from typing import Any, Callable
 from opentelemetry import trace
 
 from .._log import error_once
+from .._time import to_ns
 from ..pricing.names import enables_long_context
 from ..usage import MAX_COUNT, Usage, is_object, read_count
 from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
@@ -596,7 +597,7 @@ class AnthropicIntegration(StainlessIntegration):
         ended = field(value, "ended_at")  # results() retrieves the batch first: its results are dated by it
         if ended is not None and hasattr(ended, "timestamp"):
             known = _batches.BatchInfo(known.batch_id, known.attribution, known.run_id, known.source,
-                                       done_ns=int(ended.timestamp() * 1e9))
+                                       done_ns=to_ns(ended))
         _BATCHES_SEEN.put(batch_id, known)
         return value
 

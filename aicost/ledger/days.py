@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+
+from .._time import EPOCH, from_ns  # the ledger's first day (pair-cell windows are aligned from it)
 
 __all__ = ["EPOCH", "DAY", "HOUR", "from_ns", "midnight", "hour_start", "ceil", "month_of"]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the ledger's first day (pair-cell windows are aligned from it)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
-
-
-def from_ns(ns: int) -> datetime:
-    """A nanosecond timestamp (OpenTelemetry's ``time_ns``) as a UTC datetime, microseconds truncated. Built from
-    integers: ``ns / 1e9`` is a float of about 16 digits, which rounds 23:59:59.999999999 up to the next day (and
-    month: the call then lands in the wrong day, month and FOCUS billing period)."""
-    seconds, nanos = divmod(int(ns), 1_000_000_000)
-    return EPOCH + timedelta(0, seconds, nanos // 1000)  # (days, seconds, microseconds)
 
 
 def midnight(t: datetime) -> datetime:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from .._time import EPOCH  # intervals start at multiples of their length from it, as the ledger's days do
 from ..errors import ConfigurationError
 
 KEYS = ("tokens", "gpu_time")
@@ -22,9 +23,6 @@ QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars, shared b
 _FIELDS = {"gpu_hour", "gpus", "monthly", "endpoints", "models", "start", "until", "owner", "interval", "key",
            "input_weight", "output_weight", "capacity_per_hour", "max_concurrency", "metrics_url", "note"}
 
-# Intervals start at multiples of their length from it (the ledger's days.EPOCH; not imported from there: that
-# would load the whole ledger package wherever pools are configured)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ def _off_boundary(when: datetime | None, interval: int) -> str | None:
     a part of one cannot be priced alone (its load, capacity and request slots are measured over the interval)."""
     if when is None:
         return None
-    inside = (when - _EPOCH) % timedelta(seconds=interval)
+    inside = (when - EPOCH) % timedelta(seconds=interval)
     if not inside:
         return None
     before = when - inside
