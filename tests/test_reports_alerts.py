@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -147,6 +148,23 @@ def test_sinks_of_the_same_name_each_get_the_alert_and_old_state_files_still_cou
         db.execute("INSERT INTO aicost_alerts_sent (key, sent_at) VALUES (?, 0)", (ALERT.key,))
     again = AL.Alerter(AL.CallbackSink(a.append), state=state)
     assert again.send(ALERT) == [] and again.stats.suppressed == 1 and a == [ALERT]
+
+
+def test_each_alert_opens_the_state_file_once_whatever_the_sinks(tmp_path, monkeypatch):
+    """The old-key check and every sink's claim share one connection: a cron run over many alerts opens the shared
+    file once an alert, not once per sink and once more."""
+    import sqlite3
+
+    state = str(tmp_path / "sent.db")
+    got = [[], [], []]
+    alerter = AL.Alerter([AL.CallbackSink(g.append, name=f"s{i}") for i, g in enumerate(got)], state=state)
+    opened = []
+    real = sqlite3.connect
+    monkeypatch.setattr(AL.sqlite3, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    second = dataclasses.replace(ALERT, key=ALERT.key + ":2")
+    assert alerter.send([ALERT, second]) == [ALERT, second] and got == [[ALERT, second]] * 3
+    assert len(opened) == 2
+    assert alerter.send(ALERT) == [] and alerter.stats.suppressed == 1 and len(opened) == 3
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

@@ -282,26 +282,24 @@ class SentState:
         finally:
             db.close()
 
-    def claim(self, key: str) -> bool:
-        """True if ``key`` was not sent before (and is now marked sent); False if it was."""
+    def claim_each(self, keys: Sequence[str], *, unless: str | None = None) -> list[bool]:
+        """For each of ``keys``: True if it was not sent before (it is now marked sent), False if it was; all in
+        one connection. All False, none claimed, if ``unless`` is marked sent (an alert's bare key, as state files
+        written before claims were per sink hold it)."""
         now = time.time()
         if self.path is None:
             with self._lock:
-                if key in self._memory:
-                    return False
-                self._memory[key] = now
-                return True
+                if unless is not None and unless in self._memory:
+                    return [False] * len(keys)
+                claimed = [key not in self._memory for key in keys]
+                self._memory.update((key, now) for key in keys if key not in self._memory)
+                return claimed
         with self._connect() as db:
-            cur = db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)", (key, now))
-            return cur.rowcount == 1
-
-    def has(self, key: str) -> bool:
-        """True if ``key`` is marked sent (without claiming it)."""
-        if self.path is None:
-            with self._lock:
-                return key in self._memory
-        with self._connect() as db:
-            return db.execute("SELECT 1 FROM aicost_alerts_sent WHERE key = ?", (key,)).fetchone() is not None
+            if unless is not None and db.execute("SELECT 1 FROM aicost_alerts_sent WHERE key = ?",
+                                                 (unless,)).fetchone() is not None:
+                return [False] * len(keys)
+            return [db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)",
+                               (key, now)).rowcount == 1 for key in keys]
 
     def release(self, key: str) -> None:
         """Forget ``key`` (its delivery failed), so it is tried again."""
@@ -391,8 +389,9 @@ class Alerter:
             alerts = [alerts]
         delivered = []
         for alert in alerts:
-            pending = [] if self._sent_before(alert) else [
-                (sink, claim) for sink, claim in zip(self.sinks, self._claims(alert)) if self._claim(claim)]
+            claims = self._claims(alert)
+            pending = [(sink, claim) for sink, claim, mine in zip(self.sinks, claims, self._claim(claims, alert.key))
+                       if mine]
             if not pending:
                 with self._stats_lock:
                     self.stats.suppressed += 1
@@ -416,21 +415,16 @@ class Alerter:
         """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
         return [f"{alert.key} -> {sink_id}" for sink_id in self._sink_ids]
 
-    def _claim(self, key: str) -> bool:
+    def _claim(self, claims: list[str], bare: str) -> list[bool]:
+        """Which of the alert's ``claims`` (one per sink) this run takes: none if a state file written before
+        claims were per sink holds its ``bare`` key (it was delivered then; sending it again after an upgrade would
+        repeat every alert of the current windows)."""
         try:
-            return self.state.claim(key)
+            return self.state.claim_each(claims, unless=bare)
         except sqlite3.Error as exc:  # an unreadable state file must not stop the alert
             log_once(f"alerts:state:{self.state.path}", logging.WARNING,
                      "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
-            return True
-
-    def _sent_before(self, alert: Alert) -> bool:
-        """True if a state file written before claims were per sink holds the alert's bare key: it was delivered
-        then, and sending it again after an upgrade would repeat every alert of the current windows."""
-        try:
-            return self.state.path is not None and self.state.has(alert.key)
-        except sqlite3.Error:
-            return False  # _claim logs the unusable file
+            return [True] * len(claims)
 
     def _deliver(self, sink: Sink, alert: Alert) -> bool:
         """Send ``alert`` to ``sink``; False (counted, logged) if it raised."""
