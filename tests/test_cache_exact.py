@@ -229,6 +229,10 @@ class EmptyThing:
     ({"key_parts": "v2"}, "key_parts", "mapping, a callable"),
     ({"scope": ["planet"]}, "scope", "'customer'"),
     ({"scope": 7}, "scope", "'customer'"),
+    # '' for every caller, so one scope shared by all tenants: a misspelt attribute, a tag no call can carry
+    ({"scope": ["aicost.custmer"]}, "scope", "'customer'"),
+    ({"scope": ["tag:tenant id"]}, "scope", "a tag name"),
+    ({"scope": ["aicost.tag."]}, "scope", "a tag name"),
     ({"scope": ["user"], "shared": True}, "scope", "contradict"),
     ({"shared": "yes"}, "shared", "True or False"),
     ({"store": object()}, "store", "get/put/delete/clear"),
@@ -314,6 +318,17 @@ def test_hits_never_cross_tenants_unless_shared():
         assert per_customer("faq") == x
     with aicost.attribute(customer="initech", user="u2"):
         assert per_customer("faq") != x
+
+    @aicost.cache(prompt="q", scope=["tag:tenant"])
+    def per_tenant(q):
+        return calls.bump()
+
+    with aicost.attribute(customer="acme", tenant="t1"):
+        z = per_tenant("faq")
+    with aicost.attribute(customer="globex", tenant="t1"):
+        assert per_tenant("faq") == z
+    with aicost.attribute(customer="acme", tenant="t2"):
+        assert per_tenant("faq") != z
 
     @aicost.cache(prompt="q", shared=True)
     def public(q):

@@ -30,7 +30,8 @@ _warned = False  # the "attribution module absent" notice is logged once
 
 def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, ...]:
     """Validate ``scope`` at decoration time; returns the attribute names to key on (empty when shared)."""
-    accepted = f"None, or one or a list of {sorted(SCOPE_ATTRIBUTES)} or 'aicost.*' attribute names"
+    accepted = (f"None, or one or a list of {sorted(SCOPE_ATTRIBUTES)} (or their 'aicost.' attribute names) and "
+                f"'tag:<name>' (a tag name: {semconv.TAG_NAME_RULE})")
     if not isinstance(shared, bool):
         raise ConfigurationError(f"aicost.cache(shared=...) must be True or False, got {shared!r}")
     if shared:
@@ -46,8 +47,7 @@ def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, .
         raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got {scope!r}")
     names = []
     for item in scope:
-        attr = SCOPE_ATTRIBUTES.get(item, item if item.startswith("aicost.") else None) if isinstance(
-            item, str) else None
+        attr = _attribute(item) if isinstance(item, str) else None
         if attr is None:
             raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got the item {item!r}")
         names.append(attr)
@@ -55,6 +55,20 @@ def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, .
         raise ConfigurationError(
             "aicost.cache(scope=()) would share entries across tenants; say shared=True if that is intended")
     return tuple(dict.fromkeys(names))
+
+
+def _attribute(item: str) -> str | None:
+    """The attribution attribute a scope item names, or None. Only attributes ``aicost.attribute()`` can set: a
+    misspelt one ('aicost.custmer') or a tag name no call can carry would be '' for every caller, one scope shared
+    by all tenants."""
+    if item in SCOPE_ATTRIBUTES:
+        return SCOPE_ATTRIBUTES[item]
+    if item in SCOPE_ATTRIBUTES.values():
+        return item
+    for prefix in ("tag:", "tag.", semconv.AICOST_TAG_PREFIX):
+        if item.startswith(prefix) and semconv.is_tag_name(item[len(prefix):]):
+            return semconv.AICOST_TAG_PREFIX + item[len(prefix):]
+    return None
 
 
 def current_scope(attributes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
