@@ -20,12 +20,13 @@ import sys
 import threading
 import time
 import types
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import _fork
+from . import _fork, _gc
 from . import _import_hooks as import_hooks
 from . import attribution, hooks, metrics, pricing
 from . import semconv as s
@@ -116,6 +117,7 @@ def instrument(
     if capture_content is None:
         env = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         capture_content = env.strip().lower() in ("1", "true", "yes")
+    _gc.install()
     with _lock:
         if loaded is not None or _price_file is not None:
             replace_overrides(_price_file, loaded)  # atomic: a contradiction raises and changes nothing
@@ -203,6 +205,7 @@ def uninstrument() -> None:
     aside (no span, no interceptor) when it is not.
     """
     global _instrumented, _price_file, _generation
+    _gc.uninstall()  # finishes it deferred are recorded before the ledger closes
     if "aicost.ledger.writer" in sys.modules:
         try:
             sys.modules["aicost.ledger.writer"].disable()
@@ -517,11 +520,16 @@ class _Call:
     def finish(self, meta: ResponseMeta | None, error: BaseException | None = None, ended_by: str | None = None) -> None:
         if self.finished:
             return
+        if _gc.collecting():  # an abandoned stream reached by the collector, maybe under a lock the finish needs
+            _gc.defer(partial(self.finish, meta, error, ended_by))
+            return
         self.finished = True
         try:
             self._finish(meta, error, ended_by)
         except Exception:
             error_once("finish", "aicost: could not record a call")
+        if _gc.orphaned:  # a forked child's deferred finishes: here, outside any lock
+            _gc.run_orphans()
 
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
         """Each step is isolated: whatever fails (a vendor's garbage a reader missed, pricing, a span processor),

@@ -248,6 +248,7 @@ def test_a_stream_dropped_unread_is_finished_and_settles(instrumented, budgets, 
         assert guard.status()[0].reserved_usd > 0
         del stream
         gc.collect()
+        _until(lambda: results)  # reached by the collector: finished on aicost's worker thread (aicost._gc)
     finally:
         stop()
     [status] = guard.status()
@@ -284,6 +285,14 @@ async def test_an_async_stream_dropped_unread_is_finished_and_settles(instrument
     assert result.usage.estimated is True
     [span] = instrumented.cost_spans()
     assert span.attributes[semconv.AICOST_STREAM_ENDED_BY] == "closed"
+
+
+def _until(condition, seconds: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _reserved_becomes_zero(guard, seconds: float = 10.0):

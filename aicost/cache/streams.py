@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any, AsyncIterator, Callable, Iterator
 
+from .. import _gc
 from ..hooks import CallCollector, collect_calls
 
 
@@ -59,7 +60,10 @@ class _Recording:
 
     def __del__(self) -> None:
         try:
-            self._finisher.abandon()
+            if _gc.collecting():  # not inside the collector: landing the flight takes the cache's locks
+                _gc.defer(self._finisher.abandon)
+            else:
+                self._finisher.abandon()
         except Exception:
             pass
 

@@ -48,7 +48,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .. import _fork
+from .. import _fork, _gc
 from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
@@ -866,6 +866,7 @@ _OLD_REPLAY_NAME = re.compile(r".*\.replay-(?P<pid>\d+)")  # <stem>-<pid>.replay
 def _flush_all_at_exit() -> None:
     """Close every writer by one deadline (exit waits 10 s for all of them, not 10 s each): first all are told
     (their threads write at once), then each is waited for and what it left is spilled."""
+    _gc.drain()  # calls the garbage collector reached, not finished yet: their rows first
     end = time.monotonic() + _EXIT_FLUSH_S
     writers = list(_writers)
     for writer in writers:

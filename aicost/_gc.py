@@ -1,0 +1,125 @@
+"""Work the cyclic garbage collector would otherwise run wherever the thread happened to be.
+
+A stream the application dropped in a reference cycle is finished by the cyclic collector, and the collector runs
+inside whatever allocation crossed its threshold: perhaps while that thread holds a lock the finish needs (the
+memory budget store's, a span processor's, the single-flight cache's). Taken again by its holder, a plain lock
+waits for ever, and the host app hangs. So what :func:`collecting` says is being run by a collection on this
+thread is handed to :func:`defer` instead, and a daemon thread runs it a moment later, holding nothing.
+
+``queue.SimpleQueue.put`` is reentrant (it is made for ``__del__`` and weakref callbacks), so deferring takes no
+lock the interrupted code could hold. The worker is started by :func:`install` (``aicost.instrument()``), never at
+interpreter shutdown. What is still queued at exit runs on the exiting thread (:func:`drain`), before the
+ledger and the metrics flush what it records. A forked child has no worker: its deferred work runs at its next
+call's finish, or at its exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import queue
+import sys
+import threading
+from typing import Any, Callable
+
+from . import _fork
+from ._log import error_once
+
+__all__ = ["install", "uninstall", "collecting", "defer", "drain", "run_orphans"]
+
+_collecting: int | None = None  # the thread id of the collection under way (the collector runs one at a time)
+_jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+orphaned = False  # jobs were deferred with no worker to run them (a forked child): the next finish runs them
+_state_lock = _fork.lock()
+_get_ident = threading.get_ident
+
+
+def _on_collection(phase: str, info: Any) -> None:
+    """``gc.callbacks``: note which thread is collecting, from start to stop."""
+    global _collecting
+    _collecting = _get_ident() if phase == "start" else None
+
+
+def collecting() -> bool:
+    """Whether this thread is inside a garbage collection (only while :func:`install` is in force)."""
+    return _collecting is not None and _collecting == _get_ident()
+
+
+def defer(job: Callable[[], None]) -> None:
+    """Run ``job`` later on the worker, outside the collection. Takes no lock: safe inside the collector."""
+    global orphaned
+    _jobs.put(job)
+    if _worker is None:
+        orphaned = True
+
+
+def drain() -> None:
+    """Run every job queued, here and now (at exit; and by the next finish in a forked child)."""
+    global orphaned
+    orphaned = False
+    while True:
+        try:
+            job = _jobs.get_nowait()
+        except queue.Empty:
+            return
+        _run(job)
+
+
+def run_orphans() -> None:
+    """:func:`drain` where jobs have no worker (a forked child), called by a call's finish outside any lock."""
+    if orphaned:
+        drain()
+
+
+def _run(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:
+        error_once("gc:deferred", "aicost: could not finish a call the garbage collector had reached")
+
+
+def _work() -> None:
+    while True:
+        _run(_jobs.get())
+
+
+def install() -> None:
+    """Watch collections and start the worker (idempotent). The exit drain is registered again each time so that
+    it runs before the exit flushes registered since (``atexit`` runs the last registered first)."""
+    global _worker
+    with _state_lock:
+        if _on_collection not in gc.callbacks:
+            gc.callbacks.append(_on_collection)
+        if _worker is None and not sys.is_finalizing():
+            worker = threading.Thread(target=_work, name="aicost-gc-finish", daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # no thread can start: deferred jobs run at the next finish or at exit
+                pass
+            else:
+                _worker = worker
+    atexit.unregister(drain)
+    atexit.register(drain)
+
+
+def uninstall() -> None:
+    """Stop watching collections; what is queued runs now. (The idle worker stays, blocked on the queue.)"""
+    global _collecting
+    with _state_lock:
+        try:
+            gc.callbacks.remove(_on_collection)
+        except ValueError:
+            pass
+        _collecting = None
+    drain()
+
+
+@_fork.on_fork_in_child
+def _after_fork_in_child() -> None:
+    """The parent's queued jobs are the parent's calls; the child has no worker (threads do not survive fork)."""
+    global _jobs, _worker, orphaned, _collecting
+    _jobs = queue.SimpleQueue()
+    _worker = None
+    orphaned = False
+    _collecting = None

@@ -1,0 +1,122 @@
+"""Calls the garbage collector reaches are finished outside the collection (aicost._gc).
+
+A stream the application dropped in a reference cycle is finished by the cyclic collector wherever the thread
+is: perhaps holding a plain lock the finish needs. Each test runs a script in a fresh process with a timeout,
+because the failure is a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+_PRELUDE = r'''
+import gc, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import aicost, openai
+from aicost import budget, hooks, pricing, tokens
+from vendor_server import ReplayServer
+import aicost.pricing.engine, tiktoken.model, tiktoken_ext.openai_public
+pricing.price_call
+tokens.count_text("load the tokenizer now", "gpt-4o")
+MSG = [{"role": "user", "content": "hi there"}]
+
+
+class Holder:
+    pass
+
+
+def abandon_a_stream(client):
+    """A stream read once, then dropped in a reference cycle: only the cyclic collector finishes it."""
+    h = Holder()
+    h.self = h
+    with aicost.attribute(team="t"):
+        h.stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+        next(h.stream)
+'''
+
+_UNDER_THE_STORE_LOCK = _PRELUDE + r'''
+finished = []
+hooks.add_listener(lambda r: finished.append((r.usage.input_tokens, r.usage.estimated)))
+aicost.instrument()
+aicost.configure_budgets(budgets=[aicost.Budget(limit_usd="100", window="day", scope="team")])
+store = budget.process_memory_store()
+with ReplayServer() as srv:
+    client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+    abandon_a_stream(client)
+    held = budget.budget_status({"aicost.team": "t"})[0].reserved_usd
+    with store._lock:  # as any allocation in the store's critical section may make the collector run there
+        gc.collect()
+        print("collected", finished, flush=True)
+    deadline = time.monotonic() + 20
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("finished", finished, flush=True)
+    print("held", held > 0, budget.budget_status({"aicost.team": "t"})[0].reserved_usd, flush=True)
+'''
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(HERE), *args], capture_output=True, text=True,
+                              timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("deadlocked: a call finished inside the collector waited on a lock its thread held") from None
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _line(done: subprocess.CompletedProcess, word: str) -> str:
+    return next(x for x in done.stdout.splitlines() if x.startswith(word + " "))
+
+
+def test_a_stream_collected_under_the_budget_store_lock_is_finished_after_it_not_inside():
+    """The finish settles the call's budget hold in the memory store: run inside a collection that interrupted
+    the store's own critical section, it waited for ever on the lock its thread held. It is deferred instead, and
+    aicost's worker finishes the call (estimated) and releases the hold once the lock is free."""
+    done = _run(_UNDER_THE_STORE_LOCK)
+    assert _line(done, "collected") == "collected []"  # not inside the collection
+    assert _line(done, "finished") == "finished [(8, True)]"
+    assert _line(done, "held") == "held True 0"  # reserved before, released by the deferred finish
+
+
+_IN_A_FORKED_CHILD = _PRELUDE + r'''
+import atexit
+from aicost.ledger import open_store
+url = "sqlite:///" + sys.argv[2]
+aicost.instrument(ledger=url)
+aicost.configure_budgets(budgets=[aicost.Budget(limit_usd="100", window="day", scope="team")])
+with ReplayServer() as srv:
+    client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+    pid = os.fork()
+    if pid == 0:  # the child: no worker thread; what it defers is finished at its exit, before the ledger flush
+        abandon_a_stream(client)
+        with budget.process_memory_store()._lock:
+            gc.collect()
+        atexit._run_exitfuncs()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("child", status, flush=True)
+aicost.uninstrument()
+with open_store(url, create=False) as store:
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    rows = list(store.rows(now - timedelta(days=1), now + timedelta(days=1)))
+print("rows", [(r.kind, r.team, r.input_tokens, r.estimated) for r in rows], flush=True)
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_a_forked_child_finishes_what_it_deferred_at_exit_and_its_ledger_keeps_the_row(tmp_path):
+    """A forked child has no worker thread: a call it deferred is finished at its exit, before the ledger's exit
+    flush writes the row."""
+    done = _run(_IN_A_FORKED_CHILD, str(tmp_path / "ledger.db"))
+    assert _line(done, "child") == "child 0"
+    assert _line(done, "rows") == "rows [('call', 't', 8, True)]"
