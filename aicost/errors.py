@@ -26,3 +26,9 @@ class CallRefused(AicostError):
     The instrumentation core lets exactly these exceptions through from interceptors; anything else an
     interceptor raises is treated as an aicost bug: logged and swallowed.
     """
+
+
+class NeverSent(AicostError):
+    """What a call that was prepared but never sent ended with: a stream manager (Anthropic's ``messages.stream()``)
+    dropped without its ``with`` block being entered. Never raised: it is that call's ``error.type`` (span, metrics,
+    ``CallResult.error_type``), and such a call is finished like any other, settled at $0."""

@@ -7,7 +7,9 @@ The instrumentation core knows nothing about budgets or caches. It calls, for ev
    change the request through ``info.shape`` (downgrade the model, cap the output: the same for every vendor),
    and may return a ticket.
 2. ``ticket.after_call(result)`` once the call is over: response read, stream exhausted / closed / failed,
-   or the vendor raised. ``result.cost`` is what the vendor bills, or ``None`` when nothing is billable.
+   the vendor raised, or it was never sent (refused by a later interceptor; a stream manager dropped without
+   being entered, ``result.error_type == "NeverSent"``, $0). ``result.cost`` is what the vendor bills, or
+   ``None`` when nothing is billable.
 3. Every listener registered with :func:`add_listener`, and every :class:`CallCollector` that was active in
    the context where the call *started* (so a stream that is consumed later still counts for the scope that
    started it).
@@ -98,6 +100,10 @@ class CallResult:
 
 
 class CallTicket(Protocol):
+    """What ``before_call`` returns to hear how the call ended: ``after_call`` runs once the call is over, however
+    it ended, never sent included, so it is where a ticket gives back whatever it holds (a call still open when the
+    interpreter exits may never end: hold nothing that outlives the process without a lease)."""
+
     def after_call(self, result: CallResult) -> None: ...
 
 

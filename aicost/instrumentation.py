@@ -33,7 +33,7 @@ from . import semconv as s
 from . import telemetry
 from ._log import error_once, warn_once
 from ._time import from_ns
-from .errors import CallRefused, ConfigurationError
+from .errors import CallRefused, ConfigurationError, NeverSent
 from .integrations.identity import client_identity
 from .usage import Usage
 from .vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Integration, Observed, ResponseMeta, Router,
@@ -666,14 +666,14 @@ class _Call:
         """-> (usage, why it is not the vendor's) for a call that raised before any output arrived.
 
         Exactly $0 (``Usage()``) only where the vendor provably billed nothing (``Integration.unbilled``: an HTTP
-        error response, a request never sent). Where the error of the call itself carries what the vendor answered
-        (``Integration.error_meta``: OpenAI's ``LengthFinishReasonError``), that is read into ``meta`` and its usage
-        is exact. Otherwise no usage, and a reason: estimated (or unknown, for what aicost never estimates) by the
-        caller."""
+        error response, a request never sent; :class:`NeverSent`: a request aicost holds, never sent). Where the
+        error of the call itself carries what the vendor answered (``Integration.error_meta``: OpenAI's
+        ``LengthFinishReasonError``), that is read into ``meta`` and its usage is exact. Otherwise no usage, and a
+        reason: estimated (or unknown, for what aicost never estimates) by the caller."""
         integration = self.integration
         answered = None
         try:
-            if integration.unbilled(error, ended_by is not None):
+            if isinstance(error, NeverSent) or integration.unbilled(error, ended_by is not None):
                 return Usage(), None  # the vendor refused it, or never got it: nothing generated, nothing billed
             if ended_by is None:
                 answered = integration.error_meta(self.endpoint, error)
@@ -1297,18 +1297,27 @@ class _ManagerRequest:
     """The request a stream manager sends when it is entered (``__call__`` for the sync manager, ``await`` for the
     async one, whose SDK coroutine it holds unawaited until then), sent as the call.
 
-    A manager collected without having been entered sent nothing: the call's budget reservations are given back
-    then, or they would be held for their lease. That happens off the finalizer, in a thread of its own, since the
-    collector may run while this thread holds a lock the release takes. The SDK's coroutine is left to be collected
-    as it would be without aicost, so its "never awaited" warning names the SDK's function."""
+    A manager collected without having been entered sent nothing. Its call is finished then as every call is that
+    ended before its request was sent (``stream()`` raising, arguments the SDK refused): through ``_Call.finish``,
+    ended by :class:`aicost.errors.NeverSent`, which the core settles as unbilled ($0), with a span under the span
+    current at ``stream()``. So every ticket's ``after_call`` runs (a budget's hold is released as every call's
+    is), listeners and collectors hear of it, and a ticket needs nothing beyond ``hooks.CallTicket``. (A second
+    way to settle, a ``release()`` that only the budget guard's tickets had, told no one else.)
 
-    __slots__ = ("call", "resource", "request", "sent")
+    Not from inside the finalizer, whose thread may hold a lock the finish takes (a span processor's, a budget
+    store's, a listener's), but from a short-lived thread of its own, whose start takes only its own new locks and
+    threading's reentrant one (bpo-44422). Nothing at interpreter exit, where a started thread may never run: a
+    hold then expires with its lease. The SDK's coroutine is left to be collected as it would be without aicost,
+    so its "never awaited" warning names the SDK's function."""
+
+    __slots__ = ("call", "resource", "request", "sent", "context")
 
     def __init__(self, call: _Call, resource: Any, request: Any) -> None:
         self.call = call
         self.resource = resource
         self.request = request
         self.sent = False
+        self.context = contextvars.copy_context()  # where stream() was called: the parent of a never-sent call's span
 
     def __call__(self) -> Any:
         self.sent = True
@@ -1321,25 +1330,17 @@ class _ManagerRequest:
         return _run_async(_enter(self.call, self.resource), lambda: request).__await__()
 
     def __del__(self) -> None:
-        tickets = self.call.tickets
-        if self.sent or not tickets or sys.is_finalizing():  # at exit a reservation expires with its lease
+        if self.sent or sys.is_finalizing():  # at exit a reservation expires with its lease
             return
-        self.call.finished = True
         try:
-            threading.Thread(target=_release, args=(tickets,), name="aicost-release", daemon=True).start()
+            threading.Thread(target=_finish_never_sent, args=(self.call, self.context), name="aicost-never-sent",
+                             daemon=True).start()
         except Exception:  # no thread can start (the interpreter is shutting down): it expires with its lease
             pass
 
 
-def _release(tickets: list[Any]) -> None:
-    for ticket in tickets:
-        release = getattr(ticket, "release", None)
-        if release is None:
-            continue
-        try:
-            release()
-        except Exception:
-            error_once(f"ticket:{type(ticket).__qualname__}", "aicost: a call ticket failed to release")
+def _finish_never_sent(call: _Call, context: contextvars.Context) -> None:
+    context.run(call.finish, None, NeverSent("the stream manager was dropped without being entered"))
 
 
 # --------------------------------------------------------------------------------------------- observed methods

@@ -438,6 +438,60 @@ def test_interceptors_run_by_their_declared_phase_whatever_order_they_were_added
     assert hooks.interceptors() == before
 
 
+def test_a_stream_manager_dropped_unentered_is_finished_as_never_sent(instrumented, replay_server, anthropic_client):
+    """``messages.stream()`` runs the interceptors when it is called (the SDK builds the request there) and sends
+    the request only when its manager is entered. A manager dropped without being entered sent nothing: its call is
+    finished then, through the same finish as any call, as one never sent ($0, ``error.type`` NeverSent, a span
+    under the span current at ``stream()``). So every ticket's ``after_call`` runs (a ticket needs nothing else:
+    before, only a ticket with a ``release()`` method, the budget guard's, heard of it) and listeners hear of it.
+    The finish is not done inside the finalizer: the dropping thread holds a lock the ticket takes, which a finish
+    there would wait on for ever (here: give up after 5 s and say so)."""
+    import gc
+    import time
+
+    held = threading.Lock()
+    settled, heard = [], []
+
+    class Ticket:  # hooks.CallTicket: after_call, nothing else
+        def after_call(self, result):
+            got = held.acquire(timeout=5)
+            if got:
+                held.release()
+            settled.append((result, got, threading.current_thread() is threading.main_thread()))
+
+    class Interceptor:
+        def before_call(self, info):
+            return Ticket()
+
+    interceptor = Interceptor()
+    hooks.add_interceptor(interceptor)
+    hooks.add_listener(heard.append)
+    try:
+        with instrumented.tracer_provider.get_tracer("app").start_as_current_span("handler") as parent:
+            manager = anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=50,
+                                                       messages=MSG)
+        assert settled == [] and instrumented.aicost_spans() == []  # it may still be entered
+        with held:
+            del manager
+            gc.collect()
+        deadline = time.monotonic() + 10
+        while not (settled and heard) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hooks.remove_interceptor(interceptor)
+        hooks.remove_listener(heard.append)
+    assert replay_server.requests == []
+    [(result, got_the_lock, on_main_thread)] = settled
+    assert got_the_lock and not on_main_thread
+    assert heard == [result]
+    assert result.error_type == "NeverSent" and result.cost_usd == 0 and result.refusal is None
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.estimated) == (0, 0, False)
+    [span] = instrumented.aicost_spans()
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == "NeverSent" and Decimal(str(a[s.GEN_AI_USAGE_COST])) == 0
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+
+
 def test_collector_sums_exact_costs_of_calls_started_inside(instrumented, replay_server, openai_client):
     with aicost.collect_calls() as collected:
         for _ in range(3):
