@@ -17,7 +17,6 @@ import contextvars
 import inspect
 import os
 import sys
-import threading
 import time
 import types
 from functools import partial
@@ -1305,9 +1304,8 @@ class _ManagerRequest:
     way to settle, a ``release()`` that only the budget guard's tickets had, told no one else.)
 
     Not from inside the finalizer, whose thread may hold a lock the finish takes (a span processor's, a budget
-    store's, a listener's), but from a short-lived thread of its own, whose start takes only its own new locks and
-    threading's reentrant one (bpo-44422). Nothing at interpreter exit, where a started thread may never run: a
-    hold then expires with its lease. The SDK's coroutine is left to be collected as it would be without aicost,
+    store's, a listener's), but on aicost's worker thread (:mod:`aicost._gc`), as calls the garbage collector
+    reaches are. Nothing at interpreter exit: a hold then expires with its lease. The SDK's coroutine is left to be collected as it would be without aicost,
     so its "never awaited" warning names the SDK's function."""
 
     __slots__ = ("call", "resource", "request", "sent", "context")
@@ -1332,15 +1330,8 @@ class _ManagerRequest:
     def __del__(self) -> None:
         if self.sent or sys.is_finalizing():  # at exit a reservation expires with its lease
             return
-        try:
-            threading.Thread(target=_finish_never_sent, args=(self.call, self.context), name="aicost-never-sent",
-                             daemon=True).start()
-        except Exception:  # no thread can start (the interpreter is shutting down): it expires with its lease
-            pass
-
-
-def _finish_never_sent(call: _Call, context: contextvars.Context) -> None:
-    context.run(call.finish, None, NeverSent("the stream manager was dropped without being entered"))
+        _gc.defer(partial(self.context.run, self.call.finish, None,
+                          NeverSent("the stream manager was dropped without being entered")))
 
 
 # --------------------------------------------------------------------------------------------- observed methods
