@@ -4,7 +4,8 @@ A stream the application dropped in a reference cycle is finished by the cyclic 
 inside whatever allocation crossed its threshold: perhaps while that thread holds a lock the finish needs (the
 memory budget store's, a span processor's, the single-flight cache's). Taken again by its holder, a plain lock
 waits for ever, and the host app hangs. So what :func:`collecting` says is being run by a collection on this
-thread is handed to :func:`defer` instead, and a daemon thread runs it a moment later, holding nothing.
+thread is handed to :func:`defer` instead, and a daemon thread runs it a moment later, holding nothing. Finalizers
+that finish a call hand it over the same way (an Anthropic stream manager dropped without being entered).
 
 ``queue.SimpleQueue.put`` is reentrant (it is made for ``__del__`` and weakref callbacks), so deferring takes no
 lock the interrupted code could hold. The worker is started by :func:`install` (``aicost.instrument()``), never at
