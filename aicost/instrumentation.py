@@ -204,17 +204,17 @@ def uninstrument() -> None:
     aside (no span, no interceptor) when it is not.
     """
     global _instrumented, _price_file, _generation
-    _gc.uninstall()  # finishes it deferred are recorded before the ledger closes
+    _gc.uninstall()  # finishes it deferred are recorded before the pools and the ledger close
+    if "aicost.pools" in sys.modules:  # first: its open intervals, closed now, go to the ledger before it closes
+        try:
+            sys.modules["aicost.pools"].disable()
+        except Exception:
+            error_once("pools:disable", "aicost: could not stop the self-hosted pools")
     if "aicost.ledger.writer" in sys.modules:
         try:
             sys.modules["aicost.ledger.writer"].disable()
         except Exception:
             error_once("ledger:disable", "aicost: could not close the spend ledger")
-    if "aicost.pools" in sys.modules:
-        try:
-            sys.modules["aicost.pools"].disable()
-        except Exception:
-            error_once("pools:disable", "aicost: could not stop the self-hosted pools")
     with _lock:
         if _price_file is not None:
             try:

@@ -25,7 +25,9 @@ Why this shape:
   next writer of the same ledger.
 * **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
   intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
-  in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``).
+  in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``). What
+  such a feature still holds at exit it hands over in the exit's flush, before the writers close
+  (:func:`before_exit`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import time
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .. import _fork, _gc
 from .._log import forget, log_once
@@ -237,7 +239,7 @@ class LedgerWriter:
         with self._cond:
             if self._thread is not None:
                 return not self._ended
-            if self._exiting or self._given_up or sys.is_finalizing():
+            if self._exiting or _exit_begun or self._given_up or sys.is_finalizing():
                 return False
             thread = threading.Thread(target=self._run, name="aicost-ledger", daemon=True)
             try:
@@ -416,7 +418,7 @@ class LedgerWriter:
         preparer = self._preparer
         if preparer is None and pipeline and self.prepare_ahead:
             with self._cond:  # the exit sets _exiting under it: no thread is started once the exit has begun
-                if self._preparer is None and not self._exiting and not sys.is_finalizing():
+                if self._preparer is None and not (self._exiting or _exit_begun or sys.is_finalizing()):
                     try:
                         self._preparer = _Preparer()
                     except RuntimeError:  # "can't create new thread at interpreter shutdown": prepared here
@@ -863,11 +865,35 @@ _SPILL_NAME = re.compile(r".*-(?P<pid>\d+)(?:\.(?P<n>\d+))?(?P<replay>\.replay)?
 _OLD_REPLAY_NAME = re.compile(r".*\.replay-(?P<pid>\d+)")  # <stem>-<pid>.replay-<replayer>: an earlier aicost's
 
 
+_exit_begun = False  # the exit's flush has begun: no writer starts a thread any more (one created since, too)
+_before_exit: list[Callable[[float], None]] = []
+
+
+def before_exit(hand_over: Callable[[float], None]) -> Callable[[float], None]:
+    """Have ``hand_over(deadline)`` run at the exit, before the writers close: a feature that holds rows until an
+    event that will not come (``aicost.pools``' open intervals) queues them there. It runs once the exit has begun
+    (rows it queues start no thread: a writer whose thread is running writes them, the others spill them for the
+    next writer of their ledger) and must return by ``deadline`` (``time.monotonic()``), the exit's bound for
+    the writers too. Kept for the life of the process (a module's function)."""
+    _before_exit.append(hand_over)
+    return hand_over
+
+
 def _flush_all_at_exit() -> None:
-    """Close every writer by one deadline (exit waits 10 s for all of them, not 10 s each): first all are told
-    (their threads write at once), then each is waited for and what it left is spilled."""
-    _gc.drain()  # calls the garbage collector reached, not finished yet: their rows first
+    """Close every writer by one deadline (exit waits 10 s for all of them, not 10 s each): the calls the garbage
+    collector reached are finished (:mod:`aicost._gc`), the features' last rows are handed over
+    (:func:`before_exit`), then all writers are told (their threads write at once), then each is waited for and
+    what it left is spilled."""
+    global _exit_begun
+    _gc.drain()  # their rows (and their pool calls) first
     end = time.monotonic() + _EXIT_FLUSH_S
+    _exit_begun = True
+    for hand_over in _before_exit:
+        try:
+            hand_over(end)
+        except BaseException:  # Ctrl-C too: the writers still close and spill what they hold
+            log_once("ledger:before-exit", logging.ERROR, "aicost ledger: a feature could not hand its last rows "
+                     "over at exit", exc_info=True)
     writers = list(_writers)
     for writer in writers:
         try:

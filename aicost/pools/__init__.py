@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 from .. import _fork
 from .. import hooks
 from ..errors import ConfigurationError
+from ..ledger import writer as ledger_writer
 from .allocate import Split, split
 from .config import KEYS, QUANTUM, Pool, overlaps, pool_from_mapping, pools_from_data, raise_problems
 from .engine import EngineSample
@@ -69,7 +70,9 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]] | tuple[Pool, ...], *
     ``source`` names where the pools came from (a price file) in errors.
 
     Idempotent: the same pools with the same arguments keep the running meter (and the calls of its open
-    intervals); anything else replaces it.
+    intervals); anything else replaces it. The new meter goes on counting the open interval of each pool it
+    keeps (same name and interval length), calls included; the open intervals of the others are closed early
+    (``PoolMeter.stop``; docs/self-hosted.md, "When metering stops").
     """
     global _meter, _timer, _settings, _source
     try:
@@ -92,7 +95,7 @@ def configure_pools(pools: Mapping[str, Mapping[str, Any]] | tuple[Pool, ...], *
     if url:
         meter.sinks.append(ledger_sink(url))
     with _lock:
-        _stop()
+        _stop(meter)
         _meter, _settings, _source = meter, settings, source
         hooks.add_interceptor(meter)
         hooks.add_listener(meter)
@@ -116,7 +119,8 @@ def _ledger_url() -> str | None:
     return getattr(active_writer, "url", None)
 
 
-def _stop() -> None:
+def _stop(successor: PoolMeter | None = None) -> None:
+    """Stop the running meter: its open intervals go to ``successor`` (the pools it keeps) or are closed early."""
     global _meter, _timer, _settings, _source
     _settings, _source = (), None
     if _timer is not None:
@@ -125,8 +129,22 @@ def _stop() -> None:
     if _meter is not None:
         hooks.remove_interceptor(_meter)
         hooks.remove_listener(_meter)
-        _meter.close()
+        _meter.close(successor)
         _meter = None
+
+
+@ledger_writer.before_exit
+def _close_at_exit(deadline: float) -> None:
+    """At the interpreter's exit (run by the ledger's exit flush, before the writers close: the intervals' rows
+    are written by a running writer thread or spilled, and no thread is started): the open intervals are closed
+    early (``PoolMeter.stop``), waiting for a close under way no longer than ``deadline``. The sinks are not
+    closed here: the exit's flush closes every writer, by the same deadline. Read without the module's lock: a
+    ``configure_pools`` or ``disable`` under way on another thread stops the same meter, once."""
+    timer, meter = _timer, _meter
+    if timer is not None:
+        timer.stopped.set()
+    if meter is not None:
+        meter.stop(why="exit", deadline=deadline)
 
 
 @_fork.on_fork_in_child

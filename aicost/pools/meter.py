@@ -17,6 +17,11 @@ How a call is met:
    capacity; docs/self-hosted.md says exactly how), allocates the interval's cost in whole nano-dollars
    (:mod:`aicost.pools.allocate`), keeps the :class:`ClosedInterval` (final cost per span id, idle cost for the
    owner, utilisation) and hands it to the sinks (the ledger), then moves the provisional rate.
+5. ``stop()`` (the pools reconfigured or disabled, or the interpreter's exit) ends the metering: the intervals
+   that have ended are closed as in 4, and the open one is either handed to the meter that replaces this one
+   (the same pool, by name and interval length: it goes on counting it) or **closed early**, whole: see
+   :meth:`PoolMeter.stop` for why whole and not prorated. Nothing a call added is dropped unless it cannot be
+   kept, and that is counted (``lost_calls``) and logged once.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from .. import _fork
 from .. import hooks, semconv
-from .._log import error_once
+from .._log import error_once, warn_once
 from ..hooks import CallInfo, CallResult
 from . import engine
 from .allocate import as_ints, split
@@ -40,6 +45,9 @@ MILLION = Decimal(1_000_000)
 PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
 POOL_ATTRIBUTE = "aicost.pool.name"
 _KEEP_INTERVALS = 24 * 366  # closed intervals kept in memory per pool (a year of hours); the ledger keeps all
+# How long stop() waits for a close under way on the closing thread (which may be reading an engine: 5 s a read)
+# before it gives up on the open interval's calls (counted and logged): at the exit, never past the exit's deadline
+_STOP_WAIT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -132,6 +140,11 @@ class PoolMeter:
                 for model in pool.models:
                     self._routes[(host, port, model)] = pool
         self._lock = _fork.lock()
+        self._closing = _fork.lock()  # one close at a time: the closing thread's close_due, or stop()
+        self._stopped: str | None = None  # why the meter stopped (stop()): no call joins an interval since
+        self._successor: PoolMeter | None = None  # the meter that replaced this one: calls recorded late go there
+        self._kept_prices: set[str] = set()  # pools whose provisional prices the successor goes on using
+        self.lost_calls = 0  # pool calls that no interval will ever allocate (stop(), _late()): logged once
         self._open: dict[str, dict[int, list[_Use]]] = {p.name: {} for p in self.pools}
         now = int(clock())
         self._next: dict[str, int] = {p.name: now - now % p.interval for p in self.pools}
@@ -189,10 +202,23 @@ class PoolMeter:
         use = _Use(_span_id(result.span), result.attribution.get(semconv.AICOST_TEAM), result.response_model
                    or info.request_model, usage.input_tokens, usage.output_tokens, result.cost_usd)
         with self._lock:
-            # an interval before _next is closed or closing (close_due moves _next past it before _close takes
-            # this lock to pop its calls): a call added to it now would never be allocated
-            start = max(start, self._next[pool.name])
-            self._open[pool.name].setdefault(start, []).append(use)
+            if self._stopped is None:
+                # an interval before _next is closed or closing (close_due moves _next past it before _close takes
+                # this lock to pop its calls): a call added to it now would never be allocated
+                start = max(start, self._next[pool.name])
+                self._open[pool.name].setdefault(start, []).append(use)
+                return
+        self._late(result, pool)
+
+    def _late(self, result: CallResult, pool: Pool) -> None:
+        """A call recorded after :meth:`stop` (its listener was already running when the meter was removed from
+        the hooks): the replacing meter's, when it meters the call, else counted lost and logged once."""
+        info, successor = result.info, self._successor
+        if successor is not None and successor.pool_of(info.server_address, info.server_port,
+                                                       info.request_model) is not None:
+            successor(result)
+            return
+        self._lose(1, pool.name, self._stopped or "stopped")
 
     # --- sampling the engine's load ------------------------------------------------------------------
     def sample(self, now: float | None = None) -> None:
@@ -224,8 +250,14 @@ class PoolMeter:
 
     # --- closing ---------------------------------------------------------------------------------------
     def close_due(self, now: float | None = None) -> list[ClosedInterval]:
-        """Close every interval that has ended by ``now`` (default: the clock), empty ones included (all idle)."""
-        now = int(self.clock() if now is None else now)
+        """Close every interval that has ended by ``now`` (default: the clock), empty ones included (all idle).
+        Nothing once :meth:`stop` has closed or handed over every interval."""
+        with self._closing:
+            if self._stopped is not None:
+                return []
+            return self._close_due(int(self.clock() if now is None else now))
+
+    def _close_due(self, now: int) -> list[ClosedInterval]:
         closed = []
         for pool in self.pools:
             while self._next[pool.name] + pool.interval <= now:
@@ -269,20 +301,25 @@ class PoolMeter:
             return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
         return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
 
-    def _close(self, pool: Pool, start_s: int) -> ClosedInterval:
+    def _close(self, pool: Pool, start_s: int, cut: tuple[int, str] | None = None) -> ClosedInterval:
+        """Allocate the interval that starts at ``start_s`` and hand it to the sinks. ``cut``: (the second the
+        meter stopped, why), for an interval closed early by :meth:`stop`: the engine is not read then (the
+        counters' floor and this interval's own weights are left out, as for an interval without counter
+        figures), and the last load sample holds until the cut, not to the interval's end."""
+        end_s = start_s + pool.interval
         with self._lock:
             uses = self._open[pool.name].pop(start_s, [])
-            samples = self._take_samples(pool, start_s, start_s + pool.interval)
+            samples = self._take_samples(pool, start_s, end_s)
         start = datetime.fromtimestamp(start_s, timezone.utc)
-        end = datetime.fromtimestamp(start_s + pool.interval, timezone.utc)
-        delta = self._counters(pool) if pool.metrics_url else None
+        end = datetime.fromtimestamp(end_s, timezone.utc)
+        delta = self._counters(pool) if pool.metrics_url and cut is None else None
         w_in, w_out, weights_from = self._weights_for(pool, delta)
         # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
         (a, b), places = as_ints([w_in, w_out])
         units = [a * u.input_tokens + b * u.output_tokens for u in uses]
         whole = Decimal(sum(units)).scaleb(-places)
         cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
-        busy = _busy_seconds(samples, start_s, start_s + pool.interval)
+        busy = _busy_seconds(samples, start_s, end_s if cut is None else cut[0])
         if busy is not None and pool.max_concurrency and delta is not None:
             # never less than the engine's own counters prove: a minute's samples can miss short requests
             busy = max(busy, (delta.prefill_seconds + delta.decode_seconds) / pool.max_concurrency)
@@ -297,6 +334,9 @@ class PoolMeter:
             utilisation_from = "declared capacity"
         else:
             used, utilisation_from = None, "no capacity declared"
+        if cut is not None:
+            utilisation_from += (f"; closed early ({cut[1]}) at {datetime.fromtimestamp(cut[0], timezone.utc):%H:%M:%S}"
+                                 f" UTC, {cut[0] - start_s} of {pool.interval} s in: no call metered after it")
         shared = split(cost, units, used)
         scale = Decimal(1).scaleb(-places)
         allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w * scale,
@@ -305,7 +345,7 @@ class PoolMeter:
                                 shared.utilisation, w_in, w_out, weights_from, allocations, delta,
                                 utilisation_from, busy)
         self.closed[pool.name].append(closed)
-        if shared.used:  # else the previous rate stays: a call is never provisionally free
+        if shared.used and cut is None:  # else the previous rate stays: a call is never provisionally free
             self._set_rate(pool, shared.used / whole, w_in, w_out)
         for sink in self.sinks:
             try:
@@ -327,8 +367,123 @@ class PoolMeter:
         for sink in self.sinks:
             getattr(sink, "flush", lambda: None)()
 
-    def close(self) -> None:
-        """Stop: the provisional prices are removed and the sinks flushed and closed."""
+    # --- stopping ------------------------------------------------------------------------------------
+    def stop(self, successor: "PoolMeter | None" = None, *, why: str,
+             deadline: float | None = None) -> list[ClosedInterval]:
+        """End the metering (once; later calls return nothing): no call joins an interval from now on, the
+        intervals that have ended are closed as :meth:`close_due` does, and each pool's open interval is
+
+        * handed to ``successor`` (the meter ``configure_pools`` is replacing this one with) when it has a pool of
+          the same name and interval length: the same interval (one ledger row, keyed by pool and start), which it
+          goes on counting and closes when it ends, priced by its own settings. The calls go with it, and so do
+          the load samples and the counters' baseline when the engine is the same (``metrics_url``, ``models``,
+          ``max_concurrency``), and the weights, provisional rate and closed history when the pool is unchanged;
+        * else **closed early, whole**: its whole cost, shared among the calls made in it so far, the time after
+          the stop used by no call (the owner's idle). Not prorated to the elapsed seconds: a pool is charged by
+          whole intervals (``Pool.covers``; a period edge inside one is refused at configure time), the GPUs
+          cost the whole interval whether this process meters it or not, and after the stop no call is metered
+          in it, so by the model's own rule (busy time no recorded call accounts for is idle) the rest *is* idle.
+          Each call pays exactly what it would have paid at the interval's end had no further call come (its
+          share of the load-measured busy time up to the stop, or of the declared capacity, or, with nothing
+          declared, of the whole), and the pool's cost is booked once rather than the remainder never. The
+          engine is not read (bounded; :meth:`_close`), and the interval says it was cut short in
+          ``utilisation_from`` ("closed early (why) at HH:MM:SS UTC, N of M s in: no call metered after it").
+          An interval that began at the stop's very second, with no call in it, is not booked.
+
+        A call recorded after this goes to ``successor`` if it meters it, else is counted lost (:meth:`_late`).
+        ``deadline`` (``time.monotonic()``, the exit's): how long to wait, at most :data:`_STOP_WAIT_S`, for a
+        close under way on the closing thread; past it the calls of the intervals not yet due are counted lost
+        and logged (never a wait past the exit's bound). Starts no thread. Returns the intervals it closed."""
+        left = _STOP_WAIT_S if deadline is None else min(_STOP_WAIT_S, deadline - time.monotonic())
+        if not self._closing.acquire(timeout=max(0.0, left)):
+            self._give_up(successor, why)
+            return []
+        try:
+            with self._lock:
+                if self._stopped is not None:
+                    return []
+                self._stopped, self._successor = why, successor
+                now = int(self.clock())
+            closed = self._close_due(now)
+            for pool in self.pools:
+                start = self._next[pool.name]
+                heir = successor._named(pool.name) if successor is not None else None
+                # the same interval in the successor (its clock not already past it: only a test's clock could be)
+                if heir is not None and heir.interval == pool.interval and successor._next[heir.name] <= start:
+                    self._hand_over(pool, start, successor, heir)  # type: ignore[union-attr]
+                else:
+                    if start in self._open[pool.name] or now > start:
+                        closed.append(self._close(pool, start, (now, why)))
+                    if heir is not None:  # another interval length: it does not book this time again
+                        successor._begin_at(heir, start + pool.interval)  # type: ignore[union-attr]
+                with self._lock:  # calls in a later interval than the stop's clock said: only with a clock gone back
+                    left = sum(len(u) for u in self._open[pool.name].values())
+                    self._open[pool.name].clear()
+                self._lose(left, pool.name, why)
+            return closed
+        finally:
+            self._closing.release()
+
+    def _give_up(self, successor: "PoolMeter | None", why: str) -> None:
+        """:meth:`stop` without the closing lock (a close under way did not end in time): the intervals not yet
+        due will never be closed by anyone, so their calls are counted lost; the due ones are the running close's."""
+        now = int(self.clock())
+        lost = 0
+        with self._lock:
+            if self._stopped is None:
+                self._stopped, self._successor = why, successor
+            for pool in self.pools:
+                calls = self._open[pool.name]
+                for start in [s for s in calls if s + pool.interval > now]:
+                    lost += len(calls.pop(start))
+        self._lose(lost, "", f"{why}; a close under way did not end within {_STOP_WAIT_S:g} s")
+
+    def _lose(self, n: int, pool: str, why: str) -> None:
+        if n:
+            self.lost_calls += n
+            warn_once("pools:lost", "aicost: %d pool call(s) (%s) will never be allocated: %s; counted in the "
+                      "meter's lost_calls", n, pool or "open intervals", why)
+
+    def _named(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def _hand_over(self, pool: Pool, start: int, successor: "PoolMeter", heir: Pool) -> None:
+        """The open interval of ``pool`` (this meter's) to ``successor``'s ``heir`` (same name and interval)."""
+        with self._lock:
+            uses = self._open[pool.name].pop(start, [])
+            samples, self._samples[pool.name] = self._samples[pool.name], deque()
+        same_engine = (pool.metrics_url, pool.models, pool.max_concurrency) == (heir.metrics_url, heir.models,
+                                                                                 heir.max_concurrency)
+        unchanged = pool == heir
+        with successor._lock:
+            name = heir.name
+            successor._next[name] = start  # made just before the interval began: not the one closed here
+            successor._open[name].setdefault(start, [])[:0] = uses  # before the calls it has seen since
+            if same_engine:
+                successor._samples[name].extendleft(reversed(samples))
+                if self._last_sample[pool.name] is not None:  # the interval's own baseline, not one taken mid-way
+                    successor._last_sample[name] = self._last_sample[pool.name]
+            if unchanged:
+                successor._weights[name] = self._weights[pool.name]
+                successor._rate[name] = self._rate[pool.name]
+                successor.closed[name].extendleft(reversed(self.closed[pool.name]))
+        if unchanged:
+            self._kept_prices.add(pool.name)  # the same scoped prices: the successor's now (close() keeps them)
+
+    def _begin_at(self, pool: Pool, not_before: int) -> None:
+        """This meter's first interval of ``pool`` begins no earlier than ``not_before`` (rounded up to its interval):
+        time the meter it replaced has booked is not booked again; calls before it join that first interval."""
+        with self._lock:
+            first = -(-not_before // pool.interval) * pool.interval
+            self._next[pool.name] = max(self._next[pool.name], first)
+
+    def close(self, successor: "PoolMeter | None" = None) -> None:
+        """Stop (:meth:`stop`: the open intervals handed to ``successor`` or closed early), then remove the
+        provisional prices (but those ``successor`` goes on using) and flush and close the sinks."""
+        try:
+            self.stop(successor, why="pools reconfigured" if successor is not None else "pools disabled")
+        except Exception:
+            error_once("pools:stop", "aicost: could not close the pools' open intervals")
         self.clear_prices()
         for sink in self.sinks:
             try:
@@ -344,7 +499,8 @@ class PoolMeter:
         from ..pricing import set_scoped_prices
 
         for pool in self.pools:
-            set_scoped_prices(provisional_origin(pool), {})
+            if pool.name not in self._kept_prices:
+                set_scoped_prices(provisional_origin(pool), {})
 
 
 def _busy_seconds(samples: list[tuple[int, Decimal]], start: int, end: int) -> Decimal | None:
