@@ -575,6 +575,8 @@ class _Call:
             if _records(span):
                 native = span is native_span
                 tier_keys = self.integration.tier_attributes(self.info.provider)
+                if telemetry.state.capture_content:
+                    self._output_text(meta)
                 telemetry.response_attributes(attrs, meta, tier_keys)
                 if started_early:
                     self._request_attributes(attrs, tier_keys)
@@ -714,10 +716,21 @@ class _Call:
     def _count_output(self, meta: ResponseMeta) -> int:
         from . import tokens
 
-        if not meta.output_text:
+        text = self._output_text(meta)
+        if not text:
             return 0
-        return tokens.count_text(meta.output_text, meta.model or self.request.model,
+        return tokens.count_text(text, meta.model or self.request.model,
                                  self.endpoint.shape.tokenizer_is_exact(self.info.provider)).tokens
+
+    def _output_text(self, meta: ResponseMeta) -> str | None:
+        """``meta.output_text``, or, where a stream's accumulator gets it only when asked
+        (``StreamAccumulator.output_text``), that text, kept in ``meta``. Called only where the text is needed."""
+        if meta.output_text is None and self.acc is not None:
+            try:
+                meta.output_text = self.acc.output_text()
+            except Exception:
+                error_once("stream:text", "aicost: could not read a stream's output text")
+        return meta.output_text
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
                   duration: float | None = None, refusal: BaseException | None = None) -> None:
@@ -771,7 +784,8 @@ class _Call:
     def watch_stream(self, stream: Any) -> Any:
         """Watch a stream's items as the caller reads them; returns what the caller gets (see
         ``Integration.wrap_stream``)."""
-        # Text is collected when no usage is expected (for the estimate) or content capture is on.
+        # Text is collected when no usage is expected (for the estimate) or content capture is on; an accumulator
+        # for which that costs per item keeps what it needs and gives the text only if asked (``_output_text``).
         self.acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
                                                     config.capture_content or not self.hide_usage)
         watched = self.integration.wrap_stream(stream, self)

@@ -220,6 +220,13 @@ class StreamAccumulator:
     def result(self) -> ResponseMeta:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def output_text(self) -> str | None:
+        """The output text, for an accumulator that leaves it out of ``result()`` because getting it would cost on
+        every item (Bedrock's InvokeModelWithResponseStream chunks are JSON that only this parses). The core asks
+        only when it needs the text: an estimate, a stream cut short, content capture. None (the default): the
+        text, if any, is ``result().output_text``."""
+        return None
+
 
 class BodyReader:
     """Reads the bytes of a response the caller consumes itself (``with_streaming_response`` of an endpoint whose

@@ -9,9 +9,11 @@ independently of aicost), and bounded by the usage AWS reported for the whole st
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterator
 
 import pytest
 
@@ -21,6 +23,7 @@ from botocore.config import Config  # noqa: E402
 
 import aicost  # noqa: E402
 from aicost import semconv as sc  # noqa: E402
+from aicost.integrations import bedrock as brk  # noqa: E402
 from vendor_server import Reply, load_recording  # noqa: E402
 
 BODY = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}], "max_tokens": 64,
@@ -50,15 +53,33 @@ def _chunks(rec: dict) -> list[dict]:
 
 def _read_all_but_the_last(server: Any, rec: dict) -> list[dict]:
     """Read the stream up to (not including) its last chunk, the one with the usage, then close it."""
+    return _read(server, rec, len(_chunks(rec)) - 1)
+
+
+def _read(server: Any, rec: dict, up_to: int | None = None) -> list[dict]:
+    """Read the stream's first ``up_to`` chunks and close it (None: read it to its end)."""
     server.enqueue(Reply.from_recording(rec))
     body = _client(server).invoke_model_with_response_stream(modelId=rec["request"]["model_id"], body=BODY)["body"]
     read = []
     for event in body:
         read.append(json.loads(event["chunk"]["bytes"]))
-        if len(read) == len(_chunks(rec)) - 1:
+        if len(read) == up_to:
             break
     body.close()
     return read
+
+
+@contextlib.contextmanager
+def _instrumented(tracer_provider: Any, span_exporter: Any, capture: bool) -> Iterator[Any]:
+    """aicost with content capture on or off (whatever the environment says); yields the cost spans' reader."""
+    aicost.instrument(tracer_provider=tracer_provider, capture_content=capture)
+    try:
+        span_exporter.clear()
+        yield lambda: [s for s in span_exporter.get_finished_spans() if sc.GEN_AI_USAGE_COST in (s.attributes or {})]
+    finally:
+        aicost.uninstrument()
+        aicost.instrument(capture_content=False)
+        aicost.uninstrument()
 
 
 @pytest.mark.parametrize("rid", list(FAMILIES))
@@ -80,18 +101,65 @@ def test_a_stream_closed_early_estimates_the_generated_text_not_the_chunk_json(r
 def test_captured_stream_output_is_the_generated_text(rid: str, replay_server: Any, tracer_provider: Any,
                                                       span_exporter: Any) -> None:
     rec = load_recording(rid)
-    aicost.instrument(tracer_provider=tracer_provider, capture_content=True)
-    try:
-        span_exporter.clear()
+    with _instrumented(tracer_provider, span_exporter, capture=True) as cost_spans:
         read = _read_all_but_the_last(replay_server, rec)
-        spans = [s for s in span_exporter.get_finished_spans() if sc.GEN_AI_USAGE_COST in (s.attributes or {})]
-        (span,) = spans
+        (span,) = cost_spans()
         messages = json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
         assert messages[0]["parts"][0]["content"] == "".join(filter(None, map(FAMILIES[rid], read)))
-    finally:
-        aicost.uninstrument()
-        aicost.instrument(capture_content=False)
-        aicost.uninstrument()
+
+
+@pytest.fixture
+def chunk_parses(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """What the Bedrock integration parses on the calling thread: the JSON bytes it decodes (the request body is
+    text, not counted) and the chunks it reads text from."""
+    seen: dict[str, list] = {"loads": [], "texts": []}
+    loads, chunk_text = json.loads, brk._chunk_text
+
+    def counted_loads(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(data, (bytes, bytearray)):
+            seen["loads"].append(json.loads(data))
+        return loads(data, *args, **kwargs)
+
+    def counted_text(payload: Any) -> Any:
+        seen["texts"].append(payload)
+        return chunk_text(payload)
+
+    monkeypatch.setattr(brk, "json", SimpleNamespace(loads=counted_loads, dumps=json.dumps))
+    monkeypatch.setattr(brk, "_chunk_text", counted_text)
+    return seen
+
+
+@pytest.mark.parametrize("rid", list(FAMILIES))
+def test_a_complete_stream_without_capture_parses_only_its_last_chunk(rid: str, replay_server: Any,
+                                                                      tracer_provider: Any, span_exporter: Any,
+                                                                      chunk_parses: dict) -> None:
+    """Its usage is the vendor's: no text is wanted, so no chunk but the one with the usage is parsed (each one
+    was, for the text, on the caller's thread)."""
+    rec = load_recording(rid)
+    with _instrumented(tracer_provider, span_exporter, capture=False) as cost_spans:
+        read = _read(replay_server, rec)
+        (span,) = cost_spans()
+    assert len(read) == len(_chunks(rec))
+    attrs = span.attributes
+    assert attrs[sc.AICOST_STREAM_ENDED_BY] == "exhausted" and sc.AICOST_USAGE_ESTIMATED not in attrs
+    assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == read[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
+    assert chunk_parses["loads"] == [read[-1]], len(chunk_parses["loads"])
+    assert chunk_parses["texts"] == []
+
+
+@pytest.mark.parametrize("rid", list(FAMILIES))
+def test_a_complete_captured_stream_records_all_its_generated_text(rid: str, replay_server: Any,
+                                                                   tracer_provider: Any, span_exporter: Any,
+                                                                   chunk_parses: dict) -> None:
+    """Capture asks for the text after the stream ended: every chunk's, the last one's too (Titan's carries text
+    with the usage), each parsed once for it."""
+    rec = load_recording(rid)
+    with _instrumented(tracer_provider, span_exporter, capture=True) as cost_spans:
+        read = _read(replay_server, rec)
+        (span,) = cost_spans()
+    messages = json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert messages[0]["parts"][0]["content"] == "".join(filter(None, map(FAMILIES[rid], read)))
+    assert chunk_parses["texts"] == read
 
 
 # ================================================================================================= service tiers

@@ -363,12 +363,24 @@ def _chunk_text(payload: Any) -> str | None:
     return None
 
 
+def _chunk_json(data: bytes | bytearray) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
 class EventAccumulator(StreamAccumulator):
     """Parsed events of ConverseStream (``metadata``, ``messageStop``) and InvokeModelWithResponseStream (``chunk``
     bytes whose last JSON carries ``amazon-bedrock-invocationMetrics``). Raw events passing by are ignored: the
-    stream's own parser hands the parsed ones over (``BedrockIntegration.wrap_stream``)."""
+    stream's own parser hands the parsed ones over (``BedrockIntegration.wrap_stream``).
 
-    __slots__ = ("usage", "stop", "tier", "keep_text", "texts")
+    The output text is given only when the core asks (:meth:`output_text`): an InvokeModelWithResponseStream chunk
+    is kept as the bytes it arrived in and its JSON parsed then, so a stream that ends with its usage and is not
+    captured parses only its last chunk. Like the text, the chunks kept are not bounded: one reference each to the
+    bytes botocore made, held until the call is finished."""
+
+    __slots__ = ("usage", "stop", "tier", "keep_text", "texts", "chunks")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
@@ -376,7 +388,8 @@ class EventAccumulator(StreamAccumulator):
         self.stop: str | None = None
         self.tier: str | None = None
         self.keep_text = keep_text
-        self.texts: list[str] = []
+        self.texts: list[str] = []  # ConverseStream's text deltas, and chunks' text once extracted
+        self.chunks: list[bytes | bytearray] = []  # InvokeModelWithResponseStream chunks not yet parsed for text
 
     def observe(self, event: Any) -> bool:
         if type(event) is not dict:
@@ -385,7 +398,10 @@ class EventAccumulator(StreamAccumulator):
         if chunk is not None:
             data = chunk.get("bytes") if isinstance(chunk, dict) else None
             if isinstance(data, (bytes, bytearray)):
-                self._observe_chunk(data)
+                if self.keep_text:
+                    self.chunks.append(data if type(data) is bytes else bytes(data))  # a bytearray may be reused
+                if b"amazon-bedrock-invocationMetrics" in data:
+                    self._observe_metrics(data)
             return True
         delta = event.get("contentBlockDelta")
         if isinstance(delta, dict):
@@ -406,29 +422,29 @@ class EventAccumulator(StreamAccumulator):
             self.stop = string(stop.get("stopReason")) or self.stop
         return True
 
-    def _observe_chunk(self, data: bytes | bytearray) -> None:
-        """One InvokeModelWithResponseStream chunk: the model's own JSON. The last one carries the usage; the
-        text kept is only what the model generated (:func:`_chunk_text`), never the JSON around it, which an
-        estimate would count as output (about ten times the real figure) and content capture would record."""
-        metrics = b"amazon-bedrock-invocationMetrics" in data
-        if not (metrics or self.keep_text):
-            return  # most chunks, when no text is wanted: not parsed
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            payload = None
-        if self.keep_text:
-            text = _chunk_text(payload)
-            if text:
-                self.texts.append(text)
-        if metrics:
-            self.usage = (_metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
-                          if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
-            self.complete = True
+    def _observe_metrics(self, data: bytes | bytearray) -> None:
+        """InvokeModelWithResponseStream's last chunk, the one with the usage: the only chunk parsed as it passes."""
+        payload = _chunk_json(data)
+        self.usage = (_metrics_usage(payload.get("amazon-bedrock-invocationMetrics"))
+                      if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
+        self.complete = True
+
+    def output_text(self) -> str | None:
+        """The text the model generated. A chunk's is only what :func:`_chunk_text` finds in its JSON, never the
+        JSON around it, which an estimate would count as output (about ten times the real figure) and content
+        capture would record. Each chunk is parsed once, however often this is asked."""
+        if self.chunks:
+            for data in self.chunks:
+                text = _chunk_text(_chunk_json(data))
+                if text:
+                    self.texts.append(text)
+            self.chunks.clear()
+        return "".join(self.texts) or None
 
     def result(self) -> ResponseMeta:
+        """Without the output text: the core asks :meth:`output_text` for it when it needs it."""
         return ResponseMeta(usage=self.usage, finish_reasons=[self.stop] if self.stop else [],
-                            service_tier=self.tier, output_text="".join(self.texts) or None)
+                            service_tier=self.tier)
 
 
 def _long_context_enabled(shape: Any, kwargs: dict[str, Any]) -> bool:
