@@ -17,9 +17,10 @@ botocore's ``before-send`` event, which answers after the request is built and s
 event-stream messages built here, CRCs and all, as ConverseStream sends them):
 
 * ``call``: a non-streaming ``chat.completions.create`` / ``messages.create`` / Gemini ``generate_content`` /
-  Bedrock ``converse``, from the call until it returns.
-* ``first chunk``: ``create(stream=True)`` (Gemini ``generate_content_stream``, Bedrock ``converse_stream``) until the
-  first chunk (event) is in the caller's hand.
+  Bedrock ``converse`` (vendor ``bedrock-invoke``: ``invoke_model``), from the call until it returns.
+* ``first chunk``: ``create(stream=True)`` (Gemini ``generate_content_stream``, Bedrock ``converse_stream``,
+  ``bedrock-invoke``: ``invoke_model_with_response_stream`` of Claude's Messages chunks) until the first chunk
+  (event) is in the caller's hand.
 * ``per chunk``: (whole 200-chunk stream - whole 20-chunk stream) / 180.
 
 Python's cyclic garbage collector runs as usual and is counted: every block starts after ``gc.collect()``, so the
@@ -57,7 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENDORS = ("openai", "anthropic", "gemini", "bedrock")
+VENDORS = ("openai", "anthropic", "gemini", "bedrock", "bedrock-invoke")
 ARMS = ("bare", "aicost-noop", "aicost-all", "aicost-sampled-out", "bare-otel", "aicost-all-otel", "span-alone")
 ARM_TITLES = {"bare": "bare SDK", "aicost-noop": "aicost, no-op OTel", "aicost-all": "aicost, everything on",
               "aicost-sampled-out": "aicost, span sampled out",
@@ -171,15 +172,47 @@ def converse_stream(k):
                                            "metrics": {{"latencyMs": 100}}}})]
     return events
 CONVERSE_STREAMS = {{k: converse_stream(k) for k in (20, 200)}}
+import base64
+def invoke_chunk(payload):
+    """One InvokeModelWithResponseStream ``chunk`` event: the model's JSON, base64 in the event's own JSON."""
+    return event_message("chunk", {{"bytes": base64.b64encode(json.dumps(payload).encode()).decode()}})
+def invoke_stream(k):
+    """Claude's Messages events, as InvokeModelWithResponseStream sends them (the recordings' shapes)."""
+    events = [invoke_chunk({{"type": "message_start", "message": {{
+                  "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-sonnet-20240620",
+                  "content": [], "stop_reason": None, "usage": {{"input_tokens": 6, "output_tokens": 1}}}}}}),
+              invoke_chunk({{"type": "content_block_start", "index": 0, "content_block": {{"type": "text", "text": ""}}}})]
+    events += [invoke_chunk({{"type": "content_block_delta", "index": 0,
+                              "delta": {{"type": "text_delta", "text": "tok "}}}}) for _ in range(k)]
+    events += [invoke_chunk({{"type": "content_block_stop", "index": 0}}),
+               invoke_chunk({{"type": "message_delta", "delta": {{"stop_reason": "end_turn"}},
+                              "usage": {{"output_tokens": k}}}}),
+               invoke_chunk({{"type": "message_stop", "amazon-bedrock-invocationMetrics": {{
+                   "inputTokenCount": 6, "outputTokenCount": k, "invocationLatency": 100, "firstByteLatency": 10}}}})]
+    return events
+INVOKE_STREAMS = {{k: invoke_stream(k) for k in (20, 200)}}
+INVOKE_BODY = json.dumps({{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
+                           "messages": [{{"role": "user", "content": "Say hello in one word."}}]}})
+INVOKE_REPLY = json.dumps({{"id": "msg_1", "type": "message", "role": "assistant", "content": [{{"type": "text",
+                           "text": "Hello"}}], "stop_reason": "end_turn", "usage": {{"input_tokens": 6,
+                           "output_tokens": 2}}}}).encode()
 class RawEvents(Raw):
     def stream(self, *args, **kwargs): yield from self.data
 def bedrock_send(request, **kwargs):
     k = bedrock_k  # the block's chunk count
+    url = request.url
+    if url.endswith("/invoke-with-response-stream"):
+        return AWSResponse(url, 200, {{"content-type": "application/vnd.amazon.eventstream",
+                                       "x-amzn-requestid": "r1"}}, RawEvents(INVOKE_STREAMS[k]))
+    if url.endswith("/invoke"):
+        return AWSResponse(url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1",
+                                       "x-amzn-bedrock-input-token-count": "6",
+                                       "x-amzn-bedrock-output-token-count": "2"}}, Raw(INVOKE_REPLY))
     if not k:
-        return AWSResponse(request.url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1"}},
+        return AWSResponse(url, 200, {{"content-type": "application/json", "x-amzn-requestid": "r1"}},
                            Raw(CONVERSE))
-    return AWSResponse(request.url, 200, {{"content-type": "application/vnd.amazon.eventstream",
-                                           "x-amzn-requestid": "r1"}}, RawEvents(CONVERSE_STREAMS[k]))
+    return AWSResponse(url, 200, {{"content-type": "application/vnd.amazon.eventstream",
+                                   "x-amzn-requestid": "r1"}}, RawEvents(CONVERSE_STREAMS[k]))
 bedrock_k = 0
 brt = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t",
                    config=Config(retries={{"max_attempts": 1}}))
@@ -218,6 +251,12 @@ def call(vendor, chunks):
         if chunks:
             return brt.converse_stream(**request)["stream"]
         return brt.converse(**request)
+    if vendor == "bedrock-invoke":
+        bedrock_k = chunks
+        request = dict(modelId="us.anthropic.claude-3-5-sonnet-20240620-v1:0", body=INVOKE_BODY)
+        if chunks:
+            return brt.invoke_model_with_response_stream(**request)["body"]
+        return brt.invoke_model(**request)
     if vendor == "openai":
         if chunks:
             return oai.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True, extra_headers=extra)
