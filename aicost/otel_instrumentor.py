@@ -3,15 +3,16 @@
 OpenTelemetry's auto-instrumentation loads every installed instrumentor through that entry point group and calls
 ``instrument(tracer_provider=..., meter_provider=...)``. aicost then behaves exactly as after
 ``aicost.instrument()`` with the providers the auto-instrumentation configured from the standard ``OTEL_*``
-environment variables. ``opentelemetry-instrumentation`` is not a dependency of aicost: without it this module
-still imports, and the class offers the same two methods.
+environment variables, and any other argument of ``aicost.instrument()`` given here. ``opentelemetry-instrumentation``
+is not a dependency of aicost: without it this module still imports, and the class offers the same two methods.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Collection
 
-from .instrumentation import instrument, uninstrument
+from .instrumentation import instrument, is_instrumented, uninstrument
 
 try:  # pragma: no branch
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor as _Base
@@ -23,14 +24,28 @@ except ImportError:  # opentelemetry-instrumentation not installed: a minimal st
         def uninstrument(self, **kwargs: Any) -> None:
             self._uninstrument(**kwargs)
 
+# What ``instrument()`` accepts; OpenTelemetry's own keywords (``skip_dep_check``...) are not aicost's.
+_ARGUMENTS = frozenset(inspect.signature(instrument).parameters)
+
 
 class AicostInstrumentor(_Base):  # type: ignore[misc, valid-type]
     def instrumentation_dependencies(self) -> Collection[str]:
         # Every SDK is optional: aicost patches whichever the application imports, so none is required here.
         return ()
 
+    # BaseInstrumentor keeps its own flag, which skips instrument() while set and uninstrument() while not. aicost
+    # has one state whichever way it was instrumented: this flag reads it, so that after aicost.uninstrument()
+    # instrument() here patches again, and after aicost.instrument() uninstrument() here restores everything.
+    @property
+    def _is_instrumented_by_opentelemetry(self) -> bool:
+        return is_instrumented()
+
+    @_is_instrumented_by_opentelemetry.setter
+    def _is_instrumented_by_opentelemetry(self, value: bool) -> None:
+        pass  # set by instrument() / uninstrument() themselves
+
     def _instrument(self, **kwargs: Any) -> None:
-        instrument(tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider"))
+        instrument(**{k: v for k, v in kwargs.items() if k in _ARGUMENTS})
 
     def _uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

@@ -33,6 +33,39 @@ def test_entry_point_is_registered_and_instruments():
     assert not aicost.is_instrumented()
 
 
+def test_the_instrumentor_and_aicost_share_one_state(tracer_provider, span_exporter, openai_client):
+    """The instrumentor and ``aicost.instrument()`` / ``uninstrument()`` may be mixed: each undoes the other, and
+    instrument() after either uninstrument() records calls again (once each), with all of instrument()'s arguments."""
+    from aicost.instrumentation import config
+    from aicost.otel_instrumentor import AicostInstrumentor
+
+    def costed_spans_per_call() -> int:
+        span_exporter.clear()
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        return len([s for s in span_exporter.get_finished_spans() if "gen_ai.usage.cost" in (s.attributes or {})])
+
+    instrumentor = AicostInstrumentor()
+    try:
+        instrumentor.instrument(tracer_provider=tracer_provider)
+        aicost.uninstrument()
+        assert not instrumentor.is_instrumented_by_opentelemetry and costed_spans_per_call() == 0
+        instrumentor.instrument(tracer_provider=tracer_provider, capture_content=True, stream_usage="never")
+        assert aicost.is_instrumented() and costed_spans_per_call() == 1
+        assert (config.capture_content, config.stream_usage) == (True, "never")
+        instrumentor.instrument(tracer_provider=tracer_provider)  # already instrumented: nothing patched twice
+        aicost.instrument(tracer_provider=tracer_provider)
+        assert costed_spans_per_call() == 1
+
+        instrumentor.uninstrument()
+        assert not aicost.is_instrumented() and costed_spans_per_call() == 0
+        aicost.instrument(tracer_provider=tracer_provider)
+        assert instrumentor.is_instrumented_by_opentelemetry
+        instrumentor.uninstrument()
+        assert not aicost.is_instrumented() and costed_spans_per_call() == 0
+    finally:
+        aicost.uninstrument()
+
+
 def test_opentelemetry_instrument_emits_costed_spans(tmp_path):
     launcher = Path(sys.executable).with_name("opentelemetry-instrument")
     if not launcher.exists():
