@@ -1185,12 +1185,21 @@ def _router_wrapper(integration: Integration, router: Router) -> Callable[..., A
             error_once("route", "aicost: could not route a request")
             return None
 
+    def as_changed(request: dict, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The arguments that send the request as the interceptors left it (a downgrade, an output cap)."""
+        try:
+            return integration.routed_arguments(router, args, kwargs, request)
+        except Exception:
+            error_once("route:send", "aicost: could not apply a budget's or policy's change to a request")
+            return args, kwargs
+
     if router.is_async:
         async def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
             routed = found(instance, args, kwargs)
             if routed is None:
                 return await wrapped(*args, **kwargs)
             call = _begin(integration, routed[0], routed[1], routed[2], True, prepare=False)
+            args, kwargs = as_changed(routed[2], args, kwargs)
             return await _run_async(call, lambda: wrapped(*args, **kwargs))
 
         return async_wrapper
@@ -1201,6 +1210,7 @@ def _router_wrapper(integration: Integration, router: Router) -> Callable[..., A
         if routed is None:
             return wrapped(*args, **kwargs)
         call = _begin(integration, routed[0], routed[1], routed[2], False, prepare=False)
+        args, kwargs = as_changed(routed[2], args, kwargs)
         return _run_sync(call, lambda: wrapped(*args, **kwargs))
 
     return sync_wrapper

@@ -20,8 +20,9 @@ class RequestShape:
     """How to read and change one endpoint's request: the vendor-neutral contract budgets, policies, token
     estimates and content capture use, so that none of them knows a vendor's argument names.
 
-    ``kwargs`` is the live request the SDK is about to send (a method's keyword arguments, or boto3's
-    ``api_params``): what ``set_model`` / ``set_output_cap`` write is what the vendor receives. This base reads
+    ``kwargs`` is the live request the SDK is about to send (a method's keyword arguments, boto3's ``api_params``,
+    or a Stainless ``request()``'s body, sent as changed by ``Integration.routed_arguments``): what ``set_model`` /
+    ``set_output_cap`` write is what the vendor receives. This base reads
     nothing (no model, no cap, no input text): each integration passes its own subclass in its :class:`Endpoint`
     table (``integrations/stainless.py`` for OpenAI and Anthropic, ``integrations/gemini.py``,
     ``integrations/bedrock.py``). Every method must tolerate any value (requests are the application's,
@@ -383,9 +384,16 @@ class Integration:
     def route(self, router: Router, instance: Any, args: tuple, kwargs: dict[str, Any]
               ) -> tuple[Endpoint, Any, dict[str, Any]] | None:
         """For a call through a router: (endpoint, resource, request) - ``resource`` is what ``provider`` and
-        ``request_meta`` read, ``request`` the request's keyword view (live, where the SDK sends what it holds).
+        ``request_meta`` read, ``request`` the request's keyword view (live, where the SDK sends what it holds; else what the interceptors
+        change in it is sent through :meth:`routed_arguments`).
         None when the call bills nothing. Must be cheap: it runs for every request of the SDK."""
         return None
+
+    def routed_arguments(self, router: Router, args: tuple, kwargs: dict[str, Any], request: dict[str, Any]
+                         ) -> tuple[tuple, dict[str, Any]]:
+        """The router method's (args, kwargs) that send ``request`` (``route``'s view) as the interceptors left it
+        (a downgraded model, a capped output). Default: unchanged, for a view that is the live request."""
+        return args, kwargs
 
     def error_type(self, error: BaseException) -> str:
         """``error.type`` for an error the vendor call raised (default: ``aicost.telemetry.error_type_of``)."""

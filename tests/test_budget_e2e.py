@@ -96,6 +96,40 @@ def test_output_cap_policy_is_in_the_request_the_server_receives(instrumented, b
     assert bodies[3]["max_tokens"] == 64
 
 
+def test_the_request_safety_net_sends_the_capped_and_downgraded_request(instrumented, budgets, openai_client,
+                                                                        anthropic_client, replay_server):
+    """A call that reaches the SDK's ``request()`` without a patched method (a direct ``client.post``) is sent as
+    the guard changed it, like any other; the caller's own body is left as it was."""
+    import anthropic
+    from openai.types.chat import ChatCompletion
+
+    budgets(policies=[Policy(max_output_tokens=64)],
+            budgets=[Budget(limit_usd="0.0005", action="downgrade", downgrade_to="gpt-4o-mini", name="chat")])
+    # gpt-4o capped to 64 output tokens at $10 / Mtok: $0.00064 worst case > $0.0005, so downgraded too
+    body = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 4000}
+    openai_client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+    anthropic_client.post("/v1/messages", cast_to=anthropic.types.Message,
+                          body={"model": "claude-3-5-haiku-20241022", "max_tokens": 1024, "messages": MESSAGES})
+    sent = [r.json for r in replay_server.requests]
+    assert (sent[0]["model"], sent[0]["max_tokens"]) == ("gpt-4o-mini", 64)
+    assert sent[1]["max_tokens"] == 64 and "stream" not in sent[0] and "stream" not in sent[1]
+    assert body == {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 4000}
+    spans = instrumented.aicost_spans()
+    assert spans[0].attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert spans[0].attributes[semconv.AICOST_BUDGET_DECISION] == "downgraded"
+
+
+async def test_the_async_request_safety_net_sends_the_capped_request(instrumented, budgets, async_openai_client,
+                                                                     replay_server):
+    from openai.types.chat import ChatCompletion
+
+    budgets(policies=[Policy(max_output_tokens=64)])
+    await async_openai_client.post("/chat/completions", cast_to=ChatCompletion,
+                                   body={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 4000})
+    [request] = replay_server.requests
+    assert request.json["max_tokens"] == 64
+
+
 def test_model_policy_refuses_before_sending(instrumented, budgets, openai_client, replay_server):
     budgets(policies=[Policy(deny_models=["gpt-4o"], unless={"team": "research"}, name="no-4o")])
     with pytest.raises(PolicyViolation, match="no-4o"):

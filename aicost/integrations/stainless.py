@@ -14,6 +14,7 @@ and the error envelope (``APIStatusError.body``).
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, Re
 _TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
 
 
+_ABSENT = object()
 _TEXT_KEYS = ("text", "content", "input", "arguments", "name")
 
 
@@ -180,9 +182,25 @@ class StainlessIntegration(Integration):
         endpoint = self.route_path(getattr(options, "method", ""), getattr(options, "url", ""))
         if endpoint is None or not isinstance(body, dict):
             return None
-        body = dict(body)  # the request's own kwargs view; the SDK sends options.json_data as it was
+        body = dict(body)  # a copy: the caller's body (``client.post(body=...)``) is never changed
         body["stream"] = bool(kwargs.get("stream"))
         return endpoint, ClientRef(instance), body
+
+    def routed_arguments(self, router: Router, args: tuple, kwargs: dict[str, Any], request: dict[str, Any]
+                         ) -> tuple[tuple, dict[str, Any]]:
+        """What the interceptors changed in ``request`` goes into a copy of the request's options, which the SDK
+        then builds the request from (``stream`` is the view's own key, read from ``request()``'s argument)."""
+        in_args = len(args) > 1
+        options = args[1] if in_args else kwargs["options"]
+        body = options.json_data
+        changed = {k: v for k, v in request.items() if k != "stream" and body.get(k, _ABSENT) is not v}
+        if not changed:
+            return args, kwargs
+        options = copy.copy(options)  # shallow, as the SDK's own model_copy: the caller's options stay as they were
+        options.json_data = {**body, **changed}
+        if in_args:
+            return (args[0], options, *args[2:]), kwargs
+        return args, {**kwargs, "options": options}
 
     def is_stream(self, obj: Any) -> bool:
         return isinstance(obj, self._stream_types)
