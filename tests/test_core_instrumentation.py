@@ -92,6 +92,62 @@ def test_anthropic_input_includes_cache_reads_and_writes(instrumented, replay_se
     assert Decimal(a[s.AICOST_COST_TOTAL]) == expected
 
 
+@pytest.mark.parametrize("read", ["json", "text", "read", "iter_bytes"])
+def test_a_streaming_response_read_past_parse_is_priced_from_its_usage(read, instrumented, replay_server,
+                                                                       openai_client, anthropic_client):
+    """``with_streaming_response`` read with json(), text(), read() or iter_bytes() rather than parse(): the body
+    carries the usage, and aicost reads it on the way, so the call is exact, not estimated with no output."""
+    def read_body(response):
+        return b"".join(response.iter_bytes()) if read == "iter_bytes" else getattr(response, read)()
+
+    results = []
+    hooks.add_listener(results.append)
+    try:
+        replay_server.enqueue(openai_chat_reply(prompt_tokens=14, completion_tokens=7))
+        with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG) as r:
+            assert read_body(r)
+        replay_server.enqueue(anthropic_message_reply(input_tokens=14, output_tokens=7))
+        with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022",
+                                                                      max_tokens=50, messages=MSG) as r:
+            assert read_body(r)
+    finally:
+        hooks.remove_listener(results.append)
+    # gpt-4o-mini: $0.15 / $0.60 per MTok; claude-3-5-haiku: $0.80 / $4.00.
+    expected = [(14 * Decimal("0.15") + 7 * Decimal("0.60")) / 10**6, (14 * Decimal("0.80") + 7 * Decimal(4)) / 10**6]
+    spans = instrumented.cost_spans()
+    assert len(spans) == len(results) == 2
+    for span, result, cost in zip(spans, results, expected):
+        a = attrs(span)
+        assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (14, 7)
+        assert s.AICOST_USAGE_ESTIMATED not in a and Decimal(a[s.AICOST_COST_TOTAL]) == cost
+        assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.estimated) == (14, 7, False)
+        assert result.cost_usd == cost
+
+
+def test_a_streaming_response_body_too_large_to_keep_is_estimated_and_says_so(instrumented, replay_server,
+                                                                               openai_client, monkeypatch):
+    from aicost.integrations.stainless import JsonBodyReader
+
+    monkeypatch.setattr(JsonBodyReader, "_KEEP", 64)  # the body below is larger: its chunks are not all kept
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=14, completion_tokens=7))
+    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG) as r:
+        assert b'"completion_tokens": 7' in b"".join(r.iter_bytes())
+    assert attrs(only_cost_span(instrumented))[s.AICOST_USAGE_ESTIMATED] is True
+
+
+async def test_an_async_streaming_response_read_with_json_is_priced_from_its_usage(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    try:
+        replay_server.enqueue(openai_chat_reply(prompt_tokens=14, completion_tokens=7))
+        async with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG) as r:
+            assert (await r.json())["usage"]["completion_tokens"] == 7
+    finally:
+        await client.close()
+    a = attrs(only_cost_span(instrumented))
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (14, 7)
+    assert s.AICOST_USAGE_ESTIMATED not in a
+
+
 # ------------------------------------------------------------------------------------------ streams
 def test_stream_usage_chunk_is_requested_and_hidden(replay_server, tracer_provider, span_exporter):
     """With stream_usage="always" aicost asks for the usage chunk and hides it: the caller's loop is unchanged."""
@@ -865,6 +921,10 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(replay_server
             with anthropic_client.messages.with_streaming_response.create(
                     model="claude-3-5-haiku-20241022", max_tokens=5, messages=MSG) as response:
                 response.parse()
+            replay_server.enqueue(openai_chat_reply())  # its JSON read on the way
+            with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini",
+                                                                                messages=MSG) as response:
+                response.json()
             replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))  # bytes read on the way
             with openai_client.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy",
                                                                            input="hi") as response:
@@ -895,7 +955,7 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(replay_server
     finally:
         aicost.uninstrument()
     cost_spans = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]
-    assert len(cost_spans) == 21  # 7 calls, 3 times
+    assert len(cost_spans) == 24  # 8 calls, 3 times
     if without_aicost["http"]:
         # Python 3.10: the SDK's own streams end in cycles (an exception's traceback holds the stream's frames),
         # with or without aicost, so what aicost adds cannot be told apart here.

@@ -899,7 +899,9 @@ class OpenAIIntegration(StainlessIntegration):
     def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
         """Speech through ``with_streaming_response``: the caller reads the bytes (events with
         ``stream_format="sse"``), and the reader keeps their tail for the final usage event."""
-        return SpeechBodyReader(kwargs) if _FAMILY[endpoint.key] == "speech" else None
+        if _FAMILY[endpoint.key] == "speech":
+            return SpeechBodyReader(kwargs)
+        return super().body_reader(endpoint, kwargs)
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""

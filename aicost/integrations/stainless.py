@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 from typing import Any, Callable
 
 from .. import semconv as s
 from .._log import error_once
-from ..vendor import BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, Router, walk_text
+from ..vendor import (BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, ResponseMeta, Router,
+                      walk_text)
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
 _TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
@@ -214,9 +216,11 @@ class StainlessIntegration(Integration):
         return stream
 
     def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
-        """For an endpoint whose result is bytes the caller may read itself (``with_streaming_response``): what
-        reads them on the way. None: such a response's usage is missing, and estimated like any missing usage."""
-        return None
+        """For a response whose bytes the caller may read itself (``with_streaming_response``, read with
+        ``json()``, ``text()``, ``read()`` or ``iter_bytes()`` rather than ``parse()``): what reads them on the
+        way. A request that is not a stream gets one JSON document, read as ``parse()`` would have read it. None
+        (a stream): such a response's usage is missing, and estimated like any missing usage."""
+        return None if endpoint.shape.streams(kwargs) else JsonBodyReader(self, endpoint)
 
     def watch_result(self, raw: Any, watch: CallWatch) -> bool:
         """``with_raw_response`` / ``with_streaming_response``: the call returns an ``APIResponse`` the caller
@@ -379,6 +383,44 @@ class AttrView:
             return AttrView.wrap(self._data[name])
         except KeyError:
             raise AttributeError(name) from None
+
+
+class JsonBodyReader(BodyReader):
+    """The body of a call that is not a stream, as the caller reads it past ``parse()``: the chunks are kept and,
+    once the response is closed, read as the JSON document ``parse()`` would have read (through an
+    :class:`AttrView`), or as the text it would have returned (a transcript in ``text`` format). A body larger than
+    ``_KEEP`` is let go, so a caller that streams a large body to disk keeps its memory: its usage is then missing
+    and estimated. When the caller does call ``parse()``, that reads the result and this reader is not asked."""
+
+    __slots__ = ("integration", "endpoint", "chunks", "size")
+    _KEEP = 32 << 20
+
+    def __init__(self, integration: Integration, endpoint: Endpoint) -> None:
+        self.integration = integration
+        self.endpoint = endpoint
+        self.chunks: list[bytes] | None = []
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        chunks = self.chunks
+        if chunks is not None:
+            self.size += len(chunk)
+            if self.size > self._KEEP:
+                self.chunks = None
+            else:
+                chunks.append(chunk)
+
+    def result(self) -> ResponseMeta:
+        chunks, self.chunks = self.chunks, None
+        if not chunks:  # nothing read, or too much to keep
+            return ResponseMeta()
+        body = b"".join(chunks)
+        try:
+            parsed = AttrView.wrap(json.loads(body))
+        except ValueError:  # not JSON, or cut short: what parse() returns for a text body
+            parsed = body.decode("utf-8", "replace")
+        # The text is wanted only for content capture or an estimate; reading it too costs little next to the parse.
+        return self.integration.read_response(self.endpoint, parsed, True)
 
 
 def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
