@@ -403,12 +403,23 @@ class _ScopeBase:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         owner = _owner()
+        foreign = False
         with self._with_lock:
             stack = self._with_states.get(owner)
+            if not stack and len(self._with_states) == 1:
+                # Entered in another thread or task (an exit stack handed over): the only use open is this one.
+                (owner, stack), = self._with_states.items()
+                foreign = True
             state, act = stack.pop() if stack else (None, None)
             if stack is not None and not stack:
                 del self._with_states[owner]
-        self._safe_deactivate(state, act)
+        if foreign:
+            # The context the scope was set in is not this one, and no code can change another context: the
+            # entering task or thread keeps the scope (its contextvars) until it ends. The unit still ends here.
+            log_once("attribution:foreign-exit", logging.WARNING, "aicost: an attribution scope was left in another "
+                     "thread or task than the one that entered it; that one keeps the scope until it ends")
+        else:
+            self._safe_deactivate(state, act)
         self._safe_finish(state, exc)
 
     async def __aenter__(self) -> Any:

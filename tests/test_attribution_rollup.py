@@ -205,6 +205,36 @@ async def test_async_with_unit_across_tasks(spans):
         assert attrs[R + "cost.total_usd"] == "0.75" and attrs[semconv.AICOST_OUTCOME] == "done"
 
 
+async def test_a_unit_entered_in_one_task_and_left_in_another_still_ends(spans, runs_metric, caplog):
+    """An exit stack handed between tasks (a lifespan, a connection pool) enters the unit in one task and leaves
+    it in another: the unit still ends once, with its span, its run and its rollup, and nothing stays behind."""
+    import contextlib
+
+    unit_scope = feature("handoff", team="ops")
+    stack = contextlib.AsyncExitStack()
+
+    async def opener() -> None:
+        await stack.enter_async_context(unit_scope)
+        call(cost="0.25")
+
+    async def closer() -> None:
+        await stack.aclose()
+        assert current_unit() is None  # the closing task never had the scope
+
+    await asyncio.create_task(opener())
+    with caplog.at_level("WARNING", logger="aicost"):
+        await asyncio.create_task(closer())
+    (span,) = spans()
+    assert span.attributes[R + "cost.total_usd"] == "0.25" and span.attributes[semconv.AICOST_OUTCOME] == "succeeded"
+    assert runs_metric()[((semconv.AICOST_FEATURE, "handoff"), (semconv.AICOST_OUTCOME, "succeeded"),
+                          (semconv.AICOST_TEAM, "ops"))] == 1
+    assert unit_scope._with_states == {}  # nothing kept for the task that entered it
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    async with unit_scope:  # the instance is usable again
+        pass
+    assert len(spans()) == 2
+
+
 def test_generator_unit_spans_its_whole_life(spans):
     @feature("stream_answer")
     def stream_answer():
