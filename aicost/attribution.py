@@ -323,6 +323,9 @@ class _Activation:
         self.unit_token: contextvars.Token | None = None
 
 
+_NOT_STARTED = object()
+
+
 def _owner() -> tuple[int, int]:
     loop = asyncio._get_running_loop()
     task = asyncio.current_task(loop) if loop is not None else None
@@ -453,15 +456,25 @@ class _ScopeBase:
                 self._safe_finish(state, exc)
                 raise
             self._safe_deactivate(state, act)
+            # A plain function that returns a coroutine or a generator (a decorator of its own in between, an object
+            # with ``async def __call__``): its body runs when that is awaited or iterated, so the use goes on there.
+            if inspect.iscoroutine(result):
+                return self._wrap_coroutine(lambda: result, state)()
+            if inspect.isgenerator(result):
+                return self._wrap_generator(lambda: result, state)()
+            if inspect.isasyncgen(result):
+                return self._wrap_async_generator(lambda: result, state)()
             self._safe_finish(state, None)
             return result
 
         return wrapper
 
-    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    # ``started``: the state of a use already started (a plain function's call that returned what runs later).
+
+    def _wrap_coroutine(self, fn: Callable[..., Any], started: Any = _NOT_STARTED) -> Callable[..., Any]:
         # The coroutine runs in one task context from start to end, so one activation covers every await.
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = self._safe_start()
+            state = self._safe_start() if started is _NOT_STARTED else started
             act = self._safe_activate(state)
             try:
                 result = await fn(*args, **kwargs)
@@ -475,12 +488,12 @@ class _ScopeBase:
 
         return wrapper
 
-    def _wrap_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_generator(self, fn: Callable[..., Any], started: Any = _NOT_STARTED) -> Callable[..., Any]:
         scope = self
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             gen = fn(*args, **kwargs)
-            state = scope._safe_start()
+            state = scope._safe_start() if started is _NOT_STARTED else started
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
@@ -516,12 +529,12 @@ class _ScopeBase:
 
         return wrapper
 
-    def _wrap_async_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_async_generator(self, fn: Callable[..., Any], started: Any = _NOT_STARTED) -> Callable[..., Any]:
         scope = self
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             agen = fn(*args, **kwargs)
-            state = scope._safe_start()
+            state = scope._safe_start() if started is _NOT_STARTED else started
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:

@@ -281,6 +281,65 @@ async def test_async_generator_unit(spans):
     assert span.attributes[R + "cost.total_usd"] == "1"
 
 
+def _plain(fn):
+    """A decorator of the application's own that does not say what it wraps is async (no ``async def``)."""
+    import functools
+
+    @functools.wraps(fn)
+    def passthrough(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return passthrough
+
+
+async def test_a_plain_function_returning_a_coroutine_or_generator_runs_it_inside_the_unit(spans):
+    """``@feature`` over a function that is not ``async def`` but returns a coroutine (another decorator in
+    between, an object with ``async def __call__``) or a generator: the body runs when that is awaited or
+    iterated, and it runs inside the unit, which ends after it."""
+    seen = []
+
+    @feature("answer", team="support")
+    @_plain
+    async def answer():
+        await asyncio.sleep(0)
+        seen.append(dict(aicost.attribution.current_attributes()))
+        call(cost="0.5")
+        return "ok"
+
+    class Handler:
+        async def __call__(self):
+            call(cost="0.25")
+            return current_unit().name
+
+    @feature("chunks")
+    @_plain
+    def chunks():
+        call(cost="0.125")
+        yield 1
+        call(cost="0.125")
+        yield 2
+
+    @feature("achunks")
+    @_plain
+    async def achunks():
+        call(cost="1")
+        yield 1
+
+    assert await answer() == "ok"
+    assert await feature("handler")(Handler())() == "handler"
+    gen = chunks()
+    assert next(gen) == 1
+    assert current_unit() is None  # between steps the consumer's own context is back
+    assert list(gen) == [2]
+    assert [i async for i in achunks()] == [1]
+    assert seen == [{semconv.AICOST_TEAM: "support", semconv.AICOST_FEATURE: "answer"}]
+    by_name = {s.name: s.attributes for s in spans()}
+    assert {name: a[R + "cost.total_usd"] for name, a in by_name.items()} == {
+        "aicost.feature answer": "0.5", "aicost.feature handler": "0.25", "aicost.feature chunks": "0.25",
+        "aicost.feature achunks": "1"}
+    assert all(a[semconv.AICOST_OUTCOME] == "succeeded" for a in by_name.values())
+
+
 def test_thread_pool_work_inside_a_unit_rolls_up_with_wrap(spans):
     from concurrent.futures import ThreadPoolExecutor
 
