@@ -903,9 +903,14 @@ def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
     return carrier
 
 
+def _header_text(value: object) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
 class attributes_from_headers:
     """``with attributes_from_headers(request.headers):`` — run a request handler in the context the upstream
-    service sent (trace parent and baggage), so its LLM calls are charged to the upstream attribution."""
+    service sent (trace parent and baggage), so its LLM calls are charged to the upstream attribution. Takes a
+    mapping or (name, value) pairs, as str or bytes (ASGI's ``scope["headers"]``)."""
 
     def __init__(self, headers: Mapping[str, str]) -> None:
         self._headers = headers
@@ -915,12 +920,14 @@ class attributes_from_headers:
         from opentelemetry import propagate
 
         # HTTP header names are case-insensitive but the propagators' default getter is not: stdlib servers
-        # and urllib hand over "Baggage" / "Traceparent". Repeated headers are joined, as RFC 9110 allows.
+        # and urllib hand over "Baggage" / "Traceparent". Repeated headers are joined, as RFC 9110 allows. ASGI's
+        # raw ``scope["headers"]`` are (bytes, bytes) pairs, in Latin-1 (str() of them would name no header).
         carrier: dict[str, str] = {}
         items = self._headers.items() if hasattr(self._headers, "items") else self._headers
         for name, value in items:
-            key = str(name).lower()
-            carrier[key] = f"{carrier[key]},{value}" if key in carrier else str(value)
+            key = _header_text(name).lower()
+            text = _header_text(value)
+            carrier[key] = f"{carrier[key]},{text}" if key in carrier else text
         ctx = propagate.extract(carrier)
         self._tokens.append(otel_context.attach(ctx))
         return current_attributes()

@@ -347,6 +347,16 @@ def test_header_names_are_case_insensitive():
         assert now() == {TEAM: "a", FEATURE: "f"}
 
 
+def test_asgi_raw_header_pairs_are_read():
+    """ASGI servers hand a handler ``scope["headers"]``: (bytes, bytes) pairs, Latin-1, names lower case."""
+    headers = [(b"host", b"svc"), (b"baggage", "aicost.feature=r%C3%A9sum%C3%A9,aicost.team=core".encode()),
+               (b"baggage", b"aicost.tag.x=1")]
+    with attributes_from_headers(headers) as attrs:
+        assert dict(attrs) == {FEATURE: "résumé"}  # team is not trusted by default
+        assert baggage.get_baggage("aicost.tag.x") == "1"  # repeated headers are joined
+    assert now() == {}
+
+
 def test_untrusted_upstream_baggage_is_filtered():
     configure_propagation(trust_upstream=["team", "feature", "tags"])  # an upstream of our own
     headers = {"baggage": "aicost.team=ok,other.key=ignored,aicost.user=" + "x" * 300 + ",aicost.tag.9bad=v,"
