@@ -22,6 +22,10 @@ is a multiple of $0.001 per million tokens is a whole number of nano-dollars per
 nano counter equals the span totals to the last digit. Use it for reconciliation and finance queries; use
 ``aicost.cost`` where dashboards expect USD.
 
+Why the cost series are capped (``MAX_COST_SERIES``): each is an exact total held for the life of the process, and
+labels come partly from requests (a gateway passing its users' model names through); past the cap, new label sets
+add to one ``otel.metric.overflow=true`` series, so memory is bounded and no money is lost.
+
 Why user and customer are not labels by default: each distinct value is a new time series in every metric
 backend; a million customers is a million series per model. They are on every span; opt in with
 ``configure(high_cardinality_labels=True)`` (or a subset: ``{"customer"}``) when the ids are few.
@@ -122,7 +126,15 @@ class _Instruments:
     def add_cost(self, labels: dict[str, Any], amount: Decimal) -> None:
         key = tuple(sorted(labels.items()))
         with self._lock:
-            self._cost_totals[key] = MONEY.add(self._cost_totals.get(key, _ZERO), amount)  # not the thread's context
+            total = self._cost_totals.get(key)
+            if total is None and len(self._cost_totals) >= MAX_COST_SERIES - 1 and key != _OVERFLOW_KEY:
+                key = _OVERFLOW_KEY  # a new series past the cap: its money goes to the overflow series, exactly
+                total = self._cost_totals.get(key)
+                if total is None:
+                    log_once("metrics:cost-overflow", logging.WARNING,
+                             "aicost: more than %d distinct label sets of aicost.cost; the money of further ones is "
+                             "reported in one series labelled otel.metric.overflow=true", MAX_COST_SERIES - 1)
+            self._cost_totals[key] = MONEY.add(_ZERO if total is None else total, amount)  # not the thread's context
 
     def cost_totals(self) -> dict[tuple[tuple[str, Any], ...], Decimal]:
         flush()
@@ -158,6 +170,13 @@ class _Instruments:
                     labels[key] = value
         return labels
 
+
+# Series of the cost counters (the overflow series included). Their labels come partly from requests (a model name a
+# gateway passes through, with its case and spaces), and each series is an exact total kept for the life of the
+# process: past this many, new label sets add to one series labelled as the OpenTelemetry SDK labels its own
+# overflow. 2000 is the SDK's default cardinality limit, so the SDK never folds these series itself.
+MAX_COST_SERIES = 2000
+_OVERFLOW_KEY: tuple[tuple[str, Any], ...] = (("otel.metric.overflow", True),)
 
 _INT64_MAX = 2**63 - 1  # OTLP encodes integer points as int64: one larger point fails every later export
 

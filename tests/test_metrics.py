@@ -179,6 +179,27 @@ def test_nano_usd_counter_is_an_integer_and_carries_sub_nano_remainders(reader):
     assert Decimal(repr(usd.value)) == Decimal("0.0000025511")
 
 
+def test_cost_series_are_capped_and_the_overflow_keeps_every_cent(reader):
+    """A gateway passes its users' model names through ("GPT-4o-mini", "gpt-4o-mini   ", ...: each priced, each a
+    label): the exact totals kept in memory stop growing at MAX_COST_SERIES, and the money of later label sets is
+    in one overflow series, so the counters still sum to the total and the SDK never folds series itself."""
+    cap = metrics.MAX_COST_SERIES
+    n = cap + 500
+    for i in range(n):
+        record(model="gpt-4o-mini" + " " * i, cost="0.001")
+    points = collect(reader)
+    assert len(metrics._state._cost_totals) == cap
+    nano = points[semconv.METRIC_COST_NANO_USD]
+    assert len(nano) == cap and sum(p.value for p in nano) == n * 1_000_000
+    (overflow,) = [p for p in nano if p.attributes.get("otel.metric.overflow")]
+    assert dict(overflow.attributes) == {"otel.metric.overflow": True}
+    assert overflow.value == (n - cap + 1) * 1_000_000
+    record(model="gpt-4o-mini", cost="0.002")  # a series that exists goes on counting on its own
+    by_model = {p.attributes.get(semconv.GEN_AI_REQUEST_MODEL): p.value
+                for p in collect(reader)[semconv.METRIC_COST_NANO_USD]}
+    assert by_model["gpt-4o-mini"] == 3_000_000
+
+
 def _teams(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
     """metric name -> team -> the point's value (cost counters) or sum (histograms)."""
     out: dict[str, dict[str, float]] = {}
