@@ -196,7 +196,11 @@ def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:
 
 
 def uninstrument() -> None:
-    """Restore every patched method. Calls already in flight finish normally.
+    """Restore every patched method, and let go of the providers and content capture ``instrument()`` was given
+    (aicost's own spans and metrics, units of work and cache lookups, go to the global providers, as before
+    ``instrument()``). Calls already in flight finish normally: their spans end where they started, and their
+    metric points, recorded when they finish, go to the global provider (as after a second ``instrument()`` with
+    another ``meter_provider``, they go to that one).
 
     The SDKs keep bound methods too: ``client.chat.completions.with_raw_response`` is a cached property whose
     object holds the ``create`` it saw when first touched, which is aicost's wrapper if that was while
@@ -236,6 +240,11 @@ def uninstrument() -> None:
                     error_once(f"unpatch:{cls.__qualname__}.{attr}", "aicost: could not restore %s.%s", cls, attr)
             loaded = _loaded[:]
             _loaded.clear()
+        # The providers and content capture instrument() was given are let go of: units of work and cache lookups
+        # trace and count through the global providers again, as before instrument().
+        config.capture_content = False
+        telemetry.configure()
+        _configure_metrics(None)
         for integration in loaded:
             try:
                 integration.uninstrument()

@@ -72,3 +72,35 @@ def test_uninstrument_gives_anthropic_clients_their_own_tracer_back(tracer_provi
         aicost.uninstrument()
     assert client._tracer is own
     client.close()
+
+
+def test_uninstrument_lets_go_of_the_providers_instrument_was_given():
+    """After ``uninstrument()`` nothing of aicost's goes to the providers ``instrument()`` was given: a unit of work
+    (and a cache lookup) traces and counts through the global providers, as before ``instrument()``, and content
+    capture is off again."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from aicost import telemetry
+
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    mine = TracerProvider()
+    mine.add_span_processor(SimpleSpanProcessor(exporter))
+    meters = MeterProvider(metric_readers=[reader])
+    aicost.instrument(tracer_provider=mine, meter_provider=meters, capture_content=True)
+    with aicost.feature("while-instrumented"):
+        pass
+    aicost.uninstrument()
+    with aicost.feature("after-uninstrument"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["aicost.feature while-instrumented"]
+    data = reader.get_metrics_data()
+    runs = [dict(p.attributes)["aicost.feature"] for rm in data.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics if m.name == "aicost.feature.runs" for p in m.data.data_points]
+    assert runs == ["while-instrumented"]
+    assert telemetry.state.capture_content is False
+    meters.shutdown()
+    mine.shutdown()
