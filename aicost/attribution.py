@@ -649,7 +649,7 @@ class UnitOfWork:
     ``"answer_rejected"``), which always wins.
     """
 
-    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns")
+    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes")
 
     def __init__(self, name: str, span: Any) -> None:
         self.name = name
@@ -660,6 +660,9 @@ class UnitOfWork:
         # when no span records (no OpenTelemetry SDK configured).
         self.run_id = _run_id_of(span)
         self.started_ns = time.time_ns()
+        # The attribution its body runs with, as of its latest activation: what its span and run are labelled with,
+        # wherever it ends (a generator finished by its consumer, an exit stack closed in another task).
+        self.attributes: Mapping[str, str] | None = None
 
     def set_outcome(self, outcome: str) -> None:
         self.outcome = _check_value("outcome", outcome)
@@ -802,6 +805,8 @@ class feature(_ScopeBase):
         if state.span is not None:
             # The unit's span is current inside, so the LLM spans are its children in a trace view.
             act.span_token = otel_context.attach(trace.set_span_in_context(state.span))
+        if act.scope_token is not None:
+            state.attributes = current_attributes()
 
     def _deactivate(self, state: UnitOfWork | None, act: _Activation) -> None:
         try:
@@ -825,7 +830,7 @@ class feature(_ScopeBase):
         failed = exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration))
         if state.outcome is None:
             state.outcome = semconv.AICOST_OUTCOME_FAILED if failed else semconv.AICOST_OUTCOME_SUCCEEDED
-        attrs = _attributes_within(self._attribute)
+        attrs = state.attributes if state.attributes is not None else _attributes_within(self._attribute)
         span = state.span
         try:
             if span is not None and span.is_recording():

@@ -210,22 +210,25 @@ async def test_a_unit_entered_in_one_task_and_left_in_another_still_ends(spans, 
     it in another: the unit still ends once, with its span, its run and its rollup, and nothing stays behind."""
     import contextlib
 
-    unit_scope = feature("handoff", team="ops")
+    unit_scope = feature("handoff")
     stack = contextlib.AsyncExitStack()
 
     async def opener() -> None:
-        await stack.enter_async_context(unit_scope)
-        call(cost="0.25")
+        with attribute(team="ops"):  # the unit inherits its team from the task that enters it
+            await stack.enter_async_context(unit_scope)
+            call(cost="0.25")
 
     async def closer() -> None:
-        await stack.aclose()
-        assert current_unit() is None  # the closing task never had the scope
+        with attribute(team="elsewhere"):
+            await stack.aclose()
+            assert current_unit() is None  # the closing task never had the scope
 
     await asyncio.create_task(opener())
     with caplog.at_level("WARNING", logger="aicost"):
         await asyncio.create_task(closer())
     (span,) = spans()
     assert span.attributes[R + "cost.total_usd"] == "0.25" and span.attributes[semconv.AICOST_OUTCOME] == "succeeded"
+    assert span.attributes[semconv.AICOST_TEAM] == "ops"  # what its body ran with, not the closing task's scope
     assert runs_metric()[((semconv.AICOST_FEATURE, "handoff"), (semconv.AICOST_OUTCOME, "succeeded"),
                           (semconv.AICOST_TEAM, "ops"))] == 1
     assert unit_scope._with_states == {}  # nothing kept for the task that entered it
