@@ -38,6 +38,7 @@ import logging
 import random
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import MappingProxyType
@@ -458,12 +459,9 @@ class _ScopeBase:
             self._safe_deactivate(state, act)
             # A plain function that returns a coroutine or a generator (a decorator of its own in between, an object
             # with ``async def __call__``): its body runs when that is awaited or iterated, so the use goes on there.
-            if inspect.iscoroutine(result):
-                return self._wrap_coroutine(lambda: result, state)()
-            if inspect.isgenerator(result):
-                return self._wrap_generator(lambda: result, state)()
-            if inspect.isasyncgen(result):
-                return self._wrap_async_generator(lambda: result, state)()
+            later = _RUNS_LATER.get(type(result))  # one lookup: this is on every decorated call
+            if later is not None:
+                return later(self, lambda: result, state)()
             self._safe_finish(state, None)
             return result
 
@@ -568,6 +566,14 @@ class _ScopeBase:
                     to_throw = exc
 
         return wrapper
+
+
+# What a plain function may return that runs later, and the wrapper that runs it inside the scope.
+_RUNS_LATER: dict[type, Callable[..., Callable[..., Any]]] = {
+    types.CoroutineType: _ScopeBase._wrap_coroutine,
+    types.GeneratorType: _ScopeBase._wrap_generator,
+    types.AsyncGeneratorType: _ScopeBase._wrap_async_generator,
+}
 
 
 class attribute(_ScopeBase):
