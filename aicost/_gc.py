@@ -9,9 +9,9 @@ that finish a call hand it over the same way (an Anthropic stream manager droppe
 
 ``queue.SimpleQueue.put`` is reentrant (it is made for ``__del__`` and weakref callbacks), so deferring takes no
 lock the interrupted code could hold. The worker is started by :func:`install` (``aicost.instrument()``), never at
-interpreter shutdown. What is still queued at exit runs on the exiting thread (:func:`drain`), before the
-ledger and the metrics flush what it records. A forked child has no worker: its deferred work runs at its next
-call's finish, or at its exit.
+interpreter shutdown. What is still queued at exit runs on the exiting thread (:func:`drain`), and the job the
+worker is running is waited for (at most :data:`_WAIT_S`), before the ledger and the metrics flush what it
+records. A forked child has no worker: its deferred work runs at its next call's finish, or at its exit.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 from typing import Any, Callable
 
 from . import _fork
-from ._log import error_once
+from ._log import error_once, warn_once
 
 __all__ = ["install", "uninstall", "collecting", "defer", "drain", "run_orphans"]
 
@@ -34,6 +34,8 @@ _worker: threading.Thread | None = None
 orphaned = False  # jobs were deferred with no worker to run them (a forked child): the next finish runs them
 _state_lock = _fork.lock()
 _get_ident = threading.get_ident
+_WAIT_S = 5.0  # the longest the exit and uninstrument() wait for the job the worker is running
+_stuck: threading.Event | None = None  # set by the worker once past a job a drain stopped waiting for
 
 
 def _on_collection(phase: str, info: Any) -> None:
@@ -55,22 +57,37 @@ def defer(job: Callable[[], None]) -> None:
         orphaned = True
 
 
-def drain() -> None:
-    """Run every job queued, here and now (at exit; and by the next finish in a forked child)."""
-    global orphaned
+def drain(wait: float = _WAIT_S) -> None:
+    """Run every job queued, here and now, then wait (at most ``wait`` seconds) for the one the worker took from
+    the queue before: at exit and at ``uninstrument()`` what it records must be in before the ledger closes."""
+    global orphaned, _stuck
     orphaned = False
+    _run_queued()
+    worker = _worker
+    if wait > 0 and worker is not None and worker is not threading.current_thread() and worker.is_alive() and (
+            _stuck is None or _stuck.is_set()):  # a job that outlasted one wait is not waited for again
+        done = _fork.event()  # the worker runs one job at a time, in order: this one after the one it runs
+        _jobs.put(done.set)
+        if not done.wait(wait):
+            _stuck = done
+            warn_once("gc:wait", "aicost: a call the garbage collector reached was still being finished after "
+                      "%g s; it may not be recorded", wait)
+        _run_queued()  # what that job deferred in turn
+
+
+def run_orphans() -> None:
+    """Run the jobs queued where they have no worker (a forked child), from a call's finish outside any lock."""
+    if orphaned:
+        drain(0)
+
+
+def _run_queued() -> None:
     while True:
         try:
             job = _jobs.get_nowait()
         except queue.Empty:
             return
         _run(job)
-
-
-def run_orphans() -> None:
-    """:func:`drain` where jobs have no worker (a forked child), called by a call's finish outside any lock."""
-    if orphaned:
-        drain()
 
 
 def _run(job: Callable[[], None]) -> None:
@@ -87,7 +104,8 @@ def _work() -> None:
 
 def install() -> None:
     """Watch collections and start the worker (idempotent). The exit drain is registered again each time so that
-    it runs before the exit flushes registered since (``atexit`` runs the last registered first)."""
+    it runs before the exit flushes registered until now (``atexit`` runs the last registered first); the
+    ledger's, registered when it is first configured, drains first itself."""
     global _worker
     with _state_lock:
         if _on_collection not in gc.callbacks:
@@ -119,8 +137,9 @@ def uninstall() -> None:
 @_fork.on_fork_in_child
 def _after_fork_in_child() -> None:
     """The parent's queued jobs are the parent's calls; the child has no worker (threads do not survive fork)."""
-    global _jobs, _worker, orphaned, _collecting
+    global _jobs, _worker, orphaned, _collecting, _stuck
     _jobs = queue.SimpleQueue()
     _worker = None
+    _stuck = None
     orphaned = False
     _collecting = None

@@ -120,3 +120,33 @@ def test_a_forked_child_finishes_what_it_deferred_at_exit_and_its_ledger_keeps_t
     done = _run(_IN_A_FORKED_CHILD, str(tmp_path / "ledger.db"))
     assert _line(done, "child") == "child 0"
     assert _line(done, "rows") == "rows [('call', 't', 8, True)]"
+
+
+_EXIT_WHILE_THE_WORKER_FINISHES = _PRELUDE + r'''
+from aicost.ledger import open_store
+url = "sqlite:///" + sys.argv[2]
+if sys.argv[3] == "run":
+    # a finish that takes a moment on the worker (a first tokenizer load, a listener's HTTP sink): here a listener
+    # registered before the ledger's, so the ledger hears of the call only after it
+    hooks.add_listener(lambda r: time.sleep(0.5))
+    aicost.instrument(ledger=url)
+    with ReplayServer() as srv:
+        client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+        abandon_a_stream(client)
+        gc.collect()
+        time.sleep(0.1)  # the worker has taken the finish from the queue; the exit comes while it runs
+    sys.exit(0)
+with open_store(url, create=False) as store:
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    rows = list(store.rows(now - timedelta(days=1), now + timedelta(days=1)))
+print("rows", [(r.kind, r.team, r.input_tokens, r.estimated) for r in rows], flush=True)
+'''
+
+
+def test_a_finish_the_worker_is_running_at_exit_is_waited_for_before_the_ledger_closes(tmp_path):
+    """The exit's drain ran what was still queued, but not the finish the worker had already taken: the ledger
+    closed under it and the call was never recorded, without a word. The exit waits for it (bounded)."""
+    db = str(tmp_path / "ledger.db")
+    _run(_EXIT_WHILE_THE_WORKER_FINISHES, db, "run")
+    assert _line(_run(_EXIT_WHILE_THE_WORKER_FINISHES, db, "read"), "rows") == "rows [('call', 't', 8, True)]"
