@@ -26,7 +26,7 @@ from typing import Any, Callable
 from . import _fork
 from ._log import error_once, warn_once
 
-__all__ = ["install", "uninstall", "collecting", "defer", "drain", "run_orphans"]
+__all__ = ["install", "collecting", "defer", "drain", "run_orphans"]
 
 _collecting: int | None = None  # the thread id of the collection under way (the collector runs one at a time)
 _jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
@@ -45,7 +45,7 @@ def _on_collection(phase: str, info: Any) -> None:
 
 
 def collecting() -> bool:
-    """Whether this thread is inside a garbage collection (only while :func:`install` is in force)."""
+    """Whether this thread is inside a garbage collection (once :func:`install` has run)."""
     return _collecting is not None and _collecting == _get_ident()
 
 
@@ -103,7 +103,9 @@ def _work() -> None:
 
 
 def install() -> None:
-    """Watch collections and start the worker (idempotent). The exit drain is registered again each time so that
+    """Watch collections and start the worker (idempotent). Both stay for the life of the process, through
+    ``uninstrument()``: a call in flight then is finished as before, and may still be dropped in a cycle (a
+    callback per collection costs next to nothing). The exit drain is registered again each time so that
     it runs before the exit flushes registered until now (``atexit`` runs the last registered first); the
     ledger's, registered when it is first configured, drains first itself."""
     global _worker
@@ -120,18 +122,6 @@ def install() -> None:
                 _worker = worker
     atexit.unregister(drain)
     atexit.register(drain)
-
-
-def uninstall() -> None:
-    """Stop watching collections; what is queued runs now. (The idle worker stays, blocked on the queue.)"""
-    global _collecting
-    with _state_lock:
-        try:
-            gc.callbacks.remove(_on_collection)
-        except ValueError:
-            pass
-        _collecting = None
-    drain()
 
 
 @_fork.on_fork_in_child

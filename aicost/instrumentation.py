@@ -208,7 +208,7 @@ def uninstrument() -> None:
     aside (no span, no interceptor) when it is not.
     """
     global _instrumented, _price_file, _generation
-    _gc.uninstall()  # finishes it deferred are recorded before the pools and the ledger close
+    _gc.drain()  # finishes deferred are recorded before the pools and the ledger close
     if "aicost.pools" in sys.modules:  # first: its open intervals, closed now, go to the ledger before it closes
         try:
             sys.modules["aicost.pools"].disable()

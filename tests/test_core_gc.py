@@ -150,3 +150,31 @@ def test_a_finish_the_worker_is_running_at_exit_is_waited_for_before_the_ledger_
     db = str(tmp_path / "ledger.db")
     _run(_EXIT_WHILE_THE_WORKER_FINISHES, db, "run")
     assert _line(_run(_EXIT_WHILE_THE_WORKER_FINISHES, db, "read"), "rows") == "rows [('call', 't', 8, True)]"
+
+
+_IN_FLIGHT_ACROSS_UNINSTRUMENT = _PRELUDE + r'''
+finished = []
+hooks.add_listener(lambda r: finished.append((r.usage.input_tokens, r.usage.estimated)))
+aicost.instrument()
+aicost.configure_budgets(budgets=[aicost.Budget(limit_usd="100", window="day", scope="team")])
+store = budget.process_memory_store()
+with ReplayServer() as srv:
+    client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
+    abandon_a_stream(client)
+    aicost.uninstrument()  # the stream is in flight: it finishes as before, so outside the collection too
+    with store._lock:
+        gc.collect()
+        print("collected", finished, flush=True)
+    deadline = time.monotonic() + 20
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("finished", finished, flush=True)
+'''
+
+
+def test_a_stream_in_flight_across_uninstrument_is_still_finished_outside_the_collection():
+    """uninstrument() stopped watching collections: a stream it left in flight, dropped in a cycle and reached by
+    a collection under the budget store's lock, was finished inside it and hung the app, as before aicost._gc."""
+    done = _run(_IN_FLIGHT_ACROSS_UNINSTRUMENT)
+    assert _line(done, "collected") == "collected []"
+    assert _line(done, "finished") == "finished [(8, True)]"
