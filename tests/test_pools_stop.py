@@ -141,6 +141,20 @@ def test_a_pool_given_another_interval_closes_its_open_one_early_and_the_new_int
     assert quarter.start.timestamp() == T0 + 3600 and [a.team for a in quarter.allocations] == ["support"]
 
 
+def test_an_interval_begun_at_the_stops_second_and_not_booked_is_the_new_meters_first(env):
+    """An interval that began at the stop's very second, with no call in it, is not booked by the old meter; the
+    new meter with another interval length began after it all the same: that hour was booked by no one."""
+    telemetry, server, client = env
+    clock = SimClock(T0)
+    meter = configure_pools({"chat": _pool(server)}, clock=clock)
+    closed = _kept(meter)
+    clock.now = T0 + 3600  # the second the next hour begins
+    again = configure_pools({"chat": _pool(server, interval=1800)}, clock=clock)
+    assert [c.start.timestamp() for c in closed] == [T0]  # the hour that ended; the one just begun is not booked
+    [first, second] = again.close_due(now=T0 + 7200)
+    assert (first.start.timestamp(), second.end.timestamp()) == (T0 + 3600, T0 + 7200)
+
+
 def test_disable_closes_the_open_interval_early_whole_and_the_sinks_get_it(env):
     """disable() (and uninstrument()) dropped the open interval's calls: never allocated, never written."""
     telemetry, server, client = env

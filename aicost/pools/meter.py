@@ -412,10 +412,11 @@ class PoolMeter:
                 if heir is not None and heir.interval == pool.interval and successor._next[heir.name] <= start:
                     self._hand_over(pool, start, successor, heir)  # type: ignore[union-attr]
                 else:
-                    if start in self._open[pool.name] or now > start:
+                    booked = start in self._open[pool.name] or now > start
+                    if booked:
                         closed.append(self._close(pool, start, (now, why)))
-                    if heir is not None:  # another interval length: it does not book this time again
-                        successor._begin_at(heir, start + pool.interval)  # type: ignore[union-attr]
+                    if heir is not None:  # another interval length: it does not book again what this one booked
+                        successor._begin_at(heir, start + pool.interval if booked else start)  # type: ignore
                 with self._lock:  # calls in a later interval than the stop's clock said: only with a clock gone back
                     left = sum(len(u) for u in self._open[pool.name].values())
                     self._open[pool.name].clear()
