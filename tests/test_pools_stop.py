@@ -104,6 +104,23 @@ def test_a_changed_pool_of_the_same_name_takes_the_open_calls_and_prices_the_int
     assert "closed early" not in interval.utilisation_from
 
 
+def test_a_call_made_while_the_old_meter_stops_joins_the_new_meters_interval(env):
+    """configure_pools took the old meter off the hooks before stopping it, and put the new one on after: a call
+    recorded meanwhile (the stop closes intervals, and may wait 5 s for a close under way) reached neither meter,
+    and its tokens were in no allocation without a word. Here the call comes from the old meter's sink, as the
+    stop hands it the interval it closes early: as a call on another thread could."""
+    telemetry, server, client = env
+    clock = SimClock(T0 + 600)
+    pools = {"chat": _pool(server), "other": {**_pool(server), "endpoints": ["10.0.0.9:8000"]}}
+    meter = configure_pools(pools, clock=clock)
+    meter.sinks.append(lambda interval: _call(client, server, "support", 2000, 50) if interval.pool == "other" else 0)
+    again = configure_pools({"chat": pools["chat"]}, clock=clock)  # "other" is dropped: closed early
+    clock.now = T0 + 3600
+    [hour] = again.close_due()
+    assert [(a.team, a.units) for a in hour.allocations] == [("support", 2150)]
+    assert meter.lost_calls == 0
+
+
 def test_a_pool_the_new_meter_drops_has_its_open_interval_closed_early_and_written(env):
     telemetry, server, client = env
     clock = SimClock(T0)

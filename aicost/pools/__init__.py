@@ -127,9 +127,11 @@ def _stop(successor: PoolMeter | None = None) -> None:
         _timer.stopped.set()
         _timer = None
     if _meter is not None:
+        # closed while still on the hooks: a call recorded meanwhile goes to ``successor`` (PoolMeter._late), not
+        # to neither meter; only then off them (``configure_pools`` puts ``successor`` on next)
+        _meter.close(successor)
         hooks.remove_interceptor(_meter)
         hooks.remove_listener(_meter)
-        _meter.close(successor)
         _meter = None
 
 

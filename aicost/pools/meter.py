@@ -211,8 +211,8 @@ class PoolMeter:
         self._late(result, pool)
 
     def _late(self, result: CallResult, pool: Pool) -> None:
-        """A call recorded after :meth:`stop` (its listener was already running when the meter was removed from
-        the hooks): the replacing meter's, when it meters the call, else counted lost and logged once."""
+        """A call recorded after :meth:`stop` (the meter leaves the hooks only once stopped, and a listener may
+        already be running then): the replacing meter's, when it meters the call, else counted lost and logged once."""
         info, successor = result.info, self._successor
         if successor is not None and successor.pool_of(info.server_address, info.server_port,
                                                        info.request_model) is not None:
