@@ -1338,8 +1338,8 @@ class _ManagerRequest:
 
     Not from inside the finalizer, whose thread may hold a lock the finish takes (a span processor's, a budget
     store's, a listener's), but on aicost's worker thread (:mod:`aicost._gc`), as calls the garbage collector
-    reaches are. Nothing at interpreter exit: a hold then expires with its lease. The SDK's coroutine is left to be collected as it would be without aicost,
-    so its "never awaited" warning names the SDK's function."""
+    reaches are. Nothing at interpreter exit: a hold then expires with its lease. The SDK's coroutine is left to be
+    collected as it would be without aicost, so its "never awaited" warning names the SDK's function."""
 
     __slots__ = ("call", "resource", "request", "sent", "context")
 

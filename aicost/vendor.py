@@ -384,8 +384,8 @@ class Integration:
     def route(self, router: Router, instance: Any, args: tuple, kwargs: dict[str, Any]
               ) -> tuple[Endpoint, Any, dict[str, Any]] | None:
         """For a call through a router: (endpoint, resource, request) - ``resource`` is what ``provider`` and
-        ``request_meta`` read, ``request`` the request's keyword view (live, where the SDK sends what it holds; else what the interceptors
-        change in it is sent through :meth:`routed_arguments`).
+        ``request_meta`` read, ``request`` the request's keyword view (live, where the SDK sends what it holds;
+        else what the interceptors change in it is sent through :meth:`routed_arguments`).
         None when the call bills nothing. Must be cheap: it runs for every request of the SDK."""
         return None
 
