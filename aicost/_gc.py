@@ -35,7 +35,7 @@ orphaned = False  # jobs were deferred with no worker to run them (a forked chil
 _state_lock = _fork.lock()
 _get_ident = threading.get_ident
 _WAIT_S = 5.0  # the longest the exit and uninstrument() wait for the job the worker is running
-_stuck: threading.Event | None = None  # set by the worker once past a job a drain stopped waiting for
+_stuck: "_Fence | None" = None  # the fence a drain stopped waiting for: not waited for again until it is passed
 
 
 def _on_collection(phase: str, info: Any) -> None:
@@ -65,11 +65,11 @@ def drain(wait: float = _WAIT_S) -> None:
     _run_queued()
     worker = _worker
     if wait > 0 and worker is not None and worker is not threading.current_thread() and worker.is_alive() and (
-            _stuck is None or _stuck.is_set()):  # a job that outlasted one wait is not waited for again
-        done = _fork.event()  # the worker runs one job at a time, in order: this one after the one it runs
-        _jobs.put(done.set)
-        if not done.wait(wait):
-            _stuck = done
+            _stuck is None or _stuck.passed.is_set()):  # a job that outlasted one wait is not waited for again
+        fence = _Fence()  # the worker runs one job at a time, in order: this one after the one it runs
+        _jobs.put(fence)
+        if not fence.passed.wait(wait):
+            _stuck = fence
             warn_once("gc:wait", "aicost: a call the garbage collector reached was still being finished after "
                       "%g s; it may not be recorded", wait)
         _run_queued()  # what that job deferred in turn
@@ -81,13 +81,27 @@ def run_orphans() -> None:
         drain(0)
 
 
+class _Fence:
+    """A job that tells :func:`drain` the worker has got past the jobs queued before it: only the worker runs it
+    (a draining thread drops one it meets: a fence it ran would say nothing of the worker)."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self) -> None:
+        self.passed = _fork.event()
+
+    def __call__(self) -> None:
+        self.passed.set()
+
+
 def _run_queued() -> None:
     while True:
         try:
             job = _jobs.get_nowait()
         except queue.Empty:
             return
-        _run(job)
+        if type(job) is not _Fence:
+            _run(job)
 
 
 def _run(job: Callable[[], None]) -> None:

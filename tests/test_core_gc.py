@@ -178,3 +178,26 @@ def test_a_stream_in_flight_across_uninstrument_is_still_finished_outside_the_co
     done = _run(_IN_FLIGHT_ACROSS_UNINSTRUMENT)
     assert _line(done, "collected") == "collected []"
     assert _line(done, "finished") == "finished [(8, True)]"
+
+
+def test_a_finish_that_outlasts_the_wait_is_waited_for_once_not_at_every_drain(monkeypatch):
+    """The exit drains twice (its own handler, then the ledger's flush): a finish stuck on the worker past the
+    first wait must not hold the exit a second time, so the second drain does not wait for it again."""
+    import threading
+    import time
+
+    from aicost import _gc
+
+    _gc.install()
+    monkeypatch.setattr(_gc, "_stuck", None)  # restored after: later drains in this process wait as usual
+    release = threading.Event()
+    _gc.defer(lambda: release.wait(10))  # the worker takes it and is stuck in it
+    time.sleep(0.1)
+    try:
+        began = time.monotonic()
+        _gc.drain(0.3)
+        _gc.drain(0.3)
+        took = time.monotonic() - began
+    finally:
+        release.set()
+    assert 0.3 <= took < 0.5
