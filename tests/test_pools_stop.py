@@ -273,6 +273,33 @@ def test_stop_waits_for_a_close_under_way_no_longer_than_its_bound(env, monkeypa
     assert meter.close_due(now=T0 + 3600) == []  # stopped: the call is not allocated later either
 
 
+def test_at_exit_an_interval_due_but_not_yet_closed_is_closed_without_reading_the_engine(env):
+    """The closing thread closes due intervals once a minute: at an exit within that minute, the stop closed the
+    hour that had ended through the engine's counters, a read of up to 5 s per pool (more than the exit's whole
+    10 s bound with a few pools), though "the engine is not read at the stop". It is closed as the open one is,
+    without them, within the exit's deadline."""
+    telemetry, server, client = env
+    clock = SimClock(T0 + 600)
+    reads = []
+
+    def slow_engine(url, models):  # an engine that does not answer (its scrape times out after 5 s)
+        reads.append(url)
+        time.sleep(1)
+        raise OSError("timed out")
+
+    meter = configure_pools({"chat": _pool(server, metrics_url="http://10.0.0.9:8000/metrics")}, clock=clock,
+                            scrape=slow_engine, background=False)
+    closed = _kept(meter)
+    _call(client, server, "search", 1000, 100)
+    clock.now = T0 + 3600 + 30  # the hour ended 30 s ago: not closed yet
+    reads.clear()
+    began = time.monotonic()
+    aicost.pools._close_at_exit(time.monotonic() + 10)
+    assert time.monotonic() - began < 0.5 and reads == []
+    assert [(c.start.timestamp(), [a.team for a in c.allocations]) for c in closed] == [(T0, ["search"]),
+                                                                                         (T0 + 3600, [])]
+
+
 def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env}, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

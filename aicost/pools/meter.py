@@ -257,13 +257,15 @@ class PoolMeter:
                 return []
             return self._close_due(int(self.clock() if now is None else now))
 
-    def _close_due(self, now: int) -> list[ClosedInterval]:
+    def _close_due(self, now: int, read: bool = True) -> list[ClosedInterval]:
+        """``read``: False at a stop with no meter after it (disabled, the exit), which must not wait on an engine:
+        the intervals are closed without counter figures (no meter reads the next ones)."""
         closed = []
         for pool in self.pools:
             while self._next[pool.name] + pool.interval <= now:
                 start = self._next[pool.name]
                 self._next[pool.name] = start + pool.interval
-                closed.append(self._close(pool, start))
+                closed.append(self._close(pool, start, read=read))
         return closed
 
     def _read(self, pool: Pool) -> engine.EngineSample | None:
@@ -301,18 +303,20 @@ class PoolMeter:
             return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
         return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
 
-    def _close(self, pool: Pool, start_s: int, cut: tuple[int, str] | None = None) -> ClosedInterval:
+    def _close(self, pool: Pool, start_s: int, cut: tuple[int, str] | None = None, read: bool = True
+               ) -> ClosedInterval:
         """Allocate the interval that starts at ``start_s`` and hand it to the sinks. ``cut``: (the second the
         meter stopped, why), for an interval closed early by :meth:`stop`: the engine is not read then (the
         counters' floor and this interval's own weights are left out, as for an interval without counter
-        figures), and the last load sample holds until the cut, not to the interval's end."""
+        figures), and the last load sample holds until the cut, not to the interval's end. ``read`` False: the
+        engine is not read either (an interval that ended, closed by a stop with no meter after it)."""
         end_s = start_s + pool.interval
         with self._lock:
             uses = self._open[pool.name].pop(start_s, [])
             samples = self._take_samples(pool, start_s, end_s)
         start = datetime.fromtimestamp(start_s, timezone.utc)
         end = datetime.fromtimestamp(end_s, timezone.utc)
-        delta = self._counters(pool) if pool.metrics_url and cut is None else None
+        delta = self._counters(pool) if pool.metrics_url and cut is None and read else None
         w_in, w_out, weights_from = self._weights_for(pool, delta)
         # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
         (a, b), places = as_ints([w_in, w_out])
@@ -404,7 +408,7 @@ class PoolMeter:
                     return []
                 self._stopped, self._successor = why, successor
                 now = int(self.clock())
-            closed = self._close_due(now)
+            closed = self._close_due(now, read=successor is not None)  # its counters' baseline goes on there
             for pool in self.pools:
                 start = self._next[pool.name]
                 heir = successor._named(pool.name) if successor is not None else None
