@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -405,6 +406,26 @@ def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
                           "-o", str(tmp_path / "fine.csv"))  # CSV holds it exactly
     assert code == 0, err
     assert validate_focus(tmp_path / "fine.csv") == []
+
+
+def test_focus_parquet_without_pyarrow_is_an_error_naming_the_extra(tmp_path, monkeypatch):
+    """docs/ledger.md: `aicost export --format focus ... -o llm-spend.parquet`, and a failed export is exit status
+    2 with nothing left at the name. pyarrow comes with the `ledger` extra only (not with the README's
+    `aicost-otel[openai,anthropic,offline,otlp]`); without it the CLI died with a traceback (status 1, a
+    RuntimeError the command did not catch). Now it says what to install, as a missing psycopg does."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    cost = Decimal("0.0025")
+    row = LedgerRow(span_id="d" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                    request_model="gpt-4o", input_tokens=1000, cost=cost, cost_parts={"input": cost})
+    with open_store(url) as store:
+        store.write([row], [])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` raises ImportError, as when not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    target = tmp_path / "llm-spend.parquet"
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    assert code == 2 and out == ""
+    assert err.startswith("aicost export: ") and "aicost-otel[ledger]" in err and "Traceback" not in err
+    assert not target.exists() and not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 def test_focus_summary_says_what_is_not_in_the_file(tmp_path):

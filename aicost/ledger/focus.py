@@ -48,6 +48,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable, Iterator, TextIO
 
+from ..errors import ConfigurationError
 from .csvtext import csv_text
 from .days import HOUR, month_of
 from .row import CALL, LedgerRow, decimal_text
@@ -433,8 +434,8 @@ def _write_parquet(target: str, charges: Iterator[dict[str, Any]], batch: int = 
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - the ledger extra installs it
-        raise RuntimeError("Parquet export needs pyarrow: pip install 'aicost-otel[ledger]'") from exc
+    except ImportError as exc:  # only the ledger extra installs it: a configuration error, which the CLI reports
+        raise ConfigurationError("Parquet export needs pyarrow: pip install 'aicost-otel[ledger]'") from exc
     schema = _arrow_schema()
     with pq.ParquetWriter(target, schema) as writer:
         columns: dict[str, list] = {name: [] for name in COLUMN_NAMES}
