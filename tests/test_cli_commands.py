@@ -53,3 +53,27 @@ def test_the_report_commands_register_through_public_functions(monkeypatch):
         assert called == [sub], f"cli.SUBCOMMANDS[{name!r}] does not register through commands.add_{name}"
         monkeypatch.undo()
         assert cli.build_parser(name).parse_args([name]).command == name
+
+@pytest.mark.parametrize("command", ["forecast", "anomalies", "dashboard", "alerts"])
+def test_report_commands_without_the_reports_extra_say_what_to_install(command, tmp_path, monkeypatch):
+    """statsmodels, pandas and plotly come with the `reports` extra only (not with the README's
+    `aicost-otel[openai,anthropic,offline,otlp]`). Without them each of these commands died with an ImportError
+    traceback (exit status 1); now it says what to install, before it reads the ledger, exit
+    status 2, as `aicost export` does of pyarrow."""
+    from datetime import datetime, timezone
+
+    from aicost.ledger import open_store
+    from aicost.ledger.synthetic import Profile, fill
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with open_store(url) as store:
+        fill(store, Profile(days=2, teams=2, customers=2, calls=40, seed=3,
+                            start=datetime(2026, 11, 20, tzinfo=timezone.utc)))
+    for name in ("pandas", "statsmodels", "plotly"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import NAME` raises ImportError, as when not installed
+    extra = {"dashboard": ["--out", str(tmp_path / "spend.html")], "alerts": ["--state", str(tmp_path / "a.db")]}
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([command, "--ledger", url, *extra.get(command, [])], out=out, err=err)
+    assert code == 2 and out.getvalue() == ""
+    assert err.getvalue().startswith(f"aicost {command}: needs ") and "aicost-otel[reports]" in err.getvalue()
+    assert not (tmp_path / "spend.html").exists()

@@ -8,6 +8,7 @@ module is imported only when one of them runs).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -25,6 +26,33 @@ def _single_threaded_blas() -> None:
     to 5x): the CLI asks for one thread unless the user chose. Only effective before numpy is first imported."""
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
+
+
+# What each command needs of the `reports` extra, which aicost's core does not install (statsmodels brings numpy
+# and needs pandas; the dashboard draws with plotly).
+_MODELS = ("pandas", "statsmodels")
+_CHARTS = (*_MODELS, "plotly")
+
+
+def _needing(modules: tuple[str, ...], handler: Any) -> Any:
+    """``handler``, run once ``modules`` import. Without them the command says what to install (exit status 2), as
+    `aicost export` does of pyarrow, before it does anything, rather than an ImportError traceback."""
+
+    def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        _single_threaded_blas()  # the check may import numpy
+        missing = []
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                missing.append(name)
+        if missing:
+            print(f"aicost {args.command}: needs {', '.join(missing)}, from the reports extra: "
+                  "pip install 'aicost-otel[reports]'", file=err)
+            return 2
+        return handler(args, out, err)
+
+    return run
 
 
 def _money(value: Decimal | None) -> str:
@@ -192,7 +220,7 @@ def add_forecast(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=_whole_number(1), default=20,
                    help="largest groups (or values of a per-team budget) to forecast, by spend this month (default 20)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(handler=_forecast)
+    p.set_defaults(handler=_needing(_MODELS, _forecast))
 
 
 # ------------------------------------------------------------------------------------------------- anomalies
@@ -285,7 +313,7 @@ def add_anomalies(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calls", type=_whole_number(0), default=5,
                    help="costliest calls to show per spike (default 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(handler=_anomalies)
+    p.set_defaults(handler=_needing(_MODELS, _anomalies))
 
 
 # ------------------------------------------------------------------------------------------------- dashboard
@@ -335,7 +363,7 @@ def add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reconciliation", action="append", metavar="FILE",
                    help="a reconciliation with the vendor's bill (aicost reconcile --format json > FILE) shown as a "
                         "section (repeatable)")
-    p.set_defaults(handler=_dashboard)
+    p.set_defaults(handler=_needing(_CHARTS, _dashboard))
 
 
 # ---------------------------------------------------------------------------------------------------- alerts
@@ -382,6 +410,6 @@ def add_alerts(sub: argparse._SubParsersAction) -> None:
                    help="scan the last N days for spikes (default 2)")
     p.add_argument("--at", type=_parse_at, help="evaluate as if it were this time (ISO, UTC without an offset; "
                                                 "default now): replay a past ledger")
-    p.set_defaults(handler=_alerts)
+    p.set_defaults(handler=_needing(_MODELS, _alerts))
 
 
