@@ -234,6 +234,10 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.pool is not None:
         return _pool_report(args, out, err)
+    if args.compare is not None:  # a pool's what-if: without --pool it would be ignored, the comparison missing
+        print("aicost report: --compare needs --pool NAME (what a self-hosted pool's tokens would have cost)",
+              file=err)
+        return 2
     from .ledger import UnknownGroupKey, check_group_by
     from .ledger.report import FORMAT_MEASURES, build_report, write_report
 

@@ -77,3 +77,15 @@ def test_report_commands_without_the_reports_extra_say_what_to_install(command, 
     assert code == 2 and out.getvalue() == ""
     assert err.getvalue().startswith(f"aicost {command}: needs ") and "aicost-otel[reports]" in err.getvalue()
     assert not (tmp_path / "spend.html").exists()
+
+
+def test_report_compare_without_pool_is_refused(tmp_path):
+    """`--compare PROVIDER/MODEL` is the pool report's what-if (docs/self-hosted.md). Without `--pool` it was
+    ignored: the usual report came out, exit status 0, and the comparison asked for was silently missing."""
+    from aicost.ledger import open_store
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    open_store(url).close()
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, "--compare", "openai/gpt-4o-mini"], out=out, err=err) == 2
+    assert out.getvalue() == "" and err.getvalue().startswith("aicost report: --compare needs --pool")
