@@ -285,6 +285,9 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.format == "csv":
         print("aicost report --pool: --format table or json", file=err)
         return 2
+    if args.where or args.by != "team":  # the pool's figures are whole, by team: never shown as if filtered
+        print("aicost report --pool: shows the whole pool, by team; --where and --by do not apply", file=err)
+        return 2
     opened = _open_ledger(args, err)
     if opened is None:
         return 2

@@ -89,3 +89,32 @@ def test_report_compare_without_pool_is_refused(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["report", "--ledger", url, "--compare", "openai/gpt-4o-mini"], out=out, err=err) == 2
     assert out.getvalue() == "" and err.getvalue().startswith("aicost report: --compare needs --pool")
+
+
+@pytest.mark.parametrize("extra", [["--where", "team=search"], ["--by", "feature"]])
+def test_pool_report_refuses_where_and_by(tmp_path, extra):
+    """`aicost report --pool NAME` shows the pool's whole cost, split by team (docs/self-hosted.md). `--where` and
+    `--by` were ignored: `--where team=search` printed every team's figures under a command that read as filtered,
+    exit status 0. They are refused now; without them the report is as before."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import open_store
+    from aicost.pools.ledger import write_interval
+    from aicost.pools.meter import Allocation, ClosedInterval
+
+    start, end = datetime(2026, 12, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, 1, tzinfo=timezone.utc)
+    allocations = tuple(Allocation(f"{n:016x}", team, "m", 100, 10, Decimal(140), None, Decimal(final))
+                        for n, (team, final) in enumerate((("search", "2"), ("support", "1"))))
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with open_store(url) as store:
+        write_interval(store, ClosedInterval("chat", "ml", "tokens", start, end, Decimal(5), Decimal(3), Decimal(2),
+                                             Decimal("0.6"), Decimal(1), Decimal(4), "declared", allocations,
+                                             utilisation_from="declared capacity"))
+    period = ["--since", "2026-12-01", "--until", "2026-12-02"]
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, "--pool", "chat", *period, *extra], out=out, err=err) == 2
+    assert out.getvalue() == "" and "--where and --by do not apply" in err.getvalue()
+    out = io.StringIO()
+    assert cli.main(["report", "--ledger", url, "--pool", "chat", *period], out=out, err=err) == 0
+    assert "search" in out.getvalue() and "support" in out.getvalue()
