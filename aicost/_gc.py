@@ -7,6 +7,9 @@ waits for ever, and the host app hangs. So what :func:`collecting` says is being
 thread is handed to :func:`defer` instead, and a daemon thread runs it a moment later, holding nothing. Finalizers
 that finish a call hand it over the same way (an Anthropic stream manager dropped without being entered).
 
+The hook costs every collection a Python call (about 3 k instructions with its ``info`` dict), so it is in
+``gc.callbacks`` only while some call could be finished by a collection (:func:`watch`: a stream, or a response
+whose close ends the call, not finished yet); a process making calls that are not streams never pays it.
 ``queue.SimpleQueue.put`` is reentrant (it is made for ``__del__`` and weakref callbacks), so deferring takes no
 lock the interrupted code could hold. The worker is started by :func:`install` (``aicost.instrument()``), never at
 interpreter shutdown. What is still queued at exit runs on the exiting thread (:func:`drain`), and the job the
@@ -26,9 +29,11 @@ from typing import Any, Callable
 from . import _fork
 from ._log import error_once, warn_once
 
-__all__ = ["install", "collecting", "defer", "drain", "run_orphans"]
+__all__ = ["install", "watch", "unwatch", "collecting", "defer", "drain", "run_orphans"]
 
 _collecting: int | None = None  # the thread id of the collection under way (the collector runs one at a time)
+_installed = False  # install() has run (it stays for the life of the process)
+_watched = 0  # calls a collection could finish (watch() less unwatch()): the hook is in gc.callbacks while > 0
 _jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
 _worker: threading.Thread | None = None
 orphaned = False  # jobs were deferred with no worker to run them (a forked child): the next finish runs them
@@ -42,6 +47,38 @@ def _on_collection(phase: str, info: Any) -> None:
     """``gc.callbacks``: note which thread is collecting, from start to stop."""
     global _collecting
     _collecting = _get_ident() if phase == "start" else None
+
+
+def _hook(on: bool) -> None:
+    """Put the hook in ``gc.callbacks`` or take it out (under ``_state_lock``)."""
+    global _collecting
+    if on:
+        if _on_collection not in gc.callbacks:
+            gc.callbacks.append(_on_collection)
+        return
+    try:
+        gc.callbacks.remove(_on_collection)
+    except ValueError:
+        pass
+    _collecting = None
+
+
+def watch() -> None:
+    """A call that a collection could finish has begun (a stream is watched); :func:`unwatch` when it finishes."""
+    global _watched
+    with _state_lock:
+        _watched += 1
+        if _watched == 1 and _installed:
+            _hook(True)
+
+
+def unwatch() -> None:
+    global _watched
+    with _state_lock:
+        if _watched > 0:  # (a forked child finishing a call its parent began counts from 0)
+            _watched -= 1
+            if _watched == 0:
+                _hook(False)
 
 
 def collecting() -> bool:
@@ -117,15 +154,16 @@ def _work() -> None:
 
 
 def install() -> None:
-    """Watch collections and start the worker (idempotent). Both stay for the life of the process, through
-    ``uninstrument()``: a call in flight then is finished as before, and may still be dropped in a cycle (a
-    callback per collection costs next to nothing). The exit drain is registered again each time so that
+    """Start the worker and watch collections while :func:`watch` says a call could be finished by one
+    (idempotent). Both stay for the life of the process, through ``uninstrument()``: a call in flight then is
+    finished as before, and may still be dropped in a cycle. The exit drain is registered again each time so that
     it runs before the exit flushes registered until now (``atexit`` runs the last registered first); the
     ledger's, registered when it is first configured, drains first itself."""
-    global _worker
+    global _worker, _installed
     with _state_lock:
-        if _on_collection not in gc.callbacks:
-            gc.callbacks.append(_on_collection)
+        _installed = True
+        if _watched:
+            _hook(True)
         if _worker is None and not sys.is_finalizing():
             worker = threading.Thread(target=_work, name="aicost-gc-finish", daemon=True)
             try:
@@ -141,9 +179,10 @@ def install() -> None:
 @_fork.on_fork_in_child
 def _after_fork_in_child() -> None:
     """The parent's queued jobs are the parent's calls; the child has no worker (threads do not survive fork)."""
-    global _jobs, _worker, orphaned, _collecting, _stuck
+    global _jobs, _worker, orphaned, _stuck, _watched
     _jobs = queue.SimpleQueue()
     _worker = None
     _stuck = None
     orphaned = False
-    _collecting = None
+    _watched = 0  # the parent's streams are the parent's to finish
+    _hook(False)

@@ -360,7 +360,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "run_id", "record_id",
+        "acc", "busy", "run_id", "record_id", "gc_watched",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -398,6 +398,7 @@ class _Call:
         self.otel_token: Any = None
         self.hide_usage = False  # aicost asked for a usage-only chunk the caller must not see
         self.acc: StreamAccumulator | None = None  # set once a stream is being watched
+        self.gc_watched = False  # a collection could finish it (_reachable_by_gc)
         # aicost is inside a read (the caller's parse(), or pulling the next stream item): the SDK closes the
         # response there itself, and the reader, not the close hook, knows how the call ended.
         self.busy = False
@@ -536,6 +537,8 @@ class _Call:
             self._finish(meta, error, ended_by)
         except Exception:
             error_once("finish", "aicost: could not record a call")
+        if self.gc_watched:
+            _gc.unwatch()
         if _gc.orphaned:  # a forked child's deferred finishes: here, outside any lock
             _gc.run_orphans()
 
@@ -790,6 +793,13 @@ class _Call:
             self.finish(None)
         return value
 
+    def _reachable_by_gc(self) -> None:
+        """From now on a garbage collection may finish this call (a stream, a response's close): its finish then
+        goes to aicost's worker (``finish``), so collections are watched until it is finished."""
+        if not self.gc_watched:
+            self.gc_watched = True
+            _gc.watch()
+
     def watch_stream(self, stream: Any) -> Any:
         """Watch a stream's items as the caller reads them; returns what the caller gets (see
         ``Integration.wrap_stream``)."""
@@ -797,6 +807,7 @@ class _Call:
         # for which that costs per item keeps what it needs and gives the text only if asked (``_output_text``).
         self.acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
                                                     config.capture_content or not self.hide_usage)
+        self._reachable_by_gc()
         watched = self.integration.wrap_stream(stream, self)
         native = self._native_span()
         if native is not None:
@@ -837,6 +848,7 @@ class _Call:
 
     def finish_on_close(self, obj: Any, is_async: bool, reader: BodyReader | None = None,
                         undo: tuple[Callable[[], None], ...] = ()) -> None:
+        self._reachable_by_gc()
         _hook_close(obj, self, is_async, reader, undo)
 
     def fail(self, error: BaseException) -> None:

@@ -201,3 +201,26 @@ def test_a_finish_that_outlasts_the_wait_is_waited_for_once_not_at_every_drain(m
     finally:
         release.set()
     assert 0.3 <= took < 0.5
+
+
+def test_collections_are_watched_only_while_a_call_could_be_finished_by_one(instrumented, replay_server,
+                                                                            openai_client):
+    """The hook costs every collection a Python call: it is in gc.callbacks only while a stream is unfinished, not
+    for calls that are not streams."""
+    import gc
+
+    from aicost import _gc
+    from vendor_server import openai_chat_stream_reply
+
+    def hooked() -> bool:
+        return _gc._on_collection in gc.callbacks
+
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert not hooked()
+    replay_server.enqueue(openai_chat_stream_reply(5))
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                                   stream=True)
+    next(iter(stream))
+    assert hooked()
+    stream.close()
+    assert not hooked()
