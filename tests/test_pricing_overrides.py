@@ -129,6 +129,17 @@ def test_discount_api():
         add_discount(150, provider="openai")
 
 
+def test_a_discount_is_exact_under_a_low_host_precision():
+    """The discount factor is computed at call time, on the host's thread: never in the host's decimal context."""
+    import decimal
+
+    add_discount("12.345", provider="openai")
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3  # the host's own business: 100 - 12.345 must not become 87.7
+        total = price_call("openai", "gpt-4o", Usage(input_tokens=1_000_000)).total
+    assert total == Decimal("2.5") * (Decimal(100) - Decimal("12.345")) / 100 == Decimal("2.191375")
+
+
 # --- validation: rejected at load, naming line and field -------------------------------------------------
 
 

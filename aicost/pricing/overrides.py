@@ -151,7 +151,8 @@ class Discount:
 
     @property
     def factor(self) -> Decimal:
-        return MONEY.divide(_ONE_HUNDRED - self.percent, _ONE_HUNDRED)
+        # MONEY for both steps: an operator would use the host thread's context (a precision of 3 rounded 87.655)
+        return MONEY.divide(MONEY.subtract(_ONE_HUNDRED, self.percent), _ONE_HUNDRED)
 
     def active(self, day: date) -> bool:
         return (self.start is None or day >= self.start) and (self.until is None or day < self.until)
