@@ -154,8 +154,10 @@ def test_cached_image_tokens_without_their_own_rate_are_cache_reads():
 def test_cached_image_tokens_beyond_the_cache_reads_are_ignored_not_double_billed():
     with pytest.raises(ValueError, match="cache_read_image_tokens \\+ cache_read_audio_tokens exceeds"):
         Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2).validate()
-    cost = price_call("openai", "gpt-image-1", Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2))
+    usage = Usage(input_tokens=10, cache_read_tokens=1, cache_read_image_tokens=2)
+    cost = resolve("openai", "gpt-image-1").cost(usage)  # the rates' own arithmetic clamps, never bills twice
     assert cost.parts == {"input": per_m(9, "5"), "cache_read_image": per_m(1, "2.5")}
+    assert price_call("openai", "gpt-image-1", usage).known is False  # but such usage is never priced as exact
 
 
 def test_speech_billed_per_input_character():
@@ -807,3 +809,17 @@ def test_sub_inferences_are_parts_of_the_call_cost_and_an_unknown_one_makes_it_u
     assert not combined.known and combined.total is None and combined.model == "claude-advisor-nobody-priced"
     assert not with_sub_inferences(executor, [("advisor", None)]).known  # a part that could not be priced at all
     assert with_sub_inferences(executor, []) is executor
+
+
+@pytest.mark.parametrize("usage,problem", [
+    (Usage(input_tokens=10, cache_read_tokens=1_000, output_tokens=5), "cache_read_tokens exceeds its total"),
+    (Usage(input_tokens=10, output_tokens=5, reasoning_tokens=500), "reasoning_tokens exceeds its total"),
+    (Usage(input_tokens=-1_000, output_tokens=5), "a count is negative"),
+    (Usage(input_tokens=10, output_tokens=5, invalid="output_tokens is missing"), "output_tokens is missing"),
+])
+def test_usage_that_fails_validation_is_never_priced_as_exact(usage, problem):
+    """price_call is public (aicost.price_call): usage that breaks Usage's rules was priced, clamped or with the
+    bad count read as none, as an exact known cost. It is unknown, saying why."""
+    cost = price_call("openai", "o3", usage)
+    assert not cost.known and cost.total is None
+    assert cost.unknown_reason == f"the usage failed validation: {problem}"

@@ -362,6 +362,9 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
+        problem = _usage_problem(usage)
+        if problem is not None:  # never priced as exact (clamped subsets, a negative count read as none)
+            return unknown_cost(provider, model, service_tier, usage, f"the usage failed validation: {problem}")
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
         find = _price_now if at is None else partial(_price_at, at=_utc(at))
         price, unpriced = find((provider, model, service_tier))
@@ -379,6 +382,25 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
         _log_once("error:" + repr((provider, model)), logging.ERROR,
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
         return unknown_cost(provider, model, service_tier, usage)
+
+
+def _usage_problem(usage: Usage) -> str | None:
+    """Why ``usage`` cannot be priced as exact: its ``invalid`` reason, a negative count, or a subset larger than
+    its total (``Usage.subset_problem``); None for valid usage. Plain comparisons first: this runs on every call."""
+    if usage.invalid is not None:
+        return usage.invalid
+    i, o, read, write = usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens
+    if (i | o | read | write | usage.cache_write_1h_tokens | usage.reasoning_tokens | usage.input_audio_tokens
+            | usage.output_audio_tokens | usage.input_image_tokens | usage.output_image_tokens
+            | usage.cache_read_image_tokens | usage.cache_read_audio_tokens | usage.input_characters
+            | usage.web_search_requests) < 0:  # the OR of ints is negative if and only if one of them is
+        return "a count is negative"
+    if (read > i or write > i or usage.input_audio_tokens > i or usage.input_image_tokens > i
+            or usage.reasoning_tokens > o or usage.output_audio_tokens > o or usage.output_image_tokens > o
+            or usage.cache_write_1h_tokens > write
+            or usage.cache_read_image_tokens + usage.cache_read_audio_tokens > read):
+        return usage.subset_problem()
+    return None
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
