@@ -122,6 +122,16 @@ def test_override_with_long_context_band_and_tier():
     assert price_call("openai", "house-model", USAGE, service_tier="batch").total == Decimal("1.5")
 
 
+def test_a_standard_tier_rule_prices_a_call_that_reports_no_tier():
+    """A call whose vendor reports no tier (Gemini, Bedrock, a request without service_tier) is billed at the
+    standard tier: a rule for that tier prices it, as it prices one whose response says 'default' or 'standard'."""
+    set_price("gpt-4o", provider="openai", service_tier="standard", input="1", output="2")
+    for tier in (None, "default", "standard"):
+        cost = price_call("openai", "gpt-4o", USAGE, service_tier=tier)
+        assert (cost.total, cost.source) == (Decimal("3"), "override"), tier
+    assert price_call("openai", "gpt-4o", USAGE, service_tier="batch").source != "override"
+
+
 def test_discount_api():
     add_discount("12.5", provider="anthropic")
     assert price_call("anthropic", "claude-3-5-haiku-latest", USAGE).total == Decimal("4.2")

@@ -109,8 +109,9 @@ class _Resolved:
         """The price at ``at`` and ``tier``; or no price, with an ``_UnpricedTier`` when the tier is the reason.
         The one place that decides both: an override rule first, then the catalog's period and tier rates."""
         day = at.date()
+        billed_at = tier or "standard"  # no tier reported: the standard tier, which a 'standard' rule prices
         for rule in self.rules:  # ordered: this tier's rules first, then the most specific name
-            if rule.active(day) and (rule.service_tier is None or rule.service_tier == tier):
+            if rule.active(day) and (rule.service_tier is None or rule.service_tier == billed_at):
                 key = ("rule", id(rule), tier)
                 built = self._built.get(key)
                 if built is None:
