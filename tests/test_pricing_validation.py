@@ -79,3 +79,16 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
     with pytest.raises(PriceFileError) as raised:  # set_price too: both bad rates at once
         set_price("x", input="abc", output="-2")
     assert {p.field for p in raised.value.problems} == {"input", "output"}
+
+
+def test_a_service_tier_that_is_no_tier_is_refused_naming_the_tiers_accepted(tmp_path):
+    """A misspelt tier made a rule that never applied: every call at the catalog's rate, silently."""
+    with pytest.raises(PriceFileError, match="must be a service tier, one of batch, .*priority.*got 'prority'"):
+        set_price("house-model", service_tier="prority", input="1")
+    path = tmp_path / "prices.toml"
+    path.write_text('[[model]]\nmodel = "x"\ninput = "1"\nservice_tier = "flexx"\n')
+    with pytest.raises(PriceFileError) as raised:
+        load_price_file(path)
+    assert (raised.value.line, raised.value.field) == (4, "service_tier")
+    for word in ("Batch ", "default", "latency_optimized"):  # vendors' words, any case; a catalog tier
+        assert set_price("house-model", service_tier=word, input="1").service_tier is not None

@@ -305,6 +305,9 @@ class Catalog:
                     {"id": pid, "models": []}, models, limits, patches.get(pid), factors.get(pid), fixes.get(pid),
                     past.get(pid), newer.get(pid),
                 )
+        # Every tier a vendor's rule or a model's rates name: what a price override's service_tier may say.
+        self.tiers = frozenset({*(t for table in self.providers.values() for t in table.tier_factor),
+                                *(t for table in self.providers.values() for m in table.models for t in m.variants)})
         # Declared resale, the only way a call is priced at another vendor's price: a provider id -> the vendors
         # whose models it bills at their list prices (genai-prices' fallback tables, then aicost's additions).
         self.resale: dict[str, tuple[str, ...]] = {pid: table.fallback for pid, table in self.providers.items()}

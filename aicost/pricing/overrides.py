@@ -293,6 +293,14 @@ def _dates(data: Mapping[str, Any], where: _Where) -> tuple[date | None, date | 
     return start, until
 
 
+def _known_tiers() -> frozenset[str]:
+    """The tiers a rule may name: the words vendors report (``names.SERVICE_TIERS``, normalised) and every tier the
+    active catalog has rates or a vendor-wide rule for (AWS's ``latency_optimized``)."""
+    from . import catalog  # the catalog is loaded on first use, not when overrides are imported
+
+    return frozenset(names.SERVICE_TIERS.values()) | catalog.current().tiers
+
+
 def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: str | None = None,
                       lines: Mapping[str, int] | None = None, origin: str = "set_price()") -> PriceRule:
     """A rule from one ``[[model]]`` / ``[[commitment]]`` entry; every problem in it is reported at once."""
@@ -308,8 +316,10 @@ def rule_from_mapping(data: Mapping[str, Any], *, section: str = "model", path: 
     if section == "commitment" and start is None and data.get("from") is None:
         where.note("a committed-use rate needs the date it starts", "from")
     tier = data.get("service_tier")
-    if tier is not None and (not isinstance(tier, str) or not tier.strip()):
-        where.note("must be a service tier such as 'batch' or 'priority'", "service_tier")
+    if tier is not None and (not isinstance(tier, str) or names.normalise_tier(tier) not in _known_tiers()):
+        # a typo ('prority') would make a rule that never applies: every call at the catalog's rate, silently
+        where.note(f"must be a service tier, one of {', '.join(sorted(_known_tiers()))}; got {tier!r}",
+                   "service_tier")
         tier = None
     rates: dict[str, Decimal] = {}
     for name in RATE_NAMES:
