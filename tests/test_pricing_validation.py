@@ -92,3 +92,17 @@ def test_a_service_tier_that_is_no_tier_is_refused_naming_the_tiers_accepted(tmp
     assert (raised.value.line, raised.value.field) == (4, "service_tier")
     for word in ("Batch ", "default", "latency_optimized"):  # vendors' words, any case; a catalog tier
         assert set_price("house-model", service_tier=word, input="1").service_tier is not None
+
+
+def test_a_key_given_twice_in_a_json_price_file_is_refused_naming_line_and_field(tmp_path):
+    """json keeps the last of two values silently (TOML refuses them): a rate given twice, or a second "model"
+    array that dropped the first, priced calls at a value the file may not mean."""
+    path = tmp_path / "prices.json"
+    path.write_text('{"model": [\n {"model": "x",\n  "input": "1",\n  "input": "100"}\n]}\n')
+    with pytest.raises(PriceFileError, match="given twice") as raised:
+        load_price_file(path)
+    assert (raised.value.line, raised.value.field) == (3, "input")
+    path.write_text('{"model": [{"model": "x", "input": "1"}],\n "model": [{"model": "y", "input": "2"}]}\n')
+    with pytest.raises(PriceFileError, match="given twice") as raised:
+        load_price_file(path)
+    assert raised.value.field == "model"

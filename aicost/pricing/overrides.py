@@ -278,6 +278,7 @@ def _provider(value: Any, name: str, where: _Where) -> str | None:
 def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, section: str) -> None:
     if not isinstance(data, Mapping):
         raise where.error(f"each [[{section}]] entry must be a table/object, got {type(data).__name__}")
+    _duplicates(data, where)
     for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
@@ -519,6 +520,9 @@ def overrides_from_data(data: Any, *, path: str | None = None,
         if key not in allowed:
             problems.append(PriceFileError(f"unknown section (allowed: {', '.join(sorted(allowed))})", path=path,
                                            line=top.get(key), field=str(key)))
+    for key in getattr(data, "duplicates", ()):
+        problems.append(PriceFileError("given twice at the top level: the first would be ignored (keep one)",
+                                       path=path, line=top.get(key), field=key))
     if "version" in data and data["version"] != 1:
         problems.append(PriceFileError("unsupported price file version (this aicost reads version 1)", path=path,
                                        line=top.get("version"), field="version"))
@@ -577,9 +581,29 @@ def _parse_toml(text: str, label: str) -> Any:
         raise PriceFileError(f"invalid TOML: {exc}", path=label, line=int(match.group(1)) if match else None) from None
 
 
+class _Object(dict):  # type: ignore[type-arg]
+    """A JSON object, with the keys it gave twice (``json`` keeps the last value silently; TOML refuses)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = _Object(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        result.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    return result
+
+
+def _duplicates(data: Any, where: "_Where") -> None:
+    """Note each key a JSON object gave twice: which of two prices did the file mean?"""
+    for key in getattr(data, "duplicates", ()):
+        where.note("given twice in one entry: which value is meant? (keep one)", key)
+
+
 def _parse_json(text: str, label: str) -> Any:
     try:
-        return json.loads(text, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise PriceFileError(f"invalid JSON: {exc.msg}", path=label, line=exc.lineno) from None
 
