@@ -269,3 +269,17 @@ def test_malformed_catalog_is_refused(tmp_path, broken):
     with pytest.raises(ValueError, match="malformed catalog"):
         use_catalog_file(path)
     assert catalog_version().startswith("genai-prices-")
+
+
+def test_the_2024_10_01_audio_snapshots_are_priced_at_their_own_audio_rates_not_the_later_cut():
+    """gpt-4o-realtime-preview and gpt-4o-audio-preview launched at $100 / $200 per million audio tokens in and out
+    ($20 cached audio, realtime); the 2024-12-17 snapshots cut that to $40 / $80 ($2.50). A call naming the
+    2024-10-01 snapshot was priced at the later, lower rates."""
+    audio = Usage(input_tokens=1_000_000, input_audio_tokens=1_000_000, output_tokens=1_000_000,
+                  output_audio_tokens=1_000_000)
+    assert price_call("openai", "gpt-4o-realtime-preview-2024-10-01", audio).total == Decimal("300")
+    assert price_call("openai", "gpt-4o-audio-preview-2024-10-01", audio).total == Decimal("300")
+    cached = Usage(input_tokens=1_000_000, input_audio_tokens=0, cache_read_tokens=1_000_000,
+                   cache_read_audio_tokens=1_000_000)
+    assert price_call("openai", "gpt-4o-realtime-preview-2024-10-01", cached).total == Decimal("20")
+    assert price_call("openai", "gpt-4o-realtime-preview-2024-12-17", audio).total == Decimal("120")  # the cut
