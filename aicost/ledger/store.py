@@ -37,7 +37,8 @@ from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .. import _fork
+from .. import _fork, semconv
+from .._log import log_once
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
@@ -1129,21 +1130,41 @@ def _parts_json(parts: Mapping[str, Decimal]) -> str | None:
 _tags_seen: dict[tuple, str] = {}
 
 
-def _tags_json(tags: Mapping[str, str]) -> str:
+def _tags_json(tags: Mapping[str, str]) -> str | None:
     """Tags as JSON text, remembered: a ledger's rows repeat a few tag sets (env, region...), and encoding is a
-    good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets."""
+    good part of a row's cost. Bounded: forgotten wholesale past 4,096 sets. A tag whose name breaks the tag name
+    rule is left out (:func:`_named_tags`); None when no tag is left."""
     key = tuple(tags.items())
     try:
         text = _tags_seen.get(key)  # only sets of text are remembered, and nothing but text equals text
     except TypeError:  # an unhashable value: encoded, never remembered
-        return _JSON.encode(tags)
+        tags = _named_tags(tags)
+        return _JSON.encode(tags) if tags else None
     if text is None:
         if not all(type(k) is str and type(v) is str for k, v in key):  # 1 == True == 1.0 as keys: only text
-            return _JSON.encode(tags)  # is remembered
+            tags = _named_tags(tags)  # is remembered
+            return _JSON.encode(tags) if tags else None
+        named = _named_tags(tags)
+        if not named:
+            return None
         if len(_tags_seen) >= 4096:
             _tags_seen.clear()
-        text = _tags_seen[key] = _JSON.encode(tags)
+        text = _tags_seen[key] = _JSON.encode(named)
     return text
+
+
+def _named_tags(tags: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``tags`` without those whose name breaks :data:`aicost.semconv.TAG_NAME_RULE` (logged once each). The
+    rollups keep a tag as the text 'name=value' and SQLite reads one as a JSON path label, so a name with '=' or
+    a '"' would be misread (tag 'a=b' counted as tag 'a' with value 'b=...'). The SDK never makes such a name; a
+    span from elsewhere (the span exporter) or a hand-made row can."""
+    if all(semconv.is_tag_name(name) for name in tags):
+        return tags
+    for name in tags:
+        if not semconv.is_tag_name(name):
+            log_once(f"ledger:tag-name:{name!r:.80}", logging.WARNING,
+                     "aicost ledger: tag name %r left out of the row (a tag name is %s)", name, semconv.TAG_NAME_RULE)
+    return {name: value for name, value in tags.items() if semconv.is_tag_name(name)}
 
 
 def _up_to_date(current: int | None, setting: str, where: str) -> bool:
