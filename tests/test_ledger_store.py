@@ -181,6 +181,16 @@ def test_postgres_missing_database_is_a_configuration_error(pg_server):
         open_store("postgresql://host:notaport/db")
 
 
+@pytest.mark.parametrize("option", ["sslmode=bogus", "port=99999", "keepalives=abc", "hostaddr=bogus",
+                                    "target_session_attrs=any-primary", "host=a,b&port=1,2,3"])
+def test_a_postgres_url_libpq_cannot_use_is_malformed_not_a_ledger_down(option):
+    """An option libpq refuses before reaching any server was an outage (LedgerUnavailable, not naming the
+    setting: the writer spilled and retried for ever); it is a configuration error, at configure time."""
+    pytest.importorskip("psycopg")
+    with pytest.raises(ConfigurationError, match="^instrument.*malformed PostgreSQL ledger URL"):
+        open_store(f"postgresql://ledger@127.0.0.1:1/aicost?{option}")
+
+
 def test_a_newer_schema_is_refused_with_its_version(ledger_url):
     open_store(ledger_url).close()
     newer = SCHEMA_VERSION + 1

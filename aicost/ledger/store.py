@@ -27,6 +27,7 @@ import logging
 import math
 import operator
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -69,6 +70,10 @@ _tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 _run_id_of = operator.attrgetter("run_id")
 _SLICE = 128  # rows encoded between two chances for the writer's other thread to take the GIL
 _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELDS)
+# libpq's errors for an option of the URL it cannot use, found before (or without) reaching a server: a malformed
+# URL (sslmode=bogus, port 99999, keepalives=abc, hostaddr=bogus), never an outage.
+_PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid integer value|could not match \d+ '
+                            r'|could not parse network address')
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
 # longest the summing holds the write lock (other writers' batches wait, they are not refused).
@@ -1872,6 +1877,9 @@ class PostgresStore(LedgerStore):
             if "does not exist" in message or "authentication failed" in message:
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from exc
+            if _PG_BAD_OPTION.search(message):
+                raise ConfigurationError(f"{self._setting}: malformed PostgreSQL ledger URL {self.url!r}: "
+                                         f"{message.strip().splitlines()[0]}") from exc
             raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
         # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
         # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
