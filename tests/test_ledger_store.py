@@ -191,6 +191,15 @@ def test_a_postgres_url_libpq_cannot_use_is_malformed_not_a_ledger_down(option):
         open_store(f"postgresql://ledger@127.0.0.1:1/aicost?{option}")
 
 
+def test_an_in_memory_sqlite_ledger_is_refused(tmp_path, monkeypatch):
+    """sqlite:///:memory: opened a database of the writer's connection alone: every row lost at exit, unseen by
+    any report, and no error."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="^instrument.*in-memory SQLite ledger"):
+        open_store("sqlite:///:memory:")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_newer_schema_is_refused_with_its_version(ledger_url):
     open_store(ledger_url).close()
     newer = SCHEMA_VERSION + 1

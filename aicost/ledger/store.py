@@ -1428,6 +1428,9 @@ class SQLiteStore(LedgerStore):
         super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
+        if str(path) == ":memory:":  # sqlite3's name for a database of this connection alone, gone at exit
+            raise ConfigurationError(f"{setting}: an in-memory SQLite ledger would lose every row when the process "
+                                     f"exits, and no report could read it; give a file, {_ACCEPTED}")
         if not create and not path.is_file():
             raise ConfigurationError(f"{setting}: no ledger at {str(path)!r} (the file does not exist)")
         if not path.parent.is_dir():
