@@ -151,6 +151,29 @@ def test_a_tag_name_the_rollups_would_misread_is_left_out_of_the_row(ledger_url,
     store.close()
 
 
+def test_a_nul_character_in_a_text_is_stored_as_u_fffd_and_never_fails_or_merges(ledger_url, monkeypatch):
+    """A span from elsewhere (the span exporter) can carry a NUL in any text. PostgreSQL cannot store one: the
+    whole batch failed, good rows too, again at every retry. SQLite's JSON and string functions end a text at
+    one: the rollups summed tag values 'p\\0q' and 'p\\0r' as one value 'p'. Such a NUL is stored as U+FFFD."""
+    monkeypatch.setattr(store_module, "_tags_seen", {})
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    store = open_store(ledger_url)
+    store.write([_row(0, time=day + timedelta(hours=3), team="a\0b", tags={"env": "p\0q"}),
+                 _row(1, time=day + timedelta(hours=4), tags={"env": "p\0r"}, response_model="m\0"),
+                 _row(2, time=day + timedelta(hours=5))],
+                [FeatureRun(run_id="r\0", feature="f\0", time=day + timedelta(hours=6), outcome="succeeded")])
+    end = day + timedelta(days=1)
+    nul = "\ufffd" if store.dialect == "postgresql" else "\0"  # SQLite holds a NUL but in tags (JSON)
+    assert [(r.team, r.tags, r.model) for r in store.rows(day, end)] == [
+        (f"a{nul}b", {"env": "p\ufffdq"}, "gpt-4o-mini-2024-07-18"), ("support", {"env": "p\ufffdr"}, f"m{nul}"),
+        (None, {}, "gpt-4o-mini-2024-07-18")]
+    assert [(r.run_id, r.feature) for r in store.runs(day, end)] == [(f"r{nul}", f"f{nul}")]
+    for keys in (["tag:env"], ["tag"], ["team"]):
+        assert spend_sums(store, day, end, keys) == python_sums(store, day, end, keys), keys
+    assert set(spend_sums(store, day, end, ["tag:env"])) == {("p\ufffdq",), ("p\ufffdr",)}
+    store.close()
+
+
 def test_unknown_group_key_lists_the_valid_ones(ledger_url):
     store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):

@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import reduce
@@ -1162,14 +1162,37 @@ def _named_tags(tags: Mapping[str, Any]) -> Mapping[str, Any]:
     """``tags`` without those whose name breaks :data:`aicost.semconv.TAG_NAME_RULE` (logged once each). The
     rollups keep a tag as the text 'name=value' and SQLite reads one as a JSON path label, so a name with '=' or
     a '"' would be misread (tag 'a=b' counted as tag 'a' with value 'b=...'). The SDK never makes such a name; a
-    span from elsewhere (the span exporter) or a hand-made row can."""
-    if all(semconv.is_tag_name(name) for name in tags):
-        return tags
-    for name in tags:
-        if not semconv.is_tag_name(name):
-            log_once(f"ledger:tag-name:{name!r:.80}", logging.WARNING,
-                     "aicost ledger: tag name %r left out of the row (a tag name is %s)", name, semconv.TAG_NAME_RULE)
-    return {name: value for name, value in tags.items() if semconv.is_tag_name(name)}
+    span from elsewhere (the span exporter) or a hand-made row can. A NUL in a value is replaced (:func:`_no_nul`)."""
+    if not all(semconv.is_tag_name(name) for name in tags):
+        for name in tags:
+            if not semconv.is_tag_name(name):
+                log_once(f"ledger:tag-name:{name!r:.80}", logging.WARNING,
+                         "aicost ledger: tag name %r left out of the row (a tag name is %s)", name,
+                         semconv.TAG_NAME_RULE)
+        tags = {name: value for name, value in tags.items() if semconv.is_tag_name(name)}
+    if any(type(value) is str and "\0" in value for value in tags.values()):
+        tags = {name: _no_nul(value) if type(value) is str else value for name, value in tags.items()}
+    return tags
+
+
+def _no_nul(text: str) -> str:
+    """``text`` with each NUL character replaced by U+FFFD, logged once. PostgreSQL text and JSON cannot hold a NUL
+    (the batch's whole write failed, again at each retry), and SQLite's JSON and string functions end a text at
+    one (the rollups summed tag values 'p\\0q' and 'p\\0r' as one value 'p')."""
+    log_once("ledger:nul", logging.WARNING, "aicost ledger: a text value with a NUL character (a span from "
+             "elsewhere?) is stored with U+FFFD in its place")
+    return text.replace("\0", "\ufffd")
+
+
+def _without_nul(items: Sequence[Any]) -> Sequence[Any]:
+    """Rows or runs with NUL characters in their text replaced (:func:`_no_nul`): copies of those that have one;
+    ``items`` itself when none has. (Their tags are replaced when encoded, :func:`_named_tags`.)"""
+    out = []
+    for item in items:
+        values = {f.name: getattr(item, f.name) for f in fields(item)}
+        changed = {name: _no_nul(value) for name, value in values.items() if type(value) is str and "\0" in value}
+        out.append(replace(item, **changed) if changed else item)
+    return out if any(map(operator.is_not, out, items)) else items
 
 
 def _up_to_date(current: int | None, setting: str, where: str) -> bool:
@@ -1953,12 +1976,17 @@ class PostgresStore(LedgerStore):
         context = self._stage_context
         if context is None:  # not a UTF-8 session: the write formats the rows on its connection
             return None
+        import psycopg
+
         transformer = Transformer(context)
         out = []
         for params in (row_params, run_params):
             data = bytearray()
-            for values in params:
-                format_row_text(values, transformer, data)
+            try:
+                for values in params:
+                    format_row_text(values, transformer, data)
+            except psycopg.DataError:  # a value PostgreSQL cannot hold (a NUL): the write finds it (_write)
+                return None
             out.append(bytes(data))
         return out[0], out[1]
 
@@ -1976,6 +2004,20 @@ class PostgresStore(LedgerStore):
         return out[0], out[1]
 
     def _write(self, batch: PreparedBatch) -> int:
+        import psycopg
+
+        try:
+            return self._write_once(batch)
+        except psycopg.DataError:
+            rows, runs = _without_nul(batch.rows), _without_nul(batch.runs)
+            if rows is batch.rows and runs is batch.runs:
+                raise
+        # A text with a NUL character, which PostgreSQL cannot store (in a value, or an id's array literal; every
+        # retry of the batch would fail): written again with U+FFFD in its place, as :func:`_named_tags` does
+        # for tags on either database.
+        return self._write_once(self.prepare(rows, runs))
+
+    def _write_once(self, batch: PreparedBatch) -> int:
         conn = self._connect()
         if batch.staged is not None and self._stage_context is None:
             batch = replace(batch, staged=None)  # staged as UTF-8 on an earlier session; this one is not UTF-8
