@@ -80,3 +80,19 @@ def test_spans_it_cannot_read_are_each_counted_and_never_fail_the_good_rows(tmp_
     with open_store(url, create=False) as store:
         (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
     assert (row.cost, row.cost_parts) == (Decimal("0.25"), {"input": Decimal("0.25")})
+
+
+def test_a_count_the_ledger_cannot_hold_or_sum_makes_the_span_unreadable(tmp_path, spill_dir):
+    """A count of 2**63 cannot be stored in the ledger's 64-bit integers, and two of 2**62 cannot be summed in its
+    rollups: the writer's whole batch failed, the good row with it, at every retry. Such a span is unreadable."""
+    spans = _spans(({semconv.GEN_AI_USAGE_INPUT_TOKENS: str(2 ** 63)}, None),
+                   *[({semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 2 ** 62}, None)] * 2,
+                   ({semconv.GEN_AI_USAGE_INPUT_TOKENS: -1}, None), ({}, None))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    exporter.export(spans)
+    assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    assert stats.get("written") == 1 and "write_errors" not in stats and "outages" not in stats, stats
+    assert stats["dropped_unreadable"] == 4 and "spilled" not in stats

@@ -22,9 +22,9 @@ cache span as its parent, and the feature above it); none when the walk ends at 
 An ancestor exported in another batch cannot be walked through: the row keeps the nearest ancestor the batch
 knows.
 
-Other spans are ignored. A span that cannot be read (a count that is no number, an amount that is no finite
-number) is left out, counted (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its
-batch is written. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
+Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, an amount that
+is no finite number) is left out, counted (``dropped_unreadable`` in the writer's ``stats()``) and logged once;
+the rest of its batch is written. Export never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,21 @@ _TOKENS = {
 }
 _REFUSING = ("blocked", "policy", "store_unavailable")
 _PART_SUFFIX = "_usd"
+
+
+# A count is at most this (a trillion tokens in one call): the ledger and its rollups hold counts as 64-bit integers,
+# so a count of 2**63 could not be stored and two of 2**62 could not be summed: its batch, the good rows with it,
+# failed at every retry. Under this bound a rollup cell overflows only after 8 million calls at the bound.
+_MAX_COUNT = 2 ** 40
+
+
+def _count(value: Any) -> int:
+    """A count attribute as an int (``int()``), from 0 to :data:`_MAX_COUNT`; anything else raises ValueError (the
+    span cannot be read, as for an amount: :func:`_decimal`)."""
+    count = int(value)
+    if not 0 <= count <= _MAX_COUNT:
+        raise ValueError(f"a count out of 0..{_MAX_COUNT}: {value!r}")
+    return count
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -124,7 +139,7 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
     for field, names in _TOKENS.items():
         for attr in names:
             if attr in a:
-                setattr(row, field, int(a[attr]))
+                setattr(row, field, _count(a[attr]))
                 break
     row.estimated = bool(a.get(s.AICOST_USAGE_ESTIMATED, False) or a.get(s.AICOST_COST_ESTIMATED, False))
     if s.AICOST_USAGE_AUDIO_SECONDS in a:
