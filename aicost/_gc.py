@@ -29,14 +29,14 @@ from typing import Any, Callable
 from . import _fork
 from ._log import error_once, warn_once
 
-__all__ = ["install", "watch", "unwatch", "collecting", "defer", "drain", "run_orphans"]
+__all__ = ["install", "watch", "unwatch", "collecting", "defer", "drain"]
 
 _collecting: int | None = None  # the thread id of the collection under way (the collector runs one at a time)
 _installed = False  # install() has run (it stays for the life of the process)
 _watched = 0  # calls a collection could finish (watch() less unwatch()): the hook is in gc.callbacks while > 0
 _jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
 _worker: threading.Thread | None = None
-orphaned = False  # jobs were deferred with no worker to run them (a forked child): the next finish runs them
+orphaned = False  # jobs were deferred with no worker to run them (a forked child): the next finish drains
 _state_lock = _fork.lock()
 _get_ident = threading.get_ident
 _WAIT_S = 5.0  # the longest the exit and uninstrument() wait for the job the worker is running
@@ -82,7 +82,8 @@ def unwatch() -> None:
 
 
 def collecting() -> bool:
-    """Whether this thread is inside a garbage collection (once :func:`install` has run)."""
+    """Whether this thread is inside a garbage collection (known while :func:`watch` has a call watched, after
+    :func:`install`)."""
     return _collecting is not None and _collecting == _get_ident()
 
 
@@ -110,12 +111,6 @@ def drain(wait: float = _WAIT_S) -> None:
             warn_once("gc:wait", "aicost: a call the garbage collector reached was still being finished after "
                       "%g s; it may not be recorded", wait)
         _run_queued()  # what that job deferred in turn
-
-
-def run_orphans() -> None:
-    """Run the jobs queued where they have no worker (a forked child), from a call's finish outside any lock."""
-    if orphaned:
-        drain(0)
 
 
 class _Fence:

@@ -539,8 +539,8 @@ class _Call:
             error_once("finish", "aicost: could not record a call")
         if self.gc_watched:
             _gc.unwatch()
-        if _gc.orphaned:  # a forked child's deferred finishes: here, outside any lock
-            _gc.run_orphans()
+        if _gc.orphaned:  # a forked child's deferred finishes (it has no worker): here, outside any lock
+            _gc.drain(0)
 
     def _finish(self, meta: ResponseMeta | None, error: BaseException | None, ended_by: str | None) -> None:
         """Each step is isolated: whatever fails (a vendor's garbage a reader missed, pricing, a span processor),

@@ -179,7 +179,7 @@ class StainlessIntegration(Integration):
 
     def route(self, router: Router, instance: Any, args: tuple, kwargs: dict[str, Any]
               ) -> tuple[Endpoint, Any, dict[str, Any]] | None:
-        options = args[1] if len(args) > 1 else kwargs.get("options")
+        options = _request_options(args, kwargs)
         body = getattr(options, "json_data", None)
         endpoint = self.route_path(getattr(options, "method", ""), getattr(options, "url", ""))
         if endpoint is None or not isinstance(body, dict):
@@ -192,15 +192,14 @@ class StainlessIntegration(Integration):
                          ) -> tuple[tuple, dict[str, Any]]:
         """What the interceptors changed in ``request`` goes into a copy of the request's options, which the SDK
         then builds the request from (``stream`` is the view's own key, read from ``request()``'s argument)."""
-        in_args = len(args) > 1
-        options = args[1] if in_args else kwargs["options"]
+        options = _request_options(args, kwargs)
         body = options.json_data
         changed = {k: v for k, v in request.items() if k != "stream" and body.get(k, _ABSENT) is not v}
         if not changed:
             return args, kwargs
         options = copy.copy(options)  # shallow, as the SDK's own model_copy: the caller's options stay as they were
         options.json_data = {**body, **changed}
-        if in_args:
+        if len(args) > 1:
             return (args[0], options, *args[2:]), kwargs
         return args, {**kwargs, "options": options}
 
@@ -383,6 +382,11 @@ class AttrView:
             return AttrView.wrap(self._data[name])
         except KeyError:
             raise AttributeError(name) from None
+
+
+def _request_options(args: tuple, kwargs: dict[str, Any]) -> Any:
+    """The ``FinalRequestOptions`` of a ``request(cast_to, options, ...)`` call, positional or by keyword."""
+    return args[1] if len(args) > 1 else kwargs.get("options")
 
 
 class JsonBodyReader(BodyReader):
