@@ -100,19 +100,36 @@ class Usage:
                 return f"{name} exceeds its total"
         return None
 
-    def checked(self) -> "Usage":
-        """This usage, with ``invalid`` set if a subset is larger than its total, or a total a reader summed from
-        valid counts (input plus cache reads and writes) is above ``MAX_COUNT`` (readers call it last, on every
-        call: hence the plain comparisons first, and the search for which one only when one fails)."""
+    def problem(self) -> str | None:
+        """Why this usage cannot be priced as exact, or None: its ``invalid`` reason, ``input_tokens`` or
+        ``output_tokens`` above ``MAX_COUNT``, a negative count, or a subset larger than its total. Changes nothing
+        (``aicost.price_call`` asks it of a caller's usage). Plain comparisons first, since every call runs them;
+        which subset it is, only when one fails."""
+        if self.invalid is not None:
+            return self.invalid
         i, o = self.input_tokens, self.output_tokens
-        if self.invalid is None and (i > MAX_COUNT or o > MAX_COUNT):
-            self.invalid = "input_tokens or output_tokens is above 2**53"
-        if self.invalid is None and (
-                self.cache_read_tokens > i or self.cache_write_tokens > i or self.input_audio_tokens > i
-                or self.input_image_tokens > i or self.reasoning_tokens > o or self.output_audio_tokens > o
-                or self.output_image_tokens > o or self.cache_write_1h_tokens > self.cache_write_tokens
-                or self.cache_read_image_tokens + self.cache_read_audio_tokens > self.cache_read_tokens):
-            self.invalid = self.subset_problem()
+        if i > MAX_COUNT or o > MAX_COUNT:
+            return "input_tokens or output_tokens is above 2**53"
+        read, write, write_1h = self.cache_read_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
+        read_image, read_audio = self.cache_read_image_tokens, self.cache_read_audio_tokens
+        audio_in, image_in = self.input_audio_tokens, self.input_image_tokens
+        reasoning, audio_out, image_out = self.reasoning_tokens, self.output_audio_tokens, self.output_image_tokens
+        # Every subset at most its total, and no count below 0 (the OR of ints is negative if and only if one is).
+        if (read > i or write > i or audio_in > i or image_in > i or reasoning > o or audio_out > o or image_out > o
+                or write_1h > write or read_image + read_audio > read
+                or (i | o | read | write | write_1h | read_image | read_audio | audio_in | image_in | reasoning
+                    | audio_out | image_out | self.input_characters | self.web_search_requests) < 0):
+            if min(i, o, read, write, write_1h, read_image, read_audio, audio_in, image_in, reasoning, audio_out,
+                   image_out, self.input_characters, self.web_search_requests) < 0:
+                return "a count is negative"
+            return self.subset_problem()
+        return None
+
+    def checked(self) -> "Usage":
+        """This usage, with ``invalid`` set to its :meth:`problem`, if it has one (readers call it last, on every
+        call)."""
+        if self.invalid is None:
+            self.invalid = self.problem()
         return self
 
     def validate(self) -> None:

@@ -363,7 +363,7 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     (``ModelPrice.cost``). ``Cost.tier`` / ``Cost.tier_reason`` say which band applied and why.
     """
     try:
-        problem = _usage_problem(usage)
+        problem = usage.problem()
         if problem is not None:  # never priced as exact (clamped subsets, a negative count read as none)
             return unknown_cost(provider, model, service_tier, usage, f"the usage failed validation: {problem}")
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
@@ -383,28 +383,6 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
         _log_once("error:" + repr((provider, model)), logging.ERROR,
                   "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
         return unknown_cost(provider, model, service_tier, usage)
-
-
-def _usage_problem(usage: Usage) -> str | None:
-    """Why ``usage`` cannot be priced as exact: its ``invalid`` reason, a negative count, or a subset larger than
-    its total (``Usage.subset_problem``); None for valid usage. Each count read once, plain comparisons (every call
-    pays this: ~4 k instructions under callgrind)."""
-    if usage.invalid is not None:
-        return usage.invalid
-    i, o, read, write = usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens
-    write_1h, read_image, read_audio = usage.cache_write_1h_tokens, usage.cache_read_image_tokens, \
-        usage.cache_read_audio_tokens
-    audio_in, image_in = usage.input_audio_tokens, usage.input_image_tokens
-    reasoning, audio_out, image_out = usage.reasoning_tokens, usage.output_audio_tokens, usage.output_image_tokens
-    # Every subset at least 0 and at most its total; the OR of ints is negative if and only if one of them is.
-    if (read > i or write > i or audio_in > i or image_in > i or reasoning > o or audio_out > o or image_out > o
-            or write_1h > write or read_image + read_audio > read
-            or (o | write_1h | read_image | read_audio | audio_in | image_in | reasoning | audio_out | image_out
-                | usage.input_characters | usage.web_search_requests) < 0):
-        negative = min(i, o, read, write, write_1h, read_image, read_audio, audio_in, image_in, reasoning, audio_out,
-                       image_out, usage.input_characters, usage.web_search_requests) < 0
-        return "a count is negative" if negative else usage.subset_problem()
-    return None
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
