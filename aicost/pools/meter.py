@@ -306,17 +306,17 @@ class PoolMeter:
     def _close(self, pool: Pool, start_s: int, cut: tuple[int, str] | None = None, read: bool = True
                ) -> ClosedInterval:
         """Allocate the interval that starts at ``start_s`` and hand it to the sinks. ``cut``: (the second the
-        meter stopped, why), for an interval closed early by :meth:`stop`: the engine is not read then (the
-        counters' floor and this interval's own weights are left out, as for an interval without counter
-        figures), and the last load sample holds until the cut, not to the interval's end. ``read`` False: the
-        engine is not read either (an interval that ended, closed by a stop with no meter after it)."""
+        meter stopped, why), for an interval closed early by :meth:`stop`: the last load sample holds until the
+        cut, not to the interval's end. ``read`` False: the engine's counters are not read (a stop, which must not
+        wait on an engine: an interval cut early, or one that ended, closed with no meter after it); the counters'
+        floor and this interval's own weights are left out, as for an interval without counter figures."""
         end_s = start_s + pool.interval
         with self._lock:
             uses = self._open[pool.name].pop(start_s, [])
             samples = self._take_samples(pool, start_s, end_s)
         start = datetime.fromtimestamp(start_s, timezone.utc)
         end = datetime.fromtimestamp(end_s, timezone.utc)
-        delta = self._counters(pool) if pool.metrics_url and cut is None and read else None
+        delta = self._counters(pool) if pool.metrics_url and read else None
         w_in, w_out, weights_from = self._weights_for(pool, delta)
         # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
         (a, b), places = as_ints([w_in, w_out])
@@ -418,7 +418,7 @@ class PoolMeter:
                 else:
                     booked = start in self._open[pool.name] or now > start
                     if booked:
-                        closed.append(self._close(pool, start, (now, why)))
+                        closed.append(self._close(pool, start, (now, why), read=False))
                     if heir is not None:  # another interval length: it does not book again what this one booked
                         successor._begin_at(heir, start + pool.interval if booked else start)  # type: ignore
                 with self._lock:  # calls in a later interval than the stop's clock said: only with a clock gone back
