@@ -6,6 +6,7 @@ rollups) and three (the raw rows). Written by a helper of the eighth session."""
 
 from __future__ import annotations
 
+import decimal
 import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from aicost.ledger import CALL, LedgerRow, open_store
-from aicost.ledger.report import Mover, Period, build_report, parse_period
+from aicost.ledger.report import Mover, Period, build_report, parse_period, render_table
 from aicost.pricing.money import format_usd, sum_usd
 
 from ledger_helpers import sum_all_pairs
@@ -93,3 +94,23 @@ def test_top_movers_equal_the_plain_computation_from_the_rows(ledger_url, odd):
                  for p in (under_way, ended)}
         assert users == {"7d": ["grew", "gone", "shrank", "tie-a", "tie-b"],
                          "": ["today", "grew", "gone", "shrank", "tie-a"]}
+
+
+def test_top_movers_do_not_depend_on_the_callers_decimal_context(ledger_url):
+    """build_report is called from host code, whose thread may run a low-precision decimal context: each group's
+    change, the compared part's cost (the table less the part not compared) and a Mover's change are exact all
+    the same. At 4 digits, 1234567.25 - 1229567.25 came out as 1.235E+6 - 1.230E+6 = 5E+3 plus rounding."""
+    rows = _rows(True)
+    with open_store(ledger_url) as store:
+        store.write(rows)
+        sum_all_pairs(store)
+        for period in (parse_period("7d", now=NOW), Period(DAY + timedelta(days=7), DAY + timedelta(days=14))):
+            for keys in [("team", "user"), ("user",)]:
+                expected = _plain_movers(rows, period, keys)
+                with decimal.localcontext(decimal.Context(prec=4)):
+                    movers = build_report(store, period=period, group_by=keys).movers
+                    changes = [(m.change, m.change_pct) for m in movers]
+                    table = render_table(report := build_report(store, period=period, group_by=keys))
+                assert movers == expected, (keys, period)
+                assert changes == [(m.change, m.change_pct) for m in expected]
+                assert table == render_table(report)  # the shares and the movers' table as in the default context

@@ -34,7 +34,7 @@ from itertools import chain, compress, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from ..pricing.money import canonical, format_usd, sum_usd
+from ..pricing.money import canonical, format_usd, subtract_usd, sum_usd
 from .csvtext import csv_text
 from .days import DAY, EPOCH, midnight, month_of
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
@@ -156,6 +156,11 @@ def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
     raise PeriodError(f"unknown period {period!r}; use {_ACCEPTED}")
 
 
+# Percentages (a mover's change, a group's share) in a context of their own: the thread's may be a host's, at a
+# precision too low to quantize them to 0.1 (or to round them right).
+_RATIO = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+
+
 @dataclass
 class Mover:
     key: dict[str, str | None]
@@ -164,13 +169,13 @@ class Mover:
 
     @property
     def change(self) -> Decimal:
-        return self.current - self.previous
+        return subtract_usd(self.current, self.previous)
 
     @property
     def change_pct(self) -> Decimal | None:
         if not self.previous:
             return None
-        return (self.change * 100 / self.previous).quantize(Decimal("0.1"))
+        return _RATIO.quantize(_RATIO.divide(_RATIO.multiply(self.change, 100), self.previous), Decimal("0.1"))
 
 
 @dataclass
@@ -278,12 +283,12 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
     now = _costs_by(table, mover_keys)
     if compared.end < period.end:  # the table less the rest (today's rows): a day of cells, not the whole span
         rest = _costs_by(costs(Period(compared.end, period.end)), mover_keys)
-        now = {key: cost - rest.get(key, _ZERO) for key, cost in now.items()}
+        now = {key: subtract_usd(cost, rest.get(key, _ZERO)) for key, cost in now.items()}
     # Each group's change: now's costs, then each of before's subtracted, mapped in C (no bytecode per group: a
     # day by team and user is 32,000 of them). One lookup and one store per group of before: a list of both
     # periods' keys, each looked up in both dicts, took twice as long.
     changes = dict(now)
-    changes.update(zip(before, map(operator.sub, map(changes.get, before, repeat(_ZERO)), before.values())))
+    changes.update(zip(before, map(subtract_usd, map(changes.get, before, repeat(_ZERO)), before.values())))
     # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
     # least as much as the limit-th largest, which is not 0) become Movers and are sorted
     sizes = heapq.nlargest(limit, map(abs, filter(None, changes.values())))
@@ -427,9 +432,8 @@ def _table_lines(report: Report) -> list[str]:
     columns: list[Sequence] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
     for _, name in _TABLE_COLUMNS:
         if name == "share":
-            if total:  # as f"{cost * 100 / total:.1f}%" in the thread's decimal context, mapped in C
-                ctx = decimal.getcontext()
-                shares = map(ctx.divide, map(ctx.multiply, table.column("cost"), repeat(100)), repeat(total))
+            if total:  # as f"{cost * 100 / total:.1f}%", mapped in C
+                shares = map(_RATIO.divide, map(_RATIO.multiply, table.column("cost"), repeat(100)), repeat(total))
                 columns.append(list(map(str.__add__, map(format, shares, repeat(".1f")), repeat("%"))))
             else:
                 columns.append(["-"] * len(table))

@@ -59,6 +59,11 @@ def format_usd(value: Decimal) -> str:
 _DIGITS = frozenset("0123456789")
 
 
+# ``a - b`` exactly, whatever the thread's decimal context (a host may run at a low precision): a bound method, so
+# reports map it over whole columns in C. Not canonical: canonical() the result where it is written.
+subtract_usd = _CANONICAL.subtract
+
+
 def sum_usd(values: "Iterable[Decimal]") -> Decimal:
     """The exact sum of amounts, canonical, independent of the thread's decimal context."""
     return _add(_normalize(reduce(_add, values, _ZERO)), _ZERO)  # the loop in C: reports sum 60,000 at a time
