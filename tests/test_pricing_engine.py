@@ -171,6 +171,35 @@ def test_characters_at_a_model_not_billed_per_character_are_unknown_not_free():
     assert cost.known is False and cost.total is None
 
 
+def test_tokens_of_a_class_with_no_rate_make_the_cost_unknown_not_free(caplog):
+    """An embedding model lists an input rate only, and so may an override: output tokens reported for it have
+    no price, so the call's cost is unknown, naming the missing rate; never a $0 output part marked known."""
+    embed = price_call("openai", "text-embedding-3-small", Usage(input_tokens=1_000, output_tokens=5))
+    assert (embed.known, embed.total, embed.parts) == (False, None, {})
+    assert "no output rate" in embed.unknown_reason and "text-embedding-3-small" in embed.unknown_reason
+    # An embedding call (no output) stays priced and exact.
+    assert price_call("openai", "text-embedding-3-small", Usage(input_tokens=1_000)).total == per_m(1_000, "0.02")
+    engine.set_price("acme-embed", input="0.1")
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        for _ in range(2):
+            cost = price_call("acme", "acme-embed", Usage(input_tokens=10, output_tokens=3, reasoning_tokens=3))
+    assert cost.known is False and "no reasoning or output rate" in cost.unknown_reason  # its fallback is gone too
+    assert [r.getMessage() for r in caplog.records].count(
+        f"aicost: {cost.unknown_reason}; such calls are marked cost-unknown, not priced at $0") == 1
+    # An output-only override: input tokens, and cache reads (billed as input without their own rate), unknown.
+    engine.set_price("acme-gen", output="2")
+    cached = price_call("acme", "acme-gen", Usage(input_tokens=10, cache_read_tokens=10, output_tokens=1))
+    assert cached.known is False and "no cache_read or input rate" in cached.unknown_reason
+    assert price_call("acme", "acme-gen", Usage(output_tokens=1_000)).total == per_m(1_000, "2")
+    # The same on a long-context band and on a service tier: every band has the rates its base has.
+    engine.set_price("acme-long", input="1", long_context=[{"above": 100, "input": "2"}])
+    assert price_call("acme", "acme-long", Usage(input_tokens=200, output_tokens=1)).known is False
+    assert price_call("acme", "acme-long", Usage(input_tokens=200)).total == per_m(200, "2")
+    batch = price_call("azure.ai.openai", "text-embedding-3-small", Usage(input_tokens=10, output_tokens=1),
+                       service_tier="batch")
+    assert batch.known is False and batch.service_tier == "batch"
+
+
 def test_web_search_requests_per_request_fee():
     usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=3)
     cost = price_call("anthropic", "claude-sonnet-4-5", usage)

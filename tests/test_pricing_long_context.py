@@ -374,8 +374,9 @@ def test_price_call_prices_each_step_by_its_own_input() -> None:
     assert price_call("anthropic", MODEL, usage, long_context=False, steps=steps).tier_reason == \
         "long_context_not_enabled"
     # A price with a per-request fee: once per call, whatever the bands.
-    fee = pricing.ModelPrice(provider="p", model="m", rates={"input": Decimal(1), "request": Decimal(5)},
-                             tiers=((200_000, {"input": Decimal(2)}),))
+    free_output = {"output": Decimal(0)}  # a rate of 0: with no output rate at all, the output has no price
+    fee = pricing.ModelPrice(provider="p", model="m", rates={"input": Decimal(1), "request": Decimal(5), **free_output},
+                             tiers=((200_000, {"input": Decimal(2), **free_output}),))
     priced = fee.cost(usage, steps=steps)
     assert priced.parts["request"] == Decimal("0.005")
     assert priced.total == per_m(150_000, "1") + per_m(250_000, "2") + Decimal("0.005")

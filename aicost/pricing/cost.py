@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from .._log import log_once
 from ..usage import Usage
 from .money import canonical, canonicalize_parts, format_usd
 from .names import normalise_tier
@@ -43,7 +45,8 @@ UNIT_RATES = ("web_search", "web_search_preview", "request")
 RATE_NAMES = TOKEN_RATES + UNIT_RATES
 
 # A rate a model does not list falls back to the rate the vendor bills instead (OpenAI cache writes are
-# plain input; reasoning is output; a model without a separate audio rate bills audio as text).
+# plain input; reasoning is output; a model without a separate audio rate bills audio as text). A token class
+# with no rate even so (an embedding model's output, an input-only override's) has no price: see ``_Band``.
 FALLBACKS: Mapping[str, tuple[str, ...]] = {
     "cache_read": ("input",),
     "cache_read_image": ("cache_read", "input"),
@@ -96,7 +99,8 @@ class Cost:
     tier: str | None = None
     tier_reason: str | None = None
     # Why the price is unknown, when pricing knows more than "no price for this model": a tier the vendor bills
-    # at per-model rates the catalog does not list (a null ``tier_factor``). None otherwise.
+    # at per-model rates the catalog does not list (a null ``tier_factor``), or something the call billed that its
+    # price has no rate for (``ModelPrice._unpriced``). None otherwise.
     unknown_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -189,17 +193,20 @@ class _Band:
 
     __slots__ = ("threshold", "name", "per_mtok", "input", "cache_read", "cache_read_image", "cache_read_audio",
                  "cache_write", "cache_write_1h", "output", "reasoning", "input_audio", "output_audio", "input_image",
-                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "characters_only",
+                 "output_image", "input_characters", "web_search", "web_search_preview", "request", "no_rate",
                  "input_form", "output_form")
 
     def __init__(self, threshold: int, per_mtok: Mapping[str, Decimal]) -> None:
         self.threshold = threshold
         self.name = f"input>{threshold}" if threshold >= 0 else None  # ``Cost.tier``; None for the base rates
         self.per_mtok = MappingProxyType(dict(per_mtok))
-        # A model billed by characters alone (tts-1): tokens reported for it have no price, not a $0 one. (A model
-        # with no rates at all, such as the moderation models, is free.)
-        self.characters_only = "input_characters" in per_mtok and not any(
-            name in per_mtok for name in TOKEN_RATES if name != "input_characters")
+        # The token classes this band has no rate for, even by fallback: an embedding model's output, an input-only
+        # override's; every token of a model billed by characters alone (tts-1). A call with such tokens has no
+        # price, not a $0 part (``ModelPrice._priced``). A model with no rates at all (the moderation models, a
+        # vendor's free models) is one the vendor gives away: its tokens are free, so no class lacks a rate.
+        self.no_rate = frozenset(
+            name for name in TOKEN_RATES if name != "input_characters" and _with_fallback(per_mtok, name) is None
+        ) if per_mtok else frozenset()
         for name in TOKEN_RATES:
             rate = _with_fallback(per_mtok, name)
             setattr(self, name, rate.scaleb(_MILLION_EXP, MONEY) if rate else ZERO)
@@ -369,8 +376,6 @@ class ModelPrice:
         priced at another band than the rest, which carries the fee once). The common call has no
         cache/audio/image/reasoning tokens, so those branches are skipped as a group."""
         input_tokens = usage.input_tokens
-        if band.characters_only and (input_tokens or usage.output_tokens):
-            return unknown_cost(self.provider, self.model, self.service_tier, usage)
         mul = MONEY.multiply
         add = MONEY.add
         parts: dict[str, Decimal] = {}
@@ -453,7 +458,7 @@ class ModelPrice:
                 plain = False
         if usage.input_characters > 0:
             if "input_characters" not in band.per_mtok:  # a model not billed per character: no $0 part, no price
-                return unknown_cost(self.provider, self.model, self.service_tier, usage)
+                return self._unpriced("input_characters", usage)
             parts["input_characters"] = value = mul(band.input_characters, usage.input_characters)
             total = add(total, value)
             plain = False
@@ -467,6 +472,10 @@ class ModelPrice:
             parts["request"] = band.request
             total = add(total, band.request)
             plain = False
+        if band.no_rate:  # a part of a class the band has no rate for (a part is there only for tokens > 0)?
+            for name in parts:  # a loop, not a generator: one would make the band a cell on every call
+                if name in band.no_rate:
+                    return self._unpriced(name, usage)
         if plain:  # parts canonical; the total too unless its coefficient ends in 0 (1.5 + 0.5 = 2.0)
             return _make_cost(True, total, MappingProxyType(parts), self.model, self.provider, self.service_tier,
                               self.source, usage.estimated or estimated, tier, tier_reason, coefficient % 10 != 0)
@@ -474,6 +483,18 @@ class ModelPrice:
             True, total, parts, self.model, self.provider, self.service_tier, self.source,
             usage.estimated or estimated, tier, tier_reason,
         )
+
+    def _unpriced(self, name: str, usage: Usage) -> Cost:
+        """The cost of a call that billed ``name`` (a token class, characters, web searches) which this price has no
+        rate for, even by fallback: unknown, with the reason naming the rate, never a $0 part."""
+        rates = " or ".join((name, *FALLBACKS.get(name, ())))
+        where = f" on {self.provider}" if self.provider else ""
+        what = _BILLED_AS.get(name, f"{name} tokens")
+        reason = (f"the price of {self.model}{where} has no {rates} rate, so the call's {what} cannot be priced "
+                  "(a price override with that rate prices them)")
+        log_once("pricing:rate:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not "
+                 "priced at $0", reason)
+        return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
         """Worst-case cost of a request (for budget reservations): every token at its dearest class."""
@@ -519,6 +540,10 @@ class ModelPrice:
                     beta = ", 1M-context beta" if self.long_context_opt_in else ""
                     rows.append((name, f"input > {threshold:,}{beta} ({unit})", format_usd(band[name])))
         return rows
+
+
+# What ``ModelPrice._unpriced`` calls what a call billed, where it is not "<class> tokens".
+_BILLED_AS: Mapping[str, str] = {"input_characters": "input characters"}
 
 
 # What a sampling step reports (Anthropic's ``usage.iterations`` entries): the counts :func:`_without` takes away.
