@@ -207,6 +207,24 @@ def test_web_search_requests_per_request_fee():
     assert_consistent(cost)
 
 
+def test_web_searches_at_a_model_with_no_web_search_rate_are_unknown_not_free():
+    """Most OpenAI models list no web search rate (gpt-4.1-nano): searches a call reports there have no price, so
+    its cost is unknown, naming the rate; never searches left out of a total that looks exact."""
+    usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=2)
+    assert "web_search" not in resolve("openai", "gpt-4.1-nano").rates
+    for tool in (None, "web_search_preview"):
+        nano = price_call("openai", "gpt-4.1-nano", usage, web_search_tool=tool)
+        assert (nano.known, nano.total, nano.parts) == (False, None, {})
+        assert "no web_search rate" in nano.unknown_reason and "web searches" in nano.unknown_reason
+    assert price_call("openai", "gpt-4.1-nano", Usage(input_tokens=1_000, output_tokens=100)).known  # no searches
+    engine.set_price("acme-search", input="1", output="1")
+    assert price_call("acme", "acme-search", usage).known is False
+    engine.set_price("acme-free-search", input="1", output="1", web_search="0")  # searches free, as written
+    assert price_call("acme", "acme-free-search", usage).total == per_m(1_100, "1")
+    # A model the vendor gives away (no rates at all): its tokens are free, but searches were never priced.
+    assert price_call("openai", "omni-moderation-latest", Usage(web_search_requests=1)).known is False
+
+
 def test_per_request_fee_from_override():
     engine.set_price("router-model", input="1", output="2", request="5")  # $5 per 1,000 requests
     cost = price_call("openai", "router-model", Usage(input_tokens=1_000, output_tokens=1_000))

@@ -214,7 +214,10 @@ class _Band:
             rate = per_mtok.get(name)
             if rate is None and name == "web_search_preview":
                 rate = per_mtok.get("web_search")
-            setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate else ZERO)
+            # No request fee listed is none to pay; no web search rate is no price for a search (None), not a free
+            # one: many models list none, and a call that reports searches there is cost-unknown (``_priced``).
+            setattr(self, name, rate.scaleb(_THOUSAND_EXP, MONEY) if rate is not None else
+                    ZERO if name == "request" else None)
         self.input_form = _form(self.input)
         self.output_form = _form(self.output)
 
@@ -464,6 +467,8 @@ class ModelPrice:
             plain = False
         if usage.web_search_requests > 0:
             search = band.web_search_preview if web_search_tool == "web_search_preview" else band.web_search
+            if search is None:
+                return self._unpriced("web_search", usage)
             if search:
                 parts["web_search"] = value = mul(search, usage.web_search_requests)
                 total = add(total, value)
@@ -543,7 +548,7 @@ class ModelPrice:
 
 
 # What ``ModelPrice._unpriced`` calls what a call billed, where it is not "<class> tokens".
-_BILLED_AS: Mapping[str, str] = {"input_characters": "input characters"}
+_BILLED_AS: Mapping[str, str] = {"input_characters": "input characters", "web_search": "web searches"}
 
 
 # What a sampling step reports (Anthropic's ``usage.iterations`` entries): the counts :func:`_without` takes away.
