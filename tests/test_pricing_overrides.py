@@ -212,6 +212,24 @@ def test_file_contradicting_already_loaded_overrides_is_rejected(tmp_path):
     assert price_call("openai", "x", Usage(input_tokens=1_000_000)).total == Decimal(1)  # no output rate: no output
 
 
+def test_a_misspelt_provider_is_refused_and_a_provider_of_your_own_is_not(tmp_path):
+    """A price for 'opanai' never applies: every OpenAI call would go on at the catalog's price, silently. A
+    provider of one's own (a gateway, a self-hosted server, an integration's vendor) is legitimate: only a name that
+    is not a known provider's but is a near-miss of one is refused, naming the argument and the known providers."""
+    with pytest.raises(PriceFileError, match=r"unknown provider 'opanai': did you mean 'openai'\?") as caught:
+        set_price("gpt-4o", provider="opanai", input="1", output="2")
+    assert caught.value.field == "provider" and "aws.bedrock, azure.ai.openai" in str(caught.value)
+    with pytest.raises(PriceFileError, match="did you mean 'anthropic'"):
+        add_discount("10", provider="Antropic")
+    with pytest.raises(PriceFileError) as caught:  # a price file goes through the same check
+        load_price_file(write(tmp_path, "p.toml", '[[model]]\nmodel = "m"\nprovider = "vertex-ai"\ninput = "1"\n'))
+    assert (caught.value.line, caught.value.field) == (3, "provider") and "'vertex_ai'" in str(caught.value)
+    assert resolve("openai", "gpt-4o").source != "override"  # nothing was installed
+    for provider in ("OpenAI", "bedrock", "aws", "x-ai", "together_ai", "litellm", "my-vllm", "toyai"):
+        set_price(f"own-{provider}", provider=provider, input="1", output="1")
+    assert price_call("litellm", "own-litellm", USAGE).total == Decimal(2)
+
+
 def test_set_price_validates_at_configure_time():
     with pytest.raises(ValueError, match="'output'"):
         set_price("x", input="1", output="abc")

@@ -503,7 +503,9 @@ def set_price(model: str, *, provider: str | None = None, service_tier: str | No
 
     Rates are USD per million tokens (``input=``, ``output=``, ``cache_read=``, ...), or GPU-hour pricing
     (``gpu_hour=``, ``gpus=``, ``tokens_per_second=``). ``model`` may end in ``*`` to cover a prefix.
-    Validated now: bad values raise PriceFileError (a ConfigurationError and ValueError) naming the field.
+    Validated now: bad values raise PriceFileError (a ConfigurationError and ValueError) naming the field. So
+    does a ``provider`` aicost does not know that is a near-miss of one it does (``"opanai"``), which would never
+    apply; a provider of your own (a gateway, a self-hosted server) is accepted.
     """
     data: dict[str, Any] = {"model": model, **rates}
     for name, value in (("provider", provider), ("service_tier", service_tier), ("from", effective_from),

@@ -267,12 +267,37 @@ def _pattern(value: Any, name: str, where: _Where) -> Pattern:
     return Pattern(text)
 
 
+# How alike (difflib's ratio) a provider name aicost does not know and one it knows must be to be taken for a
+# misspelling: 'opanai', 'antropic', 'vertex-ai', 'together' are refused; 'litellm', 'my-vllm', 'toyai' are not.
+_NEAR_MISS = 0.8
+
+
 def _provider(value: Any, name: str, where: _Where) -> str | None:
+    """The provider a rule or discount applies to: the catalog id of a name aicost knows, else the name itself,
+    lower-cased. A provider of one's own (a gateway, a self-hosted server, an integration's vendor) is legitimate,
+    so an unknown name is kept, unless it is a near-miss of a known one: a rule for 'opanai' would never apply,
+    and every 'openai' call would go on at the catalog's price, silently. Price files and ``set_price`` /
+    ``add_discount`` all come through here."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise where.error("must be a provider name such as 'openai' or 'aws.bedrock'", name)
-    return names.provider_id(value) or value.strip().lower()
+    word = value.strip().lower()
+    pid = names.provider_id(word)
+    if pid is None:
+        from . import catalog  # the catalog is loaded on first use, not when overrides are imported
+
+        tables = catalog.current().providers  # a catalog file's own ids are known too
+        known = sorted(set(names.PROVIDER_ALIASES) | names.VENDORS_WITHOUT_TABLE | set(tables))
+        close = difflib.get_close_matches(word, known, n=1, cutoff=_NEAR_MISS) if word not in known else []
+        if close:
+            shown = sorted({names.provider_name(table) or table for table in tables} | names.VENDORS_WITHOUT_TABLE)
+            raise where.error(
+                f"unknown provider {value!r}: did you mean {close[0]!r}? A price for a misspelt provider never "
+                f"applies. Known providers: {', '.join(shown)} (and spellings such as 'bedrock', 'xai'); a "
+                "provider of your own (a gateway, a self-hosted server) is accepted when its name is not this "
+                "close to one of them", name)
+    return pid or word
 
 
 def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, section: str) -> None:
