@@ -717,6 +717,20 @@ def test_real_catalog_price_override_applies_to_the_next_reservation():
         pricing.clear_overrides()
 
 
+def test_a_priced_model_whose_output_has_no_price_is_refused_with_pricing_s_reason():
+    """An input-only override prices a model's input, not its output: a chat call's worst case (its output cap)
+    has no price, so it is refused with the reason pricing gives the span, not as a model with no price."""
+    from aicost import pricing
+
+    pricing.set_price("acme-input-only", provider="openai", input="1")
+    try:
+        with pytest.raises(PolicyViolation, match="has no output rate") as refused:
+            BudgetGuard([Budget(limit_usd="1")]).before_call(chat_info(model="acme-input-only", max_tokens=1000))
+        assert "no price is known" not in str(refused.value)
+    finally:
+        pricing.clear_overrides()
+
+
 # --------------------------------------------------------------------------------------------- reconfiguring
 def test_configuring_again_keeps_the_spend_of_the_memory_store():
     """A reload (configure_budgets again, same budgets) must not forgive what the window has already spent."""

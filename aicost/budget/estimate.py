@@ -22,10 +22,13 @@ PriceLookup = Callable[..., Any]  # (provider, model, *, service_tier=None) -> M
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    cost_usd: Decimal | None  # None: the model has no known price
+    cost_usd: Decimal | None  # None: the model has no known price, or none for what the call may bill
     input_tokens: int
     output_tokens: int
     input_exact: bool
+    # Why a priced model's worst case has no price (pricing's ``Cost.unknown_reason``: its price has no output
+    # rate, and the call may generate output); None otherwise.
+    unknown_reason: str | None = None
 
 
 def default_price_lookup() -> PriceLookup:
@@ -110,8 +113,9 @@ def worst_case(
     else:
         usage = Usage(input_tokens=input_tokens, output_tokens=output, estimated=not input_exact)
     cost = price.cost(usage)
-    total = cost.total if getattr(cost, "known", True) else None
-    return Estimate(total, input_tokens, output, input_exact)
+    if not getattr(cost, "known", True):
+        return Estimate(None, input_tokens, output, input_exact, getattr(cost, "unknown_reason", None))
+    return Estimate(cost.total, input_tokens, output, input_exact)
 
 
 def _model_max_output(price: Any) -> int | None:

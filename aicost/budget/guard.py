@@ -493,10 +493,11 @@ class BudgetGuard:
         )
         if estimate.cost_usd is not None:
             return estimate.cost_usd
-        self._refuse_unknown_price(info, tier_reason or f"no price is known for {provider} model {model!r}",
+        reason = tier_reason or estimate.unknown_reason  # priced, but not at this tier or not all this call bills
+        self._refuse_unknown_price(info, reason or f"no price is known for {provider} model {model!r}",
                                    "add a price override or configure on_unknown_price='allow'")
-        if tier_reason is not None:
-            log_once(f"unknown:{tier_reason}", "aicost: %s; such calls are not budgeted", tier_reason)
+        if reason is not None:
+            log_once(f"unknown:{reason}", "aicost: %s; such calls are not budgeted", reason)
         else:
             log_once(f"unknown:{provider}:{model}", "aicost: no price for %s model %r; its calls are not budgeted",
                      provider, model)
