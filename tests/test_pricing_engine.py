@@ -609,6 +609,14 @@ def test_upper_bound_for_budget_reservations():
     assert price.upper_bound(300_000, 0) == per_m(300_000, "12")
 
 
+def test_upper_bound_has_no_value_where_a_token_it_bounds_has_no_rate():
+    """An embedding model lists an input rate only: the worst case of a request that may generate output is
+    unknown (None), never the input's cost alone, as if output were free."""
+    price = resolve("openai", "text-embedding-3-small")
+    assert price.upper_bound(1_000, 0) == per_m(1_000, "0.02")
+    assert price.upper_bound(1_000, 10) is None
+
+
 def test_openai_web_search_preview_tool_on_non_reasoning_models():
     usage = Usage(input_tokens=1_000, output_tokens=100, web_search_requests=2)
     ga = price_call("openai", "gpt-4o-2024-08-06", usage)

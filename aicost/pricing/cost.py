@@ -501,9 +501,14 @@ class ModelPrice:
                  "priced at $0", reason)
         return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
 
-    def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
-        """Worst-case cost of a request (for budget reservations): every token at its dearest class."""
+    def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal | None:
+        """Worst-case cost of a request (for budget reservations): every token at its dearest class. None where the
+        price has no input rate for input tokens, or no output rate for output tokens (even by fallback: an
+        embedding model that may generate output): such a call's cost is unknown (:meth:`cost`), and no bound is
+        one that counts those tokens as free."""
         band = self.band_for(input_tokens)
+        if input_tokens > 0 and "input" in band.no_rate or output_tokens > 0 and "output" in band.no_rate:
+            return None
         dearest_in = max(band.input, band.cache_write, band.cache_write_1h, band.input_audio, band.input_image)
         dearest_out = max(band.output, band.reasoning, band.output_audio, band.output_image)
         total = MONEY.add(
