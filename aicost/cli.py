@@ -231,6 +231,11 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
     return None if store is None else (store, period)
 
 
+# ``aicost report --movers``'s default. The option's own default is None, so that `--pool`, which compares no
+# periods, can tell a `--movers` given from none and refuse it.
+_DEFAULT_MOVERS = 5
+
+
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.pool is not None:
         return _pool_report(args, out, err)
@@ -257,8 +262,9 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     gc.disable()
     try:
         try:
+            movers = _DEFAULT_MOVERS if args.movers is None else args.movers
             report = build_report(store, period=period, group_by=keys, where=where,
-                                  movers=args.movers if args.format != "csv" else 0,  # CSV has no movers
+                                  movers=movers if args.format != "csv" else 0,  # CSV has no movers
                                   measures=FORMAT_MEASURES[args.format],  # only what the format shows
                                   lines=args.format if args.format != "table" else None)  # PostgreSQL writes them
         except ValueError as exc:
@@ -280,7 +286,7 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .errors import ConfigurationError
     from .pools import read_intervals, summarise, what_if
     from .pools.ledger import pools_in
-    from .pools.report import render_json, render_table
+    from .pools.report import render_empty, render_json, render_table
 
     if args.format == "csv":
         print("aicost report --pool: --format table or json", file=err)
@@ -288,31 +294,35 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.where or args.by != "team":  # the pool's figures are whole, by team: never shown as if filtered
         print("aicost report --pool: shows the whole pool, by team; --where and --by do not apply", file=err)
         return 2
+    if args.movers is not None:  # it has no previous period to compare with (--compare is a hosted model's what-if)
+        print("aicost report --pool: compares no periods; --movers does not apply", file=err)
+        return 2
+    if args.compare is not None and not args.compare.partition("/")[2]:
+        print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
+        return 2
     opened = _open_ledger(args, err)
     if opened is None:
         return 2
     store, period = opened
     try:
+        label = f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC"
         intervals = list(read_intervals(store, args.pool, period.start, period.end))
-        if not intervals:
-            known = ", ".join(pools_in(store)) or "none"
-            print(f"aicost report --pool: no closed intervals of pool {args.pool!r} in {period.label} "
-                  f"(pools in this ledger: {known})", file=err)
-            return 1
+        if not intervals:  # as `aicost report` over a period without rows: it says so, and that is no error
+            out.write(render_empty(args.pool, label, pools_in(store), args.format))
+            if args.format != "table":
+                print(f"aicost report --pool: no closed intervals of pool {args.pool!r} between "
+                      f"{period.start.isoformat()} and {period.end.isoformat()}", file=err)
+            return 0
         summary = summarise(intervals)
         compare = None
-        if args.compare:
+        if args.compare is not None:
             provider, _, model = args.compare.partition("/")
             try:
-                compare = what_if(summary, provider, model) if model else None
+                compare = what_if(summary, provider, model)
             except ConfigurationError as exc:
                 print(f"aicost report --compare: {exc}", file=err)
                 return 2
-            if compare is None:
-                print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
-                return 2
         render = render_json if args.format == "json" else render_table
-        label = f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC"
         out.write(render(summary, label, compare))
         return 0
     finally:
@@ -326,7 +336,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated group-by keys: team, feature, customer, user, model, provider, tag, "
                         "tag:NAME, day, hour (default: team; '' for totals only)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--movers", type=int, default=5, help="top movers against the previous period to show (0: none)")
+    p.add_argument("--movers", type=int, help=f"top movers against the previous period to show (default "
+                                              f"{_DEFAULT_MOVERS}; 0: none; not with --pool)")
     p.add_argument("--pool", metavar="NAME", help="a self-hosted GPU pool: cost, utilisation, idle cost, cost per 1M "
                                                   "tokens, each team's share (docs/self-hosted.md)")
     p.add_argument("--compare", metavar="PROVIDER/MODEL", help="with --pool: what the same tokens would have cost on "

@@ -91,11 +91,8 @@ def test_report_compare_without_pool_is_refused(tmp_path):
     assert out.getvalue() == "" and err.getvalue().startswith("aicost report: --compare needs --pool")
 
 
-@pytest.mark.parametrize("extra", [["--where", "team=search"], ["--by", "feature"]])
-def test_pool_report_refuses_where_and_by(tmp_path, extra):
-    """`aicost report --pool NAME` shows the pool's whole cost, split by team (docs/self-hosted.md). `--where` and
-    `--by` were ignored: `--where team=search` printed every team's figures under a command that read as filtered,
-    exit status 0. They are refused now; without them the report is as before."""
+def _pool_ledger(tmp_path) -> str:
+    """A ledger with one closed hour of pool "chat" (2026-12-01 00:00-01:00 UTC): $2 to search, $1 to support."""
     from datetime import datetime, timezone
     from decimal import Decimal
 
@@ -111,6 +108,15 @@ def test_pool_report_refuses_where_and_by(tmp_path, extra):
         write_interval(store, ClosedInterval("chat", "ml", "tokens", start, end, Decimal(5), Decimal(3), Decimal(2),
                                              Decimal("0.6"), Decimal(1), Decimal(4), "declared", allocations,
                                              utilisation_from="declared capacity"))
+    return url
+
+
+@pytest.mark.parametrize("extra", [["--where", "team=search"], ["--by", "feature"]])
+def test_pool_report_refuses_where_and_by(tmp_path, extra):
+    """`aicost report --pool NAME` shows the pool's whole cost, split by team (docs/self-hosted.md). `--where` and
+    `--by` were ignored: `--where team=search` printed every team's figures under a command that read as filtered,
+    exit status 0. They are refused now; without them the report is as before."""
+    url = _pool_ledger(tmp_path)
     period = ["--since", "2026-12-01", "--until", "2026-12-02"]
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["report", "--ledger", url, "--pool", "chat", *period, *extra], out=out, err=err) == 2
@@ -118,3 +124,59 @@ def test_pool_report_refuses_where_and_by(tmp_path, extra):
     out = io.StringIO()
     assert cli.main(["report", "--ledger", url, "--pool", "chat", *period], out=out, err=err) == 0
     assert "search" in out.getvalue() and "support" in out.getvalue()
+
+
+@pytest.mark.parametrize("movers", ["0", "5", "3"])
+def test_pool_report_refuses_movers(tmp_path, movers):
+    """`--movers N` shows top movers against the previous period; the pool report compares no periods (its
+    `--compare` is a hosted model's what-if), and it printed the pool's figures without them, exit status 0, for
+    any N, the default's value too. It is refused, naming the option; `aicost report` keeps its movers."""
+    url = _pool_ledger(tmp_path)
+    period = ["--since", "2026-12-01", "--until", "2026-12-02"]
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, "--pool", "chat", *period, "--movers", movers], out=out, err=err) == 2
+    assert out.getvalue() == ""
+    assert err.getvalue() == "aicost report --pool: compares no periods; --movers does not apply\n"
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, *period, "--movers", movers], out=out, err=err) == 0, err.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_pool_report_over_a_period_without_intervals_says_so(tmp_path, fmt):
+    """A period without a pool's closed intervals (or a pool the ledger has never seen) exited with status 1, as if
+    it were an error, and wrote nothing to stdout. `aicost report` over a period without rows says so, exit status
+    0, its JSON a document that says it is empty: `--pool` does the same, and names the pools the ledger has."""
+    import json
+
+    url = _pool_ledger(tmp_path)
+    for pool, since, until in (("chat", "2026-11-01", "2026-11-02"), ("chta", "2026-12-01", "2026-12-02")):
+        period = ["--since", since, "--until", until, "--format", fmt]
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, "--pool", pool, *period], out=out, err=err) == 0, err.getvalue()
+        label = f"{since} 00:00 to {until} 00:00 UTC"
+        if fmt == "json":
+            assert json.loads(out.getvalue()) == {"pool": pool, "period": label, "intervals": 0, "empty": True}
+            assert err.getvalue().startswith(f"aicost report --pool: no closed intervals of pool {pool!r} between ")
+        else:
+            assert out.getvalue() == (f"Pool {pool}, {label}: no closed intervals in this period, so no figures "
+                                      "(pools in this ledger: chat).\n")
+            assert err.getvalue() == ""
+    out, err = io.StringIO(), io.StringIO()  # `aicost report` over a period without rows: the same status
+    assert cli.main(["report", "--ledger", url, "--since", "2026-11-01", "--until", "2026-11-02", "--format", fmt],
+                    out=out, err=err) == 0
+    assert "No spend recorded" in out.getvalue() if fmt == "table" else json.loads(out.getvalue())["empty"] is True
+    out, err = io.StringIO(), io.StringIO()  # the figures of a period with intervals say they are not empty
+    assert cli.main(["report", "--ledger", url, "--pool", "chat", "--since", "2026-12-01", "--until", "2026-12-02",
+                     "--format", "json"], out=out, err=err) == 0
+    assert json.loads(out.getvalue())["empty"] is False
+
+
+def test_pool_report_refuses_a_compare_without_a_model_before_reading(tmp_path):
+    """`--compare` takes PROVIDER/MODEL. Without a model it was refused only once the pool had figures: over a period
+    without them the argument went unread. It is refused first, exit status 2, whatever the ledger holds."""
+    url = _pool_ledger(tmp_path)
+    for since, until in (("2026-12-01", "2026-12-02"), ("2026-11-01", "2026-11-02")):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, "--pool", "chat", "--since", since, "--until", until,
+                         "--compare", "gpt-4o-mini"], out=out, err=err) == 2
+        assert out.getvalue() == "" and err.getvalue().startswith("aicost report --compare: give PROVIDER/MODEL")

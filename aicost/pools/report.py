@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from ..pricing.money import format_usd
 from .summary import PoolSummary, WhatIf
@@ -64,7 +64,7 @@ def render_table(summary: PoolSummary, label: str, compare: WhatIf | None = None
 def render_json(summary: PoolSummary, label: str, compare: WhatIf | None = None) -> str:
     data: dict[str, Any] = {
         "pool": summary.pool, "owner": summary.owner, "period": label, "intervals": summary.intervals,
-        "figures": "final",
+        "empty": False, "figures": "final",
         "cost": format_usd(summary.cost), "used": format_usd(summary.used), "idle": format_usd(summary.idle),
         "utilisation": str(summary.utilisation), "calls": summary.calls, "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
@@ -77,3 +77,13 @@ def render_json(summary: PoolSummary, label: str, compare: WhatIf | None = None)
     if compare is not None:
         data["what_if"] = {"provider": compare.provider, "model": compare.model, "cost": format_usd(compare.cost)}
     return json.dumps(data, indent=2) + "\n"
+
+
+def render_empty(pool: str, label: str, pools: Iterable[str], fmt: str) -> str:
+    """A period without closed intervals of ``pool``, in ``fmt`` (table or json): said so, as ``aicost report``
+    says a period without rows, not an error. The table names the pools the ledger has (a name mistyped); the JSON
+    is the pool, the period, no intervals and ``"empty": true`` (``false`` in a report with figures)."""
+    if fmt == "json":
+        return json.dumps({"pool": pool, "period": label, "intervals": 0, "empty": True}, indent=2) + "\n"
+    return (f"Pool {pool}, {label}: no closed intervals in this period, so no figures "
+            f"(pools in this ledger: {', '.join(pools) or 'none'}).\n")
