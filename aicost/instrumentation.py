@@ -912,7 +912,12 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
     """Price by the model that answered; if the catalog has no price for that name (a vendor's internal
     snapshot name such as ``davinci:2023-07-21-v2``), by the model that was asked for. An unknown price is
     warned about once by the pricing engine and said on the span, never written as $0. A call an interceptor
-    scoped (``CallInfo.price_scope``) is priced by that scope's prices only: never by a same-named catalog model."""
+    scoped (``CallInfo.price_scope``) is priced by that scope's prices only: never by a same-named catalog model.
+
+    ``usage`` is validated once, where it is made: it is the vendor's as an integration read it (its reader ends
+    with ``Usage.checked()``; a sum of checked usages keeps their verdict), or aicost's own count (an estimate,
+    ``Usage()`` for work never billed), or the vendor's with ``output_tokens`` raised to what the stream showed,
+    which breaks no rule. So its ``invalid`` is the verdict, and it is priced by ``pricing.price_checked``."""
     try:
         if scope is not None:
             price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
@@ -922,8 +927,8 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
         fallback = None
         if response_model and request_model and request_model != response_model and not _is_fine_tune(response_model):
             fallback = request_model  # if the answer names a vendor-internal snapshot of the model asked for
-        return pricing.price_call(provider, response_model or request_model, usage, service_tier=service_tier,
-                                  fallback_model=fallback, **hints)
+        return pricing.price_checked(provider, response_model or request_model, usage, service_tier=service_tier,
+                                     fallback_model=fallback, **hints)
     except Exception:
         error_once("pricing", "aicost: pricing failed")
         return None

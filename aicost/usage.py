@@ -76,10 +76,16 @@ class Usage:
         return max(0, self.output_tokens - self.output_audio_tokens - self.output_image_tokens)
 
     def __add__(self, other: "Usage") -> "Usage":
+        """The two together, with their verdict: invalid if either is, or if a total is above ``MAX_COUNT``. Each
+        subset adds up with its total, so that is the one rule a sum of two checked usages can break: the sum is
+        checked too (an integration adds up a call's parts, and the core prices by ``invalid``)."""
         if not isinstance(other, Usage):
             return NotImplemented
         values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name in _COUNTS}
-        return Usage(**values, estimated=self.estimated or other.estimated, invalid=self.invalid or other.invalid)
+        invalid = self.invalid or other.invalid
+        if invalid is None and (values["input_tokens"] > MAX_COUNT or values["output_tokens"] > MAX_COUNT):
+            invalid = _ABOVE_MAX
+        return Usage(**values, estimated=self.estimated or other.estimated, invalid=invalid)
 
     def subset_problem(self) -> str | None:
         """Which subset is larger than its total, if one is (see the module docstring for the subsets)."""
@@ -109,7 +115,7 @@ class Usage:
             return self.invalid
         i, o = self.input_tokens, self.output_tokens
         if i > MAX_COUNT or o > MAX_COUNT:
-            return "input_tokens or output_tokens is above 2**53"
+            return _ABOVE_MAX
         read, write, write_1h = self.cache_read_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
         read_image, read_audio = self.cache_read_image_tokens, self.cache_read_audio_tokens
         audio_in, image_in = self.input_audio_tokens, self.input_image_tokens
@@ -127,7 +133,8 @@ class Usage:
 
     def checked(self) -> "Usage":
         """This usage, with ``invalid`` set to its :meth:`problem`, if it has one (readers call it last, on every
-        call)."""
+        call). Its ``invalid`` is then the verdict the core prices by (``pricing.price_checked``), without checking
+        again: a change made after it is checked again by no one, so it is the last thing a reader does."""
         if self.invalid is None:
             self.invalid = self.problem()
         return self
@@ -149,6 +156,7 @@ _COUNTS = tuple(f.name for f in fields(Usage) if f.name not in ("estimated", "in
 # parses, as a float), and no call consumes that many tokens: such a count is garbage, not usage. It also keeps
 # every sum aicost writes (span attributes, metric points) far inside the int64 that OTLP encodes.
 MAX_COUNT = 2**53
+_ABOVE_MAX = "input_tokens or output_tokens is above 2**53"
 
 
 def read_count(usage: Usage, value: object, name: str, required: bool = False) -> int:

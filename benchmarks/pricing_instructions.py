@@ -7,7 +7,10 @@ the other one's ``benchmarks/``) in one window to compare versions.
 
 Cases (usage: 1,000 input tokens, 200 of them cache reads, 300 output):
 
-* ``priced``: ``price_call("openai", "gpt-4o-mini", usage)``, the common call.
+* ``priced``: ``price_call("openai", "gpt-4o-mini", usage)``, the common call, as an application prices one
+  (``price_call`` asks Usage's rules of the usage it is handed).
+* ``checked``: the same call as aicost's core prices it, ``price_checked`` of usage that went through
+  ``Usage.checked()`` when it was read (its ``invalid`` is the verdict: the rules are not asked again).
 * ``fallback``: the answer names a snapshot the catalog lacks, priced by the model asked for
   (``fallback_model="gpt-4o-mini"``).
 * ``unpriced-tier``: a Gemini priority-tier call on Vertex AI (billed at per-model rates the catalog lacks): unknown,
@@ -16,7 +19,7 @@ Cases (usage: 1,000 input tokens, 200 of them cache reads, 300 output):
   price now, the worst case, and on an unknown price the reason), for gpt-4o-mini and for the Gemini priority call
   (``on_unknown_price='allow'``).
 
-Run: .venv/bin/python benchmarks/pricing_instructions.py [--n 2000] [--cases priced,fallback,...]
+Run: .venv/bin/python benchmarks/pricing_instructions.py [--n 2000] [--cases priced,checked,...]
 Needs valgrind (Debian: apt-get install valgrind).
 """
 
@@ -48,6 +51,8 @@ def info(provider, model, tier):
 """
 CASES = {
     "priced": ("", 'price_call("openai", "gpt-4o-mini", usage)'),
+    "checked": ("from aicost.pricing import price_checked\nusage.checked()\n",
+                'price_checked("openai", "gpt-4o-mini", usage)'),
     "fallback": ("", 'price_call("openai", "gpt-4o-mini-internal-7", usage, fallback_model="gpt-4o-mini")'),
     "unpriced-tier": ("", 'price_call("gcp.vertex_ai", "gemini-2.5-flash", usage, service_tier="priority")'),
     "budget-priced": (GUARD + 'call = info("openai", "gpt-4o-mini", None)\n',

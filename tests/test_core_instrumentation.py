@@ -79,6 +79,48 @@ def test_chat_cost_is_usage_times_price(instrumented, replay_server, openai_clie
     assert a[s.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
 
 
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_core_validates_a_calls_usage_once(vendor, stream, instrumented, replay_server, openai_client,
+                                               anthropic_client, monkeypatch):
+    """The reader validates the vendor's usage as it reads it (``Usage.checked()``); pricing then asked the same
+    rules of it again (``price_call``: ``Usage.problem()``, ~5.4 k instructions a call). The core prices by the
+    reader's verdict (``price_checked``): the rules are asked only by the reader (once a call; an Anthropic stream's
+    reader checks message_start's usage and again once message_delta changed it), and the call is priced as before."""
+    from aicost.usage import Usage
+
+    asked, reading = [], []
+    problem, checked = Usage.problem, Usage.checked
+
+    def counted_checked(usage):
+        reading.append(usage)
+        try:
+            return checked(usage)
+        finally:
+            reading.pop()
+
+    def counted_problem(usage):
+        asked.append("reader" if reading else "again")
+        return problem(usage)
+
+    monkeypatch.setattr(Usage, "problem", counted_problem)
+    monkeypatch.setattr(Usage, "checked", counted_checked)
+    if vendor == "openai":
+        replay_server.enqueue(openai_chat_stream_reply(3) if stream else openai_chat_reply(prompt_tokens=100,
+                                                                                            completion_tokens=20))
+        result = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=stream)
+    else:
+        replay_server.enqueue(anthropic_stream_reply(3) if stream else anthropic_message_reply(input_tokens=100,
+                                                                                              output_tokens=20))
+        result = anthropic_client.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=MSG,
+                                                  stream=stream)
+    if stream:
+        list(result)
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_PRICE_KNOWN] is True and Decimal(a[s.AICOST_COST_TOTAL]) > 0
+    assert asked == ["reader"] * (2 if vendor == "anthropic" and stream else 1)
+
+
 def test_anthropic_input_includes_cache_reads_and_writes(instrumented, replay_server, anthropic_client):
     replay_server.enqueue(anthropic_message_reply("claude-3-5-haiku-20241022", input_tokens=10, output_tokens=5,
                                                   cache_read=1000, cache_write=200))
@@ -329,7 +371,7 @@ def test_internal_aicost_error_is_swallowed_and_logged_once(instrumented, replay
     def broken(*args, **kwargs):
         raise RuntimeError("pricing exploded")
 
-    monkeypatch.setattr(aicost.pricing, "price_call", broken)
+    monkeypatch.setattr(aicost.pricing, "price_checked", broken)  # what the core prices with
     from aicost import _log
 
     monkeypatch.setattr(_log, "_seen", set())

@@ -160,7 +160,12 @@ ANTHROPIC = Shape(
 
 
 def exact(usage: Usage | None) -> bool:
-    return usage is not None and usage.invalid is None
+    """Whether the reader claims the usage is exact. The core prices by that claim without checking it again
+    (``pricing.price_checked``), so a claim must hold: Usage's own rules (``Usage.problem()``) find nothing wrong."""
+    if usage is None or usage.invalid is not None:
+        return False
+    assert usage.problem() is None, usage
+    return True
 
 
 def _n(value: Any) -> int:
@@ -369,6 +374,17 @@ def test_anthropic_read_usage_requires_the_final_output_count_only_when_asked():
     assert anth.read_usage(_Obj(output_tokens=7), fresh, require_output=True).output_tokens == 7 and not fresh.invalid
 
 
+def test_a_sum_of_checked_usages_keeps_their_verdict():
+    """Readers add up a call's parts after checking each (Anthropic's compaction and advisor iterations, OpenAI's
+    partial images), and the core prices the sum by its ``invalid``: each part can be valid and their sum not."""
+    big = Usage(input_tokens=MAX_COUNT, output_tokens=1).checked()
+    one = Usage(input_tokens=1, output_tokens=1, cache_read_tokens=1).checked()
+    assert big.invalid is None and one.invalid is None
+    assert (big + one).invalid == (one + big).invalid == "input_tokens or output_tokens is above 2**53"
+    assert (one + one).invalid is None and (one + one).problem() is None
+    assert (one + Usage(invalid="usage is not an object")).invalid == "usage is not an object"
+
+
 @FAST
 @given(st.lists(st.one_of(st.fixed_dictionaries({"type": st.sampled_from(["compaction", "advisor_message",
                                                                            "fallback_message", "message"])},
@@ -376,12 +392,18 @@ def test_anthropic_read_usage_requires_the_final_output_count_only_when_asked():
                                                            "model": st.one_of(st.text(max_size=3), st.integers())}),
                            NOT_AN_OBJECT), max_size=4).map(lambda entries: {"input_tokens": 3, "output_tokens": 2,
                                                                              "iterations": entries}))
+@example({"input_tokens": 3, "output_tokens": 2, "iterations": [  # each entry valid, their sum is not
+    {"type": "advisor_message", "input_tokens": MAX_COUNT, "output_tokens": 1, "model": "a"},
+    {"type": "advisor_message", "input_tokens": 1, "output_tokens": 1, "model": "a"},
+    {"type": "compaction", "input_tokens": MAX_COUNT, "output_tokens": 0}]})
 def test_anthropic_iterations(u):
     meta = anth.read_message(_Obj(id="msg_1", model="claude-sonnet-4-5", content=[], stop_reason="end_turn", usage=u))
     for entry in u["iterations"]:
         if isinstance(entry, dict) and entry["type"] == "compaction" and not ANTHROPIC.valid(entry):
             assert not exact(meta.usage)
+    exact(meta.usage)  # a claim of exactness holds (the sum with compaction's tokens too)
     for _, model, sub in meta.sub_inferences:
+        exact(sub)  # the advisor's parts, added up
         assert model is None or isinstance(model, str)
     assert meta.model is None or isinstance(meta.model, str)
 
@@ -631,6 +653,7 @@ def test_gemini_interaction_usage(u):
 
 @FAST
 @given(COUNT, st.lists(COUNT, min_size=1, max_size=3))
+@example(None, [MAX_COUNT, 1])  # each count valid, their sum is not
 def test_gemini_embeddings_and_caches_never_exact_from_garbage(tokens, per_embedding):
     meta = gem.read_embeddings(_Obj(usage_metadata={"prompt_token_count": tokens}, embeddings=None))
     assert exact(meta.usage) == (tokens is None or is_count(tokens)) or tokens is None, (tokens, meta)
@@ -639,7 +662,8 @@ def test_gemini_embeddings_and_caches_never_exact_from_garbage(tokens, per_embed
     meta = gem.read_embeddings(_Obj(usage_metadata=None,
                                     embeddings=[{"statistics": {"token_count": c}} for c in per_embedding]))
     counted = [c for c in per_embedding if c is not None]
-    assert exact(meta.usage) == (bool(counted) and all(is_count(c) for c in counted)), (per_embedding, meta)
+    assert exact(meta.usage) == (bool(counted) and all(is_count(c) for c in counted)
+                                 and sum(map(int, counted)) <= MAX_COUNT), (per_embedding, meta)
     meta = gem.read_cache(_Obj(usage_metadata={"total_token_count": tokens}, model="gemini-2.5-flash"))
     assert exact(meta.usage) == (tokens is not None and is_count(tokens))
     assert exact(meta.usage) or meta.unpriced

@@ -878,3 +878,17 @@ def test_usage_that_fails_validation_is_never_priced_as_exact(usage, problem):
     cost = price_call("openai", "o3", usage)
     assert not cost.known and cost.total is None
     assert cost.unknown_reason == f"the usage failed validation: {problem}"
+
+
+def test_price_checked_prices_by_the_usages_verdict():
+    """``price_checked`` is the core's: its usage went through ``Usage.checked()`` (the integrations' readers end
+    with it), whose ``invalid`` it takes as the verdict instead of asking the rules again. What a reader found
+    wrong stays unknown; ``price_call`` asks the rules of whatever it is handed."""
+    from aicost.pricing import price_checked
+
+    usage = Usage(input_tokens=10, cache_read_tokens=1_000, output_tokens=5)
+    cost = price_checked("openai", "o3", usage.checked())
+    assert not cost.known and cost.unknown_reason == "the usage failed validation: cache_read_tokens exceeds its total"
+    valid = Usage(input_tokens=1000, cache_read_tokens=200, output_tokens=300)
+    assert price_checked("openai", "gpt-4o-mini", valid.checked()) == price_call("openai", "gpt-4o-mini", valid)
+    assert price_checked("openai", "gpt-4o-mini", valid).known

@@ -425,6 +425,7 @@ def read_embeddings(response: Any) -> ResponseMeta:
         if not counts:
             return ResponseMeta(unpriced="the response reported no token count")
         usage.input_tokens = sum(read_count(usage, c, "statistics.token_count") for c in counts)
+    usage.checked()  # the embeddings' counts, each valid, may add up to more than any call consumes
     return ResponseMeta(usage=usage, unpriced=usage.invalid)
 
 
@@ -436,6 +437,7 @@ def read_cache(cached: Any) -> ResponseMeta:
         return ResponseMeta(model=string(_get(cached, "model")), unpriced="the response reported no token count")
     usage = Usage()
     usage.input_tokens = read_count(usage, tokens, "total_token_count")
+    usage.checked()
     return ResponseMeta(usage=usage, model=string(_get(cached, "model")), unpriced=usage.invalid)
 
 

@@ -428,7 +428,7 @@ def _speech_event_usage(body: bytes) -> Usage | None:
     usage.input_tokens = read_count(usage, u.get("input_tokens"), "input_tokens", True)
     usage.output_tokens = read_count(usage, u.get("output_tokens"), "output_tokens", True)
     usage.output_audio_tokens = usage.output_tokens
-    return usage
+    return usage.checked()
 
 
 def _transcription_usage(u: Any) -> Usage:

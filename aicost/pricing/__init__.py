@@ -3,6 +3,8 @@
 The contract the rest of aicost codes against::
 
     price_call(provider, model, usage, *, service_tier=None, at=None) -> Cost
+    price_checked(provider, model, usage, ...) -> Cost   (price_call for usage that went through Usage.checked()
+        after its last change, as the integrations' readers end: its ``invalid`` is the verdict, not checked again)
     resolve(provider, model, *, at=None, service_tier=None) -> ModelPrice | None
     current_price(provider, model, service_tier=None) -> ModelPrice | None   (now; cached, never warns)
     unknown_reason(provider, model, service_tier=None) -> str | None   (why current_price is None, when pricing
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         current_price_and_reason,
         load_price_file,
         price_call,
+        price_checked,
         refresh_catalog_from_genai_prices,
         resolve,
         scoped_price,
@@ -71,6 +74,7 @@ _LAZY = {
     "current_price_and_reason": ".engine",
     "load_price_file": ".engine",
     "price_call": ".engine",
+    "price_checked": ".engine",
     "refresh_catalog_from_genai_prices": ".engine",
     "resolve": ".engine",
     "scoped_price": ".engine",

@@ -348,6 +348,8 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
                fallback_model: str | None = None, long_context: bool | Callable[[], bool | None] | None = None,
                steps: tuple[Usage, ...] | None = None) -> Cost:
     """Cost of one call. Never raises and never returns $0 for a model it cannot price (``known=False``).
+    Usage that fails validation (:meth:`Usage.problem`, asked of whatever usage it is handed) is never priced
+    as exact: its cost is unknown, saying why.
 
     ``web_search_tool``: the hosted search tool the request used, when the vendor prices tools differently
     (OpenAI ``web_search_preview`` on non-reasoning models); None means the generally available tool.
@@ -364,8 +366,26 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
     """
     try:
         problem = usage.problem()
-        if problem is not None:  # never priced as exact (clamped subsets, a negative count read as none)
-            return unknown_cost(provider, model, service_tier, usage, f"the usage failed validation: {problem}")
+    except Exception:
+        return _could_not_price(provider, model, service_tier, usage)
+    if problem is not None:  # never priced as exact (clamped subsets, a negative count read as none)
+        return unknown_cost(provider, model, service_tier, usage, f"the usage failed validation: {problem}")
+    return price_checked(provider, model, usage, service_tier=service_tier, at=at, web_search_tool=web_search_tool,
+                         fallback_model=fallback_model, long_context=long_context, steps=steps)
+
+
+def price_checked(provider: str | None, model: str | None, usage: Usage, *, service_tier: str | None = None,
+                  at: datetime | None = None, web_search_tool: str | None = None,
+                  fallback_model: str | None = None, long_context: bool | Callable[[], bool | None] | None = None,
+                  steps: tuple[Usage, ...] | None = None) -> Cost:
+    """:func:`price_call` for usage that went through :meth:`Usage.checked` after its last change, as every
+    integration's reader ends (docs/concepts.md): its ``invalid`` is the verdict (set: the cost is unknown, saying
+    why), so Usage's rules are not checked a second time. aicost's core prices what the vendors report with it
+    (~5.4 k instructions a call less, ``benchmarks/pricing_instructions.py``); usage from anywhere else goes to
+    ``price_call``, which validates whatever it is handed."""
+    try:
+        if usage.invalid is not None:
+            return unknown_cost(provider, model, service_tier, usage, f"the usage failed validation: {usage.invalid}")
         # Straight to the prices now in the common case (no ``at``): this runs on every call.
         find = _price_now if at is None else partial(_price_at, at=_utc(at))
         price, unpriced = find((provider, model, service_tier))
@@ -380,9 +400,13 @@ def price_call(provider: str | None, model: str | None, usage: Usage, *, service
             return price.cost(usage, web_search_tool=web_search_tool, long_context=long_context, steps=steps)
         return price.cost(usage)
     except Exception:  # pricing must never break the host's call
-        _log_once("error:" + repr((provider, model)), logging.ERROR,
-                  "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
-        return unknown_cost(provider, model, service_tier, usage)
+        return _could_not_price(provider, model, service_tier, usage)
+
+
+def _could_not_price(provider: str | None, model: str | None, service_tier: str | None, usage: Usage) -> Cost:
+    _log_once("error:" + repr((provider, model)), logging.ERROR,
+              "aicost: could not price a %s call to %r; its cost is marked unknown", provider, model, exc=True)
+    return unknown_cost(provider, model, service_tier, usage)
 
 
 def _unknown_call(provider: str | None, model: str | None, service_tier: str | None, usage: Usage,
