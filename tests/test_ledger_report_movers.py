@@ -114,3 +114,24 @@ def test_top_movers_do_not_depend_on_the_callers_decimal_context(ledger_url):
                 assert movers == expected, (keys, period)
                 assert changes == [(m.change, m.change_pct) for m in expected]
                 assert table == render_table(report)  # the shares and the movers' table as in the default context
+
+
+def test_movers_ranked_and_shares_rounded_as_in_the_default_context(tmp_path):
+    """Sizes of changes and the table's shares do not go through the thread's context either: at a host's 4
+    digits abs() made 1234567.5, 1234567.25 and 1234566 one size (ranked by key instead), and format(share,
+    ".1f") rounded by the thread's rounding (ROUND_DOWN wrote c's 19.99998...% as 19.9%)."""
+    week = Period(DAY + timedelta(days=7), DAY + timedelta(days=14))
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=week.start + timedelta(hours=i), provider="openai",
+                      request_model="gpt-4o", cost=Decimal(cost), user=user)
+            for i, (user, cost) in enumerate([("a", "1234567.25"), ("b", "1234567.5"), ("c", "1234566"),
+                                              ("d", "2469134")])]
+    with open_store(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
+        store.write(rows)
+        expected = render_table(build_report(store, period=week, group_by=("user",)))
+        assert "40.0%" in expected and "19.9%" not in expected  # c: 1234566 of 6172834.75, 19.99998...%
+        for context in (decimal.Context(prec=4), decimal.Context(rounding=decimal.ROUND_DOWN)):
+            with decimal.localcontext(context):
+                report = build_report(store, period=week, group_by=("user",))
+                table = render_table(report)
+            assert [m.key["user"] for m in report.movers] == ["d", "b", "a", "c"]
+            assert table == expected

@@ -20,7 +20,6 @@ report by ``team,customer`` over ``30d`` is a few sets of cells, not the rows of
 from __future__ import annotations
 
 import csv
-import decimal
 import heapq
 import io
 import json
@@ -34,7 +33,7 @@ from itertools import chain, compress, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from ..pricing.money import canonical, format_usd, subtract_usd, sum_usd
+from ..pricing.money import RATIO, canonical, format_usd, subtract_usd, sum_usd
 from .csvtext import csv_text
 from .days import DAY, EPOCH, midnight, month_of
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
@@ -156,9 +155,9 @@ def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
     raise PeriodError(f"unknown period {period!r}; use {_ACCEPTED}")
 
 
-# Percentages (a mover's change, a group's share) in a context of their own: the thread's may be a host's, at a
-# precision too low to quantize them to 0.1 (or to round them right).
-_RATIO = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+# Percentages (a mover's change, a group's share) are computed and rounded to 0.1 in money's RATIO context: the
+# thread's may be a host's, at a precision too low to quantize them to 0.1 (or to round them right).
+_TENTH = Decimal("0.1")
 
 
 @dataclass
@@ -175,7 +174,7 @@ class Mover:
     def change_pct(self) -> Decimal | None:
         if not self.previous:
             return None
-        return _RATIO.quantize(_RATIO.divide(_RATIO.multiply(self.change, 100), self.previous), Decimal("0.1"))
+        return RATIO.quantize(RATIO.divide(RATIO.multiply(self.change, 100), self.previous), _TENTH)
 
 
 @dataclass
@@ -290,14 +289,15 @@ def _top_movers(store: LedgerStore, period: Period, table: SpendTable, mover_key
     changes = dict(now)
     changes.update(zip(before, map(subtract_usd, map(changes.get, before, repeat(_ZERO)), before.values())))
     # The largest changes, ties ordered by key as text: only the groups that can make the top (those changing at
-    # least as much as the limit-th largest, which is not 0) become Movers and are sorted
-    sizes = heapq.nlargest(limit, map(abs, filter(None, changes.values())))
+    # least as much as the limit-th largest, which is not 0) become Movers and are sorted. Sizes are copy_abs(), not
+    # abs(), which rounds to the thread's context: at a host's 4 digits 1234567.25 and 1234567 were one size.
+    sizes = heapq.nlargest(limit, map(Decimal.copy_abs, filter(None, changes.values())))
     if not sizes:
         return []
-    top = compress(changes, map(operator.ge, map(abs, changes.values()), repeat(sizes[-1])))
+    top = compress(changes, map(operator.ge, map(Decimal.copy_abs, changes.values()), repeat(sizes[-1])))
     movers = [Mover(dict(zip(mover_keys, k)), canonical(before.get(k, _ZERO)), canonical(now.get(k, _ZERO)))
               for k in top]  # canonical: today's subtracted may not be
-    movers.sort(key=lambda m: (-abs(m.change), str(m.key)))
+    movers.sort(key=lambda m: (m.change.copy_abs().copy_negate(), str(m.key)))
     return movers[:limit]
 
 
@@ -432,9 +432,11 @@ def _table_lines(report: Report) -> list[str]:
     columns: list[Sequence] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
     for _, name in _TABLE_COLUMNS:
         if name == "share":
-            if total:  # as f"{cost * 100 / total:.1f}%", mapped in C
-                shares = map(_RATIO.divide, map(_RATIO.multiply, table.column("cost"), repeat(100)), repeat(total))
-                columns.append(list(map(str.__add__, map(format, shares, repeat(".1f")), repeat("%"))))
+            if total:  # as f"{cost * 100 / total:.1f}%" in the default context, mapped in C (format(x, ".1f") would
+                # round by the thread's rounding: rounded to 0.1 first, format() has nothing left to round)
+                shares = map(RATIO.divide, map(RATIO.multiply, table.column("cost"), repeat(100)), repeat(total))
+                shares = map(RATIO.quantize, shares, repeat(_TENTH))
+                columns.append(list(map(str.__add__, map(format, shares, repeat("f")), repeat("%"))))
             else:
                 columns.append(["-"] * len(table))
         elif name in _UNIT_FIELDS:

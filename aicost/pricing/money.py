@@ -67,3 +67,14 @@ subtract_usd = _CANONICAL.subtract
 def sum_usd(values: "Iterable[Decimal]") -> Decimal:
     """The exact sum of amounts, canonical, independent of the thread's decimal context."""
     return _add(_normalize(reduce(_add, values, _ZERO)), _ZERO)  # the loop in C: reports sum 60,000 at a time
+
+
+# Figures made from money that are not amounts to add up: a percentage, a share, a ratio, a rate per million tokens,
+# a projection rounded to 6 places, an amount rounded to the cent for a person to read. They are divided, multiplied
+# and rounded (``RATIO.divide``, ``RATIO.quantize``) as Python's default context does, 28 digits half-even, so they
+# read as they always did whatever the calling thread's context (a host may run at prec=4, round down, or trap
+# Inexact). Every field is given: ``decimal.Context`` copies the fields it is not given from ``decimal.DefaultContext``
+# as it is at that moment, which a host may have changed too. Amounts themselves are added and subtracted exactly
+# (:func:`sum_usd`, :data:`subtract_usd`), never here.
+RATIO = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1, clamp=0,
+                        flags=[], traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
