@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ..pricing.money import RATIO
+
+_DOLLAR, _CENT, _BASIS_POINT = Decimal("1"), Decimal("0.01"), Decimal("0.0001")
+
 
 def usd(value: Decimal | None) -> str:
-    """``$1,234``, ``$12.34``, ``$0.4015``; ``-`` for no value."""
+    """``$1,234``, ``$12.34``, ``$0.4015``; ``-`` for no value. Rounded in money's RATIO context: in the calling
+    thread's, a host's 4 digits could not quantize $12,345 to the dollar (InvalidOperation)."""
     if value is None:
         return "-"
-    if abs(value) >= 100:
-        return f"${value.quantize(Decimal('1')):,}"
-    if abs(value) >= 1:
-        return f"${value.quantize(Decimal('0.01')):,}"
-    return f"${value.quantize(Decimal('0.0001')):f}"
+    size = value.copy_abs()
+    if size >= 100:
+        return f"${RATIO.quantize(value, _DOLLAR):,}"
+    if size >= 1:
+        return f"${RATIO.quantize(value, _CENT):,}"
+    return f"${RATIO.quantize(value, _BASIS_POINT):f}"
 
 
 # Calls whose price is unknown, as `aicost report` names them: left out of an amount, never counted as $0.

@@ -38,6 +38,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 from .. import _fork
 from .._http import open_url
 from .._log import log_once
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO
 from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 
@@ -91,6 +93,9 @@ def _unknown_note(calls: int) -> str:
     return f"; {unknown_calls(calls)}" if calls else ""
 
 
+_PERCENT, _TENTH = Decimal(1), Decimal("0.1")
+
+
 def _unknown_field(calls: int) -> tuple[tuple[str, str], ...]:
     return (("unknown price", f"{calls:,} calls, not in the total"),) if calls else ()
 
@@ -100,11 +105,13 @@ def budget_alert(budget: str, scope_value: str | None, window: str, threshold: D
     """``spent`` is the priced spend; ``unknown_cost_calls`` the window's calls whose price is unknown (named in
     the alert: with them, the spend is more than it says)."""
     who = f" ({scope_value})" if scope_value else ""
-    pct = f"{threshold * 100:.0f}%"
+    # percentages rounded in money's RATIO context: format's own rounding, and the arithmetic, are the thread's
+    pct = f"{RATIO.quantize(RATIO.multiply(threshold, 100), _PERCENT):f}%"
+    spent_pct = RATIO.quantize(RATIO.divide(RATIO.multiply(spent, 100), limit), _TENTH)
     return Alert(
         BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{threshold}",
         f"Budget {budget}{who} passed {pct}",
-        f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent * 100 / limit:.1f}%)"
+        f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent_pct:f}%)"
         f"{_unknown_note(unknown_cost_calls)}.",
         (("budget", budget), ("scope", scope_value or "global"), ("window", window), ("threshold", pct),
          ("spent", _usd(spent)), ("limit", _usd(limit)), *_unknown_field(unknown_cost_calls)),
@@ -200,7 +207,7 @@ def budget_threshold_alerts(store: Any, budgets: Iterable[Any], *, now: datetime
             spent = {label(g.key[dimension]): g for g in spend(store, start, end, (dimension,))}
             spent.pop(UNATTRIBUTED, None)
         for scope_value, group in sorted(spent.items(), key=lambda kv: str(kv[0])):
-            crossed = [t for t in budget.thresholds if group.cost >= budget.limit_usd * t]
+            crossed = [t for t in budget.thresholds if group.cost >= MONEY.multiply(budget.limit_usd, t)]  # exact
             if crossed:
                 out.append(budget_alert(budget.name, scope_value, window, max(crossed), budget.limit_usd, group.cost,
                                         group.unknown_cost_calls))

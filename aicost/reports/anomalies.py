@@ -32,11 +32,15 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, subtract_usd
+
 DEFAULT_Z = 4.0
 DEFAULT_MIN_RATIO = 2.0
 DEFAULT_MIN_USD = Decimal("1")
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its standard deviation
 _QUANT = Decimal("0.000001")
+_ZERO = Decimal(0)
 
 METHOD_STL = "robust STL"
 METHOD_HAMPEL = "median/MAD (short history)"
@@ -60,11 +64,11 @@ class Anomaly:
 
     @property
     def excess(self) -> Decimal:
-        return self.actual - self.baseline
+        return subtract_usd(self.actual, self.baseline)
 
     @property
     def ratio(self) -> float:
-        return float(self.actual / self.baseline) if self.baseline > 0 else math.inf
+        return float(RATIO.divide(self.actual, self.baseline)) if self.baseline > 0 else math.inf
 
 
 # Bucket size -> (step, seasonal period, STL seasonal window, STL trend window). The windows are wider than
@@ -93,7 +97,7 @@ def _dense(points: Iterable[tuple[Any, Decimal]], step: timedelta, first: Any = 
            last: Any = None) -> tuple[list, list[float], list[Decimal]]:
     by_bucket: dict[Any, Decimal] = {}
     for when, amount in points:
-        by_bucket[when] = by_bucket.get(when, Decimal(0)) + Decimal(amount)
+        by_bucket[when] = MONEY.add(by_bucket.get(when, _ZERO), Decimal(amount))  # exact, any thread's context
     if not by_bucket:
         return [], [], []
     first = min(by_bucket) if first is None else min(first, min(by_bucket))
@@ -206,13 +210,13 @@ def detect(
             score = resid / sigma if sigma > 0 else (math.inf if resid > 0 else 0.0)
             if score < z:
                 continue
-            baseline_usd = Decimal(repr(expected)).quantize(_QUANT)
-            if exact[i] - baseline_usd < min_usd:
+            baseline_usd = RATIO.quantize(Decimal(repr(expected)), _QUANT)
+            if subtract_usd(exact[i], baseline_usd) < min_usd:
                 continue
             if expected > 0 and values[i] < min_ratio * expected:
                 continue
             found.append(Anomaly(dimension, group, when, when + step, exact[i], baseline_usd, score, method))
-    found.sort(key=lambda a: (-(a.actual - a.baseline), a.group))
+    found.sort(key=lambda a: (a.excess.copy_negate(), a.group))  # not -x: it rounds to the thread's context
     return found
 
 
@@ -311,6 +315,6 @@ def scan_ledger(store: Any, start: datetime | date, end: datetime | date, *,
                                            anomaly.group, calls))
             unknown = series.unknown_calls(anomaly.group, anomaly.start, anomaly.start)
             found.append(dataclasses.replace(anomaly, calls=behind, unknown_cost_calls=unknown))
-    found.sort(key=lambda a: (-(a.actual - a.baseline), a.dimension, a.group))
+    found.sort(key=lambda a: (a.excess.copy_negate(), a.dimension, a.group))
     return found
 

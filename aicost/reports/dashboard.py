@@ -25,6 +25,8 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, subtract_usd, sum_usd
 from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 from .data import label
@@ -32,6 +34,7 @@ from .data import label
 TOP = 10  # bars in the top-features / top-customers charts
 STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
 UNIT_COST_FEATURES = 6
+_ZERO, _CENT, _TENTH = Decimal(0), Decimal("0.01"), Decimal("0.1")
 FORECAST_TEAMS = 6  # without budgets: the whole ledger and this many teams; a per-team budget: this many teams
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 _PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
@@ -79,8 +82,8 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     for g in spend(store, start, end, ("day", "team")):
         team = label(g.key["team"])
         per_team.setdefault(team, {})[g.key["day"]] = float(g.cost)
-        team_total[team] = team_total.get(team, Decimal(0)) + g.cost
-    ranked = sorted(team_total, key=lambda t: (-team_total[t], t))
+        team_total[team] = MONEY.add(team_total.get(team, _ZERO), g.cost)  # exact, any thread's context
+    ranked = sorted(team_total, key=lambda t: (team_total[t].copy_negate(), t))
     shown, rest = ranked[:STACKED_TEAMS], ranked[STACKED_TEAMS:]
     fig = go.Figure(layout=_layout("Spend per day by team (USD)", barmode="stack"))
     for team in shown:
@@ -111,7 +114,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     models = spend(store, start, end, ("model",))
     top_models, other = models[:8], models[8:]
     labels = [label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
-    values = [float(g.cost) for g in top_models] + ([float(sum((g.cost for g in other), Decimal(0)))] if other else [])
+    values = [float(g.cost) for g in top_models] + ([float(sum_usd(g.cost for g in other))] if other else [])
     fig = go.Figure(layout=_layout("Model mix (share of spend)", showlegend=True,
                                    legend={"orientation": "v", "x": 1.0, "y": 0.5}))
     fig.add_pie(labels=labels, values=values, hole=0.45, sort=False, textinfo="percent",
@@ -131,7 +134,8 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
         ys = []
         for d in days:
             g = points.get(d)
-            unit = None if g is None else (g.cost_per_run if g.runs else (g.cost / g.calls if g.calls else None))
+            unit = None if g is None else (g.cost_per_run if g.runs
+                                           else RATIO.divide(g.cost, g.calls) if g.calls else None)
             ys.append(None if unit is None else float(unit))
         fig.add_scatter(name=feature, x=days, y=ys, mode="lines+markers", connectgaps=False)
     figs.append(("unit", fig))
@@ -156,8 +160,9 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
         fig.add_bar(name="projected", y=names, x=[float(f.projected) for f in forecasts][::-1], orientation="h",
                     marker_color="#9ecae9",
                     error_x={"type": "data", "symmetric": False,
-                             "array": [float(f.high - f.projected) if f.high is not None else 0 for f in forecasts][::-1],
-                             "arrayminus": [float(f.projected - f.low) if f.low is not None else 0
+                             "array": [float(subtract_usd(f.high, f.projected)) if f.high is not None else 0
+                                       for f in forecasts][::-1],
+                             "arrayminus": [float(subtract_usd(f.projected, f.low)) if f.low is not None else 0
                                             for f in forecasts][::-1], "color": "#555"})
         fig.add_bar(name="spent so far", y=names, x=[float(f.actual) for f in forecasts][::-1], orientation="h",
                     marker_color=_PALETTE[0], width=0.4)
@@ -312,9 +317,10 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
         cards.append(
             f'<div class="card wide" data-pool="{_e(name)}">{chart}<p class="note">'
             f'Pool cost <b data-total="pool-cost">${_exact(summary.cost)}</b> over {summary.intervals} closed '
-            f"interval(s); utilisation {summary.utilisation * 100:.1f} %; idle ${_exact(summary.idle)} "
+            f"interval(s); utilisation {RATIO.quantize(RATIO.multiply(summary.utilisation, 100), _TENTH):f} %; "
+            f"idle ${_exact(summary.idle)} "
             f"(owner {_e(summary.owner)}); cost per 1M tokens achieved "
-            f"{'$' + _exact(per_million.quantize(Decimal('0.01'))) if per_million is not None else 'n/a'}. "
+            f"{'$' + _exact(RATIO.quantize(per_million, _CENT)) if per_million is not None else 'n/a'}. "
             f"Provisional figures the spans carried (${_exact(summary.provisional)}) are not in these totals.</p></div>")
     return "".join(cards)
 

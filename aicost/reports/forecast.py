@@ -34,10 +34,14 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, sum_usd
+
 MIN_DAYS = 4  # fewer complete days than this: no model is fitted
 SEASONAL_PERIOD = 7  # days
 DEFAULT_LEVEL = 0.8  # central 80 % interval
 _QUANT = Decimal("0.000001")
+_ZERO = Decimal(0)
 
 METHOD_STL_ETS = "STL(7, robust) + ETS(A,Ad,N)"
 METHOD_ETS = "ETS(A,Ad,N)"
@@ -90,7 +94,7 @@ def dense_daily(points: Iterable[tuple[date, Decimal]], start: date, end: date) 
     by_day: dict[date, Decimal] = {}
     for day, amount in points:
         if start <= day <= end:
-            by_day[day] = by_day.get(day, Decimal(0)) + Decimal(amount)
+            by_day[day] = MONEY.add(by_day.get(day, _ZERO), Decimal(amount))  # exact, any thread's context
     n = (end - start).days + 1
     return [by_day.get(start + timedelta(days=i), Decimal(0)) for i in range(max(n, 0))]
 
@@ -138,7 +142,7 @@ def predict_total(history: Sequence[float], horizon: int, *, level: float = DEFA
 def _money(value: float) -> Decimal:
     if not math.isfinite(value):
         value = 0.0
-    return Decimal(repr(max(value, 0.0))).quantize(_QUANT)
+    return RATIO.quantize(Decimal(repr(max(value, 0.0))), _QUANT)
 
 
 def forecast_period(
@@ -172,7 +176,7 @@ def forecast_period(
     first = history_start or (min(spent_days) if spent_days else period_start)
     first = min(first, period_start)
     history = dense_daily(points, first, as_of)
-    actual = sum((v for d, v in points if period_start <= d <= as_of), Decimal(0))
+    actual = sum_usd(v for d, v in points if period_start <= d <= as_of)
     horizon = (period_end - as_of).days
     # Leading zero days before a group's first spend are not history of it (a new team spends from day one).
     while history and history[0] == 0 and len(history) > 1:
@@ -182,8 +186,9 @@ def forecast_period(
     except ValueError:
         return Forecast(group, period_start, period_end, as_of, actual, actual, None, None, level, METHOD_NONE,
                         len(history), budget, unknown_cost_calls)
-    return Forecast(group, period_start, period_end, as_of, actual, actual + _money(mid), actual + _money(low),
-                    actual + _money(high), level, method, len(history), budget, unknown_cost_calls)
+    return Forecast(group, period_start, period_end, as_of, actual, MONEY.add(actual, _money(mid)),
+                    MONEY.add(actual, _money(low)), MONEY.add(actual, _money(high)), level, method, len(history),
+                    budget, unknown_cost_calls)
 
 
 def forecast_groups(
@@ -201,7 +206,7 @@ def forecast_groups(
     out = [forecast_period(g, pts, as_of=as_of, budget=budgets.get(g), level=level,
                            unknown_cost_calls=unknown.get(g, 0))
            for g, pts in series.items()]
-    out.sort(key=lambda f: (-f.projected, f.group))
+    out.sort(key=lambda f: (f.projected.copy_negate(), f.group))  # not -x: it rounds to the thread's context
     return out
 
 
@@ -314,8 +319,8 @@ def forecast_ledger(store: Any, *, by: str = "team", as_of: date, level: float =
 
 def _largest(series: Mapping[str, Any], month_start: date, unknown: Mapping[str, int], limit: int) -> dict[str, Any]:
     """The ``limit`` groups with the most spend since ``month_start``, then the most calls of unknown price."""
-    spent = {g: sum((v for d, v in pts if d >= month_start), Decimal(0)) for g, pts in series.items()}
-    return {g: series[g] for g in sorted(series, key=lambda g: (-spent[g], -unknown.get(g, 0), g))[:limit]}
+    spent = {g: sum_usd(v for d, v in pts if d >= month_start) for g, pts in series.items()}
+    return {g: series[g] for g in sorted(series, key=lambda g: (spent[g].copy_negate(), -unknown.get(g, 0), g))[:limit]}
 
 
 def budget_scope(budget: Any) -> tuple[str, str | None]:
@@ -360,5 +365,5 @@ def forecast_budgets(store: Any, budgets: Iterable[Any], *, as_of: date, level: 
             name = budget.name if dimension == "global" or value is not None else f"{budget.name}[{group}]"
             out.append(forecast_period(name, points, as_of=as_of, budget=budget.limit_usd, level=level,
                                        unknown_cost_calls=unknown.get(group, 0)))
-    out.sort(key=lambda f: (-(f.projected / f.budget if f.budget else 0), f.group))
+    out.sort(key=lambda f: (RATIO.divide(f.projected, f.budget).copy_negate() if f.budget else 0, f.group))
     return out
