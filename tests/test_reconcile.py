@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import decimal
 import io
 import itertools
 import json
@@ -21,6 +22,7 @@ from aicost.integrations.identity import key_fingerprint
 from aicost.ledger import open_store
 from aicost.ledger import writer as ledger_writer
 from aicost.reconcile import AdminKeyMissing, AdminKeyRejected, BillFetchError, Tolerances, reconcile, render_table
+from aicost.reconcile.render import render_csv, render_json
 from tests.admin_api_server import ADMIN_KEY, FakeAdminAPI, Spend
 from tests.vendor_server import Reply, _ssl_context, load_recording
 
@@ -606,3 +608,30 @@ def test_csv_text_cells_never_start_a_formula():
     (line,) = csv.DictReader(io.StringIO(render_csv(r)))
     assert (line["day"], line["model"], line["scope"], line["key_id"]) == ("2026-11-02", "'=1+1", "'@proj", "'-key")
     assert (line["bill_usd"], line["ledger_usd"], line["difference_usd"]) == ("1", "1.5", "-0.5")
+
+
+@pytest.mark.parametrize("context", [decimal.Context(prec=4), decimal.Context(rounding=decimal.ROUND_DOWN),
+                                     decimal.Context(traps=[decimal.Inexact, decimal.InvalidOperation])],
+                         ids=["prec=4", "ROUND_DOWN", "Inexact trapped"])
+def test_the_reconciliation_reads_the_same_in_any_decimal_context_of_the_host(openai_rows, tmp_path, context):
+    """reconcile() runs in host code, whose thread may run its own decimal context: its cells, totals, implied
+    rates, sources of unexplained spend and every rendering are as in the default context. The bill here is dear
+    (the ledger's calls at 1,234.5678 times their price, a shadow key at 987.654321 times). Before, at 4 digits
+    the table could not round its amounts (InvalidOperation), ROUND_DOWN changed the cells' implied rates and
+    ratios, and a trapped Inexact failed the reconciliation."""
+    placed = _at(openai_rows, *NOV)
+    url = _ledger(tmp_path, placed)
+    shadow = _at(openai_rows, *NOV[1:4])
+    truth = (_truth(placed, scope="proj_main", key_id="key_main", cost_scale=Decimal("1234.5678"))
+             + _truth(shadow, scope="proj_x", key_id="key_x", cost_scale=Decimal("987.654321")))
+    with FakeAdminAPI("openai", truth, NOW) as fake:
+        def read():
+            result = _run(fake, url, alert_threshold="1")
+            return (result.cells, result.sources(), result.top("model"), result.bill_total, result.ledger_total,
+                    result.matched, result.explained_pct, result.over_attributed, result.drift, result.unexplained,
+                    render_table(result), render_json(result), render_csv(result))
+
+        expected = read()
+        with decimal.localcontext(context):
+            assert read() == expected
+    assert {c.status for c in expected[0]} == {"price_drift", "unexplained"} and len(expected[1]) == 6

@@ -28,9 +28,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, subtract_usd
 from .vendors import TOKEN_KEYS, Bill, Vendor
 
 __all__ = ["Tolerances", "Cell", "Source", "compare"]
@@ -38,6 +40,9 @@ __all__ = ["Tolerances", "Cell", "Source", "compare"]
 MATCHED, DRIFT, UNEXPLAINED = "matched", "price_drift", "unexplained"
 OVER, PROVISIONAL = "over_attributed", "provisional"
 _MILLION = Decimal(1_000_000)
+_MICRO = Decimal("0.000001")
+# Amounts are added and subtracted exactly (MONEY, subtract_usd) and rates, ratios and shares divided in money's
+# RATIO context: reconcile() runs in host code, whose thread's decimal context may be at a low precision.
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
         if row.cost is None:
             entry["unknown"] += 1
         else:
-            entry["cost"] += row.cost
+            entry["cost"] = MONEY.add(entry["cost"], row.cost)
         _add(entry["tokens"], {k: getattr(row, k) for k in TOKEN_KEYS})
 
     rename = _canonical_models(bill, ledger_models)
@@ -161,32 +166,33 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
         _add(c.bill_tokens, u.tokens)
     for line in bill.costs:
         model = rename.get(line.model, line.model)
-        cell(money_key(line.day, model, line.scope, line.key_id)).bill_cost += line.amount
+        c = cell(money_key(line.day, model, line.scope, line.key_id))
+        c.bill_cost = MONEY.add(c.bill_cost, line.amount)
     for fine, entry in ledger.items():
         c = cell(money_key(*fine))
-        c.ledger_cost += entry["cost"]
+        c.ledger_cost = MONEY.add(c.ledger_cost, entry["cost"])
         c.ledger_calls += entry["calls"]
         c.ledger_unknown_price_calls += entry["unknown"]
         _add(c.ledger_tokens, entry["tokens"])
 
     settled_before = now - tolerances.lag
     for c in cells.values():
-        c.difference = c.bill_cost - c.ledger_cost
+        c.difference = subtract_usd(c.bill_cost, c.ledger_cost)
         day_end = datetime.strptime(c.day, "%Y-%m-%d").replace(tzinfo=timezone.utc) + timedelta(days=1)
         if day_end > settled_before or c.day in bill.partial_days:
             c.status = PROVISIONAL
             continue
         tokens_agree = c.bill_tokens is not None and _tokens_agree(c.bill_tokens, c.ledger_tokens, tolerances)
-        money_agrees = abs(c.difference) <= tolerances.money_usd and not c.ledger_unknown_price_calls
+        money_agrees = c.difference.copy_abs() <= tolerances.money_usd and not c.ledger_unknown_price_calls
         if money_agrees and (c.bill_tokens is None or tokens_agree or c.ledger_calls == 0 and not c.bill_cost):
             c.status = MATCHED
         elif tokens_agree and c.ledger_calls:
             c.status = DRIFT
             billed = _total(c.bill_tokens)
             if billed:
-                c.implied_rate_per_mtok = c.bill_cost * _MILLION / billed
+                c.implied_rate_per_mtok = RATIO.divide(RATIO.multiply(c.bill_cost, _MILLION), billed)
             if c.ledger_cost and not c.ledger_unknown_price_calls:
-                c.implied_ratio = c.bill_cost / c.ledger_cost
+                c.implied_ratio = RATIO.divide(c.bill_cost, c.ledger_cost)
         elif c.difference > 0 or (c.ledger_unknown_price_calls and c.bill_cost > c.ledger_cost):
             c.status = UNEXPLAINED
             c.sources = _sources(c, bill_fine, ledger, money_key)
@@ -194,15 +200,15 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
             c.status = OVER
         else:
             c.status = MATCHED  # money agrees, tokens differ inside the rounding of the money: nothing to claim
-    return sorted(cells.values(), key=lambda c: (c.day, -abs(c.difference), str(c.model), str(c.scope),
-                                                 str(c.key_id)))
+    return sorted(cells.values(), key=lambda c: (c.day, c.difference.copy_abs().copy_negate(), str(c.model),
+                                                 str(c.scope), str(c.key_id)))
 
 
 def _tokens_agree(bill: Mapping[str, int], ledger: Mapping[str, int], tolerances: Tolerances) -> bool:
     b, l = _total(bill), _total(ledger)
     if b == l:
         return True
-    return abs(b - l) <= tolerances.tokens_ratio * max(b, l)
+    return abs(b - l) <= RATIO.multiply(tolerances.tokens_ratio, max(b, l))
 
 
 def _sources(c: Cell, bill_fine: Mapping[tuple, Mapping[str, int]], ledger: Mapping[tuple, Mapping[str, Any]],
@@ -223,8 +229,8 @@ def _sources(c: Cell, bill_fine: Mapping[tuple, Mapping[str, int]], ledger: Mapp
     total = sum(extra for _, extra in surplus)
     out, left = [], amount
     for i, (fine, extra) in enumerate(surplus):
-        share = left if i == len(surplus) - 1 else (amount * extra / total).quantize(Decimal("0.000001"),
-                                                                                        ROUND_HALF_EVEN)
-        left -= share
+        share = left if i == len(surplus) - 1 else RATIO.quantize(RATIO.divide(RATIO.multiply(amount, extra), total),
+                                                                  _MICRO)  # half-even
+        left = subtract_usd(left, share)
         out.append(Source(fine[0], fine[1], fine[2], fine[3], share, extra))
     return out

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from ..ledger.csvtext import csv_text
 from ..ledger.row import decimal_text
+from ..pricing.money import RATIO
 from .compare import DRIFT, MATCHED, Cell
 from .result import Reconciliation, money
 
@@ -125,11 +126,12 @@ def render_table(r: Reconciliation) -> str:
                   _n(_tokens(c.ledger_tokens))) for c in shown]
         lines += ["  " + line for line in _align(rows, {5, 6, 7, 8, 9})]
     lines += ["", f"Tolerances: ${decimal_text(t.money_usd)} per cell (vendor rounding), tokens within "
-                  f"{t.tokens_ratio * 100:g} %, days in UTC, the last {t.lag.total_seconds() / 3600:g} h "
+                  f"{RATIO.multiply(t.tokens_ratio, 100):g} %, days in UTC, "
+                  f"the last {t.lag.total_seconds() / 3600:g} h "
                   "provisional (report lag)."
               + ("" if r.key_map_used else " No API key map: compared per day x model only.")]
     return "\n".join(lines) + "\n"
 
 
 def _round(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(Decimal("0.0001"))
+    return None if value is None else RATIO.quantize(value, Decimal("0.0001"))  # any thread's context

@@ -8,24 +8,31 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, subtract_usd, sum_usd
 from .compare import DRIFT, MATCHED, OVER, PROVISIONAL, UNEXPLAINED, Cell, Source, Tolerances
 
 __all__ = ["Reconciliation", "money"]
 
 
 def money(value: Decimal | None) -> str:
-    """$1,812.40 style, exact to the cent for display (the JSON keeps every digit)."""
+    """$1,812.40 style, exact to the cent for display (the JSON keeps every digit). Rounded in money's RATIO
+    context: the thread's may be a host's, too narrow for the cents of a large bill."""
     if value is None:
         return "-"
     sign = "-" if value < 0 else ""
-    magnitude = abs(value)
-    if magnitude and magnitude < Decimal("0.01"):  # fractions of a cent stay visible (to 1e-6)
-        return f"{sign}${magnitude.quantize(Decimal('0.000001'))}"
-    return f"{sign}${magnitude.quantize(Decimal('0.01')):,}"
+    magnitude = value.copy_abs()
+    if magnitude and magnitude < _CENT:  # fractions of a cent stay visible (to 1e-6)
+        return f"{sign}${RATIO.quantize(magnitude, _MICRO)}"
+    return f"{sign}${RATIO.quantize(magnitude, _CENT):,}"
 
 
+_CENT, _MICRO, _TENTH, _ZERO = Decimal("0.01"), Decimal("0.000001"), Decimal("0.1"), Decimal(0)
+
+
+# Totals are exact sums (sum_usd), whatever the decimal context of the host thread that reads them.
 def _sum(cells: list[Cell], status: str, attr: str = "difference") -> Decimal:
-    return sum((getattr(c, attr) for c in cells if c.status == status), Decimal(0))
+    return sum_usd(getattr(c, attr) for c in cells if c.status == status)
 
 
 @dataclass
@@ -48,11 +55,11 @@ class Reconciliation:
 
     @property
     def bill_total(self) -> Decimal:
-        return sum((c.bill_cost for c in self.settled), Decimal(0))
+        return sum_usd(c.bill_cost for c in self.settled)
 
     @property
     def ledger_total(self) -> Decimal:
-        return sum((c.ledger_cost for c in self.settled), Decimal(0))
+        return sum_usd(c.ledger_cost for c in self.settled)
 
     @property
     def unexplained(self) -> Decimal:
@@ -60,7 +67,7 @@ class Reconciliation:
 
     @property
     def over_attributed(self) -> Decimal:
-        return -_sum(self.cells, OVER)
+        return subtract_usd(_ZERO, _sum(self.cells, OVER))
 
     @property
     def drift(self) -> Decimal:
@@ -70,31 +77,31 @@ class Reconciliation:
     def matched(self) -> Decimal:
         """Bill money the ledger's calls account for at the ledger's own price (tokens and money agree, or the
         ledger's part of a cell with extra or missing calls)."""
-        out = Decimal(0)
+        out = []
         for c in self.settled:
             if c.status == MATCHED:
-                out += c.bill_cost
+                out.append(c.bill_cost)
             elif c.status == UNEXPLAINED:
-                out += c.ledger_cost
+                out.append(c.ledger_cost)
             elif c.status == OVER:
-                out += c.bill_cost
-        return out
+                out.append(c.bill_cost)
+        return sum_usd(out)
 
     @property
     def explained(self) -> Decimal:
         """Bill money instrumented calls explain: matched, plus price-drift cells (the calls are there, the price
         is what differs)."""
-        return self.matched + sum((c.bill_cost for c in self.settled if c.status == DRIFT), Decimal(0))
+        return sum_usd([self.matched, *(c.bill_cost for c in self.settled if c.status == DRIFT)])
 
     @property
     def explained_pct(self) -> Decimal | None:
         if not self.bill_total:
             return None
-        return (self.explained * 100 / self.bill_total).quantize(Decimal("0.1"))
+        return RATIO.quantize(RATIO.divide(RATIO.multiply(self.explained, 100), self.bill_total), _TENTH)
 
     @property
     def provisional_bill(self) -> Decimal:
-        return sum((c.bill_cost for c in self.cells if c.status == PROVISIONAL), Decimal(0))
+        return sum_usd(c.bill_cost for c in self.cells if c.status == PROVISIONAL)
 
     @property
     def provisional_days(self) -> list[str]:
@@ -103,14 +110,14 @@ class Reconciliation:
     def sources(self) -> list[Source]:
         """Unexplained spend as the vendor names it, largest first."""
         out = [s for c in self.cells if c.status == UNEXPLAINED for s in c.sources]
-        return sorted(out, key=lambda s: (-s.amount, s.day))
+        return sorted(out, key=lambda s: (s.amount.copy_negate(), s.day))
 
     def top(self, attr: str) -> list[tuple[Any, Decimal]]:
         """Unexplained spend per value of one source attribute (scope / key_id / model / day), largest first."""
         totals: dict[Any, Decimal] = defaultdict(Decimal)
         for s in self.sources():
-            totals[getattr(s, attr)] += s.amount
-        return sorted(totals.items(), key=lambda kv: -kv[1])
+            totals[getattr(s, attr)] = MONEY.add(totals[getattr(s, attr)], s.amount)
+        return sorted(totals.items(), key=lambda kv: kv[1].copy_negate())
 
     # -- the one line ------------------------------------------------------------------------------------------
     def summary(self) -> str:
@@ -146,7 +153,8 @@ class Reconciliation:
                 parts.append(f"{label} {_short_key(value) if attr == 'key_id' else value}{share}")
         days = self.top("day")
         if days:
-            biggest = sorted(d for d, a in days if a * 2 >= days[0][1])  # the days within half of the worst
+            # the days within half of the worst
+            biggest = sorted(d for d, a in days if MONEY.multiply(a, 2) >= days[0][1])
             parts.append(("on " if len(days) == 1 else "mostly on ") + _day_span(biggest))
         return ", ".join(parts) if parts else "no identifiable source"
 

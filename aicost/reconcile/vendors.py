@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from ..pricing.cost import MONEY
 from .errors import BillFetchError
 from .http import Fetcher
 
@@ -181,8 +182,8 @@ class AnthropicVendor(Vendor):
                     if currency != "USD":
                         raise BillFetchError(f"anthropic: cost in {currency!r}; aicost reconciles USD only")
                     cents = Decimal(str(r.get("amount") or "0"))  # a decimal string in cents
-                    bill.costs.append(CostLine(day, r.get("model"), r.get("workspace_id"), None, cents / 100,
-                                               r.get("description")))
+                    bill.costs.append(CostLine(day, r.get("model"), r.get("workspace_id"), None,
+                                               MONEY.divide(cents, 100), r.get("description")))  # exact
         bill.requests = fetcher.requests
         return bill
 
@@ -265,7 +266,8 @@ class AnthropicAnalyticsVendor(AnthropicVendor):
         if currency != "USD":
             raise BillFetchError(f"anthropic: cost in {currency!r}; aicost reconciles USD only")
         bill.costs.append(CostLine(day, g.get("model"), g.get("workspace_id"), g.get("api_key_id"),
-                                   Decimal(str(cost.get("amount") or "0")) / 100, g.get("product")))
+                                   MONEY.divide(Decimal(str(cost.get("amount") or "0")), 100),  # cents, exact
+                                   g.get("product")))
 
 
 OPENAI = OpenAIVendor()
