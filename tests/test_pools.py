@@ -492,3 +492,50 @@ def test_a_call_whose_interval_closes_while_it_is_recorded_is_allocated_in_the_n
     [second] = meter.close_due()
     assert [(a.team, a.input_tokens, a.output_tokens) for a in second.allocations] == [("search", 1000, 100)]
     assert second.used == second.cost == Decimal("5.5")  # no capacity declared: its only call pays the hour
+
+
+@pytest.mark.parametrize("where", ["app thread", "meter thread"])
+def test_an_interval_closes_exactly_whatever_the_decimal_context(clock, where):
+    """The meter closes intervals on its own thread, whose decimal context is a copy of decimal.DefaultContext (a
+    host may lower its precision there), or on the app's (``close_due()``, a scheduler with its own context);
+    summaries and the report are read on the app's. The interval's cost, every share, the provisional rate, the
+    summary and its table are the same as in the default context. Before, at 4 digits, the interval's cost
+    ($8.2537035 an hour) could not be quantized to the nano-dollar: InvalidOperation, no interval closed."""
+    import decimal
+    import threading
+
+    from aicost.pools.meter import provisional_origin
+    from aicost.pools.report import render_table as pool_table
+
+    pool = pool_from_mapping("p", {"gpu_hour": "2.7512345", "gpus": 3, "endpoints": ["h:1"], "models": ["m"],
+                                   "owner": "ml", "output_weight": "4.25", "capacity_per_hour": 123_457})
+
+    def close() -> list:
+        meter = PoolMeter([pool], clock=clock)
+        try:
+            meter._open["p"][int(T0)] = [_Use("a", "t1", "m", 1234, 567, None),
+                                         _Use("b", "t2", "m", 98765, 4321, Decimal("0.0123456")),
+                                         _Use("c", "t1", "m", 5, 0, None)]
+            [closed] = meter.close_due(T0 + 3600)
+            summary = summarise([closed])
+            return [closed, closed.by_team(), summary, pool_table(summary, "December"), meter.provisional_rate("p"),
+                    pricing.scoped_price(provisional_origin(pool), "m").rates]
+        finally:
+            meter.clear_prices()
+
+    expected = close()
+    assert expected[0].cost == Decimal("8.2537035") and expected[0].used + expected[0].idle == expected[0].cost
+    got: list = []
+    if where == "app thread":
+        with decimal.localcontext(decimal.Context(prec=4)):
+            got = close()
+    else:
+        saved = decimal.DefaultContext.prec
+        decimal.DefaultContext.prec = 4  # what a new thread's context starts as
+        try:
+            thread = threading.Thread(target=lambda: got.extend(close()))
+            thread.start()
+            thread.join()
+        finally:
+            decimal.DefaultContext.prec = saved
+    assert got == expected

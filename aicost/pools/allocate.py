@@ -11,6 +11,10 @@ up to a whole quantum (never a quantum away), a call with no units gets nothing,
 
 One pass of integer arithmetic, no sort and no Decimal per call until each share is one: linear in the number
 of calls (benchmarks/README.md, "pools"). The pool meter allocates every closed interval with :func:`split`.
+
+Amounts are made exactly (``MONEY``, ``subtract_usd``) and fractions in money's ``RATIO`` context, never in the
+thread's decimal context: the meter closes intervals on its own thread, whose context is a copy of
+``decimal.DefaultContext`` (a host may have lowered its precision), or on the app's thread (``close_due()``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Sequence
 
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, subtract_usd
 from .config import QUANTUM
 
 
@@ -33,8 +39,8 @@ class Split:
 
 def quanta(cost: Decimal) -> int:
     """``cost`` as whole quanta; ValueError if it is not a whole number of them."""
-    whole = int(cost / QUANTUM)
-    if whole * QUANTUM != cost:
+    whole = int(MONEY.divide(cost, QUANTUM))
+    if MONEY.multiply(whole, QUANTUM) != cost:
         raise ValueError(f"interval cost {cost} is not a whole number of quanta ({QUANTUM})")
     return whole
 
@@ -53,7 +59,7 @@ def used_quanta(total: int, part: Decimal, whole: Decimal) -> int:
 def as_ints(weights: Sequence[Decimal]) -> tuple[list[int], int]:
     """Exact integer weights and the power of ten they were scaled by (``weights[i] == ints[i] / 10**places``)."""
     places = max((-w.as_tuple().exponent for w in weights if w.as_tuple().exponent < 0), default=0)  # type: ignore[operator]
-    return [int(w.scaleb(places)) for w in weights], places
+    return [int(RATIO.scaleb(w, places)) for w in weights], places
 
 
 def split(cost: Decimal, units: Sequence[int], used: tuple[Decimal, Decimal] | None = None) -> Split:
@@ -75,8 +81,8 @@ def split(cost: Decimal, units: Sequence[int], used: tuple[Decimal, Decimal] | N
     q = QUANTUM
     if taken:
         bounds = [taken * s // whole for s in accumulate(units)]
-        shares = [q * (b - a) for a, b in zip([0, *bounds], bounds)]
+        shares = [MONEY.multiply(q, b - a) for a, b in zip([0, *bounds], bounds)]
     else:
-        shares = [q * 0] * len(units)
-    used_usd = q * taken
-    return Split(shares, used_usd, cost - used_usd, used_usd / cost if cost else Decimal(0))
+        shares = [MONEY.multiply(q, 0)] * len(units)
+    used_usd = MONEY.multiply(q, taken)
+    return Split(shares, used_usd, subtract_usd(cost, used_usd), RATIO.divide(used_usd, cost) if cost else Decimal(0))

@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..pricing.money import RATIO  # the engine's figures are read on the meter's thread: never its own context
+
 _COUNTERS = {
     "vllm:prompt_tokens_total": "prompt_tokens",
     "vllm:generation_tokens_total": "generation_tokens",
@@ -49,7 +51,7 @@ class EngineSample:
         declared) and its KV-cache usage: the engine can take no more work when either runs out."""
         if self.waiting > 0:
             return Decimal(1)
-        slots = self.running / max_concurrency if max_concurrency else Decimal(0)
+        slots = RATIO.divide(self.running, max_concurrency) if max_concurrency else Decimal(0)
         return min(Decimal(1), max(slots, self.kv_cache_usage))
 
     def since(self, earlier: "EngineSample") -> "EngineSample":
@@ -59,17 +61,21 @@ class EngineSample:
         restarted = any(getattr(self, f) < getattr(earlier, f) for f in set(_COUNTERS.values()))
         if restarted:
             return self
-        return EngineSample(*(getattr(self, f) - getattr(earlier, f) for f in
+        return EngineSample(*(RATIO.subtract(getattr(self, f), getattr(earlier, f)) for f in
                               ("prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")),
                             running=self.running, kv_cache_usage=self.kv_cache_usage, waiting=self.waiting)
 
     @property
     def seconds_per_prompt_token(self) -> Decimal | None:
-        return self.prefill_seconds / self.prompt_tokens if self.prompt_tokens and self.prefill_seconds else None
+        if self.prompt_tokens and self.prefill_seconds:
+            return RATIO.divide(self.prefill_seconds, self.prompt_tokens)
+        return None
 
     @property
     def seconds_per_generation_token(self) -> Decimal | None:
-        return self.decode_seconds / self.generation_tokens if self.generation_tokens and self.decode_seconds else None
+        if self.generation_tokens and self.decode_seconds:
+            return RATIO.divide(self.decode_seconds, self.generation_tokens)
+        return None
 
 
 def parse(text: str, models: tuple[str, ...] | None = None) -> EngineSample:
@@ -90,7 +96,7 @@ def parse(text: str, models: tuple[str, ...] | None = None) -> EngineSample:
             if field == "kv_cache_usage":  # a fraction per engine: the busiest one
                 values[field] = max(values.get(field, Decimal(0)), value)
             else:
-                values[field] = values.get(field, Decimal(0)) + value
+                values[field] = RATIO.add(values.get(field, Decimal(0)), value)
     return EngineSample(**values)
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 from ..ledger.writer import Record
-from ..pricing.money import format_usd
+from ..pricing.money import RATIO, format_usd
 from .meter import Allocation, ClosedInterval
 
 _INTERVAL_COLUMNS = ("pool", "start_ts", "end_ts", "owner", "alloc_key", "cost", "used", "idle", "calls",
@@ -160,8 +160,8 @@ def read_intervals(store: Any, pool: str, start: datetime, end: datetime) -> Ite
         used, cost = Decimal(used), Decimal(cost)
         weights_from, _, utilisation_from = sources.partition(_UTILISATION)
         yield ClosedInterval(name, owner, key, start_at, _parse_ts(until), cost, used, Decimal(idle),
-                             used / cost if cost else Decimal(0), Decimal(w_in), Decimal(w_out), weights_from,
-                             tuple(by_start.get(start_at, ())), utilisation_from=utilisation_from)
+                             RATIO.divide(used, cost) if cost else Decimal(0), Decimal(w_in), Decimal(w_out),
+                             weights_from, tuple(by_start.get(start_at, ())), utilisation_from=utilisation_from)
 
 
 def pools_in(store: Any) -> list[str]:

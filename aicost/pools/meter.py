@@ -39,9 +39,12 @@ from .._log import error_once, warn_once
 from ..hooks import CallInfo, CallResult
 from . import engine
 from .allocate import as_ints, split
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, sum_usd
 from .config import Pool
 
 MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
 POOL_ATTRIBUTE = "aicost.pool.name"
 _KEEP_INTERVALS = 24 * 366  # closed intervals kept in memory per pool (a year of hours); the ledger keeps all
@@ -104,12 +107,12 @@ class ClosedInterval:
 
     @property
     def units(self) -> Decimal:
-        return sum((a.units for a in self.allocations), Decimal(0))
+        return sum_usd(a.units for a in self.allocations)
 
     def by_team(self) -> dict[str | None, Decimal]:
         shares: dict[str | None, Decimal] = {}
         for a in self.allocations:
-            shares[a.team] = shares.get(a.team, Decimal(0)) + a.final
+            shares[a.team] = MONEY.add(shares.get(a.team, _ZERO), a.final)
         return shares
 
 
@@ -293,7 +296,8 @@ class PoolMeter:
         s_in = delta.seconds_per_prompt_token if delta is not None else None
         s_out = delta.seconds_per_generation_token if delta is not None else None
         if s_in is not None and s_out is not None:
-            weights = (s_in, s_out) if pool.key == "gpu_time" else (pool.input_weight, pool.input_weight * s_out / s_in)
+            weights = (s_in, s_out) if pool.key == "gpu_time" else (
+                pool.input_weight, RATIO.divide(RATIO.multiply(pool.input_weight, s_out), s_in))
             self._weights[pool.name] = (*weights, "engine")
             return (*weights, "engine")
         previous = self._weights[pool.name]
@@ -318,15 +322,17 @@ class PoolMeter:
         end = datetime.fromtimestamp(end_s, timezone.utc)
         delta = self._counters(pool) if pool.metrics_url and read else None
         w_in, w_out, weights_from = self._weights_for(pool, delta)
-        # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist
+        # integer units (the weights scaled by one power of ten): no Decimal per call until the shares exist.
+        # Decimal figures in money's RATIO context: this thread's may be a host's (or DefaultContext's) low one.
         (a, b), places = as_ints([w_in, w_out])
         units = [a * u.input_tokens + b * u.output_tokens for u in uses]
-        whole = Decimal(sum(units)).scaleb(-places)
+        whole = RATIO.scaleb(sum(units), -places)
         cost = pool.interval_cost(start) if pool.covers(start, end) else Decimal(0)
         busy = _busy_seconds(samples, start_s, end_s if cut is None else cut[0])
         if busy is not None and pool.max_concurrency and delta is not None:
             # never less than the engine's own counters prove: a minute's samples can miss short requests
-            busy = max(busy, (delta.prefill_seconds + delta.decode_seconds) / pool.max_concurrency)
+            busy = max(busy, RATIO.divide(RATIO.add(delta.prefill_seconds, delta.decode_seconds),
+                                          pool.max_concurrency))
         if busy is not None:
             used = (busy, Decimal(pool.interval))
             utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
@@ -334,7 +340,7 @@ class PoolMeter:
             used = (whole, Decimal(pool.max_concurrency * pool.interval))
             utilisation_from = "engine request-seconds over max_concurrency"
         elif pool.key == "tokens" and pool.capacity_per_hour:
-            used = (whole * 3600, pool.capacity_per_hour * pool.interval)
+            used = (RATIO.multiply(whole, 3600), RATIO.multiply(pool.capacity_per_hour, pool.interval))
             utilisation_from = "declared capacity"
         else:
             used, utilisation_from = None, "no capacity declared"
@@ -342,15 +348,16 @@ class PoolMeter:
             utilisation_from += (f"; closed early ({cut[1]}) at {datetime.fromtimestamp(cut[0], timezone.utc):%H:%M:%S}"
                                  f" UTC, {cut[0] - start_s} of {pool.interval} s in: no call metered after it")
         shared = split(cost, units, used)
-        scale = Decimal(1).scaleb(-places)
-        allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens, w * scale,
+        scale = RATIO.scaleb(1, -places)
+        allocations = tuple(Allocation(u.span_id, u.team, u.model, u.input_tokens, u.output_tokens,
+                                       RATIO.multiply(w, scale),
                                        u.provisional, share) for u, w, share in zip(uses, units, shared.shares))
         closed = ClosedInterval(pool.name, pool.owner, pool.key, start, end, cost, shared.used, shared.idle,
                                 shared.utilisation, w_in, w_out, weights_from, allocations, delta,
                                 utilisation_from, busy)
         self.closed[pool.name].append(closed)
         if shared.used and cut is None:  # else the previous rate stays: a call is never provisionally free
-            self._set_rate(pool, shared.used / whole, w_in, w_out)
+            self._set_rate(pool, RATIO.divide(shared.used, whole), w_in, w_out)
         for sink in self.sinks:
             try:
                 sink(closed)
@@ -363,7 +370,8 @@ class PoolMeter:
 
         self._rate[pool.name] = per_unit
         q = Decimal("1e-9")  # per 1M tokens: sub-nano-dollar per token; the final allocation is exact anyway
-        rates = {"input": (per_unit * w_in * MILLION).quantize(q), "output": (per_unit * w_out * MILLION).quantize(q)}
+        rates = {name: RATIO.quantize(RATIO.multiply(RATIO.multiply(per_unit, weight), MILLION), q)
+                 for name, weight in (("input", w_in), ("output", w_out))}
         set_scoped_prices(provisional_origin(pool), {model: rates for model in pool.models})
 
     def flush(self) -> None:
@@ -518,7 +526,7 @@ def _busy_seconds(samples: list[tuple[int, Decimal]], start: int, end: int) -> D
     for i, (at, load) in enumerate(samples):
         since = start if i == 0 else at
         until = samples[i + 1][0] if i + 1 < len(samples) else end
-        busy += load * (until - since)
+        busy = RATIO.add(busy, RATIO.multiply(load, until - since))
     return busy
 
 

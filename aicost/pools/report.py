@@ -11,14 +11,16 @@ import json
 from decimal import Decimal
 from typing import Any, Iterable
 
-from ..pricing.money import format_usd
+from ..pricing.money import RATIO, format_usd
 from .summary import PoolSummary, WhatIf
 
 CENT = Decimal("0.01")
+_TENTH = Decimal("0.1")
 
 
 def _pct(value: Any) -> str:
-    return f"{value * 100:.1f} %"
+    """A fraction as a percentage to 0.1, rounded in money's RATIO context (not format()'s: the thread's)."""
+    return f"{RATIO.quantize(RATIO.multiply(value, 100), _TENTH):f} %"
 
 
 def _money_column(values: list[Decimal]) -> list[str]:
@@ -43,13 +45,13 @@ def render_table(summary: PoolSummary, label: str, compare: WhatIf | None = None
         f"  {'Tokens served':<28}{summary.tokens:,} (input {summary.input_tokens:,}, output {summary.output_tokens:,}) "
         f"in {summary.calls:,} calls",
         f"  {'Cost per 1M tokens achieved':<28}"
-        + (f"${format_usd(per_million.quantize(CENT))} (rounded to the cent)" if per_million is not None
+        + (f"${format_usd(RATIO.quantize(per_million, CENT))} (rounded to the cent)" if per_million is not None
            else "n/a (no tokens)"),
         "",
         f"  {'Team (final cost)':<28}{'':<{len(cost)}}   share of the pool",
     ]
     for (team, amount), text in zip(teams, team_costs):
-        share = amount / summary.cost if summary.cost else 0
+        share = RATIO.divide(amount, summary.cost) if summary.cost else 0
         lines.append(f"  {team:<28}{text}   {_pct(share):>7}")
     lines.append("")
     lines.append(f"  Provisional, as the spans said at call time (not in the totals above): "

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import reduce
 from typing import Iterable
 
-from ..pricing.money import canonical
+from ..pricing.cost import MONEY
+from ..pricing.money import RATIO, canonical, sum_usd
 from .meter import MILLION, ClosedInterval
 
 
@@ -31,7 +33,7 @@ class PoolSummary:
 
     @property
     def utilisation(self) -> Decimal:
-        return self.used / self.cost if self.cost else Decimal(0)
+        return RATIO.divide(self.used, self.cost) if self.cost else Decimal(0)  # any thread's context
 
     @property
     def tokens(self) -> int:
@@ -40,31 +42,34 @@ class PoolSummary:
     @property
     def cost_per_million_tokens(self) -> Decimal | None:
         """The whole pool cost (idle included) per million tokens served: the price actually achieved."""
-        return canonical(self.cost * MILLION / self.tokens) if self.tokens else None
+        return canonical(RATIO.divide(RATIO.multiply(self.cost, MILLION), self.tokens)) if self.tokens else None
 
 
 def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
     intervals = list(intervals)
     if not intervals:
         raise ValueError("no closed intervals in the period")
+    # Exact sums (MONEY, sum_usd), whatever the decimal context of the host thread that summarises
     by_team: dict[str | None, Decimal] = {}
     provisional = Decimal(0)
     provisional_calls = calls = input_tokens = output_tokens = 0
     for interval in intervals:
         for a in interval.allocations:
-            by_team[a.team] = by_team.get(a.team, Decimal(0)) + a.final
+            by_team[a.team] = MONEY.add(by_team.get(a.team, Decimal(0)), a.final)
             calls += 1
             input_tokens += a.input_tokens
             output_tokens += a.output_tokens
             if a.provisional is not None:
-                provisional += a.provisional
+                provisional = MONEY.add(provisional, a.provisional)
                 provisional_calls += 1
     first = intervals[0]
     return PoolSummary(
         pool=first.pool, owner=first.owner, intervals=len(intervals),
-        cost=sum((i.cost for i in intervals), Decimal(0)), used=sum((i.used for i in intervals), Decimal(0)),
-        idle=sum((i.idle for i in intervals), Decimal(0)), input_tokens=input_tokens, output_tokens=output_tokens,
-        calls=calls, by_team=dict(sorted(by_team.items(), key=lambda kv: (-kv[1], kv[0] or ""))),
+        cost=reduce(MONEY.add, (i.cost for i in intervals), Decimal(0)),
+        used=reduce(MONEY.add, (i.used for i in intervals), Decimal(0)),
+        idle=reduce(MONEY.add, (i.idle for i in intervals), Decimal(0)), input_tokens=input_tokens,
+        output_tokens=output_tokens, calls=calls,
+        by_team=dict(sorted(by_team.items(), key=lambda kv: (kv[1].copy_negate(), kv[0] or ""))),
         provisional=provisional, provisional_calls=provisional_calls)
 
 
@@ -79,7 +84,8 @@ class WhatIf:
     def sentence(self) -> str:
         from ..pricing.money import format_usd
 
-        return (f"your pool cost ${format_usd(self.pool_cost)} at {self.utilisation * 100:.0f} % utilisation; "
+        utilisation = RATIO.quantize(RATIO.multiply(self.utilisation, 100), Decimal(1))  # not format()'s rounding
+        return (f"your pool cost ${format_usd(self.pool_cost)} at {utilisation:f} % utilisation; "
                 f"the same tokens on {self.model} ({self.provider}) would have cost ${format_usd(self.cost)}")
 
 
