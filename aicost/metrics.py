@@ -185,7 +185,7 @@ def _nano_usd(total: Decimal) -> int:
     """A running total in whole nano-USD: truncated, never rounded up (a sub-nano remainder stays in the exact
     total until it adds up), and at most int64's maximum (about 9.2 billion USD), which only absurd usage reaches:
     past it the OTLP exporter could not encode this point, nor any other metric in the same export, ever again."""
-    nano = int(total.scaleb(9).to_integral_value(rounding=ROUND_FLOOR))
+    nano = int(total.scaleb(9, MONEY).to_integral_value(ROUND_FLOOR, MONEY))  # the reader's thread's context rounds
     if nano > _INT64_MAX:
         log_once("metrics:nano-usd-overflow", logging.WARNING,
                  "aicost: a cost total exceeds what aicost.cost.nano_usd can carry (int64 nano-USD); it is reported "

@@ -435,6 +435,26 @@ def test_integer_money_path_and_its_decimal_fallback_sum_the_same_cells_exactly(
     store.close()
 
 
+def test_the_integer_money_path_is_chosen_exactly_whatever_the_threads_decimal_context(tmp_path):
+    """Whether a batch may be summed as integers is decided in the writing thread: the app's (``write``), or the
+    writer's, whose context is a copy of decimal.DefaultContext. A low precision there must not make a batch
+    look smaller than it is: at 4 digits $8,999,000 and a thousand $400.50 ($9,399,500) added up to $8,999,000,
+    under the integer path's bound, and SQLite's integer sum overflowed (the write failed, every row with it)."""
+    import decimal
+
+    from aicost.ledger.rollup import fits_units
+
+    one_cell = dict(time=T0, team="t", customer="c", tags={}, cost_parts={})  # summed together
+    rows = [_row(0, cost=Decimal("8999000"), **one_cell)]
+    rows += [_row(i, cost=Decimal("400.5"), **one_cell) for i in range(1, 1001)]
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with decimal.localcontext(decimal.Context(prec=4)):
+        assert not fits_units(rows)
+        store.write(rows)
+    assert totals(store, T0, T0 + timedelta(days=30)).cost == Decimal("9399500")
+    store.close()
+
+
 def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(ledger_url):
     store = open_store(ledger_url)
     early = _row(0, run_id="r1")

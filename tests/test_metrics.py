@@ -179,6 +179,18 @@ def test_nano_usd_counter_is_an_integer_and_carries_sub_nano_remainders(reader):
     assert Decimal(repr(usd.value)) == Decimal("0.0000025511")
 
 
+def test_nano_usd_counter_is_truncated_whatever_the_collecting_threads_decimal_context(reader):
+    """The reader collects on its own thread (a copy of decimal.DefaultContext, which a host may change) or on the
+    app's: the nano-USD point is the total truncated all the same. At 4 digits $1.234567891 was 1,235,000,000
+    nano-USD, rounded up past what was spent."""
+    import decimal
+
+    record(team="t", cost="1.234567891")
+    with decimal.localcontext(decimal.Context(prec=4)):
+        nano = {p.attributes[semconv.AICOST_TEAM]: p.value for p in collect(reader)[semconv.METRIC_COST_NANO_USD]}
+    assert nano == {"t": 1_234_567_891}
+
+
 def test_cost_series_are_capped_and_the_overflow_keeps_every_cent(reader):
     """A gateway passes its users' model names through ("GPT-4o-mini", "gpt-4o-mini   ", ...: each priced, each a
     label): the exact totals kept in memory stop growing at MAX_COST_SERIES, and the money of later label sets is

@@ -24,8 +24,10 @@ it is never rounded). See :mod:`aicost.ledger.store`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable, Iterable
 
+from ..pricing.cost import MONEY
 from .row import TOKEN_FIELDS
 from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_MEASURES
 
@@ -143,14 +145,19 @@ DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
 _MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
+_ZERO = Decimal(0)
 
 
 def fits_units(rows: Iterable[Any]) -> bool:
     """Whether every amount of ``rows`` (ledger rows) is a whole number of 10**-UNIT_DIGITS dollars and their
     absolute sum is under $9 million: then SQLite sums the batch as 64-bit integers, exactly and without
     overflow (every partial sum is bounded by the absolute sum). Otherwise the batch takes the Decimal
-    aggregate: an amount with more decimals, or a huge one, is still summed exactly, only slower."""
-    total = 0
+    aggregate: an amount with more decimals, or a huge one, is still summed exactly, only slower.
+
+    The absolute sum is exact whatever the thread's decimal context (the writer's thread starts with a copy of
+    ``decimal.DefaultContext``, which a host may have lowered): at 4 digits, $8,999,000 and a thousand $400.50
+    added up to $8,999,000, under the bound, and SQLite's integer sum of the batch overflowed."""
+    total = _ZERO
     for row in rows:
         for name in _MONEY_FIELDS:
             value = getattr(row, name)
@@ -161,8 +168,13 @@ def fits_units(rows: Iterable[Any]) -> bool:
                 return False  # NaN / Infinity: never summed as an integer
             if exponent < -UNIT_DIGITS and any(digits[exponent + UNIT_DIGITS:]):
                 return False  # a non-zero digit below the unit
-            total += abs(value)
-    return total < UNIT_LIMIT
+            size = value.copy_abs()
+            if size >= UNIT_LIMIT:
+                return False
+            total = MONEY.add(total, size)  # two amounts under the bound with at most 12 decimals: exact
+            if total >= UNIT_LIMIT:
+                return False
+    return True
 
 
 def row_measures(money: Callable[[str], str] = lambda column: column) -> list[str]:
