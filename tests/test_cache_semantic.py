@@ -443,3 +443,69 @@ def test_eval_fixture_is_well_formed(name):
                for r in rows)
     categories = {r[0] for r in rows}
     assert {"paraphrase", "number", "negation", "entity", "direction", "scope"} <= categories
+
+
+def test_judge_spend_is_summed_exactly_whatever_the_callers_decimal_context(cache_tel):
+    """The judge's costs of one lookup are added up in the caller's thread, whose decimal context may be a host's:
+    three rejected candidates at $0.0123457 each are $0.0370371, not the $0.03705 of a 4-digit context."""
+    import decimal
+
+    def judge(query, cached, similarity):  # a paid judge that says no
+        return False, Decimal("0.0123457")
+
+    relaxed = Guards(numbers=False, negation=False, polarity=False, entities=False, direction=False, units=False)
+
+    @aicost.cache(prompt="q", semantic=Semantic("ngram", guards=relaxed, verifier=judge, threshold=0.3))
+    def ask(q):
+        return "answer " + q
+
+    for q in ("how do I reset my password", "how do I reset my password now", "how do I reset my password today"):
+        ask(q)
+    with decimal.localcontext(decimal.Context(prec=4)):
+        ask("how can I reset my password please")
+    span = cache_tel.cache_spans()[-1]
+    assert span.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD] == "0.0370371"
+
+
+def test_a_single_flight_followers_judge_spend_is_carried_exactly_whatever_its_threads_context(cache_tel):
+    """The judge's cost of a follower's first lookup is carried to the hit it then gets, in the follower's thread:
+    a new thread's decimal context is a copy of decimal.DefaultContext, which a host may set to 4 digits. It was
+    carried as $0.01235, not the $0.0123457 paid."""
+    import decimal
+    import threading
+
+    def judge(query, cached, similarity):  # a paid judge that says no
+        return False, Decimal("0.0123457")
+
+    relaxed = Guards(numbers=False, negation=False, polarity=False, entities=False, direction=False, units=False)
+
+    @aicost.cache(prompt="q", semantic=Semantic("ngram", guards=relaxed, verifier=judge, threshold=0.3))
+    def ask(q):
+        if q != "how do I reset my password":
+            assert joined.acquire(timeout=10)  # the other call is waiting for this one
+        return "answer " + q
+
+    joined = threading.Semaphore(0)
+    join = ask.cache.flights.join
+
+    def counting(key):
+        flight, leads = join(key)
+        if not leads:
+            joined.release()
+        return flight, leads
+
+    ask.cache.flights.join = counting
+    ask("how do I reset my password")  # an entry the next question is near
+    saved = decimal.DefaultContext.prec
+    decimal.DefaultContext.prec = 4
+    try:
+        threads = [threading.Thread(target=ask, args=("how can I reset my password please",)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+    finally:
+        decimal.DefaultContext.prec = saved
+    spans = cache_tel.cache_spans()[1:]
+    assert sorted(s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans) == ["hit", "miss"]
+    assert [s.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD] for s in spans] == ["0.0123457"] * 2

@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 from .. import hooks, semconv
 from ..errors import ConfigurationError
 from ..hooks import CallCollector, collect_calls
+from ..pricing.cost import MONEY
 from . import telemetry
 from .entry import ASYNC_STREAM, STREAM, VALUE, Entry
 from .keys import (
@@ -556,7 +557,7 @@ def _paid_for(again: Lookup, first: Lookup) -> Lookup:
     verifier cost metric undercounts and net savings (saved - verifier cost) come out too high.
     """
     if first.verifier_cost is not None:
-        again.verifier_cost = (again.verifier_cost or Decimal(0)) + first.verifier_cost
+        again.verifier_cost = MONEY.add(again.verifier_cost or Decimal(0), first.verifier_cost)  # any context
     return again
 
 

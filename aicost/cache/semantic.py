@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _fork
+from ..pricing.cost import MONEY
 from .embedders import resolve_embedder
 from .entry import Entry
 from .guards import Guards
@@ -136,7 +137,7 @@ class SemanticRuntime:
             if veto is None and cfg.verifier is not None:
                 accepted, cost = cfg.verifier(text, cached_text, similarity)
                 if cost is not None:
-                    spent += cost
+                    spent = MONEY.add(spent, cost)  # exact: the caller's thread's context may be a host's
                     spent_any = True
                 if not accepted:
                     veto = "verifier"
