@@ -104,7 +104,10 @@ _TOKENS = frozenset(TOKEN_FIELDS)
 _UNIT = Decimal(1).scaleb(-UNIT_COST_DECIMALS)  # a unit cost's quantum
 
 
-_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+# Every field given: decimal.Context copies the others from decimal.DefaultContext, which a host may have changed
+# (one that traps Inexact failed every unit cost that does not divide exactly).
+_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
+                            traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 
 
 def MONEY_DIV(amount: Decimal, count: int) -> Decimal:

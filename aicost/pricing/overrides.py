@@ -43,7 +43,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -420,9 +420,15 @@ def _long_context(bands: Any, rates: Mapping[str, Decimal],
     return tuple(tiers)
 
 
+# Every field given: decimal.Context copies the others from decimal.DefaultContext, which a host may have changed
+# (one that trapped Inexact failed every GPU-hour price that does not divide exactly).
+_GPU_RATE = Context(prec=40, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
+                    traps=[InvalidOperation, DivisionByZero, Overflow])
+
+
 def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decimal:
     """USD per million tokens from a GPU-hour price and sustained throughput (rounded once, here)."""
-    with localcontext(Context(prec=40, rounding=ROUND_HALF_EVEN)) as ctx:  # never the host thread's context
+    with localcontext(_GPU_RATE) as ctx:  # never the host thread's context
         exact = gpu_hour * gpus * _MILLION / _SECONDS_PER_HOUR / tokens_per_second
         return exact.quantize(Decimal(1).scaleb(exact.adjusted() - _DERIVED_DIGITS + 1), context=ctx)
 
