@@ -121,6 +121,19 @@ def test_the_core_validates_a_calls_usage_once(vendor, stream, instrumented, rep
     assert asked == ["reader"] * (2 if vendor == "anthropic" and stream else 1)
 
 
+def test_the_cost_attribute_is_plain_decimal_text_whatever_the_callers_decimal_context(instrumented, replay_server,
+                                                                                      openai_client):
+    """A host thread whose decimal context writes exponents in lower case (capitals=0): the cost attribute is still
+    plain decimal text, never '1.5e-7' (str() wrote it so, and the check for an exponent looked for 'E')."""
+    import decimal
+
+    replay_server.enqueue(openai_chat_reply("gpt-4o-mini-2024-07-18", prompt_tokens=1, completion_tokens=0))
+    with decimal.localcontext(decimal.Context(capitals=0)):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_COST_TOTAL] == "0.00000015" and a[s.GEN_AI_USAGE_COST] == 1.5e-7  # $0.15 / MTok, 1 token
+
+
 def test_anthropic_input_includes_cache_reads_and_writes(instrumented, replay_server, anthropic_client):
     replay_server.enqueue(anthropic_message_reply("claude-3-5-haiku-20241022", input_tokens=10, output_tokens=5,
                                                   cache_read=1000, cache_write=200))

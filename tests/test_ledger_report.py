@@ -5,6 +5,7 @@ column rules, and its costs add up to the report's total."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -518,3 +519,28 @@ def test_report_totals_equal_the_ledger_totals_for_every_grouping(tmp_path, keys
         report = build_report(store, period=period, group_by=keys)
         assert report.totals == totals(store, period.start, period.end)
         assert report.totals.calls > 0 and report.totals.runs > 0
+
+
+def test_amounts_are_written_and_read_as_plain_decimals_whatever_the_threads_decimal_context(tmp_path):
+    """The rows' money is written as text by the writing thread (the app's, or the writer's: a copy of
+    decimal.DefaultContext), whose context may write exponents in lower case (capitals=0). The text is plain
+    all the same: it was '1e-7', which SQLite's integer sums read as a dollar (three calls of $0.0000001 to
+    $0.0000003 reported $6), and the table's unit costs were written '3.000e-7'."""
+    import decimal
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                      request_model="gpt-4o-mini", cost=Decimal("1E-7") * (i + 1), team="t", run_id="r")
+            for i in range(3)]
+    run = FeatureRun(run_id="r", feature="f", time=DAY + timedelta(hours=2), outcome="succeeded", calls=3, team="t")
+    with decimal.localcontext(decimal.Context(capitals=0)):
+        with open_store(url) as store:
+            store.write(rows, [run, dataclasses.replace(run, run_id="s")])
+            report = build_report(store, period=Period(DAY, DAY + timedelta(days=1)), group_by=("team",))
+            lines = render_table(report)
+    assert report.totals.cost == Decimal("0.0000006")
+    assert "Total spend   0.0000006 USD" in lines and "0.0000003 USD per run" in lines
+    assert not re.search(r"\de-", lines) and re.search(r"^t +0\.0000006 .* 0\.0000003 +0\.0000003$", lines, re.M)
+    code, out, err = _cli("report", "--ledger", url, "--since", "2026-11-20", "--until", "2026-11-21", "--by", "team",
+                          "--format", "csv")
+    assert code == 0 and not re.search(r"\de-", out) and "t,0.0000006,3," in out and ",0.0000003," in out, out

@@ -106,7 +106,7 @@ _UNIT = Decimal(1).scaleb(-UNIT_COST_DECIMALS)  # a unit cost's quantum
 
 # Every field given: decimal.Context copies the others from decimal.DefaultContext, which a host may have changed
 # (one that traps Inexact failed every unit cost that does not divide exactly).
-_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
+_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1,
                             traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 
 
@@ -124,7 +124,7 @@ def unit_cost_texts(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[s
     nonzero = list(map(bool, counts))
     quotients = list(map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero),
                                                  compress(counts, nonzero)), repeat(_UNIT)))
-    plain = list(map(str, quotients))
+    plain = list(map(_DIVISION.to_sci_string, quotients))  # str(), with a capital E whatever the thread's context
     if "E" in "".join(plain):
         plain = [format(q, "f") if "E" in t else t for q, t in zip(quotients, plain)]
     texts = list(map(str.rstrip, map(str.rstrip, plain, repeat("0")), repeat(".")))

@@ -19,12 +19,15 @@ from functools import reduce
 from typing import Iterable
 
 # Amounts are made in the 60-digit money context (pricing.cost.MONEY); sums of many of them stay far below this.
-_CANONICAL = decimal.Context(prec=120, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
+_CANONICAL = decimal.Context(prec=120, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1,
                              traps=[decimal.InvalidOperation, decimal.Inexact])
 _ZERO = Decimal(0)
 _TEN = Decimal(10)
 _normalize = _CANONICAL.normalize
 _add = _CANONICAL.add
+# str(value), but always with a capital E: str() writes the exponent as the thread's context says (capitals=0:
+# '1e-7', which the checks below took for plain notation, and SQLite's integer sums read as 1 dollar). No rounding.
+_text = _CANONICAL.to_sci_string
 
 
 def canonicalize_parts(parts: dict[str, Decimal]) -> None:
@@ -50,7 +53,7 @@ def format_usd(value: Decimal) -> str:
     # Most amounts are canonical already (read back from canonical text): their str() is the answer, several
     # times cheaper than normalizing (a report prints hundreds of thousands). str() is plain notation unless the
     # exponent is positive or the value tiny ('E'); a fraction ending in 0 or a '-0' is not canonical.
-    text = str(value)
+    text = _text(value)
     if "E" in text or text[-1] not in _DIGITS or (text[-1] == "0" and "." in text) or text == "-0":
         return format(canonical(value), "f")
     return text
