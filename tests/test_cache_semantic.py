@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from decimal import Decimal
 from pathlib import Path
 
@@ -330,13 +332,14 @@ def test_llm_judge_cost_is_recorded_and_netted(embedder, cache_tel):
     assert point.value == pytest.approx(0.0001)
 
 
-def test_judge_spend_is_recorded_when_the_call_then_hits_as_a_single_flight_follower(cache_tel):
-    """A follower judged a candidate ($0.01, rejected), then waited for the leader and hit its answer: the judge's
-    cost of that first lookup was dropped from the recorded hit, so net savings came out too high."""
+def _judged_then_followed(cost: str, around=contextlib.nullcontext) -> None:
+    """A paid judge (``cost`` a lookup) says no to the entry near two same questions asked at once; one call leads,
+    the other (the single-flight follower, which was judged first) waits for it and hits its answer. The two calls
+    run on threads of their own, started inside ``around()``."""
     import threading
 
-    def judge(query, cached, similarity):  # a paid judge that says no
-        return False, Decimal("0.01")
+    def judge(query, cached, similarity):
+        return False, Decimal(cost)
 
     relaxed = Guards(numbers=False, negation=False, polarity=False, entities=False, direction=False, units=False)
 
@@ -357,11 +360,18 @@ def test_judge_spend_is_recorded_when_the_call_then_hits_as_a_single_flight_foll
 
     ask.cache.flights.join = counting
     ask("how do I reset my password")  # an entry the next question is near
-    threads = [threading.Thread(target=ask, args=("how can I reset my password please",)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
+    with around():
+        threads = [threading.Thread(target=ask, args=("how can I reset my password please",)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+
+
+def test_judge_spend_is_recorded_when_the_call_then_hits_as_a_single_flight_follower(cache_tel):
+    """A follower judged a candidate ($0.01, rejected), then waited for the leader and hit its answer: the judge's
+    cost of that first lookup was dropped from the recorded hit, so net savings came out too high."""
+    _judged_then_followed("0.01")
     spans = cache_tel.cache_spans()[1:]
     assert sorted(s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans) == ["hit", "miss"]
     for span in spans:  # each call judged the near entry once
@@ -472,40 +482,17 @@ def test_a_single_flight_followers_judge_spend_is_carried_exactly_whatever_its_t
     a new thread's decimal context is a copy of decimal.DefaultContext, which a host may set to 4 digits. It was
     carried as $0.01235, not the $0.0123457 paid."""
     import decimal
-    import threading
 
-    def judge(query, cached, similarity):  # a paid judge that says no
-        return False, Decimal("0.0123457")
+    @contextlib.contextmanager
+    def four_digits_in_new_threads():
+        saved = decimal.DefaultContext.prec
+        decimal.DefaultContext.prec = 4
+        try:
+            yield
+        finally:
+            decimal.DefaultContext.prec = saved
 
-    relaxed = Guards(numbers=False, negation=False, polarity=False, entities=False, direction=False, units=False)
-
-    @aicost.cache(prompt="q", semantic=Semantic("ngram", guards=relaxed, verifier=judge, threshold=0.3))
-    def ask(q):
-        if q != "how do I reset my password":
-            assert joined.acquire(timeout=10)  # the other call is waiting for this one
-        return "answer " + q
-
-    joined = threading.Semaphore(0)
-    join = ask.cache.flights.join
-
-    def counting(key):
-        flight, leads = join(key)
-        if not leads:
-            joined.release()
-        return flight, leads
-
-    ask.cache.flights.join = counting
-    ask("how do I reset my password")  # an entry the next question is near
-    saved = decimal.DefaultContext.prec
-    decimal.DefaultContext.prec = 4
-    try:
-        threads = [threading.Thread(target=ask, args=("how can I reset my password please",)) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(15)
-    finally:
-        decimal.DefaultContext.prec = saved
+    _judged_then_followed("0.0123457", four_digits_in_new_threads)
     spans = cache_tel.cache_spans()[1:]
     assert sorted(s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans) == ["hit", "miss"]
     assert [s.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD] for s in spans] == ["0.0123457"] * 2
