@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import semconv as s
 from ._log import error_once
-from .pricing.money import RATIO
+from .pricing.money import sci_text
 from .usage import Usage
 from .vendor import RequestMeta, RequestShape, ResponseMeta
 
@@ -148,7 +148,7 @@ def cost_attributes(attrs: dict[str, Any], cost: Any) -> None:
         # plain text is format_usd's, without normalising it again on every call: str() when it has no exponent
         # (a canonical amount of 1E-6 or more), a third of format()'s cost. The float is read from that text:
         # the same correctly rounded double as float(total), which would write the Decimal out once more.
-        text = _text(total)  # str(total), with a capital E whatever the thread's context says
+        text = sci_text(total)  # str(total), with a capital E whatever the thread's context says
         if "E" in text:
             text = format(total, "f")
         attrs[s.GEN_AI_USAGE_COST] = float(text)
@@ -162,7 +162,6 @@ def cost_attributes(attrs: dict[str, Any], cost: Any) -> None:
 
 
 _PART_ATTRIBUTES: dict[str, str] = {}  # token class -> attribute name, built once per class
-_text = RATIO.to_sci_string  # never rounds; str() writes 'e' where the thread's context has capitals=0
 
 
 def sub_inference_attributes(sub_inferences: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from decimal import Decimal
 from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
+from ..pricing.money import sci_text
 from . import pairs
 from .days import DAY, HOUR, ceil, hour_start, midnight
 from .rollup import DIALECTS, INDEX, new_measures
@@ -124,7 +125,7 @@ def unit_cost_texts(amounts: Sequence[Decimal], counts: Sequence[int]) -> list[s
     nonzero = list(map(bool, counts))
     quotients = list(map(_DIVISION.quantize, map(_DIVISION.divide, compress(amounts, nonzero),
                                                  compress(counts, nonzero)), repeat(_UNIT)))
-    plain = list(map(_DIVISION.to_sci_string, quotients))  # str(), with a capital E whatever the thread's context
+    plain = list(map(sci_text, quotients))  # str(), with a capital E whatever the thread's context
     if "E" in "".join(plain):
         plain = [format(q, "f") if "E" in t else t for q, t in zip(quotients, plain)]
     texts = list(map(str.rstrip, map(str.rstrip, plain, repeat("0")), repeat(".")))

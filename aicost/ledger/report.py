@@ -33,7 +33,7 @@ from itertools import chain, compress, islice, repeat
 from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes a str as
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from ..pricing.money import RATIO, canonical, format_usd, subtract_usd, sum_usd
+from ..pricing.money import RATIO, canonical, format_usd, percent, subtract_usd, sum_usd
 from .csvtext import csv_text
 from .days import DAY, EPOCH, midnight, month_of
 from .query import TIME_KEYS, SpendGroup, SpendTable, check_group_by, spend_table, totals, unit_cost_texts
@@ -155,8 +155,7 @@ def _named(period: str | None, today: datetime, next_hour: datetime) -> Period:
     raise PeriodError(f"unknown period {period!r}; use {_ACCEPTED}")
 
 
-# Percentages (a mover's change, a group's share) are computed and rounded to 0.1 in money's RATIO context: the
-# thread's may be a host's, at a precision too low to quantize them to 0.1 (or to round them right).
+# A group's share, as money.percent() makes it (whatever the thread's decimal context), mapped over the column in C.
 _TENTH = Decimal("0.1")
 
 
@@ -174,7 +173,7 @@ class Mover:
     def change_pct(self) -> Decimal | None:
         if not self.previous:
             return None
-        return RATIO.quantize(RATIO.divide(RATIO.multiply(self.change, 100), self.previous), _TENTH)
+        return percent(self.change, self.previous)
 
 
 @dataclass

@@ -11,16 +11,15 @@ import json
 from decimal import Decimal
 from typing import Any, Iterable
 
-from ..pricing.money import RATIO, format_usd
+from ..pricing.money import RATIO, format_usd, percent
 from .summary import PoolSummary, WhatIf
 
 CENT = Decimal("0.01")
-_TENTH = Decimal("0.1")
 
 
 def _pct(value: Any) -> str:
     """A fraction as a percentage to 0.1, rounded in money's RATIO context (not format()'s: the thread's)."""
-    return f"{RATIO.quantize(RATIO.multiply(value, 100), _TENTH):f} %"
+    return f"{percent(value):f} %"
 
 
 def _money_column(values: list[Decimal]) -> list[str]:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import reduce
 from typing import Iterable
 
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, canonical, sum_usd
+from ..pricing.money import RATIO, canonical, percent, sum_usd
 from .meter import MILLION, ClosedInterval
 
 
@@ -65,9 +64,8 @@ def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
     first = intervals[0]
     return PoolSummary(
         pool=first.pool, owner=first.owner, intervals=len(intervals),
-        cost=reduce(MONEY.add, (i.cost for i in intervals), Decimal(0)),
-        used=reduce(MONEY.add, (i.used for i in intervals), Decimal(0)),
-        idle=reduce(MONEY.add, (i.idle for i in intervals), Decimal(0)), input_tokens=input_tokens,
+        cost=sum_usd(i.cost for i in intervals), used=sum_usd(i.used for i in intervals),
+        idle=sum_usd(i.idle for i in intervals), input_tokens=input_tokens,
         output_tokens=output_tokens, calls=calls,
         by_team=dict(sorted(by_team.items(), key=lambda kv: (kv[1].copy_negate(), kv[0] or ""))),
         provisional=provisional, provisional_calls=provisional_calls)
@@ -84,7 +82,7 @@ class WhatIf:
     def sentence(self) -> str:
         from ..pricing.money import format_usd
 
-        utilisation = RATIO.quantize(RATIO.multiply(self.utilisation, 100), Decimal(1))  # not format()'s rounding
+        utilisation = percent(self.utilisation, quantum=Decimal(1))  # not format()'s rounding
         return (f"your pool cost ${format_usd(self.pool_cost)} at {utilisation:f} % utilisation; "
                 f"the same tokens on {self.model} ({self.provider}) would have cost ${format_usd(self.cost)}")
 

@@ -26,8 +26,9 @@ _TEN = Decimal(10)
 _normalize = _CANONICAL.normalize
 _add = _CANONICAL.add
 # str(value), but always with a capital E: str() writes the exponent as the thread's context says (capitals=0:
-# '1e-7', which the checks below took for plain notation, and SQLite's integer sums read as 1 dollar). No rounding.
-_text = _CANONICAL.to_sci_string
+# '1e-7', which a check for 'E' takes for plain notation, and SQLite's integer sums read as 1 dollar). No rounding.
+# Everything aicost writes a Decimal as text with goes through it (format_usd, the span's cost, unit costs).
+sci_text = _CANONICAL.to_sci_string
 
 
 def canonicalize_parts(parts: dict[str, Decimal]) -> None:
@@ -53,7 +54,7 @@ def format_usd(value: Decimal) -> str:
     # Most amounts are canonical already (read back from canonical text): their str() is the answer, several
     # times cheaper than normalizing (a report prints hundreds of thousands). str() is plain notation unless the
     # exponent is positive or the value tiny ('E'); a fraction ending in 0 or a '-0' is not canonical.
-    text = _text(value)
+    text = sci_text(value)
     if "E" in text or text[-1] not in _DIGITS or (text[-1] == "0" and "." in text) or text == "-0":
         return format(canonical(value), "f")
     return text
@@ -81,3 +82,13 @@ def sum_usd(values: "Iterable[Decimal]") -> Decimal:
 # (:func:`sum_usd`, :data:`subtract_usd`), never here.
 RATIO = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1, clamp=0,
                         flags=[], traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+
+
+_TENTH = Decimal("0.1")
+
+
+def percent(part: Decimal, whole: Decimal | int = 1, quantum: Decimal = _TENTH) -> Decimal:
+    """``part`` as a percentage of ``whole`` (a fraction of 1 when ``whole`` is not given), rounded half-even to
+    ``quantum`` (0.1 unless told: ``Decimal(1)`` for whole percents), in :data:`RATIO`: what a report, an alert or
+    a pool's utilisation prints, the same whatever the calling thread's decimal context."""
+    return RATIO.quantize(RATIO.divide(RATIO.multiply(part, 100), whole), quantum)

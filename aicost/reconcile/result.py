@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, subtract_usd, sum_usd
+from ..pricing.money import RATIO, percent, subtract_usd, sum_usd
 from .compare import DRIFT, MATCHED, OVER, PROVISIONAL, UNEXPLAINED, Cell, Source, Tolerances
 
 __all__ = ["Reconciliation", "money"]
@@ -27,7 +27,7 @@ def money(value: Decimal | None) -> str:
     return f"{sign}${RATIO.quantize(magnitude, _CENT):,}"
 
 
-_CENT, _MICRO, _TENTH, _ZERO = Decimal("0.01"), Decimal("0.000001"), Decimal("0.1"), Decimal(0)
+_CENT, _MICRO, _ZERO = Decimal("0.01"), Decimal("0.000001"), Decimal(0)
 
 
 # Totals are exact sums (sum_usd), whatever the decimal context of the host thread that reads them.
@@ -97,7 +97,7 @@ class Reconciliation:
     def explained_pct(self) -> Decimal | None:
         if not self.bill_total:
             return None
-        return RATIO.quantize(RATIO.divide(RATIO.multiply(self.explained, 100), self.bill_total), _TENTH)
+        return percent(self.explained, self.bill_total)
 
     @property
     def provisional_bill(self) -> Decimal:

@@ -39,7 +39,7 @@ from .. import _fork
 from .._http import open_url
 from .._log import log_once
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO
+from ..pricing.money import percent
 from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 
@@ -93,7 +93,7 @@ def _unknown_note(calls: int) -> str:
     return f"; {unknown_calls(calls)}" if calls else ""
 
 
-_PERCENT, _TENTH = Decimal(1), Decimal("0.1")
+_WHOLE = Decimal(1)  # a threshold is shown in whole percents
 
 
 def _unknown_field(calls: int) -> tuple[tuple[str, str], ...]:
@@ -106,8 +106,8 @@ def budget_alert(budget: str, scope_value: str | None, window: str, threshold: D
     the alert: with them, the spend is more than it says)."""
     who = f" ({scope_value})" if scope_value else ""
     # percentages rounded in money's RATIO context: format's own rounding, and the arithmetic, are the thread's
-    pct = f"{RATIO.quantize(RATIO.multiply(threshold, 100), _PERCENT):f}%"
-    spent_pct = RATIO.quantize(RATIO.divide(RATIO.multiply(spent, 100), limit), _TENTH)
+    pct = f"{percent(threshold, quantum=_WHOLE):f}%"
+    spent_pct = percent(spent, limit)
     return Alert(
         BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{threshold}",
         f"Budget {budget}{who} passed {pct}",

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
-from ..pricing.money import RATIO
+from ..pricing.money import RATIO, percent
 from ._format import plus_unknown, unknown_calls
 
 __all__ = ["add_alerts", "add_anomalies", "add_dashboard", "add_forecast"]
@@ -63,7 +63,7 @@ def _money(value: Decimal | None) -> str:
     return f"{RATIO.quantize(value, _CENT if value.copy_abs() >= 1 else _BASIS_POINT):,}"  # any thread's context
 
 
-_CENT, _BASIS_POINT, _PERCENT = Decimal("0.01"), Decimal("0.0001"), Decimal(1)
+_CENT, _BASIS_POINT, _WHOLE = Decimal("0.01"), Decimal("0.0001"), Decimal(1)
 
 
 def _align(rows: list[list[str]], left: int) -> str:
@@ -192,7 +192,7 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         interval = "-" if f.low is None else f"{_money(f.low)} - {_money(f.high)}"
         share = "-"
         if f.budget:  # rounded in money's RATIO context, not by format() in the thread's
-            share = f"{RATIO.quantize(RATIO.divide(RATIO.multiply(f.projected, 100), f.budget), _PERCENT):f}%"
+            share = f"{percent(f.projected, f.budget, _WHOLE):f}%"
             share += " OVER" if f.over_budget else ""
         rows.append([f.group, _money(f.actual), *([f"{f.unknown_cost_calls:,}"] if unpriced else []),
                      _money(f.projected), interval, _money(f.budget), share, f.method])

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from ..ledger.row import decimal_text
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, subtract_usd, sum_usd
+from ..pricing.money import RATIO, percent, subtract_usd, sum_usd
 from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 from .data import label
@@ -34,7 +34,7 @@ from .data import label
 TOP = 10  # bars in the top-features / top-customers charts
 STACKED_TEAMS = 12  # teams drawn separately in the stacked chart; the rest are summed as "other"
 UNIT_COST_FEATURES = 6
-_ZERO, _CENT, _TENTH = Decimal(0), Decimal("0.01"), Decimal("0.1")
+_ZERO, _CENT = Decimal(0), Decimal("0.01")
 FORECAST_TEAMS = 6  # without budgets: the whole ledger and this many teams; a per-team budget: this many teams
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 _PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
@@ -317,7 +317,7 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
         cards.append(
             f'<div class="card wide" data-pool="{_e(name)}">{chart}<p class="note">'
             f'Pool cost <b data-total="pool-cost">${_exact(summary.cost)}</b> over {summary.intervals} closed '
-            f"interval(s); utilisation {RATIO.quantize(RATIO.multiply(summary.utilisation, 100), _TENTH):f} %; "
+            f"interval(s); utilisation {percent(summary.utilisation):f} %; "
             f"idle ${_exact(summary.idle)} "
             f"(owner {_e(summary.owner)}); cost per 1M tokens achieved "
             f"{'$' + _exact(RATIO.quantize(per_million, _CENT)) if per_million is not None else 'n/a'}. "
