@@ -21,6 +21,7 @@ from aicost.errors import ConfigurationError
 from aicost.integrations.identity import key_fingerprint
 from aicost.ledger import open_store
 from aicost.ledger import writer as ledger_writer
+from aicost.pricing.money import format_usd
 from aicost.reconcile import AdminKeyMissing, AdminKeyRejected, BillFetchError, Tolerances, reconcile, render_table
 from aicost.reconcile.render import render_csv, render_json
 from tests.admin_api_server import ADMIN_KEY, FakeAdminAPI, Spend
@@ -440,7 +441,14 @@ def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, mon
             assert code == 3 and "ALERT unexplained openai spend" in err.getvalue(), err.getvalue()
             assert ADMIN_KEY not in out.getvalue() + err.getvalue() and OPENAI_KEY not in out.getvalue()
             outputs[fmt] = out.getvalue()
+        # the alert line writes money in its one form (no exponent, no trailing zeros), in any decimal context
+        with decimal.localcontext(decimal.Context(capitals=0)):
+            err = io.StringIO()
+            main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                  "key_main=APP_KEY", "--base-url", fake.url, "--alert-above", "0.00000010"], out=io.StringIO(),
+                 err=err)
     data = json.loads(outputs["json"])
+    assert f"spend {format_usd(_sum(shadow))} USD exceeds 0.0000001 USD:" in err.getvalue(), err.getvalue()
     assert Decimal(data["totals"]["unexplained_usd"]) == _sum(shadow)
     assert data["unexplained"][0]["key_id"] == "key_x" and data["tolerances"]["day_boundaries"] == "UTC"
     assert outputs["csv"].splitlines()[0].startswith("day,model,scope,key_id,status,bill_usd")

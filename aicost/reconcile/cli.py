@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TextIO
 
 from ..errors import ConfigurationError
+from ..pricing.money import format_usd
 from .compare import Tolerances
 from .errors import ReconcileError
 from .render import render_csv, render_json, render_table
@@ -67,8 +68,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
     out.write(render(result))
     for alert in alerts:
-        print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {alert.amount} USD exceeds "
-              f"{alert.threshold} USD: {alert.summary}", file=err)
+        print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {format_usd(alert.amount)} USD exceeds "
+              f"{format_usd(alert.threshold)} USD: {alert.summary}", file=err)
         if sinks:
             _deliver(alert, sinks, args.state, err)
         return 3
