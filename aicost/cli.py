@@ -232,8 +232,19 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
 
 
 # ``aicost report --movers``'s default. The option's own default is None, so that `--pool`, which compares no
-# periods, can tell a `--movers` given from none and refuse it.
+# periods, and `--format csv`, which has no movers, can tell a `--movers` given from none and refuse it.
 _DEFAULT_MOVERS = 5
+
+
+def _count(text: str) -> int:
+    """``--movers``: a whole number, 0 or more (a negative one would slice the movers from the wrong end)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"give a whole number, 0 or more, not {text!r}")
+    return value
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -242,6 +253,9 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.compare is not None:  # a pool's what-if: without --pool it would be ignored, the comparison missing
         print("aicost report: --compare needs --pool NAME (what a self-hosted pool's tokens would have cost)",
               file=err)
+        return 2
+    if args.format == "csv" and args.movers:  # the CSV is the groups alone: the movers asked for would be missing
+        print("aicost report: --format csv has no top movers; use --format table or json for --movers", file=err)
         return 2
     from .ledger import UnknownGroupKey, check_group_by
     from .ledger.report import FORMAT_MEASURES, build_report, write_report
@@ -264,7 +278,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             movers = _DEFAULT_MOVERS if args.movers is None else args.movers
             report = build_report(store, period=period, group_by=keys, where=where,
-                                  movers=movers if args.format != "csv" else 0,  # CSV has no movers
+                                  movers=movers if args.format != "csv" else 0,  # CSV has no movers (see above)
                                   measures=FORMAT_MEASURES[args.format],  # only what the format shows
                                   lines=args.format if args.format != "table" else None)  # PostgreSQL writes them
         except ValueError as exc:
@@ -285,6 +299,7 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``--pool NAME``: a self-hosted pool's closed intervals (aicost.pools; docs/self-hosted.md)."""
     from .errors import ConfigurationError
     from .pools import read_intervals, summarise, what_if
+    from .pools.summary import check_comparable
     from .pools.ledger import pools_in
     from .pools.report import render_empty, render_json, render_table
 
@@ -297,9 +312,16 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.movers is not None:  # it has no previous period to compare with (--compare is a hosted model's what-if)
         print("aicost report --pool: compares no periods; --movers does not apply", file=err)
         return 2
-    if args.compare is not None and not args.compare.partition("/")[2]:
-        print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
-        return 2
+    if args.compare is not None:  # checked before the ledger is read: refused with figures or without
+        provider, _, model = args.compare.partition("/")
+        if not model:
+            print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
+            return 2
+        try:
+            check_comparable(provider, model)
+        except ConfigurationError as exc:
+            print(f"aicost report --compare: {exc}", file=err)
+            return 2
     opened = _open_ledger(args, err)
     if opened is None:
         return 2
@@ -314,14 +336,7 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                       f"{period.start.isoformat()} and {period.end.isoformat()}", file=err)
             return 0
         summary = summarise(intervals)
-        compare = None
-        if args.compare is not None:
-            provider, _, model = args.compare.partition("/")
-            try:
-                compare = what_if(summary, provider, model)
-            except ConfigurationError as exc:
-                print(f"aicost report --compare: {exc}", file=err)
-                return 2
+        compare = None if args.compare is None else what_if(summary, *args.compare.split("/", 1))
         render = render_json if args.format == "json" else render_table
         out.write(render(summary, label, compare))
         return 0
@@ -336,8 +351,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated group-by keys: team, feature, customer, user, model, provider, tag, "
                         "tag:NAME, day, hour (default: team; '' for totals only)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--movers", type=int, help=f"top movers against the previous period to show (default "
-                                              f"{_DEFAULT_MOVERS}; 0: none; not with --pool)")
+    p.add_argument("--movers", type=_count, help=f"top movers against the previous period to show (default "
+                                                 f"{_DEFAULT_MOVERS}; 0: none; not with --pool or --format csv)")
     p.add_argument("--pool", metavar="NAME", help="a self-hosted GPU pool: cost, utilisation, idle cost, cost per 1M "
                                                   "tokens, each team's share (docs/self-hosted.md)")
     p.add_argument("--compare", metavar="PROVIDER/MODEL", help="with --pool: what the same tokens would have cost on "

@@ -171,12 +171,55 @@ def test_pool_report_over_a_period_without_intervals_says_so(tmp_path, fmt):
     assert json.loads(out.getvalue())["empty"] is False
 
 
-def test_pool_report_refuses_a_compare_without_a_model_before_reading(tmp_path):
-    """`--compare` takes PROVIDER/MODEL. Without a model it was refused only once the pool had figures: over a period
-    without them the argument went unread. It is refused first, exit status 2, whatever the ledger holds."""
+@pytest.mark.parametrize("compare, refusal", [
+    ("gpt-4o-mini", "aicost report --compare: give PROVIDER/MODEL"),
+    ("openai/no-such-model", "aicost report --compare: what-if model: the catalog has no price for openai/no-such-model"),
+])
+def test_pool_report_refuses_a_compare_it_cannot_price_before_reading(tmp_path, compare, refusal):
+    """`--compare` takes PROVIDER/MODEL of a catalog model. Without a model, or with one the catalog cannot price,
+    it was refused only once the pool had figures: over a period without them the argument went unread, exit
+    status 0. It is refused first, exit status 2, whatever the ledger holds; a catalog model still compares."""
     url = _pool_ledger(tmp_path)
     for since, until in (("2026-12-01", "2026-12-02"), ("2026-11-01", "2026-11-02")):
+        period = ["--since", since, "--until", until]
         out, err = io.StringIO(), io.StringIO()
-        assert cli.main(["report", "--ledger", url, "--pool", "chat", "--since", since, "--until", until,
-                         "--compare", "gpt-4o-mini"], out=out, err=err) == 2
-        assert out.getvalue() == "" and err.getvalue().startswith("aicost report --compare: give PROVIDER/MODEL")
+        assert cli.main(["report", "--ledger", url, "--pool", "chat", *period, "--compare", compare],
+                        out=out, err=err) == 2
+        assert out.getvalue() == "" and err.getvalue().startswith(refusal), err.getvalue()
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, "--pool", "chat", *period, "--compare", "openai/gpt-4o-mini"],
+                        out=out, err=err) == 0, err.getvalue()
+
+
+@pytest.mark.parametrize("movers", ["-1", "-5", "two"])
+def test_report_refuses_movers_that_are_not_a_count(tmp_path, movers, capsys):
+    """`--movers -1` was accepted: the movers list was cut with ``[:-1]``, every group but one shown as a top
+    mover (32,000 for a month by team and user). A count below 0, or not a whole number, is refused by the
+    parser, naming the option; `build_report` refuses it too, for Python callers."""
+    from aicost.ledger import open_store
+    from aicost.ledger.report import build_report
+
+    url = _pool_ledger(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", "--ledger", url, "--movers", movers])
+    assert exit_.value.code == 2
+    assert "argument --movers: give a whole number, 0 or more" in capsys.readouterr().err
+    if movers.startswith("-"):
+        with open_store(url, create=False) as store, pytest.raises(ValueError, match="movers is how many"):
+            build_report(store, "2026-12-01", "2026-12-02", movers=int(movers))
+
+
+def test_report_refuses_movers_with_csv(tmp_path):
+    """The CSV is the groups alone, without top movers: `--format csv --movers 3` printed the groups, exit status
+    0, the movers asked for silently missing. It is refused, naming both options; `--movers 0` (none) is
+    accepted with CSV, and `--movers 3` with a table or JSON."""
+    url = _pool_ledger(tmp_path)
+    period = ["--since", "2026-12-01", "--until", "2026-12-02"]
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, *period, "--format", "csv", "--movers", "3"], out=out, err=err) == 2
+    assert out.getvalue() == ""
+    assert err.getvalue() == "aicost report: --format csv has no top movers; use --format table or json for --movers\n"
+    for fmt, movers in (("csv", "0"), ("table", "3"), ("json", "3")):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, *period, "--format", fmt, "--movers", movers],
+                        out=out, err=err) == 0, err.getvalue()

@@ -216,6 +216,9 @@ def build_report(store: LedgerStore, start: datetime | date | None = None, end: 
     written in that format, and a database that can write the groups' lines itself (PostgreSQL) does: the
     report then renders in that format only (the same text), and has no :attr:`Report.groups`."""
     keys = check_group_by(group_by)
+    if isinstance(movers, bool) or not isinstance(movers, int) or movers < 0:  # -1 would keep all groups but one
+        raise ValueError(f"build_report: movers is how many top movers to show, a whole number 0 or more, "
+                         f"not {movers!r}")
     if period is None:
         if start is None or end is None:
             raise ValueError("build_report: give start and end, or period")

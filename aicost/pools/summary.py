@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ..pricing.cost import MONEY
 from ..pricing.money import RATIO, canonical, percent, sum_usd
 from .meter import MILLION, ClosedInterval
+
+if TYPE_CHECKING:
+    from ..pricing.cost import Cost
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,25 @@ def what_if(summary: PoolSummary, provider: str, model: str) -> WhatIf:
     """The same tokens on a hosted model the user picks. "Comparable" is the user's call (a model of similar
     quality for the task); what is compared is exact: the input and output tokens the pool actually served,
     priced at that model's catalog list prices (standard tier, no cache or batch discounts). An unknown model
-    raises ConfigurationError rather than comparing with $0."""
+    raises ConfigurationError rather than comparing with $0 (:func:`check_comparable`)."""
+    cost = _list_price(provider, model, summary.input_tokens, summary.output_tokens)
+    return WhatIf(provider, model, cost.total, summary.cost, summary.utilisation)  # type: ignore[arg-type]
+
+
+def check_comparable(provider: str, model: str) -> None:
+    """Raise ConfigurationError, as :func:`what_if` would, unless the catalog prices ``provider``/``model``'s input
+    and output tokens: so ``aicost report --compare`` refuses a model it cannot price before reading the ledger,
+    whether or not the pool has figures in the period."""
+    _list_price(provider, model, 1, 1)
+
+
+def _list_price(provider: str, model: str, input_tokens: int, output_tokens: int) -> "Cost":
     from .. import pricing
     from ..errors import ConfigurationError
     from ..usage import Usage
 
-    cost = pricing.price_call(provider, model, Usage(input_tokens=summary.input_tokens,
-                                                     output_tokens=summary.output_tokens))
+    cost = pricing.price_call(provider, model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
     if not cost.known:
         raise ConfigurationError(f"what-if model: the catalog has no price for {provider}/{model}; pick a "
                                  "catalog model (aicost prices --list shows them)")
-    return WhatIf(provider, model, cost.total, summary.cost, summary.utilisation)  # type: ignore[arg-type]
+    return cost
