@@ -17,12 +17,12 @@ from __future__ import annotations
 import decimal
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from ..pricing.money import canonical
+from ..pricing.money import canonical, private_context
 
 # Exact: the operations are shifts by a power of ten and one product of two finite amounts, which at the widest
 # precision never round. The exponent limits are the widest too, so no amount a budget is given overflows.
-_EXACT = decimal.Context(prec=decimal.MAX_PREC, rounding=decimal.ROUND_HALF_EVEN, Emax=decimal.MAX_EMAX,
-                         Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation, decimal.Inexact])
+_EXACT = private_context(decimal.MAX_PREC, traps=[decimal.InvalidOperation, decimal.Inexact], emax=decimal.MAX_EMAX,
+                         emin=decimal.MIN_EMIN)
 
 NANOS_PER_USD = 10**9
 MAX_NANOS = 2**53 - 1  # largest integer a Lua number (double) represents exactly

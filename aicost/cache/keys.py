@@ -36,6 +36,8 @@ import uuid
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from ..pricing.money import private_context
+
 # 2: NFC instead of NFKC, case kept by default, a trailing '!' kept. 3: line breaks, a space before punctuation and
 # ellipses kept (a v2 entry of "Explain: rm -rf ." must not answer "Explain: rm -rf" from a shared store).
 KEY_VERSION = 3
@@ -55,7 +57,8 @@ _SENTINEL_NAMES = frozenset({"NotGiven", "Omit"})
 # Decimals are keyed by their exact value, read in a context of aicost's own: ``Decimal.normalize()`` rounds to the
 # *thread's* precision (a host that lowered it would key 1.234567 and 1.234568 alike, and another host the two
 # apart) and ``str()`` follows the thread's ``capitals``. At the widest precision nothing rounds.
-_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, capitals=1)
+_EXACT = private_context(decimal.MAX_PREC, traps=[decimal.InvalidOperation], emax=decimal.MAX_EMAX,
+                         emin=decimal.MIN_EMIN)
 
 
 class Uncacheable(Exception):

@@ -49,6 +49,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, TextIO
 
 from ..errors import ConfigurationError
+from ..pricing.cost import MONEY
 from .csvtext import csv_text
 from .days import HOUR, month_of
 from .row import CALL, LedgerRow, decimal_text
@@ -152,11 +153,10 @@ def _quantity(row: LedgerRow, part: str) -> int:
 
 
 
-# A unit price is the part's cost divided by its units, exactly or not at all (Inexact is trapped), and held to the
+# A unit price is the part's cost divided by its units, exactly or not at all (MONEY traps Inexact), and held to the
 # decimals Parquet's decimal128(38, 24) keeps, so the CSV and the Parquet file of a ledger carry the same charges.
-_UNIT_PRICE = decimal.Context(prec=60, traps=[decimal.InvalidOperation, decimal.Inexact])
 _PLACES = 24
-_QUANTUM = Decimal(1).scaleb(-_PLACES)
+_QUANTUM = Decimal(f"1E-{_PLACES}")  # from text: no context rounds it, the importing thread's neither
 PER_REQUEST = "per-request"  # the last segment of the SkuPriceId of a part with no exact unit rate (_unit_price)
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
@@ -179,8 +179,8 @@ def _unit_price(cost: Decimal, quantity: int) -> Decimal | None:
     ``input`` tokens partly at $3/M and partly at $6/M, and 1.260027 / 210,008 has no end. (The ledger keeps each
     part's sum, not its split by rate, so the rates cannot be itemised.)"""
     try:
-        price = _UNIT_PRICE.divide(cost, quantity)
-        price.quantize(_QUANTUM, context=_UNIT_PRICE)  # past 24 decimals: Inexact (trapped), caught below
+        price = MONEY.divide(cost, quantity)
+        MONEY.quantize(price, _QUANTUM)  # past 24 decimals: Inexact (trapped), caught below
         return price
     except (decimal.Inexact, decimal.InvalidOperation):
         return None
@@ -392,7 +392,7 @@ def export_focus(store: LedgerStore, start: datetime | date, end: datetime | dat
                 result.free_calls += 1  # its cost (every part) is $0: no charge to write
             for charge in made:
                 result.charges += 1
-                result.total += charge["BilledCost"]
+                result.total = MONEY.add(result.total, charge["BilledCost"])  # exact, any thread's context
                 yield charge
 
     write = _write_csv if kind == "csv" else _write_parquet

@@ -30,7 +30,7 @@ from decimal import Decimal
 from itertools import compress, repeat
 from typing import Collection, Iterable, Mapping, Sequence
 
-from ..pricing.money import sci_text
+from ..pricing.money import private_context, sci_text
 from . import pairs
 from .days import DAY, HOUR, ceil, hour_start, midnight
 from .rollup import DIALECTS, INDEX, new_measures
@@ -102,13 +102,12 @@ class SpendGroup:
 
 _TOKENS = frozenset(TOKEN_FIELDS)
 
-_UNIT = Decimal(1).scaleb(-UNIT_COST_DECIMALS)  # a unit cost's quantum
+_UNIT = Decimal(f"1E-{UNIT_COST_DECIMALS}")  # a unit cost's quantum (from text: no context, the thread's neither)
 
 
-# Every field given: decimal.Context copies the others from decimal.DefaultContext, which a host may have changed
-# (one that traps Inexact failed every unit cost that does not divide exactly).
-_DIVISION = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1,
-                            traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+# Of aicost's own, not the thread's nor DefaultContext's (a host's that trapped Inexact failed every unit cost that
+# does not divide exactly).
+_DIVISION = private_context(60, traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 
 
 def MONEY_DIV(amount: Decimal, count: int) -> Decimal:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from .._log import log_once
 from ..usage import Usage
-from .money import canonical, canonicalize_parts, format_usd
+from .money import canonical, canonicalize_parts, format_usd, private_context
 from .names import normalise_tier
 
 # Token classes priced per million tokens, then per-unit items priced per thousand.
@@ -74,7 +74,7 @@ TIER_STEPS_UNDER_THRESHOLD = "steps_under_threshold"  # ... or only their sum ex
 # Several steps whose sizes the vendor did not report: base rates (the least it can cost), ``Cost.estimated``.
 TIER_STEP_INPUTS_UNKNOWN = "step_inputs_unknown"
 
-MONEY = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation, decimal.Inexact])
+MONEY = private_context(60, traps=[decimal.InvalidOperation, decimal.Inexact])
 ZERO = Decimal(0)
 _EMPTY: Mapping[str, Decimal] = MappingProxyType({})
 _MILLION_EXP = -6

@@ -18,9 +18,20 @@ from decimal import Decimal
 from functools import reduce
 from typing import Iterable
 
+
+def private_context(prec: int, traps: Iterable[type[decimal.DecimalException]], *, emax: int = 999_999,
+                    emin: int = -999_999) -> decimal.Context:
+    """A decimal context of aicost's own, every field given: ``prec`` digits, rounding half-even, exponents within
+    ``[emin, emax]`` and never clamped, a capital ``E``, only ``traps`` trapped. ``decimal.Context(...)`` copies each
+    field it is not given from ``decimal.DefaultContext`` as it is at that moment, which a host may have changed
+    before it imported aicost (``DefaultContext.Emax = 9``, ``.clamp = 1``, a trapped ``FloatOperation``): every
+    context aicost computes money in is made here, so none of them takes anything from the host."""
+    return decimal.Context(prec=prec, rounding=decimal.ROUND_HALF_EVEN, Emax=emax, Emin=emin, capitals=1, clamp=0,
+                           flags=[], traps=list(traps))
+
+
 # Amounts are made in the 60-digit money context (pricing.cost.MONEY); sums of many of them stay far below this.
-_CANONICAL = decimal.Context(prec=120, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1,
-                             traps=[decimal.InvalidOperation, decimal.Inexact])
+_CANONICAL = private_context(120, traps=[decimal.InvalidOperation, decimal.Inexact])
 _ZERO = Decimal(0)
 _TEN = Decimal(10)
 _normalize = _CANONICAL.normalize
@@ -77,11 +88,8 @@ def sum_usd(values: "Iterable[Decimal]") -> Decimal:
 # a projection rounded to 6 places, an amount rounded to the cent for a person to read. They are divided, multiplied
 # and rounded (``RATIO.divide``, ``RATIO.quantize``) as Python's default context does, 28 digits half-even, so they
 # read as they always did whatever the calling thread's context (a host may run at prec=4, round down, or trap
-# Inexact). Every field is given: ``decimal.Context`` copies the fields it is not given from ``decimal.DefaultContext``
-# as it is at that moment, which a host may have changed too. Amounts themselves are added and subtracted exactly
-# (:func:`sum_usd`, :data:`subtract_usd`), never here.
-RATIO = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999, capitals=1, clamp=0,
-                        flags=[], traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+# Inexact). Amounts themselves are added and subtracted exactly (:func:`sum_usd`, :data:`subtract_usd`), never here.
+RATIO = private_context(28, traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 
 
 _TENTH = Decimal("0.1")

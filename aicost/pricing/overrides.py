@@ -43,13 +43,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigurationError
 from . import names
 from .cost import MONEY, RATE_NAMES
+from .money import private_context
 
 _ONE_HUNDRED = Decimal(100)
 # Bounds that keep every later multiplication exact in the 60-digit money context: below a billion dollars per
@@ -420,10 +421,9 @@ def _long_context(bands: Any, rates: Mapping[str, Decimal],
     return tuple(tiers)
 
 
-# Every field given: decimal.Context copies the others from decimal.DefaultContext, which a host may have changed
-# (one that trapped Inexact failed every GPU-hour price that does not divide exactly).
-_GPU_RATE = Context(prec=40, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999,
-                    traps=[InvalidOperation, DivisionByZero, Overflow])
+# Of aicost's own, not the thread's nor DefaultContext's (a host's that trapped Inexact failed every GPU-hour price
+# that does not divide exactly).
+_GPU_RATE = private_context(40, traps=[InvalidOperation, DivisionByZero, Overflow])
 
 
 def _gpu_rate(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> Decimal:
