@@ -409,6 +409,25 @@ def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
     assert validate_focus(tmp_path / "fine.csv") == []
 
 
+def test_focus_export_says_its_own_error_whatever_the_hosts_contexts_trap(tmp_path, monkeypatch):
+    """The check that a cost fits Parquet's 24 decimals rounds in a context of aicost's own. Before, it rounded in
+    a context made at export time from ``decimal.DefaultContext``: a host's that trapped Inexact turned the clear
+    "more than 24 decimal places" (which the CLI reports) into a bare ``decimal.Inexact``."""
+    import decimal
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    tiny = Decimal("0.0000000000000000000000001")
+    with open_store(url) as store:
+        store.write([LedgerRow(span_id="c" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                               request_model="gpt-4o", input_tokens=1, cost=tiny, cost_parts={"input": tiny})], [])
+    monkeypatch.setitem(decimal.DefaultContext.traps, decimal.Inexact, True)
+    host = decimal.Context(prec=4, traps=[decimal.Inexact, decimal.Rounded, decimal.InvalidOperation])
+    with decimal.localcontext(host), open_store(url) as store:
+        with pytest.raises(ValueError, match="BilledCost 0.0000000000000000000000001 has more than 24 decimal places"):
+            export_focus(store, DAY, DAY + timedelta(days=1), tmp_path / "focus.parquet")
+    assert not (tmp_path / "focus.parquet").exists()
+
+
 def test_focus_parquet_without_pyarrow_is_an_error_naming_the_extra(tmp_path, monkeypatch):
     """docs/ledger.md: `aicost export --format focus ... -o llm-spend.parquet`, and a failed export is exit status
     2 with nothing left at the name. pyarrow comes with the `ledger` extra only (not with the README's

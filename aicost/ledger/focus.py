@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 from ..errors import ConfigurationError
 from ..pricing.cost import MONEY
+from ..pricing.money import private_context
 from .csvtext import csv_text
 from .days import HOUR, month_of
 from .row import CALL, LedgerRow, decimal_text
@@ -157,6 +158,9 @@ def _quantity(row: LedgerRow, part: str) -> int:
 # decimals Parquet's decimal128(38, 24) keeps, so the CSV and the Parquet file of a ledger carry the same charges.
 _PLACES = 24
 _QUANTUM = Decimal(f"1E-{_PLACES}")  # from text: no context rounds it, the importing thread's neither
+# The Parquet file's amounts are quantized to those decimals in a context of aicost's own that rounds (Inexact not
+# trapped): an amount with more decimals is then aicost's own error below, whatever the host's contexts trap.
+_PARQUET = private_context(60, traps=[decimal.InvalidOperation])
 PER_REQUEST = "per-request"  # the last segment of the SkuPriceId of a part with no exact unit rate (_unit_price)
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
@@ -396,8 +400,7 @@ def export_focus(store: LedgerStore, start: datetime | date, end: datetime | dat
                 yield charge
 
     write = _write_csv if kind == "csv" else _write_parquet
-    with decimal.localcontext(decimal.Context(prec=60)):
-        _write_whole(target, lambda path: write(path, charges()))
+    _write_whole(target, lambda path: write(path, charges()))
     bar.done(seen)
     return result
 
@@ -450,9 +453,9 @@ def _write_parquet(target: str, charges: Iterator[dict[str, Any]], batch: int = 
             for name, kind in COLUMNS:
                 value = charge[name]
                 if kind == "decimal" and value is not None:
-                    exact = value.quantize(_QUANTUM)
+                    exact = _PARQUET.quantize(value, _QUANTUM)
                     if exact != value:
-                        raise ValueError(f"{name} {value} has more than {_PLACES} decimal places")
+                        raise ValueError(f"{name} {decimal_text(value)} has more than {_PLACES} decimal places")
                     value = exact
                 columns[name].append(value)
             count += 1
