@@ -455,6 +455,21 @@ def test_the_integer_money_path_is_chosen_exactly_whatever_the_threads_decimal_c
     store.close()
 
 
+def test_a_synthetic_ledger_is_the_same_whatever_the_threads_decimal_context():
+    """The demo and benchmark ledgers are made in aicost's contexts: one seed, one ledger. Before, a feature run's
+    cost was its calls' costs added in the thread's context: at 4 digits rounding down, another ledger."""
+    import decimal
+
+    from aicost.ledger.synthetic import generate
+
+    def ledger() -> list[dict]:
+        return [item.to_dict() for item in generate(Profile(days=1, teams=3, customers=5, calls=300, seed=3))]
+
+    expected = ledger()
+    with decimal.localcontext(decimal.Context(prec=4, rounding=decimal.ROUND_DOWN)):
+        assert ledger() == expected
+
+
 def test_an_outcome_reaches_calls_of_earlier_batches_and_never_replaces_one(ledger_url):
     store = open_store(ledger_url)
     early = _row(0, run_id="r1")

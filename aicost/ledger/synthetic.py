@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterator, Sequence
 
+from ..pricing.cost import MONEY
 from ..usage import Usage
 from .days import midnight
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
@@ -151,7 +152,7 @@ def _run(rng: random.Random, prices: _Prices, seq: int, base: datetime, team: st
             continue
         if roll < 0.032:  # a budget refused it
             out.append((t, LedgerRow(kind=REFUSAL, cost=Decimal(0), budget=f"{team}-daily",
-                                     stopped_cost=Decimal(rng.randrange(50, 5000)) / 10000, **common)))
+                                     stopped_cost=Decimal(f"0.{rng.randrange(50, 5000):04d}"), **common)))
             failed = True
             continue
         usage = _usage(rng, model, reasoning)
@@ -168,7 +169,7 @@ def _run(rng: random.Random, prices: _Prices, seq: int, base: datetime, team: st
             row.cost, row.price_known = None, False
         else:
             row.cost, row.cost_parts, row.price_model = cost.total, dict(cost.parts), cost.model
-            total += cost.total
+            total = MONEY.add(total, cost.total)  # exact: the same ledger whatever the thread's decimal context
         calls += 1
         failed = failed or error is not None
         out.append((t, row))
