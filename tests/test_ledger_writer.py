@@ -105,6 +105,28 @@ def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledge
     assert (t.cache_hits, t.saved_cost, t.refusals) == (1, hit.saved_cost, 1)
 
 
+def test_a_host_that_traps_float_operations_gets_every_cost(instrumented, ledger_url, spill_dir, openai_client,
+                                                            anthropic_client, replay_server, monkeypatch, caplog):
+    """A host may trap ``decimal.FloatOperation`` (``Decimal(0.5)`` and ``Decimal(1) < 0.5`` then raise) in its
+    threads, and in ``decimal.DefaultContext`` (the writer thread's). The calls above, through the real SDKs: their
+    pricing, spans, metrics, cache, budget and ledger rows never mix a float into a Decimal, so nothing is lost to
+    an error aicost swallows (it would be logged as an error) and every figure is as without the trap."""
+    import decimal
+
+    monkeypatch.setitem(decimal.DefaultContext.traps, decimal.FloatOperation, True)
+    host = decimal.Context(traps=[decimal.FloatOperation, decimal.InvalidOperation, decimal.DivisionByZero,
+                                  decimal.Overflow])
+    with decimal.localcontext(host), caplog.at_level(logging.WARNING, logger="aicost"):
+        test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledger_url, spill_dir, openai_client,
+                                                                 anthropic_client, replay_server)
+        aicost.instrument(tracer_provider=instrumented.tracer_provider, meter_provider=instrumented.meter_provider)
+        replay_server.enqueue(openai_chat_reply(prompt_tokens=1200, completion_tokens=300))
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # and its cost metrics
+        (nano,) = instrumented.metrics()["aicost.cost.nano_usd"]
+    assert nano.value == 360_000  # 1,200 tokens at $0.15/M and 300 at $0.60/M
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aicost") and r.levelno >= logging.ERROR] == []
+
+
 def test_unknown_price_is_a_row_with_unknown_cost(instrumented, tmp_path, spill_dir, openai_client, replay_server):
     url = f"sqlite:///{tmp_path / 'l.db'}"
     aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
