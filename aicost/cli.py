@@ -236,15 +236,21 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
 _DEFAULT_MOVERS = 5
 
 
-def _count(text: str) -> int:
-    """``--movers``: a whole number, 0 or more (a negative one would slice the movers from the wrong end)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"give a whole number, 0 or more, not {text!r}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``, for every command's counts. argparse names the option in its
+    error and exits 2, as for any bad input: ``--top 0`` must not read as "no spend", nor ``--movers -1`` slice the
+    movers from the wrong end (every group but one shown as a mover)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value!r}")
+        return number
+
+    return parse
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -351,7 +357,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated group-by keys: team, feature, customer, user, model, provider, tag, "
                         "tag:NAME, day, hour (default: team; '' for totals only)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--movers", type=_count, help=f"top movers against the previous period to show (default "
+    p.add_argument("--movers", type=whole_number(0), help=f"top movers against the previous period to show (default "
                                                  f"{_DEFAULT_MOVERS}; 0: none; not with --pool or --format csv)")
     p.add_argument("--pool", metavar="NAME", help="a self-hosted GPU pool: cost, utilisation, idle cost, cost per 1M "
                                                   "tokens, each team's share (docs/self-hosted.md)")

@@ -203,7 +203,7 @@ def test_report_refuses_movers_that_are_not_a_count(tmp_path, movers, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["report", "--ledger", url, "--movers", movers])
     assert exit_.value.code == 2
-    assert "argument --movers: give a whole number, 0 or more" in capsys.readouterr().err
+    assert f"argument --movers: must be a whole number >= 0, got {movers!r}" in capsys.readouterr().err
     if movers.startswith("-"):
         with open_store(url, create=False) as store, pytest.raises(ValueError, match="movers is how many"):
             build_report(store, "2026-12-01", "2026-12-02", movers=int(movers))

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
+from ..cli import whole_number
 from ..pricing.money import RATIO, percent
 from ._format import plus_unknown, unknown_calls
 
@@ -88,22 +89,6 @@ def _parse_usd(value: str) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {value!r}")
     return amount
-
-
-def _whole_number(minimum: int) -> Any:
-    """An argparse type: a whole number >= ``minimum``. argparse names the option in its error and exits 2, as
-    for any bad input: ``--top 0`` must not read as "no spend", nor ``--top -1`` silently drop the last group."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value!r}")
-        return number
-
-    return parse
 
 
 def _finite_number(value: str) -> float:
@@ -224,7 +209,7 @@ def add_forecast(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", type=_parse_day, help="last day counted as actual (default: yesterday, or the "
                                                     "ledger's last day)")
     p.add_argument("--level", type=float, default=0.8, help="interval coverage (default 0.8)")
-    p.add_argument("--top", type=_whole_number(1), default=20,
+    p.add_argument("--top", type=whole_number(1), default=20,
                    help="largest groups (or values of a per-team budget) to forecast, by spend this month (default 20)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_needing(_MODELS, _forecast))
@@ -317,7 +302,7 @@ def add_anomalies(sub: argparse._SubParsersAction) -> None:
                    help=f"spend / baseline at least (default {DEFAULT_MIN_RATIO})")
     p.add_argument("--min-usd", type=_parse_usd, default=DEFAULT_MIN_USD,
                    help=f"excess over baseline at least (USD, default {DEFAULT_MIN_USD})")
-    p.add_argument("--calls", type=_whole_number(0), default=5,
+    p.add_argument("--calls", type=whole_number(0), default=5,
                    help="costliest calls to show per spike (default 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=_needing(_MODELS, _anomalies))
@@ -413,7 +398,7 @@ def add_alerts(sub: argparse._SubParsersAction) -> None:
                    help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed")
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db)")
-    p.add_argument("--anomaly-days", type=_whole_number(1), default=2,
+    p.add_argument("--anomaly-days", type=whole_number(1), default=2,
                    help="scan the last N days for spikes (default 2)")
     p.add_argument("--at", type=_parse_at, help="evaluate as if it were this time (ISO, UTC without an offset; "
                                                 "default now): replay a past ledger")
