@@ -360,7 +360,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "run_id", "record_id", "gc_watched",
+        "acc", "busy", "run_id", "record_id", "gc_watched", "skipped", "closed_in_read",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -403,6 +403,8 @@ class _Call:
         # response there itself, and the reader, not the close hook, knows how the call ended.
         self.busy = False
         self.record_id: str | None = None  # set for completed work that may be read again (CompletedWork.key)
+        self.skipped: str | None = None  # why part of the result was let go unread (CallWatch.skip)
+        self.closed_in_read: tuple[BodyReader | None] | None = None  # a close seen while busy, for ``read_done``
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -533,6 +535,7 @@ class _Call:
             _gc.defer(partial(self.finish, meta, error, ended_by))
             return
         self.finished = True
+        self.closed_in_read = None  # its reader may refer back to this call: a cycle, until now
         try:
             self._finish(meta, error, ended_by)
         except Exception:
@@ -605,9 +608,11 @@ class _Call:
                             _NO_PRICE if usage is not None else _NO_USAGE)
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
-                if self.first_chunk_at is not None and not native:
-                    # On the SDK's own span the SDK records time to first chunk from its own start: leave it be.
-                    attrs[s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.start
+                ttfc = s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+                if self.first_chunk_at is not None and not (native and _has(span, ttfc)):
+                    # On the SDK's own span the SDK records time to first chunk from its own start: leave it be. It
+                    # has none when the caller read the stream's bytes past the SDK's parse().
+                    attrs[ttfc] = self.first_chunk_at - self.start
                 if self.request.stream or self.chunks:
                     attrs[s.AICOST_STREAM_CHUNKS] = self.chunks
                     if ended_by:
@@ -670,6 +675,8 @@ class _Call:
             if meta.sub_inferences and cost is not None:
                 cost, subs = self._with_sub_inferences(cost, meta)
                 invalid = invalid or next((f"{kind}: {sub.invalid}" for kind, _, sub in subs if sub.invalid), None)
+        if self.skipped is not None and invalid is None and (usage is None or usage.estimated):
+            invalid = self.skipped  # the estimate's cause: part of what the vendor sent was let go unread
         if usage is not None:
             usage.invalid = invalid  # listeners see why, as the span does
         return usage, cost, invalid, subs
@@ -803,16 +810,21 @@ class _Call:
     def watch_stream(self, stream: Any) -> Any:
         """Watch a stream's items as the caller reads them; returns what the caller gets (see
         ``Integration.wrap_stream``)."""
-        # Text is collected when no usage is expected (for the estimate) or content capture is on; an accumulator
-        # for which that costs per item keeps what it needs and gives the text only if asked (``_output_text``).
-        self.acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
-                                                    config.capture_content or not self.hide_usage)
+        self._accumulate()
         self._reachable_by_gc()
         watched = self.integration.wrap_stream(stream, self)
         native = self._native_span()
         if native is not None:
             native.when_sdk_ends(self._sdk_ended_stream)
         return watched
+
+    def _accumulate(self) -> StreamAccumulator:
+        """Start reading the call's result as stream items: its accumulator. Text is collected when no usage is
+        expected (for the estimate) or content capture is on; an accumulator for which that costs per item keeps
+        what it needs and gives the text only if asked (``_output_text``)."""
+        acc = self.acc = self.integration.new_accumulator(self.endpoint, self.hide_usage,
+                                                          config.capture_content or not self.hide_usage)
+        return acc
 
     # -- CallWatch: what an integration's wrap_stream / watch_result use
     @property
@@ -846,6 +858,48 @@ class _Call:
         next(watched)
         return watched
 
+    def observe_item(self, item: Any) -> None:
+        """A stream item the integration found itself (an event in bytes the caller reads): read as ``iterate``
+        reads each item, its visibility aside (the caller has its bytes already). The first one starts the call's
+        accumulator, which then says at the close how the call ended, as for a parsed stream."""
+        acc = self.acc
+        if acc is None:
+            acc = self._accumulate()
+        if self.first_chunk_at is None:
+            self.first_chunk_at = _perf()
+        self.chunks += 1
+        try:
+            acc.observe(item)
+        except Exception:
+            error_once("stream:observe", "aicost: could not read a stream item")
+
+    def closed(self, body: BodyReader | None) -> None:
+        """The response hooked by ``finish_on_close`` was closed: finish the call, from its accumulator or
+        ``body`` (bytes the caller read itself, seen on the way). Inside a read (``busy``), the read says how the
+        call ended, or asks for this again once it is over (``read_done``)."""
+        if self.finished:
+            return
+        if self.busy:
+            self.closed_in_read = (body,)
+            return
+        acc = self.acc
+        if body is not None and acc is None:
+            self.finish(_stream_meta(body))
+            return
+        self.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
+
+    def read_done(self) -> None:
+        """An integration's read that set ``busy`` is over: a close it saw meanwhile finishes the call now."""
+        closed, self.closed_in_read = self.closed_in_read, None
+        if closed is not None:
+            self.closed(closed[0])
+
+    def skip(self, reason: str) -> None:
+        """Part of the result was let go unread: if the vendor's usage is then missing or cut short, the
+        estimate says why (``aicost.usage.invalid_reason``). The first reason is kept."""
+        if self.skipped is None:
+            self.skipped = reason
+
     def finish_on_close(self, obj: Any, is_async: bool, reader: BodyReader | None = None,
                         undo: tuple[Callable[[], None], ...] = ()) -> None:
         self._reachable_by_gc()
@@ -868,6 +922,11 @@ def _not_already_on(span: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     costs the SDK's attribute validation on the calling thread for nothing."""
     existing = getattr(span, "attributes", None) or {}
     return {k: v for k, v in attrs.items() if existing.get(k) != v}
+
+
+def _has(span: Any, key: str) -> bool:
+    """Whether ``span`` already holds the attribute ``key``."""
+    return key in (getattr(span, "attributes", None) or {})
 
 
 def _records(span: Any) -> bool:
@@ -1023,12 +1082,7 @@ def _hook_close(response: Any, call: _Call, is_async: bool, body: BodyReader | N
         return
 
     def done() -> None:
-        if not call.finished and not call.busy:
-            acc = call.acc
-            if body is not None and acc is None:  # bytes the caller read itself, seen on the way
-                call.finish(_stream_meta(body))
-                return
-            call.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
+        call.closed(body)
 
     # The hook is an attribute of the response that refers back to it (the original bound method keeps the
     # response alive while the hook runs): a reference cycle, which would leave every stream's response, request

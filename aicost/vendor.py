@@ -230,9 +230,11 @@ class StreamAccumulator:
 
 
 class BodyReader:
-    """Reads the bytes of a response the caller consumes itself (``with_streaming_response`` of an endpoint whose
-    result is bytes, such as text to speech), as they pass by: ``feed`` runs once per chunk, so it keeps little.
-    ``result`` says what the call billed when the response is closed, whether the caller read all of it or not."""
+    """Reads the bytes of a response the caller consumes itself (``with_streaming_response`` read past
+    ``parse()``: a JSON body, a stream's events, text to speech), as they pass by: ``feed`` runs once per chunk,
+    so it keeps little. ``result`` says what the call billed when the response is closed, whether the caller read
+    all of it or not (a reader that hands stream items to ``CallWatch.observe_item`` is asked only if it found
+    none)."""
 
     __slots__ = ()
 
@@ -506,6 +508,24 @@ class CallWatch:
     def iterate(self, inner: Any) -> Any:  # pragma: no cover - interface
         """A (sync or async) generator over ``inner`` that observes every item and finishes the call when the
         stream ends, fails or is closed."""
+        raise NotImplementedError
+
+    def observe_item(self, item: Any) -> None:  # pragma: no cover - interface
+        """A stream item the integration found itself rather than through an iterator it wraps (an event parsed
+        from bytes the caller reads): read as ``iterate`` reads each item. The first one makes the call a stream
+        for the core: at the close ``finish_on_close`` hooks, its accumulator says what was billed and whether the
+        vendor's final event was seen, and ``reader.result()`` is not asked."""
+        raise NotImplementedError
+
+    def read_done(self) -> None:  # pragma: no cover - interface
+        """An integration's read that set ``busy`` (around the caller's own read of the bytes) is over: if the
+        response was closed meanwhile, the call is finished now, as that close would have finished it (httpx
+        closes a response once its last bytes arrive, before it hands the caller the last chunk)."""
+        raise NotImplementedError
+
+    def skip(self, reason: str) -> None:  # pragma: no cover - interface
+        """Part of the result was let go unread (an event too large to keep): if the vendor's usage is then
+        missing or cut short, the call's estimate gives ``reason`` (``aicost.usage.invalid_reason``)."""
         raise NotImplementedError
 
     def finish_on_close(self, obj: Any, is_async: bool, reader: "BodyReader | None" = None,

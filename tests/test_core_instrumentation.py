@@ -147,13 +147,16 @@ def test_anthropic_input_includes_cache_reads_and_writes(instrumented, replay_se
     assert Decimal(a[s.AICOST_COST_TOTAL]) == expected
 
 
-@pytest.mark.parametrize("read", ["json", "text", "read", "iter_bytes"])
+@pytest.mark.parametrize("read", ["json", "text", "read", "iter_bytes", "iter_bytes_by_7"])
 def test_a_streaming_response_read_past_parse_is_priced_from_its_usage(read, instrumented, replay_server,
                                                                        openai_client, anthropic_client):
     """``with_streaming_response`` read with json(), text(), read() or iter_bytes() rather than parse(): the body
-    carries the usage, and aicost reads it on the way, so the call is exact, not estimated with no output."""
+    carries the usage, and aicost reads it on the way, so the call is exact, not estimated with no output. httpx
+    closes the response before it hands over the last bytes of ``iter_bytes(chunk_size=...)``: they are read too."""
     def read_body(response):
-        return b"".join(response.iter_bytes()) if read == "iter_bytes" else getattr(response, read)()
+        if read.startswith("iter_bytes"):
+            return b"".join(response.iter_bytes(chunk_size=7 if read == "iter_bytes_by_7" else None))
+        return getattr(response, read)()
 
     results = []
     hooks.add_listener(results.append)
@@ -980,6 +983,11 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(replay_server
             with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini",
                                                                                 messages=MSG) as response:
                 response.json()
+            replay_server.enqueue(openai_chat_stream_reply(4))  # a stream's events read in its bytes
+            with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                                stream=True) as response:
+                for _ in response.iter_lines():
+                    pass
             replay_server.enqueue(Reply(body=b"ID3 fake mp3", content_type="audio/mpeg"))  # bytes read on the way
             with openai_client.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy",
                                                                            input="hi") as response:
@@ -1010,7 +1018,7 @@ async def test_streams_and_raw_responses_leave_no_reference_cycles(replay_server
     finally:
         aicost.uninstrument()
     cost_spans = [x for x in span_exporter.get_finished_spans() if s.GEN_AI_USAGE_COST in attrs(x)]
-    assert len(cost_spans) == 24  # 8 calls, 3 times
+    assert len(cost_spans) == 27  # 9 calls, 3 times
     if without_aicost["http"]:
         # Python 3.10: the SDK's own streams end in cycles (an exception's traceback holds the stream's frames),
         # with or without aicost, so what aicost adds cannot be told apart here.

@@ -342,6 +342,41 @@ class CallOutcome:
     raw_type: Optional[str] = None  # class name of what with_raw_response returned
 
 
+# A stream's body read past parse(), as a proxy relays the events: whole lines, bytes in odd-sized chunks (an event,
+# a line, even a multi-byte character split anywhere), text. What the caller got is kept as bytes.
+BODY_READS = ("lines", "bytes", "text")
+
+
+def _read_body(response: Any, how: str) -> bytes:
+    if how == "lines":
+        return "".join(line + "\n" for line in response.iter_lines()).encode()
+    if how == "bytes":
+        return b"".join(response.iter_bytes(chunk_size=7))
+    return "".join(response.iter_text(chunk_size=5)).encode()
+
+
+async def _aread_body(response: Any, how: str) -> bytes:
+    if how == "lines":
+        return "".join([line + "\n" async for line in response.iter_lines()]).encode()
+    if how == "bytes":
+        return b"".join([chunk async for chunk in response.iter_bytes(chunk_size=7)])
+    return "".join([text async for text in response.iter_text(chunk_size=5)]).encode()
+
+
+def _items_the_sdk_yields(case: Case, body: bytes) -> int:
+    """How many items the SDK's own ``Stream`` yields from ``body``: what the span's chunk count must say."""
+    import httpx2
+
+    sdk = __import__(case.vendor)
+    client = (sdk.OpenAI(api_key="test", base_url="http://127.0.0.1:9") if case.vendor == "openai"
+              else sdk.Anthropic(api_key="test", base_url="http://127.0.0.1:9"))
+    try:
+        response = httpx2.Response(200, content=body, request=httpx2.Request("POST", "http://127.0.0.1:9/"))
+        return sum(1 for _ in sdk.Stream(cast_to=object, response=response, client=client))
+    finally:
+        client.close()
+
+
 def _vendor_errors() -> tuple[type[BaseException], ...]:
     import anthropic
     import openai
@@ -428,6 +463,11 @@ def call_sync(case: Case, server: ReplayServer, variant: str, client: Any = None
                     out.chunks = sum(1 for _ in result)
                 out.result = result
             return out
+        if variant in BODY_READS:
+            with resource.with_streaming_response.create(**kw) as response:
+                out.result = _read_body(response, variant)
+            out.chunks = _items_the_sdk_yields(case, out.result)
+            return out
         if variant == "raw":
             raw = resource.with_raw_response.create(**kw)
             out.raw_type = type(raw).__name__
@@ -469,6 +509,11 @@ async def call_async(case: Case, server: ReplayServer, variant: str) -> CallOutc
                     out.chunks = n
                 out.result = result
             return out
+        if variant in BODY_READS:
+            async with resource.with_streaming_response.create(**kw) as response:
+                out.result = await _aread_body(response, variant)
+            out.chunks = _items_the_sdk_yields(case, out.result)
+            return out
         if variant == "raw":
             raw = await resource.with_raw_response.create(**kw)
             out.raw_type = type(raw).__name__
@@ -498,7 +543,8 @@ def _params(is_async: bool) -> list[Any]:
     """plain and raw for every recording, sync and async; the .stream() helper for 2xx streams;
     with_streaming_response for every recording in sync mode and for the streams in async mode (the async
     non-stream path is the sync one awaited: left out to hold the run near 40 s), and, sync, read with json()
-    rather than parse() for the recordings that are not streams."""
+    rather than parse() for the recordings that are not streams; streams' bytes read past parse() (BODY_READS),
+    sync and async."""
     params = []
     for rid, case in CASES.items():
         variants = ["plain", "raw"]
@@ -508,6 +554,8 @@ def _params(is_async: bool) -> list[Any]:
             variants.append("streaming")
         if not is_async and not case.stream:
             variants.append("json")
+        if case.stream:  # the stream's bytes read past parse(): its events are read in them
+            variants.extend(BODY_READS)
         for variant in variants:
             marks = []
             if case.kind == "complete":
@@ -756,6 +804,9 @@ def _check_result(case: Case, variant: str, outcome: CallOutcome, exp: Expected)
         assert outcome.raw_type in RAW_RESPONSE_TYPES, f"{case.rid}: with_raw_response returned {outcome.raw_type}"
     if variant == "json":
         assert type(result) is dict, f"{case.rid}/json: the caller got a {type(result).__name__}, not the JSON"
+    elif variant in BODY_READS:
+        served = "".join(split_sse_events(load_recording(case.rid)["response"]["body"])).encode()
+        assert result == served, f"{case.rid}/{variant}: the caller did not get the bytes the vendor sent"
     elif variant != "helper":
         expected_type = _expected_result_type(case)
         assert type(result).__name__ in expected_type, (

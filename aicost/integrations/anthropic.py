@@ -19,6 +19,7 @@ carries the call's cost.
 from __future__ import annotations
 
 import contextvars
+import json
 import weakref
 from functools import partial
 from typing import Any, Callable
@@ -578,6 +579,13 @@ class AnthropicIntegration(StainlessIntegration):
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)
+
+    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
+        """As ``anthropic.Stream.__stream__``: events without a name, ``ping`` and those without data yield no
+        item, nor does an ``error`` event (which the SDK raises); every other event's data is the item."""
+        if name is None or name == "ping" or name == "error" or not data:
+            return None
+        return json.loads(data)
 
     # -- Message Batches (docs/batches.md)
     def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,

@@ -13,10 +13,10 @@ from typing import Any
 
 from ..usage import Usage, is_object, read_count
 from .. import semconv as s
-from ..vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
+from ..vendor import (BodyReader, CallWatch, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
                       StreamAccumulator, field, part, request_count, request_tier, string)
 from . import _batches
-from .stainless import AttrView, StainlessIntegration, StainlessShape, server_of
+from .stainless import STREAM_END, AttrView, StainlessIntegration, StainlessShape, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -896,12 +896,28 @@ class OpenAIIntegration(StainlessIntegration):
             return read_responses_socket_event(event)
         return read_realtime_event(connection, event)
 
-    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+    def body_reader(self, raw: Any, watch: CallWatch) -> BodyReader | None:
         """Speech through ``with_streaming_response``: the caller reads the bytes (events with
         ``stream_format="sse"``), and the reader keeps their tail for the final usage event."""
-        if _FAMILY[endpoint.key] == "speech":
-            return SpeechBodyReader(kwargs)
-        return super().body_reader(endpoint, kwargs)
+        if _FAMILY[watch.endpoint.key] == "speech":
+            return SpeechBodyReader(watch.kwargs)
+        return super().body_reader(raw, watch)
+
+    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
+        """As ``openai.Stream.__stream__``: ``[DONE]`` ends the stream; the Assistants' ``thread.*`` events, and
+        every event of a request that asks for it (``synthesize_event_and_data``), are built from
+        ``{"data": ..., "event": ...}``; an event carrying an ``error`` (which the SDK raises) yields no item."""
+        if data.startswith(b"[DONE]"):
+            return STREAM_END
+        value = json.loads(data)
+        legacy = options is None or getattr(options, "stream_mode", "legacy") == "legacy"
+        if legacy and name and name.startswith("thread."):
+            return {"data": value, "event": name}
+        if legacy and isinstance(value, dict) and value.get("error"):
+            return None
+        if options is not None and getattr(options, "synthesize_event_and_data", None):
+            return {"data": value, "event": name}
+        return value
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""

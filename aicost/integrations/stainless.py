@@ -15,6 +15,7 @@ and the error envelope (``APIStatusError.body``).
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from .. import semconv as s
 from .._log import error_once
 from ..vendor import (BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, ResponseMeta, Router,
                       walk_text)
+from ._sse import EventParser
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
 _TIKTOKEN_PROVIDERS = frozenset(("openai", "azure.ai.openai"))
@@ -214,12 +216,47 @@ class StainlessIntegration(Integration):
             watch.finish_on_close(response, hasattr(inner, "__anext__"))
         return stream
 
-    def body_reader(self, endpoint: Endpoint, kwargs: dict[str, Any]) -> BodyReader | None:
+    def body_reader(self, raw: Any, watch: CallWatch) -> BodyReader | None:
         """For a response whose bytes the caller may read itself (``with_streaming_response``, read with
-        ``json()``, ``text()``, ``read()`` or ``iter_bytes()`` rather than ``parse()``): what reads them on the
-        way. A request that is not a stream gets one JSON document, read as ``parse()`` would have read it. None
-        (a stream): such a response's usage is missing, and estimated like any missing usage."""
-        return None if endpoint.shape.streams(kwargs) else JsonBodyReader(self, endpoint)
+        ``json()``, ``text()``, ``read()``, ``iter_bytes()`` or ``iter_lines()`` rather than ``parse()``): what
+        reads them on the way. A request that is not a stream gets one JSON document, read as ``parse()`` would
+        have read it; a stream, its events (:class:`EventBodyReader`). None: the usage is missing, and estimated
+        like any missing usage."""
+        if not watch.endpoint.shape.streams(watch.kwargs):
+            return JsonBodyReader(self, watch.endpoint)
+        item = self._stream_item_maker(raw)
+        return EventBodyReader(watch, item) if item is not None else None
+
+    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
+        """What the SDK's ``Stream`` builds its item from, for one server-sent event of a stream (``name``: its
+        ``event:``, ``data``: its data; ``options``: the request's ``FinalRequestOptions``): the JSON value,
+        None for an event that yields no item, or :data:`STREAM_END` for the vendor's end marker. Each SDK's
+        ``_streaming.Stream.__stream__`` says it; an error event, which the SDK raises, yields no item here."""
+        return None
+
+    def _stream_item_maker(self, raw: Any) -> Callable[[str | None, bytes], Any] | None:
+        """``(name, data) -> item`` for the events of the stream behind ``raw`` (an ``APIResponse`` whose request
+        streams): the item the SDK's own ``Stream`` would have yielded, built as it builds it
+        (``client._process_response_data`` with the stream's item type), so the stream accumulator reads it
+        unchanged. None when the SDK would not decode the body as server-sent events (a client that brings its
+        own decoder, such as Anthropic on Bedrock's AWS event stream)."""
+        client, options, response = raw._client, raw._options, raw.http_response
+        streaming = importlib.import_module(f"{self.sdk}._streaming")
+        base = importlib.import_module(f"{self.sdk}._base_client").BaseClient
+        if type(client)._make_sse_decoder is not base._make_sse_decoder:
+            return None
+        stream_cls = raw._stream_cls
+        item_type = streaming.extract_stream_chunk_type(stream_cls) if stream_cls else raw._cast_to
+        process = client._process_response_data
+        event_data = self.stream_event_data
+
+        def item(name: str | None, data: bytes) -> Any:
+            value = event_data(name, data, options)
+            if value is None or value is STREAM_END:
+                return value
+            return process(data=value, cast_to=item_type, response=response)
+
+        return item
 
     def watch_result(self, raw: Any, watch: CallWatch) -> bool:
         """``with_raw_response`` / ``with_streaming_response``: the call returns an ``APIResponse`` the caller
@@ -228,6 +265,7 @@ class StainlessIntegration(Integration):
             return False
         is_async = inspect.iscoroutinefunction(raw.parse)
         is_stream = self.is_stream
+        reading_bytes: list[Callable[[], None]] = []  # undoes the reading of the bytes on the way
 
         def observe(parsed: Any) -> Any:
             if not watch.finished and parsed is not None:
@@ -235,6 +273,8 @@ class StainlessIntegration(Integration):
                     watch.result(parsed)
                 elif not getattr(parsed, "_aicost_watched", False):  # parse() caches: the same stream again
                     parsed._aicost_watched = True
+                    for stop in reading_bytes:  # the stream's items are read as it yields them, not in its bytes
+                        stop()
                     watch.result(parsed)
             return parsed
 
@@ -291,9 +331,10 @@ class StainlessIntegration(Integration):
         if http_response is not None:
             reader, undo = None, (unhook,)  # a caller that reads the bytes never calls parse(): unhook at close
             try:
-                reader = self.body_reader(watch.endpoint, watch.kwargs)
+                reader = self.body_reader(raw, watch)
                 if reader is not None:
-                    undo = (unhook, _read_body_on_the_way(http_response, reader, is_async))
+                    reading_bytes.append(_read_body_on_the_way(http_response, reader, watch, is_async))
+                    undo = (unhook, *reading_bytes)
             except Exception:
                 error_once("body:reader", "aicost: could not watch a response's bytes")
                 reader = None
@@ -427,6 +468,59 @@ class JsonBodyReader(BodyReader):
         return self.integration.read_response(self.endpoint, parsed, True)
 
 
+# What ``StainlessIntegration.stream_event_data`` returns for the vendor's end marker (OpenAI's ``[DONE]``).
+STREAM_END = object()
+
+
+class EventBodyReader(BodyReader):
+    """The body of a stream as the caller reads it past ``parse()`` (``iter_lines()``, to proxy the events to a
+    browser): its server-sent events are parsed from the bytes as they pass (:mod:`._sse`), each is made into the
+    item the SDK's own ``Stream`` would have yielded (``item``, see ``StainlessIntegration._stream_item_maker``)
+    and handed to the call (``CallWatch.observe_item``), which reads it with the integration's stream accumulator
+    as it reads a parsed stream's items: the usage the vendor sends is exact, a body closed before it is
+    estimated as a stream closed early. An event over ``_KEEP`` bytes is let go unread, and the call says so if
+    its usage is then missing. Nothing after the vendor's end marker is read."""
+
+    __slots__ = ("watch", "item", "events", "oversized")
+    _KEEP = 32 << 20
+
+    def __init__(self, watch: CallWatch, item: Callable[[str | None, bytes], Any]) -> None:
+        self.watch = watch
+        self.item = item
+        self.events: EventParser | None = EventParser(self._KEEP)
+        self.oversized = 0
+
+    def feed(self, chunk: bytes) -> None:
+        events = self.events
+        if events is None:  # the vendor's end marker was read
+            return
+        for name, data in events.feed(chunk):
+            if not self._read(name, data):
+                self.events = None
+                break
+        if events.oversized != self.oversized:
+            self.oversized = events.oversized
+            self.watch.skip(f"a stream event over {self._KEEP} bytes was let go unread")
+
+    def _read(self, name: str | None, data: bytes) -> bool:
+        """Hand one event's item to the call; False at the vendor's end marker."""
+        try:
+            item = self.item(name, data)
+        except ValueError:  # not JSON: the SDK's stream would raise here; there is nothing to read
+            return True
+        except Exception:
+            error_once("body:event", "aicost: could not read a stream event in a response's bytes")
+            return True
+        if item is STREAM_END:
+            return False
+        if item is not None:
+            self.watch.observe_item(item)
+        return True
+
+    def result(self) -> ResponseMeta:
+        return ResponseMeta()  # asked only when no item was read: the body was closed before any event
+
+
 def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
     try:
         fn(arg)
@@ -434,23 +528,56 @@ def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
         error_once("observe", "aicost: could not observe a parsed response")
 
 
-def _read_body_on_the_way(response: Any, reader: BodyReader, is_async: bool) -> Callable[[], None]:
+def _feed(reader: BodyReader, chunk: bytes) -> None:
+    try:
+        reader.feed(chunk)
+    except Exception:
+        error_once("body:feed", "aicost: could not read a response's bytes on the way (the caller gets them all)")
+
+
+def _read_body_on_the_way(response: Any, reader: BodyReader, watch: CallWatch, is_async: bool
+                          ) -> Callable[[], None]:
     """Feed ``reader`` every decoded chunk the caller reads from an httpx2 response. ``read()``, ``iter_text()``,
     ``iter_lines()`` and the SDK's ``stream_to_file()`` all go through the instance's ``iter_bytes`` (async:
-    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. Returns the undo,
-    which the close hook runs: the attribute refers back to the response, a cycle until it is removed."""
+    ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. httpx2 closes the
+    response when its last bytes arrive, before the chunks it still holds (``iter_bytes(chunk_size=...)``) are
+    handed over: the call is ``busy`` while a chunk is fetched, so that close finishes the call only once that
+    read is over (``CallWatch.read_done``), with every byte read. Returns the undo, which the close hook runs: the
+    attribute refers back to the response, a cycle until it is removed."""
     name = "aiter_bytes" if is_async else "iter_bytes"
     original = getattr(response, name)
     if is_async:
         async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
-            async for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
+            chunks = original(*args, **kwargs)
+            try:
+                while True:
+                    watch.busy = True
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        watch.busy = False
+                    _feed(reader, chunk)
+                    yield chunk
+            finally:
+                watch.read_done()
     else:
         def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            for chunk in original(*args, **kwargs):
-                _safe(reader.feed, chunk)
-                yield chunk
+            chunks = original(*args, **kwargs)
+            try:
+                while True:
+                    watch.busy = True
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        break
+                    finally:
+                        watch.busy = False
+                    _feed(reader, chunk)
+                    yield chunk
+            finally:
+                watch.read_done()
 
     setattr(response, name, read_on_the_way)
 

@@ -1,0 +1,199 @@
+"""A stream read past the SDK's ``parse()``: ``with_streaming_response`` read with ``iter_lines()`` / ``iter_bytes()``
+/ ``iter_text()``, how apps proxy server-sent events to a browser. aicost parses the events in the bytes as they
+pass (``aicost/integrations/_sse.py``, ``stainless.EventBodyReader``) and reads the vendor's usage in them.
+
+Every recorded stream is also replayed this way, sync and async, in ``test_replay_recordings.py`` (variants
+``lines``, ``bytes``, ``text``): the cost equals the published price of the recorded usage, as for ``parse()``.
+Here: the parser's edge cases, and what the replays cannot show (a stream without usage, a body closed early, an
+event too large to keep, a reader that fails, the same response parsed after all).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from aicost import semconv as s
+from aicost.integrations._sse import EventParser
+from vendor_server import (Reply, anthropic_stream_reply, openai_chat_stream_reply, openai_client,
+                           openai_responses_stream_reply, sse)
+
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def attrs(span):
+    return dict(span.attributes or {})
+
+
+def only_cost_span(instrumented):
+    spans = instrumented.cost_spans()
+    assert len(spans) == 1, [(x.name, attrs(x)) for x in instrumented.spans()]
+    return attrs(spans[0])
+
+
+def _events(body: bytes, size: int, limit: int = 1 << 20) -> tuple[list[tuple[str | None, bytes]], int]:
+    parser = EventParser(limit)
+    out = []
+    for i in range(0, len(body), size):
+        out.extend(parser.feed(body[i:i + size]))
+    return out, parser.oversized
+
+
+# ------------------------------------------------------------------------------------------ the parser
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_events_are_parsed_however_the_bytes_are_split(eol, size):
+    """Lines end with LF, CRLF or CR (a CRLF may be split between two chunks); data lines are joined with LF;
+    comments, ids and unknown fields are passed over; a blank line ends the event, and an unended one is not
+    dispatched (as the SDKs' own decoders do)."""
+    text = ("event: message_start\ndata: {\"a\":\ndata:  1}\n\n"
+            ": a comment\nid: 7\nretry: 10\nfoo: bar\ndata:{\"é\": 2}\n\n"
+            "\n\n"  # blank lines between events dispatch nothing
+            "data: [DONE]\n\n"
+            "data: {\"unended\": true}\n")
+    body = text.replace("\n", eol).encode()
+    events, oversized = _events(body, size)
+    assert events == [("message_start", b"{\"a\":\n 1}"), (None, "{\"é\": 2}".encode()), (None, b"[DONE]")]
+    assert oversized == 0
+
+
+@pytest.mark.parametrize("size", [1, 5, 64, 4096])
+def test_an_event_over_the_limit_is_let_go_and_the_next_one_is_read(size):
+    body = (sse({"n": 1}) + sse({"big": "x" * 300}, "big") + sse({"n": 2})).encode()
+    events, oversized = _events(body, size, limit=100)
+    assert events == [(None, b'{"n":1}'), (None, b'{"n":2}')] and oversized == 1
+
+
+def test_the_parser_keeps_no_more_than_the_event_it_reads():
+    parser = EventParser(100)
+    parser.feed(b"data: " + b"x" * 10_000)  # one line, never ended: let go, not kept
+    assert parser.oversized == 1 and not parser.partial and not parser.data
+    assert parser.feed(b"x" * 10_000 + b"\n\ndata: 1\n\n") == [(None, b"1")]
+
+
+# ------------------------------------------------------------------------------------------ through the SDKs
+def test_a_chat_stream_without_usage_is_estimated_from_the_text_the_caller_relayed(instrumented, replay_server,
+                                                                                   openai_client):
+    """Without ``stream_options.include_usage`` OpenAI sends no usage. aicost never asks for it here (the caller
+    relays the bytes: a chunk added to them could not be hidden), so the call is estimated, output included."""
+    replay_server.enqueue(openai_chat_stream_reply(12, include_usage=False))
+    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                        stream=True) as response:
+        lines = list(response.iter_lines())
+    assert "stream_options" not in replay_server.requests[-1].json
+    assert sum(" tok" in line for line in lines) == 12
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_USAGE_ESTIMATED] is True and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 12  # one token per " tok"
+    assert a[s.AICOST_STREAM_CHUNKS] == 14 and a[s.AICOST_STREAM_ENDED_BY] == "exhausted"
+
+
+def test_a_stream_with_crlf_lines_and_split_data_read_a_byte_at_a_time_is_exact(instrumented, replay_server,
+                                                                                openai_client):
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
+    usage = {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290}
+    body = (sse({**chunk, "choices": [{"index": 0, "delta": {"content": "Paris"}, "finish_reason": "stop"}]})
+            + ": keep-alive\n\n"
+            + "data: " + json.dumps({**chunk, "choices": [], "usage": usage}, indent=1).replace("\n", "\ndata: ")
+            + "\n\n" + sse("[DONE]")).replace("\n", "\r\n").encode()
+    replay_server.enqueue(Reply.stream([body[i:i + 1] for i in range(len(body))]))
+    with openai_client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MSG, stream=True, stream_options={"include_usage": True}) as response:
+        got = b"".join(response.iter_bytes(chunk_size=3))
+    assert got == body
+    a = only_cost_span(instrumented)
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (1234, 56)
+    assert s.AICOST_USAGE_ESTIMATED not in a
+    # gpt-4o-mini: $0.15 / $0.60 per MTok
+    assert Decimal(a[s.AICOST_COST_TOTAL]) == (1234 * Decimal("0.15") + 56 * Decimal("0.60")) / 10**6
+
+
+def test_a_body_closed_before_the_usage_event_stays_estimated(instrumented, replay_server, anthropic_client):
+    """The caller stops relaying after a few events: as for a parsed stream closed early, the vendor's input count
+    (message_start) is kept, the output is counted from what was read, and the whole is an estimate."""
+    replay_server.enqueue(anthropic_stream_reply(50, input_tokens=1234))
+    with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+        lines = response.iter_lines()
+        for line in lines:
+            if line.startswith("data:") and "content_block_delta" in line:
+                break
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_USAGE_ESTIMATED] is True and a[s.AICOST_STREAM_ENDED_BY] == "closed"
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1234 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] >= 1
+
+
+def test_an_event_too_large_to_keep_is_let_go_and_the_estimate_says_why(instrumented, replay_server, openai_client,
+                                                                        monkeypatch):
+    """A Responses stream's usage comes in ``response.completed``, which carries the whole response: over the
+    reader's limit it is let go unread (memory stays bounded) and the call is estimated, with the reason."""
+    from aicost.integrations.stainless import EventBodyReader
+
+    monkeypatch.setattr(EventBodyReader, "_KEEP", 600)  # response.completed below is larger; the others are not
+    replay_server.enqueue(openai_responses_stream_reply(3, input_tokens=1234))
+    with openai_client.responses.with_streaming_response.create(model="gpt-4.1-nano", input="hi",
+                                                                stream=True) as response:
+        body = b"".join(response.iter_bytes())
+    assert b"response.completed" in body
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_USAGE_ESTIMATED] is True and a[s.GEN_AI_USAGE_INPUT_TOKENS] != 1234
+    assert a[s.AICOST_USAGE_INVALID_REASON] == "a stream event over 600 bytes was let go unread"
+
+
+def test_without_an_oversized_event_the_same_stream_is_exact(instrumented, replay_server, openai_client):
+    replay_server.enqueue(openai_responses_stream_reply(3, input_tokens=1234))
+    with openai_client.responses.with_streaming_response.create(model="gpt-4.1-nano", input="hi",
+                                                                stream=True) as response:
+        for _ in response.iter_text():
+            pass
+    a = only_cost_span(instrumented)
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (1234, 3)
+    assert s.AICOST_USAGE_ESTIMATED not in a and s.AICOST_USAGE_INVALID_REASON not in a
+
+
+def test_a_failing_event_reader_never_breaks_the_callers_read(instrumented, replay_server, anthropic_client,
+                                                              monkeypatch, caplog):
+    from aicost import _log
+
+    def broken(self, chunk):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(EventParser, "feed", broken)
+    _log.forget("body:feed")
+    replay_server.enqueue(anthropic_stream_reply(5, input_tokens=1234))
+    with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+        lines = list(response.iter_lines())
+    assert sum("content_block_delta" in line for line in lines) == 10  # event: and data: lines, all there
+    a = only_cost_span(instrumented)  # recorded all the same, estimated: nothing could be read
+    assert a[s.AICOST_USAGE_ESTIMATED] is True
+    assert [r.getMessage() for r in caplog.records if "parser bug" in str(r.exc_info)] == [
+        "aicost: could not read a response's bytes on the way (the caller gets them all)"]  # said once
+
+
+def test_a_stream_parsed_after_all_is_read_once(instrumented, replay_server, anthropic_client):
+    """``parse()`` on the streaming response: the SDK's stream reads the same bytes, and its items are watched as
+    it yields them, so the events in the bytes are not read a second time."""
+    replay_server.enqueue(anthropic_stream_reply(5, input_tokens=1234))
+    with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+        items = list(response.parse())
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_STREAM_CHUNKS] == len(items) == 10  # the ping is not an item
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (1234, 5)
+
+
+async def test_an_async_stream_read_by_lines_is_exact(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(openai_chat_stream_reply(7, prompt_tokens=1234))
+    try:
+        async with client.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MSG, stream=True, stream_options={"include_usage": True}) as response:
+            lines = [line async for line in response.iter_lines()]
+    finally:
+        await client.close()
+    assert lines[-2:] == ["data: [DONE]", ""]
+    a = only_cost_span(instrumented)
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (1234, 7)
+    assert s.AICOST_USAGE_ESTIMATED not in a and a[s.AICOST_STREAM_ENDED_BY] == "exhausted"
