@@ -14,6 +14,7 @@ parsing resumes at the next event: memory stays bounded whatever the vendor send
 from __future__ import annotations
 
 import re
+
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
