@@ -36,6 +36,7 @@ import functools
 import inspect
 import logging
 import random
+import sys
 import threading
 import time
 import types
@@ -48,9 +49,9 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import _fork
+from . import _fork, _gc
 from . import hooks, semconv
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NeverStarted
 from ._log import log_once
 from .pricing.money import format_usd, sum_usd
 from .usage import Usage
@@ -461,18 +462,26 @@ class _ScopeBase:
             # with ``async def __call__``): its body runs when that is awaited or iterated, so the use goes on there.
             later = _RUNS_LATER.get(type(result))  # one lookup: this is on every decorated call
             if later is not None:
-                return later(self, lambda: result, state)()
+                return self._run_later(later, result, state)
             self._safe_finish(state, None)
             return result
 
         return wrapper
 
-    # ``started``: the state of a use already started (a plain function's call that returned what runs later).
+    def _run_later(self, later: Callable[..., Callable[..., Any]], result: Any, state: Any) -> Any:
+        """``result`` (a coroutine, a generator, an async generator), wrapped by ``later`` to run inside the use
+        ``state`` started, which it ends; named as ``result`` is, so its repr and a "never awaited" warning name the
+        application's function."""
+        wrapped = later(self, lambda: result, _Started(self, state, result))()
+        wrapped.__name__, wrapped.__qualname__ = result.__name__, result.__qualname__
+        return wrapped
+
+    # ``started``: a use already started (a plain function's call that returned what runs later), as ``_Started``.
 
     def _wrap_coroutine(self, fn: Callable[..., Any], started: Any = _NOT_STARTED) -> Callable[..., Any]:
         # The coroutine runs in one task context from start to end, so one activation covers every await.
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            state = self._safe_start() if started is _NOT_STARTED else started
+            state = self._safe_start() if started is _NOT_STARTED else started.take()
             act = self._safe_activate(state)
             try:
                 result = await fn(*args, **kwargs)
@@ -491,7 +500,7 @@ class _ScopeBase:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             gen = fn(*args, **kwargs)
-            state = scope._safe_start() if started is _NOT_STARTED else started
+            state = scope._safe_start() if started is _NOT_STARTED else started.take()
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
@@ -532,7 +541,7 @@ class _ScopeBase:
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             agen = fn(*args, **kwargs)
-            state = scope._safe_start() if started is _NOT_STARTED else started
+            state = scope._safe_start() if started is _NOT_STARTED else started.take()
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
@@ -566,6 +575,50 @@ class _ScopeBase:
                     to_throw = exc
 
         return wrapper
+
+
+class _Started:
+    """A use that a plain function's call started, handed to the wrapper of what the call returned to run later (a
+    coroutine, a generator, an async generator), which ends it once it runs (:meth:`take`).
+
+    Dropped without ever running (a forgotten ``await``, a task cancelled before it started, a generator nobody
+    read), that wrapper never gets to end the use, and nothing else would: the unit's span would stay open, never
+    exported, its run never recorded. So this object, which only the wrapper holds, ends it when it is collected,
+    as a use whose body never started (:class:`~aicost.errors.NeverStarted`). Not in the finalizer itself: it runs
+    wherever the last reference went or the cyclic collector ran, in any thread, perhaps holding a lock that ending
+    the unit takes (a span processor's, the ledger's, a listener's). It is handed to aicost's worker thread
+    (:mod:`aicost._gc`), as calls the collector reaches are; nothing at interpreter exit.
+
+    The returned coroutine is closed here, unstarted, so it runs no code and says nothing: the wrapper, which bears
+    its name, is what the application dropped, and warns "never awaited" when Python would (not when it was
+    closed, or thrown into by a task cancelled before it ran). So the warnings are those Python gives without
+    aicost."""
+
+    __slots__ = ("scope", "state", "result")
+
+    def __init__(self, scope: _ScopeBase, state: Any, result: Any) -> None:
+        self.scope: _ScopeBase | None = scope
+        self.state = state
+        self.result = result
+
+    def take(self) -> Any:
+        """The use's state, for the wrapper that now runs what was returned: ending it is the wrapper's from here."""
+        self.scope = self.result = None
+        return self.state
+
+    def __del__(self) -> None:
+        scope = self.scope
+        if scope is None:  # taken
+            return
+        try:
+            result = self.result
+            if type(result) is types.CoroutineType and inspect.getcoroutinestate(result) == inspect.CORO_CREATED:
+                result.close()
+            if self.state is not None and not sys.is_finalizing():  # (``None``: a use with nothing to end)
+                _gc.defer(functools.partial(scope._safe_finish, self.state, NeverStarted(
+                    f"{type(result).__name__} {result.__qualname__} was dropped without being awaited or iterated")))
+        except Exception:  # never into the host: a finalizer's error has nowhere to go
+            pass
 
 
 # What a plain function may return that runs later, and the wrapper that runs it inside the scope.
@@ -651,8 +704,9 @@ class UnitOfWork:
     """A running ``feature`` scope: its live rollup and its outcome.
 
     The outcome is ``"succeeded"`` when the unit ends normally, ``"failed"`` when it ends with an exception,
-    unless the application chose a label with :meth:`set_outcome` (e.g. ``"cache_hit"``, ``"refused"``,
-    ``"answer_rejected"``), which always wins.
+    ``"never_started"`` when its body never ran (what a plain function under ``@feature`` returned, a coroutine or
+    a generator, was dropped without being awaited or iterated: see ``_Started``), unless the application chose a
+    label with :meth:`set_outcome` (e.g. ``"cache_hit"``, ``"refused"``, ``"answer_rejected"``), which always wins.
     """
 
     __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes")
@@ -835,7 +889,9 @@ class feature(_ScopeBase):
             return
         failed = exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration))
         if state.outcome is None:
-            state.outcome = semconv.AICOST_OUTCOME_FAILED if failed else semconv.AICOST_OUTCOME_SUCCEEDED
+            state.outcome = (semconv.AICOST_OUTCOME_SUCCEEDED if not failed
+                             else semconv.AICOST_OUTCOME_NEVER_STARTED if isinstance(exc, NeverStarted)
+                             else semconv.AICOST_OUTCOME_FAILED)
         attrs = state.attributes if state.attributes is not None else _attributes_within(self._attribute)
         span = state.span
         try:

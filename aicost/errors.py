@@ -32,3 +32,11 @@ class NeverSent(AicostError):
     """What a call that was prepared but never sent ended with: a stream manager (Anthropic's ``messages.stream()``)
     dropped without its ``with`` block being entered. Never raised: it is that call's ``error.type`` (span, metrics,
     ``CallResult.error_type``), and such a call is finished like any other, settled at $0."""
+
+
+class NeverStarted(AicostError):
+    """What a unit of work (``aicost.feature``) ended with when its body never ran: a plain function under
+    ``@aicost.feature`` (a decorator of the application's own in between, an object with ``async def __call__``)
+    returned the coroutine or generator that was to run it, and that was dropped without ever being awaited or
+    iterated (a forgotten ``await``, a task cancelled before it started). Never raised: it is that unit's
+    ``error.type``, and its outcome is ``never_started``."""

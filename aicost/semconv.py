@@ -146,9 +146,11 @@ METRIC_CACHE_SIMILARITY = "aicost.cache.similarity"  # histogram of served simil
 # never in ``gen_ai.usage.cost`` / ``aicost.cost.total_usd``: a backend summing cost over spans counts only the
 # per-call spans, so the money inside a unit is never counted twice, however deeply units nest.
 AICOST_UNIT_SPAN_NAME_FORMAT = "aicost.feature {name}"
-AICOST_OUTCOME = "aicost.outcome"  # succeeded | failed | a label the application chose
+AICOST_OUTCOME = "aicost.outcome"  # succeeded | failed | never_started | a label the application chose
 AICOST_OUTCOME_SUCCEEDED = "succeeded"
 AICOST_OUTCOME_FAILED = "failed"
+# What a plain function under @feature returned to run its body later (a coroutine, a generator) was dropped unrun.
+AICOST_OUTCOME_NEVER_STARTED = "never_started"
 AICOST_ROLLUP_PREFIX = "aicost.rollup."
 AICOST_ROLLUP_CALLS = "aicost.rollup.calls"
 AICOST_ROLLUP_ERRORS = "aicost.rollup.errors"  # calls inside that ended with error.type

@@ -7,6 +7,8 @@ hand-picked exact costs, so every expected number below is computed by hand, not
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from decimal import Decimal
 
 import pytest
@@ -341,6 +343,118 @@ async def test_a_plain_function_returning_a_coroutine_or_generator_runs_it_insid
         "aicost.feature answer": "0.5", "aicost.feature handler": "0.25", "aicost.feature chunks": "0.25",
         "aicost.feature achunks": "1"}
     assert all(a[semconv.AICOST_OUTCOME] == "succeeded" for a in by_name.values())
+
+
+async def test_what_a_plain_function_returned_and_nobody_ran_ends_its_unit_as_never_started(spans, runs_metric):
+    """The unit a plain function's call started (above) ends with what it returned. Returned and dropped without
+    ever being awaited or iterated (a forgotten ``await``, a task cancelled before it ran, a generator nobody
+    read), it ends when that is collected: once, outcome ``never_started``, ``error.type`` ``NeverStarted``, with
+    the attribution the call ran with. Python's own "never awaited" warning still names the application's
+    function, as it does without aicost (aicost's wrapper coroutine carries that name too)."""
+    from opentelemetry.trace import StatusCode
+
+    from aicost import _gc
+
+    @feature("answer", team="support")
+    @_plain
+    async def answer():
+        call(cost="0.5")
+
+    class Handler:
+        async def __call__(self):
+            call(cost="0.25")
+
+    @feature("chunks")
+    @_plain
+    def chunks():
+        call(cost="0.125")
+        yield 1
+
+    @feature("achunks")
+    @_plain
+    async def achunks():
+        call(cost="1")
+        yield 1
+
+    async def job():
+        call(cost="2")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer()
+        feature("handler")(Handler())()
+        chunks()
+        achunks()
+        attribute(team="t")(_plain(job))()  # a scope with nothing to end: nothing to do
+        task = asyncio.get_running_loop().create_task(feature("cancelled")(_plain(job))())
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        await asyncio.sleep(0)  # the loop's handle that woke this task up held it until now
+        never_awaited = []
+        for _ in range(2):  # a recorded warning holds its coroutine (as its source): let go, and collect again
+            gc.collect()
+            never_awaited += [str(w.message) for w in caught if "never awaited" in str(w.message)]
+            caught.clear()
+    _gc.drain()  # the units are ended on aicost's worker thread (or here, if it has not got to them yet)
+
+    assert current_unit() is None
+    by_name = {s.name.removeprefix("aicost.feature "): s for s in spans()}
+    assert sorted(by_name) == ["achunks", "answer", "cancelled", "chunks", "handler"]  # each once
+    for span in by_name.values():
+        a = span.attributes
+        assert a[semconv.AICOST_OUTCOME] == "never_started"
+        assert a[semconv.ERROR_TYPE] == "NeverStarted"
+        assert span.status.status_code is StatusCode.ERROR
+        assert a[R + "calls"] == 0 and a[R + "cost.total_usd"] == "0"
+    assert by_name["answer"].attributes[semconv.AICOST_TEAM] == "support"
+    assert {dict(k)[semconv.AICOST_FEATURE]: n for k, n in runs_metric().items()} == {
+        "answer": 1, "handler": 1, "chunks": 1, "achunks": 1, "cancelled": 1}
+    assert all(dict(k)[semconv.AICOST_OUTCOME] == "never_started" for k in runs_metric())
+    assert sorted(never_awaited) == sorted({  # once each, as without aicost (the cancelled task's: none)
+        f"coroutine '{answer.__qualname__}' was never awaited",
+        f"coroutine '{Handler.__call__.__qualname__}' was never awaited",
+        f"coroutine '{job.__qualname__}' was never awaited"})
+
+
+def test_a_unit_nobody_started_is_ended_on_the_worker_not_where_it_was_dropped(spans):
+    """The last reference to a never-awaited coroutine may go (or the cyclic collector may run) anywhere, in any
+    thread, while it holds any lock: ending the unit there would take a span processor's, the ledger's or a
+    listener's lock again and hang. So the finalizer only hands the ending to aicost's worker thread."""
+    import threading
+    import time
+
+    from aicost import _gc, hooks
+
+    _gc.install()
+    lock = threading.Lock()
+    heard = []
+
+    def listener(event):
+        if isinstance(event, hooks.UnitFinished):
+            got = lock.acquire(timeout=2)  # ended inside the finalizer below, under the lock: never
+            heard.append((event.name, event.outcome, got, threading.current_thread().name))
+            if got:
+                lock.release()
+
+    @feature("answer")
+    @_plain
+    async def answer():
+        pass
+
+    hooks.add_event_listener(listener)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with lock:
+                answer()  # dropped here, under the lock
+        deadline = time.monotonic() + 10
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hooks.remove_event_listener(listener)
+    assert heard == [("answer", "never_started", True, "aicost-gc-finish")]
 
 
 def test_thread_pool_work_inside_a_unit_rolls_up_with_wrap(spans):
