@@ -182,6 +182,53 @@ def test_a_streaming_response_read_past_parse_is_priced_from_its_usage(read, ins
         assert result.cost_usd == cost
 
 
+# A body the SDK's parse() cannot read (not JSON, though it says it is): parse() raises after the SDK closed it.
+_NOT_JSON = {"headers": {"content-type": "application/json"}, "body": b'{"id": "chatcmpl-x", "usage'}
+
+
+def _ended_once_estimated(instrumented, results):
+    spans = [x for x in instrumented.spans() if x.attributes.get(s.GEN_AI_REQUEST_MODEL) == "gpt-4o-mini"]
+    assert len(spans) == len(results) == 1 and results[0].usage.estimated
+
+
+def test_a_streaming_response_whose_parse_raises_still_ends_its_call(instrumented, replay_server, openai_client):
+    """The SDK closes the response inside ``parse()``, and that close is not the call's end while parse() runs
+    (its result says how the call ended). When parse() raises after that close (a body that is not JSON), nothing
+    says how the call ended: the close of the ``with`` block ends it, once, estimated, and the caller gets the
+    SDK's own error. (A guard: an open call here would be spend forgotten, with no span.)"""
+    from vendor_server import Reply
+
+    results = []
+    hooks.add_listener(results.append)
+    replay_server.enqueue(Reply(**_NOT_JSON))
+    try:
+        with pytest.raises(ValueError):  # json.JSONDecodeError, as without aicost
+            with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini",
+                                                                             messages=MSG) as r:
+                r.parse()
+    finally:
+        hooks.remove_listener(results.append)
+    _ended_once_estimated(instrumented, results)
+
+
+async def test_an_async_streaming_response_whose_parse_raises_still_ends_its_call(instrumented, replay_server):
+    from vendor_server import Reply
+
+    client = openai_client(replay_server, is_async=True)
+    results = []
+    hooks.add_listener(results.append)
+    replay_server.enqueue(Reply(**_NOT_JSON))
+    try:
+        with pytest.raises(ValueError):
+            async with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini",
+                                                                            messages=MSG) as r:
+                await r.parse()
+    finally:
+        hooks.remove_listener(results.append)
+        await client.close()
+    _ended_once_estimated(instrumented, results)
+
+
 def test_a_streaming_response_body_too_large_to_keep_is_estimated_and_says_so(instrumented, replay_server,
                                                                                openai_client, monkeypatch):
     from aicost.integrations.stainless import JsonBodyReader
