@@ -20,6 +20,10 @@ class ConfigurationError(AicostError, ValueError):
     """
 
 
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """A configuration value of the wrong type: a ConfigurationError, and a TypeError as it always was."""
+
+
 class CallRefused(AicostError):
     """A call was refused before it was sent. Budgets and policies raise subclasses of this.
 

@@ -84,6 +84,25 @@ def test_bad_input_and_empty_periods(ledger):
         A.detect("team", {}, granularity="week")
 
 
+@pytest.mark.parametrize("min_usd", [Decimal("0.1"), "0.1", 0.1])
+def test_min_usd_is_the_amount_written_float_or_not(min_usd):
+    """``detect(min_usd=0.1)``: a float made ``Decimal(0.1)``, 0.1000000000000000055..., so a spike exceeding its
+    baseline by exactly $0.10 was not one, where ``Decimal("0.1")`` found it; and a host that traps
+    ``FloatOperation`` got an exception. A float is read as written (its repr), as a budget's limit is; what is not
+    an amount is refused, naming ``min_usd``."""
+    import decimal
+
+    points = [(date(2026, 11, 1) + timedelta(days=i), Decimal("0.05")) for i in range(20)]
+    points.append((date(2026, 11, 21), Decimal("0.15")))  # $0.10 over a flat $0.05 a day
+    with decimal.localcontext() as ctx:
+        ctx.traps[decimal.FloatOperation] = True
+        (spike,) = A.detect("team", {"t": points}, min_usd=min_usd)
+    assert spike.excess == Decimal("0.1")
+    for bad in (float("nan"), "ten", True):
+        with pytest.raises(ValueError, match="min_usd"):
+            A.detect("team", {"t": points}, min_usd=bad)
+
+
 def test_detection_rate_on_injected_spikes():
     """40 synthetic groups, a month each, spikes of 3-6x injected into ~4 % of days: most are found, and
     ordinary days are almost never flagged. (The full figures are in docs/reports.md.)"""

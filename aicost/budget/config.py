@@ -7,7 +7,6 @@ the guard or crash a request at 3 a.m. Everything here is plain data: the guard 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, InvalidOperation
@@ -15,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import semconv
 from ..errors import ConfigurationError
-from ..pricing.money import canonical
+from ..pricing.money import canonical, usd_amount
 from .errors import ConfigurationTypeError
 from .money import MAX_LIMIT_USD, MIN_LIMIT_USD
 from .windows import validate_window
@@ -65,22 +64,6 @@ def scope_attribute(scope: str) -> str | None:
     if scope.startswith("tag."):
         return "aicost." + scope
     return SCOPE_ATTRIBUTES[scope]
-
-
-def _usd(value: object, owner: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
-        raise ConfigurationTypeError(f"{owner} must be a Decimal, int, str or float amount in USD, got {type(value).__name__}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigurationError(f"{owner} must be finite, got {value!r}")
-        value = repr(value)  # 0.1 -> Decimal("0.1"), not 0.1000000000000000055...
-    try:
-        amount = Decimal(value)  # type: ignore[arg-type]
-    except InvalidOperation:
-        raise ConfigurationError(f"{owner}: not a number: {value!r}") from None
-    if not amount.is_finite():
-        raise ConfigurationError(f"{owner} must be finite, got {value!r}")
-    return amount
 
 
 def _positive_int(value: object, owner: str) -> int:
@@ -147,7 +130,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        limit = _usd(self.limit_usd, "Budget.limit_usd")
+        limit = usd_amount(self.limit_usd, "Budget.limit_usd")
         if limit <= 0:
             raise ConfigurationError(f"Budget.limit_usd must be > 0, got {limit}")
         if limit < MIN_LIMIT_USD:
@@ -178,7 +161,7 @@ class Budget:
                 raise ConfigurationTypeError(f"Budget.{attr} must be callable")
         if isinstance(self.thresholds, (str, bytes)) or not isinstance(self.thresholds, Iterable):
             raise ConfigurationTypeError("Budget.thresholds must be a list of fractions of the limit, e.g. [0.5, 0.8, 1.0]")
-        fractions = sorted({_usd(t, "Budget.thresholds[]") for t in self.thresholds})
+        fractions = sorted({usd_amount(t, "Budget.thresholds[]") for t in self.thresholds})
         if any(not (0 < t <= 10) for t in fractions):
             raise ConfigurationError(f"Budget.thresholds must be fractions of the limit in (0, 10], got {fractions}")
         set_(self, "thresholds", tuple(fractions))

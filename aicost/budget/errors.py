@@ -10,14 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from ..errors import CallRefused, ConfigurationError
+from ..errors import CallRefused, ConfigurationError, ConfigurationTypeError
 from ..pricing.money import format_usd
 
 __all__ = ["BudgetExceeded", "BudgetStoreUnavailable", "CallRefused", "ConfigurationError", "PolicyViolation"]
-
-
-class ConfigurationTypeError(ConfigurationError, TypeError):
-    """A configuration value of the wrong type: a ConfigurationError, and a TypeError as it always was."""
 
 
 class BudgetExceeded(CallRefused):

@@ -14,9 +14,12 @@ the precision is private and wide enough never to round an amount aicost produce
 from __future__ import annotations
 
 import decimal
+import math
 from decimal import Decimal
 from functools import reduce
 from typing import Iterable
+
+from ..errors import ConfigurationError, ConfigurationTypeError
 
 
 def private_context(prec: int, traps: Iterable[type[decimal.DecimalException]], *, emax: int = 999_999,
@@ -58,6 +61,27 @@ def canonical(value: Decimal) -> Decimal:
     # are nearly always there) normalize() cannot leave a positive exponent, nor a sign, and the add is skipped.
     value = _normalize(value)
     return value if _ZERO < value < _TEN else _add(value, _ZERO)
+
+
+def usd_amount(value: object, owner: str) -> Decimal:
+    """An amount in USD a user gives (a budget's limit, a spike's minimum): a ``Decimal``, int, str or float, as the
+    exact ``Decimal`` it means. A float is read by its shortest repr (``0.1`` is ``Decimal("0.1")``, not
+    ``Decimal(0.1)``, 0.1000000000000000055...: a limit, or a threshold a figure is compared with, is what was
+    written), which also mixes no float into a ``Decimal`` for a host that traps ``FloatOperation``. Not finite,
+    not a number or of another type: ConfigurationError (ConfigurationTypeError), naming ``owner``."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise ConfigurationTypeError(f"{owner} must be a Decimal, int, str or float amount in USD, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{owner} must be finite, got {value!r}")
+        value = repr(value)
+    try:
+        amount = Decimal(value)  # type: ignore[arg-type]
+    except decimal.InvalidOperation:
+        raise ConfigurationError(f"{owner}: not a number: {value!r}") from None
+    if not amount.is_finite():
+        raise ConfigurationError(f"{owner} must be finite, got {value!r}")
+    return amount
 
 
 def format_usd(value: Decimal) -> str:

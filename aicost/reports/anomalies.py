@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, subtract_usd
+from ..pricing.money import RATIO, subtract_usd, usd_amount
 
 DEFAULT_Z = 4.0
 DEFAULT_MIN_RATIO = 2.0
@@ -186,7 +186,7 @@ def detect(
     bucket then has a baseline of zero there, so spend appearing from nothing is found too.
     """
     step = _bucket_step(granularity)[0]
-    min_usd = Decimal(min_usd)
+    min_usd = usd_amount(min_usd, "min_usd")  # 0.1 is 0.1 (a float's repr), not Decimal(0.1)'s 0.1000...0055
     found: list[Anomaly] = []
     for group, points in series.items():
         points = list(points)
