@@ -318,8 +318,8 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.movers is not None:  # it has no previous period to compare with (--compare is a hosted model's what-if)
         print("aicost report --pool: compares no periods; --movers does not apply", file=err)
         return 2
+    provider, _, model = (args.compare or "").partition("/")
     if args.compare is not None:  # checked before the ledger is read: refused with figures or without
-        provider, _, model = args.compare.partition("/")
         if not model:
             print("aicost report --compare: give PROVIDER/MODEL, e.g. openai/gpt-4o-mini", file=err)
             return 2
@@ -342,7 +342,7 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                       f"{period.start.isoformat()} and {period.end.isoformat()}", file=err)
             return 0
         summary = summarise(intervals)
-        compare = None if args.compare is None else what_if(summary, *args.compare.split("/", 1))
+        compare = None if args.compare is None else what_if(summary, provider, model)
         render = render_json if args.format == "json" else render_table
         out.write(render(summary, label, compare))
         return 0

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from ..cli import whole_number
-from ..pricing.money import RATIO, percent
+from ..pricing.money import RATIO, percent, usd_amount
 from ._format import plus_unknown, unknown_calls
 
 __all__ = ["add_alerts", "add_anomalies", "add_dashboard", "add_forecast"]
@@ -82,12 +82,13 @@ def _parse_day(value: str) -> date:
 
 
 def _parse_usd(value: str) -> Decimal:
+    """An argparse type: an amount in USD >= 0, read as every amount a user gives (``pricing.money.usd_amount``)."""
     try:
-        amount = Decimal(value)
-    except ArithmeticError:
-        raise argparse.ArgumentTypeError(f"not an amount in USD: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite amount >= 0, got {value!r}")
+        amount = usd_amount(value, "amount")
+    except ValueError:
+        amount = None
+    if amount is None or amount < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite amount in USD >= 0, got {value!r}")
     return amount
 
 
