@@ -225,9 +225,20 @@ def test_a_misspelt_provider_is_refused_and_a_provider_of_your_own_is_not(tmp_pa
         load_price_file(write(tmp_path, "p.toml", '[[model]]\nmodel = "m"\nprovider = "vertex-ai"\ninput = "1"\n'))
     assert (caught.value.line, caught.value.field) == (3, "provider") and "'vertex_ai'" in str(caught.value)
     assert resolve("openai", "gpt-4o").source != "override"  # nothing was installed
+    with pytest.raises(PriceFileError, match="did you mean 'together_ai'"):  # other separators: the same name
+        set_price("m", provider="together-ai", input="1")
     for provider in ("OpenAI", "bedrock", "aws", "x-ai", "together_ai", "litellm", "my-vllm", "toyai"):
         set_price(f"own-{provider}", provider=provider, input="1", output="1")
     assert price_call("litellm", "own-litellm", USAGE).total == Decimal(2)
+
+
+def test_a_known_provider_name_with_a_suffix_of_ones_own_is_a_provider_of_ones_own():
+    """A second vLLM server ('vllm2'), a region's gateway ('openai-eu'): a known name whole, then a digit or a
+    separator and more, is a deployment named after what it runs, not a misspelling, and its price applies."""
+    for provider in ("vllm2", "vllm-2", "openai-eu", "ollama2", "anthropic_proxy"):
+        set_price("served-model", provider=provider, input="1", output="1")
+        assert price_call(provider, "served-model", USAGE).total == Decimal(2)
+    assert resolve("vllm", "served-model") is None  # the rules are each deployment's own
 
 
 def test_set_price_validates_at_configure_time():

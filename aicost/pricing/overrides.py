@@ -271,13 +271,27 @@ def _pattern(value: Any, name: str, where: _Where) -> Pattern:
 # How alike (difflib's ratio) a provider name aicost does not know and one it knows must be to be taken for a
 # misspelling: 'opanai', 'antropic', 'vertex-ai', 'together' are refused; 'litellm', 'my-vllm', 'toyai' are not.
 _NEAR_MISS = 0.8
+# What follows a known name whole in a deployment of one's own ('vllm2', 'vllm-eu', 'openai-proxy'): a digit, or a
+# separator and more. Such a name is the server it runs, not a misspelling of it.
+_OWN_SUFFIX = re.compile(r"\d.*|[-_.][a-z0-9].*")
+_SEPARATORS = re.compile(r"[-_.]")
+
+
+def _names_own_deployment(word: str, known: list[str]) -> bool:
+    """True if ``word`` is a known provider's name with a suffix of one's own (``vllm2``, ``openai-eu``), and not
+    merely one spelt with other separators (``vertex-ai`` for ``vertex_ai``: a price for it would never apply)."""
+    flat = _SEPARATORS.sub("_", word)
+    if any(_SEPARATORS.sub("_", name) == flat for name in known):
+        return False
+    return any(_OWN_SUFFIX.fullmatch(word[len(name):]) for name in known if word.startswith(name))
 
 
 def _provider(value: Any, name: str, where: _Where) -> str | None:
     """The provider a rule or discount applies to: the catalog id of a name aicost knows, else the name itself,
     lower-cased. A provider of one's own (a gateway, a self-hosted server, an integration's vendor) is legitimate,
     so an unknown name is kept, unless it is a near-miss of a known one: a rule for 'opanai' would never apply,
-    and every 'openai' call would go on at the catalog's price, silently. Price files and ``set_price`` /
+    and every 'openai' call would go on at the catalog's price, silently. A known name with a suffix of one's own
+    ('vllm2', 'openai-eu': a second server, a gateway) is kept too. Price files and ``set_price`` /
     ``add_discount`` all come through here."""
     if value is None:
         return None
@@ -290,14 +304,15 @@ def _provider(value: Any, name: str, where: _Where) -> str | None:
 
         tables = catalog.current().providers  # a catalog file's own ids are known too
         known = sorted(set(names.PROVIDER_ALIASES) | names.VENDORS_WITHOUT_TABLE | set(tables))
-        close = difflib.get_close_matches(word, known, n=1, cutoff=_NEAR_MISS) if word not in known else []
+        close = ([] if word in known or _names_own_deployment(word, known)
+                 else difflib.get_close_matches(word, known, n=1, cutoff=_NEAR_MISS))
         if close:
             shown = sorted({names.provider_name(table) or table for table in tables} | names.VENDORS_WITHOUT_TABLE)
             raise where.error(
                 f"unknown provider {value!r}: did you mean {close[0]!r}? A price for a misspelt provider never "
                 f"applies. Known providers: {', '.join(shown)} (and spellings such as 'bedrock', 'xai'); a "
                 "provider of your own (a gateway, a self-hosted server) is accepted when its name is not this "
-                "close to one of them", name)
+                "close to one of them, or is one of them with a suffix of its own ('vllm2', 'openai-eu')", name)
     return pid or word
 
 
