@@ -237,7 +237,29 @@ def test_a_streaming_response_body_too_large_to_keep_is_estimated_and_says_so(in
     replay_server.enqueue(openai_chat_reply(prompt_tokens=14, completion_tokens=7))
     with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG) as r:
         assert b'"completion_tokens": 7' in b"".join(r.iter_bytes())
-    assert attrs(only_cost_span(instrumented))[s.AICOST_USAGE_ESTIMATED] is True
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_USAGE_ESTIMATED] is True
+    assert a[s.AICOST_USAGE_INVALID_REASON] == "a response body over 64 bytes was let go unread"
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_a_streaming_response_closed_unread_is_estimated_and_says_why(vendor, instrumented, replay_server,
+                                                                      openai_client, anthropic_client):
+    """The caller opened the response and closed it without reading the body: the vendor generated (and bills) the
+    whole answer, but its usage was never seen. The estimate (the request's input, no output) says why, rather
+    than passing for a complete one."""
+    if vendor == "openai":
+        replay_server.enqueue(openai_chat_reply(prompt_tokens=1234, completion_tokens=500))
+        opened = openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG)
+    else:
+        replay_server.enqueue(anthropic_message_reply(input_tokens=1234, output_tokens=500))
+        opened = anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022",
+                                                                          max_tokens=600, messages=MSG)
+    with opened as r:
+        assert r.http_response.status_code == 200
+    a = attrs(only_cost_span(instrumented))
+    assert a[s.AICOST_USAGE_ESTIMATED] is True and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 0
+    assert a[s.AICOST_USAGE_INVALID_REASON] == "the response body was closed unread: its usage was not seen"
 
 
 async def test_an_async_streaming_response_read_with_json_is_priced_from_its_usage(instrumented, replay_server):

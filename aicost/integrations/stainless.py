@@ -223,7 +223,7 @@ class StainlessIntegration(Integration):
         have read it; a stream, its events (:class:`EventBodyReader`). None: the usage is missing, and estimated
         like any missing usage."""
         if not watch.endpoint.shape.streams(watch.kwargs):
-            return JsonBodyReader(self, watch.endpoint)
+            return JsonBodyReader(self, watch)
         item = self._stream_item_maker(raw)
         return EventBodyReader(watch, item) if item is not None else None
 
@@ -435,14 +435,16 @@ class JsonBodyReader(BodyReader):
     once the response is closed, read as the JSON document ``parse()`` would have read (through an
     :class:`AttrView`), or as the text it would have returned (a transcript in ``text`` format). A body larger than
     ``_KEEP`` is let go, so a caller that streams a large body to disk keeps its memory: its usage is then missing
-    and estimated. When the caller does call ``parse()``, that reads the result and this reader is not asked."""
+    and estimated, and so is a body closed unread, each with the reason (``CallWatch.skip``): the vendor billed
+    the output all the same. When the caller does call ``parse()``, that reads the result and this reader is not
+    asked."""
 
-    __slots__ = ("integration", "endpoint", "chunks", "size")
+    __slots__ = ("integration", "watch", "chunks", "size")
     _KEEP = 32 << 20
 
-    def __init__(self, integration: Integration, endpoint: Endpoint) -> None:
+    def __init__(self, integration: Integration, watch: CallWatch) -> None:
         self.integration = integration
-        self.endpoint = endpoint
+        self.watch = watch
         self.chunks: list[bytes] | None = []
         self.size = 0
 
@@ -452,12 +454,15 @@ class JsonBodyReader(BodyReader):
             self.size += len(chunk)
             if self.size > self._KEEP:
                 self.chunks = None
+                self.watch.skip(f"a response body over {self._KEEP} bytes was let go unread")
             else:
                 chunks.append(chunk)
 
     def result(self) -> ResponseMeta:
         chunks, self.chunks = self.chunks, None
-        if not chunks:  # nothing read, or too much to keep
+        if not chunks:  # nothing read, or too much to keep (said when it was let go)
+            if chunks is not None:
+                self.watch.skip("the response body was closed unread: its usage was not seen")
             return ResponseMeta()
         body = b"".join(chunks)
         try:
@@ -465,7 +470,7 @@ class JsonBodyReader(BodyReader):
         except ValueError:  # not JSON, or cut short: what parse() returns for a text body
             parsed = body.decode("utf-8", "replace")
         # The text is wanted only for content capture or an estimate; reading it too costs little next to the parse.
-        return self.integration.read_response(self.endpoint, parsed, True)
+        return self.integration.read_response(self.watch.endpoint, parsed, True)
 
 
 # What ``StainlessIntegration.stream_event_data`` returns for the vendor's end marker (OpenAI's ``[DONE]``).
