@@ -242,19 +242,21 @@ def test_a_streaming_response_body_too_large_to_keep_is_estimated_and_says_so(in
     assert a[s.AICOST_USAGE_INVALID_REASON] == "a response body over 64 bytes was let go unread"
 
 
-@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
-def test_a_streaming_response_closed_unread_is_estimated_and_says_why(vendor, instrumented, replay_server,
+@pytest.mark.parametrize("vendor, stream", [("openai", False), ("anthropic", False), ("anthropic", True)])
+def test_a_streaming_response_closed_unread_is_estimated_and_says_why(vendor, stream, instrumented, replay_server,
                                                                       openai_client, anthropic_client):
-    """The caller opened the response and closed it without reading the body: the vendor generated (and bills) the
-    whole answer, but its usage was never seen. The estimate (the request's input, no output) says why, rather
-    than passing for a complete one."""
+    """The caller opened the response and closed it without reading the body: the vendor generated (and bills)
+    the answer, or a stream's start, but its usage was never seen. The estimate (the request's input, no output)
+    says why, rather than passing for a complete one."""
     if vendor == "openai":
         replay_server.enqueue(openai_chat_reply(prompt_tokens=1234, completion_tokens=500))
         opened = openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MSG)
     else:
-        replay_server.enqueue(anthropic_message_reply(input_tokens=1234, output_tokens=500))
+        replay_server.enqueue(anthropic_stream_reply(5, input_tokens=1234) if stream
+                              else anthropic_message_reply(input_tokens=1234, output_tokens=500))
         opened = anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022",
-                                                                          max_tokens=600, messages=MSG)
+                                                                          max_tokens=600, messages=MSG,
+                                                                          **({"stream": True} if stream else {}))
     with opened as r:
         assert r.http_response.status_code == 200
     a = attrs(only_cost_span(instrumented))

@@ -430,6 +430,10 @@ def _request_options(args: tuple, kwargs: dict[str, Any]) -> Any:
     return args[1] if len(args) > 1 else kwargs.get("options")
 
 
+# Why a call whose response the caller closed before reading it is estimated (``aicost.usage.invalid_reason``).
+UNREAD = "the response body was closed unread: its usage was not seen"
+
+
 class JsonBodyReader(BodyReader):
     """The body of a call that is not a stream, as the caller reads it past ``parse()``: the chunks are kept and,
     once the response is closed, read as the JSON document ``parse()`` would have read (through an
@@ -462,7 +466,7 @@ class JsonBodyReader(BodyReader):
         chunks, self.chunks = self.chunks, None
         if not chunks:  # nothing read, or too much to keep (said when it was let go)
             if chunks is not None:
-                self.watch.skip("the response body was closed unread: its usage was not seen")
+                self.watch.skip(UNREAD)
             return ResponseMeta()
         body = b"".join(chunks)
         try:
@@ -523,7 +527,9 @@ class EventBodyReader(BodyReader):
         return True
 
     def result(self) -> ResponseMeta:
-        return ResponseMeta()  # asked only when no item was read: the body was closed before any event
+        # asked only when no item was read: the body was closed before any event
+        self.watch.skip(UNREAD)
+        return ResponseMeta()
 
 
 def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
