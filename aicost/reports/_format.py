@@ -22,6 +22,14 @@ def usd(value: Decimal | None) -> str:
     return f"${RATIO.quantize(value, _BASIS_POINT):f}"
 
 
+def usd_column(value: Decimal | None) -> str:
+    """Dollars in a table column headed "USD": cents from a dollar up (1,234.50), four places below (0.0042);
+    ``-`` for no value. Rounded in RATIO's context, as ``usd``."""
+    if value is None:
+        return "-"
+    return f"{RATIO.quantize(value, _CENT if value.copy_abs() >= 1 else _BASIS_POINT):,}"
+
+
 # Calls whose price is unknown, as `aicost report` names them: left out of an amount, never counted as $0.
 def unknown_calls(calls: int) -> str:
     """``1,234 calls with an unknown price, not in the total``."""

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from ..cli import whole_number
-from ..pricing.money import RATIO, percent, usd_amount
-from ._format import plus_unknown, unknown_calls
+from ..pricing.money import percent, usd_amount
+from ._format import plus_unknown, unknown_calls, usd_column as _money
 
 __all__ = ["add_alerts", "add_anomalies", "add_dashboard", "add_forecast"]
 
@@ -57,14 +57,7 @@ def _needing(modules: tuple[str, ...], handler: Any) -> Any:
     return run
 
 
-def _money(value: Decimal | None) -> str:
-    """Dollars in a table column headed "USD": cents from a dollar up (1,234.50), four places below (0.0042)."""
-    if value is None:
-        return "-"
-    return f"{RATIO.quantize(value, _CENT if value.copy_abs() >= 1 else _BASIS_POINT):,}"  # any thread's context
-
-
-_CENT, _BASIS_POINT, _WHOLE = Decimal("0.01"), Decimal("0.0001"), Decimal(1)
+_WHOLE = Decimal(1)
 
 
 def _align(rows: list[list[str]], left: int) -> str:
