@@ -239,6 +239,9 @@ def test_a_known_provider_name_with_a_suffix_of_ones_own_is_a_provider_of_ones_o
         set_price("served-model", provider=provider, input="1", output="1")
         assert price_call(provider, "served-model", USAGE).total == Decimal(2)
     assert resolve("vllm", "served-model") is None  # the rules are each deployment's own
+    for misspelt, meant in (("aws.bedrok", "aws.bedrock"), ("azure.ai.openia", "azure.ai.openai")):
+        with pytest.raises(PriceFileError, match=f"did you mean '{meant}'"):  # a known name's start is no suffix
+            set_price("m", provider=misspelt, input="1")
 
 
 def test_set_price_validates_at_configure_time():

@@ -274,16 +274,18 @@ _NEAR_MISS = 0.8
 # What follows a known name whole in a deployment of one's own ('vllm2', 'vllm-eu', 'openai-proxy'): a digit, or a
 # separator and more. Such a name is the server it runs, not a misspelling of it.
 _OWN_SUFFIX = re.compile(r"\d.*|[-_.][a-z0-9].*")
-_SEPARATORS = re.compile(r"[-_.]")
 
 
-def _names_own_deployment(word: str, known: list[str]) -> bool:
-    """True if ``word`` is a known provider's name with a suffix of one's own (``vllm2``, ``openai-eu``), and not
-    merely one spelt with other separators (``vertex-ai`` for ``vertex_ai``: a price for it would never apply)."""
-    flat = _SEPARATORS.sub("_", word)
-    if any(_SEPARATORS.sub("_", name) == flat for name in known):
-        return False
-    return any(_OWN_SUFFIX.fullmatch(word[len(name):]) for name in known if word.startswith(name))
+def _misspelt(word: str, known: list[str]) -> str | None:
+    """The known provider ``word`` is taken for a misspelling of, or None. The closest known name, if close enough,
+    unless ``word`` is that very name with a suffix of one's own (``vllm2``): ``aws.bedrok`` is still
+    ``aws.bedrock`` misspelt, though it starts with ``aws``."""
+    if word in known:
+        return None
+    close = difflib.get_close_matches(word, known, n=1, cutoff=_NEAR_MISS)
+    if not close or (word.startswith(close[0]) and _OWN_SUFFIX.fullmatch(word[len(close[0]):])):
+        return None
+    return close[0]
 
 
 def _provider(value: Any, name: str, where: _Where) -> str | None:
@@ -304,12 +306,11 @@ def _provider(value: Any, name: str, where: _Where) -> str | None:
 
         tables = catalog.current().providers  # a catalog file's own ids are known too
         known = sorted(set(names.PROVIDER_ALIASES) | names.VENDORS_WITHOUT_TABLE | set(tables))
-        close = ([] if word in known or _names_own_deployment(word, known)
-                 else difflib.get_close_matches(word, known, n=1, cutoff=_NEAR_MISS))
+        close = _misspelt(word, known)
         if close:
             shown = sorted({names.provider_name(table) or table for table in tables} | names.VENDORS_WITHOUT_TABLE)
             raise where.error(
-                f"unknown provider {value!r}: did you mean {close[0]!r}? A price for a misspelt provider never "
+                f"unknown provider {value!r}: did you mean {close!r}? A price for a misspelt provider never "
                 f"applies. Known providers: {', '.join(shown)} (and spellings such as 'bedrock', 'xai'); a "
                 "provider of your own (a gateway, a self-hosted server) is accepted when its name is not this "
                 "close to one of them, or is one of them with a suffix of its own ('vllm2', 'openai-eu')", name)
