@@ -106,3 +106,22 @@ def test_a_key_given_twice_in_a_json_price_file_is_refused_naming_line_and_field
     with pytest.raises(PriceFileError, match="given twice") as raised:
         load_price_file(path)
     assert raised.value.field == "model"
+
+
+def test_a_key_given_twice_inside_a_table_of_a_json_price_file_is_refused_too(tmp_path):
+    """Not only an entry's own keys: a long_context band's rate or a pool's gpu_hour given twice is a price the
+    file may not mean, and json would keep the last silently (docs/pricing.md: "a key given twice in one JSON
+    object")."""
+    import aicost
+
+    path = tmp_path / "prices.json"
+    path.write_text('{"model": [\n {"model": "x", "input": "1",\n  "long_context": [{"above": 100, "input": "3", '
+                    '"input": "4"}]}\n]}\n')
+    with pytest.raises(PriceFileError, match="given twice") as raised:
+        load_price_file(path)
+    assert (raised.value.line, raised.value.field) == (3, "long_context[0].input")
+    path.write_text('{"pools": {"p": {"gpu_hour": "1", "gpu_hour": "2", "gpus": 1, "endpoints": ["h:1"],\n'
+                    '  "models": ["m"], "owner": "o", "output_weight": 2}}}\n')
+    with pytest.raises(PriceFileError, match="given twice") as raised:
+        aicost.load_price_file(path)
+    assert raised.value.field == "pools.p.gpu_hour"

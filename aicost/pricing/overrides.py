@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import ConfigurationError
 from . import names
@@ -593,6 +593,9 @@ def overrides_from_data(data: Any, *, path: str | None = None,
     read: dict[str, Any] = {}
     for section, reader in sections.items():
         if section in data:  # present but empty or not a table: its reader says what it must be
+            for key_path in _repeated_keys(data[section]):  # json keeps the last of two values silently
+                problems.append(PriceFileError("given twice: which value is meant? (keep one)", path=path,
+                                               line=top.get(section), field=f"{section}.{key_path}"))
             read[section], found = reader(data[section])
             for problem in found:
                 table, field = getattr(problem, "table", section), getattr(problem, "field", None)
@@ -642,10 +645,26 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _repeated_keys(value: Any, path: str = "") -> Iterator[str]:
+    """The path of each key a JSON object gave twice, in ``value`` or in any object inside it (``input``,
+    ``long_context[0].input``, ``support-llama.gpu_hour``)."""
+    if isinstance(value, Mapping):
+        for key in getattr(value, "duplicates", ()):
+            yield f"{path}.{key}" if path else key
+        for key, inner in value.items():
+            yield from _repeated_keys(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _repeated_keys(inner, f"{path}[{index}]")
+
+
 def _duplicates(data: Any, where: "_Where") -> None:
-    """Note each key a JSON object gave twice: which of two prices did the file mean?"""
-    for key in getattr(data, "duplicates", ()):
-        where.note("given twice in one entry: which value is meant? (keep one)", key)
+    """Note each key a JSON object gave twice, in the entry or in a table inside it (a ``long_context`` band):
+    which of two prices did the file mean?"""
+    for key_path in _repeated_keys(data):
+        line = where.lines.get(re.split(r"[.\[]", key_path, maxsplit=1)[0], where.lines.get(""))
+        where.problems.append(PriceFileError("given twice in one entry: which value is meant? (keep one)",
+                                             path=where.path or where.origin, line=line, field=key_path))
 
 
 def _parse_json(text: str, label: str) -> Any:
