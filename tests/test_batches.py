@@ -109,6 +109,17 @@ def test_openai_metadata_that_leaves_no_room_is_sent_as_the_caller_wrote_it(inst
     assert len(warnings) == 1  # said once
 
 
+def test_an_attribution_too_long_for_openais_metadata_is_not_sent_even_without_the_callers_metadata(
+        instrumented, openai_client, replay_server):
+    """OpenAI refuses a metadata value over 512 characters: aicost's own key must not make the vendor refuse a
+    batch the caller wrote correctly, whether or not the caller passed metadata (docs/batches.md)."""
+    long = {"team": "t" * 200, "feature": "f" * 200, "customer": "c" * 200}
+    with aicost.attribute(**long):
+        assert _openai_create(openai_client, replay_server, _new_id("batch")) is None
+        assert _openai_create(openai_client, replay_server, _new_id("batch"), metadata=None) is None
+        assert _openai_create(openai_client, replay_server, _new_id("batch"), metadata={"job": "x"}) == {"job": "x"}
+
+
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 async def test_openai_results_are_billed_once_each_at_batch_rates_to_the_submitter(
         instrumented, openai_client, async_openai_client, replay_server, tmp_path, is_async):

@@ -82,13 +82,13 @@ def with_attribution(metadata: Any, attribution: Mapping[str, str], run_id: str 
     value = encode(attribution, run_id)
     if value is None:
         return None
-    if metadata is None:
-        return {METADATA_KEY: value}
-    if not isinstance(metadata, Mapping):  # the SDK's ``omit`` / ``NOT_GIVEN``, or something the vendor will refuse
-        return {METADATA_KEY: value} if type(metadata).__name__ in ("Omit", "NotGiven") else None
+    if metadata is None or type(metadata).__name__ in ("Omit", "NotGiven"):  # the SDK's "not given"
+        metadata = {}
+    elif not isinstance(metadata, Mapping):  # something the vendor will refuse: the caller's error, not ours
+        return None
     if METADATA_KEY in metadata:  # the caller's own (a batch resubmitted with its original attribution): theirs wins
         return None
-    if len(metadata) >= MAX_KEYS or len(value) > MAX_VALUE_LEN:
+    if len(metadata) >= MAX_KEYS or len(value) > MAX_VALUE_LEN:  # the vendor would refuse the whole batch
         warn_once(f"batch:metadata-full:{where}",
                   "aicost: a %s batch's metadata has no room for aicost's attribution (%d of %d keys used, or the "
                   "attribution is longer than %d characters): its results will be attributed to the code that "
