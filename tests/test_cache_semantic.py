@@ -332,6 +332,27 @@ def test_llm_judge_cost_is_recorded_and_netted(embedder, cache_tel):
     assert point.value == pytest.approx(0.0001)
 
 
+def test_verifier_cost_carries_the_labels_of_the_savings_it_is_netted_against(embedder, cache_tel):
+    """docs/cache.md: the cache metrics are labelled by cache name, outcome, tier, team and feature, and net
+    savings = saved - verifier cost: per team only if the verifier's spend names the team too."""
+    def ask(prompt):
+        fake_llm_call("0.0001")
+        return "YES"
+
+    @aicost.cache(prompt="q", semantic=Semantic(embedder, verifier=LLMJudge(ask)), scope=["customer"])
+    def answer(q):
+        fake_llm_call("0.01")
+        return "ok"
+
+    with aicost.attribute(customer="acme", team="search", feature="help"):
+        answer("How do I export my data?")
+        answer("How can I export my data?")
+    (saved,) = cache_tel.points(semconv.METRIC_CACHE_SAVED)
+    (verifier,) = cache_tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
+    assert dict(verifier.attributes) == dict(saved.attributes)
+    assert verifier.attributes[semconv.AICOST_TEAM] == "search" and verifier.attributes[semconv.AICOST_FEATURE] == "help"
+
+
 def _judged_then_followed(cost: str, around=contextlib.nullcontext) -> None:
     """A paid judge (``cost`` a lookup) says no to the entry near two same questions asked at once; one call leads,
     the other (the single-flight follower, which was judged first) waits for it and hits its answer. The two calls
@@ -376,8 +397,8 @@ def test_judge_spend_is_recorded_when_the_call_then_hits_as_a_single_flight_foll
     assert sorted(s.attributes[semconv.AICOST_CACHE_OUTCOME] for s in spans) == ["hit", "miss"]
     for span in spans:  # each call judged the near entry once
         assert Decimal(span.attributes[semconv.AICOST_CACHE_VERIFIER_COST_USD]) == Decimal("0.01")
-    (point,) = cache_tel.points(semconv.METRIC_CACHE_VERIFIER_COST)
-    assert point.value == pytest.approx(0.02)
+    points = cache_tel.points(semconv.METRIC_CACHE_VERIFIER_COST)  # one per outcome (hit, miss)
+    assert sum(p.value for p in points) == pytest.approx(0.02)
 
 
 def test_index_forgets_entries_the_store_evicts():

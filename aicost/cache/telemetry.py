@@ -146,4 +146,4 @@ def record_lookup(
     if hit and similarity is not None:
         inst.similarity.record(float(similarity), metric_attrs)
     if verifier_cost_usd:
-        inst.verifier_cost.add(float(verifier_cost_usd), {semconv.AICOST_CACHE_NAME: name})
+        inst.verifier_cost.add(float(verifier_cost_usd), metric_attrs)  # netted against savings: the same labels
