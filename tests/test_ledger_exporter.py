@@ -96,3 +96,30 @@ def test_a_count_the_ledger_cannot_hold_or_sum_makes_the_span_unreadable(tmp_pat
     exporter.shutdown()
     assert stats.get("written") == 1 and "write_errors" not in stats and "outages" not in stats, stats
     assert stats["dropped_unreadable"] == 4 and "spilled" not in stats
+
+
+@pytest.mark.parametrize("amount", [1e300, 1e-300, "1E+400", "-1e30", "0.0000000000000000000000001"])
+def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amount, tmp_path, spill_dir):
+    """A finite amount past what the ledger sums exactly (SQLite's rollups add decimal texts to 60 significant digits
+    and raise rather than round: $1e300 plus $0.25 cannot be added) failed the writer's whole batch, the good row
+    with it, at every retry, counted as an outage, and every later batch spilled behind it. Such a span is
+    unreadable, on every database alike: more than 24 decimals, or 10**24 dollars or more."""
+    spans = _spans(({semconv.AICOST_COST_TOTAL: amount, "aicost.cost.input_usd": amount}, None), ({}, None))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    exporter.export(spans)
+    assert exporter.force_flush()
+    exporter.export(_spans(({}, None)))
+    assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    assert stats.get("written") == 2 and "outages" not in stats and "write_errors" not in stats, stats
+    assert stats["dropped_unreadable"] == 1 and "spilled" not in stats
+
+
+def test_amounts_at_the_bounds_the_ledger_sums_exactly_are_read():
+    """24 decimals, and just under 10**24 dollars, are amounts (of either sign): the bound refuses no more."""
+    for amount in ["0.000000000000000000000001", "999999999999999999999999.5", "-0.5", "1E+23", 1e23, 1e-24]:
+        (span,) = _spans(({semconv.AICOST_COST_TOTAL: amount}, None))
+        (row,) = rows_from_span(span)
+        assert row.cost == Decimal(amount if isinstance(amount, str) else repr(amount))
