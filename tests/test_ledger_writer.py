@@ -1039,3 +1039,27 @@ def test_a_flush_that_times_out_while_a_batch_is_being_written_says_so(tmp_path,
     release.set()
     assert w.flush(30) is True and w.stats()["written"] == 50
     w.close()
+
+
+def test_a_spill_file_is_adopted_by_writers_of_its_own_ledger_only(tmp_path, spill_dir, monkeypatch):
+    """Spill files are named after the ledger. A relative SQLite URL (``sqlite:///ledger.db``) names another file in
+    each working directory: the rows a process spilled for one were replayed into the other (spend in the wrong
+    ledger, and missing from its own). The next writer of the same ledger adopts them, however its URL spells it."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    spilled = LedgerWriter("sqlite:///ledger.db")  # as the process that died, in a/, named its spill file
+    spilled.close()
+    _write_spill(spill_dir / f"{spilled._spill_stem}-{pid}.jsonl",
+                 [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(20)])
+    monkeypatch.chdir(tmp_path / "b")
+    other = LedgerWriter("sqlite:///ledger.db")  # the same words, another ledger: b/ledger.db
+    assert other.flush() and "replayed" not in other.stats()
+    other.close()
+    assert _rows(f"sqlite:///{tmp_path / 'b' / 'ledger.db'}") == []
+    same = LedgerWriter(str(tmp_path / "a" / "ledger.db"))  # a/ledger.db, spelt as a plain path
+    assert same.flush() and same.stats()["replayed"] == 20
+    same.close()
+    assert len(_rows(f"sqlite:///{tmp_path / 'a' / 'ledger.db'}")) == 20

@@ -189,6 +189,21 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
 
 
+def ledger_identity(url: str | os.PathLike[str]) -> str:
+    """The ledger ``url`` names, as one text however it is spelt: for SQLite, ``sqlite:///`` and the file's absolute
+    path (a relative path names another file in each working directory; ``x.db`` and ``sqlite:///x.db`` are the
+    same file); else the URL. The background writer names its spill files after it."""
+    text = (os.fspath(url) if isinstance(url, os.PathLike) else str(url)).strip()
+    lowered = text.lower()
+    if lowered.startswith("sqlite:///"):
+        path = text[len("sqlite:///"):]
+    elif "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
+        path = text
+    else:
+        return text
+    return f"sqlite:///{os.path.realpath(path)}"
+
+
 def parse_ts(value: Any) -> datetime:
     """A stored time (SQLite text or a PostgreSQL timestamp) as an aware UTC datetime."""
     return _parse_ts(value)

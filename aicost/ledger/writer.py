@@ -55,7 +55,7 @@ from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .row import FeatureRun, LedgerRow
-from .store import LedgerStore, LedgerUnavailable, PreparedBatch, open_store, redact_url
+from .store import LedgerStore, LedgerUnavailable, PreparedBatch, ledger_identity, open_store, redact_url
 
 __all__ = ["LedgerWriter", "Record"]
 
@@ -836,7 +836,10 @@ def _left(deadline: float | None) -> float | None:
 
 
 def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
-    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    """The spill directory and the files' stem, named after the ledger (:func:`ledger_identity`), not the URL's
+    words: a relative SQLite path names another ledger in each working directory, and its rows must not be
+    replayed into the wrong one."""
+    digest = hashlib.sha256(ledger_identity(url).encode()).hexdigest()[:12]
     if spill_path is not None:
         path = Path(spill_path)
         return path.parent, path.stem
