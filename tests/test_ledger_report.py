@@ -255,6 +255,20 @@ def test_periods():
     assert parse_period("2026-02", now=now).end == datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
+@pytest.mark.parametrize("period", ["9999-12", "9999-12-31"])
+def test_a_period_past_the_last_date_is_refused_not_a_traceback(period, tmp_path):
+    """A period ending after 9999-12-31 cannot be a datetime: its end overflowed (OverflowError, a traceback and
+    exit status 1) where every other bad period is refused with the accepted forms, exit status 2."""
+    with pytest.raises(PeriodError, match="9999-12-31"):
+        parse_period(period)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    open_store(url).close()
+    err = io.StringIO()
+    assert main(["report", "--ledger", url, "--period", period], out=io.StringIO(), err=err) == 2
+    assert "9999-12-31" in err.getvalue()
+    assert parse_period("9999-11").end == datetime(9999, 12, 1, tzinfo=timezone.utc)  # the last whole month
+
+
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
 def test_focus_export_passes_the_spec_rules_and_adds_up(ledger_url, tmp_path, file_format):
     with open_store(ledger_url) as store:

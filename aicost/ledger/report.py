@@ -114,7 +114,10 @@ def parse_period(period: str | None = None, *, since: str | None = None, until: 
             raise PeriodError(f"--until ({end.isoformat()}) must be after {after} ({start.isoformat()})")
         found = Period(start, end, "custom")
     else:
-        found = _named(period, today, next_hour)
+        try:
+            found = _named(period, today, next_hour)
+        except OverflowError:  # its end is past what a datetime holds: refused as any bad period is
+            raise PeriodError(f"period {period!r} ends after 9999-12-31, the last day a date can hold") from None
     # a period that ends after the current hour is under way: top movers compare what has elapsed of it
     # (Period.compared); from 23:00 UTC, today counts as elapsed
     return _checked(replace(found, elapsed=next_hour) if found.start < next_hour < found.end else found)
