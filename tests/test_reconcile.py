@@ -17,6 +17,7 @@ import openai
 import pytest
 
 import aicost
+from aicost.cli import main
 from aicost.errors import ConfigurationError
 from aicost.integrations.identity import key_fingerprint
 from aicost.ledger import open_store
@@ -404,6 +405,45 @@ def test_has_more_without_a_cursor_is_an_error(openai_rows, tmp_path, monkeypatc
         monkeypatch.setattr(fake, "_page", lambda *a: {**original(*a), "next_page": None})
         with pytest.raises(BillFetchError, match="has_more without a next_page"):
             _run(fake, url)
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("damage", ["no bucket times", "not an amount", "a result that is no object"])
+def test_a_page_not_in_the_documented_shape_is_a_failed_fetch(vendor, damage, tmp_path, monkeypatch):
+    """Valid JSON in another shape (a bucket without its times, an amount that is no number, a result that is no
+    object) is a failed fetch, as invalid JSON is: BillFetchError, exit status 2. It was a KeyError or a decimal
+    error: a traceback and exit status 1."""
+    url = _ledger(tmp_path, [])
+    spends = [Spend(datetime(2026, 11, 3, 9, tzinfo=UTC), "gpt-4o-2024-08-06", "proj_a", "key_main", 100, 10,
+                    cost_parts={"input": Decimal("0.01")})]
+    with FakeAdminAPI(vendor, spends, NOW) as fake:
+        original = fake._page
+
+        def damaged(*a):
+            page = original(*a)
+            for bucket in page["data"]:
+                if damage == "no bucket times":
+                    for key in ("start_time", "starting_at"):
+                        bucket.pop(key, None)
+                for result in bucket.get("results") or ():
+                    if damage == "not an amount":
+                        if isinstance(result.get("amount"), dict):
+                            result["amount"]["value"] = "n/a"
+                        elif "amount" in result:
+                            result["amount"] = "n/a"
+                if damage == "a result that is no object" and bucket.get("results"):
+                    bucket["results"] = ["oops"]
+            return page
+
+        monkeypatch.setattr(fake, "_page", damaged)
+        with pytest.raises(BillFetchError, match=f"{vendor}: .* not in the shape documented"):
+            _run(fake, url, vendor=vendor)
+        monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+        monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ADMIN_KEY)
+        err = io.StringIO()
+        assert main(["reconcile", "--vendor", vendor, "--period", "2026-11", "--ledger", url, "--base-url", fake.url],
+                    out=io.StringIO(), err=err) == 2
+        assert "not in the shape documented" in err.getvalue()
 
 
 def test_bad_input_gets_a_clear_error(openai_rows, tmp_path):

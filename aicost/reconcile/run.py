@@ -7,14 +7,14 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigurationError
+from ..errors import AicostError, ConfigurationError
 from ..integrations.identity import key_fingerprint
 from ..pricing.money import format_usd
 from .compare import Tolerances, compare
-from .errors import AdminKeyMissing
+from .errors import AdminKeyMissing, BillFetchError, ReconcileError
 from .http import Fetcher
 from .result import Reconciliation, money
-from .vendors import APIS, Vendor
+from .vendors import APIS, Bill, Vendor
 
 __all__ = ["reconcile", "vendor_named", "UnexplainedSpendAlert"]
 
@@ -131,7 +131,7 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     if sleep is not None:
         fetcher.sleep = sleep
     try:
-        bill = v.fetch(fetcher, (base_url or v.base_url).rstrip("/"), start, end)
+        bill = _fetch(v, fetcher, (base_url or v.base_url).rstrip("/"), start, end)
         cells = compare(v, bill, store.rows(start, end, kinds=("call",)), key_map=fingerprints, now=now,
                         tolerances=tolerances)
     finally:
@@ -143,6 +143,18 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     if threshold is not None and on_unexplained is not None and result.unexplained > threshold:
         on_unexplained(UnexplainedSpendAlert(result, threshold))
     return result
+
+
+def _fetch(v: Vendor, fetcher: Fetcher, base_url: str, start: datetime, end: datetime) -> Bill:
+    """The vendor's bill; a page in another shape than the documented one (a bucket without its times, an amount
+    that is no number) is a failed fetch like invalid JSON (:class:`BillFetchError`), never a traceback."""
+    try:
+        return v.fetch(fetcher, base_url, start, end)
+    except (ReconcileError, AicostError):
+        raise
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise BillFetchError(f"{v.name}: a report page is not in the shape documented ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); a partial bill is never reconciled") from None
 
 
 def _store(ledger: Any):
