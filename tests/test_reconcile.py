@@ -446,6 +446,20 @@ def test_a_page_not_in_the_documented_shape_is_a_failed_fetch(vendor, damage, tm
         assert "not in the shape documented" in err.getvalue()
 
 
+def test_cli_refuses_a_state_file_it_cannot_use_before_fetching(tmp_path, monkeypatch):
+    """--webhook with a --state that cannot be used was a sqlite3 traceback (exit status 1) after the bill was
+    fetched and the alert found: refused naming --state, exit status 2, before any request."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    url = _ledger(tmp_path, [])
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        err = io.StringIO()
+        assert main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--base-url",
+                     fake.url, "--alert-above", "0", "--webhook", "http://127.0.0.1:9/hook", "--state",
+                     str(tmp_path / "no-such-dir" / "alerts.db")], out=io.StringIO(), err=err) == 2
+        assert fake.requests == []
+    assert "--state: cannot use the alert state file" in err.getvalue()
+
+
 def test_bad_input_gets_a_clear_error(openai_rows, tmp_path):
     url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
     with FakeAdminAPI("openai", [], NOW) as fake:

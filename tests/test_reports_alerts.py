@@ -272,6 +272,18 @@ def test_cli_alerts_refuses_bad_options_naming_them(tmp_path, capsys, option, va
     assert not (tmp_path / "s.db").exists()
 
 
+def test_a_state_file_that_cannot_be_used_is_refused_naming_it(tmp_path):
+    """A --state in a directory that does not exist (or a file that is no database) was a sqlite3 traceback, exit
+    status 1: it is bad input, refused naming --state (exit status 2) before the ledger is read, and in Python a
+    ConfigurationError naming the file."""
+    bad = str(tmp_path / "no-such-dir" / "alerts.db")
+    with pytest.raises(ConfigurationError, match="cannot use the alert state file .*no-such-dir"):
+        AL.Alerter(lambda alert: None, state=bad)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", bad], out=out, err=err) == 2
+    assert "--state: cannot use the alert state file" in err.getvalue() and "no ledger" not in err.getvalue()
+
+
 def test_alerts_name_the_calls_of_unknown_price_left_out_of_their_amounts(tmp_path):
     """Threshold, forecast and spike alerts over spend that leaves calls of unknown price out say so."""
     from aicost.ledger import open_store

@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
                                 lag=timedelta(hours=_hours(args.lag_hours, "--lag-hours")))
         threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
-        sinks = _sinks(args.webhook)  # checked before anything is fetched
+        alerter = _alerter(args.webhook, args.state)  # checked before anything is fetched
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
                            keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
                            tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
@@ -70,25 +70,30 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for alert in alerts:
         print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {format_usd(alert.amount)} USD exceeds "
               f"{format_usd(alert.threshold)} USD: {alert.summary}", file=err)
-        if sinks:
-            _deliver(alert, sinks, args.state, err)
+        if alerter is not None:
+            _deliver(alert, alerter, err)
         return 3
     return 0
 
 
-def _sinks(webhooks: list[str] | None) -> list:
+def _alerter(webhooks: list[str] | None, state: str):
+    """The aicost alerts sender for ``--webhook`` (None without one): its URLs and ``--state`` file are checked
+    here, before the bill is fetched."""
     if not webhooks:
-        return []
-    from ..reports.alerts import WebhookSink
+        return None
+    from ..reports.alerts import Alerter, WebhookSink
 
-    return [WebhookSink(url) for url in webhooks]
+    sinks = [WebhookSink(url) for url in webhooks]
+    try:
+        return Alerter(sinks, state=state)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--state: {exc}") from None
 
 
-def _deliver(alert, sinks: list, state: str, err: TextIO) -> None:
+def _deliver(alert, alerter, err: TextIO) -> None:
     """Through the aicost alerts sink: each alert is sent once (the state file remembers what was sent)."""
-    from ..reports.alerts import Alert, Alerter
+    from ..reports.alerts import Alert
 
-    alerter = Alerter(sinks, state=state)
     alerter.send(Alert(**alert.alert_fields()))
     s = alerter.stats
     print(f"aicost reconcile: alert {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "

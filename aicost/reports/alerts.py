@@ -274,9 +274,14 @@ class SentState:
         self._memory: dict[str, float] = {}
         self._lock = _fork.lock()
         if path is not None:
-            with self._connect() as db:
-                db.execute("CREATE TABLE IF NOT EXISTS aicost_alerts_sent "
-                           "(key TEXT PRIMARY KEY, sent_at REAL NOT NULL)")
+            try:
+                with self._connect() as db:
+                    db.execute("CREATE TABLE IF NOT EXISTS aicost_alerts_sent "
+                               "(key TEXT PRIMARY KEY, sent_at REAL NOT NULL)")
+            except sqlite3.Error as exc:  # a directory that does not exist, a file that is no database
+                from ..errors import ConfigurationError
+
+                raise ConfigurationError(f"cannot use the alert state file {path!r}: {exc}") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -367,11 +367,15 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     now = args.at or datetime.now(timezone.utc)
     if not sinks:  # no webhook: printing them is the delivery (and what is remembered as sent)
         sinks.append(CallbackSink(lambda a: None, name="stdout"))
+    # Only real deliveries count: a webhook that failed leaves its alert unsent, to be retried by the next run.
+    try:
+        alerter = Alerter(sinks, state=args.state)
+    except ConfigurationError as exc:
+        print(f"aicost alerts: --state: {exc}", file=err)
+        return 2
     store = _open(args, err)
     if store is None:
         return 2
-    # Only real deliveries count: a webhook that failed leaves its alert unsent, to be retried by the next run.
-    alerter = Alerter(sinks, state=args.state)
     with store:
         alerts = evaluate_ledger(store, budgets, now=now, anomaly_days=args.anomaly_days)
     for a in alerter.send(alerts):
