@@ -142,6 +142,14 @@ def test_dashboard_refuses_a_missing_ledger(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
+def test_dashboard_refuses_an_output_it_cannot_write(ledger, tmp_path):
+    """--out in a directory that does not exist was a FileNotFoundError traceback, exit status 1: refused, naming
+    --out, exit status 2, as bad input is."""
+    code, out, err = run_cli("dashboard", "--ledger", ledger, "--out", str(tmp_path / "no-such-dir" / "x.html"),
+                             "--since", "2025-01-01", "--until", "2025-01-02")
+    assert code == 2 and "--out: cannot write" in err, err
+
+
 def test_names_from_the_ledger_cannot_inject_markup(tmp_path):
     """Attribution can come from upstream baggage: a team called like a tag is shown, never run."""
     from datetime import datetime, timezone

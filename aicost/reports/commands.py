@@ -330,8 +330,12 @@ def _dashboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with store:
         html, summary = build_dashboard(store, period, budgets=budgets, as_of=args.as_of,
                                         reconciliations=reconciliations)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(html)
+    try:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(html)
+    except OSError as exc:  # a directory that does not exist, a file that cannot be written
+        print(f"aicost dashboard: --out: cannot write {args.out!r}: {exc.strerror or exc}", file=err)
+        return 2
     print(f"wrote {args.out} ({len(html) / 1e6:.1f} MB, works offline): {summary}", file=out)
     return 0
 
