@@ -707,6 +707,24 @@ def test_redact_url_hides_every_password_libpq_would_read(url, shown):
     assert redact_url(url) == shown
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://ledger:s3cr%zzet@127.0.0.1:1/aicost",  # libpq: invalid percent-encoded token: "s3cr%zzet"
+    "postgresql://ledger@127.0.0.1:1/aicost?password=s3cr%zzet",
+    "postgresql://ledger:s3cret@[::1/aicost",  # libpq quotes the whole URI
+    "postgresql://ledger:s3cret@[::1/aicost?sslpassword=s3cret",
+    "postgresql://ledger:pa@s3cret@127.0.0.1:1/aicost",  # an unencoded @: libpq's host is "s3cret@127.0.0.1"
+])
+def test_a_malformed_postgres_url_is_refused_without_showing_its_password(url, spill_dir):
+    """libpq's message about a URL it cannot parse quotes the bad token, or the whole URI: the password (or a part
+    of it) was in the ConfigurationError, or in the writer's outage log, which docs/ledger.md promises never
+    show it."""
+    from aicost.ledger.store import LedgerUnavailable
+
+    with pytest.raises((ConfigurationError, LedgerUnavailable)) as refused:
+        open_store(url)
+    assert "s3cr" not in str(refused.value) and "***" in str(refused.value), str(refused.value)
+
+
 def test_a_postgres_password_given_as_a_query_parameter_is_never_shown(pg_server, tmp_path, spill_dir, caplog):
     """libpq reads ``?password=`` (and ``?sslpassword=``) as well as ``user:password@``; only the latter was hidden,
     so the report's "ledger:" line, the dashboard's header and the JSON report printed the password. The writer's

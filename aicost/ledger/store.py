@@ -1792,6 +1792,33 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{location}{question}{query}"
 
 
+def redact_secrets(text: str, url: str) -> str:
+    """``text`` (a driver's message about ``url``) with every secret of ``url`` replaced by ``***``: libpq's message
+    about a URL it cannot parse quotes the bad token (``invalid percent-encoded token: "s3cr%zzet"``) or the whole
+    URI, and one about a host quotes what it took for the host (a password's part after an unencoded ``@``). Each
+    secret :func:`redact_url` hides is replaced as written and percent-decoded, and so is each part of it between
+    ``@`` and ``/`` (three characters or more: shorter ones would garble the message more than they reveal)."""
+    from urllib.parse import unquote
+
+    scheme, sep, rest = url.partition("://")
+    location, _, query = rest.partition("?")
+    userinfo, at, _ = location.rpartition("@")
+    secrets = [userinfo.partition(":")[2]] if sep and at and ":" in userinfo else []
+    for parameter in query.split("&") if sep else ():
+        name, equals, value = parameter.partition("=")
+        if equals and unquote(name) in _SECRET_PARAMETERS:
+            secrets.append(value)
+    found = set()
+    for secret in secrets:
+        for form in (secret, unquote(secret)):
+            if form:
+                found.add(form)
+                found.update(part for part in re.split(r"[@/]", form) if len(part) >= 3)
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def _redacted_parameter(parameter: str) -> str:
     from urllib.parse import unquote
 
@@ -1894,8 +1921,9 @@ class PostgresStore(LedgerStore):
                 f"{setting}: a PostgreSQL ledger needs psycopg 3: pip install 'aicost-otel[ledger-postgres]'") from exc
         try:
             params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: {exc}") from exc
+        except psycopg.ProgrammingError as exc:  # (not chained: libpq's message quotes the URL it could not parse)
+            raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: "
+                                     f"{redact_secrets(str(exc), url)}") from None
         port = str(params.get("port") or "5432")
         if not all(p.isdigit() for p in port.split(",")):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
@@ -1913,15 +1941,15 @@ class PostgresStore(LedgerStore):
             return self._conn
         try:
             self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            message = str(exc)
+        except psycopg.OperationalError as exc:  # (not chained: libpq's message may quote a part of the URL)
+            message = redact_secrets(str(exc), self._dsn)
             if "does not exist" in message or "authentication failed" in message:
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
-                                         f"{message.strip().splitlines()[-1]}") from exc
+                                         f"{message.strip().splitlines()[-1]}") from None
             if _PG_BAD_OPTION.search(message):
                 raise ConfigurationError(f"{self._setting}: malformed PostgreSQL ledger URL {self.url!r}: "
-                                         f"{message.strip().splitlines()[0]}") from exc
-            raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from exc
+                                         f"{message.strip().splitlines()[0]}") from None
+            raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from None
         # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
         # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
         # waited for the write lock sees the fold or the late rows of the writer it waited for. Under REPEATABLE
