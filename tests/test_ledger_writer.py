@@ -1063,3 +1063,23 @@ def test_a_spill_file_is_adopted_by_writers_of_its_own_ledger_only(tmp_path, spi
     assert same.flush() and same.stats()["replayed"] == 20
     same.close()
     assert len(_rows(f"sqlite:///{tmp_path / 'a' / 'ledger.db'}")) == 20
+
+
+def test_a_spill_file_an_earlier_aicost_named_after_an_absolute_url_is_still_adopted(tmp_path, spill_dir):
+    """Before spill files were named after the ledger file, their name came from the URL's words: a file left by a
+    process that died, spilled for ``/abs/ledger.db`` (a plain path), is adopted by the next writer of that ledger.
+    One spilled for a relative URL is not: those words named another ledger in each working directory."""
+    import hashlib
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    plain = str(tmp_path / "ledger.db")
+    for words in (plain, "sqlite:///ledger.db"):
+        stem = f"ledger-spill-{hashlib.sha256(words.encode()).hexdigest()[:12]}"
+        _write_spill(spill_dir / f"{stem}-{pid}.jsonl",
+                     [LedgerRow(span_id=f"{words == plain:x}{i:015x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                      for i in range(20)])
+    writer = LedgerWriter(plain)
+    assert writer.flush() and writer.stats()["replayed"] == 20
+    writer.close()
+    assert len(_rows(f"sqlite:///{plain}")) == 20

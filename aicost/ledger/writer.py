@@ -155,7 +155,7 @@ class LedgerWriter:
         self._enqueued = 0
         self._check_spill = True  # a replay pass is due: something was spilled, or a first look for files left
         self._store: LedgerStore | None = None
-        self._spill_dir, self._spill_stem = _spill_location(url, spill_path)
+        self._spill_dir, self._spill_stem, self._earlier_stems = _spill_location(url, spill_path)
         try:
             self._store = open_store(url, setting=setting)  # bad URL / missing database: raised here, at configure
         except LedgerUnavailable as exc:
@@ -540,8 +540,9 @@ class LedgerWriter:
         """This process's spill file and the rest of its stopped replays, and the files of processes that are gone
         (oldest first)."""
         try:
-            candidates = [*self._spill_dir.glob(f"{self._spill_stem}-*.jsonl"),
-                          *self._spill_dir.glob(f"{self._spill_stem}-*.replay-*")]
+            candidates = [path for stem in (self._spill_stem, *self._earlier_stems)
+                          for pattern in (f"{stem}-*.jsonl", f"{stem}-*.replay-*")
+                          for path in self._spill_dir.glob(pattern)]
             candidates.sort(key=lambda p: p.stat().st_mtime)
         except OSError:
             return []
@@ -835,20 +836,27 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+def _spill_location(url: str, spill_path: str | os.PathLike[str] | None) -> tuple[Path, str, tuple[str, ...]]:
     """The spill directory and the files' stem, named after the ledger (:func:`ledger_identity`), not the URL's
     words: a relative SQLite path names another ledger in each working directory, and its rows must not be
-    replayed into the wrong one."""
-    digest = hashlib.sha256(ledger_identity(url).encode()).hexdigest()[:12]
+    replayed into the wrong one. Also the stem an earlier aicost gave them (the URL's words), whose files left by a
+    process that is gone are adopted too, where those words name one ledger wherever the writer runs."""
+    identity = ledger_identity(url)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     if spill_path is not None:
         path = Path(spill_path)
-        return path.parent, path.stem
+        return path.parent, path.stem, ()
+    words = url.strip()
+    sqlite_path = words[len("sqlite:///"):] if words.lower().startswith("sqlite:///") else words
+    earlier = ()
+    if words != identity and (not identity.startswith("sqlite:///") or os.path.isabs(sqlite_path)):
+        earlier = (f"ledger-spill-{hashlib.sha256(url.encode()).hexdigest()[:12]}",)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aicost"
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError:
         base = Path(tempfile.gettempdir())
-    return base, f"ledger-spill-{digest}"
+    return base, f"ledger-spill-{digest}", earlier
 
 
 def _alive(pid: int) -> bool:

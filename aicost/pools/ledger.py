@@ -113,7 +113,7 @@ def ledger_sink(url: str) -> Any:
             return active
         own = state.get("writer")
         if own is None:
-            dir_, stem = ledger_writer._spill_location(url, None)
+            dir_, stem, _ = ledger_writer._spill_location(url, None)
             own = state["writer"] = ledger_writer.LedgerWriter(url, setting="configure_pools(ledger=...)",
                                                                spill_path=dir_ / f"{stem}-pools.jsonl")
         return own
