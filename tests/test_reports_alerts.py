@@ -116,6 +116,19 @@ def test_webhook_failures_are_counted_and_logged_never_raised_and_retried_next_r
     assert len(got.bodies) == 2  # the 500 attempt, then the delivered one
 
 
+def test_a_webhook_s_credentials_are_never_in_its_name_or_the_log(tmp_path, caplog):
+    """The log names a webhook's host only (its URL is its secret): credentials in the URL's authority
+    (``https://user:secret@host/...``) were part of the sink's name, so the failure log (and failures_by_sink)
+    showed them."""
+    sink = AL.WebhookSink(dead_url().replace("http://", "http://hook-user:s3cret@"), timeout_s=2)
+    assert "s3cret" not in sink.name and "hook-user" not in sink.name and sink.name.startswith("webhook 127.0.0.1:")
+    alerter = AL.Alerter([sink], state=str(tmp_path / "sent.db"))
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        assert alerter.send(ALERT) == []
+    assert "failed to deliver" in caplog.text and "s3cret" not in caplog.text
+    assert not any("s3cret" in name for name in alerter.stats.failures_by_sink)
+
+
 def test_a_sink_that_failed_while_another_delivered_is_retried_alone_next_run(tmp_path):
     """The claim is per alert and sink: the failed webhook gets the alert next run, the callback not twice."""
     state = str(tmp_path / "sent.db")

@@ -250,8 +250,9 @@ class WebhookSink:
         self.url = url
         self.timeout_s = timeout_s
         self.headers = {"Content-Type": "application/json", **dict(headers or {})}
-        # The URL of a Slack webhook is its secret: logs name the host only.
-        self.name = "webhook " + url.split("/", 3)[2]
+        # The URL of a Slack webhook is its secret: logs name the host (and port) only, never credentials in the
+        # authority (user:secret@host).
+        self.name = "webhook " + url.split("/", 3)[2].rpartition("@")[2]
 
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.slack_payload()).encode()
