@@ -360,7 +360,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "run_id", "record_id", "gc_watched", "skipped", "closed_in_read",
+        "acc", "busy", "run_id", "record_id", "gc_watched", "skipped", "closed_in_read", "body_read",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -405,6 +405,7 @@ class _Call:
         self.record_id: str | None = None  # set for completed work that may be read again (CompletedWork.key)
         self.skipped: str | None = None  # why part of the result was let go unread (CallWatch.skip)
         self.closed_in_read: tuple[BodyReader | None] | None = None  # a close seen while busy, for ``read_done``
+        self.body_read = False  # the caller read the response's bytes to their end (``read_done(at_end=True)``)
 
     # -- before the call ---------------------------------------------------------------------------------
     def run_interceptors(self) -> None:
@@ -886,10 +887,16 @@ class _Call:
         if body is not None and acc is None:
             self.finish(_stream_meta(body))
             return
-        self.finish(_stream_meta(acc), None, "exhausted" if acc is not None and acc.complete else "closed")
+        # A stream whose bytes the caller read to their end ended as a parsed stream read to its end does: complete
+        # or not (the vendor's final event missing), it was not closed early.
+        ended = acc is not None and (acc.complete or self.body_read)
+        self.finish(_stream_meta(acc), None, "exhausted" if ended else "closed")
 
-    def read_done(self) -> None:
-        """An integration's read that set ``busy`` is over: a close it saw meanwhile finishes the call now."""
+    def read_done(self, at_end: bool = False) -> None:
+        """An integration's read that set ``busy`` is over: a close it saw meanwhile finishes the call now.
+        ``at_end``: that read reached the end of the body."""
+        if at_end:
+            self.body_read = True
         closed, self.closed_in_read = self.closed_in_read, None
         if closed is not None:
             self.closed(closed[0])

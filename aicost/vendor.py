@@ -517,10 +517,13 @@ class CallWatch:
         vendor's final event was seen, and ``reader.result()`` is not asked."""
         raise NotImplementedError
 
-    def read_done(self) -> None:  # pragma: no cover - interface
+    def read_done(self, at_end: bool = False) -> None:  # pragma: no cover - interface
         """An integration's read that set ``busy`` (around the caller's own read of the bytes) is over: if the
         response was closed meanwhile, the call is finished now, as that close would have finished it (httpx
-        closes a response once its last bytes arrive, before it hands the caller the last chunk)."""
+        closes a response once its last bytes arrive, before it hands the caller the last chunk). ``at_end``: the
+        read reached the end of the body, so a stream whose items were read from it (``observe_item``) ended as
+        one read to its end does (``exhausted``; without the vendor's final event, the estimate says so), not as
+        one the caller closed early."""
         raise NotImplementedError
 
     def skip(self, reason: str) -> None:  # pragma: no cover - interface

@@ -124,6 +124,56 @@ def test_a_body_closed_before_the_usage_event_stays_estimated(instrumented, repl
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1234 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] >= 1
 
 
+def _without(name: str, n: int = 5) -> Reply:
+    """An Anthropic stream of ``n`` deltas whose ``name`` event is missing: it ends cleanly, unfinished."""
+    return Reply.stream([e for e in anthropic_stream_reply(n, input_tokens=1234).iter_chunks() if name not in e])
+
+
+@pytest.mark.parametrize("missing", ["message_stop", "message_delta"])
+@pytest.mark.parametrize("read", ["lines", "bytes"])
+def test_a_body_read_to_its_end_without_the_final_event_says_why_as_a_parsed_stream_does(
+        instrumented, replay_server, anthropic_client, missing, read):
+    """The caller relays every byte, but the vendor's last word never came (docs/concepts.md, Faults: a stream
+    "ended cleanly without the vendor's final event" says why). Read to its end, the body is the stream
+    exhausted, as the SDK's own stream of the same bytes is: not a stream the caller closed early."""
+    replay_server.enqueue(_without(missing))
+    parsed = anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=99, messages=MSG,
+                                              stream=True)
+    for _ in parsed:
+        pass
+    expected = only_cost_span(instrumented)
+    instrumented.clear()
+    replay_server.enqueue(_without(missing))
+    with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+        for _ in (response.iter_lines() if read == "lines" else response.iter_bytes(chunk_size=7)):
+            pass
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_STREAM_ENDED_BY] == expected[s.AICOST_STREAM_ENDED_BY] == "exhausted"
+    assert a[s.AICOST_USAGE_INVALID_REASON] == expected[s.AICOST_USAGE_INVALID_REASON] == (
+        "the stream ended without the vendor's final event")
+    assert a[s.AICOST_USAGE_ESTIMATED] is True
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (
+        expected[s.GEN_AI_USAGE_INPUT_TOKENS], expected[s.GEN_AI_USAGE_OUTPUT_TOKENS])
+
+
+async def test_an_async_body_read_to_its_end_without_the_final_event_says_why(instrumented, replay_server):
+    from vendor_server import anthropic_client as make_anthropic_client
+
+    client = make_anthropic_client(replay_server, is_async=True)
+    replay_server.enqueue(_without("message_stop"))
+    try:
+        async with client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+            async for _ in response.iter_lines():
+                pass
+    finally:
+        await client.close()
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_STREAM_ENDED_BY] == "exhausted" and a[s.AICOST_USAGE_ESTIMATED] is True
+    assert a[s.AICOST_USAGE_INVALID_REASON] == "the stream ended without the vendor's final event"
+
+
 def test_an_event_too_large_to_keep_is_let_go_and_the_estimate_says_why(instrumented, replay_server, openai_client,
                                                                         monkeypatch):
     """A Responses stream's usage comes in ``response.completed``, which carries the whole response: over the

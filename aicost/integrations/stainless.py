@@ -553,42 +553,48 @@ def _read_body_on_the_way(response: Any, reader: BodyReader, watch: CallWatch, i
     ``aiter_bytes``), so one instance attribute sees every path; the chunks pass on unchanged. httpx2 closes the
     response when its last bytes arrive, before the chunks it still holds (``iter_bytes(chunk_size=...)``) are
     handed over: the call is ``busy`` while a chunk is fetched, so that close finishes the call only once that
-    read is over (``CallWatch.read_done``), with every byte read. Returns the undo, which the close hook runs: the
-    attribute refers back to the response, a cycle until it is removed."""
+    read is over (``CallWatch.read_done``), with every byte read. A read that reaches the body's end says so: a
+    stream read to its end is exhausted, not closed early, whether or not the vendor's final event was in it.
+    Returns the undo, which the close hook runs: the attribute refers back to the response, a cycle until it is
+    removed."""
     name = "aiter_bytes" if is_async else "iter_bytes"
     original = getattr(response, name)
     if is_async:
         async def read_on_the_way(*args: Any, **kwargs: Any) -> Any:
             chunks = original(*args, **kwargs)
+            at_end = False
             try:
                 while True:
                     watch.busy = True
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
+                        at_end = True
                         break
                     finally:
                         watch.busy = False
                     _feed(reader, chunk)
                     yield chunk
             finally:
-                watch.read_done()
+                watch.read_done(at_end)
     else:
         def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             chunks = original(*args, **kwargs)
+            at_end = False
             try:
                 while True:
                     watch.busy = True
                     try:
                         chunk = next(chunks)
                     except StopIteration:
+                        at_end = True
                         break
                     finally:
                         watch.busy = False
                     _feed(reader, chunk)
                     yield chunk
             finally:
-                watch.read_done()
+                watch.read_done(at_end)
 
     setattr(response, name, read_on_the_way)
 
