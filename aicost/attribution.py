@@ -245,7 +245,8 @@ _BAGGAGE_KEY = otel_baggage._BAGGAGE_KEY  # the key the W3C baggage propagator r
 
 def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _EMPTY) -> dict[str, str]:
     """aicost fields from (untrusted) baggage: trusted keys only, bounded in number and in distinct values,
-    invalid values dropped. Keys whose value overflowed are listed in ``aicost.attribution.upstream_overflow``.
+    invalid values dropped. Keys whose value overflowed (they read "other"), and tags whose name did (they are
+    dropped), are listed in ``aicost.attribution.upstream_overflow``.
     Keys a local scope sets are skipped: the local value wins, and its own baggage entry is not upstream input."""
     out: dict[str, str] = {}
     overflowed: list[str] = []
@@ -265,7 +266,11 @@ def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _
             continue
         else:
             tags += 1
-            if not _admit(semconv.AICOST_TAG_PREFIX, key):  # the tag names are bounded too
+            if not _admit(semconv.AICOST_TAG_PREFIX, key):
+                # The tag names are bounded too. One past the cap is dropped (a new name would be a new attribute,
+                # and a new label where tags are labels), and said: read as absent, a cache scoped on that tag
+                # would put every tenant it names in one shared entry.
+                overflowed.append(key)
                 continue
         if _admit(key, value):
             out[key] = value
@@ -291,10 +296,15 @@ def _admit(key: str, value: str) -> bool:
             return True
         _upstream_overflow[key] = count = _upstream_overflow.get(key, 0) + 1
     if count == 1:
-        log_once(f"attribution:overflow:{key}", logging.WARNING,
-                 "aicost: upstream baggage brought more than %d distinct values of %s; further new values are "
-                 "recorded as %r (see aicost.attribution.upstream_stats())", _max_upstream_values, key,
-                 OVERFLOW_VALUE)
+        if key == semconv.AICOST_TAG_PREFIX:
+            log_once(f"attribution:overflow:{key}", logging.WARNING,
+                     "aicost: upstream baggage brought more than %d distinct tag names; tags with further new names "
+                     "are dropped (see aicost.attribution.upstream_stats())", _max_upstream_values)
+        else:
+            log_once(f"attribution:overflow:{key}", logging.WARNING,
+                     "aicost: upstream baggage brought more than %d distinct values of %s; further new values are "
+                     "recorded as %r (see aicost.attribution.upstream_stats())", _max_upstream_values, key,
+                     OVERFLOW_VALUE)
     return False
 
 

@@ -114,6 +114,30 @@ def test_tag_names_from_upstream_are_bounded_too() -> None:
     assert seen == {"aicost.tag.k0", "aicost.tag.k1", "aicost.tag.k2"}
 
 
+def test_a_tag_whose_name_is_past_the_cap_is_marked_and_is_never_a_cache_tenant() -> None:
+    """Tag names are bounded "the same way" as values (docs/attribution.md): a tag whose name comes after the cap
+    is dropped (a new name is a new attribute, and a new label when tags are labels), and, like an overflowed
+    value, named in ``aicost.attribution.upstream_overflow``. Dropped without a word, it read as absent: a cache
+    scoped on that tag put every tenant it named in one shared entry."""
+    configure_propagation(trust_upstream=["tags"], max_upstream_values=2)
+    calls = []
+
+    @aicost.cache(prompt="q", scope=["tag:tenant"])
+    def answer(q: str) -> int:
+        calls.append(q)
+        return len(calls)
+
+    for i in range(2):  # a flood of invented tag names fills the cap first
+        with attributes_from_headers({"baggage": f"aicost.tag.invented{i}=x"}):
+            pass
+    for tenant in ("acme", "globex"):
+        with attributes_from_headers({"baggage": f"aicost.tag.tenant={tenant},aicost.tag.invented0=y"}) as attrs:
+            assert "aicost.tag.tenant" not in attrs and attrs["aicost.tag.invented0"] == "y"
+            assert attrs[semconv.AICOST_ATTRIBUTION_UPSTREAM_OVERFLOW] == "aicost.tag.tenant"
+            answer("q")
+    assert len(calls) == 2  # globex was never served acme's answer
+
+
 def test_upstream_tag_name_ending_in_a_newline_is_dropped() -> None:
     from aicost.attribution import _upstream_attributes
 
