@@ -49,6 +49,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from . import semconv
 from . import _fork
 from ._log import log_once
+from .errors import ConfigurationError, ConfigurationTypeError
 from .hooks import CallResult
 from .pricing.cost import MONEY, ZERO as _ZERO
 from .pricing.money import canonical
@@ -69,14 +70,14 @@ def _label_policy(high_cardinality_labels: bool | Iterable[str]) -> tuple[tuple[
         return tuple(_HIGH_CARDINALITY_FIELDS.values()), True
     if high_cardinality_labels is False or high_cardinality_labels is None:
         return (), False
-    if isinstance(high_cardinality_labels, str):
-        raise TypeError("configure: high_cardinality_labels must be a bool or a set of names, not a str")
+    if isinstance(high_cardinality_labels, (str, bytes)) or not isinstance(high_cardinality_labels, Iterable):
+        raise ConfigurationTypeError(f"configure: high_cardinality_labels must be True, False or a set of names "
+                                     f"(user, customer, tags), got {high_cardinality_labels!r}")
     chosen = set(high_cardinality_labels)
     unknown = chosen - {*_HIGH_CARDINALITY_FIELDS, "tags"}
     if unknown:
-        raise ValueError(
-            f"configure: high_cardinality_labels has unknown names {sorted(unknown)}; use user, customer, tags"
-        )
+        raise ConfigurationError(f"configure: high_cardinality_labels has unknown names {sorted(map(repr, unknown))}; "
+                                 "use user, customer, tags")
     return tuple(_HIGH_CARDINALITY_FIELDS[n] for n in sorted(chosen - {"tags"})), "tags" in chosen
 
 
@@ -208,8 +209,12 @@ def configure(meter_provider: Any = None, *, high_cardinality_labels: bool | Ite
 
     ``high_cardinality_labels``: ``True`` adds user, customer and tags as labels, or give a set of those names;
     ``None`` keeps the current choice (initially ``False``), so ``instrument()`` never undoes an opt-in.
+    A bad argument raises :class:`aicost.errors.ConfigurationError` naming it, and changes nothing.
     """
     global _state, _policy, _for_global
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        raise ConfigurationTypeError(f"configure: meter_provider must be an OpenTelemetry MeterProvider (with "
+                                     f"get_meter()) or None (the global provider), got {meter_provider!r}")
     policy = None if high_cardinality_labels is None else _label_policy(high_cardinality_labels)
     with _state_lock:
         if policy is not None:

@@ -134,6 +134,23 @@ def test_configure_rejects_bad_input():
         metrics.configure(None, high_cardinality_labels="customer")
 
 
+@pytest.mark.parametrize("kwargs, named", [
+    ({"meter_provider": "not a provider"}, "meter_provider"),
+    ({"high_cardinality_labels": 1}, "high_cardinality_labels"),
+    ({"high_cardinality_labels": {"email", 5}}, "high_cardinality_labels"),
+])
+def test_configure_refuses_bad_arguments_by_name_and_changes_nothing(reader, kwargs, named):
+    """A configure-time error names the argument and what it accepts (the product brief), and leaves the metrics
+    as they were: a provider without ``get_meter()`` failed inside the OpenTelemetry API with an AttributeError,
+    and a label set that is not a set of names with a TypeError about iteration or ordering."""
+    from aicost.errors import ConfigurationError
+
+    before = metrics._instruments()
+    with pytest.raises(ConfigurationError, match=named):
+        metrics.configure(**{"meter_provider": None, **kwargs})
+    assert metrics._instruments() is before
+
+
 def test_cost_counter_is_exact_where_a_float_counter_drifts(reader):
     # 0.1 ten times: a float counter reports 0.9999999999999999; the exact running total reports 1.0.
     float_sum = 0.0
