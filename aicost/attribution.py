@@ -811,8 +811,13 @@ _tracer_provider: Any = None
 
 
 def set_tracer_provider(tracer_provider: Any) -> None:
-    """Where unit-of-work spans go (the core passes its ``instrument(tracer_provider=...)``)."""
+    """Where unit-of-work spans go; ``None``: the provider given to ``aicost.instrument()`` (else the global one).
+    Anything else without ``get_tracer()`` raises ``ConfigurationError`` here, not at the first unit."""
     global _tracer_provider
+    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+        raise ConfigurationError(f"set_tracer_provider: tracer_provider must be an OpenTelemetry TracerProvider "
+                                 f"(with get_tracer()) or None (the one given to aicost.instrument()), got "
+                                 f"{tracer_provider!r}")
     _tracer_provider = tracer_provider
 
 

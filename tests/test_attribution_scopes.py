@@ -446,3 +446,14 @@ def test_a_failure_halfway_into_a_scope_is_undone_and_never_reaches_the_app(monk
         assert now() == {FEATURE: "half"}
         assert attribution.current_unit() is unit
     assert now() == {} and attribution.current_unit() is None
+
+
+def test_set_tracer_provider_refuses_what_is_not_a_provider_by_name():
+    """A unit span's provider is checked where it is set (the product brief: a clear error at configure time),
+    not found wrong at the first unit, whose span then silently went missing (an error logged once)."""
+    from aicost import attribution
+    from aicost.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="tracer_provider"):
+        attribution.set_tracer_provider("not a provider")
+    attribution.set_tracer_provider(None)  # None: the provider given to aicost.instrument(), as before
