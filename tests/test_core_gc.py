@@ -128,13 +128,15 @@ url = "sqlite:///" + sys.argv[2]
 if sys.argv[3] == "run":
     # a finish that takes a moment on the worker (a first tokenizer load, a listener's HTTP sink): here a listener
     # registered before the ledger's, so the ledger hears of the call only after it
-    hooks.add_listener(lambda r: time.sleep(0.5))
+    import threading
+    finishing = threading.Event()
+    hooks.add_listener(lambda r: (finishing.set(), time.sleep(0.5)))
     aicost.instrument(ledger=url)
     with ReplayServer() as srv:
         client = openai.OpenAI(api_key="t", base_url=srv.openai_base_url, max_retries=0)
         abandon_a_stream(client)
         gc.collect()
-        time.sleep(0.1)  # the worker has taken the finish from the queue; the exit comes while it runs
+        finishing.wait(30)  # the worker is in the finish: the exit comes while it runs
     sys.exit(0)
 with open_store(url, create=False) as store:
     from datetime import datetime, timedelta, timezone
@@ -190,9 +192,9 @@ def test_a_finish_that_outlasts_the_wait_is_waited_for_once_not_at_every_drain(m
 
     _gc.install()
     monkeypatch.setattr(_gc, "_stuck", None)  # restored after: later drains in this process wait as usual
-    release = threading.Event()
-    _gc.defer(lambda: release.wait(10))  # the worker takes it and is stuck in it
-    time.sleep(0.1)
+    release, taken = threading.Event(), threading.Event()
+    _gc.defer(lambda: (taken.set(), release.wait(10)))  # the worker takes it and is stuck in it
+    assert taken.wait(30)
     try:
         began = time.monotonic()
         _gc.drain(0.3)

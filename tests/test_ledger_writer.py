@@ -590,14 +590,16 @@ def test_rows_close_could_not_write_in_time_are_spilled_and_replayed_by_the_next
 
 
 _SLOW_STORE = """
-    import json, os, sys, time
+    import json, os, sys, threading, time
     from datetime import datetime, timezone
     from decimal import Decimal
     from aicost.ledger import LedgerRow, CALL
     from aicost.ledger import writer
     from aicost.ledger.store import SQLiteStore
     write_prepared = SQLiteStore.write_prepared
+    writing = threading.Event()
     def slow(store, batch):  # a database that needs 1.5 s per batch: 3,000 rows would take 15 s
+        writing.set()
         time.sleep(1.5)
         return write_prepared(store, batch)
     SQLiteStore.write_prepared = slow
@@ -605,7 +607,7 @@ _SLOW_STORE = """
     w = writer.LedgerWriter(URL, batch_size=200)
     w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
           for i in range(3000))
-    time.sleep(0.3)  # the writer thread is in its first write
+    writing.wait(30)  # the writer thread is in its first write
 """
 
 
