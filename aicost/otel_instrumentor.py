@@ -44,6 +44,14 @@ class AicostInstrumentor(_Base):  # type: ignore[misc, valid-type]
     def _is_instrumented_by_opentelemetry(self, value: bool) -> None:
         pass  # set by instrument() / uninstrument() themselves
 
+    def instrument(self, **kwargs: Any) -> Any:
+        """As ``aicost.instrument()``: idempotent, each call with its own arguments. ``BaseInstrumentor.instrument()``
+        returns at once while instrumented (a warning, the arguments dropped), so a second call goes straight to
+        aicost, which patches nothing twice and takes (or refuses) the arguments."""
+        if is_instrumented():
+            return self._instrument(**kwargs)
+        return super().instrument(**kwargs)
+
     def _instrument(self, **kwargs: Any) -> None:
         instrument(**{k: v for k, v in kwargs.items() if k in _ARGUMENTS})
 

@@ -66,6 +66,25 @@ def test_the_instrumentor_and_aicost_share_one_state(tracer_provider, span_expor
         aicost.uninstrument()
 
 
+def test_the_instrumentor_takes_its_arguments_when_aicost_is_instrumented_already(tracer_provider):
+    """``aicost.instrument()`` is idempotent and each call starts from its own arguments; the instrumentor, one state
+    with it, too. OpenTelemetry's ``BaseInstrumentor.instrument()`` returns at once while its flag is set (with a
+    warning only), so after ``opentelemetry-instrument`` (or ``aicost.instrument()``) had run, the instrumentor's
+    ``instrument(capture_content=True)`` was dropped, and a bad argument was not refused."""
+    from aicost.errors import ConfigurationError
+    from aicost.instrumentation import config
+    from aicost.otel_instrumentor import AicostInstrumentor
+
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        AicostInstrumentor().instrument(tracer_provider=tracer_provider, capture_content=True, stream_usage="never")
+        assert (config.capture_content, config.stream_usage) == (True, "never")
+        with pytest.raises(ConfigurationError, match="capture_content"):
+            AicostInstrumentor().instrument(capture_content="false")
+    finally:
+        aicost.uninstrument()
+
+
 def test_opentelemetry_instrument_emits_costed_spans(tmp_path):
     launcher = Path(sys.executable).with_name("opentelemetry-instrument")
     if not launcher.exists():
