@@ -171,7 +171,8 @@ def bench_redis(sizes: list[int]) -> None:
             entry = Entry(value={"text": "an answer of a few hundred bytes " * 8})
             pipe = store.client.pipeline(transaction=False)
             for i in range(n):
-                pipe.set(f"aicost:cache:bench:{i}", store.codec.dump(entry), ex=3600)
+                key = f"aicost:cache:bench:{i}"
+                pipe.set(key, store.codec.dump(key, entry), ex=3600)
                 if i % 5000 == 4999:
                     pipe.execute()
             pipe.execute()
@@ -204,9 +205,9 @@ def bench_postgres(sizes: list[int]) -> None:
                 t0 = time.perf_counter()
                 with conn.cursor() as cur:
                     with cur.copy(f"COPY {table} (key, value) FROM STDIN") as copy:
-                        payload = store.codec.dump(Entry(value="x"))
                         for i in range(n):
-                            copy.write_row((f"aicost:cache:b:{i}", payload))
+                            key = f"aicost:cache:b:{i}"
+                            copy.write_row((key, store.codec.dump(key, Entry(value="x"))))
                     with cur.copy(f"COPY {vtable} (key, context, text, embedding) FROM STDIN") as copy:
                         for i in range(n):
                             copy.write_row((f"aicost:cache:b:{i}", "ctx", f"text {i}",

@@ -234,3 +234,17 @@ def test_dead_pooled_connections_are_replaced_without_a_miss(pg_server):
     assert store.get("aicost:cache:t:a").value == "kept"  # not a miss, not an error
     assert store.get("aicost:cache:t:a").value == "kept"
     store.close()
+
+
+def test_a_signed_entry_copied_to_another_key_is_a_miss(pg_server):
+    """The signature binds the key: a row's value copied under another request's key is not served there."""
+    from aicost.cache import PgVectorStore
+
+    s = PgVectorStore(pg_server, table="cache_signed", secret="s3cret")
+    s._execute("TRUNCATE cache_signed CASCADE")
+    s.put("aicost:cache:t:allowed", Entry(value="yes, refund it"), ttl=60)
+    s._execute("INSERT INTO cache_signed (key, value) SELECT 'aicost:cache:t:denied', value FROM cache_signed "
+               "WHERE key = 'aicost:cache:t:allowed'")
+    assert s.get("aicost:cache:t:denied") is None
+    assert s.get("aicost:cache:t:allowed").value == "yes, refund it"
+    s.close()

@@ -281,3 +281,14 @@ def test_hung_redis_costs_a_bounded_miss(store):
         assert not thread.is_alive(), "the cached call is still blocked on the hung Redis"
         assert box["result"] == "HELLO"
         assert box["elapsed"] < 3, box  # one 0.5 s timeout (the docs' bound), not a retry loop
+
+
+def test_a_signed_entry_moved_to_another_key_is_a_miss(redis_url):
+    """Whoever can write to the store must not be able to serve one request's signed answer as another's: the
+    signature covers the key the entry was stored under."""
+    store = RedisStore(redis_url, secret="s3cret")
+    store.client.flushdb()
+    store.put("aicost:cache:t:refund-allowed", Entry(value="yes, refund it"), ttl=60)
+    store.client.set("aicost:cache:t:refund-denied", store.client.get("aicost:cache:t:refund-allowed"))
+    assert store.get("aicost:cache:t:refund-denied") is None
+    assert store.get("aicost:cache:t:refund-allowed").value == "yes, refund it"

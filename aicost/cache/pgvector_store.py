@@ -266,7 +266,7 @@ class PgVectorStore:
             "AND (expires_at IS NULL OR expires_at > clock_timestamp()) RETURNING value",
             (key,), fetch="one",
         )
-        return None if row is None else self.codec.load(row[0])
+        return None if row is None else self.codec.load(key, row[0])
 
     def put(self, key: str, entry: Entry, ttl: float | None) -> None:
         self._execute(
@@ -274,7 +274,7 @@ class PgVectorStore:
             "CASE WHEN %s::float8 IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => %s::float8) END, "
             "clock_timestamp()) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
             "expires_at = EXCLUDED.expires_at, accessed_at = EXCLUDED.accessed_at",
-            (key, self.codec.dump(entry), ttl, ttl),
+            (key, self.codec.dump(key, entry), ttl, ttl),
         )
         self._puts += 1
         if self._puts % 64 == 1:

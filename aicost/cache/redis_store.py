@@ -123,16 +123,17 @@ class RedisStore:
         if self.max_entries:
             pipe.zadd(self.lru_key, {key: time.time()}, xx=True)
         raw = pipe.execute()[0]
-        return None if raw is None else self.codec.load(raw)
+        return None if raw is None else self.codec.load(key, raw)
 
     def _put_entry(self, key: str, entry: Entry, ttl: float | None) -> None:
         ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
         if self.max_entries:
-            self._put(keys=[key, self.lru_key], args=[self.codec.dump(entry), ttl_ms, time.time(), self.max_entries])
+            self._put(keys=[key, self.lru_key],
+                      args=[self.codec.dump(key, entry), ttl_ms, time.time(), self.max_entries])
         elif ttl_ms:
-            self.client.set(key, self.codec.dump(entry), px=ttl_ms)
+            self.client.set(key, self.codec.dump(key, entry), px=ttl_ms)
         else:
-            self.client.set(key, self.codec.dump(entry))
+            self.client.set(key, self.codec.dump(key, entry))
 
     def delete(self, key: str) -> bool:
         pipe = self.client.pipeline(transaction=False)
