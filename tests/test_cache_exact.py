@@ -407,6 +407,26 @@ def test_invalidate_clear_uncached_and_bypass():
     assert f("Q1") == calls.n and calls.n == first + 5
 
 
+
+def test_clear_drops_only_its_own_function_when_a_name_extends_it():
+    """Keys are ':'-joined: a function named "a" must not clear the entries of one named "a:b" (or "a:b:c")."""
+    store = MemoryStore()
+
+    def make(name):
+        @aicost.cache(prompt="q", name=name, store=store)
+        def f(q):
+            return f"{name}: {q}"
+
+        return f
+
+    a, ab, abc = make("a"), make("a:b"), make("a:b:c")
+    for f in (a, ab, abc):
+        f("Q1"), f("Q2")
+    assert len(store) == 6
+    assert a.clear() == 2
+    assert ab.clear() == 2
+    assert store.get(abc.key_for("Q1")).value == "a:b:c: Q1" and len(store) == 2
+
 def test_cache_if_skips_storing_unwanted_results():
     calls = Counter()
 

@@ -292,3 +292,17 @@ def test_a_signed_entry_moved_to_another_key_is_a_miss(redis_url):
     store.client.set("aicost:cache:t:refund-denied", store.client.get("aicost:cache:t:refund-allowed"))
     assert store.get("aicost:cache:t:refund-denied") is None
     assert store.get("aicost:cache:t:refund-allowed").value == "yes, refund it"
+
+
+def test_clear_over_redis_drops_only_its_own_function(store):
+    @aicost.cache(prompt="q", name="a", store=store)
+    def a(q):
+        return "a"
+
+    @aicost.cache(prompt="q", name="a:b", store=store)
+    def ab(q):
+        return "a:b"
+
+    a("Q"), ab("Q")
+    assert a.clear() == 1
+    assert store.get(ab.key_for("Q")).value == "a:b"

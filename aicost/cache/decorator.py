@@ -38,6 +38,7 @@ from .keys import (
     canonical,
     code_fingerprint,
     hash_material,
+    key_prefix,
     normalise_prompt,
     variable_text,
 )
@@ -147,7 +148,7 @@ class CacheCore:
         self.case_sensitive = case_sensitive
         self.ttl = float(ttl) if ttl is not None else None
         self.name = name or f"{func.__module__}.{func.__qualname__}"
-        self.prefix = f"aicost:cache:{self.name}:"
+        self.prefix = key_prefix(self.name)
         if store is None:
             store = MemoryStore(10_000 if max_entries is None else max_entries)
         elif max_entries is not None:

@@ -243,6 +243,14 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def key_prefix(name: str) -> str:
+    """The namespace of one cached function's keys, ``aicost:cache:<name>:`` (the hash follows).
+
+    ``%`` and ``:`` in the name are escaped, so the escaped name holds no ``:`` and no function's prefix starts
+    another's: ``clear()`` of a function named ``a`` drops its own keys by prefix, never those of ``a:b``.
+    """
+    return "aicost:cache:" + name.replace("%", "%25").replace(":", "%3A") + ":"
+
 def hash_material(material: Any) -> str:
     payload = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
