@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from .. import _fork
+from .checks import check_finite, check_int, refuse
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -33,11 +34,15 @@ class HashedNgramEmbedder:
     name = "ngram"
 
     def __init__(self, dim: int = 1024, *, char_ngrams: tuple[int, int] = (3, 5), word_weight: float = 2.0) -> None:
-        if not isinstance(dim, int) or dim < 16:
-            raise ValueError(f"HashedNgramEmbedder(dim=...) must be an int >= 16, got {dim!r}")
-        self.dim = dim
+        self.dim = check_int("HashedNgramEmbedder(dim=...)", dim, minimum=16)
+        accepted = "a (shortest, longest) pair of ints with 1 <= shortest <= longest"
+        if (not isinstance(char_ngrams, tuple) or len(char_ngrams) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in char_ngrams)):
+            refuse("HashedNgramEmbedder(char_ngrams=...)", accepted, char_ngrams, wrong_type=True)
+        if not 1 <= char_ngrams[0] <= char_ngrams[1]:
+            refuse("HashedNgramEmbedder(char_ngrams=...)", accepted, char_ngrams, wrong_type=False)
         self.char_ngrams = char_ngrams
-        self.word_weight = float(word_weight)
+        self.word_weight = check_finite("HashedNgramEmbedder(word_weight=...)", word_weight, minimum=0)
         self._memo: dict[str, tuple[int, float]] = {}
 
     def _bucket(self, feature: str) -> tuple[int, float]:
@@ -72,6 +77,7 @@ class HashedNgramEmbedder:
         return out
 
 
+_EMBEDDERS = "'minilm', 'ngram' or an embedder object with name (str), dim (positive int) and embed(texts)"
 _shared: dict[str, Any] = {}
 _shared_lock = _fork.lock()
 
@@ -84,7 +90,7 @@ def resolve_embedder(embedder: Any) -> Any:
     """
     if isinstance(embedder, str):
         if embedder not in ("ngram", "minilm"):
-            raise ValueError(f"Semantic(embedder={embedder!r}): use 'minilm', 'ngram' or an embedder object")
+            refuse("Semantic(embedder=...)", _EMBEDDERS, embedder, wrong_type=False)
         with _shared_lock:
             if embedder not in _shared:
                 if embedder == "ngram":
@@ -94,7 +100,8 @@ def resolve_embedder(embedder: Any) -> Any:
 
                     _shared[embedder] = MiniLMEmbedder()
             return _shared[embedder]
-    for attr in ("name", "dim", "embed"):
-        if not hasattr(embedder, attr):
-            raise TypeError(f"Semantic(embedder=...) has no {attr!r}: needs name, dim and embed(texts)")
+    dim = getattr(embedder, "dim", None)
+    if (not isinstance(getattr(embedder, "name", None), str) or not callable(getattr(embedder, "embed", None))
+            or isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        refuse("Semantic(embedder=...)", _EMBEDDERS, embedder, wrong_type=True)
     return embedder

@@ -31,7 +31,9 @@ A veto costs a miss; a missing veto costs a wrong answer. Guards err towards vet
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from .checks import check_bool
 
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'\-\.]*[A-Za-z0-9_]|[A-Za-z0-9_]")
 _NUMBER = re.compile(r"(?<![A-Za-z])[-+]?\d+(?:[.,]\d+)*(?:st|nd|rd|th)?")
@@ -363,6 +365,10 @@ class Guards:
     direction: bool = True
     units: bool = True
     tense: bool = True
+
+    def __post_init__(self) -> None:
+        for guard in fields(self):  # a string such as "false" is truthy: it would keep the guard on
+            check_bool(f"Guards({guard.name}=...)", getattr(self, guard.name))
 
     def veto(self, query: str, cached: str) -> str | None:
         """The name of the first guard that rejects serving ``cached``'s answer to ``query``, or None."""

@@ -16,6 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _fork
+from .checks import check_int
 
 
 _CODE_BITS = 256
@@ -59,16 +60,10 @@ class _Partition:
 class MemoryVectorIndex:
     def __init__(self, dim: int, *, max_entries: int = 100_000, exact_below: int = 20_000,
                  rescore: int = 256) -> None:
-        if not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"MemoryVectorIndex(max_entries=...) must be a positive int, got {max_entries!r}")
-        if not isinstance(exact_below, int) or exact_below < 0:
-            raise ValueError(f"MemoryVectorIndex(exact_below=...) must be an int >= 0, got {exact_below!r}")
-        if not isinstance(rescore, int) or rescore < 1:
-            raise ValueError(f"MemoryVectorIndex(rescore=...) must be a positive int, got {rescore!r}")
-        self.dim = dim
-        self.max_entries = max_entries
-        self.exact_below = exact_below
-        self.rescore = rescore
+        self.dim = check_int("MemoryVectorIndex(dim=...)", dim, minimum=1)
+        self.max_entries = check_int("MemoryVectorIndex(max_entries=...)", max_entries, minimum=1)
+        self.exact_below = check_int("MemoryVectorIndex(exact_below=...)", exact_below, minimum=0)
+        self.rescore = check_int("MemoryVectorIndex(rescore=...)", rescore, minimum=1)
         self._projection = _projection(dim)
         self._parts: dict[str, _Partition] = {}
         self._where: OrderedDict[str, str] = OrderedDict()  # key -> context, oldest first

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _fork
 from ..pricing.cost import MONEY
+from .checks import check_fraction, check_int, refuse
 from .embedders import resolve_embedder
 from .entry import Entry
 from .guards import Guards
@@ -27,6 +28,7 @@ from .verify import LexicalVerifier
 # thresholds gained recall (benchmarks/cache_eval.py, docs/cache.md "Measured").
 DEFAULT_THRESHOLDS = {"minilm": 0.60, "ngram": 0.50}
 FALLBACK_THRESHOLD = 0.90
+_INDEX_METHODS = ("add", "search", "remove", "clear")
 
 
 @dataclass(slots=True)
@@ -62,27 +64,26 @@ class Semantic:
         self.embedder = resolve_embedder(embedder)
         if threshold is None:
             threshold = DEFAULT_THRESHOLDS.get(getattr(self.embedder, "name", ""), FALLBACK_THRESHOLD)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
-            raise ValueError(f"Semantic(threshold=...) must be a cosine in (0, 1], got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = check_fraction("Semantic(threshold=...)", threshold, "a cosine in (0, 1] or None")
         if guards is None:
             guards = Guards()
         if not isinstance(guards, Guards):
-            raise TypeError("Semantic(guards=...) must be an aicost.cache.Guards(...)")
+            refuse("Semantic(guards=...)", "an aicost.cache.Guards(...) or None", guards, wrong_type=True)
         self.guards = guards
-        if verifier == "lexical":
+        if isinstance(verifier, str) and verifier == "lexical":
             verifier = LexicalVerifier()
-        if verifier is not None and not callable(verifier):
-            raise TypeError("Semantic(verifier=...) must be 'lexical', None, an LLMJudge or a callable")
+        if verifier is not None and (isinstance(verifier, str) or not callable(verifier)):
+            refuse("Semantic(verifier=...)", "'lexical', None, an aicost.cache.LLMJudge or a "
+                   "(query, cached, similarity) -> (accepted, cost) callable", verifier, wrong_type=True)
         if isinstance(verifier, LexicalVerifier):
             verifier.with_embedder(self.embedder)
         self.verifier: Callable[[str, str, float], tuple[bool, Decimal | None]] | None = verifier
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"Semantic(top_k=...) must be a positive int, got {top_k!r}")
-        self.top_k = top_k
-        if not isinstance(max_text_chars, int) or max_text_chars < 1:
-            raise ValueError(f"Semantic(max_text_chars=...) must be a positive int, got {max_text_chars!r}")
-        self.max_text_chars = max_text_chars
+        self.top_k = check_int("Semantic(top_k=...)", top_k, minimum=1)
+        self.max_text_chars = check_int("Semantic(max_text_chars=...)", max_text_chars, minimum=1)
+        missing = [m for m in _INDEX_METHODS if not callable(getattr(index, m, None))]
+        if index is not None and missing:
+            refuse("Semantic(index=...)", "None (the store's own index, or one in memory) or a vector index with "
+                   + "/".join(_INDEX_METHODS) + " (MemoryVectorIndex)", index, wrong_type=True)
         self.index = index
 
     def bind(self, store: Any, prefix: str) -> "SemanticRuntime":

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Callable, Protocol
 
 from .. import _fork
+from .checks import check_int
 from .entry import Entry
 
 
@@ -33,9 +34,7 @@ class MemoryStore:
     """
 
     def __init__(self, max_entries: int = 10_000, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1:
-            raise ValueError(f"max_entries must be a positive int, got {max_entries!r}")
-        self.max_entries = max_entries
+        self.max_entries = check_int("MemoryStore(max_entries=...)", max_entries, minimum=1)
         self._clock = clock
         self._data: OrderedDict[str, tuple[Entry, float | None]] = OrderedDict()
         self._lock = _fork.lock()

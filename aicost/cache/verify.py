@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _fork
 from ..hooks import collect_calls
+from .checks import check_bool, check_fraction, check_int, refuse
 from .guards import _NUMBER_WORDS, _SKIP_AFTER_DIRECTIONAL, _UNIT_NAMES, _stem, _tokens, antonyms, phrasal
 
 # Words that shape how a request is phrased but not what is asked. Who/when/where/why stay content words:
@@ -186,13 +187,10 @@ class LexicalVerifier:
 
     def __init__(self, *, word_similarity: float = 0.7, max_unmatched: int = 1, check_order: bool = True,
                  embedder: Any = None) -> None:
-        if not 0.0 < word_similarity <= 1.0:
-            raise ValueError(f"LexicalVerifier(word_similarity=...) must be in (0, 1], got {word_similarity!r}")
-        if not isinstance(max_unmatched, int) or max_unmatched < 0:
-            raise ValueError(f"LexicalVerifier(max_unmatched=...) must be an int >= 0, got {max_unmatched!r}")
-        self.word_similarity = float(word_similarity)
-        self.max_unmatched = max_unmatched
-        self.check_order = bool(check_order)
+        self.word_similarity = check_fraction("LexicalVerifier(word_similarity=...)", word_similarity,
+                                              "a cosine in (0, 1]")
+        self.max_unmatched = check_int("LexicalVerifier(max_unmatched=...)", max_unmatched, minimum=0)
+        self.check_order = check_bool("LexicalVerifier(check_order=...)", check_order)
         self.embedder = embedder
         self._word_vectors: dict[str, np.ndarray] = {}
         self._lock = _fork.lock()
@@ -296,9 +294,13 @@ class LLMJudge:
 
     def __init__(self, ask: Callable[[str], str], *, prompt: str = JUDGE_PROMPT) -> None:
         if not callable(ask):
-            raise TypeError("LLMJudge(ask=...) must be a callable taking a prompt and returning the reply text")
+            refuse("LLMJudge(ask=...)", "a callable taking a prompt and returning the reply text", ask,
+                   wrong_type=True)
+        accepted = "a str containing {query} and {cached}"
+        if not isinstance(prompt, str):
+            refuse("LLMJudge(prompt=...)", accepted, prompt, wrong_type=True)
         if "{query}" not in prompt or "{cached}" not in prompt:
-            raise ValueError("LLMJudge(prompt=...) must contain {query} and {cached}")
+            refuse("LLMJudge(prompt=...)", accepted, prompt, wrong_type=False)
         self.ask = ask
         self.prompt = prompt
 
