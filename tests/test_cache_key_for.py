@@ -129,6 +129,19 @@ def test_methods_pass_the_instance_as_the_call_through_the_class_does():
                                    lambda: bot.ask_static("hi"), "hi")
 
 
+def test_uncached_on_a_method_takes_the_instance_first_like_the_other_controls():
+    """``uncached`` is the undecorated function, reached through a bound method like ``key_for``: docs/cache.md
+    says to pass the instance first (``bot.ask.uncached(q)`` would take ``q`` for ``self``)."""
+    bot = Assistant("gpt-4o-mini")
+    store = Assistant.ask.cache.store
+    store.gets.clear()
+    store.puts.clear()
+    assert bot.ask.uncached(bot, "hi") == Assistant.ask.uncached(bot, "hi") == "gpt-4o-mini:hi:short"
+    assert store.gets == [] and store.puts == []  # neither read nor written
+    with pytest.raises(TypeError, match="q"):
+        bot.ask.uncached("hi")  # "hi" taken for self, and q missing: the documented pitfall
+
+
 def test_an_outer_decorator_using_functools_wraps_keeps_the_controls():
     import functools
 
