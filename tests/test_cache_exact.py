@@ -918,6 +918,34 @@ async def test_async_miss_writes_a_shared_store_off_the_event_loop():
 
 
 # ------------------------------------------------------------------------------------------------ telemetry
+def test_stored_says_whether_a_value_was_written_and_is_absent_for_a_stream(cache_tel):
+    """docs/cache.md: ``aicost.cache.stored`` is on the span of a miss that returned a value: true when written,
+    false when ``cache_if`` refused it or the write failed. A stream is stored when consumed to the end, after
+    the call's span has ended, so its span does not carry it."""
+    class FailingStore(MemoryStore):
+        def put(self, key, entry, ttl):
+            raise ConnectionError("store down")
+
+    @aicost.cache(prompt="q", store=FailingStore())
+    def down(q):
+        return q
+
+    @aicost.cache(prompt="q", cache_if=lambda result: False)
+    def refused(q):
+        return q
+
+    @aicost.cache(prompt="q")
+    def streamed(q):
+        return iter([q, q])
+
+    assert down("a") == "a" and refused("b") == "b" and list(streamed("c")) == ["c", "c"]
+    failed, rejected, stream = cache_tel.cache_spans()
+    assert failed.attributes[semconv.AICOST_CACHE_STORED] is False
+    assert rejected.attributes[semconv.AICOST_CACHE_STORED] is False
+    assert semconv.AICOST_CACHE_STORED not in stream.attributes
+    assert streamed("c") is not None and cache_tel.cache_spans()[-1].attributes[semconv.AICOST_CACHE_HIT] is True
+
+
 def test_hit_records_saved_cost_similarity_and_miss_records_lookup_time(cache_tel):
     @aicost.cache(prompt="q", name="support.answer")
     def answer(q):

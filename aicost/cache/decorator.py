@@ -364,15 +364,16 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
         land()
         return _settle(core, req, result, collector)
     if not _is_stream(result):
+        stored = False
         try:
             stored = core.save(req, result, VALUE, collector, awaitable=awaited)
-            if span is not None:
-                span.set_attribute(semconv.AICOST_CACHE_STORED, stored)
         except Exception:
             _log_once("store", "aicost cache: storing a result failed; the answer was still returned",
                       exc_info=True)
         finally:
             land()
+        if span is not None:  # a stream's chunks are stored after its span has ended: it carries no "stored"
+            _set_stored(span, stored)
         return result
     if flight is not None:
         flight.stream_opened()  # followers that would wait for this stream's consumer must not (see .singleflight)
@@ -392,6 +393,12 @@ def _finish(core: CacheCore, req: Request, result: Any, collector: CallCollector
         return AsyncRecordingStream(result, collector, finisher)
     return RecordingStream(result, collector, finisher)
 
+
+def _set_stored(span: Any, stored: bool) -> None:
+    try:
+        span.set_attribute(semconv.AICOST_CACHE_STORED, stored)
+    except Exception:
+        _log_once("telemetry", "aicost cache: recording telemetry failed", exc_info=True)
 
 async def _settle(core: CacheCore, req: Request, awaitable: Any, collector: CallCollector) -> Any:
     with collect_calls(collector):
