@@ -11,7 +11,9 @@ Bad input fails at configure time with :class:`~aicost.errors.ConfigurationError
 from (``instrument(ledger=...)``, ``AICOST_LEDGER``, ``--ledger``): a malformed URL, a SQLite directory that does
 not exist, a ledger file a reader expected, a PostgreSQL database that does not exist. A schema written by a newer
 aicost is refused with its version (:class:`LedgerSchemaError`). A server that is merely down is
-:class:`LedgerUnavailable`: the background writer retries it (with a spill file) rather than failing the app.
+:class:`LedgerUnavailable`: the background writer retries it (with a spill file) rather than failing the app. A
+write whose data the database refuses (a value it cannot hold or sum, a constraint) is :class:`LedgerRefused`: the
+same rows would fail at every retry, so the writer writes the rest of the batch without them.
 
 Writes are idempotent by ``span_id`` (and ``run_id`` for runs): rows already stored are skipped, inside the
 write transaction, and the rollups are then summed in SQL over exactly the rows this batch inserted (named by
@@ -22,6 +24,7 @@ transaction takes an advisory lock, which makes "skip what exists, then insert" 
 from __future__ import annotations
 
 import contextlib
+import decimal
 import json
 import logging
 import math
@@ -53,6 +56,7 @@ from .schema import (MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_
 
 __all__ = [
     "LedgerStore",
+    "LedgerRefused",
     "LedgerSchemaError",
     "LedgerUnavailable",
     "open_store",
@@ -168,6 +172,18 @@ class LedgerSchemaError(ConfigurationError):
 
 class LedgerUnavailable(AicostError):
     """The ledger database cannot be reached right now (a server down, a file locked for too long)."""
+
+
+class LedgerRefused(AicostError):
+    """The database refused the data of a write, not the write as such: a value it cannot hold (a count past
+    64 bits, text that is not Unicode), an amount its sums cannot add exactly, a constraint. The same rows fail at
+    every retry, while other rows are written: the background writer writes the batch in parts and drops only the
+    rows refused alone (:mod:`aicost.ledger.writer`). ``reason`` says why without quoting a value (a tag or a
+    name could be anything the app put there): the error's class, SQLite's message or PostgreSQL's SQLSTATE."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str = DEFAULT_SETTING) -> "LedgerStore":
@@ -298,7 +314,8 @@ class LedgerStore:
         """Store ``rows`` and ``runs`` in one transaction and update the rollups; return how many rows were new.
 
         Rows (runs) whose ``span_id`` (``run_id``) is already stored, or repeated in the batch, are skipped.
-        Raises :class:`LedgerUnavailable` when the database cannot be reached (nothing is then written).
+        Raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerRefused` when it
+        refuses the batch's data (nothing is then written).
         """
         if not rows and not runs:
             return 0
@@ -308,14 +325,19 @@ class LedgerStore:
         """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
         and staged (SQLite: an in-memory database image, :mod:`aicost.ledger.staging`; PostgreSQL: its ``COPY``
         data). Safe to call on another thread while this store
-        writes: the background writer prepares the next batch meanwhile."""
+        writes: the background writer prepares the next batch meanwhile. A value that cannot be encoded raises
+        :class:`LedgerRefused`, as the database refuses a value it cannot hold."""
+        with self._classified():
+            return self._prepare(rows, runs)
+
+    def _prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> PreparedBatch:
         rows = _unique(rows, "span_id")
         runs = _unique(runs, "run_id")
+        units = rollup.DIALECTS[self.dialect].to_units is not None and rollup.fits_units(rows)
         row_params = self._rows_params(rows, runs)
         run_params = [self.run_params(r) for r in runs]
         return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
-                             _zero_tokens(rows), rollup.DIALECTS[self.dialect].to_units is not None
-                             and rollup.fits_units(rows), _last_time(rows, runs), _first_ts(row_params, run_params))
+                             _zero_tokens(rows), units, _last_time(rows, runs), _first_ts(row_params, run_params))
 
     def _stage(self, row_params: list[tuple], run_params: list[tuple]) -> Any:
         """What the dialect can make of the batch before the write (None: nothing; the write does it all)."""
@@ -325,7 +347,7 @@ class LedgerStore:
         """:meth:`write` of a batch :meth:`prepare` made (by this store or another of the same dialect)."""
         if not batch.rows and not batch.runs:
             return 0
-        with self._lock, self._unreachable_as_unavailable():
+        with self._lock, self._classified():
             try:
                 return self._write(batch)
             except BaseException:
@@ -391,20 +413,25 @@ class LedgerStore:
     def execute_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
         its own tables (``aicost.pools``). Raises :class:`LedgerUnavailable` when the database cannot be
-        reached (nothing is then written)."""
-        with self._lock, self._unreachable_as_unavailable():
+        reached, :class:`LedgerRefused` when it refuses their data (nothing is then written)."""
+        with self._lock, self._classified():
             self._execute_many([(self._sql(sql), params) for sql, params in statements])
 
     @contextlib.contextmanager
-    def _unreachable_as_unavailable(self) -> Iterator[None]:
-        """A database that cannot be reached (SQLite's operational errors, OS errors, a driver's connection
-        errors) raises :class:`LedgerUnavailable`, which the writer spills and retries; anything else is a bug."""
+    def _classified(self) -> Iterator[None]:
+        """A write's failure as the writer handles it. The database refusing the data (:func:`_refusal`) raises
+        :class:`LedgerRefused`: the writer writes the rest without the rows refused. A database that cannot be
+        reached (SQLite's other operational errors: locked, disk I/O; OS errors; PostgreSQL's connection,
+        resource and operator errors, ``psycopg.OperationalError``) raises :class:`LedgerUnavailable`: spilled
+        and retried. Anything else (a schema a newer aicost migrated to, missing privileges, a bug) is raised as
+        it is: the writer spills it and retries after a back-off too, since it is not about the rows."""
         try:
             yield
-        except (sqlite3.OperationalError, OSError) as exc:
-            raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
         except Exception as exc:
-            if _is_connection_error(exc):
+            reason = _refusal(exc)
+            if reason is not None:
+                raise LedgerRefused(reason) from exc
+            if isinstance(exc, (sqlite3.OperationalError, OSError)) or _is_connection_error(exc):
                 raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
             raise
 
@@ -507,7 +534,7 @@ class LedgerStore:
         moved ``summed_before``: call again while it does. The background writer calls it behind its batches;
         raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerSchemaError` once a
         newer aicost has migrated the ledger."""
-        with self._lock, self._unreachable_as_unavailable(), self._write_transaction() as cur:
+        with self._lock, self._classified(), self._write_transaction() as cur:
             cur.execute("SELECT MAX(version) FROM aicost_schema")  # a newer aicost may keep more than this writes
             _refuse_newer(int(cur.fetchone()[0]), "ledger pair summing", self.url)
             until = until or _pairs_until(cur, self.dialect)
@@ -1226,6 +1253,38 @@ def _refuse_newer(current: int, setting: str, where: str) -> None:
         raise LedgerSchemaError(
             f"{setting}: the ledger {where!r} has schema version {current}, newer than this aicost reads "
             f"(version {SCHEMA_VERSION}); upgrade aicost to use it")
+
+
+# SQLite's messages for an error raised inside a function aicost registered (aicost_dec_sum, aicost_dec_add): they
+# only fail on the values they are given (an amount their 60 digits cannot add exactly).
+_SQLITE_FUNCTION_FAILED = ("user-defined function raised exception", "user-defined aggregate's")
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """Why ``exc`` is the database refusing a write's data, not the database being unreachable or a bug; None if
+    it is not. Refusals: a constraint or a value the database cannot hold (SQLite's IntegrityError and DataError,
+    PostgreSQL's SQLSTATE classes 22 and 23, psycopg's DataError and IntegrityError), a value the driver cannot
+    bind or encode (SQLite's "Error binding parameter", a UnicodeError, an integer past 64 bits: OverflowError, a
+    decimal error), and on SQLite an error inside aicost's own SQL functions. The reason names
+    the error, never a value (PostgreSQL's message would quote it: its SQLSTATE is given instead)."""
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
+        return f"SQLite {type(exc).__name__}: {exc}"  # SQLite names the constraint or the limit, not the value
+    if isinstance(exc, sqlite3.OperationalError):
+        if str(exc).startswith(_SQLITE_FUNCTION_FAILED):
+            return "an amount SQLite's exact decimal sum (aicost_dec_sum, aicost_dec_add) cannot add"
+        return None
+    if isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith("Error binding parameter"):
+        return f"SQLite {type(exc).__name__}: {exc}"  # the parameter's place and type, not its value
+    if isinstance(exc, (UnicodeError, OverflowError, decimal.DecimalException)):  # (a UnicodeError's message
+        # quotes the character)
+        return f"{type(exc).__name__}: a value the database cannot hold"
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return f"PostgreSQL {type(exc).__name__} (SQLSTATE {exc.sqlstate or 'none: refused by the driver'})"
+    return None
 
 
 def _is_connection_error(exc: BaseException) -> bool:

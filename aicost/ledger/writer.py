@@ -23,6 +23,12 @@ Why this shape:
   idempotent by span id, so a replay that was half written, or a batch both written and spilled, never double
   counts. A spill file left by a process that died (or that it was replaying) is adopted and replayed by the
   next writer of the same ledger.
+* **A bad row takes no good row with it.** When the database refuses a batch's data (:class:`LedgerRefused`: a
+  value it cannot hold or sum, not an outage), retrying would fail the same way for ever, and every later batch
+  would wait behind it in the spill file. The batch is written in halves instead, each refused half halved again
+  (each part its own transaction; rows stored by a part are skipped by any later write of them), so the rows
+  the database takes are written and only a row refused alone is dropped, counted (``dropped_refused``) and
+  logged once with the reason, never a value. A spill file being replayed is written the same way.
 * **Other features' rows ride along.** A feature that writes its own tables (``aicost.pools``' closed
   intervals) queues :class:`Record` objects with :meth:`LedgerWriter.add`: same queue, same spill and replay,
   in order. A record stores itself idempotently and says how it is spilled (``to_dict`` / ``from_dict``). What
@@ -55,7 +61,8 @@ from .._log import forget, log_once
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .row import FeatureRun, LedgerRow
-from .store import LedgerStore, LedgerUnavailable, PreparedBatch, ledger_identity, open_store, redact_url
+from .store import (LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, ledger_identity, open_store,
+                    redact_url)
 
 __all__ = ["LedgerWriter", "Record"]
 
@@ -75,7 +82,8 @@ class Record:
     themselves idempotently (a replayed record changes nothing already stored) and round-trip through JSON."""
 
     def store_into(self, store: LedgerStore) -> None:
-        """Write in one transaction; raise LedgerUnavailable when the database cannot be reached."""
+        """Write in one transaction; raise LedgerUnavailable when the database cannot be reached, LedgerRefused
+        when it refuses the record's data (the record is then dropped, counted)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -440,6 +448,8 @@ class LedgerWriter:
         if store is not None and (rows or runs):
             try:
                 prepared = store.prepare(rows, runs)
+            except LedgerRefused:
+                pass  # the write refuses it again, and writes the batch around the rows refused
             except Exception:
                 log_once("ledger:prepare", logging.ERROR, "aicost ledger: could not prepare a batch; it is written "
                          "unprepared", exc_info=True)
@@ -478,10 +488,9 @@ class LedgerWriter:
             try:
                 store = self._connected()
                 with store.time_limit(_left(self._stop_by)):
-                    written = store.write_prepared(prepared) if prepared is not None else store.write(rows, runs)
-                    self._counts["written"] += written
-                    self._counts["duplicates"] += len(rows) - written
-                    self._counts["runs_written"] += len(runs)
+                    left = self._write_rows(store, rows, runs, prepared)
+                    if left:  # an outage (_down has seen it) or the deadline stopped a write in parts
+                        return [*left, *records]
                     for i, record in enumerate(records):
                         try:
                             record.store_into(store)
@@ -489,6 +498,9 @@ class LedgerWriter:
                             records = records[i:]  # the ones stored stay stored; these are not
                             rows, runs = [], []
                             raise
+                        except LedgerRefused as exc:
+                            self._drop_refused(record, exc)
+                            continue
                         self._counts["records_written"] += 1
                 self._up()
                 return None
@@ -500,6 +512,67 @@ class LedgerWriter:
                 self._counts["write_errors"] += 1
                 self._retry_at = time.monotonic() + self._backoff
         return [*rows, *runs, *records]
+
+    def _write_rows(self, store: LedgerStore, rows: list[LedgerRow], runs: list[FeatureRun],
+                    prepared: PreparedBatch | None) -> list:
+        """Write ``rows`` and ``runs`` in one transaction, or, when the database refuses their data, in parts
+        (:meth:`_write_around`). What is left unwritten (an outage or the deadline stopped the parts: the caller
+        spills it); raises LedgerUnavailable when the database cannot be reached for the whole."""
+        if not rows and not runs:
+            return []
+        try:
+            written = store.write_prepared(prepared) if prepared is not None else store.write(rows, runs)
+        except LedgerRefused as exc:
+            return self._write_around(store, [*rows, *runs], exc)
+        self._count_written(rows, runs, written)
+        return []
+
+    def _write_around(self, store: LedgerStore, items: list, refusal: LedgerRefused) -> list:
+        """Write ``items`` (rows and runs), which the database refused together, in halves, in order, each in a
+        transaction of its own, a refused half halved again: the rows it takes are written, and a row refused
+        alone is dropped (:meth:`_drop_refused`). A row stored by one part is skipped by any later write of it
+        (by its id), so writing in parts, or a part again after a spill, stores each row once. The parts stop at
+        close()'s or the exit's deadline and at an outage: what is left is returned, for the caller to spill
+        (replayed later, it is written around the refused rows again). One bad row in n costs about 2 log2(n)
+        transactions."""
+        parts: collections.deque = collections.deque([(items, refusal)])  # (part, its refusal, or None: untried)
+        while parts:
+            part, refused = parts.popleft()
+            if refused is None:
+                if self._past_stop():
+                    return [*part, *(item for rest, _ in parts for item in rest)]
+                rows = [item for item in part if isinstance(item, LedgerRow)]
+                runs = [item for item in part if not isinstance(item, LedgerRow)]
+                try:
+                    self._count_written(rows, runs, store.write(rows, runs))
+                    continue
+                except LedgerRefused as exc:
+                    refused = exc
+                except LedgerUnavailable as exc:
+                    self._down(exc)
+                    return [*part, *(item for rest, _ in parts for item in rest)]
+            if len(part) == 1:
+                self._drop_refused(part[0], refused)
+                continue
+            half = len(part) // 2
+            parts.extendleft([(part[half:], None), (part[:half], None)])  # the first half first
+        return []
+
+    def _count_written(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun], written: int) -> None:
+        self._counts["written"] += written
+        self._counts["duplicates"] += len(rows) - written
+        self._counts["runs_written"] += len(runs)
+
+    def _drop_refused(self, item: Any, refusal: LedgerRefused) -> None:
+        """A row, run or record the database refused alone: dropped, counted (``dropped_refused``), logged once with
+        the reason and its id (never a value of it: a tag or a name could hold anything)."""
+        self._counts["dropped_refused"] += 1
+        what = (f"row (span id {item.span_id})" if isinstance(item, LedgerRow) else
+                f"feature run (run id {item.run_id})" if isinstance(item, FeatureRun) else
+                f"{type(item).__name__} record")
+        log_once("ledger:refused", logging.ERROR, "aicost ledger: %s refused a %s, alone (%s); it is dropped and "
+                 "the rest of its batch written (each row dropped so is counted in the writer's "
+                 "stats()['dropped_refused'])", redact_url(self.url), what, refusal.reason)
 
     def _connected(self) -> LedgerStore:
         if self._store is None:  # (a forked child's is None: it opens its own)
@@ -783,8 +856,9 @@ class LedgerWriter:
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, queued (now), written, duplicates, runs_written, records_written, spilled,
         replayed, outages, write_errors, pair_chunks and pair_errors (the pair summing), and every kind of drop
-        (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed, and
-        dropped_unreadable: spans the span exporter could not read). A counter that has not moved is absent."""
+        (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed,
+        dropped_refused: rows the database refused alone, and dropped_unreadable: spans the span exporter could
+        not read). A counter that has not moved is absent."""
         out = dict(self._counts)
         out["enqueued"] = self._enqueued
         out["queued"] = len(self._queue)

@@ -1,0 +1,142 @@
+"""A row the database refuses (a value it cannot hold or sum) takes no good row with it, on real SQLite and real
+PostgreSQL: the good rows of its batch are written, later batches are not spilled behind it, it is dropped, counted
+(``dropped_refused``) and logged once without its values; a spill file holding it replays its good rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from aicost._log import forget
+from aicost.ledger import CALL, LedgerRow, open_store, totals
+from aicost.ledger.writer import LedgerWriter
+
+NOW = datetime.now(timezone.utc)
+WINDOW = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+GOOD_COST = Decimal("0.25")
+
+# What a row can hold that a ledger cannot: rows handed to the writer ready-made (LedgerWriter.add) are not checked
+# before the database sees them.
+BAD = {
+    "count": dict(input_tokens=2**63),  # past a 64-bit integer: PostgreSQL's BIGINT, SQLite's INTEGER
+    "text": dict(team="ops\udc80"),  # a lone surrogate (surrogateescape'd bytes): no UTF-8 for it
+}
+
+
+def _row(n: int, **values) -> LedgerRow:
+    values = {"time": NOW, "provider": "openai", "request_model": "gpt-4o-mini", "team": "search",
+              "input_tokens": 10, "cost": GOOD_COST, **values}
+    return LedgerRow(span_id=f"{n:016x}", kind=CALL, **values)
+
+
+def _bad_batch() -> tuple[list[LedgerRow], set[str]]:
+    """Good rows with the bad ones among them (the first row, one in the middle, the others last); the good rows'
+    ids."""
+    bad = [_row(1000 + i, **values) for i, values in enumerate(BAD.values())]
+    good = [_row(i) for i in range(1, 40)]
+    batch = [bad[0], *good[:20], bad[1], *good[20:], *bad[2:]]
+    return batch, {r.span_id for r in good}
+
+
+def _stored(url: str) -> tuple[set[str], object]:
+    with open_store(url, create=False) as store:
+        return {r.span_id for r in store.rows(*WINDOW)}, totals(store, *WINDOW)
+
+
+def test_a_refused_row_is_dropped_alone_and_blocks_no_later_batch(ledger_url, spill_dir, caplog):
+    writer = LedgerWriter(ledger_url, batch_size=100)
+    batch, good = _bad_batch()
+    forget("ledger:refused")
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        writer.add(batch)
+        assert writer.flush(30)
+        writer.add([_row(500)])  # a later batch: written now, not spilled behind the refused rows
+        assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    stored, total = _stored(ledger_url)
+    assert stored == good | {_row(500).span_id}
+    assert total.calls == len(good) + 1 and total.cost == GOOD_COST * (len(good) + 1)  # the rollups
+    assert stats["dropped_refused"] == len(BAD) and stats["written"] == len(good) + 1
+    assert not {"spilled", "outages", "write_errors"} & stats.keys(), stats
+    assert not list(spill_dir.glob("*.jsonl"))
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "dropped_refused" in refused[0] and "span id 00000000000003e8" in refused[0]
+    text = caplog.text
+    assert "unreachable" not in text and "9223372036854775808" not in text and "\udc80" not in text
+
+
+def test_a_spill_file_holding_a_refused_row_replays_its_good_rows(ledger_url, spill_dir):
+    writer = LedgerWriter(ledger_url, batch_size=100)
+    batch, good = _bad_batch()
+    spill = writer._own_spill()
+    spill.parent.mkdir(parents=True, exist_ok=True)
+    spill.write_text("".join(json.dumps({"row": r.to_dict()}, separators=(",", ":")) + "\n" for r in batch))
+    writer.add([_row(500)])
+    assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    assert _stored(ledger_url)[0] == good | {_row(500).span_id}
+    assert stats["replayed"] == len(batch) and stats["dropped_refused"] == len(BAD) and "spilled" not in stats
+    assert not list(spill_dir.glob("*.jsonl"))  # nothing kept to block the next replay
+
+
+def test_writing_around_a_refused_row_stops_at_the_deadline_and_spills_the_rest(ledger_url, spill_dir):
+    """close()'s deadline passes while a refused batch is written in parts: no part begins after it; the rest is
+    spilled, and the next writer writes it around the refused rows."""
+    writer = LedgerWriter(ledger_url, batch_size=100, prepare_ahead=False)
+    batch, good = _bad_batch()
+    writer._start = lambda: False  # queued before the writer thread starts (close() starts it)
+    writer.add(batch)
+    del writer._start
+    store = writer._connected()
+    parts = []
+    write = store.write
+
+    def part_then_deadline(rows, runs=()):
+        written = write(rows, runs)
+        parts.append(written)  # a part written (a refused one raised): the deadline passes while it was
+        writer._stop_by = time.monotonic()
+        return written
+
+    store.write = part_then_deadline
+    writer.close(timeout_s=30)
+    stats = writer.stats()
+    assert len(parts) == 1 and stats["written"] == parts[0] > 0
+    assert stats["spilled"] + stats["written"] + stats.get("dropped_refused", 0) == len(batch)
+    next_writer = LedgerWriter(ledger_url, batch_size=100)
+    assert next_writer.flush(30)
+    assert next_writer.stats()["dropped_refused"] + stats.get("dropped_refused", 0) == len(BAD)
+    next_writer.close()
+    assert _stored(ledger_url)[0] == good
+
+
+def test_an_error_in_aicosts_own_sqlite_function_is_a_refusal_not_an_outage(tmp_path, spill_dir, caplog):
+    """An hour cell holding an amount no later row can be added to (written by an aicost before the amounts were
+    bounded): the rows of that cell are refused, counted and logged as such; not an outage ("unreachable")
+    retried for ever while every later batch waits in the spill file."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    writer = LedgerWriter(url, batch_size=100)
+    writer.add([_row(1, cost=Decimal("0.1234567890123"))])  # 13 decimals: summed by aicost_dec_sum
+    assert writer.flush(30)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        conn.execute("UPDATE aicost_rollup SET cost = '1' || substr(printf('%0300d', 0), 1, 300) "
+                     "WHERE dim = 'all' AND grain = 'hour'")
+    forget("ledger:refused")
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        writer.add([_row(2, cost=Decimal("0.1234567890123"))])
+        assert writer.flush(30)
+        writer.add([_row(3, time=NOW - timedelta(hours=3))])  # another hour's cell: written
+        assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    assert stats["dropped_refused"] == 1 and stats["written"] == 2
+    assert not {"spilled", "outages", "write_errors"} & stats.keys(), stats
+    assert "exact decimal sum" in caplog.text and "unreachable" not in caplog.text
