@@ -23,6 +23,8 @@ GOOD_COST = Decimal("0.25")
 # What a row can hold that a ledger cannot: rows handed to the writer ready-made (LedgerWriter.add) are not checked
 # before the database sees them.
 BAD = {
+    # first in its batch, into new rollup cells: a ledger that took it could add no later row of those cells
+    "amount": dict(cost=Decimal("1e300")),  # beside $0.25, no exact sum in 60 digits (SQLite's aicost_dec_sum)
     "count": dict(input_tokens=2**63),  # past a 64-bit integer: PostgreSQL's BIGINT, SQLite's INTEGER
     "text": dict(team="ops\udc80"),  # a lone surrogate (surrogateescape'd bytes): no UTF-8 for it
 }
@@ -140,3 +142,15 @@ def test_an_error_in_aicosts_own_sqlite_function_is_a_refusal_not_an_outage(tmp_
     assert stats["dropped_refused"] == 1 and stats["written"] == 2
     assert not {"spilled", "outages", "write_errors"} & stats.keys(), stats
     assert "exact decimal sum" in caplog.text and "unreachable" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e24", "1E-37", "NaN"])
+def test_the_ledger_refuses_an_amount_it_cannot_sum(ledger_url, value):
+    """On every database: a report could not add it up either (120 digits), nor, on SQLite, a rollup."""
+    from aicost.ledger.store import LedgerRefused
+
+    with open_store(ledger_url) as store:
+        with pytest.raises(LedgerRefused, match="cannot sum exactly"):
+            store.write([_row(1, saved_cost=Decimal(value))])
+        assert store.write([_row(2, saved_cost=Decimal("-1e23")), _row(3, cost=Decimal("1E-36")),
+                            _row(4, cost=Decimal("1.000000000000000000000000000000000000000"))]) == 3

@@ -33,7 +33,7 @@ from .schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, MEASURES, MONEY_ME
 
 __all__ = ["INDEX", "Dialect", "SQLITE", "POSTGRESQL", "DIALECTS", "ROW_DIMS", "RUN_DIMS", "CUBE", "row_measures",
            "run_measures", "new_measures", "delta_ddl", "delta_sql", "fold_sql", "rollup_sql", "close_days_sql",
-           "fits_units", "UNIT_DIGITS", "DELTA_TABLE"]
+           "fits_units", "summable", "unsummable", "SUMMABLE_DECIMALS", "SUMMABLE_LIMIT", "UNIT_DIGITS", "DELTA_TABLE"]
 
 INDEX = {name: i for i, name in enumerate(MEASURES)}
 _N = len(MEASURES)
@@ -146,6 +146,35 @@ DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 UNIT_LIMIT = 9 * 10**6  # dollars: a batch whose amounts add up to less never overflows a 64-bit integer sum
 _MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
 _ZERO = Decimal(0)
+
+# The amounts a ledger holds, on every database: under SUMMABLE_LIMIT dollars, either sign, with at most
+# SUMMABLE_DECIMALS decimals (trailing zeros not counted). SQLite's Decimal sums work to 60 significant digits and
+# raise rather than round, so $1e300 beside $0.25 could not be summed; and once $1e300 alone was in a rollup cell,
+# no later row of that cell could be (nor could a report add it up). 24 + 36 = 60: an amount under the bound fits
+# those digits, and a cell adds such amounts exactly until it holds 10^24 dollars.
+SUMMABLE_DECIMALS = 36
+SUMMABLE_LIMIT = Decimal("1E+24")  # (not Decimal(10) ** 24: that is computed in the thread's context, at import)
+
+
+def summable(value: Decimal) -> bool:
+    """Whether ``value`` is an amount the ledger sums exactly (:data:`SUMMABLE_LIMIT`, :data:`SUMMABLE_DECIMALS`);
+    NaN and infinities are not. Exact whatever the thread's decimal context (no arithmetic, only a comparison)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return False
+    if exponent < -SUMMABLE_DECIMALS and any(digits[exponent + SUMMABLE_DECIMALS:]):
+        return False  # a non-zero digit past the last decimal allowed
+    return value.copy_abs() < SUMMABLE_LIMIT
+
+
+def unsummable(rows: Iterable[Any]) -> str | None:
+    """The name of the first amount of ``rows`` (ledger rows) that is not :func:`summable` (None: all are)."""
+    for row in rows:
+        for name in _MONEY_FIELDS:
+            value = getattr(row, name)
+            if value is not None and not summable(value):
+                return name
+    return None
 
 
 def fits_units(rows: Iterable[Any]) -> bool:

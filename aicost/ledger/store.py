@@ -325,7 +325,8 @@ class LedgerStore:
         """The part of :meth:`write` that needs no database session: the batch's repeats removed, its rows encoded
         and staged (SQLite: an in-memory database image, :mod:`aicost.ledger.staging`; PostgreSQL: its ``COPY``
         data). Safe to call on another thread while this store
-        writes: the background writer prepares the next batch meanwhile. A value that cannot be encoded raises
+        writes: the background writer prepares the next batch meanwhile. A value that cannot be encoded, or an
+        amount the ledger cannot sum exactly (:func:`aicost.ledger.rollup.summable`), raises
         :class:`LedgerRefused`, as the database refuses a value it cannot hold."""
         with self._classified():
             return self._prepare(rows, runs)
@@ -333,7 +334,11 @@ class LedgerStore:
     def _prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> PreparedBatch:
         rows = _unique(rows, "span_id")
         runs = _unique(runs, "run_id")
+        # Summed as integers (SQLite, nearly every batch): every amount is small, so each is summable too
         units = rollup.DIALECTS[self.dialect].to_units is not None and rollup.fits_units(rows)
+        if not units and (amount := rollup.unsummable(rows)) is not None:
+            raise LedgerRefused(f"a {amount} the ledger cannot sum exactly ({rollup.SUMMABLE_LIMIT:.0E} dollars "
+                                f"or more, more than {rollup.SUMMABLE_DECIMALS} decimals, or not a number)")
         row_params = self._rows_params(rows, runs)
         run_params = [self.run_params(r) for r in runs]
         return PreparedBatch(rows, runs, row_params, run_params, self._stage(row_params, run_params),
