@@ -738,9 +738,11 @@ class LedgerWriter:
             if self._past_stop():
                 return i
             rows, runs, records = self._built(obj for _, obj in entries[i:i + size])
+            refused = self._counts["dropped_refused"]
             if self._store_batch(rows, runs, records):
                 return i
-            self._counts["replayed"] += len(rows) + len(runs) + len(records)
+            refused = self._counts["dropped_refused"] - refused  # counted dropped, not replayed
+            self._counts["replayed"] += len(rows) + len(runs) + len(records) - refused
         return len(entries)
 
     def _keep_rest(self, replaying: Path, rest: list[bytes]) -> None:
