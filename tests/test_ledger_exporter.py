@@ -98,12 +98,13 @@ def test_a_count_the_ledger_cannot_hold_or_sum_makes_the_span_unreadable(tmp_pat
     assert stats["dropped_unreadable"] == 4 and "spilled" not in stats
 
 
-@pytest.mark.parametrize("amount", [1e300, 1e-300, "1E+400", "-1e30", "0.0000000000000000000000001"])
+@pytest.mark.parametrize("amount", [1e300, 1e-300, "1E+400", "-1e30", "1E-37"])
 def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amount, tmp_path, spill_dir):
     """A finite amount past what the ledger sums exactly (SQLite's rollups add decimal texts to 60 significant digits
     and raise rather than round: $1e300 plus $0.25 cannot be added) failed the writer's whole batch, the good row
     with it, at every retry, counted as an outage, and every later batch spilled behind it. Such a span is
-    unreadable, on every database alike: more than 24 decimals, or 10**24 dollars or more."""
+    unreadable, on every database alike, by the writer's own bound: more than 36 decimals, or 10**24 dollars or
+    more."""
     spans = _spans(({semconv.AICOST_COST_TOTAL: amount, "aicost.cost.input_usd": amount}, None), ({}, None))
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     exporter = LedgerSpanExporter(url)
@@ -118,8 +119,20 @@ def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amoun
 
 
 def test_amounts_at_the_bounds_the_ledger_sums_exactly_are_read():
-    """24 decimals, and just under 10**24 dollars, are amounts (of either sign): the bound refuses no more."""
-    for amount in ["0.000000000000000000000001", "999999999999999999999999.5", "-0.5", "1E+23", 1e23, 1e-24]:
+    """36 decimals, and just under 10**24 dollars, are amounts (of either sign): the bound refuses no more."""
+    for amount in ["1E-36", "0.000000000000000000000000000000000001", "999999999999999999999999.5", "-0.5", "1E+23",
+                   1e23, 1e-24, "0.10000000000000000000000000000000000000000"]:
         (span,) = _spans(({semconv.AICOST_COST_TOTAL: amount}, None))
         (row,) = rows_from_span(span)
         assert row.cost == Decimal(amount if isinstance(amount, str) else repr(amount))
+
+
+def test_an_amount_is_read_exactly_whatever_the_threads_decimal_context():
+    """The bound is checked without arithmetic: a host's 4-digit context that traps Inexact neither rounds an amount
+    while it is checked nor raises (``abs()`` and ``normalize()`` round to the context's precision)."""
+    import decimal
+
+    (span,) = _spans(({semconv.AICOST_COST_TOTAL: "123.456789012"}, None))
+    with decimal.localcontext(decimal.Context(prec=4, traps=[decimal.Inexact, decimal.Rounded])):
+        (row,) = rows_from_span(span)
+    assert row.cost == Decimal("123.456789012")

@@ -23,7 +23,7 @@ An ancestor exported in another batch cannot be walked through: the row keeps th
 knows.
 
 Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, an amount that
-is no finite number, has more than 24 decimals or is 10**24 dollars or more) is left out, counted
+is no finite number, has more than 36 decimals or is 10**24 dollars or more) is left out, counted
 (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its batch is written. Export
 never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .. import semconv as s
 from .capture import attribution_fields
 from .days import from_ns
+from .rollup import SUMMABLE_DECIMALS, SUMMABLE_LIMIT, summable
 from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
 from .writer import LedgerWriter
 
@@ -70,14 +71,6 @@ _PART_SUFFIX = "_usd"
 _MAX_COUNT = 2 ** 40
 
 
-# An amount has at most this many decimals (trailing zeros not counted) and is under this many dollars, either sign:
-# SQLite's rollups add decimal texts exactly to 60 significant digits and raise rather than round, so $1e300 (a
-# double a span can carry) beside $0.25 could not be summed: its batch, the good rows with it, failed at every retry,
-# and every batch after it waited behind it in the spill file. The same bound on every database.
-_MAX_DECIMALS = 24
-_MAX_AMOUNT = Decimal(10) ** 24
-
-
 def _count(value: Any) -> int:
     """A count attribute as an int (``int()``), from 0 to :data:`_MAX_COUNT`; anything else raises ValueError (the
     span cannot be read, as for an amount: :func:`_decimal`)."""
@@ -89,7 +82,7 @@ def _count(value: Any) -> int:
 
 def _decimal(value: Any) -> Decimal | None:
     """An amount attribute: None when absent. One that is there but is no finite number (``"NaN"``, ``inf``,
-    ``"n/a"``), or one past what the ledger sums exactly (:data:`_MAX_DECIMALS`, :data:`_MAX_AMOUNT`), raises
+    ``"n/a"``), or one past what the ledger sums exactly (:func:`aicost.ledger.rollup.summable`: $1e300), raises
     ValueError: the span cannot be read (counted, see :meth:`LedgerSpanExporter.export`). Not None, which would
     make the cost unknown or drop one part (the parts would no longer sum to the total), nor Decimal('NaN'), which
     no ledger can store: it failed the writer's whole batch, the good rows with it."""
@@ -101,9 +94,9 @@ def _decimal(value: Any) -> Decimal | None:
         amount = None
     if amount is None or not amount.is_finite():
         raise ValueError(f"an amount that is not a finite number: {value!r}")
-    if amount and (abs(amount) >= _MAX_AMOUNT or -amount.normalize().as_tuple().exponent > _MAX_DECIMALS):
-        raise ValueError(f"an amount the ledger cannot sum exactly (more than {_MAX_DECIMALS} decimals, or "
-                         f"{_MAX_AMOUNT:.0E} dollars or more): {value!r}")
+    if not summable(amount):  # the writer would refuse it (its row dropped): the span is unreadable, counted here
+        raise ValueError(f"an amount the ledger cannot sum exactly (more than {SUMMABLE_DECIMALS} decimals, or "
+                         f"{SUMMABLE_LIMIT:.0E} dollars or more): {value!r}")
     return amount
 
 
