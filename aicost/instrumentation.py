@@ -36,7 +36,7 @@ from .errors import CallRefused, ConfigurationError, NeverSent
 from .integrations.identity import client_identity
 from .usage import Usage
 from .vendor import (BodyReader, CompletedWork, Endpoint, EventStep, Integration, Observed, ResponseMeta, Router,
-                     StreamAccumulator)
+                     StreamAccumulator, request_count)
 
 _perf = time.perf_counter
 _time_ns = time.time_ns
@@ -413,6 +413,8 @@ class _Call:
         interceptors = hooks.interceptors()
         if not interceptors or not self.endpoint.billable:
             return
+        shape, kwargs = self.endpoint.shape, self.info.kwargs
+        asked_cap = shape.output_cap(kwargs)
         for interceptor in interceptors:
             try:
                 ticket = interceptor.before_call(self.info)
@@ -424,10 +426,15 @@ class _Call:
                 continue
             if ticket is not None:
                 self.tickets.append(ticket)
-        model = self.endpoint.shape.model(self.info.kwargs)
-        if model != self.request.model:  # an interceptor downgraded it (the rest of the request facts stand)
+        # The span says what is sent: an interceptor that changed the request's model (a downgrade) or output cap
+        # (a policy's) changed what the vendor receives (the rest of the request facts stand).
+        model = shape.model(kwargs)
+        if model != self.request.model:
             self.info.request_model = model
             self.request.model = model
+        sent_cap = shape.output_cap(kwargs)
+        if sent_cap != asked_cap:
+            self.request.max_tokens = request_count(sent_cap)
 
     def count_unguarded(self) -> None:
         """For work the vendor began on its own (a Realtime response): interceptors that can count it without

@@ -175,4 +175,5 @@ AICOST_BUDGET_RESERVED_USD = "aicost.budget.reserved_usd"  # worst case held bef
 AICOST_BUDGET_DOWNGRADED_FROM = "aicost.budget.downgraded_from"  # the model the application asked for
 AICOST_POLICY_RULE = "aicost.policy.rule"  # the policy that refused the call
 AICOST_POLICY_MAX_OUTPUT_TOKENS = "aicost.policy.max_output_tokens"  # output cap written into the request
+AICOST_POLICY_MAX_TOKENS_FROM = "aicost.policy.max_tokens_from"  # the output cap the application asked for
 METRIC_BUDGET_DECISIONS = "aicost.budget.decisions"  # counter {call}: aicost.budget.decision, aicost.budget.name

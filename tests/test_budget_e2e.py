@@ -391,3 +391,29 @@ async def test_async_anthropic_stream_manager_never_entered(instrumented, budget
         "coroutine 'AsyncAPIClient.post' was never awaited"]
     assert _reserved_becomes_zero(guard) == 0
     assert replay_server.requests == []
+
+
+def test_the_span_says_the_output_cap_that_was_sent_and_keeps_the_one_asked_for(
+        instrumented, budgets, openai_client, anthropic_client, replay_server):
+    """A policy that lowers the output cap changes what the vendor receives, so the span's gen_ai.request.max_tokens
+    is the lowered cap (as gen_ai.request.model is the downgraded model); the application's own cap is kept in
+    aicost.policy.max_tokens_from, as a downgrade keeps its model in aicost.budget.downgraded_from."""
+    budgets(policies=[Policy(max_output_tokens=50)])
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=500)
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_completion_tokens=500)
+    openai_client.responses.create(model="gpt-4.1-nano", input="Say hello", max_output_tokens=500)
+    anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=500, messages=MESSAGES)
+    with anthropic_client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=500,
+                                          messages=MESSAGES) as stream:
+        stream.get_final_message()
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # no cap asked: the policy's
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)  # under the cap
+    sent = [r.json for r in replay_server.requests]
+    assert [b.get("max_tokens", b.get("max_completion_tokens", b.get("max_output_tokens"))) for b in sent] == [
+        50, 50, 50, 50, 50, 50, 20]
+    spans = instrumented.aicost_spans()
+    assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in spans] == [50, 50, 50, 50, 50, 50, 20]
+    assert [s.attributes.get(semconv.AICOST_POLICY_MAX_TOKENS_FROM) for s in spans] == [
+        500, 500, 500, 500, 500, None, None]
+    assert [s.attributes.get(semconv.AICOST_POLICY_MAX_OUTPUT_TOKENS) for s in spans] == [
+        50, 50, 50, 50, 50, 50, None]

@@ -346,8 +346,13 @@ class BudgetGuard:
             raise
         if policies.has_output_caps:
             cap = policies.output_cap(attrs, model, provider)
-            if cap is not None and shape.set_output_cap(kwargs, cap[0]):
-                info.span_attributes[semconv.AICOST_POLICY_MAX_OUTPUT_TOKENS] = cap[0]
+            if cap is not None:
+                asked = shape.output_cap(kwargs)
+                if shape.set_output_cap(kwargs, cap[0]):
+                    # the span's gen_ai.request.max_tokens is the cap sent; the application's own is kept here
+                    info.span_attributes[semconv.AICOST_POLICY_MAX_OUTPUT_TOKENS] = cap[0]
+                    if asked is not None and asked > cap[0]:
+                        info.span_attributes[semconv.AICOST_POLICY_MAX_TOKENS_FROM] = asked
 
         counted: tuple[str | None, int, bool] | None = None
         if policies.has_input_caps:
