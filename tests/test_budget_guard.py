@@ -1059,3 +1059,35 @@ def test_a_call_whose_reserve_was_never_sent_settles_with_the_short_marker():
     maybe_sent = g.before_call(chat_info())
     assert not never_sent.held and never_sent.lease_until == clock.t
     assert not maybe_sent.held and maybe_sent.lease_until > clock.t + 600
+
+
+@pytest.mark.parametrize("name, content, where", [
+    # JSON keeps the last of two values silently: $5000 or $5?
+    ("budgets.json", b'{"budgets": [\n  {"limit_usd": "5",\n   "window": "day",\n   "limit_usd": "5000"}\n]}',
+     r"budgets\.json:2: .*given twice.*budgets\[0\]\.limit_usd"),
+    ("budgets.json", b'{"store": "memory", "store": "redis://127.0.0.1:6379/0", "budgets": []}',
+     r"budgets\.json:1: .*given twice.*'store'"),
+    ("budgets.json", b'{"policies": [{"deny_models": ["x"], "unless": {"team": "a", "team": "b"}}]}',
+     r"budgets\.json:1: .*given twice.*policies\[0\]\.unless\.team"),
+    ("budgets.toml", b'[[budgets]]\nlimit_usd = "5"\nlimit_usd = "5000"\n', r"budgets\.toml:3: invalid TOML"),
+])
+def test_a_key_given_twice_in_a_budget_file_is_refused_naming_file_line_and_key(tmp_path, name, content, where):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigurationError, match=where):
+        configure_budgets(str(path))
+    assert current_interceptors_without_guard()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("budgets.json", '{"budgets": [{"limit_usd": "5", "name": "bom"}]}'),
+    ("budgets.toml", '[[budgets]]\nlimit_usd = "5"\nname = "bom"\n'),
+])
+def test_a_budget_file_with_a_utf8_byte_order_mark_is_read_as_price_files_are(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    try:
+        guard = configure_budgets(str(path))
+        assert [b.name for b in guard.budgets] == ["bom"]
+    finally:
+        disable_budgets()

@@ -6,14 +6,15 @@ the guard or crash a request at 3 a.m. Everything here is plain data: the guard 
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import semconv
 from ..errors import ConfigurationError
+from ..pricing.files import ConfigFileError, json_lines, read_config_file, repeated_keys
 from ..pricing.money import canonical, usd_amount
 from .errors import ConfigurationTypeError
 from .money import MAX_LIMIT_USD, MIN_LIMIT_USD
@@ -254,6 +255,27 @@ def _in_item(cls: Any, item: Mapping[str, Any], where: str) -> Any:
         raise type(exc)(f"{where}: {exc}") from None
 
 
+def _read_file(path: str) -> Any:
+    """A budget file, read as price files are (``aicost.pricing.files``): a UTF-8 byte-order mark is allowed, and a
+    key given twice is refused (JSON would keep the last of two limits silently; TOML refuses it itself). Every
+    problem is a ConfigurationError naming ``config``, the file, the line when known, and the key."""
+    kind = "toml" if path.endswith(".toml") else "json"
+    try:
+        data, text = read_config_file(path, kind, what="the budget config file", parse_float=float)
+        if kind == "json":
+            lines = json_lines(text, data, ("budgets", "policies"))
+            for key_path in repeated_keys(data):
+                entry = re.match(r"(budgets|policies)\[(\d+)\]\.([^.\[]+)", key_path)
+                at = lines.get((entry[1], int(entry[2])), {}) if entry else lines[("", 0)]
+                key = entry[3] if entry else re.split(r"[.\[]", key_path, maxsplit=1)[0]
+                raise ConfigFileError("given twice: which value is meant? (keep one)", path=path,
+                                      line=at.get(key, at.get("")), field=key_path)
+    except ConfigFileError as exc:
+        hint = "" if path.endswith((".json", ".toml")) else " (a .toml file is read as TOML, anything else as JSON)"
+        raise ConfigurationError(f"config: {exc}{hint}") from None
+    return data
+
+
 def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
     """Turn a JSON / TOML file or a mapping into keyword arguments for :func:`configure_budgets`.
 
@@ -261,28 +283,7 @@ def parse_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str
     ``on_threshold=`` to ``configure_budgets`` as a default for all budgets.
     """
     if isinstance(config, (str, os.PathLike)):
-        path = os.fspath(config)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as exc:
-            raise ConfigurationError(f"config: cannot read the budget config file {path!r}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8")
-            if path.endswith(".toml"):
-                try:
-                    import tomllib
-                except ImportError:  # Python 3.10: tomli is a dependency there (same API)
-                    import tomli as tomllib  # type: ignore[no-redef]
-                config = tomllib.loads(text)
-            else:
-                config = json.loads(text)
-        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and TOMLDecodeError are ValueErrors
-            kind = "TOML" if path.endswith(".toml") else "JSON"
-            raise ConfigurationError(
-                f"config: the budget config file {path!r} is not valid UTF-8 {kind} ({exc}); a .toml file is read "
-                "as TOML, anything else as JSON"
-            ) from None
+        config = _read_file(os.fspath(config))
     if not isinstance(config, Mapping):
         raise ConfigurationTypeError(
             f"config must be a mapping or the path of a JSON / TOML file with 'budgets' and/or 'policies', "

@@ -38,18 +38,17 @@ File shape (TOML; JSON uses the same keys, ``{"model": [{...}], "discount": [{..
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import ConfigurationError
 from . import names
 from .cost import MONEY, RATE_NAMES
+from .files import ConfigFileError, duplicates_of, json_lines, read_config_file, repeated_keys, toml_lines
 from .money import private_context
 
 _ONE_HUNDRED = Decimal(100)
@@ -72,29 +71,9 @@ _SECTIONS = {"model", "commitment", "discount"}
 _TOP_LEVEL = _SECTIONS | {"version"}  # and the sections whose readers ``load_file`` is given (features' own)
 
 
-class PriceFileError(ConfigurationError):
+class PriceFileError(ConfigFileError):
     """A price file or override that aicost refuses: says where (file, line) and which field. A
     ``ConfigurationError`` (so a ``ValueError``), like every other configure-time refusal."""
-
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
-        where = path or "<overrides>"
-        if line is not None:
-            where += f":{line}"
-        detail = f" (field {field!r})" if field else ""
-        super().__init__(f"{where}: {message}{detail}")
-        self.path, self.line, self.field = path, line, field
-        self.problems: list[PriceFileError] = [self]
-
-    @classmethod
-    def combine(cls, problems: "list[PriceFileError]") -> "PriceFileError":
-        """One error for every problem found (a file is checked whole, so a person fixes all mistakes at once);
-        ``problems`` lists them, each with its own line and field."""
-        if len(problems) == 1:
-            return problems[0]
-        first = problems[0]
-        error = cls(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems), path=first.path)
-        error.line, error.field, error.problems = first.line, first.field, list(problems)
-        return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,24 +510,11 @@ def load_file(path: str | Path, *, sections: Mapping[str, SectionReader] | None 
         raise PriceFileError(f"price_file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
     label = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PriceFileError(f"cannot read price file: {exc.strerror or exc}", path=label) from None
-    try:
-        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (some Windows editors write one) is allowed
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise PriceFileError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be "
-                             "decoded; save the file as UTF-8", path=label, line=line) from None
-    if path.suffix.lower() == ".json":
-        data = _parse_json(text, label)
-        lines = _json_lines(text, data)
-    elif path.suffix.lower() == ".toml":
-        data = _parse_toml(text, label)
-        lines = _toml_lines(text)
-    else:
+    kind = path.suffix.lower()[1:]
+    if kind not in ("json", "toml"):
         raise PriceFileError("price files must end in .toml or .json", path=label)
+    data, text = read_config_file(path, kind, what="price file", error=PriceFileError)
+    lines = json_lines(text, data, _SECTIONS) if kind == "json" else toml_lines(text)
     return overrides_from_data(data, path=label, lines=lines, sections=sections)
 
 
@@ -567,7 +533,7 @@ def overrides_from_data(data: Any, *, path: str | None = None,
         if key not in allowed:
             problems.append(PriceFileError(f"unknown section (allowed: {', '.join(sorted(allowed))})", path=path,
                                            line=top.get(key), field=str(key)))
-    for key in getattr(data, "duplicates", ()):
+    for key in duplicates_of(data):
         problems.append(PriceFileError("given twice at the top level: the first would be ignored (keep one)",
                                        path=path, line=top.get(key), field=key))
     if "version" in data and data["version"] != 1:
@@ -593,7 +559,7 @@ def overrides_from_data(data: Any, *, path: str | None = None,
     read: dict[str, Any] = {}
     for section, reader in sections.items():
         if section in data:  # present but empty or not a table: its reader says what it must be
-            for key_path in _repeated_keys(data[section]):  # json keeps the last of two values silently
+            for key_path in repeated_keys(data[section]):  # json keeps the last of two values silently
                 problems.append(PriceFileError("given twice: which value is meant? (keep one)", path=path,
                                                line=top.get(section), field=f"{section}.{key_path}"))
             read[section], found = reader(data[section])
@@ -614,133 +580,10 @@ def overrides_from_data(data: Any, *, path: str | None = None,
     return result
 
 
-def _parse_toml(text: str, label: str) -> Any:
-    try:
-        import tomllib  # Python 3.11+
-    except ModuleNotFoundError:  # pragma: no cover - exercised on 3.10 only
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise PriceFileError(
-                "reading TOML on Python 3.10 needs tomli (an aicost dependency there; reinstall aicost) or use JSON", path=label
-            ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise PriceFileError(f"invalid TOML: {exc}", path=label, line=int(match.group(1)) if match else None) from None
-
-
-class _Object(dict):  # type: ignore[type-arg]
-    """A JSON object, with the keys it gave twice (``json`` keeps the last value silently; TOML refuses)."""
-
-    duplicates: tuple[str, ...] = ()
-
-
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = _Object(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        result.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-    return result
-
-
-def _repeated_keys(value: Any, path: str = "") -> Iterator[str]:
-    """The path of each key a JSON object gave twice, in ``value`` or in any object inside it (``input``,
-    ``long_context[0].input``, ``support-llama.gpu_hour``)."""
-    if isinstance(value, Mapping):
-        for key in getattr(value, "duplicates", ()):
-            yield f"{path}.{key}" if path else key
-        for key, inner in value.items():
-            yield from _repeated_keys(inner, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            yield from _repeated_keys(inner, f"{path}[{index}]")
-
-
 def _duplicates(data: Any, where: "_Where") -> None:
     """Note each key a JSON object gave twice, in the entry or in a table inside it (a ``long_context`` band):
     which of two prices did the file mean?"""
-    for key_path in _repeated_keys(data):
+    for key_path in repeated_keys(data):
         line = where.lines.get(re.split(r"[.\[]", key_path, maxsplit=1)[0], where.lines.get(""))
         where.problems.append(PriceFileError("given twice in one entry: which value is meant? (keep one)",
                                              path=where.path or where.origin, line=line, field=key_path))
-
-
-def _parse_json(text: str, label: str) -> Any:
-    try:
-        return json.loads(text, parse_float=Decimal, object_pairs_hook=_json_object)
-    except json.JSONDecodeError as exc:
-        raise PriceFileError(f"invalid JSON: {exc.msg}", path=label, line=exc.lineno) from None
-
-
-_TOML_ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_-]+)\s*\]\]")
-_TOML_TABLE_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.-]+)\s*\]")
-_TOML_KEY = re.compile(r"""^(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""")
-
-
-def _toml_lines(text: str) -> dict[tuple[str, int], dict[str, int]]:
-    """(section, index) -> {field: line, "": header line}. Enough to point a person at the right line."""
-    out: dict[tuple[str, int], dict[str, int]] = {("", 0): {}}
-    counts: dict[str, int] = {}
-    current: tuple[str, int] = ("", 0)
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        header = _TOML_ARRAY_HEADER.match(line)
-        if header:
-            section = header.group(1)
-            index = counts.get(section, 0)
-            counts[section] = index + 1
-            current = (section, index)
-            out[current] = {"": number}
-            out[("", 0)].setdefault(section, number)
-            continue
-        table = _TOML_TABLE_HEADER.match(line)
-        if table:
-            current = (table.group(1), -1)
-            out.setdefault(("", 0), {}).setdefault(table.group(1), number)
-            out[current] = {"": number}
-            continue
-        key = _TOML_KEY.match(line)
-        if key:
-            name = key.group(1) or key.group(2) or key.group(3)
-            out.setdefault(current, {"": number}).setdefault(name, number)
-    return out
-
-
-def _json_lines(text: str, data: Any) -> dict[tuple[str, int], dict[str, int]]:
-    """Line of each entry and of each of its fields, found by re-decoding the arrays element by element."""
-    out: dict[tuple[str, int], dict[str, int]] = {("", 0): {}}
-    if not isinstance(data, Mapping):
-        return out
-    decoder = json.JSONDecoder(parse_float=Decimal)
-
-    def line_at(pos: int) -> int:
-        return text.count("\n", 0, pos) + 1
-
-    for key in data:
-        found = re.search(r'"%s"\s*:\s*' % re.escape(str(key)), text)
-        if not found:
-            continue
-        out[("", 0)][str(key)] = line_at(found.start())
-        pos = found.end()
-        if key not in _SECTIONS or pos >= len(text) or text[pos] != "[":
-            continue
-        pos += 1
-        index = 0
-        while pos < len(text):
-            while pos < len(text) and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(text) or text[pos] == "]":
-                break
-            try:
-                _, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:
-                break
-            fields = {"": line_at(pos)}
-            for field_match in re.finditer(r'"([^"\\]+)"\s*:', text[pos:end]):
-                fields.setdefault(field_match.group(1), line_at(pos + field_match.start()))
-            out[(str(key), index)] = fields
-            index += 1
-            pos = end
-    return out
