@@ -315,6 +315,29 @@ def test_what_if_prices_the_same_tokens_on_a_hosted_model(pool_env, clock):
         what_if(summary, "openai", "no-such-model")
 
 
+def test_what_if_is_the_hosted_vendors_list_price_whatever_prices_this_process_loaded(pool_env, clock):
+    """docs/self-hosted.md: the same tokens at the catalog model's list prices. The process's own price overrides
+    and discounts (a provider-less rule for the pool's model, a negotiated discount) are not what the hosted vendor
+    lists, and ``aicost report --compare`` in a fresh process has none of them: one ledger, one answer."""
+    telemetry, server, client = pool_env
+    meter = configure_pools({"chat": _pool(server, output_weight=3, capacity_per_hour=100_000)}, clock=clock)
+    _call(client, server, "search", 20_000, 1_000)
+    clock.now = T0 + 3600
+    summary = summarise(meter.close_due())
+    usage = aicost.Usage(input_tokens=20_000, output_tokens=1_000)
+    listed = pricing.price_call("openai", "gpt-4o-mini", usage).total
+    try:
+        pricing.set_price("gpt-4o-mini", input="0.01", output="0.02")  # any provider: the process's own rate
+        pricing.add_discount("50", provider="openai")
+        pricing.set_price("house-model", provider="openai", input="1", output="2")
+        assert pricing.price_call("openai", "gpt-4o-mini", usage).total != listed
+        assert what_if(summary, "openai", "gpt-4o-mini").cost == listed
+        with pytest.raises(ConfigurationError, match="no price"):  # priced by an override only: no list price
+            what_if(summary, "openai", "house-model")
+    finally:
+        pricing.clear_overrides()
+
+
 @settings(max_examples=300, deadline=None)
 @given(cost_quanta=st.integers(0, 10**12), weights=st.lists(st.integers(0, 10**7), max_size=40),
        capacity=st.one_of(st.none(), st.integers(1, 10**9)), scale=st.sampled_from(["1", "0.001", "0.25"]))

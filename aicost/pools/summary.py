@@ -111,8 +111,11 @@ def _list_price(provider: str, model: str, input_tokens: int, output_tokens: int
     from ..errors import ConfigurationError
     from ..usage import Usage
 
-    cost = pricing.price_call(provider, model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
-    if not cost.known:
+    # The vendor's list price: not this process's overrides or discounts (a provider-less rule for the pool's own
+    # model would compare the pool with itself), which ``aicost report --compare`` in another process lacks anyway.
+    price = pricing.list_price(provider, model)
+    cost = None if price is None else price.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+    if cost is None or not cost.known:
         raise ConfigurationError(f"what-if model: the catalog has no price for {provider}/{model}; pick a "
                                  "catalog model (aicost prices --list shows them)")
     return cost

@@ -196,11 +196,14 @@ def _utc(at: datetime | float | None) -> datetime:
     return at.astimezone(_UTC)
 
 
-def _lookup(provider: str | None, model: str) -> "_Resolved | None":
+def _lookup(provider: str | None, model: str, overrides: Overrides | None = None) -> "_Resolved | None":
     """Name resolution, in order: overrides; the named vendor's table, then the vendors it declares it resells
     (Azure -> OpenAI, Bedrock -> Anthropic: ``Catalog.resale``); a ``vendor/model`` prefix, for the vendor itself, a
     declared reseller (a router) or an unnamed provider; the model's naming scheme, for an unnamed provider only.
-    A named vendor's call is never priced at another vendor's price: a ``gpt-4o-mini`` on Groq is unknown."""
+    A named vendor's call is never priced at another vendor's price: a ``gpt-4o-mini`` on Groq is unknown.
+    ``overrides``: the rules and discounts that apply (default: the ones loaded; ``Overrides()``: the catalog's
+    own list prices)."""
+    overrides = _overrides if overrides is None else overrides
     catalog = _catalog.current()
     pid = names.provider_id(provider)
     raw_provider = (provider or "").strip().lower() or None
@@ -210,7 +213,7 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
     prefixed = names.split_provider_prefix(ref)
     if prefixed is not None and (not named or catalog.resells(pid or raw_provider, prefixed[0])):
         candidates.append(prefixed)
-    rules = _matching_rules(candidates)
+    rules = _matching_rules(candidates, overrides)
     entry: ModelEntry | None = None
     used_provider, used_ref = candidates[0]
     for cand_provider, cand_ref in candidates:
@@ -233,7 +236,7 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
     billed_by = pid or (entry.provider if entry is not None and not named else raw_provider)
     discounts = tuple(
         sorted(
-            (d for d in _overrides.discounts if d.applies(billed_by, used_ref) or d.applies(billed_by, ref)),
+            (d for d in overrides.discounts if d.applies(billed_by, used_ref) or d.applies(billed_by, ref)),
             key=lambda d: d.specificity,
             reverse=True,
         )
@@ -241,8 +244,8 @@ def _lookup(provider: str | None, model: str) -> "_Resolved | None":
     return _Resolved(used_provider, used_ref, rules, entry, discounts, catalog)
 
 
-def _matching_rules(candidates: list[tuple[str | None, str]]) -> tuple[PriceRule, ...]:
-    rules = [r for r in _overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
+def _matching_rules(candidates: list[tuple[str | None, str]], overrides: Overrides) -> tuple[PriceRule, ...]:
+    rules = [r for r in overrides.rules if any(r.applies(p, ref) for p, ref in candidates)]
     # Most specific first: exact names before prefixes, longer prefixes first, provider-scoped before global.
     rules.sort(key=lambda r: (r.service_tier is not None, r.pattern.specificity, r.provider is not None), reverse=True)
     return tuple(rules)
@@ -268,6 +271,17 @@ def resolve(provider: str | None, model: str | None, *, at: datetime | None = No
             service_tier: str | None = None) -> ModelPrice | None:
     """The price list that bills ``model`` on ``provider`` at ``at`` (default now), or None when unknown."""
     return _price_at((provider, model, service_tier), _utc(at))[0]
+
+
+def list_price(provider: str | None, model: str | None, *, at: datetime | None = None,
+               service_tier: str | None = None) -> ModelPrice | None:
+    """The catalog's own price of ``model`` on ``provider`` at ``at`` (default now): the vendor's list price, as
+    if no price file, ``set_price`` or ``add_discount`` had been loaded, or None when the catalog has none. For a
+    comparison that must not depend on what this process loaded (a pool's what-if); not cached: not per call."""
+    if not model:
+        return None
+    resolved = _lookup(provider, model, Overrides())
+    return None if resolved is None else _find(resolved, _utc(at), service_tier)[0]
 
 
 def _price_at(key: tuple[str | None, str | None, Any], at: datetime) -> _PriceAndReason:
