@@ -55,17 +55,16 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO, *, header: Sequence[str] 
 
 
 def _provider_problem(provider: str | None) -> str | None:
-    """None if ``provider`` names a vendor aicost knows (with a price table or not: OpenRouter prices by resale,
-    Together only by overrides) or one a loaded price file prices; else the message."""
-    from .pricing import catalog, engine, names
+    """None if price rules would accept ``provider`` (a vendor aicost knows, with a price table or not: OpenRouter
+    prices by resale, vLLM only by overrides; or one of the user's own, a gateway or ``vllm2``): a lookup then
+    answers whether it prices the model. Else, a misspelling of a known name, the message."""
+    from .pricing.overrides import known_providers, misspelt_provider
 
-    if provider is None or names.names_vendor(provider):
+    close = None if provider is None else misspelt_provider(provider)
+    if close is None:
         return None
-    wanted = provider.strip().lower()
-    if wanted in catalog.current().providers or any(r.provider == wanted for r in engine.current_overrides().rules):
-        return None
-    known = sorted({names.provider_name(pid) or pid for pid in catalog.current().providers})
-    return f"unknown provider {provider!r}: use one of {', '.join(known)} (or a catalog id such as 'aws')"
+    return (f"unknown provider {provider!r}: did you mean {close!r}? Use one of {', '.join(known_providers())} (or "
+            "a catalog id such as 'aws'), or a provider of your own whose name is not this close to one of them")
 
 
 def _prices(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -111,3 +111,19 @@ def test_price_tables_line_up(model: str) -> None:
     units = {len(row.rstrip()) - len(row.rstrip().partition(".")[2]) - (1 if "." in row.split()[-1] else 0)
              for row in rows}
     assert len(units) == 1, rows
+
+
+@pytest.mark.parametrize("provider", ["vllm", "VLLM", "vllm2", "vllm-eu", "openai-eu", "litellm", "my-gateway"])
+def test_a_provider_price_rules_accept_is_no_unknown_provider_only_no_price_for_the_model(provider) -> None:
+    """Price rules accept a vendor aicost knows without a table (vllm) and a provider of one's own (vllm2, a
+    gateway's name): a lookup without a price file then has no price for the model from it, exit 1 as for any
+    unknown model, not "unknown provider" (exit 2), which is for a misspelling that no rule would accept."""
+    from aicost.pricing import clear_overrides, set_price
+
+    set_price("llama-3.1-8b", provider=provider, input="0.1", output="0.2")  # the rule is accepted...
+    clear_overrides()
+    code, out, err = run("prices", "llama-3.1-8b", "--provider", provider)  # ...and without it, no price
+    assert (code, out) == (1, "") and f"unknown model 'llama-3.1-8b' (provider {provider})" in err
+    assert "unknown provider" not in err
+    code, out, err = run("prices", "--list", "--provider", provider)
+    assert code == 1 and "unknown provider" not in err and "no price table" in err

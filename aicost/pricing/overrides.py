@@ -278,22 +278,37 @@ def _provider(value: Any, name: str, where: _Where) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise where.error("must be a provider name such as 'openai' or 'aws.bedrock'", name)
+    close = misspelt_provider(value)
+    if close:
+        raise where.error(
+            f"unknown provider {value!r}: did you mean {close!r}? A price for a misspelt provider never "
+            f"applies. Known providers: {', '.join(known_providers())} (and spellings such as 'bedrock', 'xai'); a "
+            "provider of your own (a gateway, a self-hosted server) is accepted when its name is not this "
+            "close to one of them, or is one of them with a suffix of its own ('vllm2', 'openai-eu')", name)
     word = value.strip().lower()
-    pid = names.provider_id(word)
-    if pid is None:
-        from . import catalog  # the catalog is loaded on first use, not when overrides are imported
+    return names.provider_id(word) or word
 
-        tables = catalog.current().providers  # a catalog file's own ids are known too
-        known = sorted(set(names.PROVIDER_ALIASES) | names.VENDORS_WITHOUT_TABLE | set(tables))
-        close = _misspelt(word, known)
-        if close:
-            shown = sorted({names.provider_name(table) or table for table in tables} | names.VENDORS_WITHOUT_TABLE)
-            raise where.error(
-                f"unknown provider {value!r}: did you mean {close!r}? A price for a misspelt provider never "
-                f"applies. Known providers: {', '.join(shown)} (and spellings such as 'bedrock', 'xai'); a "
-                "provider of your own (a gateway, a self-hosted server) is accepted when its name is not this "
-                "close to one of them, or is one of them with a suffix of its own ('vllm2', 'openai-eu')", name)
-    return pid or word
+
+def misspelt_provider(value: str) -> str | None:
+    """The known provider ``value`` is taken for a misspelling of (``opanai`` -> ``openai``), or None: a name aicost
+    knows, or a provider of one's own (a gateway, ``vllm2``). The one rule by which a price rule refuses its
+    provider, and ``aicost prices --provider`` says "unknown provider" rather than "no price from it"."""
+    word = value.strip().lower()
+    if names.provider_id(word) is not None:
+        return None
+    from . import catalog  # the catalog is loaded on first use, not when overrides are imported
+
+    tables = catalog.current().providers  # a catalog file's own ids are known too
+    return _misspelt(word, sorted(set(names.PROVIDER_ALIASES) | names.VENDORS_WITHOUT_TABLE | set(tables)))
+
+
+def known_providers() -> list[str]:
+    """The provider names shown when one is refused: each catalog table's (as spans carry it), and the vendors
+    aicost knows without a table."""
+    from . import catalog
+
+    tables = catalog.current().providers
+    return sorted({names.provider_name(table) or table for table in tables} | names.VENDORS_WITHOUT_TABLE)
 
 
 def _check_fields(data: Mapping[str, Any], allowed: set[str], where: _Where, section: str) -> None:
