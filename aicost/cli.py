@@ -205,16 +205,21 @@ def _ledger_common(p: argparse.ArgumentParser) -> None:
 
 
 def _open_store(args: argparse.Namespace, err: TextIO) -> Any:
-    """The existing ledger the command's ``--ledger`` (or $AICOST_LEDGER) names, or None after printing why."""
+    """The existing ledger the command's ``--ledger`` (or $AICOST_LEDGER) names, or None after printing why: a
+    ledger that cannot be used (a malformed URL, a missing file) or cannot be reached now (a PostgreSQL server
+    down: :class:`~aicost.ledger.store.LedgerUnavailable`, whose message names the ledger without its password).
+    Each command exits with status 2 on None, as for its other failures to read the ledger."""
     from .errors import ConfigurationError
-    from .ledger import open_store
+    from .ledger import LedgerUnavailable, open_store
 
     url, setting = _ledger_url(args)
     try:
         return open_store(url, create=False, setting=setting)
     except ConfigurationError as exc:
         print(f"aicost {args.command}: {exc}", file=err)
-        return None
+    except LedgerUnavailable as exc:
+        print(f"aicost {args.command}: {setting}: cannot reach the {exc}", file=err)
+    return None
 
 
 def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object] | None":
@@ -413,9 +418,9 @@ def _sum_pairs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         while store.compact_pairs():
             print(f"summed up to {store.pairs_summed_before():%Y-%m-%d %H:%M:%S} UTC", file=err)
         after = store.pairs_summed_before()
-    except LedgerUnavailable as exc:
-        print(f"aicost sum-pairs: {exc}", file=err)
-        return 1
+    except LedgerUnavailable as exc:  # gone since it was opened: exit status 2, as when it cannot be opened
+        print(f"aicost sum-pairs: cannot reach the {exc}", file=err)
+        return 2
     finally:
         store.close()
     print(f"pair cells summed up to {after:%Y-%m-%d %H:%M:%S} UTC" if after > before else

@@ -223,3 +223,22 @@ def test_report_refuses_movers_with_csv(tmp_path):
         out, err = io.StringIO(), io.StringIO()
         assert cli.main(["report", "--ledger", url, *period, "--format", fmt, "--movers", movers],
                         out=out, err=err) == 0, err.getvalue()
+
+
+@pytest.mark.parametrize("command", ["report", "export", "forecast", "anomalies", "dashboard", "alerts", "sum-pairs",
+                                     "reconcile"])
+def test_every_ledger_command_says_when_a_postgresql_ledger_cannot_be_reached(command, tmp_path, monkeypatch):
+    """A PostgreSQL ledger whose server is down (nothing listens on its port) was a LedgerUnavailable traceback
+    from every command that reads the ledger. Each now says which ledger it cannot reach, never its password, and
+    exits with status 2, as for a ledger it cannot open."""
+    from servers import free_port
+
+    monkeypatch.chdir(tmp_path)  # alerts' --state, dashboard's --out, export's default output
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")  # reconcile checks the key before the ledger
+    url = f"postgresql://aicost:hunter2secret@127.0.0.1:{free_port()}/ledger"
+    extra = {"reconcile": ["--vendor", "openai"], "dashboard": ["--out", str(tmp_path / "spend.html")]}
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main([command, "--ledger", url, *extra.get(command, [])], out=out, err=err) == 2
+    message = err.getvalue()
+    assert message.startswith(f"aicost {command}: ") and "cannot reach the ledger postgresql://aicost:" in message
+    assert "127.0.0.1" in message and "hunter2secret" not in message + out.getvalue()

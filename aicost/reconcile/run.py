@@ -109,7 +109,8 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     API's usage and cost reports) or ``"analytics"`` (the beta Usage and Cost Analytics API). The admin key is
     read from ``admin_key_env`` (default ``OPENAI_ADMIN_KEY`` / ``ANTHROPIC_ADMIN_KEY``). When unexplained spend exceeds ``alert_threshold`` (USD),
     ``on_unexplained`` is called once with an :class:`UnexplainedSpendAlert`.
-    Raises ConfigurationError (bad vendor / period / missing key), AdminKeyRejected, BillFetchError.
+    Raises ConfigurationError (bad vendor / period / missing key, a ledger that cannot be opened), AdminKeyRejected,
+    BillFetchError, and :class:`~aicost.ledger.LedgerUnavailable` when the ledger cannot be reached.
     """
     v = vendor_named(vendor, api)
     tolerances = tolerances or Tolerances()
