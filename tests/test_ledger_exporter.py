@@ -136,3 +136,69 @@ def test_an_amount_is_read_exactly_whatever_the_threads_decimal_context():
     with decimal.localcontext(decimal.Context(prec=4, traps=[decimal.Inexact, decimal.Rounded])):
         (row,) = rows_from_span(span)
     assert row.cost == Decimal("123.456789012")
+
+
+def _feature_span(calls) -> object:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    span = provider.get_tracer("test").start_span("aicost.feature summarise", attributes={
+        semconv.AICOST_OUTCOME: "success", semconv.AICOST_ROLLUP_CALLS: calls, semconv.AICOST_ROLLUP_COST_TOTAL: 0.5})
+    span.end()
+    (finished,) = memory.get_finished_spans()
+    return finished
+
+
+@pytest.mark.parametrize("attribute, text, estimated", [
+    (semconv.AICOST_USAGE_ESTIMATED, "false", False), (semconv.AICOST_USAGE_ESTIMATED, "False", False),
+    (semconv.AICOST_USAGE_ESTIMATED, "true", True), (semconv.AICOST_COST_ESTIMATED, "false", False),
+    (semconv.AICOST_COST_ESTIMATED, "TRUE", True), (semconv.AICOST_USAGE_ESTIMATED, False, False),
+    (semconv.AICOST_USAGE_ESTIMATED, True, True)])
+def test_a_flag_is_read_as_the_boolean_it_carries_a_bool_or_its_text(attribute, text, estimated):
+    """``bool("false")`` is True: a span whose pipeline made every attribute a string (``aicost.usage.estimated=
+    "false"``) was stored as an estimated call, its vendor's exact counts flagged as a guess. A bool is read as it is,
+    and the text ``"true"`` / ``"false"`` (any case) as that bool."""
+    (span,) = _spans(({attribute: text}, None))
+    (row,) = rows_from_span(span)
+    assert row.estimated is estimated
+
+
+def test_an_unknown_price_sent_as_text_stays_unknown():
+    """``aicost.price.known="false"`` read as True: a call without a price stored as priced."""
+    (span,) = _spans(({semconv.AICOST_PRICE_KNOWN: "false", semconv.AICOST_COST_TOTAL: None,
+                       "aicost.cost.input_usd": None}, None))
+    (row,) = rows_from_span(span)
+    assert row.price_known is False and row.cost is None
+
+
+@pytest.mark.parametrize("attributes", [
+    {semconv.AICOST_USAGE_ESTIMATED: "yes"}, {semconv.AICOST_USAGE_ESTIMATED: 1},
+    {semconv.AICOST_COST_ESTIMATED: "n/a"}, {semconv.AICOST_USAGE_AUDIO_SECONDS: float("nan")},
+    {semconv.AICOST_USAGE_AUDIO_SECONDS: float("inf")}, {semconv.AICOST_USAGE_AUDIO_SECONDS: -3.0},
+    {semconv.AICOST_USAGE_AUDIO_SECONDS: "n/a"}])
+def test_a_flag_or_audio_seconds_it_cannot_read_makes_the_span_unreadable(attributes, tmp_path, spill_dir):
+    """A flag that is no boolean (``"yes"``, ``1``) was read by ``bool()``, and audio seconds that are NaN, infinite
+    or negative were stored as they came: now each such span is left out, counted, as an unreadable count is."""
+    spans = _spans((attributes, None), ({semconv.AICOST_USAGE_AUDIO_SECONDS: 12.5}, None))
+    with pytest.raises(ValueError):
+        rows_from_span(spans[0])
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    exporter.export(spans)
+    assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    assert stats.get("written") == 1 and stats["dropped_unreadable"] == 1, stats
+    with open_store(url, create=False) as store:
+        (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    assert row.audio_seconds == 12.5
+
+
+@pytest.mark.parametrize("calls", [2 ** 63, 2 ** 40 + 1, -1, "n/a"])
+def test_a_feature_run_whose_call_count_the_ledger_cannot_hold_is_unreadable(calls):
+    """A feature span's ``aicost.rollup.calls`` was read by ``int()`` alone: 2**63 failed the writer's batch (the
+    ledger's 64-bit counts), and -1 was stored. It is held to the 0..2**40 bound of every other count."""
+    with pytest.raises(ValueError):
+        rows_from_span(_feature_span(calls))
+    (run,) = rows_from_span(_feature_span(2 ** 40))
+    assert run.calls == 2 ** 40

@@ -22,14 +22,17 @@ cache span as its parent, and the feature above it); none when the walk ends at 
 An ancestor exported in another batch cannot be walked through: the row keeps the nearest ancestor the batch
 knows.
 
-Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, an amount that
-is no finite number, has more than 36 decimals or is 10**24 dollars or more) is left out, counted
+Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, a feature's
+``aicost.rollup.calls`` too; an amount that is no finite number, has more than 36 decimals or is 10**24 dollars or
+more; a flag such as ``aicost.usage.estimated`` that is neither a bool nor the text ``"true"`` / ``"false"``; audio
+seconds that are no finite number >= 0) is left out, counted
 (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its batch is written. Export
 never blocks on the database: rows go through a :class:`LedgerWriter`.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
@@ -80,6 +83,27 @@ def _count(value: Any) -> int:
     return count
 
 
+def _flag(value: Any) -> bool:
+    """A boolean attribute: False when absent, a bool as it is, and the text a pipeline may have made of one
+    (``"true"`` / ``"false"``, any case: a converter that writes every attribute as a string) as that bool. Anything
+    else (``"yes"``, ``1``, ``"n/a"``) raises ValueError: the span cannot be read. ``bool()`` of the text ``"false"``
+    was True: a call whose counts were the vendor's read as estimated, and an unknown price as known."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"a flag that is not a boolean: {value!r}")
+
+
+def _seconds(value: Any) -> float:
+    """A duration attribute (``aicost.usage.audio_seconds``) as a float: a finite number of seconds, 0 or more;
+    anything else (``NaN``, ``inf``, ``-3``, ``"n/a"``) raises ValueError (the span cannot be read)."""
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration that is not a finite number of seconds >= 0: {value!r}")
+    return seconds
+
+
 def _decimal(value: Any) -> Decimal | None:
     """An amount attribute: None when absent. One that is there but is no finite number (``"NaN"``, ``inf``,
     ``"n/a"``), or one past what the ledger sums exactly (:func:`aicost.ledger.rollup.summable`: $1e300), raises
@@ -116,7 +140,7 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     if s.AICOST_PRICE_KNOWN in a or (a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
         record_id = a.get(s.AICOST_RECORD_ID)  # a batch result: one row however often (and wherever) it is read
         return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id, parent_id)]
-    if a.get(s.AICOST_CACHE_HIT) is True:
+    if _flag(a.get(s.AICOST_CACHE_HIT)):
         return [LedgerRow(span_id=span_id, kind=CACHE_HIT, time=_time(span.start_time), trace_id=trace_id,
                           cost=Decimal(0), saved_cost=_decimal(a.get(s.AICOST_CACHE_SAVED_USD)),
                           cache_name=a.get(s.AICOST_CACHE_NAME), run_id=parent_id, **attribution_fields(a))]
@@ -125,7 +149,8 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
         fields.pop("feature", None)
         end, start = span.end_time or 0, span.start_time or 0
         return [FeatureRun(run_id=span_id, feature=a.get(s.AICOST_FEATURE) or name[len("aicost.feature "):],
-                           time=_time(end), outcome=str(a[s.AICOST_OUTCOME]), calls=int(a.get(s.AICOST_ROLLUP_CALLS, 0)),
+                           time=_time(end), outcome=str(a[s.AICOST_OUTCOME]),
+                           calls=_count(a.get(s.AICOST_ROLLUP_CALLS, 0)),
                            cost=_decimal(a.get(s.AICOST_ROLLUP_COST_TOTAL)) or Decimal(0), trace_id=trace_id,
                            duration_s=(end - start) / 1e9 if end and start else None, **fields)]
     return []
@@ -147,16 +172,16 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
             if attr in a:
                 setattr(row, field, _count(a[attr]))
                 break
-    row.estimated = bool(a.get(s.AICOST_USAGE_ESTIMATED, False) or a.get(s.AICOST_COST_ESTIMATED, False))
+    row.estimated = _flag(a.get(s.AICOST_USAGE_ESTIMATED)) | _flag(a.get(s.AICOST_COST_ESTIMATED))  # both read
     if s.AICOST_USAGE_AUDIO_SECONDS in a:
-        row.audio_seconds = float(a[s.AICOST_USAGE_AUDIO_SECONDS])
+        row.audio_seconds = _seconds(a[s.AICOST_USAGE_AUDIO_SECONDS])
     if s.AICOST_PRICE_KNOWN not in a:  # refused before it was sent
         row.kind = REFUSAL
         row.cost = Decimal(0)
         row.stopped_cost = _decimal(a.get(s.AICOST_BUDGET_RESERVED_USD))
         row.budget = a.get(s.AICOST_BUDGET_NAME) or a.get(s.AICOST_POLICY_RULE)
         return row
-    row.price_known = bool(a[s.AICOST_PRICE_KNOWN])
+    row.price_known = _flag(a[s.AICOST_PRICE_KNOWN])
     row.price_model = a.get(s.AICOST_PRICE_MODEL)
     row.price_source = a.get(s.AICOST_PRICE_SOURCE)
     if row.price_known:
