@@ -364,3 +364,14 @@ def test_the_current_window_is_the_budget_guard_s_calendar_window():
     assert current_window("minute", now) == (utc(2026, 12, 31, 23, 59), utc(2027, 1, 1), "minute:2026-12-31T23:59")
     with pytest.raises(ValueError, match="unknown window"):
         current_window("week", now)
+
+
+def test_an_alert_refused_at_interpreter_finalization_is_counted(monkeypatch):
+    """``submit()`` refuses an alert once the interpreter is finalizing (no thread may start then), and its docstring
+    said "(counted)"; it returned False and counted nothing: the alert vanished from ``stats``. It is ``dropped``."""
+    delivered = []
+    alerter = AL.Alerter(AL.CallbackSink(delivered.append))
+    monkeypatch.setattr(AL.sys, "is_finalizing", lambda: True)
+    assert alerter.submit(ALERT) is False
+    monkeypatch.undo()
+    assert alerter.stats.dropped == 1 and alerter._thread is None and delivered == []

@@ -345,7 +345,7 @@ class AlertStats:
     sent: int = 0  # alerts delivered to at least one sink
     suppressed: int = 0  # repeats of a key every sink already had
     failed: int = 0  # sink deliveries that raised (one alert to two failing sinks counts 2)
-    dropped: int = 0  # in-app alerts dropped because the delivery queue was full
+    dropped: int = 0  # in-app alerts dropped: the delivery queue was full, or the interpreter finalizing
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
@@ -469,7 +469,8 @@ class Alerter:
     def submit(self, alert: Alert) -> bool:
         """Queue ``alert`` for the background sender; False (counted) if the queue is full or the interpreter is
         shutting down (no thread is started then)."""
-        if sys.is_finalizing():
+        if sys.is_finalizing():  # counted, not logged: logging may be torn down by now
+            self._count_dropped()
             return False
         self._ensure_thread()
         assert self._queue is not None
@@ -477,10 +478,13 @@ class Alerter:
             self._queue.put_nowait(alert)
             return True
         except queue.Full:
-            with self._stats_lock:
-                self.stats.dropped += 1
+            self._count_dropped()
             log_once("alerts:queue_full", logging.WARNING, "aicost alerts: delivery queue full; alerts dropped")
             return False
+
+    def _count_dropped(self) -> None:
+        with self._stats_lock:
+            self.stats.dropped += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued alert was handled; True if the queue drained in time."""
