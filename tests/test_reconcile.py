@@ -475,6 +475,18 @@ def test_bad_input_gets_a_clear_error(openai_rows, tmp_path):
         reconcile("gemini", "2026-11", url, now=NOW, environ={})
 
 
+@pytest.mark.parametrize("threshold", ["abc", float("nan"), "NaN", float("inf"), "-5", -5])
+def test_an_alert_threshold_that_is_no_amount_is_refused_naming_it(threshold, tmp_path):
+    """``reconcile(alert_threshold="abc")`` raised decimal's InvalidOperation, and NaN was taken (no amount exceeds
+    it: the alert silently off), as was -5 (every run alerts): a ConfigurationError naming the argument, before
+    anything is fetched, as the CLI refuses such an --alert-above."""
+    url = _ledger(tmp_path, [])
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        with pytest.raises(ConfigurationError, match="alert_threshold"):
+            _run(fake, url, alert_threshold=threshold, on_unexplained=lambda alert: None)
+        assert fake.requests == []
+
+
 # -- the command line ----------------------------------------------------------------------------------------------
 def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, monkeypatch):
     from aicost.cli import main

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import AicostError, ConfigurationError
 from ..integrations.identity import key_fingerprint
-from ..pricing.money import format_usd
+from ..pricing.money import format_usd, usd_amount
 from .compare import Tolerances, compare
 from .errors import AdminKeyMissing, BillFetchError, ReconcileError
 from .http import Fetcher
@@ -116,13 +116,13 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     tolerances = tolerances or Tolerances()
     now = _utc(now) if now is not None else datetime.now(timezone.utc)
     start, end, label = _period(period, now)
+    threshold = _threshold(alert_threshold)
     environ = os.environ if environ is None else environ
     env = admin_key_env or v.key_env
     admin_key = (environ.get(env) or "").strip()
     if not admin_key:
         raise AdminKeyMissing(f"{env} is not set: reconciling with {v.name} needs an organization admin key "
                               f"in the environment variable {env}")
-    threshold = Decimal(str(alert_threshold)) if alert_threshold is not None else None
     fingerprints = dict(key_map or {})
     for key_id, key in (keys or {}).items():
         fingerprints[key_id] = key_fingerprint(key)
@@ -144,6 +144,18 @@ def reconcile(vendor: str, period: Any, ledger: Any, *, key_map: Mapping[str, st
     if threshold is not None and on_unexplained is not None and result.unexplained > threshold:
         on_unexplained(UnexplainedSpendAlert(result, threshold))
     return result
+
+
+def _threshold(value: Decimal | str | float | int | None) -> Decimal | None:
+    """``alert_threshold`` as the amount in USD it means, or None: one that is no finite amount >= 0 (``"abc"``,
+    NaN, -5) is a ConfigurationError naming the argument, before anything is fetched (``"abc"`` was a raw decimal
+    error; -5 would alert on every run)."""
+    if value is None:
+        return None
+    amount = usd_amount(value, "alert_threshold")
+    if amount < 0:
+        raise ConfigurationError(f"alert_threshold must be an amount in USD >= 0, got {value!r}")
+    return amount
 
 
 def _fetch(v: Vendor, fetcher: Fetcher, base_url: str, start: datetime, end: datetime) -> Bill:
