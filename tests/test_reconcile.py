@@ -408,11 +408,13 @@ def test_has_more_without_a_cursor_is_an_error(openai_rows, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("vendor", ["openai", "anthropic"])
-@pytest.mark.parametrize("damage", ["no bucket times", "not an amount", "a result that is no object"])
+@pytest.mark.parametrize("damage", ["no bucket times", "not an amount", "a result that is no object",
+                                    "a token count as text", "a token count that is no whole number"])
 def test_a_page_not_in_the_documented_shape_is_a_failed_fetch(vendor, damage, tmp_path, monkeypatch):
     """Valid JSON in another shape (a bucket without its times, an amount that is no number, a result that is no
-    object) is a failed fetch, as invalid JSON is: BillFetchError, exit status 2. It was a KeyError or a decimal
-    error: a traceback and exit status 1."""
+    object, a token count that is no whole number) is a failed fetch, as invalid JSON is: BillFetchError, exit
+    status 2. It was a KeyError or a decimal error: a traceback and exit status 1; a token count of "12" or 1.5 was
+    read as 0, the vendor's tokens gone from the comparison."""
     url = _ledger(tmp_path, [])
     spends = [Spend(datetime(2026, 11, 3, 9, tzinfo=UTC), "gpt-4o-2024-08-06", "proj_a", "key_main", 100, 10,
                     cost_parts={"input": Decimal("0.01")})]
@@ -431,6 +433,11 @@ def test_a_page_not_in_the_documented_shape_is_a_failed_fetch(vendor, damage, tm
                             result["amount"]["value"] = "n/a"
                         elif "amount" in result:
                             result["amount"] = "n/a"
+                    for field in ("input_tokens", "uncached_input_tokens"):  # a usage result (either vendor)
+                        if field in result and damage == "a token count as text":
+                            result[field] = str(result[field])
+                        elif field in result and damage == "a token count that is no whole number":
+                            result[field] = result[field] + 0.5
                 if damage == "a result that is no object" and bucket.get("results"):
                     bucket["results"] = ["oops"]
             return page

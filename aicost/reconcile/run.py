@@ -160,7 +160,8 @@ def _threshold(value: Decimal | str | float | int | None) -> Decimal | None:
 
 def _fetch(v: Vendor, fetcher: Fetcher, base_url: str, start: datetime, end: datetime) -> Bill:
     """The vendor's bill; a page in another shape than the documented one (a bucket without its times, an amount
-    that is no number) is a failed fetch like invalid JSON (:class:`BillFetchError`), never a traceback."""
+    that is no number, a token count that is no whole number) is a failed fetch like invalid JSON
+    (:class:`BillFetchError`), never a traceback."""
     try:
         return v.fetch(fetcher, base_url, start, end)
     except (ReconcileError, AicostError):

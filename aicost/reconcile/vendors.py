@@ -65,7 +65,15 @@ def _day_of(start: datetime) -> str:
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, Decimal)) and not isinstance(value, bool) else 0
+    """A token (or request) count on a report page: 0 when absent (``null`` or no field: the vendors leave out
+    classes a line has none of), else a whole number >= 0 (``12`` or ``12.0``). Anything else (``"12"``, ``1.5``,
+    ``-3``, ``true``) raises ValueError: a page not in the documented shape, a failed fetch (``run._fetch``), as an
+    amount that is no number is. It was read as 0: the vendor's tokens vanished from the comparison."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value != int(value) or value < 0:
+        raise ValueError(f"a token count that is not a whole number >= 0: {value!r}")
+    return int(value)
 
 
 class Vendor:
