@@ -494,6 +494,41 @@ def test_an_alert_threshold_that_is_no_amount_is_refused_naming_it(threshold, tm
         assert fake.requests == []
 
 
+def test_money_that_agrees_while_the_tokens_do_not_is_never_matched():
+    """docs/reconcile.md: a cell is matched when the money agrees *and* the tokens do, where the vendor reports
+    them. A cell whose money agreed to the cent while its tokens did not (calls missing on one side, their cost made
+    up by a price on the other) was "matched", and hidden from the cells that did not match. It is unexplained
+    (more tokens on the bill, named as the vendor names them) or over-attributed (more in the ledger), for $0."""
+    from aicost.ledger.row import LedgerRow
+    from aicost.reconcile.compare import compare
+    from aicost.reconcile.result import Reconciliation
+    from aicost.reconcile.vendors import OPENAI, TOKEN_KEYS, Bill, CostLine, UsageLine
+
+    day, amount = "2026-11-03", Decimal("12.50")
+    call = LedgerRow(span_id="a" * 16, kind="call", time=datetime(2026, 11, 3, 9, tzinfo=UTC), provider="openai",
+                     request_model="gpt-4o", input_tokens=1_000_000, output_tokens=0, cost=amount, price_known=True)
+
+    def reconciled(bill_tokens):
+        tokens = {**dict.fromkeys(TOKEN_KEYS, 0), "input_tokens": bill_tokens}
+        bill = Bill(usage=[UsageLine(day, "gpt-4o", None, None, tokens)],
+                    costs=[CostLine(day, "gpt-4o", None, None, amount)])
+        cells = compare(OPENAI, bill, [call], key_map=None, now=NOW, tolerances=Tolerances())
+        return Reconciliation(vendor="openai", start=datetime(2026, 11, 1, tzinfo=UTC),
+                              end=datetime(2026, 12, 1, tzinfo=UTC), label="November 2026", cells=cells,
+                              tolerances=Tolerances(), key_map_used=False, scope_name="project")
+
+    [cell] = reconciled(1_000_000).cells  # the same money and the same tokens: matched
+    assert cell.status == "matched"
+    more_billed = reconciled(3_000_000)
+    [cell] = more_billed.cells
+    assert (cell.status, cell.difference) == ("unexplained", 0)
+    [source] = more_billed.sources()
+    assert (source.day, source.model, source.amount, source.surplus_tokens) == (day, "gpt-4o", 0, 2_000_000)
+    assert "1 of 1" in render_table(more_billed) and more_billed.matched == amount
+    [cell] = reconciled(400_000).cells
+    assert (cell.status, cell.difference) == ("over_attributed", 0)
+
+
 # -- the command line ----------------------------------------------------------------------------------------------
 def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, monkeypatch):
     from aicost.cli import main

@@ -14,12 +14,15 @@ is taken from the usage report (a key belongs to one project / workspace), else 
 Classification of a money cell (``status``), bill amount B, ledger amount L, tolerances from :class:`Tolerances`:
 
 * ``provisional``: the day is inside the report lag (or the vendor's bucket was partial): shown, never a mismatch;
-* ``matched``: |B - L| <= money tolerance;
+* ``matched``: |B - L| <= money tolerance, and tokens agree where the vendor reports them;
 * ``price_drift``: tokens agree within the token tolerance but money does not (or the ledger's price is unknown):
   the implied rate is reported;
-* ``unexplained``: B > L and tokens do not agree (or the ledger has no call): B - L is shadow spend;
+* ``unexplained``: B > L and tokens do not agree (or the ledger has no call): B - L is shadow spend; also B = L
+  with more tokens on the bill (money that agrees by coincidence is not calls that agree: $0 of it, the surplus
+  tokens named as the vendor names them);
 * ``over_attributed``: L > B and tokens do not agree: the ledger holds spend the bill does not (also L = B
-  with calls of an unknown price in L: their cost is not $0, so L is the higher).
+  with calls of an unknown price in L: their cost is not $0, so L is the higher; and L = B with more tokens in
+  the ledger).
 """
 
 from __future__ import annotations
@@ -198,8 +201,11 @@ def compare(vendor: Vendor, bill: Bill, rows: Iterable[Any], *, key_map: Mapping
             c.sources = _sources(c, bill_fine, ledger, money_key)
         elif c.difference < 0 or c.ledger_unknown_price_calls:  # calls of an unknown price add to L: never $0
             c.status = OVER
+        elif _total(c.bill_tokens) > _total(c.ledger_tokens):  # the same money, not the same calls: never matched
+            c.status = UNEXPLAINED  # the bill's extra tokens, named as the vendor names them (its amount is $0)
+            c.sources = _sources(c, bill_fine, ledger, money_key)
         else:
-            c.status = MATCHED  # money agrees, tokens differ inside the rounding of the money: nothing to claim
+            c.status = OVER  # the ledger's extra tokens
     return sorted(cells.values(), key=lambda c: (c.day, c.difference.copy_abs().copy_negate(), str(c.model),
                                                  str(c.scope), str(c.key_id)))
 
