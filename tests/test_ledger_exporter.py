@@ -55,6 +55,18 @@ def test_a_span_just_before_midnight_stays_in_its_day_month_and_billing_period(b
         assert [r.time.month for r in store.rows(DEC_1 - timedelta(days=1), DEC_1 + timedelta(days=1))] == [11]
 
 
+def _exported(tmp_path, *batches: list) -> tuple[dict[str, int], str]:
+    """Export each batch of spans to a new SQLite ledger, flushing after each: the writer's stats() and the URL."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    exporter = LedgerSpanExporter(url)
+    for spans in batches:
+        exporter.export(spans)
+        assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    return stats, url
+
+
 def test_spans_it_cannot_read_are_each_counted_and_never_fail_the_good_rows(tmp_path, spill_dir, caplog):
     """A span the exporter cannot read (a count that is no number, an amount that is no finite number) is not in
     the ledger: each one is counted (dropped_unreadable), though logged once. A non-finite amount is refused when
@@ -88,12 +100,7 @@ def test_a_count_the_ledger_cannot_hold_or_sum_makes_the_span_unreadable(tmp_pat
     spans = _spans(({semconv.GEN_AI_USAGE_INPUT_TOKENS: str(2 ** 63)}, None),
                    *[({semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 2 ** 62}, None)] * 2,
                    ({semconv.GEN_AI_USAGE_INPUT_TOKENS: -1}, None), ({}, None))
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    exporter = LedgerSpanExporter(url)
-    exporter.export(spans)
-    assert exporter.force_flush()
-    stats = exporter.writer.stats()
-    exporter.shutdown()
+    stats, _ = _exported(tmp_path, spans)
     assert stats.get("written") == 1 and "write_errors" not in stats and "outages" not in stats, stats
     assert stats["dropped_unreadable"] == 4 and "spilled" not in stats
 
@@ -106,14 +113,7 @@ def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amoun
     unreadable, on every database alike, by the writer's own bound: more than 36 decimals, or 10**24 dollars or
     more."""
     spans = _spans(({semconv.AICOST_COST_TOTAL: amount, "aicost.cost.input_usd": amount}, None), ({}, None))
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    exporter = LedgerSpanExporter(url)
-    exporter.export(spans)
-    assert exporter.force_flush()
-    exporter.export(_spans(({}, None)))
-    assert exporter.force_flush()
-    stats = exporter.writer.stats()
-    exporter.shutdown()
+    stats, _ = _exported(tmp_path, spans, _spans(({}, None)))
     assert stats.get("written") == 2 and "outages" not in stats and "write_errors" not in stats, stats
     assert stats["dropped_unreadable"] == 1 and "spilled" not in stats
 
@@ -182,12 +182,7 @@ def test_a_flag_or_audio_seconds_it_cannot_read_makes_the_span_unreadable(attrib
     spans = _spans((attributes, None), ({semconv.AICOST_USAGE_AUDIO_SECONDS: 12.5}, None))
     with pytest.raises(ValueError):
         rows_from_span(spans[0])
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    exporter = LedgerSpanExporter(url)
-    exporter.export(spans)
-    assert exporter.force_flush()
-    stats = exporter.writer.stats()
-    exporter.shutdown()
+    stats, url = _exported(tmp_path, spans)
     assert stats.get("written") == 1 and stats["dropped_unreadable"] == 1, stats
     with open_store(url, create=False) as store:
         (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
