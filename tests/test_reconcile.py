@@ -467,6 +467,27 @@ def test_cli_refuses_a_state_file_it_cannot_use_before_fetching(tmp_path, monkey
     assert "--state: cannot use the alert state file" in err.getvalue()
 
 
+@pytest.mark.parametrize("content, named", [
+    ('{"key_a": "0123456789abcdef", "key_a": "fedcba9876543210"}', "key 'key_a' given twice"),
+    ('["key_a"]', "expected a JSON object"),
+    ('{"key_a": ', "invalid JSON"),
+])
+def test_a_key_map_given_a_key_twice_or_malformed_is_refused_before_fetching(content, named, tmp_path,
+                                                                             monkeypatch):
+    """A key mapped twice to two fingerprints was read as the last one, silently: that key's spend compared
+    against another team's calls. Refused naming --key-map, exit status 2, before any request."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    url = _ledger(tmp_path, [])
+    key_map = tmp_path / "keys.json"
+    key_map.write_text(content)
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        err = io.StringIO()
+        assert main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--base-url",
+                     fake.url, "--key-map", str(key_map)], out=io.StringIO(), err=err) == 2
+        assert fake.requests == []
+    assert "--key-map" in err.getvalue() and named in err.getvalue(), err.getvalue()
+
+
 def test_bad_input_gets_a_clear_error(openai_rows, tmp_path):
     url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
     with FakeAdminAPI("openai", [], NOW) as fake:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from datetime import timedelta
@@ -12,6 +11,7 @@ from typing import TextIO
 
 from ..errors import ConfigurationError
 from ..ledger.store import LedgerUnavailable
+from ..pricing.files import read_config_file, repeated_keys
 from ..pricing.money import format_usd
 from .compare import Tolerances
 from .errors import ReconcileError
@@ -140,13 +140,18 @@ def _keys(specs: list[str]) -> dict[str, str]:
 
 
 def _key_map(path: str | None) -> dict[str, str]:
+    """The ``--key-map`` file, read as files of money are (``pricing.files``): a key given twice would map a key
+    to the last of two fingerprints silently, its spend to another team's, so it is refused."""
     if not path:
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"--key-map: cannot read {path}: {exc}") from None
+        data, _ = read_config_file(path, "json", what="the key map")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--key-map: {exc}") from None
+    twice = next(repeated_keys(data), None)
+    if twice is not None:
+        raise ConfigurationError(f"--key-map: {path}: key {twice!r} given twice: which fingerprint is meant? (keep "
+                                 "one)")
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ConfigurationError('--key-map: expected a JSON object {"<key id>": "<fingerprint>", ...}')
     return data
