@@ -9,7 +9,8 @@ timed out may have run on the server anyway.
 The journal lives in the process: settlements still pending when the process exits are lost (the process's
 last ``close()`` makes one attempt). It is bounded: past ``capacity`` entries the newest are dropped, counted
 and logged, never silently. Calls that held nothing (fail-open during an outage) and were never sent are merged
-per set of budget buckets, so a long outage costs one entry per bucket set, not one per call.
+per set of budget buckets, so a long outage costs one entry per bucket set, plus one per call whose reserve was
+tried and got no answer (about one per the store's retry interval: that settlement must name its reservation).
 """
 
 from __future__ import annotations
