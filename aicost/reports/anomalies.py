@@ -14,7 +14,7 @@ At the end of a series a smoother bends to meet its newest points, so a spike on
 baseline: the last ``EDGE`` buckets (a week of days, a day of hours) are judged against a fit of the series
 before them instead (its last trend level plus the same weekday's, or hour's, seasonal value).
 
-A series too short for STL (under two seasonal cycles) is scored against the median and MAD of the buckets
+A series too short for STL (two seasonal cycles or less) is scored against the median and MAD of the buckets
 before it (a Hampel identifier), the classical robust rule, so a new team is still watched from its third day.
 The detection rate and false alarms are measured by :func:`evaluate` on spikes injected into synthetic ledgers
 (figures in docs/reports.md).
@@ -123,7 +123,7 @@ def _robust_sigma(values: Sequence[float]) -> float:
 def baseline(values: Sequence[float], granularity: str = "day") -> tuple[list[float], list[float], str]:
     """``(baseline, residual scale per bucket, method)`` of a dense series.
 
-    With at least two cycles: robust STL, baseline = trend + seasonal, one scale for the whole series from the
+    With more than two cycles: robust STL, baseline = trend + seasonal, one scale for the whole series from the
     residuals' MAD. Shorter: each bucket against the median and MAD of the buckets before it (none for the first
     two, which get an infinite scale: never a spike).
     """
