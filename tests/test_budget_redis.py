@@ -262,3 +262,46 @@ def test_realtime_spend_is_counted_once_with_a_short_marker(store):
     assert 0 < pttl <= 600_000
     store.settle(ticket.rid, ticket.charges, 400_000, time.time(), SETTLE_ONCE, ticket.lease_until)  # a retry
     assert g.status()[0].spent_usd == D("0.0004")
+
+
+def test_a_password_in_the_store_url_is_never_logged_nor_put_in_an_error(redis_url, caplog, tmp_path):
+    """The store's URL is named in the warnings (unreachable, no persistence) and in the configure-time errors; a
+    password in it (``redis://user:secret@host``, or redis-py's ``?password=``) is a credential, shown as ***."""
+    import subprocess
+
+    from aicost import _log
+    from aicost.budget import configure_budgets, disable_budgets
+    from aicost.errors import ConfigurationError
+    from servers import _wait_for_port, require_binary
+
+    caplog.set_level(logging.WARNING, logger="aicost")
+    secret = "s3cret-Budget-PW"
+    budgets = [Budget(limit_usd="1")]
+    errors = []
+    port = free_port()
+    proc = subprocess.Popen([require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", secret],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for key in list(_log._seen):
+            if key.startswith("budget:store-check:"):
+                _log.forget(key)
+        dead = f"redis://app:{secret}@127.0.0.1:{free_port()}/0"
+        g = _guard(RedisStore(dead, timeout_s=0.2), *budgets, on_store_error="open")
+        assert unguarded(g.before_call(chat_info()))  # the store is down: a warning naming it
+        with pytest.raises(ConfigurationError) as closed:
+            configure_budgets(budgets=budgets, store=dead, on_store_error="closed", store_timeout_s=0.2)
+        errors.append(str(closed.value))
+        with pytest.raises(ConfigurationError) as refused:  # a server that refuses the login
+            configure_budgets(budgets=budgets, store=f"redis://app:{secret}@{redis_url.split('://', 1)[1]}")
+        errors.append(str(refused.value))
+        _wait_for_port(port, proc)  # the password-protected server: its settings are warned about by URL
+        configure_budgets(budgets=budgets, store=f"redis://127.0.0.1:{port}/0?password={secret}")
+    finally:
+        disable_budgets()
+        proc.terminate()
+        proc.wait(timeout=10)
+    text = caplog.text + "\n".join(errors)
+    assert "unreachable" in text and "refused the connection" in text and "no persistence" in text
+    assert secret not in text
+    assert "app:***@" in text and "password=***" in text

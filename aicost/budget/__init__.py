@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import _fork
 from .._lazy import lazy_names as _lazy_names
 from .. import hooks
+from .._urls import redact_url
 from ..errors import ConfigurationError
 from .config import Budget, Policy, parse_config
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationTypeError, PolicyViolation
@@ -67,7 +68,7 @@ def _make_store(store: Any, timeout_s: float) -> Any:
             from .stores.redis import RedisStore
 
             return RedisStore(store, timeout_s=timeout_s)
-        raise ConfigurationError(f"store: expected {_STORE_CHOICES}; got {store!r}")
+        raise ConfigurationError(f"store: expected {_STORE_CHOICES}; got {redact_url(store)!r}")
     if isinstance(store, Mapping):  # from a config file: {"url": "redis://...", "prefix": "myapp"}
         from .stores.redis import RedisStore
 

@@ -25,6 +25,7 @@ import time
 from typing import Any, Sequence
 
 from ... import _fork
+from ..._urls import redact_secrets, redact_url
 from ...errors import ConfigurationError
 from .base import ONCE_MARKER_MIN_SECONDS, SETTLE, Charge, ReserveOutcome, SettleOutcome, StoreUnavailable
 
@@ -178,7 +179,8 @@ class RedisStore:
             except ImportError:
                 raise ImportError('RedisStore needs the redis client: pip install "aicost-otel[redis]"') from None
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError(f"store: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+                raise ConfigurationError(f"store: expected a redis://, rediss:// or unix:// URL, got "
+                                         f"{redact_url(url) if isinstance(url, str) else url!r}")
             try:
                 client = redis.Redis.from_url(
                     url,
@@ -188,8 +190,10 @@ class RedisStore:
                     health_check_interval=0,
                 )
             except ValueError as exc:  # e.g. a database that is not a number
-                raise ConfigurationError(f"store: invalid Redis URL {url!r}: {exc}") from None
-        self.url = url
+                raise ConfigurationError(f"store: invalid Redis URL {redact_url(url)!r}: "
+                                         f"{redact_secrets(str(exc), url)}") from None
+        # Shown in warnings and errors, so never with a password; the identity (compared, never shown) keeps it.
+        self.url = redact_url(url) if isinstance(url, str) else url
         self.identity = ("redis", url, prefix)  # stores with equal identities hold the same spend
         self._client = client
         self._prefix = f"{prefix}:{{aicost-budget}}:"
