@@ -81,3 +81,13 @@ def test_guards_take_only_booleans_so_a_string_cannot_leave_a_guard_on():
     with pytest.raises(ConfigurationTypeError, match=r"Guards\(numbers=\.\.\.\) must be True or False, got 'false'"):
         Guards(numbers="false")
     assert Guards(numbers=False).veto("refund order 1034", "refund order 1043") is None
+
+
+def test_a_bad_pgvector_dsn_is_refused_without_its_password():
+    """libpq's message about a DSN it cannot parse quotes the bad token, which may be the password itself."""
+    pytest.importorskip("psycopg")
+    from aicost.cache import PgVectorStore
+
+    with pytest.raises(ConfigurationError, match="not a valid PostgreSQL DSN") as refused:
+        PgVectorStore("postgresql://app:pa%zzs3cret@127.0.0.1/db")
+    assert "s3cret" not in str(refused.value) and "***" in str(refused.value)

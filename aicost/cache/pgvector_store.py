@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import _fork
+from .._urls import redact_secrets
 from ..errors import ConfigurationError
 from .deadline import WATCHDOG
 from .entry import Entry
@@ -101,7 +102,9 @@ class PgVectorStore:
             try:  # what the DSN sets itself wins
                 params = {k: v for k, v in params.items() if k not in psycopg.conninfo.conninfo_to_dict(dsn)}
             except psycopg.ProgrammingError as exc:
-                raise ConfigurationError(f"PgVectorStore(dsn=...) is not a valid PostgreSQL DSN: {exc}") from None
+                # libpq quotes the token it cannot parse, which may be the password
+                raise ConfigurationError(f"PgVectorStore(dsn=...) is not a valid PostgreSQL DSN: "
+                                         f"{redact_secrets(str(exc), dsn)}") from None
 
             def connect() -> Any:
                 return psycopg.connect(dsn, autocommit=True, **params)
