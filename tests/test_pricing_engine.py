@@ -273,6 +273,18 @@ def test_batch_tier_openai_and_anthropic():
     assert claude.total == per_m(10_000, "0.4") + per_m(1_000, "2")
 
 
+@pytest.mark.parametrize("model", ["amazon.nova-pro-v1:0", "us.anthropic.claude-3-5-haiku-20241022-v1:0"])
+def test_bedrock_batch_inference_is_cost_unknown_never_the_on_demand_rate(model):
+    """AWS bills batch inference at per-model rates (for the models that offer it) that the catalog does not list:
+    usage priced at ``service_tier="batch"`` (docs/concepts.md, "Not covered": Bedrock batch results read by hand)
+    is unknown, with the reason, never the on-demand price marked exact."""
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)
+    assert price_call("aws.bedrock", model, usage).known
+    cost = price_call("aws.bedrock", model, usage, service_tier="batch")
+    assert (cost.known, cost.total, cost.service_tier) == (False, None, "batch")
+    assert "bills the batch tier at per-model rates" in cost.unknown_reason
+
+
 def test_batch_discount_does_not_touch_per_request_fees():
     usage = Usage(input_tokens=1_000, output_tokens=0, web_search_requests=2)
     cost = price_call("anthropic", "claude-3-5-haiku-20241022", usage, service_tier="batch")
