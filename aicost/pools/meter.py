@@ -394,7 +394,7 @@ class PoolMeter:
           the stop used by no call (the owner's idle). Not prorated to the elapsed seconds: a pool is charged by
           whole intervals (``Pool.covers``; a period edge inside one is refused at configure time), the GPUs
           cost the whole interval whether this process meters it or not, and after the stop no call is metered
-          in it, so by the model's own rule (busy time no recorded call accounts for is idle) the rest *is* idle.
+          in it and no busy time counted, so the rest *is* idle (unless nothing is declared: the calls pay all).
           Each call pays exactly what it would have paid at the interval's end had no further call come (its
           share of the load-measured busy time up to the stop, or of the declared capacity, or, with nothing
           declared, of the whole), and the pool's cost is booked once rather than the remainder never. The
