@@ -830,6 +830,64 @@ def test_a_bad_config_file_is_a_configuration_error_naming_the_file(tmp_path, na
         configure_budgets(str(path))
 
 
+# Each file has one bad entry, written after a good one; the line is the bad field's (or the entry's first line, when
+# the problem is the entry's as a whole or its field is not written), as a price file says its problems.
+_TOML_GOOD = '[[budgets]]\nlimit_usd = "5"\nname = "good"\n\n'
+_JSON_GOOD = '{"budgets": [\n  {"limit_usd": "5", "name": "good"},\n'
+
+
+@pytest.mark.parametrize("name, content, line, field, says", [
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nname = "late"\nwindow = "week"\nlimit_usd = "5"\n', 7, "window",
+     r"budgets\[1\]: Budget.window: unknown window 'week'; expected one of minute"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nname = "zero"\nlimit_usd = "0"\n', 7, "limit_usd",
+     r"budgets\[1\]: Budget.limit_usd must be > 0"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "5"\nscope = "department"\n', 7, "scope",
+     r"budgets\[1\]: Budget.scope: unknown scope key 'department'; expected one of"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "5"\nname = "t"\nthresholds = [0.5, -1]\n', 8, "thresholds",
+     r"budgets\[1\]: Budget.thresholds must be fractions"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nscope = "team"\n', 5, "limit_usd",  # missing: the entry's line
+     r"budgets\[1\]: limit_usd is required"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "5"\nname = "w"\nwindw = "day"\n', 8, "windw",
+     r"budgets\[1\]: unknown field\(s\) 'windw'; allowed:"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "5"\nname = "cb"\naction = "callback"\n', 8, "action",
+     r"budgets\[1\]: Budget.on_exceed: action='callback' needs a callable"),  # found by the guard, not the parser
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "5"\nname = "dg"\naction = "downgrade"\n'
+                            'downgrade_to = "no-such-model"\n', 9, "downgrade_to",
+     r"Budget.downgrade_to: no price is known for 'no-such-model'"),
+    ("b.toml", _TOML_GOOD + '[[budgets]]\nlimit_usd = "6"\nname = "good"\n', 7, "name",
+     r"duplicate budget name\(s\) \['good'\]"),
+    ("b.toml", _TOML_GOOD + '[[policies]]\nmax_output_tokens = 0\n', 6, "max_output_tokens",
+     r"policies\[0\]: Policy.max_output_tokens must be > 0"),
+    ("b.json", _JSON_GOOD + '  {"limit_usd": "5",\n   "name": "late",\n   "window": "week"}\n]}\n', 5, "window",
+     r"budgets\[1\]: Budget.window: unknown window 'week'"),
+    ("b.json", _JSON_GOOD + '  {"name": "no-limit"}\n]}\n', 3, "limit_usd", r"budgets\[1\]: limit_usd is required"),
+    ("b.json", _JSON_GOOD + '  "five dollars"\n]}\n', 3, None, r"budgets\[1\] must be a mapping"),
+    ("b.json", _JSON_GOOD + '  {"limit_usd": "5",\n   "name": "cb", "action": "callback"}\n]}\n', 4, "action",
+     r"budgets\[1\]: Budget.on_exceed: action='callback'"),
+])
+def test_a_bad_entry_in_a_budget_file_names_the_file_the_line_and_the_field(tmp_path, name, content, line, field,
+                                                                              says):
+    """Not only ``budgets[1]``: which file and which line, as a price file says it (one reader, one way)."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigurationError) as err:
+        configure_budgets(str(path), price_lookup=price_lookup)
+    message = str(err.value)
+    assert message.startswith(f"config: {path}:{line}: "), message
+    assert re.search(says, message), message
+    assert message.endswith(f" (field {field!r})") if field else "(field" not in message, message
+    assert current_interceptors_without_guard()
+
+
+def test_a_budget_given_in_code_beside_a_file_is_not_said_to_be_in_the_file(tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_text('[[budgets]]\nlimit_usd = "5"\n')
+    with pytest.raises(ConfigurationError) as err:
+        configure_budgets(str(path), budgets=[Budget(limit_usd=1, action="callback", name="cb")])
+    assert str(err.value).startswith("budgets[1]: Budget.on_exceed: action='callback'")
+    assert str(path) not in str(err.value)
+
+
 # --------------------------------------------------------------------------------------------- the journal
 def test_spend_during_an_outage_is_journalled_and_applied_once_when_the_store_is_back(caplog):
     caplog.set_level(logging.WARNING, logger="aicost")

@@ -26,7 +26,7 @@ from .._lazy import lazy_names as _lazy_names
 from .. import hooks
 from .._urls import redact_url
 from ..errors import ConfigurationError
-from .config import Budget, Policy, parse_config
+from .config import Budget, ConfigSource, Policy, load_config, parse_config  # noqa: F401 (still importable here)
 from .errors import BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationTypeError, PolicyViolation
 from .guard import BudgetEvent, BudgetGuard, BudgetStatus, _sequence, log_once
 from .policy import allow_long_context
@@ -138,8 +138,9 @@ def configure_budgets(
     )
     all_budgets = _sequence(budgets, "budgets", "aicost.Budget")
     all_policies = _sequence(policies, "policies", "aicost.Policy")
+    source = ConfigSource()  # where a budget the guard finds wrong below is, when it came from a file
     if config is not None:
-        parsed = parse_config(config)
+        parsed, source = load_config(config)
         all_budgets = parsed.pop("budgets") + all_budgets
         all_policies = parsed.pop("policies") + all_policies
         options.update(parsed)
@@ -151,8 +152,9 @@ def configure_budgets(
     kwargs: dict[str, Any] = dict(options)
     kwargs["store"] = None
     # Validate everything before touching the store (a bad budget should not open a Redis connection).
-    BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
-                price_lookup=price_lookup, **({"clock": clock} if clock else {}))
+    with source.locating():
+        BudgetGuard(all_budgets, all_policies, **kwargs, on_threshold=on_threshold, on_exceed=on_exceed,
+                    price_lookup=price_lookup, **({"clock": clock} if clock else {}))
     kwargs["store"] = new_store = _make_store(options["store"], timeout)
     try:
         _check_store(new_store, options["on_store_error"] == "open")

@@ -27,7 +27,7 @@ from .. import _log
 from .. import hooks
 from .. import semconv
 from ..pricing.money import canonical, format_usd, sum_usd
-from .config import STORE_ERROR_POLICIES, Budget, Policy
+from .config import STORE_ERROR_POLICIES, Budget, Policy, entry_error
 from .errors import (
     BudgetExceeded, BudgetStoreUnavailable, CallRefused, ConfigurationError, ConfigurationTypeError, PolicyViolation,
 )
@@ -204,10 +204,11 @@ class BudgetGuard:
         names = [b.name for b in budgets]
         duplicates = sorted({n for n in names if names.count(n) > 1})  # type: ignore[type-var]
         if duplicates:
-            raise ConfigurationError(
+            again = next(i for i, n in enumerate(names) if n in names[:i])  # where a file gives a name twice
+            raise entry_error(ConfigurationError(
                 f"budgets: duplicate budget name(s) {duplicates}; give each Budget a distinct name= "
                 "(the name identifies its spend in the store)"
-            )
+            ), "budgets", again, "name")
         _one_of(on_store_error, "on_store_error", STORE_ERROR_POLICIES)
         _one_of(on_unknown_price, "on_unknown_price", ("refuse", "allow"))
         if isinstance(default_max_output_tokens, bool) or not isinstance(default_max_output_tokens, int) or default_max_output_tokens <= 0:
@@ -234,21 +235,21 @@ class BudgetGuard:
             )
         for i, b in enumerate(budgets):
             if b.action == "callback" and b.on_exceed is None and on_exceed is None:
-                raise ConfigurationError(
+                raise entry_error(ConfigurationError(
                     f"budgets[{i}]: Budget.on_exceed: action='callback' needs a callable on_exceed(event) to decide, "
                     "on the Budget or as configure_budgets(on_exceed=...), the default for every budget (the only "
                     "way for a budget from a config file)"
-                )
+                ), "budgets", i, "action")
         prices = Prices(price_lookup)
-        for b in budgets:
+        for i, b in enumerate(budgets):
             if b.downgrade_to is not None and not any(prices.get(provider, b.downgrade_to, None) is not None
                                                       for provider in _vendors_of(b)):
-                raise ConfigurationError(
+                raise entry_error(ConfigurationError(
                     f"Budget.downgrade_to: no price is known for {b.downgrade_to!r} (budget {b.name!r}) on "
                     f"{'provider ' + repr(b.value) if b.scope == 'provider' and b.value else 'any vendor'}, so a "
                     "downgraded call could not be reserved; use a model in the price catalog or add a price override "
                     "before configuring budgets"
-                )
+                ), "budgets", i, "downgrade_to")
 
         self.budgets = tuple(budgets)
         self.policies = PolicySet(policies)

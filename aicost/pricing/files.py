@@ -157,6 +157,31 @@ def toml_lines(text: str) -> dict[tuple[str, int], dict[str, int]]:
     return out
 
 
+def entry_lines(kind: str, text: str, data: Any, sections: Iterable[str]) -> dict[tuple[str, int], dict[str, int]]:
+    """The lines of a file :func:`read_config_file` read (``kind`` ``"json"`` or ``"toml"``): its top-level keys, and
+    the entries of its arrays of tables ``sections`` with their fields. What every file of configuration says its
+    problems' lines with (:func:`entry_line`), so a price file and a budget file point at lines the same way."""
+    return json_lines(text, data, sections) if kind == "json" else toml_lines(text)
+
+
+def field_line(entry: Mapping[str, int] | None, field: str | None = None) -> int | None:
+    """The line of ``field`` in one entry's lines (``entry_lines(...)[(section, index)]``): the entry's own first line
+    when the field is not written in it (missing, or left to its default) or the problem is the entry's as a whole
+    (``field`` None)."""
+    entry = entry or {}
+    return entry.get(field or "", entry.get(""))
+
+
+def entry_line(lines: Mapping[tuple[str, int], Mapping[str, int]], section: str, index: int,
+               field: str | None = None) -> int | None:
+    """The line of ``field`` in entry ``index`` of the array ``section`` (:func:`field_line`); the section's own line
+    when its entries' lines are not known (a TOML array written inline, ``budgets = [{...}]``)."""
+    entry = lines.get((section, index))
+    if entry is None:
+        return lines.get(("", 0), {}).get(section)
+    return field_line(entry, field)
+
+
 def json_lines(text: str, data: Any, sections: Iterable[str]) -> dict[tuple[str, int], dict[str, int]]:
     """As :func:`toml_lines`, for JSON: the line of each top-level key and, for the arrays of objects under
     ``sections``, of each entry and its fields, found by re-decoding the arrays element by element."""

@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import names
 from .cost import MONEY, RATE_NAMES
-from .files import ConfigFileError, duplicates_of, json_lines, read_config_file, repeated_keys, toml_lines
+from .files import ConfigFileError, duplicates_of, entry_lines, field_line, read_config_file, repeated_keys
 from .money import private_context
 
 _ONE_HUNDRED = Decimal(100)
@@ -180,7 +180,7 @@ class _Where:
         self.problems: list[PriceFileError] = []  # noted by check() / note(), raised together
 
     def error(self, message: str, field_name: str | None = None) -> PriceFileError:
-        line = self.lines.get(field_name or "", self.lines.get(""))
+        line = field_line(self.lines, field_name)
         return PriceFileError(message, path=self.path or self.origin, line=line, field=field_name)
 
     def check(self, parse: Any, *args: Any, **kwargs: Any) -> Any:
@@ -529,7 +529,7 @@ def load_file(path: str | Path, *, sections: Mapping[str, SectionReader] | None 
     if kind not in ("json", "toml"):
         raise PriceFileError("price files must end in .toml or .json", path=label)
     data, text = read_config_file(path, kind, what="price file", error=PriceFileError)
-    lines = json_lines(text, data, _SECTIONS) if kind == "json" else toml_lines(text)
+    lines = entry_lines(kind, text, data, _SECTIONS)
     return overrides_from_data(data, path=label, lines=lines, sections=sections)
 
 
@@ -599,6 +599,6 @@ def _duplicates(data: Any, where: "_Where") -> None:
     """Note each key a JSON object gave twice, in the entry or in a table inside it (a ``long_context`` band):
     which of two prices did the file mean?"""
     for key_path in repeated_keys(data):
-        line = where.lines.get(re.split(r"[.\[]", key_path, maxsplit=1)[0], where.lines.get(""))
+        line = field_line(where.lines, re.split(r"[.\[]", key_path, maxsplit=1)[0])
         where.problems.append(PriceFileError("given twice in one entry: which value is meant? (keep one)",
                                              path=where.path or where.origin, line=line, field=key_path))
