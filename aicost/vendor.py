@@ -55,7 +55,8 @@ class RequestShape:
             kwargs[self.model_param] = model
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        """The output-token cap the request sets (the smallest, if several parameters are given)."""
+        """The output-token cap the request sends: the one that governs, if several parameters are given (each
+        shape knows its vendor's rule), read where it is sent from."""
         return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:

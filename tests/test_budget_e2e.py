@@ -96,6 +96,63 @@ def test_output_cap_policy_is_in_the_request_the_server_receives(instrumented, b
     assert bodies[3]["max_tokens"] == 64
 
 
+def test_an_output_cap_policy_lowers_every_cap_the_request_sends_and_the_span_shows_the_one_that_governs(
+        instrumented, budgets, openai_client, replay_server):
+    """A chat request may send both ``max_tokens`` and ``max_completion_tokens``, as arguments or in ``extra_body``,
+    which the SDK sends merged over them. A server that takes both reads ``max_completion_tokens`` (vLLM, SGLang),
+    so each cap sent above the policy's is lowered where it is sent from, none is added beside one (OpenAI refuses
+    a request with both), and the span's gen_ai.request.max_tokens is the one that governs."""
+    budgets(policies=[Policy(max_output_tokens=50)])
+    extra = {"max_completion_tokens": 400}
+    calls = [
+        dict(max_tokens=20, max_completion_tokens=500),  # the app's max_completion_tokens governs: lowered to 50
+        dict(max_tokens=500, max_completion_tokens=20),  # both under or lowered: 20 governs
+        dict(max_tokens=500, extra_body=extra),  # the extra_body's is what is sent: lowered there
+        dict(max_completion_tokens=30, extra_body={"max_completion_tokens": 5000}),  # sent over the argument
+        dict(extra_body={"max_tokens": 400}),  # a cap of the app's own in extra_body: no second one added
+        dict(max_tokens=20, max_completion_tokens=40),  # both under the cap: sent as asked
+    ]
+    for kwargs in calls:
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
+    assert extra == {"max_completion_tokens": 400}  # the application's own dict is never changed
+    sent = [{k: r.json[k] for k in ("max_tokens", "max_completion_tokens") if k in r.json}
+            for r in replay_server.requests]
+    assert sent == [
+        {"max_tokens": 20, "max_completion_tokens": 50},
+        {"max_tokens": 50, "max_completion_tokens": 20},
+        {"max_tokens": 50, "max_completion_tokens": 50},
+        {"max_completion_tokens": 50},
+        {"max_tokens": 50},
+        {"max_tokens": 20, "max_completion_tokens": 40},
+    ]
+    spans = instrumented.aicost_spans()
+    assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in spans] == [50, 20, 50, 50, 50, 40]
+    assert [s.attributes.get(semconv.AICOST_POLICY_MAX_TOKENS_FROM) for s in spans] == [
+        500, None, 400, 5000, 400, None]
+
+
+def test_an_anthropic_cap_in_extra_body_is_the_one_lowered_and_shown(instrumented, budgets, anthropic_client,
+                                                                      replay_server):
+    budgets(policies=[Policy(max_output_tokens=50)])
+    anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1024, messages=MESSAGES,
+                                     extra_body={"max_tokens": 800})
+    [request] = replay_server.requests
+    assert request.json["max_tokens"] == 50
+    [span] = instrumented.aicost_spans()
+    assert span.attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert span.attributes[semconv.AICOST_POLICY_MAX_TOKENS_FROM] == 800
+
+
+def test_without_a_policy_the_span_shows_the_cap_sent_from_extra_body(instrumented, openai_client, anthropic_client,
+                                                                      replay_server):
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=500,
+                                          extra_body={"max_tokens": 400})
+    anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1024, messages=MESSAGES,
+                                     extra_body={"max_tokens": 800})
+    assert [r.json["max_tokens"] for r in replay_server.requests] == [400, 800]
+    assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in instrumented.aicost_spans()] == [400, 800]
+
+
 def test_the_request_safety_net_sends_the_capped_and_downgraded_request(instrumented, budgets, openai_client,
                                                                         anthropic_client, replay_server):
     """A call that reaches the SDK's ``request()`` without a patched method (a direct ``client.post``) is sent as

@@ -560,12 +560,11 @@ class AnthropicIntegration(StainlessIntegration):
     def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
         host, port = server_of(resource)
         model = kwargs.get("model")
-        max_tokens = kwargs.get("max_tokens")
         tier = kwargs.get("service_tier")
         return RequestMeta(
             model=model if isinstance(model, str) else None,
             stream=endpoint.kind == "stream_manager" or kwargs.get("stream") is True,
-            max_tokens=request_count(max_tokens),
+            max_tokens=request_count(endpoint.shape.output_cap(kwargs)),  # as sent (an ``extra_body``'s over it)
             service_tier=request_tier(tier),
             server_address=host,
             server_port=port,

@@ -824,15 +824,12 @@ class OpenAIIntegration(StainlessIntegration):
         return COMPATIBLE_HOSTS.get(host, "openai") if host else "openai"
 
     def request_meta(self, endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> RequestMeta:
-        max_tokens = kwargs.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = kwargs.get("max_tokens", kwargs.get("max_output_tokens"))
         host, port = server_of(resource)
         tier = kwargs.get("service_tier")
         return RequestMeta(
             model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
             stream=kwargs.get("stream") is True,
-            max_tokens=request_count(max_tokens),
+            max_tokens=request_count(endpoint.shape.output_cap(kwargs)),  # the cap that governs, as sent
             service_tier=request_tier(tier),
             server_address=host,
             server_port=port,

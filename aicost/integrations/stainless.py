@@ -51,6 +51,23 @@ def content_texts(content: Any) -> list[str]:
     return pieces
 
 
+def _sent_from(kwargs: dict[str, Any], param: str) -> dict[str, Any]:
+    """Where the value of ``param`` the vendor receives is: the SDKs send ``extra_body`` merged over the typed
+    arguments (``_merge_mappings(json_data, extra_json)``), so a key given there is the one sent."""
+    extra = kwargs.get("extra_body")
+    return extra if isinstance(extra, dict) and param in extra else kwargs
+
+
+def _send(kwargs: dict[str, Any], param: str, value: Any) -> None:
+    """Send ``value`` as ``param``, where it is sent from; an ``extra_body`` is copied, never changed: it is the
+    application's own dict."""
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, dict) and param in extra:
+        kwargs["extra_body"] = {**extra, param: value}
+    else:
+        kwargs[param] = value
+
+
 class StainlessShape(RequestShape):
     """An OpenAI or Anthropic request: ``model``, an output cap under one of ``cap_params``, input text in
     ``messages`` / ``input`` / ``prompt`` and system instructions in ``system`` / ``instructions``, ``n``
@@ -59,7 +76,9 @@ class StainlessShape(RequestShape):
     __slots__ = ()
 
     model_param = "model"
-    # Output caps the request may set; the smallest wins.
+    # Output caps the request may set, the one that governs first: a server that takes both reads
+    # ``max_completion_tokens`` over the deprecated ``max_tokens`` (vLLM, SGLang: ``max_completion_tokens or
+    # max_tokens``); OpenAI refuses a request with both (400 ``invalid_parameter_combination``).
     cap_params: tuple[str, ...] = ("max_completion_tokens", "max_output_tokens", "max_tokens")
     # Request keys whose text is input (counted for budgets and for estimates of missing usage), in the order the
     # content capture prefers; ``system_params`` are system instructions.
@@ -67,20 +86,28 @@ class StainlessShape(RequestShape):
     system_params: tuple[str, ...] = ("system", "instructions")
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        caps = [v for p in self.cap_params if type(v := kwargs.get(p)) is int and v > 0]
-        return min(caps) if caps else None
+        """The cap that governs: the first of ``cap_params`` the request sends as a positive count, read where it
+        is sent from (:func:`_sent_from`)."""
+        for param in self.cap_params:
+            value = _sent_from(kwargs, param).get(param)
+            if type(value) is int and value > 0:
+                return value
+        return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
+        """Lower every cap the request sends above ``cap``, where it is sent from, so whichever one the vendor
+        reads stops at ``cap``; a request that sends none gets ``cap_param`` (not beside a cap the vendor would
+        refuse it with: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
         changed = present = False
-        for p in self.cap_params:
-            v = kwargs.get(p)
-            if type(v) is int:
+        for param in self.cap_params:
+            value = _sent_from(kwargs, param).get(param)
+            if type(value) is int:
                 present = True
-                if v > cap:
-                    kwargs[p] = cap
+                if value > cap:
+                    _send(kwargs, param, cap)
                     changed = True
         if not present and self.cap_param is not None:
-            kwargs[self.cap_param] = cap
+            _send(kwargs, self.cap_param, cap)
             changed = True
         return changed
 
