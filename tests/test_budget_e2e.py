@@ -176,6 +176,23 @@ def test_the_request_safety_net_sends_the_capped_and_downgraded_request(instrume
     assert spans[0].attributes[semconv.AICOST_BUDGET_DECISION] == "downgraded"
 
 
+def test_the_request_safety_net_lowers_a_cap_sent_in_extra_json(instrumented, budgets, openai_client, replay_server):
+    """``client.post(..., options={"extra_json": ...})``: the SDK sends extra_json merged over the body, so a cap
+    there is the one the vendor reads; it is lowered there, in a copy (the caller's options stay as they were)."""
+    from openai.types.chat import ChatCompletion
+
+    budgets(policies=[Policy(max_output_tokens=64)])
+    extra = {"max_completion_tokens": 5000}
+    openai_client.post("/chat/completions", cast_to=ChatCompletion, options={"extra_json": extra},
+                       body={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 4000})
+    [request] = replay_server.requests
+    assert (request.json["max_tokens"], request.json["max_completion_tokens"]) == (64, 64)
+    assert "extra_body" not in request.json and extra == {"max_completion_tokens": 5000}
+    [span] = instrumented.aicost_spans()
+    assert span.attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 64
+    assert span.attributes[semconv.AICOST_POLICY_MAX_TOKENS_FROM] == 5000
+
+
 async def test_the_async_request_safety_net_sends_the_capped_request(instrumented, budgets, async_openai_client,
                                                                      replay_server):
     from openai.types.chat import ChatCompletion

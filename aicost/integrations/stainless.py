@@ -214,6 +214,9 @@ class StainlessIntegration(Integration):
         if endpoint is None or not isinstance(body, dict):
             return None
         body = dict(body)  # a copy: the caller's body (``client.post(body=...)``) is never changed
+        if _folds_extra(options, body):
+            # sent merged over the body, as a method's ``extra_body``: the shape reads and caps it where it is sent
+            body["extra_body"] = options.extra_json
         body["stream"] = bool(kwargs.get("stream"))
         return endpoint, ClientRef(instance), body
 
@@ -223,11 +226,15 @@ class StainlessIntegration(Integration):
         then builds the request from (``stream`` is the view's own key, read from ``request()``'s argument)."""
         options = _request_options(args, kwargs)
         body = options.json_data
-        changed = {k: v for k, v in request.items() if k != "stream" and body.get(k, _ABSENT) is not v}
-        if not changed:
+        own = ("stream", "extra_body") if _folds_extra(options, body) else ("stream",)  # the view's, not the body's
+        changed = {k: v for k, v in request.items() if k not in own and body.get(k, _ABSENT) is not v}
+        extra = request.get("extra_body") if len(own) > 1 else None
+        if not changed and (extra is None or extra is options.extra_json):
             return args, kwargs
         options = copy.copy(options)  # shallow, as the SDK's own model_copy: the caller's options stay as they were
         options.json_data = {**body, **changed}
+        if extra is not None:
+            options.extra_json = extra
         if len(args) > 1:
             return (args[0], options, *args[2:]), kwargs
         return args, {**kwargs, "options": options}
@@ -450,6 +457,12 @@ class AttrView:
             return AttrView.wrap(self._data[name])
         except KeyError:
             raise AttributeError(name) from None
+
+
+def _folds_extra(options: Any, body: dict[str, Any]) -> bool:
+    """Whether a ``request()``'s view holds its ``extra_json`` as ``extra_body`` (the SDK sends it merged over the
+    body, as it does a method's ``extra_body``): when there is one, and the body has no key of that name."""
+    return isinstance(getattr(options, "extra_json", None), dict) and "extra_body" not in body
 
 
 def _request_options(args: tuple, kwargs: dict[str, Any]) -> Any:
