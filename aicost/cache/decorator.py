@@ -16,7 +16,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from ..errors import ConfigurationError
 from ..hooks import CallCollector, collect_calls
 from ..pricing.cost import MONEY
 from . import telemetry
+from .checks import check, check_bool, check_int, check_seconds, is_str
 from .entry import ASYNC_STREAM, STREAM, VALUE, Entry
 from .keys import (
     KEY_VERSION,
@@ -111,23 +111,22 @@ class CacheCore:
         single_flight_timeout: float,
         cache_if: Callable[[Any], bool] | None,
     ) -> None:
-        _check(ttl is None or _is_seconds(ttl), "ttl", "a positive number of seconds, or None to never expire", ttl)
-        _check(max_entries is None or _is_positive_int(max_entries), "max_entries", "a positive int or None",
-               max_entries)
-        _check(_is_seconds(single_flight_timeout), "single_flight_timeout", "a positive number of seconds",
-               single_flight_timeout)
-        for arg, flag in (("case_sensitive", case_sensitive), ("single_flight", single_flight)):
-            _check(isinstance(flag, bool), arg, "True or False", flag)
-        _check(cache_if is None or callable(cache_if), "cache_if",
-               "a callable taking the result and returning a bool, or None", cache_if)
-        _check(key_parts is None or callable(key_parts) or isinstance(key_parts, Mapping), "key_parts",
-               "a mapping, a callable returning one, or None", key_parts)
-        _check(name is None or (isinstance(name, str) and name != ""), "name", "a non-empty str or None", name)
+        check_seconds(_arg("ttl"), ttl, "a positive number of seconds, or None to never expire", or_none=True)
+        check_int(_arg("max_entries"), max_entries, minimum=1, or_none=True)
+        check_seconds(_arg("single_flight_timeout"), single_flight_timeout, "a positive number of seconds")
+        check_bool(_arg("case_sensitive"), case_sensitive)
+        check_bool(_arg("single_flight"), single_flight)
+        check(_arg("cache_if"), cache_if, "a callable taking the result and returning a bool, or None",
+              of_type=callable, or_none=True)
+        check(_arg("key_parts"), key_parts, "a mapping, a callable returning one, or None",
+              of_type=lambda parts: callable(parts) or isinstance(parts, Mapping), or_none=True)
+        check(_arg("name"), name, "a non-empty str or None", of_type=is_str, within=bool, or_none=True)
         if isinstance(ignore, str):
             ignore = (ignore,)
-        _check(isinstance(ignore, Iterable), "ignore", "a parameter name or a list of them", ignore)
-        ignore = tuple(ignore)
-        _check(all(isinstance(i, str) for i in ignore), "ignore", "a parameter name or a list of them", ignore)
+        accepted = "a parameter name or a list of them"
+        check(_arg("ignore"), ignore, accepted, of_type=lambda names: isinstance(names, Iterable))
+        ignore = tuple(ignore)  # once: it may be an iterator
+        check(_arg("ignore"), ignore, accepted, of_type=lambda names: all(is_str(n) for n in names))
         self.func = func
         try:
             self.signature = inspect.signature(func)
@@ -137,8 +136,8 @@ class CacheCore:
         self.var_keyword = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
         declared = [p.name for p in params.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         for arg in ignore:
-            _check(arg in declared or self.var_keyword is not None, "ignore",
-                   f"names of parameters of {func.__qualname__} ({', '.join(declared) or 'none'})", arg)
+            check(_arg("ignore"), arg, f"names of parameters of {func.__qualname__} ({', '.join(declared) or 'none'})",
+                  of_type=is_str, within=lambda a: a in declared or self.var_keyword is not None)
         if prompt is not None:
             self._check_prompt(prompt, params, declared, ignore)
         self.prompt = prompt
@@ -154,18 +153,18 @@ class CacheCore:
         elif max_entries is not None:
             raise ConfigurationError(
                 "aicost.cache(max_entries=...) sizes the default in-memory store; size a given store itself")
-        missing = [m for m in ("get", "put", "delete", "clear") if not callable(getattr(store, m, None))]
-        _check(not missing, "store", "a cache store with get/put/delete/clear (MemoryStore, RedisStore, "
-               "PgVectorStore) or None", store)
+        check(_arg("store"), store, "a cache store with get/put/delete/clear (MemoryStore, RedisStore, "
+              "PgVectorStore) or None",
+              of_type=lambda s: all(callable(getattr(s, m, None)) for m in ("get", "put", "delete", "clear")))
         self.store = store
         self.semantic = None
         if semantic is not None:
             if prompt is None:
                 raise ConfigurationError(
                     "aicost.cache(semantic=...) needs prompt=<parameter> naming the user's variable text")
-            bind = getattr(semantic, "bind", None)
-            _check(callable(bind), "semantic", "an aicost.cache.Semantic(...) configuration or None", semantic)
-            self.semantic = bind(store, self.prefix)
+            check(_arg("semantic"), semantic, "an aicost.cache.Semantic(...) configuration or None",
+                  of_type=lambda s: callable(getattr(s, "bind", None)))
+            self.semantic = semantic.bind(store, self.prefix)
         self.fingerprint = code_fingerprint(func)
         self.single_flight = single_flight
         self.single_flight_timeout = float(single_flight_timeout)
@@ -181,8 +180,9 @@ class CacheCore:
         would silently leave positional calls without normalisation or semantic tier.
         """
         accepted = f"the name of a parameter of {self.func.__qualname__} ({', '.join(declared) or 'none'})"
-        _check(isinstance(prompt, str), "prompt", accepted, prompt)
-        _check(prompt not in ignore, "prompt", accepted + " that is not also ignored", prompt)
+        check(_arg("prompt"), prompt, accepted, of_type=is_str)
+        check(_arg("prompt"), prompt, accepted + " that is not also ignored", of_type=is_str,
+              within=lambda p: p not in ignore)
         if prompt in declared:
             return
         positional = [p.name for p in params.values() if p.name not in ignore and p.kind in (
@@ -282,17 +282,9 @@ class CacheCore:
         return int(self.store.clear(self.prefix) or 0)
 
 
-def _check(ok: bool, arg: str, accepted: str, got: Any) -> None:
-    if not ok:
-        raise ConfigurationError(f"aicost.cache({arg}=...) must be {accepted}, got {got!r}")
-
-
-def _is_seconds(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
-
-
-def _is_positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value > 0
+def _arg(name: str) -> str:
+    """How a refusal names an argument of ``aicost.cache``: ``aicost.cache(ttl=...)``."""
+    return f"aicost.cache({name}=...)"
 
 
 def _materialise(entry: Entry) -> Any:
@@ -657,15 +649,15 @@ def cache(
     a prompt-template version); ``prompt`` names the argument holding the user's text or conversation, whose
     formatting is normalised (whitespace; letter case only with ``case_sensitive=False``) and which the opt-in
     ``semantic`` tier compares by meaning. Entries are scoped by the attribution ``scope`` (default customer,
-    user and team) unless ``shared=True``. A bad argument raises :class:`aicost.errors.ConfigurationError`.
+    user and team) unless ``shared=True``. A bad argument raises :class:`aicost.errors.ConfigurationError`
+    naming it; one of the wrong type, :class:`aicost.errors.ConfigurationTypeError` (also a ``TypeError``).
 
     The wrapper has ``.invalidate(*args, **kwargs)``, ``.clear()``, ``.uncached(*args, **kwargs)`` (bypass this
     call) and ``.key_for(*args, **kwargs)``; :func:`bypass` bypasses every cache in a block.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(fn):
-            raise ConfigurationError(f"aicost.cache decorates a function, got {type(fn).__name__}")
+        check("aicost.cache(func)", fn, "a function", of_type=callable)
         core = CacheCore(
             fn, ttl=ttl, max_entries=max_entries, prompt=prompt, key_parts=key_parts, ignore=ignore, scope=scope,
             shared=shared, store=store, semantic=semantic, name=name, case_sensitive=case_sensitive,

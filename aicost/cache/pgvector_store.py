@@ -23,6 +23,7 @@ import numpy as np
 from .. import _fork
 from .._urls import redact_secrets
 from ..errors import ConfigurationError
+from .checks import check, check_bool, check_int, check_seconds, is_number, is_str
 from .deadline import WATCHDOG
 from .entry import Entry
 from .serialize import EntryCodec
@@ -70,27 +71,18 @@ class PgVectorStore:
     ) -> None:
         if (dsn is None) == (connect is None):
             raise ConfigurationError("PgVectorStore needs exactly one of dsn=... or connect=...")
-        if dsn is not None and not isinstance(dsn, str):
-            raise ConfigurationError(f"PgVectorStore(dsn=...) must be a PostgreSQL URL or conninfo str, got {dsn!r}")
-        if connect is not None and not callable(connect):
-            raise ConfigurationError("PgVectorStore(connect=...) must be a callable returning a psycopg connection")
-        if not isinstance(table, str) or not _IDENT.fullmatch(table):
-            raise ConfigurationError(
-                f"PgVectorStore(table=...) must be a lower-case SQL identifier, got {table!r}")
-        if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
-                                        or max_entries < 1):
-            raise ConfigurationError(
-                f"PgVectorStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
-        if isinstance(ef_search, bool) or not isinstance(ef_search, int) or ef_search < 1:
-            raise ConfigurationError(f"PgVectorStore(ef_search=...) must be a positive int, got {ef_search!r}")
-        if isinstance(connect_timeout_s, bool) or not isinstance(connect_timeout_s, (int, float)) or not (
-                1 <= connect_timeout_s <= 600):
-            raise ConfigurationError(
-                f"PgVectorStore(connect_timeout_s=...) must be seconds in [1, 600], got {connect_timeout_s!r}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 600:
-            raise ConfigurationError(f"PgVectorStore(timeout_s=...) must be seconds in (0, 600], got {timeout_s!r}")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
-            raise ConfigurationError(f"PgVectorStore(pool_size=...) must be an int in [1, 1000], got {pool_size!r}")
+        check("PgVectorStore(dsn=...)", dsn, "a PostgreSQL URL or conninfo str", of_type=is_str, or_none=True)
+        check("PgVectorStore(connect=...)", connect, "a callable returning a psycopg connection", of_type=callable,
+              or_none=True)
+        check("PgVectorStore(table=...)", table, "a lower-case SQL identifier", of_type=is_str,
+              within=_IDENT.fullmatch)
+        check_int("PgVectorStore(max_entries=...)", max_entries, minimum=1, or_none=True)
+        check_bool("PgVectorStore(hnsw=...)", hnsw)
+        check_int("PgVectorStore(ef_search=...)", ef_search, minimum=1)
+        check("PgVectorStore(connect_timeout_s=...)", connect_timeout_s, "seconds in [1, 600]", of_type=is_number,
+              within=lambda s: 1 <= s <= 600)
+        check_seconds("PgVectorStore(timeout_s=...)", timeout_s, "seconds in (0, 600]", maximum=600)
+        check_int("PgVectorStore(pool_size=...)", pool_size, minimum=1, maximum=1000)
         if connect is None:
             try:
                 import psycopg

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from ..errors import ConfigurationError
+from .checks import check, check_int, check_seconds, is_str
 from .entry import Entry
 from .serialize import EntryCodec
 
@@ -59,12 +60,12 @@ class RedisStore:
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("RedisStore needs exactly one of url=... or client=...")
-        if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
-                                        or max_entries < 1):
-            raise ConfigurationError(
-                f"RedisStore(max_entries=...) must be a positive int or None, got {max_entries!r}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 60:
-            raise ConfigurationError(f"RedisStore(timeout_s=...) must be seconds in (0, 60], got {timeout_s!r}")
+        check("RedisStore(client=...)", client, "a redis.Redis client", or_none=True,
+              of_type=lambda c: callable(getattr(c, "register_script", None)))
+        check_int("RedisStore(max_entries=...)", max_entries, minimum=1, or_none=True)
+        check_seconds("RedisStore(timeout_s=...)", timeout_s, "seconds in (0, 60]", maximum=60)
+        check("RedisStore(lru_key=...)", lru_key, "a non-empty str (the key of the recency index)", of_type=is_str,
+              within=bool)
         self.codec = EntryCodec(secret)
         if client is None:
             try:
@@ -73,8 +74,8 @@ class RedisStore:
                 from redis.retry import Retry
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("RedisStore needs the redis client: pip install 'aicost-otel[redis]'") from exc
-            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError(f"RedisStore(url=...) must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            check("RedisStore(url=...)", url, "a redis://, rediss:// or unix:// URL", of_type=is_str,
+                  within=lambda u: u.startswith(("redis://", "rediss://", "unix://")))
             # Short timeouts and no retries: a slow or hung cache must cost a miss within timeout_s, not hang the
             # application's request (redis-py's default retries a timeout 10 times with backoff: 6 s and more).
             client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,

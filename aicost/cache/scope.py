@@ -14,6 +14,7 @@ from typing import Iterable
 
 from .. import semconv
 from ..errors import ConfigurationError
+from .checks import check, check_bool, is_str
 
 logger = logging.getLogger("aicost")
 
@@ -32,8 +33,7 @@ def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, .
     """Validate ``scope`` at decoration time; returns the attribute names to key on (empty when shared)."""
     accepted = (f"None, or one or a list of {sorted(SCOPE_ATTRIBUTES)} (or their 'aicost.' attribute names) and "
                 f"'tag:<name>' (a tag name: {semconv.TAG_NAME_RULE})")
-    if not isinstance(shared, bool):
-        raise ConfigurationError(f"aicost.cache(shared=...) must be True or False, got {shared!r}")
+    check_bool("aicost.cache(shared=...)", shared)
     if shared:
         if scope is not None:
             raise ConfigurationError(
@@ -43,14 +43,12 @@ def parse_scope(scope: Iterable[str] | str | None, shared: bool) -> tuple[str, .
         scope = DEFAULT_SCOPE
     if isinstance(scope, str):
         scope = (scope,)
-    if not isinstance(scope, Iterable):
-        raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got {scope!r}")
+    check("aicost.cache(scope=...)", scope, accepted, of_type=lambda s: isinstance(s, Iterable))
     names = []
     for item in scope:
-        attr = _attribute(item) if isinstance(item, str) else None
-        if attr is None:
-            raise ConfigurationError(f"aicost.cache(scope=...) must be {accepted}, got the item {item!r}")
-        names.append(attr)
+        check("aicost.cache(scope=...)", item, accepted, of_type=is_str,
+              within=lambda name: _attribute(name) is not None)
+        names.append(_attribute(item))
     if not names:
         raise ConfigurationError(
             "aicost.cache(scope=()) would share entries across tenants; say shared=True if that is intended")

@@ -20,7 +20,7 @@ import logging
 import pickle
 
 from .._log import log_once
-from ..errors import ConfigurationError
+from .checks import check
 from .entry import Entry
 
 _PLAIN = b"p"  # unsigned pickle
@@ -30,10 +30,10 @@ _DOMAIN = b"aicost.cache.entry\x00"
 
 class EntryCodec:
     def __init__(self, secret: bytes | str | None = None) -> None:
+        check("secret=...", secret, "non-empty bytes or str (the HMAC key of the entries)",
+              of_type=lambda s: isinstance(s, (bytes, str)), within=bool, or_none=True, private=True)
         if isinstance(secret, str):
             secret = secret.encode()
-        if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise ConfigurationError("secret=... must be non-empty bytes or str (the HMAC key of the entries)")
         self.secret = secret
 
     def dump(self, key: str, entry: Entry) -> bytes:
