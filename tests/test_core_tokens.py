@@ -129,24 +129,33 @@ def test_a_count_on_an_event_loop_never_waits_for_the_tokenizer_load(monkeypatch
     monkeypatch.setattr(tokens, "_loading", set(), raising=False)
     real = tokens._from_bpe_openai
     loaded_on = []
+    # The load is held until the count on the loop has returned: a count that waited for it (on the loop's
+    # thread, or for the loader thread) could only return once it is released, and then with the load done. No
+    # clock is read: ``release`` times out only so that such a regression fails instead of hanging.
+    release, load_done = threading.Event(), threading.Event()
 
-    def slow(name):
+    def held(name):
         loaded_on.append(threading.current_thread().name)
-        time.sleep(1.0)
-        return real(name)
+        release.wait(timeout=30)
+        try:
+            return real(name)
+        finally:
+            load_done.set()
 
-    monkeypatch.setattr(tokens, "_from_bpe_openai", slow)
+    monkeypatch.setattr(tokens, "_from_bpe_openai", held)
     text = "What is the capital of France?"
 
     async def count():
-        started = time.perf_counter()
         counted = tokens.count_text(text, "gpt-4o")
-        return counted, time.perf_counter() - started
+        return counted, load_done.is_set()
 
-    counted, took = asyncio.run(count())
-    assert took < 0.5, f"the event loop waited {took:.2f} s for the tokenizer"
+    try:
+        counted, waited_for_the_load = asyncio.run(count())
+    finally:
+        release.set()
+    assert not waited_for_the_load, "the count on the event loop waited for the tokenizer to load"
     assert counted == tokens.TokenCount(8, False)  # 30 characters at 4 per token, flagged as an estimate
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 60  # a bound on the wait for the loader thread, not a measure
     while "o200k_base" not in tokens._encodings and time.monotonic() < deadline:
         time.sleep(0.05)
     assert loaded_on == ["aicost-tokenizer"]
