@@ -540,7 +540,8 @@ class CallWatch:
         raise NotImplementedError
 
     def fail(self, error: BaseException) -> None:  # pragma: no cover - interface
-        """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps."""
+        """Finish the call with ``error``, raised by the SDK outside the iterator ``iterate`` wraps, or the error
+        the SDK's stream would raise at an event in bytes the caller reads itself (a vendor's error event)."""
         raise NotImplementedError
 
     def result(self, parsed: Any) -> Any:  # pragma: no cover - interface

@@ -174,6 +174,69 @@ async def test_an_async_body_read_to_its_end_without_the_final_event_says_why(in
     assert a[s.AICOST_USAGE_INVALID_REASON] == "the stream ended without the vendor's final event"
 
 
+def _failed_stream() -> Reply:
+    """An Anthropic stream that Anthropic ends, after 5 deltas, with an ``event: error`` (``overloaded_error``), as
+    it documents a mid-stream error (no recording of one exists: ../shared/recordings/INDEX.md)."""
+    return anthropic_stream_reply(20, input_tokens=1234, error_after=5)
+
+
+def _call_span(instrumented):
+    spans = instrumented.cost_spans()
+    assert len(spans) == 1, [(x.name, attrs(x)) for x in instrumented.spans()]
+    return spans[0]
+
+
+@pytest.mark.parametrize("read", ["lines", "bytes"])
+def test_an_error_event_in_relayed_bytes_fails_the_call_as_a_parsed_stream_does(instrumented, replay_server,
+                                                                                anthropic_client, read):
+    """A mid-stream ``event: error`` is a failed call: the SDK's own stream raises it, and the span says
+    ``error.type`` (Anthropic's error type) with an error status. The caller relaying the bytes gets them all,
+    the error event included; the call is failed just the same, not ``exhausted``."""
+    import anthropic
+
+    replay_server.enqueue(_failed_stream())
+    with pytest.raises(anthropic.APIStatusError):
+        for _ in anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=99, messages=MSG,
+                                                  stream=True):
+            pass
+    parsed = _call_span(instrumented)
+    expected = attrs(parsed)
+    instrumented.clear()
+    replay_server.enqueue(_failed_stream())
+    with anthropic_client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+        body = "\n".join(response.iter_lines()) if read == "lines" else b"".join(
+            response.iter_bytes(chunk_size=7)).decode()
+    assert "event: error" in body and "overloaded_error" in body  # relayed whole
+    span = _call_span(instrumented)
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == expected[s.ERROR_TYPE] == "overloaded_error"
+    assert span.status.status_code.name == parsed.status.status_code.name == "ERROR"
+    assert a[s.AICOST_STREAM_ENDED_BY] == expected[s.AICOST_STREAM_ENDED_BY] == "error"
+    assert a[s.AICOST_USAGE_ESTIMATED] is expected[s.AICOST_USAGE_ESTIMATED] is True
+    assert (a[s.GEN_AI_USAGE_INPUT_TOKENS], a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) == (
+        expected[s.GEN_AI_USAGE_INPUT_TOKENS], expected[s.GEN_AI_USAGE_OUTPUT_TOKENS])
+    assert a[s.AICOST_COST_TOTAL] == expected[s.AICOST_COST_TOTAL]
+
+
+async def test_an_error_event_in_async_relayed_bytes_fails_the_call(instrumented, replay_server):
+    from vendor_server import anthropic_client as make_anthropic_client
+
+    client = make_anthropic_client(replay_server, is_async=True)
+    replay_server.enqueue(_failed_stream())
+    try:
+        async with client.messages.with_streaming_response.create(model="claude-3-5-haiku-20241022", max_tokens=99,
+                                                                  messages=MSG, stream=True) as response:
+            lines = [line async for line in response.iter_lines()]
+    finally:
+        await client.close()
+    assert "event: error" in lines
+    span = _call_span(instrumented)
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == "overloaded_error" and span.status.status_code.name == "ERROR"
+    assert a[s.AICOST_STREAM_ENDED_BY] == "error" and a[s.AICOST_USAGE_ESTIMATED] is True
+
+
 def test_an_event_too_large_to_keep_is_let_go_and_the_estimate_says_why(instrumented, replay_server, openai_client,
                                                                         monkeypatch):
     """A Responses stream's usage comes in ``response.completed``, which carries the whole response: over the

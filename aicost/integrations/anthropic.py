@@ -408,12 +408,18 @@ class DeferredEndSpan(trace.Span):
     The SDK ends a non-streaming call's span inside ``request()``, before aicost sees the parsed message; a
     streaming call's span ends when the body ends. In both cases the real ``end()`` runs once aicost has
     finished (microseconds later for a plain call; when the body has been read for a raw response).
+
+    So is an OK status, which an error status overrules: the SDK marks a body the caller read itself OK when it
+    ends, not knowing its events, but aicost read them, and a vendor's error event among them failed the call
+    (``stainless.EventBodyReader``). aicost itself only ever sets an error status.
     """
 
     def __init__(self, span: Any) -> None:
         self._span = span
         self._sdk_ended = False
         self._aicost_done = False
+        self._failed = False  # an error status was set
+        self._held_ok: tuple[Any, str | None] | None = None  # the SDK's OK, set at aicost_end unless it failed
         self._on_sdk_end: Callable[[], None] | None = None
 
     # -- the SDK's side
@@ -452,6 +458,9 @@ class DeferredEndSpan(trace.Span):
             return
         self._aicost_done = True
         self._on_sdk_end = None
+        held, self._held_ok = self._held_ok, None
+        if held is not None and not self._failed:
+            self._span.set_status(*held)
         if self._sdk_ended:
             # End now rather than at the time the SDK asked: with raw responses the SDK considers the call over
             # when the response returns, yet the body (and the SDK's own time-to-first-chunk) comes later.
@@ -477,6 +486,15 @@ class DeferredEndSpan(trace.Span):
         self._span.update_name(name)
 
     def set_status(self, status: Any, description: str | None = None) -> None:
+        code = getattr(status, "status_code", status)
+        if code is trace.StatusCode.OK:
+            if not self._aicost_done:
+                self._held_ok = (status, description)
+                return
+            if self._failed:
+                return
+        elif code is trace.StatusCode.ERROR:
+            self._failed = True
         self._span.set_status(status, description)
 
     def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None,
@@ -581,10 +599,25 @@ class AnthropicIntegration(StainlessIntegration):
 
     def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
         """As ``anthropic.Stream.__stream__``: events without a name, ``ping`` and those without data yield no
-        item, nor does an ``error`` event (which the SDK raises); every other event's data is the item."""
+        item, nor does an ``error`` event (which the SDK raises: :meth:`stream_event_error`); every other event's
+        data is the item."""
         if name is None or name == "ping" or name == "error" or not data:
             return None
         return json.loads(data)
+
+    def stream_event_error(self, name: str | None, data: bytes, client: Any, response: Any) -> BaseException | None:
+        """As ``anthropic.Stream.__stream__``: an ``error`` event (``overloaded_error`` mid-stream) is raised as
+        ``client._make_status_error`` makes it, its JSON the body (whose ``error.type`` is the call's
+        ``error.type``, see ``error_type``)."""
+        if name != "error":
+            return None
+        text = data.decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(data)
+            message = f"{body}"
+        except ValueError:
+            body, message = text, text or f"Error code: {response.status_code}"
+        return client._make_status_error(message, body=body, response=response)
 
     # -- Message Batches (docs/batches.md)
     def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,

@@ -265,15 +265,24 @@ class StainlessIntegration(Integration):
         """What the SDK's ``Stream`` builds its item from, for one server-sent event of a stream (``name``: its
         ``event:``, ``data``: its data; ``options``: the request's ``FinalRequestOptions``): the JSON value,
         None for an event that yields no item, or :data:`STREAM_END` for the vendor's end marker. Each SDK's
-        ``_streaming.Stream.__stream__`` says it; an error event, which the SDK raises, yields no item here."""
+        ``_streaming.Stream.__stream__`` says it; an error event, which the SDK raises, yields no item here (see
+        :meth:`stream_event_error`)."""
+        return None
+
+    def stream_event_error(self, name: str | None, data: bytes, client: Any, response: Any) -> BaseException | None:
+        """The error the SDK's ``Stream`` raises at this server-sent event (a vendor's mid-stream error event),
+        built as it builds it (``client``: the SDK client; ``response``: the HTTP response), or None. In bytes the
+        caller reads itself nothing is raised (the caller relays the event as it is); the call fails with this
+        error, as it fails when the SDK's own stream raises it."""
         return None
 
     def _stream_item_maker(self, raw: Any) -> Callable[[str | None, bytes], Any] | None:
         """``(name, data) -> item`` for the events of the stream behind ``raw`` (an ``APIResponse`` whose request
         streams): the item the SDK's own ``Stream`` would have yielded, built as it builds it
         (``client._process_response_data`` with the stream's item type), so the stream accumulator reads it
-        unchanged. None when the SDK would not decode the body as server-sent events (a client that brings its
-        own decoder, such as Anthropic on Bedrock's AWS event stream)."""
+        unchanged; for an event the SDK raises at, its error (:meth:`stream_event_error`). None when the SDK would
+        not decode the body as server-sent events (a client that brings its own decoder, such as Anthropic on
+        Bedrock's AWS event stream)."""
         client, options, response = raw._client, raw._options, raw.http_response
         streaming = importlib.import_module(f"{self.sdk}._streaming")
         base = importlib.import_module(f"{self.sdk}._base_client").BaseClient
@@ -282,9 +291,12 @@ class StainlessIntegration(Integration):
         stream_cls = raw._stream_cls
         item_type = streaming.extract_stream_chunk_type(stream_cls) if stream_cls else raw._cast_to
         process = client._process_response_data
-        event_data = self.stream_event_data
+        event_data, event_error = self.stream_event_data, self.stream_event_error
 
         def item(name: str | None, data: bytes) -> Any:
+            error = event_error(name, data, client, response)
+            if error is not None:  # handed over, not raised: see EventBodyReader._read
+                return error
             value = event_data(name, data, options)
             if value is None or value is STREAM_END:
                 return value
@@ -527,8 +539,10 @@ class EventBodyReader(BodyReader):
     item the SDK's own ``Stream`` would have yielded (``item``, see ``StainlessIntegration._stream_item_maker``)
     and handed to the call (``CallWatch.observe_item``), which reads it with the integration's stream accumulator
     as it reads a parsed stream's items: the usage the vendor sends is exact, a body closed before it is
-    estimated as a stream closed early. An event over ``_KEEP`` bytes is let go unread, and the call says so if
-    its usage is then missing. Nothing after the vendor's end marker is read."""
+    estimated as a stream closed early. An event the SDK's stream would raise at (a vendor's error event) fails the
+    call with the SDK's error (``CallWatch.fail``), as that stream's call fails: ``error.type``, error status, ended
+    by ``error``. An event over ``_KEEP`` bytes is let go unread, and the call says so if its usage is then
+    missing. Nothing after the vendor's end marker, or its error, is read."""
 
     __slots__ = ("watch", "item", "events", "oversized")
     _KEEP = 32 << 20
@@ -552,7 +566,7 @@ class EventBodyReader(BodyReader):
             self.watch.skip(f"a stream event over {self._KEEP} bytes was let go unread")
 
     def _read(self, name: str | None, data: bytes) -> bool:
-        """Hand one event's item to the call; False at the vendor's end marker."""
+        """Hand one event's item to the call; False at the vendor's end marker or error."""
         try:
             item = self.item(name, data)
         except ValueError:  # not JSON: the SDK's stream would raise here; there is nothing to read
@@ -561,6 +575,9 @@ class EventBodyReader(BodyReader):
             error_once("body:event", "aicost: could not read a stream event in a response's bytes")
             return True
         if item is STREAM_END:
+            return False
+        if isinstance(item, BaseException):  # where the SDK's stream raises: the call failed with it
+            self.watch.fail(item)
             return False
         if item is not None:
             self.watch.observe_item(item)
