@@ -172,7 +172,10 @@ class LedgerSchemaError(ConfigurationError):
 
 
 class LedgerUnavailable(AicostError):
-    """The ledger database cannot be reached right now (a server down, a file locked for too long)."""
+    """The ledger database cannot be reached right now (a server down, a file locked for too long), or was lost
+    while it was read (a server stopped, a connection dropped between two statements or during one). Every read of
+    a store (the reports, the FOCUS export, forecasts, dashboards, reconciliation) raises it rather than the driver's
+    own error; its message names the ledger, never its password, and says what failed, on one line."""
 
 
 class LedgerRefused(AicostError):
@@ -246,6 +249,7 @@ class LedgerStore:
 
     dialect = ""
     url = ""
+    _dsn = ""  # what the store connects with, secrets and all: never shown (see _unavailable)
     _fills_lines = False  # writes a report's lines itself (:class:`_LineFormat`, ``line=`` of the sums)
 
     def __init__(self) -> None:
@@ -438,8 +442,31 @@ class LedgerStore:
             if reason is not None:
                 raise LedgerRefused(reason) from exc
             if isinstance(exc, (sqlite3.OperationalError, OSError)) or _is_connection_error(exc):
-                raise LedgerUnavailable(f"ledger {self.url}: {exc}") from exc
+                raise self._unavailable(exc) from exc
             raise
+
+    @contextlib.contextmanager
+    def _reading_failures(self) -> Iterator[None]:
+        """A read's failure as the readers see it: the database lost (psycopg's connection errors: a server stopped,
+        a connection terminated between two statements or while rows stream, a new connection refused) raises
+        :class:`LedgerUnavailable`, never the driver's error, so that a report, an export or the CLI (exit status
+        2, one line) handles it as a ledger it cannot reach at open. Anything else is raised as it is: SQLite's
+        operational errors are about the statement (an integer overflow, which a sum catches to add again exactly),
+        since a reader's open file stays readable (WAL: no writer locks it out). Wraps every read of PostgreSQL:
+        :meth:`_fetch`, :meth:`_fetch_lines`, :meth:`_stream`, :meth:`snapshot`."""
+        try:
+            yield
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            # (not chained when the driver's text quotes a secret of the URL, as a new connection's error may)
+            quotes_a_secret = redact_secrets(str(exc), self._dsn) != str(exc)
+            raise self._unavailable(exc) from (None if quotes_a_secret else exc)
+
+    def _unavailable(self, exc: BaseException | str) -> LedgerUnavailable:
+        """The :class:`LedgerUnavailable` of the driver's error (or message) ``exc``: the ledger without its password,
+        and the driver's text on one line with every secret of the URL hidden (:func:`redact_secrets`)."""
+        return LedgerUnavailable(f"ledger {self.url}: {' '.join(redact_secrets(str(exc), self._dsn).split())}")
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
@@ -1091,19 +1118,13 @@ class LedgerStore:
         raise NotImplementedError
 
     def time_range(self) -> tuple[datetime, datetime] | None:
-        with self._lock:
-            cur = self._cursor()
-            cur.execute("SELECT MIN(ts), MAX(ts) FROM aicost_ledger")
-            low, high = cur.fetchone()
+        low, high = self._fetch("SELECT MIN(ts), MAX(ts) FROM aicost_ledger", [])[0]
         if low is None:
             return None
         return _parse_ts(low), _parse_ts(high)
 
     def schema_version(self) -> int:
-        with self._lock:
-            cur = self._cursor()
-            cur.execute("SELECT MAX(version) FROM aicost_schema")
-            (version,) = cur.fetchone()
+        (version,) = self._fetch("SELECT MAX(version) FROM aicost_schema", [])[0]
         return int(version or 0)
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
@@ -1121,18 +1142,24 @@ class LedgerStore:
             if self._reading:  # inside a snapshot already (a report's): its reads are this one's
                 yield
                 return
-            cur = self._cursor()
-            cur.execute(self._BEGIN_READ)
+            with self._reading_failures():
+                cur = self._cursor()
+                cur.execute(self._BEGIN_READ)
             self._reading = True
             try:
                 yield
-            finally:
+            except BaseException:
                 self._reading = False
+                with contextlib.suppress(Exception):  # the connection the read lost cannot end it: its error is told
+                    cur.execute("COMMIT")
+                raise
+            self._reading = False
+            with self._reading_failures():
                 cur.execute("COMMIT")  # read only: nothing to keep or lose
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
         """All result rows of a short query (sums), on the store's own connection."""
-        with self._lock:
+        with self._lock, self._reading_failures():
             cur = self._cursor()
             cur.execute(sql, params)
             return cur.fetchall()
@@ -1959,7 +1986,7 @@ class PostgresStore(LedgerStore):
             if _PG_BAD_OPTION.search(message):
                 raise ConfigurationError(f"{self._setting}: malformed PostgreSQL ledger URL {self.url!r}: "
                                          f"{message.strip().splitlines()[0]}") from None
-            raise LedgerUnavailable(f"ledger {self.url}: {message.strip()}") from None
+            raise self._unavailable(message) from None
         # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
         # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
         # waited for the write lock sees the fold or the late rows of the writer it waited for. Under REPEATABLE
@@ -2169,7 +2196,7 @@ class PostgresStore(LedgerStore):
         capabilities = getattr(psycopg, "capabilities", None)  # psycopg 3.2+
         if capabilities is None or not capabilities.has_stream_chunked():
             return self._fetch(sql, params)
-        with self._lock:
+        with self._lock, self._reading_failures():
             return list(self._cursor().stream(sql, params, size=2000))
 
     def _line_sql(self, line: _LineFormat, names: Sequence[str]) -> tuple[str, list[str]]:
@@ -2215,7 +2242,7 @@ class PostgresStore(LedgerStore):
         # A server-side cursor in its own connection: an export of millions of rows streams with flat memory.
         import psycopg
 
-        with psycopg.connect(self._dsn, connect_timeout=5) as conn:
+        with self._reading_failures(), psycopg.connect(self._dsn, connect_timeout=5) as conn:
             with conn.cursor(name=f"aicost_{uuid.uuid4().hex[:12]}") as cur:
                 cur.itersize = 5000
                 cur.execute(sql, params)

@@ -141,15 +141,13 @@ def read_intervals(store: Any, pool: str, start: datetime, end: datetime) -> Ite
     from ..ledger.store import _parse_ts
 
     ts = store._ts
-    with store._lock:
-        cur = store._cursor()
-        cur.execute(store._sql(f"SELECT {', '.join(_INTERVAL_COLUMNS)} FROM aicost_pool_interval "
-                               "WHERE pool = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts"),
-                    (pool, ts(start), ts(end)))
-        intervals = cur.fetchall()
-        cur.execute(store._sql(f"SELECT {', '.join(_ALLOCATION_COLUMNS)} FROM aicost_pool_allocation "
-                               "WHERE pool = ? AND start_ts >= ? AND start_ts < ?"), (pool, ts(start), ts(end)))
-        allocations = cur.fetchall()
+    with store._lock:  # (each read through the store's own: a database lost is LedgerUnavailable, as for any read)
+        intervals = store._fetch(store._sql(f"SELECT {', '.join(_INTERVAL_COLUMNS)} FROM aicost_pool_interval "
+                                            "WHERE pool = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts"),
+                                 [pool, ts(start), ts(end)])
+        allocations = store._fetch(store._sql(f"SELECT {', '.join(_ALLOCATION_COLUMNS)} FROM aicost_pool_allocation "
+                                              "WHERE pool = ? AND start_ts >= ? AND start_ts < ?"),
+                                   [pool, ts(start), ts(end)])
     by_start: dict[datetime, list[Allocation]] = {}
     for span_id, _, at, team, model, tin, tout, units, provisional, final in allocations:
         by_start.setdefault(_parse_ts(at), []).append(Allocation(
@@ -165,7 +163,4 @@ def read_intervals(store: Any, pool: str, start: datetime, end: datetime) -> Ite
 
 
 def pools_in(store: Any) -> list[str]:
-    with store._lock:
-        cur = store._cursor()
-        cur.execute("SELECT DISTINCT pool FROM aicost_pool_interval ORDER BY pool")
-        return [name for (name,) in cur.fetchall()]
+    return [name for (name,) in store._fetch("SELECT DISTINCT pool FROM aicost_pool_interval ORDER BY pool", [])]
