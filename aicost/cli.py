@@ -387,7 +387,7 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = export_focus(store, period.start, period.end, target, file_format=args.file_format,
                               billing_account=args.billing_account, progress=True if args.progress else None,
                               progress_stream=err, where=where)
-    except (ValueError, OSError, AicostError) as exc:  # a bad amount, an unwritable output, the database gone
+    except (ValueError, OSError) as exc:  # a bad amount, an unwritable output, no pyarrow (a ConfigurationError)
         print(f"aicost export: {exc}", file=err)
         return 2
     finally:
@@ -408,19 +408,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _sum_pairs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .ledger.store import LedgerUnavailable
-
     store = _open_store(args, err)
     if store is None:
         return 2
-    try:
+    try:  # (a ledger gone since it was opened: LedgerUnavailable, which main() tells as every command's)
         before = store.pairs_summed_before()
         while store.compact_pairs():
             print(f"summed up to {store.pairs_summed_before():%Y-%m-%d %H:%M:%S} UTC", file=err)
         after = store.pairs_summed_before()
-    except LedgerUnavailable as exc:  # gone since it was opened: exit status 2, as when it cannot be opened
-        print(f"aicost sum-pairs: cannot reach the {exc}", file=err)
-        return 2
     finally:
         store.close()
     print(f"pair cells summed up to {after:%Y-%m-%d %H:%M:%S} UTC" if after > before else
@@ -489,6 +484,17 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         except OSError:
             pass
         return 0
+    except AicostError as exc:
+        # Every command's answer to a ledger lost after it was opened (a PostgreSQL server stopped, a connection
+        # dropped mid-report: the store's reads raise LedgerUnavailable): one line naming the ledger without its
+        # password and what failed, exit status 2, as for a ledger that cannot be reached at open. Any other error
+        # is raised as it is.
+        from .ledger.store import LedgerUnavailable  # imported already: only a store raises it
+
+        if not isinstance(exc, LedgerUnavailable):
+            raise
+        print(f"aicost {args.command}: cannot reach the {exc}", file=err)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,28 +1,154 @@
-"""A ledger lost after it was opened, on a real PostgreSQL server (tests/cache_helpers.py): a server stopped. Every
-read raises LedgerUnavailable (never psycopg's error), naming the ledger without its password (docs/ledger.md)."""
+"""A ledger lost after it was opened, on a real PostgreSQL server (tests/cache_helpers.py): a server stopped, or the
+connection terminated between two statements or while rows stream. Every read raises LedgerUnavailable (never
+psycopg's error), and every command that reads the ledger says so on one line naming the ledger without its password,
+exit status 2, no traceback, no output file left behind (docs/ledger.md, "Reports")."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
+from aicost.cli import main
 from aicost.ledger import LedgerUnavailable, open_store
+from aicost.ledger.store import PostgresStore
 from ledger_helpers import fresh_pg_database
 from reports_helpers import write_ledger
 
 psycopg = pytest.importorskip("psycopg")
 
 PASSWORD = "hunter2secret"
+PERIOD = ["--since", "2026-11-02", "--until", "2026-11-30"]
 
 
 def _with_password(url: str) -> str:
     """``url`` with a password in it: the test server trusts loopback, so it is never checked, only never shown."""
     return url.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+
+
+def _write_pool_interval(url: str) -> None:
+    """One closed hour of pool "chat" on 2026-11-10, for `aicost report --pool chat`."""
+    from aicost.pools.ledger import write_interval
+    from aicost.pools.meter import Allocation, ClosedInterval
+
+    start, end = datetime(2026, 11, 10, tzinfo=timezone.utc), datetime(2026, 11, 10, 1, tzinfo=timezone.utc)
+    allocations = (Allocation("00000000000000aa", "search", "m", 100, 10, Decimal(140), None, Decimal(2)),)
+    with open_store(url) as store:
+        write_interval(store, ClosedInterval("chat", "ml", "tokens", start, end, Decimal(5), Decimal(3), Decimal(2),
+                                             Decimal("0.6"), Decimal(1), Decimal(4), "declared", allocations,
+                                             utilisation_from="declared capacity"))
+
+
+@pytest.fixture
+def ledger(pg_server: str) -> str:
+    """A PostgreSQL ledger of four weeks of calls and a pool's hour, its URL with a password."""
+    url = _with_password(fresh_pg_database(pg_server))
+    write_ledger(url)
+    _write_pool_interval(url)
+    return url
+
+
+def _lose(server_url: str, database: str) -> None:
+    """The database gone, as for a server stopped: every session on it terminated, and no new one accepted."""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", [database])
+
+
+@pytest.fixture
+def lost_once_opened(monkeypatch: pytest.MonkeyPatch, pg_server: str):
+    """Every PostgreSQL ledger opened from now on is lost right after it is opened: the command's first statement
+    finds its connection terminated, and a new connection (a stream's, a reconnection) is refused."""
+    opened = PostgresStore._migrate
+
+    def migrate_then_lose(store: PostgresStore) -> None:
+        opened(store)
+        _lose(pg_server, store._dsn.rsplit("/", 1)[1])
+
+    monkeypatch.setattr(PostgresStore, "_migrate", migrate_then_lose)
+
+
+def _assert_one_line_naming_the_ledger(command: str, code: int, out: io.StringIO, err: io.StringIO) -> None:
+    message = err.getvalue()
+    assert code == 2, message
+    assert out.getvalue() == ""
+    assert message.count("\n") == 1 and message.endswith("\n"), message
+    named = f"aicost {command}: cannot reach the ledger postgresql://postgres:***@127.0.0.1:"
+    assert message.startswith(named), message
+    assert PASSWORD not in message
+
+
+COMMANDS = {
+    "report": ["report", *PERIOD],
+    "report --format json": ["report", *PERIOD, "--format", "json", "--by", "team,day"],
+    "report --pool": ["report", *PERIOD, "--pool", "chat"],
+    "export": ["export", *PERIOD],
+    "forecast": ["forecast", "--as-of", "2026-11-20"],
+    "anomalies": ["anomalies", *PERIOD],
+    "dashboard": ["dashboard", *PERIOD],
+    "alerts": ["alerts", "--at", "2026-11-20"],
+    "sum-pairs": ["sum-pairs"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_says_on_one_line_that_the_ledger_was_lost_between_statements(
+        name, ledger, lost_once_opened, tmp_path, monkeypatch):
+    """The connection terminated after the ledger was opened was psycopg's OperationalError, a traceback from every
+    command (exit status 1); `aicost export` too, which only caught aicost's own errors."""
+    if name in ("forecast", "anomalies", "dashboard", "alerts"):
+        pytest.importorskip("statsmodels")
+        pytest.importorskip("plotly")
+    monkeypatch.chdir(tmp_path)  # export's default output, dashboard's spend.html, alerts' state
+    argv = COMMANDS[name]
+    out, err = io.StringIO(), io.StringIO()
+    code = main([argv[0], "--ledger", ledger, *argv[1:]], out=out, err=err)
+    _assert_one_line_naming_the_ledger(argv[0], code, out, err)
+    assert sorted(os.listdir(tmp_path)) in ([], [".aicost-alerts.db"])  # no export, no spend.html, nothing partial
+
+
+def test_reconcile_says_so_when_the_ledger_is_lost_after_the_bill_was_fetched(ledger, lost_once_opened, monkeypatch):
+    """`aicost reconcile` reads the ledger's rows through a connection of their own, after fetching the bill: refused
+    there, it was psycopg's OperationalError, a traceback."""
+    from tests.admin_api_server import ADMIN_KEY, FakeAdminAPI
+
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    with FakeAdminAPI("openai", [], datetime(2026, 12, 4, 12, tzinfo=timezone.utc)) as fake:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", ledger, "--base-url",
+                     fake.url], out=out, err=err)
+        assert fake.requests  # the bill was fetched: the ledger was lost after
+    _assert_one_line_naming_the_ledger("reconcile", code, out, err)
+
+
+def test_an_export_lost_while_its_rows_stream_leaves_no_file(ledger, pg_server, tmp_path, monkeypatch):
+    """The connection terminated while the export's rows streamed (its first rows already written to the file) was
+    psycopg's OperationalError, a traceback. It is one line, exit status 2, and neither the output nor a part of it
+    is left."""
+    from aicost.ledger import focus
+
+    made = focus.focus_rows
+    lost = []
+
+    def lose_at_the_first_row(row, **kwargs):
+        if not lost:
+            _lose(pg_server, ledger.rsplit("/", 1)[1])
+            lost.append(row)
+        return made(row, **kwargs)
+
+    monkeypatch.setattr(focus, "focus_rows", lose_at_the_first_row)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["export", "--ledger", ledger, *PERIOD, "--output", str(tmp_path / "focus.csv")], out=out, err=err)
+    assert lost
+    _assert_one_line_naming_the_ledger("export", code, out, err)
+    assert os.listdir(tmp_path) == []
 
 
 def _stop_server(url: str) -> None:

@@ -10,7 +10,6 @@ from decimal import Decimal, InvalidOperation
 from typing import TextIO
 
 from ..errors import ConfigurationError
-from ..ledger.store import LedgerUnavailable
 from ..pricing.files import read_config_file, repeated_keys
 from ..pricing.money import format_usd
 from .compare import Tolerances
@@ -65,9 +64,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                            tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
     except (ConfigurationError, ReconcileError) as exc:
         print(f"aicost reconcile: {exc}", file=err)
-        return 2
-    except LedgerUnavailable as exc:  # a PostgreSQL server down: named without its password, as `aicost report`
-        print(f"aicost reconcile: cannot reach the {exc}", file=err)
         return 2
     render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
     out.write(render(result))
