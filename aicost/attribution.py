@@ -125,31 +125,39 @@ def _log_once(key: str, message: str) -> None:
 # Validation (at the call site: a bad value is a bug in the caller's code, say which argument it was)
 
 
-def _check_value(argument: str, value: object) -> str:
+# What an attribution value (and a unit's name and outcome) may be, said in every refusal of one.
+_ACCEPTED_VALUE = f"a non-empty str of at most {_MAX_VALUE_LEN} printable characters"
+
+
+def _check_value(where: str, argument: str, value: object) -> str:
+    """``value`` if it is an acceptable attribution value, else the error naming ``where`` (the public function the
+    application called: one check serves ``aicost.attribute``, ``aicost.feature`` and ``aicost.set_outcome``), the
+    argument and what it accepts."""
     if not isinstance(value, str):
         hint = " (decorators take arguments: @aicost.feature(\"name\"), @aicost.attribute(team=...))" if callable(
             value) else ""
-        raise TypeError(f"aicost.attribute: {argument} must be a str, got {type(value).__name__} ({value!r}){hint}")
+        raise TypeError(f"{where}: {argument} must be a str, got {type(value).__name__} ({value!r}); accepted: "
+                        f"{_ACCEPTED_VALUE}{hint}")
     if not value or not value.strip():
-        raise ValueError(f"aicost.attribute: {argument} must be a non-empty string")
+        raise ValueError(f"{where}: {argument} must be a non-empty string; accepted: {_ACCEPTED_VALUE}")
     if len(value) > _MAX_VALUE_LEN:
-        raise ValueError(f"aicost.attribute: {argument} is longer than {_MAX_VALUE_LEN} characters")
+        raise ValueError(f"{where}: {argument} is longer than {_MAX_VALUE_LEN} characters; accepted: {_ACCEPTED_VALUE}")
     if not value.isprintable():
-        raise ValueError(f"aicost.attribute: {argument} contains control characters")
+        raise ValueError(f"{where}: {argument} contains control characters; accepted: {_ACCEPTED_VALUE}")
     return value
 
 
-def _build_values(fields: Mapping[str, object], tags: Mapping[str, object]) -> dict[str, str]:
+def _build_values(where: str, fields: Mapping[str, object], tags: Mapping[str, object]) -> dict[str, str]:
     """Validated span attributes of one scope (``None`` values mean "not set here": the outer value stays)."""
     values: dict[str, str] = {}
     for name, value in fields.items():
         if value is not None:
-            values[_FIELDS[name]] = _check_value(name, value)
+            values[_FIELDS[name]] = _check_value(where, name, value)
     for name, value in tags.items():
         if not semconv.is_tag_name(name):
-            raise ValueError(f"aicost.attribute: tag name {name!r} is invalid ({semconv.TAG_NAME_RULE})")
+            raise ValueError(f"{where}: tag name {name!r} is invalid ({semconv.TAG_NAME_RULE})")
         if value is not None:
-            values[semconv.AICOST_TAG_PREFIX + name] = _check_value(f"tag {name!r}", value)
+            values[semconv.AICOST_TAG_PREFIX + name] = _check_value(where, f"tag {name!r}", value)
     return values
 
 
@@ -446,7 +454,7 @@ class _ScopeBase:
     # decorator ------------------------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         if not callable(fn):
-            raise TypeError(f"{type(self).__name__} decorates a callable, got {type(fn).__name__}")
+            raise TypeError(f"aicost.{type(self).__name__} decorates a callable, got {type(fn).__name__}")
         if inspect.isasyncgenfunction(fn):
             wrapper = self._wrap_async_generator(fn)
         elif inspect.isgeneratorfunction(fn):
@@ -655,8 +663,20 @@ class attribute(_ScopeBase):
         customer: str | None = None,
         **tags: str,
     ) -> None:
+        self._take(_build_values("aicost.attribute",
+                                 {"team": team, "feature": feature, "user": user, "customer": customer}, tags))
+
+    @classmethod
+    def _of(cls, values: dict[str, str]) -> "attribute":
+        """A scope of values :func:`_build_values` has checked, for the public function that checked them (a
+        ``feature``, whose refusals name it)."""
+        scope = cls.__new__(cls)
+        scope._take(values)
+        return scope
+
+    def _take(self, values: dict[str, str]) -> None:
         super().__init__()
-        self._values = _build_values({"team": team, "feature": feature, "user": user, "customer": customer}, tags)
+        self._values = values
         self._cache: tuple[_Scope, _Scope] | None = None
         self._baggage: tuple[frozenset[str], tuple[tuple[str, str], ...]] | None = None
 
@@ -735,7 +755,7 @@ class UnitOfWork:
         self.attributes: Mapping[str, str] | None = None
 
     def set_outcome(self, outcome: str) -> None:
-        self.outcome = _check_value("outcome", outcome)
+        self.outcome = _check_value("UnitOfWork.set_outcome", "outcome", outcome)
 
     @property
     def calls(self) -> int:
@@ -801,7 +821,7 @@ def current_unit() -> UnitOfWork | None:
 
 def set_outcome(outcome: str) -> None:
     """Record the outcome of the innermost running unit of work (no-op outside one)."""
-    _check_value("outcome", outcome)
+    _check_value("aicost.set_outcome", "outcome", outcome)
     unit = _unit_var.get()
     if unit is not None:
         unit.outcome = outcome
@@ -851,8 +871,9 @@ class feature(_ScopeBase):
         **tags: str,
     ) -> None:
         super().__init__()
-        self.name = _check_value("feature", name)
-        self._attribute = attribute(team=team, feature=name, user=user, customer=customer, **tags)
+        self.name = _check_value("aicost.feature", "name", name)
+        self._attribute = attribute._of(_build_values(
+            "aicost.feature", {"team": team, "feature": name, "user": user, "customer": customer}, tags))
 
     def _start(self) -> UnitOfWork:
         try:

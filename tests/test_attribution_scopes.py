@@ -121,6 +121,38 @@ def test_invalid_feature_and_outcome_fail_at_the_call_site():
         configure_propagation(["team", "email"])
 
 
+ACCEPTED = "accepted: a non-empty str of at most 256 printable characters"
+
+
+def _in_unit(body):
+    with aicost.feature("x") as unit:
+        body(unit)
+
+
+@pytest.mark.parametrize("call, where, error", [
+    (lambda: aicost.set_outcome(3), "aicost.set_outcome: outcome must be a str, got int (3)", TypeError),
+    (lambda: aicost.attribution.set_outcome(""), "aicost.set_outcome: outcome must be a non-empty string", ValueError),
+    (lambda: _in_unit(lambda unit: unit.set_outcome(3)),
+     "UnitOfWork.set_outcome: outcome must be a str, got int (3)", TypeError),
+    (lambda: aicost.feature(3), "aicost.feature: name must be a str, got int (3)", TypeError),
+    (lambda: aicost.feature("x", team=3), "aicost.feature: team must be a str, got int (3)", TypeError),
+    (lambda: aicost.feature("x", customer="a\nb"), "aicost.feature: customer contains control characters", ValueError),
+    (lambda: aicost.feature("x", region=3), "aicost.feature: tag 'region' must be a str, got int (3)", TypeError),
+    (lambda: aicost.feature("x", **{"1bad": "v"}), "aicost.feature: tag name '1bad' is invalid", ValueError),
+    (lambda: aicost.attribute(team=3), "aicost.attribute: team must be a str, got int (3)", TypeError),
+    (lambda: aicost.feature("x")(42), "aicost.feature decorates a callable, got int", TypeError),
+])
+def test_a_refusal_names_the_function_called_and_what_it_accepts(call, where, error):
+    """Each public entry point's refusal names that entry point, not the one the check was first written for
+    (``set_outcome(3)`` said ``aicost.attribute``), and says what the argument accepts."""
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value)
+    assert message.startswith(where), message
+    if "tag name" not in where and "decorates" not in where:
+        assert ACCEPTED in message
+
+
 # ------------------------------------------------------------------------------------------------ decorators
 def test_decorates_sync_function_keeping_result_name_and_exceptions():
     @attribute(team="sync")
