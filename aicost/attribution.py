@@ -342,6 +342,21 @@ class _Activation:
         self.collecting: hooks.collect_calls | None = None
         self.unit_token: contextvars.Token | None = None
 
+    def reset_scope(self) -> bool:
+        """Undo the attribution first: its reset says exactly whether this is the context the activation was made in
+        (a token resets only there). False: it is not (a coroutine closed by the garbage collector in another thread
+        or task), nothing of the activation is set here, and the rest is left alone too (detaching the OpenTelemetry
+        context would log an error for each token)."""
+        token = self.scope_token
+        if token is None:
+            return True
+        self.scope_token = None
+        try:
+            _current.reset(token)
+        except ValueError:
+            return False
+        return True
+
 
 _NOT_STARTED = object()
 
@@ -410,10 +425,31 @@ class _ScopeBase:
             _log_once("deactivate", "aicost: could not leave an attribution scope cleanly")
 
     def _safe_finish(self, state: Any, exc: BaseException | None) -> None:
+        if isinstance(exc, GeneratorExit):
+            self._finish_abandoned(state)
+        else:
+            self._safe_finish_now(state, exc)
+
+    def _safe_finish_now(self, state: Any, exc: BaseException | None) -> None:
         try:
             self._finish(state, exc)
         except Exception:
             _log_once("finish", "aicost: could not finish a unit of work cleanly")
+
+    def _finish_abandoned(self, state: Any) -> None:
+        """End a use whose body was closed while suspended (``GeneratorExit``: a coroutine dropped mid-``await``, a
+        ``with`` block in a frame that was closed). What closes it is often the garbage collector, running in
+        whatever thread dropped the last reference or ran the collection, perhaps holding a lock that ending the unit
+        takes (a span processor's, the ledger's, a listener's): so, as for a use that never started (``_Started``),
+        the ending is handed to aicost's worker thread (:mod:`aicost._gc`), never run here, and nothing here can
+        raise or wait. A fresh ``GeneratorExit``: the ending needs what ended the body, not the frames its traceback
+        holds."""
+        if state is None:  # a use with nothing to end
+            return
+        try:
+            _gc.defer(functools.partial(self._safe_finish_now, state, GeneratorExit()))
+        except Exception:  # never into the closing frame: a finalizer's error has nowhere to go
+            pass
 
     # context manager ------------------------------------------------------------------------------------
     def __enter__(self) -> Any:
@@ -439,8 +475,11 @@ class _ScopeBase:
         if foreign:
             # The context the scope was set in is not this one, and no code can change another context: the
             # entering task or thread keeps the scope (its contextvars) until it ends. The unit still ends here.
-            log_once("attribution:foreign-exit", logging.WARNING, "aicost: an attribution scope was left in another "
-                     "thread or task than the one that entered it; that one keeps the scope until it ends")
+            # Said, unless the frame the block was in is being closed (GeneratorExit: a coroutine the garbage
+            # collector closes where it was dropped): its context goes with it, and a finalizer logs nothing.
+            if not isinstance(exc, GeneratorExit):
+                log_once("attribution:foreign-exit", logging.WARNING, "aicost: an attribution scope was left in "
+                         "another thread or task than the one that entered it; that one keeps the scope until it ends")
         else:
             self._safe_deactivate(state, act)
         self._safe_finish(state, exc)
@@ -540,14 +579,20 @@ class _ScopeBase:
                 to_throw = None
                 try:
                     to_send = yield item
-                except GeneratorExit as exit_:
-                    # Closed early by the consumer: close the inner generator inside the scope.
+                except GeneratorExit:
+                    # Closed early by the consumer, at a yield: close the inner generator inside the scope. The
+                    # consumer stopping (``break``, ``close()``, dropping it) is how a generator ends when it is
+                    # read no further, not a failure: its use ends as one that finished, unless closing the inner
+                    # generator raises.
                     act = scope._safe_activate(state)
                     try:
                         gen.close()
-                    finally:
+                    except BaseException as exc:
                         scope._safe_deactivate(state, act)
-                        scope._safe_finish(state, exit_)
+                        scope._safe_finish(state, exc)
+                        raise
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, None)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -581,13 +626,16 @@ class _ScopeBase:
                 to_throw = None
                 try:
                     to_send = yield item
-                except GeneratorExit as exit_:
+                except GeneratorExit:  # closed by the consumer at a yield: as for a generator, above
                     act = scope._safe_activate(state)
                     try:
                         await agen.aclose()
-                    finally:
+                    except BaseException as exc:
                         scope._safe_deactivate(state, act)
-                        scope._safe_finish(state, exit_)
+                        scope._safe_finish(state, exc)
+                        raise
+                    scope._safe_deactivate(state, act)
+                    scope._safe_finish(state, None)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -712,12 +760,8 @@ class attribute(_ScopeBase):
             act.otel_token = otel_context.attach(ctx)
 
     def _deactivate(self, state: Any, act: _Activation) -> None:
-        try:
-            if act.otel_token is not None:
-                otel_context.detach(act.otel_token)  # type: ignore[arg-type]
-        finally:
-            if act.scope_token is not None:
-                _current.reset(act.scope_token)
+        if act.reset_scope() and act.otel_token is not None:
+            otel_context.detach(act.otel_token)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"aicost.attribute({dict(self._values)!r})"
@@ -733,10 +777,12 @@ _unit_var: contextvars.ContextVar["UnitOfWork | None"] = contextvars.ContextVar(
 class UnitOfWork:
     """A running ``feature`` scope: its live rollup and its outcome.
 
-    The outcome is ``"succeeded"`` when the unit ends normally, ``"failed"`` when it ends with an exception,
-    ``"never_started"`` when its body never ran (what a plain function under ``@feature`` returned, a coroutine or
-    a generator, was dropped without being awaited or iterated: see ``_Started``), unless the application chose a
-    label with :meth:`set_outcome` (e.g. ``"cache_hit"``, ``"refused"``, ``"answer_rejected"``), which always wins.
+    The outcome is ``"succeeded"`` when the unit ends normally (a generator: also when its consumer stops reading it
+    between items), ``"failed"`` when it ends with an exception or did not finish (cancelled, or a coroutine dropped
+    while suspended: ``GeneratorExit``), ``"never_started"`` when its body never ran (what a plain function under
+    ``@feature`` returned, a coroutine or a generator, was dropped without being awaited or iterated: see
+    ``_Started``), unless the application chose a label with :meth:`set_outcome` (e.g. ``"cache_hit"``,
+    ``"refused"``, ``"answer_rejected"``), which always wins.
     """
 
     __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes")
@@ -905,6 +951,8 @@ class feature(_ScopeBase):
             state.attributes = current_attributes()
 
     def _deactivate(self, state: UnitOfWork | None, act: _Activation) -> None:
+        if not act.reset_scope():  # left in another context: nothing of it is set here
+            return
         try:
             if act.span_token is not None:
                 otel_context.detach(act.span_token)  # type: ignore[arg-type]
@@ -923,7 +971,10 @@ class feature(_ScopeBase):
     def _finish(self, state: UnitOfWork | None, exc: BaseException | None) -> None:
         if state is None:
             return
-        failed = exc is not None and not isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration))
+        # A body closed while suspended (GeneratorExit: dropped mid-await, see _finish_abandoned) did not finish,
+        # as one cancelled (CancelledError) did not: both failed. A consumer closing a generator between items is
+        # not this: its wrapper ends the use with no exception.
+        failed = exc is not None and not isinstance(exc, (StopIteration, StopAsyncIteration))
         if state.outcome is None:
             state.outcome = (semconv.AICOST_OUTCOME_SUCCEEDED if not failed
                              else semconv.AICOST_OUTCOME_NEVER_STARTED if isinstance(exc, NeverStarted)

@@ -148,7 +148,7 @@ METRIC_CACHE_SIMILARITY = "aicost.cache.similarity"  # histogram of served simil
 AICOST_UNIT_SPAN_NAME_FORMAT = "aicost.feature {name}"
 AICOST_OUTCOME = "aicost.outcome"  # succeeded | failed | never_started | a label the application chose
 AICOST_OUTCOME_SUCCEEDED = "succeeded"
-AICOST_OUTCOME_FAILED = "failed"
+AICOST_OUTCOME_FAILED = "failed"  # ended by an exception, or did not finish (cancelled, dropped mid-await)
 # What a plain function under @feature returned to run its body later (a coroutine, a generator) was dropped unrun.
 AICOST_OUTCOME_NEVER_STARTED = "never_started"
 AICOST_ROLLUP_PREFIX = "aicost.rollup."

@@ -457,6 +457,161 @@ def test_a_unit_nobody_started_is_ended_on_the_worker_not_where_it_was_dropped(s
     assert heard == [("answer", "never_started", True, "aicost-gc-finish")]
 
 
+def _run_until_suspended(coro):
+    """Start ``coro`` in a context of its own, as a task would, and leave it suspended in its first ``await``."""
+    import contextvars
+
+    try:
+        contextvars.copy_context().run(coro.send, None)
+    except StopIteration:
+        raise AssertionError("the coroutine finished: it was to be left suspended")
+
+
+class _Forever:
+    """An awaitable that suspends the coroutine awaiting it, and that nothing resumes."""
+
+    def __await__(self):
+        yield
+
+
+def test_a_coroutine_dropped_while_suspended_did_not_succeed(spans, runs_metric, caplog):
+    """A ``@feature`` coroutine started, suspended in an ``await`` and then dropped (a task nobody resumes, its loop
+    gone) is closed by the garbage collector with ``GeneratorExit``, in whatever thread dropped it, perhaps under a
+    lock. Its body never finished: its unit ends ``failed`` (``error.type`` ``GeneratorExit``, status ERROR, the
+    calls it made before), as a cancelled one does, never ``succeeded``; on aicost's worker, not in the finalizer;
+    and the finalizer logs nothing (its context is not the one the coroutine ran in: nothing there to undo)."""
+    import logging
+    import threading
+    import time
+
+    from opentelemetry.trace import StatusCode
+
+    from aicost import _gc, hooks
+
+    _gc.install()
+    lock = threading.Lock()
+    heard = []
+
+    def listener(event):
+        if isinstance(event, hooks.UnitFinished):
+            got = lock.acquire(timeout=2)  # ended inside the finalizer below, under the lock: never
+            heard.append((event.name, event.outcome, got, threading.current_thread().name))
+            if got:
+                lock.release()
+
+    @feature("answer", team="support")
+    async def answer():
+        call(cost="0.5")
+        await _Forever()
+        call(cost="9")  # never reached
+
+    coro = answer()
+    _run_until_suspended(coro)
+    assert current_unit() is None  # (it ran in a context of its own)
+
+    def drop():
+        nonlocal coro
+        with lock:
+            coro = None  # the last reference: closed here, in this thread, under the lock
+
+    hooks.add_event_listener(listener)
+    caplog.set_level(logging.DEBUG)
+    try:
+        dropper = threading.Thread(target=drop, name="dropper")
+        dropper.start()
+        dropper.join()
+        deadline = time.monotonic() + 10
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hooks.remove_event_listener(listener)
+    assert heard == [("answer", "failed", True, "aicost-gc-finish")]
+    (span,) = spans()
+    a = span.attributes
+    assert a[semconv.AICOST_OUTCOME] == "failed"
+    assert a[semconv.ERROR_TYPE] == "GeneratorExit"
+    assert span.status.status_code is StatusCode.ERROR
+    assert a[R + "calls"] == 1 and a[R + "cost.total_usd"] == "0.5"
+    assert a[semconv.AICOST_TEAM] == "support"
+    assert {dict(k)[semconv.AICOST_OUTCOME]: n for k, n in runs_metric().items()} == {"failed": 1}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert current_unit() is None and now_attributes() == {}
+
+
+def now_attributes():
+    from aicost.attribution import current_attributes
+
+    return dict(current_attributes())
+
+
+def test_a_task_left_pending_on_a_loop_that_is_gone_did_not_succeed(spans):
+    """The same through asyncio: a task suspended in an ``await`` nothing will resolve, its loop closed, is closed by
+    the cyclic collector when it goes: ``failed``, with the calls it made before it was suspended."""
+    from aicost import _gc
+
+    @feature("pending")
+    async def pending(never):
+        call(cost="0.25")
+        await never
+
+    loop = asyncio.new_event_loop()
+    try:
+        never = loop.create_future()
+        task = loop.create_task(pending(never))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert not task.done()
+    finally:
+        loop.close()
+    del task, never
+    gc.collect()
+    _gc.drain()
+    (span,) = spans()
+    a = span.attributes
+    assert (a[semconv.AICOST_OUTCOME], a[semconv.ERROR_TYPE], a[R + "cost.total_usd"]) == (
+        "failed", "GeneratorExit", "0.25")
+
+
+async def test_a_generator_its_consumer_stops_reading_ended_as_the_consumer_chose(spans):
+    """A consumer that stops reading a generator between items (``break``, ``close()``, ``aclose()``, dropping it)
+    is how a generator ends when no more is wanted, not a failure of its unit: ``succeeded``, and ended there and
+    then, as before. The generator may say otherwise with ``set_outcome`` as it is closed."""
+
+    @feature("sync")
+    def sync_items():
+        for i in range(10):
+            call(cost="0.5")
+            yield i
+
+    @feature("async")
+    async def async_items():
+        for i in range(10):
+            call(cost="0.25")
+            yield i
+
+    @feature("labelled")
+    async def labelled():
+        try:
+            yield 1
+            yield 2
+        except GeneratorExit:
+            set_outcome("client_left")
+            raise
+
+    for i in sync_items():
+        if i == 1:
+            break
+    agen = async_items()
+    assert await agen.__anext__() == 0
+    await agen.aclose()
+    agen = labelled()
+    await agen.__anext__()
+    await agen.aclose()
+    by_name = {s.name.removeprefix("aicost.feature "): s.attributes for s in spans()}
+    assert {name: (a[semconv.AICOST_OUTCOME], a[R + "cost.total_usd"]) for name, a in by_name.items()} == {
+        "sync": ("succeeded", "1"), "async": ("succeeded", "0.25"), "labelled": ("client_left", "0")}
+    assert all(semconv.ERROR_TYPE not in a for a in by_name.values())
+
+
 def test_thread_pool_work_inside_a_unit_rolls_up_with_wrap(spans):
     from concurrent.futures import ThreadPoolExecutor
 
