@@ -14,13 +14,14 @@ Rules this module keeps, whatever the vendor:
 from __future__ import annotations
 
 import contextvars
+import difflib
 import inspect
 import os
 import sys
 import time
 import types
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -134,6 +135,10 @@ def instrument(
             watch_integration(cls)
 
 
+# instrument()'s arguments by name: its signature is the one list of them.
+ARGUMENTS = frozenset(inspect.signature(instrument).parameters)
+
+
 def _read_pools(table: Any) -> tuple[dict[str, Any], list[Exception]]:
     from .pools.config import check_pools  # a feature, imported only when a price file declares pools
 
@@ -175,6 +180,26 @@ def _check_arguments(tracer_provider: Any, meter_provider: Any, capture_content:
     if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
         refuse("meter_provider", meter_provider, "an OpenTelemetry MeterProvider (with get_meter()) or None "
                                                  "(the global provider)")
+
+
+# How alike (difflib's ratio) a keyword instrument() does not take must be to one it does to be a misspelling of it:
+# 'ledgr', 'price_fle', 'capture_contents', 'tracer_provdier' are; 'logger_provider', 'ledger_url' are not.
+_NEAR_MISS = 0.8
+
+
+def misspelt_arguments(names: Iterable[str], where: str, also_accepted: str = "") -> list[str]:
+    """Check keywords given for :func:`instrument` by something that takes keywords of its own as well (the
+    OpenTelemetry instrumentor): one that is a near miss of an argument of instrument()'s (``ledgr=``) raises
+    :class:`ConfigurationError` naming it, the argument meant and every one accepted (``also_accepted`` says the
+    caller's own); the others that are not instrument()'s are returned, for the caller to leave to their owner."""
+    unknown = [name for name in names if name not in ARGUMENTS]
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(ARGUMENTS), n=1, cutoff=_NEAR_MISS)
+        if close:
+            raise ConfigurationError(f"{where}({name}=...): unknown argument {name!r}, did you mean {close[0]!r}? "
+                                     f"Accepted: aicost.instrument()'s {', '.join(sorted(ARGUMENTS))}"
+                                     f"{'; ' + also_accepted if also_accepted else ''}")
+    return unknown
 
 
 def _configure_ledger(ledger: str | os.PathLike[str] | bool | None) -> None:

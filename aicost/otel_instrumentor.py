@@ -1,18 +1,19 @@
 """``opentelemetry-instrument python app.py`` support: the ``opentelemetry_instrumentor`` entry point.
 
 OpenTelemetry's auto-instrumentation loads every installed instrumentor through that entry point group and calls
-``instrument(tracer_provider=..., meter_provider=...)``. aicost then behaves exactly as after
-``aicost.instrument()`` with the providers the auto-instrumentation configured from the standard ``OTEL_*``
-environment variables, and any other argument of ``aicost.instrument()`` given here. ``opentelemetry-instrumentation``
-is not a dependency of aicost: without it this module still imports, and the class offers the same two methods.
+``instrument(skip_dep_check=True)`` on it (a distro may add keywords of its own). aicost then behaves exactly as
+after ``aicost.instrument()``, with the global providers the auto-instrumentation configured from the standard
+``OTEL_*`` environment variables; called in code, ``AicostInstrumentor().instrument(...)`` takes every argument of
+``aicost.instrument()`` too. ``opentelemetry-instrumentation`` is not a dependency of aicost: without it this module
+still imports, and the class offers the same two methods.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Collection
 
-from .instrumentation import instrument, is_instrumented, uninstrument
+from ._log import warn_once
+from .instrumentation import instrument, is_instrumented, misspelt_arguments, uninstrument
 
 try:  # pragma: no branch
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor as _Base
@@ -24,8 +25,13 @@ except ImportError:  # opentelemetry-instrumentation not installed: a minimal st
         def uninstrument(self, **kwargs: Any) -> None:
             self._uninstrument(**kwargs)
 
-# What ``instrument()`` accepts; OpenTelemetry's own keywords (``skip_dep_check``...) are not aicost's.
-_ARGUMENTS = frozenset(inspect.signature(instrument).parameters)
+# OpenTelemetry's own keywords, not aicost's: those ``BaseInstrumentor.instrument()`` reads (the auto-instrumentation
+# passes ``skip_dep_check=True`` to every instrumentor; they reach ``_instrument`` when aicost is instrumented
+# already, see ``instrument`` below), and the providers of the signals aicost does not emit, which instrumentors take
+# as they take ``tracer_provider`` and ``meter_provider`` (those two are aicost's arguments as well).
+OPENTELEMETRY_KEYWORDS = frozenset({"skip_dep_check", "raise_exception_on_conflict", "logger_provider",
+                                    "event_logger_provider"})
+_WHERE = "AicostInstrumentor().instrument"
 
 
 class AicostInstrumentor(_Base):  # type: ignore[misc, valid-type]
@@ -53,7 +59,17 @@ class AicostInstrumentor(_Base):  # type: ignore[misc, valid-type]
         return super().instrument(**kwargs)
 
     def _instrument(self, **kwargs: Any) -> None:
-        instrument(**{k: v for k, v in kwargs.items() if k in _ARGUMENTS})
+        """aicost's arguments go to ``aicost.instrument()``, which checks them; OpenTelemetry's own are not aicost's.
+        A misspelling of one of aicost's (``ledgr=``) raises ``ConfigurationError`` naming it and the accepted ones:
+        dropped, it would leave the ledger off with no word said. Any other keyword is a distro's, passed to every
+        instrumentor (contrib instrumentors ignore what they do not take): refusing it would stop the
+        auto-instrumentation of every instrumentor after aicost, so it is left, and said once."""
+        given = [name for name in kwargs if name not in OPENTELEMETRY_KEYWORDS]
+        others = misspelt_arguments(given, _WHERE, f"OpenTelemetry's {', '.join(sorted(OPENTELEMETRY_KEYWORDS))}")
+        if others:
+            warn_once(f"otel-instrumentor:ignored:{','.join(sorted(others))}", "aicost: %s ignored %s: neither "
+                      "aicost.instrument()'s arguments nor OpenTelemetry's own", _WHERE, ", ".join(sorted(others)))
+        instrument(**{name: kwargs[name] for name in given if name not in others})
 
     def _uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

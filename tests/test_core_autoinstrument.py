@@ -85,6 +85,64 @@ def test_the_instrumentor_takes_its_arguments_when_aicost_is_instrumented_alread
         aicost.uninstrument()
 
 
+@pytest.mark.parametrize("instrumented_before", [False, True])
+@pytest.mark.parametrize("keyword, meant", [("ledgr", "ledger"), ("price_fle", "price_file"),
+                                            ("capture_contents", "capture_content"),
+                                            ("tracer_provdier", "tracer_provider")])
+def test_the_instrumentor_refuses_a_misspelt_aicost_argument(tracer_provider, keyword, meant, instrumented_before):
+    """``AicostInstrumentor().instrument(ledgr=...)`` was accepted and the argument dropped: no ledger, no word said.
+    A near miss of one of ``aicost.instrument()``'s arguments is refused, naming it, the argument meant and every
+    one accepted, before anything is changed, whether or not aicost is instrumented already."""
+    from aicost.errors import ConfigurationError
+    from aicost.otel_instrumentor import AicostInstrumentor
+
+    if instrumented_before:
+        aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            AicostInstrumentor().instrument(tracer_provider=tracer_provider, **{keyword: "x"})
+        assert aicost.is_instrumented() is instrumented_before
+    finally:
+        aicost.uninstrument()
+    message = str(refused.value)
+    assert f"unknown argument {keyword!r}, did you mean {meant!r}?" in message
+    assert ("aicost.instrument()'s capture_content, ledger, meter_provider, price_file, stream_usage, tracer_provider; "
+            "OpenTelemetry's event_logger_provider, logger_provider, raise_exception_on_conflict, skip_dep_check"
+            in message), message
+
+
+@pytest.mark.parametrize("instrumented_before", [False, True])
+def test_opentelemetry_keywords_and_a_distros_own_still_work(tracer_provider, caplog, instrumented_before):
+    """What OpenTelemetry passes is not aicost's and is not refused: the keywords ``BaseInstrumentor.instrument()``
+    reads (the auto-instrumentation's loader passes ``skip_dep_check=True``, through the distro, as done here) and
+    the log providers instrumentors take. A keyword a distro adds for every instrumentor, neither aicost's nor a near
+    miss of one, is left to it (refused, it would stop the auto-instrumentation of every instrumentor after aicost),
+    and said once."""
+    import logging
+
+    from opentelemetry.instrumentation.distro import DefaultDistro
+
+    from aicost.instrumentation import config
+
+    (entry_point,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "aicost"]
+    distros_own = f"sampling_hint_{instrumented_before}".lower()  # a name of its own: each is said once a process
+    if instrumented_before:
+        aicost.instrument(tracer_provider=tracer_provider)
+    caplog.set_level(logging.WARNING, logger="aicost")
+    try:
+        DefaultDistro().load_instrumentor(entry_point, skip_dep_check=True)
+        assert aicost.is_instrumented()
+        entry_point.load()().instrument(skip_dep_check=True, raise_exception_on_conflict=True, logger_provider=None,
+                                        event_logger_provider=None, tracer_provider=tracer_provider,
+                                        stream_usage="never", **{distros_own: "x"})
+        assert aicost.is_instrumented() and config.stream_usage == "never"
+    finally:
+        aicost.uninstrument()
+    warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert warned == [f"aicost: AicostInstrumentor().instrument ignored {distros_own}: neither aicost.instrument()'s "
+                      "arguments nor OpenTelemetry's own"]
+
+
 def test_opentelemetry_instrument_emits_costed_spans(tmp_path):
     launcher = Path(sys.executable).with_name("opentelemetry-instrument")
     if not launcher.exists():
