@@ -41,6 +41,11 @@ class Usage:
     cache_read_audio_tokens: int = 0
     input_characters: int = 0
     web_search_requests: int = 0
+    # Hosted tools the vendor ran for the call and bills per call or per session beyond its tokens, at rates aicost
+    # does not list (OpenAI Responses ``file_search``, ``code_interpreter``): their names. Web search is counted in
+    # ``web_search_requests`` and priced. The price of a call that ran one is unknown, naming them
+    # (``ModelPrice.cost``): its tokens alone would look exact and be low.
+    hosted_tools: tuple[str, ...] = ()
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
     # ``stream_options.include_usage``). Spans say so; cost from estimated counts is an estimate too.
     estimated: bool = False
@@ -85,7 +90,8 @@ class Usage:
         invalid = self.invalid or other.invalid
         if invalid is None and (values["input_tokens"] > MAX_COUNT or values["output_tokens"] > MAX_COUNT):
             invalid = _ABOVE_MAX
-        return Usage(**values, estimated=self.estimated or other.estimated, invalid=invalid)
+        tools = self.hosted_tools + tuple(t for t in other.hosted_tools if t not in self.hosted_tools)
+        return Usage(**values, hosted_tools=tools, estimated=self.estimated or other.estimated, invalid=invalid)
 
     def subset_problem(self) -> str | None:
         """Which subset is larger than its total, if one is (see the module docstring for the subsets)."""
@@ -150,7 +156,7 @@ class Usage:
             raise ValueError(problem)
 
 
-_COUNTS = tuple(f.name for f in fields(Usage) if f.name not in ("estimated", "invalid"))
+_COUNTS = tuple(f.name for f in fields(Usage) if f.name not in ("hosted_tools", "estimated", "invalid"))
 
 # The largest count aicost accepts from a vendor. Past 2**53 a JSON number no longer holds every integer (1e308
 # parses, as a float), and no call consumes that many tokens: such a count is garbage, not usage. It also keeps

@@ -35,6 +35,7 @@ from vendor_server import (
     openai_chat_stream_reply,
     openai_client,
     openai_error_reply,
+    openai_responses_reply,
 )
 
 MSG = [{"role": "user", "content": "What is the capital of France?"}]
@@ -938,6 +939,32 @@ def test_web_search_preview_is_priced_per_call_from_the_request_tools(instrument
     assert a[s.AICOST_USAGE_WEB_SEARCH_REQUESTS] == 1
     tokens = (Decimal(a[s.GEN_AI_USAGE_INPUT_TOKENS]) * 2 + Decimal(a[s.GEN_AI_USAGE_OUTPUT_TOKENS]) * 8) / 10**6
     assert Decimal(a[s.AICOST_COST_TOTAL]) == tokens + Decimal("0.025")  # gpt-4.1: $2 in, $8 out per MTok
+
+
+FILE_SEARCH_CALL = {"id": "fs_1", "type": "file_search_call", "status": "completed", "queries": ["refund policy"],
+                    "results": None}
+CODE_INTERPRETER_CALL = {"id": "ci_1", "type": "code_interpreter_call", "status": "completed", "code": "print(1)",
+                         "container_id": "cntr_1", "outputs": []}
+
+
+@pytest.mark.parametrize("items, named", [
+    ([FILE_SEARCH_CALL], "file_search"),
+    ([CODE_INTERPRETER_CALL, FILE_SEARCH_CALL], "code_interpreter, file_search"),
+])
+def test_hosted_tools_billed_per_call_without_a_rate_make_the_cost_unknown(instrumented, replay_server,
+                                                                          openai_client, items, named):
+    """OpenAI bills file search per call and code interpreter per container session, beyond tokens, at rates
+    aicost does not list: such a call's cost is unknown, naming them, never its tokens alone marked exact."""
+    replay_server.enqueue(openai_responses_reply("gpt-4.1-2025-04-14", input_tokens=1000, output_tokens=100,
+                                                 tool_items=items))
+    result = openai_client.responses.create(model="gpt-4.1", input="What is the refund policy?",
+                                            tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    assert result.output[0].type == items[0]["type"]
+    [a] = [attrs(x) for x in instrumented.spans() if s.AICOST_PRICE_KNOWN in attrs(x)]
+    assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 100
+    assert a[s.AICOST_PRICE_KNOWN] is False
+    assert s.AICOST_COST_TOTAL not in a and s.GEN_AI_USAGE_COST not in a  # never $0, never the tokens alone
+    assert f"hosted tools billed per call or session ({named})" in a[s.AICOST_PRICE_UNKNOWN_REASON]
 
 
 def test_price_file_is_validated_at_configure_time(tmp_path, replay_server, tracer_provider, span_exporter):

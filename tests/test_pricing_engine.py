@@ -225,6 +225,20 @@ def test_web_searches_at_a_model_with_no_web_search_rate_are_unknown_not_free():
     assert price_call("openai", "omni-moderation-latest", Usage(web_search_requests=1)).known is False
 
 
+def test_hosted_tools_billed_per_call_without_a_rate_make_the_cost_unknown():
+    """File search and code interpreter are billed per call / session at rates no price lists: a call that ran one
+    is cost-unknown, naming them, whatever its token rates (a summed call keeps them), never its tokens alone."""
+    usage = Usage(input_tokens=1_000, output_tokens=100, hosted_tools=("file_search",))
+    cost = price_call("openai", "gpt-4.1", usage)
+    assert (cost.known, cost.total, cost.parts) == (False, None, {})
+    assert "(file_search) on openai" in cost.unknown_reason
+    engine.set_price("acme-tools", input="1", output="1", web_search="10")
+    assert price_call("acme", "acme-tools", usage).known is False
+    both = usage + Usage(output_tokens=1, hosted_tools=("code_interpreter", "file_search"))
+    assert both.hosted_tools == ("file_search", "code_interpreter") and both.output_tokens == 101
+    assert price_call("openai", "gpt-4.1", Usage(input_tokens=1_000, output_tokens=100)).known
+
+
 def test_per_request_fee_from_override():
     engine.set_price("router-model", input="1", output="2", request="5")  # $5 per 1,000 requests
     cost = price_call("openai", "router-model", Usage(input_tokens=1_000, output_tokens=1_000))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -261,8 +261,11 @@ def _response_object(model: str, status: str, n_tokens: int, input_tokens: int, 
 
 
 def openai_responses_reply(model: str = "gpt-4.1-nano-2025-04-14", *, output_tokens: int = 2,
-                           input_tokens: int = 9) -> Reply:
-    return Reply.json(_response_object(model, "completed", output_tokens, input_tokens, "Hello there"))
+                           input_tokens: int = 9, tool_items: Sequence[dict[str, Any]] = ()) -> Reply:
+    """A completed Responses API object; ``tool_items``: output items of hosted tool calls, before the message."""
+    body = _response_object(model, "completed", output_tokens, input_tokens, "Hello there")
+    body["output"] = [*tool_items, *body["output"]]
+    return Reply.json(body)
 
 
 def openai_responses_stream_reply(n_chunks: int = 200, model: str = "gpt-4.1-nano-2025-04-14", *,

@@ -151,19 +151,28 @@ def read_usage(u: Any, output_required: bool = True) -> Usage | None:
     return usage.checked()
 
 
+# Responses output items of hosted tools OpenAI bills per call or per container session beyond tokens, at rates
+# aicost does not list -> the tool's name (``Usage.hosted_tools``: such a call's price is unknown, not its tokens').
+# Web search is priced (``web_search_requests``); image generation and MCP are billed as tokens.
+_PER_CALL_TOOL_ITEMS = {"file_search_call": "file_search", "code_interpreter_call": "code_interpreter"}
+
+
 def read_tool_usage(response: Any, usage: Usage | None) -> None:
-    """Responses API hosted tools billed per request (web search)."""
+    """Responses API hosted tools billed per request: web search (priced), and those aicost has no rates for."""
     if usage is None:
         return
+    output = getattr(response, "output", None)
+    kinds = [getattr(item, "type", None) for item in (output if isinstance(output, list) else ())]
     tool_usage = field(response, "tool_usage")
     web = field(tool_usage, "web_search") if tool_usage is not None else None
     if web is not None:
         usage.web_search_requests = read_count(usage, field(web, "num_requests"), "web_search.num_requests")
     else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
-        output = getattr(response, "output", None)
-        usage.web_search_requests = sum(
-            1 for item in (output if isinstance(output, list) else ()) if getattr(item, "type", None) == "web_search_call"
-        )
+        usage.web_search_requests = kinds.count("web_search_call")
+    tools = tuple(dict.fromkeys(_PER_CALL_TOOL_ITEMS[kind] for kind in kinds
+                                if isinstance(kind, str) and kind in _PER_CALL_TOOL_ITEMS))
+    if tools:
+        usage.hosted_tools = tools
 
 
 def image_usage(u: Any) -> Usage | None:

@@ -473,6 +473,8 @@ class ModelPrice:
                 parts["web_search"] = value = mul(search, usage.web_search_requests)
                 total = add(total, value)
                 plain = False
+        if usage.hosted_tools:
+            return self._unpriced_tools(usage)
         if band.request and per_request:
             parts["request"] = band.request
             total = add(total, band.request)
@@ -499,6 +501,16 @@ class ModelPrice:
                   "(a price override with that rate prices them)")
         log_once("pricing:rate:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not "
                  "priced at $0", reason)
+        return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
+
+    def _unpriced_tools(self, usage: Usage) -> Cost:
+        """The cost of a call that ran hosted tools billed per call or session (``Usage.hosted_tools``), which no
+        price lists a rate for: unknown, naming them, never its tokens alone as if they were all it cost."""
+        tools = ", ".join(usage.hosted_tools)
+        where = f" on {self.provider}" if self.provider else ""
+        reason = (f"the call ran hosted tools billed per call or session ({tools}){where}, which aicost has no "
+                  "rates for, so its cost is more than its tokens and cannot be priced")
+        log_once("pricing:tools:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown", reason)
         return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal | None:
