@@ -985,6 +985,7 @@ class feature(_ScopeBase):
             if span is not None and span.is_recording():
                 span.set_attributes(attrs)
                 span.set_attribute(semconv.AICOST_OUTCOME, state.outcome)
+                span.set_attribute(semconv.AICOST_RUN_ID, state.run_id)  # what its calls carry: one join key
                 span.set_attributes(state.rollup_attributes())
                 if failed:
                     span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)

@@ -510,6 +510,8 @@ class _Call:
         telemetry.request_attributes(attrs, self.endpoint.key, self.request, tier_keys)
         if self.attribution:
             attrs.update(self.attribution)
+        if self.run_id is not None:  # the run the call belongs to, for a ledger fed from exported spans
+            attrs[s.AICOST_RUN_ID] = self.run_id
         if info.span_attributes:
             attrs.update(info.span_attributes)
         if not self.endpoint.billable:

@@ -163,6 +163,10 @@ AICOST_ROLLUP_CACHE_READ_TOKENS = "aicost.rollup.usage.cache_read.input_tokens"
 AICOST_ROLLUP_CACHE_WRITE_TOKENS = "aicost.rollup.usage.cache_write.input_tokens"
 AICOST_ROLLUP_REASONING_TOKENS = "aicost.rollup.usage.reasoning.output_tokens"
 AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
+# The run a span belongs to (``aicost.attribution.current_run_id()``: the unit's span id, 16 hex digits, random
+# without a span): on the unit's own span, and on each call and cache hit inside it, so a ledger fed from exported
+# spans joins a call to its run by this value, whatever spans lie between them or whichever batch brings the unit.
+AICOST_RUN_ID = "aicost.run.id"
 METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team
 # The cost counter again, as integer nano-USD: sums across series are exact in float64 backends (Prometheus).
 METRIC_COST_NANO_USD = "aicost.cost.nano_usd"

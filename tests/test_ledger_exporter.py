@@ -197,3 +197,51 @@ def test_a_feature_run_whose_call_count_the_ledger_cannot_hold_is_unreadable(cal
         rows_from_span(_feature_span(calls))
     (run,) = rows_from_span(_feature_span(2 ** 40))
     assert run.calls == 2 ** 40
+
+
+def test_a_span_without_a_run_id_has_a_run_only_if_it_names_a_feature(tmp_path, spill_dir):
+    """Spans without aicost.run.id (docs/ledger.md): one that names no feature ran in none, whatever its parent; one
+    that names a feature, as an aicost before the attribute wrote every call, is walked through its batch, and keeps
+    the parent the batch does not hold (its feature, when the feature ended after it). The walk filed a call in no
+    feature under the HTTP request span it ran in, exported in another batch, as its run."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    priced = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
+              semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_COST_TOTAL: "0.25"}
+
+    def call(**attributes) -> str:
+        span = tracer.start_span("chat gpt-4o", attributes={**priced, **attributes})
+        span.end()
+        return format(span.get_span_context().span_id, "016x")
+
+    with tracer.start_as_current_span("GET /answer"):
+        with tracer.start_as_current_span("GET /inner"):
+            in_no_feature = call()  # under a request span exported in an earlier batch
+        with tracer.start_as_current_span("aicost.feature summarise", attributes={
+                semconv.AICOST_OUTCOME: "succeeded", semconv.AICOST_FEATURE: "summarise"}) as feature:
+            older = call(**{semconv.AICOST_FEATURE: "summarise"})  # an older aicost's call: its parent, the feature
+            with tracer.start_as_current_span("aicost.cache answer"):
+                older_cached = call(**{semconv.AICOST_FEATURE: "summarise"})  # walked up through the cache span
+    first, inner, second, third, *rest = memory.get_finished_spans()
+    assert (inner.name, [span.name for span in rest]) == (
+        "GET /inner", ["aicost.cache answer", "aicost.feature summarise", "GET /answer"])
+    run_id = format(feature.get_span_context().span_id, "016x")
+    stats, url = _exported(tmp_path, [inner], [first, second], [third, *rest])
+    assert stats["written"] == 3 and "dropped_unreadable" not in stats, stats
+    with open_store(url, create=False) as store:
+        rows = list(store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    assert {row.span_id: row.run_id for row in rows} == {in_no_feature: None, older: run_id, older_cached: run_id}
+
+
+@pytest.mark.parametrize("run_id", ["", "00f067aa0ba902b", "00F067AA0BA902B7", "00f067aa0ba902b7\n", 12, True])
+def test_a_run_id_that_is_no_span_id_makes_the_span_unreadable(run_id, tmp_path, spill_dir):
+    """aicost.run.id is 16 lowercase hex digits, as aicost writes a span id: anything else is not a run any feature
+    span names, and the span cannot be read (counted); the row it would have made was filed under that value."""
+    spans = _spans(({semconv.AICOST_RUN_ID: run_id}, None), ({semconv.AICOST_RUN_ID: "00f067aa0ba902b7"}, None))
+    stats, url = _exported(tmp_path, spans)
+    assert stats.get("written") == 1 and stats["dropped_unreadable"] == 1, stats
+    with open_store(url, create=False) as store:
+        (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    assert row.run_id == "00f067aa0ba902b7"

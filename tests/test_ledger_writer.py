@@ -27,7 +27,7 @@ from aicost.ledger.writer import LedgerWriter
 
 from ledger_helpers import fresh_pg_database
 from servers import OutageProxy
-from vendor_server import anthropic_message_reply, openai_chat_reply
+from vendor_server import anthropic_message_reply, openai_chat_reply, openai_chat_stream_reply
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 NOW = datetime.now(timezone.utc)
@@ -377,6 +377,69 @@ def test_span_exporter_turns_refusals_and_cache_hits_into_the_same_rows_as_the_h
         ta = totals(a, *WINDOW)
         assert ta == totals(b, *WINDOW)
     assert (ta.cache_hits, ta.refusals, ta.stopped_cost) == (1, 1, refused.value.requested_usd)
+
+
+def test_calls_and_cache_hits_inside_a_feature_carry_its_run_id(instrumented, ledger_url, spill_dir, openai_client,
+                                                                 replay_server):
+    """The run a call (and a cache hit) belongs to is on its span, as aicost.run.id: the run id the in-process
+    ledger files it under, which is the feature span's own id and its aicost.run.id too. A call in no feature
+    carries none. A ledger fed from exported spans needs no walk from the call to its feature."""
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
+    replay_server.enqueue(openai_chat_reply(), openai_chat_reply())
+
+    @aicost.cache(prompt="messages", ignore=["client"])
+    def ask(client, *, model, messages):
+        return client.chat.completions.create(model=model, messages=messages)
+
+    with aicost.feature("answer", team="search") as unit:
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)
+        ask(openai_client, model="gpt-4o-mini", messages=MESSAGES)  # a hit: no request
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # in no feature
+    assert ledger_writer.active().flush()
+    spans = instrumented.spans()
+    (feature,) = [s for s in spans if s.name == "aicost.feature answer"]
+    (in_feature, outside) = [s for s in spans if semconv.AICOST_PRICE_KNOWN in s.attributes]
+    (hit,) = [s for s in spans if s.attributes.get(semconv.AICOST_CACHE_HIT)]
+    run_id = format(feature.get_span_context().span_id, "016x")
+    assert unit.run_id == run_id
+    assert in_feature.attributes[semconv.AICOST_RUN_ID] == hit.attributes[semconv.AICOST_RUN_ID] == run_id
+    assert feature.attributes[semconv.AICOST_RUN_ID] == run_id
+    assert semconv.AICOST_RUN_ID not in outside.attributes
+    assert {r.kind: r.run_id for r in _rows(ledger_url) if r.run_id is not None} == {CALL: run_id, CACHE_HIT: run_id}
+
+
+def test_span_exporter_takes_a_calls_run_from_the_call_whichever_batches_bring_its_ancestors(
+        instrumented, tmp_path, spill_dir, openai_client, replay_server):
+    """A stream started under an HTTP request span and read after it ended: the call's parent is that request span,
+    exported in an earlier batch, and the feature span ends last, in a later batch (a run longer than the
+    BatchSpanProcessor's delay). The walk from the call's parent stopped at the request span, which the batch did
+    not hold, and filed the call under it as its run. The call carries its run: the row has the feature run's id
+    and, once the run is stored, its outcome: the rows the in-process ledger writes."""
+    hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=hooks_url)
+    replay_server.enqueue(openai_chat_stream_reply(5))
+    tracer = instrumented.tracer_provider.get_tracer("app")
+    with aicost.feature("answer", team="search") as unit:
+        with tracer.start_as_current_span("GET /answer"):
+            stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        for _ in stream:  # read after the request span ended: the call span ends after it
+            pass
+        unit.set_outcome("answered")
+    assert ledger_writer.active().flush()
+    request, call, feature = instrumented.spans()
+    assert (request.name, feature.name) == ("GET /answer", "aicost.feature answer")
+    assert call.parent.span_id == request.get_span_context().span_id
+    exporter = LedgerSpanExporter(spans_url)  # as a central process would receive the spans over OTLP
+    for batch in ([request], [call], [feature]):  # each in its own batch, in the order they ended
+        exporter.export(batch)
+        assert exporter.force_flush()
+    exporter.shutdown()
+    (row,) = _rows(spans_url)
+    assert (row.run_id, row.outcome) == (unit.run_id, "answered")
+    assert unit.run_id == format(feature.get_span_context().span_id, "016x")
+    fields = ("span_id", "kind", "cost", "team", "feature", "run_id", "outcome")
+    assert [tuple(getattr(r, f) for f in fields) for r in _rows(hooks_url)] == [tuple(getattr(row, f) for f in fields)]
 
 
 def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():

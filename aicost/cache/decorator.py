@@ -324,13 +324,18 @@ def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lo
             from ..attribution import current_attributes, current_run_id
 
             attribution = current_attributes()
-            if span is not None and attribution:
-                # Who the saving belongs to, on the span itself: a ledger fed from exported spans needs it.
-                span.set_attributes(attribution)
+            run_id = current_run_id()
+            if span is not None:
+                # Who the saving belongs to, and the run it saved for, on the span itself: a ledger fed from
+                # exported spans needs them.
+                if attribution:
+                    span.set_attributes(attribution)
+                if run_id is not None:
+                    span.set_attribute(semconv.AICOST_RUN_ID, run_id)
             if hooks.has_event_listeners():
                 hooks.emit(hooks.CacheHit(
                     name=core.name, saved_usd=found.entry.cost_usd, attribution=attribution,
-                    run_id=current_run_id(), span=span, time_ns=time.time_ns(), tier=found.tier,
+                    run_id=run_id, span=span, time_ns=time.time_ns(), tier=found.tier,
                 ))
     except Exception:
         _log_once("telemetry", "aicost cache: recording telemetry failed", exc_info=True)

@@ -16,11 +16,16 @@ What becomes a row (attributes as in docs/spans.md):
 * an ``aicost.cache`` span with ``aicost.cache.hit`` true: a ``cache_hit`` row with ``aicost.cache.saved_usd``;
 * an ``aicost.feature`` span: a feature run with its ``aicost.outcome`` and ``aicost.rollup.cost.total_usd``.
 
-A row's ``run_id`` is its nearest ``aicost.feature`` ancestor, as in the in-process ledger: the parent span id,
-walked up through the spans of the same export batch (a call made inside an ``@aicost.cache`` function has the
-cache span as its parent, and the feature above it); none when the walk ends at a root span that is no feature.
-An ancestor exported in another batch cannot be walked through: the row keeps the nearest ancestor the batch
-knows.
+A row's ``run_id`` is the ``aicost.feature`` run it ran in, as in the in-process ledger. A call or cache hit made
+inside a run carries that run's id as ``aicost.run.id`` (the value the in-process ledger files it under): the row
+takes it as it is, whatever spans lie between the call and its feature (an HTTP request span, a cache span) and
+whichever batch brings them; a value that is not 16 lowercase hex digits makes the span unreadable. A span without
+it ran in no run, or comes from an aicost before the attribute: one that names no feature (``aicost.feature``)
+ran in none, so it has no run, whatever its parents; one that names a feature is walked, as those older spans
+were: its parent span id, up through the spans of the same export batch (a call made inside an ``@aicost.cache``
+function has the cache span as its parent, and the feature above it), none when the walk ends at a root span
+that is no feature, and the nearest ancestor the batch knows when the walk leaves the batch (right when that is
+the feature, exported after its calls; a wrong run when it is another span, exported earlier).
 
 Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, a feature's
 ``aicost.rollup.calls`` too; an amount that is no finite number, has more than 36 decimals or is 10**24 dollars or
@@ -33,6 +38,7 @@ never blocks on the database: rows go through a :class:`LedgerWriter`.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
@@ -65,6 +71,7 @@ _TOKENS = {
     "web_search_requests": (s.AICOST_USAGE_WEB_SEARCH_REQUESTS,),
 }
 _REFUSING = ("blocked", "policy", "store_unavailable")
+_RUN_ID = re.compile(r"[0-9a-f]{16}")  # a span id as aicost formats it (aicost.attribution.current_run_id)
 _PART_SUFFIX = "_usd"
 
 
@@ -128,6 +135,18 @@ def _time(ns: int | None) -> datetime:
     return from_ns(ns or 0)
 
 
+def _run_id(a: Mapping[str, Any], parent_id: str | None) -> str | None:
+    """The run a call or cache hit span belongs to: its ``aicost.run.id`` (16 lowercase hex digits; anything else
+    raises ValueError: the span cannot be read). Without it (a span from an aicost before the attribute, or in no
+    run): the parent span id, for :class:`LedgerSpanExporter` to walk, if the span names a feature; else None."""
+    run_id = a.get(s.AICOST_RUN_ID)
+    if run_id is None:
+        return parent_id if s.AICOST_FEATURE in a else None
+    if not isinstance(run_id, str) or _RUN_ID.fullmatch(run_id) is None:
+        raise ValueError(f"a run id that is not 16 lowercase hex digits: {run_id!r}")
+    return run_id
+
+
 def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     """The ledger rows one finished span (``ReadableSpan``) stands for: zero or one."""
     a: Mapping[str, Any] = span.attributes or {}
@@ -139,11 +158,13 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     name = span.name or ""
     if s.AICOST_PRICE_KNOWN in a or (a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
         record_id = a.get(s.AICOST_RECORD_ID)  # a batch result: one row however often (and wherever) it is read
-        return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id, parent_id)]
+        return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id,
+                          _run_id(a, parent_id))]
     if _flag(a.get(s.AICOST_CACHE_HIT)):
         return [LedgerRow(span_id=span_id, kind=CACHE_HIT, time=_time(span.start_time), trace_id=trace_id,
                           cost=Decimal(0), saved_cost=_decimal(a.get(s.AICOST_CACHE_SAVED_USD)),
-                          cache_name=a.get(s.AICOST_CACHE_NAME), run_id=parent_id, **attribution_fields(a))]
+                          cache_name=a.get(s.AICOST_CACHE_NAME), run_id=_run_id(a, parent_id),
+                          **attribution_fields(a))]
     if name.startswith("aicost.feature ") and s.AICOST_OUTCOME in a:
         fields = attribution_fields(a)
         fields.pop("feature", None)
@@ -156,13 +177,13 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     return []
 
 
-def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, parent_id: str | None) -> LedgerRow:
+def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, run_id: str | None) -> LedgerRow:
     row = LedgerRow(
         span_id=span_id, kind=CALL, time=_time(span.start_time), trace_id=trace_id,
         provider=a.get(s.GEN_AI_PROVIDER_NAME), operation=a.get(s.GEN_AI_OPERATION_NAME),
         endpoint=a.get(s.AICOST_ENDPOINT), request_model=a.get(s.GEN_AI_REQUEST_MODEL),
         response_model=a.get(s.GEN_AI_RESPONSE_MODEL), service_tier=a.get(s.AICOST_SERVICE_TIER),
-        error_type=a.get(s.ERROR_TYPE), run_id=parent_id, vendor_project=a.get(s.AICOST_CLIENT_PROJECT),
+        error_type=a.get(s.ERROR_TYPE), run_id=run_id, vendor_project=a.get(s.AICOST_CLIENT_PROJECT),
         api_key_fingerprint=a.get(s.AICOST_CLIENT_KEY_FINGERPRINT), **attribution_fields(a),
     )
     if span.end_time and span.start_time:
@@ -200,7 +221,8 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, pare
 
 def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], features: set[str]) -> str | None:
     """The first feature span at or above ``span_id``, walking the parents this batch knows; None when the walk
-    reaches a root span of the batch that is not a feature (the call ran in no feature)."""
+    reaches a root span of the batch that is not a feature (the call ran in no feature). For spans without
+    ``aicost.run.id`` only (see the module's docstring)."""
     for _ in range(64):  # bounded: span ids come from outside
         if span_id is None or span_id in features or span_id not in parents:
             return span_id
@@ -220,6 +242,7 @@ class LedgerSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         rows: list[LedgerRow | FeatureRun] = []
+        walked: list[LedgerRow] = []  # rows whose span carries no run id: their run_id is a parent, to walk
         parents: dict[str, str | None] = {}  # span id -> parent span id, for the spans of this batch
         features: set[str] = set()
         for span in spans:
@@ -230,6 +253,8 @@ class LedgerSpanExporter(SpanExporter):
                 parents[span_id] = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
                 if span_rows and isinstance(span_rows[0], FeatureRun):
                     features.add(span_id)
+                elif span_rows and s.AICOST_RUN_ID not in (span.attributes or {}):
+                    walked.extend(span_rows)
                 rows.extend(span_rows)
             except Exception:
                 from .._log import error_once
@@ -237,9 +262,8 @@ class LedgerSpanExporter(SpanExporter):
                 self._writer.count_unreadable()
                 error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger (each one "
                            "is counted: dropped_unreadable in the writer's stats())")
-        for row in rows:
-            if isinstance(row, LedgerRow):
-                row.run_id = _nearest_feature(row.run_id, parents, features)
+        for row in walked:
+            row.run_id = _nearest_feature(row.run_id, parents, features)
         self._writer.add(rows)
         return SpanExportResult.SUCCESS
 
