@@ -39,8 +39,11 @@ aicost writes onto it, so the Anthropic difference is aicost's own cost on top o
 client talks to ``https://api.openai.com/v1`` (answered in-process), so aicost adds ``include_usage`` to
 streams as it does for real users, and the reply carries the usage chunk in every arm.
 
+``--feature``: every call (warm-up and measured) runs inside one ``aicost.feature`` run, entered before the first
+block and left after the last, uncounted: what a call in a feature adds (its run collected, its run id on its span).
+
 Run: .venv/bin/python benchmarks/overhead_instructions.py [--calls N] [--arms A,B] [--vendors V,W]
-[--regions call,first,chunk] [--keep DIR]
+[--regions call,first,chunk] [--keep DIR] [--feature]
 Needs valgrind with its headers and a C compiler (Debian: apt-get install valgrind gcc).
 """
 
@@ -90,6 +93,7 @@ from aicost import metrics
 cg = ctypes.CDLL({helper!r})
 arm, n = sys.argv[1], int(sys.argv[2])
 vendors, regions = sys.argv[3].split(","), sys.argv[4].split(",")
+in_feature = sys.argv[5] == "feature"
 
 class Drop(SpanExporter):
     def export(self, spans):
@@ -309,6 +313,9 @@ def block(name, vendor, chunks, mode):
     cg.cg_dump(("bg:" + name).encode())
 
 cg.cg_start()
+import contextlib
+unit = aicost.feature("bench") if in_feature else contextlib.nullcontext()  # entered and left uncounted
+unit.__enter__()
 for vendor in vendors:
     if "call" in regions:
         block(vendor + ":call", vendor, 0, "call")
@@ -317,6 +324,7 @@ for vendor in vendors:
     if "chunk" in regions:
         block(vendor + ":s20", vendor, 20, "call")
         block(vendor + ":s200", vendor, 200, "call")
+unit.__exit__(None, None, None)
 '''
 
 
@@ -328,12 +336,14 @@ def build_helper(tmp: Path) -> Path:
     return library
 
 
-def run_arm(tmp: Path, script: Path, arm: str, calls: int, vendors: str, regions: str) -> dict[str, int]:
+def run_arm(tmp: Path, script: Path, arm: str, calls: int, vendors: str, regions: str,
+            feature: bool = False) -> dict[str, int]:
     out = tmp / arm
     out.mkdir()
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no", "--separate-threads=no",
-         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls), vendors, regions],
+         f"--callgrind-out-file={out}/cg.out", sys.executable, str(script), arm, str(calls), vendors, regions,
+         "feature" if feature else "-"],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     counts: dict[str, int] = {}
     for dump in sorted(out.glob("cg.out*")):
@@ -378,6 +388,8 @@ def main() -> None:
     parser.add_argument("--regions", default="call,first,chunk",
                         help="comma-separated subset of call, first (to first chunk), chunk (per stream chunk)")
     parser.add_argument("--keep", type=Path, help="copy the callgrind profiles here (for callgrind_annotate)")
+    parser.add_argument("--feature", action="store_true",
+                        help="make every call inside one aicost.feature run (entered and left uncounted)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("cc") is None:
         sys.exit("needs valgrind and a C compiler (apt-get install valgrind gcc)")
@@ -391,8 +403,8 @@ def main() -> None:
                                           benchmarks=str(ROOT / "benchmarks")))
         with ThreadPoolExecutor(max_workers=2) as pool:
             arms = [a for a in ARMS if a in args.arms.split(",") or a == "bare"]
-            raw = dict(zip(arms, pool.map(lambda arm: run_arm(tmp, script, arm, args.calls, args.vendors, args.regions),
-                                          arms)))
+            raw = dict(zip(arms, pool.map(lambda arm: run_arm(tmp, script, arm, args.calls, args.vendors,
+                                                              args.regions, args.feature), arms)))
         if args.keep is not None:
             for arm in arms:
                 shutil.copytree(tmp / arm, args.keep / arm, dirs_exist_ok=True)
