@@ -224,6 +224,10 @@ def test_openai_feature_run_travels_with_the_batch(instrumented, openai_client, 
     with open_store(url, create=False) as store:
         (row,) = [r for r in store.rows(*WINDOW) if r.kind == "call"]
     assert (row.feature, row.team, row.run_id) == ("nightly-eval", "search", unit.run_id)
+    # On the result's span too, so the ledger exporter behind a Collector files it under the submitting run.
+    (span,) = _batch_spans(instrumented, batch_id)
+    assert span.attributes[s.AICOST_RUN_ID] == unit.run_id
+    assert [r.run_id for r in rows_from_span(span)] == [unit.run_id]
 
 
 def test_openai_unknown_model_and_invalid_usage_are_unknown_never_zero(instrumented, openai_client, replay_server,
