@@ -422,21 +422,12 @@ def test_a_unit_nobody_started_is_ended_on_the_worker_not_where_it_was_dropped(s
     """The last reference to a never-awaited coroutine may go (or the cyclic collector may run) anywhere, in any
     thread, while it holds any lock: ending the unit there would take a span processor's, the ledger's or a
     listener's lock again and hang. So the finalizer only hands the ending to aicost's worker thread."""
-    import threading
     import time
 
     from aicost import _gc, hooks
 
     _gc.install()
-    lock = threading.Lock()
-    heard = []
-
-    def listener(event):
-        if isinstance(event, hooks.UnitFinished):
-            got = lock.acquire(timeout=2)  # ended inside the finalizer below, under the lock: never
-            heard.append((event.name, event.outcome, got, threading.current_thread().name))
-            if got:
-                lock.release()
+    lock, heard, listener = _units_heard_beside_a_lock()
 
     @feature("answer")
     @_plain
@@ -455,6 +446,26 @@ def test_a_unit_nobody_started_is_ended_on_the_worker_not_where_it_was_dropped(s
     finally:
         hooks.remove_event_listener(listener)
     assert heard == [("answer", "never_started", True, "aicost-gc-finish")]
+
+
+def _units_heard_beside_a_lock():
+    """A lock the test holds where a unit is dropped, and a listener hearing each finished unit as (name, outcome,
+    whether it could take that lock, its thread): a unit ended inside the finalizer, under the lock, could not."""
+    import threading
+
+    from aicost import hooks
+
+    lock = threading.Lock()
+    heard = []
+
+    def listener(event):
+        if isinstance(event, hooks.UnitFinished):
+            got = lock.acquire(timeout=2)
+            heard.append((event.name, event.outcome, got, threading.current_thread().name))
+            if got:
+                lock.release()
+
+    return lock, heard, listener
 
 
 def _run_until_suspended(coro):
@@ -489,15 +500,7 @@ def test_a_coroutine_dropped_while_suspended_did_not_succeed(spans, runs_metric,
     from aicost import _gc, hooks
 
     _gc.install()
-    lock = threading.Lock()
-    heard = []
-
-    def listener(event):
-        if isinstance(event, hooks.UnitFinished):
-            got = lock.acquire(timeout=2)  # ended inside the finalizer below, under the lock: never
-            heard.append((event.name, event.outcome, got, threading.current_thread().name))
-            if got:
-                lock.release()
+    lock, heard, listener = _units_heard_beside_a_lock()
 
     @feature("answer", team="support")
     async def answer():
