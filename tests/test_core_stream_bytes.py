@@ -237,6 +237,62 @@ async def test_an_error_event_in_async_relayed_bytes_fails_the_call(instrumented
     assert a[s.AICOST_STREAM_ENDED_BY] == "error" and a[s.AICOST_USAGE_ESTIMATED] is True
 
 
+def _openai_failed_stream() -> Reply:
+    """An OpenAI chat stream that the API ends, after 5 content chunks, with an event whose data carries ``error``
+    (``server_error``), which the SDK's stream raises as ``openai.APIError``."""
+    return openai_chat_stream_reply(20, error_after=5)
+
+
+def _openai_failed_call(client):
+    return client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MSG, stream=True, stream_options={"include_usage": True})
+
+
+@pytest.mark.parametrize("read", ["lines", "bytes"])
+def test_an_openai_error_event_in_relayed_bytes_fails_the_call_as_a_parsed_stream_does(instrumented, replay_server,
+                                                                                       openai_client, read):
+    """OpenAI's mid-stream error (an event whose data carries ``error``) is a failed call as Anthropic's
+    ``event: error`` is: relayed whole, the span is the span of the parsed stream that raised ``openai.APIError``."""
+    import openai
+
+    replay_server.enqueue(_openai_failed_stream())
+    with pytest.raises(openai.APIError) as raised:
+        for _ in openai_client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                                       stream_options={"include_usage": True}):
+            pass
+    assert type(raised.value) is openai.APIError and raised.value.type == "server_error"
+    parsed = _call_span(instrumented)
+    expected = attrs(parsed)
+    instrumented.clear()
+    replay_server.enqueue(_openai_failed_stream())
+    with _openai_failed_call(openai_client) as response:
+        body = "\n".join(response.iter_lines()) if read == "lines" else b"".join(
+            response.iter_bytes(chunk_size=7)).decode()
+    assert '"error"' in body and "server_error" in body  # relayed whole
+    span = _call_span(instrumented)
+    assert span.status.status_code.name == parsed.status.status_code.name == "ERROR"
+    assert span.status.description == parsed.status.description
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == "server_error" and a[s.AICOST_STREAM_ENDED_BY] == "error"
+    timing = {s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK}  # a time: the rest is the same, key by key
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in expected.items() if k not in timing}
+
+
+async def test_an_openai_error_event_in_async_relayed_bytes_fails_the_call(instrumented, replay_server):
+    client = openai_client(replay_server, is_async=True)
+    replay_server.enqueue(_openai_failed_stream())
+    try:
+        async with _openai_failed_call(client) as response:
+            lines = [line async for line in response.iter_lines()]
+    finally:
+        await client.close()
+    assert any('"server_error"' in line for line in lines)
+    span = _call_span(instrumented)
+    a = attrs(span)
+    assert a[s.ERROR_TYPE] == "server_error" and span.status.status_code.name == "ERROR"
+    assert a[s.AICOST_STREAM_ENDED_BY] == "error" and a[s.AICOST_USAGE_ESTIMATED] is True
+
+
 def test_an_event_too_large_to_keep_is_let_go_and_the_estimate_says_why(instrumented, replay_server, openai_client,
                                                                         monkeypatch):
     """A Responses stream's usage comes in ``response.completed``, which carries the whole response: over the

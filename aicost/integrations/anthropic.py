@@ -605,7 +605,8 @@ class AnthropicIntegration(StainlessIntegration):
             return None
         return json.loads(data)
 
-    def stream_event_error(self, name: str | None, data: bytes, client: Any, response: Any) -> BaseException | None:
+    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
+                           response: Any) -> BaseException | None:
         """As ``anthropic.Stream.__stream__``: an ``error`` event (``overloaded_error`` mid-stream) is raised as
         ``client._make_status_error`` makes it, its JSON the body (whose ``error.type`` is the call's
         ``error.type``, see ``error_type``)."""

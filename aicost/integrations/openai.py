@@ -812,6 +812,7 @@ class OpenAIIntegration(StainlessIntegration):
         from openai._response import BaseAPIResponse
 
         self._stream_types = (openai.Stream, openai.AsyncStream)
+        self._api_error = openai.APIError
         self._raw_types = (LegacyAPIResponse, BaseAPIResponse)
         # The SDK's "argument not given" defaults: an argument holding one was not set by the caller.
         self._placeholders = tuple(t for t in (getattr(openai, "Omit", None), getattr(openai, "NotGiven", None))
@@ -912,7 +913,8 @@ class OpenAIIntegration(StainlessIntegration):
     def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
         """As ``openai.Stream.__stream__``: ``[DONE]`` ends the stream; the Assistants' ``thread.*`` events, and
         every event of a request that asks for it (``synthesize_event_and_data``), are built from
-        ``{"data": ..., "event": ...}``; an event carrying an ``error`` (which the SDK raises) yields no item."""
+        ``{"data": ..., "event": ...}``; an event carrying an ``error`` (which the SDK raises:
+        :meth:`stream_event_error`) yields no item."""
         if data.startswith(b"[DONE]"):
             return STREAM_END
         value = json.loads(data)
@@ -924,6 +926,28 @@ class OpenAIIntegration(StainlessIntegration):
         if options is not None and getattr(options, "synthesize_event_and_data", None):
             return {"data": value, "event": name}
         return value
+
+    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
+                           response: Any) -> BaseException | None:
+        """As ``openai.Stream.__stream__``: an event whose data carries a truthy ``error`` (the API's mid-stream
+        ``server_error``; not a ``thread.*`` event, and only in the legacy stream mode) is raised as
+        ``openai.APIError``, its message the error's ``message`` (or the SDK's stand-in), its body the ``error``
+        (whose ``type`` is the call's ``error.type``)."""
+        if options is not None and getattr(options, "stream_mode", "legacy") != "legacy":
+            return None
+        if (name and name.startswith("thread.")) or data.startswith(b"[DONE]"):
+            return None
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or not value.get("error"):
+            return None
+        error = value["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not message or not isinstance(message, str):
+            message = "An error occurred during streaming"
+        return self._api_error(message=message, request=response.request, body=error)
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""

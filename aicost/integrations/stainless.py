@@ -269,11 +269,13 @@ class StainlessIntegration(Integration):
         :meth:`stream_event_error`)."""
         return None
 
-    def stream_event_error(self, name: str | None, data: bytes, client: Any, response: Any) -> BaseException | None:
+    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
+                           response: Any) -> BaseException | None:
         """The error the SDK's ``Stream`` raises at this server-sent event (a vendor's mid-stream error event),
-        built as it builds it (``client``: the SDK client; ``response``: the HTTP response), or None. In bytes the
-        caller reads itself nothing is raised (the caller relays the event as it is); the call fails with this
-        error, as it fails when the SDK's own stream raises it."""
+        built as it builds it (``client``: the SDK client; ``response``: the HTTP response), or None. Asked only of
+        an event that yields no item (:meth:`stream_event_data` returned None), so the events that do are not
+        read twice. In bytes the caller reads itself nothing is raised (the caller relays the event as it is); the
+        call fails with this error, as it fails when the SDK's own stream raises it."""
         return None
 
     def _stream_item_maker(self, raw: Any) -> Callable[[str | None, bytes], Any] | None:
@@ -294,11 +296,10 @@ class StainlessIntegration(Integration):
         event_data, event_error = self.stream_event_data, self.stream_event_error
 
         def item(name: str | None, data: bytes) -> Any:
-            error = event_error(name, data, client, response)
-            if error is not None:  # handed over, not raised: see EventBodyReader._read
-                return error
             value = event_data(name, data, options)
-            if value is None or value is STREAM_END:
+            if value is None:  # the error, if the SDK raises here: handed over, not raised (EventBodyReader._read)
+                return event_error(name, data, options, client, response)
+            if value is STREAM_END:
                 return value
             return process(data=value, cast_to=item_type, response=response)
 
