@@ -87,9 +87,12 @@ class StainlessShape(RequestShape):
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         """The cap that governs: the first of ``cap_params`` the request sends as a positive count, read where it
-        is sent from (:func:`_sent_from`)."""
+        is sent from (:func:`_sent_from`; read inline here: every call of these vendors asks it, for its span)."""
+        extra = kwargs.get("extra_body")
+        if not isinstance(extra, dict):
+            extra = {}
         for param in self.cap_params:
-            value = _sent_from(kwargs, param).get(param)
+            value = extra[param] if param in extra else kwargs.get(param)
             if type(value) is int and value > 0:
                 return value
         return None
