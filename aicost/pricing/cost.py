@@ -497,20 +497,21 @@ class ModelPrice:
         rates = " or ".join((name, *FALLBACKS.get(name, ())))
         where = f" on {self.provider}" if self.provider else ""
         what = _BILLED_AS.get(name, f"{name} tokens")
-        reason = (f"the price of {self.model}{where} has no {rates} rate, so the call's {what} cannot be priced "
-                  "(a price override with that rate prices them)")
-        log_once("pricing:rate:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not "
-                 "priced at $0", reason)
-        return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
+        return self._unknown(f"the price of {self.model}{where} has no {rates} rate, so the call's {what} cannot be "
+                             "priced (a price override with that rate prices them)", usage)
 
     def _unpriced_tools(self, usage: Usage) -> Cost:
         """The cost of a call that ran hosted tools billed per call or session (``Usage.hosted_tools``), which no
         price lists a rate for: unknown, naming them, never its tokens alone as if they were all it cost."""
         tools = ", ".join(usage.hosted_tools)
         where = f" on {self.provider}" if self.provider else ""
-        reason = (f"the call ran hosted tools billed per call or session ({tools}){where}, which aicost has no "
-                  "rates for, so its cost is more than its tokens and cannot be priced")
-        log_once("pricing:tools:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown", reason)
+        return self._unknown(f"the call ran hosted tools billed per call or session ({tools}){where}, which aicost "
+                             "has no rates for, so its cost is more than its tokens and cannot be priced", usage)
+
+    def _unknown(self, reason: str, usage: Usage) -> Cost:
+        """The unknown cost of a call this price cannot price, for ``reason``: said once per reason, never $0."""
+        log_once("pricing:unknown:" + reason, logging.WARNING, "aicost: %s; such calls are marked cost-unknown, not "
+                 "priced at $0", reason)
         return unknown_cost(self.provider, self.model, self.service_tier, usage, reason)
 
     def upper_bound(self, input_tokens: int, output_tokens: int) -> Decimal | None:
