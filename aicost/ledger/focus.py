@@ -17,7 +17,8 @@ itemises each meter. Mapping (docs/ledger.md has the full table):
   keeps each class's sum, not its split by rate, and a rounded rate would break the identity.
 * ``ChargePeriodStart`` / ``End``: the UTC hour of the call; ``BillingPeriodStart`` / ``End``: its UTC month.
 * ``ServiceCategory`` "AI and Machine Learning", ``ServiceSubcategory`` "Generative AI", ``ServiceName`` and
-  ``ServiceProviderName`` from the provider (OpenAI, Anthropic, Azure OpenAI, Amazon Bedrock, Vertex AI).
+  ``ServiceProviderName`` from the provider (OpenAI, Anthropic, Azure OpenAI, Azure AI Foundry, Amazon Bedrock,
+  Vertex AI, Gemini API).
 * ``SkuId`` provider/model, ``SkuPriceId`` provider/model/tier/class, ``SkuMeter`` the class, and
   ``SkuPriceDetails`` {x_Model, x_TokenClass, x_ServiceTier}.
 * ``Tags``: the attribution (team, feature, user, customer and every aicost tag), user-defined keys.
