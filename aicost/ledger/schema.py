@@ -383,7 +383,8 @@ def _v9(dialect: str) -> list[str]:
     return [suffix_sql(d, suffixes_kept_sql(d))]
 
 
-# version -> DDL statements for a dialect. Applied in order inside one transaction per version.
+# version -> DDL statements for a dialect. The versions a ledger lacks are applied in order, all in one transaction
+# (store._apply): a failed step leaves the ledger at the version it had.
 MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
 
 
