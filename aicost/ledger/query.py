@@ -14,8 +14,10 @@ Group-by keys (:data:`GROUP_KEYS`): ``team``, ``feature``, ``customer``, ``user`
 ``tag`` (one group per ``name=value``: a row with two tags counts in both), ``tag:<name>`` (the value of that
 tag), and the time keys ``day`` / ``hour`` (UTC). Any number of time keys combine with one other key (plus a
 ``where`` filter on that very key) from the rollups, or with any of team / feature / model / provider together
-(and filters on them) from the cube (``aicost_rollup_cube``); other combinations (team x customer, two tags) sum
-the raw rows of the period in SQL, which is exact but reads every row of the period (:func:`plan` chooses).
+(and filters on them) from the cube (``aicost_rollup_cube``); two keys one of which is user, customer or a tag
+(team x customer), with or without ``day``, from the pair cells (``aicost_rollup_pair``) and the rows not summed
+into them yet; other combinations (three keys, two tags, a pair by ``hour``) sum the raw rows of the period in SQL,
+which is exact but reads every row of the period (:func:`plan` chooses).
 
 Rows without a value for a key (a call made outside any team scope) form the group ``None``.
 """
