@@ -561,9 +561,10 @@ class LedgerStore:
 
     def compact_pairs(self, *, max_rows: int | None = PAIR_CHUNK_ROWS, until: datetime | None = None) -> bool:
         """Sum one chunk of stored rows into the pair cells (:func:`aicost.ledger.pairs.compact`), in a write
-        transaction of its own: from ``summed_before`` to ``until``, by default the start of the hour that ended
-        two minutes ago or of the latest row's hour, whichever is earlier (so rows written now, and a backfill's
-        past rows as they come in order, are rarely late), at most about ``max_rows`` rows. Returns whether it
+        transaction of its own: from ``summed_before`` to ``until``, by default the start of the hour that two
+        minutes ago was in (from 10:02 on, 10:00) or of the latest row's hour, whichever is earlier (so rows
+        written now, and a backfill's past rows as they come in order, are rarely late), at most about
+        ``max_rows`` rows. Returns whether it
         moved ``summed_before``: call again while it does. The background writer calls it behind its batches;
         raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerSchemaError` once a
         newer aicost has migrated the ledger."""
@@ -1837,8 +1838,9 @@ def _same(value: Any) -> Any:
 
 
 def _pairs_until(cur: Any, dialect: str) -> datetime | None:
-    """Where the pair summing goes next (:meth:`LedgerStore.compact_pairs`): the start of the hour that ended
-    :data:`PAIR_LAG` ago, or of the latest row's or run's hour if earlier; None for an empty ledger."""
+    """Where the pair summing goes next (:meth:`LedgerStore.compact_pairs`): the start of the hour that
+    :data:`PAIR_LAG` ago was in (an hour is summed once it ended that long ago), or of the latest row's or run's
+    hour if earlier; None for an empty ledger."""
     cur.execute("SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM aicost_ledger UNION ALL "
                 "SELECT MAX(ts) FROM aicost_runs) AS m")
     (latest,) = cur.fetchone()
