@@ -180,4 +180,6 @@ AICOST_BUDGET_DOWNGRADED_FROM = "aicost.budget.downgraded_from"  # the model the
 AICOST_POLICY_RULE = "aicost.policy.rule"  # the policy that refused the call
 AICOST_POLICY_MAX_OUTPUT_TOKENS = "aicost.policy.max_output_tokens"  # output cap written into the request
 AICOST_POLICY_MAX_TOKENS_FROM = "aicost.policy.max_tokens_from"  # the output cap the application asked for
+# why a policy's output cap was not applied: the request sends a cap that is no count (``max_tokens=500.5``)
+AICOST_POLICY_CAP_NOT_APPLIED = "aicost.policy.cap_not_applied"
 METRIC_BUDGET_DECISIONS = "aicost.budget.decisions"  # counter {call}: aicost.budget.decision, aicost.budget.name

@@ -63,6 +63,12 @@ class RequestShape:
         """Lower (or set) the request's output cap to ``cap``. True if the request was changed."""
         return False
 
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        """Why an output cap the request sends is no count (:func:`cap_not_read`), or None. A budget policy then
+        leaves the request's caps as the application sent them: it reinterprets no value the vendor would read its
+        own way, and adds no cap beside it (OpenAI refuses ``max_tokens`` with ``max_completion_tokens``)."""
+        return None
+
     def choices(self, kwargs: dict[str, Any]) -> int:
         """How many completions the request asks for (each up to the output cap)."""
         return 1
@@ -615,6 +621,29 @@ def request_tier(value: Any) -> str | None:
     """The service tier a request asks for, as text: an enum by its value (a plain ``Enum`` too, as pricing reads
     it: ``names.tier_text``), else :func:`string` (anything but text is None here)."""
     return string(tier_text(value))
+
+
+def token_count(value: Any) -> int | None:
+    """An output cap the application sent, as the count it means: an int, or a float with a whole value (JSON has
+    one number type: ``500.0`` is 500 to every vendor, and is what a number read from YAML or arithmetic gives).
+    Not a bool, a fraction, NaN or infinity: those are no count, and are not reinterpreted as one."""
+    if type(value) is int:
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+def is_sent(value: Any) -> bool:
+    """Whether an argument holding ``value`` sends something: not None, nor the Stainless SDKs' "not given"
+    defaults (``NOT_GIVEN``, ``omit``), which a wrapper may pass on explicitly and which send nothing."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def cap_not_read(param: str, value: Any) -> str | None:
+    """Why ``value``, sent as the output cap ``param``, is not read as one (None: it is a count, or is not sent).
+    Names the parameter and the value's type, never the value."""
+    if token_count(value) is not None or not is_sent(value):
+        return None
+    return f"{param} is sent as a {type(value).__name__} that is not a whole number of tokens"
 
 
 def request_count(value: Any) -> int | None:

@@ -131,6 +131,60 @@ def test_an_output_cap_policy_lowers_every_cap_the_request_sends_and_the_span_sh
         500, None, 400, 5000, 400, None]
 
 
+def test_a_cap_sent_as_a_whole_float_is_a_cap_and_one_that_is_no_count_is_left_as_the_app_sent_it(
+        instrumented, budgets, openai_client, replay_server, caplog):
+    """JSON has one number type: ``max_tokens=500.0`` is a cap of 500 to the vendor, so it is lowered (to an int) or
+    kept like one, and no second cap is added beside it (OpenAI refuses ``max_tokens`` with
+    ``max_completion_tokens``). A cap that is no count (a fraction, a bool, infinity) is not reinterpreted: the
+    policy leaves the request as the application made it, says why on the span and logs it once, without the
+    value."""
+    from aicost import _log
+
+    budgets(policies=[Policy(max_output_tokens=50)])
+    calls = [
+        dict(max_tokens=500.0),  # lowered, written as an int
+        dict(max_tokens=20.0),  # under the cap: sent as asked
+        dict(extra_body={"max_completion_tokens": 500.0}),  # lowered where it is sent from
+        dict(max_tokens=500.5),  # no count: left alone
+        dict(max_tokens=True),
+        dict(extra_body={"max_completion_tokens": 20.5}),
+        dict(max_tokens=500.5),  # logged once
+    ]
+    for key in [k for k in _log._seen if "cap_not_applied" in k]:
+        _log.forget(key)
+    with caplog.at_level("WARNING", logger="aicost"):
+        for kwargs in calls:
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
+        with pytest.raises(ValueError):  # the SDK's own refusal to send infinity, as without aicost
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=float("inf"))
+    sent = [{k: r.json[k] for k in ("max_tokens", "max_completion_tokens") if k in r.json}
+            for r in replay_server.requests]
+    assert sent == [{"max_tokens": 50}, {"max_tokens": 20}, {"max_completion_tokens": 50}, {"max_tokens": 500.5},
+                    {"max_tokens": True}, {"max_completion_tokens": 20.5}, {"max_tokens": 500.5}]
+    assert type(sent[0]["max_tokens"]) is int and type(sent[2]["max_completion_tokens"]) is int
+    spans = instrumented.aicost_spans()
+    assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in spans] == [50, 20, 50] + [None] * 5
+    assert [s.attributes.get(semconv.AICOST_POLICY_MAX_TOKENS_FROM) for s in spans] == [500, None, 500] + [None] * 5
+    not_a_count = "{} is sent as a {} that is not a whole number of tokens".format
+    assert [s.attributes.get(semconv.AICOST_POLICY_CAP_NOT_APPLIED) for s in spans] == [None, None, None] + [
+        not_a_count("max_tokens", "float"), not_a_count("max_tokens", "bool"),
+        not_a_count("max_completion_tokens", "float"), not_a_count("max_tokens", "float"),
+        not_a_count("max_tokens", "float")]
+    logged = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert len(logged) == 3 and not any(v in m for m in logged for v in ("500.5", "20.5", "True", "inf"))
+
+
+def test_a_cap_sent_as_a_whole_float_is_what_the_budget_reserves_for(instrumented, budgets, openai_client,
+                                                                   replay_server):
+    budgets(budgets=[Budget(limit_usd="1", name="day")])
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=500)
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=500.0)
+    spans = instrumented.aicost_spans()
+    reserved = [s.attributes[semconv.AICOST_BUDGET_RESERVED_USD] for s in spans]
+    assert reserved[0] == reserved[1]
+    assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in spans] == [500, 500]
+
+
 def test_an_anthropic_cap_in_extra_body_is_the_one_lowered_and_shown(instrumented, budgets, anthropic_client,
                                                                       replay_server):
     budgets(policies=[Policy(max_output_tokens=50)])

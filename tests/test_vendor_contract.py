@@ -67,6 +67,30 @@ def test_output_cap_policy_lands_in_gemini_and_bedrock_requests(instrumented, bu
     assert bodies[3]["max_tokens"] == 64
 
 
+def test_output_cap_policy_reads_whole_floats_in_gemini_and_bedrock_requests_and_leaves_other_values(
+        instrumented, budgets, replay_server):
+    """A cap sent as a whole float is a cap (lowered to an int, or kept when under the policy's: never raised); one
+    that is no count is left as the application sent it, and the span says why no cap was applied."""
+    budgets(policies=[Policy(max_output_tokens=64)])
+    replay_server.enqueue(Reply.from_recording(load_recording("gemini-generatecontent-nonstream-011")),
+                          Reply.from_recording(load_recording("bedrock-invokemodel-nonstream-004")),
+                          Reply.from_recording(load_recording("bedrock-invokemodel-nonstream-004")))
+    gemini = _gemini(replay_server)
+    gemini.models.generate_content(model="gemini-2.5-flash", contents="hi", config={"max_output_tokens": 20.0})
+    bedrock = _bedrock(replay_server)
+    for cap in (4000.0, 4000.5):
+        bedrock.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                             body=json.dumps({"max_tokens": cap, "messages": [{"role": "user", "content": "hi"}]}))
+    bodies = [r.json for r in replay_server.requests]
+    assert bodies[0]["generationConfig"]["maxOutputTokens"] == 20  # the application's lower cap, not raised to 64
+    assert bodies[1]["max_tokens"] == 64 and type(bodies[1]["max_tokens"]) is int
+    assert bodies[2]["max_tokens"] == 4000.5
+    spans = instrumented.aicost_spans()
+    assert [s.attributes.get("gen_ai.request.max_tokens") for s in spans] == [20, 64, None]
+    assert [s.attributes.get("aicost.policy.cap_not_applied") for s in spans] == [
+        None, None, "body max_tokens is sent as a float that is not a whole number of tokens"]
+
+
 def test_budget_downgrade_rewrites_the_bedrock_model_id(instrumented, budgets, replay_server):
     # The target is a Bedrock model id with a catalog price (AWS's table): accepted as the call's vendor prices it,
     # with no price override (before, the check resolved it without a provider, where Bedrock ids do not resolve).

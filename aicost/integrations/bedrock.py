@@ -34,7 +34,7 @@ from typing import Any
 from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, request_tier, string, walk_text)
+                      StreamAccumulator, cap_not_read, request_tier, string, token_count, walk_text)
 
 _SERVICE = "bedrock-runtime"
 
@@ -75,8 +75,12 @@ class ConverseShape(RequestShape):
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         config = kwargs.get("inferenceConfig")
-        cap = config.get("maxTokens") if isinstance(config, dict) else None
-        return cap if type(cap) is int and cap > 0 else None
+        cap = token_count(config.get("maxTokens")) if isinstance(config, dict) else None
+        return cap if cap is not None and cap > 0 else None
+
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        config = kwargs.get("inferenceConfig")
+        return cap_not_read("inferenceConfig.maxTokens", config.get("maxTokens")) if isinstance(config, dict) else None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         current = self.output_cap(kwargs)
@@ -128,27 +132,37 @@ class InvokeShape(ConverseShape):
 
     @staticmethod
     def _caps(body: Any) -> list[tuple[dict, str]]:
+        """Where the body sends caps: (the dict holding one, its key), whatever the value."""
         if not isinstance(body, dict):
             return []
-        found = [(body, key) for key in _BODY_CAPS if type(body.get(key)) is int]
+        found = [(body, key) for key in _BODY_CAPS if body.get(key) is not None]
         for outer, key in _NESTED_CAPS:
             inner = body.get(outer)
-            if isinstance(inner, dict) and type(inner.get(key)) is int:
+            if isinstance(inner, dict) and inner.get(key) is not None:
                 found.append((inner, key))
         return found
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        caps = [holder[key] for holder, key in self._caps(_json_body(kwargs)) if holder[key] > 0]
+        caps = [count for holder, key in self._caps(_json_body(kwargs))
+                if (count := token_count(holder[key])) is not None and count > 0]
         return min(caps) if caps else None
+
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        for holder, key in self._caps(_json_body(kwargs)):
+            why = cap_not_read(f"body {key}", holder[key])
+            if why is not None:
+                return why
+        return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lowers a cap the body sets; a body without one is left alone (its family's parameter is not known)."""
         body = _json_body(kwargs)
-        caps = self._caps(body)
-        if not any(holder[key] > cap for holder, key in caps):
+        caps = [(holder, key) for holder, key in self._caps(body)
+                if (count := token_count(holder[key])) is not None and count > cap]
+        if not caps:
             return False
         for holder, key in caps:
-            holder[key] = min(holder[key], cap)
+            holder[key] = cap
         original = kwargs.get("body")
         text = json.dumps(body)
         kwargs["body"] = text if isinstance(original, str) else body if isinstance(original, dict) else text.encode()

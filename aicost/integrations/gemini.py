@@ -26,7 +26,7 @@ from typing import Any
 from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, string, walk_text)
+                      StreamAccumulator, cap_not_read, string, token_count, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -56,8 +56,12 @@ class GeminiShape(RequestShape):
     model_param = "model"
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        cap = _get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens")
-        return cap if type(cap) is int and cap > 0 else None
+        cap = token_count(_get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens"))
+        return cap if cap is not None and cap > 0 else None
+
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        return cap_not_read("config.max_output_tokens", _get(kwargs.get("config"), "max_output_tokens",
+                                                              "maxOutputTokens"))
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         if self.cap_param is None:
@@ -156,8 +160,12 @@ class InteractionsShape(GeminiShape):
             kwargs["request"] = body.model_copy(update={"model": model})
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        cap = _get(_get(self._body(kwargs), "generation_config"), "max_output_tokens")
-        return cap if type(cap) is int and cap > 0 else None
+        cap = token_count(_get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
+        return cap if cap is not None and cap > 0 else None
+
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        return cap_not_read("generation_config.max_output_tokens",
+                            _get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         current = self.output_cap(kwargs)

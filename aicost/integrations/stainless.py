@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import semconv as s
 from .._log import error_once
 from ..vendor import (BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, ResponseMeta, Router,
-                      walk_text)
+                      cap_not_read, is_sent, token_count, walk_text)
 from ._sse import EventParser
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
@@ -86,33 +86,42 @@ class StainlessShape(RequestShape):
     system_params: tuple[str, ...] = ("system", "instructions")
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        """The cap that governs: the first of ``cap_params`` the request sends as a positive count, read where it
-        is sent from (:func:`_sent_from`; read inline here: every call of these vendors asks it, for its span)."""
+        """The cap that governs: the first of ``cap_params`` the request sends as a positive count
+        (:func:`~aicost.vendor.token_count`: ``500.0`` is 500), read where it is sent from (:func:`_sent_from`;
+        read inline here: every call of these vendors asks it, for its span)."""
         extra = kwargs.get("extra_body")
         if not isinstance(extra, dict):
             extra = {}
         for param in self.cap_params:
             value = extra[param] if param in extra else kwargs.get(param)
-            if type(value) is int and value > 0:
-                return value
+            if value is not None and (count := token_count(value)) is not None and count > 0:
+                return count
         return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lower every cap the request sends above ``cap``, where it is sent from, so whichever one the vendor
-        reads stops at ``cap``; a request that sends none gets ``cap_param`` (not beside a cap the vendor would
-        refuse it with: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
+        reads stops at ``cap`` (written as an int); a request that sends none gets ``cap_param`` (not beside any
+        cap it sends, read or not: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
         changed = present = False
         for param in self.cap_params:
             value = _sent_from(kwargs, param).get(param)
-            if type(value) is int:
+            if is_sent(value):
                 present = True
-                if value > cap:
+                count = token_count(value)
+                if count is not None and count > cap:
                     _send(kwargs, param, cap)
                     changed = True
         if not present and self.cap_param is not None:
             _send(kwargs, self.cap_param, cap)
             changed = True
         return changed
+
+    def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
+        for param in self.cap_params:
+            why = cap_not_read(param, _sent_from(kwargs, param).get(param))
+            if why is not None:
+                return why
+        return None
 
     def choices(self, kwargs: dict[str, Any]) -> int:
         n = kwargs.get("n")
