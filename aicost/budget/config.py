@@ -10,7 +10,7 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal, Inexact, InvalidOperation
+from decimal import Decimal, Inexact
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import semconv
@@ -105,12 +105,12 @@ def _scope_values(mapping: object, owner: str) -> tuple[tuple[str, frozenset[str
 @contextmanager
 def _checking(field_name: str) -> Iterator[None]:
     """Marks a ConfigurationError raised while one field is checked with that field (``error.field``): an entry
-    read from a file is then reported at the line of that field (:class:`ConfigSource`)."""
+    read from a file is then reported at the line of that field (:class:`ConfigSource`). The checks share helpers
+    (``usd_amount``, ``parse_scope``, ``validate_window``) whose errors cannot know the field: it is marked here."""
     try:
         yield
     except ConfigurationError as exc:
-        if getattr(exc, "field", None) is None:
-            exc.field = field_name  # type: ignore[attr-defined]
+        exc.field = field_name  # type: ignore[attr-defined]
         raise
 
 
@@ -119,9 +119,7 @@ def entry_error(error: ConfigurationError, section: str, index: int, field_name:
     """``error`` marked as a problem of entry ``index`` of ``section`` (``"budgets"`` / ``"policies"``) and, when
     known, of its field: for an entry read from a file, :meth:`ConfigSource.locating` then names the file and the
     line. The guard marks what it finds wrong in a budget the same way (a callback budget with no callback)."""
-    error.entry = (section, index)  # type: ignore[attr-defined]
-    if field_name is not None and getattr(error, "field", None) is None:
-        error.field = field_name  # type: ignore[attr-defined]
+    error.entry, error.field = (section, index), field_name  # type: ignore[attr-defined]
     return error
 
 
@@ -326,13 +324,9 @@ class ConfigSource:
         entry = getattr(error, "entry", None)
         if self.path is None or entry is None or not 0 <= entry[1] < self.counts.get(entry[0], 0):
             return error  # a mapping's, or a budget given in code beside the file's
-        field_name = getattr(error, "field", None)
+        field_name = error.field  # type: ignore[attr-defined]
         line = entry_line(self.lines, entry[0], entry[1], field_name)
-        where = ConfigFileError(str(error), path=self.path, line=line, field=field_name)
-        located = type(error)(f"config: {where}")
-        located.entry, located.field = entry, field_name  # type: ignore[attr-defined]
-        located.path, located.line = self.path, line  # type: ignore[attr-defined]
-        return located
+        return type(error)(f"config: {ConfigFileError(str(error), path=self.path, line=line, field=field_name)}")
 
     @contextmanager
     def locating(self) -> Iterator[None]:
