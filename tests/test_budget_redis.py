@@ -249,6 +249,43 @@ def test_store_is_checked_once_at_configure_time(redis_url, caplog):
         disable_budgets()
 
 
+@pytest.mark.parametrize("settings, says", [
+    (("--save", "60 1000", "--appendonly", "no"), "keeps RDB snapshots only"),  # a restart goes back to a snapshot
+    (("--save", "", "--appendonly", "yes"), None),  # every settlement is in the append-only file
+])
+def test_the_store_check_warns_once_unless_redis_keeps_an_append_only_file(caplog, tmp_path, settings, says):
+    """docs/budgets.md: RDB snapshots alone are not enough for budget counters. A server that keeps only them is
+    warned about, once, naming the setting it has and the one it needs; one with ``appendonly yes`` is not."""
+    import subprocess
+
+    from aicost import _log
+    from aicost.budget import configure_budgets, disable_budgets
+    from servers import _wait_for_port, require_binary
+
+    caplog.set_level(logging.WARNING, logger="aicost")
+    port = free_port()
+    proc = subprocess.Popen([require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(tmp_path), *settings], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc)
+        for key in list(_log._seen):
+            if key.startswith("budget:store-check:"):
+                _log.forget(key)
+        for _ in range(2):
+            configure_budgets(budgets=[Budget(limit_usd="1")], store=f"redis://127.0.0.1:{port}/0")
+    finally:
+        disable_budgets()
+        proc.terminate()
+        proc.wait(timeout=10)
+    warnings = [r.getMessage() for r in caplog.records if "Redis at" in r.getMessage()]
+    if says is None:
+        assert warnings == []
+    else:
+        [warning] = warnings  # once, however often budgets are configured
+        assert says in warning and 'save "60 1000"' in warning and "set appendonly yes" in warning
+        assert "forgotten" in warning
+
+
 def test_realtime_spend_is_counted_once_with_a_short_marker(store):
     """A Realtime response (work the vendor began unasked) holds nothing: its settlement is sent SETTLE_ONCE, so a
     retry after a lost answer adds nothing again. No reserve was ever sent for it, so none can arrive late: its

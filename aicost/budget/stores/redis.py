@@ -294,7 +294,7 @@ class RedisStore:
 
         Raises :class:`ConfigurationError` for a setting that can never work (a database the server does not
         have, a refused login), :class:`StoreUnavailable` when the server cannot be reached now. Returns
-        warnings about server settings that lose or evict spend (no persistence, an eviction policy).
+        warnings about server settings that lose or evict spend (no append-only file, an eviction policy).
         """
         import redis
 
@@ -311,11 +311,12 @@ class RedisStore:
             memory = self._client.config_get("maxmemory*")
         except Exception:  # CONFIG is often disabled on managed Redis: nothing more to check
             return warnings
-        if not int(persistence.get("aof_enabled", 0)) and not save:
-            warnings.append(
-                f"Redis at {self.url} has no persistence (appendonly no, save \"\"): if it restarts, every "
-                "budget's spend in the current windows is forgotten; see docs/budgets.md"
-            )
+        if not int(persistence.get("aof_enabled", 0)):  # RDB alone goes back to a snapshot: not enough either
+            lost = (f"keeps RDB snapshots only (save \"{save}\", appendonly no): if it restarts, it goes back to the "
+                    "last snapshot and the budgets' spend since is forgotten" if save else
+                    "has no persistence (appendonly no, save \"\"): if it restarts, every budget's spend in the "
+                    "current windows is forgotten")
+            warnings.append(f"Redis at {self.url} {lost}; set appendonly yes (see docs/budgets.md)")
         policy = memory.get("maxmemory-policy", "noeviction")
         if int(memory.get("maxmemory", 0) or 0) and policy != "noeviction":
             warnings.append(
