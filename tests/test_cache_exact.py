@@ -175,6 +175,44 @@ def test_uncacheable_argument_calls_through_every_time():
     assert f(thing) == 1 and f(thing) == 2  # no canonical form: never keyed by something lossy
 
 
+def test_why_a_call_is_not_cached_names_the_parameter_and_type_never_a_value(caplog):
+    """"Not cached for this call" is logged once per function, with the reason. Private by default: a dict keyed by
+    the user's data, an argument whose own ``model_dump`` quotes its value, a keyword the function does not take:
+    the log names the parameter and the type, never a key or value of the application's data."""
+    import logging
+
+    secret = "sk-live-SECRET-4242"
+
+    class Leaky:  # renders itself for the key with an error that quotes what it holds
+        def model_dump(self, **kwargs):
+            raise ValueError(f"cannot dump {secret}")
+
+    @aicost.cache
+    def by_user(meta):
+        return 1
+
+    @aicost.cache
+    def dumps(meta):
+        return 2
+
+    @aicost.cache
+    def strict(meta):
+        return 3
+
+    caplog.set_level(logging.INFO, logger="aicost")
+    assert by_user({secret: object()}) == 1  # the key is data; the value has no canonical form
+    assert dumps(Leaky()) == 2
+    with pytest.raises(TypeError):  # the function's own error, to the caller, as without the cache
+        strict(1, **{secret: 2})
+    text = caplog.text
+    assert secret not in text, text
+    messages = [r.getMessage() for r in caplog.records if "not cached for this call" in r.getMessage()]
+    assert len(messages) == 3, messages
+    assert "arguments.meta of type object has no canonical form" in messages[0]
+    assert "arguments.meta: rendering it for the key raised ValueError" in messages[1]
+    assert "the arguments do not bind to its parameters" in messages[2]
+
+
 def test_objects_whose_state_is_hidden_from_dict_are_uncacheable_not_keyed_by_their_type(tmp_path):
     """A binary file, BytesIO/StringIO or functools.partial has an empty ``__dict__`` (its state lives in C): it
     was keyed as "an instance of its class", so a second audio file got the first file's transcript."""

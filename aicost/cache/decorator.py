@@ -199,7 +199,8 @@ class CacheCore:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:  # the call itself is wrong: let the function raise its own error
-            raise Uncacheable(f"arguments do not bind: {exc}") from exc
+            # the reason names the caller's keywords: the function's own TypeError tells the caller, not the log
+            raise Uncacheable("the arguments do not bind to its parameters") from exc
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         if self.var_keyword is not None:
@@ -223,8 +224,8 @@ class CacheCore:
             "fn": self.name,
             "code": self.fingerprint,
             "scope": [list(pair) for pair in current_scope(self.scope_attributes)],
-            "args": canonical(other, path="arguments"),
-            "parts": canonical(parts, path="key_parts") if parts else None,
+            "args": canonical(other, path="arguments", names=True),
+            "parts": canonical(parts, path="key_parts", names=True) if parts else None,
         }
         normalised = normalise_prompt(prompt_value, case_sensitive=self.case_sensitive)
         key = self.prefix + hash_material({**base, "prompt": canonical(normalised, path=str(self.prompt))})

@@ -107,8 +107,24 @@ def _fold_word(match: re.Match) -> str:
     return token
 
 
-def canonical(value: Any, *, path: str = "") -> Any:
-    """A JSON-ready, order-independent rendering of ``value`` that is exact (never lossy)."""
+def canonical(value: Any, *, path: str = "", names: bool = False) -> Any:
+    """A JSON-ready, order-independent rendering of ``value`` that is exact (never lossy).
+
+    An :class:`Uncacheable` error says where the value is, for the log: ``path`` (``arguments``), then the keys of
+    the top mapping when ``names`` says they are names (parameters, key parts), then list positions. It never says
+    a value, nor a key deeper down: those are the application's data (a dict keyed by e-mail address or API key),
+    which stays out of logs unless opted in. The application's own code that renders a value (a pydantic model's
+    ``model_dump``, a mapping's ``items``) may fail with a message quoting it: that is said by its type alone.
+    """
+    try:
+        return _render(value, path, names)
+    except Uncacheable:
+        raise
+    except Exception as exc:
+        raise Uncacheable(f"{path or 'argument'}: rendering it for the key raised {type(exc).__name__}") from exc
+
+
+def _render(value: Any, path: str, names: bool = False) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -125,15 +141,16 @@ def canonical(value: Any, *, path: str = "") -> Any:
         for k, v in value.items():
             if not isinstance(k, (str, int, float, bool)) and k is not None:
                 raise Uncacheable(f"{path or 'argument'} has a non-scalar mapping key {type(k).__name__}")
-            items[str(k)] = canonical(v, path=f"{path}.{k}")
+            # a named value (an argument) goes through canonical(): a failure in it is said by its name
+            items[str(k)] = canonical(v, path=f"{path}.{k}") if names else _render(v, path)
         return {"__map__": sorted(items.items())}
     if isinstance(value, (list, tuple)):
-        return [canonical(v, path=f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_render(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (set, frozenset)):
-        rendered = [canonical(v, path=f"{path}{{}}") for v in value]
+        rendered = [_render(v, f"{path}{{}}") for v in value]
         return {"__set__": sorted(rendered, key=lambda r: json.dumps(r, sort_keys=True))}
     if isinstance(value, enum.Enum):
-        return {"__enum__": _qualname(type(value)), "v": canonical(value.value, path=path)}
+        return {"__enum__": _qualname(type(value)), "v": _render(value.value, path)}
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return {"__datetime__": value.isoformat()}
     if isinstance(value, (uuid.UUID, pathlib.PurePath)):
@@ -143,16 +160,16 @@ def canonical(value: Any, *, path: str = "") -> Any:
     model_dump = getattr(value, "model_dump", None)  # pydantic models (response_format, tool schemas)
     if callable(model_dump):
         try:
-            return {"__model__": _qualname(type(value)), "v": canonical(model_dump(mode="json"), path=path)}
+            return {"__model__": _qualname(type(value)), "v": _render(model_dump(mode="json"), path)}
         except TypeError:
-            return {"__model__": _qualname(type(value)), "v": canonical(model_dump(), path=path)}
+            return {"__model__": _qualname(type(value)), "v": _render(model_dump(), path)}
     if isinstance(value, type):  # a response_format class: its schema is what matters to the vendor
         schema = getattr(value, "model_json_schema", None)
         if callable(schema):
-            return {"__schema__": canonical(schema(), path=path)}
+            return {"__schema__": _render(schema(), path)}
         return {"__type__": _qualname(value)}
     if dataclasses.is_dataclass(value):
-        return {"__dataclass__": _qualname(type(value)), "v": canonical(dataclasses.asdict(value), path=path)}
+        return {"__dataclass__": _qualname(type(value)), "v": _render(dataclasses.asdict(value), path)}
     raise Uncacheable(
         f"{path or 'argument'} of type {type(value).__name__} has no canonical form; "
         "exclude it with ignore=[...] or key it with key_parts"
