@@ -60,7 +60,8 @@ class RequestShape:
         return None
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
-        """Lower (or set) the request's output cap to ``cap``. True if the request was changed."""
+        """Lower (or set) the request's output cap to ``cap``. True if the request was changed. A request that
+        sends a cap that is no count (:meth:`unread_cap`) is left as it is."""
         return False
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:

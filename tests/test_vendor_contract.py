@@ -156,6 +156,38 @@ def test_shapes_tolerate_what_applications_pass():
     assert invoke.set_output_cap(kwargs, 10) and json.loads(kwargs["body"])["textGenerationConfig"]["maxTokenCount"] == 10
 
 
+def test_every_shape_leaves_a_cap_that_is_no_count_as_the_application_sent_it():
+    """The hook contract (any interceptor's ``info.shape.set_output_cap``): a cap sent as a fraction, a bool or
+    infinity is not overwritten, not lowered beside and not joined by a second cap; ``unread_cap`` says why,
+    without the value. A whole float is a cap, lowered to an int."""
+    from aicost.integrations.bedrock import ConverseShape
+    from aicost.integrations.gemini import InteractionsShape
+    from aicost.integrations.stainless import StainlessShape
+
+    cases = [
+        (StainlessShape("max_completion_tokens"), {"max_tokens": 20.5}, "max_tokens"),
+        (StainlessShape("max_completion_tokens"), {"max_tokens": True, "max_completion_tokens": 900},
+         "max_tokens"),
+        (StainlessShape("max_tokens"), {"extra_body": {"max_tokens": float("inf")}}, "max_tokens"),
+        (ConverseShape("maxTokens"), {"inferenceConfig": {"maxTokens": 20.5}}, "inferenceConfig.maxTokens"),
+        (GeminiShape("max_output_tokens"), {"config": {"max_output_tokens": True}}, "config.max_output_tokens"),
+        (InteractionsShape("max_output_tokens"), {"generation_config": {"max_output_tokens": 9.5}},
+         "generation_config.max_output_tokens"),
+        (InvokeShape("max_tokens"), {"body": json.dumps({"max_tokens": 900, "max_gen_len": 20.5})},
+         "body max_gen_len"),
+    ]
+    for shape, kwargs, param in cases:
+        sent = json.dumps(kwargs)
+        assert shape.set_output_cap(kwargs, 64) is False, (shape, kwargs)
+        assert json.dumps(kwargs) == sent
+        assert shape.unread_cap(kwargs).startswith(f"{param} is sent as a ")
+    for shape, kwargs in [(StainlessShape("max_completion_tokens"), {"max_tokens": 900.0}),
+                          (ConverseShape("maxTokens"), {"inferenceConfig": {"maxTokens": 900.0}})]:
+        assert shape.output_cap(kwargs) == 900 and shape.unread_cap(kwargs) is None
+        assert shape.set_output_cap(kwargs, 64) and shape.output_cap(kwargs) == 64
+        assert "max_completion_tokens" not in kwargs  # no second cap beside the application's
+
+
 def test_anthropic_bedrock_client_is_one_costed_span(instrumented, replay_server, monkeypatch):
     anthropic = pytest.importorskip("anthropic")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")

@@ -347,18 +347,18 @@ class BudgetGuard:
             raise
         if policies.has_output_caps:
             cap = policies.output_cap(attrs, model, provider)
-            unread = None if cap is None else shape.unread_cap(kwargs)
-            if unread is not None:  # sent as the application made it: not reinterpreted, no second cap beside it
-                info.span_attributes[semconv.AICOST_POLICY_CAP_NOT_APPLIED] = unread
-                log_once(f"cap_not_applied:{unread}", "aicost: a policy's max_output_tokens was not applied to a "
-                         "request: %s; it is sent as the application made it", unread)
-            elif cap is not None:
+            if cap is not None:
                 asked = shape.output_cap(kwargs)
                 if shape.set_output_cap(kwargs, cap[0]):
                     # the span's gen_ai.request.max_tokens is the cap sent; the application's own is kept here
                     info.span_attributes[semconv.AICOST_POLICY_MAX_OUTPUT_TOKENS] = cap[0]
                     if asked is not None and asked > cap[0]:
                         info.span_attributes[semconv.AICOST_POLICY_MAX_TOKENS_FROM] = asked
+                elif (unread := shape.unread_cap(kwargs)) is not None:
+                    # sent as the application made it: not reinterpreted, and no second cap beside it
+                    info.span_attributes[semconv.AICOST_POLICY_CAP_NOT_APPLIED] = unread
+                    log_once(f"cap_not_applied:{unread}", "aicost: a policy's max_output_tokens was not applied to "
+                             "a request: %s; it is sent as the application made it", unread)
 
         counted: tuple[str | None, int, bool] | None = None
         if policies.has_input_caps:

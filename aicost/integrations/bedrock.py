@@ -84,7 +84,7 @@ class ConverseShape(RequestShape):
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         current = self.output_cap(kwargs)
-        if current is not None and current <= cap:
+        if (current is not None and current <= cap) or self.unread_cap(kwargs) is not None:
             return False
         config = kwargs.get("inferenceConfig")
         kwargs["inferenceConfig"] = {**(config if isinstance(config, dict) else {}), "maxTokens": cap}
@@ -156,6 +156,8 @@ class InvokeShape(ConverseShape):
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lowers a cap the body sets; a body without one is left alone (its family's parameter is not known)."""
+        if self.unread_cap(kwargs) is not None:
+            return False
         body = _json_body(kwargs)
         caps = [(holder, key) for holder, key in self._caps(body)
                 if (count := token_count(holder[key])) is not None and count > cap]

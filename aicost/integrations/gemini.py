@@ -67,7 +67,7 @@ class GeminiShape(RequestShape):
         if self.cap_param is None:
             return False
         current = self.output_cap(kwargs)
-        if current is not None and current <= cap:
+        if (current is not None and current <= cap) or self.unread_cap(kwargs) is not None:
             return False
         config = kwargs.get("config")
         if config is None:
@@ -170,7 +170,7 @@ class InteractionsShape(GeminiShape):
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         current = self.output_cap(kwargs)
         body = self._body(kwargs)
-        if (current is not None and current <= cap) or not isinstance(body, dict):
+        if (current is not None and current <= cap) or not isinstance(body, dict) or self.unread_cap(kwargs):
             return False  # an SDK request model is left as it is: its config may be of several types
         config = body.get("generation_config")
         config = {**config, "max_output_tokens": cap} if isinstance(config, dict) else {"max_output_tokens": cap}

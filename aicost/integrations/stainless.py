@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import semconv as s
 from .._log import error_once
 from ..vendor import (BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, ResponseMeta, Router,
-                      cap_not_read, is_sent, token_count, walk_text)
+                      cap_not_read, token_count, walk_text)
 from ._sse import EventParser
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
@@ -101,14 +101,15 @@ class StainlessShape(RequestShape):
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lower every cap the request sends above ``cap``, where it is sent from, so whichever one the vendor
         reads stops at ``cap`` (written as an int); a request that sends none gets ``cap_param`` (not beside any
-        cap it sends, read or not: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
+        cap it sends: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
+        if self.unread_cap(kwargs) is not None:
+            return False
         changed = present = False
         for param in self.cap_params:
-            value = _sent_from(kwargs, param).get(param)
-            if is_sent(value):
+            count = token_count(_sent_from(kwargs, param).get(param))
+            if count is not None:  # every cap sent is a count (unread_cap)
                 present = True
-                count = token_count(value)
-                if count is not None and count > cap:
+                if count > cap:
                     _send(kwargs, param, cap)
                     changed = True
         if not present and self.cap_param is not None:
