@@ -438,16 +438,20 @@ class _ScopeBase:
 
     def _finish_abandoned(self, state: Any) -> None:
         """End a use whose body was closed while suspended (``GeneratorExit``: a coroutine dropped mid-``await``, a
-        ``with`` block in a frame that was closed). What closes it is often the garbage collector, running in
-        whatever thread dropped the last reference or ran the collection, perhaps holding a lock that ending the unit
-        takes (a span processor's, the ledger's, a listener's): so, as for a use that never started (``_Started``),
-        the ending is handed to aicost's worker thread (:mod:`aicost._gc`), never run here, and nothing here can
-        raise or wait. A fresh ``GeneratorExit``: the ending needs what ended the body, not the frames its traceback
-        holds."""
+        ``with`` block in a frame that was closed), or let go without being closed at all (an async generator whose
+        event loop is gone: ``_Running``). What closes it is often the garbage collector, running in whatever
+        thread dropped the last reference or ran the collection, perhaps holding a lock that ending the unit takes
+        (a span processor's, the ledger's, a listener's): so, as for a use that never started (``_Started``), the
+        ending is handed to aicost's worker thread (:meth:`_finish_on_worker`). A fresh ``GeneratorExit``: the
+        ending needs what ended the body, not the frames its traceback holds."""
+        self._finish_on_worker(state, GeneratorExit())
+
+    def _finish_on_worker(self, state: Any, exc: BaseException | None) -> None:
+        """End the use on aicost's worker thread (:mod:`aicost._gc`), never here: nothing here can raise or wait."""
         if state is None:  # a use with nothing to end
             return
         try:
-            _gc.defer(functools.partial(self._safe_finish_now, state, GeneratorExit()))
+            _gc.defer(functools.partial(self._safe_finish_now, state, exc))
         except Exception:  # never into the closing frame: a finalizer's error has nowhere to go
             pass
 
@@ -558,6 +562,7 @@ class _ScopeBase:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             gen = fn(*args, **kwargs)
             state = scope._safe_start() if started is _NOT_STARTED else started.take()
+            use = _Running(scope, state)  # ends the use, once: every ending below goes through it
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
@@ -569,11 +574,11 @@ class _ScopeBase:
                         item = gen.send(to_send)
                 except StopIteration as stop:
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, None)
+                    use.finish(None)
                     return stop.value
                 except BaseException as exc:
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, exc)
+                    use.finish(exc)
                     raise
                 scope._safe_deactivate(state, act)
                 to_throw = None
@@ -589,10 +594,10 @@ class _ScopeBase:
                         gen.close()
                     except BaseException as exc:
                         scope._safe_deactivate(state, act)
-                        scope._safe_finish(state, exc)
+                        use.finish(exc)
                         raise
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, None)
+                    use.finish(None)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -605,6 +610,7 @@ class _ScopeBase:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             agen = fn(*args, **kwargs)
             state = scope._safe_start() if started is _NOT_STARTED else started.take()
+            use = _Running(scope, state)  # as for a generator, above; and what ends a use never closed
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
@@ -616,11 +622,11 @@ class _ScopeBase:
                         item = await agen.asend(to_send)
                 except StopAsyncIteration:
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, None)
+                    use.finish(None)
                     return
                 except BaseException as exc:
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, exc)
+                    use.finish(exc)
                     raise
                 scope._safe_deactivate(state, act)
                 to_throw = None
@@ -632,15 +638,67 @@ class _ScopeBase:
                         await agen.aclose()
                     except BaseException as exc:
                         scope._safe_deactivate(state, act)
-                        scope._safe_finish(state, exc)
+                        use.finish(exc)
                         raise
                     scope._safe_deactivate(state, act)
-                    scope._safe_finish(state, None)
+                    use.finish(None)
                     raise
                 except BaseException as exc:
                     to_throw = exc
 
         return wrapper
+
+
+class _Running:
+    """A use a generator's wrapper runs (sync or async), which it ends through :meth:`finish`, once.
+
+    Two endings cannot happen where the wrapper is. A generator dropped in a reference cycle is closed by the cyclic
+    collector, which runs inside whatever allocation crossed its threshold, in any thread, perhaps while it holds a
+    lock ending the unit takes: an ending inside a collection (:func:`aicost._gc.collecting`, known while this use
+    is watched: :func:`aicost._gc.watch`) is handed to aicost's worker, as a coroutine closed mid-``await`` is
+    (``_ScopeBase._finish_abandoned``). And an async generator is not closed by the collector at all: it is handed
+    to its event loop's finalizer hook (PEP 525), which schedules ``aclose()`` on the loop; a loop that is closed
+    (or never runs again) never runs it, and the frame is let go unclosed, suspended where it was, its ``except``
+    and ``finally`` never run. This object, which only the wrapper's frame holds, then goes with the frame and
+    ends the use as one closed while suspended (``GeneratorExit``, ``failed``), on the worker. A generator, which
+    the collector always closes, never gets there; nor does anything at interpreter exit."""
+
+    __slots__ = ("scope", "state")
+
+    def __init__(self, scope: _ScopeBase, state: Any) -> None:
+        self.scope: _ScopeBase | None = scope
+        self.state = state
+        if state is not None:  # (``None``: a use with nothing to end)
+            _gc.watch()
+
+    def finish(self, exc: BaseException | None) -> None:
+        scope = self.scope
+        if scope is None:  # ended already (by ``__del__``, in the collection that closes the frame)
+            return
+        self.scope = None
+        state = self.state
+        if state is None:
+            return
+        try:
+            if _gc.collecting() and not isinstance(exc, GeneratorExit):  # (a GeneratorExit goes there anyway)
+                scope._finish_on_worker(state, exc)
+            else:
+                scope._safe_finish(state, exc)
+        finally:
+            _gc.unwatch()  # after: unwatched, the collection under way is no longer known
+
+    def __del__(self) -> None:
+        scope = self.scope
+        if scope is None:
+            return
+        self.scope = None
+        try:
+            if self.state is not None:
+                if not sys.is_finalizing():
+                    scope._finish_abandoned(self.state)
+                _gc.unwatch()
+        except Exception:  # never into the host: a finalizer's error has nowhere to go
+            pass
 
 
 class _Started:
@@ -778,11 +836,11 @@ class UnitOfWork:
     """A running ``feature`` scope: its live rollup and its outcome.
 
     The outcome is ``"succeeded"`` when the unit ends normally (a generator: also when its consumer stops reading it
-    between items), ``"failed"`` when it ends with an exception or did not finish (cancelled, or a coroutine dropped
-    while suspended: ``GeneratorExit``), ``"never_started"`` when its body never ran (what a plain function under
-    ``@feature`` returned, a coroutine or a generator, was dropped without being awaited or iterated: see
-    ``_Started``), unless the application chose a label with :meth:`set_outcome` (e.g. ``"cache_hit"``,
-    ``"refused"``, ``"answer_rejected"``), which always wins.
+    between items), ``"failed"`` when it ends with an exception or did not finish (cancelled, or a coroutine or an
+    async generator dropped while suspended: ``GeneratorExit``), ``"never_started"`` when its body never ran (what a
+    plain function under ``@feature`` returned, a coroutine or a generator, was dropped without being awaited or
+    iterated: see ``_Started``), unless the application chose a label with :meth:`set_outcome` (e.g.
+    ``"cache_hit"``, ``"refused"``, ``"answer_rejected"``), which always wins.
     """
 
     __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes")

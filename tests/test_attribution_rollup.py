@@ -574,6 +574,100 @@ def test_a_task_left_pending_on_a_loop_that_is_gone_did_not_succeed(spans):
         "failed", "GeneratorExit", "0.25")
 
 
+def _heard_within(heard, seconds=10):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not heard and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return heard
+
+
+# asyncio's finalizer hook for the dropped async generators fails on the closed loop ("Event loop is closed"):
+# Python's own unraisable error, with or without aicost.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_async_generator_left_pending_on_a_loop_that_is_gone_did_not_succeed(spans, caplog):
+    """An async generator is not closed by the garbage collector: it is handed to its event loop's finalizer
+    (PEP 525), which schedules ``aclose()`` on the loop. Its task left suspended in an ``await`` inside the
+    generator (not at a ``yield``) on a loop that is closed, nothing ever closes it: the frame is let go unclosed.
+    Its unit still ends, as a coroutine dropped so does: ``failed``, ``GeneratorExit``, with the calls made
+    before, on aicost's worker (the collection runs here under a lock ending the unit would take), silently."""
+    import logging
+
+    from aicost import _gc, hooks
+
+    _gc.install()
+    lock, heard, listener = _units_heard_beside_a_lock()
+
+    @feature("items", team="support")
+    async def items(never):
+        call(cost="0.25")
+        yield 1
+        await never  # suspended here, mid-step
+        call(cost="9")  # never reached
+        yield 2
+
+    async def relay(never):
+        async for _ in items(never):
+            pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        never = loop.create_future()
+        task = loop.create_task(relay(never))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert not task.done()
+    finally:
+        loop.close()
+    hooks.add_event_listener(listener)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with lock:
+            del task, never
+            gc.collect()
+        _heard_within(heard)
+    finally:
+        hooks.remove_event_listener(listener)
+    assert heard == [("items", "failed", True, "aicost-gc-finish")]
+    (span,) = spans()
+    a = span.attributes
+    assert (a[semconv.AICOST_OUTCOME], a[semconv.ERROR_TYPE], a[R + "cost.total_usd"], a[semconv.AICOST_TEAM]) == (
+        "failed", "GeneratorExit", "0.25", "support")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aicost")] == []
+
+
+def test_a_generator_dropped_in_a_cycle_is_ended_on_the_worker_not_in_the_collector(spans):
+    """A generator dropped in a reference cycle is closed by the cyclic collector, which runs inside whatever
+    allocation crossed its threshold, in any thread, perhaps holding a lock ending the unit takes. Its consumer
+    stopped reading it (``succeeded``, as when dropped otherwise), but the ending runs on aicost's worker."""
+    from aicost import _gc, hooks
+
+    _gc.install()
+    lock, heard, listener = _units_heard_beside_a_lock()
+
+    @feature("items")
+    def items():
+        call(cost="0.5")
+        yield 1
+        yield 2
+
+    gen = items()
+    assert next(gen) == 1
+    cycle = [gen]
+    cycle.append(cycle)
+    hooks.add_event_listener(listener)
+    try:
+        with lock:
+            del gen, cycle
+            gc.collect()  # closes the generator here, under the lock
+        _heard_within(heard)
+    finally:
+        hooks.remove_event_listener(listener)
+    assert heard == [("items", "succeeded", True, "aicost-gc-finish")]
+    (span,) = spans()
+    assert span.attributes[R + "cost.total_usd"] == "0.5"
+
+
 async def test_a_generator_its_consumer_stops_reading_ended_as_the_consumer_chose(spans):
     """A consumer that stops reading a generator between items (``break``, ``close()``, ``aclose()``, dropping it)
     is how a generator ends when no more is wanted, not a failure of its unit: ``succeeded``, and ended there and
