@@ -293,6 +293,57 @@ async def test_an_openai_error_event_in_async_relayed_bytes_fails_the_call(instr
     assert a[s.AICOST_STREAM_ENDED_BY] == "error" and a[s.AICOST_USAGE_ESTIMATED] is True
 
 
+def _with_null_events(vendor: str) -> Reply:
+    """A stream with events whose data is JSON ``null``: each SDK's ``Stream`` builds an item from it as from any
+    event (``_process_response_data``: ``None``) and yields it to the caller. OpenAI: one before the first chunk
+    and one after the finish; Anthropic: a ``content_block_delta`` whose data is ``null``, after ``message_start``."""
+    if vendor == "openai":
+        events = list(openai_chat_stream_reply(3).iter_chunks())
+        return Reply.stream([sse("null"), *events[:-2], sse("null"), *events[-2:]])
+    events = list(anthropic_stream_reply(3, input_tokens=1234).iter_chunks())
+    return Reply.stream([events[0], sse("null", event="content_block_delta"), *events[1:]])
+
+
+def _create(client, vendor: str, raw: bool):
+    create = (client.chat.completions if vendor == "openai" else client.messages)
+    create = create.with_streaming_response.create if raw else create.create
+    if vendor == "openai":
+        return create(model="gpt-4o-mini", messages=MSG, stream=True, stream_options={"include_usage": True})
+    return create(model="claude-3-5-haiku-20241022", max_tokens=99, messages=MSG, stream=True)
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("read", ["lines", "bytes"])
+def test_a_null_event_in_relayed_bytes_is_read_as_the_sdks_stream_reads_it(instrumented, replay_server,
+                                                                           openai_client, anthropic_client,
+                                                                           vendor, read):
+    """An event whose data is ``null`` is an item to the SDK's own stream (the caller gets ``None``), not an event
+    without one: relayed as bytes, the call is recorded as the parsed stream's is, key by key (the chunk count
+    included), and the caller gets every byte as sent."""
+    client = openai_client if vendor == "openai" else anthropic_client
+    replay_server.enqueue(_with_null_events(vendor))
+    items = list(_create(client, vendor, raw=False))
+    assert items.count(None) == (2 if vendor == "openai" else 1)  # what the caller gets from the SDK
+    expected = only_cost_span(instrumented)
+    instrumented.clear()
+    reply = _with_null_events(vendor)
+    replay_server.enqueue(reply)
+    with _create(client, vendor, raw=True) as response:
+        body = ("\n".join(response.iter_lines()) + "\n" if read == "lines"
+                else b"".join(response.iter_bytes(chunk_size=7)).decode())
+    sent = "".join(reply.iter_chunks())
+    assert body.split() == sent.split() and "data: null" in body  # relayed as sent
+    a = only_cost_span(instrumented)
+    assert a[s.AICOST_STREAM_CHUNKS] == expected[s.AICOST_STREAM_CHUNKS] == (8 if vendor == "openai" else 9)
+    timing = {s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK}  # a time: the rest is the same, key by key
+    assert {k: v for k, v in a.items() if k not in timing} == {k: expected[k] for k in a if k not in timing}
+    # What an Anthropic body read past parse() never records, nulls or not (its parsed stream reads the SDK's
+    # final message): the stop reason, and cache counts of 0.
+    not_from_bytes = {"anthropic.message.stop_reason", s.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                      s.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS} if vendor == "anthropic" else set()
+    assert set(expected) - set(a) == not_from_bytes
+
+
 def test_an_event_too_large_to_keep_is_let_go_and_the_estimate_says_why(instrumented, replay_server, openai_client,
                                                                         monkeypatch):
     """A Responses stream's usage comes in ``response.completed``, which carries the whole response: over the

@@ -33,7 +33,7 @@ from ..usage import MAX_COUNT, Usage, is_object, read_count
 from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
                       field_reader, nested, request_count, request_tier, string)
 from . import _batches
-from .stainless import StainlessIntegration, StainlessShape, server_of
+from .stainless import NO_ITEM, StainlessIntegration, StainlessShape, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -602,8 +602,8 @@ class AnthropicIntegration(StainlessIntegration):
         item, nor does an ``error`` event (which the SDK raises: :meth:`stream_event_error`); every other event's
         data is the item."""
         if name is None or name == "ping" or name == "error" or not data:
-            return None
-        return json.loads(data)
+            return NO_ITEM
+        return json.loads(data)  # (``null``: the item ``None``, as the SDK builds it)
 
     def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
                            response: Any) -> BaseException | None:

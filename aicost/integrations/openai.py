@@ -16,7 +16,7 @@ from .. import semconv as s
 from ..vendor import (BodyReader, CallWatch, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
                       StreamAccumulator, field, part, request_count, request_tier, string)
 from . import _batches
-from .stainless import STREAM_END, AttrView, StainlessIntegration, StainlessShape, server_of
+from .stainless import NO_ITEM, STREAM_END, AttrView, StainlessIntegration, StainlessShape, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -922,7 +922,7 @@ class OpenAIIntegration(StainlessIntegration):
         if legacy and name and name.startswith("thread."):
             return {"data": value, "event": name}
         if legacy and isinstance(value, dict) and value.get("error"):
-            return None
+            return NO_ITEM
         if options is not None and getattr(options, "synthesize_event_and_data", None):
             return {"data": value, "event": name}
         return value

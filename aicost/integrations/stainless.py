@@ -276,18 +276,19 @@ class StainlessIntegration(Integration):
 
     def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
         """What the SDK's ``Stream`` builds its item from, for one server-sent event of a stream (``name``: its
-        ``event:``, ``data``: its data; ``options``: the request's ``FinalRequestOptions``): the JSON value,
-        None for an event that yields no item, or :data:`STREAM_END` for the vendor's end marker. Each SDK's
+        ``event:``, ``data``: its data; ``options``: the request's ``FinalRequestOptions``): the JSON value (None
+        for JSON ``null``, which the SDK builds an item from too: ``None``), :data:`NO_ITEM` for an event that
+        yields no item, or :data:`STREAM_END` for the vendor's end marker. Each SDK's
         ``_streaming.Stream.__stream__`` says it; an error event, which the SDK raises, yields no item here (see
         :meth:`stream_event_error`)."""
-        return None
+        return NO_ITEM
 
     def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
                            response: Any) -> BaseException | None:
         """The error the SDK's ``Stream`` raises at this server-sent event (a vendor's mid-stream error event),
         built as it builds it (``client``: the SDK client; ``response``: the HTTP response), or None. Asked only of
-        an event that yields no item (:meth:`stream_event_data` returned None), so the events that do are not
-        read twice. In bytes the caller reads itself nothing is raised (the caller relays the event as it is); the
+        an event that yields no item (:meth:`stream_event_data` returned :data:`NO_ITEM`), so the events that do
+        are not read twice. In bytes the caller reads itself nothing is raised (the caller relays the event as it is); the
         call fails with this error, as it fails when the SDK's own stream raises it."""
         return None
 
@@ -310,11 +311,12 @@ class StainlessIntegration(Integration):
 
         def item(name: str | None, data: bytes) -> Any:
             value = event_data(name, data, options)
-            if value is None:  # the error, if the SDK raises here: handed over, not raised (EventBodyReader._read)
-                return event_error(name, data, options, client, response)
+            if value is NO_ITEM:  # the error, if the SDK raises here: handed over, not raised (EventBodyReader._read)
+                error = event_error(name, data, options, client, response)
+                return NO_ITEM if error is None else error
             if value is STREAM_END:
                 return value
-            return process(data=value, cast_to=item_type, response=response)
+            return process(data=value, cast_to=item_type, response=response)  # (``None`` from JSON ``null``)
 
         return item
 
@@ -545,6 +547,9 @@ class JsonBodyReader(BodyReader):
 
 # What ``StainlessIntegration.stream_event_data`` returns for the vendor's end marker (OpenAI's ``[DONE]``).
 STREAM_END = object()
+# What it returns for an event the SDK's ``Stream`` yields no item for (Anthropic's ``ping``, an error event). Not
+# None: an event whose data is JSON ``null`` is an item to the SDK (``None``), and to the call.
+NO_ITEM = object()
 
 
 class EventBodyReader(BodyReader):
@@ -593,7 +598,7 @@ class EventBodyReader(BodyReader):
         if isinstance(item, BaseException):  # where the SDK's stream raises: the call failed with it
             self.watch.fail(item)
             return False
-        if item is not None:
+        if item is not NO_ITEM:
             self.watch.observe_item(item)
         return True
 
