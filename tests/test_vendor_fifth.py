@@ -3,9 +3,11 @@
 "Toy AI" is a made-up vendor with a tiny SDK (below: a client whose calls POST JSON over real HTTP to the loopback
 server and return the vendor's reply object, or a generator of streamed events) whose argument names are unlike
 OpenAI's (``engine``, ``text``, ``max_words``). Its integration is written here, as docs/concepts.md ("Adding a
-vendor") says, and registered with ``aicost.integrations.register``. Then the promises hold for it as for the
-built-in vendors: one costed span per call, exact cost, a policy's output cap and a budget's downgrade written
-into the request it sends, a budget refusing before anything is sent, and the cache answering without a call.
+vendor") says (its readers read each count with ``read_count`` and end with ``Usage.checked()``), and registered
+with ``aicost.integrations.register``. Then the promises hold for it as for the built-in vendors: one costed span
+per call, exact cost, usage that fails validation never priced as exact, a policy's output cap and a budget's
+downgrade written into the request it sends, a budget refusing before anything is sent, and the cache answering
+without a call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import aicost
 from aicost import integrations, semconv
 from aicost.budget import Budget, BudgetExceeded, Policy, configure_budgets, disable_budgets
 from aicost.pricing import clear_overrides, set_price
-from aicost.usage import Usage
+from aicost.usage import Usage, read_count
 from aicost.vendor import (Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
                            StreamAccumulator)
 from vendor_server import Reply
@@ -104,7 +106,9 @@ class ToyAccumulator(StreamAccumulator):
 
     def observe(self, item: Any) -> bool:
         if item.get("done"):
-            self.usage = Usage(input_tokens=item["usage"]["in"], output_tokens=item["usage"]["out"])
+            counts = item.get("usage")
+            self.usage = toy_usage(counts.get("in"), counts.get("out")) if isinstance(counts, dict) else Usage(
+                invalid="usage is not an object")
             self.complete = True
         else:
             self.words.append(item.get("word", ""))
@@ -112,6 +116,15 @@ class ToyAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         return ResponseMeta(usage=self.usage, output_text=" ".join(self.words) or None)
+
+
+def toy_usage(words_in: Any, words_out: Any) -> Usage:
+    """The vendor's counts as docs/concepts.md ("Adding a vendor") says a reader reads them: each with
+    ``read_count`` (garbage is read as 0 and noted), and ``checked()`` last, whose verdict the core prices by."""
+    usage = Usage()
+    usage.input_tokens = read_count(usage, words_in, "usage.in", required=True)
+    usage.output_tokens = read_count(usage, words_out, "usage.out", required=True)
+    return usage.checked()
 
 
 _SHAPE = ToyShape("max_words")
@@ -132,7 +145,7 @@ class ToyIntegration(Integration):
                            server_address="127.0.0.1", server_port=None)
 
     def read_response(self, endpoint: Endpoint, response: Any, want_text: bool) -> ResponseMeta:
-        return ResponseMeta(usage=Usage(input_tokens=response.words_in, output_tokens=response.words_out),
+        return ResponseMeta(usage=toy_usage(response.words_in, response.words_out),
                             model=response.engine, output_text=response.text if want_text else None)
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
@@ -189,6 +202,27 @@ def test_a_stream_is_costed_when_it_ends(toy, instrumented, replay_server):
     (span,) = instrumented.cost_spans()
     assert span.attributes[semconv.AICOST_STREAM_ENDED_BY] == "exhausted"
     assert Decimal(span.attributes[semconv.AICOST_COST_TOTAL]) == (10 * IN_RATE + 2 * OUT_RATE) / 1_000_000
+
+
+@pytest.mark.parametrize("words_in, words_out", [(-5, 300), (1200, "300"), (1200, 2.5), (1200, None), (2**60, 3)])
+@pytest.mark.parametrize("stream", [False, True])
+def test_usage_that_fails_validation_is_never_priced_as_exact(toy, instrumented, replay_server, words_in, words_out,
+                                                              stream):
+    """The readers above read the vendor's counts as the contract says: garbage (a negative count, a string, a
+    fraction, none, above 2**53) makes the call an estimate that says why, never an exact cost."""
+    if stream:
+        done = {"done": True, "usage": {"in": words_in, "out": words_out}}
+        replay_server.enqueue(Reply.stream([json.dumps({"word": "hello"}) + "\n", json.dumps(done) + "\n"],
+                                           content_type="application/x-ndjson"))
+        list(toy.completions.stream(engine="toy-large", text="say hello"))
+    else:
+        replay_server.enqueue(Reply.json({"engine": "toy-large", "text": "hello there",
+                                          "usage": {"in": words_in, "out": words_out}}))
+        toy.completions.create(engine="toy-large", text="say hello")
+    (span,) = instrumented.cost_spans()
+    attrs = span.attributes
+    assert attrs[semconv.AICOST_USAGE_ESTIMATED] is True
+    assert "usage." in attrs[semconv.AICOST_USAGE_INVALID_REASON]
 
 
 def test_a_policy_cap_and_a_budget_downgrade_are_written_into_the_request_sent(toy, instrumented, replay_server):
