@@ -165,9 +165,46 @@ class Telemetry:
 
 
 @pytest.fixture
+def readers_check_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """docs/concepts.md, "Adding a vendor": a reader ends with ``Usage.checked()``, because the core prices by the
+    verdict it sets and asks the rules of no usage again. Held to that for every integration, built-in or
+    registered, whose usage reaches the core (``_Call._account``) in a test: its usage must have gone through
+    ``checked()`` (or be a sum of checked usages, ``Usage.__add__``), or carry its verdict already (``invalid``).
+    A reader that forgot fails the test that called it, named. Yields the offenders (for a test of the check)."""
+    from aicost import instrumentation
+    from aicost.usage import Usage
+
+    checked: dict[int, Usage] = {}  # held, so an id is not reused while the test runs
+    offenders: list[str] = []
+    check, add, account = Usage.checked, Usage.__add__, instrumentation._Call._account
+
+    def checked_and_noted(usage: Usage) -> Usage:
+        checked[id(usage)] = usage
+        return check(usage)
+
+    def added_and_noted(usage: Usage, other: Any) -> Any:
+        total = add(usage, other)
+        if checked.get(id(usage)) is usage and checked.get(id(other)) is other:
+            checked[id(total)] = total
+        return total
+
+    def account_noting_unchecked(call: Any, meta: Any, *args: Any, **kwargs: Any) -> Any:
+        usage = meta.usage
+        if usage is not None and usage.invalid is None and checked.get(id(usage)) is not usage:
+            offenders.append(f"{type(call.integration).__name__} ({call.endpoint.key})")
+        return account(call, meta, *args, **kwargs)
+
+    monkeypatch.setattr(Usage, "checked", checked_and_noted)
+    monkeypatch.setattr(Usage, "__add__", added_and_noted)
+    monkeypatch.setattr(instrumentation._Call, "_account", account_noting_unchecked)
+    yield offenders
+
+
+@pytest.fixture
 def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider, span_exporter: InMemorySpanExporter,
-                 metric_reader: InMemoryMetricReader) -> Iterator[Telemetry]:
-    """aicost instrumented with the in-memory providers for the test; uninstrumented afterwards."""
+                 metric_reader: InMemoryMetricReader, readers_check_usage: list[str]) -> Iterator[Telemetry]:
+    """aicost instrumented with the in-memory providers for the test; uninstrumented afterwards. Every reader the
+    test calls is held to ``Usage.checked()`` (:func:`readers_check_usage`)."""
     import aicost
 
     aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -175,6 +212,8 @@ def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider,
         yield Telemetry(tracer_provider, meter_provider, span_exporter, metric_reader)
     finally:
         aicost.uninstrument()
+    offenders = ", ".join(sorted(set(readers_check_usage)))
+    assert not offenders, f"a reader's usage reached the core without Usage.checked() (docs/concepts.md): {offenders}"
 
 
 @pytest.fixture

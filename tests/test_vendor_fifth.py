@@ -225,6 +225,18 @@ def test_usage_that_fails_validation_is_never_priced_as_exact(toy, instrumented,
     assert "usage." in attrs[semconv.AICOST_USAGE_INVALID_REASON]
 
 
+def test_a_reader_that_skips_checked_is_caught_by_the_suite(toy, instrumented, replay_server, readers_check_usage,
+                                                            monkeypatch):
+    """Every test that calls a vendor through ``instrumented`` holds its reader to ``Usage.checked()``
+    (conftest ``readers_check_usage``): a reader that forgot it is named, and the test fails."""
+    monkeypatch.setattr(ToyIntegration, "read_response", lambda self, endpoint, response, want_text: ResponseMeta(
+        usage=Usage(input_tokens=response.words_in, output_tokens=response.words_out), model=response.engine))
+    replay_server.enqueue(_reply())
+    toy.completions.create(engine="toy-large", text="say hello")
+    assert readers_check_usage == ["ToyIntegration (toy.completions.create)"]
+    readers_check_usage.clear()  # (seen: this test passes)
+
+
 def test_a_policy_cap_and_a_budget_downgrade_are_written_into_the_request_sent(toy, instrumented, replay_server):
     configure_budgets(policies=[Policy(max_output_tokens=50)],
                       budgets=[Budget(limit_usd="0.0001", action="downgrade", downgrade_to="toy-small")])

@@ -379,8 +379,8 @@ def speech_without_usage(request: dict[str, Any], unpriced: str = _SPEECH_UNPRIC
     ``tts-1-hd``, or an Azure deployment given a per-character price) is priced from them; for a token-billed model
     the pricing engine finds no per-character rate and the cost is unknown, with ``unpriced`` as the reason."""
     text = request.get("input")
-    if isinstance(text, str):
-        return ResponseMeta(usage=Usage(input_characters=len(text)), unpriced=unpriced)
+    if isinstance(text, str):  # (a count of aicost's own, valid: checked all the same, as every reader's usage is)
+        return ResponseMeta(usage=Usage(input_characters=len(text)).checked(), unpriced=unpriced)
     return ResponseMeta(unpriced=unpriced)
 
 
