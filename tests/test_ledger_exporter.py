@@ -201,9 +201,10 @@ def test_a_feature_run_whose_call_count_the_ledger_cannot_hold_is_unreadable(cal
 
 def test_a_span_without_a_run_id_has_a_run_only_if_it_names_a_feature(tmp_path, spill_dir):
     """Spans without aicost.run.id (docs/ledger.md): one that names no feature ran in none, whatever its parent; one
-    that names a feature, as an aicost before the attribute wrote every call, is walked through its batch, and keeps
-    the parent the batch does not hold (its feature, when the feature ended after it). The walk filed a call in no
-    feature under the HTTP request span it ran in, exported in another batch, as its run."""
+    that names a feature, as an aicost before the attribute wrote every call, is walked through its batch to an
+    older feature span (without the attribute either). The walk filed a call in no feature under the HTTP request
+    span it ran in, exported in another batch, as its run; a call whose feature is in a later batch has no run
+    (an ancestor outside the batch may be any span)."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -221,7 +222,7 @@ def test_a_span_without_a_run_id_has_a_run_only_if_it_names_a_feature(tmp_path, 
             in_no_feature = call()  # under a request span exported in an earlier batch
         with tracer.start_as_current_span("aicost.feature summarise", attributes={
                 semconv.AICOST_OUTCOME: "succeeded", semconv.AICOST_FEATURE: "summarise"}) as feature:
-            older = call(**{semconv.AICOST_FEATURE: "summarise"})  # an older aicost's call: its parent, the feature
+            older = call(**{semconv.AICOST_FEATURE: "summarise"})  # an older aicost's call: its feature ends later
             with tracer.start_as_current_span("aicost.cache answer"):
                 older_cached = call(**{semconv.AICOST_FEATURE: "summarise"})  # walked up through the cache span
     first, inner, second, third, *rest = memory.get_finished_spans()
@@ -232,7 +233,50 @@ def test_a_span_without_a_run_id_has_a_run_only_if_it_names_a_feature(tmp_path, 
     assert stats["written"] == 3 and "dropped_unreadable" not in stats, stats
     with open_store(url, create=False) as store:
         rows = list(store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)))
-    assert {row.span_id: row.run_id for row in rows} == {in_no_feature: None, older: run_id, older_cached: run_id}
+    assert {row.span_id: row.run_id for row in rows} == {in_no_feature: None, older: None, older_cached: run_id}
+
+
+def test_a_call_that_names_its_feature_outside_a_run_is_never_filed_under_another_run(tmp_path, spill_dir):
+    """A call that names a feature only through ``aicost.attribute(feature=...)`` or upstream baggage ran in no run
+    (the in-process ledger files it under none) and carries no aicost.run.id. Walked, it was filed under whatever
+    feature span lay above it: another feature's run, when an OpenTelemetry context reached it without aicost's
+    (a thread started inside feature "A" by OpenTelemetry's threading instrumentation) or when its parent is the
+    span an upstream service named in the trace context it sent (that service's feature run, in an earlier batch).
+    A feature span that carries aicost.run.id gives it to every call made in it: a call without it has no run."""
+    from opentelemetry import trace as otel_trace
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    priced = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
+              semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_COST_TOTAL: "0.25"}
+
+    def call(feature: str, context=None) -> str:
+        span = tracer.start_span("chat gpt-4o", context=context, attributes={**priced, semconv.AICOST_FEATURE: feature})
+        span.end()
+        return format(span.get_span_context().span_id, "016x")
+
+    upstream = tracer.start_span("aicost.feature ask")  # another service's feature, exported earlier
+    upstream.set_attributes({semconv.AICOST_OUTCOME: "succeeded", semconv.AICOST_FEATURE: "ask",
+                             semconv.AICOST_RUN_ID: format(upstream.get_span_context().span_id, "016x")})
+    upstream.end()
+    remote = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(otel_trace.SpanContext(
+        upstream.get_span_context().trace_id, upstream.get_span_context().span_id, is_remote=True,
+        trace_flags=otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED))))
+    from_baggage = call("ask", context=remote)  # its feature from upstream baggage; its parent, upstream's span
+    with tracer.start_as_current_span("aicost.feature answer") as feature:
+        run_id = format(feature.get_span_context().span_id, "016x")
+        feature.set_attributes({semconv.AICOST_OUTCOME: "succeeded", semconv.AICOST_FEATURE: "answer",
+                                semconv.AICOST_RUN_ID: run_id})
+        in_a_thread = call("translate")  # attribute(feature="translate") where only the span context reached
+    first, baggage_call, thread_call, answer = memory.get_finished_spans()
+    assert first.name == "aicost.feature ask" and answer.name == "aicost.feature answer"
+    stats, url = _exported(tmp_path, [first], [baggage_call, thread_call, answer])
+    assert (stats["written"], stats["runs_written"]) == (2, 2) and "dropped_unreadable" not in stats, stats
+    with open_store(url, create=False) as store:
+        rows = list(store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    assert {row.span_id: row.run_id for row in rows} == {from_baggage: None, in_a_thread: None}
 
 
 @pytest.mark.parametrize("run_id", ["", "00f067aa0ba902b", "00F067AA0BA902B7", "00f067aa0ba902b7\n", 12, True])

@@ -442,15 +442,19 @@ def test_span_exporter_takes_a_calls_run_from_the_call_whichever_batches_bring_i
     assert [tuple(getattr(r, f) for f in fields) for r in _rows(hooks_url)] == [tuple(getattr(row, f) for f in fields)]
 
 
-def test_span_exporter_run_id_is_the_nearest_feature_in_the_batch():
+def test_span_exporter_run_id_is_the_nearest_older_feature_in_the_batch():
+    """For a span without aicost.run.id: the nearest feature span of its batch, if that one has none either."""
     from aicost.ledger.exporter import _nearest_feature
 
-    parents = {"call": "cache", "cache": "feat", "feat": "http", "http": None, "lone": "http2", "http2": None}
-    assert _nearest_feature("cache", parents, {"feat"}) == "feat"  # a call inside @aicost.cache inside a feature
-    assert _nearest_feature("feat", parents, {"feat"}) == "feat"
-    assert _nearest_feature("http2", parents, {"feat"}) is None  # in no feature
-    assert _nearest_feature("elsewhere", parents, {"feat"}) == "elsewhere"  # parent exported in another batch
-    assert _nearest_feature(None, parents, {"feat"}) is None
+    parents = {"call": "cache", "cache": "feat", "feat": "http", "http": None, "lone": "http2", "http2": None,
+               "new": "outer", "outer": None}
+    features = {"feat": True, "new": False, "outer": True}
+    assert _nearest_feature("cache", parents, features) == "feat"  # a call inside @aicost.cache inside a feature
+    assert _nearest_feature("feat", parents, features) == "feat"
+    assert _nearest_feature("http2", parents, features) is None  # in no feature
+    assert _nearest_feature("elsewhere", parents, features) is None  # parent exported in another batch: any span
+    assert _nearest_feature("new", parents, features) is None  # a feature that writes run ids: not in it
+    assert _nearest_feature(None, parents, features) is None
 
 
 def test_batches_are_prepared_on_a_second_thread(tmp_path, spill_dir):

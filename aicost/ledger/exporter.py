@@ -21,11 +21,17 @@ inside a run carries that run's id as ``aicost.run.id`` (the value the in-proces
 takes it as it is, whatever spans lie between the call and its feature (an HTTP request span, a cache span) and
 whichever batch brings them; a value that is not 16 lowercase hex digits makes the span unreadable. A span without
 it ran in no run, or comes from an aicost before the attribute: one that names no feature (``aicost.feature``)
-ran in none, so it has no run, whatever its parents; one that names a feature is walked, as those older spans
-were: its parent span id, up through the spans of the same export batch (a call made inside an ``@aicost.cache``
-function has the cache span as its parent, and the feature above it), none when the walk ends at a root span
-that is no feature, and the nearest ancestor the batch knows when the walk leaves the batch (right when that is
-the feature, exported after its calls; a wrong run when it is another span, exported earlier).
+ran in none, so it has no run, whatever its parents. One that names a feature may be either: a call that named
+its feature only through ``aicost.attribute(feature=...)`` or upstream baggage ran in no run, as the in-process
+ledger files it, but an older aicost wrote every call so. It is walked, as those older spans were, from its parent
+span id up through the spans of the same export batch (a call made inside an ``@aicost.cache`` function has the
+cache span as its parent, and the feature above it), to the nearest feature span, whose run it takes only if that
+span carries no ``aicost.run.id`` either: an older feature. A feature that writes the attribute gives it to every
+call made in it, so a call without it was not made in it (an OpenTelemetry context carried into a thread without
+aicost's, a parent span in another service): it has no run. Nor when the walk ends at a root span, or
+leaves the batch: the ancestor the batch does not hold may be the call's feature, exported after it, or any other
+span, another feature's run included (an upstream service's, named by the trace context it sent), and nothing here
+tells which. Only the spans of one batch are held, for as long as it is read.
 
 Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, a feature's
 ``aicost.rollup.calls`` too; an amount that is no finite number, has more than 36 decimals or is 10**24 dollars or
@@ -219,15 +225,26 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, run_
     return row
 
 
-def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], features: set[str]) -> str | None:
-    """The first feature span at or above ``span_id``, walking the parents this batch knows; None when the walk
-    reaches a root span of the batch that is not a feature (the call ran in no feature). For spans without
-    ``aicost.run.id`` only (see the module's docstring)."""
+def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], features: Mapping[str, bool]
+                     ) -> str | None:
+    """The run of a span without ``aicost.run.id`` whose parent is ``span_id``: the first feature span at or above
+    it, walking the parents this batch knows, if that feature is an older one (``features``: span id -> whether
+    the feature span carries no ``aicost.run.id``); None when that feature carries it (the call did not run in
+    it), when the walk reaches a root span of the batch that is not a feature (it ran in no feature), or when it
+    leaves the batch (an ancestor that may be any span). See the module's docstring."""
     for _ in range(64):  # bounded: span ids come from outside
-        if span_id is None or span_id in features or span_id not in parents:
-            return span_id
-        span_id = parents[span_id]
-    return span_id
+        if span_id is None:
+            return None
+        older = features.get(span_id)
+        if older is not None:
+            return span_id if older else None
+        span_id = parents.get(span_id, _LEFT)
+        if span_id is _LEFT:
+            return None
+    return None
+
+
+_LEFT = "left the batch"  # (no span id: those are 16 hex digits)
 
 
 class LedgerSpanExporter(SpanExporter):
@@ -244,7 +261,7 @@ class LedgerSpanExporter(SpanExporter):
         rows: list[LedgerRow | FeatureRun] = []
         walked: list[LedgerRow] = []  # rows whose span carries no run id: their run_id is a parent, to walk
         parents: dict[str, str | None] = {}  # span id -> parent span id, for the spans of this batch
-        features: set[str] = set()
+        features: dict[str, bool] = {}  # feature span id -> an older one (without aicost.run.id), of this batch
         for span in spans:
             try:
                 span_rows = rows_from_span(span)
@@ -252,7 +269,7 @@ class LedgerSpanExporter(SpanExporter):
                 parent = getattr(span, "parent", None)
                 parents[span_id] = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
                 if span_rows and isinstance(span_rows[0], FeatureRun):
-                    features.add(span_id)
+                    features[span_id] = s.AICOST_RUN_ID not in (span.attributes or {})
                 elif span_rows and s.AICOST_RUN_ID not in (span.attributes or {}):
                     walked.extend(span_rows)
                 rows.extend(span_rows)
