@@ -760,12 +760,16 @@ class _Call:
         return pricing.with_sub_inferences(cost, priced), subs
 
     def _estimate(self, meta: ResponseMeta) -> Usage:
-        """No usage from the vendor: count locally and say so (``aicost.usage.estimated``)."""
+        """No usable usage from the vendor: count locally and say so (``aicost.usage.estimated``). The hosted tools
+        the vendor's usage named, if it failed validation, are kept: an estimated call that ran one is cost-unknown,
+        naming them, as an exact one is, never its estimated tokens alone."""
         from . import tokens
 
         counted_in = tokens.count_request_input(self.info.kwargs, meta.model or self.request.model, self.info.provider,
                                                 self.endpoint.shape)
-        return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta), estimated=True)
+        vendor = meta.usage
+        return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta),
+                     hosted_tools=vendor.hosted_tools if vendor is not None else (), estimated=True)
 
     def _count_output(self, meta: ResponseMeta) -> int:
         from . import tokens

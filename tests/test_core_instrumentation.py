@@ -967,6 +967,19 @@ def test_hosted_tools_billed_per_call_without_a_rate_make_the_cost_unknown(instr
     assert f"hosted tools billed per call or session ({named})" in a[s.AICOST_PRICE_UNKNOWN_REASON]
 
 
+def test_hosted_tools_make_an_estimated_call_cost_unknown_too(instrumented, replay_server, openai_client):
+    """Usage that fails validation is estimated from the request and output; the hosted tools the vendor's usage
+    named are kept, so the estimate is cost-unknown naming them, as the exact call is, not its tokens' price."""
+    replay_server.enqueue(openai_responses_reply("gpt-4.1-2025-04-14", input_tokens=-1, output_tokens=100,
+                                                 tool_items=[FILE_SEARCH_CALL]))
+    openai_client.responses.create(model="gpt-4.1", input="What is the refund policy?",
+                                   tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    [a] = [attrs(x) for x in instrumented.spans() if s.AICOST_PRICE_KNOWN in attrs(x)]
+    assert a[s.AICOST_USAGE_ESTIMATED] is True and "input_tokens" in a[s.AICOST_USAGE_INVALID_REASON]
+    assert a[s.AICOST_PRICE_KNOWN] is False and s.AICOST_COST_TOTAL not in a
+    assert "hosted tools billed per call or session (file_search)" in a[s.AICOST_PRICE_UNKNOWN_REASON]
+
+
 def test_price_file_is_validated_at_configure_time(tmp_path, replay_server, tracer_provider, span_exporter):
     import aicost.pricing
 
