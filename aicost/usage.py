@@ -42,9 +42,10 @@ class Usage:
     input_characters: int = 0
     web_search_requests: int = 0
     # Hosted tools the vendor ran for the call and bills per call or per session beyond its tokens, at rates aicost
-    # does not list (OpenAI Responses ``file_search``, ``code_interpreter``): their names. Web search is counted in
-    # ``web_search_requests`` and priced. The price of a call that ran one is unknown, naming them
-    # (``ModelPrice.cost``): its tokens alone would look exact and be low.
+    # does not list or counts the response does not give (OpenAI Responses ``file_search``, ``code_interpreter``;
+    # Anthropic ``code_execution``; Gemini grounding ``google_search``, ``google_maps``, ``vertex_ai_search``): their
+    # names. OpenAI's and Anthropic's web search is counted in ``web_search_requests`` and priced. The price of a
+    # call that ran one is unknown, naming them (``ModelPrice.cost``): its tokens alone would look exact and be low.
     hosted_tools: tuple[str, ...] = ()
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
     # ``stream_options.include_usage``). Spans say so; cost from estimated counts is an estimate too.

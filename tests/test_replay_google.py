@@ -88,6 +88,15 @@ class Expected:
     usage: Optional[dict[str, int]]
     model: Optional[str]
     flex: bool
+    searched: bool = False  # grounded with Google Search: billed per prompt / per query beyond tokens
+
+
+def _searched(chunks: list[dict]) -> bool:
+    """Whether a candidate of any chunk shows Google Search grounding ran (its ``webSearchQueries``). Google bills it
+    per grounded prompt (2.x) or per search query (3.x) on top of tokens, past free allowances no response shows:
+    such a call's cost is unknown. URL context and File Search grounding (also in these recordings) bill as tokens."""
+    return any((cand.get("groundingMetadata") or {}).get("webSearchQueries")
+               for chunk in chunks for cand in chunk.get("candidates") or ())
 
 
 def _modalities(details: Any) -> dict[str, int]:
@@ -125,17 +134,20 @@ def expected(rid: str) -> Expected:
     if endpoint == "streamGenerateContent":
         last: dict = {}
         model = None
+        chunks = []
         for block in split_sse_events(body):
             for line in block.splitlines():
                 if line.startswith("data:"):
                     chunk = json.loads(line[5:])
+                    chunks.append(chunk)
                     last = chunk.get("usageMetadata") or last
                     model = chunk.get("modelVersion") or model
-        return Expected(_usage_metadata(last), model, last.get("trafficType") == "ON_DEMAND_FLEX")
+        return Expected(_usage_metadata(last), model, last.get("trafficType") == "ON_DEMAND_FLEX", _searched(chunks))
     data = json.loads(body)
     if endpoint == "generateContent":
         u = data.get("usageMetadata") or {}
-        return Expected(_usage_metadata(u), data.get("modelVersion"), u.get("trafficType") == "ON_DEMAND_FLEX")
+        return Expected(_usage_metadata(u), data.get("modelVersion"), u.get("trafficType") == "ON_DEMAND_FLEX",
+                        _searched([data]))
     zero = {"output": 0, "reasoning": 0, "cache_read": 0, "cache_audio": 0, "audio": 0, "image": 0, "image_out": 0}
     if endpoint in ("embedContent", "batchEmbedContents"):
         return Expected({**zero, "input": data["usageMetadata"]["promptTokenCount"]}, None, False)
@@ -249,6 +261,10 @@ def test_google_recording_is_costed_exactly(rid: str, is_async: bool, instrument
     check_usage(rid, attrs, exp.usage)
     model = exp.model or _model(rec)
     unpublished = model.split("/")[-1].startswith(UNPUBLISHED)  # no price: the cost is unknown, never $0
+    if exp.searched:  # its tokens alone would be low: unknown, naming the tool
+        check_cost(rid, attrs, None)
+        assert "(google_search)" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON], rid
+        return
     check_cost(rid, attrs, None if unpublished else expected_cost(model, exp.usage, exp.flex), f"{model}, {exp.usage}")
     if exp.flex:
         assert attrs[sc.AICOST_SERVICE_TIER] == "flex", rid
@@ -256,3 +272,6 @@ def test_google_recording_is_costed_exactly(rid: str, is_async: bool, instrument
 
 def test_every_google_recording_is_replayed() -> None:
     assert len(IDS) == 79
+    # The recordings that searched: the grounding case above is exercised, not vacuous.
+    assert sorted(rid for rid in IDS if expected(rid).searched) == [
+        "gemini-generatecontent-nonstream-028", "gemini-generatecontent-nonstream-034"]

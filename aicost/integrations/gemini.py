@@ -16,7 +16,9 @@ of the input. Stream chunks repeat the usage cumulatively: the last one wins. Lo
 Counts are validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is never
 priced as exact. The tier is Vertex's ``trafficType`` (or the request's ``service_tier`` / Priority PayGo header);
 Google bills priority at per-model rates the catalog lacks (its null ``tier_factor``), so pricing makes such a call
-cost-unknown, with the reason.
+cost-unknown, with the reason. Grounding with Google Search, Google Maps or Vertex AI Search is billed per grounded
+prompt or per query beyond tokens: the reader names it in ``Usage.hosted_tools`` when a candidate's
+``groundingMetadata`` shows it ran (a stream's in any chunk), and pricing makes such a call cost-unknown, with why.
 """
 
 from __future__ import annotations
@@ -355,11 +357,47 @@ def _output_text(candidates: Any) -> str | None:
     return "".join(parts) or None
 
 
+# Grounding Google bills on top of tokens, per grounded prompt or per search query (Gemini API and Vertex AI
+# pricing), by what a candidate's ``groundingMetadata`` shows it used -> the tool's name (``Usage.hosted_tools``):
+# Google Search (its queries, image queries or search entry point; Vertex's Web Grounding for Enterprise reports its
+# searches the same way), Google Maps (a ``maps`` chunk, the widget token, flagging URIs) and Vertex AI Search (its
+# ``retrievalQueries``, which only retrieval tools report). The catalog's rate for Search (``web_search``) is per
+# billable query after account-wide free allowances, which no response shows, so such a call is cost-unknown, not
+# its tokens alone. URL context, File Search and code execution are billed as tokens (``toolUsePromptTokenCount``).
+_SEARCH, _MAPS, _VERTEX_SEARCH = "google_search", "google_maps", "vertex_ai_search"
+
+
+def _grounding_tools(candidates: Any, tools: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``tools`` with the billed grounding tools the candidates show they ran (see ``_SEARCH``). Reads only each
+    candidate's ``grounding_metadata`` (None unless grounding was asked for), never its content."""
+    for candidate in candidates if isinstance(candidates, (list, tuple)) else ():
+        meta = _get(candidate, "grounding_metadata")
+        if meta is None:
+            continue
+        if _SEARCH not in tools and (_get(meta, "web_search_queries") or _get(meta, "image_search_queries")
+                                     or _get(meta, "search_entry_point") is not None):
+            tools += (_SEARCH,)
+        if _MAPS not in tools and (_get(meta, "google_maps_widget_context_token") or _get(meta, "source_flagging_uris")
+                                   or _has_maps_chunk(_get(meta, "grounding_chunks"))):
+            tools += (_MAPS,)
+        if _VERTEX_SEARCH not in tools and _get(meta, "retrieval_queries"):
+            tools += (_VERTEX_SEARCH,)
+    return tools
+
+
+def _has_maps_chunk(chunks: Any) -> bool:
+    return isinstance(chunks, (list, tuple)) and any(_get(chunk, "maps") is not None for chunk in chunks)
+
+
 def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     """A ``GenerateContentResponse``."""
     u = _get(response, "usage_metadata")
     usage = read_usage(u)
     candidates = _get(response, "candidates")
+    if usage is not None:
+        tools = _grounding_tools(candidates)
+        if tools:
+            usage.hosted_tools = tools
     tier = _tier(u)
     return ResponseMeta(
         usage=usage,
@@ -453,11 +491,12 @@ class ChunkAccumulator(StreamAccumulator):
     """Stream chunks are ``GenerateContentResponse`` objects; usage is cumulative, so the last one wins. The stream
     is complete at a finish reason, or at a blocked prompt's feedback (its only chunk, with no candidates)."""
 
-    __slots__ = ("usage_metadata", "model", "response_id", "reasons", "keep_text", "texts")
+    __slots__ = ("usage_metadata", "model", "response_id", "reasons", "keep_text", "texts", "tools")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
         self.usage_metadata: Any = None
+        self.tools: tuple[str, ...] = ()  # billed grounding seen in any chunk: its metadata may come in any of them
         self.model: str | None = None
         self.response_id: str | None = None
         self.reasons: list[str] = []
@@ -475,6 +514,7 @@ class ChunkAccumulator(StreamAccumulator):
             self.complete = True
         candidates = getattr(chunk, "candidates", None)
         if candidates:
+            self.tools = _grounding_tools(candidates, self.tools)
             reasons = _finish_reasons(candidates)
             if reasons:
                 self.reasons = reasons
@@ -487,8 +527,11 @@ class ChunkAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         tier = _tier(self.usage_metadata)
+        usage = read_usage(self.usage_metadata)
+        if usage is not None and self.tools:
+            usage.hosted_tools = self.tools
         return ResponseMeta(
-            usage=read_usage(self.usage_metadata),
+            usage=usage,
             model=self.model,
             response_id=self.response_id,
             finish_reasons=self.reasons,

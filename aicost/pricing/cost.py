@@ -501,12 +501,14 @@ class ModelPrice:
                              "priced (a price override with that rate prices them)", usage)
 
     def _unpriced_tools(self, usage: Usage) -> Cost:
-        """The cost of a call that ran hosted tools billed per call or session (``Usage.hosted_tools``), which no
-        price lists a rate for: unknown, naming them, never its tokens alone as if they were all it cost."""
+        """The cost of a call that ran hosted tools billed per call or session (``Usage.hosted_tools``), which aicost
+        cannot price from the response (no price lists a rate, or the billed count is not in it: free allowances):
+        unknown, naming them, never its tokens alone as if they were all it cost."""
         tools = ", ".join(usage.hosted_tools)
         where = f" on {self.provider}" if self.provider else ""
         return self._unknown(f"the call ran hosted tools billed per call or session ({tools}){where}, which aicost "
-                             "has no rates for, so its cost is more than its tokens and cannot be priced", usage)
+                             "cannot price from the response, so its cost is not its tokens' alone and cannot be "
+                             "priced", usage)
 
     def _unknown(self, reason: str, usage: Usage) -> Cost:
         """The unknown cost of a call this price cannot price, for ``reason``: said once per reason, never $0."""

@@ -1,0 +1,126 @@
+"""Grounding Google bills beyond tokens, through the real google-genai SDK over HTTP on 127.0.0.1.
+
+Grounding with Google Search is billed per grounded prompt (Gemini 2.x) or per search query (3.x), Google Maps per
+grounded prompt, each past free allowances no response shows; the catalog's Search rate is per billable query. So a
+call whose ``groundingMetadata`` shows one ran is cost-unknown, naming it, never its tokens alone marked exact.
+URL context and File Search grounding are billed as tokens (``toolUsePromptTokenCount``): still exact. The genuine
+recordings (Search, URL context, File Search) are replayed in test_replay_google.py; these cover what they lack:
+Maps, Vertex AI Search, a stream whose metadata comes before its last chunk, and usage that fails validation.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vendor_server import Reply
+
+genai = pytest.importorskip("google.genai")
+from google.genai import types  # noqa: E402
+from google.oauth2.credentials import Credentials  # noqa: E402
+
+USAGE = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "toolUsePromptTokenCount": 500,
+         "totalTokenCount": 1600}
+SEARCH = {"webSearchQueries": ["weather in Paris"], "searchEntryPoint": {"renderedContent": "<div></div>"},
+          "groundingChunks": [{"web": {"uri": "https://example.com", "title": "example.com"}}]}
+MAPS = {"groundingChunks": [{"maps": {"uri": "https://maps.google.com/?cid=1", "title": "Cafe", "placeId": "p1"}}]}
+VERTEX_SEARCH = {"retrievalQueries": ["refund policy"],
+                 "groundingChunks": [{"retrievedContext": {"uri": "gs://b/doc.pdf", "title": "doc"}}]}
+URL_CONTEXT = {"groundingChunks": [{"web": {"uri": "https://example.com/page", "title": "page"}}],
+               "groundingSupports": [{"segment": {"endIndex": 2, "text": "ok"}, "groundingChunkIndices": [0]}]}
+
+
+def _candidate(grounding: dict | None, finish: bool = True) -> dict:
+    candidate = {"content": {"role": "model", "parts": [{"text": "ok"}]}, "index": 0}
+    if finish:
+        candidate["finishReason"] = "STOP"
+    if grounding is not None:
+        candidate["groundingMetadata"] = grounding
+    return candidate
+
+
+def _answer(grounding: dict | None, usage: dict = USAGE) -> Reply:
+    return Reply.json({"candidates": [_candidate(grounding)], "usageMetadata": usage,
+                       "modelVersion": "gemini-2.5-flash"})
+
+
+def _gemini(server):
+    return genai.Client(api_key="t", http_options=types.HttpOptions(
+        base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+def _vertex(server):
+    return genai.Client(vertexai=True, project="p", location="global", credentials=Credentials(token="t"),
+                        http_options=types.HttpOptions(base_url=server.url,
+                                                       retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+def _the_span(instrumented) -> dict:
+    (span,) = instrumented.aicost_spans()
+    return dict(span.attributes)
+
+
+def _assert_unknown_naming(attrs: dict, named: str) -> None:
+    assert attrs["aicost.price.known"] is False
+    assert "aicost.cost.total_usd" not in attrs and "gen_ai.usage.cost" not in attrs  # never $0, never the tokens
+    assert f"hosted tools billed per call or session ({named})" in attrs["aicost.price.unknown_reason"]
+
+
+@pytest.mark.parametrize("grounding, named, vertex", [
+    (SEARCH, "google_search", False),
+    (MAPS, "google_maps", False),
+    ({**SEARCH, "groundingChunks": SEARCH["groundingChunks"] + MAPS["groundingChunks"]}, "google_search, google_maps",
+     False),
+    (VERTEX_SEARCH, "vertex_ai_search", True),
+], ids=["search", "maps", "search-and-maps", "vertex-ai-search"])
+def test_grounding_billed_beyond_tokens_makes_the_cost_unknown(instrumented, replay_server, grounding, named, vertex):
+    replay_server.enqueue(_answer(grounding))
+    client = _vertex(replay_server) if vertex else _gemini(replay_server)  # held: a collected Client closes
+    result = client.models.generate_content(model="gemini-2.5-flash", contents="Where should I eat?")
+    assert result.candidates[0].grounding_metadata is not None  # the caller gets it as it came
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100  # still exact
+    _assert_unknown_naming(attrs, named)
+
+
+@pytest.mark.parametrize("grounding", [None, URL_CONTEXT, {}], ids=["none", "url-context", "empty"])
+def test_grounding_billed_as_tokens_stays_exact(instrumented, replay_server, grounding):
+    replay_server.enqueue(_answer(grounding))
+    client = _gemini(replay_server)
+    client.models.generate_content(model="gemini-2.5-flash", contents="Summarise https://example.com/page")
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.price.known"] is True and "aicost.price.unknown_reason" not in attrs
+    assert attrs["aicost.cost.total_usd"]
+
+
+def _stream(chunks: list[dict]) -> Reply:
+    return Reply.stream([f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks])
+
+
+def test_stream_grounding_in_an_earlier_chunk_makes_the_cost_unknown(instrumented, replay_server):
+    """The search's metadata arrives in one chunk, the final usage in a later one, which has none: still read."""
+    partial = {"promptTokenCount": 1000, "totalTokenCount": 1000}
+    replay_server.enqueue(_stream([
+        {"candidates": [_candidate(SEARCH, finish=False)], "usageMetadata": partial, "modelVersion": "gemini-2.5-flash"},
+        {"candidates": [_candidate(None, finish=False)], "usageMetadata": partial, "modelVersion": "gemini-2.5-flash"},
+        {"candidates": [_candidate(None)], "usageMetadata": USAGE, "modelVersion": "gemini-2.5-flash"},
+    ]))
+    client = _gemini(replay_server)
+    chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Weather in Paris?"))
+    assert len(chunks) == 3
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100
+    _assert_unknown_naming(attrs, "google_search")
+
+
+def test_grounded_call_whose_usage_fails_validation_is_still_cost_unknown(instrumented, replay_server):
+    """Usage that fails validation is estimated; the estimate keeps the grounding, so it is unknown, not the
+    estimated tokens' price."""
+    replay_server.enqueue(_answer(SEARCH, usage={**USAGE, "candidatesTokenCount": -5}))
+    client = _gemini(replay_server)
+    client.models.generate_content(model="gemini-2.5-flash", contents="Weather in Paris?")
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.usage.estimated"] is True
+    assert "candidates_token_count" in attrs["aicost.usage.invalid_reason"]
+    _assert_unknown_naming(attrs, "google_search")
