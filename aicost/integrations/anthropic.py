@@ -314,10 +314,25 @@ def read_top_usage(u: Any, into: Usage | None = None, require_output: bool = Fal
     return read_usage(u, into, g, require_output), read_iterations(u, g), string(g("service_tier"))
 
 
+# Anthropic bills code execution by container time (beyond a daily free allowance), which no response reports. A
+# message's ``container`` (a stream's, in its ``message_delta``'s ``delta``) is set when a container tool ran ("non-null
+# if a container tool (e.g. code execution) was used", the SDK's types), so such a call is cost-unknown, naming it
+# (``Usage.hosted_tools``), not its tokens alone. One top-level field, not a walk of the content blocks. Web search is
+# priced (``server_tool_use.web_search_requests``); web fetch is billed as tokens alone.
+_CONTAINER_TOOLS = ("code_execution",)
+
+
+def _ran_container(usage: Usage | None, container: Any) -> None:
+    """Name the container tool in ``usage.hosted_tools`` when the response carries a container."""
+    if container is not None and usage is not None:
+        usage.hosted_tools = _CONTAINER_TOOLS
+
+
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = string(getattr(message, "stop_reason", None))
     usage, iterations, tier = read_top_usage(usage_obj)
+    _ran_container(usage, getattr(message, "container", None))
     # Several sampling steps without iterations: checked only where it can matter (a long input), as it reads
     # the content.
     several_steps = usage is not None and usage.input_tokens > _STANDARD_WINDOW and (
@@ -338,10 +353,11 @@ class EventAccumulator(StreamAccumulator):
     """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
 
     __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts",
-                 "server_tools", "final")
+                 "server_tools", "final", "container")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
+        self.container: Any = None  # message_start's or a message_delta's container: a container tool ran
         self.server_tools = False  # a server tool's block started: the call sampled several steps
         # A message_delta carried usage: the final output count. Without it message_start's output count (a
         # placeholder) is all there is, and the stream is not complete even after message_stop.
@@ -369,6 +385,7 @@ class EventAccumulator(StreamAccumulator):
             self.response_id = string(getattr(message, "id", None))
             usage = getattr(message, "usage", None)
             self.usage, self.iterations, self.service_tier = read_top_usage(usage)
+            self.container = getattr(message, "container", None)
             if usage is None:
                 self.usage = Usage(invalid="message_start has no usage")
         elif kind == "message_delta":
@@ -378,7 +395,11 @@ class EventAccumulator(StreamAccumulator):
             self.usage, iterations, _ = read_top_usage(usage, self.usage, require_output=True)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
-            self.stop_reason = string(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop_reason
+            delta = getattr(event, "delta", None)
+            self.stop_reason = string(getattr(delta, "stop_reason", None)) or self.stop_reason
+            container = getattr(delta, "container", None)
+            if container is not None:
+                self.container = container
         elif kind == "message_stop":
             self.complete = self.final
         elif kind == "content_block_start" and not self.server_tools:
@@ -387,6 +408,7 @@ class EventAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         usage = self.usage
+        _ran_container(usage, self.container)
         return _with_iterations(ResponseMeta(
             usage=usage,
             model=self.model,
