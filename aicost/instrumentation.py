@@ -1021,7 +1021,10 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
     ``usage`` is validated once, where it is made: it is the vendor's as an integration read it (its reader ends
     with ``Usage.checked()``; a sum of checked usages keeps their verdict), or aicost's own count (an estimate,
     ``Usage()`` for work never billed), or the vendor's with ``output_tokens`` raised to what the stream showed,
-    which breaks no rule. So its ``invalid`` is the verdict, and it is priced by ``pricing.price_checked``."""
+    which breaks no rule. So its ``invalid`` is the verdict, and it is priced by ``pricing.price_checked``.
+
+    Pricing that raises (a fault in aicost, logged once) leaves a billed call's cost unknown, with that reason:
+    the span, budgets and the ledger never take it for $0."""
     try:
         if scope is not None:
             price = (pricing.scoped_price(scope, response_model) or pricing.scoped_price(scope, request_model))
@@ -1035,6 +1038,9 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
                                      fallback_model=fallback, **hints)
     except Exception:
         error_once("pricing", "aicost: pricing failed")
+    try:  # the call was billed: its cost is unknown (said on the span, kept so in the ledger), never $0
+        return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage, _PRICING_FAILED)
+    except Exception:
         return None
 
 
@@ -1407,6 +1413,7 @@ def _event_wrapper(integration: Integration, endpoint: Endpoint, is_async: bool)
 # (a named vendor's model is priced only at that vendor's prices, docs/pricing.md), or no usage to price.
 _NO_PRICE = "no price for this model from this provider (and tier) in the catalog or price overrides"
 _NO_USAGE = "no usable usage to price"
+_PRICING_FAILED = "aicost's pricing failed on this call (logged once as 'aicost: pricing failed')"
 _OPEN_RESPONSES = "_aicost_open_responses"  # on the connection: response id -> its call, between start and finish
 
 

@@ -105,6 +105,56 @@ def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledge
     assert (t.cache_hits, t.saved_cost, t.refusals) == (1, hit.saved_cost, 1)
 
 
+def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instrumented, ledger_url, spill_dir,
+                                                                          openai_client, replay_server, monkeypatch):
+    """Pricing that raises inside aicost is swallowed (the call is the app's), but the call was billed: its cost is
+    unknown, never $0. The span says so and why, the ledger row (written from the hooks, or from the exported span)
+    agrees, and the report counts it as a call with an unknown price."""
+    import aicost.pricing
+    from aicost import _log
+    from aicost.ledger.exporter import rows_from_span
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pricing exploded")
+
+    monkeypatch.setattr(aicost.pricing, "price_checked", broken)
+    monkeypatch.setattr(_log, "_seen", set())
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=120, completion_tokens=30))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert ledger_writer.active().flush()
+    (span,) = instrumented.aicost_spans()
+    a = span.attributes
+    assert a[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120 and a[semconv.AICOST_PRICE_KNOWN] is False and semconv.GEN_AI_USAGE_COST not in a
+    assert "pricing failed" in a[semconv.AICOST_PRICE_UNKNOWN_REASON]
+    (row,) = _rows(ledger_url)
+    assert (row.input_tokens, row.output_tokens, row.cost, row.price_known) == (120, 30, None, False)
+    (exported,) = rows_from_span(span)
+    assert (exported.cost, exported.price_known, exported.kind) == (None, False, CALL)
+    with open_store(ledger_url, create=False) as store:
+        t = totals(store, *WINDOW)
+    assert (t.calls, t.unknown_cost_calls, t.cost) == (1, 1, 0)
+
+
+def test_a_call_the_core_sent_without_a_cost_is_never_written_as_known_zero():
+    """The core prices every billed call it reports (an unknown price is a Cost too); one that reaches the ledger
+    with no cost at all is one aicost failed to price: unknown, with its usage or without, failed or not."""
+    from opentelemetry.trace import INVALID_SPAN
+
+    from aicost.hooks import CallInfo, CallResult
+    from aicost.ledger.capture import call_item, row_from_item
+    from aicost.usage import Usage
+    from aicost.vendor import DEFAULT_SHAPE
+
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model="gpt-4o-mini", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
+    for usage, error_type in ((Usage(input_tokens=5, output_tokens=2), None), (None, "APIConnectionError"),
+                              (Usage(input_tokens=5), "RateLimitError"), (None, None)):
+        row = row_from_item(call_item(CallResult(info=info, usage=usage, cost=None, response_model=None,
+                                                 error_type=error_type, duration_s=0.1, span=INVALID_SPAN)))
+        assert (row.cost, row.price_known) == (None, False), (usage, error_type)
+
+
 def test_a_host_that_traps_float_operations_gets_every_cost(instrumented, ledger_url, spill_dir, openai_client,
                                                             anthropic_client, replay_server, monkeypatch, caplog):
     """A host may trap ``decimal.FloatOperation`` (``Decimal(0.5)`` and ``Decimal(1) < 0.5`` then raise) in its

@@ -148,9 +148,9 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
             row.cost = Decimal(0)
             row.stopped_cost = _decimal(extra[0])
             row.budget = extra[1]
-        elif cost is None:  # no usage and no price: a rejected request costs nothing, an unpriced one is unknown
-            row.cost = Decimal(0) if usage is not None or error_type else None
-            row.price_known = row.cost is not None
+        elif cost is None:  # the core prices every billed call (an unknown price is a Cost): aicost failed here
+            row.cost = None
+            row.price_known = False
         else:
             row.price_known = bool(cost.known)
             row.cost = cost.total if cost.known else None
