@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from aicost.cli import main
+from aicost.errors import ConfigurationError
 from aicost.ledger import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow, open_store, spend, totals
 from aicost.ledger.focus import COLUMN_NAMES, export_focus
 from aicost.ledger.report import Period, PeriodError, build_report, parse_period, render_table
@@ -198,6 +199,61 @@ def test_cli_csv_and_json_are_the_full_report_s_text(ledger_url, monkeypatch):
                 assert out == render(full), (keys, fmt)
                 assert asked[-1]["lines"] == fmt and asked[-1]["movers"] == (0 if fmt == "csv" else 5)
     assert full.movers  # the JSON printed them
+
+
+@pytest.mark.parametrize("database", ["app tables", "empty file", "postgresql"])
+def test_a_reader_never_writes_a_ledger_into_a_database_that_holds_none(database, tmp_path, request):
+    """``--ledger`` pointing at the app's own database (or an empty file, or a PostgreSQL database without the
+    ledger) is refused, exit status 2 with one line naming the setting, and the database is left as it was: a
+    reader never creates a ledger. A writer (``create=True``) still makes its ledger there."""
+    import sqlite3
+
+    if database == "postgresql":
+        import psycopg
+
+        from ledger_helpers import fresh_pg_database
+
+        url = fresh_pg_database(request.getfixturevalue("pg_server"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE users (id integer PRIMARY KEY)")
+
+        def tables():
+            with psycopg.connect(url, autocommit=True) as conn:
+                return sorted(r[0] for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+    else:
+        path = tmp_path / "app.db"
+        url = str(path)
+        if database == "app tables":
+            with sqlite3.connect(path) as conn:
+                conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+            conn.close()
+        else:
+            path.write_bytes(b"")
+        before = path.read_bytes()
+
+        def tables():
+            assert path.read_bytes() == before  # not even switched to WAL
+            conn = sqlite3.connect(path)
+            try:
+                return sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            finally:
+                conn.close()
+    expected = [] if database == "empty file" else ["users"]
+    for command in (["report"], ["export", "--format", "focus", "--out", str(tmp_path / "focus.csv")]):
+        code, out, err = _cli(*command, "--ledger", url)
+        assert code == 2 and out == "", err
+        assert err.count("\n") == 1 and "--ledger: no ledger at" in err and "no aicost_schema table" in err, err
+        assert tables() == expected
+    with pytest.raises(ConfigurationError, match="^ledger: no ledger at .*not an aicost ledger"):
+        open_store(url, create=False, setting="ledger")
+    assert tables() == expected
+    open_store(url).close()  # a writer makes its ledger beside the app's tables
+    if database != "postgresql":
+        before = path.read_bytes()
+    assert "aicost_schema" in tables() and set(expected) <= set(tables())
+    with open_store(url, create=False) as store:  # and a reader reads it
+        assert totals(store, DAY, DAY + timedelta(days=1)).calls == 0
 
 
 def test_cli_empty_range_unknown_key_and_bad_ledger(ledger_url, tmp_path):

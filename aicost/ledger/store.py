@@ -191,8 +191,9 @@ class LedgerRefused(AicostError):
 
 
 def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str = DEFAULT_SETTING) -> "LedgerStore":
-    """Open the ledger at ``url``. ``create=False`` (readers: reports, exports) refuses a missing SQLite file
-    instead of creating an empty ledger. ``setting`` names where the URL came from, for error messages."""
+    """Open the ledger at ``url``. ``create=False`` (readers: reports, exports) refuses a missing SQLite file, and
+    a database without aicost's schema (the app's own, an empty file), instead of creating an empty ledger in it;
+    a ledger of an older schema is migrated either way. ``setting`` names where the URL came from, for errors."""
     text = os.fspath(url) if isinstance(url, os.PathLike) else url
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"{setting}: the ledger URL must be a non-empty string; use {_ACCEPTED}")
@@ -203,7 +204,7 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
             raise ConfigurationError(f"{setting}: malformed SQLite ledger URL {text!r}; use {_ACCEPTED}")
         return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting)
     if lowered.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), setting=setting)
+        return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), create=create, setting=setting)
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStore(Path(text), create=create, setting=setting)
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
@@ -1281,6 +1282,11 @@ def _up_to_date(current: int | None, setting: str, where: str) -> bool:
     return int(current) == SCHEMA_VERSION
 
 
+def _not_a_ledger(setting: str, where: str) -> ConfigurationError:
+    """A reader (``create=False``) pointed at a database that holds no ledger: it writes nothing there."""
+    return ConfigurationError(f"{setting}: no ledger at {where!r} (not an aicost ledger: no aicost_schema table)")
+
+
 def _refuse_newer(current: int, setting: str, where: str) -> None:
     """A ledger written by a newer aicost is refused with its version, never misread."""
     if current > SCHEMA_VERSION:
@@ -1569,6 +1575,10 @@ class SQLiteStore(LedgerStore):
                 f"{setting}: the directory of the SQLite ledger {str(path)!r} does not exist; create it or use {_ACCEPTED}")
         try:
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            if not create and not self._conn.execute(  # before WAL mode, which a reader would write to the file
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aicost_schema'").fetchone():
+                self._conn.close()
+                raise _not_a_ledger(setting, str(path))
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
@@ -1947,11 +1957,12 @@ class PostgresStore(LedgerStore):
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
     _fills_lines = True
 
-    def __init__(self, url: str, *, setting: str) -> None:
+    def __init__(self, url: str, *, setting: str, create: bool = True) -> None:
         super().__init__()
         self.url = redact_url(url)  # shown in reports, the dashboard, logs and errors: never a password
         self._dsn = url
         self._setting = setting
+        self._create = create
         try:
             import psycopg
             from psycopg.conninfo import conninfo_to_dict
@@ -2004,8 +2015,12 @@ class PostgresStore(LedgerStore):
         conn = self._conn
         with conn.transaction():
             current = None
-            if conn.execute("SELECT to_regclass('aicost_schema') IS NOT NULL").fetchone()[0]:
+            found = conn.execute("SELECT to_regclass('aicost_schema') IS NOT NULL").fetchone()[0]
+            if found:
                 (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
+        if not found and not self._create:  # a reader writes nothing where there is no ledger
+            conn.close()
+            raise _not_a_ledger(self._setting, self.url)
         if _up_to_date(current, self._setting, self.url):
             return
         with conn.transaction():
