@@ -218,6 +218,48 @@ def test_off_by_default_env_var_idempotent_and_bad_url(monkeypatch, tmp_path, sp
     assert ledger_writer.active() is None
 
 
+@pytest.mark.parametrize("option, value, accepted", [
+    ("batch_size", 0, "an int of at least 1"), ("batch_size", -5, "an int of at least 1"),
+    ("batch_size", True, "an int of at least 1"), ("batch_size", 2.5, "an int of at least 1"),
+    ("batch_size", "100", "an int of at least 1"),
+    ("max_queue", 0, "an int of at least 1"), ("max_queue", -1, "an int of at least 1"),
+    ("max_queue", False, "an int of at least 1"),
+    ("flush_interval_s", 0, "a number of seconds greater than 0"),
+    ("flush_interval_s", -1, "a number of seconds greater than 0"),
+    ("flush_interval_s", float("nan"), "a number of seconds greater than 0"),
+    ("flush_interval_s", float("inf"), "a number of seconds greater than 0"),
+    ("flush_interval_s", True, "a number of seconds greater than 0"),
+    ("flush_interval_s", "0.5", "a number of seconds greater than 0"),
+    ("spill_max_bytes", -1, "an int of at least 0"), ("spill_max_bytes", 1.5, "an int of at least 0"),
+    ("spill_max_bytes", True, "an int of at least 0"),
+])
+def test_bad_writer_settings_are_refused_at_construction_naming_the_argument(tmp_path, spill_dir, option, value,
+                                                                            accepted):
+    """A batch size of 0 spun the writer thread at full CPU, an interval of 0 busy-waited, a queue of -1 dropped
+    every row: each is refused when the writer (or the span exporter that makes one) is built, naming the argument
+    and what it accepts; a wrong type is a ConfigurationTypeError, and a bool is not a number. Nothing is opened."""
+    from aicost.errors import ConfigurationTypeError
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    wrong_type = isinstance(value, (bool, str)) or (isinstance(value, float) and option != "flush_interval_s")
+    for make in (LedgerWriter, LedgerSpanExporter, ledger_writer.configure):
+        with pytest.raises(ConfigurationTypeError if wrong_type else ConfigurationError) as error:
+            make(url, **{option: value})
+        assert f"{option} must be {accepted}, got {value!r}" in str(error.value)
+    assert not (tmp_path / "w.db").exists() and ledger_writer.active() is None
+
+
+def test_the_edges_of_good_writer_settings_are_kept(tmp_path, spill_dir):
+    """A queue and a batch of one row, any positive interval (an int too), no spill file at all."""
+    writer = LedgerWriter(f"sqlite:///{tmp_path / 'w.db'}", max_queue=1, batch_size=1, flush_interval_s=2,
+                          spill_max_bytes=0)
+    try:
+        assert (writer.max_queue, writer.batch_size, writer.flush_interval_s, writer.spill_max_bytes) == (1, 1, 2.0, 0)
+        assert type(writer.flush_interval_s) is float
+    finally:
+        writer.close()
+
+
 def test_full_queue_drops_are_counted_and_logged_never_raised(tmp_path, spill_dir, caplog):
     from aicost._log import forget
 

@@ -44,6 +44,8 @@ import hashlib
 import itertools
 import json
 import logging
+import math
+import numbers
 import os
 import queue
 import re
@@ -58,6 +60,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .. import _fork, _gc
 from .._log import forget, log_once
+from ..errors import ConfigurationError, ConfigurationTypeError
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .row import FeatureRun, LedgerRow
@@ -123,6 +126,26 @@ class _Batch:
         self.built: tuple[list, list, list] | None = None  # its rows, runs and records (set by _prepare)
 
 
+def _count(name: str, value: Any, least: int, what: str) -> int:
+    """A writer setting that counts rows or bytes: an int (a bool is not one) of at least ``least``."""
+    accepted = f"ledger writer: {name} must be an int of at least {least}, got {value!r} ({what})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigurationTypeError(accepted)
+    if value < least:
+        raise ConfigurationError(accepted)
+    return int(value)
+
+
+def _seconds(name: str, value: Any, what: str) -> float:
+    """A writer setting in seconds: a finite number (a bool is not one) greater than 0."""
+    accepted = f"ledger writer: {name} must be a number of seconds greater than 0, got {value!r} ({what})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationTypeError(accepted)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(accepted)
+    return float(value)
+
+
 class LedgerWriter:
     """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough.
 
@@ -135,13 +158,17 @@ class LedgerWriter:
                  spill_max_bytes: int = 64 * 1024 * 1024, prepare_ahead: bool = True) -> None:
         # (Fewer than 30 attributes: past that, CPython 3.11 stops sharing instance dict keys, and each attribute
         # on_call reads costs more: ~380 instructions per call measured at 30, benchmarks/ledger_enqueue.py.)
+        # Checked before the database is opened: a batch of 0 rows spun the writer thread, an interval of 0
+        # busy-waited, a queue of 0 or less dropped every row. Nothing is clamped: a bad setting is the caller's.
+        self.max_queue = _count("max_queue", max_queue, 1, "the rows queued at most before rows are dropped")
+        self.batch_size = _count("batch_size", batch_size, 1, "the rows written per batch")
+        self.flush_interval_s = _seconds("flush_interval_s", flush_interval_s,
+                                         "how long queued rows wait for a batch to fill")
+        self.spill_max_bytes = _count("spill_max_bytes", spill_max_bytes, 0,
+                                      "the spill file's bound while the database is down; 0: no spill file")
         self.url = url
         self.prepare_ahead = bool(prepare_ahead)  # a second thread prepares the next batch (see _drain)
         self._setting = setting
-        self.max_queue = int(max_queue)
-        self.batch_size = int(batch_size)
-        self.flush_interval_s = float(flush_interval_s)
-        self.spill_max_bytes = int(spill_max_bytes)
         self._queue: collections.deque = collections.deque()
         # Guards what the writer thread and the threads waiting for it share (below). Held only for moments, never
         # across a write or a file's I/O: the writer waits on it for work, flush() and close() for the writer.
