@@ -69,7 +69,8 @@ def pg_server() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty ledger: a SQLite file, then a new database on the module's PostgreSQL server (``pg_server``)."""
+    """Where a new ledger goes: a SQLite file not yet created, then a new, empty database on the module's PostgreSQL
+    server (``pg_server``). A writer creates the ledger there; a reader refuses it until one has."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     from ledger_helpers import fresh_pg_database
