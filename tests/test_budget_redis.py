@@ -252,10 +252,13 @@ def test_store_is_checked_once_at_configure_time(redis_url, caplog):
 @pytest.mark.parametrize("settings, says", [
     (("--save", "60 1000", "--appendonly", "no"), "keeps RDB snapshots only"),  # a restart goes back to a snapshot
     (("--save", "", "--appendonly", "yes"), None),  # every settlement is in the append-only file
+    (("--save", "", "--appendonly", "yes", "--appendfsync", "always"), None),
+    (("--save", "60 1000", "--appendonly", "yes", "--appendfsync", "no"), "appendfsync no"),  # the OS flushes
 ])
 def test_the_store_check_warns_once_unless_redis_keeps_an_append_only_file(caplog, tmp_path, settings, says):
-    """docs/budgets.md: RDB snapshots alone are not enough for budget counters. A server that keeps only them is
-    warned about, once, naming the setting it has and the one it needs; one with ``appendonly yes`` is not."""
+    """docs/budgets.md: RDB snapshots alone are not enough for budget counters, nor an append-only file the OS
+    syncs when it chooses. A server that keeps only them is warned about, once, naming the setting it has and the
+    one it needs; one with ``appendonly yes`` synced every second or every write is not."""
     import subprocess
 
     from aicost import _log
@@ -282,8 +285,11 @@ def test_the_store_check_warns_once_unless_redis_keeps_an_append_only_file(caplo
         assert warnings == []
     else:
         [warning] = warnings  # once, however often budgets are configured
-        assert says in warning and 'save "60 1000"' in warning and "set appendonly yes" in warning
-        assert "forgotten" in warning
+        assert says in warning and "forgotten" in warning
+        if "fsync" in says:
+            assert "set appendfsync everysec or always" in warning
+        else:
+            assert 'save "60 1000"' in warning and "set appendonly yes" in warning
 
 
 def test_realtime_spend_is_counted_once_with_a_short_marker(store):

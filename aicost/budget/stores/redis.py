@@ -294,7 +294,8 @@ class RedisStore:
 
         Raises :class:`ConfigurationError` for a setting that can never work (a database the server does not
         have, a refused login), :class:`StoreUnavailable` when the server cannot be reached now. Returns
-        warnings about server settings that lose or evict spend (no append-only file, an eviction policy).
+        warnings about server settings that lose or evict spend (no append-only file, one synced when the OS
+        chooses, an eviction policy).
         """
         import redis
 
@@ -308,6 +309,7 @@ class RedisStore:
         try:
             persistence = self._client.info("persistence")
             save = self._client.config_get("save").get("save", "")
+            fsync = self._client.config_get("appendfsync").get("appendfsync", "everysec")
             memory = self._client.config_get("maxmemory*")
         except Exception:  # CONFIG is often disabled on managed Redis: nothing more to check
             return warnings
@@ -317,6 +319,10 @@ class RedisStore:
                     "has no persistence (appendonly no, save \"\"): if it restarts, every budget's spend in the "
                     "current windows is forgotten")
             warnings.append(f"Redis at {self.url} {lost}; set appendonly yes (see docs/budgets.md)")
+        elif fsync not in ("everysec", "always"):  # the file is written when the OS chooses: ~30 s on Linux
+            warnings.append(f"Redis at {self.url} syncs its append-only file when the OS chooses (appendfsync "
+                            f"{fsync}): if the machine loses power, the budgets' last seconds of spend are "
+                            "forgotten; set appendfsync everysec or always (see docs/budgets.md)")
         policy = memory.get("maxmemory-policy", "noeviction")
         if int(memory.get("maxmemory", 0) or 0) and policy != "noeviction":
             warnings.append(
