@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -79,3 +80,28 @@ def test_a_blocked_prompt_streamed_is_exact_as_it_is_unstreamed(instrumented: An
         assert sc.AICOST_USAGE_ESTIMATED not in attrs and sc.AICOST_USAGE_INVALID_REASON not in attrs
         assert attrs[sc.AICOST_PRICE_KNOWN] is True
     assert streamed["aicost.cost.total_usd"] == plain["aicost.cost.total_usd"]
+
+
+def test_an_unfinished_background_interaction_is_the_same_row_in_either_ledger(instrumented: Any, replay_server: Any,
+                                                                              tmp_path: Any, spill_dir: Any) -> None:
+    """Its cost is not recorded (docs/concepts.md: the finished interaction's usage is not read yet), so the ledger
+    keeps it as a call of unknown cost, never $0 and never nothing: the in-process ledger, from the hooks, and the
+    span exporter, from its span, write the same row."""
+    import aicost
+    from aicost.ledger import CALL, open_store
+    from aicost.ledger import writer as ledger_writer
+    from aicost.ledger.exporter import rows_from_span
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    replay_server.enqueue(Reply.json({"id": "v1_bg", "status": "in_progress", "object": "interaction", "model": MODEL,
+                                      "created": "2026-05-13T20:35:38Z", "updated": "2026-05-13T20:35:38Z"}))
+    client = _gemini(replay_server)
+    client.interactions.create(model=MODEL, input="Write a long essay about the sea.", background=True)
+    assert ledger_writer.active().flush()
+    (span,) = instrumented.aicost_spans()
+    with open_store(url, create=False) as store:
+        (row,) = list(store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    (exported,) = rows_from_span(span)
+    for got in (row, exported):
+        assert (got.kind, got.cost, got.price_known, got.provider) == (CALL, None, False, "gcp.gemini"), got

@@ -11,6 +11,8 @@ What becomes a row (attributes as in docs/spans.md):
 * a call span (it carries ``aicost.price.known``): a ``call`` row; its exact total from ``aicost.cost.total_usd``,
   its parts from ``aicost.cost.<class>_usd`` (doubles on the span: exact for prices of up to 15 significant
   digits, which covers the catalog); an unknown price stays unknown;
+* a deferred call (``aicost.usage.deferred``: a background response or interaction returned unfinished, its cost
+  not on the span): a ``call`` row of unknown cost, as the in-process ledger keeps it;
 * a call refused by a budget or policy (``aicost.budget.decision`` blocked / policy / store_unavailable and no
   price): a ``refusal`` row, stopped amount from ``aicost.budget.reserved_usd``;
 * an ``aicost.cache`` span with ``aicost.cache.hit`` true: a ``cache_hit`` row with ``aicost.cache.saved_usd``;
@@ -162,7 +164,8 @@ def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
     parent = getattr(span, "parent", None)
     parent_id = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
     name = span.name or ""
-    if s.AICOST_PRICE_KNOWN in a or (a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
+    if s.AICOST_PRICE_KNOWN in a or _flag(a.get(s.AICOST_USAGE_DEFERRED)) or (
+            a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
         record_id = a.get(s.AICOST_RECORD_ID)  # a batch result: one row however often (and wherever) it is read
         return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id,
                           _run_id(a, parent_id))]
@@ -202,13 +205,13 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, run_
     row.estimated = _flag(a.get(s.AICOST_USAGE_ESTIMATED)) | _flag(a.get(s.AICOST_COST_ESTIMATED))  # both read
     if s.AICOST_USAGE_AUDIO_SECONDS in a:
         row.audio_seconds = _seconds(a[s.AICOST_USAGE_AUDIO_SECONDS])
-    if s.AICOST_PRICE_KNOWN not in a:  # refused before it was sent
+    if s.AICOST_PRICE_KNOWN not in a and not _flag(a.get(s.AICOST_USAGE_DEFERRED)):  # refused before it was sent
         row.kind = REFUSAL
         row.cost = Decimal(0)
         row.stopped_cost = _decimal(a.get(s.AICOST_BUDGET_RESERVED_USD))
         row.budget = a.get(s.AICOST_BUDGET_NAME) or a.get(s.AICOST_POLICY_RULE)
         return row
-    row.price_known = _flag(a[s.AICOST_PRICE_KNOWN])
+    row.price_known = _flag(a.get(s.AICOST_PRICE_KNOWN))  # a deferred call has none: its cost is not recorded
     row.price_model = a.get(s.AICOST_PRICE_MODEL)
     row.price_source = a.get(s.AICOST_PRICE_SOURCE)
     if row.price_known:
