@@ -199,21 +199,29 @@ def test_a_feature_run_whose_call_count_the_ledger_cannot_hold_is_unreadable(cal
     assert run.calls == 2 ** 40
 
 
+# A priced call span's attributes, as aicost writes them (the walk tests add their feature and run)
+_PRICED = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
+           semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_COST_TOTAL: "0.25"}
+
+
+def _recording_tracer():
+    """A tracer whose finished spans the returned exporter holds, to be handed to the ledger exporter in batches."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    return memory, provider.get_tracer("test")
+
+
 def test_a_span_without_a_run_id_has_a_run_only_if_it_names_a_feature(tmp_path, spill_dir):
     """Spans without aicost.run.id (docs/ledger.md): one that names no feature ran in none, whatever its parent; one
     that names a feature, as an aicost before the attribute wrote every call, is walked through its batch to an
     older feature span (without the attribute either). The walk filed a call in no feature under the HTTP request
     span it ran in, exported in another batch, as its run; a call whose feature is in a later batch has no run
     (an ancestor outside the batch may be any span)."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("test")
-    priced = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
-              semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_COST_TOTAL: "0.25"}
+    memory, tracer = _recording_tracer()
 
     def call(**attributes) -> str:
-        span = tracer.start_span("chat gpt-4o", attributes={**priced, **attributes})
+        span = tracer.start_span("chat gpt-4o", attributes={**_PRICED, **attributes})
         span.end()
         return format(span.get_span_context().span_id, "016x")
 
@@ -245,15 +253,10 @@ def test_a_call_that_names_its_feature_outside_a_run_is_never_filed_under_anothe
     A feature span that carries aicost.run.id gives it to every call made in it: a call without it has no run."""
     from opentelemetry import trace as otel_trace
 
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("test")
-    priced = {semconv.AICOST_PRICE_KNOWN: True, semconv.GEN_AI_PROVIDER_NAME: "openai",
-              semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_COST_TOTAL: "0.25"}
+    memory, tracer = _recording_tracer()
 
     def call(feature: str, context=None) -> str:
-        span = tracer.start_span("chat gpt-4o", context=context, attributes={**priced, semconv.AICOST_FEATURE: feature})
+        span = tracer.start_span("chat gpt-4o", context=context, attributes={**_PRICED, semconv.AICOST_FEATURE: feature})
         span.end()
         return format(span.get_span_context().span_id, "016x")
 
