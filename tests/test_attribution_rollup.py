@@ -547,6 +547,20 @@ def now_attributes():
     return dict(current_attributes())
 
 
+def _pending_on_a_closed_loop(make):
+    """Run ``make(never)`` as a task until it waits on a future nothing will resolve, then close its loop. Returns
+    the task and the future, for the caller to drop when it chooses: then nothing but the collector ends them."""
+    loop = asyncio.new_event_loop()
+    try:
+        never = loop.create_future()
+        task = loop.create_task(make(never))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert not task.done()
+    finally:
+        loop.close()
+    return task, never
+
+
 def test_a_task_left_pending_on_a_loop_that_is_gone_did_not_succeed(spans):
     """The same through asyncio: a task suspended in an ``await`` nothing will resolve, its loop closed, is closed by
     the cyclic collector when it goes: ``failed``, with the calls it made before it was suspended."""
@@ -557,15 +571,8 @@ def test_a_task_left_pending_on_a_loop_that_is_gone_did_not_succeed(spans):
         call(cost="0.25")
         await never
 
-    loop = asyncio.new_event_loop()
-    try:
-        never = loop.create_future()
-        task = loop.create_task(pending(never))
-        loop.run_until_complete(asyncio.sleep(0.01))
-        assert not task.done()
-    finally:
-        loop.close()
-    del task, never
+    held = _pending_on_a_closed_loop(pending)
+    del held
     gc.collect()
     _gc.drain()
     (span,) = spans()
@@ -611,19 +618,12 @@ def test_an_async_generator_left_pending_on_a_loop_that_is_gone_did_not_succeed(
         async for _ in items(never):
             pass
 
-    loop = asyncio.new_event_loop()
-    try:
-        never = loop.create_future()
-        task = loop.create_task(relay(never))
-        loop.run_until_complete(asyncio.sleep(0.01))
-        assert not task.done()
-    finally:
-        loop.close()
+    held = _pending_on_a_closed_loop(relay)
     hooks.add_event_listener(listener)
     caplog.set_level(logging.DEBUG)
     try:
         with lock:
-            del task, never
+            del held
             gc.collect()
         _heard_within(heard)
     finally:
