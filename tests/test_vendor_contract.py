@@ -303,3 +303,22 @@ def test_one_text_walker_serves_every_vendor_and_never_raises():
     assert tokens.count_request_input({"messages": [{"role": "user", "content": deep}]}, "gpt-4o", "openai",
                                       StainlessShape()).tokens >= 0
     assert ConverseShape().input_text({"messages": deep}).exact is False
+
+
+def test_an_invoke_model_body_given_as_a_dict_is_never_changed_in_the_applications_hands(instrumented, budgets,
+                                                                                         replay_server):
+    """The output cap policy lowers a cap where the request sends it, on a copy: the dict the application passed
+    as InvokeModel's ``body`` (nested caps too) is the application's, and stays as it was, whatever botocore then
+    makes of a dict body."""
+    import copy
+
+    budgets(policies=[Policy(max_output_tokens=64)])
+    replay_server.enqueue(Reply.from_recording(load_recording("bedrock-invokemodel-nonstream-004")))
+    body = {"max_tokens": 4000, "inferenceConfig": {"max_new_tokens": 4000},
+            "messages": [{"role": "user", "content": "hi"}]}
+    before = copy.deepcopy(body)
+    try:
+        _bedrock(replay_server).invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=body)
+    except Exception as exc:  # botocore takes bytes or a file: a dict is its error to raise, as without aicost
+        assert type(exc).__module__.startswith("botocore"), exc
+    assert body == before

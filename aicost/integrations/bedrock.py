@@ -27,6 +27,7 @@ not use boto3 for its calls (only for credentials), so its calls are recorded on
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import partial
 from typing import Any
@@ -158,14 +159,15 @@ class InvokeShape(ConverseShape):
         """Lowers a cap the body sets; a body without one is left alone (its family's parameter is not known)."""
         if self.unread_cap(kwargs) is not None:
             return False
-        body = _json_body(kwargs)
+        original = kwargs.get("body")
+        # lowered on a copy: a dict body (nested caps too) is the application's; text is parsed afresh anyway
+        body = copy.deepcopy(original) if isinstance(original, dict) else _json_body(kwargs)
         caps = [(holder, key) for holder, key in self._caps(body)
                 if (count := token_count(holder[key])) is not None and count > cap]
         if not caps:
             return False
         for holder, key in caps:
             holder[key] = cap
-        original = kwargs.get("body")
         text = json.dumps(body)
         kwargs["body"] = text if isinstance(original, str) else body if isinstance(original, dict) else text.encode()
         return True
