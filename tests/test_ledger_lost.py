@@ -194,3 +194,60 @@ def test_reads_of_a_store_whose_server_stopped_raise_ledger_unavailable():
             assert message.startswith("ledger postgresql://postgres:***@127.0.0.1:"), (name, message)
             assert PASSWORD not in message and "\n" not in message, (name, message)
         store.close()
+
+
+def _drop(server_url: str, database: str) -> None:
+    """The database dropped under its sessions (``DROP DATABASE ... WITH (FORCE)``: each one terminated)."""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
+
+
+def test_reads_of_a_store_whose_database_was_dropped_raise_ledger_unavailable_each_time(ledger, pg_server):
+    """A database dropped under an open store: the first read finds its connection terminated (LedgerUnavailable);
+    the next reconnected, and the check made at open raised ConfigurationError ("cannot use the PostgreSQL ledger
+    ...: database ... does not exist"), a configuration error from a ledger that had been used. Every read is
+    LedgerUnavailable, naming the ledger without its password and what failed, on one line."""
+    from aicost.ledger.report import build_report
+
+    store = open_store(ledger, create=False)
+    _drop(pg_server, ledger.rsplit("/", 1)[1])
+    start, end = datetime(2026, 11, 2, tzinfo=timezone.utc), datetime(2026, 11, 30, tzinfo=timezone.utc)
+    messages = []
+    for read in (lambda: build_report(store, start, end), lambda: build_report(store, start, end),
+                 lambda: store.time_range()):
+        with pytest.raises(LedgerUnavailable) as lost:
+            read()
+        messages.append(str(lost.value))
+    store.close()
+    for message in messages:
+        assert message.startswith("ledger postgresql://postgres:***@127.0.0.1:"), message
+        assert PASSWORD not in message and "\n" not in message, message
+    assert "does not exist" in messages[1], messages
+
+
+@pytest.mark.parametrize("name", ["report", "report --pool", "export", "sum-pairs"])
+def test_a_database_dropped_while_a_command_opens_it_is_one_line(name, ledger, pg_server, tmp_path, monkeypatch):
+    """Dropped between the command's connection and its schema check: the check's statement was psycopg's
+    AdminShutdown, a traceback. It is the ledger lost: one line naming it without its password, exit status 2, no
+    output file."""
+    connect = PostgresStore._connect
+
+    def connect_then_drop(store: PostgresStore):
+        first = store._conn is None
+        conn = connect(store)
+        if first:
+            _drop(pg_server, store._dsn.rsplit("/", 1)[1])
+        return conn
+
+    monkeypatch.setattr(PostgresStore, "_connect", connect_then_drop)
+    monkeypatch.chdir(tmp_path)
+    argv = COMMANDS[name]
+    out, err = io.StringIO(), io.StringIO()
+    code = main([argv[0], "--ledger", ledger, *argv[1:]], out=out, err=err)
+    message = err.getvalue()
+    assert code == 2, message
+    assert out.getvalue() == ""
+    assert message.count("\n") == 1, message
+    assert message.startswith(f"aicost {argv[0]}: --ledger: cannot reach the ledger postgresql://postgres:***@127.0.0.1:"), message
+    assert PASSWORD not in message
+    assert os.listdir(tmp_path) == []

@@ -454,7 +454,9 @@ class LedgerStore:
         2, one line) handles it as a ledger it cannot reach at open. Anything else is raised as it is: SQLite's
         operational errors are about the statement (an integer overflow, which a sum catches to add again exactly),
         since a reader's open file stays readable (WAL: no writer locks it out). Wraps every read of PostgreSQL:
-        :meth:`_fetch`, :meth:`_fetch_lines`, :meth:`_stream`, :meth:`snapshot`."""
+        :meth:`_fetch`, :meth:`_fetch_lines`, :meth:`_stream`, :meth:`snapshot`, and the schema check at open. (A
+        reconnection of an opened store that fails, its database dropped since, is LedgerUnavailable too:
+        :meth:`PostgresStore._connect`.)"""
         try:
             yield
         except Exception as exc:
@@ -1981,8 +1983,11 @@ class PostgresStore(LedgerStore):
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
+        self._opened = False  # until then a database that is not there is bad configuration; after, a ledger lost
         self._connect()
-        self._migrate()
+        with self._reading_failures():  # (the ledger lost while its schema is checked: LedgerUnavailable)
+            self._migrate()
+        self._opened = True
 
     def _connect(self) -> Any:
         import psycopg
@@ -1993,6 +1998,8 @@ class PostgresStore(LedgerStore):
             self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:  # (not chained: libpq's message may quote a part of the URL)
             message = redact_secrets(str(exc), self._dsn)
+            if self._opened:  # a reconnection: the URL was good; a database dropped since is the ledger lost
+                raise self._unavailable(message) from None
             if "does not exist" in message or "authentication failed" in message:
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from None
