@@ -562,3 +562,56 @@ def test_an_interval_closes_exactly_whatever_the_decimal_context(clock, where):
         finally:
             decimal.DefaultContext.prec = saved
     assert got == expected
+
+
+def _money_of(interval) -> dict[str, Decimal]:
+    """Every amount of a closed interval, by name."""
+    amounts = {"cost": interval.cost, "used": interval.used, "idle": interval.idle}
+    amounts.update({f"final {a.span_id}": a.final for a in interval.allocations})
+    amounts.update({f"provisional {a.span_id}": a.provisional for a in interval.allocations
+                    if a.provisional is not None})
+    amounts.update({f"by_team {team}": share for team, share in interval.by_team().items()})
+    return amounts
+
+
+def test_every_amount_a_pool_makes_is_canonical(clock, tmp_path):
+    """Money is Decimal in one canonical form (pricing.canonical): the ledger writes it so, and a pool's amounts
+    in memory were not: an interval's cost and idle were nano-dollar quantized (Decimal('10.000000000')), a call's
+    share Decimal('0.104000000'), an idle hour's used and a share of nothing Decimal('0E-9'), team sums and the
+    summary's provisional total whatever their additions left. Each is canonical where it is made, and reads the
+    same from the ledger as in memory."""
+    from aicost.ledger import open_store
+    from aicost.pools.ledger import read_intervals, write_interval
+
+    def canonical(amount: Decimal) -> bool:
+        return repr(amount) == repr(pricing.canonical(amount))
+
+    pool = pool_from_mapping("p", {"gpu_hour": "2.50", "gpus": 4, "endpoints": ["h:1"], "models": ["m"],
+                                   "owner": "ml", "output_weight": 4, "capacity_per_hour": 100_000})
+    start = datetime.fromtimestamp(T0, timezone.utc)
+    meter = PoolMeter([pool], clock=clock)
+    try:
+        meter._open["p"][int(T0)] = [_Use("a", "t1", "m", 1000, 10, Decimal("0.015")),
+                                     _Use("b", "t1", "m", 3000, 0, Decimal("0.005")), _Use("c", "t2", "m", 0, 0, None)]
+        busy, idle = meter.close_due(T0 + 7200)  # $10 an hour: $0.404 used the first, nothing the second
+    finally:
+        meter.clear_prices()
+    summary = summarise([busy, idle])
+    shared = split(Decimal("10.000000000"), [104, 300, 0], (Decimal(404), Decimal(10_000)))
+    amounts = {"interval_cost": pool.interval_cost(start), "split used": shared.used, "split idle": shared.idle,
+               **{f"split share {i}": share for i, share in enumerate(shared.shares)},
+               **{f"busy {name}": value for name, value in _money_of(busy).items()},
+               **{f"idle {name}": value for name, value in _money_of(idle).items()},
+               "summary cost": summary.cost, "summary used": summary.used, "summary idle": summary.idle,
+               "summary provisional": summary.provisional,
+               **{f"summary by_team {team}": share for team, share in summary.by_team.items()}}
+    assert {name: value for name, value in amounts.items() if not canonical(value)} == {}
+    assert (busy.used, busy.idle, idle.used, summary.by_team) == (
+        Decimal("0.404"), Decimal("9.596"), 0, {"t1": Decimal("0.404"), "t2": 0})
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with open_store(url) as store:
+        write_interval(store, busy)
+        write_interval(store, idle)
+        read = list(read_intervals(store, "p", start, datetime.fromtimestamp(T0 + 7200, timezone.utc)))
+    assert [{n: repr(v) for n, v in _money_of(i).items()} for i in read] == [
+        {n: repr(v) for n, v in _money_of(i).items()} for i in (busy, idle)]

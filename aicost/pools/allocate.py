@@ -12,8 +12,9 @@ up to a whole quantum (never a quantum away), a call with no units gets nothing,
 One pass of integer arithmetic, no sort and no Decimal per call until each share is one: linear in the number
 of calls (benchmarks/README.md, "pools"). The pool meter allocates every closed interval with :func:`split`.
 
-Amounts are made exactly (``MONEY``, ``subtract_usd``) and fractions in money's ``RATIO`` context, never in the
-thread's decimal context: the meter closes intervals on its own thread, whose context is a copy of
+Amounts are made exactly (``MONEY``, ``subtract_usd``), in money's one canonical form (``0.3``, never
+``0.300000000`` or ``0E-9``: :func:`~aicost.pricing.money.canonical`), and fractions in money's ``RATIO`` context,
+never in the thread's decimal context: the meter closes intervals on its own thread, whose context is a copy of
 ``decimal.DefaultContext`` (a host may have lowered its precision), or on the app's thread (``close_due()``).
 """
 
@@ -22,16 +23,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
+from operator import sub
 from typing import Sequence
 
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, subtract_usd
+from ..pricing.money import RATIO, canonical, subtract_usd
 from .config import QUANTUM
+
+_NOTHING = Decimal(0)  # a share of no quanta, canonical
 
 
 @dataclass(frozen=True)
 class Split:
-    shares: list[Decimal]  # one per call, in the order given
+    shares: list[Decimal]  # one per call, in the order given; each canonical, as used and idle are
     used: Decimal  # sum(shares)
     idle: Decimal  # cost - used
     utilisation: Decimal  # used / cost (0 when the interval cost nothing)
@@ -81,8 +85,12 @@ def split(cost: Decimal, units: Sequence[int], used: tuple[Decimal, Decimal] | N
     q = QUANTUM
     if taken:
         bounds = [taken * s // whole for s in accumulate(units)]
-        shares = [MONEY.multiply(q, b - a) for a, b in zip([0, *bounds], bounds)]
+        # n quanta are n x 10^-9 exactly, canonical as made unless n ends in 0 (about one share in ten, and a share
+        # of nothing): only those pay for canonical() (~2 k instructions), not every call of a million
+        shares = [MONEY.multiply(q, n) if n % 10 else canonical(MONEY.multiply(q, n))
+                  for n in map(sub, bounds, [0, *bounds])]
     else:
-        shares = [MONEY.multiply(q, 0)] * len(units)
-    used_usd = MONEY.multiply(q, taken)
-    return Split(shares, used_usd, subtract_usd(cost, used_usd), RATIO.divide(used_usd, cost) if cost else Decimal(0))
+        shares = [_NOTHING] * len(units)
+    used_usd = canonical(MONEY.multiply(q, taken))
+    return Split(shares, used_usd, canonical(subtract_usd(cost, used_usd)),
+                 RATIO.divide(used_usd, cost) if cost else Decimal(0))

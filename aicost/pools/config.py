@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from .._time import EPOCH  # intervals start at multiples of their length from it, as the ledger's days do
 from ..errors import ConfigurationError
-from ..pricing.money import RATIO
+from ..pricing.money import RATIO, canonical
 
 KEYS = ("tokens", "gpu_time")
 QUANTUM = Decimal("0.000000001")  # allocations are whole nano-dollars, shared by cumulative rounding (allocate.py)
@@ -57,14 +57,15 @@ class Pool:
         """What the pool costs over the interval that starts at ``start``, to the nano-dollar.
 
         Per GPU-hour: ``gpu_hour x gpus x interval/3600``. Monthly: the month's amount spread evenly over the
-        seconds of the calendar month the interval starts in. Rounded once, half-even, to QUANTUM. In money's RATIO
-        context, not the thread's (the meter's own thread, or the app's: a host may run a low precision)."""
+        seconds of the calendar month the interval starts in. Rounded once, half-even, to QUANTUM, and canonical
+        (``10``, not ``10.000000000``: money's one form). In money's RATIO context, not the thread's (the meter's own
+        thread, or the app's: a host may run a low precision)."""
         if self.gpu_hour is not None:
             exact = RATIO.divide(RATIO.multiply(RATIO.multiply(self.gpu_hour, self.gpus), self.interval), 3600)
         else:
             days = calendar.monthrange(start.year, start.month)[1]
             exact = RATIO.divide(RATIO.multiply(self.monthly, self.interval), days * 86400)  # type: ignore[arg-type]
-        return RATIO.quantize(exact, QUANTUM)  # RATIO rounds half-even
+        return canonical(RATIO.quantize(exact, QUANTUM))  # RATIO rounds half-even
 
     @property
     def weights_from_engine(self) -> bool:

@@ -40,7 +40,7 @@ from ..hooks import CallInfo, CallResult
 from . import engine
 from .allocate import as_ints, split
 from ..pricing.cost import MONEY
-from ..pricing.money import RATIO, sum_usd
+from ..pricing.money import RATIO, canonical, sum_usd
 from .config import Pool
 
 MILLION = Decimal(1_000_000)
@@ -110,10 +110,11 @@ class ClosedInterval:
         return sum_usd(a.units for a in self.allocations)
 
     def by_team(self) -> dict[str | None, Decimal]:
+        """Each team's final cost in the interval (exact sums, canonical)."""
         shares: dict[str | None, Decimal] = {}
         for a in self.allocations:
             shares[a.team] = MONEY.add(shares.get(a.team, _ZERO), a.final)
-        return shares
+        return {team: canonical(share) for team, share in shares.items()}
 
 
 def _span_id(span: Any) -> str:

@@ -70,8 +70,9 @@ def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
         cost=sum_usd(i.cost for i in intervals), used=sum_usd(i.used for i in intervals),
         idle=sum_usd(i.idle for i in intervals), input_tokens=input_tokens,
         output_tokens=output_tokens, calls=calls,
-        by_team=dict(sorted(by_team.items(), key=lambda kv: (kv[1].copy_negate(), kv[0] or ""))),
-        provisional=provisional, provisional_calls=provisional_calls)
+        by_team={team: canonical(share) for team, share in sorted(by_team.items(),
+                                                                   key=lambda kv: (kv[1].copy_negate(), kv[0] or ""))},
+        provisional=canonical(provisional), provisional_calls=provisional_calls)
 
 
 @dataclass(frozen=True)
