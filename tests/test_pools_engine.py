@@ -172,3 +172,62 @@ def test_an_interval_without_a_counter_baseline_has_no_counter_data_not_the_engi
     for interval in (second, fifth):  # a baseline one hour old: the hour's own counters
         assert (interval.engine.prompt_tokens, interval.engine.generation_tokens) == (20_000, 2_000)
         assert interval.busy_seconds == Decimal("14.0625") and interval.weights_from == "engine"
+
+
+def test_a_gpu_time_interval_without_engine_figures_says_its_shares_are_estimated(env, tmp_path):
+    """gpu_time shares an interval by the GPU-seconds the engine measured. With no engine figures yet (its /metrics
+    never read), the meter shared it by tokens 1:1, and nothing said so: the interval, the ledger and `aicost report
+    --pool` gave the team shares as exact. With max_concurrency declared, the utilisation even compared the calls'
+    1,310 tokens with the interval's 4 x 3,600 slot-seconds as if they were GPU-seconds ("engine request-seconds
+    over max_concurrency": 9.1 %). The interval says its shares are estimated and why (in memory, read back from the
+    ledger, in the report's table and JSON), and its utilisation is not made from tokens: nothing measured it, so
+    the calls pay the interval, as when nothing is declared."""
+    import io
+    import json
+
+    from aicost.cli import main
+    from aicost.ledger import open_store
+    from aicost.pools import read_intervals, summarise
+
+    server, client = env
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(ledger=url)  # the calls' rows and the closed interval's
+    clock = SimClock(T0)
+    scrape = _FlakyScrape(FakeVllmMetrics(MODEL))
+    scrape.down = True  # the engine's /metrics cannot be read all hour
+    meter = configure_pools({"gpu": {"gpu_hour": "2.50", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
+                                     "owner": "ml-platform", "key": "gpu_time", "metrics_url": "http://vllm/metrics",
+                                     "max_concurrency": 4}}, clock=clock, scrape=scrape)
+    _call(client, server, "search", 1000, 10)
+    _call(client, server, "support", 100, 200)
+    clock.now = T0 + 3600
+    [hour] = meter.close_due()
+    assert hour.weights_from == "default 1:1 (no engine data yet)"
+    assert [a.units for a in hour.allocations] == [1010, 300]  # tokens, not GPU-seconds
+    assert "GPU-seconds" in hour.estimate_reason and "1:1" in hour.estimate_reason
+    assert "request-seconds" not in hour.utilisation_from
+    assert hour.used == hour.cost == Decimal(5)  # no measure of the used fraction: the calls pay the interval
+    aicost.ledger.writer.active().flush()
+    with open_store(url, create=False) as store:
+        [read] = read_intervals(store, "gpu", datetime.fromtimestamp(T0, timezone.utc),
+                                datetime.fromtimestamp(T0 + 3600, timezone.utc))
+    assert read.estimate_reason == hour.estimate_reason
+    summary = summarise([read])
+    assert (summary.estimated_intervals, summary.estimate_reasons) == (1, (hour.estimate_reason,))
+    reports = {}
+    for fmt in ("table", "json"):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["report", "--ledger", url, "--pool", "gpu", "--since", "2026-12-01", "--until", "2026-12-02",
+                     "--format", fmt], out=out, err=err) == 0, err.getvalue()
+        reports[fmt] = out.getvalue()
+    assert f"1 of 1 interval: {hour.estimate_reason}" in reports["table"]
+    assert json.loads(reports["json"])["estimated"] == {"intervals": 1, "reasons": [hour.estimate_reason]}
+    pytest.importorskip("plotly")
+    import html
+
+    page = tmp_path / "spend.html"
+    out, err = io.StringIO(), io.StringIO()
+    # (the interval is on the simulated clock, Dec 1, the call rows on the real one: a period with both)
+    assert main(["dashboard", "--ledger", url, "--since", "2026-12-01", "--until", "2030-01-01", "--out", str(page)],
+                out=out, err=err) == 0, err.getvalue()
+    assert f"Estimated team shares: {html.escape(summary.estimate_note())}." in page.read_text()

@@ -48,6 +48,14 @@ _ZERO = Decimal(0)
 PROVISIONAL_ATTRIBUTE = "aicost.cost.provisional"
 POOL_ATTRIBUTE = "aicost.pool.name"
 _KEEP_INTERVALS = 24 * 366  # closed intervals kept in memory per pool (a year of hours); the ledger keeps all
+# weights_from of an interval whose weights neither an engine nor a setting gave (none read yet, no output_weight):
+# input and output tokens 1:1, a guess. Its shares are an estimate (ClosedInterval.estimate_reason) and, for gpu_time,
+# its units are tokens, not GPU-seconds.
+DEFAULT_WEIGHTS = "default 1:1 (no engine data yet)"
+_ESTIMATE_REASONS = {
+    "gpu_time": "no engine figures yet: shared by tokens 1:1, not by the calls' GPU-seconds",
+    "tokens": "no engine figures yet and no output_weight declared: output tokens weighed 1:1 with input",
+}
 # How long stop() waits for a close under way on the closing thread (which may be reading an engine: 5 s a read)
 # before it gives up on the open interval's calls (counted and logged): at the exit, never past the exit's deadline
 _STOP_WAIT_S = 5.0
@@ -89,13 +97,23 @@ class ClosedInterval:
     utilisation: Decimal
     input_weight: Decimal  # units per input token (GPU-seconds for gpu_time)
     output_weight: Decimal
-    weights_from: str  # "declared" / "engine" / "engine (previous interval)" / "default 1:1 (no engine data)"
+    weights_from: str  # "declared" / "engine" / "engine (previous interval)" / DEFAULT_WEIGHTS
     allocations: tuple[Allocation, ...] = field(repr=False)
     engine: engine.EngineSample | None = None
     # how utilisation was measured: "engine load, N samples" / "engine request-seconds over max_concurrency" /
-    # "declared capacity" / "no capacity declared" (calls pay the whole interval)
+    # "declared capacity" / "no capacity declared" or "no engine figures: ..." (calls pay the whole interval)
     utilisation_from: str = ""
     busy_seconds: Decimal | None = None  # the engine's busy time in the interval (load x time), when sampled
+
+    @property
+    def estimate_reason(self) -> str | None:
+        """Why the calls' shares of this interval are an estimate, or None when they are what its key says: its
+        weights were the 1:1 default (:data:`DEFAULT_WEIGHTS`), a guess, not the engine's figures or the declared
+        ones. Made from the interval's key and ``weights_from``, so an interval read back from the ledger says the
+        same. An interval without calls shares nothing: None."""
+        if self.weights_from != DEFAULT_WEIGHTS or not self.allocations:
+            return None
+        return _ESTIMATE_REASONS[self.key]
 
     @property
     def input_tokens(self) -> int:
@@ -306,7 +324,7 @@ class PoolMeter:
             return previous[0], previous[1], "engine (previous interval)"
         if pool.key == "tokens" and pool.output_weight is not None:
             return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
-        return pool.input_weight, pool.input_weight, "default 1:1 (no engine data yet)"
+        return pool.input_weight, pool.input_weight, DEFAULT_WEIGHTS
 
     def _close(self, pool: Pool, start_s: int, cut: tuple[int, str] | None = None, read: bool = True
                ) -> ClosedInterval:
@@ -337,9 +355,11 @@ class PoolMeter:
         if busy is not None:
             used = (busy, Decimal(pool.interval))
             utilisation_from = f"engine load, {len(samples)} sample{'' if len(samples) == 1 else 's'}"
-        elif pool.key == "gpu_time" and pool.max_concurrency:
-            used = (whole, Decimal(pool.max_concurrency * pool.interval))
+        elif pool.key == "gpu_time" and pool.max_concurrency and weights_from != DEFAULT_WEIGHTS:
+            used = (whole, Decimal(pool.max_concurrency * pool.interval))  # the calls' GPU-seconds of the slots'
             utilisation_from = "engine request-seconds over max_concurrency"
+        elif pool.key == "gpu_time":  # units of tokens (DEFAULT_WEIGHTS), never compared with seconds
+            used, utilisation_from = None, "no engine figures: the calls' GPU-seconds unknown"
         elif pool.key == "tokens" and pool.capacity_per_hour:
             used = (RATIO.multiply(whole, 3600), RATIO.multiply(pool.capacity_per_hour, pool.interval))
             utilisation_from = "declared capacity"

@@ -46,6 +46,10 @@ def render_table(summary: PoolSummary, label: str, compare: WhatIf | None = None
         f"  {'Cost per 1M tokens achieved':<28}"
         + (f"${format_usd(RATIO.quantize(per_million, CENT))} (rounded to the cent)" if per_million is not None
            else "n/a (no tokens)"),
+    ]
+    if summary.estimate_note() is not None:  # the team shares below are not all exact: said, never implied
+        lines.append(f"  {'Estimated team shares':<28}{summary.estimate_note()}")
+    lines += [
         "",
         f"  {'Team (final cost)':<28}{'':<{len(cost)}}   share of the pool",
     ]
@@ -74,6 +78,7 @@ def render_json(summary: PoolSummary, label: str, compare: WhatIf | None = None)
         "teams": {team or "": format_usd(cost) for team, cost in summary.by_team.items()},
         "provisional": {"cost": format_usd(summary.provisional), "calls": summary.provisional_calls,
                         "note": "what spans said at call time; not part of the final figures"},
+        "estimated": {"intervals": summary.estimated_intervals, "reasons": list(summary.estimate_reasons)},
     }
     if compare is not None:
         data["what_if"] = {"provider": compare.provider, "model": compare.model, "cost": format_usd(compare.cost)}

@@ -32,6 +32,15 @@ class PoolSummary:
     by_team: dict[str | None, Decimal]  # final, calls only; idle is separate
     provisional: Decimal  # what the spans said at call time (calls that had a provisional rate)
     provisional_calls: int  # calls priced provisionally (the rest had no closed interval yet: unknown)
+    estimated_intervals: int = 0  # intervals whose calls' shares are an estimate (ClosedInterval.estimate_reason)
+    estimate_reasons: tuple[str, ...] = ()  # why, each reason once
+
+    def estimate_note(self) -> str | None:
+        """The line a report shows when some of the team shares are estimates (None: every one is exact)."""
+        if not self.estimated_intervals:
+            return None
+        return (f"{self.estimated_intervals} of {self.intervals} interval{'' if self.intervals == 1 else 's'}: "
+                f"{'; '.join(self.estimate_reasons)}")
 
     @property
     def utilisation(self) -> Decimal:
@@ -65,6 +74,7 @@ def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
                 provisional = MONEY.add(provisional, a.provisional)
                 provisional_calls += 1
     first = intervals[0]
+    reasons = [reason for reason in (i.estimate_reason for i in intervals) if reason is not None]
     return PoolSummary(
         pool=first.pool, owner=first.owner, intervals=len(intervals),
         cost=sum_usd(i.cost for i in intervals), used=sum_usd(i.used for i in intervals),
@@ -72,7 +82,8 @@ def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
         output_tokens=output_tokens, calls=calls,
         by_team={team: canonical(share) for team, share in sorted(by_team.items(),
                                                                    key=lambda kv: (kv[1].copy_negate(), kv[0] or ""))},
-        provisional=canonical(provisional), provisional_calls=provisional_calls)
+        provisional=canonical(provisional), provisional_calls=provisional_calls,
+        estimated_intervals=len(reasons), estimate_reasons=tuple(dict.fromkeys(reasons)))
 
 
 @dataclass(frozen=True)

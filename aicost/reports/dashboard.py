@@ -321,7 +321,9 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
             f"idle ${_exact(summary.idle)} "
             f"(owner {_e(summary.owner)}); cost per 1M tokens achieved "
             f"{'$' + _exact(RATIO.quantize(per_million, _CENT)) if per_million is not None else 'n/a'}. "
-            f"Provisional figures the spans carried (${_exact(summary.provisional)}) are not in these totals.</p></div>")
+            f"Provisional figures the spans carried (${_exact(summary.provisional)}) are not in these totals."
+            + (f" Estimated team shares: {_e(note)}." if (note := summary.estimate_note()) is not None else "")
+            + "</p></div>")
     return "".join(cards)
 
 
