@@ -173,7 +173,8 @@ class LedgerSchemaError(ConfigurationError):
 
 class LedgerUnavailable(AicostError):
     """The ledger database cannot be reached right now (a server down, a file locked for too long), or was lost
-    while it was read (a server stopped, a connection dropped between two statements or during one). Every read of
+    while it was read (a server stopped, a connection dropped between two statements or during one, a database
+    dropped, a SQLite file damaged or truncated under its reader: "database disk image is malformed"). Every read of
     a store (the reports, the FOCUS export, forecasts, dashboards, reconciliation) raises it rather than the driver's
     own error; its message names the ledger, never its password, and says what failed, on one line."""
 
@@ -449,18 +450,18 @@ class LedgerStore:
     @contextlib.contextmanager
     def _reading_failures(self) -> Iterator[None]:
         """A read's failure as the readers see it: the database lost (psycopg's connection errors: a server stopped,
-        a connection terminated between two statements or while rows stream, a new connection refused) raises
+        a connection terminated between two statements or while rows stream, a new connection refused; a SQLite
+        file that cannot be read, :func:`_is_file_failure`: damaged on disk, truncated under the reader) raises
         :class:`LedgerUnavailable`, never the driver's error, so that a report, an export or the CLI (exit status
         2, one line) handles it as a ledger it cannot reach at open. Anything else is raised as it is: SQLite's
-        operational errors are about the statement (an integer overflow, which a sum catches to add again exactly),
-        since a reader's open file stays readable (WAL: no writer locks it out). Wraps every read of PostgreSQL:
-        :meth:`_fetch`, :meth:`_fetch_lines`, :meth:`_stream`, :meth:`snapshot`, and the schema check at open. (A
-        reconnection of an opened store that fails, its database dropped since, is LedgerUnavailable too:
-        :meth:`PostgresStore._connect`.)"""
+        other errors are about the statement (an integer overflow, which a sum catches to add again exactly).
+        Wraps every read: :meth:`_fetch`, :meth:`_fetch_lines`, :meth:`_stream`, :meth:`snapshot`, and
+        PostgreSQL's schema check at open. (A reconnection of an opened store that fails, its database dropped
+        since, is LedgerUnavailable too: :meth:`PostgresStore._connect`.)"""
         try:
             yield
         except Exception as exc:
-            if not _is_connection_error(exc):
+            if not (_is_connection_error(exc) or _is_file_failure(exc)):
                 raise
             # (not chained when the driver's text quotes a secret of the URL, as a new connection's error may)
             quotes_a_secret = redact_secrets(str(exc), self._dsn) != str(exc)
@@ -1337,6 +1338,24 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
+# SQLite's primary result codes (and their messages) that say the file cannot be read, not that a statement failed:
+# locked past busy_timeout, an I/O error (a short read: the WAL truncated under its reader), damaged ("database disk
+# image is malformed": the main file truncated under its reader, pages overwritten), gone, not a database.
+_SQLITE_FILE_FAILURES = {5: "database is locked", 10: "disk I/O error", 11: "database disk image is malformed",
+                         14: "unable to open database file", 26: "file is not a database"}
+
+
+def _is_file_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite failing to read the ledger's file (:data:`_SQLITE_FILE_FAILURES`): by its result
+    code (``sqlite_errorcode``, Python 3.11+), else by SQLite's message for it."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_FILE_FAILURES
+    return str(exc).startswith(tuple(_SQLITE_FILE_FAILURES.values()))
+
+
 # ------------------------------------------------------------------------------------------------------- SQLite
 _ZERO = Decimal(0)
 
@@ -1786,15 +1805,16 @@ class SQLiteStore(LedgerStore):
 
     def _stream(self, sql: str, params: list, named: bool = True) -> Iterator[tuple]:
         # A cursor of its own, read in slices, so a long export does not hold the lock between slices' yields.
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute(sql, params)
-        while True:
+        with self._reading_failures():
             with self._lock:
-                batch = cur.fetchmany(2000)
-            if not batch:
-                return
-            yield from batch
+                cur = self._conn.cursor()
+                cur.execute(sql, params)
+            while True:
+                with self._lock:
+                    batch = cur.fetchmany(2000)
+                if not batch:
+                    return
+                yield from batch
 
     def close(self) -> None:
         with self._lock:
