@@ -215,9 +215,9 @@ def _kpis(report: Any) -> str:
          _exact(t.cost_per_success) if t.cost_per_success is not None else ""),
     ]
     cells = []
-    for label, shown, key, exact in tiles:
+    for title, shown, key, exact in tiles:  # (not ``label``: the module's function of that name)
         unknown = _unknown_total(t.unknown_cost_calls) if key == "cost_usd" else ""
-        cells.append(f'<div class="kpi"><div class="label">{_e(label)}</div>'
+        cells.append(f'<div class="kpi"><div class="label">{_e(title)}</div>'
                      f'<div class="value" data-total="{key}" data-exact="{_e(exact)}">{_e(shown)}</div>'
                      f'<div class="exact">{_e(exact)}</div>{unknown}</div>')
     return '<section class="kpis">' + "".join(cells) + "</section>"
