@@ -292,3 +292,19 @@ def test_a_run_id_that_is_no_span_id_makes_the_span_unreadable(run_id, tmp_path,
     with open_store(url, create=False) as store:
         (row,) = store.rows(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
     assert row.run_id == "00f067aa0ba902b7"
+
+
+def test_rows_from_span_alone_gives_only_the_run_id_the_span_carries():
+    """``rows_from_span`` is public: called on one span, a call that names a feature but carries no aicost.run.id
+    got its parent span id as its run id (the exporter's walk then replaced it), a run id no feature may have:
+    here the HTTP request span it ran under. Alone it says what the span says: its aicost.run.id, else None."""
+    memory, tracer = _recording_tracer()
+    with tracer.start_as_current_span("GET /answer"):
+        tracer.start_span("chat gpt-4o", attributes={**_PRICED, semconv.AICOST_FEATURE: "summarise"}).end()
+        carried = "00f067aa0ba902b7"
+        tracer.start_span("chat gpt-4o", attributes={**_PRICED, semconv.AICOST_FEATURE: "summarise",
+                                                     semconv.AICOST_RUN_ID: carried}).end()
+    walked_call, carrying_call, request = memory.get_finished_spans()
+    assert request.name == "GET /answer"
+    assert [row.run_id for row in rows_from_span(walked_call)] == [None]
+    assert [row.run_id for row in rows_from_span(carrying_call)] == [carried]

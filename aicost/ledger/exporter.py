@@ -143,36 +143,49 @@ def _time(ns: int | None) -> datetime:
     return from_ns(ns or 0)
 
 
-def _run_id(a: Mapping[str, Any], parent_id: str | None) -> str | None:
-    """The run a call or cache hit span belongs to: its ``aicost.run.id`` (16 lowercase hex digits; anything else
-    raises ValueError: the span cannot be read). Without it (a span from an aicost before the attribute, or in no
-    run): the parent span id, for :class:`LedgerSpanExporter` to walk, if the span names a feature; else None."""
+def _run_id(a: Mapping[str, Any]) -> str | None:
+    """The run a call or cache hit span says it belongs to: its ``aicost.run.id`` (16 lowercase hex digits; anything
+    else raises ValueError: the span cannot be read). Without it, None: a span alone cannot say more (one from an
+    aicost before the attribute that names a feature may have run in a feature span of its batch, which only
+    :class:`LedgerSpanExporter`, holding the batch, can walk to: :func:`_walks`)."""
     run_id = a.get(s.AICOST_RUN_ID)
     if run_id is None:
-        return parent_id if s.AICOST_FEATURE in a else None
+        return None
     if not isinstance(run_id, str) or _RUN_ID.fullmatch(run_id) is None:
         raise ValueError(f"a run id that is not 16 lowercase hex digits: {run_id!r}")
     return run_id
 
 
+def _walks(span: Any) -> bool:
+    """Whether a call or cache hit span's run is found by walking its batch: it carries no ``aicost.run.id`` but
+    names a feature (an aicost before the attribute wrote every call so). See the module's docstring."""
+    a: Mapping[str, Any] = span.attributes or {}
+    return s.AICOST_RUN_ID not in a and s.AICOST_FEATURE in a
+
+
+def _parent_id(span: Any) -> str | None:
+    parent = getattr(span, "parent", None)
+    return format(parent.span_id, "016x") if parent is not None and parent.span_id else None
+
+
 def rows_from_span(span: Any) -> list[LedgerRow | FeatureRun]:
-    """The ledger rows one finished span (``ReadableSpan``) stands for: zero or one."""
+    """The ledger rows one finished span (``ReadableSpan``) stands for: zero or one. A row's ``run_id`` is the
+    span's own ``aicost.run.id``, or None: the run of an older span without it is found only by
+    :class:`LedgerSpanExporter`, which walks its export batch."""
     a: Mapping[str, Any] = span.attributes or {}
     context = span.get_span_context()
     span_id = format(context.span_id, "016x")
     trace_id = format(context.trace_id, "032x")
-    parent = getattr(span, "parent", None)
-    parent_id = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
     name = span.name or ""
     if s.AICOST_PRICE_KNOWN in a or _flag(a.get(s.AICOST_USAGE_DEFERRED)) or (
             a.get(s.AICOST_BUDGET_DECISION) in _REFUSING and s.GEN_AI_PROVIDER_NAME in a):
         record_id = a.get(s.AICOST_RECORD_ID)  # a batch result: one row however often (and wherever) it is read
         return [_call_row(span, a, record_id if isinstance(record_id, str) else span_id, trace_id,
-                          _run_id(a, parent_id))]
+                          _run_id(a))]
     if _flag(a.get(s.AICOST_CACHE_HIT)):
         return [LedgerRow(span_id=span_id, kind=CACHE_HIT, time=_time(span.start_time), trace_id=trace_id,
                           cost=Decimal(0), saved_cost=_decimal(a.get(s.AICOST_CACHE_SAVED_USD)),
-                          cache_name=a.get(s.AICOST_CACHE_NAME), run_id=_run_id(a, parent_id),
+                          cache_name=a.get(s.AICOST_CACHE_NAME), run_id=_run_id(a),
                           **attribution_fields(a))]
     if name.startswith("aicost.feature ") and s.AICOST_OUTCOME in a:
         fields = attribution_fields(a)
@@ -262,19 +275,18 @@ class LedgerSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         rows: list[LedgerRow | FeatureRun] = []
-        walked: list[LedgerRow] = []  # rows whose span carries no run id: their run_id is a parent, to walk
+        walked: list[tuple[LedgerRow, str | None]] = []  # rows whose run is walked to, each with its parent id
         parents: dict[str, str | None] = {}  # span id -> parent span id, for the spans of this batch
         features: dict[str, bool] = {}  # feature span id -> an older one (without aicost.run.id), of this batch
         for span in spans:
             try:
                 span_rows = rows_from_span(span)
                 span_id = format(span.get_span_context().span_id, "016x")
-                parent = getattr(span, "parent", None)
-                parents[span_id] = format(parent.span_id, "016x") if parent is not None and parent.span_id else None
+                parents[span_id] = _parent_id(span)
                 if span_rows and isinstance(span_rows[0], FeatureRun):
                     features[span_id] = s.AICOST_RUN_ID not in (span.attributes or {})
-                elif span_rows and s.AICOST_RUN_ID not in (span.attributes or {}):
-                    walked.extend(span_rows)
+                elif span_rows and _walks(span):
+                    walked.extend((row, parents[span_id]) for row in span_rows)
                 rows.extend(span_rows)
             except Exception:
                 from .._log import error_once
@@ -282,8 +294,8 @@ class LedgerSpanExporter(SpanExporter):
                 self._writer.count_unreadable()
                 error_once("ledger:span", "aicost ledger: could not read a span; it is not in the ledger (each one "
                            "is counted: dropped_unreadable in the writer's stats())")
-        for row in walked:
-            row.run_id = _nearest_feature(row.run_id, parents, features)
+        for row, parent_id in walked:
+            row.run_id = _nearest_feature(parent_id, parents, features)
         self._writer.add(rows)
         return SpanExportResult.SUCCESS
 
