@@ -241,6 +241,69 @@ def test_a_newer_schema_is_refused_with_its_version(ledger_url):
         open_store(ledger_url)
 
 
+def _opened_connections(monkeypatch, dialect: str) -> list:
+    """Every connection the ledger store opens from now on (sqlite3's or psycopg's connect, wrapped)."""
+    opened: list = []
+    if dialect == "sqlite":
+        module, connect = store_module.sqlite3, store_module.sqlite3.connect
+    else:
+        import psycopg
+
+        module, connect = psycopg, psycopg.connect
+
+    def recording(*args, **kwargs):
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(module, "connect", recording)
+    return opened
+
+
+def _backends(ledger_url: str) -> int:
+    """How many server processes serve the database of ``ledger_url`` (this query's own left out)."""
+    import psycopg
+
+    with psycopg.connect(ledger_url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_a_store_that_refuses_a_newer_schema_closes_its_connection(ledger_url, monkeypatch):
+    """The refusal raised from the constructor left its connection open: a SQLite file handle, a PostgreSQL backend
+    the server kept (pg_stat_activity) for as long as the exception, or a process retrying, held the store."""
+    test_a_newer_schema_is_refused_with_its_version(ledger_url)  # a ledger a newer aicost migrated
+    dialect = "sqlite" if ledger_url.startswith("sqlite") else "postgresql"
+    before = 0 if dialect == "sqlite" else _backends(ledger_url)
+    opened = _opened_connections(monkeypatch, dialect)
+    for create in (True, False):
+        with pytest.raises(LedgerSchemaError) as refused:
+            open_store(ledger_url, create=create)
+        assert opened and all(_closed(conn) for conn in opened)
+        if dialect == "postgresql":
+            assert _backends(ledger_url) == before, refused  # (the exception, and its store, still held here)
+
+
+def _closed(conn) -> bool:
+    if isinstance(conn, sqlite3.Connection):
+        try:
+            conn.execute("SELECT 1")
+        except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+            return True
+        return False
+    return conn.closed
+
+
+def test_a_sqlite_file_that_is_no_database_is_refused_with_its_connection_closed(tmp_path, monkeypatch):
+    """A database error just after connecting (a file that is not a database) raised without closing."""
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"not a database, whatever its name says" * 100)
+    opened = _opened_connections(monkeypatch, "sqlite")
+    for create in (True, False):
+        with pytest.raises(ConfigurationError, match="cannot open the SQLite ledger"):
+            open_store(f"sqlite:///{path}", create=create)
+    assert len(opened) == 2 and all(_closed(conn) for conn in opened)
+
+
 def test_opening_an_up_to_date_ledger_does_not_wait_for_a_writer(ledger_url):
     """A report opens the ledger while a writer is in a batch: the schema is current, so opening takes no lock
     (it used to wait for the writer's lock, the migration's, and a reader that may not write could not open it)."""

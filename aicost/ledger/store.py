@@ -259,6 +259,19 @@ class LedgerStore:
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
         self._reading = False  # inside snapshot()
 
+    @contextlib.contextmanager
+    def _closed_if_refused(self) -> Iterator[None]:
+        """Around a constructor's connect and migrate: whatever refuses the store (a newer schema, no ledger, a
+        database error) closes the connection it opened, or the file handle or server backend outlives the refusal
+        for as long as anything holds the exception, or for every retry of a process that keeps trying."""
+        try:
+            yield
+        except BaseException:
+            conn = getattr(self, "_conn", None)
+            if conn is not None:
+                conn.close()
+            raise
+
     # -- dialect hooks ----------------------------------------------------------------------------------------
     def _ts(self, value: datetime) -> Any:
         raise NotImplementedError
@@ -1594,11 +1607,15 @@ class SQLiteStore(LedgerStore):
         if not path.parent.is_dir():
             raise ConfigurationError(
                 f"{setting}: the directory of the SQLite ledger {str(path)!r} does not exist; create it or use {_ACCEPTED}")
+        with self._closed_if_refused():
+            self._open(create, setting)
+
+    def _open(self, create: bool, setting: str) -> None:
+        path = self.path
         try:
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
             if not create and not self._conn.execute(  # before WAL mode, which a reader would write to the file
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aicost_schema'").fetchone():
-                self._conn.close()
                 raise _not_a_ledger(setting, str(path))
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -2004,9 +2021,10 @@ class PostgresStore(LedgerStore):
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
         self._opened = False  # until then a database that is not there is bad configuration; after, a ledger lost
-        self._connect()
-        with self._reading_failures():  # (the ledger lost while its schema is checked: LedgerUnavailable)
-            self._migrate()
+        with self._closed_if_refused():
+            self._connect()
+            with self._reading_failures():  # (the ledger lost while its schema is checked: LedgerUnavailable)
+                self._migrate()
         self._opened = True
 
     def _connect(self) -> Any:
@@ -2046,7 +2064,6 @@ class PostgresStore(LedgerStore):
             if found:
                 (current,) = conn.execute("SELECT MAX(version) FROM aicost_schema").fetchone()
         if not found and not self._create:  # a reader writes nothing where there is no ledger
-            conn.close()
             raise _not_a_ledger(self._setting, self.url)
         if _up_to_date(current, self._setting, self.url):
             return
