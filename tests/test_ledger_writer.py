@@ -1244,3 +1244,53 @@ def test_a_spill_file_an_earlier_aicost_named_after_an_absolute_url_is_still_ado
     assert writer.flush() and writer.stats()["replayed"] == 20
     writer.close()
     assert len(_rows(f"sqlite:///{plain}")) == 20
+
+
+def _without_libpq_environment(monkeypatch):
+    for variable in ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGOPTIONS", "PGSERVICE"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_spellings_of_one_postgres_ledger_are_one_identity_and_others_are_not(monkeypatch):
+    """Spill files were named after a PostgreSQL URL's words: a default port written out, ``localhost`` for
+    127.0.0.1, a password or ``sslmode`` added made another spill file, which a writer of the other spelling never
+    adopted (spilled rows lost, or a replay split). The identity is the role, the host, the port and the database
+    as libpq resolves them, never a password."""
+    from aicost.ledger.store import ledger_identity  # (where it was before the module of its own)
+
+    _without_libpq_environment(monkeypatch)
+    one = {ledger_identity(url) for url in (
+        "postgresql://u@127.0.0.1:5432/db",
+        "postgresql://u@localhost/db?sslmode=disable",
+        "postgres://u:s3cret@LOCALHOST./db?application_name=app&connect_timeout=3",
+        "postgresql+psycopg://u@[::1]:5432/db?password=other",
+        "postgresql:///db?host=localhost&user=u",
+    )}
+    assert one == {"postgresql://u@localhost:5432/db"}
+    others = ["postgresql://u@localhost:5433/db", "postgresql://v@localhost/db", "postgresql://u@localhost/db2",
+              "postgresql://u@db.internal/db", "postgresql://u@localhost/db?options=-csearch_path%3Dother"]
+    assert len({ledger_identity(url) for url in others} | one) == len(others) + 1
+    assert "s3cret" not in ledger_identity("postgresql://u:s3cret@localhost/db?sslpassword=s3cret")
+    monkeypatch.setenv("PGPORT", "6543")  # libpq's environment is what an unspelt part means
+    monkeypatch.setenv("PGUSER", "u")
+    assert ledger_identity("postgresql://localhost/db") == "postgresql://u@localhost:6543/db"
+    assert ledger_identity("postgresql://localhost:6543") == "postgresql://u@localhost:6543/u"
+
+
+def test_a_postgres_spill_file_is_adopted_by_a_writer_that_spells_the_url_otherwise(pg_server, spill_dir, monkeypatch):
+    """The rows a process that died spilled for ``postgresql://...@127.0.0.1:PORT/db`` are replayed by the next
+    writer of that database, though its URL says ``localhost``, adds a password and ``sslmode``."""
+    _without_libpq_environment(monkeypatch)
+    url = fresh_pg_database(pg_server)
+    assert "@127.0.0.1:" in url and "?" not in url
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    spilled = LedgerWriter(url)  # as the process that died named its spill file
+    spilled.close()
+    _write_spill(spill_dir / f"{spilled._spill_stem}-{int(gone.stdout)}.jsonl",
+                 [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(20)])
+    user, rest = url[len("postgresql://"):].split("@", 1)
+    respelt = f"postgres://{user.split(':')[0]}:unused@localhost:{rest.split(':', 1)[1]}?sslmode=disable"
+    writer = LedgerWriter(respelt)
+    assert writer.flush() and writer.stats()["replayed"] == 20
+    writer.close()
+    assert len(_rows(url)) == 20

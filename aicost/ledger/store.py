@@ -49,6 +49,7 @@ from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
 from .days import DAY, midnight
+from .identity import ledger_identity  # noqa: F401 - where the writer and callers found it
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
@@ -209,21 +210,6 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStore(Path(text), create=create, setting=setting)
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
-
-
-def ledger_identity(url: str | os.PathLike[str]) -> str:
-    """The ledger ``url`` names, as one text however it is spelt: for SQLite, ``sqlite:///`` and the file's absolute
-    path (a relative path names another file in each working directory; ``x.db`` and ``sqlite:///x.db`` are the
-    same file); else the URL. The background writer names its spill files after it."""
-    text = (os.fspath(url) if isinstance(url, os.PathLike) else str(url)).strip()
-    lowered = text.lower()
-    if lowered.startswith("sqlite:///"):
-        path = text[len("sqlite:///"):]
-    elif "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
-        path = text
-    else:
-        return text
-    return f"sqlite:///{os.path.realpath(path)}"
 
 
 def parse_ts(value: Any) -> datetime:

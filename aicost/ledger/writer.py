@@ -63,8 +63,9 @@ from .._log import forget, log_once
 from ..errors import ConfigurationError, ConfigurationTypeError
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
+from .identity import ledger_identity
 from .row import FeatureRun, LedgerRow
-from .store import (LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, ledger_identity, open_store,
+from .store import (LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, open_store,
                     redact_url)
 
 __all__ = ["LedgerWriter", "Record"]
