@@ -479,6 +479,41 @@ def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
     assert validate_focus(tmp_path / "fine.csv") == []
 
 
+@pytest.mark.parametrize("amount", ["100000000000000", "123456789012345.5", "-100000000000000"])
+def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(amount, tmp_path):
+    """$10^14 or more does not fit Parquet's decimal128(38, 24). The export failed with pyarrow's words ("Decimal
+    type with precision 39 does not fit into precision inferred..."), which name neither the amount's column nor
+    its row nor what is accepted. Now aicost says so in one line, exit status 2, and leaves no file."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    big = Decimal(amount)
+    row = LedgerRow(span_id="d" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                    request_model="gpt-4o", input_tokens=1, cost=big, cost_parts={"input": big})
+    with open_store(url) as store:
+        store.write([row], [])
+    target = tmp_path / "focus.parquet"
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("aicost export: "), err
+    assert f"{amount}" in err and "BilledCost" in err and "d" * 16 in err, err  # the amount, its column and row
+    assert "below $10^14" in err and "at most 24 decimal places" in err and "csv" in err, err  # what is accepted
+    assert "precision" not in err, err  # not pyarrow's words
+    assert not target.exists() and not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_focus_parquet_holds_the_largest_amount_it_can_exactly(tmp_path):
+    """$99,999,999,999,999 and 24 nines of decimals is 38 digits: it fits, whatever the thread's context rounds."""
+    import pyarrow.parquet as pq
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    largest = Decimal("99999999999999." + "9" * 24)
+    with open_store(url) as store:
+        store.write([LedgerRow(span_id="e" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                               request_model="gpt-4o", input_tokens=1, cost=largest, cost_parts={"input": largest})], [])
+    with open_store(url) as store:
+        export_focus(store, DAY, DAY + timedelta(days=1), tmp_path / "focus.parquet")
+    assert pq.read_table(tmp_path / "focus.parquet").column("BilledCost").to_pylist() == [largest]
+
+
 def test_focus_export_says_its_own_error_whatever_the_hosts_contexts_trap(tmp_path, monkeypatch):
     """The check that a cost fits Parquet's 24 decimals rounds in a context of aicost's own. Before, it rounded in
     a context made at export time from ``decimal.DefaultContext``: a host's that trapped Inexact turned the clear

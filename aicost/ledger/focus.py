@@ -162,6 +162,7 @@ _QUANTUM = Decimal(f"1E-{_PLACES}")  # from text: no context rounds it, the impo
 # The Parquet file's amounts are quantized to those decimals in a context of aicost's own that rounds (Inexact not
 # trapped): an amount with more decimals is then aicost's own error below, whatever the host's contexts trap.
 _PARQUET = private_context(60, traps=[decimal.InvalidOperation])
+_PARQUET_BOUND = Decimal("1E14")  # decimal128(38, 24): 38 digits, 24 of them decimals, so amounts below 10^14
 PER_REQUEST = "per-request"  # the last segment of the SkuPriceId of a part with no exact unit rate (_unit_price)
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
@@ -454,13 +455,25 @@ def _write_parquet(target: str, charges: Iterator[dict[str, Any]], batch: int = 
             for name, kind in COLUMNS:
                 value = charge[name]
                 if kind == "decimal" and value is not None:
-                    exact = _PARQUET.quantize(value, _QUANTUM)
-                    if exact != value:
-                        raise ValueError(f"{name} {decimal_text(value)} has more than {_PLACES} decimal places")
-                    value = exact
+                    value = _parquet_decimal(name, value, charge["x_SpanId"])
                 columns[name].append(value)
             count += 1
             if count % batch == 0:
                 flush()
         if count % batch or not count:
             flush()
+
+
+def _parquet_decimal(column: str, value: Decimal, span_id: str) -> Decimal:
+    """``value`` as Parquet's ``decimal128(38, 24)`` holds it, or a ValueError in one line naming the column, the
+    amount, the ledger row and what is accepted: never rounded, and never pyarrow's own words ("Decimal type with
+    precision 39 does not fit...", which name none of them). Checked before quantizing: past 10^36 that raised
+    ``decimal.InvalidOperation``, no ValueError, and the CLI's traceback. ``copy_abs``: ``abs()`` rounds to the
+    thread's context, and $99,999,999,999,999.99...9 (24 nines) would be $10^14."""
+    exact = _PARQUET.quantize(value, _QUANTUM) if value.copy_abs() < _PARQUET_BOUND else None  # (abs() rounds)
+    if exact == value:
+        return exact
+    problem = f"more than {_PLACES} decimal places" if exact is not None else "a size of $10^14 or more"
+    raise ValueError(f"{column} {decimal_text(value)} has {problem} (ledger row {span_id}): Parquet's "
+                     f"decimal128(38, {_PLACES}) holds amounts below $10^14 with at most {_PLACES} decimal places; "
+                     "export as CSV (--file-format csv), which holds every amount exactly")
