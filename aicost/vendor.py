@@ -252,6 +252,10 @@ class BodyReader:
     def result(self) -> ResponseMeta:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def read_over(self) -> None:
+        """A read of the caller's is over (at the body's end, or stopped), every chunk it fetched fed: what the
+        reader held back until then may go on."""
+
 
 @dataclass(slots=True)
 class CompletedWork:

@@ -272,7 +272,16 @@ class StainlessIntegration(Integration):
         if not watch.endpoint.shape.streams(watch.kwargs):
             return JsonBodyReader(self, watch)
         item = self._stream_item_maker(raw)
-        return EventBodyReader(watch, item) if item is not None else None
+        if item is None:
+            return None
+        reader = EventBodyReader(watch, item)
+        # The SDK's own observer of the body (anthropic 2.x records its call span's stop reason and usage from the
+        # items its ``Stream`` hands it): handed the same items, so the span says what the parsed stream's says.
+        body = getattr(raw.http_response, "stream", None)
+        observer = getattr(body, "stream_observer", None)
+        if observer is not None:
+            reader.quiet_observer = body.stream_observer = HeldEndObserver(observer, reader, watch)
+        return reader
 
     def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
         """What the SDK's ``Stream`` builds its item from, for one server-sent event of a stream (``name``: its
@@ -561,9 +570,15 @@ class EventBodyReader(BodyReader):
     estimated as a stream closed early. An event the SDK's stream would raise at (a vendor's error event) fails the
     call with the SDK's error (``CallWatch.fail``), as that stream's call fails: ``error.type``, error status, ended
     by ``error``. An event over ``_KEEP`` bytes is let go unread, and the call says so if its usage is then
-    missing. Nothing after the vendor's end marker, or its error, is read."""
+    missing. Nothing after the vendor's end marker, or its error, is read.
 
-    __slots__ = ("watch", "item", "events", "oversized")
+    ``observer``: the SDK's ``StreamObserver`` on the body (``response.stream.stream_observer``, anthropic 2.x),
+    behind a :class:`HeldEndObserver`, or None. The SDK's ``Stream`` tells it when it begins to parse, each item it
+    yields and the error it raises; the SDK records its own call span from them (stop reason, cache counts, time
+    to first chunk). Told the same here, as the ``Stream`` tells it, a relayed body's span says what the parsed
+    stream's says; the body's end it is told by the SDK's body itself, as for a parsed stream."""
+
+    __slots__ = ("watch", "item", "events", "oversized", "observer", "quiet_observer")
     _KEEP = 32 << 20
 
     def __init__(self, watch: CallWatch, item: Callable[[str | None, bytes], Any]) -> None:
@@ -571,11 +586,29 @@ class EventBodyReader(BodyReader):
         self.item = item
         self.events: EventParser | None = EventParser(self._KEEP)
         self.oversized = 0
+        self.observer: HeldEndObserver | None = None  # told of the items once told the parse began,
+        self.quiet_observer: HeldEndObserver | None = None  # at the first bytes fed
+
+    def read_over(self) -> None:
+        observer = self.observer
+        if observer is not None:
+            observer.release()
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """Tell the SDK's observer (``begin``, ``item``, ``failed``), as its ``Stream`` would; an error in it is
+        logged once, never the caller's."""
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            error_once("body:observer", "aicost: the SDK's stream observer failed on an event in a response's bytes")
 
     def feed(self, chunk: bytes) -> None:
         events = self.events
         if events is None:  # the vendor's end marker was read
             return
+        if self.quiet_observer is not None:  # the first bytes: the SDK's ``Stream`` begins here
+            self.observer, self.quiet_observer = self.quiet_observer, None
+            self._tell("begin")
         for name, data in events.feed(chunk):
             if not self._read(name, data):
                 self.events = None
@@ -597,15 +630,62 @@ class EventBodyReader(BodyReader):
             return False
         if isinstance(item, BaseException):  # where the SDK's stream raises: the call failed with it
             self.watch.fail(item)
+            if self.observer is not None:
+                self._tell("failed", item)
             return False
         if item is not NO_ITEM:
             self.watch.observe_item(item)
+            if self.observer is not None:
+                self._tell("item", item)
         return True
 
     def result(self) -> ResponseMeta:
         # asked only when no item was read: the body was closed before any event
         self.watch.skip(UNREAD)
         return ResponseMeta()
+
+
+class HeldEndObserver:
+    """The SDK's ``StreamObserver`` of a body whose bytes the caller reads (:class:`EventBodyReader`), its ``end``
+    held while one of the caller's reads is fetching bytes: the SDK's body says it ended when its last bytes
+    arrive, yet httpx2 still holds some (``iter_bytes(chunk_size=...)``) and hands them over after, so the events
+    in them would reach the observer after its end, and be lost to it. Released once the read is over
+    (``BodyReader.read_over``), every chunk fed. Before the caller reads any bytes (``parse()`` after all: the
+    SDK's ``Stream`` tells it itself) it only passes everything on."""
+
+    __slots__ = ("inner", "reader", "watch", "held")
+
+    def __init__(self, inner: Any, reader: EventBodyReader, watch: CallWatch) -> None:
+        self.inner = inner
+        self.reader = reader
+        self.watch = watch
+        self.held: tuple[Any, ...] | None = None
+
+    def begin(self) -> None:
+        self.inner.begin()
+
+    def item(self, item: Any) -> None:
+        self.inner.item(item)
+
+    def end(self, how: Any, error: BaseException | None = None) -> None:
+        if self.reader.observer is self and self.watch.busy:
+            self.held = self.held or (how, error)  # the first end is how it ended (httpx2 closes the body after)
+            return
+        held, self.held = self.held, None  # a read stopped (not exhausted) and the body closed: the first end
+        self.inner.end(*(held or (how, error)))
+
+    def failed(self, error: BaseException) -> None:
+        """The SDK's ``Stream`` would raise ``error`` here: its end, whatever the body said meanwhile."""
+        self.held = None
+        self.inner.end("failed", error)
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            self.inner.end(*held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def _safe(fn: Callable[[Any], Any], arg: Any) -> None:
@@ -620,6 +700,13 @@ def _feed(reader: BodyReader, chunk: bytes) -> None:
         reader.feed(chunk)
     except Exception:
         error_once("body:feed", "aicost: could not read a response's bytes on the way (the caller gets them all)")
+
+
+def _read_over(reader: BodyReader) -> None:
+    try:
+        reader.read_over()
+    except Exception:
+        error_once("body:over", "aicost: could not finish a read of a response's bytes")
 
 
 def _read_body_on_the_way(response: Any, reader: BodyReader, watch: CallWatch, is_async: bool
@@ -653,6 +740,7 @@ def _read_body_on_the_way(response: Any, reader: BodyReader, watch: CallWatch, i
                     yield chunk
             finally:
                 watch.read_done(at_end)
+                _read_over(reader)
     else:
         def read_on_the_way(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             chunks = original(*args, **kwargs)
@@ -671,6 +759,7 @@ def _read_body_on_the_way(response: Any, reader: BodyReader, watch: CallWatch, i
                     yield chunk
             finally:
                 watch.read_done(at_end)
+                _read_over(reader)
 
     setattr(response, name, read_on_the_way)
 
