@@ -15,10 +15,11 @@ _ABSENT = object()
 _NO_DELTA = object()
 
 
-def _events(delta_usage: Any) -> Iterator[str]:
+def _events(delta_usage: Any, start_usage: Any = None) -> Iterator[str]:
     yield sse({"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022", "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 1}}}, "message_start")
+        "stop_reason": None, "stop_sequence": None, "usage": start_usage or {"input_tokens": 9, "output_tokens": 1}}},
+        "message_start")
     yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
               "content_block_start")
     for _ in range(300):
@@ -33,8 +34,8 @@ def _events(delta_usage: Any) -> Iterator[str]:
     yield sse({"type": "message_stop"}, "message_stop")
 
 
-def _stream(replay_server: Any, client: Any, delta_usage: Any) -> None:
-    replay_server.enqueue(Reply.stream(list(_events(delta_usage))))
+def _stream(replay_server: Any, client: Any, delta_usage: Any, start_usage: Any = None) -> None:
+    replay_server.enqueue(Reply.stream(list(_events(delta_usage, start_usage))))
     stream = client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1000, stream=True,
                                     messages=[{"role": "user", "content": "hi"}])
     assert sum(1 for event in stream if event.type == "content_block_delta") == 300
@@ -58,3 +59,15 @@ def test_a_stream_with_the_final_usage_is_exact(instrumented, replay_server, ant
     attrs = dict(span.attributes or {})
     assert "aicost.usage.estimated" not in attrs and "aicost.usage.invalid_reason" not in attrs
     assert attrs["gen_ai.usage.input_tokens"] == 9 and attrs["gen_ai.usage.output_tokens"] == 300
+
+
+def test_the_final_usage_is_judged_not_message_starts_placeholder(instrumented, replay_server, anthropic_client):
+    """``message_start``'s output count is a placeholder that ``message_delta`` overwrites: usage is judged once,
+    as it stands at the end. A placeholder smaller than a subset of it (thinking tokens over the output of 1) is
+    no verdict on the final usage, which is valid and exact."""
+    _stream(replay_server, anthropic_client, {"output_tokens": 300, "output_tokens_details": {"thinking_tokens": 30}},
+            start_usage={"input_tokens": 9, "output_tokens": 1, "output_tokens_details": {"thinking_tokens": 30}})
+    (span,) = instrumented.cost_spans()
+    attrs = dict(span.attributes or {})
+    assert "aicost.usage.estimated" not in attrs and "aicost.usage.invalid_reason" not in attrs
+    assert attrs["gen_ai.usage.output_tokens"] == 300 and attrs["gen_ai.usage.reasoning.output_tokens"] == 30

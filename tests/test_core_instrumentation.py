@@ -86,8 +86,9 @@ def test_the_core_validates_a_calls_usage_once(vendor, stream, instrumented, rep
                                                anthropic_client, monkeypatch):
     """The reader validates the vendor's usage as it reads it (``Usage.checked()``); pricing then asked the same
     rules of it again (``price_call``: ``Usage.problem()``, ~5.4 k instructions a call). The core prices by the
-    reader's verdict (``price_checked``): the rules are asked only by the reader (once a call; an Anthropic stream's
-    reader checks message_start's usage and again once message_delta changed it), and the call is priced as before."""
+    reader's verdict (``price_checked``): the rules are asked only by the reader, once a call (an Anthropic stream's
+    reader too: once, at the end, not at message_start and again at message_delta), and the call is priced as
+    before."""
     from aicost.usage import Usage
 
     asked, reading = [], []
@@ -119,7 +120,7 @@ def test_the_core_validates_a_calls_usage_once(vendor, stream, instrumented, rep
         list(result)
     a = attrs(only_cost_span(instrumented))
     assert a[s.AICOST_PRICE_KNOWN] is True and Decimal(a[s.AICOST_COST_TOTAL]) > 0
-    assert asked == ["reader"] * (2 if vendor == "anthropic" and stream else 1)
+    assert asked == ["reader"]
 
 
 def test_the_cost_attribute_is_plain_decimal_text_whatever_the_callers_decimal_context(instrumented, replay_server,

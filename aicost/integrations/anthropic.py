@@ -75,14 +75,15 @@ _BATCHES_SEEN = _batches.Registry()  # batch id -> BatchInfo, for the batches cr
 
 
 def read_usage(u: Any, into: Usage | None = None, fields: Callable[[str], Any] | None = None,
-               require_output: bool = False) -> Usage | None:
+               require_output: bool = False, check: bool = True) -> Usage | None:
     """``Message.usage`` / ``message_start`` usage / cumulative ``message_delta`` usage -> ``Usage``.
 
     With ``into``, only the fields present (not None) overwrite it, as the SDK's own accumulator does. A message's
     (or ``message_start``'s) ``input_tokens`` and ``output_tokens`` are required; so is ``output_tokens`` with
     ``require_output`` (a ``message_delta``'s: the final count, ``message_start``'s being a placeholder). Every
     count is checked as it is read (``usage.read_count``), and usage that fails says why in ``Usage.invalid``.
-    ``fields``: a ``vendor.field_reader`` of ``u``, when the caller has one.
+    ``fields``: a ``vendor.field_reader`` of ``u``, when the caller has one. ``check=False``: not judged yet
+    (``Usage.checked``), as a stream's usage is not before its last event: the caller checks it once, at the end.
     """
     if u is None:
         return into
@@ -132,7 +133,7 @@ def read_usage(u: Any, into: Usage | None = None, fields: Callable[[str], Any] |
     if server_tools is not None:
         usage.web_search_requests = read_count(usage, field(server_tools, "web_search_requests"),
                                                "web_search_requests")
-    return usage.checked()
+    return usage.checked() if check else usage
 
 
 def long_context_enabled(resource: Any, kwargs: dict[str, Any]) -> bool:
@@ -304,14 +305,14 @@ def _ran_server_tools(content: Any) -> bool:
     return isinstance(content, list) and any(_is_server_tool(block) for block in content)
 
 
-def read_top_usage(u: Any, into: Usage | None = None, require_output: bool = False
+def read_top_usage(u: Any, into: Usage | None = None, require_output: bool = False, check: bool = True
                    ) -> tuple[Usage | None, Iterations | None, str | None]:
     """A message's (or a stream event's) usage object -> its usage (:func:`read_usage`), iterations
     (:func:`read_iterations`) and service tier, its fields read once."""
     if u is None or not is_object(u):
-        return read_usage(u, into), None, None
+        return read_usage(u, into, check=check), None, None
     g = field_reader(u)
-    return read_usage(u, into, g, require_output), read_iterations(u, g), string(g("service_tier"))
+    return read_usage(u, into, g, require_output, check), read_iterations(u, g), string(g("service_tier"))
 
 
 # Anthropic bills code execution by container time (beyond a daily free allowance), which no response reports. A
@@ -350,7 +351,9 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
 
 
 class EventAccumulator(StreamAccumulator):
-    """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals."""
+    """``message_start`` gives the input side; each ``message_delta`` carries cumulative totals, which overwrite
+    it. The usage is judged (``Usage.checked``) once, as it stands at the end (:meth:`result`): a verdict on
+    ``message_start``'s placeholder output count would outlive the count itself."""
 
     __slots__ = ("usage", "iterations", "model", "response_id", "stop_reason", "service_tier", "keep_text", "texts",
                  "server_tools", "final", "container")
@@ -384,7 +387,7 @@ class EventAccumulator(StreamAccumulator):
             self.model = string(getattr(message, "model", None))
             self.response_id = string(getattr(message, "id", None))
             usage = getattr(message, "usage", None)
-            self.usage, self.iterations, self.service_tier = read_top_usage(usage)
+            self.usage, self.iterations, self.service_tier = read_top_usage(usage, check=False)
             self.container = getattr(message, "container", None)
             if usage is None:
                 self.usage = Usage(invalid="message_start has no usage")
@@ -392,7 +395,7 @@ class EventAccumulator(StreamAccumulator):
             usage = getattr(event, "usage", None)
             if usage is not None:
                 self.final = True
-            self.usage, iterations, _ = read_top_usage(usage, self.usage, require_output=True)
+            self.usage, iterations, _ = read_top_usage(usage, self.usage, require_output=True, check=False)
             if iterations is not None:  # a delta without iterations leaves message_start's figure standing
                 self.iterations = iterations
             delta = getattr(event, "delta", None)
@@ -408,6 +411,8 @@ class EventAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         usage = self.usage
+        if usage is not None:
+            usage.checked()  # before ``_with_iterations`` adds compaction to it: a sum keeps its parts' verdicts
         _ran_container(usage, self.container)
         return _with_iterations(ResponseMeta(
             usage=usage,
