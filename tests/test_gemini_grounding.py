@@ -124,3 +124,51 @@ def test_grounded_call_whose_usage_fails_validation_is_still_cost_unknown(instru
     assert attrs["aicost.usage.estimated"] is True
     assert "candidates_token_count" in attrs["aicost.usage.invalid_reason"]
     _assert_unknown_naming(attrs, "google_search")
+
+
+# ------------------------------------------------------------------------------------------ Interactions API
+_SEARCH_STEPS = [{"type": "google_search_call", "id": "s1", "arguments": {"queries": ["weather in Paris"]}},
+                 {"type": "google_search_result", "call_id": "s1", "result": [{"url": "https://example.com"}]}]
+_MAPS_STEP = {"type": "google_maps_call", "id": "m1", "arguments": {"queries": ["cafe near me"]}}
+_VERTEX_STEP = {"type": "retrieval_call", "id": "r1", "retrieval_type": "vertex_ai_search",
+                "arguments": {"queries": ["refund policy"]}}
+_URL_STEP = {"type": "url_context_call", "id": "u1", "arguments": {"urls": ["https://example.com/page"]}}
+
+
+def _interaction(steps: list[dict]) -> Reply:
+    return Reply.json({"id": "v1_g", "status": "completed", "object": "interaction", "model": "gemini-2.5-flash",
+                       "created": "2026-05-13T20:35:38Z", "updated": "2026-05-13T20:35:40Z",
+                       "steps": [*steps, {"type": "model_output", "content": [{"type": "text", "text": "ok"}]}],
+                       "usage": {"total_input_tokens": 1000, "total_tool_use_tokens": 500,
+                                 "total_output_tokens": 100, "total_tokens": 1600}})
+
+
+@pytest.mark.parametrize("steps, named", [
+    (_SEARCH_STEPS, "google_search"),
+    ([_MAPS_STEP], "google_maps"),
+    ([*_SEARCH_STEPS, _MAPS_STEP], "google_search, google_maps"),
+    ([_VERTEX_STEP], "vertex_ai_search"),
+    ([{**_VERTEX_STEP, "retrieval_type": "exa_ai_search"}], "exa_ai_search"),
+], ids=["search", "maps", "search-and-maps", "vertex-ai-search", "exa"])
+def test_a_grounded_interaction_is_cost_unknown_naming_the_tool(instrumented, replay_server, steps, named):
+    """``client.interactions.create`` shows the tools it ran as steps (``google_search_call``, ``google_maps_call``,
+    a ``retrieval_call`` of Vertex AI Search): billed as ``generate_content``'s grounding is, and named the same."""
+    replay_server.enqueue(_interaction(steps))
+    client = _gemini(replay_server)
+    got = client.interactions.create(model="gemini-2.5-flash", input="Where should I eat?",
+                                     tools=[{"type": "google_search"}])
+    assert [step.type for step in got.steps][:len(steps)] == [step["type"] for step in steps]  # as the SDK reads them
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100  # still exact
+    _assert_unknown_naming(attrs, named)
+
+
+@pytest.mark.parametrize("steps", [[], [_URL_STEP], [{**_VERTEX_STEP, "retrieval_type": "rag_store"}]],
+                         ids=["none", "url-context", "rag-store"])
+def test_an_interaction_grounded_as_tokens_stays_exact(instrumented, replay_server, steps):
+    replay_server.enqueue(_interaction(steps))
+    client = _gemini(replay_server)
+    client.interactions.create(model="gemini-2.5-flash", input="Summarise https://example.com/page")
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.price.known"] is True and "aicost.price.unknown_reason" not in attrs
+    assert attrs["aicost.cost.total_usd"]

@@ -410,6 +410,30 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     )
 
 
+# An interaction's steps that show a grounding tool Google bills beyond tokens ran (the google-genai SDK's
+# ``GoogleSearchCallStep``, ``GoogleMapsCallStep``) -> the tool's name, as ``_grounding_tools`` names it from a
+# ``generateContent`` response's ``groundingMetadata``; and a ``RetrievalCallStep`` of a search Vertex bills per
+# query (Vertex AI Search; Exa and Parallel web search), named by its ``retrieval_type``. URL context, File Search,
+# code execution and RAG Engine (``rag_store``) steps are billed as tokens.
+_GROUNDING_STEPS = {"google_search_call": _SEARCH, "google_maps_call": _MAPS}
+_BILLED_RETRIEVALS = frozenset((_VERTEX_SEARCH, "exa_ai_search", "parallel_ai_search"))
+
+
+def _interaction_tools(steps: Any) -> tuple[str, ...]:
+    """The billed grounding tools an interaction's ``steps`` show it ran (see ``_GROUNDING_STEPS``), in the order
+    they first ran. Reads each step's ``type`` (and a retrieval's ``retrieval_type``), never its content."""
+    tools: tuple[str, ...] = ()
+    for step in steps if isinstance(steps, (list, tuple)) else ():
+        kind = _get(step, "type")
+        tool = _GROUNDING_STEPS.get(kind) if isinstance(kind, str) else None
+        if tool is None and kind == "retrieval_call":
+            retrieval = _get(step, "retrieval_type")
+            tool = retrieval if isinstance(retrieval, str) and retrieval in _BILLED_RETRIEVALS else None
+        if tool is not None and tool not in tools:
+            tools += (tool,)
+    return tools
+
+
 # An interaction the vendor has not finished (``background=True`` returns at once; ``requires_action`` waits on the
 # caller's function results): it reports no usage yet, and bills none on this call.
 _PENDING = frozenset(("queued", "in_progress", "requires_action"))
@@ -418,7 +442,8 @@ _PENDING = frozenset(("queued", "in_progress", "requires_action"))
 def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
     """An ``Interaction``: ``total_input_tokens`` (cached included), ``total_tool_use_tokens`` on top as input,
     ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum). Input and
-    output totals are required once the usage is there; counts are checked as in :func:`read_usage`."""
+    output totals are required once the usage is there; counts are checked as in :func:`read_usage`. Grounding
+    billed beyond tokens is named from its steps (:func:`_interaction_tools`), as :func:`read_response` names it."""
     u = _get(interaction, "usage")
     usage = None
     if u is not None and not is_object(u):
@@ -443,6 +468,9 @@ def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
             usage.input_audio_tokens, usage.input_image_tokens = audio, image
             _part_over(usage, usage.cache_read_tokens + audio + image, usage.input_tokens,
                        "cached and per-modality input tokens")
+        tools = _interaction_tools(_get(interaction, "steps"))
+        if tools:
+            usage.hosted_tools = tools
         usage.checked()
     status = string(_get(interaction, "status"))
     return ResponseMeta(
