@@ -456,3 +456,27 @@ def test_a_relayed_stream_is_recorded_as_the_parsed_stream_of_the_same_bytes(
     timing = {s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK}
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in expected.items() if k not in timing}
     assert span.status.status_code == parsed.status.status_code and span.name == parsed.name
+
+
+async def test_an_async_relayed_anthropic_stream_is_recorded_as_the_parsed_stream(instrumented, replay_server):
+    from vendor_server import anthropic_client as make_anthropic_client
+
+    client = make_anthropic_client(replay_server, is_async=True)
+    try:
+        replay_server.enqueue(_parsed_and_relayed("anthropic", True, True))
+        async for _ in await _stream(client, "anthropic", raw=False, usage=True):
+            pass
+        parsed = _call_span(instrumented)
+        expected = attrs(parsed)
+        instrumented.clear()
+        replay_server.enqueue(_parsed_and_relayed("anthropic", True, True))
+        async with _stream(client, "anthropic", raw=True, usage=True) as response:
+            async for _ in response.iter_bytes(chunk_size=7):
+                pass
+    finally:
+        await client.close()
+    span = _call_span(instrumented)
+    timing = {s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK}
+    assert {k: v for k, v in attrs(span).items() if k not in timing} == {
+        k: v for k, v in expected.items() if k not in timing}
+    assert span.status.status_code == parsed.status.status_code
