@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import io
 import itertools
 import json
 import re
@@ -385,3 +386,17 @@ def assert_cell_sets_nest(store):
         missing = pairs[shorter] - pairs[longer]
         assert not missing, (longer, shorter, sorted(missing)[:3])
     return len(nested)
+
+
+def failed_on_one_line(argv: list[str], ledger: str) -> str:
+    """Run ``aicost <argv[0]> --ledger <ledger> <argv[1:]>`` in-process, which must fail as a ledger it cannot read
+    fails: exit status 2, nothing on stdout, one line on stderr, returned for the caller's own checks."""
+    from aicost.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main([argv[0], "--ledger", ledger, *argv[1:]], out=out, err=err)
+    message = err.getvalue()
+    assert code == 2, message
+    assert out.getvalue() == ""
+    assert message.count("\n") == 1 and message.endswith("\n"), message
+    return message

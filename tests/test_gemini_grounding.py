@@ -67,6 +67,12 @@ def _assert_unknown_naming(attrs: dict, named: str) -> None:
     assert f"hosted tools billed per call or session ({named})" in attrs["aicost.price.unknown_reason"]
 
 
+def _assert_priced(attrs: dict) -> None:
+    """Grounding billed as tokens (URL context, a RAG store): the call is priced, exactly, at its tokens."""
+    assert attrs["aicost.price.known"] is True and "aicost.price.unknown_reason" not in attrs
+    assert attrs["aicost.cost.total_usd"]
+
+
 @pytest.mark.parametrize("grounding, named, vertex", [
     (SEARCH, "google_search", False),
     (MAPS, "google_maps", False),
@@ -89,9 +95,7 @@ def test_grounding_billed_as_tokens_stays_exact(instrumented, replay_server, gro
     replay_server.enqueue(_answer(grounding))
     client = _gemini(replay_server)
     client.models.generate_content(model="gemini-2.5-flash", contents="Summarise https://example.com/page")
-    attrs = _the_span(instrumented)
-    assert attrs["aicost.price.known"] is True and "aicost.price.unknown_reason" not in attrs
-    assert attrs["aicost.cost.total_usd"]
+    _assert_priced(_the_span(instrumented))
 
 
 def _stream(chunks: list[dict]) -> Reply:
@@ -169,6 +173,4 @@ def test_an_interaction_grounded_as_tokens_stays_exact(instrumented, replay_serv
     replay_server.enqueue(_interaction(steps))
     client = _gemini(replay_server)
     client.interactions.create(model="gemini-2.5-flash", input="Summarise https://example.com/page")
-    attrs = _the_span(instrumented)
-    assert attrs["aicost.price.known"] is True and "aicost.price.unknown_reason" not in attrs
-    assert attrs["aicost.cost.total_usd"]
+    _assert_priced(_the_span(instrumented))

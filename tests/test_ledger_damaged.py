@@ -5,15 +5,14 @@ and every command that reads the ledger says so on one line, exit status 2, no o
 
 from __future__ import annotations
 
-import io
 import os
 from datetime import datetime, timezone
 
 import pytest
 
-from aicost.cli import main
 from aicost.ledger import LedgerUnavailable, open_store, totals
 from aicost.ledger.report import build_report
+from ledger_helpers import failed_on_one_line
 from reports_helpers import build_rows, write_ledger
 
 START, END = datetime(2026, 11, 2, tzinfo=timezone.utc), datetime(2026, 11, 30, tzinfo=timezone.utc)
@@ -99,12 +98,7 @@ def test_every_command_says_on_one_line_that_the_ledger_file_was_damaged_under_i
     out_dir.mkdir()
     monkeypatch.chdir(out_dir)  # export's default output, dashboard's spend.html
     argv = COMMANDS[name]
-    out, err = io.StringIO(), io.StringIO()
-    code = main([argv[0], "--ledger", ledger, *argv[1:]], out=out, err=err)
-    message = err.getvalue()
-    assert code == 2, message
-    assert out.getvalue() == ""
-    assert message.count("\n") == 1, message
+    message = failed_on_one_line(argv, ledger)
     assert message.startswith(f"aicost {argv[0]}: cannot reach the ledger sqlite:///{ledger}: "), message
     assert "database disk image is malformed" in message, message
     assert os.listdir(out_dir) == []

@@ -18,7 +18,7 @@ import pytest
 from aicost.cli import main
 from aicost.ledger import LedgerUnavailable, open_store
 from aicost.ledger.store import PostgresStore
-from ledger_helpers import fresh_pg_database
+from ledger_helpers import failed_on_one_line, fresh_pg_database
 from reports_helpers import write_ledger
 
 psycopg = pytest.importorskip("psycopg")
@@ -242,12 +242,7 @@ def test_a_database_dropped_while_a_command_opens_it_is_one_line(name, ledger, p
     monkeypatch.setattr(PostgresStore, "_connect", connect_then_drop)
     monkeypatch.chdir(tmp_path)
     argv = COMMANDS[name]
-    out, err = io.StringIO(), io.StringIO()
-    code = main([argv[0], "--ledger", ledger, *argv[1:]], out=out, err=err)
-    message = err.getvalue()
-    assert code == 2, message
-    assert out.getvalue() == ""
-    assert message.count("\n") == 1, message
+    message = failed_on_one_line(argv, ledger)
     assert message.startswith(f"aicost {argv[0]}: --ledger: cannot reach the ledger postgresql://postgres:***@127.0.0.1:"), message
     assert PASSWORD not in message
     assert os.listdir(tmp_path) == []

@@ -1256,7 +1256,7 @@ def test_spellings_of_one_postgres_ledger_are_one_identity_and_others_are_not(mo
     127.0.0.1, a password or ``sslmode`` added made another spill file, which a writer of the other spelling never
     adopted (spilled rows lost, or a replay split). The identity is the role, the host, the port and the database
     as libpq resolves them, never a password."""
-    from aicost.ledger.store import ledger_identity  # (where it was before the module of its own)
+    from aicost.ledger.identity import ledger_identity
 
     _without_libpq_environment(monkeypatch)
     one = {ledger_identity(url) for url in (

@@ -49,7 +49,6 @@ from ..pricing.cost import MONEY
 from ..pricing.money import format_usd
 from . import schema
 from .days import DAY, midnight
-from .identity import ledger_identity  # noqa: F401 - where the writer and callers found it
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
 from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
