@@ -637,10 +637,41 @@ def token_count(value: Any) -> int | None:
     return int(value) if isinstance(value, float) and value.is_integer() else None
 
 
+# The "argument not given" sentinels of the Stainless-generated vendor SDKs (openai, anthropic, google-genai's
+# interactions client: ``<sdk>._types.NotGiven`` / ``Omit``, falsy and stateless).
+_SENTINEL_NAMES = frozenset({"NotGiven", "Omit"})
+
+
+def sdk_sentinel(value: Any) -> bool:
+    """An SDK's "argument not given" sentinel (``NOT_GIVEN``, ``omit``): its class says all there is.
+
+    Recognised by the name the SDKs give it and by behaving as one (falsy, holding nothing of its own), not by
+    an empty ``__dict__`` alone: a binary file, a ``BytesIO`` or a ``functools.partial`` keep their state in C,
+    out of sight of ``__dict__``, and two different audio files would share a key and one's answer.
+    """
+    tp = type(value)
+    if tp.__name__ not in _SENTINEL_NAMES or tp.__module__ == "builtins":
+        return False
+    try:
+        if bool(value):
+            return False
+    except Exception:
+        return False
+    return _holds_nothing(value)
+
+
+def _holds_nothing(value: Any) -> bool:
+    """No data attributes and no slots in any class of the instance (only the sentinel's methods)."""
+    state = getattr(value, "__dict__", None)
+    if not isinstance(state, dict) or any(not (k.startswith("__") and k.endswith("__")) for k in state):
+        return False
+    return not any(getattr(cls, "__slots__", ()) for cls in type(value).__mro__[:-1])
+
+
 def is_sent(value: Any) -> bool:
-    """Whether an argument holding ``value`` sends something: not None, nor the Stainless SDKs' "not given"
-    defaults (``NOT_GIVEN``, ``omit``), which a wrapper may pass on explicitly and which send nothing."""
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+    """Whether an argument holding ``value`` sends something: not None, nor an SDK's "not given" default
+    (:func:`sdk_sentinel`), which a wrapper may pass on explicitly and which sends nothing."""
+    return value is not None and not sdk_sentinel(value)
 
 
 def cap_not_read(param: str, value: Any) -> str | None:

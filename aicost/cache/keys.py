@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from ..pricing.money import private_context
+from ..vendor import sdk_sentinel
 
 # 2: NFC instead of NFKC, case kept by default, a trailing '!' kept. 3: line breaks, a space before punctuation and
 # ellipses kept (a v2 entry of "Explain: rm -rf ." must not answer "Explain: rm -rf" from a shared store).
@@ -51,9 +52,6 @@ _TOKEN = re.compile(r"\S+")
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u00ab\u00bb\u201c\u201d\u2018\u2019"
 # Keys of message dicts whose string values are user-visible text that may be normalised.
 _TEXT_KEYS = frozenset({"content", "text", "input"})
-# The "argument not given" sentinels of the Stainless-generated vendor SDKs (openai, anthropic, google-genai's
-# interactions client: ``<sdk>._types.NotGiven`` / ``Omit``, falsy and stateless).
-_SENTINEL_NAMES = frozenset({"NotGiven", "Omit"})
 # Decimals are keyed by their exact value, read in a context of aicost's own: ``Decimal.normalize()`` rounds to the
 # *thread's* precision (a host that lowered it would key 1.234567 and 1.234568 alike, and another host the two
 # apart) and ``str()`` follows the thread's ``capitals``. At the widest precision nothing rounds.
@@ -155,7 +153,7 @@ def _render(value: Any, path: str, names: bool = False) -> Any:
         return {"__datetime__": value.isoformat()}
     if isinstance(value, (uuid.UUID, pathlib.PurePath)):
         return {"__str__": str(value)}
-    if _sentinel(value):  # an SDK's NOT_GIVEN / omit: all its instances are the same value
+    if sdk_sentinel(value):  # an SDK's NOT_GIVEN / omit: all its instances are the same value
         return {"__instance_of__": _qualname(type(value))}
     model_dump = getattr(value, "model_dump", None)  # pydantic models (response_format, tool schemas)
     if callable(model_dump):
@@ -271,32 +269,6 @@ def key_prefix(name: str) -> str:
 def hash_material(material: Any) -> str:
     payload = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def _sentinel(value: Any) -> bool:
-    """An SDK's "argument not given" sentinel (``NOT_GIVEN``, ``omit``): its class says all there is.
-
-    Recognised by the name the SDKs give it and by behaving as one (falsy, holding nothing of its own), not by
-    an empty ``__dict__`` alone: a binary file, a ``BytesIO`` or a ``functools.partial`` keep their state in C,
-    out of sight of ``__dict__``, and two different audio files would share a key and one's answer.
-    """
-    tp = type(value)
-    if tp.__name__ not in _SENTINEL_NAMES or tp.__module__ == "builtins":
-        return False
-    try:
-        if bool(value):
-            return False
-    except Exception:
-        return False
-    return _holds_nothing(value)
-
-
-def _holds_nothing(value: Any) -> bool:
-    """No data attributes and no slots in any class of the instance (only the sentinel's methods)."""
-    state = getattr(value, "__dict__", None)
-    if not isinstance(state, dict) or any(not (k.startswith("__") and k.endswith("__")) for k in state):
-        return False
-    return not any(getattr(cls, "__slots__", ()) for cls in type(value).__mro__[:-1])
 
 
 def _qualname(tp: type) -> str:
