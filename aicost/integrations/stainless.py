@@ -89,12 +89,13 @@ class StainlessShape(RequestShape):
         """The cap that governs: the first of ``cap_params`` the request sends as a positive count
         (:func:`~aicost.vendor.token_count`: ``500.0`` is 500), read where it is sent from (:func:`_sent_from`;
         read inline here: every call of these vendors asks it, for its span)."""
-        extra = kwargs.get("extra_body")
-        if not isinstance(extra, dict):
-            extra = {}
+        extra = kwargs.get("extra_body")  # (no dict made for a call without one)
         for param in self.cap_params:
-            value = extra[param] if param in extra else kwargs.get(param)
-            if value is not None and (count := token_count(value)) is not None and count > 0:
+            value = extra[param] if extra and isinstance(extra, dict) and param in extra else kwargs.get(param)
+            if value is None:
+                continue
+            count = value if type(value) is int else token_count(value)  # (an int: no call, as every call asks)
+            if count is not None and count > 0:
                 return count
         return None
 
