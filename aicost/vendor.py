@@ -668,6 +668,13 @@ def _holds_nothing(value: Any) -> bool:
     return not any(getattr(cls, "__slots__", ()) for cls in type(value).__mro__[:-1])
 
 
+def output_cap_of(value: Any) -> int | None:
+    """The output cap a request sends as ``value``, if it is one: a positive :func:`token_count`, else None (no cap
+    to read: absent, zero or less, or no count at all, :func:`cap_not_read`)."""
+    count = token_count(value)
+    return count if count is not None and count > 0 else None
+
+
 def is_sent(value: Any) -> bool:
     """Whether an argument holding ``value`` sends something: not None, nor an SDK's "not given" default
     (:func:`sdk_sentinel`), which a wrapper may pass on explicitly and which sends nothing."""

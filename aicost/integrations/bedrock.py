@@ -35,7 +35,7 @@ from typing import Any
 from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, cap_not_read, request_tier, string, token_count, walk_text)
+                      StreamAccumulator, cap_not_read, output_cap_of, request_tier, string, token_count, walk_text)
 
 _SERVICE = "bedrock-runtime"
 
@@ -76,8 +76,7 @@ class ConverseShape(RequestShape):
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         config = kwargs.get("inferenceConfig")
-        cap = token_count(config.get("maxTokens")) if isinstance(config, dict) else None
-        return cap if cap is not None and cap > 0 else None
+        return output_cap_of(config.get("maxTokens")) if isinstance(config, dict) else None
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
         config = kwargs.get("inferenceConfig")
@@ -145,7 +144,7 @@ class InvokeShape(ConverseShape):
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
         caps = [count for holder, key in self._caps(_json_body(kwargs))
-                if (count := token_count(holder[key])) is not None and count > 0]
+                if (count := output_cap_of(holder[key])) is not None]
         return min(caps) if caps else None
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:

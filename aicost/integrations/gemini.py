@@ -28,7 +28,7 @@ from typing import Any
 from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, cap_not_read, string, token_count, walk_text)
+                      StreamAccumulator, cap_not_read, output_cap_of, string, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -58,8 +58,7 @@ class GeminiShape(RequestShape):
     model_param = "model"
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        cap = token_count(_get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens"))
-        return cap if cap is not None and cap > 0 else None
+        return output_cap_of(_get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens"))
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
         return cap_not_read("config.max_output_tokens", _get(kwargs.get("config"), "max_output_tokens",
@@ -162,8 +161,7 @@ class InteractionsShape(GeminiShape):
             kwargs["request"] = body.model_copy(update={"model": model})
 
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        cap = token_count(_get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
-        return cap if cap is not None and cap > 0 else None
+        return output_cap_of(_get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
         return cap_not_read("generation_config.max_output_tokens",
