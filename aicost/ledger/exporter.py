@@ -254,13 +254,8 @@ def _nearest_feature(span_id: str | None, parents: Mapping[str, str | None], fea
         older = features.get(span_id)
         if older is not None:
             return span_id if older else None
-        span_id = parents.get(span_id, _LEFT)
-        if span_id is _LEFT:
-            return None
+        span_id = parents.get(span_id)  # None at a root span, and where the walk leaves the batch: no run
     return None
-
-
-_LEFT = "left the batch"  # (no span id: those are 16 hex digits)
 
 
 class LedgerSpanExporter(SpanExporter):
