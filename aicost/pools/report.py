@@ -47,8 +47,8 @@ def render_table(summary: PoolSummary, label: str, compare: WhatIf | None = None
         + (f"${format_usd(RATIO.quantize(per_million, CENT))} (rounded to the cent)" if per_million is not None
            else "n/a (no tokens)"),
     ]
-    if summary.estimate_note() is not None:  # the team shares below are not all exact: said, never implied
-        lines.append(f"  {'Estimated team shares':<28}{summary.estimate_note()}")
+    if (note := summary.estimate_note()) is not None:  # the team shares below are not all exact: said, never implied
+        lines.append(f"  {'Estimated team shares':<28}{note}")
     lines += [
         "",
         f"  {'Team (final cost)':<28}{'':<{len(cost)}}   share of the pool",
