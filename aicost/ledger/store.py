@@ -254,7 +254,8 @@ class LedgerStore:
         except BaseException:
             conn = getattr(self, "_conn", None)
             if conn is not None:
-                conn.close()
+                with contextlib.suppress(Exception):  # the refusal is what the caller needs to see, not this
+                    conn.close()
             raise
 
     # -- dialect hooks ----------------------------------------------------------------------------------------
