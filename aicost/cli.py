@@ -238,6 +238,7 @@ def _open_ledger(args: argparse.Namespace, err: TextIO) -> "tuple[object, object
 # ``aicost report --movers``'s default. The option's own default is None, so that `--pool`, which compares no
 # periods, and `--format csv`, which has no movers, can tell a `--movers` given from none and refuse it.
 _DEFAULT_MOVERS = 5
+_TABLE_ROWS = 50  # aicost.ledger.report.TABLE_ROWS, not imported: --help is made without importing the ledger
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -263,6 +264,9 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.compare is not None:  # a pool's what-if: without --pool it would be ignored, the comparison missing
         print("aicost report: --compare needs --pool NAME (what a self-hosted pool's tokens would have cost)",
               file=err)
+        return 2
+    if args.top is not None and args.format != "table":  # they carry every group: a limit would be ignored
+        print(f"aicost report: --top limits the table; --format {args.format} carries every group", file=err)
         return 2
     if args.format == "csv" and args.movers:  # the CSV is the groups alone: the movers asked for would be missing
         print("aicost report: --format csv has no top movers; use --format table or json for --movers", file=err)
@@ -294,7 +298,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValueError as exc:
             print(f"aicost report: {exc}", file=err)
             return 2
-        write_report(report, args.format, out)
+        write_report(report, args.format, out, **({"rows": args.top} if args.top is not None else {}))
         if report.empty and args.format != "table":
             print(f"aicost report: no ledger rows between {period.start.isoformat()} and {period.end.isoformat()}",
                   file=err)
@@ -321,6 +325,9 @@ def _pool_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     if args.movers is not None:  # it has no previous period to compare with (--compare is a hosted model's what-if)
         print("aicost report --pool: compares no periods; --movers does not apply", file=err)
+        return 2
+    if args.top is not None:  # a pool's table is its teams, every one of them
+        print("aicost report --pool: shows every team of the pool; --top does not apply", file=err)
         return 2
     provider, _, model = (args.compare or "").partition("/")
     if args.compare is not None:  # checked before the ledger is read: refused with figures or without
@@ -363,6 +370,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--movers", type=whole_number(0), help=f"top movers against the previous period to show (default "
                                                  f"{_DEFAULT_MOVERS}; 0: none; not with --pool or --format csv)")
+    p.add_argument("--top", type=whole_number(0), metavar="N",
+                   help=f"groups the table shows, largest first, the others summed in one line (default "
+                        f"{_TABLE_ROWS}; 0: all; CSV and JSON carry every group)")
     p.add_argument("--pool", metavar="NAME", help="a self-hosted GPU pool: cost, utilisation, idle cost, cost per 1M "
                                                   "tokens, each team's share (docs/self-hosted.md)")
     p.add_argument("--compare", metavar="PROVIDER/MODEL", help="with --pool: what the same tokens would have cost on "

@@ -225,6 +225,74 @@ def test_report_refuses_movers_with_csv(tmp_path):
                         out=out, err=err) == 0, err.getvalue()
 
 
+def _groups_ledger(tmp_path, teams):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import CALL, LedgerRow, open_store
+
+    url = f"sqlite:///{tmp_path / 'groups.db'}"
+    with open_store(url) as store:  # team-000 the dearest, team-001 next...: a cost each, the order known
+        store.write([LedgerRow(kind=CALL, time=datetime(2026, 12, 1, 1, tzinfo=timezone.utc), span_id=f"{n:016x}",
+                               provider="openai", team=f"team-{n:03}", cost=Decimal(teams - n), price_known=True)
+                     for n in range(teams)])
+    return url
+
+
+def test_report_table_shows_the_largest_groups_and_sums_the_others(tmp_path):
+    """A table of 32,000 groups (a month by team and user) is read by nobody, and formatting it took 0.3 s of a
+    one-second report: the table shows the largest ``--top`` groups (default 50, as the library's TABLE_ROWS) and
+    one line summing the others; `--top 0` shows them all, and CSV and JSON carry every group."""
+    from aicost.ledger.report import TABLE_ROWS
+
+    assert cli._TABLE_ROWS == TABLE_ROWS  # --help's default is the library's
+    url = _groups_ledger(tmp_path, 60)
+    period = ["--since", "2026-12-01", "--until", "2026-12-02", "--movers", "0"]
+    for top, shown in ((None, 50), ("7", 7), ("0", 60), ("60", 60), ("70", 60)):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, *period, *(("--top", top) if top else ())], out=out,
+                        err=err) == 0, err.getvalue()
+        lines = out.getvalue().splitlines()
+        rows = lines[lines.index(next(x for x in lines if x.startswith("by team"))) + 2:]
+        assert [r.split()[0] for r in rows[:shown]] == [f"team-{n:03}" for n in range(shown)]
+        if shown < 60:
+            others = 60 - shown  # the costs 1 to `others`, one call each
+            assert f"by team (the {shown} largest of 60 groups, then the others summed)" in lines
+            assert rows[shown].split()[:6] == [f"({others}", "others)", str(others * (others + 1) // 2),
+                                               f"{others * (others + 1) / 2 * 100 / 1830:.1f}%", str(others), "0"]
+            assert len(rows) == shown + 1
+        else:
+            assert "by team" in lines and len(rows) == 60
+    for fmt in ("csv", "json"):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["report", "--ledger", url, *period, "--format", fmt, "--top", "5"], out=out, err=err) == 2
+        assert err.getvalue() == f"aicost report: --top limits the table; --format {fmt} carries every group\n"
+        assert cli.main(["report", "--ledger", url, *period, "--format", fmt], out=out, err=err) == 0
+        assert out.getvalue().count("team-") == 60
+
+
+def test_pool_report_refuses_top(tmp_path):
+    """The pool report's table is the pool's teams, every one: `--top` is refused, naming it."""
+    url = _pool_ledger(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["report", "--ledger", url, "--pool", "chat", "--since", "2026-12-01", "--until", "2026-12-02",
+                     "--top", "1"], out=out, err=err) == 2
+    assert out.getvalue() == "" and err.getvalue() == "aicost report --pool: shows every team of the pool; --top does not apply\n"
+
+
+@pytest.mark.parametrize("rows", [-1, True, 2.0, "5"])
+def test_render_table_refuses_rows_that_are_not_a_count(tmp_path, rows):
+    from datetime import date
+
+    from aicost.ledger import open_store
+    from aicost.ledger.report import build_report, render_table
+
+    with open_store(_groups_ledger(tmp_path, 3), create=False) as store:
+        report = build_report(store, date(2026, 12, 1), date(2026, 12, 2))
+    with pytest.raises(ValueError, match="rows is how many groups to show"):
+        render_table(report, rows)
+
+
 @pytest.mark.parametrize("command", ["report", "export", "forecast", "anomalies", "dashboard", "alerts", "sum-pairs",
                                      "reconcile"])
 def test_every_ledger_command_says_when_a_postgresql_ledger_cannot_be_reached(command, tmp_path, monkeypatch):

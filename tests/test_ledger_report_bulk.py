@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from aicost.ledger import CALL, LedgerRow, open_store, spend, totals
 from aicost.ledger.query import SpendGroup
-from aicost.ledger.report import Period, build_report, render_csv, render_json, render_table, write_report
+from aicost.ledger.report import (TABLE_ROWS, Period, build_report, render_csv, render_json, render_table,
+                                  write_report)
 from aicost.ledger.row import TOKEN_FIELDS
 from aicost.ledger.synthetic import Profile, fill
 from aicost.pricing.money import canonical, format_usd
@@ -43,15 +44,22 @@ def _align(rows, left):
             for r in rows]
 
 
-def _table(report):
+def _table(report, rows=0):
+    """The table of the first ``rows`` groups (0: all), then one of the others, each measure summed."""
     total = report.totals.cost
+    groups = report.groups
+    if rows and len(groups) > rows:
+        others = groups[rows:]
+        label = [f"({len(others):,} others)", *[""] * (len(report.group_by) - 1)]
+        groups = [*groups[:rows], SpendGroup.from_measures(dict(zip(report.group_by, label)),
+                                                           [sum(m) for m in zip(*(g.measures() for g in others))])]
     header = [*report.group_by, "cost USD", "share", "calls", "unpriced", "input", "cached", "output", "reasoning",
               "cache hits", "saved USD", "refused", "stopped USD", "runs", "USD/run", "USD/success"]
     body = [[*(_label(v) for v in g.key.values()), _money(g.cost),
              "-" if not total else f"{(g.cost * 100 / total):.1f}%", f"{g.calls:,}", f"{g.unknown_cost_calls:,}",
              *(f"{g.tokens[n]:,}" for n in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens")),
              f"{g.cache_hits:,}", _money(g.saved_cost), f"{g.refusals:,}", _money(g.stopped_cost), f"{g.runs:,}",
-             _money(g.cost_per_run), _money(g.cost_per_success)] for g in report.groups]
+             _money(g.cost_per_run), _money(g.cost_per_success)] for g in groups]
     return _align([header, *body], len(report.group_by))
 
 
@@ -133,9 +141,15 @@ def test_bulk_report_equals_the_raw_rows_and_the_plain_renderings(ledger_url, ke
                     assert (m.previous, m.current) == (before.get(k, 0), now.get(k, 0))
                 assert report.movers and len(report.movers) == min(5, sum(before.get(k, 0) != now.get(k, 0)
                                                                           for k in set(before) | set(now)))
-            text = render_table(report)
             if keys:
+                text = render_table(report, 0)  # every group
                 assert text[text.index("by "):].split("\n")[1:len(report.groups) + 2] == _table(report)
+                for rows in (TABLE_ROWS, 3):  # the first rows, and a line for the others
+                    text = render_table(report, rows)
+                    shown = min(rows + 1, len(report.groups))
+                    assert text[text.index("by "):].split("\n")[1:shown + 2] == _table(report, rows)
+                    if rows < len(report.groups):
+                        assert f"the {rows} largest of {len(report.groups):,} groups, then the others summed" in text
             assert render_json(report) == _json(report)
             assert render_csv(report) == _csv(report)
 

@@ -429,12 +429,42 @@ def aligned(header: Sequence[str], columns: Sequence[Sequence], left: int) -> li
     return [text.rstrip() for text in lines] if left == len(padded) else lines
 
 
-def _table_lines(report: Report) -> list[str]:
-    """The group table (header first): the key labels, then :data:`_TABLE_COLUMNS`."""
+# The groups a table shows by default, largest first; the others are summed in one line. A table is read by a
+# person: 50 lines is a screen, and every team of the 50 the benchmark ledger has. A month by team and user is
+# 32,000 groups: a table of them is read by nobody, and formatting it cost 0.3 s of a one-second report. The CSV
+# and the JSON carry every group.
+TABLE_ROWS = 50
+
+
+def _shown(table: SpendTable, rows: int) -> tuple[SpendTable, SpendTable | None]:
+    """The first ``rows`` groups of ``table`` (all for 0), and the others summed into one group labelled with
+    how many they are (None when there are none): every measure summed exactly, money as canonical text."""
+    if not rows or len(table) <= rows:
+        return table, None
+    n = len(table.keys)
+    head = SpendTable(table.keys, table.measures, [column[:rows] for column in table.columns])
+    others = len(table) - rows
+    keys: list[Sequence] = [[f"({others:,} others)"], *[[""]] * (n - 1)]
+    sums = [[format_usd(sum_usd(table.column(name)[rows:])) if name in MONEY_MEASURES
+             else sum(table.text(name)[rows:])] for name in table.measures]
+    return head, SpendTable(table.keys, table.measures, [*keys, *sums])
+
+
+def _table_lines(report: Report, rows: int = TABLE_ROWS) -> list[str]:
+    """The group table (header first): the key labels, then :data:`_TABLE_COLUMNS`; the first ``rows`` groups
+    (0: all) and a line summing the others."""
     _check_lines(report, "table")
-    table = report.table
-    total = report.totals.cost
-    columns: list[Sequence] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
+    head, others = _shown(report.table, rows)
+    columns = _table_columns(head, report.totals.cost)
+    if others is not None:
+        for column, summed in zip(columns, _table_columns(others, report.totals.cost)):
+            column.extend(summed)
+    return aligned([*head.keys, *(h for h, _ in _TABLE_COLUMNS)], columns, len(head.keys))
+
+
+def _table_columns(table: SpendTable, total: Decimal | None) -> list[list]:
+    """The table's cells, column by column: the key labels, then :data:`_TABLE_COLUMNS`."""
+    columns: list[list] = [_each_distinct(table.columns[i], _label) for i in range(len(table.keys))]
     for _, name in _TABLE_COLUMNS:
         if name == "share":
             if total:  # as f"{cost * 100 / total:.1f}%" in the default context, mapped in C (format(x, ".1f") would
@@ -447,11 +477,16 @@ def _table_lines(report: Report) -> list[str]:
         elif name in _UNIT_FIELDS:
             columns.append(["-" if v is None else v for v in _field(table, name)])
         else:
-            columns.append(_field(table, name))
-    return aligned([*table.keys, *(h for h, _ in _TABLE_COLUMNS)], columns, len(table.keys))
+            columns.append(list(_field(table, name)))
+    return columns
 
 
-def render_table(report: Report) -> str:
+def render_table(report: Report, rows: int = TABLE_ROWS) -> str:
+    """The report as a person reads it: totals, the first ``rows`` groups (largest first; 0: every group) with
+    the others summed in one line, and the top movers."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f"render_table: rows is how many groups to show, a whole number 0 or more (0: all), "
+                         f"not {rows!r}")
     p = report.period
     lines = [f"aicost report: {p.describe()}" + (f" ({p.label})" if p.label and p.label != "custom" else "")]
     if report.ledger:
@@ -475,10 +510,11 @@ def render_table(report: Report) -> str:
     if t.runs:
         lines.append(f"Feature runs  {t.runs:,} ({t.succeeded_runs:,} succeeded): {_money(t.cost_per_run)} USD per "
                      f"run, {_money(t.cost_per_success)} USD per successful outcome")
-    if len(report.table):
+    if groups := len(report.table):
         lines.append("")
-        lines.append("by " + ", ".join(report.group_by))
-        lines.extend(_table_lines(report))
+        shown = f" (the {rows:,} largest of {groups:,} groups, then the others summed)" if 0 < rows < groups else ""
+        lines.append("by " + ", ".join(report.group_by) + shown)
+        lines.extend(_table_lines(report, rows))
     if report.movers:
         p = report.period
         lines.append("")
@@ -625,13 +661,13 @@ def _lines(pieces: Sequence[str], columns: Sequence[Sequence], separator: str = 
     return chain((line % next(rows),), map((separator + line).__mod__, rows))
 
 
-def write_report(report: Report, fmt: str, out: TextIO) -> None:
+def write_report(report: Report, fmt: str, out: TextIO, rows: int = TABLE_ROWS) -> None:
     """``render_table`` / ``render_csv`` / ``render_json`` (``fmt``: table, csv, json) of ``report``, written to
     ``out`` in pieces: the same text, without first copying a month by day and user into one string. A piece is
     a line or a group; they are joined 256 at a time (a text file's ``write`` of each of 60,000 pieces cost about
-    as much again as making them)."""
+    as much again as making them). ``rows``: the groups a table shows (:func:`render_table`)."""
     if fmt == "table":
-        out.write(render_table(report))
+        out.write(render_table(report, rows))
         return
     pieces = iter(_csv_pieces(report) if fmt == "csv" else _json_pieces(report))
     while chunk := list(islice(pieces, 256)):  # to the last piece, empty ones included
