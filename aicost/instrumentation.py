@@ -698,6 +698,8 @@ class _Call:
             if incomplete:
                 invalid = "the stream ended without the vendor's final event"
         if usage is not None and cost is None:
+            if meta.hosted_tools:  # on the usage priced, the vendor's or the estimate: unknown, naming them
+                usage.hosted_tools = tuple(dict.fromkeys(usage.hosted_tools + meta.hosted_tools))
             hints = self.request.price_hints or {}
             if usage.web_search_requests:
                 hints = {**hints, **self.integration.price_hints(self.info.kwargs)}
@@ -761,15 +763,13 @@ class _Call:
 
     def _estimate(self, meta: ResponseMeta) -> Usage:
         """No usable usage from the vendor: count locally and say so (``aicost.usage.estimated``). The hosted tools
-        the vendor's usage named, if it failed validation, are kept: an estimated call that ran one is cost-unknown,
-        naming them, as an exact one is, never its estimated tokens alone."""
+        the response shows (``ResponseMeta.hosted_tools``) go on it as on the vendor's usage (``_account``): an
+        estimated call that ran one is cost-unknown, naming them, never its estimated tokens alone."""
         from . import tokens
 
         counted_in = tokens.count_request_input(self.info.kwargs, meta.model or self.request.model, self.info.provider,
                                                 self.endpoint.shape)
-        vendor = meta.usage
-        return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta),
-                     hosted_tools=vendor.hosted_tools if vendor is not None else (), estimated=True)
+        return Usage(input_tokens=counted_in.tokens, output_tokens=self._count_output(meta), estimated=True)
 
     def _count_output(self, meta: ResponseMeta) -> int:
         from . import tokens

@@ -46,6 +46,8 @@ class Usage:
     # Anthropic ``code_execution``; Gemini grounding ``google_search``, ``google_maps``, ``vertex_ai_search``): their
     # names. OpenAI's and Anthropic's web search is counted in ``web_search_requests`` and priced. The price of a
     # call that ran one is unknown, naming them (``ModelPrice.cost``): its tokens alone would look exact and be low.
+    # The readers say which ran in ``ResponseMeta.hosted_tools`` (a response may carry none of its usage); the core
+    # puts them here, on the usage it prices, the vendor's or its estimate.
     hosted_tools: tuple[str, ...] = ()
     # True when any count was computed locally because the vendor reported none (e.g. a chat stream without
     # ``stream_options.include_usage``). Spans say so; cost from estimated counts is an estimate too.

@@ -209,6 +209,11 @@ class ResponseMeta:
     # Response facts the price depends on beyond ``usage`` (keyword arguments for ``pricing.price_call``, with the
     # request's ``RequestMeta.price_hints``), e.g. Anthropic's per-step usage of a server-side tool loop (``steps``).
     price_hints: dict[str, Any] | None = None
+    # The hosted tools the response shows the vendor ran and bills per call or session beyond tokens, at rates or
+    # counts aicost cannot price (``Usage.hosted_tools``). Here, not on ``usage``: a response may show them and carry
+    # no usage (a Gemini response without ``usageMetadata``, a stream cut before its usage), and the core puts them
+    # on whatever usage it prices, the vendor's or its own estimate, so such a call is cost-unknown, naming them.
+    hosted_tools: tuple[str, ...] = ()
 
 
 class StreamAccumulator:

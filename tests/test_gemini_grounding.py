@@ -130,6 +130,24 @@ def test_grounded_call_whose_usage_fails_validation_is_still_cost_unknown(instru
     _assert_unknown_naming(attrs, "google_search")
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["response", "stream"])
+def test_a_grounded_answer_without_usage_metadata_is_cost_unknown_naming_the_tool(instrumented, replay_server,
+                                                                                 stream):
+    """A grounded answer with no ``usageMetadata`` is estimated from its text. The grounding is billed all the same:
+    the estimate names it and is cost-unknown, as the vendor's usage would be, never the estimated tokens' price
+    alone. (The tools were named on the vendor's usage, so a response without one lost them.)"""
+    body = {"candidates": [_candidate(SEARCH)], "modelVersion": "gemini-2.5-flash"}
+    replay_server.enqueue(_stream([body]) if stream else Reply.json(body))
+    client = _gemini(replay_server)
+    if stream:
+        list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Weather in Paris?"))
+    else:
+        client.models.generate_content(model="gemini-2.5-flash", contents="Weather in Paris?")
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.usage.estimated"] is True
+    _assert_unknown_naming(attrs, "google_search")
+
+
 # ------------------------------------------------------------------------------------------ Interactions API
 _SEARCH_STEPS = [{"type": "google_search_call", "id": "s1", "arguments": {"queries": ["weather in Paris"]}},
                  {"type": "google_search_result", "call_id": "s1", "result": [{"url": "https://example.com"}]}]

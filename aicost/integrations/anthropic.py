@@ -318,22 +318,20 @@ def read_top_usage(u: Any, into: Usage | None = None, require_output: bool = Fal
 # Anthropic bills code execution by container time (beyond a daily free allowance), which no response reports. A
 # message's ``container`` (a stream's, in its ``message_delta``'s ``delta``) is set when a container tool ran ("non-null
 # if a container tool (e.g. code execution) was used", the SDK's types), so such a call is cost-unknown, naming it
-# (``Usage.hosted_tools``), not its tokens alone. One top-level field, not a walk of the content blocks. Web search is
-# priced (``server_tool_use.web_search_requests``); web fetch is billed as tokens alone.
+# (``ResponseMeta.hosted_tools``), not its tokens alone. One top-level field, not a walk of the content blocks. Web
+# search is priced (``server_tool_use.web_search_requests``); web fetch is billed as tokens alone.
 _CONTAINER_TOOLS = ("code_execution",)
 
 
-def _ran_container(usage: Usage | None, container: Any) -> None:
-    """Name the container tool in ``usage.hosted_tools`` when the response carries a container."""
-    if container is not None and usage is not None:
-        usage.hosted_tools = _CONTAINER_TOOLS
+def container_tools(container: Any) -> tuple[str, ...]:
+    """The container tool's name (for ``ResponseMeta.hosted_tools``) when the response carries a container."""
+    return _CONTAINER_TOOLS if container is not None else ()
 
 
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
     usage_obj = getattr(message, "usage", None)
     stop = string(getattr(message, "stop_reason", None))
     usage, iterations, tier = read_top_usage(usage_obj)
-    _ran_container(usage, getattr(message, "container", None))
     # Several sampling steps without iterations: checked only where it can matter (a long input), as it reads
     # the content.
     several_steps = usage is not None and usage.input_tokens > _STANDARD_WINDOW and (
@@ -344,6 +342,7 @@ def read_message(message: Any, want_text: bool = False) -> ResponseMeta:
         response_id=string(getattr(message, "id", None)),
         finish_reasons=[stop] if stop else [],
         service_tier=tier,
+        hosted_tools=container_tools(getattr(message, "container", None)),
         # The text is needed only to estimate missing or invalid usage, or for opted-in content capture.
         output_text=(_text(getattr(message, "content", None))
                      if want_text or usage is None or usage.invalid is not None else None),
@@ -413,7 +412,6 @@ class EventAccumulator(StreamAccumulator):
         usage = self.usage
         if usage is not None:
             usage.checked()  # before ``_with_iterations`` adds compaction to it: a sum keeps its parts' verdicts
-        _ran_container(usage, self.container)
         return _with_iterations(ResponseMeta(
             usage=usage,
             model=self.model,
@@ -421,6 +419,7 @@ class EventAccumulator(StreamAccumulator):
             finish_reasons=[self.stop_reason] if self.stop_reason else [],
             service_tier=self.service_tier,
             output_text="".join(self.texts) or None,
+            hosted_tools=container_tools(self.container),
         ), self.iterations, self.server_tools or self.stop_reason == "pause_turn" or (
             usage is not None and usage.web_search_requests > 0))
 

@@ -17,8 +17,9 @@ Counts are validated as the core's readers do (``usage.read_count``, ``Usage.che
 priced as exact. The tier is Vertex's ``trafficType`` (or the request's ``service_tier`` / Priority PayGo header);
 Google bills priority at per-model rates the catalog lacks (its null ``tier_factor``), so pricing makes such a call
 cost-unknown, with the reason. Grounding with Google Search, Google Maps or Vertex AI Search is billed per grounded
-prompt or per query beyond tokens: the reader names it in ``Usage.hosted_tools`` when a candidate's
-``groundingMetadata`` shows it ran (a stream's in any chunk), and pricing makes such a call cost-unknown, with why.
+prompt or per query beyond tokens: the reader names it in ``ResponseMeta.hosted_tools`` when a candidate's
+``groundingMetadata`` shows it ran (a stream's in any chunk), usage or none, and pricing makes such a call
+cost-unknown, with why.
 """
 
 from __future__ import annotations
@@ -356,7 +357,8 @@ def _output_text(candidates: Any) -> str | None:
 
 
 # Grounding Google bills on top of tokens, per grounded prompt or per search query (Gemini API and Vertex AI
-# pricing), by what a candidate's ``groundingMetadata`` shows it used -> the tool's name (``Usage.hosted_tools``):
+# pricing), by what a candidate's ``groundingMetadata`` shows it used -> the tool's name
+# (``ResponseMeta.hosted_tools``):
 # Google Search (its queries, image queries or search entry point; Vertex's Web Grounding for Enterprise reports its
 # searches the same way), Google Maps (a ``maps`` chunk, the widget token, flagging URIs) and Vertex AI Search (its
 # ``retrievalQueries``, which only retrieval tools report). The catalog's rate for Search (``web_search``) is per
@@ -392,13 +394,10 @@ def read_response(response: Any, want_text: bool = False) -> ResponseMeta:
     u = _get(response, "usage_metadata")
     usage = read_usage(u)
     candidates = _get(response, "candidates")
-    if usage is not None:
-        tools = _grounding_tools(candidates)
-        if tools:
-            usage.hosted_tools = tools
     tier = _tier(u)
     return ResponseMeta(
         usage=usage,
+        hosted_tools=_grounding_tools(candidates),  # with or without usage: an estimate names them too
         model=string(_get(response, "model_version")),
         response_id=string(_get(response, "response_id")),
         finish_reasons=_finish_reasons(candidates),
@@ -466,13 +465,11 @@ def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
             usage.input_audio_tokens, usage.input_image_tokens = audio, image
             _part_over(usage, usage.cache_read_tokens + audio + image, usage.input_tokens,
                        "cached and per-modality input tokens")
-        tools = _interaction_tools(_get(interaction, "steps"))
-        if tools:
-            usage.hosted_tools = tools
         usage.checked()
     status = string(_get(interaction, "status"))
     return ResponseMeta(
         usage=usage,
+        hosted_tools=_interaction_tools(_get(interaction, "steps")),
         model=string(_get(interaction, "model")),
         response_id=string(_get(interaction, "id")),
         finish_reasons=[status] if status else [],
@@ -553,11 +550,9 @@ class ChunkAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         tier = _tier(self.usage_metadata)
-        usage = read_usage(self.usage_metadata)
-        if usage is not None and self.tools:
-            usage.hosted_tools = self.tools
         return ResponseMeta(
-            usage=usage,
+            usage=read_usage(self.usage_metadata),
+            hosted_tools=self.tools,
             model=self.model,
             response_id=self.response_id,
             finish_reasons=self.reasons,

@@ -152,27 +152,26 @@ def read_usage(u: Any, output_required: bool = True) -> Usage | None:
 
 
 # Responses output items of hosted tools OpenAI bills per call or per container session beyond tokens, at rates
-# aicost does not list -> the tool's name (``Usage.hosted_tools``: such a call's price is unknown, not its tokens').
+# aicost does not list -> the tool's name (``ResponseMeta.hosted_tools``: such a call's price is unknown, not its
+# tokens').
 # Web search is priced (``web_search_requests``); image generation and MCP are billed as tokens.
 _PER_CALL_TOOL_ITEMS = {"file_search_call": "file_search", "code_interpreter_call": "code_interpreter"}
 
 
-def read_tool_usage(response: Any, usage: Usage | None) -> None:
-    """Responses API hosted tools billed per request: web search (priced), and those aicost has no rates for."""
-    if usage is None:
-        return
+def read_tool_usage(response: Any, usage: Usage | None) -> tuple[str, ...]:
+    """Responses API hosted tools billed per request: web search (priced, counted on ``usage``), and those aicost has
+    no rates for, returned (``ResponseMeta.hosted_tools``), usage or none."""
     output = getattr(response, "output", None)
     kinds = [getattr(item, "type", None) for item in (output if isinstance(output, list) else ())]
-    tool_usage = field(response, "tool_usage")
-    web = field(tool_usage, "web_search") if tool_usage is not None else None
-    if web is not None:
-        usage.web_search_requests = read_count(usage, field(web, "num_requests"), "web_search.num_requests")
-    else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
-        usage.web_search_requests = kinds.count("web_search_call")
-    tools = tuple(dict.fromkeys(_PER_CALL_TOOL_ITEMS[kind] for kind in kinds
-                                if isinstance(kind, str) and kind in _PER_CALL_TOOL_ITEMS))
-    if tools:
-        usage.hosted_tools = tools
+    if usage is not None:
+        tool_usage = field(response, "tool_usage")
+        web = field(tool_usage, "web_search") if tool_usage is not None else None
+        if web is not None:
+            usage.web_search_requests = read_count(usage, field(web, "num_requests"), "web_search.num_requests")
+        else:  # responses from before ``tool_usage`` existed: one billable search per web_search_call item
+            usage.web_search_requests = kinds.count("web_search_call")
+    return tuple(dict.fromkeys(_PER_CALL_TOOL_ITEMS[kind] for kind in kinds
+                               if isinstance(kind, str) and kind in _PER_CALL_TOOL_ITEMS))
 
 
 def image_usage(u: Any) -> Usage | None:
@@ -286,7 +285,7 @@ def read_response(response: Any, want_text: bool = False, output_required: bool 
             except Exception:  # an ``output`` the property cannot walk (not the documented shape)
                 text = None
             meta.output_text = text if isinstance(text, str) else None
-        read_tool_usage(response, usage)
+        meta.hosted_tools = read_tool_usage(response, usage)
         if usage is not None:
             meta.sub_inferences = _hosted_tool_usage(response)
     return meta
