@@ -192,3 +192,81 @@ def test_an_interaction_grounded_as_tokens_stays_exact(instrumented, replay_serv
     client = _gemini(replay_server)
     client.interactions.create(model="gemini-2.5-flash", input="Summarise https://example.com/page")
     _assert_priced(_the_span(instrumented))
+
+
+# An Interactions API stream (``interactions.create(stream=True)``): the SDK's ``InteractionSSEEvent`` objects, as the
+# API sends them (``step.start`` with the step, ``step.delta``, ``step.stop``, ``interaction.completed`` with the
+# finished interaction and its usage).
+def _interaction_events(steps: list[dict], completed: bool = True) -> Reply:
+    events: list[dict] = [{"event_type": "interaction.created", "interaction": {
+        "id": "v1_s", "status": "in_progress", "object": "interaction", "model": "gemini-2.5-flash"}}]
+    for index, step in enumerate(steps):
+        events += [{"event_type": "step.start", "index": index, "step": step},
+                   {"event_type": "step.stop", "index": index}]
+    index = len(steps)
+    events += [{"event_type": "step.start", "index": index, "step": {"type": "model_output"}},
+               {"event_type": "step.delta", "index": index, "delta": {"type": "text", "text": "It is sunny in Paris."}},
+               {"event_type": "step.stop", "index": index}]
+    if completed:
+        events.append({"event_type": "interaction.completed", "interaction": {
+            "id": "v1_s", "status": "completed", "object": "interaction", "model": "gemini-2.5-flash",
+            "usage": {"total_input_tokens": 1000, "total_tool_use_tokens": 500, "total_output_tokens": 100,
+                      "total_tokens": 1600}}})
+    return Reply.stream([f"event: {e['event_type']}\ndata: {json.dumps(e)}\n\n" for e in events])
+
+
+@pytest.mark.parametrize("steps, named", [
+    (_SEARCH_STEPS, "google_search"),
+    ([_MAPS_STEP, {**_VERTEX_STEP, "retrieval_type": "exa_ai_search"}], "google_maps, exa_ai_search"),
+], ids=["search", "maps-and-exa"])
+def test_a_grounded_interaction_stream_is_cost_unknown_naming_the_tool(instrumented, replay_server, steps, named):
+    """The stream's ``step.start`` events carry the steps a finished interaction lists: the grounding is named from
+    them by the same code, and the usage is read from ``interaction.completed`` as a non-stream call's is."""
+    replay_server.enqueue(_interaction_events(steps))
+    client = _gemini(replay_server)
+    events = list(client.interactions.create(model="gemini-2.5-flash", input="Weather in Paris?", stream=True))
+    assert events[-1].event_type == "interaction.completed"  # the caller gets every event
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100  # exact
+    assert "aicost.usage.estimated" not in attrs
+    _assert_unknown_naming(attrs, named)
+
+
+def test_an_interaction_stream_is_priced_from_its_completed_event(instrumented, replay_server):
+    replay_server.enqueue(_interaction_events([_URL_STEP]))
+    client = _gemini(replay_server)
+    for _ in client.interactions.create(model="gemini-2.5-flash", input="Summarise the page", stream=True):
+        pass
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100
+    assert attrs["gen_ai.response.id"] == "v1_s" and attrs["gen_ai.response.model"] == "gemini-2.5-flash"
+    _assert_priced(attrs)
+
+
+def test_an_interaction_stream_cut_before_its_usage_still_names_the_grounding(instrumented, replay_server):
+    """No ``interaction.completed``: the usage is estimated (from the text deltas), and the search its steps showed
+    keeps the estimate cost-unknown."""
+    replay_server.enqueue(_interaction_events(_SEARCH_STEPS, completed=False))
+    client = _gemini(replay_server)
+    list(client.interactions.create(model="gemini-2.5-flash", input="Weather in Paris?", stream=True))
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.usage.estimated"] is True and attrs["gen_ai.usage.output_tokens"] > 0
+    _assert_unknown_naming(attrs, "google_search")
+
+
+def test_an_async_interaction_stream_closed_early_is_finished(instrumented, replay_server):
+    import asyncio
+
+    async def run() -> None:
+        replay_server.enqueue(_interaction_events(_SEARCH_STEPS))
+        client = _gemini(replay_server)
+        stream = await client.aio.interactions.create(model="gemini-2.5-flash", input="Weather?", stream=True)
+        async for event in stream:
+            if event.event_type == "step.start":
+                break
+        await stream.close()
+
+    asyncio.run(run())
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.stream.ended_by"] == "closed"
+    _assert_unknown_naming(attrs, "google_search")

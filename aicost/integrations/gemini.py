@@ -19,7 +19,9 @@ Google bills priority at per-model rates the catalog lacks (its null ``tier_fact
 cost-unknown, with the reason. Grounding with Google Search, Google Maps or Vertex AI Search is billed per grounded
 prompt or per query beyond tokens: the reader names it in ``ResponseMeta.hosted_tools`` when a candidate's
 ``groundingMetadata`` shows it ran (a stream's in any chunk), usage or none, and pricing makes such a call
-cost-unknown, with why.
+cost-unknown, with why. The Interactions API (``interactions.create``) names it from the interaction's ``steps``; its
+streams (the SDK's own ``Stream`` objects, watched in place) from each ``step.start`` event's step, with the usage of
+the ``interaction.completed`` event, read as a finished interaction is.
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ class InteractionsShape(GeminiShape):
 
     def choices(self, kwargs: dict[str, Any]) -> int:
         return 1
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return _get(self._body(kwargs), "stream") is True
 
     def input_text(self, kwargs: dict[str, Any]) -> InputText:
         pieces: list[str] = []
@@ -561,6 +566,54 @@ class ChunkAccumulator(StreamAccumulator):
         )
 
 
+class InteractionEventAccumulator(StreamAccumulator):
+    """An Interactions API stream (``interactions.create(stream=True)``): its events are the google-genai SDK's
+    ``InteractionSSEEvent`` objects. The ``interaction.completed`` event carries the finished interaction (its usage,
+    status and, where sent, its steps), read by :func:`read_interaction` as a non-stream call's is; each
+    ``step.start`` carries a step as the finished interaction lists it, so the grounding it shows is named by the same
+    :func:`_interaction_tools`, also when the stream ends before its usage (then estimated, from the text deltas)."""
+
+    __slots__ = ("final", "tools", "model", "response_id", "keep_text", "texts")
+
+    def __init__(self, keep_text: bool) -> None:
+        super().__init__()
+        self.final: ResponseMeta | None = None  # the completed interaction, read
+        self.tools: tuple[str, ...] = ()  # billed grounding the steps started so far show
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.keep_text = keep_text
+        self.texts: list[str] = []
+
+    def observe(self, event: Any) -> bool:
+        kind = _get(event, "event_type")
+        if kind == "step.start":
+            for tool in _interaction_tools((_get(event, "step"),)):
+                if tool not in self.tools:
+                    self.tools += (tool,)
+        elif kind == "step.delta":
+            if self.keep_text:
+                delta = _get(event, "delta")
+                text = _get(delta, "text") if _get(delta, "type") == "text" else None
+                if isinstance(text, str):
+                    self.texts.append(text)
+        elif kind == "interaction.completed":
+            self.final = read_interaction(_get(event, "interaction"))
+            self.complete = True
+        elif kind == "interaction.created":
+            interaction = _get(event, "interaction")
+            self.model = string(_get(interaction, "model")) or self.model
+            self.response_id = string(_get(interaction, "id")) or self.response_id
+        return True
+
+    def result(self) -> ResponseMeta:
+        meta = self.final or ResponseMeta(model=self.model, response_id=self.response_id)
+        meta.model = meta.model or self.model
+        meta.response_id = meta.response_id or self.response_id
+        meta.hosted_tools = tuple(dict.fromkeys(self.tools + meta.hosted_tools))
+        meta.output_text = "".join(self.texts) or None
+        return meta
+
+
 def _api_client(resource: Any) -> Any:
     return getattr(resource, "_api_client", None)
 
@@ -573,7 +626,15 @@ class GeminiIntegration(Integration):
     def __init__(self) -> None:
         import inspect
 
-        self._is_stream = lambda obj: inspect.isgenerator(obj) or inspect.isasyncgen(obj)
+        try:  # the Interactions API's streams (google-genai 2.x and later): the SDK's own stream objects
+            from google.genai._gaos.utils.eventstreaming import AsyncStream, Stream
+
+            self._event_streams: tuple[type, ...] = (Stream, AsyncStream)
+        except ImportError:
+            self._event_streams = ()
+        event_streams = self._event_streams
+        self._is_stream = lambda obj: (inspect.isgenerator(obj) or inspect.isasyncgen(obj)
+                                       or isinstance(obj, event_streams))
         self._servers: dict[str, tuple[str | None, int | None]] = {}
 
     def provider(self, resource: Any) -> str:
@@ -601,7 +662,7 @@ class GeminiIntegration(Integration):
         host, port = self._server(resource)
         return RequestMeta(
             model=endpoint.shape.model(kwargs),
-            stream=endpoint.key in _STREAMING,
+            stream=endpoint.key in _STREAMING or endpoint.shape.streams(kwargs),
             max_tokens=endpoint.shape.output_cap(kwargs),
             service_tier=_request_tier(resource, kwargs) if endpoint.billable else None,
             server_address=host,
@@ -620,12 +681,21 @@ class GeminiIntegration(Integration):
         return read_response(response, want_text)
 
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
+        if endpoint.key == "gemini.interactions.create":
+            return InteractionEventAccumulator(keep_text)
         return ChunkAccumulator(keep_text)
 
     def is_stream(self, obj: Any) -> bool:
         return self._is_stream(obj)
 
     def wrap_stream(self, stream: Any, watch: Any) -> Any:
+        if isinstance(stream, self._event_streams):
+            # An Interactions stream stays the SDK's object: its generator of events is watched in place, and a
+            # close (which closes the response, not the generator) finishes the call.
+            inner = stream.generator
+            stream.generator = watch.iterate(inner)
+            watch.finish_on_close(stream.response, hasattr(inner, "__anext__"))
+            return stream
         # A plain (async) generator: the caller gets a generator over it, as it would have.
         return watch.iterate(stream)
 
