@@ -220,3 +220,83 @@ def test_invoke_model_with_response_stream_reads_the_tier_its_headers_report(hea
     (span,) = instrumented.aicost_spans()
     assert span.attributes[sc.AICOST_STREAM_ENDED_BY] == "exhausted"
     _unknown_because_of(span.attributes, tier)
+
+
+# ======================================================================================= Claude's server tools
+# An InvokeModelWithResponseStream of Claude carries its Messages API events as chunks: the ``container`` of a
+# message_delta (code execution ran, billed by container time) and ``usage.server_tool_use`` (web searches, billed per
+# search) are read as Anthropic's own integration reads them, and priced (or said unknown) the same way.
+def _frame(payload: bytes, headers: dict[str, str]) -> bytes:
+    """One AWS event-stream message (``application/vnd.amazon.eventstream``): prelude, string headers, payload,
+    each part CRC32-checked as botocore checks it."""
+    import struct
+    import zlib
+
+    head = b"".join(struct.pack("B", len(k)) + k.encode() + b"\x07" + struct.pack(">H", len(v)) + v.encode()
+                    for k, v in headers.items())
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + head + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _claude_stream(delta: dict, usage: dict) -> Reply:
+    """A Claude stream as Bedrock sends it: message_start, a text block, a message_delta with ``delta`` and
+    ``usage``, and message_stop with the invocation metrics."""
+    events = [
+        {"type": "message_start", "message": {"id": "msg_bdrk_1", "type": "message", "role": "assistant",
+                                              "model": "claude-sonnet-4-20250514", "content": [], "stop_reason": None,
+                                              "usage": {"input_tokens": 1000, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "The \"container\" is 42."}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", **delta}, "usage": usage},
+        {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 1000, "outputTokenCount": 90,
+                                                                      "invocationLatency": 900,
+                                                                      "firstByteLatency": 300}},
+    ]
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    frames = [_frame(json.dumps({"bytes": base64.b64encode(json.dumps(e).encode()).decode()}).encode(), headers)
+              for e in events]
+    return Reply(status=200, chunks=frames, content_type="application/vnd.amazon.eventstream",
+                 headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
+
+
+def _stream_claude(server: Any, reply: Reply) -> list[dict]:
+    server.enqueue(reply)
+    body = _client(server).invoke_model_with_response_stream(
+        modelId="us.anthropic.claude-sonnet-4-20250514-v1:0", body=BODY)["body"]
+    return [json.loads(event["chunk"]["bytes"]) for event in body]
+
+
+def test_claude_code_execution_on_invoke_model_with_response_stream_is_cost_unknown(instrumented: Any,
+                                                                                    replay_server: Any) -> None:
+    read = _stream_claude(replay_server, _claude_stream({"container": {"id": "container_1",
+                                                                       "expires_at": "2026-12-07T13:00:00Z"}},
+                                                        {"output_tokens": 90}))
+    assert read[4]["delta"]["container"]["id"] == "container_1"  # the caller reads every chunk as it came
+    (span,) = instrumented.aicost_spans()
+    attrs = dict(span.attributes)
+    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 90  # still exact
+    assert attrs[sc.AICOST_PRICE_KNOWN] is False and sc.GEN_AI_USAGE_COST not in attrs
+    assert "hosted tools billed per call or session (code_execution)" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON]
+
+
+def test_claude_web_searches_on_invoke_model_with_response_stream_are_counted(instrumented: Any,
+                                                                              replay_server: Any) -> None:
+    """Counted as Anthropic's reader counts them; the AWS price list has no web search rate, so the call's cost is
+    unknown, naming the rate, never its tokens alone."""
+    _stream_claude(replay_server, _claude_stream({}, {"output_tokens": 90,
+                                                      "server_tool_use": {"web_search_requests": 2}}))
+    (span,) = instrumented.aicost_spans()
+    attrs = dict(span.attributes)
+    assert attrs["aicost.usage.web_search_requests"] == 2
+    assert attrs[sc.AICOST_PRICE_KNOWN] is False and "web_search rate" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON]
+
+
+def test_a_claude_stream_without_server_tools_stays_exact(instrumented: Any, replay_server: Any) -> None:
+    """A text delta that mentions "container" is no container: only the events' own keys count."""
+    _stream_claude(replay_server, _claude_stream({}, {"output_tokens": 90}))
+    (span,) = instrumented.aicost_spans()
+    attrs = dict(span.attributes)
+    assert attrs[sc.AICOST_PRICE_KNOWN] is True and attrs[sc.GEN_AI_USAGE_COST] > 0

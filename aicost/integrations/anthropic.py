@@ -33,6 +33,7 @@ from ..usage import MAX_COUNT, Usage, is_object, read_count
 from ..vendor import (CompletedWork, Endpoint, Observed, RequestMeta, ResponseMeta, StreamAccumulator, field,
                       field_reader, nested, request_count, request_tier, string)
 from . import _batches
+from ._claude_tools import container_tools, read_web_searches
 from .stainless import NO_ITEM, StainlessIntegration, StainlessShape, server_of
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -129,10 +130,9 @@ def read_usage(u: Any, into: Usage | None = None, fields: Callable[[str], Any] |
     details = nested(usage, g("output_tokens_details"), "output_tokens_details")
     if details is not None:
         usage.reasoning_tokens = read_count(usage, field(details, "thinking_tokens"), "thinking_tokens")
-    server_tools = nested(usage, g("server_tool_use"), "server_tool_use")
-    if server_tools is not None:
-        usage.web_search_requests = read_count(usage, field(server_tools, "web_search_requests"),
-                                               "web_search_requests")
+    server_tools = g("server_tool_use")
+    if server_tools is not None:  # most calls ran none: no call made for them
+        read_web_searches(usage, server_tools)
     return usage.checked() if check else usage
 
 
@@ -313,19 +313,6 @@ def read_top_usage(u: Any, into: Usage | None = None, require_output: bool = Fal
         return read_usage(u, into, check=check), None, None
     g = field_reader(u)
     return read_usage(u, into, g, require_output, check), read_iterations(u, g), string(g("service_tier"))
-
-
-# Anthropic bills code execution by container time (beyond a daily free allowance), which no response reports. A
-# message's ``container`` (a stream's, in its ``message_delta``'s ``delta``) is set when a container tool ran ("non-null
-# if a container tool (e.g. code execution) was used", the SDK's types), so such a call is cost-unknown, naming it
-# (``ResponseMeta.hosted_tools``), not its tokens alone. One top-level field, not a walk of the content blocks. Web
-# search is priced (``server_tool_use.web_search_requests``); web fetch is billed as tokens alone.
-_CONTAINER_TOOLS = ("code_execution",)
-
-
-def container_tools(container: Any) -> tuple[str, ...]:
-    """The container tool's name (for ``ResponseMeta.hosted_tools``) when the response carries a container."""
-    return _CONTAINER_TOOLS if container is not None else ()
 
 
 def read_message(message: Any, want_text: bool = False) -> ResponseMeta:

@@ -11,6 +11,12 @@ Usage, by operation (inputTokens exclude cache reads and writes, as Anthropic's 
   body (a stream the caller reads) is never touched.
 * ConverseStream: the ``metadata`` event. InvokeModelWithResponseStream: the ``amazon-bedrock-invocationMetrics``
   of the last chunk. Both are botocore ``EventStream`` objects, watched in place (``wrap_stream``).
+* Claude's server tools (``._claude_tools``, shared with the Anthropic integration): in an
+  InvokeModelWithResponseStream, whose chunks are Claude's Messages events, its ``container`` (code execution ran:
+  cost-unknown, named) and ``usage.server_tool_use.web_search_requests`` (priced per search). Not in InvokeModel's
+  body, never read; nor in Converse, whose response botocore parses by its service model, which has neither field.
+  Bedrock refuses both tools today (a recorded 400 for ``web_search_20250305`` lists the tool types it takes:
+  ``bash``, ``custom``, ``text_editor``), so watching every InvokeModel body for them would buy nothing yet.
 * CountTokens: a span, not billed.
 Every count is validated as the core's readers do (``usage.read_count``, ``Usage.checked``): usage that fails is
 never priced as exact (estimated from the text, or unknown for InvokeModel, whose body is never read).
@@ -36,6 +42,7 @@ from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
                       StreamAccumulator, cap_not_read, output_cap_of, request_tier, string, token_count, walk_text)
+from ._claude_tools import container_tools, read_web_searches
 
 _SERVICE = "bedrock-runtime"
 
@@ -387,17 +394,27 @@ def _chunk_json(data: bytes | bytearray) -> Any:
         return None
 
 
+# Claude's Messages events (InvokeModelWithResponseStream chunks) that say a server tool ran: the keys are looked for
+# in a chunk's bytes, so only the chunks holding one are parsed (a key in a string value is escaped: ``\"container\"``).
+_CLAUDE_TOOL_KEYS = (b'"container"', b'"server_tool_use"')
+
+
 class EventAccumulator(StreamAccumulator):
     """Parsed events of ConverseStream (``metadata``, ``messageStop``) and InvokeModelWithResponseStream (``chunk``
     bytes whose last JSON carries ``amazon-bedrock-invocationMetrics``). Raw events passing by are ignored: the
     stream's own parser hands the parsed ones over (``BedrockIntegration.wrap_stream``).
+
+    Claude's chunks are its Messages API events, read for its server tools as Anthropic's own are
+    (:mod:`._claude_tools`): the ``container`` of ``message_start``'s message or of a ``message_delta``'s delta (code
+    execution ran), and the cumulative ``usage.server_tool_use`` (web searches), counted on the invocation metrics'
+    usage. Only a chunk that holds one of those keys is parsed for them.
 
     The output text is given only when the core asks (:meth:`output_text`): an InvokeModelWithResponseStream chunk
     is kept as the bytes it arrived in and its JSON parsed then, so a stream that ends with its usage and is not
     captured parses only its last chunk. Like the text, the chunks kept are not bounded: one reference each to the
     bytes botocore made, held until the call is finished."""
 
-    __slots__ = ("usage", "stop", "tier", "keep_text", "texts", "chunks")
+    __slots__ = ("usage", "stop", "tier", "keep_text", "texts", "chunks", "container", "server_tool_use")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
@@ -407,6 +424,8 @@ class EventAccumulator(StreamAccumulator):
         self.keep_text = keep_text
         self.texts: list[str] = []  # ConverseStream's text deltas, and chunks' text once extracted
         self.chunks: list[bytes | bytearray] = []  # InvokeModelWithResponseStream chunks not yet parsed for text
+        self.container: Any = None  # a Claude container, from message_start or a message_delta: code execution ran
+        self.server_tool_use: Any = None  # a Claude message's server_tool_use usage, the last one sent (cumulative)
 
     def observe(self, event: Any) -> bool:
         if type(event) is not dict:
@@ -419,6 +438,8 @@ class EventAccumulator(StreamAccumulator):
                     self.chunks.append(data if type(data) is bytes else bytes(data))  # a bytearray may be reused
                 if b"amazon-bedrock-invocationMetrics" in data:
                     self._observe_metrics(data)
+                elif _CLAUDE_TOOL_KEYS[0] in data or _CLAUDE_TOOL_KEYS[1] in data:
+                    self._observe_claude_tools(_chunk_json(data))
             return True
         delta = event.get("contentBlockDelta")
         if isinstance(delta, dict):
@@ -446,6 +467,25 @@ class EventAccumulator(StreamAccumulator):
                       if isinstance(payload, dict) else Usage(invalid="the last chunk is not a JSON object"))
         self.complete = True
 
+    def _observe_claude_tools(self, payload: Any) -> None:
+        """A Claude ``message_start`` or ``message_delta`` that names a container or server tool use."""
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type")
+        if kind == "message_start":
+            holder = payload.get("message")
+            usage = holder.get("usage") if isinstance(holder, dict) else None
+        elif kind == "message_delta":
+            holder, usage = payload.get("delta"), payload.get("usage")
+        else:
+            return
+        container = holder.get("container") if isinstance(holder, dict) else None
+        if container is not None:
+            self.container = container
+        server_tool_use = usage.get("server_tool_use") if isinstance(usage, dict) else None
+        if server_tool_use is not None:
+            self.server_tool_use = server_tool_use
+
     def output_text(self) -> str | None:
         """The text the model generated. A chunk's is only what :func:`_chunk_text` finds in its JSON, never the
         JSON around it, which an estimate would count as output (about ten times the real figure) and content
@@ -460,8 +500,11 @@ class EventAccumulator(StreamAccumulator):
 
     def result(self) -> ResponseMeta:
         """Without the output text: the core asks :meth:`output_text` for it when it needs it."""
-        return ResponseMeta(usage=self.usage, finish_reasons=[self.stop] if self.stop else [],
-                            service_tier=self.tier)
+        usage = self.usage
+        if usage is not None and self.server_tool_use is not None:
+            read_web_searches(usage, self.server_tool_use)
+        return ResponseMeta(usage=usage, finish_reasons=[self.stop] if self.stop else [], service_tier=self.tier,
+                            hosted_tools=container_tools(self.container))
 
 
 def _long_context_enabled(shape: Any, kwargs: dict[str, Any]) -> bool:
