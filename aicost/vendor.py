@@ -61,13 +61,13 @@ class RequestShape:
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lower (or set) the request's output cap to ``cap``. True if the request was changed. A request that
-        sends a cap that is no count (:meth:`unread_cap`) is left as it is."""
+        sends a cap that is no positive count (:meth:`unread_cap`) is left as it is."""
         return False
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
-        """Why an output cap the request sends is no count (:func:`cap_not_read`), or None. A budget policy then
-        leaves the request's caps as the application sent them: it reinterprets no value the vendor would read its
-        own way, and adds no cap beside it (OpenAI refuses ``max_tokens`` with ``max_completion_tokens``)."""
+        """Why an output cap the request sends is no positive count (:func:`cap_not_read`), or None. A budget policy
+        then leaves the request's caps as the application sent them: it reinterprets no value the vendor would read
+        its own way, and adds no cap beside it (OpenAI refuses ``max_tokens`` with ``max_completion_tokens``)."""
         return None
 
     def choices(self, kwargs: dict[str, Any]) -> int:
@@ -674,8 +674,8 @@ def _holds_nothing(value: Any) -> bool:
 
 
 def output_cap_of(value: Any) -> int | None:
-    """The output cap a request sends as ``value``, if it is one: a positive :func:`token_count`, else None (no cap
-    to read: absent, zero or less, or no count at all, :func:`cap_not_read`)."""
+    """The output cap a request sends as ``value``, if it is one: a positive :func:`token_count`, else None (not
+    sent, or sent as no cap: :func:`cap_not_read` says why)."""
     count = token_count(value)
     return count if count is not None and count > 0 else None
 
@@ -687,11 +687,15 @@ def is_sent(value: Any) -> bool:
 
 
 def cap_not_read(param: str, value: Any) -> str | None:
-    """Why ``value``, sent as the output cap ``param``, is not read as one (None: it is a count, or is not sent).
-    Names the parameter and the value's type, never the value."""
-    if token_count(value) is not None or not is_sent(value):
+    """Why ``value``, sent as the output cap ``param``, is not read as one (None: it is a cap,
+    :func:`output_cap_of`, or is not sent). Zero or less is no cap either: the vendor refuses it or reads it its
+    own way (Gemini may take 0 as unset), so a policy must not overwrite it into one the vendor accepts. Names the
+    parameter and the value's type, never the value."""
+    if output_cap_of(value) is not None or not is_sent(value):
         return None
-    return f"{param} is sent as a {type(value).__name__} that is not a whole number of tokens"
+    kind = type(value).__name__
+    article = "an" if kind[0] in "aeiouAEIOU" else "a"
+    return f"{param} is sent as {article} {kind} that is not a positive whole number of tokens"
 
 
 def request_count(value: Any) -> int | None:

@@ -165,7 +165,7 @@ def test_a_cap_sent_as_a_whole_float_is_a_cap_and_one_that_is_no_count_is_left_a
     spans = instrumented.aicost_spans()
     assert [s.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS) for s in spans] == [50, 20, 50] + [None] * 5
     assert [s.attributes.get(semconv.AICOST_POLICY_MAX_TOKENS_FROM) for s in spans] == [500, None, 500] + [None] * 5
-    not_a_count = "{} is sent as a {} that is not a whole number of tokens".format
+    not_a_count = "{} is sent as a {} that is not a positive whole number of tokens".format
     assert [s.attributes.get(semconv.AICOST_POLICY_CAP_NOT_APPLIED) for s in spans] == [None, None, None] + [
         not_a_count("max_tokens", "float"), not_a_count("max_tokens", "bool"),
         not_a_count("max_completion_tokens", "float"), not_a_count("max_tokens", "float"),

@@ -88,7 +88,7 @@ def test_output_cap_policy_reads_whole_floats_in_gemini_and_bedrock_requests_and
     spans = instrumented.aicost_spans()
     assert [s.attributes.get("gen_ai.request.max_tokens") for s in spans] == [20, 64, None]
     assert [s.attributes.get("aicost.policy.cap_not_applied") for s in spans] == [
-        None, None, "body max_tokens is sent as a float that is not a whole number of tokens"]
+        None, None, "body max_tokens is sent as a float that is not a positive whole number of tokens"]
 
 
 def test_budget_downgrade_rewrites_the_bedrock_model_id(instrumented, budgets, replay_server):
@@ -322,3 +322,68 @@ def test_an_invoke_model_body_given_as_a_dict_is_never_changed_in_the_applicatio
     except Exception as exc:  # botocore takes bytes or a file: a dict is its error to raise, as without aicost
         assert type(exc).__module__.startswith("botocore"), exc
     assert body == before
+
+
+def test_every_shape_leaves_a_cap_of_zero_or_less_as_the_application_sent_it():
+    """A cap of zero or less is no cap (the vendor refuses it, or reads 0 its own way): like a fraction, it is not
+    overwritten, not lowered beside and not joined by a second cap, and ``unread_cap`` says why, without the value.
+    The same rule for every shape."""
+    from aicost.integrations.bedrock import ConverseShape
+    from aicost.integrations.gemini import InteractionsShape
+    from aicost.integrations.stainless import StainlessShape
+
+    for value, kind in ((0, "an int"), (-5, "an int"), (-5.0, "a float")):
+        cases = [
+            (StainlessShape("max_completion_tokens"), {"max_tokens": value}, "max_tokens"),
+            (StainlessShape("max_completion_tokens"), {"max_tokens": value, "max_completion_tokens": 900},
+             "max_tokens"),
+            (StainlessShape("max_output_tokens"), {"extra_body": {"max_output_tokens": value}}, "max_output_tokens"),
+            (ConverseShape("maxTokens"), {"inferenceConfig": {"maxTokens": value}}, "inferenceConfig.maxTokens"),
+            (GeminiShape("max_output_tokens"), {"config": {"max_output_tokens": value}}, "config.max_output_tokens"),
+            (GeminiShape("max_output_tokens"), {"config": types.GenerateContentConfig(max_output_tokens=int(value))},
+             "config.max_output_tokens"),
+            (InteractionsShape("max_output_tokens"), {"generation_config": {"max_output_tokens": value}},
+             "generation_config.max_output_tokens"),
+            (InvokeShape("max_tokens"), {"body": json.dumps({"max_tokens": value, "max_gen_len": 900})},
+             "body max_tokens"),
+        ]
+        for shape, kwargs, param in cases:
+            sent = repr(kwargs)
+            assert shape.set_output_cap(kwargs, 64) is False, (shape, kwargs)
+            assert repr(kwargs) == sent
+            assert shape.output_cap(kwargs) is None or "max_completion_tokens" in sent or "max_gen_len" in sent
+            held = "an int" if isinstance(kwargs.get("config"), types.GenerateContentConfig) else kind  # pydantic's
+            assert shape.unread_cap(kwargs) == f"{param} is sent as {held} that is not a positive whole number of " \
+                                               "tokens"
+
+
+def test_output_cap_policy_leaves_a_cap_of_zero_or_less_as_the_application_sent_it(
+        instrumented, budgets, replay_server, openai_client):
+    """``maxTokens=0`` on Converse is refused by the SDK, ``max_output_tokens=0`` reaches Gemini as 0,
+    ``max_tokens=0`` reaches OpenAI as 0: as without aicost. The span says why the policy's cap was not applied."""
+    from botocore.exceptions import ParamValidationError
+
+    budgets(policies=[Policy(max_output_tokens=64)])
+    replay_server.enqueue(Reply.from_recording(load_recording("gemini-generatecontent-nonstream-011")),
+                          Reply.from_recording(load_recording("bedrock-invokemodel-nonstream-004")))
+    gemini = _gemini(replay_server)  # held: a client collected mid-call closes its connection pool
+    gemini.models.generate_content(model="gemini-2.5-flash", contents="hi", config={"max_output_tokens": 0})
+    bedrock = _bedrock(replay_server)
+    bedrock.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                         body=json.dumps({"max_tokens": -5, "messages": [{"role": "user", "content": "hi"}]}))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=0)
+    for cap in (0, -5):
+        with pytest.raises(ParamValidationError):  # botocore's own refusal, as without aicost
+            bedrock.converse(modelId="amazon.nova-micro-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                             inferenceConfig={"maxTokens": cap})
+    bodies = [r.json for r in replay_server.requests]
+    assert len(bodies) == 3
+    assert bodies[0]["generationConfig"]["maxOutputTokens"] == 0
+    assert bodies[1]["max_tokens"] == -5
+    assert bodies[2]["max_tokens"] == 0 and "max_completion_tokens" not in bodies[2]
+    not_applied = [s.attributes.get("aicost.policy.cap_not_applied") for s in instrumented.aicost_spans()]
+    assert not_applied[:3] == [
+        "config.max_output_tokens is sent as an int that is not a positive whole number of tokens",
+        "body max_tokens is sent as an int that is not a positive whole number of tokens",
+        "max_tokens is sent as an int that is not a positive whole number of tokens"]
