@@ -691,7 +691,19 @@ def cap_not_read(param: str, value: Any) -> str | None:
     :func:`output_cap_of`, or is not sent). Zero or less is no cap either: the vendor refuses it or reads it its
     own way (Gemini may take 0 as unset), so a policy must not overwrite it into one the vendor accepts. Names the
     parameter and the value's type, never the value."""
-    if output_cap_of(value) is not None or not is_sent(value):
+    return None if output_cap_of(value) is not None else _why_no_cap(param, value)
+
+
+def read_cap(param: str, value: Any) -> tuple[int | None, str | None]:
+    """``value``, sent as the output cap ``param``, read once for both questions ``set_output_cap`` asks: (the cap,
+    None), (None, why it is no cap: :func:`cap_not_read`) or (None, None) when it is not sent."""
+    count = output_cap_of(value)
+    return (count, None) if count is not None else (None, _why_no_cap(param, value))
+
+
+def _why_no_cap(param: str, value: Any) -> str | None:
+    """:func:`cap_not_read` for a ``value`` already known to be no cap."""
+    if not is_sent(value):
         return None
     kind = type(value).__name__
     article = "an" if kind[0] in "aeiouAEIOU" else "a"

@@ -387,3 +387,57 @@ def test_output_cap_policy_leaves_a_cap_of_zero_or_less_as_the_application_sent_
         "config.max_output_tokens is sent as an int that is not a positive whole number of tokens",
         "body max_tokens is sent as an int that is not a positive whole number of tokens",
         "max_tokens is sent as an int that is not a positive whole number of tokens"]
+
+
+class _Reads(dict):
+    """A dict that counts the reads of each key (``get``, ``[]``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key, default=None):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().__getitem__(key)
+
+
+def test_set_output_cap_reads_each_cap_the_request_sends_once(monkeypatch):
+    """The policy path asks ``set_output_cap`` whether the request's caps are counts and which are above the
+    policy's: one read of each answers both (an InvokeModel body is parsed once, not once per question)."""
+    from aicost.integrations import bedrock
+    from aicost.integrations.bedrock import ConverseShape
+    from aicost.integrations.gemini import InteractionsShape
+    from aicost.integrations.stainless import StainlessShape
+
+    reads, once = [], []
+    for cap in (20, 900):  # under the policy's (left alone) and above it (lowered)
+        cases = [
+            (StainlessShape("max_completion_tokens"), _Reads(max_tokens=cap),
+             ("max_completion_tokens", "max_output_tokens", "max_tokens"), lambda kw: kw),
+            (ConverseShape("maxTokens"), {"inferenceConfig": _Reads(maxTokens=cap)}, ("maxTokens",),
+             lambda kw: kw["inferenceConfig"]),
+            (GeminiShape("max_output_tokens"), {"config": _Reads(max_output_tokens=cap)}, ("max_output_tokens",),
+             lambda kw: kw["config"]),
+            (InteractionsShape("max_output_tokens"), {"generation_config": _Reads(max_output_tokens=cap)},
+             ("max_output_tokens",), lambda kw: kw["generation_config"]),
+        ]
+        for shape, kwargs, params, holder in cases:
+            sent = holder(kwargs)
+            assert shape.set_output_cap(kwargs, 64) is (cap > 64)
+            reads.append((type(shape).__name__, {key: sent.reads.get(key) for key in params}))
+            once.append((type(shape).__name__, dict.fromkeys(params, 1)))
+
+    parses = []
+    parse = bedrock._json_body
+    monkeypatch.setattr(bedrock, "_json_body", lambda kwargs: parses.append(1) or parse(kwargs))
+    for cap in (20, 900):
+        parses.clear()
+        kwargs = {"body": json.dumps({"max_tokens": cap, "max_gen_len": cap})}
+        assert InvokeShape("max_tokens").set_output_cap(kwargs, 64) is (cap > 64)
+        reads.append(("InvokeShape", {"body": len(parses)}))
+        once.append(("InvokeShape", {"body": 1}))
+    assert reads == once

@@ -41,7 +41,7 @@ from typing import Any
 from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, cap_not_read, output_cap_of, request_tier, string, token_count, walk_text)
+                      StreamAccumulator, cap_not_read, output_cap_of, read_cap, request_tier, string, walk_text)
 from ._claude_tools import container_tools, read_web_searches
 
 _SERVICE = "bedrock-runtime"
@@ -81,19 +81,22 @@ class ConverseShape(RequestShape):
     __slots__ = ()
     model_param = "modelId"
 
+    @staticmethod
+    def _sent_cap(config: Any) -> Any:
+        """What ``inferenceConfig`` sends as ``maxTokens`` (None: nothing)."""
+        return config.get("maxTokens") if isinstance(config, dict) else None
+
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        config = kwargs.get("inferenceConfig")
-        return output_cap_of(config.get("maxTokens")) if isinstance(config, dict) else None
+        return output_cap_of(self._sent_cap(kwargs.get("inferenceConfig")))
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
-        config = kwargs.get("inferenceConfig")
-        return cap_not_read("inferenceConfig.maxTokens", config.get("maxTokens")) if isinstance(config, dict) else None
+        return cap_not_read("inferenceConfig.maxTokens", self._sent_cap(kwargs.get("inferenceConfig")))
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
-        current = self.output_cap(kwargs)
-        if (current is not None and current <= cap) or self.unread_cap(kwargs) is not None:
-            return False
         config = kwargs.get("inferenceConfig")
+        current, unread = read_cap("inferenceConfig.maxTokens", self._sent_cap(config))
+        if (current is not None and current <= cap) or unread is not None:
+            return False
         kwargs["inferenceConfig"] = {**(config if isinstance(config, dict) else {}), "maxTokens": cap}
         return True
 
@@ -163,16 +166,19 @@ class InvokeShape(ConverseShape):
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         """Lowers a cap the body sets; a body without one is left alone (its family's parameter is not known)."""
-        if self.unread_cap(kwargs) is not None:
-            return False
         original = kwargs.get("body")
         # lowered on a copy: a dict body (nested caps too) is the application's; text is parsed afresh anyway
         body = copy.deepcopy(original) if isinstance(original, dict) else _json_body(kwargs)
-        caps = [(holder, key) for holder, key in self._caps(body)
-                if (count := token_count(holder[key])) is not None and count > cap]
-        if not caps:
+        above: list[tuple[dict, str]] = []
+        for holder, key in self._caps(body):
+            count, unread = read_cap(f"body {key}", holder[key])
+            if unread is not None:
+                return False
+            if count is not None and count > cap:
+                above.append((holder, key))
+        if not above:
             return False
-        for holder, key in caps:
+        for holder, key in above:
             holder[key] = cap
         text = json.dumps(body)
         kwargs["body"] = text if isinstance(original, str) else body if isinstance(original, dict) else text.encode()

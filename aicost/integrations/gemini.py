@@ -31,7 +31,7 @@ from typing import Any
 from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, cap_not_read, output_cap_of, string, walk_text)
+                      StreamAccumulator, cap_not_read, output_cap_of, read_cap, string, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -60,20 +60,24 @@ class GeminiShape(RequestShape):
     __slots__ = ()
     model_param = "model"
 
+    @staticmethod
+    def _sent_cap(config: Any) -> Any:
+        """What ``config`` sends as its output cap (None: nothing)."""
+        return _get(config, "max_output_tokens", "maxOutputTokens")
+
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        return output_cap_of(_get(kwargs.get("config"), "max_output_tokens", "maxOutputTokens"))
+        return output_cap_of(self._sent_cap(kwargs.get("config")))
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
-        return cap_not_read("config.max_output_tokens", _get(kwargs.get("config"), "max_output_tokens",
-                                                              "maxOutputTokens"))
+        return cap_not_read("config.max_output_tokens", self._sent_cap(kwargs.get("config")))
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         if self.cap_param is None:
             return False
-        current = self.output_cap(kwargs)
-        if (current is not None and current <= cap) or self.unread_cap(kwargs) is not None:
-            return False
         config = kwargs.get("config")
+        current, unread = read_cap("config.max_output_tokens", self._sent_cap(config))
+        if (current is not None and current <= cap) or unread is not None:
+            return False
         if config is None:
             kwargs["config"] = {"max_output_tokens": cap}
         elif isinstance(config, dict):
@@ -163,18 +167,24 @@ class InteractionsShape(GeminiShape):
         else:
             kwargs["request"] = body.model_copy(update={"model": model})
 
+    @staticmethod
+    def _body_cap(body: Any) -> Any:
+        """What the request ``body`` sends as ``generation_config.max_output_tokens`` (None: nothing)."""
+        return _get(_get(body, "generation_config"), "max_output_tokens")
+
     def output_cap(self, kwargs: dict[str, Any]) -> int | None:
-        return output_cap_of(_get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
+        return output_cap_of(self._body_cap(self._body(kwargs)))
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
-        return cap_not_read("generation_config.max_output_tokens",
-                            _get(_get(self._body(kwargs), "generation_config"), "max_output_tokens"))
+        return cap_not_read("generation_config.max_output_tokens", self._body_cap(self._body(kwargs)))
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
-        current = self.output_cap(kwargs)
         body = self._body(kwargs)
-        if (current is not None and current <= cap) or not isinstance(body, dict) or self.unread_cap(kwargs):
+        if not isinstance(body, dict):
             return False  # an SDK request model is left as it is: its config may be of several types
+        current, unread = read_cap("generation_config.max_output_tokens", self._body_cap(body))
+        if (current is not None and current <= cap) or unread is not None:
+            return False
         config = body.get("generation_config")
         config = {**config, "max_output_tokens": cap} if isinstance(config, dict) else {"max_output_tokens": cap}
         if body is kwargs:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import semconv as s
 from .._log import error_once
 from ..vendor import (BodyReader, CallWatch, Endpoint, InputText, Integration, RequestShape, ResponseMeta, Router,
-                      cap_not_read, token_count, walk_text)
+                      cap_not_read, read_cap, token_count, walk_text)
 from ._sse import EventParser
 
 # Providers whose token counts tiktoken's encodings reproduce exactly (``aicost.tokens``): OpenAI's own models.
@@ -103,20 +103,22 @@ class StainlessShape(RequestShape):
         """Lower every cap the request sends above ``cap``, where it is sent from, so whichever one the vendor
         reads stops at ``cap`` (written as an int); a request that sends none gets ``cap_param`` (not beside any
         cap it sends: OpenAI takes one of ``max_tokens`` and ``max_completion_tokens``)."""
-        if self.unread_cap(kwargs) is not None:
-            return False
-        changed = present = False
+        sent: list[tuple[str, int]] = []
         for param in self.cap_params:
-            count = token_count(_sent_from(kwargs, param).get(param))
-            if count is not None:  # every cap sent is a count (unread_cap)
-                present = True
-                if count > cap:
-                    _send(kwargs, param, cap)
-                    changed = True
-        if not present and self.cap_param is not None:
+            count, unread = read_cap(param, _sent_from(kwargs, param).get(param))
+            if unread is not None:
+                return False
+            if count is not None:
+                sent.append((param, count))
+        if not sent:
+            if self.cap_param is None:
+                return False
             _send(kwargs, self.cap_param, cap)
-            changed = True
-        return changed
+            return True
+        above = [param for param, count in sent if count > cap]
+        for param in above:
+            _send(kwargs, param, cap)
+        return bool(above)
 
     def unread_cap(self, kwargs: dict[str, Any]) -> str | None:
         for param in self.cap_params:
