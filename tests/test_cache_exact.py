@@ -213,6 +213,50 @@ def test_why_a_call_is_not_cached_names_the_parameter_and_type_never_a_value(cap
     assert "the arguments do not bind to its parameters" in messages[2]
 
 
+def test_a_key_that_fails_to_build_is_logged_once_without_a_traceback_or_the_applications_data(caplog,
+                                                                                               monkeypatch):
+    """Reading the prompt runs the application's code (a mapping type of its own), and any failure's message may
+    quote what it read: the call goes through uncached, and the log names the argument (or the function) and the
+    exception type, once, never a traceback."""
+    import logging
+    from collections.abc import Mapping
+
+    from aicost.cache import decorator
+
+    secret = "sk-live-SECRET-4242"
+
+    class Message(Mapping):  # the application's own dict type, whose reading fails quoting what it holds
+        def __getitem__(self, key):
+            raise KeyError(f"{key} of {secret}")
+
+        def __iter__(self):
+            return iter(["content"])
+
+        def __len__(self):
+            return 1
+
+    @aicost.cache(prompt="messages")
+    def ask(messages):
+        return "answer"
+
+    @aicost.cache
+    def plain(question):
+        return "plain"
+
+    caplog.set_level(logging.INFO, logger="aicost")
+    for _ in range(2):
+        assert ask([Message()]) == "answer"
+    with monkeypatch.context() as patch:  # a failure past the arguments (here: hashing), its message as leaky
+        patch.setattr(decorator, "hash_material", lambda material: (_ for _ in ()).throw(ValueError(secret)))
+        for _ in range(2):
+            assert plain("q") == "plain"
+    assert secret not in caplog.text and "Traceback" not in caplog.text, caplog.text
+    assert not any(r.exc_info for r in caplog.records)
+    [uncacheable, failed] = [r.getMessage() for r in caplog.records]  # once each
+    assert uncacheable.endswith(".ask is not cached for this call: messages: rendering it for the key raised KeyError")
+    assert failed.endswith(".plain failed with ValueError; it is not cached for this call")
+
+
 def test_objects_whose_state_is_hidden_from_dict_are_uncacheable_not_keyed_by_their_type(tmp_path):
     """A binary file, BytesIO/StringIO or functools.partial has an empty ``__dict__`` (its state lives in C): it
     was keyed as "an instance of its class", so a second audio file got the first file's transcript."""

@@ -227,14 +227,17 @@ class CacheCore:
             "args": canonical(other, path="arguments", names=True),
             "parts": canonical(parts, path="key_parts", names=True) if parts else None,
         }
-        normalised = normalise_prompt(prompt_value, case_sensitive=self.case_sensitive)
+        try:  # reading the prompt runs the application's code (its mapping types' items(), get()), whose error
+            # may quote the prompt: said by its type, as canonical() says an argument's own failure
+            normalised = normalise_prompt(prompt_value, case_sensitive=self.case_sensitive)
+            text, fixed = variable_text(prompt_value) if self.semantic is not None else (None, None)
+            fixed_norm = normalise_prompt(fixed, case_sensitive=self.case_sensitive) if text is not None else None
+        except Exception as exc:
+            raise Uncacheable(f"{self.prompt}: rendering it for the key raised {type(exc).__name__}") from exc
         key = self.prefix + hash_material({**base, "prompt": canonical(normalised, path=str(self.prompt))})
-        context = text = None
-        if self.semantic is not None:
-            text, fixed = variable_text(prompt_value)
-            if text is not None:
-                fixed_norm = normalise_prompt(fixed, case_sensitive=self.case_sensitive)
-                context = hash_material({**base, "prompt_context": canonical(fixed_norm, path=str(self.prompt))})
+        context = None
+        if text is not None:
+            context = hash_material({**base, "prompt_context": canonical(fixed_norm, path=str(self.prompt))})
         return Request(key, context, text)
 
     def key_for(self, *args: Any, **kwargs: Any) -> str:
@@ -425,8 +428,10 @@ def _prepare(core: CacheCore, args: tuple, kwargs: dict) -> Request | None:
         return core.request(args, kwargs)
     except Uncacheable as exc:
         _log_once(f"uncacheable:{core.name}", "aicost cache: %s is not cached for this call: %s", core.name, exc)
-    except Exception:
-        _log_once(f"key:{core.name}", "aicost cache: building the key of %s failed", core.name, exc_info=True)
+    except Exception as exc:
+        # no traceback: its messages may quote the application's data (private by default), as the reason above
+        _log_once(f"key:{core.name}", "aicost cache: building the key of %s failed with %s; it is not cached for "
+                  "this call", core.name, type(exc).__name__)
     return None
 
 
