@@ -278,6 +278,32 @@ def test_an_openai_error_event_in_relayed_bytes_fails_the_call_as_a_parsed_strea
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in expected.items() if k not in timing}
 
 
+def test_each_relayed_openai_event_is_parsed_once_the_error_event_too(instrumented, replay_server, openai_client,
+                                                                       monkeypatch):
+    """The event the SDK raises at is read for its item and for its error in one parse of its JSON."""
+    from aicost.integrations import openai as integration
+
+    parsed: list[bytes] = []
+
+    class CountingJson:
+        def __getattr__(self, name):
+            return getattr(json, name)
+
+        @staticmethod
+        def loads(data, *args, **kwargs):
+            parsed.append(bytes(data) if isinstance(data, (bytes, bytearray)) else data.encode())
+            return json.loads(data, *args, **kwargs)
+
+    monkeypatch.setattr(integration, "json", CountingJson())
+    replay_server.enqueue(_openai_failed_stream())
+    with _openai_failed_call(openai_client) as response:
+        body = "\n".join(response.iter_lines())
+    events = [line[len("data: "):].encode() for line in body.splitlines() if line.startswith("data: {")]
+    assert b'"error"' in events[-1] and not any(b'"error"' in e for e in events[:-1])
+    assert parsed == events  # each once, in order
+    assert attrs(_call_span(instrumented))[s.ERROR_TYPE] == "server_error"
+
+
 async def test_an_openai_error_event_in_async_relayed_bytes_fails_the_call(instrumented, replay_server):
     client = openai_client(replay_server, is_async=True)
     replay_server.enqueue(_openai_failed_stream())

@@ -610,28 +610,22 @@ class AnthropicIntegration(StainlessIntegration):
     def new_accumulator(self, endpoint: Endpoint, hide_usage_chunk: bool, keep_text: bool) -> StreamAccumulator:
         return EventAccumulator(keep_text)
 
-    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
-        """As ``anthropic.Stream.__stream__``: events without a name, ``ping`` and those without data yield no
-        item, nor does an ``error`` event (which the SDK raises: :meth:`stream_event_error`); every other event's
-        data is the item."""
-        if name is None or name == "ping" or name == "error" or not data:
-            return NO_ITEM
-        return json.loads(data)  # (``null``: the item ``None``, as the SDK builds it)
-
-    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
-                           response: Any) -> BaseException | None:
+    def stream_event(self, name: str | None, data: bytes, options: Any, client: Any, response: Any) -> Any:
         """As ``anthropic.Stream.__stream__``: an ``error`` event (``overloaded_error`` mid-stream) is raised as
         ``client._make_status_error`` makes it, its JSON the body (whose ``error.type`` is the call's
-        ``error.type``, see ``error_type``)."""
-        if name != "error":
-            return None
-        text = data.decode("utf-8", "replace")
-        try:
-            body: Any = json.loads(data)
-            message = f"{body}"
-        except ValueError:
-            body, message = text, text or f"Error code: {response.status_code}"
-        return client._make_status_error(message, body=body, response=response)
+        ``error.type``, see ``error_type``); events without a name, ``ping`` and those without data yield no item;
+        every other event's data is the item."""
+        if name == "error":
+            text = data.decode("utf-8", "replace")
+            try:
+                body: Any = json.loads(data)
+                message = f"{body}"
+            except ValueError:
+                body, message = text, text or f"Error code: {response.status_code}"
+            return client._make_status_error(message, body=body, response=response)
+        if name is None or name == "ping" or not data:
+            return NO_ITEM
+        return json.loads(data)  # (``null``: the item ``None``, as the SDK builds it)
 
     # -- Message Batches (docs/batches.md)
     def after_observed(self, endpoint: Endpoint, resource: Any, args: tuple, kwargs: dict[str, Any], value: Any,

@@ -16,7 +16,7 @@ from .. import semconv as s
 from ..vendor import (BodyReader, CallWatch, CompletedWork, Endpoint, EventStep, Observed, RequestMeta, ResponseMeta,
                       StreamAccumulator, field, part, request_count, request_tier, string)
 from . import _batches
-from .stainless import NO_ITEM, STREAM_END, AttrView, StainlessIntegration, StainlessShape, server_of
+from .stainless import STREAM_END, AttrView, StainlessIntegration, StainlessShape, server_of
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -909,11 +909,13 @@ class OpenAIIntegration(StainlessIntegration):
             return SpeechBodyReader(watch.kwargs)
         return super().body_reader(raw, watch)
 
-    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
+    def stream_event(self, name: str | None, data: bytes, options: Any, client: Any, response: Any) -> Any:
         """As ``openai.Stream.__stream__``: ``[DONE]`` ends the stream; the Assistants' ``thread.*`` events, and
         every event of a request that asks for it (``synthesize_event_and_data``), are built from
-        ``{"data": ..., "event": ...}``; an event carrying an ``error`` (which the SDK raises:
-        :meth:`stream_event_error`) yields no item."""
+        ``{"data": ..., "event": ...}``; in the legacy stream mode, an event whose data carries a truthy ``error``
+        (the API's mid-stream ``server_error``; not a ``thread.*`` event) is raised as ``openai.APIError``, its
+        message the error's ``message`` (or the SDK's stand-in), its body the ``error`` (whose ``type`` is the
+        call's ``error.type``)."""
         if data.startswith(b"[DONE]"):
             return STREAM_END
         value = json.loads(data)
@@ -921,32 +923,14 @@ class OpenAIIntegration(StainlessIntegration):
         if legacy and name and name.startswith("thread."):
             return {"data": value, "event": name}
         if legacy and isinstance(value, dict) and value.get("error"):
-            return NO_ITEM
+            error = value["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            if not message or not isinstance(message, str):
+                message = "An error occurred during streaming"
+            return self._api_error(message=message, request=response.request, body=error)
         if options is not None and getattr(options, "synthesize_event_and_data", None):
             return {"data": value, "event": name}
         return value
-
-    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
-                           response: Any) -> BaseException | None:
-        """As ``openai.Stream.__stream__``: an event whose data carries a truthy ``error`` (the API's mid-stream
-        ``server_error``; not a ``thread.*`` event, and only in the legacy stream mode) is raised as
-        ``openai.APIError``, its message the error's ``message`` (or the SDK's stand-in), its body the ``error``
-        (whose ``type`` is the call's ``error.type``)."""
-        if options is not None and getattr(options, "stream_mode", "legacy") != "legacy":
-            return None
-        if (name and name.startswith("thread.")) or data.startswith(b"[DONE]"):
-            return None
-        try:
-            value = json.loads(data)
-        except ValueError:
-            return None
-        if not isinstance(value, dict) or not value.get("error"):
-            return None
-        error = value["error"]
-        message = error.get("message") if isinstance(error, dict) else None
-        if not message or not isinstance(message, str):
-            message = "An error occurred during streaming"
-        return self._api_error(message=message, request=response.request, body=error)
 
     def price_hints(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``web_search_preview`` is billed at a different per-call rate than ``web_search`` on some models."""

@@ -286,29 +286,22 @@ class StainlessIntegration(Integration):
             reader.quiet_observer = body.stream_observer = HeldEndObserver(observer, reader, watch)
         return reader
 
-    def stream_event_data(self, name: str | None, data: bytes, options: Any) -> Any:
-        """What the SDK's ``Stream`` builds its item from, for one server-sent event of a stream (``name``: its
-        ``event:``, ``data``: its data; ``options``: the request's ``FinalRequestOptions``): the JSON value (None
-        for JSON ``null``, which the SDK builds an item from too: ``None``), :data:`NO_ITEM` for an event that
-        yields no item, or :data:`STREAM_END` for the vendor's end marker. Each SDK's
-        ``_streaming.Stream.__stream__`` says it; an error event, which the SDK raises, yields no item here (see
-        :meth:`stream_event_error`)."""
+    def stream_event(self, name: str | None, data: bytes, options: Any, client: Any, response: Any) -> Any:
+        """What the SDK's ``Stream`` does at one server-sent event of a stream (``name``: its ``event:``, ``data``:
+        its data; ``options``: the request's ``FinalRequestOptions``; ``client``: the SDK client; ``response``: the
+        HTTP response), each event read once: the JSON value it builds its item from (None for JSON ``null``,
+        which the SDK builds an item from too: ``None``), :data:`NO_ITEM` for an event that yields no item,
+        :data:`STREAM_END` for the vendor's end marker, or the error it raises there (a vendor's mid-stream error
+        event), built as it builds it. Each SDK's ``_streaming.Stream.__stream__`` says it. In bytes the caller
+        reads itself nothing is raised (the caller relays the event as it is); the call fails with the error, as
+        it fails when the SDK's own stream raises it."""
         return NO_ITEM
-
-    def stream_event_error(self, name: str | None, data: bytes, options: Any, client: Any,
-                           response: Any) -> BaseException | None:
-        """The error the SDK's ``Stream`` raises at this server-sent event (a vendor's mid-stream error event),
-        built as it builds it (``client``: the SDK client; ``response``: the HTTP response), or None. Asked only of
-        an event that yields no item (:meth:`stream_event_data` returned :data:`NO_ITEM`), so the events that do
-        are not read twice. In bytes the caller reads itself nothing is raised (the caller relays the event as it is); the
-        call fails with this error, as it fails when the SDK's own stream raises it."""
-        return None
 
     def _stream_item_maker(self, raw: Any) -> Callable[[str | None, bytes], Any] | None:
         """``(name, data) -> item`` for the events of the stream behind ``raw`` (an ``APIResponse`` whose request
         streams): the item the SDK's own ``Stream`` would have yielded, built as it builds it
         (``client._process_response_data`` with the stream's item type), so the stream accumulator reads it
-        unchanged; for an event the SDK raises at, its error (:meth:`stream_event_error`). None when the SDK would
+        unchanged; for an event the SDK raises at, its error (:meth:`stream_event`). None when the SDK would
         not decode the body as server-sent events (a client that brings its own decoder, such as Anthropic on
         Bedrock's AWS event stream)."""
         client, options, response = raw._client, raw._options, raw.http_response
@@ -319,15 +312,12 @@ class StainlessIntegration(Integration):
         stream_cls = raw._stream_cls
         item_type = streaming.extract_stream_chunk_type(stream_cls) if stream_cls else raw._cast_to
         process = client._process_response_data
-        event_data, event_error = self.stream_event_data, self.stream_event_error
+        event = self.stream_event
 
         def item(name: str | None, data: bytes) -> Any:
-            value = event_data(name, data, options)
-            if value is NO_ITEM:  # the error, if the SDK raises here: handed over, not raised (EventBodyReader._read)
-                error = event_error(name, data, options, client, response)
-                return NO_ITEM if error is None else error
-            if value is STREAM_END:
-                return value
+            value = event(name, data, options, client, response)
+            if value is NO_ITEM or value is STREAM_END or isinstance(value, BaseException):
+                return value  # an error: handed over, not raised (EventBodyReader._read)
             return process(data=value, cast_to=item_type, response=response)  # (``None`` from JSON ``null``)
 
         return item
@@ -557,7 +547,7 @@ class JsonBodyReader(BodyReader):
         return self.integration.read_response(self.watch.endpoint, parsed, True)
 
 
-# What ``StainlessIntegration.stream_event_data`` returns for the vendor's end marker (OpenAI's ``[DONE]``).
+# What ``StainlessIntegration.stream_event`` returns for the vendor's end marker (OpenAI's ``[DONE]``).
 STREAM_END = object()
 # What it returns for an event the SDK's ``Stream`` yields no item for (Anthropic's ``ping``, an error event). Not
 # None: an event whose data is JSON ``null`` is an item to the SDK (``None``), and to the call.
