@@ -246,3 +246,46 @@ def test_a_database_dropped_while_a_command_opens_it_is_one_line(name, ledger, p
     assert message.startswith(f"aicost {argv[0]}: --ledger: cannot reach the ledger postgresql://postgres:***@127.0.0.1:"), message
     assert PASSWORD not in message
     assert os.listdir(tmp_path) == []
+
+
+def test_a_writer_whose_database_was_dropped_spills_and_logs_it_once_as_missing(pg_server, spill_dir, caplog):
+    """The database dropped under a running writer: its first write finds the connection terminated (an outage), and
+    each reopen then found the database missing, which open_store raises as a configuration error: logged as "a batch
+    could not be written" with a traceback and counted as a write error, not an outage. It is the ledger lost, as
+    for a store's reconnection: counted, logged once (a warning, no traceback) saying the database does not exist
+    (after the warning for the connection lost), rows spilled, and replayed once the database is back."""
+    import logging
+
+    from aicost._log import forget
+    from aicost.ledger import CALL, LedgerRow, totals
+    from aicost.ledger.writer import LedgerWriter
+
+    for key in ("ledger:down:unreachable", "ledger:down:missing", "ledger:write"):
+        forget(key)
+    url = fresh_pg_database(pg_server)
+    now = datetime.now(timezone.utc)
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=now, cost=Decimal("0.001")) for i in range(30)]
+    writer = LedgerWriter(_with_password(url))
+    writer.add(rows[:10])
+    assert writer.flush() and writer.stats()["written"] == 10
+    _drop(pg_server, url.rsplit("/", 1)[1])
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        for part in (rows[10:20], rows[20:]):  # the terminated connection, then a reopen (twice: logged once)
+            writer.add(part)
+            writer.flush()
+            writer.flush()
+    stats = writer.stats()
+    assert stats["spilled"] == 20 and stats["outages"] >= 3 and "write_errors" not in stats, stats
+    logged = [r for r in caplog.records if r.name.startswith("aicost")]
+    assert [r.levelno for r in logged] == [logging.WARNING] * 2, [r.getMessage() for r in logged]
+    lost, missing = (r.getMessage() for r in logged)
+    assert lost.startswith("aicost ledger: cannot reach the ledger postgresql://postgres:***@127.0.0.1:"), lost
+    assert missing.startswith("aicost ledger: the ledger postgresql://postgres:***@127.0.0.1:"), missing
+    assert "is missing, its database does not exist: " in missing and "configur" not in missing, missing
+    assert not any(r.exc_info for r in logged) and PASSWORD not in lost + missing
+    with psycopg.connect(pg_server, autocommit=True) as admin:  # the database back (empty: the writer migrates it)
+        admin.execute(f"CREATE DATABASE {url.rsplit('/', 1)[1]}")
+    assert writer.flush() and writer.stats()["replayed"] == 20
+    writer.close()
+    with open_store(url, create=False) as store:
+        assert totals(store, now.replace(hour=0, minute=0), now.replace(hour=23, minute=59)).calls == 20

@@ -176,7 +176,31 @@ class LedgerUnavailable(AicostError):
     while it was read (a server stopped, a connection dropped between two statements or during one, a database
     dropped, a SQLite file damaged or truncated under its reader: "database disk image is malformed"). Every read of
     a store (the reports, the FOCUS export, forecasts, dashboards, reconciliation) raises it rather than the driver's
-    own error; its message names the ledger, never its password, and says what failed, on one line."""
+    own error; its message names the ledger, never its password, and says what failed, on one line.
+
+    ``state`` says which of these it is, for whoever tells it (:meth:`sentence`: the CLI, the writer's log):
+    ``"unreachable"`` (a server down or stopped, a connection lost, a file locked past its timeout), ``"missing"``
+    (the PostgreSQL database does not exist: dropped since the ledger was opened, or since its writer was
+    configured) or ``"damaged"`` (a SQLite file SQLite cannot read as a database: :func:`_is_damaged_file`)."""
+
+    _SENTENCES = {"unreachable": "cannot reach the ledger {ledger}: {detail}",
+                  "missing": "the ledger {ledger} is missing, its database does not exist: {detail}",
+                  "damaged": "cannot read the ledger {ledger}, its file is damaged or not a SQLite database: {detail}"}
+    STATES = tuple(_SENTENCES)
+
+    def __init__(self, ledger: str, detail: str, state: str = "unreachable") -> None:
+        if state not in self._SENTENCES:
+            raise ValueError(f"LedgerUnavailable: state must be one of {sorted(self._SENTENCES)}, got {state!r}")
+        super().__init__(f"ledger {ledger}: {detail}")
+        self.ledger, self.detail, self.state = ledger, detail, state
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.ledger, self.detail, self.state)
+
+    def sentence(self) -> str:
+        """What failed, as one line to show: the ledger (never its password), what state it is in, the driver's
+        words."""
+        return self._SENTENCES[self.state].format(ledger=self.ledger, detail=self.detail)
 
 
 class LedgerRefused(AicostError):
@@ -191,10 +215,16 @@ class LedgerRefused(AicostError):
         self.reason = reason
 
 
-def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str = DEFAULT_SETTING) -> "LedgerStore":
+def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str = DEFAULT_SETTING,
+               reopen: bool = False) -> "LedgerStore":
     """Open the ledger at ``url``. ``create=False`` (readers: reports, exports) refuses a missing SQLite file, and
     a database without aicost's schema (the app's own, an empty file), instead of creating an empty ledger in it;
-    a ledger of an older schema is migrated either way. ``setting`` names where the URL came from, for errors."""
+    a ledger of an older schema is migrated either way. ``setting`` names where the URL came from, for errors.
+
+    ``reopen=True``: the URL was accepted before (the background writer opening its ledger again after an outage,
+    or in a forked child). A PostgreSQL database that does not exist now, or refuses the login, is then the ledger
+    lost, as for a reconnection of an opened store (:class:`LedgerUnavailable`, state ``"missing"`` for a database
+    dropped), not bad configuration: there is no configure-time caller left to tell."""
     text = os.fspath(url) if isinstance(url, os.PathLike) else url
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"{setting}: the ledger URL must be a non-empty string; use {_ACCEPTED}")
@@ -205,7 +235,8 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
             raise ConfigurationError(f"{setting}: malformed SQLite ledger URL {text!r}; use {_ACCEPTED}")
         return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting)
     if lowered.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), create=create, setting=setting)
+        return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), create=create, setting=setting,
+                             reopen=reopen)
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStore(Path(text), create=create, setting=setting)
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
@@ -466,10 +497,10 @@ class LedgerStore:
             quotes_a_secret = redact_secrets(str(exc), self._dsn) != str(exc)
             raise self._unavailable(exc) from (None if quotes_a_secret else exc)
 
-    def _unavailable(self, exc: BaseException | str) -> LedgerUnavailable:
+    def _unavailable(self, exc: BaseException | str, state: str = "unreachable") -> LedgerUnavailable:
         """The :class:`LedgerUnavailable` of the driver's error (or message) ``exc``: the ledger without its password,
         and the driver's text on one line with every secret of the URL hidden (:func:`redact_secrets`)."""
-        return LedgerUnavailable(f"ledger {self.url}: {' '.join(redact_secrets(str(exc), self._dsn).split())}")
+        return LedgerUnavailable(self.url, " ".join(redact_secrets(str(exc), self._dsn).split()), state)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         raise NotImplementedError
@@ -1982,7 +2013,7 @@ class PostgresStore(LedgerStore):
     _COLLATE = ' COLLATE "C"'  # bytes of UTF-8: code point order, whatever the database's locale
     _fills_lines = True
 
-    def __init__(self, url: str, *, setting: str, create: bool = True) -> None:
+    def __init__(self, url: str, *, setting: str, create: bool = True, reopen: bool = False) -> None:
         super().__init__()
         self.url = redact_url(url)  # shown in reports, the dashboard, logs and errors: never a password
         self._dsn = url
@@ -2006,7 +2037,9 @@ class PostgresStore(LedgerStore):
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
-        self._opened = False  # until then a database that is not there is bad configuration; after, a ledger lost
+        # Until then a database that is not there is bad configuration; after, a ledger lost (at once for a store
+        # reopened: its URL was accepted before, open_store's reopen)
+        self._opened = reopen
         with self._closed_if_refused():
             self._connect()
             with self._reading_failures():  # (the ledger lost while its schema is checked: LedgerUnavailable)
@@ -2023,7 +2056,7 @@ class PostgresStore(LedgerStore):
         except psycopg.OperationalError as exc:  # (not chained: libpq's message may quote a part of the URL)
             message = redact_secrets(str(exc), self._dsn)
             if self._opened:  # a reconnection: the URL was good; a database dropped since is the ledger lost
-                raise self._unavailable(message) from None
+                raise self._unavailable(message, "missing" if "does not exist" in message else "unreachable") from None
             if "does not exist" in message or "authentication failed" in message:
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from None

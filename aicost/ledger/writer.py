@@ -603,11 +603,14 @@ class LedgerWriter:
                  "stats()['dropped_refused'])", redact_url(self.url), what, refusal.reason)
 
     def _connected(self) -> LedgerStore:
-        if self._store is None:  # (a forked child's is None: it opens its own)
-            self._store = open_store(self.url, setting=self._setting)
+        """The store, opened again if an outage closed it (or in a forked child, which opens its own). Its URL was
+        accepted when the writer was made: a database dropped since is an outage like any other (LedgerUnavailable,
+        spilled and retried, logged once saying the database is missing), not a configuration error."""
+        if self._store is None:
+            self._store = open_store(self.url, setting=self._setting, reopen=True)
         return self._store
 
-    def _down(self, exc: BaseException) -> None:
+    def _down(self, exc: LedgerUnavailable) -> None:
         self._counts["outages"] += 1
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(_MAX_BACKOFF_S, self._backoff * 2)
@@ -617,15 +620,16 @@ class LedgerWriter:
             except Exception:
                 pass
             self._store = None
-        if log_once("ledger:down", logging.WARNING, "aicost ledger: %s is unreachable (%s); rows are spilled to %s "
-                    "and replayed when it is back", redact_url(self.url), exc,
-                    self._spill_dir):
+        # logged once per state of the outage: a connection lost, then found dropped, is told both
+        if log_once(f"ledger:down:{exc.state}", logging.WARNING, "aicost ledger: %s; rows are spilled to %s and "
+                    "replayed when it can be written again", exc.sentence(), self._spill_dir):
             forget("ledger:up")
 
     def _up(self) -> None:
         if self._backoff > 1.0:
             self._backoff = 1.0
-            forget("ledger:down")
+            for state in LedgerUnavailable.STATES:
+                forget(f"ledger:down:{state}")
             log_once("ledger:up", logging.INFO, "aicost ledger: %s is reachable again", redact_url(self.url))
 
     # -- spill --------------------------------------------------------------------------------------------------
