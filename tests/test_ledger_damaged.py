@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -102,3 +103,56 @@ def test_every_command_says_on_one_line_that_the_ledger_file_was_damaged_under_i
     assert message.startswith(f"aicost {argv[0]}: cannot reach the ledger sqlite:///{ledger}: "), message
     assert "database disk image is malformed" in message, message
     assert os.listdir(out_dir) == []
+
+
+def test_a_writer_whose_ledger_file_is_damaged_under_it_spills_and_logs_it_once(tmp_path, spill_dir, monkeypatch,
+                                                                               caplog):
+    """The ledger file truncated on disk once the writer has opened it: each write raised sqlite3.DatabaseError
+    ("database disk image is malformed") as it was, logged as "a batch could not be written" with a traceback and
+    counted as a write error. It is an outage: counted, logged once (a warning, no traceback) saying the file is
+    damaged, rows spilled; the file restored, the writer opens it again and replays them."""
+    import logging
+    import shutil
+
+    from aicost._log import forget
+    from aicost.ledger import CALL, LedgerRow
+    from aicost.ledger.store import SQLiteStore
+    from aicost.ledger.writer import LedgerWriter
+
+    path = str(tmp_path / "ledger.db")
+    now = datetime.now(timezone.utc)
+    rows = [LedgerRow(span_id=f"{i:016x}", kind=CALL, time=now, cost=Decimal("0.001"), team=f"t{i % 50}")
+            for i in range(3000)]
+    first = LedgerWriter(path)
+    first.add(rows[:2000])
+    assert first.flush()
+    first.close()
+    shutil.copy(path, tmp_path / "backup.db")
+    opened = SQLiteStore._migrate
+
+    def migrate_then_truncate(store: SQLiteStore, setting: str) -> None:
+        opened(store, setting)
+        _truncate(str(store.path))
+
+    monkeypatch.setattr(SQLiteStore, "_migrate", migrate_then_truncate)
+    for key in ("ledger:down:damaged", "ledger:write"):
+        forget(key)
+    writer = LedgerWriter(path)
+    monkeypatch.setattr(SQLiteStore, "_migrate", opened)
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        for part in (rows[2000:2500], rows[2500:]):
+            writer.add(part)
+            writer.flush()
+    stats = writer.stats()
+    assert stats["spilled"] == 1000 and stats["outages"] >= 2 and "write_errors" not in stats, stats
+    logged = [r for r in caplog.records if r.name.startswith("aicost")]
+    assert [r.levelno for r in logged] == [logging.WARNING], [r.getMessage() for r in logged]
+    message = logged[0].getMessage()
+    assert message.startswith(f"aicost ledger: cannot read the ledger sqlite:///{path}, its file is damaged or "
+                              "unreadable: database disk image is malformed; rows are spilled"), message
+    assert not logged[0].exc_info
+    os.replace(tmp_path / "backup.db", path)  # the file restored in its place
+    assert writer.flush() and writer.stats()["replayed"] == 1000
+    writer.close()
+    with open_store(path, create=False) as store:
+        assert totals(store, now.replace(hour=0, minute=0), now.replace(hour=23, minute=59)).calls == 3000

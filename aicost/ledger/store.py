@@ -185,7 +185,7 @@ class LedgerUnavailable(AicostError):
 
     _SENTENCES = {"unreachable": "cannot reach the ledger {ledger}: {detail}",
                   "missing": "the ledger {ledger} is missing, its database does not exist: {detail}",
-                  "damaged": "cannot read the ledger {ledger}, its file is damaged or not a SQLite database: {detail}"}
+                  "damaged": "cannot read the ledger {ledger}, its file is damaged or unreadable: {detail}"}
     STATES = tuple(_SENTENCES)
 
     def __init__(self, ledger: str, detail: str, state: str = "unreachable") -> None:
@@ -222,9 +222,10 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     a ledger of an older schema is migrated either way. ``setting`` names where the URL came from, for errors.
 
     ``reopen=True``: the URL was accepted before (the background writer opening its ledger again after an outage,
-    or in a forked child). A PostgreSQL database that does not exist now, or refuses the login, is then the ledger
-    lost, as for a reconnection of an opened store (:class:`LedgerUnavailable`, state ``"missing"`` for a database
-    dropped), not bad configuration: there is no configure-time caller left to tell."""
+    or in a forked child). A PostgreSQL database that does not exist now, or refuses the login, or a SQLite file
+    SQLite cannot read (damaged since), is then the ledger lost, as for a read of an opened store
+    (:class:`LedgerUnavailable`, state ``"missing"`` for a database dropped, ``"damaged"`` for such a file), not bad
+    configuration: there is no configure-time caller left to tell."""
     text = os.fspath(url) if isinstance(url, os.PathLike) else url
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"{setting}: the ledger URL must be a non-empty string; use {_ACCEPTED}")
@@ -233,12 +234,12 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     if lowered.startswith("sqlite:"):
         if not lowered.startswith("sqlite:///") or len(text) <= len("sqlite:///"):
             raise ConfigurationError(f"{setting}: malformed SQLite ledger URL {text!r}; use {_ACCEPTED}")
-        return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting)
+        return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting, reopen=reopen)
     if lowered.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), create=create, setting=setting,
                              reopen=reopen)
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
-        return SQLiteStore(Path(text), create=create, setting=setting)
+        return SQLiteStore(Path(text), create=create, setting=setting, reopen=reopen)
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
 
 
@@ -464,16 +465,20 @@ class LedgerStore:
         """A write's failure as the writer handles it. The database refusing the data (:func:`_refusal`) raises
         :class:`LedgerRefused`: the writer writes the rest without the rows refused. A database that cannot be
         reached (SQLite's other operational errors: locked, disk I/O; OS errors; PostgreSQL's connection,
-        resource and operator errors, ``psycopg.OperationalError``) raises :class:`LedgerUnavailable`: spilled
-        and retried. Anything else (a schema a newer aicost migrated to, missing privileges, a bug) is raised as
-        it is: the writer spills it and retries after a back-off too, since it is not about the rows."""
+        resource and operator errors, ``psycopg.OperationalError``), or a SQLite file it cannot read
+        (:func:`_is_file_failure`: "database disk image is malformed", damaged under the writer), raises
+        :class:`LedgerUnavailable`: spilled and retried as an outage (the file repaired or restored, the rows are
+        replayed), never a traceback per batch. Anything else (a schema a newer aicost migrated to, missing
+        privileges, a bug) is raised as it is: the writer spills it and retries after a back-off too, since it is
+        not about the rows."""
         try:
             yield
         except Exception as exc:
             reason = _refusal(exc)
             if reason is not None:
                 raise LedgerRefused(reason) from exc
-            if isinstance(exc, (sqlite3.OperationalError, OSError)) or _is_connection_error(exc):
+            if (isinstance(exc, (sqlite3.OperationalError, OSError)) or _is_connection_error(exc)
+                    or _is_file_failure(exc)):
                 raise self._unavailable(exc) from exc
             raise
 
@@ -497,9 +502,13 @@ class LedgerStore:
             quotes_a_secret = redact_secrets(str(exc), self._dsn) != str(exc)
             raise self._unavailable(exc) from (None if quotes_a_secret else exc)
 
-    def _unavailable(self, exc: BaseException | str, state: str = "unreachable") -> LedgerUnavailable:
+    def _unavailable(self, exc: BaseException | str, state: str | None = None) -> LedgerUnavailable:
         """The :class:`LedgerUnavailable` of the driver's error (or message) ``exc``: the ledger without its password,
-        and the driver's text on one line with every secret of the URL hidden (:func:`redact_secrets`)."""
+        and the driver's text on one line with every secret of the URL hidden (:func:`redact_secrets`). Its state,
+        unless given: ``"damaged"`` for a SQLite file SQLite cannot read (:func:`_is_damaged_file`), else
+        ``"unreachable"``."""
+        if state is None:
+            state = "damaged" if isinstance(exc, BaseException) and _is_damaged_file(exc) else "unreachable"
         return LedgerUnavailable(self.url, " ".join(redact_secrets(str(exc), self._dsn).split()), state)
 
     def _execute_many(self, statements: list[tuple[str, Sequence[Sequence[Any]]]]) -> None:
@@ -1375,15 +1384,32 @@ _SQLITE_FILE_FAILURES = {5: "database is locked", 10: "disk I/O error", 11: "dat
                          14: "unable to open database file", 26: "file is not a database"}
 
 
-def _is_file_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is SQLite failing to read the ledger's file (:data:`_SQLITE_FILE_FAILURES`): by its result
-    code (``sqlite_errorcode``, Python 3.11+), else by SQLite's message for it."""
+# Of those, the ones that say the file's content cannot be read, not that it is busy or cannot be opened: an I/O
+# error, malformed, not a database (LedgerUnavailable's state "damaged").
+_SQLITE_DAMAGED = frozenset({10, 11, 26})
+
+
+def _file_failure(exc: BaseException) -> int | None:
+    """The primary result code of ``exc`` when it is SQLite failing to read the ledger's file
+    (:data:`_SQLITE_FILE_FAILURES`), else None: by its result code (``sqlite_errorcode``, Python 3.11+), else by
+    SQLite's message for it."""
     if not isinstance(exc, sqlite3.DatabaseError):
-        return False
+        return None
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in _SQLITE_FILE_FAILURES
-    return str(exc).startswith(tuple(_SQLITE_FILE_FAILURES.values()))
+        return code & 0xFF if code & 0xFF in _SQLITE_FILE_FAILURES else None
+    text = str(exc)
+    return next((code for code, message in _SQLITE_FILE_FAILURES.items() if text.startswith(message)), None)
+
+
+def _is_file_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite failing to read the ledger's file (:func:`_file_failure`)."""
+    return _file_failure(exc) is not None
+
+
+def _is_damaged_file(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite unable to read the ledger file's content (:data:`_SQLITE_DAMAGED`)."""
+    return _file_failure(exc) in _SQLITE_DAMAGED
 
 
 # ------------------------------------------------------------------------------------------------------- SQLite
@@ -1612,10 +1638,11 @@ def _sqlite_ts(value: datetime) -> str:
 class SQLiteStore(LedgerStore):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, create: bool, setting: str) -> None:
+    def __init__(self, path: Path, *, create: bool, setting: str, reopen: bool = False) -> None:
         super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
+        self._reopen = reopen  # the URL was accepted before: a file SQLite cannot read is the ledger lost since
         if str(path) == ":memory:":  # sqlite3's name for a database of this connection alone, gone at exit
             raise ConfigurationError(f"{setting}: an in-memory SQLite ledger would lose every row when the process "
                                      f"exits, and no report could read it; give a file, {_ACCEPTED}")
@@ -1638,7 +1665,7 @@ class SQLiteStore(LedgerStore):
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
         except sqlite3.DatabaseError as exc:
-            raise ConfigurationError(f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
+            raise self._refused(exc, f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
         self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
         self._conn.execute("PRAGMA temp_store=MEMORY")
@@ -1666,7 +1693,16 @@ class SQLiteStore(LedgerStore):
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise ConfigurationError(f"{setting}: {str(self.path)!r} is not a usable SQLite ledger: {exc}") from exc
+            raise self._refused(exc, f"{setting}: {str(self.path)!r} is not a usable SQLite ledger: {exc}") from exc
+
+    def _refused(self, exc: sqlite3.DatabaseError, message: str) -> AicostError:
+        """Why the file cannot be opened as a ledger: ``message``, a ConfigurationError, unless the store is opened
+        again (open_store's ``reopen``: the URL was accepted before) and SQLite cannot read the file
+        (:func:`_is_file_failure`): then the ledger was lost since, :class:`LedgerUnavailable`, as for a read of an
+        open store."""
+        if self._reopen and _is_file_failure(exc):
+            return self._unavailable(exc)
+        return ConfigurationError(message)
 
     _ts = staticmethod(_sqlite_ts)
 

@@ -614,7 +614,9 @@ class LedgerWriter:
         self._counts["outages"] += 1
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(_MAX_BACKOFF_S, self._backoff * 2)
-        if self._store is not None and getattr(self._store, "dialect", "") == "postgresql":
+        # Opened again at the next try where the store cannot be trusted: PostgreSQL's connection, a SQLite file found
+        # damaged (a file restored in its place is then the one written). A SQLite file locked stays open.
+        if self._store is not None and (exc.state == "damaged" or getattr(self._store, "dialect", "") == "postgresql"):
             try:
                 self._store.close()
             except Exception:
