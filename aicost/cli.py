@@ -207,7 +207,8 @@ def _ledger_common(p: argparse.ArgumentParser) -> None:
 def _open_store(args: argparse.Namespace, err: TextIO) -> Any:
     """The existing ledger the command's ``--ledger`` (or $AICOST_LEDGER) names, or None after printing why: a
     ledger that cannot be used (a malformed URL, a missing file) or cannot be reached now (a PostgreSQL server
-    down: :class:`~aicost.ledger.store.LedgerUnavailable`, whose message names the ledger without its password).
+    down: :class:`~aicost.ledger.store.LedgerUnavailable`, whose sentence names the ledger without its password
+    and says what failed: cannot reach it, its database missing, its file damaged).
     Each command exits with status 2 on None, as for its other failures to read the ledger."""
     from .errors import ConfigurationError
     from .ledger import LedgerUnavailable, open_store
@@ -218,7 +219,7 @@ def _open_store(args: argparse.Namespace, err: TextIO) -> Any:
     except ConfigurationError as exc:
         print(f"aicost {args.command}: {exc}", file=err)
     except LedgerUnavailable as exc:
-        print(f"aicost {args.command}: {setting}: cannot reach the {exc}", file=err)
+        print(f"aicost {args.command}: {setting}: {exc.sentence()}", file=err)
     return None
 
 
@@ -496,14 +497,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return 0
     except AicostError as exc:
         # Every command's answer to a ledger lost after it was opened (a PostgreSQL server stopped, a connection
-        # dropped mid-report: the store's reads raise LedgerUnavailable): one line naming the ledger without its
-        # password and what failed, exit status 2, as for a ledger that cannot be reached at open. Any other error
+        # dropped mid-report, a SQLite file damaged under it: the store's reads raise LedgerUnavailable): one line
+        # naming the ledger without its password and what failed (LedgerUnavailable.sentence), exit status 2, as for
+        # a ledger that cannot be reached at open. Any other error
         # is raised as it is.
         from .ledger.store import LedgerUnavailable  # imported already: only a store raises it
 
         if not isinstance(exc, LedgerUnavailable):
             raise
-        print(f"aicost {args.command}: cannot reach the {exc}", file=err)
+        print(f"aicost {args.command}: {exc.sentence()}", file=err)
         return 2
 
 
