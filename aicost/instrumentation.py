@@ -641,6 +641,13 @@ class _Call:
                     if not cost.known:
                         attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or cost.unknown_reason or (
                             _NO_PRICE if usage is not None else _NO_USAGE)
+                elif self.endpoint.billable and not meta.deferred:
+                    # Billed, and not even an unknown cost could be made (pricing.unknown_cost raised: logged
+                    # once): the span still says the price is unknown, and why, as the hooks' ledger row does. A
+                    # span without aicost.price.known is no call's (a refusal's, a deferred call's): the span
+                    # exporter wrote no row for it, its spend forgotten.
+                    attrs[s.AICOST_PRICE_KNOWN] = False
+                    attrs[s.AICOST_PRICE_UNKNOWN_REASON] = _PRICING_FAILED
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
                 ttfc = s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK

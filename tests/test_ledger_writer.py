@@ -136,6 +136,37 @@ def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instr
     assert (t.calls, t.unknown_cost_calls, t.cost) == (1, 1, 0)
 
 
+def test_a_call_whose_pricing_and_unknown_cost_failed_is_an_unknown_cost_row_from_the_span_too(
+        instrumented, ledger_url, spill_dir, openai_client, replay_server, monkeypatch):
+    """Pricing raised and so did ``pricing.unknown_cost``: the core had no Cost at all. The hooks' row was an unknown
+    cost, but the span carried no ``aicost.price.known``, and the span exporter, which takes a span without it for
+    no call's, wrote no row: the call's spend forgotten in a ledger fed by spans. The span says the price is unknown
+    and why (aicost's pricing failed), as for pricing that raised alone, and both ledgers agree."""
+    import aicost.pricing
+    from aicost import _log
+    from aicost.ledger.exporter import rows_from_span
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pricing exploded")
+
+    monkeypatch.setattr(aicost.pricing, "price_checked", broken)
+    monkeypatch.setattr(aicost.pricing, "unknown_cost", broken)
+    monkeypatch.setattr(_log, "_seen", set())
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
+    replay_server.enqueue(openai_chat_reply(prompt_tokens=120, completion_tokens=30))
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert ledger_writer.active().flush()
+    (span,) = instrumented.aicost_spans()
+    a = span.attributes
+    assert a[semconv.AICOST_PRICE_KNOWN] is False and semconv.GEN_AI_USAGE_COST not in a
+    assert a[semconv.AICOST_PRICE_UNKNOWN_REASON].startswith("aicost's pricing failed on this call")
+    (row,) = _rows(ledger_url)
+    (exported,) = rows_from_span(span)
+    for made in (row, exported):
+        assert (made.kind, made.input_tokens, made.output_tokens, made.cost, made.price_known) == (
+            CALL, 120, 30, None, False)
+
+
 def test_a_call_the_core_sent_without_a_cost_is_never_written_as_known_zero():
     """The core prices every billed call it reports (an unknown price is a Cost too); one that reaches the ledger
     with no cost at all is one aicost failed to price: unknown, with its usage or without, failed or not."""

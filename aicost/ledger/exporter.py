@@ -8,7 +8,8 @@ twice is stored once).
 
 What becomes a row (attributes as in docs/spans.md):
 
-* a call span (it carries ``aicost.price.known``): a ``call`` row; its exact total from ``aicost.cost.total_usd``,
+* a call span (it carries ``aicost.price.known``: the core writes it on every billed call's span, false with a
+  reason when aicost's own pricing failed): a ``call`` row; its exact total from ``aicost.cost.total_usd``,
   its parts from ``aicost.cost.<class>_usd`` (doubles on the span: exact for prices of up to 15 significant
   digits, which covers the catalog); an unknown price stays unknown;
 * a deferred call (``aicost.usage.deferred``: a background response or interaction returned unfinished, its cost
