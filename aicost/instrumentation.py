@@ -764,8 +764,9 @@ class _Call:
                            else _price(self.info.provider, model, None, usage, meta.service_tier, {}))
                       for kind, model, usage in subs]
         except Exception:
-            error_once("pricing:sub", "aicost: could not price a call's sub-inferences")
-            priced = [("unpriced", None)]  # unknown, never silently low
+            error_once("pricing:sub", "aicost: pricing failed on a call's sub-inferences")
+            # unknown, never silently low, and why, as for a call whose pricing failed (not "no price")
+            priced = [("unpriced", _pricing_failed(self.info.provider, None, meta.service_tier, None))]
         return pricing.with_sub_inferences(cost, priced), subs
 
     def _estimate(self, meta: ResponseMeta) -> Usage:
@@ -1045,8 +1046,15 @@ def _price(provider: str, response_model: str | None, request_model: str | None,
                                      fallback_model=fallback, **hints)
     except Exception:
         error_once("pricing", "aicost: pricing failed")
-    try:  # the call was billed: its cost is unknown (said on the span, kept so in the ledger), never $0
-        return pricing.unknown_cost(provider, response_model or request_model, service_tier, usage, _PRICING_FAILED)
+    return _pricing_failed(provider, response_model or request_model, service_tier, usage)
+
+
+def _pricing_failed(provider: str, model: str | None, service_tier: str | None, usage: Usage | None) -> Any:
+    """The cost of a billed call, or of a part of one, that aicost's pricing failed on (a fault in aicost, logged
+    once): unknown, never $0, with that reason (:data:`_PRICING_FAILED`: said on the span, kept so in the ledger).
+    None if even that cannot be made (the span still says the price is unknown, and why: :meth:`_Call.finish`)."""
+    try:
+        return pricing.unknown_cost(provider, model, service_tier, usage, _PRICING_FAILED)
     except Exception:
         return None
 

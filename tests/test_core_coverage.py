@@ -351,6 +351,29 @@ def test_an_unpriced_advisor_model_makes_the_call_cost_unknown_not_low(instrumen
     assert "claude-advisor-from-the-future" in caplog.text
 
 
+def test_a_sub_inference_whose_pricing_failed_makes_the_cost_unknown_saying_why(instrumented, replay_server,
+                                                                               anthropic_client, monkeypatch):
+    """Pricing a call's sub-inferences raised inside aicost (here: naming the model of an advisor iteration that
+    names none): the call's cost is unknown, never low, but its reason was the generic "no price for this model
+    ... in the catalog", as if the catalog lacked a price. It is aicost's pricing that failed, said as for a call
+    whose own pricing failed."""
+    from vendor_server import Reply
+
+    from aicost.integrations.anthropic import AnthropicIntegration
+
+    def broken(self, kind, kwargs):
+        raise RuntimeError("naming the sub-inference's model exploded")
+
+    monkeypatch.setattr(AnthropicIntegration, "sub_inference_model", broken)
+    iterations = [dict(e, model=None) if e["type"] == "advisor_message" else e for e in _ADVISOR_ITERATIONS]
+    replay_server.enqueue(Reply.json(_advisor_message(iterations)))
+    anthropic_client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG)
+    (span,) = instrumented.aicost_spans()
+    a = dict(span.attributes)
+    assert a[s.AICOST_PRICE_KNOWN] is False and s.GEN_AI_USAGE_COST not in a
+    assert a[s.AICOST_PRICE_UNKNOWN_REASON].startswith("aicost's pricing failed on this call"), a
+
+
 def test_anthropic_server_side_fallback_is_priced_as_the_serving_model(instrumented, replay_server, anthropic_client):
     """Refusals-and-fallback docs: "the top-level usage counts describe only the attempt that produced the
     returned message", billed "at the rates of the model that ran it"; a hop that declined before producing output
