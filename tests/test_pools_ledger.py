@@ -94,3 +94,35 @@ def test_calls_without_a_span_keep_their_final_cost_in_the_ledger_once(tmp_path)
     assert sorted(a.span_id for a in stored.allocations) == [f"chat@{start}#{i}" for i in range(3)]
     assert sum(a.final for a in stored.allocations) == stored.used == Decimal(3)
     assert (stored.weights_from, stored.utilisation_from) == ("declared", "declared capacity")
+
+
+def test_an_intervals_figures_that_are_not_money_are_written_in_the_one_canonical_form(tmp_path):
+    """Money was written as canonical decimal text, but the allocation units and the weights with str(): ``150.0``
+    for 150 units (the weights scaled back by a power of ten), ``2.5E-7`` for an engine's seconds per prompt token,
+    ``0.0250``: one value, several texts in the ledger. And `aicost report --pool --format json` wrote the
+    utilisation with str(): ``2E-10``, or ``0.60`` where it is 0.6. Each is written as money is: ``150``,
+    ``0.00000025``, ``0.025``; an integral figure as an integer, as the ledger writes token counts."""
+    import io
+    import json
+
+    from aicost.cli import main
+    from aicost.pools.meter import Allocation, ClosedInterval
+
+    allocations = (Allocation("00000000000000a1", "search", "m", 100, 10, Decimal("150.0"), None, Decimal("1E-9")),
+                   Allocation("00000000000000a2", "search", "m", 200, 20, Decimal("0.0250"), None, Decimal(0)))
+    interval = ClosedInterval("gpu", "ml", "gpu_time", T0, DAY[0].replace(hour=1), Decimal(5), Decimal("1E-9"),
+                              Decimal("4.999999999"), Decimal("2E-10"), Decimal("2.5E-7"), Decimal("0.0250"),
+                              "engine", allocations, utilisation_from="engine load, 60 samples")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with open_store(url) as store:
+        write_interval(store, interval)
+        units = sorted(u for (u,) in store._fetch("SELECT units FROM aicost_pool_allocation", []))
+        [weights] = store._fetch("SELECT input_weight, output_weight FROM aicost_pool_interval", [])
+        [stored] = read_intervals(store, "gpu", *DAY)
+    assert units == ["0.025", "150"]
+    assert tuple(weights) == ("0.00000025", "0.025")
+    assert sorted(a.units for a in stored.allocations) == [Decimal("0.025"), Decimal(150)]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["report", "--ledger", url, "--pool", "gpu", "--since", "2026-12-01", "--until", "2026-12-02",
+                 "--format", "json"], out=out, err=err) == 0, err.getvalue()
+    assert json.loads(out.getvalue())["utilisation"] == "0.0000000002"

@@ -75,18 +75,21 @@ def _dec(text: str | None) -> Decimal | None:
 
 
 def records(interval: ClosedInterval, slice_size: int = 5000) -> list[PoolRows]:
-    """The interval as ledger records: its allocations in slices of ``slice_size``, the interval row last."""
+    """The interval as ledger records: its allocations in slices of ``slice_size``, the interval row last. Every
+    decimal figure is written in money's one canonical form (:func:`~aicost.pricing.money.format_usd`), the units
+    and weights too (``150``, ``0.00000025``; never ``150.0`` or ``2.5E-7``, which ``str()`` wrote): the ledger
+    holds one text per value, as it does for amounts."""
     start = interval.start.isoformat()
-    money = format_usd
+    text = format_usd  # canonical decimal text: money, and the figures that are not money
     tag = f"{interval.pool}@{int(interval.start.timestamp())}#"
-    rows = [[a.span_id or f"{tag}{i}", a.team, a.model, a.input_tokens, a.output_tokens, str(a.units),
-             None if a.provisional is None else money(a.provisional), money(a.final)]
+    rows = [[a.span_id or f"{tag}{i}", a.team, a.model, a.input_tokens, a.output_tokens, text(a.units),
+             None if a.provisional is None else text(a.provisional), text(a.final)]
             for i, a in enumerate(interval.allocations)]
     weights_from = interval.weights_from + (_UTILISATION + interval.utilisation_from if interval.utilisation_from
                                             else "")
-    row = [interval.end.isoformat(), interval.owner, interval.key, money(interval.cost), money(interval.used),
-           money(interval.idle), len(interval.allocations), interval.input_tokens, interval.output_tokens,
-           str(interval.input_weight), str(interval.output_weight), weights_from]
+    row = [interval.end.isoformat(), interval.owner, interval.key, text(interval.cost), text(interval.used),
+           text(interval.idle), len(interval.allocations), interval.input_tokens, interval.output_tokens,
+           text(interval.input_weight), text(interval.output_weight), weights_from]
     out = [PoolRows(interval.pool, start, rows[i:i + slice_size], None) for i in range(0, len(rows), slice_size)]
     out.append(PoolRows(interval.pool, start, [], row))
     return out

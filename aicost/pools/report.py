@@ -71,7 +71,7 @@ def render_json(summary: PoolSummary, label: str, compare: WhatIf | None = None)
         "pool": summary.pool, "owner": summary.owner, "period": label, "intervals": summary.intervals,
         "empty": False, "figures": "final",
         "cost": format_usd(summary.cost), "used": format_usd(summary.used), "idle": format_usd(summary.idle),
-        "utilisation": str(summary.utilisation), "calls": summary.calls, "input_tokens": summary.input_tokens,
+        "utilisation": format_usd(summary.utilisation), "calls": summary.calls, "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "cost_per_million_tokens": None if summary.cost_per_million_tokens is None
         else format_usd(summary.cost_per_million_tokens),
