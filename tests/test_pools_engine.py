@@ -231,3 +231,43 @@ def test_a_gpu_time_interval_without_engine_figures_says_its_shares_are_estimate
     assert main(["dashboard", "--ledger", url, "--since", "2026-12-01", "--until", "2030-01-01", "--out", str(page)],
                 out=out, err=err) == 0, err.getvalue()
     assert f"Estimated team shares: {html.escape(summary.estimate_note())}." in page.read_text()
+
+
+@pytest.mark.parametrize("key", ["gpu_time", "tokens"])
+def test_an_interval_on_an_earlier_intervals_engine_weights_says_its_shares_are_estimated(env, tmp_path, key):
+    """The engine's /metrics unreadable at an interval's close: the interval is shared by the weights the engine
+    measured in an earlier interval (the documented fallback), other traffic's seconds per token, not this
+    interval's, as the key says. Its shares were given as exact (estimate_reason None), while the 1:1 default's
+    said they were estimated. It says so too, in memory and read back from the ledger, and the summary counts it."""
+    from aicost.ledger import open_store
+    from aicost.pools import read_intervals, summarise
+    from aicost.pools.ledger import write_interval
+
+    server, client = env
+    clock = SimClock(T0)
+    engine = FakeVllmMetrics(MODEL)
+    scrape = _FlakyScrape(engine)
+    meter = configure_pools({"pool": {"gpu_hour": "2.50", "gpus": 2, "endpoints": [server.url], "models": [MODEL],
+                                      "owner": "ml-platform", "key": key, "metrics_url": "http://vllm/metrics",
+                                      "max_concurrency": 4, "output_weight": 3}}, clock=clock, scrape=scrape)
+    hours = []
+    for hour in range(2):
+        _call(client, server, "search", 400, 100)
+        engine.served(400, 100, prefill_per_token="0.0001", decode_per_token="0.004")
+        clock.now = T0 + (hour + 1) * 3600
+        scrape.down = hour == 1  # the read at the second hour's close fails
+        hours.extend(meter.close_due())
+    measured, previous = hours
+    assert (measured.weights_from, measured.estimate_reason) == ("engine", None)
+    assert previous.weights_from == "engine (previous interval)"
+    assert (previous.input_weight, previous.output_weight) == (measured.input_weight, measured.output_weight)
+    assert "earlier interval" in previous.estimate_reason and "no engine figures for the interval" in \
+        previous.estimate_reason
+    with open_store(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
+        for interval in hours:
+            write_interval(store, interval)
+        read = list(read_intervals(store, "pool", datetime.fromtimestamp(T0, timezone.utc),
+                                   datetime.fromtimestamp(T0 + 7200, timezone.utc)))
+    assert [interval.estimate_reason for interval in read] == [None, previous.estimate_reason]
+    summary = summarise(read)
+    assert (summary.estimated_intervals, summary.estimate_reasons) == (1, (previous.estimate_reason,))

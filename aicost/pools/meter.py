@@ -52,9 +52,21 @@ _KEEP_INTERVALS = 24 * 366  # closed intervals kept in memory per pool (a year o
 # input and output tokens 1:1, a guess. Its shares are an estimate (ClosedInterval.estimate_reason) and, for gpu_time,
 # its units are tokens, not GPU-seconds.
 DEFAULT_WEIGHTS = "default 1:1 (no engine data yet)"
+# weights_from of an interval without engine figures of its own (the engine could not be read at its close, or had no
+# baseline) that took the last ones measured: another interval's traffic, not this one's. Its shares are an estimate
+# too (ClosedInterval.estimate_reason): the key says this interval's seconds per token.
+PREVIOUS_WEIGHTS = "engine (previous interval)"
+# Why an interval's shares are an estimate, by its weights_from and key (ClosedInterval.estimate_reason)
 _ESTIMATE_REASONS = {
-    "gpu_time": "no engine figures yet: shared by tokens 1:1, not by the calls' GPU-seconds",
-    "tokens": "no engine figures yet and no output_weight declared: output tokens weighed 1:1 with input",
+    DEFAULT_WEIGHTS: {
+        "gpu_time": "no engine figures yet: shared by tokens 1:1, not by the calls' GPU-seconds",
+        "tokens": "no engine figures yet and no output_weight declared: output tokens weighed 1:1 with input",
+    },
+    PREVIOUS_WEIGHTS: {
+        "gpu_time": "no engine figures for the interval: shared by an earlier interval's GPU-seconds per token",
+        "tokens": "no engine figures for the interval: output tokens weighed as the engine measured an earlier "
+                  "interval",
+    },
 }
 # How long stop() waits for a close under way on the closing thread (which may be reading an engine: 5 s a read)
 # before it gives up on the open interval's calls (counted and logged): at the exit, never past the exit's deadline
@@ -97,7 +109,7 @@ class ClosedInterval:
     utilisation: Decimal
     input_weight: Decimal  # units per input token (GPU-seconds for gpu_time)
     output_weight: Decimal
-    weights_from: str  # "declared" / "engine" / "engine (previous interval)" / DEFAULT_WEIGHTS
+    weights_from: str  # "declared" / "engine" / PREVIOUS_WEIGHTS / "declared (no engine data yet)" / DEFAULT_WEIGHTS
     allocations: tuple[Allocation, ...] = field(repr=False)
     engine: engine.EngineSample | None = None
     # how utilisation was measured: "engine load, N samples" / "engine request-seconds over max_concurrency" /
@@ -108,12 +120,13 @@ class ClosedInterval:
     @property
     def estimate_reason(self) -> str | None:
         """Why the calls' shares of this interval are an estimate, or None when they are what its key says: its
-        weights were the 1:1 default (:data:`DEFAULT_WEIGHTS`), a guess, not the engine's figures or the declared
-        ones. Made from the interval's key and ``weights_from``, so an interval read back from the ledger says the
-        same. An interval without calls shares nothing: None."""
-        if self.weights_from != DEFAULT_WEIGHTS or not self.allocations:
+        weights were the 1:1 default (:data:`DEFAULT_WEIGHTS`), a guess, or an earlier interval's engine figures
+        (:data:`PREVIOUS_WEIGHTS`), not this interval's, nor the declared ones. Made from the interval's key and
+        ``weights_from``, so an interval read back from the ledger says the same. An interval without calls shares
+        nothing: None."""
+        if not self.allocations:
             return None
-        return _ESTIMATE_REASONS[self.key]
+        return _ESTIMATE_REASONS.get(self.weights_from, {}).get(self.key)
 
     @property
     def input_tokens(self) -> int:
@@ -321,7 +334,7 @@ class PoolMeter:
             return (*weights, "engine")
         previous = self._weights[pool.name]
         if previous is not None:
-            return previous[0], previous[1], "engine (previous interval)"
+            return previous[0], previous[1], PREVIOUS_WEIGHTS
         if pool.key == "tokens" and pool.output_weight is not None:
             return pool.input_weight, pool.output_weight, "declared (no engine data yet)"
         return pool.input_weight, pool.input_weight, DEFAULT_WEIGHTS
