@@ -105,11 +105,15 @@ def test_calls_cache_hits_refusals_and_runs_reach_the_ledger(instrumented, ledge
     assert (t.cache_hits, t.saved_cost, t.refusals) == (1, hit.saved_cost, 1)
 
 
+@pytest.mark.parametrize("unknown_cost_fails", [False, True], ids=["pricing-failed", "unknown-cost-failed-too"])
 def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instrumented, ledger_url, spill_dir,
-                                                                          openai_client, replay_server, monkeypatch):
+                                                                          openai_client, replay_server, monkeypatch,
+                                                                          unknown_cost_fails):
     """Pricing that raises inside aicost is swallowed (the call is the app's), but the call was billed: its cost is
     unknown, never $0. The span says so and why, the ledger row (written from the hooks, or from the exported span)
-    agrees, and the report counts it as a call with an unknown price."""
+    agrees, and the report counts it as a call with an unknown price. Also when ``pricing.unknown_cost`` raised too
+    and the core had no Cost at all: the span carried no ``aicost.price.known`` then, and the span exporter, which
+    takes a span without it for no call's, wrote no row, the call's spend forgotten in a ledger fed by spans."""
     import aicost.pricing
     from aicost import _log
     from aicost.ledger.exporter import rows_from_span
@@ -118,6 +122,8 @@ def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instr
         raise RuntimeError("pricing exploded")
 
     monkeypatch.setattr(aicost.pricing, "price_checked", broken)
+    if unknown_cost_fails:
+        monkeypatch.setattr(aicost.pricing, "unknown_cost", broken)
     monkeypatch.setattr(_log, "_seen", set())
     aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
     replay_server.enqueue(openai_chat_reply(prompt_tokens=120, completion_tokens=30))
@@ -125,46 +131,17 @@ def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instr
     assert ledger_writer.active().flush()
     (span,) = instrumented.aicost_spans()
     a = span.attributes
-    assert a[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120 and a[semconv.AICOST_PRICE_KNOWN] is False and semconv.GEN_AI_USAGE_COST not in a
-    assert "pricing failed" in a[semconv.AICOST_PRICE_UNKNOWN_REASON]
-    (row,) = _rows(ledger_url)
-    assert (row.input_tokens, row.output_tokens, row.cost, row.price_known) == (120, 30, None, False)
-    (exported,) = rows_from_span(span)
-    assert (exported.cost, exported.price_known, exported.kind) == (None, False, CALL)
-    with open_store(ledger_url, create=False) as store:
-        t = totals(store, *WINDOW)
-    assert (t.calls, t.unknown_cost_calls, t.cost) == (1, 1, 0)
-
-
-def test_a_call_whose_pricing_and_unknown_cost_failed_is_an_unknown_cost_row_from_the_span_too(
-        instrumented, ledger_url, spill_dir, openai_client, replay_server, monkeypatch):
-    """Pricing raised and so did ``pricing.unknown_cost``: the core had no Cost at all. The hooks' row was an unknown
-    cost, but the span carried no ``aicost.price.known``, and the span exporter, which takes a span without it for
-    no call's, wrote no row: the call's spend forgotten in a ledger fed by spans. The span says the price is unknown
-    and why (aicost's pricing failed), as for pricing that raised alone, and both ledgers agree."""
-    import aicost.pricing
-    from aicost import _log
-    from aicost.ledger.exporter import rows_from_span
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("pricing exploded")
-
-    monkeypatch.setattr(aicost.pricing, "price_checked", broken)
-    monkeypatch.setattr(aicost.pricing, "unknown_cost", broken)
-    monkeypatch.setattr(_log, "_seen", set())
-    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
-    replay_server.enqueue(openai_chat_reply(prompt_tokens=120, completion_tokens=30))
-    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert ledger_writer.active().flush()
-    (span,) = instrumented.aicost_spans()
-    a = span.attributes
-    assert a[semconv.AICOST_PRICE_KNOWN] is False and semconv.GEN_AI_USAGE_COST not in a
+    assert a[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120 and a[semconv.AICOST_PRICE_KNOWN] is False
+    assert semconv.GEN_AI_USAGE_COST not in a
     assert a[semconv.AICOST_PRICE_UNKNOWN_REASON].startswith("aicost's pricing failed on this call")
     (row,) = _rows(ledger_url)
     (exported,) = rows_from_span(span)
     for made in (row, exported):
         assert (made.kind, made.input_tokens, made.output_tokens, made.cost, made.price_known) == (
             CALL, 120, 30, None, False)
+    with open_store(ledger_url, create=False) as store:
+        t = totals(store, *WINDOW)
+    assert (t.calls, t.unknown_cost_calls, t.cost) == (1, 1, 0)
 
 
 def test_a_call_the_core_sent_without_a_cost_is_never_written_as_known_zero():
