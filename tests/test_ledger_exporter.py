@@ -105,12 +105,13 @@ def test_a_count_the_ledger_cannot_hold_or_sum_makes_the_span_unreadable(tmp_pat
     assert stats["dropped_unreadable"] == 4 and "spilled" not in stats
 
 
-@pytest.mark.parametrize("amount", [1e300, 1e-300, "1E+400", "-1e30", "1E-37"])
+@pytest.mark.parametrize("amount", [1e300, 1e-300, "1E+400", "-1e30", "1E-37", 1e11, "-100000000000",
+                                    "0.0000000000000000000000000000001"])
 def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amount, tmp_path, spill_dir):
     """A finite amount past what the ledger sums exactly (SQLite's rollups add decimal texts to 60 significant digits
     and raise rather than round: $1e300 plus $0.25 cannot be added) failed the writer's whole batch, the good row
     with it, at every retry, counted as an outage, and every later batch spilled behind it. Such a span is
-    unreadable, on every database alike, by the writer's own bound: more than 36 decimals, or 10**24 dollars or
+    unreadable, on every database alike, by the writer's own bound: more than 30 decimals, or 10**11 dollars or
     more."""
     spans = _spans(({semconv.AICOST_COST_TOTAL: amount, "aicost.cost.input_usd": amount}, None), ({}, None))
     stats, _ = _exported(tmp_path, spans, _spans(({}, None)))
@@ -119,9 +120,9 @@ def test_an_amount_the_ledger_cannot_sum_exactly_makes_the_span_unreadable(amoun
 
 
 def test_amounts_at_the_bounds_the_ledger_sums_exactly_are_read():
-    """36 decimals, and just under 10**24 dollars, are amounts (of either sign): the bound refuses no more."""
-    for amount in ["1E-36", "0.000000000000000000000000000000000001", "999999999999999999999999.5", "-0.5", "1E+23",
-                   1e23, 1e-24, "0.10000000000000000000000000000000000000000"]:
+    """30 decimals, and just under 10**11 dollars, are amounts (of either sign): the bound refuses no more."""
+    for amount in ["1E-30", "0.000000000000000000000000000001", "99999999999.5", "-0.5", "1E+10", 1e10, 1e-24,
+                   "-99999999999.999999999999999999999999999999", "0.10000000000000000000000000000000000000000"]:
         (span,) = _spans(({semconv.AICOST_COST_TOTAL: amount}, None))
         (row,) = rows_from_span(span)
         assert row.cost == Decimal(amount if isinstance(amount, str) else repr(amount))

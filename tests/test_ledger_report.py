@@ -479,11 +479,22 @@ def test_focus_export_that_fails_leaves_no_partial_file(tmp_path):
     assert validate_focus(tmp_path / "fine.csv") == []
 
 
+def _as_an_earlier_aicost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows written from here on as an aicost before the ledger's bound of a row ($10^11, 30 decimals:
+    ``rollup.SUMMABLE_LIMIT``) wrote them, up to $10^24 with 36 decimals: a ledger it left still holds them."""
+    from aicost.ledger import rollup
+
+    monkeypatch.setattr(rollup, "SUMMABLE_LIMIT", Decimal("1E+24"))
+    monkeypatch.setattr(rollup, "SUMMABLE_DECIMALS", 36)
+
+
 @pytest.mark.parametrize("amount", ["100000000000000", "123456789012345.5", "-100000000000000"])
-def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(amount, tmp_path):
+def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(amount, tmp_path, monkeypatch):
     """$10^14 or more does not fit Parquet's decimal128(38, 24). The export failed with pyarrow's words ("Decimal
     type with precision 39 does not fit into precision inferred..."), which name neither the amount's column nor
-    its row nor what is accepted. Now aicost says so in one line, exit status 2, and leaves no file."""
+    its row nor what is accepted. Now aicost says so in one line, exit status 2, and leaves no file. (No cost the
+    ledger takes now is that large, but a ledger an earlier aicost wrote may hold one, and a token count may be.)"""
+    _as_an_earlier_aicost(monkeypatch)
     url = f"sqlite:///{tmp_path / 'l.db'}"
     big = Decimal(amount)
     row = LedgerRow(span_id="d" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
@@ -500,10 +511,26 @@ def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(
     assert not target.exists() and not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
-def test_focus_parquet_holds_the_largest_amount_it_can_exactly(tmp_path):
+def test_focus_parquet_refuses_a_quantity_of_10_to_the_14_in_one_line_of_its_own(tmp_path):
+    """A quantity is held as Parquet holds an amount: 10^14 tokens do not fit either, and the export says which
+    column and row, as for a cost."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    row = LedgerRow(span_id="d" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                    request_model="gpt-4o", input_tokens=10**14, cost=Decimal(1), cost_parts={"input": Decimal(1)})
+    with open_store(url) as store:
+        store.write([row], [])
+    target = tmp_path / "focus.parquet"
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "ConsumedQuantity 100000000000000 has a size of $10^14 or more" in err and "d" * 16 in err, err
+    assert not target.exists()
+
+
+def test_focus_parquet_holds_the_largest_amount_it_can_exactly(tmp_path, monkeypatch):
     """$99,999,999,999,999 and 24 nines of decimals is 38 digits: it fits, whatever the thread's context rounds."""
     import pyarrow.parquet as pq
 
+    _as_an_earlier_aicost(monkeypatch)
     url = f"sqlite:///{tmp_path / 'l.db'}"
     largest = Decimal("99999999999999." + "9" * 24)
     with open_store(url) as store:

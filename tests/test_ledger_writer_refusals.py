@@ -14,7 +14,9 @@ import pytest
 
 from aicost._log import forget
 from aicost.ledger import CALL, LedgerRow, open_store, totals
+from aicost.ledger.rollup import SUMMABLE_DECIMALS, SUMMABLE_LIMIT
 from aicost.ledger.writer import LedgerWriter
+from aicost.pricing.money import sum_usd
 
 NOW = datetime.now(timezone.utc)
 WINDOW = (NOW - timedelta(days=1), NOW + timedelta(days=1))
@@ -144,13 +146,82 @@ def test_an_error_in_aicosts_own_sqlite_function_is_a_refusal_not_an_outage(tmp_
     assert "exact decimal sum" in caplog.text and "unreachable" not in caplog.text
 
 
-@pytest.mark.parametrize("value", ["1e300", "-1e24", "1E-37", "NaN"])
+def test_a_row_the_ledger_takes_at_its_door_is_never_refused_by_a_rollup_sum(ledger_url, spill_dir, caplog):
+    """SQLite adds a rollup cell's amounts to 60 digits and raises rather than rounds, in the transaction that
+    inserts the raw row. Under the old bound of a row (under $10**24, at most 36 decimals) two rows of $9 x 10**23
+    made a cell of 25 integer digits, and a later row of that cell with 36 decimals was refused by the sum, its
+    raw row lost with it, while $0.25 still went in. A row is now either refused at the door, alone, by the
+    bound (:func:`aicost.ledger.rollup.summable`), or kept: never refused by a sum (on PostgreSQL neither)."""
+    from aicost.ledger.rollup import summable
+
+    fine = Decimal("0." + "0" * 35 + "1")  # 36 decimals
+    rows = [_row(1, cost=Decimal("9E+23")), _row(2, cost=Decimal("9E+23")), _row(3, cost=fine), _row(4)]
+    writer = LedgerWriter(ledger_url, batch_size=100)
+    forget("ledger:refused")
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        for row in rows:  # a batch each, all in the same cells
+            writer.add([row])
+            assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    door = [r for r in rows if summable(r.cost)]
+    stored, total = _stored(ledger_url)
+    assert stored == {r.span_id for r in door}
+    assert total.cost == sum_usd(r.cost for r in door)
+    assert stats.get("dropped_refused", 0) == len(rows) - len(door) and "exact decimal sum" not in caplog.text
+
+
+# The extremes of what the door takes (rollup.summable): the largest amount of either sign, with every decimal
+# the bound allows, and the finest, written from the bound itself.
+LARGEST = Decimal("9" * SUMMABLE_LIMIT.adjusted() + "." + "9" * SUMMABLE_DECIMALS)
+FINEST = Decimal("0.25" + "0" * (SUMMABLE_DECIMALS - 3) + "1")
+
+
+def test_the_largest_and_the_finest_rows_the_door_takes_all_add_up_in_one_cell(ledger_url, spill_dir):
+    """Rows at the bound's extremes, a batch each into the same rollup cells (hour, day, cube, pairs): every one is
+    kept and the cells hold their exact sum."""
+    rows = [_row(1, cost=LARGEST), _row(2, cost=LARGEST), _row(3, cost=FINEST), _row(4, cost=LARGEST.copy_negate()),
+            _row(5, cost=FINEST.copy_negate())]
+    writer = LedgerWriter(ledger_url, batch_size=100)
+    for row in rows:
+        writer.add([row])
+        assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    stored, total = _stored(ledger_url)
+    assert stored == {r.span_id for r in rows} and "dropped_refused" not in stats, stats
+    assert total.cost == sum_usd(r.cost for r in rows) == LARGEST
+
+
+def test_any_sum_of_rows_the_door_takes_fits_sqlites_exact_decimal_sum():
+    """Why no sum refuses a row the door took: a ledger holds fewer than 2**63 rows (SQLite's 64-bit row ids, the
+    64-bit counts beside every amount), so a rollup cell, a report's total or a period's change (this period's
+    cell minus the previous one's, pairs.py) is a sum of fewer than 2**63 amounts of the bound, which
+    aicost_dec_add and aicost_dec_sum add in their 60 digits without rounding (they raise rather than round)."""
+    import decimal
+
+    from aicost.ledger.store import _dec_add, _DecSum
+
+    exact = decimal.Context(prec=200, traps=[decimal.Inexact])
+    worst = exact.multiply(LARGEST, 2**63 - 1)  # every row of a full ledger at the bound, in one cell
+    assert Decimal(_dec_add(str(worst), str(FINEST))) == exact.add(worst, FINEST)
+    earlier = exact.multiply(LARGEST.copy_negate(), 2**62)  # a change: rows of both periods, fewer than 2**63 in all
+    now = exact.multiply(LARGEST, 2**62 - 1)
+    assert Decimal(_dec_add(str(now), str(exact.minus(earlier)))) == exact.subtract(now, earlier)
+    total = _DecSum()
+    for amount in (worst, FINEST.copy_negate(), FINEST, LARGEST.copy_negate()):
+        total.step(str(amount))
+    assert Decimal(total.finalize()) == exact.subtract(worst, LARGEST)
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e11", "1E+11", "1E-31", "-0.2500000000000000000000000000001", "NaN"])
 def test_the_ledger_refuses_an_amount_it_cannot_sum(ledger_url, value):
-    """On every database: a report could not add it up either (120 digits), nor, on SQLite, a rollup."""
+    """On every database, by the one bound (rollup.summable), whose reason it names: a report could not add it up
+    either (60 digits), nor, on SQLite, a rollup."""
     from aicost.ledger.store import LedgerRefused
 
     with open_store(ledger_url) as store:
-        with pytest.raises(LedgerRefused, match="cannot sum exactly"):
+        with pytest.raises(LedgerRefused, match=r"cannot sum exactly \(1E\+11 dollars or more, more than 30 decimals"):
             store.write([_row(1, saved_cost=Decimal(value))])
-        assert store.write([_row(2, saved_cost=Decimal("-1e23")), _row(3, cost=Decimal("1E-36")),
+        assert store.write([_row(2, saved_cost=Decimal("-99999999999.5")), _row(3, cost=Decimal("1E-30")),
                             _row(4, cost=Decimal("1.000000000000000000000000000000000000000"))]) == 3

@@ -37,7 +37,7 @@ span, another feature's run included (an upstream service's, named by the trace 
 tells which. Only the spans of one batch are held, for as long as it is read.
 
 Other spans are ignored. A span that cannot be read (a count that is no number or out of 0..2**40, a feature's
-``aicost.rollup.calls`` too; an amount that is no finite number, has more than 36 decimals or is 10**24 dollars or
+``aicost.rollup.calls`` too; an amount that is no finite number, has more than 30 decimals or is 10**11 dollars or
 more; a flag such as ``aicost.usage.estimated`` that is neither a bool nor the text ``"true"`` / ``"false"``; audio
 seconds that are no finite number >= 0) is left out, counted
 (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its batch is written. Export

@@ -148,12 +148,20 @@ _MONEY_FIELDS = ("cost", "saved_cost", "stopped_cost")
 _ZERO = Decimal(0)
 
 # The amounts a ledger holds, on every database: under SUMMABLE_LIMIT dollars, either sign, with at most
-# SUMMABLE_DECIMALS decimals (trailing zeros not counted). SQLite's Decimal sums work to 60 significant digits and
-# raise rather than round, so $1e300 beside $0.25 could not be summed; and once $1e300 alone was in a rollup cell,
-# no later row of that cell could be (nor could a report add it up). 24 + 36 = 60: an amount under the bound fits
-# those digits, and a cell adds such amounts exactly until it holds 10^24 dollars.
-SUMMABLE_DECIMALS = 36
-SUMMABLE_LIMIT = Decimal("1E+24")  # (not Decimal(10) ** 24: that is computed in the thread's context, at import)
+# SUMMABLE_DECIMALS decimals (trailing zeros not counted). A per-row bound such that every sum of rows fits: SQLite's
+# Decimal sums (aicost_dec_sum / aicost_dec_add, and a report's sums in Python) work to MONEY's 60 significant
+# digits and raise rather than round, in the transaction that inserts the raw row, so a sum that did not fit lost
+# the row too. A ledger holds fewer than 2**63 rows (SQLite's 64-bit row ids; every amount of a cell is counted
+# beside it in a 64-bit count), under 10**19: any sum of distinct rows (a rollup cell at any grain, cube or pair
+# cell, a report's total) and any difference of two (a period's change, pairs.py) is under 10**(11 + 19) dollars
+# and has at most 30 decimals, 11 + 19 + 30 = 60 digits. (The bound was $10**24 and 36 decimals: each row fit
+# alone, but two of $9 x 10**23 made a cell of 25 integer digits to which no later row of 36 decimals could be
+# added; $1e300 beside $0.25 never could.) 30 decimals: a price file's rate has at most 18 per million tokens, 24
+# per token, and a discount or a batch tier's factor multiplies in a few more.
+SUMMABLE_DECIMALS = 30
+SUMMABLE_LIMIT = Decimal("1E+11")  # (not Decimal(10) ** 11: that is computed in the thread's context, at import)
+_ROW_COUNT_DIGITS = 19  # 2**63 - 1 has 19
+assert SUMMABLE_LIMIT.adjusted() + _ROW_COUNT_DIGITS + SUMMABLE_DECIMALS <= MONEY.prec
 
 
 def summable(value: Decimal) -> bool:
