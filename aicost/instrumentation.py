@@ -760,8 +760,9 @@ class _Call:
             named = self.integration.sub_inference_model
             subs = [(kind, model if model is not None else named(kind, self.info.kwargs), usage)
                     for kind, model, usage in subs]
-            priced = [(kind, None if usage.invalid is not None  # never priced as exact: unknown
-                           else _price(self.info.provider, model, None, usage, meta.service_tier, {}))
+            # A part whose usage failed validation is never priced as exact: pricing makes it unknown, saying so
+            # as for a call's own usage (``pricing.price_checked``), which with_sub_inferences carries to the call.
+            priced = [(kind, _price(self.info.provider, model, None, usage, meta.service_tier, {}))
                       for kind, model, usage in subs]
         except Exception:
             error_once("pricing:sub", "aicost: pricing failed on a call's sub-inferences")

@@ -374,6 +374,28 @@ def test_a_sub_inference_whose_pricing_failed_makes_the_cost_unknown_saying_why(
     assert a[s.AICOST_PRICE_UNKNOWN_REASON].startswith("aicost's pricing failed on this call"), a
 
 
+def test_a_sub_inference_whose_usage_failed_validation_makes_the_cost_unknown_saying_so(instrumented,
+                                                                                      replay_server,
+                                                                                      anthropic_client):
+    """An advisor iteration whose usage fails validation (a negative count) is never priced as exact: the call's
+    cost is unknown. Its reason was the generic "no price for this model ... in the catalog" while
+    aicost.usage.invalid_reason said why; it now says the usage failed validation, worded as for a call whose own
+    usage failed (pricing's reason), and names the advisor's model."""
+    from vendor_server import Reply
+
+    iterations = [dict(e, output_tokens=-5) if e["type"] == "advisor_message" else e for e in _ADVISOR_ITERATIONS]
+    replay_server.enqueue(Reply.json(_advisor_message(iterations)))
+    anthropic_client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=MSG)
+    assert instrumented.cost_spans() == []
+    (span,) = instrumented.aicost_spans()
+    a = dict(span.attributes)
+    assert a[s.AICOST_PRICE_KNOWN] is False
+    assert a[s.AICOST_USAGE_INVALID_REASON].startswith("advisor: "), a
+    problem = a[s.AICOST_USAGE_INVALID_REASON].removeprefix("advisor: ")
+    assert a[s.AICOST_PRICE_UNKNOWN_REASON] == f"the usage failed validation: {problem}", a
+    assert a[s.AICOST_PRICE_MODEL] == "claude-opus-4-6"
+
+
 def test_anthropic_server_side_fallback_is_priced_as_the_serving_model(instrumented, replay_server, anthropic_client):
     """Refusals-and-fallback docs: "the top-level usage counts describe only the attempt that produced the
     returned message", billed "at the rates of the model that ran it"; a hop that declined before producing output
