@@ -294,6 +294,40 @@ def test_claude_web_searches_on_invoke_model_with_response_stream_are_counted(in
     assert attrs[sc.AICOST_PRICE_KNOWN] is False and "web_search rate" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON]
 
 
+def _stream_claude_cut(server: Any, reply: Reply) -> list[dict]:
+    """Read a Claude stream up to (not including) its last chunk, the one with the invocation metrics; close it."""
+    server.enqueue(reply)
+    body = _client(server).invoke_model_with_response_stream(
+        modelId="us.anthropic.claude-sonnet-4-20250514-v1:0", body=BODY)["body"]
+    read = []
+    for event in body:
+        read.append(json.loads(event["chunk"]["bytes"]))
+        if read[-1]["type"] == "message_delta":
+            break
+    body.close()
+    return read
+
+
+@pytest.mark.parametrize("delta, tools", [
+    ({}, "web_search"),
+    ({"container": {"id": "container_1", "expires_at": "2026-12-07T13:00:00Z"}}, "code_execution, web_search"),
+])
+def test_a_claude_stream_cut_before_its_usage_keeps_the_server_tools_it_showed(delta: dict, tools: str,
+                                                                               instrumented: Any,
+                                                                               replay_server: Any) -> None:
+    """Cut before the chunk with the invocation metrics, the call's tokens are estimated. The web searches its
+    message_delta counted were lost with the usage they would be counted on, so the estimate was priced as its
+    tokens alone; they now name web search among the hosted tools (as a container does), and the cost is unknown."""
+    read = _stream_claude_cut(replay_server, _claude_stream(delta, {"output_tokens": 90,
+                                                                    "server_tool_use": {"web_search_requests": 2}}))
+    assert read[-1]["usage"]["server_tool_use"]["web_search_requests"] == 2
+    (span,) = instrumented.aicost_spans()
+    attrs = dict(span.attributes)
+    assert attrs[sc.AICOST_USAGE_ESTIMATED] is True
+    assert attrs[sc.AICOST_PRICE_KNOWN] is False and sc.GEN_AI_USAGE_COST not in attrs
+    assert f"hosted tools billed per call or session ({tools})" in attrs[sc.AICOST_PRICE_UNKNOWN_REASON]
+
+
 def test_a_claude_stream_without_server_tools_stays_exact(instrumented: Any, replay_server: Any) -> None:
     """A text delta that mentions "container" is no container: only the events' own keys count."""
     _stream_claude(replay_server, _claude_stream({}, {"output_tokens": 90}))

@@ -18,6 +18,7 @@ from ..usage import Usage, read_count
 from ..vendor import field, nested
 
 _CONTAINER_TOOLS = ("code_execution",)
+_SEARCH_TOOLS = ("web_search",)
 
 
 def container_tools(container: Any) -> tuple[str, ...]:
@@ -32,3 +33,12 @@ def read_web_searches(usage: Usage, server_tool_use: Any) -> None:
     if server_tools is not None:
         usage.web_search_requests = read_count(usage, field(server_tools, "web_search_requests"),
                                                "web_search_requests")
+
+
+def unpriced_searches(server_tool_use: Any) -> tuple[str, ...]:
+    """For ``ResponseMeta.hosted_tools``: web search, when ``server_tool_use`` shows searches (or a count that is not
+    one) but the call has no usage to count them on (a stream cut before its usage: the core estimates the tokens).
+    Its cost is then unknown, naming the searches, never its estimated tokens alone."""
+    seen = Usage()
+    read_web_searches(seen, server_tool_use)
+    return _SEARCH_TOOLS if seen.web_search_requests or seen.invalid is not None else ()

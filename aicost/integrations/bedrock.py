@@ -42,7 +42,7 @@ from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
                       StreamAccumulator, cap_not_read, output_cap_of, read_cap, request_tier, string, walk_text)
-from ._claude_tools import container_tools, read_web_searches
+from ._claude_tools import container_tools, read_web_searches, unpriced_searches
 
 _SERVICE = "bedrock-runtime"
 
@@ -413,7 +413,9 @@ class EventAccumulator(StreamAccumulator):
     Claude's chunks are its Messages API events, read for its server tools as Anthropic's own are
     (:mod:`._claude_tools`): the ``container`` of ``message_start``'s message or of a ``message_delta``'s delta (code
     execution ran), and the cumulative ``usage.server_tool_use`` (web searches), counted on the invocation metrics'
-    usage. Only a chunk that holds one of those keys is parsed for them.
+    usage. Only a chunk that holds one of those keys is parsed for them. A stream cut before its last chunk (no
+    invocation metrics: the core estimates its tokens) keeps both: the container, and searches seen, name hosted
+    tools (``ResponseMeta.hosted_tools``), so the estimate is cost-unknown, never its estimated tokens alone.
 
     The output text is given only when the core asks (:meth:`output_text`): an InvokeModelWithResponseStream chunk
     is kept as the bytes it arrived in and its JSON parsed then, so a stream that ends with its usage and is not
@@ -507,10 +509,14 @@ class EventAccumulator(StreamAccumulator):
     def result(self) -> ResponseMeta:
         """Without the output text: the core asks :meth:`output_text` for it when it needs it."""
         usage = self.usage
-        if usage is not None and self.server_tool_use is not None:
-            read_web_searches(usage, self.server_tool_use)
+        tools = container_tools(self.container)
+        if self.server_tool_use is not None:
+            if usage is not None:
+                read_web_searches(usage, self.server_tool_use)
+            else:  # cut before the last chunk: the searches seen are not left out of the estimate
+                tools += unpriced_searches(self.server_tool_use)
         return ResponseMeta(usage=usage, finish_reasons=[self.stop] if self.stop else [], service_tier=self.tier,
-                            hosted_tools=container_tools(self.container))
+                            hosted_tools=tools)
 
 
 def _long_context_enabled(shape: Any, kwargs: dict[str, Any]) -> bool:
