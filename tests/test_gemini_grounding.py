@@ -254,6 +254,26 @@ def test_an_interaction_stream_cut_before_its_usage_still_names_the_grounding(in
     _assert_unknown_naming(attrs, "google_search")
 
 
+def test_an_interaction_stream_ending_with_an_error_event_is_estimated_saying_so(instrumented, replay_server):
+    """An ``error`` event (the interaction failed on the server after it had generated): the google-genai SDK
+    yields it as an ``ErrorEvent`` and raises nothing, so the call ends as without aicost, not failed. No
+    ``interaction.completed`` comes: the usage is estimated, as for a stream cut before its usage, and the estimate
+    says it was the error event, by its code (never its message), instead of saying nothing."""
+    events = _interaction_events([], completed=False)
+    error = {"event_type": "error", "error": {"code": "resource_exhausted", "message": "quota of the prompt's user"}}
+    events.chunks = [*events.chunks, f"event: error\ndata: {json.dumps(error)}\n\n"]
+    replay_server.enqueue(events)
+    client = _gemini(replay_server)
+    got = list(client.interactions.create(model="gemini-2.5-flash", input="Weather in Paris?", stream=True))
+    assert got[-1].event_type == "error"  # the SDK yields it: the caller sees it, nothing is raised
+    attrs = _the_span(instrumented)
+    assert attrs["aicost.stream.ended_by"] == "exhausted" and "error.type" not in attrs
+    assert attrs["aicost.usage.estimated"] is True and attrs["gen_ai.usage.output_tokens"] > 0
+    assert attrs["aicost.usage.invalid_reason"] == ("the stream ended with an error event (resource_exhausted) "
+                                                   "before the vendor's usage")
+    assert "quota" not in json.dumps(attrs)
+
+
 def test_an_async_interaction_stream_closed_early_is_finished(instrumented, replay_server):
     import asyncio
 

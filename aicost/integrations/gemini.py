@@ -581,9 +581,13 @@ class InteractionEventAccumulator(StreamAccumulator):
     ``InteractionSSEEvent`` objects. The ``interaction.completed`` event carries the finished interaction (its usage,
     status and, where sent, its steps), read by :func:`read_interaction` as a non-stream call's is; each
     ``step.start`` carries a step as the finished interaction lists it, so the grounding it shows is named by the same
-    :func:`_interaction_tools`, also when the stream ends before its usage (then estimated, from the text deltas)."""
+    :func:`_interaction_tools`, also when the stream ends before its usage (then estimated, from the text deltas).
 
-    __slots__ = ("final", "tools", "model", "response_id", "keep_text", "texts")
+    An ``error`` event (the interaction failed on the server) is yielded to the caller by the SDK, which raises
+    nothing: the call ends as a stream without its usage does, estimated, and the estimate says why
+    (``aicost.usage.invalid_reason``, naming the error's code, never its message, which may quote the input)."""
+
+    __slots__ = ("final", "tools", "model", "response_id", "keep_text", "texts", "error")
 
     def __init__(self, keep_text: bool) -> None:
         super().__init__()
@@ -593,6 +597,7 @@ class InteractionEventAccumulator(StreamAccumulator):
         self.response_id: str | None = None
         self.keep_text = keep_text
         self.texts: list[str] = []
+        self.error: str | None = None  # why the usage is missing, once an ``error`` event came
 
     def observe(self, event: Any) -> bool:
         kind = _get(event, "event_type")
@@ -613,10 +618,15 @@ class InteractionEventAccumulator(StreamAccumulator):
             interaction = _get(event, "interaction")
             self.model = string(_get(interaction, "model")) or self.model
             self.response_id = string(_get(interaction, "id")) or self.response_id
+        elif kind == "error" and self.error is None:
+            code = string(_get(_get(event, "error"), "code"))
+            self.error = (f"the stream ended with an error event ({code[:64]}) before the vendor's usage" if code
+                          else "the stream ended with an error event before the vendor's usage")
         return True
 
     def result(self) -> ResponseMeta:
-        meta = self.final or ResponseMeta(model=self.model, response_id=self.response_id)
+        meta = self.final or ResponseMeta(model=self.model, response_id=self.response_id,
+                                          usage=None if self.error is None else Usage(invalid=self.error))
         meta.model = meta.model or self.model
         meta.response_id = meta.response_id or self.response_id
         meta.hosted_tools = tuple(dict.fromkeys(self.tools + meta.hosted_tools))
