@@ -32,6 +32,7 @@ from ._log import error_once, warn_once
 __all__ = ["install", "watch", "unwatch", "collecting", "defer", "drain"]
 
 _collecting: int | None = None  # the thread id of the collection under way (the collector runs one at a time)
+_hooked = False  # _on_collection is in gc.callbacks: what _collecting says counts only then (see _hook)
 _installed = False  # install() has run (it stays for the life of the process)
 _watched = 0  # calls a collection could finish (watch() less unwatch()): the hook is in gc.callbacks while > 0
 _jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
@@ -50,12 +51,23 @@ def _on_collection(phase: str, info: Any) -> None:
 
 
 def _hook(on: bool) -> None:
-    """Put the hook in ``gc.callbacks`` or take it out (under ``_state_lock``)."""
-    global _collecting
+    """Put the hook in ``gc.callbacks`` or take it out (under ``_state_lock``).
+
+    The hook takes no lock (it runs inside the collector), so taking it out can race a collection on another
+    thread: that thread may have begun calling it for "start" and store its id *after* this cleared it, then,
+    the hook gone, never call it for "stop". Its id would stay, and every later finish on that thread be
+    handed to the worker as if inside a collection: the call's span ended a moment after the call returned,
+    its context left attached. So what the hook stored counts only while it is in ``gc.callbacks``
+    (``_hooked``, cleared before it is taken out), and putting it back clears what a stale store left (after
+    it is in: a store still to come is by a collection that will now call it for "stop")."""
+    global _collecting, _hooked
     if on:
         if _on_collection not in gc.callbacks:
             gc.callbacks.append(_on_collection)
+            _hooked = True
+            _collecting = None
         return
+    _hooked = False
     try:
         gc.callbacks.remove(_on_collection)
     except ValueError:
@@ -84,7 +96,7 @@ def unwatch() -> None:
 def collecting() -> bool:
     """Whether this thread is inside a garbage collection (known while :func:`watch` has a call watched, after
     :func:`install`)."""
-    return _collecting is not None and _collecting == _get_ident()
+    return _hooked and _collecting is not None and _collecting == _get_ident()
 
 
 def defer(job: Callable[[], None]) -> None:

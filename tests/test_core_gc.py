@@ -225,3 +225,41 @@ def test_collections_are_watched_only_while_a_call_could_be_finished_by_one(inst
     assert hooked()
     stream.close()
     assert not hooked()
+
+
+def test_a_collection_whose_hook_was_taken_out_under_it_is_not_thought_still_under_way(monkeypatch):
+    """Another thread's unwatch() (the worker finishing a deferred call) can land while a collection on this
+    thread is calling the hook for "start", before it stores the thread's id: the hook, taken out, is then never
+    called for "stop". The id stayed, so every later call finished on this thread was handed to the worker as if
+    inside a collection: its span ended a moment after the call returned (a replay test then saw no cost span)."""
+    import gc
+    import threading
+
+    from aicost import _gc
+
+    _gc.install()
+    landed = []
+
+    def ident_after_an_unwatch_lands() -> int:  # the switch to the other thread, inside the hook's "start" call
+        if not landed:
+            landed.append(True)
+            _gc.unwatch()
+        return threading.get_ident()
+
+    monkeypatch.setattr(_gc, "_get_ident", ident_after_an_unwatch_lands)
+    _gc.watch()
+    gc.collect()
+    assert landed and _gc._on_collection not in gc.callbacks
+    assert not _gc.collecting(), "a collection that has ended is still thought under way on this thread"
+    _gc.watch()  # hooked again: still not under way, until a collection starts
+    try:
+        assert not _gc.collecting()
+        seen = []
+        gc.callbacks.append(lambda phase, info: seen.append((phase, _gc.collecting())))
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.pop()
+        assert seen == [("start", True), ("stop", False)]
+    finally:
+        _gc.unwatch()
