@@ -333,12 +333,11 @@ def current_attributes() -> Mapping[str, str]:
 class _Activation:
     """What one activation changed, filled in step by step so a failure halfway can still be undone."""
 
-    __slots__ = ("scope_token", "otel_token", "span_token", "collecting", "unit_token")
+    __slots__ = ("scope_token", "otel_token", "collecting", "unit_token")
 
     def __init__(self) -> None:
         self.scope_token: contextvars.Token | None = None
-        self.otel_token: object = None
-        self.span_token: object = None
+        self.otel_token: object = None  # the OpenTelemetry context attached: baggage (and a unit's span)
         self.collecting: hooks.collect_calls | None = None
         self.unit_token: contextvars.Token | None = None
 
@@ -808,14 +807,16 @@ class attribute(_ScopeBase):
         self._baggage = (policy, values)
         return values
 
+    def _with_baggage(self, ctx: Any) -> Any:
+        """``ctx`` with this scope's propagated fields in its W3C baggage (``ctx`` itself if none propagate)."""
+        for key, value in self._propagated_values():
+            ctx = otel_baggage.set_baggage(key, value, context=ctx)
+        return ctx
+
     def _activate(self, state: Any, act: _Activation) -> None:
         act.scope_token = _current.set(self._child_of(_current.get()))
-        propagated = self._propagated_values()
-        if propagated:
-            ctx = otel_context.get_current()
-            for key, value in propagated:
-                ctx = otel_baggage.set_baggage(key, value, context=ctx)
-            act.otel_token = otel_context.attach(ctx)
+        if self._propagated_values():
+            act.otel_token = otel_context.attach(self._with_baggage(otel_context.get_current()))
 
     def _deactivate(self, state: Any, act: _Activation) -> None:
         if act.reset_scope() and act.otel_token is not None:
@@ -843,7 +844,7 @@ class UnitOfWork:
     ``"cache_hit"``, ``"refused"``, ``"answer_rejected"``), which always wins.
     """
 
-    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes")
+    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes", "context_within")
 
     def __init__(self, name: str, span: Any) -> None:
         self.name = name
@@ -857,6 +858,9 @@ class UnitOfWork:
         # The attribution its body runs with, as of its latest activation: what its span and run are labelled with,
         # wherever it ends (a generator finished by its consumer, an exit stack closed in another task).
         self.attributes: Mapping[str, str] | None = None
+        # (the context the body was last entered from, the propagation policy then, the context it ran in): kept
+        # for the next entry from the same one (``feature._context_within``).
+        self.context_within: tuple[Any, frozenset[str], Any] | None = None
 
     def set_outcome(self, outcome: str) -> None:
         self.outcome = _check_value("UnitOfWork.set_outcome", "outcome", outcome)
@@ -993,35 +997,58 @@ class feature(_ScopeBase):
         # Attribution first, on its own: whatever fails after it, the body still runs charged to this feature,
         # and whatever fails in it (baggage), the unit still collects its calls.
         try:
-            self._attribute._activate(None, act)
+            act.scope_token = _current.set(self._attribute._child_of(_current.get()))
         except Exception:
             _log_once("activate-attribution", "aicost: could not enter a feature's attribution fully; continuing")
-        if state is None:
-            return
-        act.unit_token = _unit_var.set(state)
-        collecting = hooks.collect_calls(state.collector)
-        collecting.__enter__()
-        act.collecting = collecting
-        if state.span is not None:
-            # The unit's span is current inside, so the LLM spans are its children in a trace view.
-            act.span_token = otel_context.attach(trace.set_span_in_context(state.span))
-        if act.scope_token is not None:
+        if state is not None:
+            act.unit_token = _unit_var.set(state)
+            collecting = hooks.collect_calls(state.collector)
+            collecting.__enter__()
+            act.collecting = collecting
+        outside = otel_context.get_current()
+        inside = self._context_within(state, outside)
+        if inside is not outside:
+            act.otel_token = otel_context.attach(inside)
+        if state is not None and act.scope_token is not None:
             state.attributes = current_attributes()
+
+    def _context_within(self, state: UnitOfWork | None, outside: Any) -> Any:
+        """The OpenTelemetry context the body runs in: ``outside`` (that of the code running it) with this feature's
+        baggage, and the unit's span current, so the LLM spans are its children in a trace view.
+
+        Kept on the unit for the context it was made from: a generator's body is entered again at every item, most
+        often from the same context, and making it afresh (two copies of the context, new baggage, which
+        ``current_attributes`` then merged with upstream fields afresh too) was most of what an item cost. OpenTelemetry
+        contexts are immutable, so the same ``outside`` gives the same result; another one (the generator read from
+        elsewhere) makes it anew."""
+        policy = _propagated
+        kept = state.context_within if state is not None else None
+        if kept is not None and kept[0] is outside and kept[1] is policy:
+            return kept[2]
+        inside = outside
+        try:
+            inside = self._attribute._with_baggage(outside)
+        except Exception:
+            _log_once("activate-attribution", "aicost: could not enter a feature's attribution fully; continuing")
+        if state is not None:
+            if state.span is not None:
+                inside = trace.set_span_in_context(state.span, inside)
+            state.context_within = (outside, policy, inside)
+        return inside
 
     def _deactivate(self, state: UnitOfWork | None, act: _Activation) -> None:
         if not act.reset_scope():  # left in another context: nothing of it is set here
             return
         try:
-            if act.span_token is not None:
-                otel_context.detach(act.span_token)  # type: ignore[arg-type]
+            if act.otel_token is not None:
+                otel_context.detach(act.otel_token)  # type: ignore[arg-type]
         finally:
             try:
                 if act.collecting is not None:
                     act.collecting.__exit__(None, None, None)
+            finally:
                 if act.unit_token is not None:
                     _unit_var.reset(act.unit_token)
-            finally:
-                self._attribute._deactivate(None, act)
 
     def _handle(self, state: UnitOfWork | None) -> UnitOfWork | None:
         return state

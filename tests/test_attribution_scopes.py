@@ -202,6 +202,34 @@ def test_decorates_generator_without_leaking_into_the_consumer():
     assert stop.value.value == "done"
 
 
+def test_a_feature_generator_runs_each_item_in_the_context_that_resumes_it(span_exporter):
+    """A ``@feature`` generator's OpenTelemetry context (the consumer's, plus the feature's baggage and its unit's
+    span) is kept from one item to the next while the consumer's context is the same: read from another context
+    (its own baggage), or after the propagation policy changed, the item runs in one made afresh."""
+    from opentelemetry import trace
+
+    @aicost.feature("gen")
+    def produce():
+        while True:
+            yield dict(baggage.get_all()), now(), trace.get_current_span()
+
+    gen = produce()
+    plain_bag, plain_attrs, unit_span = next(gen)
+    assert plain_bag == {FEATURE: "gen"} and plain_attrs == {FEATURE: "gen"}
+    assert next(gen)[:2] == (plain_bag, plain_attrs)
+    with attribute(team="one"):
+        bag, attrs, span = next(gen)
+        assert dict(baggage.get_all()) == {TEAM: "one"}  # the consumer's, between items
+    assert bag == {TEAM: "one", FEATURE: "gen"} and attrs == {TEAM: "one", FEATURE: "gen"} and span is unit_span
+    with attribute(team="two"):
+        assert next(gen)[:2] == ({TEAM: "two", FEATURE: "gen"}, {TEAM: "two", FEATURE: "gen"})
+    assert next(gen)[:2] == (plain_bag, plain_attrs)
+    configure_propagation(fields=("team",))
+    assert next(gen)[:2] == ({}, {FEATURE: "gen"})
+    assert dict(baggage.get_all()) == {} and now() == {} and trace.get_current_span() is not unit_span
+    gen.close()
+
+
 def test_generator_throw_and_close_run_inside_the_scope():
     seen: list[dict[str, str]] = []
 
