@@ -333,12 +333,12 @@ def current_attributes() -> Mapping[str, str]:
 class _Activation:
     """What one activation changed, filled in step by step so a failure halfway can still be undone."""
 
-    __slots__ = ("scope_token", "otel_token", "collecting", "unit_token")
+    __slots__ = ("scope_token", "otel_token", "collect_token", "unit_token")
 
     def __init__(self) -> None:
         self.scope_token: contextvars.Token | None = None
         self.otel_token: object = None  # the OpenTelemetry context attached: baggage (and a unit's span)
-        self.collecting: hooks.collect_calls | None = None
+        self.collect_token: contextvars.Token | None = None  # hooks.start_collecting's
         self.unit_token: contextvars.Token | None = None
 
     def reset_scope(self) -> bool:
@@ -1002,9 +1002,7 @@ class feature(_ScopeBase):
             _log_once("activate-attribution", "aicost: could not enter a feature's attribution fully; continuing")
         if state is not None:
             act.unit_token = _unit_var.set(state)
-            collecting = hooks.collect_calls(state.collector)
-            collecting.__enter__()
-            act.collecting = collecting
+            act.collect_token = hooks.start_collecting(state.collector)
         outside = otel_context.get_current()
         inside = self._context_within(state, outside)
         if inside is not outside:
@@ -1044,8 +1042,8 @@ class feature(_ScopeBase):
                 otel_context.detach(act.otel_token)  # type: ignore[arg-type]
         finally:
             try:
-                if act.collecting is not None:
-                    act.collecting.__exit__(None, None, None)
+                if act.collect_token is not None:
+                    hooks.stop_collecting(act.collect_token, state.collector)  # type: ignore[union-attr]
             finally:
                 if act.unit_token is not None:
                     _unit_var.reset(act.unit_token)

@@ -278,6 +278,21 @@ def active_collectors() -> tuple[CallCollector, ...]:
     return _collectors.get()
 
 
+def start_collecting(collector: CallCollector) -> contextvars.Token:
+    """Calls started in this context from now on report to ``collector`` too, until :func:`stop_collecting`
+    with the token returned. (:class:`collect_calls` is the context manager; a
+    ``feature`` generator's unit, entered at every item, calls these two directly.)"""
+    return _collectors.set((*_collectors.get(), collector))
+
+
+def stop_collecting(token: contextvars.Token, collector: CallCollector) -> None:
+    try:
+        _collectors.reset(token)
+    except ValueError:  # stopped in another context (e.g. a generator finalised elsewhere)
+        current = _collectors.get()
+        _collectors.set(tuple(c for c in current if c is not collector))
+
+
 class collect_calls:
     """Context manager: ``with collect_calls() as c: ...`` then ``c.cost_usd``, ``c.calls``, ``c.usage``.
 
@@ -292,14 +307,10 @@ class collect_calls:
         self._token: contextvars.Token | None = None
 
     def __enter__(self) -> CallCollector:
-        self._token = _collectors.set((*_collectors.get(), self.collector))
+        self._token = start_collecting(self.collector)
         return self.collector
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
-            try:
-                _collectors.reset(self._token)
-            except ValueError:  # exited in another context (e.g. a generator finalised elsewhere)
-                current = _collectors.get()
-                _collectors.set(tuple(c for c in current if c is not self.collector))
+            stop_collecting(self._token, self.collector)
             self._token = None

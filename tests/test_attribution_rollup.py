@@ -819,3 +819,25 @@ def test_every_unit_rolls_up_exactly_its_subtree(tree, span_exporter):
         assert attrs[R + "calls"] == calls[name]
     # The outermost unit's rollup is the whole spend (summing every unit's rollup would count nested calls again).
     assert Decimal(spans["u0"][R + "cost.total_usd"]) == grand_total
+
+
+def test_collect_calls_left_in_another_context_stops_collecting_there_only():
+    """``collect_calls`` exited in a context it was not entered in (a generator finalised elsewhere) cannot reset
+    its token there: it takes its own collector out of that context's and leaves the others collecting."""
+    import contextvars
+
+    from aicost import hooks
+
+    with aicost.collect_calls() as outer:
+        inner_scope = aicost.collect_calls()
+        inner = inner_scope.__enter__()
+        inner_scope.__exit__(None, None, None)  # left here as usual
+        assert hooks.active_collectors() == (outer,)
+        inner_scope.__enter__()
+        elsewhere = contextvars.copy_context()
+        assert elsewhere.run(hooks.active_collectors) == (outer, inner)
+        elsewhere.run(inner_scope.__exit__, None, None, None)  # left in a copy: its token cannot reset there
+        assert elsewhere.run(hooks.active_collectors) == (outer,)
+        assert hooks.active_collectors() == (outer, inner)  # here, where it was entered, it still collects
+        call(cost="1")
+    assert (outer.calls, inner.calls) == (1, 1)

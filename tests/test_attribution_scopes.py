@@ -501,7 +501,7 @@ def test_a_failure_halfway_into_a_scope_is_undone_and_never_reaches_the_app(monk
     assert now() == {}  # and is undone on exit
     assert "could not enter an attribution scope" in caplog.text
 
-    monkeypatch.setattr(attribution.hooks, "collect_calls", broken)
+    monkeypatch.setattr(attribution.hooks, "start_collecting", broken)
     with aicost.feature("half") as unit:
         assert now() == {FEATURE: "half"}
         assert attribution.current_unit() is unit
