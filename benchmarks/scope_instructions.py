@@ -8,8 +8,11 @@ aicost's own work for entering and leaving the scope.
 Uses: ``with aicost.feature("x"): pass``, ``with aicost.attribute(team="t"): pass``,
 ``with aicost.collect_calls(): pass``; and calls of functions decorated with ``@aicost.feature("x")``: a plain
 function, a plain function that returns a coroutine (run to its end by hand, no event loop), an ``async def``
-(the same), and a generator of 10 items read to its end. A decorated call's row includes the undecorated work
-(the call, the coroutine's creation and run), the same before and after a change.
+(the same), a generator of 10 items read to its end, and one of no item (a generator's cost per item is the
+difference over 10). A decorated call's row includes the undecorated work (the call, the coroutine's creation and
+run), the same before and after a change. And the part of a generator's run that is its ``attribution._Running``
+(made, watched, finished, let go; its scope's ending a no-op): as it runs before ``aicost.instrument()``, and after
+it, when watching a run also puts :mod:`aicost._gc`'s hook in ``gc.callbacks`` (and takes it out at the end).
 
 Run: .venv/bin/python benchmarks/scope_instructions.py [--n 2000] [--scopes feature,attribute,...]
 Needs valgrind (Debian: apt-get install valgrind). Count with the bytecode cache written (``PYTHONDONTWRITEBYTECODE``
@@ -45,13 +48,26 @@ def generator():
     for i in range(10):
         yield i
 
+@aicost.feature("x")
+def empty_generator():
+    return
+    yield
+
+from aicost import _gc, attribution
+
+class EndsNothing(attribution._ScopeBase):
+    def _safe_finish(self, state, exc):
+        pass
+
+ends_nothing, a_state = EndsNothing(), object()
+
 def run(coro):
     try:
         coro.send(None)
     except StopIteration:
         pass
 '''
-# case: (its row's label, the statement one iteration runs)
+# case: (its row's label, the statement one iteration runs[, what runs once before])
 CASES = {
     "feature": ('with aicost.feature("x")', WITH.format(scope='aicost.feature("x")')),
     "attribute": ('with aicost.attribute(team="t")', WITH.format(scope='aicost.attribute(team="t")')),
@@ -62,10 +78,17 @@ CASES = {
     "coroutine": ("run(coroutine()): an async def under @aicost.feature", "run(coroutine())"),
     "generator": ("for _ in generator(): a generator of 10 items under @aicost.feature",
                   "for _ in generator():\n        pass"),
+    "empty_generator": ("for _ in empty_generator(): a generator of no item under @aicost.feature",
+                        "for _ in empty_generator():\n        pass"),
+    "running": ("a generator run's _Running alone, before aicost.instrument()",
+                "attribution._Running(ends_nothing, a_state).finish(None)"),
+    "running_installed": ("a generator run's _Running alone, after aicost.instrument() (its _gc hook)",
+                          "attribution._Running(ends_nothing, a_state).finish(None)", "_gc.install()"),
 }
 WORKLOAD = """
 import sys, aicost
 {decorated}
+{setup}
 n = int(sys.argv[1])
 for _ in range(20):  # warm-up: lazy imports and caches
     {statement}
@@ -75,11 +98,13 @@ for _ in range(n):
 
 
 def instructions(case: str, n: int) -> float:
-    return _callgrind.per_iteration(WORKLOAD.format(decorated=DECORATED, statement=CASES[case][1]), n, root=ROOT)
+    _, statement, *setup = CASES[case]
+    return _callgrind.per_iteration(WORKLOAD.format(decorated=DECORATED, statement=statement, setup="".join(setup)),
+                                    n, root=ROOT)
 
 
 def main() -> None:
-    _callgrind.table(__doc__, "scopes", {case: label for case, (label, _) in CASES.items()},
+    _callgrind.table(__doc__, "scopes", {case: label for case, (label, *_) in CASES.items()},
                      "| use | instructions per use |", instructions)
 
 
