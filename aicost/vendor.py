@@ -691,23 +691,27 @@ def cap_not_read(param: str, value: Any) -> str | None:
     :func:`output_cap_of`, or is not sent). Zero or less is no cap either: the vendor refuses it or reads it its
     own way (Gemini may take 0 as unset), so a policy must not overwrite it into one the vendor accepts. Names the
     parameter and the value's type, never the value."""
-    return None if output_cap_of(value) is not None else _why_no_cap(param, value)
+    return read_cap(param, value)[1]
 
 
 def read_cap(param: str, value: Any) -> tuple[int | None, str | None]:
     """``value``, sent as the output cap ``param``, read once for both questions ``set_output_cap`` asks: (the cap,
     None), (None, why it is no cap: :func:`cap_not_read`) or (None, None) when it is not sent."""
     count = output_cap_of(value)
-    return (count, None) if count is not None else (None, _why_no_cap(param, value))
-
-
-def _why_no_cap(param: str, value: Any) -> str | None:
-    """:func:`cap_not_read` for a ``value`` already known to be no cap."""
+    if count is not None:
+        return count, None
     if not is_sent(value):
-        return None
+        return None, None
     kind = type(value).__name__
     article = "an" if kind[0] in "aeiouAEIOU" else "a"
-    return f"{param} is sent as {article} {kind} that is not a positive whole number of tokens"
+    return None, f"{param} is sent as {article} {kind} that is not a positive whole number of tokens"
+
+
+def cap_to_lower(param: str, value: Any, cap: int) -> bool:
+    """Whether a policy's ``cap`` is to be written where a request sends its one output cap ``param`` as ``value``:
+    it sends none, or one above ``cap``; never over a cap that is no positive count (:func:`cap_not_read`)."""
+    current, unread = read_cap(param, value)
+    return unread is None and (current is None or current > cap)
 
 
 def request_count(value: Any) -> int | None:

@@ -41,7 +41,8 @@ from typing import Any
 from ..pricing.names import enables_long_context
 from ..usage import Usage, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta, Router,
-                      StreamAccumulator, cap_not_read, output_cap_of, read_cap, request_tier, string, walk_text)
+                      StreamAccumulator, cap_not_read, cap_to_lower, output_cap_of, read_cap, request_tier, string,
+                      walk_text)
 from ._claude_tools import container_tools, read_web_searches, unpriced_searches
 
 _SERVICE = "bedrock-runtime"
@@ -94,8 +95,7 @@ class ConverseShape(RequestShape):
 
     def set_output_cap(self, kwargs: dict[str, Any], cap: int) -> bool:
         config = kwargs.get("inferenceConfig")
-        current, unread = read_cap("inferenceConfig.maxTokens", self._sent_cap(config))
-        if (current is not None and current <= cap) or unread is not None:
+        if not cap_to_lower("inferenceConfig.maxTokens", self._sent_cap(config), cap):
             return False
         kwargs["inferenceConfig"] = {**(config if isinstance(config, dict) else {}), "maxTokens": cap}
         return True

@@ -31,7 +31,7 @@ from typing import Any
 from ..pricing.names import tier_text
 from ..usage import Usage, is_object, read_count
 from ..vendor import (NOT_TEXT, Endpoint, InputText, Integration, RequestMeta, RequestShape, ResponseMeta,
-                      StreamAccumulator, cap_not_read, output_cap_of, read_cap, string, walk_text)
+                      StreamAccumulator, cap_not_read, cap_to_lower, output_cap_of, string, walk_text)
 
 _MODELS = "google.genai.models"
 _BOTH = ("Models", "AsyncModels")
@@ -75,8 +75,7 @@ class GeminiShape(RequestShape):
         if self.cap_param is None:
             return False
         config = kwargs.get("config")
-        current, unread = read_cap("config.max_output_tokens", self._sent_cap(config))
-        if (current is not None and current <= cap) or unread is not None:
+        if not cap_to_lower("config.max_output_tokens", self._sent_cap(config), cap):
             return False
         if config is None:
             kwargs["config"] = {"max_output_tokens": cap}
@@ -182,8 +181,7 @@ class InteractionsShape(GeminiShape):
         body = self._body(kwargs)
         if not isinstance(body, dict):
             return False  # an SDK request model is left as it is: its config may be of several types
-        current, unread = read_cap("generation_config.max_output_tokens", self._body_cap(body))
-        if (current is not None and current <= cap) or unread is not None:
+        if not cap_to_lower("generation_config.max_output_tokens", self._body_cap(body), cap):
             return False
         config = body.get("generation_config")
         config = {**config, "max_output_tokens": cap} if isinstance(config, dict) else {"max_output_tokens": cap}
