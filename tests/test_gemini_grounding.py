@@ -157,12 +157,17 @@ _VERTEX_STEP = {"type": "retrieval_call", "id": "r1", "retrieval_type": "vertex_
 _URL_STEP = {"type": "url_context_call", "id": "u1", "arguments": {"urls": ["https://example.com/page"]}}
 
 
-def _interaction(steps: list[dict]) -> Reply:
-    return Reply.json({"id": "v1_g", "status": "completed", "object": "interaction", "model": "gemini-2.5-flash",
-                       "created": "2026-05-13T20:35:38Z", "updated": "2026-05-13T20:35:40Z",
-                       "steps": [*steps, {"type": "model_output", "content": [{"type": "text", "text": "ok"}]}],
-                       "usage": {"total_input_tokens": 1000, "total_tool_use_tokens": 500,
-                                 "total_output_tokens": 100, "total_tokens": 1600}})
+def _interaction(steps: list[dict] | None, counts: list[dict] | None = None) -> Reply:
+    """A finished interaction; ``steps`` None: sent without its steps (the SDK's ``Interaction.steps`` are there
+    "when included in the response"); ``counts``: its usage's ``grounding_tool_count``."""
+    usage = {"total_input_tokens": 1000, "total_tool_use_tokens": 500, "total_output_tokens": 100,
+             "total_tokens": 1600}
+    body = {"id": "v1_g", "status": "completed", "object": "interaction", "model": "gemini-2.5-flash",
+            "created": "2026-05-13T20:35:38Z", "updated": "2026-05-13T20:35:40Z",
+            "usage": usage if counts is None else {**usage, "grounding_tool_count": counts}}
+    if steps is not None:
+        body["steps"] = [*steps, {"type": "model_output", "content": [{"type": "text", "text": "ok"}]}]
+    return Reply.json(body)
 
 
 @pytest.mark.parametrize("steps, named", [
@@ -194,10 +199,49 @@ def test_an_interaction_grounded_as_tokens_stays_exact(instrumented, replay_serv
     _assert_priced(_the_span(instrumented))
 
 
+# The usage's ``grounding_tool_count`` counts the grounding the interaction ran, by tool type: an agent's published
+# interaction with one ``google_search_call`` step of two queries counted ``{"type": "google_search", "count": 2}``.
+@pytest.mark.parametrize("steps, counts, named", [
+    (None, [{"type": "google_search", "count": 2}], "google_search"),
+    ([], [{"type": "google_search", "count": 2}], "google_search"),
+    ([_URL_STEP], [{"type": "google_maps", "count": 1}], "google_maps"),
+    (None, [{"type": "google_maps", "count": 1}, {"type": "google_search", "count": 3}], "google_maps, google_search"),
+    ([_MAPS_STEP], [{"type": "google_search", "count": 1}], "google_maps, google_search"),
+    (_SEARCH_STEPS, [{"type": "google_search", "count": 1}], "google_search"),
+    (None, [{"type": "google_search", "count": -1}], "google_search"),
+], ids=["no-steps", "empty-steps", "maps-beside-url-context", "two-tools", "step-and-count", "both-say-search",
+        "unreadable-count"])
+def test_an_interaction_whose_usage_counts_grounding_is_cost_unknown_naming_it(instrumented, replay_server, steps,
+                                                                               counts, named):
+    """The count names the tool also when the steps do not show it (an interaction sent without them): never
+    priced at its tokens alone. Not priced from the count either: Search is billed past free allowances no response
+    shows (and per grounded prompt, not per query, on Gemini 2.x). A count that is not a count may be billed too."""
+    replay_server.enqueue(_interaction(steps, counts))
+    client = _gemini(replay_server)
+    got = client.interactions.create(model="gemini-2.5-flash", input="Where should I eat?")
+    assert got.usage.grounding_tool_count is not None  # the caller gets it as the SDK reads it
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100  # still exact
+    _assert_unknown_naming(attrs, named)
+
+
+@pytest.mark.parametrize("counts", [
+    [{"type": "google_search", "count": 0}],
+    [{"type": "google_search"}],  # proto3 JSON leaves a zero count out
+    [{"type": "retrieval", "count": 1}],  # Vertex AI Search or a RAG store: only the step's retrieval_type tells
+    [],
+], ids=["zero", "count-left-out", "retrieval", "empty"])
+def test_an_interaction_whose_usage_counts_no_billed_grounding_stays_exact(instrumented, replay_server, counts):
+    replay_server.enqueue(_interaction([_URL_STEP], counts))
+    client = _gemini(replay_server)
+    client.interactions.create(model="gemini-2.5-flash", input="Summarise https://example.com/page")
+    _assert_priced(_the_span(instrumented))
+
+
 # An Interactions API stream (``interactions.create(stream=True)``): the SDK's ``InteractionSSEEvent`` objects, as the
 # API sends them (``step.start`` with the step, ``step.delta``, ``step.stop``, ``interaction.completed`` with the
 # finished interaction and its usage).
-def _interaction_events(steps: list[dict], completed: bool = True) -> Reply:
+def _interaction_events(steps: list[dict], completed: bool = True, counts: list[dict] | None = None) -> Reply:
     events: list[dict] = [{"event_type": "interaction.created", "interaction": {
         "id": "v1_s", "status": "in_progress", "object": "interaction", "model": "gemini-2.5-flash"}}]
     for index, step in enumerate(steps):
@@ -211,7 +255,7 @@ def _interaction_events(steps: list[dict], completed: bool = True) -> Reply:
         events.append({"event_type": "interaction.completed", "interaction": {
             "id": "v1_s", "status": "completed", "object": "interaction", "model": "gemini-2.5-flash",
             "usage": {"total_input_tokens": 1000, "total_tool_use_tokens": 500, "total_output_tokens": 100,
-                      "total_tokens": 1600}}})
+                      "total_tokens": 1600, **({} if counts is None else {"grounding_tool_count": counts})}}})
     return Reply.stream([f"event: {e['event_type']}\ndata: {json.dumps(e)}\n\n" for e in events])
 
 
@@ -230,6 +274,17 @@ def test_a_grounded_interaction_stream_is_cost_unknown_naming_the_tool(instrumen
     assert attrs["gen_ai.usage.input_tokens"] == 1500 and attrs["gen_ai.usage.output_tokens"] == 100  # exact
     assert "aicost.usage.estimated" not in attrs
     _assert_unknown_naming(attrs, named)
+
+
+def test_an_interaction_stream_whose_completed_usage_counts_grounding_names_it(instrumented, replay_server):
+    """No ``step.start`` shows the search, but ``interaction.completed``'s usage counts it: read as a finished
+    interaction's is, so the call is cost-unknown, naming it, beside the URL context step's tokens."""
+    replay_server.enqueue(_interaction_events([_URL_STEP], counts=[{"type": "google_search", "count": 2}]))
+    client = _gemini(replay_server)
+    list(client.interactions.create(model="gemini-2.5-flash", input="Weather in Paris?", stream=True))
+    attrs = _the_span(instrumented)
+    assert attrs["gen_ai.usage.input_tokens"] == 1500 and "aicost.usage.estimated" not in attrs
+    _assert_unknown_naming(attrs, "google_search")
 
 
 def test_an_interaction_stream_is_priced_from_its_completed_event(instrumented, replay_server):

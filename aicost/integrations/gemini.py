@@ -19,9 +19,9 @@ Google bills priority at per-model rates the catalog lacks (its null ``tier_fact
 cost-unknown, with the reason. Grounding with Google Search, Google Maps or Vertex AI Search is billed per grounded
 prompt or per query beyond tokens: the reader names it in ``ResponseMeta.hosted_tools`` when a candidate's
 ``groundingMetadata`` shows it ran (a stream's in any chunk), usage or none, and pricing makes such a call
-cost-unknown, with why. The Interactions API (``interactions.create``) names it from the interaction's ``steps``; its
-streams (the SDK's own ``Stream`` objects, watched in place) from each ``step.start`` event's step, with the usage of
-the ``interaction.completed`` event, read as a finished interaction is.
+cost-unknown, with why. The Interactions API (``interactions.create``) names it from the interaction's ``steps`` and
+its usage's ``grounding_tool_count``; its streams (the SDK's own ``Stream`` objects, watched in place) from each
+``step.start`` event's step, with the usage of the ``interaction.completed`` event, read as a finished interaction is.
 """
 
 from __future__ import annotations
@@ -444,6 +444,30 @@ def _interaction_tools(steps: Any) -> tuple[str, ...]:
     return tools
 
 
+# The grounding an interaction's usage counts (``grounding_tool_count``: a tool ``type`` and its ``count``, by all
+# signs its queries: an agent's published interaction counted ``google_search`` 2 beside a ``google_search_call``
+# step of two queries) -> the tool's name, as its step would name it. The steps are in a response only "when
+# included" (the SDK's ``Interaction.steps``), the usage counts the tools either way. Not priced from the count:
+# Google bills Search per query on Gemini 3 but per grounded prompt on 2.x, each past free allowances no response
+# shows (Gemini API pricing: 5,000 prompts a month on 3, 1,500 a day on 2.x), so the call stays cost-unknown.
+# ``retrieval`` is not named: it counts Vertex AI Search (billed per query) and RAG stores (billed as tokens) alike,
+# which only a step's ``retrieval_type`` tells apart. A count that is not a whole number >= 0 may be billed: named.
+_COUNTED_GROUNDING = {"google_search": _SEARCH, "google_maps": _MAPS}
+
+
+def _counted_tools(counts: Any, tools: tuple[str, ...]) -> tuple[str, ...]:
+    """``tools`` with the billed grounding tools a usage's ``grounding_tool_count`` shows ran (see
+    ``_COUNTED_GROUNDING``). A count left out is proto3 JSON's zero."""
+    for entry in counts if isinstance(counts, (list, tuple)) else ():
+        kind = _get(entry, "type")
+        tool = _COUNTED_GROUNDING.get(kind) if isinstance(kind, str) else None
+        count = _get(entry, "count")
+        ran = count is not None and (type(count) is not int or count != 0)
+        if tool is not None and tool not in tools and ran:
+            tools += (tool,)
+    return tools
+
+
 # An interaction the vendor has not finished (``background=True`` returns at once; ``requires_action`` waits on the
 # caller's function results): it reports no usage yet, and bills none on this call.
 _PENDING = frozenset(("queued", "in_progress", "requires_action"))
@@ -453,7 +477,8 @@ def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
     """An ``Interaction``: ``total_input_tokens`` (cached included), ``total_tool_use_tokens`` on top as input,
     ``total_output_tokens`` and ``total_thought_tokens`` (both billed as output; the total is their sum). Input and
     output totals are required once the usage is there; counts are checked as in :func:`read_usage`. Grounding
-    billed beyond tokens is named from its steps (:func:`_interaction_tools`), as :func:`read_response` names it."""
+    billed beyond tokens is named from its steps (:func:`_interaction_tools`), as :func:`read_response` names it,
+    and from the usage's ``grounding_tool_count`` (:func:`_counted_tools`), which counts it with or without them."""
     u = _get(interaction, "usage")
     usage = None
     if u is not None and not is_object(u):
@@ -482,7 +507,7 @@ def read_interaction(interaction: Any, want_text: bool = False) -> ResponseMeta:
     status = string(_get(interaction, "status"))
     return ResponseMeta(
         usage=usage,
-        hosted_tools=_interaction_tools(_get(interaction, "steps")),
+        hosted_tools=_counted_tools(_get(u, "grounding_tool_count"), _interaction_tools(_get(interaction, "steps"))),
         model=string(_get(interaction, "model")),
         response_id=string(_get(interaction, "id")),
         finish_reasons=[status] if status else [],
