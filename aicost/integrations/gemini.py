@@ -372,11 +372,16 @@ def _output_text(candidates: Any) -> str | None:
 # Grounding Google bills on top of tokens, per grounded prompt or per search query (Gemini API and Vertex AI
 # pricing), by what a candidate's ``groundingMetadata`` shows it used -> the tool's name
 # (``ResponseMeta.hosted_tools``):
-# Google Search (its queries, image queries or search entry point; Vertex's Web Grounding for Enterprise reports its
-# searches the same way), Google Maps (a ``maps`` chunk, the widget token, flagging URIs) and Vertex AI Search (its
-# ``retrievalQueries``, which only retrieval tools report). The catalog's rate for Search (``web_search``) is per
-# billable query after account-wide free allowances, which no response shows, so such a call is cost-unknown, not
-# its tokens alone. URL context, File Search and code execution are billed as tokens (``toolUsePromptTokenCount``).
+# Google Search (its queries, image queries or search entry point; Vertex's Web Grounding for Enterprise,
+# ``enterpriseWebSearch``, sends Search suggestions too, its docs say, and nothing in a response tells it from Google
+# Search, so it is named so), Google Maps (a ``maps`` chunk, the widget token, flagging URIs) and Vertex AI Search
+# (its ``retrievalQueries``: the grounding runs Vertex AI Search queries, billed per query at the app's edition or
+# under a subscription, past a monthly free trial, none of which a response shows: cloud.google.com/
+# generative-ai-app-builder/pricing). The SDK documents ``retrievalQueries`` as set by "a retrieval tool, such as
+# Vertex AI Search": another (RAG Engine, Elasticsearch, a search API of one's own) that sets them is named so too,
+# cost-unknown, never $0. The catalog's rate for Search (``web_search``) is per billable query after account-wide
+# free allowances, which no response shows, so such a call is cost-unknown, not its tokens alone. URL context, File
+# Search and code execution are billed as tokens (``toolUsePromptTokenCount``).
 _SEARCH, _MAPS, _VERTEX_SEARCH = "google_search", "google_maps", "vertex_ai_search"
 
 
