@@ -119,14 +119,51 @@ def test_webhook_failures_are_counted_and_logged_never_raised_and_retried_next_r
 def test_a_webhook_s_credentials_are_never_in_its_name_or_the_log(tmp_path, caplog):
     """The log names a webhook's host only (its URL is its secret): credentials in the URL's authority
     (``https://user:secret@host/...``) were part of the sink's name, so the failure log (and failures_by_sink)
-    showed them."""
-    sink = AL.WebhookSink(dead_url().replace("http://", "http://hook-user:s3cret@"), timeout_s=2)
-    assert "s3cret" not in sink.name and "hook-user" not in sink.name and sink.name.startswith("webhook 127.0.0.1:")
+    showed them. urllib never sends them (it takes ``secret@host`` for the port, or the whole for the host), so
+    such a URL is refused when the sink is made, the error naming neither the user nor the secret."""
+    for url in (dead_url().replace("http://", "http://hook-user:s3cret@"), "https://hook-user:s3cret@hooks.example/T/B"):
+        with pytest.raises(ConfigurationError, match=r"WebhookSink\(url\): .*user:password@") as refused:
+            AL.WebhookSink(url, timeout_s=2)
+        assert "s3cret" not in str(refused.value) and "hook-user" not in str(refused.value)
+    sink = AL.WebhookSink(dead_url(), timeout_s=2)
     alerter = AL.Alerter([sink], state=str(tmp_path / "sent.db"))
     with caplog.at_level(logging.WARNING, logger="aicost"):
         assert alerter.send(ALERT) == []
-    assert "failed to deliver" in caplog.text and "s3cret" not in caplog.text
-    assert not any("s3cret" in name for name in alerter.stats.failures_by_sink)
+    assert "failed to deliver" in caplog.text and "/hook" not in caplog.text
+
+
+# Webhook URLs and headers urllib cannot send: each raised at the first delivery, and the error quoted its secret
+# into the failure log (``InvalidURL: nonnumeric port: 's3cret@hooks.example'``, ``URL can't contain control
+# characters. '/services/T/B/s3cret\n...'``, ``Invalid header value b'Bearer s3cret\n'``), and a URL of another
+# scheme was refused with the whole URL in the message (the CLI's stderr, in a cron mail).
+_UNSENDABLE = [
+    ({"url": "https://user:s3cret@hooks.example/services/T/B/x"}, "user:password@"),
+    ({"url": "https://hooks.example/services/T/B/s3cret\nhttps://hooks.example/services/T/B/other"}, "whitespace"),
+    ({"url": "https://hooks.example/services/T/B/s3 cret"}, "whitespace"),
+    ({"url": "htps://hooks.example/services/T/B/s3cret"}, "http:// or https://"),
+    ({"url": "https:///services/T/B/s3cret"}, "no host"),
+    ({"url": "https://hooks.example:s3cret/services/T/B/x"}, "port"),
+    ({"url": "https://hooks.example/hook", "headers": {"Authorization": "Bearer s3cret\r\nX-Evil: 1"}},
+     "headers['Authorization']"),
+    ({"url": "https://hooks.example/hook", "headers": {"X-Token\n": "s3cret"}}, "header name"),
+]
+
+
+@pytest.mark.parametrize("kwargs, problem", _UNSENDABLE)
+def test_a_webhook_urllib_cannot_send_is_refused_when_made_never_quoting_its_secret(kwargs, problem):
+    with pytest.raises(ConfigurationError) as refused:
+        AL.WebhookSink(timeout_s=2, **kwargs)
+    message = str(refused.value)
+    assert message.startswith("WebhookSink(") and problem in message
+    assert "s3cret" not in message and "services" not in message
+
+
+def test_cli_alerts_refuses_an_unsendable_webhook_without_printing_it(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", str(tmp_path / "s.db"),
+            "--webhook", "htps://hooks.slack.com/services/T000/B000/s3cret"]
+    assert main(argv, out=out, err=err) == 2
+    assert "WebhookSink(url)" in err.getvalue() and "s3cret" not in err.getvalue() + out.getvalue()
 
 
 def test_a_sink_that_failed_while_another_delivered_is_retried_alone_next_run(tmp_path):

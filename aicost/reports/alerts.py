@@ -243,16 +243,13 @@ class WebhookSink:
     def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
         from ..errors import ConfigurationError
 
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"WebhookSink(url): expected an http:// or https:// URL, got {url!r}")
+        self.url = _sendable_url(url)
         if timeout_s <= 0:
             raise ConfigurationError(f"WebhookSink(timeout_s): must be > 0, got {timeout_s}")
-        self.url = url
         self.timeout_s = timeout_s
-        self.headers = {"Content-Type": "application/json", **dict(headers or {})}
-        # The URL of a Slack webhook is its secret: logs name the host (and port) only, never credentials in the
-        # authority (user:secret@host).
-        self.name = "webhook " + url.split("/", 3)[2].rpartition("@")[2]
+        self.headers = {"Content-Type": "application/json", **_sendable_headers(headers or {})}
+        # The URL of a Slack webhook is its secret: logs name the host (and port) only.
+        self.name = "webhook " + self.url.split("/", 3)[2]
 
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.slack_payload()).encode()
@@ -261,6 +258,55 @@ class WebhookSink:
             response.read()
             if not 200 <= response.status < 300:
                 raise urllib.error.HTTPError(self.url, response.status, "not delivered", response.headers, None)
+
+
+def _sendable_url(url: object) -> str:
+    """``url`` if urllib can POST to it, else the :class:`ConfigurationError` saying why, never quoting the URL: a
+    webhook's URL is its secret, and a URL urllib cannot send fails at every delivery with an error that quotes it
+    (``nonnumeric port: 'secret@host'``, ``URL can't contain control characters. '/services/...'``) into the log."""
+    from urllib.parse import urlsplit
+
+    from ..errors import ConfigurationError
+
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"WebhookSink(url): {problem} (the URL is not shown: a webhook's URL is its secret)")
+
+    if not isinstance(url, str):
+        raise ConfigurationError(f"WebhookSink(url): expected an http:// or https:// URL (a str), got "
+                                 f"{type(url).__name__}")
+    url = url.strip()  # as urllib takes it
+    if not url.startswith(("http://", "https://")):
+        raise refuse("expected an http:// or https:// URL")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise refuse("the URL contains whitespace or a control character; percent-encode it (%20)")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise refuse("credentials in the URL (user:password@host) are never sent by urllib; pass them as "
+                     "headers={'Authorization': ...}")
+    if not parts.hostname:
+        raise refuse("the URL has no host")
+    try:
+        parts.port
+    except ValueError:
+        raise refuse("the URL's port is not a number from 0 to 65535") from None
+    return url
+
+
+def _sendable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` if http.client can send them, else the :class:`ConfigurationError` naming the header, never its
+    value (an ``Authorization`` token): http.client's own refusal, at every delivery, quotes the value."""
+    from ..errors import ConfigurationError
+
+    out = {}
+    for name, value in dict(headers).items():
+        if not isinstance(name, str) or not name or any(c.isspace() or c == ":" or not c.isprintable() for c in name):
+            raise ConfigurationError("WebhookSink(headers): a header name must be a non-empty str without "
+                                     "whitespace, ':' or control characters")
+        if not isinstance(value, str) or any(c in "\r\n\0" for c in value):
+            raise ConfigurationError(f"WebhookSink(headers[{name!r}]): the value must be a str without CR, LF or "
+                                     "NUL (the value is not shown)")
+        out[name] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
