@@ -172,6 +172,44 @@ def test_names_from_the_ledger_cannot_inject_markup(tmp_path):
     assert "<img src=x" not in source and "<script>alert(2)" not in source
 
 
+class _Attributes(HTMLParser):
+    """Every link target and style of the elements of a DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.values.extend(value or "" for name, value in attrs if name in ("href", "xlink:href", "style"))
+
+
+def test_names_from_the_ledger_are_text_in_the_charts_never_links_or_styles(tmp_path):
+    """plotly.js reads a subset of HTML in every label it draws (trace names, axis categories, pie labels): a
+    feature (which upstream baggage may set, by default) called ``<a href="https://...">Review budget</a>`` was a
+    link to that site in the dashboard's legends and axes, and ``<span style=...>`` restyled the page's text.
+    Every name from the ledger is drawn as the text it is."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import CALL, LedgerRow, open_store
+
+    evil = '<a href="https://phish.example/login">Review <b>budget</b></a><span style="font-size:90px">x</span>'
+    url = f"sqlite:///{tmp_path / 'evil.db'}"
+    with open_store(url) as store:
+        store.write([LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime(2026, 11, 2 + i, tzinfo=timezone.utc),
+                               request_model=evil if i % 2 else "gpt-4o", cost=Decimal("0.5"), team=evil,
+                               feature=evil, customer=evil) for i in range(5)])
+    page = tmp_path / "evil.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), "--since", "2026-11-01", "--until",
+                             "2026-11-08")
+    assert code == 0, err
+    dom = chromium_dom(str(page))
+    attributes = _Attributes()
+    attributes.feed(dom)
+    assert not [v for v in attributes.values if "phish.example" in v or "90px" in v]
+    assert dom.count("Review &lt;b&gt;budget&lt;/b&gt;") >= 4  # the name, shown as written: legend, axes, pie
+
+
 def test_calls_of_unknown_price_are_counted_apart_on_the_page_as_aicost_report_does(tmp_path):
     """The total stays report's priced total; the calls it leaves out are shown, never drawn as $0 of spend."""
     from aicost.ledger import open_store

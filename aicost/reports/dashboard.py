@@ -50,6 +50,14 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _drawn(text: Any) -> str:
+    """A name as a chart label: plotly.js reads a subset of HTML in every text it draws (trace names, axis
+    categories, pie labels, titles: ``<a href>`` links, ``<span style>``, ``<br>``), and a name from the ledger may
+    come from upstream baggage. Escaped, it is drawn as the text it is (plotly.js decodes ``&lt; &gt; &amp;``, not
+    ``&quot;``, so quotes are left as they are)."""
+    return html.escape(str(text), quote=False)
+
+
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     layout = {"title": {"text": title, "x": 0.01, "font": {"size": 15}}, "margin": {"l": 60, "r": 20, "t": 44, "b": 40},
               "font": {"family": _FONT, "size": 12}, "paper_bgcolor": "white", "plot_bgcolor": "white",
@@ -87,7 +95,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     shown, rest = ranked[:STACKED_TEAMS], ranked[STACKED_TEAMS:]
     fig = go.Figure(layout=_layout("Spend per day by team (USD)", barmode="stack"))
     for team in shown:
-        fig.add_bar(name=team, x=days, y=[per_team[team].get(d, 0.0) for d in days])
+        fig.add_bar(name=_drawn(team), x=days, y=[per_team[team].get(d, 0.0) for d in days])
     if rest:
         fig.add_bar(name=f"{len(rest)} other teams", x=days,
                     y=[sum(per_team[t].get(d, 0.0) for t in rest) for d in days], marker_color="#BAB0AC")
@@ -95,14 +103,14 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
         if a.dimension == "team" and isinstance(a.start, date):
             day = a.start.isoformat()
             top = sum(per_team[t].get(day, 0.0) for t in per_team)
-            fig.add_annotation(x=day, y=top, text=f"spike: {html.escape(a.group)}", showarrow=True, ax=0, ay=-28,
+            fig.add_annotation(x=day, y=top, text=f"spike: {_drawn(a.group)}", showarrow=True, ax=0, ay=-28,
                                font={"color": "#c0392b", "size": 12}, arrowcolor="#c0392b", bgcolor="white")
     figs.append(("daily", fig))
 
     # Top features, top customers
     for key, title in (("feature", "Top features (USD)"), ("customer", "Top customers (USD)")):
         groups = [g for g in spend(store, start, end, (key,)) if g.cost][:TOP]
-        labels = [label(g.key[key]) for g in groups][::-1]
+        labels = [_drawn(label(g.key[key])) for g in groups][::-1]
         fig = go.Figure(layout=_layout(title, height=340, yaxis={"automargin": True},
                                        xaxis={"gridcolor": "#eee", "tickprefix": "$"}, showlegend=False))
         fig.add_bar(x=[float(g.cost) for g in groups][::-1], y=labels, orientation="h",
@@ -113,7 +121,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     # Model mix
     models = spend(store, start, end, ("model",))
     top_models, other = models[:8], models[8:]
-    labels = [label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
+    labels = [_drawn(label(g.key["model"])) for g in top_models] + ([f"{len(other)} other models"] if other else [])
     values = [float(g.cost) for g in top_models] + ([float(sum_usd(g.cost for g in other))] if other else [])
     fig = go.Figure(layout=_layout("Model mix (share of spend)", showlegend=True,
                                    legend={"orientation": "v", "x": 1.0, "y": 0.5}))
@@ -137,7 +145,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
             unit = None if g is None else (g.cost_per_run if g.runs
                                            else RATIO.divide(g.cost, g.calls) if g.calls else None)
             ys.append(None if unit is None else float(unit))
-        fig.add_scatter(name=feature, x=days, y=ys, mode="lines+markers", connectgaps=False)
+        fig.add_scatter(name=_drawn(feature), x=days, y=ys, mode="lines+markers", connectgaps=False)
     figs.append(("unit", fig))
 
     # Cache savings and refusals per day
@@ -152,7 +160,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
 
     # Budgets against forecast
     if forecasts:
-        names = [f.group for f in forecasts][::-1]
+        names = [_drawn(f.group) for f in forecasts][::-1]
         fig = go.Figure(layout=_layout(f"Month-end forecast, {forecasts[0].period_start:%B %Y} (as of "
                                        f"{forecasts[0].as_of}; {forecasts[0].level:.0%} interval)",
                                        barmode="overlay", height=max(260, 60 + 48 * len(forecasts)),
@@ -168,7 +176,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
                     marker_color=_PALETTE[0], width=0.4)
         with_budget = [f for f in forecasts if f.budget is not None]
         if with_budget:
-            fig.add_scatter(name="budget", y=[f.group for f in with_budget], x=[float(f.budget) for f in with_budget],
+            fig.add_scatter(name="budget", y=[_drawn(f.group) for f in with_budget], x=[float(f.budget) for f in with_budget],
                             mode="markers", marker={"symbol": "line-ns-open", "size": 26, "line": {"width": 3},
                                                     "color": "#c0392b"})
         figs.append(("forecast", fig))
@@ -306,10 +314,10 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
         summary = summarise(intervals)
         bars = [(label(team), cost) for team, cost in summary.by_team.items()] + [(f"idle ({summary.owner})",
                                                                                     summary.idle)]
-        fig = go.Figure(layout=_layout(f"Pool {name}: final cost by team, idle included (USD)", barmode="stack"))
+        fig = go.Figure(layout=_layout(f"Pool {_drawn(name)}: final cost by team, idle included (USD)", barmode="stack"))
         for who, cost in bars:
-            fig.add_trace(go.Bar(name=who, x=[float(cost)], y=[name], orientation="h",
-                                 hovertemplate=f"{_e(who)}: ${_exact(cost)}<extra></extra>"))
+            fig.add_trace(go.Bar(name=_drawn(who), x=[float(cost)], y=[_drawn(name)], orientation="h",
+                                 hovertemplate=f"{_drawn(who)}: ${_exact(cost)}<extra></extra>"))
         fig.update_layout(height=220)
         chart = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=config, div_id=f"chart-pool-{name}",
                             default_height="220px")
