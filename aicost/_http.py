@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import urllib.request
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-__all__ = ["open_url"]
+__all__ = ["open_url", "open_url_within"]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -21,3 +24,95 @@ def open_url(request: urllib.request.Request, timeout: float) -> Any:
     """``urlopen(request)`` following no redirect. The opener is made per request: it reads the environment's
     proxy settings as they are then."""
     return urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout)
+
+
+class _Cutoff:
+    """Shuts the sockets of one exchange down when its time is up. A socket timeout bounds each read, not the
+    exchange: a server (or a proxy) sending a byte now and then holds a request for ever. Shut down, the socket's
+    blocked read returns at once and urllib / http.client raise."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def hold(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.fired:
+                return sock
+        self._shut(sock)  # connected after the deadline
+        return sock
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            # socket.socket's own: on a TLS socket, the TCP connection under it (SSLSocket.shutdown would also drop
+            # the TLS state a reader in another thread is using).
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def watch(self, http_class: type) -> type:
+        """``http_class`` (http.client's HTTP(S)Connection) handing each TCP connection it makes to :meth:`hold`
+        as soon as it is made: before a proxy tunnel or a TLS handshake, which could trickle too."""
+        cutoff = self
+
+        class Watched(http_class):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                create = self._create_connection  # socket.create_connection, the one way http.client connects
+                self._create_connection = lambda *a, **k: cutoff.hold(create(*a, **k))
+
+        return Watched
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, cutoff: _Cutoff) -> None:
+        super().__init__()
+        self._cutoff = cutoff
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(self._cutoff.watch(http_class), req, **kwargs)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, cutoff: _Cutoff) -> None:
+        super().__init__()
+        self._cutoff = cutoff
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(self._cutoff.watch(http_class), req, **kwargs)
+
+
+@contextmanager
+def open_url_within(request: urllib.request.Request, seconds: float) -> Iterator[Any]:
+    """:func:`open_url`, the whole exchange (connecting, sending, the answer's status, headers and whatever the
+    block reads of its body) over within ``seconds``: past them, a :class:`TimeoutError`, whatever the server
+    does, and whatever was read by then (an answer cut short can look whole). For a request that must not hold its caller (an alert's delivery), not for a download of any size."""
+    cutoff = _Cutoff(seconds)
+    opener = urllib.request.build_opener(_NoRedirect, _WatchedHTTP(cutoff), _WatchedHTTPS(cutoff))
+    try:
+        with opener.open(request, timeout=seconds) as response:
+            yield response
+        if cutoff.fired:  # cut short: a status line and a truncated rest can read as a whole (empty) answer
+            raise TimeoutError
+    except Exception:
+        if cutoff.fired:
+            raise TimeoutError(f"no complete answer within {seconds:g} s") from None
+        raise
+    finally:
+        cutoff.cancel()

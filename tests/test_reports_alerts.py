@@ -234,6 +234,62 @@ def test_a_webhook_answering_with_a_redirect_is_a_failed_delivery_retried_next_r
     assert len(got.bodies) == 2
 
 
+@contextmanager
+def trickling_receiver(answer: bytes) -> Iterator[str]:
+    """A webhook on 127.0.0.1 that reads the request, sends ``answer``, then one more byte every 0.2 s, for ever:
+    each read waits less than any timeout, so only a deadline for the whole exchange ends it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            with client:
+                client.recv(65536)
+                try:
+                    client.sendall(answer)
+                    while not stop.wait(0.2):
+                        client.sendall(b"X")
+                except OSError:  # the sink gave up: next connection
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret"
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"],
+                         ids=["no-status", "headers", "body"])
+def test_a_webhook_that_trickles_its_answer_fails_within_its_timeout(tmp_path, caplog, answer):
+    """``timeout_s`` bounded each read of the socket, not the delivery: a receiver (or a proxy) that sent a byte
+    now and then held the delivery, the cron run and the in-app sender thread for ever. It is the whole
+    exchange's deadline: the delivery fails after it, counted and logged as a timeout, and is retried next run."""
+    import time
+
+    with trickling_receiver(answer) as url:
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=1), state=str(tmp_path / "sent.db"))
+        sending = threading.Thread(target=alerter.send, args=(ALERT,), daemon=True)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            sending.start()
+            sending.join(30)  # generous: 1 s is the deadline, the machine is busy
+        assert not sending.is_alive(), "the delivery outlived its timeout"
+        assert time.monotonic() - started < 30
+    assert alerter.stats.failed == 1 and alerter.stats.sent == 0
+    assert "TimeoutError" in caplog.text and "secret" not in caplog.text
+    assert AL.SentState(str(tmp_path / "sent.db")).claim_each([f"{ALERT.key} -> {alerter.sinks[0].name}"]) == [True]
+
+
 def test_callback_and_budget_events_in_app_do_not_block_the_caller():
     got = []
     release = threading.Event()

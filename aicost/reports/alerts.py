@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from .. import _fork
-from .._http import open_url
+from .._http import open_url_within
 from .._log import log_once
 from ..pricing.cost import MONEY
 from ..pricing.money import percent
@@ -238,7 +238,8 @@ class CallbackSink:
 
 class WebhookSink:
     """POST the alert's Slack-compatible JSON to ``url``. Any 2xx is delivered; anything else, a redirect
-    included (never followed), raises: the delivery failed and is retried by the next run."""
+    included (never followed), raises: the delivery failed and is retried by the next run. ``timeout_s`` bounds the
+    whole delivery, not each read: a receiver answering a byte at a time must not hold the sender for ever."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
         from ..errors import ConfigurationError
@@ -254,7 +255,7 @@ class WebhookSink:
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.slack_payload()).encode()
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-        with open_url(request, timeout=self.timeout_s) as response:
+        with open_url_within(request, self.timeout_s) as response:
             response.read()
             if not 200 <= response.status < 300:
                 raise urllib.error.HTTPError(self.url, response.status, "not delivered", response.headers, None)
