@@ -314,6 +314,52 @@ def test_callback_and_budget_events_in_app_do_not_block_the_caller():
     assert "passed 80%" in got[0].title and "$16.50 of $20.00" in got[0].text
 
 
+def test_in_app_alerts_to_a_hung_webhook_or_a_blocked_callback_never_hold_up_the_exit():
+    """A webhook that accepts the connection and never answers (a listening socket nobody accepts from: the
+    kernel completes the handshake), a callback blocked for ever and one that raises, an alert queued by the
+    budget guard while the app runs and one queued by an exit handler: the app's call returns at once, and the
+    process exits with status 0, long before the webhook's 60 s timeout would have let it."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    code = textwrap.dedent("""
+        import atexit, socket, sys, threading
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        from aicost.budget import Budget
+        from aicost.budget.guard import BudgetEvent
+        from aicost.reports import alerts as AL
+
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        def blocked(alert):
+            threading.Event().wait()
+        def raising(alert):
+            raise RuntimeError("a bug in the pager")
+        alerter = AL.Alerter([AL.WebhookSink(f"http://127.0.0.1:{hung.getsockname()[1]}/hook", timeout_s=60),
+                              AL.CallbackSink(blocked, name="blocked"), AL.CallbackSink(raising, name="raising")])
+        budget = Budget(limit_usd="20", window="day", scope="team", thresholds=[0.8])
+        event = BudgetEvent(kind="threshold", budget=budget, scope_value="search", window="day:2026-11-26",
+                            resets_at=datetime(2026, 11, 27, tzinfo=timezone.utc), limit_usd=Decimal("20"),
+                            spent_usd=Decimal("16.5"), reserved_usd=Decimal(0), threshold=Decimal("0.8"))
+        alerter.budget_callback()(event)  # the guard's on_threshold: returns at once
+        late = AL.Alert(AL.ANOMALY, "anomaly:team:search:late", "late", "queued by an exit handler")
+        atexit.register(lambda: print("queued at exit:", alerter.submit(late), flush=True))
+        print("returned", flush=True)
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "returned" in done.stdout and "queued at exit: True" in done.stdout
+    assert took < 40, f"the exit waited {took:.0f} s for alert deliveries"  # generous: 2 busy cores
+
+
 def test_bad_webhook_configuration_is_refused():
     with pytest.raises(ConfigurationError, match="WebhookSink"):
         AL.WebhookSink("ftp://example.invalid/hook")
