@@ -185,6 +185,28 @@ def test_a_sink_that_failed_while_another_delivered_is_retried_alone_next_run(tm
     assert len(got.bodies) == 2  # the 500 attempt, then the delivered retry
 
 
+def test_a_delivery_interrupted_by_ctrl_c_is_not_remembered_as_sent(tmp_path):
+    """The claim is taken before the delivery. Ctrl-C during one (a cron run stopped by hand, a slow webhook)
+    raised KeyboardInterrupt past the claim, which stayed in the state file: every later run took the alert as
+    sent, and it never was. The interrupt still stops the run; the claims of the sinks not delivered to are
+    released, so the next run sends the alert to them."""
+    state = str(tmp_path / "sent.db")
+    delivered = []
+
+    def interrupted(alert):
+        raise KeyboardInterrupt
+
+    first = AL.Alerter([AL.CallbackSink(delivered.append, name="pager"), AL.CallbackSink(interrupted, name="slack"),
+                        AL.CallbackSink(delivered.append, name="mail")], state=state)
+    with pytest.raises(KeyboardInterrupt):
+        first.send(ALERT)
+    assert delivered == [ALERT]  # the pager had it
+    got = {"pager": [], "slack": [], "mail": []}
+    again = AL.Alerter([AL.CallbackSink(got[name].append, name=name) for name in got], state=state)
+    assert again.send(ALERT) == [ALERT]
+    assert got == {"pager": [], "slack": [ALERT], "mail": [ALERT]}
+
+
 def test_sinks_of_the_same_name_each_get_the_alert_and_old_state_files_still_count(tmp_path):
     import sqlite3
 

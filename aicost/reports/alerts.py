@@ -457,19 +457,31 @@ class Alerter:
                     self.stats.suppressed += 1
                 continue
             ok = 0
-            for sink, claim in pending:
-                if self._deliver(sink, alert):
-                    ok += 1
-                else:
-                    try:
-                        self.state.release(claim)  # this sink's claim only: the next run tries it again
-                    except sqlite3.Error:
-                        pass
+            undelivered = [claim for _, claim in pending]
+            try:
+                for sink, claim in pending:
+                    if self._deliver(sink, alert):
+                        ok += 1
+                        undelivered.remove(claim)
+                    else:
+                        self._release(claim)  # this sink's claim only: the next run tries it again
+            except BaseException:
+                # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
+                # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
+                for claim in undelivered:
+                    self._release(claim)
+                raise
             if ok:
                 with self._stats_lock:
                     self.stats.sent += 1
                 delivered.append(alert)
         return delivered
+
+    def _release(self, claim: str) -> None:
+        try:
+            self.state.release(claim)
+        except sqlite3.Error:  # an unusable state file: the claim stays (logged when claiming)
+            pass
 
     def _claims(self, alert: Alert) -> list[str]:
         """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
