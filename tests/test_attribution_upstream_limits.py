@@ -157,3 +157,35 @@ def test_upstream_tag_name_ending_in_a_newline_is_dropped() -> None:
 def test_bad_configuration_is_a_configuration_error(kwargs, problem) -> None:
     with pytest.raises(ConfigurationError, match=problem):
         configure_propagation(**kwargs)
+
+
+def test_what_upstream_baggage_can_write_into_the_ledger_is_bounded(instrumented, spill_dir, tmp_path, openai_client,
+                                                                    replay_server) -> None:
+    """End to end, into the spend ledger: 150 requests whose baggage forges a team, a customer and a tag, and each
+    invents a new feature (trusted by default), some 300 characters long. The ledger holds no forged team,
+    customer or tag, at most ``max_upstream_values`` features plus "other", none over 256 characters, and
+    every call, none lost."""
+    from datetime import datetime, timedelta, timezone
+
+    from aicost.ledger import open_store
+    from vendor_server import openai_chat_reply
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    configure_propagation(max_upstream_values=20)
+    started = datetime.now(timezone.utc)
+    for i in range(150):
+        feature = f"invented-{i}" + ("x" * 300 if i % 3 == 0 else "")
+        replay_server.enqueue(openai_chat_reply(prompt_tokens=10, completion_tokens=5))
+        with attributes_from_headers({"baggage": f"aicost.team=forged,aicost.customer=victim,"
+                                                 f"aicost.tag.region=eu,aicost.feature={feature}"}):
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=None)  # flushes and closes the writer
+    with open_store(url, create=False) as store:
+        rows = list(store.rows(started - timedelta(minutes=1), datetime.now(timezone.utc) + timedelta(minutes=1)))
+    assert len(rows) == 150
+    assert {(r.team, r.customer, r.user) for r in rows} == {(None, None, None)} and all(not r.tags for r in rows)
+    features = {r.feature for r in rows}
+    assert OVERFLOW_VALUE in features and None in features  # None: the overlong ones, dropped
+    assert len(features - {None}) <= 20 + 1
+    assert max(len(f) for f in features if f) <= 256
