@@ -490,6 +490,46 @@ def test_synthetic_copies_sum_their_pairs(ledger_url):
     store.close()
 
 
+def test_a_new_user_and_customer_on_every_row_costs_368_pair_cells_per_row_after_64_days(tmp_path):
+    """What docs/ledger.md ("What the prefixes cost") says the window prefixes cost where every row brings a new
+    user and customer (a consumer app's per-person ids): such a row is in the 11 pairs with user or customer, each
+    in its day's cells and in the prefix of every day of its window from its own on (the first day's prefix is
+    its cells), so after the window's 64 days about 11 x (1 + 65 / 2) = 368 of those cells per row; and, on the
+    days keeping hour prefixes, one cell per pair in each hour prefix and hour suffix holding it (up to 23). Real
+    SQLite, 20 rows a day: fails if a row costs more cells than that."""
+    per_day, days = 20, WINDOW
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    first += timedelta(days=-pairs_module.day_number(first) % WINDOW)  # a window's first day
+    rows = [LedgerRow(span_id=f"{d:03d}{k:03d}", kind="call",
+                      time=first + timedelta(days=d, seconds=k * 86_400 // per_day),
+                      provider="openai", response_model="gpt-4o-mini", team=f"t{k % 5}", feature=f"f{k % 3}",
+                      user=f"u{d}-{k}", customer=f"c{d}-{k}", tags={"env": "prod"}, cost=Decimal("0.001"),
+                      input_tokens=5, output_tokens=1)
+            for d in range(days) for k in range(per_day)]
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    store.write(rows)
+    end = first + timedelta(days=days)
+    sum_all_pairs(store, until=end)  # as the writer does just after the window's last day
+    new_pairs = [p for p in PAIRS if {"user", "customer"} & set(p)]
+    assert len(new_pairs) == 11
+    of_new = "(dim_a IN ('user', 'customer') OR dim_b IN ('user', 'customer'))"
+    by_day = _pair_cells(store, f"days >= 1 AND {of_new}")
+    # a row of day d: its day's cells, and the prefixes of n days for n = d + 1 .. 64 (n = 1 is the day's cells)
+    assert by_day == len(new_pairs) * sum(1 + days - max(d, 1) for d in range(days) for _ in range(per_day))
+    assert round(by_day / len(rows), 1) == 368.3
+    # hour prefixes (rows before each hour 01:00-23:00) on the days kept by hour, the last ones before ``end``;
+    # hour suffixes (rows from each hour) on those of them closed since: at most 23 sets hold a row
+    kept = [first + timedelta(days=d) for d in range(days)
+            if first + timedelta(days=d) >= end - (pairs_module.HOUR_DAYS - 1) * timedelta(days=1)]
+    assert len(kept) == 2  # the days to the summing's end: the window's last two (end's day has no row)
+    hours = [r.time.hour for r in rows if r.time >= kept[0]]
+    closed = [r.time.hour for r in rows if kept[0] <= r.time < kept[-1]]
+    by_hour = _pair_cells(store, f"days <= 0 AND {of_new}")
+    assert by_hour == len(new_pairs) * (sum(23 - h for h in hours) + sum(h for h in closed))
+    assert _pair_cells(store) / len(rows) < 376  # all pairs, all sets: 375.8 (2026-12-07)
+    store.close()
+
+
 def test_the_background_writer_sums_behind_its_batches(ledger_url, spill_dir, monkeypatch):
     monkeypatch.setattr(writer_module, "PAIR_INTERVAL_S", 0.0)
     items = list(generate(Profile(days=2, teams=3, customers=5, calls=500, seed=8)))
