@@ -3,8 +3,10 @@ report by team x customer (or user x model, customer x tag:env) over a month rea
 
 Why not at write time, per batch, like the other rollups: a pair with customer or user is tens of thousands of
 cells a day (the synthetic benchmark ledger: 15,000 team x customer, 32,000 team x user; about 110,000 for the
-fifteen pairs), and summing them costs some 26 us of database CPU per row, more than half of everything else the
-writer does per row. Summed per hour of rows it is worse (40,000 cells an hour). So the pairs are summed behind the
+fifteen pairs), and summing them costs more CPU per row than everything else the writer does per row (on SQLite
+48-140 us against ~57: docs/ledger.md, measured by ``benchmarks/ledger_pairs.py``). Summed per batch it would be
+worse: a batch's few hours bring nearly as many cells as rows (a busy hour of the benchmark ledger, 34,000 rows,
+makes 42,000). So the pairs are summed behind the
 writer, from rows already stored, in chunks (:func:`compact`): the writer thread runs a chunk between its batches once a minute,
 and at each wake while rows are left (:class:`aicost.ledger.writer.LedgerWriter`), never on a batch's own path, and a report reads the
 rows not summed yet from the raw rows. ``aicost_rollup_pair_mark.summed_before`` (one row) says how far the
