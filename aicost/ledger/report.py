@@ -13,8 +13,9 @@ of the previous one, or, on its first day, the hours elapsed with the same hours
 whole one.
 
 Days are whole UTC days, as ``today`` and the months are, for what a bill is made of: vendors bill and report
-usage by the UTC day, a FOCUS charge period is a day, and the ledger's rollups and pair cells hold days, so a
-report by ``team,customer`` over ``30d`` is a few sets of cells, not the rows of two part days.
+usage by the UTC day (a FOCUS export's charge periods are UTC hours, inside those days), and the ledger's rollups
+and pair cells hold days, so a report by ``team,customer`` over ``30d`` is a few sets of cells, not the rows of two
+part days.
 """
 
 from __future__ import annotations
