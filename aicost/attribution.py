@@ -907,10 +907,15 @@ class UnitOfWork:
 
 
 def _run_id_of(span: Any) -> str:
+    """The unit's span's id when the span records, else a random one of the same shape: a span that records nothing
+    need not be the unit's own (OpenTelemetry's no-op tracer hands back the current span's context, so every unit
+    inside one request span would share that span's id, and the ledger, keyed by run id, would keep one of their
+    runs)."""
     try:
-        context = span.get_span_context()
-        if context.is_valid:
-            return format(context.span_id, "016x")
+        if span.is_recording():
+            context = span.get_span_context()
+            if context.is_valid:
+                return format(context.span_id, "016x")
     except Exception:
         pass
     return format(random.getrandbits(64), "016x")

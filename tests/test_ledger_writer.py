@@ -20,9 +20,10 @@ import aicost
 from aicost import semconv
 from aicost.budget import Budget, BudgetExceeded, configure_budgets, disable_budgets
 from aicost.errors import ConfigurationError
-from aicost.ledger import CACHE_HIT, CALL, REFUSAL, LedgerRow, open_store, totals
+from aicost.ledger import CACHE_HIT, CALL, REFUSAL, LedgerRow, open_store, spend, totals
 from aicost.ledger import writer as ledger_writer
 from aicost.ledger.exporter import LedgerSpanExporter
+from aicost.ledger.query import MONEY_DIV
 from aicost.ledger.writer import LedgerWriter
 
 from ledger_helpers import fresh_pg_database
@@ -506,6 +507,36 @@ def test_calls_and_cache_hits_inside_a_feature_carry_its_run_id(instrumented, le
     assert feature.attributes[semconv.AICOST_RUN_ID] == run_id
     assert semconv.AICOST_RUN_ID not in outside.attributes
     assert {r.kind: r.run_id for r in _rows(ledger_url) if r.run_id is not None} == {CALL: run_id, CACHE_HIT: run_id}
+
+
+def test_runs_inside_one_request_span_with_features_untraced_are_each_their_own_run(instrumented, tmp_path, spill_dir,
+                                                                                   openai_client, replay_server):
+    """Feature units on a no-op tracer inside an application's request span: OpenTelemetry's no-op tracer hands back
+    a span with the current span's context, and a unit took its run id from it, so every run in the request had the
+    request span's id. The ledger, keyed by run id, kept one run of two: the spend of both over one run, its unit
+    cost doubled, and both calls filed under it. Each run has its own id, and its calls are filed under it."""
+    from opentelemetry import trace
+    from aicost import attribution
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=url)
+    attribution.set_tracer_provider(trace.NoOpTracerProvider())
+    replay_server.enqueue(openai_chat_reply(), openai_chat_reply())
+    try:
+        with instrumented.tracer_provider.get_tracer("app").start_as_current_span("GET /answer"):
+            with aicost.feature("answer") as first:
+                openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            with aicost.feature("answer") as second:
+                openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        attribution.set_tracer_provider(None)
+    assert ledger_writer.active().flush()
+    assert first.run_id != second.run_id
+    with open_store(url, create=False) as store:
+        assert sorted(run.run_id for run in store.runs(*WINDOW)) == sorted([first.run_id, second.run_id])
+        assert sorted(row.run_id for row in store.rows(*WINDOW)) == sorted([first.run_id, second.run_id])
+        (answer,) = spend(store, *WINDOW, ["feature"])
+    assert answer.runs == 2 and answer.cost_per_run == MONEY_DIV(answer.cost, 2)
 
 
 def test_span_exporter_takes_a_calls_run_from_the_call_whichever_batches_bring_its_ancestors(
