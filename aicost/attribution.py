@@ -844,7 +844,8 @@ class UnitOfWork:
     ``"cache_hit"``, ``"refused"``, ``"answer_rejected"``), which always wins.
     """
 
-    __slots__ = ("name", "collector", "span", "outcome", "run_id", "started_ns", "attributes", "context_within")
+    __slots__ = ("name", "collector", "span", "outcome", "run_id", "span_run_id", "started_ns", "attributes",
+                 "context_within")
 
     def __init__(self, name: str, span: Any) -> None:
         self.name = name
@@ -852,8 +853,9 @@ class UnitOfWork:
         self.span = span
         self.outcome: str | None = None
         # Identifies this run in the ledger and in event listeners: its span id, or a random id of the same shape
-        # when no span records (no OpenTelemetry SDK configured).
-        self.run_id = _run_id_of(span)
+        # when no span records (no OpenTelemetry SDK configured). The run id its calls' and cache hits' spans carry
+        # (``aicost.run.id``) is ``span_run_id``: see :func:`_run_ids_of`.
+        self.run_id, self.span_run_id = _run_ids_of(span)
         self.started_ns = time.time_ns()
         # The attribution its body runs with, as of its latest activation: what its span and run are labelled with,
         # wherever it ends (a generator finished by its consumer, an exit stack closed in another task).
@@ -906,19 +908,26 @@ class UnitOfWork:
         }
 
 
-def _run_id_of(span: Any) -> str:
-    """The unit's span's id when the span records, else a random one of the same shape: a span that records nothing
-    need not be the unit's own (OpenTelemetry's no-op tracer hands back the current span's context, so every unit
-    inside one request span would share that span's id, and the ledger, keyed by run id, would keep one of their
-    runs)."""
+def _run_ids_of(span: Any) -> tuple[str, str | None]:
+    """-> (the run's id, the run id the spans of its calls and cache hits carry).
+
+    The run's id is its span's id when the span records, else a random one of the same shape: a span that records
+    nothing need not be the unit's own (OpenTelemetry's no-op tracer hands back the current span's context, so
+    every unit inside one request span would share that span's id, and the ledger, keyed by run id, would keep one
+    of their runs). A ledger fed from exported spans gets the run from its span alone, so the spans inside it name
+    the run only when that span is exported: recorded and sampled. A unit whose span is not (features on a no-op
+    tracer, or sampled out, while the calls' spans record) would otherwise have its calls' rows name a run that
+    ledger never gets. The in-process ledger and event listeners are told of every run (``UnitFinished``) and keep
+    the run's id."""
     try:
         if span.is_recording():
             context = span.get_span_context()
             if context.is_valid:
-                return format(context.span_id, "016x")
+                run_id = format(context.span_id, "016x")
+                return run_id, run_id if context.trace_flags.sampled else None
     except Exception:
         pass
-    return format(random.getrandbits(64), "016x")
+    return format(random.getrandbits(64), "016x"), None
 
 
 def current_run_id() -> str | None:

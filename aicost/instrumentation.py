@@ -385,7 +385,7 @@ class _Call:
     __slots__ = (
         "integration", "endpoint", "info", "request", "attribution", "collectors", "tickets", "span",
         "native", "start", "start_ns", "first_chunk_at", "finished", "chunks", "otel_token", "hide_usage",
-        "acc", "busy", "run_id", "record_id", "gc_watched", "skipped", "closed_in_read", "body_read",
+        "acc", "busy", "run_id", "span_run_id", "record_id", "gc_watched", "skipped", "closed_in_read", "body_read",
     )
 
     def __init__(self, integration: Integration, endpoint: Endpoint, resource: Any, kwargs: dict, is_async: bool):
@@ -410,8 +410,10 @@ class _Call:
         )
         self.attribution = _current_attribution()
         self.collectors = hooks.active_collectors()
-        # A unit of work always collects its calls: without a collector there is no run to look up.
-        self.run_id = _current_run_id() if self.collectors else None
+        # A unit of work always collects its calls: without a collector there is no run to look up. The run its
+        # span names (``aicost.run.id``) is the one a ledger fed from exported spans can get (``span_run_id``).
+        unit = _current_unit() if self.collectors else None
+        self.run_id, self.span_run_id = (None, None) if unit is None else (unit.run_id, unit.span_run_id)
         self.tickets: list[Any] = []
         self.span: Any = None
         self.native: Any = None  # a vendor's NativeSpanCapture when the SDK traces the call itself
@@ -510,8 +512,8 @@ class _Call:
         telemetry.request_attributes(attrs, self.endpoint.key, self.request, tier_keys)
         if self.attribution:
             attrs.update(self.attribution)
-        if self.run_id is not None:  # the run the call belongs to, for a ledger fed from exported spans
-            attrs[s.AICOST_RUN_ID] = self.run_id
+        if self.span_run_id is not None:  # the run the call belongs to, for a ledger fed from exported spans
+            attrs[s.AICOST_RUN_ID] = self.span_run_id
         if info.span_attributes:
             attrs.update(info.span_attributes)
         if not self.endpoint.billable:
@@ -1015,6 +1017,14 @@ def _current_attribution() -> Mapping[str, str]:
 def _current_run_id() -> str | None:
     try:
         return attribution.current_run_id()
+    except Exception:
+        error_once("attribution:run", "aicost: could not read the current unit of work")
+        return None
+
+
+def _current_unit() -> Any:
+    try:
+        return attribution.current_unit()
     except Exception:
         error_once("attribution:run", "aicost: could not read the current unit of work")
         return None
@@ -1548,7 +1558,8 @@ def record_completed(integration: Integration, resource: Any, work: CompletedWor
     call = _Call(integration, work.endpoint, resource, work.request, is_async)
     if work.attribution is not None:  # the submitter's, carried by the batch: not the reading code's scope
         call.attribution = work.attribution
-        call.run_id = work.run_id
+        # The submitter's run, on the span too: whether its span was exported is the submitting process's to know.
+        call.run_id = call.span_run_id = work.run_id
         call.collectors = ()
     call.record_id = work.key
     hints = {**(call.request.price_hints or {}), **work.price_hints}

@@ -166,6 +166,7 @@ AICOST_ROLLUP_USAGE_ESTIMATED = "aicost.rollup.usage.estimated"
 # The run a span belongs to (``aicost.attribution.current_run_id()``: the unit's span id, 16 hex digits, random
 # without a span): on the unit's own span, and on each call and cache hit inside it, so a ledger fed from exported
 # spans joins a call to its run by this value, whatever spans lie between them or whichever batch brings the unit.
+# Only on the spans of a run whose own span is exported (``UnitOfWork.span_run_id``): that ledger gets the run from it.
 AICOST_RUN_ID = "aicost.run.id"
 METRIC_FEATURE_RUNS = "aicost.feature.runs"  # counter {run}: aicost.feature, aicost.outcome, aicost.team
 # The cost counter again, as integer nano-USD: sums across series are exact in float64 backends (Prometheus).

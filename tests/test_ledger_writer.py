@@ -539,6 +539,86 @@ def test_runs_inside_one_request_span_with_features_untraced_are_each_their_own_
     assert answer.runs == 2 and answer.cost_per_run == MONEY_DIV(answer.cost, 2)
 
 
+@pytest.mark.parametrize("features_untraced_by", ["set_tracer_provider", "instrument"])
+def test_a_run_whose_span_is_not_recorded_is_named_by_no_exported_call(
+        features_untraced_by, instrumented, tmp_path, spill_dir, openai_client, anthropic_client, replay_server):
+    """Feature units not traced (a no-op tracer for them) while calls are: ``aicost.attribution.set_tracer_provider``
+    given a no-op provider, or ``instrument(tracer_provider=...)`` given one while the Anthropic SDK traces its calls
+    natively through the global provider (aicost enriches that span). No span ever brings such a run to a ledger fed
+    from exported spans, so its calls and cache hits must not name it: their rows named a run the ledger never got
+    (no outcome, ever; a run id FOCUS exports that leads nowhere). The in-process ledger, told of the run by its
+    event, still files them under it."""
+    from opentelemetry import trace
+    from aicost import attribution
+
+    hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    if features_untraced_by == "set_tracer_provider":
+        aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=hooks_url)
+        attribution.set_tracer_provider(trace.NoOpTracerProvider())
+        replay_server.enqueue(openai_chat_reply())
+    else:
+        aicost.instrument(tracer_provider=trace.NoOpTracerProvider(), ledger=hooks_url)
+        replay_server.enqueue(anthropic_message_reply())
+
+    @aicost.cache(prompt="messages")
+    def ask(*, messages):
+        if features_untraced_by == "set_tracer_provider":
+            return openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages).model_dump()
+        return anthropic_client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=64,
+                                                messages=messages).model_dump()
+
+    try:
+        with aicost.feature("answer", team="search") as unit:
+            ask(messages=MESSAGES)
+            ask(messages=MESSAGES)  # a hit
+    finally:
+        attribution.set_tracer_provider(None)
+    assert ledger_writer.active().flush()
+    spans = instrumented.spans()
+    assert not [s for s in spans if s.name.startswith("aicost.feature")]  # the run's span records nothing
+    assert len([s for s in spans if semconv.AICOST_PRICE_KNOWN in s.attributes]) == 1
+    exporter = LedgerSpanExporter(spans_url)  # as a central process would receive the spans over OTLP
+    exporter.export(spans)
+    assert exporter.force_flush()
+    exporter.shutdown()
+    with open_store(spans_url, create=False) as store:
+        runs = {run.run_id for run in store.runs(*WINDOW)}
+        rows = list(store.rows(*WINDOW))
+    # aicost's own cache span goes where its other spans go: nowhere, when instrument() was given the no-op tracer
+    assert sorted(row.kind for row in rows) == ([CACHE_HIT, CALL] if features_untraced_by == "set_tracer_provider"
+                                                else [CALL])
+    assert [(row.kind, row.run_id) for row in rows if row.run_id is not None and row.run_id not in runs] == []
+    with open_store(hooks_url, create=False) as store:  # the in-process ledger: the run and its calls, as before
+        assert [run.run_id for run in store.runs(*WINDOW)] == [unit.run_id]
+        assert sorted((row.kind, row.run_id) for row in store.rows(*WINDOW)) == [(CACHE_HIT, unit.run_id),
+                                                                                 (CALL, unit.run_id)]
+
+
+def test_a_run_whose_span_records_but_is_not_sampled_is_named_by_no_span():
+    """A unit span a sampler records but does not sample (``RECORD_ONLY``) is never exported: its run keeps the
+    span's id (the in-process ledger's), and the spans inside it name no run (``UnitOfWork.span_run_id``)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+    from aicost import attribution
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args, **kwargs):
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self):
+            return "RecordOnly"
+
+    attribution.set_tracer_provider(TracerProvider(sampler=RecordOnly()))
+    try:
+        with aicost.feature("answer") as unit:
+            pass
+    finally:
+        attribution.set_tracer_provider(None)
+    assert unit.span.is_recording() is False  # ended
+    assert unit.run_id == format(unit.span.get_span_context().span_id, "016x") and unit.span_run_id is None
+
+
 def test_span_exporter_takes_a_calls_run_from_the_call_whichever_batches_bring_its_ancestors(
         instrumented, tmp_path, spill_dir, openai_client, replay_server):
     """A stream started under an HTTP request span and read after it ended: the call's parent is that request span,

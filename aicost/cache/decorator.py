@@ -325,17 +325,18 @@ def _record(core: CacheCore, span: Any, outcome: str, lookup_s: float, found: Lo
             veto=found.veto if found is not None else None,
         )
         if hit:
-            from ..attribution import current_attributes, current_run_id
+            from ..attribution import current_attributes, current_unit
 
             attribution = current_attributes()
-            run_id = current_run_id()
+            unit = current_unit()
+            run_id = None if unit is None else unit.run_id
             if span is not None:
                 # Who the saving belongs to, and the run it saved for, on the span itself: a ledger fed from
-                # exported spans needs them.
+                # exported spans needs them (the run only if its span is exported: ``UnitOfWork.span_run_id``).
                 if attribution:
                     span.set_attributes(attribution)
-                if run_id is not None:
-                    span.set_attribute(semconv.AICOST_RUN_ID, run_id)
+                if unit is not None and unit.span_run_id is not None:
+                    span.set_attribute(semconv.AICOST_RUN_ID, unit.span_run_id)
             if hooks.has_event_listeners():
                 hooks.emit(hooks.CacheHit(
                     name=core.name, saved_usd=found.entry.cost_usd, attribution=attribution,
