@@ -165,19 +165,26 @@ class Telemetry:
         self.span_exporter.clear()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def readers_check_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """docs/concepts.md, "Adding a vendor": a reader ends with ``Usage.checked()``, because the core prices by the
-    verdict it sets and asks the rules of no usage again. Held to that for every integration, built-in or
-    registered, whose usage reaches the core (``_Call._account``) in a test: its usage must have gone through
-    ``checked()`` (or be a sum of checked usages, ``Usage.__add__``), or carry its verdict already (``invalid``).
-    A reader that forgot fails the test that called it, named. Yields the offenders (for a test of the check)."""
+    verdict it sets and asks the rules of no usage again. Held to that in every test (autouse: whichever way the
+    test instruments, ``instrumented``, its own fixture, ``aicost.instrument()`` itself, a replay of recordings),
+    for every integration, built-in or registered, whose usage reaches the core: a call's usage and each of its
+    sub-inferences' as ``_Call._account`` receives them, and the usage ``Integration.error_meta`` reads from a
+    failed call (``_Call._failed_before_output``). Each must have gone through ``checked()`` (or be a sum of
+    checked usages, ``Usage.__add__``), or carry its verdict already (``invalid``); and a usage that went through
+    it must still pass its rules (``Usage.problem()``) when the core receives it: one that no longer does was
+    changed after ``checked()``. A reader that forgot fails the test that called it (at its teardown), named. Only
+    the tests pay for it: the core is patched here, never changed. Yields the offenders (for a test of the check,
+    which clears them)."""
     from aicost import instrumentation
     from aicost.usage import Usage
 
     checked: dict[int, Usage] = {}  # held, so an id is not reused while the test runs
     offenders: list[str] = []
-    check, add, account = Usage.checked, Usage.__add__, instrumentation._Call._account
+    check, add, problem = Usage.checked, Usage.__add__, Usage.problem
+    account, failed_before_output = instrumentation._Call._account, instrumentation._Call._failed_before_output
 
     def checked_and_noted(usage: Usage) -> Usage:
         checked[id(usage)] = usage
@@ -189,23 +196,42 @@ def readers_check_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             checked[id(total)] = total
         return total
 
+    def note_unchecked(call: Any, usage: Any, what: str) -> None:
+        if not isinstance(usage, Usage) or usage.invalid is not None:
+            return
+        if checked.get(id(usage)) is not usage:
+            offenders.append(f"{type(call.integration).__name__} ({call.endpoint.key}{what})")
+        elif problem(usage) is not None:  # checked() found none, or set it: changed since
+            offenders.append(f"{type(call.integration).__name__} ({call.endpoint.key}{what}, changed after "
+                             f"checked(): {problem(usage)})")
+
     def account_noting_unchecked(call: Any, meta: Any, *args: Any, **kwargs: Any) -> Any:
-        usage = meta.usage
-        if usage is not None and usage.invalid is None and checked.get(id(usage)) is not usage:
-            offenders.append(f"{type(call.integration).__name__} ({call.endpoint.key})")
+        note_unchecked(call, meta.usage, "")
+        for kind, _, usage in meta.sub_inferences or ():
+            note_unchecked(call, usage, f", sub-inference {kind}")
         return account(call, meta, *args, **kwargs)
+
+    def failed_before_output_noting_unchecked(call: Any, meta: Any, *args: Any, **kwargs: Any) -> Any:
+        before = meta.usage
+        result = failed_before_output(call, meta, *args, **kwargs)
+        if meta.usage is not before:  # what the integration's error_meta read from the failed call
+            note_unchecked(call, meta.usage, ", error_meta")
+        return result
 
     monkeypatch.setattr(Usage, "checked", checked_and_noted)
     monkeypatch.setattr(Usage, "__add__", added_and_noted)
     monkeypatch.setattr(instrumentation._Call, "_account", account_noting_unchecked)
+    monkeypatch.setattr(instrumentation._Call, "_failed_before_output", failed_before_output_noting_unchecked)
     yield offenders
+    named = ", ".join(sorted(set(offenders)))
+    assert not named, f"a reader's usage reached the core without Usage.checked() (docs/concepts.md): {named}"
 
 
 @pytest.fixture
 def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider, span_exporter: InMemorySpanExporter,
-                 metric_reader: InMemoryMetricReader, readers_check_usage: list[str]) -> Iterator[Telemetry]:
+                 metric_reader: InMemoryMetricReader) -> Iterator[Telemetry]:
     """aicost instrumented with the in-memory providers for the test; uninstrumented afterwards. Every reader the
-    test calls is held to ``Usage.checked()`` (:func:`readers_check_usage`)."""
+    test calls is held to ``Usage.checked()``, as in every test (:func:`readers_check_usage`)."""
     import aicost
 
     aicost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -213,8 +239,6 @@ def instrumented(tracer_provider: TracerProvider, meter_provider: MeterProvider,
         yield Telemetry(tracer_provider, meter_provider, span_exporter, metric_reader)
     finally:
         aicost.uninstrument()
-    offenders = ", ".join(sorted(set(readers_check_usage)))
-    assert not offenders, f"a reader's usage reached the core without Usage.checked() (docs/concepts.md): {offenders}"
 
 
 @pytest.fixture

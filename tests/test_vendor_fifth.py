@@ -227,13 +227,57 @@ def test_usage_that_fails_validation_is_never_priced_as_exact(toy, instrumented,
 
 def test_a_reader_that_skips_checked_is_caught_by_the_suite(toy, instrumented, replay_server, readers_check_usage,
                                                             monkeypatch):
-    """Every test that calls a vendor through ``instrumented`` holds its reader to ``Usage.checked()``
-    (conftest ``readers_check_usage``): a reader that forgot it is named, and the test fails."""
+    """Every test that calls a vendor holds its reader to ``Usage.checked()`` (conftest ``readers_check_usage``,
+    autouse): a reader that forgot it is named, and the test fails."""
     monkeypatch.setattr(ToyIntegration, "read_response", lambda self, endpoint, response, want_text: ResponseMeta(
         usage=Usage(input_tokens=response.words_in, output_tokens=response.words_out), model=response.engine))
     replay_server.enqueue(_reply())
     toy.completions.create(engine="toy-large", text="say hello")
     assert readers_check_usage == ["ToyIntegration (toy.completions.create)"]
+    readers_check_usage.clear()  # (seen: this test passes)
+
+
+@pytest.mark.parametrize("reader", ["unchecked", "changed after checked", "unchecked sub-inference",
+                                    "unchecked error_meta"])
+def test_a_reader_is_held_to_checked_in_a_test_that_instruments_by_itself(toy, replay_server, tracer_provider,
+                                                                         readers_check_usage, monkeypatch, reader):
+    """The check holds in every test, not only under ``instrumented``: here aicost is instrumented directly. It sees
+    each usage a reader hands the core: the call's, a sub-inference's, the one ``error_meta`` reads from a failed
+    call; and a checked usage changed afterwards so that it breaks a rule (a subset above its total)."""
+    import aicost
+
+    def read(self, endpoint, response, want_text):
+        usage = toy_usage(response.words_in, response.words_out)
+        meta = ResponseMeta(usage=usage, model=response.engine)
+        if reader == "unchecked":
+            meta.usage = Usage(input_tokens=response.words_in, output_tokens=response.words_out)
+        elif reader == "changed after checked":
+            usage.cache_read_tokens = usage.input_tokens + 1
+        elif reader == "unchecked sub-inference":
+            meta.sub_inferences = (("helper", "toy-small", Usage(input_tokens=3, output_tokens=1)),)
+        return meta
+
+    monkeypatch.setattr(ToyIntegration, "read_response", read)
+    if reader == "unchecked error_meta":
+        monkeypatch.setattr(ToyIntegration, "error_meta", lambda self, endpoint, error: ResponseMeta(
+            usage=Usage(input_tokens=5, output_tokens=2), model="toy-large"))
+        replay_server.enqueue(Reply.json({"engine": "toy-large"}))  # answered, then the SDK fails: may be billed
+    else:
+        replay_server.enqueue(_reply())
+    aicost.instrument(tracer_provider=tracer_provider)
+    try:
+        try:
+            toy.completions.create(engine="toy-large", text="say hello")
+        except KeyError:
+            assert reader == "unchecked error_meta"
+    finally:
+        aicost.uninstrument()
+    expected = {"unchecked": "ToyIntegration (toy.completions.create)",
+                "changed after checked": "ToyIntegration (toy.completions.create, changed after checked(): "
+                                         "cache_read_tokens exceeds its total)",
+                "unchecked sub-inference": "ToyIntegration (toy.completions.create, sub-inference helper)",
+                "unchecked error_meta": "ToyIntegration (toy.completions.create, error_meta)"}[reader]
+    assert readers_check_usage == [expected]
     readers_check_usage.clear()  # (seen: this test passes)
 
 
