@@ -536,3 +536,75 @@ def test_an_alert_refused_at_interpreter_finalization_is_counted(monkeypatch):
     assert alerter.submit(ALERT) is False
     monkeypatch.undo()
     assert alerter.stats.dropped == 1 and alerter._thread is None and delivered == []
+
+
+@contextmanager
+def silent_receiver() -> Iterator[tuple[str, list]]:
+    """A webhook on 127.0.0.1 that accepts every connection and never answers: each connection attempt is
+    recorded (the connections are held open until the end)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.05)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # the timeout: look at stop again
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret", held
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def _alerts(n: int, tag: str = "") -> list[AL.Alert]:
+    return [AL.Alert(AL.ANOMALY, f"anomaly:team:t{i}{tag}:2026-11-26", f"spike {i}", "text") for i in range(n)]
+
+
+def test_a_webhook_that_never_answers_is_tried_once_per_run_and_its_alerts_retried_next_run(tmp_path, caplog):
+    """10 alerts to a dead webhook took 10 timeouts: once it timed out, the rest of the run skips it, each of its
+    alerts counted as a failed delivery and left unclaimed for the next run; a sink that works still gets them."""
+    state = str(tmp_path / "sent.db")
+    delivered = []
+    with silent_receiver() as (url, attempts):
+        alerter = AL.Alerter([AL.WebhookSink(url, timeout_s=0.3), AL.CallbackSink(delivered.append, name="cb")],
+                             state=state)
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            assert len(alerter.send(_alerts(6))) == 6  # delivered to the callback
+        assert len(attempts) == 1
+        assert alerter.stats.failed == 6 and alerter.stats.failures_by_sink == {alerter.sinks[0].name: 6}
+        assert "unreachable" in caplog.text and "secret" not in caplog.text
+        # The next run (another Alerter on the state file) tries the webhook again, and only the webhook.
+        again = AL.Alerter([AL.WebhookSink(url, timeout_s=0.3), AL.CallbackSink(delivered.append, name="cb")],
+                           state=state)
+        assert again.send(_alerts(6)) == []
+        assert len(attempts) == 2 and again.stats.failed == 6
+    assert len(delivered) == 6
+
+
+def test_in_app_a_webhook_that_never_answers_is_skipped_for_the_batch_not_for_ever():
+    """In the app, one delivery pass is one batch of what was queued: alerts queued behind a delivery that is
+    timing out are not each held for the timeout; a later batch tries the webhook again."""
+    with silent_receiver() as (url, attempts):
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=0.5))
+        for alert in _alerts(8):
+            alerter.submit(alert)
+        assert alerter.flush(30)
+        # The first alert may be taken alone before the rest are queued: at most two passes.
+        assert 1 <= len(attempts) <= 2
+        assert alerter.stats.failed == 8 and alerter.stats.sent == 0
+        before = len(attempts)
+        alerter.submit(_alerts(1, "later")[0])
+        assert alerter.flush(30)
+        assert len(attempts) == before + 1

@@ -10,7 +10,9 @@ tries that sink again, alone, and a sink that delivered never gets the alert twi
 Sinks: :class:`CallbackSink` (any Python callable) and :class:`WebhookSink`, which POSTs a Slack-compatible JSON
 body ``{"text": ..., "blocks": [...]}`` (Slack incoming webhooks, and the many tools that accept that shape). A
 sink that fails never raises into the caller: the failure is counted in :attr:`Alerter.stats` and logged (once
-per sink and kind of error, on logger ``aicost``).
+per sink and kind of error, on logger ``aicost``). A sink that cannot be reached (timeout, refused connection) is
+not tried again for the rest of the delivery pass (one :meth:`Alerter.send`; in the app, one batch of the sender
+thread): its remaining alerts count as failed and are left unclaimed for the next pass.
 
 Inside an application, :meth:`Alerter.budget_callback` gives an ``on_threshold`` / ``on_exceed`` callback for
 :func:`aicost.configure_budgets`. Budget callbacks run on the calling thread, so that one only queues the alert;
@@ -391,9 +393,20 @@ class SentState:
 class AlertStats:
     sent: int = 0  # alerts delivered to at least one sink
     suppressed: int = 0  # repeats of a key every sink already had
-    failed: int = 0  # sink deliveries that raised (one alert to two failing sinks counts 2)
+    failed: int = 0  # sink deliveries that raised or were skipped, the sink unreachable (one alert to two failing
+    # sinks counts 2)
     dropped: int = 0  # in-app alerts dropped: the delivery queue was full, or the interpreter finalizing
     failures_by_sink: dict[str, int] = field(default_factory=dict)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a sink's failure says the sink cannot be reached now (a timeout, a refused or reset connection, a
+    host that does not resolve), rather than that it refused this one alert (an HTTP error status)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    if isinstance(exc, urllib.error.URLError):  # urllib wraps the socket's error
+        return isinstance(exc.reason, OSError)
+    return isinstance(exc, (TimeoutError, ConnectionError))
 
 
 def _sink_ids(sinks: Sequence[Sink]) -> list[str]:
@@ -448,9 +461,10 @@ class Alerter:
         if isinstance(alerts, Alert):
             alerts = [alerts]
         delivered = []
+        unreachable: set[int] = set()  # sinks (by index) that timed out or refused in this pass: not tried again
         for alert in alerts:
             claims = self._claims(alert)
-            pending = [(sink, claim) for sink, claim, mine in zip(self.sinks, claims, self._claim(claims, alert.key))
+            pending = [(i, claim) for i, (claim, mine) in enumerate(zip(claims, self._claim(claims, alert.key)))
                        if mine]
             if not pending:
                 with self._stats_lock:
@@ -459,8 +473,12 @@ class Alerter:
             ok = 0
             undelivered = [claim for _, claim in pending]
             try:
-                for sink, claim in pending:
-                    if self._deliver(sink, alert):
+                for i, claim in pending:
+                    sink = self.sinks[i]
+                    if i in unreachable:
+                        self._count_failure(sink)
+                        self._release(claim)  # not tried: the next pass tries it
+                    elif self._deliver(sink, alert, unreachable, i):
                         ok += 1
                         undelivered.remove(claim)
                     else:
@@ -498,19 +516,29 @@ class Alerter:
                      "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
             return [True] * len(claims)
 
-    def _deliver(self, sink: Sink, alert: Alert) -> bool:
-        """Send ``alert`` to ``sink``; False (counted, logged) if it raised."""
+    def _deliver(self, sink: Sink, alert: Alert, unreachable: set[int], index: int) -> bool:
+        """Send ``alert`` to ``sink``; False (counted, logged) if it raised. A sink that could not be reached (timed
+        out, refused the connection) joins ``unreachable``: the rest of the pass skips it rather than wait out
+        its timeout once per alert (a dead webhook held ``aicost alerts`` 5 s per alert)."""
         try:
             sink.send(alert)
             return True
         except Exception as exc:  # noqa: BLE001 - a sink's failure is counted, never raised
-            with self._stats_lock:
-                self.stats.failed += 1
-                self.stats.failures_by_sink[sink.name] = self.stats.failures_by_sink.get(sink.name, 0) + 1
+            self._count_failure(sink)
             log_once(f"alerts:sink:{sink.name}:{type(exc).__name__}", logging.WARNING,
                      "aicost alerts: %s failed to deliver an alert (%s: %s); counted, will retry next run",
                      sink.name, type(exc).__name__, exc)
+            if _unreachable(exc):
+                unreachable.add(index)
+                log_once(f"alerts:unreachable:{sink.name}", logging.WARNING,
+                         "aicost alerts: %s unreachable; its other alerts of this delivery pass are not tried "
+                         "(counted as failed, retried by the next pass)", sink.name)
             return False
+
+    def _count_failure(self, sink: Sink) -> None:
+        with self._stats_lock:
+            self.stats.failed += 1
+            self.stats.failures_by_sink[sink.name] = self.stats.failures_by_sink.get(sink.name, 0) + 1
 
     # -- in-app: budget callbacks ------------------------------------------------------------------------------
     def budget_callback(self) -> Callable[[Any], None]:
@@ -568,15 +596,24 @@ class Alerter:
             self._thread.start()
 
     def _run(self) -> None:
+        """Deliver what is queued, a batch at a time: the alert waited for and all queued behind it. One batch is
+        one delivery pass of :meth:`send` (a sink found unreachable is skipped for the rest of the batch, not for
+        the life of the app: the next batch tries it again)."""
         assert self._queue is not None
         while True:
-            alert = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < self.QUEUE_SIZE:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self.send(alert)
+                self.send(batch)
             except Exception:  # noqa: BLE001
                 log_once("alerts:worker", logging.WARNING, "aicost alerts: sending failed", exc_info=True)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
 
 # ---------------------------------------------------------------------------------------------------------------
