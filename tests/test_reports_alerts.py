@@ -608,3 +608,28 @@ def test_in_app_a_webhook_that_never_answers_is_skipped_for_the_batch_not_for_ev
         alerter.submit(_alerts(1, "later")[0])
         assert alerter.flush(30)
         assert len(attempts) == before + 1
+
+
+def test_a_threshold_spelled_0_80_in_the_app_and_0_8_in_a_budgets_file_is_one_alert(tmp_path):
+    """The app's Budget(thresholds=[Decimal("0.80")]) and the cron run's budgets file (TOML's 0.80 is a float,
+    read as 0.8) share the state file: the threshold's alert is delivered once, not once per spelling."""
+    from aicost.budget.config import parse_config
+    from aicost.ledger import open_store
+
+    ledger = write_ledger(tmp_path / "ledger.db")
+    budgets_file = tmp_path / "budgets.toml"
+    budgets_file.write_text('[[budgets]]\nname = "monthly"\nlimit_usd = "12"\nwindow = "month"\nscope = "team"\n'
+                            'thresholds = [0.80]\n')
+    from_file = list(parse_config(str(budgets_file))["budgets"])
+    in_app = [Budget(name="monthly", limit_usd="12", window="month", scope="team", thresholds=[Decimal("0.80")])]
+    now = datetime(2026, 11, 26, 23, tzinfo=timezone.utc)
+    state = str(tmp_path / "alerts.db")
+    delivered: list[AL.Alert] = []
+    with open_store(ledger, create=False) as store:
+        app_alerts = AL.budget_threshold_alerts(store, in_app, now=now)
+        cron_alerts = AL.budget_threshold_alerts(store, from_file, now=now)
+    assert app_alerts and len(app_alerts) == len(cron_alerts)
+    AL.Alerter(AL.CallbackSink(delivered.append, name="pager"), state=state).send(app_alerts)
+    AL.Alerter(AL.CallbackSink(delivered.append, name="pager"), state=state).send(cron_alerts)
+    assert len(delivered) == len(app_alerts)
+    assert all(a.key.endswith(":0.8") for a in delivered)

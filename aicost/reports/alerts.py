@@ -41,7 +41,7 @@ from .. import _fork
 from .._http import open_url_within
 from .._log import log_once
 from ..pricing.cost import MONEY
-from ..pricing.money import percent
+from ..pricing.money import format_usd, percent
 from ._format import plus_unknown, unknown_calls
 from ._format import usd as _usd
 
@@ -111,7 +111,9 @@ def budget_alert(budget: str, scope_value: str | None, window: str, threshold: D
     pct = f"{percent(threshold, quantum=_WHOLE):f}%"
     spent_pct = percent(spent, limit)
     return Alert(
-        BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{threshold}",
+        # The threshold in its one written form: Decimal("0.80") in the app and a budgets file's 0.8 (0.80 in
+        # TOML is a float) are one threshold, and an app and a cron run sharing the state file send it once.
+        BUDGET_THRESHOLD, f"budget:{budget}:{scope_value or ''}:{window}:{format_usd(threshold)}",
         f"Budget {budget}{who} passed {pct}",
         f"{_usd(spent)} of {_usd(limit)} spent in {window} ({spent_pct:f}%)"
         f"{_unknown_note(unknown_cost_calls)}.",
