@@ -10,7 +10,7 @@
 ``aicost forecast [--by team | --budgets FILE]``                                   month-end projection, interval
 ``aicost anomalies [--period 7d] [--by team,feature,model,customer]``              spend spikes and their calls
 ``aicost dashboard --out spend.html [--period 30d]``                               offline HTML charts
-``aicost alerts --budgets FILE [--webhook URL]``                                   budget/forecast/spike alerts
+``aicost alerts --budgets FILE [--webhook-file PATH]``                             budget/forecast/spike alerts
 """
 
 from __future__ import annotations

@@ -633,3 +633,67 @@ def test_a_threshold_spelled_0_80_in_the_app_and_0_8_in_a_budgets_file_is_one_al
     AL.Alerter(AL.CallbackSink(delivered.append, name="pager"), state=state).send(cron_alerts)
     assert len(delivered) == len(app_alerts)
     assert all(a.key.endswith(":0.8") for a in delivered)
+
+
+def _alerts_argv(tmp_path) -> list[str]:
+    return ["alerts", "--ledger", write_ledger(tmp_path / "ledger.db"), "--state", str(tmp_path / "alerts.db"),
+            "--at", "2026-11-26T23:00:00+00:00"]
+
+
+def test_cli_alerts_takes_the_webhook_from_the_environment_never_printing_it(tmp_path, monkeypatch):
+    """A webhook's URL is its secret: on the command line it shows in `ps` and the crontab,
+    $AICOST_ALERT_WEBHOOK keeps it out of both."""
+    with receiver() as (url, got):
+        monkeypatch.setenv("AICOST_ALERT_WEBHOOK", url)
+        out, err = io.StringIO(), io.StringIO()
+        assert main(_alerts_argv(tmp_path), out=out, err=err) == 0, err.getvalue()
+        assert got.bodies and f"{len(got.bodies)} sent" in out.getvalue()
+        assert "secret" not in out.getvalue() + err.getvalue()
+
+
+def test_cli_alerts_takes_webhooks_from_a_file_never_printing_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("AICOST_ALERT_WEBHOOK", raising=False)
+    with receiver() as (url, got), receiver() as (url2, got2):
+        hooks = tmp_path / "hooks"
+        hooks.write_text(f"# the team's channel\n{url}\n\n  {url2}  \n")
+        out, err = io.StringIO(), io.StringIO()
+        assert main([*_alerts_argv(tmp_path), "--webhook-file", str(hooks)], out=out, err=err) == 0, err.getvalue()
+        assert got.bodies and len(got.bodies) == len(got2.bodies)
+        assert "secret" not in out.getvalue() + err.getvalue()
+
+
+def test_cli_alerts_webhooks_given_on_the_command_line_win_over_the_environment(tmp_path, monkeypatch):
+    with receiver() as (url, got), receiver() as (env_url, env_got):
+        monkeypatch.setenv("AICOST_ALERT_WEBHOOK", env_url)
+        assert main([*_alerts_argv(tmp_path), "--webhook", url], out=io.StringIO(), err=io.StringIO()) == 0
+        assert got.bodies and not env_got.bodies
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_cli_alerts_refuses_an_unsendable_webhook_from_a_file_or_the_environment_without_printing_it(
+        tmp_path, monkeypatch, where):
+    bad = "htps://hooks.slack.com/services/T000/B000/s3cret"
+    argv = ["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", str(tmp_path / "s.db")]
+    if where == "env":
+        monkeypatch.setenv("AICOST_ALERT_WEBHOOK", bad)
+    else:
+        (tmp_path / "hooks").write_text(bad + "\n")
+        argv += ["--webhook-file", str(tmp_path / "hooks")]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, out=out, err=err) == 2
+    assert "WebhookSink(url)" in err.getvalue() and "s3cret" not in err.getvalue() + out.getvalue()
+
+
+def test_cli_alerts_refuses_a_webhook_file_without_a_url_naming_it(tmp_path):
+    (tmp_path / "hooks").write_text("# nothing yet\n")
+    err = io.StringIO()
+    assert main(["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", str(tmp_path / "s.db"),
+                 "--webhook-file", str(tmp_path / "hooks")], out=io.StringIO(), err=err) == 2
+    assert "--webhook-file" in err.getvalue() and "no URL" in err.getvalue()
+
+
+def test_cli_alerts_help_names_the_ways_to_give_a_webhook(capsys):
+    with pytest.raises(SystemExit):
+        main(["alerts", "--help"])
+    text = capsys.readouterr().out
+    assert "--webhook-file" in text and "AICOST_ALERT_WEBHOOK" in text

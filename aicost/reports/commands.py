@@ -364,7 +364,7 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         budgets = _load_budgets(args.budgets)
-        sinks: list[Any] = [WebhookSink(url) for url in args.webhook or ()]
+        sinks: list[Any] = [WebhookSink(url) for url in _webhook_urls(args)]
     except (ValueError, TypeError, OSError, ConfigurationError) as exc:
         print(f"aicost alerts: {exc}", file=err)
         return 2
@@ -390,14 +390,41 @@ def _alerts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if s.failed else 0
 
 
+WEBHOOK_ENV = "AICOST_ALERT_WEBHOOK"
+
+
+def _webhook_urls(args: argparse.Namespace) -> list[str]:
+    """The webhooks to POST to: ``--webhook`` URLs and those in ``--webhook-file`` files, else ``$AICOST_ALERT_WEBHOOK``
+    (as ``--ledger`` and ``$AICOST_LEDGER``). A webhook's URL is its secret: on the command line it shows in ``ps``
+    and in crontabs, in a file or the environment it does not. A file or the variable holds URLs separated by
+    whitespace (a URL cannot contain any); ``#`` starts a comment line in a file. Errors name the file or the
+    variable, never a URL."""
+    urls = list(args.webhook or ())
+    for path in args.webhook_file or ():
+        with open(path, encoding="utf-8") as f:
+            found = [url for line in f if not line.lstrip().startswith("#") for url in line.split()]
+        if not found:
+            raise ValueError(f"--webhook-file {path}: no URL in it")
+        urls += found
+    if not args.webhook and not args.webhook_file:
+        urls += os.environ.get(WEBHOOK_ENV, "").split()
+    return urls
+
+
 def add_alerts(sub: argparse._SubParsersAction) -> None:
     from ..cli import _parse_at  # `aicost prices --at`'s: ISO date or time, UTC without an offset
 
-    p = sub.add_parser("alerts", help="send budget, forecast and spike alerts (to a webhook), each once")
+    p = sub.add_parser("alerts", help="send budget, forecast and spike alerts (to a webhook), each once",
+                       description="Send budget, forecast and spike alerts, each once. Webhooks: --webhook and "
+                                   "--webhook-file, else $" + WEBHOOK_ENV + " (whitespace-separated URLs); "
+                                   "without any, the alerts are printed.")
     p.add_argument("--ledger", help="ledger URL (default: $AICOST_LEDGER, else ./aicost-ledger.db)")
     p.add_argument("--budgets", metavar="FILE", help="budgets TOML/JSON: thresholds and monthly limits to check")
     p.add_argument("--webhook", action="append", metavar="URL",
-                   help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed")
+                   help="POST Slack-compatible JSON here (repeatable); the alerts delivered are also printed. The "
+                        "URL is a secret that shows in ps and crontabs: prefer --webhook-file or $" + WEBHOOK_ENV)
+    p.add_argument("--webhook-file", action="append", metavar="PATH",
+                   help="read webhook URLs from this file (whitespace-separated, # comment lines; repeatable)")
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db)")
     p.add_argument("--anomaly-days", type=whole_number(1), default=2,
