@@ -513,7 +513,8 @@ def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(
 
 def test_focus_parquet_refuses_a_quantity_of_10_to_the_14_in_one_line_of_its_own(tmp_path):
     """A quantity is held as Parquet holds an amount: 10^14 tokens do not fit either, and the export says which
-    column and row, as for a cost."""
+    column and row, as for a cost, and what Parquet holds in quantities, not dollars: the message said "$10^14" of
+    a token count."""
     url = f"sqlite:///{tmp_path / 'l.db'}"
     row = LedgerRow(span_id="d" * 16, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
                     request_model="gpt-4o", input_tokens=10**14, cost=Decimal(1), cost_parts={"input": Decimal(1)})
@@ -522,7 +523,9 @@ def test_focus_parquet_refuses_a_quantity_of_10_to_the_14_in_one_line_of_its_own
     target = tmp_path / "focus.parquet"
     code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
     assert (code, out) == (2, "") and err.count("\n") == 1, err
-    assert "ConsumedQuantity 100000000000000 has a size of $10^14 or more" in err and "d" * 16 in err, err
+    assert "ConsumedQuantity 100000000000000 has a size of 10^14 or more" in err and "d" * 16 in err, err
+    assert "holds quantities below 10^14 with at most 24 decimal places" in err and "$" not in err, err
+    assert "holds every quantity exactly" in err, err
     assert not target.exists()
 
 

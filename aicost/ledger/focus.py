@@ -115,6 +115,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("x_SpanId", "string"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+# The decimal columns that count units (tokens, characters, requests), not dollars: an error names them so.
+_QUANTITIES = frozenset({"ConsumedQuantity", "PricingQuantity"})
 
 # gen_ai.provider.name -> (ServiceProviderName, ServiceName, HostProviderName)
 _PROVIDERS = {
@@ -469,11 +471,13 @@ def _parquet_decimal(column: str, value: Decimal, span_id: str) -> Decimal:
     amount, the ledger row and what is accepted: never rounded, and never pyarrow's own words ("Decimal type with
     precision 39 does not fit...", which name none of them). Checked before quantizing: past 10^36 that raised
     ``decimal.InvalidOperation``, no ValueError, and the CLI's traceback. ``copy_abs``: ``abs()`` rounds to the
-    thread's context, and $99,999,999,999,999.99...9 (24 nines) would be $10^14."""
+    thread's context, and $99,999,999,999,999.99...9 (24 nines) would be $10^14. A quantity's (tokens: the ledger
+    takes counts up to 2**53) is said as a quantity, not in dollars."""
     exact = _PARQUET.quantize(value, _QUANTUM) if value.copy_abs() < _PARQUET_BOUND else None  # (abs() rounds)
     if exact == value:
         return exact
-    problem = f"more than {_PLACES} decimal places" if exact is not None else "a size of $10^14 or more"
+    dollars, what, one = ("", "quantities", "quantity") if column in _QUANTITIES else ("$", "amounts", "amount")
+    problem = f"more than {_PLACES} decimal places" if exact is not None else f"a size of {dollars}10^14 or more"
     raise ValueError(f"{column} {decimal_text(value)} has {problem} (ledger row {span_id}): Parquet's "
-                     f"decimal128(38, {_PLACES}) holds amounts below $10^14 with at most {_PLACES} decimal places; "
-                     "export as CSV (--file-format csv), which holds every amount exactly")
+                     f"decimal128(38, {_PLACES}) holds {what} below {dollars}10^14 with at most {_PLACES} decimal "
+                     f"places; export as CSV (--file-format csv), which holds every {one} exactly")
