@@ -93,6 +93,9 @@ class CallResult:
     # The identity of the billed work when it can be observed more than once (a batch result read again, here or in
     # another process): the ledger keys its row by it instead of the span id, so it is counted once.
     record_id: str | None = None
+    # Why the cost is unknown, as the span's ``aicost.price.unknown_reason`` says it (the same text, made once):
+    # None when the cost is known, for a refused call, and for one whose cost is not recorded yet (deferred).
+    unknown_reason: str | None = None
 
     @property
     def cost_usd(self) -> Decimal | None:

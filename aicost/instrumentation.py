@@ -620,6 +620,12 @@ class _Call:
             error_type = self.integration.error_type(error) if error is not None else None
         except Exception:
             error_type = type(error).__qualname__
+        try:  # said on the span and to the listeners (the ledger) alike
+            unknown_reason = None if cost is not None and cost.known else _unknown_reason(
+                cost, meta, usage, self.endpoint.billable)
+        except Exception:
+            error_once("unknown_reason", "aicost: could not say why a call's cost is unknown")
+            unknown_reason = None
         # A span that records nothing (sampled out, or no OpenTelemetry SDK) would drop every attribute: building
         # them is skipped. Usage and cost are still computed, for metrics, budgets and hooks, which run even if
         # the span could not be written or ended.
@@ -640,16 +646,14 @@ class _Call:
                     attrs[s.AICOST_USAGE_INVALID_REASON] = invalid
                 if cost is not None:
                     telemetry.cost_attributes(attrs, cost)
-                    if not cost.known:
-                        attrs[s.AICOST_PRICE_UNKNOWN_REASON] = meta.unpriced or cost.unknown_reason or (
-                            _NO_PRICE if usage is not None else _NO_USAGE)
-                elif self.endpoint.billable and not meta.deferred:
+                elif unknown_reason is not None:
                     # Billed, and not even an unknown cost could be made (pricing.unknown_cost raised: logged
                     # once): the span still says the price is unknown, and why, as the hooks' ledger row does. A
                     # span without aicost.price.known is no call's (a refusal's, a deferred call's): the span
                     # exporter wrote no row for it, its spend forgotten.
                     attrs[s.AICOST_PRICE_KNOWN] = False
-                    attrs[s.AICOST_PRICE_UNKNOWN_REASON] = _PRICING_FAILED
+                if unknown_reason is not None:
+                    attrs[s.AICOST_PRICE_UNKNOWN_REASON] = unknown_reason
                 if meta.deferred:
                     attrs[s.AICOST_USAGE_DEFERRED] = True
                 ttfc = s.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
@@ -671,7 +675,7 @@ class _Call:
             error_once("span:attributes", "aicost: could not write a call's span")
         _end_span(span)
         if self.endpoint.billable:
-            self._dispatch(usage, cost, error_type, meta, duration)
+            self._dispatch(usage, cost, error_type, meta, duration, unknown_reason=unknown_reason)
 
     def _account(self, meta: ResponseMeta, error: BaseException | None, ended_by: str | None
                  ) -> tuple[Usage | None, Any, str | None, list[tuple[str, str | None, Usage]]]:
@@ -802,7 +806,8 @@ class _Call:
         return meta.output_text
 
     def _dispatch(self, usage: Usage | None, cost: Any, error_type: str | None, meta: ResponseMeta,
-                  duration: float | None = None, refusal: BaseException | None = None) -> None:
+                  duration: float | None = None, refusal: BaseException | None = None,
+                  unknown_reason: str | None = None) -> None:
         result = hooks.CallResult(
             info=self.info,
             usage=usage,
@@ -817,6 +822,7 @@ class _Call:
             started_ns=self.start_ns,
             refusal=refusal,
             record_id=self.record_id,
+            unknown_reason=unknown_reason,
         )
         # Never raises (logs once instead); the server is passed so the metrics queue holds no span.
         metrics.record_call(result, self.attribution, server=(self.request.server_address, self.request.server_port))
@@ -1441,6 +1447,19 @@ _NO_PRICE = "no price for this model from this provider (and tier) in the catalo
 _NO_USAGE = "no usable usage to price"
 _PRICING_FAILED = "aicost's pricing failed on this call (logged once as 'aicost: pricing failed')"
 _OPEN_RESPONSES = "_aicost_open_responses"  # on the connection: response id -> its call, between start and finish
+
+
+def _unknown_reason(cost: Any, meta: ResponseMeta, usage: Usage | None, billable: bool) -> str | None:
+    """Why a call's cost is unknown (``aicost.price.unknown_reason``, and ``CallResult.unknown_reason``, so the
+    ledger made from the hooks and the one made from spans keep the same text), or None when it is known. Not for a
+    call whose cost is not recorded (``ResponseMeta.deferred``) or that bills nothing. The integration's reason
+    first (a unit the catalog has no rate for), then pricing's, else no price or no usage; a billed call with no
+    Cost at all is one aicost's pricing failed on."""
+    if cost is not None:
+        if cost.known:
+            return None
+        return meta.unpriced or cost.unknown_reason or (_NO_PRICE if usage is not None else _NO_USAGE)
+    return _PRICING_FAILED if billable and not meta.deferred else None
 
 
 def _on_event_step(integration: Integration, endpoint: Endpoint, connection: Any, step: EventStep,

@@ -244,6 +244,8 @@ def group_sums(group: Any) -> dict:
 # What a ledger of schema 5 lacks (with its aicost_schema rows of version 6 and later deleted, it is one; the
 # migrations to 6 and 7 then make these tables again)
 DROP_PAIRS = ("DROP TABLE aicost_rollup_pair", "DROP TABLE aicost_rollup_pair_mark")
+# What a ledger of schema 9 or before lacks (the migration to 10 adds it again, empty)
+DROP_UNKNOWN_REASON = "ALTER TABLE aicost_ledger DROP COLUMN price_unknown_reason"
 
 
 def item_values(item, key):

@@ -21,7 +21,8 @@ from aicost.ledger.query import plan
 from aicost.ledger.schema import CUBE_FOLDED_TABLE, CUBE_KEYS, CUBE_TABLE, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
-from ledger_helpers import DROP_PAIRS, Reads, python_sums, run_sql, sample_periods, spend_sums, waiting_for_the_write_lock
+from ledger_helpers import (DROP_PAIRS, DROP_UNKNOWN_REASON, Reads, python_sums, run_sql, sample_periods, spend_sums,
+                            waiting_for_the_write_lock)
 
 PAIRS = list(itertools.combinations(CUBE_KEYS, 2))
 
@@ -94,9 +95,9 @@ def test_a_version_4_ledger_is_migrated_and_its_cube_filled_as_the_writer_fills_
     store.close()
     assert written
     run_sql(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}", *DROP_PAIRS,
-                         "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
+                         DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 9
+    assert store.schema_version() == SCHEMA_VERSION == 10
     assert _cube(store) == written  # cell for cell, what the writer had summed batch by batch
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     for keys in PAIRS:
@@ -118,7 +119,7 @@ def test_the_migration_never_folds_past_today_whatever_the_rows_say(ledger_url):
                            input_tokens=5, output_tokens=1) for k, days in enumerate((-2, 0, 40))])
     store.close()
     run_sql(ledger_url, [f"DROP TABLE {CUBE_TABLE}", f"DROP TABLE {CUBE_FOLDED_TABLE}", *DROP_PAIRS,
-                         "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
+                         DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 5"])  # what 4 wrote
     store = open_store(ledger_url)
     assert store.folded_before() == today
     assert _day_cells(store, today - timedelta(days=2)) == 1

@@ -19,7 +19,7 @@ from aicost.ledger.schema import PAIR_TABLE, SCHEMA_VERSION
 from aicost.ledger.store import parse_ts
 from aicost.ledger.synthetic import Profile, fill, generate
 
-from ledger_helpers import Reads, python_sums, run_sql, spend_sums, sum_all_pairs
+from ledger_helpers import DROP_UNKNOWN_REASON, Reads, python_sums, run_sql, spend_sums, sum_all_pairs
 
 UTC = timezone.utc
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -186,9 +186,10 @@ def test_the_migration_from_schema_7_keeps_hour_prefixes_from_the_next_day(ledge
     store.close()
     mark = "aicost_rollup_pair_mark"
     run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days <= 0", f"ALTER TABLE {mark} DROP COLUMN hours_from",
+                         DROP_UNKNOWN_REASON,
                          "DELETE FROM aicost_schema WHERE version >= 8"])  # what version 7 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 9  # through 8 (and 9: no suffix, no day keeps prefixes)
+    assert store.schema_version() == SCHEMA_VERSION == 10  # through 8 (and 9: no suffix, no day keeps prefixes)
     summed, hours_from = store.pair_marks()
     assert summed == day + 13 * HOUR and hours_from == day + DAY
     _assert_exact(store, [(day + 2 * HOUR, day + 11 * HOUR), (day - 10 * HOUR, day + 10 * HOUR)])

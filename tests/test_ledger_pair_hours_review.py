@@ -18,7 +18,8 @@ from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE
 from aicost.ledger.store import parse_ts
 
-from ledger_helpers import assert_cell_sets_nest, fresh_pg_database, python_sums, run_sql, spend_sums
+from ledger_helpers import (DROP_UNKNOWN_REASON, assert_cell_sets_nest, fresh_pg_database, python_sums, run_sql,
+                            spend_sums)
 from test_ledger_pairs_fuzz import ODD, _assert_units_are_the_text, _rows
 
 UTC = timezone.utc
@@ -270,7 +271,7 @@ def test_the_migration_from_7_mid_hour_then_hourly_with_late_rows(ledger_url):
     store.close()
     run_sql(ledger_url, [f"DELETE FROM {PAIR_TABLE} WHERE days <= 0",
                          "ALTER TABLE aicost_rollup_pair_mark DROP COLUMN hours_from",
-                         "DELETE FROM aicost_schema WHERE version >= 8"])
+                         DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 8"])
     store = open_store(ledger_url)
     assert store.pair_marks() == (day + 13 * HOUR + 20 * MINUTE, day + DAY)
     store.write([r for r in late if r.time < day + 13 * HOUR])

@@ -21,7 +21,8 @@ from aicost.ledger.pairs import PREFIX, SUFFIX, suffix_kept
 from aicost.ledger.query import _pair_days
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS
 
-from ledger_helpers import answers, fresh_pg_database, python_sums, run_sql, spend_sums, sum_all_pairs
+from ledger_helpers import (DROP_UNKNOWN_REASON, answers, fresh_pg_database, python_sums, run_sql, spend_sums,
+                            sum_all_pairs)
 from test_ledger_pair_hours_review import _edge_rows
 from test_ledger_pair_suffixes import _suffixes
 from test_ledger_pairs_fuzz import _assert_units_are_the_text, _rows
@@ -149,7 +150,8 @@ def test_the_migration_from_8_on_the_hour_and_mid_hour(ledger_url):
         store.write(rows[::2], runs)
         sum_all_pairs(store, max_rows=30, until=day + DAY + hours * HOUR + minutes * MINUTE)
         store.close()
-        run_sql(url, [f"DELETE FROM {PAIR_TABLE} WHERE days = {SUFFIX}", "DELETE FROM aicost_schema WHERE version = 9"])
+        run_sql(url, [f"DELETE FROM {PAIR_TABLE} WHERE days = {SUFFIX}", DROP_UNKNOWN_REASON,
+                      "DELETE FROM aicost_schema WHERE version >= 9"])
         store = open_store(url)
         _check_every_suffix(store, day, 3)
         store.write(rows[1::2])

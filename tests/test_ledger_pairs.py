@@ -27,8 +27,8 @@ from aicost.ledger.report import build_report
 from aicost.ledger.schema import PAIR_TABLE, PAIR_UNITS, SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill, fill_copies, generate
 
-from ledger_helpers import (DROP_PAIRS, Reads, assert_cell_sets_nest, fresh_pg_database, python_sums, run_sql,
-                            sample_periods, spend_sums, sum_all_pairs, waiting_for_the_write_lock)
+from ledger_helpers import (DROP_PAIRS, DROP_UNKNOWN_REASON, Reads, assert_cell_sets_nest, fresh_pg_database,
+                            python_sums, run_sql, sample_periods, spend_sums, sum_all_pairs, waiting_for_the_write_lock)
 
 # One report key per pair dimension ('tag' twice: all tags as name=value, and one tag's values)
 KEY_OF = {"team": ["team"], "feature": ["feature"], "model": ["model"], "provider": ["provider"], "user": ["user"],
@@ -372,12 +372,12 @@ def test_the_migration_to_schema_7_drops_sqlite_s_pair_cells_to_sum_them_again_w
     old_mark = "aicost_rollup_pair_summed"
     as_version_6 = [f"ALTER TABLE aicost_rollup_pair_mark RENAME TO {old_mark}",
                     f"ALTER TABLE {old_mark} DROP COLUMN hours_from", f"DELETE FROM {PAIR_TABLE} WHERE days <= 0",
-                    "DELETE FROM aicost_schema WHERE version >= 7"]
+                    DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 7"]
     if "sqlite" in ledger_url:
         as_version_6 += [f"ALTER TABLE {PAIR_TABLE} DROP COLUMN {u}" for u in PAIR_UNITS.values()]
     run_sql(ledger_url, as_version_6)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 9
+    assert store.schema_version() == SCHEMA_VERSION == 10
     with pytest.raises(Exception, match=old_mark):  # what version 6 reads first
         store._fetch(f"SELECT summed_before FROM {old_mark}", [])
     periods = [(first, last + timedelta(seconds=1)), (first + timedelta(hours=5), first + timedelta(hours=40))]
@@ -413,9 +413,10 @@ def test_the_migration_from_schema_5_sums_nothing_and_the_summing_catches_up_in_
     fill(store, Profile(days=2, teams=4, customers=8, calls=700, seed=6), batch=300)
     first, last = store.time_range()
     store.close()
-    run_sql(ledger_url, [*DROP_PAIRS, "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
+    run_sql(ledger_url, [*DROP_PAIRS, DROP_UNKNOWN_REASON,
+                         "DELETE FROM aicost_schema WHERE version >= 6"])  # what 5 wrote
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 9
+    assert store.schema_version() == SCHEMA_VERSION == 10
     assert store.pairs_summed_before() == datetime(1970, 1, 1, tzinfo=UTC) and _pair_cells(store) == 0
     periods = [(first, last + timedelta(seconds=1))]
     _assert_every_pair_exact(store, periods, keys_list=PAIR_KEYS[::4])

@@ -19,7 +19,8 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from ledger_helpers import DROP_PAIRS, python_sums, run_sql, sample_periods, spend_sums, sum_all_pairs
+from ledger_helpers import (DROP_PAIRS, DROP_UNKNOWN_REASON, python_sums, run_sql, sample_periods, spend_sums,
+                            sum_all_pairs)
 
 
 T0 = datetime(2026, 11, 2, 9, 17, 23, tzinfo=timezone.utc)
@@ -433,15 +434,43 @@ def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url
     # Make it what version 3 wrote: no user hour cells, and version 3 the highest applied.
     statements = ["DELETE FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'",
                   "DROP TABLE aicost_rollup_cube", "DROP TABLE aicost_rollup_cube_folded", *DROP_PAIRS,
-                  "DELETE FROM aicost_schema WHERE version >= 4"]
+                  DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 4"]
     run_sql(ledger_url, statements)
     store = open_store(ledger_url)
-    assert store.schema_version() == SCHEMA_VERSION == 9
+    assert store.schema_version() == SCHEMA_VERSION == 10
     cells = store._fetch("SELECT COUNT(*) FROM aicost_rollup WHERE dim = 'user' AND grain = 'hour'", [])[0][0]
     assert cells > 0
     start = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
     for end in (start + timedelta(hours=9), last):  # whole hours, and hours then minutes
         assert spend_sums(store, start, end, ("user",)) == python_sums(store, start, end, ("user",))
+    store.close()
+
+
+def test_a_version_9_ledger_is_migrated_and_keeps_why_a_price_is_unknown_from_then_on(ledger_url):
+    """Schema 10 added ``price_unknown_reason``. A ledger written at version 9 (no such column) is migrated when
+    opened: the column is added, the rows already stored have NULL there (and are otherwise as they were), and rows
+    written from then on keep their reason, exactly, on SQLite and PostgreSQL; a known price keeps none."""
+    no_price = "no price for this model from this provider (and tier) in the catalog or price overrides"
+    store = open_store(ledger_url)
+    store.write([_row(0), _row(1, cost=None, cost_parts={}, price_known=False, response_model="mystery")])
+    store.close()
+    run_sql(ledger_url, [DROP_UNKNOWN_REASON, "DELETE FROM aicost_schema WHERE version >= 10"])  # what 9 wrote
+    store = open_store(ledger_url)
+    assert store.schema_version() == SCHEMA_VERSION == 10
+    assert [v for (v,) in store._fetch("SELECT version FROM aicost_schema ORDER BY version", [])] == list(range(1, 11))
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    before = list(store.rows(*window))
+    assert [(r.span_id, r.price_known, r.price_unknown_reason) for r in before] == [
+        (f"{0:016x}", True, None), (f"{1:016x}", False, None)]  # stored before: no reason was kept
+    assert before[0] == _row(0) and before[1].cost is None
+    unicode = "the price of \u00e9-model on openai has no input rate \u2014 \U0001f4b8"
+    assert store.write([_row(2, cost=None, cost_parts={}, price_known=False, price_unknown_reason=no_price),
+                        _row(3, cost=None, cost_parts={}, price_known=False, price_unknown_reason=unicode)]) == 2
+    rows = {r.span_id: r for r in store.rows(*window)}
+    assert rows[f"{2:016x}"].price_unknown_reason == no_price and rows[f"{3:016x}"].price_unknown_reason == unicode
+    assert rows[f"{2:016x}"] == _row(2, cost=None, cost_parts={}, price_known=False, price_unknown_reason=no_price)
+    t = totals(store, *window)
+    assert (t.calls, t.unknown_cost_calls, t.cost) == (4, 3, _row(0).cost)
     store.close()
 
 

@@ -28,7 +28,8 @@ from aicost.ledger.writer import LedgerWriter
 
 from ledger_helpers import fresh_pg_database
 from servers import OutageProxy
-from vendor_server import anthropic_message_reply, openai_chat_reply, openai_chat_stream_reply
+from vendor_server import (anthropic_message_reply, openai_chat_reply, openai_chat_stream_reply,
+                           openai_responses_reply)
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 NOW = datetime.now(timezone.utc)
@@ -140,6 +141,7 @@ def test_a_call_whose_pricing_failed_is_an_unknown_cost_never_a_known_zero(instr
     for made in (row, exported):
         assert (made.kind, made.input_tokens, made.output_tokens, made.cost, made.price_known) == (
             CALL, 120, 30, None, False)
+        assert made.price_unknown_reason == a[semconv.AICOST_PRICE_UNKNOWN_REASON]  # why, in both ledgers alike
     with open_store(ledger_url, create=False) as store:
         t = totals(store, *WINDOW)
     assert (t.calls, t.unknown_cost_calls, t.cost) == (1, 1, 0)
@@ -430,10 +432,14 @@ def test_span_exporter_fills_the_same_rows_as_the_hooks(instrumented, tmp_path, 
     exporter.shutdown()
     fields = ("span_id", "kind", "trace_id", "provider", "request_model", "response_model", "input_tokens",
               "output_tokens", "cache_read_tokens", "reasoning_tokens", "cost", "cost_parts", "price_known", "team",
-              "feature", "user", "run_id", "outcome", "service_tier", "price_source")
+              "feature", "user", "run_id", "outcome", "service_tier", "price_source", "price_unknown_reason")
     from_hooks = [tuple(getattr(r, f) for f in fields) for r in _rows(hooks_url)]
     from_spans = [tuple(getattr(r, f) for f in fields) for r in _rows(spans_url)]
     assert len(from_hooks) == 2 and sorted(from_hooks, key=str) == sorted(from_spans, key=str)
+    assert sorted((r.response_model, r.price_unknown_reason) for r in _rows(hooks_url)) == [
+        ("gpt-5-2025-08-07", None),  # known: no reason
+        ("never-priced-model", "no price for this model from this provider (and tier) in the catalog or price "
+                               "overrides")]
     with open_store(spans_url, create=False) as a, open_store(hooks_url, create=False) as b:
         assert totals(a, *WINDOW) == totals(b, *WINDOW)
 
@@ -478,6 +484,101 @@ def test_span_exporter_turns_refusals_and_cache_hits_into_the_same_rows_as_the_h
         ta = totals(a, *WINDOW)
         assert ta == totals(b, *WINDOW)
     assert (ta.cache_hits, ta.refusals, ta.stopped_cost) == (1, 1, refused.value.requested_usd)
+
+
+def _images_reply(usage=None):
+    from vendor_server import Reply
+
+    body = {"created": 1_700_000_000, "data": [{"b64_json": "aGVsbG8="}]}
+    if usage is not None:
+        body["usage"] = usage
+    return Reply.json(body)
+
+
+def test_both_ledgers_keep_why_a_price_is_unknown_as_the_span_says_it(instrumented, ledger_url, tmp_path, spill_dir,
+                                                                      openai_client, replay_server):
+    """A row of unknown cost keeps why (``price_unknown_reason``, schema 10), so finance can tell a model the
+    catalog lacks from usage that failed validation, a hosted tool aicost cannot price, a unit the catalog has no
+    rate for: the span's ``aicost.price.unknown_reason``, in the ledger the hooks fill (on SQLite and PostgreSQL)
+    and the one the span exporter fills alike. A known cost has none. None quotes the prompt or the key."""
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=ledger_url)
+    file_search = {"id": "fs_1", "type": "file_search_call", "status": "completed", "queries": ["refund policy"],
+                   "results": None}
+    bad_usage = {"input_tokens": -1, "output_tokens": 100, "total_tokens": 99,
+                 "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}}
+    replay_server.enqueue(openai_chat_reply(model="never-priced-model"), openai_chat_reply(),
+                          openai_responses_reply("gpt-4.1-2025-04-14", input_tokens=1000, output_tokens=100,
+                                                 tool_items=[file_search]),
+                          _images_reply(bad_usage), _images_reply())
+    openai_client.chat.completions.create(model="never-priced-model", messages=MESSAGES)
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    openai_client.responses.create(model="gpt-4.1", input="What is the refund policy?",
+                                   tools=[{"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    openai_client.images.generate(model="gpt-image-1.5", prompt="a cat in a hat")
+    openai_client.images.generate(model="dall-e-3", prompt="a cat in a hat")
+    assert ledger_writer.active().flush()
+    exporter = LedgerSpanExporter(spans_url)
+    exporter.export(instrumented.spans())
+    assert exporter.force_flush()
+    exporter.shutdown()
+    said = {format(span.get_span_context().span_id, "016x"): span.attributes.get(
+        semconv.AICOST_PRICE_UNKNOWN_REASON) for span in instrumented.aicost_spans()}
+    from_hooks = {r.span_id: r.price_unknown_reason for r in _rows(ledger_url)}
+    from_spans = {r.span_id: r.price_unknown_reason for r in _rows(spans_url)}
+    assert from_hooks == from_spans == said and len(said) == 5
+    reasons = sorted(filter(None, said.values()))
+    assert len(reasons) == 4 and list(said.values()).count(None) == 1  # the known call's
+    assert reasons[0].startswith("no price for this model") and reasons[1] == "no token usage in the response " \
+        "(models billed per image)"
+    assert "the call ran hosted tools billed per call or session (file_search)" in reasons[2]
+    assert reasons[3] == "the usage failed validation"
+    for text in reasons:  # aicost's own sentences: never the prompt, the input or the key
+        assert not any(secret in text for secret in ("Say hello", "refund", "cat in a hat", "test")), text
+
+
+def test_a_reason_is_kept_bounded_and_only_for_an_unknown_price_on_both_paths():
+    """A reason that is not aicost's sentence (a third-party integration's ``ResponseMeta.unpriced``, a span
+    another process exported) is cut at ``UNKNOWN_REASON_MAX`` characters, the same on both paths; one that is
+    no text is None; a known price keeps none, whatever the span says."""
+    from types import SimpleNamespace
+
+    from opentelemetry.trace import INVALID_SPAN, SpanContext
+
+    from aicost.hooks import CallInfo, CallResult
+    from aicost.ledger.capture import call_item, row_from_item
+    from aicost.ledger.exporter import rows_from_span
+    from aicost.ledger.row import UNKNOWN_REASON_MAX, unknown_reason_text
+    from aicost.pricing import unknown_cost
+    from aicost.usage import Usage
+    from aicost.vendor import DEFAULT_SHAPE
+
+    long = "why " * 1000
+    kept = unknown_reason_text(long)
+    assert len(kept) == UNKNOWN_REASON_MAX and kept == long[:UNKNOWN_REASON_MAX - 1] + "\u2026"
+    assert unknown_reason_text("x" * UNKNOWN_REASON_MAX) == "x" * UNKNOWN_REASON_MAX  # at the bound: as it is
+    assert [unknown_reason_text(v) for v in (None, "", 7, b"why")] == [None] * 4
+    info = CallInfo(provider="openai", operation="chat", endpoint="openai.chat.completions.create",
+                    request_model="m", kwargs={}, stream=False, is_async=False, shape=DEFAULT_SHAPE)
+    usage = Usage(input_tokens=5, output_tokens=2)
+    hooked = row_from_item(call_item(CallResult(
+        info=info, usage=usage, cost=unknown_cost("openai", "m", None, usage), response_model=None, error_type=None,
+        duration_s=0.1, span=INVALID_SPAN, unknown_reason=long)))
+
+    def span(known, reason):
+        attributes = {semconv.GEN_AI_PROVIDER_NAME: "openai", semconv.AICOST_PRICE_KNOWN: known,
+                      semconv.AICOST_PRICE_UNKNOWN_REASON: reason}
+        if known:
+            attributes[semconv.AICOST_COST_TOTAL] = "0.001"
+        context = SpanContext(trace_id=1, span_id=2, is_remote=False)
+        return SimpleNamespace(attributes=attributes, name="chat m", start_time=1, end_time=2, parent=None,
+                               get_span_context=lambda: context)
+
+    (exported,) = rows_from_span(span(False, long))
+    assert hooked.price_unknown_reason == exported.price_unknown_reason == kept
+    assert rows_from_span(span(False, 42))[0].price_unknown_reason is None
+    (known,) = rows_from_span(span(True, "a reason on a priced call"))
+    assert known.price_known and known.cost == Decimal("0.001") and known.price_unknown_reason is None
 
 
 def test_calls_and_cache_hits_inside_a_feature_carry_its_run_id(instrumented, ledger_url, spill_dir, openai_client,

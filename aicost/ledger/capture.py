@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanContext
 from .. import semconv
 from ..hooks import CacheHit, CallResult, UnitFinished
 from .days import from_ns
-from .row import CACHE_HIT, CALL, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow
+from .row import CACHE_HIT, CALL, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow, unknown_reason_text
 
 __all__ = ["call_item", "event_item", "row_from_item", "attribution_fields"]
 
@@ -65,11 +65,12 @@ def call_item(result: CallResult) -> tuple:
         span_id = _own_id()
     refusal = result.refusal
     cost = result.cost
-    extra = None
+    extra = reason = None
     if refusal is not None:
         extra = (getattr(refusal, "requested_usd", None),
                  getattr(refusal, "budget", None) or getattr(refusal, "rule", None))
     elif cost is None or not cost.known:  # duration-billed audio (whisper-1): the seconds are only on the span
+        reason = result.unknown_reason  # the span's aicost.price.unknown_reason, as the core made it
         attributes = getattr(span, "attributes", None)
         if attributes:
             extra = attributes.get(semconv.AICOST_USAGE_AUDIO_SECONDS)
@@ -77,7 +78,7 @@ def call_item(result: CallResult) -> tuple:
     return (_CALL_ITEM, result.started_ns, trace_id, span_id, info.provider, info.operation, info.endpoint,
             info.request_model, result.response_model, result.usage, cost, result.attribution,
             result.run_id, result.error_type, result.duration_s, extra,
-            account.get(semconv.AICOST_CLIENT_PROJECT), account.get(semconv.AICOST_CLIENT_KEY_FINGERPRINT))
+            account.get(semconv.AICOST_CLIENT_PROJECT), account.get(semconv.AICOST_CLIENT_KEY_FINGERPRINT), reason)
 
 
 def event_item(event: Any) -> tuple | None:
@@ -131,7 +132,7 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
     kind = item[0]
     if kind == _CALL_ITEM:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
-         cost, attribution, run_id, error_type, duration_s, extra, vendor_project, key_fingerprint) = item
+         cost, attribution, run_id, error_type, duration_s, extra, vendor_project, key_fingerprint, reason) = item
         row = LedgerRow(
             span_id=span_id if isinstance(span_id, str) else _hex(span_id, 16), kind=CALL, time=_time(started_ns),
             trace_id=_hex(trace_id, 32), provider=provider, operation=operation, endpoint=endpoint,
@@ -151,9 +152,12 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
         elif cost is None:  # the core prices every billed call (an unknown price is a Cost): aicost failed here
             row.cost = None
             row.price_known = False
+            row.price_unknown_reason = unknown_reason_text(reason)
         else:
             row.price_known = bool(cost.known)
             row.cost = cost.total if cost.known else None
+            if not cost.known:
+                row.price_unknown_reason = unknown_reason_text(reason)
             row.cost_parts = dict(cost.parts)
             row.price_source = cost.source or None
             row.price_model = cost.model

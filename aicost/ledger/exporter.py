@@ -11,7 +11,8 @@ What becomes a row (attributes as in docs/spans.md):
 * a call span (it carries ``aicost.price.known``: the core writes it on every billed call's span, false with a
   reason when aicost's own pricing failed): a ``call`` row; its exact total from ``aicost.cost.total_usd``,
   its parts from ``aicost.cost.<class>_usd`` (doubles on the span: exact for prices of up to 15 significant
-  digits, which covers the catalog); an unknown price stays unknown;
+  digits, which covers the catalog); an unknown price stays unknown, with the span's
+  ``aicost.price.unknown_reason`` (:func:`~aicost.ledger.row.unknown_reason_text`: text, capped);
 * a deferred call (``aicost.usage.deferred``: a background response or interaction returned unfinished, its cost
   not on the span): a ``call`` row of unknown cost, as the in-process ledger keeps it;
 * a call refused by a budget or policy (``aicost.budget.decision`` blocked / policy / store_unavailable and no
@@ -58,7 +59,7 @@ from .. import semconv as s
 from .capture import attribution_fields
 from .days import from_ns
 from .rollup import SUMMABLE_DECIMALS, SUMMABLE_LIMIT, summable
-from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow
+from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow, unknown_reason_text
 from .writer import LedgerWriter
 
 __all__ = ["LedgerSpanExporter", "rows_from_span"]
@@ -239,6 +240,7 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, run_
                     row.cost_parts[key[len(s.AICOST_COST_PREFIX):-len(_PART_SUFFIX)]] = amount
     else:
         row.cost = None
+        row.price_unknown_reason = unknown_reason_text(a.get(s.AICOST_PRICE_UNKNOWN_REASON))
     return row
 
 

@@ -30,7 +30,9 @@ The file is written under a temporary name and renamed once complete: a failed e
 
 Not exported, and counted in the result and said in its summary (the command's output): calls whose price is
 unknown (FOCUS cost columns cannot be null and an unknown price is never $0; ``aicost report`` counts them), cache
-hits and refusals (no money was billed), and calls that billed nothing (a rejected request: no charge).
+hits and refusals (no money was billed), and calls that billed nothing (a rejected request: no charge). So the
+ledger's ``price_unknown_reason`` has no ``x_`` column: every charge exported has a known price, and the column
+would always be empty (the reasons are in the ledger, for the calls the summary says are left out).
 """
 
 from __future__ import annotations

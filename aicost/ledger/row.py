@@ -39,6 +39,8 @@ __all__ = [
     "LedgerRow",
     "FeatureRun",
     "decimal_text",
+    "UNKNOWN_REASON_MAX",
+    "unknown_reason_text",
 ]
 
 CALL = "call"
@@ -76,6 +78,24 @@ def decimal_text(value: Decimal | None) -> str | None:
     if value is None:
         return None
     return format_usd(value)
+
+
+# The longest reason a row keeps (``price_unknown_reason``). aicost's own sentences are at most about 300 characters
+# (the longest name a catalog model or the hosted tools a call ran); a reason from elsewhere (an integration's
+# ``ResponseMeta.unpriced``, a span another process exported) is cut here, so no row holds unbounded text.
+UNKNOWN_REASON_MAX = 512
+
+
+def unknown_reason_text(reason: object) -> str | None:
+    """Why a price is unknown, as a ledger row keeps it: text of at most :data:`UNKNOWN_REASON_MAX` characters (a
+    longer one cut, ending with an ellipsis); None for anything that is no text or is empty. Both paths that make
+    rows (the hooks' :mod:`~aicost.ledger.capture`, the span :mod:`~aicost.ledger.exporter`) keep it so, so the
+    two ledgers agree."""
+    if type(reason) is not str or not reason:
+        return None
+    if len(reason) > UNKNOWN_REASON_MAX:
+        return reason[:UNKNOWN_REASON_MAX - 1] + "\u2026"
+    return reason
 
 
 def _utc(value: datetime) -> datetime:
@@ -138,6 +158,9 @@ class LedgerRow:
     # The vendor account billed (schema v2; joins the row to the vendor's bill, see docs/reconcile.md)
     vendor_project: str | None = None  # the OpenAI project the client was configured with, if any
     api_key_fingerprint: str | None = None  # aicost.integrations.identity.key_fingerprint of the key: never the key
+    # Why the price is unknown (schema v10): the span's aicost.price.unknown_reason (unknown_reason_text); None
+    # when it is known, and for a call whose cost is not recorded (aicost.usage.deferred: the span gives none)
+    price_unknown_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.time = _utc(self.time)

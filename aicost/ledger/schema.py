@@ -57,7 +57,7 @@ __all__ = [
     "ddl",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Rollup dimensions, in the order they are written. 'all' holds the totals.
 ROLLUP_DIMS = ("all", "team", "feature", "user", "customer", "model", "provider", "tag")
@@ -114,7 +114,7 @@ ROW_COLUMNS = (
     "model", "service_tier", *TOKEN_FIELDS, "audio_seconds", "estimated", "cost", "cost_parts", "price_known",
     "price_source", "price_model", "saved_cost", "stopped_cost", "cache_name", "budget", "team", "feature",
     "user_id", "customer", "tags", "run_id", "outcome", "error_type", "duration_s",
-    "vendor_project", "api_key_fingerprint",
+    "vendor_project", "api_key_fingerprint", "price_unknown_reason",
 )
 RUN_COLUMNS = (
     "run_id", "ts", "feature", "outcome", "team", "user_id", "customer", "tags", "calls", "cost", "trace_id",
@@ -383,9 +383,17 @@ def _v9(dialect: str) -> list[str]:
     return [suffix_sql(d, suffixes_kept_sql(d))]
 
 
+def _v10(dialect: str) -> list[str]:
+    """Why a call's price is unknown (the span's ``aicost.price.unknown_reason``, one of aicost's own sentences,
+    capped at :data:`~aicost.ledger.row.UNKNOWN_REASON_MAX` characters), so finance can tell a model the catalog
+    lacks from usage that failed validation or a hosted tool aicost cannot price. NULL where the price is known, and
+    for the rows stored before: the migration adds the column and writes nothing (no older row says why)."""
+    return ["ALTER TABLE aicost_ledger ADD COLUMN price_unknown_reason TEXT"]
+
+
 # version -> DDL statements for a dialect. The versions a ledger lacks are applied in order, all in one transaction
 # (store._apply): a failed step leaves the ledger at the version it had.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10}
 
 
 def schema_table_ddl(dialect: str) -> str:

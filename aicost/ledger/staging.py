@@ -1,6 +1,6 @@
 """A SQLite batch staged before its write transaction: its rows and runs in a small in-memory database image.
 
-Why: handing SQLite a batch row by row (``executemany``: bind 47 values, step, bind the next) keeps the writing
+Why: handing SQLite a batch row by row (``executemany``: bind 48 values, step, bind the next) keeps the writing
 thread going back and forth between Python, which holds the GIL, and SQLite, which does not. The background
 writer's preparing thread does that part here instead, into a private in-memory database, while the writer thread
 writes the previous batch; the image (``Connection.serialize``) is then attached to the ledger's connection

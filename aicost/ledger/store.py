@@ -327,7 +327,7 @@ class LedgerStore:
             row.price_source, row.price_model, self._money(row.saved_cost), self._money(row.stopped_cost),
             row.cache_name, row.budget, row.team, row.feature, row.user, row.customer, self._json(row.tags),
             row.run_id, outcome if row.outcome is None else row.outcome, row.error_type, row.duration_s,
-            row.vendor_project, row.api_key_fingerprint,
+            row.vendor_project, row.api_key_fingerprint, row.price_unknown_reason,
         )
 
     def _rows_params(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> list[tuple]:
@@ -1213,7 +1213,7 @@ class LedgerStore:
         tokens = dict(zip(TOKEN_FIELDS, (int(x) for x in v[11:11 + n])))
         (audio_seconds, estimated, cost, cost_parts, price_known, price_source, price_model, saved_cost,
          stopped_cost, cache_name, budget, team, feature, user, customer, tags, run_id, outcome, error_type,
-         duration_s, vendor_project, api_key_fingerprint) = v[11 + n:]
+         duration_s, vendor_project, api_key_fingerprint, price_unknown_reason) = v[11 + n:]
         return LedgerRow(
             span_id=v[0], kind=v[1], time=_parse_ts(v[2]), trace_id=v[3], provider=v[4], operation=v[5],
             endpoint=v[6], request_model=v[7], response_model=v[8], service_tier=v[10], **tokens,
@@ -1225,6 +1225,7 @@ class LedgerStore:
             budget=budget, team=team, feature=feature, user=user, customer=customer, tags=self._load_json(tags),
             run_id=run_id, outcome=outcome, error_type=error_type, duration_s=duration_s,
             vendor_project=vendor_project, api_key_fingerprint=api_key_fingerprint,
+            price_unknown_reason=price_unknown_reason,
         )
 
     def close(self) -> None:
