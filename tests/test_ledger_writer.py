@@ -1058,8 +1058,8 @@ def test_a_reopen_held_by_another_process_lock_delays_neither_close_nor_the_exit
     child, with SQLite's 30 s busy timeout, outside the write's time limit. Another connection holding the file
     exclusively (locking_mode=EXCLUSIVE) makes that open wait the full 30 s; close(1) and the exit (1 s here)
     still return by their deadline, since the closing side never opens the store: it waits for the thread until
-    then and spills the batch the thread took, which is kept for the next writer, not lost. (A guard, not a fix:
-    the reopen is left unbounded on the abandoned daemon thread.)"""
+    then and spills the batch the thread took, which is kept for the next writer, not lost. (The thread itself
+    ends soon after too: the next test.)"""
     url = f"sqlite:///{tmp_path / 'held.db'}"
     code = """
     import json, sqlite3, sys, time
@@ -1092,6 +1092,35 @@ def test_a_reopen_held_by_another_process_lock_delays_neither_close_nor_the_exit
     spilled = [json.loads(line)["row"]["span_id"] for path in spill_dir.glob("*.jsonl")
                for line in path.read_text().splitlines() if line.strip()]
     assert spilled == ["00000000000000aa"]
+
+
+def test_a_writer_thread_in_a_reopen_held_by_another_connection_ends_soon_after_close(tmp_path, spill_dir):
+    """The writer thread is reopening its SQLite ledger (after an outage closed it) while another connection holds
+    the file exclusively (BEGIN EXCLUSIVE, locking_mode=EXCLUSIVE), when close(1) begins. close() returns by its
+    deadline and spills the row; the thread, which waited in that open for SQLite's 30 s busy timeout, ends
+    within the reopen's own bound (5 s) instead, not 30 s after it began."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    writer = LedgerWriter(f"sqlite:///{path}", flush_interval_s=0.05)
+    writer._store.close()
+    writer._store = None  # as after an outage that closed it: the next write opens it again
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE held(x)")
+    try:
+        writer.add([LedgerRow(span_id="00000000000000aa", kind=CALL, time=NOW, cost=Decimal(1))])
+        time.sleep(0.5)
+        assert writer._thread.is_alive() and writer._store is None and "outages" not in writer.stats()  # in it
+        writer.close(timeout_s=1)
+        writer._thread.join(15)  # 5 s of the reopen, and generous margins; it used to wait 30 s
+        assert not writer._thread.is_alive()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert writer.stats()["spilled"] == 1
+    _replayed_by_the_next_writer(f"sqlite:///{path}", spill_dir, 1)
 
 
 def test_close_stops_a_spill_replay_at_its_deadline_and_keeps_the_rest_on_disk(tmp_path, spill_dir, monkeypatch):

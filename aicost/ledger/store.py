@@ -216,7 +216,7 @@ class LedgerRefused(AicostError):
 
 
 def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str = DEFAULT_SETTING,
-               reopen: bool = False) -> "LedgerStore":
+               reopen: bool = False, wait_s: float | None = None) -> "LedgerStore":
     """Open the ledger at ``url``. ``create=False`` (readers: reports, exports) refuses a missing SQLite file, and
     a database without aicost's schema (the app's own, an empty file), instead of creating an empty ledger in it;
     a ledger of an older schema is migrated either way. ``setting`` names where the URL came from, for errors.
@@ -225,7 +225,12 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     or in a forked child). A PostgreSQL database that does not exist now, or refuses the login, or a SQLite file
     SQLite cannot read (damaged since), is then the ledger lost, as for a read of an opened store
     (:class:`LedgerUnavailable`, state ``"missing"`` for a database dropped, ``"damaged"`` for such a file), not bad
-    configuration: there is no configure-time caller left to tell."""
+    configuration: there is no configure-time caller left to tell.
+
+    ``wait_s``: how long opening a SQLite file waits for another process's lock on it (a connection holding it
+    exclusively), then fails (:class:`LedgerUnavailable` when reopened); None: SQLite's busy timeout, 30 s. The
+    store's writes wait as long as ever (bounded by :meth:`LedgerStore.time_limit`). A PostgreSQL connect waits
+    5 s at most either way."""
     text = os.fspath(url) if isinstance(url, os.PathLike) else url
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"{setting}: the ledger URL must be a non-empty string; use {_ACCEPTED}")
@@ -234,12 +239,13 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
     if lowered.startswith("sqlite:"):
         if not lowered.startswith("sqlite:///") or len(text) <= len("sqlite:///"):
             raise ConfigurationError(f"{setting}: malformed SQLite ledger URL {text!r}; use {_ACCEPTED}")
-        return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting, reopen=reopen)
+        return SQLiteStore(Path(text[len("sqlite:///"):]), create=create, setting=setting, reopen=reopen,
+                           wait_s=wait_s)
     if lowered.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PostgresStore(text.replace("postgresql+psycopg://", "postgresql://", 1), create=create, setting=setting,
                              reopen=reopen)
     if "://" not in text and lowered.endswith((".db", ".sqlite", ".sqlite3")):
-        return SQLiteStore(Path(text), create=create, setting=setting, reopen=reopen)
+        return SQLiteStore(Path(text), create=create, setting=setting, reopen=reopen, wait_s=wait_s)
     raise ConfigurationError(f"{setting}: unsupported ledger URL {redact_url(text)!r}; use {_ACCEPTED}")
 
 
@@ -1639,7 +1645,8 @@ def _sqlite_ts(value: datetime) -> str:
 class SQLiteStore(LedgerStore):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, create: bool, setting: str, reopen: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool, setting: str, reopen: bool = False,
+                 wait_s: float | None = None) -> None:
         super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
@@ -1652,19 +1659,22 @@ class SQLiteStore(LedgerStore):
         if not path.parent.is_dir():
             raise ConfigurationError(
                 f"{setting}: the directory of the SQLite ledger {str(path)!r} does not exist; create it or use {_ACCEPTED}")
+        wait_ms = _SQLITE_BUSY_MS if wait_s is None else max(1, min(_SQLITE_BUSY_MS, int(wait_s * 1000)))
         with self._closed_if_refused():
-            self._open(create, setting)
+            self._open(create, setting, wait_ms)
 
-    def _open(self, create: bool, setting: str) -> None:
+    def _open(self, create: bool, setting: str, wait_ms: int) -> None:
+        """Connect and migrate, waiting for another process's lock up to ``wait_ms`` (open_store's ``wait_s``); the
+        writes then wait up to the busy timeout, :data:`_SQLITE_BUSY_MS`."""
         path = self.path
         try:
-            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                         timeout=wait_ms / 1000)
             if not create and not self._conn.execute(  # before WAL mode, which a reader would write to the file
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aicost_schema'").fetchone():
                 raise _not_a_ledger(setting, str(path))
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
         except sqlite3.DatabaseError as exc:
             raise self._refused(exc, f"{setting}: cannot open the SQLite ledger {str(path)!r}: {exc}") from exc
         self._conn.create_function("aicost_dec_add", 2, _dec_add, deterministic=True)
@@ -1672,6 +1682,7 @@ class SQLiteStore(LedgerStore):
         self._conn.execute("PRAGMA temp_store=MEMORY")
         self._stage_attached = False
         self._migrate(setting)
+        self._set_limit(None)  # the busy timeout of the writes
 
     def _migrate(self, setting: str) -> None:
         conn = self._conn

@@ -14,7 +14,8 @@ Why this shape:
   writers together) give the writer thread a deadline: it writes what is queued until then, begins no write
   after it, and a write under way has its waits bounded by then (the store's :meth:`~LedgerStore.time_limit`:
   another process's lock on SQLite, each statement on PostgreSQL; a write that ends late is also spilled, and
-  stored once). What it has
+  stored once). A reopen of the store (after an outage closed it, or in a forked child) waits for a lock no longer
+  than :data:`_REOPEN_WAIT_S`, nor past the deadline: the thread ends soon after it. What it has
   not written (batches it took, from the rows it built, and the queue) the closing side spills, encoding no
   more than the spill file holds; Ctrl-C while the exit waits still spills. A row queued once closing has begun
   is dropped, counted and logged. When the database is unreachable, a batch goes to a local spill file (JSON lines, bounded
@@ -77,6 +78,11 @@ _EXIT_FLUSH_S = 10.0  # the exit's bound, for all writers together: what is not 
 # How long close() and the exit wait, past their deadline, for a spill the writer thread has begun (a batch it could
 # not write, taken back from the closing side: an append to a local file, well under this)
 _SPILL_WAIT_S = 5.0
+# How long the writer thread's reopen of a SQLite ledger (after an outage closed it, or in a forked child) waits for
+# another process's lock on the file, at most: an outage then (spilled, retried), never a thread held 30 s, past
+# close()'s or the exit's deadline. In WAL mode an open only reads: what holds it is a lock that may last (a
+# connection holding the file exclusively), not another writer's transaction. As long as PostgreSQL's connect.
+_REOPEN_WAIT_S = 5.0
 PAIR_INTERVAL_S = 60.0  # how often the writer thread looks for rows to sum into the pair cells (_sum_pairs)
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
@@ -605,9 +611,13 @@ class LedgerWriter:
     def _connected(self) -> LedgerStore:
         """The store, opened again if an outage closed it (or in a forked child, which opens its own). Its URL was
         accepted when the writer was made: a database dropped since is an outage like any other (LedgerUnavailable,
-        spilled and retried, logged once saying the database is missing), not a configuration error."""
+        spilled and retried, logged once saying the database is missing), not a configuration error. The open waits
+        for another process's lock no longer than :data:`_REOPEN_WAIT_S`, nor past close()'s or the exit's
+        deadline: a close begun during it finds the thread ending soon after (it begins nothing more)."""
         if self._store is None:
-            self._store = open_store(self.url, setting=self._setting, reopen=True)
+            left = _left(self._stop_by)
+            self._store = open_store(self.url, setting=self._setting, reopen=True,
+                                     wait_s=_REOPEN_WAIT_S if left is None else min(left, _REOPEN_WAIT_S))
         return self._store
 
     def _down(self, exc: LedgerUnavailable) -> None:
