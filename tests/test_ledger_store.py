@@ -424,6 +424,29 @@ def test_money_sums_stay_exact_past_double_and_default_decimal_precision(ledger_
     store.close()
 
 
+def test_rows_and_runs_read_back_money_in_its_one_canonical_form(ledger_url):
+    """Money written as any Decimal of its value (0.10, 1E+1: a span attribute's text, a row a caller made) reads
+    back from rows() and runs() in the one canonical form, as SQLite's text always did: PostgreSQL's NUMERIC
+    keeps the scale it is given, and rows() there gave Decimal('0.10') beside its part's Decimal('0.1')."""
+    from aicost.pricing.money import canonical
+
+    amounts = [Decimal("0.10"), Decimal("1E+1"), Decimal("0.0000010"), Decimal("-0.50"), Decimal("0E-7")]
+    kinds = [CALL, CACHE_HIT, REFUSAL, CALL, CACHE_HIT]
+    rows = [_row(i, kind=kind, cost=a, cost_parts={"input": a}, saved_cost=a if kind == CACHE_HIT else None,
+                 stopped_cost=a if kind == REFUSAL else None) for i, (kind, a) in enumerate(zip(kinds, amounts))]
+    runs = [FeatureRun(run_id=f"r{i}", feature="answer", time=T0, outcome="succeeded", cost=a)
+            for i, a in enumerate(amounts)]
+    with open_store(ledger_url) as store:
+        store.write(rows, runs)
+        back = list(store.rows(T0 - timedelta(hours=1), T0 + timedelta(days=2)))
+        runs_back = list(store.runs(T0 - timedelta(hours=1), T0 + timedelta(days=2)))
+    read = [m for r in back for m in (r.cost, r.saved_cost, r.stopped_cost, *r.cost_parts.values()) if m is not None]
+    read += [r.cost for r in runs_back]
+    assert len(read) == 5 + 5 + 2 + 1 + 5  # the rows' costs and parts, 2 saved, 1 stopped, the runs' costs
+    assert [m.as_tuple() for m in read] == [canonical(m).as_tuple() for m in read]  # digits and exponent alike
+    assert sorted(map(str, (r.cost for r in runs_back))) == sorted(["0.1", "10", "0.000001", "-0.5", "0"])
+
+
 def test_a_version_3_ledger_is_migrated_and_its_user_hours_backfilled(ledger_url):
     """Schema 4 gave the user dimension hour buckets; a ledger written at version 3 has none. Opening it
     migrates it (the version recorded) and sums the hour cells of the rows already stored."""

@@ -46,7 +46,7 @@ from .._log import log_once
 from .._urls import redact_secrets, redact_url
 from ..errors import AicostError, ConfigurationError
 from ..pricing.cost import MONEY
-from ..pricing.money import format_usd
+from ..pricing.money import canonical, format_usd
 from . import schema
 from .days import DAY, midnight
 from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
@@ -2149,7 +2149,8 @@ class PostgresStore(LedgerStore):
         return value
 
     def _money(self, value: Decimal | None) -> Decimal | None:
-        return value
+        # canonical: NUMERIC keeps the scale it is given, and rows() would read 0.10 back where SQLite's text is 0.1
+        return None if value is None else canonical(value)
 
     def _json(self, value: Mapping[str, Any]) -> str | None:
         return _tags_json(value) if value else None
