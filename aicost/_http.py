@@ -80,22 +80,23 @@ class _Cutoff:
         return Watched
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
+class _Watching:
+    """A urllib handler whose connections are held by a :class:`_Cutoff` (mixed into HTTP and HTTPS handlers)."""
+
     def __init__(self, cutoff: _Cutoff) -> None:
         super().__init__()
         self._cutoff = cutoff
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(self._cutoff.watch(http_class), req, **kwargs)
+        return super().do_open(self._cutoff.watch(http_class), req, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, cutoff: _Cutoff) -> None:
-        super().__init__()
-        self._cutoff = cutoff
+class _WatchedHTTP(_Watching, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(self._cutoff.watch(http_class), req, **kwargs)
+
+class _WatchedHTTPS(_Watching, urllib.request.HTTPSHandler):
+    pass
 
 
 @contextmanager

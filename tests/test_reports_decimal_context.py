@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import io
-import json
 import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
