@@ -3,6 +3,7 @@ spend queries from the rollups that agree to the last digit with sums over the r
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -874,3 +875,48 @@ def test_a_postgres_password_given_as_a_query_parameter_is_never_shown(pg_server
     logged = [r.getMessage() for r in caplog.records if "cannot reach the ledger" in r.getMessage()]
     assert logged and not any("s3cret" in m for m in logged)
     assert "ledger:***@127.0.0.1:1/aicost?sslpassword=***" in logged[0]
+
+
+def _tcp_limits(conn) -> tuple[int, int, int, int, int]:
+    """The socket options libpq set on a connection: SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and
+    TCP_USER_TIMEOUT (ms), as the kernel reports them."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+                *(sock.getsockopt(socket.IPPROTO_TCP, opt) for opt in (
+                    socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)))
+    finally:
+        sock.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
+def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_says_otherwise(pg_server, monkeypatch):
+    """A server gone silent mid-session (no RST ever comes) held a cron report, or the writer thread, until the
+    kernel gave up (many minutes): the store's connections, its own and a stream's, now have TCP keepalives
+    (a dead idle peer found in about 30 s) and a tcp_user_timeout (unacknowledged data given up after 30 s). What
+    the URL sets itself wins."""
+    import psycopg
+    from ledger_helpers import fresh_pg_database
+
+    url = fresh_pg_database(pg_server)
+    opened = []
+    real_connect = psycopg.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        opened.append(_tcp_limits(conn))
+        return conn
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    store = open_store(url)
+    store.write([_row(1)])
+    assert list(store.rows(T0, T0 + timedelta(days=1)))  # a stream: its own connection
+    store.close()
+    assert len(opened) == 2
+    assert opened == [(True, 10, 5, 4, 30_000)] * 2
+    opened.clear()
+    own = open_store(f"{url}?keepalives_idle=60&tcp_user_timeout=120000")
+    own.close()
+    assert opened == [(True, 60, 5, 4, 120_000)]
