@@ -260,6 +260,34 @@ def test_bad_writer_settings_are_refused_at_construction_naming_the_argument(tmp
     assert not (tmp_path / "w.db").exists() and ledger_writer.active() is None
 
 
+@pytest.mark.parametrize("value, wrong_type", [(5, True), (b"/tmp/spill.jsonl", True), (["spill"], True),
+                                               ("", False), ("/", False)])
+def test_a_spill_path_that_is_no_file_path_is_refused_naming_the_argument(tmp_path, spill_dir, value, wrong_type):
+    """``spill_path=5`` raised the bare TypeError of pathlib ("expected str, bytes or os.PathLike object, not
+    int"), naming neither the argument nor what it accepts; a path with no file name ("", "/") made spill files
+    named "-<pid>.jsonl". Each is refused as the other options are, before the database is opened."""
+    from aicost.errors import ConfigurationTypeError
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    for make in (LedgerWriter, LedgerSpanExporter, ledger_writer.configure):
+        with pytest.raises(ConfigurationTypeError if wrong_type else ConfigurationError) as error:
+            make(url, spill_path=value)
+        assert f"spill_path must be a file path (a str or os.PathLike), got {value!r}" in str(error.value)
+        assert isinstance(error.value, TypeError) == wrong_type
+    assert not (tmp_path / "w.db").exists() and ledger_writer.active() is None
+
+
+def test_a_spill_path_given_as_a_str_or_a_path_names_the_spill_files(tmp_path, spill_dir):
+    from pathlib import Path
+
+    for value in (str(tmp_path / "a" / "mine.jsonl"), Path(tmp_path / "b" / "mine.jsonl")):
+        writer = LedgerWriter(f"sqlite:///{tmp_path / 'w.db'}", spill_path=value)
+        try:
+            assert (writer._spill_dir, writer._spill_stem) == (Path(value).parent, "mine")
+        finally:
+            writer.close()
+
+
 def test_the_edges_of_good_writer_settings_are_kept(tmp_path, spill_dir):
     """A queue and a batch of one row, any positive interval (an int too), no spill file at all."""
     writer = LedgerWriter(f"sqlite:///{tmp_path / 'w.db'}", max_queue=1, batch_size=1, flush_interval_s=2,

@@ -153,6 +153,23 @@ def _seconds(name: str, value: Any, what: str) -> float:
     return float(value)
 
 
+def _file_path(name: str, value: Any, what: str) -> Path | None:
+    """A writer setting that names a file: None (the default place), or a str or os.PathLike of one, with a file
+    name (a directory alone, "" or "/", would name the files "-<pid>.jsonl")."""
+    if value is None:
+        return None
+    accepted = f"ledger writer: {name} must be a file path (a str or os.PathLike), got {value!r} ({what})"
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):  # (bytes too: pathlib refuses them)
+        raise ConfigurationTypeError(accepted)
+    if not Path(path).name:
+        raise ConfigurationError(accepted)
+    return Path(path)
+
+
 class LedgerWriter:
     """Queue + background writer for one ledger URL. Thread-safe; one per process and URL is enough.
 
@@ -173,6 +190,7 @@ class LedgerWriter:
                                          "how long queued rows wait for a batch to fill")
         self.spill_max_bytes = _count("spill_max_bytes", spill_max_bytes, 0,
                                       "the spill file's bound while the database is down; 0: no spill file")
+        spill_path = _file_path("spill_path", spill_path, "the spill file's directory and stem")
         self.url = url
         self.prepare_ahead = bool(prepare_ahead)  # a second thread prepares the next batch (see _drain)
         self._setting = setting
