@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -245,3 +245,15 @@ class OutageProxy:
     def close(self) -> None:
         self.down()
         self.sock.close()
+
+
+def tcp_limits(conn: Any) -> tuple[int, int, int, int, int]:
+    """The socket options libpq set on a connection: SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and
+    TCP_USER_TIMEOUT (ms), as the kernel reports them."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+                *(sock.getsockopt(socket.IPPROTO_TCP, opt) for opt in (
+                    socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)))
+    finally:
+        sock.close()

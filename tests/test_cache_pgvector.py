@@ -28,6 +28,23 @@ def store(pg_server):
     s.close()
 
 
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
+def test_pooled_connections_have_tcp_limits_unless_the_dsn_sets_its_own(pg_server):
+    """A dead peer is found by keepalives on an idle pooled connection and by tcp_user_timeout on a busy one (the
+    rule aicost._pg shares with the ledger): what the DSN sets itself wins."""
+    from aicost.cache import PgVectorStore
+    from servers import tcp_limits
+
+    for dsn, expected in ((pg_server, (True, 30, 5, 3, 10_000)),
+                          (f"{pg_server}?keepalives_idle=60&tcp_user_timeout=120000", (True, 60, 5, 3, 120_000))):
+        s = PgVectorStore(dsn, table="cache_tcp")
+        try:
+            with s.connection() as conn:
+                assert tcp_limits(conn) == expected
+        finally:
+            s.close()
+
+
 def test_entries_round_trip_with_ttl_and_eviction(pg_server):
     from aicost.cache import PgVectorStore
 

@@ -3,7 +3,6 @@ spend queries from the rollups that agree to the last digit with sums over the r
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
+from servers import tcp_limits
 from ledger_helpers import (DROP_PAIRS, DROP_UNKNOWN_REASON, python_sums, run_sql, sample_periods, spend_sums,
                             sum_all_pairs)
 
@@ -877,20 +877,6 @@ def test_a_postgres_password_given_as_a_query_parameter_is_never_shown(pg_server
     assert "ledger:***@127.0.0.1:1/aicost?sslpassword=***" in logged[0]
 
 
-def _tcp_limits(conn) -> tuple[int, int, int, int, int]:
-    """The socket options libpq set on a connection: SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and
-    TCP_USER_TIMEOUT (ms), as the kernel reports them."""
-    import socket
-
-    sock = socket.socket(fileno=os.dup(conn.fileno()))
-    try:
-        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
-                *(sock.getsockopt(socket.IPPROTO_TCP, opt) for opt in (
-                    socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)))
-    finally:
-        sock.close()
-
-
 @pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
 def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_says_otherwise(pg_server, monkeypatch):
     """A server gone silent mid-session (no RST ever comes) held a cron report, or the writer thread, until the
@@ -906,7 +892,7 @@ def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_s
 
     def connect(*args, **kwargs):
         conn = real_connect(*args, **kwargs)
-        opened.append(_tcp_limits(conn))
+        opened.append(tcp_limits(conn))
         return conn
 
     monkeypatch.setattr(psycopg, "connect", connect)

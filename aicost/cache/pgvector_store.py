@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .. import _fork
+from .. import _fork, _pg
 from .._urls import redact_secrets
 from ..errors import ConfigurationError
 from .checks import check, check_bool, check_int, check_seconds, is_number, is_str
@@ -88,11 +88,9 @@ class PgVectorStore:
                 import psycopg
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("PgVectorStore needs psycopg: pip install 'aicost-otel[cache]'") from exc
-            params = dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s)))
-            if psycopg.pq.version() < 120000:  # an older system libpq rejects the option it does not know
-                params.pop("tcp_user_timeout")
             try:  # what the DSN sets itself wins
-                params = {k: v for k, v in params.items() if k not in psycopg.conninfo.conninfo_to_dict(dsn)}
+                params = _pg.unless_set(dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s))),
+                                        psycopg.conninfo.conninfo_to_dict(dsn))
             except psycopg.ProgrammingError as exc:
                 # libpq quotes the token it cannot parse, which may be the password
                 raise ConfigurationError(f"PgVectorStore(dsn=...) is not a valid PostgreSQL DSN: "
