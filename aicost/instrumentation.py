@@ -1020,14 +1020,6 @@ def _current_attribution() -> Mapping[str, str]:
         return {}
 
 
-def _current_run_id() -> str | None:
-    try:
-        return attribution.current_run_id()
-    except Exception:
-        error_once("attribution:run", "aicost: could not read the current unit of work")
-        return None
-
-
 def _current_unit() -> Any:
     try:
         return attribution.current_unit()
@@ -1545,7 +1537,8 @@ class _Observed(Observed):
         self.integration = integration
         self.resource = resource
         self.attribution = _current_attribution()
-        self.run_id = _current_run_id()
+        unit = _current_unit()
+        self.run_id = None if unit is None else unit.run_id
         self.is_async = is_async
 
     def record(self, work: CompletedWork) -> None:
