@@ -906,3 +906,39 @@ def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_s
     own = open_store(f"{url}?keepalives_idle=60&tcp_user_timeout=120000")
     own.close()
     assert opened == [(True, 60, 5, 4, 120_000)]
+
+
+def _connect_timeout(conn) -> str | None:
+    """The connect_timeout libpq used for a connection, from wherever it came (None: none, wait forever)."""
+    value = next(option.val for option in conn.pgconn.info if option.keyword == b"connect_timeout")
+    return None if value is None else value.decode()
+
+
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
+def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, monkeypatch):
+    """The store passed connect_timeout=5 to every connection, over the URL's own. Like its TCP limits, it is now
+    used only when the URL does not set it, for the store's own connection and a stream's alike."""
+    import psycopg
+    from ledger_helpers import fresh_pg_database
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    url = fresh_pg_database(pg_server)
+    opened = []
+    real_connect = psycopg.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        opened.append((_connect_timeout(conn), tcp_limits(conn)))
+        return conn
+
+    def use(ledger_url: str) -> list:
+        opened.clear()
+        store = open_store(ledger_url)
+        store.write([_row(1)])
+        assert list(store.rows(T0, T0 + timedelta(days=1)))  # a stream: its own connection
+        store.close()
+        return opened
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    assert use(url) == [("5", (True, 10, 5, 4, 30_000))] * 2
+    assert use(f"{url}?connect_timeout=8") == [("8", (True, 10, 5, 4, 30_000))] * 2

@@ -79,11 +79,13 @@ _TOKEN_GETTERS = tuple((name, operator.attrgetter(name)) for name in TOKEN_FIELD
 # URL (sslmode=bogus, port 99999, keepalives=abc, hostaddr=bogus), never an outage.
 _PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid integer value|could not match \d+ '
                             r'|could not parse network address')
-# A server gone silent mid-session (no RST ever comes: a dead host or route) is found within about 30 s, not when the
-# kernel gives up (many minutes): by keepalives on an idle connection (10 s + 4 probes 5 s apart), by
-# tcp_user_timeout (ms) when data sent is not acknowledged. The server's statement_timeout cannot end such a wait.
-_PG_DEAD_PEER = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 4,
-                 "tcp_user_timeout": 30_000}
+# libpq settings of every ledger connection, each unless the user sets it (aicost._pg.unless_set says where).
+# Connecting gives up after 5 s. A server gone silent mid-session (no RST ever comes: a dead host or route) is found
+# within about 30 s, not when the kernel gives up (many minutes): by keepalives on an idle connection (10 s + 4
+# probes 5 s apart), by tcp_user_timeout (ms) when data sent is not acknowledged. The server's statement_timeout
+# cannot end such a wait.
+_PG_DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                "keepalives_count": 4, "tcp_user_timeout": 30_000}
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
 # longest the summing holds the write lock (other writers' batches wait, they are not refused).
@@ -2087,7 +2089,7 @@ class PostgresStore(LedgerStore):
         if not all(p.isdigit() for p in port.split(",")):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
                                      "not a number")
-        self._dead_peer = _pg.unless_set(_PG_DEAD_PEER, params)  # what the URL sets itself wins
+        self._libpq = _pg.unless_set(_PG_DEFAULTS, params)  # what the user sets wins
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
@@ -2106,7 +2108,7 @@ class PostgresStore(LedgerStore):
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5, **self._dead_peer)
+            self._conn = psycopg.connect(self._dsn, autocommit=True, **self._libpq)
         except psycopg.OperationalError as exc:  # (not chained: libpq's message may quote a part of the URL)
             message = redact_secrets(str(exc), self._dsn)
             if self._opened:  # a reconnection: the URL was good; a database dropped since is the ledger lost
@@ -2377,7 +2379,7 @@ class PostgresStore(LedgerStore):
         # A server-side cursor in its own connection: an export of millions of rows streams with flat memory.
         import psycopg
 
-        with self._reading_failures(), psycopg.connect(self._dsn, connect_timeout=5, **self._dead_peer) as conn:
+        with self._reading_failures(), psycopg.connect(self._dsn, **self._libpq) as conn:
             with conn.cursor(name=f"aicost_{uuid.uuid4().hex[:12]}") as cur:
                 cur.itersize = 5000
                 cur.execute(sql, params)
