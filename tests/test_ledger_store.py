@@ -915,13 +915,16 @@ def _connect_timeout(conn) -> str | None:
 
 
 @pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
-def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, monkeypatch):
-    """The store passed connect_timeout=5 to every connection, over the URL's own. Like its TCP limits, it is now
-    used only when the URL does not set it, for the store's own connection and a stream's alike."""
+def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, tmp_path, monkeypatch):
+    """The store passed connect_timeout=5 to every connection, over the URL's own and PGCONNECT_TIMEOUT, and its
+    keepalives over those of the pg_service.conf entry the URL names. Each of aicost's settings now yields to the
+    user's wherever libpq reads it, for the store's own connection and a stream's alike."""
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
     from ledger_helpers import fresh_pg_database
 
-    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
     url = fresh_pg_database(pg_server)
     opened = []
     real_connect = psycopg.connect
@@ -942,3 +945,14 @@ def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, monkeyp
     monkeypatch.setattr(psycopg, "connect", connect)
     assert use(url) == [("5", (True, 10, 5, 4, 30_000))] * 2
     assert use(f"{url}?connect_timeout=8") == [("8", (True, 10, 5, 4, 30_000))] * 2
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "9")
+    assert use(url) == [("9", (True, 10, 5, 4, 30_000))] * 2
+    monkeypatch.delenv("PGCONNECT_TIMEOUT")
+
+    where = conninfo_to_dict(url)
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[aicost_ledger]\n" + "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user",
+                                                                                          "dbname"))
+                        + "connect_timeout=7\nkeepalives_idle=60\ntcp_user_timeout=120000\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    assert use("postgresql://?service=aicost_ledger") == [("7", (True, 60, 5, 4, 120_000))] * 2

@@ -50,7 +50,8 @@ class PgVectorStore:
     hold up another thread's), under a server-side ``statement_timeout`` of ``timeout_s`` and a client-side
     deadline of ``timeout_s`` + 0.25 s after which its socket is shut down (:mod:`.deadline`: the only thing that
     ends a wait on a server that is paused but whose kernel still accepts data). Connecting is bounded by
-    ``connect_timeout_s`` (libpq's minimum is 2 s), waiting for a free connection by ``timeout_s``. After a
+    ``connect_timeout_s`` (libpq's minimum is 2 s; a ``connect_timeout`` the user sets for libpq wins: in the DSN,
+    ``PGCONNECT_TIMEOUT`` or the DSN's service entry), waiting for a free connection by ``timeout_s``. After a
     timeout or a connection failure the database is skipped for ``retry_after_s`` (5 s), so later calls miss at
     once instead of each waiting again.
     """
@@ -88,7 +89,7 @@ class PgVectorStore:
                 import psycopg
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("PgVectorStore needs psycopg: pip install 'aicost-otel[cache]'") from exc
-            try:  # what the DSN sets itself wins
+            try:  # what the user sets wins: in the DSN, the environment, the DSN's service (aicost._pg)
                 params = _pg.unless_set(dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s))),
                                         psycopg.conninfo.conninfo_to_dict(dsn))
             except psycopg.ProgrammingError as exc:

@@ -1,0 +1,108 @@
+"""The rule by which aicost adds its libpq settings (aicost._pg.unless_set): each only where the user sets it nowhere
+libpq reads it: the URL, the environment, the URL's connection service entry. The effect on real connections is
+tested with the stores (test_ledger_store.py, test_cache_pgvector.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+from aicost import _pg  # noqa: E402
+
+DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 4, "tcp_user_timeout": 30_000}
+_LIBPQ_ENVIRONMENT = ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR")
+
+
+@pytest.fixture(autouse=True)
+def _private_libpq_environment(tmp_path, monkeypatch):
+    """No libpq variable of the machine's, and a home of this test's own (libpq 18 reads ``HOME`` too)."""
+    for variable in _LIBPQ_ENVIRONMENT:
+        monkeypatch.delenv(variable, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def _added(url: str) -> set[str]:
+    return set(_pg.unless_set(DEFAULTS, psycopg.conninfo.conninfo_to_dict(url)))
+
+
+def test_pgconnect_timeout_wins_over_aicosts_connect_timeout(monkeypatch):
+    """The rule looked at the URL only: a PGCONNECT_TIMEOUT (libpq's variable for connect_timeout; the keepalives
+    and tcp_user_timeout have none) was overridden by the stores' connect_timeout."""
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "20")
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - {"connect_timeout"}
+    assert _added("postgresql://u@127.0.0.1/db?keepalives_idle=60") == set(DEFAULTS) - {"connect_timeout",
+                                                                                        "keepalives_idle"}
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "")  # set but empty: not a setting
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS)
+
+
+def test_the_entry_of_the_service_the_url_names_wins(tmp_path, monkeypatch, _private_libpq_environment):
+    """A pg_service.conf entry's keepalives or connect_timeout were overridden: the rule looked at the URL's
+    parameters only. The entry is found where libpq finds it: the per-user file (PGSERVICEFILE, else
+    ~/.pg_service.conf), else PGSYSCONFDIR's pg_service.conf; the service is the URL's, else PGSERVICE."""
+    home = _private_libpq_environment
+    (home / ".pg_service.conf").write_text("# mine\n[ledger]\nkeepalives_idle=60\n")
+    assert _added("postgresql:///?service=ledger") == set(DEFAULTS) - {"keepalives_idle"}
+    assert _added("service=ledger") == set(DEFAULTS) - {"keepalives_idle"}  # a DSN too
+    assert _added("postgresql:///?service=other") == set(DEFAULTS)  # no such entry
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS)  # no service named
+    monkeypatch.setenv("PGSERVICE", "ledger")
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - {"keepalives_idle"}
+    monkeypatch.delenv("PGSERVICE")
+
+    chosen = tmp_path / "services.conf"
+    chosen.write_text("[ledger]\ntcp_user_timeout=120000\nconnect_timeout=7\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(chosen))  # instead of ~/.pg_service.conf
+    assert _added("postgresql:///?service=ledger") == set(DEFAULTS) - {"tcp_user_timeout", "connect_timeout"}
+
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "pg_service.conf").write_text("[ledger]\nkeepalives_count=9\n[shared]\nkeepalives=0\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    # the user's entry hides the system file's; a service the user's file lacks is the system file's
+    assert _added("postgresql:///?service=ledger") == set(DEFAULTS) - {"tcp_user_timeout", "connect_timeout"}
+    assert _added("postgresql:///?service=shared") == set(DEFAULTS) - {"keepalives"}
+
+
+@pytest.mark.parametrize("text, keys", [
+    ("[a]\nkeepalives_idle=1\n[svc]\nkeepalives_count=2\n[b]\nkeepalives_interval=3\n", {"keepalives_count"}),
+    ("  [svc]   # a comment after the header\n\n   keepalives_idle=60   \n#connect_timeout=1\n", {"keepalives_idle"}),
+    ("[svc]\nkeepalives=1\n[svc]\ntcp_user_timeout=9\n", {"keepalives"}),  # the first entry only
+    ("[svcx]\nkeepalives=1\n[svc]\nkeepalives_idle=2\n[xsvc]\nkeepalives_count=3\n", {"keepalives_idle"}),
+    ("[svc]\r\nkeepalives_interval=7\r\n", {"keepalives_interval"}),
+])
+def test_a_service_entry_is_read_as_libpq_reads_it(text, keys, tmp_path, monkeypatch):
+    """What the rule finds in a service file is what libpq itself takes from it (PQconndefaults, which reads
+    PGSERVICE's entry)."""
+    (tmp_path / "services.conf").write_text(text, newline="")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "services.conf"))
+    monkeypatch.setenv("PGSERVICE", "svc")
+    libpq = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()
+             if option.keyword.decode() in DEFAULTS and option.val is not None}
+    assert libpq == keys
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - keys
+
+
+def test_a_service_file_that_cannot_be_read_adds_nothing_and_raises_nothing(tmp_path, monkeypatch):
+    """Configuration goes on as before with a service file aicost cannot use (libpq reports it when it
+    connects): a directory, a file that is not there, bytes that are not UTF-8, a line without ``=``. A readable
+    entry is still found: the system file's, when the user's file cannot be read."""
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "pg_service.conf").write_text("[svc]\nkeepalives_idle=60\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path))  # a directory
+    assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_idle"}
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "missing.conf"))
+    assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_idle"}
+    monkeypatch.delenv("PGSYSCONFDIR")
+    assert _added("postgresql:///?service=svc") == set(DEFAULTS)
+    bad = tmp_path / "bad.conf"
+    bad.write_bytes(b"[svc]\n\xff\xfe not a setting\nkeepalives_count=\xff2\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(bad))
+    assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_count"}
