@@ -26,6 +26,16 @@ def open_url(request: urllib.request.Request, timeout: float) -> Any:
     return urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout)
 
 
+class _AnyStatus(urllib.request.HTTPErrorProcessor):
+    """Every response is the caller's, whatever its status: no :class:`HTTPError` (whose body the caller would read
+    after the exchange's deadline), no redirect followed (the 3xx is the answer)."""
+
+    def http_response(self, request: Any, response: Any) -> Any:
+        return response
+
+    https_response = http_response
+
+
 class _Cutoff:
     """Shuts the sockets of one exchange down when its time is up. A socket timeout bounds each read, not the
     exchange: a server (or a proxy) sending a byte now and then holds a request for ever. Shut down, the socket's
@@ -100,12 +110,20 @@ class _WatchedHTTPS(_Watching, urllib.request.HTTPSHandler):
 
 
 @contextmanager
-def open_url_within(request: urllib.request.Request, seconds: float) -> Iterator[Any]:
+def open_url_within(request: urllib.request.Request, seconds: float, *, any_status: bool = False) -> Iterator[Any]:
     """:func:`open_url`, the whole exchange (connecting, sending, the answer's status, headers and whatever the
     block reads of its body) over within ``seconds``: past them, a :class:`TimeoutError`, whatever the server
-    does, and whatever was read by then (an answer cut short can look whole). For a request that must not hold its caller (an alert's delivery), not for a download of any size."""
+    does, and whatever was read by then (an answer cut short can look whole). For a request that must not hold its
+    caller (an alert's delivery, a page of a report), not for a download of any size.
+
+    ``any_status``: an answer of any status is yielded (``response.status``), never raised as an
+    :class:`~urllib.error.HTTPError`: read in the block, an error's body is inside the deadline too (read from an
+    HTTPError after it, it is not). No redirect is followed either way."""
     cutoff = _Cutoff(seconds)
-    opener = urllib.request.build_opener(_NoRedirect, _WatchedHTTP(cutoff), _WatchedHTTPS(cutoff))
+    handlers: list[Any] = [_NoRedirect, _WatchedHTTP(cutoff), _WatchedHTTPS(cutoff)]
+    if any_status:
+        handlers.append(_AnyStatus)
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(request, timeout=seconds) as response:
             yield response

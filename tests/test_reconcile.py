@@ -3,12 +3,15 @@ from their documented schemas (tests/admin_api_server.py), and the comparison re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import decimal
 import io
 import itertools
 import json
+import socket
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -772,3 +775,75 @@ def test_the_reconciliation_reads_the_same_in_any_decimal_context_of_the_host(op
         with decimal.localcontext(context):
             assert read() == expected
     assert {c.status for c in expected[0]} == {"price_drift", "unexplained"} and len(expected[1]) == 6
+
+
+# -- the vendor's API trickling its answer ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _trickling_api(answer: bytes):
+    """A report API on 127.0.0.1 that reads each request, sends ``answer``, then one more byte every 0.2 s, for
+    ever: every read of the socket waits less than any timeout, so only a deadline for the whole exchange ends it.
+    Yields its base URL and the list of connections it took."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+    connections = []
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            connections.append(1)
+            with client:
+                try:
+                    client.recv(65536)
+                    client.sendall(answer)
+                    while not stop.wait(0.2):
+                        client.sendall(b"X")
+                except OSError:  # the fetcher gave up: the next connection
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", connections
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("answer", [
+    b"",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n",
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n"],
+    ids=["no-status", "page-body", "error-body"])
+def test_a_report_api_trickling_its_answer_is_cut_at_the_timeout_with_a_clear_error(answer):
+    """``timeout_s`` bounded each read of the socket, not the request: a vendor API (or a proxy in front of it)
+    sending a byte now and then, before its status line, in a page's body or in an error's body, held
+    ``aicost reconcile`` for ever. It is each request's whole deadline: every try ends at it, the tries stay
+    the documented few, and the fetch fails naming the deadline (never the key)."""
+    from aicost.reconcile.http import Fetcher
+
+    with _trickling_api(answer) as (url, connections):
+        fetcher = Fetcher(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, key_env="OPENAI_ADMIN_KEY",
+                          vendor="openai", timeout_s=0.5, sleep=lambda s: None)
+        outcome = []
+
+        def fetch():
+            try:
+                list(fetcher.pages(f"{url}/v1/organization/costs", [("bucket_width", "1d")]))
+            except Exception as exc:  # noqa: BLE001 - what the fetch ended with is the assertion
+                outcome.append(exc)
+
+        fetching = threading.Thread(target=fetch, daemon=True)
+        fetching.start()
+        fetching.join(60)  # generous: 5 tries of 0.5 s, on a busy machine
+        assert not fetching.is_alive(), "the fetch outlived its timeout"
+    assert len(outcome) == 1 and isinstance(outcome[0], BillFetchError), outcome
+    message = str(outcome[0])
+    assert "openai: /v1/organization/costs" in message and "no complete answer within 0.5 s" in message, message
+    assert ADMIN_KEY not in message
+    assert len(connections) == fetcher.max_retries + 1 == fetcher.requests

@@ -2,7 +2,8 @@
 
 Why stdlib ``urllib``: two GET endpoints with JSON answers do not earn a dependency, and aicost's core installs
 none. Rules: 429 waits ``Retry-After`` (bounded), 5xx and connection errors are retried a bounded number of
-times with exponential backoff (a response cut short too), 401/403 is :class:`AdminKeyRejected`, anything else
+times with exponential backoff (a response cut short too, and a try not over within ``timeout_s``: the whole
+exchange's deadline, so a server sending a byte now and then cannot hold the fetch), 401/403 is :class:`AdminKeyRejected`, anything else
 (or a page that says ``has_more`` without a cursor) is :class:`BillFetchError`. A partial fetch is always an error,
 never a short bill. The key travels only in the request header, to the address asked: a redirect is not followed
 (urllib would send the key's header on to wherever it points), and no message, log line or exception ever
@@ -23,12 +24,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .._http import open_url
+from .._http import open_url_within
 from .errors import AdminKeyRejected, BillFetchError
 
 __all__ = ["Fetcher"]
 
 _MAX_PAGES = 10_000  # a cursor that never ends is a vendor bug, not a bill
+_ERROR_BODY_BYTES = 65_536  # what is read of an error's body: its message is cut to 200 characters anyway
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Fetcher:
     headers: Mapping[str, str]  # includes the admin key; never printed
     key_env: str  # the variable the key came from, for messages
     vendor: str
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # each request's deadline, the whole exchange (not each read), per try
     max_retries: int = 4  # 5xx / connection errors, per page
     max_rate_limit_waits: int = 8  # 429s, per page
     max_wait_s: float = 120.0  # the longest Retry-After honoured
@@ -69,36 +71,11 @@ class Fetcher:
             self.requests += 1
             request = urllib.request.Request(url, headers=dict(self.headers), method="GET")
             try:
-                with open_url(request, timeout=self.timeout_s) as response:
-                    body = response.read()
-                try:
-                    page = json.loads(body, parse_float=Decimal)  # amounts stay exact decimals
-                except ValueError:
-                    raise BillFetchError(f"{self.vendor}: {path} answered with invalid JSON") from None
-                if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-                    raise BillFetchError(f"{self.vendor}: {path} answered without a 'data' list")
-                return page
-            except urllib.error.HTTPError as e:
-                status = e.code
-                detail = _error_text(e)
-                if status in (401, 403):
-                    raise AdminKeyRejected(
-                        f"{self.vendor}: the key in {self.key_env} was refused ({status}{detail}): it must be an "
-                        "organization admin key with access to usage and cost reports") from None
-                if status == 429 and waits < self.max_rate_limit_waits:
-                    waits += 1
-                    self.sleep(min(_retry_after(e.headers.get("Retry-After"), waits), self.max_wait_s))
-                    continue
-                if status >= 500 and failures < self.max_retries:
-                    failures += 1
-                    self.sleep(min(2.0 ** failures, self.max_wait_s))
-                    continue
-                if 300 <= status < 400:
-                    raise BillFetchError(f"{self.vendor}: {path} redirected (HTTP {status}); a redirect is not "
-                                         "followed, so the admin key goes nowhere else: point --base-url at the "
-                                         "address that answers") from None
-                raise BillFetchError(f"{self.vendor}: {path} failed with HTTP {status}{detail}"
-                                     + (" after retries" if status == 429 or status >= 500 else "")) from None
+                # timeout_s is the whole exchange's deadline, an error's body included: bounding each read only,
+                # it let a server (or a proxy) sending a byte now and then hold the fetch for ever.
+                with open_url_within(request, self.timeout_s, any_status=True) as response:
+                    status, headers = response.status, response.headers
+                    body = response.read() if 200 <= status < 300 else _error_body(response)
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # a response cut short too
                 if failures < self.max_retries:
                     failures += 1
@@ -106,6 +83,33 @@ class Fetcher:
                     continue
                 reason = getattr(e, "reason", e)
                 raise BillFetchError(f"{self.vendor}: {path} unreachable after retries: {reason}") from None
+            if 200 <= status < 300:
+                try:
+                    page = json.loads(body, parse_float=Decimal)  # amounts stay exact decimals
+                except ValueError:
+                    raise BillFetchError(f"{self.vendor}: {path} answered with invalid JSON") from None
+                if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+                    raise BillFetchError(f"{self.vendor}: {path} answered without a 'data' list")
+                return page
+            detail = _error_text(body)
+            if status in (401, 403):
+                raise AdminKeyRejected(
+                    f"{self.vendor}: the key in {self.key_env} was refused ({status}{detail}): it must be an "
+                    "organization admin key with access to usage and cost reports")
+            if status == 429 and waits < self.max_rate_limit_waits:
+                waits += 1
+                self.sleep(min(_retry_after(headers.get("Retry-After"), waits), self.max_wait_s))
+                continue
+            if status >= 500 and failures < self.max_retries:
+                failures += 1
+                self.sleep(min(2.0 ** failures, self.max_wait_s))
+                continue
+            if 300 <= status < 400:
+                raise BillFetchError(f"{self.vendor}: {path} redirected (HTTP {status}); a redirect is not "
+                                     "followed, so the admin key goes nowhere else: point --base-url at the "
+                                     "address that answers")
+            raise BillFetchError(f"{self.vendor}: {path} failed with HTTP {status}{detail}"
+                                 + (" after retries" if status == 429 or status >= 500 else ""))
 
 
 def _retry_after(value: str | None, attempt: int) -> float:
@@ -125,11 +129,21 @@ def _retry_after(value: str | None, attempt: int) -> float:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _error_text(e: urllib.error.HTTPError) -> str:
-    """The vendor's own error message (``{"error": {"message": ...}}``), short; never headers."""
+def _error_body(response: Any) -> bytes:
+    """The start of an error's body, for its message: a body cut short is no reason to lose the status (a cut
+    that is the deadline's is still a timeout: :func:`open_url_within` says so after the block)."""
     try:
-        body = json.loads(e.read() or b"{}")
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        return response.read(_ERROR_BODY_BYTES)
+    except (OSError, http.client.HTTPException):
+        return b""
+
+
+def _error_text(body: bytes) -> str:
+    """The vendor's own error message (``{"error": {"message": ...}}``) in an error's ``body``, short; never
+    headers."""
+    try:
+        data = json.loads(body or b"{}")
+        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
     except Exception:
         message = None
     return f": {str(message)[:200]}" if message else ""
