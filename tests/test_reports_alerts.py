@@ -692,6 +692,16 @@ def test_cli_alerts_refuses_a_webhook_file_without_a_url_naming_it(tmp_path):
     assert "--webhook-file" in err.getvalue() and "no URL" in err.getvalue()
 
 
+def test_cli_alerts_refuses_a_webhook_url_given_as_the_webhook_file_never_quoting_it(tmp_path):
+    """`--webhook-file https://hooks.../secret` (the URL where the file's path belongs) was an error quoting the
+    path, the secret with it, into the cron mail: refused, saying what was expected, the URL not shown."""
+    err = io.StringIO()
+    assert main(["alerts", "--ledger", f"sqlite:///{tmp_path / 'none.db'}", "--state", str(tmp_path / "s.db"),
+                 "--webhook-file", "https://hooks.slack.com/services/T000/B000/s3cret"], out=io.StringIO(),
+                err=err) == 2
+    assert "--webhook-file: expected the path of a file" in err.getvalue() and "s3cret" not in err.getvalue()
+
+
 def test_cli_alerts_help_names_the_ways_to_give_a_webhook(capsys):
     with pytest.raises(SystemExit):
         main(["alerts", "--help"])

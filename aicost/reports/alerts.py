@@ -297,6 +297,41 @@ def _sendable_url(url: object) -> str:
     return url
 
 
+def webhook_file_urls(paths: Iterable[str]) -> list[str]:
+    """The webhook URLs in the files ``paths`` (``--webhook-file`` of ``aicost alerts`` and ``aicost reconcile``),
+    each one a :class:`WebhookSink` can send to. A webhook's URL is its secret: on the command line it shows in
+    ``ps`` and in crontabs, in a file it does not. A file holds URLs separated by whitespace (a URL cannot contain
+    any); ``#`` starts a comment line. A file that cannot be read or holds no URL, a URL that cannot be sent, or a
+    URL given where the file's path belongs, is a :class:`ConfigurationError` naming ``--webhook-file``, the file
+    and the line, never quoting a URL."""
+    from ..errors import ConfigurationError
+
+    urls: list[str] = []
+    for path in paths:
+        if "://" in str(path):
+            raise ConfigurationError("--webhook-file: expected the path of a file holding the webhook's URL, got a "
+                                     "URL (not shown: a webhook's URL is its secret; put it in a file)")
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigurationError(f"--webhook-file {path}: cannot read it ({why})") from None
+        found = 0
+        for number, line in enumerate(lines, 1):
+            if line.lstrip().startswith("#"):
+                continue
+            for url in line.split():
+                try:
+                    urls.append(_sendable_url(url))
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"--webhook-file {path}, line {number}: {exc}") from None
+                found += 1
+        if not found:
+            raise ConfigurationError(f"--webhook-file {path}: no URL in it")
+    return urls
+
+
 def _sendable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """``headers`` if http.client can send them, else the :class:`ConfigurationError` naming the header, never its
     value (an ``Authorization`` token): http.client's own refusal, at every delivery, quotes the value."""

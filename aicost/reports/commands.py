@@ -394,18 +394,14 @@ WEBHOOK_ENV = "AICOST_ALERT_WEBHOOK"
 
 
 def _webhook_urls(args: argparse.Namespace) -> list[str]:
-    """The webhooks to POST to: ``--webhook`` URLs and those in ``--webhook-file`` files, else ``$AICOST_ALERT_WEBHOOK``
-    (as ``--ledger`` and ``$AICOST_LEDGER``). A webhook's URL is its secret: on the command line it shows in ``ps``
-    and in crontabs, in a file or the environment it does not. A file or the variable holds URLs separated by
-    whitespace (a URL cannot contain any); ``#`` starts a comment line in a file. Errors name the file or the
-    variable, never a URL."""
-    urls = list(args.webhook or ())
-    for path in args.webhook_file or ():
-        with open(path, encoding="utf-8") as f:
-            found = [url for line in f if not line.lstrip().startswith("#") for url in line.split()]
-        if not found:
-            raise ValueError(f"--webhook-file {path}: no URL in it")
-        urls += found
+    """The webhooks to POST to: ``--webhook`` URLs and those in ``--webhook-file`` files (read as
+    ``aicost reconcile`` reads them: :func:`aicost.reports.alerts.webhook_file_urls`), else
+    ``$AICOST_ALERT_WEBHOOK`` (as ``--ledger`` and ``$AICOST_LEDGER``). A webhook's URL is its secret: on the
+    command line it shows in ``ps`` and in crontabs, in a file or the environment it does not. The variable holds
+    URLs separated by whitespace (a URL cannot contain any). Errors name the file or the variable, never a URL."""
+    from .alerts import webhook_file_urls
+
+    urls = list(args.webhook or ()) + webhook_file_urls(args.webhook_file or ())
     if not args.webhook and not args.webhook_file:
         urls += os.environ.get(WEBHOOK_ENV, "").split()
     return urls
