@@ -635,6 +635,99 @@ def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monke
     assert "1 already sent before" in err.getvalue()
 
 
+@contextlib.contextmanager
+def _webhook():
+    """A webhook receiver on 127.0.0.1 whose URL ends in a secret, as a Slack webhook's does; yields the URL and
+    the JSON bodies POSTed to it."""
+    import http.server
+
+    posts = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=hook.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{hook.server_address[1]}/services/T000/B000/s3cret", posts
+    finally:
+        hook.shutdown()
+        hook.server_close()
+        thread.join(5)
+
+
+def test_cli_alert_goes_to_the_webhooks_of_a_webhook_file_never_to_aicost_alerts_variable(openai_rows, tmp_path,
+                                                                                         monkeypatch):
+    """--webhook URL put the webhook's secret in `ps` and the crontab. --webhook-file PATH (as aicost alerts')
+    reads it from a file; the URL is in no argument and no output. $AICOST_ALERT_WEBHOOK, set for aicost alerts,
+    is not read: it would turn this command's delivery on unasked."""
+    placed = _at(openai_rows, NOV[0])
+    url = _ledger(tmp_path, placed)
+    truth = (_truth(placed, scope="proj_main", key_id="key_main")
+             + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_x", key_id="key_x"))
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    with _webhook() as (hook_url, posts), _webhook() as (env_url, env_posts):
+        monkeypatch.setenv("AICOST_ALERT_WEBHOOK", env_url)
+        hooks = tmp_path / "hooks"
+        hooks.write_text(f"# the finance channel\n  {hook_url}  \n")
+        with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+            for _ in range(2):  # a daily cron: the second run does not notify again
+                argv = ["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                        "key_main=APP_KEY", "--base-url", fake.url, "--alert-above", "0", "--webhook-file",
+                        str(hooks), "--state", str(tmp_path / "alerts.db")]
+                out, err = io.StringIO(), io.StringIO()
+                assert main(argv, out=out, err=err) == 3, err.getvalue()
+                assert not any("s3cret" in arg for arg in argv)
+                assert "s3cret" not in out.getvalue() + err.getvalue()
+            # no --webhook nor --webhook-file: nothing is delivered, whatever the environment says
+            argv = argv[:argv.index("--webhook-file")] + ["--state", str(tmp_path / "other.db")]
+            assert main(argv, out=io.StringIO(), err=io.StringIO()) == 3
+    assert len(posts) == 1 and "Unexplained openai spend" in posts[0]["text"] and "proj_x" in posts[0]["text"]
+    assert "1 already sent before" in err.getvalue()
+    assert env_posts == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it (No such file or directory)"),
+    ("# nothing yet\n", "no URL in it"),
+    ("http://127.0.0.1:9/ok\nhtps://hooks.example/services/T000/B000/s3cret\n",
+     "line 2: WebhookSink(url): expected an http:// or https:// URL"),
+    ("url", "got a URL"),  # the URL given where the file's path belongs
+], ids=["missing", "empty", "unsendable", "a-url"])
+def test_cli_refuses_a_webhook_file_it_cannot_use_before_fetching_never_quoting_a_url(content, message, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    path = str(tmp_path / "hooks")
+    if content == "url":
+        path = "https://hooks.example/services/T000/B000/s3cret"
+    elif content is not None:
+        (tmp_path / "hooks").write_text(content)
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", _ledger(tmp_path, []),
+                     "--base-url", fake.url, "--alert-above", "0", "--webhook-file", path, "--state",
+                     str(tmp_path / "alerts.db")], out=out, err=err) == 2
+        assert fake.requests == []
+    assert "aicost reconcile: --webhook-file" in err.getvalue() and message in err.getvalue(), err.getvalue()
+    assert "s3cret" not in out.getvalue() + err.getvalue()
+
+
+def test_cli_help_names_the_webhook_file_and_the_variable_it_does_not_read(capsys):
+    with pytest.raises(SystemExit):
+        main(["reconcile", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--webhook-file PATH" in text and "AICOST_ALERT_WEBHOOK is not read" in text
+
+
 def test_the_dashboard_shows_a_reconciliation_section(openai_rows, tmp_path, monkeypatch):
     pytest.importorskip("plotly")
     pytest.importorskip("statsmodels")

@@ -43,7 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit with status 3 and print an alert when unexplained spend exceeds this amount")
     p.add_argument("--webhook", action="append", metavar="URL",
                    help="with --alert-above: also POST the alert (Slack-compatible JSON) here, once per vendor, "
-                        "period and threshold (repeatable; the aicost alerts sink)")
+                        "period and threshold (repeatable; the aicost alerts sink). The URL is a secret that "
+                        "shows in ps and crontabs: prefer --webhook-file")
+    p.add_argument("--webhook-file", action="append", metavar="PATH",
+                   help="as --webhook, the URLs read from this file (whitespace-separated, # comment lines; "
+                        "repeatable). $AICOST_ALERT_WEBHOOK is not read: it is aicost alerts' only")
     p.add_argument("--state", default=".aicost-alerts.db",
                    help="file remembering the alerts already sent (default .aicost-alerts.db, shared with aicost "
                         "alerts)")
@@ -58,7 +62,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
                                 lag=timedelta(hours=_hours(args.lag_hours, "--lag-hours")))
         threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
-        alerter = _alerter(args.webhook, args.state)  # checked before anything is fetched
+        alerter = _alerter(args.webhook, args.webhook_file, args.state)  # checked before anything is fetched
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
                            keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
                            tolerances=tolerances, alert_threshold=threshold, on_unexplained=alerts.append)
@@ -76,14 +80,16 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _alerter(webhooks: list[str] | None, state: str):
-    """The aicost alerts sender for ``--webhook`` (None without one): its URLs and ``--state`` file are checked
-    here, before the bill is fetched."""
-    if not webhooks:
+def _alerter(webhooks: list[str] | None, files: list[str] | None, state: str):
+    """The aicost alerts sender for ``--webhook`` and ``--webhook-file`` (None without either): the URLs, the files
+    (read as ``aicost alerts`` reads them) and the ``--state`` file are checked here, before the bill is fetched.
+    ``$AICOST_ALERT_WEBHOOK`` is not read: set for ``aicost alerts``, it would turn this command's delivery on
+    unasked."""
+    if not webhooks and not files:
         return None
-    from ..reports.alerts import Alerter, WebhookSink
+    from ..reports.alerts import Alerter, WebhookSink, webhook_file_urls
 
-    sinks = [WebhookSink(url) for url in webhooks]
+    sinks = [WebhookSink(url) for url in [*(webhooks or ()), *webhook_file_urls(files or ())]]
     try:
         return Alerter(sinks, state=state)
     except ConfigurationError as exc:
