@@ -71,13 +71,14 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
     out.write(render(result))
+    if not alerts:
+        return 0
     for alert in alerts:
         print(f"aicost reconcile: ALERT unexplained {alert.vendor} spend {format_usd(alert.amount)} USD exceeds "
               f"{format_usd(alert.threshold)} USD: {alert.summary}", file=err)
-        if alerter is not None:
-            _deliver(alert, alerter, err)
-        return 3
-    return 0
+    if alerter is not None:
+        _deliver(alerts, alerter, err)
+    return 3
 
 
 def _alerter(webhooks: list[str] | None, files: list[str] | None, state: str):
@@ -96,11 +97,13 @@ def _alerter(webhooks: list[str] | None, files: list[str] | None, state: str):
         raise ConfigurationError(f"--state: {exc}") from None
 
 
-def _deliver(alert, alerter, err: TextIO) -> None:
-    """Through the aicost alerts sink: each alert is sent once (the state file remembers what was sent)."""
+def _deliver(alerts: list, alerter, err: TextIO) -> None:
+    """Through the aicost alerts sink, the run's alerts in one delivery pass (a webhook found unreachable is not
+    tried again in it) and one summary line: each alert is sent once (the state file remembers what was sent).
+    (``reconcile()`` reports at most one alert per run today.)"""
     from ..reports.alerts import Alert
 
-    alerter.send(Alert(**alert.alert_fields()))
+    alerter.send([Alert(**alert.alert_fields()) for alert in alerts])
     s = alerter.stats
     print(f"aicost reconcile: alert {s.sent} sent, {s.suppressed} already sent before, {s.failed} failed "
           "deliveries", file=err)
