@@ -39,42 +39,60 @@ class _AnyStatus(urllib.request.HTTPErrorProcessor):
 class _Cutoff:
     """Shuts the sockets of one exchange down when its time is up. A socket timeout bounds each read, not the
     exchange: a server (or a proxy) sending a byte now and then holds a request for ever. Shut down, the socket's
-    blocked read returns at once and urllib / http.client raise."""
+    blocked read returns at once and urllib / http.client raise.
+
+    It holds a duplicate of each socket (a descriptor of its own on the same connection), not the socket http.client
+    made: over HTTPS, ssl's ``wrap_socket`` detaches that one and reads through a new socket object, so a shutdown
+    of the original found no descriptor and the trickling answer went on. A shutdown of the duplicate ends the
+    connection whichever object reads it; the duplicates are closed by :meth:`cancel`, so none is ever shut down
+    after its descriptor number could have been reused."""
 
     def __init__(self, seconds: float) -> None:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.fired = False
+        self._done = False
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
 
     def hold(self, sock: socket.socket) -> socket.socket:
+        try:
+            held = sock.dup()
+        except OSError:  # out of descriptors: the connection fails as it would have
+            sock.close()
+            raise
         with self._lock:
-            self._sockets.append(sock)
-            if not self.fired:
+            if self._done:  # cannot happen in open_url_within; never leak the duplicate
+                held.close()
                 return sock
-        self._shut(sock)  # connected after the deadline
+            self._sockets.append(held)
+            if self.fired:  # connected after the deadline
+                self._shut(held)
         return sock
 
     def _fire(self) -> None:
-        with self._lock:
+        with self._lock:  # under the lock: cancel() cannot close a duplicate while it is being shut down
+            if self._done:
+                return
             self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            self._shut(sock)
+            for sock in self._sockets:
+                self._shut(sock)
 
     @staticmethod
     def _shut(sock: socket.socket) -> None:
         try:
-            # socket.socket's own: on a TLS socket, the TCP connection under it (SSLSocket.shutdown would also drop
-            # the TLS state a reader in another thread is using).
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:  # closed already
+            sock.shutdown(socket.SHUT_RDWR)  # a plain socket: on TLS, the TCP connection under it
+        except OSError:  # the connection is gone already
             pass
 
     def cancel(self) -> None:
         self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
 
     def watch(self, http_class: type) -> type:
         """``http_class`` (http.client's HTTP(S)Connection) handing each TCP connection it makes to :meth:`hold`

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -256,10 +256,60 @@ def test_a_webhook_answering_with_a_redirect_is_a_failed_delivery_retried_next_r
     assert len(got.bodies) == 2
 
 
+@pytest.fixture
+def trusted_tls(tmp_path, monkeypatch) -> Any:
+    """A server SSLContext for 127.0.0.1 whose certificate (signed by a throw-away CA) this process trusts: the
+    CA is the environment's SSL_CERT_FILE, which every default client context reads when it is made."""
+    import ssl
+    from datetime import timedelta
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(timezone.utc)
+
+    def cert(subject, key, issuer, issuer_key, ca):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+                   .not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                  critical=False))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                decipher_only=False), critical=True)
+        else:
+            builder = (builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+                                             critical=False)
+                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aicost test CA")])
+    ca = cert(ca_name, ca_key, ca_name, ca_key, True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key, ca_name, ca_key, False)
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.pem").write_bytes(
+        leaf.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem")
+    return context
+
+
 @contextmanager
-def trickling_receiver(answer: bytes) -> Iterator[str]:
+def trickling_receiver(answer: bytes, tls: Any = None) -> Iterator[str]:
     """A webhook on 127.0.0.1 that reads the request, sends ``answer``, then one more byte every 0.2 s, for ever:
-    each read waits less than any timeout, so only a deadline for the whole exchange ends it."""
+    each read waits less than any timeout, so only a deadline for the whole exchange ends it. With ``tls`` (a
+    server SSLContext), over HTTPS."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -271,19 +321,23 @@ def trickling_receiver(answer: bytes) -> Iterator[str]:
                 client, _ = server.accept()
             except OSError:
                 return
-            with client:
+            try:
+                if tls is not None:
+                    client = tls.wrap_socket(client, server_side=True)
                 client.recv(65536)
-                try:
-                    client.sendall(answer)
-                    while not stop.wait(0.2):
-                        client.sendall(b"X")
-                except OSError:  # the sink gave up: next connection
-                    pass
+                client.sendall(answer)
+                while not stop.wait(0.2):
+                    client.sendall(b"X")
+            except OSError:  # the sink gave up: next connection
+                pass
+            finally:
+                client.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret"
     finally:
         stop.set()
         server.close()
@@ -296,17 +350,31 @@ def test_a_webhook_that_trickles_its_answer_fails_within_its_timeout(tmp_path, c
     """``timeout_s`` bounded each read of the socket, not the delivery: a receiver (or a proxy) that sent a byte
     now and then held the delivery, the cron run and the in-app sender thread for ever. It is the whole
     exchange's deadline: the delivery fails after it, counted and logged as a timeout, and is retried next run."""
+    with trickling_receiver(answer) as url:
+        _delivery_ends_within_its_timeout(url, tmp_path, caplog)
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"],
+                         ids=["no-status", "headers", "body"])
+def test_an_https_webhook_that_trickles_its_answer_fails_within_its_timeout(tmp_path, caplog, answer, trusted_tls):
+    """The deadline shut down the socket http.client connected, but ssl's wrap_socket detaches that socket and
+    reads through a new one: over HTTPS (every real webhook), the shutdown failed (a bad file descriptor,
+    swallowed) and a trickling answer held the delivery for ever, each read within the timeout."""
+    with trickling_receiver(answer, tls=trusted_tls) as url:
+        _delivery_ends_within_its_timeout(url, tmp_path, caplog)
+
+
+def _delivery_ends_within_its_timeout(url: str, tmp_path, caplog) -> None:
     import time
 
-    with trickling_receiver(answer) as url:
-        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=1), state=str(tmp_path / "sent.db"))
-        sending = threading.Thread(target=alerter.send, args=(ALERT,), daemon=True)
-        started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="aicost"):
-            sending.start()
-            sending.join(30)  # generous: 1 s is the deadline, the machine is busy
-        assert not sending.is_alive(), "the delivery outlived its timeout"
-        assert time.monotonic() - started < 30
+    alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=1), state=str(tmp_path / "sent.db"))
+    sending = threading.Thread(target=alerter.send, args=(ALERT,), daemon=True)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        sending.start()
+        sending.join(30)  # generous: 1 s is the deadline, the machine is busy
+    assert not sending.is_alive(), "the delivery outlived its timeout"
+    assert time.monotonic() - started < 30
     assert alerter.stats.failed == 1 and alerter.stats.sent == 0
     assert "TimeoutError" in caplog.text and "secret" not in caplog.text
     assert AL.SentState(str(tmp_path / "sent.db")).claim_each([f"{ALERT.key} -> {alerter.sinks[0].name}"]) == [True]
