@@ -132,6 +132,23 @@ def test_a_webhook_s_credentials_are_never_in_its_name_or_the_log(tmp_path, capl
     assert "failed to deliver" in caplog.text and "/hook" not in caplog.text
 
 
+@pytest.mark.parametrize("rest", ["?token=s3cret", "#s3cret", "?token=s3cret/path"])
+def test_a_webhook_s_query_is_never_in_its_name_the_log_or_the_state_file(tmp_path, caplog, rest):
+    """The sink's name was the URL up to its third '/': for a webhook whose secret is its query with no path before
+    it (``https://host?token=...``), that was the host and the secret, in the failure log, ``failures_by_sink`` and
+    every claim kept in the state file. The name is the host and port alone."""
+    base = dead_url().removesuffix("/hook")
+    sink = AL.WebhookSink(base + rest, timeout_s=2)
+    assert sink.name == "webhook " + base.removeprefix("http://")
+    alerter = AL.Alerter([sink], state=str(tmp_path / "sent.db"))
+    with caplog.at_level(logging.WARNING, logger="aicost"):
+        assert alerter.send(ALERT) == []
+    assert "failed to deliver" in caplog.text and "s3cret" not in caplog.text
+    assert "s3cret" not in repr(alerter.stats)
+    alerter.state.claim_each([f"{ALERT.key} -> {sink.name}"])  # as a delivered alert's claim stays
+    assert not any(b"s3cret" in path.read_bytes() for path in tmp_path.glob("sent.db*"))  # its -wal too
+
+
 # Webhook URLs and headers urllib cannot send: each raised at the first delivery, and the error quoted its secret
 # into the failure log (``InvalidURL: nonnumeric port: 's3cret@hooks.example'``, ``URL can't contain control
 # characters. '/services/T/B/s3cret\n...'``, ``Invalid header value b'Bearer s3cret\n'``), and a URL of another

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from urllib.parse import urlsplit
 
 from .. import _fork
 from .._http import open_url_within
@@ -253,8 +254,9 @@ class WebhookSink:
             raise ConfigurationError(f"WebhookSink(timeout_s): must be > 0, got {timeout_s}")
         self.timeout_s = timeout_s
         self.headers = {"Content-Type": "application/json", **_sendable_headers(headers or {})}
-        # The URL of a Slack webhook is its secret: logs name the host (and port) only.
-        self.name = "webhook " + self.url.split("/", 3)[2]
+        # The URL of a Slack webhook is its secret: logs name the host (and port) only, never a query or fragment
+        # that follows it without a path (https://host?token=...). No credentials: _sendable_url refused them.
+        self.name = "webhook " + urlsplit(self.url).netloc
 
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.slack_payload()).encode()
@@ -269,8 +271,6 @@ def _sendable_url(url: object) -> str:
     """``url`` if urllib can POST to it, else the :class:`ConfigurationError` saying why, never quoting the URL: a
     webhook's URL is its secret, and a URL urllib cannot send fails at every delivery with an error that quotes it
     (``nonnumeric port: 'secret@host'``, ``URL can't contain control characters. '/services/...'``) into the log."""
-    from urllib.parse import urlsplit
-
     from ..errors import ConfigurationError
 
     def refuse(problem: str) -> ConfigurationError:
