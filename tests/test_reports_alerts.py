@@ -19,7 +19,7 @@ import pytest
 from aicost.budget import Budget
 from aicost.budget.guard import BudgetEvent
 from aicost.cli import main
-from aicost.errors import ConfigurationError
+from aicost.errors import ConfigurationError, ConfigurationTypeError
 from aicost.reports import alerts as AL
 from reports_helpers import SPIKE_DAY, SPIKE_TEAM, unpriced_rows, write_ledger
 
@@ -472,6 +472,20 @@ def test_bad_webhook_configuration_is_refused():
         AL.WebhookSink("ftp://example.invalid/hook")
     with pytest.raises(ValueError):
         AL.Alerter([])
+
+
+@pytest.mark.parametrize("timeout_s, error", [
+    (float("inf"), ConfigurationError), (float("nan"), ConfigurationError), (1e12, ConfigurationError),
+    (0, ConfigurationError), ("5", ConfigurationTypeError), (True, ConfigurationTypeError),
+    (Decimal(5), ConfigurationTypeError),
+])
+def test_a_webhook_timeout_that_is_no_usable_number_of_seconds_is_refused_when_made(timeout_s, error, capfd):
+    """inf, nan or 1e12 were taken: every delivery then failed, inf and 1e12 each with a traceback of the deadline's
+    timer thread on the app's stderr (OverflowError: timestamp out of range); "5" raised a bare TypeError."""
+    with pytest.raises(error, match=r"WebhookSink\(timeout_s\): must be a number of seconds greater than 0"):
+        AL.WebhookSink(dead_url(), timeout_s=timeout_s)
+    assert capfd.readouterr().err == ""
+    assert AL.WebhookSink(dead_url(), timeout_s=threading.TIMEOUT_MAX).timeout_s == threading.TIMEOUT_MAX
 
 
 def test_cli_alerts_over_the_ledger_send_each_alert_once(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import sqlite3
 import sys
@@ -247,12 +248,8 @@ class WebhookSink:
     whole delivery, not each read: a receiver answering a byte at a time must not hold the sender for ever."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
-        from ..errors import ConfigurationError
-
         self.url = _sendable_url(url)
-        if timeout_s <= 0:
-            raise ConfigurationError(f"WebhookSink(timeout_s): must be > 0, got {timeout_s}")
-        self.timeout_s = timeout_s
+        self.timeout_s = _timeout_seconds(timeout_s)
         self.headers = {"Content-Type": "application/json", **_sendable_headers(headers or {})}
         # The URL of a Slack webhook is its secret: logs name the host (and port) only, never a query or fragment
         # that follows it without a path (https://host?token=...). No credentials: _sendable_url refused them.
@@ -265,6 +262,21 @@ class WebhookSink:
             response.read()
             if not 200 <= response.status < 300:
                 raise urllib.error.HTTPError(self.url, response.status, "not delivered", response.headers, None)
+
+
+def _timeout_seconds(value: object) -> float:
+    """``timeout_s``: a number (a bool is not one) greater than 0 that the delivery's deadline timer and socket
+    take. inf, nan or an enormous number were accepted, and then every delivery failed, the timer thread printing an
+    OverflowError traceback on the app's stderr each time."""
+    from ..errors import ConfigurationError, ConfigurationTypeError
+
+    accepted = (f"WebhookSink(timeout_s): must be a number of seconds greater than 0 and at most "
+                f"{threading.TIMEOUT_MAX:g}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationTypeError(accepted)
+    if not (math.isfinite(value) and 0 < value <= threading.TIMEOUT_MAX):
+        raise ConfigurationError(accepted)
+    return float(value)
 
 
 def _sendable_url(url: object) -> str:
