@@ -467,6 +467,40 @@ def test_in_app_alerts_to_a_hung_webhook_or_a_blocked_callback_never_hold_up_the
     assert took < 40, f"the exit waited {took:.0f} s for alert deliveries"  # generous: 2 busy cores
 
 
+def test_in_app_an_alert_whose_delivery_the_exit_cut_short_is_not_remembered_as_sent(tmp_path):
+    """The sender thread claims an alert for each sink, then delivers it. The app exiting in the middle of a
+    delivery (a daemon thread: the exit does not wait) left that sink's claim in the state file, and every later run
+    sharing it (``aicost alerts`` from cron, the app again) took the alert as sent: it never was. At exit the claims
+    of deliveries under way are released (a sink that already had the alert keeps its claim: no second copy)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db")
+    code = textwrap.dedent(f"""
+        import threading
+        from aicost.reports import alerts as AL
+
+        delivering = threading.Event()
+        def blocked(alert):
+            delivering.set()
+            threading.Event().wait()  # a pager that never returns
+        alerter = AL.Alerter([AL.CallbackSink(lambda alert: None, name="quick"),
+                              AL.CallbackSink(blocked, name="blocked")], state={state!r})
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
+        assert delivering.wait(60)
+        print("exiting mid-delivery", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exiting mid-delivery" in done.stdout
+    key = "anomaly:team:search:2026-11-26"
+    # The quick sink had it (its claim stays); the blocked one never did (its claim was released at exit).
+    assert AL.SentState(state).claim_each([f"{key} -> quick", f"{key} -> blocked"]) == [False, True]
+
+
 def test_bad_webhook_configuration_is_refused():
     with pytest.raises(ConfigurationError, match="WebhookSink"):
         AL.WebhookSink("ftp://example.invalid/hook")

@@ -22,6 +22,7 @@ full queue drops the alert and counts it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -383,10 +385,10 @@ class SentState:
                 raise ConfigurationError(f"cannot use the alert state file {path!r}: {exc}") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, wait_s: float = 5.0) -> Iterator[sqlite3.Connection]:
         """One short-lived connection per operation (autocommit), closed after it: cron runs and processes share
         the file without holding it open."""
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             yield db
@@ -412,13 +414,14 @@ class SentState:
             return [db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)",
                                (key, now)).rowcount == 1 for key in keys]
 
-    def release(self, key: str) -> None:
-        """Forget ``key`` (its delivery failed), so it is tried again."""
+    def release(self, key: str, *, wait_s: float = 5.0) -> None:
+        """Forget ``key`` (its delivery failed), so it is tried again. ``wait_s``: how long to wait for another
+        process's lock on the file."""
         if self.path is None:
             with self._lock:
                 self._memory.pop(key, None)
             return
-        with self._connect() as db:
+        with self._connect(wait_s) as db:
             db.execute("DELETE FROM aicost_alerts_sent WHERE key = ?", (key,))
 
     def forget_before(self, cutoff: datetime) -> int:
@@ -491,6 +494,10 @@ class Alerter:
         self._queue: queue.Queue[Alert] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = _fork.lock()
+        # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
+        self._in_flight: set[str] = set()
+        self._exiting = False
+        self._in_flight_lock = _fork.lock()
         _fork.reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -499,6 +506,8 @@ class Alerter:
         again.)"""
         self._queue = None
         self._thread = None
+        self._in_flight = set()  # the parent's deliveries
+        self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
         """Deliver each alert to every sink that has not had it; return those delivered (to at least one sink).
@@ -521,6 +530,14 @@ class Alerter:
                 continue
             ok = 0
             undelivered = [claim for _, claim in pending]
+            with self._in_flight_lock:
+                exiting = self._exiting
+                if not exiting:
+                    self._in_flight.update(undelivered)
+            if exiting:  # the app is exiting (in-app sender): no delivery is started, the claims are let go
+                for claim in undelivered:
+                    self._release(claim)
+                continue
             try:
                 for i, claim in pending:
                     sink = self.sinks[i]
@@ -532,23 +549,44 @@ class Alerter:
                         undelivered.remove(claim)
                     else:
                         self._release(claim)  # this sink's claim only: the next run tries it again
+                    with self._in_flight_lock:
+                        self._in_flight.discard(claim)
             except BaseException:
                 # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
                 # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
                 for claim in undelivered:
                     self._release(claim)
                 raise
+            finally:
+                with self._in_flight_lock:
+                    self._in_flight.difference_update(undelivered)
             if ok:
                 with self._stats_lock:
                     self.stats.sent += 1
                 delivered.append(alert)
         return delivered
 
-    def _release(self, claim: str) -> None:
+    def _release(self, claim: str, wait_s: float = 5.0) -> None:
         try:
-            self.state.release(claim)
+            self.state.release(claim, wait_s=wait_s)
         except sqlite3.Error:  # an unusable state file: the claim stays (logged when claiming)
             pass
+
+    def _release_at_exit(self) -> None:
+        """At interpreter exit (atexit, before daemon threads stop): the sender thread may be in the middle of a
+        delivery, which the exit cuts short. Its claims would stay in the state file and every later run sharing
+        it would take the alert as sent; they are released instead (a delivery that completes all the same is sent
+        once more by a later run: a repeat, never a loss), and the thread starts no other delivery. Waits at most
+        about a second per claim for a locked state file: the exit is not held up. Without a state file the
+        claims end with the process: nothing to release, and the thread goes on as long as the exit lets it."""
+        if self.state.path is None:
+            return
+        with self._in_flight_lock:
+            self._exiting = True
+            claims = list(self._in_flight)
+            self._in_flight.clear()
+        for claim in claims:
+            self._release(claim, wait_s=1.0)
 
     def _claims(self, alert: Alert) -> list[str]:
         """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
@@ -643,6 +681,7 @@ class Alerter:
                 self._queue = queue.Queue(self.QUEUE_SIZE)
             self._thread = threading.Thread(target=self._run, name="aicost-alerts", daemon=True)
             self._thread.start()
+            _release_claims_at_exit(self)
 
     def _run(self) -> None:
         """Deliver what is queued, a batch at a time: the alert waited for and all queued behind it. One batch is
@@ -663,6 +702,28 @@ class Alerter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+
+_SENDING: "weakref.WeakSet[Alerter]" = weakref.WeakSet()  # alerters whose sender thread was started
+_AT_EXIT = False
+
+
+def _release_claims_at_exit(alerter: Alerter) -> None:
+    """Have ``alerter``'s in-flight claims released at exit (one atexit hook for all alerters, added at the first
+    sender thread; weak: an alerter dropped by the app is not kept alive for it)."""
+    global _AT_EXIT
+    _SENDING.add(alerter)
+    if not _AT_EXIT:
+        _AT_EXIT = True
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    for alerter in list(_SENDING):
+        try:
+            alerter._release_at_exit()
+        except Exception:  # noqa: BLE001 - never in the way of the exit
+            pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
