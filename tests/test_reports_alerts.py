@@ -34,8 +34,9 @@ class Receiver:
 
 
 @contextmanager
-def receiver() -> Iterator[tuple[str, Receiver]]:
-    """A webhook endpoint on 127.0.0.1 that records each JSON body it is POSTed."""
+def receiver(tls: Any = None) -> Iterator[tuple[str, Receiver]]:
+    """A webhook endpoint on 127.0.0.1 that records each JSON body it is POSTed; over HTTPS with ``tls`` (a server
+    SSLContext)."""
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -60,10 +61,13 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret", state
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret", state
     finally:
         server.shutdown()
         server.server_close()
@@ -379,6 +383,16 @@ def test_an_https_webhook_that_trickles_its_answer_fails_within_its_timeout(tmp_
     swallowed) and a trickling answer held the delivery for ever, each read within the timeout."""
     with trickling_receiver(answer, tls=trusted_tls) as url:
         _delivery_ends_within_its_timeout(url, tmp_path, caplog)
+
+
+def test_an_https_webhook_that_answers_gets_the_alert_once(tmp_path, trusted_tls):
+    """The deadline's hold on an HTTPS connection (a duplicate of its socket) leaves a delivery that answers in time
+    alone: delivered, once, and no claim released."""
+    with receiver(tls=trusted_tls) as (url, got):
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=10), state=str(tmp_path / "sent.db"))
+        assert alerter.send([ALERT, ALERT]) == [ALERT]
+        assert alerter.stats.failed == 0
+    assert len(got.bodies) == 1 and got.bodies[0]["text"].startswith("Spend spike: team search")
 
 
 def _delivery_ends_within_its_timeout(url: str, tmp_path, caplog) -> None:
