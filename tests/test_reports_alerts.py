@@ -228,6 +228,37 @@ def test_a_delivery_interrupted_by_ctrl_c_is_not_remembered_as_sent(tmp_path):
     assert got == {"pager": [], "slack": [ALERT], "mail": [ALERT]}
 
 
+def test_ctrl_c_while_an_alert_is_claimed_for_its_sinks_leaves_none_of_its_claims(tmp_path, monkeypatch):
+    """Each sink's claim was its own INSERT, committed at once, before the delivery began: Ctrl-C between two of
+    them (the state file busy, or just bad luck) left the first sink's claim in the file, and every later run took
+    the alert as sent to a sink that never had it. The claims of an alert are one transaction: all or none."""
+    import sqlite3
+
+    state = str(tmp_path / "sent.db")
+    alerter = AL.Alerter([AL.CallbackSink(lambda alert: None, name=n) for n in ("pager", "slack")], state=state)
+    real = sqlite3.connect
+
+    class CtrlCAtTheSecondClaim:  # a real connection; Ctrl-C lands just before its second claim
+        def __init__(self, *args, **kwargs):
+            self.db, self.claims = real(*args, **kwargs), 0
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT OR IGNORE"):
+                self.claims += 1
+                if self.claims == 2:
+                    raise KeyboardInterrupt
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    monkeypatch.setattr(AL.sqlite3, "connect", CtrlCAtTheSecondClaim)
+    with pytest.raises(KeyboardInterrupt):
+        alerter.send(ALERT)
+    monkeypatch.setattr(AL.sqlite3, "connect", real)
+    assert AL.SentState(state).claim_each([f"{ALERT.key} -> pager", f"{ALERT.key} -> slack"]) == [True, True]
+
+
 def test_sinks_of_the_same_name_each_get_the_alert_and_old_state_files_still_count(tmp_path):
     import sqlite3
 

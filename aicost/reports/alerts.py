@@ -397,8 +397,9 @@ class SentState:
 
     def claim_each(self, keys: Sequence[str], *, unless: str | None = None) -> list[bool]:
         """For each of ``keys``: True if it was not sent before (it is now marked sent), False if it was; all in
-        one connection. All False, none claimed, if ``unless`` is marked sent (an alert's bare key, as state files
-        written before claims were per sink hold it)."""
+        one transaction, so an interrupt (Ctrl-C) leaves all of them or none. All False, none claimed, if
+        ``unless`` is marked sent (an alert's bare key, as state files written before claims were per sink hold
+        it)."""
         now = time.time()
         if self.path is None:
             with self._lock:
@@ -408,11 +409,18 @@ class SentState:
                 self._memory.update((key, now) for key in keys if key not in self._memory)
                 return claimed
         with self._connect() as db:
+            # One transaction: Ctrl-C between two autocommitted claims left the first (no delivery had begun, so
+            # nothing released it), and every later run took the alert as sent to that sink. Interrupted before
+            # its COMMIT, the transaction is rolled back when the connection closes.
+            db.execute("BEGIN IMMEDIATE")
             if unless is not None and db.execute("SELECT 1 FROM aicost_alerts_sent WHERE key = ?",
                                                  (unless,)).fetchone() is not None:
-                return [False] * len(keys)
-            return [db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)",
-                               (key, now)).rowcount == 1 for key in keys]
+                claimed = [False] * len(keys)
+            else:
+                claimed = [db.execute("INSERT OR IGNORE INTO aicost_alerts_sent (key, sent_at) VALUES (?, ?)",
+                                      (key, now)).rowcount == 1 for key in keys]
+            db.execute("COMMIT")
+            return claimed
 
     def release(self, key: str, *, wait_s: float = 5.0) -> None:
         """Forget ``key`` (its delivery failed), so it is tried again. ``wait_s``: how long to wait for another
