@@ -232,3 +232,189 @@ def test_calls_of_unknown_price_are_counted_apart_on_the_page_as_aicost_report_d
     # labs' forecast row: $0 spent so far is a lower bound (Nov 2 .. Nov 20: 19 days x 5 calls)
     row = re.search(r"<tr><td>labs</td>(.*?)</tr>", source).group(1)
     assert "+ 95 calls of unknown price" in row and "at least" in row
+
+
+# A name as upstream baggage may set it: a link, bold, a line break, an entity, a style, a plotly template variable.
+MARKUP = ('<a href="https://phish.example/login">Review <b>budget</b></a><br>R&amp;D &#60;i&#62; <i>x</i> %{x} '
+          '<span style="font-size:90px">y</span>')
+
+# Run in the page once plotly.js drew it: per chart, the text of its legend entries, axis ticks, annotations and
+# title, and of its hover labels (plotly.js draws them on a hover: Plotly.Fx.hover on each point, a mouseover on
+# each pie slice), the links and styled spans in it, and the page's table cells: what a reader sees, as text.
+_PROBE = """
+window.addEventListener("load", function () {
+  var sleep = function (ms) { return new Promise(function (r) { setTimeout(r, ms); }); };
+  var texts = function (root, sel) {
+    return Array.prototype.map.call(root.querySelectorAll(sel), function (n) { return n.textContent; });
+  };
+  var hovered = async function (gd, got) {
+    await sleep(60);
+    got.hover.push(texts(gd, ".hoverlayer .hovertext").join(" | "));
+    got.links += gd.querySelectorAll(".hoverlayer a").length;
+    got.styled = got.styled.concat(texts(gd, ".hoverlayer tspan[style]"));
+  };
+  (async function () {
+    await sleep(500);
+    var out = {charts: {}, cells: texts(document, "td")};
+    var plots = document.querySelectorAll(".js-plotly-plot");
+    for (var k = 0; k < plots.length; k++) {
+      var gd = plots[k];
+      var got = {hover: [], legend: texts(gd, ".legendtext"), ticks: texts(gd, ".xtick text, .ytick text"),
+                 annotations: texts(gd, ".annotation-text"), title: texts(gd, ".gtitle"),
+                 links: gd.querySelectorAll("a").length, styled: texts(gd, "tspan[style]")};
+      var slices = gd.querySelectorAll("g.slice");
+      for (var s = 0; s < slices.length; s++) {
+        slices[s].dispatchEvent(new MouseEvent("mouseover", {bubbles: true, clientX: 10, clientY: 10}));
+        await hovered(gd.parentNode, got);
+        slices[s].dispatchEvent(new MouseEvent("mouseout", {bubbles: true}));
+      }
+      for (var c = 0; !slices.length && c < gd._fullData.length; c++) {
+        var n = (gd._fullData[c].x || []).length;
+        var points = n <= 12 ? Array.from({length: n}, function (_, i) { return i; }) : [8];
+        for (var p = 0; p < points.length; p++) {
+          Plotly.Fx.hover(gd, [{curveNumber: c, pointNumber: points[p]}]);
+          await hovered(gd, got);
+          Plotly.Fx.unhover(gd);
+        }
+      }
+      out.charts[gd.id] = got;
+    }
+    var pre = document.createElement("pre");
+    pre.id = "probe";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  })();
+});
+"""
+
+
+def seen_in_chromium(page) -> tuple[dict, str]:
+    """What headless Chromium shows of the page (see _PROBE), and its DOM."""
+    import html
+
+    probed = page.with_name(page.stem + "-probed.html")
+    probed.write_text(page.read_text().replace("</body>", f"<script>{_PROBE}</script></body>"))
+    dom = chromium_dom(str(probed))
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, "the probe did not run: plotly.js or the page's scripts failed"
+    return json.loads(html.unescape(found.group(1))), dom
+
+
+def _assert_text_only(seen: dict, dom: str) -> None:
+    """No name became a link or a style anywhere on the page, in a chart or out of one."""
+    attributes = _Attributes()
+    attributes.feed(dom)
+    assert not [v for v in attributes.values if "phish.example" in v or "90px" in v]
+    for chart, got in seen["charts"].items():
+        assert got["links"] == 0 and got["styled"] == [], (chart, got)
+
+
+def _markup_ledger(url: str) -> None:
+    """The report tests' ledger with a team, a feature, a customer and a model called MARKUP (the planted spike is
+    that team's, customer's and model's), and a self-hosted pool "gpu" shared by the team MARKUP and "ops"."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from aicost.ledger import open_store
+    from aicost.pools.ledger import write_interval
+    from aicost.pools.meter import Allocation, ClosedInterval
+    from reports_helpers import build_rows
+
+    renamed = {"search": MARKUP, "answer": MARKUP, "globex": MARKUP, "gpt-4.1": MARKUP}
+    rows, runs = build_rows()
+    for record in (*rows, *runs):
+        for field in ("team", "feature", "customer", "request_model", "response_model"):
+            value = getattr(record, field, None)
+            if value in renamed:
+                setattr(record, field, renamed[value])
+    start = datetime(2026, 11, 10, tzinfo=timezone.utc)
+    with open_store(url) as store:
+        store.write(rows, runs)
+        for pool, tag in (("gpu", "b"),):
+            shares = (Allocation(tag * 16, MARKUP, "llama", 1000, 100, Decimal(1400), None, Decimal("1.5")),
+                      Allocation(tag * 15 + "c", "ops", "llama", 1000, 100, Decimal(1400), None, Decimal("0.5")))
+            write_interval(store, ClosedInterval(
+                pool=pool, owner="platform", key="tokens", start=start, end=start + timedelta(hours=1),
+                cost=Decimal("2.5"), used=Decimal("2"), idle=Decimal("0.5"), utilisation=Decimal("0.8"),
+                input_weight=Decimal(1), output_weight=Decimal(4), weights_from="declared", allocations=shares))
+
+
+@pytest.fixture(scope="module")
+def markup_page(tmp_path_factory):
+    """The dashboard of that ledger as Chromium shows it (see _PROBE), and its DOM: read once for the tests below."""
+    folder = tmp_path_factory.mktemp("markup")
+    url = f"sqlite:///{folder / 'markup.db'}"
+    _markup_ledger(url)
+    page = folder / "markup.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), *PERIOD)
+    assert code == 0, err
+    return seen_in_chromium(page)
+
+
+TRUNCATED = '<a href="...'  # plotly.js cuts a trace's name in a hover label to 15 characters, any name
+
+
+def test_a_name_with_markup_is_never_a_link_or_a_style_on_the_page(markup_page):
+    """No name becomes a link or a style anywhere on the page, in a chart or out of one."""
+    _assert_text_only(*markup_page)
+
+
+@pytest.mark.parametrize("place", ["daily", "feature", "customer", "forecast", "models", "unit",
+                                   "pool of a team named so", "tables"])
+def test_a_name_with_markup_shows_as_written_wherever_the_page_shows_it(markup_page, place):
+    """Every place a name is on the page, read in Chromium: legends, axis categories, the spike annotation, the pie's
+    legend, every hover label, a pool chart, and the forecast and spike tables. Before, a pool's hover label pasted
+    a team's name into plotly's template, so ``%{x}`` in the name showed the bar's value."""
+    seen, _ = markup_page
+    charts = seen["charts"]
+    if place in ("daily", "unit"):  # a trace called so: its legend entry and its hover label
+        got = charts[f"chart-{place}"]
+        assert MARKUP in got["legend"] and any(h.startswith(TRUNCATED) for h in got["hover"]), got
+        if place == "daily":  # the team's spike
+            assert f"spike: {MARKUP}" in got["annotations"], got["annotations"]
+    elif place in ("feature", "customer", "forecast"):  # a horizontal bar's category: the axis, the hover label
+        got = charts[f"chart-{place}"]
+        assert MARKUP in got["ticks"] and any(f", {MARKUP})" in h for h in got["hover"]), got
+    elif place == "models":  # the pie's legend, and its hover template's %{label}
+        got = charts["chart-models"]
+        assert MARKUP in got["legend"] and any(h.startswith(f"{MARKUP}: $30.00 (") for h in got["hover"]), got
+    elif place == "pool of a team named so":
+        got = charts["chart-pool-gpu"]
+        assert MARKUP in got["legend"], got["legend"]
+        assert f"{MARKUP}: $1.5" in got["hover"] and "ops: $0.5" in got["hover"], got["hover"]
+    else:  # the HTML tables: the forecast's row of that team, the spikes of that team, customer and model
+        assert seen["cells"].count(MARKUP) >= 4, [cell for cell in seen["cells"] if "Review" in cell]
+
+
+def test_a_trace_added_to_a_chart_is_escaped_without_being_asked(tmp_path, monkeypatch):
+    """The escaping is the one path from a figure to the page, not a rule each chart must remember: a chart that
+    gets a new trace, annotation, axis labels and title, all given a raw name, still shows the name as written."""
+    import plotly.graph_objects as go
+
+    from aicost.reports import dashboard
+
+    drawn = dashboard._figures
+
+    def with_a_new_trace(*args, **kwargs):
+        figures = drawn(*args, **kwargs)
+        fig = dict(figures)["cache"]
+        fig.add_trace(go.Scatter(name=MARKUP, x=["2026-11-05", "2026-11-06"], y=[0.1, 0.12],
+                                 mode="lines+markers+text", text=[MARKUP, "ok"], hovertext=[MARKUP, MARKUP],
+                                 hoverinfo="text+name", legendgroup="new", legendgrouptitle={"text": MARKUP}))
+        fig.add_annotation(x="2026-11-06", y=0.12, text=MARKUP)
+        fig.update_layout(title={"text": MARKUP}, yaxis={"tickvals": [0.05], "ticktext": [MARKUP]})
+        return figures
+
+    monkeypatch.setattr(dashboard, "_figures", with_a_new_trace)
+    page = tmp_path / "spend.html"
+    code, out, err = run_cli("dashboard", "--ledger", write_ledger(tmp_path / "ledger.db"), "--out", str(page),
+                             *PERIOD)
+    assert code == 0, err
+    seen, dom = seen_in_chromium(page)
+    _assert_text_only(seen, dom)
+    cache = seen["charts"]["chart-cache"]
+    assert cache["title"] == [MARKUP] and cache["annotations"] == [MARKUP], cache
+    assert MARKUP in cache["legend"] and MARKUP in cache["ticks"], cache  # (a legend group's title is a legendtext)
+    # its hover label: the trace's name (cut to 15 characters by plotly.js, as any name) and the hovertext
+    assert f'<a href="...{MARKUP}' in cache["hover"], cache["hover"]
+    assert any(h.startswith("saved by the...(Nov") for h in cache["hover"]), cache["hover"]  # plain text: as was

@@ -50,12 +50,47 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _drawn(text: Any) -> str:
-    """A name as a chart label: plotly.js reads a subset of HTML in every text it draws (trace names, axis
-    categories, pie labels, titles: ``<a href>`` links, ``<span style>``, ``<br>``), and a name from the ledger may
-    come from upstream baggage. Escaped, it is drawn as the text it is (plotly.js decodes ``&lt; &gt; &amp;``, not
-    ``&quot;``, so quotes are left as they are)."""
-    return html.escape(str(text), quote=False)
+# Plotly's templates that aicost writes: the only strings of a figure plotly.js reads as markup (``<extra>``) that
+# are not escaped. Constants: a name reaches a template only through a ``%{...}`` variable, i.e. from a data field
+# that :func:`_as_text` escaped. A template not listed here is escaped like any text.
+_PIE_HOVER = "%{label}: $%{value:,.2f} (%{percent})<extra></extra>"
+_POOL_HOVER = "%{fullData.name}: $%{customdata}<extra></extra>"
+_TEMPLATES = frozenset((_PIE_HOVER, _POOL_HOVER))
+
+
+def _as_text(value: Any, key: str = "") -> Any:
+    """A figure's JSON (``fig.to_dict()``) with every string in it escaped for plotly.js, which reads a subset of HTML
+    in each text it draws: trace names (legend, hover), axis categories and tick texts, pie labels, text and
+    hovertext, customdata and meta (shown through templates), titles and annotations (``<a href>`` links,
+    ``<span style>``, ``<b>``, ``<br>``). Names from the ledger may come from upstream baggage; escaped, each is drawn
+    as the text it is (plotly.js decodes ``&lt; &gt; &amp;``, not ``&quot;``, so quotes are left as they are).
+
+    Every string, whatever its attribute, so a new chart or a new attribute cannot be missed: aicost's own texts are
+    plain (escaping leaves them as they are), as are colours, fonts, modes and ISO dates. Left alone: the templates
+    in :data:`_TEMPLATES` (a ``*template`` key: plotly's ``layout.template`` theme too, which holds no data) and d3
+    format specifiers (a ``*format`` key: ``<`` aligns there), which are never drawn as text."""
+    if isinstance(value, str):
+        if key.endswith("format") or (key.endswith("template") and value in _TEMPLATES):
+            return value
+        return html.escape(value, quote=False)
+    if isinstance(value, dict):
+        if key == "template":  # plotly's theme (layout.template): colours and defaults, no data
+            return value
+        return {k: _as_text(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v, key) for v in value]
+    if getattr(value, "dtype", None) is not None and value.dtype.kind in "OUS":  # a numpy array of text
+        return [_as_text(v, key) for v in value.tolist()]
+    return value
+
+
+def _chart(fig: Any, key: str, config: dict[str, Any]) -> str:
+    """The one way a figure reaches the page: its strings escaped (:func:`_as_text`), in a ``<div id="chart-KEY">``."""
+    import plotly.io as pio
+
+    spec = _as_text(fig.to_dict())
+    return pio.to_html(spec, include_plotlyjs=False, full_html=False, config=config, div_id=f"chart-{key}",
+                       default_height=f"{fig.layout.height}px", validate=False)
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
@@ -95,7 +130,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     shown, rest = ranked[:STACKED_TEAMS], ranked[STACKED_TEAMS:]
     fig = go.Figure(layout=_layout("Spend per day by team (USD)", barmode="stack"))
     for team in shown:
-        fig.add_bar(name=_drawn(team), x=days, y=[per_team[team].get(d, 0.0) for d in days])
+        fig.add_bar(name=team, x=days, y=[per_team[team].get(d, 0.0) for d in days])
     if rest:
         fig.add_bar(name=f"{len(rest)} other teams", x=days,
                     y=[sum(per_team[t].get(d, 0.0) for t in rest) for d in days], marker_color="#BAB0AC")
@@ -103,14 +138,14 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
         if a.dimension == "team" and isinstance(a.start, date):
             day = a.start.isoformat()
             top = sum(per_team[t].get(day, 0.0) for t in per_team)
-            fig.add_annotation(x=day, y=top, text=f"spike: {_drawn(a.group)}", showarrow=True, ax=0, ay=-28,
+            fig.add_annotation(x=day, y=top, text=f"spike: {a.group}", showarrow=True, ax=0, ay=-28,
                                font={"color": "#c0392b", "size": 12}, arrowcolor="#c0392b", bgcolor="white")
     figs.append(("daily", fig))
 
     # Top features, top customers
     for key, title in (("feature", "Top features (USD)"), ("customer", "Top customers (USD)")):
         groups = [g for g in spend(store, start, end, (key,)) if g.cost][:TOP]
-        labels = [_drawn(label(g.key[key])) for g in groups][::-1]
+        labels = [label(g.key[key]) for g in groups][::-1]
         fig = go.Figure(layout=_layout(title, height=340, yaxis={"automargin": True},
                                        xaxis={"gridcolor": "#eee", "tickprefix": "$"}, showlegend=False))
         fig.add_bar(x=[float(g.cost) for g in groups][::-1], y=labels, orientation="h",
@@ -121,12 +156,12 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
     # Model mix
     models = spend(store, start, end, ("model",))
     top_models, other = models[:8], models[8:]
-    labels = [_drawn(label(g.key["model"])) for g in top_models] + ([f"{len(other)} other models"] if other else [])
+    labels = [label(g.key["model"]) for g in top_models] + ([f"{len(other)} other models"] if other else [])
     values = [float(g.cost) for g in top_models] + ([float(sum_usd(g.cost for g in other))] if other else [])
     fig = go.Figure(layout=_layout("Model mix (share of spend)", showlegend=True,
                                    legend={"orientation": "v", "x": 1.0, "y": 0.5}))
     fig.add_pie(labels=labels, values=values, hole=0.45, sort=False, textinfo="percent",
-                hovertemplate="%{label}: $%{value:,.2f} (%{percent})<extra></extra>")
+                hovertemplate=_PIE_HOVER)
     figs.append(("models", fig))
 
     # Unit cost trends: cost per feature run, per day, for the largest features (cost per call without runs)
@@ -145,7 +180,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
             unit = None if g is None else (g.cost_per_run if g.runs
                                            else RATIO.divide(g.cost, g.calls) if g.calls else None)
             ys.append(None if unit is None else float(unit))
-        fig.add_scatter(name=_drawn(feature), x=days, y=ys, mode="lines+markers", connectgaps=False)
+        fig.add_scatter(name=feature, x=days, y=ys, mode="lines+markers", connectgaps=False)
     figs.append(("unit", fig))
 
     # Cache savings and refusals per day
@@ -160,7 +195,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
 
     # Budgets against forecast
     if forecasts:
-        names = [_drawn(f.group) for f in forecasts][::-1]
+        names = [f.group for f in forecasts][::-1]
         fig = go.Figure(layout=_layout(f"Month-end forecast, {forecasts[0].period_start:%B %Y} (as of "
                                        f"{forecasts[0].as_of}; {forecasts[0].level:.0%} interval)",
                                        barmode="overlay", height=max(260, 60 + 48 * len(forecasts)),
@@ -176,7 +211,7 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
                     marker_color=_PALETTE[0], width=0.4)
         with_budget = [f for f in forecasts if f.budget is not None]
         if with_budget:
-            fig.add_scatter(name="budget", y=[_drawn(f.group) for f in with_budget], x=[float(f.budget) for f in with_budget],
+            fig.add_scatter(name="budget", y=[f.group for f in with_budget], x=[float(f.budget) for f in with_budget],
                             mode="markers", marker={"symbol": "line-ns-open", "size": 26, "line": {"width": 3},
                                                     "color": "#c0392b"})
         figs.append(("forecast", fig))
@@ -301,7 +336,6 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
     """Self-hosted GPU pools (docs/self-hosted.md): per pool, its final cost split by team plus idle, and the
     figures ``aicost report --pool`` prints. Final figures only (closed intervals); nothing when no pool."""
     import plotly.graph_objects as go
-    import plotly.io as pio
 
     from ..pools import read_intervals, summarise
     from ..pools.ledger import pools_in
@@ -314,13 +348,12 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
         summary = summarise(intervals)
         bars = [(label(team), cost) for team, cost in summary.by_team.items()] + [(f"idle ({summary.owner})",
                                                                                     summary.idle)]
-        fig = go.Figure(layout=_layout(f"Pool {_drawn(name)}: final cost by team, idle included (USD)", barmode="stack"))
+        fig = go.Figure(layout=_layout(f"Pool {name}: final cost by team, idle included (USD)", barmode="stack"))
         for who, cost in bars:
-            fig.add_trace(go.Bar(name=_drawn(who), x=[float(cost)], y=[_drawn(name)], orientation="h",
-                                 hovertemplate=f"{_drawn(who)}: ${_exact(cost)}<extra></extra>"))
+            fig.add_trace(go.Bar(name=who, x=[float(cost)], y=[name], orientation="h", customdata=[_exact(cost)],
+                                 hovertemplate=_POOL_HOVER))
         fig.update_layout(height=220)
-        chart = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=config, div_id=f"chart-pool-{name}",
-                            default_height="220px")
+        chart = _chart(fig, f"pool-{name}", config)
         per_million = summary.cost_per_million_tokens
         cards.append(
             f'<div class="card wide" data-pool="{_e(name)}">{chart}<p class="note">'
@@ -362,7 +395,6 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
                     reconciliations: Sequence[Any] = ()) -> tuple[str, str]:
     """The page's HTML and a one-line summary. ``period`` is an :class:`aicost.ledger.report.Period`;
     ``reconciliations``: parsed ``aicost reconcile --format json`` outputs, one card each."""
-    import plotly.io as pio
     import plotly.offline
 
     from ..ledger.report import build_report
@@ -393,10 +425,7 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
     anomalies = scan_ledger(store, period.start, period.elapsed or period.end, calls=3)  # not the hours ahead
     figures = _figures(store, period, report, forecasts, anomalies)
     config = {"displayModeBar": False, "responsive": True}
-    charts = {}
-    for name, fig in figures:
-        charts[name] = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=config,
-                                   div_id=f"chart-{name}", default_height=f"{fig.layout.height}px")
+    charts = {name: _chart(fig, name, config) for name, fig in figures}
 
     def card(name: str, wide: bool = False) -> str:
         if name not in charts:
