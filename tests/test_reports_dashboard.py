@@ -311,7 +311,8 @@ def _assert_text_only(seen: dict, dom: str) -> None:
 
 def _markup_ledger(url: str) -> None:
     """The report tests' ledger with a team, a feature, a customer and a model called MARKUP (the planted spike is
-    that team's, customer's and model's), and a self-hosted pool "gpu" shared by the team MARKUP and "ops"."""
+    that team's, customer's and model's), and two self-hosted pools: one called MARKUP, and "gpu", each shared by
+    the team MARKUP and "ops"."""
     from datetime import datetime, timedelta, timezone
     from decimal import Decimal
 
@@ -330,7 +331,7 @@ def _markup_ledger(url: str) -> None:
     start = datetime(2026, 11, 10, tzinfo=timezone.utc)
     with open_store(url) as store:
         store.write(rows, runs)
-        for pool, tag in (("gpu", "b"),):
+        for pool, tag in ((MARKUP, "a"), ("gpu", "b")):
             shares = (Allocation(tag * 16, MARKUP, "llama", 1000, 100, Decimal(1400), None, Decimal("1.5")),
                       Allocation(tag * 15 + "c", "ops", "llama", 1000, 100, Decimal(1400), None, Decimal("0.5")))
             write_interval(store, ClosedInterval(
@@ -355,18 +356,23 @@ TRUNCATED = '<a href="...'  # plotly.js cuts a trace's name in a hover label to 
 
 
 def test_a_name_with_markup_is_never_a_link_or_a_style_on_the_page(markup_page):
-    """No name becomes a link or a style anywhere on the page, in a chart or out of one."""
+    """No name becomes a link or a style anywhere on the page, in a chart or out of one. Before, a pool called so
+    wrote the page's own HTML: its name went raw into its chart's ``<div id="...">``, so the name's ``<span style>``
+    was the page's (and the pool's chart was not drawn)."""
     _assert_text_only(*markup_page)
 
 
-@pytest.mark.parametrize("place", ["daily", "feature", "customer", "forecast", "models", "unit",
+@pytest.mark.parametrize("place", ["daily", "feature", "customer", "forecast", "models", "unit", "pool named so",
                                    "pool of a team named so", "tables"])
 def test_a_name_with_markup_shows_as_written_wherever_the_page_shows_it(markup_page, place):
     """Every place a name is on the page, read in Chromium: legends, axis categories, the spike annotation, the pie's
-    legend, every hover label, a pool chart, and the forecast and spike tables. Before, a pool's hover label pasted
-    a team's name into plotly's template, so ``%{x}`` in the name showed the bar's value."""
+    legend, every hover label, a pool chart's title, and the forecast and spike tables. Before, a pool called so
+    was not drawn at all (its name went raw into its chart's ``<div id="...">`` and the script finding it), and a
+    pool's hover label pasted a team's name into plotly's template, so ``%{x}`` in the name showed the bar's
+    value."""
     seen, _ = markup_page
     charts = seen["charts"]
+    pools = [chart for chart in charts if chart.startswith("chart-pool-") and chart != "chart-pool-gpu"]
     if place in ("daily", "unit"):  # a trace called so: its legend entry and its hover label
         got = charts[f"chart-{place}"]
         assert MARKUP in got["legend"] and any(h.startswith(TRUNCATED) for h in got["hover"]), got
@@ -378,6 +384,12 @@ def test_a_name_with_markup_shows_as_written_wherever_the_page_shows_it(markup_p
     elif place == "models":  # the pie's legend, and its hover template's %{label}
         got = charts["chart-models"]
         assert MARKUP in got["legend"] and any(h.startswith(f"{MARKUP}: $30.00 (") for h in got["hover"]), got
+    elif place == "pool named so":
+        assert len(pools) == 1, sorted(charts)
+        got = charts[pools[0]]
+        assert got["title"] == [f"Pool {MARKUP}: final cost by team, idle included (USD)"], got["title"]
+        assert f"${MARKUP}" in got["ticks"], got["ticks"]  # (the pool axis's "$" is there for any pool)
+        assert MARKUP in got["legend"] and f"{MARKUP}: $1.5" in got["hover"], got
     elif place == "pool of a team named so":
         got = charts["chart-pool-gpu"]
         assert MARKUP in got["legend"], got["legend"]

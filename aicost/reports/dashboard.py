@@ -20,6 +20,7 @@ spike that had some (its amount is then a lower bound).
 from __future__ import annotations
 
 import html
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Sequence
@@ -56,6 +57,7 @@ def _e(text: Any) -> str:
 _PIE_HOVER = "%{label}: $%{value:,.2f} (%{percent})<extra></extra>"
 _POOL_HOVER = "%{fullData.name}: $%{customdata}<extra></extra>"
 _TEMPLATES = frozenset((_PIE_HOVER, _POOL_HOVER))
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 
 
 def _as_text(value: Any, key: str = "") -> Any:
@@ -85,11 +87,14 @@ def _as_text(value: Any, key: str = "") -> Any:
 
 
 def _chart(fig: Any, key: str, config: dict[str, Any]) -> str:
-    """The one way a figure reaches the page: its strings escaped (:func:`_as_text`), in a ``<div id="chart-KEY">``."""
+    """The one way a figure reaches the page: its strings escaped (:func:`_as_text`), in a ``<div id="chart-KEY">``
+    (any character of ``KEY`` but letters, digits and ``-`` written as ``_hex_``, so a pool's name can neither end
+    the attribute nor the script that finds the div, and two names never share an id)."""
     import plotly.io as pio
 
     spec = _as_text(fig.to_dict())
-    return pio.to_html(spec, include_plotlyjs=False, full_html=False, config=config, div_id=f"chart-{key}",
+    div_id = "chart-" + _ID_UNSAFE.sub(lambda m: f"_{ord(m.group()):x}_", key)
+    return pio.to_html(spec, include_plotlyjs=False, full_html=False, config=config, div_id=div_id,
                        default_height=f"{fig.layout.height}px", validate=False)
 
 
