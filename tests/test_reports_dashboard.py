@@ -388,11 +388,14 @@ def test_a_name_with_markup_shows_as_written_wherever_the_page_shows_it(markup_p
         assert len(pools) == 1, sorted(charts)
         got = charts[pools[0]]
         assert got["title"] == [f"Pool {MARKUP}: final cost by team, idle included (USD)"], got["title"]
-        assert f"${MARKUP}" in got["ticks"], got["ticks"]  # (the pool axis's "$" is there for any pool)
+        assert MARKUP in got["ticks"], got["ticks"]
         assert MARKUP in got["legend"] and f"{MARKUP}: $1.5" in got["hover"], got
     elif place == "pool of a team named so":
         got = charts["chart-pool-gpu"]
         assert MARKUP in got["legend"], got["legend"]
+        # The pool's name on its axis as it is, the dollars on the cost axis (before, "$gpu" and bare amounts)
+        assert "gpu" in got["ticks"] and any(t.startswith("$") for t in got["ticks"]), got["ticks"]
+        assert not any(t.startswith("$gpu") for t in got["ticks"]), got["ticks"]
         assert f"{MARKUP}: $1.5" in got["hover"] and "ops: $0.5" in got["hover"], got["hover"]
     else:  # the HTML tables: the forecast's row of that team, the spikes of that team, customer and model
         assert seen["cells"].count(MARKUP) >= 4, [cell for cell in seen["cells"] if "Review" in cell]

@@ -353,7 +353,8 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
         summary = summarise(intervals)
         bars = [(label(team), cost) for team, cost in summary.by_team.items()] + [(f"idle ({summary.owner})",
                                                                                     summary.idle)]
-        fig = go.Figure(layout=_layout(f"Pool {name}: final cost by team, idle included (USD)", barmode="stack"))
+        fig = go.Figure(layout=_layout(f"Pool {name}: final cost by team, idle included (USD)", barmode="stack",
+                                       yaxis={"automargin": True}, xaxis={"gridcolor": "#eee", "tickprefix": "$"}))
         for who, cost in bars:
             fig.add_trace(go.Bar(name=who, x=[float(cost)], y=[name], orientation="h", customdata=[_exact(cost)],
                                  hovertemplate=_POOL_HOVER))
