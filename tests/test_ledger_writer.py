@@ -1397,6 +1397,157 @@ def test_a_write_under_way_at_close_gives_up_by_its_deadline_on_postgresql(pg_wr
     _replayed_by_the_next_writer(url, spill_dir, 300)
 
 
+# -- a write already waiting for a lock when close() or the exit begins: cut short at the deadline ----------------
+def _in_its_write(writer) -> None:
+    """Wait until the writer thread has taken and built the batch of what is queued (it is then in its write,
+    with no time limit: close() has not begun), and a moment for the write to reach its lock."""
+    for _ in range(2000):
+        with writer._cond:
+            if not writer._queue and writer._taken and writer._taken[0].built is not None:
+                break
+        time.sleep(0.005)
+    else:
+        raise AssertionError("the writer thread never took the batch")
+    time.sleep(0.3)
+
+
+def test_a_write_waiting_for_a_sqlite_lock_when_close_begins_is_cut_short_at_its_deadline(tmp_path, spill_dir):
+    """The writer thread is already writing when close(1) begins, waiting (with no time limit: SQLite's busy
+    timeout, 30 s) for another connection holding the file's write lock (BEGIN EXCLUSIVE). close() returns by its
+    deadline, and the write, which the deadline did not bound, is cut short then: the thread ends soon after, not
+    when the busy timeout ends (it used to linger past close() for those 30 s). Its rows are spilled (counted
+    writes_cut, not an outage) and stored once by the next writer, once the lock is released."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    url = f"sqlite:///{path}"
+    writer = LedgerWriter(url, flush_interval_s=0.05)
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+        _in_its_write(writer)
+        began = time.monotonic()
+        writer.close(timeout_s=1)
+        took = time.monotonic() - began
+        writer._thread.join(10)  # the cut write ends within 0.1 s; the old one waited 30 s
+        assert not writer._thread.is_alive(), "the writer thread still waits for the lock after close()"
+        assert took < 1 + 3, took  # the deadline, and a generous margin (never the 30 s)
+        stats = writer.stats()
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300, stats
+        assert "written" not in stats and "outages" not in stats, stats
+        with sqlite3.connect(path) as reader:  # (WAL: a reader is not held up by the lock)
+            assert reader.execute("SELECT COUNT(*) FROM aicost_ledger").fetchone() == (0,)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+@pytest.fixture(params=["advisory", "table"])
+def pg_held(request, pg_server):
+    """A PostgreSQL ledger and another session holding what a write waits for: the ledger writers' advisory lock
+    (another host's write that does not end), or the ledger table (LOCK TABLE in a transaction): ``(url,
+    waiting, waiters, release)``, where ``waiting(pid)`` waits until the backend ``pid`` waits for a lock (no
+    guess at timing) and ``waiters()`` counts the sessions waiting for one."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+
+    url = fresh_pg_database(pg_server)
+    open_store(url).close()
+    holder = psycopg.connect(url, autocommit=True)
+    if request.param == "advisory":
+        holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+    else:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE aicost_ledger IN SHARE MODE")  # a write's COPY waits for it
+    probe = psycopg.connect(url, autocommit=True)
+
+    def waiting(pid):
+        for _ in range(2000):
+            if probe.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND pid = %s", (pid,)).fetchone()[0]:
+                return
+            time.sleep(0.005)
+        raise AssertionError("the write never waited for the lock")
+
+    def waiters():
+        return probe.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted").fetchone()[0]
+
+    try:
+        yield url, waiting, waiters, holder.close
+    finally:
+        holder.close()
+        probe.close()
+
+
+def test_a_write_waiting_for_a_postgresql_lock_when_close_begins_is_cut_short_at_its_deadline(pg_held, spill_dir):
+    """The writer thread is already writing when close(1) begins, waiting for a lock another session holds (the
+    writers' advisory lock, or the ledger table), with no lock_timeout (close() had not begun). close() returns by
+    its deadline and cancels the write then: the thread ends and closes its connection, and its server session
+    waits no more (it used to wait for as long as the lock was held, for ever here, past close() and the exit).
+    The rows are spilled (writes_cut, not an outage) and stored once by the next writer, once the lock is freed."""
+    url, waiting, waiters, release = pg_held
+    writer = LedgerWriter(url, flush_interval_s=0.05)
+    try:
+        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+        waiting(writer._store._conn.info.backend_pid)
+        began = time.monotonic()
+        writer.close(timeout_s=1)
+        took = time.monotonic() - began
+        writer._thread.join(10)
+        assert not writer._thread.is_alive(), "the writer thread still waits for the lock after close()"
+        assert took < 1 + 3, took
+        assert writer._store is None  # closed by the thread as it ended
+        stats = writer.stats()
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300, stats
+        assert "written" not in stats and "outages" not in stats, stats
+        assert waiters() == 0  # the write's session was cancelled, then closed
+    finally:
+        release()
+        writer._thread.join(60)
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
+def test_a_write_waiting_for_a_postgresql_lock_when_the_exit_begins_is_cut_short(pg_held, spill_dir):
+    """The exit's flush begins while the writer thread's write waits for a lock another session holds (no
+    lock_timeout: the write began before the exit). The exit cancels it at its deadline: the process exits with
+    its rows spilled, and its server session no longer waits for the lock (it used to: a backend waiting for a lock
+    does not see its client gone, and held its place, and for a table lock the writers' advisory lock too,
+    until the lock was freed). The next writer stores the rows once."""
+    url, waiting, waiters, release = pg_held
+    code = """
+        import atexit, json, psycopg, time
+        from datetime import datetime, timezone
+        from decimal import Decimal
+        atexit.register(lambda: print(json.dumps(w.stats()), flush=True))  # runs after the ledger's exit flush
+        from aicost.ledger import LedgerRow, CALL
+        from aicost.ledger import writer
+        writer._EXIT_FLUSH_S = 1.0  # (10 s in production)
+        w = writer.LedgerWriter(URL, flush_interval_s=0.05)
+        pid = w._store._conn.info.backend_pid
+        w.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
+              for i in range(300))
+        with psycopg.connect(URL, autocommit=True) as probe:  # the write waits for the lock, then the exit begins
+            while not probe.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND pid = %s",
+                                    (pid,)).fetchone()[0]:
+                time.sleep(0.005)
+    """.replace("URL", repr(url))
+    try:
+        done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+        assert done.returncode == 0, done.stderr
+        for _ in range(200):  # a cancelled backend ends as its client closes; give the server a moment
+            if not waiters():
+                break
+            time.sleep(0.05)
+        assert waiters() == 0, "the exited process's session still waits for the lock"
+        stats = json.loads(done.stdout)
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300 and "outages" not in stats, stats
+    finally:
+        release()
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
 def test_what_the_exit_spills_is_built_and_encoded_once_and_no_further_than_the_spill_file_holds(
         tmp_path, spill_dir):
     """At exit the writer thread is stuck in a write (a database that never answers) with batches taken and

@@ -86,11 +86,16 @@ _PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid
 # cannot end such a wait.
 _PG_DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                 "keepalives_count": 4, "tcp_user_timeout": 30_000}
+_PG_CANCEL_S = 1.0  # how long cut() waits for the server to take a cancel request
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
 # longest the summing holds the write lock (other writers' batches wait, they are not refused).
 PAIR_CHUNK_ROWS = 50_000
 PAIR_LAG = timedelta(minutes=2)  # an hour is summed into the pair cells once it ended this long ago
+# cut(by=): a write whose time limit ends no later than this past ``by`` is left to end by itself (its limit was
+# computed from that deadline a moment before it was set)
+_CUT_SLACK_S = 0.5
+_CUT_DETAIL = "the write was cut short: its writer is closing, its rows are spilled"
 
 
 @dataclass(slots=True)
@@ -236,8 +241,8 @@ def open_store(url: str | os.PathLike[str], *, create: bool = True, setting: str
 
     ``wait_s``: how long opening a SQLite file waits for another process's lock on it (a connection holding it
     exclusively), then fails (:class:`LedgerUnavailable` when reopened); None: SQLite's busy timeout, 30 s. The
-    store's writes wait as long as ever (bounded by :meth:`LedgerStore.time_limit`). A PostgreSQL connect waits
-    5 s at most either way."""
+    store's writes wait as long as ever (bounded by :meth:`LedgerStore.time_limit`, or ended by
+    :meth:`LedgerStore.cut`). A PostgreSQL connect waits 5 s at most either way."""
     text = os.fspath(url) if isinstance(url, os.PathLike) else url
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"{setting}: the ledger URL must be a non-empty string; use {_ACCEPTED}")
@@ -288,6 +293,9 @@ class LedgerStore:
         self._lock = _fork.rlock()
         self._folded_before: datetime | None = None  # the cube's, as this store last read it (_close_days)
         self._reading = False  # inside snapshot()
+        self._under_way = False  # a write transaction is under way (_cuttable): what cut() ends
+        self._cut_short = False  # cut() ended a write: this store writes nothing more, it is only closed
+        self._limit_until: float | None = None  # the end of time_limit() (time.monotonic()), inside it
 
     @contextlib.contextmanager
     def _closed_if_refused(self) -> Iterator[None]:
@@ -403,7 +411,7 @@ class LedgerStore:
         """:meth:`write` of a batch :meth:`prepare` made (by this store or another of the same dialect)."""
         if not batch.rows and not batch.runs:
             return 0
-        with self._lock, self._classified():
+        with self._lock, self._classified(), self._cuttable():
             try:
                 return self._write(batch)
             except BaseException:
@@ -423,10 +431,60 @@ class LedgerStore:
             return
         with self._lock:
             try:
+                self._limit_until = time.monotonic() + seconds
                 self._set_limit(max(1, int(seconds * 1000)))
                 yield
             finally:
+                self._limit_until = None
                 self._set_limit(None)
+
+    def cut(self, by: float | None = None) -> bool:
+        """End the write under way now: called from another thread, without the store's lock (the write holds it).
+        The write fails with :class:`LedgerUnavailable`, nothing of its transaction committed, and so does every
+        later write of this store, which is then only to be closed. With ``by`` (a ``time.monotonic()`` deadline),
+        a store inside a :meth:`time_limit` that ends by then (give or take :data:`_CUT_SLACK_S`) is left alone:
+        its write ends by itself. True when a write was under way and is cut.
+
+        SQLite: a wait for another connection's lock ends within :data:`_SQLITE_WAIT_SLICE_MS` (SQLite's
+        ``interrupt()`` does not end such a wait); a statement under way, bounded by its batch's size, finishes.
+        PostgreSQL: the statement under way is cancelled (psycopg's ``cancel_safe``, which needs libpq 17 or later,
+        as psycopg's binary package has it; without it nothing is sent). A cancel that reaches the server between two
+        statements is lost: call again while the write is under way (:attr:`writing`). The background writer cuts
+        a write that its close() or the exit's deadline would not end (:mod:`aicost.ledger.writer`)."""
+        until = self._limit_until
+        if by is not None and until is not None and until <= by + _CUT_SLACK_S:
+            return False
+        self._cut_short = True  # before _under_way is read, as _cuttable sets that before reading this: a write
+        if not self._under_way:  # beginning meanwhile is refused there, or seen under way here
+            return False
+        self._interrupt()
+        return True
+
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is under way (one :meth:`cut` can end)."""
+        return self._under_way
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether :meth:`cut` ended a write of this store (it writes nothing more)."""
+        return self._cut_short
+
+    def _interrupt(self) -> None:
+        """:meth:`cut`'s part on the connection, from another thread (never raises). Nothing by default: the
+        write's waits look at :attr:`cut_short` themselves."""
+
+    @contextlib.contextmanager
+    def _cuttable(self) -> Iterator[None]:
+        """Around each write transaction, under the store's lock: a write :meth:`cut` can end. A store cut begins
+        none (LedgerUnavailable)."""
+        self._under_way = True
+        try:
+            if self._cut_short:
+                raise self._unavailable(_CUT_DETAIL)
+            yield
+        finally:
+            self._under_way = False
 
     def _set_limit(self, ms: int | None) -> None:
         """Apply (or, with None, lift) :meth:`time_limit` on the connection, if the dialect does it there."""
@@ -470,7 +528,7 @@ class LedgerStore:
         """Run ``(sql, [params, ...])`` statements (``?`` placeholders) in one transaction: how a feature writes
         its own tables (``aicost.pools``). Raises :class:`LedgerUnavailable` when the database cannot be
         reached, :class:`LedgerRefused` when it refuses their data (nothing is then written)."""
-        with self._lock, self._classified():
+        with self._lock, self._classified(), self._cuttable():
             self._execute_many([(self._sql(sql), params) for sql, params in statements])
 
     @contextlib.contextmanager
@@ -624,7 +682,7 @@ class LedgerStore:
         moved ``summed_before``: call again while it does. The background writer calls it behind its batches;
         raises :class:`LedgerUnavailable` when the database cannot be reached, :class:`LedgerSchemaError` once a
         newer aicost has migrated the ledger."""
-        with self._lock, self._classified(), self._write_transaction() as cur:
+        with self._lock, self._classified(), self._cuttable(), self._write_transaction() as cur:
             cur.execute("SELECT MAX(version) FROM aicost_schema")  # a newer aicost may keep more than this writes
             _refuse_newer(int(cur.fetchone()[0]), "ledger pair summing", self.url)
             until = until or _pairs_until(cur, self.dialect)
@@ -1640,6 +1698,9 @@ _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
 _SQLITE_BUSY_MS = 30_000  # how long a write waits for another process's write to end
+# A write waits for another connection's write lock in slices this long (BEGIN IMMEDIATE, tried again after each):
+# between two, it sees a cut() (LedgerStore.cut), which SQLite's interrupt() would not reach in its busy wait
+_SQLITE_WAIT_SLICE_MS = 100
 
 
 def _sqlite_ts(value: datetime) -> str:
@@ -1751,17 +1812,41 @@ class SQLiteStore(LedgerStore):
 
     def _set_limit(self, ms: int | None) -> None:
         # A write waits for another process's write no longer than the limit (BEGIN IMMEDIATE: "database is
-        # locked"); its own statements are not interrupted (a batch's work is bounded by its size).
+        # locked", :meth:`_begin`); its own statements are not interrupted (a batch's work is bounded by its size).
+        self._wait_ms = _SQLITE_BUSY_MS if ms is None else min(ms, _SQLITE_BUSY_MS)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS if ms is None else min(ms, _SQLITE_BUSY_MS)}")
+            self._conn.execute(f"PRAGMA busy_timeout={self._wait_ms}")
         except sqlite3.ProgrammingError:  # closed meanwhile
             pass
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: wait for another connection's write lock up to the busy timeout (or
+        :meth:`time_limit`'s), in slices of :data:`_SQLITE_WAIT_SLICE_MS`, so that a :meth:`cut` from another
+        thread ends the wait within one (the connection is SQLite's to use meanwhile: nothing else can change its
+        wait). Still locked at the end: "database is locked", as a single wait would fail."""
+        conn = self._conn
+        end = time.monotonic() + self._wait_ms / 1000
+        try:
+            while True:
+                left = max(0, int((end - time.monotonic()) * 1000))
+                conn.execute(f"PRAGMA busy_timeout={min(left, _SQLITE_WAIT_SLICE_MS)}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if left <= _SQLITE_WAIT_SLICE_MS or _file_failure(exc) != 5:  # not SQLITE_BUSY: failed
+                        raise
+                if self._cut_short:
+                    raise self._unavailable(_CUT_DETAIL)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # the transaction's statements wait as long as the write may
+                conn.execute(f"PRAGMA busy_timeout={self._wait_ms}")
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
         if batch.staged is not None:
             self._attach_stage(batch.staged)
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             cur = conn.cursor()
             staged = batch.staged is not None and self._insert_staged(cur)
@@ -1849,7 +1934,7 @@ class SQLiteStore(LedgerStore):
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield conn.cursor()
             conn.execute("COMMIT")
@@ -2268,6 +2353,21 @@ class PostgresStore(LedgerStore):
 
     def _set_limit(self, ms: int | None) -> None:
         self._limit_ms = ms  # set on each write transaction (_limit_transaction), not on the session
+
+    def _interrupt(self) -> None:
+        # The server cancels the statement under way (a lock wait: the advisory lock, a table or a row another
+        # session holds), the transaction is rolled back. cancel_safe() connects with a timeout; the older cancel()
+        # (libpq before 17) could wait minutes for a server gone silent: not used.
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            from psycopg import capabilities
+
+            if capabilities.has_cancel_safe():
+                conn.cancel_safe(timeout=_PG_CANCEL_S)
+        except Exception:  # psycopg 3.1 (no capabilities), the connection closed meanwhile, the server gone
+            pass
 
     def _limit_transaction(self, cur: Any) -> None:
         """:meth:`time_limit` for this transaction only (SET LOCAL: a transaction pooler keeps it, and the session

@@ -14,7 +14,9 @@ Why this shape:
   writers together) give the writer thread a deadline: it writes what is queued until then, begins no write
   after it, and a write under way has its waits bounded by then (the store's :meth:`~LedgerStore.time_limit`:
   another process's lock on SQLite, each statement on PostgreSQL; a write that ends late is also spilled, and
-  stored once). A reopen of the store (after an outage closed it, or in a forked child) waits for a lock no longer
+  stored once). A write begun before the deadline was set, which no limit bounds (waiting for another
+  connection's lock), is cut short at the deadline (:meth:`~LedgerStore.cut`; counted ``writes_cut``, its rows
+  spilled). A reopen of the store (after an outage closed it, or in a forked child) waits for a lock no longer
   than :data:`_REOPEN_WAIT_S`, nor past the deadline: the thread ends soon after it. What it has
   not written (batches it took, from the rows it built, and the queue) the closing side spills, encoding no
   more than the spill file holds; Ctrl-C while the exit waits still spills. A row queued once closing has begun
@@ -83,6 +85,9 @@ _SPILL_WAIT_S = 5.0
 # close()'s or the exit's deadline. In WAL mode an open only reads: what holds it is a lock that may last (a
 # connection holding the file exclusively), not another writer's transaction. As long as PostgreSQL's connect.
 _REOPEN_WAIT_S = 5.0
+# How long close() and the exit wait, past their deadline, for a write they cut short (begun before the deadline was
+# set: LedgerStore.cut) to end, asking again meanwhile (PostgreSQL loses a cancel that arrives between statements)
+_CUT_WAIT_S = 2.0
 PAIR_INTERVAL_S = 60.0  # how often the writer thread looks for rows to sum into the pair cells (_sum_pairs)
 _MAX_BATCH_FACTOR = 4  # a backlog's batches grow up to this factor times batch_size (see _drain)
 
@@ -557,7 +562,7 @@ class LedgerWriter:
                 self._up()
                 return None
             except LedgerUnavailable as exc:
-                self._down(exc)
+                self._failed(exc)
             except Exception:
                 log_once("ledger:write", logging.ERROR, "aicost ledger: a batch could not be written; spilled",
                          exc_info=True)
@@ -601,7 +606,7 @@ class LedgerWriter:
                 except LedgerRefused as exc:
                     refused = exc
                 except LedgerUnavailable as exc:
-                    self._down(exc)
+                    self._failed(exc)
                     return [*part, *(item for rest, _ in parts for item in rest)]
             if len(part) == 1:
                 self._drop_refused(part[0], refused)
@@ -637,6 +642,13 @@ class LedgerWriter:
             self._store = open_store(self.url, setting=self._setting, reopen=True,
                                      wait_s=_REOPEN_WAIT_S if left is None else min(left, _REOPEN_WAIT_S))
         return self._store
+
+    def _failed(self, exc: LedgerUnavailable) -> None:
+        """A write the database did not take: an outage (:meth:`_down`), unless the closing side cut it short
+        (:meth:`_cut`: counted there; the thread is ending, and closes the store)."""
+        store = self._store
+        if store is None or not store.cut_short:
+            self._down(exc)
 
     def _down(self, exc: LedgerUnavailable) -> None:
         self._counts["outages"] += 1
@@ -847,8 +859,9 @@ class LedgerWriter:
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Have the writer thread write what is queued, then end and close the database; return within
         ``timeout_s`` (None: as long as it takes). Rows queued afterwards are dropped (counted). No write begins
-        after the time is up, and one under way then gives up by then (the store's time limit); what is not
-        written is spilled here, for the next writer of this ledger to replay."""
+        after the time is up, and one under way then gives up by then (the store's time limit, or, for a write
+        begun before close() and waiting for a lock, a cut: :meth:`_cut`, which waits up to :data:`_CUT_WAIT_S`
+        for it to end); what is not written is spilled here, for the next writer of this ledger to replay."""
         self._begin_close(None if timeout_s is None else time.monotonic() + timeout_s)
         self._finish_close()
 
@@ -866,22 +879,44 @@ class LedgerWriter:
             self._start()
 
     def _finish_close(self) -> None:
-        """Wait for the writer thread to end, until the deadline; then spill what it left (:meth:`_give_up`).
-        Interrupted (Ctrl-C at exit), it still spills."""
+        """Wait for the writer thread to end, until the deadline; then cut a write its deadline does not bound
+        (:meth:`_cut`) and spill what it left (:meth:`_give_up`). Interrupted (Ctrl-C at exit), it still spills."""
         try:
             if self._thread is not None and self._thread is not threading.current_thread():
                 with self._cond:
-                    self._cond.wait_for(lambda: self._ended, _left(self._stop_by))
+                    ended = self._cond.wait_for(lambda: self._ended, _left(self._stop_by))
+                if not ended and self._stop_by is not None:
+                    self._cut(self._stop_by)
         finally:
             self._give_up()
+
+    def _cut(self, deadline: float) -> None:
+        """The deadline has passed with the writer thread in a write its own time limit does not end by then (one
+        begun before close() or the exit set the deadline: waiting, with no limit, for another connection's lock):
+        cut it short (:meth:`LedgerStore.cut`), counted (``writes_cut``) and logged once, and wait for it to end, up
+        to :data:`_CUT_WAIT_S` past the deadline, cutting again meanwhile. Its batch is spilled as the others (by
+        :meth:`_give_up`, or by the writer thread, which finds the write failed), never counted as an outage."""
+        store = self._store
+        if store is None or not store.cut(deadline):
+            return
+        self._counts["writes_cut"] += 1
+        log_once("ledger:cut", logging.WARNING, "aicost ledger: a write to %s was still waiting for the database at "
+                 "the end of close() or the exit's flush; it is cut short, and its rows are spilled to %s for the "
+                 "next writer of this ledger", redact_url(self.url), self._spill_dir)
+        end = deadline + _CUT_WAIT_S
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._ended or not store.writing, min(0.05, _left(end)))
+            if self._ended or not store.cut() or time.monotonic() >= end:
+                return
 
     def _give_up(self) -> None:
         """The closing side, once the writer thread has ended or the deadline has passed: spill the batches it took
         and has not begun to write (rows it built are not built again) and what is queued. The writer thread takes
-        and begins nothing after this; a write still under way at the deadline ends by itself (its time limit),
-        and its batch is spilled too: here if still taken, else by the writer thread, which took it back, and whose
-        spill this waits for (up to :data:`_SPILL_WAIT_S`: the exit would end the thread mid-spill and lose the
-        rows). Without a writer thread, the database is closed here."""
+        and begins nothing after this; a write still under way at the deadline ends by itself (its time limit) or
+        was cut (:meth:`_cut`), and its batch is spilled too: here if still taken, else by the writer thread,
+        which took it back, and whose spill this waits for (up to :data:`_SPILL_WAIT_S`: the exit would end the
+        thread mid-spill and lose the rows). Without a writer thread, the database is closed here."""
         with self._cond:
             self._given_up = True
             taken, self._taken = self._taken, []
@@ -919,7 +954,8 @@ class LedgerWriter:
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, queued (now), written, duplicates, runs_written, records_written, spilled,
-        replayed, outages, write_errors, pair_chunks and pair_errors (the pair summing), and every kind of drop
+        replayed, outages, writes_cut (writes close() or the exit cut short at its deadline: :meth:`_cut`),
+        write_errors, pair_chunks and pair_errors (the pair summing), and every kind of drop
         (dropped_queue_full, dropped_spill_full, dropped_spill_error, dropped_invalid, dropped_closed,
         dropped_refused: rows the database refused alone, and dropped_unreadable: spans the span exporter could
         not read). A counter that has not moved is absent."""
