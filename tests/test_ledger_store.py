@@ -956,3 +956,18 @@ def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, tmp_pat
                         + "connect_timeout=7\nkeepalives_idle=60\ntcp_user_timeout=120000\n")
     monkeypatch.setenv("PGSERVICEFILE", str(services))
     assert use("postgresql://?service=aicost_ledger") == [("7", (True, 60, 5, 4, 120_000))] * 2
+
+
+@pytest.mark.parametrize("variable, option", [("PGCONNECT_TIMEOUT", "connect_timeout"), ("PGPORT", "port")])
+def test_a_malformed_libpq_variable_is_a_configuration_error_naming_it_not_the_url(monkeypatch, variable, option):
+    """A setting the URL does not make, malformed in libpq's environment: refused at configure time naming the
+    setting and where it comes from. Before, PGCONNECT_TIMEOUT=abc escaped as psycopg's ProgrammingError (aicost's
+    own connect_timeout used to hide the variable), and PGPORT=abc was called a malformed URL."""
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv(variable, "abc")
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("postgresql://ledger@127.0.0.1/aicost")
+    message = str(caught.value)
+    assert message.startswith("instrument(ledger=...)"), message
+    assert f"malformed PostgreSQL setting '{option}'" in message and "environment variables" in message, message
+    assert "malformed PostgreSQL ledger URL" not in message

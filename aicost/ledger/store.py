@@ -86,6 +86,8 @@ _PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid
 # cannot end such a wait.
 _PG_DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                 "keepalives_count": 4, "tcp_user_timeout": 30_000}
+# The setting such an error names: libpq's 'for connection option "port"', psycopg's 'bad value for connect_timeout'
+_PG_OPTION_NAMED = re.compile(r'option "(\w+)"|bad value for (\w+)')
 _PG_CANCEL_S = 1.0  # how long cut() waits for the server to take a cancel request
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
@@ -2175,6 +2177,7 @@ class PostgresStore(LedgerStore):
             raise ConfigurationError(f"{setting}: malformed PostgreSQL ledger URL {self.url!r}: port {port!r} is "
                                      "not a number")
         self._libpq = _pg.unless_set(_PG_DEFAULTS, params)  # what the user sets wins
+        self._url_keys = frozenset(params)
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
@@ -2186,6 +2189,18 @@ class PostgresStore(LedgerStore):
             with self._reading_failures():  # (the ledger lost while its schema is checked: LedgerUnavailable)
                 self._migrate()
         self._opened = True
+
+    def _malformed(self, message: str) -> ConfigurationError:
+        """libpq (or psycopg) refusing a setting before reaching any server: the URL's, or one the URL does not set
+        (libpq's ``PG*`` environment variables, the service file), which the error says rather than blame the URL."""
+        option = _PG_OPTION_NAMED.search(message)
+        name = option and (option.group(1) or option.group(2))
+        if name and name not in self._url_keys:
+            where = (f"malformed PostgreSQL setting {name!r} for the ledger {self.url!r}, which does not set it (it "
+                     "comes from libpq's PG* environment variables or service file)")
+        else:
+            where = f"malformed PostgreSQL ledger URL {self.url!r}"
+        return ConfigurationError(f"{self._setting}: {where}: {message.strip().splitlines()[0]}")
 
     def _connect(self) -> Any:
         import psycopg
@@ -2202,9 +2217,10 @@ class PostgresStore(LedgerStore):
                 raise ConfigurationError(f"{self._setting}: cannot use the PostgreSQL ledger {self.url!r}: "
                                          f"{message.strip().splitlines()[-1]}") from None
             if _PG_BAD_OPTION.search(message):
-                raise ConfigurationError(f"{self._setting}: malformed PostgreSQL ledger URL {self.url!r}: "
-                                         f"{message.strip().splitlines()[0]}") from None
+                raise self._malformed(message) from None
             raise self._unavailable(message) from None
+        except psycopg.ProgrammingError as exc:  # psycopg's own reading of a setting (PGCONNECT_TIMEOUT=abc)
+            raise self._malformed(redact_secrets(str(exc), self._dsn)) from None
         # Every transaction this store begins (its writes, its migration) is READ COMMITTED whatever the server's
         # default (default_transaction_isolation): each statement sees what committed before it, so a writer that
         # waited for the write lock sees the fold or the late rows of the writer it waited for. Under REPEATABLE
