@@ -29,14 +29,15 @@ class Receiver:
         self.bodies: list[dict] = []
         self.status = 200
         self.location: str | None = None  # answer POSTs with self.status and this Location (a redirect)
+        self.answered: list[int] = []  # the status each POST was answered with
         self.gets = 0
         self.lock = threading.Lock()
 
 
 @contextmanager
-def receiver(tls: Any = None) -> Iterator[tuple[str, Receiver]]:
+def receiver(tls: Any = None, port: int = 0) -> Iterator[tuple[str, Receiver]]:
     """A webhook endpoint on 127.0.0.1 that records each JSON body it is POSTed; over HTTPS with ``tls`` (a server
-    SSLContext)."""
+    SSLContext); on ``port`` if given (a webhook coming back where it was down)."""
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -44,7 +45,9 @@ def receiver(tls: Any = None) -> Iterator[tuple[str, Receiver]]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.bodies.append(json.loads(body))
-            self.send_response(state.status)
+                status = state.status
+                state.answered.append(status)
+            self.send_response(status)
             if state.location:
                 self.send_header("Location", state.location)
             self.end_headers()
@@ -60,7 +63,7 @@ def receiver(tls: Any = None) -> Iterator[tuple[str, Receiver]]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -786,6 +789,146 @@ def test_in_app_a_webhook_that_never_answers_is_skipped_for_the_batch_not_for_ev
         alerter.submit(_alerts(1, "later")[0])
         assert alerter.flush(30)
         assert len(attempts) == before + 1
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout_s`` (generous: the machine is busy); polled."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _threshold_event() -> BudgetEvent:
+    budget = Budget(limit_usd="20", window="day", scope="team", thresholds=[0.8])
+    return BudgetEvent(kind="threshold", budget=budget, scope_value="search", window="day:2026-11-26",
+                       resets_at=datetime(2026, 11, 27, tzinfo=timezone.utc), limit_usd=Decimal("20"),
+                       spent_usd=Decimal("16.5"), reserved_usd=Decimal(0), threshold=Decimal("0.8"))
+
+
+def test_in_app_an_alert_its_webhook_refused_is_retried_and_delivered_once_when_it_is_back():
+    """The app has no next run: a budget threshold crossed once, whose webhook refused the connection that one time
+    (down for a deploy), had its claim released "for the next pass", and no pass ever came; without a state file
+    nothing else would send it either. The sender thread tries it again after a delay: the webhook, back on its
+    port, gets it once, and the pager that had it the first time does not get it again."""
+    url = dead_url()  # nothing listens there: the connection is refused
+    port = int(url.split(":")[2].split("/")[0])
+    paged: list[AL.Alert] = []
+    alerter = AL.Alerter([AL.CallbackSink(paged.append, name="pager"),
+                          AL.WebhookSink(f"http://127.0.0.1:{port}/hooks/T000/B000/secret", timeout_s=5)])
+    alerter.RETRY_DELAYS_S = (0.2,) * 100  # whatever the load, the webhook is back before the last retry
+    on_threshold = alerter.budget_callback()
+    on_threshold(_threshold_event())
+    assert alerter.flush(30)
+    assert alerter.stats.failed >= 1 and len(paged) == 1
+    with receiver(port=port) as (_, got):
+        assert _wait_for(lambda: got.bodies, 30), "the refused alert was never tried again"
+        on_threshold(_threshold_event())  # the guard again: handled after the retry's pass, deduplicated
+        assert alerter.flush(30)
+        assert alerter._retries == {}
+    assert len(got.bodies) == 1 and got.answered == [200]
+    assert got.bodies[0]["text"].startswith("Budget team/day (search) passed 80%")
+    assert len(paged) == 1
+    assert alerter.stats.sent == 1 and alerter.stats.suppressed == 1 and alerter.stats.given_up == 0
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_in_app_an_alert_its_webhook_answered_with_a_5xx_or_429_is_retried_until_delivered_once(status):
+    """A server error or "too many requests" passes: retried by the sender thread, delivered once."""
+    with receiver() as (url, got):
+        got.status = status
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=5))
+        alerter.RETRY_DELAYS_S = (0.2,) * 100
+        assert alerter.submit(ALERT)
+        assert _wait_for(lambda: len(got.bodies) >= 2, 30), "the failed alert was never tried again"
+        got.status = 200
+        assert _wait_for(lambda: 200 in got.answered, 30)
+        assert alerter.submit(ALERT) and alerter.flush(30)  # after the delivering pass: deduplicated
+        assert alerter._retries == {}
+    assert got.answered.count(200) == 1 and got.answered[-1] == 200 and set(got.answered[:-1]) == {status}
+    assert alerter.stats.sent == 1 and alerter.stats.suppressed == 1
+    assert alerter.stats.failed == len(got.answered) - 1 and alerter.stats.given_up == 0
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 302])
+def test_in_app_an_alert_its_webhook_refused_with_a_4xx_or_a_redirect_is_given_up_at_once(status, caplog):
+    """A 4xx (a revoked or mistyped webhook, a body it refuses) or a redirect would be answered again: not retried,
+    given up and counted at once; queued again (a budget's next event), it is tried again."""
+    with receiver() as (url, got):
+        got.status, got.location = status, (url.rsplit("/", 1)[0] + "/moved" if status == 302 else None)
+        alerter = AL.Alerter(AL.WebhookSink(url, timeout_s=5))
+        alerter.RETRY_DELAYS_S = (0.01,) * 10
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            assert alerter.submit(ALERT) and alerter.flush(30)
+        assert alerter._retries == {} and len(got.bodies) == 1
+        assert alerter.stats.given_up == 1 and alerter.stats.failed == 1
+        assert alerter.submit(ALERT) and alerter.flush(30)
+        assert len(got.bodies) == 2 and alerter.stats.given_up == 2 and alerter.stats.suppressed == 0
+    assert "secret" not in caplog.text
+
+
+def test_in_app_alerts_to_a_webhook_down_for_good_are_given_up_after_their_retries_counted_and_logged_once(caplog):
+    """Each alert is tried 1 + len(RETRY_DELAYS_S) times, then given up: counted in ``stats.given_up``, logged
+    once; the other sink had each of them once, and the app's calls were never held."""
+    from aicost._log import forget
+
+    forget("alerts:given_up")  # logged once per process: another test may have had it logged
+    paged: list[AL.Alert] = []
+    with receiver() as (url, got):
+        got.status = 503
+        alerter = AL.Alerter([AL.WebhookSink(url, timeout_s=5), AL.CallbackSink(paged.append, name="pager")])
+        alerter.RETRY_DELAYS_S = (0.05, 0.1, 0.2)
+        with caplog.at_level(logging.WARNING, logger="aicost"):
+            for alert in _alerts(3, "down"):
+                assert alerter.submit(alert)  # returns at once
+            assert _wait_for(lambda: alerter.stats.given_up == 3, 60), "never given up"
+            assert alerter.flush(30)
+        assert alerter._retries == {}
+        assert len(got.bodies) == 3 * 4 and alerter.stats.failed == 3 * 4
+    assert len(paged) == 3 and alerter.stats.sent == 3
+    assert caplog.text.count("gave up delivering an alert") == 1 and "4 attempts failed" in caplog.text
+    assert "secret" not in caplog.text
+
+
+def test_in_app_at_most_retry_limit_alerts_wait_for_a_retry_the_others_are_given_up():
+    """The alerts kept for a retry are bounded: past RETRY_LIMIT, a failed delivery is given up at once."""
+    alerter = AL.Alerter(AL.WebhookSink(dead_url(), timeout_s=5))
+    alerter.RETRY_DELAYS_S = (3600.0,)  # no retry within the test
+    alerter.RETRY_LIMIT = 2
+    for alert in _alerts(5, "limit"):
+        assert alerter.submit(alert)
+    assert alerter.flush(30)
+    assert len(alerter._retries) == 2
+    assert alerter.stats.failed == 5 and alerter.stats.given_up == 3
+
+
+def test_in_app_alerts_waiting_for_a_retry_never_hold_up_the_exit_nor_stay_claimed(tmp_path):
+    """A webhook down: the alert waits minutes for its retry (the default delays). The app exits at once, status 0
+    (the sender thread is a daemon, its wait no join); no claim is left in the state file, so a later run
+    (``aicost alerts`` from cron) sends it."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state, url = str(tmp_path / "sent.db"), dead_url()
+    code = textwrap.dedent(f"""
+        from aicost.reports import alerts as AL
+
+        alerter = AL.Alerter(AL.WebhookSink({url!r}, timeout_s=5), state={state!r})
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
+        assert alerter.flush(60)
+        print("waiting for a retry:", len(alerter._retries), alerter.stats.failed, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)  # the retries would take > 6 minutes
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "waiting for a retry: 1 1" in done.stdout
+    assert AL.SentState(state).claim_each([f"anomaly:team:search:2026-11-26 -> {AL.WebhookSink(url).name}"]) == [True]
 
 
 def test_a_threshold_spelled_0_80_in_the_app_and_0_8_in_a_budgets_file_is_one_alert(tmp_path):

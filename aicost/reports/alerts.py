@@ -17,7 +17,11 @@ thread): its remaining alerts count as failed and are left unclaimed for the nex
 Inside an application, :meth:`Alerter.budget_callback` gives an ``on_threshold`` / ``on_exceed`` callback for
 :func:`aicost.configure_budgets`. Budget callbacks run on the calling thread, so that one only queues the alert;
 a daemon thread, started at the first alert (never at interpreter exit), delivers it. The queue is bounded: a
-full queue drops the alert and counts it.
+full queue drops the alert and counts it. The app has no next run to send again what failed: the sender thread
+tries a failed delivery again itself, after :attr:`Alerter.RETRY_DELAYS_S` (a few attempts over minutes), for at
+most :attr:`Alerter.RETRY_LIMIT` alerts at a time, and counts in ``stats.given_up`` what it gave up on. Retried:
+a sink that could not be reached, an HTTP 5xx, 408 or 429, a callback that raised; not an HTTP 4xx or a redirect
+(the webhook refuses that alert; sending it again would be refused again).
 """
 
 from __future__ import annotations
@@ -454,9 +458,21 @@ class AlertStats:
     sent: int = 0  # alerts delivered to at least one sink
     suppressed: int = 0  # repeats of a key every sink already had
     failed: int = 0  # sink deliveries that raised or were skipped, the sink unreachable (one alert to two failing
-    # sinks counts 2)
+    # sinks counts 2; in the app, each attempt counts, retries included)
     dropped: int = 0  # in-app alerts dropped: the delivery queue was full, or the interpreter finalizing
+    given_up: int = 0  # in-app sink deliveries that failed and are not tried again: after the last retry, a failure
+    # not worth retrying (HTTP 4xx, a redirect), or RETRY_LIMIT alerts already waiting (each also counted in failed)
     failures_by_sink: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Retry:
+    """An in-app alert waiting for the sender thread to try it again, for the sinks in ``sinks`` (by index)."""
+    alert: Alert
+    sinks: set[int]
+    attempts: int  # made so far
+    due: float  # time.monotonic()
+    sent: bool  # delivered to another sink already (counted in stats.sent)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -467,6 +483,16 @@ def _unreachable(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.URLError):  # urllib wraps the socket's error
         return isinstance(exc.reason, OSError)
     return isinstance(exc, (TimeoutError, ConnectionError))
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Whether the in-app sender tries a failed delivery again later: yes for a sink that could not be reached, a
+    server error (5xx), a request timeout (408) or too many requests (429), and a callback's exception (that may
+    pass too: its kind says nothing); no for another HTTP status, a 4xx or a redirect, which the webhook would
+    answer again (a revoked or mistyped URL, a body it refuses)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in (408, 429)
+    return True
 
 
 def _sink_ids(sinks: Sequence[Sink]) -> list[str]:
@@ -486,6 +512,10 @@ class Alerter:
     (default: in memory, per process)."""
 
     QUEUE_SIZE = 1000
+    # In the app, a delivery that failed is tried again after each of these delays in turn (seconds; then given
+    # up), for at most RETRY_LIMIT alerts at a time: a webhook down for a few minutes still gets its alerts.
+    RETRY_DELAYS_S: tuple[float, ...] = (10.0, 30.0, 90.0, 270.0)
+    RETRY_LIMIT = 100
 
     def __init__(self, sinks: Sequence[Sink] | Sink | Callable[[Alert], Any], *, state: str | None = None) -> None:
         if callable(sinks) and not hasattr(sinks, "send"):
@@ -502,6 +532,7 @@ class Alerter:
         self._queue: queue.Queue[Alert] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = _fork.lock()
+        self._retries: dict[str, _Retry] = {}  # by alert key; the sender thread's alone
         # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
         self._in_flight: set[str] = set()
         self._exiting = False
@@ -515,6 +546,7 @@ class Alerter:
         self._queue = None
         self._thread = None
         self._in_flight = set()  # the parent's deliveries
+        self._retries = {}  # the parent's too
         self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
@@ -529,50 +561,65 @@ class Alerter:
         delivered = []
         unreachable: set[int] = set()  # sinks (by index) that timed out or refused in this pass: not tried again
         for alert in alerts:
-            claims = self._claims(alert)
-            pending = [(i, claim) for i, (claim, mine) in enumerate(zip(claims, self._claim(claims, alert.key)))
-                       if mine]
-            if not pending:
+            outcome = self._send_alert(alert, range(len(self.sinks)), unreachable)
+            if outcome is None:
                 with self._stats_lock:
                     self.stats.suppressed += 1
-                continue
-            ok = 0
-            undelivered = [claim for _, claim in pending]
-            with self._in_flight_lock:
-                exiting = self._exiting
-                if not exiting:
-                    self._in_flight.update(undelivered)
-            if exiting:  # the app is exiting (in-app sender): no delivery is started, the claims are let go
-                for claim in undelivered:
-                    self._release(claim)
-                continue
-            try:
-                for i, claim in pending:
-                    sink = self.sinks[i]
-                    if i in unreachable:
-                        self._count_failure(sink)
-                        self._release(claim)  # not tried: the next pass tries it
-                    elif self._deliver(sink, alert, unreachable, i):
-                        ok += 1
-                        undelivered.remove(claim)
-                    else:
-                        self._release(claim)  # this sink's claim only: the next run tries it again
-                    with self._in_flight_lock:
-                        self._in_flight.discard(claim)
-            except BaseException:
-                # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
-                # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
-                for claim in undelivered:
-                    self._release(claim)
-                raise
-            finally:
-                with self._in_flight_lock:
-                    self._in_flight.difference_update(undelivered)
-            if ok:
+            elif outcome[0]:
                 with self._stats_lock:
                     self.stats.sent += 1
                 delivered.append(alert)
         return delivered
+
+    def _send_alert(self, alert: Alert, sinks: Iterable[int],
+                    unreachable: set[int]) -> tuple[list[int], dict[int, bool]] | None:
+        """Deliver ``alert`` to those of ``sinks`` (indices) that have not had it: None if every one of them has,
+        else (the sinks delivered to, {each sink that failed: whether the failure is worth retrying}). A failed
+        sink's claim is released. Nothing is tried, and nothing fails, once the app is exiting."""
+        claims = self._claims(alert)
+        wanted = sorted(sinks)
+        pending = [(i, claims[i]) for i, mine in zip(wanted, self._claim([claims[i] for i in wanted], alert.key))
+                   if mine]
+        if not pending:
+            return None
+        done: list[int] = []
+        failed: dict[int, bool] = {}
+        undelivered = [claim for _, claim in pending]
+        with self._in_flight_lock:
+            exiting = self._exiting
+            if not exiting:
+                self._in_flight.update(undelivered)
+        if exiting:  # the app is exiting (in-app sender): no delivery is started, the claims are let go
+            for claim in undelivered:
+                self._release(claim)
+            return done, failed
+        try:
+            for i, claim in pending:
+                sink = self.sinks[i]
+                if i in unreachable:
+                    self._count_failure(sink)
+                    self._release(claim)  # not tried: the next pass tries it
+                    failed[i] = True
+                else:
+                    error = self._deliver(sink, alert, unreachable, i)
+                    if error is None:
+                        done.append(i)
+                        undelivered.remove(claim)
+                    else:
+                        self._release(claim)  # this sink's claim only: the next run tries it again
+                        failed[i] = _worth_retrying(error)
+                with self._in_flight_lock:
+                    self._in_flight.discard(claim)
+        except BaseException:
+            # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
+            # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
+            for claim in undelivered:
+                self._release(claim)
+            raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.difference_update(undelivered)
+        return done, failed
 
     def _release(self, claim: str, wait_s: float = 5.0) -> None:
         try:
@@ -611,24 +658,24 @@ class Alerter:
                      "aicost alerts: dedup state %s unusable (%s); sending without dedup", self.state.path, exc)
             return [True] * len(claims)
 
-    def _deliver(self, sink: Sink, alert: Alert, unreachable: set[int], index: int) -> bool:
-        """Send ``alert`` to ``sink``; False (counted, logged) if it raised. A sink that could not be reached (timed
-        out, refused the connection) joins ``unreachable``: the rest of the pass skips it rather than wait out
-        its timeout once per alert (a dead webhook held ``aicost alerts`` 5 s per alert)."""
+    def _deliver(self, sink: Sink, alert: Alert, unreachable: set[int], index: int) -> Exception | None:
+        """Send ``alert`` to ``sink``; the exception (counted, logged) if it raised, else None. A sink that could not
+        be reached (timed out, refused the connection) joins ``unreachable``: the rest of the pass skips it rather
+        than wait out its timeout once per alert (a dead webhook held ``aicost alerts`` 5 s per alert)."""
         try:
             sink.send(alert)
-            return True
+            return None
         except Exception as exc:  # noqa: BLE001 - a sink's failure is counted, never raised
             self._count_failure(sink)
             log_once(f"alerts:sink:{sink.name}:{type(exc).__name__}", logging.WARNING,
-                     "aicost alerts: %s failed to deliver an alert (%s: %s); counted, will retry next run",
-                     sink.name, type(exc).__name__, exc)
+                     "aicost alerts: %s failed to deliver an alert (%s: %s); counted, not marked sent (the next "
+                     "run, or in the app a retry, tries it again)", sink.name, type(exc).__name__, exc)
             if _unreachable(exc):
                 unreachable.add(index)
                 log_once(f"alerts:unreachable:{sink.name}", logging.WARNING,
                          "aicost alerts: %s unreachable; its other alerts of this delivery pass are not tried "
                          "(counted as failed, retried by the next pass)", sink.name)
-            return False
+            return exc
 
     def _count_failure(self, sink: Sink) -> None:
         with self._stats_lock:
@@ -669,7 +716,8 @@ class Alerter:
             self.stats.dropped += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every queued alert was handled; True if the queue drained in time."""
+        """Wait until every queued alert was handled (tried once); True if the queue drained in time. A failed
+        delivery waiting for its retry is not waited for."""
         if self._queue is None:
             return True
         deadline = time.monotonic() + timeout_s
@@ -692,24 +740,91 @@ class Alerter:
             _release_claims_at_exit(self)
 
     def _run(self) -> None:
-        """Deliver what is queued, a batch at a time: the alert waited for and all queued behind it. One batch is
-        one delivery pass of :meth:`send` (a sink found unreachable is skipped for the rest of the batch, not for
-        the life of the app: the next batch tries it again)."""
+        """Deliver what is queued, a batch at a time: the alert waited for and all queued behind it, with the failed
+        deliveries whose retry is due. One batch is one delivery pass (a sink found unreachable is skipped for the
+        rest of the batch, not for the life of the app: the next batch tries it again). Waiting for an alert, the
+        thread wakes for the next retry due."""
         assert self._queue is not None
         while True:
-            batch = [self._queue.get()]
+            batch = []
+            try:
+                batch.append(self._queue.get(timeout=self._next_retry_in()))
+            except queue.Empty:  # a retry is due
+                pass
             while len(batch) < self.QUEUE_SIZE:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
-                self.send(batch)
+                self._pass(batch)
             except Exception:  # noqa: BLE001
                 log_once("alerts:worker", logging.WARNING, "aicost alerts: sending failed", exc_info=True)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _next_retry_in(self) -> float | None:
+        """Seconds until the first retry is due (0 if one is); None without any."""
+        if not self._retries:
+            return None
+        return max(0.0, min(r.due for r in self._retries.values()) - time.monotonic())
+
+    def _pass(self, batch: list[Alert]) -> None:
+        """One delivery pass of the sender thread: the retries due, then ``batch``. Each failed delivery worth
+        retrying waits for its next attempt; the others are given up. A retry goes only to the sinks that failed,
+        and claims the alert for them again: a sink that has it (delivered the first time, or since by a cron run
+        sharing the state file) never gets it twice."""
+        unreachable: set[int] = set()
+        now = time.monotonic()
+        for retry in [r for r in self._retries.values() if r.due <= now]:
+            del self._retries[retry.alert.key]
+            outcome = self._send_alert(retry.alert, retry.sinks, unreachable)
+            if outcome is None:  # every sink it was owed has it: delivered by another pass or process
+                continue
+            delivered, failed = outcome
+            if delivered and not retry.sent:
+                with self._stats_lock:
+                    self.stats.sent += 1
+            self._retry_later(retry.alert, failed, retry.attempts + 1, retry.sent or bool(delivered))
+        for alert in batch:
+            outcome = self._send_alert(alert, range(len(self.sinks)), unreachable)
+            if outcome is None:
+                with self._stats_lock:
+                    self.stats.suppressed += 1
+                continue
+            delivered, failed = outcome
+            if delivered:
+                with self._stats_lock:
+                    self.stats.sent += 1
+            self._retry_later(alert, failed, 1, bool(delivered))
+
+    def _retry_later(self, alert: Alert, failed: Mapping[int, bool], attempts: int, sent: bool) -> None:
+        """Keep ``alert`` for another attempt to the sinks that ``failed`` worth retrying, after its next delay;
+        give up (count, log once) the failures not worth it, and every one after the last delay or when
+        RETRY_LIMIT alerts are already waiting. An alert already waiting (queued again while its retry waits, as
+        a budget's ``exceeded`` is at each refused call) keeps its place and adds these sinks."""
+        retry = {i for i, worth in failed.items() if worth}
+        given_up = len(failed) - len(retry)
+        why = "the webhook refused it (HTTP 4xx or a redirect)"
+        waiting = self._retries.get(alert.key)
+        if retry and waiting is not None:
+            waiting.sinks |= retry
+            waiting.sent = waiting.sent or sent
+        elif retry and attempts > len(self.RETRY_DELAYS_S):
+            given_up += len(retry)
+            why = f"{attempts} attempts failed"
+        elif retry and len(self._retries) >= self.RETRY_LIMIT:
+            given_up += len(retry)
+            why = f"{self.RETRY_LIMIT} alerts were already waiting for a retry"
+        elif retry:
+            self._retries[alert.key] = _Retry(alert, retry, attempts,
+                                              time.monotonic() + self.RETRY_DELAYS_S[attempts - 1], sent)
+        if given_up:
+            with self._stats_lock:
+                self.stats.given_up += given_up
+            log_once("alerts:given_up", logging.WARNING, "aicost alerts: gave up delivering an alert: %s; counted in "
+                     "stats.given_up (not logged again)", why)
 
 
 _SENDING: "weakref.WeakSet[Alerter]" = weakref.WeakSet()  # alerters whose sender thread was started
