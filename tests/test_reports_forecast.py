@@ -140,6 +140,23 @@ def test_cli_forecast_bad_input(ledger, tmp_path):
     assert code == 0 and "no spend in the ledger in the 8 weeks up to 2025-03-10" in out
 
 
+def test_cli_forecast_of_monthly_budgets_without_spend_says_no_spend_not_no_budget(ledger, tmp_path):
+    """A monthly budget over a ledger with no spend before --as-of (the quickstart's ledger, whose rows are all of
+    today) used to answer "no monthly budget in the file", exit status 2: the file has one, the ledger has no spend
+    to forecast, and that is what it says, exit status 0, as without --budgets. A file without a monthly budget
+    is still refused."""
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[[budgets]]\nlimit_usd = "500"\nwindow = "month"\n\n'
+                       '[[budgets]]\nlimit_usd = "20"\nwindow = "month"\nscope = "team"\n')
+    code, out, err = run_cli("forecast", "--ledger", ledger, "--as-of", "2025-03-10", "--budgets", str(budgets))
+    assert (code, err) == (0, "")
+    assert "no spend in the ledger in the 8 weeks up to 2025-03-10" in out
+    daily = tmp_path / "daily.toml"
+    daily.write_text('[[budgets]]\nlimit_usd = "20"\nwindow = "day"\n')
+    code, out, err = run_cli("forecast", "--ledger", ledger, "--as-of", "2026-11-20", "--budgets", str(daily))
+    assert code == 2 and "no monthly budget in the file" in err
+
+
 @pytest.mark.parametrize("top", ["0", "-1", "two"])
 def test_cli_forecast_refuses_a_top_that_is_not_a_positive_whole_number(ledger, capsys, top):
     """--top 0 used to say "no spend ... nothing to forecast", --top -1 to drop the last team silently."""

@@ -127,6 +127,9 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not 0 < args.level < 1:
         print(f"aicost forecast: --level must be between 0 and 1 (e.g. 0.8), got {args.level}", file=err)
         return 2
+    if budgets and not any(budget.window == "month" for budget in budgets):
+        print("aicost forecast: no monthly budget in the file (only window = \"month\" has a month-end)", file=err)
+        return 2
     store = _open(args, err)
     if store is None:
         return 2
@@ -136,12 +139,8 @@ def _forecast(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print("aicost forecast: the ledger is empty: nothing to forecast", file=out)
             return 0
         try:
-            if budgets:
+            if budgets:  # none forecast: no spend in the budgets' scopes, said below as for the groups
                 forecasts = forecast_budgets(store, budgets, as_of=as_of, level=args.level, per_value_limit=args.top)
-                if not forecasts:
-                    print("aicost forecast: no monthly budget in the file (only window = \"month\" has a month-end)",
-                          file=err)
-                    return 2
             else:
                 forecasts = forecast_ledger(store, by=by, as_of=as_of, level=args.level, limit=args.top)
         except ConfigurationError as exc:
