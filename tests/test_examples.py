@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -24,3 +25,41 @@ def test_quickstart_prints_exact_per_call_costs():
     total = sum(Decimal(line.split()[-1]) for line in rows)
     summary = next(line for line in lines if line.startswith("all calls"))
     assert Decimal(summary.split()[2]) == total
+
+
+# ---------------------------------------------------------------------------------- the README, as a new user reads it
+README = ROOT / "README.md"
+
+
+def _readme_blocks() -> list[tuple[str, list[str]]]:
+    """The README's fenced blocks: (language, lines)."""
+    blocks, lines, language = [], None, ""
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if lines is None:
+                lines, language = [], line[3:].strip()
+            else:
+                blocks.append((language, lines))
+                lines = None
+        elif lines is not None:
+            lines.append(line)
+    return blocks
+
+
+def _block(first: str) -> list[str]:
+    found = [lines for _, lines in _readme_blocks() if lines and lines[0].startswith(first)]
+    assert found, f"README.md has no block starting {first!r}"
+    return found[0]
+
+
+def test_the_readmes_two_commands_are_what_ci_runs():
+    """The README's set-up and test commands are .ci/run's: the same install, every .ci/setup-*.sh step, and the
+    same pytest command (the README said `pytest -q`, CI ran `pytest -q -p no:cacheprovider`)."""
+    setup, test = _block("python3 -m venv .venv")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'pip install -c constraints.txt -e ".[test]"' in setup
+    assert 'run_pass pinned .venv -c constraints.txt' in ci and 'pip install -q "$@" -e ".[test]"' in ci
+    steps = sorted(path.name for path in (ROOT / ".ci").glob("setup-*.sh"))
+    assert steps and all(f"bash .ci/{step}" in setup for step in steps), (steps, setup)
+    (ci_pytest,) = re.findall(r"^\s*(python -m pytest\b.*)$", ci, re.MULTILINE)
+    assert test == f". .venv/bin/activate && {ci_pytest}"
