@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -50,6 +51,43 @@ def _block(first: str) -> list[str]:
     found = [lines for _, lines in _readme_blocks() if lines and lines[0].startswith(first)]
     assert found, f"README.md has no block starting {first!r}"
     return found[0]
+
+
+def _aicost(*argv: str, cwd: Path) -> str:
+    """``aicost ARGV`` in ``cwd``, reading the ledger there (not one $AICOST_LEDGER names)."""
+    env = {name: value for name, value in os.environ.items() if name != "AICOST_LEDGER"}
+    result = subprocess.run([sys.executable, "-m", "aicost.cli", *argv], capture_output=True, text=True,
+                            timeout=300, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_the_readme_shows_what_the_quickstart_and_then_report_export_and_dashboard_print(tmp_path):
+    """The README's first command runs the quickstart, then shows `aicost report --by team`, `aicost export` and
+    `aicost dashboard` on the ledger it wrote, each with what it prints: every line as the README has it (a line
+    the README cuts with " ..." as far as it goes; the report's period, the last 7 days through today, and the
+    page's size excepted)."""
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line.rstrip() for line in result.stdout.splitlines()] == _block("team/feature")
+
+    commands = _block("aicost report --by team")
+    argvs = [line.split("#")[0].split()[1:] for line in commands]
+    assert [argv[0] for argv in argvs] == ["report", "export", "dashboard"]
+    printed = [line.rstrip() for argv in argvs for line in _aicost(*argv, cwd=tmp_path).splitlines()]
+    shown = _block("aicost report: ")
+    assert len(printed) == len(shown), (printed, shown)
+    for got, want in zip(printed, shown):
+        if want.startswith("aicost report: "):
+            assert re.fullmatch(r"aicost report: \d{4}-\d\d-\d\d 00:00 to \d{4}-\d\d-\d\d 00:00 UTC \(7d\)", got), got
+        elif want.startswith("wrote spend.html ("):
+            assert re.sub(r"\(\d+\.\d MB", "(N MB", got) == re.sub(r"\(\d+\.\d MB", "(N MB", want)
+        elif want.endswith(" ..."):
+            assert got.startswith(want[:-len(" ...")]), (got, want)
+        else:
+            assert got == want
+    assert (tmp_path / "llm-spend.csv").is_file() and (tmp_path / "spend.html").is_file()
 
 
 def test_the_readmes_two_commands_are_what_ci_runs():
