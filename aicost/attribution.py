@@ -80,8 +80,10 @@ _FIELDS = {
     "customer": semconv.AICOST_CUSTOMER,
 }
 _KNOWN_KEYS = frozenset(_FIELDS.values())
-_MAX_VALUE_LEN = 256
-_MAX_UPSTREAM_TAGS = 16
+# How long an attribution value may be, and how many tags baggage brings: semconv's, beside the tag name rule, so
+# that the ledger holds every row it stores to them without importing this module (aicost.ledger.row.within_bounds)
+MAX_VALUE_LEN = semconv.MAX_VALUE_LEN
+MAX_OUTSIDE_TAGS = semconv.MAX_OUTSIDE_TAGS
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # Which fields ride baggage to downstream services. User and customer ids are personal or commercial data,
@@ -126,7 +128,7 @@ def _log_once(key: str, message: str) -> None:
 
 
 # What an attribution value (and a unit's name and outcome) may be, said in every refusal of one.
-_ACCEPTED_VALUE = f"a non-empty str of at most {_MAX_VALUE_LEN} printable characters"
+_ACCEPTED_VALUE = f"a non-empty str of at most {MAX_VALUE_LEN} printable characters"
 
 
 def _check_value(where: str, argument: str, value: object) -> str:
@@ -140,8 +142,8 @@ def _check_value(where: str, argument: str, value: object) -> str:
                         f"{_ACCEPTED_VALUE}{hint}")
     if not value or not value.strip():
         raise ValueError(f"{where}: {argument} must be a non-empty string; accepted: {_ACCEPTED_VALUE}")
-    if len(value) > _MAX_VALUE_LEN:
-        raise ValueError(f"{where}: {argument} is longer than {_MAX_VALUE_LEN} characters; accepted: {_ACCEPTED_VALUE}")
+    if len(value) > MAX_VALUE_LEN:
+        raise ValueError(f"{where}: {argument} is longer than {MAX_VALUE_LEN} characters; accepted: {_ACCEPTED_VALUE}")
     if not value.isprintable():
         raise ValueError(f"{where}: {argument} contains control characters; accepted: {_ACCEPTED_VALUE}")
     return value
@@ -262,14 +264,12 @@ def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _
     for key, value in bag.items():
         if key in local:
             continue
-        if not isinstance(key, str) or not isinstance(value, str) or not value or len(value) > _MAX_VALUE_LEN:
-            continue
-        if not value.isprintable():
+        if not isinstance(key, str) or not semconv.bounded_value(value) or not value.isprintable():
             continue
         if key in _KNOWN_KEYS:
             if key not in _trusted_keys:
                 continue
-        elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < _MAX_UPSTREAM_TAGS
+        elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < MAX_OUTSIDE_TAGS
                   and semconv.is_tag_name(key[len(semconv.AICOST_TAG_PREFIX):])):
             continue
         else:

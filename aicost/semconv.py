@@ -5,7 +5,10 @@ means a rename is a one-line change, and tests assert against these constants ra
 Standard names live under ``gen_ai.*``; everything aicost adds lives under ``aicost.*``.
 """
 
+from __future__ import annotations
+
 import re
+from typing import Any, Mapping
 
 # --- GenAI semantic conventions (spans) -------------------------------------------------------------
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
@@ -108,6 +111,30 @@ _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 def is_tag_name(name: object) -> bool:
     """Whether ``name`` may name a tag (:data:`TAG_NAME_RULE`). Matched whole: ``$`` would accept "name\\n"."""
     return isinstance(name, str) and _TAG_NAME.fullmatch(name) is not None
+
+
+# The bounds of attribution (aicost.attribution), one definition for every path that takes a value: the application's
+# own arguments (refused past them), upstream baggage (dropped past them) and every row a ledger stores
+# (aicost.ledger.row.within_bounds: a span another service exported, a hand-made row).
+MAX_VALUE_LEN = 256  # characters of an attribution value (and of a unit's name and outcome)
+MAX_OUTSIDE_TAGS = 16  # tags one request's baggage, or one ledger row from elsewhere, brings at most
+
+
+def bounded_value(value: object) -> str | None:
+    """``value`` if it is a str of at most :data:`MAX_VALUE_LEN` characters, else None. Upstream baggage drops
+    empty values and control characters besides."""
+    return value if isinstance(value, str) and len(value) <= MAX_VALUE_LEN else None
+
+
+def bounded_tags(tags: Mapping[Any, Any]) -> dict[str, str] | None:
+    """The tags (name -> value) kept of a mapping from outside the application's own scopes, as upstream baggage's
+    are: the first :data:`MAX_OUTSIDE_TAGS` whose name is a tag name (:func:`is_tag_name`) and whose value is a
+    :func:`bounded_value`. None when that is every tag of ``tags`` as it is (nothing to leave out)."""
+    kept: dict[str, str] = {}
+    for name, value in tags.items():
+        if len(kept) < MAX_OUTSIDE_TAGS and is_tag_name(name) and bounded_value(value) is not None:
+            kept[name] = value
+    return None if len(kept) == len(tags) else kept
 
 
 # Comma-separated attribution keys whose upstream baggage value was one too many distinct values: recorded "other".

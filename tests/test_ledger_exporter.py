@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aicost import semconv
 from aicost._log import forget
-from aicost.ledger import capture, open_store
+from aicost.ledger import capture, open_store, spend
 from aicost.ledger.exporter import LedgerSpanExporter, rows_from_span
 
 DEC_1 = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -309,3 +309,41 @@ def test_rows_from_span_alone_gives_only_the_run_id_the_span_carries():
     assert request.name == "GET /answer"
     assert [row.run_id for row in rows_from_span(walked_call)] == [None]
     assert [row.run_id for row in rows_from_span(carrying_call)] == [carried]
+
+
+def test_attribution_from_spans_is_held_to_the_bounds_of_the_in_process_ledger(tmp_path, spill_dir):
+    """The exporter took every attribution value a span carried as it was: a team of 257 characters, a user id of
+    10,000, 40 tags, a feature run's outcome of 10,000 characters, a price-unknown reason of 10,000 went into the
+    ledger, and into its rollups, while the in-process ledger's are bounded (aicost.attribution: a value of at
+    most 256 characters, 16 tags from outside the process; the reason cut at 512). Now the store holds every row it
+    writes to those bounds: an over-long value is left out (as upstream baggage's is), the first 16 tags within them
+    are kept, the reason is cut, and a run whose outcome is out of bounds is refused alone (counted), never its
+    calls."""
+    tags = {f"{semconv.AICOST_TAG_PREFIX}k{i:02d}": "v" for i in range(40)}
+    tags[f"{semconv.AICOST_TAG_PREFIX}k05"] = "x" * 257  # out of bounds: left out, the next one kept instead
+    memory, tracer = _recording_tracer()
+    with tracer.start_as_current_span("aicost.feature summarise", attributes={
+            semconv.AICOST_FEATURE: "summarise", semconv.AICOST_OUTCOME: "o" * 10_000, semconv.AICOST_ROLLUP_CALLS: 1,
+            semconv.AICOST_ROLLUP_COST_TOTAL: "0", semconv.AICOST_RUN_ID: "00f067aa0ba902b7"}):
+        tracer.start_span("chat gpt-4o", attributes={
+            semconv.AICOST_PRICE_KNOWN: False, semconv.GEN_AI_PROVIDER_NAME: "openai",
+            semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.AICOST_PRICE_UNKNOWN_REASON: "r" * 10_000,
+            semconv.AICOST_TEAM: "t" * 257, semconv.AICOST_FEATURE: "summarise", semconv.AICOST_USER: "u" * 10_000,
+            semconv.AICOST_CUSTOMER: "c" * 256, semconv.AICOST_RUN_ID: "00f067aa0ba902b7", **tags}).end()
+    with tracer.start_as_current_span("aicost.feature answer", attributes={
+            semconv.AICOST_FEATURE: "answer", semconv.AICOST_OUTCOME: "succeeded", semconv.AICOST_TEAM: "t" * 300,
+            semconv.AICOST_CUSTOMER: "acme", semconv.AICOST_ROLLUP_CALLS: 0, semconv.AICOST_ROLLUP_COST_TOTAL: "0"}):
+        pass
+    stats, url = _exported(tmp_path, list(memory.get_finished_spans()))
+    assert (stats.get("written"), stats.get("runs_written"), stats.get("dropped_refused")) == (1, 1, 1), stats
+    everything = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    with open_store(url, create=False) as store:
+        (row,) = store.rows(*everything)
+        (run,) = store.runs(*everything)
+        teams = {g.key["team"] for g in spend(store, *everything, ["team"])}
+        tag_keys = {g.key["tag"] for g in spend(store, *everything, ["tag"])}
+    assert (row.team, row.feature, row.user, row.customer) == (None, "summarise", None, "c" * 256)
+    assert list(row.tags) == [f"k{i:02d}" for i in range(17) if i != 5]
+    assert len(row.price_unknown_reason) == 512 and row.price_unknown_reason.endswith("\u2026")
+    assert (run.feature, run.outcome, run.team, run.customer) == ("answer", "succeeded", None, "acme")
+    assert teams == {None} and len(tag_keys) == 16  # the rollups hold what the rows hold

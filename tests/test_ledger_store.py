@@ -176,6 +176,24 @@ def test_a_nul_character_in_a_text_is_stored_as_u_fffd_and_never_fails_or_merges
     store.close()
 
 
+def test_a_hand_made_row_is_stored_within_the_bounds_of_the_rows_aicost_makes(ledger_url):
+    """A LedgerRow made by hand was stored as given: a price-unknown reason of 10,000 characters (aicost keeps one
+    to 512 where it makes rows), a user id of 10,000 (an attribution value is at most 256 characters). The store
+    holds every row it writes to those bounds; the caller's row is left as it was."""
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    reason = "why " * 2_500
+    made = _row(0, time=day + timedelta(hours=3), cost=None, price_known=False, cost_parts={},
+                price_unknown_reason=reason, user="u" * 10_000)
+    store = open_store(ledger_url)
+    assert store.write([made]) == 1
+    (stored,) = store.rows(day, day + timedelta(days=1))
+    assert stored.price_unknown_reason == reason[:511] + "\u2026"
+    assert (stored.user, stored.customer, stored.feature) == (None, "c0", "answer")
+    assert {g.key["user"] for g in spend(store, day, day + timedelta(days=1), ["user"])} == {None}
+    assert (made.price_unknown_reason, made.user) == (reason, "u" * 10_000)
+    store.close()
+
+
 def test_unknown_group_key_lists_the_valid_ones(ledger_url):
     store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):

@@ -128,7 +128,11 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
-    """The writer thread's share: the LedgerRow (or FeatureRun) of one queued item."""
+    """The writer thread's share: the LedgerRow (or FeatureRun) of one queued item, marked as within the ledger's
+    bounds (:func:`~aicost.ledger.row.within_bounds`), which the store then does not check again: its attribution
+    was checked where the application set it or, from upstream baggage, bounded when it arrived
+    (:mod:`aicost.attribution`), its run id is a span id, its outcome checked by ``set_outcome``, and the reason is
+    cut here."""
     kind = item[0]
     if kind == _CALL_ITEM:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,
@@ -165,16 +169,21 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
             row.estimated = row.estimated or bool(cost.estimated)
             if isinstance(extra, (int, float)):
                 row.audio_seconds = float(extra)
+        row._bounded = True
         return row
     if kind == _HIT_ITEM:
         _, time_ns, trace_id, span_id, name, saved, attribution, run_id = item
-        return LedgerRow(
+        row = LedgerRow(
             span_id=_hex(span_id, 16), kind=CACHE_HIT, time=_time(time_ns), trace_id=_hex(trace_id, 32),
             cost=Decimal(0), saved_cost=_decimal(saved), cache_name=name, run_id=run_id,
             **attribution_fields(attribution),
         )
+        row._bounded = True
+        return row
     _, time_ns, trace_id, run_id, name, outcome, attribution, calls, cost, duration_s = item
     fields = attribution_fields(attribution)
     fields.pop("feature", None)
-    return FeatureRun(run_id=run_id, feature=name, time=_time(time_ns), outcome=outcome, calls=int(calls),
-                      cost=_decimal(cost) or Decimal(0), trace_id=_hex(trace_id, 32), duration_s=duration_s, **fields)
+    run = FeatureRun(run_id=run_id, feature=name, time=_time(time_ns), outcome=outcome, calls=int(calls),
+                     cost=_decimal(cost) or Decimal(0), trace_id=_hex(trace_id, 32), duration_s=duration_s, **fields)
+    run._bounded = True
+    return run

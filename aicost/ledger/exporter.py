@@ -43,6 +43,9 @@ more; a flag such as ``aicost.usage.estimated`` that is neither a bool nor the t
 seconds that are no finite number >= 0) is left out, counted
 (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its batch is written. Export
 never blocks on the database: rows go through a :class:`LedgerWriter`.
+
+Attribution, run and outcome texts are taken as the span gives them: the store bounds every row it writes, these
+included, as the in-process ledger's rows are bounded (:func:`~aicost.ledger.row.within_bounds`).
 """
 
 from __future__ import annotations

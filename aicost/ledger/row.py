@@ -21,12 +21,15 @@ successful outcome are sums over the ledger.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Mapping
 
+from .._log import log_once
 from ..pricing.money import format_usd
+from ..semconv import MAX_OUTSIDE_TAGS, MAX_VALUE_LEN, TAG_NAME_RULE, bounded_tags, bounded_value, is_tag_name
 
 __all__ = [
     "CALL",
@@ -41,6 +44,7 @@ __all__ = [
     "decimal_text",
     "UNKNOWN_REASON_MAX",
     "unknown_reason_text",
+    "within_bounds",
 ]
 
 CALL = "call"
@@ -82,7 +86,8 @@ def decimal_text(value: Decimal | None) -> str | None:
 
 # The longest reason a row keeps (``price_unknown_reason``). aicost's own sentences are at most about 300 characters
 # (the longest name a catalog model or the hosted tools a call ran); a reason from elsewhere (an integration's
-# ``ResponseMeta.unpriced``, a span another process exported) is cut here, so no row holds unbounded text.
+# ``ResponseMeta.unpriced``, a span another process exported, a hand-made row) is cut here, so no row holds unbounded
+# text.
 UNKNOWN_REASON_MAX = 512
 
 
@@ -161,6 +166,9 @@ class LedgerRow:
     # Why the price is unknown (schema v10): the span's aicost.price.unknown_reason (unknown_reason_text); None
     # when it is known, and for a call whose cost is not recorded (aicost.usage.deferred: the span gives none)
     price_unknown_reason: str | None = None
+    # Not stored: the row was made by aicost's in-process capture, its values already within the bounds
+    # (:func:`within_bounds`), so the store does not check them again. Never spilled: a row read back is checked.
+    _bounded: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.time = _utc(self.time)
@@ -185,7 +193,7 @@ class LedgerRow:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: Decimals as exact strings, the time as ISO 8601 (used by the spill file and JSON output)."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in _ROW_DATA:
             value = getattr(self, f.name)
             if isinstance(value, Decimal):
                 value = decimal_text(value)
@@ -210,7 +218,8 @@ class LedgerRow:
         return cls(**{k: v for k, v in values.items() if k in _ROW_FIELDS})
 
 
-_ROW_FIELDS = frozenset(f.name for f in dataclasses.fields(LedgerRow))
+_ROW_DATA = tuple(f for f in dataclasses.fields(LedgerRow) if f.name != "_bounded")
+_ROW_FIELDS = frozenset(f.name for f in _ROW_DATA)
 
 
 @dataclass(slots=True)
@@ -229,6 +238,7 @@ class FeatureRun:
     cost: Decimal = Decimal(0)
     trace_id: str | None = None
     duration_s: float | None = None
+    _bounded: bool = field(default=False, init=False, repr=False, compare=False)  # as LedgerRow's
 
     def __post_init__(self) -> None:
         self.time = _utc(self.time)
@@ -238,7 +248,7 @@ class FeatureRun:
         return self.outcome == SUCCEEDED
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {f.name: getattr(self, f.name) for f in _RUN_DATA}
         out["time"] = self.time.isoformat()
         out["cost"] = decimal_text(self.cost)
         out["tags"] = dict(self.tags)
@@ -253,4 +263,96 @@ class FeatureRun:
         return cls(**values)
 
 
-_RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(FeatureRun))
+_RUN_DATA = tuple(f for f in dataclasses.fields(FeatureRun) if f.name != "_bounded")
+_RUN_FIELDS = frozenset(f.name for f in _RUN_DATA)
+
+_TEXTS = ("team", "feature", "user", "customer", "run_id", "outcome")  # a row's attribution and run texts
+_RUN_TEXTS = ("team", "user", "customer")  # a run's optional ones (its feature and outcome are required)
+# Tag names found to follow the tag name rule: a ledger's rows repeat a few (env, region...), so a row from elsewhere
+# costs a lookup for each, not a match. Forgotten wholesale past 4,096 names.
+_tag_names: set[str] = set()
+
+
+def within_bounds(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
+    """``item`` as the ledger stores it: within the bounds aicost's in-process path holds every row to. The store
+    applies it to every row and run it writes (:meth:`aicost.ledger.store.LedgerStore.prepare`), so a row from the
+    span exporter (another service's aicost, or anything else that wrote the span) or one made by hand is bounded
+    as a row the hooks made; those (``_bounded``) are returned as they are, unchecked: their values were checked
+    when the application set them, or bounded when they came from upstream baggage.
+
+    The bounds are those of attribution, as upstream baggage is held to them (:mod:`aicost.semconv`, beside the tag
+    name rule, which :mod:`aicost.attribution` takes them from): team, feature, user, customer, the run id and the
+    outcome are each a str of at most 256 characters (:func:`~aicost.semconv.bounded_value`), else None; tags keep
+    the first 16 whose name is a tag name and whose value is such a str (:func:`~aicost.semconv.bounded_tags`; a
+    name left out is logged once, never a value). A run's feature and outcome, which it cannot be without, raise
+    ValueError instead (the store refuses that run alone). The reason a price is unknown is
+    :func:`unknown_reason_text` (512 characters). Returns ``item`` itself when nothing changes, else a copy: the
+    caller's row is left as it was."""
+    if item._bounded:
+        return item
+    # The common case, a row within the bounds, checked in as few steps as Python allows (a plain loop: map() and
+    # max() over the texts cost twice as much); anything else is made again by _bounded_copy
+    if isinstance(item, LedgerRow):
+        for text in (item.team, item.feature, item.user, item.customer, item.run_id, item.outcome):
+            if text is not None and (type(text) is not str or len(text) > MAX_VALUE_LEN):
+                return _bounded_copy(item)
+        reason = item.price_unknown_reason
+        if reason is not None and (type(reason) is not str or not 0 < len(reason) <= UNKNOWN_REASON_MAX):
+            return _bounded_copy(item)
+    else:
+        for text in (item.feature, item.outcome):  # required: _bounded_copy raises
+            if type(text) is not str or len(text) > MAX_VALUE_LEN:
+                return _bounded_copy(item)
+        for text in (item.team, item.user, item.customer):
+            if text is not None and (type(text) is not str or len(text) > MAX_VALUE_LEN):
+                return _bounded_copy(item)
+    tags = item.tags
+    if not tags:
+        return item
+    if len(tags) > MAX_OUTSIDE_TAGS:
+        return _bounded_copy(item)
+    for name, value in tags.items():
+        if type(value) is not str or len(value) > MAX_VALUE_LEN:
+            return _bounded_copy(item)
+        if name not in _tag_names:
+            if not is_tag_name(name):
+                return _bounded_copy(item)
+            if len(_tag_names) >= 4096:
+                _tag_names.clear()
+            _tag_names.add(name)
+    return item
+
+
+def _bounded_copy(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
+    """:func:`within_bounds` of an item that is not within them (or whose tags were not seen): a copy."""
+    changes: dict[str, Any] = {}
+    if isinstance(item, LedgerRow):
+        for name in _TEXTS:
+            text = getattr(item, name)
+            if text is not None and bounded_value(text) is None:
+                changes[name] = None
+        reason = item.price_unknown_reason
+        if reason is not None and unknown_reason_text(reason) is not reason:
+            changes["price_unknown_reason"] = unknown_reason_text(reason)
+    else:
+        for name in ("feature", "outcome"):
+            if bounded_value(getattr(item, name)) is None:
+                raise ValueError(f"a feature run whose {name} is no text of at most {MAX_VALUE_LEN} characters")
+        for name in _RUN_TEXTS:
+            text = getattr(item, name)
+            if text is not None and bounded_value(text) is None:
+                changes[name] = None
+    if item.tags:
+        tags = bounded_tags(item.tags)
+        if tags is not None:
+            for name in item.tags:
+                if not is_tag_name(name):
+                    tag_name_left_out(name)
+            changes["tags"] = tags
+    return dataclasses.replace(item, **changes) if changes else item
+
+
+def tag_name_left_out(name: object) -> None:
+    """Log, once per name, that a tag whose name breaks :data:`aicost.semconv.TAG_NAME_RULE` is left out of a row."""
+    log_once(f"ledger:tag-name:{name!r:.80}", logging.WARNING, "aicost ledger: tag name %r left out of the row (a "
+             "tag name is %s)", name, TAG_NAME_RULE)

@@ -49,7 +49,7 @@ from ..pricing.cost import MONEY
 from ..pricing.money import canonical, format_usd
 from . import schema
 from .days import DAY, midnight
-from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text
+from .row import TOKEN_FIELDS, FeatureRun, LedgerRow, decimal_text, tag_name_left_out, within_bounds
 from . import pairs, rollup
 from .staging import STAGE, can_stage, stage_batch
 from .schema import (MEASURES, MONEY_MEASURES, ROW_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION,
@@ -125,6 +125,21 @@ def _unique(items: Sequence[Any], key: str) -> list[Any]:
     for item in items:
         seen.setdefault(getattr(item, key), item)
     return list(seen.values()) if len(seen) < len(items) else list(items)
+
+
+def _bounded(items: list[Any]) -> list[Any]:
+    """``items`` within the ledger's bounds (:func:`~aicost.ledger.row.within_bounds`: the one place every row and
+    run is bounded, whatever made it). Those the in-process capture made are bounded already: a flag read each. A
+    run without a feature or outcome it may keep raises :class:`LedgerRefused` (the writer refuses it alone)."""
+    if all(map(_BOUNDED, items)):
+        return items
+    try:
+        return [within_bounds(item) for item in items]
+    except ValueError as exc:
+        raise LedgerRefused(str(exc)) from None
+
+
+_BOUNDED = operator.attrgetter("_bounded")
 
 
 def _last_time(rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> datetime | None:
@@ -393,8 +408,8 @@ class LedgerStore:
             return self._prepare(rows, runs)
 
     def _prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> PreparedBatch:
-        rows = _unique(rows, "span_id")
-        runs = _unique(runs, "run_id")
+        rows = _bounded(_unique(rows, "span_id"))
+        runs = _bounded(_unique(runs, "run_id"))
         # Summed as integers (SQLite, nearly every batch): every amount is small, so each is summable too
         units = rollup.DIALECTS[self.dialect].to_units is not None and rollup.fits_units(rows)
         if not units and (amount := rollup.unsummable(rows)) is not None:
@@ -1359,9 +1374,7 @@ def _named_tags(tags: Mapping[str, Any]) -> Mapping[str, Any]:
     if not all(semconv.is_tag_name(name) for name in tags):
         for name in tags:
             if not semconv.is_tag_name(name):
-                log_once(f"ledger:tag-name:{name!r:.80}", logging.WARNING,
-                         "aicost ledger: tag name %r left out of the row (a tag name is %s)", name,
-                         semconv.TAG_NAME_RULE)
+                tag_name_left_out(name)
         tags = {name: value for name, value in tags.items() if semconv.is_tag_name(name)}
     if any(type(value) is str and "\0" in value for value in tags.values()):
         tags = {name: _no_nul(value) if type(value) is str else value for name, value in tags.items()}
