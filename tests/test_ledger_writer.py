@@ -472,6 +472,37 @@ def test_span_exporter_fills_the_same_rows_as_the_hooks(instrumented, tmp_path, 
         assert totals(a, *WINDOW) == totals(b, *WINDOW)
 
 
+def test_a_deferred_calls_row_says_why_its_price_is_unknown_in_both_ledgers(instrumented, tmp_path, spill_dir,
+                                                                           openai_client, replay_server):
+    """A background response returned queued (``aicost.usage.deferred``) has no usage and no cost: its row is of
+    unknown price, and its ``price_unknown_reason`` was NULL on both paths (the in-process capture and the span
+    exporter), the one unknown-price row that did not say why. Both now say it was deferred, in the same words."""
+    from vendor_server import Reply
+
+    hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    spans_url = f"sqlite:///{tmp_path / 'spans.db'}"
+    aicost.instrument(tracer_provider=instrumented.tracer_provider, ledger=hooks_url)
+    replay_server.enqueue(Reply.json({
+        "id": "resp_bg", "object": "response", "created_at": 1_700_000_000, "status": "queued",
+        "model": "gpt-4.1-nano-2025-04-14", "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
+        "tools": [], "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
+        "temperature": 1.0, "top_p": 1.0, "text": {"format": {"type": "text"}}, "truncation": "disabled",
+        "usage": None, "background": True}))
+    openai_client.responses.create(model="gpt-4.1-nano", input="a long report", background=True)
+    assert ledger_writer.active().flush()
+    (span,) = instrumented.spans()
+    assert span.attributes[semconv.AICOST_USAGE_DEFERRED] is True
+    exporter = LedgerSpanExporter(spans_url)  # as a central process would receive the spans over OTLP
+    exporter.export([span])
+    assert exporter.force_flush()
+    exporter.shutdown()
+    (from_hooks,), (from_spans,) = _rows(hooks_url), _rows(spans_url)
+    for row in (from_hooks, from_spans):
+        assert (row.kind, row.cost, row.price_known) == (CALL, None, False)
+        assert row.price_unknown_reason == ("deferred: the vendor queued the work (a background response or "
+                                            "interaction returned unfinished); this call reported no usage to price")
+
+
 def test_span_exporter_turns_refusals_and_cache_hits_into_the_same_rows_as_the_hooks(
         instrumented, tmp_path, spill_dir, openai_client, replay_server):
     hooks_url = f"sqlite:///{tmp_path / 'hooks.db'}"

@@ -19,7 +19,8 @@ from opentelemetry.trace import SpanContext
 from .. import semconv
 from ..hooks import CacheHit, CallResult, UnitFinished
 from .days import from_ns
-from .row import CACHE_HIT, CALL, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow, unknown_reason_text
+from .row import (CACHE_HIT, CALL, DEFERRED_REASON, REFUSAL, TOKEN_FIELDS, FeatureRun, LedgerRow,
+                  unknown_reason_text)
 
 __all__ = ["call_item", "event_item", "row_from_item", "attribution_fields"]
 
@@ -154,9 +155,9 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
             row.stopped_cost = _decimal(extra[0])
             row.budget = extra[1]
         elif cost is None:  # the core prices every billed call (an unknown price is a Cost): aicost failed here
-            row.cost = None
+            row.cost = None  # (its reason says so), or the call is deferred: it reported nothing to price
             row.price_known = False
-            row.price_unknown_reason = unknown_reason_text(reason)
+            row.price_unknown_reason = unknown_reason_text(reason) if reason is not None else DEFERRED_REASON
         else:
             row.price_known = bool(cost.known)
             row.cost = cost.total if cost.known else None

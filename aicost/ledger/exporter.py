@@ -14,7 +14,8 @@ What becomes a row (attributes as in docs/spans.md):
   digits, which covers the catalog); an unknown price stays unknown, with the span's
   ``aicost.price.unknown_reason`` (:func:`~aicost.ledger.row.unknown_reason_text`: text, capped);
 * a deferred call (``aicost.usage.deferred``: a background response or interaction returned unfinished, its cost
-  not on the span): a ``call`` row of unknown cost, as the in-process ledger keeps it;
+  not on the span): a ``call`` row of unknown cost, its reason :data:`~aicost.ledger.row.DEFERRED_REASON`, as the
+  in-process ledger keeps it;
 * a call refused by a budget or policy (``aicost.budget.decision`` blocked / policy / store_unavailable and no
   price): a ``refusal`` row, stopped amount from ``aicost.budget.reserved_usd``;
 * an ``aicost.cache`` span with ``aicost.cache.hit`` true: a ``cache_hit`` row with ``aicost.cache.saved_usd``;
@@ -62,7 +63,7 @@ from .. import semconv as s
 from .capture import attribution_fields
 from .days import from_ns
 from .rollup import SUMMABLE_DECIMALS, SUMMABLE_LIMIT, summable
-from .row import CACHE_HIT, CALL, REFUSAL, FeatureRun, LedgerRow, unknown_reason_text
+from .row import CACHE_HIT, CALL, DEFERRED_REASON, REFUSAL, FeatureRun, LedgerRow, unknown_reason_text
 from .writer import LedgerWriter
 
 __all__ = ["LedgerSpanExporter", "rows_from_span"]
@@ -244,6 +245,8 @@ def _call_row(span: Any, a: Mapping[str, Any], span_id: str, trace_id: str, run_
     else:
         row.cost = None
         row.price_unknown_reason = unknown_reason_text(a.get(s.AICOST_PRICE_UNKNOWN_REASON))
+        if row.price_unknown_reason is None and _flag(a.get(s.AICOST_USAGE_DEFERRED)):
+            row.price_unknown_reason = DEFERRED_REASON
     return row
 
 

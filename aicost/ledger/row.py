@@ -44,6 +44,7 @@ __all__ = [
     "decimal_text",
     "UNKNOWN_REASON_MAX",
     "unknown_reason_text",
+    "DEFERRED_REASON",
     "within_bounds",
 ]
 
@@ -101,6 +102,13 @@ def unknown_reason_text(reason: object) -> str | None:
     if len(reason) > UNKNOWN_REASON_MAX:
         return reason[:UNKNOWN_REASON_MAX - 1] + "\u2026"
     return reason
+
+
+# A deferred call's reason (``aicost.usage.deferred``: the vendor queued the work and the call reported no usage,
+# so nothing is priced on it). The core writes no ``aicost.price.unknown_reason`` for it; both paths that make rows
+# give its row this one.
+DEFERRED_REASON = ("deferred: the vendor queued the work (a background response or interaction returned "
+                   "unfinished); this call reported no usage to price")
 
 
 def _utc(value: datetime) -> datetime:
@@ -163,8 +171,9 @@ class LedgerRow:
     # The vendor account billed (schema v2; joins the row to the vendor's bill, see docs/reconcile.md)
     vendor_project: str | None = None  # the OpenAI project the client was configured with, if any
     api_key_fingerprint: str | None = None  # aicost.integrations.identity.key_fingerprint of the key: never the key
-    # Why the price is unknown (schema v10): the span's aicost.price.unknown_reason (unknown_reason_text); None
-    # when it is known, and for a call whose cost is not recorded (aicost.usage.deferred: the span gives none)
+    # Why the price is unknown (schema v10): the span's aicost.price.unknown_reason (unknown_reason_text), or
+    # DEFERRED_REASON for a call whose cost is not recorded (aicost.usage.deferred: the span gives none); None when
+    # it is known
     price_unknown_reason: str | None = None
     # Not stored: the row was made by aicost's in-process capture, its values already within the bounds
     # (:func:`within_bounds`), so the store does not check them again. Never spilled: a row read back is checked.
