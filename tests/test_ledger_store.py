@@ -194,6 +194,25 @@ def test_a_hand_made_row_is_stored_within_the_bounds_of_the_rows_aicost_makes(le
     store.close()
 
 
+def test_a_text_with_a_lone_surrogate_is_stored_with_a_replacement_not_dropped_with_its_spend(ledger_url):
+    """A lone surrogate (JSON's "\\ud800" read into a model name, a tag value, a team decoded with surrogateescape)
+    cannot be encoded as UTF-8: the database refused the row, and the writer dropped it, its spend with it. It is
+    stored with U+FFFD in the surrogate's place, the rest of its batch as it was; the caller's row is left as is."""
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    made = [_row(0, time=day + timedelta(hours=1)),
+            _row(1, time=day + timedelta(hours=2), request_model="gpt\ud800x", team="t\udc80",
+                 tags={"env": "p\udfffq"}),
+            _row(2, time=day + timedelta(hours=3))]
+    store = open_store(ledger_url)
+    assert store.write(made) == 3
+    stored = {row.span_id: row for row in store.rows(day, day + timedelta(days=1))}
+    odd = stored[made[1].span_id]
+    assert (odd.request_model, odd.team, odd.tags) == ("gpt\ufffdx", "t\ufffd", {"env": "p\ufffdq"})
+    assert sum(row.cost for row in stored.values()) == sum(row.cost for row in made)
+    assert made[1].request_model == "gpt\ud800x"
+    store.close()
+
+
 def test_unknown_group_key_lists_the_valid_ones(ledger_url):
     store = open_store(ledger_url)
     with pytest.raises(UnknownGroupKey, match="valid keys: team, feature, customer, user, model, provider, tag"):

@@ -405,7 +405,13 @@ class LedgerStore:
         amount the ledger cannot sum exactly (:func:`aicost.ledger.rollup.summable`), raises
         :class:`LedgerRefused`, as the database refuses a value it cannot hold."""
         with self._classified():
-            return self._prepare(rows, runs)
+            try:
+                return self._prepare(rows, runs)
+            except UnicodeEncodeError:  # a text no UTF-8 takes: made storable rather than its row dropped
+                storable_rows, storable_runs = _storable(rows), _storable(runs)
+                if storable_rows is rows and storable_runs is runs:
+                    raise
+                return self._prepare(storable_rows, storable_runs)
 
     def _prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> PreparedBatch:
         rows = _bounded(_unique(rows, "span_id"))
@@ -1390,13 +1396,35 @@ def _no_nul(text: str) -> str:
     return text.replace("\0", "\ufffd")
 
 
-def _without_nul(items: Sequence[Any]) -> Sequence[Any]:
-    """Rows or runs with NUL characters in their text replaced (:func:`_no_nul`): copies of those that have one;
-    ``items`` itself when none has. (Their tags are replaced when encoded, :func:`_named_tags`.)"""
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")  # NUL, and a lone surrogate, which no UTF-8 encoding takes
+
+
+def _storable_text(text: str) -> str:
+    """``text`` with each NUL (:func:`_no_nul`) and each lone surrogate replaced by U+FFFD, logged once. A
+    surrogate (JSON's ``"\\ud800"`` read into a model name, text decoded with ``surrogateescape``) cannot be encoded
+    as UTF-8 for either database: its row was refused and dropped, its spend with it."""
+    if "\0" in text:
+        text = _no_nul(text)
+    if _UNSTORABLE.search(text) is None:
+        return text
+    log_once("ledger:surrogate", logging.WARNING, "aicost ledger: a text value with a lone surrogate (invalid "
+             "Unicode) is stored with U+FFFD in its place")
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _storable(items: Sequence[Any]) -> Sequence[Any]:
+    """Rows or runs with every text, tag values included, made storable (:func:`_storable_text`): copies of those
+    that had one that was not; ``items`` itself when none had. Only on a write refused for its text (rare), so the
+    common batch is never scanned for it."""
     out = []
     for item in items:
-        values = {f.name: getattr(item, f.name) for f in fields(item)}
-        changed = {name: _no_nul(value) for name, value in values.items() if type(value) is str and "\0" in value}
+        changed: dict[str, Any] = {}
+        for f in fields(item):
+            value = getattr(item, f.name)
+            if type(value) is str and _UNSTORABLE.search(value):
+                changed[f.name] = _storable_text(value)
+            elif f.name == "tags" and value and any(type(v) is str and _UNSTORABLE.search(v) for v in value.values()):
+                changed["tags"] = {name: _storable_text(v) if type(v) is str else v for name, v in value.items()}
         out.append(replace(item, **changed) if changed else item)
     return out if any(map(operator.is_not, out, items)) else items
 
@@ -2339,13 +2367,13 @@ class PostgresStore(LedgerStore):
 
         try:
             return self._write_once(batch)
-        except psycopg.DataError:
-            rows, runs = _without_nul(batch.rows), _without_nul(batch.runs)
+        except (psycopg.DataError, UnicodeEncodeError):
+            rows, runs = _storable(batch.rows), _storable(batch.runs)
             if rows is batch.rows and runs is batch.runs:
                 raise
         # A text with a NUL character, which PostgreSQL cannot store (in a value, or an id's array literal; every
-        # retry of the batch would fail): written again with U+FFFD in its place, as :func:`_named_tags` does
-        # for tags on either database.
+        # retry of the batch would fail), or a lone surrogate, which no UTF-8 encoding takes: written again with
+        # U+FFFD in its place, as :func:`_named_tags` does for NULs in tags on either database.
         return self._write_once(self.prepare(rows, runs))
 
     def _write_once(self, batch: PreparedBatch) -> int:
