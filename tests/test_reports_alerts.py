@@ -894,6 +894,25 @@ def test_in_app_alerts_to_a_webhook_down_for_good_are_given_up_after_their_retri
     assert "secret" not in caplog.text
 
 
+def test_in_app_an_alert_queued_again_while_its_retry_waits_is_counted_sent_once_and_ends_the_retry():
+    """Delivered to the pager, refused by the webhook (503): one alert sent, the webhook's delivery waiting for
+    its retry. Queued again (a budget's next event) once the webhook is back, it reaches the webhook before the
+    retry does: still one alert sent, as when the retry delivers it (it counted 2), and the retry, left with no
+    sink to deliver to, no longer waits, holding one of the RETRY_LIMIT places for minutes."""
+    paged: list[AL.Alert] = []
+    with receiver() as (url, got):
+        got.status = 503
+        alerter = AL.Alerter([AL.CallbackSink(paged.append, name="pager"), AL.WebhookSink(url, timeout_s=5)])
+        alerter.RETRY_DELAYS_S = (3600.0,)  # the retry never comes within the test
+        assert alerter.submit(ALERT) and alerter.flush(30)
+        assert alerter.stats.sent == 1 and list(alerter._retries) == [ALERT.key]
+        got.status = 200
+        assert alerter.submit(ALERT) and alerter.flush(30)
+    assert got.answered == [503, 200] and len(paged) == 1
+    assert alerter.stats.sent == 1 and alerter.stats.suppressed == 0 and alerter.stats.given_up == 0
+    assert alerter._retries == {}
+
+
 def test_in_app_at_most_retry_limit_alerts_wait_for_a_retry_the_others_are_given_up():
     """The alerts kept for a retry are bounded: past RETRY_LIMIT, a failed delivery is given up at once."""
     alerter = AL.Alerter(AL.WebhookSink(dead_url(), timeout_s=5))

@@ -794,10 +794,19 @@ class Alerter:
                     self.stats.suppressed += 1
                 continue
             delivered, failed = outcome
-            if delivered:
+            # The same alert waiting for a retry (queued again meanwhile): counted sent once, as a retry counts it,
+            # and what it delivers now is the retry's no more (a retry with nothing left no longer waits)
+            waiting = self._retries.get(alert.key)
+            sent_before = waiting is not None and waiting.sent
+            if delivered and not sent_before:
                 with self._stats_lock:
                     self.stats.sent += 1
-            self._retry_later(alert, failed, 1, bool(delivered))
+            if waiting is not None:
+                waiting.sent = sent_before or bool(delivered)
+                waiting.sinks.difference_update(delivered)
+                if not waiting.sinks:
+                    del self._retries[alert.key]
+            self._retry_later(alert, failed, 1, sent_before or bool(delivered))
 
     def _retry_later(self, alert: Alert, failed: Mapping[int, bool], attempts: int, sent: bool) -> None:
         """Keep ``alert`` for another attempt to the sinks that ``failed`` worth retrying, after its next delay;
