@@ -549,6 +549,43 @@ def test_in_app_an_alert_whose_delivery_the_exit_cut_short_is_not_remembered_as_
     assert AL.SentState(state).claim_each([f"{key} -> quick", f"{key} -> blocked"]) == [False, True]
 
 
+def test_in_app_no_other_sink_of_the_alert_is_delivered_to_once_the_exit_released_its_claims(tmp_path):
+    """The exit releases the claims of the delivery under way and no other delivery starts: an alert's delivery to
+    its next sink, too. The sender thread went on down the alert's sinks after the release, for as long as the exit
+    lasted (other exit handlers: the ledger's flush, up to 10 s), delivering to the next one with its claim released:
+    a later run sent that sink the alert a second time."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db")
+    code = textwrap.dedent(f"""
+        import atexit, threading, time
+        from aicost.reports import alerts as AL
+
+        delivering, go_on, nexts = threading.Event(), threading.Event(), []
+        def later_exit_handler():  # registered before the alerter's hook: runs after it, as the ledger's flush does
+            go_on.set()
+            time.sleep(1.5)  # the exit goes on a while
+            print("next sink had", len(nexts), flush=True)
+        atexit.register(later_exit_handler)
+        def slow(alert):
+            delivering.set()
+            go_on.wait()
+        alerter = AL.Alerter([AL.CallbackSink(slow, name="slow"), AL.CallbackSink(nexts.append, name="next")],
+                             state={state!r})
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
+        assert delivering.wait(60)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "next sink had 0" in done.stdout, done.stdout
+    # unclaimed, for a later run to send once
+    assert AL.SentState(state).claim_each(["anomaly:team:search:2026-11-26 -> next"]) == [True]
+
+
 def test_bad_webhook_configuration_is_refused():
     with pytest.raises(ConfigurationError, match="WebhookSink"):
         AL.WebhookSink("ftp://example.invalid/hook")

@@ -610,6 +610,8 @@ class Alerter:
                         failed[i] = _worth_retrying(error)
                 with self._in_flight_lock:
                     self._in_flight.discard(claim)
+                    if self._exiting:  # the exit released the claims of the sinks left (_release_at_exit)
+                        break
         except BaseException:
             # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
             # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
