@@ -593,44 +593,19 @@ def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, mon
 
 
 def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monkeypatch):
-    import http.server
-    import threading
-
-    from aicost.cli import main
-
     placed = _at(openai_rows, NOV[0])
     url = _ledger(tmp_path, placed)
     truth = (_truth(placed, scope="proj_main", key_id="key_main")
              + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_x", key_id="key_x"))
-    posts = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=hook.serve_forever, daemon=True)
-    thread.start()
     monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
     monkeypatch.setenv("APP_KEY", OPENAI_KEY)
-    try:
-        with FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
-            for _ in range(2):  # a daily cron: the second run does not notify again
-                err = io.StringIO()
-                code = main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
-                             "key_main=APP_KEY", "--base-url", fake.url, "--alert-above", "0",
-                             "--webhook", f"http://127.0.0.1:{hook.server_address[1]}/hook",
-                             "--state", str(tmp_path / "alerts.db")], out=io.StringIO(), err=err)
-                assert code == 3
-    finally:
-        hook.shutdown()
-        hook.server_close()
+    with _webhook() as (hook_url, posts), FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
+        for _ in range(2):  # a daily cron: the second run does not notify again
+            err = io.StringIO()
+            code = main(["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", url, "--key",
+                         "key_main=APP_KEY", "--base-url", fake.url, "--alert-above", "0", "--webhook", hook_url,
+                         "--state", str(tmp_path / "alerts.db")], out=io.StringIO(), err=err)
+            assert code == 3
     assert len(posts) == 1 and "Unexplained openai spend" in posts[0]["text"] and "proj_x" in posts[0]["text"]
     assert "1 already sent before" in err.getvalue()
 
