@@ -1540,6 +1540,30 @@ def test_a_write_waiting_for_a_postgresql_lock_when_close_begins_is_cut_short_at
     _replayed_by_the_next_writer(url, spill_dir, 300)
 
 
+def test_a_postgresql_write_close_cannot_cancel_is_not_counted_cut_nor_waited_for(pg_held, spill_dir, monkeypatch):
+    """With a libpq older than 17 (psycopg over the system's libpq: no cancel_safe) close() sends nothing, and the
+    write waits on, as docs/ledger.md says. It was counted (writes_cut) and logged as cut short all the same, and
+    close() waited 2 s more for a write nothing would end. Its rows are spilled as at any deadline; the write,
+    once the lock is freed, stores them too: once."""
+    from psycopg import capabilities
+
+    monkeypatch.setattr(capabilities, "has_cancel_safe", lambda *args, **kwargs: False)
+    url, waiting, waiters, release = pg_held
+    writer = LedgerWriter(url, flush_interval_s=0.05)
+    try:
+        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+        waiting(writer._store._conn.info.backend_pid)
+        writer.close(timeout_s=1)
+        stats = writer.stats()
+        assert "writes_cut" not in stats and stats["spilled"] == 300, stats
+        assert waiters() == 1  # nothing was sent: the write still waits for the lock
+    finally:
+        release()
+        writer._thread.join(60)
+    assert writer.stats()["written"] == 300
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
 def test_a_write_waiting_for_a_postgresql_lock_when_the_exit_begins_is_cut_short(pg_held, spill_dir):
     """The exit's flush begins while the writer thread's write waits for a lock another session holds (no
     lock_timeout: the write began before the exit). The exit cancels it at its deadline: the process exits with

@@ -466,7 +466,8 @@ class LedgerStore:
         The write fails with :class:`LedgerUnavailable`, nothing of its transaction committed, and so does every
         later write of this store, which is then only to be closed. With ``by`` (a ``time.monotonic()`` deadline),
         a store inside a :meth:`time_limit` that ends by then (give or take :data:`_CUT_SLACK_S`) is left alone:
-        its write ends by itself. True when a write was under way and is cut.
+        its write ends by itself. True when a write was under way and is cut (False too where the dialect cannot
+        end it: PostgreSQL without ``cancel_safe``).
 
         SQLite: a wait for another connection's lock ends within :data:`_SQLITE_WAIT_SLICE_MS` (SQLite's
         ``interrupt()`` does not end such a wait); a statement under way, bounded by its batch's size, finishes.
@@ -480,8 +481,7 @@ class LedgerStore:
         self._cut_short = True  # before _under_way is read, as _cuttable sets that before reading this: a write
         if not self._under_way:  # beginning meanwhile is refused there, or seen under way here
             return False
-        self._interrupt()
-        return True
+        return self._interrupt()
 
     @property
     def writing(self) -> bool:
@@ -493,9 +493,10 @@ class LedgerStore:
         """Whether :meth:`cut` ended a write of this store (it writes nothing more)."""
         return self._cut_short
 
-    def _interrupt(self) -> None:
-        """:meth:`cut`'s part on the connection, from another thread (never raises). Nothing by default: the
-        write's waits look at :attr:`cut_short` themselves."""
+    def _interrupt(self) -> bool:
+        """:meth:`cut`'s part on the connection, from another thread (never raises): False when the dialect cannot
+        end the write. Nothing by default: the write's waits look at :attr:`cut_short` themselves."""
+        return True
 
     @contextlib.contextmanager
     def _cuttable(self) -> Iterator[None]:
@@ -2411,20 +2412,26 @@ class PostgresStore(LedgerStore):
     def _set_limit(self, ms: int | None) -> None:
         self._limit_ms = ms  # set on each write transaction (_limit_transaction), not on the session
 
-    def _interrupt(self) -> None:
+    def _interrupt(self) -> bool:
         # The server cancels the statement under way (a lock wait: the advisory lock, a table or a row another
         # session holds), the transaction is rolled back. cancel_safe() connects with a timeout; the older cancel()
-        # (libpq before 17) could wait minutes for a server gone silent: not used.
-        conn = self._conn
-        if conn is None:
-            return
+        # (libpq before 17) could wait minutes for a server gone silent: not used, and without cancel_safe nothing
+        # ends the write (False). A cancel that could not be sent now (connecting, the server gone) is sent again
+        # by the next cut() while the write is under way.
         try:
             from psycopg import capabilities
 
-            if capabilities.has_cancel_safe():
+            if not capabilities.has_cancel_safe():
+                return False
+        except Exception:  # psycopg 3.1: no capabilities, no cancel_safe
+            return False
+        conn = self._conn
+        if conn is not None:
+            try:
                 conn.cancel_safe(timeout=_PG_CANCEL_S)
-        except Exception:  # psycopg 3.1 (no capabilities), the connection closed meanwhile, the server gone
-            pass
+            except Exception:  # the connection closed meanwhile, the server gone
+                pass
+        return True
 
     def _limit_transaction(self, cur: Any) -> None:
         """:meth:`time_limit` for this transaction only (SET LOCAL: a transaction pooler keeps it, and the session
