@@ -586,6 +586,49 @@ def test_in_app_no_other_sink_of_the_alert_is_delivered_to_once_the_exit_release
     assert AL.SentState(state).claim_each(["anomaly:team:search:2026-11-26 -> next"]) == [True]
 
 
+def test_in_app_an_alert_the_sender_takes_up_after_the_exit_began_is_never_claimed(tmp_path):
+    """Once the exit has released the delivery under way, the sender thread (a daemon, running on while the other
+    exit handlers run) took up the next queued alert: it claimed it in the state file, saw the exit, and released
+    the claim again. A release the exit cut short (the state file locked by a cron run meanwhile: the release waits
+    for it, and the process ends) left the alert marked as sent to the sink: never delivered, and no later run sends
+    it. An alert taken up after the exit began is not claimed at all: a later run sends it."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db")
+    code = textwrap.dedent(f"""
+        import atexit, threading, time
+        from aicost.reports import alerts as AL
+
+        delivering, go_on = threading.Event(), threading.Event()
+        def later_exit_handler():  # registered before the alerter's hook: runs after it, as the ledger's flush does
+            go_on.set()
+            time.sleep(1.5)  # the exit goes on a while, then ends
+        atexit.register(later_exit_handler)
+        release = AL.SentState.release
+        def locked_release(self, key, **kwargs):  # the sender thread's release waits for a lock the exit outlasts
+            if threading.current_thread().name == "aicost-alerts":
+                time.sleep(60)
+            return release(self, key, **kwargs)
+        AL.SentState.release = locked_release
+        def pager(alert):
+            if alert.key.endswith(":first"):
+                delivering.set()
+                go_on.wait()
+        alerter = AL.Alerter(AL.CallbackSink(pager, name="pager"), state={state!r})
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:first", "spike", "text"))
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:second", "spike", "text"))
+        assert delivering.wait(60)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # never delivered, never claimed: a later run sends it
+    assert AL.SentState(state).claim_each(["anomaly:team:search:second -> pager"]) == [True]
+
+
 def test_bad_webhook_configuration_is_refused():
     with pytest.raises(ConfigurationError, match="WebhookSink"):
         AL.WebhookSink("ftp://example.invalid/hook")

@@ -575,7 +575,10 @@ class Alerter:
                     unreachable: set[int]) -> tuple[list[int], dict[int, bool]] | None:
         """Deliver ``alert`` to those of ``sinks`` (indices) that have not had it: None if every one of them has,
         else (the sinks delivered to, {each sink that failed: whether the failure is worth retrying}). A failed
-        sink's claim is released. Nothing is tried, and nothing fails, once the app is exiting."""
+        sink's claim is released. Nothing is claimed or tried, and nothing fails, once the app is exiting."""
+        with self._in_flight_lock:  # the exit has begun: a claim taken now and released at once would stay in the
+            if self._exiting:  # state file, marked sent, if the exit ended before the release (_release_at_exit)
+                return [], {}
         claims = self._claims(alert)
         wanted = sorted(sinks)
         pending = [(i, claims[i]) for i, mine in zip(wanted, self._claim([claims[i] for i in wanted], alert.key))
