@@ -257,3 +257,44 @@ def tcp_limits(conn: Any) -> tuple[int, int, int, int, int]:
                     socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)))
     finally:
         sock.close()
+
+
+@contextmanager
+def trickling_server(answer: bytes, tls: Any = None) -> Iterator[tuple[str, list[int]]]:
+    """A server on 127.0.0.1 that reads each request, sends ``answer``, then one more byte every 0.2 s, for ever:
+    each read of the socket waits less than any timeout, so only a deadline for the whole exchange ends it (a vendor
+    API, a webhook, or a proxy in front of them). With ``tls`` (a server SSLContext), over HTTPS. Yields its base
+    URL and the list of connections it took (one item each)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+    connections: list[int] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            connections.append(1)
+            try:
+                if tls is not None:
+                    client = tls.wrap_socket(client, server_side=True)
+                client.recv(65536)
+                client.sendall(answer)
+                while not stop.wait(0.2):
+                    client.sendall(b"X")
+            except OSError:  # the client gave up: the next connection
+                pass
+            finally:
+                client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{server.getsockname()[1]}", connections
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)

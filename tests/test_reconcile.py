@@ -10,7 +10,6 @@ import decimal
 import io
 import itertools
 import json
-import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -846,43 +845,6 @@ def test_the_reconciliation_reads_the_same_in_any_decimal_context_of_the_host(op
 
 
 # -- the vendor's API trickling its answer ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def _trickling_api(answer: bytes):
-    """A report API on 127.0.0.1 that reads each request, sends ``answer``, then one more byte every 0.2 s, for
-    ever: every read of the socket waits less than any timeout, so only a deadline for the whole exchange ends it.
-    Yields its base URL and the list of connections it took."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
-    connections = []
-
-    def serve():
-        while not stop.is_set():
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            connections.append(1)
-            with client:
-                try:
-                    client.recv(65536)
-                    client.sendall(answer)
-                    while not stop.wait(0.2):
-                        client.sendall(b"X")
-                except OSError:  # the fetcher gave up: the next connection
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}", connections
-    finally:
-        stop.set()
-        server.close()
-        thread.join(5)
-
-
 @pytest.mark.parametrize("answer", [
     b"",
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n",
@@ -895,7 +857,9 @@ def test_a_report_api_trickling_its_answer_is_cut_at_the_timeout_with_a_clear_er
     the documented few, and the fetch fails naming the deadline (never the key)."""
     from aicost.reconcile.http import Fetcher
 
-    with _trickling_api(answer) as (url, connections):
+    from servers import trickling_server
+
+    with trickling_server(answer) as (url, connections):
         fetcher = Fetcher(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, key_env="OPENAI_ADMIN_KEY",
                           vendor="openai", timeout_s=0.5, sleep=lambda s: None)
         outcome = []

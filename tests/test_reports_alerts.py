@@ -362,41 +362,12 @@ def trusted_tls(tmp_path, monkeypatch) -> Any:
 
 @contextmanager
 def trickling_receiver(answer: bytes, tls: Any = None) -> Iterator[str]:
-    """A webhook on 127.0.0.1 that reads the request, sends ``answer``, then one more byte every 0.2 s, for ever:
-    each read waits less than any timeout, so only a deadline for the whole exchange ends it. With ``tls`` (a
-    server SSLContext), over HTTPS."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
+    """A webhook on 127.0.0.1 that reads the request, sends ``answer``, then one more byte every 0.2 s, for ever
+    (:func:`servers.trickling_server`); over HTTPS with ``tls`` (a server SSLContext)."""
+    from servers import trickling_server
 
-    def serve():
-        while not stop.is_set():
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                if tls is not None:
-                    client = tls.wrap_socket(client, server_side=True)
-                client.recv(65536)
-                client.sendall(answer)
-                while not stop.wait(0.2):
-                    client.sendall(b"X")
-            except OSError:  # the sink gave up: next connection
-                pass
-            finally:
-                client.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        scheme = "https" if tls is not None else "http"
-        yield f"{scheme}://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret"
-    finally:
-        stop.set()
-        server.close()
-        thread.join(5)
+    with trickling_server(answer, tls) as (base, _):
+        yield f"{base}/hooks/T000/B000/secret"
 
 
 @pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"],
