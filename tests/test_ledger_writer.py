@@ -1475,6 +1475,42 @@ def test_a_write_waiting_for_a_sqlite_lock_when_close_begins_is_cut_short_at_its
     _replayed_by_the_next_writer(url, spill_dir, 300)
 
 
+def test_a_sqlite_write_past_its_lock_wait_at_close_is_not_counted_cut(tmp_path, spill_dir):
+    """A write begun before close(), its lock taken, still in its statements at the deadline (a long batch): a
+    cut cannot end it (SQLite's statements run to their end), and it ends by itself. It was counted in writes_cut
+    and logged as a write "still waiting for the database", "cut short", and close() waited 2 s more for it; it is
+    left to end now, its rows spilled as at any deadline, and stored once."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "busy.db"
+    url = f"sqlite:///{path}"
+    writer = LedgerWriter(url, flush_interval_s=0.05)
+    entered, go_on = threading.Event(), threading.Event()
+
+    def hold():  # the write's first insert waits here: a batch's statements running past the deadline
+        entered.set()
+        go_on.wait(60)
+        return 0
+
+    writer._store._conn.create_function("aicost_test_hold", 0, hold)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TRIGGER aicost_test_hold AFTER INSERT ON aicost_ledger BEGIN SELECT aicost_test_hold(); END")
+    try:
+        writer.add(LedgerRow(span_id=f"{i:016x}", kind=CALL, time=NOW, cost=Decimal("0.01")) for i in range(300))
+        assert entered.wait(60), "the write never reached its statements"
+        writer.close(timeout_s=0.5)
+        stats = writer.stats()
+        assert "writes_cut" not in stats and stats["spilled"] == 300, stats
+    finally:
+        go_on.set()
+        writer._thread.join(60)
+    assert writer.stats()["written"] == 300
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER aicost_test_hold")
+    _replayed_by_the_next_writer(url, spill_dir, 300)
+
+
 @pytest.fixture(params=["advisory", "table"])
 def pg_held(request, pg_server):
     """A PostgreSQL ledger and another session holding what a write waits for: the ledger writers' advisory lock

@@ -470,7 +470,8 @@ class LedgerStore:
         end it: PostgreSQL without ``cancel_safe``).
 
         SQLite: a wait for another connection's lock ends within :data:`_SQLITE_WAIT_SLICE_MS` (SQLite's
-        ``interrupt()`` does not end such a wait); a statement under way, bounded by its batch's size, finishes.
+        ``interrupt()`` does not end such a wait); a write past it is not cut (False): its statements, bounded by
+        its batch's size, finish.
         PostgreSQL: the statement under way is cancelled (psycopg's ``cancel_safe``, which needs libpq 17 or later,
         as psycopg's binary package has it; without it nothing is sent). A cancel that reaches the server between two
         statements is lost: call again while the write is under way (:attr:`writing`). The background writer cuts
@@ -1793,6 +1794,7 @@ class SQLiteStore(LedgerStore):
         self._conn.create_aggregate("aicost_dec_sum", 1, _DecSum)
         self._conn.execute("PRAGMA temp_store=MEMORY")
         self._stage_attached = False
+        self._waiting_lock = False  # inside _begin's wait for another connection's write lock
         self._migrate(setting)
         self._set_limit(None)  # the busy timeout of the writes
 
@@ -1870,21 +1872,33 @@ class SQLiteStore(LedgerStore):
         wait). Still locked at the end: "database is locked", as a single wait would fail."""
         conn = self._conn
         end = time.monotonic() + self._wait_ms / 1000
+        self._waiting_lock = True  # what cut() can end (_interrupt); set before cut_short is read, as cut() does
         try:
             while True:
                 left = max(0, int((end - time.monotonic()) * 1000))
                 conn.execute(f"PRAGMA busy_timeout={min(left, _SQLITE_WAIT_SLICE_MS)}")
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    return
                 except sqlite3.OperationalError as exc:
                     if left <= _SQLITE_WAIT_SLICE_MS or _file_failure(exc) != 5:  # not SQLITE_BUSY: failed
                         raise
+                else:
+                    self._waiting_lock = False
+                    if self._cut_short:  # cut as the lock was taken: cut() said so, the write ends here too
+                        conn.execute("ROLLBACK")
+                        raise self._unavailable(_CUT_DETAIL)
+                    return
                 if self._cut_short:
                     raise self._unavailable(_CUT_DETAIL)
         finally:
+            self._waiting_lock = False
             with contextlib.suppress(sqlite3.Error):  # the transaction's statements wait as long as the write may
                 conn.execute(f"PRAGMA busy_timeout={self._wait_ms}")
+
+    def _interrupt(self) -> bool:
+        # Only a wait for another connection's lock ends (_begin looks at cut_short between its slices); a write
+        # past it runs its statements to their end (bounded by its batch's size): not cut, it ends by itself.
+        return self._waiting_lock
 
     def _write(self, batch: PreparedBatch) -> int:
         conn = self._conn
