@@ -52,14 +52,25 @@ class TokenCount:
     exact: bool  # False: a heuristic, or a tokenizer that is not the model's own
 
 
+# ``tiktoken.model``, imported at the first model name asked about, then kept: an import statement in
+# ``encoding_name_for`` ran the import machinery at every count. Without tiktoken it is asked for again each time.
+_tiktoken_model: Any = None
+
+
+def _import_tiktoken_model() -> Any:
+    global _tiktoken_model
+    import tiktoken.model
+
+    _tiktoken_model = tiktoken.model
+    return _tiktoken_model
+
+
 def encoding_name_for(model: str | None) -> str:
     """The tiktoken encoding of an OpenAI model; o200k_base for anything newer or unknown."""
     if isinstance(model, str) and model:
         name = model.split("/")[-1]
         try:
-            import tiktoken.model
-
-            return tiktoken.model.encoding_name_for_model(name)
+            return (_tiktoken_model or _import_tiktoken_model()).encoding_name_for_model(name)
         except Exception:
             pass
         if name.startswith(("gpt-3.5", "gpt-35", "gpt-4-", "text-embedding-", "davinci", "babbage")) or name == "gpt-4":

@@ -1149,3 +1149,29 @@ def test_a_budget_file_with_a_utf8_byte_order_mark_is_read_as_price_files_are(tm
         assert [b.name for b in guard.budgets] == ["bom"]
     finally:
         disable_budgets()
+
+
+def test_a_warm_guard_runs_no_import_statement_per_call(monkeypatch):
+    """Counting a request's tokens ran two import statements on every call (``from ..tokens import ...`` in
+    ``count_input``, ``import tiktoken.model`` in ``encoding_name_for``): the import machinery each time, ~14 k
+    instructions of the guard's ~215 k. Both modules are now imported at the first count and kept."""
+    import builtins
+
+    from aicost.budget.estimate import count_input
+
+    info = chat_info("gpt-4o", max_tokens=7, text="hello there, how are you today?")
+    g = BudgetGuard([Budget(limit_usd="1", name="warm")], [], clock=Clock(ts("2026-11-23T12:00:00")))
+    g.before_call(info).after_call(result(info, D("0.0001")))  # warm: first count, first price
+    imported: list[str] = []
+    real_import = builtins.__import__
+
+    def counting_import(name, *args, **kwargs):
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", counting_import)
+    tokens, exact = count_input(info.kwargs, "gpt-4o", "openai", shape=info.shape)
+    g.before_call(info).after_call(result(info, D("0.0001")))
+    monkeypatch.undo()
+    assert imported == []
+    assert tokens == count_request_input(info.kwargs, "gpt-4o", "openai", info.shape).tokens > 0 and exact

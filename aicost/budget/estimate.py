@@ -73,13 +73,25 @@ class Prices:
         return lambda provider, model, tier: (lookup(provider, model, service_tier=tier), None)
 
 
+# ``aicost.tokens.count_request_input``, imported at the first count (not when the budget package is imported),
+# then kept: an import statement in ``count_input`` ran the import machinery on every call.
+_count_request_input: Callable[..., Any] | None = None
+
+
+def _counter() -> Callable[..., Any]:
+    global _count_request_input
+    from ..tokens import count_request_input
+
+    _count_request_input = count_request_input
+    return count_request_input
+
+
 def count_input(kwargs: Mapping[str, Any], model: str | None, provider: str, *,
                 shape: RequestShape) -> tuple[int, bool]:
     """The request's input tokens and whether the count is exact. ``shape`` (the endpoint's ``RequestShape``,
     ``CallInfo.shape``) says where the request keeps its input: required, since a request read without it
     would count 0 tokens."""
-    from ..tokens import count_request_input
-
+    count_request_input = _count_request_input or _counter()
     count = count_request_input(dict(kwargs) if not isinstance(kwargs, dict) else kwargs, model, provider, shape)
     return count.tokens, count.exact
 
