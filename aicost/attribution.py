@@ -80,10 +80,9 @@ _FIELDS = {
     "customer": semconv.AICOST_CUSTOMER,
 }
 _KNOWN_KEYS = frozenset(_FIELDS.values())
-# How long an attribution value may be, and how many tags baggage brings: semconv's, beside the tag name rule, so
-# that the ledger holds every row it stores to them without importing this module (aicost.ledger.row.within_bounds)
-MAX_VALUE_LEN = semconv.MAX_VALUE_LEN
-MAX_OUTSIDE_TAGS = semconv.MAX_OUTSIDE_TAGS
+# How long an attribution value may be, and how many tags baggage brings, are semconv's (MAX_VALUE_LEN,
+# MAX_OUTSIDE_TAGS), beside the tag name rule, so that the ledger holds every row it stores to them without
+# importing this module (aicost.ledger.row.within_bounds)
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # Which fields ride baggage to downstream services. User and customer ids are personal or commercial data,
@@ -128,7 +127,7 @@ def _log_once(key: str, message: str) -> None:
 
 
 # What an attribution value (and a unit's name and outcome) may be, said in every refusal of one.
-_ACCEPTED_VALUE = f"a non-empty str of at most {MAX_VALUE_LEN} printable characters"
+_ACCEPTED_VALUE = f"a non-empty str of at most {semconv.MAX_VALUE_LEN} printable characters"
 
 
 def _check_value(where: str, argument: str, value: object) -> str:
@@ -142,8 +141,9 @@ def _check_value(where: str, argument: str, value: object) -> str:
                         f"{_ACCEPTED_VALUE}{hint}")
     if not value or not value.strip():
         raise ValueError(f"{where}: {argument} must be a non-empty string; accepted: {_ACCEPTED_VALUE}")
-    if len(value) > MAX_VALUE_LEN:
-        raise ValueError(f"{where}: {argument} is longer than {MAX_VALUE_LEN} characters; accepted: {_ACCEPTED_VALUE}")
+    if len(value) > semconv.MAX_VALUE_LEN:
+        raise ValueError(f"{where}: {argument} is longer than {semconv.MAX_VALUE_LEN} characters; accepted: "
+                         f"{_ACCEPTED_VALUE}")
     if not value.isprintable():
         raise ValueError(f"{where}: {argument} contains control characters; accepted: {_ACCEPTED_VALUE}")
     return value
@@ -269,7 +269,7 @@ def _upstream_attributes(bag: Mapping[str, object], local: Mapping[str, str] = _
         if key in _KNOWN_KEYS:
             if key not in _trusted_keys:
                 continue
-        elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < MAX_OUTSIDE_TAGS
+        elif not (_trust_tags and key.startswith(semconv.AICOST_TAG_PREFIX) and tags < semconv.MAX_OUTSIDE_TAGS
                   and semconv.is_tag_name(key[len(semconv.AICOST_TAG_PREFIX):])):
             continue
         else:
