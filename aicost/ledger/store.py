@@ -127,10 +127,11 @@ def _unique(items: Sequence[Any], key: str) -> list[Any]:
     return list(seen.values()) if len(seen) < len(items) else list(items)
 
 
-def _bounded(items: list[Any]) -> list[Any]:
+def _held_to_bounds(items: list[Any]) -> list[Any]:
     """``items`` within the ledger's bounds (:func:`~aicost.ledger.row.within_bounds`: the one place every row and
-    run is bounded, whatever made it). Those the in-process capture made are bounded already: a flag read each. A
-    run without a feature or outcome it may keep raises :class:`LedgerRefused` (the writer refuses it alone)."""
+    run is bounded, whatever made it). Those the in-process capture made are bounded already: their mark
+    (``LedgerRow._bounded``, ``FeatureRun._bounded``) read each. A run without a feature or outcome it may keep
+    raises :class:`LedgerRefused` (the writer refuses it alone)."""
     if all(map(_BOUNDED, items)):
         return items
     try:
@@ -139,7 +140,7 @@ def _bounded(items: list[Any]) -> list[Any]:
         raise LedgerRefused(str(exc)) from None
 
 
-_BOUNDED = operator.attrgetter("_bounded")
+_BOUNDED = operator.attrgetter("_bounded")  # the mark aicost.ledger.capture sets on the rows and runs it made
 
 
 def _last_time(rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> datetime | None:
@@ -414,8 +415,8 @@ class LedgerStore:
                 return self._prepare(storable_rows, storable_runs)
 
     def _prepare(self, rows: Sequence[LedgerRow], runs: Sequence[FeatureRun]) -> PreparedBatch:
-        rows = _bounded(_unique(rows, "span_id"))
-        runs = _bounded(_unique(runs, "run_id"))
+        rows = _held_to_bounds(_unique(rows, "span_id"))
+        runs = _held_to_bounds(_unique(runs, "run_id"))
         # Summed as integers (SQLite, nearly every batch): every amount is small, so each is summable too
         units = rollup.DIALECTS[self.dialect].to_units is not None and rollup.fits_units(rows)
         if not units and (amount := rollup.unsummable(rows)) is not None:
