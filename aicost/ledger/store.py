@@ -1379,7 +1379,9 @@ def _named_tags(tags: Mapping[str, Any]) -> Mapping[str, Any]:
     """``tags`` without those whose name breaks :data:`aicost.semconv.TAG_NAME_RULE` (logged once each). The
     rollups keep a tag as the text 'name=value' and SQLite reads one as a JSON path label, so a name with '=' or
     a '"' would be misread (tag 'a=b' counted as tag 'a' with value 'b=...'). The SDK never makes such a name; a
-    span from elsewhere (the span exporter) or a hand-made row can. A NUL in a value is replaced (:func:`_no_nul`)."""
+    span from elsewhere (the span exporter) or a hand-made row can. A NUL in a value is replaced (:func:`_no_nul`)
+    here, in every batch, not left to :func:`_storable` (which repairs texts only once a write is refused):
+    SQLite's JSON and string functions end a text at a NUL without refusing it, so no refusal would come."""
     if not all(semconv.is_tag_name(name) for name in tags):
         for name in tags:
             if not semconv.is_tag_name(name):
@@ -1417,8 +1419,9 @@ def _storable_text(text: str) -> str:
 
 def _storable(items: Sequence[Any]) -> Sequence[Any]:
     """Rows or runs with every text, tag values included, made storable (:func:`_storable_text`): copies of those
-    that had one that was not; ``items`` itself when none had. Only on a write refused for its text (rare), so the
-    common batch is never scanned for it."""
+    that had one that was not; ``items`` itself when none had. Only on a write refused for its text (rare: a NUL on
+    PostgreSQL, a lone surrogate on either), so the common batch is never scanned for it. NULs in tag values are
+    not left to this: :func:`_named_tags` replaces them in every batch, as SQLite stores them without a refusal."""
     out = []
     for item in items:
         changed: dict[str, Any] = {}
