@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import socketserver
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
@@ -259,42 +261,57 @@ def tcp_limits(conn: Any) -> tuple[int, int, int, int, int]:
         sock.close()
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer whose ``stopping`` is set as it stops (:func:`loopback_server`); ``server_close()``
+    does not wait for a handler: one that holds its connection ends on ``stopping``."""
+
+    block_on_close = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stopping = threading.Event()
+
+
+@contextmanager
+def loopback_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[LoopbackServer]:
+    """A server on 127.0.0.1 at a free port, serving each connection with ``handler`` in a daemon thread of its own,
+    from a daemon thread; yields the server (its port: ``server.server_address[1]``). On exit it sets
+    ``server.stopping`` (a handler that holds its connection waits on it), shuts down and closes."""
+    server = LoopbackServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 @contextmanager
 def trickling_server(answer: bytes, tls: Any = None) -> Iterator[tuple[str, list[int]]]:
     """A server on 127.0.0.1 that reads each request, sends ``answer``, then one more byte every 0.2 s, for ever:
     each read of the socket waits less than any timeout, so only a deadline for the whole exchange ends it (a vendor
     API, a webhook, or a proxy in front of them). With ``tls`` (a server SSLContext), over HTTPS. Yields its base
     URL and the list of connections it took (one item each)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
     connections: list[int] = []
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
+    class Trickle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
             connections.append(1)
+            client = self.request
             try:
                 if tls is not None:
                     client = tls.wrap_socket(client, server_side=True)
                 client.recv(65536)
                 client.sendall(answer)
-                while not stop.wait(0.2):
+                while not self.server.stopping.wait(0.2):
                     client.sendall(b"X")
-            except OSError:  # the client gave up: the next connection
+            except OSError:  # the client gave up
                 pass
             finally:
                 client.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{server.getsockname()[1]}", connections
-    finally:
-        stop.set()
-        server.close()
-        thread.join(5)
+    with loopback_server(Trickle) as server:
+        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{server.server_address[1]}", connections

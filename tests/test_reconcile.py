@@ -615,6 +615,8 @@ def _webhook():
     the JSON bodies POSTed to it."""
     import http.server
 
+    from servers import loopback_server
+
     posts = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
@@ -627,15 +629,8 @@ def _webhook():
         def log_message(self, *args):
             pass
 
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=hook.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Hook) as hook:
         yield f"http://127.0.0.1:{hook.server_address[1]}/services/T000/B000/s3cret", posts
-    finally:
-        hook.shutdown()
-        hook.server_close()
-        thread.join(5)
 
 
 def test_cli_alert_goes_to_the_webhooks_of_a_webhook_file_never_to_aicost_alerts_variable(openai_rows, tmp_path,

@@ -774,30 +774,19 @@ def test_an_alert_refused_at_interpreter_finalization_is_counted(monkeypatch):
 def silent_receiver() -> Iterator[tuple[str, list]]:
     """A webhook on 127.0.0.1 that accepts every connection and never answers: each connection attempt is
     recorded (the connections are held open until the end)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.05)
+    from socketserver import BaseRequestHandler
+
+    from servers import loopback_server
+
     held: list[socket.socket] = []
-    stop = threading.Event()
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:  # the timeout: look at stop again
-                continue
+    class Hold(BaseRequestHandler):
+        def handle(self) -> None:
+            held.append(self.request)
+            self.server.stopping.wait()
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/hooks/T000/B000/secret", held
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        server.close()
+    with loopback_server(Hold) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret", held
 
 
 def _alerts(n: int, tag: str = "") -> list[AL.Alert]:
