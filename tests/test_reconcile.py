@@ -591,13 +591,21 @@ def test_cli_table_csv_json_and_the_alert_exit_status(openai_rows, tmp_path, mon
     assert len(table[header]) == len(table[header + 1]) and "unexplained" in table[header + 1]
 
 
-def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monkeypatch):
+def _alert_setup(openai_rows, tmp_path, monkeypatch) -> tuple[str, list]:
+    """A ledger of Nov 1's calls (proj_main, key_main) and a bill with them and one more call on Nov 2 (proj_x,
+    key_x): spend the ledger does not explain; the admin and the app key in the environment. Returns the ledger's
+    URL and the bill."""
     placed = _at(openai_rows, NOV[0])
     url = _ledger(tmp_path, placed)
     truth = (_truth(placed, scope="proj_main", key_id="key_main")
              + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_x", key_id="key_x"))
     monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
     monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    return url, truth
+
+
+def test_cli_alert_goes_through_the_alert_sink_once(openai_rows, tmp_path, monkeypatch):
+    url, truth = _alert_setup(openai_rows, tmp_path, monkeypatch)
     with _webhook() as (hook_url, posts), FakeAdminAPI("openai", truth, datetime.now(UTC)) as fake:
         for _ in range(2):  # a daily cron: the second run does not notify again
             err = io.StringIO()
@@ -638,12 +646,7 @@ def test_cli_alert_goes_to_the_webhooks_of_a_webhook_file_never_to_aicost_alerts
     """--webhook URL put the webhook's secret in `ps` and the crontab. --webhook-file PATH (as aicost alerts')
     reads it from a file; the URL is in no argument and no output. $AICOST_ALERT_WEBHOOK, set for aicost alerts,
     is not read: it would turn this command's delivery on unasked."""
-    placed = _at(openai_rows, NOV[0])
-    url = _ledger(tmp_path, placed)
-    truth = (_truth(placed, scope="proj_main", key_id="key_main")
-             + _truth(_at(openai_rows[:1], NOV[1]), scope="proj_x", key_id="key_x"))
-    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
-    monkeypatch.setenv("APP_KEY", OPENAI_KEY)
+    url, truth = _alert_setup(openai_rows, tmp_path, monkeypatch)
     with _webhook() as (hook_url, posts), _webhook() as (env_url, env_posts):
         monkeypatch.setenv("AICOST_ALERT_WEBHOOK", env_url)
         hooks = tmp_path / "hooks"
