@@ -261,6 +261,25 @@ def tcp_limits(conn: Any) -> tuple[int, int, int, int, int]:
         sock.close()
 
 
+def libpq_settings(conn: Any) -> tuple[str | None, tuple[int, int, int, int, int]]:
+    """What a PostgreSQL connection runs with: the connect_timeout libpq used, from wherever it came (None: none,
+    wait for ever), and the socket's :func:`tcp_limits`."""
+    timeout = next(option.val for option in conn.pgconn.info if option.keyword == b"connect_timeout")
+    return None if timeout is None else timeout.decode(), tcp_limits(conn)
+
+
+def pg_service_file(path: Any, service: str, dsn: str, settings: str) -> str:
+    """Write a pg_service.conf at ``path`` whose one entry, ``service``, connects where ``dsn`` does (its host,
+    port, user and dbname) with ``settings`` (``key=value`` lines); returns the path, for PGSERVICEFILE."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    where = conninfo_to_dict(dsn)
+    with open(path, "w") as f:
+        f.write(f"[{service}]\n" + "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user", "dbname"))
+                + settings)
+    return str(path)
+
+
 class LoopbackServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer whose ``stopping`` is set as it stops (:func:`loopback_server`); ``server_close()``
     does not wait for a handler: one that holds its connection ends on ``stopping``."""

@@ -50,10 +50,8 @@ def test_connect_timeout_and_tcp_limits_yield_to_the_environment_and_the_service
                                                                                     monkeypatch):
     """The DSN's own settings won, but a PGCONNECT_TIMEOUT and the keepalives of the pg_service.conf entry the DSN
     names were overridden by the store's (connect_timeout_s, the TCP limits): now they win too."""
-    from psycopg.conninfo import conninfo_to_dict
-
     from aicost.cache import PgVectorStore
-    from servers import tcp_limits
+    from servers import libpq_settings, pg_service_file
 
     for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
         monkeypatch.delenv(variable, raising=False)
@@ -62,21 +60,16 @@ def test_connect_timeout_and_tcp_limits_yield_to_the_environment_and_the_service
         s = PgVectorStore(dsn, table="cache_tcp")
         try:
             with s.connection() as conn:
-                timeout = next(o.val for o in conn.pgconn.info if o.keyword == b"connect_timeout")
-                return timeout, tcp_limits(conn)
+                return libpq_settings(conn)
         finally:
             s.close()
 
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "9")
-    assert opened(pg_server) == (b"9", (True, 30, 5, 3, 10_000))
+    assert opened(pg_server) == ("9", (True, 30, 5, 3, 10_000))
     monkeypatch.delenv("PGCONNECT_TIMEOUT")
-    where = conninfo_to_dict(pg_server)
-    services = tmp_path / "pg_service.conf"
-    services.write_text("[aicost_cache]\n" + "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user",
-                                                                                         "dbname"))
-                        + "keepalives_idle=60\ntcp_user_timeout=120000\n")
-    monkeypatch.setenv("PGSERVICEFILE", str(services))
-    assert opened("service=aicost_cache") == (b"2", (True, 60, 5, 3, 120_000))
+    monkeypatch.setenv("PGSERVICEFILE", pg_service_file(tmp_path / "pg_service.conf", "aicost_cache", pg_server,
+                                                        "keepalives_idle=60\ntcp_user_timeout=120000\n"))
+    assert opened("service=aicost_cache") == ("2", (True, 60, 5, 3, 120_000))
 
 
 def test_entries_round_trip_with_ttl_and_eviction(pg_server):

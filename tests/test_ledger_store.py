@@ -19,7 +19,7 @@ from aicost.ledger.row import CACHE_HIT, REFUSAL, TOKEN_FIELDS
 from aicost.ledger.schema import SCHEMA_VERSION
 from aicost.ledger.synthetic import Profile, fill
 
-from servers import tcp_limits
+from servers import libpq_settings, pg_service_file, tcp_limits
 from ledger_helpers import (DROP_PAIRS, DROP_UNKNOWN_REASON, python_sums, run_sql, sample_periods, spend_sums,
                             sum_all_pairs)
 
@@ -280,8 +280,9 @@ def test_a_newer_schema_is_refused_with_its_version(ledger_url):
         open_store(ledger_url)
 
 
-def _opened_connections(monkeypatch, dialect: str) -> list:
-    """Every connection the ledger store opens from now on (sqlite3's or psycopg's connect, wrapped)."""
+def _opened_connections(monkeypatch, dialect: str, read=None) -> list:
+    """Every connection the ledger store opens from now on (sqlite3's or psycopg's connect, wrapped); with
+    ``read``, what ``read(connection)`` said of each as it was opened instead."""
     opened: list = []
     if dialect == "sqlite":
         module, connect = store_module.sqlite3, store_module.sqlite3.connect
@@ -291,8 +292,9 @@ def _opened_connections(monkeypatch, dialect: str) -> list:
         module, connect = psycopg, psycopg.connect
 
     def recording(*args, **kwargs):
-        opened.append(connect(*args, **kwargs))
-        return opened[-1]
+        conn = connect(*args, **kwargs)
+        opened.append(conn if read is None else read(conn))
+        return conn
 
     monkeypatch.setattr(module, "connect", recording)
     return opened
@@ -920,19 +922,10 @@ def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_s
     kernel gave up (many minutes): the store's connections, its own and a stream's, now have TCP keepalives
     (a dead idle peer found in about 30 s) and a tcp_user_timeout (unacknowledged data given up after 30 s). What
     the URL sets itself wins."""
-    import psycopg
     from ledger_helpers import fresh_pg_database
 
     url = fresh_pg_database(pg_server)
-    opened = []
-    real_connect = psycopg.connect
-
-    def connect(*args, **kwargs):
-        conn = real_connect(*args, **kwargs)
-        opened.append(tcp_limits(conn))
-        return conn
-
-    monkeypatch.setattr(psycopg, "connect", connect)
+    opened = _opened_connections(monkeypatch, "postgresql", tcp_limits)
     store = open_store(url)
     store.write([_row(1)])
     assert list(store.rows(T0, T0 + timedelta(days=1)))  # a stream: its own connection
@@ -945,31 +938,17 @@ def test_a_postgres_ledger_finds_a_silent_server_within_seconds_unless_its_url_s
     assert opened == [(True, 60, 5, 4, 120_000)]
 
 
-def _connect_timeout(conn) -> str | None:
-    """The connect_timeout libpq used for a connection, from wherever it came (None: none, wait forever)."""
-    value = next(option.val for option in conn.pgconn.info if option.keyword == b"connect_timeout")
-    return None if value is None else value.decode()
-
-
 @pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
 def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, tmp_path, monkeypatch):
     """The store passed connect_timeout=5 to every connection, over the URL's own and PGCONNECT_TIMEOUT, and its
     keepalives over those of the pg_service.conf entry the URL names. Each of aicost's settings now yields to the
     user's wherever libpq reads it, for the store's own connection and a stream's alike."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
     from ledger_helpers import fresh_pg_database
 
     for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
         monkeypatch.delenv(variable, raising=False)
     url = fresh_pg_database(pg_server)
-    opened = []
-    real_connect = psycopg.connect
-
-    def connect(*args, **kwargs):
-        conn = real_connect(*args, **kwargs)
-        opened.append((_connect_timeout(conn), tcp_limits(conn)))
-        return conn
+    opened = _opened_connections(monkeypatch, "postgresql", libpq_settings)
 
     def use(ledger_url: str) -> list:
         opened.clear()
@@ -979,19 +958,15 @@ def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, tmp_pat
         store.close()
         return opened
 
-    monkeypatch.setattr(psycopg, "connect", connect)
     assert use(url) == [("5", (True, 10, 5, 4, 30_000))] * 2
     assert use(f"{url}?connect_timeout=8") == [("8", (True, 10, 5, 4, 30_000))] * 2
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "9")
     assert use(url) == [("9", (True, 10, 5, 4, 30_000))] * 2
     monkeypatch.delenv("PGCONNECT_TIMEOUT")
 
-    where = conninfo_to_dict(url)
-    services = tmp_path / "pg_service.conf"
-    services.write_text("[aicost_ledger]\n" + "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user",
-                                                                                          "dbname"))
-                        + "connect_timeout=7\nkeepalives_idle=60\ntcp_user_timeout=120000\n")
-    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    services = pg_service_file(tmp_path / "pg_service.conf", "aicost_ledger", url,
+                               "connect_timeout=7\nkeepalives_idle=60\ntcp_user_timeout=120000\n")
+    monkeypatch.setenv("PGSERVICEFILE", services)
     assert use("postgresql://?service=aicost_ledger") == [("7", (True, 60, 5, 4, 120_000))] * 2
 
 
