@@ -877,3 +877,26 @@ def test_a_report_api_trickling_its_answer_is_cut_at_the_timeout_with_a_clear_er
     assert "openai: /v1/organization/costs" in message and "no complete answer within 0.5 s" in message, message
     assert ADMIN_KEY not in message
     assert len(connections) == fetcher.max_retries + 1 == fetcher.requests
+
+
+@pytest.mark.parametrize("given", [["--webhook"], ["--webhook-file"], ["--webhook", "--webhook-file"]])
+def test_cli_refuses_a_webhook_without_alert_above_before_fetching(given, tmp_path, monkeypatch):
+    """--webhook or --webhook-file without --alert-above was accepted, the bill fetched and compared, exit status 0,
+    and nothing was ever sent: no amount raises the alert (docs/reconcile.md names no default threshold). Refused,
+    naming the options, exit status 2, before any request; the webhook's URL is not quoted."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    hooks = tmp_path / "hooks"
+    hooks.write_text("http://127.0.0.1:9/services/T000/B000/s3cret\n")
+    values = {"--webhook": "http://127.0.0.1:9/services/T000/B000/s3cret", "--webhook-file": str(hooks)}
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", _ledger(tmp_path, []),
+                "--base-url", fake.url, "--state", str(tmp_path / "alerts.db")]
+        for option in given:
+            argv += [option, values[option]]
+        assert main(argv, out=out, err=err) == 2
+        assert fake.requests == []
+    assert out.getvalue() == ""
+    assert err.getvalue().startswith(f"aicost reconcile: {' and '.join(given)} "), err.getvalue()
+    assert "--alert-above USD" in err.getvalue() and "s3cret" not in err.getvalue()
+    assert not (tmp_path / "alerts.db").exists()  # refused before the state file is made

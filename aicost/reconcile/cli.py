@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alert-above", metavar="USD",
                    help="exit with status 3 and print an alert when unexplained spend exceeds this amount")
     p.add_argument("--webhook", action="append", metavar="URL",
-                   help="with --alert-above: also POST the alert (Slack-compatible JSON) here, once per vendor, "
+                   help="needs --alert-above: also POST the alert (Slack-compatible JSON) here, once per vendor, "
                         "period and threshold (repeatable; the aicost alerts sink). The URL is a secret that "
                         "shows in ps and crontabs: prefer --webhook-file")
     p.add_argument("--webhook-file", action="append", metavar="PATH",
@@ -57,6 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    webhooks = [option for option, given in (("--webhook", args.webhook), ("--webhook-file", args.webhook_file))
+                if given]
+    if webhooks and not args.alert_above:  # no amount raises the alert: the webhook would never get one
+        print(f"aicost reconcile: {' and '.join(webhooks)} {'needs' if len(webhooks) == 1 else 'need'} "
+              "--alert-above USD (the unexplained spend above which the alert is raised and delivered)", file=err)
+        return 2
     alerts = []
     try:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
