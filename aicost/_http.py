@@ -52,6 +52,7 @@ class _Cutoff:
         self._sockets: list[socket.socket] = []
         self.fired = False
         self._done = False
+        self._timed_out: bool | None = None  # decided once, by decide()
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
@@ -86,6 +87,17 @@ class _Cutoff:
         except OSError:  # the connection is gone already
             pass
 
+    def decide(self, response: Any = None) -> bool:
+        """Whether the exchange timed out, decided once: the first call decides, and disarms the cutoff in the same
+        step (under the lock its firing takes), so the exchange is an answer or a timeout, never first one and
+        then the other. Timed out if the cutoff fired, unless ``response`` was read whole (:func:`_read_whole`):
+        that read completed before the cutoff took the socket, whatever the cutoff did after it."""
+        with self._lock:
+            if self._timed_out is None:
+                self._done = True
+                self._timed_out = self.fired and not _read_whole(response)
+            return self._timed_out
+
     def cancel(self) -> None:
         self._timer.cancel()
         with self._lock:
@@ -106,6 +118,18 @@ class _Cutoff:
                 self._create_connection = lambda *a, **k: cutoff.hold(create(*a, **k))
 
         return Watched
+
+
+def _read_whole(response: Any) -> bool:
+    """Whether http.client read ``response``'s body to the end its framing gives: its Content-Length (or a body
+    known empty: a 204, 304, HEAD) or a chunked body's last chunk. A shutdown of the socket cannot fake that end (a
+    framed body cut short raises IncompleteRead); it does fake the end of a body that ends with the connection (no
+    length): such a body, read by a cutoff that fired, is never whole here."""
+    if response is None or not response.isclosed():
+        return False
+    if getattr(response, "chunked", False):
+        return getattr(response, "chunk_left", 0) is None
+    return getattr(response, "length", None) == 0
 
 
 class _Watching:
@@ -131,8 +155,11 @@ class _WatchedHTTPS(_Watching, urllib.request.HTTPSHandler):
 def open_url_within(request: urllib.request.Request, seconds: float, *, any_status: bool = False) -> Iterator[Any]:
     """:func:`open_url`, the whole exchange (connecting, sending, the answer's status, headers and whatever the
     block reads of its body) over within ``seconds``: past them, a :class:`TimeoutError`, whatever the server
-    does, and whatever was read by then (an answer cut short can look whole). For a request that must not hold its
-    caller (an alert's delivery, a page of a report), not for a download of any size.
+    does, and whatever was read by then (an answer cut short can look whole), unless the block had read the answer
+    whole by the end its framing gives (its Content-Length, a chunked body's last chunk) before the block ended:
+    then the answer (or the block's own exception) stands. Decided once, as the block ends: a deadline passing
+    after it changes nothing. For a request that must not hold its caller (an alert's delivery, a page of a
+    report), not for a download of any size.
 
     ``any_status``: an answer of any status is yielded (``response.status``), never raised as an
     :class:`~urllib.error.HTTPError`: read in the block, an error's body is inside the deadline too (read from an
@@ -142,14 +169,20 @@ def open_url_within(request: urllib.request.Request, seconds: float, *, any_stat
     if any_status:
         handlers.append(_AnyStatus)
     opener = urllib.request.build_opener(*handlers)
+    timed_out = f"no complete answer within {seconds:g} s"
     try:
         with opener.open(request, timeout=seconds) as response:
-            yield response
-        if cutoff.fired:  # cut short: a status line and a truncated rest can read as a whole (empty) answer
-            raise TimeoutError
+            try:
+                yield response
+            finally:  # decided as the block ends, before the answer is closed: whether the block read it whole
+                cutoff.decide(response)
     except Exception:
-        if cutoff.fired:
-            raise TimeoutError(f"no complete answer within {seconds:g} s") from None
+        if cutoff.decide():  # the first decision stands (the block's); else decided now, with the error
+            raise TimeoutError(timed_out) from None
         raise
     finally:
         cutoff.cancel()
+    # Cut short, a status line and a truncated rest can read as a whole (empty) answer. Decided as the block ended:
+    # the cutoff firing since changes nothing.
+    if cutoff.decide():
+        raise TimeoutError(timed_out)
