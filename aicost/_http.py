@@ -58,15 +58,15 @@ class _Cutoff:
         self._timer.start()
 
     def hold(self, sock: socket.socket) -> socket.socket:
+        """Called by http.client as it connects, inside ``opener.open()`` on the thread of :func:`open_url_within`:
+        always before :meth:`decide` and :meth:`cancel`, which that thread calls once ``open()`` has returned or
+        raised, so no duplicate is taken after they closed the others."""
         try:
             held = sock.dup()
         except OSError:  # out of descriptors: the connection fails as it would have
             sock.close()
             raise
         with self._lock:
-            if self._done:  # cannot happen in open_url_within; never leak the duplicate
-                held.close()
-                return sock
             self._sockets.append(held)
             if self.fired:  # connected after the deadline
                 self._shut(held)
