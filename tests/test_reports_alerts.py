@@ -1087,3 +1087,79 @@ def test_cli_alerts_help_names_the_ways_to_give_a_webhook(capsys):
         main(["alerts", "--help"])
     text = capsys.readouterr().out
     assert "--webhook-file" in text and "AICOST_ALERT_WEBHOOK" in text
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["in-memory", "state-file"])
+def test_in_app_deliveries_waiting_for_a_retry_at_exit_are_counted_and_logged_once_never_the_url(tmp_path,
+                                                                                                   with_state):
+    """An alert whose webhook was down and whose callback raised waits for its retry; the app exits first. The
+    process took both deliveries with it and said nothing (without a state file no later run can send them either).
+    They are counted (``stats.lost_at_exit``, one per sink) and logged once at exit, naming the sinks' hosts, never
+    the webhook's path or query."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db") if with_state else None
+    url = dead_url().replace("/hook", "/hooks/T000/B000/s3cret?token=t0ken")
+    code = textwrap.dedent(f"""
+        import atexit
+        from aicost.reports import alerts as AL
+
+        def raising(alert):
+            raise RuntimeError("pager down")
+        alerter = AL.Alerter([AL.WebhookSink({url!r}, timeout_s=5), AL.CallbackSink(raising, name="pager")],
+                             state={state!r})
+        alerter.RETRY_DELAYS_S = (3600.0,)  # the retry is never due before the exit
+        # registered before the alerter's exit hook: runs after it
+        atexit.register(lambda: print("lost at exit:", getattr(alerter.stats, "lost_at_exit", None), flush=True))
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-27", "spike", "text"))
+        assert alerter.flush(60)
+        print("waiting for a retry:", len(alerter._retries), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "waiting for a retry: 2" in done.stdout and "lost at exit: 4" in done.stdout, done.stdout
+    assert done.stderr.count("waiting for a retry at exit") == 1, done.stderr
+    assert f"webhook {url.split('/')[2]}" in done.stderr and "pager" in done.stderr
+    assert "s3cret" not in done.stderr and "t0ken" not in done.stderr
+
+
+def test_in_app_a_retry_counted_lost_at_exit_is_not_tried_while_the_exit_runs():
+    """The exit counts the deliveries waiting for a retry as lost; the sender thread, a daemon running on while the
+    other exit handlers run (the ledger's flush, up to 10 s), must not try one of them then: counted lost and sent
+    both. A later exit handler makes the retry due and wakes the thread with another alert: the retry is not
+    tried, the other alert is delivered."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import atexit
+        from aicost.reports import alerts as AL
+
+        calls = []
+        def pager(alert):
+            calls.append(alert.key)
+            if len(calls) == 1:
+                raise RuntimeError("pager down")
+        alerter = AL.Alerter(AL.CallbackSink(pager, name="pager"))
+        alerter.RETRY_DELAYS_S = (3600.0,)
+        def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+            for retry in list(alerter._retries.values()):
+                retry.due = 0.0  # due now, if it were still waiting
+            alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:late", "spike", "text"))  # wakes the thread
+            assert alerter.flush(60)
+            print("calls:", calls, "lost:", getattr(alerter.stats, "lost_at_exit", None), flush=True)
+        atexit.register(later_exit_handler)
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:first", "spike", "text"))
+        assert alerter.flush(60) and len(alerter._retries) == 1
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "calls: ['anomaly:team:search:first', 'anomaly:team:search:late'] lost: 1" in done.stdout, done.stdout

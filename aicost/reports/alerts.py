@@ -19,7 +19,8 @@ Inside an application, :meth:`Alerter.budget_callback` gives an ``on_threshold``
 a daemon thread, started at the first alert (never at interpreter exit), delivers it. The queue is bounded: a
 full queue drops the alert and counts it. The app has no next run to send again what failed: the sender thread
 tries a failed delivery again itself, after :attr:`Alerter.RETRY_DELAYS_S` (a few attempts over minutes), for at
-most :attr:`Alerter.RETRY_LIMIT` alerts at a time, and counts in ``stats.given_up`` what it gave up on. Retried:
+most :attr:`Alerter.RETRY_LIMIT` alerts at a time, and counts in ``stats.given_up`` what it gave up on, and in
+``stats.lost_at_exit`` (logged once) what was still waiting for a retry when the interpreter exited. Retried:
 a sink that could not be reached, an HTTP 5xx, 408 or 429, a callback that raised; not an HTTP 4xx or a redirect
 (the webhook refuses that alert; sending it again would be refused again).
 """
@@ -462,6 +463,8 @@ class AlertStats:
     dropped: int = 0  # in-app alerts dropped: the delivery queue was full, or the interpreter finalizing
     given_up: int = 0  # in-app sink deliveries that failed and are not tried again: after the last retry, a failure
     # not worth retrying (HTTP 4xx, a redirect), or RETRY_LIMIT alerts already waiting (each also counted in failed)
+    lost_at_exit: int = 0  # in-app sink deliveries waiting for a retry when the interpreter exited (or failing,
+    # worth a retry, after its exit began): never tried again, the process gone (each also counted in failed)
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
@@ -532,7 +535,9 @@ class Alerter:
         self._queue: queue.Queue[Alert] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = _fork.lock()
-        self._retries: dict[str, _Retry] = {}  # by alert key; the sender thread's alone
+        self._retries: dict[str, _Retry] = {}  # by alert key: the sender thread's, and the exit's (under the lock)
+        self._retries_lock = _fork.lock()
+        self._retries_closed = False  # the exit counted the retries waiting as lost: none is tried or kept since
         # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
         self._in_flight: set[str] = set()
         self._exiting = False
@@ -547,6 +552,7 @@ class Alerter:
         self._thread = None
         self._in_flight = set()  # the parent's deliveries
         self._retries = {}  # the parent's too
+        self._retries_closed = False
         self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
@@ -647,6 +653,31 @@ class Alerter:
             self._in_flight.clear()
         for claim in claims:
             self._release(claim, wait_s=1.0)
+
+    def _retries_at_exit(self) -> None:
+        """At interpreter exit (atexit, before :meth:`_release_at_exit`): the deliveries waiting for a retry never
+        get it, the process ending first. They are counted (``stats.lost_at_exit``) and logged once, and the sender
+        thread, running on while the exit lasts, neither tries them nor keeps another: each is lost, decided once
+        (with a state file they hold no claim, so a later ``aicost alerts`` run sends an alert the ledger still
+        warrants)."""
+        with self._retries_lock:
+            self._retries_closed = True
+            waiting = [r.sinks for r in self._retries.values()]
+            self._retries.clear()
+        self._lose_at_exit(waiting)
+
+    def _lose_at_exit(self, sinks: Sequence[Iterable[int]]) -> None:
+        """Count (and log once) the deliveries to ``sinks`` (one set of sink indices per alert) lost at exit."""
+        lost = [self.sinks[i].name for group in sinks for i in group]
+        if not lost:
+            return
+        with self._stats_lock:
+            self.stats.lost_at_exit += len(lost)
+        later = ("" if self.state.path is None else
+                 "; a later aicost alerts run sharing the state file sends those the ledger still warrants")
+        log_once("alerts:lost_at_exit", logging.WARNING, "aicost alerts: %d deliveries (to %s) were waiting for a "
+                 "retry at exit and are not made: counted in stats.lost_at_exit (not logged again)%s", len(lost),
+                 ", ".join(sorted(set(lost))), later)
 
     def _claims(self, alert: Alert) -> list[str]:
         """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
@@ -771,9 +802,11 @@ class Alerter:
 
     def _next_retry_in(self) -> float | None:
         """Seconds until the first retry is due (0 if one is); None without any."""
-        if not self._retries:
-            return None
-        return max(0.0, min(r.due for r in self._retries.values()) - time.monotonic())
+        with self._retries_lock:
+            if not self._retries:
+                return None
+            first = min(r.due for r in self._retries.values())
+        return max(0.0, first - time.monotonic())
 
     def _pass(self, batch: list[Alert]) -> None:
         """One delivery pass of the sender thread: the retries due, then ``batch``. Each failed delivery worth
@@ -782,8 +815,13 @@ class Alerter:
         sharing the state file) never gets it twice."""
         unreachable: set[int] = set()
         now = time.monotonic()
-        for retry in [r for r in self._retries.values() if r.due <= now]:
-            del self._retries[retry.alert.key]
+        with self._retries_lock:
+            due = [r for r in self._retries.values() if r.due <= now]
+        for retry in due:
+            with self._retries_lock:
+                if self._retries.get(retry.alert.key) is not retry:  # the exit counted it lost: decided, not tried
+                    continue
+                del self._retries[retry.alert.key]
             outcome = self._send_alert(retry.alert, retry.sinks, unreachable)
             if outcome is None:  # every sink it was owed has it: delivered by another pass or process
                 continue
@@ -801,16 +839,17 @@ class Alerter:
             delivered, failed = outcome
             # The same alert waiting for a retry (queued again meanwhile): counted sent once, as a retry counts it,
             # and what it delivers now is the retry's no more (a retry with nothing left no longer waits)
-            waiting = self._retries.get(alert.key)
-            sent_before = waiting is not None and waiting.sent
+            with self._retries_lock:
+                waiting = self._retries.get(alert.key)
+                sent_before = waiting is not None and waiting.sent
+                if waiting is not None:
+                    waiting.sent = sent_before or bool(delivered)
+                    waiting.sinks.difference_update(delivered)
+                    if not waiting.sinks:
+                        del self._retries[alert.key]
             if delivered and not sent_before:
                 with self._stats_lock:
                     self.stats.sent += 1
-            if waiting is not None:
-                waiting.sent = sent_before or bool(delivered)
-                waiting.sinks.difference_update(delivered)
-                if not waiting.sinks:
-                    del self._retries[alert.key]
             self._retry_later(alert, failed, 1, sent_before or bool(delivered))
 
     def _retry_later(self, alert: Alert, failed: Mapping[int, bool], attempts: int, sent: bool) -> None:
@@ -821,19 +860,24 @@ class Alerter:
         retry = {i for i, worth in failed.items() if worth}
         given_up = len(failed) - len(retry)
         why = "the webhook refused it (HTTP 4xx or a redirect)"
-        waiting = self._retries.get(alert.key)
-        if retry and waiting is not None:
-            waiting.sinks |= retry
-            waiting.sent = waiting.sent or sent
-        elif retry and attempts > len(self.RETRY_DELAYS_S):
-            given_up += len(retry)
-            why = f"{attempts} attempts failed"
-        elif retry and len(self._retries) >= self.RETRY_LIMIT:
-            given_up += len(retry)
-            why = f"{self.RETRY_LIMIT} alerts were already waiting for a retry"
-        elif retry:
-            self._retries[alert.key] = _Retry(alert, retry, attempts,
-                                              time.monotonic() + self.RETRY_DELAYS_S[attempts - 1], sent)
+        lost: set[int] = set()
+        with self._retries_lock:
+            waiting = self._retries.get(alert.key)
+            if retry and self._retries_closed:  # the exit has begun: no retry would come
+                lost = retry
+            elif retry and waiting is not None:
+                waiting.sinks |= retry
+                waiting.sent = waiting.sent or sent
+            elif retry and attempts > len(self.RETRY_DELAYS_S):
+                given_up += len(retry)
+                why = f"{attempts} attempts failed"
+            elif retry and len(self._retries) >= self.RETRY_LIMIT:
+                given_up += len(retry)
+                why = f"{self.RETRY_LIMIT} alerts were already waiting for a retry"
+            elif retry:
+                self._retries[alert.key] = _Retry(alert, retry, attempts,
+                                                  time.monotonic() + self.RETRY_DELAYS_S[attempts - 1], sent)
+        self._lose_at_exit([lost])
         if given_up:
             with self._stats_lock:
                 self.stats.given_up += given_up
@@ -857,10 +901,11 @@ def _release_claims_at_exit(alerter: Alerter) -> None:
 
 def _at_exit() -> None:
     for alerter in list(_SENDING):
-        try:
-            alerter._release_at_exit()
-        except Exception:  # noqa: BLE001 - never in the way of the exit
-            pass
+        for step in (alerter._retries_at_exit, alerter._release_at_exit):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - never in the way of the exit
+                pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
