@@ -255,7 +255,21 @@ window.addEventListener("load", function () {
   };
   (async function () {
     await sleep(500);
-    var out = {charts: {}, cells: texts(document, "td")};
+    var out = {charts: {}, cells: texts(document, "td"), notes: texts(document, "#unknown-price"),
+               tiles: Array.prototype.map.call(document.querySelectorAll(".kpi"), function (k) {
+                 var v = k.querySelector(".value");
+                 return {label: k.querySelector(".label").textContent, value: v.textContent,
+                         exact: v.getAttribute("data-exact"), line: k.querySelector(".exact").textContent};
+               }),
+               cards: Array.prototype.map.call(document.querySelectorAll(".card"), function (c) {
+                 var h = c.querySelector("h2");
+                 return {title: h ? h.textContent : "", cells: texts(c, "td"), notes: texts(c, "p"),
+                         pool: c.getAttribute("data-pool")};
+               }),
+               ran: document.body.getAttribute("data-ran"), images: document.images.length,
+               scripts_run: Array.prototype.filter.call(document.scripts, function (s) {
+                 return s.textContent.indexOf("document.body.setAttribute(") === 0;
+               }).length};
     var plots = document.querySelectorAll(".js-plotly-plot");
     for (var k = 0; k < plots.length; k++) {
       var gd = plots[k];
@@ -309,10 +323,10 @@ def _assert_text_only(seen: dict, dom: str) -> None:
         assert got["links"] == 0 and got["styled"] == [], (chart, got)
 
 
-def _markup_ledger(url: str) -> None:
+def _markup_ledger(url: str, name: str = MARKUP, owner: str = "platform") -> None:
     """The report tests' ledger with a team, a feature, a customer and a model called MARKUP (the planted spike is
     that team's, customer's and model's), and two self-hosted pools: one called MARKUP, and "gpu", each shared by
-    the team MARKUP and "ops"."""
+    the team MARKUP and "ops" (``name``: another name than MARKUP; ``owner``: the pools' owner)."""
     from datetime import datetime, timedelta, timezone
     from decimal import Decimal
 
@@ -321,7 +335,7 @@ def _markup_ledger(url: str) -> None:
     from aicost.pools.meter import Allocation, ClosedInterval
     from reports_helpers import build_rows
 
-    renamed = {"search": MARKUP, "answer": MARKUP, "globex": MARKUP, "gpt-4.1": MARKUP}
+    renamed = {"search": name, "answer": name, "globex": name, "gpt-4.1": name}
     rows, runs = build_rows()
     for record in (*rows, *runs):
         for field in ("team", "feature", "customer", "request_model", "response_model"):
@@ -331,11 +345,11 @@ def _markup_ledger(url: str) -> None:
     start = datetime(2026, 11, 10, tzinfo=timezone.utc)
     with open_store(url) as store:
         store.write(rows, runs)
-        for pool, tag in ((MARKUP, "a"), ("gpu", "b")):
-            shares = (Allocation(tag * 16, MARKUP, "llama", 1000, 100, Decimal(1400), None, Decimal("1.5")),
+        for pool, tag in ((name, "a"), ("gpu", "b")):
+            shares = (Allocation(tag * 16, name, "llama", 1000, 100, Decimal(1400), None, Decimal("1.5")),
                       Allocation(tag * 15 + "c", "ops", "llama", 1000, 100, Decimal(1400), None, Decimal("0.5")))
             write_interval(store, ClosedInterval(
-                pool=pool, owner="platform", key="tokens", start=start, end=start + timedelta(hours=1),
+                pool=pool, owner=owner, key="tokens", start=start, end=start + timedelta(hours=1),
                 cost=Decimal("2.5"), used=Decimal("2"), idle=Decimal("0.5"), utilisation=Decimal("0.8"),
                 input_weight=Decimal(1), output_weight=Decimal(4), weights_from="declared", allocations=shares))
 
@@ -433,3 +447,106 @@ def test_a_trace_added_to_a_chart_is_escaped_without_being_asked(tmp_path, monke
     # its hover label: the trace's name (cut to 15 characters by plotly.js, as any name) and the hovertext
     assert f'<a href="...{MARKUP}' in cache["hover"], cache["hover"]
     assert any(h.startswith("saved by the...(Nov") for h in cache["hover"]), cache["hover"]  # plain text: as was
+
+
+# A name that, written raw into a table cell or a tile, ends the cell, the table and the card, and runs: an image's
+# onerror and a script, each marking the page's body; and an entity, which stays as written.
+RUNS = ("<img src=x onerror=\"document.body.setAttribute('data-ran','img')\"></td></tr></table></div>"
+        "<script>document.body.setAttribute('data-ran','script')</script><b>R&amp;D</b>")
+
+
+def test_every_value_in_a_table_or_tile_is_text_however_it_was_made(tmp_path, monkeypatch):
+    """Tables, tiles and cards are filled by one builder (``dashboard._fill``) that escapes every value, not by a rule
+    each cell must remember. Every value made to be markup that runs: the names from the ledger (team, feature,
+    customer, model: the forecast and spike tables), a pool's name and its owner's, a saved reconciliation's texts,
+    and the page's own amounts and notes (dollars, exact figures, the unknown-price texts). Read in headless
+    Chromium, nothing ran and no element was made, and each shows as written at every place. Before, names were
+    escaped site by site, and the amounts not at all (trusted to be digits): an image and a script ran."""
+    from aicost.ledger import open_store
+    from aicost.reports import dashboard
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    _markup_ledger(url, name=RUNS, owner=RUNS)
+    with open_store(url) as store:
+        store.write(unpriced_rows(RUNS, 28, 5))
+    rec = tmp_path / "rec.json"
+    rec.write_text(json.dumps({"vendor": RUNS, "period": {"label": RUNS}, "summary": RUNS,
+                               "totals": {"bill_usd": "12", "ledger_usd": "10"},
+                               "unexplained": [{"day": RUNS, "scope": RUNS, "key_id": RUNS, "model": RUNS,
+                                                "usd": "2"}]}))
+    for made in ("_usd", "_exact", "plus_unknown", "unknown_calls"):  # the page's own texts, made into markup
+        monkeypatch.setattr(dashboard, made, lambda *args: RUNS)
+    page = tmp_path / "spend.html"
+    code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), *PERIOD, "--reconciliation", str(rec))
+    assert code == 0, err
+    seen, _ = seen_in_chromium(page)
+    assert (seen["ran"], seen["images"], seen["scripts_run"]) == (None, 0, 0), seen  # nothing ran, nothing made
+
+    tiles = [t for t in seen["tiles"] if t["label"] in ("Total spend", "Cache savings", "Stopped by budgets",
+                                                         "USD per successful outcome")]
+    assert len(tiles) == 4 and all(t["value"] == t["exact"] == t["line"] == RUNS for t in tiles), seen["tiles"]
+    assert seen["notes"] and seen["notes"][0].startswith(f"{RUNS} nor in the charts"), seen["notes"]
+    cards = {card["title"]: card for card in seen["cards"]}
+    forecast = cards["Budgets against forecast"]["cells"]
+    rows = [forecast[i:i + 7] for i in range(0, len(forecast), 7)]  # 7 columns
+    row = next(row for row in rows if row[0] == RUNS)  # the team's: spent so far (+ unknown), projected, interval
+    assert row[1:3] == [RUNS + RUNS, f"at least {RUNS}"] and row[4] == RUNS, row  # (no budget: _usd(None))
+    assert row[3] in ("-", f"{RUNS} \u2013 {RUNS}") and rows[0][3] == f"{RUNS} \u2013 {RUNS}", rows
+    spikes = cards["Anomalies: spend spikes"]["cells"]
+    assert spikes.count(RUNS) >= 3, spikes  # by team, customer, model
+    assert any(re.search(rf"\d\d:\d\d {re.escape(RUNS)} {re.escape(RUNS)} [0-9a-f]{{16}}", c) for c in spikes), spikes
+    reconciliation = cards[f"Reconciliation with {RUNS}'s bill, {RUNS}"]
+    assert reconciliation["notes"] == [RUNS], reconciliation
+    assert reconciliation["cells"][:4] == ["billed", RUNS, "in the ledger", RUNS], reconciliation
+    assert reconciliation["cells"][-5:] == [RUNS] * 5, reconciliation  # day, project, key, model, amount
+    pool = [card for card in seen["cards"] if card["pool"] == RUNS]
+    assert len(pool) == 1 and f"Pool cost ${RUNS} over 1 closed interval(s)" in pool[0]["notes"][0], seen["cards"]
+    assert f"idle ${RUNS} (owner {RUNS})" in pool[0]["notes"][0], pool
+    # wherever it shows, the name is whole: no part of it was read as markup
+    texts = [*seen["cells"], *seen["notes"], *(t[k] for t in seen["tiles"] for k in ("value", "exact", "line")),
+             *(note for card in seen["cards"] for note in card["notes"])]
+    assert not [text for text in texts if "<" in text.replace(RUNS, "")], texts
+
+
+def test_a_section_written_without_the_builder_is_text_on_the_page(tmp_path, monkeypatch):
+    """The page is put together by the builder too: a section made by hand (an f-string with a name in it) shows its
+    markup as text, it never becomes the page's."""
+    from aicost.reports import dashboard
+
+    monkeypatch.setattr(dashboard, "_anomaly_table", lambda anomalies: f"<table><tr><td>{RUNS}</td></tr></table>")
+    page = tmp_path / "spend.html"
+    code, out, err = run_cli("dashboard", "--ledger", write_ledger(tmp_path / "ledger.db"), "--out", str(page),
+                             *PERIOD)
+    assert code == 0, err
+    source = page.read_text()
+    assert "<img" not in source and "setAttribute('data-ran'" not in source
+    assert "&lt;table&gt;&lt;tr&gt;&lt;td&gt;&lt;img src=x onerror=" in source
+
+
+def test_raw_markup_is_written_only_from_literals_of_the_dashboard_module():
+    """Markup reaches the page only as aicost's own: ``_markup`` is given string literals only (never a name, an
+    f-string or a value), the builder's markup type is made by the builder's functions, a chart's and plotly.js's
+    only, and text is escaped in one function (and in the charts' ``_as_text``)."""
+    import ast
+    import inspect
+
+    from aicost.reports import dashboard
+
+    makers = {"_markup", "_escaped", "_fill", "_join", "_chart", "_plotly_js"}
+    wrong = []
+    for top in ast.parse(inspect.getsource(dashboard)).body:
+        where = top.name if isinstance(top, (ast.FunctionDef, ast.ClassDef)) else None
+        for node in ast.walk(top):
+            if not isinstance(node, ast.Call):
+                continue
+            called = ast.unparse(node.func)
+            if called == "_markup" and not (len(node.args) == 1 and not node.keywords
+                                            and isinstance(node.args[0], ast.Constant)
+                                            and isinstance(node.args[0].value, str)):
+                wrong.append(f"line {node.lineno}: _markup({ast.unparse(node)[8:-1][:60]}) is not a string literal")
+            if called == "_Html" and where not in makers:
+                wrong.append(f"line {node.lineno}: _Html(...) made in {where}")
+            if called.endswith("escape") and where not in ("_escaped", "_as_text"):
+                wrong.append(f"line {node.lineno}: {called}(...) in {where}")
+    assert wrong == []
+    assert f"font-family: {dashboard._FONT};" in dashboard._CSS  # the page's font is the charts'

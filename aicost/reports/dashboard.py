@@ -47,8 +47,42 @@ def _exact(value: Decimal | None) -> str:
     return decimal_text(value) or "0"
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+# ------------------------------------------------------------------------------------------------------ HTML
+class _Html(str):
+    """Text that is HTML already: aicost's own markup (:func:`_markup`), or what :func:`_fill` and :func:`_join` made
+    of it, every other value in it escaped; and a chart (:func:`_chart`) and plotly.js itself (:func:`_plotly_js`).
+    Made nowhere else (``tests/test_reports_dashboard.py`` reads this module to hold it to that). A ``str`` joined
+    to one with ``+`` is a plain ``str`` again: escaped where it then goes, so a page that forgot the builder shows
+    markup as text rather than running it."""
+
+    __slots__ = ()
+
+
+def _markup(constant: str) -> _Html:
+    """aicost's own markup, written as is: the one way raw HTML reaches the page's tables, tiles and text. Given a
+    string literal only, never a name or a value (the tests read this module to hold it to that): a name, a number,
+    a Decimal or a date goes into the markup through :func:`_fill`, which escapes it."""
+    return _Html(constant)
+
+
+def _escaped(value: Any) -> _Html:
+    """A value as text of the page: markup (:class:`_Html`) as it is, anything else (a name, a Decimal, an int, a
+    date, a plain ``str`` however made) escaped, quotes included, so it is text in an element or an attribute."""
+    return value if isinstance(value, _Html) else _Html(html.escape(str(value), quote=True))
+
+
+def _fill(template: _Html, *values: Any) -> _Html:
+    """``template`` (aicost's markup, from :func:`_markup`) with its ``{}`` fields, in order, filled with ``values``,
+    each escaped by :func:`_escaped`: a table's row, a tile, a card. No format specs: a number is formatted to its
+    text first (``f"{calls:,}"``), and that text is escaped like any."""
+    if not isinstance(template, _Html):
+        raise TypeError("a template is aicost's own markup: _markup('...')")
+    return _Html(template.format(*map(_escaped, values)))
+
+
+def _join(parts: Any, separator: _Html | str = "") -> _Html:
+    """``parts`` one after the other (with ``separator`` between them), each escaped by :func:`_escaped`."""
+    return _Html(_escaped(separator).join(_escaped(part) for part in parts))
 
 
 # Plotly's templates that aicost writes: the only strings of a figure plotly.js reads as markup (``<extra>``) that
@@ -86,7 +120,7 @@ def _as_text(value: Any, key: str = "") -> Any:
     return value
 
 
-def _chart(fig: Any, key: str, config: dict[str, Any]) -> str:
+def _chart(fig: Any, key: str, config: dict[str, Any]) -> _Html:
     """The one way a figure reaches the page: its strings escaped (:func:`_as_text`), in a ``<div id="chart-KEY">``
     (any character of ``KEY`` but letters, digits and ``-`` written as ``_hex_``, so a pool's name can neither end
     the attribute nor the script that finds the div, and two names never share an id)."""
@@ -94,8 +128,15 @@ def _chart(fig: Any, key: str, config: dict[str, Any]) -> str:
 
     spec = _as_text(fig.to_dict())
     div_id = "chart-" + _ID_UNSAFE.sub(lambda m: f"_{ord(m.group()):x}_", key)
-    return pio.to_html(spec, include_plotlyjs=False, full_html=False, config=config, div_id=div_id,
-                       default_height=f"{fig.layout.height}px", validate=False)
+    return _Html(pio.to_html(spec, include_plotlyjs=False, full_html=False, config=config, div_id=div_id,
+                             default_height=f"{fig.layout.height}px", validate=False))
+
+
+def _plotly_js() -> _Html:
+    """plotly.js, the script the plotly package ships, inlined as is."""
+    import plotly.offline
+
+    return _Html(plotly.offline.get_plotlyjs())
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
@@ -224,8 +265,8 @@ def _figures(store: Any, period: Any, report: Any, forecasts: Sequence[Any], ano
 
 
 # ------------------------------------------------------------------------------------------------------ page
-_CSS = """
-body { font-family: %s; margin: 0; background: #f5f6f8; color: #1f2328; }
+_CSS = _markup("\nbody { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; "
+               """background: #f5f6f8; color: #1f2328; }
 header { background: #1f2a44; color: white; padding: 18px 28px; }
 header h1 { margin: 0; font-size: 22px; font-weight: 600; }
 header p { margin: 4px 0 0; opacity: .8; font-size: 13px; }
@@ -240,17 +281,29 @@ main { padding: 18px 28px 40px; max-width: 1500px; margin: 0 auto; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
 .card { background: white; border-radius: 8px; padding: 8px; box-shadow: 0 1px 2px rgba(0,0,0,.08); min-width: 0; }
 .wide { grid-column: 1 / -1; }
-table { border-collapse: collapse; width: 100%%; font-size: 13px; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
 td.num, th.num { text-align: right; }
 h2 { font-size: 15px; margin: 8px 8px 10px; font-weight: 600; }
 .note { font-size: 12px; color: #57606a; margin: 6px 8px; }
 .over { color: #c0392b; font-weight: 600; }
 @media (max-width: 1000px) { .grid { grid-template-columns: 1fr; } }
-""" % _FONT
+""")  # (the font is _FONT, the charts' font; a literal here: _markup takes literals only)
+_NOTHING = _markup("")
+
+# The page's markup: aicost's own constants, each ``{}`` a value that _fill escapes (a name, an amount, a count).
+_TILE = _markup('<div class="kpi"><div class="label">{}</div><div class="value" data-total="{}" data-exact="{}">{}'
+                '</div><div class="exact">{}</div>{}</div>')
+_FORECAST_ROW = _markup("<tr><td>{}</td><td class=num>{}{}</td><td class=num>{}{}</td><td class=num>{}</td>"
+                        '<td class=num>{}</td><td class="{}">{}</td><td>{}</td></tr>')
+_SPIKE_ROW = _markup("<tr><td>{}</td><td>{}</td><td>{}</td><td class=num>{}{}</td><td class=num>{}</td>"
+                     "<td class=num>{}</td><td>{}</td></tr>")
+_SPIKE_CALL = _markup("{} {} {} <code>{}</code>")
+_AMOUNT_ROW = _markup("<tr><td>{}</td><td class=num>{}</td></tr>")
+_UNEXPLAINED_ROW = _markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td></tr>")
 
 
-def _kpis(report: Any) -> str:
+def _kpis(report: Any) -> _Html:
     t = report.totals
     tiles = [
         ("Total spend", _usd(t.cost), "cost_usd", _exact(t.cost)),
@@ -262,82 +315,77 @@ def _kpis(report: Any) -> str:
         ("USD per successful outcome", _usd(t.cost_per_success), "cost_per_success_usd",
          _exact(t.cost_per_success) if t.cost_per_success is not None else ""),
     ]
-    cells = []
-    for title, shown, key, exact in tiles:  # (not ``label``: the module's function of that name)
-        unknown = _unknown_total(t.unknown_cost_calls) if key == "cost_usd" else ""
-        cells.append(f'<div class="kpi"><div class="label">{_e(title)}</div>'
-                     f'<div class="value" data-total="{key}" data-exact="{_e(exact)}">{_e(shown)}</div>'
-                     f'<div class="exact">{_e(exact)}</div>{unknown}</div>')
-    return '<section class="kpis">' + "".join(cells) + "</section>"
+    cells = (_fill(_TILE, title, key, exact, shown, exact,  # (not ``label``: the module's function of that name)
+                   _unknown_total(t.unknown_cost_calls) if key == "cost_usd" else _NOTHING)
+             for title, shown, key, exact in tiles)
+    return _fill(_markup('<section class="kpis">{}</section>'), _join(cells))
 
 
-def _unknown_total(calls: int) -> str:
+def _unknown_total(calls: int) -> _Html:
     """Under the total spend: the calls it leaves out because their price is unknown (nothing without any), so a
     total of priced spend never reads as all of it."""
     if not calls:
-        return ""
-    return (f'<div class="unknown" data-total="unknown_cost_calls" data-exact="{calls}">+ {calls:,} calls of '
-            "unknown price, not in the total</div>")
+        return _NOTHING
+    return _fill(_markup('<div class="unknown" data-total="unknown_cost_calls" data-exact="{}">+ {} calls of '
+                         "unknown price, not in the total</div>"), calls, f"{calls:,}")
 
 
-def _unknown_note(calls: int) -> str:
+def _unknown_note(calls: int) -> _Html:
     """Above the charts: they draw priced spend only."""
     if not calls:
-        return ""
-    return (f'<p class="note unknown wide" id="unknown-price">{unknown_calls(calls)} '
-            "nor in the charts: their spend is unknown, not $0 (<code>aicost report --by model</code> names the "
-            "models, column <i>unpriced</i>). Forecasts and spikes that had some say so; their amounts are lower "
-            "bounds.</p>")
+        return _NOTHING
+    return _fill(_markup('<p class="note unknown wide" id="unknown-price">{} '
+                         "nor in the charts: their spend is unknown, not $0 (<code>aicost report --by model</code> "
+                         "names the models, column <i>unpriced</i>). Forecasts and spikes that had some say so; their "
+                         "amounts are lower bounds.</p>"), unknown_calls(calls))
 
 
-def _plus_unknown(calls: int) -> str:
+def _plus_unknown(calls: int) -> _Html:
     """A table cell's suffix for an amount that leaves calls of unknown price out."""
-    return f'<br><span class="unknown">{plus_unknown(calls).lstrip()}</span>' if calls else ""
+    if not calls:
+        return _NOTHING
+    return _fill(_markup('<br><span class="unknown">{}</span>'), plus_unknown(calls).lstrip())
 
 
-def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> str:
-    title = "<h2>Budgets against forecast</h2>"
+def _forecast_table(forecasts: Sequence[Any], as_of: date, with_budgets: bool) -> _Html:
+    title = _markup("<h2>Budgets against forecast</h2>")
     if not forecasts:
-        return (f'<div class="card wide">{title}<p class="note">No month-end forecast: no spend in the eight weeks '
-                f"up to {_e(as_of)} (forecasts count complete days only).</p></div>")
+        return _fill(_markup('<div class="card wide">{}<p class="note">No month-end forecast: no spend in the eight '
+                             "weeks up to {} (forecasts count complete days only).</p></div>"), title, as_of)
     if not with_budgets:
-        title += ('<p class="note">No budgets file given (<code>--budgets FILE</code>): forecasts shown for the '
-                  "whole ledger and its largest teams.</p>")
-    rows = []
-    for f in forecasts:
-        interval = "-" if f.low is None else f"{_usd(f.low)} &ndash; {_usd(f.high)}"
-        share = "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%"
-        cls = ' class="num over"' if f.over_budget else ' class="num"'
-        at_least = "at least " if f.unknown_cost_calls else ""
-        rows.append(f"<tr><td>{_e(f.group)}</td><td class=num>{_usd(f.actual)}{_plus_unknown(f.unknown_cost_calls)}"
-                    f"</td><td class=num>{at_least}{_usd(f.projected)}</td><td class=num>{interval}</td>"
-                    f"<td class=num>{_usd(f.budget)}</td><td{cls}>{share}</td><td>{_e(f.method)}</td></tr>")
-    return (f'<div class="card wide">{title}<table><tr><th>budget / group</th>'
-            '<th class=num>spent so far</th><th class=num>projected month-end</th><th class=num>interval</th>'
-            '<th class=num>budget</th><th class=num>of budget</th><th>method</th></tr>' + "".join(rows) +
-            "</table></div>")
+        title = _join((title, _markup('<p class="note">No budgets file given (<code>--budgets FILE</code>): '
+                                      "forecasts shown for the whole ledger and its largest teams.</p>")))
+    rows = _join(
+        _fill(_FORECAST_ROW, f.group, _usd(f.actual), _plus_unknown(f.unknown_cost_calls),
+              "at least " if f.unknown_cost_calls else "", _usd(f.projected),
+              "-" if f.low is None else _fill(_markup("{} &ndash; {}"), _usd(f.low), _usd(f.high)),
+              _usd(f.budget), "num over" if f.over_budget else "num",
+              "-" if not f.budget else f"{f.projected * 100 / f.budget:.0f}%", f.method)
+        for f in forecasts)
+    return _fill(_markup('<div class="card wide">{}<table><tr><th>budget / group</th>'
+                         "<th class=num>spent so far</th><th class=num>projected month-end</th>"
+                         "<th class=num>interval</th><th class=num>budget</th><th class=num>of budget</th>"
+                         "<th>method</th></tr>{}</table></div>"), title, rows)
 
 
-def _anomaly_table(anomalies: Sequence[Any]) -> str:
+def _anomaly_table(anomalies: Sequence[Any]) -> _Html:
     if not anomalies:
-        body = '<p class="note">No spend spikes in this period: every team, feature, model and customer stayed ' \
-               'within its own baseline.</p>'
+        body = _markup('<p class="note">No spend spikes in this period: every team, feature, model and customer '
+                       "stayed within its own baseline.</p>")
     else:
-        rows = []
-        for a in anomalies[:25]:
-            ratio = "new" if a.baseline <= 0 else f"{a.ratio:.1f}x"
-            calls = "<br>".join(f"{_e(c.time.strftime('%H:%M'))} {_e(c.model or '-')} {_usd(c.cost)} "
-                                f"<code>{_e(c.span_id)}</code>" for c in a.calls[:3])
-            rows.append(f"<tr><td>{_e(a.dimension)}</td><td>{_e(a.group)}</td><td>{_e(a.start)}</td>"
-                        f"<td class=num>{_usd(a.actual)}{_plus_unknown(a.unknown_cost_calls)}</td>"
-                        f"<td class=num>{_usd(a.baseline)}</td>"
-                        f"<td class=num>{ratio}</td><td>{calls}</td></tr>")
-        body = ("<table><tr><th>by</th><th>group</th><th>day</th><th class=num>spent</th><th class=num>baseline</th>"
-                "<th class=num>ratio</th><th>costliest calls</th></tr>" + "".join(rows) + "</table>")
-    return f'<div class="card wide" id="anomalies"><h2>Anomalies: spend spikes</h2>{body}</div>'
+        rows = _join(
+            _fill(_SPIKE_ROW, a.dimension, a.group, a.start, _usd(a.actual), _plus_unknown(a.unknown_cost_calls),
+                  _usd(a.baseline), "new" if a.baseline <= 0 else f"{a.ratio:.1f}x",
+                  _join((_fill(_SPIKE_CALL, c.time.strftime("%H:%M"), c.model or "-", _usd(c.cost), c.span_id)
+                         for c in a.calls[:3]), _markup("<br>")))
+            for a in anomalies[:25])
+        body = _fill(_markup("<table><tr><th>by</th><th>group</th><th>day</th><th class=num>spent</th>"
+                             "<th class=num>baseline</th><th class=num>ratio</th><th>costliest calls</th></tr>{}"
+                             "</table>"), rows)
+    return _fill(_markup('<div class="card wide" id="anomalies"><h2>Anomalies: spend spikes</h2>{}</div>'), body)
 
 
-def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
+def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> _Html:
     """Self-hosted GPU pools (docs/self-hosted.md): per pool, its final cost split by team plus idle, and the
     figures ``aicost report --pool`` prints. Final figures only (closed intervals); nothing when no pool."""
     import plotly.graph_objects as go
@@ -359,22 +407,20 @@ def _pool_cards(store: Any, period: Any, config: dict[str, Any]) -> str:
             fig.add_trace(go.Bar(name=who, x=[float(cost)], y=[name], orientation="h", customdata=[_exact(cost)],
                                  hovertemplate=_POOL_HOVER))
         fig.update_layout(height=220)
-        chart = _chart(fig, f"pool-{name}", config)
         per_million = summary.cost_per_million_tokens
-        cards.append(
-            f'<div class="card wide" data-pool="{_e(name)}">{chart}<p class="note">'
-            f'Pool cost <b data-total="pool-cost">${_exact(summary.cost)}</b> over {summary.intervals} closed '
-            f"interval(s); utilisation {percent(summary.utilisation):f} %; "
-            f"idle ${_exact(summary.idle)} "
-            f"(owner {_e(summary.owner)}); cost per 1M tokens achieved "
-            f"{'$' + _exact(RATIO.quantize(per_million, _CENT)) if per_million is not None else 'n/a'}. "
-            f"Provisional figures the spans carried (${_exact(summary.provisional)}) are not in these totals."
-            + (f" Estimated team shares: {_e(note)}." if (note := summary.estimate_note()) is not None else "")
-            + "</p></div>")
-    return "".join(cards)
+        note = summary.estimate_note()
+        cards.append(_fill(
+            _markup('<div class="card wide" data-pool="{}">{}<p class="note">Pool cost <b data-total="pool-cost">${}'
+                    "</b> over {} closed interval(s); utilisation {} %; idle ${} (owner {}); cost per 1M tokens "
+                    "achieved {}. Provisional figures the spans carried (${}) are not in these totals.{}</p></div>"),
+            name, _chart(fig, f"pool-{name}", config), _exact(summary.cost), summary.intervals,
+            f"{percent(summary.utilisation):f}", _exact(summary.idle), summary.owner,
+            "$" + _exact(RATIO.quantize(per_million, _CENT)) if per_million is not None else "n/a",
+            _exact(summary.provisional), f" Estimated team shares: {note}." if note is not None else ""))
+    return _join(cards)
 
 
-def _reconciliation_card(rec: Any) -> str:
+def _reconciliation_card(rec: Any) -> _Html:
     """A card from ``aicost reconcile --format json`` output: the one line, the totals, the unexplained spend."""
     totals = rec.get("totals") or {}
 
@@ -382,42 +428,44 @@ def _reconciliation_card(rec: Any) -> str:
         value = totals.get(key)
         return _usd(Decimal(value)) if value is not None else "-"
 
-    kpis = "".join(f"<tr><td>{_e(name)}</td><td class=num>{money(key)}</td></tr>" for name, key in (
+    kpis = _join(_fill(_AMOUNT_ROW, name, money(key)) for name, key in (
         ("billed", "bill_usd"), ("in the ledger", "ledger_usd"), ("matched", "matched_usd"),
         ("unexplained (shadow)", "unexplained_usd"), ("over-attributed", "over_attributed_usd"),
         ("price drift", "price_drift_usd"), ("provisional (report lag)", "provisional_bill_usd")))
-    sources = "".join(
-        f"<tr><td>{_e(s.get('day'))}</td><td>{_e(s.get('scope') or '-')}</td><td>{_e(s.get('key_id') or '-')}</td>"
-        f"<td>{_e(s.get('model') or '-')}</td><td class=num>{_usd(Decimal(s.get('usd') or '0'))}</td></tr>"
+    sources = _join(
+        _fill(_UNEXPLAINED_ROW, s.get("day"), s.get("scope") or "-", s.get("key_id") or "-", s.get("model") or "-",
+              _usd(Decimal(s.get("usd") or "0")))
         for s in (rec.get("unexplained") or [])[:25])
-    table = ("<table><tr><th>day</th><th>project / workspace</th><th>API key</th><th>model</th>"
-             f"<th class=num>unexplained</th></tr>{sources}</table>") if sources else ""
+    table = _fill(_markup("<table><tr><th>day</th><th>project / workspace</th><th>API key</th><th>model</th>"
+                          "<th class=num>unexplained</th></tr>{}</table>"), sources) if sources else _NOTHING
     title = f"Reconciliation with {rec.get('vendor', '?')}'s bill, {(rec.get('period') or {}).get('label', '')}"
-    return (f'<div class="card wide reconciliation"><h2>{_e(title)}</h2><p>{_e(rec.get("summary", ""))}</p>'
-            f"<table>{kpis}</table>{table}</div>")
+    return _fill(_markup('<div class="card wide reconciliation"><h2>{}</h2><p>{}</p><table>{}</table>{}</div>'),
+                 title, rec.get("summary", ""), kpis, table)
 
 
 def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_of: date | None = None,
                     reconciliations: Sequence[Any] = ()) -> tuple[str, str]:
     """The page's HTML and a one-line summary. ``period`` is an :class:`aicost.ledger.report.Period`;
-    ``reconciliations``: parsed ``aicost reconcile --format json`` outputs, one card each."""
-    import plotly.offline
+    ``reconciliations``: parsed ``aicost reconcile --format json`` outputs, one card each.
 
+    The page is put together by :func:`_fill` and :func:`_join` only: every value in it (a name, an amount, a
+    date) is escaped, and markup is aicost's own (:func:`_markup`), a chart (:func:`_chart`) or plotly.js."""
     from ..ledger.report import build_report
     from .anomalies import scan_ledger
     from .forecast import default_as_of, forecast_budgets, forecast_ledger
 
     report = build_report(store, period=period, group_by=("team",), movers=0)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>aicost spend: '
-            f'{_e(period.describe())}</title><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<style>{_CSS}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
-            f"<header><h1>aicost spend</h1><p>{_e(period.describe())} &middot; ledger {_e(report.ledger)} &middot; "
-            f"generated {generated}</p></header><main>")
+    head = _fill(_markup('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>aicost spend: {}</title>'
+                         '<meta name="viewport" content="width=device-width, initial-scale=1"><style>{}</style>'
+                         "<script>{}</script></head><body><header><h1>aicost spend</h1><p>{} &middot; ledger {} "
+                         "&middot; generated {}</p></header><main>"),
+                 period.describe(), _CSS, _plotly_js(), period.describe(), report.ledger, generated)
+    end = _markup("</main></body></html>")
     if report.empty:
-        body = (f'<div class="card"><h2>No spend recorded</h2><p class="note" id="empty">The ledger has no rows '
-                f"between {_e(period.start.isoformat())} and {_e(period.end.isoformat())}.</p></div>")
-        return head + _kpis(report) + body + "</main></body></html>", "empty period"
+        body = _fill(_markup('<div class="card"><h2>No spend recorded</h2><p class="note" id="empty">The ledger has '
+                             "no rows between {} and {}.</p></div>"), period.start.isoformat(), period.end.isoformat())
+        return str(_join((head, _kpis(report), body, end))), "empty period"
 
     last_day = (period.end - timedelta(microseconds=1)).date()
     if as_of is None:
@@ -433,19 +481,20 @@ def build_dashboard(store: Any, period: Any, *, budgets: Sequence[Any] = (), as_
     config = {"displayModeBar": False, "responsive": True}
     charts = {name: _chart(fig, name, config) for name, fig in figures}
 
-    def card(name: str, wide: bool = False) -> str:
+    def card(name: str, wide: bool = False) -> _Html:
         if name not in charts:
-            return ""
-        return f'<div class="card{" wide" if wide else ""}" data-chart="{name}">{charts[name]}</div>'
+            return _NOTHING
+        return _fill(_markup('<div class="{}" data-chart="{}">{}</div>'), "card wide" if wide else "card", name,
+                     charts[name])
 
-    body = (_kpis(report) + '<section class="grid">' + _unknown_note(report.totals.unknown_cost_calls) +
-            card("daily", wide=True) + card("feature") +
-            card("customer") + card("models") + card("unit") + card("forecast", wide=True) +
-            _forecast_table(forecasts, as_of, bool(budgets)) +
-            _anomaly_table(anomalies) + card("cache", wide=True) + _pool_cards(store, period, config)
-            + "".join(_reconciliation_card(r) for r in reconciliations) + "</section>")
+    body = _join((
+        _kpis(report), _markup('<section class="grid">'), _unknown_note(report.totals.unknown_cost_calls),
+        card("daily", wide=True), card("feature"), card("customer"), card("models"), card("unit"),
+        card("forecast", wide=True), _forecast_table(forecasts, as_of, bool(budgets)), _anomaly_table(anomalies),
+        card("cache", wide=True), _pool_cards(store, period, config),
+        _join(_reconciliation_card(r) for r in reconciliations), _markup("</section>")))
     unknown = report.totals.unknown_cost_calls
     summary = (f"{_usd(report.totals.cost)} over {report.totals.calls:,} calls"
                + (f" ({unknown:,} with an unknown price, not in the total)" if unknown else "")
                + f", {len(forecasts)} forecast(s), {len(anomalies)} spike(s)")
-    return head + body + "</main></body></html>", summary
+    return str(_join((head, body, end))), summary
