@@ -900,3 +900,18 @@ def test_cli_refuses_a_webhook_without_alert_above_before_fetching(given, tmp_pa
     assert err.getvalue().startswith(f"aicost reconcile: {' and '.join(given)} "), err.getvalue()
     assert "--alert-above USD" in err.getvalue() and "s3cret" not in err.getvalue()
     assert not (tmp_path / "alerts.db").exists()  # refused before the state file is made
+
+
+@pytest.mark.parametrize("amount", ["", " ", "five"])
+def test_cli_refuses_an_alert_above_that_is_no_amount_before_fetching(amount, tmp_path, monkeypatch):
+    """``--alert-above ""`` (an unset shell variable: ``--alert-above "$LIMIT"``) turned the alert off without a
+    word, the run exiting 0 however much spend was unexplained; a text that is no amount is refused, naming the
+    option, exit status 2, before any request."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    with FakeAdminAPI("openai", [], NOW) as fake:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["reconcile", "--vendor", "openai", "--period", "2026-11", "--ledger", _ledger(tmp_path, []),
+                "--base-url", fake.url, "--alert-above", amount]
+        assert main(argv, out=out, err=err) == 2
+        assert fake.requests == []
+    assert "--alert-above: not a number" in err.getvalue(), err.getvalue()

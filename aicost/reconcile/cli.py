@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     webhooks = [option for option, given in (("--webhook", args.webhook), ("--webhook-file", args.webhook_file))
                 if given]
-    if webhooks and not args.alert_above:  # no amount raises the alert: the webhook would never get one
+    if webhooks and args.alert_above is None:  # no amount raises the alert: the webhook would never get one
         print(f"aicost reconcile: {' and '.join(webhooks)} {'needs' if len(webhooks) == 1 else 'need'} "
               "--alert-above USD (the unexplained spend above which the alert is raised and delivered)", file=err)
         return 2
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         tolerances = Tolerances(money_usd=_decimal(args.money_tolerance, "--money-tolerance"),
                                 lag=timedelta(hours=_hours(args.lag_hours, "--lag-hours")))
-        threshold = _decimal(args.alert_above, "--alert-above") if args.alert_above else None
+        threshold = None if args.alert_above is None else _decimal(args.alert_above, "--alert-above")
         alerter = _alerter(args.webhook, args.webhook_file, args.state)  # checked before anything is fetched
         result = reconcile(args.vendor, args.period, _ledger(args), key_map=_key_map(args.key_map),
                            keys=_keys(args.key), api=args.api, admin_key_env=args.admin_key_env, base_url=args.base_url,
