@@ -17,6 +17,7 @@ feeds ``aicost.usage.estimated``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -53,7 +54,8 @@ class TokenCount:
 
 
 # ``tiktoken.model``, imported at the first model name asked about, then kept: an import statement in
-# ``encoding_name_for`` ran the import machinery at every count. Without tiktoken it is asked for again each time.
+# ``encoding_name_for`` ran the import machinery at every count. Without tiktoken it is asked for again at each
+# model name not yet looked up.
 _tiktoken_model: Any = None
 
 
@@ -68,13 +70,26 @@ def _import_tiktoken_model() -> Any:
 def encoding_name_for(model: str | None) -> str:
     """The tiktoken encoding of an OpenAI model; o200k_base for anything newer or unknown."""
     if isinstance(model, str) and model:
-        name = model.split("/")[-1]
-        try:
-            return (_tiktoken_model or _import_tiktoken_model()).encoding_name_for_model(name)
-        except Exception:
-            pass
-        if name.startswith(("gpt-3.5", "gpt-35", "gpt-4-", "text-embedding-", "davinci", "babbage")) or name == "gpt-4":
-            return "cl100k_base"
+        return _encoding_name_of(model)
+    return "o200k_base"
+
+
+# Model names come from the application (any number of distinct ones): the last few hundred are kept, unknown ones
+# too (their lookup is the slowest: every prefix, then tiktoken's KeyError).
+_ENCODING_NAMES_KEPT = 256
+
+
+@functools.lru_cache(maxsize=_ENCODING_NAMES_KEPT)
+def _encoding_name_of(model: str) -> str:
+    """``encoding_name_for`` of a non-empty name, looked up once per name: tiktoken's ``encoding_name_for_model``
+    scans its prefixes in Python (and raises for a name it does not know) on every count otherwise."""
+    name = model.split("/")[-1]
+    try:
+        return (_tiktoken_model or _import_tiktoken_model()).encoding_name_for_model(name)
+    except Exception:
+        pass
+    if name.startswith(("gpt-3.5", "gpt-35", "gpt-4-", "text-embedding-", "davinci", "babbage")) or name == "gpt-4":
+        return "cl100k_base"
     return "o200k_base"
 
 

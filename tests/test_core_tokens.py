@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from aicost import integrations, tokens
 
 
@@ -161,3 +163,54 @@ def test_a_count_on_an_event_loop_never_waits_for_the_tokenizer_load(monkeypatch
     assert loaded_on == ["aicost-tokenizer"]
     assert asyncio.run(count())[0] == tokens.TokenCount(7, True)  # loaded: exact from then on
     assert tokens.count_text(text, "gpt-4o") == tokens.TokenCount(7, True)
+
+
+@pytest.fixture
+def tiktoken_lookups(monkeypatch):
+    """The names tiktoken's ``encoding_name_for_model`` is asked about, from a cold cache of encoding names."""
+    import tiktoken.model
+
+    cached = getattr(tokens, "_encoding_name_of", None)  # (absent before the cache: then every count asks)
+    if cached is not None:
+        cached.cache_clear()
+    asked: list[str] = []
+    real = tiktoken.model.encoding_name_for_model
+
+    def counting(name):
+        asked.append(name)
+        return real(name)
+
+    monkeypatch.setattr(tiktoken.model, "encoding_name_for_model", counting)
+    yield asked
+    if cached is not None:
+        cached.cache_clear()  # nothing looked up through the counting stand-in outlives the test
+
+
+def test_each_model_name_is_looked_up_in_tiktoken_once(tiktoken_lookups):
+    """Every count asked tiktoken's ``encoding_name_for_model`` for the model's encoding, a Python scan of its
+    prefixes (and a KeyError built and caught for a name it does not know) per count, per piece of a request:
+    in the budget guard, on every guarded call. Each name is now looked up once, unknown names too, with the
+    same answers."""
+    models = {"gpt-4o-mini": "o200k_base", "gpt-4o-2024-08-06": "o200k_base", "gpt-3.5-turbo": "cl100k_base",
+              "gpt-4-0613": "cl100k_base", "azure/gpt-35-turbo": "cl100k_base",
+              "claude-3-5-haiku-20241022": "o200k_base", "acme/llama-3.1-8b": "o200k_base"}
+    for _ in range(50):
+        for model, encoding in models.items():
+            assert tokens.encoding_name_for(model) == encoding
+            assert tokens.count_text("What is the capital of France?", model).tokens == 7
+    assert sorted(tiktoken_lookups) == sorted(model.split("/")[-1] for model in models)
+
+
+def test_a_stream_of_distinct_model_names_keeps_only_the_latest_few(tiktoken_lookups):
+    """Model names come from the application: an unbounded stream of distinct ones (a fine-tune per customer, a
+    version in every name) must not grow the kept lookups without end. The most recently used are kept."""
+    cap = tokens._ENCODING_NAMES_KEPT
+    names = [f"ft:acme-model:customer-{i}" for i in range(4 * cap)]
+    for name in names:
+        assert tokens.encoding_name_for(name) == "o200k_base"
+    assert tokens._encoding_name_of.cache_info().currsize == cap
+    tiktoken_lookups.clear()
+    tokens.encoding_name_for(names[-1])  # kept
+    assert tiktoken_lookups == []
+    tokens.encoding_name_for(names[0])  # dropped long ago: looked up again
+    assert tiktoken_lookups == [names[0]]
