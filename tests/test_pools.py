@@ -615,3 +615,39 @@ def test_every_amount_a_pool_makes_is_canonical(clock, tmp_path):
         read = list(read_intervals(store, "p", start, datetime.fromtimestamp(T0 + 7200, timezone.utc)))
     assert [{n: repr(v) for n, v in _money_of(i).items()} for i in read] == [
         {n: repr(v) for n, v in _money_of(i).items()} for i in (busy, idle)]
+
+
+def test_summarising_a_period_without_a_closed_interval_says_what_it_needs(clock, tmp_path):
+    """``summarise`` of a period whose ledger holds no closed interval of the pool raised ``ValueError("no closed
+    intervals in the period")``, which named neither the argument nor what is accepted, and docs/self-hosted.md's
+    snippet did not say it raises. An empty summary would not be more honest: it has no pool or owner to name, and
+    its $0 cost and 0 % utilisation would read as a pool that sat idle, not as a period nothing measured (``aicost
+    report --pool`` and the dashboard say "no figures" there, and never summarise). So it is still a ValueError,
+    whose message says which argument was empty and what it takes."""
+    from aicost.ledger import open_store
+    from aicost.pools.ledger import read_intervals, write_interval
+
+    pool = pool_from_mapping("p", {"gpu_hour": "2.50", "gpus": 1, "endpoints": ["h:1"], "models": ["m"],
+                                   "owner": "ml", "output_weight": 4})
+    meter = PoolMeter([pool], clock=clock)
+    try:
+        meter._open["p"][int(T0)] = [_Use("a", "t1", "m", 1000, 10, None)]
+        [hour] = meter.close_due(T0 + 3600)
+    finally:
+        meter.clear_prices()
+    day = 24 * 3600
+    with open_store(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
+        write_interval(store, hour)
+        closed = read_intervals(store, "p", datetime.fromtimestamp(T0, timezone.utc),
+                                datetime.fromtimestamp(T0 + day, timezone.utc))
+        assert summarise(closed).intervals == 1  # a generator, as read_intervals returns it
+        for pool_name, start in (("p", T0 + day), ("other", T0)):  # the next day; a pool the ledger does not have
+            nothing = read_intervals(store, pool_name, datetime.fromtimestamp(start, timezone.utc),
+                                     datetime.fromtimestamp(start + day, timezone.utc))
+            with pytest.raises(ValueError) as raised:
+                summarise(nothing)
+            assert str(raised.value) == (
+                "summarise: intervals is empty (no closed interval of the pool in the period); it takes one or more "
+                "ClosedInterval, e.g. from read_intervals(); check for none first, as aicost report --pool does")
+    with pytest.raises(ValueError, match="^summarise: intervals is empty"):
+        summarise([])

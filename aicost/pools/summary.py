@@ -57,9 +57,16 @@ class PoolSummary:
 
 
 def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
+    """One pool's closed intervals over a period (``read_intervals``, or the meter's ``close_due()``), summed.
+
+    ValueError when there are none: a summary has no pool or owner to name then, and its $0 at 0 % utilisation
+    would read as a pool that sat idle, not as a period nothing measured (``aicost report --pool`` and the dashboard
+    check for none first and say "no figures")."""
     intervals = list(intervals)
     if not intervals:
-        raise ValueError("no closed intervals in the period")
+        raise ValueError("summarise: intervals is empty (no closed interval of the pool in the period); it takes one "
+                         "or more ClosedInterval, e.g. from read_intervals(); check for none first, as aicost report "
+                         "--pool does")
     # Exact sums (MONEY, sum_usd), whatever the decimal context of the host thread that summarises
     by_team: dict[str | None, Decimal] = {}
     provisional = Decimal(0)
