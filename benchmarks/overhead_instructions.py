@@ -39,8 +39,11 @@ aicost writes onto it, so the Anthropic difference is aicost's own cost on top o
 client talks to ``https://api.openai.com/v1`` (answered in-process), so aicost adds ``include_usage`` to
 streams as it does for real users, and the reply carries the usage chunk in every arm.
 
-``--feature``: every call (warm-up and measured) runs inside one ``aicost.feature`` run, entered before the first
-block and left after the last, uncounted: what a call in a feature adds (its run collected, its run id on its span).
+``--feature``: in the aicost arms, every call (warm-up and measured) runs inside one ``aicost.feature`` run, entered
+before the first block and left after the last, uncounted: what a call in a feature adds (its run collected, its run
+id on its span). The arms without aicost (``bare``, ``bare-otel``, ``span-alone``) run outside any feature, as an
+application without aicost would: they are what the aicost arms are compared with. (The ``with`` itself is not
+counted in any arm, so there is no cost of it to cancel.)
 
 Run: .venv/bin/python benchmarks/overhead_instructions.py [--calls N] [--arms A,B] [--vendors V,W]
 [--regions call,first,chunk] [--keep DIR] [--feature]
@@ -93,7 +96,9 @@ from aicost import metrics
 cg = ctypes.CDLL({helper!r})
 arm, n = sys.argv[1], int(sys.argv[2])
 vendors, regions = sys.argv[3].split(","), sys.argv[4].split(",")
-in_feature = sys.argv[5] == "feature"
+# --feature: only the aicost arms run inside the feature (bare, bare-otel and span-alone run no aicost code, and a
+# feature's span and baggage in their context would make them not bare: bare-otel's anthropic span its child).
+in_feature = sys.argv[5] == "feature" and arm.startswith("aicost")
 
 class Drop(SpanExporter):
     def export(self, spans):
@@ -389,7 +394,8 @@ def main() -> None:
                         help="comma-separated subset of call, first (to first chunk), chunk (per stream chunk)")
     parser.add_argument("--keep", type=Path, help="copy the callgrind profiles here (for callgrind_annotate)")
     parser.add_argument("--feature", action="store_true",
-                        help="make every call inside one aicost.feature run (entered and left uncounted)")
+                        help="in the aicost arms, make every call inside one aicost.feature run (entered and left "
+                             "uncounted; the arms without aicost run outside it)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("cc") is None:
         sys.exit("needs valgrind and a C compiler (apt-get install valgrind gcc)")
