@@ -20,10 +20,15 @@ connects and reports what is wrong with it. The settings are looked up once, whe
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Mapping
+
+from .errors import ConfigurationError
 
 # libpq's environment variables for the settings aicost adds (libpq docs, "Environment Variables")
 _ENVIRONMENT = {"connect_timeout": "PGCONNECT_TIMEOUT"}
+# The setting a refusal names: libpq's 'for connection option "port"', psycopg's 'bad value for connect_timeout'
+_OPTION_NAMED = re.compile(r'option "(\w+)"|bad value for (\w+)')
 
 
 def unless_set(defaults: Mapping[str, Any], url_params: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,6 +44,37 @@ def unless_set(defaults: Mapping[str, Any], url_params: Mapping[str, Any]) -> di
     if psycopg.pq.version() < 120000:
         added.pop("tcp_user_timeout", None)
     return added
+
+
+def refuse_malformed(url_params: Mapping[str, Any], added: Mapping[str, Any], *, setting: str,
+                     url_named: str) -> None:
+    """Raise the :class:`ConfigurationError` of :func:`malformed` for a setting every connection with
+    ``url_params`` and ``added`` (:func:`unless_set`) would be refused for before reaching any server, found
+    without connecting: a ``connect_timeout`` psycopg cannot read (the URL's or ``PGCONNECT_TIMEOUT``; psycopg
+    3.2+ reads it itself, before libpq). So a store that connects only when first used (the pgvector cache) is
+    refused at configure time like one that connects at once (the ledger)."""
+    import psycopg
+
+    timeout_of = getattr(psycopg.conninfo, "timeout_from_conninfo", None)  # psycopg 3.2+
+    if timeout_of is not None:
+        try:
+            timeout_of({**url_params, **added})  # what psycopg.connect(url, **added) reads
+        except psycopg.ProgrammingError as exc:
+            raise malformed(str(exc), url_params, setting=setting, url_named=url_named) from None
+
+
+def malformed(message: str, url_params: Mapping[str, Any], *, setting: str, url_named: str) -> ConfigurationError:
+    """libpq (or psycopg) refusing a setting before reaching any server (``message``, its first line quoted): the
+    URL's (``url_named``: how the error names it, never with a password), or one the URL does not set (libpq's
+    ``PG*`` environment variables, the service file), which the error says rather than blame the URL."""
+    option = _OPTION_NAMED.search(message)
+    name = option and (option.group(1) or option.group(2))
+    if name and name not in url_params:
+        where = (f"malformed PostgreSQL setting {name!r}, which the {url_named} does not set (it comes from libpq's "
+                 "PG* environment variables or service file)")
+    else:
+        where = f"malformed PostgreSQL {url_named}"
+    return ConfigurationError(f"{setting}: {where}: {message.strip().splitlines()[0]}")
 
 
 def service_settings(url_params: Mapping[str, Any]) -> set[str]:

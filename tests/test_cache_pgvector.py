@@ -12,6 +12,7 @@ import aicost
 from aicost.cache import Semantic
 from aicost.cache.embedders import HashedNgramEmbedder
 from aicost.cache.entry import Entry
+from aicost.errors import ConfigurationError
 
 from cache_helpers import fake_llm_call
 
@@ -70,6 +71,42 @@ def test_connect_timeout_and_tcp_limits_yield_to_the_environment_and_the_service
     monkeypatch.setenv("PGSERVICEFILE", pg_service_file(tmp_path / "pg_service.conf", "aicost_cache", pg_server,
                                                         "keepalives_idle=60\ntcp_user_timeout=120000\n"))
     assert opened("service=aicost_cache") == ("2", (True, 60, 5, 3, 120_000))
+
+
+@pytest.mark.parametrize("dsn_option, variable", [("", "abc"), ("?connect_timeout=abc", None)])
+def test_a_connect_timeout_psycopg_cannot_read_is_refused_at_configure_time(pg_server, monkeypatch, dsn_option,
+                                                                           variable):
+    """PGCONNECT_TIMEOUT=abc (which the store's connect_timeout yields to) was accepted by PgVectorStore(...) and
+    then refused by psycopg at every connection: each call a miss, logged, for as long as the process ran. It is
+    a ConfigurationError at configure time, as for the ledger (the one rule of aicost._pg), naming the setting and
+    where it comes from; the DSN's own connect_timeout=abc is the DSN's."""
+    import psycopg
+
+    from aicost.cache import PgVectorStore
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    if variable is not None:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", variable)
+    dsn = pg_server + dsn_option
+    with pytest.raises(psycopg.ProgrammingError):  # what each connection met, on the real server
+        psycopg.connect(dsn).close()
+    with pytest.raises(ConfigurationError) as refused:
+        PgVectorStore(dsn, table="cache_timeout")
+    message = str(refused.value)
+    assert message.startswith("PgVectorStore(dsn=...): malformed PostgreSQL "), message
+    assert "bad value for connect_timeout: 'abc'" in message, message
+    if variable is not None:
+        assert "setting 'connect_timeout', which the DSN does not set" in message, message
+        assert "environment variables" in message, message
+    else:
+        assert "malformed PostgreSQL DSN: " in message, message
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "9")  # a good one is used
+    s = PgVectorStore(pg_server, table="cache_timeout")
+    try:
+        with s.connection() as conn:
+            assert next(o.val for o in conn.pgconn.info if o.keyword == b"connect_timeout") == b"9"
+    finally:
+        s.close()
 
 
 def test_entries_round_trip_with_ttl_and_eviction(pg_server):

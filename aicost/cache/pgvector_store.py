@@ -90,12 +90,14 @@ class PgVectorStore:
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("PgVectorStore needs psycopg: pip install 'aicost-otel[cache]'") from exc
             try:  # what the user sets wins: in the DSN, the environment, the DSN's service (aicost._pg)
-                params = _pg.unless_set(dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s))),
-                                        psycopg.conninfo.conninfo_to_dict(dsn))
+                given = psycopg.conninfo.conninfo_to_dict(dsn)
             except psycopg.ProgrammingError as exc:
                 # libpq quotes the token it cannot parse, which may be the password
                 raise ConfigurationError(f"PgVectorStore(dsn=...) is not a valid PostgreSQL DSN: "
                                          f"{redact_secrets(str(exc), dsn)}") from None
+            params = _pg.unless_set(dict(_TCP_DEFAULTS, connect_timeout=max(2, int(connect_timeout_s))), given)
+            # refused now, as the ledger is, not at each connection (a miss logged on every call)
+            _pg.refuse_malformed(given, params, setting="PgVectorStore(dsn=...)", url_named="DSN")
 
             def connect() -> Any:
                 return psycopg.connect(dsn, autocommit=True, **params)

@@ -86,8 +86,6 @@ _PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid
 # cannot end such a wait.
 _PG_DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                 "keepalives_count": 4, "tcp_user_timeout": 30_000}
-# The setting such an error names: libpq's 'for connection option "port"', psycopg's 'bad value for connect_timeout'
-_PG_OPTION_NAMED = re.compile(r'option "(\w+)"|bad value for (\w+)')
 _PG_CANCEL_S = 1.0  # how long cut() waits for the server to take a cancel request
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
@@ -2238,6 +2236,7 @@ class PostgresStore(LedgerStore):
                                      "not a number")
         self._libpq = _pg.unless_set(_PG_DEFAULTS, params)  # what the user sets wins
         self._url_keys = frozenset(params)
+        _pg.refuse_malformed(params, self._libpq, setting=setting, url_named=f"ledger URL {self.url!r}")
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
@@ -2251,16 +2250,8 @@ class PostgresStore(LedgerStore):
         self._opened = True
 
     def _malformed(self, message: str) -> ConfigurationError:
-        """libpq (or psycopg) refusing a setting before reaching any server: the URL's, or one the URL does not set
-        (libpq's ``PG*`` environment variables, the service file), which the error says rather than blame the URL."""
-        option = _PG_OPTION_NAMED.search(message)
-        name = option and (option.group(1) or option.group(2))
-        if name and name not in self._url_keys:
-            where = (f"malformed PostgreSQL setting {name!r} for the ledger {self.url!r}, which does not set it (it "
-                     "comes from libpq's PG* environment variables or service file)")
-        else:
-            where = f"malformed PostgreSQL ledger URL {self.url!r}"
-        return ConfigurationError(f"{self._setting}: {where}: {message.strip().splitlines()[0]}")
+        """libpq (or psycopg) refusing a setting before reaching any server (aicost._pg.malformed)."""
+        return _pg.malformed(message, self._url_keys, setting=self._setting, url_named=f"ledger URL {self.url!r}")
 
     def _connect(self) -> Any:
         import psycopg
