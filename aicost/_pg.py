@@ -13,12 +13,15 @@ when it finds it in none of them:
   ``pg_service.conf`` of ``PGSYSCONFDIR``. libpq's built-in system directory, used when ``PGSYSCONFDIR`` is unset,
   is not known to Python and is not read.
 
-A service file aicost cannot read or parse adds nothing (aicost's settings stay): libpq reads it again when it
-connects and reports what is wrong with it. The settings are looked up once, when a store is configured.
+A service file aicost cannot read adds nothing (aicost's settings stay): libpq reads it again when it connects
+and reports what is wrong with it. One libpq refuses for every connection (a syntax error in the service's entry:
+:func:`service_refusal`) is a :class:`ConfigurationError` when a store is configured (:func:`refuse_malformed`).
+The settings are looked up once, when a store is configured.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any, Mapping
@@ -51,8 +54,9 @@ def refuse_malformed(url_params: Mapping[str, Any], added: Mapping[str, Any], *,
     """Raise the :class:`ConfigurationError` of :func:`malformed` for a setting every connection with
     ``url_params`` and ``added`` (:func:`unless_set`) would be refused for before reaching any server, found
     without connecting: a ``connect_timeout`` psycopg cannot read (the URL's or ``PGCONNECT_TIMEOUT``; psycopg
-    3.2+ reads it itself, before libpq). So a store that connects only when first used (the pgvector cache) is
-    refused at configure time like one that connects at once (the ledger)."""
+    3.2+ reads it itself, before libpq), a service file libpq refuses (:func:`service_refusal`). So a store that
+    connects only when first used (the pgvector cache) is refused at configure time like one that connects at once
+    (the ledger)."""
     import psycopg
 
     timeout_of = getattr(psycopg.conninfo, "timeout_from_conninfo", None)  # psycopg 3.2+
@@ -61,6 +65,9 @@ def refuse_malformed(url_params: Mapping[str, Any], added: Mapping[str, Any], *,
             timeout_of({**url_params, **added})  # what psycopg.connect(url, **added) reads
         except psycopg.ProgrammingError as exc:
             raise malformed(str(exc), url_params, setting=setting, url_named=url_named) from None
+    refusal = service_refusal(url_params)
+    if refusal is not None:
+        raise ConfigurationError(f"{setting}: libpq refuses every connection to the {url_named}: {refusal}")
 
 
 def malformed(message: str, url_params: Mapping[str, Any], *, setting: str, url_named: str) -> ConfigurationError:
@@ -82,42 +89,94 @@ def service_settings(url_params: Mapping[str, Any]) -> set[str]:
     libpq finds it: in the per-user file (``servicefile=`` of a libpq that has it, ``PGSERVICEFILE``,
     ``~/.pg_service.conf``), else in ``PGSYSCONFDIR``'s ``pg_service.conf``. Empty without a service, or when no
     file aicost can read has its entry."""
+    return _service_entry(url_params)[0]
+
+
+def service_refusal(url_params: Mapping[str, Any]) -> str | None:
+    """What libpq says when it refuses every connection with ``url_params`` for the service file it reads, as
+    :func:`service_settings` finds it: a syntax error in the entry of the service (a line without ``=``, one whose
+    text before ``=`` is not a libpq keyword as written, a nested ``service=``), or a line of 1023 bytes or more
+    before the entry ends (libpq reads a line into 1024 bytes). None if libpq takes the file (a line libpq does
+    not read, in another entry or after the service's, is never an error), or when aicost cannot tell: a file it
+    cannot read, an ``ldap`` line (libpq asks the LDAP server), a service whose entry it does not find (it may be
+    in libpq's built-in system directory). Names the file's path and the line, never a line's text."""
+    return _service_entry(url_params)[1]
+
+
+def _service_entry(url_params: Mapping[str, Any]) -> tuple[set[str], str | None]:
     env = os.environ
     service = url_params.get("service") or env.get("PGSERVICE")
     if not service:
-        return set()
+        return set(), None
     user_file = url_params.get("servicefile") or env.get("PGSERVICEFILE")
     files = [user_file if user_file is not None else os.path.join(os.path.expanduser("~"), ".pg_service.conf")]
     if env.get("PGSYSCONFDIR") is not None:
         files.append(os.path.join(env["PGSYSCONFDIR"], "pg_service.conf"))
     for path in files:
-        keys = _entry(path, str(service))
-        if keys is not None:  # the user's entry, if it has one, hides the system file's
-            return keys
-    return set()
+        keys, refusal = _entry(path, str(service))
+        if keys is not None or refusal is not None:  # the user's entry, if it has one, hides the system file's
+            return keys or set(), refusal and f"{refusal} (the file libpq reads for the service {service!r})"
+    return set(), None
 
 
-def _entry(path: str, service: str) -> set[str] | None:
+# libpq reads a line with fgets() into 1024 bytes: a line of 1023 bytes or more (its newline counted) is refused
+_LINE_BYTES = 1023
+
+
+def _entry(path: str, service: str) -> tuple[set[str] | None, str | None]:
     """The keywords of the first ``[service]`` section of the INI file at ``path``, read as libpq reads it (a
-    line is ``keyword=value`` as written, ``#`` begins a comment line); None if the file has no such section or
-    cannot be read."""
+    line is ``keyword=value`` as written, ``#`` begins a comment line), or None if the file has no such section or
+    cannot be read; and libpq's refusal of the file, if any (:func:`service_refusal`), the first it meets."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            text = file.read()
+        with open(path, "rb") as file:
+            data = file.read()
     except (OSError, ValueError):  # missing, unreadable, a directory, a NUL in the path
-        return None
+        return None, None
+    known = _libpq_keywords()
+    name = service.encode()
     keys: set[str] | None = None
-    for line in text.split("\n"):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    refusal: str | None = None
+    number, position = 0, 0
+    while position < len(data):
+        end = data.find(b"\n", position, position + _LINE_BYTES)  # a line as fgets() reads it
+        chunk = data[position:end + 1] if end != -1 else data[position:position + _LINE_BYTES]
+        position += len(chunk)
+        number += 1
+        raw = chunk.split(b"\0", 1)[0]  # libpq's strlen()
+        if len(raw) >= _LINE_BYTES and refusal is None:
+            refusal = f"line {number} too long in service file {path!r} (libpq reads 1022 bytes a line at most)"
+            if keys is None:
+                return None, refusal
+        line = raw.strip()  # C isspace(): space, \t, \n, \v, \f, \r
+        if not line or line.startswith(b"#"):
             continue
-        if line.startswith("["):
+        if line.startswith(b"["):
             if keys is not None:  # the end of the entry
                 break
-            if line.startswith(f"[{service}]"):
+            if line[1:].startswith(name) and line[1 + len(name):2 + len(name)] == b"]":
                 keys = set()
         elif keys is not None:
-            key, equals, _ = line.partition("=")
+            if line.startswith(b"ldap"):  # libpq's LDAP lookup: its outcome is the LDAP server's, not the file's
+                refusal = refusal or ""
+                continue
+            key, equals, _ = line.partition(b"=")
             if equals:
-                keys.add(key)
-    return keys
+                keys.add(key.decode("utf-8", "replace"))
+            if refusal is not None:
+                continue
+            if not equals:
+                refusal = f"syntax error in service file {path!r}, line {number}: no '=' in the service's entry"
+            elif key == b"service":
+                refusal = f"nested service specifications not supported in service file {path!r}, line {number}"
+            elif key.decode("utf-8", "replace") not in known:
+                refusal = (f"syntax error in service file {path!r}, line {number}: the text before '=' is not a "
+                           "libpq keyword (as written: no spaces)")
+    return keys, refusal or None
+
+
+@functools.lru_cache(maxsize=None)
+def _libpq_keywords() -> frozenset[str]:
+    """The connection keywords of the installed libpq, which a service file's entry may set."""
+    import psycopg
+
+    return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.parse(b""))

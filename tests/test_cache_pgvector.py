@@ -109,6 +109,35 @@ def test_a_connect_timeout_psycopg_cannot_read_is_refused_at_configure_time(pg_s
         s.close()
 
 
+def test_a_service_file_libpq_refuses_is_refused_at_configure_time(pg_server, tmp_path, monkeypatch):
+    """A syntax error in the DSN's service entry was met by libpq at every connection (a miss logged at each
+    call); PgVectorStore(...) now refuses it as the ledger does, naming the file and the line, never the
+    password. A line libpq does not read (another entry's) is no error."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from aicost.cache import PgVectorStore
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    where = conninfo_to_dict(pg_server)
+    entry = "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user", "dbname")) + "password=s3cr3t-pw\n"
+    services = tmp_path / "pg_service.conf"
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    services.write_text("[aicost_cache]\n" + entry + "[other]\nnot a setting\n")
+    s = PgVectorStore("service=aicost_cache", table="cache_service")
+    try:
+        assert s._execute("SELECT 1", fetch="one") == (1,)
+    finally:
+        s.close()
+    services.write_text("[aicost_cache]\n" + entry + "not a setting\n")
+    with pytest.raises(ConfigurationError) as refused:
+        PgVectorStore("service=aicost_cache", table="cache_service")
+    message = str(refused.value)
+    assert message.startswith("PgVectorStore(dsn=...): libpq refuses every connection"), message
+    assert repr(str(services)) in message and "line 7" in message, message
+    assert "s3cr3t" not in message
+
+
 def test_entries_round_trip_with_ttl_and_eviction(pg_server):
     from aicost.cache import PgVectorStore
 

@@ -983,3 +983,33 @@ def test_a_malformed_libpq_variable_is_a_configuration_error_naming_it_not_the_u
     assert message.startswith("instrument(ledger=...)"), message
     assert f"malformed PostgreSQL setting '{option}'" in message and "environment variables" in message, message
     assert "malformed PostgreSQL ledger URL" not in message
+
+
+def test_a_service_file_libpq_refuses_is_a_configuration_error_naming_its_path_and_line(pg_server, tmp_path,
+                                                                                       monkeypatch):
+    """A syntax error in the entry of the service the URL names made libpq refuse every connection, which the
+    ledger took for an outage (LedgerUnavailable; the writer spilled and retried for ever). It is a
+    ConfigurationError at configure time naming the file and the line, never the entry's password. A line libpq
+    does not read (another entry's) is no error: the ledger opens."""
+    from psycopg.conninfo import conninfo_to_dict
+    from ledger_helpers import fresh_pg_database
+
+    from aicost.ledger.store import LedgerUnavailable
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    where = conninfo_to_dict(fresh_pg_database(pg_server))
+    entry = "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user", "dbname")) + "password=s3cr3t-pw\n"
+    services = tmp_path / "pg_service.conf"
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    services.write_text("[other]\nnot a setting\n[aicost_ledger]\n" + entry)
+    open_store("postgresql://?service=aicost_ledger").close()
+    services.write_text("# ours\n[aicost_ledger]\n" + entry + "connect_timeout = 7\n")
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("postgresql://?service=aicost_ledger")
+    message = str(caught.value)
+    assert message.startswith("instrument(ledger=...)") and "libpq refuses every connection" in message, message
+    assert repr(str(services)) in message and "line 8" in message and "'aicost_ledger'" in message, message
+    assert "s3cr3t" not in message
+    with pytest.raises(LedgerUnavailable):  # the writer's reopen (the URL was accepted before): the ledger lost
+        open_store("postgresql://?service=aicost_ledger", reopen=True)

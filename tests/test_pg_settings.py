@@ -89,9 +89,10 @@ def test_a_service_entry_is_read_as_libpq_reads_it(text, keys, tmp_path, monkeyp
 
 
 def test_a_service_file_that_cannot_be_read_adds_nothing_and_raises_nothing(tmp_path, monkeypatch):
-    """Configuration goes on as before with a service file aicost cannot use (libpq reports it when it
-    connects): a directory, a file that is not there, bytes that are not UTF-8, a line without ``=``. A readable
-    entry is still found: the system file's, when the user's file cannot be read."""
+    """The settings are found as before with a service file aicost cannot use (libpq reports it when it
+    connects): a directory, a file that is not there, bytes that are not UTF-8, a line without ``=`` (which the
+    stores refuse, _pg.refuse_malformed, not this rule). A readable entry is still found: the system file's, when
+    the user's file cannot be read."""
     system = tmp_path / "etc"
     system.mkdir()
     (system / "pg_service.conf").write_text("[svc]\nkeepalives_idle=60\n")
@@ -106,3 +107,54 @@ def test_a_service_file_that_cannot_be_read_adds_nothing_and_raises_nothing(tmp_
     bad.write_bytes(b"[svc]\n\xff\xfe not a setting\nkeepalives_count=\xff2\n")
     monkeypatch.setenv("PGSERVICEFILE", str(bad))
     assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_count"}
+
+
+_LONG = "#" + "x" * 1021 + "\n"  # 1023 bytes with its newline: one more than libpq reads into its line buffer
+
+
+@pytest.mark.parametrize("name, text, line", [
+    ("a line without '=' before any entry", "not a setting\n[svc]\n{good}", None),
+    ("a line without '=' in another entry", "[other]\nnot a setting\n[svc]\n{good}", None),
+    ("a line without '=' in an entry after", "[svc]\n{good}[other]\nnot a setting\n", None),
+    ("an unknown keyword in another entry", "[other]\nbogus=1\n[svc]\n{good}", None),
+    ("an unterminated header of another entry", "[other\nnot a setting\n[svc]\n{good}", None),
+    ("a header with text after its ]", "[svc] # ours\n{good}", None),
+    ("a long line after the entry", "[svc]\n{good}[other]\n" + _LONG, None),
+    ("a line of 1022 bytes", "#" + "x" * 1020 + "\n[svc]\n{good}", None),
+    ("a line without '=' in the entry", "[svc]\n{good}not a setting\n", 6),
+    ("an unknown keyword in the entry", "[svc]\n{good}bogus=1\n", 6),
+    ("a keyword with a space before '='", "[svc]\n{good}connect_timeout =7\n", 6),
+    ("an empty keyword", "[svc]\n{good}=7\n", 6),
+    ("a nested service", "[svc]\n{good}service=other\n", 6),
+    ("a long line before the entry", _LONG + "[svc]\n{good}", 1),
+    ("a long line in the entry", "[svc]\n{good}" + _LONG, 6),
+    ("the first of two errors", "# top\n[svc]\nnot a setting\n{good}bogus=1\n", 3),
+])
+@pytest.mark.server("postgres")
+def test_a_service_file_is_refused_where_libpq_refuses_it(pg_server, tmp_path, monkeypatch, _private_libpq_environment,
+                                                         name, text, line):
+    """A service file with a syntax error was found by libpq at every connection (the ledger an outage, the cache a
+    miss at each call). aicost now tells, before connecting, what libpq refuses for every connection to the
+    service: a syntax error in the service's own entry, a line too long before it ends (never a line libpq does not
+    read: another entry's, or one after the service's). Checked against libpq itself on the real server."""
+    where = psycopg.conninfo.conninfo_to_dict(pg_server)
+    good = "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user", "dbname"))
+    path = tmp_path / "services.conf"
+    path.write_text(text.replace("{good}", good))
+    monkeypatch.setenv("PGSERVICEFILE", str(path))
+    try:
+        psycopg.connect("service=svc", connect_timeout=10).close()
+        libpq = None
+    except psycopg.OperationalError as exc:
+        libpq = str(exc)
+    refusal = _pg.service_refusal({"service": "svc"})
+    if line is None:
+        assert libpq is None and refusal is None, (libpq, refusal)
+    else:
+        assert libpq is not None and f"service file \"{path}\"" in libpq, libpq
+        assert f"line {line}" in libpq, libpq
+        assert refusal is not None and repr(str(path)) in refusal and f"line {line}" in refusal, refusal
+    monkeypatch.delenv("PGSERVICEFILE")
+    monkeypatch.setenv("PGSERVICE", "svc")  # the service PGSERVICE names, in ~/.pg_service.conf: the same verdict
+    (_private_libpq_environment / ".pg_service.conf").write_text(text.replace("{good}", good))
+    assert (_pg.service_refusal({}) is None) == (line is None)

@@ -2236,7 +2236,8 @@ class PostgresStore(LedgerStore):
                                      "not a number")
         self._libpq = _pg.unless_set(_PG_DEFAULTS, params)  # what the user sets wins
         self._url_keys = frozenset(params)
-        _pg.refuse_malformed(params, self._libpq, setting=setting, url_named=f"ledger URL {self.url!r}")
+        if not reopen:  # (reopened: a setting gone bad since is the ledger lost, found when connecting)
+            _pg.refuse_malformed(params, self._libpq, setting=setting, url_named=f"ledger URL {self.url!r}")
         self._conn: Any = None
         self._limit_ms: int | None = None  # time_limit()'s bound, applied to each write transaction
         self._stage_context: _StageContext | None = None
