@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -306,7 +307,27 @@ def _backends(ledger_url: str) -> int:
 
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND pid <> pg_backend_pid()").fetchone()[0]
+                            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def _backends_within(ledger_url: str, at_most: int, seconds: float = 5.0) -> int:
+    """:func:`_backends` once it is ``at_most`` or fewer, or after ``seconds``: a backend the client closed ends
+    on the server shortly after, not at once (a single read saw a closed connection's backend still there)."""
+    deadline = time.monotonic() + seconds
+    while (count := _backends(ledger_url)) > at_most and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
+def _settled_backends(ledger_url: str) -> int:
+    """:func:`_backends` once the count held still for half a second (earlier tests' backends ending)."""
+    count, since = _backends(ledger_url), time.monotonic()
+    deadline = since + 5.0
+    while time.monotonic() - since < 0.5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (now := _backends(ledger_url)) != count:
+            count, since = now, time.monotonic()
+    return count
 
 
 def test_a_store_that_refuses_a_newer_schema_closes_its_connection(ledger_url, monkeypatch):
@@ -314,14 +335,15 @@ def test_a_store_that_refuses_a_newer_schema_closes_its_connection(ledger_url, m
     the server kept (pg_stat_activity) for as long as the exception, or a process retrying, held the store."""
     test_a_newer_schema_is_refused_with_its_version(ledger_url)  # a ledger a newer aicost migrated
     dialect = "sqlite" if ledger_url.startswith("sqlite") else "postgresql"
-    before = 0 if dialect == "sqlite" else _backends(ledger_url)
+    before = 0 if dialect == "sqlite" else _settled_backends(ledger_url)
     opened = _opened_connections(monkeypatch, dialect)
     for create in (True, False):
         with pytest.raises(LedgerSchemaError) as refused:
             open_store(ledger_url, create=create)
         assert opened and all(_closed(conn) for conn in opened)
         if dialect == "postgresql":
-            assert _backends(ledger_url) == before, refused  # (the exception, and its store, still held here)
+            # (the exception, and its store, still held here: an open connection's backend never ends)
+            assert _backends_within(ledger_url, before) == before, refused
 
 
 def _closed(conn) -> bool:
