@@ -118,6 +118,12 @@ def is_tag_name(name: object) -> bool:
 # (aicost.ledger.row.within_bounds: a span another service exported, a hand-made row).
 MAX_VALUE_LEN = 256  # characters of an attribution value (and of a unit's name and outcome)
 MAX_OUTSIDE_TAGS = 16  # tags one request's baggage, or one ledger row from elsewhere, brings at most
+# The bounds of a ledger row's other texts, held by the same function (aicost.ledger.row.within_bounds says what
+# each column does past its bound). None of aicost's own values comes near them.
+MAX_NAME_LEN = 256  # characters of a name a row keeps: model, provider, operation, endpoint, tier, price source and
+#                     model, cache, budget, vendor project, key fingerprint, error type, the row's kind
+MAX_ID_LEN = 256  # characters of an id a row keeps as it is (span or record id, run id, trace id): past it, a digest
+MAX_REASON_LEN = 512  # characters of why a price is unknown (aicost's own sentences are at most about 300)
 
 
 def bounded_value(value: object) -> str | None:

@@ -347,3 +347,86 @@ def test_attribution_from_spans_is_held_to_the_bounds_of_the_in_process_ledger(t
     assert len(row.price_unknown_reason) == 512 and row.price_unknown_reason.endswith("\u2026")
     assert (run.feature, run.outcome, run.team, run.customer) == ("answer", "succeeded", None, "acme")
     assert teams == {None} and len(tag_keys) == 16  # the rollups hold what the rows hold
+
+
+_LONG = {  # the texts of a call span that are no attribution, each of one of the bounded classes, all over-long
+    semconv.GEN_AI_PROVIDER_NAME: "p" * 257, semconv.GEN_AI_OPERATION_NAME: "o" * 300,
+    semconv.AICOST_ENDPOINT: "e" * 10_000, semconv.GEN_AI_REQUEST_MODEL: "m" * 1_000_000,
+    semconv.GEN_AI_RESPONSE_MODEL: "n" * 257, semconv.AICOST_SERVICE_TIER: "t" * 300,
+    semconv.AICOST_PRICE_SOURCE: "s" * 300, semconv.AICOST_PRICE_MODEL: "q" * 300,
+    semconv.AICOST_CLIENT_PROJECT: "proj_" + "x" * 300, semconv.AICOST_CLIENT_KEY_FINGERPRINT: "f" * 300,
+    semconv.ERROR_TYPE: "E" * 10_000,
+}
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_every_text_of_an_exported_span_is_held_to_the_ledgers_bounds(ledger_url, spill_dir):
+    """The store bounded a row's attribution, run, outcome and reason texts, and kept every other text as the span
+    gave it: a model name of a million characters from another service's span went into the ledger (and into
+    every report), as did the record id (the row's primary key), endpoint, tier, price source, vendor project,
+    key fingerprint, error type, cache and budget names. Now every text is bounded: a name (model, provider,
+    endpoint, tier, price source, cache, budget...) past 256 characters is left out (NULL), as an over-long
+    attribution value is; the error type is cut at 256, ending with an ellipsis (its presence counts the call as
+    an error); the record id, which a cut could merge with another's, is stored as its SHA-256 digest."""
+    record_id = "batch_" + "r" * 10_000
+    memory, tracer = _recording_tracer()
+    tracer.start_span("chat long", attributes={**_PRICED, **_LONG, semconv.AICOST_RECORD_ID: record_id}).end()
+    tracer.start_span("aicost.cache", attributes={
+        semconv.AICOST_CACHE_HIT: True, semconv.AICOST_CACHE_NAME: "c" * 300,
+        semconv.AICOST_CACHE_SAVED_USD: "0.5"}).end()
+    tracer.start_span("chat refused", attributes={
+        semconv.GEN_AI_PROVIDER_NAME: "openai", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o",
+        semconv.AICOST_BUDGET_DECISION: "blocked", semconv.AICOST_BUDGET_NAME: "b" * 300,
+        semconv.AICOST_BUDGET_RESERVED_USD: "1.5"}).end()
+    exporter = LedgerSpanExporter(ledger_url)
+    exporter.export(list(memory.get_finished_spans()))
+    assert exporter.force_flush()
+    stats = exporter.writer.stats()
+    exporter.shutdown()
+    assert (stats.get("written"), stats.get("dropped_refused", 0)) == (3, 0), stats
+    everything = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    with open_store(ledger_url, create=False) as store:
+        rows = {row.kind: row for row in store.rows(*everything)}
+        models = {g.key["model"] for g in spend(store, *everything, ["model"])}
+        providers = {g.key["provider"] for g in spend(store, *everything, ["provider"])}
+        (total,) = spend(store, *everything, [])
+    call, hit, refusal = rows["call"], rows["cache_hit"], rows["refusal"]
+    assert call.span_id == _digest(record_id)
+    assert (call.provider, call.operation, call.endpoint, call.request_model, call.response_model, call.model,
+            call.service_tier, call.price_source, call.price_model, call.vendor_project,
+            call.api_key_fingerprint) == (None,) * 11
+    assert call.error_type == "E" * 255 + "\u2026"
+    assert (call.cost, call.team) == (Decimal("0.25"), None)  # the spend stays, only the texts are bounded
+    assert (hit.cache_name, hit.saved_cost) == (None, Decimal("0.5"))
+    assert (refusal.budget, refusal.request_model, refusal.stopped_cost) == (None, "gpt-4o", Decimal("1.5"))
+    assert models == {None, "gpt-4o"} and providers == {None, "openai"}  # the rollups hold what the rows hold
+    assert total.error_calls == 1  # the cut error type still counts the call as an error
+
+
+def test_a_replayed_span_with_an_over_long_record_id_is_stored_once(ledger_url, spill_dir):
+    """A record id past the bounds is stored as its digest, the same for the same id: the same span exported
+    twice (in two batches, and again by another exporter, as a collector's retry or a restarted receiver does)
+    is one row; a span with another over-long id that shares the first 256 characters with it (which a cut would
+    have merged with it) is a row of its own."""
+    shared = "batch_" + "r" * 300
+    memory, tracer = _recording_tracer()
+    for suffix in ("a", "b"):
+        tracer.start_span("chat gpt-4o", attributes={**_PRICED, semconv.AICOST_RECORD_ID: shared + suffix}).end()
+    first, second = memory.get_finished_spans()
+    for batches in ([[first], [first, second]], [[second, first]]):
+        exporter = LedgerSpanExporter(ledger_url)
+        for batch in batches:
+            exporter.export(batch)
+            assert exporter.force_flush()
+        exporter.shutdown()
+    everything = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    with open_store(ledger_url, create=False) as store:
+        ids = sorted(row.span_id for row in store.rows(*everything))
+        (total,) = spend(store, *everything, [])
+    assert ids == sorted([_digest(shared + "a"), _digest(shared + "b")])
+    assert total.cost == Decimal("0.50")

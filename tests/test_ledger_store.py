@@ -195,6 +195,62 @@ def test_a_hand_made_row_is_stored_within_the_bounds_of_the_rows_aicost_makes(le
     store.close()
 
 
+def test_hand_made_ids_past_the_bounds_are_stored_as_digests_that_keep_a_run_and_its_calls_together(ledger_url):
+    """A hand-made FeatureRun's run id (the primary key of aicost_runs) and trace id were stored as given, 10,000
+    characters each, while a call row's run id past 256 characters was left out (NULL): the call lost its run,
+    and the run's outcome. Now every id past the bounds is stored as its SHA-256 digest, the same on the run and on
+    its calls, so the call is still filed under its run (and takes its outcome); a trace id likewise. The row's kind,
+    which it cannot be without, refuses that row alone when it is no text of at most 256 characters."""
+    import hashlib
+
+    from aicost.ledger.store import LedgerRefused
+
+    def digest(text: str) -> str:
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    run_id, trace_id = "r" * 10_000, "t" * 10_000
+    run = FeatureRun(run_id=run_id, feature="answer", time=day + timedelta(hours=4), outcome="succeeded",
+                     trace_id=trace_id, calls=1, cost=Decimal("0.000123456789012345"))
+    call = _row(0, time=day + timedelta(hours=3), run_id=run_id, trace_id=trace_id, span_id="s" * 300)
+    store = open_store(ledger_url)
+    assert store.write([call], [run]) == 1
+    assert store.write([call], [run]) == 0  # written again (a replay): stored once
+    (stored_run,) = store.runs(day, day + timedelta(days=1))
+    (stored,) = store.rows(day, day + timedelta(days=1))
+    assert (stored_run.run_id, stored_run.trace_id) == (digest(run_id), digest(trace_id))
+    assert (stored.span_id, stored.run_id, stored.trace_id) == (digest("s" * 300), digest(run_id), digest(trace_id))
+    assert stored.outcome == "succeeded"
+    assert (call.run_id, run.run_id, call.span_id) == (run_id, run_id, "s" * 300)  # the caller's, as they were
+    with pytest.raises(LedgerRefused, match="kind"):
+        store.write([_row(1, time=day, kind="k" * 257)])
+    store.close()
+
+
+@pytest.mark.parametrize("kind", [LedgerRow, FeatureRun])
+def test_no_text_field_of_a_row_or_run_escapes_the_bounds(kind):
+    """Every text field of a LedgerRow and a FeatureRun (any field a str may fill: a new one included), set to a
+    megabyte, comes out of within_bounds at most 512 characters long, or None, or refuses the item (what it cannot
+    be without): none is stored as it came. Only names, the model and other texts of a call were left unbounded."""
+    import dataclasses
+
+    from aicost.ledger.row import within_bounds
+
+    made = {LedgerRow: lambda **kw: _row(0, **kw),
+            FeatureRun: lambda **kw: FeatureRun(**{**dict(run_id="00f067aa0ba902b7", feature="f", time=T0,
+                                                          outcome="succeeded"), **kw})}[kind]
+    texts = [f.name for f in dataclasses.fields(kind) if "str |" in str(f.type) or str(f.type) == "str"]
+    assert len(texts) >= (21 if kind is LedgerRow else 7), texts
+    for name in texts:
+        try:
+            bounded = within_bounds(made(**{name: "x" * 1_000_000}))
+        except ValueError:
+            assert name in ("kind", "feature", "outcome"), name
+            continue
+        value = getattr(bounded, name)
+        assert value is None or len(value) <= 512, name
+
+
 def test_a_text_with_a_lone_surrogate_is_stored_with_a_replacement_not_dropped_with_its_spend(ledger_url):
     """A lone surrogate (JSON's "\\ud800" read into a model name, a tag value, a team decoded with surrogateescape)
     cannot be encoded as UTF-8: the database refused the row, and the writer dropped it, its spend with it. It is

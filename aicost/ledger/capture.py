@@ -133,7 +133,9 @@ def row_from_item(item: tuple) -> LedgerRow | FeatureRun:
     bounds (:func:`~aicost.ledger.row.within_bounds`), which the store then does not check again: its attribution
     was checked where the application set it or, from upstream baggage, bounded when it arrived
     (:mod:`aicost.attribution`), its run id is a span id, its outcome checked by ``set_outcome``, and the reason is
-    cut here."""
+    cut here; its ids are aicost's own (a span id, a batch result's 16-digit key) and its other texts the
+    application's own call's (the model it asked for, its client's project, its cache and budget names) and its
+    vendor's answer, kept as they are, as the application's own tags are."""
     kind = item[0]
     if kind == _CALL_ITEM:
         (_, started_ns, trace_id, span_id, provider, operation, endpoint, request_model, response_model, usage,

@@ -45,8 +45,10 @@ seconds that are no finite number >= 0) is left out, counted
 (``dropped_unreadable`` in the writer's ``stats()``) and logged once; the rest of its batch is written. Export
 never blocks on the database: rows go through a :class:`LedgerWriter`.
 
-Attribution, run and outcome texts are taken as the span gives them: the store bounds every row it writes, these
-included, as the in-process ledger's rows are bounded (:func:`~aicost.ledger.row.within_bounds`).
+Texts are taken as the span gives them (model names, endpoint, error type, record id, attribution...): the store
+bounds every text of every row it writes (:func:`~aicost.ledger.row.within_bounds`): an attribution value or a name
+past 256 characters is left out, an error type or a reason cut, and a record id past 256 characters stored as its
+digest, the same for every export of the span, so a span exported twice is still one row.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ successful outcome are sums over the ledger.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,7 +30,8 @@ from typing import Any, Mapping
 
 from .._log import log_once
 from ..pricing.money import format_usd
-from ..semconv import MAX_OUTSIDE_TAGS, MAX_VALUE_LEN, TAG_NAME_RULE, bounded_tags, bounded_value, is_tag_name
+from ..semconv import (MAX_ID_LEN, MAX_NAME_LEN, MAX_OUTSIDE_TAGS, MAX_REASON_LEN, MAX_VALUE_LEN, TAG_NAME_RULE,
+                       bounded_tags, bounded_value, is_tag_name)
 
 __all__ = [
     "CALL",
@@ -46,6 +48,7 @@ __all__ = [
     "unknown_reason_text",
     "DEFERRED_REASON",
     "within_bounds",
+    "bounded_id",
 ]
 
 CALL = "call"
@@ -85,11 +88,16 @@ def decimal_text(value: Decimal | None) -> str | None:
     return format_usd(value)
 
 
-# The longest reason a row keeps (``price_unknown_reason``). aicost's own sentences are at most about 300 characters
-# (the longest name a catalog model or the hosted tools a call ran); a reason from elsewhere (an integration's
-# ``ResponseMeta.unpriced``, a span another process exported, a hand-made row) is cut here, so no row holds unbounded
-# text.
-UNKNOWN_REASON_MAX = 512
+# The longest reason a row keeps (``price_unknown_reason``: aicost.semconv.MAX_REASON_LEN). aicost's own sentences are
+# at most about 300 characters (the longest name a catalog model or the hosted tools a call ran); a reason from
+# elsewhere (an integration's ``ResponseMeta.unpriced``, a span another process exported, a hand-made row) is cut
+# here, so no row holds unbounded text.
+UNKNOWN_REASON_MAX = MAX_REASON_LEN
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` if it is at most ``limit`` characters, else its first ``limit - 1`` and an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def unknown_reason_text(reason: object) -> str | None:
@@ -99,9 +107,18 @@ def unknown_reason_text(reason: object) -> str | None:
     two ledgers agree."""
     if type(reason) is not str or not reason:
         return None
-    if len(reason) > UNKNOWN_REASON_MAX:
-        return reason[:UNKNOWN_REASON_MAX - 1] + "\u2026"
-    return reason
+    return _cut(reason, UNKNOWN_REASON_MAX)
+
+
+def bounded_id(value: object) -> object:
+    """An id (a row's span or record id, a run id, a trace id) as a ledger row keeps it: a str of at most
+    :data:`~aicost.semconv.MAX_ID_LEN` characters as it is; a longer one replaced by ``"sha256:"`` and the
+    SHA-256 of its UTF-8 (64 hex digits): the same id always gives the same one, so a row written again (a span
+    exported twice, a spill replayed) is still stored once, and two ids that share their first characters stay
+    two rows, which a cut would have merged. Anything that is no str is returned as it is (the caller decides)."""
+    if type(value) is not str or len(value) <= MAX_ID_LEN:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # A deferred call's reason (``aicost.usage.deferred``: the vendor queued the work and the call reported no usage,
@@ -175,8 +192,9 @@ class LedgerRow:
     # DEFERRED_REASON for a call whose cost is not recorded (aicost.usage.deferred: the span gives none); None when
     # it is known
     price_unknown_reason: str | None = None
-    # Not stored: the row was made by aicost's in-process capture, its values already within the bounds
-    # (:func:`within_bounds`), so the store does not check them again. Never spilled: a row read back is checked.
+    # Not stored: the row was made by aicost's in-process capture, its attribution already within the bounds and its
+    # other texts the application's own call's (:func:`within_bounds`), so the store does not check them again.
+    # Never spilled: a row read back is checked.
     _bounded: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -275,7 +293,14 @@ class FeatureRun:
 _RUN_DATA = tuple(f for f in dataclasses.fields(FeatureRun) if f.name != "_bounded")
 _RUN_FIELDS = frozenset(f.name for f in _RUN_DATA)
 
-_TEXTS = ("team", "feature", "user", "customer", "run_id", "outcome")  # a row's attribution and run texts
+# A row's texts by what happens past their bound (within_bounds says why)
+_TEXTS = ("team", "feature", "user", "customer", "outcome")  # attribution and outcome: MAX_VALUE_LEN, else None
+_NAMES = ("provider", "operation", "endpoint", "request_model", "response_model", "service_tier", "price_source",
+          "price_model", "cache_name", "budget", "vendor_project", "api_key_fingerprint")  # MAX_NAME_LEN, else None
+_IDS = ("span_id", "trace_id", "run_id")  # MAX_ID_LEN, else the digest (bounded_id)
+# What within_bounds' quick check holds every text of a row to: one comparison a text (the bounds are equal today);
+# a text past it but within its own bound is then found so by _bounded_copy, which changes nothing
+_SHORTEST = min(MAX_VALUE_LEN, MAX_NAME_LEN, MAX_ID_LEN)
 _RUN_TEXTS = ("team", "user", "customer")  # a run's optional ones (its feature and outcome are required)
 # Tag names found to follow the tag name rule: a ledger's rows repeat a few (env, region...), so a row from elsewhere
 # costs a lookup for each, not a match. Forgotten wholesale past 4,096 names.
@@ -283,28 +308,59 @@ _tag_names: set[str] = set()
 
 
 def within_bounds(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
-    """``item`` as the ledger stores it: within the bounds aicost's in-process path holds every row to. The store
-    applies it to every row and run it writes (:meth:`aicost.ledger.store.LedgerStore.prepare`), so a row from the
-    span exporter (another service's aicost, or anything else that wrote the span) or one made by hand is bounded
-    as a row the hooks made; those (``_bounded``) are returned as they are, unchecked: their values were checked
-    when the application set them, or bounded when they came from upstream baggage.
+    """``item`` as the ledger stores it: every text column within its bound (:mod:`aicost.semconv` defines them).
+    The store applies it to every row and run it writes (:meth:`aicost.ledger.store.LedgerStore.prepare`), so a row
+    from the span exporter (another service's aicost, or anything else that wrote the span) or one made by hand
+    holds no unbounded text; those the hooks made (``_bounded``) are returned as they are, unchecked: their
+    attribution was checked when the application set it, or bounded when it came from upstream baggage, and their
+    other texts are the application's own call (the model it asked for, its client's project, its cache and budget
+    names, aicost's endpoint and error type names) and what its vendor answered, kept as they are, as its own tags.
 
-    The bounds are those of attribution, as upstream baggage is held to them (:mod:`aicost.semconv`, beside the tag
-    name rule, which :mod:`aicost.attribution` takes them from): team, feature, user, customer, the run id and the
-    outcome are each a str of at most 256 characters (:func:`~aicost.semconv.bounded_value`), else None; tags keep
-    the first 16 whose name is a tag name and whose value is such a str (:func:`~aicost.semconv.bounded_tags`; a
-    name left out is logged once, never a value). A run's feature and outcome, which it cannot be without, raise
-    ValueError instead (the store refuses that run alone). The reason a price is unknown is
-    :func:`unknown_reason_text` (512 characters). Returns ``item`` itself when nothing changes, else a copy: the
-    caller's row is left as it was."""
+    What over-long means depends on what the column is for:
+
+    * Attribution and outcome (team, feature, user, customer, outcome): a str of at most
+      :data:`~aicost.semconv.MAX_VALUE_LEN` (256) characters (:func:`~aicost.semconv.bounded_value`), else None,
+      as upstream baggage is held to them. Reports group by them: a cut value would be another team, or merge two.
+    * Names (provider, operation, endpoint, request and response model, service tier, price source and model,
+      cache name, budget, vendor project, key fingerprint): a str of at most :data:`~aicost.semconv.MAX_NAME_LEN`
+      (256), else None, for the same reason: reports group by the model and provider, join by the project and
+      fingerprint (reconcile), and a cut name would be one no catalog, vendor bill or budget knows. None is "not
+      known", which every report shows as such; the spend stays. (The ``model`` column, the response model else
+      the request model, then falls back as it does for a row without one.)
+    * The error type: cut at :data:`~aicost.semconv.MAX_NAME_LEN`, ending with an ellipsis; None when it is no
+      text. Its presence is what the rollups count as an error call: None would count a failed call as a
+      success, while the cut text still says which error it began with.
+    * The reason a price is unknown: :func:`unknown_reason_text` (cut at 512 characters, as aicost cuts its own).
+    * Ids (the span or record id, the primary key; the run id; the trace id): a str of at most
+      :data:`~aicost.semconv.MAX_ID_LEN` (256) as it is, a longer one replaced by its digest (:func:`bounded_id`).
+      Not cut: a cut could make two rows one (two batch results whose record ids share their first 256
+      characters, the second skipped as already stored) and not None: a row cannot be without its id, and a
+      call's run id is what files it under its run (the run's id is digested the same way, so they still match)
+      and gives it the run's outcome. The digest of the same id is always the same: the same span exported twice,
+      or a spilled row replayed, is stored once. A run or trace id that is no text is None; a span id that is no
+      text is left to the database, as before.
+    * Tags: the first :data:`~aicost.semconv.MAX_OUTSIDE_TAGS` (16) whose name is a tag name and whose value is an
+      attribution value (:func:`~aicost.semconv.bounded_tags`; a name left out is logged once, never a value).
+    * What a row or run cannot be without (a row's kind, a run's feature and outcome) raises ValueError when it is
+      no str within its bound (:data:`~aicost.semconv.MAX_NAME_LEN`, :data:`~aicost.semconv.MAX_VALUE_LEN`): the
+      store refuses that row or run alone.
+
+    Returns ``item`` itself when nothing changes, else a copy: the caller's row is left as it was."""
     if item._bounded:
         return item
-    # The common case, a row within the bounds, checked in as few steps as Python allows (a plain loop: map() and
-    # max() over the texts cost twice as much); anything else is made again by _bounded_copy
+    # The common case, a row within the bounds, checked in as few steps as Python allows (a plain loop over a tuple
+    # of the attributes: map() and max() over them cost twice as much, operator.attrgetter half as much again);
+    # anything else is made again by _bounded_copy
     if isinstance(item, LedgerRow):
-        for text in (item.team, item.feature, item.user, item.customer, item.run_id, item.outcome):
-            if text is not None and (type(text) is not str or len(text) > MAX_VALUE_LEN):
+        for text in (item.team, item.feature, item.user, item.customer, item.outcome, item.provider, item.operation,
+                     item.endpoint, item.request_model, item.response_model, item.service_tier, item.price_source,
+                     item.price_model, item.cache_name, item.budget, item.vendor_project, item.api_key_fingerprint,
+                     item.error_type, item.span_id, item.trace_id, item.run_id):
+            if text is not None and (type(text) is not str or len(text) > _SHORTEST):
                 return _bounded_copy(item)
+        text = item.kind
+        if type(text) is not str or len(text) > MAX_NAME_LEN:
+            return _bounded_copy(item)
         reason = item.price_unknown_reason
         if reason is not None and (type(reason) is not str or not 0 < len(reason) <= UNKNOWN_REASON_MAX):
             return _bounded_copy(item)
@@ -314,6 +370,9 @@ def within_bounds(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
                 return _bounded_copy(item)
         for text in (item.team, item.user, item.customer):
             if text is not None and (type(text) is not str or len(text) > MAX_VALUE_LEN):
+                return _bounded_copy(item)
+        for text in (item.run_id, item.trace_id):
+            if text is not None and (type(text) is not str or len(text) > MAX_ID_LEN):
                 return _bounded_copy(item)
     tags = item.tags
     if not tags:
@@ -336,13 +395,25 @@ def _bounded_copy(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
     """:func:`within_bounds` of an item that is not within them (or whose tags were not seen): a copy."""
     changes: dict[str, Any] = {}
     if isinstance(item, LedgerRow):
+        if type(item.kind) is not str or len(item.kind) > MAX_NAME_LEN:
+            raise ValueError(f"a row whose kind is no text of at most {MAX_NAME_LEN} characters")
         for name in _TEXTS:
             text = getattr(item, name)
             if text is not None and bounded_value(text) is None:
                 changes[name] = None
+        for name in _NAMES:
+            text = getattr(item, name)
+            if text is not None and (type(text) is not str or len(text) > MAX_NAME_LEN):
+                changes[name] = None
+        text = item.error_type
+        if text is not None:
+            bounded = _cut(text, MAX_NAME_LEN) if type(text) is str else None
+            if bounded is not text:
+                changes["error_type"] = bounded
         reason = item.price_unknown_reason
         if reason is not None and unknown_reason_text(reason) is not reason:
             changes["price_unknown_reason"] = unknown_reason_text(reason)
+        ids = _IDS
     else:
         for name in ("feature", "outcome"):
             if bounded_value(getattr(item, name)) is None:
@@ -351,6 +422,14 @@ def _bounded_copy(item: LedgerRow | FeatureRun) -> LedgerRow | FeatureRun:
             text = getattr(item, name)
             if text is not None and bounded_value(text) is None:
                 changes[name] = None
+        ids = ("run_id", "trace_id")
+    for name in ids:
+        text = getattr(item, name)
+        bounded = bounded_id(text)
+        if type(bounded) is not str and name != ids[0] and bounded is not None:  # the key itself stays as it is
+            bounded = None
+        if bounded is not text:
+            changes[name] = bounded
     if item.tags:
         tags = bounded_tags(item.tags)
         if tags is not None:
