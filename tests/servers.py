@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import socketserver
+import struct
 import subprocess
 import tempfile
 import threading
@@ -203,7 +204,12 @@ class OutageProxy:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.up = True
+        self.silent = False  # new connections are taken and never answered (a server that no longer responds)
+        # A list: each new connection's cancel request is read, kept ``(time.monotonic(), backend pid)`` and the
+        # connection closed, as the server does, but passed on to no one (every cancel is lost)
+        self.cancels: list[tuple[float, int]] | None = None
         self.conns: list[socket.socket] = []
+        self.held: list[socket.socket] = []
         self.sock.listen(16)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -216,10 +222,42 @@ class OutageProxy:
             if not self.up:
                 client.close()
                 continue
+            if self.silent:
+                self.held.append(client)
+                continue
+            if (cancels := self.cancels) is not None:
+                self._take_cancel(client, cancels)
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _take_cancel(client: socket.socket, cancels: list[tuple[float, int]]) -> None:
+        """Read a cancel request as the server does (refusing libpq's SSL or GSS encryption request first)."""
+        at = time.monotonic()
+        client.settimeout(5)
+
+        def read(n: int) -> bytes:
+            data = b""
+            while len(data) < n and (more := client.recv(n - len(data))):
+                data += more
+            return data
+
+        try:
+            while len(head := read(8)) == 8:
+                length, code = struct.unpack("!ii", head)
+                if length == 8 and code in (80877103, 80877104):  # SSLRequest, GSSENCRequest: not here
+                    client.sendall(b"N")
+                    continue
+                if length == 16 and code == 80877102 and len(rest := read(8)) == 8:  # CancelRequest
+                    cancels.append((at, struct.unpack("!ii", rest)[0]))
+                return
+        except OSError:
+            pass
+        finally:
+            client.close()
 
     @staticmethod
     def _pipe(a: socket.socket, b: socket.socket) -> None:
@@ -247,6 +285,8 @@ class OutageProxy:
     def close(self) -> None:
         self.down()
         self.sock.close()
+        for c in self.held:
+            c.close()
 
 
 def tcp_limits(conn: Any) -> tuple[int, int, int, int, int]:

@@ -1639,6 +1639,174 @@ def test_a_write_waiting_for_a_postgresql_lock_when_the_exit_begins_is_cut_short
     _replayed_by_the_next_writer(url, spill_dir, 300)
 
 
+# -- several writers at the exit: one bound for all, however many need a cut ---------------------------------------
+_SEVERAL_AT_EXIT = """
+    import atexit, json, sys, time
+    from datetime import datetime, timezone
+    from decimal import Decimal
+    began = []
+    atexit.register(lambda: print(json.dumps({"stats": [w.stats() for w in ws], "exit_s": time.monotonic() - began[0]}),
+                                  flush=True))  # runs after the ledger's exit flush
+    from aicost.ledger import LedgerRow, CALL
+    from aicost.ledger import writer
+    atexit.register(lambda: began.append(time.monotonic()))  # runs before it
+    writer._EXIT_FLUSH_S = 1.0  # (10 s in production)
+    ws = [writer.LedgerWriter(url, flush_interval_s=0.05) for url in URLS]
+    for k, w in enumerate(ws):
+        w.add(LedgerRow(span_id=f"{k:04x}{i:012x}", kind=CALL, time=datetime.now(timezone.utc), cost=Decimal("0.01"))
+              for i in range(300))
+    WAIT
+"""
+
+
+def _several_replayed(urls: list[str], spill_dir, rows: int) -> None:
+    """The next writer of each ledger replays its ``rows`` spilled rows and stores them once; no spill file is left."""
+    for url in urls:
+        again = LedgerWriter(url)
+        assert again.flush() and again.stats()["replayed"] == rows, (url, again.stats())
+        again.close()
+        with open_store(url, create=False) as store:
+            assert totals(store, *WINDOW).calls == rows
+    assert not list(spill_dir.glob("*.jsonl"))
+
+
+def test_several_sqlite_writes_waiting_for_locks_at_the_exit_are_all_cut_within_one_bound(tmp_path, spill_dir):
+    """Three writers of three SQLite files, each file held by another connection (BEGIN EXCLUSIVE), each writer
+    thread already in its write (waiting for the lock, with no time limit) when the exit begins. All are cut at
+    the exit's one deadline and all their rows are spilled (each writer counts writes_cut), and the exit ends
+    within its bound (1 s here) and the 2 s it waits for cut writes, once for all of them. (It did before too: a
+    SQLite cut ends its write within 0.1 s, so waiting for one writer after another cost little. The PostgreSQL
+    tests below are where the order showed.)"""
+    import sqlite3
+
+    urls, holders = [], []
+    try:
+        for k in range(3):
+            path = tmp_path / f"held{k}.db"
+            open_store(f"sqlite:///{path}").close()
+            holder = sqlite3.connect(path, isolation_level=None, timeout=0)
+            holder.execute("BEGIN EXCLUSIVE")
+            holders.append(holder)
+            urls.append(f"sqlite:///{path}")
+        wait = """
+            for w in ws:  # every writer thread waits for its file's lock, then the exit begins
+                while w._store is None or not w._store._waiting_lock:
+                    time.sleep(0.005)
+            time.sleep(0.3)
+        """
+        code = textwrap.dedent(_SEVERAL_AT_EXIT).replace("URLS", repr(urls)).replace("WAIT", textwrap.dedent(wait))
+        done = _run(code, {"XDG_CACHE_HOME": str(spill_dir.parent)})
+    finally:
+        for holder in holders:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for stats in out["stats"]:
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300, out
+        assert "written" not in stats and "outages" not in stats, out
+    assert out["exit_s"] < 1 + 2 + 3, out  # the bound, the cut's 2 s, a generous margin
+    _several_replayed(urls, spill_dir, 300)
+
+
+def _several_pg_at_exit(pg_server: str, spill_dir, answer_cancels: str) -> tuple[dict, list[int], list]:
+    """Four writers of four PostgreSQL ledgers (through an :class:`OutageProxy` on 127.0.0.1) in a process, each
+    writer thread's write waiting for the writers' advisory lock another session holds when the exit begins. The
+    proxy then answers the cancel requests as ``answer_cancels`` says: ``"never"`` (it takes each new connection
+    and never answers: a server that does not take them) or ``"lost"`` (it reads each request and closes the
+    connection, as the server does once it has the request, but passes it on to no one: every cancel is lost,
+    as one reaching the server between two statements is). Returns the process's output (every writer's stats,
+    how long its exit took), the waiting sessions' pids, and the cancel requests the proxy took ``(time, pid)``;
+    the next writer of each ledger then stores its spilled rows once."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+
+    port = int(pg_server.split(":")[-1].split("/")[0])
+    proxy = OutageProxy(port)
+    urls, holders, pids = [], [], []
+    try:
+        for _ in range(4):
+            url = fresh_pg_database(pg_server)
+            open_store(url).close()
+            holder = psycopg.connect(url, autocommit=True)
+            holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+            holders.append(holder)
+            urls.append(url.replace(f":{port}/", f":{proxy.port}/"))
+        names = [u.rsplit("/", 1)[1] for u in urls]
+        code = textwrap.dedent(_SEVERAL_AT_EXIT).replace("URLS", repr(urls)).replace("WAIT", "sys.stdin.readline()")
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "XDG_CACHE_HOME": str(spill_dir.parent)})
+        try:
+            with psycopg.connect(pg_server, autocommit=True) as probe:  # every write waits for its lock
+                for _ in range(4000):
+                    pids = [pid for pid, in probe.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
+                                                          "'Lock' AND datname = ANY(%s)", (names,))]
+                    if len(pids) == 4:
+                        break
+                    assert child.poll() is None, child.communicate()
+                    time.sleep(0.01)
+                else:
+                    raise AssertionError("the writes never waited for the lock")
+            if answer_cancels == "never":
+                proxy.silent = True
+            else:
+                proxy.cancels = []
+            out, err = child.communicate("\n", timeout=120)
+        finally:
+            child.kill()
+            child.wait()
+            with psycopg.connect(pg_server, autocommit=True) as admin:  # the sessions no cancel reached wait on
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND datname = ANY(%s)", (names,))
+    finally:
+        for holder in holders:
+            holder.close()
+    try:
+        assert child.returncode == 0, err
+        done = json.loads(out)
+        cancels = list(proxy.cancels or ())
+        proxy.silent, proxy.cancels = False, None
+        _several_replayed(urls, spill_dir, 300)
+    finally:
+        proxy.close()
+    return done, pids, cancels
+
+
+def test_several_postgresql_writes_cut_at_the_exit_share_its_bound_when_the_server_takes_no_cancel(
+        pg_server, spill_dir):
+    """Four writers' writes waiting for a lock when the exit begins, and the server then takes no cancel request
+    (each waits its whole time). The exit cut one writer after another, each cut waiting up to 1 s for its
+    cancel request, and each writer waited for (cutting again) up to 2 s: about 2 s more per writer, 9 s for this
+    1 s bound. Now all are cut before any is waited for, and no cut runs past the one 2 s after the deadline (but
+    for the 0.1 s each cancel request is given at least): the exit ends within its bound and those 2 s. Every
+    writer counts its cut and spills its rows, which the next writers store once."""
+    done, _, _ = _several_pg_at_exit(pg_server, spill_dir, "never")
+    for stats in done["stats"]:
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300, done
+        assert "written" not in stats and "outages" not in stats, done
+    assert done["exit_s"] < 1 + 2 + 1.5, done  # the bound, the cuts' 2 s, a margin (it was about 9 s)
+
+
+def test_several_postgresql_writes_waiting_at_the_exit_are_all_cut_at_its_deadline(pg_server, spill_dir):
+    """Four writers' writes waiting for a lock when the exit begins, and every cancel is lost (the server takes
+    the request, the write goes on waiting). The exit cut the first writer and waited 2 s for its write to end
+    before cutting the next: those sessions kept waiting (on a table lock, holding the writers' advisory lock
+    that every other host's writer waits for) 2 s past the deadline for nothing. Now every write is cut at the
+    deadline, before any is waited for: each session's first cancel request comes within moments of the first
+    (it came 2 s later), and the exit still ends within its bound and the 2 s."""
+    done, pids, cancels = _several_pg_at_exit(pg_server, spill_dir, "lost")
+    for stats in done["stats"]:
+        assert stats["writes_cut"] == 1 and stats["spilled"] == 300, done
+    first = {}
+    for at, pid in cancels:
+        first.setdefault(pid, at)
+    assert sorted(first) == sorted(pids), (cancels, pids)
+    assert max(first.values()) - min(first.values()) < 1, cancels  # (2 s and more apart before)
+    assert done["exit_s"] < 1 + 2 + 1.5, done
+
+
 def test_what_the_exit_spills_is_built_and_encoded_once_and_no_further_than_the_spill_file_holds(
         tmp_path, spill_dir):
     """At exit the writer thread is stuck in a write (a database that never answers) with batches taken and

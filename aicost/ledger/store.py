@@ -87,6 +87,8 @@ _PG_BAD_OPTION = re.compile(r'invalid "?\w+"? value:|invalid port number|invalid
 _PG_DEFAULTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                 "keepalives_count": 4, "tcp_user_timeout": 30_000}
 _PG_CANCEL_S = 1.0  # how long cut() waits for the server to take a cancel request
+# cut(until=): how long a cancel request is given at least, past ``until`` (one on loopback takes a few ms)
+_CUT_MIN_S = 0.1
 _ADVISORY_LOCK = 0x61696C6564676572  # "ailedger": serialises ledger writers on one PostgreSQL database
 # Rows summed into the pair cells per transaction (compact_pairs): about 1.5 s of SQLite at 30 us a row, the
 # longest the summing holds the write lock (other writers' batches wait, they are not refused).
@@ -460,13 +462,15 @@ class LedgerStore:
                 self._limit_until = None
                 self._set_limit(None)
 
-    def cut(self, by: float | None = None) -> bool:
+    def cut(self, by: float | None = None, until: float | None = None) -> bool:
         """End the write under way now: called from another thread, without the store's lock (the write holds it).
         The write fails with :class:`LedgerUnavailable`, nothing of its transaction committed, and so does every
         later write of this store, which is then only to be closed. With ``by`` (a ``time.monotonic()`` deadline),
         a store inside a :meth:`time_limit` that ends by then (give or take :data:`_CUT_SLACK_S`) is left alone:
-        its write ends by itself. True when a write was under way and is cut (False too where the dialect cannot
-        end it: PostgreSQL without ``cancel_safe``).
+        its write ends by itself. With ``until`` (also ``time.monotonic()``), the cut returns by then, give or
+        take :data:`_CUT_MIN_S` (PostgreSQL's cancel request waits no longer for the server to take it: the
+        closing side cuts several writers' writes in turn, within one bound). True when a write was under way and
+        is cut (False too where the dialect cannot end it: PostgreSQL without ``cancel_safe``).
 
         SQLite: a wait for another connection's lock ends within :data:`_SQLITE_WAIT_SLICE_MS` (SQLite's
         ``interrupt()`` does not end such a wait); a write past it is not cut (False): its statements, bounded by
@@ -475,13 +479,13 @@ class LedgerStore:
         as psycopg's binary package has it; without it nothing is sent). A cancel that reaches the server between two
         statements is lost: call again while the write is under way (:attr:`writing`). The background writer cuts
         a write that its close() or the exit's deadline would not end (:mod:`aicost.ledger.writer`)."""
-        until = self._limit_until
-        if by is not None and until is not None and until <= by + _CUT_SLACK_S:
+        limit_until = self._limit_until
+        if by is not None and limit_until is not None and limit_until <= by + _CUT_SLACK_S:
             return False
         self._cut_short = True  # before _under_way is read, as _cuttable sets that before reading this: a write
         if not self._under_way:  # beginning meanwhile is refused there, or seen under way here
             return False
-        return self._interrupt()
+        return self._interrupt(until)
 
     @property
     def writing(self) -> bool:
@@ -493,9 +497,10 @@ class LedgerStore:
         """Whether :meth:`cut` ended a write of this store (it writes nothing more)."""
         return self._cut_short
 
-    def _interrupt(self) -> bool:
-        """:meth:`cut`'s part on the connection, from another thread (never raises): False when the dialect cannot
-        end the write. Nothing by default: the write's waits look at :attr:`cut_short` themselves."""
+    def _interrupt(self, until: float | None) -> bool:
+        """:meth:`cut`'s part on the connection, from another thread (never raises), returning by ``until`` (give
+        or take :data:`_CUT_MIN_S`): False when the dialect cannot end the write. Nothing by default: the write's
+        waits look at :attr:`cut_short` themselves."""
         return True
 
     @contextlib.contextmanager
@@ -1897,7 +1902,7 @@ class SQLiteStore(LedgerStore):
             with contextlib.suppress(sqlite3.Error):  # the transaction's statements wait as long as the write may
                 conn.execute(f"PRAGMA busy_timeout={self._wait_ms}")
 
-    def _interrupt(self) -> bool:
+    def _interrupt(self, until: float | None) -> bool:
         # Only a wait for another connection's lock ends (_begin looks at cut_short between its slices); a write
         # past it runs its statements to their end (bounded by its batch's size): not cut, it ends by itself.
         return self._waiting_lock
@@ -2422,7 +2427,7 @@ class PostgresStore(LedgerStore):
     def _set_limit(self, ms: int | None) -> None:
         self._limit_ms = ms  # set on each write transaction (_limit_transaction), not on the session
 
-    def _interrupt(self) -> bool:
+    def _interrupt(self, until: float | None) -> bool:
         # The server cancels the statement under way (a lock wait: the advisory lock, a table or a row another
         # session holds), the transaction is rolled back. cancel_safe() connects with a timeout; the older cancel()
         # (libpq before 17) could wait minutes for a server gone silent: not used, and without cancel_safe nothing
@@ -2438,7 +2443,10 @@ class PostgresStore(LedgerStore):
         conn = self._conn
         if conn is not None:
             try:
-                conn.cancel_safe(timeout=_PG_CANCEL_S)
+                timeout = _PG_CANCEL_S
+                if until is not None:  # never 0: cancel_safe would wait as long as it takes
+                    timeout = min(timeout, max(_CUT_MIN_S, until - time.monotonic()))
+                conn.cancel_safe(timeout=timeout)
             except Exception:  # the connection closed meanwhile, the server gone
                 pass
         return True

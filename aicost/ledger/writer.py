@@ -860,8 +860,9 @@ class LedgerWriter:
         """Have the writer thread write what is queued, then end and close the database; return within
         ``timeout_s`` (None: as long as it takes). Rows queued afterwards are dropped (counted). No write begins
         after the time is up, and one under way then gives up by then (the store's time limit, or, for a write
-        begun before close() and waiting for a lock, a cut: :meth:`_cut`, which waits up to :data:`_CUT_WAIT_S`
-        for it to end); what is not written is spilled here, for the next writer of this ledger to replay."""
+        begun before close() and waiting for a lock, a cut: :meth:`_cut`, then waited for up to
+        :data:`_CUT_WAIT_S` to end); what is not written is spilled here, for the next writer of this ledger to
+        replay."""
         self._begin_close(None if timeout_s is None else time.monotonic() + timeout_s)
         self._finish_close()
 
@@ -880,43 +881,46 @@ class LedgerWriter:
 
     def _finish_close(self) -> None:
         """Wait for the writer thread to end, until the deadline; then cut a write its deadline does not bound
-        (:meth:`_cut`) and spill what it left (:meth:`_give_up`). Interrupted (Ctrl-C at exit), it still spills."""
-        try:
-            if self._thread is not None and self._thread is not threading.current_thread():
-                with self._cond:
-                    ended = self._cond.wait_for(lambda: self._ended, _left(self._stop_by))
-                if not ended and self._stop_by is not None:
-                    self._cut(self._stop_by)
-        finally:
-            self._give_up()
+        (:meth:`_cut`) and spill what it left (:meth:`_give_up`). Interrupted (Ctrl-C at exit), it still spills.
+        The exit does this for all its writers at once: :func:`_finish_closes`."""
+        _finish_closes([self])
 
-    def _cut(self, deadline: float) -> None:
+    def _wait_end(self) -> bool:
+        """Wait for the writer thread to end, until the deadline: True if it has ended (or there is none to wait
+        for)."""
+        if self._thread is None or self._thread is threading.current_thread():
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ended, _left(self._stop_by))
+
+    def _cut(self, deadline: float) -> LedgerStore | None:
         """The deadline has passed with the writer thread in a write its own time limit does not end by then (one
         begun before close() or the exit set the deadline: waiting, with no limit, for another connection's lock):
-        cut it short (:meth:`LedgerStore.cut`), counted (``writes_cut``) and logged once, and wait for it to end, up
-        to :data:`_CUT_WAIT_S` past the deadline, cutting again meanwhile. Its batch is spilled as the others (by
-        :meth:`_give_up`, or by the writer thread, which finds the write failed), never counted as an outage."""
+        cut it short (:meth:`LedgerStore.cut`), counted (``writes_cut``) and logged once. The store cut, to wait
+        for (:func:`_finish_closes`: up to :data:`_CUT_WAIT_S` past the deadline, cutting again meanwhile), or
+        None. Its batch is spilled as the others (by :meth:`_give_up`, or by the writer thread, which finds the
+        write failed), never counted as an outage."""
         store = self._store
-        if store is None or not store.cut(deadline):
-            return
+        if store is None or not store.cut(deadline, until=deadline + _CUT_WAIT_S):
+            return None
         self._counts["writes_cut"] += 1
         log_once("ledger:cut", logging.WARNING, "aicost ledger: a write to %s was still waiting for the database at "
                  "the end of close() or the exit's flush; it is cut short, and its rows are spilled to %s for the "
                  "next writer of this ledger", redact_url(self.url), self._spill_dir)
-        end = deadline + _CUT_WAIT_S
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._ended or not store.writing, min(0.05, _left(end)))
-            if self._ended or not store.cut() or time.monotonic() >= end:
-                return
+        return store
+
+    def _cut_ended(self, store: LedgerStore, end: float) -> bool:
+        """A write :meth:`_cut` cut: True once it has ended (or the writer thread has), or ``end`` has passed;
+        else it is cut again (PostgreSQL loses a cancel that reaches it between two statements)."""
+        return self._ended or time.monotonic() >= end or not store.cut(until=end)
 
     def _give_up(self) -> None:
         """The closing side, once the writer thread has ended or the deadline has passed: spill the batches it took
         and has not begun to write (rows it built are not built again) and what is queued. The writer thread takes
         and begins nothing after this; a write still under way at the deadline ends by itself (its time limit) or
         was cut (:meth:`_cut`), and its batch is spilled too: here if still taken, else by the writer thread,
-        which took it back, and whose spill this waits for (up to :data:`_SPILL_WAIT_S`: the exit would end the
-        thread mid-spill and lose the rows). Without a writer thread, the database is closed here."""
+        which took it back, and whose spill :func:`_finish_closes` then waits for (up to :data:`_SPILL_WAIT_S`:
+        the exit would end the thread mid-spill and lose the rows)."""
         with self._cond:
             self._given_up = True
             taken, self._taken = self._taken, []
@@ -928,8 +932,12 @@ class LedgerWriter:
                      "close() or the exit's flush; they are spilled to %s for the next writer of this ledger",
                      len(left), self._spill_dir)
             self._spill(left)
-        with self._cond:  # a batch the writer thread could not write and took back: spilled before the exit ends
-            self._cond.wait_for(lambda: not self._spilling, _SPILL_WAIT_S)
+
+    def _spilled_by_thread(self, end: float) -> None:
+        """After :meth:`_give_up`: wait, until ``end``, for a batch the writer thread could not write and took back
+        to be spilled before the exit ends. Without a writer thread, the database is closed here."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._spilling, _left(end))
         if self._thread is None:
             self._close_store()
 
@@ -1067,8 +1075,8 @@ def before_exit(hand_over: Callable[[float], None]) -> Callable[[float], None]:
 def _flush_all_at_exit() -> None:
     """Close every writer by one deadline (exit waits 10 s for all of them, not 10 s each): the calls the garbage
     collector reached are finished (:mod:`aicost._gc`), the features' last rows are handed over
-    (:func:`before_exit`), then all writers are told (their threads write at once), then each is waited for and
-    what it left is spilled."""
+    (:func:`before_exit`), then all writers are told (their threads write at once), then all are waited for
+    together, and what they left is spilled (:func:`_finish_closes`)."""
     global _exit_begun
     _gc.drain()  # their rows (and their pool calls) first
     end = time.monotonic() + _EXIT_FLUSH_S
@@ -1085,11 +1093,53 @@ def _flush_all_at_exit() -> None:
             writer._begin_close(end, exiting=True)
         except BaseException:
             pass
-    for writer in writers:
+    try:
+        _finish_closes(writers)
+    except BaseException:  # Ctrl-C at exit, too: every writer has spilled (_finish_closes' finally)
+        pass
+
+
+def _finish_closes(writers: Sequence[LedgerWriter]) -> None:
+    """The closing side of :meth:`LedgerWriter.close` for several writers at once (the exit's, by one deadline),
+    so that none waits for another's cut: each writer thread is waited for until its deadline; then every write
+    still under way that its deadline does not bound is cut (:meth:`LedgerWriter._cut`), all of them before any
+    is waited for, and all are waited for together, up to :data:`_CUT_WAIT_S` past the deadline (cutting again
+    meanwhile); then each writer spills what it left (:meth:`LedgerWriter._give_up`), and the spills their
+    threads took back are waited for together, up to :data:`_SPILL_WAIT_S`. A cut returns by the end of the cut
+    wait (:meth:`LedgerStore.cut`'s ``until``: a PostgreSQL cancel request to a server that does not take it is
+    given what is left of it, 0.1 s at least). (Closed one after another, each writer was cut only once the
+    one before had been waited for, each of its cancel requests could wait 1 s, and each writer waited 5 s of
+    its own for its thread's spill: the exit ran past its bound by about 2 s per PostgreSQL writer cut.)
+    Interrupted (Ctrl-C at exit), every writer still spills; the interruption is raised after that."""
+    interrupted: BaseException | None = None
+    try:
+        late = [w for w in writers if not w._wait_end()]
+        cuts = []
+        for w in late:
+            deadline = w._stop_by
+            store = None if deadline is None else w._cut(deadline)
+            if store is not None:
+                cuts.append((w, store, deadline + _CUT_WAIT_S))
+        while cuts:
+            w, store, end = cuts[0]
+            with w._cond:  # (a write's end is not notified: looked at again every 50 ms)
+                w._cond.wait_for(lambda: w._ended or not store.writing, min(0.05, _left(end)))
+            cuts = [(w, store, end) for w, store, end in cuts if not w._cut_ended(store, end)]
+    except BaseException as exc:
+        interrupted = exc
+    for w in writers:
         try:
-            writer._finish_close()
-        except BaseException:  # Ctrl-C at exit, too: this writer has spilled (its finally), and the next one will
-            pass
+            w._give_up()
+        except BaseException as exc:
+            interrupted = interrupted or exc
+    end = time.monotonic() + _SPILL_WAIT_S
+    for w in writers:
+        try:
+            w._spilled_by_thread(end)
+        except BaseException as exc:
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 atexit.register(_flush_all_at_exit)
