@@ -305,3 +305,26 @@ async def async_anthropic_client(replay_server: ReplayServer) -> Any:
     client = _anthropic_client(replay_server, is_async=True)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def tiktoken_lookups(monkeypatch):
+    """The names tiktoken's ``encoding_name_for_model`` is asked about, from a cold cache of encoding names."""
+    import tiktoken.model
+
+    from aicost import tokens
+
+    cached = getattr(tokens, "_encoding_name_of", None)  # (absent before the cache: then every count asks)
+    if cached is not None:
+        cached.cache_clear()
+    asked: list[str] = []
+    real = tiktoken.model.encoding_name_for_model
+
+    def counting(name):
+        asked.append(name)
+        return real(name)
+
+    monkeypatch.setattr(tiktoken.model, "encoding_name_for_model", counting)
+    yield asked
+    if cached is not None:
+        cached.cache_clear()  # nothing looked up through the counting stand-in outlives the test

@@ -644,8 +644,6 @@ def test_internal_errors_never_reach_the_app(caplog):
     def broken_lookup(*a, **k):
         raise KeyError("catalog bug")
 
-    from aicost.budget import guard as guard_module
-
     from aicost import _log
 
     _log.forget("budget:before_call")
@@ -1177,31 +1175,12 @@ def test_a_warm_guard_runs_no_import_statement_per_call(monkeypatch):
     assert tokens == count_request_input(info.kwargs, "gpt-4o", "openai", info.shape).tokens > 0 and exact
 
 
-def test_a_warm_guard_asks_tiktoken_for_a_models_encoding_once(monkeypatch):
+def test_a_warm_guard_asks_tiktoken_for_a_models_encoding_once(tiktoken_lookups):
     """The guard's token count asked tiktoken's ``encoding_name_for_model`` (a prefix scan in Python) for the
     model's encoding on every call. It is now asked once per model name, however many calls follow."""
-    import tiktoken.model
-
-    from aicost import tokens
-
-    cached = getattr(tokens, "_encoding_name_of", None)
-    if cached is not None:
-        cached.cache_clear()
-    asked: list[str] = []
-    real = tiktoken.model.encoding_name_for_model
-
-    def counting(name):
-        asked.append(name)
-        return real(name)
-
-    monkeypatch.setattr(tiktoken.model, "encoding_name_for_model", counting)
     g = BudgetGuard([Budget(limit_usd="1", name="warm")], [], clock=Clock(ts("2026-11-23T12:00:00")))
-    try:
-        for _ in range(20):
-            for model in ("gpt-4o-mini", "gpt-4o-2024-08-06"):
-                info = chat_info(model, max_tokens=7, text="hello there, how are you today?")
-                g.before_call(info).after_call(result(info, D("0.0001")))
-    finally:
-        if cached is not None:
-            cached.cache_clear()
-    assert sorted(asked) == ["gpt-4o-2024-08-06", "gpt-4o-mini"]
+    for _ in range(20):
+        for model in ("gpt-4o-mini", "gpt-4o-2024-08-06"):
+            info = chat_info(model, max_tokens=7, text="hello there, how are you today?")
+            g.before_call(info).after_call(result(info, D("0.0001")))
+    assert sorted(tiktoken_lookups) == ["gpt-4o-2024-08-06", "gpt-4o-mini"]

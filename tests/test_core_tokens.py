@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from aicost import integrations, tokens
 
 
@@ -163,27 +161,6 @@ def test_a_count_on_an_event_loop_never_waits_for_the_tokenizer_load(monkeypatch
     assert loaded_on == ["aicost-tokenizer"]
     assert asyncio.run(count())[0] == tokens.TokenCount(7, True)  # loaded: exact from then on
     assert tokens.count_text(text, "gpt-4o") == tokens.TokenCount(7, True)
-
-
-@pytest.fixture
-def tiktoken_lookups(monkeypatch):
-    """The names tiktoken's ``encoding_name_for_model`` is asked about, from a cold cache of encoding names."""
-    import tiktoken.model
-
-    cached = getattr(tokens, "_encoding_name_of", None)  # (absent before the cache: then every count asks)
-    if cached is not None:
-        cached.cache_clear()
-    asked: list[str] = []
-    real = tiktoken.model.encoding_name_for_model
-
-    def counting(name):
-        asked.append(name)
-        return real(name)
-
-    monkeypatch.setattr(tiktoken.model, "encoding_name_for_model", counting)
-    yield asked
-    if cached is not None:
-        cached.cache_clear()  # nothing looked up through the counting stand-in outlives the test
 
 
 def test_each_model_name_is_looked_up_in_tiktoken_once(tiktoken_lookups):
