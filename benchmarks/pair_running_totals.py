@@ -12,7 +12,8 @@ This script builds that table for one pair from a ledger built by ``benchmarks/l
 file, from the raw rows in one pass; 23 of the cells' 28 measures, money as integer nano-dollars of the float
 value: the read's cost is its seeks, not the arithmetic) and times the read of a period and its previous period
 for every group of the pair (three boundaries), fetched into Python as a report fetches them. It also checks the
-result against the raw rows for every group.
+result against the raw rows for every group. What it would cost for all 15 pairs (the writer's side, late rows,
+storage, PostgreSQL, ``24h``): ``pair_running_design.py``.
 
 Run: python benchmarks/pair_running_totals.py --db /tmp/aicost-bench-ledger.db [--out /tmp/aicost-running.db]
                                               [--end "2026-12-01 14"] [--hours 168]
