@@ -1,5 +1,9 @@
-"""Start real servers (redis-server, prometheus) on 127.0.0.1 for the tests that need them, and put a proxy in
-front of one that a test can switch off and on (:class:`OutageProxy`).
+"""Real servers on 127.0.0.1 for the tests that need them: redis-server and prometheus started as processes
+(:func:`redis_server`, :func:`redis_process`, :func:`prometheus_server`); an HTTP or TCP server of a test's own
+handler in a thread (:func:`loopback_server`: a webhook, a redirect target), over TLS if asked, and one that trickles
+its answer for ever (:func:`trickling_server`); a proxy in front of PostgreSQL that a test switches off and on
+(:class:`OutageProxy`); and what a PostgreSQL connection runs with (:func:`libpq_settings`, :func:`tcp_limits`,
+:func:`pg_service_file`).
 
 A test that needs a server binary that is not installed is skipped with the reason, so the suite runs on a
 laptop. CI sets ``AICOST_REQUIRE_SERVERS=1`` (see ``.ci/run``), which turns those skips into failures: in CI every
@@ -332,11 +336,15 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def loopback_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[LoopbackServer]:
-    """A server on 127.0.0.1 at a free port, serving each connection with ``handler`` in a daemon thread of its own,
-    from a daemon thread; yields the server (its port: ``server.server_address[1]``). On exit it sets
-    ``server.stopping`` (a handler that holds its connection waits on it), shuts down and closes."""
-    server = LoopbackServer(("127.0.0.1", 0), handler)
+def loopback_server(handler: type[socketserver.BaseRequestHandler], port: int = 0,
+                    tls: Any = None) -> Iterator[LoopbackServer]:
+    """A server on 127.0.0.1 at a free port (or ``port``: a server coming back where it was down), serving each
+    connection with ``handler`` in a daemon thread of its own, from a daemon thread; over TLS with ``tls`` (a server
+    SSLContext, wrapping the listening socket). Yields the server (its port: ``server.server_address[1]``). On exit
+    it sets ``server.stopping`` (a handler that holds its connection waits on it), shuts down and closes."""
+    server = LoopbackServer(("127.0.0.1", port), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

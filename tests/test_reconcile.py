@@ -344,8 +344,9 @@ def test_a_redirect_is_not_followed_so_the_admin_key_goes_nowhere_else(openai_ro
     """A --base-url (a proxy, a gateway) answering 3xx: urllib would follow it with the key's header
     (Authorization / x-api-key) to the address it names. It is an error instead; the other address sees
     nothing."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from servers import loopback_server
 
     seen = []
 
@@ -358,17 +359,12 @@ def test_a_redirect_is_not_followed_so_the_admin_key_goes_nowhere_else(openai_ro
         def log_message(self, *args):
             pass
 
-    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
-    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
     url = _ledger(tmp_path, _at(openai_rows, NOV[0]))
-    try:
+    with loopback_server(Elsewhere) as elsewhere:
         with FakeAdminAPI(vendor, [], NOW, fail=[302],
                           redirect_to=f"http://localhost:{elsewhere.server_address[1]}/collect") as fake:
             with pytest.raises(BillFetchError, match=r"redirected \(HTTP 302\); a redirect is not followed") as e:
                 _run(fake, url, vendor=vendor)
-    finally:
-        elsewhere.shutdown()
-        elsewhere.server_close()
     assert seen == [] and ADMIN_KEY not in str(e.value)
 
 

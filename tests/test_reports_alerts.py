@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
 import pytest
@@ -22,6 +22,7 @@ from aicost.cli import main
 from aicost.errors import ConfigurationError, ConfigurationTypeError
 from aicost.reports import alerts as AL
 from reports_helpers import SPIKE_DAY, SPIKE_TEAM, unpriced_rows, write_ledger
+from servers import loopback_server
 
 
 class Receiver:
@@ -63,18 +64,9 @@ def receiver(tls: Any = None, port: int = 0) -> Iterator[tuple[str, Receiver]]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler, port=port, tls=tls) as server:
         scheme = "https" if tls is not None else "http"
         yield f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def dead_url() -> str:
@@ -775,8 +767,6 @@ def silent_receiver() -> Iterator[tuple[str, list]]:
     """A webhook on 127.0.0.1 that accepts every connection and never answers: each connection attempt is
     recorded (the connections are held open until the end)."""
     from socketserver import BaseRequestHandler
-
-    from servers import loopback_server
 
     held: list[socket.socket] = []
 
