@@ -256,6 +256,8 @@ window.addEventListener("load", function () {
   (async function () {
     await sleep(500);
     var out = {charts: {}, cells: texts(document, "td"), notes: texts(document, "#unknown-price"),
+               title: document.title, header: texts(document, "header > *"),
+               header_elements: document.querySelectorAll("header *").length,
                tiles: Array.prototype.map.call(document.querySelectorAll(".kpi"), function (k) {
                  var v = k.querySelector(".value");
                  return {label: k.querySelector(".label").textContent, value: v.textContent,
@@ -323,10 +325,11 @@ def _assert_text_only(seen: dict, dom: str) -> None:
         assert got["links"] == 0 and got["styled"] == [], (chart, got)
 
 
-def _markup_ledger(url: str, name: str = MARKUP, owner: str = "platform") -> None:
+def _markup_ledger(url: str, name: str = MARKUP, owner: str = "platform", weights_from: str = "declared") -> None:
     """The report tests' ledger with a team, a feature, a customer and a model called MARKUP (the planted spike is
     that team's, customer's and model's), and two self-hosted pools: one called MARKUP, and "gpu", each shared by
-    the team MARKUP and "ops" (``name``: another name than MARKUP; ``owner``: the pools' owner)."""
+    the team MARKUP and "ops" (``name``: another name than MARKUP; ``owner``: the pools' owner; ``weights_from``:
+    where the intervals' weights came from, ``meter.DEFAULT_WEIGHTS`` making their shares estimates)."""
     from datetime import datetime, timedelta, timezone
     from decimal import Decimal
 
@@ -351,7 +354,7 @@ def _markup_ledger(url: str, name: str = MARKUP, owner: str = "platform") -> Non
             write_interval(store, ClosedInterval(
                 pool=pool, owner=owner, key="tokens", start=start, end=start + timedelta(hours=1),
                 cost=Decimal("2.5"), used=Decimal("2"), idle=Decimal("0.5"), utilisation=Decimal("0.8"),
-                input_weight=Decimal(1), output_weight=Decimal(4), weights_from="declared", allocations=shares))
+                input_weight=Decimal(1), output_weight=Decimal(4), weights_from=weights_from, allocations=shares))
 
 
 @pytest.fixture(scope="module")
@@ -456,17 +459,25 @@ RUNS = ("<img src=x onerror=\"document.body.setAttribute('data-ran','img')\"></t
 
 
 def test_every_value_in_a_table_or_tile_is_text_however_it_was_made(tmp_path, monkeypatch):
-    """Tables, tiles and cards are filled by one builder (``dashboard._fill``) that escapes every value, not by a rule
-    each cell must remember. Every value made to be markup that runs: the names from the ledger (team, feature,
-    customer, model: the forecast and spike tables), a pool's name and its owner's, a saved reconciliation's texts,
-    and the page's own amounts and notes (dollars, exact figures, the unknown-price texts). Read in headless
-    Chromium, nothing ran and no element was made, and each shows as written at every place. Before, names were
-    escaped site by site, and the amounts not at all (trusted to be digits): an image and a script ran."""
+    """Tables, tiles, cards and the page's header are filled by one builder (``dashboard._fill``) that escapes every
+    value, not by a rule each cell must remember. Every value made to be markup that runs: the names from the ledger
+    (team, feature, customer, model: the forecast and spike tables), a pool's name and its owner's, a saved
+    reconciliation's texts, the ledger's name (its file's path: the header) and the period's text (the header and
+    the title), and the page's own amounts and notes (dollars, exact figures, the unknown-price texts, the reason a
+    pool's team shares are estimates). Read in headless Chromium, nothing ran and no element was made, and each
+    shows as written at every place. Before, names were escaped site by site, and the amounts not at all (trusted
+    to be digits): an image and a script ran."""
     from aicost.ledger import open_store
+    from aicost.ledger.report import Period
+    from aicost.pools import meter
     from aicost.reports import dashboard
 
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    _markup_ledger(url, name=RUNS, owner=RUNS)
+    path = tmp_path / f"{RUNS}.db"  # (its "/" are folders: the path, and so the ledger's name, ends with RUNS.db)
+    path.parent.mkdir(parents=True)
+    url = f"sqlite:///{path}"
+    assert url.endswith(f"{RUNS}.db")
+    # The pools' intervals weighed 1:1 by default, no engine figures: their team shares are estimates, said why
+    _markup_ledger(url, name=RUNS, owner=RUNS, weights_from=meter.DEFAULT_WEIGHTS)
     with open_store(url) as store:
         store.write(unpriced_rows(RUNS, 28, 5))
     rec = tmp_path / "rec.json"
@@ -476,6 +487,8 @@ def test_every_value_in_a_table_or_tile_is_text_however_it_was_made(tmp_path, mo
                                                 "usd": "2"}]}))
     for made in ("_usd", "_exact", "plus_unknown", "unknown_calls"):  # the page's own texts, made into markup
         monkeypatch.setattr(dashboard, made, lambda *args: RUNS)
+    monkeypatch.setattr(Period, "describe", lambda self: RUNS)
+    monkeypatch.setitem(meter._ESTIMATE_REASONS[meter.DEFAULT_WEIGHTS], "tokens", RUNS)
     page = tmp_path / "spend.html"
     code, out, err = run_cli("dashboard", "--ledger", url, "--out", str(page), *PERIOD, "--reconciliation", str(rec))
     assert code == 0, err
@@ -502,9 +515,16 @@ def test_every_value_in_a_table_or_tile_is_text_however_it_was_made(tmp_path, mo
     pool = [card for card in seen["cards"] if card["pool"] == RUNS]
     assert len(pool) == 1 and f"Pool cost ${RUNS} over 1 closed interval(s)" in pool[0]["notes"][0], seen["cards"]
     assert f"idle ${RUNS} (owner {RUNS})" in pool[0]["notes"][0], pool
+    estimated = [card["pool"] for card in seen["cards"]
+                 if card["pool"] and f" Estimated team shares: 1 of 1 interval: {RUNS}." in card["notes"][0]]
+    assert sorted(estimated) == [RUNS, "gpu"], seen["cards"]
+    assert seen["title"] == f"aicost spend: {RUNS}", seen["title"]
+    assert seen["header_elements"] == 2 and seen["header"][0] == "aicost spend", seen["header"]  # h1, p: no more
+    assert re.fullmatch(rf"{re.escape(RUNS)} \u00b7 ledger {re.escape(url)} \u00b7 generated [0-9: -]+ UTC",
+                        seen["header"][1]), seen["header"]
     # wherever it shows, the name is whole: no part of it was read as markup
     texts = [*seen["cells"], *seen["notes"], *(t[k] for t in seen["tiles"] for k in ("value", "exact", "line")),
-             *(note for card in seen["cards"] for note in card["notes"])]
+             *(note for card in seen["cards"] for note in card["notes"]), seen["title"], *seen["header"]]
     assert not [text for text in texts if "<" in text.replace(RUNS, "")], texts
 
 
