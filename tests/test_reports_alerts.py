@@ -1153,3 +1153,55 @@ def test_in_app_a_retry_counted_lost_at_exit_is_not_tried_while_the_exit_runs():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "calls: ['anomaly:team:search:first', 'anomaly:team:search:late'] lost: 1" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["in-memory", "state-file"])
+def test_in_app_alerts_still_queued_at_exit_are_counted_lost_once_and_never_delivered_after(tmp_path, with_state):
+    """Alerts queued behind a delivery under way when the app exits were never tried once: they vanished with the
+    process, counted nowhere (with a state file the thread, once the exit began, took them up and let them go;
+    without one it went on delivering them while the exit lasted, or not, as the exit allowed). At exit they are
+    counted in ``stats.lost_at_exit`` (one per sink, each alert key once: a copy of an alert queued twice is not a
+    second loss), logged once on the existing line (a webhook by its host, never its path or query), and not
+    delivered afterwards: decided once, never counted lost and sent both."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db") if with_state else None
+    with receiver() as (url, got):
+        url += "?token=t0ken"
+        code = textwrap.dedent(f"""
+            import atexit, threading
+            from aicost.reports import alerts as AL
+
+            delivering, go_on = threading.Event(), threading.Event()
+            def pager(alert):
+                if alert.key.endswith(":first"):
+                    delivering.set()
+                    go_on.wait()  # the delivery under way when the exit comes
+            alerter = AL.Alerter([AL.CallbackSink(pager, name="pager"), AL.WebhookSink({url!r}, timeout_s=5)],
+                                 state={state!r})
+            def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+                print("lost at exit:", alerter.stats.lost_at_exit, flush=True)
+                go_on.set()  # the exit goes on a while (the ledger's flush): the sender thread with it
+                print("flushed:", alerter.flush(60), "sent:", alerter.stats.sent, "lost:", alerter.stats.lost_at_exit,
+                      flush=True)
+            atexit.register(later_exit_handler)
+            alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:first", "spike", "text"))
+            assert delivering.wait(60)
+            for key in ("second", "third", "third"):  # the same alert queued twice (a budget's exceeded is)
+                assert alerter.submit(AL.Alert(AL.ANOMALY, f"anomaly:team:search:{{key}}", "spike", "text"))
+        """)
+        done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                              timeout=120)
+        delivered = [body["text"] for body in got.bodies]
+    assert done.returncode == 0, done.stderr[-2000:]
+    # second and third, to both sinks; with a state file the exit also stops the first alert's delivery before its
+    # webhook (its claims released): that delivery, never tried, is lost too, counted by the sender thread
+    lost = 5 if with_state else 4
+    assert "lost at exit: 4" in done.stdout and f"flushed: True sent: 1 lost: {lost}" in done.stdout, done.stdout
+    assert len(delivered) == (0 if with_state else 1), delivered  # the first alert only, never a lost one
+    assert done.stderr.count("at exit and are not made") == 1, done.stderr
+    assert "queued" in done.stderr and f"webhook {url.split('/')[2]}" in done.stderr and "pager" in done.stderr
+    assert "secret" not in done.stderr and "t0ken" not in done.stderr

@@ -20,7 +20,8 @@ a daemon thread, started at the first alert (never at interpreter exit), deliver
 full queue drops the alert and counts it. The app has no next run to send again what failed: the sender thread
 tries a failed delivery again itself, after :attr:`Alerter.RETRY_DELAYS_S` (a few attempts over minutes), for at
 most :attr:`Alerter.RETRY_LIMIT` alerts at a time, and counts in ``stats.given_up`` what it gave up on, and in
-``stats.lost_at_exit`` (logged once) what was still waiting for a retry when the interpreter exited. Retried:
+``stats.lost_at_exit`` (logged once) what was still queued, never tried, or waiting for a retry when the interpreter
+exited. Retried:
 a sink that could not be reached, an HTTP 5xx, 408 or 429, a callback that raised; not an HTTP 4xx or a redirect
 (the webhook refuses that alert; sending it again would be refused again).
 """
@@ -39,6 +40,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -400,6 +402,15 @@ class SentState:
         finally:
             db.close()
 
+    def known_sent(self, keys: Sequence[str]) -> list[bool]:
+        """Which of ``keys`` this process knows to be marked sent, without waiting for anything: in memory, exactly;
+        with a state file, none (the file is not read: at interpreter exit, a read could wait for another process's
+        lock)."""
+        if self.path is not None:
+            return [False] * len(keys)
+        with self._lock:
+            return [key in self._memory for key in keys]
+
     def claim_each(self, keys: Sequence[str], *, unless: str | None = None) -> list[bool]:
         """For each of ``keys``: True if it was not sent before (it is now marked sent), False if it was; all in
         one transaction, so an interrupt (Ctrl-C) leaves all of them or none. All False, none claimed, if
@@ -463,8 +474,11 @@ class AlertStats:
     dropped: int = 0  # in-app alerts dropped: the delivery queue was full, or the interpreter finalizing
     given_up: int = 0  # in-app sink deliveries that failed and are not tried again: after the last retry, a failure
     # not worth retrying (HTTP 4xx, a redirect), or RETRY_LIMIT alerts already waiting (each also counted in failed)
-    lost_at_exit: int = 0  # in-app sink deliveries waiting for a retry when the interpreter exited (or failing,
-    # worth a retry, after its exit began): never tried again, the process gone (each also counted in failed)
+    lost_at_exit: int = 0  # in-app sink deliveries not made because the interpreter exited: an alert still queued
+    # (or taken up by the sender thread and not tried yet) when the exit began, to each sink, each key once (never
+    # tried: not in failed); a delivery waiting for a retry then, or failing, worth a retry, after the exit began
+    # (also counted in failed); a delivery the exit stopped before it was tried (its claims released). Not
+    # ``dropped``: those alerts were refused when submitted (submit() returned False); these were accepted
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
@@ -538,6 +552,8 @@ class Alerter:
         self._retries: dict[str, _Retry] = {}  # by alert key: the sender thread's, and the exit's (under the lock)
         self._retries_lock = _fork.lock()
         self._retries_closed = False  # the exit counted the retries waiting as lost: none is tried or kept since
+        # The alerts of the sender thread's batch not tried yet (under _retries_lock): the exit counts them lost
+        self._untried: deque[Alert] = deque()
         # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
         self._in_flight: set[str] = set()
         self._exiting = False
@@ -553,6 +569,7 @@ class Alerter:
         self._in_flight = set()  # the parent's deliveries
         self._retries = {}  # the parent's too
         self._retries_closed = False
+        self._untried = deque()
         self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
@@ -581,12 +598,15 @@ class Alerter:
                     unreachable: set[int]) -> tuple[list[int], dict[int, bool]] | None:
         """Deliver ``alert`` to those of ``sinks`` (indices) that have not had it: None if every one of them has,
         else (the sinks delivered to, {each sink that failed: whether the failure is worth retrying}). A failed
-        sink's claim is released. Nothing is claimed or tried, and nothing fails, once the app is exiting."""
-        with self._in_flight_lock:  # the exit has begun: a claim taken now and released at once would stay in the
-            if self._exiting:  # state file, marked sent, if the exit ended before the release (_release_at_exit)
-                return [], {}
+        sink's claim is released. Nothing is claimed or tried once the app is exiting: each sink not tried then is
+        in the failed ones, worth retrying (so lost at exit, :meth:`_retry_later`), though never counted failed."""
         claims = self._claims(alert)
         wanted = sorted(sinks)
+        with self._in_flight_lock:  # the exit has begun: a claim taken now and released at once would stay in the
+            exiting = self._exiting  # state file, marked sent, if the exit ended before the release
+        if exiting:  # (_release_at_exit); the sinks known to have the alert lose nothing
+            had = self.state.known_sent([claims[i] for i in wanted])
+            return [], {i: True for i, known in zip(wanted, had) if not known}
         pending = [(i, claims[i]) for i, mine in zip(wanted, self._claim([claims[i] for i in wanted], alert.key))
                    if mine]
         if not pending:
@@ -601,7 +621,7 @@ class Alerter:
         if exiting:  # the app is exiting (in-app sender): no delivery is started, the claims are let go
             for claim in undelivered:
                 self._release(claim)
-            return done, failed
+            return done, {i: True for i, _ in pending}
         try:
             for i, claim in pending:
                 sink = self.sinks[i]
@@ -619,8 +639,10 @@ class Alerter:
                         failed[i] = _worth_retrying(error)
                 with self._in_flight_lock:
                     self._in_flight.discard(claim)
-                    if self._exiting:  # the exit released the claims of the sinks left (_release_at_exit)
-                        break
+                    exiting = self._exiting
+                if exiting:  # the exit released the claims of the sinks left (_release_at_exit): never tried
+                    failed.update((j, True) for j, _ in pending if j not in failed and j not in done)
+                    break
         except BaseException:
             # Ctrl-C (or an exit) in the middle of a delivery: the claims of the sinks not delivered to would
             # stay, and every later run would take the alert as sent to them. Released, the next run sends it.
@@ -656,14 +678,33 @@ class Alerter:
 
     def _retries_at_exit(self) -> None:
         """At interpreter exit (atexit, before :meth:`_release_at_exit`): the deliveries waiting for a retry never
-        get it, the process ending first. They are counted (``stats.lost_at_exit``) and logged once, and the sender
-        thread, running on while the exit lasts, neither tries them nor keeps another: each is lost, decided once
-        (with a state file they hold no claim, so a later ``aicost alerts`` run sends an alert the ledger still
-        warrants)."""
+        get it, the process ending first, and the alerts still queued, or taken up by the sender thread and not
+        tried yet, never get their first attempt. They are counted (``stats.lost_at_exit``: per sink, an alert key
+        queued twice, or also waiting for a retry, once; a sink known to have it, not) and logged once, and the
+        sender thread, running on while the exit lasts, neither tries them nor keeps another retry: each is lost,
+        decided once (with a state file they hold no claim, so a later ``aicost alerts`` run sends an alert the
+        ledger still warrants). An alert queued after this (by a later exit handler) is the thread's: tried while
+        the exit lasts, or lost and counted by the thread if the exit stopped deliveries (:meth:`_send_alert`)."""
+        untried: list[Alert] = []
         with self._retries_lock:
             self._retries_closed = True
             waiting = [r.sinks for r in self._retries.values()]
+            keys = set(self._retries)
             self._retries.clear()
+            untried += self._untried  # the thread's batch: it calls task_done for these
+            self._untried.clear()
+        if self._queue is not None:
+            while True:  # never blocks: what is queued now is taken out, so the thread cannot take it up too
+                try:
+                    untried.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+                self._queue.task_done()  # handled (decided lost): flush() in a later exit handler does not wait
+        for alert in untried:
+            if alert.key in keys:  # a copy queued behind the first, or behind its waiting retry: no second loss
+                continue
+            keys.add(alert.key)
+            waiting.append([i for i, had in enumerate(self.state.known_sent(self._claims(alert))) if not had])
         self._lose_at_exit(waiting)
 
     def _lose_at_exit(self, sinks: Sequence[Iterable[int]]) -> None:
@@ -675,8 +716,9 @@ class Alerter:
             self.stats.lost_at_exit += len(lost)
         later = ("" if self.state.path is None else
                  "; a later aicost alerts run sharing the state file sends those the ledger still warrants")
-        log_once("alerts:lost_at_exit", logging.WARNING, "aicost alerts: %d deliveries (to %s) were waiting for a "
-                 "retry at exit and are not made: counted in stats.lost_at_exit (not logged again)%s", len(lost),
+        log_once("alerts:lost_at_exit", logging.WARNING, "aicost alerts: %d deliveries (to %s) were still queued or "
+                 "waiting for a retry at exit and are not made: counted in stats.lost_at_exit (not logged again)%s",
+                 len(lost),
                  ", ".join(sorted(set(lost))), later)
 
     def _claims(self, alert: Alert) -> list[str]:
@@ -752,8 +794,8 @@ class Alerter:
             self.stats.dropped += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every queued alert was handled (tried once); True if the queue drained in time. A failed
-        delivery waiting for its retry is not waited for."""
+        """Wait until every queued alert was handled (tried once, or at interpreter exit counted lost); True if the
+        queue drained in time. A failed delivery waiting for its retry is not waited for."""
         if self._queue is None:
             return True
         deadline = time.monotonic() + timeout_s
@@ -830,7 +872,13 @@ class Alerter:
                 with self._stats_lock:
                     self.stats.sent += 1
             self._retry_later(retry.alert, failed, retry.attempts + 1, retry.sent or bool(delivered))
-        for alert in batch:
+        with self._retries_lock:
+            self._untried.extend(batch)
+        while True:
+            with self._retries_lock:  # the exit takes what is left, counted lost: decided once, not tried
+                if not self._untried:
+                    break
+                alert = self._untried.popleft()
             outcome = self._send_alert(alert, range(len(self.sinks)), unreachable)
             if outcome is None:
                 with self._stats_lock:
