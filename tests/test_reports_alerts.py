@@ -1205,3 +1205,40 @@ def test_in_app_alerts_still_queued_at_exit_are_counted_lost_once_and_never_deli
     assert done.stderr.count("at exit and are not made") == 1, done.stderr
     assert "queued" in done.stderr and f"webhook {url.split('/')[2]}" in done.stderr and "pager" in done.stderr
     assert "secret" not in done.stderr and "t0ken" not in done.stderr
+
+
+def test_in_app_each_alerter_s_deliveries_lost_at_exit_are_logged_once_for_it():
+    """Two alerters (a webhook answering 503, a pager that raises), each with a delivery waiting for its retry when
+    the app exits: both are counted, but the log line was once per process, so only the first alerter's loss was
+    logged and the other's went unsaid. Each alerter logs its own once, naming its own sinks."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    with receiver() as (url, got):
+        got.status = 503  # worth a retry
+        code = textwrap.dedent(f"""
+            import atexit
+            from aicost.reports import alerts as AL
+
+            def raising(alert):
+                raise RuntimeError("pager down")
+            hook = AL.Alerter(AL.WebhookSink({url!r}, timeout_s=5))
+            pager = AL.Alerter(AL.CallbackSink(raising, name="pager"))
+            # registered before the alerters' exit hook: runs after it
+            atexit.register(lambda: print("lost:", hook.stats.lost_at_exit, pager.stats.lost_at_exit, flush=True))
+            for alerter in (hook, pager):
+                alerter.RETRY_DELAYS_S = (3600.0,)  # the retry is never due before the exit
+                alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
+                assert alerter.flush(60) and len(alerter._retries) == 1
+        """)
+        done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lost: 1 1" in done.stdout, done.stdout
+    lines = [line for line in done.stderr.splitlines() if "at exit and are not made" in line]
+    assert len(lines) == 2, done.stderr
+    assert sorted(line.split("(to ")[1].split(")")[0] for line in lines) == sorted(
+        [f"webhook {url.split('/')[2]}", "pager"]), lines
+    assert "secret" not in done.stderr

@@ -20,10 +20,9 @@ a daemon thread, started at the first alert (never at interpreter exit), deliver
 full queue drops the alert and counts it. The app has no next run to send again what failed: the sender thread
 tries a failed delivery again itself, after :attr:`Alerter.RETRY_DELAYS_S` (a few attempts over minutes), for at
 most :attr:`Alerter.RETRY_LIMIT` alerts at a time, and counts in ``stats.given_up`` what it gave up on, and in
-``stats.lost_at_exit`` (logged once) what was still queued, never tried, or waiting for a retry when the interpreter
-exited. Retried:
-a sink that could not be reached, an HTTP 5xx, 408 or 429, a callback that raised; not an HTTP 4xx or a redirect
-(the webhook refuses that alert; sending it again would be refused again).
+``stats.lost_at_exit`` (logged once per alerter) what was still queued, never tried, or waiting for a retry when
+the interpreter exited. Retried: a sink that could not be reached, an HTTP 5xx, 408 or 429, a callback that
+raised; not an HTTP 4xx or a redirect (the webhook refuses that alert; sending it again would be refused again).
 """
 
 from __future__ import annotations
@@ -708,7 +707,9 @@ class Alerter:
         self._lose_at_exit(waiting)
 
     def _lose_at_exit(self, sinks: Sequence[Iterable[int]]) -> None:
-        """Count (and log once) the deliveries to ``sinks`` (one set of sink indices per alert) lost at exit."""
+        """Count (and log once for this alerter) the deliveries to ``sinks`` (one set of sink indices per alert) lost
+        at exit. Once per alerter, not per process: with several alerters the first one's line left the others'
+        losses unsaid. (A loss the sender thread counts later in the exit is not logged again.)"""
         lost = [self.sinks[i].name for group in sinks for i in group]
         if not lost:
             return
@@ -716,10 +717,9 @@ class Alerter:
             self.stats.lost_at_exit += len(lost)
         later = ("" if self.state.path is None else
                  "; a later aicost alerts run sharing the state file sends those the ledger still warrants")
-        log_once("alerts:lost_at_exit", logging.WARNING, "aicost alerts: %d deliveries (to %s) were still queued or "
-                 "waiting for a retry at exit and are not made: counted in stats.lost_at_exit (not logged again)%s",
-                 len(lost),
-                 ", ".join(sorted(set(lost))), later)
+        log_once(f"alerts:lost_at_exit:{id(self)}", logging.WARNING, "aicost alerts: %d deliveries (to %s) were still "
+                 "queued or waiting for a retry at exit and are not made: counted in this alerter's "
+                 "stats.lost_at_exit (not logged again)%s", len(lost), ", ".join(sorted(set(lost))), later)
 
     def _claims(self, alert: Alert) -> list[str]:
         """The alert's dedup key for each sink, in the order of :attr:`sinks`."""
