@@ -651,3 +651,38 @@ def test_summarising_a_period_without_a_closed_interval_says_what_it_needs(clock
                 "ClosedInterval, e.g. from read_intervals(); check for none first, as aicost report --pool does")
     with pytest.raises(ValueError, match="^summarise: intervals is empty"):
         summarise([])
+
+
+def test_summarising_intervals_of_more_than_one_pool_is_refused_naming_them(clock, tmp_path):
+    """``summarise`` took the pool and owner from the first interval and summed whatever it was given: two pools'
+    intervals (read from one ledger and put together, or a two-pool meter's ``close_due()`` passed whole) came out as
+    one summary under the first pool's name and owner, the second pool's cost and teams counted as the first's. It is
+    a ValueError naming the argument, the pools and what is accepted, as for no interval at all."""
+    from aicost.ledger import open_store
+    from aicost.pools.ledger import read_intervals, write_interval
+
+    pools = [pool_from_mapping(name, {"gpu_hour": "2.50", "gpus": 1, "endpoints": [f"{name}:1"], "models": ["m"],
+                                      "owner": owner, "output_weight": 4})
+             for name, owner in (("p", "ml"), ("q", "infra"))]
+    meter = PoolMeter(pools, clock=clock)
+    try:
+        meter._open["p"][int(T0)] = [_Use("a", "t1", "m", 1000, 10, None)]
+        meter._open["q"][int(T0)] = [_Use("b", "t2", "m", 2000, 20, None)]
+        closed = meter.close_due(T0 + 3600)
+    finally:
+        meter.clear_prices()
+    assert sorted(i.pool for i in closed) == ["p", "q"]
+    day = 24 * 3600
+    with open_store(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
+        for interval in closed:
+            write_interval(store, interval)
+        each = {name: list(read_intervals(store, name, datetime.fromtimestamp(T0, timezone.utc),
+                                          datetime.fromtimestamp(T0 + day, timezone.utc))) for name in ("p", "q")}
+    assert summarise(each["p"]).pool == "p" and summarise(each["q"]).owner == "infra"  # one pool's: as before
+    for mixed in (each["p"] + each["q"], iter(each["q"] + each["p"]), closed):
+        with pytest.raises(ValueError) as raised:
+            summarise(mixed)
+        assert str(raised.value) == (
+            "summarise: intervals hold more than one pool ('p', 'q'); it takes one pool's ClosedInterval, e.g. from "
+            "read_intervals(store, pool, start, end), or a meter's close_due() filtered to one pool "
+            "([i for i in closed if i.pool == name])")

@@ -57,16 +57,24 @@ class PoolSummary:
 
 
 def summarise(intervals: Iterable[ClosedInterval]) -> PoolSummary:
-    """One pool's closed intervals over a period (``read_intervals``, or the meter's ``close_due()``), summed.
+    """One pool's closed intervals over a period (``read_intervals``, or the meter's ``close_due()`` filtered to one
+    pool: it closes every pool's), summed.
 
     ValueError when there are none: a summary has no pool or owner to name then, and its $0 at 0 % utilisation
     would read as a pool that sat idle, not as a period nothing measured (``aicost report --pool`` and the dashboard
-    check for none first and say "no figures")."""
+    check for none first and say "no figures"). ValueError too when they hold more than one pool: their sum,
+    under the first one's name and owner, would be no pool's figures."""
     intervals = list(intervals)
     if not intervals:
         raise ValueError("summarise: intervals is empty (no closed interval of the pool in the period); it takes one "
                          "or more ClosedInterval, e.g. from read_intervals(); check for none first, as aicost report "
                          "--pool does")
+    pools = sorted({i.pool for i in intervals})
+    if len(pools) > 1:
+        shown = ", ".join(repr(name) for name in pools[:5]) + (", ..." if len(pools) > 5 else "")
+        raise ValueError(f"summarise: intervals hold more than one pool ({shown}); it takes one pool's "
+                         "ClosedInterval, e.g. from read_intervals(store, pool, start, end), or a meter's close_due() "
+                         "filtered to one pool ([i for i in closed if i.pool == name])")
     # Exact sums (MONEY, sum_usd), whatever the decimal context of the host thread that summarises
     by_team: dict[str | None, Decimal] = {}
     provisional = Decimal(0)
