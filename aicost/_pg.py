@@ -7,7 +7,8 @@ when it finds it in none of them:
 
 * the URL or DSN itself (``?keepalives_idle=60``);
 * the setting's environment variable: of aicost's settings only ``connect_timeout`` has one,
-  ``PGCONNECT_TIMEOUT`` (the keepalives and ``tcp_user_timeout`` have none); set but empty counts as unset;
+  ``PGCONNECT_TIMEOUT`` (the keepalives and ``tcp_user_timeout`` have none); set but empty is set, as psycopg
+  reads it (and refuses it: :func:`refuse_malformed`);
 * the connection service the URL names (``service=``, else ``PGSERVICE``): its entry in the per-user service
   file (``PGSERVICEFILE``, else ``~/.pg_service.conf``) or, when that file has no such entry, in the system-wide
   ``pg_service.conf`` of ``PGSYSCONFDIR``. libpq's built-in system directory, used when ``PGSYSCONFDIR`` is unset,
@@ -42,7 +43,7 @@ def unless_set(defaults: Mapping[str, Any], url_params: Mapping[str, Any]) -> di
     import psycopg
 
     given = set(url_params) | service_settings(url_params)
-    given.update(key for key, variable in _ENVIRONMENT.items() if os.environ.get(variable))
+    given.update(key for key, variable in _ENVIRONMENT.items() if variable in os.environ)  # "" too
     added = {key: value for key, value in defaults.items() if key not in given}
     if psycopg.pq.version() < 120000:
         added.pop("tcp_user_timeout", None)
@@ -53,10 +54,10 @@ def refuse_malformed(url_params: Mapping[str, Any], added: Mapping[str, Any], *,
                      url_named: str) -> None:
     """Raise the :class:`ConfigurationError` of :func:`malformed` for a setting every connection with
     ``url_params`` and ``added`` (:func:`unless_set`) would be refused for before reaching any server, found
-    without connecting: a ``connect_timeout`` psycopg cannot read (the URL's or ``PGCONNECT_TIMEOUT``; psycopg
-    3.2+ reads it itself, before libpq), a service file libpq refuses (:func:`service_refusal`). So a store that
-    connects only when first used (the pgvector cache) is refused at configure time like one that connects at once
-    (the ledger)."""
+    without connecting: a ``connect_timeout`` psycopg cannot read (the URL's or ``PGCONNECT_TIMEOUT``, empty
+    included; psycopg 3.2+ reads it itself, before libpq), a service file libpq refuses (:func:`service_refusal`).
+    So a store that connects only when first used (the pgvector cache) is refused at configure time like one that
+    connects at once (the ledger)."""
     import psycopg
 
     timeout_of = getattr(psycopg.conninfo, "timeout_from_conninfo", None)  # psycopg 3.2+

@@ -73,13 +73,14 @@ def test_connect_timeout_and_tcp_limits_yield_to_the_environment_and_the_service
     assert opened("service=aicost_cache") == ("2", (True, 60, 5, 3, 120_000))
 
 
-@pytest.mark.parametrize("dsn_option, variable", [("", "abc"), ("?connect_timeout=abc", None)])
+@pytest.mark.parametrize("dsn_option, variable", [("", "abc"), ("", ""), ("?connect_timeout=abc", None)])
 def test_a_connect_timeout_psycopg_cannot_read_is_refused_at_configure_time(pg_server, monkeypatch, dsn_option,
                                                                            variable):
     """PGCONNECT_TIMEOUT=abc (which the store's connect_timeout yields to) was accepted by PgVectorStore(...) and
     then refused by psycopg at every connection: each call a miss, logged, for as long as the process ran. It is
     a ConfigurationError at configure time, as for the ledger (the one rule of aicost._pg), naming the setting and
-    where it comes from; the DSN's own connect_timeout=abc is the DSN's."""
+    where it comes from; the DSN's own connect_timeout=abc is the DSN's. PGCONNECT_TIMEOUT="" is set too (psycopg
+    refuses it): aicost took it for unset, and its own connect_timeout hid it."""
     import psycopg
 
     from aicost.cache import PgVectorStore
@@ -94,7 +95,7 @@ def test_a_connect_timeout_psycopg_cannot_read_is_refused_at_configure_time(pg_s
         PgVectorStore(dsn, table="cache_timeout")
     message = str(refused.value)
     assert message.startswith("PgVectorStore(dsn=...): malformed PostgreSQL "), message
-    assert "bad value for connect_timeout: 'abc'" in message, message
+    assert f"bad value for connect_timeout: {variable if variable is not None else 'abc'!r}" in message, message
     if variable is not None:
         assert "setting 'connect_timeout', which the DSN does not set" in message, message
         assert "environment variables" in message, message

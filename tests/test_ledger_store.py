@@ -1048,13 +1048,18 @@ def test_a_postgres_ledger_leaves_to_libpq_what_the_user_sets(pg_server, tmp_pat
     assert use("postgresql://?service=aicost_ledger") == [("7", (True, 60, 5, 4, 120_000))] * 2
 
 
-@pytest.mark.parametrize("variable, option", [("PGCONNECT_TIMEOUT", "connect_timeout"), ("PGPORT", "port")])
-def test_a_malformed_libpq_variable_is_a_configuration_error_naming_it_not_the_url(monkeypatch, variable, option):
+@pytest.mark.parametrize("variable, option, value", [("PGCONNECT_TIMEOUT", "connect_timeout", "abc"),
+                                                    ("PGCONNECT_TIMEOUT", "connect_timeout", ""),
+                                                    ("PGPORT", "port", "abc")])
+def test_a_malformed_libpq_variable_is_a_configuration_error_naming_it_not_the_url(monkeypatch, variable, option,
+                                                                                  value):
     """A setting the URL does not make, malformed in libpq's environment: refused at configure time naming the
     setting and where it comes from. Before, PGCONNECT_TIMEOUT=abc escaped as psycopg's ProgrammingError (aicost's
-    own connect_timeout used to hide the variable), and PGPORT=abc was called a malformed URL."""
+    own connect_timeout used to hide the variable), and PGPORT=abc was called a malformed URL. PGCONNECT_TIMEOUT=""
+    is set, as psycopg reads it (it refuses every connection for it: test_cache_pgvector.py checks that on the real
+    server); aicost took it for unset and added its own connect_timeout, which hid it."""
     pytest.importorskip("psycopg")
-    monkeypatch.setenv(variable, "abc")
+    monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError) as caught:
         open_store("postgresql://ledger@127.0.0.1/aicost")
     message = str(caught.value)

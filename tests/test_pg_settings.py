@@ -37,8 +37,8 @@ def test_pgconnect_timeout_wins_over_aicosts_connect_timeout(monkeypatch):
     assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - {"connect_timeout"}
     assert _added("postgresql://u@127.0.0.1/db?keepalives_idle=60") == set(DEFAULTS) - {"connect_timeout",
                                                                                         "keepalives_idle"}
-    monkeypatch.setenv("PGCONNECT_TIMEOUT", "")  # set but empty: not a setting
-    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS)
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "")  # set but empty: set (psycopg refuses it, refuse_malformed)
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - {"connect_timeout"}
 
 
 def test_the_entry_of_the_service_the_url_names_wins(tmp_path, monkeypatch, _private_libpq_environment):
