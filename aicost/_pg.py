@@ -9,15 +9,16 @@ when it finds it in none of them:
 * the setting's environment variable: of aicost's settings only ``connect_timeout`` has one,
   ``PGCONNECT_TIMEOUT`` (the keepalives and ``tcp_user_timeout`` have none); set but empty is set, as psycopg
   reads it (and refuses it: :func:`refuse_malformed`);
-* the connection service the URL names (``service=``, else ``PGSERVICE``): its entry in the per-user service
+* the connection service the URL names (``service=``, else ``PGSERVICE``; set but empty, either names the
+  service "", whose entry is headed ``[]``): its entry in the per-user service
   file (``PGSERVICEFILE``, else ``~/.pg_service.conf``) or, when that file has no such entry, in the system-wide
   ``pg_service.conf`` of ``PGSYSCONFDIR``. libpq's built-in system directory, used when ``PGSYSCONFDIR`` is unset,
   is not known to Python and is not read.
 
 A service file aicost cannot read adds nothing (aicost's settings stay): libpq reads it again when it connects
-and reports what is wrong with it. One libpq refuses for every connection (a syntax error in the service's entry:
-:func:`service_refusal`) is a :class:`ConfigurationError` when a store is configured (:func:`refuse_malformed`).
-The settings are looked up once, when a store is configured.
+and reports what is wrong with it. One libpq refuses for every connection (a syntax error in the service's entry,
+an empty service name without its entry: :func:`service_refusal`) is a :class:`ConfigurationError` when a store
+is configured (:func:`refuse_malformed`). The settings are looked up once, when a store is configured.
 """
 
 from __future__ import annotations
@@ -100,23 +101,35 @@ def service_refusal(url_params: Mapping[str, Any]) -> str | None:
     before the entry ends (libpq reads a line into 1024 bytes). None if libpq takes the file (a line libpq does
     not read, in another entry or after the service's, is never an error), or when aicost cannot tell: a file it
     cannot read, an ``ldap`` line (libpq asks the LDAP server), a service whose entry it does not find (it may be
-    in libpq's built-in system directory). Names the file's path and the line, never a line's text."""
+    in libpq's built-in system directory), unless its name is empty (``PGSERVICE=""``, an empty ``service=``:
+    libpq's entry ``[]``, refused when aicost does not find it, :func:`_service_entry` says why). Names the file's
+    path and the line, never a line's text."""
     return _service_entry(url_params)[1]
 
 
 def _service_entry(url_params: Mapping[str, Any]) -> tuple[set[str], str | None]:
     env = os.environ
-    service = url_params.get("service") or env.get("PGSERVICE")
-    if not service:
+    # As libpq: the URL's service= if it has one, else PGSERVICE; either one set but empty names the service ""
+    service = str(url_params["service"]) if "service" in url_params else env.get("PGSERVICE")
+    if service is None:
         return set(), None
     user_file = url_params.get("servicefile") or env.get("PGSERVICEFILE")
     files = [user_file if user_file is not None else os.path.join(os.path.expanduser("~"), ".pg_service.conf")]
     if env.get("PGSYSCONFDIR") is not None:
         files.append(os.path.join(env["PGSYSCONFDIR"], "pg_service.conf"))
     for path in files:
-        keys, refusal = _entry(path, str(service))
+        keys, refusal = _entry(path, service)
         if keys is not None or refusal is not None:  # the user's entry, if it has one, hides the system file's
             return keys or set(), refusal and f"{refusal} (the file libpq reads for the service {service!r})"
+    if not service:
+        # The empty name is a service's name to libpq: an entry headed "[]", which nobody writes on purpose, while
+        # an empty variable is a common slip (export PGSERVICE=) that makes libpq refuse every connection. So,
+        # unlike a named service (which may well be in libpq's built-in system directory, unknown to Python), it
+        # is refused when no file aicost reads has it.
+        named = "service= is empty" if "service" in url_params else "PGSERVICE is set but empty"
+        return set(), (f'{named}, which libpq takes for the name of a service, "": no service file aicost reads '
+                       'has its entry ("[]"), and libpq refuses every connection without one (definition of '
+                       'service "" not found); name a service or leave it unset')
     return set(), None
 
 

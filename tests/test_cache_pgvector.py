@@ -359,3 +359,23 @@ def test_a_signed_entry_copied_to_another_key_is_a_miss(pg_server):
     assert s.get("aicost:cache:t:denied") is None
     assert s.get("aicost:cache:t:allowed").value == "yes, refund it"
     s.close()
+
+
+def test_an_empty_pgservice_is_refused_at_configure_time(pg_server, monkeypatch, tmp_path):
+    """PGSERVICE="" names the service "" to libpq, which (with no entry "[]") refuses every connection: each call
+    was a miss, logged. PgVectorStore(...) refuses it now as the ledger does, naming PGSERVICE."""
+    import psycopg
+
+    from aicost.cache import PgVectorStore
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pg_service.conf
+    monkeypatch.setenv("PGSERVICE", "")
+    with pytest.raises(psycopg.OperationalError, match='service "" not found'):  # libpq, on the real server
+        psycopg.connect(pg_server, connect_timeout=10).close()
+    with pytest.raises(ConfigurationError) as refused:
+        PgVectorStore(pg_server, table="cache_service")
+    message = str(refused.value)
+    assert message.startswith("PgVectorStore(dsn=...): libpq refuses every connection"), message
+    assert "PGSERVICE is set but empty" in message, message

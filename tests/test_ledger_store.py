@@ -1096,3 +1096,23 @@ def test_a_service_file_libpq_refuses_is_a_configuration_error_naming_its_path_a
     assert "s3cr3t" not in message
     with pytest.raises(LedgerUnavailable):  # the writer's reopen (the URL was accepted before): the ledger lost
         open_store("postgresql://?service=aicost_ledger", reopen=True)
+
+
+def test_an_empty_pgservice_is_a_configuration_error_naming_it(pg_server, tmp_path, monkeypatch):
+    """PGSERVICE="" names the service "" to libpq, which (with no entry "[]") refuses every connection; aicost took
+    the variable for unset and the ledger for an outage (LedgerUnavailable: the writer spilled and retried for
+    ever). It is a ConfigurationError at configure time naming PGSERVICE; with an entry "[]" the ledger opens."""
+    from ledger_helpers import fresh_pg_database
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pg_service.conf yet
+    url = fresh_pg_database(pg_server)
+    monkeypatch.setenv("PGSERVICE", "")
+    with pytest.raises(ConfigurationError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert message.startswith("instrument(ledger=...)") and "libpq refuses every connection" in message, message
+    assert "PGSERVICE is set but empty" in message, message
+    pg_service_file(tmp_path / ".pg_service.conf", "", url, "keepalives_idle=60\n")
+    open_store(url).close()

@@ -158,3 +158,47 @@ def test_a_service_file_is_refused_where_libpq_refuses_it(pg_server, tmp_path, m
     monkeypatch.setenv("PGSERVICE", "svc")  # the service PGSERVICE names, in ~/.pg_service.conf: the same verdict
     (_private_libpq_environment / ".pg_service.conf").write_text(text.replace("{good}", good))
     assert (_pg.service_refusal({}) is None) == (line is None)
+
+
+@pytest.mark.server("postgres")
+def test_an_empty_service_name_is_a_service_name(pg_server, tmp_path, monkeypatch, _private_libpq_environment):
+    """PGSERVICE="" (or a URL's empty service=) was taken for no service at all. libpq takes it for the name of a
+    service: an entry headed ``[]`` (the URL's wins over PGSERVICE even when empty), whose settings win over
+    aicost's; without one libpq refuses every connection ('definition of service "" not found'), which
+    service_refusal now says (stores refuse it at configure time). Checked against libpq on the real server."""
+    from servers import pg_service_file
+
+    def libpq_refuses(url: str) -> str | None:
+        try:
+            psycopg.connect(url, connect_timeout=10).close()
+            return None
+        except psycopg.OperationalError as exc:
+            return str(exc)
+
+    monkeypatch.setenv("PGSERVICE", "")
+    assert 'definition of service "" not found' in (libpq_refuses(pg_server) or "")
+    refusal = _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(pg_server))
+    assert refusal is not None and "PGSERVICE is set but empty" in refusal, refusal
+    assert _added(pg_server) == set(DEFAULTS)
+
+    pg_service_file(_private_libpq_environment / ".pg_service.conf", "", pg_server, "keepalives_idle=60\n")
+    assert libpq_refuses(pg_server) is None  # the entry "[]" is the empty name's
+    assert _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(pg_server)) is None
+    assert _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
+    system = tmp_path / "etc"
+    system.mkdir()
+    (_private_libpq_environment / ".pg_service.conf").rename(system / "pg_service.conf")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))  # the system file's "[]" too
+    assert libpq_refuses(pg_server) is None
+    assert _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
+    monkeypatch.delenv("PGSYSCONFDIR")
+
+    pg_service_file(_private_libpq_environment / ".pg_service.conf", "svc", pg_server, "keepalives_idle=60\n")
+    monkeypatch.setenv("PGSERVICE", "svc")
+    url = pg_server + "?service="  # the URL's empty service= wins over PGSERVICE's
+    assert 'definition of service "" not found' in (libpq_refuses(url) or "")
+    refusal = _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(url))
+    assert refusal is not None and "service= is empty" in refusal, refusal
+    assert _added(url) == set(DEFAULTS)
+    assert libpq_refuses(pg_server) is None and _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
+
