@@ -115,8 +115,8 @@ def _service_entry(url_params: Mapping[str, Any]) -> tuple[set[str], str | None]
         return set(), None
     user_file = url_params.get("servicefile") or env.get("PGSERVICEFILE")
     files = [user_file if user_file is not None else os.path.join(os.path.expanduser("~"), ".pg_service.conf")]
-    if env.get("PGSYSCONFDIR") is not None:
-        files.append(os.path.join(env["PGSYSCONFDIR"], "pg_service.conf"))
+    if env.get("PGSYSCONFDIR") is not None:  # libpq's "%s/pg_service.conf": an empty PGSYSCONFDIR is "/"
+        files.append(f"{env['PGSYSCONFDIR']}/pg_service.conf")
     for path in files:
         keys, refusal = _entry(path, service)
         if keys is not None or refusal is not None:  # the user's entry, if it has one, hides the system file's

@@ -202,3 +202,17 @@ def test_an_empty_service_name_is_a_service_name(pg_server, tmp_path, monkeypatc
     assert _added(url) == set(DEFAULTS)
     assert libpq_refuses(pg_server) is None and _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
 
+
+
+def test_an_empty_pgsysconfdir_is_the_root_directory(tmp_path, monkeypatch):
+    """PGSYSCONFDIR="" makes libpq read /pg_service.conf ("" + "/pg_service.conf"); aicost read pg_service.conf in
+    the working directory instead, which libpq never reads (PQconndefaults: what libpq takes for PGSERVICE)."""
+    (tmp_path / "pg_service.conf").write_text("[svc]\nkeepalives_idle=60\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PGSYSCONFDIR", "")
+    monkeypatch.setenv("PGSERVICE", "svc")
+    libpq = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()
+             if option.keyword.decode() in DEFAULTS and option.val is not None}
+    assert libpq == set()
+    assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS)
+    assert _added("postgresql:///?service=svc") == set(DEFAULTS)
