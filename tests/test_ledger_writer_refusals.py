@@ -76,6 +76,49 @@ def test_a_refused_row_is_dropped_alone_and_blocks_no_later_batch(ledger_url, sp
     assert "unreachable" not in text and "9223372036854775808" not in text and "\udc80" not in text
 
 
+def test_a_refused_row_or_run_is_logged_by_its_bounded_id(ledger_url, spill_dir, caplog):
+    """The refusal's log line named the row's span id or the run's run id as given, though the ledger holds ids to
+    their bound (row.within_bounds: an over-long id is its digest): 10,000 characters of a row from elsewhere went
+    into the log. It names the id the ledger would keep (row.bounded_id) now."""
+    from aicost.ledger import FeatureRun
+    from aicost.ledger.row import bounded_id
+
+    long_span, long_run = "s" * 10_000, "r" * 10_000
+    row = LedgerRow(span_id=long_span, kind=CALL, time=NOW, provider="openai", cost=GOOD_COST, **BAD["count"])
+    for item, named in [(row, f"span id {bounded_id(long_span)})"),
+                        (FeatureRun(run_id=long_run, feature="f", time=NOW, outcome="o" * 10_000),  # refused by
+                         f"run id {bounded_id(long_run)})")]:  # the store's bounds, before the database
+        writer = LedgerWriter(ledger_url, batch_size=100)
+        forget("ledger:refused")
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="aicost"):
+            writer.add([item])
+            assert writer.flush(30)
+        stats = writer.stats()
+        writer.close()
+        assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
+        (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert named in refused and len(refused) < 1_000, refused[:1_000]
+
+
+def test_a_refused_row_whose_span_id_is_no_text_is_logged_by_its_type(tmp_path, spill_dir, caplog):
+    """A span id that is no text is left to the database (row.within_bounds): an int of 5,000 digits, which SQLite
+    refuses, made the refusal's log line raise (Python writes no int of more than 4,300 digits): the row was counted
+    both refused and a write error, the batch taken for failed. Its type is logged, never its value."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    writer = LedgerWriter(url, batch_size=100)
+    forget("ledger:refused")
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        writer.add([LedgerRow(span_id=10**5000, kind=CALL, time=NOW, provider="openai", cost=GOOD_COST), _row(1)])
+        assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    assert stats["dropped_refused"] == 1 and stats["written"] == 1, stats
+    assert not {"spilled", "write_errors", "dropped_invalid"} & stats.keys(), stats
+    (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "span id: no text (int))" in refused and "0000000000" not in refused, refused[:1_000]
+
+
 def test_a_spill_file_holding_a_refused_row_replays_its_good_rows(ledger_url, spill_dir):
     writer = LedgerWriter(ledger_url, batch_size=100)
     batch, good = _bad_batch()

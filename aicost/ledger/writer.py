@@ -67,7 +67,7 @@ from ..errors import ConfigurationError, ConfigurationTypeError
 from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .identity import ledger_identity
-from .row import FeatureRun, LedgerRow
+from .row import FeatureRun, LedgerRow, bounded_id
 from .store import (LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, open_store,
                     redact_url)
 
@@ -622,10 +622,12 @@ class LedgerWriter:
 
     def _drop_refused(self, item: Any, refusal: LedgerRefused) -> None:
         """A row, run or record the database refused alone: dropped, counted (``dropped_refused``), logged once with
-        the reason and its id (never a value of it: a tag or a name could hold anything)."""
+        the reason and its id (never a value of it: a tag or a name could hold anything). The id as the ledger
+        keeps it (:func:`_logged_id`): the row or run is the one given, not yet held to the bounds. The reason
+        (:class:`LedgerRefused`) names the error or the field, never a value; a record is named by its class."""
         self._counts["dropped_refused"] += 1
-        what = (f"row (span id {item.span_id})" if isinstance(item, LedgerRow) else
-                f"feature run (run id {item.run_id})" if isinstance(item, FeatureRun) else
+        what = (f"row (span id{_logged_id(item.span_id)})" if isinstance(item, LedgerRow) else
+                f"feature run (run id{_logged_id(item.run_id)})" if isinstance(item, FeatureRun) else
                 f"{type(item).__name__} record")
         log_once("ledger:refused", logging.ERROR, "aicost ledger: %s refused a %s, alone (%s); it is dropped and "
                  "the rest of its batch written (each row dropped so is counted in the writer's "
@@ -1011,6 +1013,15 @@ class _Preparer:
                 future.set_result(fn(*args))
             except BaseException as exc:  # the waiting writer re-raises it
                 future.set_exception(exc)
+
+
+def _logged_id(value: object) -> str:
+    """A row's or run's id as a log line names it (after "span id"): the id the ledger keeps, an over-long one its
+    digest (:func:`~aicost.ledger.row.bounded_id`), so never more than a bounded text; one that is no text only by
+    its type (a huge int has no str at all: Python refuses more than 4,300 digits)."""
+    if type(value) is str:
+        return f" {bounded_id(value)}"
+    return f": no text ({type(value).__name__})"
 
 
 def _left(deadline: float | None) -> float | None:
