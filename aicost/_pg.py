@@ -15,10 +15,11 @@ when it finds it in none of them:
   ``pg_service.conf`` of ``PGSYSCONFDIR``. libpq's built-in system directory, used when ``PGSYSCONFDIR`` is unset,
   is not known to Python and is not read.
 
-A service file aicost cannot read adds nothing (aicost's settings stay): libpq reads it again when it connects
-and reports what is wrong with it. One libpq refuses for every connection (a syntax error in the service's entry,
-an empty service name without its entry: :func:`service_refusal`) is a :class:`ConfigurationError` when a store
-is configured (:func:`refuse_malformed`). The settings are looked up once, when a store is configured.
+A service file libpq reads as empty (a directory) adds nothing, and one libpq skips (a ``~/.pg_service.conf`` or
+system file that is not there) adds nothing. One libpq refuses for every connection that names a service (a
+``PGSERVICEFILE`` it cannot open, a syntax error in the service's entry, an empty service name without its entry:
+:func:`service_refusal`) is a :class:`ConfigurationError` when a store is configured (:func:`refuse_malformed`).
+The settings are looked up once, when a store is configured.
 """
 
 from __future__ import annotations
@@ -99,11 +100,14 @@ def service_refusal(url_params: Mapping[str, Any]) -> str | None:
     :func:`service_settings` finds it: a syntax error in the entry of the service (a line without ``=``, one whose
     text before ``=`` is not a libpq keyword as written, a nested ``service=``), or a line of 1023 bytes or more
     before the entry ends (libpq reads a line into 1024 bytes). None if libpq takes the file (a line libpq does
-    not read, in another entry or after the service's, is never an error), or when aicost cannot tell: a file it
-    cannot read, an ``ldap`` line (libpq asks the LDAP server), a service whose entry it does not find (it may be
-    in libpq's built-in system directory), unless its name is empty (``PGSERVICE=""``, an empty ``service=``:
-    libpq's entry ``[]``, refused when aicost does not find it, :func:`_service_entry` says why). Names the file's
-    path and the line, never a line's text."""
+    not read, in another entry or after the service's, is never an error), or when aicost cannot tell: an ``ldap``
+    line (libpq asks the LDAP server), a service whose entry it does not find (it may be in libpq's built-in system
+    directory), unless its name is empty (``PGSERVICE=""``, an empty ``service=``: libpq's entry ``[]``, refused
+    when aicost does not find it, :func:`_service_entry` says why). A service file libpq cannot open (:func:`_open_refusal`):
+    the one ``PGSERVICEFILE`` (or ``servicefile=``) names, which libpq opens without looking first, when it is not
+    there, not a file (a directory reads as empty: no error) or not readable; ``PGSYSCONFDIR``'s when it is there
+    (``stat()`` finds it) but cannot be opened. Names the variable and the file's path and the line, never a line's
+    text."""
     return _service_entry(url_params)[1]
 
 
@@ -114,11 +118,20 @@ def _service_entry(url_params: Mapping[str, Any]) -> tuple[set[str], str | None]
     if service is None:
         return set(), None
     user_file = url_params.get("servicefile") or env.get("PGSERVICEFILE")
-    files = [user_file if user_file is not None else os.path.join(os.path.expanduser("~"), ".pg_service.conf")]
+    named = "servicefile=" if url_params.get("servicefile") else "PGSERVICEFILE"
+    # (path, how an error names it, whether libpq opens it without stat() first)
+    files = [(user_file, named, True) if user_file is not None
+             else (os.path.join(os.path.expanduser("~"), ".pg_service.conf"), "~/.pg_service.conf", False)]
     if env.get("PGSYSCONFDIR") is not None:  # libpq's "%s/pg_service.conf": an empty PGSYSCONFDIR is "/"
-        files.append(f"{env['PGSYSCONFDIR']}/pg_service.conf")
-    for path in files:
-        keys, refusal = _entry(path, service)
+        files.append((f"{env['PGSYSCONFDIR']}/pg_service.conf", "PGSYSCONFDIR", False))
+    for path, variable, opened in files:
+        try:
+            keys, refusal = _entry(path, service)
+        except OSError as exc:
+            refusal = _open_refusal(path, exc, opened=opened, named=variable)
+            if refusal is None:
+                continue  # libpq skips it, or aicost cannot tell
+            return set(), f"{refusal} (the file libpq reads for the service {service!r})"
         if keys is not None or refusal is not None:  # the user's entry, if it has one, hides the system file's
             return keys or set(), refusal and f"{refusal} (the file libpq reads for the service {service!r})"
     if not service:
@@ -137,14 +150,49 @@ def _service_entry(url_params: Mapping[str, Any]) -> tuple[set[str], str | None]
 _LINE_BYTES = 1023
 
 
+# libpq copies a service file's path into MAXPGPATH (1024) bytes, cutting a longer one: not a path aicost opens
+_MAXPGPATH = 1024
+
+
+def _open_refusal(path: str, error: OSError, *, opened: bool, named: str) -> str | None:
+    """libpq's refusal of a service file it cannot open (``error``: aicost's own open's), or None where libpq
+    skips it or aicost cannot tell. libpq opens the file ``PGSERVICEFILE`` names (``opened``) without looking
+    first: one not there, not readable, or a path through a file or a symlink loop is refused ('service file
+    "..." not found'), in libpq 18 as in the older sources read (9.0 on). The user's ``~/.pg_service.conf`` and
+    ``PGSYSCONFDIR``'s file it ``stat()``-s first and skips when that fails (not there, a symlink loop: libpq 18;
+    whether every older libpq skips more than a file that is not there was not checked, so a failing ``stat()`` is
+    left to libpq). One it finds but cannot open (not readable, a socket) is refused by every libpq read: aicost
+    refuses it for the system file, and leaves it to libpq for ``~/.pg_service.conf``, which a libpq before 18 may
+    look for in the password database's home directory rather than ``HOME``'s."""
+    if len(os.fsencode(path)) >= _MAXPGPATH:  # libpq opens the first 1023 bytes of it: left to libpq
+        return None
+    if not opened:
+        if named != "PGSYSCONFDIR":
+            return None
+        try:
+            os.stat(path)
+        except (OSError, ValueError):
+            return None
+    reason = error.strerror or type(error).__name__
+    where = "PGSYSCONFDIR's pg_service.conf" if named == "PGSYSCONFDIR" else f"the file {named} names"
+    return (f"service file {path!r} ({where}) cannot be opened ({reason}): libpq refuses every connection that "
+            f"names a service (service file \"...\" not found)")
+
+
 def _entry(path: str, service: str) -> tuple[set[str] | None, str | None]:
     """The keywords of the first ``[service]`` section of the INI file at ``path``, read as libpq reads it (a
     line is ``keyword=value`` as written, ``#`` begins a comment line), or None if the file has no such section or
-    cannot be read; and libpq's refusal of the file, if any (:func:`service_refusal`), the first it meets."""
+    is a directory (libpq's ``fopen()`` opens one, which reads as empty) or aicost cannot tell (a NUL in the path);
+    and libpq's refusal of the file, if any (:func:`service_refusal`), the first it meets. Raises the
+    :class:`OSError` of a file that cannot be opened (:func:`_open_refusal`)."""
     try:
-        with open(path, "rb") as file:
+        file = open(path, "rb")
+    except (IsADirectoryError, ValueError):
+        return None, None
+    try:
+        with file:
             data = file.read()
-    except (OSError, ValueError):  # missing, unreadable, a directory, a NUL in the path
+    except OSError:  # opened, as libpq opens it, but not read: libpq's fgets() fails too, an empty file to it
         return None, None
     known = _libpq_keywords()
     name = service.encode()

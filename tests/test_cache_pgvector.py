@@ -379,3 +379,31 @@ def test_an_empty_pgservice_is_refused_at_configure_time(pg_server, monkeypatch,
     message = str(refused.value)
     assert message.startswith("PgVectorStore(dsn=...): libpq refuses every connection"), message
     assert "PGSERVICE is set but empty" in message, message
+
+
+def test_a_pgservicefile_libpq_cannot_open_is_refused_at_configure_time(pg_server, monkeypatch, tmp_path):
+    """A PGSERVICEFILE that is not there makes libpq refuse every connection naming a service, even with the entry
+    in PGSYSCONFDIR's file: each call was a miss, logged. PgVectorStore(...) refuses it now as the ledger does,
+    naming PGSERVICEFILE and the path; without a service named, the file is not read and the store is made."""
+    import psycopg
+
+    from aicost.cache import PgVectorStore
+    from servers import pg_service_file
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    system = tmp_path / "etc"
+    system.mkdir()
+    pg_service_file(system / "pg_service.conf", "aicost_cache", pg_server, "")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    missing = tmp_path / "nowhere.conf"
+    monkeypatch.setenv("PGSERVICEFILE", str(missing))
+    with pytest.raises(psycopg.OperationalError, match="not found"):  # libpq, on the real server
+        psycopg.connect("service=aicost_cache", connect_timeout=10).close()
+    with pytest.raises(ConfigurationError) as refused:
+        PgVectorStore("service=aicost_cache", table="cache_servicefile")
+    message = str(refused.value)
+    assert message.startswith("PgVectorStore(dsn=...): libpq refuses every connection"), message
+    assert "PGSERVICEFILE" in message and repr(str(missing)) in message, message
+    PgVectorStore(pg_server, table="cache_servicefile").close()

@@ -1116,3 +1116,29 @@ def test_an_empty_pgservice_is_a_configuration_error_naming_it(pg_server, tmp_pa
     assert "PGSERVICE is set but empty" in message, message
     pg_service_file(tmp_path / ".pg_service.conf", "", url, "keepalives_idle=60\n")
     open_store(url).close()
+
+
+def test_a_pgservicefile_libpq_cannot_open_is_a_configuration_error_naming_it(pg_server, tmp_path, monkeypatch):
+    """A PGSERVICEFILE that is not there makes libpq refuse every connection naming a service ('service file "..."
+    not found'), even with the service's entry in PGSYSCONFDIR's file; aicost took it for a file that adds nothing,
+    and the ledger for an outage. It is a ConfigurationError at configure time naming PGSERVICEFILE and the path,
+    never the entry's password; a directory (libpq reads it as empty) is no error, the system file's entry is used."""
+    from ledger_helpers import fresh_pg_database
+
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    system = tmp_path / "etc"
+    system.mkdir()
+    pg_service_file(system / "pg_service.conf", "aicost_ledger", fresh_pg_database(pg_server), "password=s3cr3t-pw\n")
+    monkeypatch.setenv("PGSYSCONFDIR", str(system))
+    missing = tmp_path / "missing" / "pg_service.conf"
+    monkeypatch.setenv("PGSERVICEFILE", str(missing))
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("postgresql://?service=aicost_ledger")
+    message = str(caught.value)
+    assert message.startswith("instrument(ledger=...)") and "libpq refuses every connection" in message, message
+    assert "PGSERVICEFILE" in message and repr(str(missing)) in message, message
+    assert "s3cr3t" not in message
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path))  # a directory: empty to libpq, the system file's entry
+    open_store("postgresql://?service=aicost_ledger").close()

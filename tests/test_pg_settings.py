@@ -88,25 +88,115 @@ def test_a_service_entry_is_read_as_libpq_reads_it(text, keys, tmp_path, monkeyp
     assert _added("postgresql://u@127.0.0.1/db") == set(DEFAULTS) - keys
 
 
-def test_a_service_file_that_cannot_be_read_adds_nothing_and_raises_nothing(tmp_path, monkeypatch):
-    """The settings are found as before with a service file aicost cannot use (libpq reports it when it
-    connects): a directory, a file that is not there, bytes that are not UTF-8, a line without ``=`` (which the
-    stores refuse, _pg.refuse_malformed, not this rule). A readable entry is still found: the system file's, when
-    the user's file cannot be read."""
+def test_a_service_file_that_reads_as_empty_adds_nothing_and_raises_nothing(tmp_path, monkeypatch):
+    """The settings are found as before with a service file libpq reads as empty or skips: a directory (libpq's
+    fopen() opens it, fgets() reads nothing), bytes that are not UTF-8, a line without ``=`` (which the stores
+    refuse, _pg.refuse_malformed, not this rule). A readable entry is still found: the system file's, when the
+    user's file is a directory. (A PGSERVICEFILE that cannot be opened is refused:
+    test_a_service_file_libpq_cannot_open_is_refused_where_libpq_refuses_it.)"""
     system = tmp_path / "etc"
     system.mkdir()
     (system / "pg_service.conf").write_text("[svc]\nkeepalives_idle=60\n")
     monkeypatch.setenv("PGSYSCONFDIR", str(system))
     monkeypatch.setenv("PGSERVICEFILE", str(tmp_path))  # a directory
     assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_idle"}
-    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "missing.conf"))
-    assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_idle"}
+    assert _pg.service_refusal({"service": "svc"}) is None
     monkeypatch.delenv("PGSYSCONFDIR")
     assert _added("postgresql:///?service=svc") == set(DEFAULTS)
     bad = tmp_path / "bad.conf"
     bad.write_bytes(b"[svc]\n\xff\xfe not a setting\nkeepalives_count=\xff2\n")
     monkeypatch.setenv("PGSERVICEFILE", str(bad))
     assert _added("postgresql:///?service=svc") == set(DEFAULTS) - {"keepalives_count"}
+
+
+def _socket_file(path):
+    """A Unix socket bound at ``path``: there for stat(), but open() fails (ENXIO), even for root."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    return sock
+
+
+@pytest.mark.parametrize("where, make, refused", [
+    ("PGSERVICEFILE", "missing", True),
+    ("PGSERVICEFILE", "empty", True),
+    ("PGSERVICEFILE", "through a file", True),
+    ("PGSERVICEFILE", "symlink loop", True),
+    ("PGSERVICEFILE", "socket", True),
+    ("PGSERVICEFILE", "directory", False),  # empty to libpq: the system file's entry is used
+    ("PGSYSCONFDIR", "socket", True),
+    ("PGSYSCONFDIR", "directory", False),
+    ("PGSYSCONFDIR", "missing", False),  # skipped; the service is then not found, left to libpq
+    ("PGSYSCONFDIR", "symlink loop", False),  # skipped by libpq 13+, refused by an older one: left to libpq
+    ("HOME", "socket", False),  # refused by libpq, but left to it: before 18 libpq's home is not HOME's
+    ("HOME", "missing", False),
+])
+@pytest.mark.server("postgres")
+def test_a_service_file_libpq_cannot_open_is_refused_where_libpq_refuses_it(
+        pg_server, tmp_path, monkeypatch, _private_libpq_environment, where, make, refused):
+    """A PGSERVICEFILE that cannot be opened was taken for one that adds nothing (aicost went on to the system
+    file), while libpq refuses every connection that names a service ('service file "..." not found'), even with
+    the entry in the system file. service_refusal now says so, naming the variable and the path; aicost never
+    refuses what libpq takes (checked against libpq itself, on the real server). A file libpq stat()s first
+    (~/.pg_service.conf, PGSYSCONFDIR's) is refused only when it is there but cannot be opened, and only the system
+    file's (module docstring of aicost._pg)."""
+    from servers import pg_service_file
+
+    home = _private_libpq_environment
+    system = tmp_path / "etc"
+    system.mkdir()
+    target = {"PGSERVICEFILE": tmp_path / "services.conf", "PGSYSCONFDIR": tmp_path / "sys" / "pg_service.conf",
+              "HOME": home / ".pg_service.conf"}[where]
+    target.parent.mkdir(exist_ok=True)
+    held = None
+    if make == "empty":
+        target = ""
+    elif make == "through a file":
+        (tmp_path / "plain").write_text("")
+        target = tmp_path / "plain" / "services.conf"
+    elif make == "symlink loop":
+        target.symlink_to(target)
+    elif make == "socket":
+        held = _socket_file(target)
+    elif make == "directory":
+        target.mkdir()
+    try:
+        if where == "PGSERVICEFILE":
+            monkeypatch.setenv("PGSERVICEFILE", str(target))
+            pg_service_file(system / "pg_service.conf", "svc", pg_server, "")  # the entry, where libpq may go on
+            monkeypatch.setenv("PGSYSCONFDIR", str(system))
+        elif where == "PGSYSCONFDIR":
+            monkeypatch.setenv("PGSYSCONFDIR", str(target.parent))
+            if make == "directory":  # libpq reads it as empty: the user's file then has the entry
+                pg_service_file(home / ".pg_service.conf", "other", pg_server, "")
+        try:
+            psycopg.connect("service=svc", connect_timeout=10).close()
+            libpq = None
+        except psycopg.OperationalError as exc:
+            libpq = str(exc)
+        refusal = _pg.service_refusal({"service": "svc"})
+        if refused:
+            assert libpq is not None and f'service file "{target}" not found' in libpq, libpq
+            assert refusal is not None and repr(str(target)) in refusal and where in refusal, refusal
+            assert "cannot be opened" in refusal, refusal
+            assert _pg.service_refusal({}) is None  # no service named: libpq opens no service file
+            assert libpq_takes(pg_server)
+        else:
+            assert refusal is None, (refusal, libpq)
+            if where == "PGSERVICEFILE":
+                assert libpq is None, libpq
+    finally:
+        if held is not None:
+            held.close()
+
+
+def libpq_takes(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+        return True
+    except psycopg.OperationalError:
+        return False
 
 
 _LONG = "#" + "x" * 1021 + "\n"  # 1023 bytes with its newline: one more than libpq reads into its line buffer
