@@ -71,7 +71,7 @@ def test_a_refused_row_is_dropped_alone_and_blocks_no_later_batch(ledger_url, sp
     assert not {"spilled", "outages", "write_errors"} & stats.keys(), stats
     assert not list(spill_dir.glob("*.jsonl"))
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert len(refused) == 1 and "dropped_refused" in refused[0] and "span id 00000000000003e8" in refused[0]
+    assert len(refused) == 1 and "dropped_refused" in refused[0] and "span id '00000000000003e8'" in refused[0]
     text = caplog.text
     assert "unreachable" not in text and "9223372036854775808" not in text and "\udc80" not in text
 
@@ -85,9 +85,9 @@ def test_a_refused_row_or_run_is_logged_by_its_bounded_id(ledger_url, spill_dir,
 
     long_span, long_run = "s" * 10_000, "r" * 10_000
     row = LedgerRow(span_id=long_span, kind=CALL, time=NOW, provider="openai", cost=GOOD_COST, **BAD["count"])
-    for item, named in [(row, f"span id {bounded_id(long_span)})"),
+    for item, named in [(row, f"span id {bounded_id(long_span)!r})"),
                         (FeatureRun(run_id=long_run, feature="f", time=NOW, outcome="o" * 10_000),  # refused by
-                         f"run id {bounded_id(long_run)})")]:  # the store's bounds, before the database
+                         f"run id {bounded_id(long_run)!r})")]:  # the store's bounds, before the database
         writer = LedgerWriter(ledger_url, batch_size=100)
         forget("ledger:refused")
         caplog.clear()
@@ -99,6 +99,31 @@ def test_a_refused_row_or_run_is_logged_by_its_bounded_id(ledger_url, spill_dir,
         assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
         (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
         assert named in refused and len(refused) < 1_000, refused[:1_000]
+
+
+def test_a_refused_row_or_run_whose_id_holds_control_characters_is_logged_on_one_line(ledger_url, spill_dir, caplog):
+    """The refusal's log line put a row's span id (or a run's run id) as it is: an id from a span elsewhere holding a
+    newline, a carriage return or a terminal escape forged log lines of its choosing after aicost's. The id is
+    logged quoted (repr), its control characters escaped: one line, the id still told."""
+    from aicost.ledger import FeatureRun
+
+    forged = "abc\naicost ledger: all rows written\r\x1b[2J\u2028\x85end"
+    row = LedgerRow(span_id=forged, kind=CALL, time=NOW, provider="openai", cost=GOOD_COST, **BAD["count"])
+    for item, named in [(row, f"span id {forged!r})"),
+                        (FeatureRun(run_id=forged, feature="f", time=NOW, outcome="o" * 10_000),
+                         f"run id {forged!r})")]:
+        writer = LedgerWriter(ledger_url, batch_size=100)
+        forget("ledger:refused")
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="aicost"):
+            writer.add([item])
+            assert writer.flush(30)
+        stats = writer.stats()
+        writer.close()
+        assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
+        (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert named in refused, refused
+        assert refused.isprintable(), refused  # no newline, CR, escape, line or next-line separator
 
 
 def test_a_refused_row_whose_span_id_is_no_text_is_logged_by_its_type(tmp_path, spill_dir, caplog):

@@ -1017,10 +1017,12 @@ class _Preparer:
 
 def _logged_id(value: object) -> str:
     """A row's or run's id as a log line names it (after "span id"): the id the ledger keeps, an over-long one its
-    digest (:func:`~aicost.ledger.row.bounded_id`), so never more than a bounded text; one that is no text only by
-    its type (a huge int has no str at all: Python refuses more than 4,300 digits)."""
+    digest (:func:`~aicost.ledger.row.bounded_id`), so never more than a bounded text, quoted as :func:`repr`
+    quotes it, so that a control character (a newline, a carriage return, an escape: an id from a span elsewhere
+    may hold any) is escaped and cannot end the line or forge another; one that is no text only by its type (a
+    huge int has no str at all: Python refuses more than 4,300 digits)."""
     if type(value) is str:
-        return f" {bounded_id(value)}"
+        return f" {bounded_id(value)!r}"
     return f": no text ({type(value).__name__})"
 
 
