@@ -511,6 +511,23 @@ def test_focus_parquet_refuses_an_amount_of_10_to_the_14_in_one_line_of_its_own(
     assert not target.exists() and not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
+def test_focus_parquet_names_a_row_whose_span_id_holds_control_characters_in_one_line(tmp_path):
+    """The Parquet export's refusal names the ledger row by its span id, which a span from elsewhere may fill with
+    anything: a newline in it split the "one line" error, and the line after it read as aicost's own. The id is
+    quoted (repr) now, its control characters escaped."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    span_id = "d" * 16 + "\naicost export: wrote 0 rows\r\x1b[2J"
+    row = LedgerRow(span_id=span_id, kind=CALL, time=DAY + timedelta(hours=1), provider="openai",
+                    request_model="gpt-4o", input_tokens=10**14, cost=Decimal(1), cost_parts={"input": Decimal(1)})
+    with open_store(url) as store:
+        store.write([row], [])
+    target = tmp_path / "focus.parquet"
+    code, out, err = _cli("export", "--ledger", url, "--format", "focus", "--period", "2026-11", "-o", str(target))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.endswith("\n"), err
+    assert f"(ledger row {span_id!r})" in err and err[:-1].isprintable(), err
+    assert not target.exists()
+
+
 def test_focus_parquet_refuses_a_quantity_of_10_to_the_14_in_one_line_of_its_own(tmp_path):
     """A quantity is held as Parquet holds an amount: 10^14 tokens do not fit either, and the export says which
     column and row, as for a cost, and what Parquet holds in quantities, not dollars: the message said "$10^14" of

@@ -480,6 +480,7 @@ def _parquet_decimal(column: str, value: Decimal, span_id: str) -> Decimal:
         return exact
     dollars, what, one = ("", "quantities", "quantity") if column in _QUANTITIES else ("$", "amounts", "amount")
     problem = f"more than {_PLACES} decimal places" if exact is not None else f"a size of {dollars}10^14 or more"
-    raise ValueError(f"{column} {decimal_text(value)} has {problem} (ledger row {span_id}): Parquet's "
+    # the span id quoted: one from a span elsewhere may hold a newline, which would break the line and forge another
+    raise ValueError(f"{column} {decimal_text(value)} has {problem} (ledger row {span_id!r}): Parquet's "
                      f"decimal128(38, {_PLACES}) holds {what} below {dollars}10^14 with at most {_PLACES} decimal "
                      f"places; export as CSV (--file-format csv), which holds every {one} exactly")
