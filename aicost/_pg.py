@@ -195,7 +195,7 @@ def _entry(path: str, service: str) -> tuple[set[str] | None, str | None]:
     except OSError:  # opened, as libpq opens it, but not read: libpq's fgets() fails too, an empty file to it
         return None, None
     known = _libpq_keywords()
-    name = service.encode()
+    name = service.encode("utf-8", "surrogateescape")  # the bytes libpq compares (os.environ decodes so)
     keys: set[str] | None = None
     refusal: str | None = None
     number, position = 0, 0

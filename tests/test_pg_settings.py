@@ -294,6 +294,23 @@ def test_an_empty_service_name_is_a_service_name(pg_server, tmp_path, monkeypatc
 
 
 
+def test_a_service_name_that_is_no_utf_8_is_looked_up_as_its_bytes(pg_server, monkeypatch,
+                                                                    _private_libpq_environment):
+    """PGSERVICE holding a byte that is no UTF-8 (Python's os.environ has it as a lone surrogate) made aicost's
+    look-up of the entry raise UnicodeEncodeError from every store's configure, for a setting libpq accepts: libpq
+    compares the name's bytes with the header's. Looked up as those bytes now. Checked against libpq."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    where = conninfo_to_dict(pg_server)
+    entry = "".join(f"{key}={where[key]}\n" for key in ("host", "port", "user", "dbname")) + "keepalives_idle=60\n"
+    (_private_libpq_environment / ".pg_service.conf").write_bytes(b"[\xff]\n" + entry.encode())
+    monkeypatch.setenv("PGSERVICE", "\udcff")  # the byte 0xff, as os.environ decodes it
+    url = f"postgresql://{where['host']}:{where['port']}/{where['dbname']}"
+    psycopg.connect(url, connect_timeout=10).close()  # libpq finds the entry (else: service not found)
+    assert _pg.service_refusal(conninfo_to_dict(url)) is None
+    assert _added(url) == set(DEFAULTS) - {"keepalives_idle"}
+
+
 def test_an_empty_pgsysconfdir_is_the_root_directory(tmp_path, monkeypatch):
     """PGSYSCONFDIR="" makes libpq read /pg_service.conf ("" + "/pg_service.conf"); aicost read pg_service.conf in
     the working directory instead, which libpq never reads (PQconndefaults: what libpq takes for PGSERVICE)."""
