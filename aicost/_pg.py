@@ -103,11 +103,11 @@ def service_refusal(url_params: Mapping[str, Any]) -> str | None:
     not read, in another entry or after the service's, is never an error), or when aicost cannot tell: an ``ldap``
     line (libpq asks the LDAP server), a service whose entry it does not find (it may be in libpq's built-in system
     directory), unless its name is empty (``PGSERVICE=""``, an empty ``service=``: libpq's entry ``[]``, refused
-    when aicost does not find it, :func:`_service_entry` says why). A service file libpq cannot open (:func:`_open_refusal`):
-    the one ``PGSERVICEFILE`` (or ``servicefile=``) names, which libpq opens without looking first, when it is not
-    there, not a file (a directory reads as empty: no error) or not readable; ``PGSYSCONFDIR``'s when it is there
-    (``stat()`` finds it) but cannot be opened. Names the variable and the file's path and the line, never a line's
-    text."""
+    when aicost does not find it, :func:`_service_entry` says why). A service file libpq cannot open
+    (:func:`_open_refusal`): the one ``PGSERVICEFILE`` (or ``servicefile=``) names, which libpq opens without
+    looking first, when it is not there, not a file (a directory reads as empty: no error) or not readable;
+    ``PGSYSCONFDIR``'s when it is there (``stat()`` finds it) but cannot be opened. Names the variable and the
+    file's path and the line, never a line's text."""
     return _service_entry(url_params)[1]
 
 
