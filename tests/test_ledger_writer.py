@@ -1807,6 +1807,78 @@ def test_several_postgresql_writes_waiting_at_the_exit_are_all_cut_at_its_deadli
     assert done["exit_s"] < 1 + 2 + 1.5, done
 
 
+def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writers_first_cut(pg_server, spill_dir):
+    """Two writers closed together, as the exit closes them (:func:`~aicost.ledger.writer._finish_closes`), each
+    writer thread's write waiting for the writers' advisory lock another session holds: the first writer's server
+    (through an :class:`OutageProxy`) then takes no cancel request, the second's takes its requests (and loses
+    them, so that the proxy keeps the time each came). The first round of cuts gave each cancel request up to
+    1 s (what was left of the 2 s cut wait, 1 s at most): the second writer's first cancel went out 1 s past the
+    deadline, its session (holding a table lock, or the advisory lock every other host's writer waits for) left
+    waiting for it, and with four such writers the fourth's 2 s past it. Now the first round gives each 0.1 s and
+    leaves the longer waits to the cuts that follow: the second writer's first cancel reaches its server within
+    moments of the deadline. Both count their cut and spill their rows, which the next writers store once."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+    from aicost.ledger.writer import _finish_closes
+
+    port = int(pg_server.split(":")[-1].split("/")[0])
+    proxies = [OutageProxy(port), OutageProxy(port)]
+    urls, holders, writers = [], [], []
+    try:
+        for proxy in proxies:
+            url = fresh_pg_database(pg_server)
+            open_store(url).close()
+            holder = psycopg.connect(url, autocommit=True)
+            holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+            holders.append(holder)
+            urls.append(url.replace(f":{port}/", f":{proxy.port}/"))
+        names = [u.rsplit("/", 1)[1] for u in urls]
+        try:
+            for k, url in enumerate(urls):
+                writer = LedgerWriter(url, flush_interval_s=0.05)
+                writers.append(writer)
+                writer.add(LedgerRow(span_id=f"{k:04x}{i:012x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
+                           for i in range(300))
+            with psycopg.connect(pg_server, autocommit=True) as probe:  # both writes wait for their lock
+                for _ in range(4000):
+                    if probe.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                                     "datname = ANY(%s)", (names,)).fetchone()[0] == 2:
+                        break
+                    time.sleep(0.01)
+                else:
+                    raise AssertionError("the writes never waited for the lock")
+            proxies[0].silent = True
+            proxies[1].cancels = cancels = []
+            deadline = time.monotonic() + 0.2
+            for writer in writers:
+                writer._begin_close(deadline)
+            _finish_closes(writers)
+        finally:
+            with psycopg.connect(pg_server, autocommit=True) as admin:  # the sessions no cancel reached wait on
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND datname = ANY(%s)", (names,))
+            for writer in writers:
+                if writer._thread is not None:
+                    writer._thread.join(60)
+    finally:
+        for holder in holders:
+            holder.close()
+    try:
+        for writer in writers:
+            stats = writer.stats()
+            assert stats["writes_cut"] == 1 and stats["spilled"] == 300, stats
+            assert "written" not in stats and "outages" not in stats, stats
+        assert cancels, "the second writer's write was never cut"
+        assert cancels[0][0] - deadline < 0.5, (deadline, cancels)  # (1 s and more before)
+        for proxy in proxies:
+            proxy.silent, proxy.cancels = False, None
+        _several_replayed(urls, spill_dir, 300)
+    finally:
+        for proxy in proxies:
+            proxy.close()
+
+
 def test_what_the_exit_spills_is_built_and_encoded_once_and_no_further_than_the_spill_file_holds(
         tmp_path, spill_dir):
     """At exit the writer thread is stuck in a write (a database that never answers) with batches taken and

@@ -68,7 +68,7 @@ from ..hooks import CallResult
 from .capture import call_item, event_item, row_from_item
 from .identity import ledger_identity
 from .row import FeatureRun, LedgerRow, bounded_id
-from .store import (LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, open_store,
+from .store import (_CUT_MIN_S, LedgerRefused, LedgerStore, LedgerUnavailable, PreparedBatch, open_store,
                     redact_url)
 
 __all__ = ["LedgerWriter", "Record"]
@@ -901,9 +901,12 @@ class LedgerWriter:
         cut it short (:meth:`LedgerStore.cut`), counted (``writes_cut``) and logged once. The store cut, to wait
         for (:func:`_finish_closes`: up to :data:`_CUT_WAIT_S` past the deadline, cutting again meanwhile), or
         None. Its batch is spilled as the others (by :meth:`_give_up`, or by the writer thread, which finds the
-        write failed), never counted as an outage."""
+        write failed), never counted as an outage. The cut returns within :data:`~aicost.ledger.store._CUT_MIN_S`
+        (a PostgreSQL cancel request the server has not taken by then is sent again, given longer, by the cuts
+        that follow, :meth:`_cut_ended`): the other writers' writes are cut next, and their servers are not to
+        wait for this one's."""
         store = self._store
-        if store is None or not store.cut(deadline, until=deadline + _CUT_WAIT_S):
+        if store is None or not store.cut(deadline, until=time.monotonic() + _CUT_MIN_S):
             return None
         self._counts["writes_cut"] += 1
         log_once("ledger:cut", logging.WARNING, "aicost ledger: a write to %s was still waiting for the database at "
@@ -1118,11 +1121,15 @@ def _finish_closes(writers: Sequence[LedgerWriter]) -> None:
     still under way that its deadline does not bound is cut (:meth:`LedgerWriter._cut`), all of them before any
     is waited for, and all are waited for together, up to :data:`_CUT_WAIT_S` past the deadline (cutting again
     meanwhile); then each writer spills what it left (:meth:`LedgerWriter._give_up`), and the spills their
-    threads took back are waited for together, up to :data:`_SPILL_WAIT_S`. A cut returns by the end of the cut
-    wait (:meth:`LedgerStore.cut`'s ``until``: a PostgreSQL cancel request to a server that does not take it is
-    given what is left of it, 0.1 s at least). (Closed one after another, each writer was cut only once the
-    one before had been waited for, each of its cancel requests could wait 1 s, and each writer waited 5 s of
-    its own for its thread's spill: the exit ran past its bound by about 2 s per PostgreSQL writer cut.)
+    threads took back are waited for together, up to :data:`_SPILL_WAIT_S`. The first cut of each returns within
+    0.1 s (:meth:`LedgerStore.cut`'s ``until``: a PostgreSQL cancel request to a server that does not take it
+    is given no longer), so every write's first cancel goes out within 0.1 s per writer cut before it; a cut
+    again returns by the end of the cut wait (the cancel request is given what is left of it, 1 s at most, 0.1 s
+    at least). (Closed one after another, each writer was cut only once the one before had been waited for,
+    each of its cancel requests could wait 1 s, and each writer waited 5 s of its own for its thread's spill:
+    the exit ran past its bound by about 2 s per PostgreSQL writer cut. Then the first cuts, though all before
+    any wait, gave each cancel request up to 1 s: behind a server that took none, the next writers' first
+    cancels went out 1 s, 2 s past the deadline.)
     Interrupted (Ctrl-C at exit), every writer still spills; the interruption is raised after that."""
     interrupted: BaseException | None = None
     try:
