@@ -1870,7 +1870,7 @@ def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writ
             assert stats["writes_cut"] == 1 and stats["spilled"] == 300, stats
             assert "written" not in stats and "outages" not in stats, stats
         assert cancels, "the second writer's write was never cut"
-        assert cancels[0][0] - deadline < 0.5, (deadline, cancels)  # (1 s and more before)
+        assert cancels[0][0] - deadline < 0.8, (deadline, cancels)  # (1 s and more before: the first cancel waited 1 s)
         for proxy in proxies:
             proxy.silent, proxy.cancels = False, None
         _several_replayed(urls, spill_dir, 300)
