@@ -1242,3 +1242,47 @@ def test_in_app_each_alerter_s_deliveries_lost_at_exit_are_logged_once_for_it():
     assert sorted(line.split("(to ")[1].split(")")[0] for line in lines) == sorted(
         [f"webhook {url.split('/')[2]}", "pager"]), lines
     assert "secret" not in done.stderr
+
+
+def test_in_app_an_alert_taken_up_with_a_retry_whose_delivery_the_exit_meets_is_counted_lost():
+    """The sender thread takes up a new alert in the same pass as a due retry and delivers the retry first: while
+    the retry's delivery was under way the new alert sat in neither the queue nor the thread's untried alerts, so
+    an exit then found it nowhere. Never tried, it was counted nowhere. It is counted lost at exit (and then not
+    tried: decided once)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import atexit, threading
+        from aicost.reports import alerts as AL
+
+        calls, retrying, go_on = [], threading.Event(), threading.Event()
+        def pager(alert):
+            calls.append(alert.key[-1])
+            if calls == ["A"]:
+                raise RuntimeError("pager down")
+            if alert.key.endswith("A"):
+                retrying.set()
+                go_on.wait()  # the retry's delivery under way when the exit comes
+        alerter = AL.Alerter(AL.CallbackSink(pager, name="pager"))
+        alerter.RETRY_DELAYS_S = (3600.0,)
+        def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+            print("lost at exit:", alerter.stats.lost_at_exit, flush=True)
+            go_on.set()
+            print("flushed:", alerter.flush(60), "calls:", calls, "sent:", alerter.stats.sent, "lost:",
+                  alerter.stats.lost_at_exit, flush=True)
+        atexit.register(later_exit_handler)
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:A", "spike", "text"))
+        assert alerter.flush(60) and len(alerter._retries) == 1
+        for retry in alerter._retries.values():
+            retry.due = 0.0  # due at the next pass, which B (below) starts
+        alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:B", "spike", "text"))
+        assert retrying.wait(60)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lost at exit: 1" in done.stdout, done.stdout
+    assert "flushed: True calls: ['A', 'A'] sent: 1 lost: 1" in done.stdout, done.stdout

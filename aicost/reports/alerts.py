@@ -857,7 +857,8 @@ class Alerter:
         sharing the state file) never gets it twice."""
         unreachable: set[int] = set()
         now = time.monotonic()
-        with self._retries_lock:
+        with self._retries_lock:  # the batch is untried from now on: an exit during a retry's delivery counts it
+            self._untried.extend(batch)
             due = [r for r in self._retries.values() if r.due <= now]
         for retry in due:
             with self._retries_lock:
@@ -872,8 +873,6 @@ class Alerter:
                 with self._stats_lock:
                     self.stats.sent += 1
             self._retry_later(retry.alert, failed, retry.attempts + 1, retry.sent or bool(delivered))
-        with self._retries_lock:
-            self._untried.extend(batch)
         while True:
             with self._retries_lock:  # the exit takes what is left, counted lost: decided once, not tried
                 if not self._untried:
