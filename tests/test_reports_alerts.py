@@ -1286,3 +1286,86 @@ def test_in_app_an_alert_taken_up_with_a_retry_whose_delivery_the_exit_meets_is_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lost at exit: 1" in done.stdout, done.stdout
     assert "flushed: True calls: ['A', 'A'] sent: 1 lost: 1" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("succeeds", [False, True], ids=["fails", "delivers"])
+def test_in_app_an_alert_in_flight_at_exit_while_its_retry_waits_is_lost_as_its_delivery_ends(succeeds):
+    """An alert waits for its retry; a fresh copy of it (queued again, as a budget's ``exceeded`` is) is being
+    delivered when the exit begins. The exit counted the waiting retry lost, and then the fresh copy's outcome
+    counted again: failed, the same sink lost twice; delivered, lost and sent both. That delivery decides: lost
+    once if it fails, not lost if it delivers."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import atexit, threading
+        from aicost.reports import alerts as AL
+
+        calls, delivering, go_on = [], threading.Event(), threading.Event()
+        def pager(alert):
+            calls.append(alert.key)
+            if len(calls) == 1:
+                raise RuntimeError("pager down")
+            delivering.set()
+            go_on.wait()  # the fresh copy's delivery under way when the exit comes
+            if not {succeeds!r}:
+                raise RuntimeError("pager still down")
+        alerter = AL.Alerter(AL.CallbackSink(pager, name="pager"))
+        alerter.RETRY_DELAYS_S = (3600.0,)
+        def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+            print("lost at exit:", alerter.stats.lost_at_exit, flush=True)
+            go_on.set()
+            print("flushed:", alerter.flush(60), "calls:", len(calls), "sent:", alerter.stats.sent, "lost:",
+                  alerter.stats.lost_at_exit, flush=True)
+        atexit.register(later_exit_handler)
+        alert = AL.Alert(AL.ANOMALY, "anomaly:team:search:K", "spike", "text")
+        alerter.submit(alert)
+        assert alerter.flush(60) and len(alerter._retries) == 1
+        alerter.submit(alert)
+        assert delivering.wait(60)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent, lost = (1, 0) if succeeds else (0, 1)
+    assert f"flushed: True calls: 2 sent: {sent} lost: {lost}" in done.stdout, done.stdout
+    assert done.stderr.count("at exit and are not made") == lost, done.stderr
+
+
+def test_in_app_a_copy_queued_behind_its_alert_s_delivery_at_exit_is_no_second_loss(tmp_path):
+    """With a state file: an alert is being delivered to its first sink (the second waits its turn) and a copy of it
+    is queued when the exit begins. The exit counted the copy lost to both sinks, then the delivery, stopped by the
+    exit before the second sink, counted that one again: 3 losses, one of them delivered. Lost is the delivery's
+    outcome: the second sink, once."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import atexit, threading
+        from aicost.reports import alerts as AL
+
+        delivering, go_on = threading.Event(), threading.Event()
+        def slow(alert):
+            delivering.set()
+            go_on.wait()  # the delivery under way when the exit comes; it succeeds
+        alerter = AL.Alerter([AL.CallbackSink(slow, name="slow"), AL.CallbackSink(lambda alert: None, name="fast")],
+                             state={str(tmp_path / "sent.db")!r})
+        def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+            go_on.set()
+            print("flushed:", alerter.flush(60), "sent:", alerter.stats.sent, "lost:", alerter.stats.lost_at_exit,
+                  flush=True)
+        atexit.register(later_exit_handler)
+        alert = AL.Alert(AL.ANOMALY, "anomaly:team:search:K", "spike", "text")
+        alerter.submit(alert)
+        assert delivering.wait(60)
+        alerter.submit(alert)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "flushed: True sent: 1 lost: 1" in done.stdout, done.stdout
+    assert done.stderr.count("(to fast)") == 1, done.stderr

@@ -476,8 +476,10 @@ class AlertStats:
     lost_at_exit: int = 0  # in-app sink deliveries not made because the interpreter exited: an alert still queued
     # (or taken up by the sender thread and not tried yet) when the exit began, to each sink, each key once (never
     # tried: not in failed); a delivery waiting for a retry then, or failing, worth a retry, after the exit began
-    # (also counted in failed); a delivery the exit stopped before it was tried (its claims released). Not
-    # ``dropped``: those alerts were refused when submitted (submit() returned False); these were accepted
+    # (also counted in failed); a delivery the exit stopped before it was tried (its claims released). An alert
+    # being delivered when the exit began decides for its copies (queued, waiting for a retry): lost to a sink it
+    # failed or the exit stopped, not to one it delivered to. Not ``dropped``: those alerts were refused when
+    # submitted (submit() returned False); these were accepted
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
@@ -553,6 +555,9 @@ class Alerter:
         self._retries_closed = False  # the exit counted the retries waiting as lost: none is tried or kept since
         # The alerts of the sender thread's batch not tried yet (under _retries_lock): the exit counts them lost
         self._untried: deque[Alert] = deque()
+        # The key of the alert the sender thread is delivering (under _retries_lock), until its outcome is decided
+        # (_retry_later): the exit leaves that key, its waiting retry and queued copies, to that outcome
+        self._delivering: str | None = None
         # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
         self._in_flight: set[str] = set()
         self._exiting = False
@@ -569,6 +574,7 @@ class Alerter:
         self._retries = {}  # the parent's too
         self._retries_closed = False
         self._untried = deque()
+        self._delivering = None
         self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
@@ -679,17 +685,22 @@ class Alerter:
         """At interpreter exit (atexit, before :meth:`_release_at_exit`): the deliveries waiting for a retry never
         get it, the process ending first, and the alerts still queued, or taken up by the sender thread and not
         tried yet, never get their first attempt. They are counted (``stats.lost_at_exit``: per sink, an alert key
-        queued twice, or also waiting for a retry, once; a sink known to have it, not) and logged once, and the
-        sender thread, running on while the exit lasts, neither tries them nor keeps another retry: each is lost,
-        decided once (with a state file they hold no claim, so a later ``aicost alerts`` run sends an alert the
-        ledger still warrants). An alert queued after this (by a later exit handler) is the thread's: tried while
-        the exit lasts, or lost and counted by the thread if the exit stopped deliveries (:meth:`_send_alert`)."""
+        queued twice, or also waiting for a retry, once; a sink known to have it, not; the key the thread is
+        delivering, its waiting retry and queued copies, not: that delivery's outcome decides, in
+        :meth:`_retry_later`) and logged once, and the sender thread, running on while the exit lasts, neither tries
+        them nor keeps another retry: each is lost, decided once (with a state file they hold no claim, so a later
+        ``aicost alerts`` run sends an alert the ledger still warrants). An alert queued after this (by a later exit
+        handler) is the thread's: tried while the exit lasts, or lost and counted by the thread if the exit stopped
+        deliveries (:meth:`_send_alert`)."""
         untried: list[Alert] = []
         with self._retries_lock:
             self._retries_closed = True
-            waiting = [r.sinks for r in self._retries.values()]
-            keys = set(self._retries)
-            self._retries.clear()
+            # The key the thread is delivering: lost or not is that delivery's outcome (delivered, or failed and
+            # counted by _retry_later), so its waiting retry is left to it and its queued copies are no loss
+            mine = self._delivering
+            waiting = [r.sinks for key, r in self._retries.items() if key != mine]
+            keys = {*self._retries, mine}
+            self._retries = {key: r for key, r in self._retries.items() if key == mine}
             untried += self._untried  # the thread's batch: it calls task_done for these
             self._untried.clear()
         if self._queue is not None:
@@ -839,6 +850,8 @@ class Alerter:
             except Exception:  # noqa: BLE001
                 log_once("alerts:worker", logging.WARNING, "aicost alerts: sending failed", exc_info=True)
             finally:
+                with self._retries_lock:
+                    self._delivering = None
                 for _ in batch:
                     self._queue.task_done()
 
@@ -865,10 +878,9 @@ class Alerter:
                 if self._retries.get(retry.alert.key) is not retry:  # the exit counted it lost: decided, not tried
                     continue
                 del self._retries[retry.alert.key]
-            outcome = self._send_alert(retry.alert, retry.sinks, unreachable)
-            if outcome is None:  # every sink it was owed has it: delivered by another pass or process
-                continue
-            delivered, failed = outcome
+                self._delivering = retry.alert.key
+            # None: every sink it was owed has it, delivered by another pass or process
+            delivered, failed = self._send_alert(retry.alert, retry.sinks, unreachable) or ([], {})
             if delivered and not retry.sent:
                 with self._stats_lock:
                     self.stats.sent += 1
@@ -878,12 +890,12 @@ class Alerter:
                 if not self._untried:
                     break
                 alert = self._untried.popleft()
+                self._delivering = alert.key
             outcome = self._send_alert(alert, range(len(self.sinks)), unreachable)
             if outcome is None:
                 with self._stats_lock:
                     self.stats.suppressed += 1
-                continue
-            delivered, failed = outcome
+            delivered, failed = outcome or ([], {})
             # The same alert waiting for a retry (queued again meanwhile): counted sent once, as a retry counts it,
             # and what it delivers now is the retry's no more (a retry with nothing left no longer waits)
             with self._retries_lock:
@@ -909,8 +921,10 @@ class Alerter:
         why = "the webhook refused it (HTTP 4xx or a redirect)"
         lost: set[int] = set()
         with self._retries_lock:
+            self._delivering = None  # decided: an exit from now on counts what is left of it
             waiting = self._retries.get(alert.key)
-            if retry and self._retries_closed:  # the exit has begun: no retry would come
+            if self._retries_closed:  # the exit has begun: no retry would come, to these sinks or the waiting ones
+                self._retries.pop(alert.key, None)  # (what they failed is in retry; the others have it)
                 lost = retry
             elif retry and waiting is not None:
                 waiting.sinks |= retry
