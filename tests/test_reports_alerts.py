@@ -1369,3 +1369,40 @@ def test_in_app_a_copy_queued_behind_its_alert_s_delivery_at_exit_is_no_second_l
     assert done.returncode == 0, done.stderr[-2000:]
     assert "flushed: True sent: 1 lost: 1" in done.stdout, done.stdout
     assert done.stderr.count("(to fast)") == 1, done.stderr
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["in-memory", "state-file"])
+def test_in_app_an_alert_queued_again_by_a_later_exit_handler_is_no_second_loss(tmp_path, with_state):
+    """An alert waits for its retry at exit (counted lost); a later exit handler queues it again, twice (a budget's
+    ``exceeded`` is, at each refused call), and its sink is still down (with a state file the exit stops every
+    delivery). Each copy's failure counted the same sink lost again: 3 for 1. Each key and sink counts once."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    state = str(tmp_path / "sent.db") if with_state else None
+    code = textwrap.dedent(f"""
+        import atexit
+        from aicost.reports import alerts as AL
+
+        calls = []
+        def pager(alert):
+            calls.append(alert.key)
+            raise RuntimeError("pager down")
+        alerter = AL.Alerter(AL.CallbackSink(pager, name="pager"), state={state!r})
+        alerter.RETRY_DELAYS_S = (3600.0,)
+        alert = AL.Alert(AL.ANOMALY, "anomaly:team:search:K", "spike", "text")
+        def later_exit_handler():  # registered before the alerter's exit hook: runs after it
+            print("lost at exit:", alerter.stats.lost_at_exit, flush=True)
+            alerter.submit(alert)
+            alerter.submit(alert)
+            print("flushed:", alerter.flush(60), "lost:", alerter.stats.lost_at_exit, flush=True)
+        atexit.register(later_exit_handler)
+        alerter.submit(alert)
+        assert alerter.flush(60) and len(alerter._retries) == 1
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lost at exit: 1" in done.stdout and "flushed: True lost: 1" in done.stdout, done.stdout

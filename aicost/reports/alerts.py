@@ -476,10 +476,11 @@ class AlertStats:
     lost_at_exit: int = 0  # in-app sink deliveries not made because the interpreter exited: an alert still queued
     # (or taken up by the sender thread and not tried yet) when the exit began, to each sink, each key once (never
     # tried: not in failed); a delivery waiting for a retry then, or failing, worth a retry, after the exit began
-    # (also counted in failed); a delivery the exit stopped before it was tried (its claims released). An alert
-    # being delivered when the exit began decides for its copies (queued, waiting for a retry): lost to a sink it
-    # failed or the exit stopped, not to one it delivered to. Not ``dropped``: those alerts were refused when
-    # submitted (submit() returned False); these were accepted
+    # (also counted in failed); a delivery the exit stopped before it was tried (its claims released); each key and
+    # sink once (an alert queued again by a later exit handler is no second loss). An alert being delivered when
+    # the exit began decides for its copies (queued, waiting for a retry): lost to a sink it failed or the exit
+    # stopped, not to one it delivered to. Not ``dropped``: those alerts were refused when submitted (submit()
+    # returned False); these were accepted
     failures_by_sink: dict[str, int] = field(default_factory=dict)
 
 
@@ -558,6 +559,7 @@ class Alerter:
         # The key of the alert the sender thread is delivering (under _retries_lock), until its outcome is decided
         # (_retry_later): the exit leaves that key, its waiting retry and queued copies, to that outcome
         self._delivering: str | None = None
+        self._lost: dict[str, set[int]] = {}  # the sinks (by index) counted lost at exit, by alert key (same lock)
         # Claims taken by the delivery under way and not yet delivered: released at exit (_release_at_exit).
         self._in_flight: set[str] = set()
         self._exiting = False
@@ -575,6 +577,7 @@ class Alerter:
         self._retries_closed = False
         self._untried = deque()
         self._delivering = None
+        self._lost = {}
         self._exiting = False
 
     def send(self, alerts: Alert | Iterable[Alert]) -> list[Alert]:
@@ -698,7 +701,7 @@ class Alerter:
             # The key the thread is delivering: lost or not is that delivery's outcome (delivered, or failed and
             # counted by _retry_later), so its waiting retry is left to it and its queued copies are no loss
             mine = self._delivering
-            waiting = [r.sinks for key, r in self._retries.items() if key != mine]
+            waiting = [(key, r.sinks) for key, r in self._retries.items() if key != mine]
             keys = {*self._retries, mine}
             self._retries = {key: r for key, r in self._retries.items() if key == mine}
             untried += self._untried  # the thread's batch: it calls task_done for these
@@ -714,14 +717,22 @@ class Alerter:
             if alert.key in keys:  # a copy queued behind the first, or behind its waiting retry: no second loss
                 continue
             keys.add(alert.key)
-            waiting.append([i for i, had in enumerate(self.state.known_sent(self._claims(alert))) if not had])
+            waiting.append((alert.key, [i for i, had in enumerate(self.state.known_sent(self._claims(alert)))
+                                        if not had]))
         self._lose_at_exit(waiting)
 
-    def _lose_at_exit(self, sinks: Sequence[Iterable[int]]) -> None:
-        """Count (and log once for this alerter) the deliveries to ``sinks`` (one set of sink indices per alert) lost
-        at exit. Once per alerter, not per process: with several alerters the first one's line left the others'
-        losses unsaid. (A loss the sender thread counts later in the exit is not logged again.)"""
-        lost = [self.sinks[i].name for group in sinks for i in group]
+    def _lose_at_exit(self, sinks: Iterable[tuple[str, Iterable[int]]]) -> None:
+        """Count (and log once for this alerter) the deliveries lost at exit, ``sinks`` holding for each alert key
+        its sink indices: each key and sink once (a copy queued again by a later exit handler failing again, or
+        stopped again, is no second loss). Logged once per alerter, not per process: with several alerters the first
+        one's line left the others' losses unsaid. (A loss the sender thread counts later in the exit is not logged
+        again.)"""
+        lost = []
+        with self._retries_lock:
+            for key, group in sinks:
+                counted = self._lost.setdefault(key, set())
+                lost += [self.sinks[i].name for i in set(group) - counted]
+                counted.update(group)
         if not lost:
             return
         with self._stats_lock:
@@ -938,7 +949,7 @@ class Alerter:
             elif retry:
                 self._retries[alert.key] = _Retry(alert, retry, attempts,
                                                   time.monotonic() + self.RETRY_DELAYS_S[attempts - 1], sent)
-        self._lose_at_exit([lost])
+        self._lose_at_exit([(alert.key, lost)])
         if given_up:
             with self._stats_lock:
                 self.stats.given_up += given_up
