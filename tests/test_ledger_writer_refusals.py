@@ -76,6 +76,22 @@ def test_a_refused_row_is_dropped_alone_and_blocks_no_later_batch(ledger_url, sp
     assert "unreachable" not in text and "9223372036854775808" not in text and "\udc80" not in text
 
 
+def _refused_alone_and_logged(ledger_url: str, caplog, item) -> str:
+    """Write ``item`` (a row or run the store refuses alone) through a writer: it is dropped, counted
+    ``dropped_refused`` and not a write error; the one log line that says so."""
+    writer = LedgerWriter(ledger_url, batch_size=100)
+    forget("ledger:refused")
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="aicost"):
+        writer.add([item])
+        assert writer.flush(30)
+    stats = writer.stats()
+    writer.close()
+    assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
+    (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    return refused
+
+
 def test_a_refused_row_or_run_is_logged_by_its_bounded_id(ledger_url, spill_dir, caplog):
     """The refusal's log line named the row's span id or the run's run id as given, though the ledger holds ids to
     their bound (row.within_bounds: an over-long id is its digest): 10,000 characters of a row from elsewhere went
@@ -88,16 +104,7 @@ def test_a_refused_row_or_run_is_logged_by_its_bounded_id(ledger_url, spill_dir,
     for item, named in [(row, f"span id {bounded_id(long_span)!r})"),
                         (FeatureRun(run_id=long_run, feature="f", time=NOW, outcome="o" * 10_000),  # refused by
                          f"run id {bounded_id(long_run)!r})")]:  # the store's bounds, before the database
-        writer = LedgerWriter(ledger_url, batch_size=100)
-        forget("ledger:refused")
-        caplog.clear()
-        with caplog.at_level(logging.ERROR, logger="aicost"):
-            writer.add([item])
-            assert writer.flush(30)
-        stats = writer.stats()
-        writer.close()
-        assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
-        (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        refused = _refused_alone_and_logged(ledger_url, caplog, item)
         assert named in refused and len(refused) < 1_000, refused[:1_000]
 
 
@@ -112,16 +119,7 @@ def test_a_refused_row_or_run_whose_id_holds_control_characters_is_logged_on_one
     for item, named in [(row, f"span id {forged!r})"),
                         (FeatureRun(run_id=forged, feature="f", time=NOW, outcome="o" * 10_000),
                          f"run id {forged!r})")]:
-        writer = LedgerWriter(ledger_url, batch_size=100)
-        forget("ledger:refused")
-        caplog.clear()
-        with caplog.at_level(logging.ERROR, logger="aicost"):
-            writer.add([item])
-            assert writer.flush(30)
-        stats = writer.stats()
-        writer.close()
-        assert stats["dropped_refused"] == 1 and "write_errors" not in stats, stats
-        (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        refused = _refused_alone_and_logged(ledger_url, caplog, item)
         assert named in refused, refused
         assert refused.isprintable(), refused  # no newline, CR, escape, line or next-line separator
 
