@@ -13,6 +13,7 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -1709,6 +1710,46 @@ def test_several_sqlite_writes_waiting_for_locks_at_the_exit_are_all_cut_within_
     _several_replayed(urls, spill_dir, 300)
 
 
+def _locked_ledger_behind(pg_server: str, proxy) -> tuple[str, Any]:
+    """A fresh PostgreSQL ledger whose writers' advisory lock another session holds: its URL through ``proxy`` (an
+    :class:`OutageProxy` of ``pg_server``) and that session, to close."""
+    import psycopg
+
+    from aicost.ledger.store import _ADVISORY_LOCK
+
+    url = fresh_pg_database(pg_server)
+    open_store(url).close()
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+    port = int(pg_server.split(":")[-1].split("/")[0])
+    return url.replace(f":{port}/", f":{proxy.port}/"), holder
+
+
+def _lock_waiters(pg_server: str, names: list[str], count: int, child: Any = None) -> list[int]:
+    """The pids of the ``count`` sessions of the databases ``names`` waiting for a lock, once that many are
+    (AssertionError after 40 s, or as soon as ``child``, a process making them, has ended)."""
+    import psycopg
+
+    with psycopg.connect(pg_server, autocommit=True) as probe:
+        for _ in range(4000):
+            pids = [pid for pid, in probe.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
+                                                  "'Lock' AND datname = ANY(%s)", (names,))]
+            if len(pids) == count:
+                return pids
+            assert child is None or child.poll() is None, child.communicate()
+            time.sleep(0.01)
+    raise AssertionError("the writes never waited for the lock")
+
+
+def _end_lock_waiters(pg_server: str, names: list[str]) -> None:
+    """End the sessions of the databases ``names`` still waiting for a lock: those no cancel reached."""
+    import psycopg
+
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND datname = ANY(%s)", (names,))
+
+
 def _several_pg_at_exit(pg_server: str, spill_dir, answer_cancels: str) -> tuple[dict, list[int], list]:
     """Four writers of four PostgreSQL ledgers (through an :class:`OutageProxy` on 127.0.0.1) in a process, each
     writer thread's write waiting for the writers' advisory lock another session holds when the exit begins. The
@@ -1718,37 +1759,20 @@ def _several_pg_at_exit(pg_server: str, spill_dir, answer_cancels: str) -> tuple
     as one reaching the server between two statements is). Returns the process's output (every writer's stats,
     how long its exit took), the waiting sessions' pids, and the cancel requests the proxy took ``(time, pid)``;
     the next writer of each ledger then stores its spilled rows once."""
-    import psycopg
-
-    from aicost.ledger.store import _ADVISORY_LOCK
-
-    port = int(pg_server.split(":")[-1].split("/")[0])
-    proxy = OutageProxy(port)
+    proxy = OutageProxy(int(pg_server.split(":")[-1].split("/")[0]))
     urls, holders, pids = [], [], []
     try:
         for _ in range(4):
-            url = fresh_pg_database(pg_server)
-            open_store(url).close()
-            holder = psycopg.connect(url, autocommit=True)
-            holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+            url, holder = _locked_ledger_behind(pg_server, proxy)
             holders.append(holder)
-            urls.append(url.replace(f":{port}/", f":{proxy.port}/"))
+            urls.append(url)
         names = [u.rsplit("/", 1)[1] for u in urls]
         code = textwrap.dedent(_SEVERAL_AT_EXIT).replace("URLS", repr(urls)).replace("WAIT", "sys.stdin.readline()")
         child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "XDG_CACHE_HOME": str(spill_dir.parent)})
         try:
-            with psycopg.connect(pg_server, autocommit=True) as probe:  # every write waits for its lock
-                for _ in range(4000):
-                    pids = [pid for pid, in probe.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
-                                                          "'Lock' AND datname = ANY(%s)", (names,))]
-                    if len(pids) == 4:
-                        break
-                    assert child.poll() is None, child.communicate()
-                    time.sleep(0.01)
-                else:
-                    raise AssertionError("the writes never waited for the lock")
+            pids = _lock_waiters(pg_server, names, 4, child)  # every write waits for its lock
             if answer_cancels == "never":
                 proxy.silent = True
             else:
@@ -1757,9 +1781,7 @@ def _several_pg_at_exit(pg_server: str, spill_dir, answer_cancels: str) -> tuple
         finally:
             child.kill()
             child.wait()
-            with psycopg.connect(pg_server, autocommit=True) as admin:  # the sessions no cancel reached wait on
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
-                              "'Lock' AND datname = ANY(%s)", (names,))
+            _end_lock_waiters(pg_server, names)
     finally:
         for holder in holders:
             holder.close()
@@ -1817,9 +1839,6 @@ def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writ
     waiting for it, and with four such writers the fourth's 2 s past it. Now the first round gives each 0.1 s and
     leaves the longer waits to the cuts that follow: the second writer's first cancel reaches its server within
     moments of the deadline. Both count their cut and spill their rows, which the next writers store once."""
-    import psycopg
-
-    from aicost.ledger.store import _ADVISORY_LOCK
     from aicost.ledger.writer import _finish_closes
 
     port = int(pg_server.split(":")[-1].split("/")[0])
@@ -1827,12 +1846,9 @@ def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writ
     urls, holders, writers = [], [], []
     try:
         for proxy in proxies:
-            url = fresh_pg_database(pg_server)
-            open_store(url).close()
-            holder = psycopg.connect(url, autocommit=True)
-            holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+            url, holder = _locked_ledger_behind(pg_server, proxy)
             holders.append(holder)
-            urls.append(url.replace(f":{port}/", f":{proxy.port}/"))
+            urls.append(url)
         names = [u.rsplit("/", 1)[1] for u in urls]
         try:
             for k, url in enumerate(urls):
@@ -1840,14 +1856,7 @@ def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writ
                 writers.append(writer)
                 writer.add(LedgerRow(span_id=f"{k:04x}{i:012x}", kind=CALL, time=NOW, cost=Decimal("0.01"))
                            for i in range(300))
-            with psycopg.connect(pg_server, autocommit=True) as probe:  # both writes wait for their lock
-                for _ in range(4000):
-                    if probe.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-                                     "datname = ANY(%s)", (names,)).fetchone()[0] == 2:
-                        break
-                    time.sleep(0.01)
-                else:
-                    raise AssertionError("the writes never waited for the lock")
+            _lock_waiters(pg_server, names, 2)  # both writes wait for their lock
             proxies[0].silent = True
             proxies[1].cancels = cancels = []
             deadline = time.monotonic() + 0.2
@@ -1855,9 +1864,7 @@ def test_a_postgresql_server_that_takes_no_cancel_does_not_hold_up_the_next_writ
                 writer._begin_close(deadline)
             _finish_closes(writers)
         finally:
-            with psycopg.connect(pg_server, autocommit=True) as admin:  # the sessions no cancel reached wait on
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
-                              "'Lock' AND datname = ANY(%s)", (names,))
+            _end_lock_waiters(pg_server, names)
             for writer in writers:
                 if writer._thread is not None:
                     writer._thread.join(60)
