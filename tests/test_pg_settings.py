@@ -170,18 +170,14 @@ def test_a_service_file_libpq_cannot_open_is_refused_where_libpq_refuses_it(
             monkeypatch.setenv("PGSYSCONFDIR", str(target.parent))
             if make == "directory":  # libpq reads it as empty: the user's file then has the entry
                 pg_service_file(home / ".pg_service.conf", "other", pg_server, "")
-        try:
-            psycopg.connect("service=svc", connect_timeout=10).close()
-            libpq = None
-        except psycopg.OperationalError as exc:
-            libpq = str(exc)
+        libpq = libpq_refusal("service=svc")
         refusal = _pg.service_refusal({"service": "svc"})
         if refused:
             assert libpq is not None and f'service file "{target}" not found' in libpq, libpq
             assert refusal is not None and repr(str(target)) in refusal and where in refusal, refusal
             assert "cannot be opened" in refusal, refusal
             assert _pg.service_refusal({}) is None  # no service named: libpq opens no service file
-            assert libpq_takes(pg_server)
+            assert libpq_refusal(pg_server) is None
         else:
             assert refusal is None, (refusal, libpq)
             if where == "PGSERVICEFILE":
@@ -191,12 +187,14 @@ def test_a_service_file_libpq_cannot_open_is_refused_where_libpq_refuses_it(
             held.close()
 
 
-def libpq_takes(url: str) -> bool:
+def libpq_refusal(url: str) -> str | None:
+    """What libpq says when it refuses to connect with ``url`` (a URL or a conninfo string), on the real server;
+    None when it connects."""
     try:
         psycopg.connect(url, connect_timeout=10).close()
-        return True
-    except psycopg.OperationalError:
-        return False
+        return None
+    except psycopg.OperationalError as exc:
+        return str(exc)
 
 
 _LONG = "#" + "x" * 1021 + "\n"  # 1023 bytes with its newline: one more than libpq reads into its line buffer
@@ -232,11 +230,7 @@ def test_a_service_file_is_refused_where_libpq_refuses_it(pg_server, tmp_path, m
     path = tmp_path / "services.conf"
     path.write_text(text.replace("{good}", good))
     monkeypatch.setenv("PGSERVICEFILE", str(path))
-    try:
-        psycopg.connect("service=svc", connect_timeout=10).close()
-        libpq = None
-    except psycopg.OperationalError as exc:
-        libpq = str(exc)
+    libpq = libpq_refusal("service=svc")
     refusal = _pg.service_refusal({"service": "svc"})
     if line is None:
         assert libpq is None and refusal is None, (libpq, refusal)
@@ -258,42 +252,35 @@ def test_an_empty_service_name_is_a_service_name(pg_server, tmp_path, monkeypatc
     service_refusal now says (stores refuse it at configure time). Checked against libpq on the real server."""
     from servers import pg_service_file
 
-    def libpq_refuses(url: str) -> str | None:
-        try:
-            psycopg.connect(url, connect_timeout=10).close()
-            return None
-        except psycopg.OperationalError as exc:
-            return str(exc)
-
     monkeypatch.setenv("PGSERVICE", "")
-    assert 'definition of service "" not found' in (libpq_refuses(pg_server) or "")
+    assert 'definition of service "" not found' in (libpq_refusal(pg_server) or "")
     refusal = _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(pg_server))
     assert refusal is not None and "PGSERVICE is set but empty" in refusal, refusal
     assert _added(pg_server) == set(DEFAULTS)
 
     pg_service_file(_private_libpq_environment / ".pg_service.conf", "", pg_server, "keepalives_idle=60\n")
-    assert libpq_refuses(pg_server) is None  # the entry "[]" is the empty name's
+    assert libpq_refusal(pg_server) is None  # the entry "[]" is the empty name's
     assert _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(pg_server)) is None
     assert _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
     system = tmp_path / "etc"
     system.mkdir()
     (_private_libpq_environment / ".pg_service.conf").rename(system / "pg_service.conf")
     monkeypatch.setenv("PGSYSCONFDIR", str(system))  # the system file's "[]" too
-    assert libpq_refuses(pg_server) is None
+    assert libpq_refusal(pg_server) is None
     assert _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
     monkeypatch.delenv("PGSYSCONFDIR")
 
     pg_service_file(_private_libpq_environment / ".pg_service.conf", "svc", pg_server, "keepalives_idle=60\n")
     monkeypatch.setenv("PGSERVICE", "svc")
     url = pg_server + "?service="  # the URL's empty service= wins over PGSERVICE's
-    assert 'definition of service "" not found' in (libpq_refuses(url) or "")
+    assert 'definition of service "" not found' in (libpq_refusal(url) or "")
     refusal = _pg.service_refusal(psycopg.conninfo.conninfo_to_dict(url))
     assert refusal is not None and "service= is empty" in refusal, refusal
     assert _added(url) == set(DEFAULTS)
-    assert libpq_refuses(pg_server) is None and _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
+    assert libpq_refusal(pg_server) is None and _added(pg_server) == set(DEFAULTS) - {"keepalives_idle"}
 
 
-
+@pytest.mark.server("postgres")
 def test_a_service_name_that_is_no_utf_8_is_looked_up_as_its_bytes(pg_server, monkeypatch,
                                                                     _private_libpq_environment):
     """PGSERVICE holding a byte that is no UTF-8 (Python's os.environ has it as a lone surrogate) made aicost's
@@ -306,7 +293,7 @@ def test_a_service_name_that_is_no_utf_8_is_looked_up_as_its_bytes(pg_server, mo
     (_private_libpq_environment / ".pg_service.conf").write_bytes(b"[\xff]\n" + entry.encode())
     monkeypatch.setenv("PGSERVICE", "\udcff")  # the byte 0xff, as os.environ decodes it
     url = f"postgresql://{where['host']}:{where['port']}/{where['dbname']}"
-    psycopg.connect(url, connect_timeout=10).close()  # libpq finds the entry (else: service not found)
+    assert libpq_refusal(url) is None  # libpq finds the entry (else: service not found)
     assert _pg.service_refusal(conninfo_to_dict(url)) is None
     assert _added(url) == set(DEFAULTS) - {"keepalives_idle"}
 
