@@ -6,7 +6,10 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -78,6 +81,12 @@ def dead_url() -> str:
 
 ALERT = AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "Spend spike: team search",
                  "$30.51 on 2026-11-26 against a baseline of $0.42 (72x).", (("team", "search"), ("ratio", "72x")))
+
+
+def _ran(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh interpreter (its exit is what these tests watch), its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_webhook_gets_a_slack_compatible_body_once(tmp_path):
@@ -437,9 +446,6 @@ def test_in_app_alerts_to_a_hung_webhook_or_a_blocked_callback_never_hold_up_the
     kernel completes the handshake), a callback blocked for ever and one that raises, an alert queued by the
     budget guard while the app runs and one queued by an exit handler: the app's call returns at once, and the
     process exits with status 0, long before the webhook's 60 s timeout would have let it."""
-    import os
-    import subprocess
-    import sys
     import textwrap
     import time
 
@@ -470,8 +476,7 @@ def test_in_app_alerts_to_a_hung_webhook_or_a_blocked_callback_never_hold_up_the
         print("returned", flush=True)
     """)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-2000:]
     assert "returned" in done.stdout and "queued at exit: True" in done.stdout
@@ -483,9 +488,6 @@ def test_in_app_an_alert_whose_delivery_the_exit_cut_short_is_not_remembered_as_
     delivery (a daemon thread: the exit does not wait) left that sink's claim in the state file, and every later run
     sharing it (``aicost alerts`` from cron, the app again) took the alert as sent: it never was. At exit the claims
     of deliveries under way are released (a sink that already had the alert keeps its claim: no second copy)."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db")
@@ -503,8 +505,7 @@ def test_in_app_an_alert_whose_delivery_the_exit_cut_short_is_not_remembered_as_
         assert delivering.wait(60)
         print("exiting mid-delivery", flush=True)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "exiting mid-delivery" in done.stdout
     key = "anomaly:team:search:2026-11-26"
@@ -517,9 +518,6 @@ def test_in_app_no_other_sink_of_the_alert_is_delivered_to_once_the_exit_release
     its next sink, too. The sender thread went on down the alert's sinks after the release, for as long as the exit
     lasted (other exit handlers: the ledger's flush, up to 10 s), delivering to the next one with its claim released:
     a later run sent that sink the alert a second time."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db")
@@ -541,8 +539,7 @@ def test_in_app_no_other_sink_of_the_alert_is_delivered_to_once_the_exit_release
         alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
         assert delivering.wait(60)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "next sink had 0" in done.stdout, done.stdout
     # unclaimed, for a later run to send once
@@ -555,9 +552,6 @@ def test_in_app_an_alert_the_sender_takes_up_after_the_exit_began_is_never_claim
     the claim again. A release the exit cut short (the state file locked by a cron run meanwhile: the release waits
     for it, and the process ends) left the alert marked as sent to the sink: never delivered, and no later run sends
     it. An alert taken up after the exit began is not claimed at all: a later run sends it."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db")
@@ -585,8 +579,7 @@ def test_in_app_an_alert_the_sender_takes_up_after_the_exit_began_is_never_claim
         alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:second", "spike", "text"))
         assert delivering.wait(60)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     # never delivered, never claimed: a later run sends it
     assert AL.SentState(state).claim_each(["anomaly:team:search:second -> pager"]) == [True]
@@ -959,9 +952,6 @@ def test_in_app_alerts_waiting_for_a_retry_never_hold_up_the_exit_nor_stay_claim
     """A webhook down: the alert waits minutes for its retry (the default delays). The app exits at once, status 0
     (the sender thread is a daemon, its wait no join); no claim is left in the state file, so a later run
     (``aicost alerts`` from cron) sends it."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state, url = str(tmp_path / "sent.db"), dead_url()
@@ -973,8 +963,7 @@ def test_in_app_alerts_waiting_for_a_retry_never_hold_up_the_exit_nor_stay_claim
         assert alerter.flush(60)
         print("waiting for a retry:", len(alerter._retries), alerter.stats.failed, flush=True)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)  # the retries would take > 6 minutes
+    done = _ran(code)  # the retries would take > 6 minutes
     assert done.returncode == 0, done.stderr[-2000:]
     assert "waiting for a retry: 1 1" in done.stdout
     assert AL.SentState(state).claim_each([f"anomaly:team:search:2026-11-26 -> {AL.WebhookSink(url).name}"]) == [True]
@@ -1086,9 +1075,6 @@ def test_in_app_deliveries_waiting_for_a_retry_at_exit_are_counted_and_logged_on
     process took both deliveries with it and said nothing (without a state file no later run can send them either).
     They are counted (``stats.lost_at_exit``, one per sink) and logged once at exit, naming the sinks' hosts, never
     the webhook's path or query."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db") if with_state else None
@@ -1109,8 +1095,7 @@ def test_in_app_deliveries_waiting_for_a_retry_at_exit_are_counted_and_logged_on
         assert alerter.flush(60)
         print("waiting for a retry:", len(alerter._retries), flush=True)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "waiting for a retry: 2" in done.stdout and "lost at exit: 4" in done.stdout, done.stdout
     assert done.stderr.count("waiting for a retry at exit") == 1, done.stderr
@@ -1123,9 +1108,6 @@ def test_in_app_a_retry_counted_lost_at_exit_is_not_tried_while_the_exit_runs():
     other exit handlers run (the ledger's flush, up to 10 s), must not try one of them then: counted lost and sent
     both. A later exit handler makes the retry due and wakes the thread with another alert: the retry is not
     tried, the other alert is delivered."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     code = textwrap.dedent("""
@@ -1149,8 +1131,7 @@ def test_in_app_a_retry_counted_lost_at_exit_is_not_tried_while_the_exit_runs():
         alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:first", "spike", "text"))
         assert alerter.flush(60) and len(alerter._retries) == 1
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "calls: ['anomaly:team:search:first', 'anomaly:team:search:late'] lost: 1" in done.stdout, done.stdout
 
@@ -1163,9 +1144,6 @@ def test_in_app_alerts_still_queued_at_exit_are_counted_lost_once_and_never_deli
     counted in ``stats.lost_at_exit`` (one per sink, each alert key once: a copy of an alert queued twice is not a
     second loss), logged once on the existing line (a webhook by its host, never its path or query), and not
     delivered afterwards: decided once, never counted lost and sent both."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db") if with_state else None
@@ -1193,8 +1171,7 @@ def test_in_app_alerts_still_queued_at_exit_are_counted_lost_once_and_never_deli
             for key in ("second", "third", "third"):  # the same alert queued twice (a budget's exceeded is)
                 assert alerter.submit(AL.Alert(AL.ANOMALY, f"anomaly:team:search:{{key}}", "spike", "text"))
         """)
-        done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                              timeout=120)
+        done = _ran(code)
         delivered = [body["text"] for body in got.bodies]
     assert done.returncode == 0, done.stderr[-2000:]
     # second and third, to both sinks; with a state file the exit also stops the first alert's delivery before its
@@ -1211,9 +1188,6 @@ def test_in_app_each_alerter_s_deliveries_lost_at_exit_are_logged_once_for_it():
     """Two alerters (a webhook answering 503, a pager that raises), each with a delivery waiting for its retry when
     the app exits: both are counted, but the log line was once per process, so only the first alerter's loss was
     logged and the other's went unsaid. Each alerter logs its own once, naming its own sinks."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     with receiver() as (url, got):
@@ -1233,8 +1207,7 @@ def test_in_app_each_alerter_s_deliveries_lost_at_exit_are_logged_once_for_it():
                 alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:2026-11-26", "spike", "text"))
                 assert alerter.flush(60) and len(alerter._retries) == 1
         """)
-        done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                              timeout=120)
+        done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lost: 1 1" in done.stdout, done.stdout
     lines = [line for line in done.stderr.splitlines() if "at exit and are not made" in line]
@@ -1249,9 +1222,6 @@ def test_in_app_an_alert_taken_up_with_a_retry_whose_delivery_the_exit_meets_is_
     the retry's delivery was under way the new alert sat in neither the queue nor the thread's untried alerts, so
     an exit then found it nowhere. Never tried, it was counted nowhere. It is counted lost at exit (and then not
     tried: decided once)."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     code = textwrap.dedent("""
@@ -1281,8 +1251,7 @@ def test_in_app_an_alert_taken_up_with_a_retry_whose_delivery_the_exit_meets_is_
         alerter.submit(AL.Alert(AL.ANOMALY, "anomaly:team:search:B", "spike", "text"))
         assert retrying.wait(60)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lost at exit: 1" in done.stdout, done.stdout
     assert "flushed: True calls: ['A', 'A'] sent: 1 lost: 1" in done.stdout, done.stdout
@@ -1294,9 +1263,6 @@ def test_in_app_an_alert_in_flight_at_exit_while_its_retry_waits_is_lost_as_its_
     delivered when the exit begins. The exit counted the waiting retry lost, and then the fresh copy's outcome
     counted again: failed, the same sink lost twice; delivered, lost and sent both. That delivery decides: lost
     once if it fails, not lost if it delivers."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     code = textwrap.dedent(f"""
@@ -1326,8 +1292,7 @@ def test_in_app_an_alert_in_flight_at_exit_while_its_retry_waits_is_lost_as_its_
         alerter.submit(alert)
         assert delivering.wait(60)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     sent, lost = (1, 0) if succeeds else (0, 1)
     assert f"flushed: True calls: 2 sent: {sent} lost: {lost}" in done.stdout, done.stdout
@@ -1339,9 +1304,6 @@ def test_in_app_a_copy_queued_behind_its_alert_s_delivery_at_exit_is_no_second_l
     is queued when the exit begins. The exit counted the copy lost to both sinks, then the delivery, stopped by the
     exit before the second sink, counted that one again: 3 losses, one of them delivered. Lost is the delivery's
     outcome: the second sink, once."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     code = textwrap.dedent(f"""
@@ -1364,8 +1326,7 @@ def test_in_app_a_copy_queued_behind_its_alert_s_delivery_at_exit_is_no_second_l
         assert delivering.wait(60)
         alerter.submit(alert)
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "flushed: True sent: 1 lost: 1" in done.stdout, done.stdout
     assert done.stderr.count("(to fast)") == 1, done.stderr
@@ -1376,9 +1337,6 @@ def test_in_app_an_alert_queued_again_by_a_later_exit_handler_is_no_second_loss(
     """An alert waits for its retry at exit (counted lost); a later exit handler queues it again, twice (a budget's
     ``exceeded`` is, at each refused call), and its sink is still down (with a state file the exit stops every
     delivery). Each copy's failure counted the same sink lost again: 3 for 1. Each key and sink counts once."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     state = str(tmp_path / "sent.db") if with_state else None
@@ -1402,7 +1360,6 @@ def test_in_app_an_alert_queued_again_by_a_later_exit_handler_is_no_second_loss(
         alerter.submit(alert)
         assert alerter.flush(60) and len(alerter._retries) == 1
     """)
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = _ran(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lost at exit: 1" in done.stdout and "flushed: True lost: 1" in done.stdout, done.stdout
